@@ -1,0 +1,1 @@
+"""kybernetes: a container orchestrator in Python that speaks the Kubernetes API."""

@@ -1,0 +1,423 @@
+"""Field tables of the Kubernetes protobuf messages our API server accepts.
+
+kubectl's typed clients send request bodies as Kubernetes protobuf. The field
+numbers below are protocol facts taken from the upstream `generated.proto`
+files of k8s.io/api and k8s.io/apimachinery; the JSON names are those of the
+JSON API. Only messages reachable from the kinds kubectl's generators and the
+auth commands create are listed; unknown field numbers are skipped by the
+decoder.
+
+Each message is one string of `;`-separated fields: `<number> <jsonName> [<type>]`.
+
+* `<type>` defaults to `s` (string). Scalars: `s`, `i32`, `i64`, `b` (bool),
+  `by` (bytes). Anything else names a message in `MESSAGES` or a well-known
+  type (`Time`, `MicroTime`, `IOS` IntOrString, `Q` Quantity, `FieldsV1`,
+  `ExtraValue`).
+* `[]T` is a repeated field, `{}T` a `map<string, T>`.
+* A trailing `!` on the name keeps zero values. Go's JSON encoder drops `""`,
+  `0` and `false` for `omitempty` value fields, but keeps them for pointer
+  fields and non-omitempty fields, while protobuf always writes value fields;
+  the flag tells the two apart.
+* A trailing `^` on the type marks an embedded Go struct whose fields JSON
+  inlines into the parent (e.g. `LocalObjectReference` in `ConfigMapKeySelector`).
+
+The status of workloads (Deployment, Job, ...) is an empty table: kubectl sends
+it empty, every one of its fields is omitted from JSON when zero, and the
+server resets status on create anyway.
+
+A `!` on a repeated or map field means Go's JSON writes `null` when it is
+absent (a nil slice without `omitempty`); a `!` on a `Time` likewise keeps
+the zero time as `null`.
+"""
+
+from __future__ import annotations
+
+MESSAGES: dict[str, str] = {
+    # --- k8s.io/apimachinery/pkg/apis/meta/v1 ---------------------------------------
+    "ObjectMeta": (
+        "1 name; 2 generateName; 3 namespace; 4 selfLink; 5 uid; 6 resourceVersion; 7 generation i64;"
+        " 8 creationTimestamp Time; 9 deletionTimestamp Time; 10 deletionGracePeriodSeconds! i64;"
+        " 11 labels {}s; 12 annotations {}s; 13 ownerReferences []OwnerReference; 14 finalizers []s;"
+        " 17 managedFields []ManagedFieldsEntry"
+    ),
+    "OwnerReference": (
+        "5 apiVersion!; 1 kind!; 3 name!; 4 uid!; 6 controller! b; 7 blockOwnerDeletion! b"
+    ),
+    "ManagedFieldsEntry": (
+        "1 manager; 2 operation; 3 apiVersion; 4 time Time; 6 fieldsType; 7 fieldsV1 FieldsV1; 8 subresource"
+    ),
+    "LabelSelector": "1 matchLabels {}s; 2 matchExpressions []LabelSelectorRequirement",
+    "LabelSelectorRequirement": "1 key!; 2 operator!; 3 values []s",
+    "FieldSelectorRequirement": "1 key!; 2 operator!; 3 values []s",
+    "Condition": (
+        "1 type!; 2 status!; 3 observedGeneration i64; 4 lastTransitionTime Time; 5 reason!; 6 message!"
+    ),
+    # --- k8s.io/api/core/v1 ---------------------------------------------------------
+    "ConfigMap": "1 metadata ObjectMeta; 4 immutable! b; 2 data {}s; 3 binaryData {}by",
+    "Secret": "1 metadata ObjectMeta; 5 immutable! b; 2 data {}by; 4 stringData {}s; 3 type",
+    "Namespace": "1 metadata ObjectMeta; 2 spec NamespaceSpec; 3 status NamespaceStatus",
+    "NamespaceSpec": "1 finalizers []s",
+    "NamespaceStatus": "",
+    "ServiceAccount": (
+        "1 metadata ObjectMeta; 2 secrets []ObjectReference; 3 imagePullSecrets []LocalObjectReference;"
+        " 4 automountServiceAccountToken! b"
+    ),
+    "ObjectReference": (
+        "1 kind; 2 namespace; 3 name; 4 uid; 5 apiVersion; 6 resourceVersion; 7 fieldPath"
+    ),
+    "LocalObjectReference": "1 name",
+    "TypedLocalObjectReference": "1 apiGroup! s; 2 kind!; 3 name!",
+    "Service": "1 metadata ObjectMeta; 2 spec ServiceSpec; 3 status ServiceStatus",
+    "ServiceSpec": (
+        "1 ports []ServicePort; 2 selector {}s; 3 clusterIP; 18 clusterIPs []s; 4 type; 5 externalIPs []s;"
+        " 7 sessionAffinity; 8 loadBalancerIP; 9 loadBalancerSourceRanges []s; 10 externalName;"
+        " 11 externalTrafficPolicy; 12 healthCheckNodePort i32; 13 publishNotReadyAddresses b;"
+        " 14 sessionAffinityConfig SessionAffinityConfig; 19 ipFamilies []s; 17 ipFamilyPolicy! s;"
+        " 20 allocateLoadBalancerNodePorts! b; 21 loadBalancerClass! s; 22 internalTrafficPolicy! s;"
+        " 23 trafficDistribution! s"
+    ),
+    "ServicePort": "1 name; 2 protocol; 6 appProtocol! s; 3 port! i32; 4 targetPort IOS; 5 nodePort i32",
+    "SessionAffinityConfig": "1 clientIP ClientIPConfig",
+    "ClientIPConfig": "1 timeoutSeconds! i32",
+    "ServiceStatus": "1 loadBalancer LoadBalancerStatus; 2 conditions []Condition",
+    "LoadBalancerStatus": "1 ingress []LoadBalancerIngress",
+    "LoadBalancerIngress": "1 ip; 2 hostname; 3 ipMode! s; 4 ports []PortStatus",
+    "PortStatus": "1 port! i32; 2 protocol!; 3 error! s",
+    "ResourceQuota": "1 metadata ObjectMeta; 2 spec ResourceQuotaSpec; 3 status ResourceQuotaStatus",
+    "ResourceQuotaSpec": "1 hard {}Q; 2 scopes []s; 3 scopeSelector ScopeSelector",
+    "ScopeSelector": "1 matchExpressions []ScopedResourceSelectorRequirement",
+    "ScopedResourceSelectorRequirement": "1 scopeName!; 2 operator!; 3 values []s",
+    "ResourceQuotaStatus": "",
+    "PodTemplateSpec": "1 metadata ObjectMeta; 2 spec PodSpec",
+    "PodSpec": (
+        "1 volumes []Volume; 20 initContainers []Container; 2 containers []Container; 3 restartPolicy;"
+        " 4 terminationGracePeriodSeconds! i64; 5 activeDeadlineSeconds! i64; 6 dnsPolicy; 7 nodeSelector {}s;"
+        " 8 serviceAccountName; 9 serviceAccount; 21 automountServiceAccountToken! b; 10 nodeName;"
+        " 11 hostNetwork b; 12 hostPID b; 13 hostIPC b; 27 shareProcessNamespace! b;"
+        " 14 securityContext PodSecurityContext; 15 imagePullSecrets []LocalObjectReference; 16 hostname;"
+        " 17 subdomain; 18 affinity Affinity; 19 schedulerName; 22 tolerations []Toleration;"
+        " 23 hostAliases []HostAlias; 24 priorityClassName; 25 priority! i32; 26 dnsConfig PodDNSConfig;"
+        " 28 readinessGates []PodReadinessGate; 29 runtimeClassName! s; 30 enableServiceLinks! b;"
+        " 31 preemptionPolicy! s; 32 overhead {}Q; 33 topologySpreadConstraints []TopologySpreadConstraint;"
+        " 35 setHostnameAsFQDN! b; 36 os PodOS; 37 hostUsers! b; 38 schedulingGates []PodSchedulingGate;"
+        " 39 resourceClaims []PodResourceClaim; 40 resources ResourceRequirements; 41 hostnameOverride! s"
+    ),
+    "Container": (
+        "1 name!; 2 image; 3 command []s; 4 args []s; 5 workingDir; 6 ports []ContainerPort;"
+        " 19 envFrom []EnvFromSource; 7 env []EnvVar; 8 resources ResourceRequirements;"
+        " 23 resizePolicy []ContainerResizePolicy; 24 restartPolicy! s;"
+        " 25 restartPolicyRules []ContainerRestartRule; 9 volumeMounts []VolumeMount;"
+        " 21 volumeDevices []VolumeDevice; 10 livenessProbe Probe; 11 readinessProbe Probe;"
+        " 22 startupProbe Probe; 12 lifecycle Lifecycle; 13 terminationMessagePath;"
+        " 20 terminationMessagePolicy; 14 imagePullPolicy; 15 securityContext SecurityContext;"
+        " 16 stdin b; 17 stdinOnce b; 18 tty b"
+    ),
+    "ContainerPort": "1 name; 2 hostPort i32; 3 containerPort! i32; 4 protocol; 5 hostIP",
+    "ContainerResizePolicy": "1 resourceName!; 2 restartPolicy!",
+    "ContainerRestartRule": "1 action!; 2 exitCodes ContainerRestartRuleOnExitCodes",
+    "ContainerRestartRuleOnExitCodes": "1 operator!; 2 values []i32",
+    "EnvFromSource": "1 prefix; 2 configMapRef ConfigMapEnvSource; 3 secretRef SecretEnvSource",
+    "ConfigMapEnvSource": "1 localObjectReference LocalObjectReference^; 2 optional! b",
+    "SecretEnvSource": "1 localObjectReference LocalObjectReference^; 2 optional! b",
+    "EnvVar": "1 name!; 2 value; 3 valueFrom EnvVarSource",
+    "EnvVarSource": (
+        "1 fieldRef ObjectFieldSelector; 2 resourceFieldRef ResourceFieldSelector;"
+        " 3 configMapKeyRef ConfigMapKeySelector; 4 secretKeyRef SecretKeySelector; 5 fileKeyRef FileKeySelector"
+    ),
+    "ObjectFieldSelector": "1 apiVersion; 2 fieldPath!",
+    "ResourceFieldSelector": "1 containerName; 2 resource!; 3 divisor Q",
+    "ConfigMapKeySelector": "1 localObjectReference LocalObjectReference^; 2 key!; 3 optional! b",
+    "SecretKeySelector": "1 localObjectReference LocalObjectReference^; 2 key!; 3 optional! b",
+    "FileKeySelector": "1 volumeName!; 2 path!; 3 key!; 4 optional! b",
+    "ResourceRequirements": "1 limits {}Q; 2 requests {}Q; 3 claims []ResourceClaim",
+    "ResourceClaim": "1 name!; 2 request",
+    "VolumeMount": (
+        "1 name!; 2 readOnly b; 7 recursiveReadOnly! s; 3 mountPath!; 4 subPath; 5 mountPropagation! s;"
+        " 6 subPathExpr"
+    ),
+    "VolumeDevice": "1 name!; 2 devicePath!",
+    "Probe": (
+        "1 handler ProbeHandler^; 2 initialDelaySeconds i32; 3 timeoutSeconds i32; 4 periodSeconds i32;"
+        " 5 successThreshold i32; 6 failureThreshold i32; 7 terminationGracePeriodSeconds! i64"
+    ),
+    "ProbeHandler": "1 exec ExecAction; 2 httpGet HTTPGetAction; 3 tcpSocket TCPSocketAction; 4 grpc GRPCAction",
+    "ExecAction": "1 command []s",
+    "HTTPGetAction": "1 path; 2 port! IOS; 3 host; 4 scheme; 5 httpHeaders []HTTPHeader",
+    "HTTPHeader": "1 name!; 2 value!",
+    "TCPSocketAction": "1 port! IOS; 2 host",
+    "GRPCAction": "1 port! i32; 2 service! s",
+    "Lifecycle": "1 postStart LifecycleHandler; 2 preStop LifecycleHandler; 3 stopSignal! s",
+    "LifecycleHandler": (
+        "1 exec ExecAction; 2 httpGet HTTPGetAction; 3 tcpSocket TCPSocketAction; 4 sleep SleepAction"
+    ),
+    "SleepAction": "1 seconds! i64",
+    "SecurityContext": (
+        "1 capabilities Capabilities; 2 privileged! b; 3 seLinuxOptions SELinuxOptions;"
+        " 10 windowsOptions WindowsSecurityContextOptions; 4 runAsUser! i64; 8 runAsGroup! i64;"
+        " 5 runAsNonRoot! b; 6 readOnlyRootFilesystem! b; 7 allowPrivilegeEscalation! b; 9 procMount! s;"
+        " 11 seccompProfile SeccompProfile; 12 appArmorProfile AppArmorProfile"
+    ),
+    "PodSecurityContext": (
+        "1 seLinuxOptions SELinuxOptions; 8 windowsOptions WindowsSecurityContextOptions; 2 runAsUser! i64;"
+        " 6 runAsGroup! i64; 3 runAsNonRoot! b; 4 supplementalGroups []i64; 12 supplementalGroupsPolicy! s;"
+        " 5 fsGroup! i64; 7 sysctls []Sysctl; 9 fsGroupChangePolicy! s; 10 seccompProfile SeccompProfile;"
+        " 11 appArmorProfile AppArmorProfile; 13 seLinuxChangePolicy! s"
+    ),
+    "Capabilities": "1 add []s; 2 drop []s",
+    "SELinuxOptions": "1 user; 2 role; 3 type; 4 level",
+    "WindowsSecurityContextOptions": (
+        "1 gmsaCredentialSpecName! s; 2 gmsaCredentialSpec! s; 3 runAsUserName! s; 4 hostProcess! b"
+    ),
+    "SeccompProfile": "1 type!; 2 localhostProfile! s",
+    "AppArmorProfile": "1 type!; 2 localhostProfile! s",
+    "Sysctl": "1 name!; 2 value!",
+    "Volume": "1 name!; 2 volumeSource VolumeSource^",
+    "VolumeSource": (
+        "1 hostPath HostPathVolumeSource; 2 emptyDir EmptyDirVolumeSource; 6 secret SecretVolumeSource;"
+        " 7 nfs NFSVolumeSource; 10 persistentVolumeClaim PersistentVolumeClaimVolumeSource;"
+        " 16 downwardAPI DownwardAPIVolumeSource; 19 configMap ConfigMapVolumeSource;"
+        " 26 projected ProjectedVolumeSource; 28 csi CSIVolumeSource; 30 image ImageVolumeSource"
+    ),
+    "HostPathVolumeSource": "1 path!; 2 type! s",
+    "EmptyDirVolumeSource": "1 medium; 2 sizeLimit Q",
+    "SecretVolumeSource": "1 secretName; 2 items []KeyToPath; 3 defaultMode! i32; 4 optional! b",
+    "ConfigMapVolumeSource": (
+        "1 localObjectReference LocalObjectReference^; 2 items []KeyToPath; 3 defaultMode! i32; 4 optional! b"
+    ),
+    "KeyToPath": "1 key!; 2 path!; 3 mode! i32",
+    "NFSVolumeSource": "1 server!; 2 path!; 3 readOnly b",
+    "PersistentVolumeClaimVolumeSource": "1 claimName!; 2 readOnly b",
+    "DownwardAPIVolumeSource": "1 items []DownwardAPIVolumeFile; 2 defaultMode! i32",
+    "DownwardAPIVolumeFile": (
+        "1 path!; 2 fieldRef ObjectFieldSelector; 3 resourceFieldRef ResourceFieldSelector; 4 mode! i32"
+    ),
+    "DownwardAPIProjection": "1 items []DownwardAPIVolumeFile",
+    "ProjectedVolumeSource": "1 sources []VolumeProjection; 2 defaultMode! i32",
+    "VolumeProjection": (
+        "1 secret SecretProjection; 2 downwardAPI DownwardAPIProjection; 3 configMap ConfigMapProjection;"
+        " 4 serviceAccountToken ServiceAccountTokenProjection"
+    ),
+    "SecretProjection": "1 localObjectReference LocalObjectReference^; 2 items []KeyToPath; 4 optional! b",
+    "ConfigMapProjection": "1 localObjectReference LocalObjectReference^; 2 items []KeyToPath; 4 optional! b",
+    "ServiceAccountTokenProjection": "1 audience; 2 expirationSeconds! i64; 3 path!",
+    "CSIVolumeSource": (
+        "1 driver!; 2 readOnly! b; 3 fsType! s; 4 volumeAttributes {}s; 5 nodePublishSecretRef LocalObjectReference"
+    ),
+    "ImageVolumeSource": "1 reference; 2 pullPolicy",
+    "Toleration": "1 key; 2 operator; 3 value; 4 effect; 5 tolerationSeconds! i64",
+    "HostAlias": "1 ip!; 2 hostnames []s",
+    "PodDNSConfig": "1 nameservers []s; 2 searches []s; 3 options []PodDNSConfigOption",
+    "PodDNSConfigOption": "1 name; 2 value! s",
+    "PodReadinessGate": "1 conditionType!",
+    "PodOS": "1 name!",
+    "PodSchedulingGate": "1 name!",
+    "PodResourceClaim": "1 name!; 3 resourceClaimName! s; 4 resourceClaimTemplateName! s",
+    "TopologySpreadConstraint": (
+        "1 maxSkew! i32; 2 topologyKey!; 3 whenUnsatisfiable!; 4 labelSelector LabelSelector;"
+        " 5 minDomains! i32; 6 nodeAffinityPolicy! s; 7 nodeTaintsPolicy! s; 8 matchLabelKeys []s"
+    ),
+    "Affinity": "1 nodeAffinity NodeAffinity; 2 podAffinity PodAffinity; 3 podAntiAffinity PodAntiAffinity",
+    "NodeAffinity": (
+        "1 requiredDuringSchedulingIgnoredDuringExecution NodeSelector;"
+        " 2 preferredDuringSchedulingIgnoredDuringExecution []PreferredSchedulingTerm"
+    ),
+    "NodeSelector": "1 nodeSelectorTerms []NodeSelectorTerm",
+    "NodeSelectorTerm": "1 matchExpressions []NodeSelectorRequirement; 2 matchFields []NodeSelectorRequirement",
+    "NodeSelectorRequirement": "1 key!; 2 operator!; 3 values []s",
+    "PreferredSchedulingTerm": "1 weight! i32; 2 preference NodeSelectorTerm",
+    "PodAffinity": (
+        "1 requiredDuringSchedulingIgnoredDuringExecution []PodAffinityTerm;"
+        " 2 preferredDuringSchedulingIgnoredDuringExecution []WeightedPodAffinityTerm"
+    ),
+    "PodAntiAffinity": (
+        "1 requiredDuringSchedulingIgnoredDuringExecution []PodAffinityTerm;"
+        " 2 preferredDuringSchedulingIgnoredDuringExecution []WeightedPodAffinityTerm"
+    ),
+    "PodAffinityTerm": (
+        "1 labelSelector LabelSelector; 2 namespaces []s; 3 topologyKey!; 4 namespaceSelector LabelSelector;"
+        " 5 matchLabelKeys []s; 6 mismatchLabelKeys []s"
+    ),
+    "WeightedPodAffinityTerm": "1 weight! i32; 2 podAffinityTerm PodAffinityTerm",
+    # --- k8s.io/api/apps/v1 ---------------------------------------------------------
+    "Deployment": "1 metadata ObjectMeta; 2 spec DeploymentSpec; 3 status DeploymentStatus",
+    "DeploymentSpec": (
+        "1 replicas! i32; 2 selector LabelSelector; 3 template PodTemplateSpec; 4 strategy DeploymentStrategy;"
+        " 5 minReadySeconds i32; 6 revisionHistoryLimit! i32; 7 paused b; 9 progressDeadlineSeconds! i32"
+    ),
+    "DeploymentStrategy": "1 type; 2 rollingUpdate RollingUpdateDeployment",
+    "RollingUpdateDeployment": "1 maxUnavailable IOS; 2 maxSurge IOS",
+    "DeploymentStatus": "",
+    # --- k8s.io/api/batch/v1 --------------------------------------------------------
+    "Job": "1 metadata ObjectMeta; 2 spec JobSpec; 3 status JobStatus",
+    "JobSpec": (
+        "1 parallelism! i32; 2 completions! i32; 3 activeDeadlineSeconds! i64; 11 podFailurePolicy PodFailurePolicy;"
+        " 16 successPolicy SuccessPolicy; 7 backoffLimit! i32; 12 backoffLimitPerIndex! i32;"
+        " 13 maxFailedIndexes! i32; 4 selector LabelSelector; 5 manualSelector! b; 6 template PodTemplateSpec;"
+        " 8 ttlSecondsAfterFinished! i32; 9 completionMode! s; 10 suspend! b; 14 podReplacementPolicy! s;"
+        " 15 managedBy! s"
+    ),
+    "PodFailurePolicy": "1 rules []PodFailurePolicyRule",
+    "PodFailurePolicyRule": (
+        "1 action!; 2 onExitCodes PodFailurePolicyOnExitCodesRequirement;"
+        " 3 onPodConditions []PodFailurePolicyOnPodConditionsPattern"
+    ),
+    "PodFailurePolicyOnExitCodesRequirement": "1 containerName! s; 2 operator!; 3 values []i32",
+    "PodFailurePolicyOnPodConditionsPattern": "1 type!; 2 status",
+    "SuccessPolicy": "1 rules []SuccessPolicyRule",
+    "SuccessPolicyRule": "1 succeededIndexes! s; 2 succeededCount! i32",
+    "JobStatus": "",
+    "CronJob": "1 metadata ObjectMeta; 2 spec CronJobSpec; 3 status CronJobStatus",
+    "CronJobSpec": (
+        "1 schedule!; 8 timeZone! s; 2 startingDeadlineSeconds! i64; 3 concurrencyPolicy; 4 suspend! b;"
+        " 5 jobTemplate JobTemplateSpec; 6 successfulJobsHistoryLimit! i32; 7 failedJobsHistoryLimit! i32"
+    ),
+    "JobTemplateSpec": "1 metadata ObjectMeta; 2 spec JobSpec",
+    "CronJobStatus": "",
+    # --- k8s.io/api/rbac/v1 ---------------------------------------------------------
+    "Role": "1 metadata ObjectMeta; 2 rules! []PolicyRule",
+    "ClusterRole": "1 metadata ObjectMeta; 2 rules! []PolicyRule; 3 aggregationRule AggregationRule",
+    "AggregationRule": "1 clusterRoleSelectors []LabelSelector",
+    "PolicyRule": "1 verbs! []s; 2 apiGroups []s; 3 resources []s; 4 resourceNames []s; 5 nonResourceURLs []s",
+    "RoleBinding": "1 metadata ObjectMeta; 2 subjects []Subject; 3 roleRef RoleRef",
+    "ClusterRoleBinding": "1 metadata ObjectMeta; 2 subjects []Subject; 3 roleRef RoleRef",
+    "Subject": "1 kind!; 2 apiGroup; 3 name!; 4 namespace",
+    "RoleRef": "1 apiGroup!; 2 kind!; 3 name!",
+    # --- k8s.io/api/policy/v1 -------------------------------------------------------
+    "PodDisruptionBudget": (
+        "1 metadata ObjectMeta; 2 spec PodDisruptionBudgetSpec; 3 status PodDisruptionBudgetStatus"
+    ),
+    "PodDisruptionBudgetSpec": (
+        "1 minAvailable IOS; 2 selector LabelSelector; 3 maxUnavailable IOS; 4 unhealthyPodEvictionPolicy! s"
+    ),
+    "PodDisruptionBudgetStatus": (
+        "1 observedGeneration i64; 2 disruptedPods {}Time; 3 disruptionsAllowed! i32; 4 currentHealthy! i32;"
+        " 5 desiredHealthy! i32; 6 expectedPods! i32; 7 conditions []Condition"
+    ),
+    # --- k8s.io/api/scheduling/v1 ---------------------------------------------------
+    "PriorityClass": (
+        "1 metadata ObjectMeta; 2 value! i32; 3 globalDefault b; 4 description; 5 preemptionPolicy! s"
+    ),
+    # --- k8s.io/api/networking/v1 ---------------------------------------------------
+    "Ingress": "1 metadata ObjectMeta; 2 spec IngressSpec; 3 status IngressStatus",
+    "IngressSpec": (
+        "4 ingressClassName! s; 1 defaultBackend IngressBackend; 2 tls []IngressTLS; 3 rules []IngressRule"
+    ),
+    "IngressBackend": "4 service IngressServiceBackend; 3 resource TypedLocalObjectReference",
+    "IngressServiceBackend": "1 name!; 2 port ServiceBackendPort",
+    "ServiceBackendPort": "1 name; 2 number i32",
+    "IngressTLS": "1 hosts []s; 2 secretName",
+    "IngressRule": "1 host; 2 ingressRuleValue IngressRuleValue^",
+    "IngressRuleValue": "1 http HTTPIngressRuleValue",
+    "HTTPIngressRuleValue": "1 paths! []HTTPIngressPath",
+    "HTTPIngressPath": "1 path; 3 pathType! s; 2 backend IngressBackend",
+    "IngressStatus": "1 loadBalancer IngressLoadBalancerStatus",
+    "IngressLoadBalancerStatus": "1 ingress []IngressLoadBalancerIngress",
+    "IngressLoadBalancerIngress": "1 ip; 2 hostname; 4 ports []IngressPortStatus",
+    "IngressPortStatus": "1 port! i32; 2 protocol!; 3 error! s",
+    # --- k8s.io/api/autoscaling/v2 --------------------------------------------------
+    "HorizontalPodAutoscaler": (
+        "1 metadata ObjectMeta; 2 spec HorizontalPodAutoscalerSpec; 3 status HorizontalPodAutoscalerStatus"
+    ),
+    "HorizontalPodAutoscalerSpec": (
+        "1 scaleTargetRef CrossVersionObjectReference; 2 minReplicas! i32; 3 maxReplicas! i32;"
+        " 4 metrics []MetricSpec; 5 behavior HorizontalPodAutoscalerBehavior"
+    ),
+    "CrossVersionObjectReference": "1 kind!; 2 name!; 3 apiVersion",
+    "MetricSpec": (
+        "1 type!; 2 object ObjectMetricSource; 3 pods PodsMetricSource; 4 resource ResourceMetricSource;"
+        " 7 containerResource ContainerResourceMetricSource; 5 external ExternalMetricSource"
+    ),
+    "ObjectMetricSource": (
+        "1 describedObject CrossVersionObjectReference; 2 target MetricTarget; 3 metric MetricIdentifier"
+    ),
+    "PodsMetricSource": "1 metric MetricIdentifier; 2 target MetricTarget",
+    "ResourceMetricSource": "1 name!; 2 target MetricTarget",
+    "ContainerResourceMetricSource": "1 name!; 2 target MetricTarget; 3 container!",
+    "ExternalMetricSource": "1 metric MetricIdentifier; 2 target MetricTarget",
+    "MetricIdentifier": "1 name!; 2 selector LabelSelector",
+    "MetricTarget": "1 type!; 2 value Q; 3 averageValue Q; 4 averageUtilization! i32",
+    "HorizontalPodAutoscalerBehavior": "1 scaleUp HPAScalingRules; 2 scaleDown HPAScalingRules",
+    "HPAScalingRules": (
+        "3 stabilizationWindowSeconds! i32; 1 selectPolicy! s; 2 policies []HPAScalingPolicy; 4 tolerance Q"
+    ),
+    "HPAScalingPolicy": "1 type!; 2 value! i32; 3 periodSeconds! i32",
+    "HorizontalPodAutoscalerStatus": (
+        "1 observedGeneration! i64; 2 lastScaleTime Time; 3 currentReplicas i32; 4 desiredReplicas! i32;"
+        " 5 currentMetrics! []MetricStatus; 6 conditions []HorizontalPodAutoscalerCondition"
+    ),
+    "MetricStatus": (
+        "1 type!; 2 object ObjectMetricStatus; 3 pods PodsMetricStatus; 4 resource ResourceMetricStatus;"
+        " 7 containerResource ContainerResourceMetricStatus; 5 external ExternalMetricStatus"
+    ),
+    "ObjectMetricStatus": (
+        "1 metric MetricIdentifier; 2 current MetricValueStatus; 3 describedObject CrossVersionObjectReference"
+    ),
+    "PodsMetricStatus": "1 metric MetricIdentifier; 2 current MetricValueStatus",
+    "ResourceMetricStatus": "1 name!; 2 current MetricValueStatus",
+    "ContainerResourceMetricStatus": "1 name!; 2 current MetricValueStatus; 3 container!",
+    "ExternalMetricStatus": "1 metric MetricIdentifier; 2 current MetricValueStatus",
+    "MetricValueStatus": "1 value Q; 2 averageValue Q; 3 averageUtilization! i32",
+    "HorizontalPodAutoscalerCondition": (
+        "1 type!; 2 status!; 3 lastTransitionTime Time; 4 reason; 5 message"
+    ),
+    # --- k8s.io/api/authentication/v1 -----------------------------------------------
+    "TokenRequest": "1 metadata ObjectMeta; 2 spec TokenRequestSpec; 3 status TokenRequestStatus",
+    "TokenRequestSpec": (
+        "1 audiences! []s; 4 expirationSeconds! i64; 3 boundObjectRef BoundObjectReference"
+    ),
+    "BoundObjectReference": "1 kind; 2 apiVersion; 3 name; 4 uid",
+    "TokenRequestStatus": "1 token!; 2 expirationTimestamp! Time",
+    "SelfSubjectReview": "1 metadata ObjectMeta; 2 status SelfSubjectReviewStatus",
+    "SelfSubjectReviewStatus": "1 userInfo UserInfo",
+    "UserInfo": "1 username; 2 uid; 3 groups []s; 4 extra {}ExtraValue",
+    # --- k8s.io/api/authorization/v1 ------------------------------------------------
+    "SelfSubjectAccessReview": (
+        "1 metadata ObjectMeta; 2 spec SelfSubjectAccessReviewSpec; 3 status SubjectAccessReviewStatus"
+    ),
+    "SelfSubjectAccessReviewSpec": (
+        "1 resourceAttributes ResourceAttributes; 2 nonResourceAttributes NonResourceAttributes"
+    ),
+    "ResourceAttributes": (
+        "1 namespace; 2 verb; 3 group; 4 version; 5 resource; 6 subresource; 7 name;"
+        " 8 fieldSelector FieldSelectorAttributes; 9 labelSelector LabelSelectorAttributes"
+    ),
+    "FieldSelectorAttributes": "1 rawSelector; 2 requirements []FieldSelectorRequirement",
+    "LabelSelectorAttributes": "1 rawSelector; 2 requirements []LabelSelectorRequirement",
+    "NonResourceAttributes": "1 path; 2 verb",
+    "SubjectAccessReviewStatus": "1 allowed! b; 4 denied b; 2 reason; 3 evaluationError",
+    "SelfSubjectRulesReview": (
+        "1 metadata ObjectMeta; 2 spec SelfSubjectRulesReviewSpec; 3 status SubjectRulesReviewStatus"
+    ),
+    "SelfSubjectRulesReviewSpec": "1 namespace",
+    "SubjectRulesReviewStatus": (
+        "1 resourceRules! []ResourceRule; 2 nonResourceRules! []NonResourceRule; 3 incomplete! b;"
+        " 4 evaluationError"
+    ),
+    "ResourceRule": "1 verbs! []s; 2 apiGroups []s; 3 resources []s; 4 resourceNames []s",
+    "NonResourceRule": "1 verbs! []s; 2 nonResourceURLs []s",
+}
+
+# (apiVersion, kind) of a top-level object -> its message.
+KINDS: dict[tuple[str, str], str] = {
+    ("v1", "ConfigMap"): "ConfigMap",
+    ("v1", "Secret"): "Secret",
+    ("v1", "Namespace"): "Namespace",
+    ("v1", "ServiceAccount"): "ServiceAccount",
+    ("v1", "Service"): "Service",
+    ("v1", "ResourceQuota"): "ResourceQuota",
+    ("apps/v1", "Deployment"): "Deployment",
+    ("batch/v1", "Job"): "Job",
+    ("batch/v1", "CronJob"): "CronJob",
+    ("rbac.authorization.k8s.io/v1", "Role"): "Role",
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"): "RoleBinding",
+    ("rbac.authorization.k8s.io/v1", "ClusterRole"): "ClusterRole",
+    ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"): "ClusterRoleBinding",
+    ("policy/v1", "PodDisruptionBudget"): "PodDisruptionBudget",
+    ("scheduling.k8s.io/v1", "PriorityClass"): "PriorityClass",
+    ("networking.k8s.io/v1", "Ingress"): "Ingress",
+    ("autoscaling/v2", "HorizontalPodAutoscaler"): "HorizontalPodAutoscaler",
+    ("authentication.k8s.io/v1", "TokenRequest"): "TokenRequest",
+    ("authentication.k8s.io/v1", "SelfSubjectReview"): "SelfSubjectReview",
+    ("authorization.k8s.io/v1", "SelfSubjectAccessReview"): "SelfSubjectAccessReview",
+    ("authorization.k8s.io/v1", "SelfSubjectRulesReview"): "SelfSubjectRulesReview",
+}

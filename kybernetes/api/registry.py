@@ -1,0 +1,233 @@
+"""The registry of kinds: what the API server serves and how.
+
+A `ResourceInfo` describes one resource (group, version, kind, plural, scope,
+verbs, subresources, short names). Routes, discovery, OpenAPI, tables,
+defaulting and validation are all driven from these entries; custom resources
+add entries at run time from their CustomResourceDefinition.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from kybernetes.api import schemas
+
+ALL_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
+
+
+@dataclass
+class ScalePaths:
+    """Where a kind keeps the numbers its `scale` subresource exposes (JSON paths, dotted)."""
+
+    spec_replicas: str = ".spec.replicas"
+    status_replicas: str = ".status.replicas"
+    label_selector: str | None = ".status.selector"
+
+
+@dataclass
+class ResourceInfo:
+    group: str
+    version: str
+    kind: str
+    plural: str
+    singular: str
+    namespaced: bool
+    short_names: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    verbs: tuple[str, ...] = ALL_VERBS
+    # "status" and/or "scale"; pods also carry their kubelet-facing subresources.
+    subresources: tuple[str, ...] = ()
+    # Spec/status split: writes to the main resource ignore .status, writes to
+    # /status ignore everything else. True for every kind with a status subresource.
+    scale: ScalePaths | None = None
+    # Name of the structural schema among the built-in definitions.
+    definition: str | None = None
+    # A custom resource's openAPIV3Schema (no $refs), when served from a CRD.
+    crd_schema: dict[str, Any] | None = None
+    # Additional printer columns of a CRD ([{name,type,jsonPath,priority,...}]).
+    printer_columns: list[dict[str, Any]] | None = None
+    field_selectors: tuple[str, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def list_kind(self) -> str:
+        return self.kind + "List"
+
+    @property
+    def is_custom(self) -> bool:
+        return self.crd_schema is not None or self.extra.get("crd") is not None
+
+    @property
+    def qualified_plural(self) -> str:
+        return f"{self.plural}.{self.group}" if self.group else self.plural
+
+    def schema(self) -> dict[str, Any] | None:
+        """The root schema node of the kind (built-in definition or CRD schema)."""
+        if self.crd_schema is not None:
+            return self.crd_schema
+        if self.definition:
+            return schemas.root(self.definition)
+        return None
+
+    def storage_prefix(self) -> str:
+        """Key prefix in the store; keys are `<prefix><namespace>/<name>` or `<prefix><name>`."""
+        return f"/registry/{self.group or 'core'}/{self.plural}/"
+
+    def key(self, namespace: str | None, name: str) -> str:
+        if self.namespaced:
+            return f"{self.storage_prefix()}{namespace}/{name}"
+        return f"{self.storage_prefix()}{name}"
+
+
+def _builtin(group: str, version: str, kind: str, plural: str, namespaced: bool = True,
+             short: tuple[str, ...] = (), cats: tuple[str, ...] = (), sub: tuple[str, ...] = (),
+             verbs: tuple[str, ...] = ALL_VERBS, scale: ScalePaths | None = None,
+             fields: tuple[str, ...] = ()) -> ResourceInfo:
+    return ResourceInfo(
+        group=group, version=version, kind=kind, plural=plural, singular=kind.lower(),
+        namespaced=namespaced, short_names=short, categories=cats, verbs=verbs,
+        subresources=sub, scale=scale, definition=schemas.definition_name_for(group, version, kind),
+        field_selectors=fields,
+    )
+
+
+_POD_SUBRESOURCES = ("status", "log", "exec", "attach", "portforward", "binding", "eviction", "ephemeralcontainers")
+_RS_SCALE = ScalePaths(".spec.replicas", ".status.replicas", ".status.selector")
+_CREATE_ONLY = ("create",)
+
+
+def builtin_resources() -> list[ResourceInfo]:
+    """Every built-in resource, in discovery order."""
+    b = _builtin
+    return [
+        # core/v1
+        b("", "v1", "Namespace", "namespaces", False, ("ns",), (), ("status", "finalize"),
+          ("create", "delete", "get", "list", "patch", "update", "watch"), fields=("status.phase",)),
+        b("", "v1", "Pod", "pods", True, ("po",), ("all",), _POD_SUBRESOURCES,
+          fields=("spec.nodeName", "spec.restartPolicy", "spec.schedulerName", "spec.serviceAccountName",
+                  "spec.hostNetwork", "status.phase", "status.podIP", "status.nominatedNodeName")),
+        b("", "v1", "Service", "services", True, ("svc",), ("all",), ("status", "proxy"),
+          ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"),
+          fields=("spec.clusterIP", "spec.type")),
+        b("", "v1", "Endpoints", "endpoints", True, ("ep",)),
+        b("", "v1", "ConfigMap", "configmaps", True, ("cm",)),
+        b("", "v1", "Secret", "secrets", True, (), (), (), fields=("type",)),
+        b("", "v1", "ServiceAccount", "serviceaccounts", True, ("sa",), (), ("token",)),
+        b("", "v1", "Event", "events", True, ("ev",), (), (),
+          fields=("involvedObject.kind", "involvedObject.namespace", "involvedObject.name",
+                  "involvedObject.uid", "involvedObject.apiVersion", "involvedObject.resourceVersion",
+                  "involvedObject.fieldPath", "reason", "reportingComponent", "source", "type")),
+        b("", "v1", "Node", "nodes", False, ("no",), (), ("status", "proxy"), fields=("spec.unschedulable",)),
+        b("", "v1", "PersistentVolume", "persistentvolumes", False, ("pv",), (), ("status",)),
+        b("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", True, ("pvc",), (), ("status",)),
+        b("", "v1", "LimitRange", "limitranges", True, ("limits",)),
+        b("", "v1", "ResourceQuota", "resourcequotas", True, ("quota",), (), ("status",)),
+        b("", "v1", "ReplicationController", "replicationcontrollers", True, ("rc",), ("all",),
+          ("status", "scale"), scale=_RS_SCALE),
+        b("", "v1", "PodTemplate", "podtemplates", True),
+        # apps/v1
+        b("apps", "v1", "Deployment", "deployments", True, ("deploy",), ("all",), ("status", "scale"), scale=_RS_SCALE),
+        b("apps", "v1", "ReplicaSet", "replicasets", True, ("rs",), ("all",), ("status", "scale"), scale=_RS_SCALE),
+        b("apps", "v1", "StatefulSet", "statefulsets", True, ("sts",), ("all",), ("status", "scale"), scale=_RS_SCALE),
+        b("apps", "v1", "DaemonSet", "daemonsets", True, ("ds",), ("all",), ("status",)),
+        b("apps", "v1", "ControllerRevision", "controllerrevisions", True),
+        # batch/v1
+        b("batch", "v1", "Job", "jobs", True, (), ("all",), ("status",)),
+        b("batch", "v1", "CronJob", "cronjobs", True, ("cj",), ("all",), ("status",)),
+        # autoscaling/v2
+        b("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", True, ("hpa",), ("all",),
+          ("status",)),
+        # discovery.k8s.io/v1
+        b("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", True),
+        # coordination.k8s.io/v1
+        b("coordination.k8s.io", "v1", "Lease", "leases", True),
+        # rbac
+        b("rbac.authorization.k8s.io", "v1", "Role", "roles", True),
+        b("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", True),
+        b("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", False),
+        b("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", False),
+        # storage
+        b("storage.k8s.io", "v1", "StorageClass", "storageclasses", False, ("sc",)),
+        # events.k8s.io
+        b("events.k8s.io", "v1", "Event", "events", True, ("ev",)),
+        # networking
+        b("networking.k8s.io", "v1", "Ingress", "ingresses", True, ("ing",), (), ("status",)),
+        b("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", True, ("netpol",)),
+        b("networking.k8s.io", "v1", "IngressClass", "ingressclasses", False),
+        # policy
+        b("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", True, ("pdb",), (), ("status",)),
+        # scheduling
+        b("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", False, ("pc",)),
+        # apiextensions
+        b("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", False,
+          ("crd", "crds"), ("api-extensions",), ("status",)),
+        # authentication / authorization reviews: create-only, never stored
+        b("authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews", False, verbs=_CREATE_ONLY),
+        b("authentication.k8s.io", "v1", "TokenReview", "tokenreviews", False, verbs=_CREATE_ONLY),
+        b("authorization.k8s.io", "v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews", False,
+          verbs=_CREATE_ONLY),
+        b("authorization.k8s.io", "v1", "SelfSubjectRulesReview", "selfsubjectrulesreviews", False,
+          verbs=_CREATE_ONLY),
+        b("authorization.k8s.io", "v1", "SubjectAccessReview", "subjectaccessreviews", False, verbs=_CREATE_ONLY),
+    ]
+
+
+# Kinds that are virtual (never stored; the server answers them directly).
+VIRTUAL_KINDS = {"SelfSubjectReview", "TokenReview", "SelfSubjectAccessReview", "SelfSubjectRulesReview",
+                 "SubjectAccessReview"}
+
+# Group preference order in discovery, like the real server's.
+GROUP_ORDER = [
+    "", "apps", "events.k8s.io", "authentication.k8s.io", "authorization.k8s.io", "autoscaling", "batch",
+    "networking.k8s.io", "policy", "rbac.authorization.k8s.io", "storage.k8s.io", "apiextensions.k8s.io",
+    "scheduling.k8s.io", "coordination.k8s.io", "discovery.k8s.io",
+]
+
+
+class Registry:
+    """The live set of served resources, built-in and custom."""
+
+    def __init__(self) -> None:
+        self._by_gvr: dict[tuple[str, str, str], ResourceInfo] = {}
+        self._by_gvk: dict[tuple[str, str, str], ResourceInfo] = {}
+        self.generation = 0  # bumped on every change; caches of discovery/OpenAPI key on it
+        for info in builtin_resources():
+            self.add(info)
+
+    def add(self, info: ResourceInfo) -> None:
+        self._by_gvr[(info.group, info.version, info.plural)] = info
+        self._by_gvk[(info.group, info.version, info.kind)] = info
+        self.generation += 1
+
+    def remove(self, group: str, version: str, plural: str) -> None:
+        info = self._by_gvr.pop((group, version, plural), None)
+        if info is not None:
+            self._by_gvk.pop((info.group, info.version, info.kind), None)
+            self.generation += 1
+
+    def get(self, group: str, version: str, plural: str) -> ResourceInfo | None:
+        return self._by_gvr.get((group, version, plural))
+
+    def by_kind(self, group: str, version: str, kind: str) -> ResourceInfo | None:
+        return self._by_gvk.get((group, version, kind))
+
+    def all(self) -> list[ResourceInfo]:
+        return list(self._by_gvr.values())
+
+    def group_versions(self) -> dict[str, list[str]]:
+        """group -> versions served, preferred first."""
+        out: dict[str, list[str]] = {}
+        for info in self._by_gvr.values():
+            versions = out.setdefault(info.group, [])
+            if info.version not in versions:
+                versions.append(info.version)
+        order = {g: i for i, g in enumerate(GROUP_ORDER)}
+        return dict(sorted(out.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
+
+    def in_group_version(self, group: str, version: str) -> list[ResourceInfo]:
+        return [i for i in self._by_gvr.values() if i.group == group and i.version == version]

@@ -1,0 +1,148 @@
+"""Structural schemas of the built-in kinds.
+
+The data comes from the `kubernetes-validate` package: the JSON Schema
+definitions of Kubernetes 1.37, carrying `x-kubernetes-group-version-kind`,
+`x-kubernetes-patch-merge-key`/`-strategy` and list-map keys. Everything that
+needs to walk a kind's structure (strategic merge, server-side apply, unknown
+field detection, OpenAPI) navigates these nodes through `resolve` and `child`.
+
+Custom resources bring their own `openAPIV3Schema`; it has no `$ref`s, so the
+same helpers walk it unchanged.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Any
+
+import orjson
+
+K8S_SCHEMA_VERSION = "v1.37.0"
+_REF_PREFIX = "#/$defs/"
+
+
+@functools.cache
+def definitions() -> dict[str, dict[str, Any]]:
+    """All definitions by name, e.g. `io.k8s.api.apps.v1.Deployment`."""
+    import kubernetes_validate
+
+    base = os.path.dirname(kubernetes_validate.__file__)
+    path = os.path.join(base, "kubernetes-json-schema", f"{K8S_SCHEMA_VERSION}-local", "_definitions.json")
+    with open(path, "rb") as f:
+        return orjson.loads(f.read())["$defs"]
+
+
+@functools.cache
+def _gvk_index() -> dict[tuple[str, str, str], str]:
+    index: dict[tuple[str, str, str], str] = {}
+    for name, node in definitions().items():
+        for gvk in node.get("x-kubernetes-group-version-kind", []):
+            key = (gvk.get("group", ""), gvk["version"], gvk["kind"])
+            # Prefer the definition from the kind's own package over re-exports.
+            if key not in index or name.endswith("." + gvk["kind"]) and gvk["kind"] in name:
+                index.setdefault(key, name)
+    return index
+
+
+def definition_name_for(group: str, version: str, kind: str) -> str | None:
+    """The definition name of a built-in kind, or None if the kind is not built in."""
+    return _gvk_index().get((group, version, kind))
+
+
+def ref_name(node: dict[str, Any]) -> str | None:
+    ref = node.get("$ref")
+    if isinstance(ref, str) and ref.startswith(_REF_PREFIX):
+        return ref[len(_REF_PREFIX):]
+    return None
+
+
+def resolve(node: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Follow `$ref` (also inside a single-element allOf) to the node it names."""
+    seen = 0
+    while node is not None and seen < 32:
+        seen += 1
+        name = ref_name(node)
+        if name is not None:
+            node = definitions().get(name)
+            continue
+        all_of = node.get("allOf")
+        if isinstance(all_of, list) and len(all_of) == 1 and "properties" not in node:
+            node = all_of[0]
+            continue
+        return node
+    return node
+
+
+def root(definition: str) -> dict[str, Any] | None:
+    return definitions().get(definition)
+
+
+def child(node: dict[str, Any] | None, key: str) -> dict[str, Any] | None:
+    """The schema of map key `key` inside object node `node` (properties or additionalProperties)."""
+    node = resolve(node)
+    if node is None:
+        return None
+    props = node.get("properties")
+    if isinstance(props, dict) and key in props:
+        return resolve(props[key])
+    extra = node.get("additionalProperties")
+    if isinstance(extra, dict):
+        return resolve(extra)
+    return None
+
+
+def items(node: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The schema of the elements of array node `node`."""
+    node = resolve(node)
+    if node is None:
+        return None
+    it = node.get("items")
+    return resolve(it) if isinstance(it, dict) else None
+
+
+def node_types(node: dict[str, Any] | None) -> set[str]:
+    node = resolve(node)
+    if node is None:
+        return set()
+    t = node.get("type")
+    if isinstance(t, str):
+        return {t}
+    if isinstance(t, list):
+        return {x for x in t if x != "null"}
+    if "properties" in node:
+        return {"object"}
+    return set()
+
+
+def is_object_with_fixed_fields(node: dict[str, Any] | None) -> bool:
+    """True for a struct (named properties, no free-form extra keys)."""
+    node = resolve(node)
+    return bool(node) and isinstance(node.get("properties"), dict) and not isinstance(
+        node.get("additionalProperties"), dict) and not node.get("x-kubernetes-preserve-unknown-fields")
+
+
+def patch_strategy(node: dict[str, Any] | None) -> tuple[str | None, list[str]]:
+    """(merge key, strategies) of a list or map field, from `x-kubernetes-patch-*`.
+
+    Must be called on the *unresolved* property node, where the extensions live.
+    """
+    if node is None:
+        return None, []
+    strategy = node.get("x-kubernetes-patch-strategy") or ""
+    return node.get("x-kubernetes-patch-merge-key"), [s for s in strategy.split(",") if s]
+
+
+def raw_child(node: dict[str, Any] | None, key: str) -> dict[str, Any] | None:
+    """Like `child` but returns the property node before resolving its `$ref`,
+    so that field-level extensions (patch strategy, list type) stay visible."""
+    node = resolve(node)
+    if node is None:
+        return None
+    props = node.get("properties")
+    if isinstance(props, dict) and key in props:
+        return props[key]
+    extra = node.get("additionalProperties")
+    if isinstance(extra, dict):
+        return extra
+    return None

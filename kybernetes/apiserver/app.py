@@ -1,0 +1,253 @@
+"""The API server process: wiring store, watch cache, verbs and HTTP(S) together.
+
+`ApiServer` owns start-up (PKI, store, cache, bootstrap namespaces, CRDs), the
+aiohttp application with its middleware (authentication, errors as `Status`),
+and the non-resource endpoints: health, version, discovery and OpenAPI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from kybernetes.api.errors import ApiError
+from kybernetes.api.registry import Registry
+from kybernetes.apiserver import auth, discovery, openapi, pki
+from kybernetes.apiserver.crds import CrdController
+from kybernetes.apiserver.namespaces import NamespaceLifecycle
+from kybernetes.apiserver.resources import ResourceService
+from kybernetes.apiserver.rest import RestHandler, json_response
+from kybernetes.apiserver.virtual import VirtualHandler
+from kybernetes.apiserver.watchcache import WatchCache
+from kybernetes.storage.interface import Store
+
+log = logging.getLogger("kybernetes.apiserver")
+
+VERSION_INFO = {
+    "major": "1",
+    "minor": "37",
+    "emulationMajor": "1",
+    "emulationMinor": "37",
+    "minCompatibilityMajor": "1",
+    "minCompatibilityMinor": "36",
+    "gitVersion": "v1.37.0+kyb",
+    "gitCommit": "0000000000000000000000000000000000000000",
+    "gitTreeState": "clean",
+    "buildDate": "2026-11-25T00:00:00Z",
+    "goVersion": "python",
+    "compiler": "cpython",
+    "platform": "linux/amd64",
+}
+
+_PUBLIC_PATHS = ("/healthz", "/livez", "/readyz", "/version")
+_HEALTH_CHECKS = ("ping", "log", "etcd", "poststarthook/start-apiextensions-controllers")
+
+
+class ApiServer:
+    def __init__(self, data_dir: str, store: Store, port: int = 6443, bind: str = "0.0.0.0",
+                 hosts: list[str] | None = None, tls: bool = True) -> None:
+        self.data_dir = data_dir
+        self.store = store
+        self.port = port
+        self.bind = bind
+        self.hosts = hosts or []
+        self.tls = tls
+        self.registry = Registry()
+        self.cache = WatchCache(store)
+        self.service = ResourceService(store, self.cache)
+        self.ready = False
+        self.runner: web.AppRunner | None = None
+        self.pki: pki.Pki | None = None
+        self.authenticator: auth.Authenticator | None = None
+        self.namespaces = NamespaceLifecycle(self.registry, self.cache, self.service)
+        self.crds = CrdController(self.registry, self.cache, self.service)
+        self.started_at = time.monotonic()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        os.makedirs(self.data_dir, exist_ok=True)
+        hosts = list(self.hosts)
+        if self.bind not in ("0.0.0.0", "::", ""):
+            hosts.append(self.bind)
+        self.pki = await asyncio.to_thread(pki.ensure_pki, self.data_dir, hosts)
+        self.authenticator = auth.Authenticator(self.pki)
+        await self.store.start()
+        await self.cache.start()
+        self.crds.start()
+        await self.namespaces.start()
+        self.virtual = VirtualHandler(self.cache, self.authenticator)
+        self.rest = RestHandler(self.registry, self.store, self.cache, self.service, self.virtual)
+        app = web.Application(middlewares=[self._middleware], client_max_size=4 * 1024 * 1024,
+                              handler_args={"max_field_size": 65536})
+        app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        self.runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        await self.runner.setup()
+        ssl_ctx = pki.server_ssl_context(self.pki) if self.tls else None
+        site = web.TCPSite(self.runner, self.bind, self.port, ssl_context=ssl_ctx, backlog=1024,
+                           reuse_address=True)
+        await site.start()
+        self.ready = True
+
+    async def stop(self) -> None:
+        self.ready = False
+        await self.namespaces.stop()
+        if self.runner is not None:
+            await self.runner.cleanup()
+        await self.cache.close()
+        await self.store.close()
+
+    def server_url(self) -> str:
+        host = self.bind if self.bind not in ("0.0.0.0", "::", "") else "127.0.0.1"
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
+
+    def write_kubeconfig(self, path: str, use_token: bool = False) -> None:
+        assert self.pki is not None
+        pki.write_kubeconfig(self.pki, path, self.server_url(), use_token=use_token)
+
+    # -- middleware ------------------------------------------------------------------------
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        try:
+            user = self._authenticate(request)
+            request["user"] = user
+            if user is None:
+                raise ApiError.unauthorized()
+            if auth.is_anonymous(user) and not request.path.startswith(_PUBLIC_PATHS):
+                raise ApiError.forbidden(
+                    f'forbidden: User "system:anonymous" cannot {request.method.lower()} path "{request.path}"')
+            return await handler(request)
+        except ApiError as e:
+            return _error_response(e)
+        except web.HTTPException:
+            raise
+        except (ConnectionResetError, asyncio.CancelledError):
+            raise
+        except Exception as e:  # noqa: BLE001 - a bug must answer 500, never kill the server
+            log.exception("internal error on %s %s", request.method, request.path)
+            return _error_response(ApiError.internal(type(e).__name__ + ": " + str(e)))
+
+    def _authenticate(self, request: web.Request) -> auth.UserInfo | None:
+        assert self.authenticator is not None
+        peercert = None
+        transport = request.transport
+        if transport is not None:
+            ssl_object = transport.get_extra_info("ssl_object")
+            if ssl_object is not None:
+                peercert = ssl_object.getpeercert() or None
+        return self.authenticator.authenticate(peercert, request.headers.get("Authorization"))
+
+    # -- routing ---------------------------------------------------------------------------
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        path = request.path.rstrip("/") or "/"
+        parts = [p for p in path.split("/") if p]
+        if path in ("/healthz", "/livez", "/readyz") or path.startswith(("/healthz/", "/livez/", "/readyz/")):
+            return self._health(request, path)
+        if path == "/version":
+            return json_response(orjson.dumps(VERSION_INFO))
+        if path == "/api":
+            return self._discovery_api(request)
+        if path == "/apis":
+            return self._discovery_apis(request)
+        if parts[:1] == ["api"] and len(parts) == 2:
+            return self._resource_list("", parts[1])
+        if parts[:1] == ["apis"] and len(parts) == 2:
+            return self._api_group(parts[1])
+        if parts[:1] == ["apis"] and len(parts) == 3:
+            return self._resource_list(parts[1], parts[2])
+        if parts[:1] in (["api"], ["apis"]):
+            return await self.rest.handle(request)
+        if path == "/openapi/v3":
+            return self._openapi_root(request)
+        if path.startswith("/openapi/v3/"):
+            return self._openapi_doc(request, path[len("/openapi/v3/"):])
+        if path == "/":
+            paths = ["/api", "/api/v1", "/apis", "/healthz", "/livez", "/readyz", "/version", "/openapi/v3"]
+            paths += [f"/apis/{g}/{v}" for g, vs in self.registry.group_versions().items() if g for v in vs]
+            return json_response(orjson.dumps({"paths": sorted(paths)}))
+        raise ApiError.path_not_found()
+
+    def _health(self, request: web.Request, path: str) -> web.Response:
+        ok = self.ready
+        if "verbose" in request.query:
+            name = path.strip("/").split("/")[0]
+            lines = [f"[+]{c} ok" for c in _HEALTH_CHECKS]
+            lines.append(f"{name} check {'passed' if ok else 'failed'}")
+            return web.Response(text="\n".join(lines) + "\n", status=200 if ok else 500)
+        if not ok:
+            return web.Response(text="not ready", status=500)
+        return web.Response(text="ok", content_type="text/plain")
+
+    def _discovery_api(self, request: web.Request) -> web.Response:
+        if discovery.wants_aggregated(request.headers.get("Accept", "")):
+            body = orjson.dumps(discovery.aggregated_discovery(self.registry, core=True))
+            return web.Response(body=body, headers={"Content-Type": discovery.AGGREGATED_CONTENT_TYPE})
+        host = request.host or f"127.0.0.1:{self.port}"
+        return json_response(orjson.dumps(discovery.legacy_api_versions(host)))
+
+    def _discovery_apis(self, request: web.Request) -> web.Response:
+        if discovery.wants_aggregated(request.headers.get("Accept", "")):
+            body = orjson.dumps(discovery.aggregated_discovery(self.registry, core=False))
+            return web.Response(body=body, headers={"Content-Type": discovery.AGGREGATED_CONTENT_TYPE})
+        return json_response(orjson.dumps(discovery.legacy_api_group_list(self.registry)))
+
+    def _resource_list(self, group: str, version: str) -> web.Response:
+        doc = discovery.api_resource_list(self.registry, group, version)
+        if doc is None:
+            raise ApiError.path_not_found()
+        return json_response(orjson.dumps(doc))
+
+    def _api_group(self, group: str) -> web.Response:
+        for g in discovery.legacy_api_group_list(self.registry)["groups"]:
+            if g["name"] == group:
+                return json_response(orjson.dumps(dict(g, kind="APIGroup", apiVersion="v1")))
+        raise ApiError.path_not_found()
+
+    def _openapi_root(self, request: web.Request) -> web.Response:
+        body = orjson.dumps(openapi.openapi_v3_root(self.registry))
+        return web.Response(body=body, content_type="application/json",
+                            headers={"Cache-Control": "no-cache, private"})
+
+    def _openapi_doc(self, request: web.Request, gv_path: str) -> web.Response:
+        found = openapi.openapi_v3_document(self.registry, gv_path)
+        if found is None:
+            raise ApiError.path_not_found()
+        body, digest = found
+        headers = {"ETag": f'"{digest}"'}
+        if request.query.get("hash") == digest:
+            headers["Cache-Control"] = "public, immutable"
+            headers["Expires"] = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 31536000))
+        else:
+            headers["Cache-Control"] = "no-cache, private"
+        if request.headers.get("If-None-Match") == f'"{digest}"':
+            return web.Response(status=304, headers=headers)
+        return web.Response(body=body, content_type="application/json", headers=headers)
+
+
+def _error_response(e: ApiError) -> web.Response:
+    resp = web.Response(body=orjson.dumps(e.status()), status=e.code, content_type="application/json")
+    for k, v in e.headers.items():
+        resp.headers[k] = v
+    return resp
+
+
+def default_hosts() -> list[str]:
+    """Names and addresses the server certificate should cover on this machine."""
+    hosts = [socket.gethostname()]
+    try:
+        for info in socket.getaddrinfo(socket.gethostname(), None):
+            addr = info[4][0]
+            if addr not in hosts:
+                hosts.append(str(addr))
+    except OSError:
+        pass
+    return hosts

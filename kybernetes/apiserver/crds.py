@@ -1,0 +1,175 @@
+"""CustomResourceDefinitions: from a CRD object to served resources, and its lifecycle.
+
+A CRD's served versions become registry entries as soon as the watch cache sees
+it, and disappear when it is deleted. The server sets the status a real API
+server's CRD controllers would (accepted names, Established), and cleans up the
+custom resources of a deleted CRD before letting it go (finalizer
+`customresourcecleanup.apiextensions.k8s.io`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from kybernetes.api.registry import Registry, ResourceInfo, ScalePaths
+from kybernetes.apiserver import objectmeta as om
+from kybernetes.apiserver.watchcache import CacheEvent, WatchCache
+
+CLEANUP_FINALIZER = "customresourcecleanup.apiextensions.k8s.io"
+CRD_PREFIX = "/registry/apiextensions.k8s.io/customresourcedefinitions/"
+log = logging.getLogger(__name__)
+
+
+def accepted_names(spec: dict[str, Any]) -> dict[str, Any]:
+    names = dict(spec.get("names") or {})
+    kind = names.get("kind", "")
+    names.setdefault("singular", kind.lower())
+    names.setdefault("listKind", kind + "List")
+    return names
+
+
+def resource_infos(crd: dict[str, Any]) -> list[ResourceInfo]:
+    """One ResourceInfo per served version of the CRD."""
+    spec = crd.get("spec") or {}
+    names = accepted_names(spec)
+    out = []
+    for v in spec.get("versions") or []:
+        if not v.get("served", True):
+            continue
+        subs = (v.get("subresources") or {})
+        subresources: list[str] = []
+        scale = None
+        if "status" in subs:
+            subresources.append("status")
+        if "scale" in subs:
+            sc = subs["scale"] or {}
+            subresources.append("scale")
+            scale = ScalePaths(sc.get("specReplicasPath", ".spec.replicas"),
+                               sc.get("statusReplicasPath", ".status.replicas"),
+                               sc.get("labelSelectorPath"))
+        schema = ((v.get("schema") or {}).get("openAPIV3Schema")) or {"type": "object",
+                                                                       "x-kubernetes-preserve-unknown-fields": True}
+        out.append(ResourceInfo(
+            group=spec.get("group", ""), version=v.get("name", ""), kind=names.get("kind", ""),
+            plural=names.get("plural", ""), singular=names.get("singular", ""),
+            namespaced=spec.get("scope", "Namespaced") == "Namespaced",
+            short_names=tuple(names.get("shortNames") or ()), categories=tuple(names.get("categories") or ()),
+            subresources=tuple(subresources), scale=scale, crd_schema=schema,
+            printer_columns=v.get("additionalPrinterColumns"), extra={"crd": crd["metadata"]["name"]},
+        ))
+    return out
+
+
+def prepare_crd(info: ResourceInfo, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+    """Server-set fields of a CRD: the cleanup finalizer and the status its controllers keep."""
+    meta = obj["metadata"]
+    if old is None:
+        fins = list(meta.get("finalizers") or [])
+        if CLEANUP_FINALIZER not in fins:
+            fins.append(CLEANUP_FINALIZER)
+        meta["finalizers"] = fins
+    spec = obj.get("spec") or {}
+    now = om.now_rfc3339()
+    storage = [v.get("name") for v in spec.get("versions") or [] if v.get("storage")]
+    prev = (old or {}).get("status") or {}
+    stored = list(prev.get("storedVersions") or [])
+    for s in storage:
+        if s and s not in stored:
+            stored.append(s)
+    conditions = [
+        {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts",
+         "message": "no conflicts found", "lastTransitionTime": now},
+        {"type": "Established", "status": "True", "reason": "InitialNamesAccepted",
+         "message": "the initial names have been accepted", "lastTransitionTime": now},
+    ]
+    for c in conditions:
+        for p in prev.get("conditions") or []:
+            if p.get("type") == c["type"] and p.get("status") == c["status"]:
+                c["lastTransitionTime"] = p.get("lastTransitionTime", now)
+    if meta.get("deletionTimestamp"):
+        conditions.append({"type": "Terminating", "status": "True", "reason": "InstanceDeletionInProgress",
+                           "message": "CustomResource deletion is in progress", "lastTransitionTime": now})
+    obj["status"] = {"acceptedNames": accepted_names(spec), "conditions": conditions, "storedVersions": stored}
+
+
+class CrdController:
+    """Keeps the registry in step with stored CRDs and cleans up deleted ones."""
+
+    def __init__(self, registry: Registry, cache: WatchCache, service: Any) -> None:
+        self.registry = registry
+        self.cache = cache
+        self.service = service
+        self._served: dict[str, list[tuple[str, str, str]]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def start(self) -> None:
+        for co in self.cache.list(CRD_PREFIX):
+            self._register(co.obj)
+            if co.obj["metadata"].get("deletionTimestamp"):
+                self.schedule_cleanup(co.obj)
+        self.cache.add_listener(self._on_event)
+        self.service.prepare_hooks["CustomResourceDefinition"] = prepare_crd
+        self.service.on_marked_deleted["CustomResourceDefinition"] = lambda info, obj: self.schedule_cleanup(obj)
+
+    def _on_event(self, ev: CacheEvent) -> None:
+        if not ev.key.startswith(CRD_PREFIX):
+            return
+        if ev.type == "DELETED":
+            self._unregister(ev.current.obj["metadata"]["name"])
+        else:
+            self._register(ev.current.obj)
+
+    def _register(self, crd: dict[str, Any]) -> None:
+        name = crd["metadata"]["name"]
+        self._unregister(name)
+        served = []
+        for info in resource_infos(crd):
+            self.registry.add(info)
+            served.append((info.group, info.version, info.plural))
+        self._served[name] = served
+
+    def _unregister(self, name: str) -> None:
+        for gvr in self._served.pop(name, []):
+            self.registry.remove(*gvr)
+
+    def schedule_cleanup(self, crd: dict[str, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(self._cleanup(crd["metadata"]["name"]))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _cleanup(self, name: str) -> None:
+        from kybernetes.apiserver.resources import WriteContext
+
+        ctx = WriteContext(field_manager="kybernetes-crd-cleanup")
+        for _ in range(600):
+            co = self.cache.get(CRD_PREFIX + name)
+            if co is None:
+                return
+            spec = co.obj.get("spec") or {}
+            prefix = f"/registry/{spec.get('group')}/{(spec.get('names') or {}).get('plural')}/"
+            remaining = self.cache.list(prefix)
+            infos = resource_infos(co.obj)
+            if remaining and infos:
+                info = infos[0]
+                for item in remaining:
+                    m = item.obj["metadata"]
+                    if m.get("deletionTimestamp"):
+                        continue
+                    try:
+                        await self.service.delete(info, m.get("namespace"), m["name"], {}, ctx)
+                    except Exception as e:  # noqa: BLE001 - keep cleaning the rest
+                        log.warning("crd cleanup: deleting %s failed: %s", item.key, e)
+                await asyncio.sleep(0.2)
+                continue
+            new = om.deep_copy(co.obj)
+            new["metadata"]["finalizers"] = [f for f in new["metadata"].get("finalizers") or []
+                                             if f != CLEANUP_FINALIZER]
+            crd_info = self.registry.get("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+            try:
+                await self.service._update_from(crd_info, co, new, ctx, "", expected=co.rev)  # noqa: SLF001
+                return
+            except Exception as e:  # noqa: BLE001 - retry on conflict
+                log.debug("crd cleanup retry: %s", e)
+                await asyncio.sleep(0.1)

@@ -1,0 +1,103 @@
+"""Small pure helpers on object metadata shared by the API server's verbs."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import re
+import secrets
+from typing import Any
+
+_GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+_PATH_SEGMENT = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def now_rfc3339() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def now_micro() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def rfc3339_in(seconds: int) -> str:
+    t = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds)
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def generated_name(prefix: str) -> str:
+    """`generateName` + 5 random characters from the alphabet Kubernetes uses."""
+    return prefix + "".join(secrets.choice(_GENERATE_ALPHABET) for _ in range(5))
+
+
+def without(obj: dict[str, Any], *top_keys: str) -> dict[str, Any]:
+    return {k: v for k, v in obj.items() if k not in top_keys}
+
+
+def spec_changed(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """True if anything outside metadata and status differs: what bumps `generation`."""
+    return without(old, "metadata", "status", "kind", "apiVersion") != without(
+        new, "metadata", "status", "kind", "apiVersion")
+
+
+def meta_equal_ignoring_bookkeeping(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """True if `new` would store the same object as `old` (a no-op write)."""
+    def strip(o: dict[str, Any]) -> dict[str, Any]:
+        m = dict(o.get("metadata") or {})
+        for k in ("resourceVersion", "managedFields"):
+            m.pop(k, None)
+        out = dict(o)
+        out["metadata"] = m
+        return out
+    return strip(old) == strip(new)
+
+
+def parse_field_path(path: str) -> list[str | int]:
+    """'spec.containers[0].bogus' -> ['spec', 'containers', 0, 'bogus']."""
+    out: list[str | int] = []
+    for name, index in _PATH_SEGMENT.findall(path.lstrip(".")):
+        out.append(int(index) if index else name)
+    return out
+
+
+def remove_path(obj: Any, path: list[str | int]) -> None:
+    """Delete the value at `path` if present (used to drop unknown fields)."""
+    node = obj
+    for seg in path[:-1]:
+        if isinstance(seg, int):
+            if not isinstance(node, list) or seg >= len(node):
+                return
+            node = node[seg]
+        else:
+            if not isinstance(node, dict) or seg not in node:
+                return
+            node = node[seg]
+    last = path[-1] if path else None
+    if isinstance(node, dict) and isinstance(last, str):
+        node.pop(last, None)
+
+
+def deep_copy(obj: dict[str, Any]) -> dict[str, Any]:
+    return copy.deepcopy(obj)
+
+
+def get_path(obj: Any, dotted: str) -> Any:
+    """Value at a dotted JSON path like '.spec.replicas' (None when absent)."""
+    node = obj
+    for part in [p for p in dotted.split(".") if p]:
+        if not isinstance(node, dict):
+            return None
+        node = node.get(part)
+    return node
+
+
+def set_path(obj: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = [p for p in dotted.split(".") if p]
+    node = obj
+    for part in parts[:-1]:
+        nxt = node.get(part)
+        if not isinstance(nxt, dict):
+            nxt = {}
+            node[part] = nxt
+        node = nxt
+    node[parts[-1]] = value

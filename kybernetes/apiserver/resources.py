@@ -1,0 +1,529 @@
+"""The verbs on stored resources: create, update, patch, delete, and their rules.
+
+This is the road every write takes once the HTTP layer has decoded it:
+kind/namespace checks → unknown-field policy → defaulting → metadata
+bookkeeping → validation → managedFields → store. It is the same for built-in
+kinds and custom resources; what differs per kind comes from the registry.
+Reads are served by the watch cache and live in the HTTP layer.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from kybernetes.api import defaults, managedfields, validation
+from kybernetes.api import patch as patches
+from kybernetes.api.errors import ApiError, FieldError, required
+from kybernetes.api.registry import ResourceInfo
+from kybernetes.apiserver import objectmeta as om
+from kybernetes.apiserver.watchcache import CachedObject, WatchCache
+from kybernetes.storage.interface import (
+    KeyExistsError,
+    KeyNotFoundError,
+    RevisionMismatchError,
+    Store,
+)
+
+# Kinds whose objects carry `metadata.generation` even without a `spec` field.
+_STATUS_RESET_ON_CREATE_EXCEPT = {"Pod", "Namespace", "Node", "PersistentVolume", "PersistentVolumeClaim",
+                                  "CustomResourceDefinition", "Service"}
+
+
+@dataclass
+class WriteContext:
+    """Per-request options of a write (query parameters and the caller)."""
+
+    user: str = ""
+    field_manager: str = ""
+    dry_run: bool = False
+    field_validation: str = "Warn"  # Strict | Warn | Ignore
+    force: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class WriteResult:
+    obj: dict[str, Any]
+    raw: bytes
+    created: bool = False
+
+
+def _encode_for_store(obj: dict[str, Any]) -> bytes:
+    meta = obj.get("metadata")
+    if isinstance(meta, dict) and "resourceVersion" in meta:
+        meta = dict(meta)
+        meta.pop("resourceVersion")
+        obj = dict(obj)
+        obj["metadata"] = meta
+    return orjson.dumps(obj)
+
+
+def _result(obj: dict[str, Any], rev: int, created: bool = False) -> WriteResult:
+    obj["metadata"]["resourceVersion"] = str(rev)
+    return WriteResult(obj, orjson.dumps(obj), created)
+
+
+def pod_qos_class(spec: dict[str, Any]) -> str:
+    """Guaranteed when every container has equal cpu and memory requests and limits,
+    BestEffort when none sets any, Burstable otherwise."""
+    containers = list(spec.get("containers") or []) + list(spec.get("initContainers") or [])
+    any_set = False
+    guaranteed = bool(containers)
+    for c in containers:
+        res = c.get("resources") or {}
+        limits, requests = res.get("limits") or {}, res.get("requests") or {}
+        if limits or requests:
+            any_set = True
+        for r in ("cpu", "memory"):
+            lim = limits.get(r)
+            if lim is None or str(requests.get(r, lim)) != str(lim):
+                guaranteed = False
+    if not any_set:
+        return "BestEffort"
+    return "Guaranteed" if guaranteed else "Burstable"
+
+
+def fold_secret_string_data(info: ResourceInfo, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+    """`stringData` is write-only: its entries are base64-encoded into `data`, as Kubernetes does."""
+    string_data = obj.pop("stringData", None)
+    if isinstance(string_data, dict) and string_data:
+        data = obj.get("data")
+        if not isinstance(data, dict):
+            data = obj["data"] = {}
+        for k, v in string_data.items():
+            data[k] = base64.b64encode(str(v).encode()).decode()
+
+
+def has_spec_generation(info: ResourceInfo, obj: dict[str, Any]) -> bool:
+    return info.is_custom or "spec" in obj or "template" in obj
+
+
+class ResourceService:
+    """Create/update/patch/delete for every kind, on one store and its watch cache."""
+
+    def __init__(self, store: Store, cache: WatchCache) -> None:
+        self.store = store
+        self.cache = cache
+        # Hooks keyed by kind run before validation on create/update (server-set fields).
+        self.prepare_hooks: dict[str, Any] = {"Secret": fold_secret_string_data}
+        # Called after an object got its deletionTimestamp (namespace lifecycle, CRD cleanup).
+        self.on_marked_deleted: dict[str, Any] = {}
+        # When a garbage collector runs, foreground/orphan deletion add their finalizers.
+        self.gc_enabled = False
+
+    # -- shared steps ---------------------------------------------------------------
+
+    def check_type_meta(self, info: ResourceInfo, obj: dict[str, Any]) -> None:
+        api_version = obj.get("apiVersion")
+        kind = obj.get("kind")
+        if api_version in (None, "") and kind in (None, ""):
+            obj["apiVersion"], obj["kind"] = info.api_version, info.kind
+            return
+        if kind != info.kind:
+            raise ApiError.bad_request(
+                f"the object provided is unrecognized (must be of type {info.kind}): "
+                f"kind {kind!r} does not match the expected kind {info.kind!r}"
+                if kind else f"Object 'Kind' is missing in {orjson.dumps(obj)[:200].decode(errors='replace')}")
+        if api_version != info.api_version:
+            raise ApiError.bad_request(
+                f"the API version in the data ({api_version}) does not match the expected API version "
+                f"({info.api_version})")
+
+    def check_metadata(self, info: ResourceInfo, obj: dict[str, Any], namespace: str | None) -> dict[str, Any]:
+        meta = obj.get("metadata")
+        if meta is None:
+            meta = obj["metadata"] = {}
+        if not isinstance(meta, dict):
+            raise ApiError.bad_request(f"{info.kind} in version \"{info.version}\" cannot be handled as a "
+                                       f"{info.kind}: metadata must be an object")
+        if info.namespaced:
+            body_ns = meta.get("namespace")
+            if body_ns in (None, ""):
+                meta["namespace"] = namespace
+            elif namespace is not None and body_ns != namespace:
+                raise ApiError.bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request")
+        else:
+            meta.pop("namespace", None)
+        return meta
+
+    def apply_field_validation(self, info: ResourceInfo, obj: dict[str, Any], ctx: WriteContext) -> None:
+        message = validation.type_error_message(info, obj)
+        if message:
+            raise ApiError.bad_request(message)
+        unknown = validation.unknown_fields(info, obj)
+        if not unknown:
+            return
+        if ctx.field_validation == "Strict":
+            listed = ", ".join(f'unknown field "{u.lstrip(".")}"' for u in unknown)
+            raise ApiError.bad_request(
+                f'{info.kind} in version "{info.version}" cannot be handled as a {info.kind}: '
+                f"strict decoding error: {listed}")
+        if ctx.field_validation == "Warn":
+            ctx.warnings.extend(f'unknown field "{u.lstrip(".")}"' for u in unknown)
+        for u in unknown:
+            om.remove_path(obj, om.parse_field_path(u))
+
+    def validate(self, info: ResourceInfo, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+        errors: list[FieldError] = list(validation.validate(info, obj, old))
+        if errors:
+            name = (obj.get("metadata") or {}).get("name") or ""
+            raise ApiError.invalid(info.group, info.kind, name, errors)
+
+    def check_namespace_open(self, info: ResourceInfo, namespace: str | None) -> None:
+        if not info.namespaced:
+            return
+        ns = self.cache.get(f"/registry/core/namespaces/{namespace}")
+        if ns is None:
+            raise ApiError.not_found("", "namespaces", namespace or "")
+        if ns.obj.get("metadata", {}).get("deletionTimestamp") or \
+                (ns.obj.get("status") or {}).get("phase") == "Terminating":
+            raise ApiError(403, "Forbidden",
+                           f"{info.qualified_plural} \"{(info.kind or '').lower()}\" is forbidden: unable to create "
+                           f"new content in namespace {namespace} because it is being terminated",
+                           {"name": "", "kind": info.plural, "causes": [
+                               {"reason": "NamespaceTerminating",
+                                "message": f"namespace {namespace} is being terminated",
+                                "field": "metadata.namespace"}]})
+
+    def manager_for(self, ctx: WriteContext, user_agent_default: str = "unknown") -> str:
+        return ctx.field_manager or user_agent_default
+
+    # -- create -----------------------------------------------------------------------
+
+    async def create(self, info: ResourceInfo, namespace: str | None, obj: dict[str, Any],
+                     ctx: WriteContext) -> WriteResult:
+        self.check_type_meta(info, obj)
+        meta = self.check_metadata(info, obj, namespace)
+        name = meta.get("name")
+        if not name:
+            prefix = meta.get("generateName")
+            if not prefix:
+                raise ApiError.invalid(info.group, info.kind, "", [
+                    required("metadata.name", "name or generateName is required")])
+            meta["name"] = om.generated_name(prefix)
+        self.check_namespace_open(info, meta.get("namespace"))
+        self.apply_field_validation(info, obj, ctx)
+        self.prepare_new(info, obj)
+        defaults.apply_defaults(info, obj)
+        self.after_defaults(info, obj)
+        hook = self.prepare_hooks.get(info.kind)
+        if hook is not None:
+            hook(info, obj, None)
+        self.validate(info, obj, None)
+        self._record_fields(info, None, obj, ctx, "")
+        return await self._store_create(info, obj, ctx)
+
+    def prepare_new(self, info: ResourceInfo, obj: dict[str, Any]) -> None:
+        meta = obj["metadata"]
+        meta["uid"] = str(uuid.uuid4())
+        meta["creationTimestamp"] = om.now_rfc3339()
+        for k in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
+            meta.pop(k, None)
+        if has_spec_generation(info, obj):
+            meta["generation"] = 1
+        else:
+            meta.pop("generation", None)
+        if "status" in info.subresources and info.kind not in _STATUS_RESET_ON_CREATE_EXCEPT:
+            obj["status"] = {}
+            if info.is_custom:
+                obj.pop("status")
+        if info.kind == "Namespace":
+            obj["status"] = {"phase": "Active"}
+            spec = obj.setdefault("spec", {})
+            if "finalizers" not in spec:
+                spec["finalizers"] = ["kubernetes"]
+
+    def after_defaults(self, info: ResourceInfo, obj: dict[str, Any]) -> None:
+        """Server-set fields that depend on defaulted values."""
+        if info.kind == "Pod":
+            status = obj.setdefault("status", {})
+            status.setdefault("phase", "Pending")
+            status.setdefault("qosClass", pod_qos_class(obj.get("spec") or {}))
+
+    async def _store_create(self, info: ResourceInfo, obj: dict[str, Any], ctx: WriteContext) -> WriteResult:
+        meta = obj["metadata"]
+        key = info.key(meta.get("namespace"), meta["name"])
+        if ctx.dry_run:
+            if self.cache.get(key) is not None:
+                raise ApiError.already_exists(info.group, info.plural, meta["name"])
+            return WriteResult(obj, orjson.dumps(obj), True)
+        try:
+            kv = await self.store.create(key, _encode_for_store(obj))
+        except KeyExistsError:
+            raise ApiError.already_exists(info.group, info.plural, meta["name"]) from None
+        return _result(obj, kv.mod_revision, created=True)
+
+    # -- update -----------------------------------------------------------------------
+
+    def current(self, info: ResourceInfo, namespace: str | None, name: str) -> CachedObject:
+        co = self.cache.get(info.key(namespace, name))
+        if co is None:
+            raise ApiError.not_found(info.group, info.plural, name)
+        return co
+
+    async def update(self, info: ResourceInfo, namespace: str | None, name: str, obj: dict[str, Any],
+                     ctx: WriteContext, subresource: str = "") -> WriteResult:
+        self.check_type_meta(info, obj)
+        meta = self.check_metadata(info, obj, namespace)
+        if meta.get("name") not in (None, "", name):
+            raise ApiError.bad_request(
+                f"the name of the object ({meta.get('name')}) does not match the name on the URL ({name})")
+        meta["name"] = name
+        old = self.current(info, namespace, name)
+        want_rv = meta.get("resourceVersion")
+        if want_rv not in (None, "") and str(want_rv) != str(old.rev):
+            raise ApiError.conflict(info.group, info.plural, name)
+        self.apply_field_validation(info, obj, ctx)
+        return await self._update_from(info, old, obj, ctx, subresource, expected=old.rev)
+
+    async def _update_from(self, info: ResourceInfo, old: CachedObject, new: dict[str, Any], ctx: WriteContext,
+                           subresource: str, expected: int, managed_done: bool = False) -> WriteResult:
+        """Finish an update of `old` into `new` (already patched/decoded, kind-checked)."""
+        old_obj = old.obj
+        if subresource == "status":
+            merged = copy.deepcopy(old_obj)
+            if "status" in new:
+                merged["status"] = new["status"]
+            else:
+                merged.pop("status", None)
+            # managedFields written by an apply to /status travel with the new object.
+            if managed_done:
+                merged["metadata"]["managedFields"] = new["metadata"].get("managedFields", [])
+            new = merged
+        elif "status" in info.subresources:
+            if "status" in old_obj:
+                new["status"] = copy.deepcopy(old_obj["status"])
+            else:
+                new.pop("status", None)
+        meta = new["metadata"]
+        old_meta = old_obj["metadata"]
+        for k in ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"):
+            if k in old_meta:
+                meta[k] = old_meta[k]
+            else:
+                meta.pop(k, None)
+        if "managedFields" not in meta and "managedFields" in old_meta:
+            meta["managedFields"] = old_meta["managedFields"]
+        defaults.apply_defaults(info, new)
+        if subresource != "status" and has_spec_generation(info, new) and om.spec_changed(old_obj, new):
+            meta["generation"] = int(old_meta.get("generation") or 0) + 1
+        hook = self.prepare_hooks.get(info.kind)
+        if hook is not None:
+            hook(info, new, old_obj)
+        self.validate(info, new, old_obj)
+        if not managed_done:
+            self._record_fields(info, old_obj, new, ctx, subresource)
+        if om.meta_equal_ignoring_bookkeeping(old_obj, new):
+            return WriteResult(old.obj, old.raw)
+        # Removing the last finalizer of an object being deleted completes the delete.
+        if meta.get("deletionTimestamp") and not meta.get("finalizers") and not ctx.dry_run:
+            if info.kind != "Namespace" or not (new.get("spec") or {}).get("finalizers"):
+                return await self._store_delete(info, old, new)
+        if ctx.dry_run:
+            return WriteResult(new, orjson.dumps(new))
+        key = old.key
+        try:
+            kv = await self.store.update(key, _encode_for_store(new), expected_revision=expected)
+        except RevisionMismatchError:
+            raise ApiError.conflict(info.group, info.plural, meta["name"]) from None
+        except KeyNotFoundError:
+            raise ApiError.not_found(info.group, info.plural, meta["name"]) from None
+        return _result(new, kv.mod_revision)
+
+    def _record_fields(self, info: ResourceInfo, old: dict[str, Any] | None, new: dict[str, Any],
+                       ctx: WriteContext, subresource: str) -> None:
+        manager = ctx.field_manager
+        if not manager:
+            return
+        new["metadata"]["managedFields"] = managedfields.record_update(
+            old, new, manager, info.schema(), info.api_version, om.now_rfc3339(), subresource,
+            has_status="status" in info.subresources)
+
+    # -- patch ------------------------------------------------------------------------
+
+    async def patch(self, info: ResourceInfo, namespace: str | None, name: str, body: Any, patch_type: str,
+                    ctx: WriteContext, subresource: str = "") -> WriteResult:
+        for _attempt in range(8):
+            co = self.cache.get(info.key(namespace, name))
+            if co is None:
+                if patch_type == "apply":
+                    return await self._apply_create(info, namespace, name, body, ctx)
+                raise ApiError.not_found(info.group, info.plural, name)
+            try:
+                return await self._patch_once(info, co, body, patch_type, ctx, subresource)
+            except _Retry:
+                continue
+        raise ApiError.conflict(info.group, info.plural, name, "too many concurrent updates")
+
+    async def _patch_once(self, info: ResourceInfo, co: CachedObject, body: Any, patch_type: str,
+                          ctx: WriteContext, subresource: str) -> WriteResult:
+        original = co.obj
+        managed_done = False
+        if patch_type == "json":
+            if not isinstance(body, list):
+                raise ApiError.bad_request("json patch must be a list of operations")
+            patched = patches.json_patch(original, body)
+        elif patch_type == "merge":
+            if not isinstance(body, dict):
+                raise ApiError.bad_request("merge patch must be a JSON object")
+            patched = patches.json_merge_patch(original, body)
+        elif patch_type == "strategic":
+            if not isinstance(body, dict):
+                raise ApiError.bad_request("strategic merge patch must be a JSON object")
+            if info.is_custom:
+                raise ApiError.unsupported_media_type()
+            patched = patches.strategic_merge_patch(original, body, info.schema())
+        elif patch_type == "apply":
+            patched = self._apply_patch(info, original, body, ctx, subresource)
+            managed_done = True
+        else:
+            raise ApiError.unsupported_media_type()
+        if not isinstance(patched, dict):
+            raise ApiError.bad_request("the patch did not produce an object")
+        self.check_type_meta(info, patched)
+        meta = self.check_metadata(info, patched, original["metadata"].get("namespace"))
+        if meta.get("name") != original["metadata"]["name"]:
+            raise ApiError.bad_request("metadata.name cannot be changed by a patch")
+        want_rv = meta.get("resourceVersion")
+        pinned = want_rv not in (None, "") and str(want_rv) != original["metadata"].get("resourceVersion")
+        if pinned:
+            raise ApiError.conflict(info.group, info.plural, meta["name"])
+        self.apply_field_validation(info, patched, ctx)
+        try:
+            return await self._update_from(info, co, patched, ctx, subresource, expected=co.rev,
+                                           managed_done=managed_done)
+        except ApiError as e:
+            if e.code == 409 and e.reason == "Conflict" and not (want_rv not in (None, "")):
+                raise _Retry() from None
+            raise
+
+    def _check_apply(self, info: ResourceInfo, body: Any, ctx: WriteContext, name: str) -> dict[str, Any]:
+        if not ctx.field_manager:
+            raise ApiError(422, "Invalid",
+                           'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required '
+                           "for apply patch",
+                           {"group": "meta.k8s.io", "kind": "PatchOptions", "causes": [
+                               {"reason": "FieldValueRequired", "message": "Required value: is required for apply patch",
+                                "field": "fieldManager"}]})
+        if not isinstance(body, dict):
+            raise ApiError.bad_request("apply patch must be an object")
+        if not body.get("apiVersion") or not body.get("kind"):
+            raise ApiError.bad_request("invalid object type: apiVersion and kind must be set in an apply patch")
+        self.check_type_meta(info, body)
+        meta = body.get("metadata") or {}
+        if not isinstance(meta, dict):
+            raise ApiError.bad_request("metadata must be an object")
+        if meta.get("name") not in (None, name):
+            raise ApiError.bad_request(
+                f"the name of the object ({meta.get('name')}) does not match the name on the URL ({name})")
+        return body
+
+    def _apply_patch(self, info: ResourceInfo, live: dict[str, Any], body: Any, ctx: WriteContext,
+                     subresource: str) -> dict[str, Any]:
+        body = self._check_apply(info, body, ctx, live["metadata"]["name"])
+        return managedfields.apply(live, body, ctx.field_manager, ctx.force, info.schema(), info.api_version,
+                                   om.now_rfc3339(), subresource, has_status="status" in info.subresources)
+
+    async def _apply_create(self, info: ResourceInfo, namespace: str | None, name: str, body: Any,
+                            ctx: WriteContext) -> WriteResult:
+        body = self._check_apply(info, body, ctx, name)
+        obj = managedfields.apply(None, body, ctx.field_manager, ctx.force, info.schema(), info.api_version,
+                                  om.now_rfc3339(), "", has_status="status" in info.subresources)
+        obj.setdefault("metadata", {})["name"] = name
+        self.check_metadata(info, obj, namespace)
+        self.check_namespace_open(info, obj["metadata"].get("namespace"))
+        self.apply_field_validation(info, obj, ctx)
+        self.prepare_new(info, obj)
+        defaults.apply_defaults(info, obj)
+        self.after_defaults(info, obj)
+        hook = self.prepare_hooks.get(info.kind)
+        if hook is not None:
+            hook(info, obj, None)
+        self.validate(info, obj, None)
+        return await self._store_create(info, obj, ctx)
+
+    # -- delete -----------------------------------------------------------------------
+
+    async def delete(self, info: ResourceInfo, namespace: str | None, name: str, options: dict[str, Any],
+                     ctx: WriteContext) -> tuple[WriteResult, bool]:
+        """Delete or mark for deletion. Returns (result, gone): gone=False when the object
+        stays (finalizers, graceful pod deletion) and the result is its new state."""
+        co = self.current(info, namespace, name)
+        obj = co.obj
+        meta = obj["metadata"]
+        pre = options.get("preconditions") or {}
+        if pre.get("uid") and pre["uid"] != meta.get("uid"):
+            raise ApiError.conflict(info.group, info.plural, name,
+                                    f"Precondition failed: UID in precondition: {pre['uid']}, UID in object meta: "
+                                    f"{meta.get('uid')}")
+        if pre.get("resourceVersion") and str(pre["resourceVersion"]) != str(co.rev):
+            raise ApiError.conflict(info.group, info.plural, name,
+                                    f"Precondition failed: ResourceVersion in precondition: "
+                                    f"{pre['resourceVersion']}, ResourceVersion in object meta: {co.rev}")
+        policy = options.get("propagationPolicy")
+        if options.get("orphanDependents") is True and not policy:
+            policy = "Orphan"
+        finalizers = list(meta.get("finalizers") or [])
+        if self.gc_enabled and policy == "Foreground" and "foregroundDeletion" not in finalizers:
+            finalizers.append("foregroundDeletion")
+        if self.gc_enabled and policy == "Orphan" and "orphan" not in finalizers:
+            finalizers.append("orphan")
+        grace = options.get("gracePeriodSeconds")
+        graceful_pod = (info.kind == "Pod" and (obj.get("spec") or {}).get("nodeName")
+                        and (grace is None or int(grace) > 0)
+                        and (obj.get("status") or {}).get("phase") not in ("Succeeded", "Failed"))
+        is_namespace = info.kind == "Namespace"
+        if finalizers or graceful_pod or is_namespace:
+            if meta.get("deletionTimestamp") and not graceful_pod:
+                return WriteResult(obj, co.raw), False
+            new = copy.deepcopy(obj)
+            nm = new["metadata"]
+            if graceful_pod:
+                period = int(grace if grace is not None else (obj.get("spec") or {}).get(
+                    "terminationGracePeriodSeconds", 30))
+                nm["deletionTimestamp"] = om.rfc3339_in(period)
+                nm["deletionGracePeriodSeconds"] = period
+            else:
+                nm.setdefault("deletionTimestamp", om.now_rfc3339())
+                nm.setdefault("deletionGracePeriodSeconds", 0)
+            if finalizers:
+                nm["finalizers"] = finalizers
+            if is_namespace:
+                new.setdefault("status", {})["phase"] = "Terminating"
+            if "generation" in nm:
+                nm["generation"] = int(nm["generation"]) + 1
+            if ctx.dry_run:
+                return WriteResult(new, orjson.dumps(new)), False
+            try:
+                kv = await self.store.update(co.key, _encode_for_store(new), expected_revision=co.rev)
+            except RevisionMismatchError:
+                raise ApiError.conflict(info.group, info.plural, name) from None
+            result = _result(new, kv.mod_revision)
+            hook = self.on_marked_deleted.get(info.kind)
+            if hook is not None:
+                hook(info, new)
+            return result, False
+        if ctx.dry_run:
+            return WriteResult(obj, co.raw), True
+        return await self._store_delete(info, co, obj), True
+
+    async def _store_delete(self, info: ResourceInfo, co: CachedObject, final: dict[str, Any]) -> WriteResult:
+        try:
+            kv = await self.store.delete(co.key, expected_revision=co.rev)
+        except RevisionMismatchError:
+            raise ApiError.conflict(info.group, info.plural, final["metadata"]["name"]) from None
+        except KeyNotFoundError:
+            raise ApiError.not_found(info.group, info.plural, final["metadata"]["name"]) from None
+        final = copy.deepcopy(final)
+        return _result(final, kv.mod_revision)
+
+
+class _Retry(Exception):
+    """A patch raced with another write; recompute it on the newer object."""

@@ -1,0 +1,715 @@
+"""The REST front: resource URLs to verbs, reads from the watch cache, watch streams.
+
+`RestHandler.handle` takes every `/api/...` and `/apis/...` request that names a
+resource, parses the URL and query, and answers with JSON, a Table, or a watch
+stream. Writes are delegated to `ResourceService`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from kybernetes.api import tables
+from kybernetes.api.errors import ApiError
+from kybernetes.api.patch import patch_for_content_type
+from kybernetes.api.registry import VIRTUAL_KINDS, Registry, ResourceInfo
+from kybernetes.api.selectors import (
+    label_selector_to_string,
+    parse_field_selector,
+    parse_label_selector,
+)
+from kybernetes.apiserver import codec
+from kybernetes.apiserver import objectmeta as om
+from kybernetes.apiserver.resources import ResourceService, WriteContext, WriteResult
+from kybernetes.apiserver.watchcache import CachedObject, CacheEvent, WatchCache
+from kybernetes.storage.interface import CompactedError, FutureRevisionError, Store
+
+JSON = "application/json"
+MAX_WATCH_SECONDS = 1800
+BOOKMARK_INTERVAL = 30.0
+_BOOL_TRUE = ("true", "1", "True")
+
+
+@dataclass
+class Target:
+    info: ResourceInfo
+    namespace: str | None  # None: all namespaces (or cluster-scoped)
+    name: str | None
+    subresource: str
+    watch_path: bool = False  # the deprecated /watch/ URL form
+
+
+def parse_target(registry: Registry, path: str) -> Target:
+    """Map a URL path to the resource it names, or raise 404."""
+    parts = [p for p in path.split("/") if p]
+    if not parts:
+        raise ApiError.path_not_found()
+    if parts[0] == "api":
+        if len(parts) < 3:
+            raise ApiError.path_not_found()
+        group, version, rest = "", parts[1], parts[2:]
+    elif parts[0] == "apis":
+        if len(parts) < 4:
+            raise ApiError.path_not_found()
+        group, version, rest = parts[1], parts[2], parts[3:]
+    else:
+        raise ApiError.path_not_found()
+    watch_path = False
+    if rest and rest[0] == "watch":
+        watch_path, rest = True, rest[1:]
+    namespace: str | None = None
+    if len(rest) >= 3 and rest[0] == "namespaces" and not (len(rest) == 3 and rest[2] in ("status", "finalize")):
+        namespace, rest = rest[1], rest[2:]
+    if not rest or len(rest) > 3:
+        raise ApiError.path_not_found()
+    info = registry.get(group, version, rest[0])
+    if info is None:
+        raise ApiError.path_not_found()
+    name = rest[1] if len(rest) > 1 else None
+    sub = rest[2] if len(rest) > 2 else ""
+    if sub and sub not in info.subresources:
+        raise ApiError.path_not_found()
+    if info.namespaced and name is not None and namespace is None:
+        raise ApiError.path_not_found()
+    if not info.namespaced and namespace is not None:
+        raise ApiError.path_not_found()
+    return Target(info, namespace, name, sub, watch_path)
+
+
+def wants_table(accept: str) -> bool:
+    return "as=Table" in accept and "g=meta.k8s.io" in accept
+
+
+def check_acceptable(accept: str) -> None:
+    if not accept:
+        return
+    for part in accept.split(","):
+        mt = part.split(";", 1)[0].strip().lower()
+        if mt in ("application/json", "*/*", "application/*", "application/yaml", "") or mt.endswith("+json"):
+            return
+    raise ApiError.not_acceptable("only the following media types are accepted: application/json, application/yaml")
+
+
+def encode_continue(rev: int, key: str) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps({"v": 1, "rv": rev, "start": key})).decode()
+
+
+def decode_continue(token: str) -> tuple[int, str]:
+    try:
+        data = orjson.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        return int(data["rv"]), str(data["start"])
+    except Exception:  # noqa: BLE001 - any malformed token is the client's error
+        raise ApiError.bad_request("continue key is not valid: incorrect encoded start resourceVersion") from None
+
+
+def json_response(body: bytes, status: int = 200, warnings: list[str] | None = None) -> web.Response:
+    resp = web.Response(body=body, status=status, content_type=JSON)
+    for w in warnings or []:
+        resp.headers.add("Warning", '299 - "' + w.replace('"', '\\"') + '"')
+    return resp
+
+
+def success_status(info: ResourceInfo, name: str, uid: str = "", code: int | None = None) -> bytes:
+    details: dict[str, Any] = {"name": name, "kind": info.plural}
+    if info.group:
+        details["group"] = info.group
+    if uid:
+        details["uid"] = uid
+    body: dict[str, Any] = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                            "details": details}
+    if code:
+        body["code"] = code
+    return orjson.dumps(body)
+
+
+class ListFilter:
+    """Namespace + label selector + field selector of a list or watch."""
+
+    def __init__(self, info: ResourceInfo, namespace: str | None, query: Any) -> None:
+        self.namespace = namespace
+        self.labels = parse_label_selector(query.get("labelSelector", ""))
+        allowed = set(info.field_selectors) | {"metadata.name", "metadata.namespace"}
+        self.fields = parse_field_selector(query.get("fieldSelector", ""), allowed)
+        self.trivial = self.labels.empty and self.fields.empty
+
+    def matches(self, obj: dict[str, Any]) -> bool:
+        if self.trivial:
+            return True
+        meta = obj.get("metadata") or {}
+        return self.labels.matches(meta.get("labels")) and self.fields.matches(obj)
+
+
+class RestHandler:
+    def __init__(self, registry: Registry, store: Store, cache: WatchCache, service: ResourceService,
+                 virtual: Any) -> None:
+        self.registry = registry
+        self.store = store
+        self.cache = cache
+        self.service = service
+        self.virtual = virtual  # handles create on review kinds and pod streaming subresources
+
+    # -- entry -------------------------------------------------------------------------
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        target = parse_target(self.registry, request.path)
+        info = target.info
+        method = request.method
+        q = request.query
+        if info.kind in VIRTUAL_KINDS or target.subresource in (
+                "log", "exec", "attach", "portforward", "proxy", "token", "ephemeralcontainers"):
+            return await self.virtual.handle(request, target)
+        if method == "GET":
+            check_acceptable(request.headers.get("Accept", ""))
+            if target.watch_path or q.get("watch") in _BOOL_TRUE:
+                return await self.watch(request, target)
+            if target.name is None:
+                return await self.list(request, target)
+            return self.get(request, target)
+        if method == "POST":
+            if target.subresource == "binding" or (target.subresource == "eviction"):
+                return await self.pod_action(request, target)
+            if target.name is not None:
+                raise ApiError.method_not_allowed()
+            return await self.create(request, target)
+        if method == "PUT":
+            if target.name is None:
+                raise ApiError.method_not_allowed()
+            return await self.update(request, target)
+        if method == "PATCH":
+            if target.name is None:
+                raise ApiError.method_not_allowed()
+            return await self.patch(request, target)
+        if method == "DELETE":
+            if target.name is None:
+                return await self.delete_collection(request, target)
+            return await self.delete(request, target)
+        raise ApiError.method_not_allowed()
+
+    # -- reads -------------------------------------------------------------------------
+
+    def get(self, request: web.Request, target: Target) -> web.Response:
+        info = target.info
+        co = self.cache.get(info.key(target.namespace, target.name or ""))
+        if co is None:
+            raise ApiError.not_found(info.group, info.plural, target.name or "")
+        if target.subresource == "scale":
+            return json_response(orjson.dumps(scale_of(info, co.obj)))
+        if wants_table(request.headers.get("Accept", "")):
+            table = tables.build_table(info, [co.obj], dt.datetime.now(dt.UTC),
+                                       request.query.get("includeObject", "Metadata"),
+                                       {"resourceVersion": str(co.rev)})
+            return json_response(orjson.dumps(table))
+        return json_response(co.raw)
+
+    def _prefix(self, target: Target) -> str:
+        info = target.info
+        prefix = info.storage_prefix()
+        if info.namespaced and target.namespace is not None:
+            prefix += target.namespace + "/"
+        return prefix
+
+    async def list(self, request: web.Request, target: Target) -> web.Response:
+        info = target.info
+        q = request.query
+        flt = ListFilter(info, target.namespace, q)
+        limit = _int_param(q, "limit", 0)
+        if limit < 0:
+            limit = 0
+        cont = q.get("continue", "")
+        rv = q.get("resourceVersion", "")
+        match = q.get("resourceVersionMatch", "")
+        prefix = self._prefix(target)
+        if match and match not in ("Exact", "NotOlderThan"):
+            raise ApiError.bad_request(f'resourceVersionMatch: Unsupported value: "{match}"')
+        if match and not rv:
+            raise ApiError.bad_request("resourceVersionMatch is forbidden unless resourceVersion is provided")
+        if cont and rv:
+            raise ApiError.bad_request("specifying resource version is not allowed when using continue")
+        start_after = ""
+        at_rev = 0
+        if cont:
+            at_rev, start_after = decode_continue(cont)
+            if not start_after.startswith(prefix):
+                raise ApiError.bad_request("continue key is not valid: the key does not belong to this list")
+            if self.cache.events_since(prefix, at_rev) == []:
+                at_rev = 0  # nothing changed since: the cache holds exactly that state
+        elif match == "Exact":
+            at_rev = _rv_int(rv)
+        elif rv not in ("", "0"):
+            want = _rv_int(rv)
+            if want > self.cache.revision:
+                await self._wait_revision(want)
+        name_only = flt.fields.single_name()
+        if at_rev:
+            items, list_rev, more_key = await self._list_store(prefix, at_rev, start_after, limit, flt)
+        else:
+            list_rev = self.cache.revision
+            if name_only is not None and (not info.namespaced or target.namespace is not None):
+                co = self.cache.get(info.key(target.namespace, name_only))
+                candidates = [co] if co is not None and co.key > start_after else []
+            else:
+                candidates = self.cache.list(prefix, start_after)
+            items = []
+            more_key = ""
+            for co in candidates:
+                if flt.matches(co.obj):
+                    if limit and len(items) >= limit:
+                        more_key = items[-1].key
+                        break
+                    items.append(co)
+        list_meta: dict[str, Any] = {"resourceVersion": str(list_rev)}
+        if more_key:
+            list_meta["continue"] = encode_continue(list_rev, more_key)
+            if flt.trivial and not at_rev:
+                list_meta["remainingItemCount"] = sum(1 for c in self.cache.list(prefix, more_key))
+        accept = request.headers.get("Accept", "")
+        if wants_table(accept):
+            table = tables.build_table(info, [c.obj for c in items], dt.datetime.now(dt.UTC),
+                                       q.get("includeObject", "Metadata"), list_meta)
+            return json_response(orjson.dumps(table))
+        head = (b'{"kind":"' + info.list_kind.encode() + b'","apiVersion":"' + info.api_version.encode()
+                + b'","metadata":' + orjson.dumps(list_meta) + b',"items":[')
+        return json_response(head + b",".join(c.raw for c in items) + b"]}")
+
+    async def _list_store(self, prefix: str, rev: int, start_after: str, limit: int,
+                          flt: ListFilter) -> tuple[list[CachedObject], int, str]:
+        from kybernetes.apiserver.watchcache import stamp
+
+        items: list[CachedObject] = []
+        cursor = start_after
+        page = max(limit, 500) if limit else 0
+        while True:
+            try:
+                res = await self.store.list(prefix, revision=rev, limit=page, start_after=cursor)
+            except CompactedError:
+                if start_after:
+                    raise ApiError.gone(
+                        "The provided continue parameter is too old to display a consistent list result. You can "
+                        "start a new list without the continue parameter, or use the continue token in this "
+                        "response to retrieve the remainder of the results. Continuing with the provided token "
+                        "results in an inconsistent list - objects that were created, modified, or deleted between "
+                        "the time the first chunk was returned and now may show up in the list.") from None
+                raise ApiError.gone() from None
+            except FutureRevisionError:
+                raise ApiError.timeout("Too large resource version") from None
+            for kv in res.items:
+                obj, raw = stamp(kv.value, kv.mod_revision)
+                if flt.matches(obj):
+                    if limit and len(items) >= limit:
+                        return items, rev, items[-1].key
+                    items.append(CachedObject(kv.key, obj, raw, kv.mod_revision))
+                cursor = kv.key
+            if not res.more:
+                return items, rev, ""
+
+    async def _wait_revision(self, want: int) -> None:
+        try:
+            await self.cache.wait_for(want, timeout=3.0)
+        except TimeoutError:
+            raise ApiError(504, "Timeout", f"Too large resource version: {want}, current: {self.cache.revision}",
+                           {"causes": [{"reason": "ResourceVersionTooLarge",
+                                        "message": "Too large resource version"}], "retryAfterSeconds": 1},
+                           {"Retry-After": "1"}) from None
+
+    # -- watch ---------------------------------------------------------------------------
+
+    async def watch(self, request: web.Request, target: Target) -> web.StreamResponse:
+        info = target.info
+        q = request.query
+        flt = ListFilter(info, target.namespace, q)
+        if target.name is not None:
+            flt.fields = parse_field_selector(f"metadata.name={target.name}", {"metadata.name"})
+            flt.trivial = False
+        rv = q.get("resourceVersion", "")
+        send_initial = q.get("sendInitialEvents")
+        match = q.get("resourceVersionMatch", "")
+        bookmarks = q.get("allowWatchBookmarks") in _BOOL_TRUE
+        timeout = min(_int_param(q, "timeoutSeconds", MAX_WATCH_SECONDS), MAX_WATCH_SECONDS)
+        table = wants_table(request.headers.get("Accept", ""))
+        if send_initial is not None:
+            if match != "NotOlderThan":
+                raise ApiError.invalid("meta.k8s.io", "ListOptions", "", [_fe_invalid(
+                    "resourceVersionMatch", match,
+                    "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan")])
+        elif match:
+            raise ApiError.bad_request("resourceVersionMatch is forbidden for watch")
+        prefix = self._prefix(target)
+        initial: list[CachedObject] = []
+        replay: list[CacheEvent] = []
+        send_initial_events = send_initial in _BOOL_TRUE or (send_initial is None and rv in ("", "0"))
+        if rv not in ("", "0"):
+            want = _rv_int(rv)
+            if want > self.cache.revision:
+                await self._wait_revision(want)
+        # Everything below up to subscribe() runs without awaiting, so no event can slip
+        # between the snapshot and the subscription.
+        too_old = False
+        if send_initial_events:
+            initial = [c for c in self.cache.list(prefix) if flt.matches(c.obj)]
+        else:
+            events = self.cache.events_since(prefix, _rv_int(rv))
+            if events is None:
+                too_old = True
+            else:
+                replay = events
+        snapshot_rev = self.cache.revision
+        accept = _event_filter(flt)
+        watcher = self.cache.subscribe(prefix, accept)
+        resp = web.StreamResponse(status=200, headers={"Content-Type": JSON, "Cache-Control": "no-cache"})
+        resp.enable_chunked_encoding()
+        try:
+            await resp.prepare(request)
+            printer = _TablePrinter(info, q.get("includeObject", "Metadata")) if table else None
+            if too_old:
+                err = ApiError.gone(f"too old resource version: {rv} ({self.cache.oldest + 1})")
+                await resp.write(orjson.dumps({"type": "ERROR", "object": err.status()}) + b"\n")
+                return resp
+            out: list[bytes] = []
+            for co in initial:
+                out.append(_line("ADDED", co, printer))
+            for ev in replay:
+                t = accept(ev)
+                if t is not None:
+                    out.append(_event_line(t, ev, printer))
+            if send_initial in _BOOL_TRUE:
+                out.append(_bookmark(info, snapshot_rev, initial_end=True))
+            if out:
+                await resp.write(b"".join(out))
+            deadline = time.monotonic() + timeout
+            last_bookmark = time.monotonic()
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                await watcher.wait(min(remaining, BOOKMARK_INTERVAL))
+                if watcher.queue:
+                    chunk = []
+                    while watcher.queue:
+                        as_type, ev = watcher.queue.popleft()
+                        chunk.append(_event_line(as_type, ev, printer))
+                    await resp.write(b"".join(chunk))
+                if watcher.closed:
+                    break
+                if bookmarks and time.monotonic() - last_bookmark >= BOOKMARK_INTERVAL and not watcher.queue:
+                    await resp.write(_bookmark(info, self.cache.revision))
+                    last_bookmark = time.monotonic()
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            self.cache.unsubscribe(watcher)
+        return resp
+
+    # -- writes --------------------------------------------------------------------------
+
+    def write_context(self, request: web.Request) -> WriteContext:
+        q = request.query
+        dry = q.getall("dryRun", [])
+        for d in dry:
+            if d != "All":
+                raise ApiError.bad_request(f'dryRun: Unsupported value: "{d}": supported values: "All"')
+        fv = q.get("fieldValidation", "Warn") or "Warn"
+        if fv not in ("Strict", "Warn", "Ignore"):
+            raise ApiError.bad_request(
+                f'fieldValidation: Unsupported value: "{fv}": supported values: "Ignore", "Strict", "Warn"')
+        manager = q.get("fieldManager", "")
+        if len(manager) > 128:
+            raise ApiError.bad_request("fieldManager: Too long: may not be longer than 128")
+        if not manager and request.method != "PATCH" or (
+                not manager and request.method == "PATCH"
+                and codec.media_type(request.headers.get("Content-Type")) != "application/apply-patch+yaml"):
+            ua = request.headers.get("User-Agent", "")
+            manager = ua.split("/", 1)[0][:128] if ua else "unknown"
+        force = q.get("force") in _BOOL_TRUE
+        user = request.get("user")
+        return WriteContext(user=getattr(user, "username", ""), field_manager=manager, dry_run=bool(dry),
+                            field_validation=fv, force=force)
+
+    async def _body(self, request: web.Request, kind: str) -> dict[str, Any]:
+        data = await _read_body(request)
+        return codec.decode_object(data, request.headers.get("Content-Type"), kind)
+
+    async def create(self, request: web.Request, target: Target) -> web.Response:
+        ctx = self.write_context(request)
+        obj = await self._body(request, target.info.kind)
+        if target.info.namespaced and target.namespace is None:
+            raise ApiError.path_not_found()
+        res = await self.service.create(target.info, target.namespace, obj, ctx)
+        return json_response(res.raw, 201, ctx.warnings)
+
+    async def update(self, request: web.Request, target: Target) -> web.Response:
+        ctx = self.write_context(request)
+        info = target.info
+        if target.subresource == "scale":
+            body = await self._body(request, "Scale")
+            return await self._scale_write(request, target, ctx, body, None)
+        obj = await self._body(request, info.kind)
+        res = await self.service.update(info, target.namespace, target.name or "", obj, ctx, target.subresource)
+        return json_response(res.raw, 201 if res.created else 200, ctx.warnings)
+
+    async def patch(self, request: web.Request, target: Target) -> web.Response:
+        ctx = self.write_context(request)
+        ptype = patch_for_content_type(codec.media_type(request.headers.get("Content-Type")))
+        data = await _read_body(request)
+        body = codec.decode_body(data, request.headers.get("Content-Type"), target.info.kind)
+        if target.subresource == "scale":
+            return await self._scale_write(request, target, ctx, body, ptype)
+        res = await self.service.patch(target.info, target.namespace, target.name or "", body, ptype, ctx,
+                                       target.subresource)
+        return json_response(res.raw, 201 if res.created else 200, ctx.warnings)
+
+    async def _scale_write(self, request: web.Request, target: Target, ctx: WriteContext, body: Any,
+                           ptype: str | None) -> web.Response:
+        from kybernetes.api import patch as patches
+
+        info = target.info
+        for _ in range(8):
+            co = self.cache.get(info.key(target.namespace, target.name or ""))
+            if co is None:
+                raise ApiError.not_found(info.group, info.plural, target.name or "")
+            current = scale_of(info, co.obj)
+            if ptype is None:
+                new_scale = body
+                want = (body.get("metadata") or {}).get("resourceVersion")
+                if want and str(want) != str(co.rev):
+                    raise ApiError.conflict("autoscaling", "scales", target.name or "")
+            elif ptype == "json":
+                new_scale = patches.json_patch(current, body)
+            elif ptype in ("merge", "strategic"):
+                if not isinstance(body, dict):
+                    raise ApiError.bad_request("patch must be a JSON object")
+                new_scale = patches.json_merge_patch(current, body)
+            else:
+                raise ApiError.unsupported_media_type()
+            replicas = (new_scale.get("spec") or {}).get("replicas")
+            if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+                raise ApiError.invalid("autoscaling", "Scale", target.name or "", [_fe_invalid(
+                    "spec.replicas", replicas, "must be greater than or equal to 0")])
+            paths = info.scale
+            assert paths is not None
+            new = om.deep_copy(co.obj)
+            om.set_path(new, paths.spec_replicas, replicas)
+            new["metadata"]["resourceVersion"] = str(co.rev)
+            try:
+                res = await self.service.update(info, target.namespace, target.name or "", new, ctx)
+            except ApiError as e:
+                if e.code == 409 and ptype is not None:
+                    continue
+                raise
+            return json_response(orjson.dumps(scale_of(info, res.obj)), 200, ctx.warnings)
+        raise ApiError.conflict(info.group, info.plural, target.name or "")
+
+    async def delete(self, request: web.Request, target: Target) -> web.Response:
+        ctx = self.write_context(request)
+        options = await self._delete_options(request)
+        res, gone = await self.service.delete(target.info, target.namespace, target.name or "", options, ctx)
+        if gone and target.info.kind != "Pod":
+            uid = res.obj.get("metadata", {}).get("uid", "")
+            return json_response(success_status(target.info, target.name or "", uid))
+        return json_response(res.raw, 200 if gone or not ctx.dry_run else 200)
+
+    async def _delete_options(self, request: web.Request) -> dict[str, Any]:
+        options: dict[str, Any] = {}
+        data = await _read_body(request)
+        if data.strip():
+            options = codec.decode_object(data, request.headers.get("Content-Type") or JSON, "DeleteOptions")
+        q = request.query
+        if "gracePeriodSeconds" in q:
+            options["gracePeriodSeconds"] = _int_param(q, "gracePeriodSeconds", 0)
+        if "propagationPolicy" in q:
+            options["propagationPolicy"] = q["propagationPolicy"]
+        pol = options.get("propagationPolicy")
+        if pol not in (None, "Orphan", "Background", "Foreground"):
+            raise ApiError.bad_request(
+                f'propagationPolicy: Unsupported value: "{pol}": supported values: "Foreground", "Background", '
+                f'"Orphan", "nil"')
+        gp = options.get("gracePeriodSeconds")
+        if gp is not None and (not isinstance(gp, int) or isinstance(gp, bool)):
+            raise ApiError.bad_request("gracePeriodSeconds must be an integer")
+        return options
+
+    async def delete_collection(self, request: web.Request, target: Target) -> web.Response:
+        info = target.info
+        ctx = self.write_context(request)
+        options = await self._delete_options(request)
+        flt = ListFilter(info, target.namespace, request.query)
+        victims = [c for c in self.cache.list(self._prefix(target)) if flt.matches(c.obj)]
+        deleted = []
+        for co in victims:
+            name = co.obj["metadata"]["name"]
+            ns = co.obj["metadata"].get("namespace")
+            try:
+                res, _gone = await self.service.delete(info, ns, name, options, ctx)
+                deleted.append(res.raw)
+            except ApiError as e:
+                if e.code != 404:
+                    raise
+        head = (b'{"kind":"' + info.list_kind.encode() + b'","apiVersion":"' + info.api_version.encode()
+                + b'","metadata":{"resourceVersion":"' + str(self.cache.revision).encode() + b'"},"items":[')
+        return json_response(head + b",".join(deleted) + b"]}")
+
+    async def pod_action(self, request: web.Request, target: Target) -> web.Response:
+        """pods/binding and pods/eviction."""
+        info = target.info
+        ctx = self.write_context(request)
+        name = target.name or ""
+        body = await self._body(request, "Binding" if target.subresource == "binding" else "Eviction")
+        if target.subresource == "binding":
+            node = ((body.get("target") or {}).get("name")) or ""
+            if not node:
+                raise ApiError.invalid("", "Binding", name, [_fe_required("target.name")])
+            co = self.service.current(info, target.namespace, name)
+            if (co.obj.get("spec") or {}).get("nodeName"):
+                raise ApiError.conflict("", "pods/binding", name,
+                                        f"pod {name} is already assigned to node "
+                                        f"\"{co.obj['spec']['nodeName']}\"")
+            if co.obj["metadata"].get("deletionTimestamp"):
+                raise ApiError.conflict("", "pods/binding", name, f"pod {name} is being deleted, cannot be assigned")
+            new = om.deep_copy(co.obj)
+            new["spec"]["nodeName"] = node
+            conds = [c for c in (new.get("status") or {}).get("conditions") or [] if c.get("type") != "PodScheduled"]
+            conds.append({"type": "PodScheduled", "status": "True", "lastProbeTime": None,
+                          "lastTransitionTime": om.now_rfc3339()})
+            new.setdefault("status", {})["conditions"] = conds
+            await self.service._update_from(info, co, new, ctx, "", expected=co.rev)  # noqa: SLF001
+            return json_response(orjson.dumps({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                                               "status": "Success", "code": 201}), 201)
+        options = body.get("deleteOptions") or {}
+        await self.service.delete(info, target.namespace, name, options, ctx)
+        return json_response(orjson.dumps({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                                           "status": "Success", "code": 201}), 201)
+
+
+class _TablePrinter:
+    """Wraps each watch event's object in a one-row Table; columns on the first only."""
+
+    def __init__(self, info: ResourceInfo, include: str) -> None:
+        self.info = info
+        self.include = include
+        self.first = True
+
+    def encode(self, as_type: str, co: CachedObject) -> bytes:
+        t = tables.build_table(self.info, [co.obj], dt.datetime.now(dt.UTC), self.include,
+                               {"resourceVersion": str(co.rev)}, with_columns=self.first)
+        if not self.first:
+            t["columnDefinitions"] = None
+        self.first = False
+        return orjson.dumps({"type": as_type, "object": t}) + b"\n"
+
+
+def _line(as_type: str, co: CachedObject, printer: _TablePrinter | None) -> bytes:
+    if printer is not None:
+        return printer.encode(as_type, co)
+    return b'{"type":"' + as_type.encode() + b'","object":' + co.raw + b"}\n"
+
+
+def _event_line(as_type: str, ev: CacheEvent, printer: _TablePrinter | None) -> bytes:
+    if printer is not None:
+        return printer.encode(as_type, ev.current)
+    return ev.line(as_type)
+
+
+def _bookmark(info: ResourceInfo, rev: int, initial_end: bool = False) -> bytes:
+    meta: dict[str, Any] = {"resourceVersion": str(rev)}
+    if initial_end:
+        meta["annotations"] = {"k8s.io/initial-events-end": "true"}
+    return orjson.dumps({"type": "BOOKMARK", "object": {"kind": info.kind, "apiVersion": info.api_version,
+                                                         "metadata": meta}}) + b"\n"
+
+
+def _event_filter(flt: ListFilter) -> Any:
+    def accept(ev: CacheEvent) -> str | None:
+        if ev.type == "DELETED":
+            return "DELETED" if flt.matches(ev.current.obj) else None
+        new_ok = flt.matches(ev.new.obj) if ev.new is not None else False
+        if ev.type == "ADDED":
+            return "ADDED" if new_ok else None
+        old_ok = flt.matches(ev.old.obj) if ev.old is not None else False
+        if new_ok and old_ok:
+            return "MODIFIED"
+        if new_ok:
+            return "ADDED"
+        if old_ok:
+            return "DELETED"
+        return None
+    return accept
+
+
+def scale_of(info: ResourceInfo, obj: dict[str, Any]) -> dict[str, Any]:
+    """The autoscaling/v1 Scale view of a scalable object."""
+    paths = info.scale
+    if paths is None:
+        raise ApiError.path_not_found()
+    meta = obj["metadata"]
+    status: dict[str, Any] = {"replicas": om.get_path(obj, paths.status_replicas) or 0}
+    selector = None
+    if paths.label_selector:
+        selector = om.get_path(obj, paths.label_selector)
+    if selector is None and isinstance(om.get_path(obj, ".spec.selector"), dict):
+        selector = label_selector_to_string(om.get_path(obj, ".spec.selector"))
+    if isinstance(selector, dict):
+        selector = label_selector_to_string(selector)
+    if selector:
+        status["selector"] = selector
+    scale_meta = {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+                  if k in meta}
+    return {"kind": "Scale", "apiVersion": "autoscaling/v1", "metadata": scale_meta,
+            "spec": {"replicas": om.get_path(obj, paths.spec_replicas) or 0}, "status": status}
+
+
+async def _read_body(request: web.Request) -> bytes:
+    if request.content_length is not None and request.content_length > codec.MAX_BODY_BYTES:
+        raise ApiError.too_large()
+    chunks = []
+    size = 0
+    async for chunk in request.content.iter_chunked(65536):
+        size += len(chunk)
+        if size > codec.MAX_BODY_BYTES:
+            raise ApiError.too_large()
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _int_param(q: Any, name: str, default: int) -> int:
+    v = q.get(name)
+    if v in (None, ""):
+        return default
+    try:
+        return int(v)
+    except ValueError:
+        raise ApiError.bad_request(f"{name}: invalid value {v!r}: must be an integer") from None
+
+
+def _rv_int(rv: str) -> int:
+    if rv in ("", None):
+        return 0
+    try:
+        n = int(rv)
+    except ValueError:
+        raise ApiError.bad_request(f"resourceVersion: Invalid value: {rv!r}: must be a number") from None
+    if n < 0:
+        raise ApiError.bad_request(f"resourceVersion: Invalid value: {rv!r}: must be non-negative")
+    return n
+
+
+def _fe_invalid(path: str, value: Any, detail: str) -> Any:
+    from kybernetes.api.errors import invalid
+
+    return invalid(path, value, detail)
+
+
+def _fe_required(path: str) -> Any:
+    from kybernetes.api.errors import required
+
+    return required(path)
+
+
+def write_result_status(res: WriteResult) -> int:
+    return 201 if res.created else 200

@@ -1,0 +1,292 @@
+"""The watch cache: every object in memory, encoded once, and a window of recent events.
+
+GETs, LISTs and WATCHes are served from here; the store is touched only for
+writes and for reads at an old revision. Each object keeps its encoded JSON
+bytes (with `resourceVersion` stamped), so a GET, a list item and a watch event
+reuse the same bytes. A watch event's line is encoded once for all watchers.
+
+The cache follows the store in revision order. With the SQLite store it is fed
+synchronously (a listener called before writes are acknowledged), so a client
+reads its own writes; with other stores it consumes `store.watch` and callers
+use `wait_for` to reach a revision.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import collections
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from kybernetes.storage.interface import Event, Store
+
+
+@dataclass(slots=True)
+class CachedObject:
+    key: str
+    obj: dict[str, Any]
+    raw: bytes  # JSON of obj, resourceVersion included
+    rev: int
+
+
+@dataclass(slots=True)
+class CacheEvent:
+    type: str  # ADDED | MODIFIED | DELETED
+    rev: int
+    key: str
+    new: CachedObject | None  # the object after the change (None for DELETED)
+    old: CachedObject | None  # the object before the change (None for ADDED)
+    # Encoded `{"type":...,"object":...}\n` lines, built lazily once per type.
+    lines: dict[str, bytes] = field(default_factory=dict)
+
+    @property
+    def current(self) -> CachedObject:
+        """The object this event shows to watchers (the last state for a delete)."""
+        assert self.new is not None or self.old is not None
+        return self.new if self.new is not None else self.old  # type: ignore[return-value]
+
+    def line(self, as_type: str) -> bytes:
+        line = self.lines.get(as_type)
+        if line is None:
+            obj = self.current.raw
+            line = b'{"type":"' + as_type.encode() + b'","object":' + obj + b"}\n"
+            self.lines[as_type] = line
+        return line
+
+
+def resource_prefix(key: str) -> str:
+    """'/registry/apps/deployments/ns/name' -> '/registry/apps/deployments/'."""
+    parts = key.split("/", 4)
+    return "/".join(parts[:4]) + "/"
+
+
+class Watcher:
+    """One client watch: a bounded queue of events the filter accepted."""
+
+    __slots__ = ("prefix", "accept", "queue", "closed", "overflowed", "_waiter")
+
+    MAX_PENDING = 20000
+
+    def __init__(self, prefix: str, accept: Callable[[CacheEvent], str | None]) -> None:
+        self.prefix = prefix
+        # accept(event) -> the event type to deliver (ADDED/MODIFIED/DELETED) or None to skip
+        self.accept = accept
+        self.queue: collections.deque[tuple[str, CacheEvent]] = collections.deque()
+        self.closed = False
+        self.overflowed = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    def push(self, ev: CacheEvent) -> None:
+        if self.closed:
+            return
+        as_type = self.accept(ev)
+        if as_type is None:
+            return
+        if len(self.queue) >= self.MAX_PENDING:
+            # A watcher that cannot keep up is ended; the client re-watches or relists.
+            self.overflowed = True
+            self.closed = True
+        else:
+            self.queue.append((as_type, ev))
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def wait(self, timeout: float | None) -> None:
+        if self.queue or self.closed:
+            return
+        loop = asyncio.get_running_loop()
+        self._waiter = loop.create_future()
+        try:
+            await asyncio.wait_for(self._waiter, timeout)
+        except TimeoutError:
+            pass
+        finally:
+            self._waiter = None
+
+    def close(self) -> None:
+        self.closed = True
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+
+class ResourceBucket:
+    """The cached objects of one resource (one key prefix)."""
+
+    __slots__ = ("objects", "_sorted", "watchers")
+
+    def __init__(self) -> None:
+        self.objects: dict[str, CachedObject] = {}
+        self._sorted: list[str] | None = None
+        self.watchers: set[Watcher] = set()
+
+    def sorted_keys(self) -> list[str]:
+        if self._sorted is None:
+            self._sorted = sorted(self.objects)
+        return self._sorted
+
+    def put(self, co: CachedObject) -> CachedObject | None:
+        old = self.objects.get(co.key)
+        self.objects[co.key] = co
+        if old is None:
+            self._sorted = None
+        return old
+
+    def remove(self, key: str) -> CachedObject | None:
+        old = self.objects.pop(key, None)
+        if old is not None:
+            self._sorted = None
+        return old
+
+
+def stamp(value: bytes, rev: int) -> tuple[dict[str, Any], bytes]:
+    """Decode a stored value and set metadata.resourceVersion to `rev`."""
+    obj = orjson.loads(value)
+    meta = obj.setdefault("metadata", {})
+    meta["resourceVersion"] = str(rev)
+    return obj, orjson.dumps(obj)
+
+
+class WatchCache:
+    def __init__(self, store: Store, window: int = 100_000) -> None:
+        self.store = store
+        self.buckets: dict[str, ResourceBucket] = collections.defaultdict(ResourceBucket)
+        self.events: collections.deque[CacheEvent] = collections.deque(maxlen=window)
+        self.revision = 0
+        # The oldest revision from which the event window can replay a watch.
+        self.oldest = 0
+        self._rev_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._listeners: list[Callable[[CacheEvent], None]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        result = await self.store.list("/registry/")
+        for kv in result.items:
+            obj, raw = stamp(kv.value, kv.mod_revision)
+            self.buckets[resource_prefix(kv.key)].put(CachedObject(kv.key, obj, raw, kv.mod_revision))
+        self.revision = result.revision
+        self.oldest = result.revision
+        add_listener = getattr(self.store, "add_listener", None)
+        if add_listener is not None:
+            add_listener(self._on_batch, after_revision=result.revision)
+        else:
+            self._task = asyncio.create_task(self._follow(result.revision))
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        for bucket in self.buckets.values():
+            for w in list(bucket.watchers):
+                w.close()
+
+    def add_listener(self, fn: Callable[[CacheEvent], None]) -> None:
+        """In-process observers of every change (e.g. CRD registration)."""
+        self._listeners.append(fn)
+
+    async def _follow(self, rev: int) -> None:
+        async for ev in self.store.watch("/registry/", rev):
+            self._on_batch([ev])
+
+    def _on_batch(self, events: list[Event]) -> None:
+        for ev in events:
+            self._apply(ev)
+        if self._rev_waiters:
+            pending = []
+            for want, fut in self._rev_waiters:
+                if self.revision >= want:
+                    if not fut.done():
+                        fut.set_result(None)
+                else:
+                    pending.append((want, fut))
+            self._rev_waiters = pending
+
+    def _apply(self, ev: Event) -> None:
+        kv = ev.kv
+        bucket = self.buckets[resource_prefix(kv.key)]
+        rev = kv.mod_revision
+        if ev.type == "DELETE":
+            old = bucket.remove(kv.key)
+            if old is None:
+                self.revision = rev
+                return
+            obj, raw = stamp(kv.value, rev) if kv.value else (dict(old.obj), old.raw)
+            gone = CachedObject(kv.key, obj, raw, rev)
+            # A delete event carries the final state as `old`; filters judge it.
+            cev = CacheEvent("DELETED", rev, kv.key, None, gone)
+        else:
+            obj, raw = stamp(kv.value, rev)
+            co = CachedObject(kv.key, obj, raw, rev)
+            prev = bucket.put(co)
+            cev = CacheEvent("MODIFIED" if prev is not None else "ADDED", rev, kv.key, co, prev)
+        self.revision = rev
+        if len(self.events) == self.events.maxlen:
+            self.oldest = self.events[0].rev
+        self.events.append(cev)
+        for w in list(bucket.watchers):
+            w.push(cev)
+        for fn in self._listeners:
+            fn(cev)
+
+    async def wait_for(self, rev: int, timeout: float = 10.0) -> None:
+        if self.revision >= rev:
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._rev_waiters.append((rev, fut))
+        await asyncio.wait_for(fut, timeout)
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def get(self, key: str) -> CachedObject | None:
+        return self.buckets[resource_prefix(key)].objects.get(key)
+
+    def list(self, prefix: str, start_after: str = "") -> list[CachedObject]:
+        """Objects whose key starts with `prefix` (a resource prefix, optionally plus
+        'namespace/'), in key order, after `start_after`."""
+        bucket = self.buckets[resource_prefix(prefix + "x")]
+        keys = bucket.sorted_keys()
+        lo = bisect.bisect_left(keys, prefix)
+        if start_after:
+            lo = max(lo, bisect.bisect_right(keys, start_after))
+        out = []
+        objs = bucket.objects
+        for i in range(lo, len(keys)):
+            k = keys[i]
+            if not k.startswith(prefix):
+                break
+            out.append(objs[k])
+        return out
+
+    def count(self, prefix: str) -> int:
+        return len(self.buckets[resource_prefix(prefix + "x")].objects)
+
+    # -- watches -------------------------------------------------------------------------
+
+    def events_since(self, prefix: str, rev: int) -> list[CacheEvent] | None:
+        """Events of one resource after `rev`, or None if the window no longer reaches back."""
+        if rev < self.oldest:
+            return None
+        rp = resource_prefix(prefix + "x")
+        out = []
+        # Walk backwards until older than rev; the window is in revision order.
+        for ev in reversed(self.events):
+            if ev.rev <= rev:
+                break
+            if ev.key.startswith(rp):
+                out.append(ev)
+        out.reverse()
+        return out
+
+    def subscribe(self, prefix: str, accept: Callable[[CacheEvent], str | None]) -> Watcher:
+        w = Watcher(prefix, accept)
+        self.buckets[resource_prefix(prefix + "x")].watchers.add(w)
+        return w
+
+    def unsubscribe(self, w: Watcher) -> None:
+        w.close()
+        self.buckets[resource_prefix(w.prefix + "x")].watchers.discard(w)
+
+    def watcher_count(self) -> int:
+        return sum(len(b.watchers) for b in self.buckets.values())

@@ -1,0 +1,128 @@
+"""A real `kyb server` in a subprocess, for tests and benchmarks.
+
+`ServerProcess` starts the server on a free port with its own data dir, waits
+for `/readyz`, and offers a `kubectl` runner bound to the admin kubeconfig and
+a private discovery cache. It stops only the process it started.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class KubectlResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+def kubectl_binary() -> str:
+    here = os.path.dirname(sys.executable)
+    candidate = os.path.join(here, "kubectl")
+    return candidate if os.path.exists(candidate) else shutil.which("kubectl") or "kubectl"
+
+
+class ServerProcess:
+    def __init__(self, data_dir: str | None = None, port: int | None = None, extra_args: list[str] | None = None):
+        self._own_dir = data_dir is None
+        self.data_dir = data_dir or tempfile.mkdtemp(prefix="kyb-test-")
+        self.port = port or free_port()
+        self.extra_args = extra_args or []
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.cache_dir = os.path.join(self.data_dir, "kubectl-cache")
+        self.log_path = os.path.join(self.data_dir, "server.log")
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def kubeconfig(self) -> str:
+        return os.path.join(self.data_dir, "kubeconfig.yaml")
+
+    def start(self, timeout: float = 30.0) -> float:
+        """Start the server; returns seconds until /readyz answered ok."""
+        started = time.monotonic()
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it for its lifetime
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "kybernetes.cli.main", "server", "--data-dir", self.data_dir,
+             "--port", str(self.port), "--bind-address", "127.0.0.1", *self.extra_args],
+            stdout=log, stderr=log)
+        log.close()
+        self.wait_ready(timeout)
+        return time.monotonic() - started
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"kyb server exited with {self.proc.returncode}: {self.log_tail()}")
+            try:
+                with urllib.request.urlopen(self.url + "/readyz", context=ctx, timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise TimeoutError(f"kyb server not ready after {timeout}s: {self.log_tail()}")
+
+    def log_tail(self, n: int = 4000) -> str:
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read()[-n:].decode(errors="replace")
+        except OSError:
+            return ""
+
+    def kill9(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+
+    def cleanup(self) -> None:
+        self.stop()
+        if self._own_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def kubectl(self, *args: str, stdin: str | None = None, timeout: float = 60.0,
+                env: dict[str, str] | None = None) -> KubectlResult:
+        full_env = dict(os.environ)
+        full_env["KUBECONFIG"] = self.kubeconfig
+        full_env["HOME"] = self.data_dir
+        full_env.update(env or {})
+        p = subprocess.run([kubectl_binary(), "--cache-dir", self.cache_dir, *args], input=stdin,
+                           capture_output=True, text=True, timeout=timeout, env=full_env)
+        return KubectlResult(p.returncode, p.stdout, p.stderr)

@@ -1,0 +1,22 @@
+#!/bin/sh
+# Installs what kybernetes needs on a Debian machine (as root): system packages,
+# a virtualenv in .venv and the project with its test tools. Safe to re-run.
+set -eu
+cd "$(dirname "$0")/.."
+
+need_apt=""
+command -v python3 >/dev/null 2>&1 || need_apt="python3"
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt="$need_apt python3-venv"
+command -v curl >/dev/null 2>&1 || need_apt="$need_apt curl"
+if [ -n "$need_apt" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing Debian packages:$need_apt" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q $need_apt python3-pip
+fi
+
+python3 -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "kybernetes needs Python 3.11 or newer")'
+if [ ! -x .venv/bin/python ]; then
+    echo "creating virtualenv .venv" >&2
+    python3 -m venv .venv
+fi
+.venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
