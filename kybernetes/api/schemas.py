@@ -38,10 +38,7 @@ def _gvk_index() -> dict[tuple[str, str, str], str]:
     index: dict[tuple[str, str, str], str] = {}
     for name, node in definitions().items():
         for gvk in node.get("x-kubernetes-group-version-kind", []):
-            key = (gvk.get("group", ""), gvk["version"], gvk["kind"])
-            # Prefer the definition from the kind's own package over re-exports.
-            if key not in index or name.endswith("." + gvk["kind"]) and gvk["kind"] in name:
-                index.setdefault(key, name)
+            index.setdefault((gvk.get("group", ""), gvk["version"], gvk["kind"]), name)
     return index
 
 
@@ -59,19 +56,26 @@ def ref_name(node: dict[str, Any]) -> str | None:
 
 def resolve(node: dict[str, Any] | None) -> dict[str, Any] | None:
     """Follow `$ref` (also inside a single-element allOf) to the node it names."""
-    seen = 0
-    while node is not None and seen < 32:
-        seen += 1
-        name = ref_name(node)
-        if name is not None:
-            node = definitions().get(name)
-            continue
+    for _ in range(32):
+        if node is None:
+            return None
+        ref = node.get("$ref")
+        if isinstance(ref, str):
+            return _resolve_ref(ref)
         all_of = node.get("allOf")
         if isinstance(all_of, list) and len(all_of) == 1 and "properties" not in node:
             node = all_of[0]
             continue
         return node
     return node
+
+
+@functools.cache
+def _resolve_ref(ref: str) -> dict[str, Any] | None:
+    # Built-in definitions never change, so a reference resolves once for the process.
+    if not ref.startswith(_REF_PREFIX):
+        return None
+    return resolve(definitions().get(ref[len(_REF_PREFIX):]))
 
 
 def root(definition: str) -> dict[str, Any] | None:

@@ -369,7 +369,7 @@ class RestHandler:
             await resp.prepare(request)
             printer = _TablePrinter(info, q.get("includeObject", "Metadata")) if table else None
             if too_old:
-                err = ApiError.gone(f"too old resource version: {rv} ({self.cache.oldest + 1})")
+                err = ApiError.gone(f"too old resource version: {rv} ({self.cache.oldest_watchable() + 1})")
                 await resp.write(orjson.dumps({"type": "ERROR", "object": err.status()}) + b"\n")
                 return resp
             out: list[bytes] = []

@@ -266,7 +266,7 @@ class WatchCache:
 
     def events_since(self, prefix: str, rev: int) -> list[CacheEvent] | None:
         """Events of one resource after `rev`, or None if the window no longer reaches back."""
-        if rev < self.oldest:
+        if rev < self.oldest_watchable():
             return None
         rp = resource_prefix(prefix + "x")
         out = []
@@ -278,6 +278,11 @@ class WatchCache:
                 out.append(ev)
         out.reverse()
         return out
+
+    def oldest_watchable(self) -> int:
+        """The oldest revision a watch may start from: the event window's start, or the
+        store's compaction point if later (history before it is gone everywhere)."""
+        return max(self.oldest, self.store.compacted_revision())
 
     def subscribe(self, prefix: str, accept: Callable[[CacheEvent], str | None]) -> Watcher:
         w = Watcher(prefix, accept)
