@@ -164,12 +164,15 @@ def default_pod_spec(spec: Obj, restart_policy: str | None = "Always") -> None:
         default_volume(v)
 
 
-# Tolerations the DefaultTolerationSeconds admission plugin adds to every pod.
-_DEFAULT_TOLERATIONS = (
-    {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
-    {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute",
-     "tolerationSeconds": 300},
-)
+# Seconds of the tolerations the DefaultTolerationSeconds admission plugin adds to every
+# pod; the server sets it from `kyb server --default-toleration-seconds`.
+default_toleration_seconds = 300
+
+
+def _default_tolerations() -> tuple[Obj, ...]:
+    return tuple({"key": key, "operator": "Exists", "effect": "NoExecute",
+                  "tolerationSeconds": default_toleration_seconds}
+                 for key in ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"))
 
 
 def _tolerates(tolerations: list[Obj], key: str) -> bool:
@@ -206,7 +209,7 @@ def default_pod(pod: Obj) -> None:
         tolerations = spec["tolerations"] = []
     if isinstance(tolerations, list):
         present = _dicts(tolerations)
-        for extra in _DEFAULT_TOLERATIONS:
+        for extra in _default_tolerations():
             if not _tolerates(present, extra["key"]):
                 tolerations.append(dict(extra))
 

@@ -7,6 +7,16 @@ JSON API. Only messages reachable from the kinds kubectl's generators and the
 auth commands create are listed; unknown field numbers are skipped by the
 decoder.
 
+Every entry was checked against upstream `generated.proto` files: k8s.io/api
+`core/v1`, `apps/v1`, `batch/v1`, `autoscaling/v2`, `networking/v1`,
+`rbac/v1`, `policy/v1`, `scheduling/v1`, `authentication/v1` and
+`authorization/v1` from recent kubernetes/kubernetes master commits (1.35 to
+1.37 development, `staging/src/k8s.io/api`), and k8s.io/apimachinery
+`pkg/apis/meta/v1` as of v0.26 (unchanged since for the messages used here).
+`SelfSubjectReview` numbers come from its Go `protobuf:` tags (identical in
+v1alpha1, v1beta1 and v1), `unhealthyPodEvictionPolicy` from k8s.io/api v0.26.
+Field numbers are never reused upstream, so newer releases only add fields.
+
 Each message is one string of `;`-separated fields: `<number> <jsonName> [<type>]`.
 
 * `<type>` defaults to `s` (string). Scalars: `s`, `i32`, `i64`, `b` (bool),

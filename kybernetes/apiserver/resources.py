@@ -19,7 +19,7 @@ import orjson
 
 from kybernetes.api import defaults, managedfields, validation
 from kybernetes.api import patch as patches
-from kybernetes.api.errors import ApiError, FieldError, required
+from kybernetes.api.errors import ApiError, FieldError, forbidden, required
 from kybernetes.api.registry import ResourceInfo
 from kybernetes.apiserver import objectmeta as om
 from kybernetes.apiserver.watchcache import CachedObject, WatchCache
@@ -100,6 +100,19 @@ def fold_secret_string_data(info: ResourceInfo, obj: dict[str, Any], old: dict[s
             data[k] = base64.b64encode(str(v).encode()).decode()
 
 
+def new_finalizer_errors(old_meta: dict[str, Any], new_meta: dict[str, Any]) -> list[FieldError]:
+    """An object being deleted may only lose finalizers: whoever added one must already
+    have seen the object alive, or it could wait forever on a cleanup nobody runs."""
+    if not old_meta.get("deletionTimestamp"):
+        return []
+    extra = sorted(set(new_meta.get("finalizers") or []) - set(old_meta.get("finalizers") or []))
+    if not extra:
+        return []
+    listed = ", ".join(f'"{f}"' for f in extra)
+    return [forbidden("metadata.finalizers", "no new finalizers can be added if the object is being deleted, "
+                                             f"found new finalizers []string{{{listed}}}")]
+
+
 def has_spec_generation(info: ResourceInfo, obj: dict[str, Any]) -> bool:
     return info.is_custom or "spec" in obj or "template" in obj
 
@@ -172,6 +185,8 @@ class ResourceService:
 
     def validate(self, info: ResourceInfo, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
         errors: list[FieldError] = list(validation.validate(info, obj, old))
+        if old is not None:
+            errors += new_finalizer_errors(old.get("metadata") or {}, obj.get("metadata") or {})
         if errors:
             name = (obj.get("metadata") or {}).get("name") or ""
             raise ApiError.invalid(info.group, info.kind, name, errors)
@@ -285,9 +300,18 @@ class ResourceService:
 
     async def _update_from(self, info: ResourceInfo, old: CachedObject, new: dict[str, Any], ctx: WriteContext,
                            subresource: str, expected: int, managed_done: bool = False) -> WriteResult:
-        """Finish an update of `old` into `new` (already patched/decoded, kind-checked)."""
+        """Finish an update of `old` into `new` (already patched/decoded, kind-checked).
+
+        `subresource="binding"` is the server assigning a pod to a node: it may set
+        `spec.nodeName` and status conditions, which no user update of a pod may do."""
         old_obj = old.obj
-        if subresource == "status":
+        binding = subresource == "binding"
+        if subresource == "finalize":
+            # namespaces/finalize: only spec.finalizers changes (the namespace controller's write).
+            merged = copy.deepcopy(old_obj)
+            merged.setdefault("spec", {})["finalizers"] = list((new.get("spec") or {}).get("finalizers") or [])
+            new = merged
+        elif subresource == "status":
             merged = copy.deepcopy(old_obj)
             if "status" in new:
                 merged["status"] = new["status"]
@@ -297,7 +321,7 @@ class ResourceService:
             if managed_done:
                 merged["metadata"]["managedFields"] = new["metadata"].get("managedFields", [])
             new = merged
-        elif "status" in info.subresources:
+        elif "status" in info.subresources and not binding:
             if "status" in old_obj:
                 new["status"] = copy.deepcopy(old_obj["status"])
             else:
@@ -312,12 +336,14 @@ class ResourceService:
         if "managedFields" not in meta and "managedFields" in old_meta:
             meta["managedFields"] = old_meta["managedFields"]
         defaults.apply_defaults(info, new)
-        if subresource != "status" and has_spec_generation(info, new) and om.spec_changed(old_obj, new):
+        if subresource not in ("status", "binding") and has_spec_generation(info, new) \
+                and om.spec_changed(old_obj, new):
             meta["generation"] = int(old_meta.get("generation") or 0) + 1
         hook = self.prepare_hooks.get(info.kind)
         if hook is not None:
             hook(info, new, old_obj)
-        self.validate(info, new, old_obj)
+        if not binding:
+            self.validate(info, new, old_obj)
         if not managed_done:
             self._record_fields(info, old_obj, new, ctx, subresource)
         if om.meta_equal_ignoring_bookkeeping(old_obj, new):

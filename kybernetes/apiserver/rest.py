@@ -233,14 +233,22 @@ class RestHandler:
             raise ApiError.bad_request("resourceVersionMatch is forbidden unless resourceVersion is provided")
         if cont and rv:
             raise ApiError.bad_request("specifying resource version is not allowed when using continue")
+        if "sendInitialEvents" in q:
+            raise ApiError.invalid("meta.k8s.io", "ListOptions", "", [_fe_forbidden(
+                "sendInitialEvents", "sendInitialEvents is forbidden for list")])
+        if match == "Exact" and rv == "0":
+            # Revision 0 means "any", which cannot be matched exactly.
+            raise ApiError.invalid("meta.k8s.io", "ListOptions", "", [_fe_forbidden(
+                "resourceVersionMatch", 'resourceVersionMatch "exact" is forbidden for resourceVersion "0"')])
         start_after = ""
         at_rev = 0
+        cached_rev = 0  # a continued list served from the cache still reports its snapshot revision
         if cont:
             at_rev, start_after = decode_continue(cont)
             if not start_after.startswith(prefix):
                 raise ApiError.bad_request("continue key is not valid: the key does not belong to this list")
             if self.cache.events_since(prefix, at_rev) == []:
-                at_rev = 0  # nothing changed since: the cache holds exactly that state
+                cached_rev, at_rev = at_rev, 0  # nothing changed since: the cache holds exactly that state
         elif match == "Exact":
             at_rev = _rv_int(rv)
         elif rv not in ("", "0"):
@@ -251,7 +259,7 @@ class RestHandler:
         if at_rev:
             items, list_rev, more_key = await self._list_store(prefix, at_rev, start_after, limit, flt)
         else:
-            list_rev = self.cache.revision
+            list_rev = cached_rev or self.cache.revision
             if name_only is not None and (not info.namespaced or target.namespace is not None):
                 co = self.cache.get(info.key(target.namespace, name_only))
                 candidates = [co] if co is not None and co.key > start_after else []
@@ -578,7 +586,8 @@ class RestHandler:
             conds.append({"type": "PodScheduled", "status": "True", "lastProbeTime": None,
                           "lastTransitionTime": om.now_rfc3339()})
             new.setdefault("status", {})["conditions"] = conds
-            await self.service._update_from(info, co, new, ctx, "", expected=co.rev)  # noqa: SLF001
+            await self.service._update_from(info, co, new, ctx, "binding", expected=co.rev,  # noqa: SLF001
+                                            managed_done=True)
             return json_response(orjson.dumps({"kind": "Status", "apiVersion": "v1", "metadata": {},
                                                "status": "Success", "code": 201}), 201)
         options = body.get("deleteOptions") or {}
@@ -703,6 +712,12 @@ def _fe_invalid(path: str, value: Any, detail: str) -> Any:
     from kybernetes.api.errors import invalid
 
     return invalid(path, value, detail)
+
+
+def _fe_forbidden(path: str, detail: str) -> Any:
+    from kybernetes.api.errors import forbidden
+
+    return forbidden(path, detail)
 
 
 def _fe_required(path: str) -> Any:

@@ -147,7 +147,9 @@ def stamp(value: bytes, rev: int) -> tuple[dict[str, Any], bytes]:
     obj = orjson.loads(value)
     meta = obj.setdefault("metadata", {})
     meta["resourceVersion"] = str(rev)
-    return obj, orjson.dumps(obj)
+    # orjson hands back a buffer with kilobytes of slack; the cache keeps these bytes
+    # for the object's lifetime, so keep an exact-size copy instead.
+    return obj, bytes(memoryview(orjson.dumps(obj)))
 
 
 class WatchCache:

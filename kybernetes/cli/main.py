@@ -1,4 +1,10 @@
-"""The `kyb` command: `kyb server` runs the API server (all in one, like k3s)."""
+"""The `kyb` command.
+
+`kyb server` runs the API server (all in one, like k3s: it also starts the
+controller manager and the scheduler as child processes talking to it over
+HTTPS); `kyb controller-manager`, `kyb scheduler` and `kyb sim-nodes` run one
+component against any API server given a kubeconfig.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +12,11 @@ import asyncio
 import logging
 import os
 import signal
+import socket
+import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 
 import click
 
@@ -21,9 +30,25 @@ def _setup_logging(verbose: int) -> None:
 
 @click.group()
 @click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
-def main(verbose: int) -> None:
+@click.pass_context
+def main(ctx: click.Context, verbose: int) -> None:
     """kybernetes: a container orchestrator that speaks the Kubernetes API."""
+    ctx.obj = {"verbose": verbose}
     _setup_logging(verbose)
+
+
+def _run_until_signal(coro_fn: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    async def runner() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await coro_fn(stop)
+
+    asyncio.run(runner())
+
+
+# -- server ---------------------------------------------------------------------------------
 
 
 @main.command()
@@ -35,14 +60,42 @@ def main(verbose: int) -> None:
               help="Seconds between compactions of old revisions.")
 @click.option("--compact-retention", default=1000, show_default=True, type=int,
               help="Revisions of history kept behind the newest one at each compaction.")
-def server(data_dir: str, port: int, bind_address: str, tls_san: tuple[str, ...], compact_interval: int,
-           compact_retention: int) -> None:
-    """Run the API server on an embedded SQLite store and write an admin kubeconfig."""
-    asyncio.run(_run_server(data_dir, port, bind_address, list(tls_san), compact_interval, compact_retention))
+@click.option("--default-toleration-seconds", default=300, show_default=True, type=int,
+              help="tolerationSeconds of the not-ready/unreachable tolerations every pod gets.")
+@click.option("--disable-controllers", is_flag=True, help="Do not start the controller manager.")
+@click.option("--disable-scheduler", is_flag=True, help="Do not start the scheduler.")
+@click.option("--node-monitor-grace-period", default=40, show_default=True, type=int,
+              help="Seconds without a node heartbeat before the node is marked unreachable.")
+@click.option("--cluster-cidr", default="10.42.0.0/16", show_default=True, help="Pod network of the cluster.")
+@click.pass_context
+def server(ctx: click.Context, data_dir: str, port: int, bind_address: str, tls_san: tuple[str, ...],
+           compact_interval: int, compact_retention: int, default_toleration_seconds: int,
+           disable_controllers: bool, disable_scheduler: bool, node_monitor_grace_period: int,
+           cluster_cidr: str) -> None:
+    """Run the API server on an embedded SQLite store, with the control plane, and write an admin kubeconfig."""
+    from kybernetes.api import defaults
+
+    defaults.default_toleration_seconds = default_toleration_seconds
+    children: list[list[str]] = []
+    verbose = ["-v"] * int((ctx.obj or {}).get("verbose", 0))
+    kubeconfig = os.path.join(os.path.abspath(data_dir), "kubeconfig.yaml")
+    base = [sys.executable, "-m", "kybernetes.cli.main", *verbose]
+    if not disable_controllers:
+        children.append([*base, "controller-manager", "--kubeconfig", kubeconfig,
+                         "--node-monitor-grace-period", str(node_monitor_grace_period),
+                         "--cluster-cidr", cluster_cidr])
+    if not disable_scheduler:
+        children.append([*base, "scheduler", "--kubeconfig", kubeconfig])
+
+    async def run(stop: asyncio.Event) -> None:
+        await _run_server(stop, data_dir, port, bind_address, list(tls_san), compact_interval, compact_retention,
+                          children)
+
+    _run_until_signal(run)
 
 
-async def _run_server(data_dir: str, port: int, bind: str, sans: list[str], compact_interval: int,
-                      compact_retention: int) -> None:
+async def _run_server(stop: asyncio.Event, data_dir: str, port: int, bind: str, sans: list[str],
+                      compact_interval: int, compact_retention: int, children: list[list[str]]) -> None:
     from kybernetes.apiserver.app import ApiServer, default_hosts
     from kybernetes.storage.sqlite import SQLiteStore
 
@@ -51,6 +104,7 @@ async def _run_server(data_dir: str, port: int, bind: str, sans: list[str], comp
     os.makedirs(data_dir, exist_ok=True)
     store = SQLiteStore(os.path.join(data_dir, "state.db"))
     srv = ApiServer(data_dir, store, port=port, bind=bind, hosts=default_hosts() + sans)
+    srv.service.gc_enabled = any("controller-manager" in c for c in children)
     await srv.start()
     kubeconfig = os.path.join(data_dir, "kubeconfig.yaml")
     srv.write_kubeconfig(kubeconfig)
@@ -58,14 +112,41 @@ async def _run_server(data_dir: str, port: int, bind: str, sans: list[str], comp
     click.echo(f"kybernetes API server ready at {srv.server_url()} in {elapsed:.2f}s", err=True)
     click.echo(f"admin kubeconfig: {kubeconfig}\n  export KUBECONFIG={kubeconfig}\n  kubectl get namespaces",
                err=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    procs = []
+    for argv in children:
+        name = argv[argv.index("--kubeconfig") - 1]
+        log = open(os.path.join(data_dir, f"{name}.log"), "ab")  # noqa: SIM115 - owned by the child
+        procs.append(subprocess.Popen(argv, stdout=log, stderr=log))
+        log.close()
     compactor = asyncio.create_task(_compact_forever(store, compact_interval, compact_retention))
+    watchdog = asyncio.create_task(_restart_children(procs, children, data_dir))
     await stop.wait()
+    watchdog.cancel()
     compactor.cancel()
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    for p in procs:
+        try:
+            p.wait(5)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(5)
     await srv.stop()
+
+
+async def _restart_children(procs: list[subprocess.Popen[bytes]], argvs: list[list[str]], data_dir: str) -> None:
+    """Restart a control-plane child that died, as a supervisor would."""
+    while True:
+        await asyncio.sleep(1.0)
+        for i, p in enumerate(procs):
+            if p.poll() is not None:
+                name = argvs[i][argvs[i].index("--kubeconfig") - 1]
+                logging.getLogger("kybernetes.server").warning("%s exited with %s; restarting", name,
+                                                               p.returncode)
+                log = open(os.path.join(data_dir, f"{name}.log"), "ab")  # noqa: SIM115 - owned by the child
+                procs[i] = subprocess.Popen(argvs[i], stdout=log, stderr=log)
+                log.close()
 
 
 async def _compact_forever(store: object, interval: int, retention: int) -> None:
@@ -77,6 +158,96 @@ async def _compact_forever(store: object, interval: int, retention: int) -> None
                 await store.compact(rev)  # type: ignore[attr-defined]
             except Exception:  # noqa: BLE001 - compaction is best effort; the next round retries
                 logging.getLogger("kybernetes.compactor").exception("compaction failed")
+
+
+# -- components -------------------------------------------------------------------------------
+
+
+def _identity() -> str:
+    return f"{socket.gethostname()}_{os.getpid()}"
+
+
+@main.command("controller-manager")
+@click.option("--kubeconfig", required=True, help="How to reach the API server.")
+@click.option("--leader-elect/--no-leader-elect", default=True, show_default=True)
+@click.option("--node-monitor-grace-period", default=40, show_default=True, type=int)
+@click.option("--cluster-cidr", default="10.42.0.0/16", show_default=True)
+@click.option("--workers", default=4, show_default=True, type=int, help="Workers per controller.")
+def controller_manager(kubeconfig: str, leader_elect: bool, node_monitor_grace_period: int, cluster_cidr: str,
+                       workers: int) -> None:
+    """Run the controllers (ReplicaSet, Deployment, garbage collector, namespace, ...)."""
+    from kybernetes.client import ApiClient, LeaderElector
+    from kybernetes.controllers.manager import ControllerOptions, run_controllers
+
+    options = ControllerOptions(node_monitor_grace_period=node_monitor_grace_period, cluster_cidr=cluster_cidr,
+                                workers=workers)
+
+    async def run(stop: asyncio.Event) -> None:
+        client = await ApiClient.from_kubeconfig(kubeconfig, user_agent="kyb-controller-manager",
+                                                 max_connections=128)
+
+        async def work() -> None:
+            await run_controllers(client, options)
+
+        if leader_elect:
+            job = asyncio.create_task(LeaderElector(client, "kube-system", "kube-controller-manager",
+                                                    _identity()).run(work))
+        else:
+            job = asyncio.create_task(work())
+        await _until(stop, job)
+        await client.close()
+
+    _run_until_signal(run)
+
+
+@main.command()
+@click.option("--kubeconfig", required=True, help="How to reach the API server.")
+@click.option("--leader-elect/--no-leader-elect", default=True, show_default=True)
+def scheduler(kubeconfig: str, leader_elect: bool) -> None:
+    """Run the scheduler: place pending pods on nodes."""
+    from kybernetes.client import ApiClient, InformerFactory, LeaderElector
+    from kybernetes.scheduler.scheduler import Scheduler
+
+    async def run(stop: asyncio.Event) -> None:
+        client = await ApiClient.from_kubeconfig(kubeconfig, user_agent="kyb-scheduler", max_connections=128)
+
+        async def work() -> None:
+            factory = InformerFactory(client)
+            sched = Scheduler(client, factory)
+            await factory.start()
+            await factory.wait_synced()
+            await sched.run()
+
+        if leader_elect:
+            job = asyncio.create_task(LeaderElector(client, "kube-system", "kube-scheduler", _identity()).run(work))
+        else:
+            job = asyncio.create_task(work())
+        await _until(stop, job)
+        await client.close()
+
+    _run_until_signal(run)
+
+
+async def _until(stop: asyncio.Event, job: asyncio.Task[None]) -> None:
+    stopper = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait({job, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    for t in (job, stopper):
+        if not t.done():
+            t.cancel()
+    await asyncio.gather(job, stopper, return_exceptions=True)
+    if job in done and not job.cancelled() and job.exception() is not None:
+        raise job.exception()  # type: ignore[misc]
+
+
+def _add_optional_commands() -> None:
+    try:
+        from kybernetes.simnodes.cli import sim_nodes_command
+    except ImportError:
+        return
+    main.add_command(sim_nodes_command, "sim-nodes")
+
+
+_add_optional_commands()
 
 
 if __name__ == "__main__":

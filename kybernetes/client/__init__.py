@@ -1,0 +1,12 @@
+"""The client library every component uses to talk to the API server:
+an async API client, informers, rate-limited work queues and leader election."""
+
+from kybernetes.api.errors import ApiError
+from kybernetes.client.api import ApiClient
+from kybernetes.client.informer import Informer, InformerFactory, object_key
+from kybernetes.client.leaderelection import LeaderElector
+from kybernetes.client.resources import Resource
+from kybernetes.client.workqueue import WorkQueue
+
+__all__ = ["ApiClient", "ApiError", "Informer", "InformerFactory", "LeaderElector", "Resource", "WorkQueue",
+           "object_key"]

@@ -19,9 +19,10 @@ ALLOWED = {
     "agent": {"api", "client"},
     "proxy": {"api", "client"},
     "dns": {"api", "client"},
+    "simnodes": {"api", "client"},
     "testing": {"api", "client", "storage", "apiserver"},
     "cli": {"api", "client", "storage", "apiserver", "controllers", "scheduler", "agent", "proxy", "dns",
-            "testing"},
+            "testing", "simnodes"},
 }
 
 

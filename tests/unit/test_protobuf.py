@@ -164,6 +164,54 @@ def test_user_info_extra_values() -> None:
     assert obj["status"]["userInfo"] == {"username": "alice", "groups": ["devs"], "extra": {"team": ["a", "b"]}}
 
 
+
+# Field numbers below come from upstream generated.proto, for fields the kubectl
+# captures never set; they pin the tables that were once written from memory.
+
+
+def test_upstream_numbers_policy_and_apps() -> None:
+    when = vfield(1, 1795542000)
+    spec = lfield(4, "AlwaysAllow")
+    status = (vfield(1, 4) + lfield(2, lfield(1, "p-1") + lfield(2, when)) + vfield(3, 0)
+              + vfield(6, 3) + lfield(7, lfield(1, "DisruptionAllowed") + lfield(2, "True")))
+    pdb = decode_k8s_protobuf(envelope("policy/v1", "PodDisruptionBudget", lfield(2, spec) + lfield(3, status)))
+    assert pdb["spec"] == {"unhealthyPodEvictionPolicy": "AlwaysAllow"}
+    assert pdb["status"] == {"observedGeneration": 4, "disruptedPods": {"p-1": "2026-11-24T17:40:00Z"},
+                             "disruptionsAllowed": 0, "expectedPods": 3,
+                             "conditions": [{"type": "DisruptionAllowed", "status": "True"}]}
+    rolling = lfield(1, vfield(1, 0) + vfield(2, 2)) + lfield(2, vfield(1, 1) + lfield(3, "30%"))
+    spec = lfield(4, lfield(1, "RollingUpdate") + lfield(2, rolling)) + vfield(7, 1) + vfield(9, 60)
+    deploy = decode_k8s_protobuf(envelope("apps/v1", "Deployment", lfield(2, spec)))
+    assert deploy["spec"] == {"strategy": {"type": "RollingUpdate",
+                                           "rollingUpdate": {"maxUnavailable": 2, "maxSurge": "30%"}},
+                              "paused": True, "progressDeadlineSeconds": 60}
+
+
+def test_upstream_numbers_networking_and_auth() -> None:
+    resource = lfield(3, lfield(1, "k8s.example.com") + lfield(2, "Bucket") + lfield(3, "assets"))
+    lb = lfield(1, lfield(1, lfield(2, "lb.example") + lfield(4, vfield(1, 443) + lfield(2, "TCP"))))
+    ing = decode_k8s_protobuf(envelope("networking.k8s.io/v1", "Ingress",
+                                       lfield(2, lfield(1, resource)) + lfield(3, lb)))
+    assert ing["spec"] == {"defaultBackend": {"resource": {"apiGroup": "k8s.example.com", "kind": "Bucket",
+                                                            "name": "assets"}}}
+    assert ing["status"] == {"loadBalancer": {"ingress": [{"hostname": "lb.example",
+                                                           "ports": [{"port": 443, "protocol": "TCP"}]}]}}
+    bound = lfield(3, lfield(1, "Pod") + lfield(2, "v1") + lfield(3, "web-0") + lfield(4, "u-1"))
+    status = lfield(1, "tok") + lfield(2, vfield(1, 1795542000))
+    token = decode_k8s_protobuf(envelope("authentication.k8s.io/v1", "TokenRequest",
+                                         lfield(2, bound) + lfield(3, status)))
+    assert token["spec"] == {"audiences": None,
+                             "boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": "web-0", "uid": "u-1"}}
+    assert token["status"] == {"token": "tok", "expirationTimestamp": "2026-11-24T17:40:00Z"}
+    access = vfield(1, 0) + vfield(4, 1) + lfield(2, "no") + lfield(3, "boom")
+    sar = decode_k8s_protobuf(envelope("authorization.k8s.io/v1", "SelfSubjectAccessReview", lfield(3, access)))
+    assert sar["status"] == {"allowed": False, "denied": True, "reason": "no", "evaluationError": "boom"}
+    rules = (lfield(2, lfield(1, "get") + lfield(2, "/healthz")) + vfield(3, 1) + lfield(4, "partial"))
+    ssrr = decode_k8s_protobuf(envelope("authorization.k8s.io/v1", "SelfSubjectRulesReview", lfield(3, rules)))
+    assert ssrr["status"] == {"resourceRules": None, "nonResourceRules": [
+        {"verbs": ["get"], "nonResourceURLs": ["/healthz"]}], "incomplete": True, "evaluationError": "partial"}
+
+
 @pytest.mark.parametrize("body", [
     b"",
     b"{\"kind\": \"ConfigMap\"}",

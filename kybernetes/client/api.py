@@ -1,0 +1,276 @@
+"""The async API client: one HTTPS session to the API server, JSON in and out.
+
+Every component talks to the cluster through `ApiClient`. Failures come back
+as `ApiError` built from the server's `Status`, so callers match on `.code`
+and `.reason` exactly as the server set them.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import logging
+import os
+import ssl
+import tempfile
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import orjson
+import yaml
+
+from kybernetes.api.errors import ApiError
+from kybernetes.client.resources import EVENTS, Resource
+
+log = logging.getLogger(__name__)
+
+PATCH_TYPES = {
+    "json": "application/json-patch+json",
+    "merge": "application/merge-patch+json",
+    "strategic": "application/strategic-merge-patch+json",
+    "apply": "application/apply-patch+yaml",
+}
+SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+def _error_from(status: int, body: bytes) -> ApiError:
+    try:
+        st = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        st = None
+    if isinstance(st, dict) and st.get("kind") == "Status":
+        return ApiError(int(st.get("code") or status), st.get("reason") or "", st.get("message") or "",
+                        st.get("details"))
+    return ApiError(status, "Unknown", body[:300].decode(errors="replace"))
+
+
+def _write_temp(data: bytes) -> str:
+    fd, path = tempfile.mkstemp(prefix="kyb-client-")
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    return path
+
+
+def ssl_context_from_kubeconfig(cluster: dict[str, Any], user: dict[str, Any], base_dir: str) -> ssl.SSLContext:
+    def material(data_key: str, file_key: str, source: dict[str, Any]) -> str | None:
+        if source.get(data_key):
+            return _write_temp(base64.b64decode(source[data_key]))
+        if source.get(file_key):
+            return os.path.join(base_dir, source[file_key])
+        return None
+
+    ctx = ssl.create_default_context()
+    if cluster.get("insecure-skip-tls-verify"):
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    else:
+        ca = material("certificate-authority-data", "certificate-authority", cluster)
+        if ca:
+            ctx.load_verify_locations(cafile=ca)
+    cert = material("client-certificate-data", "client-certificate", user)
+    key = material("client-key-data", "client-key", user)
+    if cert and key:
+        ctx.load_cert_chain(cert, key)
+    return ctx
+
+
+class ApiClient:
+    def __init__(self, base_url: str, ssl_context: ssl.SSLContext | None = None, token: str | None = None,
+                 user_agent: str = "kybernetes", max_connections: int = 64) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.ssl_context = ssl_context
+        self.token = token
+        self.user_agent = user_agent
+        self.max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+        self._event_cache: dict[tuple[str, str, str], tuple[str, int]] = {}
+
+    # -- construction ------------------------------------------------------------------
+
+    @classmethod
+    async def from_kubeconfig(cls, path: str, context: str | None = None, user_agent: str = "kybernetes",
+                              max_connections: int = 64) -> ApiClient:
+        with open(path) as f:
+            cfg = yaml.safe_load(f)
+        ctx_name = context or cfg.get("current-context")
+        ctx = next(c["context"] for c in cfg["contexts"] if c["name"] == ctx_name)
+        cluster = next(c["cluster"] for c in cfg["clusters"] if c["name"] == ctx["cluster"])
+        user = next((u["user"] for u in cfg.get("users", []) if u["name"] == ctx.get("user")), {})
+        base_dir = os.path.dirname(os.path.abspath(path))
+        ssl_ctx = ssl_context_from_kubeconfig(cluster, user, base_dir) if cluster["server"].startswith(
+            "https") else None
+        return cls(cluster["server"], ssl_ctx, user.get("token"), user_agent, max_connections)
+
+    @classmethod
+    def in_cluster(cls, user_agent: str = "kybernetes") -> ApiClient:
+        host = os.environ["KUBERNETES_SERVICE_HOST"]
+        port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
+        with open(os.path.join(SA_DIR, "token")) as f:
+            token = f.read().strip()
+        ctx = ssl.create_default_context(cafile=os.path.join(SA_DIR, "ca.crt"))
+        return cls(f"https://{host}:{port}", ctx, token, user_agent)
+
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            headers = {"User-Agent": self.user_agent, "Accept": "application/json"}
+            if self.token:
+                headers["Authorization"] = f"Bearer {self.token}"
+            conn = aiohttp.TCPConnector(ssl=self.ssl_context if self.ssl_context is not None else False,
+                                        limit=self.max_connections)
+            self._session = aiohttp.ClientSession(connector=conn, headers=headers,
+                                                  timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    # -- plumbing ----------------------------------------------------------------------
+
+    async def request(self, method: str, path: str, params: dict[str, Any] | None = None, body: Any = None,
+                      content_type: str = "application/json", timeout: float = 60.0) -> Any:
+        data = None
+        headers = {}
+        if body is not None:
+            data = body if isinstance(body, bytes) else orjson.dumps(body)
+            headers["Content-Type"] = content_type
+        clean = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in (params or {}).items()
+                 if v not in (None, "")}
+        async with self.session().request(method, self.base_url + path, params=clean, data=data, headers=headers,
+                                          timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+            raw = await resp.read()
+            if resp.status >= 400:
+                raise _error_from(resp.status, raw)
+            if not raw:
+                return None
+            return orjson.loads(raw)
+
+    async def get_raw(self, path: str) -> Any:
+        return await self.request("GET", path)
+
+    # -- verbs -------------------------------------------------------------------------
+
+    async def get(self, res: Resource, namespace: str | None, name: str, subresource: str = "") -> dict[str, Any]:
+        return await self.request("GET", res.path(namespace, name, subresource))
+
+    async def list(self, res: Resource, namespace: str | None = None, label_selector: str = "",
+                   field_selector: str = "", limit: int = 0, continue_: str = "",
+                   resource_version: str = "") -> dict[str, Any]:
+        return await self.request("GET", res.path(namespace), {
+            "labelSelector": label_selector, "fieldSelector": field_selector, "limit": limit or None,
+            "continue": continue_, "resourceVersion": resource_version})
+
+    async def create(self, res: Resource, namespace: str | None, obj: dict[str, Any],
+                     field_manager: str | None = None, dry_run: bool = False) -> dict[str, Any]:
+        obj.setdefault("apiVersion", res.api_version)
+        obj.setdefault("kind", res.kind)
+        return await self.request("POST", res.path(namespace), {
+            "fieldManager": field_manager or self.user_agent, "dryRun": "All" if dry_run else None}, obj)
+
+    async def update(self, res: Resource, namespace: str | None, name: str, obj: dict[str, Any],
+                     subresource: str = "", field_manager: str | None = None) -> dict[str, Any]:
+        obj.setdefault("apiVersion", res.api_version)
+        obj.setdefault("kind", res.kind)
+        return await self.request("PUT", res.path(namespace, name, subresource),
+                                  {"fieldManager": field_manager or self.user_agent}, obj)
+
+    async def patch(self, res: Resource, namespace: str | None, name: str, body: Any, patch_type: str = "merge",
+                    subresource: str = "", field_manager: str | None = None, force: bool = False) -> dict[str, Any]:
+        params: dict[str, Any] = {"fieldManager": field_manager or self.user_agent}
+        if force:
+            params["force"] = "true"
+        return await self.request("PATCH", res.path(namespace, name, subresource), params, body,
+                                  PATCH_TYPES[patch_type])
+
+    async def delete(self, res: Resource, namespace: str | None, name: str, propagation_policy: str | None = None,
+                     grace_period_seconds: int | None = None,
+                     preconditions: dict[str, str] | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"kind": "DeleteOptions", "apiVersion": "v1"}
+        if propagation_policy:
+            body["propagationPolicy"] = propagation_policy
+        if grace_period_seconds is not None:
+            body["gracePeriodSeconds"] = grace_period_seconds
+        if preconditions:
+            body["preconditions"] = preconditions
+        return await self.request("DELETE", res.path(namespace, name), None, body)
+
+    async def delete_collection(self, res: Resource, namespace: str | None, label_selector: str = "",
+                                propagation_policy: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"kind": "DeleteOptions", "apiVersion": "v1"}
+        if propagation_policy:
+            body["propagationPolicy"] = propagation_policy
+        return await self.request("DELETE", res.path(namespace), {"labelSelector": label_selector}, body)
+
+    async def create_subresource(self, res: Resource, namespace: str | None, name: str, subresource: str,
+                                 body: dict[str, Any]) -> dict[str, Any]:
+        return await self.request("POST", res.path(namespace, name, subresource), None, body)
+
+    async def watch(self, res: Resource, namespace: str | None = None, resource_version: str = "",
+                    label_selector: str = "", field_selector: str = "", timeout_seconds: int = 300,
+                    allow_bookmarks: bool = True) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """Events of one watch request until the server ends it. An ERROR event raises ApiError."""
+        params = {"watch": "true", "resourceVersion": resource_version, "labelSelector": label_selector,
+                  "fieldSelector": field_selector, "timeoutSeconds": timeout_seconds,
+                  "allowWatchBookmarks": "true" if allow_bookmarks else None}
+        params = {k: str(v) for k, v in params.items() if v not in (None, "")}
+        async with self.session().get(self.base_url + res.path(namespace), params=params,
+                                      timeout=aiohttp.ClientTimeout(total=timeout_seconds + 30,
+                                                                    sock_read=timeout_seconds + 30)) as resp:
+            if resp.status >= 400:
+                raise _error_from(resp.status, await resp.read())
+            buf = b""
+            async for chunk in resp.content.iter_any():
+                buf += chunk
+                while True:
+                    nl = buf.find(b"\n")
+                    if nl < 0:
+                        break
+                    line, buf = buf[:nl], buf[nl + 1:]
+                    if not line.strip():
+                        continue
+                    ev = orjson.loads(line)
+                    if ev.get("type") == "ERROR":
+                        st = ev.get("object") or {}
+                        raise ApiError(int(st.get("code") or 500), st.get("reason") or "", st.get("message") or "")
+                    yield ev["type"], ev["object"]
+
+    # -- events ------------------------------------------------------------------------
+
+    async def event(self, involved: dict[str, Any], type_: str, reason: str, message: str,
+                    component: str) -> None:
+        """Record a core/v1 Event about `involved` (best effort, repeated events are counted)."""
+        meta = involved.get("metadata") or {}
+        ns = meta.get("namespace") or "default"
+        now = dt.datetime.now(dt.UTC)
+        stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+        cache_key = (meta.get("uid", ""), reason, message)
+        try:
+            cached = self._event_cache.get(cache_key)
+            if cached is not None:
+                name, count = cached
+                try:
+                    await self.patch(EVENTS, ns, name, {"count": count + 1, "lastTimestamp": stamp})
+                    self._event_cache[cache_key] = (name, count + 1)
+                    return
+                except ApiError:
+                    self._event_cache.pop(cache_key, None)
+            name = f"{meta.get('name', 'unknown')}.{int(now.timestamp() * 1e9):x}"
+            ev = {
+                "metadata": {"name": name, "namespace": ns},
+                "involvedObject": {"kind": involved.get("kind", ""), "namespace": meta.get("namespace", ""),
+                                   "name": meta.get("name", ""), "uid": meta.get("uid", ""),
+                                   "apiVersion": involved.get("apiVersion", ""),
+                                   "resourceVersion": meta.get("resourceVersion", "")},
+                "reason": reason, "message": message, "type": type_,
+                "source": {"component": component}, "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
+                "reportingComponent": component, "reportingInstance": "",
+            }
+            if not ev["involvedObject"]["namespace"]:
+                ev["involvedObject"].pop("namespace")
+            await self.create(EVENTS, ns, ev, field_manager=component)
+            if len(self._event_cache) > 4096:
+                self._event_cache.clear()
+            self._event_cache[cache_key] = (name, 1)
+        except (TimeoutError, ApiError, aiohttp.ClientError) as e:
+            log.debug("event %s for %s not recorded: %s", reason, meta.get("name"), e)

@@ -1,0 +1,121 @@
+"""Small pure helpers about pods and owners shared by the workload controllers:
+readiness and availability (minReadySeconds), activity, controller references and
+label-selector matching with the controllers' semantics."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from kybernetes.api.errors import ApiError
+from kybernetes.api.selectors import LabelSelector, nothing, selector_from_label_selector_object
+
+Obj = dict[str, Any]
+
+
+def parse_time(value: str | None) -> dt.datetime | None:
+    """An RFC 3339 timestamp as an aware datetime (None when missing or malformed)."""
+    if not value:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=dt.UTC)
+
+
+def format_time(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def pod_condition(pod: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:
+    for cond in (pod.get("status") or {}).get("conditions") or ():
+        if cond.get("type") == type_:
+            return cond
+    return None
+
+
+def pod_is_ready(pod: Mapping[str, Any]) -> bool:
+    cond = pod_condition(pod, "Ready")
+    return cond is not None and cond.get("status") == "True"
+
+
+def pod_ready_since(pod: Mapping[str, Any]) -> dt.datetime | None:
+    """When a ready pod last became ready; None if it is not ready or the time is unknown."""
+    cond = pod_condition(pod, "Ready")
+    if cond is None or cond.get("status") != "True":
+        return None
+    return parse_time(cond.get("lastTransitionTime"))
+
+
+def pod_available_at(pod: Mapping[str, Any], min_ready_seconds: int) -> dt.datetime | None:
+    """The moment a ready pod counts as available, or None if it is not ready. A ready pod
+    without a transition time only counts when no minReadySeconds is asked for."""
+    if not pod_is_ready(pod):
+        return None
+    if min_ready_seconds <= 0:
+        return dt.datetime.min.replace(tzinfo=dt.UTC)
+    since = pod_ready_since(pod)
+    if since is None:
+        return None
+    return since + dt.timedelta(seconds=min_ready_seconds)
+
+
+def pod_is_available(pod: Mapping[str, Any], min_ready_seconds: int, now: dt.datetime) -> bool:
+    """Ready for at least `min_ready_seconds` (Kubernetes requires strictly more than that)."""
+    if min_ready_seconds <= 0:
+        return pod_is_ready(pod)
+    at = pod_available_at(pod, min_ready_seconds)
+    return at is not None and at < now
+
+
+def pod_is_terminating(pod: Mapping[str, Any]) -> bool:
+    return bool((pod.get("metadata") or {}).get("deletionTimestamp"))
+
+
+def pod_is_active(pod: Mapping[str, Any]) -> bool:
+    """Counts toward replicas: not finished and not being deleted."""
+    phase = (pod.get("status") or {}).get("phase")
+    return phase not in ("Succeeded", "Failed") and not pod_is_terminating(pod)
+
+
+def controller_ref(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The ownerReference with `controller: true`, if any."""
+    for ref in (obj.get("metadata") or {}).get("ownerReferences") or ():
+        if ref.get("controller"):
+            return ref
+    return None
+
+
+def owner_reference(owner: Mapping[str, Any], api_version: str, kind: str) -> Obj:
+    """A controller ownerReference pointing at `owner`, as controllers set it on what they create."""
+    meta = owner.get("metadata") or {}
+    return {"apiVersion": api_version, "kind": kind, "name": meta.get("name", ""), "uid": meta.get("uid", ""),
+            "controller": True, "blockOwnerDeletion": True}
+
+
+@functools.lru_cache(maxsize=4096)
+def _compiled(selector_json: bytes) -> LabelSelector:
+    sel = orjson.loads(selector_json)
+    if not sel:
+        return nothing()
+    try:
+        return selector_from_label_selector_object(sel)
+    except ApiError:
+        return nothing()
+
+
+def compile_selector(selector: Mapping[str, Any] | None) -> LabelSelector:
+    """A spec selector as a matcher. Unlike the API's conversion, a missing, empty or invalid
+    selector selects nothing: a controller must never claim every pod of a namespace."""
+    if not selector:
+        return nothing()
+    return _compiled(orjson.dumps(selector, option=orjson.OPT_SORT_KEYS))
+
+
+def selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, str] | None) -> bool:
+    return compile_selector(selector).matches(labels or {})

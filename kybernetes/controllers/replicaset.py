@@ -1,0 +1,648 @@
+"""The ReplicaSet controller: keeps `spec.replicas` pods that match a ReplicaSet's
+selector, created from its template, and reports their state in its status.
+
+The decisions live in pure functions (`plan_replicaset` and the deletion ranking);
+`ReplicaSetController` is the shell that feeds them informer snapshots and carries
+out the plan through the API: adopting and releasing pods, creating and deleting in
+slow-start batches, recording events and writing the status subresource.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from kybernetes.api.selectors import selector_from_set
+from kybernetes.client import ApiClient, ApiError, InformerFactory, WorkQueue, object_key
+from kybernetes.client.resources import PODS, REPLICASETS
+from kybernetes.controllers.podutil import (
+    compile_selector,
+    controller_ref,
+    format_time,
+    owner_reference,
+    parse_time,
+    pod_available_at,
+    pod_is_active,
+    pod_is_available,
+    pod_is_ready,
+    pod_is_terminating,
+    pod_ready_since,
+)
+
+log = logging.getLogger(__name__)
+
+Obj = dict[str, Any]
+
+COMPONENT = "replicaset-controller"
+# Kubernetes' cap on creations or deletions in one sync, so one huge ReplicaSet cannot
+# monopolise the API server; the rest happen in the following syncs.
+BURST_REPLICAS = 500
+SLOW_START_INITIAL_BATCH = 1
+# Unobserved expectations stop blocking a ReplicaSet after this long, in case a watch
+# event was lost for good.
+EXPECTATIONS_TTL = 300.0
+REPLICA_FAILURE = "ReplicaFailure"
+
+
+# -- pure core ----------------------------------------------------------------------------
+
+
+@dataclass
+class Plan:
+    """What one sync of a ReplicaSet should do, decided from a snapshot."""
+
+    create: int = 0
+    delete: list[Obj] = field(default_factory=list)
+    adopt: list[Obj] = field(default_factory=list)
+    release: list[Obj] = field(default_factory=list)
+    status: Obj = field(default_factory=dict)
+    # Active pods the ReplicaSet controls once adoption and release succeed.
+    claimed: list[Obj] = field(default_factory=list)
+    terminating: list[Obj] = field(default_factory=list)
+    # Seconds until a ready pod becomes available and the status must be recomputed.
+    requeue_after: float | None = None
+
+
+def _uid(obj: Mapping[str, Any]) -> str:
+    return (obj.get("metadata") or {}).get("uid") or ""
+
+
+def _name(obj: Mapping[str, Any]) -> str:
+    return (obj.get("metadata") or {}).get("name") or ""
+
+
+def _labels(obj: Mapping[str, Any]) -> Mapping[str, str]:
+    return (obj.get("metadata") or {}).get("labels") or {}
+
+
+def desired_replicas(rs: Mapping[str, Any]) -> int:
+    replicas = (rs.get("spec") or {}).get("replicas")
+    return 1 if replicas is None else int(replicas)
+
+
+def min_ready_seconds(rs: Mapping[str, Any]) -> int:
+    return int((rs.get("spec") or {}).get("minReadySeconds") or 0)
+
+
+_PHASE_ORDER = {"Pending": 0, "Unknown": 1, "Running": 2}
+
+
+def max_restarts(pod: Mapping[str, Any]) -> int:
+    return max((int(cs.get("restartCount") or 0)
+                for cs in (pod.get("status") or {}).get("containerStatuses") or ()), default=0)
+
+
+def pods_on_same_node(pods: Iterable[Mapping[str, Any]], related: Iterable[Mapping[str, Any]]) -> list[int]:
+    """For each pod, how many related pods share its node: doubled-up pods go first on scale
+    down, which spreads the survivors."""
+    per_node: dict[str, int] = {}
+    seen: set[str] = set()
+    for pod in related:
+        uid = _uid(pod)
+        if uid and uid in seen:
+            continue
+        seen.add(uid)
+        node = (pod.get("spec") or {}).get("nodeName") or ""
+        per_node[node] = per_node.get(node, 0) + 1
+    return [per_node.get((pod.get("spec") or {}).get("nodeName") or "", 0) for pod in pods]
+
+
+def deletion_cost_key(pod: Mapping[str, Any], rank: int = 0) -> tuple[Any, ...]:
+    """Sort key: pods that sort first are the cheapest to delete. The order is Kubernetes'
+    ActivePods ranking: unscheduled before scheduled; Pending before Unknown before
+    Running; not ready before ready; more doubled-up on a node first; ready for a shorter
+    time first; more container restarts first; newer first (unknown times count as newest)."""
+    spec = pod.get("spec") or {}
+    status = pod.get("status") or {}
+    meta = pod.get("metadata") or {}
+    ready = pod_is_ready(pod)
+    if ready:
+        since = pod_ready_since(pod)
+        ready_key: tuple[int, float] = (0, 0.0) if since is None else (1, -since.timestamp())
+    else:
+        ready_key = (0, 0.0)
+    created = parse_time(meta.get("creationTimestamp"))
+    created_key = (0, 0.0) if created is None else (1, -created.timestamp())
+    return (
+        1 if spec.get("nodeName") else 0,
+        _PHASE_ORDER.get(status.get("phase") or "", 0),
+        1 if ready else 0,
+        -rank,
+        ready_key,
+        -max_restarts(pod),
+        created_key,
+        meta.get("name") or "",
+    )
+
+
+def rank_pods_for_deletion(pods: list[Obj], related: Iterable[Mapping[str, Any]] | None = None) -> list[Obj]:
+    """`pods` ordered from the first to delete to the last. `related` are all pods of the
+    ReplicaSets that share this one's controller (its own pods when None)."""
+    ranks = pods_on_same_node(pods, pods if related is None else related)
+    order = sorted(range(len(pods)), key=lambda i: deletion_cost_key(pods[i], ranks[i]))
+    return [pods[i] for i in order]
+
+
+def replicaset_status(rs: Mapping[str, Any], claimed: list[Obj], terminating: list[Obj], now: dt.datetime,
+                      failure: tuple[str, str] | None = None) -> Obj:
+    """The status a ReplicaSet should have. `failure` is (reason, message) when this sync's
+    creates or deletes failed; zero counters are left out as the real API does."""
+    spec = rs.get("spec") or {}
+    template_labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
+    template_sel = selector_from_set(template_labels)
+    min_ready = min_ready_seconds(rs)
+    fully_labeled = ready = available = 0
+    for pod in claimed:
+        if template_sel.matches(_labels(pod)):
+            fully_labeled += 1
+        if pod_is_ready(pod):
+            ready += 1
+            if pod_is_available(pod, min_ready, now):
+                available += 1
+    status: Obj = {"replicas": len(claimed)}
+    for key, value in (("fullyLabeledReplicas", fully_labeled), ("readyReplicas", ready),
+                       ("availableReplicas", available), ("terminatingReplicas", len(terminating)),
+                       ("observedGeneration", int((rs.get("metadata") or {}).get("generation") or 0))):
+        if value:
+            status[key] = value
+    old_conditions = list((rs.get("status") or {}).get("conditions") or [])
+    has_failure = any(c.get("type") == REPLICA_FAILURE for c in old_conditions)
+    if failure is None:
+        conditions = [c for c in old_conditions if c.get("type") != REPLICA_FAILURE]
+    elif has_failure:
+        # The first failure's time and words stay until a sync succeeds, as in Kubernetes.
+        conditions = old_conditions
+    else:
+        reason, message = failure
+        conditions = old_conditions + [{"type": REPLICA_FAILURE, "status": "True",
+                                        "lastTransitionTime": format_time(now), "reason": reason,
+                                        "message": message}]
+    if conditions:
+        status["conditions"] = conditions
+    return status
+
+
+_STATUS_COUNTERS = ("replicas", "fullyLabeledReplicas", "readyReplicas", "availableReplicas",
+                    "terminatingReplicas", "observedGeneration")
+
+
+def status_changed(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool:
+    """Whether writing `new` would change anything (a missing counter equals zero)."""
+    old = old or {}
+    for key in _STATUS_COUNTERS:
+        if int(old.get(key) or 0) != int(new.get(key) or 0):
+            return True
+    return list(old.get("conditions") or []) != list(new.get("conditions") or [])
+
+
+def next_available_in(pods: Iterable[Mapping[str, Any]], min_ready: int, now: dt.datetime) -> float | None:
+    """Seconds until the next ready-but-not-yet-available pod becomes available."""
+    if min_ready <= 0:
+        return None
+    soonest: float | None = None
+    for pod in pods:
+        at = pod_available_at(pod, min_ready)
+        if at is None or at < now:
+            continue
+        # Availability needs strictly more than minReadySeconds: look just after the instant.
+        wait = (at - now).total_seconds() + 0.05
+        soonest = wait if soonest is None else min(soonest, wait)
+    return soonest
+
+
+def plan_replicaset(rs: Mapping[str, Any], pods: Iterable[Obj], now: dt.datetime, *,
+                    expectations_satisfied: bool = True, related_pods: Iterable[Mapping[str, Any]] | None = None,
+                    burst: int = BURST_REPLICAS) -> Plan:
+    """Decide one sync of `rs` from the pods of its namespace.
+
+    Pods controlled by `rs` that no longer match its selector are released; matching
+    orphans are adopted (neither while `rs` is being deleted). Only active pods count.
+    Creates and deletes are planned only when the previous sync's are all observed
+    (`expectations_satisfied`) and `rs` is not being deleted, at most `burst` at a time."""
+    meta = rs.get("metadata") or {}
+    namespace = meta.get("namespace")
+    uid = meta.get("uid") or ""
+    selector = compile_selector((rs.get("spec") or {}).get("selector"))
+    rs_deleting = bool(meta.get("deletionTimestamp"))
+    plan = Plan()
+    owned: list[Obj] = []
+    for pod in pods:
+        pod_meta = pod.get("metadata") or {}
+        if namespace is not None and pod_meta.get("namespace") != namespace:
+            continue
+        ref = controller_ref(pod)
+        if ref is not None and ref.get("uid") != uid:
+            continue
+        matches = selector.matches(pod_meta.get("labels") or {})
+        if not pod_is_active(pod):
+            if ref is not None and matches and pod_is_terminating(pod) and (pod.get("status") or {}).get(
+                    "phase") not in ("Succeeded", "Failed"):
+                plan.terminating.append(pod)
+            continue
+        if ref is not None:
+            if matches:
+                owned.append(pod)
+            elif not rs_deleting:
+                plan.release.append(pod)
+        elif matches and not rs_deleting:
+            plan.adopt.append(pod)
+    plan.claimed = owned + plan.adopt
+    plan.status = replicaset_status(rs, plan.claimed, plan.terminating, now)
+    plan.requeue_after = next_available_in(plan.claimed, min_ready_seconds(rs), now)
+    if not expectations_satisfied or rs_deleting:
+        return plan
+    diff = len(plan.claimed) - desired_replicas(rs)
+    if diff < 0:
+        plan.create = min(-diff, burst)
+    elif diff > 0:
+        plan.delete = rank_pods_for_deletion(plan.claimed, related_pods)[:min(diff, burst)]
+    return plan
+
+
+def new_pod(rs: Mapping[str, Any]) -> Obj:
+    """The pod `rs` creates: template labels, annotations, finalizers and spec, a name
+    generated from `<rs name>-`, and the controller reference back to `rs`."""
+    meta = rs.get("metadata") or {}
+    template = (rs.get("spec") or {}).get("template") or {}
+    tmeta = template.get("metadata") or {}
+    # A JSON round trip is the cheapest deep copy of plain API data.
+    spec = orjson.loads(orjson.dumps(template.get("spec") or {}))
+    pod_meta: Obj = {"generateName": f"{meta.get('name', '')}-", "namespace": meta.get("namespace", ""),
+                     "ownerReferences": [owner_reference(rs, "apps/v1", "ReplicaSet")]}
+    for key in ("labels", "annotations"):
+        if tmeta.get(key):
+            pod_meta[key] = dict(tmeta[key])
+    if tmeta.get("finalizers"):
+        pod_meta["finalizers"] = list(tmeta["finalizers"])
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": pod_meta, "spec": spec}
+
+
+def _guarded_owner_patch(pod: Mapping[str, Any], refs: list[Obj]) -> list[Obj]:
+    # The test operations make the patch fail if the pod was replaced or changed since the
+    # snapshot the decision was made on, so an ownership change is never based on stale data.
+    meta = pod.get("metadata") or {}
+    ops: list[Obj] = [{"op": "test", "path": "/metadata/uid", "value": meta.get("uid", "")}]
+    if meta.get("resourceVersion"):
+        ops.append({"op": "test", "path": "/metadata/resourceVersion", "value": meta["resourceVersion"]})
+    if refs:
+        ops.append({"op": "add", "path": "/metadata/ownerReferences", "value": refs})
+    else:
+        ops.append({"op": "remove", "path": "/metadata/ownerReferences"})
+    return ops
+
+
+def adopt_patch(rs: Mapping[str, Any], pod: Mapping[str, Any]) -> list[Obj]:
+    """JSON patch making `rs` the controller of an orphan pod."""
+    refs = [dict(r) for r in (pod.get("metadata") or {}).get("ownerReferences") or []
+            if r.get("uid") != _uid(rs)]
+    refs.append(owner_reference(rs, "apps/v1", "ReplicaSet"))
+    return _guarded_owner_patch(pod, refs)
+
+
+def release_patch(rs: Mapping[str, Any], pod: Mapping[str, Any]) -> list[Obj]:
+    """JSON patch removing `rs`'s reference from a pod it no longer selects."""
+    refs = [dict(r) for r in (pod.get("metadata") or {}).get("ownerReferences") or []
+            if r.get("uid") != _uid(rs)]
+    return _guarded_owner_patch(pod, refs)
+
+
+def slow_start_batches(count: int, initial: int = SLOW_START_INITIAL_BATCH) -> list[int]:
+    """Batch sizes for `count` calls: 1, 2, 4, ... so a failing call (quota, admission)
+    costs a handful of requests instead of `count`."""
+    sizes: list[int] = []
+    size = min(count, max(initial, 1))
+    remaining = count
+    while remaining > 0:
+        sizes.append(size)
+        remaining -= size
+        size = min(2 * size, remaining)
+    return sizes
+
+
+async def slow_start_batch(count: int, fn: Callable[[int], Awaitable[None]],
+                           initial: int = SLOW_START_INITIAL_BATCH) -> tuple[int, BaseException | None]:
+    """Run `fn(i)` for i in range(count), batch by batch in parallel, stopping after the
+    first batch with a failure. Returns the number of successes and the first error."""
+    done = 0
+    successes = 0
+    for size in slow_start_batches(count, initial):
+        results = await asyncio.gather(*(fn(done + i) for i in range(size)), return_exceptions=True)
+        done += size
+        errors = [r for r in results if isinstance(r, BaseException)]
+        successes += size - len(errors)
+        for err in errors:
+            if isinstance(err, asyncio.CancelledError):
+                raise err
+        if errors:
+            return successes, errors[0]
+    return successes, None
+
+
+class Expectations:
+    """Creates and deletes a controller has made but its informer has not shown yet.
+
+    Without them a sync that runs before the watch delivers its own new pods would
+    count too few and create again. Deletions are tracked per pod key, because a pod is
+    seen going away twice (deletionTimestamp set, then gone) and must count once."""
+
+    def __init__(self, ttl: float = EXPECTATIONS_TTL, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl = ttl
+        self.clock = clock
+        self._creates: dict[str, int] = {}
+        self._deletes: dict[str, set[str]] = {}
+        self._stamp: dict[str, float] = {}
+
+    def expect(self, key: str, creates: int = 0, deletes: Iterable[str] = ()) -> None:
+        self._creates[key] = creates
+        self._deletes[key] = set(deletes)
+        self._stamp[key] = self.clock()
+
+    def creation_observed(self, key: str, count: int = 1) -> None:
+        if key in self._creates:
+            self._creates[key] = max(self._creates[key] - count, 0)
+
+    def deletion_observed(self, key: str, pod_key: str) -> None:
+        pending = self._deletes.get(key)
+        if pending is not None:
+            pending.discard(pod_key)
+
+    def satisfied(self, key: str) -> bool:
+        if key not in self._stamp:
+            return True
+        if self._creates.get(key, 0) <= 0 and not self._deletes.get(key):
+            return True
+        return self.clock() - self._stamp[key] > self.ttl
+
+    def pending(self, key: str) -> tuple[int, int]:
+        return self._creates.get(key, 0), len(self._deletes.get(key) or ())
+
+    def forget(self, key: str) -> None:
+        self._creates.pop(key, None)
+        self._deletes.pop(key, None)
+        self._stamp.pop(key, None)
+
+
+# -- async shell --------------------------------------------------------------------------
+
+
+def _rs_ref_name(ref: Mapping[str, Any] | None) -> str | None:
+    if ref is None or ref.get("kind") != "ReplicaSet" or not str(ref.get("apiVersion", "")).startswith("apps/"):
+        return None
+    return ref.get("name")
+
+
+def _is_namespace_terminating(err: ApiError) -> bool:
+    causes = (err.details or {}).get("causes") or []
+    return any(c.get("reason") == "NamespaceTerminating" for c in causes)
+
+
+class ReplicaSetController:
+    def __init__(self, client: ApiClient, factory: InformerFactory, *, burst: int = BURST_REPLICAS,
+                 expectations_ttl: float = EXPECTATIONS_TTL) -> None:
+        self.client = client
+        self.burst = burst
+        self.queue = WorkQueue("replicaset")
+        self.expectations = Expectations(expectations_ttl)
+        self.rs_informer = factory.informer(REPLICASETS)
+        self.pod_informer = factory.informer(PODS)
+        self._event_tasks: set[asyncio.Task[None]] = set()
+        self.rs_informer.add_handler(on_add=self._rs_added, on_update=self._rs_updated,
+                                     on_delete=self._rs_deleted)
+        self.pod_informer.add_handler(on_add=self._pod_added, on_update=self._pod_updated,
+                                      on_delete=self._pod_deleted)
+
+    # -- informer handlers (enqueue only) ----------------------------------------------
+
+    def _rs_added(self, rs: Obj) -> None:
+        self.queue.add(object_key(rs))
+
+    def _rs_updated(self, old: Obj, new: Obj) -> None:
+        self.queue.add(object_key(new))
+
+    def _rs_deleted(self, rs: Obj) -> None:
+        key = object_key(rs)
+        self.expectations.forget(key)
+        self.queue.add(key)
+
+    def _owner_of(self, pod: Obj) -> Obj | None:
+        ref = controller_ref(pod)
+        name = _rs_ref_name(ref)
+        if ref is None or name is None:
+            return None
+        rs = self.rs_informer.get((pod.get("metadata") or {}).get("namespace"), name)
+        if rs is None or _uid(rs) != ref.get("uid"):
+            return None
+        return rs
+
+    def _enqueue_selecting(self, pod: Obj) -> None:
+        ns = (pod.get("metadata") or {}).get("namespace") or ""
+        labels = _labels(pod)
+        for rs in self.rs_informer.by_index("namespace", ns):
+            if compile_selector((rs.get("spec") or {}).get("selector")).matches(labels):
+                self.queue.add(object_key(rs))
+
+    def _pod_added(self, pod: Obj) -> None:
+        if pod_is_terminating(pod):
+            # Restarted with a pod already on its way out: it must not count as a creation.
+            self._pod_deleted(pod)
+            return
+        rs = self._owner_of(pod)
+        if rs is not None:
+            key = object_key(rs)
+            self.expectations.creation_observed(key)
+            self.queue.add(key)
+        elif controller_ref(pod) is None:
+            self._enqueue_selecting(pod)
+
+    def _pod_updated(self, old: Obj, new: Obj) -> None:
+        labels_changed = _labels(old) != _labels(new)
+        if pod_is_terminating(new):
+            self._pod_deleted(new)
+            if labels_changed:
+                self._pod_deleted(old)
+            return
+        old_ref, new_ref = controller_ref(old), controller_ref(new)
+        if old_ref != new_ref and old_ref is not None:
+            old_rs = self._owner_of(old)
+            if old_rs is not None:
+                self.queue.add(object_key(old_rs))
+        rs = self._owner_of(new)
+        if rs is not None:
+            self.queue.add(object_key(rs))
+        elif new_ref is None and (labels_changed or old_ref is not None):
+            self._enqueue_selecting(new)
+
+    def _pod_deleted(self, pod: Obj) -> None:
+        rs = self._owner_of(pod)
+        if rs is None:
+            return
+        key = object_key(rs)
+        self.expectations.deletion_observed(key, object_key(pod))
+        self.queue.add(key)
+
+    # -- workers -----------------------------------------------------------------------
+
+    async def run(self, workers: int = 2) -> None:
+        tasks = [asyncio.create_task(self._worker()) for _ in range(max(workers, 1))]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for t in tasks:
+                t.cancel()
+            self.queue.shutdown()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _worker(self) -> None:
+        while True:
+            key = await self.queue.get()
+            try:
+                await self.sync(key)
+                self.queue.forget(key)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # noqa: BLE001 - a worker must survive any sync failure
+                if isinstance(e, ApiError) and e.code in (404, 409, 422):
+                    log.debug("replicaset %s: %s; retrying", key, e)
+                else:
+                    log.warning("replicaset %s: sync failed: %s", key, e, exc_info=not isinstance(e, ApiError))
+                self.queue.add_rate_limited(key)
+            finally:
+                self.queue.done(key)
+
+    def _related_pods(self, rs: Obj) -> list[Obj] | None:
+        ref = controller_ref(rs)
+        if ref is None or not ref.get("uid"):
+            return None
+        related: list[Obj] = []
+        for sibling in self.rs_informer.by_index("owner", ref["uid"]):
+            related.extend(self.pod_informer.by_index("owner", _uid(sibling)))
+        return related
+
+    async def sync(self, key: str) -> None:
+        ns, _, name = key.rpartition("/")
+        rs = self.rs_informer.get(ns or None, name)
+        if rs is None:
+            self.expectations.forget(key)
+            return
+        rs = {**rs, "apiVersion": "apps/v1", "kind": "ReplicaSet"}
+        now = dt.datetime.now(dt.UTC)
+        plan = plan_replicaset(rs, self.pod_informer.by_index("namespace", ns), now,
+                               expectations_satisfied=self.expectations.satisfied(key),
+                               related_pods=self._related_pods(rs), burst=self.burst)
+        await self._claim(rs, plan)
+        failure: tuple[str, str] | None = None
+        error: BaseException | None = None
+        if plan.create:
+            failure, error = await self._create(rs, key, plan.create)
+        elif plan.delete:
+            failure, error = await self._delete(rs, key, plan.delete)
+        status = replicaset_status(rs, plan.claimed, plan.terminating, now, failure)
+        if status_changed(rs.get("status"), status):
+            await self._write_status(rs, status)
+        if plan.requeue_after is not None:
+            self.queue.add_after(key, plan.requeue_after)
+        if error is not None:
+            raise error
+
+    async def _claim(self, rs: Obj, plan: Plan) -> None:
+        ns = (rs.get("metadata") or {}).get("namespace")
+        if plan.adopt:
+            # The cached ReplicaSet may be stale: never adopt for one that was deleted or
+            # replaced meanwhile, or the pods would be garbage collected with it.
+            fresh = await self.client.get(REPLICASETS, ns, _name(rs))
+            if _uid(fresh) != _uid(rs):
+                raise RuntimeError(f"original ReplicaSet {ns}/{_name(rs)} is gone: got uid {_uid(fresh)}, "
+                                   f"wanted {_uid(rs)}")
+            if (fresh.get("metadata") or {}).get("deletionTimestamp"):
+                raise RuntimeError(f"{ns}/{_name(rs)} has just been deleted")
+        errors: list[ApiError] = []
+        for pods, patch_for in ((plan.adopt, adopt_patch), (plan.release, release_patch)):
+            for pod in pods:
+                try:
+                    await self.client.patch(PODS, ns, _name(pod), patch_for(rs, pod), patch_type="json",
+                                            field_manager=COMPONENT)
+                except ApiError as e:
+                    if e.code != 404:
+                        errors.append(e)
+        if errors:
+            raise errors[0]
+
+    def _record(self, rs: Obj, type_: str, reason: str, message: str) -> None:
+        # Events are best effort and must not slow a burst of creates down.
+        task = asyncio.get_running_loop().create_task(
+            self.client.event(rs, type_=type_, reason=reason, message=message, component=COMPONENT))
+        self._event_tasks.add(task)
+        task.add_done_callback(self._event_tasks.discard)
+
+    async def _create(self, rs: Obj, key: str, count: int) -> tuple[tuple[str, str] | None, BaseException | None]:
+        ns = (rs.get("metadata") or {}).get("namespace")
+        self.expectations.expect(key, creates=count)
+        ignored = 0
+
+        async def create_one(_: int) -> None:
+            nonlocal ignored
+            try:
+                pod = await self.client.create(PODS, ns, new_pod(rs), field_manager=COMPONENT)
+            except ApiError as e:
+                if _is_namespace_terminating(e):
+                    ignored += 1
+                    return
+                self._record(rs, "Warning", "FailedCreate", f"Error creating: {e.message}")
+                raise
+            self._record(rs, "Normal", "SuccessfulCreate", f"Created pod: {_name(pod)}")
+
+        successes, err = await slow_start_batch(count, create_one)
+        # Pods that were never created will never be observed.
+        self.expectations.creation_observed(key, count - successes + ignored)
+        if err is None:
+            return None, None
+        message = err.message if isinstance(err, ApiError) else str(err)
+        return ("FailedCreate", message), err
+
+    async def _delete(self, rs: Obj, key: str, pods: list[Obj]) -> tuple[tuple[str, str] | None, BaseException | None]:
+        ns = (rs.get("metadata") or {}).get("namespace")
+        self.expectations.expect(key, deletes=[object_key(p) for p in pods])
+        attempted: set[int] = set()
+
+        async def delete_one(i: int) -> None:
+            attempted.add(i)
+            pod = pods[i]
+            try:
+                await self.client.delete(PODS, ns, _name(pod), preconditions={"uid": _uid(pod)})
+            except ApiError as e:
+                # Its deletion event may never come: do not wait for it.
+                self.expectations.deletion_observed(key, object_key(pod))
+                if e.code in (404, 409):
+                    return
+                self._record(rs, "Warning", "FailedDelete", f"Error deleting: {e.message}")
+                raise
+            self._record(rs, "Normal", "SuccessfulDelete", f"Deleted pod: {_name(pod)}")
+
+        _, err = await slow_start_batch(len(pods), delete_one)
+        for i, pod in enumerate(pods):
+            if i not in attempted:
+                self.expectations.deletion_observed(key, object_key(pod))
+        if err is None:
+            return None, None
+        message = err.message if isinstance(err, ApiError) else str(err)
+        return ("FailedDelete", message), err
+
+    async def _write_status(self, rs: Obj, status: Obj) -> None:
+        ns = (rs.get("metadata") or {}).get("namespace")
+        body = {**rs, "status": status}
+        try:
+            await self.client.update(REPLICASETS, ns, _name(rs), body, subresource="status")
+        except ApiError as e:
+            if e.code != 409:
+                raise
+            # Someone wrote the ReplicaSet since our snapshot; the counts are still ours to report.
+            fresh = await self.client.get(REPLICASETS, ns, _name(rs))
+            await self.client.update(REPLICASETS, ns, _name(rs), {**fresh, "status": status},
+                                     subresource="status")
