@@ -165,7 +165,8 @@ async def main() -> None:
     ap.add_argument("--watchers", type=int, default=1000)
     ap.add_argument("--creates", type=int, default=3000)
     args = ap.parse_args()
-    srv = ServerProcess()
+    # The API server alone: the control plane would add its own load to the figures.
+    srv = ServerProcess(extra_args=["--disable-controllers", "--disable-scheduler"])
     ready = srv.start()
     pid = srv.proc.pid  # type: ignore[union-attr]
     try:

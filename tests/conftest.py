@@ -23,7 +23,8 @@ class Kubectl:
 
 @pytest.fixture(scope="session")
 def server():
-    srv = ServerProcess()
+    # A short node grace period so the dead-node test does not wait 40 s.
+    srv = ServerProcess(extra_args=["--node-monitor-grace-period", "4"])
     srv.start()
     yield srv
     srv.cleanup()

@@ -21,7 +21,7 @@ from kybernetes.api.errors import ApiError
 from kybernetes.api.registry import Registry
 from kybernetes.apiserver import auth, discovery, openapi, pki
 from kybernetes.apiserver.crds import CrdController
-from kybernetes.apiserver.namespaces import NamespaceLifecycle
+from kybernetes.apiserver.namespaces import ensure_system_namespaces
 from kybernetes.apiserver.resources import ResourceService
 from kybernetes.apiserver.rest import RestHandler, json_response
 from kybernetes.apiserver.virtual import VirtualHandler
@@ -66,7 +66,6 @@ class ApiServer:
         self.runner: web.AppRunner | None = None
         self.pki: pki.Pki | None = None
         self.authenticator: auth.Authenticator | None = None
-        self.namespaces = NamespaceLifecycle(self.registry, self.cache, self.service)
         self.crds = CrdController(self.registry, self.cache, self.service)
         self.started_at = time.monotonic()
 
@@ -82,7 +81,7 @@ class ApiServer:
         await self.store.start()
         await self.cache.start()
         self.crds.start()
-        await self.namespaces.start()
+        await ensure_system_namespaces(self.registry, self.cache, self.service)
         self.virtual = VirtualHandler(self.cache, self.authenticator)
         self.rest = RestHandler(self.registry, self.store, self.cache, self.service, self.virtual)
         app = web.Application(middlewares=[self._middleware], client_max_size=4 * 1024 * 1024,
@@ -98,7 +97,6 @@ class ApiServer:
 
     async def stop(self) -> None:
         self.ready = False
-        await self.namespaces.stop()
         if self.runner is not None:
             await self.runner.cleanup()
         await self.cache.close()

@@ -480,7 +480,21 @@ class ResourceService:
     async def delete(self, info: ResourceInfo, namespace: str | None, name: str, options: dict[str, Any],
                      ctx: WriteContext) -> tuple[WriteResult, bool]:
         """Delete or mark for deletion. Returns (result, gone): gone=False when the object
-        stays (finalizers, graceful pod deletion) and the result is its new state."""
+        stays (finalizers, graceful pod deletion) and the result is its new state.
+
+        A delete without preconditions must not fail because a controller wrote the
+        object a moment earlier: a lost race is retried on the newer object."""
+        pinned = bool((options.get("preconditions") or {}).get("resourceVersion"))
+        for _attempt in range(8):
+            try:
+                return await self._delete_once(info, namespace, name, options, ctx)
+            except _Retry:
+                if pinned:
+                    raise ApiError.conflict(info.group, info.plural, name) from None
+        raise ApiError.conflict(info.group, info.plural, name, "too many concurrent updates")
+
+    async def _delete_once(self, info: ResourceInfo, namespace: str | None, name: str, options: dict[str, Any],
+                           ctx: WriteContext) -> tuple[WriteResult, bool]:
         co = self.current(info, namespace, name)
         obj = co.obj
         meta = obj["metadata"]
@@ -514,6 +528,10 @@ class ResourceService:
             if graceful_pod:
                 period = int(grace if grace is not None else (obj.get("spec") or {}).get(
                     "terminationGracePeriodSeconds", 30))
+                current = meta.get("deletionGracePeriodSeconds")
+                if meta.get("deletionTimestamp") and current is not None and period >= int(current):
+                    # A repeated delete may shorten a pod's grace period, never extend it.
+                    return WriteResult(obj, co.raw), False
                 nm["deletionTimestamp"] = om.rfc3339_in(period)
                 nm["deletionGracePeriodSeconds"] = period
             else:
@@ -530,7 +548,7 @@ class ResourceService:
             try:
                 kv = await self.store.update(co.key, _encode_for_store(new), expected_revision=co.rev)
             except RevisionMismatchError:
-                raise ApiError.conflict(info.group, info.plural, name) from None
+                raise _Retry() from None
             result = _result(new, kv.mod_revision)
             hook = self.on_marked_deleted.get(info.kind)
             if hook is not None:
@@ -538,12 +556,18 @@ class ResourceService:
             return result, False
         if ctx.dry_run:
             return WriteResult(obj, co.raw), True
-        return await self._store_delete(info, co, obj), True
+        try:
+            return await self._store_delete(info, co, obj, retry_on_race=True), True
+        except RevisionMismatchError:
+            raise _Retry() from None
 
-    async def _store_delete(self, info: ResourceInfo, co: CachedObject, final: dict[str, Any]) -> WriteResult:
+    async def _store_delete(self, info: ResourceInfo, co: CachedObject, final: dict[str, Any],
+                            retry_on_race: bool = False) -> WriteResult:
         try:
             kv = await self.store.delete(co.key, expected_revision=co.rev)
         except RevisionMismatchError:
+            if retry_on_race:
+                raise
             raise ApiError.conflict(info.group, info.plural, final["metadata"]["name"]) from None
         except KeyNotFoundError:
             raise ApiError.not_found(info.group, info.plural, final["metadata"]["name"]) from None

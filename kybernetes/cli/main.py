@@ -20,6 +20,8 @@ from collections.abc import Awaitable, Callable
 
 import click
 
+from kybernetes.simnodes.cli import sim_nodes_command
+
 
 def _setup_logging(verbose: int) -> None:
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
@@ -239,15 +241,7 @@ async def _until(stop: asyncio.Event, job: asyncio.Task[None]) -> None:
         raise job.exception()  # type: ignore[misc]
 
 
-def _add_optional_commands() -> None:
-    try:
-        from kybernetes.simnodes.cli import sim_nodes_command
-    except ImportError:
-        return
-    main.add_command(sim_nodes_command, "sim-nodes")
-
-
-_add_optional_commands()
+main.add_command(sim_nodes_command, "sim-nodes")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,10 @@ Obj = dict[str, Any]
 
 SIMULATED_LABEL = "kybernetes.io/simulated"
 LEASE_NAMESPACE = "kube-node-lease"
+# `kubectl annotate node X kybernetes.io/sim-heartbeats=paused` stops a node's kubelet
+# from outside the simulator's process (tests of the node lifecycle controller).
+PAUSE_ANNOTATION = "kybernetes.io/sim-heartbeats"
+PAUSED = "paused"
 LEASE_DURATION_SECONDS = 40
 KUBELET_VERSION = "v1.37.0-kyb-sim"
 RUNTIME_VERSION = "sim://1.0"
@@ -102,6 +106,7 @@ class PodIpPool:
     """
 
     def __init__(self, cidr: str) -> None:
+        self.cidr = cidr
         self.network = ipaddress.ip_network(cidr, strict=False)
         self._by_uid: dict[str, str] = {}
         self._used: set[str] = set()
@@ -116,6 +121,8 @@ class PodIpPool:
 
     def reserve(self, uid: str, ip: str) -> None:
         """Record an address a pod already reports (e.g. after a restart of the simulator)."""
+        if uid in self._by_uid:
+            return
         if ip in self and ip not in self._used:
             self._used.add(ip)
             self._by_uid[uid] = ip
@@ -191,7 +198,7 @@ def node_conditions(now: str, previous: list[Obj] | None = None, ready: bool = T
 
 def build_node(name: str, index: int, template: NodeTemplate, now: str) -> Obj:
     resources = node_resources(template)
-    short = f"{index:012x}"
+    short = f"{index + 1:012x}"
     return {
         "apiVersion": "v1",
         "kind": "Node",
@@ -210,7 +217,7 @@ def build_node(name: str, index: int, template: NodeTemplate, now: str) -> Obj:
                           {"type": "Hostname", "address": name}],
             "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
             "nodeInfo": {
-                "machineID": f"{index:032x}",
+                "machineID": f"{index + 1:032x}",
                 "systemUUID": f"00000000-0000-0000-0000-{short}",
                 "bootID": f"b0000000-0000-0000-0000-{short}",
                 "kernelVersion": "6.8.0-kyb-sim",
@@ -224,6 +231,11 @@ def build_node(name: str, index: int, template: NodeTemplate, now: str) -> Obj:
             "phase": "Running",
         },
     }
+
+
+def paused_by_annotation(node: Obj | None) -> bool:
+    annotations = ((node or {}).get("metadata") or {}).get("annotations") or {}
+    return annotations.get(PAUSE_ANNOTATION) == PAUSED
 
 
 def build_lease(name: str, node_uid: str, now: str) -> Obj:
@@ -460,3 +472,13 @@ def parse_taint(text: str) -> Obj:
     if eq:
         taint["value"] = value
     return taint
+
+
+def next_periodic(now: float, phase: float, interval: float) -> float:
+    """The first tick of the series phase + k*interval strictly after `now`."""
+    if interval <= 0:
+        raise ValueError("interval must be positive")
+    if now < phase:
+        return phase
+    k = int((now - phase) // interval) + 1
+    return phase + k * interval

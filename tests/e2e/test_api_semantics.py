@@ -224,7 +224,8 @@ def test_namespace_termination(server):
 
 
 def _pod(name: str, node: str | None = None) -> dict[str, Any]:
-    spec: dict[str, Any] = {"containers": [{"name": "c", "image": "busybox"}]}
+    # No scheduler serves this name: the session's scheduler must leave these pods alone.
+    spec: dict[str, Any] = {"containers": [{"name": "c", "image": "busybox"}], "schedulerName": "tests-only"}
     if node:
         spec["nodeName"] = node
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec}
@@ -724,22 +725,40 @@ def test_put_without_rv_is_unconditional_and_stale_rv_conflicts(server, ns):
 # -- 13. status subresource --------------------------------------------------------------------
 
 
-def _deployment(name: str, replicas: int, image: str = "nginx:1") -> dict[str, Any]:
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
-            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
-                     "template": {"metadata": {"labels": {"app": name}},
-                                  "spec": {"containers": [{"name": "c", "image": image}]}}},
-            "status": {"replicas": 7, "observedGeneration": 9}}
+_GADGET_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+    "metadata": {"name": "gadgets.semantics.example.com"},
+    "spec": {"group": "semantics.example.com", "scope": "Namespaced",
+             "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget"},
+             "versions": [{"name": "v1", "served": True, "storage": True, "subresources": {"status": {}},
+                           "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                               "spec": {"type": "object", "properties": {"replicas": {"type": "integer"}}},
+                               "status": {"type": "object", "properties": {
+                                   "replicas": {"type": "integer"}, "readyReplicas": {"type": "integer"},
+                                   "observedGeneration": {"type": "integer"}}}}}}}]}}
+
+
+def _gadget(name: str, replicas: int) -> dict[str, Any]:
+    return {"apiVersion": "semantics.example.com/v1", "kind": "Gadget", "metadata": {"name": name},
+            "spec": {"replicas": replicas}, "status": {"replicas": 7, "observedGeneration": 9}}
 
 
 def test_status_subresource_and_generation(server, ns):
-    deps = f"/apis/apps/v1/namespaces/{ns}/deployments"
-    created = ok(server, "POST", deps, _deployment("st", 1))
+    # A custom resource: no controller of the session's control plane writes it concurrently.
+    crds = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+    status, _, _ = call(server, "POST", crds, _GADGET_CRD)
+    assert status in (201, 409)
+    deps = f"/apis/semantics.example.com/v1/namespaces/{ns}/gadgets"
+    deadline = time.monotonic() + 10
+    while call(server, "GET", deps)[0] != 200:
+        assert time.monotonic() < deadline, "CRD not served"
+        time.sleep(0.05)
+    created = ok(server, "POST", deps, _gadget("st", 1))
     assert created["metadata"]["generation"] == 1
     assert not (created.get("status") or {}).get("replicas")
 
     # The main resource ignores status.
-    body = _deployment("st", 1)
+    body = _gadget("st", 1)
     body["metadata"]["labels"] = {"x": "y"}
     updated = ok(server, "PUT", deps + "/st", body)
     assert not (updated.get("status") or {}).get("replicas")

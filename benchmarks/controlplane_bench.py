@@ -1,0 +1,393 @@
+"""Control plane benchmark (issue 3): run by hand, prints figures for benchmarks/README.md.
+
+    .venv/bin/python benchmarks/controlplane_bench.py [--nodes 1000] [--pods 10000] [--stretch-pods 30000]
+    .venv/bin/python benchmarks/controlplane_bench.py --bind-directly   # simulator + API only, no scheduler
+
+Starts a real `kyb server` (API server, controllers and scheduler) on a fresh
+data dir and a simulated-node process (`python -m kybernetes.simnodes`) with
+`--nodes` nodes, waits until they are Ready, then creates Deployments totalling
+`--pods` replicas (500 per Deployment) and measures, from a watch on the pods:
+
+* time until every pod is Running, and end-to-end pods/s (first create → last Running);
+* scheduler pods/s (first → last binding, and the median/p99 of per-second binding rates);
+* per-pod latency created → bound → Running (median, p99);
+* API latency of a GET probe loop during the burst (median, p99);
+* peak and final RSS of the server process tree and of the simulator.
+
+With `--stretch-pods N` the Deployments are then scaled up to N pods in total
+and the same figures are taken for the added pods. `--bind-directly` skips the
+control plane: it creates bare pods already bound round-robin to the nodes,
+which isolates the simulator and the API server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from kybernetes.client import ApiClient, ApiError  # noqa: E402
+from kybernetes.client.resources import DEPLOYMENTS, NAMESPACES, NODES, PODS  # noqa: E402
+from kybernetes.testing.cluster import ServerProcess  # noqa: E402
+
+NAMESPACE = "bench"
+PER_DEPLOYMENT = 500
+
+
+# -- process measurements ------------------------------------------------------------------
+
+
+def _children() -> dict[int, list[int]]:
+    kids: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        kids.setdefault(ppid, []).append(int(entry))
+    return kids
+
+
+def tree_rss_mb(pid: int) -> float:
+    """RSS of a process and all its descendants (the server may run components as children)."""
+    kids = _children()
+    total = 0.0
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) / 1024
+                        break
+        except OSError:
+            pass
+        todo.extend(kids.get(p, []))
+    return total
+
+
+def tree_cpu_seconds(pid: int, descendants: bool = True) -> float:
+    """User+system CPU time of a process tree (live descendants only)."""
+    kids = _children() if descendants else {}
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, IndexError, ValueError):
+            pass
+        todo.extend(kids.get(p, []))
+    return total
+
+
+def pct(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
+
+
+# -- pod tracking ---------------------------------------------------------------------------
+
+
+@dataclass
+class PodTimes:
+    created: dict[str, float] = field(default_factory=dict)
+    bound: dict[str, float] = field(default_factory=dict)
+    running: dict[str, float] = field(default_factory=dict)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def see(self, obj: dict[str, Any], now: float) -> None:
+        uid = obj["metadata"]["uid"]
+        self.created.setdefault(uid, now)
+        if obj.get("spec", {}).get("nodeName"):
+            self.bound.setdefault(uid, now)
+        if (obj.get("status") or {}).get("phase") == "Running":
+            if uid not in self.running:
+                self.running[uid] = now
+                self.changed.set()
+
+
+async def track_pods(client: ApiClient, times: PodTimes) -> None:
+    rv = ""
+    while True:
+        try:
+            if not rv:
+                page = await client.list(PODS, NAMESPACE)
+                now = time.monotonic()
+                for obj in page.get("items") or []:
+                    times.see(obj, now)
+                rv = page["metadata"]["resourceVersion"]
+            async for type_, obj in client.watch(PODS, NAMESPACE, resource_version=rv, timeout_seconds=3600):
+                if type_ == "BOOKMARK":
+                    rv = obj["metadata"].get("resourceVersion", rv)
+                    continue
+                if type_ != "DELETED":
+                    times.see(obj, time.monotonic())
+                rv = obj["metadata"].get("resourceVersion", rv)
+        except ApiError as e:
+            if e.code == 410:
+                rv = ""
+            else:
+                await asyncio.sleep(0.5)
+        except (OSError, TimeoutError) as e:
+            print(f"  pod watch interrupted: {e}", file=sys.stderr)
+            await asyncio.sleep(0.5)
+
+
+async def probe(client: ApiClient, samples: list[float], stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        t = time.monotonic()
+        try:
+            await client.request("GET", "/api/v1/namespaces/default")
+            samples.append(time.monotonic() - t)
+        except (ApiError, OSError, TimeoutError):
+            samples.append(time.monotonic() - t)
+        await asyncio.sleep(0.02)
+
+
+async def sample_rss(pids: dict[str, int], peaks: dict[str, float], stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        for name, pid in pids.items():
+            peaks[name] = max(peaks.get(name, 0.0), tree_rss_mb(pid))
+        try:
+            await asyncio.wait_for(stop.wait(), 1.0)
+        except TimeoutError:
+            pass
+
+
+# -- workload -------------------------------------------------------------------------------
+
+
+def deployment(name: str, replicas: int) -> dict[str, Any]:
+    labels = {"app": name}
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "labels": labels},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
+                     "template": {"metadata": {"labels": labels}, "spec": {"containers": [{
+                         "name": "app", "image": "registry.k8s.io/pause:3.10",
+                         "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}]}}}}
+
+
+def bare_pod(name: str, node: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": "direct"}},
+            "spec": {"nodeName": node, "containers": [{"name": "app", "image": "registry.k8s.io/pause:3.10"}]}}
+
+
+async def create_bound_pods(client: ApiClient, start: int, count: int, nodes: list[str]) -> None:
+    sem = asyncio.Semaphore(32)
+
+    async def one(i: int) -> None:
+        async with sem:
+            await client.create(PODS, NAMESPACE, bare_pod(f"direct-{i}", nodes[i % len(nodes)]))
+
+    await asyncio.gather(*(one(i) for i in range(start, start + count)))
+
+
+async def wait_nodes_ready(client: ApiClient, count: int, timeout: float) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while True:
+        page = await client.list(NODES, label_selector="kybernetes.io/simulated=true")
+        ready = [n["metadata"]["name"] for n in page.get("items") or []
+                 if any(c.get("type") == "Ready" and c.get("status") == "True"
+                        for c in (n.get("status") or {}).get("conditions") or [])]
+        if len(ready) >= count:
+            return ready
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only {len(ready)}/{count} simulated nodes Ready")
+        await asyncio.sleep(0.5)
+
+
+# -- one measured phase ---------------------------------------------------------------------
+
+
+async def phase(label: str, client: ApiClient, times: PodTimes, target: int, launch: Any, pids: dict[str, int],
+                timeout: float) -> None:
+    before = set(times.created)
+    probes: list[float] = []
+    peaks: dict[str, float] = {}
+    stop = asyncio.Event()
+    helpers = [asyncio.create_task(probe(client, probes, stop)), asyncio.create_task(sample_rss(pids, peaks, stop))]
+    cpu0 = {name: tree_cpu_seconds(pid) for name, pid in pids.items()}
+    # The server and the simulator are this process's children: count it alone.
+    cpu0["benchmark client"] = tree_cpu_seconds(os.getpid(), descendants=False)
+    t0 = time.monotonic()
+    await launch()
+    created_done = time.monotonic()
+    deadline = t0 + timeout
+    last_report = t0
+    while len(times.running) < target:
+        times.changed.clear()
+        try:
+            await asyncio.wait_for(times.changed.wait(), 1.0)
+        except TimeoutError:
+            pass
+        now = time.monotonic()
+        if now - last_report >= 10:
+            last_report = now
+            print(f"  {now - t0:6.1f}s created={len(times.created)} bound={len(times.bound)} "
+                  f"running={len(times.running)}", file=sys.stderr)
+        if now > deadline:
+            print(f"  TIMEOUT after {timeout:.0f}s: running {len(times.running)}/{target}", file=sys.stderr)
+            break
+    t_end = time.monotonic()
+    stop.set()
+    await asyncio.gather(*helpers)
+    final_rss = {name: tree_rss_mb(pid) for name, pid in pids.items()}
+    cpu = {name: tree_cpu_seconds(pid) - cpu0[name] for name, pid in pids.items()}
+    cpu["benchmark client"] = tree_cpu_seconds(os.getpid(), descendants=False) - cpu0["benchmark client"]
+
+    new = [u for u in times.created if u not in before]
+    bound = sorted(times.bound[u] for u in new if u in times.bound)
+    running = sorted(times.running[u] for u in new if u in times.running)
+    n_new = len(running)
+    bind_span = (bound[-1] - bound[0]) if len(bound) > 1 else float("nan")
+    per_second: dict[int, int] = {}
+    for t in bound:
+        per_second[int(t - t0)] = per_second.get(int(t - t0), 0) + 1
+    busy = [float(v) for v in per_second.values()]
+    to_bound = [times.bound[u] - times.created[u] for u in new if u in times.bound]
+    to_running = [times.running[u] - times.created[u] for u in new if u in times.running]
+    e2e = n_new / (running[-1] - t0) if running else 0.0
+
+    print(f"\n== {label}")
+    print(f"pods Running                {n_new} of {target - len(before)} new "
+          f"({len(times.running)} total) in {t_end - t0:.1f}s (creates issued in {created_done - t0:.1f}s)")
+    print(f"end-to-end                  {e2e:.0f} pods/s (first create -> last Running)")
+    if bound:
+        print(f"scheduler                   {len(bound) / bind_span if bind_span > 0 else float('nan'):.0f} pods/s "
+              f"over the binding span ({len(bound)} bound in {bind_span:.1f}s); per-second median "
+              f"{statistics.median(busy):.0f}, p99 {pct(busy, 99):.0f}")
+        print(f"created -> bound            median {statistics.median(to_bound) * 1000:.0f} ms, "
+              f"p99 {pct(to_bound, 99) * 1000:.0f} ms")
+    if to_running:
+        print(f"created -> Running          median {statistics.median(to_running):.2f} s, "
+              f"p99 {pct(to_running, 99):.2f} s")
+    if probes:
+        print(f"API GET probe during burst  median {statistics.median(probes) * 1000:.1f} ms, "
+              f"p99 {pct(probes, 99) * 1000:.1f} ms, max {max(probes) * 1000:.0f} ms ({len(probes)} probes)")
+    for name in pids:
+        print(f"RSS {name:<23} peak {peaks.get(name, 0):.0f} MB, after {final_rss[name]:.0f} MB")
+    for name, secs in cpu.items():
+        print(f"CPU {name:<23} {secs:.1f} s ({secs / max(t_end - t0, 1e-9) * 100:.0f}% of one core)")
+
+
+# -- main -----------------------------------------------------------------------------------
+
+
+async def run(args: argparse.Namespace, server: ServerProcess, sim: subprocess.Popen[bytes]) -> None:
+    client = await ApiClient.from_kubeconfig(server.kubeconfig, user_agent="controlplane-bench", max_connections=64)
+    assert server.proc is not None
+    pids = {"server (process tree)": server.proc.pid, "simulated nodes": sim.pid}
+    try:
+        t = time.monotonic()
+        nodes = await wait_nodes_ready(client, args.nodes, timeout=300)
+        print(f"{args.nodes} simulated nodes Ready in {time.monotonic() - t:.1f}s; "
+              f"RSS server {tree_rss_mb(server.proc.pid):.0f} MB, simulator {tree_rss_mb(sim.pid):.0f} MB")
+        try:
+            await client.create(NAMESPACES, None, {"metadata": {"name": NAMESPACE}})
+        except ApiError as e:
+            if e.code != 409:
+                raise
+        times = PodTimes()
+        watcher = asyncio.create_task(track_pods(client, times))
+        await asyncio.sleep(0.5)
+
+        if args.bind_directly:
+            async def launch() -> None:
+                await create_bound_pods(client, 0, args.pods, nodes)
+        else:
+            sizes = split(args.pods)
+
+            async def launch() -> None:
+                await asyncio.gather(*(client.create(DEPLOYMENTS, NAMESPACE, deployment(f"web-{i}", n))
+                                       for i, n in enumerate(sizes)))
+        await phase(f"{args.pods} pods on {args.nodes} nodes", client, times, args.pods, launch, pids, args.timeout)
+
+        if args.stretch_pods > args.pods:
+            extra = args.stretch_pods - args.pods
+            if args.bind_directly:
+                async def grow() -> None:
+                    await create_bound_pods(client, args.pods, extra, nodes)
+            else:
+                old, new = split(args.pods), split(args.stretch_pods)
+
+                async def grow() -> None:
+                    ops = []
+                    for i, n in enumerate(new):
+                        if i < len(old):
+                            ops.append(client.patch(DEPLOYMENTS, NAMESPACE, f"web-{i}", {"spec": {"replicas": n}}))
+                        else:
+                            ops.append(client.create(DEPLOYMENTS, NAMESPACE, deployment(f"web-{i}", n)))
+                    await asyncio.gather(*ops)
+            await phase(f"stretch: {args.pods} -> {args.stretch_pods} pods", client, times, args.stretch_pods,
+                        grow, pids, args.timeout)
+        watcher.cancel()
+        await asyncio.gather(watcher, return_exceptions=True)
+    finally:
+        await client.close()
+
+
+def split(total: int) -> list[int]:
+    n = max(1, math.ceil(total / PER_DEPLOYMENT))
+    sizes = [total // n] * n
+    for i in range(total - sum(sizes)):
+        sizes[i] += 1
+    return sizes
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--nodes", type=int, default=1000)
+    ap.add_argument("--pods", type=int, default=10000)
+    ap.add_argument("--stretch-pods", type=int, default=0, help="then scale up to this many pods (e.g. 30000)")
+    ap.add_argument("--start-delay", type=float, default=1.0, help="simulated container start delay (s)")
+    ap.add_argument("--timeout", type=float, default=900.0, help="per phase, seconds")
+    ap.add_argument("--bind-directly", action="store_true", help="bare pods pre-bound to nodes (no scheduler)")
+    ap.add_argument("--server-arg", action="append", default=[], help="extra argument for `kyb server`")
+    ap.add_argument("--keep", action="store_true", help="keep the data dir (server and simulator logs)")
+    args = ap.parse_args()
+
+    server = ServerProcess(extra_args=args.server_arg)
+    t = time.monotonic()
+    server.start(timeout=60)
+    print(f"kyb server ready in {time.monotonic() - t:.2f}s (data dir {server.data_dir})")
+    sim_log = open(os.path.join(server.data_dir, "simnodes.log"), "ab")  # noqa: SIM115 - child owns it
+    sim = subprocess.Popen([sys.executable, "-m", "kybernetes.simnodes", "--kubeconfig", server.kubeconfig,
+                            "--count", str(args.nodes), "--start-delay", str(args.start_delay),
+                            "--stats-interval", "10"],
+                           cwd=os.path.join(os.path.dirname(__file__), ".."), stdout=sim_log, stderr=sim_log)
+    sim_log.close()
+    try:
+        asyncio.run(run(args, server, sim))
+    finally:
+        sim.terminate()
+        try:
+            sim.wait(15)
+        except subprocess.TimeoutExpired:
+            sim.kill()
+        if args.keep:
+            server.stop()
+            print(f"kept {server.data_dir}")
+        else:
+            server.cleanup()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""The controller manager: every controller of the cluster on shared informers.
+
+`run_controllers` builds one informer factory for all controllers (one list +
+watch per resource for the whole process), starts it, waits for the caches to
+fill, then runs every controller until cancelled. `kyb controller-manager`
+calls it under leader election.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from kybernetes.client import ApiClient, InformerFactory
+from kybernetes.controllers.deployment import DeploymentController
+from kybernetes.controllers.endpoints import EndpointsController
+from kybernetes.controllers.endpointslice import EndpointSliceController
+from kybernetes.controllers.garbagecollector import GarbageCollectorController
+from kybernetes.controllers.namespace import NamespaceController
+from kybernetes.controllers.nodelifecycle import NodeLifecycleController
+from kybernetes.controllers.podgc import PodGCController
+from kybernetes.controllers.replicaset import ReplicaSetController
+from kybernetes.controllers.serviceaccount import ServiceAccountController
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ControllerOptions:
+    node_monitor_grace_period: int = 40
+    cluster_cidr: str = "10.42.0.0/16"
+    node_cidr_mask_size: int = 24
+    workers: int = 4
+    terminated_pod_threshold: int = 12500
+
+
+async def run_controllers(client: ApiClient, options: ControllerOptions) -> None:
+    factory = InformerFactory(client)
+    controllers = [
+        ("replicaset", ReplicaSetController(client, factory)),
+        ("deployment", DeploymentController(client, factory)),
+        ("garbagecollector", GarbageCollectorController(client, factory)),
+        ("namespace", NamespaceController(client, factory)),
+        ("serviceaccount", ServiceAccountController(client, factory)),
+        ("podgc", PodGCController(client, factory, terminated_pod_threshold=options.terminated_pod_threshold)),
+        ("endpoints", EndpointsController(client, factory)),
+        ("endpointslice", EndpointSliceController(client, factory)),
+        ("nodelifecycle", NodeLifecycleController(
+            client, factory, node_monitor_grace_period=options.node_monitor_grace_period,
+            cluster_cidr=options.cluster_cidr, node_cidr_mask_size=options.node_cidr_mask_size)),
+    ]
+    await factory.start()
+    await factory.wait_synced(120)
+    log.info("controller manager: caches synced, starting %d controllers", len(controllers))
+    tasks = [asyncio.create_task(c.run(options.workers), name=f"controller-{name}") for name, c in controllers]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await factory.stop()

@@ -1,0 +1,553 @@
+"""The scheduling decision: filter plugins (which nodes can take a pod, and why not), score
+plugins with the default profile's weights, node sampling like `percentageOfNodesToScore`,
+and the `FailedScheduling` message in Kubernetes' words. `schedule_one` reads a
+`ClusterCache` and returns a `ScheduleResult`; it changes nothing except the cache's
+rotating start index."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from kybernetes.scheduler.cache import (
+    HOSTNAME_LABEL,
+    ClusterCache,
+    NodeInfo,
+    PodInfo,
+    SpreadConstraint,
+    Taint,
+    node_term_matches,
+    pod_info,
+    tolerated,
+)
+
+MAX_NODE_SCORE = 100
+
+# Filter reasons, as the kube-scheduler words them.
+ERR_NODE_NAME = "node(s) didn't match the requested node name"
+ERR_UNSCHEDULABLE = "node(s) were unschedulable"
+ERR_TAINT = "node(s) had untolerated taint(s)"
+ERR_NODE_AFFINITY = "node(s) didn't match Pod's node affinity/selector"
+ERR_PORTS = "node(s) didn't have free ports for the requested pod ports"
+ERR_TOO_MANY_PODS = "Too many pods"
+ERR_SPREAD = "node(s) didn't match pod topology spread constraints"
+ERR_SPREAD_LABEL = "node(s) didn't match pod topology spread constraints (missing required label)"
+ERR_EXISTING_ANTI = "node(s) didn't satisfy existing pods anti-affinity rules"
+ERR_ANTI = "node(s) didn't match pod anti-affinity rules"
+ERR_AFFINITY = "node(s) didn't match pod affinity rules"
+ERR_NO_NODES = "no nodes available to schedule pods"
+PREEMPTION_NOT_HELPFUL = "Preemption is not helpful for scheduling"
+PREEMPTION_NO_VICTIMS = "No preemption victims found for incoming pod"
+# The dynamic-resources plugin's post-filter always speaks first for pods without claims.
+DRA_POSTFILTER = "no new claims to deallocate"
+
+# Score weights of the default profile.
+WEIGHT_TAINT = 3
+WEIGHT_NODE_AFFINITY = 2
+WEIGHT_SPREAD = 2
+WEIGHT_LEAST_ALLOCATED = 1
+WEIGHT_BALANCED = 1
+WEIGHT_IMAGE = 1
+
+MIN_FEASIBLE_NODES = 100
+MIN_PERCENTAGE = 5
+BASE_PERCENTAGE = 50
+
+_MB = 1024 * 1024
+IMAGE_MIN_THRESHOLD = 23 * _MB
+IMAGE_MAX_CONTAINER_THRESHOLD = 1000 * _MB
+
+# A failed filter: its reasons, and whether evicting pods could ever help on that node.
+Status = tuple[tuple[str, ...], bool]
+Filter = Callable[[NodeInfo], "Status | None"]
+
+
+@dataclass
+class ScheduleResult:
+    """Where the pod goes (None: nowhere), and when nowhere, how many nodes failed for each
+    reason and the message for the event and the PodScheduled condition."""
+
+    node: str | None
+    reasons: dict[str, int] = field(default_factory=dict)
+    message: str = ""
+    evaluated: int = 0
+    feasible: int = 0
+
+
+# -- sampling -----------------------------------------------------------------------------
+
+def num_feasible_nodes_to_find(num_nodes: int, percentage: int = 0) -> int:
+    """How many feasible nodes are enough to stop filtering: all of a small cluster, else
+    an adaptive share (50% minus one point per 125 nodes, at least 5%), never under 100."""
+    if num_nodes < MIN_FEASIBLE_NODES:
+        return num_nodes
+    if percentage <= 0:
+        percentage = max(BASE_PERCENTAGE - num_nodes // 125, MIN_PERCENTAGE)
+    if percentage >= 100:
+        return num_nodes
+    return max(num_nodes * percentage // 100, MIN_FEASIBLE_NODES)
+
+
+# -- filters ------------------------------------------------------------------------------
+
+def filter_node_unschedulable(pod: PodInfo, ni: NodeInfo) -> Status | None:
+    if ni.unschedulable and not tolerated(pod.tolerations, ("node.kubernetes.io/unschedulable", "", "NoSchedule")):
+        return (ERR_UNSCHEDULABLE,), False
+    return None
+
+
+def filter_node_name(pod: PodInfo, ni: NodeInfo) -> Status | None:
+    if pod.node_name and pod.node_name != ni.name:
+        return (ERR_NODE_NAME,), False
+    return None
+
+
+def untolerated_taint(pod: PodInfo, taints: tuple[Taint, ...]) -> Taint | None:
+    for taint in taints:
+        if not tolerated(pod.tolerations, taint):
+            return taint
+    return None
+
+
+def filter_taints(pod: PodInfo, ni: NodeInfo) -> Status | None:
+    if ni.hard_taints and untolerated_taint(pod, ni.hard_taints) is not None:
+        return (ERR_TAINT,), False
+    return None
+
+
+def filter_node_affinity(pod: PodInfo, ni: NodeInfo) -> Status | None:
+    if not pod.matches_node_affinity(ni.name, ni.labels):
+        return (ERR_NODE_AFFINITY,), False
+    return None
+
+
+def ports_conflict(used: Mapping[tuple[str, int], Mapping[str, int]], proto: str, port: int, ip: str) -> bool:
+    ips = used.get((proto, port))
+    if not ips:
+        return False
+    return ip == "0.0.0.0" or "0.0.0.0" in ips or ip in ips
+
+
+def filter_ports(pod: PodInfo, ni: NodeInfo) -> Status | None:
+    for proto, port, ip in pod.host_ports:
+        if ports_conflict(ni.ports, proto, port, ip):
+            return (ERR_PORTS,), True
+    return None
+
+
+def filter_resources(pod: PodInfo, ni: NodeInfo) -> Status | None:
+    reasons: list[str] = []
+    unresolvable = False
+    if len(ni.pods) + 1 > ni.alloc_pods:
+        reasons.append(ERR_TOO_MANY_PODS)
+        unresolvable = ni.alloc_pods < 1
+    checks = ((pod.cpu, ni.alloc_cpu, ni.req_cpu, "cpu"), (pod.mem, ni.alloc_mem, ni.req_mem, "memory"),
+              (pod.eph, ni.alloc_eph, ni.req_eph, "ephemeral-storage"))
+    for want, alloc, used, name in checks:
+        if want > 0 and want > alloc - used:
+            reasons.append("Insufficient " + name)
+            # Even an empty node is too small: evicting pods cannot help.
+            unresolvable = unresolvable or want > alloc
+    for name, want in pod.scalar.items():
+        alloc = ni.alloc_scalar.get(name, 0)
+        if want > alloc - ni.req_scalar.get(name, 0):
+            reasons.append("Insufficient " + name)
+            unresolvable = unresolvable or want > alloc
+    if reasons:
+        return tuple(reasons), not unresolvable
+    return None
+
+
+@dataclass
+class AffinityState:
+    """What the inter-pod affinity filter precomputes over all pods once per cycle."""
+
+    existing_anti: set[tuple[str, str]]
+    affinity_counts: dict[tuple[str, str], int]
+    anti_counts: dict[tuple[str, str], int]
+    matches_own_terms: bool
+
+
+def affinity_state(pod: PodInfo, cache: ClusterCache) -> AffinityState | None:
+    """None when neither the pod nor any pod in the cluster has required inter-pod
+    (anti-)affinity: the common case, which then costs nothing per node."""
+    if not pod.affinity_terms and not pod.anti_terms and not cache.anti_pods:
+        return None
+    existing: set[tuple[str, str]] = set()
+    for other in cache.anti_pods.values():
+        ni = cache.nodes.get(other.node_name)
+        if ni is None or ni.node is None:
+            continue
+        for term in other.anti_terms:
+            value = ni.labels.get(term.topology_key)
+            if value is not None and term.matches(pod):
+                existing.add((term.topology_key, value))
+    aff: dict[tuple[str, str], int] = {}
+    anti: dict[tuple[str, str], int] = {}
+    if pod.affinity_terms or pod.anti_terms:
+        for ni in cache.nodes.values():
+            if ni.node is None or not ni.pods:
+                continue
+            for other in ni.pods.values():
+                if pod.affinity_terms and all(t.matches(other) for t in pod.affinity_terms):
+                    for t in pod.affinity_terms:
+                        value = ni.labels.get(t.topology_key)
+                        if value is not None:
+                            aff[(t.topology_key, value)] = aff.get((t.topology_key, value), 0) + 1
+                for t in pod.anti_terms:
+                    if t.matches(other):
+                        value = ni.labels.get(t.topology_key)
+                        if value is not None:
+                            anti[(t.topology_key, value)] = anti.get((t.topology_key, value), 0) + 1
+    own = bool(pod.affinity_terms) and all(t.matches(pod) for t in pod.affinity_terms)
+    return AffinityState(existing, aff, anti, own)
+
+
+def filter_inter_pod_affinity(pod: PodInfo, ni: NodeInfo, state: AffinityState) -> Status | None:
+    labels = ni.labels
+    if state.existing_anti:
+        for key, value in labels.items():
+            if (key, value) in state.existing_anti:
+                return (ERR_EXISTING_ANTI,), True
+    for t in pod.anti_terms:
+        value = labels.get(t.topology_key)
+        if value is not None and state.anti_counts.get((t.topology_key, value), 0) > 0:
+            return (ERR_ANTI,), True
+    if pod.affinity_terms:
+        pods_exist = True
+        for t in pod.affinity_terms:
+            value = labels.get(t.topology_key)
+            if value is None:
+                return (ERR_AFFINITY,), False
+            if state.affinity_counts.get((t.topology_key, value), 0) <= 0:
+                pods_exist = False
+        # The first pod of a group that wants to be with its own kind may start anywhere.
+        if not pods_exist and not (not state.affinity_counts and state.matches_own_terms):
+            return (ERR_AFFINITY,), False
+    return None
+
+
+@dataclass
+class SpreadState:
+    """Matching pod counts per topology value for each spread constraint."""
+
+    constraints: tuple[SpreadConstraint, ...]
+    counts: list[dict[str, int]]
+    self_match: list[int]
+
+
+def _spread_eligible(pod: PodInfo, c: SpreadConstraint, ni: NodeInfo) -> bool:
+    if c.topology_key not in ni.labels:
+        return False
+    if c.honor_affinity and not pod.matches_node_affinity(ni.name, ni.labels):
+        return False
+    return not (c.honor_taints and ni.hard_taints and untolerated_taint(pod, ni.hard_taints) is not None)
+
+
+def spread_state(pod: PodInfo, cache: ClusterCache, constraints: tuple[SpreadConstraint, ...]) -> SpreadState:
+    counts: list[dict[str, int]] = []
+    self_match: list[int] = []
+    for c in constraints:
+        per: dict[str, int] = {}
+        if c.owner and c.topology_key != HOSTNAME_LABEL:
+            # System default: same-controller pods per zone are counted in the cache.
+            per = dict(cache.owner_zone.get(c.owner) or {})
+        elif c.hard or (not c.owner and c.topology_key != HOSTNAME_LABEL):
+            for ni in cache.nodes.values():
+                if ni.node is None or not _spread_eligible(pod, c, ni):
+                    continue
+                value = ni.labels[c.topology_key]
+                n = sum(1 for p in ni.pods.values() if c.counts(p, pod.namespace))
+                per[value] = per.get(value, 0) + n
+        counts.append(per)
+        self_match.append(1 if (c.owner == pod.owner_uid if c.owner else
+                                c.selector is not None and c.selector.matches(pod.labels)) else 0)
+    return SpreadState(constraints, counts, self_match)
+
+
+def filter_spread(pod: PodInfo, ni: NodeInfo, state: SpreadState) -> Status | None:
+    for i, c in enumerate(state.constraints):
+        if not c.hard:
+            continue
+        value = ni.labels.get(c.topology_key)
+        if value is None:
+            return (ERR_SPREAD_LABEL,), False
+        per = state.counts[i]
+        minimum = min(per.values()) if per else 0
+        if len(per) < c.min_domains:
+            minimum = 0
+        if per.get(value, 0) + state.self_match[i] - minimum > c.max_skew:
+            return (ERR_SPREAD,), True
+    return None
+
+
+def build_filters(pod: PodInfo, cache: ClusterCache) -> list[Filter]:
+    """The filter chain for one pod in the default profile's order, leaving out filters
+    that cannot fail for it. Each node stops at its first failing filter."""
+    chain: list[Filter] = [lambda ni: filter_node_unschedulable(pod, ni)]
+    if pod.node_name:
+        chain.append(lambda ni: filter_node_name(pod, ni))
+    chain.append(lambda ni: filter_taints(pod, ni))
+    if pod.node_selector or pod.has_required_affinity:
+        chain.append(lambda ni: filter_node_affinity(pod, ni))
+    if pod.host_ports:
+        chain.append(lambda ni: filter_ports(pod, ni))
+    chain.append(lambda ni: filter_resources(pod, ni))
+    hard = tuple(c for c in pod.spread if c.hard)
+    if hard:
+        sstate = spread_state(pod, cache, hard)
+        chain.append(lambda ni: filter_spread(pod, ni, sstate))
+    astate = affinity_state(pod, cache)
+    if astate is not None:
+        chain.append(lambda ni: filter_inter_pod_affinity(pod, ni, astate))
+    return chain
+
+
+def run_filters(chain: list[Filter], ni: NodeInfo) -> Status | None:
+    for f in chain:
+        status = f(ni)
+        if status is not None:
+            return status
+    return None
+
+
+# -- scores -------------------------------------------------------------------------------
+
+def least_allocated_score(pod: PodInfo, ni: NodeInfo) -> int:
+    total = 0
+    for alloc, used in ((ni.alloc_cpu, ni.nz_cpu + pod.nz_cpu), (ni.alloc_mem, ni.nz_mem + pod.nz_mem)):
+        if alloc > 0 and used <= alloc:
+            total += (alloc - used) * MAX_NODE_SCORE // alloc
+    return total // 2
+
+
+def balanced_allocation_score(pod: PodInfo, ni: NodeInfo) -> int:
+    fractions = []
+    for alloc, used in ((ni.alloc_cpu, ni.req_cpu + pod.cpu), (ni.alloc_mem, ni.req_mem + pod.mem)):
+        if alloc > 0:
+            fractions.append(min(used / alloc, 1.0))
+    if len(fractions) < 2:
+        return MAX_NODE_SCORE
+    std = abs(fractions[0] - fractions[1]) / 2
+    return int((1 - std) * MAX_NODE_SCORE)
+
+
+def image_locality_score(pod: PodInfo, ni: NodeInfo, image_nodes: Mapping[str, int], total_nodes: int) -> int:
+    total = 0
+    if ni.images and total_nodes:
+        for image in pod.images:
+            size = ni.images.get(image)
+            if size is not None:
+                total += int(size * (image_nodes.get(image, 0) / total_nodes))
+    max_threshold = IMAGE_MAX_CONTAINER_THRESHOLD * max(pod.num_containers, 1)
+    total = min(max(total, IMAGE_MIN_THRESHOLD), max_threshold)
+    return MAX_NODE_SCORE * (total - IMAGE_MIN_THRESHOLD) // (max_threshold - IMAGE_MIN_THRESHOLD)
+
+
+def preferred_affinity_raw(pod: PodInfo, ni: NodeInfo) -> int:
+    return sum(w for w, term in pod.preferred_terms if node_term_matches(term, ni.name, ni.labels))
+
+
+def intolerable_prefer_taints(pod: PodInfo, ni: NodeInfo) -> int:
+    tols = [t for t in pod.tolerations if not t[3] or t[3] == "PreferNoSchedule"]
+    return sum(1 for taint in ni.prefer_taints if not tolerated(tols, taint))
+
+
+def normalize(scores: list[int], reverse: bool = False) -> list[int]:
+    """Scale to 0..100 by the maximum; reversed, fewer is better."""
+    top = max(scores, default=0)
+    if top == 0:
+        return [MAX_NODE_SCORE if reverse else 0 for _ in scores]
+    out = [MAX_NODE_SCORE * s // top for s in scores]
+    return [MAX_NODE_SCORE - s for s in out] if reverse else out
+
+
+def spread_scores(pod: PodInfo, cache: ClusterCache, nodes: list[NodeInfo]) -> list[int]:
+    """Topology spread (ScheduleAnyway): fewer matching pods in the node's domains is
+    better, each constraint weighted by log(domains + 2)."""
+    soft = tuple(c for c in pod.spread if not c.hard)
+    if not soft or not nodes:
+        return [0] * len(nodes)
+    system = all(c.owner for c in soft)
+    state = spread_state(pod, cache, soft)
+    ignored = [not system and any(c.topology_key not in ni.labels for c in soft) for ni in nodes]
+    weights = []
+    for c in soft:
+        if c.topology_key == HOSTNAME_LABEL:
+            size = len(nodes) - sum(ignored)
+        else:
+            size = len({ni.labels[c.topology_key] for ni in nodes if c.topology_key in ni.labels})
+        weights.append(math.log(size + 2))
+    raw: list[int] = []
+    for ni, skip in zip(nodes, ignored, strict=True):
+        if skip:
+            raw.append(-1)
+            continue
+        score = 0.0
+        for i, c in enumerate(soft):
+            value = ni.labels.get(c.topology_key)
+            if value is None:
+                continue
+            if c.topology_key == HOSTNAME_LABEL:
+                if c.owner:
+                    cnt = ni.owners.get(c.owner, 0)
+                else:
+                    cnt = sum(1 for p in ni.pods.values() if c.counts(p, pod.namespace))
+            else:
+                cnt = state.counts[i].get(value, 0)
+            score += cnt * weights[i] + (c.max_skew - 1)
+        raw.append(round(score))
+    valid = [s for s in raw if s >= 0]
+    if not valid:
+        return [0] * len(nodes)
+    lo, hi = min(valid), max(valid)
+    out = []
+    for s in raw:
+        if s < 0:
+            out.append(0)
+        elif hi == 0:
+            out.append(MAX_NODE_SCORE)
+        else:
+            out.append(MAX_NODE_SCORE * (hi + lo - s) // hi)
+    return out
+
+
+def score_nodes(pod: PodInfo, cache: ClusterCache, nodes: list[NodeInfo]) -> list[int]:
+    """Weighted sum of the default profile's scores for each feasible node. Scores that
+    would be equal on every node are left out: they cannot change the choice."""
+    totals = [least_allocated_score(pod, ni) * WEIGHT_LEAST_ALLOCATED
+              + balanced_allocation_score(pod, ni) * WEIGHT_BALANCED for ni in nodes]
+    if pod.preferred_terms:
+        aff = normalize([preferred_affinity_raw(pod, ni) for ni in nodes])
+        totals = [t + a * WEIGHT_NODE_AFFINITY for t, a in zip(totals, aff, strict=True)]
+    if any(ni.prefer_taints for ni in nodes):
+        taint = normalize([intolerable_prefer_taints(pod, ni) for ni in nodes], reverse=True)
+        totals = [t + s * WEIGHT_TAINT for t, s in zip(totals, taint, strict=True)]
+    if pod.spread:
+        spread = spread_scores(pod, cache, nodes)
+        totals = [t + s * WEIGHT_SPREAD for t, s in zip(totals, spread, strict=True)]
+    if cache.image_nodes:
+        total_nodes = len(cache.order)
+        totals = [t + image_locality_score(pod, ni, cache.image_nodes, total_nodes) * WEIGHT_IMAGE
+                  for t, ni in zip(totals, nodes, strict=True)]
+    return totals
+
+
+def select_host(nodes: list[NodeInfo], scores: list[int], rng: random.Random) -> NodeInfo:
+    """The best-scored node; ties broken uniformly at random (reservoir sampling)."""
+    best = nodes[0]
+    best_score = scores[0]
+    ties = 1
+    for ni, s in zip(nodes[1:], scores[1:], strict=True):
+        if s > best_score:
+            best, best_score, ties = ni, s, 1
+        elif s == best_score:
+            ties += 1
+            if rng.randrange(ties) == 0:
+                best = ni
+    return best
+
+
+# -- messages -----------------------------------------------------------------------------
+
+def reasons_histogram(statuses: Mapping[str, Status]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for reasons, _ in statuses.values():
+        for r in reasons:
+            counts[r] = counts.get(r, 0) + 1
+    return counts
+
+
+def nodes_available_message(num_nodes: int, reasons: Mapping[str, int]) -> str:
+    """ "0/3 nodes are available: 1 node(s) had untolerated taint(s), 2 Insufficient cpu."
+    (entries sorted as strings, count first, like the kube-scheduler)."""
+    parts = sorted(f"{n} {r}" for r, n in reasons.items())
+    msg = f"0/{num_nodes} nodes are available:"
+    if parts:
+        msg += " " + ", ".join(parts) + "."
+    return msg
+
+
+def failure_message(num_nodes: int, reasons: Mapping[str, int], preemption: str | None) -> str:
+    msg = nodes_available_message(num_nodes, reasons)
+    post = DRA_POSTFILTER
+    if preemption:
+        post += ", preemption: " + preemption
+    return f"{msg} {post}" if preemption else f"{msg} {post}."
+
+
+def preemption_message(pod: PodInfo, cache: ClusterCache, statuses: Mapping[str, Status],
+                       chain: list[Filter]) -> str | None:
+    """What preemption would have said. Nothing is evicted here; a node where removing
+    every lower-priority pod would make room counts as a candidate, and with a candidate
+    the preemption clause is left out."""
+    if pod.preemption_never:
+        return "not eligible due to preemptionPolicy=Never."
+    out: dict[str, Status] = {}
+    candidates = 0
+    for name, (_reasons, resolvable) in statuses.items():
+        if not resolvable:
+            out[name] = ((PREEMPTION_NOT_HELPFUL,), False)
+            continue
+        ni = cache.nodes[name]
+        victims = [k for k, p in ni.pods.items() if p.priority < pod.priority]
+        if not victims:
+            out[name] = ((PREEMPTION_NO_VICTIMS,), False)
+            continue
+        status = run_filters(chain, ni.without(victims))
+        if status is None:
+            candidates += 1
+        else:
+            out[name] = status
+    if candidates:
+        return None
+    return nodes_available_message(len(cache.order), reasons_histogram(out))
+
+
+# -- the cycle ----------------------------------------------------------------------------
+
+def schedule_one(pod: Mapping[str, Any] | PodInfo, snapshot: ClusterCache, rng: random.Random,
+                 percentage_of_nodes_to_score: int = 0) -> ScheduleResult:
+    """Choose a node for `pod`: filter nodes from a rotating start until enough feasible
+    ones are found, score those, take the best. On failure every node has been tried and
+    the result carries the reason counts and the FailedScheduling message."""
+    p = pod_info(pod)  # type: ignore[arg-type]
+    cache = snapshot
+    names = cache.order
+    n = len(names)
+    if n == 0:
+        return ScheduleResult(None, {}, ERR_NO_NODES)
+    chain = build_filters(p, cache)
+    want = num_feasible_nodes_to_find(n, percentage_of_nodes_to_score)
+    start = cache.next_start % n
+    nodes = cache.nodes
+    feasible: list[NodeInfo] = []
+    statuses: dict[str, Status] = {}
+    processed = 0
+    for i in range(n):
+        ni = nodes[names[(start + i) % n]]
+        processed += 1
+        status = None
+        for f in chain:
+            status = f(ni)
+            if status is not None:
+                break
+        if status is None:
+            feasible.append(ni)
+            if len(feasible) >= want:
+                break
+        else:
+            statuses[ni.name] = status
+    cache.next_start = (start + processed) % n
+    if not feasible:
+        reasons = reasons_histogram(statuses)
+        pre = preemption_message(p, cache, statuses, chain)
+        return ScheduleResult(None, reasons, failure_message(n, reasons, pre), processed, 0)
+    if len(feasible) == 1:
+        return ScheduleResult(feasible[0].name, {}, "", processed, 1)
+    scores = score_nodes(p, cache, feasible)
+    chosen = select_host(feasible, scores, rng)
+    return ScheduleResult(chosen.name, {}, "", processed, len(feasible))

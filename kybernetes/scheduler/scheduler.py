@@ -1,0 +1,281 @@
+"""The scheduler process: feeds the cache and the queue from pod and node informers, runs
+`schedule_one` for one pod at a time, assumes the choice at once and binds through
+`pods/binding` with a bounded number of bindings in flight; on failure records a
+`FailedScheduling` event and the `PodScheduled=False` condition."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+from kybernetes.api.errors import ApiError
+from kybernetes.client import ApiClient, InformerFactory
+from kybernetes.client.resources import NODES, PODS
+from kybernetes.scheduler.cache import ClusterCache, PodInfo, is_terminal, pod_key
+from kybernetes.scheduler.core import schedule_one
+from kybernetes.scheduler.queue import SchedulingQueue
+
+log = logging.getLogger(__name__)
+
+Obj = dict[str, Any]
+DEFAULT_SCHEDULER = "default-scheduler"
+
+
+def responsible_for(pod: Obj, scheduler_name: str) -> bool:
+    """A pod this scheduler must place: unbound, ours, not being deleted, not finished,
+    not held back by scheduling gates."""
+    spec = pod.get("spec") or {}
+    if spec.get("nodeName"):
+        return False
+    if (spec.get("schedulerName") or DEFAULT_SCHEDULER) != scheduler_name:
+        return False
+    if (pod.get("metadata") or {}).get("deletionTimestamp"):
+        return False
+    if spec.get("schedulingGates"):
+        return False
+    return not is_terminal(pod)
+
+
+def node_changed_for_scheduling(old: Obj, new: Obj) -> bool:
+    """Whether a node update can change a scheduling decision (heartbeats cannot)."""
+    if (old.get("metadata") or {}).get("labels") != (new.get("metadata") or {}).get("labels"):
+        return True
+    o_spec, n_spec = old.get("spec") or {}, new.get("spec") or {}
+    if o_spec.get("taints") != n_spec.get("taints") or o_spec.get("unschedulable") != n_spec.get("unschedulable"):
+        return True
+    o_st, n_st = old.get("status") or {}, new.get("status") or {}
+    return o_st.get("allocatable") != n_st.get("allocatable") or o_st.get("capacity") != n_st.get("capacity") \
+        or o_st.get("images") != n_st.get("images")
+
+
+def binding_body(pod: Obj, node: str) -> Obj:
+    meta = pod.get("metadata") or {}
+    md: Obj = {"name": meta.get("name"), "namespace": meta.get("namespace") or "default"}
+    if meta.get("uid"):
+        md["uid"] = meta["uid"]
+    return {"apiVersion": "v1", "kind": "Binding", "metadata": md,
+            "target": {"apiVersion": "v1", "kind": "Node", "name": node}}
+
+
+def scheduled_condition_patch(pod: Obj, message: str, now: str) -> Obj | None:
+    """The status patch that sets PodScheduled=False/Unschedulable with `message`, or None
+    when the pod already says exactly that (no write for nothing)."""
+    current = None
+    for cond in (pod.get("status") or {}).get("conditions") or ():
+        if cond.get("type") == "PodScheduled":
+            current = cond
+    if current is not None and current.get("status") == "False" and current.get("reason") == "Unschedulable" \
+            and current.get("message") == message:
+        return None
+    transition = now
+    if current is not None and current.get("status") == "False" and current.get("lastTransitionTime"):
+        transition = current["lastTransitionTime"]
+    return {"status": {"conditions": [{
+        "type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message,
+        "lastProbeTime": None, "lastTransitionTime": transition,
+    }]}}
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _as_pod(pod: Obj) -> Obj:
+    # Objects from a list carry no kind; the event's involvedObject needs one.
+    if pod.get("kind"):
+        return pod
+    return {**pod, "kind": "Pod", "apiVersion": "v1"}
+
+
+class Scheduler:
+    """`await Scheduler(client, factory).run()`; the caller starts the informer factory
+    (as for controllers). `max_inflight` bounds concurrent bindings."""
+
+    def __init__(self, client: ApiClient, factory: InformerFactory, scheduler_name: str = DEFAULT_SCHEDULER,
+                 *, max_inflight: int = 64, percentage_of_nodes_to_score: int = 0,
+                 rng: random.Random | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        self.client = client
+        self.factory = factory
+        self.name = scheduler_name
+        self.cache = ClusterCache()
+        self.queue = SchedulingQueue(clock)
+        self.rng = rng or random.Random()
+        self.percentage = percentage_of_nodes_to_score
+        self.max_inflight = max_inflight
+        self.flush_interval = 0.5
+        self.scheduled = 0
+        self.failed = 0
+        self._slots = asyncio.Semaphore(max_inflight)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.pods = factory.informer(PODS)
+        self.nodes = factory.informer(NODES)
+        self.nodes.add_handler(self._node_added, self._node_updated, self._node_deleted)
+        self.pods.add_handler(self._pod_added, self._pod_updated, self._pod_deleted)
+
+    # -- informer handlers ---------------------------------------------------------------
+
+    def _node_added(self, node: Obj) -> None:
+        self.cache.set_node(node)
+        self.queue.move_all()
+
+    def _node_updated(self, old: Obj, new: Obj) -> None:
+        if node_changed_for_scheduling(old, new):
+            self.cache.set_node(new)
+            self.queue.move_all()
+
+    def _node_deleted(self, node: Obj) -> None:
+        self.cache.remove_node((node.get("metadata") or {}).get("name") or "")
+
+    def _pod_added(self, pod: Obj) -> None:
+        if (pod.get("spec") or {}).get("nodeName"):
+            self.cache.add_pod(pod)
+            self._assigned_pod_changed()
+        elif responsible_for(pod, self.name):
+            self.queue.add(pod)
+
+    def _pod_updated(self, old: Obj, new: Obj) -> None:
+        key = pod_key(new)
+        if (new.get("spec") or {}).get("nodeName"):
+            if not (old.get("spec") or {}).get("nodeName"):
+                self.queue.delete(key)
+                self.cache.add_pod(new)
+                self._assigned_pod_changed()
+                return
+            was_terminal = is_terminal(old)
+            self.cache.update_pod(old, new)
+            if is_terminal(new) and not was_terminal:
+                self.queue.move_all()
+            return
+        if self.cache.is_assumed(key):
+            return  # a binding is in flight; its outcome decides
+        if responsible_for(new, self.name):
+            self.queue.add(new)
+        else:
+            self.queue.delete(key)
+
+    def _pod_deleted(self, pod: Obj) -> None:
+        key = pod_key(pod)
+        self.queue.delete(key)
+        if key in self.cache.pods:
+            self.cache.remove_pod(key)
+            self.queue.move_all()
+
+    def _assigned_pod_changed(self) -> None:
+        # A new pod on a node can only help pods that want to be near others.
+        self.queue.move_all(only_pod_affinity=True)
+
+    # -- the loop ------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Schedule until cancelled; bindings in flight are awaited on the way out."""
+        await self.factory.wait_synced()
+        flusher = asyncio.create_task(self._flush_loop())
+        try:
+            while True:
+                await self._slots.acquire()
+                try:
+                    pod, attempts = await self.queue.pop()
+                except BaseException:
+                    self._slots.release()
+                    raise
+                try:
+                    self._schedule(pod, attempts)
+                except Exception:  # noqa: BLE001 - one pod's surprise must not stop scheduling
+                    log.exception("scheduling %s failed", pod_key(pod))
+                    self._slots.release()
+                    self.queue.backoff(pod)
+                # Let informer events and binding responses in between decisions.
+                await asyncio.sleep(0)
+        finally:
+            flusher.cancel()
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(flusher, *self._tasks, return_exceptions=True)
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.flush_interval)
+            self.queue.flush()
+
+    def _schedule(self, pod: Obj, attempts: int) -> None:
+        key = pod_key(pod)
+        latest = self.pods.get_by_key(key)
+        if latest is None or not responsible_for(latest, self.name) or self.cache.is_assumed(key):
+            self.queue.done(key)
+            self._slots.release()
+            return
+        info = PodInfo(latest)
+        result = schedule_one(info, self.cache, self.rng, self.percentage)
+        if result.node is None:
+            self._slots.release()
+            self.failed += 1
+            self.queue.unschedulable(latest, self.queue.cycle)
+            log.info("pod %s unschedulable: %s", key, result.message)
+            self._spawn(self._record_failure(latest, result.message))
+            return
+        self.cache.assume(info, result.node)
+        self._spawn(self._bind(latest, result.node))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _bind(self, pod: Obj, node: str) -> None:
+        key = pod_key(pod)
+        meta = pod.get("metadata") or {}
+        ns, name = meta.get("namespace") or "default", meta.get("name") or ""
+        try:
+            await self.client.create_subresource(PODS, ns, name, "binding", binding_body(pod, node))
+        except ApiError as e:
+            self.cache.forget(key)
+            if e.code in (404, 409):
+                # Gone, bound by someone else, or replaced by a namesake: what the
+                # informer holds now decides whether it still needs a node.
+                latest = self.pods.get_by_key(key)
+                if latest is not None and responsible_for(latest, self.name):
+                    self.queue.backoff(latest)
+                else:
+                    self.queue.done(key)
+                return
+            log.warning("binding %s to %s failed: %s", key, node, e)
+            self.queue.backoff(pod)
+            self.queue.move_all()
+            await self.client.event(_as_pod(pod), "Warning", "FailedScheduling",
+                                    f"Binding rejected: {e.message}", self.name)
+            return
+        except asyncio.CancelledError:
+            self.cache.forget(key)
+            raise
+        except Exception as e:  # noqa: BLE001 - network trouble: retry later
+            log.warning("binding %s to %s failed: %s", key, node, e)
+            self.cache.forget(key)
+            self.queue.backoff(pod)
+            return
+        finally:
+            self._slots.release()
+        self.scheduled += 1
+        self.queue.done(key)
+        await self.client.event(_as_pod(pod), "Normal", "Scheduled",
+                                f"Successfully assigned {ns}/{name} to {node}", self.name)
+
+    async def _record_failure(self, pod: Obj, message: str) -> None:
+        meta = pod.get("metadata") or {}
+        await self.client.event(_as_pod(pod), "Warning", "FailedScheduling", message, self.name)
+        patch = scheduled_condition_patch(pod, message, _now())
+        if patch is None:
+            return
+        try:
+            await self.client.patch(PODS, meta.get("namespace") or "default", meta.get("name") or "", patch,
+                                    "strategic", subresource="status")
+        except ApiError as e:
+            if e.code != 404:
+                log.warning("could not set PodScheduled on %s: %s", pod_key(pod), e)
+        except Exception as e:  # noqa: BLE001 - best effort; the next attempt writes again
+            log.warning("could not set PodScheduled on %s: %s", pod_key(pod), e)
+
