@@ -27,14 +27,17 @@ granular unless `x-kubernetes-map-type: atomic`.
 
 from __future__ import annotations
 
-import copy
+import functools
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from kybernetes.api import schemas
 from kybernetes.api.errors import ApiError
+from kybernetes.api.jsonutil import clone
 
 Path = tuple[str, ...]
 FieldSet = set[Path]
@@ -292,6 +295,12 @@ def to_fieldsv1(fields: Iterable[Path]) -> dict[str, Any]:
     return _sorted_tree(tree)
 
 
+@functools.lru_cache(maxsize=8192)
+def _fieldsv1_cached(fields: frozenset[Path]) -> dict[str, Any]:
+    # Shared between objects: stored managedFields are never modified in place.
+    return to_fieldsv1(fields)
+
+
 def _sorted_tree(node: dict[str, Any]) -> dict[str, Any]:
     # Plain string order puts "." first and then f:, i:, k:, v:, as Kubernetes does.
     return {k: _sorted_tree(node[k]) for k in sorted(node)}
@@ -384,7 +393,7 @@ class _Entry:
         if self.time is not None:
             out["time"] = self.time
         out["fieldsType"] = FIELDS_V1
-        out["fieldsV1"] = to_fieldsv1(self.fields)
+        out["fieldsV1"] = _fieldsv1_cached(frozenset(self.fields))
         if self.subresource:
             out["subresource"] = self.subresource
         return out
@@ -392,12 +401,24 @@ class _Entry:
 
 def _decode_entries(raw: Any) -> list[_Entry]:
     """Decode managedFields; a malformed list counts as none, as in Kubernetes."""
-    if not isinstance(raw, list):
+    if not isinstance(raw, list) or not raw:
         return []
+    try:
+        decoded = _decode_entries_cached(orjson.dumps(raw))
+    except TypeError:
+        return []
+    return [_Entry(m, op, av, sub, t, set(fields)) for m, op, av, sub, t, fields in decoded]
+
+
+@functools.lru_cache(maxsize=8192)
+def _decode_entries_cached(raw_json: bytes) -> tuple[tuple[str, str, str, str, str | None, frozenset[Path]], ...]:
+    # Every write re-reads the managedFields it stored last time; most objects carry
+    # the same few entries, so their decoded field sets are memoised by content.
+    raw = orjson.loads(raw_json)
     try:
         validate_managed_fields(raw)
     except ApiError:
-        return []
+        return ()
     merged: dict[tuple[str, str, str, str], _Entry] = {}
     for item in raw:
         entry = _Entry(
@@ -412,7 +433,8 @@ def _decode_entries(raw: Any) -> list[_Entry]:
             merged[entry.key].fields |= entry.fields
         else:
             merged[entry.key] = entry
-    return list(merged.values())
+    return tuple((e.manager, e.operation, e.api_version, e.subresource, e.time, frozenset(e.fields))
+                 for e in merged.values())
 
 
 def _sort_key(entry: _Entry) -> tuple[str, str, str, str, str]:
@@ -521,6 +543,10 @@ def _compare(old: Any, new: Any, raw: dict[str, Any] | None, path: Path, cmp: _C
         new = _MISSING
     if old is _MISSING and new is _MISSING:
         return
+    if old is not _MISSING and old == new:
+        # Most of an object is untouched by a write; an equal subtree has no changes
+        # (the C-level comparison is far cheaper than walking it).
+        return
     if not path and old is _MISSING:
         old = {}
     if old is _MISSING and parent_present:
@@ -616,13 +642,13 @@ def _merge(live: Any, config: Any, raw: dict[str, Any] | None, path: Path) -> An
             if key in live:
                 out[key] = _merge(live[key], value, _child_schema(raw, key, path), path + ("f:" + key,))
             else:
-                out[key] = copy.deepcopy(value)
+                out[key] = clone(value)
         return out
     if isinstance(live, list) and isinstance(config, list):
         kind, keys = list_kind(raw)
         if kind != "atomic":
             return _merge_list(live, config, kind, keys, _items_schema(raw), path)
-    return copy.deepcopy(config)
+    return clone(config)
 
 
 def _merge_list(live: list[Any], config: list[Any], kind: str, keys: list[str],
@@ -654,7 +680,7 @@ def _merge_list(live: list[Any], config: list[Any], kind: str, keys: list[str],
                 if element in live_by_element:
                     item = _merge(live_by_element[element], item, item_raw, path + (element,))
                 else:
-                    item = copy.deepcopy(item)
+                    item = clone(item)
                 out.append(item)
             next_config += 1
 
@@ -791,7 +817,7 @@ def apply(live: dict[str, Any] | None, applied: dict[str, Any], manager: str, fo
                                        "is required for apply patch")
     ignored = _STRIPPED + _scope(subresource, has_status)
     config = _apply_config(applied, subresource, has_status)
-    base = copy.deepcopy(live) if live is not None else {}
+    base = clone(live) if live is not None else {}
     entries = _decode_entries((base.get("metadata") or {}).get("managedFields"))
     if live is not None and not entries:
         # Objects that predate field tracking: someone set those values, so a
@@ -811,7 +837,7 @@ def apply(live: dict[str, Any] | None, applied: dict[str, Any], manager: str, fo
     others_owned: FieldSet = set().union(*(e.fields for e in others)) if others else set()
 
     # Pruning edits in place; work on a copy so `current` stays the "before" side.
-    merged = _merge(copy.deepcopy(current), config, schema, ())
+    merged = _merge(clone(current), config, schema, ())
     if mine is not None:
         _prune(merged, mine.fields - applied_set - others_owned, applied_set | others_owned)
 
@@ -883,7 +909,7 @@ def _last_applied_allows(live: dict[str, Any], conflicting: FieldSet, schema: di
 
 
 def _last_applied(applied: dict[str, Any]) -> str:
-    obj = copy.deepcopy(applied)
+    obj = clone(applied)
     annotations = (obj.get("metadata") or {}).get("annotations")
     if isinstance(annotations, dict):
         annotations.pop(LAST_APPLIED_ANNOTATION, None)

@@ -15,13 +15,13 @@ that shares no containers with the inputs.
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Callable, Hashable
 from typing import Any
 
 from kybernetes.api import schemas
 from kybernetes.api.errors import ApiError
+from kybernetes.api.jsonutil import clone
 
 __all__ = [
     "json_merge_patch",
@@ -61,7 +61,7 @@ def json_merge_patch(original: dict, patch: dict) -> dict:
 
 
 def _merge_object(target: dict, patch: dict) -> dict:
-    result = copy.deepcopy(target)
+    result = clone(target)
     for key, value in patch.items():
         if value is None:
             result.pop(key, None)
@@ -106,7 +106,7 @@ def json_patch(original: dict, ops: list) -> dict:
     (`kubectl rollout undo` relies on it for `/metadata/annotations`).
     """
     _check_ops_shape(ops)
-    doc: Any = copy.deepcopy(original)
+    doc: Any = clone(original)
     for index, op in enumerate(ops):
         try:
             doc = _apply_op(doc, op)
@@ -214,7 +214,7 @@ def _replace(doc: Any, tokens: list[str], value: Any) -> Any:
 def _value_of(op: dict) -> Any:
     if "value" not in op:
         raise _PointerError("missing \"value\"")
-    return copy.deepcopy(op["value"])
+    return clone(op["value"])
 
 
 def _from_of(op: dict) -> list[str]:
@@ -243,7 +243,7 @@ def _apply_op(doc: Any, op: dict) -> Any:
         doc, value = _remove(doc, source)
         return _add(doc, tokens, value)
     if kind == "copy":
-        value = copy.deepcopy(_resolve(doc, _from_of(op)))
+        value = clone(_resolve(doc, _from_of(op)))
         return _add(doc, tokens, value)
     if kind == "test":
         expected = op.get("value", _MISSING)
@@ -292,8 +292,8 @@ def strategic_merge_patch(original: dict, patch: dict, schema: dict | None) -> d
     """
     if not isinstance(patch, dict):
         raise ApiError.bad_request("strategic merge patch body must be a JSON object")
-    base = copy.deepcopy(original) if isinstance(original, dict) else {}
-    merged = _smp_map(base, copy.deepcopy(patch), schema)
+    base = clone(original) if isinstance(original, dict) else {}
+    merged = _smp_map(base, clone(patch), schema)
     return {} if merged is _DELETED else merged
 
 

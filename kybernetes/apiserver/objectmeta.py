@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import re
 import secrets
 from typing import Any
+
+from kybernetes.api.jsonutil import clone
 
 _GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 _PATH_SEGMENT = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
@@ -78,7 +79,7 @@ def remove_path(obj: Any, path: list[str | int]) -> None:
 
 
 def deep_copy(obj: dict[str, Any]) -> dict[str, Any]:
-    return copy.deepcopy(obj)
+    return clone(obj)
 
 
 def get_path(obj: Any, dotted: str) -> Any:

@@ -10,7 +10,6 @@ Reads are served by the watch cache and live in the HTTP layer.
 from __future__ import annotations
 
 import base64
-import copy
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,12 +19,14 @@ import orjson
 from kybernetes.api import defaults, managedfields, validation
 from kybernetes.api import patch as patches
 from kybernetes.api.errors import ApiError, FieldError, forbidden, required
+from kybernetes.api.jsonutil import clone
 from kybernetes.api.registry import ResourceInfo
 from kybernetes.apiserver import objectmeta as om
-from kybernetes.apiserver.watchcache import CachedObject, WatchCache
+from kybernetes.apiserver.watchcache import CachedObject, WatchCache, encode_for_store
 from kybernetes.storage.interface import (
     KeyExistsError,
     KeyNotFoundError,
+    KeyValue,
     RevisionMismatchError,
     Store,
 )
@@ -52,16 +53,6 @@ class WriteResult:
     obj: dict[str, Any]
     raw: bytes
     created: bool = False
-
-
-def _encode_for_store(obj: dict[str, Any]) -> bytes:
-    meta = obj.get("metadata")
-    if isinstance(meta, dict) and "resourceVersion" in meta:
-        meta = dict(meta)
-        meta.pop("resourceVersion")
-        obj = dict(obj)
-        obj["metadata"] = meta
-    return orjson.dumps(obj)
 
 
 def _result(obj: dict[str, Any], rev: int, created: bool = False) -> WriteResult:
@@ -210,6 +201,26 @@ class ResourceService:
     def manager_for(self, ctx: WriteContext, user_agent_default: str = "unknown") -> str:
         return ctx.field_manager or user_agent_default
 
+    # -- store writes -------------------------------------------------------------------
+
+    async def _put(self, key: str, obj: dict[str, Any], expected: int | None) -> KeyValue:
+        """Create (expected None) or update the stored object; the cache adopts `obj`."""
+        value = encode_for_store(obj)
+        self.cache.hint(key, value, obj)
+        try:
+            if expected is None:
+                return await self.store.create(key, value)
+            return await self.store.update(key, value, expected_revision=expected)
+        finally:
+            self.cache.drop_hint(key)
+
+    def _written(self, key: str, obj: dict[str, Any], rev: int, created: bool = False) -> WriteResult:
+        """The result of a write: the cache's bytes when it already holds this revision."""
+        co = self.cache.get(key)
+        if co is not None and co.rev == rev:
+            return WriteResult(co.obj, co.raw, created)
+        return _result(obj, rev, created)
+
     # -- create -----------------------------------------------------------------------
 
     async def create(self, info: ResourceInfo, namespace: str | None, obj: dict[str, Any],
@@ -270,10 +281,10 @@ class ResourceService:
                 raise ApiError.already_exists(info.group, info.plural, meta["name"])
             return WriteResult(obj, orjson.dumps(obj), True)
         try:
-            kv = await self.store.create(key, _encode_for_store(obj))
+            kv = await self._put(key, obj, None)
         except KeyExistsError:
             raise ApiError.already_exists(info.group, info.plural, meta["name"]) from None
-        return _result(obj, kv.mod_revision, created=True)
+        return self._written(key, obj, kv.mod_revision, created=True)
 
     # -- update -----------------------------------------------------------------------
 
@@ -308,11 +319,11 @@ class ResourceService:
         binding = subresource == "binding"
         if subresource == "finalize":
             # namespaces/finalize: only spec.finalizers changes (the namespace controller's write).
-            merged = copy.deepcopy(old_obj)
+            merged = clone(old_obj)
             merged.setdefault("spec", {})["finalizers"] = list((new.get("spec") or {}).get("finalizers") or [])
             new = merged
         elif subresource == "status":
-            merged = copy.deepcopy(old_obj)
+            merged = clone(old_obj)
             if "status" in new:
                 merged["status"] = new["status"]
             else:
@@ -323,7 +334,7 @@ class ResourceService:
             new = merged
         elif "status" in info.subresources and not binding:
             if "status" in old_obj:
-                new["status"] = copy.deepcopy(old_obj["status"])
+                new["status"] = clone(old_obj["status"])
             else:
                 new.pop("status", None)
         meta = new["metadata"]
@@ -356,12 +367,12 @@ class ResourceService:
             return WriteResult(new, orjson.dumps(new))
         key = old.key
         try:
-            kv = await self.store.update(key, _encode_for_store(new), expected_revision=expected)
+            kv = await self._put(key, new, expected)
         except RevisionMismatchError:
             raise ApiError.conflict(info.group, info.plural, meta["name"]) from None
         except KeyNotFoundError:
             raise ApiError.not_found(info.group, info.plural, meta["name"]) from None
-        return _result(new, kv.mod_revision)
+        return self._written(key, new, kv.mod_revision)
 
     def _record_fields(self, info: ResourceInfo, old: dict[str, Any] | None, new: dict[str, Any],
                        ctx: WriteContext, subresource: str) -> None:
@@ -523,7 +534,7 @@ class ResourceService:
         if finalizers or graceful_pod or is_namespace:
             if meta.get("deletionTimestamp") and not graceful_pod:
                 return WriteResult(obj, co.raw), False
-            new = copy.deepcopy(obj)
+            new = clone(obj)
             nm = new["metadata"]
             if graceful_pod:
                 period = int(grace if grace is not None else (obj.get("spec") or {}).get(
@@ -546,10 +557,10 @@ class ResourceService:
             if ctx.dry_run:
                 return WriteResult(new, orjson.dumps(new)), False
             try:
-                kv = await self.store.update(co.key, _encode_for_store(new), expected_revision=co.rev)
+                kv = await self._put(co.key, new, co.rev)
             except RevisionMismatchError:
                 raise _Retry() from None
-            result = _result(new, kv.mod_revision)
+            result = self._written(co.key, new, kv.mod_revision)
             hook = self.on_marked_deleted.get(info.kind)
             if hook is not None:
                 hook(info, new)
@@ -571,7 +582,7 @@ class ResourceService:
             raise ApiError.conflict(info.group, info.plural, final["metadata"]["name"]) from None
         except KeyNotFoundError:
             raise ApiError.not_found(info.group, info.plural, final["metadata"]["name"]) from None
-        final = copy.deepcopy(final)
+        final = clone(final)
         return _result(final, kv.mod_revision)
 
 

@@ -142,8 +142,33 @@ class ResourceBucket:
         return old
 
 
-def stamp(value: bytes, rev: int) -> tuple[dict[str, Any], bytes]:
-    """Decode a stored value and set metadata.resourceVersion to `rev`."""
+# Stored values begin with this prefix (see `encode_for_store`), so stamping the
+# revision into the bytes is a splice rather than a decode and re-encode.
+_RV_PREFIX = b'{"metadata":{"resourceVersion":""'
+_RV_SPLICE = b'{"metadata":{"resourceVersion":"'
+
+
+def encode_for_store(obj: dict[str, Any]) -> bytes:
+    """The stored form of an object: metadata first, its resourceVersion left empty
+    (the store's revision is the resourceVersion)."""
+    meta = obj.get("metadata") or {}
+    head = {"resourceVersion": ""}
+    head.update((k, v) for k, v in meta.items() if k != "resourceVersion")
+    out: dict[str, Any] = {"metadata": head}
+    out.update((k, v) for k, v in obj.items() if k != "metadata")
+    return orjson.dumps(out)
+
+
+def stamp(value: bytes, rev: int, hint: dict[str, Any] | None = None) -> tuple[dict[str, Any], bytes]:
+    """The object and its encoded bytes with metadata.resourceVersion set to `rev`.
+
+    `hint` is the already-decoded object the writer stored, if the cache got it."""
+    if value.startswith(_RV_PREFIX):
+        raw = _RV_SPLICE + str(rev).encode() + b'"' + value[len(_RV_PREFIX):]
+        if hint is not None:
+            hint.setdefault("metadata", {})["resourceVersion"] = str(rev)
+            return hint, raw
+        return orjson.loads(raw), raw
     obj = orjson.loads(value)
     meta = obj.setdefault("metadata", {})
     meta["resourceVersion"] = str(rev)
@@ -163,6 +188,8 @@ class WatchCache:
         self._rev_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._listeners: list[Callable[[CacheEvent], None]] = []
         self._task: asyncio.Task[None] | None = None
+        # key -> (stored bytes, decoded object) handed over by the writer of the key.
+        self._hints: dict[str, tuple[bytes, dict[str, Any]]] = {}
 
     async def start(self) -> None:
         result = await self.store.list("/registry/")
@@ -219,7 +246,8 @@ class WatchCache:
             # A delete event carries the final state as `old`; filters judge it.
             cev = CacheEvent("DELETED", rev, kv.key, None, gone)
         else:
-            obj, raw = stamp(kv.value, rev)
+            hint = self._hints.pop(kv.key, None)
+            obj, raw = stamp(kv.value, rev, hint[1] if hint is not None and hint[0] is kv.value else None)
             co = CachedObject(kv.key, obj, raw, rev)
             prev = bucket.put(co)
             cev = CacheEvent("MODIFIED" if prev is not None else "ADDED", rev, kv.key, co, prev)
@@ -231,6 +259,14 @@ class WatchCache:
             w.push(cev)
         for fn in self._listeners:
             fn(cev)
+
+    def hint(self, key: str, value: bytes, obj: dict[str, Any]) -> None:
+        """The writer of `key` is about to store `value`, which encodes `obj`: the cache may
+        adopt `obj` instead of decoding `value` again. `obj` must not change afterwards."""
+        self._hints[key] = (value, obj)
+
+    def drop_hint(self, key: str) -> None:
+        self._hints.pop(key, None)
 
     async def wait_for(self, rev: int, timeout: float = 10.0) -> None:
         if self.revision >= rev:

@@ -114,12 +114,8 @@ async def _run_server(stop: asyncio.Event, data_dir: str, port: int, bind: str, 
     click.echo(f"kybernetes API server ready at {srv.server_url()} in {elapsed:.2f}s", err=True)
     click.echo(f"admin kubeconfig: {kubeconfig}\n  export KUBECONFIG={kubeconfig}\n  kubectl get namespaces",
                err=True)
-    procs = []
-    for argv in children:
-        name = argv[argv.index("--kubeconfig") - 1]
-        log = open(os.path.join(data_dir, f"{name}.log"), "ab")  # noqa: SIM115 - owned by the child
-        procs.append(subprocess.Popen(argv, stdout=log, stderr=log))
-        log.close()
+    procs = [_spawn(argv, os.path.join(data_dir, f"{argv[argv.index('--kubeconfig') - 1]}.log"))
+             for argv in children]
     compactor = asyncio.create_task(_compact_forever(store, compact_interval, compact_retention))
     watchdog = asyncio.create_task(_restart_children(procs, children, data_dir))
     await stop.wait()
@@ -137,6 +133,23 @@ async def _run_server(stop: asyncio.Event, data_dir: str, port: int, bind: str, 
     await srv.stop()
 
 
+def _die_with_parent() -> None:
+    """In a child: ask the kernel for SIGTERM when the server dies, even by kill -9,
+    so no orphaned controller manager or scheduler keeps running."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def _spawn(argv: list[str], log_path: str) -> subprocess.Popen[bytes]:
+    log = open(log_path, "ab")  # noqa: SIM115 - owned by the child
+    try:
+        return subprocess.Popen(argv, stdout=log, stderr=log, preexec_fn=_die_with_parent)  # noqa: PLW1509
+    finally:
+        log.close()
+
+
 async def _restart_children(procs: list[subprocess.Popen[bytes]], argvs: list[list[str]], data_dir: str) -> None:
     """Restart a control-plane child that died, as a supervisor would."""
     while True:
@@ -146,9 +159,7 @@ async def _restart_children(procs: list[subprocess.Popen[bytes]], argvs: list[li
                 name = argvs[i][argvs[i].index("--kubeconfig") - 1]
                 logging.getLogger("kybernetes.server").warning("%s exited with %s; restarting", name,
                                                                p.returncode)
-                log = open(os.path.join(data_dir, f"{name}.log"), "ab")  # noqa: SIM115 - owned by the child
-                procs[i] = subprocess.Popen(argvs[i], stdout=log, stderr=log)
-                log.close()
+                procs[i] = _spawn(argvs[i], os.path.join(data_dir, f"{name}.log"))
 
 
 async def _compact_forever(store: object, interval: int, retention: int) -> None:

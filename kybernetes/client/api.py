@@ -13,6 +13,7 @@ import logging
 import os
 import ssl
 import tempfile
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -85,6 +86,8 @@ class ApiClient:
         self.max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
         self._event_cache: dict[tuple[str, str, str], tuple[str, int]] = {}
+        # Per (component, object) token buckets: (tokens, last refill time).
+        self._event_buckets: dict[tuple[str, str], tuple[float, float]] = {}
 
     # -- construction ------------------------------------------------------------------
 
@@ -237,10 +240,30 @@ class ApiClient:
 
     # -- events ------------------------------------------------------------------------
 
+    EVENT_BURST = 25
+    EVENT_REFILL_SECONDS = 300.0
+
+    def _event_allowed(self, component: str, obj_id: str) -> bool:
+        """The spam filter of client-go's event recorder: per source and object, a burst of
+        25 events, then one per 5 minutes; a ReplicaSet creating 500 pods records 25."""
+        now = time.monotonic()
+        key = (component, obj_id)
+        tokens, last = self._event_buckets.get(key, (float(self.EVENT_BURST), now))
+        tokens = min(float(self.EVENT_BURST), tokens + (now - last) / self.EVENT_REFILL_SECONDS)
+        if tokens < 1.0:
+            self._event_buckets[key] = (tokens, now)
+            return False
+        if len(self._event_buckets) > 65536:
+            self._event_buckets.clear()
+        self._event_buckets[key] = (tokens - 1.0, now)
+        return True
+
     async def event(self, involved: dict[str, Any], type_: str, reason: str, message: str,
                     component: str) -> None:
         """Record a core/v1 Event about `involved` (best effort, repeated events are counted)."""
         meta = involved.get("metadata") or {}
+        if not self._event_allowed(component, meta.get("uid") or meta.get("name") or ""):
+            return
         ns = meta.get("namespace") or "default"
         now = dt.datetime.now(dt.UTC)
         stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
