@@ -158,7 +158,8 @@ def list_kind(raw: dict[str, Any] | None) -> tuple[str, list[str]]:
 
 
 def _compact_json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+    # Same text as Go's encoding of list-map keys: compact, keys sorted, UTF-8 kept.
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
 
 
 def _item_element(kind: str, keys: list[str], item: Any) -> str:

@@ -157,11 +157,18 @@ class ResourceService:
             meta.pop("namespace", None)
         return meta
 
-    def apply_field_validation(self, info: ResourceInfo, obj: dict[str, Any], ctx: WriteContext) -> None:
-        message = validation.type_error_message(info, obj)
+    def apply_field_validation(self, info: ResourceInfo, obj: dict[str, Any], ctx: WriteContext,
+                               old: dict[str, Any] | None = None) -> None:
+        """Type errors and unknown fields, per the request's fieldValidation. With `old`
+        (a patch), only the top-level fields the patch changed are examined: the rest is
+        the stored object, which passed these checks when it was written."""
+        checked = obj
+        if old is not None:
+            checked = {k: v for k, v in obj.items() if k in ("apiVersion", "kind") or old.get(k) != v}
+        message = validation.type_error_message(info, checked)
         if message:
             raise ApiError.bad_request(message)
-        unknown = validation.unknown_fields(info, obj)
+        unknown = validation.unknown_fields(info, checked)
         if not unknown:
             return
         if ctx.field_validation == "Strict":
@@ -323,7 +330,11 @@ class ResourceService:
             merged.setdefault("spec", {})["finalizers"] = list((new.get("spec") or {}).get("finalizers") or [])
             new = merged
         elif subresource == "status":
-            merged = clone(old_obj)
+            # Everything but status comes from the stored object. Its subtrees are shared,
+            # not copied: nothing below writes into them (defaulting is idempotent on a
+            # stored object), and copying whole pods on every status write was a hot spot.
+            merged = dict(old_obj)
+            merged["metadata"] = dict(old_obj["metadata"])
             if "status" in new:
                 merged["status"] = new["status"]
             else:
@@ -334,7 +345,7 @@ class ResourceService:
             new = merged
         elif "status" in info.subresources and not binding:
             if "status" in old_obj:
-                new["status"] = clone(old_obj["status"])
+                new["status"] = old_obj["status"]  # shared, never written below
             else:
                 new.pop("status", None)
         meta = new["metadata"]
@@ -432,7 +443,7 @@ class ResourceService:
         pinned = want_rv not in (None, "") and str(want_rv) != original["metadata"].get("resourceVersion")
         if pinned:
             raise ApiError.conflict(info.group, info.plural, meta["name"])
-        self.apply_field_validation(info, patched, ctx)
+        self.apply_field_validation(info, patched, ctx, original)
         try:
             return await self._update_from(info, co, patched, ctx, subresource, expected=co.rev,
                                            managed_done=managed_done)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import collections
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +43,7 @@ class CacheEvent:
     old: CachedObject | None  # the object before the change (None for ADDED)
     # Encoded `{"type":...,"object":...}\n` lines, built lazily once per type.
     lines: dict[str, bytes] = field(default_factory=dict)
+    at: float = 0.0  # monotonic time the cache saw it
 
     @property
     def current(self) -> CachedObject:
@@ -252,13 +254,25 @@ class WatchCache:
             prev = bucket.put(co)
             cev = CacheEvent("MODIFIED" if prev is not None else "ADDED", rev, kv.key, co, prev)
         self.revision = rev
-        if len(self.events) == self.events.maxlen:
-            self.oldest = self.events[0].rev
+        cev.at = time.monotonic()
+        self._trim(cev.at)
         self.events.append(cev)
         for w in list(bucket.watchers):
             w.push(cev)
         for fn in self._listeners:
             fn(cev)
+
+    # History kept for watches that resume from a revision: everything from the last
+    # FRESHNESS seconds (as kube-apiserver's watch cache), at least MIN_EVENTS events,
+    # at most the window. Older events would only pin old object versions in memory.
+    FRESHNESS = 75.0
+    MIN_EVENTS = 1000
+
+    def _trim(self, now: float) -> None:
+        events = self.events
+        while events and (len(events) >= (events.maxlen or 0) or (
+                len(events) > self.MIN_EVENTS and now - events[0].at > self.FRESHNESS)):
+            self.oldest = events.popleft().rev
 
     def hint(self, key: str, value: bytes, obj: dict[str, Any]) -> None:
         """The writer of `key` is about to store `value`, which encodes `obj`: the cache may
