@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import time
+import weakref
 from typing import Any
 
 import orjson
@@ -68,6 +69,8 @@ class ApiServer:
         self.authenticator: auth.Authenticator | None = None
         self.crds = CrdController(self.registry, self.cache, self.service)
         self.started_at = time.monotonic()
+        self._conn_users: weakref.WeakKeyDictionary[Any, tuple[str | None, auth.UserInfo | None]] = (
+            weakref.WeakKeyDictionary())
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -135,13 +138,24 @@ class ApiServer:
 
     def _authenticate(self, request: web.Request) -> auth.UserInfo | None:
         assert self.authenticator is not None
-        peercert = None
+        header = request.headers.get("Authorization")
         transport = request.transport
+        # A connection's client certificate cannot change, and clients send the same
+        # header on every request of a kept-alive connection: remember the answer per
+        # connection (dropped with it) and header.
+        if transport is not None:
+            cached = self._conn_users.get(transport)
+            if cached is not None and cached[0] == header:
+                return cached[1]
+        peercert = None
         if transport is not None:
             ssl_object = transport.get_extra_info("ssl_object")
             if ssl_object is not None:
                 peercert = ssl_object.getpeercert() or None
-        return self.authenticator.authenticate(peercert, request.headers.get("Authorization"))
+        user = self.authenticator.authenticate(peercert, header)
+        if transport is not None:
+            self._conn_users[transport] = (header, user)
+        return user
 
     # -- routing ---------------------------------------------------------------------------
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import random
 import re
-import secrets
+import uuid
 from typing import Any
 
 from kybernetes.api.jsonutil import clone
@@ -27,8 +28,15 @@ def rfc3339_in(seconds: int) -> str:
 
 
 def generated_name(prefix: str) -> str:
-    """`generateName` + 5 random characters from the alphabet Kubernetes uses."""
-    return prefix + "".join(secrets.choice(_GENERATE_ALPHABET) for _ in range(5))
+    """`generateName` + 5 random characters from the alphabet Kubernetes uses. Like
+    Kubernetes, a fast non-cryptographic generator: names need variety, not secrecy,
+    and a clash is an AlreadyExists the client retries."""
+    return prefix + "".join(random.choices(_GENERATE_ALPHABET, k=5))
+
+
+def new_uid() -> str:
+    """A random (version 4) UUID without a system call per object."""
+    return str(uuid.UUID(int=random.getrandbits(128), version=4))
 
 
 def without(obj: dict[str, Any], *top_keys: str) -> dict[str, Any]:

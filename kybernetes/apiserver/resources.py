@@ -10,7 +10,6 @@ Reads are served by the watch cache and live in the HTTP layer.
 from __future__ import annotations
 
 import base64
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -255,7 +254,7 @@ class ResourceService:
 
     def prepare_new(self, info: ResourceInfo, obj: dict[str, Any]) -> None:
         meta = obj["metadata"]
-        meta["uid"] = str(uuid.uuid4())
+        meta["uid"] = om.new_uid()
         meta["creationTimestamp"] = om.now_rfc3339()
         for k in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
             meta.pop(k, None)

@@ -580,12 +580,18 @@ class RestHandler:
                                         f"\"{co.obj['spec']['nodeName']}\"")
             if co.obj["metadata"].get("deletionTimestamp"):
                 raise ApiError.conflict("", "pods/binding", name, f"pod {name} is being deleted, cannot be assigned")
-            new = om.deep_copy(co.obj)
+            # Copy only the maps this write changes; the rest is shared with the stored
+            # pod (copying whole pods on every binding was a hot spot).
+            new = dict(co.obj)
+            new["metadata"] = dict(co.obj["metadata"])
+            new["spec"] = dict(co.obj.get("spec") or {})
             new["spec"]["nodeName"] = node
-            conds = [c for c in (new.get("status") or {}).get("conditions") or [] if c.get("type") != "PodScheduled"]
+            status = dict(co.obj.get("status") or {})
+            conds = [c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"]
             conds.append({"type": "PodScheduled", "status": "True", "lastProbeTime": None,
                           "lastTransitionTime": om.now_rfc3339()})
-            new.setdefault("status", {})["conditions"] = conds
+            status["conditions"] = conds
+            new["status"] = status
             await self.service._update_from(info, co, new, ctx, "binding", expected=co.rev,  # noqa: SLF001
                                             managed_done=True)
             return json_response(orjson.dumps({"kind": "Status", "apiVersion": "v1", "metadata": {},
