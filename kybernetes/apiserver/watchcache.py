@@ -26,12 +26,29 @@ import orjson
 from kybernetes.storage.interface import Event, Store
 
 
-@dataclass(slots=True)
 class CachedObject:
-    key: str
-    obj: dict[str, Any]
-    raw: bytes  # JSON of obj, resourceVersion included
-    rev: int
+    """One version of an object: its encoded bytes, and its decoded form while it is
+    current. A superseded version only lives on in the event window (for watches that
+    resume); it keeps just its bytes and is decoded again if ever needed."""
+
+    __slots__ = ("key", "_obj", "raw", "rev")
+
+    def __init__(self, key: str, obj: dict[str, Any] | None, raw: bytes, rev: int) -> None:
+        self.key = key
+        self._obj = obj
+        self.raw = raw  # JSON of obj, resourceVersion included
+        self.rev = rev
+
+    @property
+    def obj(self) -> dict[str, Any]:
+        obj = self._obj
+        if obj is None:
+            obj = orjson.loads(self.raw)
+        return obj
+
+    def retire(self) -> None:
+        """Drop the decoded form of a superseded version."""
+        self._obj = None
 
 
 @dataclass(slots=True)
@@ -247,12 +264,14 @@ class WatchCache:
             gone = CachedObject(kv.key, obj, raw, rev)
             # A delete event carries the final state as `old`; filters judge it.
             cev = CacheEvent("DELETED", rev, kv.key, None, gone)
+            superseded: tuple[CachedObject, ...] = (old, gone)
         else:
             hint = self._hints.pop(kv.key, None)
             obj, raw = stamp(kv.value, rev, hint[1] if hint is not None and hint[0] is kv.value else None)
             co = CachedObject(kv.key, obj, raw, rev)
             prev = bucket.put(co)
             cev = CacheEvent("MODIFIED" if prev is not None else "ADDED", rev, kv.key, co, prev)
+            superseded = (prev,) if prev is not None else ()
         self.revision = rev
         cev.at = time.monotonic()
         self._trim(cev.at)
@@ -261,6 +280,8 @@ class WatchCache:
             w.push(cev)
         for fn in self._listeners:
             fn(cev)
+        for version in superseded:
+            version.retire()
 
     # History kept for watches that resume from a revision: everything from the last
     # FRESHNESS seconds (as kube-apiserver's watch cache), at least MIN_EVENTS events,

@@ -197,6 +197,11 @@ class Informer:
                         del idx[v]
 
     def _upsert(self, obj: Obj) -> None:
+        # Like client-go's TransformStripManagedFields in the controller manager and the
+        # scheduler: nobody here reads managedFields, and they are a large part of each object.
+        meta = obj.get("metadata")
+        if isinstance(meta, dict):
+            meta.pop("managedFields", None)
         key = object_key(obj)
         old = self.store.get(key)
         if old is not None:
