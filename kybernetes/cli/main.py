@@ -39,12 +39,34 @@ def main(ctx: click.Context, verbose: int) -> None:
     _setup_logging(verbose)
 
 
+SHUTDOWN_GRACE_SECONDS = 10.0
+
+
+def _exit_if_stuck() -> None:
+    """A component asked to stop must stop: if a clean shutdown hangs, exit anyway."""
+    import threading
+
+    def hard_exit() -> None:
+        logging.getLogger("kybernetes").warning("shutdown took over %.0fs; exiting", SHUTDOWN_GRACE_SECONDS)
+        os._exit(0)
+
+    timer = threading.Timer(SHUTDOWN_GRACE_SECONDS, hard_exit)
+    timer.daemon = True
+    timer.start()
+
+
 def _run_until_signal(coro_fn: Callable[[asyncio.Event], Awaitable[None]]) -> None:
     async def runner() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+
+        def on_signal() -> None:
+            if not stop.is_set():
+                _exit_if_stuck()
+            stop.set()
+
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal)
         await coro_fn(stop)
 
     asyncio.run(runner())
