@@ -194,8 +194,9 @@ class ResourceService:
         ns = self.cache.get(f"/registry/core/namespaces/{namespace}")
         if ns is None:
             raise ApiError.not_found("", "namespaces", namespace or "")
-        if ns.obj.get("metadata", {}).get("deletionTimestamp") or \
-                (ns.obj.get("status") or {}).get("phase") == "Terminating":
+        ns_obj = ns.obj
+        if ns_obj.get("metadata", {}).get("deletionTimestamp") or \
+                (ns_obj.get("status") or {}).get("phase") == "Terminating":
             raise ApiError(403, "Forbidden",
                            f"{info.qualified_plural} \"{(info.kind or '').lower()}\" is forbidden: unable to create "
                            f"new content in namespace {namespace} because it is being terminated",

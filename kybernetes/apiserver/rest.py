@@ -551,8 +551,9 @@ class RestHandler:
         victims = [c for c in self.cache.list(self._prefix(target)) if flt.matches(c.obj)]
         deleted = []
         for co in victims:
-            name = co.obj["metadata"]["name"]
-            ns = co.obj["metadata"].get("namespace")
+            meta = co.obj["metadata"]
+            name = meta["name"]
+            ns = meta.get("namespace")
             try:
                 res, _gone = await self.service.delete(info, ns, name, options, ctx)
                 deleted.append(res.raw)
@@ -574,19 +575,20 @@ class RestHandler:
             if not node:
                 raise ApiError.invalid("", "Binding", name, [_fe_required("target.name")])
             co = self.service.current(info, target.namespace, name)
-            if (co.obj.get("spec") or {}).get("nodeName"):
+            pod = co.obj
+            if (pod.get("spec") or {}).get("nodeName"):
                 raise ApiError.conflict("", "pods/binding", name,
                                         f"pod {name} is already assigned to node "
-                                        f"\"{co.obj['spec']['nodeName']}\"")
-            if co.obj["metadata"].get("deletionTimestamp"):
+                                        f"\"{pod['spec']['nodeName']}\"")
+            if pod["metadata"].get("deletionTimestamp"):
                 raise ApiError.conflict("", "pods/binding", name, f"pod {name} is being deleted, cannot be assigned")
             # Copy only the maps this write changes; the rest is shared with the stored
             # pod (copying whole pods on every binding was a hot spot).
-            new = dict(co.obj)
-            new["metadata"] = dict(co.obj["metadata"])
-            new["spec"] = dict(co.obj.get("spec") or {})
+            new = dict(pod)
+            new["metadata"] = dict(pod["metadata"])
+            new["spec"] = dict(pod.get("spec") or {})
             new["spec"]["nodeName"] = node
-            status = dict(co.obj.get("status") or {})
+            status = dict(pod.get("status") or {})
             conds = [c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"]
             conds.append({"type": "PodScheduled", "status": "True", "lastProbeTime": None,
                           "lastTransitionTime": om.now_rfc3339()})

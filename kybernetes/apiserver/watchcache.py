@@ -27,9 +27,9 @@ from kybernetes.storage.interface import Event, Store
 
 
 class CachedObject:
-    """One version of an object: its encoded bytes, and its decoded form while it is
-    current. A superseded version only lives on in the event window (for watches that
-    resume); it keeps just its bytes and is decoded again if ever needed."""
+    """One version of an object: its encoded bytes, and briefly its decoded form (while
+    the change that made it is dispatched). Readers decode on demand with `obj`; each
+    access returns a fresh dict, so take it once per use."""
 
     __slots__ = ("key", "_obj", "raw", "rev")
 
@@ -47,7 +47,7 @@ class CachedObject:
         return obj
 
     def retire(self) -> None:
-        """Drop the decoded form of a superseded version."""
+        """Drop the decoded form; `obj` decodes the bytes again when asked."""
         self._obj = None
 
 
@@ -213,8 +213,8 @@ class WatchCache:
     async def start(self) -> None:
         result = await self.store.list("/registry/")
         for kv in result.items:
-            obj, raw = stamp(kv.value, kv.mod_revision)
-            self.buckets[resource_prefix(kv.key)].put(CachedObject(kv.key, obj, raw, kv.mod_revision))
+            _obj, raw = stamp(kv.value, kv.mod_revision)
+            self.buckets[resource_prefix(kv.key)].put(CachedObject(kv.key, None, raw, kv.mod_revision))
         self.revision = result.revision
         self.oldest = result.revision
         add_listener = getattr(self.store, "add_listener", None)
@@ -271,7 +271,9 @@ class WatchCache:
             co = CachedObject(kv.key, obj, raw, rev)
             prev = bucket.put(co)
             cev = CacheEvent("MODIFIED" if prev is not None else "ADDED", rev, kv.key, co, prev)
-            superseded = (prev,) if prev is not None else ()
+            # The current version keeps only its bytes as well: decoded pods cost ~5x their
+            # JSON in memory, and every reader decodes on demand (one orjson.loads).
+            superseded = (prev, co) if prev is not None else (co,)
         self.revision = rev
         cev.at = time.monotonic()
         self._trim(cev.at)
