@@ -204,6 +204,7 @@ class WatchCache:
         self.revision = 0
         # The oldest revision from which the event window can replay a watch.
         self.oldest = 0
+        self._window_bytes = 0
         self._rev_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._listeners: list[Callable[[CacheEvent], None]] = []
         self._task: asyncio.Task[None] | None = None
@@ -278,6 +279,7 @@ class WatchCache:
         cev.at = time.monotonic()
         self._trim(cev.at)
         self.events.append(cev)
+        self._window_bytes += len(cev.current.raw)
         for w in list(bucket.watchers):
             w.push(cev)
         for fn in self._listeners:
@@ -288,14 +290,18 @@ class WatchCache:
     # History kept for watches that resume from a revision: everything from the last
     # FRESHNESS seconds (as kube-apiserver's watch cache), at least MIN_EVENTS events,
     # at most the window. Older events would only pin old object versions in memory.
+    # A byte budget bounds it under heavy write load (each event holds its version's bytes).
     FRESHNESS = 75.0
     MIN_EVENTS = 1000
+    MAX_BYTES = 48 * 1024 * 1024
 
     def _trim(self, now: float) -> None:
         events = self.events
-        while events and (len(events) >= (events.maxlen or 0) or (
-                len(events) > self.MIN_EVENTS and now - events[0].at > self.FRESHNESS)):
-            self.oldest = events.popleft().rev
+        while events and (len(events) >= (events.maxlen or 0) or (len(events) > self.MIN_EVENTS and (
+                now - events[0].at > self.FRESHNESS or self._window_bytes > self.MAX_BYTES))):
+            gone = events.popleft()
+            self._window_bytes -= len(gone.current.raw)
+            self.oldest = gone.rev
 
     def hint(self, key: str, value: bytes, obj: dict[str, Any]) -> None:
         """The writer of `key` is about to store `value`, which encodes `obj`: the cache may
