@@ -140,21 +140,18 @@ class ApiServer:
         assert self.authenticator is not None
         header = request.headers.get("Authorization")
         transport = request.transport
-        # A connection's client certificate cannot change, and clients send the same
+        ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+        # A TLS connection's client certificate cannot change, and clients send the same
         # header on every request of a kept-alive connection: remember the answer per
-        # connection (dropped with it) and header.
-        if transport is not None:
-            cached = self._conn_users.get(transport)
+        # connection (its TLS object, dropped with it) and header.
+        if ssl_object is not None:
+            cached = self._conn_users.get(ssl_object)
             if cached is not None and cached[0] == header:
                 return cached[1]
-        peercert = None
-        if transport is not None:
-            ssl_object = transport.get_extra_info("ssl_object")
-            if ssl_object is not None:
-                peercert = ssl_object.getpeercert() or None
+        peercert = ssl_object.getpeercert() or None if ssl_object is not None else None
         user = self.authenticator.authenticate(peercert, header)
-        if transport is not None:
-            self._conn_users[transport] = (header, user)
+        if ssl_object is not None:
+            self._conn_users[ssl_object] = (header, user)
         return user
 
     # -- routing ---------------------------------------------------------------------------

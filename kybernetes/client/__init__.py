@@ -3,10 +3,10 @@ an async API client, informers, rate-limited work queues and leader election."""
 
 from kybernetes.api.errors import ApiError
 from kybernetes.client.api import ApiClient
-from kybernetes.client.informer import Informer, InformerFactory, object_key
+from kybernetes.client.informer import Informer, InformerFactory, add_object_handler, object_key
 from kybernetes.client.leaderelection import LeaderElector
 from kybernetes.client.resources import Resource
-from kybernetes.client.workqueue import WorkQueue
+from kybernetes.client.workqueue import WorkQueue, run_workers
 
 __all__ = ["ApiClient", "ApiError", "Informer", "InformerFactory", "LeaderElector", "Resource", "WorkQueue",
-           "object_key"]
+           "add_object_handler", "object_key", "run_workers"]

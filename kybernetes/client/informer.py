@@ -235,6 +235,13 @@ class Informer:
                     log.exception("informer %s delete handler failed", self.res.plural)
 
 
+def add_object_handler(informer: Informer, handler: Callable[[Obj], None], *, deletes: bool = True) -> None:
+    """Register `handler` on `informer` for every add, update (with the new object) and,
+    unless `deletes` is False, delete: for controllers that only enqueue a key."""
+    informer.add_handler(on_add=handler, on_update=lambda _old, new: handler(new),
+                         on_delete=handler if deletes else None)
+
+
 class InformerFactory:
     """Shared informers: one per (resource, namespace, selectors) for all controllers of a process."""
 

@@ -10,14 +10,15 @@ out through the API, then requeues while a progress deadline is pending.
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import datetime as dt
 import logging
 from typing import Any
 
 from kybernetes.client import ApiClient, ApiError, InformerFactory, WorkQueue, object_key
+from kybernetes.client.informer import add_object_handler
 from kybernetes.client.resources import DEPLOYMENTS, PODS, REPLICASETS
+from kybernetes.client.workqueue import run_workers
 from kybernetes.controllers.deployment_plan import (
     CreateReplicaSet,
     DeleteReplicaSet,
@@ -58,8 +59,7 @@ class DeploymentController:
         self.deployments = factory.informer(DEPLOYMENTS)
         self.replicasets = factory.informer(REPLICASETS)
         self.pods = factory.informer(PODS)
-        self.deployments.add_handler(on_add=self._enqueue, on_update=lambda old, new: self._enqueue(new),
-                                     on_delete=self._enqueue)
+        add_object_handler(self.deployments, self._enqueue)
         self.replicasets.add_handler(on_add=self._rs_added, on_update=self._rs_updated,
                                      on_delete=self._rs_deleted)
         self.pods.add_handler(on_delete=self._pod_deleted)
@@ -126,31 +126,7 @@ class DeploymentController:
     # -- workers -----------------------------------------------------------------------
 
     async def run(self, workers: int = 2) -> None:
-        tasks = [asyncio.create_task(self._worker()) for _ in range(max(workers, 1))]
-        try:
-            await asyncio.gather(*tasks)
-        finally:
-            for t in tasks:
-                t.cancel()
-            self.queue.shutdown()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-    async def _worker(self) -> None:
-        while True:
-            key = await self.queue.get()
-            try:
-                await self.sync(key)
-                self.queue.forget(key)
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:  # noqa: BLE001 - a worker must survive any sync failure
-                if isinstance(e, ApiError) and e.code in (404, 409):
-                    log.debug("deployment %s: %s; retrying", key, e)
-                else:
-                    log.warning("deployment %s: sync failed: %s", key, e, exc_info=not isinstance(e, ApiError))
-                self.queue.add_rate_limited(key)
-            finally:
-                self.queue.done(key)
+        await run_workers(self.queue, self.sync, workers, "deployment", (404, 409), logger=log)
 
     # -- one pass ----------------------------------------------------------------------
 

@@ -8,9 +8,7 @@ resolution) are shared with the EndpointSlice controller.
 
 from __future__ import annotations
 
-import asyncio
 import copy
-import datetime as dt
 import logging
 from collections.abc import Iterable
 from typing import Any
@@ -18,7 +16,10 @@ from typing import Any
 from kybernetes.api.errors import ApiError
 from kybernetes.api.selectors import selector_from_set
 from kybernetes.client import ApiClient, InformerFactory, WorkQueue, object_key
+from kybernetes.client.informer import add_object_handler
 from kybernetes.client.resources import ENDPOINTS, PODS, SERVICES
+from kybernetes.client.workqueue import run_workers
+from kybernetes.controllers.podutil import format_time, node_index, parse_time
 
 log = logging.getLogger(__name__)
 
@@ -171,30 +172,16 @@ def pod_endpoint_fingerprint(pod: Obj) -> tuple[Any, ...]:
             (pod.get("metadata") or {}).get("uid"))
 
 
-def _parse_time(value: str | None) -> dt.datetime | None:
-    if not value:
-        return None
-    try:
-        t = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
-
-
-def format_time(t: dt.datetime) -> str:
-    return t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def last_change_trigger_time(svc: Obj, pods: Iterable[Obj]) -> str | None:
     """When the newest input that shaped the endpoints changed: the Service's creation or a
     pod's last readiness transition (its creation if it never reported readiness)."""
-    times = [_parse_time((svc.get("metadata") or {}).get("creationTimestamp"))]
+    times = [parse_time((svc.get("metadata") or {}).get("creationTimestamp"))]
     for pod in pods:
         ready_t = None
         for cond in (pod.get("status") or {}).get("conditions") or []:
             if cond.get("type") == "Ready":
-                ready_t = _parse_time(cond.get("lastTransitionTime"))
-        times.append(ready_t or _parse_time((pod.get("metadata") or {}).get("creationTimestamp")))
+                ready_t = parse_time(cond.get("lastTransitionTime"))
+        times.append(ready_t or parse_time((pod.get("metadata") or {}).get("creationTimestamp")))
     known = [t for t in times if t is not None]
     return format_time(max(known)) if known else None
 
@@ -354,11 +341,6 @@ def plan_endpoints(svc: Obj, pods: Iterable[Obj], existing: Obj | None) -> Obj |
 
 # -- the controller -----------------------------------------------------------------------
 
-def node_index(obj: Obj) -> list[str]:
-    node = (obj.get("spec") or {}).get("nodeName")
-    return [node] if node else []
-
-
 def services_for_pod(services: Iterable[Obj], pod: Obj) -> list[str]:
     """Keys of the Services (from one namespace) whose selector matches the pod's labels."""
     labels = (pod.get("metadata") or {}).get("labels") or {}
@@ -379,11 +361,9 @@ class EndpointsController:
         self.pods = factory.informer(PODS, indexers={"node": node_index})
         self.endpoints = factory.informer(ENDPOINTS)
         self.queue = WorkQueue("endpoints")
-        self.services.add_handler(on_add=self._enqueue_obj, on_update=lambda _o, n: self._enqueue_obj(n),
-                                  on_delete=self._enqueue_obj)
+        add_object_handler(self.services, self._enqueue_obj)
         self.pods.add_handler(on_add=self._pod_changed, on_update=self._pod_updated, on_delete=self._pod_changed)
-        self.endpoints.add_handler(on_add=self._enqueue_obj, on_update=lambda _o, n: self._enqueue_obj(n),
-                                   on_delete=self._enqueue_obj)
+        add_object_handler(self.endpoints, self._enqueue_obj)
 
     # -- handlers -------------------------------------------------------------------------
 
@@ -414,27 +394,7 @@ class EndpointsController:
         # found by visiting every existing Endpoints once.
         for ep in self.endpoints.list():
             self.queue.add(object_key(ep))
-        tasks = [asyncio.create_task(self._worker()) for _ in range(max(1, workers))]
-        try:
-            await asyncio.gather(*tasks)
-        finally:
-            for t in tasks:
-                t.cancel()
-
-    async def _worker(self) -> None:
-        while True:
-            key = await self.queue.get()
-            try:
-                await self.sync(key)
-                self.queue.forget(key)
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:  # noqa: BLE001 - a failed key retries; the worker lives on
-                # Conflicts are routine (our informer lags our own writes); anything else is news.
-                (log.debug if isinstance(e, ApiError) and e.code == 409 else log.info)("endpoints %s: %s; retrying", key, e)
-                self.queue.add_rate_limited(key)
-            finally:
-                self.queue.done(key)
+        await run_workers(self.queue, self.sync, workers, "endpoints", (409,), level=logging.INFO, logger=log)
 
     async def sync(self, key: str) -> None:
         ns, _, name = key.partition("/")

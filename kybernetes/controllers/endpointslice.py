@@ -10,7 +10,6 @@ in, fills slices with room before creating new ones, and writes only what change
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import logging
 from collections.abc import Iterable, Mapping
@@ -19,13 +18,14 @@ from typing import Any
 
 from kybernetes.api.errors import ApiError
 from kybernetes.client import ApiClient, InformerFactory, WorkQueue, object_key
+from kybernetes.client.informer import add_object_handler
 from kybernetes.client.resources import ENDPOINTSLICES, NODES, PODS, SERVICES
+from kybernetes.client.workqueue import run_workers
 from kybernetes.controllers.endpoints import (
     HEADLESS_LABEL,
     TRIGGER_TIME_ANNOTATION,
     is_headless,
     last_change_trigger_time,
-    node_index,
     pod_endpoint_fingerprint,
     pod_ip_for_family,
     pod_is_ready,
@@ -39,6 +39,7 @@ from kybernetes.controllers.endpoints import (
     should_pod_be_in_endpoints,
     should_set_hostname,
 )
+from kybernetes.controllers.podutil import node_index
 
 log = logging.getLogger(__name__)
 
@@ -370,11 +371,9 @@ class EndpointSliceController:
         self.slices = factory.informer(ENDPOINTSLICES, indexers={"service": _slice_service_index})
         self.queue = WorkQueue("endpointslice")
         self.tracker = SliceTracker()
-        self.services.add_handler(on_add=self._enqueue_obj, on_update=lambda _o, n: self._enqueue_obj(n),
-                                  on_delete=self._enqueue_obj)
+        add_object_handler(self.services, self._enqueue_obj)
         self.pods.add_handler(on_add=self._pod_changed, on_update=self._pod_updated, on_delete=self._pod_changed)
-        self.slices.add_handler(on_add=self._slice_changed, on_update=lambda _o, n: self._slice_changed(n),
-                                on_delete=self._slice_changed)
+        add_object_handler(self.slices, self._slice_changed)
         self.nodes.add_handler(on_update=self._node_updated)
 
     # -- handlers -------------------------------------------------------------------------
@@ -412,29 +411,8 @@ class EndpointSliceController:
     # -- workers --------------------------------------------------------------------------
 
     async def run(self, workers: int = 2) -> None:
-        tasks = [asyncio.create_task(self._worker()) for _ in range(max(1, workers))]
-        try:
-            await asyncio.gather(*tasks)
-        finally:
-            for t in tasks:
-                t.cancel()
-
-    async def _worker(self) -> None:
-        while True:
-            key = await self.queue.get()
-            try:
-                await self.sync(key)
-                self.queue.forget(key)
-            except asyncio.CancelledError:
-                raise
-            except StaleCache:
-                self.queue.add_rate_limited(key)
-            except Exception as e:  # noqa: BLE001 - a failed key retries; the worker lives on
-                # Conflicts are routine (our informer lags our own writes); anything else is news.
-                (log.debug if isinstance(e, ApiError) and e.code == 409 else log.info)("endpointslices %s: %s; retrying", key, e)
-                self.queue.add_rate_limited(key)
-            finally:
-                self.queue.done(key)
+        await run_workers(self.queue, self.sync, workers, "endpointslices", (409,), quiet=(StaleCache,),
+                          level=logging.INFO, logger=log)
 
     async def sync(self, key: str) -> None:
         ns, _, name = key.partition("/")

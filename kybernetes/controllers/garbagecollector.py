@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from kybernetes.client import ApiClient, ApiError, Informer, InformerFactory, Resource, WorkQueue
+from kybernetes.client.workqueue import run_workers
 from kybernetes.controllers.apidiscovery import ServedResource, discover
 
 log = logging.getLogger(__name__)
@@ -457,21 +457,15 @@ class GarbageCollectorController:
             log.warning("garbage collector: not all informers synced after %.0fs; starting anyway",
                         self.sync_timeout)
         self.synced.set()
-        tasks = [asyncio.ensure_future(self._worker(self.attempt_queue, self.attempt_to_delete))
-                 for _ in range(max(1, workers))]
-        tasks += [asyncio.ensure_future(self._worker(self.orphan_queue, self.attempt_to_orphan))
-                  for _ in range(max(1, workers // 2))]
-        tasks.append(asyncio.ensure_future(self._rediscover_loop()))
-        try:
-            await asyncio.gather(*tasks)
-        finally:
-            for t in tasks:
-                t.cancel()
-            for t in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await t
-            self.attempt_queue.shutdown()
-            self.orphan_queue.shutdown()
+
+        def serve(queue: WorkQueue, sync: Callable[[str], Awaitable[None]], n: int) -> Coroutine[Any, Any, None]:
+            return run_workers(queue, sync, n, "garbage collector:", (), expected=(_RetryLater,),
+                               level=logging.INFO, logger=log)
+
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(serve(self.attempt_queue, self.attempt_to_delete, workers))
+            tg.create_task(serve(self.orphan_queue, self.attempt_to_orphan, workers // 2))
+            tg.create_task(self._rediscover_loop())
 
     async def _rediscover_loop(self) -> None:
         while True:
@@ -480,23 +474,6 @@ class GarbageCollectorController:
                 await self.refresh_monitors()
             except Exception as e:  # noqa: BLE001 - the next round tries again
                 log.warning("garbage collector: rediscovery failed: %s", e)
-
-    async def _worker(self, queue: WorkQueue, fn: Callable[[str], Awaitable[None]]) -> None:
-        while True:
-            key = await queue.get()
-            try:
-                await fn(key)
-                queue.forget(key)
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:  # noqa: BLE001 - a worker must survive any single failure
-                if isinstance(e, (ApiError, _RetryLater)):
-                    log.info("garbage collector: %s: %s (will retry)", key, e)
-                else:
-                    log.exception("garbage collector: %s failed", key)
-                queue.add_rate_limited(key)
-            finally:
-                queue.done(key)
 
     # -- attempt to delete ----------------------------------------------------------------
 

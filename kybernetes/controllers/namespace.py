@@ -14,7 +14,6 @@ deletes the namespace once no finalizer remains.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
 from collections import Counter
@@ -23,7 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kybernetes.client import ApiClient, ApiError, InformerFactory, Resource, WorkQueue
+from kybernetes.client.informer import add_object_handler
 from kybernetes.client.resources import NAMESPACES
+from kybernetes.client.workqueue import run_workers
 from kybernetes.controllers.apidiscovery import Discovery, ServedResource, discover
 
 log = logging.getLogger(__name__)
@@ -182,8 +183,8 @@ class NamespaceController:
         self.queue = WorkQueue("namespace")
         self.max_retry_delay = max_retry_delay
         self._attempts: dict[str, int] = {}
-        self.namespaces.add_handler(on_add=self._on_change, on_update=lambda _o, n: self._on_change(n),
-                                    on_delete=lambda o: self._attempts.pop((o.get("metadata") or {}).get("name"),
+        add_object_handler(self.namespaces, self._on_change, deletes=False)
+        self.namespaces.add_handler(on_delete=lambda o: self._attempts.pop((o.get("metadata") or {}).get("name"),
                                                                            None))
 
     def _on_change(self, ns: dict[str, Any]) -> None:
@@ -191,36 +192,16 @@ class NamespaceController:
             self.queue.add(ns["metadata"]["name"])
 
     async def run(self, workers: int = 2) -> None:
-        tasks = [asyncio.ensure_future(self._worker()) for _ in range(max(1, workers))]
-        try:
-            await asyncio.gather(*tasks)
-        finally:
-            for t in tasks:
-                t.cancel()
-            self.queue.shutdown()
+        await run_workers(self.queue, self._process, workers, "namespace", (), level=logging.INFO, logger=log)
 
-    async def _worker(self) -> None:
-        while True:
-            name = await self.queue.get()
-            try:
-                done = await self.sync(name)
-                self.queue.forget(name)
-                if done:
-                    self._attempts.pop(name, None)
-                else:
-                    n = self._attempts.get(name, 0)
-                    self._attempts[name] = n + 1
-                    self.queue.add_after(name, retry_delay(n, cap=self.max_retry_delay))
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:  # noqa: BLE001 - a worker must survive any single failure
-                if isinstance(e, ApiError):
-                    log.info("namespace %s: %s (will retry)", name, e)
-                else:
-                    log.exception("namespace %s: sync failed", name)
-                self.queue.add_rate_limited(name)
-            finally:
-                self.queue.done(name)
+    async def _process(self, name: str) -> None:
+        # Content still being deleted is not a failure: poll again on our own, gentler schedule.
+        if await self.sync(name):
+            self._attempts.pop(name, None)
+        else:
+            n = self._attempts.get(name, 0)
+            self._attempts[name] = n + 1
+            self.queue.add_after(name, retry_delay(n, cap=self.max_retry_delay))
 
     async def sync(self, name: str) -> bool:
         """One pass over a terminating namespace. True when there is nothing left to do."""

@@ -22,13 +22,16 @@ import copy
 import datetime as dt
 import ipaddress
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from kybernetes.api.errors import ApiError
 from kybernetes.client import ApiClient, InformerFactory, WorkQueue, object_key
+from kybernetes.client.informer import add_object_handler
 from kybernetes.client.resources import LEASES, NODES, PODS
+from kybernetes.client.workqueue import run_workers
+from kybernetes.controllers.podutil import format_time, node_index, parse_time
 
 log = logging.getLogger(__name__)
 
@@ -55,20 +58,6 @@ MANAGED_TAINT_KEYS = frozenset({TAINT_NOT_READY, TAINT_UNREACHABLE, TAINT_UNSCHE
 
 STOPPED_POSTING = "Kubelet stopped posting node status."
 NEVER_POSTED = "Kubelet never posted node status."
-
-
-def format_time(t: dt.datetime) -> str:
-    return t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_time(value: Any) -> dt.datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        t = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
 
 
 def condition(obj: Obj, type_: str) -> Obj | None:
@@ -321,11 +310,6 @@ def node_cidrs(node: Obj) -> list[str]:
 
 # -- the controller -----------------------------------------------------------------------
 
-def node_index(obj: Obj) -> list[str]:
-    node = (obj.get("spec") or {}).get("nodeName")
-    return [node] if node else []
-
-
 def _noexecute(node: Obj | None) -> list[Obj]:
     return [t for t in ((node or {}).get("spec") or {}).get("taints") or [] if t.get("effect") == "NoExecute"]
 
@@ -368,7 +352,7 @@ class NodeLifecycleController:
         self._eviction_scheduled: set[str] = set()
 
         self.nodes.add_handler(on_add=self._node_added, on_update=self._node_updated, on_delete=self._node_deleted)
-        self.leases.add_handler(on_add=self._lease_changed, on_update=lambda _o, n: self._lease_changed(n))
+        add_object_handler(self.leases, self._lease_changed, deletes=False)
         self.pods.add_handler(on_add=self._pod_changed, on_update=self._pod_updated, on_delete=self._pod_deleted)
 
     # -- handlers -------------------------------------------------------------------------
@@ -441,17 +425,17 @@ class NodeLifecycleController:
         for node in self.nodes.list():
             for cidr in node_cidrs(node):
                 self.cidrs.occupy(cidr)
-        tasks = [asyncio.create_task(self._monitor())]
-        for _ in range(max(1, workers)):
-            tasks.append(asyncio.create_task(self._worker(self.node_queue, self.sync_node)))
-            tasks.append(asyncio.create_task(self._worker(self.evict_queue, self.sync_pod)))
-        if self.allocate_cidrs:
-            tasks.append(asyncio.create_task(self._worker(self.cidr_queue, self.sync_cidr)))
-        try:
-            await asyncio.gather(*tasks)
-        finally:
-            for t in tasks:
-                t.cancel()
+
+        def serve(queue: WorkQueue, sync: Callable[[str], Awaitable[None]], n: int) -> Coroutine[Any, Any, None]:
+            # Conflicts are routine (our informer lags our own writes); other failures are news.
+            return run_workers(queue, sync, n, queue.name, (409,), level=logging.INFO, logger=log)
+
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._monitor())
+            tg.create_task(serve(self.node_queue, self.sync_node, workers))
+            tg.create_task(serve(self.evict_queue, self.sync_pod, workers))
+            if self.allocate_cidrs:
+                tg.create_task(serve(self.cidr_queue, self.sync_cidr, 1))
 
     async def _monitor(self) -> None:
         while True:
@@ -465,21 +449,6 @@ class NodeLifecycleController:
             except Exception:  # noqa: BLE001 - the monitor must outlive one bad object
                 log.exception("node monitor pass failed")
             await asyncio.sleep(self.monitor_period)
-
-    async def _worker(self, queue: WorkQueue, sync: Callable[[str], Any]) -> None:
-        while True:
-            key = await queue.get()
-            try:
-                await sync(key)
-                queue.forget(key)
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:  # noqa: BLE001 - a failed key retries; the worker lives on
-                # Conflicts are routine (our informer lags our own writes); anything else is news.
-                (log.debug if isinstance(e, ApiError) and e.code == 409 else log.info)("%s %s: %s; retrying", queue.name, key, e)
-                queue.add_rate_limited(key)
-            finally:
-                queue.done(key)
 
     # -- node health and taints -----------------------------------------------------------
 

@@ -17,9 +17,9 @@ from kybernetes.api.selectors import LabelSelector, nothing, selector_from_label
 Obj = dict[str, Any]
 
 
-def parse_time(value: str | None) -> dt.datetime | None:
-    """An RFC 3339 timestamp as an aware datetime (None when missing or malformed)."""
-    if not value:
+def parse_time(value: Any) -> dt.datetime | None:
+    """An RFC 3339 timestamp as an aware datetime (None when missing, not a string or malformed)."""
+    if not isinstance(value, str) or not value:
         return None
     try:
         parsed = dt.datetime.fromisoformat(value)
@@ -81,6 +81,12 @@ def pod_is_active(pod: Mapping[str, Any]) -> bool:
     """Counts toward replicas: not finished and not being deleted."""
     phase = (pod.get("status") or {}).get("phase")
     return phase not in ("Succeeded", "Failed") and not pod_is_terminating(pod)
+
+
+def node_index(pod: Mapping[str, Any]) -> list[str]:
+    """The informer index of pods by the node they are bound to."""
+    node = (pod.get("spec") or {}).get("nodeName")
+    return [node] if node else []
 
 
 def controller_ref(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:

@@ -22,6 +22,7 @@ import orjson
 from kybernetes.api.selectors import selector_from_set
 from kybernetes.client import ApiClient, ApiError, InformerFactory, WorkQueue, object_key
 from kybernetes.client.resources import PODS, REPLICASETS
+from kybernetes.client.workqueue import run_workers
 from kybernetes.controllers.podutil import (
     compile_selector,
     controller_ref,
@@ -490,31 +491,7 @@ class ReplicaSetController:
     # -- workers -----------------------------------------------------------------------
 
     async def run(self, workers: int = 2) -> None:
-        tasks = [asyncio.create_task(self._worker()) for _ in range(max(workers, 1))]
-        try:
-            await asyncio.gather(*tasks)
-        finally:
-            for t in tasks:
-                t.cancel()
-            self.queue.shutdown()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-    async def _worker(self) -> None:
-        while True:
-            key = await self.queue.get()
-            try:
-                await self.sync(key)
-                self.queue.forget(key)
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:  # noqa: BLE001 - a worker must survive any sync failure
-                if isinstance(e, ApiError) and e.code in (404, 409, 422):
-                    log.debug("replicaset %s: %s; retrying", key, e)
-                else:
-                    log.warning("replicaset %s: sync failed: %s", key, e, exc_info=not isinstance(e, ApiError))
-                self.queue.add_rate_limited(key)
-            finally:
-                self.queue.done(key)
+        await run_workers(self.queue, self.sync, workers, "replicaset", (404, 409, 422), logger=log)
 
     def _related_pods(self, rs: Obj) -> list[Obj] | None:
         ref = controller_ref(rs)

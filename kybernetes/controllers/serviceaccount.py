@@ -7,13 +7,14 @@ left alone: the server refuses new content in them anyway.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Iterable
 from typing import Any
 
 from kybernetes.client import ApiClient, ApiError, InformerFactory, WorkQueue
+from kybernetes.client.informer import add_object_handler
 from kybernetes.client.resources import NAMESPACES, SERVICEACCOUNTS
+from kybernetes.client.workqueue import run_workers
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ class ServiceAccountController:
         self.namespaces = factory.informer(NAMESPACES)
         self.accounts = factory.informer(SERVICEACCOUNTS)
         self.queue = WorkQueue("serviceaccount")
-        self.namespaces.add_handler(on_add=self._on_namespace, on_update=lambda _o, n: self._on_namespace(n))
+        add_object_handler(self.namespaces, self._on_namespace, deletes=False)
         self.accounts.add_handler(on_delete=self._on_account_deleted)
 
     def _on_namespace(self, ns: dict[str, Any]) -> None:
@@ -57,30 +58,7 @@ class ServiceAccountController:
             self.queue.add(meta["namespace"])
 
     async def run(self, workers: int = 2) -> None:
-        tasks = [asyncio.ensure_future(self._worker()) for _ in range(max(1, workers))]
-        try:
-            await asyncio.gather(*tasks)
-        finally:
-            for t in tasks:
-                t.cancel()
-            self.queue.shutdown()
-
-    async def _worker(self) -> None:
-        while True:
-            name = await self.queue.get()
-            try:
-                await self.sync(name)
-                self.queue.forget(name)
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:  # noqa: BLE001 - a worker must survive any single failure
-                if isinstance(e, ApiError):
-                    log.info("serviceaccounts in %s: %s (will retry)", name, e)
-                else:
-                    log.exception("serviceaccounts in %s: sync failed", name)
-                self.queue.add_rate_limited(name)
-            finally:
-                self.queue.done(name)
+        await run_workers(self.queue, self.sync, workers, "serviceaccounts in", (), level=logging.INFO, logger=log)
 
     async def sync(self, namespace: str) -> list[str]:
         """Create what is missing in `namespace`; returns the names created."""
