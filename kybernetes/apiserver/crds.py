@@ -168,7 +168,7 @@ class CrdController:
                                              if f != CLEANUP_FINALIZER]
             crd_info = self.registry.get("apiextensions.k8s.io", "v1", "customresourcedefinitions")
             try:
-                await self.service._update_from(crd_info, co, new, ctx, "", expected=co.rev)  # noqa: SLF001
+                await self.service.update_object(crd_info, co, new, ctx, "", expected=co.rev)
                 return
             except Exception as e:  # noqa: BLE001 - retry on conflict
                 log.debug("crd cleanup retry: %s", e)

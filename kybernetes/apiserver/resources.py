@@ -241,7 +241,12 @@ class ResourceService:
                 raise ApiError.invalid(info.group, info.kind, "", [
                     required("metadata.name", "name or generateName is required")])
             meta["name"] = om.generated_name(prefix)
-        self.check_namespace_open(info, meta.get("namespace"))
+        return await self._finish_create(info, obj, ctx, record_fields=True)
+
+    async def _finish_create(self, info: ResourceInfo, obj: dict[str, Any], ctx: WriteContext,
+                             record_fields: bool) -> WriteResult:
+        """The common end of POST and of a server-side apply that creates."""
+        self.check_namespace_open(info, obj["metadata"].get("namespace"))
         self.apply_field_validation(info, obj, ctx)
         self.prepare_new(info, obj)
         defaults.apply_defaults(info, obj)
@@ -250,7 +255,8 @@ class ResourceService:
         if hook is not None:
             hook(info, obj, None)
         self.validate(info, obj, None)
-        self._record_fields(info, None, obj, ctx, "")
+        if record_fields:
+            self._record_fields(info, None, obj, ctx, "")
         return await self._store_create(info, obj, ctx)
 
     def prepare_new(self, info: ResourceInfo, obj: dict[str, Any]) -> None:
@@ -314,11 +320,12 @@ class ResourceService:
         if want_rv not in (None, "") and str(want_rv) != str(old.rev):
             raise ApiError.conflict(info.group, info.plural, name)
         self.apply_field_validation(info, obj, ctx)
-        return await self._update_from(info, old, obj, ctx, subresource, expected=old.rev)
+        return await self.update_object(info, old, obj, ctx, subresource, expected=old.rev)
 
-    async def _update_from(self, info: ResourceInfo, old: CachedObject, new: dict[str, Any], ctx: WriteContext,
+    async def update_object(self, info: ResourceInfo, old: CachedObject, new: dict[str, Any], ctx: WriteContext,
                            subresource: str, expected: int, managed_done: bool = False) -> WriteResult:
-        """Finish an update of `old` into `new` (already patched/decoded, kind-checked).
+        """Finish an update of `old` into `new` (already patched/decoded, kind-checked): the
+        common end of PUT, PATCH, bindings and server-side writes (CRD cleanup).
 
         `subresource="binding"` is the server assigning a pod to a node: it may set
         `spec.nodeName` and status conditions, which no user update of a pod may do."""
@@ -445,7 +452,7 @@ class ResourceService:
             raise ApiError.conflict(info.group, info.plural, meta["name"])
         self.apply_field_validation(info, patched, ctx, original)
         try:
-            return await self._update_from(info, co, patched, ctx, subresource, expected=co.rev,
+            return await self.update_object(info, co, patched, ctx, subresource, expected=co.rev,
                                            managed_done=managed_done)
         except ApiError as e:
             if e.code == 409 and e.reason == "Conflict" and not (want_rv not in (None, "")):
@@ -486,16 +493,8 @@ class ResourceService:
                                   om.now_rfc3339(), "", has_status="status" in info.subresources)
         obj.setdefault("metadata", {})["name"] = name
         self.check_metadata(info, obj, namespace)
-        self.check_namespace_open(info, obj["metadata"].get("namespace"))
-        self.apply_field_validation(info, obj, ctx)
-        self.prepare_new(info, obj)
-        defaults.apply_defaults(info, obj)
-        self.after_defaults(info, obj)
-        hook = self.prepare_hooks.get(info.kind)
-        if hook is not None:
-            hook(info, obj, None)
-        self.validate(info, obj, None)
-        return await self._store_create(info, obj, ctx)
+        # managedFields come from the apply itself.
+        return await self._finish_create(info, obj, ctx, record_fields=False)
 
     # -- delete -----------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ import orjson
 from aiohttp import web
 
 from kybernetes.api import tables
-from kybernetes.api.errors import ApiError
+from kybernetes.api.errors import ApiError, forbidden, invalid, required
 from kybernetes.api.patch import patch_for_content_type
 from kybernetes.api.registry import VIRTUAL_KINDS, Registry, ResourceInfo
 from kybernetes.api.selectors import (
@@ -28,7 +28,7 @@ from kybernetes.api.selectors import (
 )
 from kybernetes.apiserver import codec
 from kybernetes.apiserver import objectmeta as om
-from kybernetes.apiserver.resources import ResourceService, WriteContext, WriteResult
+from kybernetes.apiserver.resources import ResourceService, WriteContext
 from kybernetes.apiserver.watchcache import CachedObject, CacheEvent, WatchCache
 from kybernetes.storage.interface import CompactedError, FutureRevisionError, Store
 
@@ -234,11 +234,11 @@ class RestHandler:
         if cont and rv:
             raise ApiError.bad_request("specifying resource version is not allowed when using continue")
         if "sendInitialEvents" in q:
-            raise ApiError.invalid("meta.k8s.io", "ListOptions", "", [_fe_forbidden(
+            raise ApiError.invalid("meta.k8s.io", "ListOptions", "", [forbidden(
                 "sendInitialEvents", "sendInitialEvents is forbidden for list")])
         if match == "Exact" and rv == "0":
             # Revision 0 means "any", which cannot be matched exactly.
-            raise ApiError.invalid("meta.k8s.io", "ListOptions", "", [_fe_forbidden(
+            raise ApiError.invalid("meta.k8s.io", "ListOptions", "", [forbidden(
                 "resourceVersionMatch", 'resourceVersionMatch "exact" is forbidden for resourceVersion "0"')])
         start_after = ""
         at_rev = 0
@@ -344,7 +344,7 @@ class RestHandler:
         table = wants_table(request.headers.get("Accept", ""))
         if send_initial is not None:
             if match != "NotOlderThan":
-                raise ApiError.invalid("meta.k8s.io", "ListOptions", "", [_fe_invalid(
+                raise ApiError.invalid("meta.k8s.io", "ListOptions", "", [invalid(
                     "resourceVersionMatch", match,
                     "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan")])
         elif match:
@@ -498,7 +498,7 @@ class RestHandler:
                 raise ApiError.unsupported_media_type()
             replicas = (new_scale.get("spec") or {}).get("replicas")
             if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
-                raise ApiError.invalid("autoscaling", "Scale", target.name or "", [_fe_invalid(
+                raise ApiError.invalid("autoscaling", "Scale", target.name or "", [invalid(
                     "spec.replicas", replicas, "must be greater than or equal to 0")])
             paths = info.scale
             assert paths is not None
@@ -573,7 +573,7 @@ class RestHandler:
         if target.subresource == "binding":
             node = ((body.get("target") or {}).get("name")) or ""
             if not node:
-                raise ApiError.invalid("", "Binding", name, [_fe_required("target.name")])
+                raise ApiError.invalid("", "Binding", name, [required("target.name")])
             co = self.service.current(info, target.namespace, name)
             pod = co.obj
             if (pod.get("spec") or {}).get("nodeName"):
@@ -594,7 +594,7 @@ class RestHandler:
                           "lastTransitionTime": om.now_rfc3339()})
             status["conditions"] = conds
             new["status"] = status
-            await self.service._update_from(info, co, new, ctx, "binding", expected=co.rev,  # noqa: SLF001
+            await self.service.update_object(info, co, new, ctx, "binding", expected=co.rev,
                                             managed_done=True)
             return json_response(orjson.dumps({"kind": "Status", "apiVersion": "v1", "metadata": {},
                                                "status": "Success", "code": 201}), 201)
@@ -714,25 +714,3 @@ def _rv_int(rv: str) -> int:
     if n < 0:
         raise ApiError.bad_request(f"resourceVersion: Invalid value: {rv!r}: must be non-negative")
     return n
-
-
-def _fe_invalid(path: str, value: Any, detail: str) -> Any:
-    from kybernetes.api.errors import invalid
-
-    return invalid(path, value, detail)
-
-
-def _fe_forbidden(path: str, detail: str) -> Any:
-    from kybernetes.api.errors import forbidden
-
-    return forbidden(path, detail)
-
-
-def _fe_required(path: str) -> Any:
-    from kybernetes.api.errors import required
-
-    return required(path)
-
-
-def write_result_status(res: WriteResult) -> int:
-    return 201 if res.created else 200
