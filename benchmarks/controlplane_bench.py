@@ -364,7 +364,8 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the data dir (server and simulator logs)")
     args = ap.parse_args()
 
-    server = ServerProcess(extra_args=args.server_arg)
+    # 1,000 nodes need more /24 node subnets than the default 10.42.0.0/16 holds (256).
+    server = ServerProcess(extra_args=["--cluster-cidr", "10.64.0.0/12", *args.server_arg])
     t = time.monotonic()
     server.start(timeout=60)
     print(f"kyb server ready in {time.monotonic() - t:.2f}s (data dir {server.data_dir})")

@@ -70,7 +70,11 @@ def _run_until_signal(coro_fn: Callable[[asyncio.Event], Awaitable[None]]) -> No
         await coro_fn(stop)
 
     # uvloop: the same asyncio API on libuv, with a faster TLS and socket layer; the
-    # API server spends most of its time there.
+    # API server spends most of its time there. KYB_EVENT_LOOP=asyncio selects the
+    # standard loop (profilers such as py-spy see into its callbacks).
+    if os.environ.get("KYB_EVENT_LOOP") == "asyncio":
+        asyncio.run(runner())
+        return
     import uvloop
 
     uvloop.run(runner())

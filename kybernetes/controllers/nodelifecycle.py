@@ -35,6 +35,11 @@ from kybernetes.controllers.podutil import format_time, node_index, parse_time
 
 log = logging.getLogger(__name__)
 
+
+class CidrExhausted(Exception):
+    """The cluster CIDR has no free node subnet: an operator's sizing matter, retried
+    with backoff (a deleted node frees one), reported as a CIDRNotAvailable event."""
+
 Obj = dict[str, Any]
 Clock = Callable[[], dt.datetime]
 
@@ -428,7 +433,8 @@ class NodeLifecycleController:
 
         def serve(queue: WorkQueue, sync: Callable[[str], Awaitable[None]], n: int) -> Coroutine[Any, Any, None]:
             # Conflicts are routine (our informer lags our own writes); other failures are news.
-            return run_workers(queue, sync, n, queue.name, (409,), level=logging.INFO, logger=log)
+            return run_workers(queue, sync, n, queue.name, (409,), expected=(CidrExhausted,), level=logging.INFO,
+                               logger=log)
 
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self._monitor())
@@ -537,7 +543,7 @@ class NodeLifecycleController:
         if cidr is None:
             await self.client.event(_with_kind(node, "v1", "Node"), "Normal", "CIDRNotAvailable",
                                     f"Node {name} status is now: CIDRNotAvailable", COMPONENT)
-            raise RuntimeError(f"no pod CIDR left in {self.cidrs.network} for node {name}")
+            raise CidrExhausted(f"no pod CIDR left in {self.cidrs.network} for node {name}")
         self._pending_cidr[name] = cidr
         try:
             await self.client.patch(NODES, None, name, {"spec": {"podCIDR": cidr, "podCIDRs": [cidr]}},
