@@ -37,7 +37,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from kybernetes.client import ApiClient, ApiError  # noqa: E402
 from kybernetes.client.resources import DEPLOYMENTS, NAMESPACES, NODES, PODS  # noqa: E402
-from kybernetes.testing.cluster import ServerProcess  # noqa: E402
+from kybernetes.testing.cluster import ServerProcess, die_with_parent  # noqa: E402
 
 NAMESPACE = "bench"
 PER_DEPLOYMENT = 500
@@ -373,7 +373,8 @@ def main() -> None:
     sim = subprocess.Popen([sys.executable, "-m", "kybernetes.simnodes", "--kubeconfig", server.kubeconfig,
                             "--count", str(args.nodes), "--start-delay", str(args.start_delay),
                             "--stats-interval", "10"],
-                           cwd=os.path.join(os.path.dirname(__file__), ".."), stdout=sim_log, stderr=sim_log)
+                           cwd=os.path.join(os.path.dirname(__file__), ".."), stdout=sim_log, stderr=sim_log,
+                           preexec_fn=die_with_parent)  # noqa: PLW1509
     sim_log.close()
     try:
         asyncio.run(run(args, server, sim))

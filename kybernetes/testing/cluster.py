@@ -37,6 +37,14 @@ class KubectlResult:
         return self.returncode == 0
 
 
+def die_with_parent() -> None:
+    """For `preexec_fn`: the child gets SIGTERM when the test or benchmark process dies,
+    however it dies, so no server or simulator outlives the run that started it."""
+    import ctypes
+
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
 def kubectl_binary() -> str:
     here = os.path.dirname(sys.executable)
     candidate = os.path.join(here, "kubectl")
@@ -68,7 +76,7 @@ class ServerProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "kybernetes.cli.main", "server", "--data-dir", self.data_dir,
              "--port", str(self.port), "--bind-address", "127.0.0.1", *self.extra_args],
-            stdout=log, stderr=log)
+            stdout=log, stderr=log, preexec_fn=die_with_parent)  # noqa: PLW1509
         log.close()
         self.wait_ready(timeout)
         return time.monotonic() - started

@@ -16,6 +16,8 @@ import pytest
 from kubernetes import client as kclient
 from kubernetes import watch
 
+from kybernetes.testing.cluster import die_with_parent
+
 NODES = ["sim-a-0", "sim-a-1", "sim-a-2"]
 
 
@@ -24,7 +26,8 @@ def _sim_nodes(server, prefix: str, count: int, *extra: str) -> subprocess.Popen
     p = subprocess.Popen([sys.executable, "-m", "kybernetes.cli.main", "sim-nodes", "--kubeconfig", server.kubeconfig,
                           "--count", str(count), "--name-prefix", prefix, "--lease-interval", "1",
                           "--node-status-interval", "5", "--start-delay", "0.2", "--delete-delay", "0.2",
-                          "--cpu", "4", "--memory", "8Gi", *extra], stdout=log, stderr=log)
+                          "--cpu", "4", "--memory", "8Gi", *extra], stdout=log, stderr=log,
+                         preexec_fn=die_with_parent)  # noqa: PLW1509
     log.close()
     return p
 
