@@ -21,6 +21,7 @@ from kybernetes.api import schemas
 from kybernetes.api.errors import ApiError
 from kybernetes.api.registry import ResourceInfo
 from kybernetes.api.selectors import format_labels, label_selector_to_string
+from kybernetes.api.timefmt import parse_time, rfc3339
 
 Obj = Mapping[str, Any]
 Cells = list[Any]
@@ -59,17 +60,6 @@ def human_duration(seconds: float) -> str:
         years = hours // 24 // 365
         return f"{years}y" if days == 0 else f"{years}y{days}d"
     return f"{hours // 24 // 365}y"
-
-
-def parse_time(value: Any) -> datetime | None:
-    """Parse an RFC 3339 timestamp (`metav1.Time` or `MicroTime`); None when absent or bad."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _aware(now: datetime) -> datetime:
@@ -981,7 +971,7 @@ def _cells_name_age(obj: Obj, now: datetime) -> Cells:
 
 def _cells_created_at(obj: Obj, now: datetime) -> Cells:
     created = parse_time(_get(obj, "metadata", "creationTimestamp"))
-    stamp = created.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if created else None
+    stamp = rfc3339(created) if created else None
     return [_name(obj), stamp]
 
 

@@ -8,23 +8,19 @@ import re
 import uuid
 from typing import Any
 
+from kybernetes.api import timefmt
 from kybernetes.api.jsonutil import clone
 
 _GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 _PATH_SEGMENT = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
 
-def now_rfc3339() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def now_micro() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+# The API server's verbs stamp objects through `om.now_rfc3339`.
+now_rfc3339 = timefmt.now_rfc3339
 
 
 def rfc3339_in(seconds: int) -> str:
-    t = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds)
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return timefmt.rfc3339(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds))
 
 
 def generated_name(prefix: str) -> str:

@@ -22,6 +22,7 @@ import orjson
 import yaml
 
 from kybernetes.api.errors import ApiError
+from kybernetes.api.timefmt import rfc3339
 from kybernetes.client.resources import EVENTS, Resource
 
 log = logging.getLogger(__name__)
@@ -266,7 +267,7 @@ class ApiClient:
             return
         ns = meta.get("namespace") or "default"
         now = dt.datetime.now(dt.UTC)
-        stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+        stamp = rfc3339(now)
         cache_key = (meta.get("uid", ""), reason, message)
         try:
             cached = self._event_cache.get(cache_key)

@@ -15,23 +15,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from kybernetes.api.errors import ApiError
+from kybernetes.api.timefmt import parse_time, rfc3339_micro
 from kybernetes.client.api import ApiClient
 from kybernetes.client.resources import LEASES
 
 log = logging.getLogger(__name__)
-
-
-def _micro(t: dt.datetime) -> str:
-    return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _parse(ts: str | None) -> dt.datetime | None:
-    if not ts:
-        return None
-    try:
-        return dt.datetime.fromisoformat(ts.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 def lease_is_free(lease: dict[str, Any], identity: str, now: dt.datetime) -> bool:
@@ -40,7 +28,7 @@ def lease_is_free(lease: dict[str, Any], identity: str, now: dt.datetime) -> boo
     holder = spec.get("holderIdentity") or ""
     if not holder or holder == identity:
         return True
-    renewed = _parse(spec.get("renewTime")) or _parse(spec.get("acquireTime"))
+    renewed = parse_time(spec.get("renewTime")) or parse_time(spec.get("acquireTime"))
     duration = int(spec.get("leaseDurationSeconds") or 15)
     return renewed is None or (now - renewed).total_seconds() > duration
 
@@ -66,7 +54,7 @@ class LeaderElector:
                 raise
             body = {"metadata": {"name": self.name, "namespace": self.namespace},
                     "spec": {"holderIdentity": self.identity, "leaseDurationSeconds": self.lease_duration,
-                             "acquireTime": _micro(now), "renewTime": _micro(now), "leaseTransitions": 0}}
+                             "acquireTime": rfc3339_micro(now), "renewTime": rfc3339_micro(now), "leaseTransitions": 0}}
             try:
                 await self.client.create(LEASES, self.namespace, body, field_manager="leader-election")
                 return True
@@ -79,9 +67,9 @@ class LeaderElector:
         spec = lease.setdefault("spec", {})
         if spec.get("holderIdentity") != self.identity:
             spec["leaseTransitions"] = int(spec.get("leaseTransitions") or 0) + 1
-            spec["acquireTime"] = _micro(now)
+            spec["acquireTime"] = rfc3339_micro(now)
             spec["holderIdentity"] = self.identity
-        spec["renewTime"] = _micro(now)
+        spec["renewTime"] = rfc3339_micro(now)
         spec["leaseDurationSeconds"] = self.lease_duration
         try:
             await self.client.update(LEASES, self.namespace, self.name, lease, field_manager="leader-election")

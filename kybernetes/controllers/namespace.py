@@ -14,13 +14,13 @@ deletes the namespace once no finalizer remains.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from kybernetes.api.timefmt import now_rfc3339
 from kybernetes.client import ApiClient, ApiError, InformerFactory, Resource, WorkQueue
 from kybernetes.client.informer import add_object_handler
 from kybernetes.client.resources import NAMESPACES
@@ -169,10 +169,6 @@ def retry_delay(attempt: int, base: float = 0.1, cap: float = 5.0) -> float:
     return min(base * (2 ** attempt), cap)
 
 
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 # -- the controller (thin async shell) ---------------------------------------------------------
 
 
@@ -258,7 +254,7 @@ class NamespaceController:
     async def _report(self, ns: dict[str, Any], report: ContentReport) -> None:
         status = ns.get("status") or {}
         old = status.get("conditions") or []
-        merged = merge_conditions(old, build_conditions(report), _now())
+        merged = merge_conditions(old, build_conditions(report), now_rfc3339())
         if status.get("phase") == "Terminating" and not conditions_differ(old, merged):
             return
         try:

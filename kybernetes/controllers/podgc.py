@@ -16,12 +16,12 @@ period of 0 because no node agent is left to confirm a graceful stop:
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 import time
 from collections.abc import Iterable
 from typing import Any
 
+from kybernetes.api.timefmt import now_rfc3339
 from kybernetes.client import ApiClient, ApiError, InformerFactory
 from kybernetes.client.resources import NODES, PODS
 
@@ -119,10 +119,6 @@ def failed_status_patch(now: str, message: str = "PodGC: node no longer exists")
         "lastTransitionTime": now}]}}
 
 
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 # -- the controller (thin async shell) ---------------------------------------------------------
 
 
@@ -214,7 +210,7 @@ class PodGCController:
         async with self._sem:
             if mark_failed and not is_terminated(pod):
                 try:
-                    await self.client.patch(PODS, ns, name, failed_status_patch(_now()), "strategic",
+                    await self.client.patch(PODS, ns, name, failed_status_patch(now_rfc3339()), "strategic",
                                             subresource="status", field_manager=FIELD_MANAGER)
                 except ApiError as e:
                     log.info("pod gc: marking %s/%s failed: %s", ns, name, e)

@@ -13,23 +13,13 @@ import orjson
 
 from kybernetes.api.errors import ApiError
 from kybernetes.api.selectors import LabelSelector, nothing, selector_from_label_selector_object
+from kybernetes.api.timefmt import parse_time, rfc3339
 
 Obj = dict[str, Any]
 
 
-def parse_time(value: Any) -> dt.datetime | None:
-    """An RFC 3339 timestamp as an aware datetime (None when missing, not a string or malformed)."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = dt.datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=dt.UTC)
-
-
-def format_time(value: dt.datetime) -> str:
-    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+# The workload controllers import these names from here.
+format_time = rfc3339
 
 
 def pod_condition(pod: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 import random
 import time
@@ -14,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kybernetes.api.errors import ApiError
+from kybernetes.api.timefmt import now_rfc3339
 from kybernetes.client import ApiClient, InformerFactory
 from kybernetes.client.resources import NODES, PODS
 from kybernetes.scheduler.cache import ClusterCache, PodInfo, is_terminal, pod_key
@@ -79,10 +79,6 @@ def scheduled_condition_patch(pod: Obj, message: str, now: str) -> Obj | None:
         "type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message,
         "lastProbeTime": None, "lastTransitionTime": transition,
     }]}}
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _as_pod(pod: Obj) -> Obj:
@@ -267,7 +263,7 @@ class Scheduler:
     async def _record_failure(self, pod: Obj, message: str) -> None:
         meta = pod.get("metadata") or {}
         await self.client.event(_as_pod(pod), "Warning", "FailedScheduling", message, self.name)
-        patch = scheduled_condition_patch(pod, message, _now())
+        patch = scheduled_condition_patch(pod, message, now_rfc3339())
         if patch is None:
             return
         try:
