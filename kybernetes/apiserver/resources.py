@@ -30,7 +30,8 @@ from kybernetes.storage.interface import (
     Store,
 )
 
-# Kinds whose objects carry `metadata.generation` even without a `spec` field.
+# Kinds whose status a create keeps (set by the server or the creator); for the others
+# with a status subresource, status starts empty as their strategies do.
 _STATUS_RESET_ON_CREATE_EXCEPT = {"Pod", "Namespace", "Node", "PersistentVolume", "PersistentVolumeClaim",
                                   "CustomResourceDefinition", "Service"}
 
