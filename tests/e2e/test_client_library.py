@@ -70,14 +70,22 @@ async def test_only_one_leader(server):
                        retry_period=0.2)
     e2 = LeaderElector(c2, "kube-system", "test-election", "two", lease_duration=2, renew_deadline=1.5,
                        retry_period=0.2)
+    async def until(pred, timeout: float) -> bool:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not pred():
+            if asyncio.get_running_loop().time() > deadline:
+                return False
+            await asyncio.sleep(0.05)
+        return True
+
     t1 = asyncio.create_task(e1.run(worker("one")))
-    await asyncio.sleep(0.5)
+    assert await until(lambda: running == ["one"], 10)
     t2 = asyncio.create_task(e2.run(worker("two")))
     await asyncio.sleep(1.0)
     assert running == ["one"]
     t1.cancel()  # the leader dies without releasing; the other takes over after the lease expires
-    await asyncio.sleep(3.5)
-    assert running == ["two"] and not overlap
+    assert await until(lambda: running == ["two"], 15)
+    assert not overlap
     t2.cancel()
     await asyncio.gather(t1, t2, return_exceptions=True)
     await c1.close()

@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import textwrap
-import time
 
 import pytest
 
@@ -297,16 +296,34 @@ def test_wait_for_jsonpath_and_watch(kubectl, server):
     waiter = subprocess.Popen([*_kubectl_argv(server), "wait", "--for=jsonpath={.data.state}=new", "cm/wait-cm",
                                "--timeout=30s"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               env=_env(server))
-    time.sleep(1.0)
+    # The watcher prints the current state first; change it only after that line came.
+    lines = _line_reader(w)
+    first = lines.get(timeout=30).strip()
+    assert first == "old"
     kubectl.ok("patch", "cm", "wait-cm", "--type=merge", "-p", '{"data":{"state":"new"}}')
     out, err = waiter.communicate(timeout=40)
     assert waiter.returncode == 0, err
     assert "condition met" in out
-    time.sleep(0.5)
+    second = lines.get(timeout=30).strip()
     w.terminate()
-    wout, _ = w.communicate(timeout=10)
-    assert wout.split() == ["old", "new"]
+    w.communicate(timeout=10)
+    assert second == "new"
     kubectl.ok("delete", "cm", "wait-cm")
+
+
+def _line_reader(proc):
+    """Lines of a subprocess's stdout through a queue, so a test can wait with a timeout."""
+    import queue
+    import threading
+
+    q: queue.Queue[str] = queue.Queue()
+
+    def pump():
+        for line in proc.stdout:
+            q.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    return q
 
 
 def _kubectl_argv(server):
