@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from kybernetes.client import ApiClient, InformerFactory
 from kybernetes.controllers.deployment import DeploymentController
@@ -35,9 +36,10 @@ class ControllerOptions:
     terminated_pod_threshold: int = 12500
 
 
-async def run_controllers(client: ApiClient, options: ControllerOptions) -> None:
-    factory = InformerFactory(client)
-    controllers = [
+def build_controllers(client: ApiClient, factory: InformerFactory,
+                      options: ControllerOptions) -> list[tuple[str, Any]]:
+    """Every controller, registered on `factory`'s shared informers (not yet running)."""
+    return [
         ("replicaset", ReplicaSetController(client, factory)),
         ("deployment", DeploymentController(client, factory)),
         ("garbagecollector", GarbageCollectorController(client, factory)),
@@ -50,14 +52,26 @@ async def run_controllers(client: ApiClient, options: ControllerOptions) -> None
             client, factory, node_monitor_grace_period=options.node_monitor_grace_period,
             cluster_cidr=options.cluster_cidr, node_cidr_mask_size=options.node_cidr_mask_size)),
     ]
-    await factory.start()
-    await factory.wait_synced(120)
-    log.info("controller manager: caches synced, starting %d controllers", len(controllers))
-    tasks = [asyncio.create_task(c.run(options.workers), name=f"controller-{name}") for name, c in controllers]
+
+
+async def run_built(controllers: list[tuple[str, Any]], workers: int) -> None:
+    """Run built controllers (their informers synced) until cancelled."""
+    log.info("controller manager: starting %d controllers", len(controllers))
+    tasks = [asyncio.create_task(c.run(workers), name=f"controller-{name}") for name, c in controllers]
     try:
         await asyncio.gather(*tasks)
     finally:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def run_controllers(client: ApiClient, options: ControllerOptions) -> None:
+    factory = InformerFactory(client)
+    controllers = build_controllers(client, factory, options)
+    await factory.start()
+    await factory.wait_synced(120)
+    try:
+        await run_built(controllers, options.workers)
+    finally:
         await factory.stop()
