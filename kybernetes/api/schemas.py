@@ -105,27 +105,6 @@ def items(node: dict[str, Any] | None) -> dict[str, Any] | None:
     return resolve(it) if isinstance(it, dict) else None
 
 
-def node_types(node: dict[str, Any] | None) -> set[str]:
-    node = resolve(node)
-    if node is None:
-        return set()
-    t = node.get("type")
-    if isinstance(t, str):
-        return {t}
-    if isinstance(t, list):
-        return {x for x in t if x != "null"}
-    if "properties" in node:
-        return {"object"}
-    return set()
-
-
-def is_object_with_fixed_fields(node: dict[str, Any] | None) -> bool:
-    """True for a struct (named properties, no free-form extra keys)."""
-    node = resolve(node)
-    return bool(node) and isinstance(node.get("properties"), dict) and not isinstance(
-        node.get("additionalProperties"), dict) and not node.get("x-kubernetes-preserve-unknown-fields")
-
-
 def patch_strategy(node: dict[str, Any] | None) -> tuple[str | None, list[str]]:
     """(merge key, strategies) of a list or map field, from `x-kubernetes-patch-*`.
 

@@ -189,7 +189,7 @@ class ResourceService:
             name = (obj.get("metadata") or {}).get("name") or ""
             raise ApiError.invalid(info.group, info.kind, name, errors)
 
-    def check_namespace_open(self, info: ResourceInfo, namespace: str | None) -> None:
+    def check_namespace_open(self, info: ResourceInfo, namespace: str | None, name: str) -> None:
         if not info.namespaced:
             return
         ns = self.cache.get(f"/registry/core/namespaces/{namespace}")
@@ -199,15 +199,12 @@ class ResourceService:
         if ns_obj.get("metadata", {}).get("deletionTimestamp") or \
                 (ns_obj.get("status") or {}).get("phase") == "Terminating":
             raise ApiError(403, "Forbidden",
-                           f"{info.qualified_plural} \"{(info.kind or '').lower()}\" is forbidden: unable to create "
+                           f"{info.qualified_plural} \"{name}\" is forbidden: unable to create "
                            f"new content in namespace {namespace} because it is being terminated",
-                           {"name": "", "kind": info.plural, "causes": [
+                           {"name": name, "kind": info.plural, "causes": [
                                {"reason": "NamespaceTerminating",
                                 "message": f"namespace {namespace} is being terminated",
                                 "field": "metadata.namespace"}]})
-
-    def manager_for(self, ctx: WriteContext, user_agent_default: str = "unknown") -> str:
-        return ctx.field_manager or user_agent_default
 
     # -- store writes -------------------------------------------------------------------
 
@@ -247,7 +244,7 @@ class ResourceService:
     async def _finish_create(self, info: ResourceInfo, obj: dict[str, Any], ctx: WriteContext,
                              record_fields: bool) -> WriteResult:
         """The common end of POST and of a server-side apply that creates."""
-        self.check_namespace_open(info, obj["metadata"].get("namespace"))
+        self.check_namespace_open(info, obj["metadata"].get("namespace"), obj["metadata"]["name"])
         self.apply_field_validation(info, obj, ctx)
         self.prepare_new(info, obj)
         defaults.apply_defaults(info, obj)

@@ -277,7 +277,7 @@ class RestHandler:
         if more_key:
             list_meta["continue"] = encode_continue(list_rev, more_key)
             if flt.trivial and not at_rev:
-                list_meta["remainingItemCount"] = sum(1 for c in self.cache.list(prefix, more_key))
+                list_meta["remainingItemCount"] = len(self.cache.list(prefix, more_key))
         accept = request.headers.get("Accept", "")
         if wants_table(accept):
             table = tables.build_table(info, [c.obj for c in items], dt.datetime.now(dt.UTC),
@@ -521,7 +521,7 @@ class RestHandler:
         if gone and target.info.kind != "Pod":
             uid = res.obj.get("metadata", {}).get("uid", "")
             return json_response(success_status(target.info, target.name or "", uid))
-        return json_response(res.raw, 200 if gone or not ctx.dry_run else 200)
+        return json_response(res.raw)
 
     async def _delete_options(self, request: web.Request) -> dict[str, Any]:
         options: dict[str, Any] = {}

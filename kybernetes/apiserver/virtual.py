@@ -16,11 +16,8 @@ from aiohttp import web
 
 from kybernetes.api.errors import ApiError
 from kybernetes.apiserver import auth, codec
+from kybernetes.apiserver.rest import json_response
 from kybernetes.apiserver.watchcache import WatchCache
-
-
-def _json(body: dict[str, Any], status: int = 201) -> web.Response:
-    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
 
 
 class VirtualHandler:
@@ -44,18 +41,18 @@ class VirtualHandler:
         out: dict[str, Any] = {"kind": info.kind, "apiVersion": info.api_version,
                                "metadata": {"creationTimestamp": None}, "spec": spec}
         if info.kind == "SelfSubjectReview":
-            return _json(auth.self_subject_review(user))
+            return json_response(orjson.dumps(auth.self_subject_review(user)), 201)
         if info.kind in ("SelfSubjectAccessReview", "SubjectAccessReview"):
             # Authorization (RBAC) arrives with the security issue; until then every
             # authenticated user may do everything, and the review says so.
             out["status"] = {"allowed": not auth.is_anonymous(user),
                              "reason": "kybernetes allows every authenticated user (RBAC not enabled)"}
-            return _json(out)
+            return json_response(orjson.dumps(out), 201)
         if info.kind == "SelfSubjectRulesReview":
             out["status"] = {"resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
                              "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
                              "incomplete": False}
-            return _json(out)
+            return json_response(orjson.dumps(out), 201)
         if info.kind == "TokenReview":
             token = spec.get("token") or ""
             found = self.authenticator.authenticate_token(token) if token else None
@@ -64,7 +61,7 @@ class VirtualHandler:
             else:
                 out["status"] = {"authenticated": True, "user": {"username": found.username, "uid": found.uid,
                                                                   "groups": found.groups}}
-            return _json(out)
+            return json_response(orjson.dumps(out), 201)
         raise ApiError.method_not_allowed()
 
     def _needs_agent(self, target: Any) -> web.StreamResponse:

@@ -340,9 +340,6 @@ class WatchCache:
             out.append(objs[k])
         return out
 
-    def count(self, prefix: str) -> int:
-        return len(self.buckets[resource_prefix(prefix + "x")].objects)
-
     # -- watches -------------------------------------------------------------------------
 
     def events_since(self, prefix: str, rev: int) -> list[CacheEvent] | None:
@@ -373,6 +370,3 @@ class WatchCache:
     def unsubscribe(self, w: Watcher) -> None:
         w.close()
         self.buckets[resource_prefix(w.prefix + "x")].watchers.discard(w)
-
-    def watcher_count(self) -> int:
-        return sum(len(b.watchers) for b in self.buckets.values())
