@@ -60,9 +60,10 @@ def _children() -> dict[int, list[int]]:
     return kids
 
 
-def tree_rss_mb(pid: int) -> float:
-    """RSS of a process and all its descendants (the server may run components as children)."""
-    kids = _children()
+def tree_rss_mb(pid: int, descendants: bool = True) -> float:
+    """RSS of a process and, unless told otherwise, all its descendants (the server runs
+    components as children)."""
+    kids = _children() if descendants else {}
     total = 0.0
     todo = [pid]
     while todo:
@@ -95,6 +96,25 @@ def tree_cpu_seconds(pid: int, descendants: bool = True) -> float:
             pass
         todo.extend(kids.get(p, []))
     return total
+
+
+def process_rss_mb(pid: int) -> float:
+    return tree_rss_mb(pid, descendants=False)
+
+
+def control_plane_processes(server_pid: int) -> dict[str, int]:
+    """The server and its component children, by role (from their command lines)."""
+    out = {"  API server": server_pid}
+    for kid in _children().get(server_pid, []):
+        try:
+            with open(f"/proc/{kid}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        for role in (b"controller-manager", b"scheduler"):
+            if role in argv:
+                out["  " + role.decode()] = kid
+    return out
 
 
 def pct(values: list[float], p: float) -> float:
@@ -163,10 +183,13 @@ async def probe(client: ApiClient, samples: list[float], stop: asyncio.Event) ->
         await asyncio.sleep(0.02)
 
 
-async def sample_rss(pids: dict[str, int], peaks: dict[str, float], stop: asyncio.Event) -> None:
+async def sample_rss(pids: dict[str, int], parts: dict[str, int], peaks: dict[str, float],
+                     stop: asyncio.Event) -> None:
     while not stop.is_set():
         for name, pid in pids.items():
             peaks[name] = max(peaks.get(name, 0.0), tree_rss_mb(pid))
+        for name, pid in parts.items():
+            peaks[name] = max(peaks.get(name, 0.0), process_rss_mb(pid))
         try:
             await asyncio.wait_for(stop.wait(), 1.0)
         except TimeoutError:
@@ -223,8 +246,11 @@ async def phase(label: str, client: ApiClient, times: PodTimes, target: int, lau
     probes: list[float] = []
     peaks: dict[str, float] = {}
     stop = asyncio.Event()
-    helpers = [asyncio.create_task(probe(client, probes, stop)), asyncio.create_task(sample_rss(pids, peaks, stop))]
+    parts = control_plane_processes(pids["server (process tree)"])
+    helpers = [asyncio.create_task(probe(client, probes, stop)),
+               asyncio.create_task(sample_rss(pids, parts, peaks, stop))]
     cpu0 = {name: tree_cpu_seconds(pid) for name, pid in pids.items()}
+    cpu0.update({name: tree_cpu_seconds(pid, descendants=False) for name, pid in parts.items()})
     # The server and the simulator are this process's children: count it alone.
     cpu0["benchmark client"] = tree_cpu_seconds(os.getpid(), descendants=False)
     t0 = time.monotonic()
@@ -250,7 +276,9 @@ async def phase(label: str, client: ApiClient, times: PodTimes, target: int, lau
     stop.set()
     await asyncio.gather(*helpers)
     final_rss = {name: tree_rss_mb(pid) for name, pid in pids.items()}
+    final_rss.update({name: process_rss_mb(pid) for name, pid in parts.items()})
     cpu = {name: tree_cpu_seconds(pid) - cpu0[name] for name, pid in pids.items()}
+    cpu.update({name: tree_cpu_seconds(pid, descendants=False) - cpu0[name] for name, pid in parts.items()})
     cpu["benchmark client"] = tree_cpu_seconds(os.getpid(), descendants=False) - cpu0["benchmark client"]
 
     new = [u for u in times.created if u not in before]
@@ -282,7 +310,7 @@ async def phase(label: str, client: ApiClient, times: PodTimes, target: int, lau
     if probes:
         print(f"API GET probe during burst  median {statistics.median(probes) * 1000:.1f} ms, "
               f"p99 {pct(probes, 99) * 1000:.1f} ms, max {max(probes) * 1000:.0f} ms ({len(probes)} probes)")
-    for name in pids:
+    for name in [*pids, *parts]:
         print(f"RSS {name:<23} peak {peaks.get(name, 0):.0f} MB, after {final_rss[name]:.0f} MB")
     for name, secs in cpu.items():
         print(f"CPU {name:<23} {secs:.1f} s ({secs / max(t_end - t0, 1e-9) * 100:.0f}% of one core)")

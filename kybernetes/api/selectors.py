@@ -469,6 +469,17 @@ class FieldSelector:
                 return False
         return True
 
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return tuple(term.field for term in self.terms)
+
+    def matches_values(self, values: Mapping[str, str]) -> bool:
+        """`matches` on values already taken out of the object (by `field_value`)."""
+        for term in self.terms:
+            if (values[term.field] == term.value) != (term.operator == "="):
+                return False
+        return True
+
     def requires_exact_match(self, field_path: str) -> str | None:
         for term in self.terms:
             if term.field == field_path and term.operator == "=":

@@ -321,13 +321,16 @@ class ResourceService:
         return await self.update_object(info, old, obj, ctx, subresource, expected=old.rev)
 
     async def update_object(self, info: ResourceInfo, old: CachedObject, new: dict[str, Any], ctx: WriteContext,
-                           subresource: str, expected: int, managed_done: bool = False) -> WriteResult:
+                           subresource: str, expected: int, managed_done: bool = False,
+                           old_obj: dict[str, Any] | None = None) -> WriteResult:
         """Finish an update of `old` into `new` (already patched/decoded, kind-checked): the
         common end of PUT, PATCH, bindings and server-side writes (CRD cleanup).
 
+        `old_obj` is `old` decoded, when the caller already has an unmodified copy.
         `subresource="binding"` is the server assigning a pod to a node: it may set
         `spec.nodeName` and status conditions, which no user update of a pod may do."""
-        old_obj = old.obj
+        if old_obj is None:
+            old_obj = old.obj
         binding = subresource == "binding"
         if subresource == "finalize":
             # namespaces/finalize: only spec.finalizers changes (the namespace controller's write).
@@ -450,8 +453,11 @@ class ResourceService:
             raise ApiError.conflict(info.group, info.plural, meta["name"])
         self.apply_field_validation(info, patched, ctx, original)
         try:
+            # The patch functions work on copies, so `original` is still the stored object;
+            # apply may share parts of it with its result.
             return await self.update_object(info, co, patched, ctx, subresource, expected=co.rev,
-                                           managed_done=managed_done)
+                                           managed_done=managed_done,
+                                           old_obj=None if patch_type == "apply" else original)
         except ApiError as e:
             if e.code == 409 and e.reason == "Conflict" and not (want_rv not in (None, "")):
                 raise _Retry() from None

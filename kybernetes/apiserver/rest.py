@@ -139,12 +139,20 @@ class ListFilter:
         allowed = set(info.field_selectors) | {"metadata.name", "metadata.namespace"}
         self.fields = parse_field_selector(query.get("fieldSelector", ""), allowed)
         self.trivial = self.labels.empty and self.fields.empty
+        self.field_paths = self.fields.fields
 
     def matches(self, obj: dict[str, Any]) -> bool:
         if self.trivial:
             return True
         meta = obj.get("metadata") or {}
         return self.labels.matches(meta.get("labels")) and self.fields.matches(obj)
+
+    def matches_cached(self, co: CachedObject) -> bool:
+        """`matches` for a cached version, from what it remembers of its labels and fields."""
+        if self.trivial:
+            return True
+        labels, values = co.selectable(self.field_paths)
+        return self.labels.matches(labels) and self.fields.matches_values(values)
 
 
 class RestHandler:
@@ -595,7 +603,7 @@ class RestHandler:
             status["conditions"] = conds
             new["status"] = status
             await self.service.update_object(info, co, new, ctx, "binding", expected=co.rev,
-                                            managed_done=True)
+                                            managed_done=True, old_obj=pod)
             return json_response(orjson.dumps({"kind": "Status", "apiVersion": "v1", "metadata": {},
                                                "status": "Success", "code": 201}), 201)
         options = body.get("deleteOptions") or {}
@@ -644,11 +652,11 @@ def _bookmark(info: ResourceInfo, rev: int, initial_end: bool = False) -> bytes:
 def _event_filter(flt: ListFilter) -> Any:
     def accept(ev: CacheEvent) -> str | None:
         if ev.type == "DELETED":
-            return "DELETED" if flt.matches(ev.current.obj) else None
-        new_ok = flt.matches(ev.new.obj) if ev.new is not None else False
+            return "DELETED" if flt.matches_cached(ev.current) else None
+        new_ok = flt.matches_cached(ev.new) if ev.new is not None else False
         if ev.type == "ADDED":
             return "ADDED" if new_ok else None
-        old_ok = flt.matches(ev.old.obj) if ev.old is not None else False
+        old_ok = flt.matches_cached(ev.old) if ev.old is not None else False
         if new_ok and old_ok:
             return "MODIFIED"
         if new_ok:

@@ -17,12 +17,13 @@ import asyncio
 import bisect
 import collections
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
+from kybernetes.api.selectors import field_value
 from kybernetes.storage.interface import Event, Store
 
 
@@ -31,13 +32,32 @@ class CachedObject:
     the change that made it is dispatched). Readers decode on demand with `obj`; each
     access returns a fresh dict, so take it once per use."""
 
-    __slots__ = ("key", "_obj", "raw", "rev")
+    __slots__ = ("key", "_obj", "raw", "rev", "_selectable")
 
     def __init__(self, key: str, obj: dict[str, Any] | None, raw: bytes, rev: int) -> None:
         self.key = key
         self._obj = obj
         self.raw = raw  # JSON of obj, resourceVersion included
         self.rev = rev
+        self._selectable: tuple[dict[str, str], dict[str, str]] | None = None
+
+    def selectable(self, fields: Iterable[str]) -> tuple[dict[str, str], dict[str, str]]:
+        """This version's labels and the values of `fields` for field selectors, kept once
+        computed: filtered watches test both versions of every change, and decoding the
+        bytes again for each was a hot spot."""
+        sel = self._selectable
+        if sel is None:
+            obj = self.obj
+            sel = ((obj.get("metadata") or {}).get("labels") or {}, {})
+            self._selectable = sel
+        values = sel[1]
+        obj = None
+        for f in fields:
+            if f not in values:
+                if obj is None:
+                    obj = self.obj
+                values[f] = field_value(obj, f)
+        return sel
 
     @property
     def obj(self) -> dict[str, Any]:

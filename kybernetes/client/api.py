@@ -47,34 +47,45 @@ def _error_from(status: int, body: bytes) -> ApiError:
     return ApiError(status, "Unknown", body[:300].decode(errors="replace"))
 
 
-def _write_temp(data: bytes) -> str:
-    fd, path = tempfile.mkstemp(prefix="kyb-client-")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    return path
-
-
 def ssl_context_from_kubeconfig(cluster: dict[str, Any], user: dict[str, Any], base_dir: str) -> ssl.SSLContext:
-    def material(data_key: str, file_key: str, source: dict[str, Any]) -> str | None:
+    def material(data_key: str, file_key: str, source: dict[str, Any]) -> tuple[bytes | None, str | None]:
         if source.get(data_key):
-            return _write_temp(base64.b64decode(source[data_key]))
+            return base64.b64decode(source[data_key]), None
         if source.get(file_key):
-            return os.path.join(base_dir, source[file_key])
-        return None
+            return None, os.path.join(base_dir, source[file_key])
+        return None, None
 
     ctx = ssl.create_default_context()
     if cluster.get("insecure-skip-tls-verify"):
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
     else:
-        ca = material("certificate-authority-data", "certificate-authority", cluster)
-        if ca:
-            ctx.load_verify_locations(cafile=ca)
-    cert = material("client-certificate-data", "client-certificate", user)
-    key = material("client-key-data", "client-key", user)
-    if cert and key:
-        ctx.load_cert_chain(cert, key)
+        ca_data, ca_file = material("certificate-authority-data", "certificate-authority", cluster)
+        if ca_data:
+            ctx.load_verify_locations(cadata=ca_data.decode())
+        elif ca_file:
+            ctx.load_verify_locations(cafile=ca_file)
+    cert_data, cert_file = material("client-certificate-data", "client-certificate", user)
+    key_data, key_file = material("client-key-data", "client-key", user)
+    if (cert_data or cert_file) and (key_data or key_file):
+        _load_cert_chain(ctx, cert_data, cert_file, key_data, key_file)
     return ctx
+
+
+def _load_cert_chain(ctx: ssl.SSLContext, cert_data: bytes | None, cert_file: str | None,
+                     key_data: bytes | None, key_file: str | None) -> None:
+    # ssl loads a chain only from files: inline material goes through a private
+    # temporary directory that is removed as soon as it has been read.
+    with tempfile.TemporaryDirectory(prefix="kyb-client-") as tmp:
+        if cert_data is not None:
+            cert_file = os.path.join(tmp, "cert.pem")
+            with open(os.open(cert_file, os.O_WRONLY | os.O_CREAT, 0o600), "wb") as f:
+                f.write(cert_data)
+        if key_data is not None:
+            key_file = os.path.join(tmp, "key.pem")
+            with open(os.open(key_file, os.O_WRONLY | os.O_CREAT, 0o600), "wb") as f:
+                f.write(key_data)
+        ctx.load_cert_chain(cert_file, key_file)
 
 
 class ApiClient:

@@ -87,6 +87,14 @@ def controller_ref(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
     return None
 
 
+def orphan_index(obj: Mapping[str, Any]) -> list[str]:
+    """The informer index of objects without a controller, by namespace: the candidates
+    for adoption, so that a sync need not scan every pod of a namespace."""
+    if controller_ref(obj) is not None:
+        return []
+    return [(obj.get("metadata") or {}).get("namespace") or ""]
+
+
 def owner_reference(owner: Mapping[str, Any], api_version: str, kind: str) -> Obj:
     """A controller ownerReference pointing at `owner`, as controllers set it on what they create."""
     meta = owner.get("metadata") or {}

@@ -27,6 +27,7 @@ from kybernetes.controllers.podutil import (
     compile_selector,
     controller_ref,
     format_time,
+    orphan_index,
     owner_reference,
     parse_time,
     pod_available_at,
@@ -412,7 +413,7 @@ class ReplicaSetController:
         self.queue = WorkQueue("replicaset")
         self.expectations = Expectations(expectations_ttl)
         self.rs_informer = factory.informer(REPLICASETS)
-        self.pod_informer = factory.informer(PODS)
+        self.pod_informer = factory.informer(PODS, indexers={"orphan": orphan_index})
         self._event_tasks: set[asyncio.Task[None]] = set()
         self.rs_informer.add_handler(on_add=self._rs_added, on_update=self._rs_updated,
                                      on_delete=self._rs_deleted)
@@ -510,7 +511,10 @@ class ReplicaSetController:
             return
         rs = {**rs, "apiVersion": "apps/v1", "kind": "ReplicaSet"}
         now = dt.datetime.now(dt.UTC)
-        plan = plan_replicaset(rs, self.pod_informer.by_index("namespace", ns), now,
+        # The pods it controls and the orphans it may adopt: plan_replicaset ignores
+        # pods of other controllers anyway.
+        candidates = [*self.pod_informer.by_index("owner", _uid(rs)), *self.pod_informer.by_index("orphan", ns)]
+        plan = plan_replicaset(rs, candidates, now,
                                expectations_satisfied=self.expectations.satisfied(key),
                                related_pods=self._related_pods(rs), burst=self.burst)
         await self._claim(rs, plan)

@@ -139,6 +139,10 @@ def filter_ports(pod: PodInfo, ni: NodeInfo) -> Status | None:
 
 
 def filter_resources(pod: PodInfo, ni: NodeInfo) -> Status | None:
+    if (len(ni.pods) < ni.alloc_pods and pod.cpu <= ni.alloc_cpu - ni.req_cpu
+            and pod.mem <= ni.alloc_mem - ni.req_mem and pod.eph <= ni.alloc_eph - ni.req_eph
+            and not pod.scalar):
+        return None
     reasons: list[str] = []
     unresolvable = False
     if len(ni.pods) + 1 > ni.alloc_pods:
@@ -284,6 +288,10 @@ def filter_spread(pod: PodInfo, ni: NodeInfo, state: SpreadState) -> Status | No
     return None
 
 
+# The length of the chain of a pod that only needs node-unschedulable, taints and resources.
+BASIC_FILTERS = 3
+
+
 def build_filters(pod: PodInfo, cache: ClusterCache) -> list[Filter]:
     """The filter chain for one pod in the default profile's order, leaving out filters
     that cannot fail for it. Each node stops at its first failing filter."""
@@ -335,6 +343,34 @@ def balanced_allocation_score(pod: PodInfo, ni: NodeInfo) -> int:
     return int((1 - std) * MAX_NODE_SCORE)
 
 
+def resource_scores(pod: PodInfo, nodes: list[NodeInfo]) -> list[int]:
+    """least_allocated_score * WEIGHT_LEAST_ALLOCATED + balanced_allocation_score *
+    WEIGHT_BALANCED for each node, in one pass: this runs for hundreds of nodes per pod."""
+    out = []
+    append = out.append
+    nz_cpu, nz_mem, cpu, mem = pod.nz_cpu, pod.nz_mem, pod.cpu, pod.mem
+    for ni in nodes:
+        alloc_cpu, alloc_mem = ni.alloc_cpu, ni.alloc_mem
+        least = 0
+        if alloc_cpu > 0:
+            used = ni.nz_cpu + nz_cpu
+            if used <= alloc_cpu:
+                least += (alloc_cpu - used) * MAX_NODE_SCORE // alloc_cpu
+        if alloc_mem > 0:
+            used = ni.nz_mem + nz_mem
+            if used <= alloc_mem:
+                least += (alloc_mem - used) * MAX_NODE_SCORE // alloc_mem
+        if alloc_cpu > 0 and alloc_mem > 0:
+            f_cpu = (ni.req_cpu + cpu) / alloc_cpu
+            f_mem = (ni.req_mem + mem) / alloc_mem
+            std = abs((f_cpu if f_cpu < 1.0 else 1.0) - (f_mem if f_mem < 1.0 else 1.0)) / 2
+            balanced = int((1 - std) * MAX_NODE_SCORE)
+        else:
+            balanced = MAX_NODE_SCORE
+        append((least // 2) * WEIGHT_LEAST_ALLOCATED + balanced * WEIGHT_BALANCED)
+    return out
+
+
 def image_locality_score(pod: PodInfo, ni: NodeInfo, image_nodes: Mapping[str, int], total_nodes: int) -> int:
     total = 0
     if ni.images and total_nodes:
@@ -373,33 +409,40 @@ def spread_scores(pod: PodInfo, cache: ClusterCache, nodes: list[NodeInfo]) -> l
         return [0] * len(nodes)
     system = all(c.owner for c in soft)
     state = spread_state(pod, cache, soft)
-    ignored = [not system and any(c.topology_key not in ni.labels for c in soft) for ni in nodes]
-    weights = []
-    for c in soft:
+    ignored = [False] * len(nodes) if system else [
+        any(c.topology_key not in ni.labels for c in soft) for ni in nodes]
+    skipped = sum(ignored)
+    # Per constraint: its key, how to count on a node, its weight and skew offset.
+    plan = []
+    for i, c in enumerate(soft):
         if c.topology_key == HOSTNAME_LABEL:
-            size = len(nodes) - sum(ignored)
+            size = len(nodes) - skipped
         else:
             size = len({ni.labels[c.topology_key] for ni in nodes if c.topology_key in ni.labels})
-        weights.append(math.log(size + 2))
+        plan.append((c, c.topology_key, c.topology_key == HOSTNAME_LABEL, c.owner, state.counts[i],
+                     math.log(size + 2), c.max_skew - 1))
     raw: list[int] = []
+    append = raw.append
+    namespace = pod.namespace
     for ni, skip in zip(nodes, ignored, strict=True):
         if skip:
-            raw.append(-1)
+            append(-1)
             continue
         score = 0.0
-        for i, c in enumerate(soft):
-            value = ni.labels.get(c.topology_key)
+        labels = ni.labels
+        for c, key, by_host, owner, counts, weight, offset in plan:
+            value = labels.get(key)
             if value is None:
                 continue
-            if c.topology_key == HOSTNAME_LABEL:
-                if c.owner:
-                    cnt = ni.owners.get(c.owner, 0)
+            if by_host:
+                if owner:
+                    cnt = ni.owners.get(owner, 0)
                 else:
-                    cnt = sum(1 for p in ni.pods.values() if c.counts(p, pod.namespace))
+                    cnt = sum(1 for p in ni.pods.values() if c.counts(p, namespace))
             else:
-                cnt = state.counts[i].get(value, 0)
-            score += cnt * weights[i] + (c.max_skew - 1)
-        raw.append(round(score))
+                cnt = counts.get(value, 0)
+            score += cnt * weight + offset
+        append(round(score))
     valid = [s for s in raw if s >= 0]
     if not valid:
         return [0] * len(nodes)
@@ -418,8 +461,7 @@ def spread_scores(pod: PodInfo, cache: ClusterCache, nodes: list[NodeInfo]) -> l
 def score_nodes(pod: PodInfo, cache: ClusterCache, nodes: list[NodeInfo]) -> list[int]:
     """Weighted sum of the default profile's scores for each feasible node. Scores that
     would be equal on every node are left out: they cannot change the choice."""
-    totals = [least_allocated_score(pod, ni) * WEIGHT_LEAST_ALLOCATED
-              + balanced_allocation_score(pod, ni) * WEIGHT_BALANCED for ni in nodes]
+    totals = resource_scores(pod, nodes)
     if pod.preferred_terms:
         aff = normalize([preferred_affinity_raw(pod, ni) for ni in nodes])
         totals = [t + a * WEIGHT_NODE_AFFINITY for t, a in zip(totals, aff, strict=True)]
@@ -437,18 +479,12 @@ def score_nodes(pod: PodInfo, cache: ClusterCache, nodes: list[NodeInfo]) -> lis
 
 
 def select_host(nodes: list[NodeInfo], scores: list[int], rng: random.Random) -> NodeInfo:
-    """The best-scored node; ties broken uniformly at random (reservoir sampling)."""
-    best = nodes[0]
-    best_score = scores[0]
-    ties = 1
-    for ni, s in zip(nodes[1:], scores[1:], strict=True):
-        if s > best_score:
-            best, best_score, ties = ni, s, 1
-        elif s == best_score:
-            ties += 1
-            if rng.randrange(ties) == 0:
-                best = ni
-    return best
+    """The best-scored node; ties broken uniformly at random."""
+    top = max(scores)
+    if scores.count(top) == 1:
+        return nodes[scores.index(top)]
+    ties = [i for i, s in enumerate(scores) if s == top]
+    return nodes[ties[rng.randrange(len(ties))]]
 
 
 # -- messages -----------------------------------------------------------------------------
@@ -527,9 +563,20 @@ def schedule_one(pod: Mapping[str, Any] | PodInfo, snapshot: ClusterCache, rng: 
     feasible: list[NodeInfo] = []
     statuses: dict[str, Status] = {}
     processed = 0
+    # Most pods need only the filters every pod has (unschedulable, taints, resources):
+    # a node that plainly passes them is feasible without running the chain.
+    basic = len(chain) == BASIC_FILTERS and not p.scalar
+    cpu, mem, eph = p.cpu, p.mem, p.eph
     for i in range(n):
         ni = nodes[names[(start + i) % n]]
         processed += 1
+        if (basic and not ni.unschedulable and not ni.hard_taints and len(ni.pods) < ni.alloc_pods
+                and cpu <= ni.alloc_cpu - ni.req_cpu and mem <= ni.alloc_mem - ni.req_mem
+                and eph <= ni.alloc_eph - ni.req_eph):
+            feasible.append(ni)
+            if len(feasible) >= want:
+                break
+            continue
         status = None
         for f in chain:
             status = f(ni)

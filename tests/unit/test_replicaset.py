@@ -424,6 +424,8 @@ class FakeInformer:
     def by_index(self, index: str, value: str) -> list[dict[str, Any]]:
         if index == "namespace":
             return [o for o in self.store.values() if o["metadata"].get("namespace") == value]
+        if index == "orphan":
+            return [o for o in self.store.values() if podutil.orphan_index(o) == [value]]
         assert index == "owner"
         return [o for o in self.store.values()
                 if (podutil.controller_ref(o) or {}).get("uid") == value]
