@@ -45,6 +45,10 @@ FieldSet = set[Path]
 APPLY = "Apply"
 UPDATE = "Update"
 FIELDS_V1 = "FieldsV1"
+# Entries of each memo of decoded and encoded field sets. Objects made from one template
+# share them; most others (a pod's status names its own IPs) never hit, so a large memo
+# mostly held garbage (8,192 entries each cost ~90 MB at 10,000 pods).
+MEMO_SIZE = 1024
 LAST_APPLIED_ANNOTATION = "kubectl.kubernetes.io/last-applied-configuration"
 BEFORE_FIRST_APPLY_MANAGER = "before-first-apply"
 ANCIENT_CHANGES_MANAGER = "ancient-changes"
@@ -296,7 +300,7 @@ def to_fieldsv1(fields: Iterable[Path]) -> dict[str, Any]:
     return _sorted_tree(tree)
 
 
-@functools.lru_cache(maxsize=8192)
+@functools.lru_cache(maxsize=MEMO_SIZE)
 def _fieldsv1_cached(fields: frozenset[Path]) -> dict[str, Any]:
     # Shared between objects: stored managedFields are never modified in place.
     return to_fieldsv1(fields)
@@ -411,7 +415,7 @@ def _decode_entries(raw: Any) -> list[_Entry]:
     return [_Entry(m, op, av, sub, t, set(fields)) for m, op, av, sub, t, fields in decoded]
 
 
-@functools.lru_cache(maxsize=8192)
+@functools.lru_cache(maxsize=MEMO_SIZE)
 def _decode_entries_cached(raw_json: bytes) -> tuple[tuple[str, str, str, str, str | None, frozenset[Path]], ...]:
     # Every write re-reads the managedFields it stored last time; most objects carry
     # the same few entries, so their decoded field sets are memoised by content.

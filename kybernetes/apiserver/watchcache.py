@@ -18,7 +18,7 @@ import bisect
 import collections
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -78,8 +78,6 @@ class CacheEvent:
     key: str
     new: CachedObject | None  # the object after the change (None for DELETED)
     old: CachedObject | None  # the object before the change (None for ADDED)
-    # Encoded `{"type":...,"object":...}\n` lines, built lazily once per type.
-    lines: dict[str, bytes] = field(default_factory=dict)
     at: float = 0.0  # monotonic time the cache saw it
 
     @property
@@ -89,12 +87,9 @@ class CacheEvent:
         return self.new if self.new is not None else self.old  # type: ignore[return-value]
 
     def line(self, as_type: str) -> bytes:
-        line = self.lines.get(as_type)
-        if line is None:
-            obj = self.current.raw
-            line = b'{"type":"' + as_type.encode() + b'","object":' + obj + b"}\n"
-            self.lines[as_type] = line
-        return line
+        # Built per watcher rather than kept: a copy of every object in the event window
+        # cost more memory than the concatenation costs time.
+        return b'{"type":"' + as_type.encode() + b'","object":' + self.current.raw + b"}\n"
 
 
 def resource_prefix(key: str) -> str:

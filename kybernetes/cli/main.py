@@ -267,13 +267,15 @@ def controller_manager(kubeconfig: str, leader_elect: bool, node_monitor_grace_p
 def scheduler(kubeconfig: str, leader_elect: bool) -> None:
     """Run the scheduler: place pending pods on nodes."""
     from kybernetes.client import ApiClient, InformerFactory, LeaderElector
+    from kybernetes.client.resources import PODS
+    from kybernetes.scheduler.cache import scheduling_view
     from kybernetes.scheduler.scheduler import Scheduler
 
     async def run(stop: asyncio.Event) -> None:
         client = await ApiClient.from_kubeconfig(kubeconfig, user_agent="kyb-scheduler", max_connections=128)
 
         async def work() -> None:
-            factory = InformerFactory(client)
+            factory = InformerFactory(client, transforms={PODS: scheduling_view})
             sched = Scheduler(client, factory)
             await factory.start()
             await factory.wait_synced()

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kybernetes.client import ApiClient, InformerFactory
+from kybernetes.client.resources import PODS
 from kybernetes.controllers.deployment import DeploymentController
 from kybernetes.controllers.endpoints import EndpointsController
 from kybernetes.controllers.endpointslice import EndpointSliceController
@@ -21,6 +22,7 @@ from kybernetes.controllers.garbagecollector import GarbageCollectorController
 from kybernetes.controllers.namespace import NamespaceController
 from kybernetes.controllers.nodelifecycle import NodeLifecycleController
 from kybernetes.controllers.podgc import PodGCController
+from kybernetes.controllers.podutil import controller_view
 from kybernetes.controllers.replicaset import ReplicaSetController
 from kybernetes.controllers.serviceaccount import ServiceAccountController
 
@@ -67,7 +69,7 @@ async def run_built(controllers: list[tuple[str, Any]], workers: int) -> None:
 
 
 async def run_controllers(client: ApiClient, options: ControllerOptions) -> None:
-    factory = InformerFactory(client)
+    factory = InformerFactory(client, transforms={PODS: controller_view})
     controllers = build_controllers(client, factory, options)
     await factory.start()
     await factory.wait_synced(120)

@@ -87,6 +87,29 @@ def controller_ref(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
     return None
 
 
+_VIEW_CONTAINER = ("name", "image", "ports", "resources", "restartPolicy")
+_VIEW_CONTAINER_STATUS = ("name", "ready", "started", "restartCount")
+
+
+def controller_view(pod: Obj) -> Obj:
+    """What the controller manager keeps of a pod: all of it but the container details no
+    controller reads (commands, env, probes, volumes, container states), which are
+    much of each pod's memory in a process that holds every pod of the cluster."""
+    spec = pod.get("spec")
+    if isinstance(spec, dict):
+        spec = {k: v for k, v in spec.items() if k not in ("volumes", "ephemeralContainers")}
+        for key in ("containers", "initContainers"):
+            if key in spec:
+                spec[key] = [{k: c[k] for k in _VIEW_CONTAINER if k in c} for c in spec[key] or ()]
+        pod["spec"] = spec
+    status = pod.get("status")
+    if isinstance(status, dict):
+        for key in ("containerStatuses", "initContainerStatuses", "ephemeralContainerStatuses"):
+            if key in status:
+                status[key] = [{k: c[k] for k in _VIEW_CONTAINER_STATUS if k in c} for c in status[key] or ()]
+    return pod
+
+
 def orphan_index(obj: Mapping[str, Any]) -> list[str]:
     """The informer index of objects without a controller, by namespace: the candidates
     for adoption, so that a sync need not scan every pod of a namespace."""

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from kybernetes.api.errors import ApiError
+from kybernetes.api.quantity import parse_quantity
 from kybernetes.api.selectors import LabelSelector, nothing, selector_from_label_selector_object
-from kybernetes.api.validation import parse_quantity
 
 Obj = dict[str, Any]
 
@@ -423,6 +423,41 @@ class PodInfo:
         if self.has_required_affinity:
             return any(node_term_matches(t, name, labels) for t in self.required_terms)
         return True
+
+
+# What the scheduler reads of a pod (PodInfo, the queue, bindings, events and the
+# PodScheduled condition); `scheduling_view` keeps only these.
+_VIEW_META = ("name", "namespace", "uid", "resourceVersion", "labels", "ownerReferences", "deletionTimestamp",
+              "creationTimestamp")
+_VIEW_SPEC = ("nodeName", "schedulerName", "schedulingGates", "priority", "priorityClassName", "preemptionPolicy",
+              "nodeSelector", "affinity", "tolerations", "topologySpreadConstraints", "overhead", "resources",
+              "hostNetwork", "runtimeClassName")
+_VIEW_CONTAINER = ("name", "image", "resources", "ports", "restartPolicy")
+
+
+def _pick(source: Mapping[str, Any], keys: tuple[str, ...]) -> Obj:
+    return {k: source[k] for k in keys if k in source}
+
+
+def scheduling_view(pod: Obj) -> Obj:
+    """The part of a pod the scheduler reads, for its informer to keep: a bound pod's
+    status, container commands, volumes and the like are most of a pod's memory, and
+    the scheduler holds every pod of the cluster."""
+    spec = pod.get("spec") or {}
+    status = pod.get("status") or {}
+    view_spec = _pick(spec, _VIEW_SPEC)
+    for key in ("containers", "initContainers"):
+        if key in spec:
+            view_spec[key] = [_pick(c, _VIEW_CONTAINER) for c in spec[key] or ()]
+    view_status = _pick(status, ("phase", "nominatedNodeName"))
+    if not spec.get("nodeName") and "conditions" in status:
+        # Only a pod waiting for a node gets its PodScheduled condition written.
+        view_status["conditions"] = status["conditions"]
+    view: Obj = {"metadata": _pick(pod.get("metadata") or {}, _VIEW_META), "spec": view_spec, "status": view_status}
+    for key in ("apiVersion", "kind"):
+        if key in pod:
+            view[key] = pod[key]
+    return view
 
 
 def pod_info(pod: Obj | PodInfo) -> PodInfo:
