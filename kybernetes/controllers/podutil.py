@@ -14,6 +14,7 @@ import orjson
 from kybernetes.api.errors import ApiError
 from kybernetes.api.selectors import LabelSelector, nothing, selector_from_label_selector_object
 from kybernetes.api.timefmt import parse_time, rfc3339
+from kybernetes.client.informer import intern_strings
 
 Obj = dict[str, Any]
 
@@ -107,7 +108,7 @@ def controller_view(pod: Obj) -> Obj:
         for key in ("containerStatuses", "initContainerStatuses", "ephemeralContainerStatuses"):
             if key in status:
                 status[key] = [{k: c[k] for k in _VIEW_CONTAINER_STATUS if k in c} for c in status[key] or ()]
-    return pod
+    return intern_strings(pod)
 
 
 def orphan_index(obj: Mapping[str, Any]) -> list[str]:

@@ -13,6 +13,7 @@ from typing import Any
 from kybernetes.api.errors import ApiError
 from kybernetes.api.quantity import parse_quantity
 from kybernetes.api.selectors import LabelSelector, nothing, selector_from_label_selector_object
+from kybernetes.client.informer import intern_strings
 
 Obj = dict[str, Any]
 
@@ -457,7 +458,18 @@ def scheduling_view(pod: Obj) -> Obj:
     for key in ("apiVersion", "kind"):
         if key in pod:
             view[key] = pod[key]
-    return view
+    return intern_strings(view)
+
+
+def scheduling_node_view(node: Obj) -> Obj:
+    """The part of a node the scheduler reads (labels, taints, unschedulable, resources,
+    images): conditions, addresses and node info change with every status report and
+    are not needed here."""
+    meta = node.get("metadata") or {}
+    view: Obj = {"metadata": _pick(meta, ("name", "uid", "resourceVersion", "labels")),
+                 "spec": _pick(node.get("spec") or {}, ("taints", "unschedulable")),
+                 "status": _pick(node.get("status") or {}, ("allocatable", "capacity", "images"))}
+    return intern_strings(view)
 
 
 def pod_info(pod: Obj | PodInfo) -> PodInfo:
