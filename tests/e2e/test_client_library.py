@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from kybernetes.client import ApiClient, ApiError, InformerFactory, LeaderElector
+from kybernetes.client.informer import intern_strings
 from kybernetes.client.resources import CONFIGMAPS
 
 
@@ -90,3 +91,38 @@ async def test_only_one_leader(server):
     await asyncio.gather(t1, t2, return_exceptions=True)
     await c1.close()
     await c2.close()
+
+
+async def test_informer_transform_shapes_what_is_stored_and_handed_out(server):
+    client = await ApiClient.from_kubeconfig(server.kubeconfig)
+
+    def slim(obj: dict) -> dict:
+        return intern_strings({"metadata": {k: obj["metadata"][k] for k in ("name", "namespace", "resourceVersion")},
+                               "data": {"size": str(len((obj.get("data") or {}).get("k", "")))}})
+
+    try:
+        await client.create(CONFIGMAPS, "default", {"metadata": {"name": "inf-t"}, "data": {"k": "hello"}})
+        factory = InformerFactory(client, transforms={CONFIGMAPS: slim})
+        inf = factory.informer(CONFIGMAPS)
+        deleted: list[dict] = []
+        inf.add_handler(on_delete=deleted.append)
+        await factory.start()
+        await factory.wait_synced(10)
+        assert inf.get("default", "inf-t")["data"] == {"size": "5"}
+        assert set(inf.get("default", "inf-t")["metadata"]) == {"name", "namespace", "resourceVersion"}
+        await client.patch(CONFIGMAPS, "default", "inf-t", {"data": {"k": "hello, world"}})
+        for _ in range(100):
+            if inf.get("default", "inf-t")["data"] == {"size": "12"}:
+                break
+            await asyncio.sleep(0.05)
+        assert inf.get("default", "inf-t")["data"] == {"size": "12"}
+        await client.delete(CONFIGMAPS, "default", "inf-t")
+        for _ in range(100):
+            if deleted:
+                break
+            await asyncio.sleep(0.05)
+        assert deleted and deleted[0]["data"] == {"size": "12"} and "uid" not in deleted[0]["metadata"]
+        await factory.stop()
+    finally:
+        await client.close()
+

@@ -4,6 +4,7 @@ and its shell against an in-memory fake of the client and informers."""
 from __future__ import annotations
 
 import asyncio
+import copy
 import datetime as dt
 from typing import Any
 
@@ -569,3 +570,38 @@ async def test_controller_adopts_orphans_and_releases_strays_with_guarded_patche
     assert patched["orphan"][0] == {"op": "test", "path": "/metadata/uid", "value": "uid-orphan"}
     assert patched["stray"][-1] == {"op": "remove", "path": "/metadata/ownerReferences"}
     assert len(client.created) == 1
+
+
+# -- the controller manager's view of pods and the orphan index --------------------------------
+
+def test_controller_view_keeps_what_controllers_read():
+    full = {"metadata": {"name": "p", "namespace": "ns", "labels": {"app": "web"},
+                         "annotations": {"controller.kubernetes.io/pod-deletion-cost": "5"},
+                         "ownerReferences": [{"uid": "rs-1", "controller": True, "kind": "ReplicaSet", "name": "rs"}]},
+            "spec": {"nodeName": "n1", "hostname": "h", "tolerations": [{"key": "k", "operator": "Exists"}],
+                     "volumes": [{"name": "v", "emptyDir": {}}],
+                     "containers": [{"name": "c", "image": "busybox", "command": ["sh"], "env": [{"name": "A"}],
+                                     "ports": [{"name": "http", "containerPort": 80}],
+                                     "livenessProbe": {"exec": {"command": ["true"]}}}]},
+            "status": {"phase": "Running", "podIP": "10.0.0.1",
+                       "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "t"}],
+                       "containerStatuses": [{"name": "c", "ready": True, "restartCount": 3, "started": True,
+                                              "state": {"running": {"startedAt": "t"}}, "imageID": "x"}]}}
+    view = podutil.controller_view(copy.deepcopy(full))
+    assert view["metadata"] == full["metadata"]
+    assert view["spec"]["containers"] == [{"name": "c", "image": "busybox",
+                                           "ports": [{"name": "http", "containerPort": 80}]}]
+    assert "volumes" not in view["spec"] and view["spec"]["tolerations"] == full["spec"]["tolerations"]
+    assert view["status"]["containerStatuses"] == [{"name": "c", "ready": True, "started": True, "restartCount": 3}]
+    assert {k: v for k, v in view["status"].items() if k != "containerStatuses"} == \
+        {k: v for k, v in full["status"].items() if k != "containerStatuses"}
+    # what the ReplicaSet controller ranks and counts is unchanged
+    assert podutil.pod_is_ready(view) and podutil.controller_ref(view) == podutil.controller_ref(full)
+
+
+def test_orphan_index_lists_only_pods_without_a_controller():
+    owned = {"metadata": {"namespace": "ns", "ownerReferences": [{"uid": "u", "controller": True}]}}
+    foreign_owner = {"metadata": {"namespace": "ns", "ownerReferences": [{"uid": "u", "controller": False}]}}
+    assert podutil.orphan_index(owned) == []
+    assert podutil.orphan_index(foreign_owner) == ["ns"]
+    assert podutil.orphan_index({"metadata": {"namespace": "other"}}) == ["other"]

@@ -8,6 +8,7 @@ import random
 import time
 from typing import Any
 
+import orjson
 import pytest
 
 from kybernetes.api.errors import ApiError
@@ -18,16 +19,22 @@ from kybernetes.scheduler.cache import (
     parse_int_quantity,
     parse_milli,
     pod_requests,
+    scheduling_node_view,
+    scheduling_view,
 )
 from kybernetes.scheduler.core import (
+    WEIGHT_BALANCED,
+    WEIGHT_LEAST_ALLOCATED,
     balanced_allocation_score,
     failure_message,
     image_locality_score,
     least_allocated_score,
     nodes_available_message,
     num_feasible_nodes_to_find,
+    resource_scores,
     schedule_one,
     score_nodes,
+    select_host,
 )
 from kybernetes.scheduler.queue import SchedulingQueue, backoff_duration
 from kybernetes.scheduler.scheduler import (
@@ -767,3 +774,75 @@ async def test_scheduler_binds_pods_and_reports_failures():
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+# -- scores in one pass, tie breaking, the fast filter path, informer views ------------------
+
+def test_resource_scores_equal_the_two_plugins_weighted():
+    nodes = [node(f"n{i}", cpu=str(1 + i), mem=f"{2 + 3 * i}Gi") for i in range(6)]
+    c = cluster(*nodes, pods=(pod("busy", "500m", "1Gi", node_name="n2"), pod("big", "3", "9Gi", node_name="n5")))
+    for p in (PodInfo(pod("a", "250m", "512Mi")), PodInfo(pod("b")), PodInfo(pod("c", "2", "30Gi"))):
+        infos = c.node_list()
+        want = [least_allocated_score(p, ni) * WEIGHT_LEAST_ALLOCATED
+                + balanced_allocation_score(p, ni) * WEIGHT_BALANCED for ni in infos]
+        assert resource_scores(p, infos) == want
+
+
+def test_select_host_takes_the_best_and_breaks_ties_uniformly():
+    names = [node(f"n{i}") for i in range(4)]
+    infos = cluster(*names).node_list()
+    assert select_host(infos, [1, 7, 3, 2], random.Random(0)).name == "n1"
+    rng = random.Random(7)
+    picks = [select_host(infos, [5, 9, 9, 9], rng).name for _ in range(3000)]
+    assert set(picks) == {"n1", "n2", "n3"}
+    assert all(900 < picks.count(n) < 1100 for n in ("n1", "n2", "n3"))
+
+
+def test_fast_filter_path_still_reports_every_reason():
+    c = cluster(node("small", cpu="1"), node("tainted", taints=[{"key": "k", "effect": "NoSchedule"}]),
+                node("cordoned", unschedulable=True), node("ok"))
+    r = schedule_one(pod("p", "2"), c, random.Random(0))
+    assert r.node == "ok"
+    r = schedule_one(pod("q", "100"), c, random.Random(0))
+    assert r.node is None
+    assert r.reasons == {"Insufficient cpu": 2, "node(s) had untolerated taint(s)": 1,
+                         "node(s) were unschedulable": 1}
+
+
+def test_scheduling_view_keeps_what_the_scheduler_reads():
+    full = pod("v", "100m", "64Mi", labels={"app": "v"}, owner="rs1",
+               tolerations=[{"key": "k", "operator": "Exists"}], nodeSelector={"disk": "ssd"},
+               ports=[{"containerPort": 80, "hostPort": 8080}])
+    full["spec"]["containers"][0].update({"env": [{"name": "A", "value": "1"}], "command": ["sleep", "1"]})
+    full["spec"]["volumes"] = [{"name": "v", "emptyDir": {}}]
+    full["status"] = {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False"}]}
+    view = scheduling_view(orjson.loads(orjson.dumps(full)))
+    assert view["spec"]["containers"] == [{"name": "c", "image": "busybox",
+                                           "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}},
+                                           "ports": [{"containerPort": 80, "hostPort": 8080}]}]
+    assert "volumes" not in view["spec"]
+    assert view["status"]["conditions"] == full["status"]["conditions"]
+    a, b = PodInfo(full), PodInfo(view)
+    for slot in ("key", "uid", "labels", "cpu", "mem", "host_ports", "tolerations", "node_selector", "owner_uid",
+                 "images", "spread"):
+        assert getattr(a, slot) == getattr(b, slot), slot
+    bound = dict(full, spec={**full["spec"], "nodeName": "n1"},
+                 status={"phase": "Running", "podIP": "10.0.0.5", "conditions": [{"type": "Ready"}],
+                         "containerStatuses": [{"name": "c", "ready": True}]})
+    assert scheduling_view(orjson.loads(orjson.dumps(bound)))["status"] == {"phase": "Running"}
+
+
+def test_scheduling_node_view_does_not_change_decisions_or_hide_changes():
+    full = node("n1", labels={"zone": "a"}, taints=[{"key": "k", "effect": "PreferNoSchedule"}],
+                images=[{"names": ["busybox"], "sizeBytes": 100 << 20}])
+    full["status"]["conditions"] = [{"type": "Ready", "status": "True", "lastHeartbeatTime": "t1"}]
+    full["status"]["nodeInfo"] = {"kubeletVersion": "v1.37.0"}
+    view = scheduling_node_view(orjson.loads(orjson.dumps(full)))
+    assert "conditions" not in view["status"] and "nodeInfo" not in view["status"]
+    a, b = cluster(full), cluster(view)
+    ni, nv = a.nodes["n1"], b.nodes["n1"]
+    for slot in ("labels", "prefer_taints", "alloc_cpu", "alloc_mem", "alloc_pods", "images"):
+        assert getattr(ni, slot) == getattr(nv, slot), slot
+    relabelled = orjson.loads(orjson.dumps(full))
+    relabelled["metadata"]["labels"]["zone"] = "b"
+    assert node_changed_for_scheduling(view, scheduling_node_view(relabelled))
