@@ -1,0 +1,1 @@
+"""The node agent: the kubelet's job (see DESIGN.md)."""

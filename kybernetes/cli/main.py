@@ -299,6 +299,78 @@ def scheduler(kubeconfig: str, leader_elect: bool) -> None:
     _run_until_signal(run)
 
 
+@main.command()
+@click.option("--kubeconfig", required=True, help="How to reach the API server.")
+@click.option("--node-name", default=None, help="Name of this node (default: the host name).")
+@click.option("--data-dir", default="/var/lib/kybernetes/agent", show_default=True,
+              help="Pod logs, volumes and, when the agent starts its own, containerd's state.")
+@click.option("--containerd-socket", default="/run/containerd/containerd.sock", show_default=True,
+              help="A running containerd to use; if none answers there, the agent starts a private one.")
+@click.option("--node-ip", default=None, help="Address to report for this node (default: the primary one).")
+@click.option("--cluster-dns", multiple=True, help="DNS server address for pods with dnsPolicy ClusterFirst.")
+@click.option("--node-labels", multiple=True, help="key=value label to register the node with.")
+@click.option("--register-with-taints", multiple=True, help="key=value:Effect taint to register the node with.")
+@click.option("--cni-bridge", default="kyb0", show_default=True, help="Linux bridge of the pod network.")
+def agent(kubeconfig: str, node_name: str | None, data_dir: str, containerd_socket: str, node_ip: str | None,
+          cluster_dns: tuple[str, ...], node_labels: tuple[str, ...], register_with_taints: tuple[str, ...],
+          cni_bridge: str) -> None:
+    """Run the node agent: register this machine as a node and run its pods on containerd."""
+    from kybernetes.agent.agent import Agent, AgentOptions
+    from kybernetes.agent.containerd import ContainerdLayout, PrivateContainerd, import_images
+    from kybernetes.agent.cri.client import CriClient
+    from kybernetes.agent.host import read_host_facts
+    from kybernetes.agent.images import build_all
+    from kybernetes.client import ApiClient
+
+    labels = dict(item.split("=", 1) for item in node_labels if "=" in item)
+    taints = []
+    for item in register_with_taints:
+        kv, _, effect = item.partition(":")
+        key, _, value = kv.partition("=")
+        if not key or effect not in ("NoSchedule", "PreferNoSchedule", "NoExecute"):
+            raise click.BadParameter(f"taint {item!r}: want key[=value]:NoSchedule|PreferNoSchedule|NoExecute")
+        taints.append({"key": key, "value": value, "effect": effect} if value else {"key": key, "effect": effect})
+
+    async def run(stop: asyncio.Event) -> None:
+        os.makedirs(data_dir, exist_ok=True)
+        host = read_host_facts(data_dir, node_ip)
+        name = node_name or host.hostname
+        private = None
+        cri = CriClient()
+        socket_path = containerd_socket
+        try:
+            await cri.connect(socket_path, timeout=2)
+            cni_conf_dir = "/etc/cni/net.d"
+        except Exception:  # noqa: BLE001 - no runtime there: bring our own
+            await cri.close()
+            layout = ContainerdLayout(os.path.join(data_dir, "containerd"))
+            private = PrivateContainerd(layout)
+            await private.start()
+            socket_path = layout.socket
+            cni_conf_dir = layout.cni_conf_dir
+            cri = CriClient()
+            await cri.connect(socket_path, timeout=20)
+        # Offline clusters still need the sandbox image (and tests busybox): built
+        # from Debian's busybox-static and imported when the runtime lacks them.
+        if await cri.image_status("registry.k8s.io/pause:3.10") is None and os.path.exists("/bin/busybox"):
+            images_dir = os.path.join(data_dir, "images")
+            build_all(images_dir)
+            await import_images(socket_path, [os.path.join(images_dir, f) for f in ("pause.tar", "busybox.tar")])
+        client = await ApiClient.from_kubeconfig(kubeconfig, user_agent="kyb-agent")
+        options = AgentOptions(node_name=name, data_dir=data_dir, cni_conf_dir=cni_conf_dir,
+                               cluster_dns=cluster_dns, bridge=cni_bridge, labels=labels, taints=taints)
+        job = asyncio.create_task(Agent(client, cri, host, options).run())
+        try:
+            await _until(stop, job)
+        finally:
+            await client.close()
+            await cri.close()
+            if private is not None:
+                await private.stop()
+
+    _run_until_signal(run)
+
+
 async def _until(stop: asyncio.Event, job: asyncio.Task[None]) -> None:
     stopper = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait({job, stopper}, return_when=asyncio.FIRST_COMPLETED)

@@ -16,16 +16,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kybernetes.api import timefmt
+from kybernetes.client.nodes import (  # noqa: F401 - part of this module's vocabulary
+    LEASE_DURATION_SECONDS,
+    LEASE_NAMESPACE,
+    build_lease,
+    lease_renewal,
+    node_conditions,
+)
 
 Obj = dict[str, Any]
 
 SIMULATED_LABEL = "kybernetes.io/simulated"
-LEASE_NAMESPACE = "kube-node-lease"
 # `kubectl annotate node X kybernetes.io/sim-heartbeats=paused` stops a node's kubelet
 # from outside the simulator's process (tests of the node lifecycle controller).
 PAUSE_ANNOTATION = "kybernetes.io/sim-heartbeats"
 PAUSED = "paused"
-LEASE_DURATION_SECONDS = 40
 KUBELET_VERSION = "v1.37.0-kyb-sim"
 RUNTIME_VERSION = "sim://1.0"
 INSTANCE_TYPE = "kyb-sim"
@@ -167,25 +172,6 @@ def node_resources(template: NodeTemplate) -> dict[str, str]:
             "ephemeral-storage": template.ephemeral_storage, "hugepages-1Gi": "0", "hugepages-2Mi": "0"}
 
 
-def node_conditions(now: str, previous: list[Obj] | None = None, ready: bool = True) -> list[Obj]:
-    """The four kubelet-owned conditions, keeping lastTransitionTime where the status did not change."""
-    wanted = [
-        ("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
-        ("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
-        ("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
-        ("Ready", "True", "KubeletReady", "kubelet is posting ready status") if ready else
-        ("Ready", "False", "KubeletNotReady", "simulated kubelet reports not ready"),
-    ]
-    before = {c.get("type"): c for c in previous or []}
-    out = []
-    for type_, status, reason, message in wanted:
-        old = before.get(type_)
-        since = old.get("lastTransitionTime") if old and old.get("status") == status else None
-        out.append({"type": type_, "status": status, "lastHeartbeatTime": now,
-                    "lastTransitionTime": since or now, "reason": reason, "message": message})
-    return out
-
-
 def build_node(name: str, index: int, template: NodeTemplate, now: str) -> Obj:
     resources = node_resources(template)
     short = f"{index + 1:012x}"
@@ -226,25 +212,6 @@ def build_node(name: str, index: int, template: NodeTemplate, now: str) -> Obj:
 def paused_by_annotation(node: Obj | None) -> bool:
     annotations = ((node or {}).get("metadata") or {}).get("annotations") or {}
     return annotations.get(PAUSE_ANNOTATION) == PAUSED
-
-
-def build_lease(name: str, node_uid: str, now: str) -> Obj:
-    lease: Obj = {
-        "apiVersion": "coordination.k8s.io/v1",
-        "kind": "Lease",
-        "metadata": {"name": name, "namespace": LEASE_NAMESPACE},
-        "spec": {"holderIdentity": name, "leaseDurationSeconds": LEASE_DURATION_SECONDS, "renewTime": now},
-    }
-    if node_uid:
-        # Like the kubelet: the Node owns its Lease, so deleting the node collects it.
-        lease["metadata"]["ownerReferences"] = [
-            {"apiVersion": "v1", "kind": "Node", "name": name, "uid": node_uid}]
-    return lease
-
-
-def lease_renewal(name: str, now: str) -> Obj:
-    """The merge patch that renews a lease."""
-    return {"spec": {"holderIdentity": name, "leaseDurationSeconds": LEASE_DURATION_SECONDS, "renewTime": now}}
 
 
 def spread_offsets(count: int, interval: float) -> list[float]:

@@ -1,0 +1,474 @@
+"""The node agent's main loop: register the Node and keep its Lease and status fresh,
+write the CNI network for its pod CIDR, watch the pods bound to it, and sync each pod
+with the container runtime (decisions in `podsync`, CRI messages in `runtime`).
+
+Containers are found again after a restart through the labels the agent puts on them,
+so restarting the agent does not restart pods. A relist of the runtime every second
+(like the kubelet's PLEG) notices containers that exited."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from kybernetes.agent import podspec, podsync, runtime
+from kybernetes.agent.containerd import SANDBOX_IMAGE
+from kybernetes.agent.cri.client import CriClient, CriError
+from kybernetes.agent.host import HostFacts, disk_bytes, memory_available_bytes
+from kybernetes.agent.node import build_node, cni_conflist_bytes, node_resources, node_status
+from kybernetes.api.errors import ApiError
+from kybernetes.api.timefmt import rfc3339, rfc3339_micro
+from kybernetes.client import ApiClient, InformerFactory, WorkQueue, object_key, run_workers
+from kybernetes.client.nodes import LEASE_NAMESPACE, build_lease, lease_renewal
+from kybernetes.client.resources import CONFIGMAPS, LEASES, NODES, PODS, SECRETS
+
+log = logging.getLogger(__name__)
+
+Obj = dict[str, Any]
+FIELD_MANAGER = "kyb-agent"
+LEASE_INTERVAL = 10.0
+STATUS_INTERVAL = 10.0
+RELIST_INTERVAL = 1.0
+
+
+@dataclass
+class AgentOptions:
+    node_name: str
+    data_dir: str
+    cni_conf_dir: str
+    workers: int = 4
+    cluster_dns: tuple[str, ...] = ()
+    cluster_domain: str = "cluster.local"
+    bridge: str = "kyb0"
+    labels: dict[str, str] = field(default_factory=dict)
+    taints: list[Obj] = field(default_factory=list)
+
+
+class ImageNeverPullError(Exception):
+    """The image is missing and imagePullPolicy is Never."""
+
+
+class ImageBackOffError(Exception):
+    """An earlier pull of the image failed; the next try waits (ImagePullBackOff)."""
+
+    def __init__(self, message: str, retry_in: float) -> None:
+        super().__init__(message)
+        self.retry_in = retry_in
+
+
+def _now() -> str:
+    return rfc3339(dt.datetime.now(dt.UTC))
+
+
+class Agent:
+    def __init__(self, client: ApiClient, cri: CriClient, host: HostFacts, options: AgentOptions) -> None:
+        self.client = client
+        self.cri = cri
+        self.host = host
+        self.options = options
+        self.name = options.node_name
+        self.logs_root = os.path.join(options.data_dir, "pods-logs")
+        self.factory = InformerFactory(client)
+        self.pods = self.factory.informer(PODS, field_selector=f"spec.nodeName={self.name}")
+        self.queue = WorkQueue("agent-pods")
+        self.pods.add_handler(on_add=self._enqueue, on_update=lambda _o, n: self._enqueue(n),
+                              on_delete=self._enqueue)
+        self.runtime_version = ""
+        self.node_uid = ""
+        self._pod_cidr = ""
+        self._uid_to_key: dict[str, str] = {}
+        self._seen: dict[str, tuple[int, ...]] = {}
+        self._pulled: set[str] = set()
+        self._pull_failures: dict[str, tuple[int, float]] = {}  # image -> (failures, retry not before)
+
+    def _enqueue(self, pod: Obj) -> None:
+        key = object_key(pod)
+        uid = (pod.get("metadata") or {}).get("uid")
+        if uid:
+            self._uid_to_key[uid] = key
+        self.queue.add(key)
+
+    # -- node -----------------------------------------------------------------------------------
+
+    async def register(self) -> Obj:
+        version = await self.cri.version()
+        self.runtime_version = f"{version.runtime_name}://{version.runtime_version}"
+        node = build_node(self.name, self.host, self.runtime_version, _now(), self.options.labels,
+                          self.options.taints)
+        try:
+            created = await self.client.create(NODES, None, node, field_manager=FIELD_MANAGER)
+        except ApiError as e:
+            if e.code != 409:
+                raise
+            created = await self.client.get(NODES, None, self.name)
+            await self._post_status(created)
+        self.node_uid = (created.get("metadata") or {}).get("uid", "")
+        log.info("node %s registered (%s)", self.name, self.runtime_version)
+        return created
+
+    async def _post_status(self, node: Obj | None = None) -> Obj:
+        if node is None:
+            node = await self.client.get(NODES, None, self.name)
+        previous = (node.get("status") or {}).get("conditions")
+        ready, why = True, ""
+        try:
+            st = await self.cri.status()
+            for cond in st.status.conditions:
+                if not cond.status:
+                    ready, why = False, f"container runtime {cond.type}: {cond.reason} {cond.message}".strip()
+        except CriError as e:
+            ready, why = False, f"container runtime is down: {e.details}"
+        if not self._pod_cidr:
+            ready, why = False, "network plugin not ready: no pod CIDR assigned to the node yet"
+        _, free_disk = disk_bytes(self.options.data_dir)
+        status = node_status(self.host, self.runtime_version, _now(), previous, ready=ready, not_ready_message=why,
+                             memory_pressure=memory_available_bytes() < 100 * 1024 * 1024,
+                             disk_pressure=free_disk < self.host.storage_bytes // 10)
+        return await self.client.patch(NODES, None, self.name, {"status": status}, patch_type="strategic",
+                                       subresource="status", field_manager=FIELD_MANAGER)
+
+    async def _lease_loop(self) -> None:
+        while True:
+            now = rfc3339_micro(dt.datetime.now(dt.UTC))
+            try:
+                await self.client.patch(LEASES, LEASE_NAMESPACE, self.name, lease_renewal(self.name, now),
+                                        patch_type="merge", field_manager=FIELD_MANAGER)
+            except ApiError as e:
+                if e.code == 404:
+                    try:
+                        await self.client.create(LEASES, LEASE_NAMESPACE, build_lease(self.name, self.node_uid, now),
+                                                 field_manager=FIELD_MANAGER)
+                    except ApiError as e2:
+                        log.warning("lease create failed: %s", e2)
+                else:
+                    log.warning("lease renewal failed: %s", e)
+            except Exception as e:  # noqa: BLE001 - keep heartbeating
+                log.warning("lease renewal failed: %s", e)
+            await asyncio.sleep(LEASE_INTERVAL)
+
+    async def _status_loop(self) -> None:
+        while True:
+            try:
+                node = await self.client.get(NODES, None, self.name)
+                await self._ensure_network(node)
+                await self._post_status(node)
+            except Exception as e:  # noqa: BLE001 - keep reporting
+                log.warning("node status update failed: %s", e)
+            await asyncio.sleep(STATUS_INTERVAL if self._pod_cidr else 1.0)
+
+    async def _ensure_network(self, node: Obj) -> None:
+        cidr = (node.get("spec") or {}).get("podCIDR") or ""
+        if not cidr or cidr == self._pod_cidr:
+            return
+        os.makedirs(self.options.cni_conf_dir, exist_ok=True)
+        path = os.path.join(self.options.cni_conf_dir, "10-kybernetes.conflist")
+        tmp = path + ".tmp"
+        with open(tmp, "wb") as f:
+            f.write(cni_conflist_bytes(cidr, os.path.join(self.options.data_dir, "cni-ipam"), self.options.bridge))
+        os.replace(tmp, path)
+        self._pod_cidr = cidr
+        log.info("pod network %s written to %s", cidr, path)
+
+    # -- pods -------------------------------------------------------------------------------------
+
+    async def _relist_loop(self) -> None:
+        """Enqueue pods whose containers changed state in the runtime, and pods the
+        runtime still runs that the API no longer has."""
+        while True:
+            try:
+                containers = await self.cri.list_containers()
+                sandboxes = await self.cri.list_pod_sandboxes()
+                current: dict[str, tuple[int, ...]] = {}
+                for s in sandboxes:
+                    uid = runtime.pod_uid_of(dict(s.labels))
+                    if uid:
+                        current.setdefault(uid, ())
+                        current[uid] += (s.state,)
+                for c in containers:
+                    uid = runtime.pod_uid_of(dict(c.labels))
+                    if uid:
+                        current[uid] = current.get(uid, ()) + (c.state,)
+                for uid, sig in current.items():
+                    if self._seen.get(uid) != sig:
+                        self.queue.add(self._uid_to_key.get(uid) or f"uid:{uid}")
+                self._seen = current
+            except CriError as e:
+                log.warning("runtime relist failed: %s", e)
+            await asyncio.sleep(RELIST_INTERVAL)
+
+    async def _runtime_state(self, uid: str) -> tuple[podsync.SandboxState | None, list[podsync.ContainerState],
+                                                       list[str]]:
+        """The pod's newest sandbox, its containers, and the ids of older sandboxes."""
+        sandboxes = await self.cri.list_pod_sandboxes(label_selector={podspec.POD_UID: uid})
+        sandboxes.sort(key=lambda s: (s.metadata.attempt, s.created_at), reverse=True)
+        if not sandboxes:
+            return None, [], []
+        newest = sandboxes[0]
+        status = (await self.cri.pod_sandbox_status(newest.id)).status
+        sandbox = runtime.sandbox_state(status)
+        containers = []
+        for c in await self.cri.list_containers(sandbox_id=newest.id):
+            try:
+                containers.append(runtime.container_state((await self.cri.container_status(c.id)).status))
+            except CriError as e:
+                if not e.not_found:
+                    raise
+        return sandbox, containers, [s.id for s in sandboxes[1:]]
+
+    async def sync(self, key: str) -> None:
+        if key.startswith("uid:"):
+            await self._kill_runtime_pod(key[4:])
+            return
+        ns, _, name = key.rpartition("/")
+        pod = self.pods.get(ns or None, name)
+        if pod is None:
+            uid = next((u for u, k in self._uid_to_key.items() if k == key), "")
+            if uid:
+                await self._kill_runtime_pod(uid)
+                self._uid_to_key.pop(uid, None)
+            return
+        uid = pod["metadata"].get("uid", "")
+        sandbox, containers, stale = await self._runtime_state(uid)
+        for sid in stale:
+            await self._remove_sandbox(sid)
+        plan = podsync.plan_pod(pod, sandbox, containers, time.time())
+        if plan.kill_pod:
+            await self._kill_pod(pod, sandbox, containers)
+            if pod["metadata"].get("deletionTimestamp"):
+                await self._finish_delete(pod)
+                return
+            sandbox, containers, _ = await self._runtime_state(uid)
+        else:
+            sandbox, containers = await self._apply(pod, plan, sandbox, containers)
+        await self._report(pod, sandbox, containers, plan)
+        if plan.requeue_after is not None:
+            self.queue.add_after(key, plan.requeue_after)
+
+    async def _apply(self, pod: Obj, plan: podsync.Plan, sandbox: podsync.SandboxState | None,
+                     containers: list[podsync.ContainerState]) -> tuple[podsync.SandboxState | None,
+                                                                        list[podsync.ContainerState]]:
+        uid = pod["metadata"].get("uid", "")
+        attempt = (sandbox.attempt + 1) if sandbox is not None else 0
+        for cid in plan.remove:
+            await self._remove_container(cid)
+        sb_spec = podspec.sandbox_spec(pod, self.logs_root, attempt, self._dns(pod))
+        sb_config = runtime.sandbox_config(sb_spec)
+        if plan.new_sandbox:
+            if sandbox is not None:
+                await self._remove_sandbox(sandbox.id)
+            os.makedirs(sb_spec.log_directory, exist_ok=True)
+            await self._ensure_image(pod, SANDBOX_IMAGE)
+            await self.cri.run_pod_sandbox(sb_config)
+            sandbox, containers, _ = await self._runtime_state(uid)
+        if sandbox is None:
+            return None, containers
+        sb_spec.attempt = sandbox.attempt
+        sb_config = runtime.sandbox_config(sb_spec)
+        started = False
+        for container, init, restarts in plan.start:
+            name = container.get("name", "")
+            try:
+                await self._ensure_image(pod, container.get("image", ""), container.get("imagePullPolicy") or "")
+                env = await self._env(pod, container)
+            except podspec.EnvError as e:
+                plan.waiting[name] = ("CreateContainerConfigError", str(e))
+                plan.requeue_after = 2.0
+                continue
+            except ImageNeverPullError as e:
+                plan.waiting[name] = ("ErrImageNeverPull", str(e))
+                plan.requeue_after = 5.0
+                continue
+            except ImageBackOffError as e:
+                plan.waiting[name] = ("ImagePullBackOff", str(e))
+                plan.requeue_after = min(plan.requeue_after or e.retry_in, e.retry_in)
+                continue
+            except CriError as e:
+                image = container.get("image", "")
+                failures = self._pull_failures.get(image, (0, 0.0))[0] + 1
+                delay = podsync.backoff_seconds(failures)
+                self._pull_failures[image] = (failures, time.monotonic() + delay)
+                plan.waiting[name] = ("ErrImagePull", e.details)
+                # Look again soon: until the retry, the pod says ImagePullBackOff.
+                plan.requeue_after = min(1.0, delay)
+                continue
+            cspec = podspec.container_spec(pod, container, env, restarts, podsync.spec_hash(container), init)
+            os.makedirs(os.path.join(sb_spec.log_directory, name), exist_ok=True)
+            config = runtime.container_config(cspec, bool((pod.get("spec") or {}).get("hostNetwork")))
+            try:
+                cid = await self.cri.create_container(sandbox.id, config, sb_config)
+                await self.cri.start_container(cid)
+                started = True
+            except CriError as e:
+                plan.waiting[name] = ("RunContainerError", e.details)
+                plan.requeue_after = 5.0
+        if started or plan.remove:
+            sandbox, containers, _ = await self._runtime_state(uid)
+        return sandbox, containers
+
+    async def _ensure_image(self, pod: Obj, image: str, policy: str = "") -> None:
+        if not image:
+            return
+        failed = self._pull_failures.get(image)
+        if failed is not None and time.monotonic() < failed[1]:
+            raise ImageBackOffError(f'Back-off pulling image "{image}"', failed[1] - time.monotonic())
+        if not policy:
+            policy = "Always" if image.endswith(":latest") or ":" not in image.rsplit("/", 1)[-1] else "IfNotPresent"
+        if policy == "Always" and image not in self._pulled:
+            self._pulled.add(image)
+            await self.cri.pull_image(image)
+            self._pull_failures.pop(image, None)
+            return
+        present = await self.cri.image_status(image)
+        if present is not None:
+            return
+        if policy == "Never":
+            raise ImageNeverPullError(f'Container image "{image}" is not present with pull policy of Never')
+        await self.cri.pull_image(image)
+        self._pull_failures.pop(image, None)
+
+    async def _env(self, pod: Obj, container: Obj) -> list[tuple[str, str]]:
+        ns = pod["metadata"].get("namespace", "")
+        cms: dict[str, Obj] = {}
+        secrets: dict[str, Obj] = {}
+        refs = [(v.get("valueFrom") or {}) for v in container.get("env") or []]
+        for frm in refs:
+            for key, store, res in (("configMapKeyRef", cms, CONFIGMAPS), ("secretKeyRef", secrets, SECRETS)):
+                if frm.get(key):
+                    await self._fetch(res, ns, frm[key].get("name", ""), store)
+        for item in container.get("envFrom") or []:
+            for key, store, res in (("configMapRef", cms, CONFIGMAPS), ("secretRef", secrets, SECRETS)):
+                if item.get(key):
+                    await self._fetch(res, ns, item[key].get("name", ""), store)
+        _, allocatable = node_resources(self.host)
+        return podspec.container_env(pod, container, cms, secrets, allocatable)
+
+    async def _fetch(self, res: Any, ns: str, name: str, into: dict[str, Obj]) -> None:
+        if name in into:
+            return
+        try:
+            into[name] = await self.client.get(res, ns, name)
+        except ApiError as e:
+            if e.code != 404:
+                raise
+
+    def _dns(self, pod: Obj) -> tuple[list[str], list[str], list[str]]:
+        spec = pod.get("spec") or {}
+        policy = spec.get("dnsPolicy") or "ClusterFirst"
+        ns = pod["metadata"].get("namespace", "")
+        domain = self.options.cluster_domain
+        if policy == "None":
+            cfg = spec.get("dnsConfig") or {}
+            return (list(cfg.get("nameservers") or []), list(cfg.get("searches") or []),
+                    [f"{o['name']}:{o['value']}" if o.get("value") else o.get("name", "")
+                     for o in cfg.get("options") or []])
+        if policy in ("ClusterFirst", "ClusterFirstWithHostNet") and self.options.cluster_dns and (
+                not spec.get("hostNetwork") or policy == "ClusterFirstWithHostNet"):
+            return (list(self.options.cluster_dns), [f"{ns}.svc.{domain}", f"svc.{domain}", domain], ["ndots:5"])
+        return ([], [], [])  # the host's resolv.conf
+
+    async def _remove_container(self, cid: str) -> None:
+        try:
+            await self.cri.remove_container(cid)
+        except CriError as e:
+            if not e.not_found:
+                raise
+
+    async def _remove_sandbox(self, sid: str) -> None:
+        for op in (self.cri.stop_pod_sandbox, self.cri.remove_pod_sandbox):
+            try:
+                await op(sid)
+            except CriError as e:
+                if not e.not_found:
+                    raise
+
+    async def _kill_pod(self, pod: Obj | None, sandbox: podsync.SandboxState | None,
+                        containers: list[podsync.ContainerState]) -> None:
+        grace = 30
+        if pod is not None:
+            meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
+            grace = meta.get("deletionGracePeriodSeconds")
+            if grace is None:
+                grace = spec.get("terminationGracePeriodSeconds", 30)
+        running = [c for c in containers if c.state in (podsync.RUNNING, podsync.CREATED)]
+        await asyncio.gather(*(self._stop_container(c.id, int(grace)) for c in running))
+        if sandbox is not None:
+            for op in (self.cri.stop_pod_sandbox,):
+                try:
+                    await op(sandbox.id)
+                except CriError as e:
+                    if not e.not_found:
+                        raise
+
+    async def _stop_container(self, cid: str, grace: int) -> None:
+        try:
+            await self.cri.stop_container(cid, grace)
+        except CriError as e:
+            if not e.not_found:
+                raise
+
+    async def _kill_runtime_pod(self, uid: str) -> None:
+        sandbox, containers, stale = await self._runtime_state(uid)
+        await self._kill_pod(None, sandbox, containers)
+        for c in containers:
+            await self._remove_container(c.id)
+        for sid in ([sandbox.id] if sandbox else []) + stale:
+            await self._remove_sandbox(sid)
+        self._seen.pop(uid, None)
+
+    async def _finish_delete(self, pod: Obj) -> None:
+        """The containers are gone: remove the runtime's records, then the pod object
+        (grace 0, pinned to this pod's uid), as the kubelet does."""
+        meta = pod["metadata"]
+        await self._kill_runtime_pod(meta.get("uid", ""))
+        try:
+            await self.client.delete(PODS, meta.get("namespace"), meta.get("name", ""), grace_period_seconds=0,
+                                     preconditions={"uid": meta.get("uid", "")})
+        except ApiError as e:
+            if e.code not in (404, 409):
+                raise
+
+    async def _report(self, pod: Obj, sandbox: podsync.SandboxState | None,
+                      containers: list[podsync.ContainerState], plan: podsync.Plan) -> None:
+        status = podsync.pod_status(pod, sandbox, containers, plan, self.host.internal_ip, time.time())
+        old = pod.get("status") or {}
+        if _same_status(old, status):
+            return
+        meta = pod["metadata"]
+        try:
+            await self.client.patch(PODS, meta.get("namespace"), meta.get("name", ""), {"status": status},
+                                    patch_type="merge", subresource="status", field_manager=FIELD_MANAGER)
+        except ApiError as e:
+            if e.code != 404:
+                raise
+
+    # -- run ----------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        node = await self.register()
+        await self._ensure_network(node)
+        await self.factory.start()
+        await self.factory.wait_synced(60)
+        for pod in self.pods.list():
+            self._enqueue(pod)
+        loops = [asyncio.create_task(loop()) for loop in (self._lease_loop, self._status_loop, self._relist_loop)]
+        try:
+            await run_workers(self.queue, self.sync, self.options.workers, "agent")
+        finally:
+            for t in loops:
+                t.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
+            await self.factory.stop()
+
+
+def _same_status(old: Obj, new: Obj) -> bool:
+    def strip(st: Obj) -> Obj:
+        return {k: v for k, v in st.items() if k != "conditions"} | {
+            "conditions": sorted(((c.get("type"), c.get("status"), c.get("reason")) for c in st.get("conditions") or []),
+                                 key=str)}
+    return strip(old) == strip(new)
+

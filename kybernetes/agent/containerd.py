@@ -1,0 +1,165 @@
+"""The container runtime the agent talks to: an existing containerd at a socket, or a
+private one (Debian `containerd` and `runc`) started with a config written into the
+agent's data dir and stopped with the agent.
+
+The private containerd's CRI plugin runs CNI plugins from `cni_bin_dir` with the
+network configuration the agent writes into `cni_conf_dir`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+SANDBOX_IMAGE = "registry.k8s.io/pause:3.10"
+CNI_BIN_DIRS = ("/usr/lib/cni", "/opt/cni/bin")
+
+
+class RuntimeUnavailableError(RuntimeError):
+    """containerd could not be reached or started."""
+
+
+def find_cni_bin_dir() -> str:
+    for d in CNI_BIN_DIRS:
+        if os.path.exists(os.path.join(d, "bridge")):
+            return d
+    raise RuntimeUnavailableError("no CNI plugins found in " + " or ".join(CNI_BIN_DIRS)
+                                  + " (Debian package containernetworking-plugins)")
+
+
+@dataclass(frozen=True)
+class ContainerdLayout:
+    """Where a private containerd keeps its state, under the agent's data dir."""
+
+    base: str
+
+    @property
+    def socket(self) -> str:
+        return os.path.join(self.base, "containerd.sock")
+
+    @property
+    def config(self) -> str:
+        return os.path.join(self.base, "config.toml")
+
+    @property
+    def root(self) -> str:
+        return os.path.join(self.base, "root")
+
+    @property
+    def state(self) -> str:
+        # Short: runc's socket paths under the state dir must stay within 108 bytes.
+        return os.path.join(self.base, "st")
+
+    @property
+    def cni_conf_dir(self) -> str:
+        return os.path.join(self.base, "cni")
+
+    @property
+    def log(self) -> str:
+        return os.path.join(self.base, "containerd.log")
+
+
+def containerd_config(layout: ContainerdLayout, cni_bin_dir: str, sandbox_image: str = SANDBOX_IMAGE) -> str:
+    """The TOML config of a private containerd (config version 2, containerd 1.6+)."""
+    return f'''version = 2
+root = "{layout.root}"
+state = "{layout.state}"
+
+[grpc]
+  address = "{layout.socket}"
+
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "{sandbox_image}"
+  enable_selinux = false
+  # Never ask for an oom_score_adj below containerd's own: the sandbox's default
+  # (-998) needs CAP_SYS_RESOURCE, which VMs and containers often withhold.
+  restrict_oom_score_adj = true
+  # Pod network namespaces under our state dir, not the host-wide /var/run/netns.
+  netns_mounts_under_state_dir = true
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "{cni_bin_dir}"
+    conf_dir = "{layout.cni_conf_dir}"
+    max_conf_num = 1
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        # runc's own state apart from any system containerd's /run/containerd/runc.
+        Root = "{layout.state}/runc"
+'''
+
+
+class PrivateContainerd:
+    """A containerd process owned by the agent."""
+
+    def __init__(self, layout: ContainerdLayout, cni_bin_dir: str | None = None) -> None:
+        self.layout = layout
+        self.cni_bin_dir = cni_bin_dir or find_cni_bin_dir()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    async def start(self, timeout: float = 20.0) -> None:
+        binary = shutil.which("containerd")
+        if binary is None:
+            raise RuntimeUnavailableError("containerd is not installed (Debian package containerd)")
+        for d in (self.layout.base, self.layout.root, self.layout.state, self.layout.cni_conf_dir):
+            os.makedirs(d, exist_ok=True)
+        with open(self.layout.config, "w") as f:
+            f.write(containerd_config(self.layout, self.cni_bin_dir))
+        if os.path.exists(self.layout.socket):
+            os.unlink(self.layout.socket)
+        log_file = open(self.layout.log, "ab")  # noqa: SIM115 - the child owns it
+        try:
+            self.proc = subprocess.Popen([binary, "--config", self.layout.config], stdout=log_file,
+                                         stderr=log_file, start_new_session=True)
+        finally:
+            log_file.close()
+        deadline = time.monotonic() + timeout
+        while not os.path.exists(self.layout.socket):
+            if self.proc.poll() is not None:
+                raise RuntimeUnavailableError(f"containerd exited with {self.proc.returncode}; see {self.layout.log}")
+            if time.monotonic() > deadline:
+                await self.stop()
+                raise RuntimeUnavailableError(f"containerd did not open {self.layout.socket}; see {self.layout.log}")
+            await asyncio.sleep(0.05)
+        log.info("started private containerd (pid %d) at %s", self.proc.pid, self.layout.socket)
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Stop containerd. Containers keep running under their shims (as with a
+        system containerd restart); the agent removes its pods before calling this
+        when it shuts the node down for good."""
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            self.proc = None
+            return
+        proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while proc.poll() is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        self.proc = None
+
+
+async def import_images(socket_path: str, tarballs: list[str]) -> None:
+    """Import OCI image tarballs into containerd's Kubernetes namespace (`ctr`, part of
+    the containerd package: CRI has no import call)."""
+    ctr = shutil.which("ctr")
+    if ctr is None:
+        raise RuntimeUnavailableError("ctr is not installed (Debian package containerd)")
+    for path in tarballs:
+        proc = await asyncio.create_subprocess_exec(ctr, "-a", socket_path, "-n", "k8s.io", "images", "import",
+                                                    path, stdout=asyncio.subprocess.DEVNULL,
+                                                    stderr=asyncio.subprocess.PIPE)
+        _, err = await proc.communicate()
+        if proc.returncode != 0:
+            raise RuntimeUnavailableError(f"importing {path} failed: {err.decode(errors='replace').strip()}")

@@ -1,0 +1,278 @@
+"""What to ask the container runtime for, decided from a pod: the sandbox and each
+container's command, environment, resources and security settings. Pure functions on
+plain dicts; the runtime shell turns the resulting specs into CRI messages."""
+
+from __future__ import annotations
+
+import base64
+import re
+from dataclasses import dataclass, field
+from decimal import ROUND_CEILING, Decimal
+from typing import Any
+
+from kybernetes.api.quantity import parse_quantity
+
+Obj = dict[str, Any]
+
+# Labels the agent puts on sandboxes and containers, as the kubelet does: they find
+# the pod again after an agent restart.
+POD_NAME = "io.kubernetes.pod.name"
+POD_NAMESPACE = "io.kubernetes.pod.namespace"
+POD_UID = "io.kubernetes.pod.uid"
+CONTAINER_NAME = "io.kubernetes.container.name"
+# Annotations on containers: how often it was restarted, and which spec it runs.
+RESTART_COUNT = "io.kubernetes.container.restartCount"
+SPEC_HASH = "io.kubernetes.container.hash"
+INIT = "kybernetes.io/init-container"
+
+CPU_PERIOD = 100_000
+MIN_SHARES = 2
+SHARES_PER_CPU = 1024
+
+
+class EnvError(ValueError):
+    """A container's environment cannot be built (a missing ConfigMap or key, ...):
+    the container is not started and the pod says why (CreateContainerConfigError)."""
+
+
+@dataclass
+class ContainerSpec:
+    name: str
+    image: str
+    command: list[str]
+    args: list[str]
+    env: list[tuple[str, str]]
+    working_dir: str = ""
+    tty: bool = False
+    stdin: bool = False
+    stdin_once: bool = False
+    cpu_shares: int = 0
+    cpu_quota: int = 0
+    cpu_period: int = 0
+    memory_limit: int = 0
+    run_as_user: int | None = None
+    run_as_group: int | None = None
+    readonly_rootfs: bool = False
+    privileged: bool = False
+    add_capabilities: list[str] = field(default_factory=list)
+    drop_capabilities: list[str] = field(default_factory=list)
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    log_path: str = ""
+
+
+@dataclass
+class SandboxSpec:
+    name: str
+    namespace: str
+    uid: str
+    attempt: int
+    hostname: str
+    log_directory: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    port_mappings: list[tuple[str, int, int, str]]  # protocol, container port, host port, host ip
+    host_network: bool = False
+    dns_servers: list[str] = field(default_factory=list)
+    dns_searches: list[str] = field(default_factory=list)
+    dns_options: list[str] = field(default_factory=list)
+    run_as_user: int | None = None
+    run_as_group: int | None = None
+    supplemental_groups: list[int] = field(default_factory=list)
+
+
+# -- identity --------------------------------------------------------------------------------
+
+
+def pod_labels(pod: Obj) -> dict[str, str]:
+    meta = pod.get("metadata") or {}
+    return {POD_NAME: meta.get("name", ""), POD_NAMESPACE: meta.get("namespace", ""), POD_UID: meta.get("uid", "")}
+
+
+def pod_log_directory(logs_root: str, pod: Obj) -> str:
+    """Like /var/log/pods/NAMESPACE_NAME_UID."""
+    meta = pod.get("metadata") or {}
+    return f"{logs_root}/{meta.get('namespace', '')}_{meta.get('name', '')}_{meta.get('uid', '')}"
+
+
+def container_log_path(name: str, restart_count: int) -> str:
+    """Relative to the sandbox's log directory, like NAME/COUNT.log."""
+    return f"{name}/{restart_count}.log"
+
+
+def pod_hostname(pod: Obj) -> str:
+    spec = pod.get("spec") or {}
+    return (spec.get("hostname") or (pod.get("metadata") or {}).get("name", ""))[:63]
+
+
+def sandbox_spec(pod: Obj, logs_root: str, attempt: int, dns: tuple[list[str], list[str], list[str]]) -> SandboxSpec:
+    meta = pod.get("metadata") or {}
+    spec = pod.get("spec") or {}
+    ports = []
+    for c in spec.get("containers") or ():
+        for p in c.get("ports") or ():
+            if p.get("hostPort"):
+                ports.append((p.get("protocol") or "TCP", int(p["containerPort"]), int(p["hostPort"]),
+                              p.get("hostIP") or ""))
+    psc = spec.get("securityContext") or {}
+    servers, searches, options = dns
+    return SandboxSpec(
+        name=meta.get("name", ""), namespace=meta.get("namespace", ""), uid=meta.get("uid", ""), attempt=attempt,
+        hostname=pod_hostname(pod), log_directory=pod_log_directory(logs_root, pod), labels=pod_labels(pod),
+        annotations={}, port_mappings=ports, host_network=bool(spec.get("hostNetwork")), dns_servers=servers,
+        dns_searches=searches, dns_options=options, run_as_user=psc.get("runAsUser"),
+        run_as_group=psc.get("runAsGroup"), supplemental_groups=list(psc.get("supplementalGroups") or []))
+
+
+# -- environment -----------------------------------------------------------------------------
+
+_VAR_REF = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)|\$\$")
+
+
+def expand(text: str, env: dict[str, str]) -> str:
+    """Kubernetes' $(VAR) expansion: known variables are replaced, unknown ones are left
+    as written, and $$ stands for a literal $."""
+    def sub(m: re.Match[str]) -> str:
+        if m.group(0) == "$$":
+            return "$"
+        name = m.group(1)
+        return env[name] if name in env else m.group(0)
+    return _VAR_REF.sub(sub, text)
+
+
+def _field_ref(pod: Obj, path: str) -> str:
+    meta = pod.get("metadata") or {}
+    spec = pod.get("spec") or {}
+    status = pod.get("status") or {}
+    m = re.fullmatch(r"metadata\.(labels|annotations)\['(.+)'\]", path)
+    if m:
+        return str((meta.get(m.group(1)) or {}).get(m.group(2), ""))
+    simple = {
+        "metadata.name": meta.get("name"), "metadata.namespace": meta.get("namespace"), "metadata.uid": meta.get("uid"),
+        "spec.nodeName": spec.get("nodeName"), "spec.serviceAccountName": spec.get("serviceAccountName"),
+        "status.hostIP": status.get("hostIP"), "status.podIP": status.get("podIP"),
+        "status.hostIPs": ",".join(i.get("ip", "") for i in status.get("hostIPs") or []),
+        "status.podIPs": ",".join(i.get("ip", "") for i in status.get("podIPs") or []),
+    }
+    if path not in simple:
+        raise EnvError(f"unsupported fieldPath: {path}")
+    return str(simple[path] or "")
+
+
+def _resource_ref(container: Obj, ref: Obj, node_allocatable: dict[str, str]) -> str:
+    resource = ref.get("resource") or ""
+    kind, _, name = resource.partition(".")
+    value = ((container.get("resources") or {}).get(kind) or {}).get(name)
+    if value is None and kind == "limits":
+        value = node_allocatable.get(name)  # an unset limit reads as the node's allocatable
+    if value is None:
+        value = "0"
+    q = parse_quantity(value) or Decimal(0)
+    divisor = parse_quantity(ref.get("divisor") or "1") or Decimal(1)
+    return str(int((q / divisor).to_integral_value(rounding=ROUND_CEILING)))
+
+
+def container_env(pod: Obj, container: Obj, config_maps: dict[str, Obj], secrets: dict[str, Obj],
+                  node_allocatable: dict[str, str] | None = None) -> list[tuple[str, str]]:
+    """The container's environment in Kubernetes' order: envFrom sources, then env (later
+    names override earlier ones), with $(VAR) expanded against what came before.
+    `config_maps` and `secrets` hold the pod namespace's objects by name; secret data
+    is base64 as in the API."""
+    out: dict[str, str] = {}
+
+    def source(kind: str, name: str, optional: bool) -> Obj | None:
+        obj = (config_maps if kind == "ConfigMap" else secrets).get(name)
+        if obj is None and not optional:
+            raise EnvError(f'{kind.lower()} "{name}" not found')
+        return obj
+
+    def data_of(kind: str, obj: Obj) -> dict[str, str]:
+        if kind == "ConfigMap":
+            return dict(obj.get("data") or {})
+        return {k: base64.b64decode(v).decode(errors="replace") for k, v in (obj.get("data") or {}).items()}
+
+    for item in container.get("envFrom") or ():
+        prefix = item.get("prefix") or ""
+        for kind, key in (("ConfigMap", "configMapRef"), ("Secret", "secretRef")):
+            ref = item.get(key)
+            if ref:
+                obj = source(kind, ref.get("name", ""), bool(ref.get("optional")))
+                for k, v in data_of(kind, obj or {}).items():
+                    out[prefix + k] = v
+    for var in container.get("env") or ():
+        name = var.get("name", "")
+        if "value" in var or not var.get("valueFrom"):
+            out[name] = expand(str(var.get("value") or ""), out)
+            continue
+        frm = var["valueFrom"]
+        if frm.get("fieldRef"):
+            out[name] = _field_ref(pod, frm["fieldRef"].get("fieldPath", ""))
+        elif frm.get("resourceFieldRef"):
+            out[name] = _resource_ref(container, frm["resourceFieldRef"], node_allocatable or {})
+        else:
+            for kind, key in (("ConfigMap", "configMapKeyRef"), ("Secret", "secretKeyRef")):
+                ref = frm.get(key)
+                if not ref:
+                    continue
+                optional = bool(ref.get("optional"))
+                obj = source(kind, ref.get("name", ""), optional)
+                data = data_of(kind, obj) if obj is not None else {}
+                if ref.get("key") in data:
+                    out[name] = data[ref["key"]]
+                elif not optional:
+                    raise EnvError(f"couldn't find key {ref.get('key')} in {kind} "
+                                   f"{(pod.get('metadata') or {}).get('namespace')}/{ref.get('name')}")
+    return list(out.items())
+
+
+# -- resources and security --------------------------------------------------------------------
+
+
+def _milli(value: Any) -> int:
+    q = parse_quantity(value)
+    return int((q * 1000).to_integral_value(rounding=ROUND_CEILING)) if q is not None else 0
+
+
+def _bytes(value: Any) -> int:
+    q = parse_quantity(value)
+    return int(q) if q is not None else 0
+
+
+def linux_resources(container: Obj) -> tuple[int, int, int, int]:
+    """(cpu shares, cpu quota, cpu period, memory limit bytes) as the kubelet maps
+    requests and limits onto cgroups: shares from the CPU request (or limit), a CFS
+    quota from the CPU limit, the memory limit as is. Zero means unset."""
+    res = container.get("resources") or {}
+    requests, limits = res.get("requests") or {}, res.get("limits") or {}
+    cpu_req = requests.get("cpu", limits.get("cpu"))
+    shares = max(_milli(cpu_req) * SHARES_PER_CPU // 1000, MIN_SHARES) if cpu_req is not None else MIN_SHARES
+    quota = period = 0
+    if "cpu" in limits:
+        period = CPU_PERIOD
+        quota = max(_milli(limits["cpu"]) * CPU_PERIOD // 1000, 1000)
+    memory = _bytes(limits["memory"]) if "memory" in limits else 0
+    return shares, quota, period, memory
+
+
+def container_spec(pod: Obj, container: Obj, env: list[tuple[str, str]], restart_count: int,
+                   spec_hash: str, init: bool = False) -> ContainerSpec:
+    envd = dict(env)
+    sc = container.get("securityContext") or {}
+    psc = (pod.get("spec") or {}).get("securityContext") or {}
+    caps = sc.get("capabilities") or {}
+    shares, quota, period, memory = linux_resources(container)
+    labels = {**pod_labels(pod), CONTAINER_NAME: container.get("name", "")}
+    annotations = {RESTART_COUNT: str(restart_count), SPEC_HASH: spec_hash}
+    if init:
+        annotations[INIT] = "true"
+    return ContainerSpec(
+        name=container.get("name", ""), image=container.get("image", ""),
+        command=[expand(str(c), envd) for c in container.get("command") or []],
+        args=[expand(str(a), envd) for a in container.get("args") or []],
+        env=env, working_dir=container.get("workingDir") or "", tty=bool(container.get("tty")),
+        stdin=bool(container.get("stdin")), stdin_once=bool(container.get("stdinOnce")),
+        cpu_shares=shares, cpu_quota=quota, cpu_period=period, memory_limit=memory,
+        run_as_user=sc.get("runAsUser", psc.get("runAsUser")), run_as_group=sc.get("runAsGroup", psc.get("runAsGroup")),
+        readonly_rootfs=bool(sc.get("readOnlyRootFilesystem")), privileged=bool(sc.get("privileged")),
+        add_capabilities=list(caps.get("add") or []), drop_capabilities=list(caps.get("drop") or []),
+        labels=labels, annotations=annotations, log_path=container_log_path(container.get("name", ""), restart_count))

@@ -1,0 +1,326 @@
+"""One pod's sync, decided without I/O: from the pod and what the runtime reports of its
+sandbox and containers, what to start, stop and remove next (init containers in
+order, restarts per restartPolicy with CrashLoopBackOff), and the pod status to
+report, as the kubelet words it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from kybernetes.api.timefmt import rfc3339
+
+Obj = dict[str, Any]
+
+BACKOFF_BASE = 10.0
+BACKOFF_MAX = 300.0
+# A container that ran this long without exiting starts its backoff over.
+BACKOFF_RESET = 600.0
+
+RUNNING, EXITED, CREATED, UNKNOWN = "running", "exited", "created", "unknown"
+
+
+@dataclass
+class SandboxState:
+    id: str
+    ready: bool
+    attempt: int
+    created_at: float
+    ip: str = ""
+    ips: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ContainerState:
+    id: str
+    name: str
+    state: str
+    restart_count: int
+    spec_hash: str
+    init: bool = False
+    created_at: float = 0.0
+    started_at: float = 0.0
+    finished_at: float = 0.0
+    exit_code: int = 0
+    reason: str = ""
+    message: str = ""
+    image: str = ""
+    image_ref: str = ""
+
+
+@dataclass
+class Plan:
+    """What one sync does, in order."""
+
+    kill_pod: bool = False            # stop every container and the sandbox
+    new_sandbox: bool = False         # (re)create the sandbox; old containers go
+    start: list[tuple[Obj, bool, int]] = field(default_factory=list)  # (container, is init, restart count)
+    remove: list[str] = field(default_factory=list)  # container ids no longer needed
+    waiting: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (reason, message)
+    requeue_after: float | None = None
+    failed: bool = False              # restartPolicy forbids starting what failed
+
+
+def spec_hash(container: Obj) -> str:
+    """Which spec a running container was made from: a change means replace it."""
+    return hashlib.sha256(orjson.dumps(container, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+
+
+def backoff_seconds(restart_count: int) -> float:
+    """CrashLoopBackOff: 10 s doubling per restart, at most 5 minutes."""
+    if restart_count <= 0:
+        return 0.0
+    return min(BACKOFF_BASE * 2 ** (restart_count - 1), BACKOFF_MAX)
+
+
+def latest_by_name(containers: list[ContainerState]) -> dict[str, ContainerState]:
+    out: dict[str, ContainerState] = {}
+    for c in containers:
+        have = out.get(c.name)
+        if have is None or (c.restart_count, c.created_at) > (have.restart_count, have.created_at):
+            out[c.name] = c
+    return out
+
+
+def should_restart(policy: str, c: ContainerState) -> bool:
+    if policy == "Always":
+        return True
+    if policy == "OnFailure":
+        return c.exit_code != 0
+    return False
+
+
+def _restart_or_wait(plan: Plan, pod: Obj, container: Obj, c: ContainerState, init: bool, now: float) -> None:
+    ran = c.finished_at - c.started_at if c.started_at and c.finished_at else 0.0
+    count = c.restart_count + 1
+    delay = 0.0 if ran >= BACKOFF_RESET else backoff_seconds(count)
+    ready_at = c.finished_at + delay
+    if now >= ready_at:
+        plan.start.append((container, init, count))
+        return
+    name = container.get("name", "")
+    meta = pod.get("metadata") or {}
+    plan.waiting[name] = ("CrashLoopBackOff",
+                          f"back-off {int(delay)}s restarting failed container={name} "
+                          f"pod={meta.get('name')}_{meta.get('namespace')}({meta.get('uid')})")
+    wait = ready_at - now
+    plan.requeue_after = wait if plan.requeue_after is None else min(plan.requeue_after, wait)
+
+
+def plan_pod(pod: Obj, sandbox: SandboxState | None, containers: list[ContainerState], now: float) -> Plan:
+    meta = pod.get("metadata") or {}
+    spec = pod.get("spec") or {}
+    policy = spec.get("restartPolicy") or "Always"
+    plan = Plan()
+    if meta.get("deletionTimestamp"):
+        plan.kill_pod = True
+        return plan
+    phase = (pod.get("status") or {}).get("phase")
+    if phase in ("Succeeded", "Failed") and sandbox is not None:
+        plan.kill_pod = True
+        return plan
+    latest = latest_by_name(containers)
+    if sandbox is None or not sandbox.ready:
+        if phase in ("Succeeded", "Failed"):
+            return plan
+        # A pod that finished (restartPolicy forbids more) does not get a new sandbox.
+        if sandbox is not None and policy != "Always" and containers and all(
+                c.state == EXITED and not should_restart(policy, c) for c in latest.values() if not c.init):
+            return plan
+        plan.new_sandbox = True
+        plan.remove = [c.id for c in containers]
+        latest = {}
+        containers = []
+    # Old attempts of a container are kept one deep (for `logs --previous` and lastState).
+    attempts: dict[str, list[ContainerState]] = {}
+    for c in containers:
+        attempts.setdefault(c.name, []).append(c)
+    for lst in attempts.values():
+        lst.sort(key=lambda c: (c.restart_count, c.created_at), reverse=True)
+        plan.remove += [c.id for c in lst[2:] if c.state != RUNNING]
+    by_name = {c.get("name", ""): c for c in spec.get("containers") or []}
+    for c in containers:
+        if not c.init and c.name not in by_name and c.state == RUNNING:
+            plan.remove.append(c.id)
+    # Init containers, one at a time, in order.
+    for ic in spec.get("initContainers") or []:
+        name = ic.get("name", "")
+        c = latest.get(name)
+        if c is None:
+            plan.start.append((ic, True, 0))
+            return plan
+        if c.state in (RUNNING, CREATED):
+            return plan
+        if c.state == EXITED and c.exit_code == 0:
+            continue
+        if policy == "Never":
+            plan.failed = True
+            return plan
+        _restart_or_wait(plan, pod, ic, c, True, now)
+        return plan
+    for container in spec.get("containers") or []:
+        name = container.get("name", "")
+        c = latest.get(name)
+        if c is None:
+            plan.start.append((container, False, 0))
+        elif c.state == RUNNING and c.spec_hash and c.spec_hash != spec_hash(container):
+            # Only the image may change on a running pod: replace the container.
+            plan.remove.append(c.id)
+            plan.start.append((container, False, c.restart_count + 1))
+        elif c.state == EXITED:
+            if should_restart(policy, c):
+                _restart_or_wait(plan, pod, container, c, False, now)
+        elif c.state not in (RUNNING, CREATED):
+            plan.start.append((container, False, c.restart_count + 1))
+    return plan
+
+
+# -- status -----------------------------------------------------------------------------------
+
+
+def _ts(seconds: float) -> str:
+    return rfc3339(dt.datetime.fromtimestamp(seconds, dt.UTC))
+
+
+def qos_class(pod: Obj) -> str:
+    spec = pod.get("spec") or {}
+    containers = list(spec.get("containers") or []) + list(spec.get("initContainers") or [])
+    any_set = False
+    guaranteed = True
+    for c in containers:
+        res = c.get("resources") or {}
+        req, lim = res.get("requests") or {}, res.get("limits") or {}
+        if req or lim:
+            any_set = True
+        for name in ("cpu", "memory"):
+            if name not in lim or (name in req and req[name] != lim[name]):
+                guaranteed = False
+    if not any_set:
+        return "BestEffort"
+    return "Guaranteed" if guaranteed else "Burstable"
+
+
+def _container_status(container: Obj, c: ContainerState | None, previous: ContainerState | None,
+                      waiting: tuple[str, str] | None, ready_when_running: bool) -> Obj:
+    out: Obj = {"name": container.get("name", ""), "image": container.get("image", ""), "imageID": "",
+                "ready": False, "restartCount": 0, "started": False}
+    if c is None:
+        reason = waiting or ("ContainerCreating", "")
+        out["state"] = {"waiting": {"reason": reason[0], **({"message": reason[1]} if reason[1] else {})}}
+        out["lastState"] = {}
+        return out
+    out["restartCount"] = c.restart_count
+    out["imageID"] = c.image_ref
+    out["containerID"] = f"containerd://{c.id}"
+    if waiting is not None and c.state == EXITED:
+        out["state"] = {"waiting": {"reason": waiting[0], "message": waiting[1]}}
+        out["lastState"] = {"terminated": _terminated(c)}
+        return out
+    if c.state == RUNNING:
+        out["state"] = {"running": {"startedAt": _ts(c.started_at)}}
+        out["ready"] = ready_when_running
+        out["started"] = True
+    elif c.state == EXITED:
+        out["state"] = {"terminated": _terminated(c)}
+    else:
+        out["state"] = {"waiting": {"reason": "ContainerCreating"}}
+    out["lastState"] = {"terminated": _terminated(previous)} if previous is not None and previous.state == EXITED \
+        else {}
+    return out
+
+
+def _terminated(c: ContainerState) -> Obj:
+    reason = c.reason or ("Completed" if c.exit_code == 0 else "Error")
+    out: Obj = {"exitCode": c.exit_code, "reason": reason, "containerID": f"containerd://{c.id}"}
+    if c.started_at:
+        out["startedAt"] = _ts(c.started_at)
+    if c.finished_at:
+        out["finishedAt"] = _ts(c.finished_at)
+    if c.message:
+        out["message"] = c.message
+    return out
+
+
+def _condition(old: list[Obj], type_: str, status: str, now: str, reason: str = "") -> Obj:
+    prev = next((c for c in old if c.get("type") == type_), None)
+    since = prev.get("lastTransitionTime") if prev and prev.get("status") == status else now
+    cond: Obj = {"type": type_, "status": status, "lastProbeTime": None, "lastTransitionTime": since}
+    if reason:
+        cond["reason"] = reason
+    return cond
+
+
+def pod_status(pod: Obj, sandbox: SandboxState | None, containers: list[ContainerState], plan: Plan,
+               host_ip: str, now: float) -> Obj:
+    """The status the agent reports for `pod` (phase, conditions, container statuses,
+    addresses, QoS class), keeping transition times that did not change."""
+    spec = pod.get("spec") or {}
+    old = pod.get("status") or {}
+    policy = spec.get("restartPolicy") or "Always"
+    now_s = _ts(now)
+    by_name: dict[str, list[ContainerState]] = {}
+    for c in containers:
+        by_name.setdefault(c.name, []).append(c)
+    for lst in by_name.values():
+        lst.sort(key=lambda c: (c.restart_count, c.created_at), reverse=True)
+
+    def pair(name: str) -> tuple[ContainerState | None, ContainerState | None]:
+        lst = by_name.get(name) or []
+        return (lst[0] if lst else None), (lst[1] if len(lst) > 1 else None)
+
+    init_statuses = []
+    inits_done = True
+    for ic in spec.get("initContainers") or []:
+        c, prev = pair(ic.get("name", ""))
+        st = _container_status(ic, c, prev, plan.waiting.get(ic.get("name", "")), False)
+        if c is not None and c.state == EXITED and c.exit_code == 0:
+            st["ready"] = True
+        else:
+            inits_done = False
+        init_statuses.append(st)
+    statuses = []
+    for container in spec.get("containers") or []:
+        c, prev = pair(container.get("name", ""))
+        statuses.append(_container_status(container, c, prev, plan.waiting.get(container.get("name", "")),
+                                          True))
+    app = [pair(ct.get("name", ""))[0] for ct in spec.get("containers") or []]
+    all_running_ready = bool(statuses) and all(s["ready"] for s in statuses)
+    if plan.failed:
+        phase = "Failed"
+    elif app and all(c is not None and c.state == EXITED for c in app) and policy != "Always" and not plan.start \
+            and not plan.waiting:
+        phase = "Succeeded" if all(c.exit_code == 0 for c in app if c) else "Failed"
+    elif inits_done and any(c is not None and c.state in (RUNNING, EXITED) for c in app):
+        phase = "Running"
+    else:
+        phase = "Pending"
+    old_conds = old.get("conditions") or []
+    sandbox_ready = sandbox is not None and sandbox.ready
+    conds = [
+        _condition(old_conds, "PodReadyToStartContainers", "True" if sandbox_ready else "False", now_s),
+        _condition(old_conds, "Initialized", "True" if inits_done else "False", now_s,
+                   "" if inits_done else "ContainersNotInitialized"),
+        _condition(old_conds, "Ready", "True" if all_running_ready else "False", now_s,
+                   "" if all_running_ready else ("PodCompleted" if phase in ("Succeeded", "Failed")
+                                                 else "ContainersNotReady")),
+        _condition(old_conds, "ContainersReady", "True" if all_running_ready else "False", now_s,
+                   "" if all_running_ready else ("PodCompleted" if phase in ("Succeeded", "Failed")
+                                                 else "ContainersNotReady")),
+    ]
+    conds += [c for c in old_conds if c.get("type") not in {x["type"] for x in conds}]
+    status: Obj = {"phase": phase, "conditions": conds, "hostIP": host_ip, "hostIPs": [{"ip": host_ip}],
+                   "startTime": old.get("startTime") or now_s, "containerStatuses": statuses,
+                   "qosClass": qos_class(pod)}
+    if init_statuses:
+        status["initContainerStatuses"] = init_statuses
+    ip = sandbox.ip if sandbox is not None else old.get("podIP")
+    if spec.get("hostNetwork"):
+        ip = host_ip
+    if ip:
+        status["podIP"] = ip
+        status["podIPs"] = [{"ip": ip}] + [{"ip": x} for x in (sandbox.ips if sandbox else []) if x != ip]
+    return status

@@ -1,0 +1,142 @@
+"""A real `kyb agent` (with its private containerd) for tests and benchmarks, and the
+clean-up that leaves the host as it was: no containers, shims, mounts, network
+namespaces, bridge or address leases of its own."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+from kybernetes.testing.cluster import ServerProcess, die_with_parent
+
+TEST_TAINT = "kybernetes.io/test-agent"
+
+
+def agent_prerequisites() -> str | None:
+    """Why a real agent cannot run here, or None."""
+    if os.geteuid() != 0:
+        return "the node agent needs root"
+    for tool in ("containerd", "runc", "ctr", "ip"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed (scripts/install.sh installs it)"
+    if not any(os.path.exists(os.path.join(d, "bridge")) for d in ("/usr/lib/cni", "/opt/cni/bin")):
+        return "CNI plugins are not installed (Debian containernetworking-plugins)"
+    if not os.path.exists("/bin/busybox"):
+        return "busybox-static is not installed"
+    return None
+
+
+class AgentProcess:
+    """`kyb agent` registered as `node_name`, tainted so that only pods tolerating
+    TEST_TAINT land on it (other tests' pods keep to simulated nodes)."""
+
+    def __init__(self, server: ServerProcess, node_name: str = "agent-node", bridge: str = "kybt0",
+                 taint: bool = True) -> None:
+        self.server = server
+        self.node_name = node_name
+        self.bridge = bridge
+        self.taint = taint
+        # Short: containerd keeps unix sockets under it (108-byte limit).
+        self.data_dir = tempfile.mkdtemp(prefix="kyb-ag-", dir="/tmp")
+        self.log_path = os.path.join(self.data_dir, "agent.log")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def containerd_socket(self) -> str:
+        return os.path.join(self.data_dir, "containerd", "containerd.sock")
+
+    def start(self, timeout: float = 60.0) -> None:
+        args = [sys.executable, "-m", "kybernetes.cli.main", "agent", "--kubeconfig", self.server.kubeconfig,
+                "--node-name", self.node_name, "--data-dir", self.data_dir, "--cni-bridge", self.bridge,
+                "--containerd-socket", os.path.join(self.data_dir, "no-system-containerd.sock")]
+        if self.taint:
+            args += ["--register-with-taints", f"{TEST_TAINT}=true:NoSchedule"]
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
+        self.proc = subprocess.Popen(args, stdout=log, stderr=log, preexec_fn=die_with_parent)  # noqa: PLW1509
+        log.close()
+        self.wait_ready(timeout)
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"kyb agent exited with {self.proc.returncode}: {self.log_tail()}")
+            r = self.server.kubectl("get", "node", self.node_name, "-o",
+                                    "jsonpath={.status.conditions[?(@.type=='Ready')].status}")
+            if r.returncode == 0 and r.stdout.strip() == "True":
+                return
+            time.sleep(0.3)
+        raise TimeoutError(f"node {self.node_name} not Ready after {timeout}s: {self.log_tail()}")
+
+    def log_tail(self, n: int = 4000) -> str:
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read()[-n:].decode(errors="replace")
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        """Stop the agent (and its containerd); running containers stay, as on a real
+        agent restart."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+
+    def runtime_containers(self) -> list[str]:
+        """Ids of the containers containerd knows (sandboxes included)."""
+        r = subprocess.run(["ctr", "-a", self.containerd_socket, "-n", "k8s.io", "containers", "ls", "-q"],
+                           capture_output=True, text=True, timeout=30)
+        return r.stdout.split()
+
+    def cleanup(self) -> None:
+        """Remove every pod of the node through the API (the agent stops them), stop the
+        agent, then remove what is left of it on the host."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.server.kubectl("delete", "pods", "--all-namespaces", "--field-selector",
+                                f"spec.nodeName={self.node_name}", "--grace-period=0", "--force", "--wait=false")
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and self.runtime_containers():
+                time.sleep(0.5)
+        self.stop()
+        self._kill_leftover_shims()
+        for mount in sorted(_mounts_under(self.data_dir), reverse=True):
+            subprocess.run(["umount", "-l", mount], capture_output=True)
+        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def _kill_leftover_shims(self) -> None:
+        # Shims of containers the agent could not stop outlive containerd; they were
+        # started for this agent's state dir only, so they are ours to end.
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    argv = f.read().split(b"\0")
+            except OSError:
+                continue
+            if any(b"containerd-shim" in a for a in argv[:1]) and any(self.data_dir.encode() in a for a in argv):
+                try:
+                    os.kill(int(entry), signal.SIGKILL)
+                except OSError:
+                    pass
+
+
+def _mounts_under(path: str) -> list[str]:
+    out = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            mount_point = line.split()[4]
+            if mount_point.startswith(path.rstrip("/") + "/"):
+                out.append(mount_point)
+    return out

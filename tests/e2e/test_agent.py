@@ -1,0 +1,225 @@
+"""Real pods on a real node agent: `kyb agent` with its private containerd, runc and CNI
+bridge, joined to the session's `kyb server`, driven by kubectl. The node is tainted so
+that only these tests' pods (which tolerate it) run real containers."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from kybernetes.testing.agent import TEST_TAINT, AgentProcess, agent_prerequisites
+
+NS = "agent-e2e"
+IMAGE = "docker.io/library/busybox:1.35"
+
+pytestmark = pytest.mark.skipif(agent_prerequisites() is not None, reason=agent_prerequisites() or "")
+
+
+@pytest.fixture(scope="module")
+def agent(server, kubectl):
+    proc = AgentProcess(server)
+    proc.start()
+    kubectl.ok("create", "namespace", NS)
+    yield proc
+    kubectl("delete", "namespace", NS, "--wait=false")
+    proc.cleanup()
+    assert not os.path.exists(proc.data_dir)
+    assert subprocess.run(["ip", "link", "show", proc.bridge], capture_output=True).returncode != 0
+
+
+def pod(name: str, containers: list[dict[str, Any]], **spec: Any) -> str:
+    obj = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": NS},
+           "spec": {"tolerations": [{"key": TEST_TAINT, "operator": "Exists"}],
+                    "nodeSelector": {"kubernetes.io/hostname": "agent-node"},
+                    "terminationGracePeriodSeconds": 5, "containers": containers, **spec}}
+    return json.dumps(obj)
+
+
+def sh(name: str, script: str, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "image": IMAGE, "command": ["sh", "-c", script], **extra}
+
+
+def get(kubectl, name: str) -> dict[str, Any]:
+    return json.loads(kubectl.ok("get", "pod", "-n", NS, name, "-o", "json"))
+
+
+def wait_for(kubectl, name: str, check: Callable[[dict[str, Any]], bool], timeout: float = 60.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    last: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        r = kubectl("get", "pod", "-n", NS, name, "-o", "json")
+        if r.returncode == 0:
+            last = json.loads(r.stdout)
+            if check(last):
+                return last
+        time.sleep(0.3)
+    raise AssertionError(f"pod {name} did not get there in {timeout}s: {json.dumps(last.get('status'))}")
+
+
+def phase_is(*phases: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda p: (p.get("status") or {}).get("phase") in phases
+
+
+def statuses(p: dict[str, Any], key: str = "containerStatuses") -> dict[str, dict[str, Any]]:
+    return {s["name"]: s for s in (p.get("status") or {}).get(key) or []}
+
+
+def test_node_registers_with_host_resources(agent, kubectl):
+    node = json.loads(kubectl.ok("get", "node", "agent-node", "-o", "json"))
+    status = node["status"]
+    assert int(status["capacity"]["cpu"]) == os.cpu_count()
+    assert status["capacity"]["pods"] == "110"
+    assert status["nodeInfo"]["containerRuntimeVersion"].startswith("containerd://")
+    assert status["nodeInfo"]["kernelVersion"] == os.uname().release
+    assert {c["type"]: c["status"] for c in status["conditions"]} == {
+        "MemoryPressure": "False", "DiskPressure": "False", "PIDPressure": "False", "Ready": "True"}
+    assert node["spec"]["podCIDR"]
+    assert {"key": TEST_TAINT, "value": "true", "effect": "NoSchedule"} in node["spec"]["taints"]
+    lease = json.loads(kubectl.ok("get", "lease", "-n", "kube-node-lease", "agent-node", "-o", "json"))
+    assert lease["spec"]["holderIdentity"] == "agent-node"
+
+
+def test_busybox_pod_runs_with_an_ip_from_the_node_cidr(agent, kubectl):
+    kubectl.ok("apply", "-f", "-", stdin=pod("hello", [sh("main", "echo hello from $(hostname); sleep 3600")]))
+    p = wait_for(kubectl, "hello", lambda p: phase_is("Running")(p) and statuses(p)["main"]["ready"])
+    cidr = json.loads(kubectl.ok("get", "node", "agent-node", "-o", "json"))["spec"]["podCIDR"]
+    st = p["status"]
+    assert ipaddress.ip_address(st["podIP"]) in ipaddress.ip_network(cidr)
+    assert st["podIPs"] == [{"ip": st["podIP"]}]
+    assert st["hostIP"] and st["startTime"] and st["qosClass"] == "BestEffort"
+    main = statuses(p)["main"]
+    assert main["containerID"].startswith("containerd://") and main["imageID"].startswith("sha256:")
+    assert main["started"] is True and main["restartCount"] == 0 and "running" in main["state"]
+    assert {c["type"]: c["status"] for c in st["conditions"]} == {
+        "PodScheduled": "True", "PodReadyToStartContainers": "True", "Initialized": "True",
+        "ContainersReady": "True", "Ready": "True"}
+    out = kubectl.ok("get", "pods", "-n", NS, "hello", "-o", "wide")
+    assert "Running" in out and "agent-node" in out and st["podIP"] in out
+
+
+def test_containers_share_localhost_and_init_containers_run_first(agent, kubectl):
+    server = sh("server", "mkdir -p /www && echo hi-from-server > /www/index.html && httpd -f -p 8080 -h /www")
+    client = sh("client", 'for i in 1 2 3 4 5 6 7 8 9 10; do '
+                          'wget -qO- http://127.0.0.1:8080/ | grep -q hi-from-server && exit 0; sleep 0.5; done; exit 1')
+    init = sh("init", "sleep 1")
+    kubectl.ok("apply", "-f", "-", stdin=pod("pair", [server, client], initContainers=[init], restartPolicy="Never"))
+    p = wait_for(kubectl, "pair", lambda p: statuses(p).get("client", {}).get("state", {}).get("terminated")
+                 is not None)
+    done = statuses(p)["client"]["state"]["terminated"]
+    assert done["exitCode"] == 0, done
+    init_done = statuses(p, "initContainerStatuses")["init"]["state"]["terminated"]
+    assert init_done["exitCode"] == 0 and init_done["reason"] == "Completed"
+    started = statuses(p)["server"]["state"]["running"]["startedAt"]
+    assert started >= init_done["finishedAt"]
+
+
+def test_crashing_container_backs_off_and_restarts(agent, kubectl):
+    kubectl.ok("apply", "-f", "-", stdin=pod("crash", [sh("main", "echo boom; exit 3")]))
+    p = wait_for(kubectl, "crash", lambda p: statuses(p).get("main", {}).get("restartCount", 0) >= 2, timeout=60)
+    main = statuses(p)["main"]
+    assert main["lastState"]["terminated"]["exitCode"] == 3
+    assert main["lastState"]["terminated"]["reason"] == "Error"
+    p = wait_for(kubectl, "crash", lambda p: statuses(p)["main"]["state"].get("waiting", {}).get("reason")
+                 == "CrashLoopBackOff", timeout=30)
+    assert "back-off" in statuses(p)["main"]["state"]["waiting"]["message"]
+    assert "CrashLoopBackOff" in kubectl.ok("get", "pod", "-n", NS, "crash")
+
+
+def test_env_from_configmap_secret_and_fields(agent, kubectl):
+    kubectl.ok("create", "configmap", "-n", NS, "settings", "--from-literal=color=blue", "--from-literal=size=L")
+    kubectl.ok("create", "secret", "generic", "-n", NS, "creds", "--from-literal=password=s3cr3t")
+    check = ('test "$COLOR" = blue && test "$PASSWORD" = s3cr3t && test "$CFG_size" = L && '
+             'test "$MY_NAME" = envtest && test "$GREETING" = "hello blue" && test "$MEM" = 64')
+    container = sh("main", check, env=[
+        {"name": "COLOR", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "color"}}},
+        {"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "password"}}},
+        {"name": "MY_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "GREETING", "value": "hello $(COLOR)"},
+        {"name": "MEM", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}}}],
+        envFrom=[{"prefix": "CFG_", "configMapRef": {"name": "settings"}}],
+        resources={"limits": {"memory": "64Mi", "cpu": "200m"}})
+    kubectl.ok("apply", "-f", "-", stdin=pod("envtest", [container], restartPolicy="Never"))
+    p = wait_for(kubectl, "envtest", phase_is("Succeeded", "Failed"))
+    assert p["status"]["phase"] == "Succeeded", statuses(p)
+    assert p["status"]["qosClass"] == "Guaranteed"
+
+    missing = sh("main", "true", env=[{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "nope", "key": "k"}}}])
+    kubectl.ok("apply", "-f", "-", stdin=pod("envmissing", [missing]))
+    p = wait_for(kubectl, "envmissing", lambda p: statuses(p).get("main", {}).get("state", {}).get(
+        "waiting", {}).get("reason") == "CreateContainerConfigError")
+    assert 'configmap "nope" not found' in statuses(p)["main"]["state"]["waiting"]["message"]
+
+
+def test_unpullable_image_backs_off_with_the_reason(agent, kubectl, k8s_client):
+    from kubernetes import client, watch
+
+    bad = {"name": "main", "image": "127.0.0.1:1/nothing/here:1"}
+    kubectl.ok("apply", "-f", "-", stdin=pod("badimage", [bad]))
+    seen: list[str] = []
+    w = watch.Watch()
+    for ev in w.stream(client.CoreV1Api(k8s_client).list_namespaced_pod, NS, field_selector="metadata.name=badimage",
+                       timeout_seconds=40):
+        for st in ev["object"].status.container_statuses or []:
+            if st.state.waiting is not None and st.state.waiting.reason not in seen[-1:]:
+                seen.append(st.state.waiting.reason)
+                if st.state.waiting.reason == "ErrImagePull":
+                    assert "127.0.0.1:1/nothing/here:1" in (st.state.waiting.message or "")
+        if "ImagePullBackOff" in seen and seen.count("ErrImagePull") >= 2:
+            w.stop()
+    # The pull is retried after a back-off; in between the pod says ImagePullBackOff.
+    assert set(seen) == {"ErrImagePull", "ImagePullBackOff"} and len(seen) >= 3, seen
+    assert get(kubectl, "badimage")["status"]["phase"] == "Pending"
+
+
+def test_graceful_deletion_honours_the_grace_period(agent, kubectl):
+    # `sleep` as PID 1 ignores SIGTERM: the agent must wait out the grace period, then kill.
+    kubectl.ok("apply", "-f", "-", stdin=pod("stubborn", [sh("main", "sleep 3600")]))
+    wait_for(kubectl, "stubborn", phase_is("Running"))
+    t = time.monotonic()
+    kubectl.ok("delete", "pod", "-n", NS, "stubborn", "--grace-period=3", timeout=60)
+    took = time.monotonic() - t
+    assert 2.5 <= took < 15, took
+    # A container that handles SIGTERM ends at once.
+    kubectl.ok("apply", "-f", "-", stdin=pod("polite", [sh("main", "trap 'exit 0' TERM; sleep 3600 & wait")]))
+    wait_for(kubectl, "polite", phase_is("Running"))
+    t = time.monotonic()
+    kubectl.ok("delete", "pod", "-n", NS, "polite", "--grace-period=30", timeout=60)
+    assert time.monotonic() - t < 10
+
+
+def test_agent_restart_keeps_pods_running(agent, kubectl):
+    kubectl.ok("apply", "-f", "-", stdin=pod("survivor", [sh("main", "sleep 3600")]))
+    before = statuses(wait_for(kubectl, "survivor", phase_is("Running")))["main"]
+    agent.stop()
+    agent.start()
+    time.sleep(2)
+    after = statuses(get(kubectl, "survivor"))["main"]
+    assert after["containerID"] == before["containerID"]
+    assert after["restartCount"] == 0 and "running" in after["state"]
+    assert get(kubectl, "survivor")["status"]["phase"] == "Running"
+
+
+def test_deleting_pods_leaves_nothing_behind(agent, kubectl):
+    kubectl.ok("apply", "-f", "-", stdin=pod("transient", [sh("a", "sleep 3600"), sh("b", "sleep 3600")]))
+    wait_for(kubectl, "transient", phase_is("Running"))
+    kubectl.ok("delete", "pods", "-n", NS, "--all", "--grace-period=1", timeout=120)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and agent.runtime_containers():
+        time.sleep(0.3)
+    assert agent.runtime_containers() == []
+    veths = subprocess.run(["ip", "-o", "link", "show", "master", agent.bridge], capture_output=True, text=True)
+    assert veths.stdout.strip() == ""
+    netns_dir = os.path.join(agent.data_dir, "containerd", "st")
+    leftovers = [m for m in open("/proc/self/mountinfo").read().splitlines() if "netns" in m and netns_dir in m]
+    assert leftovers == []
+    ipam = os.path.join(agent.data_dir, "cni-ipam", "kybernetes")
+    leases = [f for f in os.listdir(ipam) if f[0].isdigit()] if os.path.isdir(ipam) else []
+    assert leases == []
+
