@@ -8,6 +8,15 @@ need_apt=""
 command -v python3 >/dev/null 2>&1 || need_apt="python3"
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt="$need_apt python3-venv"
 command -v curl >/dev/null 2>&1 || need_apt="$need_apt curl"
+# The node agent's runtime, pod network and offline images.
+command -v containerd >/dev/null 2>&1 || need_apt="$need_apt containerd"
+command -v runc >/dev/null 2>&1 || need_apt="$need_apt runc"
+[ -x /usr/lib/cni/bridge ] || [ -x /opt/cni/bin/bridge ] || need_apt="$need_apt containernetworking-plugins"
+[ -x /bin/busybox ] && /bin/busybox --list >/dev/null 2>&1 && ! ldd /bin/busybox >/dev/null 2>&1 \
+    || need_apt="$need_apt busybox-static"
+command -v ip >/dev/null 2>&1 || need_apt="$need_apt iproute2"
+command -v iptables >/dev/null 2>&1 || need_apt="$need_apt iptables"
+command -v nft >/dev/null 2>&1 || need_apt="$need_apt nftables"
 if [ -n "$need_apt" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing Debian packages:$need_apt" >&2
     DEBIAN_FRONTEND=noninteractive apt-get update -q

@@ -31,7 +31,6 @@ log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
 FIELD_MANAGER = "kyb-agent"
-LEASE_INTERVAL = 10.0
 STATUS_INTERVAL = 10.0
 RELIST_INTERVAL = 1.0
 
@@ -47,6 +46,22 @@ class AgentOptions:
     bridge: str = "kyb0"
     labels: dict[str, str] = field(default_factory=dict)
     taints: list[Obj] = field(default_factory=list)
+    # Renewed every quarter of it, like the kubelet (40 s: every 10 s).
+    lease_duration: int = 40
+
+
+async def wait_runtime_ready(cri: CriClient, timeout: float = 60.0) -> None:
+    """Wait until the runtime answers CRI calls: a containerd that just started opens
+    its socket before its CRI service is initialised."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            await cri.status()
+            return
+        except CriError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)
 
 
 class ImageNeverPullError(Exception):
@@ -82,7 +97,7 @@ class Agent:
         self.node_uid = ""
         self._pod_cidr = ""
         self._uid_to_key: dict[str, str] = {}
-        self._seen: dict[str, tuple[int, ...]] = {}
+        self._seen: dict[str, frozenset[tuple[str, int]]] = {}
         self._pulled: set[str] = set()
         self._pull_failures: dict[str, tuple[int, float]] = {}  # image -> (failures, retry not before)
 
@@ -136,12 +151,14 @@ class Agent:
         while True:
             now = rfc3339_micro(dt.datetime.now(dt.UTC))
             try:
-                await self.client.patch(LEASES, LEASE_NAMESPACE, self.name, lease_renewal(self.name, now),
+                await self.client.patch(LEASES, LEASE_NAMESPACE, self.name,
+                                        lease_renewal(self.name, now, self.options.lease_duration),
                                         patch_type="merge", field_manager=FIELD_MANAGER)
             except ApiError as e:
                 if e.code == 404:
                     try:
-                        await self.client.create(LEASES, LEASE_NAMESPACE, build_lease(self.name, self.node_uid, now),
+                        await self.client.create(LEASES, LEASE_NAMESPACE,
+                                                 build_lease(self.name, self.node_uid, now, self.options.lease_duration),
                                                  field_manager=FIELD_MANAGER)
                     except ApiError as e2:
                         log.warning("lease create failed: %s", e2)
@@ -149,7 +166,7 @@ class Agent:
                     log.warning("lease renewal failed: %s", e)
             except Exception as e:  # noqa: BLE001 - keep heartbeating
                 log.warning("lease renewal failed: %s", e)
-            await asyncio.sleep(LEASE_INTERVAL)
+            await asyncio.sleep(max(self.options.lease_duration / 4, 0.5))
 
     async def _status_loop(self) -> None:
         while True:
@@ -183,16 +200,13 @@ class Agent:
             try:
                 containers = await self.cri.list_containers()
                 sandboxes = await self.cri.list_pod_sandboxes()
-                current: dict[str, tuple[int, ...]] = {}
-                for s in sandboxes:
-                    uid = runtime.pod_uid_of(dict(s.labels))
+                # Which sandboxes and containers each pod has and their states: a
+                # container that started and exited between two relists still shows.
+                current: dict[str, frozenset[tuple[str, int]]] = {}
+                for item in [*sandboxes, *containers]:
+                    uid = runtime.pod_uid_of(dict(item.labels))
                     if uid:
-                        current.setdefault(uid, ())
-                        current[uid] += (s.state,)
-                for c in containers:
-                    uid = runtime.pod_uid_of(dict(c.labels))
-                    if uid:
-                        current[uid] = current.get(uid, ()) + (c.state,)
+                        current[uid] = current.get(uid, frozenset()) | {(item.id, item.state)}
                 for uid, sig in current.items():
                     if self._seen.get(uid) != sig:
                         self.queue.add(self._uid_to_key.get(uid) or f"uid:{uid}")

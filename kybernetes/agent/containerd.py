@@ -26,6 +26,18 @@ class RuntimeUnavailableError(RuntimeError):
     """containerd could not be reached or started."""
 
 
+def missing_prerequisites() -> str | None:
+    """Why the agent cannot run pods on this machine, or None."""
+    if os.geteuid() != 0:
+        return "the node agent needs root"
+    for tool in ("containerd", "runc", "ctr", "ip"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed (scripts/install.sh installs it)"
+    if not any(os.path.exists(os.path.join(d, "bridge")) for d in CNI_BIN_DIRS):
+        return "CNI plugins are not installed (Debian package containernetworking-plugins)"
+    return None
+
+
 def find_cni_bin_dir() -> str:
     for d in CNI_BIN_DIRS:
         if os.path.exists(os.path.join(d, "bridge")):

@@ -378,8 +378,11 @@ class ResourceService:
             self._record_fields(info, old_obj, new, ctx, subresource)
         if om.meta_equal_ignoring_bookkeeping(old_obj, new):
             return WriteResult(old.obj, old.raw)
-        # Removing the last finalizer of an object being deleted completes the delete.
-        if meta.get("deletionTimestamp") and not meta.get("finalizers") and not ctx.dry_run:
+        # Removing the last finalizer of an object being deleted completes the delete; an
+        # object still in its grace period (a terminating pod) stays until it ends, as
+        # with Kubernetes, whatever else is updated meanwhile (its status, say).
+        if meta.get("deletionTimestamp") and not meta.get("finalizers") and not ctx.dry_run \
+                and not old_meta.get("deletionGracePeriodSeconds"):
             if info.kind != "Namespace" or not (new.get("spec") or {}).get("finalizers"):
                 return await self._store_delete(info, old, new)
         if ctx.dry_run:
@@ -546,11 +549,18 @@ class ResourceService:
                         and (obj.get("status") or {}).get("phase") not in ("Succeeded", "Failed"))
         is_namespace = info.kind == "Namespace"
         if finalizers or graceful_pod or is_namespace:
-            if meta.get("deletionTimestamp") and not graceful_pod:
+            # A pod whose grace period is cut to 0 while finalizers hold it is deleted as
+            # soon as they are removed.
+            forced = (info.kind == "Pod" and grace is not None and int(grace) == 0
+                      and meta.get("deletionTimestamp") and meta.get("deletionGracePeriodSeconds"))
+            if meta.get("deletionTimestamp") and not graceful_pod and not forced:
                 return WriteResult(obj, co.raw), False
             new = clone(obj)
             nm = new["metadata"]
-            if graceful_pod:
+            if forced:
+                nm["deletionTimestamp"] = om.now_rfc3339()
+                nm["deletionGracePeriodSeconds"] = 0
+            elif graceful_pod:
                 period = int(grace if grace is not None else (obj.get("spec") or {}).get(
                     "terminationGracePeriodSeconds", 30))
                 current = meta.get("deletionGracePeriodSeconds")

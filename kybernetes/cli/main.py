@@ -123,11 +123,12 @@ SCHEDULER_CONNECTIONS = 48
 @click.option("--node-monitor-grace-period", default=40, show_default=True, type=int,
               help="Seconds without a node heartbeat before the node is marked unreachable.")
 @click.option("--cluster-cidr", default="10.42.0.0/16", show_default=True, help="Pod network of the cluster.")
+@click.option("--disable-agent", is_flag=True, help="Do not run pods on this machine (no node agent).")
 @click.pass_context
 def server(ctx: click.Context, data_dir: str, port: int, bind_address: str, tls_san: tuple[str, ...],
            compact_interval: int, compact_retention: int, default_toleration_seconds: int,
            disable_controllers: bool, disable_scheduler: bool, node_monitor_grace_period: int,
-           cluster_cidr: str) -> None:
+           cluster_cidr: str, disable_agent: bool) -> None:
     """Run the API server on an embedded SQLite store, with the control plane, and write an admin kubeconfig."""
     from kybernetes.api import defaults
 
@@ -142,6 +143,16 @@ def server(ctx: click.Context, data_dir: str, port: int, bind_address: str, tls_
                          "--cluster-cidr", cluster_cidr])
     if not disable_scheduler:
         children.append([*base, "scheduler", "--kubeconfig", kubeconfig])
+    if not disable_agent:
+        from kybernetes.agent.containerd import missing_prerequisites
+
+        why = missing_prerequisites()
+        if why is None:
+            # Like k3s: the server is also a node that runs pods.
+            children.append([*base, "agent", "--kubeconfig", kubeconfig,
+                             "--data-dir", os.path.join(os.path.abspath(data_dir), "agent")])
+        else:
+            click.echo(f"node agent not started: {why}", err=True)
 
     async def run(stop: asyncio.Event) -> None:
         await _run_server(stop, data_dir, port, bind_address, list(tls_san), compact_interval, compact_retention,
@@ -180,7 +191,8 @@ async def _run_server(stop: asyncio.Event, data_dir: str, port: int, bind: str, 
             p.terminate()
     for p in procs:
         try:
-            p.wait(5)
+            # The agent stops its private containerd on the way out.
+            p.wait(15)
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait(5)
@@ -311,11 +323,13 @@ def scheduler(kubeconfig: str, leader_elect: bool) -> None:
 @click.option("--node-labels", multiple=True, help="key=value label to register the node with.")
 @click.option("--register-with-taints", multiple=True, help="key=value:Effect taint to register the node with.")
 @click.option("--cni-bridge", default="kyb0", show_default=True, help="Linux bridge of the pod network.")
+@click.option("--node-lease-duration-seconds", default=40, show_default=True, type=int,
+              help="Duration of the node's heartbeat Lease; renewed every quarter of it.")
 def agent(kubeconfig: str, node_name: str | None, data_dir: str, containerd_socket: str, node_ip: str | None,
           cluster_dns: tuple[str, ...], node_labels: tuple[str, ...], register_with_taints: tuple[str, ...],
-          cni_bridge: str) -> None:
+          cni_bridge: str, node_lease_duration_seconds: int) -> None:
     """Run the node agent: register this machine as a node and run its pods on containerd."""
-    from kybernetes.agent.agent import Agent, AgentOptions
+    from kybernetes.agent.agent import Agent, AgentOptions, wait_runtime_ready
     from kybernetes.agent.containerd import ContainerdLayout, PrivateContainerd, import_images
     from kybernetes.agent.cri.client import CriClient
     from kybernetes.agent.host import read_host_facts
@@ -350,6 +364,7 @@ def agent(kubeconfig: str, node_name: str | None, data_dir: str, containerd_sock
             cni_conf_dir = layout.cni_conf_dir
             cri = CriClient()
             await cri.connect(socket_path, timeout=20)
+        await wait_runtime_ready(cri)
         # Offline clusters still need the sandbox image (and tests busybox): built
         # from Debian's busybox-static and imported when the runtime lacks them.
         if await cri.image_status("registry.k8s.io/pause:3.10") is None and os.path.exists("/bin/busybox"):
@@ -358,7 +373,8 @@ def agent(kubeconfig: str, node_name: str | None, data_dir: str, containerd_sock
             await import_images(socket_path, [os.path.join(images_dir, f) for f in ("pause.tar", "busybox.tar")])
         client = await ApiClient.from_kubeconfig(kubeconfig, user_agent="kyb-agent")
         options = AgentOptions(node_name=name, data_dir=data_dir, cni_conf_dir=cni_conf_dir,
-                               cluster_dns=cluster_dns, bridge=cni_bridge, labels=labels, taints=taints)
+                               cluster_dns=cluster_dns, bridge=cni_bridge, labels=labels, taints=taints,
+                               lease_duration=node_lease_duration_seconds)
         job = asyncio.create_task(Agent(client, cri, host, options).run())
         try:
             await _until(stop, job)

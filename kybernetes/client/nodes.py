@@ -38,12 +38,12 @@ def node_conditions(now: str, previous: list[Obj] | None = None, ready: bool = T
     return out
 
 
-def build_lease(name: str, node_uid: str, now: str) -> Obj:
+def build_lease(name: str, node_uid: str, now: str, duration: int = LEASE_DURATION_SECONDS) -> Obj:
     lease: Obj = {
         "apiVersion": "coordination.k8s.io/v1",
         "kind": "Lease",
         "metadata": {"name": name, "namespace": LEASE_NAMESPACE},
-        "spec": {"holderIdentity": name, "leaseDurationSeconds": LEASE_DURATION_SECONDS, "renewTime": now},
+        "spec": {"holderIdentity": name, "leaseDurationSeconds": duration, "renewTime": now},
     }
     if node_uid:
         # Like the kubelet: the Node owns its Lease, so deleting the node collects it.
@@ -52,6 +52,6 @@ def build_lease(name: str, node_uid: str, now: str) -> Obj:
     return lease
 
 
-def lease_renewal(name: str, now: str) -> Obj:
+def lease_renewal(name: str, now: str, duration: int = LEASE_DURATION_SECONDS) -> Obj:
     """The merge patch that renews a lease."""
-    return {"spec": {"holderIdentity": name, "leaseDurationSeconds": LEASE_DURATION_SECONDS, "renewTime": now}}
+    return {"spec": {"holderIdentity": name, "leaseDurationSeconds": duration, "renewTime": now}}

@@ -4,6 +4,7 @@ namespaces, bridge or address leases of its own."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -12,6 +13,7 @@ import sys
 import tempfile
 import time
 
+from kybernetes.agent.containerd import missing_prerequisites
 from kybernetes.testing.cluster import ServerProcess, die_with_parent
 
 TEST_TAINT = "kybernetes.io/test-agent"
@@ -19,16 +21,10 @@ TEST_TAINT = "kybernetes.io/test-agent"
 
 def agent_prerequisites() -> str | None:
     """Why a real agent cannot run here, or None."""
-    if os.geteuid() != 0:
-        return "the node agent needs root"
-    for tool in ("containerd", "runc", "ctr", "ip"):
-        if shutil.which(tool) is None:
-            return f"{tool} is not installed (scripts/install.sh installs it)"
-    if not any(os.path.exists(os.path.join(d, "bridge")) for d in ("/usr/lib/cni", "/opt/cni/bin")):
-        return "CNI plugins are not installed (Debian containernetworking-plugins)"
-    if not os.path.exists("/bin/busybox"):
-        return "busybox-static is not installed"
-    return None
+    why = missing_prerequisites()
+    if why is None and not os.path.exists("/bin/busybox"):
+        why = "busybox-static is not installed (the test images are built from it)"
+    return why
 
 
 class AgentProcess:
@@ -53,7 +49,9 @@ class AgentProcess:
     def start(self, timeout: float = 60.0) -> None:
         args = [sys.executable, "-m", "kybernetes.cli.main", "agent", "--kubeconfig", self.server.kubeconfig,
                 "--node-name", self.node_name, "--data-dir", self.data_dir, "--cni-bridge", self.bridge,
-                "--containerd-socket", os.path.join(self.data_dir, "no-system-containerd.sock")]
+                "--containerd-socket", os.path.join(self.data_dir, "no-system-containerd.sock"),
+                # The test server declares nodes dead after 4 s without a heartbeat.
+                "--node-lease-duration-seconds", "4"]
         if self.taint:
             args += ["--register-with-taints", f"{TEST_TAINT}=true:NoSchedule"]
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
@@ -62,14 +60,18 @@ class AgentProcess:
         self.wait_ready(timeout)
 
     def wait_ready(self, timeout: float) -> None:
+        """Until this agent (not an earlier one) has reported the node Ready."""
+        since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 1))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"kyb agent exited with {self.proc.returncode}: {self.log_tail()}")
             r = self.server.kubectl("get", "node", self.node_name, "-o",
-                                    "jsonpath={.status.conditions[?(@.type=='Ready')].status}")
-            if r.returncode == 0 and r.stdout.strip() == "True":
-                return
+                                    "jsonpath={.status.conditions[?(@.type=='Ready')]}")
+            if r.returncode == 0 and r.stdout.strip():
+                ready = json.loads(r.stdout)
+                if ready.get("status") == "True" and ready.get("lastHeartbeatTime", "") >= since:
+                    return
             time.sleep(0.3)
         raise TimeoutError(f"node {self.node_name} not Ready after {timeout}s: {self.log_tail()}")
 
@@ -112,6 +114,9 @@ class AgentProcess:
         for mount in sorted(_mounts_under(self.data_dir), reverse=True):
             subprocess.run(["umount", "-l", mount], capture_output=True)
         subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
+        keep = os.environ.get("KYB_KEEP_AGENT_LOG")
+        if keep:
+            shutil.copy(self.log_path, keep)
         shutil.rmtree(self.data_dir, ignore_errors=True)
 
     def _kill_leftover_shims(self) -> None:

@@ -52,11 +52,14 @@ def kubectl_binary() -> str:
 
 
 class ServerProcess:
-    def __init__(self, data_dir: str | None = None, port: int | None = None, extra_args: list[str] | None = None):
+    def __init__(self, data_dir: str | None = None, port: int | None = None, extra_args: list[str] | None = None,
+                 agent: bool = False):
+        """A `kyb server` on a fresh data dir. Without `agent` the server runs no node
+        agent of its own: tests and benchmarks add real or simulated nodes themselves."""
         self._own_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="kyb-test-")
         self.port = port or free_port()
-        self.extra_args = extra_args or []
+        self.extra_args = (extra_args or []) + ([] if agent else ["--disable-agent"])
         self.proc: subprocess.Popen[bytes] | None = None
         self.cache_dir = os.path.join(self.data_dir, "kubectl-cache")
         self.log_path = os.path.join(self.data_dir, "server.log")

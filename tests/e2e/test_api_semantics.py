@@ -789,3 +789,32 @@ def test_status_subresource_and_generation(server, ns):
               content_type="application/merge-patch+json")
     assert same["metadata"]["generation"] == 2
     ok(server, "DELETE", deps + "/st")
+
+
+def test_terminating_pod_stays_until_its_grace_period_ends(server, ns):
+    """Status writes during a pod's grace period (its node reporting the containers
+    stopping) do not delete it; the node's delete with grace 0 does. A finalizer
+    holds a pod whose grace period was cut to 0 until it is removed."""
+    pods = f"/api/v1/namespaces/{ns}/pods"
+    body = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "graceful"},
+            "spec": {"nodeName": "some-node", "containers": [{"name": "c", "image": "busybox"}]}}
+    assert call(server, "POST", pods, body)[0] == 201
+    status, _, obj = call(server, "DELETE", f"{pods}/graceful", params={"gracePeriodSeconds": "30"})
+    assert status == 200 and obj["metadata"]["deletionGracePeriodSeconds"] == 30
+    patch = {"status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "False"}]}}
+    status, _, obj = call(server, "PATCH", f"{pods}/graceful/status", patch,
+                          content_type="application/merge-patch+json")
+    assert status == 200, obj
+    status, _, obj = call(server, "GET", f"{pods}/graceful")
+    assert status == 200 and obj["metadata"]["deletionTimestamp"]
+    assert call(server, "DELETE", f"{pods}/graceful", params={"gracePeriodSeconds": "0"})[0] == 200
+    assert call(server, "GET", f"{pods}/graceful")[0] == 404
+
+    held = dict(body, metadata={"name": "held", "finalizers": ["example.com/hold"]})
+    assert call(server, "POST", pods, held)[0] == 201
+    assert call(server, "DELETE", f"{pods}/held", params={"gracePeriodSeconds": "30"})[0] == 200
+    status, _, obj = call(server, "DELETE", f"{pods}/held", params={"gracePeriodSeconds": "0"})
+    assert status == 200 and obj["metadata"]["deletionGracePeriodSeconds"] == 0
+    assert call(server, "PATCH", f"{pods}/held", {"metadata": {"finalizers": None}},
+                content_type="application/merge-patch+json")[0] == 200
+    assert call(server, "GET", f"{pods}/held")[0] == 404

@@ -20,7 +20,7 @@ ALLOWED = {
     "proxy": {"api", "client"},
     "dns": {"api", "client"},
     "simnodes": {"api", "client"},
-    "testing": {"api", "client", "storage", "apiserver"},
+    "testing": {"api", "client", "storage", "apiserver", "agent"},
     "cli": {"api", "client", "storage", "apiserver", "controllers", "scheduler", "agent", "proxy", "dns",
             "testing", "simnodes"},
 }
