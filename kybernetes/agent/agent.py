@@ -48,6 +48,7 @@ class AgentOptions:
     taints: list[Obj] = field(default_factory=list)
     # Renewed every quarter of it, like the kubelet (40 s: every 10 s).
     lease_duration: int = 40
+    port: int = 10250
 
 
 async def wait_runtime_ready(cri: CriClient, timeout: float = 60.0) -> None:
@@ -114,7 +115,7 @@ class Agent:
         version = await self.cri.version()
         self.runtime_version = f"{version.runtime_name}://{version.runtime_version}"
         node = build_node(self.name, self.host, self.runtime_version, _now(), self.options.labels,
-                          self.options.taints)
+                          self.options.taints, self.options.port)
         try:
             created = await self.client.create(NODES, None, node, field_manager=FIELD_MANAGER)
         except ApiError as e:
@@ -143,7 +144,7 @@ class Agent:
         _, free_disk = disk_bytes(self.options.data_dir)
         status = node_status(self.host, self.runtime_version, _now(), previous, ready=ready, not_ready_message=why,
                              memory_pressure=memory_available_bytes() < 100 * 1024 * 1024,
-                             disk_pressure=free_disk < self.host.storage_bytes // 10)
+                             disk_pressure=free_disk < self.host.storage_bytes // 10, port=self.options.port)
         return await self.client.patch(NODES, None, self.name, {"status": status}, patch_type="strategic",
                                        subresource="status", field_manager=FIELD_MANAGER)
 

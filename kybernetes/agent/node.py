@@ -42,7 +42,7 @@ def node_labels(name: str, host: HostFacts, extra: dict[str, str] | None = None)
 
 def node_status(host: HostFacts, runtime_version: str, now: str, previous: list[Obj] | None = None, *,
                 ready: bool = True, not_ready_message: str = "", memory_pressure: bool = False,
-                disk_pressure: bool = False) -> Obj:
+                disk_pressure: bool = False, port: int = KUBELET_PORT) -> Obj:
     capacity, allocatable = node_resources(host)
     addresses = [{"type": "InternalIP", "address": host.internal_ip}]
     addresses += [{"type": "InternalIP", "address": ip} for ip in host.extra_ips]
@@ -54,7 +54,7 @@ def node_status(host: HostFacts, runtime_version: str, now: str, previous: list[
                                       disk_pressure=disk_pressure,
                                       not_ready_message=not_ready_message or "container runtime is down"),
         "addresses": addresses,
-        "daemonEndpoints": {"kubeletEndpoint": {"Port": KUBELET_PORT}},
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": port}},
         "nodeInfo": {
             "machineID": host.machine_id,
             "systemUUID": host.machine_id,
@@ -71,12 +71,13 @@ def node_status(host: HostFacts, runtime_version: str, now: str, previous: list[
 
 
 def build_node(name: str, host: HostFacts, runtime_version: str, now: str,
-               labels: dict[str, str] | None = None, taints: list[Obj] | None = None) -> Obj:
+               labels: dict[str, str] | None = None, taints: list[Obj] | None = None,
+               port: int = KUBELET_PORT) -> Obj:
     node: Obj = {"apiVersion": "v1", "kind": "Node",
                  "metadata": {"name": name, "labels": node_labels(name, host, labels),
                               "annotations": {"node.alpha.kubernetes.io/ttl": "0"}},
                  "spec": {},
-                 "status": node_status(host, runtime_version, now)}
+                 "status": node_status(host, runtime_version, now, port=port)}
     if taints:
         node["spec"]["taints"] = taints
     return node

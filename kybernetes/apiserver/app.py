@@ -85,7 +85,8 @@ class ApiServer:
         await self.cache.start()
         self.crds.start()
         await ensure_system_namespaces(self.registry, self.cache, self.service)
-        self.virtual = VirtualHandler(self.cache, self.authenticator)
+        self.virtual = VirtualHandler(self.cache, self.authenticator,
+                                      await asyncio.to_thread(pki.agent_client_ssl_context, self.pki))
         self.rest = RestHandler(self.registry, self.store, self.cache, self.service, self.virtual)
         app = web.Application(middlewares=[self._middleware], client_max_size=4 * 1024 * 1024,
                               handler_args={"max_field_size": 65536})
@@ -102,6 +103,8 @@ class ApiServer:
         self.ready = False
         if self.runner is not None:
             await self.runner.cleanup()
+        if getattr(self, "virtual", None) is not None:
+            await self.virtual.close()
         await self.cache.close()
         await self.store.close()
 

@@ -457,3 +457,24 @@ def write_kubeconfig(pki: Pki, path: str, server_url: str, use_token: bool = Fal
             key_pem = f.read()
         doc = kubeconfig_dict(ca_pem, server_url, client_cert_pem=cert_pem, client_key_pem=key_pem)
     _write_file(path, yaml.safe_dump(doc, sort_keys=False).encode("utf-8"), 0o600)
+
+
+def agent_client_ssl_context(pki: Pki) -> ssl.SSLContext:
+    """TLS client context for calls to node agents (pods/log and the like): a client
+    certificate of this server (user kube-apiserver-kubelet-client, system:masters)
+    issued by the cluster CA, which agents require. The agents' self-signed serving
+    certificates are not verified, as kube-apiserver does without
+    --kubelet-certificate-authority."""
+    cert_path = os.path.join(pki.dir, "apiserver-agent-client.crt")
+    key_path = os.path.join(pki.dir, "apiserver-agent-client.key")
+    cert = _read_cert(cert_path)
+    ca_cert, _ = _load_ca(pki)
+    if cert is None or not leaf_is_usable(cert, ca_cert) or _read_key(key_path) is None:
+        cert_pem, key_pem = issue_client_cert(pki, "kube-apiserver-kubelet-client", ["system:masters"])
+        _write_file(key_path, key_pem, 0o600)
+        _write_file(cert_path, cert_pem, 0o644)
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.load_cert_chain(cert_path, key_path)
+    return ctx

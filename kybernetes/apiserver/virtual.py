@@ -1,16 +1,18 @@
 """Resources the server answers itself instead of storing them.
 
 The authentication and authorization reviews (`kubectl auth whoami`,
-`kubectl auth can-i`), and the pod subresources that belong to a node agent
-(log, exec, attach, port-forward): until a pod is bound to a node there is no
-agent to forward them to, and the answer is the real server's
-"does not have a host assigned".
+`kubectl auth can-i`), and the pod subresources that belong to a node agent:
+`pods/log` is proxied to the agent of the pod's node (its address and port from
+the Node object); until a pod is bound to a node the answer is the real server's
+"does not have a host assigned". exec, attach and port-forward are not proxied yet.
 """
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
 
+import aiohttp
 import orjson
 from aiohttp import web
 
@@ -19,16 +21,28 @@ from kybernetes.apiserver import auth, codec
 from kybernetes.apiserver.rest import json_response
 from kybernetes.apiserver.watchcache import WatchCache
 
+LOG_PARAMS = ("follow", "previous", "timestamps", "tailLines", "sinceSeconds", "sinceTime", "limitBytes")
+
 
 class VirtualHandler:
-    def __init__(self, cache: WatchCache, authenticator: auth.Authenticator) -> None:
+    def __init__(self, cache: WatchCache, authenticator: auth.Authenticator,
+                 agent_ssl: ssl.SSLContext | None = None) -> None:
         self.cache = cache
         self.authenticator = authenticator
+        self.agent_ssl = agent_ssl
+        self._session: aiohttp.ClientSession | None = None
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     async def handle(self, request: web.Request, target: Any) -> web.StreamResponse:
         info = target.info
         user: auth.UserInfo = request["user"]
-        if target.subresource in ("log", "exec", "attach", "portforward", "proxy", "ephemeralcontainers"):
+        if target.subresource == "log":
+            return await self._pod_log(request, target)
+        if target.subresource in ("exec", "attach", "portforward", "proxy", "ephemeralcontainers"):
             return self._needs_agent(target)
         if target.subresource == "token":
             raise ApiError(501, "NotImplemented",
@@ -63,6 +77,76 @@ class VirtualHandler:
                                                                   "groups": found.groups}}
             return json_response(orjson.dumps(out), 201)
         raise ApiError.method_not_allowed()
+
+    def _bound_pod(self, target: Any) -> dict[str, Any]:
+        info = target.info
+        co = self.cache.get(info.key(target.namespace, target.name or ""))
+        if co is None:
+            raise ApiError.not_found(info.group, info.plural, target.name or "")
+        pod = co.obj
+        if not (pod.get("spec") or {}).get("nodeName"):
+            raise ApiError.bad_request(f"pod {target.name} does not have a host assigned")
+        return pod
+
+    def _agent_address(self, node_name: str) -> tuple[str, int]:
+        co = self.cache.get(f"/registry/core/nodes/{node_name}")
+        if co is None:
+            raise ApiError(503, "ServiceUnavailable", f"node {node_name} is not registered")
+        status = co.obj.get("status") or {}
+        port = ((status.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port") or 10250
+        for kind in ("InternalIP", "ExternalIP", "Hostname"):
+            for addr in status.get("addresses") or []:
+                if addr.get("type") == kind and addr.get("address"):
+                    return addr["address"], int(port)
+        raise ApiError(503, "ServiceUnavailable", f"node {node_name} has no address")
+
+    async def _pod_log(self, request: web.Request, target: Any) -> web.StreamResponse:
+        if request.method != "GET":
+            raise ApiError.method_not_allowed()
+        pod = self._bound_pod(target)
+        name = target.name or ""
+        spec = pod.get("spec") or {}
+        names = [c.get("name", "") for c in spec.get("containers") or []]
+        all_names = [c.get("name", "") for c in spec.get("initContainers") or []] + names
+        container = request.query.get("container", "")
+        if not container:
+            if len(names) != 1:
+                raise ApiError.bad_request(f"a container name must be specified for pod {name}, choose one of: "
+                                           f"[{' '.join(names)}]")
+            container = names[0]
+        elif container not in all_names:
+            raise ApiError.bad_request(f"container {container} is not valid for pod {name}")
+        for param in ("tailLines", "sinceSeconds", "limitBytes"):
+            value = request.query.get(param)
+            if value is not None and (not value.lstrip("-").isdigit() or int(value) < (1 if param != "tailLines" else 0)):
+                raise ApiError.bad_request(f"invalid {param}: {value}: must be a non-negative number")
+        host, port = self._agent_address(spec["nodeName"])
+        query = {k: request.query[k] for k in LOG_PARAMS if k in request.query}
+        url = f"https://{host}:{port}/containerLogs/{target.namespace}/{name}/{container}"
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
+        try:
+            upstream = await self._session.get(url, params=query, ssl=self.agent_ssl)
+        except (aiohttp.ClientError, OSError) as e:
+            raise ApiError(503, "ServiceUnavailable",
+                           f"the node agent of {spec['nodeName']} is not reachable: {e}") from None
+        try:
+            if upstream.status != 200:
+                text = (await upstream.text())[:1000]
+                raise ApiError(upstream.status if 400 <= upstream.status < 500 else 502,
+                               "BadRequest" if upstream.status == 400 else "InternalError", text.strip())
+            resp = web.StreamResponse(status=200, headers={"Content-Type": "text/plain"})
+            resp.enable_chunked_encoding()
+            await resp.prepare(request)
+            try:
+                async for chunk in upstream.content.iter_any():
+                    await resp.write(chunk)
+            except (ConnectionResetError, aiohttp.ClientError):
+                pass
+            await resp.write_eof()
+            return resp
+        finally:
+            upstream.release()
 
     def _needs_agent(self, target: Any) -> web.StreamResponse:
         info = target.info

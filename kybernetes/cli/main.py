@@ -325,16 +325,19 @@ def scheduler(kubeconfig: str, leader_elect: bool) -> None:
 @click.option("--cni-bridge", default="kyb0", show_default=True, help="Linux bridge of the pod network.")
 @click.option("--node-lease-duration-seconds", default=40, show_default=True, type=int,
               help="Duration of the node's heartbeat Lease; renewed every quarter of it.")
+@click.option("--port", default=10250, show_default=True, type=int, help="HTTPS port of the agent's API (logs).")
 def agent(kubeconfig: str, node_name: str | None, data_dir: str, containerd_socket: str, node_ip: str | None,
           cluster_dns: tuple[str, ...], node_labels: tuple[str, ...], register_with_taints: tuple[str, ...],
-          cni_bridge: str, node_lease_duration_seconds: int) -> None:
+          cni_bridge: str, node_lease_duration_seconds: int, port: int) -> None:
     """Run the node agent: register this machine as a node and run its pods on containerd."""
     from kybernetes.agent.agent import Agent, AgentOptions, wait_runtime_ready
     from kybernetes.agent.containerd import ContainerdLayout, PrivateContainerd, import_images
     from kybernetes.agent.cri.client import CriClient
     from kybernetes.agent.host import read_host_facts
     from kybernetes.agent.images import build_all
+    from kybernetes.agent.server import AgentServer, self_signed_cert, server_ssl_context
     from kybernetes.client import ApiClient
+    from kybernetes.client.api import kubeconfig_ca_pem
 
     labels = dict(item.split("=", 1) for item in node_labels if "=" in item)
     taints = []
@@ -374,11 +377,16 @@ def agent(kubeconfig: str, node_name: str | None, data_dir: str, containerd_sock
         client = await ApiClient.from_kubeconfig(kubeconfig, user_agent="kyb-agent")
         options = AgentOptions(node_name=name, data_dir=data_dir, cni_conf_dir=cni_conf_dir,
                                cluster_dns=cluster_dns, bridge=cni_bridge, labels=labels, taints=taints,
-                               lease_duration=node_lease_duration_seconds)
+                               lease_duration=node_lease_duration_seconds, port=port)
+        cert, key = self_signed_cert([host.internal_ip, name, "localhost", "127.0.0.1"],
+                                     os.path.join(data_dir, "pki"))
+        api = AgentServer(cri, "0.0.0.0", port, server_ssl_context(cert, key, kubeconfig_ca_pem(kubeconfig)))
+        await api.start()
         job = asyncio.create_task(Agent(client, cri, host, options).run())
         try:
             await _until(stop, job)
         finally:
+            await api.stop()
             await client.close()
             await cri.close()
             if private is not None:

@@ -88,6 +88,26 @@ def _load_cert_chain(ctx: ssl.SSLContext, cert_data: bytes | None, cert_file: st
         ctx.load_cert_chain(cert_file, key_file)
 
 
+def kubeconfig_entries(path: str, context: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The cluster and user entries of a kubeconfig's (current) context."""
+    with open(path) as f:
+        cfg = yaml.safe_load(f)
+    ctx_name = context or cfg.get("current-context")
+    ctx = next(c["context"] for c in cfg["contexts"] if c["name"] == ctx_name)
+    cluster = next(c["cluster"] for c in cfg["clusters"] if c["name"] == ctx["cluster"])
+    user = next((u["user"] for u in cfg.get("users", []) if u["name"] == ctx.get("user")), {})
+    return cluster, user
+
+
+def kubeconfig_ca_pem(path: str, context: str | None = None) -> bytes:
+    """The cluster CA certificate a kubeconfig trusts (PEM)."""
+    cluster, _ = kubeconfig_entries(path, context)
+    if cluster.get("certificate-authority-data"):
+        return base64.b64decode(cluster["certificate-authority-data"])
+    with open(os.path.join(os.path.dirname(os.path.abspath(path)), cluster["certificate-authority"]), "rb") as f:
+        return f.read()
+
+
 class ApiClient:
     def __init__(self, base_url: str, ssl_context: ssl.SSLContext | None = None, token: str | None = None,
                  user_agent: str = "kybernetes", max_connections: int = 64) -> None:
@@ -106,12 +126,7 @@ class ApiClient:
     @classmethod
     async def from_kubeconfig(cls, path: str, context: str | None = None, user_agent: str = "kybernetes",
                               max_connections: int = 64) -> ApiClient:
-        with open(path) as f:
-            cfg = yaml.safe_load(f)
-        ctx_name = context or cfg.get("current-context")
-        ctx = next(c["context"] for c in cfg["contexts"] if c["name"] == ctx_name)
-        cluster = next(c["cluster"] for c in cfg["clusters"] if c["name"] == ctx["cluster"])
-        user = next((u["user"] for u in cfg.get("users", []) if u["name"] == ctx.get("user")), {})
+        cluster, user = kubeconfig_entries(path, context)
         base_dir = os.path.dirname(os.path.abspath(path))
         ssl_ctx = ssl_context_from_kubeconfig(cluster, user, base_dir) if cluster["server"].startswith(
             "https") else None

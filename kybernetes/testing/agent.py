@@ -14,7 +14,7 @@ import tempfile
 import time
 
 from kybernetes.agent.containerd import missing_prerequisites
-from kybernetes.testing.cluster import ServerProcess, die_with_parent
+from kybernetes.testing.cluster import ServerProcess, die_with_parent, free_port
 
 TEST_TAINT = "kybernetes.io/test-agent"
 
@@ -41,6 +41,7 @@ class AgentProcess:
         self.data_dir = tempfile.mkdtemp(prefix="kyb-ag-", dir="/tmp")
         self.log_path = os.path.join(self.data_dir, "agent.log")
         self.proc: subprocess.Popen[bytes] | None = None
+        self.port = free_port()
 
     @property
     def containerd_socket(self) -> str:
@@ -51,7 +52,7 @@ class AgentProcess:
                 "--node-name", self.node_name, "--data-dir", self.data_dir, "--cni-bridge", self.bridge,
                 "--containerd-socket", os.path.join(self.data_dir, "no-system-containerd.sock"),
                 # The test server declares nodes dead after 4 s without a heartbeat.
-                "--node-lease-duration-seconds", "4"]
+                "--node-lease-duration-seconds", "4", "--port", str(self.port)]
         if self.taint:
             args += ["--register-with-taints", f"{TEST_TAINT}=true:NoSchedule"]
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it

@@ -104,6 +104,42 @@ def test_busybox_pod_runs_with_an_ip_from_the_node_cidr(agent, kubectl):
     assert "Running" in out and "agent-node" in out and st["podIP"] in out
 
 
+def test_kubectl_logs(agent, kubectl):
+    script = "for i in 1 2 3 4 5; do echo line-$i; done; echo err-line >&2; printf 'no-newline'; sleep 3600"
+    kubectl.ok("apply", "-f", "-", stdin=pod("talker", [sh("main", script), sh("side", "echo from-side; sleep 3600")]))
+    wait_for(kubectl, "talker", phase_is("Running"))
+    deadline = time.monotonic() + 20
+    out = ""
+    while time.monotonic() < deadline and "err-line" not in out:
+        out = kubectl.ok("logs", "-n", NS, "talker", "-c", "main")
+        time.sleep(0.3)
+    assert out.splitlines()[:6] == ["line-1", "line-2", "line-3", "line-4", "line-5", "err-line"]
+    assert kubectl.ok("logs", "-n", NS, "talker", "-c", "main", "--tail=2").splitlines() == ["line-5", "err-line"]
+    stamped = kubectl.ok("logs", "-n", NS, "talker", "-c", "main", "--timestamps", "--tail=1")
+    assert stamped.split(" ", 1)[1].strip() == "err-line" and stamped[:4].isdigit() and "T" in stamped.split()[0]
+    assert kubectl.ok("logs", "-n", NS, "talker", "-c", "side").strip() == "from-side"
+    # kubectl picks the first container when none is named, as it tells the user
+    r = kubectl("logs", "-n", NS, "talker")
+    assert r.returncode == 0 and "line-1" in r.stdout
+    r = kubectl("logs", "-n", NS, "talker", "-c", "nope")
+    assert r.returncode != 0 and "container nope is not valid for pod talker" in r.stderr
+    r = kubectl("logs", "-n", NS, "talker", "-c", "main", "--previous")
+    assert r.returncode != 0 and 'previous terminated container "main" in pod "talker" not found' in r.stderr
+
+
+def test_kubectl_logs_follow_and_previous(agent, kubectl):
+    ticker = sh("main", "for i in 1 2 3 4 5 6; do echo tick-$i; sleep 0.5; done; exit 2")
+    kubectl.ok("apply", "-f", "-", stdin=pod("ticker", [ticker]))
+    wait_for(kubectl, "ticker", lambda p: statuses(p).get("main", {}).get("started") is True)
+    t = time.monotonic()
+    followed = kubectl.ok("logs", "-n", NS, "ticker", "-f", timeout=60)
+    assert [ln for ln in followed.splitlines() if ln.startswith("tick-")][-1] == "tick-6"
+    assert time.monotonic() - t < 30  # the stream ends when the container exits
+    wait_for(kubectl, "ticker", lambda p: statuses(p)["main"]["restartCount"] >= 1)
+    previous = kubectl.ok("logs", "-n", NS, "ticker", "--previous")
+    assert previous.splitlines() == [f"tick-{i}" for i in range(1, 7)]
+
+
 def test_containers_share_localhost_and_init_containers_run_first(agent, kubectl):
     server = sh("server", "mkdir -p /www && echo hi-from-server > /www/index.html && httpd -f -p 8080 -h /www")
     client = sh("client", 'for i in 1 2 3 4 5 6 7 8 9 10; do '

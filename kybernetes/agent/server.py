@@ -1,0 +1,174 @@
+"""The agent's HTTPS API (the kubelet's port, 10250): the API server proxies
+`pods/log` here. Callers must present a client certificate signed by the cluster CA;
+the agent serves a self-signed certificate of its own (the API server, like
+kube-apiserver without --kubelet-certificate-authority, does not verify it)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import ipaddress
+import logging
+import os
+import ssl
+from typing import Any
+
+from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from kybernetes.agent import logs, podspec
+from kybernetes.agent.cri import runtime_pb2 as pb
+from kybernetes.agent.cri.client import CriClient, CriError
+
+log = logging.getLogger(__name__)
+
+
+def self_signed_cert(names: list[str], directory: str) -> tuple[str, str]:
+    """A self-signed serving certificate for `names` (DNS names or IPs), written to
+    `directory`; returns (cert path, key path)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
+    sans: list[x509.GeneralName] = []
+    for n in names:
+        try:
+            sans.append(x509.IPAddress(ipaddress.ip_address(n)))
+        except ValueError:
+            sans.append(x509.DNSName(n))
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=365))
+            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .sign(key, hashes.SHA256()))
+    os.makedirs(directory, exist_ok=True)
+    cert_path, key_path = os.path.join(directory, "agent.crt"), os.path.join(directory, "agent.key")
+    with open(os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()))
+    with open(cert_path, "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    return cert_path, key_path
+
+
+def server_ssl_context(cert: str, key: str, client_ca_pem: bytes) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(cert, key)
+    ctx.load_verify_locations(cadata=client_ca_pem.decode())
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
+def _bad(message: str, status: int = 400) -> web.Response:
+    return web.Response(status=status, text=message, content_type="text/plain")
+
+
+def log_options(query: Any) -> logs.LogOptions:
+    def number(name: str) -> int | None:
+        value = query.get(name)
+        if value in (None, ""):
+            return None
+        n = int(value)
+        if n < 0:
+            raise ValueError(f"{name} must be non-negative")
+        return n
+
+    since = None
+    if query.get("sinceSeconds"):
+        since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=int(query["sinceSeconds"]))
+    elif query.get("sinceTime"):
+        from kybernetes.api.timefmt import parse_time
+
+        since = parse_time(query["sinceTime"])
+    return logs.LogOptions(timestamps=query.get("timestamps") in ("true", "1"), tail_lines=number("tailLines"),
+                           since=since, limit_bytes=number("limitBytes"))
+
+
+class AgentServer:
+    def __init__(self, cri: CriClient, bind: str, port: int, ssl_ctx: ssl.SSLContext) -> None:
+        self.cri = cri
+        self.bind = bind
+        self.port = port
+        self.ssl_ctx = ssl_ctx
+        self.runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", self.container_logs)
+        app.router.add_get("/healthz", lambda _r: web.Response(text="ok"))
+        self.runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, self.bind, self.port, ssl_context=self.ssl_ctx).start()
+        log.info("agent API on https://%s:%d", self.bind, self.port)
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+            self.runner = None
+
+    async def _attempts(self, namespace: str, pod: str, container: str) -> list[pb.ContainerStatus]:
+        """The container's runtime records, newest first."""
+        found = await self.cri.list_containers(label_selector={
+            podspec.POD_NAMESPACE: namespace, podspec.POD_NAME: pod, podspec.CONTAINER_NAME: container})
+        statuses = []
+        for c in found:
+            try:
+                statuses.append((await self.cri.container_status(c.id)).status)
+            except CriError as e:
+                if not e.not_found:
+                    raise
+        statuses.sort(key=lambda s: (int(s.annotations.get(podspec.RESTART_COUNT, "0") or 0), s.created_at),
+                      reverse=True)
+        return statuses
+
+    async def container_logs(self, request: web.Request) -> web.StreamResponse:
+        ns, pod, container = (request.match_info[k] for k in ("namespace", "pod", "container"))
+        q = request.query
+        try:
+            opts = log_options(q)
+        except ValueError as e:
+            return _bad(str(e))
+        attempts = await self._attempts(ns, pod, container)
+        previous = q.get("previous") in ("true", "1")
+        if previous:
+            if len(attempts) < 2:
+                return _bad(f'previous terminated container "{container}" in pod "{pod}" not found')
+            chosen = attempts[1]
+        elif not attempts:
+            return _bad(f'container "{container}" in pod "{pod}" is waiting to start: ContainerCreating')
+        else:
+            chosen = attempts[0]
+        follow = q.get("follow") in ("true", "1") and not previous
+        running = asyncio.Event()
+        if chosen.state == pb.CONTAINER_RUNNING:
+            running.set()
+        watcher = asyncio.create_task(self._watch_exit(chosen.id, running)) if follow and running.is_set() else None
+        resp = web.StreamResponse(status=200, headers={"Content-Type": "text/plain"})
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        try:
+            async for chunk in logs.read_log(chosen.log_path, opts, follow, running):
+                await resp.write(chunk)
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+        await resp.write_eof()
+        return resp
+
+    async def _watch_exit(self, container_id: str, running: asyncio.Event) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                st = (await self.cri.container_status(container_id)).status
+            except CriError:
+                running.clear()
+                return
+            if st.state != pb.CONTAINER_RUNNING:
+                running.clear()
+                return
