@@ -21,6 +21,7 @@ from kybernetes.agent.containerd import SANDBOX_IMAGE
 from kybernetes.agent.cri.client import CriClient, CriError
 from kybernetes.agent.host import HostFacts, disk_bytes, memory_available_bytes
 from kybernetes.agent.node import build_node, cni_conflist_bytes, node_resources, node_status
+from kybernetes.agent.volumes import VolumeError, VolumeManager, container_mounts
 from kybernetes.api.errors import ApiError
 from kybernetes.api.timefmt import rfc3339, rfc3339_micro
 from kybernetes.client import ApiClient, InformerFactory, WorkQueue, object_key, run_workers
@@ -33,6 +34,7 @@ Obj = dict[str, Any]
 FIELD_MANAGER = "kyb-agent"
 STATUS_INTERVAL = 10.0
 RELIST_INTERVAL = 1.0
+RESYNC_INTERVAL = 10.0
 
 
 @dataclass
@@ -101,6 +103,8 @@ class Agent:
         self._seen: dict[str, frozenset[tuple[str, int]]] = {}
         self._pulled: set[str] = set()
         self._pull_failures: dict[str, tuple[int, float]] = {}  # image -> (failures, retry not before)
+        self.volumes = VolumeManager(os.path.join(options.data_dir, "pods"), self._fetch_source,
+                                     node_resources(host)[1])
 
     def _enqueue(self, pod: Obj) -> None:
         key = object_key(pod)
@@ -284,13 +288,25 @@ class Agent:
             return None, containers
         sb_spec.attempt = sandbox.attempt
         sb_config = runtime.sandbox_config(sb_spec)
+        try:
+            # Every sync refreshes projected files (a changed ConfigMap or Secret shows
+            # in running containers); unchanged volumes are left as they are.
+            volume_paths = await self.volumes.setup(pod)
+        except VolumeError as e:
+            for container, _init, _restarts in plan.start:
+                plan.waiting[container.get("name", "")] = ("ContainerCreating", str(e))
+            plan.start = []
+            plan.requeue_after = 2.0
+            return sandbox, containers
         started = False
         for container, init, restarts in plan.start:
             name = container.get("name", "")
             try:
                 await self._ensure_image(pod, container.get("image", ""), container.get("imagePullPolicy") or "")
                 env = await self._env(pod, container)
-            except podspec.EnvError as e:
+                mounts = [(m.container_path, m.host_path, m.readonly)
+                          for m in container_mounts(container, volume_paths)]
+            except (podspec.EnvError, VolumeError) as e:
                 plan.waiting[name] = ("CreateContainerConfigError", str(e))
                 plan.requeue_after = 2.0
                 continue
@@ -311,7 +327,8 @@ class Agent:
                 # Look again soon: until the retry, the pod says ImagePullBackOff.
                 plan.requeue_after = min(1.0, delay)
                 continue
-            cspec = podspec.container_spec(pod, container, env, restarts, podsync.spec_hash(container), init)
+            cspec = podspec.container_spec(pod, container, env, restarts, podsync.spec_hash(container), init,
+                                           mounts)
             os.makedirs(os.path.join(sb_spec.log_directory, name), exist_ok=True)
             config = runtime.container_config(cspec, bool((pod.get("spec") or {}).get("hostNetwork")))
             try:
@@ -361,6 +378,21 @@ class Agent:
                     await self._fetch(res, ns, item[key].get("name", ""), store)
         _, allocatable = node_resources(self.host)
         return podspec.container_env(pod, container, cms, secrets, allocatable)
+
+    async def _fetch_source(self, kind: str, ns: str, name: str) -> Obj | None:
+        try:
+            return await self.client.get(CONFIGMAPS if kind == "ConfigMap" else SECRETS, ns, name)
+        except ApiError as e:
+            if e.code == 404:
+                return None
+            raise
+
+    async def _resync_loop(self) -> None:
+        """Every pod again now and then: volumes follow their ConfigMaps and Secrets."""
+        while True:
+            await asyncio.sleep(RESYNC_INTERVAL)
+            for pod in self.pods.list():
+                self.queue.add(object_key(pod))
 
     async def _fetch(self, res: Any, ns: str, name: str, into: dict[str, Obj]) -> None:
         if name in into:
@@ -433,6 +465,7 @@ class Agent:
             await self._remove_container(c.id)
         for sid in ([sandbox.id] if sandbox else []) + stale:
             await self._remove_sandbox(sid)
+        await asyncio.to_thread(self.volumes.teardown, uid)
         self._seen.pop(uid, None)
 
     async def _finish_delete(self, pod: Obj) -> None:
@@ -470,7 +503,8 @@ class Agent:
         await self.factory.wait_synced(60)
         for pod in self.pods.list():
             self._enqueue(pod)
-        loops = [asyncio.create_task(loop()) for loop in (self._lease_loop, self._status_loop, self._relist_loop)]
+        loops = [asyncio.create_task(loop()) for loop in (self._lease_loop, self._status_loop, self._relist_loop,
+                                                          self._resync_loop)]
         try:
             await run_workers(self.queue, self.sync, self.options.workers, "agent")
         finally:

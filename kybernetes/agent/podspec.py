@@ -59,6 +59,7 @@ class ContainerSpec:
     labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
     log_path: str = ""
+    mounts: list[tuple[str, str, bool]] = field(default_factory=list)  # container path, host path, read-only
 
 
 @dataclass
@@ -140,7 +141,7 @@ def expand(text: str, env: dict[str, str]) -> str:
     return _VAR_REF.sub(sub, text)
 
 
-def _field_ref(pod: Obj, path: str) -> str:
+def field_ref_value(pod: Obj, path: str) -> str:
     meta = pod.get("metadata") or {}
     spec = pod.get("spec") or {}
     status = pod.get("status") or {}
@@ -159,7 +160,7 @@ def _field_ref(pod: Obj, path: str) -> str:
     return str(simple[path] or "")
 
 
-def _resource_ref(container: Obj, ref: Obj, node_allocatable: dict[str, str]) -> str:
+def resource_ref_value(container: Obj, ref: Obj, node_allocatable: dict[str, str]) -> str:
     resource = ref.get("resource") or ""
     kind, _, name = resource.partition(".")
     value = ((container.get("resources") or {}).get(kind) or {}).get(name)
@@ -206,9 +207,9 @@ def container_env(pod: Obj, container: Obj, config_maps: dict[str, Obj], secrets
             continue
         frm = var["valueFrom"]
         if frm.get("fieldRef"):
-            out[name] = _field_ref(pod, frm["fieldRef"].get("fieldPath", ""))
+            out[name] = field_ref_value(pod, frm["fieldRef"].get("fieldPath", ""))
         elif frm.get("resourceFieldRef"):
-            out[name] = _resource_ref(container, frm["resourceFieldRef"], node_allocatable or {})
+            out[name] = resource_ref_value(container, frm["resourceFieldRef"], node_allocatable or {})
         else:
             for kind, key in (("ConfigMap", "configMapKeyRef"), ("Secret", "secretKeyRef")):
                 ref = frm.get(key)
@@ -255,7 +256,8 @@ def linux_resources(container: Obj) -> tuple[int, int, int, int]:
 
 
 def container_spec(pod: Obj, container: Obj, env: list[tuple[str, str]], restart_count: int,
-                   spec_hash: str, init: bool = False) -> ContainerSpec:
+                   spec_hash: str, init: bool = False,
+                   mounts: list[tuple[str, str, bool]] | None = None) -> ContainerSpec:
     envd = dict(env)
     sc = container.get("securityContext") or {}
     psc = (pod.get("spec") or {}).get("securityContext") or {}
@@ -275,4 +277,5 @@ def container_spec(pod: Obj, container: Obj, env: list[tuple[str, str]], restart
         run_as_user=sc.get("runAsUser", psc.get("runAsUser")), run_as_group=sc.get("runAsGroup", psc.get("runAsGroup")),
         readonly_rootfs=bool(sc.get("readOnlyRootFilesystem")), privileged=bool(sc.get("privileged")),
         add_capabilities=list(caps.get("add") or []), drop_capabilities=list(caps.get("drop") or []),
-        labels=labels, annotations=annotations, log_path=container_log_path(container.get("name", ""), restart_count))
+        labels=labels, annotations=annotations, log_path=container_log_path(container.get("name", ""), restart_count),
+        mounts=list(mounts or []))

@@ -1,0 +1,296 @@
+"""Pod volumes on the node: emptyDir (disk or tmpfs), hostPath with its type checks,
+and files projected from ConfigMaps, Secrets and the downward API (configMap, secret,
+downwardAPI and projected volumes), written atomically so that containers see a
+changed object as a whole. What files a volume holds is decided by pure functions;
+`VolumeManager` writes, mounts and removes them under the pod's directory."""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import stat
+import subprocess
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from kybernetes.agent.podspec import EnvError, field_ref_value, resource_ref_value
+
+Obj = dict[str, Any]
+Fetch = Callable[[str, str, str], Awaitable[Obj | None]]  # (kind, namespace, name) -> object or None
+
+DEFAULT_MODE = 0o644
+
+
+class VolumeError(Exception):
+    """A volume cannot be set up (MountVolume.SetUp failed): the pod waits."""
+
+
+@dataclass(frozen=True)
+class Mount:
+    container_path: str
+    host_path: str
+    readonly: bool
+
+
+# -- what a volume holds ----------------------------------------------------------------------
+
+
+def _data_of(kind: str, obj: Obj) -> dict[str, bytes]:
+    if kind == "ConfigMap":
+        out = {k: v.encode() for k, v in (obj.get("data") or {}).items()}
+        out.update({k: base64.b64decode(v) for k, v in (obj.get("binaryData") or {}).items()})
+        return out
+    return {k: base64.b64decode(v) for k, v in (obj.get("data") or {}).items()}
+
+
+def object_files(kind: str, name: str, obj: Obj | None, source: Obj, default_mode: int) -> dict[str, tuple[bytes, int]]:
+    """Files from a ConfigMap or Secret: every key, or the listed `items` (path, mode)."""
+    if obj is None:
+        if source.get("optional"):
+            return {}
+        raise VolumeError(f'{kind.lower()} "{name}" not found')
+    data = _data_of(kind, obj)
+    items = source.get("items")
+    if not items:
+        return {k: (v, default_mode) for k, v in data.items()}
+    out = {}
+    for item in items:
+        key = item.get("key", "")
+        if key not in data:
+            if source.get("optional"):
+                continue
+            raise VolumeError(f"configmap references non-existent config key: {key}" if kind == "ConfigMap"
+                              else f"references non-existent secret key: {key}")
+        out[item.get("path") or key] = (data[key], item.get("mode", default_mode))
+    return out
+
+
+def downward_files(pod: Obj, items: list[Obj], default_mode: int,
+                   node_allocatable: dict[str, str]) -> dict[str, tuple[bytes, int]]:
+    out = {}
+    containers = {c.get("name"): c for c in (pod.get("spec") or {}).get("containers") or []}
+    for item in items:
+        path = item.get("path", "")
+        mode = item.get("mode", default_mode)
+        try:
+            if item.get("fieldRef"):
+                field_path = item["fieldRef"].get("fieldPath", "")
+                if field_path in ("metadata.labels", "metadata.annotations"):
+                    values = ((pod.get("metadata") or {}).get(field_path.split(".")[1]) or {})
+                    text = "".join(f'{k}="{v}"\n' for k, v in sorted(values.items())).rstrip("\n")
+                else:
+                    text = field_ref_value(pod, field_path)
+            elif item.get("resourceFieldRef"):
+                ref = item["resourceFieldRef"]
+                container = containers.get(ref.get("containerName")) or next(iter(containers.values()), {})
+                text = resource_ref_value(container, ref, node_allocatable)
+            else:
+                continue
+        except EnvError as e:
+            raise VolumeError(str(e)) from None
+        out[path] = (text.encode(), mode)
+    return out
+
+
+def safe_relative(path: str) -> bool:
+    """A path inside the volume: relative, no `..` element."""
+    return bool(path) and not os.path.isabs(path) and ".." not in path.split("/")
+
+
+# -- on the node --------------------------------------------------------------------------------
+
+
+def write_atomically(directory: str, files: dict[str, tuple[bytes, int]]) -> None:
+    """Kubernetes' atomic writer: the files go into a fresh timestamped directory, the
+    `..data` link is swapped to it in one rename, and each top-level name is a link
+    through `..data`; readers see the old set or the new, never a mix."""
+    os.makedirs(directory, exist_ok=True)
+    if _current_files(directory) == files:
+        return
+    stamp = f"..{time.strftime('%Y_%m_%d_%H_%M_%S')}.{time.monotonic_ns()}"
+    fresh = os.path.join(directory, stamp)
+    os.makedirs(fresh)
+    for rel, (data, mode) in files.items():
+        if not safe_relative(rel):
+            raise VolumeError(f"invalid path {rel!r}")
+        target = os.path.join(fresh, rel)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with open(target, "wb") as f:
+            f.write(data)
+        os.chmod(target, mode)
+    tmp_link = os.path.join(directory, "..data_tmp")
+    if os.path.lexists(tmp_link):
+        os.unlink(tmp_link)
+    os.symlink(stamp, tmp_link)
+    os.rename(tmp_link, os.path.join(directory, "..data"))
+    tops = {rel.split("/", 1)[0] for rel in files}
+    for entry in os.listdir(directory):
+        path = os.path.join(directory, entry)
+        if entry.startswith(".."):
+            if entry not in ("..data", stamp) and os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+        elif entry not in tops and os.path.islink(path):
+            os.unlink(path)
+    for top in tops:
+        link = os.path.join(directory, top)
+        if not os.path.lexists(link):
+            os.symlink(os.path.join("..data", top), link)
+
+
+def _current_files(directory: str) -> dict[str, tuple[bytes, int]] | None:
+    data = os.path.join(directory, "..data")
+    if not os.path.isdir(data):
+        return None
+    out = {}
+    for dirpath, _dirs, names in os.walk(data, followlinks=True):
+        for n in names:
+            full = os.path.join(dirpath, n)
+            with open(full, "rb") as f:
+                out[os.path.relpath(full, data)] = (f.read(), stat.S_IMODE(os.stat(full).st_mode))
+    return out
+
+
+def check_host_path(path: str, type_: str) -> None:
+    """hostPath `type` checks, creating what *OrCreate asks for."""
+    if type_ == "DirectoryOrCreate":
+        os.makedirs(path, mode=0o755, exist_ok=True)
+        return
+    if type_ == "FileOrCreate":
+        if not os.path.exists(path):
+            os.makedirs(os.path.dirname(path) or "/", exist_ok=True)
+            with open(path, "a"):
+                pass
+        return
+    if not type_:
+        return
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise VolumeError(f"hostPath type check failed: {path} is not a {_kind_word(type_)}") from None
+    checks = {"Directory": stat.S_ISDIR, "File": stat.S_ISREG, "Socket": stat.S_ISSOCK,
+              "CharDevice": stat.S_ISCHR, "BlockDevice": stat.S_ISBLK}
+    check = checks.get(type_)
+    if check is not None and not check(mode):
+        raise VolumeError(f"hostPath type check failed: {path} is not a {_kind_word(type_)}")
+
+
+def _kind_word(type_: str) -> str:
+    return {"Directory": "directory", "File": "file", "Socket": "socket", "CharDevice": "character device",
+            "BlockDevice": "block device"}.get(type_, type_)
+
+
+def _mounted(path: str) -> bool:
+    with open("/proc/self/mountinfo") as f:
+        return any(line.split()[4] == path for line in f)
+
+
+class VolumeManager:
+    """The volumes of the pods on this node, under `root/<pod uid>/volumes`."""
+
+    def __init__(self, root: str, fetch: Fetch, node_allocatable: dict[str, str]) -> None:
+        self.root = root
+        self.fetch = fetch
+        self.node_allocatable = node_allocatable
+
+    def pod_dir(self, uid: str) -> str:
+        return os.path.join(self.root, uid)
+
+    async def setup(self, pod: Obj) -> dict[str, str]:
+        """Create or refresh every volume of `pod`; returns volume name -> host path."""
+        meta = pod.get("metadata") or {}
+        uid, ns = meta.get("uid", ""), meta.get("namespace", "")
+        base = os.path.join(self.pod_dir(uid), "volumes")
+        paths: dict[str, str] = {}
+        for vol in (pod.get("spec") or {}).get("volumes") or []:
+            name = vol.get("name", "")
+            try:
+                paths[name] = await self._setup_one(pod, ns, base, vol)
+            except VolumeError as e:
+                raise VolumeError(f'MountVolume.SetUp failed for volume "{name}" : {e}') from None
+        return paths
+
+    async def _setup_one(self, pod: Obj, ns: str, base: str, vol: Obj) -> str:
+        name = vol.get("name", "")
+        if "hostPath" in vol:
+            hp = vol["hostPath"]
+            check_host_path(hp.get("path", ""), hp.get("type") or "")
+            return hp.get("path", "")
+        if "emptyDir" in vol:
+            path = os.path.join(base, "empty-dir", name)
+            os.makedirs(path, exist_ok=True)
+            ed = vol["emptyDir"] or {}
+            if ed.get("medium") == "Memory" and not _mounted(path):
+                opts = "mode=0777"
+                if ed.get("sizeLimit"):
+                    from kybernetes.api.quantity import parse_quantity
+
+                    opts += f",size={int(parse_quantity(ed['sizeLimit']) or 0)}"
+                subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", path], check=True, capture_output=True)
+            else:
+                os.chmod(path, 0o777)
+            return path
+        files: dict[str, tuple[bytes, int]] = {}
+        if "configMap" in vol or "secret" in vol:
+            kind = "ConfigMap" if "configMap" in vol else "Secret"
+            src = vol["configMap"] if kind == "ConfigMap" else vol["secret"]
+            obj_name = src.get("name") or src.get("secretName") or ""
+            mode = src.get("defaultMode", DEFAULT_MODE)
+            files = object_files(kind, obj_name, await self.fetch(kind, ns, obj_name), src, mode)
+            plugin = "configmap" if kind == "ConfigMap" else "secret"
+        elif "downwardAPI" in vol:
+            src = vol["downwardAPI"]
+            files = downward_files(pod, src.get("items") or [], src.get("defaultMode", DEFAULT_MODE),
+                                   self.node_allocatable)
+            plugin = "downward-api"
+        elif "projected" in vol:
+            src = vol["projected"]
+            mode = src.get("defaultMode", DEFAULT_MODE)
+            for source in src.get("sources") or []:
+                if "configMap" in source or "secret" in source:
+                    kind = "ConfigMap" if "configMap" in source else "Secret"
+                    s = source["configMap"] if kind == "ConfigMap" else source["secret"]
+                    files.update(object_files(kind, s.get("name", ""), await self.fetch(kind, ns, s.get("name", "")),
+                                              s, mode))
+                elif "downwardAPI" in source:
+                    files.update(downward_files(pod, source["downwardAPI"].get("items") or [], mode,
+                                                self.node_allocatable))
+                elif "serviceAccountToken" in source:
+                    raise VolumeError("service account tokens are not issued yet by this cluster")
+            plugin = "projected"
+        else:
+            raise VolumeError("volume type not supported by this node")
+        path = os.path.join(base, plugin, name)
+        write_atomically(path, files)
+        return path
+
+    def teardown(self, uid: str) -> None:
+        """Unmount and remove everything of the pod."""
+        pod_dir = self.pod_dir(uid)
+        if not os.path.isdir(pod_dir):
+            return
+        with open("/proc/self/mountinfo") as f:
+            mounts = [line.split()[4] for line in f if line.split()[4].startswith(pod_dir + "/")]
+        for m in sorted(mounts, reverse=True):
+            subprocess.run(["umount", "-l", m], capture_output=True)
+        shutil.rmtree(pod_dir, ignore_errors=True)
+
+
+def container_mounts(container: Obj, volume_paths: dict[str, str]) -> list[Mount]:
+    """The container's volumeMounts as host paths, with subPath inside its volume."""
+    out = []
+    for vm in container.get("volumeMounts") or []:
+        host = volume_paths.get(vm.get("name", ""))
+        if host is None:
+            raise VolumeError(f'unable to find volume "{vm.get("name")}"')
+        sub = vm.get("subPath") or ""
+        if sub:
+            if not safe_relative(sub):
+                raise VolumeError(f"invalid subPath {sub!r}")
+            host = os.path.join(host, sub)
+            if not os.path.exists(host):
+                os.makedirs(host, exist_ok=True)
+        out.append(Mount(vm.get("mountPath", ""), host, bool(vm.get("readOnly"))))
+    return out
