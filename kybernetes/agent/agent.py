@@ -16,11 +16,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
+
 from kybernetes.agent import podspec, podsync, runtime
 from kybernetes.agent.containerd import SANDBOX_IMAGE
 from kybernetes.agent.cri.client import CriClient, CriError
 from kybernetes.agent.host import HostFacts, disk_bytes, memory_available_bytes
 from kybernetes.agent.node import build_node, cni_conflist_bytes, node_resources, node_status
+from kybernetes.agent.probes import LIVENESS, READINESS, STARTUP, Prober
 from kybernetes.agent.volumes import VolumeError, VolumeManager, container_mounts
 from kybernetes.api.errors import ApiError
 from kybernetes.api.timefmt import rfc3339, rfc3339_micro
@@ -103,6 +106,11 @@ class Agent:
         self._seen: dict[str, frozenset[tuple[str, int]]] = {}
         self._pulled: set[str] = set()
         self._pull_failures: dict[str, tuple[int, float]] = {}  # image -> (failures, retry not before)
+        self.probers: dict[tuple[str, str], Prober] = {}  # (container id, kind)
+        self._prober_pod: dict[tuple[str, str], str] = {}  # (container id, kind) -> pod key
+        self.probe_verdicts: dict[str, dict[str, bool]] = {}  # container id -> kind -> verdict
+        self._probe_session: aiohttp.ClientSession | None = None
+        self._background: set[asyncio.Task[Any]] = set()
         self.volumes = VolumeManager(os.path.join(options.data_dir, "pods"), self._fetch_source,
                                      node_resources(host)[1])
 
@@ -257,6 +265,7 @@ class Agent:
             await self._remove_sandbox(sid)
         plan = podsync.plan_pod(pod, sandbox, containers, time.time())
         if plan.kill_pod:
+            self._stop_probers(key)
             await self._kill_pod(pod, sandbox, containers)
             if pod["metadata"].get("deletionTimestamp"):
                 await self._finish_delete(pod)
@@ -480,9 +489,86 @@ class Agent:
             if e.code not in (404, 409):
                 raise
 
+    # -- probes -------------------------------------------------------------------------------------
+
+    def _ensure_probers(self, pod: Obj, sandbox: podsync.SandboxState | None,
+                        containers: list[podsync.ContainerState]) -> dict[str, tuple[bool, bool]]:
+        """Start the probes of running containers (startup first, then liveness and
+        readiness), stop those of containers gone; returns name -> (ready, started)."""
+        key = object_key(pod)
+        specs = {c.get("name", ""): c for c in (pod.get("spec") or {}).get("containers") or []}
+        running = {c.id: c for c in podsync.latest_by_name(containers).values()
+                   if c.state == podsync.RUNNING and not c.init and c.name in specs}
+        out: dict[str, tuple[bool, bool]] = {}
+        ip = sandbox.ip if sandbox is not None else ""
+        for cid, c in running.items():
+            spec = specs[c.name]
+            verdicts = self.probe_verdicts.setdefault(cid, {})
+            started = verdicts.get(STARTUP, False) if spec.get("startupProbe") else True
+            wanted = {STARTUP: spec.get("startupProbe")} if not started else {
+                LIVENESS: spec.get("livenessProbe"), READINESS: spec.get("readinessProbe")}
+            for kind, probe in wanted.items():
+                if probe and (cid, kind) not in self.probers:
+                    prober = Prober(kind, probe, spec, ip, self._exec_fn(cid), self._session(),
+                                    self._on_verdict(key, cid, c.name, pod), self._on_probe_failure(pod, c.name))
+                    self.probers[(cid, kind)] = prober
+                    self._prober_pod[(cid, kind)] = key
+                    prober.start()
+            ready = verdicts.get(READINESS, False) if spec.get("readinessProbe") else True
+            out[c.name] = (ready, started)
+        self._stop_probers(key, keep=set(running))
+        return out
+
+    def _session(self) -> aiohttp.ClientSession:
+        if self._probe_session is None:
+            self._probe_session = aiohttp.ClientSession()
+        return self._probe_session
+
+    def _exec_fn(self, cid: str) -> Any:
+        async def run(cmd: list[str], timeout: float) -> tuple[int, bytes, bytes]:
+            return await self.cri.exec_sync(cid, cmd, max(int(timeout + 0.999), 1))
+        return run
+
+    def _stop_probers(self, key: str, keep: set[str] | None = None) -> None:
+        """Stop the probes of `key`'s containers, but those of the ids in `keep`."""
+        for (cid, kind), prober in list(self.probers.items()):
+            if self._prober_pod.get((cid, kind)) == key and cid not in (keep or set()):
+                prober.stop()
+                del self.probers[(cid, kind)]
+                self._prober_pod.pop((cid, kind), None)
+                self.probe_verdicts.pop(cid, None)
+
+    def _on_verdict(self, key: str, cid: str, name: str, pod: Obj) -> Any:
+        def changed(kind: str, ok: bool) -> None:
+            self.probe_verdicts.setdefault(cid, {})[kind] = ok
+            if not ok and kind in (LIVENESS, STARTUP):
+                self._spawn(self._kill_unhealthy(pod, cid, name, kind))
+            self.queue.add(key)
+        return changed
+
+    def _on_probe_failure(self, pod: Obj, container: str) -> Any:
+        def failed(kind: str, why: str) -> None:
+            self._spawn(self.client.event(_involved(pod, container), "Warning", "Unhealthy",
+                                          f"{kind} probe failed: {why}", "kubelet"))
+        return failed
+
+    async def _kill_unhealthy(self, pod: Obj, cid: str, name: str, kind: str) -> None:
+        self._stop_probers(object_key(pod), keep={i for (i, _k) in self.probers if i != cid})
+        grace = int((pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30))
+        await self.client.event(_involved(pod, name), "Normal", "Killing",
+                                f"Container {name} failed {kind.lower()} probe, will be restarted", "kubelet")
+        await self._stop_container(cid, grace)
+        self.queue.add(object_key(pod))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     async def _report(self, pod: Obj, sandbox: podsync.SandboxState | None,
                       containers: list[podsync.ContainerState], plan: podsync.Plan) -> None:
-        status = podsync.pod_status(pod, sandbox, containers, plan, self.host.internal_ip, time.time())
+        probes = self._ensure_probers(pod, sandbox, containers)
+        status = podsync.pod_status(pod, sandbox, containers, plan, self.host.internal_ip, time.time(), probes)
         old = pod.get("status") or {}
         if _same_status(old, status):
             return
@@ -511,7 +597,19 @@ class Agent:
             for t in loops:
                 t.cancel()
             await asyncio.gather(*loops, return_exceptions=True)
+            for prober in self.probers.values():
+                prober.stop()
+            if self._probe_session is not None:
+                await self._probe_session.close()
             await self.factory.stop()
+
+
+def _involved(pod: Obj, container: str) -> Obj:
+    """The pod as an event's involved object, pointing at one of its containers."""
+    meta = pod.get("metadata") or {}
+    return {"kind": "Pod", "apiVersion": "v1",
+            "metadata": {k: meta.get(k) for k in ("name", "namespace", "uid", "resourceVersion")},
+            "fieldPath": f"spec.containers{{{container}}}"}
 
 
 def _same_status(old: Obj, new: Obj) -> bool:

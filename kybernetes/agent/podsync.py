@@ -205,7 +205,7 @@ def qos_class(pod: Obj) -> str:
 
 
 def _container_status(container: Obj, c: ContainerState | None, previous: ContainerState | None,
-                      waiting: tuple[str, str] | None, ready_when_running: bool) -> Obj:
+                      waiting: tuple[str, str] | None, ready_when_running: bool, started: bool = True) -> Obj:
     out: Obj = {"name": container.get("name", ""), "image": container.get("image", ""), "imageID": "",
                 "ready": False, "restartCount": 0, "started": False}
     if c is None:
@@ -222,8 +222,8 @@ def _container_status(container: Obj, c: ContainerState | None, previous: Contai
         return out
     if c.state == RUNNING:
         out["state"] = {"running": {"startedAt": _ts(c.started_at)}}
-        out["ready"] = ready_when_running
-        out["started"] = True
+        out["ready"] = ready_when_running and started
+        out["started"] = started
     elif c.state == EXITED:
         out["state"] = {"terminated": _terminated(c)}
     else:
@@ -255,9 +255,10 @@ def _condition(old: list[Obj], type_: str, status: str, now: str, reason: str = 
 
 
 def pod_status(pod: Obj, sandbox: SandboxState | None, containers: list[ContainerState], plan: Plan,
-               host_ip: str, now: float) -> Obj:
+               host_ip: str, now: float, probes: dict[str, tuple[bool, bool]] | None = None) -> Obj:
     """The status the agent reports for `pod` (phase, conditions, container statuses,
-    addresses, QoS class), keeping transition times that did not change."""
+    addresses, QoS class), keeping transition times that did not change. `probes`
+    gives, per running container with probes, (ready, started) as they found."""
     spec = pod.get("spec") or {}
     old = pod.get("status") or {}
     policy = spec.get("restartPolicy") or "Always"
@@ -285,8 +286,9 @@ def pod_status(pod: Obj, sandbox: SandboxState | None, containers: list[Containe
     statuses = []
     for container in spec.get("containers") or []:
         c, prev = pair(container.get("name", ""))
+        ready, started = (probes or {}).get(container.get("name", ""), (True, True))
         statuses.append(_container_status(container, c, prev, plan.waiting.get(container.get("name", "")),
-                                          True))
+                                          ready, started))
     app = [pair(ct.get("name", ""))[0] for ct in spec.get("containers") or []]
     all_running_ready = bool(statuses) and all(s["ready"] for s in statuses)
     if plan.failed:

@@ -334,3 +334,26 @@ def agent_exec(agent: AgentProcess, pod_name: str, container: str, command: str)
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 0 or r.stdout, r.stderr
     return r.stdout
+
+
+def test_probes_restart_unhealthy_and_gate_readiness(agent, kubectl):
+    live = sh("main", "touch /tmp/healthy; sleep 2; rm /tmp/healthy; sleep 3600",
+              livenessProbe={"exec": {"command": ["cat", "/tmp/healthy"]}, "periodSeconds": 1, "failureThreshold": 2})
+    kubectl.ok("apply", "-f", "-", stdin=pod("liveness", [live]))
+    p = wait_for(kubectl, "liveness", lambda p: statuses(p).get("main", {}).get("restartCount", 0) >= 1, timeout=60)
+    assert statuses(p)["main"]["lastState"]["terminated"]["exitCode"] == 137
+    events = kubectl.ok("get", "events", "-n", NS, "--field-selector", "involvedObject.name=liveness")
+    assert "Unhealthy" in events and "Liveness probe failed" in events and "Killing" in events
+
+    web = sh("web", "mkdir -p /www && echo ok > /www/ready && httpd -f -p 8080 -h /www",
+             ports=[{"name": "http", "containerPort": 8080}],
+             readinessProbe={"httpGet": {"path": "/ready", "port": "http"}, "periodSeconds": 1},
+             startupProbe={"tcpSocket": {"port": 8080}, "periodSeconds": 1, "failureThreshold": 30})
+    never = sh("never", "sleep 3600", readinessProbe={"tcpSocket": {"port": 9999}, "periodSeconds": 1})
+    kubectl.ok("apply", "-f", "-", stdin=pod("readiness", [web, never]))
+    p = wait_for(kubectl, "readiness", lambda p: statuses(p).get("web", {}).get("ready") is True, timeout=60)
+    assert statuses(p)["web"]["started"] is True
+    assert statuses(p)["never"]["ready"] is False and "running" in statuses(p)["never"]["state"]
+    conds = {c["type"]: c["status"] for c in p["status"]["conditions"]}
+    assert conds["Ready"] == "False" and conds["ContainersReady"] == "False"
+    assert "1/2" in kubectl.ok("get", "pod", "-n", NS, "readiness")

@@ -1,0 +1,142 @@
+"""Container probes: liveness, readiness and startup, by exec, httpGet or tcpSocket,
+with Kubernetes' timing fields. `ProbeResult` decides from consecutive outcomes; a
+`Prober` task per (container, kind) runs one probe on its period and reports changes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+log = logging.getLogger(__name__)
+
+Obj = dict[str, Any]
+LIVENESS, READINESS, STARTUP = "Liveness", "Readiness", "Startup"
+
+
+@dataclass
+class ProbeResult:
+    """Consecutive outcomes against the thresholds. `ok` is the probe's verdict: None
+    until the first verdict (readiness: not ready yet)."""
+
+    success_threshold: int = 1
+    failure_threshold: int = 3
+    successes: int = 0
+    failures: int = 0
+    ok: bool | None = None
+
+    def record(self, success: bool) -> bool:
+        """Count one outcome; True when the verdict changed."""
+        before = self.ok
+        if success:
+            self.successes += 1
+            self.failures = 0
+            if self.successes >= self.success_threshold:
+                self.ok = True
+        else:
+            self.failures += 1
+            self.successes = 0
+            if self.failures >= self.failure_threshold:
+                self.ok = False
+        return self.ok != before
+
+
+def timing(probe: Obj) -> tuple[float, float, float, int, int]:
+    """(initial delay, period, timeout, success threshold, failure threshold)."""
+    return (float(probe.get("initialDelaySeconds") or 0), float(probe.get("periodSeconds") or 10),
+            float(probe.get("timeoutSeconds") or 1), int(probe.get("successThreshold") or 1),
+            int(probe.get("failureThreshold") or 3))
+
+
+def resolve_port(port: Any, container: Obj) -> int:
+    if isinstance(port, int) or (isinstance(port, str) and port.isdigit()):
+        return int(port)
+    for p in container.get("ports") or []:
+        if p.get("name") == port:
+            return int(p["containerPort"])
+    raise ValueError(f"port {port!r} not found in container")
+
+
+ExecFn = Callable[[list[str], float], Awaitable[tuple[int, bytes, bytes]]]
+
+
+async def run_probe(probe: Obj, container: Obj, pod_ip: str, exec_fn: ExecFn,
+                    session: aiohttp.ClientSession) -> tuple[bool, str]:
+    """One attempt: (success, what failed)."""
+    _, _, timeout, _, _ = timing(probe)
+    try:
+        if probe.get("exec"):
+            cmd = list(probe["exec"].get("command") or [])
+            code, out, err = await exec_fn(cmd, timeout)
+            if code == 0:
+                return True, ""
+            return False, (out + err).decode(errors="replace").strip() or f"command {cmd} exited with {code}"
+        if probe.get("httpGet"):
+            g = probe["httpGet"]
+            port = resolve_port(g.get("port"), container)
+            host = g.get("host") or pod_ip
+            scheme = (g.get("scheme") or "HTTP").lower()
+            path = g.get("path") or "/"
+            headers = {h.get("name", ""): h.get("value", "") for h in g.get("httpHeaders") or []}
+            url = f"{scheme}://{host}:{port}{path if path.startswith('/') else '/' + path}"
+            async with session.get(url, headers=headers, ssl=False, allow_redirects=False,
+                                   timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+                if 200 <= resp.status < 400:
+                    return True, ""
+                return False, f"HTTP probe failed with statuscode: {resp.status}"
+        if probe.get("tcpSocket"):
+            t = probe["tcpSocket"]
+            port = resolve_port(t.get("port"), container)
+            _, writer = await asyncio.wait_for(asyncio.open_connection(t.get("host") or pod_ip, port), timeout)
+            writer.close()
+            return True, ""
+    except TimeoutError:
+        return False, f"timeout: probe did not answer within {timeout:g}s"
+    except (OSError, aiohttp.ClientError, ValueError) as e:
+        return False, str(e) or type(e).__name__
+    return True, ""
+
+
+class Prober:
+    """Runs one probe of one running container until cancelled; calls `on_change` with
+    the new verdict and `on_failure` with the message of each failed attempt."""
+
+    def __init__(self, kind: str, probe: Obj, container: Obj, pod_ip: str, exec_fn: ExecFn,
+                 session: aiohttp.ClientSession, on_change: Callable[[str, bool], None],
+                 on_failure: Callable[[str, str], None]) -> None:
+        delay, period, _, success, failure = timing(probe)
+        self.kind = kind
+        self.probe = probe
+        self.container = container
+        self.pod_ip = pod_ip
+        self.exec_fn = exec_fn
+        self.session = session
+        self.delay, self.period = delay, period
+        self.result = ProbeResult(success, failure)
+        self.on_change = on_change
+        self.on_failure = on_failure
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(self._run())
+
+    def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            self.task = None
+
+    async def _run(self) -> None:
+        await asyncio.sleep(self.delay)
+        while True:
+            ok, why = await run_probe(self.probe, self.container, self.pod_ip, self.exec_fn, self.session)
+            if not ok:
+                self.on_failure(self.kind, why)
+            if self.result.record(ok) and self.result.ok is not None:
+                self.on_change(self.kind, self.result.ok)
+            if self.kind == STARTUP and self.result.ok is not None:
+                return
+            await asyncio.sleep(self.period)
