@@ -273,6 +273,11 @@ class Agent:
             sandbox, containers, _ = await self._runtime_state(uid)
         else:
             sandbox, containers = await self._apply(pod, plan, sandbox, containers)
+        for name, (reason, _message) in plan.waiting.items():
+            if reason == "CrashLoopBackOff":
+                self._event(pod, name, "Warning", "BackOff", f"Back-off restarting failed container {name} in pod "
+                            f"{pod['metadata'].get('name')}_{pod['metadata'].get('namespace')}"
+                            f"({pod['metadata'].get('uid')})")
         await self._report(pod, sandbox, containers, plan)
         if plan.requeue_after is not None:
             self.queue.add_after(key, plan.requeue_after)
@@ -290,7 +295,8 @@ class Agent:
             if sandbox is not None:
                 await self._remove_sandbox(sandbox.id)
             os.makedirs(sb_spec.log_directory, exist_ok=True)
-            await self._ensure_image(pod, SANDBOX_IMAGE)
+            if await self.cri.image_status(SANDBOX_IMAGE) is None:
+                await self.cri.pull_image(SANDBOX_IMAGE)
             await self.cri.run_pod_sandbox(sb_config)
             sandbox, containers, _ = await self._runtime_state(uid)
         if sandbox is None:
@@ -302,6 +308,7 @@ class Agent:
             # in running containers); unchanged volumes are left as they are.
             volume_paths = await self.volumes.setup(pod)
         except VolumeError as e:
+            self._event(pod, "", "Warning", "FailedMount", str(e))
             for container, _init, _restarts in plan.start:
                 plan.waiting[container.get("name", "")] = ("ContainerCreating", str(e))
             plan.start = []
@@ -311,11 +318,12 @@ class Agent:
         for container, init, restarts in plan.start:
             name = container.get("name", "")
             try:
-                await self._ensure_image(pod, container.get("image", ""), container.get("imagePullPolicy") or "")
+                await self._ensure_image(pod, name, container.get("image", ""), container.get("imagePullPolicy") or "")
                 env = await self._env(pod, container)
                 mounts = [(m.container_path, m.host_path, m.readonly)
                           for m in container_mounts(container, volume_paths)]
             except (podspec.EnvError, VolumeError) as e:
+                self._event(pod, name, "Warning", "Failed", f"Error: {e}")
                 plan.waiting[name] = ("CreateContainerConfigError", str(e))
                 plan.requeue_after = 2.0
                 continue
@@ -324,6 +332,7 @@ class Agent:
                 plan.requeue_after = 5.0
                 continue
             except ImageBackOffError as e:
+                self._event(pod, name, "Normal", "BackOff", str(e))
                 plan.waiting[name] = ("ImagePullBackOff", str(e))
                 plan.requeue_after = min(plan.requeue_after or e.retry_in, e.retry_in)
                 continue
@@ -332,6 +341,8 @@ class Agent:
                 failures = self._pull_failures.get(image, (0, 0.0))[0] + 1
                 delay = podsync.backoff_seconds(failures)
                 self._pull_failures[image] = (failures, time.monotonic() + delay)
+                self._event(pod, name, "Warning", "Failed", f'Failed to pull image "{image}": {e.details}')
+                self._event(pod, name, "Warning", "Failed", "Error: ErrImagePull")
                 plan.waiting[name] = ("ErrImagePull", e.details)
                 # Look again soon: until the retry, the pod says ImagePullBackOff.
                 plan.requeue_after = min(1.0, delay)
@@ -342,16 +353,19 @@ class Agent:
             config = runtime.container_config(cspec, bool((pod.get("spec") or {}).get("hostNetwork")))
             try:
                 cid = await self.cri.create_container(sandbox.id, config, sb_config)
+                self._event(pod, name, "Normal", "Created", f"Created container {name}")
                 await self.cri.start_container(cid)
+                self._event(pod, name, "Normal", "Started", f"Started container {name}")
                 started = True
             except CriError as e:
+                self._event(pod, name, "Warning", "Failed", f"Error: {e.details}")
                 plan.waiting[name] = ("RunContainerError", e.details)
                 plan.requeue_after = 5.0
         if started or plan.remove:
             sandbox, containers, _ = await self._runtime_state(uid)
         return sandbox, containers
 
-    async def _ensure_image(self, pod: Obj, image: str, policy: str = "") -> None:
+    async def _ensure_image(self, pod: Obj, container: str, image: str, policy: str = "") -> None:
         if not image:
             return
         failed = self._pull_failures.get(image)
@@ -360,17 +374,24 @@ class Agent:
         if not policy:
             policy = "Always" if image.endswith(":latest") or ":" not in image.rsplit("/", 1)[-1] else "IfNotPresent"
         if policy == "Always" and image not in self._pulled:
+            await self._pull(pod, container, image)
             self._pulled.add(image)
-            await self.cri.pull_image(image)
-            self._pull_failures.pop(image, None)
             return
         present = await self.cri.image_status(image)
         if present is not None:
+            self._event(pod, container, "Normal", "Pulled", f'Container image "{image}" already present on machine')
             return
         if policy == "Never":
             raise ImageNeverPullError(f'Container image "{image}" is not present with pull policy of Never')
+        await self._pull(pod, container, image)
+
+    async def _pull(self, pod: Obj, container: str, image: str) -> None:
+        self._event(pod, container, "Normal", "Pulling", f'Pulling image "{image}"')
+        t = time.monotonic()
         await self.cri.pull_image(image)
         self._pull_failures.pop(image, None)
+        self._event(pod, container, "Normal", "Pulled",
+                    f'Successfully pulled image "{image}" in {time.monotonic() - t:.3f}s')
 
     async def _env(self, pod: Obj, container: Obj) -> list[tuple[str, str]]:
         ns = pod["metadata"].get("namespace", "")
@@ -451,6 +472,9 @@ class Agent:
             if grace is None:
                 grace = spec.get("terminationGracePeriodSeconds", 30)
         running = [c for c in containers if c.state in (podsync.RUNNING, podsync.CREATED)]
+        if pod is not None:
+            for c in running:
+                self._event(pod, c.name, "Normal", "Killing", f"Stopping container {c.name}")
         await asyncio.gather(*(self._stop_container(c.id, int(grace)) for c in running))
         if sandbox is not None:
             for op in (self.cri.stop_pod_sandbox,):
@@ -548,17 +572,19 @@ class Agent:
 
     def _on_probe_failure(self, pod: Obj, container: str) -> Any:
         def failed(kind: str, why: str) -> None:
-            self._spawn(self.client.event(_involved(pod, container), "Warning", "Unhealthy",
-                                          f"{kind} probe failed: {why}", "kubelet"))
+            self._event(pod, container, "Warning", "Unhealthy", f"{kind} probe failed: {why}")
         return failed
 
     async def _kill_unhealthy(self, pod: Obj, cid: str, name: str, kind: str) -> None:
         self._stop_probers(object_key(pod), keep={i for (i, _k) in self.probers if i != cid})
         grace = int((pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30))
-        await self.client.event(_involved(pod, name), "Normal", "Killing",
-                                f"Container {name} failed {kind.lower()} probe, will be restarted", "kubelet")
+        self._event(pod, name, "Normal", "Killing", f"Container {name} failed {kind.lower()} probe, will be restarted")
         await self._stop_container(cid, grace)
         self.queue.add(object_key(pod))
+
+    def _event(self, pod: Obj, container: str, type_: str, reason: str, message: str) -> None:
+        """Record an event about `pod` (and one of its containers) in the background."""
+        self._spawn(self.client.event(_involved(pod, container), type_, reason, message, "kubelet"))
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)

@@ -102,6 +102,10 @@ def test_busybox_pod_runs_with_an_ip_from_the_node_cidr(agent, kubectl):
         "ContainersReady": "True", "Ready": "True"}
     out = kubectl.ok("get", "pods", "-n", NS, "hello", "-o", "wide")
     assert "Running" in out and "agent-node" in out and st["podIP"] in out
+    described = kubectl.ok("describe", "pod", "-n", NS, "hello")
+    for line in ("Successfully assigned agent-e2e/hello to agent-node", 'already present on machine',
+                 "Created container main", "Started container main"):
+        assert line in described, described
 
 
 def test_kubectl_logs(agent, kubectl):
@@ -209,6 +213,8 @@ def test_unpullable_image_backs_off_with_the_reason(agent, kubectl, k8s_client):
                     assert "127.0.0.1:1/nothing/here:1" in (st.state.waiting.message or "")
         if "ImagePullBackOff" in seen and seen.count("ErrImagePull") >= 2:
             w.stop()
+    events = kubectl.ok("get", "events", "-n", NS, "--field-selector", "involvedObject.name=badimage")
+    assert 'Pulling image "127.0.0.1:1/nothing/here:1"' in events and "Failed to pull image" in events
     # The pull is retried after a back-off; in between the pod says ImagePullBackOff.
     assert set(seen) == {"ErrImagePull", "ImagePullBackOff"} and len(seen) >= 3, seen
     assert get(kubectl, "badimage")["status"]["phase"] == "Pending"
