@@ -9,7 +9,9 @@ so restarting the agent does not restart pods. A relist of the runtime every sec
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime as dt
+import json
 import logging
 import os
 import time
@@ -20,6 +22,7 @@ import aiohttp
 
 from kybernetes.agent import podspec, podsync, runtime
 from kybernetes.agent.containerd import SANDBOX_IMAGE
+from kybernetes.agent.cri import runtime_pb2 as pb
 from kybernetes.agent.cri.client import CriClient, CriError
 from kybernetes.agent.host import HostFacts, disk_bytes, memory_available_bytes
 from kybernetes.agent.node import build_node, cni_conflist_bytes, node_resources, node_status
@@ -388,10 +391,24 @@ class Agent:
     async def _pull(self, pod: Obj, container: str, image: str) -> None:
         self._event(pod, container, "Normal", "Pulling", f'Pulling image "{image}"')
         t = time.monotonic()
-        await self.cri.pull_image(image)
+        await self.cri.pull_image(image, await self._pull_auth(pod, image))
         self._pull_failures.pop(image, None)
         self._event(pod, container, "Normal", "Pulled",
                     f'Successfully pulled image "{image}" in {time.monotonic() - t:.3f}s')
+
+    async def _pull_auth(self, pod: Obj, image: str) -> pb.AuthConfig | None:
+        """Credentials for the image's registry from the pod's imagePullSecrets."""
+        ns = pod["metadata"].get("namespace", "")
+        for ref in (pod.get("spec") or {}).get("imagePullSecrets") or []:
+            secret = await self._fetch_source("Secret", ns, ref.get("name", ""))
+            if secret is None:
+                continue
+            found = pull_credentials(secret, image_registry(image))
+            if found is not None:
+                user, password, server = found
+                # containerd matches the address as a URL's host part.
+                return pb.AuthConfig(username=user, password=password, server_address=f"https://{server}")
+        return None
 
     async def _env(self, pod: Obj, container: Obj) -> list[tuple[str, str]]:
         ns = pod["metadata"].get("namespace", "")
@@ -628,6 +645,38 @@ class Agent:
             if self._probe_session is not None:
                 await self._probe_session.close()
             await self.factory.stop()
+
+
+def image_registry(image: str) -> str:
+    """The registry host an image reference names (Docker Hub when none)."""
+    first, _, rest = image.partition("/")
+    if rest and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return "docker.io"
+
+
+def pull_credentials(secret: Obj, registry: str) -> tuple[str, str, str] | None:
+    """(user, password, server) for `registry` from a kubernetes.io/dockerconfigjson or
+    kubernetes.io/dockercfg Secret, or None."""
+    data = secret.get("data") or {}
+    try:
+        if ".dockerconfigjson" in data:
+            auths = json.loads(base64.b64decode(data[".dockerconfigjson"])).get("auths") or {}
+        elif ".dockercfg" in data:
+            auths = json.loads(base64.b64decode(data[".dockercfg"]))
+        else:
+            return None
+    except ValueError:
+        return None
+    aliases = {registry} | ({"index.docker.io", "registry-1.docker.io"} if registry == "docker.io" else set())
+    for key, entry in auths.items():
+        host = key.split("://", 1)[-1].split("/", 1)[0]
+        if host in aliases and isinstance(entry, dict):
+            user, password = entry.get("username", ""), entry.get("password", "")
+            if not user and entry.get("auth"):
+                user, _, password = base64.b64decode(entry["auth"]).decode(errors="replace").partition(":")
+            return user, password, host
+    return None
 
 
 def _involved(pod: Obj, container: str) -> Obj:

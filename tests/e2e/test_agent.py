@@ -363,3 +363,40 @@ def test_probes_restart_unhealthy_and_gate_readiness(agent, kubectl):
     conds = {c["type"]: c["status"] for c in p["status"]["conditions"]}
     assert conds["Ready"] == "False" and conds["ContainersReady"] == "False"
     assert "1/2" in kubectl.ok("get", "pod", "-n", NS, "readiness")
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    from kybernetes.agent.images import build_all
+    from kybernetes.testing.registry import RegistryProcess
+
+    reg = RegistryProcess(user="puller", password="s3cret-pass")
+    reg.start()
+    images = str(tmp_path_factory.mktemp("images"))
+    build_all(images)
+    for tag in ("from-registry", "from-registry-2"):
+        reg.push_oci_tar(os.path.join(images, "busybox.tar"), "kyb/busybox", tag)
+    yield reg
+    reg.stop()
+
+
+def test_pull_from_a_registry_with_image_pull_secrets(agent, kubectl, registry):
+    image = f"{registry.host}/kyb/busybox:from-registry"
+    config = {"auths": {registry.host: {"username": "puller", "password": "s3cret-pass"}}}
+    kubectl.ok("create", "secret", "generic", "-n", NS, "regcred", "--type=kubernetes.io/dockerconfigjson",
+               f"--from-literal=.dockerconfigjson={json.dumps(config)}")
+    kubectl.ok("apply", "-f", "-", stdin=pod("pulled", [{"name": "main", "image": image,
+                                                         "command": ["sh", "-c", "echo pulled-ok; sleep 3600"]}],
+                                             imagePullSecrets=[{"name": "regcred"}]))
+    p = wait_for(kubectl, "pulled", phase_is("Running"), timeout=90)
+    assert statuses(p)["main"]["imageID"].startswith("sha256:") or "@sha256:" in statuses(p)["main"]["imageID"]
+    described = kubectl.ok("describe", "pod", "-n", NS, "pulled")
+    assert f'Pulling image "{image}"' in described and f'Successfully pulled image "{image}"' in described
+
+    # Without the secret the same registry refuses.
+    other = f"{registry.host}/kyb/busybox:from-registry-2"
+    kubectl.ok("apply", "-f", "-", stdin=pod("denied", [{"name": "main", "image": other}]))
+    p = wait_for(kubectl, "denied", lambda p: statuses(p).get("main", {}).get("state", {}).get("waiting", {}).get(
+        "reason") in ("ErrImagePull", "ImagePullBackOff"), timeout=60)
+    events = kubectl.ok("get", "events", "-n", NS, "--field-selector", "involvedObject.name=denied")
+    assert "Failed to pull image" in events and ("401" in events or "unauthorized" in events.lower())
