@@ -13,6 +13,7 @@ import os
 import ssl
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -22,6 +23,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from kybernetes.agent import logs, podspec
 from kybernetes.agent.cri import runtime_pb2 as pb
 from kybernetes.agent.cri.client import CriClient, CriError
+from kybernetes.api.channels import relay
 
 log = logging.getLogger(__name__)
 
@@ -95,10 +97,13 @@ class AgentServer:
         self.port = port
         self.ssl_ctx = ssl_ctx
         self.runner: web.AppRunner | None = None
+        self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
         app = web.Application()
         app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", self.container_logs)
+        app.router.add_get("/exec/{namespace}/{pod}/{container}", self.stream)
+        app.router.add_get("/attach/{namespace}/{pod}/{container}", self.stream)
         app.router.add_get("/healthz", lambda _r: web.Response(text="ok"))
         self.runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await self.runner.setup()
@@ -109,6 +114,9 @@ class AgentServer:
         if self.runner is not None:
             await self.runner.cleanup()
             self.runner = None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     async def _attempts(self, namespace: str, pod: str, container: str) -> list[pb.ContainerStatus]:
         """The container's runtime records, newest first."""
@@ -172,3 +180,36 @@ class AgentServer:
             if st.state != pb.CONTAINER_RUNNING:
                 running.clear()
                 return
+
+    async def stream(self, request: web.Request) -> web.StreamResponse:
+        """exec and attach over WebSocket (v5 or v4 channel protocol), relayed to the
+        runtime's streaming server (containerd speaks v4): the same channels 0-4."""
+        ns, pod, container = (request.match_info[k] for k in ("namespace", "pod", "container"))
+        q = request.query
+        attempts = [a for a in await self._attempts(ns, pod, container) if a.state == pb.CONTAINER_RUNNING]
+        if not attempts:
+            return _bad(f"container {container} is not running", 400)
+        flag = {k: q.get(k) in ("true", "1") for k in ("stdin", "stdout", "stderr", "tty")}
+        try:
+            if request.path.startswith("/exec/"):
+                command = q.getall("command", [])
+                if not command:
+                    return _bad("you must specify at least 1 command")
+                url = await self.cri.exec(attempts[0].id, command, tty=flag["tty"], stdin=flag["stdin"],
+                                          stdout=flag["stdout"], stderr=flag["stderr"] and not flag["tty"])
+            else:
+                url = await self.cri.attach(attempts[0].id, tty=flag["tty"], stdin=flag["stdin"],
+                                            stdout=flag["stdout"], stderr=flag["stderr"] and not flag["tty"])
+        except CriError as e:
+            return _bad(e.details, 500)
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        try:
+            backend = await self._session.ws_connect(url, protocols=("v4.channel.k8s.io",))
+        except (aiohttp.ClientError, OSError) as e:
+            return _bad(f"runtime streaming server: {e}", 502)
+        ws = web.WebSocketResponse(protocols=("v5.channel.k8s.io", "v4.channel.k8s.io"))
+        await ws.prepare(request)
+        await relay(ws, backend)
+        return ws
+

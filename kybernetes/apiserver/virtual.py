@@ -16,6 +16,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 
+from kybernetes.api.channels import relay
 from kybernetes.api.errors import ApiError
 from kybernetes.apiserver import auth, codec
 from kybernetes.apiserver.rest import json_response
@@ -42,7 +43,9 @@ class VirtualHandler:
         user: auth.UserInfo = request["user"]
         if target.subresource == "log":
             return await self._pod_log(request, target)
-        if target.subresource in ("exec", "attach", "portforward", "proxy", "ephemeralcontainers"):
+        if target.subresource in ("exec", "attach"):
+            return await self._pod_stream(request, target)
+        if target.subresource in ("portforward", "proxy", "ephemeralcontainers"):
             return self._needs_agent(target)
         if target.subresource == "token":
             raise ApiError(501, "NotImplemented",
@@ -123,10 +126,8 @@ class VirtualHandler:
         host, port = self._agent_address(spec["nodeName"])
         query = {k: request.query[k] for k in LOG_PARAMS if k in request.query}
         url = f"https://{host}:{port}/containerLogs/{target.namespace}/{name}/{container}"
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
         try:
-            upstream = await self._session.get(url, params=query, ssl=self.agent_ssl)
+            upstream = await self._client().get(url, params=query, ssl=self.agent_ssl)
         except (aiohttp.ClientError, OSError) as e:
             raise ApiError(503, "ServiceUnavailable",
                            f"the node agent of {spec['nodeName']} is not reachable: {e}") from None
@@ -147,6 +148,51 @@ class VirtualHandler:
             return resp
         finally:
             upstream.release()
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
+        return self._session
+
+    async def _pod_stream(self, request: web.Request, target: Any) -> web.StreamResponse:
+        """pods/exec and pods/attach: a WebSocket (v5 or v4 channel protocol) relayed to
+        the agent of the pod's node. SPDY upgrades are refused (kubectl tries WebSocket
+        first)."""
+        pod = self._bound_pod(target)
+        name = target.name or ""
+        spec = pod.get("spec") or {}
+        names = [c.get("name", "") for c in spec.get("containers") or []]
+        container = request.query.get("container", "") or (names[0] if len(names) == 1 else "")
+        if not container:
+            raise ApiError.bad_request(f"a container name must be specified for pod {name}, choose one of: "
+                                       f"[{' '.join(names)}]")
+        if container not in names + [c.get("name", "") for c in spec.get("initContainers") or []]:
+            raise ApiError.bad_request(f"container {container} is not valid for pod {name}")
+        if target.subresource == "exec" and not request.query.getall("command", []):
+            raise ApiError.bad_request("you must specify at least 1 command")
+        if request.headers.get("Upgrade", "").lower() != "websocket":
+            raise ApiError.bad_request("Upgrade request required: pods/exec and pods/attach speak WebSocket "
+                                       "(v5.channel.k8s.io or v4.channel.k8s.io)")
+        wanted = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
+        protocol = next((p for p in wanted if p in ("v5.channel.k8s.io", "v4.channel.k8s.io")), None)
+        if protocol is None:
+            raise ApiError.bad_request(f"none of the offered subprotocols {wanted} is supported: "
+                                       "v5.channel.k8s.io, v4.channel.k8s.io")
+        host, port = self._agent_address(spec["nodeName"])
+        url = f"https://{host}:{port}/{target.subresource}/{target.namespace}/{name}/{container}"
+        query = [(k, v) for k, v in request.query.items() if k != "container"]
+        try:
+            back = await self._client().ws_connect(url, params=query, protocols=(protocol,), ssl=self.agent_ssl)
+        except aiohttp.WSServerHandshakeError as e:
+            raise ApiError(e.status if 400 <= e.status < 500 else 502, "BadRequest" if e.status == 400
+                           else "InternalError", f"the node agent refused: {e.message}") from None
+        except (aiohttp.ClientError, OSError) as e:
+            raise ApiError(503, "ServiceUnavailable",
+                           f"the node agent of {spec['nodeName']} is not reachable: {e}") from None
+        front = web.WebSocketResponse(protocols=(protocol,))
+        await front.prepare(request)
+        await relay(front, back)
+        return front
 
     def _needs_agent(self, target: Any) -> web.StreamResponse:
         info = target.info

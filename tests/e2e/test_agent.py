@@ -400,3 +400,25 @@ def test_pull_from_a_registry_with_image_pull_secrets(agent, kubectl, registry):
         "reason") in ("ErrImagePull", "ImagePullBackOff"), timeout=60)
     events = kubectl.ok("get", "events", "-n", NS, "--field-selector", "involvedObject.name=denied")
     assert "Failed to pull image" in events and ("401" in events or "unauthorized" in events.lower())
+
+
+def test_kubectl_exec_and_cp_from_a_pod(agent, kubectl, tmp_path):
+    kubectl.ok("apply", "-f", "-", stdin=pod("shell", [sh("main", "echo content > /tmp/file.txt; sleep 3600"),
+                                                       sh("side", "sleep 3600")]))
+    wait_for(kubectl, "shell", phase_is("Running"))
+    assert kubectl.ok("exec", "-n", NS, "shell", "-c", "main", "--", "cat", "/tmp/file.txt") == "content\n"
+    assert kubectl.ok("exec", "-n", NS, "shell", "-c", "main", "--", "sh", "-c", "echo $HOSTNAME") == "shell\n"
+    r = kubectl("exec", "-n", NS, "shell", "-c", "main", "--", "sh", "-c", "echo to-err >&2; exit 3")
+    assert r.returncode == 3 and "to-err" in r.stderr
+    r = kubectl("exec", "-n", NS, "shell", "-c", "nope", "--", "true")
+    assert r.returncode != 0 and "container nope is not valid for pod shell" in r.stderr
+    # A TTY needs kubectl itself on a terminal: run it under `script`.
+    from kybernetes.testing.cluster import kubectl_binary
+
+    cmd = (f"{kubectl_binary()} --kubeconfig {agent.server.kubeconfig} exec -it -n {NS} shell -c side -- "
+           "tty")
+    tty = subprocess.run(["script", "-q", "-c", cmd, "/dev/null"], capture_output=True, text=True, timeout=60,
+                         stdin=subprocess.DEVNULL)
+    assert "/dev/pts/" in tty.stdout, tty.stdout + tty.stderr
+    kubectl.ok("cp", "-c", "main", f"{NS}/shell:/tmp/file.txt", str(tmp_path / "copied.txt"))
+    assert (tmp_path / "copied.txt").read_text() == "content\n"
