@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import ipaddress
+import json
 import logging
 import os
 import ssl
@@ -91,8 +92,11 @@ def log_options(query: Any) -> logs.LogOptions:
 
 
 class AgentServer:
-    def __init__(self, cri: CriClient, bind: str, port: int, ssl_ctx: ssl.SSLContext) -> None:
+    def __init__(self, cri: CriClient, bind: str, port: int, ssl_ctx: ssl.SSLContext, runc_root: str = "") -> None:
         self.cri = cri
+        # runc's state dir for the runtime's Kubernetes namespace: exec with stdin runs
+        # through runc directly (see `_exec_with_stdin`).
+        self.runc_root = runc_root
         self.bind = bind
         self.port = port
         self.ssl_ctx = ssl_ctx
@@ -190,6 +194,14 @@ class AgentServer:
         if not attempts:
             return _bad(f"container {container} is not running", 400)
         flag = {k: q.get(k) in ("true", "1") for k in ("stdin", "stdout", "stderr", "tty")}
+        if request.path.startswith("/exec/") and flag["stdin"] and not flag["tty"] and self.runc_root:
+            command = q.getall("command", [])
+            if not command:
+                return _bad("you must specify at least 1 command")
+            ws = web.WebSocketResponse(protocols=("v5.channel.k8s.io", "v4.channel.k8s.io"))
+            await ws.prepare(request)
+            await self._exec_with_stdin(ws, attempts[0].id, command, flag)
+            return ws
         try:
             if request.path.startswith("/exec/"):
                 command = q.getall("command", [])
@@ -210,6 +222,51 @@ class AgentServer:
             return _bad(f"runtime streaming server: {e}", 502)
         ws = web.WebSocketResponse(protocols=("v5.channel.k8s.io", "v4.channel.k8s.io"))
         await ws.prepare(request)
-        await relay(ws, backend)
+        await relay(ws, backend, close_signal=False)
         return ws
 
+
+    async def _exec_with_stdin(self, ws: web.WebSocketResponse, container_id: str, command: list[str],
+                               flag: dict[str, bool]) -> None:
+        """exec with a piped stdin (`kubectl exec -i`, `kubectl cp` into a pod). The
+        runtime's streaming server speaks only v4, which cannot say "stdin ended", so
+        the agent runs the command with `runc exec` itself and closes its stdin when the
+        client sends the v5 close signal for channel 0."""
+        proc = await asyncio.create_subprocess_exec(
+            "runc", "--root", self.runc_root, "exec", container_id, *command,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+
+        async def pump(stream: asyncio.StreamReader, channel: bytes, wanted: bool) -> None:
+            while chunk := await stream.read(32768):
+                if wanted and not ws.closed:
+                    await ws.send_bytes(channel + chunk)
+
+        async def feed() -> None:
+            async for msg in ws:
+                if msg.type != aiohttp.WSMsgType.BINARY or not msg.data:
+                    if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.ERROR):
+                        break
+                    continue
+                if msg.data[:1] == b"\x00":
+                    proc.stdin.write(msg.data[1:])
+                    await proc.stdin.drain()
+                elif msg.data[:2] == b"\xff\x00":
+                    proc.stdin.close()
+            if not proc.stdin.is_closing():
+                proc.stdin.close()
+
+        feeder = asyncio.create_task(feed())
+        await asyncio.gather(pump(proc.stdout, b"\x01", flag["stdout"]), pump(proc.stderr, b"\x02", flag["stderr"]))
+        code = await proc.wait()
+        feeder.cancel()
+        await asyncio.gather(feeder, return_exceptions=True)
+        if code == 0:
+            status: dict[str, Any] = {"metadata": {}, "status": "Success"}
+        else:
+            status = {"metadata": {}, "status": "Failure", "reason": "NonZeroExitCode",
+                      "message": f"command terminated with non-zero exit code: exit status {code}",
+                      "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]}}
+        if not ws.closed:
+            await ws.send_bytes(b"\x03" + json.dumps(status).encode())
+            await ws.close()

@@ -13,14 +13,15 @@ import aiohttp
 CLOSE_SIGNAL = b"\xff"
 
 
-async def relay(front: Any, back: Any) -> None:
+async def relay(front: Any, back: Any, close_signal: bool = True) -> None:
     """Copy binary channel messages both ways until either side closes, then close the
-    other. The v5 close signal (channel 255) has no v4 counterpart and is not passed on."""
+    other. Without `close_signal` (a v4 back end) the v5 close signal (channel 255) is
+    dropped: v4 has no way to say it."""
 
     async def front_to_back() -> None:
         async for msg in front:
             if msg.type == aiohttp.WSMsgType.BINARY:
-                if msg.data[:1] == CLOSE_SIGNAL:
+                if msg.data[:1] == CLOSE_SIGNAL and not close_signal:
                     continue
                 await back.send_bytes(msg.data)
             elif msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.ERROR):

@@ -422,3 +422,8 @@ def test_kubectl_exec_and_cp_from_a_pod(agent, kubectl, tmp_path):
     assert "/dev/pts/" in tty.stdout, tty.stdout + tty.stderr
     kubectl.ok("cp", "-c", "main", f"{NS}/shell:/tmp/file.txt", str(tmp_path / "copied.txt"))
     assert (tmp_path / "copied.txt").read_text() == "content\n"
+    (tmp_path / "upload.txt").write_text("uploaded\n")
+    kubectl.ok("cp", "-c", "main", str(tmp_path / "upload.txt"), f"{NS}/shell:/tmp/upload.txt", timeout=30)
+    assert kubectl.ok("exec", "-n", NS, "shell", "-c", "main", "--", "cat", "/tmp/upload.txt") == "uploaded\n"
+    piped = kubectl.ok("exec", "-i", "-n", NS, "shell", "-c", "main", "--", "head", "-n", "1", stdin="from-stdin\n")
+    assert piped == "from-stdin\n"
