@@ -14,7 +14,7 @@ import tempfile
 import time
 
 from kybernetes.agent.containerd import missing_prerequisites
-from kybernetes.testing.cluster import ServerProcess, die_with_parent, free_port
+from kybernetes.testing.cluster import ServerProcess, die_with_parent, file_tail, free_port, stop_process
 
 TEST_TAINT = "kybernetes.io/test-agent"
 
@@ -77,22 +77,12 @@ class AgentProcess:
         raise TimeoutError(f"node {self.node_name} not Ready after {timeout}s: {self.log_tail()}")
 
     def log_tail(self, n: int = 4000) -> str:
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read()[-n:].decode(errors="replace")
-        except OSError:
-            return ""
+        return file_tail(self.log_path, n)
 
     def stop(self) -> None:
         """Stop the agent (and its containerd); running containers stay, as on a real
         agent restart."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc, 20)
         self.proc = None
 
     def runtime_containers(self) -> list[str]:

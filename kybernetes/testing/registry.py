@@ -15,7 +15,7 @@ import time
 import urllib.error
 import urllib.request
 
-from kybernetes.testing.cluster import die_with_parent, free_port
+from kybernetes.testing.cluster import die_with_parent, free_port, stop_process
 
 
 class RegistryProcess:
@@ -107,12 +107,6 @@ class RegistryProcess:
         assert status == 201, (status, body)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc, 10)
         self.proc = None
         shutil.rmtree(self.dir, ignore_errors=True)
