@@ -26,7 +26,7 @@ from kybernetes.agent.cri import runtime_pb2 as pb
 from kybernetes.agent.cri.client import CriClient, CriError
 from kybernetes.agent.host import HostFacts, disk_bytes, memory_available_bytes
 from kybernetes.agent.node import build_node, cni_conflist_bytes, node_resources, node_status
-from kybernetes.agent.probes import LIVENESS, READINESS, STARTUP, Prober
+from kybernetes.agent.probes import LIVENESS, READINESS, STARTUP, Prober, run_probe
 from kybernetes.agent.volumes import VolumeError, VolumeManager, container_mounts
 from kybernetes.api.errors import ApiError
 from kybernetes.api.timefmt import rfc3339, rfc3339_micro
@@ -489,17 +489,41 @@ class Agent:
             if grace is None:
                 grace = spec.get("terminationGracePeriodSeconds", 30)
         running = [c for c in containers if c.state in (podsync.RUNNING, podsync.CREATED)]
-        if pod is not None:
-            for c in running:
+        specs = {c.get("name", ""): c for c in ((pod or {}).get("spec") or {}).get("containers") or []}
+
+        async def stop(c: podsync.ContainerState) -> None:
+            deadline = time.monotonic() + int(grace)
+            if pod is not None:
                 self._event(pod, c.name, "Normal", "Killing", f"Stopping container {c.name}")
-        await asyncio.gather(*(self._stop_container(c.id, int(grace)) for c in running))
+                hook = ((specs.get(c.name) or {}).get("lifecycle") or {}).get("preStop")
+                if hook and c.state == podsync.RUNNING:
+                    await self._pre_stop(pod, c, hook, int(grace), specs.get(c.name) or {}, sandbox)
+            # The hook's time counts against the grace period, as in Kubernetes.
+            await self._stop_container(c.id, max(int(deadline - time.monotonic()), 0))
+
+        await asyncio.gather(*(stop(c) for c in running))
         if sandbox is not None:
-            for op in (self.cri.stop_pod_sandbox,):
-                try:
-                    await op(sandbox.id)
-                except CriError as e:
-                    if not e.not_found:
-                        raise
+            try:
+                await self.cri.stop_pod_sandbox(sandbox.id)
+            except CriError as e:
+                if not e.not_found:
+                    raise
+
+    async def _pre_stop(self, pod: Obj, c: podsync.ContainerState, hook: Obj, grace: int, spec: Obj,
+                        sandbox: podsync.SandboxState | None) -> None:
+        """Run a preStop hook (exec, httpGet or sleep) within the grace period."""
+        try:
+            if hook.get("exec"):
+                await asyncio.wait_for(self.cri.exec_sync(c.id, list(hook["exec"].get("command") or []), grace),
+                                       grace + 1)
+            elif hook.get("httpGet") and sandbox is not None:
+                probe = {"httpGet": hook["httpGet"], "timeoutSeconds": grace}
+                await asyncio.wait_for(run_probe(probe, spec, sandbox.ip, self._exec_fn(c.id), self._session()),
+                                       grace + 1)
+            elif hook.get("sleep"):
+                await asyncio.sleep(min(int(hook["sleep"].get("seconds") or 0), grace))
+        except (TimeoutError, CriError) as e:
+            self._event(pod, c.name, "Warning", "FailedPreStopHook", f"PreStopHook failed: {e}")
 
     async def _stop_container(self, cid: str, grace: int) -> None:
         try:

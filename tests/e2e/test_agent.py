@@ -236,6 +236,18 @@ def test_graceful_deletion_honours_the_grace_period(agent, kubectl):
     assert time.monotonic() - t < 10
 
 
+def test_pre_stop_hook_runs_before_the_container_stops(agent, kubectl, tmp_path):
+    out = tmp_path / "hook"
+    main = sh("main", "trap 'echo term >> /out/log; exit 0' TERM; sleep 3600 & wait",
+              lifecycle={"preStop": {"exec": {"command": ["sh", "-c", "echo pre-stop >> /out/log"]}}},
+              volumeMounts=[{"name": "out", "mountPath": "/out"}])
+    kubectl.ok("apply", "-f", "-", stdin=pod("hooked", [main], volumes=[
+        {"name": "out", "hostPath": {"path": str(out), "type": "DirectoryOrCreate"}}]))
+    wait_for(kubectl, "hooked", phase_is("Running"))
+    kubectl.ok("delete", "pod", "-n", NS, "hooked", "--grace-period=10", timeout=60)
+    assert (out / "log").read_text().splitlines() == ["pre-stop", "term"]
+
+
 def test_agent_restart_keeps_pods_running(agent, kubectl):
     kubectl.ok("apply", "-f", "-", stdin=pod("survivor", [sh("main", "sleep 3600")]))
     before = statuses(wait_for(kubectl, "survivor", phase_is("Running")))["main"]
