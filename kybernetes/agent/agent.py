@@ -13,6 +13,7 @@ import base64
 import datetime as dt
 import json
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -499,7 +500,7 @@ class Agent:
                 if hook and c.state == podsync.RUNNING:
                     await self._pre_stop(pod, c, hook, int(grace), specs.get(c.name) or {}, sandbox)
             # The hook's time counts against the grace period, as in Kubernetes.
-            await self._stop_container(c.id, max(int(deadline - time.monotonic()), 0))
+            await self._stop_container(c.id, max(math.ceil(deadline - time.monotonic()), 0))
 
         await asyncio.gather(*(stop(c) for c in running))
         if sandbox is not None:
