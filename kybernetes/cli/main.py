@@ -362,34 +362,42 @@ def agent(kubeconfig: str, node_name: str | None, data_dir: str, containerd_sock
             await cri.close()
             layout = ContainerdLayout(os.path.join(data_dir, "containerd"))
             private = PrivateContainerd(layout)
-            await private.start()
+            cri = CriClient()
             socket_path = layout.socket
             cni_conf_dir = layout.cni_conf_dir
-            cri = CriClient()
-            await cri.connect(socket_path, timeout=20)
-        await wait_runtime_ready(cri)
-        # Offline clusters still need the sandbox image (and tests busybox): built
-        # from Debian's busybox-static and imported when the runtime lacks them.
-        if await cri.image_status("registry.k8s.io/pause:3.10") is None and os.path.exists("/bin/busybox"):
-            images_dir = os.path.join(data_dir, "images")
-            build_all(images_dir)
-            await import_images(socket_path, [os.path.join(images_dir, f) for f in ("pause.tar", "busybox.tar")])
-        client = await ApiClient.from_kubeconfig(kubeconfig, user_agent="kyb-agent")
-        options = AgentOptions(node_name=name, data_dir=data_dir, cni_conf_dir=cni_conf_dir,
-                               cluster_dns=cluster_dns, bridge=cni_bridge, labels=labels, taints=taints,
-                               lease_duration=node_lease_duration_seconds, port=port)
-        cert, key = self_signed_cert([host.internal_ip, name, "localhost", "127.0.0.1"],
-                                     os.path.join(data_dir, "pki"))
-        runc_root = os.path.join(private.layout.state, "runc", "k8s.io") if private else "/run/containerd/runc/k8s.io"
-        api = AgentServer(cri, "0.0.0.0", port, server_ssl_context(cert, key, kubeconfig_ca_pem(kubeconfig)),
-                          runc_root)
-        await api.start()
-        job = asyncio.create_task(Agent(client, cri, host, options).run())
+        client = None
+        api = None
         try:
+            if private is not None:
+                # Inside the try: whatever fails from here on, the containerd we
+                # started is stopped again.
+                await private.start()
+                await cri.connect(socket_path, timeout=20)
+            await wait_runtime_ready(cri)
+            # Offline clusters still need the sandbox image (and tests busybox): built
+            # from Debian's busybox-static and imported when the runtime lacks them.
+            if await cri.image_status("registry.k8s.io/pause:3.10") is None and os.path.exists("/bin/busybox"):
+                images_dir = os.path.join(data_dir, "images")
+                build_all(images_dir)
+                await import_images(socket_path, [os.path.join(images_dir, f) for f in ("pause.tar", "busybox.tar")])
+            client = await ApiClient.from_kubeconfig(kubeconfig, user_agent="kyb-agent")
+            options = AgentOptions(node_name=name, data_dir=data_dir, cni_conf_dir=cni_conf_dir,
+                                   cluster_dns=cluster_dns, bridge=cni_bridge, labels=labels, taints=taints,
+                                   lease_duration=node_lease_duration_seconds, port=port)
+            cert, key = self_signed_cert([host.internal_ip, name, "localhost", "127.0.0.1"],
+                                         os.path.join(data_dir, "pki"))
+            runc_root = (os.path.join(private.layout.state, "runc", "k8s.io") if private
+                         else "/run/containerd/runc/k8s.io")
+            api = AgentServer(cri, "0.0.0.0", port, server_ssl_context(cert, key, kubeconfig_ca_pem(kubeconfig)),
+                              runc_root)
+            await api.start()
+            job = asyncio.create_task(Agent(client, cri, host, options).run())
             await _until(stop, job)
         finally:
-            await api.stop()
-            await client.close()
+            if api is not None:
+                await api.stop()
+            if client is not None:
+                await client.close()
             await cri.close()
             if private is not None:
                 await private.stop()

@@ -111,8 +111,9 @@ class AgentProcess:
         shutil.rmtree(self.data_dir, ignore_errors=True)
 
     def _kill_leftover_shims(self) -> None:
-        # Shims of containers the agent could not stop outlive containerd; they were
-        # started for this agent's state dir only, so they are ours to end.
+        # Shims of containers the agent could not stop outlive containerd; they (and
+        # a containerd left by an agent that died) serve this agent's state dir
+        # only, so they are ours to end.
         for entry in os.listdir("/proc"):
             if not entry.isdigit():
                 continue
@@ -121,7 +122,8 @@ class AgentProcess:
                     argv = f.read().split(b"\0")
             except OSError:
                 continue
-            if any(b"containerd-shim" in a for a in argv[:1]) and any(self.data_dir.encode() in a for a in argv):
+            # Shims, and a containerd whose agent died before stopping it.
+            if any(b"containerd" in a for a in argv[:1]) and any(self.data_dir.encode() in a for a in argv):
                 try:
                     os.kill(int(entry), signal.SIGKILL)
                 except OSError:
