@@ -413,17 +413,17 @@ class Agent:
 
     async def _env(self, pod: Obj, container: Obj) -> list[tuple[str, str]]:
         ns = pod["metadata"].get("namespace", "")
-        cms: dict[str, Obj] = {}
-        secrets: dict[str, Obj] = {}
-        refs = [(v.get("valueFrom") or {}) for v in container.get("env") or []]
-        for frm in refs:
-            for key, store, res in (("configMapKeyRef", cms, CONFIGMAPS), ("secretKeyRef", secrets, SECRETS)):
-                if frm.get(key):
-                    await self._fetch(res, ns, frm[key].get("name", ""), store)
-        for item in container.get("envFrom") or []:
-            for key, store, res in (("configMapRef", cms, CONFIGMAPS), ("secretRef", secrets, SECRETS)):
-                if item.get(key):
-                    await self._fetch(res, ns, item[key].get("name", ""), store)
+        found: dict[str, dict[str, Obj]] = {"ConfigMap": {}, "Secret": {}}
+        refs = [(v.get("valueFrom") or {}) for v in container.get("env") or []] + list(container.get("envFrom") or [])
+        for ref in refs:
+            for key, kind in (("configMapKeyRef", "ConfigMap"), ("secretKeyRef", "Secret"),
+                              ("configMapRef", "ConfigMap"), ("secretRef", "Secret")):
+                name = (ref.get(key) or {}).get("name")
+                if name and name not in found[kind]:
+                    obj = await self._fetch_source(kind, ns, name)
+                    if obj is not None:
+                        found[kind][name] = obj
+        cms, secrets = found["ConfigMap"], found["Secret"]
         _, allocatable = node_resources(self.host)
         return podspec.container_env(pod, container, cms, secrets, allocatable)
 
@@ -441,15 +441,6 @@ class Agent:
             await asyncio.sleep(RESYNC_INTERVAL)
             for pod in self.pods.list():
                 self.queue.add(object_key(pod))
-
-    async def _fetch(self, res: Any, ns: str, name: str, into: dict[str, Obj]) -> None:
-        if name in into:
-            return
-        try:
-            into[name] = await self.client.get(res, ns, name)
-        except ApiError as e:
-            if e.code != 404:
-                raise
 
     def _dns(self, pod: Obj) -> tuple[list[str], list[str], list[str]]:
         spec = pod.get("spec") or {}

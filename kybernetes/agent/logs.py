@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -128,6 +127,3 @@ async def read_log(path: str, opts: LogOptions, follow: bool, still_running: asy
             return
         await asyncio.sleep(poll)
 
-
-def log_exists(path: str) -> bool:
-    return os.path.exists(path)

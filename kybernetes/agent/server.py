@@ -25,6 +25,7 @@ from kybernetes.agent import logs, podspec
 from kybernetes.agent.cri import runtime_pb2 as pb
 from kybernetes.agent.cri.client import CriClient, CriError
 from kybernetes.api.channels import relay
+from kybernetes.api.timefmt import parse_time
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +85,6 @@ def log_options(query: Any) -> logs.LogOptions:
     if query.get("sinceSeconds"):
         since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=int(query["sinceSeconds"]))
     elif query.get("sinceTime"):
-        from kybernetes.api.timefmt import parse_time
-
         since = parse_time(query["sinceTime"])
     return logs.LogOptions(timestamps=query.get("timestamps") in ("true", "1"), tail_lines=number("tailLines"),
                            since=since, limit_bytes=number("limitBytes"))

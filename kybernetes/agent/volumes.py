@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kybernetes.agent.podspec import EnvError, field_ref_value, resource_ref_value
+from kybernetes.api.quantity import parse_quantity
 
 Obj = dict[str, Any]
 Fetch = Callable[[str, str, str], Awaitable[Obj | None]]  # (kind, namespace, name) -> object or None
@@ -225,8 +226,6 @@ class VolumeManager:
             if ed.get("medium") == "Memory" and not _mounted(path):
                 opts = "mode=0777"
                 if ed.get("sizeLimit"):
-                    from kybernetes.api.quantity import parse_quantity
-
                     opts += f",size={int(parse_quantity(ed['sizeLimit']) or 0)}"
                 subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", path], check=True, capture_output=True)
             else:

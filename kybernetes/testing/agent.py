@@ -102,7 +102,7 @@ class AgentProcess:
                 time.sleep(0.5)
         self.stop()
         self._kill_leftover_shims()
-        for mount in sorted(_mounts_under(self.data_dir), reverse=True):
+        for mount in sorted(mounts_under(self.data_dir), reverse=True):
             subprocess.run(["umount", "-l", mount], capture_output=True)
         subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
         keep = os.environ.get("KYB_KEEP_AGENT_LOG")
@@ -130,7 +130,8 @@ class AgentProcess:
                     pass
 
 
-def _mounts_under(path: str) -> list[str]:
+def mounts_under(path: str) -> list[str]:
+    """Mount points below `path` (not `path` itself)."""
     out = []
     with open("/proc/self/mountinfo") as f:
         for line in f:

@@ -33,6 +33,7 @@ from kybernetes.agent.containerd import (
 )
 from kybernetes.agent.cri import runtime_pb2 as pb
 from kybernetes.agent.cri.client import CriClient, CriError
+from kybernetes.testing.agent import mounts_under
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -79,16 +80,6 @@ def _tail(path: str, lines: int = 30) -> str:
             return "".join(f.readlines()[-lines:])
     except OSError as e:
         return f"({e})"
-
-
-def _mounts_under(prefix: str) -> list[str]:
-    points = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            point = line.split()[4].replace("\\040", " ")
-            if point == prefix or point.startswith(prefix.rstrip("/") + "/"):
-                points.append(point)
-    return points
 
 
 def _bridge_ports() -> list[str]:
@@ -196,7 +187,7 @@ async def _teardown(base: str, layout: ContainerdLayout, ctd: PrivateContainerd,
                     os.unlink(path)
                 except OSError:
                     pass
-        for point in sorted(_mounts_under(base), key=len, reverse=True):
+        for point in sorted(mounts_under(base), key=len, reverse=True):
             _run("umount", "-l", point, check=False)
         shutil.rmtree(base, ignore_errors=True)
 
