@@ -1,5 +1,5 @@
 """The agent's HTTPS API (the kubelet's port, 10250): the API server proxies
-`pods/log` here. Callers must present a client certificate signed by the cluster CA;
+`pods/log`, exec, attach and port-forward here. Callers must present a client certificate signed by the cluster CA;
 the agent serves a self-signed certificate of its own (the API server, like
 kube-apiserver without --kubelet-certificate-authority, does not verify it)."""
 
@@ -107,6 +107,7 @@ class AgentServer:
         app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", self.container_logs)
         app.router.add_get("/exec/{namespace}/{pod}/{container}", self.stream)
         app.router.add_get("/attach/{namespace}/{pod}/{container}", self.stream)
+        app.router.add_get("/portForward/{namespace}/{pod}", self.port_forward)
         app.router.add_get("/healthz", lambda _r: web.Response(text="ok"))
         self.runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await self.runner.setup()
@@ -213,10 +214,8 @@ class AgentServer:
                                             stdout=flag["stdout"], stderr=flag["stderr"] and not flag["tty"])
         except CriError as e:
             return _bad(e.details, 500)
-        if self._session is None:
-            self._session = aiohttp.ClientSession()
         try:
-            backend = await self._session.ws_connect(url, protocols=("v4.channel.k8s.io",))
+            backend = await self._backend(url)
         except (aiohttp.ClientError, OSError) as e:
             return _bad(f"runtime streaming server: {e}", 502)
         ws = web.WebSocketResponse(protocols=("v5.channel.k8s.io", "v4.channel.k8s.io"))
@@ -224,6 +223,36 @@ class AgentServer:
         await relay(ws, backend, close_signal=False)
         return ws
 
+
+    async def _backend(self, url: str) -> aiohttp.ClientWebSocketResponse:
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        return await self._session.ws_connect(url, protocols=("v4.channel.k8s.io",))
+
+    async def port_forward(self, request: web.Request) -> web.StreamResponse:
+        """One forwarded TCP connection to `?port=` of the pod, as a WebSocket in the
+        runtime's port-forward protocol (v4 channels: 0 data, 1 error, each opened by
+        the port number as two little-endian bytes), relayed to containerd's streaming
+        server, which dials the port inside the pod's network namespace."""
+        ns, pod = request.match_info["namespace"], request.match_info["pod"]
+        raw = request.query.get("port", "")
+        if not raw.isdigit() or not 0 < int(raw) < 65536:
+            return _bad(f"invalid port {raw!r}: must be between 1 and 65535")
+        sandboxes = await self.cri.list_pod_sandboxes(
+            state=pb.SANDBOX_READY, label_selector={podspec.POD_NAMESPACE: ns, podspec.POD_NAME: pod})
+        if not sandboxes:
+            return _bad(f"pod {ns}/{pod} has no running sandbox on this node")
+        try:
+            url = await self.cri.port_forward(sandboxes[0].id, [int(raw)])
+            backend = await self._backend(url)
+        except CriError as e:
+            return _bad(e.details, 500)
+        except (aiohttp.ClientError, OSError) as e:
+            return _bad(f"runtime streaming server: {e}", 502)
+        ws = web.WebSocketResponse(protocols=("v4.channel.k8s.io",))
+        await ws.prepare(request)
+        await relay(ws, backend, close_signal=False)
+        return ws
 
     async def _exec_with_stdin(self, ws: web.WebSocketResponse, container_id: str, command: list[str],
                                flag: dict[str, bool]) -> None:

@@ -4,7 +4,9 @@ The authentication and authorization reviews (`kubectl auth whoami`,
 `kubectl auth can-i`), and the pod subresources that belong to a node agent:
 `pods/log` is proxied to the agent of the pod's node (its address and port from
 the Node object); until a pod is bound to a node the answer is the real server's
-"does not have a host assigned". exec, attach and port-forward are not proxied yet.
+"does not have a host assigned". exec and attach WebSockets are relayed to the agent;
+port-forward is terminated here (see `portforward`) and carried to the agent one
+connection at a time.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from aiohttp import web
 
 from kybernetes.api.channels import relay
 from kybernetes.api.errors import ApiError
-from kybernetes.apiserver import auth, codec
+from kybernetes.apiserver import auth, codec, portforward
 from kybernetes.apiserver.rest import json_response
 from kybernetes.apiserver.watchcache import WatchCache
 
@@ -45,7 +47,9 @@ class VirtualHandler:
             return await self._pod_log(request, target)
         if target.subresource in ("exec", "attach"):
             return await self._pod_stream(request, target)
-        if target.subresource in ("portforward", "proxy", "ephemeralcontainers"):
+        if target.subresource == "portforward":
+            return await self._pod_portforward(request, target)
+        if target.subresource in ("proxy", "ephemeralcontainers"):
             return self._needs_agent(target)
         if target.subresource == "token":
             raise ApiError(501, "NotImplemented",
@@ -192,6 +196,54 @@ class VirtualHandler:
         front = web.WebSocketResponse(protocols=(protocol,))
         await front.prepare(request)
         await relay(front, back)
+        return front
+
+    async def _pod_portforward(self, request: web.Request, target: Any) -> web.StreamResponse:
+        pod = self._bound_pod(target)
+        name = target.name or ""
+        node = pod["spec"]["nodeName"]
+        if request.headers.get("Upgrade", "").lower() != "websocket":
+            raise ApiError.bad_request("Upgrade request required: pods/portforward speaks WebSocket "
+                                       f"({portforward.SPDY_TUNNEL_PROTOCOL} or v4.channel.k8s.io)")
+        wanted = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
+        host, agent_port = self._agent_address(node)
+        url = f"https://{host}:{agent_port}/portForward/{target.namespace}/{name}"
+
+        async def dial(port: int) -> aiohttp.ClientWebSocketResponse:
+            try:
+                return await self._client().ws_connect(url, params={"port": str(port)},
+                                                        protocols=("v4.channel.k8s.io",), ssl=self.agent_ssl)
+            except aiohttp.WSServerHandshakeError as e:
+                raise portforward.DialError(f"the node agent refused to forward port {port}: {e.message}") from None
+            except (aiohttp.ClientError, OSError) as e:
+                raise portforward.DialError(f"the node agent of {node} is not reachable: {e}") from None
+
+        if portforward.SPDY_TUNNEL_PROTOCOL in wanted:
+            front = web.WebSocketResponse(protocols=(portforward.SPDY_TUNNEL_PROTOCOL,))
+            await front.prepare(request)
+            await portforward.serve_spdy_tunnel(front, dial)
+            return front
+        protocol = next((p for p in portforward.CHANNEL_PROTOCOLS if p in wanted), None)
+        if protocol is None:
+            raise ApiError.bad_request(f"none of the offered subprotocols {wanted} is supported: "
+                                       f"{portforward.SPDY_TUNNEL_PROTOCOL}, v4.channel.k8s.io")
+        try:
+            ports = [portforward.parse_port(p) for v in request.query.getall("ports", []) for p in v.split(",")]
+        except ValueError as e:
+            raise ApiError.bad_request(str(e)) from None
+        if not ports:
+            raise ApiError.bad_request("query parameter \"ports\" is required")
+        backs: list[Any] = []
+        try:
+            for port in ports:
+                backs.append(await dial(port))
+        except portforward.DialError as e:
+            for b in backs:
+                await b.close()
+            raise ApiError(502, "InternalError", str(e)) from None
+        front = web.WebSocketResponse(protocols=(protocol,))
+        await front.prepare(request)
+        await portforward.serve_channels(front, backs)
         return front
 
     def _needs_agent(self, target: Any) -> web.StreamResponse:

@@ -4,11 +4,14 @@ that only these tests' pods (which tolerate it) run real containers."""
 
 from __future__ import annotations
 
+import concurrent.futures
+import hashlib
 import ipaddress
 import json
 import os
 import subprocess
 import time
+import urllib.request
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +20,7 @@ import pytest
 from kybernetes.testing.agent import TEST_TAINT, AgentProcess, agent_prerequisites
 
 NS = "agent-e2e"
+HOST_PORT = 18777
 IMAGE = "docker.io/library/busybox:1.35"
 
 pytestmark = pytest.mark.skipif(agent_prerequisites() is not None, reason=agent_prerequisites() or "")
@@ -264,9 +268,37 @@ def test_agent_restart_keeps_pods_running(agent, kubectl):
     assert get(kubectl, "survivor")["status"]["phase"] == "Running"
 
 
+def node_ip(kubectl) -> str:
+    node = json.loads(kubectl.ok("get", "node", "agent-node", "-o", "json"))
+    return next(a["address"] for a in node["status"]["addresses"] if a["type"] == "InternalIP")
+
+
+def http_get(url: str, timeout: float = 10.0) -> bytes:
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        return resp.read()
+
+
+def nat_rules() -> str:
+    return subprocess.run(["iptables", "-t", "nat", "-S"], capture_output=True, text=True).stdout
+
+
 def test_deleting_pods_leaves_nothing_behind(agent, kubectl):
-    kubectl.ok("apply", "-f", "-", stdin=pod("transient", [sh("a", "sleep 3600"), sh("b", "sleep 3600")]))
+    # One container publishes a hostPort (CNI portmap): reachable on the node's
+    # address, and its NAT rules go with the pod.
+    web = sh("a", "echo via-host-port > /tmp/index.html; httpd -f -p 8080 -h /tmp",
+             ports=[{"containerPort": 8080, "hostPort": HOST_PORT}])
+    kubectl.ok("apply", "-f", "-", stdin=pod("transient", [web, sh("b", "sleep 3600")]))
     wait_for(kubectl, "transient", phase_is("Running"))
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            assert http_get(f"http://{node_ip(kubectl)}:{HOST_PORT}/index.html") == b"via-host-port\n"
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+    assert f"--dport {HOST_PORT}" in nat_rules()
     kubectl.ok("delete", "pods", "-n", NS, "--all", "--grace-period=1", timeout=120)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and agent.runtime_containers():
@@ -280,6 +312,7 @@ def test_deleting_pods_leaves_nothing_behind(agent, kubectl):
     ipam = os.path.join(agent.data_dir, "cni-ipam", "kybernetes")
     leases = [f for f in os.listdir(ipam) if f[0].isdigit()] if os.path.isdir(ipam) else []
     assert leases == []
+    assert f"--dport {HOST_PORT}" not in nat_rules()
 
 
 
@@ -436,6 +469,13 @@ def test_kubectl_exec_and_cp_from_a_pod(agent, kubectl, tmp_path):
     tty = subprocess.run(["script", "-q", "-c", cmd, "/dev/null"], capture_output=True, text=True, timeout=60,
                          stdin=subprocess.DEVNULL)
     assert "/dev/pts/" in tty.stdout, tty.stdout + tty.stderr
+    # kubectl sends its terminal's size on the resize channel; the process sees it
+    # once it has arrived.
+    cmd = (f"stty rows 41 cols 103; {kubectl_binary()} --kubeconfig {agent.server.kubeconfig} exec -it -n {NS} "
+           "shell -c side -- sh -c 'sleep 1; stty size'")
+    sized = subprocess.run(["script", "-q", "-c", cmd, "/dev/null"], capture_output=True, text=True, timeout=60,
+                           stdin=subprocess.DEVNULL)
+    assert "41 103" in sized.stdout, sized.stdout + sized.stderr
     kubectl.ok("cp", "-c", "main", f"{NS}/shell:/tmp/file.txt", str(tmp_path / "copied.txt"))
     assert (tmp_path / "copied.txt").read_text() == "content\n"
     (tmp_path / "upload.txt").write_text("uploaded\n")
@@ -443,3 +483,89 @@ def test_kubectl_exec_and_cp_from_a_pod(agent, kubectl, tmp_path):
     assert kubectl.ok("exec", "-n", NS, "shell", "-c", "main", "--", "cat", "/tmp/upload.txt") == "uploaded\n"
     piped = kubectl.ok("exec", "-i", "-n", NS, "shell", "-c", "main", "--", "head", "-n", "1", stdin="from-stdin\n")
     assert piped == "from-stdin\n"
+
+
+class PortForward:
+    """`kubectl port-forward` running in the background; the local port it picked."""
+
+    def __init__(self, agent: AgentProcess, *ports: str) -> None:
+        from kybernetes.testing.cluster import kubectl_binary
+
+        self.proc = subprocess.Popen(
+            [kubectl_binary(), "--kubeconfig", agent.server.kubeconfig, "port-forward", "-n", NS, "pod/forwarded",
+             *ports], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.local: list[int] = []
+        assert self.proc.stdout is not None
+        while len(self.local) < len(ports):
+            line = self.proc.stdout.readline()
+            assert line, f"kubectl port-forward ended: {self.proc.stderr.read() if self.proc.stderr else ''}"
+            if line.startswith("Forwarding from 127.0.0.1:"):
+                self.local.append(int(line.split(":")[1].split()[0]))
+
+    def stop(self) -> str:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        _, err = self.proc.communicate(timeout=10)
+        return err
+
+
+@pytest.fixture(scope="module")
+def forwarded(agent, kubectl) -> str:
+    """A web server on the pod's loopback only: forwarding must dial inside its namespace."""
+    script = ("echo forwarded > /www/index.html; head -c 3000000 /dev/urandom > /www/big; "
+              "md5sum /www/big | cut -d' ' -f1 > /www/big.md5; httpd -f -p 127.0.0.1:8080 -h /www")
+    kubectl.ok("apply", "-f", "-", stdin=pod("forwarded", [sh("main", f"mkdir /www; {script}")]))
+    wait_for(kubectl, "forwarded", phase_is("Running"))
+    return "forwarded"
+
+
+def test_kubectl_port_forward(agent, kubectl, forwarded):
+    pf = PortForward(agent, ":8080")
+    try:
+        url = f"http://127.0.0.1:{pf.local[0]}"
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                assert http_get(f"{url}/index.html") == b"forwarded\n"
+                break
+            except (OSError, AssertionError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.3)
+        big = http_get(f"{url}/big", timeout=30)
+        assert len(big) == 3000000
+        assert hashlib.md5(big).hexdigest() == http_get(f"{url}/big.md5").decode().strip()
+        # Several connections at once share the session.
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda _: http_get(f"{url}/index.html"), range(16)))
+        assert answers == [b"forwarded\n"] * 16
+    finally:
+        err = pf.stop()
+    assert "error" not in err.lower(), err
+    # Nothing listens on 9090: the runtime's refusal reaches the user.
+    pf = PortForward(agent, ":9090")
+    with pytest.raises(OSError):
+        http_get(f"http://127.0.0.1:{pf.local[0]}/", timeout=10)
+    pf.proc.wait(timeout=20)
+    err = pf.stop()
+    assert "connection refused" in err and "lost connection to pod" in err, err
+
+
+def test_python_client_port_forward(agent, kubectl, k8s_client, forwarded):
+    from kubernetes import client
+    from kubernetes.stream import portforward
+
+    api = client.CoreV1Api(k8s_client)
+    pf = portforward(api.connect_get_namespaced_pod_portforward, "forwarded", NS, ports="8080")
+    try:
+        sock = pf.socket(8080)
+        sock.setblocking(True)
+        sock.sendall(b"GET /index.html HTTP/1.0\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(4096):
+            data += chunk
+        assert data.startswith(b"HTTP/1.") and data.endswith(b"\r\n\r\nforwarded\n"), data
+        assert pf.error(8080) is None
+        sock.close()
+    finally:
+        pf.close()
