@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -42,6 +43,8 @@ class AgentProcess:
         self.log_path = os.path.join(self.data_dir, "agent.log")
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = free_port()
+        # CNI chains the host had before: the ones this agent's pods add are removed.
+        self.chains_before = {t: iptables_chains(t, "CNI-") for t in ("nat", "filter")}
 
     @property
     def containerd_socket(self) -> str:
@@ -105,6 +108,8 @@ class AgentProcess:
         for mount in sorted(mounts_under(self.data_dir), reverse=True):
             subprocess.run(["umount", "-l", mount], capture_output=True)
         subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
+        for table, before in self.chains_before.items():
+            remove_iptables_chains(table, iptables_chains(table, "CNI-") - before)
         keep = os.environ.get("KYB_KEEP_AGENT_LOG")
         if keep:
             shutil.copy(self.log_path, keep)
@@ -128,6 +133,28 @@ class AgentProcess:
                     os.kill(int(entry), signal.SIGKILL)
                 except OSError:
                     pass
+
+
+def iptables_chains(table: str, prefix: str) -> set[str]:
+    if shutil.which("iptables") is None:
+        return set()
+    r = subprocess.run(["iptables", "-t", table, "-S"], capture_output=True, text=True)
+    return {line.split()[1] for line in r.stdout.splitlines() if line.startswith(f"-N {prefix}")}
+
+
+def remove_iptables_chains(table: str, chains: set[str]) -> None:
+    """Delete the rules that jump to `chains` from elsewhere, then the chains."""
+    if not chains:
+        return
+    rules = subprocess.run(["iptables", "-t", table, "-S"], capture_output=True, text=True).stdout.splitlines()
+    for rule in rules:
+        words = shlex.split(rule)
+        if words[:1] == ["-A"] and words[1] not in chains and "-j" in words and words[words.index("-j") + 1] in chains:
+            subprocess.run(["iptables", "-t", table, "-D", *words[1:]], capture_output=True)
+    for chain in chains:
+        subprocess.run(["iptables", "-t", table, "-F", chain], capture_output=True)
+    for chain in chains:
+        subprocess.run(["iptables", "-t", table, "-X", chain], capture_output=True)
 
 
 def mounts_under(path: str) -> list[str]:

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from kybernetes.testing.agent import TEST_TAINT, AgentProcess, agent_prerequisites
+from kybernetes.testing.agent import TEST_TAINT, AgentProcess, agent_prerequisites, iptables_chains
 
 NS = "agent-e2e"
 HOST_PORT = 18777
@@ -36,6 +36,8 @@ def agent(server, kubectl):
     proc.cleanup()
     assert not os.path.exists(proc.data_dir)
     assert subprocess.run(["ip", "link", "show", proc.bridge], capture_output=True).returncode != 0
+    for table, before in proc.chains_before.items():
+        assert iptables_chains(table, "CNI-") <= before
 
 
 def pod(name: str, containers: list[dict[str, Any]], **spec: Any) -> str:
