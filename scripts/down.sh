@@ -1,7 +1,7 @@
 #!/bin/sh
 # Stops the cluster that scripts/up.sh started and removes what its node agent left on
 # this machine: running containers (their shims), mounts, the pod bridge, network
-# namespaces and the pod network's iptables rules. Cluster state (the SQLite store,
+# namespaces, the pod network's iptables rules and the service proxy's nftables table. Cluster state (the SQLite store,
 # PKI, kubeconfig) stays in $KYB_DATA_DIR unless --purge is given.
 set -u
 DATA_DIR="${KYB_DATA_DIR:-/var/lib/kybernetes}"
@@ -33,6 +33,10 @@ if command -v iptables-save >/dev/null 2>&1; then
         iptables-save -t "$table" | grep -q 'CNI-' && \
             iptables-save -t "$table" | grep -v -- 'CNI-' | iptables-restore -T "$table" 2>/dev/null
     done
+fi
+# The service proxy's rules: one nftables table.
+if command -v nft >/dev/null 2>&1; then
+    nft delete table ip "${KYB_PROXY_TABLE:-kybernetes}" 2>/dev/null
 fi
 rm -rf "$DATA_DIR/agent/cni-ipam"
 if [ "${1:-}" = "--purge" ]; then

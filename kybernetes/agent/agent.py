@@ -16,6 +16,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,6 +118,8 @@ class Agent:
         self._background: set[asyncio.Task[Any]] = set()
         self.volumes = VolumeManager(os.path.join(options.data_dir, "pods"), self._fetch_source,
                                      node_resources(host)[1])
+        # Told the node's pod CIDR once it is known (the service proxy's masquerade rule).
+        self.pod_cidr_listeners: list[Callable[[str], None]] = []
 
     def _enqueue(self, pod: Obj) -> None:
         key = object_key(pod)
@@ -206,6 +209,8 @@ class Agent:
             f.write(cni_conflist_bytes(cidr, os.path.join(self.options.data_dir, "cni-ipam"), self.options.bridge))
         os.replace(tmp, path)
         self._pod_cidr = cidr
+        for listener in self.pod_cidr_listeners:
+            listener(cidr)
         log.info("pod network %s written to %s", cidr, path)
 
     # -- pods -------------------------------------------------------------------------------------

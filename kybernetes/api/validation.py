@@ -19,6 +19,7 @@ import base64
 import binascii
 import copy
 import dataclasses
+import ipaddress
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -1158,13 +1159,93 @@ def _validate_service(info: ResourceInfo, obj: Obj) -> Errors:
                 errs.append(forbidden(f"{p}.nodePort", "may not be used when `type` is 'ClusterIP'"))
             else:
                 errs += _port_errors(f"{p}.nodePort", node_port)
+    errs += _duplicate_node_port_errors(ports)
     errs += _enum("spec.sessionAffinity", spec.get("sessionAffinity"), ["ClientIP", "None"])
     errs += validate_labels("spec.selector", spec.get("selector"))
     for key, values in (("externalTrafficPolicy", ["Cluster", "Local"]),
                         ("internalTrafficPolicy", ["Cluster", "Local"]),
                         ("ipFamilyPolicy", ["SingleStack", "PreferDualStack", "RequireDualStack"])):
         errs += _enum(f"spec.{key}", spec.get(key), values, required_when_empty=False)
+    if svc_type == "ExternalName":
+        errs += _external_name_ip_errors(spec)
+    else:
+        errs += _cluster_ip_errors(spec)
+    if spec.get("healthCheckNodePort") not in (None, 0) and not (
+            svc_type == "LoadBalancer" and spec.get("externalTrafficPolicy") == "Local"):
+        errs.append(invalid("spec.healthCheckNodePort", spec.get("healthCheckNodePort"),
+                            "may only be set when `type` is 'LoadBalancer' and `externalTrafficPolicy` is 'Local'"))
     return errs
+
+
+def go_string_slice(values: Iterable[Any]) -> GoValue:
+    """A list of strings as Go's `%#v` prints it: `[]string{"10.43.0.5"}`."""
+    return GoValue("[]string{" + ", ".join('"' + str(v).replace('"', '\\"') + '"' for v in values) + "}")
+
+
+def _duplicate_node_port_errors(ports: list[Any]) -> Errors:
+    """One node port per protocol: the same number may serve a TCP and a UDP port."""
+    errs: Errors = []
+    seen: set[tuple[Any, Any]] = set()
+    for i, port in enumerate(ports):
+        if not isinstance(port, dict) or port.get("nodePort") in (None, 0):
+            continue
+        key = (port.get("protocol") or "TCP", port.get("nodePort"))
+        if _seen_before(seen, key):
+            errs.append(duplicate(f"spec.ports[{i}].nodePort", port.get("nodePort")))
+    return errs
+
+
+def _external_name_ip_errors(spec: Obj) -> Errors:
+    errs: Errors = []
+    if spec.get("clusterIP") or _l(spec.get("clusterIPs")):
+        errs.append(forbidden("spec.clusterIPs", "may not be set for ExternalName services"))
+    if _l(spec.get("ipFamilies")):
+        errs.append(forbidden("spec.ipFamilies", "may not be set for ExternalName services"))
+    if spec.get("ipFamilyPolicy") is not None:
+        errs.append(forbidden("spec.ipFamilyPolicy", "may not be set for ExternalName services"))
+    return errs
+
+
+def _cluster_ip_errors(spec: Obj) -> Errors:
+    """clusterIP and clusterIPs agree, hold addresses (or a lone "None"), at most one per family.
+    Whether an address is free and inside the service range is the allocator's to say."""
+    errs: Errors = []
+    cluster_ip = spec.get("clusterIP") or ""
+    ips = _l(spec.get("clusterIPs"))
+    if cluster_ip and ips and ips[0] != cluster_ip:
+        errs.append(invalid("spec.clusterIPs", go_string_slice(ips), "first value must match `clusterIP`"))
+    elif not cluster_ip and ips:
+        errs.append(invalid("spec.clusterIPs", go_string_slice(ips), "must be empty when `clusterIP` is not specified"))
+    checked = ips or ([cluster_ip] if cluster_ip else [])
+    bad = False
+    for i, ip in enumerate(checked):
+        if i == 0 and ip == "None":
+            if len(checked) > 1:
+                bad = True
+                errs.append(invalid("spec.clusterIPs", go_string_slice(checked), "'None' must be the first and only value"))
+            continue
+        if not _is_ip(ip):
+            bad = True
+            errs.append(invalid(f"spec.clusterIPs[{i}]", ip, "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"))
+    if len(checked) > 2:
+        errs.append(invalid("spec.clusterIPs", go_string_slice(checked), "may only hold up to 2 values"))
+    elif len(checked) == 2 and not bad and (":" in checked[0]) == (":" in checked[1]):
+        errs.append(invalid("spec.clusterIPs", go_string_slice(checked),
+                            "may specify no more than one IP for each IP family"))
+    svc_type = spec.get("type")
+    if checked and checked[0] == "None" and svc_type in ("NodePort", "LoadBalancer"):
+        errs.append(invalid("spec.clusterIPs[0]", "None", f"may not be set to 'None' for {svc_type} services"))
+    return errs
+
+
+def _is_ip(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _validate_service_update(new: Obj, old: Obj) -> Errors:

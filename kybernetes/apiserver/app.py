@@ -1,6 +1,7 @@
 """The API server process: wiring store, watch cache, verbs and HTTP(S) together.
 
-`ApiServer` owns start-up (PKI, store, cache, bootstrap namespaces, CRDs), the
+`ApiServer` owns start-up (PKI, store, cache, bootstrap namespaces and Services,
+CRDs, Service IP and node port allocation), the
 aiohttp application with its middleware (authentication, errors as `Status`),
 and the non-resource endpoints: health, version, discovery and OpenAPI.
 """
@@ -20,11 +21,13 @@ from aiohttp import web
 
 from kybernetes.api.errors import ApiError
 from kybernetes.api.registry import Registry
-from kybernetes.apiserver import auth, discovery, openapi, pki
+from kybernetes.apiserver import auth, discovery, openapi, pki, servicealloc
 from kybernetes.apiserver.crds import CrdController
 from kybernetes.apiserver.namespaces import ensure_system_namespaces
 from kybernetes.apiserver.resources import ResourceService
 from kybernetes.apiserver.rest import RestHandler, json_response
+from kybernetes.apiserver.serviceips import ServiceAllocator
+from kybernetes.apiserver.systemservices import ApiEndpoint, SystemServices, choose_advertise_address
 from kybernetes.apiserver.virtual import VirtualHandler
 from kybernetes.apiserver.watchcache import WatchCache
 from kybernetes.storage.interface import Store
@@ -53,7 +56,9 @@ _HEALTH_CHECKS = ("ping", "log", "etcd", "poststarthook/start-apiextensions-cont
 
 class ApiServer:
     def __init__(self, data_dir: str, store: Store, port: int = 6443, bind: str = "0.0.0.0",
-                 hosts: list[str] | None = None, tls: bool = True) -> None:
+                 hosts: list[str] | None = None, tls: bool = True,
+                 service_network: servicealloc.ServiceNetwork | None = None,
+                 advertise_address: str | None = None) -> None:
         self.data_dir = data_dir
         self.store = store
         self.port = port
@@ -68,6 +73,16 @@ class ApiServer:
         self.pki: pki.Pki | None = None
         self.authenticator: auth.Authenticator | None = None
         self.crds = CrdController(self.registry, self.cache, self.service)
+        self.service_network = service_network or servicealloc.service_network()
+        # The caller (`kyb server`) knows the host's address; without it, loopback.
+        self.advertise_address = advertise_address or choose_advertise_address(None, bind, "127.0.0.1")
+        self.service_allocator = ServiceAllocator(store, self.cache, self.service_network)
+        self.service.allocators["Service"] = self.service_allocator
+        self.service.prepare_hooks["Service"] = lambda info, obj, old: servicealloc.prepare_service(obj, old)
+        self.system_services = SystemServices(self.registry, store, self.cache, self.service,
+                                              self.service_allocator, self.service_network,
+                                              ApiEndpoint(self.advertise_address, port))
+        self._system_services_started = False
         self.started_at = time.monotonic()
         self._conn_users: weakref.WeakKeyDictionary[Any, tuple[str | None, auth.UserInfo | None]] = (
             weakref.WeakKeyDictionary())
@@ -85,6 +100,8 @@ class ApiServer:
         await self.cache.start()
         self.crds.start()
         await ensure_system_namespaces(self.registry, self.cache, self.service)
+        await self.system_services.start()
+        self._system_services_started = True
         self.virtual = VirtualHandler(self.cache, self.authenticator,
                                       await asyncio.to_thread(pki.agent_client_ssl_context, self.pki))
         self.rest = RestHandler(self.registry, self.store, self.cache, self.service, self.virtual)
@@ -101,6 +118,9 @@ class ApiServer:
 
     async def stop(self) -> None:
         self.ready = False
+        if self._system_services_started:
+            self._system_services_started = False
+            await self.system_services.stop()
         if self.runner is not None:
             await self.runner.cleanup()
         if getattr(self, "virtual", None) is not None:

@@ -2,8 +2,10 @@
 
 This is the road every write takes once the HTTP layer has decoded it:
 kind/namespace checks → unknown-field policy → defaulting → metadata
-bookkeeping → validation → managedFields → store. It is the same for built-in
-kinds and custom resources; what differs per kind comes from the registry.
+bookkeeping → per-kind preparation → validation → managedFields → allocation
+(a Service's cluster IP and node ports) → store. It is the same for built-in
+kinds and custom resources; what differs per kind comes from the registry and
+the hooks registered here.
 Reads are served by the watch cache and live in the HTTP layer.
 """
 
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -53,6 +55,32 @@ class WriteResult:
     obj: dict[str, Any]
     raw: bytes
     created: bool = False
+
+
+class Reservation(Protocol):
+    """What an allocator took for one write: kept if the write is stored, given back if not."""
+
+    async def commit(self) -> None:
+        """The write is stored: release what the previous version held and this one does not."""
+        ...
+
+    async def abort(self) -> None:
+        """The write failed: release what was taken for it."""
+        ...
+
+
+class Allocator(Protocol):
+    """Server-assigned values of a kind drawn from a shared pool (a Service's cluster IP
+    and node ports), taken before the object is stored and released when it is gone."""
+
+    async def reserve(self, old: dict[str, Any] | None, new: dict[str, Any], dry_run: bool) -> Reservation:
+        """Take what storing `new` over `old` (None on create) needs, filling it into `new`;
+        raise ApiError if it cannot. A dry run takes nothing but shows what it would take."""
+        ...
+
+    async def release(self, obj: dict[str, Any]) -> None:
+        """`obj` was removed from the store: give back everything it held."""
+        ...
 
 
 def _result(obj: dict[str, Any], rev: int, created: bool = False) -> WriteResult:
@@ -120,6 +148,8 @@ class ResourceService:
         self.on_marked_deleted: dict[str, Any] = {}
         # When a garbage collector runs, foreground/orphan deletion add their finalizers.
         self.gc_enabled = False
+        # Allocators keyed by kind run after validation, around the store write.
+        self.allocators: dict[str, Allocator] = {}
 
     # -- shared steps ---------------------------------------------------------------
 
@@ -255,7 +285,19 @@ class ResourceService:
         self.validate(info, obj, None)
         if record_fields:
             self._record_fields(info, None, obj, ctx, "")
-        return await self._store_create(info, obj, ctx)
+        allocator = self.allocators.get(info.kind)
+        if allocator is None:
+            return await self._store_create(info, obj, ctx)
+        # Allocated values are the server's, not the caller's: they are set after
+        # managedFields were recorded, as kube-apiserver's registry does.
+        reservation = await allocator.reserve(None, obj, ctx.dry_run)
+        try:
+            result = await self._store_create(info, obj, ctx)
+        except BaseException:
+            await reservation.abort()
+            raise
+        await reservation.commit()
+        return result
 
     def prepare_new(self, info: ResourceInfo, obj: dict[str, Any]) -> None:
         meta = obj["metadata"]
@@ -385,15 +427,23 @@ class ResourceService:
                 and not old_meta.get("deletionGracePeriodSeconds"):
             if info.kind != "Namespace" or not (new.get("spec") or {}).get("finalizers"):
                 return await self._store_delete(info, old, new)
+        allocator = self.allocators.get(info.kind) if subresource == "" else None
+        reservation = await allocator.reserve(old_obj, new, ctx.dry_run) if allocator is not None else None
         if ctx.dry_run:
             return WriteResult(new, orjson.dumps(new))
         key = old.key
         try:
             kv = await self._put(key, new, expected)
-        except RevisionMismatchError:
-            raise ApiError.conflict(info.group, info.plural, meta["name"]) from None
-        except KeyNotFoundError:
-            raise ApiError.not_found(info.group, info.plural, meta["name"]) from None
+        except BaseException as e:
+            if reservation is not None:
+                await reservation.abort()
+            if isinstance(e, RevisionMismatchError):
+                raise ApiError.conflict(info.group, info.plural, meta["name"]) from None
+            if isinstance(e, KeyNotFoundError):
+                raise ApiError.not_found(info.group, info.plural, meta["name"]) from None
+            raise
+        if reservation is not None:
+            await reservation.commit()
         return self._written(key, new, kv.mod_revision)
 
     def _record_fields(self, info: ResourceInfo, old: dict[str, Any] | None, new: dict[str, Any],
@@ -606,6 +656,10 @@ class ResourceService:
             raise ApiError.conflict(info.group, info.plural, final["metadata"]["name"]) from None
         except KeyNotFoundError:
             raise ApiError.not_found(info.group, info.plural, final["metadata"]["name"]) from None
+        allocator = self.allocators.get(info.kind)
+        if allocator is not None:
+            # What the stored version held (a finalizer's last update changes no allocation).
+            await allocator.release(co.obj)
         final = clone(final)
         return _result(final, kv.mod_revision)
 

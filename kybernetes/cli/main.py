@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -124,14 +125,32 @@ SCHEDULER_CONNECTIONS = 48
               help="Seconds without a node heartbeat before the node is marked unreachable.")
 @click.option("--cluster-cidr", default="10.42.0.0/16", show_default=True, help="Pod network of the cluster.")
 @click.option("--disable-agent", is_flag=True, help="Do not run pods on this machine (no node agent).")
+@click.option("--service-cidr", default="10.43.0.0/16", show_default=True,
+              help="Range of Service cluster IPs; its first address is the kubernetes Service's.")
+@click.option("--service-node-port-range", default="30000-32767", show_default=True,
+              help="Range of ports for NodePort and LoadBalancer Services.")
+@click.option("--cluster-dns", default=None,
+              help="Cluster IP of the kube-dns Service (default: the 10th address of --service-cidr).")
+@click.option("--advertise-address", default=None,
+              help="Address of this API server in the kubernetes Service's endpoints (default: --bind-address "
+                   "unless unspecified or loopback, else this host's primary IPv4 address).")
 @click.pass_context
 def server(ctx: click.Context, data_dir: str, port: int, bind_address: str, tls_san: tuple[str, ...],
            compact_interval: int, compact_retention: int, default_toleration_seconds: int,
            disable_controllers: bool, disable_scheduler: bool, node_monitor_grace_period: int,
-           cluster_cidr: str, disable_agent: bool) -> None:
+           cluster_cidr: str, disable_agent: bool, service_cidr: str, service_node_port_range: str,
+           cluster_dns: str | None, advertise_address: str | None) -> None:
     """Run the API server on an embedded SQLite store, with the control plane, and write an admin kubeconfig."""
+    from kybernetes.agent.host import primary_ip
     from kybernetes.api import defaults
+    from kybernetes.apiserver.servicealloc import service_network
+    from kybernetes.apiserver.systemservices import choose_advertise_address
 
+    try:
+        network = service_network(service_cidr, service_node_port_range, cluster_dns)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+    advertise = choose_advertise_address(advertise_address, bind_address, primary_ip())
     defaults.default_toleration_seconds = default_toleration_seconds
     children: list[list[str]] = []
     verbose = ["-v"] * int((ctx.obj or {}).get("verbose", 0))
@@ -156,13 +175,18 @@ def server(ctx: click.Context, data_dir: str, port: int, bind_address: str, tls_
 
     async def run(stop: asyncio.Event) -> None:
         await _run_server(stop, data_dir, port, bind_address, list(tls_san), compact_interval, compact_retention,
-                          children)
+                          children, network, advertise)
 
     _run_until_signal(run)
 
 
+if TYPE_CHECKING:
+    from kybernetes.apiserver.servicealloc import ServiceNetwork
+
+
 async def _run_server(stop: asyncio.Event, data_dir: str, port: int, bind: str, sans: list[str],
-                      compact_interval: int, compact_retention: int, children: list[list[str]]) -> None:
+                      compact_interval: int, compact_retention: int, children: list[list[str]],
+                      network: ServiceNetwork, advertise: str) -> None:
     from kybernetes.apiserver.app import ApiServer, default_hosts
     from kybernetes.storage.sqlite import SQLiteStore
 
@@ -170,7 +194,11 @@ async def _run_server(stop: asyncio.Event, data_dir: str, port: int, bind: str, 
     data_dir = os.path.abspath(data_dir)
     os.makedirs(data_dir, exist_ok=True)
     store = SQLiteStore(os.path.join(data_dir, "state.db"))
-    srv = ApiServer(data_dir, store, port=port, bind=bind, hosts=default_hosts() + sans)
+    # The kubernetes Service's address is how pods reach the API server: the certificate
+    # must name it, as it must name the advertised address.
+    sans = [*sans, str(network.first_ip), advertise]
+    srv = ApiServer(data_dir, store, port=port, bind=bind, hosts=default_hosts() + sans,
+                    service_network=network, advertise_address=advertise)
     srv.service.gc_enabled = any("controller-manager" in c for c in children)
     await srv.start()
     kubeconfig = os.path.join(data_dir, "kubeconfig.yaml")
@@ -326,9 +354,16 @@ def scheduler(kubeconfig: str, leader_elect: bool) -> None:
 @click.option("--node-lease-duration-seconds", default=40, show_default=True, type=int,
               help="Duration of the node's heartbeat Lease; renewed every quarter of it.")
 @click.option("--port", default=10250, show_default=True, type=int, help="HTTPS port of the agent's API (logs).")
+@click.option("--proxy-table", default="kybernetes", show_default=True,
+              help="nftables table (family ip) of the node's service proxy.")
+@click.option("--disable-proxy", is_flag=True, help="Do not run the service proxy on this node.")
+@click.option("--dns-port", default=53, show_default=True, type=int,
+              help="Port of the node's cluster DNS server, on the node's address (published as a kube-dns endpoint).")
+@click.option("--disable-dns", is_flag=True, help="Do not serve cluster DNS on this node.")
 def agent(kubeconfig: str, node_name: str | None, data_dir: str, containerd_socket: str, node_ip: str | None,
           cluster_dns: tuple[str, ...], node_labels: tuple[str, ...], register_with_taints: tuple[str, ...],
-          cni_bridge: str, node_lease_duration_seconds: int, port: int) -> None:
+          cni_bridge: str, node_lease_duration_seconds: int, port: int, proxy_table: str,
+          disable_proxy: bool, dns_port: int, disable_dns: bool) -> None:
     """Run the node agent: register this machine as a node and run its pods on containerd."""
     from kybernetes.agent.agent import Agent, AgentOptions, wait_runtime_ready
     from kybernetes.agent.containerd import ContainerdLayout, PrivateContainerd, import_images
@@ -338,6 +373,8 @@ def agent(kubeconfig: str, node_name: str | None, data_dir: str, containerd_sock
     from kybernetes.agent.server import AgentServer, self_signed_cert, server_ssl_context
     from kybernetes.client import ApiClient
     from kybernetes.client.api import kubeconfig_ca_pem
+    from kybernetes.dns.node import cluster_dns_ip, run_node_dns
+    from kybernetes.proxy.proxier import Proxier, ProxyOptions
 
     labels = dict(item.split("=", 1) for item in node_labels if "=" in item)
     taints = []
@@ -381,8 +418,10 @@ def agent(kubeconfig: str, node_name: str | None, data_dir: str, containerd_sock
                 build_all(images_dir)
                 await import_images(socket_path, [os.path.join(images_dir, f) for f in ("pause.tar", "busybox.tar")])
             client = await ApiClient.from_kubeconfig(kubeconfig, user_agent="kyb-agent")
+            # Pods' resolv.conf names the kube-dns Service unless told otherwise.
+            dns_servers = cluster_dns or tuple(ip for ip in [await cluster_dns_ip(client)] if ip)
             options = AgentOptions(node_name=name, data_dir=data_dir, cni_conf_dir=cni_conf_dir,
-                                   cluster_dns=cluster_dns, bridge=cni_bridge, labels=labels, taints=taints,
+                                   cluster_dns=dns_servers, bridge=cni_bridge, labels=labels, taints=taints,
                                    lease_duration=node_lease_duration_seconds, port=port)
             cert, key = self_signed_cert([host.internal_ip, name, "localhost", "127.0.0.1"],
                                          os.path.join(data_dir, "pki"))
@@ -391,7 +430,16 @@ def agent(kubeconfig: str, node_name: str | None, data_dir: str, containerd_sock
             api = AgentServer(cri, "0.0.0.0", port, server_ssl_context(cert, key, kubeconfig_ca_pem(kubeconfig)),
                               runc_root)
             await api.start()
-            job = asyncio.create_task(Agent(client, cri, host, options).run())
+            node_agent = Agent(client, cri, host, options)
+            jobs = [node_agent.run()]
+            if not disable_proxy:
+                # The service proxy shares the agent's informers and learns the pod CIDR from it.
+                proxier = Proxier(client, ProxyOptions(name, table=proxy_table), node_agent.factory)
+                node_agent.pod_cidr_listeners.append(proxier.set_pod_cidr)
+                jobs.append(proxier.run())
+            if not disable_dns:
+                jobs.append(run_node_dns(client, node_agent.factory, name, host.internal_ip, dns_port))
+            job = asyncio.create_task(_first_to_end(*jobs))
             await _until(stop, job)
         finally:
             if api is not None:
@@ -403,6 +451,19 @@ def agent(kubeconfig: str, node_name: str | None, data_dir: str, containerd_sock
                 await private.stop()
 
     _run_until_signal(run)
+
+
+async def _first_to_end(*coros: Any) -> None:
+    """Run side by side; when one ends (or fails), cancel the others and pass it on."""
+    tasks = [asyncio.create_task(c) for c in coros]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for t in done:
+            t.result()
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def _until(stop: asyncio.Event, job: asyncio.Task[None]) -> None:

@@ -25,6 +25,7 @@ from kybernetes.controllers.podgc import PodGCController
 from kybernetes.controllers.podutil import controller_view
 from kybernetes.controllers.replicaset import ReplicaSetController
 from kybernetes.controllers.serviceaccount import ServiceAccountController
+from kybernetes.controllers.servicelb import ServiceLBController
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ def build_controllers(client: ApiClient, factory: InformerFactory,
         ("podgc", PodGCController(client, factory, terminated_pod_threshold=options.terminated_pod_threshold)),
         ("endpoints", EndpointsController(client, factory)),
         ("endpointslice", EndpointSliceController(client, factory)),
+        ("servicelb", ServiceLBController(client, factory)),
         ("nodelifecycle", NodeLifecycleController(
             client, factory, node_monitor_grace_period=options.node_monitor_grace_period,
             cluster_cidr=options.cluster_cidr, node_cidr_mask_size=options.node_cidr_mask_size)),

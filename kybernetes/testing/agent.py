@@ -33,7 +33,7 @@ class AgentProcess:
     TEST_TAINT land on it (other tests' pods keep to simulated nodes)."""
 
     def __init__(self, server: ServerProcess, node_name: str = "agent-node", bridge: str = "kybt0",
-                 taint: bool = True) -> None:
+                 taint: bool = True, proxy_table: str = "kyb-test") -> None:
         self.server = server
         self.node_name = node_name
         self.bridge = bridge
@@ -43,6 +43,8 @@ class AgentProcess:
         self.log_path = os.path.join(self.data_dir, "agent.log")
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = free_port()
+        self.proxy_table = proxy_table
+        self.dns_port = free_port()
         # CNI chains the host had before: the ones this agent's pods add are removed.
         self.chains_before = {t: iptables_chains(t, "CNI-") for t in ("nat", "filter")}
 
@@ -55,7 +57,9 @@ class AgentProcess:
                 "--node-name", self.node_name, "--data-dir", self.data_dir, "--cni-bridge", self.bridge,
                 "--containerd-socket", os.path.join(self.data_dir, "no-system-containerd.sock"),
                 # The test server declares nodes dead after 4 s without a heartbeat.
-                "--node-lease-duration-seconds", "4", "--port", str(self.port)]
+                "--node-lease-duration-seconds", "4", "--port", str(self.port),
+                # Its own table: a cluster already running on this host keeps its rules.
+                "--proxy-table", self.proxy_table, "--dns-port", str(self.dns_port)]
         if self.taint:
             args += ["--register-with-taints", f"{TEST_TAINT}=true:NoSchedule"]
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
@@ -110,6 +114,8 @@ class AgentProcess:
         subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
         for table, before in self.chains_before.items():
             remove_iptables_chains(table, iptables_chains(table, "CNI-") - before)
+        if shutil.which("nft"):
+            subprocess.run(["nft", "delete", "table", "ip", self.proxy_table], capture_output=True)
         keep = os.environ.get("KYB_KEEP_AGENT_LOG")
         if keep:
             shutil.copy(self.log_path, keep)

@@ -1,0 +1,93 @@
+"""Cluster DNS on a node: every node agent answers DNS on its own address and
+publishes itself as an endpoint of the `kube-system/kube-dns` Service, whose
+cluster IP (10.43.0.10 by default) pods have in their resolv.conf. The node's
+service proxy sends those queries to one of the published servers, so DNS keeps
+working while any node does, and there is no DNS pod to schedule.
+
+The endpoint is an EndpointSlice of its own per node (`kube-dns-<node>`), marked as
+managed by the node's DNS so the EndpointSlice controller leaves it alone; it is
+removed when the DNS stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from kybernetes.client import ApiClient, ApiError, InformerFactory
+from kybernetes.client.resources import ENDPOINTSLICES, SERVICES
+from kybernetes.dns.records import DEFAULT_ZONE, ClusterRecords
+from kybernetes.dns.server import DnsServer, attach_informers
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "kube-system"
+SERVICE = "kube-dns"
+MANAGED_BY = "kybernetes-node-dns"
+REPUBLISH_SECONDS = 60.0
+
+
+def endpoint_slice(node: str, address: str, port: int) -> dict[str, Any]:
+    """The EndpointSlice that names this node's DNS server as a kube-dns endpoint."""
+    return {
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": f"{SERVICE}-{node}", "namespace": NAMESPACE,
+                     "labels": {"kubernetes.io/service-name": SERVICE,
+                                "endpointslice.kubernetes.io/managed-by": MANAGED_BY}},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": [address], "nodeName": node,
+                       "conditions": {"ready": True, "serving": True, "terminating": False}}],
+        "ports": [{"name": "dns", "port": port, "protocol": "UDP"},
+                  {"name": "dns-tcp", "port": port, "protocol": "TCP"}],
+    }
+
+
+async def cluster_dns_ip(client: ApiClient) -> str:
+    """The kube-dns Service's cluster IP, or "" when there is none (yet)."""
+    try:
+        svc = await client.get(SERVICES, NAMESPACE, SERVICE)
+    except ApiError:
+        return ""
+    ip = (svc.get("spec") or {}).get("clusterIP") or ""
+    return "" if ip == "None" else ip
+
+
+async def _publish(client: ApiClient, body: dict[str, Any]) -> None:
+    name = body["metadata"]["name"]
+    try:
+        await client.create(ENDPOINTSLICES, NAMESPACE, body, field_manager="kyb-node-dns")
+    except ApiError as e:
+        if e.code != 409:
+            raise
+        await client.patch(ENDPOINTSLICES, NAMESPACE, name, body, field_manager="kyb-node-dns")
+
+
+async def run_node_dns(client: ApiClient, factory: InformerFactory, node: str, address: str, port: int = 53,
+                       zone: str = DEFAULT_ZONE) -> None:
+    """Serve DNS on `address:port` from the factory's informers and publish it, until
+    cancelled. A port that cannot be bound (another DNS server on the host) is
+    logged and leaves the node without cluster DNS rather than without pods."""
+    records = ClusterRecords(zone=zone, pod_mode="insecure")  # the agent does not watch every pod
+    attach_informers(records, factory)
+    server = DnsServer(records, bind=address, port=port)
+    try:
+        await server.start()
+    except OSError as e:
+        log.warning("cluster DNS not started on %s:%d: %s", address, port, e)
+        await asyncio.Event().wait()  # the node goes on without it
+    log.info("cluster DNS on %s:%d", address, server.port)
+    body = endpoint_slice(node, address, server.port)
+    try:
+        while True:
+            try:
+                await _publish(client, body)
+            except ApiError as e:
+                log.warning("cannot publish the DNS endpoint: %s", e)
+            await asyncio.sleep(REPUBLISH_SECONDS)
+    finally:
+        await server.stop()
+        try:
+            await asyncio.shield(client.delete(ENDPOINTSLICES, NAMESPACE, body["metadata"]["name"]))
+        except (ApiError, OSError, asyncio.CancelledError):
+            pass
