@@ -6,6 +6,7 @@ rule left behind."""
 from __future__ import annotations
 
 import json
+import pathlib
 import subprocess
 import time
 import urllib.request
@@ -13,9 +14,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import yaml
 
 from kybernetes.testing.agent import TEST_TAINT, AgentProcess, agent_prerequisites
 
+EXAMPLE = pathlib.Path(__file__).resolve().parents[2] / "examples" / "web.yaml"
 NS = "svc-e2e"
 IMAGE = "docker.io/library/busybox:1.35"
 PLACEMENT = {"tolerations": [{"key": TEST_TAINT, "operator": "Exists"}],
@@ -106,10 +109,16 @@ def rules(proc: AgentProcess) -> str:
 
 @pytest.fixture(scope="module")
 def web(node, kubectl) -> dict[str, Any]:
-    """The seed's example: Deployment `web` (type=app, app=web, 2 replicas) and a
-    LoadBalancer Service `web` on port 80."""
-    kubectl.ok("apply", "-f", "-", stdin=manifest(deployment("web", 2, {"type": "app", "app": "web"}),
-                                                  service("web", "web", "LoadBalancer")))
+    """The seed's example as the repository ships it (examples/web.yaml): Deployment
+    `web` (type=app, app=web, 2 replicas) and a LoadBalancer Service `web` on port 80."""
+    docs = list(yaml.safe_load_all(EXAMPLE.read_text()))
+    for doc in docs:
+        doc["metadata"]["namespace"] = NS
+        if doc["kind"] == "Deployment":
+            # Only onto this test's node (tainted so other tests' pods stay off it).
+            doc["spec"]["template"]["spec"].update({k: v for k, v in PLACEMENT.items()
+                                                   if k != "terminationGracePeriodSeconds"})
+    kubectl.ok("apply", "-f", "-", stdin=manifest(*docs))
     wait_until("two web pods ready", lambda: len(ready_pods(kubectl, "web")) == 2, 90)
     svc = wait_until("the load balancer's ingress",
                      lambda: (s := get_json(kubectl, "service", "web"))["status"]["loadBalancer"].get("ingress") and s)
