@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import os
 import statistics
-import subprocess
 import sys
 import time
 import urllib.request
@@ -100,9 +99,9 @@ async def ready_to_traffic(rounds: int) -> None:
     server = ServerProcess(agent=False)
     server.start()
     node = AgentProcess(server, node_name="bench-node", bridge="kybb0", proxy_table="kyb-bench-rt")
+    client = await ApiClient.from_kubeconfig(server.kubeconfig)
     try:
         node.start()
-        client = await ApiClient.from_kubeconfig(server.kubeconfig)
         await client.create(NAMESPACES, None, {"metadata": {"name": "bench"}})
         figures = []
         for r in range(rounds):
@@ -124,8 +123,9 @@ async def ready_to_traffic(rounds: int) -> None:
                 if (p.get("status") or {}).get("phase") == "Running":
                     break
                 await asyncio.sleep(0.1)
-            subprocess.run(["ctr", "-a", node.containerd_socket, "-n", "k8s.io", "tasks", "exec", "--exec-id",
-                            f"t{r}", _container_id(node.containerd_socket, name), "touch", "/ready"], check=True)
+            touched = server.kubectl("exec", "-n", "bench", name, "--", "touch", "/ready")
+            if not touched.ok:
+                raise RuntimeError(touched.stderr)
             while True:
                 p = await client.get(PODS, "bench", name)
                 if any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", [])):
@@ -140,21 +140,13 @@ async def ready_to_traffic(rounds: int) -> None:
                 except OSError:
                     await asyncio.sleep(0.005)
             figures.append(time.monotonic() - ready_at)
-        await client.close()
         s = sorted(figures)
         print(f"endpoint ready -> traffic over {rounds} services: median {statistics.median(s):.3f} s, "
               f"worst {s[-1]:.3f} s")
     finally:
+        await client.close()
         node.cleanup()
         server.stop()
-
-
-def _container_id(socket: str, pod: str) -> str:
-    """The id of the pod's `web` container in containerd."""
-    listed = subprocess.run(["ctr", "-a", socket, "-n", "k8s.io", "containers", "ls",
-                             f'labels."io.kubernetes.pod.name"=={pod}', 'labels."io.kubernetes.container.name"==web'],
-                            capture_output=True, text=True, check=True).stdout.splitlines()[1:]
-    return listed[0].split()[0]
 
 
 if __name__ == "__main__":
