@@ -30,8 +30,9 @@ done
 ip link del "$BRIDGE" 2>/dev/null
 if command -v iptables-save >/dev/null 2>&1; then
     for table in nat filter; do
-        iptables-save -t "$table" | grep -q 'CNI-' && \
-            iptables-save -t "$table" | grep -v -- 'CNI-' | iptables-restore -T "$table" 2>/dev/null
+        # The pod network's rules (CNI-*) and the service proxy's in iptables mode (KYB-*).
+        iptables-save -t "$table" | grep -q -e 'CNI-' -e 'KYB-' && \
+            iptables-save -t "$table" | grep -v -e 'CNI-' -e 'KYB-' | iptables-restore -T "$table" 2>/dev/null
     done
 fi
 # The service proxy's rules: one nftables table.

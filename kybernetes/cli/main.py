@@ -356,6 +356,8 @@ def scheduler(kubeconfig: str, leader_elect: bool) -> None:
 @click.option("--port", default=10250, show_default=True, type=int, help="HTTPS port of the agent's API (logs).")
 @click.option("--proxy-table", default="kybernetes", show_default=True,
               help="nftables table (family ip) of the node's service proxy.")
+@click.option("--proxy-mode", type=click.Choice(["auto", "nftables", "iptables"]), default="auto",
+              show_default=True, help="Packet filter the service proxy programs (auto: nftables if the host has it).")
 @click.option("--disable-proxy", is_flag=True, help="Do not run the service proxy on this node.")
 @click.option("--dns-port", default=53, show_default=True, type=int,
               help="Port of the node's cluster DNS server, on the node's address (published as a kube-dns endpoint).")
@@ -363,7 +365,7 @@ def scheduler(kubeconfig: str, leader_elect: bool) -> None:
 def agent(kubeconfig: str, node_name: str | None, data_dir: str, containerd_socket: str, node_ip: str | None,
           cluster_dns: tuple[str, ...], node_labels: tuple[str, ...], register_with_taints: tuple[str, ...],
           cni_bridge: str, node_lease_duration_seconds: int, port: int, proxy_table: str,
-          disable_proxy: bool, dns_port: int, disable_dns: bool) -> None:
+          proxy_mode: str, disable_proxy: bool, dns_port: int, disable_dns: bool) -> None:
     """Run the node agent: register this machine as a node and run its pods on containerd."""
     from kybernetes.agent.agent import Agent, AgentOptions, wait_runtime_ready
     from kybernetes.agent.containerd import ContainerdLayout, PrivateContainerd, import_images
@@ -434,7 +436,7 @@ def agent(kubeconfig: str, node_name: str | None, data_dir: str, containerd_sock
             jobs = [node_agent.run()]
             if not disable_proxy:
                 # The service proxy shares the agent's informers and learns the pod CIDR from it.
-                proxier = Proxier(client, ProxyOptions(name, table=proxy_table), node_agent.factory)
+                proxier = Proxier(client, ProxyOptions(name, table=proxy_table, mode=proxy_mode), node_agent.factory)
                 node_agent.pod_cidr_listeners.append(proxier.set_pod_cidr)
                 jobs.append(proxier.run())
             if not disable_dns:

@@ -1,5 +1,6 @@
 """The service proxy of a node: watches Services and EndpointSlices and keeps the
-host's packet filter in step with them (like kube-proxy in nftables mode).
+host's packet filter in step with them, like kube-proxy: nftables when the host has
+it, iptables otherwise.
 
 Changes are coalesced: a burst of endpoint updates becomes one transaction. Every
 sync computes the whole plan from the informers' state (`model`, `nftables.build`)
@@ -11,13 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
+import subprocess
 import time
 from dataclasses import dataclass
 
 from kybernetes.client import ApiClient
 from kybernetes.client.informer import InformerFactory
 from kybernetes.client.resources import ENDPOINTSLICES, SERVICES
-from kybernetes.proxy import model, nftables
+from kybernetes.proxy import iptables, model, nftables
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +30,19 @@ class ProxyOptions:
     node_name: str
     cluster_cidr: str = ""  # the pod network: traffic from outside it to a service is masqueraded
     table: str = nftables.DEFAULT_TABLE
+    mode: str = "auto"  # nftables, iptables, or auto: nftables when the host has it
     min_interval: float = 0.05  # coalesce changes arriving closer together than this
     full_resync: float = 300.0
+
+
+def choose_mode(wanted: str = "auto") -> str:
+    """The packet filter to program: nftables unless the host lacks it (or iptables is
+    asked for)."""
+    if wanted in ("nftables", "iptables"):
+        return wanted
+    if shutil.which("nft") and subprocess.run(["nft", "list", "tables"], capture_output=True).returncode == 0:
+        return "nftables"
+    return "iptables"
 
 
 def enable_bridge_netfilter() -> None:
@@ -57,7 +71,8 @@ class Proxier:
         for inf in (self.services, self.slices):
             inf.add_handler(on_add=self._changed, on_update=lambda _o, _n: self._changed(),
                             on_delete=self._changed)
-        self._applied: nftables.Ruleset | None = None
+        self.mode = choose_mode(options.mode)
+        self._applied: nftables.Ruleset | iptables.Tables | None = None
         self.last_sync_seconds = 0.0
         self.syncs = 0
 
@@ -69,9 +84,10 @@ class Proxier:
     def _changed(self, _obj: object = None) -> None:
         self._dirty.set()
 
-    def plan(self) -> nftables.Ruleset:
+    def plan(self) -> nftables.Ruleset | iptables.Tables:
         ports = model.service_ports(self.services.list(), self.slices.list())
-        return nftables.build(ports, self.options.node_name, self.options.cluster_cidr)
+        build = nftables.build if self.mode == "nftables" else iptables.build
+        return build(ports, self.options.node_name, self.options.cluster_cidr)
 
     async def sync(self, full: bool = False) -> None:
         started = time.monotonic()
@@ -80,8 +96,12 @@ class Proxier:
         if previous is not None and previous == wanted:
             return
         try:
-            await nftables.apply(nftables.render(wanted, previous, self.options.table))
-        except nftables.NftError as e:
+            if isinstance(wanted, nftables.Ruleset):
+                assert previous is None or isinstance(previous, nftables.Ruleset)
+                await nftables.apply(nftables.render(wanted, previous, self.options.table))
+            else:
+                await iptables.apply(wanted)
+        except (nftables.NftError, iptables.IptablesError) as e:
             self._applied = None  # unknown state: the next sync rebuilds everything
             log.warning("service rules not applied: %s", e)
             raise
@@ -103,7 +123,7 @@ class Proxier:
                     await self.sync(full=full)
                     if full:
                         next_full = time.monotonic() + self.options.full_resync
-                except nftables.NftError:
+                except (nftables.NftError, iptables.IptablesError):
                     next_full = 0.0
                     await asyncio.sleep(1.0)
                     continue

@@ -33,7 +33,7 @@ class AgentProcess:
     TEST_TAINT land on it (other tests' pods keep to simulated nodes)."""
 
     def __init__(self, server: ServerProcess, node_name: str = "agent-node", bridge: str = "kybt0",
-                 taint: bool = True, proxy_table: str = "kyb-test") -> None:
+                 taint: bool = True, proxy_table: str = "kyb-test", proxy_mode: str = "nftables") -> None:
         self.server = server
         self.node_name = node_name
         self.bridge = bridge
@@ -44,6 +44,7 @@ class AgentProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = free_port()
         self.proxy_table = proxy_table
+        self.proxy_mode = proxy_mode
         self.dns_port = free_port()
         # CNI chains the host had before: the ones this agent's pods add are removed.
         self.chains_before = {t: iptables_chains(t, "CNI-") for t in ("nat", "filter")}
@@ -59,7 +60,7 @@ class AgentProcess:
                 # The test server declares nodes dead after 4 s without a heartbeat.
                 "--node-lease-duration-seconds", "4", "--port", str(self.port),
                 # Its own table: a cluster already running on this host keeps its rules.
-                "--proxy-table", self.proxy_table, "--dns-port", str(self.dns_port)]
+                "--proxy-table", self.proxy_table, "--proxy-mode", self.proxy_mode, "--dns-port", str(self.dns_port)]
         if self.taint:
             args += ["--register-with-taints", f"{TEST_TAINT}=true:NoSchedule"]
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
@@ -116,6 +117,9 @@ class AgentProcess:
             remove_iptables_chains(table, iptables_chains(table, "CNI-") - before)
         if shutil.which("nft"):
             subprocess.run(["nft", "delete", "table", "ip", self.proxy_table], capture_output=True)
+        if self.proxy_mode == "iptables":
+            for table in ("nat", "filter"):
+                remove_iptables_chains(table, iptables_chains(table, "KYB-"))
         keep = os.environ.get("KYB_KEEP_AGENT_LOG")
         if keep:
             shutil.copy(self.log_path, keep)

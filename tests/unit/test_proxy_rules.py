@@ -165,3 +165,32 @@ def test_the_kernel_accepts_full_and_incremental_scripts():
     assert "10.43.0.6 . udp . 81" in listed and "meta l4proto udp dnat to 10.42.0.4:8080" in listed
     assert "10.42.0.2" not in listed and "aff-" not in listed
     assert subprocess.run(["nft", "list", "table", "ip", table], capture_output=True).returncode != 0
+
+
+def test_iptables_mode_picks_endpoints_with_falling_probabilities():
+    from kybernetes.proxy import iptables
+
+    ports = model.service_ports([svc("web", type_="NodePort")],
+                                [slice_of("web", ep("10.42.0.2"), ep("10.42.0.3"), ep("10.42.0.4"))])
+    t = iptables.build(ports, "n1", "10.42.0.0/24")
+    sid = model.short_id(ports[0].key).upper()
+    rules = t.nat[f"KYB-SVC-{sid}"]
+    assert rules[0] == "! -s 10.42.0.0/24 -j KYB-MARK-MASQ"
+    assert [r.rsplit("-j ", 1)[0].strip() for r in rules[1:]] == [
+        "-m statistic --mode random --probability 0.33333333333",
+        "-m statistic --mode random --probability 0.50000000000", ""]
+    assert t.nat["KYB-SERVICES"] == [f"-d 10.43.0.5/32 -p tcp -m tcp --dport 80 -j KYB-SVC-{sid}",
+                                     f"{iptables.LOCAL} -p tcp -m tcp --dport 30080 -j KYB-EXT-{sid}"]
+    seps = [c for c in t.nat if c.startswith("KYB-SEP-")]
+    assert len(seps) == 3 and all(t.nat[c][-1].startswith("-p tcp -j DNAT --to-destination 10.42.0.") for c in seps)
+
+
+def test_iptables_mode_rejects_without_endpoints_and_drops_stale_chains():
+    from kybernetes.proxy import iptables
+
+    t = iptables.build(model.service_ports([svc("web")], []), "n1")
+    assert t.filter["KYB-REJECT"] == ["-d 10.43.0.5/32 -p tcp -m tcp --dport 80 -j REJECT"]
+    text = iptables.restore_input(t, {"nat": {"KYB-SVC-OLD", "KYB-SERVICES"}, "filter": set()})
+    assert ":KYB-SVC-OLD - [0:0]" in text and "-X KYB-SVC-OLD" in text
+    assert text.index(":KYB-SVC-OLD") < text.index("-X KYB-SVC-OLD") < text.index("COMMIT")
+    assert "-X KYB-SERVICES" not in text
