@@ -84,6 +84,15 @@ def _pick(sp: ServicePort, endpoints: list[Endpoint]) -> list[str]:
     return [f"meta l4proto {sp.protocol} dnat ip to numgen random mod {len(endpoints)} map {{ {targets} }}"]
 
 
+def _route(keys: list[str], verdicts: dict[str, str], rejects: set[str], chain: str, has_endpoints: bool) -> None:
+    """Send `keys` to `chain` when there is an endpoint to go to; reject them otherwise."""
+    for key in keys:
+        if has_endpoints:
+            verdicts.setdefault(key, f"goto {chain}")
+        else:
+            rejects.add(key)
+
+
 def build(ports: list[ServicePort], node: str, cluster_cidr: str = "") -> Ruleset:
     """The whole table for these service ports, seen from node `node`."""
     rs = Ruleset()
@@ -118,12 +127,8 @@ def build(ports: list[ServicePort], node: str, cluster_cidr: str = "") -> Rulese
                 rs.affinity_sets[aff] = sp.affinity_seconds
                 rs.chains[_sep_chain(sp, e)] = [f"update @{aff} {{ ip saddr }}",
                                                 f"meta l4proto {sp.protocol} dnat ip to {e.ip}:{e.port}"]
-        for ip in sp.cluster_ips:
-            key = f"{ip} . {sp.protocol} . {sp.port}"
-            if internal:
-                service_ips.setdefault(key, f"goto svc-{sid}")
-            else:
-                no_endpoints.add(key)
+        _route([f"{ip} . {sp.protocol} . {sp.port}" for ip in sp.cluster_ips], service_ips, no_endpoints,
+              f"svc-{sid}", bool(internal))
         if internal:
             masq = [f"ip saddr != {cluster_cidr} jump mark-for-masquerade"] if cluster_cidr else []
             rs.chains[f"svc-{sid}"] = masq + _pick(sp, internal)
@@ -132,17 +137,9 @@ def build(ports: list[ServicePort], node: str, cluster_cidr: str = "") -> Rulese
         keys = [f"{sp.protocol} . {sp.node_port}"] if sp.node_port else []
         if sp.load_balancer:
             keys.append(f"{sp.protocol} . {sp.port}")
-        for ip in sp.ingress_ips:
-            key = f"{ip} . {sp.protocol} . {sp.port}"
-            if external:
-                service_ips.setdefault(key, f"goto ext-{sid}")
-            else:
-                no_endpoints.add(key)
-        for key in keys:
-            if external:
-                node_ports.setdefault(key, f"goto ext-{sid}")
-            else:
-                no_endpoint_node_ports.add(key)
+        _route([f"{ip} . {sp.protocol} . {sp.port}" for ip in sp.ingress_ips], service_ips, no_endpoints,
+              f"ext-{sid}", bool(external))
+        _route(keys, node_ports, no_endpoint_node_ports, f"ext-{sid}", bool(external))
         if external:
             masq = [] if sp.external_local else ["jump mark-for-masquerade"]
             rs.chains[f"ext-{sid}"] = masq + _pick(sp, external)

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from kybernetes.testing.agent import TEST_TAINT, AgentProcess, agent_prerequisites
+from kybernetes.testing.agent import TEST_TAINT, AgentProcess, agent_prerequisites, iptables_chains
 
 EXAMPLE = pathlib.Path(__file__).resolve().parents[2] / "examples" / "web.yaml"
 NS = "svc-e2e"
@@ -56,8 +56,11 @@ def node(server, kubectl):
     yield proc
     kubectl("delete", "namespace", NS, "--wait=false")
     proc.cleanup()
-    # Clean-up leaves the host's rule set as it was: the proxy's table is gone.
+    # Clean-up leaves the host's rule set as it was: the proxy's table is gone, and
+    # so are the pod network's chains.
     assert subprocess.run(["nft", "list", "table", "ip", proc.proxy_table], capture_output=True).returncode != 0
+    for table, before in proc.chains_before.items():
+        assert iptables_chains(table, "CNI-") <= before
 
 
 def wait_until(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
