@@ -447,20 +447,13 @@ class Agent:
             for pod in self.pods.list():
                 self.queue.add(object_key(pod))
 
-    def _dns(self, pod: Obj) -> tuple[list[str], list[str], list[str]]:
-        spec = pod.get("spec") or {}
-        policy = spec.get("dnsPolicy") or "ClusterFirst"
-        ns = pod["metadata"].get("namespace", "")
-        domain = self.options.cluster_domain
-        if policy == "None":
-            cfg = spec.get("dnsConfig") or {}
-            return (list(cfg.get("nameservers") or []), list(cfg.get("searches") or []),
-                    [f"{o['name']}:{o['value']}" if o.get("value") else o.get("name", "")
-                     for o in cfg.get("options") or []])
-        if policy in ("ClusterFirst", "ClusterFirstWithHostNet") and self.options.cluster_dns and (
-                not spec.get("hostNetwork") or policy == "ClusterFirstWithHostNet"):
-            return (list(self.options.cluster_dns), [f"{ns}.svc.{domain}", f"svc.{domain}", domain], ["ndots:5"])
-        return ([], [], [])  # the host's resolv.conf
+    def _dns(self, pod: Obj) -> podspec.DnsSettings:
+        try:
+            with open("/etc/resolv.conf") as f:
+                host = podspec.read_resolv_conf(f.read())
+        except OSError:
+            host = ([], [], [])
+        return podspec.pod_dns(pod, list(self.options.cluster_dns), self.options.cluster_domain, host)
 
     async def _remove_container(self, cid: str) -> None:
         try:

@@ -106,7 +106,62 @@ def pod_hostname(pod: Obj) -> str:
     return (spec.get("hostname") or (pod.get("metadata") or {}).get("name", ""))[:63]
 
 
-def sandbox_spec(pod: Obj, logs_root: str, attempt: int, dns: tuple[list[str], list[str], list[str]]) -> SandboxSpec:
+DnsSettings = tuple[list[str], list[str], list[str]]  # nameservers, searches, options ("name" or "name:value")
+MAX_NAMESERVERS = 3
+MAX_SEARCHES = 32
+
+
+def read_resolv_conf(text: str) -> DnsSettings:
+    servers: list[str] = []
+    searches: list[str] = []
+    options: list[str] = []
+    for line in text.splitlines():
+        words = line.split("#", 1)[0].split()
+        if not words:
+            continue
+        if words[0] == "nameserver" and len(words) > 1:
+            servers.append(words[1])
+        elif words[0] in ("search", "domain"):
+            searches = words[1:]
+        elif words[0] == "options":
+            options += words[1:]
+    return servers, searches, options
+
+
+def _unique(items: list[str]) -> list[str]:
+    return list(dict.fromkeys(items))
+
+
+def pod_dns(pod: Obj, cluster_dns: list[str], domain: str, host: DnsSettings) -> DnsSettings:
+    """The pod's resolv.conf by `dnsPolicy`, with `dnsConfig` merged in as the kubelet
+    does: ClusterFirst (the cluster DNS, search `ns.svc.<domain> svc.<domain>
+    <domain>`, ndots:5; the host's settings when there is no cluster DNS or the pod
+    is on the host network), Default (the host's), None (`dnsConfig` alone).
+    `dnsConfig` nameservers and searches are appended, its options override by name.
+    An empty result means the runtime's default, the host's resolv.conf."""
+    spec = pod.get("spec") or {}
+    policy = spec.get("dnsPolicy") or "ClusterFirst"
+    ns = (pod.get("metadata") or {}).get("namespace", "")
+    cfg = spec.get("dnsConfig") or {}
+    if policy == "None":
+        base: DnsSettings = ([], [], [])
+    elif policy in ("ClusterFirst", "ClusterFirstWithHostNet") and cluster_dns and (
+            not spec.get("hostNetwork") or policy == "ClusterFirstWithHostNet"):
+        base = (list(cluster_dns), [f"{ns}.svc.{domain}", f"svc.{domain}", domain], ["ndots:5"])
+    elif not cfg:
+        return [], [], []
+    else:
+        base = host
+    servers = _unique(base[0] + list(cfg.get("nameservers") or []))[:MAX_NAMESERVERS]
+    searches = _unique(base[1] + list(cfg.get("searches") or []))[:MAX_SEARCHES]
+    options = {o.split(":", 1)[0]: o for o in base[2]}
+    for o in cfg.get("options") or []:
+        if o.get("name"):
+            options[o["name"]] = f"{o['name']}:{o['value']}" if o.get("value") else o["name"]
+    return servers, searches, list(options.values())
+
+
+def sandbox_spec(pod: Obj, logs_root: str, attempt: int, dns: DnsSettings) -> SandboxSpec:
     meta = pod.get("metadata") or {}
     spec = pod.get("spec") or {}
     ports = []

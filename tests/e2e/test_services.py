@@ -226,9 +226,23 @@ def test_deleting_a_service_removes_its_rules(node, kubectl):
     wait_until("its rules to go", lambda: ip not in rules(node) and f" {port} " not in rules(node))
 
 
-def test_pods_resolve_services_through_cluster_dns(node, kubectl, web):
+def client_pod(name: str, **spec: Any) -> dict:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": NS, "labels": {"app": name}},
+            "spec": {**PLACEMENT, **spec, "containers": [{"name": "main", "image": IMAGE,
+                                                          "command": ["sleep", "3600"]}]}}
+
+
+@pytest.fixture(scope="module")
+def client(node, kubectl) -> str:
+    """Another pod, the one that asks."""
+    kubectl.ok("apply", "-f", "-", stdin=manifest(client_pod("client")))
+    wait_until("the client pod", lambda: ready_pods(kubectl, "client"))
+    return "client"
+
+
+def test_pods_resolve_services_through_cluster_dns(node, kubectl, web, client):
     pods = ready_pods(kubectl, "web")
-    conf = kubectl.ok("exec", "-n", NS, pods[0], "--", "cat", "/etc/resolv.conf")
+    conf = kubectl.ok("exec", "-n", NS, "client", "--", "cat", "/etc/resolv.conf")
     dns_ip = json.loads(kubectl.ok("get", "service", "-n", "kube-system", "kube-dns", "-o", "json"))["spec"]["clusterIP"]
     assert f"nameserver {dns_ip}" in conf
     assert f"search {NS}.svc.cluster.local svc.cluster.local cluster.local" in conf and "ndots:5" in conf
@@ -238,21 +252,35 @@ def test_pods_resolve_services_through_cluster_dns(node, kubectl, web):
     assert any(e.get("nodeName") == "svc-node" for s in slices for e in s["endpoints"])
     for url in ("http://web/index.html", f"http://web.{NS}.svc.cluster.local/index.html"):
         # (busybox 1.35's `wget -T` crashes: the exec's own timeout bounds it instead)
-        out = wait_until(f"{url} from a pod", lambda u=url: kubectl("exec", "-n", NS, pods[0], "--", "wget", "-qO-",
+        out = wait_until(f"{url} from a pod", lambda u=url: kubectl("exec", "-n", NS, "client", "--", "wget", "-qO-",
                                                                     u, timeout=10).stdout.strip())
         assert out in pods
     ip = web["spec"]["clusterIP"]
-    looked_up = kubectl.ok("exec", "-n", NS, pods[0], "--", "nslookup", f"web.{NS}.svc.cluster.local")
+    looked_up = kubectl.ok("exec", "-n", NS, "client", "--", "nslookup", f"web.{NS}.svc.cluster.local")
     assert ip in looked_up
-    missing = kubectl("exec", "-n", NS, pods[0], "--", "nslookup", f"nothing-here.{NS}.svc.cluster.local")
+    missing = kubectl("exec", "-n", NS, "client", "--", "nslookup", f"nothing-here.{NS}.svc.cluster.local")
     assert missing.returncode != 0 and "NXDOMAIN" in missing.stdout + missing.stderr
+    # SRV for the named port, and the pod-IP form.
+    srv = kubectl.ok("exec", "-n", NS, "client", "--", "nslookup", "-type=srv", f"_http._tcp.web.{NS}.svc.cluster.local")
+    assert f"web.{NS}.svc.cluster.local" in srv and " 80 " in srv, srv
+    client_ip = get_json(kubectl, "pod", "client")["status"]["podIP"]
+    dashed = kubectl.ok("exec", "-n", NS, "client", "--", "nslookup", f"{client_ip.replace('.', '-')}.{NS}.pod.cluster.local")
+    assert client_ip in dashed.split("Name:")[-1]
 
 
-def test_a_headless_service_resolves_to_its_pods(node, kubectl, web):
+def test_dns_policy_none_takes_the_pods_dns_config(node, kubectl):
+    cfg = {"nameservers": ["192.0.2.53"], "searches": ["example.test"], "options": [{"name": "ndots", "value": "2"}]}
+    kubectl.ok("apply", "-f", "-", stdin=manifest(client_pod("own-dns", dnsPolicy="None", dnsConfig=cfg)))
+    wait_until("the pod", lambda: ready_pods(kubectl, "own-dns"))
+    conf = kubectl.ok("exec", "-n", NS, "own-dns", "--", "cat", "/etc/resolv.conf").split("\n")
+    assert "nameserver 192.0.2.53" in conf and "search example.test" in conf and "options ndots:2" in conf
+
+
+def test_a_headless_service_resolves_to_its_pods(node, kubectl, web, client):
     kubectl.ok("apply", "-f", "-", stdin=manifest(service("web-headless", "web", clusterIP="None")))
     pod_ips = sorted(p["status"]["podIP"] for p in get_json(kubectl, "pods", "-l", "app=web")["items"]
                      if p["metadata"]["name"] in ready_pods(kubectl, "web"))
-    asker = ready_pods(kubectl, "web")[0]
+    asker = client
 
     def resolved() -> list[str]:
         out = kubectl("exec", "-n", NS, asker, "--", "nslookup", "-type=a",

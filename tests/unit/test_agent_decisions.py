@@ -128,3 +128,45 @@ def test_pull_credentials_from_docker_config_secrets():
     assert pull_credentials(secret, "docker.io") == ("u", "p", "index.docker.io")
     assert pull_credentials(secret, "127.0.0.1:5000") == ("a", "b", "127.0.0.1:5000")
     assert pull_credentials(secret, "quay.io") is None
+
+
+def _dns_pod(**spec):
+    return {"metadata": {"name": "p", "namespace": "shop"}, "spec": spec}
+
+
+HOST_DNS = (["10.0.0.53"], ["corp.example"], ["edns0"])
+
+
+def test_cluster_first_points_pods_at_the_cluster_dns():
+    from kybernetes.agent.podspec import pod_dns
+
+    assert pod_dns(_dns_pod(), ["10.43.0.10"], "cluster.local", HOST_DNS) == (
+        ["10.43.0.10"], ["shop.svc.cluster.local", "svc.cluster.local", "cluster.local"], ["ndots:5"])
+    # On the host network ClusterFirst means the host's settings; ClusterFirstWithHostNet does not.
+    assert pod_dns(_dns_pod(hostNetwork=True), ["10.43.0.10"], "cluster.local", HOST_DNS) == ([], [], [])
+    assert pod_dns(_dns_pod(hostNetwork=True, dnsPolicy="ClusterFirstWithHostNet"), ["10.43.0.10"],
+                   "cluster.local", HOST_DNS)[0] == ["10.43.0.10"]
+    # Without a cluster DNS the runtime's default (the host's resolv.conf) stays.
+    assert pod_dns(_dns_pod(), [], "cluster.local", HOST_DNS) == ([], [], [])
+
+
+def test_dns_config_is_merged_and_none_takes_it_alone():
+    from kybernetes.agent.podspec import pod_dns
+
+    cfg = {"nameservers": ["1.1.1.1", "10.43.0.10"], "searches": ["extra.example"],
+           "options": [{"name": "ndots", "value": "2"}, {"name": "rotate"}]}
+    assert pod_dns(_dns_pod(dnsConfig=cfg), ["10.43.0.10"], "cluster.local", HOST_DNS) == (
+        ["10.43.0.10", "1.1.1.1"], ["shop.svc.cluster.local", "svc.cluster.local", "cluster.local", "extra.example"],
+        ["ndots:2", "rotate"])
+    assert pod_dns(_dns_pod(dnsPolicy="None", dnsConfig=cfg), ["10.43.0.10"], "cluster.local", HOST_DNS) == (
+        ["1.1.1.1", "10.43.0.10"], ["extra.example"], ["ndots:2", "rotate"])
+    assert pod_dns(_dns_pod(dnsPolicy="Default", dnsConfig={"searches": ["x.example"]}), ["10.43.0.10"],
+                   "cluster.local", HOST_DNS) == (["10.0.0.53"], ["corp.example", "x.example"], ["edns0"])
+    assert pod_dns(_dns_pod(dnsPolicy="Default"), ["10.43.0.10"], "cluster.local", HOST_DNS) == ([], [], [])
+
+
+def test_host_resolv_conf_is_read():
+    from kybernetes.agent.podspec import read_resolv_conf
+
+    text = "# comment\nnameserver 10.0.0.53\nnameserver 10.0.0.54 # second\nsearch a.example b.example\noptions ndots:1\n"
+    assert read_resolv_conf(text) == (["10.0.0.53", "10.0.0.54"], ["a.example", "b.example"], ["ndots:1"])
