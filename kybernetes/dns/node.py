@@ -6,7 +6,7 @@ working while any node does, and there is no DNS pod to schedule.
 
 The endpoint is an EndpointSlice of its own per node (`kube-dns-<node>`), marked as
 managed by the node's DNS so the EndpointSlice controller leaves it alone; it is
-removed when the DNS stops.
+removed when the DNS stops, and owned by the Node, so it goes with a deleted node.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import logging
 from typing import Any
 
 from kybernetes.client import ApiClient, ApiError, InformerFactory
-from kybernetes.client.resources import ENDPOINTSLICES, SERVICES
+from kybernetes.client.resources import ENDPOINTSLICES, NODES, SERVICES
 from kybernetes.dns.records import DEFAULT_ZONE, ClusterRecords
 from kybernetes.dns.server import DnsServer, attach_informers
 
@@ -28,13 +28,16 @@ MANAGED_BY = "kybernetes-node-dns"
 REPUBLISH_SECONDS = 60.0
 
 
-def endpoint_slice(node: str, address: str, port: int) -> dict[str, Any]:
-    """The EndpointSlice that names this node's DNS server as a kube-dns endpoint."""
+def endpoint_slice(node: str, address: str, port: int, node_uid: str = "") -> dict[str, Any]:
+    """The EndpointSlice that names this node's DNS server as a kube-dns endpoint. Owned
+    by the Node when its uid is known, so that deleting the node removes it."""
+    owners = [{"apiVersion": "v1", "kind": "Node", "name": node, "uid": node_uid}] if node_uid else []
     return {
         "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
         "metadata": {"name": f"{SERVICE}-{node}", "namespace": NAMESPACE,
                      "labels": {"kubernetes.io/service-name": SERVICE,
-                                "endpointslice.kubernetes.io/managed-by": MANAGED_BY}},
+                                "endpointslice.kubernetes.io/managed-by": MANAGED_BY},
+                     **({"ownerReferences": owners} if owners else {})},
         "addressType": "IPv4",
         "endpoints": [{"addresses": [address], "nodeName": node,
                        "conditions": {"ready": True, "serving": True, "terminating": False}}],
@@ -80,11 +83,18 @@ async def run_node_dns(client: ApiClient, factory: InformerFactory, node: str, a
     body = endpoint_slice(node, address, server.port)
     try:
         while True:
+            if "ownerReferences" not in body["metadata"]:
+                try:
+                    uid = ((await client.get(NODES, None, node)).get("metadata") or {}).get("uid", "")
+                    body = endpoint_slice(node, address, server.port, uid)
+                except ApiError:
+                    pass  # not registered yet: published without an owner for now
             try:
                 await _publish(client, body)
             except ApiError as e:
                 log.warning("cannot publish the DNS endpoint: %s", e)
-            await asyncio.sleep(REPUBLISH_SECONDS)
+            owned = "ownerReferences" in body["metadata"]
+            await asyncio.sleep(REPUBLISH_SECONDS if owned else 2.0)
     finally:
         await server.stop()
         try:

@@ -217,6 +217,23 @@ def test_deleting_and_scaling_change_the_rotation(node, kubectl, web):
     wait_until("the third pod joins", lambda: set(answers(url, 40)) == set(three))
 
 
+def test_a_restarted_proxy_rebuilds_from_the_api(node, kubectl, web):
+    """Services keep answering while the agent is down (the rules are the kernel's),
+    and what changed meanwhile is put right when it comes back: no stale rule."""
+    kubectl.ok("apply", "-f", "-", stdin=manifest(service("while-down", "web")))
+    gone_ip = get_json(kubectl, "service", "while-down")["spec"]["clusterIP"]
+    wait_until("its rule", lambda: gone_ip in rules(node))
+    node.stop()
+    try:
+        assert http_get(f"http://{web['spec']['clusterIP']}/index.html") in ready_pods(kubectl, "web")
+        kubectl.ok("delete", "service", "-n", NS, "while-down")
+        assert gone_ip in rules(node)
+    finally:
+        node.start()
+    wait_until("the stale rule to go", lambda: gone_ip not in rules(node))
+    assert http_get(f"http://{web['spec']['clusterIP']}/index.html") in ready_pods(kubectl, "web")
+
+
 def test_deleting_a_service_removes_its_rules(node, kubectl):
     kubectl.ok("apply", "-f", "-", stdin=manifest(service("short-lived", "web", "NodePort")))
     svc = get_json(kubectl, "service", "short-lived")
