@@ -136,6 +136,15 @@ def has_spec_generation(info: ResourceInfo, obj: dict[str, Any]) -> bool:
     return info.is_custom or "spec" in obj or "template" in obj
 
 
+def _patch_pins_version(body: Any) -> bool:
+    """Whether a patch body sets (or tests) metadata.resourceVersion itself."""
+    if isinstance(body, dict):
+        return (body.get("metadata") or {}).get("resourceVersion") not in (None, "")
+    if isinstance(body, list):
+        return any(isinstance(op, dict) and op.get("path") == "/metadata/resourceVersion" for op in body)
+    return False
+
+
 class ResourceService:
     """Create/update/patch/delete for every kind, on one store and its watch cache."""
 
@@ -237,6 +246,14 @@ class ResourceService:
                                 "field": "metadata.namespace"}]})
 
     # -- store writes -------------------------------------------------------------------
+
+    async def _catch_up(self) -> None:
+        """After losing a race: the newer object is in the store; let the cache reach it
+        before the write is computed again from the cache."""
+        try:
+            await self.cache.wait_for(self.store.current_revision(), timeout=5.0)
+        except TimeoutError:
+            pass
 
     async def _put(self, key: str, obj: dict[str, Any], expected: int | None) -> KeyValue:
         """Create (expected None) or update the stored object; the cache adopts `obj`."""
@@ -468,7 +485,7 @@ class ResourceService:
             try:
                 return await self._patch_once(info, co, body, patch_type, ctx, subresource)
             except _Retry:
-                continue
+                await self._catch_up()
         raise ApiError.conflict(info.group, info.plural, name, "too many concurrent updates")
 
     async def _patch_once(self, info: ResourceInfo, co: CachedObject, body: Any, patch_type: str,
@@ -512,7 +529,9 @@ class ResourceService:
                                            managed_done=managed_done,
                                            old_obj=None if patch_type == "apply" else original)
         except ApiError as e:
-            if e.code == 409 and e.reason == "Conflict" and not (want_rv not in (None, "")):
+            # A write that raced another is tried again on the newer object, as the real
+            # server does, unless the patch itself named the version it applies to.
+            if e.code == 409 and e.reason == "Conflict" and not _patch_pins_version(body):
                 raise _Retry() from None
             raise
 
@@ -569,6 +588,7 @@ class ResourceService:
             except _Retry:
                 if pinned:
                     raise ApiError.conflict(info.group, info.plural, name) from None
+                await self._catch_up()
         raise ApiError.conflict(info.group, info.plural, name, "too many concurrent updates")
 
     async def _delete_once(self, info: ResourceInfo, namespace: str | None, name: str, options: dict[str, Any],

@@ -2,8 +2,9 @@
 
 `DnsServer` answers names in the cluster domain from a `ClusterRecords` index and
 forwards every other name, unchanged, to upstream resolvers (those of
-/etc/resolv.conf unless given). `start_cluster_dns` runs the whole thing against an
-API server: informers for Services, EndpointSlices and Pods keep the index current.
+/etc/resolv.conf unless given). `attach_informers` keeps the index current from an
+informer factory's Services, EndpointSlices (and Pods, when pod names are verified);
+`kybernetes.dns.node` runs it on a node.
 """
 
 from __future__ import annotations
@@ -26,10 +27,9 @@ import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
 
-from kybernetes.client.api import ApiClient
 from kybernetes.client.informer import InformerFactory, Obj
 from kybernetes.client.resources import ENDPOINTSLICES, PODS, SERVICES, Resource
-from kybernetes.dns.records import DEFAULT_ZONE, ClusterRecords, PodMode
+from kybernetes.dns.records import ClusterRecords
 
 log = logging.getLogger(__name__)
 
@@ -521,38 +521,3 @@ def attach_informers(records: ClusterRecords, factory: InformerFactory) -> None:
     feed(ENDPOINTSLICES, records.upsert_endpoint_slice, records.delete_endpoint_slice)
     if records.pod_mode == "verified":
         feed(PODS, records.upsert_pod, records.delete_pod)
-
-
-class ClusterDns:
-    """A running cluster DNS: informers keeping `records` current, and `server`."""
-
-    def __init__(self, records: ClusterRecords, server: DnsServer, factory: InformerFactory) -> None:
-        self.records = records
-        self.server = server
-        self.factory = factory
-
-    async def stop(self) -> None:
-        await self.server.stop()
-        await self.factory.stop()
-
-
-async def start_cluster_dns(client: ApiClient, bind: str = "0.0.0.0", port: int = 53, zone: str = DEFAULT_ZONE,
-                            upstreams: Iterable[str | Upstream] | None = None, pod_mode: PodMode = "verified",
-                            sync_timeout: float = 10.0) -> ClusterDns:
-    """Start the informers, wait (up to `sync_timeout`) for their first lists so that
-    existing Services are not denied, then start serving."""
-    records = ClusterRecords(zone, pod_mode=pod_mode)
-    factory = InformerFactory(client, transforms={PODS: pod_dns_view})
-    attach_informers(records, factory)
-    await factory.start()
-    try:
-        await factory.wait_synced(sync_timeout)
-    except TimeoutError:
-        log.warning("cluster DNS: informers not synced after %.0fs, serving what is known", sync_timeout)
-    server = DnsServer(records, bind, port, upstreams)
-    try:
-        await server.start()
-    except BaseException:
-        await factory.stop()
-        raise
-    return ClusterDns(records, server, factory)

@@ -726,6 +726,26 @@ def test_put_without_rv_is_unconditional_and_stale_rv_conflicts(server, ns):
     assert int(patched["metadata"]["resourceVersion"]) > int(current)
 
 
+def test_patches_racing_each_other_all_land(server, ns):
+    """Patches that name no resourceVersion are applied to whatever is current: a race
+    with another writer is retried by the server, never reported to the client."""
+    ok(server, "POST", _cms(ns), _cm("racy", {}))
+    results: list[int] = []
+
+    def annotate(i: int) -> None:
+        status, _, _ = call(server, "PATCH", _cms(ns) + "/racy", {"data": {f"k{i}": str(i)}},
+                            content_type="application/merge-patch+json")
+        results.append(status)
+
+    threads = [threading.Thread(target=annotate, args=(i,)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [200] * 12
+    assert ok(server, "GET", _cms(ns) + "/racy")["data"] == {f"k{i}": str(i) for i in range(12)}
+
+
 # -- 13. status subresource --------------------------------------------------------------------
 
 

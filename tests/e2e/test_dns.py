@@ -1,5 +1,5 @@
-"""The cluster DNS against a real `kyb server`: `start_cluster_dns` watches Services,
-EndpointSlices and Pods through the API, and its answers follow what is created,
+"""The cluster DNS against a real `kyb server`: informers on Services, EndpointSlices
+and Pods feed its records through the API, and its answers follow what is created,
 changed and deleted there. No node is needed: addresses come from the API alone."""
 
 from __future__ import annotations
@@ -16,8 +16,10 @@ import dns.rdatatype as T
 
 from kybernetes.api.errors import ApiError
 from kybernetes.client.api import ApiClient
+from kybernetes.client.informer import InformerFactory
 from kybernetes.client.resources import ENDPOINTSLICES, NAMESPACES, PODS, SERVICES
-from kybernetes.dns.server import start_cluster_dns
+from kybernetes.dns.records import ClusterRecords
+from kybernetes.dns.server import DnsServer, attach_informers, pod_dns_view
 
 NS = "dns-e2e"
 HOST = "127.0.0.1"
@@ -59,11 +61,16 @@ async def create_retrying(client: ApiClient, res: Any, obj: dict[str, Any]) -> d
 
 async def test_cluster_dns_follows_the_api(server):
     client = await ApiClient.from_kubeconfig(server.kubeconfig)
-    cluster_dns = None
+    records = ClusterRecords(pod_mode="verified")
+    factory = InformerFactory(client, transforms={PODS: pod_dns_view})
+    attach_informers(records, factory)
+    server = DnsServer(records, HOST, 0, upstreams=[])
     try:
         await client.create(NAMESPACES, None, {"metadata": {"name": NS}})
-        cluster_dns = await start_cluster_dns(client, bind=HOST, port=0, upstreams=[])
-        port = cluster_dns.server.port
+        await factory.start()
+        await factory.wait_synced(10)
+        await server.start()
+        port = server.port
         zone = f"{NS}.svc.cluster.local"
 
         web = await client.create(SERVICES, NS, {"metadata": {"name": "web"}, "spec": {
@@ -105,8 +112,8 @@ async def test_cluster_dns_follows_the_api(server):
         r = await eventually(port, f"db.{zone}", lambda r: not r.answer)
         assert r.rcode() == dns.rcode.NOERROR
     finally:
-        if cluster_dns is not None:
-            await cluster_dns.stop()
+        await server.stop()
+        await factory.stop()
         try:
             await client.delete(NAMESPACES, None, NS)
         except ApiError:
