@@ -136,6 +136,11 @@ def has_spec_generation(info: ResourceInfo, obj: dict[str, Any]) -> bool:
     return info.is_custom or "spec" in obj or "template" in obj
 
 
+# Writes lost to other writers are tried again (like kube-apiserver's GuaranteedUpdate);
+# each round one of the contenders wins, so this bounds the contenders, not the rounds.
+RACE_RETRIES = 100
+
+
 def _patch_pins_version(body: Any) -> bool:
     """Whether a patch body sets (or tests) metadata.resourceVersion itself."""
     if isinstance(body, dict):
@@ -476,7 +481,7 @@ class ResourceService:
 
     async def patch(self, info: ResourceInfo, namespace: str | None, name: str, body: Any, patch_type: str,
                     ctx: WriteContext, subresource: str = "") -> WriteResult:
-        for _attempt in range(8):
+        for _attempt in range(RACE_RETRIES):
             co = self.cache.get(info.key(namespace, name))
             if co is None:
                 if patch_type == "apply":
@@ -582,7 +587,7 @@ class ResourceService:
         A delete without preconditions must not fail because a controller wrote the
         object a moment earlier: a lost race is retried on the newer object."""
         pinned = bool((options.get("preconditions") or {}).get("resourceVersion"))
-        for _attempt in range(8):
+        for _attempt in range(RACE_RETRIES):
             try:
                 return await self._delete_once(info, namespace, name, options, ctx)
             except _Retry:

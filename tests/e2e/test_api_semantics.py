@@ -737,13 +737,13 @@ def test_patches_racing_each_other_all_land(server, ns):
                             content_type="application/merge-patch+json")
         results.append(status)
 
-    threads = [threading.Thread(target=annotate, args=(i,)) for i in range(12)]
+    threads = [threading.Thread(target=annotate, args=(i,)) for i in range(24)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert results == [200] * 12
-    assert ok(server, "GET", _cms(ns) + "/racy")["data"] == {f"k{i}": str(i) for i in range(12)}
+    assert results == [200] * 24
+    assert ok(server, "GET", _cms(ns) + "/racy")["data"] == {f"k{i}": str(i) for i in range(24)}
 
 
 # -- 13. status subresource --------------------------------------------------------------------
