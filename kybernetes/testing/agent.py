@@ -48,6 +48,7 @@ class AgentProcess:
         self.dns_port = free_port()
         # CNI chains the host had before: the ones this agent's pods add are removed.
         self.chains_before = {t: iptables_chains(t, "CNI-") for t in ("nat", "filter")}
+        self.nft_tables_before = nft_tables()
 
     @property
     def containerd_socket(self) -> str:
@@ -120,6 +121,12 @@ class AgentProcess:
         if self.proxy_mode == "iptables":
             for table in ("nat", "filter"):
                 remove_iptables_chains(table, iptables_chains(table, "KYB-"))
+        # iptables (nf_tables flavour) leaves the tables it had to create behind, empty.
+        for family, name in nft_tables() - self.nft_tables_before:
+            listed = subprocess.run(["nft", "list", "table", family, name], capture_output=True, text=True).stdout
+            if not [line for line in listed.splitlines()
+                    if line.strip() and not line.strip().startswith(("table ", "chain ", "type ", "}"))]:
+                subprocess.run(["nft", "delete", "table", family, name], capture_output=True)
         keep = os.environ.get("KYB_KEEP_AGENT_LOG")
         if keep:
             shutil.copy(self.log_path, keep)
@@ -143,6 +150,14 @@ class AgentProcess:
                     os.kill(int(entry), signal.SIGKILL)
                 except OSError:
                     pass
+
+
+def nft_tables() -> set[tuple[str, str]]:
+    """(family, name) of every nftables table on the host."""
+    if shutil.which("nft") is None:
+        return set()
+    out = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    return {(w[1], w[2]) for w in (line.split() for line in out.splitlines()) if len(w) == 3 and w[0] == "table"}
 
 
 def iptables_chains(table: str, prefix: str) -> set[str]:

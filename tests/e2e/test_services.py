@@ -16,7 +16,13 @@ from typing import Any
 import pytest
 import yaml
 
-from kybernetes.testing.agent import TEST_TAINT, AgentProcess, agent_prerequisites, iptables_chains
+from kybernetes.testing.agent import (
+    TEST_TAINT,
+    AgentProcess,
+    agent_prerequisites,
+    iptables_chains,
+    nft_tables,
+)
 
 EXAMPLE = pathlib.Path(__file__).resolve().parents[2] / "examples" / "web.yaml"
 NS = "svc-e2e"
@@ -61,6 +67,7 @@ def node(server, kubectl):
     assert subprocess.run(["nft", "list", "table", "ip", proc.proxy_table], capture_output=True).returncode != 0
     for table, before in proc.chains_before.items():
         assert iptables_chains(table, "CNI-") <= before
+    assert nft_tables() <= proc.nft_tables_before
 
 
 def wait_until(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:

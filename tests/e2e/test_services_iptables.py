@@ -11,7 +11,13 @@ import time
 import pytest
 
 from kybernetes.proxy.model import short_id
-from kybernetes.testing.agent import TEST_TAINT, AgentProcess, agent_prerequisites, iptables_chains
+from kybernetes.testing.agent import (
+    TEST_TAINT,
+    AgentProcess,
+    agent_prerequisites,
+    iptables_chains,
+    nft_tables,
+)
 from tests.e2e.test_services import http_get, wait_until
 
 NS = "svc-ipt-e2e"
@@ -30,6 +36,7 @@ def node(server, kubectl):
     proc.cleanup()
     for table in ("nat", "filter"):
         assert iptables_chains(table, "KYB-") == set()
+    assert nft_tables() <= proc.nft_tables_before
 
 
 def apply(kubectl, *objects: dict) -> None:
