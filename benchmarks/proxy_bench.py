@@ -146,7 +146,7 @@ async def ready_to_traffic(rounds: int) -> None:
     finally:
         await client.close()
         node.cleanup()
-        server.stop()
+        server.cleanup()
 
 
 if __name__ == "__main__":
