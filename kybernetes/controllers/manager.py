@@ -20,6 +20,7 @@ from kybernetes.controllers.endpoints import EndpointsController
 from kybernetes.controllers.endpointslice import EndpointSliceController
 from kybernetes.controllers.garbagecollector import GarbageCollectorController
 from kybernetes.controllers.namespace import NamespaceController
+from kybernetes.controllers.nodedns import NodeDnsController
 from kybernetes.controllers.nodelifecycle import NodeLifecycleController
 from kybernetes.controllers.podgc import PodGCController
 from kybernetes.controllers.podutil import controller_view
@@ -52,6 +53,7 @@ def build_controllers(client: ApiClient, factory: InformerFactory,
         ("endpoints", EndpointsController(client, factory)),
         ("endpointslice", EndpointSliceController(client, factory)),
         ("servicelb", ServiceLBController(client, factory)),
+        ("nodedns", NodeDnsController(client, factory)),
         ("nodelifecycle", NodeLifecycleController(
             client, factory, node_monitor_grace_period=options.node_monitor_grace_period,
             cluster_cidr=options.cluster_cidr, node_cidr_mask_size=options.node_cidr_mask_size)),

@@ -56,13 +56,26 @@ async def cluster_dns_ip(client: ApiClient) -> str:
     return "" if ip == "None" else ip
 
 
+def _same_endpoint(current: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    """Whether the stored slice already says what this node would publish. Its
+    conditions are not compared: the node-DNS controller keeps them in step with the
+    node's readiness."""
+    def strip(s: dict[str, Any]) -> Any:
+        return ([{k: v for k, v in ep.items() if k != "conditions"} for ep in s.get("endpoints") or []],
+                s.get("ports"), (s.get("metadata") or {}).get("ownerReferences"))
+    return strip(current) == strip(wanted)
+
+
 async def _publish(client: ApiClient, body: dict[str, Any]) -> None:
     name = body["metadata"]["name"]
     try:
         await client.create(ENDPOINTSLICES, NAMESPACE, body, field_manager="kyb-node-dns")
+        return
     except ApiError as e:
         if e.code != 409:
             raise
+    current = await client.get(ENDPOINTSLICES, NAMESPACE, name)
+    if not _same_endpoint(current, body):
         await client.patch(ENDPOINTSLICES, NAMESPACE, name, body, field_manager="kyb-node-dns")
 
 

@@ -267,3 +267,43 @@ def test_dead_node_pods_replaced_elsewhere(server, kubectl, nodes):
             doomed.wait(10)
         kubectl("delete", "deploy", "evict")
         kubectl("delete", "node", "sim-dead-0")
+
+
+def test_a_dead_nodes_dns_endpoint_stops_being_ready(server, kubectl, nodes):
+    """A node's cluster-DNS endpoint (published by its agent) follows the node's
+    readiness, and goes with the node."""
+    node = _sim_nodes(server, "sim-dns-", 1)
+    name = "kube-dns-sim-dns-0"
+    try:
+        _wait(lambda: "node/sim-dns-0" in kubectl.ok("get", "nodes", "-o", "name"), 30, what="the node")
+        uid = json.loads(kubectl.ok("get", "node", "sim-dns-0", "-o", "json"))["metadata"]["uid"]
+        slice_ = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                  "metadata": {"name": name, "namespace": "kube-system",
+                               "labels": {"kubernetes.io/service-name": "kube-dns",
+                                          "endpointslice.kubernetes.io/managed-by": "kybernetes-node-dns"},
+                               "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": "sim-dns-0",
+                                                    "uid": uid}]},
+                  "addressType": "IPv4", "ports": [{"name": "dns", "port": 53, "protocol": "UDP"}],
+                  "endpoints": [{"addresses": ["192.0.2.99"], "nodeName": "sim-dns-0",
+                                 "conditions": {"ready": True, "serving": True, "terminating": False}}]}
+        kubectl.ok("apply", "-f", "-", stdin=json.dumps(slice_))
+
+        def conditions() -> dict:
+            got = json.loads(kubectl.ok("get", "endpointslice", "-n", "kube-system", name, "-o", "json"))
+            return got["endpoints"][0]["conditions"]
+
+        time.sleep(1)
+        assert conditions()["ready"] is True  # a Ready node's endpoint stays ready
+        node.kill()  # heartbeats stop
+        node.wait(10)
+        _wait(lambda: conditions()["ready"] is False and conditions()["serving"] is False, 60,
+              what="the endpoint of the unreachable node to be not ready")
+        kubectl.ok("delete", "node", "sim-dns-0")
+        _wait(lambda: kubectl("get", "endpointslice", "-n", "kube-system", name).returncode != 0, 60,
+              what="the endpoint to go with its node")
+    finally:
+        if node.poll() is None:
+            node.kill()
+            node.wait(10)
+        kubectl("delete", "node", "sim-dns-0")
+        kubectl("delete", "endpointslice", "-n", "kube-system", name)

@@ -25,3 +25,30 @@ def test_the_proxy_sends_the_dns_service_to_it():
     assert (tcp.protocol, udp.protocol) == ("tcp", "udp")
     assert [(e.ip, e.port, e.node) for e in udp.endpoints] == [("192.0.2.7", 10053, "n1")]
     assert [(e.ip, e.port) for e in tcp.endpoints] == [("192.0.2.7", 10053)]
+
+
+def _node(name: str, ready: str) -> dict:
+    return {"metadata": {"name": name}, "status": {"conditions": [{"type": "Ready", "status": ready}]}}
+
+
+def test_endpoint_conditions_follow_the_node():
+    from kybernetes.controllers.nodedns import endpoints_patch
+
+    body = endpoint_slice("n1", "192.0.2.7", 53)
+    assert endpoints_patch(body, {"n1": _node("n1", "True")}) is None
+    patch = endpoints_patch(body, {"n1": _node("n1", "Unknown")})
+    assert patch is not None
+    assert patch["endpoints"][0]["conditions"] == {"ready": False, "serving": False, "terminating": False}
+    assert patch["endpoints"][0]["addresses"] == ["192.0.2.7"]
+    assert endpoints_patch(body, {}) is None  # a node not known yet: left alone
+
+
+def test_the_agent_republishes_only_what_it_owns():
+    from kybernetes.dns.node import _same_endpoint
+
+    mine = endpoint_slice("n1", "192.0.2.7", 53, "u1")
+    stored = endpoint_slice("n1", "192.0.2.7", 53, "u1")
+    stored["endpoints"][0]["conditions"] = {"ready": False, "serving": False, "terminating": False}
+    assert _same_endpoint(stored, mine)  # the conditions are the controller's
+    assert not _same_endpoint(stored, endpoint_slice("n1", "192.0.2.8", 53, "u1"))
+    assert not _same_endpoint(stored, endpoint_slice("n1", "192.0.2.7", 10053, "u1"))
