@@ -28,17 +28,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from kybernetes.client import ApiClient  # noqa: E402
 from kybernetes.client.resources import NAMESPACES, PODS  # noqa: E402
 from kybernetes.testing.agent import TEST_TAINT, AgentProcess, agent_prerequisites  # noqa: E402
-from kybernetes.testing.cluster import ServerProcess  # noqa: E402
+from kybernetes.testing.cluster import ServerProcess, rss_mb  # noqa: E402
 
 NAMESPACE = "agent-bench"
 
 
-def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def containerd_pid(agent: AgentProcess) -> int | None:

@@ -24,15 +24,7 @@ import orjson
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from kybernetes.testing.cluster import ServerProcess  # noqa: E402
-
-
-def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
+from kybernetes.testing.cluster import ServerProcess, rss_mb  # noqa: E402
 
 
 def pct(values: list[float], p: float) -> float:

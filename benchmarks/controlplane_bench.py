@@ -37,7 +37,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from kybernetes.client import ApiClient, ApiError  # noqa: E402
 from kybernetes.client.resources import DEPLOYMENTS, NAMESPACES, NODES, PODS  # noqa: E402
-from kybernetes.testing.cluster import ServerProcess, die_with_parent  # noqa: E402
+from kybernetes.testing.cluster import ServerProcess, die_with_parent, rss_mb  # noqa: E402
 
 NAMESPACE = "bench"
 PER_DEPLOYMENT = 500
@@ -68,14 +68,7 @@ def tree_rss_mb(pid: int, descendants: bool = True) -> float:
     todo = [pid]
     while todo:
         p = todo.pop()
-        try:
-            with open(f"/proc/{p}/status") as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1]) / 1024
-                        break
-        except OSError:
-            pass
+        total += rss_mb(p)
         todo.extend(kids.get(p, []))
     return total
 

@@ -36,7 +36,6 @@ FLAG_FIN = 0x01
 # RST_STREAM status codes used here.
 PROTOCOL_ERROR = 1
 REFUSED_STREAM = 3
-CANCEL = 5
 
 MAX_DATA = (1 << 24) - 1
 _HEADER = struct.Struct(">II")

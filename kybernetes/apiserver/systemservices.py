@@ -27,6 +27,7 @@ from typing import Any
 import orjson
 
 from kybernetes.api.errors import ApiError
+from kybernetes.api.labels import SERVICE_NAME_LABEL
 from kybernetes.api.registry import Registry
 from kybernetes.apiserver.resources import ResourceService, WriteContext
 from kybernetes.apiserver.servicealloc import ServiceNetwork
@@ -46,7 +47,6 @@ RENEW_SECONDS = 10.0
 LEASE_TTL_SECONDS = 45.0
 REPAIR_SECONDS = 180.0
 SKIP_MIRROR = "endpointslice.kubernetes.io/skip-mirror"
-SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
 
 @dataclass(frozen=True, order=True)

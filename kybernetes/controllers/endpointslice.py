@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kybernetes.api.errors import ApiError
+from kybernetes.api.labels import MANAGED_BY_LABEL, SERVICE_NAME_LABEL
 from kybernetes.client import ApiClient, InformerFactory, WorkQueue, object_key
 from kybernetes.client.informer import add_object_handler
 from kybernetes.client.resources import ENDPOINTSLICES, NODES, PODS, SERVICES
@@ -45,8 +46,6 @@ log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
 
-SERVICE_NAME_LABEL = "kubernetes.io/service-name"
-MANAGED_BY_LABEL = "endpointslice.kubernetes.io/managed-by"
 CONTROLLER_NAME = "endpointslice-controller.k8s.io"
 ZONE_LABEL = "topology.kubernetes.io/zone"
 MAX_ENDPOINTS_PER_SLICE = 100

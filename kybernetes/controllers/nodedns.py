@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from kybernetes.api.labels import MANAGED_BY_LABEL, NODE_DNS_MANAGER
 from kybernetes.client import ApiClient, ApiError, InformerFactory, WorkQueue
 from kybernetes.client.informer import add_object_handler
 from kybernetes.client.resources import ENDPOINTSLICES, NODES
@@ -25,8 +26,6 @@ log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
 NAMESPACE = "kube-system"
-MANAGED_BY = "kybernetes-node-dns"
-MANAGED_BY_LABEL = "endpointslice.kubernetes.io/managed-by"
 FIELD_MANAGER = "node-dns-controller"
 
 
@@ -54,7 +53,7 @@ class NodeDnsController:
     def __init__(self, client: ApiClient, factory: InformerFactory) -> None:
         self.client = client
         self.nodes = factory.informer(NODES)
-        self.slices = factory.informer(ENDPOINTSLICES, NAMESPACE, label_selector=f"{MANAGED_BY_LABEL}={MANAGED_BY}")
+        self.slices = factory.informer(ENDPOINTSLICES, NAMESPACE, label_selector=f"{MANAGED_BY_LABEL}={NODE_DNS_MANAGER}")
         self.queue = WorkQueue("nodedns")
         add_object_handler(self.slices, self._on_slice, deletes=False)
         self.nodes.add_handler(on_add=self._on_node, on_update=self._on_node_update)

@@ -15,6 +15,7 @@ import asyncio
 import logging
 from typing import Any
 
+from kybernetes.api.labels import MANAGED_BY_LABEL, NODE_DNS_MANAGER, SERVICE_NAME_LABEL
 from kybernetes.client import ApiClient, ApiError, InformerFactory
 from kybernetes.client.resources import ENDPOINTSLICES, NODES, SERVICES
 from kybernetes.dns.records import DEFAULT_ZONE, ClusterRecords
@@ -24,7 +25,6 @@ log = logging.getLogger(__name__)
 
 NAMESPACE = "kube-system"
 SERVICE = "kube-dns"
-MANAGED_BY = "kybernetes-node-dns"
 REPUBLISH_SECONDS = 60.0
 
 
@@ -35,8 +35,7 @@ def endpoint_slice(node: str, address: str, port: int, node_uid: str = "") -> di
     return {
         "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
         "metadata": {"name": f"{SERVICE}-{node}", "namespace": NAMESPACE,
-                     "labels": {"kubernetes.io/service-name": SERVICE,
-                                "endpointslice.kubernetes.io/managed-by": MANAGED_BY},
+                     "labels": {SERVICE_NAME_LABEL: SERVICE, MANAGED_BY_LABEL: NODE_DNS_MANAGER},
                      **({"ownerReferences": owners} if owners else {})},
         "addressType": "IPv4",
         "endpoints": [{"addresses": [address], "nodeName": node,

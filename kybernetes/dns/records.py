@@ -44,6 +44,8 @@ from dns.rdtypes.IN.A import A
 from dns.rdtypes.IN.AAAA import AAAA
 from dns.rdtypes.IN.SRV import SRV
 
+from kybernetes.api.labels import SERVICE_NAME_LABEL
+
 Obj = dict[str, Any]
 PodMode = Literal["verified", "insecure", "disabled"]
 
@@ -51,7 +53,6 @@ DEFAULT_ZONE = "cluster.local"
 DEFAULT_TTL = 5
 # The version of https://github.com/kubernetes/dns/blob/master/docs/specification.md served.
 SCHEMA_VERSION = b"1.1.0"
-SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 # In-zone CNAMEs (an ExternalName pointing at another Service) are followed this deep.
 MAX_CNAME_CHAIN = 8
 

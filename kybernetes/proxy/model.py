@@ -14,9 +14,10 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
+from kybernetes.api.labels import SERVICE_NAME_LABEL
+
 Obj = dict[str, Any]
 
-SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 DEFAULT_AFFINITY_SECONDS = 10800
 PROTOCOLS = {"TCP": "tcp", "UDP": "udp", "SCTP": "sctp"}
 

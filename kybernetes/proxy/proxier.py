@@ -73,8 +73,6 @@ class Proxier:
                             on_delete=self._changed)
         self.mode = choose_mode(options.mode)
         self._applied: nftables.Ruleset | iptables.Tables | None = None
-        self.last_sync_seconds = 0.0
-        self.syncs = 0
 
     def set_pod_cidr(self, cidr: str) -> None:
         if cidr != self.options.cluster_cidr:
@@ -90,7 +88,6 @@ class Proxier:
         return build(ports, self.options.node_name, self.options.cluster_cidr)
 
     async def sync(self, full: bool = False) -> None:
-        started = time.monotonic()
         wanted = self.plan()
         previous = None if full else self._applied
         if previous is not None and previous == wanted:
@@ -106,8 +103,6 @@ class Proxier:
             log.warning("service rules not applied: %s", e)
             raise
         self._applied = wanted
-        self.syncs += 1
-        self.last_sync_seconds = time.monotonic() - started
 
     async def run(self) -> None:
         enable_bridge_netfilter()

@@ -15,7 +15,14 @@ import tempfile
 import time
 
 from kybernetes.agent.containerd import missing_prerequisites
-from kybernetes.testing.cluster import ServerProcess, die_with_parent, file_tail, free_port, stop_process
+from kybernetes.testing.cluster import (
+    ServerProcess,
+    die_with_parent,
+    file_tail,
+    free_port,
+    process_argvs,
+    stop_process,
+)
 
 TEST_TAINT = "kybernetes.io/test-agent"
 
@@ -136,18 +143,11 @@ class AgentProcess:
         # Shims of containers the agent could not stop outlive containerd; they (and
         # a containerd left by an agent that died) serve this agent's state dir
         # only, so they are ours to end.
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    argv = f.read().split(b"\0")
-            except OSError:
-                continue
+        for pid, argv in process_argvs():
             # Shims, and a containerd whose agent died before stopping it.
             if any(b"containerd" in a for a in argv[:1]) and any(self.data_dir.encode() in a for a in argv):
                 try:
-                    os.kill(int(entry), signal.SIGKILL)
+                    os.kill(pid, signal.SIGKILL)
                 except OSError:
                     pass
 

@@ -66,6 +66,32 @@ def stop_process(proc: subprocess.Popen[bytes] | None, timeout: float) -> None:
         proc.wait(5)
 
 
+def rss_mb(pid: int) -> float:
+    """Resident memory of one process in MB (0 when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def process_argvs() -> list[tuple[int, list[bytes]]]:
+    """(pid, argv) of every process that can be read."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                out.append((int(entry), f.read().split(b"\0")))
+        except OSError:
+            continue
+    return out
+
+
 def kubectl_binary() -> str:
     here = os.path.dirname(sys.executable)
     candidate = os.path.join(here, "kubectl")

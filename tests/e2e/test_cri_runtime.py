@@ -34,6 +34,7 @@ from kybernetes.agent.containerd import (
 from kybernetes.agent.cri import runtime_pb2 as pb
 from kybernetes.agent.cri.client import CriClient, CriError
 from kybernetes.testing.agent import mounts_under
+from kybernetes.testing.cluster import process_argvs
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -90,18 +91,7 @@ def _bridge_ports() -> list[str]:
 
 def _shim_pids(socket: str) -> list[int]:
     """containerd-shim processes started by the containerd listening on `socket`."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-        except OSError:
-            continue
-        if argv and b"containerd-shim" in argv[0] and socket.encode() in argv:
-            pids.append(int(entry))
-    return pids
+    return [pid for pid, argv in process_argvs() if argv and b"containerd-shim" in argv[0] and socket.encode() in argv]
 
 
 @dataclass

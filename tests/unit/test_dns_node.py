@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from kybernetes.dns.node import MANAGED_BY, endpoint_slice
+from kybernetes.api.labels import NODE_DNS_MANAGER
+from kybernetes.dns.node import endpoint_slice
 from kybernetes.proxy import model
 
 
@@ -11,7 +12,7 @@ def test_the_slice_names_this_node_as_a_kube_dns_endpoint():
     meta = body["metadata"]
     assert (meta["namespace"], meta["name"]) == ("kube-system", "kube-dns-n1")
     assert meta["labels"] == {"kubernetes.io/service-name": "kube-dns",
-                              "endpointslice.kubernetes.io/managed-by": MANAGED_BY}
+                              "endpointslice.kubernetes.io/managed-by": NODE_DNS_MANAGER}
     assert meta["ownerReferences"] == [{"apiVersion": "v1", "kind": "Node", "name": "n1", "uid": "u-1"}]
     assert "ownerReferences" not in endpoint_slice("n1", "192.0.2.7", 53)["metadata"]
 
