@@ -28,7 +28,14 @@ from kybernetes.agent.cri import runtime_pb2 as pb
 from kybernetes.agent.cri.client import CriClient, CriError
 from kybernetes.agent.host import HostFacts, disk_bytes, memory_available_bytes
 from kybernetes.agent.node import build_node, cni_conflist_bytes, node_resources, node_status
-from kybernetes.agent.probes import LIVENESS, READINESS, STARTUP, Prober, run_probe
+from kybernetes.agent.probes import (
+    LIVENESS,
+    READINESS,
+    STARTUP,
+    Prober,
+    run_probe,
+    verdicts_kept_over_restart,
+)
 from kybernetes.agent.volumes import VolumeError, VolumeManager, container_mounts
 from kybernetes.api.errors import ApiError
 from kybernetes.api.timefmt import rfc3339, rfc3339_micro
@@ -114,6 +121,7 @@ class Agent:
         self.probers: dict[tuple[str, str], Prober] = {}  # (container id, kind)
         self._prober_pod: dict[tuple[str, str], str] = {}  # (container id, kind) -> pod key
         self.probe_verdicts: dict[str, dict[str, bool]] = {}  # container id -> kind -> verdict
+        self.started_at = time.time()
         self._probe_session: aiohttp.ClientSession | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self.volumes = VolumeManager(os.path.join(options.data_dir, "pods"), self._fetch_source,
@@ -556,16 +564,23 @@ class Agent:
                    if c.state == podsync.RUNNING and not c.init and c.name in specs}
         out: dict[str, tuple[bool, bool]] = {}
         ip = sandbox.ip if sandbox is not None else ""
+        status = pod.get("status") or {}
+        reported = {s.get("name"): s for s in status.get("containerStatuses") or []}
+        pod_ready = any(k.get("type") == "Ready" and k.get("status") == "True" for k in status.get("conditions") or [])
         for cid, c in running.items():
             spec = specs[c.name]
-            verdicts = self.probe_verdicts.setdefault(cid, {})
+            if cid not in self.probe_verdicts:
+                self.probe_verdicts[cid] = verdicts_kept_over_restart(
+                    reported.get(c.name), cid, c.started_at, self.started_at, pod_ready)
+            verdicts = self.probe_verdicts[cid]
             started = verdicts.get(STARTUP, False) if spec.get("startupProbe") else True
             wanted = {STARTUP: spec.get("startupProbe")} if not started else {
                 LIVENESS: spec.get("livenessProbe"), READINESS: spec.get("readinessProbe")}
             for kind, probe in wanted.items():
                 if probe and (cid, kind) not in self.probers:
                     prober = Prober(kind, probe, spec, ip, self._exec_fn(cid), self._session(),
-                                    self._on_verdict(key, cid, c.name, pod), self._on_probe_failure(pod, c.name))
+                                    self._on_verdict(key, cid, c.name, pod), self._on_probe_failure(pod, c.name),
+                                    verdicts.get(kind))
                     self.probers[(cid, kind)] = prober
                     self._prober_pod[(cid, kind)] = key
                     prober.start()

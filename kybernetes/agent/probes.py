@@ -101,13 +101,32 @@ async def run_probe(probe: Obj, container: Obj, pod_ip: str, exec_fn: ExecFn,
     return True, ""
 
 
+def verdicts_kept_over_restart(reported: Obj | None, container_id: str, container_started_at: float,
+                               agent_started_at: float, pod_ready: bool) -> dict[str, bool]:
+    """The verdicts an agent that just started keeps for a container it finds running,
+    as the kubelet does since 1.35: a container that ran before this agent and that the
+    pod's last status (same container id, pod Ready) reported ready or started stays so
+    until its probes say otherwise, so restarting the agent does not withdraw healthy
+    pods from their Services. `reported` is the container's entry of that status."""
+    if (not reported or container_started_at <= 0 or container_started_at >= agent_started_at
+            or reported.get("containerID") != f"containerd://{container_id}"
+            or "running" not in (reported.get("state") or {})):
+        return {}
+    out: dict[str, bool] = {}
+    if reported.get("started"):
+        out[STARTUP] = True
+    if reported.get("ready") and pod_ready:
+        out[READINESS] = True
+    return out
+
+
 class Prober:
     """Runs one probe of one running container until cancelled; calls `on_change` with
     the new verdict and `on_failure` with the message of each failed attempt."""
 
     def __init__(self, kind: str, probe: Obj, container: Obj, pod_ip: str, exec_fn: ExecFn,
                  session: aiohttp.ClientSession, on_change: Callable[[str, bool], None],
-                 on_failure: Callable[[str, str], None]) -> None:
+                 on_failure: Callable[[str, str], None], verdict: bool | None = None) -> None:
         delay, period, _, success, failure = timing(probe)
         self.kind = kind
         self.probe = probe
@@ -116,7 +135,7 @@ class Prober:
         self.exec_fn = exec_fn
         self.session = session
         self.delay, self.period = delay, period
-        self.result = ProbeResult(success, failure)
+        self.result = ProbeResult(success, failure, ok=verdict)
         self.on_change = on_change
         self.on_failure = on_failure
         self.task: asyncio.Task[None] | None = None
@@ -130,7 +149,8 @@ class Prober:
             self.task = None
 
     async def _run(self) -> None:
-        await asyncio.sleep(self.delay)
+        # A verdict carried over from before an agent restart is re-checked at once.
+        await asyncio.sleep(self.delay if self.result.ok is None else 0)
         while True:
             ok, why = await run_probe(self.probe, self.container, self.pod_ip, self.exec_fn, self.session)
             if not ok:

@@ -165,12 +165,16 @@ class ServerProcess:
         if self._own_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
 
+    def kubectl_env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        return {**os.environ, "KUBECONFIG": self.kubeconfig, "HOME": self.data_dir, **(extra or {})}
+
     def kubectl(self, *args: str, stdin: str | None = None, timeout: float = 60.0,
                 env: dict[str, str] | None = None) -> KubectlResult:
-        full_env = dict(os.environ)
-        full_env["KUBECONFIG"] = self.kubeconfig
-        full_env["HOME"] = self.data_dir
-        full_env.update(env or {})
         p = subprocess.run([kubectl_binary(), "--cache-dir", self.cache_dir, *args], input=stdin,
-                           capture_output=True, text=True, timeout=timeout, env=full_env)
+                           capture_output=True, text=True, timeout=timeout, env=self.kubectl_env(env))
         return KubectlResult(p.returncode, p.stdout, p.stderr)
+
+    def kubectl_background(self, *args: str) -> subprocess.Popen[str]:
+        """A kubectl that keeps running (a watch), its output on a text pipe."""
+        return subprocess.Popen([kubectl_binary(), "--cache-dir", self.cache_dir, *args], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=self.kubectl_env())

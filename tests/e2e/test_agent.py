@@ -270,6 +270,27 @@ def test_agent_restart_keeps_pods_running(agent, kubectl):
     assert get(kubectl, "survivor")["status"]["phase"] == "Running"
 
 
+def test_agent_restart_keeps_ready_pods_ready_until_a_probe_fails(agent, kubectl):
+    """A restarted agent does not withdraw ready pods from their Services (as the
+    kubelet since 1.35); its probes still run and a failure still counts."""
+    web = sh("main", "mkdir -p /www && echo ok > /www/ready && httpd -f -p 8080 -h /www",
+             readinessProbe={"httpGet": {"path": "/ready", "port": 8080}, "periodSeconds": 1, "failureThreshold": 1})
+    kubectl.ok("apply", "-f", "-", stdin=pod("steady", [web]))
+    wait_for(kubectl, "steady", lambda p: statuses(p).get("main", {}).get("ready") is True)
+    watch = kubectl.server.kubectl_background("get", "pod", "-n", NS, "steady", "--watch-only", "-o",
+                                             "jsonpath={.status.containerStatuses[0].ready}{\"\\n\"}")
+    try:
+        agent.stop()
+        agent.start()
+        time.sleep(4)  # the agent has re-listed the pod and probed it a few times by now
+        kubectl.ok("exec", "-n", NS, "steady", "--", "rm", "/www/ready")
+        wait_for(kubectl, "steady", lambda p: statuses(p)["main"]["ready"] is False, timeout=30)
+    finally:
+        watch.terminate()
+    seen = watch.communicate(timeout=10)[0].split()
+    assert seen[-1] == "false" and "false" not in seen[:-1], seen
+
+
 def node_ip(kubectl) -> str:
     node = json.loads(kubectl.ok("get", "node", "agent-node", "-o", "json"))
     return next(a["address"] for a in node["status"]["addresses"] if a["type"] == "InternalIP")

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import ssl
-import subprocess
 import threading
 import time
 import urllib.parse
@@ -22,7 +20,7 @@ import pytest
 from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
-from kybernetes.testing.cluster import ServerProcess, kubectl_binary
+from kybernetes.testing.cluster import ServerProcess
 
 # -- raw HTTPS helpers -----------------------------------------------------------------------
 
@@ -422,9 +420,7 @@ def test_watch_table_output(server, ns):
 
 
 def test_kubectl_watch_prints_new_rows(server, ns):
-    env = dict(os.environ, KUBECONFIG=server.kubeconfig, HOME=server.data_dir)
-    w = subprocess.Popen([kubectl_binary(), "--cache-dir", server.cache_dir, "-n", ns, "get", "cm", "-w",
-                          "-l", "grp=kw"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    w = server.kubectl_background("-n", ns, "get", "cm", "-w", "-l", "grp=kw")
     lines: list[list[str]] = []
     reader = threading.Thread(target=lambda: lines.extend(ln.split() for ln in w.stdout if ln.strip()),
                               daemon=True)

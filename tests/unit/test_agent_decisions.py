@@ -9,7 +9,7 @@ import json
 from kybernetes.agent import logs, podspec, podsync
 from kybernetes.agent.agent import image_registry, pull_credentials
 from kybernetes.agent.node import cni_conflist
-from kybernetes.agent.probes import ProbeResult
+from kybernetes.agent.probes import READINESS, STARTUP, ProbeResult, verdicts_kept_over_restart
 from kybernetes.agent.volumes import object_files, safe_relative
 
 
@@ -107,6 +107,20 @@ def test_probe_verdicts_follow_the_thresholds():
     r = ProbeResult(success_threshold=2, failure_threshold=3)
     assert [r.record(x) for x in (True, True, False, False, False, True)] == [False, True, False, False, True, False]
     assert r.ok is False
+
+
+def test_a_restarted_agent_keeps_what_the_pod_status_last_said():
+    seen = {"containerID": "containerd://c1", "state": {"running": {}}, "ready": True, "started": True}
+    assert verdicts_kept_over_restart(seen, "c1", 100.0, 200.0, pod_ready=True) == {READINESS: True, STARTUP: True}
+    # Ready only with the pod's Ready condition; started on its own.
+    assert verdicts_kept_over_restart(seen, "c1", 100.0, 200.0, pod_ready=False) == {STARTUP: True}
+    # Nothing for a container started after the agent, a replaced container, or one
+    # the status did not report running or ready.
+    assert verdicts_kept_over_restart(seen, "c1", 300.0, 200.0, pod_ready=True) == {}
+    assert verdicts_kept_over_restart(seen, "c2", 100.0, 200.0, pod_ready=True) == {}
+    assert verdicts_kept_over_restart({**seen, "state": {"waiting": {}}}, "c1", 100.0, 200.0, True) == {}
+    assert verdicts_kept_over_restart({**seen, "ready": False, "started": False}, "c1", 100.0, 200.0, True) == {}
+    assert verdicts_kept_over_restart(None, "c1", 100.0, 200.0, pod_ready=True) == {}
 
 
 def test_configmap_volume_items_and_paths():
