@@ -25,6 +25,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
+from kybernetes.api.aiotasks import cancel_and_wait
 from kybernetes.api.timefmt import rfc3339, rfc3339_micro  # noqa: E402
 from kybernetes.client import ApiClient  # noqa: E402
 from kybernetes.client.resources import EVENTS, LEASES, NAMESPACES, NODES, PODS  # noqa: E402
@@ -145,9 +146,7 @@ async def run(args: argparse.Namespace, server: ServerProcess) -> None:
 
         await step("lease renewal (merge patch)", pid, n, args.concurrency, renew)
     finally:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(tasks)
         for w in watchers:
             await w.close()
         await client.close()

@@ -37,6 +37,7 @@ from kybernetes.agent.probes import (
     verdicts_kept_over_restart,
 )
 from kybernetes.agent.volumes import VolumeError, VolumeManager, container_mounts
+from kybernetes.api.aiotasks import cancel_and_wait
 from kybernetes.api.errors import ApiError
 from kybernetes.api.timefmt import rfc3339, rfc3339_micro
 from kybernetes.client import ApiClient, InformerFactory, WorkQueue, object_key, run_workers
@@ -666,9 +667,7 @@ class Agent:
         try:
             await run_workers(self.queue, self.sync, self.options.workers, "agent")
         finally:
-            for t in loops:
-                t.cancel()
-            await asyncio.gather(*loops, return_exceptions=True)
+            await cancel_and_wait(loops)
             for prober in self.probers.values():
                 prober.stop()
             if self._probe_session is not None:

@@ -10,6 +10,8 @@ from typing import Any
 
 import aiohttp
 
+from kybernetes.api.aiotasks import cancel_and_wait
+
 CLOSE_SIGNAL = b"\xff"
 
 
@@ -44,8 +46,6 @@ async def relay(front: Any, back: Any, close_signal: bool = True) -> None:
             # The client went away: give the command's last output a moment, then stop.
             await asyncio.wait({down}, timeout=0.5)
     finally:
-        for t in (up, down):
-            t.cancel()
-        await asyncio.gather(up, down, return_exceptions=True)
+        await cancel_and_wait((up, down))
         await back.close()
         await front.close()

@@ -28,6 +28,7 @@ import aiohttp
 from aiohttp import web
 
 from kybernetes.api import spdy
+from kybernetes.api.aiotasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -98,9 +99,7 @@ class SpdyPortForward:
     async def close(self) -> None:
         self.closed = True
         tasks = [f.task for f in self._by_request.values() if f.task is not None]
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(tasks)
         self._by_request.clear()
         self._by_stream.clear()
 
@@ -205,9 +204,7 @@ class SpdyPortForward:
             if receiver not in done:
                 await asyncio.wait({receiver}, timeout=DRAIN_SECONDS)
         finally:
-            for t in (sender, receiver):
-                t.cancel()
-            await asyncio.gather(sender, receiver, return_exceptions=True)
+            await cancel_and_wait((sender, receiver))
         return b"".join(errors).decode(errors="replace").strip()
 
 
@@ -255,9 +252,7 @@ async def serve_channels(front: web.WebSocketResponse, backs: list[Any]) -> None
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(tasks)
         for b in backs:
             await b.close()
         await front.close()

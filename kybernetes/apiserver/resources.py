@@ -258,7 +258,7 @@ class ResourceService:
         try:
             await self.cache.wait_for(self.store.current_revision(), timeout=5.0)
         except TimeoutError:
-            pass
+            pass  # a slow cache: the retry reads it as it is, and its write is still checked
 
     async def _put(self, key: str, obj: dict[str, Any], expected: int | None) -> KeyValue:
         """Create (expected None) or update the stored object; the cache adopts `obj`."""

@@ -257,7 +257,7 @@ class SystemServices:
                 try:
                     await self.store.delete(key, expected_revision=kv.mod_revision)
                 except (KeyNotFoundError, RevisionMismatchError):
-                    pass
+                    pass  # already dropped by a peer, or renewed: its expiry drops it
         now = time.time()
         leases = []
         for kv in (await self.store.list(LEASE_PREFIX)).items:
@@ -270,7 +270,7 @@ class SystemServices:
                 try:
                     await self.store.delete(kv.key, expected_revision=kv.mod_revision)
                 except (KeyNotFoundError, RevisionMismatchError):
-                    pass
+                    pass  # a peer dropped it first, or its owner renewed it just now
                 continue
             leases.append((ep, renewed))
         eps = live_endpoints(leases, now, self.lease_ttl)
@@ -286,8 +286,11 @@ class SystemServices:
                 await self.store.create(key, value)
             else:
                 await self.store.update(key, value, expected_revision=kv.mod_revision)
-        except (KeyExistsError, KeyNotFoundError, RevisionMismatchError):
-            pass  # a concurrent renewal by this same server; the next one settles it
+        except (KeyExistsError, KeyNotFoundError, RevisionMismatchError) as e:
+            # Written between our read and write: another renewal of this server's, or
+            # a peer dropping it as expired. The next renewal, well inside the TTL,
+            # settles it.
+            log.debug("lease %s renewed concurrently (%s)", key, type(e).__name__)
 
     async def _write(self, info: Any, desired: Obj) -> None:
         co = self.cache.get(info.key("default", "kubernetes"))

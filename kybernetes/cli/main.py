@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from kybernetes.api.aiotasks import cancel_and_wait
 from kybernetes.simnodes.cli import sim_nodes_command
 
 
@@ -463,18 +464,13 @@ async def _first_to_end(*coros: Any) -> None:
         for t in done:
             t.result()
     finally:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(tasks)
 
 
 async def _until(stop: asyncio.Event, job: asyncio.Task[None]) -> None:
     stopper = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait({job, stopper}, return_when=asyncio.FIRST_COMPLETED)
-    for t in (job, stopper):
-        if not t.done():
-            t.cancel()
-    await asyncio.gather(job, stopper, return_exceptions=True)
+    await cancel_and_wait((job, stopper))
     if job in done and not job.cancelled() and job.exception() is not None:
         raise job.exception()  # type: ignore[misc]
 

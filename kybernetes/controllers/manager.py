@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from kybernetes.api.aiotasks import cancel_and_wait
 from kybernetes.client import ApiClient, InformerFactory
 from kybernetes.client.resources import PODS
 from kybernetes.controllers.deployment import DeploymentController
@@ -67,9 +68,7 @@ async def run_built(controllers: list[tuple[str, Any]], workers: int) -> None:
     try:
         await asyncio.gather(*tasks)
     finally:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(tasks)
 
 
 async def run_controllers(client: ApiClient, options: ControllerOptions) -> None:

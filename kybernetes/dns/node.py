@@ -99,8 +99,10 @@ async def run_node_dns(client: ApiClient, factory: InformerFactory, node: str, a
                 try:
                     uid = ((await client.get(NODES, None, node)).get("metadata") or {}).get("uid", "")
                     body = endpoint_slice(node, address, server.port, uid)
-                except ApiError:
-                    pass  # not registered yet: published without an owner for now
+                except ApiError as e:
+                    # The agent registers the Node at the same time: the slice goes out
+                    # without an owner now and gets one on the next round.
+                    log.debug("node %s not readable yet (%s); DNS endpoint published without an owner", node, e)
             try:
                 await _publish(client, body)
             except ApiError as e:

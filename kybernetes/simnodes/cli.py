@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from kybernetes.api.aiotasks import cancel_and_wait
 from kybernetes.client import ApiClient, InformerFactory
 from kybernetes.simnodes import model
 from kybernetes.simnodes.sim import SimulatedNodes
@@ -109,9 +110,7 @@ async def _serve(kubeconfig: str, options: dict[str, Any], stats_interval: float
         tasks.append(registered)
         await stop.wait()
     finally:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(tasks)
         if cleanup:
             try:
                 await sims.delete_nodes()

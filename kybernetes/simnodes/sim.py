@@ -18,6 +18,7 @@ import random
 from collections.abc import Hashable
 from typing import Any
 
+from kybernetes.api.aiotasks import cancel_and_wait
 from kybernetes.client import ApiClient, ApiError, InformerFactory
 from kybernetes.client.resources import LEASES, NODES, PODS
 from kybernetes.simnodes import model
@@ -129,9 +130,7 @@ class SimulatedNodes:
         try:
             await asyncio.gather(*tasks)
         finally:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await cancel_and_wait(tasks)
 
     async def wait_registered(self, timeout: float | None = None) -> None:
         await asyncio.wait_for(self.registered.wait(), timeout)
