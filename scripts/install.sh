@@ -17,6 +17,8 @@ command -v runc >/dev/null 2>&1 || need_apt="$need_apt runc"
 command -v ip >/dev/null 2>&1 || need_apt="$need_apt iproute2"
 command -v iptables >/dev/null 2>&1 || need_apt="$need_apt iptables"
 command -v nft >/dev/null 2>&1 || need_apt="$need_apt nftables"
+# Programs the test suite starts: a local image registry for the image-pull tests.
+command -v docker-registry >/dev/null 2>&1 || need_apt="$need_apt docker-registry"
 if [ -n "$need_apt" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing Debian packages:$need_apt" >&2
     DEBIAN_FRONTEND=noninteractive apt-get update -q
