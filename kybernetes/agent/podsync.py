@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from kybernetes.api.pods import qos_class
 from kybernetes.api.timefmt import rfc3339
 
 Obj = dict[str, Any]
@@ -184,24 +185,6 @@ def plan_pod(pod: Obj, sandbox: SandboxState | None, containers: list[ContainerS
 
 def _ts(seconds: float) -> str:
     return rfc3339(dt.datetime.fromtimestamp(seconds, dt.UTC))
-
-
-def qos_class(pod: Obj) -> str:
-    spec = pod.get("spec") or {}
-    containers = list(spec.get("containers") or []) + list(spec.get("initContainers") or [])
-    any_set = False
-    guaranteed = True
-    for c in containers:
-        res = c.get("resources") or {}
-        req, lim = res.get("requests") or {}, res.get("limits") or {}
-        if req or lim:
-            any_set = True
-        for name in ("cpu", "memory"):
-            if name not in lim or (name in req and req[name] != lim[name]):
-                guaranteed = False
-    if not any_set:
-        return "BestEffort"
-    return "Guaranteed" if guaranteed else "Burstable"
 
 
 def _container_status(container: Obj, c: ContainerState | None, previous: ContainerState | None,

@@ -21,6 +21,7 @@ from kybernetes.api import defaults, managedfields, validation
 from kybernetes.api import patch as patches
 from kybernetes.api.errors import ApiError, FieldError, forbidden, required
 from kybernetes.api.jsonutil import clone
+from kybernetes.api.pods import qos_class
 from kybernetes.api.registry import ResourceInfo
 from kybernetes.apiserver import objectmeta as om
 from kybernetes.apiserver.watchcache import CachedObject, WatchCache, encode_for_store
@@ -89,23 +90,8 @@ def _result(obj: dict[str, Any], rev: int, created: bool = False) -> WriteResult
 
 
 def pod_qos_class(spec: dict[str, Any]) -> str:
-    """Guaranteed when every container has equal cpu and memory requests and limits,
-    BestEffort when none sets any, Burstable otherwise."""
-    containers = list(spec.get("containers") or []) + list(spec.get("initContainers") or [])
-    any_set = False
-    guaranteed = bool(containers)
-    for c in containers:
-        res = c.get("resources") or {}
-        limits, requests = res.get("limits") or {}, res.get("requests") or {}
-        if limits or requests:
-            any_set = True
-        for r in ("cpu", "memory"):
-            lim = limits.get(r)
-            if lim is None or str(requests.get(r, lim)) != str(lim):
-                guaranteed = False
-    if not any_set:
-        return "BestEffort"
-    return "Guaranteed" if guaranteed else "Burstable"
+    """The QoS class of a pod with this spec (the rule lives in api/pods.py)."""
+    return qos_class({"spec": spec})
 
 
 def fold_secret_string_data(info: ResourceInfo, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
