@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from kybernetes.api.errors import ApiError
+from kybernetes.api.pods import pod_is_ready, pod_is_terminal, pod_is_terminating
 from kybernetes.api.selectors import selector_from_set
 from kybernetes.client import ApiClient, InformerFactory, WorkQueue, object_key
 from kybernetes.client.informer import add_object_handler
@@ -48,21 +49,6 @@ def service_selector(svc: Obj) -> dict[str, str] | None:
 
 def is_headless(svc: Obj) -> bool:
     return (svc.get("spec") or {}).get("clusterIP") == "None"
-
-
-def pod_is_ready(pod: Obj) -> bool:
-    for cond in (pod.get("status") or {}).get("conditions") or []:
-        if cond.get("type") == "Ready":
-            return cond.get("status") == "True"
-    return False
-
-
-def pod_is_terminal(pod: Obj) -> bool:
-    return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
-
-
-def pod_is_terminating(pod: Obj) -> bool:
-    return bool((pod.get("metadata") or {}).get("deletionTimestamp"))
 
 
 def pod_ips(pod: Obj) -> list[str]:

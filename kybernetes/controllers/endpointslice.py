@@ -18,6 +18,7 @@ from typing import Any
 
 from kybernetes.api.errors import ApiError
 from kybernetes.api.labels import MANAGED_BY_LABEL, SERVICE_NAME_LABEL
+from kybernetes.api.pods import pod_is_ready, pod_is_terminating
 from kybernetes.client import ApiClient, InformerFactory, WorkQueue, object_key
 from kybernetes.client.informer import add_object_handler
 from kybernetes.client.resources import ENDPOINTSLICES, NODES, PODS, SERVICES
@@ -29,8 +30,6 @@ from kybernetes.controllers.endpoints import (
     last_change_trigger_time,
     pod_endpoint_fingerprint,
     pod_ip_for_family,
-    pod_is_ready,
-    pod_is_terminating,
     pods_selected,
     ports_key,
     resolved_ports,

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kybernetes.api.errors import ApiError
+from kybernetes.api.pods import condition, pod_is_terminal, toleration_matches
 from kybernetes.client import ApiClient, InformerFactory, WorkQueue, object_key
 from kybernetes.client.informer import add_object_handler
 from kybernetes.client.resources import LEASES, NODES, PODS
@@ -63,13 +64,6 @@ MANAGED_TAINT_KEYS = frozenset({TAINT_NOT_READY, TAINT_UNREACHABLE, TAINT_UNSCHE
 
 STOPPED_POSTING = "Kubelet stopped posting node status."
 NEVER_POSTED = "Kubelet never posted node status."
-
-
-def condition(obj: Obj, type_: str) -> Obj | None:
-    for c in (obj.get("status") or {}).get("conditions") or []:
-        if c.get("type") == type_:
-            return c
-    return None
 
 
 def ready_status(node: Obj) -> str | None:
@@ -173,22 +167,6 @@ def desired_taints(node: Obj, now: dt.datetime) -> list[Obj] | None:
 
 # -- taint manager ------------------------------------------------------------------------
 
-def toleration_matches(tol: Obj, taint: Obj) -> bool:
-    """Kubernetes' ToleratesTaint: same effect (or any), then key/value by operator."""
-    effect = tol.get("effect") or ""
-    if effect and effect != taint.get("effect"):
-        return False
-    key = tol.get("key") or ""
-    operator = tol.get("operator") or "Equal"
-    if not key:
-        return operator == "Exists"
-    if key != taint.get("key"):
-        return False
-    if operator == "Exists":
-        return True
-    return operator == "Equal" and (tol.get("value") or "") == (taint.get("value") or "")
-
-
 def _taint_seconds(pod: Obj, taint: Obj, default_seconds: int) -> float | None:
     """How long the pod may stay under this taint: 0 if untolerated (the default seconds
     for not-ready/unreachable, which every pod tolerates for a while), the smallest
@@ -231,7 +209,7 @@ def pods_to_mark_not_ready(node: Obj, pods: Iterable[Obj]) -> list[Obj]:
     for pod in pods:
         if (pod.get("spec") or {}).get("nodeName") != node_name:
             continue
-        if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+        if pod_is_terminal(pod):
             continue
         c = condition(pod, "Ready")
         if c is not None and c.get("status") == "True":

@@ -21,9 +21,11 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from kybernetes.api.pods import pod_is_terminal
 from kybernetes.api.timefmt import now_rfc3339
 from kybernetes.client import ApiClient, ApiError, InformerFactory
 from kybernetes.client.resources import NODES, PODS
+from kybernetes.controllers.nodelifecycle import ready_status
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +45,6 @@ def _meta(obj: dict[str, Any]) -> dict[str, Any]:
     return obj.get("metadata") or {}
 
 
-def is_terminated(pod: Pod) -> bool:
-    return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
-
-
 def is_evicted(pod: Pod) -> bool:
     status = pod.get("status") or {}
     return status.get("phase") == "Failed" and status.get("reason") == "Evicted"
@@ -61,7 +59,7 @@ def terminated_to_delete(pods: Iterable[Pod], threshold: int) -> list[Pod]:
     then the oldest; equal timestamps are ordered by name so the choice is stable."""
     if threshold <= 0:
         return []
-    done = [p for p in pods if is_terminated(p)]
+    done = [p for p in pods if pod_is_terminal(p)]
     excess = len(done) - threshold
     if excess <= 0:
         return []
@@ -89,16 +87,11 @@ def unscheduled_terminating(pods: Iterable[Pod]) -> list[Pod]:
     return [p for p in pods if _meta(p).get("deletionTimestamp") and not node_name(p)]
 
 
-def _node_ready(node: dict[str, Any]) -> bool:
-    return any(c.get("type") == "Ready" and c.get("status") == "True"
-               for c in (node.get("status") or {}).get("conditions") or ())
-
-
 def out_of_service(node: dict[str, Any]) -> bool:
     """A node the administrator declared out of service (and that is not Ready)."""
     tainted = any(t.get("key") == OUT_OF_SERVICE_TAINT and t.get("effect") in ("NoExecute", "NoSchedule")
                   for t in (node.get("spec") or {}).get("taints") or ())
-    return tainted and not _node_ready(node)
+    return tainted and ready_status(node) != "True"
 
 
 def terminating_out_of_service(pods: Iterable[Pod], nodes: dict[str, dict[str, Any]]) -> list[Pod]:
@@ -208,7 +201,7 @@ class PodGCController:
         meta = _meta(pod)
         ns, name, uid = meta.get("namespace"), meta.get("name") or "", meta.get("uid")
         async with self._sem:
-            if mark_failed and not is_terminated(pod):
+            if mark_failed and not pod_is_terminal(pod):
                 try:
                     await self.client.patch(PODS, ns, name, failed_status_patch(now_rfc3339()), "strategic",
                                             subresource="status", field_manager=FIELD_MANAGER)

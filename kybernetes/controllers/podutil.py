@@ -1,6 +1,6 @@
 """Small pure helpers about pods and owners shared by the workload controllers:
-readiness and availability (minReadySeconds), activity, controller references and
-label-selector matching with the controllers' semantics."""
+availability (minReadySeconds), controller references and label-selector matching
+with the controllers' semantics. Readiness, phase and activity are api/pods.py's."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ from typing import Any
 import orjson
 
 from kybernetes.api.errors import ApiError
+from kybernetes.api.pods import pod_is_ready, pod_ready_since
 from kybernetes.api.selectors import LabelSelector, nothing, selector_from_label_selector_object
-from kybernetes.api.timefmt import parse_time, rfc3339
+from kybernetes.api.timefmt import parse_time as parse_time  # the workload controllers import it from here
+from kybernetes.api.timefmt import rfc3339
 from kybernetes.client.informer import intern_strings
 
 Obj = dict[str, Any]
@@ -21,26 +23,6 @@ Obj = dict[str, Any]
 
 # The workload controllers import these names from here.
 format_time = rfc3339
-
-
-def pod_condition(pod: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:
-    for cond in (pod.get("status") or {}).get("conditions") or ():
-        if cond.get("type") == type_:
-            return cond
-    return None
-
-
-def pod_is_ready(pod: Mapping[str, Any]) -> bool:
-    cond = pod_condition(pod, "Ready")
-    return cond is not None and cond.get("status") == "True"
-
-
-def pod_ready_since(pod: Mapping[str, Any]) -> dt.datetime | None:
-    """When a ready pod last became ready; None if it is not ready or the time is unknown."""
-    cond = pod_condition(pod, "Ready")
-    if cond is None or cond.get("status") != "True":
-        return None
-    return parse_time(cond.get("lastTransitionTime"))
 
 
 def pod_available_at(pod: Mapping[str, Any], min_ready_seconds: int) -> dt.datetime | None:
@@ -62,16 +44,6 @@ def pod_is_available(pod: Mapping[str, Any], min_ready_seconds: int, now: dt.dat
         return pod_is_ready(pod)
     at = pod_available_at(pod, min_ready_seconds)
     return at is not None and at < now
-
-
-def pod_is_terminating(pod: Mapping[str, Any]) -> bool:
-    return bool((pod.get("metadata") or {}).get("deletionTimestamp"))
-
-
-def pod_is_active(pod: Mapping[str, Any]) -> bool:
-    """Counts toward replicas: not finished and not being deleted."""
-    phase = (pod.get("status") or {}).get("phase")
-    return phase not in ("Succeeded", "Failed") and not pod_is_terminating(pod)
 
 
 def node_index(pod: Mapping[str, Any]) -> list[str]:

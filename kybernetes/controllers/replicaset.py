@@ -19,6 +19,13 @@ from typing import Any
 
 import orjson
 
+from kybernetes.api.pods import (
+    pod_is_active,
+    pod_is_ready,
+    pod_is_terminal,
+    pod_is_terminating,
+    pod_ready_since,
+)
 from kybernetes.api.selectors import selector_from_set
 from kybernetes.client import ApiClient, ApiError, InformerFactory, WorkQueue, object_key
 from kybernetes.client.resources import PODS, REPLICASETS
@@ -31,11 +38,7 @@ from kybernetes.controllers.podutil import (
     owner_reference,
     parse_time,
     pod_available_at,
-    pod_is_active,
     pod_is_available,
-    pod_is_ready,
-    pod_is_terminating,
-    pod_ready_since,
 )
 
 log = logging.getLogger(__name__)
@@ -244,8 +247,7 @@ def plan_replicaset(rs: Mapping[str, Any], pods: Iterable[Obj], now: dt.datetime
             continue
         matches = selector.matches(pod_meta.get("labels") or {})
         if not pod_is_active(pod):
-            if ref is not None and matches and pod_is_terminating(pod) and (pod.get("status") or {}).get(
-                    "phase") not in ("Succeeded", "Failed"):
+            if ref is not None and matches and pod_is_terminating(pod) and not pod_is_terminal(pod):
                 plan.terminating.append(pod)
             continue
         if ref is not None:

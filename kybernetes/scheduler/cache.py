@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kybernetes.api.errors import ApiError
+from kybernetes.api.pods import Taint, Toleration, pod_is_terminal, pod_key
 from kybernetes.api.quantity import parse_quantity
 from kybernetes.api.selectors import LabelSelector, nothing, selector_from_label_selector_object
 from kybernetes.client.informer import intern_strings
@@ -256,28 +257,6 @@ def node_term_matches(term: NodeTerm | None, name: str, labels: Mapping[str, str
     return all(r.matches(name, labels) for r in term)
 
 
-# -- tolerations --------------------------------------------------------------------------
-
-Toleration = tuple[str, str, str, str]  # key, operator, value, effect
-Taint = tuple[str, str, str]            # key, value, effect
-
-
-def tolerates(toleration: Toleration, taint: Taint) -> bool:
-    key, op, value, effect = toleration
-    if effect and effect != taint[2]:
-        return False
-    if key and key != taint[0]:
-        return False
-    if op == "Exists":
-        return True
-    # An empty key is only meaningful with Exists.
-    return bool(key) and value == taint[1]
-
-
-def tolerated(tolerations: Iterable[Toleration], taint: Taint) -> bool:
-    return any(tolerates(t, taint) for t in tolerations)
-
-
 # -- topology spread ----------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -327,11 +306,6 @@ def _spread_constraints(spec: Mapping[str, Any], labels: Mapping[str, str], owne
 
 
 # -- PodInfo ------------------------------------------------------------------------------
-
-def pod_key(pod: Mapping[str, Any]) -> str:
-    meta = pod.get("metadata") or {}
-    return f"{meta.get('namespace') or 'default'}/{meta.get('name') or ''}"
-
 
 def normalize_image(name: str) -> str:
     """An image reference in the fully qualified form nodes report ("nginx" →
@@ -388,9 +362,7 @@ class PodInfo:
                 if hp > 0:
                     ports.append((p.get("protocol") or "TCP", int(hp), p.get("hostIP") or "0.0.0.0"))
         self.host_ports: tuple[tuple[str, int, str], ...] = tuple(ports)
-        self.tolerations: tuple[Toleration, ...] = tuple(
-            (t.get("key") or "", t.get("operator") or "Equal", t.get("value") or "", t.get("effect") or "")
-            for t in spec.get("tolerations") or ())
+        self.tolerations: tuple[Toleration, ...] = tuple(Toleration.of(t) for t in spec.get("tolerations") or ())
         self.node_selector: dict[str, str] = spec.get("nodeSelector") or {}
         affinity = spec.get("affinity") or {}
         node_aff = affinity.get("nodeAffinity") or {}
@@ -476,10 +448,6 @@ def pod_info(pod: Obj | PodInfo) -> PodInfo:
     return pod if isinstance(pod, PodInfo) else PodInfo(pod)
 
 
-def is_terminal(pod: Mapping[str, Any]) -> bool:
-    return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
-
-
 # -- NodeInfo -----------------------------------------------------------------------------
 
 class NodeInfo:
@@ -519,7 +487,7 @@ class NodeInfo:
         self.node = node
         self.labels = (node.get("metadata") or {}).get("labels") or {}
         self.unschedulable = bool(spec.get("unschedulable"))
-        taints = [(t.get("key") or "", t.get("value") or "", t.get("effect") or "") for t in spec.get("taints") or ()]
+        taints = [Taint.of(t) for t in spec.get("taints") or ()]
         self.hard_taints = tuple(t for t in taints if t[2] in ("NoSchedule", "NoExecute"))
         self.prefer_taints = tuple(t for t in taints if t[2] == "PreferNoSchedule")
         alloc = status.get("allocatable") or status.get("capacity") or {}
@@ -691,7 +659,7 @@ class ClusterCache:
         """A pod bound to a node was added or changed (confirms an assumption too). Terminal
         or unbound pods hold no resources and leave the cache."""
         p = pod_info(pod)
-        if not p.node_name or is_terminal(p.pod):
+        if not p.node_name or pod_is_terminal(p.pod):
             self.remove_pod(p.key)
             return
         old = self.pods.get(p.key)
@@ -705,7 +673,7 @@ class ClusterCache:
         (pod status churn would otherwise cost a parse per event)."""
         key = pod_key(new)
         have = self.pods.get(key)
-        if (have is not None and key not in self.assumed and not is_terminal(new)
+        if (have is not None and key not in self.assumed and not pod_is_terminal(new)
                 and have.spec == new.get("spec")
                 and have.labels == ((new.get("metadata") or {}).get("labels") or {})
                 and have.terminating == bool((new.get("metadata") or {}).get("deletionTimestamp"))

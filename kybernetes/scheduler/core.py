@@ -12,16 +12,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from kybernetes.api.pods import Taint, tolerated
 from kybernetes.scheduler.cache import (
     HOSTNAME_LABEL,
     ClusterCache,
     NodeInfo,
     PodInfo,
     SpreadConstraint,
-    Taint,
     node_term_matches,
     pod_info,
-    tolerated,
 )
 
 MAX_NODE_SCORE = 100
@@ -30,6 +29,7 @@ MAX_NODE_SCORE = 100
 ERR_NODE_NAME = "node(s) didn't match the requested node name"
 ERR_UNSCHEDULABLE = "node(s) were unschedulable"
 ERR_TAINT = "node(s) had untolerated taint(s)"
+_UNSCHEDULABLE_TAINT = Taint("node.kubernetes.io/unschedulable", "", "NoSchedule")
 ERR_NODE_AFFINITY = "node(s) didn't match Pod's node affinity/selector"
 ERR_PORTS = "node(s) didn't have free ports for the requested pod ports"
 ERR_TOO_MANY_PODS = "Too many pods"
@@ -94,7 +94,7 @@ def num_feasible_nodes_to_find(num_nodes: int, percentage: int = 0) -> int:
 # -- filters ------------------------------------------------------------------------------
 
 def filter_node_unschedulable(pod: PodInfo, ni: NodeInfo) -> Status | None:
-    if ni.unschedulable and not tolerated(pod.tolerations, ("node.kubernetes.io/unschedulable", "", "NoSchedule")):
+    if ni.unschedulable and not tolerated(pod.tolerations, _UNSCHEDULABLE_TAINT):
         return (ERR_UNSCHEDULABLE,), False
     return None
 

@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from kybernetes.api.pods import pod_key
+
 Obj = dict[str, Any]
 
 INITIAL_BACKOFF = 1.0
@@ -29,11 +31,6 @@ def backoff_duration(attempts: int, initial: float = INITIAL_BACKOFF, maximum: f
     if attempts <= 0:
         return 0.0
     return min(initial * (2 ** (attempts - 1)), maximum)
-
-
-def _key(pod: Obj) -> str:
-    meta = pod.get("metadata") or {}
-    return f"{meta.get('namespace') or 'default'}/{meta.get('name') or ''}"
 
 
 def _changed_for_scheduling(old: Obj, new: Obj) -> bool:
@@ -84,7 +81,7 @@ class SchedulingQueue:
     def add(self, pod: Obj) -> None:
         """A new or changed pending pod. A pod already in flight only gets its object
         refreshed; one waiting in backoff or unschedulable is reconsidered."""
-        key = _key(pod)
+        key = pod_key(pod)
         before = self.pods.get(key)
         self.pods[key] = pod
         place = self.where.get(key)
@@ -163,7 +160,7 @@ class SchedulingQueue:
     def unschedulable(self, pod: Obj, cycle: int | None = None) -> None:
         """No node fits. If the cluster changed while the pod was being scheduled, that
         change may already help, so it only waits out its backoff."""
-        key = _key(pod)
+        key = pod_key(pod)
         if key not in self.where:
             return  # deleted or bound meanwhile
         self.pods[key] = pod
@@ -180,7 +177,7 @@ class SchedulingQueue:
 
     def backoff(self, pod: Obj) -> None:
         """A transient error (e.g. binding failed): retry after the backoff."""
-        key = _key(pod)
+        key = pod_key(pod)
         if key not in self.where:
             return  # deleted meanwhile
         self.pods[key] = pod

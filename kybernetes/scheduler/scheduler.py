@@ -13,10 +13,11 @@ from collections.abc import Callable
 from typing import Any
 
 from kybernetes.api.errors import ApiError
+from kybernetes.api.pods import pod_is_terminal, pod_key
 from kybernetes.api.timefmt import now_rfc3339
 from kybernetes.client import ApiClient, InformerFactory
 from kybernetes.client.resources import NODES, PODS
-from kybernetes.scheduler.cache import ClusterCache, PodInfo, is_terminal, pod_key
+from kybernetes.scheduler.cache import ClusterCache, PodInfo
 from kybernetes.scheduler.core import schedule_one
 from kybernetes.scheduler.queue import SchedulingQueue
 
@@ -38,7 +39,7 @@ def responsible_for(pod: Obj, scheduler_name: str) -> bool:
         return False
     if spec.get("schedulingGates"):
         return False
-    return not is_terminal(pod)
+    return not pod_is_terminal(pod)
 
 
 def node_changed_for_scheduling(old: Obj, new: Obj) -> bool:
@@ -142,9 +143,9 @@ class Scheduler:
                 self.cache.add_pod(new)
                 self._assigned_pod_changed()
                 return
-            was_terminal = is_terminal(old)
+            was_terminal = pod_is_terminal(old)
             self.cache.update_pod(old, new)
-            if is_terminal(new) and not was_terminal:
+            if pod_is_terminal(new) and not was_terminal:
                 self.queue.move_all()
             return
         if self.cache.is_assumed(key):

@@ -7,6 +7,7 @@ import datetime as dt
 
 import pytest
 
+from kybernetes.api.pods import toleration_matches
 from kybernetes.controllers.nodelifecycle import (
     NEVER_POSTED,
     STOPPED_POSTING,
@@ -21,7 +22,6 @@ from kybernetes.controllers.nodelifecycle import (
     not_ready_patch,
     observe_heartbeat,
     pods_to_mark_not_ready,
-    toleration_matches,
     unknown_conditions,
 )
 

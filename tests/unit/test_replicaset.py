@@ -12,6 +12,7 @@ import pytest
 
 from kybernetes.api.errors import ApiError
 from kybernetes.api.patch import json_patch
+from kybernetes.api.pods import pod_is_active, pod_is_ready
 from kybernetes.controllers import podutil
 from kybernetes.controllers.replicaset import (
     Expectations,
@@ -81,8 +82,8 @@ def names(pods: list[dict[str, Any]]) -> list[str]:
 
 def test_readiness_and_availability_follow_the_ready_condition_and_min_ready_seconds():
     ready_10s = make_pod("a", ready_for=10)
-    assert podutil.pod_is_ready(ready_10s)
-    assert not podutil.pod_is_ready(make_pod("b", ready_for=None))
+    assert pod_is_ready(ready_10s)
+    assert not pod_is_ready(make_pod("b", ready_for=None))
     assert podutil.pod_is_available(ready_10s, 0, NOW)
     assert podutil.pod_is_available(ready_10s, 9, NOW)
     # Kubernetes wants strictly more than minReadySeconds.
@@ -113,10 +114,10 @@ def test_controller_ref_is_the_owner_reference_marked_controller():
 
 
 def test_activity_excludes_finished_and_terminating_pods():
-    assert podutil.pod_is_active(make_pod("a"))
-    assert not podutil.pod_is_active(make_pod("a", phase="Succeeded"))
-    assert not podutil.pod_is_active(make_pod("a", phase="Failed"))
-    assert not podutil.pod_is_active(make_pod("a", deleting=True))
+    assert pod_is_active(make_pod("a"))
+    assert not pod_is_active(make_pod("a", phase="Succeeded"))
+    assert not pod_is_active(make_pod("a", phase="Failed"))
+    assert not pod_is_active(make_pod("a", deleting=True))
 
 
 # -- scaling ---------------------------------------------------------------------------------
@@ -596,7 +597,7 @@ def test_controller_view_keeps_what_controllers_read():
     assert {k: v for k, v in view["status"].items() if k != "containerStatuses"} == \
         {k: v for k, v in full["status"].items() if k != "containerStatuses"}
     # what the ReplicaSet controller ranks and counts is unchanged
-    assert podutil.pod_is_ready(view) and podutil.controller_ref(view) == podutil.controller_ref(full)
+    assert pod_is_ready(view) and podutil.controller_ref(view) == podutil.controller_ref(full)
 
 
 def test_orphan_index_lists_only_pods_without_a_controller():
