@@ -2,11 +2,15 @@
 
 A key is queued at most once; a key being processed is not handed to a second
 worker; a key added while processing is queued again when `done` is called.
-Failed keys come back after a per-key exponential backoff (5 ms doubling up to
-1000 s) until `forget` resets it.
+`add_rate_limited` delays a key by client-go's default controller rate limiter: the
+larger of a per-key exponential back-off (5 ms doubling up to 1000 s, reset by
+`forget`) and an overall token bucket (10 per second, bursts of 100) shared by every
+key of the queue, so one key that keeps failing or asking to come back cannot spin.
 
-`run_workers` is the loop every controller runs over its queue: sync a key,
-forget it on success, requeue it with backoff on failure, never die.
+`run_workers` is the loop every controller runs over its queue: sync a key, act on
+the `Result` it returns (done, rate-limited requeue, requeue after N seconds), requeue
+it rate-limited when it raises, never die, and give the event loop back between keys
+so that one controller's work cannot starve another's.
 """
 
 from __future__ import annotations
@@ -14,28 +18,113 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Callable
+from typing import Protocol
 
 from kybernetes.api.errors import ApiError
+from kybernetes.client.reconcile import Result, SyncFn
 
 log = logging.getLogger(__name__)
 
 
-class WorkQueue:
-    BASE_DELAY = 0.005
-    MAX_DELAY = 1000.0
+# -- rate limiters ---------------------------------------------------------------------
 
-    def __init__(self, name: str = "") -> None:
+
+class RateLimiter(Protocol):
+    def when(self, key: str) -> float:
+        """Seconds `key` should wait before it is processed again; counts a requeue."""
+        ...
+
+    def forget(self, key: str) -> None: ...
+
+    def requeues(self, key: str) -> int: ...
+
+
+class ItemExponentialBackoff:
+    """base * 2^n seconds for a key's n-th requeue since it was last forgotten, capped."""
+
+    def __init__(self, base: float = 0.005, cap: float = 1000.0) -> None:
+        self.base = base
+        self.cap = cap
+        self._failures: dict[str, int] = {}
+
+    def when(self, key: str) -> float:
+        n = self._failures.get(key, 0)
+        self._failures[key] = n + 1
+        # Past 2^60 the product overflows nothing in Python but is far past any cap.
+        return self.cap if n > 60 else min(self.base * (2 ** n), self.cap)
+
+    def forget(self, key: str) -> None:
+        self._failures.pop(key, None)
+
+    def requeues(self, key: str) -> int:
+        return self._failures.get(key, 0)
+
+
+class TokenBucket:
+    """An overall limit for the whole queue: `qps` tokens a second, at most `burst` saved up.
+    Each requeue takes a token now or reserves the next free one and waits for it."""
+
+    def __init__(self, qps: float = 10.0, burst: int = 100, clock: Callable[[], float] = time.monotonic) -> None:
+        self.qps = qps
+        self.burst = burst
+        self._clock = clock
+        self._tokens = float(burst)
+        self._last = clock()
+
+    def when(self, key: str) -> float:
+        now = self._clock()
+        self._tokens = min(float(self.burst), self._tokens + (now - self._last) * self.qps)
+        self._last = now
+        self._tokens -= 1.0
+        return 0.0 if self._tokens >= 0 else -self._tokens / self.qps
+
+    def forget(self, key: str) -> None:
+        pass
+
+    def requeues(self, key: str) -> int:
+        return 0
+
+
+class MaxOf:
+    """The longest wait any of `limiters` asks for."""
+
+    def __init__(self, *limiters: RateLimiter) -> None:
+        self.limiters = limiters
+
+    def when(self, key: str) -> float:
+        return max(limiter.when(key) for limiter in self.limiters)
+
+    def forget(self, key: str) -> None:
+        for limiter in self.limiters:
+            limiter.forget(key)
+
+    def requeues(self, key: str) -> int:
+        return max(limiter.requeues(key) for limiter in self.limiters)
+
+
+def default_controller_rate_limiter() -> RateLimiter:
+    """client-go's DefaultControllerRateLimiter: per-key 5 ms..1000 s back-off, overall 10/s burst 100."""
+    return MaxOf(ItemExponentialBackoff(0.005, 1000.0), TokenBucket(10.0, 100))
+
+
+# -- the queue -------------------------------------------------------------------------
+
+
+class WorkQueue:
+    def __init__(self, name: str = "", rate_limiter: RateLimiter | None = None) -> None:
         self.name = name
+        self.rate_limiter = rate_limiter or default_controller_rate_limiter()
         self._queue: collections.deque[str] = collections.deque()
         self._dirty: set[str] = set()
         self._processing: set[str] = set()
-        self._failures: dict[str, int] = {}
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._shutdown = False
 
     def __len__(self) -> int:
+        """Keys waiting to be handed out (not those being processed or delayed)."""
         return len(self._queue)
 
     def add(self, key: str) -> None:
@@ -55,6 +144,9 @@ class WorkQueue:
                 break
 
     def add_after(self, key: str, delay: float) -> None:
+        """Add `key` in `delay` seconds; an earlier pending add of the same key stands."""
+        if self._shutdown:
+            return
         if delay <= 0:
             self.add(key)
             return
@@ -72,15 +164,18 @@ class WorkQueue:
         self._timers[key] = loop.call_later(delay, fire)
 
     def add_rate_limited(self, key: str) -> None:
-        n = self._failures.get(key, 0)
-        self._failures[key] = n + 1
-        self.add_after(key, min(self.BASE_DELAY * (2 ** n), self.MAX_DELAY))
+        self.add_after(key, self.rate_limiter.when(key))
 
     def forget(self, key: str) -> None:
-        self._failures.pop(key, None)
+        self.rate_limiter.forget(key)
 
     def failures(self, key: str) -> int:
-        return self._failures.get(key, 0)
+        """How many rate-limited requeues `key` has had since it was last forgotten."""
+        return self.rate_limiter.requeues(key)
+
+    def pending(self, key: str) -> bool:
+        """Whether `key` is queued or due to be added later (for tests and diagnostics)."""
+        return key in self._dirty or key in self._timers
 
     async def get(self) -> str:
         while not self._queue:
@@ -104,10 +199,22 @@ class WorkQueue:
         self._shutdown = True
         for t in self._timers.values():
             t.cancel()
+        self._timers.clear()
         while self._waiters:
             w = self._waiters.popleft()
             if not w.done():
                 w.set_result(None)
+
+
+def handle_result(queue: WorkQueue, key: str, result: Result | None) -> None:
+    """Tell `queue` what a successful sync of `key` asked for (controller-runtime's rules)."""
+    if result is None or result.is_done:
+        queue.forget(key)
+    elif result.requeue_after > 0:
+        queue.forget(key)
+        queue.add_after(key, result.requeue_after)
+    else:
+        queue.add_rate_limited(key)
 
 
 def failure_log_level(err: BaseException, quiet_codes: tuple[int, ...] = (404, 409),
@@ -126,7 +233,7 @@ def failure_log_level(err: BaseException, quiet_codes: tuple[int, ...] = (404, 4
     return logging.WARNING, True
 
 
-async def run_workers(queue: WorkQueue, sync: Callable[[str], Awaitable[object]], workers: int, name: str,
+async def run_workers(queue: WorkQueue, sync: SyncFn, workers: int, name: str,
                       quiet_codes: tuple[int, ...] = (404, 409), *,
                       quiet: tuple[type[BaseException], ...] = (),
                       expected: tuple[type[BaseException], ...] = (),
@@ -134,17 +241,16 @@ async def run_workers(queue: WorkQueue, sync: Callable[[str], Awaitable[object]]
     """Run `workers` (at least one) tasks that each take keys from `queue` and `sync` them,
     until cancelled; then the workers are cancelled and the queue shut down.
 
-    A key whose sync succeeds is forgotten (its backoff reset); one whose sync raises
-    is logged (see `failure_log_level`; `name` leads the line) and requeued with backoff.
-    Passing `logger` keeps the log lines under the caller's module name."""
+    The `Result` a sync returns decides what happens to its key (see `handle_result`);
+    a sync that raises is logged (see `failure_log_level`; `name` leads the line) and
+    requeued rate-limited. Passing `logger` keeps the log lines under the caller's module name."""
     out = logger or log
 
     async def work() -> None:
         while True:
             key = await queue.get()
             try:
-                await sync(key)
-                queue.forget(key)
+                handle_result(queue, key, await sync(key))
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # noqa: BLE001 - a failed key retries; the worker lives on
@@ -153,6 +259,10 @@ async def run_workers(queue: WorkQueue, sync: Callable[[str], Awaitable[object]]
                 queue.add_rate_limited(key)
             finally:
                 queue.done(key)
+            # A sync that never awaited anything (all from caches, nothing to write) and a
+            # queue that is never empty would otherwise keep this worker on the event loop
+            # for ever, and every other controller, informer and lease with it.
+            await asyncio.sleep(0)
 
     try:
         # A TaskGroup cancels and awaits every worker when we are cancelled.

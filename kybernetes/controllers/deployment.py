@@ -17,6 +17,7 @@ from typing import Any
 
 from kybernetes.client import ApiClient, ApiError, InformerFactory, WorkQueue, object_key
 from kybernetes.client.informer import add_object_handler
+from kybernetes.client.reconcile import Result
 from kybernetes.client.resources import DEPLOYMENTS, PODS, REPLICASETS
 from kybernetes.client.workqueue import run_workers
 from kybernetes.controllers.deployment_plan import (
@@ -130,11 +131,11 @@ class DeploymentController:
 
     # -- one pass ----------------------------------------------------------------------
 
-    async def sync(self, key: str) -> None:
+    async def sync(self, key: str) -> Result:
         ns, _, name = key.rpartition("/")
         cached = self.deployments.get(ns or None, name)
         if cached is None:
-            return
+            return Result.done()
         deploy = _with_kind(cached)
         owned = await self._claim(deploy)
         pods_by_rs: dict[str, list[Obj]] = {}
@@ -148,8 +149,7 @@ class DeploymentController:
         delay = plan.requeue_after
         if plan.in_progress:
             delay = self.progress_resync_seconds if delay is None else min(delay, self.progress_resync_seconds)
-        if delay is not None:
-            self.queue.add_after(key, delay)
+        return Result.after_or_done(delay)
 
     async def _claim(self, deploy: Obj) -> list[Obj]:
         ns = _meta(deploy).get("namespace")

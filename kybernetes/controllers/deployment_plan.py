@@ -551,20 +551,39 @@ def deployment_timed_out(deploy: Mapping[str, Any], status: Mapping[str, Any], n
 
 
 def requeue_for_deadline(deploy: Mapping[str, Any], status: Mapping[str, Any], now: dt.datetime) -> float | None:
-    """Seconds until the progress deadline should be checked again, or None when no
-    deadline applies (none set, rollout complete, or already timed out)."""
+    """Seconds until the progress deadline of the rollout recorded in `status` should be
+    checked, or None when waiting cannot change anything: no deadline set, the rollout
+    complete, already timed out, or no rollout under way (the Progressing reason is still
+    NewReplicaSetAvailable: a complete Deployment that lost availability is not checked
+    against its deadline, as in Kubernetes).
+
+    Never 0: a deadline already past is recorded as ProgressDeadlineExceeded by the pass
+    that sees it, so the check is due a second after the deadline (the second absorbs the
+    whole-second timestamps), not now and again and again."""
     cond = get_condition(status, COND_PROGRESSING)
     if (not has_progress_deadline(deploy) or cond is None or deployment_complete(deploy, status)
-            or cond.get("reason") == TIMED_OUT):
+            or cond.get("reason") in (TIMED_OUT, NEW_RS_AVAILABLE)):
         return None
     since = parse_time(cond.get("lastUpdateTime"))
     if since is None:
         return None
     deadline = since + dt.timedelta(seconds=int(_spec(deploy).get("progressDeadlineSeconds") or 0))
-    after = (deadline - now).total_seconds()
-    if after < 1:
-        return 0.0
-    return after + 1
+    return max((deadline - now).total_seconds(), 0.0) + 1
+
+
+def rollout_under_way(deploy: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
+    """Whether a rollout is still moving towards its goal: not paused, not complete, not
+    timed out, and not a finished rollout that merely lost available pods (ReplicaSet
+    events, not the clock, bring those forward)."""
+    if _spec(deploy).get("paused") or deployment_complete(deploy, status):
+        return False
+    cond = get_condition(status, COND_PROGRESSING)
+    if cond is None:
+        return True
+    if cond.get("reason") == TIMED_OUT:
+        return False
+    settled = int(status.get("replicas") or 0) == int(status.get("updatedReplicas") or 0)
+    return not (cond.get("reason") == NEW_RS_AVAILABLE and settled)
 
 
 _STATUS_COUNTERS = ("observedGeneration", "replicas", "updatedReplicas", "readyReplicas", "availableReplicas",
@@ -956,7 +975,7 @@ class _Pass:
             plan.status = final
         if self.rolling_out:
             plan.requeue_after = requeue_for_deadline(self.d, final, self.now)
-        plan.in_progress = not bool(_spec(self.d).get("paused")) and not deployment_complete(self.d, final)
+        plan.in_progress = rollout_under_way(self.d, final)
         return plan
 
 
