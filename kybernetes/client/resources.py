@@ -1,9 +1,15 @@
-"""Resource identities for the client: group, version, plural, kind, scope, and URLs."""
+"""Resource identities for the client: group, version, plural, kind, scope, and URLs.
+
+The identities of built-in kinds come from the API's registry (api/registry.py), so a
+kind is described once; this module only adds the URL building a client needs."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from urllib.parse import quote
+
+from kybernetes.api.registry import builtin_resources
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,35 +41,37 @@ class Resource:
     @staticmethod
     def for_kind(api_version: str, kind: str) -> Resource:
         """A built-in kind's resource, from the API's registry of kinds."""
-        from kybernetes.api.registry import builtin_resources
-
-        for info in builtin_resources():
-            if info.api_version == api_version and info.kind == kind:
-                return Resource(info.group, info.version, info.plural, info.kind, info.namespaced)
-        raise KeyError(f"unknown kind {api_version} {kind}")
+        info = _builtin_by_kind().get((api_version, kind))
+        if info is None:
+            raise KeyError(f"unknown kind {api_version} {kind}")
+        return info
 
 
-def _r(group: str, version: str, plural: str, kind: str, namespaced: bool = True) -> Resource:
-    return Resource(group, version, plural, kind, namespaced)
+@functools.cache
+def _builtin_by_kind() -> dict[tuple[str, str], Resource]:
+    return {(info.api_version, info.kind): Resource(info.group, info.version, info.plural, info.kind, info.namespaced)
+            for info in builtin_resources()}
 
 
-NAMESPACES = _r("", "v1", "namespaces", "Namespace", False)
-NODES = _r("", "v1", "nodes", "Node", False)
-PODS = _r("", "v1", "pods", "Pod")
-SERVICES = _r("", "v1", "services", "Service")
-ENDPOINTS = _r("", "v1", "endpoints", "Endpoints")
-EVENTS = _r("", "v1", "events", "Event")
-CONFIGMAPS = _r("", "v1", "configmaps", "ConfigMap")
-SECRETS = _r("", "v1", "secrets", "Secret")
-SERVICEACCOUNTS = _r("", "v1", "serviceaccounts", "ServiceAccount")
-PERSISTENTVOLUMES = _r("", "v1", "persistentvolumes", "PersistentVolume", False)
-PERSISTENTVOLUMECLAIMS = _r("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim")
-DEPLOYMENTS = _r("apps", "v1", "deployments", "Deployment")
-REPLICASETS = _r("apps", "v1", "replicasets", "ReplicaSet")
-STATEFULSETS = _r("apps", "v1", "statefulsets", "StatefulSet")
-DAEMONSETS = _r("apps", "v1", "daemonsets", "DaemonSet")
-CONTROLLERREVISIONS = _r("apps", "v1", "controllerrevisions", "ControllerRevision")
-JOBS = _r("batch", "v1", "jobs", "Job")
-CRONJOBS = _r("batch", "v1", "cronjobs", "CronJob")
-LEASES = _r("coordination.k8s.io", "v1", "leases", "Lease")
-ENDPOINTSLICES = _r("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice")
+_r = Resource.for_kind
+
+NAMESPACES = _r("v1", "Namespace")
+NODES = _r("v1", "Node")
+PODS = _r("v1", "Pod")
+SERVICES = _r("v1", "Service")
+ENDPOINTS = _r("v1", "Endpoints")
+EVENTS = _r("v1", "Event")
+CONFIGMAPS = _r("v1", "ConfigMap")
+SECRETS = _r("v1", "Secret")
+SERVICEACCOUNTS = _r("v1", "ServiceAccount")
+PERSISTENTVOLUMES = _r("v1", "PersistentVolume")
+PERSISTENTVOLUMECLAIMS = _r("v1", "PersistentVolumeClaim")
+DEPLOYMENTS = _r("apps/v1", "Deployment")
+REPLICASETS = _r("apps/v1", "ReplicaSet")
+STATEFULSETS = _r("apps/v1", "StatefulSet")
+DAEMONSETS = _r("apps/v1", "DaemonSet")
+CONTROLLERREVISIONS = _r("apps/v1", "ControllerRevision")
+JOBS = _r("batch/v1", "Job")
+CRONJOBS = _r("batch/v1", "CronJob")
+LEASES = _r("coordination.k8s.io/v1", "Lease")
+ENDPOINTSLICES = _r("discovery.k8s.io/v1", "EndpointSlice")
