@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -24,31 +23,11 @@ from kybernetes.client.api import ApiClient
 from kybernetes.client.resources import Resource
 
 log = logging.getLogger(__name__)
-_intern = sys.intern
 
 Obj = dict[str, Any]
 IndexFunc = Callable[[Obj], list[str]]
 # Takes a decoded object the informer owns (it may change it) and returns what to keep.
 Transform = Callable[[Obj], Obj]
-
-
-def intern_strings(node: Any) -> Any:
-    """`node` with its string values replaced by interned copies, in place. Thousands of
-    pods repeat the same images, label values, condition types and timestamps; a decoder
-    makes a new string for each, and sharing them is a third of a pod's memory."""
-    if isinstance(node, dict):
-        for k, v in node.items():
-            if type(v) is str:
-                node[k] = _intern(v)
-            elif isinstance(v, dict | list):
-                intern_strings(v)
-    elif isinstance(node, list):
-        for i, v in enumerate(node):
-            if type(v) is str:
-                node[i] = _intern(v)
-            elif isinstance(v, dict | list):
-                intern_strings(v)
-    return node
 
 
 def object_key(obj: Obj) -> str:

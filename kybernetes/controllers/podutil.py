@@ -12,11 +12,11 @@ from typing import Any
 import orjson
 
 from kybernetes.api.errors import ApiError
+from kybernetes.api.interning import intern_strings
 from kybernetes.api.pods import pod_is_ready, pod_ready_since
 from kybernetes.api.selectors import LabelSelector, nothing, selector_from_label_selector_object
 from kybernetes.api.timefmt import parse_time as parse_time  # the workload controllers import it from here
 from kybernetes.api.timefmt import rfc3339
-from kybernetes.client.informer import intern_strings
 
 Obj = dict[str, Any]
 

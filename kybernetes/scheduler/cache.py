@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from kybernetes.api.errors import ApiError
+from kybernetes.api.interning import intern_strings
 from kybernetes.api.pods import Taint, Toleration, pod_is_terminal, pod_key
 from kybernetes.api.quantity import parse_quantity
 from kybernetes.api.selectors import LabelSelector, nothing, selector_from_label_selector_object
-from kybernetes.client.informer import intern_strings
 
 Obj = dict[str, Any]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+from kybernetes.api.interning import intern_strings
 from kybernetes.client import ApiClient, ApiError, InformerFactory, LeaderElector
-from kybernetes.client.informer import intern_strings
 from kybernetes.client.resources import CONFIGMAPS
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import orjson
 
-from kybernetes.client.informer import intern_strings, namespace_index, object_key, owner_index
+from kybernetes.api.interning import intern_strings
+from kybernetes.client.informer import namespace_index, object_key, owner_index
 
 
 def test_intern_strings_shares_equal_values():
