@@ -18,6 +18,7 @@ from kybernetes.api.pods import pod_is_ready, pod_is_terminal, pod_is_terminatin
 from kybernetes.api.selectors import selector_from_set
 from kybernetes.client import ApiClient, InformerFactory, WorkQueue, object_key
 from kybernetes.client.informer import add_object_handler
+from kybernetes.client.reconcile import Result
 from kybernetes.client.resources import ENDPOINTS, PODS, SERVICES
 from kybernetes.client.workqueue import run_workers
 from kybernetes.controllers.podutil import format_time, node_index, parse_time
@@ -382,7 +383,7 @@ class EndpointsController:
             self.queue.add(object_key(ep))
         await run_workers(self.queue, self.sync, workers, "endpoints", (409,), level=logging.INFO, logger=log)
 
-    async def sync(self, key: str) -> None:
+    async def sync(self, key: str) -> Result:
         ns, _, name = key.partition("/")
         svc = self.services.get(ns, name)
         if svc is None:
@@ -392,16 +393,17 @@ class EndpointsController:
                 except ApiError as e:
                     if e.code != 404:
                         raise
-            return
+            return Result.done()
         if service_selector(svc) is None:
-            return
+            return Result.done()
         pods = pods_selected(svc, self.pods.by_index("namespace", ns))
         existing = self.endpoints.get(ns, name)
         desired = plan_endpoints(svc, pods, existing)
         if desired is None:
-            return
+            return Result.done()
         if existing is None:
             # A 409 here (our own earlier create not yet in the informer) retries with backoff.
             await self.client.create(ENDPOINTS, ns, desired, field_manager="endpoint-controller")
         else:
             await self.client.update(ENDPOINTS, ns, name, desired, field_manager="endpoint-controller")
+        return Result.done()

@@ -21,6 +21,7 @@ from kybernetes.api.labels import MANAGED_BY_LABEL, SERVICE_NAME_LABEL
 from kybernetes.api.pods import pod_is_ready, pod_is_terminating
 from kybernetes.client import ApiClient, InformerFactory, WorkQueue, object_key
 from kybernetes.client.informer import add_object_handler
+from kybernetes.client.reconcile import Result
 from kybernetes.client.resources import ENDPOINTSLICES, NODES, PODS, SERVICES
 from kybernetes.client.workqueue import run_workers
 from kybernetes.controllers.endpoints import (
@@ -412,15 +413,15 @@ class EndpointSliceController:
         await run_workers(self.queue, self.sync, workers, "endpointslices", (409,), quiet=(StaleCache,),
                           level=logging.INFO, logger=log)
 
-    async def sync(self, key: str) -> None:
+    async def sync(self, key: str) -> Result:
         ns, _, name = key.partition("/")
         svc = self.services.get(ns, name)
         if svc is None:
             # The garbage collector removes the slices through their owner reference.
             self.tracker.forget(key)
-            return
+            return Result.done()
         if service_selector(svc) is None or (svc.get("metadata") or {}).get("deletionTimestamp"):
-            return
+            return Result.done()
         cached = {(s.get("metadata") or {}).get("name"): s for s in self.slices.by_index("service", key)}
         if self.tracker.stale(key, cached):
             raise StaleCache(key)
@@ -442,3 +443,4 @@ class EndpointSliceController:
                 if e.code != 404:
                     raise
             self.tracker.deleted(key, sname)
+        return Result.done()

@@ -24,11 +24,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from kybernetes.client import ApiClient, ApiError, Informer, InformerFactory, Resource, WorkQueue
+from kybernetes.client.reconcile import Result, SyncFn
 from kybernetes.client.workqueue import run_workers
 from kybernetes.controllers.apidiscovery import ServedResource, discover
 
@@ -458,7 +459,7 @@ class GarbageCollectorController:
                         self.sync_timeout)
         self.synced.set()
 
-        def serve(queue: WorkQueue, sync: Callable[[str], Awaitable[None]], n: int) -> Coroutine[Any, Any, None]:
+        def serve(queue: WorkQueue, sync: SyncFn, n: int) -> Coroutine[Any, Any, None]:
             return run_workers(queue, sync, n, "garbage collector:", (), expected=(_RetryLater,),
                                level=logging.INFO, logger=log)
 
@@ -477,19 +478,19 @@ class GarbageCollectorController:
 
     # -- attempt to delete ----------------------------------------------------------------
 
-    async def attempt_to_delete(self, uid: str) -> None:
+    async def attempt_to_delete(self, uid: str) -> Result:
         node = self.graph.nodes.get(uid)
         if node is None:
-            return
+            return Result.done()
         if node.deleting_dependents:
             await self._process_foreground(node)
-            return
+            return Result.done()
         if node.deleting or not node.owners:
-            return
+            return Result.done()
         verdicts = {ref.uid: await self._check_owner(node, ref) for ref in node.owners}
         plan = plan_item(node, verdicts, self.graph.dependents_of(uid))
         if plan.action == "none":
-            return
+            return Result.done()
         res = self._resource_for(node)
         ns = node.namespace or None
         try:
@@ -497,7 +498,7 @@ class GarbageCollectorController:
                 log.info("garbage collector: removing dangling owner references %s from %s %s/%s",
                          list(plan.remove_uids), node.kind, node.namespace, node.name)
                 await self.client.patch(res, ns, node.name, remove_refs_patch(node, plan.remove_uids), "json")
-                return
+                return Result.done()
             if plan.unblock:
                 await self.client.patch(res, ns, node.name, unblock_patch(node), "json")
             log.info("garbage collector: deleting %s %s/%s (policy %s)", node.kind, node.namespace, node.name,
@@ -506,10 +507,11 @@ class GarbageCollectorController:
                                      preconditions={"uid": node.uid})
         except ApiError as e:
             if e.code == 404:
-                return
+                return Result.done()
             if e.code == 409 and "Precondition failed: UID" in (e.message or ""):
-                return  # a new object took the name; ours is already gone
+                return Result.done()  # a new object took the name; ours is already gone
             raise
+        return Result.done()
 
     async def _check_owner(self, node: Node, ref: OwnerRef) -> str:
         if ref.uid in self._absent:
@@ -569,10 +571,10 @@ class GarbageCollectorController:
 
     # -- attempt to orphan ----------------------------------------------------------------
 
-    async def attempt_to_orphan(self, uid: str) -> None:
+    async def attempt_to_orphan(self, uid: str) -> Result:
         owner = self.graph.nodes.get(uid)
         if owner is None or not owner.orphaning:
-            return
+            return Result.done()
         for dep in plan_orphan(owner, self.graph.dependents_of(uid)):
             try:
                 await self.client.patch(self._resource_for(dep), dep.namespace or None, dep.name,
@@ -583,3 +585,4 @@ class GarbageCollectorController:
         log.info("garbage collector: orphaned the dependents of %s %s/%s, removing %s", owner.kind,
                  owner.namespace, owner.name, ORPHAN)
         await self._remove_finalizer(owner, ORPHAN)
+        return Result.done()

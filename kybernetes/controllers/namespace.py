@@ -23,6 +23,7 @@ from typing import Any
 from kybernetes.api.timefmt import now_rfc3339
 from kybernetes.client import ApiClient, ApiError, InformerFactory, Resource, WorkQueue
 from kybernetes.client.informer import add_object_handler
+from kybernetes.client.reconcile import Result
 from kybernetes.client.resources import NAMESPACES
 from kybernetes.client.workqueue import run_workers
 from kybernetes.controllers.apidiscovery import Discovery, ServedResource, discover
@@ -190,14 +191,14 @@ class NamespaceController:
     async def run(self, workers: int = 2) -> None:
         await run_workers(self.queue, self._process, workers, "namespace", (), level=logging.INFO, logger=log)
 
-    async def _process(self, name: str) -> None:
+    async def _process(self, name: str) -> Result:
         # Content still being deleted is not a failure: poll again on our own, gentler schedule.
         if await self.sync(name):
             self._attempts.pop(name, None)
-        else:
-            n = self._attempts.get(name, 0)
-            self._attempts[name] = n + 1
-            self.queue.add_after(name, retry_delay(n, cap=self.max_retry_delay))
+            return Result.done()
+        n = self._attempts.get(name, 0)
+        self._attempts[name] = n + 1
+        return Result.after(retry_delay(n, cap=self.max_retry_delay))
 
     async def sync(self, name: str) -> bool:
         """One pass over a terminating namespace. True when there is nothing left to do."""

@@ -18,6 +18,7 @@ from typing import Any
 from kybernetes.api.labels import MANAGED_BY_LABEL, NODE_DNS_MANAGER
 from kybernetes.client import ApiClient, ApiError, InformerFactory, WorkQueue
 from kybernetes.client.informer import add_object_handler
+from kybernetes.client.reconcile import Result
 from kybernetes.client.resources import ENDPOINTSLICES, NODES
 from kybernetes.client.workqueue import run_workers
 from kybernetes.controllers.nodelifecycle import ready_status
@@ -75,17 +76,18 @@ class NodeDnsController:
         await run_workers(self.queue, self.sync, workers, "node DNS endpoints of", (), level=logging.INFO,
                           logger=log)
 
-    async def sync(self, name: str) -> None:
+    async def sync(self, name: str) -> Result:
         slice_ = self.slices.get(NAMESPACE, name)
         if slice_ is None:
-            return
+            return Result.done()
         names = {ep.get("nodeName") or "" for ep in slice_.get("endpoints") or []}
         nodes = {n: node for n in names if (node := self.nodes.get(None, n)) is not None}
         patch = endpoints_patch(slice_, nodes)
         if patch is None:
-            return
+            return Result.done()
         try:
             await self.client.patch(ENDPOINTSLICES, NAMESPACE, name, patch, field_manager=FIELD_MANAGER)
         except ApiError as e:
             if e.code != 404:
                 raise
+        return Result.done()

@@ -22,7 +22,7 @@ import copy
 import datetime as dt
 import ipaddress
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +30,7 @@ from kybernetes.api.errors import ApiError
 from kybernetes.api.pods import condition, pod_is_terminal, toleration_matches
 from kybernetes.client import ApiClient, InformerFactory, WorkQueue, object_key
 from kybernetes.client.informer import add_object_handler
+from kybernetes.client.reconcile import Result, SyncFn
 from kybernetes.client.resources import LEASES, NODES, PODS
 from kybernetes.client.workqueue import run_workers
 from kybernetes.controllers.podutil import format_time, node_index, parse_time
@@ -409,7 +410,7 @@ class NodeLifecycleController:
             for cidr in node_cidrs(node):
                 self.cidrs.occupy(cidr)
 
-        def serve(queue: WorkQueue, sync: Callable[[str], Awaitable[None]], n: int) -> Coroutine[Any, Any, None]:
+        def serve(queue: WorkQueue, sync: SyncFn, n: int) -> Coroutine[Any, Any, None]:
             # Conflicts are routine (our informer lags our own writes); other failures are news.
             return run_workers(queue, sync, n, queue.name, (409,), expected=(CidrExhausted,), level=logging.INFO,
                                logger=log)
@@ -436,10 +437,10 @@ class NodeLifecycleController:
 
     # -- node health and taints -----------------------------------------------------------
 
-    async def sync_node(self, name: str) -> None:
+    async def sync_node(self, name: str) -> Result:
         node = self.nodes.get(None, name)
         if node is None:
-            return
+            return Result.done()
         now = self.clock()
         hb = self._observe(node)
         if heartbeat_expired(hb, node, now, self.grace, self.startup_grace):
@@ -467,15 +468,16 @@ class NodeLifecycleController:
             except ApiError as e:
                 if e.code != 404:
                     raise
+        return Result.done()
 
     # -- NoExecute evictions --------------------------------------------------------------
 
-    async def sync_pod(self, key: str) -> None:
+    async def sync_pod(self, key: str) -> Result:
         ns, _, name = key.partition("/")
         pod = self.pods.get(ns, name)
         if pod is None or (pod.get("metadata") or {}).get("deletionTimestamp"):
             self._eviction_scheduled.discard(key)
-            return
+            return Result.done()
         node = self.nodes.get(None, (pod.get("spec") or {}).get("nodeName") or "")
         now = self.clock()
         when = eviction_time(pod, _noexecute(node), self.default_toleration_seconds, now) if node else None
@@ -484,11 +486,10 @@ class NodeLifecycleController:
                 self._eviction_scheduled.discard(key)
                 await self.client.event(_with_kind(pod, "v1", "Pod"), "Normal", "TaintManagerEviction",
                                         f"Cancelling deletion of Pod {key}", COMPONENT)
-            return
+            return Result.done()
         if when > now:
             self._eviction_scheduled.add(key)
-            self.evict_queue.add_after(key, (when - now).total_seconds())
-            return
+            return Result.after((when - now).total_seconds())
         self._eviction_scheduled.discard(key)
         await self.client.event(_with_kind(pod, "v1", "Pod"), "Normal", "TaintManagerEviction",
                                 f"Marking for deletion Pod {key}", COMPONENT)
@@ -500,23 +501,24 @@ class NodeLifecycleController:
                 field_manager=COMPONENT)
         except ApiError as e:
             if e.code == 404:
-                return
+                return Result.done()
             log.debug("DisruptionTarget condition for %s not set: %s", key, e)
         try:
             await self.client.delete(PODS, ns, name, preconditions={"uid": pod["metadata"].get("uid", "")})
         except ApiError as e:
             if e.code not in (404, 409):
                 raise
+        return Result.done()
 
     # -- pod CIDRs ------------------------------------------------------------------------
 
-    async def sync_cidr(self, name: str) -> None:
+    async def sync_cidr(self, name: str) -> Result:
         node = self.nodes.get(None, name)
         if node is None:
-            return
+            return Result.done()
         if node_cidrs(node):
             self._pending_cidr.pop(name, None)
-            return
+            return Result.done()
         cidr = self._pending_cidr.get(name) or self.cidrs.allocate()
         if cidr is None:
             await self.client.event(_with_kind(node, "v1", "Node"), "Normal", "CIDRNotAvailable",
@@ -530,5 +532,6 @@ class NodeLifecycleController:
             if e.code == 404:
                 self._pending_cidr.pop(name, None)
                 self.cidrs.release(cidr)
-                return
+                return Result.done()
             raise
+        return Result.done()

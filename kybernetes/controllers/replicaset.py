@@ -28,6 +28,7 @@ from kybernetes.api.pods import (
 )
 from kybernetes.api.selectors import selector_from_set
 from kybernetes.client import ApiClient, ApiError, InformerFactory, WorkQueue, object_key
+from kybernetes.client.reconcile import Result
 from kybernetes.client.resources import PODS, REPLICASETS
 from kybernetes.client.workqueue import run_workers
 from kybernetes.controllers.podutil import (
@@ -505,12 +506,12 @@ class ReplicaSetController:
             related.extend(self.pod_informer.by_index("owner", _uid(sibling)))
         return related
 
-    async def sync(self, key: str) -> None:
+    async def sync(self, key: str) -> Result:
         ns, _, name = key.rpartition("/")
         rs = self.rs_informer.get(ns or None, name)
         if rs is None:
             self.expectations.forget(key)
-            return
+            return Result.done()
         rs = {**rs, "apiVersion": "apps/v1", "kind": "ReplicaSet"}
         now = dt.datetime.now(dt.UTC)
         # The pods it controls and the orphans it may adopt: plan_replicaset ignores
@@ -529,10 +530,12 @@ class ReplicaSetController:
         status = replicaset_status(rs, plan.claimed, plan.terminating, now, failure)
         if status_changed(rs.get("status"), status):
             await self._write_status(rs, status)
-        if plan.requeue_after is not None:
-            self.queue.add_after(key, plan.requeue_after)
         if error is not None:
+            # The failure's back-off must not postpone a check that is due sooner (minReadySeconds).
+            if plan.requeue_after is not None:
+                self.queue.add_after(key, plan.requeue_after)
             raise error
+        return Result.after_or_done(plan.requeue_after)
 
     async def _claim(self, rs: Obj, plan: Plan) -> None:
         ns = (rs.get("metadata") or {}).get("namespace")

@@ -13,6 +13,7 @@ from typing import Any
 
 from kybernetes.client import ApiClient, ApiError, InformerFactory, WorkQueue
 from kybernetes.client.informer import add_object_handler
+from kybernetes.client.reconcile import Result
 from kybernetes.client.resources import NAMESPACES, SERVICEACCOUNTS
 from kybernetes.client.workqueue import run_workers
 
@@ -60,8 +61,8 @@ class ServiceAccountController:
     async def run(self, workers: int = 2) -> None:
         await run_workers(self.queue, self.sync, workers, "serviceaccounts in", (), level=logging.INFO, logger=log)
 
-    async def sync(self, namespace: str) -> list[str]:
-        """Create what is missing in `namespace`; returns the names created."""
+    async def sync(self, namespace: str) -> Result:
+        """Create what is missing in `namespace`."""
         ns = self.namespaces.get(None, namespace)
         existing = [(sa.get("metadata") or {}).get("name", "")
                     for sa in self.accounts.by_index("namespace", namespace)]
@@ -76,4 +77,6 @@ class ServiceAccountController:
                 if e.code in (409, 403, 404):
                     continue
                 raise
-        return created
+        if created:
+            log.debug("serviceaccounts in %s: created %s", namespace, ", ".join(created))
+        return Result.done()

@@ -16,6 +16,7 @@ from typing import Any
 
 from kybernetes.client import ApiClient, ApiError, InformerFactory, WorkQueue
 from kybernetes.client.informer import add_object_handler
+from kybernetes.client.reconcile import Result
 from kybernetes.client.resources import NODES, SERVICES
 from kybernetes.client.workqueue import run_workers
 from kybernetes.controllers.nodelifecycle import ready_status
@@ -89,16 +90,17 @@ class ServiceLBController:
     async def run(self, workers: int = 2) -> None:
         await run_workers(self.queue, self.sync, workers, "load balancers of", (), level=logging.INFO, logger=log)
 
-    async def sync(self, key: str) -> None:
+    async def sync(self, key: str) -> Result:
         ns, _, name = key.partition("/")
         svc = self.services.get(ns, name)
         if svc is None:
-            return
+            return Result.done()
         patch = ingress_patch(svc, self.nodes.list())
         if patch is None:
-            return
+            return Result.done()
         try:
             await self.client.patch(SERVICES, ns, name, patch, subresource="status", field_manager=FIELD_MANAGER)
         except ApiError as e:
             if e.code != 404:
                 raise
+        return Result.done()
