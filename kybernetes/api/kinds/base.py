@@ -1,0 +1,307 @@
+"""The shape of a kind's rules: `KindStrategy`, and the typed pieces it is made of.
+
+A strategy answers, for one kind, every question the API server's write pipeline
+and its Table printer ask: how to default an object, whether it is valid (on create
+and on update), which columns `kubectl get` shows, what a create resets, what a
+write through each subresource may change, how a delete proceeds (graceful, through
+finalizers) and which POST-only subresources (pods/binding, pods/eviction) exist.
+The pipeline asks the strategy and names no kind itself; this is the role of
+upstream's `pkg/registry/<group>/<kind>/strategy.go`.
+
+Everything here is pure: functions of decoded objects (plain dicts). What needs I/O
+(a Service's cluster IP pool, a CRD's cleanup) is attached to a strategy through the
+`Allocator` protocol and deletion listeners, by whoever owns that I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar, Protocol
+
+from kybernetes.api.errors import FieldError
+from kybernetes.api.registry import ResourceInfo
+
+Obj = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class KindRef:
+    """A kind by group and name (versions share one strategy)."""
+
+    group: str
+    kind: str
+
+
+# -- seams for I/O the pipeline runs around a write ---------------------------------------
+
+
+class Reservation(Protocol):
+    """What an allocator took for one write: kept if the write is stored, given back if not."""
+
+    async def commit(self) -> None:
+        """The write is stored: release what the previous version held and this one does not."""
+        ...
+
+    async def abort(self) -> None:
+        """The write failed: release what was taken for it."""
+        ...
+
+
+class Allocator(Protocol):
+    """Server-assigned values of a kind drawn from a shared pool (a Service's cluster IP
+    and node ports), taken before the object is stored and released when it is gone."""
+
+    async def reserve(self, old: Obj | None, new: Obj, dry_run: bool) -> Reservation:
+        """Take what storing `new` over `old` (None on create) needs, filling it into `new`;
+        raise ApiError if it cannot. A dry run takes nothing but shows what it would take."""
+        ...
+
+    async def release(self, obj: Obj) -> None:
+        """`obj` was removed from the store: give back everything it held."""
+        ...
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """A pool a kind's server-assigned values come from, attached by the pool's owner.
+    `prepare(new, old)` runs before validation on every write: it carries values
+    allocated to the stored version over to a resubmitted manifest that left them out."""
+
+    allocator: Allocator
+    prepare: Callable[[Obj, Obj | None], None] | None = None
+
+
+DeletionListener = Callable[[Obj], None]
+
+
+# -- writes through the object and its subresources ----------------------------------------
+
+
+@dataclass(frozen=True)
+class WritePolicy:
+    """What one kind of update (the object itself, or one of its subresources) may change.
+
+    `merge` builds the object to store from the stored one and the request's."""
+
+    # The request's body is checked against the kind's rules (a binding is the server's own write).
+    validates: bool = True
+    # A changed spec counts as a new generation.
+    bumps_generation: bool = True
+    # Runs the kind's allocator (only writes to the object itself change allocations).
+    allocates: bool = False
+
+    def merge(self, old: Obj, new: Obj, managed_done: bool) -> Obj:
+        return new
+
+
+@dataclass(frozen=True)
+class MainWrite(WritePolicy):
+    """PUT/PATCH of the object itself; with a status subresource, status is not the
+    caller's to change and the stored one is kept."""
+
+    keeps_status: bool = False
+
+    def merge(self, old: Obj, new: Obj, managed_done: bool) -> Obj:
+        if self.keeps_status:
+            if "status" in old:
+                new["status"] = old["status"]  # shared, never written by the pipeline
+            else:
+                new.pop("status", None)
+        return new
+
+
+@dataclass(frozen=True)
+class StatusWrite(WritePolicy):
+    """PUT/PATCH of `/status`: everything but status comes from the stored object."""
+
+    bumps_generation: bool = False
+
+    def merge(self, old: Obj, new: Obj, managed_done: bool) -> Obj:
+        # The stored object's subtrees are shared, not copied: nothing in the pipeline
+        # writes into them, and copying whole pods on every status write was a hot spot.
+        merged = dict(old)
+        merged["metadata"] = dict(old["metadata"])
+        if "status" in new:
+            merged["status"] = new["status"]
+        else:
+            merged.pop("status", None)
+        # managedFields written by an apply to /status travel with the new object.
+        if managed_done:
+            merged["metadata"]["managedFields"] = new["metadata"].get("managedFields", [])
+        return merged
+
+
+# -- POST-only subresources ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UpdateStep:
+    """Store `obj` as the new version, written through the subresource's `WritePolicy`."""
+
+    obj: Obj
+
+
+@dataclass(frozen=True)
+class DeleteStep:
+    """Delete the object with these DeleteOptions."""
+
+    options: Obj
+
+
+SubresourceStep = UpdateStep | DeleteStep
+
+
+class ActionSubresource(Protocol):
+    """A POST to `<resource>/<name>/<subresource>` whose body is another kind
+    (pods/binding takes a Binding, pods/eviction an Eviction)."""
+
+    body_kind: str
+    # How the update an UpdateStep asks for is written (None when it only deletes).
+    policy: WritePolicy | None
+
+    def plan(self, name: str, body: Obj, current: Callable[[], Obj], now: str) -> SubresourceStep:
+        """What the POST does; `current()` reads the stored object (404 when missing).
+        Raises ApiError for a request that cannot be carried out."""
+        ...
+
+
+# -- the strategy --------------------------------------------------------------------------
+
+
+class KindStrategy:
+    """The rules of one kind (or a few that share them). The defaults here are the
+    generic behaviour: no defaulting, metadata-only validation, name + age columns."""
+
+    refs: ClassVar[tuple[KindRef, ...]] = ()
+    # With a status subresource, a create starts with an empty status unless the kind
+    # keeps what the creator (or the server) set.
+    resets_status_on_create: ClassVar[bool] = True
+    # A DELETE answers with the object rather than a Status (pods, which linger gracefully).
+    delete_returns_object: ClassVar[bool] = False
+
+    def __init__(self) -> None:
+        self.allocation: Allocation | None = None
+        self.deletion_listeners: list[DeletionListener] = []
+        self._columns: tuple[dict[str, Any], ...] | None = None
+
+    # -- defaulting and validation
+
+    def default(self, info: ResourceInfo, obj: Obj) -> None:
+        """Fill the fields a client may leave out, in place."""
+
+    def validate(self, info: ResourceInfo, obj: Obj) -> list[FieldError]:
+        """The kind's own rules for a new object (metadata is checked by the caller)."""
+        return []
+
+    def validate_update(self, info: ResourceInfo, new: Obj, old: Obj) -> list[FieldError]:
+        """Rules about the change from `old` to `new` (immutable fields, ...)."""
+        return []
+
+    # -- what writes may change
+
+    def prepare_for_create(self, info: ResourceInfo, obj: Obj) -> None:
+        """Server-set fields of a new object, before defaulting."""
+        if "status" in info.subresources and self.resets_status_on_create:
+            obj["status"] = {}
+
+    def canonicalize(self, info: ResourceInfo, obj: Obj, old: Obj | None) -> None:
+        """Server-set fields that depend on defaulted values, after defaulting and before
+        validation, on create (`old` None) and update."""
+
+    def prepare_write(self, info: ResourceInfo, obj: Obj, old: Obj | None) -> None:
+        """Everything the server sets between defaulting and validation."""
+        self.canonicalize(info, obj, old)
+        if self.allocation is not None and self.allocation.prepare is not None:
+            self.allocation.prepare(obj, old)
+
+    @property
+    def allocator(self) -> Allocator | None:
+        return self.allocation.allocator if self.allocation is not None else None
+
+    def has_generation(self, info: ResourceInfo, obj: Obj) -> bool:
+        """Whether the object counts generations of its desired state."""
+        return info.is_custom or "spec" in obj or "template" in obj
+
+    def write_policy(self, info: ResourceInfo, subresource: str) -> WritePolicy | None:
+        """How a PUT/PATCH to the object ("") or to one of its subresources is written;
+        None when the kind has no such writable subresource."""
+        if subresource == "":
+            return MainWrite(allocates=True, keeps_status="status" in info.subresources)
+        if subresource == "status" and "status" in info.subresources:
+            return StatusWrite()
+        action = self.actions().get(subresource)
+        return action.policy if action is not None else None
+
+    def actions(self) -> dict[str, ActionSubresource]:
+        """POST-only subresources, by name."""
+        return {}
+
+    # -- deletion
+
+    def delete_grace_period(self, obj: Obj, requested: int | None) -> int | None:
+        """Seconds a DELETE lets the object linger (a running pod), None to delete it at
+        once (or as soon as its finalizers are gone)."""
+        return None
+
+    def delete_is_forced(self, obj: Obj, requested: int | None) -> bool:
+        """A repeated DELETE that cuts a lingering object's grace period to nothing."""
+        return False
+
+    def deletes_through_finalizers(self, obj: Obj) -> bool:
+        """Whether a DELETE only marks the object even without metadata finalizers
+        (a namespace is emptied by its controller first)."""
+        return False
+
+    def prepare_for_delete(self, obj: Obj) -> None:
+        """Server-set fields of an object just marked for deletion."""
+
+    def holds_removal(self, obj: Obj) -> bool:
+        """Whether a marked object whose metadata finalizers are gone must still stay."""
+        return False
+
+    def marked_deleted(self, obj: Obj) -> None:
+        """Tell the listeners an object got its deletionTimestamp."""
+        for listener in self.deletion_listeners:
+            listener(obj)
+
+    # -- tables
+
+    def table_columns(self) -> list[dict[str, Any]]:
+        from kybernetes.api.tables import name_age_columns
+
+        return name_age_columns()
+
+    def cells(self, obj: Obj, now: datetime) -> list[Any]:
+        from kybernetes.api.tables import name_age_cells
+
+        return name_age_cells(obj, now)
+
+    def columns(self, info: ResourceInfo) -> list[dict[str, Any]]:
+        """The Table columns, wide (priority 1) ones included; fresh dicts each call."""
+        if self._columns is None:
+            self._columns = tuple(self.table_columns())
+        return [dict(c) for c in self._columns]
+
+    def row_cells(self, info: ResourceInfo, obj: Obj, now: datetime) -> list[Any]:
+        return self.cells(obj, now)
+
+    def row_conditions(self, obj: Obj) -> list[dict[str, str]] | None:
+        """Conditions of a Table row (kubectl greys out completed pods)."""
+        return None
+
+
+class CreatedAtStrategy(KindStrategy):
+    """A built-in kind the real server prints through its generic convertor: name and
+    the raw creation timestamp."""
+
+    def table_columns(self) -> list[dict[str, Any]]:
+        from kybernetes.api.tables import created_at_columns
+
+        return created_at_columns()
+
+    def cells(self, obj: Obj, now: datetime) -> list[Any]:
+        from kybernetes.api.tables import created_at_cells
+
+        return created_at_cells(obj, now)

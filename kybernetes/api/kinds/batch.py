@@ -1,0 +1,350 @@
+"""Jobs and CronJobs."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+from kybernetes.api.defaults import child_map, default_template, set_default
+from kybernetes.api.errors import FieldError, invalid, required
+from kybernetes.api.kinds.base import (
+    KindRef,
+    KindStrategy,
+)
+from kybernetes.api.registry import ResourceInfo
+from kybernetes.api.tables import (
+    age_column,
+    age_of,
+    as_int,
+    as_str,
+    aware,
+    bool_word,
+    column,
+    container_names_images,
+    containers_columns,
+    dict_at,
+    doc,
+    format_selector,
+    get_path,
+    has_condition,
+    human_duration,
+    list_at,
+    name_column,
+    name_of,
+    since,
+)
+from kybernetes.api.timefmt import parse_time
+from kybernetes.api.validation import (
+    JOB_RESTART,
+    GoValue,
+    as_dict,
+    enum_errors,
+    go_label_selector,
+    immutable,
+    is_int,
+    non_negative,
+    selector_is_empty,
+    selector_matches,
+    validate_label_selector,
+    validate_labels,
+    validate_template,
+)
+
+Obj = dict[str, Any]
+Errors = list[FieldError]
+Cells = list[Any]
+
+
+def _validate_job_spec(spec: Any, prefix: str = "spec", with_selector: bool = True) -> Errors:
+    if not isinstance(spec, dict):
+        return [required(prefix)]
+    errs: Errors = []
+    for key in ("parallelism", "completions", "backoffLimit"):
+        errs += non_negative(f"{prefix}.{key}", spec.get(key))
+    errs += enum_errors(f"{prefix}.completionMode", spec.get("completionMode"), ["NonIndexed", "Indexed"],
+                  required_when_empty=False)
+    if spec.get("completionMode") == "Indexed" and spec.get("completions") is None:
+        errs.append(required(f"{prefix}.completions", "when completion mode is Indexed"))
+    deadline = spec.get("activeDeadlineSeconds")
+    if deadline is not None and (not is_int(deadline) or deadline <= 0):
+        errs.append(invalid(f"{prefix}.activeDeadlineSeconds", deadline, "must be greater than or equal to 0"))
+    if with_selector:
+        sel = spec.get("selector")
+        matcher = None
+        if sel is None:
+            errs.append(required(f"{prefix}.selector"))
+        else:
+            errs += validate_label_selector(f"{prefix}.selector", sel)
+            if not selector_is_empty(sel):
+                matcher = lambda labels: selector_matches(sel, labels)  # noqa: E731
+        errs += validate_template(f"{prefix}.template", spec.get("template"), matcher, JOB_RESTART)
+    else:
+        errs += validate_template(f"{prefix}.template", spec.get("template"), None, JOB_RESTART)
+    return errs
+
+
+def _validate_job(info: ResourceInfo, obj: Obj) -> Errors:
+    return _validate_job_spec(obj.get("spec"))
+
+
+def _validate_job_update(new: Obj, old: Obj) -> Errors:
+    new_spec, old_spec = as_dict(new.get("spec")), as_dict(old.get("spec"))
+    errs = immutable("spec.selector", new_spec.get("selector"), old_spec.get("selector"),
+                      go_label_selector(new_spec.get("selector")))
+    errs += immutable("spec.template", new_spec.get("template"), old_spec.get("template"),
+                       GoValue("core.PodTemplateSpec{...}"))
+    errs += immutable("spec.completionMode", new_spec.get("completionMode"), old_spec.get("completionMode"))
+    if new_spec.get("completionMode") != "Indexed":
+        errs += immutable("spec.completions", new_spec.get("completions"), old_spec.get("completions"))
+    return errs
+
+
+_CRON_DESCRIPTORS = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
+
+
+_CRON_BOUNDS = [(0, 59), (0, 23), (1, 31), (1, 12), (0, 7)]
+
+
+_CRON_NAMES = [{}, {}, {},
+               {m: i + 1 for i, m in enumerate(["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep",
+                                                 "oct", "nov", "dec"])},
+               {d: i for i, d in enumerate(["sun", "mon", "tue", "wed", "thu", "fri", "sat"])}]
+
+
+def _cron_int(text: str, names: dict[str, int]) -> int:
+    if text.lower() in names:
+        return names[text.lower()]
+    if not text.isdigit():
+        raise ValueError(f'failed to parse int from {text}: strconv.Atoi: parsing "{text}": invalid syntax')
+    return int(text)
+
+
+def cron_schedule_error(schedule: str) -> str | None:
+    """Why a cron schedule is unparseable (robfig/cron's wording), or None if it parses."""
+    text = schedule.strip()
+    if text.startswith("@"):
+        if text in _CRON_DESCRIPTORS:
+            return None
+        if text.startswith("@every "):
+            return None if re.match(r"^@every (\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$", text) else (
+                f"failed to parse duration {text}")
+        return f"unrecognized descriptor: {text}"
+    fields = text.split()
+    if len(fields) != 5:
+        return f"expected exactly 5 fields, found {len(fields)}: [{' '.join(fields)}]"
+    for field_text, (low, high), names in zip(fields, _CRON_BOUNDS, _CRON_NAMES, strict=True):
+        for part in field_text.split(","):
+            range_part, _, step = part.partition("/")
+            try:
+                if step and (not step.isdigit() or int(step) == 0):
+                    return f'failed to parse int from {step}: strconv.Atoi: parsing "{step}": invalid syntax'
+                if range_part in ("*", "?"):
+                    continue
+                start_text, _, end_text = range_part.partition("-")
+                start = _cron_int(start_text, names)
+                end = _cron_int(end_text, names) if end_text else start
+            except ValueError as e:
+                return str(e)
+            if start < low:
+                return f"beginning of range ({start}) below minimum ({low}): {part}"
+            if end > high:
+                return f"end of range ({end}) above maximum ({high}): {part}"
+            if start > end:
+                return f"beginning of range ({start}) beyond end of range ({end}): {part}"
+    return None
+
+
+def _validate_cronjob(info: ResourceInfo, obj: Obj) -> Errors:
+    errs: Errors = []
+    name = as_dict(obj.get("metadata")).get("name")
+    if isinstance(name, str) and len(name) > 52:
+        errs.append(invalid("metadata.name", name, "must be no more than 52 characters"))
+    spec = obj.get("spec")
+    if not isinstance(spec, dict):
+        return errs + [required("spec")]
+    schedule = spec.get("schedule")
+    if not schedule:
+        errs.append(required("spec.schedule"))
+    elif isinstance(schedule, str):
+        if "TZ=" in schedule:
+            errs.append(invalid("spec.schedule", schedule,
+                                "cannot use TZ or CRON_TZ in schedule, use timeZone field instead"))
+        else:
+            problem = cron_schedule_error(schedule)
+            if problem:
+                errs.append(invalid("spec.schedule", schedule, problem))
+    errs += enum_errors("spec.concurrencyPolicy", spec.get("concurrencyPolicy"), ["Allow", "Forbid", "Replace"])
+    for key in ("successfulJobsHistoryLimit", "failedJobsHistoryLimit", "startingDeadlineSeconds"):
+        errs += non_negative(f"spec.{key}", spec.get(key))
+    job_template = spec.get("jobTemplate")
+    if not isinstance(job_template, dict):
+        errs.append(required("spec.jobTemplate"))
+    else:
+        errs += validate_labels("spec.jobTemplate.metadata.labels",
+                                as_dict(job_template.get("metadata")).get("labels"))
+        errs += _validate_job_spec(job_template.get("spec"), "spec.jobTemplate.spec", with_selector=False)
+    return errs
+
+
+JOB_UID_LABEL = "batch.kubernetes.io/controller-uid"
+
+
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+
+
+def default_job_spec(spec: Obj) -> None:
+    if spec.get("completions") is None and spec.get("parallelism") is None:
+        spec["completions"] = 1
+    if spec.get("parallelism") is None:
+        spec["parallelism"] = 1
+    if spec.get("backoffLimit") is None:
+        spec["backoffLimit"] = 6
+    set_default(spec, "completionMode", "NonIndexed")
+    if spec.get("suspend") is None:
+        spec["suspend"] = False
+    if spec.get("podReplacementPolicy") is None:
+        # With a pod failure policy a replacement must wait for the old pod to be gone.
+        spec["podReplacementPolicy"] = "Failed" if spec.get("podFailurePolicy") else "TerminatingOrFailed"
+    default_template(spec, restart_policy=None)
+
+
+def _default_job(obj: Obj) -> None:
+    meta = child_map(obj, "metadata")
+    spec = child_map(obj, "spec")
+    default_job_spec(spec)
+    template = spec.get("template")
+    # The Job strategy generates the selector from the uid, unless the user manages it.
+    uid = meta.get("uid")
+    if isinstance(template, dict) and uid and spec.get("manualSelector") is not True:
+        labels = child_map(child_map(template, "metadata"), "labels")
+        if spec.get("selector") is None:
+            spec["selector"] = {"matchLabels": {JOB_UID_LABEL: uid}}
+        for key, value in ((JOB_UID_LABEL, uid), ("controller-uid", uid),
+                           (JOB_NAME_LABEL, meta.get("name", "")), ("job-name", meta.get("name", ""))):
+            labels.setdefault(key, value)
+    if isinstance(template, dict):
+        labels = template.get("metadata", {}).get("labels") if isinstance(template.get("metadata"), dict) else None
+        if isinstance(labels, dict) and labels and not meta.get("labels"):
+            meta["labels"] = dict(labels)
+
+
+def _default_cronjob(obj: Obj) -> None:
+    spec = child_map(obj, "spec")
+    set_default(spec, "concurrencyPolicy", "Allow")
+    if spec.get("suspend") is None:
+        spec["suspend"] = False
+    if spec.get("successfulJobsHistoryLimit") is None:
+        spec["successfulJobsHistoryLimit"] = 3
+    if spec.get("failedJobsHistoryLimit") is None:
+        spec["failedJobsHistoryLimit"] = 1
+    job_template = spec.get("jobTemplate")
+    if isinstance(job_template, dict) and isinstance(job_template.get("spec"), dict):
+        default_template(job_template["spec"], restart_policy=None)
+
+
+def _columns_job() -> list[dict[str, Any]]:
+    return [
+        name_column(),
+        column("Status", "Status of the job."),
+        column("Completions", doc("batch.v1.JobStatus", "succeeded")),
+        column("Duration", "Time required to complete the job."),
+        age_column(),
+        *containers_columns(doc("batch.v1.JobSpec", "selector")),
+    ]
+
+
+def _columns_cronjob() -> list[dict[str, Any]]:
+    spec, status = "batch.v1.CronJobSpec", "batch.v1.CronJobStatus"
+    return [
+        name_column(),
+        column("Schedule", doc(spec, "schedule")),
+        column("Timezone", doc(spec, "timeZone")),
+        column("Suspend", doc(spec, "suspend"), "boolean"),
+        column("Active", doc(status, "active"), "integer"),
+        column("Last Schedule", doc(status, "lastScheduleTime")),
+        age_column(),
+        *containers_columns(doc("batch.v1.JobSpec", "selector")),
+    ]
+
+
+def job_status_word(job: Obj) -> str:
+    """The STATUS column of a Job."""
+    conditions = list_at(job, "status", "conditions")
+    if has_condition(conditions, "Complete"):
+        return "Complete"
+    if has_condition(conditions, "Failed"):
+        return "Failed"
+    if get_path(job, "metadata", "deletionTimestamp") is not None:
+        return "Terminating"
+    if has_condition(conditions, "Suspended"):
+        return "Suspended"
+    if has_condition(conditions, "FailureTarget"):
+        return "FailureTarget"
+    return "Running"
+
+
+def _cells_job(obj: Obj, now: datetime) -> Cells:
+    spec, status = dict_at(obj, "spec"), dict_at(obj, "status")
+    succeeded = as_int(status.get("succeeded"))
+    if spec.get("completions") is not None:
+        completions = f"{succeeded}/{as_int(spec.get('completions'))}"
+    elif as_int(spec.get("parallelism")) > 1:
+        completions = f"{succeeded}/1 of {as_int(spec.get('parallelism'))}"
+    else:
+        completions = f"{succeeded}/1"
+    start, end = parse_time(status.get("startTime")), parse_time(status.get("completionTime"))
+    if start is None:
+        took = ""
+    else:
+        took = human_duration(((end or aware(now)) - start).total_seconds())
+    names, images = container_names_images(list_at(spec, "template", "spec", "containers"))
+    return [name_of(obj), job_status_word(obj), completions, took, age_of(obj, now), names, images,
+            format_selector(spec.get("selector"))]
+
+
+def _cells_cronjob(obj: Obj, now: datetime) -> Cells:
+    spec, status = dict_at(obj, "spec"), dict_at(obj, "status")
+    last = status.get("lastScheduleTime")
+    names, images = container_names_images(list_at(spec, "jobTemplate", "spec", "template", "spec", "containers"))
+    return [name_of(obj), as_str(spec.get("schedule")), as_str(spec.get("timeZone")) or "<none>",
+            bool_word(spec.get("suspend")), len(list_at(status, "active")),
+            "<none>" if last is None else since(last, now), age_of(obj, now), names, images,
+            format_selector(get_path(spec, "jobTemplate", "spec", "selector"))]
+
+
+# -- strategies ---------------------------------------------------------------------------
+
+class JobStrategy(KindStrategy):
+    refs = (KindRef("batch", "Job"),)
+
+    def default(self, info: ResourceInfo, obj: Obj) -> None:
+        _default_job(obj)
+
+    def validate(self, info: ResourceInfo, obj: Obj) -> Errors:
+        return _validate_job(info, obj)
+
+    def validate_update(self, info: ResourceInfo, new: Obj, old: Obj) -> Errors:
+        return _validate_job_update(new, old)
+
+    def table_columns(self) -> list[dict[str, Any]]:
+        return _columns_job()
+
+    def cells(self, obj: Obj, now: datetime) -> Cells:
+        return _cells_job(obj, now)
+
+
+class CronJobStrategy(KindStrategy):
+    refs = (KindRef("batch", "CronJob"),)
+
+    def default(self, info: ResourceInfo, obj: Obj) -> None:
+        _default_cronjob(obj)
+
+    def validate(self, info: ResourceInfo, obj: Obj) -> Errors:
+        return _validate_cronjob(info, obj)
+
+    def table_columns(self) -> list[dict[str, Any]]:
+        return _columns_cronjob()
+
+    def cells(self, obj: Obj, now: datetime) -> Cells:
+        return _cells_cronjob(obj, now)

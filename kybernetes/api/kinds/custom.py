@@ -1,0 +1,41 @@
+"""Custom resources: the rules a CRD gives its kinds.
+
+Defaults and validation come from the CRD's structural schema, the Table from its
+`additionalPrinterColumns`; a custom resource with a status subresource is created
+without a status, as kube-apiserver's CR strategy does.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from kybernetes.api.defaults import apply_schema_defaults
+from kybernetes.api.errors import FieldError
+from kybernetes.api.kinds.base import KindStrategy, Obj
+from kybernetes.api.registry import ResourceInfo
+from kybernetes.api.tables import printer_cells, printer_columns
+from kybernetes.api.validation import validate_custom
+
+
+class CustomResourceStrategy(KindStrategy):
+    """One instance serves every custom kind; what differs comes from `info`."""
+
+    def default(self, info: ResourceInfo, obj: Obj) -> None:
+        if info.crd_schema is not None:
+            apply_schema_defaults(info.crd_schema, obj)
+
+    def validate(self, info: ResourceInfo, obj: Obj) -> list[FieldError]:
+        return validate_custom(info, obj) if info.crd_schema is not None else []
+
+    def prepare_for_create(self, info: ResourceInfo, obj: Obj) -> None:
+        if "status" in info.subresources:
+            obj.pop("status", None)
+
+    def columns(self, info: ResourceInfo) -> list[dict[str, Any]]:
+        return printer_columns(info) or super().columns(info)
+
+    def row_cells(self, info: ResourceInfo, obj: Obj, now: datetime) -> list[Any]:
+        if info.printer_columns:
+            return printer_cells(info, obj, now)
+        return self.cells(obj, now)

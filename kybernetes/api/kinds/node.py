@@ -1,0 +1,172 @@
+"""Nodes and Leases (the heartbeats of nodes and of leader election)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from kybernetes.api.errors import FieldError, invalid, required
+from kybernetes.api.kinds.base import (
+    KindRef,
+    KindStrategy,
+)
+from kybernetes.api.registry import ResourceInfo
+from kybernetes.api.tables import (
+    age_column,
+    age_of,
+    as_str,
+    column,
+    dict_at,
+    doc,
+    get_path,
+    list_at,
+    name_column,
+    name_of,
+)
+from kybernetes.api.validation import (
+    TAINT_EFFECTS,
+    as_list,
+    enum_errors,
+    label_value_errors,
+    non_negative,
+    positive,
+    qualified_name_errors,
+)
+
+Obj = dict[str, Any]
+Errors = list[FieldError]
+Cells = list[Any]
+
+
+def _validate_node(info: ResourceInfo, obj: Obj) -> Errors:
+    spec = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
+    errs: Errors = []
+    for i, taint in enumerate(as_list(spec.get("taints"))):
+        p = f"spec.taints[{i}]"
+        if not isinstance(taint, dict):
+            continue
+        key = taint.get("key")
+        if not key:
+            errs.append(required(f"{p}.key"))
+        else:
+            errs += [invalid(f"{p}.key", key, m) for m in qualified_name_errors(key)]
+        if taint.get("value"):
+            errs += [invalid(f"{p}.value", taint["value"], m) for m in label_value_errors(str(taint["value"]))]
+        errs += enum_errors(f"{p}.effect", taint.get("effect"), TAINT_EFFECTS)
+    cidrs = spec.get("podCIDRs") or ([spec["podCIDR"]] if spec.get("podCIDR") else [])
+    for i, cidr in enumerate(cidrs):
+        if not re.match(r"^[0-9a-fA-F:.]+/\d{1,3}$", str(cidr)):
+            errs.append(invalid(f"spec.podCIDRs[{i}]", cidr, "must be a valid CIDR value, (e.g. 10.9.8.0/24 or "
+                                                               "2001:db8::/64)"))
+    return errs
+
+
+def _validate_lease(info: ResourceInfo, obj: Obj) -> Errors:
+    spec = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
+    errs = positive("spec.leaseDurationSeconds", spec.get("leaseDurationSeconds"))
+    errs += non_negative("spec.leaseTransitions", spec.get("leaseTransitions"))
+    return errs
+
+
+def _default_node(obj: Obj) -> None:
+    status = obj.get("status")
+    if isinstance(status, dict) and status.get("allocatable") is None and isinstance(status.get("capacity"), dict):
+        status["allocatable"] = dict(status["capacity"])
+
+
+def _columns_node() -> list[dict[str, Any]]:
+    info, status = "core.v1.NodeSystemInfo", "core.v1.NodeStatus"
+    return [
+        name_column(),
+        column("Status", "The status of the node"),
+        column("Roles", "The roles of the node"),
+        age_column(),
+        column("Version", doc(info, "kubeletVersion")),
+        column("Internal-IP", doc(status, "addresses"), priority=1),
+        column("External-IP", doc(status, "addresses"), priority=1),
+        column("OS-Image", doc(info, "osImage"), priority=1),
+        column("Kernel-Version", doc(info, "kernelVersion"), priority=1),
+        column("Container-Runtime", doc(info, "containerRuntimeVersion"), priority=1),
+    ]
+
+
+def _columns_lease() -> list[dict[str, Any]]:
+    return [name_column(), column("Holder", doc("coordination.v1.LeaseSpec", "holderIdentity")), age_column()]
+
+
+def node_status_word(node: Obj) -> str:
+    """`Ready`, `NotReady`, `Unknown`, plus `,SchedulingDisabled` when cordoned."""
+    words = []
+    for cond in list_at(node, "status", "conditions"):
+        if isinstance(cond, Mapping) and cond.get("type") == "Ready":
+            words = ["Ready" if cond.get("status") == "True" else "NotReady"]
+    if not words:
+        words = ["Unknown"]
+    if get_path(node, "spec", "unschedulable"):
+        words.append("SchedulingDisabled")
+    return ",".join(words)
+
+
+def node_roles(node: Obj) -> str:
+    roles = set()
+    for key, value in dict_at(node, "metadata", "labels").items():
+        if key.startswith("node-role.kubernetes.io/"):
+            role = key[len("node-role.kubernetes.io/"):]
+            if role:
+                roles.add(role)
+        elif key == "kubernetes.io/role" and value:
+            roles.add(as_str(value))
+    return ",".join(sorted(roles)) or "<none>"
+
+
+def _node_address(node: Obj, kind: str) -> str:
+    for addr in list_at(node, "status", "addresses"):
+        if isinstance(addr, Mapping) and addr.get("type") == kind:
+            return as_str(addr.get("address"))
+    return "<none>"
+
+
+def _cells_node(obj: Obj, now: datetime) -> Cells:
+    info = dict_at(obj, "status", "nodeInfo")
+    return [name_of(obj), node_status_word(obj), node_roles(obj), age_of(obj, now), as_str(info.get("kubeletVersion")),
+            _node_address(obj, "InternalIP"), _node_address(obj, "ExternalIP"),
+            as_str(info.get("osImage")) or "<unknown>", as_str(info.get("kernelVersion")) or "<unknown>",
+            as_str(info.get("containerRuntimeVersion")) or "<unknown>"]
+
+
+def _cells_lease(obj: Obj, now: datetime) -> Cells:
+    return [name_of(obj), as_str(get_path(obj, "spec", "holderIdentity")), age_of(obj, now)]
+
+
+# -- strategies ---------------------------------------------------------------------------
+
+class NodeStrategy(KindStrategy):
+    refs = (KindRef("", "Node"),)
+    resets_status_on_create = False
+
+    def default(self, info: ResourceInfo, obj: Obj) -> None:
+        _default_node(obj)
+
+    def validate(self, info: ResourceInfo, obj: Obj) -> Errors:
+        return _validate_node(info, obj)
+
+    def table_columns(self) -> list[dict[str, Any]]:
+        return _columns_node()
+
+    def cells(self, obj: Obj, now: datetime) -> Cells:
+        return _cells_node(obj, now)
+
+
+class LeaseStrategy(KindStrategy):
+    refs = (KindRef("coordination.k8s.io", "Lease"),)
+
+    def validate(self, info: ResourceInfo, obj: Obj) -> Errors:
+        return _validate_lease(info, obj)
+
+    def table_columns(self) -> list[dict[str, Any]]:
+        return _columns_lease()
+
+    def cells(self, obj: Obj, now: datetime) -> Cells:
+        return _cells_lease(obj, now)

@@ -1,0 +1,422 @@
+"""Pods: defaulting (with what the Priority and DefaultTolerationSeconds admission
+plugins add), validation (and the few fields an update may change), the Table of
+`kubectl get pods`, graceful deletion, and the pods/binding and pods/eviction
+subresources."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from kybernetes.api.defaults import child_map, default_pod_spec, dicts, set_default
+from kybernetes.api.errors import ApiError, FieldError, forbidden, required
+from kybernetes.api.kinds.base import (
+    ActionSubresource,
+    DeleteStep,
+    KindRef,
+    KindStrategy,
+    SubresourceStep,
+    UpdateStep,
+    WritePolicy,
+)
+from kybernetes.api.pods import qos_class
+from kybernetes.api.registry import ResourceInfo
+from kybernetes.api.tables import (
+    age_column,
+    age_of,
+    as_int,
+    as_str,
+    aware,
+    column,
+    dict_at,
+    doc,
+    get_path,
+    has_condition,
+    human_duration,
+    list_at,
+    name_column,
+    name_of,
+)
+from kybernetes.api.timefmt import parse_time
+from kybernetes.api.validation import as_dict, as_list, is_int, validate_pod_spec
+
+Obj = dict[str, Any]
+Errors = list[FieldError]
+Cells = list[Any]
+
+
+def _validate_pod(info: ResourceInfo, obj: Obj) -> Errors:
+    return validate_pod_spec("spec", obj.get("spec"))
+
+
+POD_UPDATE_MSG = (
+    "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,"
+    "`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),"
+    "`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)")
+
+
+def _changed_paths(new: Any, old: Any, path: str) -> list[str]:
+    if isinstance(new, dict) and isinstance(old, dict):
+        out: list[str] = []
+        for key in sorted(set(new) | set(old)):
+            out += _changed_paths(new.get(key), old.get(key), f"{path}.{key}")
+        return out
+    if isinstance(new, list) and isinstance(old, list) and len(new) == len(old):
+        out = []
+        for i, (a, b) in enumerate(zip(new, old, strict=True)):
+            out += _changed_paths(a, b, f"{path}[{i}]")
+        return out
+    return [] if new == old else [path]
+
+
+def _validate_pod_update(new: Obj, old: Obj) -> Errors:
+    new_spec, old_spec = new.get("spec"), old.get("spec")
+    if not isinstance(new_spec, dict) or not isinstance(old_spec, dict):
+        return []
+    errs: Errors = []
+    mutable = copy.deepcopy(new_spec)
+    # Put back every field that an update may change, then whatever still differs is forbidden.
+    for key in ("containers", "initContainers"):
+        new_list, old_list = as_list(mutable.get(key)), as_list(old_spec.get(key))
+        if len(new_list) == len(old_list):
+            for nc, oc in zip(new_list, old_list, strict=True):
+                if isinstance(nc, dict) and isinstance(oc, dict) and "image" in oc:
+                    nc["image"] = oc["image"]
+    old_deadline, new_deadline = old_spec.get("activeDeadlineSeconds"), new_spec.get("activeDeadlineSeconds")
+    if new_deadline is not None and (old_deadline is None or (is_int(new_deadline) and is_int(old_deadline)
+                                                              and new_deadline <= old_deadline)):
+        mutable["activeDeadlineSeconds"] = old_deadline
+        if old_deadline is None:
+            mutable.pop("activeDeadlineSeconds", None)
+    old_tol, new_tol = as_list(old_spec.get("tolerations")), as_list(new_spec.get("tolerations"))
+    if all(t in new_tol for t in old_tol):
+        if "tolerations" in old_spec:
+            mutable["tolerations"] = old_spec["tolerations"]
+        else:
+            mutable.pop("tolerations", None)
+    old_gates, new_gates = as_list(old_spec.get("schedulingGates")), as_list(new_spec.get("schedulingGates"))
+    if all(g in old_gates for g in new_gates):
+        if "schedulingGates" in old_spec:
+            mutable["schedulingGates"] = old_spec["schedulingGates"]
+        else:
+            mutable.pop("schedulingGates", None)
+    old_grace = old_spec.get("terminationGracePeriodSeconds")
+    if is_int(old_grace) and old_grace < 0 and new_spec.get("terminationGracePeriodSeconds") == 1:
+        mutable["terminationGracePeriodSeconds"] = old_grace
+    # Ephemeral containers change only through their own subresource.
+    if "ephemeralContainers" in old_spec:
+        mutable["ephemeralContainers"] = old_spec["ephemeralContainers"]
+    else:
+        mutable.pop("ephemeralContainers", None)
+    changed = _changed_paths(mutable, old_spec, "spec")
+    if changed:
+        errs.append(forbidden("spec", POD_UPDATE_MSG + "\n  changed: " + ", ".join(changed)))
+    return errs
+
+
+# Seconds of the tolerations the DefaultTolerationSeconds admission plugin adds to every
+# pod, unless the server is told otherwise (`kyb server --default-toleration-seconds`).
+DEFAULT_TOLERATION_SECONDS = 300
+
+
+def _default_tolerations(seconds: int) -> tuple[Obj, ...]:
+    return tuple({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": seconds}
+                 for key in ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"))
+
+
+def _tolerates(tolerations: list[Obj], key: str) -> bool:
+    return any(t.get("key") == key and t.get("effect") in (None, "", "NoExecute") for t in tolerations)
+
+
+def default_pod(pod: Obj, toleration_seconds: int = DEFAULT_TOLERATION_SECONDS) -> None:
+    spec = child_map(pod, "spec")
+    default_pod_spec(spec)
+    # Only a Pod (not a template) gets these: adding them to templates would change
+    # template hashes of existing workloads on upgrade.
+    for key in ("containers", "initContainers"):
+        for c in dicts(spec.get(key)):
+            resources = c.get("resources")
+            limits = resources.get("limits") if isinstance(resources, dict) else None
+            if isinstance(limits, dict) and limits:
+                requests = child_map(resources, "requests")
+                for name, quantity in limits.items():
+                    requests.setdefault(name, quantity)
+    if spec.get("enableServiceLinks") is None:
+        spec["enableServiceLinks"] = True
+    if spec.get("hostNetwork") is True:
+        for key in ("containers", "initContainers"):
+            for c in dicts(spec.get(key)):
+                for port in dicts(c.get("ports")):
+                    if not port.get("hostPort"):
+                        port["hostPort"] = port.get("containerPort")
+    # What the Priority and DefaultTolerationSeconds admission plugins always add.
+    if spec.get("priority") is None and not spec.get("priorityClassName"):
+        spec["priority"] = 0
+    set_default(spec, "preemptionPolicy", "PreemptLowerPriority")
+    tolerations = spec.get("tolerations")
+    if tolerations is None:
+        tolerations = spec["tolerations"] = []
+    if isinstance(tolerations, list):
+        present = dicts(tolerations)
+        for extra in _default_tolerations(toleration_seconds):
+            if not _tolerates(present, extra["key"]):
+                tolerations.append(dict(extra))
+
+
+def _columns_pod() -> list[dict[str, Any]]:
+    return [
+        name_column(),
+        column("Ready", "The aggregate readiness state of this pod for accepting traffic."),
+        column("Status", "The aggregate status of the containers in this pod."),
+        column("Restarts", "The number of times the containers in this pod have been restarted and when the "
+                         "last container in this pod has restarted."),
+        age_column(),
+        column("IP", doc("core.v1.PodStatus", "podIP"), priority=1),
+        column("Node", doc("core.v1.PodSpec", "nodeName"), priority=1),
+        column("Nominated Node", doc("core.v1.PodStatus", "nominatedNodeName"), priority=1),
+        column("Readiness Gates", doc("core.v1.PodSpec", "readinessGates"), priority=1),
+    ]
+
+
+def _is_restartable_init(container: Mapping[str, Any] | None) -> bool:
+    return bool(container) and container.get("restartPolicy") == "Always"
+
+
+def _later(a: datetime | None, b: datetime | None) -> datetime | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return max(a, b)
+
+
+def _terminated_at(status: Mapping[str, Any]) -> datetime | None:
+    return parse_time(get_path(status, "lastState", "terminated", "finishedAt"))
+
+
+def pod_summary(pod: Obj, now: datetime) -> tuple[str, str, str]:
+    """(Ready "a/b", Status reason, Restarts) with kubectl's rules for the STATUS column."""
+    spec, status = dict_at(pod, "spec"), dict_at(pod, "status")
+    init_specs = {c.get("name"): c for c in list_at(spec, "initContainers") if isinstance(c, Mapping)}
+    total = len(list_at(spec, "containers")) + sum(1 for c in init_specs.values() if _is_restartable_init(c))
+    ready = 0
+    restarts = 0
+    sidecar_restarts = 0
+    last_restart: datetime | None = None
+    last_sidecar_restart: datetime | None = None
+    phase = as_str(status.get("phase"))
+    reason = as_str(status.get("reason")) or phase
+    conditions = list_at(status, "conditions")
+    for cond in conditions:
+        if isinstance(cond, Mapping) and cond.get("type") == "PodScheduled" and cond.get("reason") == "SchedulingGated":
+            reason = "SchedulingGated"
+
+    initializing = False
+    init_statuses = [s for s in list_at(status, "initContainerStatuses") if isinstance(s, Mapping)]
+    for index, cs in enumerate(init_statuses):
+        restarts += as_int(cs.get("restartCount"))
+        last_restart = _later(last_restart, _terminated_at(cs))
+        sidecar = _is_restartable_init(init_specs.get(cs.get("name")))
+        if sidecar:
+            sidecar_restarts += as_int(cs.get("restartCount"))
+            last_sidecar_restart = _later(last_sidecar_restart, _terminated_at(cs))
+        terminated = dict_at(cs, "state", "terminated")
+        waiting = dict_at(cs, "state", "waiting")
+        if terminated and as_int(terminated.get("exitCode")) == 0:
+            continue
+        if sidecar and cs.get("started"):
+            if cs.get("ready"):
+                ready += 1
+            continue
+        if terminated:
+            if terminated.get("reason"):
+                reason = "Init:" + as_str(terminated["reason"])
+            elif as_int(terminated.get("signal")):
+                reason = f"Init:Signal:{as_int(terminated.get('signal'))}"
+            else:
+                reason = f"Init:ExitCode:{as_int(terminated.get('exitCode'))}"
+        elif waiting.get("reason") and waiting.get("reason") != "PodInitializing":
+            reason = "Init:" + as_str(waiting["reason"])
+        else:
+            reason = f"Init:{index}/{len(init_specs)}"
+        initializing = True
+        break
+
+    if not initializing or has_condition(conditions, "Initialized"):
+        restarts = sidecar_restarts
+        last_restart = last_sidecar_restart
+        has_running = False
+        # Walking backwards lets the first container's state win, as kubectl does.
+        for cs in reversed([s for s in list_at(status, "containerStatuses") if isinstance(s, Mapping)]):
+            restarts += as_int(cs.get("restartCount"))
+            last_restart = _later(last_restart, _terminated_at(cs))
+            waiting = dict_at(cs, "state", "waiting")
+            terminated = dict_at(cs, "state", "terminated")
+            if waiting.get("reason"):
+                reason = as_str(waiting["reason"])
+            elif terminated and terminated.get("reason"):
+                reason = as_str(terminated["reason"])
+            elif terminated:
+                if as_int(terminated.get("signal")):
+                    reason = f"Signal:{as_int(terminated.get('signal'))}"
+                else:
+                    reason = f"ExitCode:{as_int(terminated.get('exitCode'))}"
+            elif cs.get("ready") and get_path(cs, "state", "running") is not None:
+                has_running = True
+                ready += 1
+        if reason == "Completed" and has_running:
+            reason = "Running" if has_condition(conditions, "Ready") else "NotReady"
+
+    deleting = get_path(pod, "metadata", "deletionTimestamp") is not None
+    if deleting and status.get("reason") == "NodeLost":
+        reason = "Unknown"
+    elif deleting and phase not in ("Succeeded", "Failed"):
+        reason = "Terminating"
+
+    restarts_text = str(restarts)
+    if restarts and last_restart is not None:
+        restarts_text = f"{restarts} ({human_duration((aware(now) - last_restart).total_seconds())} ago)"
+    return f"{ready}/{total}", reason, restarts_text
+
+
+def _cells_pod(pod: Obj, now: datetime) -> Cells:
+    ready, reason, restarts = pod_summary(pod, now)
+    status = dict_at(pod, "status")
+    ip = as_str(get_path(status, "podIPs", 0, "ip")) or as_str(status.get("podIP")) or "<none>"
+    node = as_str(get_path(pod, "spec", "nodeName")) or "<none>"
+    nominated = as_str(status.get("nominatedNodeName")) or "<none>"
+    gates = list_at(pod, "spec", "readinessGates")
+    gates_text = "<none>"
+    if gates:
+        by_type = {}
+        for cond in list_at(status, "conditions"):
+            if isinstance(cond, Mapping):
+                by_type.setdefault(cond.get("type"), cond.get("status"))
+        true_count = sum(1 for g in gates if isinstance(g, Mapping) and by_type.get(g.get("conditionType")) == "True")
+        gates_text = f"{true_count}/{len(gates)}"
+    return [name_of(pod), ready, reason, restarts, age_of(pod, now), ip, node, nominated, gates_text]
+
+
+def _pod_row_conditions(pod: Obj) -> list[dict[str, str]] | None:
+    phase = get_path(pod, "status", "phase")
+    if phase == "Succeeded":
+        return [{"type": "Completed", "status": "True", "reason": "Succeeded",
+                 "message": "The pod has completed successfully."}]
+    if phase == "Failed":
+        return [{"type": "Completed", "status": "True", "reason": "Failed", "message": "The pod failed."}]
+    return None
+
+
+# -- subresources -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BindingWrite(WritePolicy):
+    """The scheduler's binding: the server's own write of spec.nodeName and the
+    PodScheduled condition, which no user update of a pod may make."""
+
+    validates: bool = False
+    bumps_generation: bool = False
+
+
+class PodBinding:
+    """pods/binding: assign a pending pod to a node."""
+
+    body_kind = "Binding"
+    policy: WritePolicy | None = BindingWrite()
+
+    def plan(self, name: str, body: Obj, current: Callable[[], Obj], now: str) -> SubresourceStep:
+        node = as_dict(body.get("target")).get("name") or ""
+        if not node:
+            raise ApiError.invalid("", "Binding", name, [required("target.name")])
+        pod = current()
+        assigned = as_dict(pod.get("spec")).get("nodeName")
+        if assigned:
+            raise ApiError.conflict("", "pods/binding", name,
+                                    f'pod {name} is already assigned to node "{assigned}"')
+        if pod["metadata"].get("deletionTimestamp"):
+            raise ApiError.conflict("", "pods/binding", name, f"pod {name} is being deleted, cannot be assigned")
+        # Copy only the maps this write changes; the rest is shared with the stored pod
+        # (copying whole pods on every binding was a hot spot).
+        new = dict(pod)
+        new["metadata"] = dict(pod["metadata"])
+        new["spec"] = dict(as_dict(pod.get("spec")))
+        new["spec"]["nodeName"] = node
+        status = dict(as_dict(pod.get("status")))
+        conds = [c for c in as_list(status.get("conditions")) if c.get("type") != "PodScheduled"]
+        conds.append({"type": "PodScheduled", "status": "True", "lastProbeTime": None, "lastTransitionTime": now})
+        status["conditions"] = conds
+        new["status"] = status
+        return UpdateStep(new)
+
+
+class PodEviction:
+    """pods/eviction: delete the pod with the Eviction's DeleteOptions."""
+
+    body_kind = "Eviction"
+    policy: WritePolicy | None = None
+
+    def plan(self, name: str, body: Obj, current: Callable[[], Obj], now: str) -> SubresourceStep:
+        return DeleteStep(as_dict(body.get("deleteOptions")))
+
+
+# -- the strategy -------------------------------------------------------------------------
+
+
+class PodStrategy(KindStrategy):
+    refs = (KindRef("", "Pod"),)
+    # The creator (a kubelet for static pods) or the server sets a new pod's status.
+    resets_status_on_create = False
+    delete_returns_object = True
+
+    def __init__(self, default_toleration_seconds: int = DEFAULT_TOLERATION_SECONDS) -> None:
+        super().__init__()
+        self.default_toleration_seconds = default_toleration_seconds
+        self._actions: dict[str, ActionSubresource] = {"binding": PodBinding(), "eviction": PodEviction()}
+
+    def default(self, info: ResourceInfo, obj: Obj) -> None:
+        default_pod(obj, self.default_toleration_seconds)
+
+    def validate(self, info: ResourceInfo, obj: Obj) -> Errors:
+        return _validate_pod(info, obj)
+
+    def validate_update(self, info: ResourceInfo, new: Obj, old: Obj) -> Errors:
+        return _validate_pod_update(new, old)
+
+    def canonicalize(self, info: ResourceInfo, obj: Obj, old: Obj | None) -> None:
+        if old is None:
+            status = obj.setdefault("status", {})
+            status.setdefault("phase", "Pending")
+            status.setdefault("qosClass", qos_class(obj))
+
+    def actions(self) -> dict[str, ActionSubresource]:
+        return self._actions
+
+    def delete_grace_period(self, obj: Obj, requested: int | None) -> int | None:
+        # Only a pod a node runs lingers: the node stops its containers, then deletes it.
+        if not as_dict(obj.get("spec")).get("nodeName") or (requested is not None and requested <= 0):
+            return None
+        if as_dict(obj.get("status")).get("phase") in ("Succeeded", "Failed"):
+            return None
+        if requested is not None:
+            return requested
+        return int(as_dict(obj.get("spec")).get("terminationGracePeriodSeconds", 30))
+
+    def delete_is_forced(self, obj: Obj, requested: int | None) -> bool:
+        # A pod whose grace period is cut to 0 while finalizers hold it is deleted as
+        # soon as they are removed.
+        meta = obj["metadata"]
+        return (requested is not None and requested == 0 and bool(meta.get("deletionTimestamp"))
+                and bool(meta.get("deletionGracePeriodSeconds")))
+
+    def table_columns(self) -> list[dict[str, Any]]:
+        return _columns_pod()
+
+    def cells(self, obj: Obj, now: datetime) -> Cells:
+        return _cells_pod(obj, now)
+
+    def row_conditions(self, obj: Obj) -> list[dict[str, str]] | None:
+        return _pod_row_conditions(obj)

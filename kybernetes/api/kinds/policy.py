@@ -1,0 +1,225 @@
+"""Policy kinds: LimitRanges, ResourceQuotas, PodDisruptionBudgets and PriorityClasses."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from kybernetes.api.defaults import as_map, child_map, dicts, set_default
+from kybernetes.api.errors import FieldError, forbidden, invalid, required
+from kybernetes.api.kinds.base import (
+    CreatedAtStrategy,
+    KindRef,
+    KindStrategy,
+)
+from kybernetes.api.registry import ResourceInfo
+from kybernetes.api.tables import (
+    age_column,
+    age_of,
+    as_int,
+    as_str,
+    column,
+    dict_at,
+    doc,
+    get_path,
+    int_or_string,
+    name_column,
+    name_of,
+)
+from kybernetes.api.validation import (
+    GoValue,
+    as_dict,
+    as_list,
+    enum_errors,
+    is_int,
+    validate_int_or_percent,
+    validate_label_selector,
+    validate_resource_list,
+)
+
+Obj = dict[str, Any]
+Errors = list[FieldError]
+Cells = list[Any]
+
+
+def _validate_limit_range(info: ResourceInfo, obj: Obj) -> Errors:
+    errs: Errors = []
+    for i, item in enumerate(as_list(as_dict(obj.get("spec")).get("limits"))):
+        if not isinstance(item, dict):
+            continue
+        p = f"spec.limits[{i}]"
+        errs += enum_errors(f"{p}.type", item.get("type"), ["Container", "Pod", "PersistentVolumeClaim"])
+        for key in ("max", "min", "default", "defaultRequest", "maxLimitRequestRatio"):
+            errs += validate_resource_list(f"{p}.{key}", item.get(key))
+    return errs
+
+
+def _validate_resource_quota(info: ResourceInfo, obj: Obj) -> Errors:
+    return validate_resource_list("spec.hard", as_dict(obj.get("spec")).get("hard"))
+
+
+def _validate_pdb(info: ResourceInfo, obj: Obj) -> Errors:
+    spec = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
+    errs: Errors = []
+    if spec.get("minAvailable") is not None and spec.get("maxUnavailable") is not None:
+        errs.append(invalid("spec", GoValue("policy.PodDisruptionBudgetSpec{...}"),
+                            "minAvailable and maxUnavailable cannot be both set"))
+    errs += validate_int_or_percent("spec.minAvailable", spec.get("minAvailable"))
+    errs += validate_int_or_percent("spec.maxUnavailable", spec.get("maxUnavailable"))
+    if spec.get("selector") is not None:
+        errs += validate_label_selector("spec.selector", spec.get("selector"))
+    errs += enum_errors("spec.unhealthyPodEvictionPolicy", spec.get("unhealthyPodEvictionPolicy"),
+                  ["AlwaysAllow", "IfHealthyBudget"], required_when_empty=False)
+    return errs
+
+
+_MAX_USER_PRIORITY = 1_000_000_000
+
+
+def _validate_priority_class(info: ResourceInfo, obj: Obj) -> Errors:
+    errs: Errors = []
+    name = as_dict(obj.get("metadata")).get("name") or ""
+    value = obj.get("value")
+    if name.startswith("system-") and name not in ("system-cluster-critical", "system-node-critical"):
+        errs.append(invalid("metadata.name", name, "Priority class names with 'system-' prefix are reserved."))
+    if not is_int(value):
+        errs.append(required("value"))
+    elif value > _MAX_USER_PRIORITY and not name.startswith("system-"):
+        errs.append(forbidden("value", f"maximum allowed value of a user defined priority is {_MAX_USER_PRIORITY}"))
+    errs += enum_errors("preemptionPolicy", obj.get("preemptionPolicy"), ["Never", "PreemptLowerPriority"],
+                  required_when_empty=False)
+    return errs
+
+
+def _validate_priority_class_update(new: Obj, old: Obj) -> Errors:
+    if new.get("value") != old.get("value"):
+        return [forbidden("value", "may not be changed in an update.")]
+    return []
+
+
+def _default_limit_range(obj: Obj) -> None:
+    for item in dicts(child_map(obj, "spec").get("limits")):
+        if item.get("type") != "Container":
+            continue
+        default = child_map(item, "default")
+        request = child_map(item, "defaultRequest")
+        for name, value in as_map(item.get("max")).items():
+            default.setdefault(name, value)
+        for name, value in default.items():
+            request.setdefault(name, value)
+        for name, value in as_map(item.get("min")).items():
+            request.setdefault(name, value)
+
+
+def _default_priority_class(obj: Obj) -> None:
+    set_default(obj, "preemptionPolicy", "PreemptLowerPriority")
+
+
+def _columns_pdb() -> list[dict[str, Any]]:
+    return [
+        name_column(),
+        column("Min Available", "The minimum number of pods that must be available."),
+        column("Max Unavailable", "The maximum number of pods that may be unavailable."),
+        column("Allowed Disruptions", "Calculated number of pods that may be disrupted at this time.", "integer"),
+        age_column(),
+    ]
+
+
+def _columns_resourcequota() -> list[dict[str, Any]]:
+    return [
+        name_column(),
+        column("Request", "Request represents a minimum amount of cpu/memory that a container may consume."),
+        column("Limit", "Limits control the maximum amount of cpu/memory that a container may use independent "
+                      "of contention on the node."),
+        age_column(),
+    ]
+
+
+def _columns_priorityclass() -> list[dict[str, Any]]:
+    pc = "scheduling.v1.PriorityClass"
+    return [
+        name_column(),
+        column("Value", doc(pc, "value"), "integer"),
+        column("Global-Default", doc(pc, "globalDefault"), "boolean"),
+        age_column(),
+        column("PreemptionPolicy", doc(pc, "preemptionPolicy")),
+    ]
+
+
+def _cells_pdb(obj: Obj, now: datetime) -> Cells:
+    spec = dict_at(obj, "spec")
+    min_available = "N/A" if spec.get("minAvailable") is None else int_or_string(spec["minAvailable"])
+    max_unavailable = "N/A" if spec.get("maxUnavailable") is None else int_or_string(spec["maxUnavailable"])
+    return [name_of(obj), min_available, max_unavailable, as_int(get_path(obj, "status", "disruptionsAllowed")),
+            age_of(obj, now)]
+
+
+def _cells_resourcequota(obj: Obj, now: datetime) -> Cells:
+    hard, used = dict_at(obj, "status", "hard"), dict_at(obj, "status", "used")
+    requests, limits = [], []
+    for resource in sorted(hard):
+        text = f"{resource}: {as_str(used.get(resource)) or '0'}/{as_str(hard[resource])}"
+        (limits if resource.split(".")[0] == "limits" and "." in resource else requests).append(text)
+    return [name_of(obj), ", ".join(requests), ", ".join(limits), age_of(obj, now)]
+
+
+def _cells_priorityclass(obj: Obj, now: datetime) -> Cells:
+    return [name_of(obj), as_int(obj.get("value")), bool(obj.get("globalDefault")), age_of(obj, now),
+            as_str(obj.get("preemptionPolicy"))]
+
+
+# -- strategies ---------------------------------------------------------------------------
+
+class LimitRangeStrategy(CreatedAtStrategy):
+    refs = (KindRef("", "LimitRange"),)
+
+    def default(self, info: ResourceInfo, obj: Obj) -> None:
+        _default_limit_range(obj)
+
+    def validate(self, info: ResourceInfo, obj: Obj) -> Errors:
+        return _validate_limit_range(info, obj)
+
+
+class ResourceQuotaStrategy(KindStrategy):
+    refs = (KindRef("", "ResourceQuota"),)
+
+    def validate(self, info: ResourceInfo, obj: Obj) -> Errors:
+        return _validate_resource_quota(info, obj)
+
+    def table_columns(self) -> list[dict[str, Any]]:
+        return _columns_resourcequota()
+
+    def cells(self, obj: Obj, now: datetime) -> Cells:
+        return _cells_resourcequota(obj, now)
+
+
+class PodDisruptionBudgetStrategy(KindStrategy):
+    refs = (KindRef("policy", "PodDisruptionBudget"),)
+
+    def validate(self, info: ResourceInfo, obj: Obj) -> Errors:
+        return _validate_pdb(info, obj)
+
+    def table_columns(self) -> list[dict[str, Any]]:
+        return _columns_pdb()
+
+    def cells(self, obj: Obj, now: datetime) -> Cells:
+        return _cells_pdb(obj, now)
+
+
+class PriorityClassStrategy(KindStrategy):
+    refs = (KindRef("scheduling.k8s.io", "PriorityClass"),)
+
+    def default(self, info: ResourceInfo, obj: Obj) -> None:
+        _default_priority_class(obj)
+
+    def validate(self, info: ResourceInfo, obj: Obj) -> Errors:
+        return _validate_priority_class(info, obj)
+
+    def validate_update(self, info: ResourceInfo, new: Obj, old: Obj) -> Errors:
+        return _validate_priority_class_update(new, old)
+
+    def table_columns(self) -> list[dict[str, Any]]:
+        return _columns_priorityclass()
+
+    def cells(self, obj: Obj, now: datetime) -> Cells:
+        return _cells_priorityclass(obj, now)
