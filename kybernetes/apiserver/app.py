@@ -3,7 +3,9 @@
 `ApiServer` owns start-up (PKI, store, cache, bootstrap namespaces and Services,
 CRDs, Service IP and node port allocation), the
 aiohttp application with its middleware (authentication, errors as `Status`),
-and the non-resource endpoints: health, version, discovery and OpenAPI.
+and the non-resource endpoints: health, version, discovery and OpenAPI. Connections get
+a TLS handshake and request-header deadline and an idle timeout (`ServingOptions`);
+requests pass flow control (`flowcontrol.py`) after authentication.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 import socket
 import time
 import weakref
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -23,6 +26,7 @@ from kybernetes.api.errors import ApiError
 from kybernetes.api.registry import Registry
 from kybernetes.apiserver import auth, discovery, openapi, pki, servicealloc
 from kybernetes.apiserver.crds import CrdController
+from kybernetes.apiserver.flowcontrol import FlowControlConfig, FlowController
 from kybernetes.apiserver.namespaces import ensure_system_namespaces
 from kybernetes.apiserver.resources import ResourceService
 from kybernetes.apiserver.rest import RestHandler, json_response
@@ -51,6 +55,19 @@ VERSION_INFO = {
 }
 
 _PUBLIC_PATHS = ("/healthz", "/livez", "/readyz", "/version")
+
+
+@dataclass(frozen=True)
+class ServingOptions:
+    """How long a connection may take to say something, and the request limits."""
+
+    # A new connection must finish its TLS handshake and send its first request line and
+    # headers within this (Go's ReadHeaderTimeout; kube-apiserver uses 32 s).
+    header_timeout: float = 10.0
+    # A kept-alive connection with no request in progress is closed after this
+    # (kube-apiserver's IdleTimeout, and client-go's idle timeout).
+    idle_timeout: float = 90.0
+    flow: FlowControlConfig = field(default_factory=FlowControlConfig)
 _HEALTH_CHECKS = ("ping", "log", "etcd", "poststarthook/start-apiextensions-controllers")
 
 
@@ -58,8 +75,9 @@ class ApiServer:
     def __init__(self, data_dir: str, store: Store, port: int = 6443, bind: str = "0.0.0.0",
                  hosts: list[str] | None = None, tls: bool = True,
                  service_network: servicealloc.ServiceNetwork | None = None,
-                 advertise_address: str | None = None) -> None:
+                 advertise_address: str | None = None, serving: ServingOptions | None = None) -> None:
         self.data_dir = data_dir
+        self.serving = serving or ServingOptions()
         self.store = store
         self.port = port
         self.bind = bind
@@ -86,6 +104,7 @@ class ApiServer:
         self.started_at = time.monotonic()
         self._conn_users: weakref.WeakKeyDictionary[Any, tuple[str | None, auth.UserInfo | None]] = (
             weakref.WeakKeyDictionary())
+        self.flow = FlowController(self.serving.flow, self._count_objects)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -108,11 +127,11 @@ class ApiServer:
         app = web.Application(middlewares=[self._middleware], client_max_size=4 * 1024 * 1024,
                               handler_args={"max_field_size": 65536})
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
-        self.runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        self.runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0,
+                                    keepalive_timeout=self.serving.idle_timeout)
         await self.runner.setup()
         ssl_ctx = pki.server_ssl_context(self.pki) if self.tls else None
-        site = web.TCPSite(self.runner, self.bind, self.port, ssl_context=ssl_ctx, backlog=1024,
-                           reuse_address=True)
+        site = _DeadlineSite(self.runner, self.bind, self.port, ssl_ctx, self.serving.header_timeout)
         await site.start()
         self.ready = True
 
@@ -148,7 +167,16 @@ class ApiServer:
             if auth.is_anonymous(user) and not request.path.startswith(_PUBLIC_PATHS):
                 raise ApiError.forbidden(
                     f'forbidden: User "system:anonymous" cannot {request.method.lower()} path "{request.path}"')
-            return await handler(request)
+            ticket = self.flow.ticket(request.method, request.path, request.query, user.username, user.groups,
+                                      request.headers.get("User-Agent", ""))
+            if ticket is None:
+                return await handler(request)
+            if not self.flow.try_start(ticket):
+                await self.flow.wait(ticket)
+            try:
+                return await handler(request)
+            finally:
+                self.flow.finish(ticket)
         except ApiError as e:
             return _error_response(e)
         except web.HTTPException:
@@ -176,6 +204,13 @@ class ApiServer:
         if ssl_object is not None:
             self._conn_users[ssl_object] = (header, user)
         return user
+
+    def _count_objects(self, group: str, version: str, resource: str) -> int:
+        """How many objects a LIST of this resource may return (its flow-control width)."""
+        info = self.registry.get(group, version, resource)
+        if info is None:
+            return 0
+        return len(self.cache.list(info.storage_prefix()))
 
     # -- routing ---------------------------------------------------------------------------
 
@@ -270,6 +305,101 @@ def _error_response(e: ApiError) -> web.Response:
     for k, v in e.headers.items():
         resp.headers[k] = v
     return resp
+
+
+class _HeaderDeadline:
+    """Wraps aiohttp's protocol for one connection: if the end of the first request's
+    headers has not arrived `timeout` seconds after the connection was accepted (TLS
+    handshake included), the connection is closed. Later requests on a kept-alive
+    connection are aiohttp's idle timeout's business, and once a request has started,
+    long-running streams (watches, exec) are never cut by this."""
+
+    __slots__ = ("_inner", "_timeout", "_timer", "_tail", "_transport", "_expired")
+
+    def __init__(self, inner: Any, timeout: float) -> None:
+        self._inner = inner
+        self._timeout = timeout
+        self._timer: asyncio.TimerHandle | None = None
+        self._tail = b""
+        self._transport: asyncio.BaseTransport | None = None
+        self._expired = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport
+        self._inner.connection_made(transport)
+        if self._expired:
+            # The handshake alone took the whole allowance.
+            transport.close()
+
+    def start_timer(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._timer = loop.call_later(self._timeout, self._expire)
+
+    def _expire(self) -> None:
+        self._timer = None
+        self._expired = True
+        if self._transport is not None:
+            self._transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        if self._timer is not None:
+            seen = self._tail + data
+            if b"\r\n\r\n" in seen:
+                self._timer.cancel()
+                self._timer = None
+            else:
+                self._tail = seen[-3:]
+        self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self._inner.eof_received()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
+
+
+class _DeadlineSite(web.BaseSite):
+    """A TCP(S) site whose connections must finish the TLS handshake and send their first
+    request's headers within `header_timeout` seconds (aiohttp's TCPSite has no such limit;
+    a client that connects and says nothing held its socket for an hour)."""
+
+    def __init__(self, runner: web.AppRunner, host: str, port: int, ssl_context: Any,
+                 header_timeout: float) -> None:
+        super().__init__(runner, ssl_context=ssl_context, backlog=1024)
+        self._host = host
+        self._port = port
+        self._header_timeout = header_timeout
+
+    @property
+    def name(self) -> str:
+        return f"{'https' if self._ssl_context else 'http'}://{self._host}:{self._port}"
+
+    async def start(self) -> None:
+        await super().start()
+        loop = asyncio.get_running_loop()
+        server = self._runner.server
+        assert server is not None
+        timeout = self._header_timeout
+
+        def factory() -> Any:
+            proto = _HeaderDeadline(server(), timeout)
+            if timeout > 0:
+                proto.start_timer(loop)
+            return proto
+
+        # The handshake timeout bounds a client that never completes TLS; the header
+        # deadline starts at accept, so it covers the handshake too.
+        handshake = {"ssl_handshake_timeout": timeout} if self._ssl_context is not None and timeout > 0 else {}
+        self._server = await loop.create_server(factory, self._host, self._port, ssl=self._ssl_context,
+                                                backlog=self._backlog, reuse_address=True, **handshake)
 
 
 def default_hosts() -> list[str]:

@@ -135,12 +135,26 @@ SCHEDULER_CONNECTIONS = 48
 @click.option("--advertise-address", default=None,
               help="Address of this API server in the kubernetes Service's endpoints (default: --bind-address "
                    "unless unspecified or loopback, else this host's primary IPv4 address).")
+@click.option("--max-requests-inflight", default=400, show_default=True, type=click.IntRange(min=0),
+              help="Seats for read-only requests in flight, shared by priority levels (0: no limit).")
+@click.option("--max-mutating-requests-inflight", default=200, show_default=True, type=click.IntRange(min=0),
+              help="Seats for mutating requests in flight, shared by priority levels (0: no limit).")
+@click.option("--flow-queue-length", default=50, show_default=True, type=click.IntRange(min=0),
+              help="Requests of one flow (user and kind of request) that may wait for a seat; more get 429.")
+@click.option("--flow-queue-wait", default=15.0, show_default=True, type=click.FloatRange(min=0),
+              help="Seconds a request may wait for a seat before it gets 429.")
+@click.option("--request-header-timeout", default=10.0, show_default=True, type=click.FloatRange(min=0),
+              help="Seconds a new connection has to finish TLS and send its first request's headers (0: none).")
+@click.option("--idle-connection-timeout", default=90.0, show_default=True, type=click.FloatRange(min=0),
+              help="Seconds a kept-alive connection may sit idle between requests.")
 @click.pass_context
 def server(ctx: click.Context, data_dir: str, port: int, bind_address: str, tls_san: tuple[str, ...],
            compact_interval: int, compact_retention: int, default_toleration_seconds: int,
            disable_controllers: bool, disable_scheduler: bool, node_monitor_grace_period: int,
            cluster_cidr: str, disable_agent: bool, service_cidr: str, service_node_port_range: str,
-           cluster_dns: str | None, advertise_address: str | None) -> None:
+           cluster_dns: str | None, advertise_address: str | None, max_requests_inflight: int = 400,
+           max_mutating_requests_inflight: int = 200, flow_queue_length: int = 50, flow_queue_wait: float = 15.0,
+           request_header_timeout: float = 10.0, idle_connection_timeout: float = 90.0) -> None:
     """Run the API server on an embedded SQLite store, with the control plane, and write an admin kubeconfig."""
     from kybernetes.agent.host import primary_ip
     from kybernetes.api import defaults
@@ -174,20 +188,30 @@ def server(ctx: click.Context, data_dir: str, port: int, bind_address: str, tls_
         else:
             click.echo(f"node agent not started: {why}", err=True)
 
+    from kybernetes.apiserver.app import ServingOptions
+    from kybernetes.apiserver.flowcontrol import FlowControlConfig
+
+    serving = ServingOptions(
+        header_timeout=request_header_timeout, idle_timeout=idle_connection_timeout,
+        flow=FlowControlConfig(max_requests_inflight=max_requests_inflight,
+                               max_mutating_requests_inflight=max_mutating_requests_inflight,
+                               queue_length=flow_queue_length, queue_wait=flow_queue_wait))
+
     async def run(stop: asyncio.Event) -> None:
         await _run_server(stop, data_dir, port, bind_address, list(tls_san), compact_interval, compact_retention,
-                          children, network, advertise)
+                          children, network, advertise, serving)
 
     _run_until_signal(run)
 
 
 if TYPE_CHECKING:
+    from kybernetes.apiserver.app import ServingOptions
     from kybernetes.apiserver.servicealloc import ServiceNetwork
 
 
 async def _run_server(stop: asyncio.Event, data_dir: str, port: int, bind: str, sans: list[str],
                       compact_interval: int, compact_retention: int, children: list[list[str]],
-                      network: ServiceNetwork, advertise: str) -> None:
+                      network: ServiceNetwork, advertise: str, serving: ServingOptions | None = None) -> None:
     from kybernetes.apiserver.app import ApiServer, default_hosts
     from kybernetes.storage.sqlite import SQLiteStore
 
@@ -199,7 +223,7 @@ async def _run_server(stop: asyncio.Event, data_dir: str, port: int, bind: str, 
     # must name it, as it must name the advertised address.
     sans = [*sans, str(network.first_ip), advertise]
     srv = ApiServer(data_dir, store, port=port, bind=bind, hosts=default_hosts() + sans,
-                    service_network=network, advertise_address=advertise)
+                    service_network=network, advertise_address=advertise, serving=serving)
     srv.service.gc_enabled = any("controller-manager" in c for c in children)
     await srv.start()
     kubeconfig = os.path.join(data_dir, "kubeconfig.yaml")
