@@ -5,10 +5,12 @@ writes and for reads at an old revision. Each object keeps its encoded JSON
 bytes (with `resourceVersion` stamped), so a GET, a list item and a watch event
 reuse the same bytes. A watch event's line is encoded once for all watchers.
 
-The cache follows the store in revision order. With the SQLite store it is fed
-synchronously (a listener called before writes are acknowledged), so a client
-reads its own writes; with other stores it consumes `store.watch` and callers
-use `wait_for` to reach a revision.
+The cache follows the store through the `Store` protocol only: one `store.watch`
+of every key, from the revision it listed at, consumed by one task. Any backend
+that implements the protocol (SQLite's log store, etcd) feeds it unchanged.
+The log store hands a commit's events to its watches before it acknowledges the
+writes, and this cache's task is woken first, so a client normally reads its own
+writes at once; `wait_for` reaches a given revision when that is not so.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import collections
+import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -24,7 +27,9 @@ from typing import Any
 import orjson
 
 from kybernetes.api.selectors import field_value
-from kybernetes.storage.interface import Event, Store
+from kybernetes.storage.interface import Event, Store, WatchStream
+
+log = logging.getLogger(__name__)
 
 
 class CachedObject:
@@ -233,15 +238,17 @@ class WatchCache:
             self.buckets[resource_prefix(kv.key)].put(CachedObject(kv.key, None, raw, kv.mod_revision))
         self.revision = result.revision
         self.oldest = result.revision
-        add_listener = getattr(self.store, "add_listener", None)
-        if add_listener is not None:
-            add_listener(self._on_batch, after_revision=result.revision)
-        else:
-            self._task = asyncio.create_task(self._follow(result.revision))
+        stream = self.store.watch("/registry/", result.revision)
+        self._task = asyncio.create_task(self._follow(stream), name="watch-cache")
 
     async def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - closing anyway
+                pass
+            self._task = None
         for bucket in self.buckets.values():
             for w in list(bucket.watchers):
                 w.close()
@@ -250,9 +257,18 @@ class WatchCache:
         """In-process observers of every change (e.g. CRD registration)."""
         self._listeners.append(fn)
 
-    async def _follow(self, rev: int) -> None:
-        async for ev in self.store.watch("/registry/", rev):
-            self._on_batch([ev])
+    async def _follow(self, stream: WatchStream) -> None:
+        try:
+            async for batch in stream:
+                self._on_batch(batch)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The cache can no longer follow the store: every read would be stale.
+            log.critical("the watch cache lost the store's watch", exc_info=True)
+            raise
+        finally:
+            await stream.aclose()
 
     def _on_batch(self, events: list[Event]) -> None:
         for ev in events:
@@ -283,7 +299,10 @@ class WatchCache:
             superseded: tuple[CachedObject, ...] = (old, gone)
         else:
             hint = self._hints.pop(kv.key, None)
-            obj, raw = stamp(kv.value, rev, hint[1] if hint is not None and hint[0] is kv.value else None)
+            # The same bytes object when the store hands back what it was given; equal
+            # bytes from a store that copies them (etcd) do as well.
+            decoded = hint[1] if hint is not None and (hint[0] is kv.value or hint[0] == kv.value) else None
+            obj, raw = stamp(kv.value, rev, decoded)
             co = CachedObject(kv.key, obj, raw, rev)
             prev = bucket.put(co)
             cev = CacheEvent("MODIFIED" if prev is not None else "ADDED", rev, kv.key, co, prev)

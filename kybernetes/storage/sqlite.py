@@ -1,40 +1,61 @@
-"""SQLite backend of the `Store` protocol, modelled on kine's table layout.
+"""The SQLite driver of the log store: schema, one group-commit writer thread, queries.
 
-Owns the on-disk schema (one `kv` row per write; the row id is the revision),
-the single writer thread that group-commits queued writes, the read connections,
-history replay and live fan-out for watches, in-process listeners for the API
-server's watch cache, and chunked compaction.
+One `kv` row per write, its autoincrement id the revision (kine's table layout).
+Writes are queued to one writer thread that commits everything queued in a single
+transaction (group commit) and acknowledges each write only after that commit, so
+an acknowledged write survives a kill -9. Reads run on a small thread pool with
+their own connections, each in one snapshot. What a write means (preconditions,
+the event it makes) is decided by the log store's `plan`, run inside the
+transaction; this module only stores rows and reads them back.
+
+A full disk fails the batch being committed with `StorageFullError` (nothing of
+it is stored) and the thread keeps running: reads go on, and writes succeed
+again once space is freed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import errno
 import logging
+import os
 import queue
 import sqlite3
 import threading
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from kybernetes.storage.interface import (
     CompactedError,
     Event,
-    FutureRevisionError,
-    KeyExistsError,
-    KeyNotFoundError,
     KeyValue,
     ListResult,
-    RevisionMismatchError,
+    StorageFullError,
     StoreError,
 )
+from kybernetes.storage.logstore import (
+    Latest,
+    LogStore,
+    OnCommit,
+    Plan,
+    WriteOp,
+    check_precondition,
+    compaction_target,
+)
+
+__all__ = [
+    "SQLiteDriver",
+    "SQLiteStore",
+    "check_precondition",
+    "compaction_target",
+    "is_disk_full",
+    "prefix_range_end",
+]
 
 log = logging.getLogger(__name__)
-
-Listener = Callable[[list[Event]], None]
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS kv (
@@ -51,6 +72,7 @@ _SCHEMA = (
 )
 
 _COMPACT_KEY = "compact_revision"
+_SQLITE_FULL = 13
 
 
 # -- pure decisions -----------------------------------------------------------------------
@@ -72,62 +94,26 @@ def prefix_range_end(prefix: str) -> str | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
-class _Row:
-    """The newest stored row of a key, as the writer sees it."""
-
-    id: int
-    deleted: bool
-    create_revision: int
-    value: bytes
-
-    def kv(self, key: str) -> KeyValue:
-        return KeyValue(key, self.value, self.id, self.create_revision)
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether a failed write failed for want of disk space."""
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)
+        return (code is not None and code & 0xFF == _SQLITE_FULL) or "database or disk is full" in str(exc)
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
-def check_precondition(kind: str, key: str, latest: _Row | None, expected: int) -> StoreError | None:
-    """Why a write may not be applied on top of `latest`, or None when it may."""
-    present = latest is not None and not latest.deleted
-    if kind == "create":
-        return KeyExistsError(key) if present else None
-    if not present or latest is None:
-        return KeyNotFoundError(key)
-    if expected and latest.id != expected:
-        return RevisionMismatchError(latest.kv(key))
-    return None
-
-
-def compaction_target(
-    current: int,
-    compacted: int,
-    keep_revisions: int | None = None,
-    samples: collections.abc.Iterable[tuple[float, int]] = (),
-    cutoff: float | None = None,
-) -> int:
-    """The revision to compact at to keep `keep_revisions` revisions, or every
-    revision newer than `cutoff` (a time; samples are (time, current revision)
-    observations in time order). Returns 0 when nothing would be dropped."""
-    target = 0
-    if keep_revisions is not None:
-        target = current - keep_revisions
-    elif cutoff is not None:
-        for when, rev in samples:
-            if when > cutoff:
-                break
-            target = rev
-    return target if target > compacted else 0
+def disk_full_message(path: str) -> str:
+    return (f"no space left on device: the store at {path} cannot take writes, nothing was stored; "
+            "reads keep working and writes resume once space is freed")
 
 
 # -- writer-thread messages ----------------------------------------------------------------
 
 
 @dataclass(slots=True)
-class _WriteOp:
-    kind: str  # "create" | "update" | "delete"
-    key: str
-    value: bytes
-    expected: int
-    future: asyncio.Future[KeyValue]
+class _Write:
+    op: WriteOp
+    future: asyncio.Future[Event]
 
 
 @dataclass(slots=True)
@@ -142,135 +128,26 @@ class _CompactJob:
 _STOP = object()
 
 
-# -- watch plumbing ------------------------------------------------------------------------
+_INSERT = (
+    "INSERT INTO kv (id, name, created, deleted, create_revision, prev_revision, value)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
 
 
-@dataclass(eq=False, slots=True)
-class _Subscriber:
-    """Live events for one watch, filled on the event loop by the delivery callback."""
-
-    prefix: str
-    start: int  # every event after this revision is delivered here
-    limit: int
-    pending: collections.deque[Event] = field(default_factory=collections.deque)
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
-    overflowed: bool = False
-    closed: bool = False
-
-    def push(self, events: list[Event]) -> None:
-        if self.overflowed or self.closed:
-            return
-        added = False
-        for ev in events:
-            if ev.kv.key.startswith(self.prefix):
-                self.pending.append(ev)
-                added = True
-        if len(self.pending) > self.limit:
-            # A slow reader falls back to replaying from the database instead of
-            # holding an unbounded backlog in memory.
-            self.overflowed = True
-            self.pending.clear()
-        if added or self.overflowed:
-            self.wake.set()
-
-    def close(self) -> None:
-        self.closed = True
-        self.wake.set()
-
-
-class _Watch:
-    """Async iterator of one watch: replay from history up to the revision at which
-    the live subscription began, then the live events after it."""
-
-    def __init__(self, store: SQLiteStore, prefix: str, from_revision: int) -> None:
-        self._store = store
-        self._prefix = prefix
-        self._last = from_revision  # newest revision handed to the caller
-        self._cursor = from_revision  # newest revision the replay has scanned
-        self._replay_to = from_revision
-        self._sub: _Subscriber | None = None
-        self._buffer: collections.deque[Event] = collections.deque()
-        self._done = False
-
-    def __aiter__(self) -> _Watch:
-        return self
-
-    async def __anext__(self) -> Event:
-        while True:
-            while self._buffer:
-                ev = self._buffer.popleft()
-                if ev.kv.mod_revision > self._last:
-                    self._last = ev.kv.mod_revision
-                    return ev
-            if self._done:
-                raise StopAsyncIteration
-            sub = self._sub
-            if sub is None:
-                sub = self._sub = self._store._subscribe(self._prefix)
-                self._cursor = self._last
-                self._replay_to = sub.start
-            if sub.closed:
-                self._finish()
-                continue
-            if self._cursor < self._replay_to:
-                events, self._cursor = await self._store._history(self._prefix, self._cursor, self._replay_to)
-                self._buffer.extend(events)
-                continue
-            if sub.overflowed:
-                self._store._unsubscribe(sub)
-                self._sub = None
-                continue
-            if sub.pending:
-                self._buffer.extend(sub.pending)
-                sub.pending.clear()
-                continue
-            sub.wake.clear()
-            await sub.wake.wait()
-
-    async def aclose(self) -> None:
-        self._finish()
-
-    async def __aenter__(self) -> _Watch:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self._finish()
-
-    def _finish(self) -> None:
-        self._done = True
-        if self._sub is not None:
-            self._store._unsubscribe(self._sub)
-            self._sub.close()
-            self._sub = None
-
-    def __del__(self) -> None:
-        sub = self._sub
-        if sub is not None:
-            self._store._unsubscribe(sub)
-
-
-# -- the store -----------------------------------------------------------------------------
-
-
-class SQLiteStore:
-    """A `Store` in one SQLite file.
-
-    Writes are queued to one writer thread that commits everything queued in a
-    single transaction (group commit) and acknowledges each write only after
-    that commit. Reads run on a small thread pool with their own connections.
-    """
+class SQLiteDriver:
+    """The log in one SQLite file (WAL mode)."""
 
     max_batch = 1000  # writes per transaction, so one commit never grows unbounded
     compact_chunk = 2000  # row ids examined per compaction transaction
-    history_page = 500  # rows per replay query of a watch
-    watch_backlog = 10_000  # live events a watch may hold before it re-replays
     read_threads = 2
 
     def __init__(self, path: str, *, fsync: bool = True) -> None:
         self.path = path
         self.fsync = fsync
         self.commits = 0  # write transactions committed (group commit makes this < writes)
-        self._rev = 0  # newest revision announced on the event loop
+        self.full: str | None = None  # why writes fail for want of space, while they do
+        self._plan: Plan | None = None
+        self._on_commit: OnCommit | None = None
         self._compacted = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -281,57 +158,43 @@ class SQLiteStore:
         self._local = threading.local()
         self._read_conns: list[sqlite3.Connection] = []
         self._conns_lock = threading.Lock()
-        self._loop_conn: sqlite3.Connection | None = None
-        self._listeners: list[Listener] = []
-        self._subs: set[_Subscriber] = set()
-        self._rev_samples: collections.deque[tuple[float, int]] = collections.deque(maxlen=4096)
-        self._started = False
         self._closed = False
-        self._writer_failed: BaseException | None = None
+        self._failed: BaseException | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
 
-    async def start(self) -> None:
-        if self._started:
-            return
+    async def open(self, plan: Plan, on_commit: OnCommit) -> int:
+        self._plan = plan
+        self._on_commit = on_commit
         self._loop = asyncio.get_running_loop()
         await asyncio.to_thread(self._open_writer)
-        self._rev = self._w_rev
-        self._rev_samples.append((time.monotonic(), self._rev))
         self._readers = ThreadPoolExecutor(max_workers=self.read_threads, thread_name_prefix="sqlite-read")
         self._writer = threading.Thread(target=self._writer_main, name="sqlite-writer", daemon=True)
         self._writer.start()
-        self._started = True
+        return self._w_rev
 
     async def close(self) -> None:
-        if not self._started or self._closed:
-            self._closed = True
+        if self._closed:
             return
         self._closed = True
-        self._queue.put(_STOP)
-        assert self._writer is not None
-        await asyncio.to_thread(self._writer.join)
-        # Deliveries queued by the writer's last batches run before this point
-        # (call_soon_threadsafe is FIFO and to_thread's wakeup was queued after).
-        await asyncio.sleep(0)
-        for sub in list(self._subs):
-            sub.close()
-        self._subs.clear()
+        if self._writer is not None:
+            self._queue.put(_STOP)
+            await asyncio.to_thread(self._writer.join)
+            # Results posted by the writer's last batches run before this point
+            # (call_soon_threadsafe is FIFO and to_thread's wakeup was queued after).
+            await asyncio.sleep(0)
         if self._readers is not None:
             self._readers.shutdown(wait=True)
         with self._conns_lock:
             for conn in self._read_conns:
                 conn.close()
             self._read_conns.clear()
-        if self._loop_conn is not None:
-            self._loop_conn.close()
-            self._loop_conn = None
-
-    def current_revision(self) -> int:
-        return self._rev
 
     def compacted_revision(self) -> int:
         return self._compacted
+
+    def failure(self) -> BaseException | None:
+        return self._failed
 
     def _connect(self) -> sqlite3.Connection:
         # isolation_level=None: transactions are opened explicitly, so a read
@@ -340,12 +203,24 @@ class SQLiteStore:
         conn.execute("PRAGMA busy_timeout=10000")
         return conn
 
+    def _create_private(self) -> None:
+        """Create the database file readable by its owner only: SQLite gives the -wal
+        and -shm files the database file's mode, and the store holds Secrets."""
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return
+        os.close(fd)
+
     def _open_writer(self) -> None:
+        self._create_private()
         conn = self._connect()
-        conn.execute("PRAGMA journal_mode=WAL")
+        if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={'FULL' if self.fsync else 'NORMAL'}")
-        for stmt in _SCHEMA:
-            conn.execute(stmt)
+        if conn.execute("SELECT COUNT(*) FROM sqlite_master WHERE name IN ('kv', 'meta')").fetchone()[0] < 2:
+            for stmt in _SCHEMA:
+                conn.execute(stmt)
         # sqlite_sequence remembers the highest id ever issued, even if rows were removed.
         seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'kv'").fetchone()
         top = conn.execute("SELECT MAX(id) FROM kv").fetchone()[0] or 0
@@ -363,75 +238,48 @@ class SQLiteStore:
             raise StoreError("store is closed")
         if self._loop is None:
             raise StoreError("store is not started")
-        if self._writer_failed is not None:
-            raise StoreError(f"store writer failed: {self._writer_failed}")
+        if self._failed is not None:
+            raise StoreError(f"store writer failed: {self._failed}")
         return self._loop
 
-    # -- listeners ---------------------------------------------------------------------
+    # -- writes (event loop side) ------------------------------------------------------
 
-    def add_listener(self, callback: Listener, *, after_revision: int | None = None) -> None:
-        """Call `callback` on the event loop with every committed batch's events, in
-        revision order, before the writes of that batch are acknowledged.
-
-        With `after_revision`, the events committed after it and already announced
-        are first handed to `callback` (read synchronously), so a caller that listed
-        at that revision misses nothing between its list and this call."""
-        if after_revision is not None and after_revision < self._rev:
-            if after_revision < self._compacted:
-                raise CompactedError(after_revision, self._compacted)
-            if self._loop_conn is None:
-                self._loop_conn = self._connect()
-            missed = self._history_sync(self._loop_conn, "", after_revision, self._rev, 0)[0]
-            if missed:
-                callback(missed)
-        self._listeners.append(callback)
-
-    def remove_listener(self, callback: Listener) -> None:
-        if callback in self._listeners:
-            self._listeners.remove(callback)
-
-    # -- writes ------------------------------------------------------------------------
-
-    async def create(self, key: str, value: bytes) -> KeyValue:
-        return await self._submit("create", key, value, 0)
-
-    async def update(self, key: str, value: bytes, expected_revision: int = 0) -> KeyValue:
-        return await self._submit("update", key, value, expected_revision)
-
-    async def delete(self, key: str, expected_revision: int = 0) -> KeyValue:
-        return await self._submit("delete", key, b"", expected_revision)
-
-    async def _submit(self, kind: str, key: str, value: bytes, expected: int) -> KeyValue:
+    async def write(self, op: WriteOp) -> Event:
         loop = self._check_open()
-        fut: asyncio.Future[KeyValue] = loop.create_future()
-        self._queue.put(_WriteOp(kind, key, bytes(value), expected, fut))
+        fut: asyncio.Future[Event] = loop.create_future()
+        self._queue.put(_Write(op, fut))
         return await fut
 
     async def compact(self, revision: int) -> None:
         loop = self._check_open()
-        if revision > self._rev:
-            raise FutureRevisionError(f"compact at {revision} beyond current revision {self._rev}")
-        if revision < self._compacted:
-            raise CompactedError(revision, self._compacted)
-        if revision == self._compacted:
-            return
         fut: asyncio.Future[None] = loop.create_future()
         self._queue.put(_CompactJob(revision, fut))
         await fut
 
-    async def compact_keep(
-        self, *, keep_revisions: int | None = None, retention_seconds: float | None = None
-    ) -> int:
-        """Compact so that the last `keep_revisions` revisions, or the revisions of
-        the last `retention_seconds` (as observed by this process), stay readable.
-        Returns the revision compacted at, or 0 when there was nothing to drop."""
-        if (keep_revisions is None) == (retention_seconds is None):
-            raise ValueError("give exactly one of keep_revisions and retention_seconds")
-        cutoff = None if retention_seconds is None else time.monotonic() - retention_seconds
-        target = compaction_target(self._rev, self._compacted, keep_revisions, self._rev_samples, cutoff)
-        if target:
-            await self.compact(target)
-        return target
+    @staticmethod
+    def _resolve(results: list[tuple[asyncio.Future[Any], Any]]) -> None:
+        for fut, res in results:
+            if fut.done():
+                continue  # the waiter was cancelled; the write itself still happened
+            if isinstance(res, BaseException):
+                fut.set_exception(res)
+            else:
+                fut.set_result(res)
+
+    def _committed(self, rev: int, events: list[Event], results: list[tuple[asyncio.Future[Any], Any]]) -> None:
+        if events and self._on_commit is not None:
+            try:
+                self._on_commit(rev, events)
+            except Exception:  # noqa: BLE001 - a failing watcher must not block writes
+                log.exception("delivering committed events failed")
+        self._resolve(results)
+
+    def _post(self, fn: Callable[..., None], *args: Any) -> None:
+        assert self._loop is not None
+        try:
+            self._loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:
+            log.warning("event loop closed; dropping sqlite store results")
 
     # -- writer thread -----------------------------------------------------------------
 
@@ -443,7 +291,7 @@ class SQLiteStore:
                 items: list[Any] = []
                 if not jobs and not stopping:
                     items.append(self._queue.get())
-                writes: list[_WriteOp] = []
+                writes: list[_Write] = []
                 while True:
                     if not items:
                         try:
@@ -469,7 +317,7 @@ class SQLiteStore:
                     break
         except BaseException as exc:  # noqa: BLE001 - the thread must not die silently
             log.exception("sqlite writer thread failed")
-            self._writer_failed = exc
+            self._failed = exc
             self._fail_queued(StoreError(f"store writer failed: {exc}"), jobs)
         finally:
             if self._wconn is not None:
@@ -483,75 +331,72 @@ class SQLiteStore:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 break
-            if isinstance(item, _WriteOp | _CompactJob):
+            if isinstance(item, _Write | _CompactJob):
                 futures.append(item.future)
         self._post(self._resolve, [(f, err) for f in futures])
 
-    def _post(self, fn: Callable[..., None], *args: Any) -> None:
-        assert self._loop is not None
-        try:
-            self._loop.call_soon_threadsafe(fn, *args)
-        except RuntimeError:
-            log.warning("event loop closed; dropping sqlite store results")
-
-    def _latest(self, conn: sqlite3.Connection, key: str) -> _Row | None:
+    def _latest(self, conn: sqlite3.Connection, key: str) -> Latest | None:
         row = conn.execute(
             "SELECT id, deleted, create_revision, value FROM kv WHERE name = ? ORDER BY id DESC LIMIT 1",
             (key,),
         ).fetchone()
         if row is None:
             return None
-        return _Row(row[0], bool(row[1]), row[2], row[3])
+        return Latest(row[0], bool(row[1]), row[2], row[3])
 
-    def _commit_batch(self, ops: list[_WriteOp]) -> None:
+    def _rollback(self, conn: sqlite3.Connection) -> None:
+        # SQLite may already have rolled back on its own (e.g. after SQLITE_FULL).
+        if conn.in_transaction:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                log.warning("sqlite rollback failed", exc_info=True)
+
+    def _commit_failed(self, exc: Exception, what: str) -> StoreError:
+        if is_disk_full(exc):
+            if self.full is None:
+                log.error("disk full: %s; serving read-only until space is freed", exc)
+            self.full = disk_full_message(self.path)
+            return StorageFullError(self.full)
+        log.exception("sqlite %s failed", what)
+        return StoreError(f"{what} failed: {exc}")
+
+    def _commit_batch(self, writes: list[_Write]) -> None:
         conn = self._wconn
-        assert conn is not None
+        plan = self._plan
+        assert conn is not None and plan is not None
         rev = self._w_rev
         results: list[tuple[asyncio.Future[Any], Any]] = []
         events: list[Event] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for op in ops:
+            for w in writes:
+                op = w.op
                 # Inside the transaction, so earlier writes of this batch are visible.
                 latest = self._latest(conn, op.key)
-                err = check_precondition(op.kind, op.key, latest, op.expected)
-                if err is not None:
-                    results.append((op.future, err))
+                ev = plan(op, latest, rev + 1)
+                if not isinstance(ev, Event):
+                    results.append((w.future, ev))
                     continue
                 rev += 1
-                ev = self._apply(conn, op, latest, rev)
+                kv = ev.kv
+                conn.execute(_INSERT, (rev, kv.key, int(ev.created), int(ev.type == "DELETE"),
+                                       kv.create_revision, latest.revision if latest is not None else 0,
+                                       kv.value))
                 events.append(ev)
-                results.append((op.future, ev.kv))
+                results.append((w.future, ev))
             conn.execute("COMMIT")
         except Exception as exc:  # noqa: BLE001 - every waiter must learn the batch failed
-            log.exception("sqlite write batch failed")
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            err = StoreError(f"write failed: {exc}")
-            self._post(self._resolve, [(op.future, err) for op in ops])
+            self._rollback(conn)
+            err = self._commit_failed(exc, "write")
+            self._post(self._resolve, [(w.future, err) for w in writes])
             return
+        if self.full is not None and events:
+            log.warning("disk space available again: writes resumed")
+            self.full = None
         self._w_rev = rev
         self.commits += 1
-        self._post(self._deliver, rev, events, results)
-
-    @staticmethod
-    def _apply(conn: sqlite3.Connection, op: _WriteOp, latest: _Row | None, rev: int) -> Event:
-        prev_id = latest.id if latest is not None else 0
-        insert = (
-            "INSERT INTO kv (id, name, created, deleted, create_revision, prev_revision, value)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)"
-        )
-        if op.kind == "create":
-            conn.execute(insert, (rev, op.key, 1, 0, rev, prev_id, op.value))
-            return Event("PUT", KeyValue(op.key, op.value, rev, rev), None, created=True)
-        assert latest is not None
-        prev = latest.kv(op.key)
-        if op.kind == "update":
-            conn.execute(insert, (rev, op.key, 0, 0, latest.create_revision, prev_id, op.value))
-            return Event("PUT", KeyValue(op.key, op.value, rev, latest.create_revision), prev)
-        # A tombstone keeps the last value so a replayed DELETE can carry it.
-        conn.execute(insert, (rev, op.key, 0, 1, latest.create_revision, prev_id, latest.value))
-        return Event("DELETE", KeyValue(op.key, latest.value, rev, latest.create_revision), prev)
+        self._post(self._committed, rev, events, results)
 
     def _compact_step(self, job: _CompactJob) -> bool:
         """One chunk of `job` in its own transaction; True when the job is finished."""
@@ -577,10 +422,9 @@ class SQLiteStore:
             )
             conn.execute("COMMIT")
         except Exception as exc:  # noqa: BLE001
-            log.exception("sqlite compaction failed")
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            self._post(self._resolve, [(job.future, StoreError(f"compaction failed: {exc}"))])
+            self._rollback(conn)
+            err = self._commit_failed(exc, "compaction")
+            self._post(self._resolve, [(job.future, err)])
             return True
         if not job.started:
             job.started = True
@@ -592,44 +436,6 @@ class SQLiteStore:
             self._post(self._resolve, [(job.future, None)])
             return True
         return False
-
-    # -- event-loop side of the writer -------------------------------------------------
-
-    @staticmethod
-    def _resolve(results: list[tuple[asyncio.Future[Any], Any]]) -> None:
-        for fut, res in results:
-            if fut.done():
-                continue  # the waiter was cancelled; the write itself still happened
-            if isinstance(res, BaseException):
-                fut.set_exception(res)
-            else:
-                fut.set_result(res)
-
-    def _deliver(self, rev: int, events: list[Event], results: list[tuple[asyncio.Future[Any], Any]]) -> None:
-        if events:
-            # Announce the revision, fan out and run listeners in one loop step, so
-            # anything on the loop that sees the new revision also sees its events.
-            self._rev = rev
-            now = time.monotonic()
-            if not self._rev_samples or now - self._rev_samples[-1][0] >= 1.0:
-                self._rev_samples.append((now, rev))
-            for cb in list(self._listeners):
-                try:
-                    cb(events)
-                except Exception:  # noqa: BLE001 - one bad listener must not block writes
-                    log.exception("sqlite store listener failed")
-            for sub in list(self._subs):
-                sub.push(events)
-        self._resolve(results)
-
-    def _subscribe(self, prefix: str) -> _Subscriber:
-        self._check_open()
-        sub = _Subscriber(prefix, self._rev, self.watch_backlog)
-        self._subs.add(sub)
-        return sub
-
-    def _unsubscribe(self, sub: _Subscriber) -> None:
-        self._subs.discard(sub)
 
     # -- reads -------------------------------------------------------------------------
 
@@ -647,15 +453,6 @@ class SQLiteStore:
         loop = self._check_open()
         return await loop.run_in_executor(self._readers, fn, *args)
 
-    def _read_revision(self, revision: int) -> int:
-        if revision < 0:
-            raise ValueError(f"negative revision {revision}")
-        if revision > self._rev:
-            raise FutureRevisionError(f"revision {revision} is newer than current revision {self._rev}")
-        if revision and revision < self._compacted:
-            raise CompactedError(revision, self._compacted)
-        return revision or self._rev
-
     def _snapshot_revision(self, conn: sqlite3.Connection, rev: int, latest: bool) -> int:
         """Check `rev` against the compaction point inside the open read transaction."""
         compacted = self._read_compacted(conn)
@@ -667,9 +464,8 @@ class SQLiteStore:
             rev = conn.execute("SELECT MAX(id) FROM kv").fetchone()[0] or rev
         return rev
 
-    async def get(self, key: str, revision: int = 0) -> KeyValue | None:
-        rev = self._read_revision(revision)
-        return await self._read(self._get_sync, key, rev, revision == 0)
+    async def get(self, key: str, revision: int, latest: bool) -> KeyValue | None:
+        return await self._read(self._get_sync, key, revision, latest)
 
     def _get_sync(self, key: str, rev: int, latest: bool) -> KeyValue | None:
         conn = self._reader()
@@ -687,11 +483,8 @@ class SQLiteStore:
             return None
         return KeyValue(key, row[3], row[0], row[2])
 
-    async def list(self, prefix: str, revision: int = 0, limit: int = 0, start_after: str = "") -> ListResult:
-        rev = self._read_revision(revision)
-        if limit < 0:
-            raise ValueError(f"negative limit {limit}")
-        return await self._read(self._list_sync, prefix, rev, revision == 0, limit, start_after)
+    async def list(self, prefix: str, revision: int, latest: bool, limit: int, start_after: str) -> ListResult:
+        return await self._read(self._list_sync, prefix, revision, latest, limit, start_after)
 
     def _list_sync(self, prefix: str, rev: int, latest: bool, limit: int, start_after: str) -> ListResult:
         conn = self._reader()
@@ -723,23 +516,11 @@ class SQLiteStore:
             rows = rows[:limit]
         return ListResult([KeyValue(r[0], r[3], r[1], r[2]) for r in rows], rev, more)
 
-    # -- watch -------------------------------------------------------------------------
+    async def history(self, prefix: str, after: int, upto: int, page: int) -> tuple[list[Event], int]:
+        return await self._read(self._history_sync, prefix, after, upto, page)
 
-    def watch(self, prefix: str, from_revision: int) -> AsyncIterator[Event]:
-        self._check_open()
-        if from_revision < self._compacted:
-            raise CompactedError(from_revision, self._compacted)
-        return _Watch(self, prefix, from_revision)
-
-    async def _history(self, prefix: str, after: int, upto: int) -> tuple[list[Event], int]:
-        return await self._read(self._history_sync, None, prefix, after, upto, self.history_page)
-
-    def _history_sync(
-        self, conn: sqlite3.Connection | None, prefix: str, after: int, upto: int, page: int
-    ) -> tuple[list[Event], int]:
-        """Events under `prefix` with after < revision <= upto, at most `page` of them
-        (0: all), and the revision up to which the range has been scanned."""
-        conn = conn or self._reader()
+    def _history_sync(self, prefix: str, after: int, upto: int, page: int) -> tuple[list[Event], int]:
+        conn = self._reader()
         where = ["k.id > ?", "k.id <= ?", "k.name >= ?"]
         args: list[Any] = [after, upto, prefix]
         end = prefix_range_end(prefix)
@@ -776,3 +557,16 @@ def _row_event(r: tuple[Any, ...]) -> Event:
         return Event("DELETE", kv, prev)
     return Event("PUT", kv, prev, created=bool(created))
 
+
+class SQLiteStore(LogStore):
+    """The embedded default `Store`: etcd semantics (`LogStore`) over one SQLite file."""
+
+    driver: SQLiteDriver
+
+    def __init__(self, path: str, *, fsync: bool = True) -> None:
+        super().__init__(SQLiteDriver(path, fsync=fsync))
+        self.path = path
+
+    @property
+    def commits(self) -> int:
+        return self.driver.commits

@@ -1,5 +1,6 @@
-"""Behaviour of the SQLite store: writes and preconditions, reads at revisions,
-watch replay and live delivery, group commit, compaction, restart and durability."""
+"""Behaviour of the SQLite store (the log store over the SQLite driver): writes and
+preconditions, reads at revisions, watch replay and live delivery, group commit,
+compaction, restart and durability."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ from kybernetes.storage.interface import (
     RevisionMismatchError,
     StoreError,
 )
-from kybernetes.storage.sqlite import SQLiteStore, check_precondition, compaction_target, prefix_range_end
+from kybernetes.storage.logstore import check_precondition, compaction_target
+from kybernetes.storage.sqlite import SQLiteStore, prefix_range_end
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,10 +48,12 @@ def db_rows(path: str) -> list[tuple[int, str, int]]:
         conn.close()
 
 
-async def take(it: AsyncIterator[Event], n: int, timeout: float = 5.0) -> list[Event]:
-    out = []
-    for _ in range(n):
-        out.append(await asyncio.wait_for(it.__anext__(), timeout))
+async def take(it: AsyncIterator[list[Event]], n: int, timeout: float = 5.0) -> list[Event]:
+    """The next `n` events of a watch (which yields them in batches)."""
+    out: list[Event] = []
+    while len(out) < n:
+        out.extend(await asyncio.wait_for(it.__anext__(), timeout))
+    assert len(out) == n, "a batch went past the events expected"
     return out
 
 
@@ -167,7 +171,7 @@ async def test_list_prefix_limit_start_after_and_past_revision(store: SQLiteStor
 
 
 async def test_history_until_compaction_then_compacted_error(store: SQLiteStore) -> None:
-    store.compact_chunk = 2  # several compaction transactions
+    store.driver.compact_chunk = 2  # several compaction transactions
     await store.create("/registry/k/a", b"1")  # 1
     await store.update("/registry/k/a", b"2")  # 2
     await store.update("/registry/k/a", b"3")  # 3
@@ -248,12 +252,16 @@ async def test_watch_replays_then_goes_live_without_gap(store: SQLiteStore) -> N
     await asyncio.sleep(0)
     watch = store.watch("/registry/p/", 15)
     seen: list[Event] = []
-    final = None
-    while final is None or seen[-1].kv.mod_revision < final:
-        seen.append(await asyncio.wait_for(watch.__anext__(), 5))
-        if task.done():
-            final = task.result()
-    await watch.aclose()  # type: ignore[attr-defined]
+    nxt: asyncio.Future[list[Event]] | None = None
+    while not (task.done() and seen and seen[-1].kv.mod_revision >= task.result()):
+        nxt = nxt or asyncio.ensure_future(watch.__anext__())
+        done, _ = await asyncio.wait({nxt, task}, timeout=5, return_when=asyncio.FIRST_COMPLETED)
+        assert done, "the watch stalled"
+        if nxt.done():
+            seen.extend(nxt.result())
+            nxt = None
+    final = task.result()
+    await watch.aclose()
     revs = [e.kv.mod_revision for e in seen]
     assert revs == list(range(16, 41)) + list(range(42, final + 1))
     updates = [e for e in seen if not e.created]
@@ -268,12 +276,14 @@ async def test_watch_live_events_carry_prev_and_delete_value(store: SQLiteStore)
     a = await store.create("/registry/s/a", b"1")
     b = await store.update("/registry/s/a", b"2")
     d = await store.delete("/registry/s/a")
-    events = [await asyncio.wait_for(first, 5)] + await take(watch, 2)
+    events = await asyncio.wait_for(first, 5)
+    if len(events) < 3:
+        events += await take(watch, 3 - len(events))
     assert events[0] == Event("PUT", a, None, created=True)
     assert events[1] == Event("PUT", b, a)
     assert events[2].type == "DELETE" and events[2].kv == d and events[2].prev == b
     assert d.value == b"2"
-    await watch.aclose()  # type: ignore[attr-defined]
+    await watch.aclose()
     assert not store._subs
 
 
@@ -285,8 +295,8 @@ async def test_watch_from_future_revision_skips_until_it(store: SQLiteStore) -> 
     await store.create("/registry/f/b", b"")  # 2
     await store.create("/registry/f/c", b"")  # 3
     await store.create("/registry/f/d", b"")  # 4
-    ev = await asyncio.wait_for(first, 5)
-    assert (ev.kv.key, ev.kv.mod_revision) == ("/registry/f/d", 4)
+    batch = await asyncio.wait_for(first, 5)
+    assert [(ev.kv.key, ev.kv.mod_revision) for ev in batch] == [("/registry/f/d", 4)]
 
 
 async def test_slow_watch_overflows_and_recovers_from_history(store: SQLiteStore) -> None:
@@ -316,25 +326,26 @@ async def test_watch_ends_when_store_closes(tmp_path: Path) -> None:
         await s.create("/registry/x", b"")
 
 
-# -- listeners ------------------------------------------------------------------------------
+# -- watch delivery order -------------------------------------------------------------------
 
 
-async def test_listener_sees_batch_before_write_returns(store: SQLiteStore) -> None:
-    batches: list[list[int]] = []
-    store.add_listener(lambda evs: batches.append([e.kv.mod_revision for e in evs]))
+async def test_watcher_task_sees_a_commit_before_its_writer_resumes(store: SQLiteStore) -> None:
+    """What lets the watch cache serve a client its own writes: a task parked on a watch
+    runs before the writers whose batch it receives are resumed."""
+    seen: list[int] = []
+
+    async def follow() -> None:
+        async for batch in store.watch("/registry/l/", store.current_revision()):
+            seen.extend(e.kv.mod_revision for e in batch)
+
+    task = asyncio.create_task(follow())
+    await asyncio.sleep(0.01)
     kv = await store.create("/registry/l/a", b"")
-    assert batches == [[kv.mod_revision]]
+    assert seen == [kv.mod_revision]
     results = await asyncio.gather(*(store.create(f"/registry/l/{i}", b"") for i in range(20)))
-    flat = [r for b in batches for r in b]
-    assert flat == list(range(1, 22))
-    assert all(r.mod_revision in flat for r in results)
-
-    # A late listener that listed at an older revision first gets what it missed.
-    late: list[int] = []
-    store.add_listener(lambda evs: late.extend(e.kv.mod_revision for e in evs), after_revision=18)
-    assert late == [19, 20, 21]
-    await store.delete("/registry/l/a")
-    assert late == [19, 20, 21, 22]
+    assert seen == list(range(1, 22))
+    assert max(r.mod_revision for r in results) == seen[-1]
+    task.cancel()
 
 
 # -- group commit, restart, durability ------------------------------------------------------
