@@ -25,7 +25,8 @@ import aiohttp
 from kybernetes.agent import podspec, podsync, runtime
 from kybernetes.agent.containerd import SANDBOX_IMAGE
 from kybernetes.agent.cri import runtime_pb2 as pb
-from kybernetes.agent.cri.client import CriClient, CriError
+from kybernetes.agent.cri.client import CriError
+from kybernetes.agent.cri.protocol import Runtime
 from kybernetes.agent.host import HostFacts, disk_bytes, memory_available_bytes
 from kybernetes.agent.node import build_node, cni_conflist_bytes, node_resources, node_status
 from kybernetes.agent.probes import (
@@ -40,7 +41,7 @@ from kybernetes.agent.volumes import VolumeError, VolumeManager, container_mount
 from kybernetes.api.aiotasks import cancel_and_wait
 from kybernetes.api.errors import ApiError
 from kybernetes.api.timefmt import rfc3339, rfc3339_micro
-from kybernetes.client import ApiClient, InformerFactory, WorkQueue, object_key, run_workers
+from kybernetes.client import Client, InformerFactory, WorkQueue, object_key, run_workers
 from kybernetes.client.nodes import LEASE_NAMESPACE, build_lease, lease_renewal
 from kybernetes.client.resources import CONFIGMAPS, LEASES, NODES, PODS, SECRETS
 
@@ -69,7 +70,7 @@ class AgentOptions:
     port: int = 10250
 
 
-async def wait_runtime_ready(cri: CriClient, timeout: float = 60.0) -> None:
+async def wait_runtime_ready(cri: Runtime, timeout: float = 60.0) -> None:
     """Wait until the runtime answers CRI calls: a containerd that just started opens
     its socket before its CRI service is initialised."""
     deadline = time.monotonic() + timeout
@@ -100,7 +101,7 @@ def _now() -> str:
 
 
 class Agent:
-    def __init__(self, client: ApiClient, cri: CriClient, host: HostFacts, options: AgentOptions) -> None:
+    def __init__(self, client: Client, cri: Runtime, host: HostFacts, options: AgentOptions) -> None:
         self.client = client
         self.cri = cri
         self.host = host

@@ -23,7 +23,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from kybernetes.agent import logs, podspec
 from kybernetes.agent.cri import runtime_pb2 as pb
-from kybernetes.agent.cri.client import CriClient, CriError
+from kybernetes.agent.cri.client import CriError
+from kybernetes.agent.cri.protocol import Runtime
 from kybernetes.api.channels import relay
 from kybernetes.api.timefmt import parse_time
 
@@ -91,7 +92,7 @@ def log_options(query: Any) -> logs.LogOptions:
 
 
 class AgentServer:
-    def __init__(self, cri: CriClient, bind: str, port: int, ssl_ctx: ssl.SSLContext, runc_root: str = "") -> None:
+    def __init__(self, cri: Runtime, bind: str, port: int, ssl_ctx: ssl.SSLContext, runc_root: str = "") -> None:
         self.cri = cri
         # runc's state dir for the runtime's Kubernetes namespace: exec with stdin runs
         # through runc directly (see `_exec_with_stdin`).

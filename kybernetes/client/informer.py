@@ -19,13 +19,12 @@ from typing import Any
 import aiohttp
 
 from kybernetes.api.errors import ApiError
-from kybernetes.client.api import ApiClient
+from kybernetes.client.protocols import Client, IndexFunc, SharedInformer
 from kybernetes.client.resources import Resource
 
 log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
-IndexFunc = Callable[[Obj], list[str]]
 # Takes a decoded object the informer owns (it may change it) and returns what to keep.
 Transform = Callable[[Obj], Obj]
 
@@ -47,7 +46,7 @@ def owner_index(obj: Obj) -> list[str]:
 
 
 class Informer:
-    def __init__(self, client: ApiClient, res: Resource, namespace: str | None = None, label_selector: str = "",
+    def __init__(self, client: Client, res: Resource, namespace: str | None = None, label_selector: str = "",
                  field_selector: str = "", indexers: dict[str, IndexFunc] | None = None,
                  transform: Transform | None = None) -> None:
         self.client = client
@@ -243,7 +242,7 @@ class Informer:
                     log.exception("informer %s delete handler failed", self.res.plural)
 
 
-def add_object_handler(informer: Informer, handler: Callable[[Obj], None], *, deletes: bool = True) -> None:
+def add_object_handler(informer: SharedInformer, handler: Callable[[Obj], None], *, deletes: bool = True) -> None:
     """Register `handler` on `informer` for every add, update (with the new object) and,
     unless `deletes` is False, delete: for controllers that only enqueue a key."""
     informer.add_handler(on_add=handler, on_update=lambda _old, new: handler(new),
@@ -257,7 +256,7 @@ class InformerFactory:
     client-go's SetTransform): a process that reads only part of an object keeps only
     that part, which is most of its memory when it holds thousands of pods."""
 
-    def __init__(self, client: ApiClient, transforms: Mapping[Resource, Transform] | None = None) -> None:
+    def __init__(self, client: Client, transforms: Mapping[Resource, Transform] | None = None) -> None:
         self.client = client
         self.transforms = dict(transforms or {})
         self._informers: dict[tuple[Resource, str | None, str, str], Informer] = {}

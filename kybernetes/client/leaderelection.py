@@ -16,7 +16,7 @@ from typing import Any
 
 from kybernetes.api.errors import ApiError
 from kybernetes.api.timefmt import parse_time, rfc3339_micro
-from kybernetes.client.api import ApiClient
+from kybernetes.client.protocols import Client
 from kybernetes.client.resources import LEASES
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ def lease_is_free(lease: dict[str, Any], identity: str, now: dt.datetime) -> boo
 
 
 class LeaderElector:
-    def __init__(self, client: ApiClient, namespace: str, name: str, identity: str, lease_duration: int = 15,
+    def __init__(self, client: Client, namespace: str, name: str, identity: str, lease_duration: int = 15,
                  renew_deadline: float = 10.0, retry_period: float = 2.0) -> None:
         self.client = client
         self.namespace = namespace

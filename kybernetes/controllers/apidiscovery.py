@@ -15,7 +15,7 @@ from typing import Any
 
 import aiohttp
 
-from kybernetes.client import ApiClient, ApiError, Resource
+from kybernetes.client import ApiError, Client, Resource
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def group_version_path(group: str, version: str) -> str:
     return f"/apis/{group}/{version}" if group else f"/api/{version}"
 
 
-async def discover(client: ApiClient) -> Discovery:
+async def discover(client: Client) -> Discovery:
     """Read /api/v1 and the preferred version of every group. A group-version that fails
     is reported in `failures` and the rest is still returned, so one broken aggregated
     API does not stop the callers from acting on everything else."""

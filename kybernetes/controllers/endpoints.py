@@ -16,7 +16,7 @@ from typing import Any
 from kybernetes.api.errors import ApiError
 from kybernetes.api.pods import pod_is_ready, pod_is_terminal, pod_is_terminating
 from kybernetes.api.selectors import selector_from_set
-from kybernetes.client import ApiClient, InformerFactory, WorkQueue, object_key
+from kybernetes.client import Client, Informers, WorkQueue, object_key
 from kybernetes.client.informer import add_object_handler
 from kybernetes.client.reconcile import Result
 from kybernetes.client.resources import ENDPOINTS, PODS, SERVICES
@@ -342,7 +342,7 @@ def services_for_pod(services: Iterable[Obj], pod: Obj) -> list[str]:
 class EndpointsController:
     """Keeps an Endpoints object per selecting Service. Options: none."""
 
-    def __init__(self, client: ApiClient, factory: InformerFactory, **options: Any) -> None:
+    def __init__(self, client: Client, factory: Informers, **options: Any) -> None:
         self.client = client
         self.services = factory.informer(SERVICES)
         self.pods = factory.informer(PODS, indexers={"node": node_index})

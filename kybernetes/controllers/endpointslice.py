@@ -19,7 +19,7 @@ from typing import Any
 from kybernetes.api.errors import ApiError
 from kybernetes.api.labels import MANAGED_BY_LABEL, SERVICE_NAME_LABEL
 from kybernetes.api.pods import pod_is_ready, pod_is_terminating
-from kybernetes.client import ApiClient, InformerFactory, WorkQueue, object_key
+from kybernetes.client import Client, Informers, WorkQueue, object_key
 from kybernetes.client.informer import add_object_handler
 from kybernetes.client.reconcile import Result
 from kybernetes.client.resources import ENDPOINTSLICES, NODES, PODS, SERVICES
@@ -361,7 +361,7 @@ class EndpointSliceController:
     """Keeps the EndpointSlices of every selecting Service.
     Options: `max_endpoints_per_slice` (default 100)."""
 
-    def __init__(self, client: ApiClient, factory: InformerFactory, **options: Any) -> None:
+    def __init__(self, client: Client, factory: Informers, **options: Any) -> None:
         self.client = client
         self.max_per_slice = int(options.get("max_endpoints_per_slice", MAX_ENDPOINTS_PER_SLICE))
         self.services = factory.informer(SERVICES)

@@ -28,7 +28,7 @@ from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kybernetes.client import ApiClient, ApiError, Informer, InformerFactory, Resource, WorkQueue
+from kybernetes.client import ApiError, Client, Informers, Resource, SharedInformer, WorkQueue
 from kybernetes.client.reconcile import Result, SyncFn
 from kybernetes.client.workqueue import run_workers
 from kybernetes.controllers.apidiscovery import ServedResource, discover
@@ -341,7 +341,7 @@ class GarbageCollectorController:
     works both queues; discovery is repeated every `rediscover_seconds`.
     """
 
-    def __init__(self, client: ApiClient, factory: InformerFactory, rediscover_seconds: float = 30.0,
+    def __init__(self, client: Client, factory: Informers, rediscover_seconds: float = 30.0,
                  absent_cache_size: int = 4096, sync_timeout: float = 60.0,
                  ignored_resources: frozenset[tuple[str, str]] = IGNORED_RESOURCES) -> None:
         self.client = client
@@ -352,7 +352,7 @@ class GarbageCollectorController:
         self.graph = Graph()
         self.attempt_queue = WorkQueue("garbagecollector-attempt-to-delete")
         self.orphan_queue = WorkQueue("garbagecollector-attempt-to-orphan")
-        self._monitors: dict[Resource, Informer] = {}
+        self._monitors: dict[Resource, SharedInformer] = {}
         self._stopped: set[Resource] = set()
         self._kinds: dict[tuple[str, str], Resource] = {}
         # uids confirmed absent by a live GET; uids are never reused, so this cannot go stale.
@@ -367,7 +367,7 @@ class GarbageCollectorController:
         return (served.supports("list", "watch", "delete")
                 and (res.group, res.plural) not in self.ignored)
 
-    async def refresh_monitors(self) -> list[Informer]:
+    async def refresh_monitors(self) -> list[SharedInformer]:
         """Discover, attach to the informers of new resources, stop those no longer served.
         Returns the informers added by this call."""
         found = await discover(self.client)
@@ -393,7 +393,7 @@ class GarbageCollectorController:
                 self._stopped.add(res)
         return added
 
-    def _monitor(self, res: Resource) -> Informer:
+    def _monitor(self, res: Resource) -> SharedInformer:
         inf = self.factory.informer(res)
         if res in self._stopped:
             self._stopped.discard(res)

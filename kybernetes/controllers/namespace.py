@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kybernetes.api.timefmt import now_rfc3339
-from kybernetes.client import ApiClient, ApiError, InformerFactory, Resource, WorkQueue
+from kybernetes.client import ApiError, Client, Informers, Resource, WorkQueue
 from kybernetes.client.informer import add_object_handler
 from kybernetes.client.reconcile import Result
 from kybernetes.client.resources import NAMESPACES
@@ -174,7 +174,7 @@ def retry_delay(attempt: int, base: float = 0.1, cap: float = 5.0) -> float:
 
 
 class NamespaceController:
-    def __init__(self, client: ApiClient, factory: InformerFactory, max_retry_delay: float = 5.0) -> None:
+    def __init__(self, client: Client, factory: Informers, max_retry_delay: float = 5.0) -> None:
         self.client = client
         self.namespaces = factory.informer(NAMESPACES)
         self.queue = WorkQueue("namespace")

@@ -16,7 +16,7 @@ import logging
 from typing import Any
 
 from kybernetes.api.labels import MANAGED_BY_LABEL, NODE_DNS_MANAGER
-from kybernetes.client import ApiClient, ApiError, InformerFactory, WorkQueue
+from kybernetes.client import ApiError, Client, Informers, WorkQueue
 from kybernetes.client.informer import add_object_handler
 from kybernetes.client.reconcile import Result
 from kybernetes.client.resources import ENDPOINTSLICES, NODES
@@ -51,7 +51,7 @@ def endpoints_patch(slice_: Obj, nodes: dict[str, Obj]) -> Obj | None:
 
 
 class NodeDnsController:
-    def __init__(self, client: ApiClient, factory: InformerFactory) -> None:
+    def __init__(self, client: Client, factory: Informers) -> None:
         self.client = client
         self.nodes = factory.informer(NODES)
         self.slices = factory.informer(ENDPOINTSLICES, NAMESPACE, label_selector=f"{MANAGED_BY_LABEL}={NODE_DNS_MANAGER}")

@@ -28,7 +28,7 @@ from typing import Any
 
 from kybernetes.api.errors import ApiError
 from kybernetes.api.pods import condition, pod_is_terminal, toleration_matches
-from kybernetes.client import ApiClient, InformerFactory, WorkQueue, object_key
+from kybernetes.client import Client, Informers, WorkQueue, object_key
 from kybernetes.client.informer import add_object_handler
 from kybernetes.client.reconcile import Result, SyncFn
 from kybernetes.client.resources import LEASES, NODES, PODS
@@ -312,7 +312,7 @@ class NodeLifecycleController:
     `allocate_node_cidrs` (True), `cluster_cidr` ("10.42.0.0/16"), `node_cidr_mask_size` (24),
     `clock` (a function returning an aware datetime)."""
 
-    def __init__(self, client: ApiClient, factory: InformerFactory, **options: Any) -> None:
+    def __init__(self, client: Client, factory: Informers, **options: Any) -> None:
         self.client = client
         self.grace = float(options.get("node_monitor_grace_period", 40.0))
         self.startup_grace = float(options.get("node_startup_grace_period", 60.0))

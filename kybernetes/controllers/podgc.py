@@ -23,7 +23,7 @@ from typing import Any
 
 from kybernetes.api.pods import pod_is_terminal
 from kybernetes.api.timefmt import now_rfc3339
-from kybernetes.client import ApiClient, ApiError, InformerFactory
+from kybernetes.client import ApiError, Client, Informers
 from kybernetes.client.resources import NODES, PODS
 from kybernetes.controllers.nodelifecycle import ready_status
 
@@ -116,7 +116,7 @@ def failed_status_patch(now: str, message: str = "PodGC: node no longer exists")
 
 
 class PodGCController:
-    def __init__(self, client: ApiClient, factory: InformerFactory,
+    def __init__(self, client: Client, factory: Informers,
                  terminated_pod_threshold: int = DEFAULT_TERMINATED_THRESHOLD,
                  quarantine_seconds: float = DEFAULT_QUARANTINE_SECONDS,
                  period_seconds: float = DEFAULT_PERIOD_SECONDS, concurrency: int = 16,

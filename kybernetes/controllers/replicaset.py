@@ -27,7 +27,7 @@ from kybernetes.api.pods import (
     pod_ready_since,
 )
 from kybernetes.api.selectors import selector_from_set
-from kybernetes.client import ApiClient, ApiError, InformerFactory, WorkQueue, object_key
+from kybernetes.client import ApiError, Client, Informers, WorkQueue, object_key
 from kybernetes.client.reconcile import Result
 from kybernetes.client.resources import PODS, REPLICASETS
 from kybernetes.client.workqueue import run_workers
@@ -409,7 +409,7 @@ def _is_namespace_terminating(err: ApiError) -> bool:
 
 
 class ReplicaSetController:
-    def __init__(self, client: ApiClient, factory: InformerFactory, *, burst: int = BURST_REPLICAS,
+    def __init__(self, client: Client, factory: Informers, *, burst: int = BURST_REPLICAS,
                  expectations_ttl: float = EXPECTATIONS_TTL) -> None:
         self.client = client
         self.burst = burst

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from kybernetes.client import ApiClient, ApiError, InformerFactory, WorkQueue
+from kybernetes.client import ApiError, Client, Informers, WorkQueue
 from kybernetes.client.informer import add_object_handler
 from kybernetes.client.reconcile import Result
 from kybernetes.client.resources import NAMESPACES, SERVICEACCOUNTS
@@ -39,7 +39,7 @@ def missing_accounts(ns: dict[str, Any] | None, existing: Iterable[str],
 
 
 class ServiceAccountController:
-    def __init__(self, client: ApiClient, factory: InformerFactory,
+    def __init__(self, client: Client, factory: Informers,
                  service_accounts: Iterable[str] = DEFAULT_ACCOUNTS) -> None:
         self.client = client
         self.wanted = tuple(service_accounts)

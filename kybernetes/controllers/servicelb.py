@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from kybernetes.client import ApiClient, ApiError, InformerFactory, WorkQueue
+from kybernetes.client import ApiError, Client, Informers, WorkQueue
 from kybernetes.client.informer import add_object_handler
 from kybernetes.client.reconcile import Result
 from kybernetes.client.resources import NODES, SERVICES
@@ -64,7 +64,7 @@ def ingress_patch(svc: Obj, nodes: list[Obj]) -> Obj | None:
 
 
 class ServiceLBController:
-    def __init__(self, client: ApiClient, factory: InformerFactory) -> None:
+    def __init__(self, client: Client, factory: Informers) -> None:
         self.client = client
         self.services = factory.informer(SERVICES)
         self.nodes = factory.informer(NODES)

@@ -16,7 +16,7 @@ import logging
 from typing import Any
 
 from kybernetes.api.labels import MANAGED_BY_LABEL, NODE_DNS_MANAGER, SERVICE_NAME_LABEL
-from kybernetes.client import ApiClient, ApiError, InformerFactory
+from kybernetes.client import ApiError, Client, Informers
 from kybernetes.client.resources import ENDPOINTSLICES, NODES, SERVICES
 from kybernetes.dns.records import DEFAULT_ZONE, ClusterRecords
 from kybernetes.dns.server import DnsServer, attach_informers
@@ -45,7 +45,7 @@ def endpoint_slice(node: str, address: str, port: int, node_uid: str = "") -> di
     }
 
 
-async def cluster_dns_ip(client: ApiClient) -> str:
+async def cluster_dns_ip(client: Client) -> str:
     """The kube-dns Service's cluster IP, or "" when there is none (yet)."""
     try:
         svc = await client.get(SERVICES, NAMESPACE, SERVICE)
@@ -65,7 +65,7 @@ def _same_endpoint(current: dict[str, Any], wanted: dict[str, Any]) -> bool:
     return strip(current) == strip(wanted)
 
 
-async def _publish(client: ApiClient, body: dict[str, Any]) -> None:
+async def _publish(client: Client, body: dict[str, Any]) -> None:
     name = body["metadata"]["name"]
     try:
         await client.create(ENDPOINTSLICES, NAMESPACE, body, field_manager="kyb-node-dns")
@@ -78,7 +78,7 @@ async def _publish(client: ApiClient, body: dict[str, Any]) -> None:
         await client.patch(ENDPOINTSLICES, NAMESPACE, name, body, field_manager="kyb-node-dns")
 
 
-async def run_node_dns(client: ApiClient, factory: InformerFactory, node: str, address: str, port: int = 53,
+async def run_node_dns(client: Client, factory: Informers, node: str, address: str, port: int = 53,
                        zone: str = DEFAULT_ZONE) -> None:
     """Serve DNS on `address:port` from the factory's informers and publish it, until
     cancelled. A port that cannot be bound (another DNS server on the host) is

@@ -27,7 +27,8 @@ import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
 
-from kybernetes.client.informer import InformerFactory, Obj
+from kybernetes.client.informer import Obj
+from kybernetes.client.protocols import Informers
 from kybernetes.client.resources import ENDPOINTSLICES, PODS, SERVICES, Resource
 from kybernetes.dns.records import ClusterRecords
 
@@ -510,7 +511,7 @@ def pod_dns_view(pod: Obj) -> Obj:
     }
 
 
-def attach_informers(records: ClusterRecords, factory: InformerFactory) -> None:
+def attach_informers(records: ClusterRecords, factory: Informers) -> None:
     """Feed `records` from the factory's Service and EndpointSlice informers, and its Pod
     informer when pod names are verified against pods."""
 

@@ -17,7 +17,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 
-from kybernetes.client import ApiClient
+from kybernetes.client import Client, Informers
 from kybernetes.client.informer import InformerFactory
 from kybernetes.client.resources import ENDPOINTSLICES, SERVICES
 from kybernetes.proxy import iptables, model, nftables
@@ -61,7 +61,7 @@ def enable_bridge_netfilter() -> None:
 
 
 class Proxier:
-    def __init__(self, client: ApiClient, options: ProxyOptions, factory: InformerFactory | None = None) -> None:
+    def __init__(self, client: Client, options: ProxyOptions, factory: Informers | None = None) -> None:
         self.options = options
         self.factory = factory or InformerFactory(client)
         self._own_factory = factory is None

@@ -15,7 +15,7 @@ from typing import Any
 from kybernetes.api.errors import ApiError
 from kybernetes.api.pods import pod_is_terminal, pod_key
 from kybernetes.api.timefmt import now_rfc3339
-from kybernetes.client import ApiClient, InformerFactory
+from kybernetes.client import Client, Informers
 from kybernetes.client.resources import NODES, PODS
 from kybernetes.scheduler.cache import ClusterCache, PodInfo
 from kybernetes.scheduler.core import schedule_one
@@ -93,7 +93,7 @@ class Scheduler:
     """`await Scheduler(client, factory).run()`; the caller starts the informer factory
     (as for controllers). `max_inflight` bounds concurrent bindings."""
 
-    def __init__(self, client: ApiClient, factory: InformerFactory, scheduler_name: str = DEFAULT_SCHEDULER,
+    def __init__(self, client: Client, factory: Informers, scheduler_name: str = DEFAULT_SCHEDULER,
                  *, max_inflight: int = 64, percentage_of_nodes_to_score: int = 0,
                  rng: random.Random | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.client = client

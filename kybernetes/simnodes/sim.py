@@ -19,7 +19,7 @@ from collections.abc import Hashable
 from typing import Any
 
 from kybernetes.api.aiotasks import cancel_and_wait
-from kybernetes.client import ApiClient, ApiError, InformerFactory
+from kybernetes.client import ApiError, Client, Informers
 from kybernetes.client.resources import LEASES, NODES, PODS
 from kybernetes.simnodes import model
 from kybernetes.simnodes.timers import TimerHeap
@@ -59,7 +59,7 @@ class SimulatedNodes:
     the caller starts the factory and waits for it to sync, then awaits `run()`.
     """
 
-    def __init__(self, client: ApiClient, factory: InformerFactory, count: int, name_prefix: str = "sim-node-",
+    def __init__(self, client: Client, factory: Informers, count: int, name_prefix: str = "sim-node-",
                  cpu: str = "32", memory: str = "256Gi", pods: int = 110, labels: dict[str, str] | None = None,
                  taints: list[Obj] | None = None, start_delay: float = 1.0, lease_interval: float = 10.0, *,
                  node_status_interval: float = 60.0, job_duration: float | None = 2.0, delete_delay: float = 0.5,
