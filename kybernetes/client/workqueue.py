@@ -19,8 +19,8 @@ import asyncio
 import collections
 import logging
 import time
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Coroutine, Generator
+from typing import Any, Protocol
 
 from kybernetes.api.errors import ApiError
 from kybernetes.client.reconcile import Result, SyncFn
@@ -122,6 +122,8 @@ class WorkQueue:
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._shutdown = False
+        # The longest a sync of this queue kept the event loop between two awaits (seconds).
+        self.longest_hold = 0.0
 
     def __len__(self) -> int:
         """Keys waiting to be handed out (not those being processed or delayed)."""
@@ -206,6 +208,59 @@ class WorkQueue:
                 w.set_result(None)
 
 
+# A sync that keeps the event loop this long between two awaits is worth a warning: every
+# other controller, the informers and the leader lease wait for it.
+SLOW_HOLD_SECONDS = 0.1
+
+
+class _HoldTimer:
+    """Await a coroutine and keep the longest of its synchronous steps, i.e. how long it
+    held the event loop at a stretch."""
+
+    __slots__ = ("coro", "longest")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any]) -> None:
+        self.coro = coro
+        self.longest = 0.0
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        value: Any = None
+        error: BaseException | None = None
+        while True:
+            t = time.perf_counter()
+            try:
+                yielded = self.coro.send(value) if error is None else self.coro.throw(error)
+            except StopIteration as stop:
+                self.longest = max(self.longest, time.perf_counter() - t)
+                return stop.value
+            finally:
+                value, error = None, None
+            self.longest = max(self.longest, time.perf_counter() - t)
+            try:
+                value = yield yielded
+            except GeneratorExit:
+                self.coro.close()
+                raise
+            except BaseException as e:  # noqa: BLE001 - handed on to the coroutine (cancellation too)
+                error = e
+
+
+async def _timed(queue: WorkQueue, pending: Awaitable[Result | None], name: str, key: str,
+                 out: logging.Logger) -> Result | None:
+    """Await one sync, noting in `queue.longest_hold` (and the log, when it is long) how
+    long it kept the event loop at a stretch."""
+    if not asyncio.iscoroutine(pending):
+        return await pending
+    timer = _HoldTimer(pending)
+    try:
+        return await timer
+    finally:
+        queue.longest_hold = max(queue.longest_hold, timer.longest)
+        if timer.longest >= SLOW_HOLD_SECONDS:
+            out.warning("%s %s: the sync held the event loop for %.0f ms at a stretch", name, key,
+                        timer.longest * 1e3)
+
+
 def handle_result(queue: WorkQueue, key: str, result: Result | None) -> None:
     """Tell `queue` what a successful sync of `key` asked for (controller-runtime's rules)."""
     if result is None or result.is_done:
@@ -250,7 +305,7 @@ async def run_workers(queue: WorkQueue, sync: SyncFn, workers: int, name: str,
         while True:
             key = await queue.get()
             try:
-                handle_result(queue, key, await sync(key))
+                handle_result(queue, key, await _timed(queue, sync(key), name, key, out))
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # noqa: BLE001 - a failed key retries; the worker lives on

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -267,3 +268,51 @@ async def test_one_controller_stuck_requeueing_does_not_delay_another():
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
     assert got == ["new-namespace"]
+
+
+async def test_a_sync_that_holds_the_loop_is_measured_and_reported(caplog):
+    q = WorkQueue("hog")
+    synced: list[str] = []
+
+    async def sync(key: str) -> Result:
+        await asyncio.sleep(0)
+        if key == "hog":
+            time.sleep(0.15)  # pure Python work between two awaits, as a huge plan would be
+        await asyncio.sleep(0)
+        synced.append(key)
+        return Result.done()
+
+    q.add("light")
+    await _serve(q, sync, lambda: synced == ["light"], workers=1)
+    assert q.longest_hold < 0.15
+    q2 = WorkQueue("hog")
+    q2.add("hog")
+    synced.clear()
+    with caplog.at_level("WARNING", logger="kybernetes.client.workqueue"):
+        await _serve(q2, sync, lambda: synced == ["hog"], workers=1)
+    assert q2.longest_hold >= 0.15
+    assert any("held the event loop" in r.getMessage() and "hog" in r.getMessage() for r in caplog.records)
+
+
+async def test_cancelling_the_workers_mid_sync_reaches_the_sync():
+    q = WorkQueue()
+    started = asyncio.Event()
+    outcome: list[str] = []
+
+    async def sync(key: str) -> Result:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            outcome.append("cancelled")
+            raise
+        return Result.done()
+
+    q.add("k")
+    task = asyncio.create_task(run_workers(q, sync, 1, "test"))
+    await asyncio.wait_for(started.wait(), 5)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.wait_for(task, 5)
+    assert outcome == ["cancelled"]
+    assert task.done()
