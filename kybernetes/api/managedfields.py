@@ -97,6 +97,53 @@ def _ext(raw: dict[str, Any] | None, name: str) -> Any:
     return value
 
 
+class _Node:
+    """What this module asks of one schema node, worked out once per node: every write
+    walks its object along the schema, and resolving `$ref`s and reading extensions
+    again at each step was most of the cost of recording managedFields. Built-in
+    schemas never change; a custom resource's schema is replaced, not edited, when
+    its CRD changes."""
+
+    __slots__ = ("raw", "props", "extra", "map_atomic", "is_struct", "required", "list_kind", "list_keys", "items")
+
+    def __init__(self, raw: dict[str, Any] | None) -> None:
+        self.raw = raw  # held so that its id() stays this node's for as long as it is cached
+        resolved = schemas.resolve(raw)
+        props = resolved.get("properties") if resolved is not None else None
+        self.props: dict[str, Any] | None = props if isinstance(props, dict) else None
+        extra = resolved.get("additionalProperties") if resolved is not None else None
+        self.extra: dict[str, Any] | None = extra if isinstance(extra, dict) else None
+        self.map_atomic = _ext(raw, "x-kubernetes-map-type") == "atomic"
+        self.is_struct = bool(resolved) and self.props is not None
+        req = resolved.get("required") if resolved else None
+        self.required: tuple[str, ...] = tuple(req) if isinstance(req, list) else ()
+        self.list_kind, self.list_keys = list_kind(raw)
+        it = resolved.get("items") if resolved is not None else None
+        self.items: dict[str, Any] | None = it if isinstance(it, dict) else None
+
+    def child(self, key: str) -> dict[str, Any] | None:
+        """The unresolved schema of map key `key` (a named property, else additionalProperties)."""
+        props = self.props
+        if props is not None and key in props:
+            return props[key]  # type: ignore[no-any-return]
+        return self.extra
+
+
+_NODES: dict[int, _Node] = {}
+# Schema nodes of built-in kinds number a few thousand; the bound only matters when
+# custom resource schemas keep being replaced.
+_MAX_NODES = 50_000
+
+
+def _node(raw: dict[str, Any] | None) -> _Node:
+    node = _NODES.get(id(raw))
+    if node is None or node.raw is not raw:
+        if len(_NODES) >= _MAX_NODES:
+            _NODES.clear()
+        node = _NODES[id(raw)] = _Node(raw)
+    return node
+
+
 def _child_schema(raw: dict[str, Any] | None, key: str, path: Path) -> dict[str, Any] | None:
     # Custom resource schemas describe metadata loosely (if at all); the server
     # always treats it as ObjectMeta.
@@ -104,41 +151,36 @@ def _child_schema(raw: dict[str, Any] | None, key: str, path: Path) -> dict[str,
         return _OBJECT_META
     if raw is None:
         return None
-    return schemas.raw_child(raw, key)
+    return _node(raw).child(key)
 
 
 def _items_schema(raw: dict[str, Any] | None) -> dict[str, Any] | None:
-    resolved = schemas.resolve(raw)
-    if resolved is None:
-        return None
-    it = resolved.get("items")
-    return it if isinstance(it, dict) else None
+    return _node(raw).items
 
 
 def _declared(raw: dict[str, Any] | None, key: str, path: Path) -> bool:
     """True if `key` is a named field of a struct (as opposed to a map entry)."""
     if not path and key == "metadata":
         return True
-    resolved = schemas.resolve(raw)
-    if resolved is None:
-        return False
-    props = resolved.get("properties")
-    return isinstance(props, dict) and key in props
+    props = _node(raw).props
+    return props is not None and key in props
 
 
 def _is_struct(raw: dict[str, Any] | None) -> bool:
-    resolved = schemas.resolve(raw)
-    return bool(resolved) and isinstance(resolved.get("properties"), dict)
+    return _node(raw).is_struct
 
 
 def _required(raw: dict[str, Any] | None) -> tuple[str, ...]:
-    resolved = schemas.resolve(raw)
-    req = resolved.get("required") if resolved else None
-    return tuple(req) if isinstance(req, list) else ()
+    return _node(raw).required
 
 
 def _map_atomic(raw: dict[str, Any] | None) -> bool:
-    return _ext(raw, "x-kubernetes-map-type") == "atomic"
+    return _node(raw).map_atomic
+
+
+def _list_kind(raw: dict[str, Any] | None) -> tuple[str, list[str]]:
+    node = _node(raw)
+    return node.list_kind, node.list_keys
 
 
 def list_kind(raw: dict[str, Any] | None) -> tuple[str, list[str]]:
@@ -222,13 +264,20 @@ def path_string(path: Path) -> str:
 # -- field sets ------------------------------------------------------------------------
 
 
-def _is_stripped(path: Path, ignored: Iterable[Path]) -> bool:
-    return any(path[: len(p)] == p for p in ignored)
+@functools.lru_cache(maxsize=64)
+def _prefixes_by_length(ignored: tuple[Path, ...]) -> tuple[tuple[int, frozenset[Path]], ...]:
+    by_length: dict[int, set[Path]] = {}
+    for p in ignored:
+        by_length.setdefault(len(p), set()).add(p)
+    return tuple((n, frozenset(ps)) for n, ps in sorted(by_length.items()))
 
 
 def _filter(fields: Iterable[Path], ignored: Iterable[Path]) -> FieldSet:
-    ignored = tuple(ignored)
-    return {p for p in fields if not _is_stripped(p, ignored)}
+    """`fields` without the paths at or below any of `ignored`."""
+    # One set lookup per prefix length instead of a comparison per ignored path: this
+    # runs over every path of every write.
+    by_length = _prefixes_by_length(tuple(ignored))
+    return {p for p in fields if not any(p[:n] in ps for n, ps in by_length)}
 
 
 def _collect(value: Any, raw: dict[str, Any] | None, path: Path, out: FieldSet, strict: bool) -> None:
@@ -245,7 +294,7 @@ def _collect(value: Any, raw: dict[str, Any] | None, path: Path, out: FieldSet, 
                 out.add(child_path)
         return
     if isinstance(value, list):
-        kind, keys = list_kind(raw)
+        kind, keys = _list_kind(raw)
         if kind == "atomic":
             out.add(path)
             return
@@ -527,7 +576,7 @@ class _Comparison:
 def _shape(value: Any, raw: dict[str, Any] | None) -> str:
     if isinstance(value, dict) and not _map_atomic(raw):
         return "map"
-    if isinstance(value, list) and list_kind(raw)[0] != "atomic":
+    if isinstance(value, list) and _node(raw).list_kind != "atomic":
         return "list"
     return "leaf"
 
@@ -582,7 +631,7 @@ def _compare(old: Any, new: Any, raw: dict[str, Any] | None, path: Path, cmp: _C
         return
     if shape == "list":
         _mark_presence(old, new, path, cmp)
-        kind, keys = list_kind(raw)
+        kind, keys = _list_kind(raw)
         item_raw = _items_schema(raw)
         old_items = _index_items(old, kind, keys)
         new_items = _index_items(new, kind, keys)
@@ -598,6 +647,46 @@ def _compare(old: Any, new: Any, raw: dict[str, Any] | None, path: Path, cmp: _C
         cmp.removed.add(path)
     elif old != new:
         cmp.modified.add(path)
+
+
+def _created(new: Any, raw: dict[str, Any] | None, path: Path, out: FieldSet, parent_present: bool,
+             skip: frozenset[Path], skip_depth: int, required: bool = False) -> None:
+    """Add to `out` what `_compare(_MISSING, new, ...)` marks added or modified: the fields
+    a create sets, less those at or below a path in `skip` (no longer than `skip_depth`).
+    Every create takes this road, so it walks `new` once, without the comparison's
+    bookkeeping and without entering skipped subtrees; the rules are `_compare`'s for an
+    absent old side."""
+    if new is None or (len(path) <= skip_depth and path in skip):
+        return
+    node = _node(raw)
+    if isinstance(new, dict) and not node.map_atomic:
+        if not new:
+            if path:
+                out.add(path)  # an empty map is owned as a leaf
+            return
+        # The root, and a struct whose parent exists, count as present-empty before:
+        # only their leaves are new.
+        present = not path or (parent_present and node.is_struct)
+        if not present:
+            out.add(path)
+        required_keys = node.required if present else ()
+        for key, child in new.items():
+            _created(child, _child_schema(raw, key, path), path + ("f:" + key,), out, present, skip, skip_depth,
+                     key in required_keys)
+        return
+    if not path:
+        return
+    # A required list of a present parent counts as present-empty before.
+    was_empty_list = required and parent_present and isinstance(new, list)
+    if isinstance(new, list) and node.list_kind != "atomic":
+        if not was_empty_list:
+            out.add(path)
+        item_raw = node.items
+        for element, item in _index_items(new, node.list_kind, node.list_keys).items():
+            _created(item, item_raw, path + (element,), out, False, skip, skip_depth)
+        return
+    if not was_empty_list or new != []:
+        out.add(path)
 
 
 def _mark_presence(old: Any, new: Any, path: Path, cmp: _Comparison) -> None:
@@ -623,6 +712,11 @@ def _index_items(items: Any, kind: str, keys: list[str]) -> dict[str, Any]:
 
 def _compare_objects(old: dict[str, Any] | None, new: dict[str, Any], schema: dict[str, Any] | None,
                      ignored: Iterable[Path]) -> _Comparison:
+    if old is None:
+        added: FieldSet = set()
+        skip = frozenset(ignored)
+        _created(_without_managed_fields(new), schema, (), added, True, skip, max(map(len, skip), default=0))
+        return _Comparison(added)
     cmp = _Comparison()
     _compare(_without_managed_fields(old) if old is not None else _MISSING,
              _without_managed_fields(new), schema, (), cmp, parent_present=True)
@@ -650,7 +744,7 @@ def _merge(live: Any, config: Any, raw: dict[str, Any] | None, path: Path) -> An
                 out[key] = clone(value)
         return out
     if isinstance(live, list) and isinstance(config, list):
-        kind, keys = list_kind(raw)
+        kind, keys = _list_kind(raw)
         if kind != "atomic":
             return _merge_list(live, config, kind, keys, _items_schema(raw), path)
     return clone(config)
@@ -846,11 +940,12 @@ def apply(live: dict[str, Any] | None, applied: dict[str, Any], manager: str, fo
     if mine is not None:
         _prune(merged, mine.fields - applied_set - others_owned, applied_set | others_owned)
 
-    cmp = _compare_objects(current if live is not None else None, merged, schema, ignored)
     if live is None:
         # A create through apply starts from nothing: only the configuration's
         # own fields exist, so nothing can conflict.
         cmp = _Comparison()
+    else:
+        cmp = _compare_objects(current, merged, schema, ignored)
     conflicts = {id(e): e.fields & cmp.changed() for e in others}
     conflicts = {k: v for k, v in conflicts.items() if v}
     if conflicts and not force and manager == "kubectl" and subresource == "":
