@@ -4,14 +4,19 @@
 watch per resource for the whole process), starts it, waits for the caches to
 fill, then runs every controller until cancelled. `kyb controller-manager`
 calls it under leader election.
+
+Each controller is a `Runnable` with a worker pool of its own (its own queue and
+`workers` tasks, as kube-controller-manager's --concurrent-*-syncs), so a controller
+whose keys back off or pile up does not take workers from the others.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
 
 from kybernetes.api.aiotasks import cancel_and_wait
 from kybernetes.client import ApiClient, InformerFactory
@@ -32,39 +37,64 @@ from kybernetes.controllers.servicelb import ServiceLBController
 log = logging.getLogger(__name__)
 
 
+class Runnable(Protocol):
+    """What the manager runs: `run` works with `workers` workers of its own until cancelled."""
+
+    async def run(self, workers: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class Managed:
+    name: str
+    runnable: Runnable
+
+
 @dataclass
 class ControllerOptions:
     node_monitor_grace_period: int = 40
     cluster_cidr: str = "10.42.0.0/16"
     node_cidr_mask_size: int = 24
     workers: int = 4
+    # Workers of one controller by name, instead of `workers` (e.g. {"namespace": 8}).
+    concurrent_syncs: dict[str, int] = field(default_factory=dict)
     terminated_pod_threshold: int = 12500
+
+    def workers_for(self, name: str) -> int:
+        return max(1, self.concurrent_syncs.get(name, self.workers))
 
 
 def build_controllers(client: ApiClient, factory: InformerFactory,
-                      options: ControllerOptions) -> list[tuple[str, Any]]:
-    """Every controller, registered on `factory`'s shared informers (not yet running)."""
-    return [
-        ("replicaset", ReplicaSetController(client, factory)),
-        ("deployment", DeploymentController(client, factory)),
-        ("garbagecollector", GarbageCollectorController(client, factory)),
-        ("namespace", NamespaceController(client, factory)),
-        ("serviceaccount", ServiceAccountController(client, factory)),
-        ("podgc", PodGCController(client, factory, terminated_pod_threshold=options.terminated_pod_threshold)),
-        ("endpoints", EndpointsController(client, factory)),
-        ("endpointslice", EndpointSliceController(client, factory)),
-        ("servicelb", ServiceLBController(client, factory)),
-        ("nodedns", NodeDnsController(client, factory)),
-        ("nodelifecycle", NodeLifecycleController(
+                      options: ControllerOptions) -> list[Managed]:
+    """Every controller, registered on `factory`'s shared informers (not yet running).
+    Raises ValueError, before anything is built, when `options` names a controller that
+    does not exist."""
+    builders: list[tuple[str, Callable[[], Runnable]]] = [
+        ("replicaset", lambda: ReplicaSetController(client, factory)),
+        ("deployment", lambda: DeploymentController(client, factory)),
+        ("garbagecollector", lambda: GarbageCollectorController(client, factory)),
+        ("namespace", lambda: NamespaceController(client, factory)),
+        ("serviceaccount", lambda: ServiceAccountController(client, factory)),
+        ("podgc", lambda: PodGCController(client, factory,
+                                          terminated_pod_threshold=options.terminated_pod_threshold)),
+        ("endpoints", lambda: EndpointsController(client, factory)),
+        ("endpointslice", lambda: EndpointSliceController(client, factory)),
+        ("servicelb", lambda: ServiceLBController(client, factory)),
+        ("nodedns", lambda: NodeDnsController(client, factory)),
+        ("nodelifecycle", lambda: NodeLifecycleController(
             client, factory, node_monitor_grace_period=options.node_monitor_grace_period,
             cluster_cidr=options.cluster_cidr, node_cidr_mask_size=options.node_cidr_mask_size)),
     ]
+    unknown = set(options.concurrent_syncs) - {name for name, _ in builders}
+    if unknown:
+        raise ValueError(f"no such controller: {', '.join(sorted(unknown))}")
+    return [Managed(name, build()) for name, build in builders]
 
 
-async def run_built(controllers: list[tuple[str, Any]], workers: int) -> None:
-    """Run built controllers (their informers synced) until cancelled."""
+async def run_built(controllers: list[Managed], options: ControllerOptions) -> None:
+    """Run built controllers (their informers synced) until cancelled, each with its own workers."""
     log.info("controller manager: starting %d controllers", len(controllers))
-    tasks = [asyncio.create_task(c.run(workers), name=f"controller-{name}") for name, c in controllers]
+    tasks = [asyncio.create_task(m.runnable.run(options.workers_for(m.name)), name=f"controller-{m.name}")
+             for m in controllers]
     try:
         await asyncio.gather(*tasks)
     finally:
@@ -77,6 +107,6 @@ async def run_controllers(client: ApiClient, options: ControllerOptions) -> None
     await factory.start()
     await factory.wait_synced(120)
     try:
-        await run_built(controllers, options.workers)
+        await run_built(controllers, options)
     finally:
         await factory.stop()

@@ -316,3 +316,42 @@ async def test_cancelling_the_workers_mid_sync_reaches_the_sync():
         await asyncio.wait_for(task, 5)
     assert outcome == ["cancelled"]
     assert task.done()
+
+
+# -- the controller manager: one worker pool per controller --------------------------------------
+
+
+async def test_each_controller_runs_its_own_workers_as_configured():
+    from kybernetes.controllers.manager import ControllerOptions, Managed, run_built
+
+    got: dict[str, int] = {}
+
+    class Recorder:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        async def run(self, workers: int) -> None:
+            got[self.name] = workers
+            await asyncio.Event().wait()
+
+    options = ControllerOptions(workers=3, concurrent_syncs={"namespace": 8, "deployment": 0})
+    managed = [Managed(n, Recorder(n)) for n in ("namespace", "deployment", "replicaset")]
+    task = asyncio.create_task(run_built(managed, options))
+    async with asyncio.timeout(5):
+        while len(got) < 3:
+            await asyncio.sleep(0.005)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert got == {"namespace": 8, "deployment": 1, "replicaset": 3}
+
+
+def test_unknown_controller_in_concurrent_syncs_is_refused():
+    from kybernetes.controllers.manager import ControllerOptions, build_controllers
+
+    class NoFactory:
+        def informer(self, *_: object, **__: object) -> object:
+            raise AssertionError("not reached")
+
+    with pytest.raises(ValueError, match="deployments"):
+        build_controllers(object(), NoFactory(), ControllerOptions(concurrent_syncs={"deployments": 2}))  # type: ignore[arg-type]
