@@ -23,6 +23,9 @@ import orjson
 from aiohttp import web
 
 from kybernetes.api.errors import ApiError
+from kybernetes.api.kinds import Strategies
+from kybernetes.api.kinds.base import Allocation
+from kybernetes.api.kinds.service import SERVICE
 from kybernetes.api.registry import Registry
 from kybernetes.apiserver import auth, discovery, openapi, pki, servicealloc
 from kybernetes.apiserver.crds import CrdController
@@ -75,7 +78,8 @@ class ApiServer:
     def __init__(self, data_dir: str, store: Store, port: int = 6443, bind: str = "0.0.0.0",
                  hosts: list[str] | None = None, tls: bool = True,
                  service_network: servicealloc.ServiceNetwork | None = None,
-                 advertise_address: str | None = None, serving: ServingOptions | None = None) -> None:
+                 advertise_address: str | None = None, serving: ServingOptions | None = None,
+                 kinds: Strategies | None = None, gc_enabled: bool = False) -> None:
         self.data_dir = data_dir
         self.serving = serving or ServingOptions()
         self.store = store
@@ -85,7 +89,9 @@ class ApiServer:
         self.tls = tls
         self.registry = Registry()
         self.cache = WatchCache(store)
-        self.service = ResourceService(store, self.cache)
+        # `kinds`: every kind's rules, configured by the caller (`kyb server` flags).
+        # `gc_enabled`: a garbage collector runs, so foreground/orphan deletes get its finalizers.
+        self.service = ResourceService(store, self.cache, kinds, gc_enabled=gc_enabled)
         self.ready = False
         self.runner: web.AppRunner | None = None
         self.pki: pki.Pki | None = None
@@ -95,8 +101,8 @@ class ApiServer:
         # The caller (`kyb server`) knows the host's address; without it, loopback.
         self.advertise_address = advertise_address or choose_advertise_address(None, bind, "127.0.0.1")
         self.service_allocator = ServiceAllocator(store, self.cache, self.service_network)
-        self.service.allocators["Service"] = self.service_allocator
-        self.service.prepare_hooks["Service"] = lambda info, obj, old: servicealloc.prepare_service(obj, old)
+        self.service.kinds.attach_allocation(
+            SERVICE, Allocation(self.service_allocator, prepare=servicealloc.prepare_service))
         self.system_services = SystemServices(self.registry, store, self.cache, self.service,
                                               self.service_allocator, self.service_network,
                                               ApiEndpoint(self.advertise_address, port))

@@ -1,10 +1,10 @@
 """CustomResourceDefinitions: from a CRD object to served resources, and its lifecycle.
 
 A CRD's served versions become registry entries as soon as the watch cache sees
-it, and disappear when it is deleted. The server sets the status a real API
-server's CRD controllers would (accepted names, Established), and cleans up the
-custom resources of a deleted CRD before letting it go (finalizer
-`customresourcecleanup.apiextensions.k8s.io`).
+it, and disappear when it is deleted; the custom resources of a deleted CRD are
+removed before the CRD is let go (finalizer `customresourcecleanup.apiextensions.k8s.io`).
+The CRD's own rules (validation, the status the real server's CRD controllers set)
+are its strategy's, in `kybernetes.api.kinds.crd`.
 """
 
 from __future__ import annotations
@@ -13,21 +13,13 @@ import asyncio
 import logging
 from typing import Any
 
+from kybernetes.api.kinds.crd import CLEANUP_FINALIZER, CRD, accepted_names
 from kybernetes.api.registry import Registry, ResourceInfo, ScalePaths
 from kybernetes.apiserver import objectmeta as om
 from kybernetes.apiserver.watchcache import CacheEvent, WatchCache
 
-CLEANUP_FINALIZER = "customresourcecleanup.apiextensions.k8s.io"
 CRD_PREFIX = "/registry/apiextensions.k8s.io/customresourcedefinitions/"
 log = logging.getLogger(__name__)
-
-
-def accepted_names(spec: dict[str, Any]) -> dict[str, Any]:
-    names = dict(spec.get("names") or {})
-    kind = names.get("kind", "")
-    names.setdefault("singular", kind.lower())
-    names.setdefault("listKind", kind + "List")
-    return names
 
 
 def resource_infos(crd: dict[str, Any]) -> list[ResourceInfo]:
@@ -62,38 +54,6 @@ def resource_infos(crd: dict[str, Any]) -> list[ResourceInfo]:
     return out
 
 
-def prepare_crd(info: ResourceInfo, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
-    """Server-set fields of a CRD: the cleanup finalizer and the status its controllers keep."""
-    meta = obj["metadata"]
-    if old is None:
-        fins = list(meta.get("finalizers") or [])
-        if CLEANUP_FINALIZER not in fins:
-            fins.append(CLEANUP_FINALIZER)
-        meta["finalizers"] = fins
-    spec = obj.get("spec") or {}
-    now = om.now_rfc3339()
-    storage = [v.get("name") for v in spec.get("versions") or [] if v.get("storage")]
-    prev = (old or {}).get("status") or {}
-    stored = list(prev.get("storedVersions") or [])
-    for s in storage:
-        if s and s not in stored:
-            stored.append(s)
-    conditions = [
-        {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts",
-         "message": "no conflicts found", "lastTransitionTime": now},
-        {"type": "Established", "status": "True", "reason": "InitialNamesAccepted",
-         "message": "the initial names have been accepted", "lastTransitionTime": now},
-    ]
-    for c in conditions:
-        for p in prev.get("conditions") or []:
-            if p.get("type") == c["type"] and p.get("status") == c["status"]:
-                c["lastTransitionTime"] = p.get("lastTransitionTime", now)
-    if meta.get("deletionTimestamp"):
-        conditions.append({"type": "Terminating", "status": "True", "reason": "InstanceDeletionInProgress",
-                           "message": "CustomResource deletion is in progress", "lastTransitionTime": now})
-    obj["status"] = {"acceptedNames": accepted_names(spec), "conditions": conditions, "storedVersions": stored}
-
-
 class CrdController:
     """Keeps the registry in step with stored CRDs and cleans up deleted ones."""
 
@@ -110,8 +70,7 @@ class CrdController:
             if co.obj["metadata"].get("deletionTimestamp"):
                 self.schedule_cleanup(co.obj)
         self.cache.add_listener(self._on_event)
-        self.service.prepare_hooks["CustomResourceDefinition"] = prepare_crd
-        self.service.on_marked_deleted["CustomResourceDefinition"] = lambda info, obj: self.schedule_cleanup(obj)
+        self.service.kinds.add_deletion_listener(CRD, self.schedule_cleanup)
 
     def _on_event(self, ev: CacheEvent) -> None:
         if not ev.key.startswith(CRD_PREFIX):

@@ -4,23 +4,24 @@ This is the road every write takes once the HTTP layer has decoded it:
 kind/namespace checks → unknown-field policy → defaulting → metadata
 bookkeeping → per-kind preparation → validation → managedFields → allocation
 (a Service's cluster IP and node ports) → store. It is the same for built-in
-kinds and custom resources; what differs per kind comes from the registry and
-the hooks registered here.
+kinds and custom resources; what differs per kind comes from the kind's strategy
+(`kybernetes.api.kinds`), and nothing here names a kind.
 Reads are served by the watch cache and live in the HTTP layer.
 """
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
-from kybernetes.api import defaults, managedfields, validation
+from kybernetes.api import managedfields, validation
 from kybernetes.api import patch as patches
 from kybernetes.api.errors import ApiError, FieldError, forbidden, required
 from kybernetes.api.jsonutil import clone
+from kybernetes.api.kinds import Strategies, new_strategies
+from kybernetes.api.kinds.base import WritePolicy
 from kybernetes.api.pods import qos_class
 from kybernetes.api.registry import ResourceInfo
 from kybernetes.apiserver import objectmeta as om
@@ -32,11 +33,6 @@ from kybernetes.storage.interface import (
     RevisionMismatchError,
     Store,
 )
-
-# Kinds whose status a create keeps (set by the server or the creator); for the others
-# with a status subresource, status starts empty as their strategies do.
-_STATUS_RESET_ON_CREATE_EXCEPT = {"Pod", "Namespace", "Node", "PersistentVolume", "PersistentVolumeClaim",
-                                  "CustomResourceDefinition", "Service"}
 
 
 @dataclass
@@ -58,32 +54,6 @@ class WriteResult:
     created: bool = False
 
 
-class Reservation(Protocol):
-    """What an allocator took for one write: kept if the write is stored, given back if not."""
-
-    async def commit(self) -> None:
-        """The write is stored: release what the previous version held and this one does not."""
-        ...
-
-    async def abort(self) -> None:
-        """The write failed: release what was taken for it."""
-        ...
-
-
-class Allocator(Protocol):
-    """Server-assigned values of a kind drawn from a shared pool (a Service's cluster IP
-    and node ports), taken before the object is stored and released when it is gone."""
-
-    async def reserve(self, old: dict[str, Any] | None, new: dict[str, Any], dry_run: bool) -> Reservation:
-        """Take what storing `new` over `old` (None on create) needs, filling it into `new`;
-        raise ApiError if it cannot. A dry run takes nothing but shows what it would take."""
-        ...
-
-    async def release(self, obj: dict[str, Any]) -> None:
-        """`obj` was removed from the store: give back everything it held."""
-        ...
-
-
 def _result(obj: dict[str, Any], rev: int, created: bool = False) -> WriteResult:
     obj["metadata"]["resourceVersion"] = str(rev)
     return WriteResult(obj, orjson.dumps(obj), created)
@@ -92,17 +62,6 @@ def _result(obj: dict[str, Any], rev: int, created: bool = False) -> WriteResult
 def pod_qos_class(spec: dict[str, Any]) -> str:
     """The QoS class of a pod with this spec (the rule lives in api/pods.py)."""
     return qos_class({"spec": spec})
-
-
-def fold_secret_string_data(info: ResourceInfo, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
-    """`stringData` is write-only: its entries are base64-encoded into `data`, as Kubernetes does."""
-    string_data = obj.pop("stringData", None)
-    if isinstance(string_data, dict) and string_data:
-        data = obj.get("data")
-        if not isinstance(data, dict):
-            data = obj["data"] = {}
-        for k, v in string_data.items():
-            data[k] = base64.b64encode(str(v).encode()).decode()
 
 
 def new_finalizer_errors(old_meta: dict[str, Any], new_meta: dict[str, Any]) -> list[FieldError]:
@@ -116,10 +75,6 @@ def new_finalizer_errors(old_meta: dict[str, Any], new_meta: dict[str, Any]) -> 
     listed = ", ".join(f'"{f}"' for f in extra)
     return [forbidden("metadata.finalizers", "no new finalizers can be added if the object is being deleted, "
                                              f"found new finalizers []string{{{listed}}}")]
-
-
-def has_spec_generation(info: ResourceInfo, obj: dict[str, Any]) -> bool:
-    return info.is_custom or "spec" in obj or "template" in obj
 
 
 # Writes lost to other writers are tried again (like kube-apiserver's GuaranteedUpdate);
@@ -139,17 +94,14 @@ def _patch_pins_version(body: Any) -> bool:
 class ResourceService:
     """Create/update/patch/delete for every kind, on one store and its watch cache."""
 
-    def __init__(self, store: Store, cache: WatchCache) -> None:
+    def __init__(self, store: Store, cache: WatchCache, kinds: Strategies | None = None,
+                 gc_enabled: bool = False) -> None:
         self.store = store
         self.cache = cache
-        # Hooks keyed by kind run before validation on create/update (server-set fields).
-        self.prepare_hooks: dict[str, Any] = {"Secret": fold_secret_string_data}
-        # Called after an object got its deletionTimestamp (namespace lifecycle, CRD cleanup).
-        self.on_marked_deleted: dict[str, Any] = {}
+        # Every kind's rules, configured for this server.
+        self.kinds = kinds if kinds is not None else new_strategies()
         # When a garbage collector runs, foreground/orphan deletion add their finalizers.
-        self.gc_enabled = False
-        # Allocators keyed by kind run after validation, around the store write.
-        self.allocators: dict[str, Allocator] = {}
+        self.gc_enabled = gc_enabled
 
     # -- shared steps ---------------------------------------------------------------
 
@@ -211,8 +163,11 @@ class ResourceService:
         for u in unknown:
             om.remove_path(obj, om.parse_field_path(u))
 
+    def apply_defaults(self, info: ResourceInfo, obj: dict[str, Any]) -> None:
+        self.kinds.for_info(info).default(info, obj)
+
     def validate(self, info: ResourceInfo, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
-        errors: list[FieldError] = list(validation.validate(info, obj, old))
+        errors: list[FieldError] = validation.validate_with(self.kinds.for_info(info), info, obj, old)
         if old is not None:
             errors += new_finalizer_errors(old.get("metadata") or {}, obj.get("metadata") or {})
         if errors:
@@ -285,15 +240,12 @@ class ResourceService:
         self.check_namespace_open(info, obj["metadata"].get("namespace"), obj["metadata"]["name"])
         self.apply_field_validation(info, obj, ctx)
         self.prepare_new(info, obj)
-        defaults.apply_defaults(info, obj)
-        self.after_defaults(info, obj)
-        hook = self.prepare_hooks.get(info.kind)
-        if hook is not None:
-            hook(info, obj, None)
+        self.apply_defaults(info, obj)
+        self.after_defaults(info, obj, None)
         self.validate(info, obj, None)
         if record_fields:
             self._record_fields(info, None, obj, ctx, "")
-        allocator = self.allocators.get(info.kind)
+        allocator = self.kinds.for_info(info).allocator
         if allocator is None:
             return await self._store_create(info, obj, ctx)
         # Allocated values are the server's, not the caller's: they are set after
@@ -313,26 +265,16 @@ class ResourceService:
         meta["creationTimestamp"] = om.now_rfc3339()
         for k in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
             meta.pop(k, None)
-        if has_spec_generation(info, obj):
+        strategy = self.kinds.for_info(info)
+        if strategy.has_generation(info, obj):
             meta["generation"] = 1
         else:
             meta.pop("generation", None)
-        if "status" in info.subresources and info.kind not in _STATUS_RESET_ON_CREATE_EXCEPT:
-            obj["status"] = {}
-            if info.is_custom:
-                obj.pop("status")
-        if info.kind == "Namespace":
-            obj["status"] = {"phase": "Active"}
-            spec = obj.setdefault("spec", {})
-            if "finalizers" not in spec:
-                spec["finalizers"] = ["kubernetes"]
+        strategy.prepare_for_create(info, obj)
 
-    def after_defaults(self, info: ResourceInfo, obj: dict[str, Any]) -> None:
-        """Server-set fields that depend on defaulted values."""
-        if info.kind == "Pod":
-            status = obj.setdefault("status", {})
-            status.setdefault("phase", "Pending")
-            status.setdefault("qosClass", pod_qos_class(obj.get("spec") or {}))
+    def after_defaults(self, info: ResourceInfo, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+        """Server-set fields that depend on defaulted values, before validation."""
+        self.kinds.for_info(info).prepare_write(info, obj, old)
 
     async def _store_create(self, info: ResourceInfo, obj: dict[str, Any], ctx: WriteContext) -> WriteResult:
         meta = obj["metadata"]
@@ -372,40 +314,22 @@ class ResourceService:
 
     async def update_object(self, info: ResourceInfo, old: CachedObject, new: dict[str, Any], ctx: WriteContext,
                            subresource: str, expected: int, managed_done: bool = False,
-                           old_obj: dict[str, Any] | None = None) -> WriteResult:
+                           old_obj: dict[str, Any] | None = None, policy: WritePolicy | None = None) -> WriteResult:
         """Finish an update of `old` into `new` (already patched/decoded, kind-checked): the
-        common end of PUT, PATCH, bindings and server-side writes (CRD cleanup).
+        common end of PUT, PATCH, POST-only subresources (a pod's binding) and server-side
+        writes (CRD cleanup).
 
         `old_obj` is `old` decoded, when the caller already has an unmodified copy.
-        `subresource="binding"` is the server assigning a pod to a node: it may set
-        `spec.nodeName` and status conditions, which no user update of a pod may do."""
+        `policy` is what the write may change; by default the kind's strategy decides
+        from `subresource` (the object itself, status, a namespace's finalize)."""
         if old_obj is None:
             old_obj = old.obj
-        binding = subresource == "binding"
-        if subresource == "finalize":
-            # namespaces/finalize: only spec.finalizers changes (the namespace controller's write).
-            merged = clone(old_obj)
-            merged.setdefault("spec", {})["finalizers"] = list((new.get("spec") or {}).get("finalizers") or [])
-            new = merged
-        elif subresource == "status":
-            # Everything but status comes from the stored object. Its subtrees are shared,
-            # not copied: nothing below writes into them (defaulting is idempotent on a
-            # stored object), and copying whole pods on every status write was a hot spot.
-            merged = dict(old_obj)
-            merged["metadata"] = dict(old_obj["metadata"])
-            if "status" in new:
-                merged["status"] = new["status"]
-            else:
-                merged.pop("status", None)
-            # managedFields written by an apply to /status travel with the new object.
-            if managed_done:
-                merged["metadata"]["managedFields"] = new["metadata"].get("managedFields", [])
-            new = merged
-        elif "status" in info.subresources and not binding:
-            if "status" in old_obj:
-                new["status"] = old_obj["status"]  # shared, never written below
-            else:
-                new.pop("status", None)
+        strategy = self.kinds.for_info(info)
+        if policy is None:
+            policy = strategy.write_policy(info, subresource)
+        if policy is None:
+            raise ApiError.not_found(info.group, f"{info.plural}/{subresource}", old_obj["metadata"]["name"])
+        new = policy.merge(old_obj, new, managed_done)
         meta = new["metadata"]
         old_meta = old_obj["metadata"]
         for k in ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"):
@@ -415,14 +339,11 @@ class ResourceService:
                 meta.pop(k, None)
         if "managedFields" not in meta and "managedFields" in old_meta:
             meta["managedFields"] = old_meta["managedFields"]
-        defaults.apply_defaults(info, new)
-        if subresource not in ("status", "binding") and has_spec_generation(info, new) \
-                and om.spec_changed(old_obj, new):
+        self.apply_defaults(info, new)
+        if policy.bumps_generation and strategy.has_generation(info, new) and om.spec_changed(old_obj, new):
             meta["generation"] = int(old_meta.get("generation") or 0) + 1
-        hook = self.prepare_hooks.get(info.kind)
-        if hook is not None:
-            hook(info, new, old_obj)
-        if not binding:
+        self.after_defaults(info, new, old_obj)
+        if policy.validates:
             self.validate(info, new, old_obj)
         if not managed_done:
             self._record_fields(info, old_obj, new, ctx, subresource)
@@ -433,9 +354,9 @@ class ResourceService:
         # with Kubernetes, whatever else is updated meanwhile (its status, say).
         if meta.get("deletionTimestamp") and not meta.get("finalizers") and not ctx.dry_run \
                 and not old_meta.get("deletionGracePeriodSeconds"):
-            if info.kind != "Namespace" or not (new.get("spec") or {}).get("finalizers"):
+            if not strategy.holds_removal(new):
                 return await self._store_delete(info, old, new)
-        allocator = self.allocators.get(info.kind) if subresource == "" else None
+        allocator = strategy.allocator if policy.allocates else None
         reservation = await allocator.reserve(old_obj, new, ctx.dry_run) if allocator is not None else None
         if ctx.dry_run:
             return WriteResult(new, orjson.dumps(new))
@@ -605,25 +526,20 @@ class ResourceService:
         if self.gc_enabled and policy == "Orphan" and "orphan" not in finalizers:
             finalizers.append("orphan")
         grace = options.get("gracePeriodSeconds")
-        graceful_pod = (info.kind == "Pod" and (obj.get("spec") or {}).get("nodeName")
-                        and (grace is None or int(grace) > 0)
-                        and (obj.get("status") or {}).get("phase") not in ("Succeeded", "Failed"))
-        is_namespace = info.kind == "Namespace"
-        if finalizers or graceful_pod or is_namespace:
-            # A pod whose grace period is cut to 0 while finalizers hold it is deleted as
-            # soon as they are removed.
-            forced = (info.kind == "Pod" and grace is not None and int(grace) == 0
-                      and meta.get("deletionTimestamp") and meta.get("deletionGracePeriodSeconds"))
-            if meta.get("deletionTimestamp") and not graceful_pod and not forced:
+        requested = int(grace) if grace is not None else None
+        strategy = self.kinds.for_info(info)
+        period = strategy.delete_grace_period(obj, requested)
+        graceful = period is not None
+        if finalizers or graceful or strategy.deletes_through_finalizers(obj):
+            forced = strategy.delete_is_forced(obj, requested)
+            if meta.get("deletionTimestamp") and not graceful and not forced:
                 return WriteResult(obj, co.raw), False
             new = clone(obj)
             nm = new["metadata"]
             if forced:
                 nm["deletionTimestamp"] = om.now_rfc3339()
                 nm["deletionGracePeriodSeconds"] = 0
-            elif graceful_pod:
-                period = int(grace if grace is not None else (obj.get("spec") or {}).get(
-                    "terminationGracePeriodSeconds", 30))
+            elif period is not None:
                 current = meta.get("deletionGracePeriodSeconds")
                 if meta.get("deletionTimestamp") and current is not None and period >= int(current):
                     # A repeated delete may shorten a pod's grace period, never extend it.
@@ -635,8 +551,7 @@ class ResourceService:
                 nm.setdefault("deletionGracePeriodSeconds", 0)
             if finalizers:
                 nm["finalizers"] = finalizers
-            if is_namespace:
-                new.setdefault("status", {})["phase"] = "Terminating"
+            strategy.prepare_for_delete(new)
             if "generation" in nm:
                 nm["generation"] = int(nm["generation"]) + 1
             if ctx.dry_run:
@@ -646,9 +561,7 @@ class ResourceService:
             except RevisionMismatchError:
                 raise _Retry() from None
             result = self._written(co.key, new, kv.mod_revision)
-            hook = self.on_marked_deleted.get(info.kind)
-            if hook is not None:
-                hook(info, new)
+            strategy.marked_deleted(new)
             return result, False
         if ctx.dry_run:
             return WriteResult(obj, co.raw), True
@@ -667,7 +580,7 @@ class ResourceService:
             raise ApiError.conflict(info.group, info.plural, final["metadata"]["name"]) from None
         except KeyNotFoundError:
             raise ApiError.not_found(info.group, info.plural, final["metadata"]["name"]) from None
-        allocator = self.allocators.get(info.kind)
+        allocator = self.kinds.for_info(info).allocator
         if allocator is not None:
             # What the stored version held (a finalizer's last update changes no allocation).
             await allocator.release(co.obj)

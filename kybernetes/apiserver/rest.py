@@ -18,7 +18,8 @@ import orjson
 from aiohttp import web
 
 from kybernetes.api import tables
-from kybernetes.api.errors import ApiError, forbidden, invalid, required
+from kybernetes.api.errors import ApiError, forbidden, invalid
+from kybernetes.api.kinds.base import UpdateStep
 from kybernetes.api.patch import patch_for_content_type
 from kybernetes.api.registry import VIRTUAL_KINDS, Registry, ResourceInfo
 from kybernetes.api.selectors import (
@@ -182,8 +183,8 @@ class RestHandler:
                 return await self.list(request, target)
             return self.get(request, target)
         if method == "POST":
-            if target.subresource == "binding" or (target.subresource == "eviction"):
-                return await self.pod_action(request, target)
+            if target.subresource and target.subresource in self.service.kinds.for_info(info).actions():
+                return await self.subresource_action(request, target)
             if target.name is not None:
                 raise ApiError.method_not_allowed()
             return await self.create(request, target)
@@ -526,7 +527,7 @@ class RestHandler:
         ctx = self.write_context(request)
         options = await self._delete_options(request)
         res, gone = await self.service.delete(target.info, target.namespace, target.name or "", options, ctx)
-        if gone and target.info.kind != "Pod":
+        if gone and not self.service.kinds.for_info(target.info).delete_returns_object:
             uid = res.obj.get("metadata", {}).get("uid", "")
             return json_response(success_status(target.info, target.name or "", uid))
         return json_response(res.raw)
@@ -572,42 +573,27 @@ class RestHandler:
                 + b'","metadata":{"resourceVersion":"' + str(self.cache.revision).encode() + b'"},"items":[')
         return json_response(head + b",".join(deleted) + b"]}")
 
-    async def pod_action(self, request: web.Request, target: Target) -> web.Response:
-        """pods/binding and pods/eviction."""
+    async def subresource_action(self, request: web.Request, target: Target) -> web.Response:
+        """A POST-only subresource (pods/binding, pods/eviction): the kind's strategy plans
+        it, this stores what it planned."""
         info = target.info
         ctx = self.write_context(request)
         name = target.name or ""
-        body = await self._body(request, "Binding" if target.subresource == "binding" else "Eviction")
-        if target.subresource == "binding":
-            node = ((body.get("target") or {}).get("name")) or ""
-            if not node:
-                raise ApiError.invalid("", "Binding", name, [required("target.name")])
-            co = self.service.current(info, target.namespace, name)
-            pod = co.obj
-            if (pod.get("spec") or {}).get("nodeName"):
-                raise ApiError.conflict("", "pods/binding", name,
-                                        f"pod {name} is already assigned to node "
-                                        f"\"{pod['spec']['nodeName']}\"")
-            if pod["metadata"].get("deletionTimestamp"):
-                raise ApiError.conflict("", "pods/binding", name, f"pod {name} is being deleted, cannot be assigned")
-            # Copy only the maps this write changes; the rest is shared with the stored
-            # pod (copying whole pods on every binding was a hot spot).
-            new = dict(pod)
-            new["metadata"] = dict(pod["metadata"])
-            new["spec"] = dict(pod.get("spec") or {})
-            new["spec"]["nodeName"] = node
-            status = dict(pod.get("status") or {})
-            conds = [c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"]
-            conds.append({"type": "PodScheduled", "status": "True", "lastProbeTime": None,
-                          "lastTransitionTime": om.now_rfc3339()})
-            status["conditions"] = conds
-            new["status"] = status
-            await self.service.update_object(info, co, new, ctx, "binding", expected=co.rev,
-                                            managed_done=True, old_obj=pod)
-            return json_response(orjson.dumps({"kind": "Status", "apiVersion": "v1", "metadata": {},
-                                               "status": "Success", "code": 201}), 201)
-        options = body.get("deleteOptions") or {}
-        await self.service.delete(info, target.namespace, name, options, ctx)
+        action = self.service.kinds.for_info(info).actions()[target.subresource]
+        body = await self._body(request, action.body_kind)
+        read: list[CachedObject] = []
+
+        def current() -> dict[str, Any]:
+            read.append(self.service.current(info, target.namespace, name))
+            return read[-1].obj
+
+        step = action.plan(name, body, current, om.now_rfc3339())
+        if isinstance(step, UpdateStep):
+            co = read[-1] if read else self.service.current(info, target.namespace, name)
+            await self.service.update_object(info, co, step.obj, ctx, target.subresource, expected=co.rev,
+                                            managed_done=True, old_obj=co.obj, policy=action.policy)
+        else:
+            await self.service.delete(info, target.namespace, name, step.options, ctx)
         return json_response(orjson.dumps({"kind": "Status", "apiVersion": "v1", "metadata": {},
                                            "status": "Success", "code": 201}), 201)
 

@@ -157,7 +157,7 @@ def server(ctx: click.Context, data_dir: str, port: int, bind_address: str, tls_
            request_header_timeout: float = 10.0, idle_connection_timeout: float = 90.0) -> None:
     """Run the API server on an embedded SQLite store, with the control plane, and write an admin kubeconfig."""
     from kybernetes.agent.host import primary_ip
-    from kybernetes.api import defaults
+    from kybernetes.api.kinds import new_strategies
     from kybernetes.apiserver.servicealloc import service_network
     from kybernetes.apiserver.systemservices import choose_advertise_address
 
@@ -166,7 +166,7 @@ def server(ctx: click.Context, data_dir: str, port: int, bind_address: str, tls_
     except ValueError as e:
         raise click.BadParameter(str(e)) from None
     advertise = choose_advertise_address(advertise_address, bind_address, primary_ip())
-    defaults.default_toleration_seconds = default_toleration_seconds
+    kinds = new_strategies(default_toleration_seconds=default_toleration_seconds)
     children: list[list[str]] = []
     verbose = ["-v"] * int((ctx.obj or {}).get("verbose", 0))
     kubeconfig = os.path.join(os.path.abspath(data_dir), "kubeconfig.yaml")
@@ -199,19 +199,23 @@ def server(ctx: click.Context, data_dir: str, port: int, bind_address: str, tls_
 
     async def run(stop: asyncio.Event) -> None:
         await _run_server(stop, data_dir, port, bind_address, list(tls_san), compact_interval, compact_retention,
-                          children, network, advertise, serving)
+                          children, network, advertise, serving, kinds,
+                          # The controller manager runs the garbage collector.
+                          gc_enabled=not disable_controllers)
 
     _run_until_signal(run)
 
 
 if TYPE_CHECKING:
+    from kybernetes.api.kinds import Strategies
     from kybernetes.apiserver.app import ServingOptions
     from kybernetes.apiserver.servicealloc import ServiceNetwork
 
 
 async def _run_server(stop: asyncio.Event, data_dir: str, port: int, bind: str, sans: list[str],
                       compact_interval: int, compact_retention: int, children: list[list[str]],
-                      network: ServiceNetwork, advertise: str, serving: ServingOptions | None = None) -> None:
+                      network: ServiceNetwork, advertise: str, serving: ServingOptions | None = None,
+                      kinds: Strategies | None = None, gc_enabled: bool = False) -> None:
     from kybernetes.apiserver.app import ApiServer, default_hosts
     from kybernetes.storage.sqlite import SQLiteStore
 
@@ -223,8 +227,8 @@ async def _run_server(stop: asyncio.Event, data_dir: str, port: int, bind: str, 
     # must name it, as it must name the advertised address.
     sans = [*sans, str(network.first_ip), advertise]
     srv = ApiServer(data_dir, store, port=port, bind=bind, hosts=default_hosts() + sans,
-                    service_network=network, advertise_address=advertise, serving=serving)
-    srv.service.gc_enabled = any("controller-manager" in c for c in children)
+                    service_network=network, advertise_address=advertise, serving=serving,
+                    kinds=kinds, gc_enabled=gc_enabled)
     await srv.start()
     kubeconfig = os.path.join(data_dir, "kubeconfig.yaml")
     srv.write_kubeconfig(kubeconfig)

@@ -226,13 +226,13 @@ class KindStrategy:
 
     def write_policy(self, info: ResourceInfo, subresource: str) -> WritePolicy | None:
         """How a PUT/PATCH to the object ("") or to one of its subresources is written;
-        None when the kind has no such writable subresource."""
+        None when the kind has no such writable subresource. (POST-only subresources
+        carry their own policy: see `actions`.)"""
         if subresource == "":
             return MainWrite(allocates=True, keeps_status="status" in info.subresources)
         if subresource == "status" and "status" in info.subresources:
             return StatusWrite()
-        action = self.actions().get(subresource)
-        return action.policy if action is not None else None
+        return None
 
     def actions(self) -> dict[str, ActionSubresource]:
         """POST-only subresources, by name."""
