@@ -10,73 +10,12 @@ Parse errors become `ApiError.bad_request` with the real server's wording.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from kybernetes.api.errors import ApiError
-
-# -- label key / value validation -------------------------------------------------------
-
-_QUALIFIED_NAME_FMT = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
-_QUALIFIED_NAME_RE = re.compile(f"^{_QUALIFIED_NAME_FMT}$")
-_QUALIFIED_NAME_MSG = (
-    "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an "
-    "alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is "
-    f"'{_QUALIFIED_NAME_FMT}')"
-)
-_DNS1123_SUBDOMAIN_FMT = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
-_DNS1123_SUBDOMAIN_RE = re.compile(f"^{_DNS1123_SUBDOMAIN_FMT}$")
-_DNS1123_SUBDOMAIN_MSG = (
-    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and "
-    "must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is "
-    f"'{_DNS1123_SUBDOMAIN_FMT}')"
-)
-_LABEL_VALUE_FMT = "(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?"
-_LABEL_VALUE_RE = re.compile(f"^{_LABEL_VALUE_FMT}$")
-_LABEL_VALUE_MSG = (
-    "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and "
-    "must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', "
-    f"regex used for validation is '{_LABEL_VALUE_FMT}')"
-)
-
-
-def label_key_errors(key: str) -> list[str]:
-    """Why `key` is not a valid label key (a qualified name), empty when it is."""
-    parts = key.split("/")
-    if len(parts) == 1:
-        name, prefix = parts[0], None
-    elif len(parts) == 2:
-        prefix, name = parts
-    else:
-        return ["a qualified name " + _QUALIFIED_NAME_MSG
-                + " with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"]
-    errs: list[str] = []
-    if prefix is not None:
-        if not prefix:
-            errs.append("prefix part must be non-empty")
-        else:
-            if len(prefix) > 253:
-                errs.append("prefix part must be no more than 253 characters")
-            if not _DNS1123_SUBDOMAIN_RE.match(prefix):
-                errs.append("prefix part " + _DNS1123_SUBDOMAIN_MSG)
-    if not name:
-        errs.append("name part must be non-empty")
-    elif len(name) > 63:
-        errs.append("name part must be no more than 63 characters")
-    if name and not _QUALIFIED_NAME_RE.match(name):
-        errs.append("name part " + _QUALIFIED_NAME_MSG)
-    return errs
-
-
-def label_value_errors(value: str) -> list[str]:
-    """Why `value` is not a valid label value, empty when it is."""
-    errs: list[str] = []
-    if len(value) > 63:
-        errs.append("must be no more than 63 characters")
-    if not _LABEL_VALUE_RE.match(value):
-        errs.append(_LABEL_VALUE_MSG)
-    return errs
+from kybernetes.api.names import label_key_errors, label_value_errors
 
 
 def _quote(value: str) -> str:
@@ -408,6 +347,31 @@ def selector_from_label_selector_object(sel: Mapping[str, Any] | None) -> LabelS
     except _SelectorSyntaxError as exc:
         raise ApiError.bad_request(str(exc)) from None
     return LabelSelector(tuple(sorted(reqs, key=lambda r: r.key)))
+
+
+def label_selector_matcher(sel: Any) -> Callable[[Mapping[str, str]], bool] | None:
+    """What a `metav1.LabelSelector` in a spec selects, as a predicate on label sets;
+    None when it is malformed (its validation says why, and nothing can match it)."""
+    if not isinstance(sel, Mapping) or not _well_formed(sel):
+        return None
+    try:
+        return selector_from_label_selector_object(sel).matches
+    except ApiError:
+        return None
+
+
+def _well_formed(sel: Mapping[str, Any]) -> bool:
+    labels = sel.get("matchLabels")
+    if labels is not None and not (isinstance(labels, Mapping)
+                                   and all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items())):
+        return False
+    exprs = sel.get("matchExpressions")
+    if exprs is None:
+        return True
+    return isinstance(exprs, list) and all(
+        isinstance(e, Mapping) and isinstance(e.get("key"), str)
+        and isinstance(e.get("values") or [], list) and all(isinstance(v, str) for v in e.get("values") or [])
+        for e in exprs)
 
 
 def _checked_requirement(key: str, op: str, values: list[str]) -> Requirement:

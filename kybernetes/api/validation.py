@@ -30,8 +30,18 @@ import orjson
 
 from kybernetes.api import schemas
 from kybernetes.api.errors import FieldError, duplicate, forbidden, invalid, not_supported, required
+from kybernetes.api.names import (
+    dns1035_label_errors,
+    dns1123_label_errors,
+    dns1123_subdomain_errors,
+    label_value_errors,
+    path_segment_name_errors,
+    port_name_errors,
+    qualified_name_errors,
+)
 from kybernetes.api.quantity import QUANTITY_REGEX_MSG, parse_quantity
 from kybernetes.api.registry import ResourceInfo
+from kybernetes.api.selectors import label_selector_matcher
 
 if TYPE_CHECKING:
     from kybernetes.api.kinds.base import KindStrategy
@@ -86,159 +96,14 @@ def too_long(path: str, limit: int) -> FieldError:
     return FieldError("FieldValueTooLong", path, f"may not be more than {limit} bytes")
 
 
-# -- syntax of names, labels and ports ----------------------------------------------------
+# -- numbers and ports ----------------------------------------------------------------------
 
-_DNS1123_LABEL_FMT = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-_DNS1123_LABEL_RE = re.compile(f"^{_DNS1123_LABEL_FMT}$")
-_DNS1123_LABEL_MSG = (
-    "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must "
-    "start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for "
-    f"validation is '{_DNS1123_LABEL_FMT}')")
-_DNS1123_SUBDOMAIN_FMT = _DNS1123_LABEL_FMT + r"(\." + _DNS1123_LABEL_FMT + ")*"
-_DNS1123_SUBDOMAIN_RE = re.compile(f"^{_DNS1123_SUBDOMAIN_FMT}$")
-_DNS1123_SUBDOMAIN_MSG = (
-    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and "
-    "must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is "
-    f"'{_DNS1123_SUBDOMAIN_FMT}')")
-_DNS1035_LABEL_FMT = "[a-z]([-a-z0-9]*[a-z0-9])?"
-_DNS1035_LABEL_RE = re.compile(f"^{_DNS1035_LABEL_FMT}$")
-_DNS1035_LABEL_MSG = (
-    "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an "
-    "alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', "
-    f"regex used for validation is '{_DNS1035_LABEL_FMT}')")
-_QUALIFIED_NAME_FMT = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
-_QUALIFIED_NAME_RE = re.compile(f"^{_QUALIFIED_NAME_FMT}$")
-_QUALIFIED_NAME_CHARS_MSG = (
-    "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an "
-    "alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation "
-    f"is '{_QUALIFIED_NAME_FMT}')")
-_LABEL_VALUE_FMT = f"({_QUALIFIED_NAME_FMT})?"
-_LABEL_VALUE_RE = re.compile(f"^{_LABEL_VALUE_FMT}$")
-_LABEL_VALUE_MSG = (
-    "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and "
-    "must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', "
-    f"regex used for validation is '{_LABEL_VALUE_FMT}')")
-_CONFIG_KEY_FMT = "[-._a-zA-Z0-9]+"
-_CONFIG_KEY_RE = re.compile(f"^{_CONFIG_KEY_FMT}$")
-_CONFIG_KEY_MSG = (
-    "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  "
-    f"or 'KEY_NAME',  or 'key-name', regex used for validation is '{_CONFIG_KEY_FMT}')")
 _PERCENT_FMT = "[0-9]+%"
 _PERCENT_RE = re.compile(f"^{_PERCENT_FMT}$")
 _PERCENT_MSG = (
     "a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or '93%', "
     f"regex used for validation is '{_PERCENT_FMT}')")
 _PORT_RANGE_MSG = "must be between 1 and 65535, inclusive"
-_NOT_A_STRING = "must be a string"
-
-
-def _max_len(value: str, limit: int) -> list[str]:
-    return [f"must be no more than {limit} characters"] if len(value) > limit else []
-
-
-def dns1123_label_errors(value: str) -> list[str]:
-    if not isinstance(value, str):
-        return [_NOT_A_STRING]
-    errs = _max_len(value, 63)
-    if not _DNS1123_LABEL_RE.match(value):
-        errs.append(_DNS1123_LABEL_MSG)
-    return errs
-
-
-def dns1123_subdomain_errors(value: str) -> list[str]:
-    if not isinstance(value, str):
-        return [_NOT_A_STRING]
-    errs = _max_len(value, 253)
-    if not _DNS1123_SUBDOMAIN_RE.match(value):
-        errs.append(_DNS1123_SUBDOMAIN_MSG)
-    return errs
-
-
-def dns1035_label_errors(value: str) -> list[str]:
-    if not isinstance(value, str):
-        return [_NOT_A_STRING]
-    errs = _max_len(value, 63)
-    if not _DNS1035_LABEL_RE.match(value):
-        errs.append(_DNS1035_LABEL_MSG)
-    return errs
-
-
-def path_segment_name_errors(value: str) -> list[str]:
-    if not isinstance(value, str):
-        return [_NOT_A_STRING]
-    if value in (".", ".."):
-        return [f"may not be '{value}'"]
-    return [f"may not contain '{c}'" for c in ("/", "%") if c in value]
-
-
-def qualified_name_errors(value: str) -> list[str]:
-    if not isinstance(value, str):
-        return [_NOT_A_STRING]
-    parts = value.split("/")
-    if len(parts) == 1:
-        name = parts[0]
-    elif len(parts) == 2:
-        prefix, name = parts
-        if not prefix:
-            return ["prefix part must be non-empty"]
-        errs = [f"prefix part {m}" for m in dns1123_subdomain_errors(prefix)]
-        if errs:
-            return errs + _name_part_errors(name)
-    else:
-        return ["a qualified name " + _QUALIFIED_NAME_CHARS_MSG
-                + " with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"]
-    return _name_part_errors(name)
-
-
-def _name_part_errors(name: str) -> list[str]:
-    if not name:
-        return ["name part must be non-empty"]
-    errs = ["name part must be no more than 63 characters"] if len(name) > 63 else []
-    if not _QUALIFIED_NAME_RE.match(name):
-        errs.append("name part " + _QUALIFIED_NAME_CHARS_MSG)
-    return errs
-
-
-def label_value_errors(value: str) -> list[str]:
-    if not isinstance(value, str):
-        return [_NOT_A_STRING]
-    errs = _max_len(value, 63)
-    if not _LABEL_VALUE_RE.match(value):
-        errs.append(_LABEL_VALUE_MSG)
-    return errs
-
-
-def config_key_errors(key: str) -> list[str]:
-    if not isinstance(key, str):
-        return [_NOT_A_STRING]
-    errs = _max_len(key, 253)
-    if not _CONFIG_KEY_RE.match(key):
-        errs.append(_CONFIG_KEY_MSG)
-    if key == ".":
-        errs.append("must not be '.'")
-    elif key == "..":
-        errs.append("must not be '..'")
-    elif key.startswith(".."):
-        errs.append("must not start with '..'")
-    return errs
-
-
-def port_name_errors(name: str) -> list[str]:
-    """IANA service name rules, as the real server checks port names."""
-    if not isinstance(name, str):
-        return [_NOT_A_STRING]
-    errs = []
-    if len(name) > 15:
-        errs.append("must be no more than 15 characters")
-    if not re.match(r"^[-a-z0-9]+$", name):
-        errs.append("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)")
-    if not re.search(r"[a-z]", name):
-        errs.append("must contain at least one letter (a-z)")
-    if "--" in name:
-        errs.append("must not contain consecutive hyphens")
-    if name.startswith("-") or name.endswith("-"):
-        errs.append("must not begin or end with a hyphen")
-    return errs
 
 
 def is_int(value: Any) -> bool:
@@ -370,29 +235,6 @@ def json_value(value: Any) -> GoValue:
 
 
 # -- label selectors ----------------------------------------------------------------------
-
-
-def selector_matches(sel: Any, labels: dict[str, str]) -> bool:
-    """Whether a `metav1.LabelSelector` selects a set of labels."""
-    if not isinstance(sel, dict):
-        return False
-    for key, value in as_dict(sel.get("matchLabels")).items():
-        if labels.get(key) != value:
-            return False
-    for expr in as_list(sel.get("matchExpressions")):
-        if not isinstance(expr, dict):
-            return False
-        key, op, values = expr.get("key"), expr.get("operator"), as_list(expr.get("values"))
-        present = isinstance(key, str) and key in labels
-        if op == "In" and not (present and labels[key] in values):
-            return False
-        if op == "NotIn" and present and labels[key] in values:
-            return False
-        if op == "Exists" and not present:
-            return False
-        if op == "DoesNotExist" and present:
-            return False
-    return True
 
 
 def selector_is_empty(sel: Any) -> bool:
@@ -780,7 +622,7 @@ def validate_selector_and_template(spec: Obj, kind_word: str, rule: RestartRule 
         if selector_is_empty(sel):
             errs.append(invalid("spec.selector", go_label_selector(sel), f"empty selector is invalid for {kind_word}"))
         else:
-            matcher = lambda labels: selector_matches(sel, labels)  # noqa: E731
+            matcher = label_selector_matcher(sel)
     errs += validate_template(template_path, spec.get("template"), matcher, rule)
     return errs
 

@@ -13,6 +13,7 @@ from kybernetes.api.kinds.base import (
     KindStrategy,
 )
 from kybernetes.api.registry import ResourceInfo
+from kybernetes.api.selectors import label_selector_matcher
 from kybernetes.api.tables import (
     age_column,
     age_of,
@@ -45,7 +46,6 @@ from kybernetes.api.validation import (
     is_int,
     non_negative,
     selector_is_empty,
-    selector_matches,
     validate_label_selector,
     validate_labels,
     validate_template,
@@ -77,7 +77,7 @@ def _validate_job_spec(spec: Any, prefix: str = "spec", with_selector: bool = Tr
         else:
             errs += validate_label_selector(f"{prefix}.selector", sel)
             if not selector_is_empty(sel):
-                matcher = lambda labels: selector_matches(sel, labels)  # noqa: E731
+                matcher = label_selector_matcher(sel)
         errs += validate_template(f"{prefix}.template", spec.get("template"), matcher, JOB_RESTART)
     else:
         errs += validate_template(f"{prefix}.template", spec.get("template"), None, JOB_RESTART)

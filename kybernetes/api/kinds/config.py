@@ -14,17 +14,10 @@ from kybernetes.api.kinds.base import (
     KindRef,
     KindStrategy,
 )
+from kybernetes.api.names import config_key_errors, dns1123_subdomain_errors
 from kybernetes.api.registry import ResourceInfo
 from kybernetes.api.tables import age_column, age_of, as_str, column, dict_at, doc, name_column, name_of
-from kybernetes.api.validation import (
-    as_dict,
-    as_list,
-    config_key_errors,
-    dns1123_subdomain_errors,
-    immutable,
-    name_errors,
-    too_long,
-)
+from kybernetes.api.validation import as_dict, as_list, immutable, name_errors, too_long
 
 Obj = dict[str, Any]
 Errors = list[FieldError]

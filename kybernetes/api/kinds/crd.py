@@ -14,15 +14,13 @@ from kybernetes.api.kinds.base import (
     CreatedAtStrategy,
     KindRef,
 )
+from kybernetes.api.names import dns1035_label_errors, dns1123_label_errors, dns1123_subdomain_errors
 from kybernetes.api.registry import ResourceInfo
 from kybernetes.api.timefmt import now_rfc3339
 from kybernetes.api.validation import (
     GoValue,
     as_dict,
     compile_schema,
-    dns1035_label_errors,
-    dns1123_label_errors,
-    dns1123_subdomain_errors,
     enum_errors,
     immutable,
     name_errors,

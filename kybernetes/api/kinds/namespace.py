@@ -15,9 +15,10 @@ from kybernetes.api.kinds.base import (
     KindStrategy,
     WritePolicy,
 )
+from kybernetes.api.names import qualified_name_errors
 from kybernetes.api.registry import ResourceInfo
 from kybernetes.api.tables import age_column, age_of, as_str, column, get_path, name_column, name_of
-from kybernetes.api.validation import STANDARD_FINALIZERS, as_dict, as_list, qualified_name_errors
+from kybernetes.api.validation import STANDARD_FINALIZERS, as_dict, as_list
 
 Obj = dict[str, Any]
 Errors = list[FieldError]

@@ -12,6 +12,12 @@ from kybernetes.api.kinds.base import (
     KindRef,
     KindStrategy,
 )
+from kybernetes.api.names import (
+    dns1035_label_errors,
+    dns1123_subdomain_errors,
+    port_name_errors,
+    qualified_name_errors,
+)
 from kybernetes.api.registry import ResourceInfo
 from kybernetes.api.tables import (
     age_column,
@@ -31,16 +37,12 @@ from kybernetes.api.validation import (
     GoValue,
     as_dict,
     as_list,
-    dns1035_label_errors,
-    dns1123_subdomain_errors,
     enum_errors,
     go_strings,
     immutable,
     int_or_name_port_errors,
     name_errors,
     port_errors,
-    port_name_errors,
-    qualified_name_errors,
     validate_label_selector,
 )
 

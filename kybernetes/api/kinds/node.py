@@ -12,6 +12,7 @@ from kybernetes.api.kinds.base import (
     KindRef,
     KindStrategy,
 )
+from kybernetes.api.names import label_value_errors, qualified_name_errors
 from kybernetes.api.registry import ResourceInfo
 from kybernetes.api.tables import (
     age_column,
@@ -25,15 +26,7 @@ from kybernetes.api.tables import (
     name_column,
     name_of,
 )
-from kybernetes.api.validation import (
-    TAINT_EFFECTS,
-    as_list,
-    enum_errors,
-    label_value_errors,
-    non_negative,
-    positive,
-    qualified_name_errors,
-)
+from kybernetes.api.validation import TAINT_EFFECTS, as_list, enum_errors, non_negative, positive
 
 Obj = dict[str, Any]
 Errors = list[FieldError]

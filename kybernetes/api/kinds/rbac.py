@@ -13,6 +13,7 @@ from kybernetes.api.kinds.base import (
     KindRef,
     KindStrategy,
 )
+from kybernetes.api.names import path_segment_name_errors
 from kybernetes.api.registry import ResourceInfo
 from kybernetes.api.tables import (
     age_column,
@@ -25,15 +26,7 @@ from kybernetes.api.tables import (
     name_column,
     name_of,
 )
-from kybernetes.api.validation import (
-    GoValue,
-    as_dict,
-    as_list,
-    enum_errors,
-    go_strings,
-    name_errors,
-    path_segment_name_errors,
-)
+from kybernetes.api.validation import GoValue, as_dict, as_list, enum_errors, go_strings, name_errors
 
 Obj = dict[str, Any]
 Errors = list[FieldError]

@@ -16,6 +16,7 @@ from kybernetes.api.kinds.base import (
     KindRef,
     KindStrategy,
 )
+from kybernetes.api.names import dns1123_label_errors, dns1123_subdomain_errors
 from kybernetes.api.registry import ResourceInfo
 from kybernetes.api.selectors import format_labels
 from kybernetes.api.tables import (
@@ -38,8 +39,6 @@ from kybernetes.api.validation import (
     PROTOCOLS,
     as_dict,
     as_list,
-    dns1123_label_errors,
-    dns1123_subdomain_errors,
     enum_errors,
     go_string_slice,
     int_or_name_port_errors,

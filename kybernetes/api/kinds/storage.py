@@ -12,6 +12,7 @@ from kybernetes.api.kinds.base import (
     KindRef,
     KindStrategy,
 )
+from kybernetes.api.names import qualified_name_errors
 from kybernetes.api.registry import ResourceInfo
 from kybernetes.api.tables import (
     age_column,
@@ -25,13 +26,7 @@ from kybernetes.api.tables import (
     name_column,
     name_of,
 )
-from kybernetes.api.validation import (
-    as_dict,
-    enum_errors,
-    qualified_name_errors,
-    validate_label_selector,
-    validate_resource_list,
-)
+from kybernetes.api.validation import as_dict, enum_errors, validate_label_selector, validate_resource_list
 
 Obj = dict[str, Any]
 Errors = list[FieldError]

@@ -13,6 +13,7 @@ from kybernetes.api.kinds.base import (
     KindRef,
     KindStrategy,
 )
+from kybernetes.api.names import dns1123_label_errors
 from kybernetes.api.registry import ResourceInfo
 from kybernetes.api.selectors import format_labels, label_selector_to_string
 from kybernetes.api.tables import (
@@ -38,7 +39,6 @@ from kybernetes.api.validation import (
     POD_RESTART,
     GoValue,
     as_dict,
-    dns1123_label_errors,
     enum_errors,
     go_label_selector,
     immutable,
