@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kybernetes.client import ApiError, Resource
+from kybernetes.client import Resource
 from kybernetes.controllers.apidiscovery import Discovery, ServedResource, parse_resource_list
 from kybernetes.controllers.namespace import (
     CONTENT_FAILURE,
@@ -22,6 +22,7 @@ from kybernetes.controllers.namespace import (
     needs_finalizing,
     retry_delay,
 )
+from kybernetes.testing.fakes import FakeClient, FakeInformers
 
 ALL = frozenset({"create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"})
 
@@ -137,84 +138,44 @@ def test_retry_delay_grows_and_caps() -> None:
 # -- the deletion pass against a fake client ------------------------------------------------------
 
 
-class FakeClient:
-    """Objects per resource plural; pods linger one pass after deletion (graceful deletion)."""
-
-    def __init__(self, objects: dict[str, list[dict[str, Any]]]) -> None:
-        self.objects = objects
-        self.calls: list[tuple[str, str]] = []
-
-    async def delete_collection(self, res: Resource, namespace: str | None, label_selector: str = "",
-                                propagation_policy: str | None = None) -> dict[str, Any]:
-        self.calls.append(("deletecollection", res.plural))
-        self._delete_all(res.plural)
-        return {}
-
-    async def delete(self, res: Resource, namespace: str | None, name: str, propagation_policy: str | None = None,
-                     grace_period_seconds: int | None = None,
-                     preconditions: dict[str, str] | None = None) -> dict[str, Any]:
-        self.calls.append(("delete", f"{res.plural}/{name}"))
-        items = self.objects.get(res.plural, [])
-        keep = [o for o in items if o["metadata"]["name"] != name or o["metadata"].get("finalizers")]
-        if len(keep) == len(items) and not any(o["metadata"]["name"] == name for o in items):
-            raise ApiError.not_found(res.group, res.plural, name)
-        self.objects[res.plural] = keep
-        return {}
-
-    async def list(self, res: Resource, namespace: str | None = None, **_: Any) -> dict[str, Any]:
-        self.calls.append(("list", res.plural))
-        return {"items": list(self.objects.get(res.plural, []))}
-
-    def _delete_all(self, plural: str) -> None:
-        items = self.objects.get(plural, [])
-        if plural == "pods":
-            for o in items:
-                o["metadata"].setdefault("deletionTimestamp", "now")
-            return
-        self.objects[plural] = [o for o in items if o["metadata"].get("finalizers")]
-
-
-class FakeFactory:
-    class _Inf:
-        def add_handler(self, **_: Any) -> None:
-            pass
-
-        def get(self, _ns: str | None, _name: str) -> None:
-            return None
-
-    def informer(self, _res: Resource, **_: Any) -> FakeFactory._Inf:
-        return FakeFactory._Inf()
+def seeded(objects: dict[ServedResource, list[dict[str, Any]]]) -> FakeClient:
+    # Pods end gracefully: a deletion marks them and their node agent removes them later.
+    client = FakeClient(graceful=["pods"])
+    for served_res, items in objects.items():
+        client.add(served_res.resource, *items)
+    return client
 
 
 def _item(name: str, finalizers: list[str] | None = None) -> dict[str, Any]:
-    meta: dict[str, Any] = {"name": name, "uid": "uid-" + name}
+    meta: dict[str, Any] = {"name": name, "namespace": "team", "uid": "uid-" + name}
     if finalizers:
         meta["finalizers"] = finalizers
     return {"metadata": meta}
 
 
 async def test_pass_deletes_pods_before_anything_else() -> None:
-    client = FakeClient({"pods": [_item("p1")], "configmaps": [_item("c1")], "widgets": [_item("w1")]})
-    ctrl = NamespaceController(client, FakeFactory())  # type: ignore[arg-type]
+    client = seeded({PODS: [_item("p1")], CONFIGMAPS: [_item("c1")], WIDGETS: [_item("w1")]})
+    ctrl = NamespaceController(client, FakeInformers())
     found = Discovery([PODS, CONFIGMAPS, WIDGETS], {})
     report = await ctrl.delete_content("team", found)
     assert report.remaining == {"pods.": 1}
-    assert client.objects["configmaps"]  # untouched while pods remain
-    assert not any(p in ("configmaps", "widgets") for _, p in client.calls)
+    assert client.all(CONFIGMAPS.resource)  # untouched while pods remain
+    assert not any(c.resource in ("configmaps", "widgets") for c in client.calls)
     # A second pass while the pod terminates does not delete it again (that could restart its grace).
     await ctrl.delete_content("team", found)
-    assert client.calls.count(("deletecollection", "pods")) == 1
-    client.objects["pods"] = []  # the node agent finished the pod
+    assert len(client.calls_of("deletecollection", "pods")) == 1
+    client.remove(PODS.resource, "team", "p1")  # the node agent finished the pod
     report = await ctrl.delete_content("team", found)
     assert report.empty
-    assert client.objects["configmaps"] == [] and client.objects["widgets"] == []
+    assert client.all(CONFIGMAPS.resource) == [] and client.all(WIDGETS.resource) == []
     # widgets have no deletecollection: deleted one by one.
-    assert ("delete", "widgets/w1") in client.calls
+    assert [(c.verb, c.name) for c in client.calls_of(resource="widgets") if c.verb.startswith("delete")] == \
+        [("delete", "w1")]
 
 
 async def test_pass_reports_objects_held_by_finalizers() -> None:
-    client = FakeClient({"configmaps": [_item("c1", ["example.com/hold"]), _item("c2")]})
-    ctrl = NamespaceController(client, FakeFactory())  # type: ignore[arg-type]
+    client = seeded({CONFIGMAPS: [_item("c1", ["example.com/hold"]), _item("c2")]})
+    ctrl = NamespaceController(client, FakeInformers())
     report = await ctrl.delete_content("team", Discovery([PODS, CONFIGMAPS], {"x.io/v1": "down"}))
     assert report.remaining == {"configmaps.": 1}
     assert report.finalizers == {"example.com/hold": 1}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kybernetes.client import ApiError, Resource
+from kybernetes.client.resources import NODES, PODS
 from kybernetes.controllers.podgc import (
     OUT_OF_SERVICE_TAINT,
     PodGCController,
@@ -16,23 +16,7 @@ from kybernetes.controllers.podgc import (
     terminating_out_of_service,
     unscheduled_terminating,
 )
-
-
-def pod(name: str, node: str = "n1", phase: str = "Running", created: str = "2025-01-01T00:00:00Z",
-        deleting: bool = False, reason: str = "") -> dict[str, Any]:
-    meta: dict[str, Any] = {"name": name, "namespace": "default", "uid": "uid-" + name,
-                            "creationTimestamp": created}
-    if deleting:
-        meta["deletionTimestamp"] = "2025-01-02T00:00:00Z"
-    status: dict[str, Any] = {"phase": phase}
-    if reason:
-        status["reason"] = reason
-    return {"metadata": meta, "spec": {"nodeName": node} if node else {}, "status": status}
-
-
-def node(name: str, ready: bool = True, taints: list[dict[str, str]] | None = None) -> dict[str, Any]:
-    return {"metadata": {"name": name}, "spec": {"taints": taints or []},
-            "status": {"conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}
+from kybernetes.testing.fakes import FakeClient, FakeInformers, node, pod
 
 
 def names(pods: list[dict[str, Any]]) -> list[str]:
@@ -43,7 +27,7 @@ def test_terminated_over_threshold_evicted_then_oldest() -> None:
     pods = [
         pod("new-done", phase="Succeeded", created="2025-01-03T00:00:00Z"),
         pod("old-done", phase="Failed", created="2025-01-01T00:00:00Z"),
-        pod("evicted", phase="Failed", reason="Evicted", created="2025-01-05T00:00:00Z"),
+        pod("evicted", phase="Failed", status={"reason": "Evicted"}, created="2025-01-05T00:00:00Z"),
         pod("running", phase="Running", created="2024-01-01T00:00:00Z"),
         pod("mid-done", phase="Succeeded", created="2025-01-02T00:00:00Z"),
     ]
@@ -81,68 +65,43 @@ def test_failed_status_patch() -> None:
 # -- the shell against fakes --------------------------------------------------------------------
 
 
-class FakeInformer:
-    def __init__(self, items: list[dict[str, Any]]) -> None:
-        self.items = items
-
-    def list(self) -> list[dict[str, Any]]:
-        return list(self.items)
-
-    def add_handler(self, **_: Any) -> None:
-        pass
-
-
-class FakeFactory:
-    def __init__(self, pods: list[dict[str, Any]], nodes: list[dict[str, Any]]) -> None:
-        self.by_plural = {"pods": FakeInformer(pods), "nodes": FakeInformer(nodes)}
-
-    def informer(self, res: Resource, **_: Any) -> FakeInformer:
-        return self.by_plural[res.plural]
+def setup(pods: list[dict[str, Any]], cached_nodes: list[dict[str, Any]],
+          live_nodes: list[dict[str, Any]]) -> tuple[FakeClient, FakeInformers]:
+    informers = FakeInformers()
+    informers[PODS].upsert(*pods)
+    informers[NODES].upsert(*cached_nodes)
+    client = FakeClient(informers)
+    client.add(PODS, *pods)
+    client.add(NODES, *live_nodes)
+    return client, informers
 
 
-class FakeClient:
-    def __init__(self, live_nodes: set[str]) -> None:
-        self.live_nodes = live_nodes
-        self.deleted: list[tuple[str, int | None]] = []
-        self.patched: list[str] = []
-
-    async def get(self, res: Resource, namespace: str | None, name: str) -> dict[str, Any]:
-        if res.plural == "nodes" and name in self.live_nodes:
-            return node(name)
-        raise ApiError.not_found(res.group, res.plural, name)
-
-    async def patch(self, res: Resource, namespace: str | None, name: str, body: Any, patch_type: str = "merge",
-                    subresource: str = "", field_manager: str | None = None) -> dict[str, Any]:
-        self.patched.append(f"{name}/{subresource}")
-        return {}
-
-    async def delete(self, res: Resource, namespace: str | None, name: str, propagation_policy: str | None = None,
-                     grace_period_seconds: int | None = None,
-                     preconditions: dict[str, str] | None = None) -> dict[str, Any]:
-        self.deleted.append((name, grace_period_seconds))
-        return {}
+def deleted(client: FakeClient) -> list[tuple[str, int | None]]:
+    return [(c.name, c.options.get("grace_period_seconds")) for c in client.calls_of("delete", "pods")]
 
 
 async def test_orphaned_pods_wait_for_quarantine_and_live_check() -> None:
     now = [1000.0]
     pods = [pod("keep", node="n1"), pod("orphan", node="gone"), pod("lagging", node="new-node")]
-    client = FakeClient(live_nodes={"n1", "new-node"})  # the informer has not seen new-node yet
-    ctrl = PodGCController(client, FakeFactory(pods, [node("n1")]),  # type: ignore[arg-type]
-                           quarantine_seconds=40, clock=lambda: now[0])
+    # The informer has not seen new-node yet.
+    client, informers = setup(pods, [node("n1")], [node("n1"), node("new-node")])
+    ctrl = PodGCController(client, informers, quarantine_seconds=40, clock=lambda: now[0])
     assert (await ctrl.gc_once())["orphaned"] == 0
-    assert client.deleted == []
+    assert deleted(client) == []
     now[0] += 39
     assert (await ctrl.gc_once())["orphaned"] == 0
     now[0] += 2
     assert (await ctrl.gc_once())["orphaned"] == 1
-    assert client.deleted == [("orphan", 0)]
-    assert client.patched == ["orphan/status"]  # marked Failed first
+    assert deleted(client) == [("orphan", 0)]
+    # Marked Failed first.
+    assert [(c.name, c.subresource) for c in client.calls_of("patch")] == [("orphan", "status")]
+    assert client.stored(PODS, "default", "orphan") is None
 
 
 async def test_terminated_pods_force_deleted_over_threshold() -> None:
     pods = [pod(f"done-{i}", phase="Succeeded", created=f"2025-01-0{i + 1}T00:00:00Z") for i in range(3)]
-    client = FakeClient(live_nodes={"n1"})
-    ctrl = PodGCController(client, FakeFactory(pods, [node("n1")]), terminated_pod_threshold=1)  # type: ignore[arg-type]
+    client, informers = setup(pods, [node("n1")], [node("n1")])
+    ctrl = PodGCController(client, informers, terminated_pod_threshold=1)
     counts = await ctrl.gc_once()
     assert counts["terminated"] == 2
-    assert sorted(client.deleted) == [("done-0", 0), ("done-1", 0)]
+    assert sorted(deleted(client)) == [("done-0", 0), ("done-1", 0)]
