@@ -10,6 +10,7 @@ import itertools
 
 import pytest
 
+from kybernetes.client.resources import DEPLOYMENTS
 from kybernetes.controllers import deployment_plan as dp
 from kybernetes.controllers.deployment import DeploymentController
 from kybernetes.controllers.deployment_plan import (
@@ -24,6 +25,7 @@ from kybernetes.controllers.deployment_plan import (
     resolve_fenceposts,
     scaled_value,
 )
+from kybernetes.testing.fakes import FakeClient, FakeInformers
 
 T0 = dt.datetime(2026, 11, 24, 17, 0, 0, tzinfo=dt.UTC)
 DUID = "69a236b0-e313-4bbc-8e79-8e9202efffda"
@@ -678,74 +680,27 @@ def test_selecting_everything_is_refused():
 # -- the shell, against a fake client ----------------------------------------------------------------------
 
 
-class FakeInformer:
-    def __init__(self, objs: list[dict] | None = None) -> None:
-        self.objs = objs or []
-
-    def add_handler(self, **_: object) -> None:
-        pass
-
-    def get(self, ns: str | None, name: str) -> dict | None:
-        for o in self.objs:
-            if o["metadata"].get("namespace") == ns and o["metadata"]["name"] == name:
-                return o
-        return None
-
-    def by_index(self, index: str, value: str) -> list[dict]:
-        if index == "namespace":
-            return [o for o in self.objs if o["metadata"].get("namespace") == value]
-        return [o for o in self.objs
-                if any(r.get("uid") == value for r in o["metadata"].get("ownerReferences") or [])]
-
-
-class FakeFactory:
-    def __init__(self, deploys: list[dict], rss: list[dict]) -> None:
-        self.map = {"deployments": FakeInformer(deploys), "replicasets": FakeInformer(rss),
-                    "pods": FakeInformer([])}
-
-    def informer(self, res, **_: object) -> FakeInformer:
-        return self.map[res.plural]
-
-
-class FakeClient:
-    def __init__(self) -> None:
-        self.calls: list[tuple] = []
-        self.rv = 10
-
-    async def create(self, res, ns, obj, field_manager=None):
-        self.calls.append(("create", res.plural, obj["metadata"]["name"], obj["spec"]["replicas"]))
-        self.rv += 1
-        return {**obj, "metadata": {**obj["metadata"], "uid": "new", "resourceVersion": str(self.rv)}}
-
-    async def update(self, res, ns, name, obj, subresource=""):
-        self.calls.append(("update", res.plural, name, subresource, obj["metadata"].get("resourceVersion")))
-        self.rv += 1
-        return {**obj, "metadata": {**obj["metadata"], "resourceVersion": str(self.rv)}}
-
-    async def patch(self, res, ns, name, body, patch_type="merge", **_: object):
-        self.calls.append(("patch", res.plural, name, body))
-        self.rv += 1
-        return {"metadata": {"name": name, "namespace": ns, "uid": DUID, "resourceVersion": str(self.rv),
-                             "annotations": body["metadata"]["annotations"]}, "spec": {}}
-
-    async def event(self, involved, type_, reason, message, component):
-        self.calls.append(("event", involved["kind"], reason, message, component))
-
-
 async def test_controller_sync_writes_replicaset_annotation_and_status():
     d = deployment(replicas=2)
     d["metadata"]["resourceVersion"] = "7"
+    informers = FakeInformers()
+    informers[DEPLOYMENTS].upsert(d)
     client = FakeClient()
-    ctl = DeploymentController(client, FakeFactory([d], []))
+    client.add(DEPLOYMENTS, d)
+    ctl = DeploymentController(client, informers)
     await ctl.sync("default/web")
-    kinds = [c[0] for c in client.calls]
-    assert kinds == ["create", "event", "patch", "update"]
+    assert [c.verb for c in client.calls] == ["create", "event", "patch", "update"]
     h = pod_template_hash(d["spec"]["template"])
-    assert client.calls[0] == ("create", "replicasets", f"web-{h}", 2)
-    assert client.calls[1] == ("event", "Deployment", "ScalingReplicaSet",
-                               f"Scaled up replica set web-{h} from 0 to 2", "deployment-controller")
-    assert client.calls[2][3] == {"metadata": {"resourceVersion": "7",
-                                               "annotations": {"deployment.kubernetes.io/revision": "1"}}}
+    create = client.calls[0]
+    assert (create.resource, create.body["metadata"]["name"], create.body["spec"]["replicas"]) == \
+        ("replicasets", f"web-{h}", 2)
+    ev = client.events[0]
+    assert (ev.kind, ev.reason, ev.message, ev.component) == (
+        "Deployment", "ScalingReplicaSet", f"Scaled up replica set web-{h} from 0 to 2", "deployment-controller")
+    assert client.calls[2].body == {"metadata": {"resourceVersion": "7",
+                                                 "annotations": {"deployment.kubernetes.io/revision": "1"}}}
     # The status write carries the resourceVersion the annotation patch returned.
-    assert client.calls[3][:4] == ("update", "deployments", "web", "status")
-    assert client.calls[3][4] == "12"
+    update = client.calls[3]
+    assert (update.resource, update.name, update.subresource) == ("deployments", "web", "status")
+    assert update.body["metadata"]["resourceVersion"] == "12"
+    assert client.stored(DEPLOYMENTS, "default", "web")["status"] == update.body["status"]
