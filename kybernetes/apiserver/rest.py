@@ -34,6 +34,9 @@ from kybernetes.apiserver.watchcache import CachedObject, CacheEvent, WatchCache
 from kybernetes.storage.interface import CompactedError, FutureRevisionError, Store
 
 JSON = "application/json"
+# A list longer than this is written in chunks of this many items (JSON) or rows (Table).
+STREAM_ITEMS = 500
+STREAM_ROWS = 100
 MAX_WATCH_SECONDS = 1800
 BOOKMARK_INTERVAL = 30.0
 _BOOL_TRUE = ("true", "1", "True")
@@ -100,15 +103,36 @@ def check_acceptable(accept: str) -> None:
 
 
 def encode_continue(rev: int, key: str) -> str:
+    """A continue token: the list's revision and the last key sent. A revision of -1 means
+    "continue at the latest revision" (handed out with a 410 for a compacted revision)."""
     return base64.urlsafe_b64encode(orjson.dumps({"v": 1, "rv": rev, "start": key})).decode()
 
 
+_INT64 = 1 << 63
+
+
 def decode_continue(token: str) -> tuple[int, str]:
+    """(revision, start key) of a continue token; 400 for anything malformed, with
+    kube-apiserver's wording. Revisions are int64 as upstream's; 0 is not a revision and a
+    negative one means the latest, as upstream's etcd3 store reads it."""
     try:
         data = orjson.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        return int(data["rv"]), str(data["start"])
-    except Exception:  # noqa: BLE001 - any malformed token is the client's error
-        raise ApiError.bad_request("continue key is not valid: incorrect encoded start resourceVersion") from None
+    except (ValueError, orjson.JSONDecodeError) as e:
+        raise ApiError.bad_request(f"continue key is not valid: {_one_line(str(e))}") from None
+    if not isinstance(data, dict) or data.get("v") != 1:
+        raise ApiError.bad_request("continue key is not valid: server does not recognize this encoded version")
+    rv = data.get("rv")
+    if not isinstance(rv, int) or isinstance(rv, bool) or rv == 0 or not -_INT64 <= rv < _INT64:
+        raise ApiError.bad_request("continue key is not valid: incorrect encoded start resourceVersion "
+                                   "(version meta.k8s.io/v1)")
+    start = data.get("start")
+    if not isinstance(start, str) or not start:
+        raise ApiError.bad_request("continue key is not valid: encoded start key empty (version meta.k8s.io/v1)")
+    return rv, start
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def json_response(body: bytes, status: int = 200, warnings: list[str] | None = None) -> web.Response:
@@ -181,6 +205,8 @@ class RestHandler:
                 return await self.watch(request, target)
             if target.name is None:
                 return await self.list(request, target)
+            if "resourceVersion" in q:
+                await self._fresh_enough(q["resourceVersion"])
             return self.get(request, target)
         if method == "POST":
             if target.subresource and target.subresource in self.service.kinds.for_info(info).actions():
@@ -225,7 +251,7 @@ class RestHandler:
             prefix += target.namespace + "/"
         return prefix
 
-    async def list(self, request: web.Request, target: Target) -> web.Response:
+    async def list(self, request: web.Request, target: Target) -> web.StreamResponse:
         info = target.info
         q = request.query
         flt = ListFilter(info, target.namespace, q)
@@ -256,7 +282,13 @@ class RestHandler:
             at_rev, start_after = decode_continue(cont)
             if not start_after.startswith(prefix):
                 raise ApiError.bad_request("continue key is not valid: the key does not belong to this list")
-            if self.cache.events_since(prefix, at_rev) == []:
+            if at_rev < 0:
+                at_rev = 0  # continue at the latest revision (the client accepts an inconsistent list)
+            elif at_rev > self.cache.revision:
+                # A revision this server has not reached (a forged token, or another server's):
+                # wait a little as for a resourceVersion, then 504 like the watch cache.
+                await self._wait_revision(at_rev)
+            if at_rev and self.cache.events_since(prefix, at_rev) == []:
                 cached_rev, at_rev = at_rev, 0  # nothing changed since: the cache holds exactly that state
         elif match == "Exact":
             at_rev = _rv_int(rv)
@@ -265,6 +297,7 @@ class RestHandler:
             if want > self.cache.revision:
                 await self._wait_revision(want)
         name_only = flt.fields.single_name()
+        lazy = False
         if at_rev:
             items, list_rev, more_key = await self._list_store(prefix, at_rev, start_after, limit, flt)
         else:
@@ -274,27 +307,77 @@ class RestHandler:
                 candidates = [co] if co is not None and co.key > start_after else []
             else:
                 candidates = self.cache.list(prefix, start_after)
-            items = []
             more_key = ""
-            for co in candidates:
-                if flt.matches(co.obj):
-                    if limit and len(items) >= limit:
-                        more_key = items[-1].key
-                        break
-                    items.append(co)
+            if limit or len(candidates) <= STREAM_ITEMS:
+                items = []
+                for co in candidates:
+                    if flt.matches(co.obj):
+                        if limit and len(items) >= limit:
+                            more_key = items[-1].key
+                            break
+                        items.append(co)
+            else:
+                # Without a limit the metadata cannot depend on the items: filter them
+                # while streaming, so no decoded copy of the whole list is ever held.
+                items, lazy = candidates, not flt.trivial
         list_meta: dict[str, Any] = {"resourceVersion": str(list_rev)}
         if more_key:
             list_meta["continue"] = encode_continue(list_rev, more_key)
             if flt.trivial and not at_rev:
                 list_meta["remainingItemCount"] = len(self.cache.list(prefix, more_key))
         accept = request.headers.get("Accept", "")
-        if wants_table(accept):
-            table = tables.build_table(info, [c.obj for c in items], dt.datetime.now(dt.UTC),
-                                       q.get("includeObject", "Metadata"), list_meta)
-            return json_response(orjson.dumps(table))
-        head = (b'{"kind":"' + info.list_kind.encode() + b'","apiVersion":"' + info.api_version.encode()
-                + b'","metadata":' + orjson.dumps(list_meta) + b',"items":[')
-        return json_response(head + b",".join(c.raw for c in items) + b"]}")
+        table = wants_table(accept)
+        if table:
+            head = orjson.dumps(tables.build_table(info, [], dt.datetime.now(dt.UTC),
+                                                   q.get("includeObject", "Metadata"), list_meta))
+            head = head[:-2]  # the rows come last: ...,"rows":[ + rows + ]}
+        else:
+            head = (b'{"kind":"' + info.list_kind.encode() + b'","apiVersion":"' + info.api_version.encode()
+                    + b'","metadata":' + orjson.dumps(list_meta) + b',"items":[')
+        if len(items) <= STREAM_ITEMS and not lazy:
+            if table:
+                rows = tables.build_table(info, [c.obj for c in items], dt.datetime.now(dt.UTC),
+                                          q.get("includeObject", "Metadata"))["rows"]
+                return json_response(head + orjson.dumps(rows)[1:] + b"}")
+            return json_response(head + b",".join(c.raw for c in items) + b"]}")
+        return await self._stream_list(request, head, items, flt if lazy else None,
+                                       (info, q.get("includeObject", "Metadata")) if table else None)
+
+    async def _stream_list(self, request: web.Request, head: bytes, items: list[CachedObject],
+                           flt: ListFilter | None, table: tuple[ResourceInfo, str] | None) -> web.StreamResponse:
+        """Write a large list in chunks: the same bytes as the whole document, but only one
+        chunk's decoded objects and encoded bytes are held at a time, and the event loop is
+        given back between chunks so health checks and small requests are not stuck
+        behind it."""
+        resp = web.StreamResponse(status=200, headers={"Content-Type": JSON})
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        step = STREAM_ROWS if table is not None else STREAM_ITEMS
+        now = dt.datetime.now(dt.UTC)
+        first = True
+        out = [head]
+        for i in range(0, len(items), step):
+            chunk = items[i:i + step]
+            if table is not None or flt is not None:
+                objs = [c.obj for c in chunk]
+                if flt is not None:
+                    keep = [k for k, o in enumerate(objs) if flt.matches(o)]
+                    chunk = [chunk[k] for k in keep]
+                    objs = [objs[k] for k in keep]
+            if not chunk:
+                continue
+            if table is not None:
+                body = orjson.dumps(tables.build_table(table[0], objs, now, table[1])["rows"])[1:-1]
+            else:
+                body = b",".join(c.raw for c in chunk)
+            out.append(body if first else b"," + body)
+            first = False
+            await resp.write(b"".join(out))
+            out = []
+            await asyncio.sleep(0)
+        out.append(b"]}")
+        await resp.write(b"".join(out))
+        return resp
 
     async def _list_store(self, prefix: str, rev: int, start_after: str, limit: int,
                           flt: ListFilter) -> tuple[list[CachedObject], int, str]:
@@ -308,12 +391,7 @@ class RestHandler:
                 res = await self.store.list(prefix, revision=rev, limit=page, start_after=cursor)
             except CompactedError:
                 if start_after:
-                    raise ApiError.gone(
-                        "The provided continue parameter is too old to display a consistent list result. You can "
-                        "start a new list without the continue parameter, or use the continue token in this "
-                        "response to retrieve the remainder of the results. Continuing with the provided token "
-                        "results in an inconsistent list - objects that were created, modified, or deleted between "
-                        "the time the first chunk was returned and now may show up in the list.") from None
+                    raise ContinueExpired(encode_continue(-1, start_after)) from None
                 raise ApiError.gone() from None
             except FutureRevisionError:
                 raise ApiError.timeout("Too large resource version") from None
@@ -326,6 +404,13 @@ class RestHandler:
                 cursor = kv.key
             if not res.more:
                 return items, rev, ""
+
+    async def _fresh_enough(self, rv: str) -> None:
+        """A GET's resourceVersion: empty or "0" take what the cache has; any other must be
+        a revision, and one this server has reached (waiting a little, as for a list)."""
+        want = _rv_int(rv)
+        if want > self.cache.revision:
+            await self._wait_revision(want)
 
     async def _wait_revision(self, want: int) -> None:
         try:
@@ -449,13 +534,18 @@ class RestHandler:
         return WriteContext(user=getattr(user, "username", ""), field_manager=manager, dry_run=bool(dry),
                             field_validation=fv, force=force)
 
-    async def _body(self, request: web.Request, kind: str) -> dict[str, Any]:
+    async def _body(self, request: web.Request, kind: str, ctx: WriteContext | None = None,
+                    version: str = "") -> dict[str, Any]:
         data = await _read_body(request)
-        return codec.decode_object(data, request.headers.get("Content-Type"), kind)
+        dups: list[str] | None = [] if ctx is not None and ctx.field_validation != "Ignore" else None
+        obj = codec.decode_object(data, request.headers.get("Content-Type"), kind, dups)
+        if dups and ctx is not None:
+            _duplicate_fields(ctx, kind, version, dups)
+        return obj
 
     async def create(self, request: web.Request, target: Target) -> web.Response:
         ctx = self.write_context(request)
-        obj = await self._body(request, target.info.kind)
+        obj = await self._body(request, target.info.kind, ctx, target.info.version)
         if target.info.namespaced and target.namespace is None:
             raise ApiError.path_not_found()
         res = await self.service.create(target.info, target.namespace, obj, ctx)
@@ -467,7 +557,7 @@ class RestHandler:
         if target.subresource == "scale":
             body = await self._body(request, "Scale")
             return await self._scale_write(request, target, ctx, body, None)
-        obj = await self._body(request, info.kind)
+        obj = await self._body(request, info.kind, ctx, info.version)
         res = await self.service.update(info, target.namespace, target.name or "", obj, ctx, target.subresource)
         return json_response(res.raw, 201 if res.created else 200, ctx.warnings)
 
@@ -475,7 +565,10 @@ class RestHandler:
         ctx = self.write_context(request)
         ptype = patch_for_content_type(codec.media_type(request.headers.get("Content-Type")))
         data = await _read_body(request)
-        body = codec.decode_body(data, request.headers.get("Content-Type"), target.info.kind)
+        dups: list[str] | None = [] if ctx.field_validation != "Ignore" else None
+        body = codec.decode_body(data, request.headers.get("Content-Type"), target.info.kind, dups)
+        if dups:
+            _duplicate_fields(ctx, target.info.kind, target.info.version, dups)
         if target.subresource == "scale":
             return await self._scale_write(request, target, ctx, body, ptype)
         res = await self.service.patch(target.info, target.namespace, target.name or "", body, ptype, ctx,
@@ -675,6 +768,16 @@ def scale_of(info: ResourceInfo, obj: dict[str, Any]) -> dict[str, Any]:
             "spec": {"replicas": om.get_path(obj, paths.spec_replicas) or 0}, "status": status}
 
 
+def _duplicate_fields(ctx: WriteContext, kind: str, version: str, paths: list[str]) -> None:
+    """Fields given twice in a body: 400 under fieldValidation=Strict, warnings under Warn,
+    as kube-apiserver's strict decoding does (the last value is the one kept)."""
+    if ctx.field_validation == "Strict":
+        listed = ", ".join(f'duplicate field "{p}"' for p in paths)
+        raise ApiError.bad_request(
+            f'{kind} in version "{version}" cannot be handled as a {kind}: strict decoding error: {listed}')
+    ctx.warnings.extend(f'duplicate field "{p}"' for p in paths)
+
+
 async def _read_body(request: web.Request) -> bytes:
     if request.content_length is not None and request.content_length > codec.MAX_BODY_BYTES:
         raise ApiError.too_large()
@@ -699,12 +802,30 @@ def _int_param(q: Any, name: str, default: int) -> int:
 
 
 def _rv_int(rv: str) -> int:
+    """A resourceVersion parameter as a revision; 400 as kube-apiserver's for anything but
+    an unsigned 64-bit integer."""
     if rv in ("", None):
         return 0
-    try:
-        n = int(rv)
-    except ValueError:
-        raise ApiError.bad_request(f"resourceVersion: Invalid value: {rv!r}: must be a number") from None
-    if n < 0:
-        raise ApiError.bad_request(f"resourceVersion: Invalid value: {rv!r}: must be non-negative")
-    return n
+    if not rv.isascii() or not rv.isdigit() or int(rv) >= 1 << 64:
+        raise ApiError.bad_request(f'invalid resource version: "{rv}" is not an unsigned 64-bit integer')
+    return int(rv)
+
+
+class ContinueExpired(ApiError):
+    """410 for a continue token whose revision was compacted away. Like kube-apiserver, the
+    Status carries a token that continues at the latest revision, for clients that accept an
+    inconsistent list."""
+
+    def __init__(self, latest_token: str) -> None:
+        super().__init__(410, "Expired",
+                         "The provided continue parameter is too old to display a consistent list result. You can "
+                         "start a new list without the continue parameter, or use the continue token in this "
+                         "response to retrieve the remainder of the results. Continuing with the provided token "
+                         "results in an inconsistent list - objects that were created, modified, or deleted between "
+                         "the time the first chunk was returned and now may show up in the list.")
+        self.latest_token = latest_token
+
+    def status(self) -> dict[str, Any]:
+        body = super().status()
+        body["metadata"] = {"continue": self.latest_token}
+        return body
