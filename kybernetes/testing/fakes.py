@@ -65,11 +65,14 @@ Reactor = Callable[[Call], Any]
 
 class FakeClient:
     def __init__(self, informers: FakeInformers | None = None, *, resource_version: int = 10,
-                 graceful: Iterable[str] = ()) -> None:
-        """`informers` receive every write, as a watch would deliver it. Objects of the
-        resources (plurals) in `graceful` get a deletionTimestamp on delete and stay
-        until a delete with grace period 0, like pods waiting for their node agent."""
+                 graceful: Iterable[str] = (), lag: Iterable[str] = ()) -> None:
+        """`informers` receive every write, as a watch would deliver it; for the resources
+        (plurals) in `lag` only when the test calls `deliver`. Objects of the resources in
+        `graceful` get a deletionTimestamp on delete and stay until a delete with grace
+        period 0, like pods waiting for their node agent."""
         self.informers = informers
+        self.lag = set(lag)
+        self._undelivered: list[tuple[str, str, Obj]] = []
         self.objects: dict[tuple[str, str | None, str], Obj] = {}
         self.calls: list[Call] = []
         self.events: list[RecordedEvent] = []
@@ -103,6 +106,16 @@ class FakeClient:
         obj = self.objects.pop(_key(res, namespace, name))
         self._next_rv()
         self._changed_to(res, "DELETED", obj)
+
+    def deliver(self, res: Resource | None = None) -> None:
+        """Show the informers the changes held back by `lag` (of `res`, or all)."""
+        keep = []
+        for plural, type_, obj in self._undelivered:
+            if res is None or plural == res.plural:
+                self._to_informer(plural, type_, obj)
+            else:
+                keep.append((plural, type_, obj))
+        self._undelivered = keep
 
     def stored(self, res: Resource, namespace: str | None, name: str) -> Obj | None:
         return self.objects.get(_key(res, namespace, name))
@@ -375,7 +388,13 @@ class FakeClient:
         self._wake()
 
     def _mirror(self, res: Resource, type_: str, obj: Obj) -> None:
-        inf = self.informers.informers.get(res.plural) if self.informers is not None else None
+        if res.plural in self.lag:
+            self._undelivered.append((res.plural, type_, copy.deepcopy(obj)))
+        else:
+            self._to_informer(res.plural, type_, obj)
+
+    def _to_informer(self, plural: str, type_: str, obj: Obj) -> None:
+        inf = self.informers.informers.get(plural) if self.informers is not None else None
         if inf is None:
             return
         if type_ == "DELETED":

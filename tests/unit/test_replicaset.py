@@ -13,6 +13,7 @@ import pytest
 from kybernetes.api.errors import ApiError
 from kybernetes.api.patch import json_patch
 from kybernetes.api.pods import pod_is_active, pod_is_ready
+from kybernetes.client.resources import PODS, REPLICASETS
 from kybernetes.controllers import podutil
 from kybernetes.controllers.replicaset import (
     Expectations,
@@ -27,6 +28,8 @@ from kybernetes.controllers.replicaset import (
     slow_start_batches,
     status_changed,
 )
+from kybernetes.testing import fakes
+from kybernetes.testing.fakes import Call, FakeClient, FakeInformers
 
 NOW = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
 RS_UID = "rs-uid-1"
@@ -55,22 +58,17 @@ def make_pod(name: str, *, owner: str | None = RS_UID, labels: dict[str, str] | 
              node: str = "n1", phase: str = "Running", ready_for: float | None = 3600.0,
              created_ago: float = 7200.0, restarts: int = 0, deleting: bool = False,
              namespace: str = "default") -> dict[str, Any]:
-    meta: dict[str, Any] = {"name": name, "namespace": namespace, "uid": f"uid-{name}", "resourceVersion": "5",
-                            "creationTimestamp": ts(created_ago),
-                            "labels": {"app": "web", "tier": "front"} if labels is None else labels}
-    if owner is not None:
-        meta["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-7d4b9c",
-                                    "uid": owner, "controller": True, "blockOwnerDeletion": True}]
+    """A pod of the ReplicaSet (unless `owner` is None), ready for `ready_for` seconds
+    before NOW (not ready since 10 s if None)."""
+    p = fakes.pod(name, namespace, labels={"app": "web", "tier": "front"} if labels is None else labels,
+                  node=node, phase=phase, created=ts(created_ago), ready=ready_for is not None,
+                  ready_since=ts(ready_for if ready_for is not None else 10),
+                  owner={"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-7d4b9c", "uid": owner}
+                  if owner is not None else None,
+                  status={"containerStatuses": [{"name": "c", "restartCount": restarts}]})
     if deleting:
-        meta["deletionTimestamp"] = ts(1)
-    conditions = []
-    if ready_for is not None:
-        conditions.append({"type": "Ready", "status": "True", "lastTransitionTime": ts(ready_for)})
-    else:
-        conditions.append({"type": "Ready", "status": "False", "lastTransitionTime": ts(10)})
-    return {"metadata": meta, "spec": {"nodeName": node} if node else {},
-            "status": {"phase": phase, "conditions": conditions,
-                       "containerStatuses": [{"name": "c", "restartCount": restarts}]}}
+        p["metadata"]["deletionTimestamp"] = ts(1)
+    return p
 
 
 def names(pods: list[dict[str, Any]]) -> list[str]:
@@ -412,87 +410,26 @@ async def test_slow_start_stops_after_the_first_failing_batch():
 # -- the shell against fakes -------------------------------------------------------------
 
 
-class FakeInformer:
-    def __init__(self) -> None:
-        self.store: dict[str, dict[str, Any]] = {}
-        self.handlers: list[tuple[Any, Any, Any]] = []
-
-    def add_handler(self, on_add=None, on_update=None, on_delete=None) -> None:
-        self.handlers.append((on_add, on_update, on_delete))
-
-    def get(self, ns: str | None, name: str) -> dict[str, Any] | None:
-        return self.store.get(f"{ns}/{name}")
-
-    def by_index(self, index: str, value: str) -> list[dict[str, Any]]:
-        if index == "namespace":
-            return [o for o in self.store.values() if o["metadata"].get("namespace") == value]
-        if index == "orphan":
-            return [o for o in self.store.values() if podutil.orphan_index(o) == [value]]
-        assert index == "owner"
-        return [o for o in self.store.values()
-                if (podutil.controller_ref(o) or {}).get("uid") == value]
-
-    def upsert(self, obj: dict[str, Any]) -> None:
-        key = f"{obj['metadata']['namespace']}/{obj['metadata']['name']}"
-        old = self.store.get(key)
-        self.store[key] = obj
-        for on_add, on_update, _ in self.handlers:
-            if old is None:
-                on_add(obj)
-            else:
-                on_update(old, obj)
-
-    def remove(self, obj: dict[str, Any]) -> None:
-        self.store.pop(f"{obj['metadata']['namespace']}/{obj['metadata']['name']}", None)
-        for _, _, on_delete in self.handlers:
-            on_delete(obj)
+def shell(*replicasets: dict[str, Any], pods: tuple[dict[str, Any], ...] = ()) -> tuple[
+        FakeClient, FakeInformers, ReplicaSetController]:
+    """A controller over fakes. Its ReplicaSets' changes reach the informer at once; pod
+    changes only when the test calls `client.deliver(PODS)`, as a watch that lags."""
+    informers = FakeInformers()
+    client = FakeClient(informers, lag=["pods"])
+    ctrl = ReplicaSetController(client, informers)
+    client.add(REPLICASETS, *replicasets)
+    client.add(PODS, *pods)
+    client.deliver(PODS)
+    return client, informers, ctrl
 
 
-class FakeFactory:
-    def __init__(self) -> None:
-        self.informers: dict[str, FakeInformer] = {}
-
-    def informer(self, res, **_: Any) -> FakeInformer:
-        return self.informers.setdefault(res.plural, FakeInformer())
+def events(client: FakeClient) -> list[tuple[str, str, str]]:
+    assert all(e.kind == "ReplicaSet" and e.component == "replicaset-controller" for e in client.events)
+    return [(e.type, e.reason, e.message) for e in client.events]
 
 
-class FakeClient:
-    def __init__(self, quota: int | None = None) -> None:
-        self.created: list[dict[str, Any]] = []
-        self.deleted: list[str] = []
-        self.status_writes: list[dict[str, Any]] = []
-        self.events: list[tuple[str, str, str]] = []
-        self.patches: list[tuple[str, Any]] = []
-        self.quota = quota
-
-    async def create(self, res, ns, obj, field_manager=None):
-        if self.quota is not None and len(self.created) >= self.quota:
-            raise ApiError(403, "Forbidden", f'pods "{obj["metadata"]["generateName"]}abcde" is forbidden: '
-                                             "exceeded quota: q")
-        obj = {**obj, "metadata": {**obj["metadata"], "name": f"{obj['metadata']['generateName']}{len(self.created)}",
-                                   "uid": f"pod-uid-{len(self.created)}", "resourceVersion": "1"}}
-        self.created.append(obj)
-        return obj
-
-    async def delete(self, res, ns, name, preconditions=None, **_: Any):
-        self.deleted.append(name)
-        return {}
-
-    async def update(self, res, ns, name, obj, subresource=""):
-        assert subresource == "status"
-        self.status_writes.append(obj["status"])
-        return obj
-
-    async def get(self, res, ns, name):
-        raise AssertionError("not expected")
-
-    async def patch(self, res, ns, name, body, patch_type="merge", **_: Any):
-        self.patches.append((name, body))
-        return {}
-
-    async def event(self, involved, type_, reason, message, component):
-        assert involved["kind"] == "ReplicaSet" and component == "replicaset-controller"
-        self.events.append((type_, reason, message))
+def status_writes(client: FakeClient) -> list[dict[str, Any]]:
+    return [c.body["status"] for c in client.calls_of("update", "replicasets")]
 
 
 async def settle() -> None:
@@ -501,52 +438,56 @@ async def settle() -> None:
 
 
 async def test_controller_creates_once_until_its_pods_are_observed_and_writes_status():
-    client, factory = FakeClient(), FakeFactory()
-    ctrl = ReplicaSetController(client, factory)  # type: ignore[arg-type]
     rs = make_rs(3)
     rs["status"] = {"replicas": 0}
-    factory.informers["replicasets"].upsert(rs)
+    client, informers, ctrl = shell(rs)
     await ctrl.sync("default/web-7d4b9c")
     await settle()
-    assert [p["metadata"]["name"] for p in client.created] == ["web-7d4b9c-0", "web-7d4b9c-1", "web-7d4b9c-2"]
-    assert ("Normal", "SuccessfulCreate", "Created pod: web-7d4b9c-1") in client.events
-    assert client.status_writes == [{"replicas": 0, "observedGeneration": 4}]
+    created = [c.body for c in client.calls_of("create", "pods")]
+    assert [p["metadata"]["name"] for p in client.all(PODS)] == ["web-7d4b9c-0", "web-7d4b9c-1", "web-7d4b9c-2"]
+    assert all(p["metadata"]["generateName"] == "web-7d4b9c-" for p in created)
+    assert ("Normal", "SuccessfulCreate", "Created pod: web-7d4b9c-1") in events(client)
+    assert status_writes(client) == [{"replicas": 0, "observedGeneration": 4}]
 
     # The informer has not shown the new pods yet: a second sync must not create again.
     await ctrl.sync("default/web-7d4b9c")
-    assert len(client.created) == 3
-    for pod in client.created:
-        factory.informers["pods"].upsert(pod)
+    assert len(client.calls_of("create", "pods")) == 3
+    client.deliver(PODS)
     assert ctrl.expectations.satisfied("default/web-7d4b9c")
     await ctrl.sync("default/web-7d4b9c")
-    assert len(client.created) == 3
-    assert client.status_writes[-1]["replicas"] == 3
+    assert len(client.calls_of("create", "pods")) == 3
+    assert status_writes(client)[-1]["replicas"] == 3
 
     # Scale down deletes one pod and waits for its deletion to be observed.
-    rs2 = make_rs(2)
-    rs2["status"] = client.status_writes[-1]
-    factory.informers["replicasets"].upsert(rs2)
+    await client.patch(REPLICASETS, "default", "web-7d4b9c", {"spec": {"replicas": 2}})
     await ctrl.sync("default/web-7d4b9c")
     await settle()
-    assert len(client.deleted) == 1
-    assert ("Normal", "SuccessfulDelete", f"Deleted pod: {client.deleted[0]}") in client.events
+    deleted = [c.name for c in client.calls_of("delete", "pods")]
+    assert len(deleted) == 1 and len(client.all(PODS)) == 2
+    assert ("Normal", "SuccessfulDelete", f"Deleted pod: {deleted[0]}") in events(client)
     assert not ctrl.expectations.satisfied("default/web-7d4b9c")
-    factory.informers["pods"].remove(factory.informers["pods"].get("default", client.deleted[0]))
+    client.deliver(PODS)
     assert ctrl.expectations.satisfied("default/web-7d4b9c")
 
 
 async def test_controller_reports_failed_creates_as_events_and_a_condition():
-    client, factory = FakeClient(quota=1), FakeFactory()
-    ctrl = ReplicaSetController(client, factory)  # type: ignore[arg-type]
-    factory.informers["replicasets"].upsert(make_rs(5))
+    client, informers, ctrl = shell(make_rs(5))
+
+    def quota(call: Call) -> None:
+        if client.all(PODS):
+            raise ApiError(403, "Forbidden", f'pods "{call.body["metadata"]["generateName"]}abcde" is forbidden: '
+                                             "exceeded quota: q")
+
+    client.react("create", "pods", quota)
     with pytest.raises(ApiError):
         await ctrl.sync("default/web-7d4b9c")
     await settle()
     # Slow start: 1 succeeds, the batch of 2 fails, the remaining 2 are never tried.
-    assert len(client.created) == 1
-    assert sum(1 for e in client.events if e[1] == "FailedCreate") == 2
-    assert client.events[-1][2].startswith("Error creating: pods")
-    cond = client.status_writes[-1]["conditions"][0]
+    assert len(client.all(PODS)) == 1
+    assert len(client.calls_of("create", "pods")) == 3
+    assert sum(1 for e in events(client) if e[1] == "FailedCreate") == 2
+    assert events(client)[-1][2].startswith("Error creating: pods")
+    cond = status_writes(client)[-1]["conditions"][0]
     assert cond["type"] == "ReplicaFailure" and cond["reason"] == "FailedCreate"
     assert "exceeded quota" in cond["message"]
     # Only the one pod that exists is still expected.
@@ -554,23 +495,16 @@ async def test_controller_reports_failed_creates_as_events_and_a_condition():
 
 
 async def test_controller_adopts_orphans_and_releases_strays_with_guarded_patches():
-    client, factory = FakeClient(), FakeFactory()
-    ctrl = ReplicaSetController(client, factory)  # type: ignore[arg-type]
-    rs = make_rs(2)
-    factory.informers["replicasets"].upsert(rs)
-    factory.informers["pods"].upsert(make_pod("orphan", owner=None))
-    factory.informers["pods"].upsert(make_pod("stray", labels={"app": "other"}))
-
-    async def fresh_get(res, ns, name):
-        return rs
-
-    client.get = fresh_get  # type: ignore[method-assign]
+    client, informers, ctrl = shell(make_rs(2), pods=(make_pod("orphan", owner=None),
+                                                      make_pod("stray", labels={"app": "other"})))
     await ctrl.sync("default/web-7d4b9c")
-    patched = {name: body for name, body in client.patches}
+    patched = {c.name: c.body for c in client.calls_of("patch", "pods")}
     assert set(patched) == {"orphan", "stray"}
     assert patched["orphan"][0] == {"op": "test", "path": "/metadata/uid", "value": "uid-orphan"}
     assert patched["stray"][-1] == {"op": "remove", "path": "/metadata/ownerReferences"}
-    assert len(client.created) == 1
+    assert podutil.controller_ref(client.stored(PODS, "default", "orphan"))["uid"] == RS_UID
+    assert podutil.controller_ref(client.stored(PODS, "default", "stray")) is None
+    assert len(client.calls_of("create", "pods")) == 1
 
 
 # -- the controller manager's view of pods and the orphan index --------------------------------
