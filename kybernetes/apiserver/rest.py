@@ -20,10 +20,10 @@ from aiohttp import web
 from kybernetes.api import tables
 from kybernetes.api.errors import ApiError, forbidden, invalid
 from kybernetes.api.kinds.base import UpdateStep
+from kybernetes.api.kinds.scale import scale_subresource
 from kybernetes.api.patch import patch_for_content_type
 from kybernetes.api.registry import VIRTUAL_KINDS, Registry, ResourceInfo
 from kybernetes.api.selectors import (
-    label_selector_to_string,
     parse_field_selector,
     parse_label_selector,
 )
@@ -580,11 +580,14 @@ class RestHandler:
         from kybernetes.api import patch as patches
 
         info = target.info
+        scale = self.service.kinds.for_info(info).scale(info)
+        if scale is None:
+            raise ApiError.path_not_found()
         for _ in range(8):
             co = self.cache.get(info.key(target.namespace, target.name or ""))
             if co is None:
                 raise ApiError.not_found(info.group, info.plural, target.name or "")
-            current = scale_of(info, co.obj)
+            current = scale.view(co.obj)
             if ptype is None:
                 new_scale = body
                 want = (body.get("metadata") or {}).get("resourceVersion")
@@ -598,14 +601,7 @@ class RestHandler:
                 new_scale = patches.json_merge_patch(current, body)
             else:
                 raise ApiError.unsupported_media_type()
-            replicas = (new_scale.get("spec") or {}).get("replicas")
-            if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
-                raise ApiError.invalid("autoscaling", "Scale", target.name or "", [invalid(
-                    "spec.replicas", replicas, "must be greater than or equal to 0")])
-            paths = info.scale
-            assert paths is not None
-            new = om.deep_copy(co.obj)
-            om.set_path(new, paths.spec_replicas, replicas)
+            new = scale.apply(co.obj, new_scale, target.name or "")
             new["metadata"]["resourceVersion"] = str(co.rev)
             try:
                 res = await self.service.update(info, target.namespace, target.name or "", new, ctx)
@@ -613,7 +609,7 @@ class RestHandler:
                 if e.code == 409 and ptype is not None:
                     continue
                 raise
-            return json_response(orjson.dumps(scale_of(info, res.obj)), 200, ctx.warnings)
+            return json_response(orjson.dumps(scale.view(res.obj)), 200, ctx.warnings)
         raise ApiError.conflict(info.group, info.plural, target.name or "")
 
     async def delete(self, request: web.Request, target: Target) -> web.Response:
@@ -748,24 +744,10 @@ def _event_filter(flt: ListFilter) -> Any:
 
 def scale_of(info: ResourceInfo, obj: dict[str, Any]) -> dict[str, Any]:
     """The autoscaling/v1 Scale view of a scalable object."""
-    paths = info.scale
-    if paths is None:
+    scale = scale_subresource(info)
+    if scale is None:
         raise ApiError.path_not_found()
-    meta = obj["metadata"]
-    status: dict[str, Any] = {"replicas": om.get_path(obj, paths.status_replicas) or 0}
-    selector = None
-    if paths.label_selector:
-        selector = om.get_path(obj, paths.label_selector)
-    if selector is None and isinstance(om.get_path(obj, ".spec.selector"), dict):
-        selector = label_selector_to_string(om.get_path(obj, ".spec.selector"))
-    if isinstance(selector, dict):
-        selector = label_selector_to_string(selector)
-    if selector:
-        status["selector"] = selector
-    scale_meta = {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
-                  if k in meta}
-    return {"kind": "Scale", "apiVersion": "autoscaling/v1", "metadata": scale_meta,
-            "spec": {"replicas": om.get_path(obj, paths.spec_replicas) or 0}, "status": status}
+    return scale.view(obj)
 
 
 def _duplicate_fields(ctx: WriteContext, kind: str, version: str, paths: list[str]) -> None:

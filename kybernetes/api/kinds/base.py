@@ -20,7 +20,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, Protocol
 
+from kybernetes.api import tables
 from kybernetes.api.errors import FieldError
+from kybernetes.api.kinds.scale import ScaleSubresource, scale_subresource
 from kybernetes.api.registry import ResourceInfo
 
 Obj = dict[str, Any]
@@ -238,6 +240,10 @@ class KindStrategy:
         """POST-only subresources, by name."""
         return {}
 
+    def scale(self, info: ResourceInfo) -> ScaleSubresource | None:
+        """The `scale` subresource, for kinds the registry gives replica paths."""
+        return scale_subresource(info)
+
     # -- deletion
 
     def delete_grace_period(self, obj: Obj, requested: int | None) -> int | None:
@@ -269,14 +275,10 @@ class KindStrategy:
     # -- tables
 
     def table_columns(self) -> list[dict[str, Any]]:
-        from kybernetes.api.tables import name_age_columns
-
-        return name_age_columns()
+        return tables.name_age_columns()
 
     def cells(self, obj: Obj, now: datetime) -> list[Any]:
-        from kybernetes.api.tables import name_age_cells
-
-        return name_age_cells(obj, now)
+        return tables.name_age_cells(obj, now)
 
     def columns(self, info: ResourceInfo) -> list[dict[str, Any]]:
         """The Table columns, wide (priority 1) ones included; fresh dicts each call."""
@@ -297,11 +299,7 @@ class CreatedAtStrategy(KindStrategy):
     the raw creation timestamp."""
 
     def table_columns(self) -> list[dict[str, Any]]:
-        from kybernetes.api.tables import created_at_columns
-
-        return created_at_columns()
+        return tables.created_at_columns()
 
     def cells(self, obj: Obj, now: datetime) -> list[Any]:
-        from kybernetes.api.tables import created_at_cells
-
-        return created_at_cells(obj, now)
+        return tables.created_at_cells(obj, now)
