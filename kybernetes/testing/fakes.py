@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import inspect
 import itertools
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -59,7 +60,7 @@ class RecordedEvent:
 
 
 # Answers a call instead of the store: return a result, raise, or return None to let
-# the store answer.
+# the store answer. It may be a coroutine function (to add latency, say).
 Reactor = Callable[[Call], Any]
 
 
@@ -149,7 +150,7 @@ class FakeClient:
 
     async def get(self, res: Resource, namespace: str | None, name: str, subresource: str = "") -> Obj:
         call = self._record("get", res, namespace, name, subresource=subresource)
-        return self._answer(call, lambda: copy.deepcopy(self._existing(res, namespace, name)))
+        return await self._answer(call, lambda: copy.deepcopy(self._existing(res, namespace, name)))
 
     async def list(self, res: Resource, namespace: str | None = None, label_selector: str = "",
                    field_selector: str = "", limit: int = 0, continue_: str = "",
@@ -164,7 +165,7 @@ class FakeClient:
             return {"apiVersion": res.api_version, "kind": res.kind + "List",
                     "metadata": {"resourceVersion": str(self.rv)}, "items": found}
 
-        return self._answer(call, items)
+        return await self._answer(call, items)
 
     async def create(self, res: Resource, namespace: str | None, obj: Obj,
                      field_manager: str | None = None, dry_run: bool = False) -> Obj:
@@ -172,7 +173,7 @@ class FakeClient:
         obj.setdefault("kind", res.kind)
         call = self._record("create", res, namespace, (obj.get("metadata") or {}).get("name") or "", obj,
                             options=_given(field_manager=field_manager, dry_run=dry_run))
-        return self._answer(call, lambda: self._create(res, namespace, obj, dry_run))
+        return await self._answer(call, lambda: self._create(res, namespace, obj, dry_run))
 
     async def update(self, res: Resource, namespace: str | None, name: str, obj: Obj,
                      subresource: str = "", field_manager: str | None = None) -> Obj:
@@ -186,7 +187,7 @@ class FakeClient:
             self._check_rv(res, name, current, (obj.get("metadata") or {}).get("resourceVersion"))
             return self._write(res, current, copy.deepcopy(obj), subresource)
 
-        return self._answer(call, update)
+        return await self._answer(call, update)
 
     async def patch(self, res: Resource, namespace: str | None, name: str, body: Any, patch_type: str = "merge",
                     subresource: str = "", field_manager: str | None = None, force: bool = False) -> Obj:
@@ -199,7 +200,7 @@ class FakeClient:
                 self._check_rv(res, name, current, (body.get("metadata") or {}).get("resourceVersion"))
             return self._write(res, current, _apply_patch(res, current, body, patch_type), subresource)
 
-        return self._answer(call, patch)
+        return await self._answer(call, patch)
 
     async def delete(self, res: Resource, namespace: str | None, name: str, propagation_policy: str | None = None,
                      grace_period_seconds: int | None = None,
@@ -207,7 +208,7 @@ class FakeClient:
         call = self._record("delete", res, namespace, name, options=_given(
             propagation_policy=propagation_policy, grace_period_seconds=grace_period_seconds,
             preconditions=preconditions))
-        return self._answer(call, lambda: self._delete(res, namespace, name, grace_period_seconds, preconditions))
+        return await self._answer(call, lambda: self._delete(res, namespace, name, grace_period_seconds, preconditions))
 
     async def delete_collection(self, res: Resource, namespace: str | None, label_selector: str = "",
                                 propagation_policy: str | None = None) -> Obj:
@@ -222,7 +223,7 @@ class FakeClient:
                     self._delete(res, meta.get("namespace"), meta["name"], None, None)
             return {"kind": "Status", "apiVersion": "v1", "status": "Success"}
 
-        return self._answer(call, delete_all)
+        return await self._answer(call, delete_all)
 
     async def create_subresource(self, res: Resource, namespace: str | None, name: str, subresource: str,
                                  body: Obj) -> Obj:
@@ -240,7 +241,7 @@ class FakeClient:
                 self._delete(res, namespace, name, None, None)
             return {"kind": "Status", "apiVersion": "v1", "status": "Success", "code": 201}
 
-        return self._answer(call, create)
+        return await self._answer(call, create)
 
     async def watch(self, res: Resource, namespace: str | None = None, resource_version: str = "",
                     label_selector: str = "", field_selector: str = "", timeout_seconds: int = 300,
@@ -264,7 +265,7 @@ class FakeClient:
     async def get_raw(self, path: str) -> Any:
         call = Call("get_raw", path)
         self.calls.append(call)
-        return self._answer(call, lambda: _raise(ApiError.path_not_found()))
+        return await self._answer(call, lambda: _raise(ApiError.path_not_found()))
 
     async def event(self, involved: Obj, type_: str, reason: str, message: str, component: str) -> None:
         meta = involved.get("metadata") or {}
@@ -285,10 +286,12 @@ class FakeClient:
         self.calls.append(call)
         return call
 
-    def _answer(self, call: Call, default: Callable[[], Any]) -> Any:
+    async def _answer(self, call: Call, default: Callable[[], Any]) -> Any:
         for verb, resource, reactor in list(self._reactors):
             if verb in ("*", call.verb) and resource in ("*", call.resource):
                 result = reactor(call)
+                if inspect.isawaitable(result):
+                    result = await result
                 if result is not None:
                     return result
         return default()
@@ -542,10 +545,11 @@ def pod(name: str = "p", namespace: str = "default", *, labels: Mapping[str, str
         node: str | None = None, phase: str | None = None, ready: bool | None = None,
         ready_since: str | None = None, ip: str | None = None, deleting: bool = False,
         owner: Mapping[str, Any] | None = None, uid: str | None = None, created: str | None = None,
-        requests: Mapping[str, str] | None = None, containers: list[Obj] | None = None,
+        requests: Mapping[str, str] | None = None, image: str = "nginx", ports: list[Obj] | None = None,
+        containers: list[Obj] | None = None,
         conditions: list[Obj] | None = None, status: Mapping[str, Any] | None = None, **spec: Any) -> Obj:
-    """A pod as the API would return it. `requests` go to one container "c" (image
-    "nginx") unless `containers` are given; `ready` sets the Ready condition (transition
+    """A pod as the API would return it. `requests`, `image` and `ports` make its one
+    container "c" unless `containers` are given; `ready` sets the Ready condition (transition
     time `ready_since`); `owner` is a controller ownerReference; other keyword arguments
     are spec fields (nodeSelector=…, tolerations=…, schedulerName=…); `status` adds
     status fields."""
@@ -559,9 +563,11 @@ def pod(name: str = "p", namespace: str = "default", *, labels: Mapping[str, str
     if owner:
         meta["ownerReferences"] = [{"controller": True, "blockOwnerDeletion": True, **owner}]
     if containers is None:
-        container: Obj = {"name": "c", "image": "nginx"}
+        container: Obj = {"name": "c", "image": image}
         if requests:
             container["resources"] = {"requests": dict(requests)}
+        if ports:
+            container["ports"] = ports
         containers = [container]
     body: Obj = {"containers": containers, **spec}
     if node:
@@ -585,7 +591,8 @@ def pod(name: str = "p", namespace: str = "default", *, labels: Mapping[str, str
 
 def node(name: str = "n1", *, ready: bool | str | None = True, labels: Mapping[str, str] | None = None,
          taints: list[Obj] | None = None, unschedulable: bool = False,
-         allocatable: Mapping[str, str] | None = None, conditions: list[Obj] | None = None) -> Obj:
+         allocatable: Mapping[str, str] | None = None, conditions: list[Obj] | None = None,
+         images: list[Obj] | None = None) -> Obj:
     """A node as its agent reports it; `ready` may be a condition status ("Unknown") or
     None for a node that never reported."""
     spec: Obj = {}
@@ -598,7 +605,10 @@ def node(name: str = "n1", *, ready: bool | str | None = True, labels: Mapping[s
         status_value = ready if isinstance(ready, str) else ("True" if ready else "False")
         conds.insert(0, {"type": "Ready", "status": status_value})
     alloc = dict(allocatable or {"cpu": "4", "memory": "8Gi", "pods": "110"})
+    status: Obj = {"conditions": conds, "allocatable": alloc, "capacity": dict(alloc)}
+    if images:
+        status["images"] = images
     return {"apiVersion": "v1", "kind": "Node",
             "metadata": {"name": name, "uid": f"uid-{name}", "resourceVersion": "1",
                          "labels": {"kubernetes.io/hostname": name, **(labels or {})}},
-            "spec": spec, "status": {"conditions": conds, "allocatable": alloc, "capacity": dict(alloc)}}
+            "spec": spec, "status": status}

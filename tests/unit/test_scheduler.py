@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 from kybernetes.api.errors import ApiError
+from kybernetes.client.resources import NODES, PODS
 from kybernetes.scheduler.cache import (
     ClusterCache,
     PodInfo,
@@ -44,6 +45,8 @@ from kybernetes.scheduler.scheduler import (
     responsible_for,
     scheduled_condition_patch,
 )
+from kybernetes.testing import fakes
+from kybernetes.testing.fakes import FakeClient, FakeInformers
 
 GI = 1024 ** 3
 MI = 1024 ** 2
@@ -51,41 +54,19 @@ MI = 1024 ** 2
 
 def node(name: str, cpu: str = "4", mem: str = "8Gi", pods: str = "110", labels: dict | None = None,
          taints: list | None = None, unschedulable: bool = False, images: list | None = None) -> dict:
-    n: dict[str, Any] = {
-        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, **(labels or {})}},
-        "spec": {},
-        "status": {"allocatable": {"cpu": cpu, "memory": mem, "pods": pods, "ephemeral-storage": "100Gi"}},
-    }
-    if taints:
-        n["spec"]["taints"] = taints
-    if unschedulable:
-        n["spec"]["unschedulable"] = True
-    if images:
-        n["status"]["images"] = images
-    return n
+    return fakes.node(name, labels=labels, taints=taints, unschedulable=unschedulable, images=images,
+                      allocatable={"cpu": cpu, "memory": mem, "pods": pods, "ephemeral-storage": "100Gi"})
 
 
 def pod(name: str, cpu: str | None = None, mem: str | None = None, ns: str = "default", labels: dict | None = None,
         node_name: str = "", owner: str = "", **spec: Any) -> dict:
-    requests = {}
-    if cpu:
-        requests["cpu"] = cpu
-    if mem:
-        requests["memory"] = mem
-    container: dict[str, Any] = {"name": "c", "image": spec.pop("image", "busybox")}
-    if requests:
-        container["resources"] = {"requests": requests}
-    if "ports" in spec:
-        container["ports"] = spec.pop("ports")
-    meta: dict[str, Any] = {"name": name, "namespace": ns, "uid": "uid-" + name, "labels": labels or {},
-                            "creationTimestamp": "2025-01-01T00:00:00Z"}
-    if owner:
-        meta["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": owner, "uid": owner,
-                                    "controller": True}]
-    body = {"containers": [container], **spec}
-    if node_name:
-        body["nodeName"] = node_name
-    return {"metadata": meta, "spec": body, "status": {"phase": "Pending"}}
+    """A pending pod of one container "c" (busybox) requesting `cpu` and `mem`."""
+    requests = {k: v for k, v in (("cpu", cpu), ("memory", mem)) if v}
+    return fakes.pod(name, ns, labels=labels, node=node_name, phase="Pending", requests=requests,
+                     image=spec.pop("image", "busybox"), ports=spec.pop("ports", None),
+                     created="2025-01-01T00:00:00Z",
+                     owner={"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": owner, "uid": owner}
+                     if owner else None, **spec)
 
 
 def cluster(*nodes: dict, pods: tuple = ()) -> ClusterCache:
@@ -657,77 +638,6 @@ def test_shell_helpers():
     assert node_changed_for_scheduling(n1, node("n1", taints=[{"key": "k", "effect": "NoSchedule"}]))
 
 
-class FakeInformer:
-    def __init__(self) -> None:
-        self.store: dict[str, dict] = {}
-        self.handlers: list = []
-
-    def add_handler(self, on_add=None, on_update=None, on_delete=None) -> None:
-        self.handlers.append((on_add, on_update, on_delete))
-
-    def get_by_key(self, key: str) -> dict | None:
-        return self.store.get(key)
-
-    def upsert(self, obj: dict) -> None:
-        meta = obj["metadata"]
-        key = f"{meta['namespace']}/{meta['name']}" if meta.get("namespace") else meta["name"]
-        old = self.store.get(key)
-        self.store[key] = obj
-        for on_add, on_update, _ in self.handlers:
-            on_add(obj) if old is None else on_update(old, obj)
-
-    def delete(self, obj: dict) -> None:
-        meta = obj["metadata"]
-        key = f"{meta['namespace']}/{meta['name']}" if meta.get("namespace") else meta["name"]
-        self.store.pop(key, None)
-        for _, _, on_delete in self.handlers:
-            on_delete(obj)
-
-
-class FakeFactory:
-    def __init__(self) -> None:
-        self.informers: dict[str, FakeInformer] = {}
-
-    def informer(self, res, **_: Any) -> FakeInformer:
-        return self.informers.setdefault(res.plural, FakeInformer())
-
-    async def wait_synced(self) -> None:
-        return None
-
-
-class FakeClient:
-    """Binds by updating the fake pod informer, like the API server's watch would."""
-
-    def __init__(self, factory: FakeFactory, fail_binding: set[str] | None = None) -> None:
-        self.factory = factory
-        self.bindings: list[tuple[str, str]] = []
-        self.events: list[tuple[str, str, str]] = []
-        self.patches: list[tuple[str, dict]] = []
-        self.fail_binding = fail_binding or set()
-
-    async def create_subresource(self, res, ns, name, sub, body) -> dict:
-        await asyncio.sleep(0.001)
-        assert (res.plural, sub, body["kind"]) == ("pods", "binding", "Binding")
-        if name in self.fail_binding:
-            self.fail_binding.discard(name)
-            raise ApiError(500, "InternalError", "etcd is sad")
-        pods = self.factory.informers["pods"]
-        current = pods.store[f"{ns}/{name}"]
-        bound = {**current, "spec": {**current["spec"], "nodeName": body["target"]["name"]}}
-        self.bindings.append((name, body["target"]["name"]))
-        pods.upsert(bound)
-        return {}
-
-    async def event(self, involved, type_, reason, message, component) -> None:
-        assert involved["kind"] == "Pod" and component == "default-scheduler"
-        self.events.append((type_, reason, message))
-
-    async def patch(self, res, ns, name, body, patch_type="merge", subresource="", **_: Any) -> dict:
-        assert (patch_type, subresource) == ("strategic", "status")
-        self.patches.append((name, body))
-        return {}
-
-
 async def _until(cond, timeout: float = 3.0) -> None:
     deadline = time.monotonic() + timeout
     while not cond():
@@ -736,39 +646,46 @@ async def _until(cond, timeout: float = 3.0) -> None:
 
 
 async def test_scheduler_binds_pods_and_reports_failures():
-    factory = FakeFactory()
-    client = FakeClient(factory, fail_binding={"web-2"})
-    sched = Scheduler(client, factory, rng=random.Random(0), max_inflight=4)  # type: ignore[arg-type]
+    informers = FakeInformers()
+    client = FakeClient(informers)  # a binding reaches the pod informer, as the watch would bring it
+    client.react("create_subresource", "pods", lambda _call: asyncio.sleep(0.001))
+    client.fail("create_subresource", "pods", ApiError(500, "InternalError", "etcd is sad"), name="web-2")
+    sched = Scheduler(client, informers, rng=random.Random(0), max_inflight=4)
     sched.queue.initial_backoff = 0.02   # keep the test quick; the real backoff is 1 s
     sched.flush_interval = 0.01
-    nodes, pods = factory.informers["nodes"], factory.informers["pods"]
-    nodes.upsert(node("n1", cpu="1"))
-    nodes.upsert(node("n2", cpu="1"))
+    client.add(NODES, node("n1", cpu="1"), node("n2", cpu="1"))
     for i in range(3):
-        pods.upsert(pod(f"web-{i}", "400m"))
-    pods.upsert(pod("huge", "4"))
-    pods.upsert(pod("other", schedulerName="someone-else"))
+        client.add(PODS, pod(f"web-{i}", "400m"))
+    client.add(PODS, pod("huge", "4"), pod("other", schedulerName="someone-else"))
+
+    def bindings() -> dict[str, str]:
+        return {p["metadata"]["name"]: p["spec"]["nodeName"] for p in client.all(PODS) if p["spec"].get("nodeName")}
+
+    def events() -> list[tuple[str, str, str]]:
+        assert all(e.kind == "Pod" and e.component == "default-scheduler" for e in client.events)
+        return [(e.type, e.reason, e.message) for e in client.events]
+
     task = asyncio.create_task(sched.run())
     try:
-        await _until(lambda: len(client.bindings) == 3 and client.patches)
-        assert {n for _, n in client.bindings} == {"n1", "n2"}
-        assert ("Normal", "Scheduled", "Successfully assigned default/web-0 to " + dict(client.bindings)["web-0"]) \
-            in client.events
-        assert ("Warning", "FailedScheduling", "Binding rejected: etcd is sad") in client.events
-        name, body = client.patches[0]
-        cond = body["status"]["conditions"][0]
-        assert name == "huge" and cond["reason"] == "Unschedulable"
+        await _until(lambda: len(bindings()) == 3 and client.calls_of("patch"))
+        assert set(bindings().values()) == {"n1", "n2"}
+        assert ("Normal", "Scheduled", "Successfully assigned default/web-0 to " + bindings()["web-0"]) in events()
+        assert ("Warning", "FailedScheduling", "Binding rejected: etcd is sad") in events()
+        patch = client.calls_of("patch")[0]
+        assert (patch.name, patch.options["patch_type"], patch.subresource) == ("huge", "strategic", "status")
+        cond = patch.body["status"]["conditions"][0]
+        assert cond["reason"] == "Unschedulable"
         assert cond["message"].startswith("0/2 nodes are available: 2 Insufficient cpu.")
         assert sched.cache.nodes["n1"].req_cpu + sched.cache.nodes["n2"].req_cpu == 1200
         assert not sched.cache.assumed
         assert "default/other" not in sched.queue.where
         # a bigger node arrives: the unschedulable pod is retried and placed
-        nodes.upsert(node("n3", cpu="8"))
-        await _until(lambda: ("huge", "n3") in client.bindings)
+        client.add(NODES, node("n3", cpu="8"))
+        await _until(lambda: bindings().get("huge") == "n3")
         # a pod deleted while waiting is dropped from the queue
-        pods.upsert(pod("late", "100"))
+        client.add(PODS, pod("late", "100"))
         await _until(lambda: sched.queue.where.get("default/late") == "unschedulable")
-        pods.delete(pods.store["default/late"])
+        client.remove(PODS, "default", "late")
         assert "default/late" not in sched.queue.where
     finally:
         task.cancel()
