@@ -38,6 +38,7 @@ import asyncio
 import collections
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from kybernetes.api.errors import ApiError
 
@@ -68,8 +69,7 @@ class FlowControlConfig:
     objects_per_seat: int = 100
 
 
-@dataclass(frozen=True, slots=True)
-class RequestShape:
+class RequestShape(NamedTuple):
     """What flow control needs to know about a request, read from its method and URL."""
 
     verb: str  # "probe", "long", "list", "get" or "write"
@@ -78,37 +78,41 @@ class RequestShape:
     resource: str = ""
 
 
+_GET = RequestShape("get")
+_WRITE = RequestShape("write")
+_PROBE = RequestShape("probe")
+
+
 def request_shape(method: str, path: str, query: collections.abc.Mapping[str, str]) -> RequestShape:
     """Classify a request by method and URL alone (no registry: this runs before routing)."""
-    if path.startswith(PROBE_PATHS):
-        rest_of = path.split("/", 2)
-        if rest_of[1] in ("healthz", "livez", "readyz"):
-            return RequestShape("probe")
     write = method not in _READ_METHODS
     parts = path.split("/")
-    if len(parts) > 3 and parts[1] == "api":
-        group, version, rest = "", parts[2], parts[3:]
-    elif len(parts) > 4 and parts[1] == "apis":
-        group, version, rest = parts[2], parts[3], parts[4:]
+    n = len(parts)
+    if n > 3 and parts[1] == "api":
+        group, version, i = "", parts[2], 3
+    elif n > 4 and parts[1] == "apis":
+        group, version, i = parts[2], parts[3], 4
+    elif n > 1 and parts[1] in ("healthz", "livez", "readyz"):
+        return _PROBE
     else:
-        return RequestShape("write" if write else "get")
-    if rest and rest[-1] == "":
-        rest = rest[:-1]
-    if not rest:
-        return RequestShape("write" if write else "get")
-    if rest[0] == "watch":
+        return _WRITE if write else _GET
+    if parts[-1] == "":
+        n -= 1
+    if i >= n:
+        return _WRITE if write else _GET
+    if parts[i] == "watch":
         return RequestShape("long", group, version)
-    if len(rest) >= 3 and rest[0] == "namespaces" and not (len(rest) == 3 and rest[2] in ("status", "finalize")):
-        rest = rest[2:]
-    resource = rest[0]
-    sub = rest[2] if len(rest) > 2 else ""
+    if n - i >= 3 and parts[i] == "namespaces" and not (n - i == 3 and parts[i + 2] in ("status", "finalize")):
+        i += 2
+    resource = parts[i]
+    sub = parts[i + 2] if n - i > 2 else ""
     if sub in _STREAM_SUBRESOURCES:
         return RequestShape("long", group, version, resource)
     if write:
         return RequestShape("write", group, version, resource)
-    if query.get("watch") in _TRUE or (sub == "log" and query.get("follow") in _TRUE):
+    if sub == "log" and query.get("follow") in _TRUE or query.get("watch") in _TRUE:
         return RequestShape("long", group, version, resource)
-    return RequestShape("list" if len(rest) == 1 else "get", group, version, resource)
+    return RequestShape("list" if n - i == 1 else "get", group, version, resource)
 
 
 def priority_level(shape: RequestShape, username: str, groups: collections.abc.Sequence[str],
