@@ -67,13 +67,14 @@ Reactor = Callable[[Call], Any]
 class FakeClient:
     def __init__(self, informers: FakeInformers | None = None, *, resource_version: int = 10,
                  graceful: Iterable[str] = (), lag: Iterable[str] = ()) -> None:
-        """`informers` receive every write, as a watch would deliver it; for the resources
-        (plurals) in `lag` only when the test calls `deliver`. Objects of the resources in
+        """`informers` receive every write, as a watch would deliver it. Changes to the
+        resources (plurals) in `lag` reach watches and informers only when the test calls
+        `deliver`, like a watch that has fallen behind. Objects of the resources in
         `graceful` get a deletionTimestamp on delete and stay until a delete with grace
         period 0, like pods waiting for their node agent."""
         self.informers = informers
         self.lag = set(lag)
-        self._undelivered: list[tuple[str, str, Obj]] = []
+        self._undelivered: list[tuple[int, str, str, Obj]] = []
         self.objects: dict[tuple[str, str | None, str], Obj] = {}
         self.calls: list[Call] = []
         self.events: list[RecordedEvent] = []
@@ -87,18 +88,21 @@ class FakeClient:
     # -- for tests -----------------------------------------------------------------------
 
     def add(self, res: Resource, *objs: Obj) -> list[Obj]:
-        """Store objects as if they had been created earlier: a given resourceVersion and
-        uid are kept. Not recorded as calls; mirrored to the informers."""
+        """Store objects as if they had been written earlier by someone else: a new object
+        keeps a given resourceVersion and uid, one replacing a stored object gets the next
+        resourceVersion. Not recorded as calls; seen by watches and the informers."""
         out = []
         for obj in objs:
             obj = copy.deepcopy(obj)
             meta = obj.setdefault("metadata", {})
             meta.setdefault("uid", f"uid-{meta['name']}")
-            if not meta.get("resourceVersion"):
+            key = _key(res, meta.get("namespace"), meta["name"])
+            existed = key in self.objects
+            if existed or not meta.get("resourceVersion"):
                 meta["resourceVersion"] = self._next_rv()
-            self.objects[_key(res, meta.get("namespace"), meta["name"])] = obj
-            self._mirror(res, "ADDED", obj)
-            out.append(obj)
+            self.objects[key] = obj
+            self._changed_to(res, "MODIFIED" if existed else "ADDED", obj)
+            out.append(copy.deepcopy(obj))
         return out
 
     def remove(self, res: Resource, namespace: str | None, name: str) -> None:
@@ -109,13 +113,13 @@ class FakeClient:
         self._changed_to(res, "DELETED", obj)
 
     def deliver(self, res: Resource | None = None) -> None:
-        """Show the informers the changes held back by `lag` (of `res`, or all)."""
+        """Let watches and informers see the changes held back by `lag` (of `res`, or all)."""
         keep = []
-        for plural, type_, obj in self._undelivered:
-            if res is None or plural == res.plural:
-                self._to_informer(plural, type_, obj)
+        for entry in self._undelivered:
+            if res is None or entry[2] == res.plural:
+                self._publish(entry)
             else:
-                keep.append((plural, type_, obj))
+                keep.append(entry)
         self._undelivered = keep
 
     def stored(self, res: Resource, namespace: str | None, name: str) -> Obj | None:
@@ -386,24 +390,22 @@ class FakeClient:
         return copy.deepcopy(current)
 
     def _changed_to(self, res: Resource, type_: str, obj: Obj) -> None:
-        self._log.append((self.rv, type_, res.plural, copy.deepcopy(obj)))
-        self._mirror(res, type_, obj)
-        self._wake()
-
-    def _mirror(self, res: Resource, type_: str, obj: Obj) -> None:
+        entry = (self.rv, type_, res.plural, copy.deepcopy(obj))
         if res.plural in self.lag:
-            self._undelivered.append((res.plural, type_, copy.deepcopy(obj)))
+            self._undelivered.append(entry)
         else:
-            self._to_informer(res.plural, type_, obj)
+            self._publish(entry)
 
-    def _to_informer(self, plural: str, type_: str, obj: Obj) -> None:
+    def _publish(self, entry: tuple[int, str, str, Obj]) -> None:
+        self._log.append(entry)
+        _, type_, plural, obj = entry
         inf = self.informers.informers.get(plural) if self.informers is not None else None
-        if inf is None:
-            return
-        if type_ == "DELETED":
-            inf.delete(copy.deepcopy(obj))
-        else:
-            inf.upsert(copy.deepcopy(obj))
+        if inf is not None:
+            if type_ == "DELETED":
+                inf.delete(copy.deepcopy(obj))
+            else:
+                inf.upsert(copy.deepcopy(obj))
+        self._wake()
 
     def _wake(self) -> None:
         async def notify() -> None:

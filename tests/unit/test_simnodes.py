@@ -12,11 +12,13 @@ from typing import Any
 
 import pytest
 
-from kybernetes.api.errors import ApiError
 from kybernetes.client import InformerFactory
+from kybernetes.client.resources import NODES, PODS
 from kybernetes.simnodes import model
 from kybernetes.simnodes.sim import SimulatedNodes
 from kybernetes.simnodes.timers import TimerHeap
+from kybernetes.testing import fakes
+from kybernetes.testing.fakes import FakeClient
 
 NOW = "2026-01-02T03:04:05Z"
 T0 = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
@@ -28,16 +30,11 @@ def ids() -> Any:
 
 
 def pod(name: str = "p", node: str = "sim-node-0", phase: str | None = "Pending", **spec: Any) -> dict[str, Any]:
-    p: dict[str, Any] = {
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "namespace": "default", "uid": f"uid-{name}", "resourceVersion": "5"},
-        "spec": {"nodeName": node, "containers": [{"name": "app", "image": "busybox:1.36"}], **spec},
-        "status": {"qosClass": "BestEffort", "conditions": [
-            {"type": "PodScheduled", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"}]},
-    }
-    if phase:
-        p["status"]["phase"] = phase
-    return p
+    """A pod the scheduler has bound to `node`."""
+    return fakes.pod(name, node=node, phase=phase, containers=[{"name": "app", "image": "busybox:1.36"}],
+                     status={"qosClass": "BestEffort"},
+                     conditions=[{"type": "PodScheduled", "status": "True",
+                                  "lastTransitionTime": "2026-01-01T00:00:00Z"}], **spec)
 
 
 # -- time and addresses ---------------------------------------------------------------------
@@ -296,72 +293,7 @@ def test_timer_heap_limit_and_compaction():
     assert len(h.pop_due(1e9)) == 497
 
 
-# -- the async shell against a fake API -----------------------------------------------------
-
-
-class FakeApi:
-    """Just enough of ApiClient for informers and the simulator, storing objects in dicts."""
-
-    def __init__(self) -> None:
-        self.objects: dict[tuple[str, str | None, str], dict[str, Any]] = {}
-        self.rv = 10
-        self.calls: list[tuple[str, str, str]] = []
-
-    def _bump(self, obj: dict[str, Any]) -> dict[str, Any]:
-        self.rv += 1
-        obj["metadata"]["resourceVersion"] = str(self.rv)
-        return obj
-
-    async def list(self, res, namespace=None, label_selector="", field_selector="", limit=0, continue_="",
-                   resource_version=""):
-        items = [copy.deepcopy(o) for (plural, ns, _), o in self.objects.items()
-                 if plural == res.plural and (namespace is None or ns == namespace)]
-        return {"items": items, "metadata": {"resourceVersion": str(self.rv)}}
-
-    async def watch(self, *args, **kwargs):
-        await asyncio.Event().wait()
-        yield "BOOKMARK", {}
-
-    async def create(self, res, namespace, obj, field_manager=None, dry_run=False):
-        key = (res.plural, namespace, obj["metadata"]["name"])
-        self.calls.append(("create", res.plural, key[2]))
-        if key in self.objects:
-            raise ApiError(409, "AlreadyExists", "exists")
-        obj = copy.deepcopy(obj)
-        obj["metadata"]["uid"] = f"uid-{key[2]}"
-        self.objects[key] = self._bump(obj)
-        return copy.deepcopy(obj)
-
-    async def get(self, res, namespace, name, subresource=""):
-        try:
-            return copy.deepcopy(self.objects[(res.plural, namespace, name)])
-        except KeyError:
-            raise ApiError(404, "NotFound", "not found") from None
-
-    async def patch(self, res, namespace, name, body, patch_type="merge", subresource="", field_manager=None,
-                    force=False):
-        self.calls.append(("patch", res.plural, name))
-        key = (res.plural, namespace, name)
-        if key not in self.objects:
-            raise ApiError(404, "NotFound", "not found")
-        obj = self.objects[key]
-        want = (body.get("metadata") or {}).get("resourceVersion")
-        if want and want != obj["metadata"]["resourceVersion"]:
-            raise ApiError(409, "Conflict", "modified")
-        for part in ("spec", "status"):
-            if part in body:
-                obj.setdefault(part, {}).update(copy.deepcopy(body[part]))
-        return copy.deepcopy(self._bump(obj))
-
-    async def delete(self, res, namespace, name, propagation_policy=None, grace_period_seconds=None,
-                     preconditions=None):
-        self.calls.append(("delete", res.plural, name))
-        key = (res.plural, namespace, name)
-        if key not in self.objects:
-            raise ApiError(404, "NotFound", "not found")
-        if preconditions and preconditions.get("uid") != self.objects[key]["metadata"]["uid"]:
-            raise ApiError(409, "Conflict", "uid")
-        return self.objects.pop(key)
+# -- the async shell against the fake API -------------------------------------------------------
 
 
 async def settle(cond, timeout: float = 3.0) -> None:
@@ -372,10 +304,11 @@ async def settle(cond, timeout: float = 3.0) -> None:
         await asyncio.sleep(0.01)
 
 
-async def start_sim(api: FakeApi, count: int = 3, **kw: Any) -> tuple[SimulatedNodes, InformerFactory,
-                                                                       asyncio.Task[None]]:
-    factory = InformerFactory(api)  # type: ignore[arg-type]
-    sim = SimulatedNodes(api, factory, count, start_delay=0.05, lease_interval=0.2, jitter=0.0,  # type: ignore
+async def start_sim(api: FakeClient, count: int = 3, **kw: Any) -> tuple[SimulatedNodes, InformerFactory,
+                                                                          asyncio.Task[None]]:
+    """The simulator with real informers, listing and watching the fake API."""
+    factory = InformerFactory(api)
+    sim = SimulatedNodes(api, factory, count, start_delay=0.05, lease_interval=0.2, jitter=0.0,
                          delete_delay=0.01, seed=1, **kw)
     await factory.start()
     await factory.wait_synced(2)
@@ -390,13 +323,8 @@ async def stop_sim(factory: InformerFactory, task: asyncio.Task[None]) -> None:
     await factory.stop()
 
 
-def feed(sim: SimulatedNodes, obj: dict[str, Any]) -> None:
-    """Deliver an object to the simulator's pod informer as a watch event would."""
-    sim._pods._upsert(copy.deepcopy(obj))
-
-
 async def test_sim_registers_nodes_and_renews_leases():
-    api = FakeApi()
+    api = FakeClient()
     sim, factory, task = await start_sim(api, count=3, labels={"zone": "a"})
     try:
         assert sorted(n for (p, _, n) in api.objects if p == "nodes") == ["sim-node-0", "sim-node-1", "sim-node-2"]
@@ -408,32 +336,27 @@ async def test_sim_registers_nodes_and_renews_leases():
         # Leases get created once and then only patched, every lease_interval.
         await settle(lambda: sim.stats["lease_renewals"] >= 9)
         assert api.objects[("leases", "kube-node-lease", "sim-node-0")]["spec"]["renewTime"] > first
-        assert sum(1 for c in api.calls if c[:2] == ("create", "leases")) == 3
+        assert len(api.calls_of("create", "leases")) == 3
     finally:
         await stop_sim(factory, task)
 
 
 async def test_sim_starts_completes_and_deletes_pods():
-    api = FakeApi()
+    api = FakeClient()
     sim, factory, task = await start_sim(api, count=2, job_duration=0.05)
     try:
-        for p in (pod("web", "sim-node-1"), pod("job", "sim-node-0", restartPolicy="Never"),
-                  pod("elsewhere", "real-node")):
-            api.objects[("pods", "default", p["metadata"]["name"])] = p
-            feed(sim, p)
+        api.add(PODS, pod("web", "sim-node-1"), pod("job", "sim-node-0", restartPolicy="Never"),
+                pod("elsewhere", "real-node"))
         await settle(lambda: api.objects[("pods", "default", "web")]["status"].get("phase") == "Running")
         web = api.objects[("pods", "default", "web")]
         assert web["status"]["hostIP"] == model.node_internal_ip(1)
         assert web["status"]["podIP"] == "10.128.1.2"  # fallback range: no podCIDR on the node
-        feed(sim, web)
         await settle(lambda: api.objects[("pods", "default", "job")]["status"].get("phase") == "Succeeded")
         # Not a node of this simulator: untouched.
         assert api.objects[("pods", "default", "elsewhere")]["status"]["phase"] == "Pending"
         deleting = copy.deepcopy(api.objects[("pods", "default", "web")])
         deleting["metadata"]["deletionTimestamp"] = NOW
-        api._bump(deleting)
-        api.objects[("pods", "default", "web")] = deleting
-        feed(sim, deleting)
+        api.add(PODS, deleting)
         await settle(lambda: ("pods", "default", "web") not in api.objects)
         assert sim.stats["deleted"] == 1 and sim.stats["started"] == 2 and sim.stats["completed"] == 1
     finally:
@@ -441,20 +364,21 @@ async def test_sim_starts_completes_and_deletes_pods():
 
 
 async def test_sim_uses_pod_cidr_and_retries_after_conflict():
-    api = FakeApi()
+    api = FakeClient(lag=["pods"])  # the test says when the pod watch catches up
     sim, factory, task = await start_sim(api, count=1)
     try:
-        node = api.objects[("nodes", None, "sim-node-0")]
+        node = copy.deepcopy(api.objects[("nodes", None, "sim-node-0")])
         node["spec"]["podCIDR"] = "10.244.7.0/24"
-        sim._nodes._upsert(copy.deepcopy(api._bump(node)))
+        api.add(NODES, node)
+        await settle(lambda: sim._nodes.get(None, "sim-node-0")["spec"].get("podCIDR"))
         p = pod("web", "sim-node-0")
-        stale = copy.deepcopy(p)
-        api.objects[("pods", "default", "web")] = api._bump(p)  # server is ahead of the cache
-        feed(sim, stale)
+        api.add(PODS, p)
+        api.deliver(PODS)
+        api.add(PODS, p)  # the server is ahead of the cache
         await asyncio.sleep(0.15)
         assert sim.stats["conflicts"] >= 1
         assert api.objects[("pods", "default", "web")]["status"].get("phase") == "Pending"
-        feed(sim, api.objects[("pods", "default", "web")])
+        api.deliver(PODS)
         await settle(lambda: api.objects[("pods", "default", "web")]["status"].get("phase") == "Running")
         assert api.objects[("pods", "default", "web")]["status"]["podIP"] == "10.244.7.2"
     finally:
@@ -462,7 +386,7 @@ async def test_sim_uses_pod_cidr_and_retries_after_conflict():
 
 
 async def test_paused_node_stops_heartbeats_and_pod_progress_until_resumed():
-    api = FakeApi()
+    api = FakeClient()
     sim, factory, task = await start_sim(api, count=2)
     try:
         await settle(lambda: sum(1 for (p, _, _) in api.objects if p == "leases") == 2)
@@ -470,9 +394,7 @@ async def test_paused_node_stops_heartbeats_and_pod_progress_until_resumed():
         assert sim.is_paused("sim-node-0")
         await asyncio.sleep(0.05)
         frozen = api.objects[("leases", "kube-node-lease", "sim-node-0")]["spec"]["renewTime"]
-        p = pod("web", "sim-node-0")
-        api.objects[("pods", "default", "web")] = p
-        feed(sim, p)
+        api.add(PODS, pod("web", "sim-node-0"))
         await asyncio.sleep(0.5)
         assert api.objects[("leases", "kube-node-lease", "sim-node-0")]["spec"]["renewTime"] == frozen
         assert api.objects[("leases", "kube-node-lease", "sim-node-1")]["spec"]["renewTime"] > frozen
@@ -487,14 +409,14 @@ async def test_paused_node_stops_heartbeats_and_pod_progress_until_resumed():
 
 
 async def test_sim_takes_over_existing_node_and_cleans_up():
-    api = FakeApi()
+    api = FakeClient()
     old = model.build_node("sim-node-0", 0, model.NodeTemplate(), "2025-01-01T00:00:00Z")
     old["metadata"]["uid"] = "old-uid"
     old["metadata"]["resourceVersion"] = "3"
-    api.objects[("nodes", None, "sim-node-0")] = old
+    api.add(NODES, old)
     sim, factory, task = await start_sim(api, count=1)
     try:
-        assert ("create", "nodes", "sim-node-0") not in api.calls
+        assert not api.calls_of("create", "nodes")
         ready = next(c for c in api.objects[("nodes", None, "sim-node-0")]["status"]["conditions"]
                      if c["type"] == "Ready")
         assert ready["lastHeartbeatTime"] > "2025-01-01T00:00:00Z"
@@ -509,20 +431,26 @@ async def test_sim_takes_over_existing_node_and_cleans_up():
 
 
 async def test_pause_and_resume_by_node_annotation():
-    api = FakeApi()
+    api = FakeClient()
     sim, factory, task = await start_sim(api, count=2)
+
+    async def update_node(node: dict[str, Any]) -> None:
+        """A change to the node by someone else, once the simulator's informer has it."""
+        rv = api.add(NODES, node)[0]["metadata"]["resourceVersion"]
+        name = node["metadata"]["name"]
+        await settle(lambda: int(sim._nodes.get(None, name)["metadata"]["resourceVersion"]) >= int(rv))
+
     try:
         node = copy.deepcopy(api.objects[("nodes", None, "sim-node-1")])
         node["metadata"]["annotations"][model.PAUSE_ANNOTATION] = model.PAUSED
-        sim._nodes._upsert(api._bump(copy.deepcopy(node)))
+        await update_node(node)
         assert sim.is_paused("sim-node-1") and not sim.is_paused("sim-node-0")
         del node["metadata"]["annotations"][model.PAUSE_ANNOTATION]
-        sim._nodes._upsert(api._bump(copy.deepcopy(node)))
+        await update_node(node)
         assert not sim.is_paused("sim-node-1")
         # A pause from code is not undone by a node update without the annotation.
         sim.pause_heartbeats("sim-node-0")
-        other = copy.deepcopy(api.objects[("nodes", None, "sim-node-0")])
-        sim._nodes._upsert(api._bump(other))
+        await update_node(copy.deepcopy(api.objects[("nodes", None, "sim-node-0")]))
         assert sim.is_paused("sim-node-0")
     finally:
         await stop_sim(factory, task)
