@@ -309,14 +309,26 @@ def _identity() -> str:
 @click.option("--node-monitor-grace-period", default=40, show_default=True, type=int)
 @click.option("--cluster-cidr", default="10.42.0.0/16", show_default=True)
 @click.option("--workers", default=4, show_default=True, type=int, help="Workers per controller.")
+@click.option("--concurrent-syncs", multiple=True, metavar="CONTROLLER=N",
+              help="Workers of one controller instead of --workers (repeatable), e.g. namespace=8.")
 def controller_manager(kubeconfig: str, leader_elect: bool, node_monitor_grace_period: int, cluster_cidr: str,
-                       workers: int) -> None:
+                       workers: int, concurrent_syncs: tuple[str, ...]) -> None:
     """Run the controllers (ReplicaSet, Deployment, garbage collector, namespace, ...)."""
     from kybernetes.client import ApiClient, LeaderElector
-    from kybernetes.controllers.manager import ControllerOptions, run_controllers
+    from kybernetes.controllers.manager import ControllerOptions, check_options, run_controllers
 
+    per_controller: dict[str, int] = {}
+    for item in concurrent_syncs:
+        name, _, n = item.partition("=")
+        if not n.isdigit() or int(n) < 1:
+            raise click.BadParameter(f"{item!r}: want CONTROLLER=N with N at least 1", param_hint="--concurrent-syncs")
+        per_controller[name] = int(n)
     options = ControllerOptions(node_monitor_grace_period=node_monitor_grace_period, cluster_cidr=cluster_cidr,
-                                workers=workers)
+                                workers=workers, concurrent_syncs=per_controller)
+    try:
+        check_options(options)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--concurrent-syncs") from None
 
     async def run(stop: asyncio.Event) -> None:
         client = await ApiClient.from_kubeconfig(kubeconfig, user_agent="kyb-controller-manager",

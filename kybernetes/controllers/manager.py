@@ -63,31 +63,40 @@ class ControllerOptions:
         return max(1, self.concurrent_syncs.get(name, self.workers))
 
 
+Builder = Callable[[ApiClient, InformerFactory, ControllerOptions], Runnable]
+
+BUILDERS: tuple[tuple[str, Builder], ...] = (
+    ("replicaset", lambda c, f, o: ReplicaSetController(c, f)),
+    ("deployment", lambda c, f, o: DeploymentController(c, f)),
+    ("garbagecollector", lambda c, f, o: GarbageCollectorController(c, f)),
+    ("namespace", lambda c, f, o: NamespaceController(c, f)),
+    ("serviceaccount", lambda c, f, o: ServiceAccountController(c, f)),
+    ("podgc", lambda c, f, o: PodGCController(c, f, terminated_pod_threshold=o.terminated_pod_threshold)),
+    ("endpoints", lambda c, f, o: EndpointsController(c, f)),
+    ("endpointslice", lambda c, f, o: EndpointSliceController(c, f)),
+    ("servicelb", lambda c, f, o: ServiceLBController(c, f)),
+    ("nodedns", lambda c, f, o: NodeDnsController(c, f)),
+    ("nodelifecycle", lambda c, f, o: NodeLifecycleController(
+        c, f, node_monitor_grace_period=o.node_monitor_grace_period, cluster_cidr=o.cluster_cidr,
+        node_cidr_mask_size=o.node_cidr_mask_size)),
+)
+CONTROLLER_NAMES = tuple(name for name, _ in BUILDERS)
+
+
+def check_options(options: ControllerOptions) -> None:
+    """Raises ValueError when `options` names a controller that does not exist."""
+    unknown = set(options.concurrent_syncs) - set(CONTROLLER_NAMES)
+    if unknown:
+        raise ValueError(f"no such controller: {', '.join(sorted(unknown))} "
+                         f"(controllers: {', '.join(CONTROLLER_NAMES)})")
+
+
 def build_controllers(client: ApiClient, factory: InformerFactory,
                       options: ControllerOptions) -> list[Managed]:
     """Every controller, registered on `factory`'s shared informers (not yet running).
-    Raises ValueError, before anything is built, when `options` names a controller that
-    does not exist."""
-    builders: list[tuple[str, Callable[[], Runnable]]] = [
-        ("replicaset", lambda: ReplicaSetController(client, factory)),
-        ("deployment", lambda: DeploymentController(client, factory)),
-        ("garbagecollector", lambda: GarbageCollectorController(client, factory)),
-        ("namespace", lambda: NamespaceController(client, factory)),
-        ("serviceaccount", lambda: ServiceAccountController(client, factory)),
-        ("podgc", lambda: PodGCController(client, factory,
-                                          terminated_pod_threshold=options.terminated_pod_threshold)),
-        ("endpoints", lambda: EndpointsController(client, factory)),
-        ("endpointslice", lambda: EndpointSliceController(client, factory)),
-        ("servicelb", lambda: ServiceLBController(client, factory)),
-        ("nodedns", lambda: NodeDnsController(client, factory)),
-        ("nodelifecycle", lambda: NodeLifecycleController(
-            client, factory, node_monitor_grace_period=options.node_monitor_grace_period,
-            cluster_cidr=options.cluster_cidr, node_cidr_mask_size=options.node_cidr_mask_size)),
-    ]
-    unknown = set(options.concurrent_syncs) - {name for name, _ in builders}
-    if unknown:
-        raise ValueError(f"no such controller: {', '.join(sorted(unknown))}")
-    return [Managed(name, build()) for name, build in builders]
+    Raises ValueError, before anything is built, for options naming no controller."""
+    check_options(options)
+    return [Managed(name, build(client, factory, options)) for name, build in BUILDERS]
 
 
 async def run_built(controllers: list[Managed], options: ControllerOptions) -> None:
