@@ -23,6 +23,7 @@ from kybernetes.controllers.endpointslice import (
     plan_slices,
     slice_service_key,
 )
+from kybernetes.testing import fakes
 
 
 def svc(name="web", selector=None, ports=None, cluster_ip="10.43.0.10", labels=None, publish=False, uid="svc-uid",
@@ -40,21 +41,10 @@ def svc(name="web", selector=None, ports=None, cluster_ip="10.43.0.10", labels=N
 
 def pod(name, ip="10.42.0.5", ready=True, labels=None, node="n1", ports=None, deleting=False, phase="Running",
         ready_at="2026-01-02T00:00:00Z", ns="default", hostname=None, subdomain=None):
-    meta = {"name": name, "namespace": ns, "uid": f"uid-{name}", "labels": {"app": "web"} if labels is None else labels,
-            "creationTimestamp": "2026-01-01T12:00:00Z"}
-    if deleting:
-        meta["deletionTimestamp"] = "2026-01-03T00:00:00Z"
-    spec = {"nodeName": node, "containers": [{"name": "c", "ports": ports or []}]}
-    if hostname:
-        spec["hostname"] = hostname
-    if subdomain:
-        spec["subdomain"] = subdomain
-    status = {"phase": phase, "conditions": [{"type": "Ready", "status": "True" if ready else "False",
-                                              "lastTransitionTime": ready_at}]}
-    if ip:
-        status["podIP"] = ip
-        status["podIPs"] = [{"ip": ip}]
-    return {"metadata": meta, "spec": spec, "status": status}
+    naming = {k: v for k, v in (("hostname", hostname), ("subdomain", subdomain)) if v}
+    return fakes.pod(name, ns, labels={"app": "web"} if labels is None else labels, node=node, phase=phase,
+                     ready=ready, ready_since=ready_at, ip=ip, deleting=deleting, ports=ports,
+                     created="2026-01-01T12:00:00Z", **naming)
 
 
 # -- shared helpers --------------------------------------------------------------------------

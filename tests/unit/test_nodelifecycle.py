@@ -24,6 +24,7 @@ from kybernetes.controllers.nodelifecycle import (
     pods_to_mark_not_ready,
     unknown_conditions,
 )
+from kybernetes.testing import fakes
 
 T0 = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
 
@@ -37,14 +38,12 @@ def node(name="n1", ready="True", taints=None, unschedulable=False, extra_condit
     if ready is not None:
         conds.append({"type": "Ready", "status": ready, "reason": "KubeletReady", "message": "kubelet is posting",
                       "lastHeartbeatTime": "2026-01-01T11:59:50Z", "lastTransitionTime": "2026-01-01T10:00:00Z"})
-    conds += extra_conditions or []
-    spec = {}
+    n = fakes.node(name, ready=None, taints=taints, unschedulable=unschedulable,
+                   conditions=conds + list(extra_conditions or []))
     if taints is not None:
-        spec["taints"] = taints
-    if unschedulable:
-        spec["unschedulable"] = True
-    return {"metadata": {"name": name, "creationTimestamp": "2026-01-01T09:00:00Z"}, "spec": spec,
-            "status": {"conditions": conds}}
+        n["spec"]["taints"] = taints
+    n["metadata"]["creationTimestamp"] = "2026-01-01T09:00:00Z"
+    return n
 
 
 def lease(renew):
@@ -52,9 +51,8 @@ def lease(renew):
 
 
 def pod(name="p", tolerations=None, ready="True", node_name="n1", phase="Running"):
-    return {"metadata": {"name": name, "namespace": "default", "uid": f"uid-{name}"},
-            "spec": {"nodeName": node_name, "tolerations": tolerations or []},
-            "status": {"phase": phase, "conditions": [{"type": "Ready", "status": ready}]}}
+    return fakes.pod(name, node=node_name, phase=phase, tolerations=tolerations or [],
+                     conditions=[{"type": "Ready", "status": ready}])
 
 
 # -- heartbeats --------------------------------------------------------------------------------
