@@ -30,13 +30,7 @@ from kybernetes.api.kinds import (
     storage,
     workloads,
 )
-from kybernetes.api.kinds.base import (
-    Allocation,
-    CreatedAtStrategy,
-    DeletionListener,
-    KindRef,
-    KindStrategy,
-)
+from kybernetes.api.kinds.base import Allocation, CreatedAtStrategy, DeletionListener, KindRef, KindStrategy
 from kybernetes.api.registry import ResourceInfo
 
 __all__ = ["DEFAULT", "KindRef", "KindStrategy", "Strategies", "new_strategies", "strategy_for"]
@@ -58,13 +52,15 @@ class Strategies:
                 if ref in self._by_ref:
                     raise ValueError(f"{ref} has two strategies")
                 self._by_ref[ref] = s
+        # Looked up on every request: a plain tuple key is cheaper to build and hash.
+        self._by_key = {(ref.group, ref.kind): s for ref, s in self._by_ref.items()}
         self.generic = KindStrategy()
         self.custom = custom.CustomResourceStrategy()
 
     def for_info(self, info: ResourceInfo) -> KindStrategy:
         if info.is_custom:
             return self.custom
-        return self._by_ref.get(KindRef(info.group, info.kind), self.generic)
+        return self._by_key.get((info.group, info.kind), self.generic)
 
     def get(self, ref: KindRef) -> KindStrategy:
         return self._by_ref.get(ref, self.generic)

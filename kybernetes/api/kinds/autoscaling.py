@@ -9,10 +9,7 @@ from typing import Any
 
 from kybernetes.api.defaults import child_map
 from kybernetes.api.errors import FieldError, invalid, required
-from kybernetes.api.kinds.base import (
-    KindRef,
-    KindStrategy,
-)
+from kybernetes.api.kinds.base import KindRef, KindStrategy
 from kybernetes.api.registry import ResourceInfo
 from kybernetes.api.tables import (
     age_column,

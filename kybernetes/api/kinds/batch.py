@@ -8,10 +8,7 @@ from typing import Any
 
 from kybernetes.api.defaults import child_map, default_template, set_default
 from kybernetes.api.errors import FieldError, invalid, required
-from kybernetes.api.kinds.base import (
-    KindRef,
-    KindStrategy,
-)
+from kybernetes.api.kinds.base import KindRef, KindStrategy
 from kybernetes.api.registry import ResourceInfo
 from kybernetes.api.selectors import label_selector_matcher
 from kybernetes.api.tables import (

@@ -10,10 +10,7 @@ from typing import Any
 
 from kybernetes.api.defaults import set_default
 from kybernetes.api.errors import FieldError, forbidden, invalid, required
-from kybernetes.api.kinds.base import (
-    KindRef,
-    KindStrategy,
-)
+from kybernetes.api.kinds.base import KindRef, KindStrategy
 from kybernetes.api.names import config_key_errors, dns1123_subdomain_errors
 from kybernetes.api.registry import ResourceInfo
 from kybernetes.api.tables import age_column, age_of, as_str, column, dict_at, doc, name_column, name_of

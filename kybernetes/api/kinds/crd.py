@@ -10,10 +10,7 @@ from typing import Any
 
 from kybernetes.api.defaults import child_map, set_default
 from kybernetes.api.errors import FieldError, invalid, not_supported, required
-from kybernetes.api.kinds.base import (
-    CreatedAtStrategy,
-    KindRef,
-)
+from kybernetes.api.kinds.base import CreatedAtStrategy, KindRef
 from kybernetes.api.names import dns1035_label_errors, dns1123_label_errors, dns1123_subdomain_errors
 from kybernetes.api.registry import ResourceInfo
 from kybernetes.api.timefmt import now_rfc3339

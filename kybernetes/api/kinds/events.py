@@ -7,10 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from kybernetes.api.errors import FieldError, invalid, required
-from kybernetes.api.kinds.base import (
-    KindRef,
-    KindStrategy,
-)
+from kybernetes.api.kinds.base import KindRef, KindStrategy
 from kybernetes.api.registry import ResourceInfo
 from kybernetes.api.tables import as_int, as_str, column, dict_at, doc, get_path, name_column, name_of, since
 from kybernetes.api.timefmt import parse_time

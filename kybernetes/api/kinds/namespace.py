@@ -10,11 +10,7 @@ from typing import Any
 from kybernetes.api.defaults import child_map, set_default
 from kybernetes.api.errors import FieldError, invalid
 from kybernetes.api.jsonutil import clone
-from kybernetes.api.kinds.base import (
-    KindRef,
-    KindStrategy,
-    WritePolicy,
-)
+from kybernetes.api.kinds.base import KindRef, KindStrategy, WritePolicy
 from kybernetes.api.names import qualified_name_errors
 from kybernetes.api.registry import ResourceInfo
 from kybernetes.api.tables import age_column, age_of, as_str, column, get_path, name_column, name_of

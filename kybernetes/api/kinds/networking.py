@@ -8,10 +8,7 @@ from typing import Any
 
 from kybernetes.api.defaults import child_map, dicts, set_default
 from kybernetes.api.errors import FieldError, invalid, required
-from kybernetes.api.kinds.base import (
-    KindRef,
-    KindStrategy,
-)
+from kybernetes.api.kinds.base import KindRef, KindStrategy
 from kybernetes.api.names import (
     dns1035_label_errors,
     dns1123_subdomain_errors,

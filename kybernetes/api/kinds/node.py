@@ -8,10 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from kybernetes.api.errors import FieldError, invalid, required
-from kybernetes.api.kinds.base import (
-    KindRef,
-    KindStrategy,
-)
+from kybernetes.api.kinds.base import KindRef, KindStrategy
 from kybernetes.api.names import label_value_errors, qualified_name_errors
 from kybernetes.api.registry import ResourceInfo
 from kybernetes.api.tables import (

@@ -7,11 +7,7 @@ from typing import Any
 
 from kybernetes.api.defaults import as_map, child_map, dicts, set_default
 from kybernetes.api.errors import FieldError, forbidden, invalid, required
-from kybernetes.api.kinds.base import (
-    CreatedAtStrategy,
-    KindRef,
-    KindStrategy,
-)
+from kybernetes.api.kinds.base import CreatedAtStrategy, KindRef, KindStrategy
 from kybernetes.api.registry import ResourceInfo
 from kybernetes.api.tables import (
     age_column,

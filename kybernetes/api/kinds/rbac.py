@@ -8,11 +8,7 @@ from typing import Any
 
 from kybernetes.api.defaults import child_map, dicts, is_unset, set_default
 from kybernetes.api.errors import FieldError, invalid, not_supported, required
-from kybernetes.api.kinds.base import (
-    CreatedAtStrategy,
-    KindRef,
-    KindStrategy,
-)
+from kybernetes.api.kinds.base import CreatedAtStrategy, KindRef, KindStrategy
 from kybernetes.api.names import path_segment_name_errors
 from kybernetes.api.registry import ResourceInfo
 from kybernetes.api.tables import (

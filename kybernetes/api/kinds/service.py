@@ -12,10 +12,7 @@ from typing import Any
 
 from kybernetes.api.defaults import child_map, dicts, set_default
 from kybernetes.api.errors import FieldError, duplicate, forbidden, invalid, required
-from kybernetes.api.kinds.base import (
-    KindRef,
-    KindStrategy,
-)
+from kybernetes.api.kinds.base import KindRef, KindStrategy
 from kybernetes.api.names import dns1123_label_errors, dns1123_subdomain_errors
 from kybernetes.api.registry import ResourceInfo
 from kybernetes.api.selectors import format_labels

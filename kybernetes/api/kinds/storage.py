@@ -8,10 +8,7 @@ from typing import Any
 
 from kybernetes.api.defaults import child_map, set_default
 from kybernetes.api.errors import FieldError, forbidden, invalid, not_supported, required
-from kybernetes.api.kinds.base import (
-    KindRef,
-    KindStrategy,
-)
+from kybernetes.api.kinds.base import KindRef, KindStrategy
 from kybernetes.api.names import qualified_name_errors
 from kybernetes.api.registry import ResourceInfo
 from kybernetes.api.tables import (

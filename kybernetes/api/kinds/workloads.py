@@ -9,10 +9,7 @@ from typing import Any
 
 from kybernetes.api.defaults import child_map, default_template, dicts, is_unset, set_default
 from kybernetes.api.errors import FieldError, forbidden, invalid, required
-from kybernetes.api.kinds.base import (
-    KindRef,
-    KindStrategy,
-)
+from kybernetes.api.kinds.base import KindRef, KindStrategy
 from kybernetes.api.names import dns1123_label_errors
 from kybernetes.api.registry import ResourceInfo
 from kybernetes.api.selectors import format_labels, label_selector_to_string
