@@ -17,7 +17,7 @@ import asyncio
 import copy
 import inspect
 import itertools
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -545,13 +545,14 @@ class FakeInformers:
 
 def pod(name: str = "p", namespace: str = "default", *, labels: Mapping[str, str] | None = None,
         node: str | None = None, phase: str | None = None, ready: bool | None = None,
-        ready_since: str | None = None, ip: str | None = None, deleting: bool = False,
+        ready_since: str | None = None, ip: str | Sequence[str] | None = None, deleting: bool = False,
         owner: Mapping[str, Any] | None = None, uid: str | None = None, created: str | None = None,
         requests: Mapping[str, str] | None = None, image: str = "nginx", ports: list[Obj] | None = None,
         containers: list[Obj] | None = None,
         conditions: list[Obj] | None = None, status: Mapping[str, Any] | None = None, **spec: Any) -> Obj:
     """A pod as the API would return it. `requests`, `image` and `ports` make its one
-    container "c" unless `containers` are given; `ready` sets the Ready condition (transition
+    container "c" unless `containers` are given; `ip` may be one address or several
+    (dual-stack); `ready` sets the Ready condition (transition
     time `ready_since`); `owner` is a controller ownerReference; other keyword arguments
     are spec fields (nodeSelector=…, tolerations=…, schedulerName=…); `status` adds
     status fields."""
@@ -577,9 +578,10 @@ def pod(name: str = "p", namespace: str = "default", *, labels: Mapping[str, str
     st: Obj = dict(status or {})
     if phase:
         st["phase"] = phase
-    if ip:
-        st["podIP"] = ip
-        st["podIPs"] = [{"ip": ip}]
+    ips = [ip] if isinstance(ip, str) else list(ip or ())
+    if ips:
+        st["podIP"] = ips[0]
+        st["podIPs"] = [{"ip": a} for a in ips]
     conds = list(conditions or [])
     if ready is not None:
         cond: Obj = {"type": "Ready", "status": "True" if ready else "False"}

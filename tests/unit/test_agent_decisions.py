@@ -11,11 +11,11 @@ from kybernetes.agent.agent import image_registry, pull_credentials
 from kybernetes.agent.node import cni_conflist
 from kybernetes.agent.probes import READINESS, STARTUP, ProbeResult, verdicts_kept_over_restart
 from kybernetes.agent.volumes import object_files, safe_relative
+from kybernetes.testing import fakes
 
 
 def pod(**spec):
-    return {"metadata": {"name": "p", "namespace": "ns", "uid": "u1", "labels": {"app": "x"}},
-            "spec": {"containers": [{"name": "c", "image": "busybox:1.35"}], **spec}, "status": {}}
+    return fakes.pod("p", "ns", uid="u1", labels={"app": "x"}, image="busybox:1.35", **spec)
 
 
 def running(name="c", restarts=0, cid="id1"):

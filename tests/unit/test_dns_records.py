@@ -12,6 +12,7 @@ import dns.reversename
 import pytest
 
 from kybernetes.dns.records import Answer, ClusterRecords, dashed, undashed
+from kybernetes.testing import fakes
 
 NOERROR, NXDOMAIN = dns.rcode.NOERROR, dns.rcode.NXDOMAIN
 
@@ -48,11 +49,7 @@ def ep(address: str, ready: bool | None = True, hostname: str | None = None) -> 
 
 
 def pod(name: str, ns: str = "default", ips: list[str] | None = None, phase: str = "Running") -> dict[str, Any]:
-    status: dict[str, Any] = {"phase": phase}
-    if ips:
-        status["podIP"] = ips[0]
-        status["podIPs"] = [{"ip": ip} for ip in ips]
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": ns}, "status": status}
+    return fakes.pod(name, ns, phase=phase, ip=ips)
 
 
 def ask(records: ClusterRecords, name: str | dns.name.Name, qtype: int = T.A) -> Answer:
