@@ -15,7 +15,7 @@ import datetime as dt
 import logging
 from typing import Any
 
-from kybernetes.client import ApiClient, ApiError, InformerFactory, WorkQueue, object_key
+from kybernetes.client import ApiError, Client, Informers, WorkQueue, object_key
 from kybernetes.client.informer import add_object_handler
 from kybernetes.client.reconcile import Result
 from kybernetes.client.resources import DEPLOYMENTS, PODS, REPLICASETS
@@ -50,7 +50,7 @@ def _with_kind(deploy: Obj) -> Obj:
 
 
 class DeploymentController:
-    def __init__(self, client: ApiClient, factory: InformerFactory, *,
+    def __init__(self, client: Client, factory: Informers, *,
                  progress_resync_seconds: float = 5.0) -> None:
         """`progress_resync_seconds`: while a rollout is in progress the deployment is
         looked at again at least this often, besides the ReplicaSet events that drive it."""

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from kybernetes.api.aiotasks import cancel_and_wait
-from kybernetes.client import ApiClient, InformerFactory
+from kybernetes.client import Client, InformerFactory, Informers
 from kybernetes.client.resources import PODS
 from kybernetes.controllers.deployment import DeploymentController
 from kybernetes.controllers.endpoints import EndpointsController
@@ -63,7 +63,7 @@ class ControllerOptions:
         return max(1, self.concurrent_syncs.get(name, self.workers))
 
 
-Builder = Callable[[ApiClient, InformerFactory, ControllerOptions], Runnable]
+Builder = Callable[[Client, Informers, ControllerOptions], Runnable]
 
 BUILDERS: tuple[tuple[str, Builder], ...] = (
     ("replicaset", lambda c, f, o: ReplicaSetController(c, f)),
@@ -91,7 +91,7 @@ def check_options(options: ControllerOptions) -> None:
                          f"(controllers: {', '.join(CONTROLLER_NAMES)})")
 
 
-def build_controllers(client: ApiClient, factory: InformerFactory,
+def build_controllers(client: Client, factory: Informers,
                       options: ControllerOptions) -> list[Managed]:
     """Every controller, registered on `factory`'s shared informers (not yet running).
     Raises ValueError, before anything is built, for options naming no controller."""
@@ -110,7 +110,7 @@ async def run_built(controllers: list[Managed], options: ControllerOptions) -> N
         await cancel_and_wait(tasks)
 
 
-async def run_controllers(client: ApiClient, options: ControllerOptions) -> None:
+async def run_controllers(client: Client, options: ControllerOptions) -> None:
     factory = InformerFactory(client, transforms={PODS: controller_view})
     controllers = build_controllers(client, factory, options)
     await factory.start()
