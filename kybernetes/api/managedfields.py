@@ -104,7 +104,8 @@ class _Node:
     schemas never change; a custom resource's schema is replaced, not edited, when
     its CRD changes."""
 
-    __slots__ = ("raw", "props", "extra", "map_atomic", "is_struct", "required", "list_kind", "list_keys", "items")
+    __slots__ = ("raw", "props", "extra", "map_atomic", "is_struct", "required", "list_kind", "list_keys", "items",
+                 "_kids", "_extra_node", "_items_node")
 
     def __init__(self, raw: dict[str, Any] | None) -> None:
         self.raw = raw  # held so that its id() stays this node's for as long as it is cached
@@ -120,6 +121,9 @@ class _Node:
         self.list_kind, self.list_keys = list_kind(raw)
         it = resolved.get("items") if resolved is not None else None
         self.items: dict[str, Any] | None = it if isinstance(it, dict) else None
+        self._kids: dict[str, _Node] = {}
+        self._extra_node: _Node | None = None
+        self._items_node: _Node | None = None
 
     def child(self, key: str) -> dict[str, Any] | None:
         """The unresolved schema of map key `key` (a named property, else additionalProperties)."""
@@ -127,6 +131,26 @@ class _Node:
         if props is not None and key in props:
             return props[key]  # type: ignore[no-any-return]
         return self.extra
+
+    def kid(self, key: str) -> _Node:
+        """`_node(self.child(key))`, remembered for named properties (map keys are the
+        user's and unbounded, and all share the additionalProperties node)."""
+        props = self.props
+        if props is not None and key in props:
+            node = self._kids.get(key)
+            if node is None:
+                node = self._kids[key] = _node(props[key])
+            return node
+        node = self._extra_node
+        if node is None:
+            node = self._extra_node = _node(self.extra)
+        return node
+
+    def items_node(self) -> _Node:
+        node = self._items_node
+        if node is None:
+            node = self._items_node = _node(self.items)
+        return node
 
 
 _NODES: dict[int, _Node] = {}
@@ -649,7 +673,7 @@ def _compare(old: Any, new: Any, raw: dict[str, Any] | None, path: Path, cmp: _C
         cmp.modified.add(path)
 
 
-def _created(new: Any, raw: dict[str, Any] | None, path: Path, out: FieldSet, parent_present: bool,
+def _created(new: Any, node: _Node, path: Path, out: FieldSet, parent_present: bool,
              skip: frozenset[Path], skip_depth: int, required: bool = False) -> None:
     """Add to `out` what `_compare(_MISSING, new, ...)` marks added or modified: the fields
     a create sets, less those at or below a path in `skip` (no longer than `skip_depth`).
@@ -658,7 +682,6 @@ def _created(new: Any, raw: dict[str, Any] | None, path: Path, out: FieldSet, pa
     absent old side."""
     if new is None or (len(path) <= skip_depth and path in skip):
         return
-    node = _node(raw)
     if isinstance(new, dict) and not node.map_atomic:
         if not new:
             if path:
@@ -671,8 +694,8 @@ def _created(new: Any, raw: dict[str, Any] | None, path: Path, out: FieldSet, pa
             out.add(path)
         required_keys = node.required if present else ()
         for key, child in new.items():
-            _created(child, _child_schema(raw, key, path), path + ("f:" + key,), out, present, skip, skip_depth,
-                     key in required_keys)
+            kid = _node(_OBJECT_META) if not path and key == "metadata" else node.kid(key)
+            _created(child, kid, path + ("f:" + key,), out, present, skip, skip_depth, key in required_keys)
         return
     if not path:
         return
@@ -681,9 +704,9 @@ def _created(new: Any, raw: dict[str, Any] | None, path: Path, out: FieldSet, pa
     if isinstance(new, list) and node.list_kind != "atomic":
         if not was_empty_list:
             out.add(path)
-        item_raw = node.items
+        item_node = node.items_node()
         for element, item in _index_items(new, node.list_kind, node.list_keys).items():
-            _created(item, item_raw, path + (element,), out, False, skip, skip_depth)
+            _created(item, item_node, path + (element,), out, False, skip, skip_depth)
         return
     if not was_empty_list or new != []:
         out.add(path)
@@ -715,7 +738,7 @@ def _compare_objects(old: dict[str, Any] | None, new: dict[str, Any], schema: di
     if old is None:
         added: FieldSet = set()
         skip = frozenset(ignored)
-        _created(_without_managed_fields(new), schema, (), added, True, skip, max(map(len, skip), default=0))
+        _created(_without_managed_fields(new), _node(schema), (), added, True, skip, max(map(len, skip), default=0))
         return _Comparison(added)
     cmp = _Comparison()
     _compare(_without_managed_fields(old) if old is not None else _MISSING,
