@@ -1,9 +1,10 @@
 """The registry of kinds: what the API server serves and how.
 
 A `ResourceInfo` describes one resource (group, version, kind, plural, scope,
-verbs, subresources, short names). Routes, discovery, OpenAPI, tables,
-defaulting and validation are all driven from these entries; custom resources
-add entries at run time from their CustomResourceDefinition.
+verbs, subresources, short names). Routes, discovery and OpenAPI are driven from
+these entries; a kind's behaviour (defaulting, validation, tables, what writes may
+change) is its strategy's, found by group and kind in `kybernetes.api.kinds`.
+Custom resources add entries at run time from their CustomResourceDefinition.
 """
 
 from __future__ import annotations

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kybernetes.api.kinds.crd import CLEANUP_FINALIZER, CRD, accepted_names
 from kybernetes.api.registry import Registry, ResourceInfo, ScalePaths
 from kybernetes.apiserver import objectmeta as om
 from kybernetes.apiserver.watchcache import CacheEvent, WatchCache
+
+if TYPE_CHECKING:
+    from kybernetes.apiserver.resources import ResourceService
 
 CRD_PREFIX = "/registry/apiextensions.k8s.io/customresourcedefinitions/"
 log = logging.getLogger(__name__)
@@ -57,7 +60,7 @@ def resource_infos(crd: dict[str, Any]) -> list[ResourceInfo]:
 class CrdController:
     """Keeps the registry in step with stored CRDs and cleans up deleted ones."""
 
-    def __init__(self, registry: Registry, cache: WatchCache, service: Any) -> None:
+    def __init__(self, registry: Registry, cache: WatchCache, service: ResourceService) -> None:
         self.registry = registry
         self.cache = cache
         self.service = service
