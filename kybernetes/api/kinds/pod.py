@@ -22,7 +22,7 @@ from kybernetes.api.kinds.base import (
     UpdateStep,
     WritePolicy,
 )
-from kybernetes.api.pods import qos_class
+from kybernetes.api.pods import pod_is_terminal, qos_class
 from kybernetes.api.registry import ResourceInfo
 from kybernetes.api.tables import (
     age_column,
@@ -399,7 +399,7 @@ class PodStrategy(KindStrategy):
         # Only a pod a node runs lingers: the node stops its containers, then deletes it.
         if not as_dict(obj.get("spec")).get("nodeName") or (requested is not None and requested <= 0):
             return None
-        if as_dict(obj.get("status")).get("phase") in ("Succeeded", "Failed"):
+        if pod_is_terminal(obj):
             return None
         if requested is not None:
             return requested
