@@ -135,6 +135,11 @@ class StatusWrite(WritePolicy):
         return merged
 
 
+_MAIN = MainWrite(allocates=True)
+_MAIN_KEEPING_STATUS = MainWrite(allocates=True, keeps_status=True)
+_STATUS = StatusWrite()
+
+
 # -- POST-only subresources ----------------------------------------------------------------
 
 
@@ -231,9 +236,9 @@ class KindStrategy:
         None when the kind has no such writable subresource. (POST-only subresources
         carry their own policy: see `actions`.)"""
         if subresource == "":
-            return MainWrite(allocates=True, keeps_status="status" in info.subresources)
+            return _MAIN_KEEPING_STATUS if "status" in info.subresources else _MAIN
         if subresource == "status" and "status" in info.subresources:
-            return StatusWrite()
+            return _STATUS
         return None
 
     def actions(self) -> dict[str, ActionSubresource]:
