@@ -73,6 +73,8 @@ class FakeClient:
         `graceful` get a deletionTimestamp on delete and stay until a delete with grace
         period 0, like pods waiting for their node agent."""
         self.informers = informers
+        if informers is not None:
+            informers.source = self
         self.lag = set(lag)
         self._undelivered: list[tuple[int, str, str, Obj]] = []
         self.objects: dict[tuple[str, str | None, str], Obj] = {}
@@ -514,10 +516,12 @@ class FakeInformer:
 
 class FakeInformers:
     """One FakeInformer per resource, whatever namespace or selectors are asked for: the
-    test decides what each cache holds."""
+    test decides what each cache holds. An informer made after a FakeClient was given
+    these starts with the client's objects, as a real one lists them."""
 
     def __init__(self) -> None:
         self.informers: dict[str, FakeInformer] = {}
+        self.source: FakeClient | None = None
 
     def __getitem__(self, res: Resource) -> FakeInformer:
         return self.informer(res)
@@ -527,6 +531,8 @@ class FakeInformers:
         inf = self.informers.get(res.plural)
         if inf is None:
             inf = self.informers[res.plural] = FakeInformer(res, indexers)
+            if self.source is not None:
+                inf.upsert(*(copy.deepcopy(o) for o in self.source.all(res)))
         elif indexers:
             inf.add_indexers(indexers)
         return inf
