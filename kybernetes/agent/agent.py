@@ -40,6 +40,7 @@ from kybernetes.agent.probes import (
 from kybernetes.agent.volumes import VolumeError, VolumeManager, container_mounts
 from kybernetes.api.aiotasks import cancel_and_wait
 from kybernetes.api.errors import ApiError
+from kybernetes.api.pods import pod_is_ready
 from kybernetes.api.timefmt import rfc3339, rfc3339_micro
 from kybernetes.client import Client, InformerFactory, WorkQueue, object_key, run_workers
 from kybernetes.client.nodes import LEASE_NAMESPACE, build_lease, lease_renewal
@@ -568,7 +569,7 @@ class Agent:
         ip = sandbox.ip if sandbox is not None else ""
         status = pod.get("status") or {}
         reported = {s.get("name"): s for s in status.get("containerStatuses") or []}
-        pod_ready = any(k.get("type") == "Ready" and k.get("status") == "True" for k in status.get("conditions") or [])
+        pod_ready = pod_is_ready(pod)
         for cid, c in running.items():
             spec = specs[c.name]
             if cid not in self.probe_verdicts:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kybernetes.api.errors import ApiError
-from kybernetes.api.pods import condition, pod_is_terminal, toleration_matches
+from kybernetes.api.pods import condition, pod_is_ready, pod_is_terminal, toleration_matches
 from kybernetes.client import Client, Informers, WorkQueue, object_key
 from kybernetes.client.informer import add_object_handler
 from kybernetes.client.reconcile import Result, SyncFn
@@ -212,8 +212,7 @@ def pods_to_mark_not_ready(node: Obj, pods: Iterable[Obj]) -> list[Obj]:
             continue
         if pod_is_terminal(pod):
             continue
-        c = condition(pod, "Ready")
-        if c is not None and c.get("status") == "True":
+        if pod_is_ready(pod):
             out.append(pod)
     return out
 

@@ -45,6 +45,7 @@ from dns.rdtypes.IN.AAAA import AAAA
 from dns.rdtypes.IN.SRV import SRV
 
 from kybernetes.api.labels import SERVICE_NAME_LABEL
+from kybernetes.api.pods import pod_is_terminal
 
 Obj = dict[str, Any]
 PodMode = Literal["verified", "insecure", "disabled"]
@@ -304,7 +305,7 @@ class ClusterRecords:
         status = pod.get("status") or {}
         ips: tuple[str, ...] = ()
         # A finished pod's IP goes back to the node's pool and may soon be another pod's.
-        if status.get("phase") not in ("Succeeded", "Failed"):
+        if not pod_is_terminal(pod):
             found = [_ip(entry.get("ip")) for entry in status.get("podIPs") or [] if isinstance(entry, dict)]
             if not found:
                 found = [_ip(status.get("podIP"))]
