@@ -61,8 +61,11 @@ NODES_GROUP = "system:nodes"
 class FlowControlConfig:
     """Server flags. A limit of 0 turns flow control off for that pool."""
 
-    max_requests_inflight: int = 400  # read-only seats, as kube-apiserver's default
-    max_mutating_requests_inflight: int = 200
+    # A quarter of kube-apiserver's defaults (400 and 200): this server answers on one event
+    # loop, where a 20k-object LIST is 10 seats and holds the loop for ~1 s of CPU; 100 seats
+    # let three such LISTs run at once in global-default, not fifteen (benchmarks/README.md).
+    max_requests_inflight: int = 100
+    max_mutating_requests_inflight: int = 50
     queue_length: int = 50  # waiting requests per flow (upstream's queueLengthLimit)
     queue_wait: float = 15.0  # seconds a request may wait (upstream: request timeout / 4)
     max_seats: int = 10  # widest request, in seats (upstream's maximum seats)
@@ -148,7 +151,7 @@ class Ticket:
     def __init__(self, level: PriorityLevel, flow: Hashable, width: int) -> None:
         self.level = level
         self.flow = flow
-        self.width = min(width, level.seats)
+        self.width = width if width <= 1 else min(width, level.seats - level.reserve)
         self.state = "new"  # new -> queued -> started -> done, or queued -> gone
         self.fut: asyncio.Future[None] | None = None
 
@@ -161,19 +164,27 @@ class PriorityLevel:
     head fits starts that head and moves to the back of the line. A head that does not fit
     yet is skipped for that round (narrow requests of other flows may pass it) and keeps its
     place, so it starts as soon as enough seats are free on its turn.
+
+    Wide requests (width > 1) never take the last `reserve` seats: on one event loop a GET
+    is quick and a big LIST is not, so a flood of LISTs filling every seat would make each
+    GET wait for a whole LIST to finish.
     """
 
-    def __init__(self, name: str, seats: int, queue_length: int) -> None:
+    def __init__(self, name: str, seats: int, queue_length: int, reserve: int = 0) -> None:
         self.name = name
         self.seats = max(1, seats)
+        self.reserve = max(0, min(reserve, self.seats - 1))
         self.queue_length = queue_length
         self.in_use = 0
         self.waiting = 0
         self.queues: dict[Hashable, collections.deque[Ticket]] = {}
         self.rejected = 0
 
+    def fits(self, width: int) -> bool:
+        return self.in_use + width <= (self.seats if width == 1 else self.seats - self.reserve)
+
     def try_start(self, ticket: Ticket) -> bool:
-        if self.waiting == 0 and self.in_use + ticket.width <= self.seats:
+        if self.waiting == 0 and self.fits(ticket.width):
             self.in_use += ticket.width
             ticket.state = "started"
             return True
@@ -223,7 +234,7 @@ class PriorityLevel:
             for flow in list(self.queues):
                 q = self.queues[flow]
                 head = q[0]
-                if self.in_use + head.width > self.seats:
+                if not self.fits(head.width):
                     continue
                 q.popleft()
                 self.waiting -= 1
@@ -255,8 +266,9 @@ class FlowController:
         for mutating, total in ((False, self.config.max_requests_inflight),
                                 (True, self.config.max_mutating_requests_inflight)):
             if total > 0:
-                self.pools[mutating] = {name: PriorityLevel(name, seats, self.config.queue_length)
-                                        for name, seats in level_seats(total, LEVEL_SHARES).items()}
+                self.pools[mutating] = {
+                    name: PriorityLevel(name, seats, self.config.queue_length, min(self.config.max_seats, seats // 4))
+                    for name, seats in level_seats(total, LEVEL_SHARES).items()}
 
     def ticket(self, method: str, path: str, query: collections.abc.Mapping[str, str], username: str,
                groups: collections.abc.Sequence[str], user_agent: str) -> Ticket | None:
@@ -282,9 +294,11 @@ class FlowController:
     async def wait(self, ticket: Ticket) -> None:
         """Wait for seats; raises 429 when the flow's queue is full or the wait is too long."""
         level = ticket.level
+        fut = ticket.fut = asyncio.get_running_loop().create_future()
         if not level.enqueue(ticket):
             raise too_many_requests()
-        fut = ticket.fut = asyncio.get_running_loop().create_future()
+        # Seats may be free for this one although others wait (their heads are wider).
+        self._wake(level.dispatch())
         try:
             async with asyncio.timeout(self.config.queue_wait):
                 await fut
@@ -303,7 +317,9 @@ class FlowController:
             raise
 
     def finish(self, ticket: Ticket) -> None:
-        started = ticket.level.release(ticket)
+        self._wake(ticket.level.release(ticket))
+
+    def _wake(self, started: list[Ticket]) -> None:
         while started:
             more: list[Ticket] = []
             for t in started:

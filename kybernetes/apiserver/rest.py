@@ -36,7 +36,7 @@ from kybernetes.storage.interface import CompactedError, FutureRevisionError, St
 JSON = "application/json"
 # A list longer than this is written in chunks of this many items (JSON) or rows (Table).
 STREAM_ITEMS = 500
-STREAM_ROWS = 100
+STREAM_ROWS = 50
 MAX_WATCH_SECONDS = 1800
 BOOKMARK_INTERVAL = 30.0
 _BOOL_TRUE = ("true", "1", "True")
