@@ -244,3 +244,40 @@ def test_list_ticket_width_uses_object_count():
     assert t.width == 10
     t = fc.ticket("GET", "/api/v1/configmaps", {"limit": "500"}, "u", [], "")
     assert t.width == 5
+
+
+def test_wide_requests_leave_a_reserve_for_narrow_ones():
+    lv = PriorityLevel("l", 12, 10, reserve=2)
+    wide = [_t(lv, "lists", 5) for _ in range(3)]
+    assert lv.try_start(wide[0]) and lv.try_start(wide[1])
+    # 10 of 12 seats taken: another wide one would eat the reserve.
+    assert not lv.try_start(wide[2])
+    assert lv.enqueue(wide[2])
+    get = _t(lv, "gets", 1)
+    assert lv.enqueue(get)
+    assert lv.dispatch() == [get]
+
+
+def test_wide_width_is_capped_below_the_reserve():
+    lv = PriorityLevel("l", 12, 10, reserve=2)
+    assert _t(lv, "a", 50).width == 10
+    assert _t(lv, "a", 1).width == 1
+
+
+async def test_newcomer_that_fits_starts_although_a_wide_one_waits():
+    fc = _controller(reads=100)
+    level = fc.pools[False][GLOBAL_DEFAULT]
+    lists = [Ticket(level, ("u", "list"), 10) for _ in range(4)]
+    assert fc.try_start(lists[0]) and fc.try_start(lists[1]) and fc.try_start(lists[2])
+    blocked = asyncio.create_task(fc.wait(lists[3]))
+    await asyncio.sleep(0)
+    get = fc.ticket("GET", "/api/v1/pods/x", {}, "u", [], "")
+    assert not fc.try_start(get)  # someone waits: no jumping the queue...
+    await asyncio.wait_for(fc.wait(get), 1)  # ...but it starts at once on its turn
+    assert get.state == "started" and not blocked.done()
+    fc.finish(get)
+    fc.finish(lists[0])
+    await blocked
+    for t in (lists[1], lists[2], lists[3]):
+        fc.finish(t)
+    assert level.in_use == 0
