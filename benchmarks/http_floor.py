@@ -16,6 +16,8 @@ create's commit costs:
   SQLite store does).
 
 Prints requests/s and the server's CPU per request, split by thread, for each.
+Then GETs of a fixed ~0.7 KiB body with 32 clients in flight (`get`): the server
+CPU an aiohttp GET costs before any of kybernetes' own work.
 """
 
 from __future__ import annotations
@@ -89,11 +91,19 @@ async def handle(request):
     return web.Response(body=orjson.dumps(body), status=201, content_type="application/json")
 
 
+_BODY = orjson.dumps({"kind": "ConfigMap", "apiVersion": "v1", "metadata": {"name": "one"}, "data": {"payload": "x" * 500}})
+
+
+async def get(request):
+    return web.Response(body=_BODY, content_type="application/json")
+
+
 async def main():
     loop = asyncio.get_running_loop()
     threading.Thread(target=writer, args=(loop,), daemon=True).start()
     app = web.Application()
     app.router.add_post("/{mode}", handle)
+    app.router.add_get("/get", get)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port, ssl_context=pki.server_ssl_context(p)).start()
@@ -140,6 +150,25 @@ async def run(args: argparse.Namespace) -> None:
                         print(f"{mode}: {n / wall:.0f} requests/s ({wall * 1000 / n:.3f} ms each); server CPU "
                               f"{(m1 - m0) * 1000 / n:.3f} ms event loop + {(o1 - o0) * 1000 / n:.3f} ms other "
                               f"threads, client CPU {(self_cpu() - c0) * 1000 / n:.3f} ms")
+            for r in range(args.rounds + 1):
+                done = 0
+                stop = time.perf_counter() + (5.0 if r else 1.0)
+
+                async def worker(stop: float = stop) -> None:
+                    nonlocal done
+                    assert c.session is not None
+                    while time.perf_counter() < stop:
+                        async with c.session.get(f"{c.base}/get") as resp:
+                            await resp.read()
+                        done += 1
+
+                (m0, o0), c0, t0 = thread_cpu(proc.pid), self_cpu(), time.perf_counter()
+                await asyncio.gather(*(worker() for _ in range(32)))
+                wall = time.perf_counter() - t0
+                m1, _ = thread_cpu(proc.pid)
+                if r:
+                    print(f"get (32 clients): {done / wall:.0f} requests/s; server CPU {(m1 - m0) * 1000 / done:.3f} ms, "
+                          f"client CPU {(self_cpu() - c0) * 1000 / done:.3f} ms per GET")
     finally:
         proc.kill()
         proc.wait()
