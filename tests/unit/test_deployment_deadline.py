@@ -13,9 +13,11 @@ import datetime as dt
 from typing import Any
 
 from kybernetes.client.reconcile import Result
+from kybernetes.client.resources import DEPLOYMENTS, REPLICASETS
 from kybernetes.controllers import deployment_plan as dp
 from kybernetes.controllers.deployment import DeploymentController
 from kybernetes.controllers.deployment_plan import CreateReplicaSet, plan_deployment, requeue_for_deadline
+from kybernetes.testing.fakes import FakeClient, FakeInformers
 
 T0 = dt.datetime(2026, 12, 6, 5, 0, 0, tzinfo=dt.UTC)
 UID = "6f1e0c1a-0d5c-4d0e-9a4b-1f2e3d4c5b6a"
@@ -99,42 +101,16 @@ def test_deadline_check_is_due_after_the_deadline_never_now():
 # -- the controller shell: what the work queue is told ---------------------------------------------
 
 
-class _Informer:
-    def __init__(self, objs: list[dict[str, Any]]) -> None:
-        self.objs = objs
-
-    def add_handler(self, **_: object) -> None:
-        pass
-
-    def get(self, ns: str | None, name: str) -> dict[str, Any] | None:
-        return next((o for o in self.objs
-                     if o["metadata"].get("namespace") == ns and o["metadata"]["name"] == name), None)
-
-    def by_index(self, index: str, value: str) -> list[dict[str, Any]]:
-        if index == "namespace":
-            return [o for o in self.objs if o["metadata"].get("namespace") == value]
-        return [o for o in self.objs if any(r.get("uid") == value for r in o["metadata"].get("ownerReferences") or [])]
-
-
-class _Factory:
-    def __init__(self, deploys: list[dict[str, Any]], rss: list[dict[str, Any]]) -> None:
-        self.map = {"deployments": _Informer(deploys), "replicasets": _Informer(rss), "pods": _Informer([])}
-
-    def informer(self, res: Any, **_: object) -> _Informer:
-        return self.map[res.plural]
-
-
-class _NoWritesClient:
-    """The stuck Deployment needs no write; any call is a failure of the test."""
-
-    def __getattr__(self, name: str) -> Any:
-        raise AssertionError(f"unexpected API call {name}")
-
-
 async def test_controller_sync_of_the_stuck_deployment_does_not_requeue_it():
     d, rs = stuck(dp.NEW_RS_AVAILABLE, T0 - dt.timedelta(minutes=20))
-    ctl = DeploymentController(_NoWritesClient(), _Factory([d], [rs]))  # type: ignore[arg-type]
+    informers, client = FakeInformers(), FakeClient()
+    ctl = DeploymentController(client, informers)
+    informers[DEPLOYMENTS].upsert(d)
+    informers[REPLICASETS].upsert(rs)
     key = "webhook/sample-webhook-deployment"
+    assert await ctl.queue.get() == key  # queued by the informer's add, as a worker would take it
     result = await ctl.sync(key)
+    ctl.queue.done(key)
     assert result == Result.done()
+    assert client.calls == []  # the stuck Deployment needs no write
     assert len(ctl.queue) == 0 and ctl.queue.failures(key) == 0
