@@ -42,8 +42,6 @@ class ResourceInfo:
     # Spec/status split: writes to the main resource ignore .status, writes to
     # /status ignore everything else. True for every kind with a status subresource.
     scale: ScalePaths | None = None
-    # Name of the structural schema among the built-in definitions.
-    definition: str | None = None
     # A custom resource's openAPIV3Schema (no $refs), when served from a CRD.
     crd_schema: dict[str, Any] | None = None
     # Additional printer columns of a CRD ([{name,type,jsonPath,priority,...}]).
@@ -66,6 +64,13 @@ class ResourceInfo:
     @property
     def qualified_plural(self) -> str:
         return f"{self.plural}.{self.group}" if self.group else self.plural
+
+    @property
+    def definition(self) -> str | None:
+        """Name of the structural schema among the built-in definitions (None for a custom
+        resource). Looked up when asked, so that reading kinds' identities (as every
+        component's client does) never loads the schemas."""
+        return None if self.is_custom else schemas.definition_name_for(self.group, self.version, self.kind)
 
     def schema(self) -> dict[str, Any] | None:
         """The root schema node of the kind (built-in definition or CRD schema)."""
@@ -92,7 +97,7 @@ def _builtin(group: str, version: str, kind: str, plural: str, namespaced: bool 
     return ResourceInfo(
         group=group, version=version, kind=kind, plural=plural, singular=kind.lower(),
         namespaced=namespaced, short_names=short, categories=cats, verbs=verbs,
-        subresources=sub, scale=scale, definition=schemas.definition_name_for(group, version, kind),
+        subresources=sub, scale=scale,
         field_selectors=fields,
     )
 
