@@ -108,8 +108,8 @@ async def sequential(c: Client, pid: int, ns: str, n: int, tag: str) -> tuple[fl
     return n / wall, (m1 - m0) * 1000 / n, (o1 - o0) * 1000 / n, (self_cpu() - c0) * 1000 / n
 
 
-async def gets(c: Client, pid: int, path: str, seconds: float, clients: int) -> tuple[float, float]:
-    """(GET/s, server CPU ms per GET)."""
+async def gets(c: Client, pid: int, path: str, seconds: float, clients: int) -> tuple[float, float, float]:
+    """(GET/s, server CPU ms per GET, client CPU ms per GET)."""
     done = 0
     stop = time.perf_counter() + seconds
 
@@ -119,10 +119,11 @@ async def gets(c: Client, pid: int, path: str, seconds: float, clients: int) -> 
             await c.get(path)
             done += 1
 
-    s0, t0 = process_cpu(pid), time.perf_counter()
+    s0, c0, t0 = process_cpu(pid), self_cpu(), time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(clients)))
     wall = time.perf_counter() - t0
-    return done / wall, (process_cpu(pid) - s0) * 1000 / max(done, 1)
+    n = max(done, 1)
+    return done / wall, (process_cpu(pid) - s0) * 1000 / n, (self_cpu() - c0) * 1000 / n
 
 
 async def run_seq(args: argparse.Namespace) -> None:
@@ -151,8 +152,9 @@ async def run_gets(args: argparse.Namespace) -> None:
             path = "/api/v1/namespaces/g/configmaps/one"
             await gets(c, pid, path, 1.0, args.clients)
             for r in range(args.rounds):
-                rate, server_ms = await gets(c, pid, path, args.seconds, args.clients)
-                print(f"round {r}: {rate:.0f} GET/s with {args.clients} clients; server CPU {server_ms:.3f} ms/GET")
+                rate, server_ms, client_ms = await gets(c, pid, path, args.seconds, args.clients)
+                print(f"round {r}: {rate:.0f} GET/s with {args.clients} clients; server CPU {server_ms:.3f} ms/GET, "
+                      f"client CPU {client_ms:.3f} ms/GET")
     finally:
         srv.cleanup()
 
