@@ -16,6 +16,7 @@ import os
 import socket
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,6 +72,9 @@ class ServingOptions:
     # (kube-apiserver's IdleTimeout, and client-go's idle timeout).
     idle_timeout: float = 90.0
     flow: FlowControlConfig = field(default_factory=FlowControlConfig)
+    # Several processes listen on the port (SO_REUSEPORT; `--api-workers`), and the kernel
+    # spreads new connections over them.
+    reuse_port: bool = False
 _HEALTH_CHECKS = ("ping", "log", "etcd", "poststarthook/start-apiextensions-controllers")
 
 
@@ -111,6 +115,9 @@ class ApiServer:
         self._conn_users: weakref.WeakKeyDictionary[Any, tuple[str | None, auth.UserInfo | None]] = (
             weakref.WeakKeyDictionary())
         self.flow = FlowController(self.serving.flow, self._count_objects)
+        # Who sent a request an API worker process forwarded (apiserver/workers.py): asked
+        # first, it answers only for requests on the workers' private socket.
+        self.trusted_identity: Callable[[web.Request], auth.UserInfo | None] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -130,6 +137,12 @@ class ApiServer:
         self.virtual = VirtualHandler(self.cache, self.authenticator,
                                       await asyncio.to_thread(pki.agent_client_ssl_context, self.pki))
         self.rest = RestHandler(self.registry, self.store, self.cache, self.service, self.virtual)
+        await self._serve()
+        self.ready = True
+
+    async def _serve(self) -> None:
+        """Listen: the aiohttp application on the configured address, TLS unless disabled."""
+        assert self.pki is not None
         app = web.Application(middlewares=[self._middleware], client_max_size=4 * 1024 * 1024,
                               handler_args={"max_field_size": 65536})
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
@@ -137,9 +150,9 @@ class ApiServer:
                                     keepalive_timeout=self.serving.idle_timeout)
         await self.runner.setup()
         ssl_ctx = pki.server_ssl_context(self.pki) if self.tls else None
-        site = _DeadlineSite(self.runner, self.bind, self.port, ssl_ctx, self.serving.header_timeout)
+        site = _DeadlineSite(self.runner, self.bind, self.port, ssl_ctx, self.serving.header_timeout,
+                             reuse_port=self.serving.reuse_port)
         await site.start()
-        self.ready = True
 
     async def stop(self) -> None:
         self.ready = False
@@ -195,6 +208,10 @@ class ApiServer:
 
     def _authenticate(self, request: web.Request) -> auth.UserInfo | None:
         assert self.authenticator is not None
+        if self.trusted_identity is not None:
+            forwarded = self.trusted_identity(request)
+            if forwarded is not None:
+                return forwarded
         header = request.headers.get("Authorization")
         transport = request.transport
         ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
@@ -378,8 +395,9 @@ class _DeadlineSite(web.BaseSite):
     a client that connects and says nothing held its socket for an hour)."""
 
     def __init__(self, runner: web.AppRunner, host: str, port: int, ssl_context: Any,
-                 header_timeout: float) -> None:
+                 header_timeout: float, reuse_port: bool = False) -> None:
         super().__init__(runner, ssl_context=ssl_context, backlog=1024)
+        self._reuse_port = reuse_port
         self._host = host
         self._port = port
         self._header_timeout = header_timeout
@@ -405,7 +423,8 @@ class _DeadlineSite(web.BaseSite):
         # deadline starts at accept, so it covers the handshake too.
         handshake = {"ssl_handshake_timeout": timeout} if self._ssl_context is not None and timeout > 0 else {}
         self._server = await loop.create_server(factory, self._host, self._port, ssl=self._ssl_context,
-                                                backlog=self._backlog, reuse_address=True, **handshake)
+                                                backlog=self._backlog, reuse_address=True,
+                                                reuse_port=self._reuse_port or None, **handshake)
 
 
 def default_hosts() -> list[str]:

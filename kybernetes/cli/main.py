@@ -9,6 +9,7 @@ component against any API server given a kubeconfig.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import signal
@@ -147,6 +148,9 @@ SCHEDULER_CONNECTIONS = 48
               help="Seconds a new connection has to finish TLS and send its first request's headers (0: none).")
 @click.option("--idle-connection-timeout", default=90.0, show_default=True, type=click.FloatRange(min=0),
               help="Seconds a kept-alive connection may sit idle between requests.")
+@click.option("--api-workers", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Processes serving the API on the port: this one (the only writer) and N-1 workers that "
+                   "serve reads from their own cache and forward writes here.")
 @click.pass_context
 def server(ctx: click.Context, data_dir: str, port: int, bind_address: str, tls_san: tuple[str, ...],
            compact_interval: int, compact_retention: int, default_toleration_seconds: int,
@@ -154,7 +158,8 @@ def server(ctx: click.Context, data_dir: str, port: int, bind_address: str, tls_
            cluster_cidr: str, disable_agent: bool, service_cidr: str, service_node_port_range: str,
            cluster_dns: str | None, advertise_address: str | None, max_requests_inflight: int = 100,
            max_mutating_requests_inflight: int = 50, flow_queue_length: int = 50, flow_queue_wait: float = 15.0,
-           request_header_timeout: float = 10.0, idle_connection_timeout: float = 90.0) -> None:
+           request_header_timeout: float = 10.0, idle_connection_timeout: float = 90.0,
+           api_workers: int = 1) -> None:
     """Run the API server on an embedded SQLite store, with the control plane, and write an admin kubeconfig."""
     from kybernetes.agent.host import primary_ip
     from kybernetes.api.kinds import new_strategies
@@ -197,11 +202,21 @@ def server(ctx: click.Context, data_dir: str, port: int, bind_address: str, tls_
                                max_mutating_requests_inflight=max_mutating_requests_inflight,
                                queue_length=flow_queue_length, queue_wait=flow_queue_wait))
 
+    pool_config = None
+    if api_workers > 1:
+        from kybernetes.apiserver.workers import WorkerConfig, serving_dict
+
+        serving = dataclasses.replace(serving, reuse_port=True)
+        pool_config = WorkerConfig(os.path.abspath(data_dir), port, bind_address, advertise, service_cidr,
+                                   service_node_port_range, cluster_dns, default_toleration_seconds,
+                                   not disable_controllers, serving_dict(serving))
+
     async def run(stop: asyncio.Event) -> None:
         await _run_server(stop, data_dir, port, bind_address, list(tls_san), compact_interval, compact_retention,
                           children, network, advertise, serving, kinds,
                           # The controller manager runs the garbage collector.
-                          gc_enabled=not disable_controllers)
+                          gc_enabled=not disable_controllers,
+                          workers=(api_workers, pool_config, base) if pool_config is not None else None)
 
     _run_until_signal(run)
 
@@ -215,7 +230,8 @@ if TYPE_CHECKING:
 async def _run_server(stop: asyncio.Event, data_dir: str, port: int, bind: str, sans: list[str],
                       compact_interval: int, compact_retention: int, children: list[list[str]],
                       network: ServiceNetwork, advertise: str, serving: ServingOptions | None = None,
-                      kinds: Strategies | None = None, gc_enabled: bool = False) -> None:
+                      kinds: Strategies | None = None, gc_enabled: bool = False,
+                      workers: tuple[int, Any, list[str]] | None = None) -> None:
     from kybernetes.apiserver.app import ApiServer, default_hosts
     from kybernetes.storage.sqlite import SQLiteStore
 
@@ -223,13 +239,21 @@ async def _run_server(stop: asyncio.Event, data_dir: str, port: int, bind: str, 
     data_dir = os.path.abspath(data_dir)
     os.makedirs(data_dir, exist_ok=True)
     store = SQLiteStore(os.path.join(data_dir, "state.db"))
+    pool = None
+    if workers is not None:
+        from kybernetes.apiserver.workers import WorkerPool
+
+        pool = WorkerPool(data_dir, workers[0], workers[1], workers[2])
     # The kubernetes Service's address is how pods reach the API server: the certificate
     # must name it, as it must name the advertised address.
     sans = [*sans, str(network.first_ip), advertise]
-    srv = ApiServer(data_dir, store, port=port, bind=bind, hosts=default_hosts() + sans,
+    srv = ApiServer(data_dir, pool.wrap(store) if pool is not None else store, port=port, bind=bind,
+                    hosts=default_hosts() + sans,
                     service_network=network, advertise_address=advertise, serving=serving,
                     kinds=kinds, gc_enabled=gc_enabled)
     await srv.start()
+    if pool is not None:
+        await pool.start(srv)
     kubeconfig = os.path.join(data_dir, "kubeconfig.yaml")
     srv.write_kubeconfig(kubeconfig)
     elapsed = time.monotonic() - started
@@ -253,6 +277,8 @@ async def _run_server(stop: asyncio.Event, data_dir: str, port: int, bind: str, 
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait(5)
+    if pool is not None:
+        await pool.stop()
     await srv.stop()
 
 
@@ -294,6 +320,24 @@ async def _compact_forever(store: object, interval: int, retention: int) -> None
                 await store.compact(rev)  # type: ignore[attr-defined]
             except Exception:  # noqa: BLE001 - compaction is best effort; the next round retries
                 logging.getLogger("kybernetes.compactor").exception("compaction failed")
+
+
+@main.command("api-worker", hidden=True)
+@click.option("--config", "config_json", required=True, help="The primary's WorkerConfig, as JSON.")
+@click.option("--wake-fd", required=True, type=int, help="Pipe the primary writes to after each commit.")
+def api_worker(config_json: str, wake_fd: int) -> None:
+    """An API worker process, started by `kyb server --api-workers N` (not run by hand)."""
+    from kybernetes.apiserver.workers import WorkerConfig, run_worker
+
+    config = WorkerConfig.from_json(config_json)
+    status = 0
+
+    async def run(stop: asyncio.Event) -> None:
+        nonlocal status
+        status = await run_worker(stop, config, wake_fd)
+
+    _run_until_signal(run)
+    sys.exit(status)
 
 
 # -- components -------------------------------------------------------------------------------
