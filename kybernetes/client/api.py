@@ -7,6 +7,7 @@ and `.reason` exactly as the server set them.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 import logging
@@ -108,6 +109,17 @@ def kubeconfig_ca_pem(path: str, context: str | None = None) -> bytes:
         return f.read()
 
 
+_RETRIES_ON_429 = 10
+
+
+def _retry_after(header: str | None) -> float:
+    """Seconds to wait before retrying a 429, from its Retry-After (1 s if absent, at most 10)."""
+    try:
+        return min(10.0, max(0.0, float(header))) if header else 1.0
+    except ValueError:
+        return 1.0
+
+
 class ApiClient:
     def __init__(self, base_url: str, ssl_context: ssl.SSLContext | None = None, token: str | None = None,
                  user_agent: str = "kybernetes", max_connections: int = 64) -> None:
@@ -167,14 +179,22 @@ class ApiClient:
             headers["Content-Type"] = content_type
         clean = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in (params or {}).items()
                  if v not in (None, "")}
-        async with self.session().request(method, self.base_url + path, params=clean, data=data, headers=headers,
-                                          timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
-            raw = await resp.read()
-            if resp.status >= 400:
-                raise _error_from(resp.status, raw)
-            if not raw:
-                return None
-            return orjson.loads(raw)
+        for attempt in range(_RETRIES_ON_429 + 1):
+            async with self.session().request(method, self.base_url + path, params=clean, data=data,
+                                              headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+                raw = await resp.read()
+                # A server under load (flow control) asks to come back later: do as
+                # client-go does and retry after Retry-After, a bounded number of times.
+                if resp.status == 429 and attempt < _RETRIES_ON_429:
+                    delay = _retry_after(resp.headers.get("Retry-After"))
+                elif resp.status >= 400:
+                    raise _error_from(resp.status, raw)
+                elif not raw:
+                    return None
+                else:
+                    return orjson.loads(raw)
+            await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
 
     async def get_raw(self, path: str) -> Any:
         return await self.request("GET", path)
