@@ -15,9 +15,11 @@ classified (`classify`) into
   - `global-default`: everyone else.
   Each level owns a share of its pool's seats (`LEVEL_SHARES`), so a greedy LIST flood in
   `global-default` cannot take the seats Lease renewals need.
-* a flow inside its level: the user and the kind of request (list, get, write), like
-  APF's by-user flow distinguisher. Waiting requests are dispatched round-robin over
-  flows, so one user's flood waits behind its own queue, not in front of everyone.
+* a flow inside its level: the user, the client program (the User-Agent's product, since
+  every component here shares the admin identity) and the kind of request (list, get,
+  write), like APF's by-user flow distinguisher. Waiting requests are dispatched
+  round-robin over flows, so one client's flood waits behind its own queue, not in front
+  of everyone.
 
 A LIST costs more than one seat: its width grows with the number of objects it may
 return (`list_width`), as APF's work estimator does, up to `max_seats`.
@@ -61,11 +63,12 @@ NODES_GROUP = "system:nodes"
 class FlowControlConfig:
     """Server flags. A limit of 0 turns flow control off for that pool."""
 
-    # A quarter of kube-apiserver's defaults (400 and 200): this server answers on one event
-    # loop, where a 20k-object LIST is 10 seats and holds the loop for ~1 s of CPU; 100 seats
-    # let three such LISTs run at once in global-default, not fifteen (benchmarks/README.md).
+    # A quarter of kube-apiserver's 400 read seats: this server answers on one event loop,
+    # where a 20k-object LIST is 10 seats and ~1 s of CPU; 100 seats let three such LISTs run
+    # at once in global-default, not fifteen (benchmarks/README.md). Writes mostly wait for
+    # their commit, and concurrent ones share it, so they keep upstream's 200.
     max_requests_inflight: int = 100
-    max_mutating_requests_inflight: int = 50
+    max_mutating_requests_inflight: int = 200
     queue_length: int = 50  # waiting requests per flow (upstream's queueLengthLimit)
     queue_wait: float = 15.0  # seconds a request may wait (upstream: request timeout / 4)
     max_seats: int = 10  # widest request, in seats (upstream's maximum seats)
@@ -286,7 +289,7 @@ class FlowController:
             width = list_width(self.count_objects(shape.group, shape.version, shape.resource),
                                int(limit) if limit.isdigit() else 0,
                                self.config.objects_per_seat, self.config.max_seats)
-        return Ticket(level, (username, shape.verb), width)
+        return Ticket(level, (username, user_agent.split("/", 1)[0], shape.verb), width)
 
     def try_start(self, ticket: Ticket) -> bool:
         return ticket.level.try_start(ticket)

@@ -138,7 +138,7 @@ SCHEDULER_CONNECTIONS = 48
                    "unless unspecified or loopback, else this host's primary IPv4 address).")
 @click.option("--max-requests-inflight", default=100, show_default=True, type=click.IntRange(min=0),
               help="Seats for read-only requests in flight, shared by priority levels (0: no limit).")
-@click.option("--max-mutating-requests-inflight", default=50, show_default=True, type=click.IntRange(min=0),
+@click.option("--max-mutating-requests-inflight", default=200, show_default=True, type=click.IntRange(min=0),
               help="Seats for mutating requests in flight, shared by priority levels (0: no limit).")
 @click.option("--flow-queue-length", default=50, show_default=True, type=click.IntRange(min=0),
               help="Requests of one flow (user and kind of request) that may wait for a seat; more get 429.")
@@ -157,7 +157,7 @@ def server(ctx: click.Context, data_dir: str, port: int, bind_address: str, tls_
            disable_controllers: bool, disable_scheduler: bool, node_monitor_grace_period: int,
            cluster_cidr: str, disable_agent: bool, service_cidr: str, service_node_port_range: str,
            cluster_dns: str | None, advertise_address: str | None, max_requests_inflight: int = 100,
-           max_mutating_requests_inflight: int = 50, flow_queue_length: int = 50, flow_queue_wait: float = 15.0,
+           max_mutating_requests_inflight: int = 200, flow_queue_length: int = 50, flow_queue_wait: float = 15.0,
            request_header_timeout: float = 10.0, idle_connection_timeout: float = 90.0,
            api_workers: int = 1) -> None:
     """Run the API server on an embedded SQLite store, with the control plane, and write an admin kubeconfig."""

@@ -267,7 +267,7 @@ def test_wide_width_is_capped_below_the_reserve():
 async def test_newcomer_that_fits_starts_although_a_wide_one_waits():
     fc = _controller(reads=100)
     level = fc.pools[False][GLOBAL_DEFAULT]
-    lists = [Ticket(level, ("u", "list"), 10) for _ in range(4)]
+    lists = [Ticket(level, ("u", "", "list"), 10) for _ in range(4)]
     assert fc.try_start(lists[0]) and fc.try_start(lists[1]) and fc.try_start(lists[2])
     blocked = asyncio.create_task(fc.wait(lists[3]))
     await asyncio.sleep(0)
