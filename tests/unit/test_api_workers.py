@@ -1,0 +1,212 @@
+"""API worker processes: forwarding headers, the consistent-read rule, the shared revision
+board, and the read-only store follower over a real SQLite log written by another store."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+
+from kybernetes.apiserver import auth
+from kybernetes.apiserver.app import ServingOptions
+from kybernetes.apiserver.workers import (
+    PublishingStore,
+    RevisionBoard,
+    WorkerConfig,
+    default_api_workers,
+    forwarded_request_headers,
+    identity_headers,
+    needs_consistent_read,
+    returned_headers,
+    user_from_headers,
+)
+from kybernetes.storage.follower import FollowerStore, tail_ranges
+from kybernetes.storage.interface import CompactedError, StoreError
+from kybernetes.storage.sqlite import SQLiteStore
+
+# -- pure parts ------------------------------------------------------------------------------
+
+
+def test_identity_headers_round_trip_with_groups_uid_and_extra():
+    user = auth.UserInfo(username="alice", uid="u-1", groups=["dev", "system:authenticated"],
+                         extra={"scopes.example/a b": ["x", "y"]})
+    assert user_from_headers(identity_headers(user)) == user
+
+
+def test_no_remote_user_header_means_no_forwarded_identity():
+    assert user_from_headers([("X-Remote-Group", "system:masters")]) is None
+
+
+def test_forwarded_headers_drop_credentials_and_the_clients_own_remote_headers():
+    client = [("Authorization", "Bearer secret"), ("X-Remote-User", "mallory"), ("x-remote-group", "system:masters"),
+              ("X-Remote-Extra-Scope", "all"), ("Content-Type", "application/json"), ("Connection", "keep-alive"),
+              ("User-Agent", "kubectl/v1.37"), ("Content-Length", "12")]
+    out = forwarded_request_headers(client, auth.UserInfo(username="alice", groups=["dev"]))
+    names = [k.lower() for k, _ in out]
+    assert "authorization" not in names and "connection" not in names and "content-length" not in names
+    assert user_from_headers(out) == auth.UserInfo(username="alice", groups=["dev"])
+    assert ("Content-Type", "application/json") in out and ("User-Agent", "kubectl/v1.37") in out
+
+
+def test_returned_headers_keep_what_the_client_needs():
+    out = returned_headers([("Content-Type", "application/json"), ("Retry-After", "1"), ("Warning", "299 - x"),
+                            ("Content-Length", "5"), ("Date", "x"), ("Server", "y"), ("Transfer-Encoding", "chunked")])
+    assert out == [("Content-Type", "application/json"), ("Retry-After", "1"), ("Warning", "299 - x")]
+
+
+@pytest.mark.parametrize(("method", "path", "query", "gated"), [
+    ("GET", "/api/v1/namespaces/a/configmaps/x", {}, True),
+    ("GET", "/api/v1/namespaces/a/configmaps", {"resourceVersion": ""}, True),
+    ("GET", "/api/v1/namespaces/a/configmaps", {"resourceVersion": "0"}, False),
+    ("GET", "/api/v1/namespaces/a/configmaps", {"watch": "1", "resourceVersion": "12"}, False),
+    ("GET", "/apis", {}, True),
+    ("GET", "/readyz", {}, False),
+    ("GET", "/version", {}, False),
+    ("POST", "/api/v1/namespaces/a/configmaps", {}, False),
+])
+def test_which_requests_wait_for_the_primarys_revision(method, path, query, gated):
+    assert needs_consistent_read(method, path, query) is gated
+
+
+def test_tail_ranges_cover_the_gap_in_pages():
+    assert tail_ranges(10, 10, 100) == []
+    assert tail_ranges(10, 15, 100) == [(10, 15)]
+    assert tail_ranges(0, 250, 100) == [(0, 100), (100, 200), (200, 250)]
+
+
+def test_revision_board_is_shared_private_and_only_moves_forward(tmp_path):
+    path = str(tmp_path / "rev")
+    board = RevisionBoard.create(path)
+    reader = RevisionBoard.open(path)
+    try:
+        assert os.stat(path).st_mode & 0o777 == 0o600
+        assert board.publish(42) is True
+        assert reader.read() == 42
+        assert board.publish(41) is False
+        assert reader.read() == 42
+    finally:
+        board.close()
+        reader.close()
+
+
+def test_worker_config_round_trips_serving_options():
+    serving = ServingOptions(header_timeout=3.0, idle_timeout=7.0)
+    from kybernetes.apiserver.workers import serving_dict
+
+    cfg = WorkerConfig("/d", 6443, "127.0.0.1", "10.0.0.1", "10.43.0.0/16", "30000-32767", None, 300, True,
+                       serving_dict(serving))
+    back = WorkerConfig.from_json(cfg.to_json())
+    assert back == cfg
+    opts = back.serving_options()
+    assert opts.header_timeout == 3.0 and opts.idle_timeout == 7.0 and opts.reuse_port is True
+    assert opts.flow == serving.flow
+
+
+def test_default_workers_is_at_most_two_and_at_least_one():
+    assert 1 <= default_api_workers() <= 2
+
+
+# -- the follower over a real log -------------------------------------------------------------
+
+
+@pytest.fixture
+async def primary(tmp_path):
+    store = SQLiteStore(str(tmp_path / "state.db"), fsync=False)
+    await store.start()
+    yield store
+    await store.close()
+
+
+async def test_follower_reads_what_the_primary_wrote_and_refuses_writes(primary, tmp_path):
+    await primary.create("/registry/configmaps/a/one", b"1")
+    follower = FollowerStore(str(tmp_path / "state.db"), primary.current_revision)
+    await follower.start()
+    try:
+        assert follower.current_revision() == primary.current_revision()
+        got = await follower.get("/registry/configmaps/a/one")
+        assert got is not None and got.value == b"1"
+        with pytest.raises(StoreError):
+            await follower.create("/registry/configmaps/a/two", b"2")
+        with pytest.raises(StoreError):
+            await follower.compact(1)
+        assert await primary.get("/registry/configmaps/a/two") is None
+    finally:
+        await follower.close()
+
+
+async def test_follower_watch_sees_every_later_write_in_order(primary, tmp_path):
+    follower = FollowerStore(str(tmp_path / "state.db"), primary.current_revision)
+    await follower.start()
+    start = follower.current_revision()
+    stream = follower.watch("/registry/configmaps/", start)
+    try:
+        kv = await primary.create("/registry/configmaps/a/x", b"v1")
+        await primary.update("/registry/configmaps/a/x", b"v2", kv.mod_revision)
+        await primary.delete("/registry/configmaps/a/x")
+        await primary.create("/registry/secrets/a/s", b"s")  # another prefix: not this watch's
+        last = await primary.create("/registry/configmaps/a/y", b"y")
+        await follower.reach(last.mod_revision)
+        seen = []
+        while len(seen) < 4:
+            seen += await asyncio.wait_for(stream.__anext__(), 5)
+        assert [(e.type, e.kv.key, e.kv.value) for e in seen] == [
+            ("PUT", "/registry/configmaps/a/x", b"v1"), ("PUT", "/registry/configmaps/a/x", b"v2"),
+            ("DELETE", "/registry/configmaps/a/x", b"v2"), ("PUT", "/registry/configmaps/a/y", b"y")]
+        revs = [e.kv.mod_revision for e in seen]
+        assert revs == sorted(revs) and revs[-1] == last.mod_revision
+        assert seen[1].prev is not None and seen[1].prev.value == b"v1"
+    finally:
+        await stream.aclose()
+        await follower.close()
+
+
+async def test_follower_reach_waits_for_a_write_published_later(primary, tmp_path):
+    published = [primary.current_revision()]
+    follower = FollowerStore(str(tmp_path / "state.db"), lambda: published[-1])
+    await follower.start()
+    try:
+        kv = await primary.create("/registry/configmaps/a/late", b"z")
+        waiter = asyncio.create_task(follower.reach(kv.mod_revision))
+        await asyncio.sleep(0.05)
+        assert not waiter.done()  # not published yet: the follower does not know of it
+        published.append(kv.mod_revision)
+        follower.poke()
+        assert await asyncio.wait_for(waiter, 5) == kv.mod_revision
+        got = await follower.get("/registry/configmaps/a/late")
+        assert got is not None and got.mod_revision == kv.mod_revision
+    finally:
+        await follower.close()
+
+
+async def test_follower_sees_compaction_old_reads_are_gone(primary, tmp_path):
+    kv = await primary.create("/registry/configmaps/a/c", b"1")
+    for i in range(5):
+        kv = await primary.update("/registry/configmaps/a/c", str(i).encode())
+    follower = FollowerStore(str(tmp_path / "state.db"), primary.current_revision)
+    await follower.start()
+    try:
+        await primary.compact(kv.mod_revision - 1)
+        follower.poke()
+        for _ in range(100):
+            if follower.compacted_revision() == kv.mod_revision - 1:
+                break
+            await asyncio.sleep(0.02)
+        assert follower.compacted_revision() == kv.mod_revision - 1
+        with pytest.raises(CompactedError):
+            await follower.get("/registry/configmaps/a/c", revision=kv.mod_revision - 3)
+        with pytest.raises(CompactedError):
+            follower.watch("/registry/", kv.mod_revision - 3)
+    finally:
+        await follower.close()
+
+
+async def test_publishing_store_publishes_after_each_write(primary):
+    seen: list[int] = []
+    store = PublishingStore(primary, seen.append)
+    kv = await store.create("/registry/configmaps/a/p", b"1")
+    assert seen == [kv.mod_revision]
+    kv = await store.update("/registry/configmaps/a/p", b"2", kv.mod_revision)
+    gone = await store.delete("/registry/configmaps/a/p")
+    assert seen == [kv.mod_revision - 1, kv.mod_revision, gone.mod_revision]
+    assert store.current_revision() == primary.current_revision()
