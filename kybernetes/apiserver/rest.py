@@ -467,6 +467,7 @@ class RestHandler:
         snapshot_rev = self.cache.revision
         accept = _event_filter(flt)
         watcher = self.cache.subscribe(prefix, accept)
+        watcher.on_overflow = lambda: _drop_if_stalled(request)
         resp = web.StreamResponse(status=200, headers={"Content-Type": JSON, "Cache-Control": "no-cache"})
         resp.enable_chunked_encoding()
         try:
@@ -485,8 +486,9 @@ class RestHandler:
                     out.append(_event_line(t, ev, printer))
             if send_initial in _BOOL_TRUE:
                 out.append(_bookmark(info, snapshot_rev, initial_end=True))
-            if out:
-                await resp.write(b"".join(out))
+            del initial, replay
+            await _write_lines(resp, out)
+            del out
             deadline = time.monotonic() + timeout
             last_bookmark = time.monotonic()
             while True:
@@ -494,12 +496,11 @@ class RestHandler:
                 if remaining <= 0:
                     break
                 await watcher.wait(min(remaining, BOOKMARK_INTERVAL))
-                if watcher.queue:
-                    chunk = []
-                    while watcher.queue:
-                        as_type, ev = watcher.queue.popleft()
-                        chunk.append(_event_line(as_type, ev, printer))
-                    await resp.write(b"".join(chunk))
+                while watcher.queue:
+                    # A piece at a time: what is not written yet stays in the watcher's
+                    # backlog, where its budget counts it.
+                    piece = watcher.take(WATCH_WRITE_CHUNK)
+                    await resp.write(b"".join([_event_line(t, ev, printer) for t, ev in piece]))
                 if watcher.closed:
                     break
                 if bookmarks and time.monotonic() - last_bookmark >= BOOKMARK_INTERVAL and not watcher.queue:
@@ -509,6 +510,10 @@ class RestHandler:
             pass
         finally:
             self.cache.unsubscribe(watcher)
+            if watcher.overflowed:
+                # Ending the response needs the client to read its last bytes; one that
+                # stopped reading gets its connection dropped instead.
+                _drop_if_stalled(request)
         return resp
 
     # -- writes --------------------------------------------------------------------------
@@ -704,6 +709,33 @@ class _TablePrinter:
             t["columnDefinitions"] = None
         self.first = False
         return orjson.dumps({"type": as_type, "object": t}) + b"\n"
+
+
+WATCH_WRITE_CHUNK = 256 * 1024
+
+
+async def _write_lines(resp: web.StreamResponse, lines: list[bytes]) -> None:
+    """Write watch lines in pieces of about WATCH_WRITE_CHUNK bytes, each waiting for the
+    connection to drain, so a slow client's connection holds at most one piece."""
+    piece: list[bytes] = []
+    size = 0
+    for line in lines:
+        piece.append(line)
+        size += len(line)
+        if size >= WATCH_WRITE_CHUNK:
+            await resp.write(b"".join(piece))
+            piece, size = [], 0
+    if piece:
+        await resp.write(b"".join(piece))
+
+
+def _drop_if_stalled(request: web.Request) -> None:
+    """Drop the connection of a watch whose writes are blocked on a client that does not
+    read: what the connection buffers is freed, and the handler's pending write ends."""
+    protocol = request.protocol
+    transport = request.transport
+    if transport is not None and protocol is not None and protocol.writing_paused:
+        transport.abort()
 
 
 def _line(as_type: str, co: CachedObject, printer: _TablePrinter | None) -> bytes:

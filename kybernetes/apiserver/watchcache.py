@@ -104,19 +104,29 @@ def resource_prefix(key: str) -> str:
 
 
 class Watcher:
-    """One client watch: a bounded queue of events the filter accepted."""
+    """One client watch: the events its filter accepted that are not sent yet.
 
-    __slots__ = ("prefix", "accept", "queue", "closed", "overflowed", "_waiter")
+    The unsent backlog is bounded by events and by bytes: a client that stops reading
+    (or reads slower than the cluster changes) would otherwise pin every object
+    version it has not been sent. Past the budget the watcher is closed and its
+    backlog dropped at once, as kube-apiserver closes a watcher that cannot keep up;
+    the client lists and watches again. `on_overflow` lets the HTTP handler also
+    drop what is stuck in the connection."""
 
-    MAX_PENDING = 20000
+    __slots__ = ("prefix", "accept", "queue", "pending_bytes", "closed", "overflowed", "on_overflow", "_waiter")
+
+    MAX_PENDING = 10_000
+    MAX_PENDING_BYTES = 16 * 1024 * 1024
 
     def __init__(self, prefix: str, accept: Callable[[CacheEvent], str | None]) -> None:
         self.prefix = prefix
         # accept(event) -> the event type to deliver (ADDED/MODIFIED/DELETED) or None to skip
         self.accept = accept
         self.queue: collections.deque[tuple[str, CacheEvent]] = collections.deque()
+        self.pending_bytes = 0
         self.closed = False
         self.overflowed = False
+        self.on_overflow: Callable[[], None] | None = None
         self._waiter: asyncio.Future[None] | None = None
 
     def push(self, ev: CacheEvent) -> None:
@@ -125,14 +135,35 @@ class Watcher:
         as_type = self.accept(ev)
         if as_type is None:
             return
-        if len(self.queue) >= self.MAX_PENDING:
-            # A watcher that cannot keep up is ended; the client re-watches or relists.
-            self.overflowed = True
-            self.closed = True
-        else:
-            self.queue.append((as_type, ev))
+        self.queue.append((as_type, ev))
+        self.pending_bytes += len(ev.current.raw)
+        if len(self.queue) > self.MAX_PENDING or self.pending_bytes > self.MAX_PENDING_BYTES:
+            self._overflow()
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
+
+    def take(self, max_bytes: int) -> list[tuple[str, CacheEvent]]:
+        """The oldest unsent events, about `max_bytes` of them (at least one), out of the backlog."""
+        queue = self.queue
+        out = []
+        size = 0
+        while queue and size < max_bytes:
+            item = queue.popleft()
+            out.append(item)
+            size += len(item[1].current.raw)
+        self.pending_bytes = max(0, self.pending_bytes - size)
+        return out
+
+    def _overflow(self) -> None:
+        self.overflowed = True
+        self.closed = True
+        self.queue.clear()
+        self.pending_bytes = 0
+        if self.on_overflow is not None:
+            try:
+                self.on_overflow()
+            except Exception:  # noqa: BLE001 - one watcher's clean-up must not stop dispatch
+                log.exception("closing an overflowed watch failed")
 
     async def wait(self, timeout: float | None) -> None:
         if self.queue or self.closed:
@@ -148,6 +179,8 @@ class Watcher:
 
     def close(self) -> None:
         self.closed = True
+        self.queue.clear()
+        self.pending_bytes = 0
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
@@ -311,9 +344,9 @@ class WatchCache:
             superseded = (prev, co) if prev is not None else (co,)
         self.revision = rev
         cev.at = time.monotonic()
+        self._window_bytes += len(cev.current.raw)
         self._trim(cev.at)
         self.events.append(cev)
-        self._window_bytes += len(cev.current.raw)
         for w in list(bucket.watchers):
             w.push(cev)
         for fn in self._listeners:
@@ -324,15 +357,18 @@ class WatchCache:
     # History kept for watches that resume from a revision: everything from the last
     # FRESHNESS seconds (as kube-apiserver's watch cache), at least MIN_EVENTS events,
     # at most the window. Older events would only pin old object versions in memory.
-    # A byte budget bounds it under heavy write load (each event holds its version's bytes).
+    # The byte budget bounds it under heavy write load (each event holds its version's
+    # bytes) and wins over MIN_EVENTS: with large objects fewer events are kept, and a
+    # watch resuming from before them gets 410 Gone and relists.
     FRESHNESS = 75.0
     MIN_EVENTS = 1000
     MAX_BYTES = 48 * 1024 * 1024
 
     def _trim(self, now: float) -> None:
         events = self.events
-        while events and (len(events) >= (events.maxlen or 0) or (len(events) > self.MIN_EVENTS and (
-                now - events[0].at > self.FRESHNESS or self._window_bytes > self.MAX_BYTES))):
+        while events and (
+                len(events) >= (events.maxlen or 0) or self._window_bytes > self.MAX_BYTES
+                or (len(events) > self.MIN_EVENTS and now - events[0].at > self.FRESHNESS)):
             gone = events.popleft()
             self._window_bytes -= len(gone.current.raw)
             self.oldest = gone.rev
