@@ -226,3 +226,10 @@ def test_large_lists_are_whole_documents(limited, flood):
     assert [i["metadata"]["name"] for i in selected["items"]] == names
     r = limited.kubectl("get", "configmaps", "-o", "json")
     assert r.ok and len(orjson.loads(r.stdout)["items"]) == len(names)
+    # The Table kubectl prints, in pages of 500 and whole.
+    for chunk in ("500", "0"):
+        r = limited.kubectl("get", "configmaps", "-A", f"--chunk-size={chunk}")
+        assert r.ok, r.stderr
+        lines = r.stdout.splitlines()
+        assert lines[0].split()[:3] == ["NAMESPACE", "NAME", "DATA"]
+        assert sum(1 for line in lines if line.startswith("default ")) == len(names)
