@@ -45,6 +45,7 @@ from aiohttp import web
 from kybernetes.api.errors import ApiError
 from kybernetes.apiserver import auth, pki
 from kybernetes.apiserver.app import ApiServer, ServingOptions
+from kybernetes.apiserver.crds import CrdController
 from kybernetes.apiserver.flowcontrol import FlowControlConfig
 from kybernetes.apiserver.rest import RestHandler, Target
 from kybernetes.apiserver.virtual import VirtualHandler
@@ -70,7 +71,11 @@ _NOT_RETURNED = _HOP_BY_HOP | {"date", "server"}
 
 def default_api_workers() -> int:
     """One process per core, up to two (the measured gain; benchmarks/README.md)."""
-    return max(1, min(2, os.cpu_count() or 1))
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return max(1, min(2, cores))
 
 
 # -- the committed revision, shared --------------------------------------------------------
@@ -88,10 +93,18 @@ class RevisionBoard:
 
     @classmethod
     def create(cls, path: str) -> RevisionBoard:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.fchmod(fd, 0o600)
-        os.ftruncate(fd, 8)
-        return cls(path, mmap.mmap(fd, 8, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE), fd)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            os.fchmod(fd, 0o600)
+            # Written, not just sized: a page of a sparse file is allocated at the first store
+            # through the mapping, and on a full file system that store is a SIGBUS.
+            if os.pwrite(fd, bytes(8), 0) != 8:
+                raise OSError(f"short write to {path}")
+            os.fsync(fd)
+            return cls(path, mmap.mmap(fd, 8, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE), fd)
+        except BaseException:
+            os.close(fd)
+            raise
 
     @classmethod
     def open(cls, path: str) -> RevisionBoard:
@@ -311,6 +324,14 @@ def load_pki(data_dir: str) -> pki.Pki:
     return paths
 
 
+class _ServedCrds(CrdController):
+    """A worker serves the custom resources of stored CRDs; cleaning up after a deleted
+    CRD is a write, the primary's job."""
+
+    def schedule_cleanup(self, crd: dict[str, Any]) -> None:
+        return
+
+
 class WorkerApiServer(ApiServer):
     """The API served by a worker process: the primary's routes, reads from a follower."""
 
@@ -319,6 +340,7 @@ class WorkerApiServer(ApiServer):
     def __init__(self, data_dir: str, store: FollowerStore, board: RevisionBoard, forwarder: Forwarder,
                  **kwargs: Any) -> None:
         super().__init__(data_dir, store, **kwargs)  # type: ignore[arg-type]
+        self.crds = _ServedCrds(self.registry, self.cache, self.service)
         self.board = board
         self.forwarder = forwarder
         self.gate = ConsistentReadGate(board, store, self.cache)
@@ -471,7 +493,10 @@ class WorkerPool:
         srv.trusted_identity = trusted_identity
         self._site = await self._listen(srv)
         for i in range(self.count):
-            self.workers.append(self._spawn(i))
+            try:
+                self.workers.append(self._spawn(i))
+            except OSError as e:
+                log.warning("starting API worker %d failed: %s; this process serves alone", i, e)
         self._supervisor = asyncio.create_task(self._supervise(), name="api-workers")
 
     async def _listen(self, srv: ApiServer) -> web.BaseSite:
@@ -507,8 +532,13 @@ class WorkerPool:
             for i, w in enumerate(self.workers):
                 if w.proc.poll() is not None:
                     log.warning("API worker %d exited with %s; restarting", w.index, w.proc.returncode)
+                    try:
+                        replacement = self._spawn(w.index)
+                    except OSError as e:  # e.g. a full disk for its log: the primary serves alone meanwhile
+                        log.warning("restarting API worker %d failed: %s", w.index, e)
+                        continue
                     os.close(w.wake_w)
-                    self.workers[i] = self._spawn(w.index)
+                    self.workers[i] = replacement
 
     async def stop(self) -> None:
         if self._supervisor is not None:
