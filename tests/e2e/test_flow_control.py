@@ -19,6 +19,7 @@ from kybernetes.testing.cluster import ServerProcess
 
 NODE_TOKEN = "flow-test-node-token"
 HEADER_TIMEOUT = 2.0
+IDLE_TIMEOUT = 3.0
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +32,7 @@ def limited():
         "--disable-controllers", "--disable-scheduler",
         "--max-requests-inflight", "10", "--max-mutating-requests-inflight", "10",
         "--flow-queue-length", "2", "--flow-queue-wait", "2",
-        "--request-header-timeout", str(HEADER_TIMEOUT)])
+        "--request-header-timeout", str(HEADER_TIMEOUT), "--idle-connection-timeout", str(IDLE_TIMEOUT)])
     srv.start()
     yield srv
     srv.cleanup()
@@ -172,14 +173,31 @@ def test_slow_partial_headers_do_not_keep_a_connection(limited):
         assert tls.recv(100) == b""
 
 
-def test_watch_outlives_the_header_timeout(limited):
+def test_kept_alive_connection_is_closed_when_idle(limited):
+    ctx = ssl.create_default_context(cafile=os.path.join(limited.data_dir, "pki", "ca.crt"))
+    ctx.check_hostname = False
+    with socket.create_connection(("127.0.0.1", limited.port)) as raw, ctx.wrap_socket(raw) as tls:
+        tls.settimeout(IDLE_TIMEOUT + 20)
+        tls.sendall(b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")
+        first = tls.recv(4096)
+        assert first.startswith(b"HTTP/1.1 200")
+        # Within the idle time the connection still serves.
+        time.sleep(IDLE_TIMEOUT / 3)
+        tls.sendall(b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert tls.recv(4096).startswith(b"HTTP/1.1 200")
+        started = time.monotonic()
+        assert tls.recv(100) == b""
+        assert time.monotonic() - started >= IDLE_TIMEOUT - 1
+
+
+def test_watch_outlives_the_header_and_idle_timeouts(limited):
     async def run() -> list[dict]:
         async with _session(limited, _admin_token(limited)) as s:
             events = []
             url = limited.url + "/api/v1/namespaces/default/configmaps?watch=true&resourceVersion=0&timeoutSeconds=8"
             async with s.get(url) as r:
                 assert r.status == 200
-                await asyncio.sleep(HEADER_TIMEOUT + 1.5)
+                await asyncio.sleep(max(HEADER_TIMEOUT, IDLE_TIMEOUT) + 1.5)
                 body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "late-watch-event"}}
                 async with s.post(limited.url + "/api/v1/namespaces/default/configmaps",
                                   data=orjson.dumps(body)) as w:
