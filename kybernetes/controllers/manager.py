@@ -31,6 +31,7 @@ from kybernetes.controllers.nodelifecycle import NodeLifecycleController
 from kybernetes.controllers.podgc import PodGCController
 from kybernetes.controllers.podutil import controller_view
 from kybernetes.controllers.replicaset import ReplicaSetController
+from kybernetes.controllers.rootcacert import RootCACertPublisher
 from kybernetes.controllers.serviceaccount import ServiceAccountController
 from kybernetes.controllers.servicelb import ServiceLBController
 
@@ -58,12 +59,16 @@ class ControllerOptions:
     # Workers of one controller by name, instead of `workers` (e.g. {"namespace": 8}).
     concurrent_syncs: dict[str, int] = field(default_factory=dict)
     terminated_pod_threshold: int = 12500
+    # The cluster CA bundle (PEM) published in every namespace (kube-controller-manager's
+    # --root-ca-file); without it the root CA publisher does not run.
+    root_ca_pem: str | None = None
 
     def workers_for(self, name: str) -> int:
         return max(1, self.concurrent_syncs.get(name, self.workers))
 
 
-Builder = Callable[[Client, Informers, ControllerOptions], Runnable]
+# A builder returns None when the controller cannot run with these options.
+Builder = Callable[[Client, Informers, ControllerOptions], Runnable | None]
 
 BUILDERS: tuple[tuple[str, Builder], ...] = (
     ("replicaset", lambda c, f, o: ReplicaSetController(c, f)),
@@ -79,6 +84,7 @@ BUILDERS: tuple[tuple[str, Builder], ...] = (
     ("nodelifecycle", lambda c, f, o: NodeLifecycleController(
         c, f, node_monitor_grace_period=o.node_monitor_grace_period, cluster_cidr=o.cluster_cidr,
         node_cidr_mask_size=o.node_cidr_mask_size)),
+    ("rootcacertpublisher", lambda c, f, o: RootCACertPublisher(c, f, o.root_ca_pem) if o.root_ca_pem else None),
 )
 CONTROLLER_NAMES = tuple(name for name, _ in BUILDERS)
 
@@ -96,7 +102,14 @@ def build_controllers(client: Client, factory: Informers,
     """Every controller, registered on `factory`'s shared informers (not yet running).
     Raises ValueError, before anything is built, for options naming no controller."""
     check_options(options)
-    return [Managed(name, build(client, factory, options)) for name, build in BUILDERS]
+    built = []
+    for name, build in BUILDERS:
+        runnable = build(client, factory, options)
+        if runnable is None:
+            log.warning("controller manager: %s not started: not configured", name)
+            continue
+        built.append(Managed(name, runnable))
+    return built
 
 
 async def run_built(controllers: list[Managed], options: ControllerOptions) -> None:

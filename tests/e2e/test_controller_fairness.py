@@ -105,6 +105,9 @@ def test_new_namespace_gets_its_service_account_while_a_deployment_is_stuck(kube
         # Normally well under a second; the old hot loop starved it for good.
         _wait(lambda: kubectl("get", "serviceaccount", "default", "-n", ns).returncode == 0, 15,
               "the default ServiceAccount")
+        # What Kubernetes' conformance framework waits for next in every new namespace.
+        cm = _wait(lambda: _get(kubectl, "configmap", "kube-root-ca.crt", "-n", ns), 15, "kube-root-ca.crt")
+        assert cm["data"]["ca.crt"].startswith("-----BEGIN CERTIFICATE-----")
     finally:
         kubectl("delete", "namespace", ns, "--wait=false")
     d = _get(kubectl, "deploy", "-n", NS, "sample-webhook-deployment")
