@@ -367,8 +367,11 @@ def controller_manager(kubeconfig: str, leader_elect: bool, node_monitor_grace_p
         if not n.isdigit() or int(n) < 1:
             raise click.BadParameter(f"{item!r}: want CONTROLLER=N with N at least 1", param_hint="--concurrent-syncs")
         per_controller[name] = int(n)
+    from kybernetes.client.api import kubeconfig_ca_pem
+
     options = ControllerOptions(node_monitor_grace_period=node_monitor_grace_period, cluster_cidr=cluster_cidr,
-                                workers=workers, concurrent_syncs=per_controller)
+                                workers=workers, concurrent_syncs=per_controller,
+                                root_ca_pem=kubeconfig_ca_pem(kubeconfig).decode())
     try:
         check_options(options)
     except ValueError as e:
