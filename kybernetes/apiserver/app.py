@@ -264,6 +264,9 @@ class ApiServer:
             paths = ["/api", "/api/v1", "/apis", "/healthz", "/livez", "/readyz", "/version", "/openapi/v3"]
             paths += [f"/apis/{g}/{v}" for g, vs in self.registry.group_versions().items() if g for v in vs]
             return json_response(orjson.dumps({"paths": sorted(paths)}))
+        if path == "/debug/api_priority_and_fairness/dump_priority_levels":
+            # Who is throttled, and how much: seats in use, queued and refused per level.
+            return web.Response(text=self.flow.dump(), content_type="text/plain")
         raise ApiError.path_not_found()
 
     def _health(self, request: web.Request, path: str) -> web.Response:

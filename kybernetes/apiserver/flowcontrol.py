@@ -335,6 +335,16 @@ class FlowController:
                     more.extend(t.level.release(t))
             started = more
 
+    def dump(self) -> str:
+        """The state of every level, one line each, like kube-apiserver's
+        `/debug/api_priority_and_fairness/dump_priority_levels`."""
+        lines = ["PriorityLevelName, Pool, Seats, SeatsInUse, ActiveQueues, WaitingRequests, RejectedRequests"]
+        for mutating, levels in self.pools.items():
+            for name, lv in levels.items():
+                lines.append(f"{name}, {'mutating' if mutating else 'readonly'}, {lv.seats}, {lv.in_use}, "
+                             f"{len(lv.queues)}, {lv.waiting}, {lv.rejected}")
+        return "\n".join(lines) + "\n"
+
     def snapshot(self) -> dict[str, dict[str, int]]:
         """Seats in use, waiting and rejected per pool and level (for debugging and tests)."""
         out = {}

@@ -251,3 +251,17 @@ def test_large_lists_are_whole_documents(limited, flood):
         lines = r.stdout.splitlines()
         assert lines[0].split()[:3] == ["NAMESPACE", "NAME", "DATA"]
         assert sum(1 for line in lines if line.startswith("default ")) == len(names)
+
+
+def test_priority_levels_dump_shows_the_refusals(limited, flood):
+    token = _admin_token(limited)
+    ctx = ssl.create_default_context(cafile=os.path.join(limited.data_dir, "pki", "ca.crt"))
+    import urllib.request
+
+    req = urllib.request.Request(limited.url + "/debug/api_priority_and_fairness/dump_priority_levels",
+                                 headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(req, context=ctx, timeout=30) as r:
+        text = r.read().decode()
+    rows = {tuple(line.split(", ")[:2]): line.split(", ") for line in text.splitlines()[1:]}
+    assert int(rows[("global-default", "readonly")][6]) > 0, text
+    assert int(rows[("node-high", "mutating")][6]) == 0, text
