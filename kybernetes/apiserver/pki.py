@@ -256,6 +256,48 @@ def _make_leaf(
 # Files
 
 
+# Certificates are not secret, but everything in the data dir is its owner's only:
+# one rule is easy to check and keeps a key written next to a cert from leaking.
+CERT_MODE = 0o600
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+_FOREIGN_DIRS = ("agent",)  # the node agent's own tree (container state, pod volumes)
+
+
+def secure_data_dir(data_dir: str) -> list[str]:
+    """Make the data dir 0700 and the server's files in it 0600 (also those written by
+    older versions or by hand): the store holds Secrets. Returns the paths changed.
+    Subdirectories become 0700; files inside them are left alone except under `pki`,
+    and the node agent's tree is not touched (its containers need their own modes)."""
+    changed: list[str] = []
+
+    def fix(path: str, mode: int) -> None:
+        st = os.lstat(path)
+        if (st.st_mode & 0o777) != mode:
+            os.chmod(path, mode)
+            changed.append(path)
+
+    os.makedirs(data_dir, mode=DIR_MODE, exist_ok=True)
+    fix(data_dir, DIR_MODE)
+    with os.scandir(data_dir) as entries:
+        for entry in entries:
+            if entry.is_symlink():
+                continue
+            if entry.is_file():
+                fix(entry.path, FILE_MODE)
+            elif entry.is_dir() and entry.name not in _FOREIGN_DIRS:
+                fix(entry.path, DIR_MODE)
+    pki_dir = os.path.join(data_dir, "pki")
+    if os.path.isdir(pki_dir):
+        for root, dirs, files in os.walk(pki_dir):
+            for d in dirs:
+                fix(os.path.join(root, d), DIR_MODE)
+            for f in files:
+                if not os.path.islink(os.path.join(root, f)):
+                    fix(os.path.join(root, f), FILE_MODE)
+    return changed
+
+
 def _write_file(path: str, data: bytes, mode: int) -> None:
     """Write atomically with ``mode`` from the start, so secrets are never briefly world-readable."""
     directory = os.path.dirname(path) or "."
@@ -307,7 +349,7 @@ def _ensure_ca(pki: Pki) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     key = _new_key()
     cert = _make_ca(key)
     _write_file(pki.ca_key, _key_pem(key), 0o600)
-    _write_file(pki.ca_cert, _cert_pem(cert), 0o644)
+    _write_file(pki.ca_cert, _cert_pem(cert), CERT_MODE)
     return cert, key
 
 
@@ -326,7 +368,7 @@ def _ensure_server_cert(
         ca_cert, ca_key, key, _name(SERVER_COMMON_NAME), ExtendedKeyUsageOID.SERVER_AUTH, wanted
     )
     _write_file(pki.server_key, _key_pem(key), 0o600)
-    _write_file(pki.server_cert, _cert_pem(cert), 0o644)
+    _write_file(pki.server_cert, _cert_pem(cert), CERT_MODE)
 
 
 def _ensure_admin_cert(pki: Pki, ca_cert: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey) -> None:
@@ -341,7 +383,7 @@ def _ensure_admin_cert(pki: Pki, ca_cert: x509.Certificate, ca_key: ec.EllipticC
     key = _new_key()
     cert = _make_leaf(ca_cert, ca_key, key, _name(ADMIN_USER, [ADMIN_GROUP]), ExtendedKeyUsageOID.CLIENT_AUTH)
     _write_file(pki.admin_key, _key_pem(key), 0o600)
-    _write_file(pki.admin_cert, _cert_pem(cert), 0o644)
+    _write_file(pki.admin_cert, _cert_pem(cert), CERT_MODE)
 
 
 def _ensure_admin_token(pki: Pki) -> str:
@@ -472,7 +514,7 @@ def agent_client_ssl_context(pki: Pki) -> ssl.SSLContext:
     if cert is None or not leaf_is_usable(cert, ca_cert) or _read_key(key_path) is None:
         cert_pem, key_pem = issue_client_cert(pki, "kube-apiserver-kubelet-client", ["system:masters"])
         _write_file(key_path, key_pem, 0o600)
-        _write_file(cert_path, cert_pem, 0o644)
+        _write_file(cert_path, cert_pem, CERT_MODE)
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE

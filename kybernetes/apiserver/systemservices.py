@@ -33,7 +33,13 @@ from kybernetes.apiserver.resources import ResourceService, WriteContext
 from kybernetes.apiserver.servicealloc import ServiceNetwork
 from kybernetes.apiserver.serviceips import ServiceAllocator
 from kybernetes.apiserver.watchcache import WatchCache, encode_for_store
-from kybernetes.storage.interface import KeyExistsError, KeyNotFoundError, RevisionMismatchError, Store
+from kybernetes.storage.interface import (
+    KeyExistsError,
+    KeyNotFoundError,
+    RevisionMismatchError,
+    StorageFullError,
+    Store,
+)
 
 log = logging.getLogger("kybernetes.apiserver.systemservices")
 
@@ -176,10 +182,14 @@ class SystemServices:
         return info
 
     async def start(self) -> None:
-        await self.allocator.repair()
-        await self.ensure_kubernetes_service()
-        await self._ensure_created(kube_dns_service(self.net))
-        await self.sync_endpoints()
+        try:
+            await self.allocator.repair()
+            await self.ensure_kubernetes_service()
+            await self._ensure_created(kube_dns_service(self.net))
+            await self.sync_endpoints()
+        except StorageFullError as e:
+            # Come up read-only rather than not at all; each round below tries again.
+            log.error("serving read-only: %s", e)
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:

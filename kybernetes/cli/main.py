@@ -237,7 +237,12 @@ async def _run_server(stop: asyncio.Event, data_dir: str, port: int, bind: str, 
 
     started = time.monotonic()
     data_dir = os.path.abspath(data_dir)
-    os.makedirs(data_dir, exist_ok=True)
+    from kybernetes.apiserver.pki import secure_data_dir
+    fixed = secure_data_dir(data_dir)
+    if fixed:
+        logging.getLogger("kybernetes.server").warning(
+            "made %d files in the data dir private to their owner (0600, dirs 0700): %s", len(fixed),
+            ", ".join(os.path.relpath(p, data_dir) for p in fixed[:10]))
     store = SQLiteStore(os.path.join(data_dir, "state.db"))
     pool = None
     if workers is not None:
@@ -255,7 +260,15 @@ async def _run_server(stop: asyncio.Event, data_dir: str, port: int, bind: str, 
     if pool is not None:
         await pool.start(srv)
     kubeconfig = os.path.join(data_dir, "kubeconfig.yaml")
-    srv.write_kubeconfig(kubeconfig)
+    try:
+        srv.write_kubeconfig(kubeconfig)
+    except OSError as e:
+        if not os.path.exists(kubeconfig):
+            raise
+        # A full disk must not stop the server: it serves reads, and the kubeconfig from
+        # the last start still works (the CA and admin credentials did not change).
+        logging.getLogger("kybernetes.server").error(
+            "could not rewrite %s (%s); keeping the existing one", kubeconfig, e.strerror or e)
     elapsed = time.monotonic() - started
     click.echo(f"kybernetes API server ready at {srv.server_url()} in {elapsed:.2f}s", err=True)
     click.echo(f"admin kubeconfig: {kubeconfig}\n  export KUBECONFIG={kubeconfig}\n  kubectl get namespaces",
@@ -292,7 +305,8 @@ def _die_with_parent() -> None:
 
 
 def _spawn(argv: list[str], log_path: str) -> subprocess.Popen[bytes]:
-    log = open(log_path, "ab")  # noqa: SIM115 - owned by the child
+    # Private like everything in the data dir.
+    log = os.fdopen(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
     try:
         return subprocess.Popen(argv, stdout=log, stderr=log, preexec_fn=_die_with_parent)  # noqa: PLW1509
     finally:
