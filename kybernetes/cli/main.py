@@ -233,11 +233,11 @@ async def _run_server(stop: asyncio.Event, data_dir: str, port: int, bind: str, 
                       kinds: Strategies | None = None, gc_enabled: bool = False,
                       workers: tuple[int, Any, list[str]] | None = None) -> None:
     from kybernetes.apiserver.app import ApiServer, default_hosts
+    from kybernetes.apiserver.pki import secure_data_dir
     from kybernetes.storage.sqlite import SQLiteStore
 
     started = time.monotonic()
     data_dir = os.path.abspath(data_dir)
-    from kybernetes.apiserver.pki import secure_data_dir
     fixed = secure_data_dir(data_dir)
     if fixed:
         logging.getLogger("kybernetes.server").warning(
