@@ -63,15 +63,31 @@ def thread_cpu(pid: int) -> tuple[float, float]:
 
 
 def process_cpu(pid: int) -> float:
-    total = 0.0
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{tid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / _TICK
-    return total
+    """CPU seconds of all threads of a process."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def child_pids(pid: int) -> list[int]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        out.append(int(entry))
+            except OSError:
+                continue
+    return out
+
+
+def workers_cpu(pid: int) -> float:
+    """CPU seconds of the server's child processes: its API workers (`--api-workers`)."""
+    return sum(process_cpu(child) for child in child_pids(pid))
 
 
 def self_cpu() -> float:
@@ -79,8 +95,9 @@ def self_cpu() -> float:
     return t.user + t.system
 
 
-def start_server(env: dict[str, str] | None = None) -> ServerProcess:
-    srv = ServerProcess(extra_args=["--disable-controllers", "--disable-scheduler"])
+def start_server(env: dict[str, str] | None = None, api_workers: int | None = None) -> ServerProcess:
+    workers = ["--api-workers", str(api_workers)] if api_workers else []
+    srv = ServerProcess(extra_args=["--disable-controllers", "--disable-scheduler", *workers])
     old = {k: os.environ.get(k) for k in (env or {})}
     os.environ.update(env or {})
     try:
@@ -94,18 +111,21 @@ def start_server(env: dict[str, str] | None = None) -> ServerProcess:
     return srv
 
 
-async def sequential(c: Client, pid: int, ns: str, n: int, tag: str) -> tuple[float, float, float, float]:
+async def sequential(c: Client, pid: int, ns: str, n: int, tag: str) -> tuple[float, float, float, float, float]:
     """(creates/s, server CPU ms per create on its event-loop thread, on its other threads
-    (the SQLite writer), client CPU ms per create) for `n` creates in a row."""
+    (the SQLite writer), in its API worker processes, client CPU ms per create) for `n`
+    creates in a row."""
     path = f"/api/v1/namespaces/{ns}/configmaps"
-    (m0, o0), c0, t0 = thread_cpu(pid), self_cpu(), time.perf_counter()
+    (m0, o0), w0, c0, t0 = thread_cpu(pid), workers_cpu(pid), self_cpu(), time.perf_counter()
     for i in range(n):
         status = await c.post(path, configmap(f"cm-{tag}-{i}", i))
         if status != 201:
             raise RuntimeError(f"create failed: {status}")
     wall = time.perf_counter() - t0
     m1, o1 = thread_cpu(pid)
-    return n / wall, (m1 - m0) * 1000 / n, (o1 - o0) * 1000 / n, (self_cpu() - c0) * 1000 / n
+    w1 = workers_cpu(pid)
+    return (n / wall, (m1 - m0) * 1000 / n, (o1 - o0) * 1000 / n, (w1 - w0) * 1000 / n,
+            (self_cpu() - c0) * 1000 / n)
 
 
 async def gets(c: Client, pid: int, path: str, seconds: float, clients: int) -> tuple[float, float, float]:
@@ -119,31 +139,32 @@ async def gets(c: Client, pid: int, path: str, seconds: float, clients: int) -> 
             await c.get(path)
             done += 1
 
-    s0, c0, t0 = process_cpu(pid), self_cpu(), time.perf_counter()
+    s0, c0, t0 = process_cpu(pid) + workers_cpu(pid), self_cpu(), time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(clients)))
     wall = time.perf_counter() - t0
     n = max(done, 1)
-    return done / wall, (process_cpu(pid) - s0) * 1000 / n, (self_cpu() - c0) * 1000 / n
+    return done / wall, (process_cpu(pid) + workers_cpu(pid) - s0) * 1000 / n, (self_cpu() - c0) * 1000 / n
 
 
 async def run_seq(args: argparse.Namespace) -> None:
-    srv = start_server()
+    srv = start_server(api_workers=args.api_workers)
     pid = srv.proc.pid  # type: ignore[union-attr]
     try:
         async with Client(srv) as c:
             await ensure_ns(c, "seq")
             await sequential(c, pid, "seq", 200, "warm")
             for r in range(args.rounds):
-                rate, loop_ms, other_ms, client_ms = await sequential(c, pid, "seq", args.creates, str(r))
+                rate, loop_ms, other_ms, workers_ms, client_ms = await sequential(c, pid, "seq", args.creates,
+                                                                                   str(r))
                 print(f"round {r}: {rate:.0f} creates/s sequential ({1000 / rate:.3f} ms each); server CPU "
-                      f"{loop_ms + other_ms:.3f} ms/create ({loop_ms:.3f} event loop, {other_ms:.3f} writer "
-                      f"thread), client CPU {client_ms:.3f} ms/create")
+                      f"{loop_ms + other_ms + workers_ms:.3f} ms/create ({loop_ms:.3f} event loop, {other_ms:.3f} "
+                      f"writer thread, {workers_ms:.3f} API workers), client CPU {client_ms:.3f} ms/create")
     finally:
         srv.cleanup()
 
 
 async def run_gets(args: argparse.Namespace) -> None:
-    srv = start_server()
+    srv = start_server(api_workers=args.api_workers)
     pid = srv.proc.pid  # type: ignore[union-attr]
     try:
         async with Client(srv) as c:
@@ -279,7 +300,8 @@ runpy.run_module("kybernetes.cli.main", run_name="__main__")
 
 class ProfiledServer(ServerProcess):
     def __init__(self, stats_path: str) -> None:
-        super().__init__(extra_args=["--disable-controllers", "--disable-scheduler"])
+        # One process: the profiler sees the event loop that serves every request.
+        super().__init__(extra_args=["--disable-controllers", "--disable-scheduler", "--api-workers", "1"])
         self.stats_path = stats_path
 
     def start(self, timeout: float = 30.0) -> float:
@@ -363,7 +385,7 @@ async def run_cprofile(args: argparse.Namespace) -> None:
             os.kill(pid, signal.SIGUSR1)
             await asyncio.sleep(0.2)
             if args.what == "create":
-                rate, loop_ms, other_ms, _ = await sequential(c, pid, "p", n, "prof")
+                rate, loop_ms, other_ms, _, _ = await sequential(c, pid, "p", n, "prof")
                 print(f"under cProfile: {rate:.0f} creates/s, server CPU {loop_ms + other_ms:.3f} ms/create")
             else:
                 done = 0
@@ -395,6 +417,8 @@ def main() -> None:
     ap.add_argument("--what", choices=["create", "get"], default="create")
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--no-fsync", action="store_true", help="stages: a store without fsync (not durable)")
+    ap.add_argument("--api-workers", type=int, default=None,
+                    help="seq, gets: the server's --api-workers (default: the server's own default)")
     ap.add_argument("--keep", default="", help="cprofile: copy the stats file here")
     args = ap.parse_args()
     runner = {"seq": run_seq, "gets": run_gets, "stages": run_stages, "cprofile": run_cprofile}[args.mode]
