@@ -1,6 +1,6 @@
 """API server benchmark: run by hand, prints figures for benchmarks/README.md.
 
-    .venv/bin/python benchmarks/api_bench.py [--objects 10000] [--watchers 1000]
+    .venv/bin/python benchmarks/api_bench.py [--objects 10000] [--watchers 1000] [--api-workers N]
 
 Starts a real `kyb server` (SQLite, fsync on) in a subprocess on a fresh data
 dir, then measures from this process over HTTPS with the admin token:
@@ -30,11 +30,20 @@ _TICK = os.sysconf("SC_CLK_TCK")
 
 
 def server_cpu(pid: int) -> float:
-    """CPU seconds (user + system) used so far by all threads of process `pid`: steadier
-    than wall-clock rates when other work shares the cores."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK
+    """CPU seconds (user + system) used so far by process `pid` and its children (the API
+    worker processes): steadier than wall-clock rates when other work shares the cores."""
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(entry) == pid or int(fields[1]) == pid:
+            total += (int(fields[11]) + int(fields[12])) / _TICK
+    return total
 
 
 def pct(values: list[float], p: float) -> float:
@@ -166,9 +175,12 @@ async def main() -> None:
     ap.add_argument("--objects", type=int, default=10000)
     ap.add_argument("--watchers", type=int, default=1000)
     ap.add_argument("--creates", type=int, default=3000)
+    ap.add_argument("--api-workers", type=int, default=None,
+                    help="the server's --api-workers (default: its own, one process per core up to two)")
     args = ap.parse_args()
     # The API server alone: the control plane would add its own load to the figures.
-    srv = ServerProcess(extra_args=["--disable-controllers", "--disable-scheduler"])
+    workers = ["--api-workers", str(args.api_workers)] if args.api_workers else []
+    srv = ServerProcess(extra_args=["--disable-controllers", "--disable-scheduler", *workers])
     ready = srv.start()
     pid = srv.proc.pid  # type: ignore[union-attr]
     try:
