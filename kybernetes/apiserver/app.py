@@ -233,7 +233,7 @@ class ApiServer:
         info = self.registry.get(group, version, resource)
         if info is None:
             return 0
-        return len(self.cache.list(info.storage_prefix()))
+        return self.cache.count(info.storage_prefix())
 
     # -- routing ---------------------------------------------------------------------------
 

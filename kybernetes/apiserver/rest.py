@@ -11,6 +11,7 @@ import asyncio
 import base64
 import datetime as dt
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -302,13 +303,17 @@ class RestHandler:
             items, list_rev, more_key = await self._list_store(prefix, at_rev, start_after, limit, flt)
         else:
             list_rev = cached_rev or self.cache.revision
+            candidates: list[CachedObject] | Iterator[CachedObject]
             if name_only is not None and (not info.namespaced or target.namespace is not None):
                 co = self.cache.get(info.key(target.namespace, name_only))
                 candidates = [co] if co is not None and co.key > start_after else []
+            elif limit:
+                # A page stops at its limit: no need to gather everything after it first.
+                candidates = self.cache.scan(prefix, start_after)
             else:
                 candidates = self.cache.list(prefix, start_after)
             more_key = ""
-            if limit or len(candidates) <= STREAM_ITEMS:
+            if limit or not isinstance(candidates, list) or len(candidates) <= STREAM_ITEMS:
                 items = []
                 for co in candidates:
                     if flt.trivial or flt.matches(co.obj):
@@ -319,12 +324,13 @@ class RestHandler:
             else:
                 # Without a limit the metadata cannot depend on the items: filter them
                 # while streaming, so no decoded copy of the whole list is ever held.
+                assert isinstance(candidates, list)
                 items, lazy = candidates, not flt.trivial
         list_meta: dict[str, Any] = {"resourceVersion": str(list_rev)}
         if more_key:
             list_meta["continue"] = encode_continue(list_rev, more_key)
             if flt.trivial and not at_rev:
-                list_meta["remainingItemCount"] = len(self.cache.list(prefix, more_key))
+                list_meta["remainingItemCount"] = self.cache.count(prefix, more_key)
         accept = request.headers.get("Accept", "")
         table = wants_table(accept)
         if table:

@@ -20,7 +20,7 @@ import bisect
 import collections
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -409,6 +409,35 @@ class WatchCache:
                 break
             out.append(objs[k])
         return out
+
+    def count(self, prefix: str, start_after: str = "") -> int:
+        """How many objects `list(prefix, start_after)` would return, without building it
+        (a page of a big list, and flow control's estimate of a LIST, ask this)."""
+        bucket = self.buckets.get(resource_prefix(prefix + "x"))
+        if bucket is None:
+            return 0
+        keys = bucket.sorted_keys()
+        lo = bisect.bisect_left(keys, prefix)
+        if start_after:
+            lo = max(lo, bisect.bisect_right(keys, start_after))
+        return max(0, bisect.bisect_left(keys, prefix + "\U0010ffff") - lo)
+
+    def scan(self, prefix: str, start_after: str = "") -> Iterator[CachedObject]:
+        """`list` one object at a time, for a page that stops early. Consume it without
+        awaiting in between: a change to the resource invalidates it."""
+        bucket = self.buckets.get(resource_prefix(prefix + "x"))
+        if bucket is None:
+            return
+        keys = bucket.sorted_keys()
+        lo = bisect.bisect_left(keys, prefix)
+        if start_after:
+            lo = max(lo, bisect.bisect_right(keys, start_after))
+        objs = bucket.objects
+        for i in range(lo, len(keys)):
+            k = keys[i]
+            if not k.startswith(prefix):
+                return
+            yield objs[k]
 
     # -- watches -------------------------------------------------------------------------
 

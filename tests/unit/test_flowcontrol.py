@@ -281,3 +281,13 @@ async def test_newcomer_that_fits_starts_although_a_wide_one_waits():
     for t in (lists[1], lists[2], lists[3]):
         fc.finish(t)
     assert level.in_use == 0
+
+
+def test_dump_lists_every_level():
+    fc = _controller(reads=100)
+    t = fc.ticket("GET", "/api/v1/pods/x", {}, "u", [], "")
+    assert fc.try_start(t)
+    lines = fc.dump().splitlines()
+    assert lines[0].startswith("PriorityLevelName, Pool, Seats, SeatsInUse")
+    assert "global-default, readonly, 40, 1, 0, 0, 0" in lines
+    assert len(lines) == 1 + 2 * 3
