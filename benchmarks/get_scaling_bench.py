@@ -1,6 +1,10 @@
 """GET scaling over API worker processes: run by hand, prints figures for benchmarks/README.md.
 
-    .venv/bin/python benchmarks/get_scaling_bench.py [--workers 1 2] [--seconds 10] [--clients 32]
+    .venv/bin/python benchmarks/get_scaling_bench.py [--workers 1 2] [--rounds 2] [--seconds 10] [--clients 32]
+
+On a machine shared with other work, run it at a higher priority (`nice -n -10`, as
+root): the server, its workers and wrk inherit it, and the figures approach a quiet
+machine's.
 
 For each `--api-workers` value: starts a real `kyb server` (SQLite, fsync on, no
 controllers or scheduler) on a fresh data dir, creates one ConfigMap, then measures
@@ -17,7 +21,9 @@ import argparse
 import asyncio
 import os
 import re
+import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -71,7 +77,9 @@ def parse_wrk_rate(out: str) -> float:
     return float(m.group(1))
 
 
-def wrk_gets(url: str, token: str, seconds: int, clients: int) -> tuple[float, str]:
+def wrk_gets(url: str, token: str, seconds: int, clients: int) -> tuple[float, str, float]:
+    """GET/s, p99 latency, and the CPU seconds wrk itself used."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(["wrk", "-t", "2", "-c", str(clients), "-d", f"{seconds}s", "--latency",
                           "-H", f"Authorization: Bearer {token}", url],
                          capture_output=True, text=True, timeout=seconds + 30, check=True).stdout
@@ -79,7 +87,9 @@ def wrk_gets(url: str, token: str, seconds: int, clients: int) -> tuple[float, s
     if errors:
         raise RuntimeError(f"wrk got {errors.group(1)} error responses")
     p99 = re.search(r"99%\s+(\S+)", out)
-    return parse_wrk_rate(out), p99.group(1) if p99 else "?"
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return parse_wrk_rate(out), p99.group(1) if p99 else "?", cpu
 
 
 async def measure(workers: int, seconds: int, clients: int, creates: int) -> dict[str, float | str]:
@@ -101,10 +111,14 @@ async def measure(workers: int, seconds: int, clients: int, creates: int) -> dic
                 wrk_gets(srv.url + path, token, 2, clients)  # warm every process's connections
                 pids = process_tree(pid)
                 cpu0, t0 = cpu_seconds(pids), time.monotonic()
-                rate, p99 = wrk_gets(srv.url + path, token, seconds, clients)
+                rate, p99, wrk_cpu = wrk_gets(srv.url + path, token, seconds, clients)
+                elapsed = time.monotonic() - t0
                 result["wrk GET/s"] = rate
                 result["wrk GET p99"] = p99
-                result["server CPU (cores)"] = (cpu_seconds(pids) - cpu0) / (time.monotonic() - t0)
+                result["server CPU (cores)"] = (cpu_seconds(pids) - cpu0) / elapsed
+                result["wrk CPU (cores)"] = wrk_cpu / elapsed
+                # Robust to other load on the machine: what one GET costs the server.
+                result["server CPU us/GET"] = float(result["server CPU (cores)"]) / rate * 1e6
             pids = process_tree(pid)
             cpu0, t0 = cpu_seconds(pids), time.monotonic()
             result["aiohttp GET/s"] = await bench_gets(c, path, float(seconds), clients)
@@ -121,26 +135,36 @@ async def measure(workers: int, seconds: int, clients: int, creates: int) -> dic
 async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--rounds", type=int, default=2, help="Runs of each setting, interleaved (medians reported).")
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--clients", type=int, default=32)
     ap.add_argument("--creates", type=int, default=1000)
     args = ap.parse_args()
     with open("/proc/loadavg") as f:
         print(f"load average before: {f.read().split()[:3]}")
-    results = {}
-    for n in args.workers:
-        results[n] = await measure(n, args.seconds, args.clients, args.creates)
-        print(f"--api-workers {n}: " + ", ".join(
-            f"{k} {v:.2f}" if isinstance(v, float) and v < 10 else f"{k} {v:.0f}" if isinstance(v, float)
-            else f"{k} {v}" for k, v in results[n].items()), flush=True)
-    base = results.get(1)
-    if base is not None:
-        for n, r in results.items():
-            if n == 1:
-                continue
-            for k in ("wrk GET/s", "aiohttp GET/s", "sequential creates/s"):
-                if k in r and k in base:
-                    print(f"{k}: {n} workers / 1 = {float(r[k]) / float(base[k]):.2f}x")
+    runs: dict[int, list[dict[str, float | str]]] = {n: [] for n in args.workers}
+    for _ in range(args.rounds):
+        for n in args.workers:
+            r = await measure(n, args.seconds, args.clients, args.creates)
+            runs[n].append(r)
+            print(f"--api-workers {n}: " + ", ".join(
+                f"{k} {v:.2f}" if isinstance(v, float) and v < 10 else f"{k} {v:.0f}" if isinstance(v, float)
+                else f"{k} {v}" for k, v in r.items()), flush=True)
+    with open("/proc/loadavg") as f:
+        print(f"load average after: {f.read().split()[:3]}")
+    keys = ("wrk GET/s", "server CPU (cores)", "server CPU us/GET", "wrk CPU (cores)", "aiohttp GET/s", "sequential creates/s")
+    medians = {n: {k: statistics.median(float(r[k]) for r in rs if k in r) for k in keys if any(k in r for r in rs)}
+               for n, rs in runs.items()}
+    for n, m in medians.items():
+        print(f"median --api-workers {n}: " + ", ".join(f"{k} {v:.2f}" if v < 10 else f"{k} {v:.0f}"
+                                                     for k, v in m.items()))
+    base = medians.get(1)
+    for n, m in medians.items():
+        if base is None or n == 1:
+            continue
+        for k in ("wrk GET/s", "aiohttp GET/s", "sequential creates/s"):
+            if k in m and k in base:
+                print(f"{k}: {n} workers / 1 = {m[k] / base[k]:.2f}x")
 
 
 if __name__ == "__main__":

@@ -148,9 +148,9 @@ SCHEDULER_CONNECTIONS = 48
               help="Seconds a new connection has to finish TLS and send its first request's headers (0: none).")
 @click.option("--idle-connection-timeout", default=90.0, show_default=True, type=click.FloatRange(min=0),
               help="Seconds a kept-alive connection may sit idle between requests.")
-@click.option("--api-workers", default=1, show_default=True, type=click.IntRange(min=1),
+@click.option("--api-workers", default=None, type=click.IntRange(min=1),
               help="Processes serving the API on the port: this one (the only writer) and N-1 workers that "
-                   "serve reads from their own cache and forward writes here.")
+                   "serve reads from their own cache and forward writes here (default: one per core, at most 2).")
 @click.pass_context
 def server(ctx: click.Context, data_dir: str, port: int, bind_address: str, tls_san: tuple[str, ...],
            compact_interval: int, compact_retention: int, default_toleration_seconds: int,
@@ -159,7 +159,7 @@ def server(ctx: click.Context, data_dir: str, port: int, bind_address: str, tls_
            cluster_dns: str | None, advertise_address: str | None, max_requests_inflight: int = 100,
            max_mutating_requests_inflight: int = 200, flow_queue_length: int = 50, flow_queue_wait: float = 15.0,
            request_header_timeout: float = 10.0, idle_connection_timeout: float = 90.0,
-           api_workers: int = 1) -> None:
+           api_workers: int | None = None) -> None:
     """Run the API server on an embedded SQLite store, with the control plane, and write an admin kubeconfig."""
     from kybernetes.agent.host import primary_ip
     from kybernetes.api.kinds import new_strategies
@@ -203,6 +203,10 @@ def server(ctx: click.Context, data_dir: str, port: int, bind_address: str, tls_
                                queue_length=flow_queue_length, queue_wait=flow_queue_wait))
 
     pool_config = None
+    if api_workers is None:
+        from kybernetes.apiserver.workers import default_api_workers
+
+        api_workers = default_api_workers()
     if api_workers > 1:
         from kybernetes.apiserver.workers import WorkerConfig, serving_dict
 
@@ -248,7 +252,10 @@ async def _run_server(stop: asyncio.Event, data_dir: str, port: int, bind: str, 
     if workers is not None:
         from kybernetes.apiserver.workers import WorkerPool
 
-        pool = WorkerPool(data_dir, workers[0], workers[1], workers[2])
+        try:
+            pool = WorkerPool(data_dir, workers[0], workers[1], workers[2])
+        except OSError as e:  # e.g. a full disk: serve from this process alone
+            click.echo(f"API workers not started: {e}", err=True)
     # The kubernetes Service's address is how pods reach the API server: the certificate
     # must name it, as it must name the advertised address.
     sans = [*sans, str(network.first_ip), advertise]
