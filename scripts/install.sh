@@ -19,6 +19,8 @@ command -v iptables >/dev/null 2>&1 || need_apt="$need_apt iptables"
 command -v nft >/dev/null 2>&1 || need_apt="$need_apt nftables"
 # Programs the test suite starts: a local image registry for the image-pull tests.
 command -v docker-registry >/dev/null 2>&1 || need_apt="$need_apt docker-registry"
+# A C HTTP load generator for benchmarks/get_scaling_bench.py (a Python client needs a core itself).
+command -v wrk >/dev/null 2>&1 || need_apt="$need_apt wrk"
 if [ -n "$need_apt" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing Debian packages:$need_apt" >&2
     DEBIAN_FRONTEND=noninteractive apt-get update -q
