@@ -135,6 +135,9 @@ class PublishingStore:
     def __init__(self, inner: Store, published: Callable[[int], None]) -> None:
         self.inner = inner
         self._published = published
+        # Read on every request; bound here rather than found through __getattr__ each time.
+        self.current_revision = inner.current_revision
+        self.compacted_revision = inner.compacted_revision
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
