@@ -71,6 +71,9 @@ def open_watch(srv: ServerProcess, path: str, rcvbuf: int | None = None) -> ssl.
 
 def read_until_end(sock: ssl.SSLSocket, timeout: float) -> tuple[bool, bytes]:
     """Read what the server sends; (True, data) if the stream ended (EOF or reset)."""
+    # At full speed: through a small window, what the server's kernel still buffers
+    # would take minutes.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
     sock.settimeout(timeout)
     data = bytearray()
     try:

@@ -24,10 +24,11 @@ from kybernetes.storage.interface import (
     KeyExistsError,
     KeyNotFoundError,
     RevisionMismatchError,
+    StorageFullError,
     StoreError,
 )
 from kybernetes.storage.logstore import check_precondition, compaction_target
-from kybernetes.storage.sqlite import SQLiteStore, prefix_range_end
+from kybernetes.storage.sqlite import SQLiteStore, is_disk_full, prefix_range_end
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -447,3 +448,51 @@ def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
             await s.close()
 
     asyncio.run(check())
+
+
+# -- a full disk ----------------------------------------------------------------------------
+
+
+class _FullDisk:
+    """The writer's connection, failing every insert as SQLite does on a full disk while `full`."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.full = True
+
+    def execute(self, sql: str, *args: object) -> sqlite3.Cursor:
+        if self.full and sql.lstrip().startswith("INSERT"):
+            raise sqlite3.OperationalError("database or disk is full")
+        return self.conn.execute(sql, *args)
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.conn.in_transaction
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def test_disk_full_is_recognised() -> None:
+    assert is_disk_full(sqlite3.OperationalError("database or disk is full"))
+    assert is_disk_full(OSError(28, "No space left on device"))
+    assert not is_disk_full(sqlite3.OperationalError("no such table: kv"))
+
+
+async def test_full_disk_fails_writes_clearly_and_the_writer_survives(store: SQLiteStore) -> None:
+    before = await store.create("/registry/full/a", b"1")
+    disk = _FullDisk(store.driver._wconn)  # type: ignore[arg-type]
+    store.driver._wconn = disk  # type: ignore[assignment]
+    results = await asyncio.gather(store.create("/registry/full/b", b"2"),
+                                   store.update("/registry/full/a", b"3"), return_exceptions=True)
+    assert all(isinstance(r, StorageFullError) for r in results)
+    assert "no space left on device" in str(results[0]) and "nothing was stored" in str(results[0])
+    assert store.driver.full is not None
+    # Reads keep working, and nothing of the failed batch is there.
+    assert await store.get("/registry/full/a") == before
+    assert await store.get("/registry/full/b") is None
+    assert store.current_revision() == before.mod_revision
+    disk.full = False  # space freed: the same writer takes writes again
+    after = await store.create("/registry/full/b", b"2")
+    assert after.mod_revision == before.mod_revision + 1
+    assert store.driver.full is None
