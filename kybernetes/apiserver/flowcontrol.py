@@ -1,7 +1,7 @@
 """Fairness under load: limits on requests in flight, priority levels, a fair queue per flow.
 
 A small cousin of kube-apiserver's API Priority and Fairness (APF). Each request is
-classified (`classify`) into
+classified by its method and URL (`request_shape`) and its user (`priority_level`) as
 
 * exempt: health probes (`/healthz`, `/livez`, `/readyz`), as upstream's `probes`
   FlowSchema sends them to the `exempt` level; and long-running requests (watches,
@@ -44,13 +44,12 @@ from typing import NamedTuple
 
 from kybernetes.api.errors import ApiError
 
-EXEMPT = "exempt"
 NODE_HIGH = "node-high"
 WORKLOAD_HIGH = "workload-high"
 GLOBAL_DEFAULT = "global-default"
 LEVEL_SHARES = {NODE_HIGH: 30, WORKLOAD_HIGH: 30, GLOBAL_DEFAULT: 40}
 
-PROBE_PATHS = ("/healthz", "/livez", "/readyz")
+_PROBES = frozenset(("healthz", "livez", "readyz"))
 _READ_METHODS = frozenset(("GET", "HEAD", "OPTIONS"))
 _STREAM_SUBRESOURCES = frozenset(("exec", "attach", "portforward", "proxy"))
 _TRUE = ("true", "1", "True")
@@ -98,7 +97,7 @@ def request_shape(method: str, path: str, query: collections.abc.Mapping[str, st
         group, version, i = "", parts[2], 3
     elif n > 4 and parts[1] == "apis":
         group, version, i = parts[2], parts[3], 4
-    elif n > 1 and parts[1] in ("healthz", "livez", "readyz"):
+    elif n > 1 and parts[1] in _PROBES:
         return _PROBE
     else:
         return _WRITE if write else _GET
@@ -344,12 +343,3 @@ class FlowController:
                 lines.append(f"{name}, {'mutating' if mutating else 'readonly'}, {lv.seats}, {lv.in_use}, "
                              f"{len(lv.queues)}, {lv.waiting}, {lv.rejected}")
         return "\n".join(lines) + "\n"
-
-    def snapshot(self) -> dict[str, dict[str, int]]:
-        """Seats in use, waiting and rejected per pool and level (for debugging and tests)."""
-        out = {}
-        for mutating, levels in self.pools.items():
-            for name, lv in levels.items():
-                out[f"{'mutating' if mutating else 'readonly'}/{name}"] = {
-                    "seats": lv.seats, "inUse": lv.in_use, "waiting": lv.waiting, "rejected": lv.rejected}
-        return out
