@@ -369,7 +369,8 @@ class _HeaderDeadline:
     def data_received(self, data: bytes) -> None:
         if self._timer is not None:
             seen = self._tail + data
-            if b"\r\n\r\n" in seen:
+            # (Bare LF line ends are tolerated by the parser, so they end headers too.)
+            if b"\r\n\r\n" in seen or b"\n\n" in seen:
                 self._timer.cancel()
                 self._timer = None
             else:
