@@ -69,15 +69,6 @@ _NOT_FORWARDED = _HOP_BY_HOP | {"authorization"}
 _NOT_RETURNED = _HOP_BY_HOP | {"date", "server"}
 
 
-def default_api_workers() -> int:
-    """One process per core, up to two (the measured gain; benchmarks/README.md)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
-    return max(1, min(2, cores))
-
-
 # -- the committed revision, shared --------------------------------------------------------
 
 

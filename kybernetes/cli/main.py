@@ -148,9 +148,10 @@ SCHEDULER_CONNECTIONS = 48
               help="Seconds a new connection has to finish TLS and send its first request's headers (0: none).")
 @click.option("--idle-connection-timeout", default=90.0, show_default=True, type=click.FloatRange(min=0),
               help="Seconds a kept-alive connection may sit idle between requests.")
-@click.option("--api-workers", default=None, type=click.IntRange(min=1),
+@click.option("--api-workers", default=1, show_default=True, type=click.IntRange(min=1),
               help="Processes serving the API on the port: this one (the only writer) and N-1 workers that "
-                   "serve reads from their own cache and forward writes here (default: one per core, at most 2).")
+                   "serve reads from their own cache and forward writes here. Each worker holds a copy of the "
+                   "cache (memory); 2 pays on a read-heavy server with a core to spare (benchmarks/README.md).")
 @click.pass_context
 def server(ctx: click.Context, data_dir: str, port: int, bind_address: str, tls_san: tuple[str, ...],
            compact_interval: int, compact_retention: int, default_toleration_seconds: int,
@@ -159,7 +160,7 @@ def server(ctx: click.Context, data_dir: str, port: int, bind_address: str, tls_
            cluster_dns: str | None, advertise_address: str | None, max_requests_inflight: int = 100,
            max_mutating_requests_inflight: int = 200, flow_queue_length: int = 50, flow_queue_wait: float = 15.0,
            request_header_timeout: float = 10.0, idle_connection_timeout: float = 90.0,
-           api_workers: int | None = None) -> None:
+           api_workers: int = 1) -> None:
     """Run the API server on an embedded SQLite store, with the control plane, and write an admin kubeconfig."""
     from kybernetes.agent.host import primary_ip
     from kybernetes.api.kinds import new_strategies
@@ -203,10 +204,6 @@ def server(ctx: click.Context, data_dir: str, port: int, bind_address: str, tls_
                                queue_length=flow_queue_length, queue_wait=flow_queue_wait))
 
     pool_config = None
-    if api_workers is None:
-        from kybernetes.apiserver.workers import default_api_workers
-
-        api_workers = default_api_workers()
     if api_workers > 1:
         from kybernetes.apiserver.workers import WorkerConfig, serving_dict
 

@@ -14,7 +14,6 @@ from kybernetes.apiserver.workers import (
     PublishingStore,
     RevisionBoard,
     WorkerConfig,
-    default_api_workers,
     forwarded_request_headers,
     identity_headers,
     needs_consistent_read,
@@ -101,10 +100,6 @@ def test_worker_config_round_trips_serving_options():
     opts = back.serving_options()
     assert opts.header_timeout == 3.0 and opts.idle_timeout == 7.0 and opts.reuse_port is True
     assert opts.flow == serving.flow
-
-
-def test_default_workers_is_at_most_two_and_at_least_one():
-    assert 1 <= default_api_workers() <= 2
 
 
 # -- the follower over a real log -------------------------------------------------------------
