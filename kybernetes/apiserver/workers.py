@@ -35,11 +35,11 @@ import socket
 import struct
 import subprocess
 import sys
+import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
 from kybernetes.api.errors import ApiError
@@ -229,39 +229,139 @@ def needs_consistent_read(method: str, path: str, query: Mapping[str, str]) -> b
 # -- worker side ---------------------------------------------------------------------------
 
 
+def encode_request_head(method: str, target: str, headers: Iterable[tuple[str, str]], body_length: int) -> bytes:
+    """The HTTP/1.1 request line and headers of a forwarded request."""
+    lines = [f"{method} {target} HTTP/1.1", "Host: primary", f"Content-Length: {body_length}"]
+    lines += [f"{k}: {v}" for k, v in headers]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def parse_response_head(head: bytes) -> tuple[int, list[tuple[str, str]]]:
+    """Status and headers of an HTTP/1.1 response head (up to the blank line); ValueError
+    if it is not one."""
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ", 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
+        raise ValueError(f"not an HTTP response: {lines[0][:80]!r}")
+    headers = []
+    for line in lines[1:]:
+        if not line:
+            continue
+        name, sep, value = line.partition(":")
+        if not sep:
+            raise ValueError(f"bad response header line: {line[:80]!r}")
+        headers.append((name.strip(), value.strip()))
+    return int(parts[1]), headers
+
+
+def body_framing(status: int, headers: Iterable[tuple[str, str]]) -> tuple[str, int]:
+    """How the body of a response is delimited: ("none", 0), ("length", n), ("chunked", 0)
+    or ("close", 0) (until the connection ends)."""
+    if 100 <= status < 200 or status in (204, 304):
+        return "none", 0
+    length = None
+    for k, v in headers:
+        low = k.lower()
+        if low == "transfer-encoding" and "chunked" in v.lower():
+            return "chunked", 0
+        if low == "content-length":
+            length = int(v)
+    return ("length", length) if length is not None else ("close", 0)
+
+
+def keeps_alive(headers: Iterable[tuple[str, str]]) -> bool:
+    return not any(k.lower() == "connection" and "close" in v.lower() for k, v in headers)
+
+
+class _Conn:
+    __slots__ = ("reader", "writer", "idle_since")
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.idle_since = 0.0
+
+
 class Forwarder:
-    """Sends a request to the primary over the forwarding socket and returns its answer."""
+    """Sends a request to the primary over the forwarding socket and returns its answer.
+
+    A plain HTTP/1.1 exchange on kept-alive unix connections: every write through a
+    worker takes this hop, and a general-purpose client cost a large part of it."""
+
+    # Connections idle longer are closed rather than reused, well before the primary's
+    # idle timeout could close them under a request that then cannot be safely retried.
+    idle_limit = 20.0
 
     def __init__(self, socket_path: str) -> None:
         self.socket_path = socket_path
-        self._session: aiohttp.ClientSession | None = None
+        self._idle: list[_Conn] = []
+        self._closed = False
 
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            conn = aiohttp.UnixConnector(self.socket_path, limit=256)
-            self._session = aiohttp.ClientSession(
-                connector=conn, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar(),
-                skip_auto_headers=("Accept-Encoding", "User-Agent", "Content-Type"),
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=5))
-        return self._session
+    async def _connection(self) -> _Conn:
+        now = time.monotonic()
+        while self._idle:
+            conn = self._idle.pop()
+            if now - conn.idle_since < self.idle_limit and not conn.reader.at_eof():
+                return conn
+            conn.writer.close()
+        reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(self.socket_path), 5)
+        return _Conn(reader, writer)
 
     async def forward(self, request: web.Request) -> web.Response:
         user: auth.UserInfo = request["user"]
         body = await request.read()
-        headers = forwarded_request_headers(request.headers.items(), user)
+        head = encode_request_head(request.method, request.raw_path,
+                                   forwarded_request_headers(request.headers.items(), user), len(body))
+        conn: _Conn | None = None
         try:
-            async with self._client().request(request.method, "http://primary" + request.path_qs,
-                                              headers=headers, data=body) as resp:
-                data = await resp.read()
-                return web.Response(status=resp.status, body=data, headers=returned_headers(resp.headers.items()))
-        except aiohttp.ClientError as e:
-            raise ApiError(503, "ServiceUnavailable", f"the primary API server cannot be reached: {e}",
+            conn = await self._connection()
+            conn.writer.write(head + body if len(body) < 65536 else head)
+            if len(body) >= 65536:
+                conn.writer.write(body)
+            status, headers, data = await self._read_response(conn.reader)
+        except (OSError, EOFError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError,
+                TimeoutError) as e:
+            if conn is not None:
+                conn.writer.close()
+            raise ApiError(503, "ServiceUnavailable", f"the primary API server cannot be reached: {e!r}",
                            headers={"Retry-After": "1"}) from None
+        except BaseException:
+            # Cancelled mid-exchange: the connection's state is unknown.
+            if conn is not None:
+                conn.writer.close()
+            raise
+        if keeps_alive(headers) and not self._closed:
+            conn.idle_since = time.monotonic()
+            self._idle.append(conn)
+        else:
+            conn.writer.close()
+        return web.Response(status=status, body=data, headers=returned_headers(headers))
+
+    @staticmethod
+    async def _read_response(reader: asyncio.StreamReader) -> tuple[int, list[tuple[str, str]], bytes]:
+        status, headers = parse_response_head(await reader.readuntil(b"\r\n\r\n"))
+        how, length = body_framing(status, headers)
+        if how == "length":
+            return status, headers, await reader.readexactly(length)
+        if how == "none":
+            return status, headers, b""
+        if how == "close":
+            return status, headers + [("Connection", "close")], await reader.read()
+        chunks = []
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).split(b";", 1)[0].strip(), 16)
+            if size == 0:
+                while (await reader.readuntil(b"\r\n")) != b"\r\n":
+                    pass  # trailers
+                return status, headers, b"".join(chunks)
+            chunks.append(await reader.readexactly(size))
+            await reader.readexactly(2)
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        self._closed = True
+        for conn in self._idle:
+            conn.writer.close()
+        self._idle = []
 
 
 class WorkerRestHandler(RestHandler):

@@ -14,9 +14,13 @@ from kybernetes.apiserver.workers import (
     PublishingStore,
     RevisionBoard,
     WorkerConfig,
+    body_framing,
+    encode_request_head,
     forwarded_request_headers,
     identity_headers,
+    keeps_alive,
     needs_consistent_read,
+    parse_response_head,
     returned_headers,
     user_from_headers,
 )
@@ -205,3 +209,93 @@ async def test_publishing_store_publishes_after_each_write(primary):
     gone = await store.delete("/registry/configmaps/a/p")
     assert seen == [kv.mod_revision - 1, kv.mod_revision, gone.mod_revision]
     assert store.current_revision() == primary.current_revision()
+
+
+# -- the forwarding exchange -------------------------------------------------------------------
+
+
+def test_request_head_carries_length_and_headers():
+    head = encode_request_head("POST", "/api/v1/namespaces/a/configmaps?dryRun=All",
+                               [("Content-Type", "application/json"), ("X-Remote-User", "alice")], 12)
+    assert head == (b"POST /api/v1/namespaces/a/configmaps?dryRun=All HTTP/1.1\r\nHost: primary\r\n"
+                    b"Content-Length: 12\r\nContent-Type: application/json\r\nX-Remote-User: alice\r\n\r\n")
+
+
+def test_response_head_parses_status_and_headers():
+    status, headers = parse_response_head(
+        b"HTTP/1.1 422 Unprocessable Entity\r\nContent-Type: application/json\r\nContent-Length: 5\r\n"
+        b"Warning: 299 - \"a: b\"\r\n\r\n")
+    assert status == 422
+    assert headers == [("Content-Type", "application/json"), ("Content-Length", "5"), ("Warning", '299 - "a: b"')]
+    with pytest.raises(ValueError):
+        parse_response_head(b"SSH-2.0-OpenSSH\r\n\r\n")
+
+
+@pytest.mark.parametrize(("status", "headers", "framing"), [
+    (200, [("Content-Length", "10")], ("length", 10)),
+    (201, [("Transfer-Encoding", "chunked")], ("chunked", 0)),
+    (204, [], ("none", 0)),
+    (200, [], ("close", 0)),
+])
+def test_body_framing(status, headers, framing):
+    assert body_framing(status, headers) == framing
+
+
+def test_keep_alive_unless_told_to_close():
+    assert keeps_alive([("Content-Type", "x")])
+    assert not keeps_alive([("Connection", "close")])
+
+
+async def test_forwarder_reads_chunked_and_sized_answers_over_kept_alive_connections(tmp_path):
+    from aiohttp import web
+
+    from kybernetes.apiserver.workers import Forwarder
+
+    seen = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        seen.append((request.method, request.path_qs, request.headers.get("X-Remote-User"),
+                     request.headers.get("Authorization"), await request.read()))
+        if request.path == "/chunked":
+            resp = web.StreamResponse(status=201, headers={"Content-Type": "application/json"})
+            resp.enable_chunked_encoding()
+            await resp.prepare(request)
+            await resp.write(b'{"a":')
+            await resp.write(b"1}")
+            await resp.write_eof()
+            return resp
+        return web.json_response({"ok": True}, status=409, headers={"Retry-After": "2"})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    path = str(tmp_path / "fwd.sock")
+    site = web.UnixSite(runner, path)
+    await site.start()
+    fwd = Forwarder(path)
+
+    class FakeRequest:
+        def __init__(self, method: str, raw_path: str, body: bytes) -> None:
+            self.method = method
+            self.raw_path = raw_path
+            self._body = body
+            self.headers = {"Authorization": "Bearer secret", "X-Remote-User": "mallory"}
+
+        def __getitem__(self, key: str) -> auth.UserInfo:
+            return auth.UserInfo(username="alice", groups=["dev"])
+
+        async def read(self) -> bytes:
+            return self._body
+
+    try:
+        r1 = await fwd.forward(FakeRequest("POST", "/chunked?x=1", b"{}"))  # type: ignore[arg-type]
+        r2 = await fwd.forward(FakeRequest("PUT", "/sized", b"x" * 100_000))  # type: ignore[arg-type]
+        assert (r1.status, r1.body) == (201, b'{"a":1}')
+        assert r2.status == 409 and r2.headers["Retry-After"] == "2"
+        assert seen[0] == ("POST", "/chunked?x=1", "alice", None, b"{}")
+        assert seen[1][:4] == ("PUT", "/sized", "alice", None) and len(seen[1][4]) == 100_000
+        assert len(fwd._idle) == 1  # one connection, kept alive and reused
+    finally:
+        await fwd.close()
+        await runner.cleanup()
