@@ -233,13 +233,19 @@ def encode_request_head(method: str, target: str, headers: Iterable[tuple[str, s
     """The HTTP/1.1 request line and headers of a forwarded request."""
     lines = [f"{method} {target} HTTP/1.1", "Host: primary", f"Content-Length: {body_length}"]
     lines += [f"{k}: {v}" for k, v in headers]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    text = "\r\n".join(lines)
+    # A line break inside a value (say, a certificate's user name) would add a header the
+    # primary believes, such as X-Remote-Group.
+    if "\n" in text.replace("\r\n", "") or "\r" in text.replace("\r\n", ""):
+        raise ApiError.bad_request("a request header or the user's name holds a line break")
+    # aiohttp decodes header bytes as UTF-8 with surrogate escapes: the same bytes go on.
+    return (text + "\r\n\r\n").encode("utf-8", "surrogateescape")
 
 
 def parse_response_head(head: bytes) -> tuple[int, list[tuple[str, str]]]:
     """Status and headers of an HTTP/1.1 response head (up to the blank line); ValueError
     if it is not one."""
-    lines = head.decode("latin-1").split("\r\n")
+    lines = head.decode("utf-8", "surrogateescape").split("\r\n")
     parts = lines[0].split(" ", 2)
     if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
         raise ValueError(f"not an HTTP response: {lines[0][:80]!r}")

@@ -299,3 +299,12 @@ async def test_forwarder_reads_chunked_and_sized_answers_over_kept_alive_connect
     finally:
         await fwd.close()
         await runner.cleanup()
+
+
+def test_a_line_break_in_a_forwarded_header_is_refused_not_sent():
+    from kybernetes.api.errors import ApiError
+
+    user = auth.UserInfo(username="eve\r\nX-Remote-Group: system:masters")
+    with pytest.raises(ApiError) as err:
+        encode_request_head("POST", "/api/v1/x", forwarded_request_headers([], user), 0)
+    assert err.value.code == 400
