@@ -233,11 +233,11 @@ def encode_request_head(method: str, target: str, headers: Iterable[tuple[str, s
     """The HTTP/1.1 request line and headers of a forwarded request."""
     lines = [f"{method} {target} HTTP/1.1", "Host: primary", f"Content-Length: {body_length}"]
     lines += [f"{k}: {v}" for k, v in headers]
-    text = "\r\n".join(lines)
     # A line break inside a value (say, a certificate's user name) would add a header the
     # primary believes, such as X-Remote-Group.
-    if "\n" in text.replace("\r\n", "") or "\r" in text.replace("\r\n", ""):
+    if any("\r" in line or "\n" in line for line in lines):
         raise ApiError.bad_request("a request header or the user's name holds a line break")
+    text = "\r\n".join(lines)
     # aiohttp decodes header bytes as UTF-8 with surrogate escapes: the same bytes go on.
     return (text + "\r\n\r\n").encode("utf-8", "surrogateescape")
 
