@@ -100,21 +100,22 @@ def test_watch_stream(k8s_client):
 def test_list_pagination(k8s_client):
     core = client.CoreV1Api(k8s_client)
     core.create_namespace({"metadata": {"name": "page"}})
+    # Selected by label: the namespace also holds the published kube-root-ca.crt.
     for i in range(7):
-        core.create_namespaced_config_map("page", {"metadata": {"name": f"p{i}"}})
+        core.create_namespaced_config_map("page", {"metadata": {"name": f"p{i}", "labels": {"page": "yes"}}})
     names = []
     cont = None
     pages = 0
     while True:
-        res = core.list_namespaced_config_map("page", limit=3, _continue=cont)
+        res = core.list_namespaced_config_map("page", limit=3, _continue=cont, label_selector="page=yes")
         pages += 1
         names += [c.metadata.name for c in res.items]
         cont = res.metadata._continue
         if not cont:
             break
     assert names == [f"p{i}" for i in range(7)] and pages == 3
-    core.delete_collection_namespaced_config_map("page")
-    assert core.list_namespaced_config_map("page").items == []
+    core.delete_collection_namespaced_config_map("page", label_selector="page=yes")
+    assert core.list_namespaced_config_map("page", label_selector="page=yes").items == []
     core.delete_namespace("page")
 
 
