@@ -200,6 +200,11 @@ class RestHandler:
         if info.kind in VIRTUAL_KINDS or target.subresource in (
                 "log", "exec", "attach", "portforward", "proxy", "token", "ephemeralcontainers"):
             return await self.virtual.handle(request, target)
+        if target.subresource and target.subresource in self.service.kinds.for_info(info).actions():
+            # Action subresources (a pod's binding, eviction) are create-only, as in kube-apiserver.
+            if method != "POST":
+                raise ApiError.method_not_allowed()
+            return await self.subresource_action(request, target)
         if method == "GET":
             check_acceptable(request.headers.get("Accept", ""))
             if target.watch_path or q.get("watch") in _BOOL_TRUE:
@@ -210,8 +215,6 @@ class RestHandler:
                 await self._fresh_enough(q["resourceVersion"])
             return self.get(request, target)
         if method == "POST":
-            if target.subresource and target.subresource in self.service.kinds.for_info(info).actions():
-                return await self.subresource_action(request, target)
             if target.name is not None:
                 raise ApiError.method_not_allowed()
             return await self.create(request, target)

@@ -227,3 +227,21 @@ def test_get_with_a_resource_version_from_the_future_is_a_timeout(server):
     assert status == 504 and st["reason"] == "Timeout", st
     status, _, obj = _full(server, "GET", "/api/v1/namespaces/default?resourceVersion=0")
     assert status == 200 and obj["metadata"]["name"] == "default"
+
+
+def test_action_subresources_take_only_post(server):
+    pods = "/api/v1/namespaces/default/pods"
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "bind-verbs"},
+           "spec": {"containers": [{"name": "c", "image": "busybox:1.35"}]}}
+    assert _request(server, "POST", pods, json.dumps(pod).encode())[0] == 201
+    try:
+        binding = json.dumps({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "bind-verbs"},
+                              "target": {"apiVersion": "v1", "kind": "Node", "name": "nowhere"}}).encode()
+        for method in ("GET", "PUT", "PATCH", "DELETE"):
+            status, st = _request(server, method, f"{pods}/bind-verbs/binding", binding if method != "GET" else b"",
+                                  "application/merge-patch+json" if method == "PATCH" else "application/json")
+            assert status == 405 and st["reason"] == "MethodNotAllowed", (method, st)
+        status, pod_now = _request(server, "GET", f"{pods}/bind-verbs")
+        assert status == 200 and not pod_now["spec"].get("nodeName")
+    finally:
+        _request(server, "DELETE", f"{pods}/bind-verbs")
