@@ -19,11 +19,12 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import NameOID
 
+from kybernetes.api.kinds.base import Requester
+from kybernetes.api.kinds.reviews import ANONYMOUS_USER, user_info
 from kybernetes.apiserver.pki import ADMIN_GROUP, ADMIN_USER, Pki
 
 AUTHENTICATED_GROUP = "system:authenticated"
 UNAUTHENTICATED_GROUP = "system:unauthenticated"
-ANONYMOUS_USER = "system:anonymous"
 
 
 @dataclass
@@ -230,19 +231,13 @@ class Authenticator:
         return None if cert_rejected else anonymous_user()
 
 
+def requester(user: UserInfo) -> Requester:
+    """The request's user as the review kinds see it."""
+    return Requester(username=user.username, uid=user.uid, groups=tuple(user.groups),
+                     extra=tuple((k, tuple(v)) for k, v in user.extra.items()))
+
+
 def self_subject_review(user: UserInfo) -> dict:
     """The ``SelfSubjectReview`` response body for ``kubectl auth whoami``."""
-    info: dict[str, Any] = {"username": user.username}
-    # The real API omits empty fields here (omitempty), and kubectl prints only what is present.
-    if user.uid:
-        info["uid"] = user.uid
-    if user.groups:
-        info["groups"] = list(user.groups)
-    if user.extra:
-        info["extra"] = {k: list(v) for k, v in user.extra.items()}
-    return {
-        "kind": "SelfSubjectReview",
-        "apiVersion": "authentication.k8s.io/v1",
-        "metadata": {},
-        "status": {"userInfo": info},
-    }
+    return {"kind": "SelfSubjectReview", "apiVersion": "authentication.k8s.io/v1", "metadata": {},
+            "status": {"userInfo": user_info(requester(user))}}

@@ -20,11 +20,25 @@ from aiohttp import web
 
 from kybernetes.api.channels import relay
 from kybernetes.api.errors import ApiError
+from kybernetes.api.kinds import strategy_for
+from kybernetes.api.kinds.base import Requester
 from kybernetes.apiserver import auth, codec, portforward
 from kybernetes.apiserver.rest import json_response
 from kybernetes.apiserver.watchcache import WatchCache
 
 LOG_PARAMS = ("follow", "previous", "timestamps", "tailLines", "sinceSeconds", "sinceTime", "limitBytes")
+
+
+class _Review:
+    """The review kinds' view of the request's user and of the server's token authenticator."""
+
+    def __init__(self, user: auth.UserInfo, authenticator: auth.Authenticator) -> None:
+        self.requester = auth.requester(user)
+        self._authenticator = authenticator
+
+    def authenticate_token(self, token: str) -> Requester | None:
+        found = self._authenticator.authenticate_token(token)
+        return auth.requester(found) if found is not None else None
 
 
 class VirtualHandler:
@@ -58,31 +72,9 @@ class VirtualHandler:
             raise ApiError.method_not_allowed()
         data = await request.read()
         body = codec.decode_object(data, request.headers.get("Content-Type"), info.kind) if data.strip() else {}
-        spec = body.get("spec") or {}
-        out: dict[str, Any] = {"kind": info.kind, "apiVersion": info.api_version,
-                               "metadata": {"creationTimestamp": None}, "spec": spec}
-        if info.kind == "SelfSubjectReview":
-            return json_response(orjson.dumps(auth.self_subject_review(user)), 201)
-        if info.kind in ("SelfSubjectAccessReview", "SubjectAccessReview"):
-            # Authorization (RBAC) arrives with the security issue; until then every
-            # authenticated user may do everything, and the review says so.
-            out["status"] = {"allowed": not auth.is_anonymous(user),
-                             "reason": "kybernetes allows every authenticated user (RBAC not enabled)"}
-            return json_response(orjson.dumps(out), 201)
-        if info.kind == "SelfSubjectRulesReview":
-            out["status"] = {"resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
-                             "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
-                             "incomplete": False}
-            return json_response(orjson.dumps(out), 201)
-        if info.kind == "TokenReview":
-            token = spec.get("token") or ""
-            found = self.authenticator.authenticate_token(token) if token else None
-            if found is None:
-                out["status"] = {"authenticated": False, "error": "invalid bearer token"}
-            else:
-                out["status"] = {"authenticated": True, "user": {"username": found.username, "uid": found.uid,
-                                                                  "groups": found.groups}}
-            return json_response(orjson.dumps(out), 201)
+        answer = strategy_for(info).review(info, body, _Review(user, self.authenticator))
+        if answer is not None:
+            return json_response(orjson.dumps(answer), 201)
         raise ApiError.method_not_allowed()
 
     def _bound_pod(self, target: Any) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from kybernetes.api.kinds import (
     pod,
     policy,
     rbac,
+    reviews,
     service,
     storage,
     workloads,
@@ -98,6 +99,8 @@ def new_strategies(*, default_toleration_seconds: int = pod.DEFAULT_TOLERATION_S
         autoscaling.HorizontalPodAutoscalerStrategy(),
         crd.CustomResourceDefinitionStrategy(),
         APIServiceStrategy(),
+        reviews.SelfSubjectReviewStrategy(), reviews.TokenReviewStrategy(), reviews.AccessReviewStrategy(),
+        reviews.SelfSubjectRulesReviewStrategy(),
     ])
 
 

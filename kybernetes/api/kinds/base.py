@@ -174,6 +174,26 @@ class ActionSubresource(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class Requester:
+    """Who sent a request, as the review kinds report it."""
+
+    username: str
+    uid: str = ""
+    groups: tuple[str, ...] = ()
+    extra: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+
+class ReviewContext(Protocol):
+    """What a review kind may ask of the server about the request being answered."""
+
+    requester: Requester
+
+    def authenticate_token(self, token: str) -> Requester | None:
+        """The user a bearer token belongs to, or None for a token the server does not accept."""
+        ...
+
+
 # -- the strategy --------------------------------------------------------------------------
 
 
@@ -239,6 +259,11 @@ class KindStrategy:
             return _MAIN_KEEPING_STATUS if "status" in info.subresources else _MAIN
         if subresource == "status" and "status" in info.subresources:
             return _STATUS
+        return None
+
+    def review(self, info: ResourceInfo, body: Obj, ctx: ReviewContext) -> Obj | None:
+        """For a kind the server answers instead of storing (the auth reviews): the
+        answer to a create of `body`. None for every stored kind."""
         return None
 
     def actions(self) -> dict[str, ActionSubresource]:

@@ -1,0 +1,74 @@
+"""The review kinds of authentication.k8s.io and authorization.k8s.io: never stored,
+answered on create (`kubectl auth whoami`, `kubectl auth can-i`, a webhook's
+TokenReview). The answer is a pure function of the request body and of what the
+`ReviewContext` says about the requester.
+
+Authorization here is "every authenticated user may do everything" until RBAC
+lands; the access reviews say so in their reason.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kybernetes.api.kinds.base import KindRef, KindStrategy, Obj, Requester, ReviewContext
+from kybernetes.api.registry import ResourceInfo
+
+ANONYMOUS_USER = "system:anonymous"
+_AUTHN = "authentication.k8s.io"
+_AUTHZ = "authorization.k8s.io"
+
+
+def user_info(user: Requester) -> dict[str, Any]:
+    """A UserInfo as the real API writes it: empty fields left out (omitempty), which
+    is also what kubectl prints."""
+    out: dict[str, Any] = {"username": user.username}
+    if user.uid:
+        out["uid"] = user.uid
+    if user.groups:
+        out["groups"] = list(user.groups)
+    if user.extra:
+        out["extra"] = {k: list(v) for k, v in user.extra}
+    return out
+
+
+def _answer(info: ResourceInfo, body: Obj, status: Obj) -> Obj:
+    return {"kind": info.kind, "apiVersion": info.api_version, "metadata": {"creationTimestamp": None},
+            "spec": body.get("spec") or {}, "status": status}
+
+
+class SelfSubjectReviewStrategy(KindStrategy):
+    refs = (KindRef(_AUTHN, "SelfSubjectReview"),)
+
+    def review(self, info: ResourceInfo, body: Obj, ctx: ReviewContext) -> Obj | None:
+        return {"kind": info.kind, "apiVersion": info.api_version, "metadata": {},
+                "status": {"userInfo": user_info(ctx.requester)}}
+
+
+class TokenReviewStrategy(KindStrategy):
+    refs = (KindRef(_AUTHN, "TokenReview"),)
+
+    def review(self, info: ResourceInfo, body: Obj, ctx: ReviewContext) -> Obj | None:
+        token = (body.get("spec") or {}).get("token") or ""
+        found = ctx.authenticate_token(token) if isinstance(token, str) and token else None
+        if found is None:
+            return _answer(info, body, {"authenticated": False, "error": "invalid bearer token"})
+        return _answer(info, body, {"authenticated": True, "user": user_info(found)})
+
+
+class AccessReviewStrategy(KindStrategy):
+    refs = (KindRef(_AUTHZ, "SelfSubjectAccessReview"), KindRef(_AUTHZ, "SubjectAccessReview"))
+
+    def review(self, info: ResourceInfo, body: Obj, ctx: ReviewContext) -> Obj | None:
+        return _answer(info, body, {"allowed": ctx.requester.username != ANONYMOUS_USER,
+                                    "reason": "kybernetes allows every authenticated user (RBAC not enabled)"})
+
+
+class SelfSubjectRulesReviewStrategy(KindStrategy):
+    refs = (KindRef(_AUTHZ, "SelfSubjectRulesReview"),)
+
+    def review(self, info: ResourceInfo, body: Obj, ctx: ReviewContext) -> Obj | None:
+        return _answer(info, body, {
+            "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
+            "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
+            "incomplete": False})

@@ -1,0 +1,58 @@
+"""The review kinds answer a create from who is asking; nothing about them is stored."""
+
+from __future__ import annotations
+
+from kybernetes.api.kinds import strategy_for
+from kybernetes.api.kinds.base import Requester
+from kybernetes.api.registry import builtin_resources
+
+
+def _info(kind: str):
+    return next(i for i in builtin_resources() if i.kind == kind)
+
+
+class _Ctx:
+    def __init__(self, who: Requester, tokens: dict[str, Requester] | None = None) -> None:
+        self.requester = who
+        self.tokens = tokens or {}
+
+    def authenticate_token(self, token: str) -> Requester | None:
+        return self.tokens.get(token)
+
+
+ALICE = Requester("alice", uid="u-1", groups=("dev", "system:authenticated"), extra=(("scopes", ("a", "b")),))
+
+
+def test_self_subject_review_reports_the_requester_without_empty_fields():
+    info = _info("SelfSubjectReview")
+    out = strategy_for(info).review(info, {}, _Ctx(ALICE))
+    assert out["apiVersion"] == "authentication.k8s.io/v1" and out["kind"] == "SelfSubjectReview"
+    assert out["status"]["userInfo"] == {"username": "alice", "uid": "u-1",
+                                         "groups": ["dev", "system:authenticated"], "extra": {"scopes": ["a", "b"]}}
+    bare = strategy_for(info).review(info, {}, _Ctx(Requester("bob")))
+    assert bare["status"]["userInfo"] == {"username": "bob"}
+
+
+def test_token_review_authenticates_only_known_tokens():
+    info = _info("TokenReview")
+    ctx = _Ctx(ALICE, {"good": Requester("node-1", groups=("system:nodes",))})
+    ok = strategy_for(info).review(info, {"spec": {"token": "good"}}, ctx)
+    assert ok["status"] == {"authenticated": True, "user": {"username": "node-1", "groups": ["system:nodes"]}}
+    assert ok["spec"] == {"token": "good"}
+    for body in ({"spec": {"token": "bad"}}, {"spec": {}}, {"spec": {"token": 7}}, {}):
+        out = strategy_for(info).review(info, body, ctx)
+        assert out["status"]["authenticated"] is False and out["status"]["error"]
+
+
+def test_access_reviews_allow_authenticated_users_and_refuse_anonymous():
+    for kind in ("SelfSubjectAccessReview", "SubjectAccessReview"):
+        info = _info(kind)
+        body = {"spec": {"resourceAttributes": {"verb": "get", "resource": "pods"}}}
+        assert strategy_for(info).review(info, body, _Ctx(ALICE))["status"]["allowed"] is True
+        anon = strategy_for(info).review(info, body, _Ctx(Requester("system:anonymous")))
+        assert anon["status"]["allowed"] is False and anon["spec"] == body["spec"]
+
+
+def test_stored_kinds_have_no_review():
+    info = _info("ConfigMap")
+    assert strategy_for(info).review(info, {}, _Ctx(ALICE)) is None
