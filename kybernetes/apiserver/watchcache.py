@@ -264,8 +264,11 @@ class WatchCache:
         # key -> (stored bytes, decoded object) handed over by the writer of the key.
         self._hints: dict[str, tuple[bytes, dict[str, Any]]] = {}
 
-    async def start(self) -> None:
-        result = await self.store.list("/registry/")
+    async def start(self, from_revision: int = 0) -> None:
+        """Load every object and follow the store. With `from_revision`, load them as they
+        were at that past revision and replay the changes since, so the event window
+        reaches back that far (an API worker process starting while the primary serves)."""
+        result = await self.store.list("/registry/", revision=from_revision)
         for kv in result.items:
             _obj, raw = stamp(kv.value, kv.mod_revision)
             self.buckets[resource_prefix(kv.key)].put(CachedObject(kv.key, None, raw, kv.mod_revision))

@@ -431,6 +431,14 @@ class ConsistentReadGate:
                            {"Retry-After": "1"}) from None
 
 
+def replay_start(current: int, compacted: int, window: int) -> int:
+    """The revision a worker's cache loads at, to replay up to `window` revisions into
+    its event window (0: the newest, for an empty store)."""
+    if current <= 0:
+        return 0
+    return min(current, max(compacted, current - window, 1))
+
+
 def load_pki(data_dir: str) -> pki.Pki:
     """The primary's PKI, read as it left it (a worker never issues certificates)."""
     paths = pki.pki_paths(data_dir)
@@ -464,7 +472,7 @@ class WorkerApiServer(ApiServer):
         self.pki = await asyncio.to_thread(load_pki, self.data_dir)
         self.authenticator = auth.Authenticator(self.pki)
         await self.store.start()
-        await self.cache.start()
+        await self._start_cache()
         self.crds.start()
         self.virtual = VirtualHandler(self.cache, self.authenticator,
                                       await asyncio.to_thread(pki.agent_client_ssl_context, self.pki))
@@ -473,6 +481,16 @@ class WorkerApiServer(ApiServer):
         self.rest = rest
         await self._serve()
         self.ready = True
+
+    async def _start_cache(self) -> None:
+        # The primary's watches can resume from revisions well before this process started;
+        # start the event window back as far as the primary's usually reaches (its minimum
+        # of events), so a watch resumed here is not sent away with 410 Gone for it.
+        current = self.store.current_revision()
+        start = replay_start(current, self.store.compacted_revision(), self.cache.MIN_EVENTS)
+        # A compaction past `start` meanwhile fails the start; the primary starts us again.
+        await self.cache.start(start)
+        await self.cache.wait_for(current, timeout=60.0)
 
     async def stop(self) -> None:
         await super().stop()

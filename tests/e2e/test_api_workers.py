@@ -349,4 +349,16 @@ def test_killing_a_worker_loses_no_acknowledged_write(srv):
     status, listed = c.request("GET", cms)
     names = {o["metadata"]["name"]: o["metadata"]["resourceVersion"] for o in listed["items"]}
     assert all(names.get(n) == rv for n, rv in made.items())
+    # A watch resumed on the new worker from before it started replays, not 410 Gone.
+    first = min(made.values(), key=int)
+    c.http.request("GET", f"{cms}?watch=1&resourceVersion={first}&timeoutSeconds=5",
+                   headers={"Authorization": f"Bearer {c.token}"})
+    stream = c.http.getresponse()
+    replayed = []
+    while len(replayed) < len(made) - 1:
+        ev = json.loads(stream.readline())
+        assert ev["type"] != "ERROR", ev
+        if ev["object"]["metadata"]["name"].startswith("kill-"):
+            replayed.append(ev["object"]["metadata"]["name"])
+    assert replayed == sorted(made, key=lambda n: int(made[n]))[1:]
     c.close()

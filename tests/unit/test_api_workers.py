@@ -21,6 +21,7 @@ from kybernetes.apiserver.workers import (
     keeps_alive,
     needs_consistent_read,
     parse_response_head,
+    replay_start,
     returned_headers,
     user_from_headers,
 )
@@ -275,18 +276,24 @@ async def test_forwarder_reads_chunked_and_sized_answers_over_kept_alive_connect
     await site.start()
     fwd = Forwarder(path)
 
+    class FakeContent:
+        def __init__(self, body: bytes) -> None:
+            self._body = body
+
+        async def iter_chunked(self, n: int):
+            for i in range(0, len(self._body), n):
+                yield self._body[i:i + n]
+
     class FakeRequest:
         def __init__(self, method: str, raw_path: str, body: bytes) -> None:
             self.method = method
             self.raw_path = raw_path
-            self._body = body
+            self.content_length = len(body)
+            self.content = FakeContent(body)
             self.headers = {"Authorization": "Bearer secret", "X-Remote-User": "mallory"}
 
         def __getitem__(self, key: str) -> auth.UserInfo:
             return auth.UserInfo(username="alice", groups=["dev"])
-
-        async def read(self) -> bytes:
-            return self._body
 
     try:
         r1 = await fwd.forward(FakeRequest("POST", "/chunked?x=1", b"{}"))  # type: ignore[arg-type]
@@ -308,3 +315,13 @@ def test_a_line_break_in_a_forwarded_header_is_refused_not_sent():
     with pytest.raises(ApiError) as err:
         encode_request_head("POST", "/api/v1/x", forwarded_request_headers([], user), 0)
     assert err.value.code == 400
+
+
+@pytest.mark.parametrize(("current", "compacted", "start"), [
+    (0, 0, 0),  # empty store: load the newest
+    (10, 0, 1),  # young store: everything since the first revision
+    (5000, 0, 4000),
+    (5000, 4500, 4500),  # never before the compaction point
+])
+def test_replay_start(current, compacted, start):
+    assert replay_start(current, compacted, 1000) == start
