@@ -73,14 +73,17 @@ _NOT_RETURNED = _HOP_BY_HOP | {"date", "server"}
 
 
 class RevisionBoard:
-    """The primary's newest acknowledged revision in a shared 8-byte page (a file in the
-    data dir, mapped by every process): workers read it without a round trip."""
+    """The primary's newest acknowledged revision and its compaction point, in a shared
+    16-byte page (a file in the data dir mapped by every process): workers read them
+    without a round trip."""
+
+    SIZE = 16
 
     def __init__(self, path: str, mm: mmap.mmap, fd: int) -> None:
         self.path = path
         self._mm = mm
         self._fd = fd
-        self._last = 0
+        self._last = [0, 0]
 
     @classmethod
     def create(cls, path: str) -> RevisionBoard:
@@ -89,10 +92,11 @@ class RevisionBoard:
             os.fchmod(fd, 0o600)
             # Written, not just sized: a page of a sparse file is allocated at the first store
             # through the mapping, and on a full file system that store is a SIGBUS.
-            if os.pwrite(fd, bytes(8), 0) != 8:
+            if os.pwrite(fd, bytes(cls.SIZE), 0) != cls.SIZE:
                 raise OSError(f"short write to {path}")
+            os.ftruncate(fd, cls.SIZE)
             os.fsync(fd)
-            return cls(path, mmap.mmap(fd, 8, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE), fd)
+            return cls(path, mmap.mmap(fd, cls.SIZE, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE), fd)
         except BaseException:
             os.close(fd)
             raise
@@ -100,19 +104,37 @@ class RevisionBoard:
     @classmethod
     def open(cls, path: str) -> RevisionBoard:
         fd = os.open(path, os.O_RDONLY)
-        return cls(path, mmap.mmap(fd, 8, mmap.MAP_SHARED, mmap.PROT_READ), fd)
+        return cls(path, mmap.mmap(fd, cls.SIZE, mmap.MAP_SHARED, mmap.PROT_READ), fd)
 
-    def publish(self, rev: int) -> bool:
-        """Show `rev` if it is newer than what is shown; True when it was."""
-        if rev <= self._last:
+    def _publish(self, slot: int, rev: int) -> bool:
+        if rev <= self._last[slot]:
             return False
-        self._last = rev
-        # One aligned 8-byte store: readers see the old or the new value, never a mix.
-        struct.pack_into("<Q", self._mm, 0, rev)
+        self._last[slot] = rev
+        # One aligned 8-byte store; readers also read twice, so a torn value is never used.
+        struct.pack_into("<Q", self._mm, 8 * slot, rev)
         return True
 
+    def _read(self, slot: int) -> int:
+        mm = self._mm
+        value = struct.unpack_from("<Q", mm, 8 * slot)[0]
+        while True:
+            again = struct.unpack_from("<Q", mm, 8 * slot)[0]
+            if again == value:
+                return value
+            value = again
+
+    def publish(self, rev: int) -> bool:
+        """Show `rev` as the newest acknowledged revision if it is newer; True when it was."""
+        return self._publish(0, rev)
+
     def read(self) -> int:
-        return struct.unpack_from("<Q", self._mm, 0)[0]
+        return self._read(0)
+
+    def publish_compacted(self, rev: int) -> bool:
+        return self._publish(1, rev)
+
+    def read_compacted(self) -> int:
+        return self._read(1)
 
     def close(self) -> None:
         self._mm.close()
@@ -123,9 +145,11 @@ class PublishingStore:
     """The primary's store, as the API server sees it: after each write returns (and so
     before any client is told of it) the store's revision goes on the board."""
 
-    def __init__(self, inner: Store, published: Callable[[int], None]) -> None:
+    def __init__(self, inner: Store, published: Callable[[int], None],
+                 compacted: Callable[[int], object] | None = None) -> None:
         self.inner = inner
         self._published = published
+        self._compacted = compacted
         # Read on every request; bound here rather than found through __getattr__ each time.
         self.current_revision = inner.current_revision
         self.compacted_revision = inner.compacted_revision
@@ -147,6 +171,12 @@ class PublishingStore:
         kv = await self.inner.delete(key, expected_revision)
         self._published(self.inner.current_revision())
         return kv
+
+    async def compact(self, revision: int) -> None:
+        await self.inner.compact(revision)
+        if self._compacted is not None:
+            # Workers refuse reads and watches from before it at once, as the primary does.
+            self._compacted(self.inner.compacted_revision())
 
 
 # -- who sent a forwarded request ------------------------------------------------------------
@@ -541,7 +571,7 @@ async def run_worker(stop: asyncio.Event, config: WorkerConfig, wake_fd: int) ->
     from kybernetes.apiserver.servicealloc import ServiceNetwork, service_network
 
     board = RevisionBoard.open(os.path.join(config.data_dir, REVISION_FILE))
-    store = FollowerStore(os.path.join(config.data_dir, "state.db"), board.read)
+    store = FollowerStore(os.path.join(config.data_dir, "state.db"), board.read, board.read_compacted)
     failed: list[BaseException] = []
 
     def fatal(exc: BaseException) -> None:
@@ -603,7 +633,8 @@ class WorkerPool:
     def wrap(self, store: Store) -> Store:
         """The store the primary API server writes through (see `PublishingStore`)."""
         self.board.publish(store.current_revision())
-        return PublishingStore(store, self.published)  # type: ignore[return-value]
+        self.board.publish_compacted(store.compacted_revision())
+        return PublishingStore(store, self.published, self.board.publish_compacted)  # type: ignore[return-value]
 
     def published(self, rev: int) -> None:
         if self.board.publish(rev) and self.workers and not self._wake_pending:

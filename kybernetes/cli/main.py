@@ -256,7 +256,8 @@ async def _run_server(stop: asyncio.Event, data_dir: str, port: int, bind: str, 
     # The kubernetes Service's address is how pods reach the API server: the certificate
     # must name it, as it must name the advertised address.
     sans = [*sans, str(network.first_ip), advertise]
-    srv = ApiServer(data_dir, pool.wrap(store) if pool is not None else store, port=port, bind=bind,
+    served = pool.wrap(store) if pool is not None else store
+    srv = ApiServer(data_dir, served, port=port, bind=bind,
                     hosts=default_hosts() + sans,
                     service_network=network, advertise_address=advertise, serving=serving,
                     kinds=kinds, gc_enabled=gc_enabled)
@@ -279,7 +280,7 @@ async def _run_server(stop: asyncio.Event, data_dir: str, port: int, bind: str, 
                err=True)
     procs = [_spawn(argv, os.path.join(data_dir, f"{argv[argv.index('--kubeconfig') - 1]}.log"))
              for argv in children]
-    compactor = asyncio.create_task(_compact_forever(store, compact_interval, compact_retention))
+    compactor = asyncio.create_task(_compact_forever(served, compact_interval, compact_retention))
     watchdog = asyncio.create_task(_restart_children(procs, children, data_dir))
     await stop.wait()
     watchdog.cancel()

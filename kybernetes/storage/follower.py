@@ -5,7 +5,7 @@ follower opens the same SQLite file read-only and tails the log by revision, as
 kine's followers do: each committed row is one event, and rows are appended in
 revision order by the one writer, so "every row after the last one seen" is the
 next batch of events. The primary tells followers how far it has committed (a
-`published` revision, e.g. from shared memory) and wakes them (a readable file
+`published` revision, e.g. from shared memory), and where it compacted, and wakes them (a readable file
 descriptor, e.g. a pipe it writes a byte to after a commit); a follower also looks
 every `poll_interval` seconds, which only matters if a wake-up was lost.
 
@@ -50,9 +50,11 @@ class FollowerDriver(SQLiteDriver):
     page = 1000  # revisions per tail read
     poll_interval = 1.0  # seconds between looks when no wake-up came
 
-    def __init__(self, path: str, published: Callable[[], int]) -> None:
+    def __init__(self, path: str, published: Callable[[], int],
+                 published_compacted: Callable[[], int] | None = None) -> None:
         super().__init__(path, fsync=False)
         self._published = published
+        self._published_compacted = published_compacted
         self._rev = 0  # newest revision handed to the log store
         self._delivered = 0  # revision of the newest event handed over
         self._wake = asyncio.Event()
@@ -112,6 +114,15 @@ class FollowerDriver(SQLiteDriver):
             return max(top, seq[0] if seq else 0), self._read_compacted(conn)
         finally:
             conn.execute("COMMIT")
+
+    def compacted_revision(self) -> int:
+        # The primary publishes its compaction point as soon as it compacts; the log's own
+        # record is read at each look, so without a publisher it lags by up to a poll.
+        if self._published_compacted is not None:
+            published = self._published_compacted()
+            if published > self._compacted:
+                self._compacted = published
+        return self._compacted
 
     def _compacted_sync(self) -> int:
         return self._read_compacted(self._reader())
@@ -235,8 +246,9 @@ class FollowerStore(LogStore):
 
     driver: FollowerDriver
 
-    def __init__(self, path: str, published: Callable[[], int]) -> None:
-        super().__init__(FollowerDriver(path, published))
+    def __init__(self, path: str, published: Callable[[], int],
+                 published_compacted: Callable[[], int] | None = None) -> None:
+        super().__init__(FollowerDriver(path, published, published_compacted))
         self.path = path
 
     def poke(self) -> None:

@@ -89,6 +89,9 @@ def test_revision_board_is_shared_private_and_only_moves_forward(tmp_path):
         assert reader.read() == 42
         assert board.publish(41) is False
         assert reader.read() == 42
+        assert reader.read_compacted() == 0
+        assert board.publish_compacted(30) is True
+        assert (reader.read(), reader.read_compacted()) == (42, 30)
     finally:
         board.close()
         reader.close()
@@ -199,6 +202,31 @@ async def test_follower_sees_compaction_old_reads_are_gone(primary, tmp_path):
             follower.watch("/registry/", kv.mod_revision - 3)
     finally:
         await follower.close()
+
+
+async def test_follower_knows_a_published_compaction_before_it_looks_at_the_log(primary, tmp_path):
+    kv = await primary.create("/registry/configmaps/a/c", b"1")
+    for i in range(5):
+        kv = await primary.update("/registry/configmaps/a/c", str(i).encode())
+    follower = FollowerStore(str(tmp_path / "state.db"), primary.current_revision, primary.compacted_revision)
+    follower.driver.poll_interval = 3600  # no look at the log by itself
+    await follower.start()
+    try:
+        await primary.compact(kv.mod_revision - 1)
+        assert follower.compacted_revision() == kv.mod_revision - 1
+        with pytest.raises(CompactedError):
+            follower.watch("/registry/", kv.mod_revision - 3)
+    finally:
+        await follower.close()
+
+
+async def test_publishing_store_publishes_compaction(primary):
+    compacted: list[int] = []
+    store = PublishingStore(primary, lambda rev: None, compacted.append)
+    kv = await store.create("/registry/configmaps/a/p", b"1")
+    kv = await store.update("/registry/configmaps/a/p", b"2", kv.mod_revision)
+    await store.compact(kv.mod_revision)
+    assert compacted == [kv.mod_revision] == [primary.compacted_revision()]
 
 
 async def test_publishing_store_publishes_after_each_write(primary):
