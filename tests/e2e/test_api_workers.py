@@ -362,3 +362,36 @@ def test_killing_a_worker_loses_no_acknowledged_write(srv):
             replayed.append(ev["object"]["metadata"]["name"])
     assert replayed == sorted(made, key=lambda n: int(made[n]))[1:]
     c.close()
+
+
+def test_a_worker_answers_410_for_revisions_the_primary_compacted(tmp_path):
+    compacting = ServerProcess(data_dir=str(tmp_path), extra_args=[
+        "--api-workers", "2", "--disable-controllers", "--disable-scheduler",
+        "--compact-interval", "1", "--compact-retention", "5"])
+    compacting.start()
+    try:
+        _wait_for_workers(compacting, 1)
+        cms = f"/api/v1/namespaces/{NS}/configmaps"
+        c = conn_on(compacting, worker=True)
+        status, early = c.request("POST", cms, cm("compact-me", "0"))
+        assert status == 201
+        early_rv = early["metadata"]["resourceVersion"]
+        for i in range(30):
+            status, _ = c.request("PATCH", f"{cms}/compact-me", {"data": {"v": str(i)}},
+                                  headers={"Content-Type": "application/merge-patch+json"})
+            assert status == 200
+        deadline = time.monotonic() + 20
+        while True:
+            status, body = c.request("GET", f"{cms}?resourceVersion={early_rv}&resourceVersionMatch=Exact")
+            if status != 200 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert status == 410, body
+        c.http.request("GET", f"{cms}?watch=1&resourceVersion={early_rv}",
+                       headers={"Authorization": f"Bearer {c.token}"})
+        stream = c.http.getresponse()
+        first = json.loads(stream.readline())
+        assert first["type"] == "ERROR" and first["object"]["code"] == 410, first
+        c.close()
+    finally:
+        compacting.stop()
