@@ -101,25 +101,3 @@ def remove_path(obj: Any, path: list[str | int]) -> None:
 
 def deep_copy(obj: dict[str, Any]) -> dict[str, Any]:
     return clone(obj)
-
-
-def get_path(obj: Any, dotted: str) -> Any:
-    """Value at a dotted JSON path like '.spec.replicas' (None when absent)."""
-    node = obj
-    for part in [p for p in dotted.split(".") if p]:
-        if not isinstance(node, dict):
-            return None
-        node = node.get(part)
-    return node
-
-
-def set_path(obj: dict[str, Any], dotted: str, value: Any) -> None:
-    parts = [p for p in dotted.split(".") if p]
-    node = obj
-    for part in parts[:-1]:
-        nxt = node.get(part)
-        if not isinstance(nxt, dict):
-            nxt = {}
-            node[part] = nxt
-        node = nxt
-    node[parts[-1]] = value

@@ -22,7 +22,6 @@ from kybernetes.api.errors import ApiError, FieldError, forbidden, required
 from kybernetes.api.jsonutil import clone
 from kybernetes.api.kinds import Strategies, new_strategies
 from kybernetes.api.kinds.base import WritePolicy
-from kybernetes.api.pods import qos_class
 from kybernetes.api.registry import ResourceInfo
 from kybernetes.apiserver import objectmeta as om
 from kybernetes.apiserver.watchcache import CachedObject, WatchCache, encode_for_store
@@ -57,11 +56,6 @@ class WriteResult:
 def _result(obj: dict[str, Any], rev: int, created: bool = False) -> WriteResult:
     obj["metadata"]["resourceVersion"] = str(rev)
     return WriteResult(obj, orjson.dumps(obj), created)
-
-
-def pod_qos_class(spec: dict[str, Any]) -> str:
-    """The QoS class of a pod with this spec (the rule lives in api/pods.py)."""
-    return qos_class({"spec": spec})
 
 
 def new_finalizer_errors(old_meta: dict[str, Any], new_meta: dict[str, Any]) -> list[FieldError]:

@@ -552,7 +552,7 @@ class RestHandler:
 
     async def _body(self, request: web.Request, kind: str, ctx: WriteContext | None = None,
                     version: str = "") -> dict[str, Any]:
-        data = await _read_body(request)
+        data = await read_body(request)
         dups: list[str] | None = [] if ctx is not None and ctx.field_validation != "Ignore" else None
         obj = codec.decode_object(data, request.headers.get("Content-Type"), kind, dups)
         if dups and ctx is not None:
@@ -580,7 +580,7 @@ class RestHandler:
     async def patch(self, request: web.Request, target: Target) -> web.Response:
         ctx = self.write_context(request)
         ptype = patch_for_content_type(codec.media_type(request.headers.get("Content-Type")))
-        data = await _read_body(request)
+        data = await read_body(request)
         dups: list[str] | None = [] if ctx.field_validation != "Ignore" else None
         body = codec.decode_body(data, request.headers.get("Content-Type"), target.info.kind, dups)
         if dups:
@@ -639,7 +639,7 @@ class RestHandler:
 
     async def _delete_options(self, request: web.Request) -> dict[str, Any]:
         options: dict[str, Any] = {}
-        data = await _read_body(request)
+        data = await read_body(request)
         if data.strip():
             options = codec.decode_object(data, request.headers.get("Content-Type") or JSON, "DeleteOptions")
         q = request.query
@@ -803,7 +803,9 @@ def _duplicate_fields(ctx: WriteContext, kind: str, version: str, paths: list[st
     ctx.warnings.extend(f'duplicate field "{p}"' for p in paths)
 
 
-async def _read_body(request: web.Request) -> bytes:
+async def read_body(request: web.Request) -> bytes:
+    """The request's body, refused with a 413 Status past the size limit (aiohttp's own
+    refusal is a plain-text page)."""
     if request.content_length is not None and request.content_length > codec.MAX_BODY_BYTES:
         raise ApiError.too_large()
     chunks = []

@@ -43,11 +43,11 @@ from typing import Any
 from aiohttp import web
 
 from kybernetes.api.errors import ApiError
-from kybernetes.apiserver import auth, codec, pki
+from kybernetes.apiserver import auth, pki
 from kybernetes.apiserver.app import ApiServer, ServingOptions
 from kybernetes.apiserver.crds import CrdController
 from kybernetes.apiserver.flowcontrol import FlowControlConfig
-from kybernetes.apiserver.rest import RestHandler, Target
+from kybernetes.apiserver.rest import RestHandler, Target, read_body
 from kybernetes.apiserver.virtual import VirtualHandler
 from kybernetes.storage.follower import FollowerStore
 from kybernetes.storage.interface import KeyValue, Store
@@ -307,21 +307,6 @@ def body_framing(status: int, headers: Iterable[tuple[str, str]]) -> tuple[str, 
 
 def keeps_alive(headers: Iterable[tuple[str, str]]) -> bool:
     return not any(k.lower() == "connection" and "close" in v.lower() for k, v in headers)
-
-
-async def read_body(request: web.Request) -> bytes:
-    """The request's body, refused with the primary's own 413 Status past the size limit
-    (aiohttp's own refusal is a plain-text page)."""
-    if request.content_length is not None and request.content_length > codec.MAX_BODY_BYTES:
-        raise ApiError.too_large()
-    chunks = []
-    size = 0
-    async for chunk in request.content.iter_chunked(65536):
-        size += len(chunk)
-        if size > codec.MAX_BODY_BYTES:
-            raise ApiError.too_large()
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 class _Conn:
