@@ -31,7 +31,7 @@ from kybernetes.api.selectors import (
 from kybernetes.apiserver import codec
 from kybernetes.apiserver import objectmeta as om
 from kybernetes.apiserver.resources import ResourceService, WriteContext
-from kybernetes.apiserver.watchcache import CachedObject, CacheEvent, WatchCache
+from kybernetes.apiserver.watchcache import CachedObject, CacheEvent, WatchCache, release_freed_memory
 from kybernetes.storage.interface import CompactedError, FutureRevisionError, Store
 
 JSON = "application/json"
@@ -523,6 +523,7 @@ class RestHandler:
                 # Ending the response needs the client to read its last bytes; one that
                 # stopped reading gets its connection dropped instead.
                 _drop_if_stalled(request)
+                asyncio.get_running_loop().call_later(1.0, release_freed_memory)
         return resp
 
     # -- writes --------------------------------------------------------------------------
