@@ -396,7 +396,9 @@ class WatchCache:
 
     def hint(self, key: str, value: bytes, obj: dict[str, Any]) -> None:
         """The writer of `key` is about to store `value`, which encodes `obj`: the cache may
-        adopt `obj` instead of decoding `value` again. `obj` must not change afterwards."""
+        adopt `obj` instead of decoding `value` again. `obj` must not change afterwards.
+        A cache-side shortcut, not part of the store: it applies when the event's value
+        equals `value` (from any backend), otherwise the cache decodes as usual."""
         self._hints[key] = (value, obj)
 
     def drop_hint(self, key: str) -> None:
