@@ -181,6 +181,9 @@ class _Subscriber:
     def push(self, events: list[Event]) -> None:
         if self.overflowed or self.closed:
             return
+        # One commit's events are in memory anyway; the budget is for what a reader
+        # leaves unread across commits.
+        behind = bool(self.pending)
         prefix = self.prefix
         size = 0
         added = False
@@ -190,7 +193,7 @@ class _Subscriber:
                 size += len(ev.kv.value)
                 added = True
         self.pending_bytes += size
-        if len(self.pending) > self.max_events or self.pending_bytes > self.max_bytes:
+        if behind and (len(self.pending) > self.max_events or self.pending_bytes > self.max_bytes):
             # A slow reader goes back to replaying from the log instead of holding an
             # unbounded backlog in memory.
             self.overflowed = True

@@ -123,6 +123,18 @@ async def test_slow_watch_backlog_is_bounded_by_bytes(log_store: LogStore) -> No
     await stream.aclose()
 
 
+def test_one_large_commit_does_not_overflow_a_watch_that_keeps_up() -> None:
+    from kybernetes.storage.logstore import _Subscriber
+
+    sub = _Subscriber("/registry/", 0, max_events=5, max_bytes=10_000)
+    big = [Event("PUT", KeyValue(f"/registry/k{i}", b"x" * 2000, i + 1, i + 1), None, True) for i in range(10)]
+    sub.push(big)  # 20 KB and 10 events in one commit: already in memory, nothing to bound
+    assert not sub.overflowed and len(sub.take()) == 10
+    sub.push(big[:3])
+    sub.push(big[3:])  # the reader left the first commit unread: now the budget applies
+    assert sub.overflowed and not sub.pending
+
+
 # -- the watch cache over another backend ----------------------------------------------------
 
 
