@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 
 from kybernetes.api.selectors import field_value
-from kybernetes.storage.interface import Event, Store, WatchStream
+from kybernetes.storage.interface import CompactedError, Event, KeyValue, Store, WatchStream
 
 log = logging.getLogger(__name__)
 
@@ -295,6 +295,32 @@ class WatchCache:
         stream = self.store.watch("/registry/", result.revision)
         self._task = asyncio.create_task(self._follow(stream), name="watch-cache")
 
+    async def _resync(self) -> WatchStream:
+        """After the store's watch was lost (e.g. history compacted past where it was):
+        list again, apply the differences as events (in-process listeners stay right),
+        end every client watch (their streams would have a gap; clients re-list, as
+        after a 410), and watch from the new list's revision."""
+        result = await self.store.list("/registry/")
+        fresh = {kv.key: kv for kv in result.items}
+        for bucket in self.buckets.values():
+            for w in list(bucket.watchers):
+                w.close()
+        gone = [key for bucket in self.buckets.values() for key in bucket.objects if key not in fresh]
+        for key in gone:
+            self._apply(Event("DELETE", KeyValue(key, b"", result.revision, 0), None))
+        for kv in result.items:
+            co = self.get(kv.key)
+            if co is None or co.rev != kv.mod_revision:
+                self._apply(Event("PUT", kv, None, created=co is None))
+        # The window's events came from two histories; resumed watches start after this.
+        self.events.clear()
+        self._window_bytes = 0
+        self.oldest = self.revision = result.revision
+        self._on_batch([])
+        log.warning("the watch cache listed the store again at revision %d (%d objects)",
+                    result.revision, len(result.items))
+        return self.store.watch("/registry/", result.revision)
+
     async def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
@@ -312,17 +338,25 @@ class WatchCache:
         self._listeners.append(fn)
 
     async def _follow(self, stream: WatchStream) -> None:
-        try:
-            async for batch in stream:
-                self._on_batch(batch)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            # The cache can no longer follow the store: every read would be stale.
-            log.critical("the watch cache lost the store's watch", exc_info=True)
-            raise
-        finally:
-            await stream.aclose()
+        while True:
+            try:
+                async for batch in stream:
+                    self._on_batch(batch)
+                return  # the store closed
+            except CompactedError as e:
+                log.error("the watch cache lost the store's watch: %s", e)
+            except Exception:
+                # The cache can no longer follow the store: every read would be stale.
+                log.critical("the watch cache failed following the store", exc_info=True)
+                raise
+            finally:
+                await stream.aclose()
+            while True:
+                try:
+                    stream = await self._resync()
+                    break
+                except CompactedError:
+                    continue  # compacted again between the list and the watch
 
     def _on_batch(self, events: list[Event]) -> None:
         for ev in events:

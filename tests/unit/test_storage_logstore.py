@@ -150,6 +150,8 @@ class _MemoryWatch:
         batch = await self.queue.get()
         if batch is None:
             raise StopAsyncIteration
+        if batch and batch[0].type == "LOST":  # type: ignore[comparison-overlap]
+            raise CompactedError(0, batch[0].kv.mod_revision)
         return batch
 
     async def aclose(self) -> None:
@@ -222,6 +224,12 @@ class MemoryStore:
     async def compact(self, revision: int) -> None:
         self.compacted = revision
 
+    def lose_watches(self) -> None:
+        """What etcd does to a watch that fell behind compaction: it ends with an error."""
+        self.compacted = self.rev
+        for _, q in self.watches:
+            q.put_nowait([Event("LOST", KeyValue("", b"", self.rev, 0), None)])  # type: ignore[arg-type]
+
 
 def cm(name: str, data: str = "") -> bytes:
     return encode_for_store({"apiVersion": "v1", "kind": "ConfigMap",
@@ -292,6 +300,40 @@ async def test_cache_honours_store_compaction_for_resumed_watches() -> None:
     await store.compact(4)
     assert cache.oldest_watchable() == 4
     assert cache.events_since("/registry/configmaps/", 2) is None  # 410 Gone for the client
+    await cache.close()
+
+
+async def test_watch_cache_lists_again_when_the_store_loses_its_watch() -> None:
+    store = MemoryStore()
+    await store.create("/registry/configmaps/ns/kept", cm("kept"))
+    await store.create("/registry/configmaps/ns/gone", cm("gone"))
+    cache = WatchCache(store)
+    await cache.start()
+    seen: list[tuple[str, str]] = []
+    cache.add_listener(lambda ev: seen.append((ev.type, ev.key.rsplit("/", 1)[1])))
+    client_watch = cache.subscribe("/registry/configmaps/ns/", lambda ev: ev.type)
+    # Changes the cache never hears of, then its watch is lost.
+    watches, store.watches = store.watches, []
+    await store.update("/registry/configmaps/ns/kept", cm("kept", "new"))
+    await store.delete("/registry/configmaps/ns/gone")
+    await store.create("/registry/configmaps/ns/new", cm("new"))
+    store.watches = watches
+    store.lose_watches()
+    for _ in range(100):
+        if cache.revision == store.rev and store.watches:
+            break
+        await asyncio.sleep(0.01)
+    assert cache.revision == store.rev
+    assert sorted(seen) == [("ADDED", "new"), ("DELETED", "gone"), ("MODIFIED", "kept")]
+    co = cache.get("/registry/configmaps/ns/kept")
+    assert co is not None and co.obj["data"] == {"v": "new"}
+    assert cache.get("/registry/configmaps/ns/gone") is None
+    assert client_watch.closed  # its stream had a gap: the client lists again
+    assert cache.events_since("/registry/configmaps/", store.rev - 1) is None  # 410 for older resumes
+    # And it follows the store again.
+    kv = await store.create("/registry/configmaps/ns/later", cm("later"))
+    await cache.wait_for(kv.mod_revision, timeout=5)
+    assert cache.get(kv.key) is not None
     await cache.close()
 
 
