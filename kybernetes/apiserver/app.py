@@ -38,7 +38,7 @@ from kybernetes.apiserver.serviceips import ServiceAllocator
 from kybernetes.apiserver.systemservices import ApiEndpoint, SystemServices, choose_advertise_address
 from kybernetes.apiserver.virtual import VirtualHandler
 from kybernetes.apiserver.watchcache import WatchCache
-from kybernetes.storage.interface import Store
+from kybernetes.storage.interface import StorageFullError, Store
 
 log = logging.getLogger("kybernetes.apiserver")
 
@@ -202,6 +202,9 @@ class ApiServer:
             raise
         except (ConnectionResetError, asyncio.CancelledError):
             raise
+        except StorageFullError as e:
+            # Not a bug: the store logged the cause once; each refused write is a clear 500.
+            return _error_response(ApiError.internal(str(e)))
         except Exception as e:  # noqa: BLE001 - a bug must answer 500, never kill the server
             log.exception("internal error on %s %s", request.method, request.path)
             return _error_response(ApiError.internal(type(e).__name__ + ": " + str(e)))
