@@ -108,6 +108,20 @@ def _listening(pid: int, port: int) -> bool:
     return any(r[1].endswith(f":{port:04X}") and r[3] == "0A" and r[9] in inodes for r in _tcp_entries())
 
 
+def _listener_inodes(pid: int, port: int) -> set[str]:
+    inodes = _socket_inodes(pid)
+    return {r[9] for r in _tcp_entries() if r[1].endswith(f":{port:04X}") and r[3] == "0A" and r[9] in inodes}
+
+
+def _wait_closed(inodes: set[str]) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if not inodes & {r[9] for r in _tcp_entries()}:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"listening sockets {inodes} were never closed")
+
+
 def serving_pid(srv: ServerProcess, client_port: int) -> int:
     """Which server process holds the other end of our connection from `client_port`."""
     assert srv.proc is not None
@@ -331,10 +345,15 @@ def test_killing_a_worker_loses_no_acknowledged_write(srv):
         c.close()
     victims = worker_pids(srv)
     assert victims
+    listeners = set().union(*(_listener_inodes(pid, srv.port) for pid in victims))
     for pid in victims:
         os.kill(pid, signal.SIGKILL)
     for pid in victims:
         _wait_exited(pid)
+    # The kernel may close a dead process's listening socket a moment after the process
+    # is gone (uvloop's io_uring is torn down by a kernel worker); connections it takes
+    # until then are reset, so wait until it has left the port.
+    _wait_closed(listeners)
     # Once the worker is gone (connections still in its accept queue when it died were
     # reset: SO_REUSEPORT gives each listener its own queue) the server keeps answering
     # on every new connection, and every acknowledged write is there.
