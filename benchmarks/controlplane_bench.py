@@ -37,7 +37,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from kybernetes.client import ApiClient, ApiError  # noqa: E402
 from kybernetes.client.resources import DEPLOYMENTS, NAMESPACES, NODES, PODS  # noqa: E402
-from kybernetes.testing.cluster import ServerProcess, die_with_parent, rss_mb  # noqa: E402
+from kybernetes.testing.cluster import ServerProcess, child_pids, die_with_parent, rss_mb  # noqa: E402
 
 NAMESPACE = "bench"
 PER_DEPLOYMENT = 500
@@ -46,24 +46,10 @@ PER_DEPLOYMENT = 500
 # -- process measurements ------------------------------------------------------------------
 
 
-def _children() -> dict[int, list[int]]:
-    kids: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        kids.setdefault(ppid, []).append(int(entry))
-    return kids
-
-
 def tree_rss_mb(pid: int, descendants: bool = True) -> float:
     """RSS of a process and, unless told otherwise, all its descendants (the server runs
     components as children)."""
-    kids = _children() if descendants else {}
+    kids = child_pids() if descendants else {}
     total = 0.0
     todo = [pid]
     while todo:
@@ -75,7 +61,7 @@ def tree_rss_mb(pid: int, descendants: bool = True) -> float:
 
 def tree_cpu_seconds(pid: int, descendants: bool = True) -> float:
     """User+system CPU time of a process tree (live descendants only)."""
-    kids = _children() if descendants else {}
+    kids = child_pids() if descendants else {}
     tick = os.sysconf("SC_CLK_TCK")
     total = 0.0
     todo = [pid]
@@ -98,7 +84,7 @@ def process_rss_mb(pid: int) -> float:
 def control_plane_processes(server_pid: int) -> dict[str, int]:
     """The server and its component children, by role (from their command lines)."""
     out = {"  API server": server_pid}
-    for kid in _children().get(server_pid, []):
+    for kid in child_pids().get(server_pid, []):
         try:
             with open(f"/proc/{kid}/cmdline", "rb") as f:
                 argv = f.read().split(b"\0")

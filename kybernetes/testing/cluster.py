@@ -92,6 +92,32 @@ def process_argvs() -> list[tuple[int, list[bytes]]]:
     return out
 
 
+def child_pids() -> dict[int, list[int]]:
+    """Every process's children, by parent pid (from one /proc scan)."""
+    kids: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        kids.setdefault(ppid, []).append(int(entry))
+    return kids
+
+
+def process_tree(root: int) -> list[int]:
+    """`root` and every live process below it."""
+    kids = child_pids()
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(kids.get(pid, []))
+    return out
+
+
 def kubectl_binary() -> str:
     here = os.path.dirname(sys.executable)
     candidate = os.path.join(here, "kubectl")
