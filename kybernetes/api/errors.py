@@ -74,6 +74,43 @@ def duplicate(field_path: str, value: Any) -> FieldError:
     return FieldError("FieldValueDuplicate", field_path, "", value, True)
 
 
+# Go's encoding/json writes struct fields in declaration order and skips empty
+# `omitempty` ones; some clients compare Status text, so the keys follow
+# metav1.Status / StatusDetails / StatusCause exactly.
+_DETAILS_ORDER = ("name", "group", "kind", "uid", "causes", "retryAfterSeconds")
+_CAUSE_ORDER = ("reason", "message", "field")
+
+
+def _ordered(d: dict[str, Any], order: tuple[str, ...]) -> dict[str, Any]:
+    out = {k: d[k] for k in order if d.get(k) not in (None, "", 0, [])}
+    # Keys upstream does not know keep their place after the known ones rather than vanish.
+    out.update((k, v) for k, v in d.items() if k not in order)
+    return out
+
+
+def ordered_details(details: dict[str, Any]) -> dict[str, Any]:
+    """`details` in metav1.StatusDetails field order, empty fields left out as upstream does."""
+    out = _ordered(details, _DETAILS_ORDER)
+    if "causes" in out:
+        out["causes"] = [_ordered(c, _CAUSE_ORDER) if isinstance(c, dict) else c for c in out["causes"]]
+    return out
+
+
+def status_object(status: str, *, message: str = "", reason: str = "", details: dict[str, Any] | None = None,
+                  code: int = 0, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A `Status` dict whose key order and omitted fields match kube-apiserver's JSON."""
+    body: dict[str, Any] = {"kind": "Status", "apiVersion": "v1", "metadata": metadata or {}, "status": status}
+    if message:
+        body["message"] = message
+    if reason:
+        body["reason"] = reason
+    if details is not None:
+        body["details"] = ordered_details(details)
+    if code:
+        body["code"] = code
+    return body
+
+
 @dataclass
 class ApiError(Exception):
     """A failed API request, rendered as a `Status` with HTTP status `code`."""
@@ -88,18 +125,8 @@ class ApiError(Exception):
         return f"{self.code} {self.reason}: {self.message}"
 
     def status(self) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "kind": "Status",
-            "apiVersion": "v1",
-            "metadata": {},
-            "status": "Failure",
-            "message": self.message,
-            "reason": self.reason,
-            "code": self.code,
-        }
-        if self.details is not None:
-            body["details"] = self.details
-        return body
+        return status_object("Failure", message=self.message, reason=self.reason, details=self.details,
+                             code=self.code)
 
     # -- constructors, one per reason ------------------------------------------------
 

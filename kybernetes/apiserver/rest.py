@@ -19,7 +19,7 @@ import orjson
 from aiohttp import web
 
 from kybernetes.api import tables
-from kybernetes.api.errors import ApiError, forbidden, invalid
+from kybernetes.api.errors import ApiError, forbidden, invalid, status_object
 from kybernetes.api.kinds.base import UpdateStep
 from kybernetes.api.kinds.scale import scale_subresource
 from kybernetes.api.patch import patch_for_content_type
@@ -144,16 +144,8 @@ def json_response(body: bytes, status: int = 200, warnings: list[str] | None = N
 
 
 def success_status(info: ResourceInfo, name: str, uid: str = "", code: int | None = None) -> bytes:
-    details: dict[str, Any] = {"name": name, "kind": info.plural}
-    if info.group:
-        details["group"] = info.group
-    if uid:
-        details["uid"] = uid
-    body: dict[str, Any] = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-                            "details": details}
-    if code:
-        body["code"] = code
-    return orjson.dumps(body)
+    details = {"name": name, "group": info.group, "kind": info.plural, "uid": uid}
+    return orjson.dumps(status_object("Success", details=details, code=code or 0))
 
 
 class ListFilter:
