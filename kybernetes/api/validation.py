@@ -169,18 +169,24 @@ def _resource_name_errors(name: str) -> list[str]:
     return ["must be a standard resource type or fully qualified"]
 
 
-def validate_resource_list(path: str, values: Any) -> Errors:
+def validate_resource_list(path: str, values: Any,
+                           name_rule: Callable[[str], list[str]] = _resource_name_errors,
+                           integer_rule: Callable[[str], bool] | None = None) -> Errors:
+    """integer_rule: which names only take whole quantities (ResourceQuota's counted resources)."""
     errs: Errors = []
     if not isinstance(values, dict):
         return errs
     for name, quantity in values.items():
         key_path = f"{path}[{name}]"
-        errs += [invalid(key_path, name, m) for m in _resource_name_errors(name)]
+        errs += [invalid(key_path, name, m) for m in name_rule(name)]
         parsed = parse_quantity(quantity)
         if parsed is None:
             errs.append(invalid(key_path, _format_quantity(quantity), QUANTITY_REGEX_MSG))
-        elif parsed < 0:
+            continue
+        if parsed < 0:
             errs.append(invalid(key_path, _format_quantity(quantity), "must be greater than or equal to 0"))
+        if integer_rule is not None and integer_rule(name) and parsed != parsed.to_integral_value():
+            errs.append(invalid(key_path, GoValue(_format_quantity(quantity)), "must be an integer"))
     return errs
 
 
@@ -549,10 +555,13 @@ ALWAYS_RESTART = RestartRule(["Always"])
 JOB_RESTART = RestartRule(["OnFailure", "Never"], 'valid values: "OnFailure", "Never"')
 
 
-def validate_pod_spec(path: str, spec: Any, rule: RestartRule = POD_RESTART) -> Errors:
+def validate_pod_spec(path: str, spec: Any, rule: RestartRule = POD_RESTART,
+                      claim_volumes: Iterable[str] = ()) -> Errors:
+    """claim_volumes: names a controller turns into volumes at pod creation (StatefulSet claim templates)."""
     if not isinstance(spec, dict):
         return [required(path)]
     volume_names, errs = _validate_volumes(f"{path}.volumes", spec.get("volumes"))
+    volume_names |= set(claim_volumes)
     containers = spec.get("containers")
     if not containers:
         errs.append(required(f"{path}.containers"))
@@ -596,7 +605,7 @@ def validate_pod_spec(path: str, spec: Any, rule: RestartRule = POD_RESTART) -> 
 
 
 def validate_template(path: str, template: Any, selector_matches_fn: Callable[[dict[str, str]], bool] | None,
-                       rule: RestartRule) -> Errors:
+                       rule: RestartRule, claim_volumes: Iterable[str] = ()) -> Errors:
     if not isinstance(template, dict):
         return [required(path)]
     errs: Errors = []
@@ -606,12 +615,13 @@ def validate_template(path: str, template: Any, selector_matches_fn: Callable[[d
     if selector_matches_fn is not None and not selector_matches_fn(labels):
         errs.append(invalid(f"{path}.metadata.labels", GoValue(go_string_map(labels)),
                             "`selector` does not match template `labels`"))
-    errs += validate_pod_spec(f"{path}.spec", template.get("spec"), rule)
+    errs += validate_pod_spec(f"{path}.spec", template.get("spec"), rule, claim_volumes)
     return errs
 
 
 def validate_selector_and_template(spec: Obj, kind_word: str, rule: RestartRule = ALWAYS_RESTART,
-                                    template_path: str = "spec.template") -> Errors:
+                                    template_path: str = "spec.template",
+                                    claim_volumes: Iterable[str] = ()) -> Errors:
     errs: Errors = []
     sel = spec.get("selector")
     matcher: Callable[[dict[str, str]], bool] | None = None
@@ -623,7 +633,7 @@ def validate_selector_and_template(spec: Obj, kind_word: str, rule: RestartRule 
             errs.append(invalid("spec.selector", go_label_selector(sel), f"empty selector is invalid for {kind_word}"))
         else:
             matcher = label_selector_matcher(sel)
-    errs += validate_template(template_path, spec.get("template"), matcher, rule)
+    errs += validate_template(template_path, spec.get("template"), matcher, rule, claim_volumes)
     return errs
 
 

@@ -5,13 +5,12 @@ itself is I/O: the API server attaches it as a deletion listener)."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from kybernetes.api.defaults import child_map, set_default
 from kybernetes.api.errors import FieldError, invalid, not_supported, required
 from kybernetes.api.kinds.base import CreatedAtStrategy, KindRef
-from kybernetes.api.names import dns1035_label_errors, dns1123_label_errors, dns1123_subdomain_errors
+from kybernetes.api.names import dns1035_label_errors, dns1123_subdomain_errors
 from kybernetes.api.registry import ResourceInfo
 from kybernetes.api.timefmt import now_rfc3339
 from kybernetes.api.validation import (
@@ -27,6 +26,16 @@ from kybernetes.api.validation import (
 Obj = dict[str, Any]
 Errors = list[FieldError]
 Cells = list[Any]
+
+
+def _mixed_case_label_errors(path: str, value: Any) -> Errors:
+    """Kinds are CamelCase by convention, so upstream checks their lower-cased form as a DNS-1035 label."""
+    if not isinstance(value, str):
+        return []
+    msgs = dns1035_label_errors(value.lower())
+    if not msgs:
+        return []
+    return [invalid(path, value, "may have mixed case, but should otherwise match: " + ",".join(msgs))]
 
 
 def _validate_crd(info: ResourceInfo, obj: Obj) -> Errors:
@@ -46,14 +55,15 @@ def _validate_crd(info: ResourceInfo, obj: Obj) -> Errors:
     if not plural:
         errs.append(required("spec.names.plural"))
     else:
-        errs += name_errors(dns1123_label_errors, "spec.names.plural", plural)
+        errs += name_errors(dns1035_label_errors, "spec.names.plural", plural)
     if names.get("singular"):
-        errs += name_errors(dns1123_label_errors, "spec.names.singular", names["singular"])
+        errs += name_errors(dns1035_label_errors, "spec.names.singular", names["singular"])
     if not kind:
         errs.append(required("spec.names.kind"))
-    elif isinstance(kind, str) and not re.match(r"^[A-Za-z][A-Za-z0-9]*$", kind):
-        errs.append(invalid("spec.names.kind", kind, "may have mixed case, but should otherwise match: "
-                                                     "[a-z]([-a-z0-9]*[a-z0-9])?"))
+    else:
+        errs += _mixed_case_label_errors("spec.names.kind", kind)
+    if names.get("listKind"):
+        errs += _mixed_case_label_errors("spec.names.listKind", names["listKind"])
     if names.get("listKind") and names.get("listKind") == kind:
         errs.append(invalid("spec.names.listKind", names["listKind"], "kind and listKind may not be the same"))
     name = as_dict(obj.get("metadata")).get("name")

@@ -8,6 +8,7 @@ from typing import Any
 from kybernetes.api.defaults import as_map, child_map, dicts, set_default
 from kybernetes.api.errors import FieldError, forbidden, invalid, required
 from kybernetes.api.kinds.base import CreatedAtStrategy, KindRef, KindStrategy
+from kybernetes.api.names import qualified_name_errors
 from kybernetes.api.registry import ResourceInfo
 from kybernetes.api.tables import (
     age_column,
@@ -50,8 +51,49 @@ def _validate_limit_range(info: ResourceInfo, obj: Obj) -> Errors:
     return errs
 
 
+# Upstream's two name sets: what the system knows at all, and what quota can track. A name
+# without a "/" must be in both; qualified names ("count/deployments.apps", "<class>.storageclass
+# .storage.k8s.io/requests.storage", "requests.nvidia.com/gpu") only need to be qualified names.
+_COUNTED_RESOURCES = frozenset({
+    "pods", "resourcequotas", "services", "replicationcontrollers", "secrets", "configmaps",
+    "persistentvolumeclaims", "services.nodeports", "services.loadbalancers",
+})
+_QUOTA_RESOURCES = _COUNTED_RESOURCES | {
+    "cpu", "memory", "ephemeral-storage", "requests.cpu", "requests.memory", "requests.storage",
+    "requests.ephemeral-storage", "limits.cpu", "limits.memory", "limits.ephemeral-storage",
+}
+_KNOWN_RESOURCES = _QUOTA_RESOURCES | {"storage"}
+
+
+def _is_quota_hugepages(name: str) -> bool:
+    return name.startswith(("hugepages-", "requests.hugepages-"))
+
+
+def quota_resource_name_errors(name: str) -> list[str]:
+    """Messages for a ResourceQuota `spec.hard` key, in upstream's order."""
+    msgs = qualified_name_errors(name)
+    if msgs or "/" in name:
+        return msgs
+    if name not in _KNOWN_RESOURCES and not _is_quota_hugepages(name):
+        msgs.append("must be a standard resource type or fully qualified")
+    if name not in _QUOTA_RESOURCES and not _is_quota_hugepages(name):
+        msgs.append("must be a standard resource for quota")
+    return msgs
+
+
+def _is_extended_resource(name: str) -> bool:
+    native = "/" not in name or "kubernetes.io/" in name
+    return not native and not name.startswith("requests.") and not qualified_name_errors("requests." + name)
+
+
+def is_integer_quota_resource(name: str) -> bool:
+    """Object counts and extended resources (count/*, vendor.com/gpu) only take whole numbers."""
+    return name in _COUNTED_RESOURCES or _is_extended_resource(name)
+
+
 def _validate_resource_quota(info: ResourceInfo, obj: Obj) -> Errors:
-    return validate_resource_list("spec.hard", as_dict(obj.get("spec")).get("hard"))
+    return validate_resource_list("spec.hard", as_dict(obj.get("spec")).get("hard"),
+                                  name_rule=quota_resource_name_errors, integer_rule=is_integer_quota_resource)
 
 
 def _validate_pdb(info: ResourceInfo, obj: Obj) -> Errors:

@@ -120,7 +120,8 @@ def _validate_statefulset(info: ResourceInfo, obj: Obj) -> Errors:
     if not isinstance(spec, dict):
         return [required("spec")]
     errs = non_negative("spec.replicas", spec.get("replicas"))
-    errs += validate_selector_and_template(spec, "statefulset")
+    claims = [as_str(get_path(c, "metadata", "name")) for c in dicts(spec.get("volumeClaimTemplates"))]
+    errs += validate_selector_and_template(spec, "statefulset", claim_volumes=[c for c in claims if c])
     errs += enum_errors("spec.podManagementPolicy", spec.get("podManagementPolicy"), ["OrderedReady", "Parallel"])
     strategy = spec.get("updateStrategy") if isinstance(spec.get("updateStrategy"), dict) else {}
     errs += enum_errors("spec.updateStrategy.type", strategy.get("type"), ["OnDelete", "RollingUpdate"])
