@@ -148,6 +148,7 @@ def hpa_targets(specs: list[Any], statuses: list[Any]) -> str:
 
 class HorizontalPodAutoscalerStrategy(KindStrategy):
     refs = (KindRef("autoscaling", "HorizontalPodAutoscaler"),)
+    always_present = {("status", "desiredReplicas"): 0}
 
     def default(self, info: ResourceInfo, obj: Obj) -> None:
         _default_hpa(obj)

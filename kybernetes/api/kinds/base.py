@@ -15,7 +15,8 @@ Everything here is pure: functions of decoded objects (plain dicts). What needs 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import copy
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, Protocol
@@ -205,8 +206,13 @@ class KindStrategy:
     # With a status subresource, a create starts with an empty status unless the kind
     # keeps what the creator (or the server) set.
     resets_status_on_create: ClassVar[bool] = True
-    # A DELETE answers with the object rather than a Status (pods, which linger gracefully).
+    # A DELETE answers with the object rather than a Status: upstream's registries with
+    # `ReturnDeletedObject: true` (pods, services, PVs, jobs, ...).
     delete_returns_object: ClassVar[bool] = False
+    # Fields Kubernetes always serializes (Go fields without `omitempty`), path -> zero
+    # value: strict clients (the official Python client's models) refuse an object
+    # without them, so every write stores them.
+    always_present: ClassVar[Mapping[tuple[str, ...], Any]] = {}
 
     def __init__(self) -> None:
         self.allocation: Allocation | None = None
@@ -240,6 +246,7 @@ class KindStrategy:
     def prepare_write(self, info: ResourceInfo, obj: Obj, old: Obj | None) -> None:
         """Everything the server sets between defaulting and validation."""
         self.canonicalize(info, obj, old)
+        fill_always_present(obj, self.always_present)
         if self.allocation is not None and self.allocation.prepare is not None:
             self.allocation.prepare(obj, old)
 
@@ -322,6 +329,37 @@ class KindStrategy:
     def row_conditions(self, obj: Obj) -> list[dict[str, str]] | None:
         """Conditions of a Table row (kubectl greys out completed pods)."""
         return None
+
+
+def fill_always_present(obj: Obj, fields: Mapping[tuple[str, ...], Any]) -> None:
+    """Give each field of `fields` missing (or null, which Go decodes as zero) from `obj`
+    its zero value. Only `obj` itself changes in place: a write's object shares nested
+    subtrees with the stored version (a kept status), so those are copied, not written."""
+    for path, zero in fields.items():
+        filled = _filled(obj, path, zero)
+        if filled is not obj:
+            obj[path[0]] = filled[path[0]]
+
+
+def _filled(d: Obj, path: tuple[str, ...], zero: Any) -> Obj:
+    """`d` with the field at `path` set to `zero` if absent: `d` itself when nothing was
+    missing, else a shallow copy."""
+    head, rest = path[0], path[1:]
+    cur = d.get(head)
+    if rest:
+        if cur is not None and not isinstance(cur, dict):
+            return d  # a wrong shape is for validation to report
+        inner = cur if cur is not None else {}
+        new = _filled(inner, rest, zero)
+        if new is inner and cur is not None:
+            return d
+    elif cur is not None:
+        return d
+    else:
+        new = copy.deepcopy(zero)
+    out = dict(d)
+    out[head] = new
+    return out
 
 
 class CreatedAtStrategy(KindStrategy):

@@ -314,6 +314,7 @@ def _cells_cronjob(obj: Obj, now: datetime) -> Cells:
 
 class JobStrategy(KindStrategy):
     refs = (KindRef("batch", "Job"),)
+    delete_returns_object = True
 
     def default(self, info: ResourceInfo, obj: Obj) -> None:
         _default_job(obj)

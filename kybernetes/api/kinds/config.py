@@ -188,6 +188,7 @@ class SecretStrategy(KindStrategy):
 
 class ServiceAccountStrategy(KindStrategy):
     refs = (KindRef("", "ServiceAccount"),)
+    delete_returns_object = True
 
     def validate(self, info: ResourceInfo, obj: Obj) -> Errors:
         return _validate_service_account(info, obj)

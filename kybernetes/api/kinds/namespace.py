@@ -63,6 +63,7 @@ class FinalizeWrite(WritePolicy):
 
 class NamespaceStrategy(KindStrategy):
     refs = (KindRef("", "Namespace"),)
+    delete_returns_object = True
     resets_status_on_create = False
 
     def default(self, info: ResourceInfo, obj: Obj) -> None:

@@ -235,6 +235,7 @@ def _cells_networkpolicy(obj: Obj, now: datetime) -> Cells:
 
 class IngressStrategy(KindStrategy):
     refs = (KindRef("networking.k8s.io", "Ingress"),)
+    always_present = {("status", "loadBalancer"): {}}
 
     def validate(self, info: ResourceInfo, obj: Obj) -> Errors:
         return _validate_ingress(info, obj)
@@ -267,6 +268,7 @@ class IngressClassStrategy(KindStrategy):
 
 class NetworkPolicyStrategy(KindStrategy):
     refs = (KindRef("networking.k8s.io", "NetworkPolicy"),)
+    always_present = {("spec", "podSelector"): {}}
 
     def default(self, info: ResourceInfo, obj: Obj) -> None:
         _default_network_policy(obj)

@@ -132,8 +132,19 @@ def _cells_lease(obj: Obj, now: datetime) -> Cells:
 
 # -- strategies ---------------------------------------------------------------------------
 
+# NodeSystemInfo: every field is serialized, empty or not.
+_NODE_INFO_FIELDS = (
+    "machineID", "systemUUID", "bootID", "kernelVersion", "osImage", "containerRuntimeVersion",
+    "kubeletVersion", "kubeProxyVersion", "operatingSystem", "architecture",
+)
+
+
 class NodeStrategy(KindStrategy):
     refs = (KindRef("", "Node"),)
+    always_present = {
+        ("status", "daemonEndpoints", "kubeletEndpoint", "Port"): 0,
+        **{("status", "nodeInfo", f): "" for f in _NODE_INFO_FIELDS},
+    }
     resets_status_on_create = False
 
     def default(self, info: ResourceInfo, obj: Obj) -> None:

@@ -220,6 +220,7 @@ class LimitRangeStrategy(CreatedAtStrategy):
 
 class ResourceQuotaStrategy(KindStrategy):
     refs = (KindRef("", "ResourceQuota"),)
+    delete_returns_object = True
 
     def validate(self, info: ResourceInfo, obj: Obj) -> Errors:
         return _validate_resource_quota(info, obj)
@@ -233,6 +234,12 @@ class ResourceQuotaStrategy(KindStrategy):
 
 class PodDisruptionBudgetStrategy(KindStrategy):
     refs = (KindRef("policy", "PodDisruptionBudget"),)
+    always_present = {
+        ("status", "disruptionsAllowed"): 0,
+        ("status", "currentHealthy"): 0,
+        ("status", "desiredHealthy"): 0,
+        ("status", "expectedPods"): 0,
+    }
 
     def validate(self, info: ResourceInfo, obj: Obj) -> Errors:
         return _validate_pdb(info, obj)
@@ -246,6 +253,7 @@ class PodDisruptionBudgetStrategy(KindStrategy):
 
 class PriorityClassStrategy(KindStrategy):
     refs = (KindRef("scheduling.k8s.io", "PriorityClass"),)
+    always_present = {("value",): 0}
 
     def default(self, info: ResourceInfo, obj: Obj) -> None:
         _default_priority_class(obj)

@@ -349,6 +349,8 @@ SERVICE = KindRef("", "Service")
 
 class ServiceStrategy(KindStrategy):
     refs = (SERVICE,)
+    delete_returns_object = True
+    always_present = {("status", "loadBalancer"): {}}
     # A Service's status (load balancer ingress) may be given on create.
     resets_status_on_create = False
 

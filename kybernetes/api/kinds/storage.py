@@ -249,6 +249,7 @@ def _cells_storageclass(obj: Obj, now: datetime) -> Cells:
 
 class PersistentVolumeStrategy(KindStrategy):
     refs = (KindRef("", "PersistentVolume"),)
+    delete_returns_object = True
     resets_status_on_create = False
 
     def default(self, info: ResourceInfo, obj: Obj) -> None:
@@ -266,6 +267,7 @@ class PersistentVolumeStrategy(KindStrategy):
 
 class PersistentVolumeClaimStrategy(KindStrategy):
     refs = (KindRef("", "PersistentVolumeClaim"),)
+    delete_returns_object = True
     resets_status_on_create = False
 
     def default(self, info: ResourceInfo, obj: Obj) -> None:
@@ -286,6 +288,7 @@ class PersistentVolumeClaimStrategy(KindStrategy):
 
 class StorageClassStrategy(KindStrategy):
     refs = (KindRef("storage.k8s.io", "StorageClass"),)
+    delete_returns_object = True
 
     def default(self, info: ResourceInfo, obj: Obj) -> None:
         _default_storage_class(obj)

@@ -426,6 +426,7 @@ class DeploymentStrategy(KindStrategy):
 
 class ReplicaSetStrategy(KindStrategy):
     refs = (KindRef("apps", "ReplicaSet"),)
+    always_present = {("status", "replicas"): 0}
 
     def default(self, info: ResourceInfo, obj: Obj) -> None:
         _default_replicaset(obj)
@@ -445,6 +446,7 @@ class ReplicaSetStrategy(KindStrategy):
 
 class StatefulSetStrategy(KindStrategy):
     refs = (KindRef("apps", "StatefulSet"),)
+    always_present = {("status", "replicas"): 0, ("status", "availableReplicas"): 0}
 
     def default(self, info: ResourceInfo, obj: Obj) -> None:
         _default_statefulset(obj)
@@ -464,6 +466,12 @@ class StatefulSetStrategy(KindStrategy):
 
 class DaemonSetStrategy(KindStrategy):
     refs = (KindRef("apps", "DaemonSet"),)
+    always_present = {
+        ("status", "currentNumberScheduled"): 0,
+        ("status", "numberMisscheduled"): 0,
+        ("status", "desiredNumberScheduled"): 0,
+        ("status", "numberReady"): 0,
+    }
 
     def default(self, info: ResourceInfo, obj: Obj) -> None:
         _default_daemonset(obj)
@@ -483,6 +491,7 @@ class DaemonSetStrategy(KindStrategy):
 
 class ControllerRevisionStrategy(KindStrategy):
     refs = (KindRef("apps", "ControllerRevision"),)
+    always_present = {("revision",): 0}
 
     def validate(self, info: ResourceInfo, obj: Obj) -> Errors:
         return _validate_controller_revision(info, obj)
@@ -499,6 +508,8 @@ class ControllerRevisionStrategy(KindStrategy):
 
 class ReplicationControllerStrategy(KindStrategy):
     refs = (KindRef("", "ReplicationController"),)
+    delete_returns_object = True
+    always_present = {("status", "replicas"): 0}
 
     def default(self, info: ResourceInfo, obj: Obj) -> None:
         _default_replication_controller(obj)
@@ -515,6 +526,7 @@ class ReplicationControllerStrategy(KindStrategy):
 
 class PodTemplateStrategy(KindStrategy):
     refs = (KindRef("", "PodTemplate"),)
+    delete_returns_object = True
 
     def default(self, info: ResourceInfo, obj: Obj) -> None:
         _default_pod_template(obj)
