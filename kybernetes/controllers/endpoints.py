@@ -350,12 +350,23 @@ class EndpointsController:
         self.queue = WorkQueue("endpoints")
         add_object_handler(self.services, self._enqueue_obj)
         self.pods.add_handler(on_add=self._pod_changed, on_update=self._pod_updated, on_delete=self._pod_changed)
-        add_object_handler(self.endpoints, self._enqueue_obj)
+        self.endpoints.add_handler(on_add=self._endpoints_changed,
+                                   on_update=lambda _old, new: self._endpoints_changed(new),
+                                   on_delete=self._enqueue_obj)
 
     # -- handlers -------------------------------------------------------------------------
 
     def _enqueue_obj(self, obj: Obj) -> None:
         self.queue.add(object_key(obj))
+
+    def _endpoints_changed(self, ep: Obj) -> None:
+        # Only Endpoints of an existing Service are ours to correct: one a user makes
+        # without a Service stays (as with Kubernetes, whose controller reacts to
+        # Endpoints only when they are deleted); leftovers of deleted Services are
+        # swept by the Service's own delete event and the scan at start.
+        meta = ep.get("metadata") or {}
+        if self.services.get(meta.get("namespace") or "", meta.get("name") or "") is not None:
+            self._enqueue_obj(ep)
 
     def _services_in(self, ns: str) -> list[Obj]:
         return self.services.by_index("namespace", ns)

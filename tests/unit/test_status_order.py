@@ -55,3 +55,19 @@ def test_too_many_requests_status_order() -> None:
     st = too_many_requests(3).status()
     assert list(st) == ["kind", "apiVersion", "metadata", "status", "message", "reason", "details", "code"]
     assert st["details"] == {"retryAfterSeconds": 3} and st["code"] == 429
+
+
+def test_status_write_takes_labels_and_annotations_but_not_spec() -> None:
+    from kybernetes.api.kinds.base import StatusWrite
+
+    old = {"metadata": {"name": "a", "annotations": {"x": "1"}, "finalizers": ["f"]}, "spec": {"n": 1}}
+    new = {"metadata": {"name": "a", "annotations": {"x": "1", "patched": "true"}, "labels": {"l": "v"},
+                        "finalizers": []}, "spec": {"n": 2}, "status": {"ok": True}}
+    merged = StatusWrite().merge(old, new, managed_done=False)
+    assert merged["metadata"]["annotations"] == {"x": "1", "patched": "true"}
+    assert merged["metadata"]["labels"] == {"l": "v"}
+    assert merged["metadata"]["finalizers"] == ["f"] and merged["spec"] == {"n": 1}
+    assert merged["status"] == {"ok": True}
+    # Custom resources keep all stored metadata (upstream's ResetObjectMetaForStatus).
+    kept = StatusWrite(metadata_from_new=()).merge(old, new, managed_done=False)
+    assert kept["metadata"] == old["metadata"]

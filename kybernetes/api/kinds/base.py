@@ -117,9 +117,15 @@ class MainWrite(WritePolicy):
 
 @dataclass(frozen=True)
 class StatusWrite(WritePolicy):
-    """PUT/PATCH of `/status`: everything but status comes from the stored object."""
+    """PUT/PATCH of `/status`: status and the user-owned metadata in `metadata_from_new`
+    come from the request; everything else from the stored object."""
 
     bumps_generation: bool = False
+    # Upstream's status strategies reset only the spec of most built-in kinds, so labels
+    # and annotations written through /status stick (conformance patches /status with
+    # an annotation and reads it back); custom resources reset all metadata
+    # (metav1.ResetObjectMetaForStatus).
+    metadata_from_new: tuple[str, ...] = ("labels", "annotations")
 
     def merge(self, old: Obj, new: Obj, managed_done: bool) -> Obj:
         # The stored object's subtrees are shared, not copied: nothing in the pipeline
@@ -130,6 +136,12 @@ class StatusWrite(WritePolicy):
             merged["status"] = new["status"]
         else:
             merged.pop("status", None)
+        new_meta = new.get("metadata") or {}
+        for k in self.metadata_from_new:
+            if k in new_meta:
+                merged["metadata"][k] = new_meta[k]
+            else:
+                merged["metadata"].pop(k, None)
         # managedFields written by an apply to /status travel with the new object.
         if managed_done:
             merged["metadata"]["managedFields"] = new["metadata"].get("managedFields", [])
@@ -139,6 +151,7 @@ class StatusWrite(WritePolicy):
 _MAIN = MainWrite(allocates=True)
 _MAIN_KEEPING_STATUS = MainWrite(allocates=True, keeps_status=True)
 _STATUS = StatusWrite()
+_STATUS_CUSTOM = StatusWrite(metadata_from_new=())
 
 
 # -- POST-only subresources ----------------------------------------------------------------
@@ -265,7 +278,7 @@ class KindStrategy:
         if subresource == "":
             return _MAIN_KEEPING_STATUS if "status" in info.subresources else _MAIN
         if subresource == "status" and "status" in info.subresources:
-            return _STATUS
+            return _STATUS_CUSTOM if info.is_custom else _STATUS
         return None
 
     def review(self, info: ResourceInfo, body: Obj, ctx: ReviewContext) -> Obj | None:
