@@ -7,3 +7,6 @@ SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 MANAGED_BY_LABEL = "endpointslice.kubernetes.io/managed-by"
 # The kube-dns endpoint each node agent publishes for its own DNS server.
 NODE_DNS_MANAGER = "kybernetes-node-dns"
+# On an Endpoints object: "true" keeps the EndpointSlice mirroring controller away
+# (the endpoints controller sets it, since the EndpointSlice controller covers those).
+SKIP_MIRROR_LABEL = "endpointslice.kubernetes.io/skip-mirror"

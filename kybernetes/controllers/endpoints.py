@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from kybernetes.api.errors import ApiError
+from kybernetes.api.labels import SKIP_MIRROR_LABEL
 from kybernetes.api.pods import pod_is_ready, pod_is_terminal, pod_is_terminating
 from kybernetes.api.selectors import selector_from_set
 from kybernetes.client import Client, Informers, WorkQueue, object_key
@@ -258,6 +259,9 @@ def endpoints_labels(svc: Obj) -> dict[str, str]:
         labels[HEADLESS_LABEL] = ""
     else:
         labels.pop(HEADLESS_LABEL, None)
+    # The EndpointSlice controller already covers selector Services; mirroring these too
+    # would publish every endpoint twice.
+    labels[SKIP_MIRROR_LABEL] = "true"
     return labels
 
 

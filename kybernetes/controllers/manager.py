@@ -24,6 +24,7 @@ from kybernetes.client.resources import PODS
 from kybernetes.controllers.deployment import DeploymentController
 from kybernetes.controllers.endpoints import EndpointsController
 from kybernetes.controllers.endpointslice import EndpointSliceController
+from kybernetes.controllers.endpointslicemirroring import EndpointSliceMirroringController
 from kybernetes.controllers.garbagecollector import GarbageCollectorController
 from kybernetes.controllers.namespace import NamespaceController
 from kybernetes.controllers.nodedns import NodeDnsController
@@ -79,6 +80,7 @@ BUILDERS: tuple[tuple[str, Builder], ...] = (
     ("podgc", lambda c, f, o: PodGCController(c, f, terminated_pod_threshold=o.terminated_pod_threshold)),
     ("endpoints", lambda c, f, o: EndpointsController(c, f)),
     ("endpointslice", lambda c, f, o: EndpointSliceController(c, f)),
+    ("endpointslicemirroring", lambda c, f, o: EndpointSliceMirroringController(c, f)),
     ("servicelb", lambda c, f, o: ServiceLBController(c, f)),
     ("nodedns", lambda c, f, o: NodeDnsController(c, f)),
     ("nodelifecycle", lambda c, f, o: NodeLifecycleController(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+from kybernetes.api.labels import SKIP_MIRROR_LABEL
 from kybernetes.controllers.endpoints import (
     HEADLESS_LABEL,
     OVER_CAPACITY_ANNOTATION,
@@ -143,7 +144,7 @@ def test_plan_endpoints_creates_then_is_quiet_until_something_changes():
     pods = [pod("a", "10.42.0.1"), pod("b", "10.42.0.2", ready_at="2026-01-05T00:00:00Z")]
     first = plan_endpoints(s, pods, None)
     assert first["metadata"]["name"] == "web" and first["metadata"]["namespace"] == "default"
-    assert first["metadata"]["labels"] == {"team": "a", HEADLESS_LABEL: ""}
+    assert first["metadata"]["labels"] == {"team": "a", HEADLESS_LABEL: "", SKIP_MIRROR_LABEL: "true"}
     assert first["metadata"]["annotations"][TRIGGER_TIME_ANNOTATION] == "2026-01-05T00:00:00Z"
     stored = copy.deepcopy(first)
     stored["metadata"]["resourceVersion"] = "7"
@@ -156,7 +157,7 @@ def test_plan_endpoints_creates_then_is_quiet_until_something_changes():
     # A label change on the Service alone is written too.
     unchanged = [pod("a", "10.42.0.1"), pod("b", "10.42.0.2", ready_at="2026-01-05T00:00:00Z")]
     relabelled = plan_endpoints(svc(labels={"team": "b"}, cluster_ip="None"), unchanged, stored)
-    assert relabelled["metadata"]["labels"] == {"team": "b", HEADLESS_LABEL: ""}
+    assert relabelled["metadata"]["labels"] == {"team": "b", HEADLESS_LABEL: "", SKIP_MIRROR_LABEL: "true"}
 
 
 def test_plan_endpoints_with_no_pods_writes_no_subsets_and_marks_over_capacity():
