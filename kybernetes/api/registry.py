@@ -159,6 +159,21 @@ def builtin_resources() -> list[ResourceInfo]:
         b("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", False),
         # storage
         b("storage.k8s.io", "v1", "StorageClass", "storageclasses", False, ("sc",)),
+        b("storage.k8s.io", "v1", "CSIDriver", "csidrivers", False),
+        b("storage.k8s.io", "v1", "CSINode", "csinodes", False),
+        b("storage.k8s.io", "v1", "VolumeAttachment", "volumeattachments", False, (), (), ("status",)),
+        b("storage.k8s.io", "v1", "CSIStorageCapacity", "csistoragecapacities", True),
+        # admissionregistration.k8s.io/v1
+        b("admissionregistration.k8s.io", "v1", "MutatingWebhookConfiguration", "mutatingwebhookconfigurations",
+          False, (), ("api-extensions",)),
+        b("admissionregistration.k8s.io", "v1", "ValidatingWebhookConfiguration",
+          "validatingwebhookconfigurations", False, (), ("api-extensions",)),
+        b("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicy", "validatingadmissionpolicies", False,
+          (), ("api-extensions",), ("status",)),
+        b("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicyBinding",
+          "validatingadmissionpolicybindings", False, (), ("api-extensions",)),
+        # node.k8s.io/v1
+        b("node.k8s.io", "v1", "RuntimeClass", "runtimeclasses", False),
         # events.k8s.io
         b("events.k8s.io", "v1", "Event", "events", True, ("ev",)),
         # networking
@@ -190,8 +205,8 @@ VIRTUAL_KINDS = {"SelfSubjectReview", "TokenReview", "SelfSubjectAccessReview", 
 # Group preference order in discovery, like the real server's.
 GROUP_ORDER = [
     "", "apps", "events.k8s.io", "authentication.k8s.io", "authorization.k8s.io", "autoscaling", "batch",
-    "networking.k8s.io", "policy", "rbac.authorization.k8s.io", "storage.k8s.io", "apiextensions.k8s.io",
-    "scheduling.k8s.io", "coordination.k8s.io", "discovery.k8s.io",
+    "networking.k8s.io", "policy", "rbac.authorization.k8s.io", "storage.k8s.io", "admissionregistration.k8s.io",
+    "apiextensions.k8s.io", "scheduling.k8s.io", "coordination.k8s.io", "node.k8s.io", "discovery.k8s.io",
 ]
 
 
