@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from kybernetes.api.errors import ApiError
-from kybernetes.api.protobuf_types import KINDS, MESSAGES
+from kybernetes.api.protobuf_types import ANY_VERSION_KINDS, KINDS, MESSAGES
 
 MAGIC = b"k8s\x00"
 CONTENT_TYPE = "application/vnd.kubernetes.protobuf"
@@ -80,7 +80,7 @@ def _table(message: str) -> dict[int, Field]:
 
 def message_for(api_version: str, kind: str) -> str | None:
     """The message name decoding a top-level object of this apiVersion/kind, if known."""
-    return KINDS.get((api_version, kind))
+    return KINDS.get((api_version, kind)) or ANY_VERSION_KINDS.get(kind)
 
 
 # --- wire format ------------------------------------------------------------------

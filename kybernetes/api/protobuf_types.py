@@ -59,6 +59,11 @@ MESSAGES: dict[str, str] = {
     "LabelSelector": "1 matchLabels {}s; 2 matchExpressions []LabelSelectorRequirement",
     "LabelSelectorRequirement": "1 key!; 2 operator!; 3 values []s",
     "FieldSelectorRequirement": "1 key!; 2 operator!; 3 values []s",
+    "DeleteOptions": (
+        "1 gracePeriodSeconds! i64; 2 preconditions Preconditions; 3 orphanDependents! b;"
+        " 4 propagationPolicy! s; 5 dryRun []s; 6 ignoreStoreReadErrorWithClusterBreakingPotential! b"
+    ),
+    "Preconditions": "1 uid! s; 2 resourceVersion! s",
     "Condition": (
         "1 type!; 2 status!; 3 observedGeneration i64; 4 lastTransitionTime Time; 5 reason!; 6 message!"
     ),
@@ -67,7 +72,8 @@ MESSAGES: dict[str, str] = {
     "Secret": "1 metadata ObjectMeta; 5 immutable! b; 2 data {}by; 4 stringData {}s; 3 type",
     "Namespace": "1 metadata ObjectMeta; 2 spec NamespaceSpec; 3 status NamespaceStatus",
     "NamespaceSpec": "1 finalizers []s",
-    "NamespaceStatus": "",
+    "NamespaceStatus": "1 phase; 2 conditions []NamespaceCondition",
+    "NamespaceCondition": "1 type!; 2 status!; 4 lastTransitionTime Time; 5 reason; 6 message",
     "ServiceAccount": (
         "1 metadata ObjectMeta; 2 secrets []ObjectReference; 3 imagePullSecrets []LocalObjectReference;"
         " 4 automountServiceAccountToken! b"
@@ -100,7 +106,8 @@ MESSAGES: dict[str, str] = {
     "ResourceQuotaStatus": "",
     "PodTemplateSpec": "1 metadata ObjectMeta; 2 spec PodSpec",
     "PodSpec": (
-        "1 volumes []Volume; 20 initContainers []Container; 2 containers []Container; 3 restartPolicy;"
+        "1 volumes []Volume; 20 initContainers []Container; 2 containers []Container;"
+        " 34 ephemeralContainers []EphemeralContainer; 3 restartPolicy;"
         " 4 terminationGracePeriodSeconds! i64; 5 activeDeadlineSeconds! i64; 6 dnsPolicy; 7 nodeSelector {}s;"
         " 8 serviceAccountName; 9 serviceAccount; 21 automountServiceAccountToken! b; 10 nodeName;"
         " 11 hostNetwork b; 12 hostPID b; 13 hostIPC b; 27 shareProcessNamespace! b;"
@@ -186,8 +193,118 @@ MESSAGES: dict[str, str] = {
         "1 hostPath HostPathVolumeSource; 2 emptyDir EmptyDirVolumeSource; 6 secret SecretVolumeSource;"
         " 7 nfs NFSVolumeSource; 10 persistentVolumeClaim PersistentVolumeClaimVolumeSource;"
         " 16 downwardAPI DownwardAPIVolumeSource; 19 configMap ConfigMapVolumeSource;"
-        " 26 projected ProjectedVolumeSource; 28 csi CSIVolumeSource; 30 image ImageVolumeSource"
+        " 26 projected ProjectedVolumeSource; 28 csi CSIVolumeSource; 30 image ImageVolumeSource;"
+        " 3 gcePersistentDisk GCEPersistentDiskVolumeSource; 4 awsElasticBlockStore AWSElasticBlockStoreVolumeSource;"
+        " 5 gitRepo GitRepoVolumeSource; 8 iscsi ISCSIVolumeSource; 9 glusterfs GlusterfsVolumeSource;"
+        " 11 rbd RBDVolumeSource; 12 flexVolume FlexVolumeSource; 13 cinder CinderVolumeSource;"
+        " 14 cephfs CephFSVolumeSource; 15 flocker FlockerVolumeSource; 17 fc FCVolumeSource;"
+        " 18 azureFile AzureFileVolumeSource; 20 vsphereVolume VsphereVirtualDiskVolumeSource;"
+        " 21 quobyte QuobyteVolumeSource; 22 azureDisk AzureDiskVolumeSource;"
+        " 23 photonPersistentDisk PhotonPersistentDiskVolumeSource; 24 portworxVolume PortworxVolumeSource;"
+        " 25 scaleIO ScaleIOVolumeSource; 27 storageos StorageOSVolumeSource; 29 ephemeral EphemeralVolumeSource"
     ),
+    # Volume plugins kept for old manifests; `Persistent*` variants name a namespaced
+    # SecretReference where the pod-level ones use a LocalObjectReference.
+    "GCEPersistentDiskVolumeSource": "1 pdName!; 2 fsType; 3 partition i32; 4 readOnly b",
+    "AWSElasticBlockStoreVolumeSource": "1 volumeID!; 2 fsType; 3 partition i32; 4 readOnly b",
+    "GitRepoVolumeSource": "1 repository!; 2 revision; 3 directory",
+    "ISCSIVolumeSource": (
+        "1 targetPortal!; 2 iqn!; 3 lun! i32; 4 iscsiInterface; 5 fsType; 6 readOnly b; 7 portals []s;"
+        " 8 chapAuthDiscovery b; 10 chapAuthSession b; 9 secretRef LocalObjectReference; 11 initiatorName! s"
+    ),
+    "ISCSIPersistentVolumeSource": (
+        "1 targetPortal!; 2 iqn!; 3 lun! i32; 4 iscsiInterface; 5 fsType; 6 readOnly b; 7 portals []s;"
+        " 8 chapAuthDiscovery b; 10 chapAuthSession b; 9 secretRef SecretReference; 11 initiatorName! s"
+    ),
+    "GlusterfsVolumeSource": "1 endpoints!; 2 path!; 3 readOnly b",
+    "GlusterfsPersistentVolumeSource": "1 endpoints!; 2 path!; 3 readOnly b; 4 endpointsNamespace! s",
+    "RBDVolumeSource": (
+        "1 monitors! []s; 2 image!; 3 fsType; 4 pool; 5 user; 6 keyring; 7 secretRef LocalObjectReference;"
+        " 8 readOnly b"
+    ),
+    "RBDPersistentVolumeSource": (
+        "1 monitors! []s; 2 image!; 3 fsType; 4 pool; 5 user; 6 keyring; 7 secretRef SecretReference; 8 readOnly b"
+    ),
+    "FlexVolumeSource": "1 driver!; 2 fsType; 3 secretRef LocalObjectReference; 4 readOnly b; 5 options {}s",
+    "FlexPersistentVolumeSource": "1 driver!; 2 fsType; 3 secretRef SecretReference; 4 readOnly b; 5 options {}s",
+    "CinderVolumeSource": "1 volumeID!; 2 fsType; 3 readOnly b; 4 secretRef LocalObjectReference",
+    "CinderPersistentVolumeSource": "1 volumeID!; 2 fsType; 3 readOnly b; 4 secretRef SecretReference",
+    "CephFSVolumeSource": (
+        "1 monitors! []s; 2 path; 3 user; 4 secretFile; 5 secretRef LocalObjectReference; 6 readOnly b"
+    ),
+    "CephFSPersistentVolumeSource": (
+        "1 monitors! []s; 2 path; 3 user; 4 secretFile; 5 secretRef SecretReference; 6 readOnly b"
+    ),
+    "FlockerVolumeSource": "1 datasetName; 2 datasetUUID",
+    "FCVolumeSource": "1 targetWWNs []s; 2 lun! i32; 3 fsType; 4 readOnly b; 5 wwids []s",
+    "AzureFileVolumeSource": "1 secretName!; 2 shareName!; 3 readOnly b",
+    "AzureFilePersistentVolumeSource": "1 secretName!; 2 shareName!; 3 readOnly b; 4 secretNamespace! s",
+    "VsphereVirtualDiskVolumeSource": "1 volumePath!; 2 fsType; 3 storagePolicyName; 4 storagePolicyID",
+    "QuobyteVolumeSource": "1 registry!; 2 volume!; 3 readOnly b; 4 user; 5 group; 6 tenant",
+    "AzureDiskVolumeSource": (
+        "1 diskName!; 2 diskURI!; 3 cachingMode! s; 4 fsType! s; 5 readOnly! b; 6 kind! s"
+    ),
+    "PhotonPersistentDiskVolumeSource": "1 pdID!; 2 fsType",
+    "PortworxVolumeSource": "1 volumeID!; 2 fsType; 3 readOnly b",
+    "ScaleIOVolumeSource": (
+        "1 gateway!; 2 system!; 3 secretRef LocalObjectReference; 4 sslEnabled b; 5 protectionDomain;"
+        " 6 storagePool; 7 storageMode; 8 volumeName; 9 fsType; 10 readOnly b"
+    ),
+    "ScaleIOPersistentVolumeSource": (
+        "1 gateway!; 2 system!; 3 secretRef SecretReference; 4 sslEnabled b; 5 protectionDomain;"
+        " 6 storagePool; 7 storageMode; 8 volumeName; 9 fsType; 10 readOnly b"
+    ),
+    "StorageOSVolumeSource": (
+        "1 volumeName; 2 volumeNamespace; 3 fsType; 4 readOnly b; 5 secretRef LocalObjectReference"
+    ),
+    "StorageOSPersistentVolumeSource": (
+        "1 volumeName; 2 volumeNamespace; 3 fsType; 4 readOnly b; 5 secretRef ObjectReference"
+    ),
+    "EphemeralVolumeSource": "1 volumeClaimTemplate PersistentVolumeClaimTemplate",
+    "PersistentVolumeClaimTemplate": "1 metadata ObjectMeta; 2 spec PersistentVolumeClaimSpec",
+    "SecretReference": "1 name; 2 namespace",
+    "LocalVolumeSource": "1 path!; 2 fsType! s",
+    "CSIPersistentVolumeSource": (
+        "1 driver!; 2 volumeHandle!; 3 readOnly b; 4 fsType; 5 volumeAttributes {}s;"
+        " 6 controllerPublishSecretRef SecretReference; 7 nodeStageSecretRef SecretReference;"
+        " 8 nodePublishSecretRef SecretReference; 9 controllerExpandSecretRef SecretReference;"
+        " 10 nodeExpandSecretRef SecretReference"
+    ),
+    # --- Pod ---
+    "Pod": "1 metadata ObjectMeta; 2 spec PodSpec; 3 status PodStatus",
+    "EphemeralContainer": "1 ephemeralContainerCommon Container^; 2 targetContainerName",
+    "PodStatus": (
+        "17 observedGeneration i64; 1 phase; 2 conditions []PodCondition; 3 message; 4 reason;"
+        " 11 nominatedNodeName; 5 hostIP; 16 hostIPs []HostIP; 6 podIP; 12 podIPs []PodIP; 7 startTime Time;"
+        " 10 initContainerStatuses []ContainerStatus; 8 containerStatuses []ContainerStatus; 9 qosClass;"
+        " 13 ephemeralContainerStatuses []ContainerStatus; 14 resize; 15 resourceClaimStatuses []PodResourceClaimStatus"
+    ),
+    "PodCondition": (
+        "1 type!; 7 observedGeneration i64; 2 status!; 3 lastProbeTime! Time; 4 lastTransitionTime! Time;"
+        " 5 reason; 6 message"
+    ),
+    "HostIP": "1 ip!",
+    "PodIP": "1 ip!",
+    "PodResourceClaimStatus": "1 name!; 2 resourceClaimName! s",
+    "ContainerStatus": (
+        "1 name!; 2 state ContainerState; 3 lastState ContainerState; 4 ready! b; 5 restartCount! i32;"
+        " 6 image!; 7 imageID!; 8 containerID; 9 started! b; 10 allocatedResources {}Q;"
+        " 11 resources ResourceRequirements; 12 volumeMounts []VolumeMountStatus; 13 user ContainerUser;"
+        " 14 allocatedResourcesStatus []ResourceStatus; 15 stopSignal! s"
+    ),
+    "ContainerState": (
+        "1 waiting ContainerStateWaiting; 2 running ContainerStateRunning; 3 terminated ContainerStateTerminated"
+    ),
+    "ContainerStateWaiting": "1 reason; 2 message",
+    "ContainerStateRunning": "1 startedAt! Time",
+    "ContainerStateTerminated": (
+        "1 exitCode! i32; 2 signal i32; 3 reason; 4 message; 5 startedAt! Time; 6 finishedAt! Time; 7 containerID"
+    ),
+    "VolumeMountStatus": "1 name!; 2 mountPath!; 3 readOnly b; 4 recursiveReadOnly! s",
+    "ContainerUser": "1 linux LinuxContainerUser",
+    "LinuxContainerUser": "1 uid! i64; 2 gid! i64; 3 supplementalGroups []i64",
+    "ResourceStatus": "1 name!; 2 resources []ResourceHealth",
+    "ResourceHealth": "1 resourceID!; 2 health",
     "HostPathVolumeSource": "1 path!; 2 type! s",
     "EmptyDirVolumeSource": "1 medium; 2 sizeLimit Q",
     "SecretVolumeSource": "1 secretName; 2 items []KeyToPath; 3 defaultMode! i32; 4 optional! b",
@@ -248,6 +365,104 @@ MESSAGES: dict[str, str] = {
         " 5 matchLabelKeys []s; 6 mismatchLabelKeys []s"
     ),
     "WeightedPodAffinityTerm": "1 weight! i32; 2 podAffinityTerm PodAffinityTerm",
+    # --- storage, controllers, nodes and events of core/v1 ---
+    "PersistentVolumeClaim": (
+        "1 metadata ObjectMeta; 2 spec PersistentVolumeClaimSpec; 3 status PersistentVolumeClaimStatus"
+    ),
+    "PersistentVolumeClaimSpec": (
+        "1 accessModes []s; 4 selector LabelSelector; 2 resources VolumeResourceRequirements; 3 volumeName;"
+        " 5 storageClassName! s; 6 volumeMode! s; 7 dataSource TypedLocalObjectReference;"
+        " 8 dataSourceRef TypedObjectReference; 9 volumeAttributesClassName! s"
+    ),
+    "VolumeResourceRequirements": "1 limits {}Q; 2 requests {}Q",
+    "TypedObjectReference": "1 apiGroup! s; 2 kind!; 3 name!; 4 namespace! s",
+    "PersistentVolumeClaimStatus": (
+        "1 phase; 2 accessModes []s; 3 capacity {}Q; 4 conditions []PersistentVolumeClaimCondition;"
+        " 5 allocatedResources {}Q; 7 allocatedResourceStatuses {}s; 8 currentVolumeAttributesClassName! s;"
+        " 9 modifyVolumeStatus ModifyVolumeStatus"
+    ),
+    "PersistentVolumeClaimCondition": (
+        "1 type!; 2 status!; 3 lastProbeTime Time; 4 lastTransitionTime Time; 5 reason; 6 message"
+    ),
+    "ModifyVolumeStatus": "1 targetVolumeAttributesClassName; 2 status!",
+    "PersistentVolume": "1 metadata ObjectMeta; 2 spec PersistentVolumeSpec; 3 status PersistentVolumeStatus",
+    "PersistentVolumeSpec": (
+        "1 capacity {}Q; 2 persistentVolumeSource PersistentVolumeSource^; 3 accessModes []s;"
+        " 4 claimRef ObjectReference; 5 persistentVolumeReclaimPolicy; 6 storageClassName; 7 mountOptions []s;"
+        " 8 volumeMode! s; 9 nodeAffinity VolumeNodeAffinity; 10 volumeAttributesClassName! s"
+    ),
+    "PersistentVolumeSource": (
+        "1 gcePersistentDisk GCEPersistentDiskVolumeSource; 2 awsElasticBlockStore AWSElasticBlockStoreVolumeSource;"
+        " 3 hostPath HostPathVolumeSource; 4 glusterfs GlusterfsPersistentVolumeSource; 5 nfs NFSVolumeSource;"
+        " 6 rbd RBDPersistentVolumeSource; 7 iscsi ISCSIPersistentVolumeSource;"
+        " 8 cinder CinderPersistentVolumeSource; 9 cephfs CephFSPersistentVolumeSource; 10 fc FCVolumeSource;"
+        " 11 flocker FlockerVolumeSource; 12 flexVolume FlexPersistentVolumeSource;"
+        " 13 azureFile AzureFilePersistentVolumeSource; 14 vsphereVolume VsphereVirtualDiskVolumeSource;"
+        " 15 quobyte QuobyteVolumeSource; 16 azureDisk AzureDiskVolumeSource;"
+        " 17 photonPersistentDisk PhotonPersistentDiskVolumeSource; 18 portworxVolume PortworxVolumeSource;"
+        " 19 scaleIO ScaleIOPersistentVolumeSource; 20 local LocalVolumeSource;"
+        " 21 storageos StorageOSPersistentVolumeSource; 22 csi CSIPersistentVolumeSource"
+    ),
+    "VolumeNodeAffinity": "1 required NodeSelector",
+    "PersistentVolumeStatus": "1 phase; 2 message; 3 reason; 4 lastPhaseTransitionTime Time",
+    "ReplicationController": (
+        "1 metadata ObjectMeta; 2 spec ReplicationControllerSpec; 3 status ReplicationControllerStatus"
+    ),
+    "ReplicationControllerSpec": (
+        "1 replicas! i32; 4 minReadySeconds i32; 2 selector {}s; 3 template PodTemplateSpec"
+    ),
+    "ReplicationControllerStatus": (
+        "1 replicas! i32; 2 fullyLabeledReplicas i32; 4 readyReplicas i32; 5 availableReplicas i32;"
+        " 3 observedGeneration i64; 6 conditions []ReplicationControllerCondition"
+    ),
+    "ReplicationControllerCondition": "1 type!; 2 status!; 3 lastTransitionTime Time; 4 reason; 5 message",
+    "PodTemplate": "1 metadata ObjectMeta; 2 template PodTemplateSpec",
+    "Binding": "1 metadata ObjectMeta; 2 target ObjectReference",
+    "LimitRange": "1 metadata ObjectMeta; 2 spec LimitRangeSpec",
+    "LimitRangeSpec": "1 limits! []LimitRangeItem",
+    "LimitRangeItem": (
+        "1 type!; 2 max {}Q; 3 min {}Q; 4 default {}Q; 5 defaultRequest {}Q; 6 maxLimitRequestRatio {}Q"
+    ),
+    "Node": "1 metadata ObjectMeta; 2 spec NodeSpec; 3 status NodeStatus",
+    "NodeSpec": (
+        "1 podCIDR; 7 podCIDRs []s; 3 providerID; 4 unschedulable b; 5 taints []Taint;"
+        " 6 configSource NodeConfigSource; 2 externalID"
+    ),
+    "NodeConfigSource": "2 configMap ConfigMapNodeConfigSource",
+    "ConfigMapNodeConfigSource": (
+        "1 namespace!; 2 name!; 3 uid; 4 resourceVersion; 5 kubeletConfigKey!"
+    ),
+    "Taint": "1 key!; 2 value; 3 effect!; 4 timeAdded Time",
+    "NodeStatus": (
+        "1 capacity {}Q; 2 allocatable {}Q; 3 phase; 4 conditions []NodeCondition; 5 addresses []NodeAddress;"
+        " 6 daemonEndpoints NodeDaemonEndpoints; 7 nodeInfo NodeSystemInfo; 8 images []ContainerImage;"
+        " 9 volumesInUse []s; 10 volumesAttached []AttachedVolume; 12 runtimeHandlers []NodeRuntimeHandler;"
+        " 13 features NodeFeatures"
+    ),
+    "NodeCondition": (
+        "1 type!; 2 status!; 3 lastHeartbeatTime Time; 4 lastTransitionTime Time; 5 reason; 6 message"
+    ),
+    "NodeAddress": "1 type!; 2 address!",
+    "NodeDaemonEndpoints": "1 kubeletEndpoint DaemonEndpoint",
+    "DaemonEndpoint": "1 Port! i32",
+    "NodeSystemInfo": (
+        "1 machineID!; 2 systemUUID!; 3 bootID!; 4 kernelVersion!; 5 osImage!; 6 containerRuntimeVersion!;"
+        " 7 kubeletVersion!; 8 kubeProxyVersion!; 9 operatingSystem!; 10 architecture!; 11 swap NodeSwapStatus"
+    ),
+    "NodeSwapStatus": "1 capacity! i64",
+    "ContainerImage": "1 names []s; 2 sizeBytes i64",
+    "AttachedVolume": "1 name!; 2 devicePath!",
+    "NodeRuntimeHandler": "1 name!; 2 features NodeRuntimeHandlerFeatures",
+    "NodeRuntimeHandlerFeatures": "1 recursiveReadOnlyMounts! b; 2 userNamespaces! b",
+    "NodeFeatures": "1 supplementalGroupsPolicy! b",
+    "Event": (
+        "1 metadata ObjectMeta; 2 involvedObject ObjectReference; 3 reason; 4 message; 5 source EventSource;"
+        " 6 firstTimestamp! Time; 7 lastTimestamp! Time; 8 count i32; 9 type; 10 eventTime! MicroTime;"
+        " 11 series EventSeries; 12 action; 13 related ObjectReference; 14 reportingComponent!;"
+        " 15 reportingInstance!"
+    ),
+    "EventSource": "1 component; 2 host",
+    "EventSeries": "1 count i32; 2 lastObservedTime MicroTime",
     # --- k8s.io/api/apps/v1 ---------------------------------------------------------
     "Deployment": "1 metadata ObjectMeta; 2 spec DeploymentSpec; 3 status DeploymentStatus",
     "DeploymentSpec": (
@@ -256,7 +471,51 @@ MESSAGES: dict[str, str] = {
     ),
     "DeploymentStrategy": "1 type; 2 rollingUpdate RollingUpdateDeployment",
     "RollingUpdateDeployment": "1 maxUnavailable IOS; 2 maxSurge IOS",
-    "DeploymentStatus": "",
+    "DeploymentStatus": (
+        "1 observedGeneration i64; 2 replicas i32; 3 updatedReplicas i32; 7 readyReplicas i32;"
+        " 4 availableReplicas i32; 5 unavailableReplicas i32; 9 terminatingReplicas! i32;"
+        " 6 conditions []DeploymentCondition; 8 collisionCount! i32"
+    ),
+    "DeploymentCondition": (
+        "1 type!; 2 status!; 6 lastUpdateTime Time; 7 lastTransitionTime Time; 4 reason; 5 message"
+    ),
+    "DaemonSet": "1 metadata ObjectMeta; 2 spec DaemonSetSpec; 3 status DaemonSetStatus",
+    "DaemonSetSpec": (
+        "1 selector LabelSelector; 2 template PodTemplateSpec; 3 updateStrategy DaemonSetUpdateStrategy;"
+        " 4 minReadySeconds i32; 6 revisionHistoryLimit! i32"
+    ),
+    "DaemonSetUpdateStrategy": "1 type; 2 rollingUpdate RollingUpdateDaemonSet",
+    "RollingUpdateDaemonSet": "1 maxUnavailable IOS; 2 maxSurge IOS",
+    "DaemonSetStatus": (
+        "1 currentNumberScheduled! i32; 2 numberMisscheduled! i32; 3 desiredNumberScheduled! i32;"
+        " 4 numberReady! i32; 5 observedGeneration i64; 6 updatedNumberScheduled i32; 7 numberAvailable i32;"
+        " 8 numberUnavailable i32; 9 collisionCount! i32; 10 conditions []AppsCondition"
+    ),
+    # DaemonSet, StatefulSet and ReplicaSet conditions share one layout.
+    "AppsCondition": "1 type!; 2 status!; 3 lastTransitionTime Time; 4 reason; 5 message",
+    "StatefulSet": "1 metadata ObjectMeta; 2 spec StatefulSetSpec; 3 status StatefulSetStatus",
+    "StatefulSetSpec": (
+        "1 replicas! i32; 2 selector LabelSelector; 3 template PodTemplateSpec;"
+        " 4 volumeClaimTemplates []PersistentVolumeClaim; 5 serviceName; 6 podManagementPolicy;"
+        " 7 updateStrategy StatefulSetUpdateStrategy; 8 revisionHistoryLimit! i32; 9 minReadySeconds i32;"
+        " 10 persistentVolumeClaimRetentionPolicy StatefulSetPersistentVolumeClaimRetentionPolicy;"
+        " 11 ordinals StatefulSetOrdinals"
+    ),
+    "StatefulSetUpdateStrategy": "1 type; 2 rollingUpdate RollingUpdateStatefulSetStrategy",
+    "RollingUpdateStatefulSetStrategy": "1 partition! i32; 2 maxUnavailable IOS",
+    "StatefulSetPersistentVolumeClaimRetentionPolicy": "1 whenDeleted; 2 whenScaled",
+    "StatefulSetOrdinals": "1 start i32",
+    "StatefulSetStatus": (
+        "1 observedGeneration i64; 2 replicas! i32; 3 readyReplicas i32; 4 currentReplicas i32;"
+        " 5 updatedReplicas i32; 6 currentRevision; 7 updateRevision; 9 collisionCount! i32;"
+        " 10 conditions []AppsCondition; 11 availableReplicas! i32"
+    ),
+    "ReplicaSet": "1 metadata ObjectMeta; 2 spec ReplicaSetSpec; 3 status ReplicaSetStatus",
+    "ReplicaSetSpec": "1 replicas! i32; 4 minReadySeconds i32; 2 selector LabelSelector; 3 template PodTemplateSpec",
+    "ReplicaSetStatus": (
+        "1 replicas! i32; 2 fullyLabeledReplicas i32; 4 readyReplicas i32; 5 availableReplicas i32;"
+        " 7 terminatingReplicas! i32; 3 observedGeneration i64; 6 conditions []AppsCondition"
+    ),
     # --- k8s.io/api/batch/v1 --------------------------------------------------------
     "Job": "1 metadata ObjectMeta; 2 spec JobSpec; 3 status JobStatus",
     "JobSpec": (
@@ -275,14 +534,22 @@ MESSAGES: dict[str, str] = {
     "PodFailurePolicyOnPodConditionsPattern": "1 type!; 2 status",
     "SuccessPolicy": "1 rules []SuccessPolicyRule",
     "SuccessPolicyRule": "1 succeededIndexes! s; 2 succeededCount! i32",
-    "JobStatus": "",
+    "JobStatus": (
+        "1 conditions []JobCondition; 2 startTime Time; 3 completionTime Time; 4 active i32; 5 succeeded i32;"
+        " 6 failed i32; 9 terminating! i32; 7 completedIndexes; 10 failedIndexes! s;"
+        " 8 uncountedTerminatedPods UncountedTerminatedPods; 11 ready! i32"
+    ),
+    "JobCondition": (
+        "1 type!; 2 status!; 3 lastProbeTime Time; 4 lastTransitionTime Time; 5 reason; 6 message"
+    ),
+    "UncountedTerminatedPods": "1 succeeded []s; 2 failed []s",
     "CronJob": "1 metadata ObjectMeta; 2 spec CronJobSpec; 3 status CronJobStatus",
     "CronJobSpec": (
         "1 schedule!; 8 timeZone! s; 2 startingDeadlineSeconds! i64; 3 concurrencyPolicy; 4 suspend! b;"
         " 5 jobTemplate JobTemplateSpec; 6 successfulJobsHistoryLimit! i32; 7 failedJobsHistoryLimit! i32"
     ),
     "JobTemplateSpec": "1 metadata ObjectMeta; 2 spec JobSpec",
-    "CronJobStatus": "",
+    "CronJobStatus": "1 active []ObjectReference; 4 lastScheduleTime Time; 5 lastSuccessfulTime Time",
     # --- k8s.io/api/rbac/v1 ---------------------------------------------------------
     "Role": "1 metadata ObjectMeta; 2 rules! []PolicyRule",
     "ClusterRole": "1 metadata ObjectMeta; 2 rules! []PolicyRule; 3 aggregationRule AggregationRule",
@@ -409,12 +676,24 @@ MESSAGES: dict[str, str] = {
 
 # (apiVersion, kind) of a top-level object -> its message.
 KINDS: dict[tuple[str, str], str] = {
+    ("v1", "Pod"): "Pod",
     ("v1", "ConfigMap"): "ConfigMap",
     ("v1", "Secret"): "Secret",
     ("v1", "Namespace"): "Namespace",
     ("v1", "ServiceAccount"): "ServiceAccount",
     ("v1", "Service"): "Service",
     ("v1", "ResourceQuota"): "ResourceQuota",
+    ("v1", "PersistentVolumeClaim"): "PersistentVolumeClaim",
+    ("v1", "PersistentVolume"): "PersistentVolume",
+    ("v1", "ReplicationController"): "ReplicationController",
+    ("v1", "PodTemplate"): "PodTemplate",
+    ("v1", "Binding"): "Binding",
+    ("v1", "LimitRange"): "LimitRange",
+    ("v1", "Node"): "Node",
+    ("v1", "Event"): "Event",
+    ("apps/v1", "DaemonSet"): "DaemonSet",
+    ("apps/v1", "StatefulSet"): "StatefulSet",
+    ("apps/v1", "ReplicaSet"): "ReplicaSet",
     ("apps/v1", "Deployment"): "Deployment",
     ("batch/v1", "Job"): "Job",
     ("batch/v1", "CronJob"): "CronJob",
@@ -430,4 +709,10 @@ KINDS: dict[tuple[str, str], str] = {
     ("authentication.k8s.io/v1", "SelfSubjectReview"): "SelfSubjectReview",
     ("authorization.k8s.io/v1", "SelfSubjectAccessReview"): "SelfSubjectAccessReview",
     ("authorization.k8s.io/v1", "SelfSubjectRulesReview"): "SelfSubjectRulesReview",
+}
+
+# Kinds every group version registers (metav1.AddToGroupVersion): clients send them
+# under the apiVersion of the resource they address, so any apiVersion is accepted.
+ANY_VERSION_KINDS: dict[str, str] = {
+    "DeleteOptions": "DeleteOptions",
 }

@@ -221,7 +221,7 @@ def test_upstream_numbers_networking_and_auth() -> None:
     envelope("v1", "ConfigMap", lfield(1, lfield(1, b"\xff\xfe"))),  # name is not UTF-8
     envelope("v1", "ConfigMap", vfield(1, 3)),  # metadata as a varint
     envelope("v1", "ConfigMap", varint(1 << 3 | 3)),  # group wire type
-    envelope("v1", "Pod", b""),  # kind without a table
+    envelope("v1", "ComponentStatus", b""),  # kind without a table
     envelope("example.com/v1", "Widget", b""),
     b"k8s\x00" + lfield(2, b""),  # no typeMeta
 ])
