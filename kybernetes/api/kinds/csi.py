@@ -164,6 +164,7 @@ def _cells_csi_driver(obj: Obj, now: datetime) -> Cells:
 
 class CSIDriverStrategy(KindStrategy):
     refs = (KindRef("storage.k8s.io", "CSIDriver"),)
+    delete_returns_object = True
 
     def default(self, info: ResourceInfo, obj: Obj) -> None:
         default_csi_driver(obj)
@@ -193,6 +194,7 @@ class CSIDriverStrategy(KindStrategy):
 
 class CSINodeStrategy(KindStrategy):
     refs = (KindRef("storage.k8s.io", "CSINode"),)
+    delete_returns_object = True
 
     def validate(self, info: ResourceInfo, obj: Obj) -> Errors:
         return validate_csi_node(obj)
@@ -206,6 +208,7 @@ class CSINodeStrategy(KindStrategy):
 
 class VolumeAttachmentStrategy(KindStrategy):
     refs = (KindRef("storage.k8s.io", "VolumeAttachment"),)
+    delete_returns_object = True
 
     def default(self, info: ResourceInfo, obj: Obj) -> None:
         # The attacher owns status; `attached` is always serialized.
