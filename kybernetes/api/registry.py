@@ -163,6 +163,7 @@ def builtin_resources() -> list[ResourceInfo]:
         b("storage.k8s.io", "v1", "CSINode", "csinodes", False),
         b("storage.k8s.io", "v1", "VolumeAttachment", "volumeattachments", False, (), (), ("status",)),
         b("storage.k8s.io", "v1", "CSIStorageCapacity", "csistoragecapacities", True),
+        b("storage.k8s.io", "v1", "VolumeAttributesClass", "volumeattributesclasses", False, ("vac",)),
         # admissionregistration.k8s.io/v1
         b("admissionregistration.k8s.io", "v1", "MutatingWebhookConfiguration", "mutatingwebhookconfigurations",
           False, (), ("api-extensions",)),
@@ -172,6 +173,10 @@ def builtin_resources() -> list[ResourceInfo]:
           (), ("api-extensions",), ("status",)),
         b("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicyBinding",
           "validatingadmissionpolicybindings", False, (), ("api-extensions",)),
+        b("admissionregistration.k8s.io", "v1", "MutatingAdmissionPolicy", "mutatingadmissionpolicies", False,
+          (), ("api-extensions",)),
+        b("admissionregistration.k8s.io", "v1", "MutatingAdmissionPolicyBinding", "mutatingadmissionpolicybindings",
+          False, (), ("api-extensions",)),
         # node.k8s.io/v1
         b("node.k8s.io", "v1", "RuntimeClass", "runtimeclasses", False),
         # events.k8s.io

@@ -72,7 +72,8 @@ spec: {policyName: e2e-vap, validationActions: [Deny]}
 
 NEW_RESOURCES = ("mutatingwebhookconfigurations", "validatingwebhookconfigurations", "validatingadmissionpolicies",
                  "validatingadmissionpolicybindings", "runtimeclasses", "csidrivers", "csinodes",
-                 "volumeattachments", "csistoragecapacities")
+                 "volumeattachments", "csistoragecapacities", "volumeattributesclasses", "mutatingadmissionpolicies",
+                 "mutatingadmissionpolicybindings")
 
 
 @pytest.fixture(scope="module")
@@ -154,6 +155,8 @@ def test_typed_python_clients(k8s_client):
     storage.delete_volume_attachment("py-va")
     storage.delete_namespaced_csi_storage_capacity("py-cap", "default")
     storage.delete_csi_driver("py.csi.example.com")
+    storage.create_volume_attributes_class({"metadata": {"name": "py-vac"}, "driverName": "py.csi.example.com"})
+    assert storage.delete_volume_attributes_class("py-vac").driver_name == "py.csi.example.com"
 
     adm = client.AdmissionregistrationV1Api(k8s_client)
     adm.create_validating_webhook_configuration({"metadata": {"name": "py-vwc"}, "webhooks": [{

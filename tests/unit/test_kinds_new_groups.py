@@ -163,3 +163,29 @@ def test_volume_attachment_needs_one_source_and_keeps_its_spec():
     moved = copy.deepcopy(va)
     moved["spec"]["nodeName"] = "n2"
     assert any("field is immutable" in e for e in check("storage.k8s.io", "volumeattachments", moved, va))
+
+
+def test_mutating_admission_policy_needs_typed_mutations():
+    policy = {"metadata": {"name": "m"}, "spec": {
+        "matchConstraints": {"resourceRules": [{"operations": ["CREATE"], "apiGroups": [""],
+                                                "apiVersions": ["v1"], "resources": ["pods"]}]},
+        "mutations": [{"patchType": "JSONPatch", "jsonPatch": {"expression": "[]"}}]}}
+    assert check(ADM, "mutatingadmissionpolicies", policy) == []
+    assert policy["spec"]["reinvocationPolicy"] == "Never" and policy["spec"]["failurePolicy"] == "Fail"
+    assert row(ADM, "mutatingadmissionpolicies", policy)[:3] == ["m", 1, "<unset>"]
+    errs = check(ADM, "mutatingadmissionpolicies", {"metadata": {"name": "m"}, "spec": {
+        "mutations": [{"patchType": "Merge"}]}})
+    assert any(e.startswith("spec.mutations[0].patchType: Unsupported") for e in errs)
+    assert any(e.startswith("spec.matchConstraints: Required") for e in errs)
+
+
+def test_volume_attributes_class_driver_and_parameters_are_fixed():
+    vac = {"metadata": {"name": "gold"}, "driverName": "csi.example.com", "parameters": {"iops": "5000"}}
+    assert check("storage.k8s.io", "volumeattributesclasses", vac) == []
+    assert row("storage.k8s.io", "volumeattributesclasses", vac)[:2] == ["gold", "csi.example.com"]
+    assert any(e.startswith("driverName: Required")
+               for e in check("storage.k8s.io", "volumeattributesclasses", {"metadata": {"name": "x"}}))
+    changed = copy.deepcopy(vac)
+    changed["parameters"] = {"iops": "9000"}
+    assert any(e.startswith("parameters: Forbidden")
+               for e in check("storage.k8s.io", "volumeattributesclasses", changed, vac))

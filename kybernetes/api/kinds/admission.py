@@ -320,3 +320,85 @@ class ValidatingAdmissionPolicyBindingStrategy(KindStrategy):
     def cells(self, obj: Obj, now: datetime) -> Cells:
         spec = dict_at(obj, "spec")
         return [name_of(obj), as_str(spec.get("policyName")), _param_ref_text(spec), age_of(obj, now)]
+
+
+# -- mutating admission policies ------------------------------------------------------------
+
+_PATCH_TYPES = ["ApplyConfiguration", "JSONPatch"]
+
+
+def default_mutating_policy(obj: Obj) -> None:
+    default_policy(obj)
+    set_default(child_map(obj, "spec"), "reinvocationPolicy", "Never")
+
+
+def validate_mutating_policy(obj: Obj) -> Errors:
+    spec = as_dict(obj.get("spec"))
+    errs: Errors = []
+    mutations = as_list(spec.get("mutations"))
+    if not mutations:
+        errs.append(required("spec.mutations", "mutations must contain at least one item"))
+    for i, m in enumerate(mutations):
+        mutation, path = as_dict(m), f"spec.mutations[{i}]"
+        patch_type = mutation.get("patchType")
+        errs += enum_errors(f"{path}.patchType", patch_type, _PATCH_TYPES)
+        if patch_type == "ApplyConfiguration" and not as_dict(mutation.get("applyConfiguration")).get("expression"):
+            errs.append(required(f"{path}.applyConfiguration.expression"))
+        if patch_type == "JSONPatch" and not as_dict(mutation.get("jsonPatch")).get("expression"):
+            errs.append(required(f"{path}.jsonPatch.expression"))
+    errs += enum_errors("spec.failurePolicy", spec.get("failurePolicy"), _FAILURE_POLICIES, required_when_empty=False)
+    errs += enum_errors("spec.reinvocationPolicy", spec.get("reinvocationPolicy"), _REINVOCATION,
+                        required_when_empty=False)
+    if spec.get("matchConstraints") is None:
+        errs.append(required("spec.matchConstraints"))
+    else:
+        errs += _validate_match_resources("spec.matchConstraints", as_dict(spec["matchConstraints"]), True)
+    return errs
+
+
+def validate_mutating_binding(obj: Obj) -> Errors:
+    spec = as_dict(obj.get("spec"))
+    errs: Errors = [] if spec.get("policyName") else [required("spec.policyName")]
+    if spec.get("matchResources") is not None:
+        errs += _validate_match_resources("spec.matchResources", as_dict(spec["matchResources"]), False)
+    return errs
+
+
+class MutatingAdmissionPolicyStrategy(KindStrategy):
+    refs = (KindRef("admissionregistration.k8s.io", "MutatingAdmissionPolicy"),)
+
+    def default(self, info: ResourceInfo, obj: Obj) -> None:
+        default_mutating_policy(obj)
+
+    def validate(self, info: ResourceInfo, obj: Obj) -> Errors:
+        return validate_mutating_policy(obj)
+
+    def table_columns(self) -> list[dict[str, Any]]:
+        spec = "admissionregistration.v1.MutatingAdmissionPolicySpec"
+        return [name_column(), column("Mutations", doc(spec, "mutations"), "integer"),
+                column("ParamKind", doc(spec, "paramKind")), age_column()]
+
+    def cells(self, obj: Obj, now: datetime) -> Cells:
+        spec = dict_at(obj, "spec")
+        kind = dict_at(spec, "paramKind")
+        param_kind = f"{as_str(kind.get('apiVersion'))}/{as_str(kind.get('kind'))}" if kind else "<unset>"
+        return [name_of(obj), len(list_at(spec, "mutations")), param_kind, age_of(obj, now)]
+
+
+class MutatingAdmissionPolicyBindingStrategy(KindStrategy):
+    refs = (KindRef("admissionregistration.k8s.io", "MutatingAdmissionPolicyBinding"),)
+
+    def default(self, info: ResourceInfo, obj: Obj) -> None:
+        default_binding(obj)
+
+    def validate(self, info: ResourceInfo, obj: Obj) -> Errors:
+        return validate_mutating_binding(obj)
+
+    def table_columns(self) -> list[dict[str, Any]]:
+        spec = "admissionregistration.v1.MutatingAdmissionPolicyBindingSpec"
+        return [name_column(), column("PolicyName", doc(spec, "policyName")),
+                column("ParamRef", doc(spec, "paramRef")), age_column()]
+
+    def cells(self, obj: Obj, now: datetime) -> Cells:
+        spec = dict_at(obj, "spec")
+        return [name_of(obj), as_str(spec.get("policyName")), _param_ref_text(spec), age_of(obj, now)]

@@ -1,5 +1,5 @@
-"""storage.k8s.io CSI kinds: CSIDrivers, CSINodes, VolumeAttachments and
-CSIStorageCapacities, stored and printed as the real server does (no CSI driver
+"""storage.k8s.io CSI kinds: CSIDrivers, CSINodes, VolumeAttachments,
+CSIStorageCapacities and VolumeAttributesClasses, stored and printed as the real server does (no CSI driver
 acts on them here yet)."""
 
 from __future__ import annotations
@@ -195,6 +195,7 @@ class CSIDriverStrategy(KindStrategy):
 class CSINodeStrategy(KindStrategy):
     refs = (KindRef("storage.k8s.io", "CSINode"),)
     delete_returns_object = True
+    always_present = {("spec", "drivers"): []}
 
     def validate(self, info: ResourceInfo, obj: Obj) -> Errors:
         return validate_csi_node(obj)
@@ -259,3 +260,25 @@ class CSIStorageCapacityStrategy(KindStrategy):
         capacity = obj.get("capacity")
         return [name_of(obj), as_str(obj.get("storageClassName")),
                 "<unset>" if capacity is None else as_str(capacity), age_of(obj, now)]
+
+
+class VolumeAttributesClassStrategy(KindStrategy):
+    refs = (KindRef("storage.k8s.io", "VolumeAttributesClass"),)
+    delete_returns_object = True
+
+    def validate(self, info: ResourceInfo, obj: Obj) -> Errors:
+        return _driver_name_errors("driverName", obj.get("driverName"))
+
+    def validate_update(self, info: ResourceInfo, new: Obj, old: Obj) -> Errors:
+        # Volumes already modified to these attributes would silently diverge from their class.
+        errs = immutable("driverName", new.get("driverName"), old.get("driverName"))
+        if new.get("parameters") != old.get("parameters"):
+            errs.append(forbidden("parameters", "updates to parameters are forbidden."))
+        return errs
+
+    def table_columns(self) -> list[dict[str, Any]]:
+        return [name_column(), column("DriverName", doc("storage.v1.VolumeAttributesClass", "driverName")),
+                age_column()]
+
+    def cells(self, obj: Obj, now: datetime) -> Cells:
+        return [name_of(obj), as_str(obj.get("driverName")), age_of(obj, now)]
