@@ -64,6 +64,12 @@ MESSAGES: dict[str, str] = {
         " 4 propagationPolicy! s; 5 dryRun []s; 6 ignoreStoreReadErrorWithClusterBreakingPotential! b"
     ),
     "Preconditions": "1 uid! s; 2 resourceVersion! s",
+    "Status": (
+        "1 metadata ListMeta; 2 status; 3 message; 4 reason; 5 details StatusDetails; 6 code i32"
+    ),
+    "ListMeta": "1 selfLink; 2 resourceVersion; 3 continue; 4 remainingItemCount! i64",
+    "StatusDetails": "1 name; 2 group; 3 kind; 6 uid; 4 causes []StatusCause; 5 retryAfterSeconds i32",
+    "StatusCause": "1 reason; 2 message; 3 field",
     "Condition": (
         "1 type!; 2 status!; 3 observedGeneration i64; 4 lastTransitionTime Time; 5 reason!; 6 message!"
     ),
@@ -463,6 +469,97 @@ MESSAGES: dict[str, str] = {
     ),
     "EventSource": "1 component; 2 host",
     "EventSeries": "1 count i32; 2 lastObservedTime MicroTime",
+    "Endpoints": "1 metadata ObjectMeta; 2 subsets []EndpointSubset",
+    "EndpointSubset": (
+        "1 addresses []EndpointAddress; 2 notReadyAddresses []EndpointAddress; 3 ports []CoreEndpointPort"
+    ),
+    "EndpointAddress": "1 ip!; 3 hostname; 4 nodeName! s; 2 targetRef ObjectReference",
+    "CoreEndpointPort": "1 name; 2 port! i32; 3 protocol; 4 appProtocol! s",
+    # --- k8s.io/api/discovery/v1 ----------------------------------------------------
+    "EndpointSlice": (
+        "1 metadata ObjectMeta; 4 addressType!; 2 endpoints! []Endpoint; 3 ports! []EndpointPort"
+    ),
+    "Endpoint": (
+        "1 addresses! []s; 2 conditions EndpointConditions; 3 hostname! s; 4 targetRef ObjectReference;"
+        " 5 deprecatedTopology {}s; 6 nodeName! s; 7 zone! s; 8 hints EndpointHints"
+    ),
+    "EndpointConditions": "1 ready! b; 2 serving! b; 3 terminating! b",
+    "EndpointHints": "1 forZones []ForZone; 2 forNodes []ForNode",
+    "ForZone": "1 name!",
+    "ForNode": "1 name!",
+    "EndpointPort": "1 name! s; 2 protocol! s; 3 port! i32; 4 appProtocol! s",
+    # --- k8s.io/api/coordination/v1 -------------------------------------------------
+    "Lease": "1 metadata ObjectMeta; 2 spec LeaseSpec",
+    "LeaseSpec": (
+        "1 holderIdentity! s; 2 leaseDurationSeconds! i32; 3 acquireTime! MicroTime; 4 renewTime! MicroTime;"
+        " 5 leaseTransitions! i32; 6 strategy! s; 7 preferredHolder! s"
+    ),
+    # --- k8s.io/api/storage/v1 ------------------------------------------------------
+    "StorageClass": (
+        "1 metadata ObjectMeta; 2 provisioner!; 3 parameters {}s; 4 reclaimPolicy! s; 5 mountOptions []s;"
+        " 6 allowVolumeExpansion! b; 7 volumeBindingMode! s; 8 allowedTopologies []TopologySelectorTerm"
+    ),
+    "TopologySelectorTerm": "1 matchLabelExpressions []TopologySelectorLabelRequirement",
+    "TopologySelectorLabelRequirement": "1 key!; 2 values! []s",
+    # --- k8s.io/api/events/v1 -------------------------------------------------------
+    "EventsEvent": (
+        "1 metadata ObjectMeta; 2 eventTime! MicroTime; 3 series EventsEventSeries; 4 reportingController;"
+        " 5 reportingInstance; 6 action; 7 reason; 8 regarding ObjectReference; 9 related ObjectReference;"
+        " 10 note; 11 type; 12 deprecatedSource EventSource; 13 deprecatedFirstTimestamp! Time;"
+        " 14 deprecatedLastTimestamp! Time; 15 deprecatedCount i32"
+    ),
+    "EventsEventSeries": "1 count! i32; 2 lastObservedTime! MicroTime",
+    # --- k8s.io/api/admissionregistration/v1 ----------------------------------------
+    "ValidatingWebhookConfiguration": "1 metadata ObjectMeta; 2 webhooks []ValidatingWebhook",
+    "ValidatingWebhook": (
+        "1 name!; 2 clientConfig WebhookClientConfig; 3 rules []RuleWithOperations; 4 failurePolicy! s;"
+        " 9 matchPolicy! s; 5 namespaceSelector LabelSelector; 10 objectSelector LabelSelector;"
+        " 6 sideEffects! s; 7 timeoutSeconds! i32; 8 admissionReviewVersions! []s;"
+        " 11 matchConditions []MatchCondition"
+    ),
+    "WebhookClientConfig": "3 url! s; 1 service ServiceReference; 2 caBundle by",
+    "ServiceReference": "1 namespace!; 2 name!; 3 path! s; 4 port! i32",
+    "RuleWithOperations": "1 operations []s; 2 rule Rule^",
+    "Rule": "1 apiGroups []s; 2 apiVersions []s; 3 resources []s; 4 scope! s",
+    "MatchCondition": "1 name!; 2 expression!",
+    # --- k8s.io/api/networking/v1: NetworkPolicy -------------------------------------
+    "NetworkPolicy": "1 metadata ObjectMeta; 2 spec NetworkPolicySpec",
+    "NetworkPolicySpec": (
+        "1 podSelector LabelSelector; 2 ingress []NetworkPolicyIngressRule; 3 egress []NetworkPolicyEgressRule;"
+        " 4 policyTypes []s"
+    ),
+    "NetworkPolicyIngressRule": "1 ports []NetworkPolicyPort; 2 from []NetworkPolicyPeer",
+    "NetworkPolicyEgressRule": "1 ports []NetworkPolicyPort; 2 to []NetworkPolicyPeer",
+    "NetworkPolicyPort": "1 protocol! s; 2 port IOS; 3 endPort! i32",
+    "NetworkPolicyPeer": "1 podSelector LabelSelector; 2 namespaceSelector LabelSelector; 3 ipBlock IPBlock",
+    "IPBlock": "1 cidr!; 2 except []s",
+    # --- k8s.io/api/autoscaling/v1 --------------------------------------------------
+    "HorizontalPodAutoscalerV1": (
+        "1 metadata ObjectMeta; 2 spec HorizontalPodAutoscalerSpecV1; 3 status HorizontalPodAutoscalerStatusV1"
+    ),
+    "HorizontalPodAutoscalerSpecV1": (
+        "1 scaleTargetRef CrossVersionObjectReference; 2 minReplicas! i32; 3 maxReplicas! i32;"
+        " 4 targetCPUUtilizationPercentage! i32"
+    ),
+    "HorizontalPodAutoscalerStatusV1": (
+        "1 observedGeneration! i64; 2 lastScaleTime Time; 3 currentReplicas! i32; 4 desiredReplicas! i32;"
+        " 5 currentCPUUtilizationPercentage! i32"
+    ),
+    "Scale": "1 metadata ObjectMeta; 2 spec ScaleSpec; 3 status ScaleStatus",
+    "ScaleSpec": "1 replicas i32",
+    "ScaleStatus": "1 replicas! i32; 2 selector",
+    # --- subresource bodies ---------------------------------------------------------
+    "Eviction": "1 metadata ObjectMeta; 2 deleteOptions DeleteOptions",
+    "TokenReview": "1 metadata ObjectMeta; 2 spec TokenReviewSpec; 3 status TokenReviewStatus",
+    "TokenReviewSpec": "1 token; 2 audiences []s",
+    "TokenReviewStatus": "1 authenticated b; 2 user UserInfo; 4 audiences []s; 3 error",
+    "SubjectAccessReview": (
+        "1 metadata ObjectMeta; 2 spec SubjectAccessReviewSpec; 3 status SubjectAccessReviewStatus"
+    ),
+    "SubjectAccessReviewSpec": (
+        "1 resourceAttributes ResourceAttributes; 2 nonResourceAttributes NonResourceAttributes; 3 user;"
+        " 4 groups []s; 5 extra {}ExtraValue; 6 uid"
+    ),
     # --- k8s.io/api/apps/v1 ---------------------------------------------------------
     "Deployment": "1 metadata ObjectMeta; 2 spec DeploymentSpec; 3 status DeploymentStatus",
     "DeploymentSpec": (
@@ -694,6 +791,20 @@ KINDS: dict[tuple[str, str], str] = {
     ("apps/v1", "DaemonSet"): "DaemonSet",
     ("apps/v1", "StatefulSet"): "StatefulSet",
     ("apps/v1", "ReplicaSet"): "ReplicaSet",
+    ("v1", "Endpoints"): "Endpoints",
+    ("v1", "Status"): "Status",
+    ("discovery.k8s.io/v1", "EndpointSlice"): "EndpointSlice",
+    ("coordination.k8s.io/v1", "Lease"): "Lease",
+    ("storage.k8s.io/v1", "StorageClass"): "StorageClass",
+    ("events.k8s.io/v1", "Event"): "EventsEvent",
+    ("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration"): "ValidatingWebhookConfiguration",
+    ("networking.k8s.io/v1", "NetworkPolicy"): "NetworkPolicy",
+    ("autoscaling/v1", "HorizontalPodAutoscaler"): "HorizontalPodAutoscalerV1",
+    ("autoscaling/v1", "Scale"): "Scale",
+    ("policy/v1", "Eviction"): "Eviction",
+    ("authentication.k8s.io/v1", "TokenReview"): "TokenReview",
+    ("authorization.k8s.io/v1", "SubjectAccessReview"): "SubjectAccessReview",
+    ("authorization.k8s.io/v1", "LocalSubjectAccessReview"): "SubjectAccessReview",
     ("apps/v1", "Deployment"): "Deployment",
     ("batch/v1", "Job"): "Job",
     ("batch/v1", "CronJob"): "CronJob",
