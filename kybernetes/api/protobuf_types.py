@@ -216,11 +216,11 @@ MESSAGES: dict[str, str] = {
     "GitRepoVolumeSource": "1 repository!; 2 revision; 3 directory",
     "ISCSIVolumeSource": (
         "1 targetPortal!; 2 iqn!; 3 lun! i32; 4 iscsiInterface; 5 fsType; 6 readOnly b; 7 portals []s;"
-        " 8 chapAuthDiscovery b; 10 chapAuthSession b; 9 secretRef LocalObjectReference; 11 initiatorName! s"
+        " 8 chapAuthDiscovery b; 11 chapAuthSession b; 10 secretRef LocalObjectReference; 12 initiatorName! s"
     ),
     "ISCSIPersistentVolumeSource": (
         "1 targetPortal!; 2 iqn!; 3 lun! i32; 4 iscsiInterface; 5 fsType; 6 readOnly b; 7 portals []s;"
-        " 8 chapAuthDiscovery b; 10 chapAuthSession b; 9 secretRef SecretReference; 11 initiatorName! s"
+        " 8 chapAuthDiscovery b; 11 chapAuthSession b; 10 secretRef SecretReference; 12 initiatorName! s"
     ),
     "GlusterfsVolumeSource": "1 endpoints!; 2 path!; 3 readOnly b",
     "GlusterfsPersistentVolumeSource": "1 endpoints!; 2 path!; 3 readOnly b; 4 endpointsNamespace! s",
