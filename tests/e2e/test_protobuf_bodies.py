@@ -115,3 +115,18 @@ def test_delete_with_protobuf_delete_options(server, namespace, kubectl):
     code, status = _request(server, "DELETE", path, options(cm["metadata"]["uid"]), PROTOBUF)
     assert code == 200, status
     assert _request(server, "GET", path)[0] == 404
+
+
+@pytest.mark.skipif(not SAMPLES.is_dir(), reason="wire samples not present")
+def test_eviction_in_protobuf_removes_the_pod(server, namespace):
+    path = f"/api/v1/namespaces/{namespace}/pods/pod"
+    if _request(server, "GET", path)[0] == 404:
+        code, created = _request(server, "POST", f"/api/v1/namespaces/{namespace}/pods",
+                                 _pod_body_for_create(namespace), PROTOBUF)
+        assert code == 201, created
+    meta = _ld(1, b"pod") + _ld(3, namespace.encode())
+    delete_options = _varint(1 << 3) + _varint(0)
+    body = _envelope("policy/v1", "Eviction", _ld(1, meta) + _ld(2, delete_options))
+    code, status = _request(server, "POST", path + "/eviction", body, PROTOBUF)
+    assert code == 201, status
+    assert _request(server, "GET", path)[0] == 404
