@@ -525,6 +525,21 @@ MESSAGES: dict[str, str] = {
     "RuleWithOperations": "1 operations []s; 2 rule Rule^",
     "Rule": "1 apiGroups []s; 2 apiVersions []s; 3 resources []s; 4 scope! s",
     "MatchCondition": "1 name!; 2 expression!",
+    "MutatingWebhookConfiguration": "1 metadata ObjectMeta; 2 webhooks []MutatingWebhook",
+    "MutatingWebhook": (
+        "1 name!; 2 clientConfig WebhookClientConfig; 3 rules []RuleWithOperations; 4 failurePolicy! s;"
+        " 9 matchPolicy! s; 5 namespaceSelector LabelSelector; 11 objectSelector LabelSelector;"
+        " 6 sideEffects! s; 7 timeoutSeconds! i32; 8 admissionReviewVersions! []s;"
+        " 10 reinvocationPolicy! s; 12 matchConditions []MatchCondition"
+    ),
+    # --- k8s.io/api/node/v1 ---------------------------------------------------------
+    "RuntimeClass": "1 metadata ObjectMeta; 2 handler!; 3 overhead Overhead; 4 scheduling Scheduling",
+    "Overhead": "1 podFixed {}Q",
+    "Scheduling": "1 nodeSelector {}s; 2 tolerations []Toleration",
+    # --- k8s.io/api/networking/v1: IngressClass -------------------------------------
+    "IngressClass": "1 metadata ObjectMeta; 2 spec IngressClassSpec",
+    "IngressClassSpec": "1 controller; 2 parameters IngressClassParametersReference",
+    "IngressClassParametersReference": "1 apiGroup! s; 2 kind!; 3 name!; 4 scope! s; 5 namespace! s",
     # --- k8s.io/api/networking/v1: NetworkPolicy -------------------------------------
     "NetworkPolicy": "1 metadata ObjectMeta; 2 spec NetworkPolicySpec",
     "NetworkPolicySpec": (
@@ -808,6 +823,9 @@ KINDS: dict[tuple[str, str], str] = {
     ("authentication.k8s.io/v1", "TokenReview"): "TokenReview",
     ("authorization.k8s.io/v1", "SubjectAccessReview"): "SubjectAccessReview",
     ("authorization.k8s.io/v1", "LocalSubjectAccessReview"): "SubjectAccessReview",
+    ("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration"): "MutatingWebhookConfiguration",
+    ("node.k8s.io/v1", "RuntimeClass"): "RuntimeClass",
+    ("networking.k8s.io/v1", "IngressClass"): "IngressClass",
     ("apps/v1", "Deployment"): "Deployment",
     ("batch/v1", "Job"): "Job",
     ("batch/v1", "CronJob"): "CronJob",

@@ -90,3 +90,30 @@ def test_unknown_kind_is_still_refused() -> None:
     with pytest.raises(ApiError) as err:
         decode_k8s_protobuf(_envelope("example.com/v1", "Widget", b""))
     assert err.value.code == 400
+
+
+def test_runtime_class_decodes_overhead_and_scheduling() -> None:
+    quantity = _ld(1, b"250m")
+    overhead = _ld(1, _ld(1, b"cpu") + _ld(2, quantity))
+    toleration = _ld(1, b"gpu") + _ld(2, b"Exists") + _ld(4, b"NoSchedule")
+    scheduling = _ld(1, _ld(1, b"kata") + _ld(2, b"yes")) + _ld(2, toleration)
+    raw = _ld(1, _ld(1, b"kata")) + _ld(2, b"kata-qemu") + _ld(3, overhead) + _ld(4, scheduling)
+    got = decode_k8s_protobuf(_envelope("node.k8s.io/v1", "RuntimeClass", raw))
+    assert got == {
+        "apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass", "metadata": {"name": "kata"},
+        "handler": "kata-qemu", "overhead": {"podFixed": {"cpu": "250m"}},
+        "scheduling": {"nodeSelector": {"kata": "yes"},
+                       "tolerations": [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}]},
+    }
+
+
+def test_mutating_webhook_keeps_reinvocation_policy_and_object_selector() -> None:
+    hook = (_ld(1, b"m.example.com") + _ld(2, _ld(3, b"https://example.com/m"))
+            + _ld(11, _ld(1, _ld(1, b"a") + _ld(2, b"b"))) + _ld(6, b"None") + _ld(10, b"IfNeeded"))
+    raw = _ld(1, _ld(1, b"mwc")) + _ld(2, hook)
+    got = decode_k8s_protobuf(_envelope("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration", raw))
+    assert got["webhooks"] == [{
+        "name": "m.example.com", "clientConfig": {"url": "https://example.com/m"},
+        "objectSelector": {"matchLabels": {"a": "b"}}, "sideEffects": "None",
+        "reinvocationPolicy": "IfNeeded", "admissionReviewVersions": None,
+    }]
