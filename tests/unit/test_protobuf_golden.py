@@ -117,3 +117,12 @@ def test_mutating_webhook_keeps_reinvocation_policy_and_object_selector() -> Non
         "objectSelector": {"matchLabels": {"a": "b"}}, "sideEffects": "None",
         "reinvocationPolicy": "IfNeeded", "admissionReviewVersions": None,
     }]
+
+
+def test_csi_driver_keeps_explicit_false_pointers() -> None:
+    spec = (_varint(1 << 3) + _varint(0) + _varint(2 << 3) + _varint(1) + _ld(3, b"Ephemeral")
+            + _ld(6, _ld(1, b"vault")))
+    raw = _ld(1, _ld(1, b"csi.example.com")) + _ld(2, spec)
+    got = decode_k8s_protobuf(_envelope("storage.k8s.io/v1", "CSIDriver", raw))
+    assert got["spec"] == {"attachRequired": False, "podInfoOnMount": True,
+                           "volumeLifecycleModes": ["Ephemeral"], "tokenRequests": [{"audience": "vault"}]}
