@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from kybernetes.api.defaults import child_map, dicts, is_unset, set_default
 from kybernetes.api.errors import FieldError, invalid, not_supported, required
@@ -149,6 +149,8 @@ class RoleStrategy(CreatedAtStrategy):
 
 class RoleBindingStrategy(KindStrategy):
     refs = (KindRef("rbac.authorization.k8s.io", "RoleBinding"),)
+    # The kind and the JSON name its table's column descriptions speak of.
+    column_kind: ClassVar[tuple[str, str]] = ("RoleBinding", "roleBinding")
 
     def default(self, info: ResourceInfo, obj: Obj) -> None:
         _default_binding(obj)
@@ -160,26 +162,12 @@ class RoleBindingStrategy(KindStrategy):
         return _validate_binding_update(new, old)
 
     def table_columns(self) -> list[dict[str, Any]]:
-        return _columns_binding("RoleBinding", "roleBinding")
+        return _columns_binding(*self.column_kind)
 
     def cells(self, obj: Obj, now: datetime) -> Cells:
         return _cells_binding(obj, now)
 
 
-class ClusterRoleBindingStrategy(KindStrategy):
+class ClusterRoleBindingStrategy(RoleBindingStrategy):
     refs = (KindRef("rbac.authorization.k8s.io", "ClusterRoleBinding"),)
-
-    def default(self, info: ResourceInfo, obj: Obj) -> None:
-        _default_binding(obj)
-
-    def validate(self, info: ResourceInfo, obj: Obj) -> Errors:
-        return _validate_binding(info, obj)
-
-    def validate_update(self, info: ResourceInfo, new: Obj, old: Obj) -> Errors:
-        return _validate_binding_update(new, old)
-
-    def table_columns(self) -> list[dict[str, Any]]:
-        return _columns_binding("ClusterRoleBinding", "clusterRoleBinding")
-
-    def cells(self, obj: Obj, now: datetime) -> Cells:
-        return _cells_binding(obj, now)
+    column_kind = ("ClusterRoleBinding", "clusterRoleBinding")
