@@ -33,7 +33,12 @@ def user_info(user: Requester) -> dict[str, Any]:
 
 
 def _answer(info: ResourceInfo, body: Obj, status: Obj) -> Obj:
-    return {"kind": info.kind, "apiVersion": info.api_version, "metadata": {"creationTimestamp": None},
+    metadata: Obj = {"creationTimestamp": None}
+    # A LocalSubjectAccessReview answers in the namespace it was asked in.
+    namespace = (body.get("metadata") or {}).get("namespace")
+    if info.namespaced and namespace:
+        metadata["namespace"] = namespace
+    return {"kind": info.kind, "apiVersion": info.api_version, "metadata": metadata,
             "spec": body.get("spec") or {}, "status": status}
 
 
@@ -57,7 +62,8 @@ class TokenReviewStrategy(KindStrategy):
 
 
 class AccessReviewStrategy(KindStrategy):
-    refs = (KindRef(_AUTHZ, "SelfSubjectAccessReview"), KindRef(_AUTHZ, "SubjectAccessReview"))
+    refs = (KindRef(_AUTHZ, "SelfSubjectAccessReview"), KindRef(_AUTHZ, "SubjectAccessReview"),
+            KindRef(_AUTHZ, "LocalSubjectAccessReview"))
 
     def review(self, info: ResourceInfo, body: Obj, ctx: ReviewContext) -> Obj | None:
         return _answer(info, body, {"allowed": ctx.requester.username != ANONYMOUS_USER,
