@@ -1,4 +1,4 @@
-"""Decoding of Kubernetes protobuf request bodies into JSON-shaped dicts.
+"""Kubernetes protobuf: decoding request bodies, encoding responses and watch frames.
 
 kubectl's typed clients (the `create <generator>` commands, `create token`,
 `autoscale`, `auth can-i`, `auth whoami`) POST bodies as
@@ -9,6 +9,11 @@ would give, using the field tables of `protobuf_types`.
 
 Every failure (bad magic, truncated or malformed wire data, unknown kind,
 nesting too deep) is reported as `ApiError.bad_request`.
+
+The other way, `encode_object_message` / `encode_k8s_protobuf` write a JSON-shaped
+object (or `<Kind>List`) byte for byte as kube-apiserver does, `list_body` builds a
+LIST response from cached per-object messages, and `watch_frame` one frame of a
+`stream=watch` response. Objects whose kind has no table raise `NotEncodable` (406).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import functools
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +35,7 @@ CONTENT_TYPE = "application/vnd.kubernetes.protobuf"
 MAX_DEPTH = 64
 
 _SCALARS = {"s", "i32", "i64", "b", "by"}
-_WELL_KNOWN = {"Time", "MicroTime", "IOS", "Q", "FieldsV1", "ExtraValue"}
+_WELL_KNOWN = {"Time", "MicroTime", "IOS", "Q", "FieldsV1", "ExtraValue", "Raw"}
 
 _VARINT, _FIXED64, _LEN, _FIXED32 = 0, 1, 2, 5
 
@@ -46,6 +52,7 @@ class Field:
     map: bool = False
     keep_zero: bool = False
     inline: bool = False
+    pointer: bool = False
 
 
 def parse_table(spec: str) -> dict[int, Field]:
@@ -62,25 +69,53 @@ def parse_table(spec: str) -> dict[int, Field]:
         inline = type_.endswith("^")
         repeated = type_.startswith("[]")
         is_map = type_.startswith("{}")
+        pointer = type_.startswith("*")
         fields[number] = Field(
             json=name.rstrip("!"),
-            type=type_.rstrip("^").removeprefix("[]").removeprefix("{}"),
+            type=type_.rstrip("^").removeprefix("[]").removeprefix("{}").removeprefix("*"),
             repeated=repeated,
             map=is_map,
             keep_zero=keep,
             inline=inline,
+            pointer=pointer,
         )
     return fields
 
 
+LIST_SUFFIX = "List"
+
+
 @functools.cache
 def _table(message: str) -> dict[int, Field]:
-    return parse_table(MESSAGES[message])
+    spec = MESSAGES.get(message)
+    if spec is None:
+        item = _list_item(message)
+        if item is None:
+            raise KeyError(message)
+        # Every XxxList of k8s.io/api has the same two fields.
+        spec = f"1 metadata ListMeta; 2 items []{item}"
+    return parse_table(spec)
+
+
+def _list_item(message: str) -> str | None:
+    """The item message of a synthesized `<Item>List` message name, if it is one."""
+    if message.endswith(LIST_SUFFIX) and message not in MESSAGES:
+        item = message[:-len(LIST_SUFFIX)]
+        if item in MESSAGES:
+            return item
+    return None
 
 
 def message_for(api_version: str, kind: str) -> str | None:
-    """The message name decoding a top-level object of this apiVersion/kind, if known."""
-    return KINDS.get((api_version, kind)) or ANY_VERSION_KINDS.get(kind)
+    """The message name of a top-level object of this apiVersion/kind, if known.
+
+    `<Kind>List` of every kind with a table is known too, as the message `<Message>List`."""
+    message = KINDS.get((api_version, kind)) or ANY_VERSION_KINDS.get(kind)
+    if message is None and kind.endswith(LIST_SUFFIX):
+        item = KINDS.get((api_version, kind[:-len(LIST_SUFFIX)]))
+        if item is not None:
+            message = item + LIST_SUFFIX
+    return message
 
 
 # --- wire format ------------------------------------------------------------------
@@ -222,6 +257,14 @@ def _well_known(type_: str, raw: bytes) -> Any:
         return text
     if type_ == "ExtraValue":
         return [_utf8(v) for n, w, v in fields if n == 1 and w == _LEN]
+    if type_ == "Raw":
+        for number, wire, value in fields:
+            if number == 1 and wire == _LEN:
+                try:
+                    return orjson.loads(value)
+                except orjson.JSONDecodeError as exc:
+                    raise _Malformed("raw extension is not JSON") from exc
+        return None
     if type_ == "FieldsV1":
         for number, wire, value in fields:
             if number == 1 and wire == _LEN:
@@ -260,7 +303,7 @@ def _map_default(type_: str) -> Any:
     """The JSON of a Go zero value, for map entries that omit their value."""
     if type_ in _SCALARS:
         return "" if type_ in ("s", "by") else (False if type_ == "b" else 0)
-    return {"Q": "0", "ExtraValue": [], "IOS": 0, "Time": None, "MicroTime": None}.get(type_, {})
+    return {"Q": "0", "ExtraValue": [], "IOS": 0, "Time": None, "MicroTime": None, "Raw": None}.get(type_, {})
 
 
 def _is_zero(value: Any) -> bool:
@@ -353,8 +396,350 @@ def decode_k8s_protobuf(body: bytes) -> dict[str, Any]:
             raise ApiError.bad_request(
                 f"protobuf decoding of {api_version}, Kind={kind} is not supported; send JSON instead")
         obj = _decode_message(message, raw, 1)
+        if _list_item(message) is not None:
+            obj.setdefault("items", [])  # kube-apiserver's JSON writes an empty list as []
     except _Malformed as exc:
         raise ApiError.bad_request(f"malformed protobuf body: {exc}") from None
     except (RecursionError, ValueError, OverflowError) as exc:
         raise ApiError.bad_request(f"malformed protobuf body: {exc}") from None
     return {"apiVersion": api_version, "kind": kind, **obj}
+
+
+# --- encoding ---------------------------------------------------------------------
+#
+# Each message's table is compiled once into a Python function (generated source, run
+# through `exec`) that writes the fields in ascending number order the way Go's
+# gogo-protobuf marshalling does. Interpreting the table per field would cost a dispatch
+# and a dataclass lookup per field per object on every protobuf GET, LIST and watch event.
+#
+# Which fields are written (see `protobuf_types` for the table syntax):
+# * a scalar without `!` is a Go value field: always written, zero when JSON omits it;
+# * a scalar with `!` is a pointer or a non-omitempty value field: written when JSON has a
+#   non-null value (Go's JSON always has non-omitempty value fields, and has pointers
+#   exactly when they are set), so "present in JSON" is "written in protobuf" for both;
+# * bytes (`by`) are written when present, even empty (gogo tests `!= nil`);
+# * `Time`/`MicroTime`/`Raw` value structs are always written, a zero one as an empty
+#   message; `*Time` pointers only when set;
+# * other messages are written when JSON has them (Go's JSON never omits a struct value);
+# * `^` inlined structs are always written, built from the parent's own JSON keys;
+# * repeated fields one element per tag; maps one entry per key, sorted, key and value
+#   both always written.
+
+
+class NotEncodable(ApiError):
+    """An object that cannot be written as Kubernetes protobuf: its kind has no field table,
+    or one of its values does not fit its field's type. Always a 406 NotAcceptable, so the
+    API server can answer in JSON instead (kube-apiserver does the same for kinds without
+    protobuf support)."""
+
+
+def _varint_bytes(n: int) -> bytes:
+    n &= (1 << 64) - 1  # negative int32/int64 travel as 64-bit two's complement
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+_VC_LIMIT = 1 << 14
+_VC: tuple[bytes, ...] = tuple(_varint_bytes(i) for i in range(_VC_LIMIT))
+
+
+def _vbig(n: Any) -> bytes:
+    if n.__class__ is not int:
+        if isinstance(n, float) and n.is_integer():
+            n = int(n)
+        elif not isinstance(n, int):
+            raise TypeError(f"expected an integer, got {type(n).__name__}")
+    return _varint_bytes(int(n))
+
+
+def _len_prefixed(tag: bytes, payload: bytes) -> bytes:
+    n = len(payload)
+    return tag + (_VC[n] if n < _VC_LIMIT else _varint_bytes(n)) + payload
+
+
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
+
+
+@functools.lru_cache(maxsize=8192)
+def _time(text: str) -> bytes:
+    """A Timestamp message {seconds=1, nanos=2}; Go writes both even when zero."""
+    moment = _dt.datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=_dt.UTC)
+    delta = moment - _EPOCH
+    seconds = delta.days * 86400 + delta.seconds
+    return b"\x08" + _varint_bytes(seconds) + b"\x10" + _varint_bytes(delta.microseconds * 1000)
+
+
+@functools.lru_cache(maxsize=8192)
+def _ios(value: int | str) -> bytes:
+    """IntOrString {type=1, intVal=2, strVal=3}, all three always written."""
+    if isinstance(value, str):
+        return b"\x08\x01\x10\x00" + _len_prefixed(b"\x1a", value.encode())
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError("IntOrString must be an integer or a string")
+    return b"\x08\x00\x10" + _varint_bytes(value) + b"\x1a\x00"
+
+
+@functools.lru_cache(maxsize=8192)
+def _qty(value: str | int | float) -> bytes:
+    if isinstance(value, bool):
+        raise TypeError("a quantity must be a string or a number")
+    text = value if isinstance(value, str) else str(value)
+    return _len_prefixed(b"\x0a", text.encode())
+
+
+def _fields(value: Any) -> bytes:
+    return _len_prefixed(b"\x0a", orjson.dumps(value))
+
+
+def _raw(value: Any) -> bytes:
+    # runtime.RawExtension {raw=1}: the JSON bytes; an empty extension writes nothing.
+    return b"" if value is None else _len_prefixed(b"\x0a", orjson.dumps(value))
+
+
+def _extra(value: list[str]) -> bytes:
+    return b"".join(_len_prefixed(b"\x0a", item.encode()) for item in value)
+
+
+def _b64(value: str) -> bytes:
+    return base64.b64decode(value, validate=True)
+
+
+_VARINT_TYPES = {"i32", "i64", "b"}
+_PAYLOAD = {
+    "s": "{}.encode()",
+    "by": "_b64({})",
+    "Time": "_time({})",
+    "MicroTime": "_time({})",
+    "IOS": "_ios({})",
+    "Q": "_qty({})",
+    "FieldsV1": "_fields({})",
+    "ExtraValue": "_extra({})",
+    "Raw": "_raw({})",
+}
+
+
+def _fn_name(message: str) -> str:
+    return "e_" + message
+
+
+def _payload(type_: str, var: str) -> str:
+    template = _PAYLOAD.get(type_)
+    return template.format(var) if template else f"{_fn_name(type_)}({var})"
+
+
+def _emit_len(lines: list[str], ind: str, out: str, tag: bytes, expr: str) -> None:
+    lines += [
+        f"{ind}b = {expr}",
+        f"{ind}n = len(b)",
+        f"{ind}{out} += {tag!r}",
+        f"{ind}{out} += _VC[n] if n < {_VC_LIMIT} else _vbig(n)",
+        f"{ind}{out} += b",
+    ]
+
+
+def _emit_varint(lines: list[str], ind: str, out: str, tag: bytes, var: str, type_: str) -> None:
+    if type_ == "b":
+        true, false = tag + b"\x01", tag + b"\x00"
+        lines.append(f"{ind}{out} += {true!r} if {var} else {false!r}")
+    else:
+        lines += [f"{ind}{out} += {tag!r}",
+                  f"{ind}{out} += _VC[{var}] if 0 <= {var} < {_VC_LIMIT} else _vbig({var})"]
+
+
+def _tag(number: int, type_: str) -> bytes:
+    return _varint_bytes(number << 3 | (_VARINT if type_ in _VARINT_TYPES else _LEN))
+
+
+def _emit_field(lines: list[str], number: int, f: Field) -> None:
+    ind = "    "
+    tag = _tag(number, f.type)
+    zero = tag + b"\x00"
+    lines.append(f"    v = o.get({f.json!r})")
+    if f.map:
+        value_tag = _tag(2, f.type)
+        lines += ["    if v:", "        for k in sorted(v):", "            x = v[k]",
+                  "            kb = k.encode()", "            e = bytearray(b'\\n')",
+                  f"            e += _VC[len(kb)] if len(kb) < {_VC_LIMIT} else _vbig(len(kb))",
+                  "            e += kb"]
+        if f.type in _VARINT_TYPES:
+            _emit_varint(lines, "            ", "e", value_tag, "x", f.type)
+        elif f.type in ("Time", "MicroTime"):
+            _emit_len(lines, "            ", "e", value_tag, "_time(x) if x else b''")
+        else:
+            _emit_len(lines, "            ", "e", value_tag, _payload(f.type, "x") if f.type in _PAYLOAD
+                      else f"{_fn_name(f.type)}(x) if x is not None else b''")
+        _emit_len(lines, "            ", "out", tag, "e")
+        return
+    if f.repeated:
+        lines += ["    if v:", "        for x in v:"]
+        if f.type in _VARINT_TYPES:
+            _emit_varint(lines, "            ", "out", tag, "x", f.type)
+        else:
+            _emit_len(lines, "            ", "out", tag, _payload(f.type, "x"))
+        return
+    if f.inline:
+        lines[-1] = f"    # {f.json}: inlined"
+        _emit_len(lines, ind, "out", tag, f"{_fn_name(f.type)}(o)")
+        return
+    if f.type in ("Time", "MicroTime", "Raw") and not f.pointer:
+        expr = "_raw(v)" if f.type == "Raw" else "_time(v) if v else b''"
+        _emit_len(lines, ind, "out", tag, expr)
+        return
+    if f.type in _VARINT_TYPES and not f.keep_zero:
+        lines.append("    if v:")
+        _emit_varint(lines, "        ", "out", tag, "v", f.type)
+        lines += ["    else:", f"        out += {zero!r}"]
+        return
+    if f.type == "s" and not f.keep_zero:
+        lines.append("    if v:")
+        _emit_len(lines, "        ", "out", tag, "v.encode()")
+        lines += ["    else:", f"        out += {zero!r}"]
+        return
+    lines.append("    if v is not None:")
+    if f.type in _VARINT_TYPES:
+        _emit_varint(lines, "        ", "out", tag, "v", f.type)
+    else:
+        _emit_len(lines, "        ", "out", tag, _payload(f.type, "v"))
+
+
+def _message_source(message: str) -> str:
+    lines = [f"def {_fn_name(message)}(o):", "    out = bytearray()"]
+    for number, f in sorted(_table(message).items()):
+        _emit_field(lines, number, f)
+    lines.append("    return out")
+    return "\n".join(lines)
+
+
+@functools.cache
+def _encoders() -> dict[str, Any]:
+    """One compiled encoder per message: `e_<Message>(dict) -> bytearray`."""
+    namespace: dict[str, Any] = {
+        "_VC": _VC, "_vbig": _vbig, "_time": _time, "_ios": _ios, "_qty": _qty, "_fields": _fields,
+        "_raw": _raw, "_extra": _extra, "_b64": _b64,
+    }
+    source = "\n\n".join(_message_source(message) for message in MESSAGES)
+    exec(compile(source, "<kybernetes protobuf encoders>", "exec"), namespace)  # noqa: S102
+    return namespace
+
+
+def _encoder(message: str) -> Any:
+    return _encoders()[_fn_name(message)]
+
+
+def can_encode(api_version: str, kind: str) -> bool:
+    """Whether objects (or lists) of this apiVersion/kind can be written as protobuf."""
+    return message_for(api_version, kind) is not None
+
+
+def _message_of(obj: dict[str, Any]) -> str:
+    api_version, kind = obj.get("apiVersion"), obj.get("kind")
+    message = message_for(api_version, kind) if isinstance(api_version, str) and isinstance(kind, str) else None
+    if message is None:
+        raise NotEncodable.not_acceptable(
+            f"the server cannot write {api_version}, Kind={kind} as protobuf; ask for application/json")
+    return message
+
+
+_ENCODE_ERRORS = (TypeError, AttributeError, ValueError, OverflowError, RecursionError)
+
+
+def encode_message(message: str, obj: dict[str, Any]) -> bytes:
+    """The bytes of `obj` as the named message (no envelope); `NotEncodable` if a value
+    does not fit its field."""
+    try:
+        item = _list_item(message)
+        if item is not None:
+            encode = _encoder(item)
+            return list_message(obj.get("metadata") or {}, (encode(i) for i in obj.get("items") or ()))
+        return bytes(_encoder(message)(obj))
+    except _ENCODE_ERRORS as exc:
+        raise NotEncodable.not_acceptable(f"the object cannot be written as protobuf: {exc}") from None
+
+
+def encode_object_message(obj: dict[str, Any]) -> bytes:
+    """The kind's message bytes (no envelope) of a JSON-shaped object carrying apiVersion
+    and kind; a `<Kind>List` dict gives the list message.
+
+    Raises `NotEncodable` (an `ApiError`, 406 NotAcceptable) when the kind has no field
+    table or a value does not fit its field's type."""
+    return encode_message(_message_of(obj), obj)
+
+
+def envelope(api_version: str, kind: str, raw: bytes) -> bytes:
+    """`k8s\\0` + runtime.Unknown{typeMeta{apiVersion, kind}, raw, contentEncoding "",
+    contentType ""}, byte for byte as kube-apiserver writes it."""
+    type_meta = _len_prefixed(b"\x0a", api_version.encode()) + _len_prefixed(b"\x12", kind.encode())
+    return b"".join((MAGIC, _len_prefixed(b"\x0a", type_meta), _len_prefixed(b"\x12", raw), b"\x1a\x00\x22\x00"))
+
+
+def encode_k8s_protobuf(obj: dict[str, Any]) -> bytes:
+    """A whole protobuf response body for a JSON-shaped object or list."""
+    message = _message_of(obj)
+    return envelope(obj["apiVersion"], obj["kind"], encode_message(message, obj))
+
+
+def encode_list_meta(list_meta: dict[str, Any]) -> bytes:
+    """metav1.ListMeta's message bytes."""
+    try:
+        return bytes(_encoder("ListMeta")(list_meta))
+    except _ENCODE_ERRORS as exc:
+        raise NotEncodable.not_acceptable(f"the list metadata cannot be written as protobuf: {exc}") from None
+
+
+def list_message(list_meta: dict[str, Any], item_messages: Iterable[bytes]) -> bytes:
+    """An XxxList message (ListMeta = 1, items = 2) from already-encoded item messages."""
+    parts = [_len_prefixed(b"\x0a", encode_list_meta(list_meta))]
+    for item in item_messages:
+        n = len(item)
+        parts += (b"\x12", _VC[n] if n < _VC_LIMIT else _varint_bytes(n), item)
+    return b"".join(parts)
+
+
+def list_body(api_version: str, list_kind: str, list_meta: dict[str, Any],
+              item_messages: Iterable[bytes]) -> bytes:
+    """A whole LIST response body from already-encoded item messages (so callers can cache
+    each object's message bytes and only concatenate)."""
+    return envelope(api_version, list_kind, list_message(list_meta, item_messages))
+
+
+# --- watch streams ----------------------------------------------------------------
+
+
+def watch_frame(event_type: str, object_envelope: bytes) -> bytes:
+    """One frame of a protobuf watch stream: a 4-byte big-endian length, then a
+    metav1.WatchEvent {type=1, object=2 RawExtension{raw=1}} whose raw is the object's
+    `k8s\\0` envelope."""
+    event = _len_prefixed(b"\x0a", event_type.encode()) + _len_prefixed(
+        b"\x12", _len_prefixed(b"\x0a", object_envelope))
+    return len(event).to_bytes(4, "big") + event
+
+
+def iter_watch_frames(data: bytes) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(type, decoded object) of each frame of a protobuf watch stream; `ApiError` 400 on a
+    truncated or malformed stream."""
+    pos = 0
+    while pos < len(data):
+        if pos + 4 > len(data):
+            raise ApiError.bad_request("truncated watch frame length")
+        length = int.from_bytes(data[pos:pos + 4], "big")
+        pos += 4
+        if pos + length > len(data):
+            raise ApiError.bad_request("truncated watch frame")
+        frame = data[pos:pos + length]
+        pos += length
+        event_type, raw = "", b""
+        try:
+            for number, wire, value in _iter_fields(frame):
+                if number == 1 and wire == _LEN:
+                    event_type = _utf8(value)
+                elif number == 2 and wire == _LEN:
+                    raw = b"".join(v for n, w, v in _iter_fields(value) if n == 1 and w == _LEN)
+        except _Malformed as exc:
+            raise ApiError.bad_request(f"malformed watch frame: {exc}") from None
+        yield event_type, decode_k8s_protobuf(raw)

@@ -26,7 +26,7 @@ Each message is one string of `;`-separated fields: `<number> <jsonName> [<type>
 * `<type>` defaults to `s` (string). Scalars: `s`, `i32`, `i64`, `b` (bool),
   `by` (bytes). Anything else names a message in `MESSAGES` or a well-known
   type (`Time`, `MicroTime`, `IOS` IntOrString, `Q` Quantity, `FieldsV1`,
-  `ExtraValue`).
+  `ExtraValue`, `Raw` runtime.RawExtension holding JSON bytes).
 * `[]T` is a repeated field, `{}T` a `map<string, T>`.
 * A trailing `!` on the name keeps zero values. Go's JSON encoder drops `""`,
   `0` and `false` for `omitempty` value fields, but keeps them for pointer
@@ -34,6 +34,18 @@ Each message is one string of `;`-separated fields: `<number> <jsonName> [<type>
   the flag tells the two apart.
 * A trailing `^` on the type marks an embedded Go struct whose fields JSON
   inlines into the parent (e.g. `LocalObjectReference` in `ConfigMapKeySelector`).
+* A leading `*` on `Time`/`MicroTime`/`Raw` marks a Go pointer (`*metav1.Time`):
+  protobuf writes it only when set, where a value `Time` is always written (an
+  empty message when zero).
+
+Encoding (`protobuf.encode_object_message`) follows Go's gogo-protobuf marshalling,
+checked byte for byte against every wire-1.28 sample: fields in ascending number
+order; a scalar without `!` is always written (zero when JSON omits it, as Go's
+`omitempty` value fields are); a scalar with `!` is written exactly when JSON has
+a non-null value (pointers are in Go's JSON exactly when set, non-omitempty value
+fields always); `by` bytes when present; messages when JSON has them (Go's JSON
+never omits a struct value); inlined `^` structs always; repeated fields one tag
+per element (never packed); map entries sorted by key, key and value always written.
 
 A zero `creationTimestamp` decodes as absent, where Go's JSON writes `null`
 (pod templates): both mean unset, and kubectl's own request captures omit it.
@@ -49,7 +61,7 @@ MESSAGES: dict[str, str] = {
     # --- k8s.io/apimachinery/pkg/apis/meta/v1 ---------------------------------------
     "ObjectMeta": (
         "1 name; 2 generateName; 3 namespace; 4 selfLink; 5 uid; 6 resourceVersion; 7 generation i64;"
-        " 8 creationTimestamp Time; 9 deletionTimestamp Time; 10 deletionGracePeriodSeconds! i64;"
+        " 8 creationTimestamp Time; 9 deletionTimestamp *Time; 10 deletionGracePeriodSeconds! i64;"
         " 11 labels {}s; 12 annotations {}s; 13 ownerReferences []OwnerReference; 14 finalizers []s;"
         " 17 managedFields []ManagedFieldsEntry"
     ),
@@ -57,7 +69,7 @@ MESSAGES: dict[str, str] = {
         "5 apiVersion!; 1 kind!; 3 name!; 4 uid!; 6 controller! b; 7 blockOwnerDeletion! b"
     ),
     "ManagedFieldsEntry": (
-        "1 manager; 2 operation; 3 apiVersion; 4 time Time; 6 fieldsType; 7 fieldsV1 FieldsV1; 8 subresource"
+        "1 manager; 2 operation; 3 apiVersion; 4 time *Time; 6 fieldsType; 7 fieldsV1 FieldsV1; 8 subresource"
     ),
     "LabelSelector": "1 matchLabels {}s; 2 matchExpressions []LabelSelectorRequirement",
     "LabelSelectorRequirement": "1 key!; 2 operator!; 3 values []s",
@@ -284,7 +296,7 @@ MESSAGES: dict[str, str] = {
     "EphemeralContainer": "1 ephemeralContainerCommon Container^; 2 targetContainerName",
     "PodStatus": (
         "17 observedGeneration i64; 1 phase; 2 conditions []PodCondition; 3 message; 4 reason;"
-        " 11 nominatedNodeName; 5 hostIP; 16 hostIPs []HostIP; 6 podIP; 12 podIPs []PodIP; 7 startTime Time;"
+        " 11 nominatedNodeName; 5 hostIP; 16 hostIPs []HostIP; 6 podIP; 12 podIPs []PodIP; 7 startTime *Time;"
         " 10 initContainerStatuses []ContainerStatus; 8 containerStatuses []ContainerStatus; 9 qosClass;"
         " 13 ephemeralContainerStatuses []ContainerStatus; 14 resize; 15 resourceClaimStatuses []PodResourceClaimStatus"
     ),
@@ -413,7 +425,7 @@ MESSAGES: dict[str, str] = {
         " 21 storageos StorageOSPersistentVolumeSource; 22 csi CSIPersistentVolumeSource"
     ),
     "VolumeNodeAffinity": "1 required NodeSelector",
-    "PersistentVolumeStatus": "1 phase; 2 message; 3 reason; 4 lastPhaseTransitionTime Time",
+    "PersistentVolumeStatus": "1 phase; 2 message; 3 reason; 4 lastPhaseTransitionTime *Time",
     "ReplicationController": (
         "1 metadata ObjectMeta; 2 spec ReplicationControllerSpec; 3 status ReplicationControllerStatus"
     ),
@@ -441,7 +453,7 @@ MESSAGES: dict[str, str] = {
     "ConfigMapNodeConfigSource": (
         "1 namespace!; 2 name!; 3 uid; 4 resourceVersion; 5 kubeletConfigKey!"
     ),
-    "Taint": "1 key!; 2 value; 3 effect!; 4 timeAdded Time",
+    "Taint": "1 key!; 2 value; 3 effect!; 4 timeAdded *Time",
     "NodeStatus": (
         "1 capacity {}Q; 2 allocatable {}Q; 3 phase; 4 conditions []NodeCondition; 5 addresses []NodeAddress;"
         " 6 daemonEndpoints NodeDaemonEndpoints; 7 nodeInfo NodeSystemInfo; 8 images []ContainerImage;"
@@ -494,7 +506,7 @@ MESSAGES: dict[str, str] = {
     # --- k8s.io/api/coordination/v1 -------------------------------------------------
     "Lease": "1 metadata ObjectMeta; 2 spec LeaseSpec",
     "LeaseSpec": (
-        "1 holderIdentity! s; 2 leaseDurationSeconds! i32; 3 acquireTime! MicroTime; 4 renewTime! MicroTime;"
+        "1 holderIdentity! s; 2 leaseDurationSeconds! i32; 3 acquireTime! *MicroTime; 4 renewTime! *MicroTime;"
         " 5 leaseTransitions! i32; 6 strategy! s; 7 preferredHolder! s"
     ),
     # --- k8s.io/api/storage/v1 ------------------------------------------------------
@@ -583,7 +595,7 @@ MESSAGES: dict[str, str] = {
         " 4 targetCPUUtilizationPercentage! i32"
     ),
     "HorizontalPodAutoscalerStatusV1": (
-        "1 observedGeneration! i64; 2 lastScaleTime Time; 3 currentReplicas! i32; 4 desiredReplicas! i32;"
+        "1 observedGeneration! i64; 2 lastScaleTime *Time; 3 currentReplicas! i32; 4 desiredReplicas! i32;"
         " 5 currentCPUUtilizationPercentage! i32"
     ),
     "Scale": "1 metadata ObjectMeta; 2 spec ScaleSpec; 3 status ScaleStatus",
@@ -629,6 +641,8 @@ MESSAGES: dict[str, str] = {
         " 4 numberReady! i32; 5 observedGeneration i64; 6 updatedNumberScheduled i32; 7 numberAvailable i32;"
         " 8 numberUnavailable i32; 9 collisionCount! i32; 10 conditions []AppsCondition"
     ),
+    # `data` is a runtime.RawExtension: the JSON bytes of the recorded template patch.
+    "ControllerRevision": "1 metadata ObjectMeta; 2 data! Raw; 3 revision! i64",
     # DaemonSet, StatefulSet and ReplicaSet conditions share one layout.
     "AppsCondition": "1 type!; 2 status!; 3 lastTransitionTime Time; 4 reason; 5 message",
     "StatefulSet": "1 metadata ObjectMeta; 2 spec StatefulSetSpec; 3 status StatefulSetStatus",
@@ -673,7 +687,7 @@ MESSAGES: dict[str, str] = {
     "SuccessPolicy": "1 rules []SuccessPolicyRule",
     "SuccessPolicyRule": "1 succeededIndexes! s; 2 succeededCount! i32",
     "JobStatus": (
-        "1 conditions []JobCondition; 2 startTime Time; 3 completionTime Time; 4 active i32; 5 succeeded i32;"
+        "1 conditions []JobCondition; 2 startTime *Time; 3 completionTime *Time; 4 active i32; 5 succeeded i32;"
         " 6 failed i32; 9 terminating! i32; 7 completedIndexes; 10 failedIndexes! s;"
         " 8 uncountedTerminatedPods UncountedTerminatedPods; 11 ready! i32"
     ),
@@ -687,7 +701,7 @@ MESSAGES: dict[str, str] = {
         " 5 jobTemplate JobTemplateSpec; 6 successfulJobsHistoryLimit! i32; 7 failedJobsHistoryLimit! i32"
     ),
     "JobTemplateSpec": "1 metadata ObjectMeta; 2 spec JobSpec",
-    "CronJobStatus": "1 active []ObjectReference; 4 lastScheduleTime Time; 5 lastSuccessfulTime Time",
+    "CronJobStatus": "1 active []ObjectReference; 4 lastScheduleTime *Time; 5 lastSuccessfulTime *Time",
     # --- k8s.io/api/rbac/v1 ---------------------------------------------------------
     "Role": "1 metadata ObjectMeta; 2 rules! []PolicyRule",
     "ClusterRole": "1 metadata ObjectMeta; 2 rules! []PolicyRule; 3 aggregationRule AggregationRule",
@@ -757,7 +771,7 @@ MESSAGES: dict[str, str] = {
     ),
     "HPAScalingPolicy": "1 type!; 2 value! i32; 3 periodSeconds! i32",
     "HorizontalPodAutoscalerStatus": (
-        "1 observedGeneration! i64; 2 lastScaleTime Time; 3 currentReplicas i32; 4 desiredReplicas! i32;"
+        "1 observedGeneration! i64; 2 lastScaleTime *Time; 3 currentReplicas i32; 4 desiredReplicas! i32;"
         " 5 currentMetrics! []MetricStatus; 6 conditions []HorizontalPodAutoscalerCondition"
     ),
     "MetricStatus": (
@@ -832,6 +846,7 @@ KINDS: dict[tuple[str, str], str] = {
     ("apps/v1", "DaemonSet"): "DaemonSet",
     ("apps/v1", "StatefulSet"): "StatefulSet",
     ("apps/v1", "ReplicaSet"): "ReplicaSet",
+    ("apps/v1", "ControllerRevision"): "ControllerRevision",
     ("v1", "Endpoints"): "Endpoints",
     ("v1", "Status"): "Status",
     ("discovery.k8s.io/v1", "EndpointSlice"): "EndpointSlice",

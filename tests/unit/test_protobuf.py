@@ -244,7 +244,8 @@ def test_nesting_limit(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_tables_are_consistent() -> None:
-    known = set(MESSAGES) | {"s", "i32", "i64", "b", "by", "Time", "MicroTime", "IOS", "Q", "FieldsV1", "ExtraValue"}
+    known = set(MESSAGES) | {"s", "i32", "i64", "b", "by", "Time", "MicroTime", "IOS", "Q", "FieldsV1", "ExtraValue",
+                             "Raw"}
     for name, spec in MESSAGES.items():
         fields = parse_table(spec)
         assert len(fields) == len([p for p in spec.split(";") if p.strip()]), f"duplicate number in {name}"
