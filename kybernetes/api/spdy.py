@@ -1,6 +1,7 @@
-"""SPDY/3.1 framing, as much of it as `kubectl port-forward` needs.
+"""SPDY/3.1 framing, as much of it as port-forward, exec and attach need.
 
-kubectl multiplexes every forwarded TCP connection over one SPDY session: for each
+Exec and attach over SPDY (see apiserver/remotecommand.py) run on the upgraded HTTP
+connection itself, one stream per channel. For port-forward, kubectl multiplexes every forwarded TCP connection over one SPDY session: for each
 connection it opens an `error` stream and a `data` stream (SYN_STREAM with headers
 `streamtype`, `port` and `requestid`). Since 1.31 the session is tunnelled in
 binary WebSocket messages (subprotocol `SPDY/3.1+portforward.k8s.io`); the bytes
@@ -38,6 +39,9 @@ PROTOCOL_ERROR = 1
 REFUSED_STREAM = 3
 
 MAX_DATA = (1 << 24) - 1
+# A header block inflates to at most this much: the dictionary makes a small block
+# expand a thousandfold, and the few headers these protocols use are tiny.
+MAX_HEADER_BLOCK = 256 * 1024
 _HEADER = struct.Struct(">II")
 
 
@@ -98,9 +102,11 @@ class HeaderCodec:
 
     def decode(self, block: bytes) -> dict[str, str]:
         try:
-            raw = self._inflate.decompress(block)
+            raw = self._inflate.decompress(block, MAX_HEADER_BLOCK)
         except zlib.error as e:
             raise SpdyError(f"bad header block: {e}") from None
+        if self._inflate.unconsumed_tail:
+            raise SpdyError(f"header block larger than {MAX_HEADER_BLOCK} bytes")
         return parse_header_block(raw)
 
     def encode(self, headers: dict[str, str]) -> bytes:

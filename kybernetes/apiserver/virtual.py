@@ -4,13 +4,14 @@ The authentication and authorization reviews (`kubectl auth whoami`,
 `kubectl auth can-i`), and the pod subresources that belong to a node agent:
 `pods/log` is proxied to the agent of the pod's node (its address and port from
 the Node object); until a pod is bound to a node the answer is the real server's
-"does not have a host assigned". exec and attach WebSockets are relayed to the agent;
+"does not have a host assigned". exec and attach (WebSocket or SPDY) are carried to the agent;
 port-forward is terminated here (see `portforward`) and carried to the agent one
 connection at a time.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import ssl
 from typing import Any
 
@@ -18,12 +19,14 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from kybernetes.api.channels import relay
+from kybernetes.api import tables
 from kybernetes.api.errors import ApiError
 from kybernetes.api.kinds import strategy_for
 from kybernetes.api.kinds.base import Requester
-from kybernetes.apiserver import auth, codec, portforward
-from kybernetes.apiserver.rest import json_response
+from kybernetes.api.kinds.componentstatus import ComputedKindStrategy
+from kybernetes.apiserver import auth, codec, portforward, remotecommand
+from kybernetes.apiserver.proxy import ProxyRelay
+from kybernetes.apiserver.rest import json_response, wants_table
 from kybernetes.apiserver.watchcache import WatchCache
 
 LOG_PARAMS = ("follow", "previous", "timestamps", "tailLines", "sinceSeconds", "sinceTime", "limitBytes")
@@ -41,6 +44,33 @@ class _Review:
         return auth.requester(found) if found is not None else None
 
 
+def _stamp_namespace(body: dict[str, Any], namespace: str | None) -> None:
+    """A namespaced review takes its namespace from the URL, as a stored object does."""
+    meta = body.get("metadata")
+    if not isinstance(meta, dict):
+        meta = body["metadata"] = {}
+    if meta.get("namespace") in (None, ""):
+        meta["namespace"] = namespace
+    elif namespace is not None and meta["namespace"] != namespace:
+        raise ApiError.bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request")
+
+
+class _CacheReader:
+    """The objects computed kinds look at, read from the watch cache."""
+
+    def __init__(self, cache: WatchCache) -> None:
+        self._cache = cache
+
+    def lease(self, namespace: str, name: str) -> dict[str, Any] | None:
+        co = self._cache.get(f"/registry/coordination.k8s.io/leases/{namespace}/{name}")
+        return co.obj if co is not None else None
+
+    def store_healthy(self) -> bool:
+        # The cache follows the store's watch; a revision means the store has answered it.
+        return self._cache.revision > 0
+
+
 class VirtualHandler:
     def __init__(self, cache: WatchCache, authenticator: auth.Authenticator,
                  agent_ssl: ssl.SSLContext | None = None) -> None:
@@ -48,6 +78,7 @@ class VirtualHandler:
         self.authenticator = authenticator
         self.agent_ssl = agent_ssl
         self._session: aiohttp.ClientSession | None = None
+        self.proxy = ProxyRelay(cache, self._client, agent_ssl)
 
     async def close(self) -> None:
         if self._session is not None:
@@ -63,19 +94,49 @@ class VirtualHandler:
             return await self._pod_stream(request, target)
         if target.subresource == "portforward":
             return await self._pod_portforward(request, target)
-        if target.subresource in ("proxy", "ephemeralcontainers"):
+        if target.subresource == "proxy":
+            return await self.proxy.serve(request, target)
+        if target.subresource == "ephemeralcontainers":
             return self._needs_agent(target)
         if target.subresource == "token":
             raise ApiError(501, "NotImplemented",
                            "service account tokens are not issued yet by this server")
+        strategy = strategy_for(info)
+        if isinstance(strategy, ComputedKindStrategy):
+            return self._computed(request, target, strategy)
         if request.method != "POST" or target.name is not None:
             raise ApiError.method_not_allowed()
         data = await request.read()
         body = codec.decode_object(data, request.headers.get("Content-Type"), info.kind) if data.strip() else {}
+        if info.namespaced:
+            _stamp_namespace(body, target.namespace)
         answer = strategy_for(info).review(info, body, _Review(user, self.authenticator))
         if answer is not None:
             return json_response(orjson.dumps(answer), 201)
         raise ApiError.method_not_allowed()
+
+    def _computed(self, request: web.Request, target: Any, strategy: ComputedKindStrategy) -> web.Response:
+        """GET of a kind the server computes on read (componentstatuses): a list, one
+        object, or a Table of them."""
+        if request.method != "GET" or request.query.get("watch") in ("true", "1") or target.watch_path:
+            raise ApiError.method_not_allowed()
+        info = target.info
+        now = dt.datetime.now(dt.UTC)
+        objects = strategy.objects(info, _CacheReader(self.cache), now)
+        warnings = [strategy.warning] if strategy.warning else []
+        if target.name is not None:
+            objects = [o for o in objects if (o.get("metadata") or {}).get("name") == target.name]
+            if not objects:
+                raise ApiError.not_found(info.group, info.plural, target.name)
+        for obj in objects:
+            obj["kind"], obj["apiVersion"] = info.kind, info.api_version
+        if wants_table(request.headers.get("Accept", "")):
+            table = tables.build_table(info, objects, now, request.query.get("includeObject", "Metadata"), {})
+            return json_response(orjson.dumps(table), warnings=warnings)
+        if target.name is not None:
+            return json_response(orjson.dumps(objects[0]), warnings=warnings)
+        body = {"kind": info.list_kind, "apiVersion": info.api_version, "metadata": {}, "items": objects}
+        return json_response(orjson.dumps(body), warnings=warnings)
 
     def _bound_pod(self, target: Any) -> dict[str, Any]:
         info = target.info
@@ -147,13 +208,14 @@ class VirtualHandler:
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
+            # No cookie jar: the proxy subresources relay many clients' requests through this session.
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
+                                                  cookie_jar=aiohttp.DummyCookieJar())
         return self._session
 
     async def _pod_stream(self, request: web.Request, target: Any) -> web.StreamResponse:
-        """pods/exec and pods/attach: a WebSocket (v5 or v4 channel protocol) relayed to
-        the agent of the pod's node. SPDY upgrades are refused (kubectl tries WebSocket
-        first)."""
+        """pods/exec and pods/attach: the client's WebSocket or SPDY session (see
+        `remotecommand`) carried to the agent of the pod's node."""
         pod = self._bound_pod(target)
         name = target.name or ""
         spec = pod.get("spec") or {}
@@ -166,29 +228,20 @@ class VirtualHandler:
             raise ApiError.bad_request(f"container {container} is not valid for pod {name}")
         if target.subresource == "exec" and not request.query.getall("command", []):
             raise ApiError.bad_request("you must specify at least 1 command")
-        if request.headers.get("Upgrade", "").lower() != "websocket":
-            raise ApiError.bad_request("Upgrade request required: pods/exec and pods/attach speak WebSocket "
-                                       "(v5.channel.k8s.io or v4.channel.k8s.io)")
-        wanted = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
-        protocol = next((p for p in wanted if p in ("v5.channel.k8s.io", "v4.channel.k8s.io")), None)
-        if protocol is None:
-            raise ApiError.bad_request(f"none of the offered subprotocols {wanted} is supported: "
-                                       "v5.channel.k8s.io, v4.channel.k8s.io")
+        negotiated = remotecommand.negotiate_request(request.headers)
         host, port = self._agent_address(spec["nodeName"])
         url = f"https://{host}:{port}/{target.subresource}/{target.namespace}/{name}/{container}"
         query = [(k, v) for k, v in request.query.items() if k != "container"]
         try:
-            back = await self._client().ws_connect(url, params=query, protocols=(protocol,), ssl=self.agent_ssl)
+            back = await self._client().ws_connect(url, params=query, protocols=remotecommand.AGENT_PROTOCOLS,
+                                                    ssl=self.agent_ssl)
         except aiohttp.WSServerHandshakeError as e:
             raise ApiError(e.status if 400 <= e.status < 500 else 502, "BadRequest" if e.status == 400
                            else "InternalError", f"the node agent refused: {e.message}") from None
         except (aiohttp.ClientError, OSError) as e:
             raise ApiError(503, "ServiceUnavailable",
                            f"the node agent of {spec['nodeName']} is not reachable: {e}") from None
-        front = web.WebSocketResponse(protocols=(protocol,))
-        await front.prepare(request)
-        await relay(front, back)
-        return front
+        return await remotecommand.serve(request, negotiated, back)
 
     async def _pod_portforward(self, request: web.Request, target: Any) -> web.StreamResponse:
         pod = self._bound_pod(target)
