@@ -511,6 +511,7 @@ def _b64(value: str) -> bytes:
 
 
 _VARINT_TYPES = {"i32", "i64", "b"}
+_VALUE_STRUCTS = {"Time", "MicroTime", "Raw"}  # always written unless marked `*`
 _PAYLOAD = {
     "s": "{}.encode()",
     "by": "_b64({})",
@@ -522,110 +523,140 @@ _PAYLOAD = {
     "ExtraValue": "_extra({})",
     "Raw": "_raw({})",
 }
+# Tag-plus-length (or tag-plus-value) prefixes are looked up in one tuple per tag for
+# values below this, which covers most strings and numbers in one append.
+_PREFIX_LIMIT = 128
 
 
 def _fn_name(message: str) -> str:
     return "e_" + message
 
 
-def _payload(type_: str, var: str) -> str:
-    template = _PAYLOAD.get(type_)
-    return template.format(var) if template else f"{_fn_name(type_)}({var})"
-
-
-def _emit_len(lines: list[str], ind: str, out: str, tag: bytes, expr: str) -> None:
-    lines += [
-        f"{ind}b = {expr}",
-        f"{ind}n = len(b)",
-        f"{ind}{out} += {tag!r}",
-        f"{ind}{out} += _VC[n] if n < {_VC_LIMIT} else _vbig(n)",
-        f"{ind}{out} += b",
-    ]
-
-
-def _emit_varint(lines: list[str], ind: str, out: str, tag: bytes, var: str, type_: str) -> None:
-    if type_ == "b":
-        true, false = tag + b"\x01", tag + b"\x00"
-        lines.append(f"{ind}{out} += {true!r} if {var} else {false!r}")
-    else:
-        lines += [f"{ind}{out} += {tag!r}",
-                  f"{ind}{out} += _VC[{var}] if 0 <= {var} < {_VC_LIMIT} else _vbig({var})"]
-
-
 def _tag(number: int, type_: str) -> bytes:
     return _varint_bytes(number << 3 | (_VARINT if type_ in _VARINT_TYPES else _LEN))
 
 
-def _emit_field(lines: list[str], number: int, f: Field) -> None:
-    ind = "    "
-    tag = _tag(number, f.type)
-    zero = tag + b"\x00"
-    lines.append(f"    v = o.get({f.json!r})")
-    if f.map:
-        value_tag = _tag(2, f.type)
-        lines += ["    if v:", "        for k in sorted(v):", "            x = v[k]",
-                  "            kb = k.encode()", "            e = bytearray(b'\\n')",
-                  f"            e += _VC[len(kb)] if len(kb) < {_VC_LIMIT} else _vbig(len(kb))",
-                  "            e += kb"]
-        if f.type in _VARINT_TYPES:
-            _emit_varint(lines, "            ", "e", value_tag, "x", f.type)
-        elif f.type in ("Time", "MicroTime"):
-            _emit_len(lines, "            ", "e", value_tag, "_time(x) if x else b''")
-        else:
-            _emit_len(lines, "            ", "e", value_tag, _payload(f.type, "x") if f.type in _PAYLOAD
-                      else f"{_fn_name(f.type)}(x) if x is not None else b''")
-        _emit_len(lines, "            ", "out", tag, "e")
-        return
-    if f.repeated:
-        lines += ["    if v:", "        for x in v:"]
-        if f.type in _VARINT_TYPES:
-            _emit_varint(lines, "            ", "out", tag, "x", f.type)
-        else:
-            _emit_len(lines, "            ", "out", tag, _payload(f.type, "x"))
-        return
-    if f.inline:
-        lines[-1] = f"    # {f.json}: inlined"
-        _emit_len(lines, ind, "out", tag, f"{_fn_name(f.type)}(o)")
-        return
-    if f.type in ("Time", "MicroTime", "Raw") and not f.pointer:
-        expr = "_raw(v)" if f.type == "Raw" else "_time(v) if v else b''"
-        _emit_len(lines, ind, "out", tag, expr)
-        return
-    if f.type in _VARINT_TYPES and not f.keep_zero:
-        lines.append("    if v:")
-        _emit_varint(lines, "        ", "out", tag, "v", f.type)
-        lines += ["    else:", f"        out += {zero!r}"]
-        return
-    if f.type == "s" and not f.keep_zero:
-        lines.append("    if v:")
-        _emit_len(lines, "        ", "out", tag, "v.encode()")
-        lines += ["    else:", f"        out += {zero!r}"]
-        return
-    lines.append("    if v is not None:")
-    if f.type in _VARINT_TYPES:
-        _emit_varint(lines, "        ", "out", tag, "v", f.type)
-    else:
-        _emit_len(lines, "        ", "out", tag, _payload(f.type, "v"))
-
-
-def _message_source(message: str) -> str:
-    lines = [f"def {_fn_name(message)}(o):", "    out = bytearray()"]
+@functools.cache
+def _zero_message(message: str) -> bytes:
+    """What Go writes for the message's zero value: its value scalars and value structs."""
+    out = b""
     for number, f in sorted(_table(message).items()):
-        _emit_field(lines, number, f)
-    lines.append("    return out")
-    return "\n".join(lines)
+        if f.map or f.repeated:
+            continue
+        tag = _tag(number, f.type)
+        if f.inline:
+            out += _len_prefixed(tag, _zero_message(f.type))
+        elif f.type in _VALUE_STRUCTS and not f.pointer:
+            out += tag + b"\x00"
+        elif f.type in _VARINT_TYPES | {"s"} and not f.keep_zero:
+            out += tag + b"\x00"
+    return out
+
+
+class _Codegen:
+    """Python source of one encoder function per message, plus the constants it uses."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.consts: dict[str, Any] = {}
+
+    def prefixes(self, tag: bytes) -> str:
+        name = "P" + tag.hex()
+        if name not in self.consts:
+            self.consts[name] = tuple(tag + _VC[i] for i in range(_PREFIX_LIMIT))
+        return name
+
+    def write_len(self, ind: str, out: str, tag: bytes, expr: str) -> None:
+        prefixes = self.prefixes(tag)
+        self.lines += [
+            f"{ind}b = {expr}",
+            f"{ind}n = len(b)",
+            f"{ind}{out} += {prefixes}[n] if n < {_PREFIX_LIMIT} else {tag!r} + _vbig(n)",
+            f"{ind}{out} += b",
+        ]
+
+    def write_varint(self, ind: str, out: str, tag: bytes, var: str, type_: str) -> None:
+        if type_ == "b":
+            true, false = tag + b"\x01", tag + b"\x00"
+            self.lines.append(f"{ind}{out} += {true!r} if {var} else {false!r}")
+            return
+        prefixes = self.prefixes(tag)
+        self.lines.append(
+            f"{ind}{out} += {prefixes}[{var}] if 0 <= {var} < {_PREFIX_LIMIT} else {tag!r} + _vbig({var})")
+
+    def write_single(self, ind: str, out: str, tag: bytes, type_: str, var: str) -> None:
+        if type_ in _VARINT_TYPES:
+            self.write_varint(ind, out, tag, var, type_)
+        else:
+            template = _PAYLOAD.get(type_)
+            self.write_len(ind, out, tag, template.format(var) if template else f"{_fn_name(type_)}({var})")
+
+    def field(self, number: int, f: Field) -> None:
+        tag = _tag(number, f.type)
+        zero = tag + b"\x00"
+        lines = self.lines
+        if f.inline:
+            lines.append(f"    # {f.json}: inlined from this object's own keys")
+            self.write_len("    ", "out", tag, f"{_fn_name(f.type)}(o)")
+            return
+        lines.append(f"    v = get({f.json!r})")
+        if f.map:
+            lines += ["    if v:", "        for k in sorted(v):", "            x = v[k]",
+                      "            e = bytearray()"]
+            self.write_len("            ", "e", b"\x0a", "k.encode()")
+            if f.type in ("Time", "MicroTime"):
+                self.write_len("            ", "e", _tag(2, f.type), "_time(x) if x else b''")
+            elif f.type in _VARINT_TYPES or f.type in _PAYLOAD:
+                self.write_single("            ", "e", _tag(2, f.type), f.type, "x")
+            else:
+                self.write_len("            ", "e", _tag(2, f.type),
+                               f"{_fn_name(f.type)}(x) if x is not None else b''")
+            self.write_len("            ", "out", tag, "e")
+        elif f.repeated:
+            lines += ["    if v:", "        for x in v:"]
+            self.write_single("            ", "out", tag, f.type, "x")
+        elif f.type in _VALUE_STRUCTS and not f.pointer:
+            self.write_len("    ", "out", tag, "_raw(v)" if f.type == "Raw" else "_time(v) if v else b''")
+        elif (f.type in _VARINT_TYPES or f.type == "s") and not f.keep_zero:
+            lines.append("    if v:")
+            self.write_single("        ", "out", tag, f.type, "v")
+            lines += ["    else:", f"        out += {zero!r}"]
+        else:
+            lines.append("    if v is not None:")
+            self.write_single("        ", "out", tag, f.type, "v")
+
+    def message(self, message: str) -> None:
+        zero = "Z_" + message
+        self.consts[zero] = _zero_message(message)
+        self.lines += [f"def {_fn_name(message)}(o):",
+                       "    if not o:",
+                       f"        return {zero}",
+                       "    get = o.get",
+                       "    out = bytearray()"]
+        for number, f in sorted(_table(message).items()):
+            self.field(number, f)
+        self.lines += ["    return out", "", ""]
 
 
 @functools.cache
 def _encoders() -> dict[str, Any]:
-    """One compiled encoder per message: `e_<Message>(dict) -> bytearray`."""
+    """One compiled encoder per message: `e_<Message>(dict) -> bytes-like`."""
+    gen = _Codegen()
+    for message in MESSAGES:
+        gen.message(message)
     namespace: dict[str, Any] = {
-        "_VC": _VC, "_vbig": _vbig, "_time": _time, "_ios": _ios, "_qty": _qty, "_fields": _fields,
-        "_raw": _raw, "_extra": _extra, "_b64": _b64,
+        "_vbig": _vbig, "_time": _time, "_ios": _ios, "_qty": _qty, "_fields": _fields,
+        "_raw": _raw, "_extra": _extra, "_b64": _b64, **gen.consts,
     }
-    source = "\n\n".join(_message_source(message) for message in MESSAGES)
-    exec(compile(source, "<kybernetes protobuf encoders>", "exec"), namespace)  # noqa: S102
+    exec(compile("\n".join(gen.lines), "<kybernetes protobuf encoders>", "exec"), namespace)  # noqa: S102
     return namespace
+
+
+def _message_source(message: str) -> str:
+    """The generated encoder of one message, for reading and debugging."""
+    gen = _Codegen()
+    gen.message(message)
+    return "\n".join(gen.lines)
 
 
 def _encoder(message: str) -> Any:
@@ -646,7 +677,7 @@ def _message_of(obj: dict[str, Any]) -> str:
     return message
 
 
-_ENCODE_ERRORS = (TypeError, AttributeError, ValueError, OverflowError, RecursionError)
+_ENCODE_ERRORS = (TypeError, AttributeError, ValueError, LookupError, OverflowError, RecursionError)
 
 
 def encode_message(message: str, obj: dict[str, Any]) -> bytes:
