@@ -284,6 +284,7 @@ class MutatingWebhookConfigurationStrategy(_WebhookConfigurationStrategy):
 
 class ValidatingAdmissionPolicyStrategy(KindStrategy):
     refs = (KindRef("admissionregistration.k8s.io", "ValidatingAdmissionPolicy"),)
+    status_metadata = ()  # metav1.ResetObjectMetaForStatus
 
     def default(self, info: ResourceInfo, obj: Obj) -> None:
         default_policy(obj)

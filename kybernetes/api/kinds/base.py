@@ -16,6 +16,7 @@ Everything here is pure: functions of decoded objects (plain dicts). What needs 
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -115,17 +116,22 @@ class MainWrite(WritePolicy):
         return new
 
 
+# The metadata a client owns. Which of it a /status write may change is the kind's
+# choice (`KindStrategy.status_metadata`); the rest of metadata is the server's.
+USER_METADATA = ("labels", "annotations", "finalizers", "ownerReferences")
+
+
 @dataclass(frozen=True)
 class StatusWrite(WritePolicy):
     """PUT/PATCH of `/status`: status and the user-owned metadata in `metadata_from_new`
     come from the request; everything else from the stored object."""
 
     bumps_generation: bool = False
-    # Upstream's status strategies reset only the spec of most built-in kinds, so labels
-    # and annotations written through /status stick (conformance patches /status with
-    # an annotation and reads it back); custom resources reset all metadata
-    # (metav1.ResetObjectMetaForStatus).
-    metadata_from_new: tuple[str, ...] = ("labels", "annotations")
+    # Upstream's status strategies reset only the spec of most built-in kinds, so labels,
+    # annotations, finalizers and owner references written through /status stick
+    # (conformance patches /status with an annotation and reads it back); some kinds
+    # keep part or all of it (metav1.ResetObjectMetaForStatus for custom resources).
+    metadata_from_new: tuple[str, ...] = USER_METADATA
 
     def merge(self, old: Obj, new: Obj, managed_done: bool) -> Obj:
         # The stored object's subtrees are shared, not copied: nothing in the pipeline
@@ -150,7 +156,6 @@ class StatusWrite(WritePolicy):
 
 _MAIN = MainWrite(allocates=True)
 _MAIN_KEEPING_STATUS = MainWrite(allocates=True, keeps_status=True)
-_STATUS = StatusWrite()
 _STATUS_CUSTOM = StatusWrite(metadata_from_new=())
 
 
@@ -226,6 +231,9 @@ class KindStrategy:
     # value: strict clients (the official Python client's models) refuse an object
     # without them, so every write stores them.
     always_present: ClassVar[Mapping[tuple[str, ...], Any]] = {}
+    # The user metadata (of USER_METADATA) a /status write takes from the request; the
+    # rest is kept from the stored object, as the kind's upstream status strategy resets it.
+    status_metadata: ClassVar[tuple[str, ...]] = USER_METADATA
 
     def __init__(self) -> None:
         self.allocation: Allocation | None = None
@@ -278,7 +286,7 @@ class KindStrategy:
         if subresource == "":
             return _MAIN_KEEPING_STATUS if "status" in info.subresources else _MAIN
         if subresource == "status" and "status" in info.subresources:
-            return _STATUS_CUSTOM if info.is_custom else _STATUS
+            return _STATUS_CUSTOM if info.is_custom else status_write(self.status_metadata)
         return None
 
     def review(self, info: ResourceInfo, body: Obj, ctx: ReviewContext) -> Obj | None:
@@ -342,6 +350,12 @@ class KindStrategy:
     def row_conditions(self, obj: Obj) -> list[dict[str, str]] | None:
         """Conditions of a Table row (kubectl greys out completed pods)."""
         return None
+
+
+@functools.cache
+def status_write(metadata_from_new: tuple[str, ...]) -> StatusWrite:
+    """The /status write policy taking `metadata_from_new` from the request (shared per tuple)."""
+    return StatusWrite(metadata_from_new=metadata_from_new)
 
 
 def fill_always_present(obj: Obj, fields: Mapping[tuple[str, ...], Any]) -> None:

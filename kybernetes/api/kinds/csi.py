@@ -209,6 +209,7 @@ class CSINodeStrategy(KindStrategy):
 
 class VolumeAttachmentStrategy(KindStrategy):
     refs = (KindRef("storage.k8s.io", "VolumeAttachment"),)
+    status_metadata = ()  # metav1.ResetObjectMetaForStatus
     delete_returns_object = True
 
     def default(self, info: ResourceInfo, obj: Obj) -> None:

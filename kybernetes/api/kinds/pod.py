@@ -368,6 +368,8 @@ class PodEviction:
 
 class PodStrategy(KindStrategy):
     refs = (KindRef("", "Pod"),)
+    # pods/status may not touch owner references: old kubelets corrupted them, breaking GC.
+    status_metadata = ("labels", "annotations", "finalizers")
     # The creator (a kubelet for static pods) or the server sets a new pod's status.
     resets_status_on_create = False
     delete_returns_object = True

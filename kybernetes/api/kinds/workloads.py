@@ -407,6 +407,8 @@ def _cells_controllerrevision(obj: Obj, now: datetime) -> Cells:
 
 class DeploymentStrategy(KindStrategy):
     refs = (KindRef("apps", "Deployment"),)
+    # deploymentStatusStrategy keeps the labels (ReplicaSet, StatefulSet and DaemonSet do not).
+    status_metadata = ("annotations", "finalizers", "ownerReferences")
 
     def default(self, info: ResourceInfo, obj: Obj) -> None:
         _default_deployment(obj)
