@@ -102,7 +102,8 @@ def _builtin(group: str, version: str, kind: str, plural: str, namespaced: bool 
     )
 
 
-_POD_SUBRESOURCES = ("status", "log", "exec", "attach", "portforward", "binding", "eviction", "ephemeralcontainers")
+_POD_SUBRESOURCES = ("status", "log", "exec", "attach", "portforward", "binding", "eviction", "ephemeralcontainers",
+                     "proxy")
 _RS_SCALE = ScalePaths(".spec.replicas", ".status.replicas", ".status.selector")
 _CREATE_ONLY = ("create",)
 

@@ -73,7 +73,8 @@ def parse_target(registry: Registry, path: str) -> Target:
     namespace: str | None = None
     if len(rest) >= 3 and rest[0] == "namespaces" and not (len(rest) == 3 and rest[2] in ("status", "finalize")):
         namespace, rest = rest[1], rest[2:]
-    if not rest or len(rest) > 3:
+    # A proxy subresource carries the backend's path after it (`pods/NAME/proxy/PATH`).
+    if not rest or (len(rest) > 3 and rest[2] != "proxy"):
         raise ApiError.path_not_found()
     info = registry.get(group, version, rest[0])
     if info is None:

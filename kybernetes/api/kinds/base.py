@@ -24,6 +24,7 @@ from typing import Any, ClassVar, Protocol
 
 from kybernetes.api import tables
 from kybernetes.api.errors import FieldError
+from kybernetes.api.kinds.proxying import Lookup, ProxyLocation
 from kybernetes.api.kinds.scale import ScaleSubresource, scale_subresource
 from kybernetes.api.registry import ResourceInfo
 
@@ -301,6 +302,13 @@ class KindStrategy:
     def scale(self, info: ResourceInfo) -> ScaleSubresource | None:
         """The `scale` subresource, for kinds the registry gives replica paths."""
         return scale_subresource(info)
+
+    def proxy_location(self, info: ResourceInfo, namespace: str | None, segment: str,
+                       lookup: Lookup) -> ProxyLocation | None:
+        """For a kind with a `proxy` subresource: the backend a request to
+        `<segment>/proxy` goes to (`segment` is `[SCHEME:]NAME[:PORT]`; see `proxying`).
+        None for every other kind."""
+        return None
 
     # -- deletion
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from kybernetes.api.errors import FieldError, invalid, required
 from kybernetes.api.kinds.base import KindRef, KindStrategy
+from kybernetes.api.kinds.proxying import Lookup, ProxyLocation, node_location
 from kybernetes.api.names import label_value_errors, qualified_name_errors
 from kybernetes.api.registry import ResourceInfo
 from kybernetes.api.tables import (
@@ -152,6 +153,10 @@ class NodeStrategy(KindStrategy):
 
     def validate(self, info: ResourceInfo, obj: Obj) -> Errors:
         return _validate_node(info, obj)
+
+    def proxy_location(self, info: ResourceInfo, namespace: str | None, segment: str,
+                       lookup: Lookup) -> ProxyLocation | None:
+        return node_location(segment, lookup)
 
     def table_columns(self) -> list[dict[str, Any]]:
         return _columns_node()

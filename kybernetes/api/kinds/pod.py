@@ -22,6 +22,7 @@ from kybernetes.api.kinds.base import (
     UpdateStep,
     WritePolicy,
 )
+from kybernetes.api.kinds.proxying import Lookup, ProxyLocation, pod_location
 from kybernetes.api.pods import pod_is_terminal, qos_class
 from kybernetes.api.registry import ResourceInfo
 from kybernetes.api.tables import (
@@ -396,6 +397,10 @@ class PodStrategy(KindStrategy):
 
     def actions(self) -> dict[str, ActionSubresource]:
         return self._actions
+
+    def proxy_location(self, info: ResourceInfo, namespace: str | None, segment: str,
+                       lookup: Lookup) -> ProxyLocation | None:
+        return pod_location(namespace, segment, lookup)
 
     def delete_grace_period(self, obj: Obj, requested: int | None) -> int | None:
         # Only a pod a node runs lingers: the node stops its containers, then deletes it.

@@ -13,6 +13,7 @@ from typing import Any
 from kybernetes.api.defaults import child_map, dicts, set_default
 from kybernetes.api.errors import FieldError, duplicate, forbidden, invalid, required
 from kybernetes.api.kinds.base import KindRef, KindStrategy
+from kybernetes.api.kinds.proxying import Lookup, ProxyLocation, service_location
 from kybernetes.api.names import dns1123_label_errors, dns1123_subdomain_errors
 from kybernetes.api.registry import ResourceInfo
 from kybernetes.api.selectors import format_labels
@@ -362,6 +363,10 @@ class ServiceStrategy(KindStrategy):
 
     def validate_update(self, info: ResourceInfo, new: Obj, old: Obj) -> Errors:
         return _validate_service_update(new, old)
+
+    def proxy_location(self, info: ResourceInfo, namespace: str | None, segment: str,
+                       lookup: Lookup) -> ProxyLocation | None:
+        return service_location(namespace, segment, lookup)
 
     def table_columns(self) -> list[dict[str, Any]]:
         return _columns_service()
