@@ -92,8 +92,10 @@ def log_options(query: Any) -> logs.LogOptions:
 
 
 class AgentServer:
-    def __init__(self, cri: Runtime, bind: str, port: int, ssl_ctx: ssl.SSLContext, runc_root: str = "") -> None:
+    def __init__(self, cri: Runtime, bind: str, port: int, ssl_ctx: ssl.SSLContext, runc_root: str = "",
+                 log_dir: str = "/var/log") -> None:
         self.cri = cri
+        self.log_dir = log_dir
         # runc's state dir for the runtime's Kubernetes namespace: exec with stdin runs
         # through runc directly (see `_exec_with_stdin`).
         self.runc_root = runc_root
@@ -110,6 +112,9 @@ class AgentServer:
         app.router.add_get("/attach/{namespace}/{pod}/{container}", self.stream)
         app.router.add_get("/portForward/{namespace}/{pod}", self.port_forward)
         app.router.add_get("/healthz", lambda _r: web.Response(text="ok"))
+        if os.path.isdir(self.log_dir):
+            # The host's logs, as the kubelet serves them (`kubectl get --raw /api/v1/nodes/N/proxy/logs/`).
+            app.router.add_static("/logs/", self.log_dir, show_index=True)
         self.runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await self.runner.setup()
         await web.TCPSite(self.runner, self.bind, self.port, ssl_context=self.ssl_ctx).start()
