@@ -475,7 +475,7 @@ def _time(text: str) -> bytes:
     return b"\x08" + _varint_bytes(seconds) + b"\x10" + _varint_bytes(delta.microseconds * 1000)
 
 
-@functools.lru_cache(maxsize=8192)
+@functools.lru_cache(maxsize=8192, typed=True)  # typed: 1, 1.0 and True differ
 def _ios(value: int | str) -> bytes:
     """IntOrString {type=1, intVal=2, strVal=3}, all three always written."""
     if isinstance(value, str):
@@ -485,7 +485,7 @@ def _ios(value: int | str) -> bytes:
     return b"\x08\x00\x10" + _varint_bytes(value) + b"\x1a\x00"
 
 
-@functools.lru_cache(maxsize=8192)
+@functools.lru_cache(maxsize=8192, typed=True)  # typed: 1, 1.0 and True differ
 def _qty(value: str | int | float) -> bytes:
     if isinstance(value, bool):
         raise TypeError("a quantity must be a string or a number")

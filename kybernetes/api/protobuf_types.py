@@ -88,6 +88,8 @@ MESSAGES: dict[str, str] = {
     "Condition": (
         "1 type!; 2 status!; 3 observedGeneration i64; 4 lastTransitionTime Time; 5 reason!; 6 message!"
     ),
+    # What `Accept: ...;as=PartialObjectMetadata[List];g=meta.k8s.io;v=v1` answers with.
+    "PartialObjectMetadata": "1 metadata ObjectMeta",
     # --- k8s.io/api/core/v1 ---------------------------------------------------------
     "ConfigMap": "1 metadata ObjectMeta; 4 immutable! b; 2 data {}s; 3 binaryData {}by",
     "Secret": "1 metadata ObjectMeta; 5 immutable! b; 2 data {}by; 4 stringData {}s; 3 type",
@@ -847,6 +849,7 @@ KINDS: dict[tuple[str, str], str] = {
     ("apps/v1", "StatefulSet"): "StatefulSet",
     ("apps/v1", "ReplicaSet"): "ReplicaSet",
     ("apps/v1", "ControllerRevision"): "ControllerRevision",
+    ("meta.k8s.io/v1", "PartialObjectMetadata"): "PartialObjectMetadata",
     ("v1", "Endpoints"): "Endpoints",
     ("v1", "Status"): "Status",
     ("discovery.k8s.io/v1", "EndpointSlice"): "EndpointSlice",
