@@ -1,6 +1,7 @@
-"""Field tables of the Kubernetes protobuf messages our API server accepts.
+"""Field tables of the Kubernetes protobuf messages our API server reads and writes.
 
-kubectl's typed clients send request bodies as Kubernetes protobuf. The field
+kubectl's typed clients send request bodies as Kubernetes protobuf, and ask for
+responses (objects, lists, watch events, errors) in it. The field
 numbers below are protocol facts taken from the upstream `generated.proto`
 files of k8s.io/api and k8s.io/apimachinery; the JSON names are those of the
 JSON API. The kinds in `KINDS` cover what kubectl's generators and auth
@@ -8,7 +9,9 @@ commands send, what Go clients create in conformance runs (Pod with every
 volume plugin, workloads, storage, nodes, events, ...) and the subresource
 bodies (DeleteOptions, Eviction, Scale, reviews); unknown field numbers are
 skipped by the decoder. Every kind sampled from a real kube-apiserver 1.28
-(`compat/samples/wire-1.28`) decodes to its JSON twin (tests/unit/test_protobuf_golden.py);
+(`compat/samples/wire-1.28`) decodes to its JSON twin, and that JSON encodes to the
+sample's exact bytes (tests/unit/test_protobuf_golden.py); `<Kind>List` of every kind is
+implied (ListMeta = 1, items = 2);
 the volume plugin sources were checked against upstream core/v1 `generated.proto`.
 
 Every entry was checked against upstream `generated.proto` files: k8s.io/api
