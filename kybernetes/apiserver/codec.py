@@ -1,4 +1,5 @@
-"""Decoding request bodies safely: JSON, YAML and Kubernetes protobuf.
+"""Media types: decoding request bodies safely (JSON, YAML, Kubernetes protobuf) and
+negotiating the response encoding from `Accept` (JSON, Table, protobuf).
 
 Every body goes through `decode_body`, which enforces the limits that keep a
 hostile request from hurting the server: a size cap (3 MiB, like
@@ -14,6 +15,7 @@ nothing was dropped and the slow search runs only when that proof fails.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -202,3 +204,198 @@ def decode_object(data: bytes, content_type: str | None, expected_kind: str = ""
 
 def dumps(value: Any) -> bytes:
     return orjson.dumps(value)
+
+
+# --- response negotiation ----------------------------------------------------------
+#
+# kube-apiserver picks the response encoding from `Accept` clause by clause (highest q
+# first, otherwise in the order given): the first clause that names a type the endpoint
+# can write, with parameters it can honour, wins; none at all is a 406. Its types, in
+# order (so `*/*` means JSON): JSON, YAML (answered here as JSON) and protobuf. Custom
+# resources and kinds without a protobuf table skip protobuf clauses. A Table is JSON (or
+# YAML) only, so `application/vnd.kubernetes.protobuf;as=Table` is skipped. Error
+# `Status` objects follow the same clauses with no conversion allowed, whatever kind the
+# URL names.
+
+PROTOBUF_WATCH_TYPE = PROTOBUF_TYPE + ";stream=watch"
+NOT_ACCEPTABLE = ("only the following media types are accepted: "
+                  "application/json, application/yaml, application/vnd.kubernetes.protobuf")
+UNSUPPORTED_BODY = ("the body of the request was in an unknown format - accepted media types include: "
+                    "application/json, application/yaml")
+
+_ANY_TYPE = ("json", "yaml", "protobuf")
+_TABLE_VERSIONS = ("v1", "v1beta1", "")
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """How a response is written: JSON (the default), a Table (JSON), or protobuf.
+    `json_fallback`: a later `Accept` clause takes plain JSON, for an object protobuf
+    cannot carry."""
+
+    protobuf: bool = False
+    table: bool = False
+    json_fallback: bool = True
+
+
+JSON_OUTPUT = Output()
+TABLE_OUTPUT = Output(table=True)
+
+
+def accept_clauses(header: str) -> list[tuple[str, str, dict[str, str]]]:
+    """(type, subtype, parameters) of each `Accept` clause, best first: by q, then
+    concrete types before wildcards, otherwise in the order given (as goautoneg)."""
+    parsed: list[tuple[float, int, str, str, dict[str, str]]] = []
+    for part in header.split(","):
+        pieces = part.split(";")
+        typ, _, sub = pieces[0].strip().lower().partition("/")
+        if not sub:
+            if typ != "*":
+                continue
+            sub = "*"
+        params: dict[str, str] = {}
+        q = 1.0
+        for piece in pieces[1:]:
+            key, _, value = piece.partition("=")
+            key, value = key.strip().lower(), value.strip()
+            if key == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+            elif key:
+                params[key] = value
+        parsed.append((q, len(parsed), typ, sub.strip(), params))
+    parsed.sort(key=lambda c: (-c[0], c[2] == "*", c[3] == "*", c[1]))
+    return [(typ, sub, params) for _q, _i, typ, sub, params in parsed]
+
+
+def _server_types(typ: str, sub: str) -> tuple[str, ...]:
+    if (typ, sub) in (("*", "*"), ("application", "*")):
+        return _ANY_TYPE
+    if typ != "application":
+        return ()
+    if sub == "json" or sub.endswith("+json"):
+        return ("json",)
+    if sub == "yaml":
+        return ("yaml",)
+    if sub == "vnd.kubernetes.protobuf":
+        return ("protobuf",)
+    return ()
+
+
+def _clause_output(media: str, params: dict[str, str], protobuf_ok: bool, for_error: bool) -> Output | None:
+    stream = params.get("stream", "")
+    if stream and (stream != "watch" or media == "yaml"):
+        return None
+    if "as" in params or "g" in params or "v" in params:
+        if for_error or media == "protobuf":
+            return None
+        if (params.get("as") == "Table" and params.get("g") == "meta.k8s.io"
+                and params.get("v", "") in _TABLE_VERSIONS):
+            return TABLE_OUTPUT
+        # Other conversions (PartialObjectMetadata) are not served: the object itself.
+        return JSON_OUTPUT
+    if media == "protobuf":
+        return Output(protobuf=True) if protobuf_ok or for_error else None
+    return JSON_OUTPUT
+
+
+def _negotiate(clauses: list[tuple[str, str, dict[str, str]]], protobuf_ok: bool,
+               for_error: bool) -> tuple[Output, int] | None:
+    for index, (typ, sub, params) in enumerate(clauses):
+        for media in _server_types(typ, sub):
+            out = _clause_output(media, params, protobuf_ok, for_error)
+            if out is not None:
+                return out, index
+    return None
+
+
+def negotiate_output(accept: str, protobuf_ok: bool) -> Output:
+    """The encoding of a resource response for this `Accept` header; 406 if none fits.
+    `protobuf_ok`: the endpoint's kind can be written as protobuf."""
+    if not accept.strip():
+        return JSON_OUTPUT
+    clauses = accept_clauses(accept)
+    found = _negotiate(clauses, protobuf_ok, False)
+    if found is None:
+        raise ApiError.not_acceptable(NOT_ACCEPTABLE)
+    out, index = found
+    if out.protobuf:
+        rest = _negotiate(clauses[index + 1:], False, False)
+        return Output(protobuf=True, json_fallback=rest is not None and not rest[0].table)
+    return out
+
+
+def error_wants_protobuf(accept: str) -> bool:
+    """Whether an error `Status` answers in protobuf: the first clause usable without
+    conversion names protobuf (an unusable header gets JSON, never a second error)."""
+    if "protobuf" not in accept:
+        return False
+    found = _negotiate(accept_clauses(accept), True, True)
+    return found is not None and found[0].protobuf
+
+
+def refuse_protobuf_body(content_type: str | None) -> None:
+    """415 for a protobuf body sent to an endpoint that only reads JSON and YAML (custom
+    resources, kinds without a protobuf table)."""
+    if media_type(content_type) == PROTOBUF_TYPE:
+        raise ApiError(415, "UnsupportedMediaType", UNSUPPORTED_BODY)
+
+
+# --- protobuf response framing -----------------------------------------------------
+#
+# A protobuf body is `k8s\0` + runtime.Unknown{typeMeta = 1, raw = 2, contentEncoding = 3,
+# contentType = 4}. A LIST's raw is ListMeta (field 1) and one field 2 per item. The raw
+# field's length comes first, so a list streamed in pieces adds up its items' sizes
+# beforehand (as kube-apiserver's streaming list encoder does); items are the cached
+# per-object messages, so that costs no encoding.
+
+PB_TAIL = b"\x1a\x00\x22\x00"  # contentEncoding "", contentType "" (always written)
+PB_ITEM_TAG = b"\x12"
+
+
+def varint(n: int) -> bytes:
+    """Protobuf base-128 varint of a non-negative integer."""
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def field_size(n: int) -> int:
+    """Bytes a length-delimited field with a one-byte tag takes for an `n`-byte payload."""
+    size = n + 2
+    while n > 0x7F:
+        n >>= 7
+        size += 1
+    return size
+
+
+def pb_list_head(api_version: str, list_kind: str, list_meta: bytes, items_size: int) -> bytes:
+    """Everything of a protobuf LIST body before its first item: magic, typeMeta, the raw
+    field's header and the ListMeta field. `items_size` is the size of every item field
+    (tag, length and message) together; `PB_TAIL` ends the body after the items."""
+    type_meta = _ld(b"\x0a", api_version.encode()) + _ld(b"\x12", list_kind.encode())
+    meta_field = _ld(b"\x0a", list_meta)
+    return b"".join((b"k8s\x00", _ld(b"\x0a", type_meta), b"\x12", varint(len(meta_field) + items_size),
+                     meta_field))
+
+
+def _ld(tag: bytes, payload: bytes) -> bytes:
+    return tag + varint(len(payload)) + payload
+
+
+def encode_status(status: dict[str, Any], accept: str) -> tuple[bytes, str]:
+    """An error `Status` body and its Content-Type, in protobuf when `Accept` asks for it
+    first (JSON when it does not, or when the Status cannot be written as protobuf)."""
+    if error_wants_protobuf(accept):
+        from kybernetes.api.protobuf import encode_k8s_protobuf
+
+        try:
+            return encode_k8s_protobuf(status), PROTOBUF_TYPE
+        except ApiError:
+            pass
+    return orjson.dumps(status), "application/json"

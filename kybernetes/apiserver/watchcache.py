@@ -28,6 +28,7 @@ from typing import Any
 
 import orjson
 
+from kybernetes.api.protobuf import encode_object_message
 from kybernetes.api.selectors import field_value
 from kybernetes.storage.interface import CompactedError, Event, KeyValue, Store, WatchStream
 
@@ -37,9 +38,10 @@ log = logging.getLogger(__name__)
 class CachedObject:
     """One version of an object: its encoded bytes, and briefly its decoded form (while
     the change that made it is dispatched). Readers decode on demand with `obj`; each
-    access returns a fresh dict, so take it once per use."""
+    access returns a fresh dict, so take it once per use. Its protobuf message is
+    encoded the first time a client asks for protobuf, then kept like the JSON."""
 
-    __slots__ = ("key", "_obj", "raw", "rev", "_selectable")
+    __slots__ = ("key", "_obj", "raw", "rev", "_selectable", "_pb")
 
     def __init__(self, key: str, obj: dict[str, Any] | None, raw: bytes, rev: int) -> None:
         self.key = key
@@ -47,6 +49,16 @@ class CachedObject:
         self.raw = raw  # JSON of obj, resourceVersion included
         self.rev = rev
         self._selectable: tuple[dict[str, str], dict[str, str]] | None = None
+        self._pb: bytes | None = None
+
+    def protobuf(self, obj: dict[str, Any] | None = None) -> bytes:
+        """The kind's protobuf message of this version (no envelope), encoded once; `obj`
+        is this version already decoded, if the caller has it. Raises the encoder's
+        `NotEncodable` (an `ApiError`) for a kind or value protobuf cannot carry."""
+        pb = self._pb
+        if pb is None:
+            pb = self._pb = encode_object_message(obj if obj is not None else self.obj)
+        return pb
 
     def selectable(self, fields: Iterable[str]) -> tuple[dict[str, str], dict[str, str]]:
         """This version's labels and the values of `fields` for field selectors, kept once
