@@ -111,7 +111,8 @@ def negotiate_request(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> Nego
         chosen = negotiate(offered, SPDY_VERSIONS)
         if chosen is None:
             raise ApiError(403, "Forbidden", f"unable to upgrade: unable to negotiate protocol: client supports "
-                                             f"{offered}, server accepts {list(SPDY_VERSIONS)}")
+                                             f"{offered}, server accepts {list(SPDY_VERSIONS)}",
+                           headers={"X-Accepted-Stream-Protocol-Versions": ", ".join(SPDY_VERSIONS)})
         return Negotiated(True, chosen)
     raise ApiError.bad_request("Upgrade request required: pods/exec and pods/attach speak WebSocket "
                                "(v5.channel.k8s.io, v4.channel.k8s.io, ...) or SPDY/3.1")
