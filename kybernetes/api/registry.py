@@ -102,6 +102,13 @@ def _builtin(group: str, version: str, kind: str, plural: str, namespaced: bool 
     )
 
 
+def _posts_as(info: ResourceInfo, plural: str, subresource: str) -> ResourceInfo:
+    """Mark `info` as a collection whose POST is the `subresource` action of the object of
+    `plural` (same group-version and namespace) named in the body's metadata."""
+    info.extra["posts_as"] = (plural, subresource)
+    return info
+
+
 _POD_SUBRESOURCES = ("status", "log", "exec", "attach", "portforward", "binding", "eviction", "ephemeralcontainers",
                      "proxy")
 _RS_SCALE = ScalePaths(".spec.replicas", ".status.replicas", ".status.selector")
@@ -137,6 +144,10 @@ def builtin_resources() -> list[ResourceInfo]:
         b("", "v1", "ReplicationController", "replicationcontrollers", True, ("rc",), ("all",),
           ("status", "scale"), scale=_RS_SCALE),
         b("", "v1", "PodTemplate", "podtemplates", True),
+        # Health of the control plane, computed on read (deprecated upstream since 1.19, still served).
+        b("", "v1", "ComponentStatus", "componentstatuses", False, ("cs",), verbs=("get", "list")),
+        # A POST to the collection binds the pod its body names: pods/<name>/binding.
+        _posts_as(b("", "v1", "Binding", "bindings", True, verbs=_CREATE_ONLY), "pods", "binding"),
         # apps/v1
         b("apps", "v1", "Deployment", "deployments", True, ("deploy",), ("all",), ("status", "scale"), scale=_RS_SCALE),
         b("apps", "v1", "ReplicaSet", "replicasets", True, ("rs",), ("all",), ("status", "scale"), scale=_RS_SCALE),
@@ -149,6 +160,18 @@ def builtin_resources() -> list[ResourceInfo]:
         # autoscaling/v2
         b("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", True, ("hpa",), ("all",),
           ("status",)),
+        # apiregistration.k8s.io/v1: the aggregator's APIServices (every served group-version is one)
+        b("apiregistration.k8s.io", "v1", "APIService", "apiservices", False, (), ("api-extensions",), ("status",)),
+        # flowcontrol.apiserver.k8s.io/v1: API Priority and Fairness configuration
+        b("flowcontrol.apiserver.k8s.io", "v1", "FlowSchema", "flowschemas", False, sub=("status",)),
+        b("flowcontrol.apiserver.k8s.io", "v1", "PriorityLevelConfiguration", "prioritylevelconfigurations", False,
+          sub=("status",)),
+        # resource.k8s.io/v1: dynamic resource allocation
+        b("resource.k8s.io", "v1", "DeviceClass", "deviceclasses", False),
+        b("resource.k8s.io", "v1", "ResourceClaim", "resourceclaims", True, sub=("status",)),
+        b("resource.k8s.io", "v1", "ResourceClaimTemplate", "resourceclaimtemplates", True),
+        b("resource.k8s.io", "v1", "ResourceSlice", "resourceslices", False,
+          fields=("spec.nodeName", "spec.driver")),
         # discovery.k8s.io/v1
         b("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", True),
         # coordination.k8s.io/v1
@@ -186,6 +209,8 @@ def builtin_resources() -> list[ResourceInfo]:
         b("networking.k8s.io", "v1", "Ingress", "ingresses", True, ("ing",), (), ("status",)),
         b("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", True, ("netpol",)),
         b("networking.k8s.io", "v1", "IngressClass", "ingressclasses", False),
+        b("networking.k8s.io", "v1", "IPAddress", "ipaddresses", False, ("ip",)),
+        b("networking.k8s.io", "v1", "ServiceCIDR", "servicecidrs", False, sub=("status",)),
         # policy
         b("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", True, ("pdb",), (), ("status",)),
         # scheduling
@@ -201,18 +226,24 @@ def builtin_resources() -> list[ResourceInfo]:
         b("authorization.k8s.io", "v1", "SelfSubjectRulesReview", "selfsubjectrulesreviews", False,
           verbs=_CREATE_ONLY),
         b("authorization.k8s.io", "v1", "SubjectAccessReview", "subjectaccessreviews", False, verbs=_CREATE_ONLY),
+        b("authorization.k8s.io", "v1", "LocalSubjectAccessReview", "localsubjectaccessreviews", True,
+          verbs=_CREATE_ONLY),
     ]
 
 
 # Kinds that are virtual (never stored; the server answers them directly).
 VIRTUAL_KINDS = {"SelfSubjectReview", "TokenReview", "SelfSubjectAccessReview", "SelfSubjectRulesReview",
-                 "SubjectAccessReview"}
+                 "SubjectAccessReview", "LocalSubjectAccessReview", "ComponentStatus"}
+# Kinds with no storage of their own (discovery gives them no storageVersionHash).
+UNSTORED_KINDS = VIRTUAL_KINDS | {"Binding"}
 
 # Group preference order in discovery, like the real server's.
 GROUP_ORDER = [
-    "", "apps", "events.k8s.io", "authentication.k8s.io", "authorization.k8s.io", "autoscaling", "batch",
+    "", "apiregistration.k8s.io",
+    "apps", "events.k8s.io", "authentication.k8s.io", "authorization.k8s.io", "autoscaling", "batch",
     "networking.k8s.io", "policy", "rbac.authorization.k8s.io", "storage.k8s.io", "admissionregistration.k8s.io",
     "apiextensions.k8s.io", "scheduling.k8s.io", "coordination.k8s.io", "node.k8s.io", "discovery.k8s.io",
+    "resource.k8s.io", "flowcontrol.apiserver.k8s.io",
 ]
 
 

@@ -291,7 +291,15 @@ TOTAL_ANNOTATION_SIZE = 256 * 1024
 STANDARD_FINALIZERS = {"kubernetes", "orphan", "foregroundDeletion", "customresourcecleanup.apiextensions.k8s.io"}
 
 
+def _no_name_rule(value: str) -> list[str]:
+    return []
+
+
 def _name_rule(info: ResourceInfo) -> Callable[[str], list[str]]:
+    if info.kind == "IPAddress" and info.group == "networking.k8s.io":
+        return _no_name_rule  # an IP address: its strategy checks the canonical form
+    if info.group == "apiregistration.k8s.io":
+        return path_segment_name_errors  # `<version>.<group>`, and `v1.` for the core group
     if info.is_custom or info.group not in ("", "rbac.authorization.k8s.io"):
         return dns1123_subdomain_errors
     if info.kind == "Namespace":

@@ -29,6 +29,7 @@ from kybernetes.api.kinds.base import Allocation
 from kybernetes.api.kinds.service import SERVICE
 from kybernetes.api.registry import Registry
 from kybernetes.apiserver import auth, discovery, openapi, pki, servicealloc
+from kybernetes.apiserver.bootstrapobjects import BootstrapObjects
 from kybernetes.apiserver.crds import CrdController
 from kybernetes.apiserver.flowcontrol import FlowControlConfig, FlowController
 from kybernetes.apiserver.namespaces import ensure_system_namespaces
@@ -111,6 +112,9 @@ class ApiServer:
                                               self.service_allocator, self.service_network,
                                               ApiEndpoint(self.advertise_address, port))
         self._system_services_started = False
+        self.bootstrap_objects = BootstrapObjects(self.registry, self.cache, self.service,
+                                                  [str(self.service_network.cidr)])
+        self._bootstrap_started = False
         self.started_at = time.monotonic()
         self._conn_users: weakref.WeakKeyDictionary[Any, tuple[str | None, auth.UserInfo | None]] = (
             weakref.WeakKeyDictionary())
@@ -134,6 +138,8 @@ class ApiServer:
         await ensure_system_namespaces(self.registry, self.cache, self.service)
         await self.system_services.start()
         self._system_services_started = True
+        await self.bootstrap_objects.start()
+        self._bootstrap_started = True
         self.virtual = VirtualHandler(self.cache, self.authenticator,
                                       await asyncio.to_thread(pki.agent_client_ssl_context, self.pki))
         self.rest = RestHandler(self.registry, self.store, self.cache, self.service, self.virtual)
@@ -156,6 +162,9 @@ class ApiServer:
 
     async def stop(self) -> None:
         self.ready = False
+        if self._bootstrap_started:
+            self._bootstrap_started = False
+            await self.bootstrap_objects.stop()
         if self._system_services_started:
             self._system_services_started = False
             await self.system_services.stop()

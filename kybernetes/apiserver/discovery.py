@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from kybernetes.api.registry import VIRTUAL_KINDS, Registry, ResourceInfo
+from kybernetes.api.registry import UNSTORED_KINDS, Registry, ResourceInfo
 
 AGGREGATED_CONTENT_TYPE = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
 
@@ -132,7 +132,7 @@ def _legacy_resource(info: ResourceInfo) -> dict[str, Any]:
         out["shortNames"] = list(info.short_names)
     if info.categories:
         out["categories"] = list(info.categories)
-    if info.kind not in VIRTUAL_KINDS:
+    if info.kind not in UNSTORED_KINDS:
         out["storageVersionHash"] = storage_version_hash(info)
     return out
 

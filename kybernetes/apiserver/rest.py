@@ -19,7 +19,7 @@ import orjson
 from aiohttp import web
 
 from kybernetes.api import tables
-from kybernetes.api.errors import ApiError, forbidden, invalid, status_object
+from kybernetes.api.errors import ApiError, forbidden, invalid, required, status_object
 from kybernetes.api.kinds.base import UpdateStep
 from kybernetes.api.kinds.scale import scale_subresource
 from kybernetes.api.patch import patch_for_content_type
@@ -190,6 +190,11 @@ class RestHandler:
         info = target.info
         method = request.method
         q = request.query
+        posts_as = info.extra.get("posts_as")
+        if posts_as is not None:
+            if method != "POST" or target.name is not None:
+                raise ApiError.method_not_allowed()
+            return await self.collection_action(request, target, posts_as)
         if info.kind in VIRTUAL_KINDS or target.subresource in (
                 "log", "exec", "attach", "portforward", "proxy", "token", "ephemeralcontainers"):
             return await self.virtual.handle(request, target)
@@ -672,14 +677,33 @@ class RestHandler:
                 + b'","metadata":{"resourceVersion":"' + str(self.cache.revision).encode() + b'"},"items":[')
         return json_response(head + b",".join(deleted) + b"]}")
 
-    async def subresource_action(self, request: web.Request, target: Target) -> web.Response:
+    async def collection_action(self, request: web.Request, target: Target, posts_as: tuple[str, str]) -> web.Response:
+        """A POST to a collection that stands for another resource's action subresource
+        (core/v1 `bindings` is `pods/<name>/binding`, the name taken from the body)."""
+        info = target.info
+        if target.namespace is None:
+            raise ApiError.path_not_found()
+        body = await self._body(request, info.kind)
+        meta = body.get("metadata")
+        name = meta.get("name") if isinstance(meta, dict) else None
+        if not isinstance(name, str) or not name:
+            raise ApiError.invalid(info.group, info.kind, "",
+                                   [required("metadata.name", "name or generateName is required")])
+        parent = self.registry.get(info.group, info.version, posts_as[0])
+        if parent is None:
+            raise ApiError.path_not_found()
+        return await self.subresource_action(request, Target(parent, target.namespace, name, posts_as[1]), body)
+
+    async def subresource_action(self, request: web.Request, target: Target,
+                                 body: dict[str, Any] | None = None) -> web.Response:
         """A POST-only subresource (pods/binding, pods/eviction): the kind's strategy plans
-        it, this stores what it planned."""
+        it, this stores what it planned. `body`: the request's, when already read."""
         info = target.info
         ctx = self.write_context(request)
         name = target.name or ""
         action = self.service.kinds.for_info(info).actions()[target.subresource]
-        body = await self._body(request, action.body_kind)
+        if body is None:
+            body = await self._body(request, action.body_kind)
         read: list[CachedObject] = []
 
         def current() -> dict[str, Any]:

@@ -15,13 +15,16 @@ from collections.abc import Iterable
 
 from kybernetes.api.kinds import (
     admission,
+    apiregistration,
     autoscaling,
     batch,
+    componentstatus,
     config,
     crd,
     csi,
     custom,
     events,
+    flowcontrol,
     namespace,
     networking,
     node,
@@ -29,21 +32,17 @@ from kybernetes.api.kinds import (
     pod,
     policy,
     rbac,
+    resource,
     reviews,
     service,
+    servicecidr,
     storage,
     workloads,
 )
-from kybernetes.api.kinds.base import Allocation, CreatedAtStrategy, DeletionListener, KindRef, KindStrategy
+from kybernetes.api.kinds.base import Allocation, DeletionListener, KindRef, KindStrategy
 from kybernetes.api.registry import ResourceInfo
 
 __all__ = ["DEFAULT", "KindRef", "KindStrategy", "Strategies", "new_strategies", "strategy_for"]
-
-
-class APIServiceStrategy(CreatedAtStrategy):
-    """Printed like the real server prints it (no printer of its own)."""
-
-    refs = (KindRef("apiregistration.k8s.io", "APIService"),)
 
 
 class Strategies:
@@ -107,7 +106,12 @@ def new_strategies(*, default_toleration_seconds: int = pod.DEFAULT_TOLERATION_S
         policy.PriorityClassStrategy(),
         autoscaling.HorizontalPodAutoscalerStrategy(),
         crd.CustomResourceDefinitionStrategy(),
-        APIServiceStrategy(),
+        apiregistration.APIServiceStrategy(),
+        flowcontrol.FlowSchemaStrategy(), flowcontrol.PriorityLevelConfigurationStrategy(),
+        resource.DeviceClassStrategy(), resource.ResourceClaimStrategy(), resource.ResourceClaimTemplateStrategy(),
+        resource.ResourceSliceStrategy(),
+        servicecidr.ServiceCIDRStrategy(), servicecidr.IPAddressStrategy(),
+        componentstatus.ComponentStatusStrategy(), reviews.LocalSubjectAccessReviewStrategy(),
         reviews.SelfSubjectReviewStrategy(), reviews.TokenReviewStrategy(), reviews.AccessReviewStrategy(),
         reviews.SelfSubjectRulesReviewStrategy(),
     ])

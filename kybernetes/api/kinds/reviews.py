@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from kybernetes.api.errors import ApiError, invalid
 from kybernetes.api.kinds.base import KindRef, KindStrategy, Obj, Requester, ReviewContext
 from kybernetes.api.registry import ResourceInfo
+from kybernetes.api.validation import GoValue
 
 ANONYMOUS_USER = "system:anonymous"
 _AUTHN = "authentication.k8s.io"
@@ -62,12 +64,39 @@ class TokenReviewStrategy(KindStrategy):
 
 
 class AccessReviewStrategy(KindStrategy):
-    refs = (KindRef(_AUTHZ, "SelfSubjectAccessReview"), KindRef(_AUTHZ, "SubjectAccessReview"),
-            KindRef(_AUTHZ, "LocalSubjectAccessReview"))
+    refs = (KindRef(_AUTHZ, "SelfSubjectAccessReview"), KindRef(_AUTHZ, "SubjectAccessReview"))
 
     def review(self, info: ResourceInfo, body: Obj, ctx: ReviewContext) -> Obj | None:
         return _answer(info, body, {"allowed": ctx.requester.username != ANONYMOUS_USER,
                                     "reason": "kybernetes allows every authenticated user (RBAC not enabled)"})
+
+
+class LocalSubjectAccessReviewStrategy(KindStrategy):
+    """A SubjectAccessReview confined to the namespace of its URL (the server stamps the
+    URL's namespace into the body's metadata before asking)."""
+
+    refs = (KindRef(_AUTHZ, "LocalSubjectAccessReview"),)
+
+    def review(self, info: ResourceInfo, body: Obj, ctx: ReviewContext) -> Obj | None:
+        meta = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
+        namespace = meta.get("namespace") or ""
+        spec = body.get("spec") if isinstance(body.get("spec"), dict) else {}
+        errors = []
+        attrs = spec.get("resourceAttributes")
+        if isinstance(attrs, dict) and (attrs.get("namespace") or "") != namespace:
+            errors.append(invalid("spec.resourceAttributes.namespace", attrs.get("namespace") or "",
+                                  "must match metadata.namespace"))
+        if spec.get("nonResourceAttributes") is not None:
+            errors.append(invalid("spec.nonResourceAttributes", GoValue("..."),
+                                  "disallowed on this kind of request"))
+        if attrs is None and spec.get("nonResourceAttributes") is None:
+            errors.append(invalid("spec.resourceAttributes", GoValue("null"),
+                                  "exactly one of nonResourceAttributes or resourceAttributes must be specified"))
+        if not spec.get("user") and not spec.get("groups"):
+            errors.append(invalid("spec.user", "", "at least one of user or group must be specified"))
+        if errors:
+            raise ApiError.invalid(info.group, info.kind, "", errors)
+        return AccessReviewStrategy().review(info, body, ctx)
 
 
 class SelfSubjectRulesReviewStrategy(KindStrategy):

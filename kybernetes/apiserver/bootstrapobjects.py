@@ -1,0 +1,215 @@
+"""Objects the API server keeps in the store itself, as kube-apiserver's post-start
+controllers do:
+
+* the API Priority and Fairness bootstrap configuration: the mandatory `exempt` and
+  `catch-all` FlowSchemas and PriorityLevelConfigurations and the suggested ones,
+  created when missing (also after a delete) and given their spec back unless the
+  object's `apf.kubernetes.io/autoupdate-spec` annotation is "false"; every
+  FlowSchema's `Dangling` condition says whether its priority level exists;
+* one local APIService per served group-version (custom resources' included), with
+  an Available=True condition, and the automanaged ones of group-versions no longer
+  served removed;
+* the default ServiceCIDR `kubernetes` for the service range, and a Ready condition
+  on every ServiceCIDR.
+
+The decisions are the kind modules' (`kinds/flowcontrol.py`, `kinds/apiregistration.py`,
+`kinds/servicecidr.py`); this is the shell that reads the watch cache and writes
+through the same verbs as any client, every few seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+from typing import Any
+
+from kybernetes.api.errors import ApiError
+from kybernetes.api.kinds import apiregistration, flowcontrol, servicecidr
+from kybernetes.api.registry import Registry, ResourceInfo
+from kybernetes.apiserver import objectmeta as om
+from kybernetes.apiserver.resources import ResourceService, WriteContext
+from kybernetes.apiserver.watchcache import WatchCache
+from kybernetes.storage.interface import StorageFullError
+
+log = logging.getLogger("kybernetes.apiserver.bootstrapobjects")
+
+Obj = dict[str, Any]
+
+MANAGER = "kybernetes-server"
+SYNC_SECONDS = 5.0
+
+
+class BootstrapObjects:
+    """Creates the bootstrap objects at start and keeps them while the server runs."""
+
+    def __init__(self, registry: Registry, cache: WatchCache, service: ResourceService,
+                 service_cidrs: list[str]) -> None:
+        self.registry = registry
+        self.cache = cache
+        self.service = service
+        self.service_cidrs = service_cidrs
+        self.sync_seconds = SYNC_SECONDS
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Begin keeping the objects; the first round runs at once, without holding up
+        the server's start (about seventy writes on a fresh store)."""
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.sync()
+            except asyncio.CancelledError:
+                raise
+            except StorageFullError as e:
+                log.error("bootstrap objects not written: %s", e)
+            except Exception:  # noqa: BLE001 - tried again next round; the server must not stop
+                log.exception("keeping the bootstrap objects failed")
+            await asyncio.sleep(self.sync_seconds)
+
+    async def sync(self) -> None:
+        await self.sync_flowcontrol()
+        await self.sync_api_services()
+        await self.sync_service_cidrs()
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _info(self, group: str, plural: str) -> ResourceInfo:
+        info = self.registry.get(group, "v1", plural)
+        assert info is not None
+        return info
+
+    def _objects(self, info: ResourceInfo) -> dict[str, Obj]:
+        return {str((co.obj.get("metadata") or {}).get("name")): co.obj
+                for co in self.cache.list(info.storage_prefix())}
+
+    async def _write(self, what: str, write: Any) -> None:
+        try:
+            await write
+        except ApiError as e:
+            # A conflict is another API server (or a client) writing at the same time: the
+            # next round looks again.
+            if e.code not in (404, 409):
+                log.warning("could not write %s: %s", what, e.message)
+
+    async def _create(self, info: ResourceInfo, obj: Obj) -> Obj | None:
+        """Create `obj`; its status (dropped by a create) is written after it."""
+        status = obj.get("status")
+        try:
+            res = await self.service.create(info, None, copy.deepcopy(obj), WriteContext(field_manager=MANAGER))
+        except ApiError as e:
+            if e.code != 409:
+                log.warning("could not create %s %s: %s", info.kind, obj["metadata"]["name"], e.message)
+            return None
+        if status is not None and "status" in info.subresources:
+            await self._set_status(info, res.obj, status)
+        return res.obj
+
+    async def _set_status(self, info: ResourceInfo, current: Obj, status: Obj) -> None:
+        new = copy.deepcopy(current)
+        new["status"] = status
+        name = new["metadata"]["name"]
+        await self._write(f"{info.kind} {name} status",
+                          self.service.update(info, None, name, new, WriteContext(field_manager=MANAGER), "status"))
+
+    async def _set_spec(self, info: ResourceInfo, current: Obj, spec: Obj) -> None:
+        new = copy.deepcopy(current)
+        new["spec"] = copy.deepcopy(spec)
+        name = new["metadata"]["name"]
+        await self._write(f"{info.kind} {name}",
+                          self.service.update(info, None, name, new, WriteContext(field_manager=MANAGER)))
+
+    # -- API Priority and Fairness -------------------------------------------------------
+
+    async def sync_flowcontrol(self) -> None:
+        levels = self._info(flowcontrol.GROUP, "prioritylevelconfigurations")
+        schemas = self._info(flowcontrol.GROUP, "flowschemas")
+        for info, desired in ((levels, flowcontrol.mandatory_priority_levels() +
+                               flowcontrol.suggested_priority_levels()),
+                              (schemas, flowcontrol.mandatory_flow_schemas() + flowcontrol.suggested_flow_schemas())):
+            existing = self._objects(info)
+            for obj in desired:
+                current = existing.get(obj["metadata"]["name"])
+                if current is None:
+                    await self._create(info, obj)
+                elif flowcontrol.spec_wants_update(current, _defaulted(self.service, info, obj)):
+                    await self._set_spec(info, current, _defaulted(self.service, info, obj)["spec"])
+        level_names = set(self._objects(levels))
+        now = om.now_rfc3339()
+        for fs in self._objects(schemas).values():
+            level = str(((fs.get("spec") or {}).get("priorityLevelConfiguration") or {}).get("name") or "")
+            wanted = flowcontrol.dangling_condition(fs, level in level_names, now)
+            conditions = [c for c in (fs.get("status") or {}).get("conditions") or [] if isinstance(c, dict)]
+            old = next((c for c in conditions if c.get("type") == "Dangling"), None)
+            if old is not None and all(old.get(k) == wanted[k] for k in ("status", "reason", "message")):
+                continue
+            rest = [c for c in conditions if c.get("type") != "Dangling"]
+            await self._set_status(schemas, fs, {**(fs.get("status") or {}), "conditions": rest + [wanted]})
+
+    # -- APIServices -----------------------------------------------------------------------
+
+    def desired_api_services(self, now: str) -> dict[str, Obj]:
+        out: dict[str, Obj] = {}
+        for group, versions in self.registry.group_versions().items():
+            for version in versions:
+                custom = any(i.is_custom for i in self.registry.in_group_version(group, version))
+                svc = apiregistration.local_api_service(group, version, now, custom=custom)
+                out[svc["metadata"]["name"]] = svc
+        return out
+
+    async def sync_api_services(self) -> None:
+        info = self._info(apiregistration.GROUP, "apiservices")
+        now = om.now_rfc3339()
+        desired = self.desired_api_services(now)
+        existing = self._objects(info)
+        for name, obj in desired.items():
+            current = existing.get(name)
+            if current is None:
+                await self._create(info, obj)
+                continue
+            if apiregistration.needs_spec_update(current, obj):
+                await self._set_spec(info, current, obj["spec"])
+                continue  # the status follows on the next round, from the stored object
+            if apiregistration.needs_status_update(current):
+                await self._set_status(info, current, obj["status"])
+        for name, current in existing.items():
+            labels = (current.get("metadata") or {}).get("labels") or {}
+            if name not in desired and labels.get(apiregistration.AUTOMANAGED_LABEL) and \
+                    not (current.get("spec") or {}).get("service"):
+                await self._write(f"APIService {name}", self.service.delete(info, None, name, {},
+                                                                           WriteContext(field_manager=MANAGER)))
+
+    # -- ServiceCIDRs ----------------------------------------------------------------------
+
+    async def sync_service_cidrs(self) -> None:
+        info = self._info(servicecidr.GROUP, "servicecidrs")
+        now = om.now_rfc3339()
+        existing = self._objects(info)
+        if servicecidr.DEFAULT_SERVICE_CIDR_NAME not in existing:
+            created = await self._create(info, servicecidr.default_service_cidr(self.service_cidrs, now))
+            if created is not None:
+                return
+        for name, obj in existing.items():
+            conditions = (obj.get("status") or {}).get("conditions") or []
+            if any(isinstance(c, dict) and c.get("type") == "Ready" for c in conditions):
+                continue
+            ready = servicecidr.ready_condition(now, name == servicecidr.DEFAULT_SERVICE_CIDR_NAME)
+            await self._set_status(info, obj, {**(obj.get("status") or {}), "conditions": [*conditions, ready]})
+
+
+def _defaulted(service: ResourceService, info: ResourceInfo, obj: Obj) -> Obj:
+    """`obj` as storing it would default it, so a stored bootstrap object compares equal."""
+    out = copy.deepcopy(obj)
+    service.apply_defaults(info, out)
+    return out
