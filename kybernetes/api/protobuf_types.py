@@ -606,6 +606,18 @@ MESSAGES: dict[str, str] = {
     "Scale": "1 metadata ObjectMeta; 2 spec ScaleSpec; 3 status ScaleStatus",
     "ScaleSpec": "1 replicas i32",
     "ScaleStatus": "1 replicas! i32; 2 selector",
+    # --- k8s.io/api/certificates/v1 ------------------------------------------------
+    "CertificateSigningRequest": (
+        "1 metadata ObjectMeta; 2 spec CertificateSigningRequestSpec; 3 status CertificateSigningRequestStatus"
+    ),
+    "CertificateSigningRequestSpec": (
+        "1 request! by; 7 signerName!; 8 expirationSeconds i32; 5 usages []s; 2 username; 3 uid; 4 groups []s;"
+        " 6 extra {}ExtraValue"
+    ),
+    "CertificateSigningRequestStatus": "1 conditions []CertificateSigningRequestCondition; 2 certificate by",
+    "CertificateSigningRequestCondition": (
+        "1 type!; 6 status!; 2 reason; 3 message; 4 lastUpdateTime Time; 5 lastTransitionTime Time"
+    ),
     # --- subresource bodies ---------------------------------------------------------
     "Eviction": "1 metadata ObjectMeta; 2 deleteOptions DeleteOptions",
     "TokenReview": "1 metadata ObjectMeta; 2 spec TokenReviewSpec; 3 status TokenReviewStatus",
@@ -863,6 +875,7 @@ KINDS: dict[tuple[str, str], str] = {
     ("networking.k8s.io/v1", "NetworkPolicy"): "NetworkPolicy",
     ("autoscaling/v1", "HorizontalPodAutoscaler"): "HorizontalPodAutoscalerV1",
     ("autoscaling/v1", "Scale"): "Scale",
+    ("certificates.k8s.io/v1", "CertificateSigningRequest"): "CertificateSigningRequest",
     ("policy/v1", "Eviction"): "Eviction",
     ("authentication.k8s.io/v1", "TokenReview"): "TokenReview",
     ("authorization.k8s.io/v1", "SubjectAccessReview"): "SubjectAccessReview",

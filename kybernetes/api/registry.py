@@ -48,6 +48,10 @@ class ResourceInfo:
     printer_columns: list[dict[str, Any]] | None = None
     field_selectors: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
+    # The version objects are stored in, when it is not this one (autoscaling/v1
+    # HorizontalPodAutoscalers are stored as v2): every request in this version converts
+    # through the kind strategy's `convert`.
+    storage_version: str = ""
 
     @property
     def api_version(self) -> str:
@@ -93,12 +97,12 @@ class ResourceInfo:
 def _builtin(group: str, version: str, kind: str, plural: str, namespaced: bool = True,
              short: tuple[str, ...] = (), cats: tuple[str, ...] = (), sub: tuple[str, ...] = (),
              verbs: tuple[str, ...] = ALL_VERBS, scale: ScalePaths | None = None,
-             fields: tuple[str, ...] = ()) -> ResourceInfo:
+             fields: tuple[str, ...] = (), storage_version: str = "") -> ResourceInfo:
     return ResourceInfo(
         group=group, version=version, kind=kind, plural=plural, singular=kind.lower(),
         namespaced=namespaced, short_names=short, categories=cats, verbs=verbs,
         subresources=sub, scale=scale,
-        field_selectors=fields,
+        field_selectors=fields, storage_version=storage_version,
     )
 
 
@@ -160,6 +164,11 @@ def builtin_resources() -> list[ResourceInfo]:
         # autoscaling/v2
         b("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", True, ("hpa",), ("all",),
           ("status",)),
+        b("autoscaling", "v1", "HorizontalPodAutoscaler", "horizontalpodautoscalers", True, ("hpa",), ("all",),
+          ("status",), storage_version="v2"),
+        # certificates.k8s.io/v1
+        b("certificates.k8s.io", "v1", "CertificateSigningRequest", "certificatesigningrequests", False, ("csr",),
+          (), ("status", "approval"), fields=("spec.signerName",)),
         # apiregistration.k8s.io/v1: the aggregator's APIServices (every served group-version is one)
         b("apiregistration.k8s.io", "v1", "APIService", "apiservices", False, (), ("api-extensions",), ("status",)),
         # flowcontrol.apiserver.k8s.io/v1: API Priority and Fairness configuration
@@ -241,6 +250,7 @@ UNSTORED_KINDS = VIRTUAL_KINDS | {"Binding"}
 GROUP_ORDER = [
     "", "apiregistration.k8s.io",
     "apps", "events.k8s.io", "authentication.k8s.io", "authorization.k8s.io", "autoscaling", "batch",
+    "certificates.k8s.io",
     "networking.k8s.io", "policy", "rbac.authorization.k8s.io", "storage.k8s.io", "admissionregistration.k8s.io",
     "apiextensions.k8s.io", "scheduling.k8s.io", "coordination.k8s.io", "node.k8s.io", "discovery.k8s.io",
     "resource.k8s.io", "flowcontrol.apiserver.k8s.io",
@@ -286,6 +296,15 @@ class Registry:
                 versions.append(info.version)
         order = {g: i for i, g in enumerate(GROUP_ORDER)}
         return dict(sorted(out.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
+
+    def storage_info(self, info: ResourceInfo) -> ResourceInfo:
+        """The entry of the version `info`'s objects are stored in (`info` itself for most)."""
+        if not info.storage_version or info.storage_version == info.version:
+            return info
+        stored = self._by_gvk.get((info.group, info.storage_version, info.kind))
+        if stored is None:
+            raise LookupError(f"{info.kind} is stored as {info.group}/{info.storage_version}, which is not served")
+        return stored
 
     def in_group_version(self, group: str, version: str) -> list[ResourceInfo]:
         return [i for i in self._by_gvr.values() if i.group == group and i.version == version]

@@ -96,7 +96,7 @@ class ApiServer:
         self.cache = WatchCache(store)
         # `kinds`: every kind's rules, configured by the caller (`kyb server` flags).
         # `gc_enabled`: a garbage collector runs, so foreground/orphan deletes get its finalizers.
-        self.service = ResourceService(store, self.cache, kinds, gc_enabled=gc_enabled)
+        self.service = ResourceService(store, self.cache, kinds, gc_enabled=gc_enabled, registry=self.registry)
         self.ready = False
         self.runner: web.AppRunner | None = None
         self.pki: pki.Pki | None = None

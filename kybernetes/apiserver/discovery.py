@@ -65,8 +65,10 @@ def subresource_spec(info: ResourceInfo, sub: str) -> SubresourceSpec:
 
 def storage_version_hash(info: ResourceInfo) -> str:
     """The opaque hash the real server publishes: base64 of the first 8 bytes of
-    sha256("<group>/<version>/<kind>") of the storage version."""
-    digest = hashlib.sha256(f"{info.group}/{info.version}/{info.kind}".encode()).digest()
+    sha256("<group>/<version>/<kind>") of the storage version (the same for every
+    version a resource is served in)."""
+    version = info.storage_version or info.version
+    digest = hashlib.sha256(f"{info.group}/{version}/{info.kind}".encode()).digest()
     return base64.b64encode(digest[:8]).decode()
 
 

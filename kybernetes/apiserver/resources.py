@@ -21,8 +21,8 @@ from kybernetes.api import patch as patches
 from kybernetes.api.errors import ApiError, FieldError, forbidden, required
 from kybernetes.api.jsonutil import clone
 from kybernetes.api.kinds import Strategies, new_strategies
-from kybernetes.api.kinds.base import WritePolicy
-from kybernetes.api.registry import ResourceInfo
+from kybernetes.api.kinds.base import Requester, WritePolicy
+from kybernetes.api.registry import Registry, ResourceInfo
 from kybernetes.apiserver import objectmeta as om
 from kybernetes.apiserver.watchcache import CachedObject, WatchCache, encode_for_store
 from kybernetes.storage.interface import (
@@ -44,6 +44,9 @@ class WriteContext:
     field_validation: str = "Warn"  # Strict | Warn | Ignore
     force: bool = False
     warnings: list[str] = field(default_factory=list)
+    # Who sent the request (None for the server's own writes): kinds that record their
+    # creator read it.
+    requester: Requester | None = None
 
 
 @dataclass
@@ -89,13 +92,36 @@ class ResourceService:
     """Create/update/patch/delete for every kind, on one store and its watch cache."""
 
     def __init__(self, store: Store, cache: WatchCache, kinds: Strategies | None = None,
-                 gc_enabled: bool = False) -> None:
+                 gc_enabled: bool = False, registry: Registry | None = None) -> None:
         self.store = store
         self.cache = cache
         # Every kind's rules, configured for this server.
         self.kinds = kinds if kinds is not None else new_strategies()
         # When a garbage collector runs, foreground/orphan deletion add their finalizers.
         self.gc_enabled = gc_enabled
+        # Where a kind served in several versions finds its storage version.
+        self.registry = registry if registry is not None else Registry()
+
+    # -- versions -------------------------------------------------------------------
+    # A request in a version other than the storage version is checked (type meta,
+    # unknown fields, patches) in its own version, converted to the storage version
+    # for the rest of the road, and answered converted back.
+
+    def storage_info(self, info: ResourceInfo) -> ResourceInfo:
+        return self.registry.storage_info(info)
+
+    def to_storage(self, info: ResourceInfo, obj: dict[str, Any]) -> tuple[ResourceInfo, dict[str, Any]]:
+        stored = self.storage_info(info)
+        if stored is info:
+            return info, obj
+        return stored, self.kinds.for_info(info).convert(obj, stored.version)
+
+    def served(self, info: ResourceInfo, result: WriteResult) -> WriteResult:
+        """A write's result (in the storage version) as the version the request was in."""
+        if not info.storage_version or info.storage_version == info.version:
+            return result
+        obj = self.kinds.for_info(info).convert(result.obj, info.version)
+        return WriteResult(obj, orjson.dumps(obj), result.created)
 
     # -- shared steps ---------------------------------------------------------------
 
@@ -233,7 +259,15 @@ class ResourceService:
         """The common end of POST and of a server-side apply that creates."""
         self.check_namespace_open(info, obj["metadata"].get("namespace"), obj["metadata"]["name"])
         self.apply_field_validation(info, obj, ctx)
+        if info.storage_version:
+            served, (info, obj) = info, self.to_storage(info, obj)
+            return self.served(served, await self._create_stored(info, obj, ctx, record_fields))
+        return await self._create_stored(info, obj, ctx, record_fields)
+
+    async def _create_stored(self, info: ResourceInfo, obj: dict[str, Any], ctx: WriteContext,
+                             record_fields: bool) -> WriteResult:
         self.prepare_new(info, obj)
+        self.kinds.for_info(info).stamp_creator(info, obj, ctx.requester)
         self.apply_defaults(info, obj)
         self.after_defaults(info, obj, None)
         self.validate(info, obj, None)
@@ -316,6 +350,10 @@ class ResourceService:
         `old_obj` is `old` decoded, when the caller already has an unmodified copy.
         `policy` is what the write may change; by default the kind's strategy decides
         from `subresource` (the object itself, status, a namespace's finalize)."""
+        if info.storage_version:
+            served, (info, new) = info, self.to_storage(info, new)
+            return self.served(served, await self.update_object(
+                info, old, new, ctx, subresource, expected, managed_done, None, policy))
         if old_obj is None:
             old_obj = old.obj
         strategy = self.kinds.for_info(info)
@@ -396,7 +434,8 @@ class ResourceService:
 
     async def _patch_once(self, info: ResourceInfo, co: CachedObject, body: Any, patch_type: str,
                           ctx: WriteContext, subresource: str) -> WriteResult:
-        original = co.obj
+        # A patch applies to the object as the request's version shows it.
+        original = self.kinds.for_info(info).convert(co.obj, info.version) if info.storage_version else co.obj
         managed_done = False
         if patch_type == "json":
             if not isinstance(body, list):
@@ -490,6 +529,9 @@ class ResourceService:
         pinned = bool((options.get("preconditions") or {}).get("resourceVersion"))
         for _attempt in range(RACE_RETRIES):
             try:
+                if info.storage_version:
+                    result, gone = await self._delete_once(self.storage_info(info), namespace, name, options, ctx)
+                    return self.served(info, result), gone
                 return await self._delete_once(info, namespace, name, options, ctx)
             except _Retry:
                 if pinned:

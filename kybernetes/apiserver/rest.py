@@ -28,9 +28,10 @@ from kybernetes.api.selectors import (
     parse_field_selector,
     parse_label_selector,
 )
-from kybernetes.apiserver import codec
+from kybernetes.apiserver import auth, codec
 from kybernetes.apiserver import objectmeta as om
 from kybernetes.apiserver.resources import ResourceService, WriteContext
+from kybernetes.apiserver.versions import VersionedReads
 from kybernetes.apiserver.watchcache import CachedObject, CacheEvent, WatchCache, release_freed_memory
 from kybernetes.storage.interface import CompactedError, FutureRevisionError, Store
 
@@ -182,6 +183,8 @@ class RestHandler:
         self.cache = cache
         self.service = service
         self.virtual = virtual  # handles create on review kinds and pod streaming subresources
+        # Objects read in a version other than their storage version are converted on the way out.
+        self.versions = VersionedReads(service.kinds)
 
     # -- entry -------------------------------------------------------------------------
 
@@ -238,13 +241,13 @@ class RestHandler:
         if co is None:
             raise ApiError.not_found(info.group, info.plural, target.name or "")
         if target.subresource == "scale":
-            return json_response(orjson.dumps(scale_of(info, co.obj)))
+            return json_response(orjson.dumps(scale_of(self.registry.storage_info(info), co.obj)))
         if wants_table(request.headers.get("Accept", "")):
-            table = tables.build_table(info, [co.obj], dt.datetime.now(dt.UTC),
+            table = tables.build_table(self.registry.storage_info(info), [co.obj], dt.datetime.now(dt.UTC),
                                        request.query.get("includeObject", "Metadata"),
                                        {"resourceVersion": str(co.rev)})
-            return json_response(orjson.dumps(table))
-        return json_response(co.raw)
+            return json_response(orjson.dumps(self.versions.table_rows_objects(info, table)))
+        return json_response(self.versions.raw(info, co))
 
     def _prefix(self, target: Target) -> str:
         info = target.info
@@ -334,8 +337,9 @@ class RestHandler:
                 list_meta["remainingItemCount"] = self.cache.count(prefix, more_key)
         accept = request.headers.get("Accept", "")
         table = wants_table(accept)
+        stored = self.registry.storage_info(info)
         if table:
-            head = orjson.dumps(tables.build_table(info, [], dt.datetime.now(dt.UTC),
+            head = orjson.dumps(tables.build_table(stored, [], dt.datetime.now(dt.UTC),
                                                    q.get("includeObject", "Metadata"), list_meta))
             head = head[:-2]  # the rows come last: ...,"rows":[ + rows + ]}
         else:
@@ -345,15 +349,16 @@ class RestHandler:
         # event loop for tens of milliseconds, so Tables stream from a smaller size.
         if len(items) <= (STREAM_ROWS if table else STREAM_ITEMS) and not lazy:
             if table:
-                rows = tables.build_table(info, [c.obj for c in items], dt.datetime.now(dt.UTC),
-                                          q.get("includeObject", "Metadata"))["rows"]
+                rows = self.versions.table_rows_objects(info, tables.build_table(
+                    stored, [c.obj for c in items], dt.datetime.now(dt.UTC), q.get("includeObject", "Metadata")))["rows"]
                 return json_response(head + orjson.dumps(rows)[1:] + b"}")
-            return json_response(head + b",".join(c.raw for c in items) + b"]}")
+            return json_response(head + b",".join(self.versions.raw(info, c) for c in items) + b"]}")
         return await self._stream_list(request, head, items, flt if lazy else None,
-                                       (info, q.get("includeObject", "Metadata")) if table else None)
+                                       (stored, q.get("includeObject", "Metadata")) if table else None, info)
 
     async def _stream_list(self, request: web.Request, head: bytes, items: list[CachedObject],
-                           flt: ListFilter | None, table: tuple[ResourceInfo, str] | None) -> web.StreamResponse:
+                           flt: ListFilter | None, table: tuple[ResourceInfo, str] | None,
+                           served: ResourceInfo | None = None) -> web.StreamResponse:
         """Write a large list in chunks: the same bytes as the whole document, but only one
         chunk's decoded objects and encoded bytes are held at a time, and the event loop is
         given back between chunks so health checks and small requests are not stuck
@@ -376,7 +381,12 @@ class RestHandler:
             if not chunk:
                 continue
             if table is not None:
-                body = orjson.dumps(tables.build_table(table[0], objs, now, table[1])["rows"])[1:-1]
+                built = tables.build_table(table[0], objs, now, table[1])
+                if served is not None:
+                    built = self.versions.table_rows_objects(served, built)
+                body = orjson.dumps(built["rows"])[1:-1]
+            elif served is not None:
+                body = b",".join(self.versions.raw(served, c) for c in chunk)
             else:
                 body = b",".join(c.raw for c in chunk)
             out.append(body if first else b"," + body)
@@ -479,7 +489,11 @@ class RestHandler:
         resp.enable_chunked_encoding()
         try:
             await resp.prepare(request)
-            printer = _TablePrinter(info, q.get("includeObject", "Metadata")) if table else None
+            printer: _TablePrinter | _VersionPrinter | None = None
+            if table:
+                printer = _TablePrinter(self.registry.storage_info(info), q.get("includeObject", "Metadata"))
+            elif self.versions.converts(info):
+                printer = _VersionPrinter(self.versions, info)
             if too_old:
                 err = ApiError.gone(f"too old resource version: {rv} ({self.cache.oldest_watchable() + 1})")
                 await resp.write(orjson.dumps({"type": "ERROR", "object": err.status()}) + b"\n")
@@ -547,7 +561,8 @@ class RestHandler:
         force = q.get("force") in _BOOL_TRUE
         user = request.get("user")
         return WriteContext(user=getattr(user, "username", ""), field_manager=manager, dry_run=bool(dry),
-                            field_validation=fv, force=force)
+                            field_validation=fv, force=force,
+                            requester=auth.requester(user) if isinstance(user, auth.UserInfo) else None)
 
     async def _body(self, request: web.Request, kind: str, ctx: WriteContext | None = None,
                     version: str = "") -> dict[str, Any]:
@@ -594,7 +609,7 @@ class RestHandler:
                            ptype: str | None) -> web.Response:
         from kybernetes.api import patch as patches
 
-        info = target.info
+        info = self.registry.storage_info(target.info)
         scale = self.service.kinds.for_info(info).scale(info)
         if scale is None:
             raise ApiError.path_not_found()
@@ -698,7 +713,7 @@ class RestHandler:
                                  body: dict[str, Any] | None = None) -> web.Response:
         """A POST-only subresource (pods/binding, pods/eviction): the kind's strategy plans
         it, this stores what it planned. `body`: the request's, when already read."""
-        info = target.info
+        info = self.registry.storage_info(target.info)
         ctx = self.write_context(request)
         name = target.name or ""
         action = self.service.kinds.for_info(info).actions()[target.subresource]
@@ -738,6 +753,17 @@ class _TablePrinter:
         return orjson.dumps({"type": as_type, "object": t}) + b"\n"
 
 
+class _VersionPrinter:
+    """Writes each watch event's object in the watched version (not the storage version)."""
+
+    def __init__(self, versions: VersionedReads, info: ResourceInfo) -> None:
+        self.versions = versions
+        self.info = info
+
+    def encode(self, as_type: str, co: CachedObject) -> bytes:
+        return self.versions.event_line(self.info, as_type, co)
+
+
 WATCH_WRITE_CHUNK = 256 * 1024
 
 
@@ -765,13 +791,13 @@ def _drop_if_stalled(request: web.Request) -> None:
         transport.abort()
 
 
-def _line(as_type: str, co: CachedObject, printer: _TablePrinter | None) -> bytes:
+def _line(as_type: str, co: CachedObject, printer: _TablePrinter | _VersionPrinter | None) -> bytes:
     if printer is not None:
         return printer.encode(as_type, co)
     return b'{"type":"' + as_type.encode() + b'","object":' + co.raw + b"}\n"
 
 
-def _event_line(as_type: str, ev: CacheEvent, printer: _TablePrinter | None) -> bytes:
+def _event_line(as_type: str, ev: CacheEvent, printer: _TablePrinter | _VersionPrinter | None) -> bytes:
     if printer is not None:
         return printer.encode(as_type, ev.current)
     return ev.line(as_type)

@@ -261,6 +261,10 @@ class KindStrategy:
         if "status" in info.subresources and self.resets_status_on_create:
             obj["status"] = {}
 
+    def stamp_creator(self, info: ResourceInfo, obj: Obj, requester: Requester | None) -> None:
+        """Server-set fields of a new object that name who created it (a
+        CertificateSigningRequest's requestor); `requester` is None for the server's own writes."""
+
     def canonicalize(self, info: ResourceInfo, obj: Obj, old: Obj | None) -> None:
         """Server-set fields that depend on defaulted values, after defaulting and before
         validation, on create (`old` None) and update."""
@@ -337,6 +341,17 @@ class KindStrategy:
         """Tell the listeners an object got its deletionTimestamp."""
         for listener in self.deletion_listeners:
             listener(obj)
+
+    # -- versions
+
+    def convert(self, obj: Obj, version: str) -> Obj:
+        """`obj`, in any version the kind is served in, as `version` of the same group
+        (apiVersion included). A kind whose versions differ in shape overrides this; the
+        result may share subtrees with `obj`, which is never modified."""
+        group, _, current = str(obj.get("apiVersion") or "").rpartition("/")
+        if current == version:
+            return obj
+        return {**obj, "apiVersion": f"{group}/{version}" if group else version}
 
     # -- tables
 

@@ -1,0 +1,69 @@
+"""Reads of a kind in a version other than the one it is stored in.
+
+Objects are stored, cached and watched in their kind's storage version; a GET,
+LIST or WATCH in another served version (autoscaling/v1 HorizontalPodAutoscalers,
+stored as v2) converts each object through the kind strategy's `convert` on the
+way out. The encoded bytes of recent conversions are kept, keyed by key, revision
+and version, so a watch event fanned out to many watchers is converted once.
+Writes convert in `ResourceService`.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+import orjson
+
+from kybernetes.api.kinds import Strategies
+from kybernetes.api.registry import ResourceInfo
+from kybernetes.apiserver.watchcache import CachedObject
+
+_KEEP = 2048
+
+
+class VersionedReads:
+    """Encodes cached (storage-version) objects in the version a request asked for."""
+
+    def __init__(self, kinds: Strategies) -> None:
+        self.kinds = kinds
+        self._encoded: OrderedDict[tuple[str, int, str], bytes] = OrderedDict()
+
+    @staticmethod
+    def converts(info: ResourceInfo) -> bool:
+        return bool(info.storage_version) and info.storage_version != info.version
+
+    def convert(self, info: ResourceInfo, obj: dict[str, Any]) -> dict[str, Any]:
+        """A decoded stored object as `info`'s version."""
+        if not self.converts(info):
+            return obj
+        return self.kinds.for_info(info).convert(obj, info.version)
+
+    def raw(self, info: ResourceInfo, co: CachedObject) -> bytes:
+        """The encoded object as `info`'s version (the cached bytes when no conversion is needed)."""
+        if not self.converts(info):
+            return co.raw
+        memo = (co.key, co.rev, info.version)
+        hit = self._encoded.get(memo)
+        if hit is not None:
+            self._encoded.move_to_end(memo)
+            return hit
+        data = orjson.dumps(self.convert(info, co.obj))
+        self._encoded[memo] = data
+        if len(self._encoded) > _KEEP:
+            self._encoded.popitem(last=False)
+        return data
+
+    def event_line(self, info: ResourceInfo, as_type: str, co: CachedObject) -> bytes:
+        """One watch event line with the object in `info`'s version."""
+        return b'{"type":"' + as_type.encode() + b'","object":' + self.raw(info, co) + b"}\n"
+
+    def table_rows_objects(self, info: ResourceInfo, table: dict[str, Any]) -> dict[str, Any]:
+        """A Table built from stored objects, with whole row objects (includeObject=Object)
+        shown in `info`'s version; cells and columns do not depend on the version."""
+        if self.converts(info):
+            for row in table.get("rows") or []:
+                obj = row.get("object")
+                if isinstance(obj, dict) and obj.get("kind") == info.kind:
+                    row["object"] = self.convert(info, obj)
+        return table
