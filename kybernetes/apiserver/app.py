@@ -28,7 +28,7 @@ from kybernetes.api.kinds import Strategies
 from kybernetes.api.kinds.base import Allocation
 from kybernetes.api.kinds.service import SERVICE
 from kybernetes.api.registry import Registry
-from kybernetes.apiserver import auth, discovery, openapi, pki, servicealloc
+from kybernetes.apiserver import auth, codec, discovery, openapi, pki, servicealloc
 from kybernetes.apiserver.bootstrapobjects import BootstrapObjects
 from kybernetes.apiserver.crds import CrdController
 from kybernetes.apiserver.flowcontrol import FlowControlConfig, FlowController
@@ -206,17 +206,17 @@ class ApiServer:
             finally:
                 self.flow.finish(ticket)
         except ApiError as e:
-            return _error_response(e)
+            return _error_response(e, request)
         except web.HTTPException:
             raise
         except (ConnectionResetError, asyncio.CancelledError):
             raise
         except StorageFullError as e:
             # Not a bug: the store logged the cause once; each refused write is a clear 500.
-            return _error_response(ApiError.internal(str(e)))
+            return _error_response(ApiError.internal(str(e)), request)
         except Exception as e:  # noqa: BLE001 - a bug must answer 500, never kill the server
             log.exception("internal error on %s %s", request.method, request.path)
-            return _error_response(ApiError.internal(type(e).__name__ + ": " + str(e)))
+            return _error_response(ApiError.internal(type(e).__name__ + ": " + str(e)), request)
 
     def _authenticate(self, request: web.Request) -> auth.UserInfo | None:
         assert self.authenticator is not None
@@ -338,8 +338,10 @@ class ApiServer:
         return web.Response(body=body, content_type="application/json", headers=headers)
 
 
-def _error_response(e: ApiError) -> web.Response:
-    resp = web.Response(body=orjson.dumps(e.status()), status=e.code, content_type="application/json")
+def _error_response(e: ApiError, request: web.Request) -> web.Response:
+    # In protobuf when the client asks for it first, as kube-apiserver negotiates errors.
+    body, content_type = codec.encode_status(e.status(), request.headers.get("Accept", ""))
+    resp = web.Response(body=body, status=e.code, headers={"Content-Type": content_type})
     for k, v in e.headers.items():
         resp.headers[k] = v
     return resp

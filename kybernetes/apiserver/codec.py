@@ -14,6 +14,7 @@ nothing was dropped and the slow search runs only when that proof fails.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -69,6 +70,20 @@ def _advance(frames: list[list[Any]]) -> None:
             f[4] += 1
 
 
+class DuplicateField(str):
+    """The path of a key a YAML mapping gives twice, with the line of its second
+    occurrence: kube-apiserver words these as the YAML library does
+    (`line 12: key "paused" already set in map`)."""
+
+    __slots__ = ("key", "line")
+
+    def __new__(cls, path: str, key: str, line: int) -> DuplicateField:
+        out = super().__new__(cls, path)
+        out.key = key
+        out.line = line
+        return out
+
+
 def _load_yaml(data: bytes, duplicates: list[str] | None = None) -> Any:
     # The C loader does not call back into Python for compose_node, so scan the
     # event stream first; it is cheap and catches anchors/aliases before any expansion.
@@ -90,7 +105,7 @@ def _load_yaml(data: bytes, duplicates: list[str] | None = None) -> Any:
                     elif f[2]:
                         key = event.value if isinstance(event, yaml.ScalarEvent) else "?"
                         if key in f[1]:
-                            duplicates.append(_join(f[3], key))
+                            duplicates.append(DuplicateField(_join(f[3], key), key, event.start_mark.line + 1))
                         f[1].add(key)
                         f[5] = key
                     else:
@@ -316,6 +331,19 @@ def negotiate_output(accept: str, protobuf_ok: bool) -> Output:
     `protobuf_ok`: the endpoint's kind can be written as protobuf."""
     if not accept.strip():
         return JSON_OUTPUT
+    # Clients send a handful of distinct headers, each on every request: remember the
+    # answers for short ones (a bounded cache a hostile client cannot inflate).
+    if len(accept) <= 200:
+        return _negotiate_cached(accept, protobuf_ok)
+    return _negotiate_output(accept, protobuf_ok)
+
+
+@functools.lru_cache(maxsize=256)
+def _negotiate_cached(accept: str, protobuf_ok: bool) -> Output:
+    return _negotiate_output(accept, protobuf_ok)
+
+
+def _negotiate_output(accept: str, protobuf_ok: bool) -> Output:
     clauses = accept_clauses(accept)
     found = _negotiate(clauses, protobuf_ok, False)
     if found is None:
@@ -332,6 +360,14 @@ def error_wants_protobuf(accept: str) -> bool:
     conversion names protobuf (an unusable header gets JSON, never a second error)."""
     if "protobuf" not in accept:
         return False
+    if len(accept) <= 200:
+        return _error_wants_protobuf(accept)
+    found = _negotiate(accept_clauses(accept), True, True)
+    return found is not None and found[0].protobuf
+
+
+@functools.lru_cache(maxsize=64)
+def _error_wants_protobuf(accept: str) -> bool:
     found = _negotiate(accept_clauses(accept), True, True)
     return found is not None and found[0].protobuf
 

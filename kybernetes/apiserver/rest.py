@@ -1,8 +1,10 @@
 """The REST front: resource URLs to verbs, reads from the watch cache, watch streams.
 
 `RestHandler.handle` takes every `/api/...` and `/apis/...` request that names a
-resource, parses the URL and query, and answers with JSON, a Table, or a watch
-stream. Writes are delegated to `ResourceService`.
+resource, parses the URL and query, negotiates the response encoding from `Accept`
+(`codec.negotiate_output`), and answers with JSON, a Table, protobuf, or a watch
+stream (JSON lines or length-prefixed protobuf frames). Writes are delegated to
+`ResourceService`.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from kybernetes.api import protobuf as pb
 from kybernetes.api import tables
 from kybernetes.api.errors import ApiError, forbidden, invalid, required, status_object
 from kybernetes.api.kinds.base import UpdateStep
@@ -95,16 +98,6 @@ def wants_table(accept: str) -> bool:
     return "as=Table" in accept and "g=meta.k8s.io" in accept
 
 
-def check_acceptable(accept: str) -> None:
-    if not accept:
-        return
-    for part in accept.split(","):
-        mt = part.split(";", 1)[0].strip().lower()
-        if mt in ("application/json", "*/*", "application/*", "application/yaml", "") or mt.endswith("+json"):
-            return
-    raise ApiError.not_acceptable("only the following media types are accepted: application/json, application/yaml")
-
-
 def encode_continue(rev: int, key: str) -> str:
     """A continue token: the list's revision and the last key sent. A revision of -1 means
     "continue at the latest revision" (handed out with a 410 for a compacted revision)."""
@@ -145,9 +138,39 @@ def json_response(body: bytes, status: int = 200, warnings: list[str] | None = N
     return resp
 
 
-def success_status(info: ResourceInfo, name: str, uid: str = "", code: int | None = None) -> bytes:
+def protobuf_response(body: bytes, status: int = 200, warnings: list[str] | None = None) -> web.Response:
+    resp = web.Response(body=body, status=status, headers={"Content-Type": codec.PROTOBUF_TYPE})
+    for w in warnings or []:
+        resp.headers.add("Warning", '299 - "' + w.replace('"', '\\"') + '"')
+    return resp
+
+
+def success_status_object(info: ResourceInfo, name: str, uid: str = "", code: int | None = None) -> dict[str, Any]:
     details = {"name": name, "group": info.group, "kind": info.plural, "uid": uid}
-    return orjson.dumps(status_object("Success", details=details, code=code or 0))
+    return status_object("Success", details=details, code=code or 0)
+
+
+def success_status(info: ResourceInfo, name: str, uid: str = "", code: int | None = None) -> bytes:
+    return orjson.dumps(success_status_object(info, name, uid, code))
+
+
+OUTPUT = "kyb.output"
+
+
+def _output(request: web.Request) -> codec.Output:
+    """The response encoding `handle` negotiated for this request."""
+    out: codec.Output = request.get(OUTPUT, codec.JSON_OUTPUT)
+    return out
+
+
+def protobuf_ok(info: ResourceInfo, subresource: str = "") -> bool:
+    """Whether answers about this resource may be protobuf: custom resources are JSON-only
+    (their scale, an autoscaling/v1 Scale, is not), as are kinds without a field table."""
+    if subresource == "scale":
+        return pb.can_encode("autoscaling/v1", "Scale")
+    if info.is_custom:
+        return False
+    return pb.can_encode(info.api_version, info.kind)
 
 
 class ListFilter:
@@ -201,13 +224,15 @@ class RestHandler:
         if info.kind in VIRTUAL_KINDS or target.subresource in (
                 "log", "exec", "attach", "portforward", "proxy", "token", "ephemeralcontainers"):
             return await self.virtual.handle(request, target)
+        # Negotiated before any work, as kube-apiserver does: a 406 stores nothing.
+        request[OUTPUT] = codec.negotiate_output(request.headers.get("Accept", ""),
+                                                 protobuf_ok(info, target.subresource))
         if target.subresource and target.subresource in self.service.kinds.for_info(info).actions():
             # Action subresources (a pod's binding, eviction) are create-only, as in kube-apiserver.
             if method != "POST":
                 raise ApiError.method_not_allowed()
             return await self.subresource_action(request, target)
         if method == "GET":
-            check_acceptable(request.headers.get("Accept", ""))
             if target.watch_path or q.get("watch") in _BOOL_TRUE:
                 return await self.watch(request, target)
             if target.name is None:
@@ -240,14 +265,96 @@ class RestHandler:
         co = self.cache.get(info.key(target.namespace, target.name or ""))
         if co is None:
             raise ApiError.not_found(info.group, info.plural, target.name or "")
+        out = _output(request)
         if target.subresource == "scale":
-            return json_response(orjson.dumps(scale_of(self.registry.storage_info(info), co.obj)))
-        if wants_table(request.headers.get("Accept", "")):
+            return self._respond(out, scale_of(self.registry.storage_info(info), co.obj))
+        if out.table:
             table = tables.build_table(self.registry.storage_info(info), [co.obj], dt.datetime.now(dt.UTC),
                                        request.query.get("includeObject", "Metadata"),
                                        {"resourceVersion": str(co.rev)})
             return json_response(orjson.dumps(self.versions.table_rows_objects(info, table)))
+        if out.protobuf:
+            return self._cached_response(out, info, co)
         return json_response(self.versions.raw(info, co))
+
+    # -- protobuf answers -----------------------------------------------------------------
+
+    def _message(self, info: ResourceInfo, co: CachedObject) -> bytes:
+        """A cached object's protobuf message in `info`'s version (kept with the object
+        when no conversion is needed)."""
+        if self.versions.converts(info):
+            return pb.encode_object_message(self.versions.convert(info, co.obj))
+        return co.protobuf()
+
+    def _cached_response(self, out: codec.Output, info: ResourceInfo, co: CachedObject) -> web.Response:
+        try:
+            return protobuf_response(pb.envelope(info.api_version, info.kind, self._message(info, co)))
+        except pb.NotEncodable:
+            if not out.json_fallback:
+                raise
+        return json_response(self.versions.raw(info, co))
+
+    def _respond(self, out: codec.Output, obj: dict[str, Any], status: int = 200,
+                 warnings: list[str] | None = None) -> web.Response:
+        """An object built for this answer (Scale, Status) in the negotiated encoding."""
+        if out.protobuf:
+            try:
+                return protobuf_response(pb.encode_k8s_protobuf(obj), status, warnings)
+            except pb.NotEncodable:
+                if not out.json_fallback:
+                    raise
+        return json_response(orjson.dumps(obj), status, warnings)
+
+    def _write_response(self, request: web.Request, info: ResourceInfo, res: Any, status: int,
+                        warnings: list[str] | None) -> web.Response:
+        """A write's result. In protobuf, the message is kept with the cached version it
+        is (the cache's own bytes are the result's), so the next GET does not encode it."""
+        out = _output(request)
+        if not out.protobuf:
+            return json_response(res.raw, status, warnings)
+        obj = res.obj
+        try:
+            meta = obj.get("metadata") or {}
+            co = self.cache.get(info.key(meta.get("namespace"), meta.get("name") or ""))
+            if co is not None and co.raw is res.raw:
+                body = pb.envelope(obj["apiVersion"], obj["kind"], co.protobuf(obj))
+            else:
+                body = pb.encode_k8s_protobuf(obj)
+        except pb.NotEncodable:
+            if not out.json_fallback:
+                raise
+            return json_response(res.raw, status, warnings)
+        return protobuf_response(body, status, warnings)
+
+    async def _protobuf_list(self, request: web.Request, info: ResourceInfo, list_meta: dict[str, Any],
+                             items: list[CachedObject], flt: ListFilter | None) -> web.StreamResponse:
+        """A LIST in protobuf. Every item's size must be known before the first byte (the
+        envelope's length comes first), so the messages are gathered first: the cached
+        ones cost a reference each; the event loop is given back every STREAM_ITEMS. A
+        long list is then written in chunks, like the JSON one."""
+        messages: list[bytes] = []
+        size = 0
+        for i, co in enumerate(items):
+            if flt is None or flt.matches_cached(co):
+                message = self._message(info, co)
+                messages.append(message)
+                size += codec.field_size(len(message))
+            if i % STREAM_ITEMS == STREAM_ITEMS - 1:
+                await asyncio.sleep(0)
+        head = codec.pb_list_head(info.api_version, info.list_kind, pb.encode_list_meta(list_meta), size)
+        if len(messages) <= STREAM_ITEMS:
+            return protobuf_response(b"".join([head, *_pb_items(messages), codec.PB_TAIL]))
+        resp = web.StreamResponse(status=200, headers={"Content-Type": codec.PROTOBUF_TYPE})
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        out = [head]
+        for i in range(0, len(messages), STREAM_ITEMS):
+            out.extend(_pb_items(messages[i:i + STREAM_ITEMS]))
+            await resp.write(b"".join(out))
+            out = []
+            await asyncio.sleep(0)
+        await resp.write(codec.PB_TAIL)
+        return resp
 
     def _prefix(self, target: Target) -> str:
         info = target.info
@@ -335,8 +442,14 @@ class RestHandler:
             list_meta["continue"] = encode_continue(list_rev, more_key)
             if flt.trivial and not at_rev:
                 list_meta["remainingItemCount"] = self.cache.count(prefix, more_key)
-        accept = request.headers.get("Accept", "")
-        table = wants_table(accept)
+        out = _output(request)
+        if out.protobuf:
+            try:
+                return await self._protobuf_list(request, info, list_meta, items, flt if lazy else None)
+            except pb.NotEncodable:
+                if not out.json_fallback:
+                    raise
+        table = out.table
         stored = self.registry.storage_info(info)
         if table:
             head = orjson.dumps(tables.build_table(stored, [], dt.datetime.now(dt.UTC),
@@ -454,7 +567,8 @@ class RestHandler:
         match = q.get("resourceVersionMatch", "")
         bookmarks = q.get("allowWatchBookmarks") in _BOOL_TRUE
         timeout = min(_int_param(q, "timeoutSeconds", MAX_WATCH_SECONDS), MAX_WATCH_SECONDS)
-        table = wants_table(request.headers.get("Accept", ""))
+        out = _output(request)
+        table = out.table
         if send_initial is not None:
             if match != "NotOlderThan":
                 raise ApiError.invalid("meta.k8s.io", "ListOptions", "", [invalid(
@@ -485,31 +599,34 @@ class RestHandler:
         accept = _event_filter(flt)
         watcher = self.cache.subscribe(prefix, accept)
         watcher.on_overflow = lambda: _drop_if_stalled(request)
-        resp = web.StreamResponse(status=200, headers={"Content-Type": JSON, "Cache-Control": "no-cache"})
+        content_type = codec.PROTOBUF_WATCH_TYPE if out.protobuf else JSON
+        resp = web.StreamResponse(status=200, headers={"Content-Type": content_type, "Cache-Control": "no-cache"})
         resp.enable_chunked_encoding()
         try:
             await resp.prepare(request)
-            printer: _TablePrinter | _VersionPrinter | None = None
+            printer: _Printer | None = None
             if table:
                 printer = _TablePrinter(self.registry.storage_info(info), q.get("includeObject", "Metadata"))
+            elif out.protobuf:
+                printer = _ProtobufPrinter(self, info)
             elif self.versions.converts(info):
                 printer = _VersionPrinter(self.versions, info)
             if too_old:
                 err = ApiError.gone(f"too old resource version: {rv} ({self.cache.oldest_watchable() + 1})")
-                await resp.write(orjson.dumps({"type": "ERROR", "object": err.status()}) + b"\n")
+                await resp.write(_error_event(err.status(), out.protobuf))
                 return resp
-            out: list[bytes] = []
+            lines: list[bytes] = []
             for co in initial:
-                out.append(_line("ADDED", co, printer))
+                lines.append(_line("ADDED", co, printer))
             for ev in replay:
                 t = accept(ev)
                 if t is not None:
-                    out.append(_event_line(t, ev, printer))
+                    lines.append(_event_line(t, ev, printer))
             if send_initial in _BOOL_TRUE:
-                out.append(_bookmark(info, snapshot_rev, initial_end=True))
+                lines.append(_bookmark(info, snapshot_rev, initial_end=True, protobuf=out.protobuf))
             del initial, replay
-            await _write_lines(resp, out)
-            del out
+            await _write_lines(resp, lines)
+            del lines
             deadline = time.monotonic() + timeout
             last_bookmark = time.monotonic()
             while True:
@@ -525,10 +642,13 @@ class RestHandler:
                 if watcher.closed:
                     break
                 if bookmarks and time.monotonic() - last_bookmark >= BOOKMARK_INTERVAL and not watcher.queue:
-                    await resp.write(_bookmark(info, self.cache.revision))
+                    await resp.write(_bookmark(info, self.cache.revision, protobuf=out.protobuf))
                     last_bookmark = time.monotonic()
         except (ConnectionResetError, asyncio.CancelledError):
             pass
+        except ApiError as e:
+            # An object this stream's encoding cannot carry: the client sees why and re-lists.
+            await resp.write(_error_event(e.status(), out.protobuf))
         finally:
             self.cache.unsubscribe(watcher)
             if watcher.overflowed:
@@ -575,11 +695,12 @@ class RestHandler:
 
     async def create(self, request: web.Request, target: Target) -> web.Response:
         ctx = self.write_context(request)
+        _refuse_protobuf_body(request, target.info)
         obj = await self._body(request, target.info.kind, ctx, target.info.version)
         if target.info.namespaced and target.namespace is None:
             raise ApiError.path_not_found()
         res = await self.service.create(target.info, target.namespace, obj, ctx)
-        return json_response(res.raw, 201, ctx.warnings)
+        return self._write_response(request, target.info, res, 201, ctx.warnings)
 
     async def update(self, request: web.Request, target: Target) -> web.Response:
         ctx = self.write_context(request)
@@ -587,9 +708,10 @@ class RestHandler:
         if target.subresource == "scale":
             body = await self._body(request, "Scale")
             return await self._scale_write(request, target, ctx, body, None)
+        _refuse_protobuf_body(request, info)
         obj = await self._body(request, info.kind, ctx, info.version)
         res = await self.service.update(info, target.namespace, target.name or "", obj, ctx, target.subresource)
-        return json_response(res.raw, 201 if res.created else 200, ctx.warnings)
+        return self._write_response(request, info, res, 201 if res.created else 200, ctx.warnings)
 
     async def patch(self, request: web.Request, target: Target) -> web.Response:
         ctx = self.write_context(request)
@@ -603,7 +725,7 @@ class RestHandler:
             return await self._scale_write(request, target, ctx, body, ptype)
         res = await self.service.patch(target.info, target.namespace, target.name or "", body, ptype, ctx,
                                        target.subresource)
-        return json_response(res.raw, 201 if res.created else 200, ctx.warnings)
+        return self._write_response(request, target.info, res, 201 if res.created else 200, ctx.warnings)
 
     async def _scale_write(self, request: web.Request, target: Target, ctx: WriteContext, body: Any,
                            ptype: str | None) -> web.Response:
@@ -639,7 +761,7 @@ class RestHandler:
                 if e.code == 409 and ptype is not None:
                     continue
                 raise
-            return json_response(orjson.dumps(scale.view(res.obj)), 200, ctx.warnings)
+            return self._respond(_output(request), scale.view(res.obj), 200, ctx.warnings)
         raise ApiError.conflict(info.group, info.plural, target.name or "")
 
     async def delete(self, request: web.Request, target: Target) -> web.Response:
@@ -648,8 +770,8 @@ class RestHandler:
         res, gone = await self.service.delete(target.info, target.namespace, target.name or "", options, ctx)
         if gone and not self.service.kinds.for_info(target.info).delete_returns_object:
             uid = res.obj.get("metadata", {}).get("uid", "")
-            return json_response(success_status(target.info, target.name or "", uid))
-        return json_response(res.raw)
+            return self._respond(_output(request), success_status_object(target.info, target.name or "", uid))
+        return self._write_response(request, target.info, res, 200, None)
 
     async def _delete_options(self, request: web.Request) -> dict[str, Any]:
         options: dict[str, Any] = {}
@@ -678,6 +800,7 @@ class RestHandler:
         flt = ListFilter(info, target.namespace, request.query)
         victims = [c for c in self.cache.list(self._prefix(target)) if flt.matches(c.obj)]
         deleted = []
+        results = []
         for co in victims:
             meta = co.obj["metadata"]
             name = meta["name"]
@@ -685,8 +808,18 @@ class RestHandler:
             try:
                 res, _gone = await self.service.delete(info, ns, name, options, ctx)
                 deleted.append(res.raw)
+                results.append(res)
             except ApiError as e:
                 if e.code != 404:
+                    raise
+        out = _output(request)
+        if out.protobuf:
+            try:
+                return protobuf_response(pb.list_body(
+                    info.api_version, info.list_kind, {"resourceVersion": str(self.cache.revision)},
+                    [pb.encode_object_message(r.obj) for r in results]))
+            except pb.NotEncodable:
+                if not out.json_fallback:
                     raise
         head = (b'{"kind":"' + info.list_kind.encode() + b'","apiVersion":"' + info.api_version.encode()
                 + b'","metadata":{"resourceVersion":"' + str(self.cache.revision).encode() + b'"},"items":[')
@@ -732,8 +865,8 @@ class RestHandler:
                                             managed_done=True, old_obj=co.obj, policy=action.policy)
         else:
             await self.service.delete(info, target.namespace, name, step.options, ctx)
-        return json_response(orjson.dumps({"kind": "Status", "apiVersion": "v1", "metadata": {},
-                                           "status": "Success", "code": 201}), 201)
+        return self._respond(_output(request), {"kind": "Status", "apiVersion": "v1", "metadata": {},
+                                                "status": "Success", "code": 201}, 201)
 
 
 class _TablePrinter:
@@ -791,22 +924,61 @@ def _drop_if_stalled(request: web.Request) -> None:
         transport.abort()
 
 
-def _line(as_type: str, co: CachedObject, printer: _TablePrinter | _VersionPrinter | None) -> bytes:
+class _ProtobufPrinter:
+    """Writes each watch event as a length-prefixed protobuf WatchEvent frame; the
+    object's message is the one kept with its cached version."""
+
+    def __init__(self, handler: RestHandler, info: ResourceInfo) -> None:
+        self.handler = handler
+        self.info = info
+
+    def encode(self, as_type: str, co: CachedObject) -> bytes:
+        info = self.info
+        return pb.watch_frame(as_type, pb.envelope(info.api_version, info.kind, self.handler._message(info, co)))
+
+
+_Printer = _TablePrinter | _VersionPrinter | _ProtobufPrinter
+
+
+def _pb_items(messages: list[bytes]) -> list[bytes]:
+    """The item fields of a protobuf list, ready to join."""
+    parts: list[bytes] = []
+    for m in messages:
+        parts += (codec.PB_ITEM_TAG, codec.varint(len(m)), m)
+    return parts
+
+
+def _error_event(status: dict[str, Any], protobuf: bool) -> bytes:
+    if protobuf:
+        return pb.watch_frame("ERROR", pb.encode_k8s_protobuf(status))
+    return orjson.dumps({"type": "ERROR", "object": status}) + b"\n"
+
+
+def _refuse_protobuf_body(request: web.Request, info: ResourceInfo) -> None:
+    """Custom resources and kinds without a protobuf table read JSON and YAML only."""
+    if info.is_custom or pb.message_for(info.api_version, info.kind) is None:
+        codec.refuse_protobuf_body(request.headers.get("Content-Type"))
+
+
+def _line(as_type: str, co: CachedObject, printer: _Printer | None) -> bytes:
     if printer is not None:
         return printer.encode(as_type, co)
     return b'{"type":"' + as_type.encode() + b'","object":' + co.raw + b"}\n"
 
 
-def _event_line(as_type: str, ev: CacheEvent, printer: _TablePrinter | _VersionPrinter | None) -> bytes:
+def _event_line(as_type: str, ev: CacheEvent, printer: _Printer | None) -> bytes:
     if printer is not None:
         return printer.encode(as_type, ev.current)
     return ev.line(as_type)
 
 
-def _bookmark(info: ResourceInfo, rev: int, initial_end: bool = False) -> bytes:
+def _bookmark(info: ResourceInfo, rev: int, initial_end: bool = False, protobuf: bool = False) -> bytes:
     meta: dict[str, Any] = {"resourceVersion": str(rev)}
     if initial_end:
         meta["annotations"] = {"k8s.io/initial-events-end": "true"}
+    if protobuf:
+        return pb.watch_frame("BOOKMARK", pb.encode_k8s_protobuf(
+            {"kind": info.kind, "apiVersion": info.api_version, "metadata": meta}))
     return orjson.dumps({"type": "BOOKMARK", "object": {"kind": info.kind, "apiVersion": info.api_version,
                                                          "metadata": meta}}) + b"\n"
 
