@@ -816,6 +816,56 @@ MESSAGES: dict[str, str] = {
     "SelfSubjectReview": "1 metadata ObjectMeta; 2 status SelfSubjectReviewStatus",
     "SelfSubjectReviewStatus": "1 userInfo UserInfo",
     "UserInfo": "1 username; 2 uid; 3 groups []s; 4 extra {}ExtraValue",
+    # --- k8s.io/api/flowcontrol/v1 --------------------------------------------------
+    "FlowSchema": "1 metadata ObjectMeta; 2 spec FlowSchemaSpec; 3 status FlowSchemaStatus",
+    "FlowSchemaSpec": (
+        "1 priorityLevelConfiguration PriorityLevelConfigurationReference; 2 matchingPrecedence i32;"
+        " 3 distinguisherMethod FlowDistinguisherMethod; 4 rules []PolicyRulesWithSubjects"
+    ),
+    "PriorityLevelConfigurationReference": "1 name!",
+    "FlowDistinguisherMethod": "1 type!",
+    "PolicyRulesWithSubjects": (
+        "1 subjects! []FlowSubject; 2 resourceRules []ResourcePolicyRule; 3 nonResourceRules []NonResourcePolicyRule"
+    ),
+    "FlowSubject": "1 kind!; 2 user UserSubject; 3 group GroupSubject; 4 serviceAccount ServiceAccountSubject",
+    "UserSubject": "1 name!",
+    "GroupSubject": "1 name!",
+    "ServiceAccountSubject": "1 namespace!; 2 name!",
+    "ResourcePolicyRule": "1 verbs! []s; 2 apiGroups! []s; 3 resources! []s; 4 clusterScope b; 5 namespaces []s",
+    "NonResourcePolicyRule": "1 verbs! []s; 6 nonResourceURLs! []s",
+    "FlowSchemaStatus": "1 conditions []FlowSchemaCondition",
+    "FlowSchemaCondition": "1 type; 2 status; 3 lastTransitionTime Time; 4 reason; 5 message",
+    "PriorityLevelConfiguration": (
+        "1 metadata ObjectMeta; 2 spec PriorityLevelConfigurationSpec; 3 status PriorityLevelConfigurationStatus"
+    ),
+    "PriorityLevelConfigurationSpec": (
+        "1 type!; 2 limited LimitedPriorityLevelConfiguration; 3 exempt ExemptPriorityLevelConfiguration"
+    ),
+    "LimitedPriorityLevelConfiguration": (
+        "1 nominalConcurrencyShares! i32; 2 limitResponse LimitResponse; 3 lendablePercent! i32;"
+        " 4 borrowingLimitPercent! i32"
+    ),
+    "ExemptPriorityLevelConfiguration": "1 nominalConcurrencyShares! i32; 2 lendablePercent! i32",
+    "LimitResponse": "1 type!; 2 queuing QueuingConfiguration",
+    "QueuingConfiguration": "1 queues! i32; 2 handSize! i32; 3 queueLengthLimit! i32",
+    "PriorityLevelConfigurationStatus": "1 conditions []PriorityLevelConfigurationCondition",
+    "PriorityLevelConfigurationCondition": "1 type; 2 status; 3 lastTransitionTime Time; 4 reason; 5 message",
+    # --- k8s.io/api/networking/v1: IPAddress and ServiceCIDR ------------------------
+    "IPAddress": "1 metadata ObjectMeta; 2 spec IPAddressSpec",
+    "IPAddressSpec": "1 parentRef ParentReference",
+    "ParentReference": "1 group; 2 resource; 3 namespace; 4 name",
+    "ServiceCIDR": "1 metadata ObjectMeta; 2 spec ServiceCIDRSpec; 3 status ServiceCIDRStatus",
+    "ServiceCIDRSpec": "1 cidrs []s",
+    "ServiceCIDRStatus": "1 conditions []Condition",
+    # --- k8s.io/kube-aggregator/pkg/apis/apiregistration/v1 -------------------------
+    "APIService": "1 metadata ObjectMeta; 2 spec APIServiceSpec; 3 status APIServiceStatus",
+    "APIServiceSpec": (
+        "1 service APIServiceReference; 2 group; 3 version; 4 insecureSkipTLSVerify b; 5 caBundle by;"
+        " 7 groupPriorityMinimum! i32; 8 versionPriority! i32"
+    ),
+    "APIServiceReference": "1 namespace; 2 name; 3 port! i32",
+    "APIServiceStatus": "1 conditions []APIServiceCondition",
+    "APIServiceCondition": "1 type!; 2 status!; 3 lastTransitionTime Time; 4 reason; 5 message",
     # --- k8s.io/api/authorization/v1 ------------------------------------------------
     "SelfSubjectAccessReview": (
         "1 metadata ObjectMeta; 2 spec SelfSubjectAccessReviewSpec; 3 status SubjectAccessReviewStatus"
@@ -903,6 +953,11 @@ KINDS: dict[tuple[str, str], str] = {
     ("authentication.k8s.io/v1", "SelfSubjectReview"): "SelfSubjectReview",
     ("authorization.k8s.io/v1", "SelfSubjectAccessReview"): "SelfSubjectAccessReview",
     ("authorization.k8s.io/v1", "SelfSubjectRulesReview"): "SelfSubjectRulesReview",
+    ("flowcontrol.apiserver.k8s.io/v1", "FlowSchema"): "FlowSchema",
+    ("flowcontrol.apiserver.k8s.io/v1", "PriorityLevelConfiguration"): "PriorityLevelConfiguration",
+    ("networking.k8s.io/v1", "IPAddress"): "IPAddress",
+    ("networking.k8s.io/v1", "ServiceCIDR"): "ServiceCIDR",
+    ("apiregistration.k8s.io/v1", "APIService"): "APIService",
 }
 
 # Kinds every group version registers (metav1.AddToGroupVersion): clients send them

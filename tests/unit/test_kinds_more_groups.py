@@ -315,3 +315,34 @@ def test_bindings_post_as_the_pod_binding_subresource() -> None:
     assert info is not None and info.verbs == ("create",) and info.extra["posts_as"] == ("pods", "binding")
     lsar = REGISTRY.get("authorization.k8s.io", "v1", "localsubjectaccessreviews")
     assert lsar is not None and lsar.namespaced and lsar.verbs == ("create",)
+
+
+# -- protobuf request bodies ------------------------------------------------------------------
+
+
+def _protobuf_examples() -> list[dict[str, Any]]:
+    now = "2026-12-06T08:00:00Z"
+    examples = flowcontrol.mandatory_flow_schemas() + flowcontrol.suggested_flow_schemas()
+    examples += flowcontrol.mandatory_priority_levels() + flowcontrol.suggested_priority_levels()
+    fs = copy.deepcopy(examples[0])
+    fs["status"] = {"conditions": [flowcontrol.dangling_condition(fs, True, now)]}
+    examples.append(fs)
+    examples.append(apiregistration.local_api_service("apps", "v1", now))
+    examples.append({"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
+                     "metadata": {"name": "v1beta1.metrics.k8s.io"},
+                     "spec": {"service": {"namespace": "kube-system", "name": "metrics-server", "port": 443},
+                              "group": "metrics.k8s.io", "version": "v1beta1", "insecureSkipTLSVerify": True,
+                              "groupPriorityMinimum": 100, "versionPriority": 100}})
+    examples.append(servicecidr.default_service_cidr(["10.43.0.0/16", "fd00:43::/108"], now))
+    examples.append({"apiVersion": "networking.k8s.io/v1", "kind": "IPAddress",
+                     "metadata": {"name": "10.43.0.1"},
+                     "spec": {"parentRef": {"resource": "services", "namespace": "default", "name": "kubernetes"}}})
+    return examples
+
+
+@pytest.mark.parametrize("obj", _protobuf_examples(), ids=lambda o: f"{o['kind']}/{o['metadata']['name']}")
+def test_new_kinds_survive_protobuf(obj: dict[str, Any]) -> None:
+    from kybernetes.api.protobuf import decode_k8s_protobuf, encode_k8s_protobuf
+
+    body = encode_k8s_protobuf(obj)
+    assert decode_k8s_protobuf(body) == obj
