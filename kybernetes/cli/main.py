@@ -178,9 +178,13 @@ def server(ctx: click.Context, data_dir: str, port: int, bind_address: str, tls_
     kubeconfig = os.path.join(os.path.abspath(data_dir), "kubeconfig.yaml")
     base = [sys.executable, "-m", "kybernetes.cli.main", *verbose]
     if not disable_controllers:
+        from kybernetes.apiserver.pki import pki_paths
+
+        signer = pki_paths(os.path.abspath(data_dir))
         children.append([*base, "controller-manager", "--kubeconfig", kubeconfig,
                          "--node-monitor-grace-period", str(node_monitor_grace_period),
-                         "--cluster-cidr", cluster_cidr])
+                         "--cluster-cidr", cluster_cidr,
+                         "--cluster-signing-cert-file", signer.ca_cert, "--cluster-signing-key-file", signer.ca_key])
     if not disable_scheduler:
         children.append([*base, "scheduler", "--kubeconfig", kubeconfig])
     if not disable_agent:
@@ -374,8 +378,12 @@ def _identity() -> str:
 @click.option("--workers", default=4, show_default=True, type=int, help="Workers per controller.")
 @click.option("--concurrent-syncs", multiple=True, metavar="CONTROLLER=N",
               help="Workers of one controller instead of --workers (repeatable), e.g. namespace=8.")
+@click.option("--cluster-signing-cert-file", default="",
+              help="CA certificate (PEM) that signs approved kubernetes.io/kube-apiserver-client CSRs.")
+@click.option("--cluster-signing-key-file", default="", help="The key of --cluster-signing-cert-file (PEM).")
 def controller_manager(kubeconfig: str, leader_elect: bool, node_monitor_grace_period: int, cluster_cidr: str,
-                       workers: int, concurrent_syncs: tuple[str, ...]) -> None:
+                       workers: int, concurrent_syncs: tuple[str, ...], cluster_signing_cert_file: str,
+                       cluster_signing_key_file: str) -> None:
     """Run the controllers (ReplicaSet, Deployment, garbage collector, namespace, ...)."""
     from kybernetes.client import ApiClient, LeaderElector
     from kybernetes.controllers.manager import ControllerOptions, check_options, run_controllers
@@ -390,7 +398,9 @@ def controller_manager(kubeconfig: str, leader_elect: bool, node_monitor_grace_p
 
     options = ControllerOptions(node_monitor_grace_period=node_monitor_grace_period, cluster_cidr=cluster_cidr,
                                 workers=workers, concurrent_syncs=per_controller,
-                                root_ca_pem=kubeconfig_ca_pem(kubeconfig).decode())
+                                root_ca_pem=kubeconfig_ca_pem(kubeconfig).decode(),
+                                cluster_signing_cert_file=cluster_signing_cert_file or None,
+                                cluster_signing_key_file=cluster_signing_key_file or None)
     try:
         check_options(options)
     except ValueError as e:

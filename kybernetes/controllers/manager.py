@@ -21,6 +21,7 @@ from typing import Protocol
 from kybernetes.api.aiotasks import cancel_and_wait
 from kybernetes.client import Client, InformerFactory, Informers
 from kybernetes.client.resources import PODS
+from kybernetes.controllers.csrsigning import CSRSigningController
 from kybernetes.controllers.deployment import DeploymentController
 from kybernetes.controllers.endpoints import EndpointsController
 from kybernetes.controllers.endpointslice import EndpointSliceController
@@ -63,6 +64,10 @@ class ControllerOptions:
     # The cluster CA bundle (PEM) published in every namespace (kube-controller-manager's
     # --root-ca-file); without it the root CA publisher does not run.
     root_ca_pem: str | None = None
+    # The CA that signs approved kubernetes.io/kube-apiserver-client CSRs (kube-controller-manager's
+    # --cluster-signing-cert-file/--cluster-signing-key-file); without it the signer does not run.
+    cluster_signing_cert_file: str | None = None
+    cluster_signing_key_file: str | None = None
 
     def workers_for(self, name: str) -> int:
         return max(1, self.concurrent_syncs.get(name, self.workers))
@@ -87,6 +92,8 @@ BUILDERS: tuple[tuple[str, Builder], ...] = (
         c, f, node_monitor_grace_period=o.node_monitor_grace_period, cluster_cidr=o.cluster_cidr,
         node_cidr_mask_size=o.node_cidr_mask_size)),
     ("rootcacertpublisher", lambda c, f, o: RootCACertPublisher(c, f, o.root_ca_pem) if o.root_ca_pem else None),
+    ("csrsigning", lambda c, f, o: CSRSigningController(c, f, o.cluster_signing_cert_file, o.cluster_signing_key_file)
+     if o.cluster_signing_cert_file and o.cluster_signing_key_file else None),
 )
 CONTROLLER_NAMES = tuple(name for name, _ in BUILDERS)
 

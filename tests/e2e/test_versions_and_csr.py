@@ -5,6 +5,7 @@ driven by real kubectl and the official Python client."""
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import threading
 import time
@@ -204,8 +205,6 @@ def _csr_pem(common_name: str) -> bytes:
 
 
 def _self_signed_pem() -> bytes:
-    import datetime as dt
-
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "e2e.example.com")])
     now = dt.datetime.now(dt.UTC)
@@ -315,7 +314,8 @@ def test_kubectl_creates_lists_approves_and_denies_csrs(kubectl):
     kubectl.ok("certificate", "approve", "e2e-alice")
     kubectl.ok("certificate", "deny", "e2e-bob")
     rows = {line.split()[0]: line.split()[-1] for line in kubectl.ok("get", "csr").splitlines()[1:]}
-    assert rows["e2e-alice"] == "Approved" and rows["e2e-bob"] == "Denied"
+    # The in-cluster signer then fails alice's request (it asks for "server auth"), which the column adds.
+    assert rows["e2e-alice"].split(",")[0] == "Approved" and rows["e2e-bob"] == "Denied"
     kubectl.ok("delete", "csr", "e2e-alice", "e2e-bob")
 
 
@@ -335,3 +335,71 @@ def test_bad_csrs_are_refused_and_nothing_is_stored(kubectl):
         r = kubectl("create", "-f", "-", stdin=json.dumps(body))
         assert r.returncode != 0 and message in r.stderr, (change, r.stderr)
     assert "NotFound" in kubectl("get", "csr", "e2e-bad").stderr
+
+
+def _client_key_and_csr(common_name: str, organization: str) -> tuple[bytes, bytes]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    request = x509.CertificateSigningRequestBuilder().subject_name(x509.Name([
+        x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization)])).sign(key, hashes.SHA256())
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    return key_pem, request.public_bytes(serialization.Encoding.PEM)
+
+
+def _wait_for(fetch, done, timeout: float = 30.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        obj = fetch()
+        if done(obj) or time.monotonic() > deadline:
+            return obj
+        time.sleep(0.3)
+
+
+def test_an_approved_client_csr_is_signed_by_the_cluster_ca_and_its_certificate_logs_in(kubectl, k8s_client,
+                                                                                      server, tmp_path):
+    api = client.CertificatesV1Api(k8s_client)
+    key_pem, csr_pem = _client_key_and_csr("e2e-carol", "e2e-team")
+    body = _csr(csr_pem, "kubernetes.io/kube-apiserver-client", name="e2e-carol")
+    body["spec"]["usages"] = ["digital signature", "key encipherment", "client auth"]
+    api.create_certificate_signing_request(body)
+    time.sleep(1.0)
+    assert not api.read_certificate_signing_request("e2e-carol").status.certificate, "signed before approval"
+    kubectl.ok("certificate", "approve", "e2e-carol")
+    csr = _wait_for(lambda: api.read_certificate_signing_request("e2e-carol"), lambda c: c.status.certificate)
+    assert csr.status.certificate, "the signer never issued the certificate"
+    cert_pem = base64.b64decode(csr.status.certificate)
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "e2e-carol"
+    # Not valid for longer than asked (one hour) plus the five minutes of backdating.
+    assert cert.not_valid_after_utc - cert.not_valid_before_utc <= dt.timedelta(hours=1, minutes=5)
+    assert "Issued" in kubectl.ok("get", "csr", "e2e-carol")
+    # The certificate is a working credential: the server reads the user from it.
+    cfg = json.loads(kubectl.ok("config", "view", "--raw", "-o", "json"))
+    cluster = cfg["clusters"][0]["cluster"]
+    (tmp_path / "ca.crt").write_bytes(base64.b64decode(cluster["certificate-authority-data"]))
+    (tmp_path / "carol.crt").write_bytes(cert_pem)
+    (tmp_path / "carol.key").write_bytes(key_pem)
+    r = kubectl("--kubeconfig=/dev/null", f"--server={cluster['server']}",
+                f"--certificate-authority={tmp_path / 'ca.crt'}", f"--client-certificate={tmp_path / 'carol.crt'}",
+                f"--client-key={tmp_path / 'carol.key'}", "auth", "whoami", "-o", "json")
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)["status"]["userInfo"]
+    assert info["username"] == "e2e-carol" and "e2e-team" in info["groups"]
+    api.delete_certificate_signing_request("e2e-carol")
+
+
+def test_the_signer_fails_a_client_csr_asking_for_server_auth(kubectl, k8s_client):
+    api = client.CertificatesV1Api(k8s_client)
+    _, csr_pem = _client_key_and_csr("e2e-dave", "e2e-team")
+    body = _csr(csr_pem, "kubernetes.io/kube-apiserver-client", name="e2e-dave")  # asks for "server auth"
+    api.create_certificate_signing_request(body)
+    kubectl.ok("certificate", "approve", "e2e-dave")
+    csr = _wait_for(lambda: api.read_certificate_signing_request("e2e-dave"),
+                    lambda c: any(x.type == "Failed" for x in c.status.conditions or []))
+    failed = [c for c in csr.status.conditions or [] if c.type == "Failed"]
+    assert failed and failed[0].reason == "SignerValidationFailure"
+    assert "invalid usage for client certificate: server auth" in failed[0].message
+    assert not csr.status.certificate
+    assert kubectl.ok("get", "csr", "e2e-dave").split("\n")[1].split()[-1] == "Approved,Failed"
+    api.delete_certificate_signing_request("e2e-dave")
