@@ -18,7 +18,7 @@ import orjson
 
 from kybernetes.api import managedfields, validation
 from kybernetes.api import patch as patches
-from kybernetes.api.errors import ApiError, FieldError, forbidden, required
+from kybernetes.api.errors import ApiError, FieldError, forbidden, invalid, required
 from kybernetes.api.jsonutil import clone
 from kybernetes.api.kinds import Strategies, new_strategies
 from kybernetes.api.kinds.base import Requester, WritePolicy
@@ -47,6 +47,13 @@ class WriteContext:
     # Who sent the request (None for the server's own writes): kinds that record their
     # creator read it.
     requester: Requester | None = None
+    # What strict field validation words its answer from: the body's fields given twice
+    # (YAML ones carry their line), whether the body was YAML, and for a PATCH its type
+    # and decoded body.
+    duplicates: list[str] = field(default_factory=list)
+    yaml_body: bool = False
+    patch_type: str = ""
+    patch_body: Any = None
 
 
 @dataclass
@@ -54,6 +61,45 @@ class WriteResult:
     obj: dict[str, Any]
     raw: bytes
     created: bool = False
+
+
+def report_strict_decoding(info: ResourceInfo, obj: dict[str, Any], unknown: list[str], ctx: WriteContext) -> None:
+    """Unknown fields of `obj` and duplicate fields of the request body, under
+    fieldValidation=Strict (an error) or Warn (warnings), worded as kube-apiserver words
+    them for the request's verb: its decoder for POST/PUT, the patch for PATCH (422 on the
+    `patch` field), server-side apply's schema and YAML errors for an apply."""
+    duplicates, ctx.duplicates = ctx.duplicates, []
+    strict = ctx.field_validation == "Strict"
+    if ctx.patch_type == "apply":
+        if unknown and strict:
+            meta = obj.get("metadata") or {}
+            gvk = f"{info.group}/{info.version}, Kind={info.kind}"
+            raise ApiError(500, "", f"failed to create typed patch object ({meta.get('namespace') or ''}/"
+                                    f"{meta.get('name') or ''}; {gvk}): {validation.apply_schema_error(obj, unknown)}")
+        ctx.warnings.extend(f'unknown field "{u}"' for u in unknown)
+        if duplicates:
+            yaml_error = validation.yaml_duplicates_error(duplicates)
+            if strict:
+                raise ApiError.bad_request(f"error strict decoding YAML: error converting YAML to JSON: {yaml_error}")
+            ctx.warnings.extend(validation.strict_decoding_warnings([yaml_error]))
+        return
+    if ctx.patch_type:
+        errors = [f'duplicate field "{d}"' for d in duplicates]
+        errors += validation.strict_decoding_errors(obj, unknown, [], yaml_body=False, custom=False)
+        if errors and strict:
+            shown = (validation.go_map_text(ctx.patch_body) if ctx.patch_type == "strategic"
+                     else orjson.dumps(obj).decode())
+            raise ApiError.invalid("", "", "", [invalid(
+                "patch", validation.GoValue(validation.go_quote(shown)),
+                "strict decoding error: " + ", ".join(errors))])
+    else:
+        errors = validation.strict_decoding_errors(obj, unknown, duplicates, yaml_body=ctx.yaml_body,
+                                                   custom=info.is_custom)
+        if errors and strict:
+            raise ApiError.bad_request(
+                f'{info.kind} in version "{info.version}" cannot be handled as a {info.kind}: '
+                f'strict decoding error: {", ".join(errors)}')
+    ctx.warnings.extend(validation.strict_decoding_warnings(errors))
 
 
 def _result(obj: dict[str, Any], rev: int, created: bool = False) -> WriteResult:
@@ -171,15 +217,8 @@ class ResourceService:
         if message:
             raise ApiError.bad_request(message)
         unknown = validation.unknown_fields(info, checked)
-        if not unknown:
-            return
-        if ctx.field_validation == "Strict":
-            listed = ", ".join(f'unknown field "{u.lstrip(".")}"' for u in unknown)
-            raise ApiError.bad_request(
-                f'{info.kind} in version "{info.version}" cannot be handled as a {info.kind}: '
-                f"strict decoding error: {listed}")
-        if ctx.field_validation == "Warn":
-            ctx.warnings.extend(f'unknown field "{u.lstrip(".")}"' for u in unknown)
+        if ctx.field_validation != "Ignore":
+            report_strict_decoding(info, obj, [u.lstrip(".") for u in unknown], ctx)
         for u in unknown:
             om.remove_path(obj, om.parse_field_path(u))
 

@@ -690,7 +690,9 @@ class RestHandler:
         dups: list[str] | None = [] if ctx is not None and ctx.field_validation != "Ignore" else None
         obj = codec.decode_object(data, request.headers.get("Content-Type"), kind, dups)
         if dups and ctx is not None:
-            _duplicate_fields(ctx, kind, version, dups)
+            # Reported with the unknown fields, in the decoder's order (resources.py).
+            ctx.duplicates = dups
+            ctx.yaml_body = codec.media_type(request.headers.get("Content-Type")) in codec.YAML_TYPES
         return obj
 
     async def create(self, request: web.Request, target: Target) -> web.Response:
@@ -719,8 +721,7 @@ class RestHandler:
         data = await read_body(request)
         dups: list[str] | None = [] if ctx.field_validation != "Ignore" else None
         body = codec.decode_body(data, request.headers.get("Content-Type"), target.info.kind, dups)
-        if dups:
-            _duplicate_fields(ctx, target.info.kind, target.info.version, dups)
+        ctx.duplicates, ctx.patch_type, ctx.patch_body = dups or [], ptype, body
         if target.subresource == "scale":
             return await self._scale_write(request, target, ctx, body, ptype)
         res = await self.service.patch(target.info, target.namespace, target.name or "", body, ptype, ctx,
@@ -1007,16 +1008,6 @@ def scale_of(info: ResourceInfo, obj: dict[str, Any]) -> dict[str, Any]:
     if scale is None:
         raise ApiError.path_not_found()
     return scale.view(obj)
-
-
-def _duplicate_fields(ctx: WriteContext, kind: str, version: str, paths: list[str]) -> None:
-    """Fields given twice in a body: 400 under fieldValidation=Strict, warnings under Warn,
-    as kube-apiserver's strict decoding does (the last value is the one kept)."""
-    if ctx.field_validation == "Strict":
-        listed = ", ".join(f'duplicate field "{p}"' for p in paths)
-        raise ApiError.bad_request(
-            f'{kind} in version "{version}" cannot be handled as a {kind}: strict decoding error: {listed}')
-    ctx.warnings.extend(f'duplicate field "{p}"' for p in paths)
 
 
 async def read_body(request: web.Request) -> bytes:

@@ -110,8 +110,9 @@ def test_a_custom_resource_status_write_keeps_all_metadata(kubectl, owner):
         cr = {"apiVersion": "statusrules.example.com/v1", "kind": "Gadget", "metadata": {"name": "g1"},
               "spec": {"size": 1}}
         kubectl.ok("-n", NS, "create", "-f", "-", stdin=yaml.safe_dump(cr))
-        assert status_write_sticks(kubectl, "gadgets", "g1", True, owner) == frozenset()
-        remove(kubectl, "gadgets", "g1", True)
+        resource = "gadgets.statusrules.example.com"  # other tests serve a `gadgets` too
+        assert status_write_sticks(kubectl, resource, "g1", True, owner) == frozenset()
+        remove(kubectl, resource, "g1", True)
     finally:
         kubectl("delete", "crd", "gadgets.statusrules.example.com", "--wait=false")
 
