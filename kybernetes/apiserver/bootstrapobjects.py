@@ -10,7 +10,9 @@ controllers do:
   an Available=True condition, and the automanaged ones of group-versions no longer
   served removed;
 * the default ServiceCIDR `kubernetes` for the service range, and a Ready condition
-  on every ServiceCIDR.
+  on every ServiceCIDR;
+* an IPAddress for every Service cluster IP (a mirror of the allocator's records, made
+  a few seconds after the Service; the allocator itself does not consult them).
 
 The decisions are the kind modules' (`kinds/flowcontrol.py`, `kinds/apiregistration.py`,
 `kinds/servicecidr.py`); this is the shell that reads the watch cache and writes
@@ -82,6 +84,7 @@ class BootstrapObjects:
         await self.sync_flowcontrol()
         await self.sync_api_services()
         await self.sync_service_cidrs()
+        await self.sync_ip_addresses()
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -206,6 +209,26 @@ class BootstrapObjects:
                 continue
             ready = servicecidr.ready_condition(now, name == servicecidr.DEFAULT_SERVICE_CIDR_NAME)
             await self._set_status(info, obj, {**(obj.get("status") or {}), "conditions": [*conditions, ready]})
+
+    # -- IPAddresses of Service cluster IPs ----------------------------------------------
+
+    async def sync_ip_addresses(self) -> None:
+        info = self._info(servicecidr.GROUP, "ipaddresses")
+        services = [co.obj for co in self.cache.list(self._service_prefix())]
+        desired = servicecidr.service_ip_addresses(services)
+        existing = self._objects(info)
+        for name in servicecidr.stale_ip_addresses(existing, desired):
+            await self._write(f"IPAddress {name}", self.service.delete(info, None, name, {},
+                                                                      WriteContext(field_manager=MANAGER)))
+            existing.pop(name, None)
+        for name, obj in desired.items():
+            if name not in existing:
+                await self._create(info, obj)
+
+    def _service_prefix(self) -> str:
+        info = self.registry.get("", "v1", "services")
+        assert info is not None
+        return info.storage_prefix()
 
 
 def _defaulted(service: ResourceService, info: ResourceInfo, obj: Obj) -> Obj:

@@ -227,6 +227,28 @@ def test_ip_address_api_operations(k8s_client, kubectl) -> None:
     assert e.value.status == 422 and "must be a valid IP address" in e.value.body
 
 
+def test_service_cluster_ips_appear_as_ip_addresses(k8s_client, kubectl) -> None:
+    core, net = client.CoreV1Api(k8s_client), client.NetworkingV1Api(k8s_client)
+    svc = core.create_namespaced_service(NS, {"metadata": {"name": "e2e-ipaddr"},
+                                             "spec": {"ports": [{"port": 80}], "selector": {"app": "x"}}})
+    ip = svc.spec.cluster_ip
+    obj = eventually(lambda: net.read_ip_address(ip))
+    ref = obj.spec.parent_ref
+    assert (ref.resource, ref.namespace, ref.name) == ("services", NS, "e2e-ipaddr")
+    assert obj.metadata.labels["ipaddress.kubernetes.io/managed-by"] == "ipallocator.k8s.io"
+    assert _rows(kubectl, "ipaddresses")[ip][1] == f"services/{NS}/e2e-ipaddr"
+    core.delete_namespaced_service("e2e-ipaddr", NS)
+
+    def gone() -> bool:
+        try:
+            net.read_ip_address(ip)
+        except ApiException as e:
+            return e.status == 404
+        return False
+
+    eventually(gone)
+
+
 # -- resource.k8s.io -------------------------------------------------------------------------
 
 DRA = """

@@ -190,6 +190,28 @@ def test_default_service_cidr_is_ready() -> None:
                                                                "Kubernetes default Service CIDR is ready")
 
 
+def test_service_cluster_ips_are_mirrored_as_ip_addresses() -> None:
+    services = [
+        {"metadata": {"name": "web", "namespace": "shop"}, "spec": {"clusterIP": "10.43.0.10",
+                                                                     "clusterIPs": ["10.43.0.10", "fd00::a"]}},
+        {"metadata": {"name": "headless", "namespace": "shop"}, "spec": {"clusterIP": "None"}},
+        {"metadata": {"name": "ext", "namespace": "shop"}, "spec": {"type": "ExternalName"}},
+    ]
+    desired = servicecidr.service_ip_addresses(services)
+    assert sorted(desired) == ["10.43.0.10", "fd00::a"]
+    web = desired["10.43.0.10"]
+    assert web["spec"]["parentRef"] == {"group": "", "resource": "services", "namespace": "shop", "name": "web"}
+    assert web["metadata"]["labels"] == {"ipaddress.kubernetes.io/ip-family": "IPv4",
+                                         "ipaddress.kubernetes.io/managed-by": "ipallocator.k8s.io"}
+    assert desired["fd00::a"]["metadata"]["labels"]["ipaddress.kubernetes.io/ip-family"] == "IPv6"
+    assert _errors(NET, "ipaddresses", web) == []
+    moved = copy.deepcopy(web)
+    moved["spec"]["parentRef"]["name"] = "old-web"
+    users = {"metadata": {"name": "10.43.0.99"}, "spec": {"parentRef": {"resource": "things", "name": "x"}}}
+    existing = {"10.43.0.10": moved, "10.43.0.11": copy.deepcopy(web), "10.43.0.99": users}
+    assert sorted(servicecidr.stale_ip_addresses(existing, desired)) == ["10.43.0.10", "10.43.0.11"]
+
+
 # -- resource.k8s.io -------------------------------------------------------------------------
 
 RES = resource.GROUP

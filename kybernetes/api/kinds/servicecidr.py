@@ -1,6 +1,8 @@
 """networking.k8s.io service address kinds: ServiceCIDRs (the ranges Service cluster
 IPs come from; the server keeps the default one, `kubernetes`, for its own service
-range) and IPAddresses (one object per allocated address, named by the address).
+range) and IPAddresses (one object per allocated address, named by the address; the
+server mirrors every Service cluster IP into one, labelled as upstream's allocator
+labels them).
 
 Validation, immutability and columns follow upstream's networking validation and
 printers; the Ready condition of a ServiceCIDR is the server's to write.
@@ -29,6 +31,11 @@ IP_ADDRESS = KindRef(GROUP, "IPAddress")
 DEFAULT_SERVICE_CIDR_NAME = "kubernetes"
 READY_MESSAGE = "Kubernetes Service CIDR is ready"
 DEFAULT_READY_MESSAGE = "Kubernetes default Service CIDR is ready"
+
+# Labels the service IP allocator puts on the IPAddresses it keeps.
+IP_FAMILY_LABEL = "ipaddress.kubernetes.io/ip-family"
+MANAGED_BY_LABEL = "ipaddress.kubernetes.io/managed-by"
+ALLOCATOR_NAME = "ipallocator.k8s.io"
 
 _IP_MSG = "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"
 _CIDR_MSG = "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)"
@@ -128,6 +135,46 @@ def default_service_cidr(cidrs: list[str], now: str) -> Obj:
             "metadata": {"name": DEFAULT_SERVICE_CIDR_NAME},
             "spec": {"cidrs": list(cidrs)},
             "status": {"conditions": [ready_condition(now, True)]}}
+
+
+def service_ip_addresses(services: list[Obj]) -> dict[str, Obj]:
+    """The IPAddress objects of the cluster IPs `services` hold, by name (the address),
+    as the service IP allocator keeps them."""
+    out: dict[str, Obj] = {}
+    for svc in services:
+        meta, spec = svc.get("metadata") or {}, svc.get("spec") or {}
+        ips = spec.get("clusterIPs") or ([spec["clusterIP"]] if spec.get("clusterIP") else [])
+        for ip in ips:
+            if not isinstance(ip, str) or ip in ("", "None") or ip_address_errors(ip):
+                continue
+            family = "IPv6" if ":" in ip else "IPv4"
+            out[ip] = {
+                "apiVersion": f"{GROUP}/v1", "kind": "IPAddress",
+                "metadata": {"name": ip, "labels": {IP_FAMILY_LABEL: family, MANAGED_BY_LABEL: ALLOCATOR_NAME}},
+                "spec": {"parentRef": {"group": "", "resource": "services", "namespace": meta.get("namespace", ""),
+                                       "name": meta.get("name", "")}},
+            }
+    return out
+
+
+def stale_ip_addresses(existing: dict[str, Obj], desired: dict[str, Obj]) -> list[str]:
+    """Names of the allocator's IPAddresses whose Service no longer holds the address
+    (user-made IPAddresses are never the allocator's to remove)."""
+    stale = []
+    for name, obj in existing.items():
+        labels = get_path(obj, "metadata", "labels") or {}
+        if not isinstance(labels, dict) or labels.get(MANAGED_BY_LABEL) != ALLOCATOR_NAME:
+            continue
+        want = desired.get(name)
+        if want is None or _ref_key(obj) != _ref_key(want):
+            stale.append(name)
+    return stale
+
+
+def _ref_key(obj: Obj) -> tuple[str, str, str, str]:
+    ref = as_dict(get_path(obj, "spec", "parentRef"))
+    return (str(ref.get("group") or ""), str(ref.get("resource") or ""), str(ref.get("namespace") or ""),
+            str(ref.get("name") or ""))
 
 
 def parent_ref_text(obj: Obj) -> str:
