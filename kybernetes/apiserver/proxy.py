@@ -341,15 +341,22 @@ class ProxyRelay:
         depth = (2 if not info.group else 3) + (2 if info.namespaced else 0) + 3
         path, prepend = proxied_path(request.path, depth)
         raw_query = request.raw_path.partition("?")[2]
-        websocket = request.headers.get("Upgrade", "").lower() == "websocket"
-        if not path and request.method in ("GET", "HEAD") and not websocket:
+        if not path and request.method in ("GET", "HEAD") and not _is_websocket(request):
             raw = request.raw_path.partition("?")[0]
             return web.Response(status=301, headers={"Location": raw + "/" + (f"?{raw_query}" if raw_query else "")})
         await self._check_host(location.host)
+        return await self.relay(request, location, path, prepend)
+
+    async def relay(self, request: web.Request, location: ProxyLocation, path: str,
+                    prepend: str) -> web.StreamResponse:
+        """Send `request` to `path` (and the request's query) at `location`, an address
+        already allowed, and answer with the backend's answer; `prepend` is the proxy's
+        own URL prefix, for rewritten links."""
+        raw_query = request.raw_path.partition("?")[2]
         url = yarl.URL(f"{location.scheme}://{location.netloc}{urllib.parse.quote(path or '/', safe='/$&+,:;=@')}"
                        + (f"?{raw_query}" if raw_query else ""), encoded=True)
         tls = self.agent_ssl if location.agent else self._workload_ssl if location.scheme == "https" else None
-        if websocket:
+        if _is_websocket(request):
             return await self._websocket(request, url, tls)
         return await self._forward(request, url, tls, location, prepend)
 
@@ -448,6 +455,10 @@ class ProxyRelay:
         finally:
             await back.close()
         return front
+
+
+def _is_websocket(request: web.Request) -> bool:
+    return request.headers.get("Upgrade", "").lower() == "websocket"
 
 
 def _rewrite_chunk(rewriter: HtmlLinkRewriter, recoder: _Recoder | None, chunk: bytes) -> bytes:

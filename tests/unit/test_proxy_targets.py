@@ -311,3 +311,133 @@ def test_gzip_html_is_decoded_rewritten_and_encoded_again():
     out = b"".join(rec.encode(r.feed(rec.decode(body[i:i + 10]))) for i in range(0, len(body), 10))
     out += rec.encode(r.close(), final=True)
     assert gzip.decompress(out) == (b'<a href="' + PREFIX.encode() + b'/rewriteme">test</a>') * 50
+
+
+# -- the relay, against a backend on loopback ----------------------------------------------
+# (The relay itself dials whatever it is given; refusing loopback is `serve`'s job, above.)
+
+
+class _NoCache:
+    def get(self, key: str) -> None:
+        return None
+
+
+@pytest.fixture
+async def relayed():
+    """A backend app and a front app whose proxy URL relays to it; yields (front URL
+    prefix, client session, what the backend saw)."""
+    import aiohttp
+    from aiohttp import web
+
+    from kybernetes.apiserver.proxy import ProxyRelay
+    from kybernetes.testing.cluster import free_port
+
+    seen: dict[str, Any] = {}
+
+    async def echo(request: web.Request) -> web.StreamResponse:
+        total = 0
+        async for chunk in request.content.iter_chunked(65536):
+            total += len(chunk)
+        seen.update(method=request.method, path=request.raw_path, headers=dict(request.headers), size=total)
+        return web.json_response({"method": request.method, "size": total})
+
+    async def redirect(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=302, headers={"Location": f"http://{request.host}/elsewhere/"})
+
+    async def page(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=gzip.compress(b'<img src="/i.png">' * 1000),
+                            headers={"Content-Type": "text/html; charset=utf-8", "Content-Encoding": "gzip"})
+
+    async def ws(request: web.Request) -> web.StreamResponse:
+        sock = web.WebSocketResponse(protocols=("echo.v1",))
+        await sock.prepare(request)
+        async for msg in sock:
+            if msg.type == aiohttp.WSMsgType.TEXT:
+                await sock.send_str("text:" + msg.data)
+            elif msg.type == aiohttp.WSMsgType.BINARY:
+                await sock.send_bytes(b"bin:" + msg.data)
+        return sock
+
+    back = web.Application()
+    back.router.add_route("*", "/echo/{tail:.*}", echo)
+    back.router.add_get("/redirect", redirect)
+    back.router.add_get("/page", page)
+    back.router.add_get("/ws", ws)
+    back_port, front_port = free_port(), free_port()
+    session = aiohttp.ClientSession(auto_decompress=False)
+    relay = ProxyRelay(_NoCache(), lambda: session, None)  # type: ignore[arg-type]
+
+    async def front_handler(request: web.Request) -> web.StreamResponse:
+        path, prepend = proxied_path(request.path, 7)
+        port = back_port if request.match_info["name"] == "up" else free_port()
+        return await relay.relay(request, ProxyLocation("http", "127.0.0.1", port), path, prepend)
+
+    @web.middleware
+    async def as_status(request: web.Request, handler: Any) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except ApiError as e:
+            return web.json_response(e.status(), status=e.code)
+
+    front = web.Application(middlewares=[as_status])
+    front.router.add_route("*", "/api/v1/namespaces/ns/pods/{name}/proxy{tail:.*}", front_handler)
+    runners = []
+    for app, port in ((back, back_port), (front, front_port)):
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        runners.append(runner)
+    yield f"http://127.0.0.1:{front_port}/api/v1/namespaces/ns/pods", session, seen
+    await session.close()
+    for runner in runners:
+        await runner.cleanup()
+
+
+async def test_relay_streams_a_large_body_and_strips_credentials(relayed):
+    base, session, seen = relayed
+    size = 24 * 1024 * 1024
+
+    async def body():
+        for _ in range(size // 65536):
+            yield b"z" * 65536
+
+    async with session.patch(f"{base}/up/proxy/echo/a%20b?q=1&q=2", data=body(),
+                             headers={"Authorization": "Bearer secret", "Impersonate-User": "admin",
+                                      "X-Trace": "t1"}) as r:
+        assert r.status == 200 and await r.json() == {"method": "PATCH", "size": size}
+    assert seen["path"] == "/echo/a%20b?q=1&q=2"
+    assert "Authorization" not in seen["headers"] and "Impersonate-User" not in seen["headers"]
+    assert seen["headers"]["X-Trace"] == "t1" and seen["headers"]["X-Forwarded-For"] == "127.0.0.1"
+
+
+async def test_relay_passes_redirects_back_rewritten_and_unfollowed(relayed):
+    base, session, _ = relayed
+    async with session.get(f"{base}/up/proxy/redirect", allow_redirects=False) as r:
+        assert r.status == 302
+        assert r.headers["Location"] == "/api/v1/namespaces/ns/pods/up/proxy/elsewhere/"
+
+
+async def test_relay_rewrites_gzipped_html_and_keeps_it_gzipped(relayed):
+    base, session, _ = relayed
+    async with session.get(f"{base}/up/proxy/page") as r:
+        assert r.headers["Content-Encoding"] == "gzip" and "Content-Length" not in r.headers
+        body = gzip.decompress(await r.read())
+    assert body == b'<img src="/api/v1/namespaces/ns/pods/up/proxy/i.png">' * 1000
+
+
+async def test_relay_carries_websocket_messages_both_ways(relayed):
+    base, session, _ = relayed
+    async with session.ws_connect(f"{base}/up/proxy/ws", protocols=("echo.v1",)) as sock:
+        assert sock.protocol == "echo.v1"
+        await sock.send_str("hi")
+        assert (await sock.receive()).data == "text:hi"
+        await sock.send_bytes(b"\x00\x01")
+        assert (await sock.receive()).data == b"bin:\x00\x01"
+
+
+async def test_relay_answers_503_when_the_backend_cannot_be_reached(relayed):
+    base, session, _ = relayed
+    async with session.get(f"{base}/down/proxy/") as r:
+        assert r.status == 503
+        status = await r.json()
+    assert status["reason"] == "ServiceUnavailable" and status["message"].startswith("error trying to reach service")
