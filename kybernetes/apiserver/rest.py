@@ -465,7 +465,7 @@ class RestHandler:
                 rows = self.versions.table_rows_objects(info, tables.build_table(
                     stored, [c.obj for c in items], dt.datetime.now(dt.UTC), q.get("includeObject", "Metadata")))["rows"]
                 return json_response(head + orjson.dumps(rows)[1:] + b"}")
-            return json_response(head + b",".join(self.versions.raw(info, c) for c in items) + b"]}")
+            return json_response(head + b",".join(map(self.versions.encoder(info), items)) + b"]}")
         return await self._stream_list(request, head, items, flt if lazy else None,
                                        (stored, q.get("includeObject", "Metadata")) if table else None, info)
 
@@ -499,7 +499,7 @@ class RestHandler:
                     built = self.versions.table_rows_objects(served, built)
                 body = orjson.dumps(built["rows"])[1:-1]
             elif served is not None:
-                body = b",".join(self.versions.raw(served, c) for c in chunk)
+                body = b",".join(map(self.versions.encoder(served), chunk))
             else:
                 body = b",".join(c.raw for c in chunk)
             out.append(body if first else b"," + body)
