@@ -62,6 +62,8 @@ def agent(server, kubectl):
     proc.start()
     kubectl.ok("create", "namespace", NS)
     yield proc
+    # The simulated node's pod has no agent to confirm its end.
+    kubectl("delete", "pod", "-n", NS, "sneaky", "--grace-period=0", "--force", "--ignore-not-found")
     kubectl("delete", "namespace", NS, "--wait=false")
     kubectl("delete", "node", SIM_NODE, "proxy-lo-node", "proxy-localhost-node", "--ignore-not-found")
     proc.cleanup()
@@ -137,6 +139,7 @@ def test_python_client_connect_calls(web, k8s_client):
 
     core = client.CoreV1Api(k8s_client)
     assert core.connect_get_namespaced_pod_proxy_with_path("web", NS, "index.html") == "hello from busybox\n"
+    # A JSON answer comes back as the str() of what the client decoded from it.
     out = core.connect_post_namespaced_service_proxy_with_path("web:http", NS, "cgi-bin/echo")
     assert json.loads(out.replace("'", '"'))["Method"] == "POST"
     out = core.connect_delete_namespaced_pod_proxy_with_path("web", NS, "cgi-bin/echo")
