@@ -183,7 +183,7 @@ def decode_body(data: bytes, content_type: str | None, expected_kind: str = "",
         raise ApiError.too_large()
     mt = media_type(content_type)
     if mt == PROTOBUF_TYPE:
-        from kybernetes.api.protobuf import decode_k8s_protobuf
+        from kybernetes.api.protobuf_decode import decode_k8s_protobuf
 
         value: Any = decode_k8s_protobuf(data)
     elif mt in YAML_TYPES:
