@@ -47,6 +47,9 @@ class WriteContext:
     # Who sent the request (None for the server's own writes): kinds that record their
     # creator read it.
     requester: Requester | None = None
+    # The version the request was made in, when the kind is stored in another one: an
+    # update's managedFields are recorded in it, as upstream's field manager does.
+    served: ResourceInfo | None = None
     # What strict field validation words its answer from: the body's fields given twice
     # (YAML ones carry their line), whether the body was YAML, and for a PATCH its type
     # and decoded body.
@@ -300,6 +303,7 @@ class ResourceService:
         self.apply_field_validation(info, obj, ctx)
         if info.storage_version:
             served, (info, obj) = info, self.to_storage(info, obj)
+            ctx.served = served
             return self.served(served, await self._create_stored(info, obj, ctx, record_fields))
         return await self._create_stored(info, obj, ctx, record_fields)
 
@@ -391,6 +395,7 @@ class ResourceService:
         from `subresource` (the object itself, status, a namespace's finalize)."""
         if info.storage_version:
             served, (info, new) = info, self.to_storage(info, new)
+            ctx.served = served
             return self.served(served, await self.update_object(
                 info, old, new, ctx, subresource, expected, managed_done, None, policy))
         if old_obj is None:
@@ -450,6 +455,14 @@ class ResourceService:
                        ctx: WriteContext, subresource: str) -> None:
         manager = ctx.field_manager
         if not manager:
+            return
+        served = ctx.served
+        if served is not None and served.version != info.version:
+            convert = self.kinds.for_info(info).convert
+            new["metadata"]["managedFields"] = managedfields.record_update(
+                None if old is None else convert(old, served.version), convert(new, served.version), manager,
+                served.schema(), served.api_version, om.now_rfc3339(), subresource,
+                has_status="status" in info.subresources)
             return
         new["metadata"]["managedFields"] = managedfields.record_update(
             old, new, manager, info.schema(), info.api_version, om.now_rfc3339(), subresource,

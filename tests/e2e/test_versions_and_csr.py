@@ -183,9 +183,12 @@ spec:
     assert v1_obj["spec"]["targetCPUUtilizationPercentage"] == 55
     # The v1 table is the same as v2's (one printer per kind, as upstream).
     assert "memory: <unknown>/70%" in kubectl.ok("get", "horizontalpodautoscalers.v1.autoscaling")
-    managers = {m["manager"] for m in json.loads(kubectl.ok(
+    # Writes in v1 are recorded in v1, as upstream's field manager records them.
+    managed = {m["manager"]: m for m in json.loads(kubectl.ok(
         "get", "hpa", "applied", "-o", "json", "--show-managed-fields"))["metadata"]["managedFields"]}
-    assert "kubectl-client-side-apply" in managers
+    entry = managed["kubectl-client-side-apply"]
+    assert entry["apiVersion"] == "autoscaling/v1" and entry["operation"] == "Update"
+    assert "f:targetCPUUtilizationPercentage" in entry["fieldsV1"]["f:spec"]
     kubectl.ok("autoscale", "deployment", "scaled", "--name=auto", "--min=2", "--max=5", "--cpu=60%")
     auto = json.loads(kubectl.ok("get", "horizontalpodautoscalers.v1.autoscaling", "auto", "-o", "json"))
     assert auto["spec"]["minReplicas"] == 2 and auto["spec"]["targetCPUUtilizationPercentage"] == 60
