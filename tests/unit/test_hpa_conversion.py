@@ -70,6 +70,19 @@ def test_hpa_v1_is_served_from_the_v2_storage_version() -> None:
     assert group["preferredVersion"]["version"] == "v2"
 
 
+def test_discovery_of_both_groups_matches_the_real_server() -> None:
+    """The 1.28 server's documents for autoscaling (v2 preferred, v1) and certificates.k8s.io."""
+    aggregated = json.loads(_sample("../aggregated-apis-v2beta1-from-1.28.json"))
+    legacy = json.loads(_sample("../legacy-apis.json"))
+    ours_aggregated = discovery.aggregated_discovery(Registry(), core=False)["items"]
+    ours_legacy = discovery.legacy_api_group_list(Registry())["groups"]
+    for group in ("autoscaling", "certificates.k8s.io"):
+        assert next(g for g in ours_aggregated if g["metadata"]["name"] == group) == \
+            next(g for g in aggregated["items"] if g["metadata"]["name"] == group), group
+        assert next(g for g in ours_legacy if g["name"] == group) == \
+            next(g for g in legacy["groups"] if g["name"] == group), group
+
+
 # -- autoscaling/v1 <-> v2 ---------------------------------------------------------------------
 
 
