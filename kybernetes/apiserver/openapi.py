@@ -430,7 +430,8 @@ def resource_paths(info: ResourceInfo, prefix: str, schema: str, list_schema: st
     if ops:
         paths[item] = {**ops, "parameters": _path_params(info, True, kind)}
 
-    for sub, sub_schema, sub_gvk in (("status", schema, gvk), ("scale", SCALE, _gvk("autoscaling", "v1", "Scale"))):
+    for sub, sub_schema, sub_gvk in (("status", schema, gvk), ("approval", schema, gvk),
+                                     ("scale", SCALE, _gvk("autoscaling", "v1", "Scale"))):
         if sub not in info.subresources:
             continue
         suffix = sub.capitalize()

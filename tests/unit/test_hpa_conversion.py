@@ -334,3 +334,16 @@ def test_a_csr_decodes_from_protobuf_and_back() -> None:
     body = encode_k8s_protobuf(obj)
     assert orjson.loads(orjson.dumps(decode_k8s_protobuf(body)))["spec"] == obj["spec"]
     assert decode_k8s_protobuf(body)["status"]["conditions"][0]["type"] == "Approved"
+
+
+def test_openapi_describes_the_v1_hpa_and_the_csr_approval_subresource() -> None:
+    from kybernetes.apiserver import openapi
+
+    registry = Registry()
+    hpa = openapi.build_document(registry, "autoscaling", "v1")
+    assert hpa is not None and "io.k8s.api.autoscaling.v1.HorizontalPodAutoscaler" in hpa["components"]["schemas"]
+    csr = openapi.build_document(registry, "certificates.k8s.io", "v1")
+    assert csr is not None
+    approval = csr["paths"]["/apis/certificates.k8s.io/v1/certificatesigningrequests/{name}/approval"]
+    assert approval["put"]["operationId"] == "replaceCertificatesV1CertificateSigningRequestApproval"
+    assert {"get", "put", "patch"} <= set(approval)
