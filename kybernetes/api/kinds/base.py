@@ -235,6 +235,9 @@ class KindStrategy:
     # The user metadata (of USER_METADATA) a /status write takes from the request; the
     # rest is kept from the stored object, as the kind's upstream status strategy resets it.
     status_metadata: ClassVar[tuple[str, ...]] = USER_METADATA
+    # Whether objects carry metadata.generation, where upstream's strategy decides it
+    # (its PrepareForCreate sets Generation = 1 or not); None: when they have a spec.
+    counts_generation: ClassVar[bool | None] = None
 
     def __init__(self) -> None:
         self.allocation: Allocation | None = None
@@ -282,6 +285,8 @@ class KindStrategy:
 
     def has_generation(self, info: ResourceInfo, obj: Obj) -> bool:
         """Whether the object counts generations of its desired state."""
+        if self.counts_generation is not None:
+            return self.counts_generation
         return info.is_custom or "spec" in obj or "template" in obj
 
     def write_policy(self, info: ResourceInfo, subresource: str) -> WritePolicy | None:

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from kybernetes.api.errors import FieldError, invalid, required
-from kybernetes.api.kinds.base import KindRef, KindStrategy
+from kybernetes.api.kinds.base import KindRef, KindStrategy, fill_always_present
 from kybernetes.api.registry import ResourceInfo
 from kybernetes.api.tables import as_int, as_str, column, dict_at, doc, get_path, name_column, name_of, since
 from kybernetes.api.timefmt import parse_time
@@ -120,11 +120,24 @@ def _cells_event(raw: Obj, now: datetime) -> Cells:
 
 # -- strategies ---------------------------------------------------------------------------
 
+# Fields each version always writes (Go fields without omitempty; times as null).
+_ALWAYS_PRESENT: dict[str, Mapping[tuple[str, ...], Any]] = {
+    "": {("involvedObject",): {}, ("source",): {}, ("firstTimestamp",): None, ("lastTimestamp",): None,
+         ("eventTime",): None, ("reportingComponent",): "", ("reportingInstance",): ""},
+    "events.k8s.io": {("regarding",): {}, ("deprecatedSource",): {}, ("deprecatedFirstTimestamp",): None,
+                      ("deprecatedLastTimestamp",): None},
+}
+
+
 class EventStrategy(KindStrategy):
     refs = (KindRef("", "Event"), KindRef("events.k8s.io", "Event"),)
 
     def validate(self, info: ResourceInfo, obj: Obj) -> Errors:
         return _validate_event(info, obj)
+
+    def prepare_write(self, info: ResourceInfo, obj: Obj, old: Obj | None) -> None:
+        super().prepare_write(info, obj, old)
+        fill_always_present(obj, _ALWAYS_PRESENT.get(info.group, {}))
 
     def table_columns(self) -> list[dict[str, Any]]:
         return _columns_event()

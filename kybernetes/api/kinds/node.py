@@ -62,6 +62,10 @@ def _validate_lease(info: ResourceInfo, obj: Obj) -> Errors:
 
 
 def _default_node(obj: Obj) -> None:
+    # podCIDR is the first of podCIDRs; a client that sets only the old field gets both.
+    spec = obj.get("spec")
+    if isinstance(spec, dict) and spec.get("podCIDR") and not spec.get("podCIDRs"):
+        spec["podCIDRs"] = [spec["podCIDR"]]
     status = obj.get("status")
     if isinstance(status, dict) and status.get("allocatable") is None and isinstance(status.get("capacity"), dict):
         status["allocatable"] = dict(status["capacity"])
@@ -142,6 +146,7 @@ _NODE_INFO_FIELDS = (
 
 class NodeStrategy(KindStrategy):
     refs = (KindRef("", "Node"),)
+    counts_generation = False
     always_present = {
         ("status", "daemonEndpoints", "kubeletEndpoint", "Port"): 0,
         **{("status", "nodeInfo", f): "" for f in _NODE_INFO_FIELDS},
@@ -167,6 +172,7 @@ class NodeStrategy(KindStrategy):
 
 class LeaseStrategy(KindStrategy):
     refs = (KindRef("coordination.k8s.io", "Lease"),)
+    counts_generation = False
 
     def validate(self, info: ResourceInfo, obj: Obj) -> Errors:
         return _validate_lease(info, obj)

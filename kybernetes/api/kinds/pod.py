@@ -367,6 +367,18 @@ class PodEviction:
 # -- the strategy -------------------------------------------------------------------------
 
 
+def _mirror_service_account(pod: Obj) -> None:
+    """spec.serviceAccount is the deprecated name of serviceAccountName: v1 shows both,
+    and a pod that names only the old one gets its name as serviceAccountName."""
+    spec = pod.get("spec")
+    if not isinstance(spec, dict):
+        return
+    name = spec.get("serviceAccountName") or spec.get("serviceAccount")
+    if isinstance(name, str) and name:
+        spec["serviceAccountName"] = name
+        spec["serviceAccount"] = name
+
+
 class PodStrategy(KindStrategy):
     refs = (KindRef("", "Pod"),)
     # pods/status may not touch owner references: old kubelets corrupted them, breaking GC.
@@ -382,6 +394,7 @@ class PodStrategy(KindStrategy):
 
     def default(self, info: ResourceInfo, obj: Obj) -> None:
         default_pod(obj, self.default_toleration_seconds)
+        _mirror_service_account(obj)
 
     def validate(self, info: ResourceInfo, obj: Obj) -> Errors:
         return _validate_pod(info, obj)

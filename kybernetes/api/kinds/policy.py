@@ -151,6 +151,8 @@ def _default_limit_range(obj: Obj) -> None:
 
 def _default_priority_class(obj: Obj) -> None:
     set_default(obj, "preemptionPolicy", "PreemptLowerPriority")
+    if obj.get("globalDefault") is False:
+        del obj["globalDefault"]  # omitempty: kube-apiserver never writes a false one
 
 
 def _columns_pdb() -> list[dict[str, Any]]:
@@ -210,6 +212,7 @@ def _cells_priorityclass(obj: Obj, now: datetime) -> Cells:
 
 class LimitRangeStrategy(CreatedAtStrategy):
     refs = (KindRef("", "LimitRange"),)
+    counts_generation = False
 
     def default(self, info: ResourceInfo, obj: Obj) -> None:
         _default_limit_range(obj)
@@ -220,6 +223,7 @@ class LimitRangeStrategy(CreatedAtStrategy):
 
 class ResourceQuotaStrategy(KindStrategy):
     refs = (KindRef("", "ResourceQuota"),)
+    counts_generation = False
     delete_returns_object = True
 
     def validate(self, info: ResourceInfo, obj: Obj) -> Errors:
@@ -253,6 +257,7 @@ class PodDisruptionBudgetStrategy(KindStrategy):
 
 class PriorityClassStrategy(KindStrategy):
     refs = (KindRef("scheduling.k8s.io", "PriorityClass"),)
+    counts_generation = True
     always_present = {("value",): 0}
 
     def default(self, info: ResourceInfo, obj: Obj) -> None:

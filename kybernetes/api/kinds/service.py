@@ -352,6 +352,7 @@ class ServiceStrategy(KindStrategy):
     refs = (SERVICE,)
     delete_returns_object = True
     always_present = {("status", "loadBalancer"): {}}
+    counts_generation = False
     # A Service's status (load balancer ingress) may be given on create.
     resets_status_on_create = False
 
@@ -390,6 +391,7 @@ class EndpointsStrategy(KindStrategy):
 
 class EndpointSliceStrategy(KindStrategy):
     refs = (KindRef("discovery.k8s.io", "EndpointSlice"),)
+    counts_generation = True  # endpoints and ports are its desired state
 
     def default(self, info: ResourceInfo, obj: Obj) -> None:
         _default_endpointslice(obj)

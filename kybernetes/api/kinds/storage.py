@@ -249,6 +249,7 @@ def _cells_storageclass(obj: Obj, now: datetime) -> Cells:
 
 class PersistentVolumeStrategy(KindStrategy):
     refs = (KindRef("", "PersistentVolume"),)
+    counts_generation = False
     delete_returns_object = True
     resets_status_on_create = False
 
@@ -267,6 +268,7 @@ class PersistentVolumeStrategy(KindStrategy):
 
 class PersistentVolumeClaimStrategy(KindStrategy):
     refs = (KindRef("", "PersistentVolumeClaim"),)
+    counts_generation = False
     delete_returns_object = True
     resets_status_on_create = False
 

@@ -248,10 +248,36 @@ def _default_statefulset(obj: Obj) -> None:
         spec["revisionHistoryLimit"] = 10
     default_template(spec)
     for claim in dicts(spec.get("volumeClaimTemplates")):
+        # Stored as whole PersistentVolumeClaims, type included (as kube-apiserver shows them).
+        set_default(claim, "apiVersion", "v1")
+        set_default(claim, "kind", "PersistentVolumeClaim")
         claim_spec = child_map(claim, "spec")
         set_default(claim_spec, "volumeMode", "Filesystem")
         # The claim templates are stored with the status a fresh claim would have.
         set_default(child_map(claim, "status"), "phase", "Pending")
+
+
+# apps/v1 shows the DaemonSet's (internal) template generation as this annotation:
+# 1 on create, one more each time a write changes the pod template.
+TEMPLATE_GENERATION = "deprecated.daemonset.template.generation"
+
+
+def _count_template_generation(obj: Obj, old: Obj | None) -> None:
+    meta = child_map(obj, "metadata")
+    annotations = meta.get("annotations") if isinstance(meta.get("annotations"), dict) else {}
+    if old is None:
+        current = 0
+    else:
+        old_annotations = as_dict(as_dict(old.get("metadata")).get("annotations"))
+        try:
+            current = int(old_annotations.get(TEMPLATE_GENERATION) or 0)
+        except ValueError:
+            current = 0
+        if as_dict(old.get("spec")).get("template") == as_dict(obj.get("spec")).get("template"):
+            if current:
+                meta["annotations"] = {**annotations, TEMPLATE_GENERATION: str(current)}
+            return
+    meta["annotations"] = {**annotations, TEMPLATE_GENERATION: str(current + 1)}
 
 
 def _default_daemonset(obj: Obj) -> None:
@@ -477,6 +503,9 @@ class DaemonSetStrategy(KindStrategy):
 
     def default(self, info: ResourceInfo, obj: Obj) -> None:
         _default_daemonset(obj)
+
+    def canonicalize(self, info: ResourceInfo, obj: Obj, old: Obj | None) -> None:
+        _count_template_generation(obj, old)
 
     def validate(self, info: ResourceInfo, obj: Obj) -> Errors:
         return _validate_daemonset(info, obj)
