@@ -611,7 +611,7 @@ MESSAGES: dict[str, str] = {
         "1 metadata ObjectMeta; 2 spec CertificateSigningRequestSpec; 3 status CertificateSigningRequestStatus"
     ),
     "CertificateSigningRequestSpec": (
-        "1 request! by; 7 signerName!; 8 expirationSeconds i32; 5 usages []s; 2 username; 3 uid; 4 groups []s;"
+        "1 request! by; 7 signerName!; 8 expirationSeconds! i32; 5 usages []s; 2 username; 3 uid; 4 groups []s;"
         " 6 extra {}ExtraValue"
     ),
     "CertificateSigningRequestStatus": "1 conditions []CertificateSigningRequestCondition; 2 certificate by",
