@@ -255,6 +255,7 @@ def claim_state(obj: Obj) -> str:
 
 class DeviceClassStrategy(KindStrategy):
     refs = (KindRef(GROUP, "DeviceClass"),)
+    delete_returns_object = True  # resource.k8s.io's registries all return the deleted object
 
     def validate(self, info: ResourceInfo, obj: Obj) -> Errors:
         return validate_device_class(obj)
@@ -262,6 +263,7 @@ class DeviceClassStrategy(KindStrategy):
 
 class ResourceClaimStrategy(KindStrategy):
     refs = (KindRef(GROUP, "ResourceClaim"),)
+    delete_returns_object = True
     status_metadata = ()  # metav1.ResetObjectMetaForStatus
 
     def default(self, info: ResourceInfo, obj: Obj) -> None:
@@ -283,6 +285,7 @@ class ResourceClaimStrategy(KindStrategy):
 
 class ResourceClaimTemplateStrategy(KindStrategy):
     refs = (KindRef(GROUP, "ResourceClaimTemplate"),)
+    delete_returns_object = True
 
     def default(self, info: ResourceInfo, obj: Obj) -> None:
         default_claim_spec(get_path(obj, "spec", "spec"))
@@ -296,6 +299,7 @@ class ResourceClaimTemplateStrategy(KindStrategy):
 
 class ResourceSliceStrategy(KindStrategy):
     refs = (KindRef(GROUP, "ResourceSlice"),)
+    delete_returns_object = True
 
     def validate(self, info: ResourceInfo, obj: Obj) -> Errors:
         return validate_resource_slice(obj)
