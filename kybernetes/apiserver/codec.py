@@ -14,6 +14,7 @@ nothing was dropped and the slow search runs only when that proof fails.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from dataclasses import dataclass
@@ -228,9 +229,10 @@ def dumps(value: Any) -> bytes:
 # can write, with parameters it can honour, wins; none at all is a 406. Its types, in
 # order (so `*/*` means JSON): JSON, YAML (answered here as JSON) and protobuf. Custom
 # resources and kinds without a protobuf table skip protobuf clauses. A Table is JSON (or
-# YAML) only, so `application/vnd.kubernetes.protobuf;as=Table` is skipped. Error
-# `Status` objects follow the same clauses with no conversion allowed, whatever kind the
-# URL names.
+# YAML) only, so `application/vnd.kubernetes.protobuf;as=Table` is skipped; metadata-only
+# answers (`as=PartialObjectMetadata[List]`, what Go metadata informers ask for) come in
+# any of them, for custom resources too. Error `Status` objects follow the same clauses
+# with no conversion allowed, whatever kind the URL names.
 
 PROTOBUF_WATCH_TYPE = PROTOBUF_TYPE + ";stream=watch"
 NOT_ACCEPTABLE = ("only the following media types are accepted: "
@@ -240,17 +242,22 @@ UNSUPPORTED_BODY = ("the body of the request was in an unknown format - accepted
 
 _ANY_TYPE = ("json", "yaml", "protobuf")
 _TABLE_VERSIONS = ("v1", "v1beta1", "")
+PARTIAL = "PartialObjectMetadata"
+PARTIAL_LIST = "PartialObjectMetadataList"
 
 
 @dataclass(frozen=True, slots=True)
 class Output:
     """How a response is written: JSON (the default), a Table (JSON), or protobuf.
     `json_fallback`: a later `Accept` clause takes plain JSON, for an object protobuf
-    cannot carry."""
+    cannot carry. `partial`: the object's metadata only, as this kind (PARTIAL or
+    PARTIAL_LIST) of `partial_version`."""
 
     protobuf: bool = False
     table: bool = False
     json_fallback: bool = True
+    partial: str = ""
+    partial_version: str = ""
 
 
 JSON_OUTPUT = Output()
@@ -304,7 +311,14 @@ def _clause_output(media: str, params: dict[str, str], protobuf_ok: bool, for_er
     if stream and (stream != "watch" or media == "yaml"):
         return None
     if "as" in params or "g" in params or "v" in params:
-        if for_error or media == "protobuf":
+        if for_error:
+            return None
+        as_, group, version = params.get("as"), params.get("g"), params.get("v", "")
+        # meta.k8s.io/v1beta1 has no protobuf field table here: JSON only.
+        if (as_ in (PARTIAL, PARTIAL_LIST) and group == "meta.k8s.io"
+                and (version == "v1" or (version == "v1beta1" and media != "protobuf"))):
+            return Output(protobuf=media == "protobuf", partial=as_, partial_version=f"meta.k8s.io/{version}")
+        if media == "protobuf":
             return None
         if (params.get("as") == "Table" and params.get("g") == "meta.k8s.io"
                 and params.get("v", "") in _TABLE_VERSIONS):
@@ -351,7 +365,7 @@ def _negotiate_output(accept: str, protobuf_ok: bool) -> Output:
     out, index = found
     if out.protobuf:
         rest = _negotiate(clauses[index + 1:], False, False)
-        return Output(protobuf=True, json_fallback=rest is not None and not rest[0].table)
+        return dataclasses.replace(out, json_fallback=rest is not None and not rest[0].table)
     return out
 
 

@@ -268,6 +268,11 @@ class RestHandler:
         out = _output(request)
         if target.subresource == "scale":
             return self._respond(out, scale_of(self.registry.storage_info(info), co.obj))
+        if out.partial:
+            if out.partial != codec.PARTIAL:
+                raise ApiError.not_acceptable(
+                    f"you requested {out.partial}, but the requested object is not a list ({info.kind})")
+            return self._respond(out, _partial(out, self.versions.convert(info, co.obj)))
         if out.table:
             table = tables.build_table(self.registry.storage_info(info), [co.obj], dt.datetime.now(dt.UTC),
                                        request.query.get("includeObject", "Metadata"),
@@ -325,6 +330,22 @@ class RestHandler:
                 raise
             return json_response(res.raw, status, warnings)
         return protobuf_response(body, status, warnings)
+
+    async def _partial_list(self, out: codec.Output, info: ResourceInfo, list_meta: dict[str, Any],
+                            items: list[CachedObject], flt: ListFilter | None) -> web.Response:
+        """A LIST as PartialObjectMetadataList: only each object's metadata, built a chunk
+        at a time (each object is decoded for it) with the event loop given back between."""
+        if out.partial != codec.PARTIAL_LIST:
+            raise ApiError.not_acceptable(
+                f"you requested {out.partial}, but the requested object is a list ({info.list_kind})")
+        partial = []
+        for i in range(0, len(items), STREAM_ITEMS):
+            for co in items[i:i + STREAM_ITEMS]:
+                if flt is None or flt.matches_cached(co):
+                    partial.append(_partial(out, self.versions.convert(info, co.obj)))
+            await asyncio.sleep(0)
+        return self._respond(out, {"kind": codec.PARTIAL_LIST, "apiVersion": out.partial_version,
+                                   "metadata": list_meta, "items": partial})
 
     async def _protobuf_list(self, request: web.Request, info: ResourceInfo, list_meta: dict[str, Any],
                              items: list[CachedObject], flt: ListFilter | None) -> web.StreamResponse:
@@ -443,6 +464,8 @@ class RestHandler:
             if flt.trivial and not at_rev:
                 list_meta["remainingItemCount"] = self.cache.count(prefix, more_key)
         out = _output(request)
+        if out.partial:
+            return await self._partial_list(out, info, list_meta, items, flt if lazy else None)
         if out.protobuf:
             try:
                 return await self._protobuf_list(request, info, list_meta, items, flt if lazy else None)
@@ -607,6 +630,8 @@ class RestHandler:
             printer: _Printer | None = None
             if table:
                 printer = _TablePrinter(self.registry.storage_info(info), q.get("includeObject", "Metadata"))
+            elif out.partial:
+                printer = _PartialPrinter(self, info, out)
             elif out.protobuf:
                 printer = _ProtobufPrinter(self, info)
             elif self.versions.converts(info):
@@ -623,7 +648,7 @@ class RestHandler:
                 if t is not None:
                     lines.append(_event_line(t, ev, printer))
             if send_initial in _BOOL_TRUE:
-                lines.append(_bookmark(info, snapshot_rev, initial_end=True, protobuf=out.protobuf))
+                lines.append(_bookmark(info, snapshot_rev, initial_end=True, out=out))
             del initial, replay
             await _write_lines(resp, lines)
             del lines
@@ -642,7 +667,7 @@ class RestHandler:
                 if watcher.closed:
                     break
                 if bookmarks and time.monotonic() - last_bookmark >= BOOKMARK_INTERVAL and not watcher.queue:
-                    await resp.write(_bookmark(info, self.cache.revision, protobuf=out.protobuf))
+                    await resp.write(_bookmark(info, self.cache.revision, out=out))
                     last_bookmark = time.monotonic()
         except (ConnectionResetError, asyncio.CancelledError):
             pass
@@ -938,7 +963,27 @@ class _ProtobufPrinter:
         return pb.watch_frame(as_type, pb.envelope(info.api_version, info.kind, self.handler._message(info, co)))
 
 
-_Printer = _TablePrinter | _VersionPrinter | _ProtobufPrinter
+class _PartialPrinter:
+    """Writes each watch event's object as PartialObjectMetadata (JSON line or protobuf frame)."""
+
+    def __init__(self, handler: RestHandler, info: ResourceInfo, out: codec.Output) -> None:
+        self.handler = handler
+        self.info = info
+        self.out = out
+
+    def encode(self, as_type: str, co: CachedObject) -> bytes:
+        obj = _partial(self.out, self.handler.versions.convert(self.info, co.obj))
+        if self.out.protobuf:
+            return pb.watch_frame(as_type, pb.encode_k8s_protobuf(obj))
+        return orjson.dumps({"type": as_type, "object": obj}) + b"\n"
+
+
+_Printer = _TablePrinter | _VersionPrinter | _ProtobufPrinter | _PartialPrinter
+
+
+def _partial(out: codec.Output, obj: dict[str, Any]) -> dict[str, Any]:
+    """An object as PartialObjectMetadata: its whole metadata and nothing else."""
+    return {"kind": codec.PARTIAL, "apiVersion": out.partial_version, "metadata": obj.get("metadata") or {}}
 
 
 def _pb_items(messages: list[bytes]) -> list[bytes]:
@@ -973,15 +1018,17 @@ def _event_line(as_type: str, ev: CacheEvent, printer: _Printer | None) -> bytes
     return ev.line(as_type)
 
 
-def _bookmark(info: ResourceInfo, rev: int, initial_end: bool = False, protobuf: bool = False) -> bytes:
+def _bookmark(info: ResourceInfo, rev: int, initial_end: bool = False,
+              out: codec.Output = codec.JSON_OUTPUT) -> bytes:
     meta: dict[str, Any] = {"resourceVersion": str(rev)}
     if initial_end:
         meta["annotations"] = {"k8s.io/initial-events-end": "true"}
-    if protobuf:
-        return pb.watch_frame("BOOKMARK", pb.encode_k8s_protobuf(
-            {"kind": info.kind, "apiVersion": info.api_version, "metadata": meta}))
-    return orjson.dumps({"type": "BOOKMARK", "object": {"kind": info.kind, "apiVersion": info.api_version,
-                                                         "metadata": meta}}) + b"\n"
+    obj = {"kind": info.kind, "apiVersion": info.api_version, "metadata": meta}
+    if out.partial:
+        obj = _partial(out, obj)
+    if out.protobuf:
+        return pb.watch_frame("BOOKMARK", pb.encode_k8s_protobuf(obj))
+    return orjson.dumps({"type": "BOOKMARK", "object": obj}) + b"\n"
 
 
 def _event_filter(flt: ListFilter) -> Any:

@@ -31,7 +31,13 @@ TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io"
     # Tables are JSON only: a protobuf Table clause is skipped.
     (f"{PROTO};as=Table;v=v1;g=meta.k8s.io,{TABLE}", True, codec.TABLE_OUTPUT),
     (f"{TABLE},application/json", True, codec.TABLE_OUTPUT),
-    (f"{PROTO};as=PartialObjectMetadata;v=v1;g=meta.k8s.io,application/json", True, codec.JSON_OUTPUT),
+    # Metadata-only answers come in protobuf too, for custom resources as well.
+    (f"{PROTO};as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json", False,
+     codec.Output(protobuf=True, partial="PartialObjectMetadataList", partial_version="meta.k8s.io/v1")),
+    (f"{PROTO};as=PartialObjectMetadata;g=meta.k8s.io;v=v1beta1,application/json;as=PartialObjectMetadata;"
+     "g=meta.k8s.io;v=v1beta1", True,
+     codec.Output(partial="PartialObjectMetadata", partial_version="meta.k8s.io/v1beta1")),
+    ("application/json;as=PartialObjectMetadata;g=other;v=v1,application/json", True, codec.JSON_OUTPUT),
     (f"{PROTO};stream=other,application/json", True, codec.JSON_OUTPUT),
 ])
 def test_negotiate_output(accept: str, protobuf_ok: bool, expected: codec.Output) -> None:
