@@ -184,9 +184,13 @@ def decode_body(data: bytes, content_type: str | None, expected_kind: str = "",
         raise ApiError.too_large()
     mt = media_type(content_type)
     if mt == PROTOBUF_TYPE:
-        from kybernetes.api.protobuf_decode import decode_k8s_protobuf
+        from kybernetes.api.protobuf_decode import decode_with_depth_bound
 
-        value: Any = decode_k8s_protobuf(data)
+        value, bound = decode_with_depth_bound(data)
+        if bound is not None and bound <= MAX_DEPTH:
+            return value  # cannot be nested too deeply: no need to walk it
+        check_depth(value)
+        return value
     elif mt in YAML_TYPES:
         value = _load_yaml(data, duplicates)
     elif mt in JSON_TYPES or mt.endswith("+json") or mt == "*/*":

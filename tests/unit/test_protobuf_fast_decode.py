@@ -69,3 +69,44 @@ def test_malformed_is_a_400(body: bytes) -> None:
     with pytest.raises(ApiError) as e:
         fast.decode_k8s_protobuf(body)
     assert e.value.code == 400
+
+
+def _json_depth(value: Any, depth: int = 1) -> int:
+    """Deepest container, counted as `codec.check_depth` counts it."""
+    if isinstance(value, dict):
+        return max([depth] + [_json_depth(v, depth + 1) for v in value.values() if isinstance(v, dict | list)])
+    if isinstance(value, list):
+        return max([depth] + [_json_depth(v, depth + 1) for v in value if isinstance(v, dict | list)])
+    return 0
+
+
+def test_depth_bound_is_never_below_the_real_depth() -> None:
+    bounded = 0
+    bodies = _bodies()
+    for p in sorted(SAMPLES.glob("*.json")):  # as clients send them: no managedFields
+        obj = json.loads(p.read_text())
+        (obj.get("metadata") or {}).pop("managedFields", None)
+        if pb.can_encode(obj.get("apiVersion", ""), obj.get("kind", "")):
+            bodies.append(pb.encode_k8s_protobuf(obj))
+    for body in bodies:
+        obj, bound = fast.decode_with_depth_bound(body)
+        if bound is not None:
+            bounded += 1
+            assert _json_depth(obj) <= bound
+    assert bounded > 30
+
+
+def test_free_form_json_is_still_depth_checked() -> None:
+    from kybernetes.apiserver import codec
+
+    nested: dict[str, Any] = {}
+    for _ in range(150):
+        nested = {"f:a": nested}
+    cm = {"apiVersion": "v1", "kind": "ConfigMap",
+          "metadata": {"name": "deep", "managedFields": [{"manager": "m", "operation": "Update",
+                                                           "fieldsType": "FieldsV1", "fieldsV1": nested}]}}
+    body = pb.encode_k8s_protobuf(cm)
+    assert fast.decode_with_depth_bound(body)[1] is None
+    with pytest.raises(ApiError) as e:
+        codec.decode_object(body, codec.PROTOBUF_TYPE)
+    assert e.value.code == 400 and "nested too deeply" in e.value.message
