@@ -23,6 +23,7 @@ import dataclasses
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from decimal import ROUND_UP, Decimal
 from typing import TYPE_CHECKING, Any
 
 import jsonschema_rs
@@ -1323,3 +1324,107 @@ def apply_schema_error(obj: Any, unknown: list[str]) -> str:
     """Server-side apply's error for fields its schema lacks (structured-merge-diff's wording)."""
     errs = [f"{apply_path(obj, u)}: field not declared in schema" for u in unknown]
     return errs[0] if len(errs) == 1 else "errors:\n" + "\n".join("  " + e for e in errs)
+
+
+# -- quantities in canonical form ---------------------------------------------------------
+#
+# kube-apiserver decodes every resource.Quantity (a string, or a JSON number) and writes
+# it back in canonical form: `0.5` is "500m", "1024Mi" is "1Gi", 2000 is "2k". Strict
+# clients (the Python client's models type them as strings) refuse the numbers.
+
+_DECIMAL_SUFFIX = {-9: "n", -6: "u", -3: "m", 0: "", 3: "k", 6: "M", 9: "G", 12: "T", 15: "P", 18: "E"}
+_BINARY_SUFFIX = {0: "", 1: "Ki", 2: "Mi", 3: "Gi", 4: "Ti", 5: "Pi", 6: "Ei"}
+_QUANTITY_PARTS = re.compile(r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$")
+
+
+def canonical_quantity(value: Any) -> str | None:
+    """`value` (a quantity string or number) as kube-apiserver writes it, or None when it
+    is not a quantity (validation reports that)."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return None
+    text = value if isinstance(value, str) else repr(value)
+    m = _QUANTITY_PARTS.match(text.strip())
+    amount = parse_quantity(text)
+    if m is None or amount is None or not amount.is_finite():
+        return None
+    suffix = m.group(2)
+    binary = suffix.endswith("i")
+    exponent_form = bool(suffix) and suffix[0] in "eE" and suffix[1:].lstrip("+-").isdigit()
+    # Precision below a nano-unit rounds away from zero, as Quantity does.
+    amount = amount.quantize(Decimal("1e-9"), rounding=ROUND_UP) if amount.as_tuple().exponent < -9 else amount
+    if amount == 0:
+        return "0"
+    if binary and abs(amount) >= 1024 and amount == amount.to_integral_value():
+        mantissa, power = int(amount), 0
+        while mantissa % 1024 == 0 and power < 6:
+            mantissa //= 1024
+            power += 1
+        return f"{mantissa}{_BINARY_SUFFIX[power]}"
+    sign, digits, exponent = amount.normalize().as_tuple()
+    mantissa = int("".join(map(str, digits))) * (-1 if sign else 1)
+    assert isinstance(exponent, int)
+    shift = exponent % 3
+    mantissa, exponent = mantissa * 10 ** shift, exponent - shift
+    if exponent_form or exponent not in _DECIMAL_SUFFIX:
+        return f"{mantissa}e{exponent}" if exponent else str(mantissa)
+    return f"{mantissa}{_DECIMAL_SUFFIX[exponent]}"
+
+
+_QUANTITY_SUBTREES: dict[int, bool] = {}
+
+
+def _holds_quantity(shape: _Shape) -> bool:
+    """Whether a value of `shape` can contain a quantity (cached per built-in shape)."""
+    known = _QUANTITY_SUBTREES.get(id(shape))
+    if known is not None:
+        return known
+    _QUANTITY_SUBTREES[id(shape)] = False  # a recursive type holds none through itself
+    found = shape.kind == "quantity"
+    node = shape.node or {}
+    if shape.kind == "struct":
+        props = node.get("properties") if isinstance(node.get("properties"), dict) else {}
+        found = any(_holds_quantity(_builtin_shape(p)) for p in props.values())
+    elif shape.kind in ("map", "array"):
+        found = _holds_quantity(_elem_shape(shape, False))
+    _QUANTITY_SUBTREES[id(shape)] = found
+    return found
+
+
+def _canonical(shape: _Shape, value: Any) -> Any:
+    """`value` with its quantities canonical: `value` itself when nothing changes, else
+    copies along the changed paths (the rest may be shared with a stored object)."""
+    if shape.kind == "quantity":
+        canonical = canonical_quantity(value)
+        return value if canonical is None or canonical == value else canonical
+    if not _holds_quantity(shape):
+        return value
+    if isinstance(value, dict) and shape.kind in ("struct", "map"):
+        out = value
+        for key, item in value.items():
+            child = _struct_child(shape, key, False) if shape.kind == "struct" else _elem_shape(shape, False)
+            new = _canonical(child, item) if child is not None else item
+            if new is not item:
+                if out is value:
+                    out = dict(value)
+                out[key] = new
+        return out
+    if isinstance(value, list) and shape.kind == "array":
+        elem = _elem_shape(shape, False)
+        items = [_canonical(elem, item) for item in value]
+        return items if any(a is not b for a, b in zip(items, value, strict=True)) else value
+    return value
+
+
+def canonicalize_quantities(info: ResourceInfo, obj: dict[str, Any], keys: Iterable[str] | None = None) -> None:
+    """Write every quantity of a built-in object (its top-level `keys`, default all) in
+    canonical form. Only `obj` itself is changed in place; nested containers are copied."""
+    root = _root_shape(info)
+    if root is None or root[1]:
+        return
+    shape = root[0]
+    for key in list(obj) if keys is None else [k for k in keys if k in obj]:
+        child = _struct_child(shape, key, False)
+        if child is not None:
+            new = _canonical(child, obj[key])
+            if new is not obj[key]:
+                obj[key] = new

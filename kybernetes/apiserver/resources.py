@@ -219,6 +219,7 @@ class ResourceService:
         message = validation.type_error_message(info, checked)
         if message:
             raise ApiError.bad_request(message)
+        validation.canonicalize_quantities(info, obj, checked.keys() if old is not None else None)
         unknown = validation.unknown_fields(info, checked)
         if ctx.field_validation != "Ignore":
             report_strict_decoding(info, obj, [u.lstrip(".") for u in unknown], ctx)

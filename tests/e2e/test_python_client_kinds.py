@@ -515,3 +515,22 @@ def test_a_review_kind_answers_in_the_typed_model(key, namespace, k8s_client):
     answer = getattr(api, create)(*args, {"apiVersion": key[0], "kind": key[1], **body})
     assert answer.kind == key[1] and answer.status is not None
     assert check(answer), answer
+
+
+def test_quantities_given_as_numbers_read_back_as_canonical_strings(namespace, k8s_client, kubectl):
+    # YAML's `pods: 10` and `requests.cpu: 2.5` are JSON numbers (the client's own models
+    # refuse them, kubectl sends them); kube-apiserver stores every quantity as its
+    # canonical string, which the client's models then read.
+    kubectl.ok("-n", namespace, "apply", "-f", "-", stdin=(
+        "apiVersion: v1\nkind: ResourceQuota\nmetadata: {name: numeric-quota}\n"
+        "spec: {hard: {pods: 10, requests.cpu: 2.5, requests.memory: 1024Mi}}\n"))
+    core = client.CoreV1Api(k8s_client)
+    try:
+        got = core.read_namespaced_resource_quota("numeric-quota", namespace)
+        assert got.spec.hard == {"pods": "10", "requests.cpu": "2500m", "requests.memory": "1Gi"}
+        kubectl.ok("-n", namespace, "patch", "quota", "numeric-quota", "--type=merge", "-p",
+                   '{"spec":{"hard":{"pods":2000}}}')
+        listed = core.list_namespaced_resource_quota(namespace, field_selector="metadata.name=numeric-quota")
+        assert listed.items[0].spec.hard["pods"] == "2k"
+    finally:
+        core.delete_namespaced_resource_quota("numeric-quota", namespace)

@@ -105,3 +105,30 @@ def test_a_priority_class_that_is_not_the_default_does_not_say_so() -> None:
     pc = written("scheduling.k8s.io", "priorityclasses", {"metadata": {"name": "p"}, "value": 1,
                                                           "globalDefault": False})
     assert "globalDefault" not in pc
+
+
+@pytest.mark.parametrize(("given", "canonical"), [
+    ("1Gi", "1Gi"), ("1024Mi", "1Gi"), ("1.5Gi", "1536Mi"), ("0.1Ki", "102400m"), ("1023Ki", "1023Ki"),
+    ("0.5", "500m"), (0.5, "500m"), (1, "1"), ("1000m", "1"), (2000, "2k"), ("10240", "10240"),
+    ("129e6", "129e6"), ("1.5e3", "1500"), ("0", "0"), ("0.0001m", "100n"), ("1.0000000001", "1000000001n"),
+    ("-0.5", "-500m"), ("12E", "12E"), ("bogus", None), (True, None),
+])
+def test_quantities_are_written_as_kube_apiserver_writes_them(given: Any, canonical: str | None) -> None:
+    from kybernetes.api.validation import canonical_quantity
+
+    assert canonical_quantity(given) == canonical
+
+
+def test_a_pod_stores_canonical_quantities_without_touching_a_shared_subtree() -> None:
+    from kybernetes.api.validation import canonicalize_quantities
+
+    shared_volumes = [{"name": "v", "emptyDir": {"sizeLimit": "1024Mi"}}]
+    pod: dict[str, Any] = {"metadata": {"name": "p"}, "spec": {
+        "containers": [{"name": "c", "image": "i", "resources": {"limits": {"cpu": 1, "memory": "1024Mi"},
+                                                                 "requests": {"cpu": 0.25}}}],
+        "volumes": shared_volumes, "overhead": {"cpu": "0.1"}}}
+    canonicalize_quantities(info_of("", "pods"), pod)
+    assert pod["spec"]["containers"][0]["resources"] == {"limits": {"cpu": "1", "memory": "1Gi"},
+                                                        "requests": {"cpu": "250m"}}
+    assert pod["spec"]["volumes"][0]["emptyDir"]["sizeLimit"] == "1Gi" and pod["spec"]["overhead"] == {"cpu": "100m"}
+    assert shared_volumes[0]["emptyDir"]["sizeLimit"] == "1024Mi"
