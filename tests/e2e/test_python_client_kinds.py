@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from kubernetes import client
+from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
 NS = "pyk-kinds"
@@ -444,10 +444,25 @@ def test_a_kind_round_trips_through_the_typed_client(key, served, namespace, k8s
             scale = method(api, "read", f"{kind}Scale", namespaced)(name, *args)
             assert scale.kind == "Scale" and scale.status.replicas >= 0
 
-        listed = method(api, "list", kind, namespaced)(*args, field_selector=f"metadata.name={name}")
+        list_fn = method(api, "list", kind, namespaced)
+        listed = list_fn(*args, field_selector=f"metadata.name={name}")
         assert listed.kind == f"{kind}List" and listed.metadata.resource_version
         assert [i.metadata.uid for i in listed.items] == [created.metadata.uid]
         assert serialize(listed.items[0])["metadata"]["name"] == name
+        assert list_fn(*args, field_selector="metadata.name=pyk-none").items == []
+
+        # A watch from just before the create delivers it, decoded into the same model.
+        # (The model is named, not guessed from the list's type: the client's guess misses
+        # models named with a group prefix, e.g. ResourceV1ResourceClaim.)
+        stream = watch.Watch(return_type=type(got))
+        before = str(int(created.metadata.resource_version) - 1)
+        events = []
+        for event in stream.stream(list_fn, *args, field_selector=f"metadata.name={name}",
+                                   resource_version=before, timeout_seconds=10):
+            events.append(event)
+            stream.stop()
+        assert events and events[0]["type"] in ("ADDED", "MODIFIED") and type(events[0]["object"]) is type(got)
+        assert events[0]["object"].metadata.uid == created.metadata.uid
     finally:
         answer = method(api, "delete", kind, namespaced)(name, *args)
     answer_json = answer if isinstance(answer, dict) else serialize(answer)
