@@ -70,6 +70,25 @@ def _plan(message: str) -> tuple[dict[int, tuple[str, int, int, str, bool]], tup
     return plan, tuple(nulls)
 
 
+# Fast paths, by whole tag (field number and the wire type it normally comes with):
+# strings and nested messages (singular or repeated) and singular varints, which make
+# up nearly every field of an object. Anything else takes the general path.
+_F_STR, _F_STRS, _F_MSG, _F_MSGS, _F_I32, _F_I64, _F_BOOL = range(1, 8)
+
+
+@functools.cache
+def _fast(message: str) -> dict[int, tuple[int, str, str, bool]]:
+    """{tag: (fast code, json name, message type, keep_zero)}."""
+    fast = {}
+    for number, (name, mode, kind, type_, keep_zero) in _plan(message)[0].items():
+        if kind in (_STR, _MSG) and mode in (_ONE, _REPEATED):
+            code = (_F_STR if kind == _STR else _F_MSG) + (1 if mode == _REPEATED else 0)
+            fast[number << 3 | 2] = (code, name, type_, keep_zero)
+        elif kind in (_I32, _I64, _BOOL) and mode == _ONE:
+            fast[number << 3] = ({_I32: _F_I32, _I64: _F_I64, _BOOL: _F_BOOL}[kind], name, type_, keep_zero)
+    return fast
+
+
 def _varint(buf: bytes, pos: int, end: int) -> tuple[int, int]:
     result = 0
     shift = 0
@@ -257,32 +276,39 @@ def _message(message: str, buf: bytes, pos: int, end: int, depth: int) -> dict[s
     if depth > _seen.deepest:
         _seen.deepest = depth
     plan, nulls = _plan(message)
-    plan_get = plan.get
+    fast_get = _fast(message).get
     out: dict[str, Any] = {}
+    item: Any
     while pos < end:
         key = buf[pos]
         pos += 1
         if key & 0x80:
             key, pos = _varint(buf, pos - 1, end)
-        number, wire = key >> 3, key & 7
-        entry = plan_get(number)
-        if entry is None:
-            if number == 0:
-                raise _Malformed("field number 0")
-            pos = _skip(buf, pos, end, wire)
-            continue
-        name, mode, kind, type_, keep_zero = entry
-        if wire == 2 and (kind == _STR or kind == _MSG) and mode != _MAP and mode != _INLINE:
+        fast = fast_get(key)
+        if fast is not None:
+            code, name, type_, keep_zero = fast
+            if code >= _F_I32:
+                value = buf[pos] if pos < end else 0x80
+                if value < 0x80:
+                    pos += 1
+                else:
+                    value, pos = _varint(buf, pos, end)
+                item = value != 0 if code == _F_BOOL else _signed(value, 32 if code == _F_I32 else 64)
+                if item or keep_zero:
+                    out[name] = item
+                else:
+                    out.pop(name, None)  # a Go value field at its zero value: JSON's omitempty drops it
+                continue
             # The bulk of every object: strings and nested messages, read here in place.
             length = buf[pos] if pos < end else 0x80
-            if length < 0x80 and pos < end:
+            if length < 0x80:
                 pos += 1
             else:
                 length, pos = _varint(buf, pos, end)
             stop = pos + length
             if stop > end:
                 raise _Malformed("length exceeds message")
-            if kind == _STR:
+            if code <= _F_STRS:
                 try:
                     item = buf[pos:stop].decode("utf-8")
                 except UnicodeDecodeError as exc:
@@ -290,17 +316,25 @@ def _message(message: str, buf: bytes, pos: int, end: int, depth: int) -> dict[s
             else:
                 item = _message(type_, buf, pos, stop, depth + 1)
             pos = stop
-            if mode == _REPEATED:
+            if code == _F_STRS or code == _F_MSGS:
                 got = out.get(name)
                 if got is None:
                     out[name] = [item]
                 else:
                     got.append(item)
-            elif item or keep_zero or kind == _MSG:
+            elif item or keep_zero or code == _F_MSG:
                 out[name] = item
             else:
                 out.pop(name, None)
             continue
+        number, wire = key >> 3, key & 7
+        entry = plan.get(number)
+        if entry is None:
+            if number == 0:
+                raise _Malformed("field number 0")
+            pos = _skip(buf, pos, end, wire)
+            continue
+        name, mode, kind, type_, keep_zero = entry
         if mode == _ONE:
             item, pos = _value(kind, type_, wire, buf, pos, end, depth)
             if item is None:
