@@ -93,6 +93,7 @@ def test_statefulset_claim_templates_are_typed_claims() -> None:
     ("", "limitranges", {"spec": {}}, False),
     ("", "resourcequotas", {"spec": {}}, False),
     ("coordination.k8s.io", "leases", {"spec": {}}, False),
+    ("autoscaling", "horizontalpodautoscalers", {"spec": {}}, False),
     ("apps", "deployments", {"spec": {}}, True),
     ("", "configmaps", {"data": {}}, False),
 ])
@@ -132,3 +133,9 @@ def test_a_pod_stores_canonical_quantities_without_touching_a_shared_subtree() -
                                                         "requests": {"cpu": "250m"}}
     assert pod["spec"]["volumes"][0]["emptyDir"]["sizeLimit"] == "1Gi" and pod["spec"]["overhead"] == {"cpu": "100m"}
     assert shared_volumes[0]["emptyDir"]["sizeLimit"] == "1024Mi"
+
+
+def test_a_new_hpa_reads_current_metrics_as_null() -> None:
+    hpa = written("autoscaling", "horizontalpodautoscalers", {"metadata": {"name": "h", "namespace": "d"},
+                                                              "spec": {"maxReplicas": 2}})
+    assert hpa["status"] == {"desiredReplicas": 0, "currentMetrics": None}

@@ -517,7 +517,9 @@ def _cpu_metric(utilization: Any) -> Obj:
 
 class HorizontalPodAutoscalerStrategy(KindStrategy):
     refs = (KindRef("autoscaling", "HorizontalPodAutoscaler"),)
-    always_present = {("status", "desiredReplicas"): 0}
+    # v2's currentMetrics has no omitempty: a new HPA reads `currentMetrics: null`.
+    always_present = {("status", "desiredReplicas"): 0, ("status", "currentMetrics"): None}
+    counts_generation = False
 
     def default(self, info: ResourceInfo, obj: Obj) -> None:
         _default_hpa(obj)
