@@ -3,8 +3,9 @@ controllers do:
 
 * the API Priority and Fairness bootstrap configuration: the mandatory `exempt` and
   `catch-all` FlowSchemas and PriorityLevelConfigurations and the suggested ones,
-  created when missing (also after a delete) and given their spec back unless the
-  object's `apf.kubernetes.io/autoupdate-spec` annotation is "false"; every
+  created when missing (also after a delete); a mandatory one always gets its spec
+  back, a suggested one unless its `apf.kubernetes.io/autoupdate-spec` annotation is
+  "false" (or, without it, once someone changed it); every
   FlowSchema's `Dangling` condition says whether its priority level exists;
 * one local APIService per served group-version (custom resources' included), with
   an Available=True condition, and the automanaged ones of group-versions no longer
@@ -138,16 +139,20 @@ class BootstrapObjects:
     async def sync_flowcontrol(self) -> None:
         levels = self._info(flowcontrol.GROUP, "prioritylevelconfigurations")
         schemas = self._info(flowcontrol.GROUP, "flowschemas")
-        for info, desired in ((levels, flowcontrol.mandatory_priority_levels() +
-                               flowcontrol.suggested_priority_levels()),
-                              (schemas, flowcontrol.mandatory_flow_schemas() + flowcontrol.suggested_flow_schemas())):
+        for info, mandatory, suggested in (
+                (levels, flowcontrol.mandatory_priority_levels(), flowcontrol.suggested_priority_levels()),
+                (schemas, flowcontrol.mandatory_flow_schemas(), flowcontrol.suggested_flow_schemas())):
             existing = self._objects(info)
-            for obj in desired:
-                current = existing.get(obj["metadata"]["name"])
+            for obj, is_mandatory in [(o, True) for o in mandatory] + [(o, False) for o in suggested]:
+                name = obj["metadata"]["name"]
+                current = existing.get(name)
                 if current is None:
                     await self._create(info, obj)
-                elif flowcontrol.spec_wants_update(current, _defaulted(self.service, info, obj)):
-                    await self._set_spec(info, current, _defaulted(self.service, info, obj)["spec"])
+                    continue
+                revised = flowcontrol.bootstrap_revision(current, _defaulted(self.service, info, obj), is_mandatory)
+                if revised is not None:
+                    await self._write(f"{info.kind} {name}", self.service.update(
+                        info, None, name, revised, WriteContext(field_manager=MANAGER)))
         level_names = set(self._objects(levels))
         now = om.now_rfc3339()
         for fs in self._objects(schemas).values():

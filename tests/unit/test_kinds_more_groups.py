@@ -115,14 +115,37 @@ def test_flowcontrol_columns() -> None:
     assert flowcontrol.priority_level_cells(exempt, NOW)[:3] == ["exempt", "Exempt", "<none>"]
 
 
-def test_autoupdate_annotation_keeps_an_edited_bootstrap_object() -> None:
+def test_mandatory_objects_always_get_their_spec_back() -> None:
     desired = flowcontrol.mandatory_priority_levels()[1]
     edited = copy.deepcopy(desired)
     edited["spec"]["limited"]["nominalConcurrencyShares"] = 50
-    assert flowcontrol.spec_wants_update(edited, desired)
     edited["metadata"]["annotations"][flowcontrol.AUTOUPDATE_ANNOTATION] = "false"
-    assert not flowcontrol.spec_wants_update(edited, desired)
-    assert not flowcontrol.spec_wants_update(copy.deepcopy(desired), desired)
+    revised = flowcontrol.bootstrap_revision(edited, desired, mandatory=True)
+    assert revised is not None and revised["spec"] == desired["spec"]
+    assert revised["metadata"]["annotations"][flowcontrol.AUTOUPDATE_ANNOTATION] == "true"
+    assert flowcontrol.bootstrap_revision(copy.deepcopy(desired), desired, mandatory=True) is None
+
+
+def test_exempt_level_keeps_the_shares_its_owner_set() -> None:
+    desired = flowcontrol.mandatory_priority_levels()[0]
+    edited = copy.deepcopy(desired)
+    edited["spec"]["exempt"]["nominalConcurrencyShares"] = 10
+    assert flowcontrol.bootstrap_revision(edited, desired, mandatory=True) is None
+
+
+def test_suggested_objects_follow_the_autoupdate_annotation() -> None:
+    desired = flowcontrol.suggested_priority_levels()[0]
+    edited = copy.deepcopy(desired)
+    edited["spec"]["limited"]["nominalConcurrencyShares"] = 77
+    assert flowcontrol.bootstrap_revision(edited, desired, mandatory=False)["spec"] == desired["spec"]
+    edited["metadata"]["annotations"][flowcontrol.AUTOUPDATE_ANNOTATION] = "false"
+    assert flowcontrol.bootstrap_revision(edited, desired, mandatory=False) is None
+    # Without the annotation, an object someone changed (generation > 1) is theirs.
+    del edited["metadata"]["annotations"]
+    edited["metadata"]["generation"] = 2
+    kept = flowcontrol.bootstrap_revision(edited, desired, mandatory=False)
+    assert kept is not None and kept["spec"]["limited"]["nominalConcurrencyShares"] == 77
+    assert kept["metadata"]["annotations"] == {flowcontrol.AUTOUPDATE_ANNOTATION: "false"}
 
 
 def test_dangling_condition_names_the_missing_level() -> None:

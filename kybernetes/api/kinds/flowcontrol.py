@@ -9,6 +9,7 @@ The objects are stored and printed as upstream does; the server's own limiter
 
 from __future__ import annotations
 
+import copy
 import math
 from datetime import datetime
 from typing import Any
@@ -413,13 +414,40 @@ def suggested_flow_schemas() -> list[Obj]:
     ]
 
 
-def spec_wants_update(existing: Obj, desired: Obj) -> bool:
-    """Whether the server puts a bootstrap object's spec back: it differs, and the object's
-    owner has not opted out through the autoupdate annotation."""
-    annotations = get_path(existing, "metadata", "annotations") or {}
-    if isinstance(annotations, dict) and annotations.get(AUTOUPDATE_ANNOTATION) == "false":
-        return False
-    return existing.get("spec") != desired.get("spec")
+def _autoupdate(existing: Obj, mandatory: bool) -> bool:
+    """Whether the server may put a bootstrap object's spec back: always for a mandatory
+    one; for a suggested one as its annotation says, or, without the annotation, while
+    nobody has changed it (generation 1)."""
+    if mandatory:
+        return True
+    annotations = get_path(existing, "metadata", "annotations")
+    value = annotations.get(AUTOUPDATE_ANNOTATION) if isinstance(annotations, dict) else None
+    if value is None:
+        return get_path(existing, "metadata", "generation") in (None, 1)
+    return str(value).lower() == "true"
+
+
+def bootstrap_revision(existing: Obj, desired: Obj, mandatory: bool) -> Obj | None:
+    """What the server writes over a stored bootstrap object (`desired` as defaulting
+    leaves it), or None when it is as it should be. The autoupdate annotation records
+    the decision; the `exempt` level keeps the concurrency shares its owner set."""
+    autoupdate = _autoupdate(existing, mandatory)
+    spec = copy.deepcopy(desired.get("spec"))
+    if mandatory and get_path(existing, "metadata", "name") == EXEMPT and spec is not None and \
+            isinstance(get_path(existing, "spec", "exempt"), dict):
+        spec["exempt"] = copy.deepcopy(existing["spec"]["exempt"])
+    change_spec = autoupdate and existing.get("spec") != spec
+    annotations = get_path(existing, "metadata", "annotations")
+    current_note = annotations.get(AUTOUPDATE_ANNOTATION) if isinstance(annotations, dict) else None
+    note = "true" if autoupdate else "false"
+    if not change_spec and current_note == note:
+        return None
+    out = copy.deepcopy(existing)
+    meta = out.setdefault("metadata", {})
+    meta["annotations"] = {**(meta.get("annotations") or {}), AUTOUPDATE_ANNOTATION: note}
+    if change_spec:
+        out["spec"] = spec
+    return out
 
 
 def dangling_condition(flow_schema: Obj, level_exists: bool, now: str) -> Obj:
