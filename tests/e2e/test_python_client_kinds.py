@@ -19,6 +19,17 @@ from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
 NS = "pyk-kinds"
+# A self-signed CA certificate (ClusterTrustBundle holds CA certificates only).
+PYK_CA = ("-----BEGIN CERTIFICATE-----\n"
+          "MIIBdzCCAR2gAwIBAgIUIGQavBBb9CtHgYp6ukNwAZQ5cYIwCgYIKoZIzj0EAwIw\n"
+          "ETEPMA0GA1UEAwwGcHlrLWNhMB4XDTI2MTIwNjA4MTg1N1oXDTM2MTIwMzA4MTg1\n"
+          "N1owETEPMA0GA1UEAwwGcHlrLWNhMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n"
+          "vKxH1pC1Kx5LOgX6+6F1KJCbo9cmKcXp0zoZCA2BPfg8jM1AeDnFZVbjyp2N5Kif\n"
+          "fw9u7ngPBFmYSmstbuNt6KNTMFEwHQYDVR0OBBYEFKrjwp1Tmv8wNC55MEQJi1Nl\n"
+          "oHPvMB8GA1UdIwQYMBaAFKrjwp1Tmv8wNC55MEQJi1NloHPvMA8GA1UdEwEB/wQF\n"
+          "MAMBAf8wCgYIKoZIzj0EAwIDSAAwRQIgQ1a84Cp+79JMuiBSakPDpBsiQhE7GHfq\n"
+          "Az3sQTp98AICIQD+qjsWdq+y5lN7tnECYYcRAxW5yxCXrBhprBKZb/eKFg==\n"
+          "-----END CERTIFICATE-----\n")
 POD_SPEC = {"containers": [{"name": "nginx", "image": "nginx:1.14.2", "ports": [{"containerPort": 80}]}]}
 
 
@@ -313,6 +324,11 @@ EXAMPLES: dict[tuple[str, str], Example] = dict([
             "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURSBSRVFVRVNULS0tLS0KTUlJQ1ZqQ0NBVDRDQVFBd0VURVBNQTBHQTFVRUF3d0dZVzVuWld4aE1JSUJJakFOQmdrcWhraUc5dzBCQVFFRgpBQU9DQVE4QU1JSUJDZ0tDQVFFQTByczhJTHRHdTYxakx2dHhWTTJSVlRWMDNHWlJTWWw0dWluVWo4RElaWjBOCnR2MUZtRVFSd3VoaUZsOFEzcWl0Qm0wMUFSMkNJVXBGd2ZzSjZ4MXF3ckJzVkhZbGlBNVhwRVpZM3ExcGswSDQKM3Z3aGJlK1o2MVNrVHF5SVBYUUwrTWM5T1Nsbm0xb0R2N0NtSkZNMUlMRVI3QTVGZnZKOEdFRjJ6dHBoaUlFMwpub1dtdHNZb3JuT2wzc2lHQ2ZGZzR4Zmd4eW8ybmlneFNVekl1bXNnVm9PM2ttT0x1RVF6cXpkakJ3TFJXbWlECklmMXBMWnoyalVnald4UkhCM1gyWnVVV1d1T09PZnpXM01LaE8ybHEvZi9DdS8wYk83c0x0MCt3U2ZMSU91TFcKcW90blZtRmxMMytqTy82WDNDKzBERHk5aUtwbXJjVDBnWGZLemE1dHJRSURBUUFCb0FBd0RRWUpLb1pJaHZjTgpBUUVMQlFBRGdnRUJBR05WdmVIOGR4ZzNvK21VeVRkbmFjVmQ1N24zSkExdnZEU1JWREkyQTZ1eXN3ZFp1L1BVCkkwZXpZWFV0RVNnSk1IRmQycVVNMjNuNVJsSXJ3R0xuUXFISUh5VStWWHhsdnZsRnpNOVpEWllSTmU3QlJvYXgKQVlEdUI5STZXT3FYbkFvczFqRmxNUG5NbFpqdU5kSGxpT1BjTU1oNndLaTZzZFhpVStHYTJ2RUVLY01jSVUyRgpvU2djUWdMYTk0aEpacGk3ZnNMdm1OQUxoT045UHdNMGM1dVJVejV4T0dGMUtCbWRSeEgvbUNOS2JKYjFRQm1HCkkwYitEUEdaTktXTU0xMzhIQXdoV0tkNjVoVHdYOWl4V3ZHMkh4TG1WQzg0L1BHT0tWQW9FNkpsYWFHdTlQVmkKdjlOSjVaZlZrcXdCd0hKbzZXdk9xVlA3SVFjZmg3d0drWm89Ci0tLS0tRU5EIENFUlRJRklDQVRFIFJFUVVFU1QtLS0tLQo="),  # noqa: E501
         "signerName": "kubernetes.io/kube-apiserver-client", "expirationSeconds": 86400, "usages": ["client auth"]}},
         "spec.signerName", "spec.usages", "spec.expirationSeconds"),
+    ex("certificates.k8s.io/v1", "ClusterTrustBundle", "pyk-trust-bundle", {"spec": {"trustBundle": PYK_CA}},
+       "spec.trustBundle"),
+    # -- storagemigration.k8s.io/v1
+    ex("storagemigration.k8s.io/v1", "StorageVersionMigration", "pyk-secrets-migration", {"spec": {
+        "resource": {"group": "", "resource": "secrets"}}}, "spec.resource"),
 ])
 
 # Cluster-scoped objects another example refers to by name, created first and deleted last.
