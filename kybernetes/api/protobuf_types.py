@@ -129,7 +129,7 @@ MESSAGES: dict[str, str] = {
     "ResourceQuotaSpec": "1 hard {}Q; 2 scopes []s; 3 scopeSelector ScopeSelector",
     "ScopeSelector": "1 matchExpressions []ScopedResourceSelectorRequirement",
     "ScopedResourceSelectorRequirement": "1 scopeName!; 2 operator!; 3 values []s",
-    "ResourceQuotaStatus": "",
+    "ResourceQuotaStatus": "1 hard {}Q; 2 used {}Q",
     "PodTemplateSpec": "1 metadata ObjectMeta; 2 spec PodSpec",
     "PodSpec": (
         "1 volumes []Volume; 20 initContainers []Container; 2 containers []Container;"
@@ -866,6 +866,73 @@ MESSAGES: dict[str, str] = {
     "APIServiceReference": "1 namespace; 2 name; 3 port! i32",
     "APIServiceStatus": "1 conditions []APIServiceCondition",
     "APIServiceCondition": "1 type!; 2 status!; 3 lastTransitionTime Time; 4 reason; 5 message",
+    # --- k8s.io/api/resource/v1 (DRA; ResourceClaim is `DRAResourceClaim` here) -----
+    "DeviceClass": "1 metadata ObjectMeta; 2 spec DeviceClassSpec",
+    "DeviceClassSpec": (
+        "1 selectors []DeviceSelector; 2 config []DeviceClassConfiguration; 4 extendedResourceName! s"
+    ),
+    "DeviceSelector": "1 cel CELDeviceSelector",
+    "CELDeviceSelector": "1 expression!",
+    "DeviceClassConfiguration": "1 deviceConfiguration DeviceConfiguration^",
+    "DeviceConfiguration": "1 opaque OpaqueDeviceConfiguration",
+    "OpaqueDeviceConfiguration": "1 driver!; 2 parameters Raw",
+    "DRAResourceClaim": "1 metadata ObjectMeta; 2 spec ResourceClaimSpec; 3 status ResourceClaimStatus",
+    "ResourceClaimSpec": "1 devices DeviceClaim",
+    "DeviceClaim": "1 requests []DeviceRequest; 2 constraints []DeviceConstraint; 3 config []DeviceClaimConfiguration",
+    "DeviceRequest": "1 name!; 2 exactly ExactDeviceRequest; 3 firstAvailable []DeviceSubRequest",
+    "ExactDeviceRequest": (
+        "1 deviceClassName!; 2 selectors []DeviceSelector; 3 allocationMode; 4 count i64; 5 adminAccess! b;"
+        " 6 tolerations []DeviceToleration; 7 capacity CapacityRequirements"
+    ),
+    "DeviceSubRequest": (
+        "1 name!; 2 deviceClassName!; 3 selectors []DeviceSelector; 4 allocationMode; 5 count i64;"
+        " 6 tolerations []DeviceToleration; 7 capacity CapacityRequirements"
+    ),
+    "DeviceToleration": "1 key; 2 operator; 3 value; 4 effect; 5 tolerationSeconds! i64",
+    "CapacityRequirements": "1 requests {}Q",
+    "DeviceConstraint": "1 requests []s; 2 matchAttribute! s; 3 distinctAttribute! s",
+    "DeviceClaimConfiguration": "1 requests []s; 2 deviceConfiguration DeviceConfiguration^",
+    "ResourceClaimStatus": (
+        "1 allocation AllocationResult; 2 reservedFor []ResourceClaimConsumerReference;"
+        " 4 devices []AllocatedDeviceStatus"
+    ),
+    "AllocationResult": (
+        "1 devices DeviceAllocationResult; 3 nodeSelector NodeSelector; 5 allocationTimestamp *Time"
+    ),
+    "DeviceAllocationResult": "1 results []DeviceRequestAllocationResult; 2 config []DeviceAllocationConfiguration",
+    "DeviceRequestAllocationResult": (
+        "1 request!; 2 driver!; 3 pool!; 4 device!; 5 adminAccess! b; 6 tolerations []DeviceToleration;"
+        " 7 bindingConditions []s; 8 bindingFailureConditions []s; 9 shareID! s; 10 consumedCapacity {}Q"
+    ),
+    "DeviceAllocationConfiguration": "1 source!; 2 requests []s; 3 deviceConfiguration DeviceConfiguration^",
+    "ResourceClaimConsumerReference": "1 apiGroup; 3 resource!; 4 name!; 5 uid!",
+    "AllocatedDeviceStatus": (
+        "1 driver!; 2 pool!; 3 device!; 7 shareID! s; 4 conditions []Condition; 5 data *Raw;"
+        " 6 networkData NetworkDeviceData"
+    ),
+    "NetworkDeviceData": "1 interfaceName; 2 ips []s; 3 hardwareAddress",
+    "ResourceClaimTemplate": "1 metadata ObjectMeta; 2 spec ResourceClaimTemplateSpec",
+    "ResourceClaimTemplateSpec": "1 metadata ObjectMeta; 2 spec ResourceClaimSpec",
+    "ResourceSlice": "1 metadata ObjectMeta; 2 spec ResourceSliceSpec",
+    "ResourceSliceSpec": (
+        "1 driver!; 2 pool ResourcePool; 3 nodeName! s; 4 nodeSelector NodeSelector; 5 allNodes! b;"
+        " 6 devices []Device; 7 perDeviceNodeSelection! b; 8 sharedCounters []CounterSet"
+    ),
+    "ResourcePool": "1 name!; 2 generation! i64; 3 resourceSliceCount! i64",
+    "Device": (
+        "1 name!; 2 attributes {}DeviceAttribute; 3 capacity {}DeviceCapacity;"
+        " 4 consumesCounters []DeviceCounterConsumption; 5 nodeName! s; 6 nodeSelector NodeSelector;"
+        " 7 allNodes! b; 8 taints []DeviceTaint; 9 bindsToNode! b; 10 bindingConditions []s;"
+        " 11 bindingFailureConditions []s; 12 allowMultipleAllocations! b"
+    ),
+    "DeviceAttribute": "2 int! i64; 3 bool! b; 4 string! s; 5 version! s",
+    "DeviceCapacity": "1 value Q; 2 requestPolicy CapacityRequestPolicy",
+    "CapacityRequestPolicy": "1 default Q; 3 validValues []Q; 4 validRange CapacityRequestPolicyRange",
+    "CapacityRequestPolicyRange": "1 min Q; 2 max Q; 3 step Q",
+    "DeviceCounterConsumption": "1 counterSet!; 2 counters {}Counter",
+    "CounterSet": "1 name!; 2 counters {}Counter",
+    "Counter": "1 value Q",
+    "DeviceTaint": "1 key!; 2 value; 3 effect!; 4 timeAdded *Time",
     # --- k8s.io/api/authorization/v1 ------------------------------------------------
     "SelfSubjectAccessReview": (
         "1 metadata ObjectMeta; 2 spec SelfSubjectAccessReviewSpec; 3 status SubjectAccessReviewStatus"
@@ -958,6 +1025,10 @@ KINDS: dict[tuple[str, str], str] = {
     ("networking.k8s.io/v1", "IPAddress"): "IPAddress",
     ("networking.k8s.io/v1", "ServiceCIDR"): "ServiceCIDR",
     ("apiregistration.k8s.io/v1", "APIService"): "APIService",
+    ("resource.k8s.io/v1", "DeviceClass"): "DeviceClass",
+    ("resource.k8s.io/v1", "ResourceClaim"): "DRAResourceClaim",
+    ("resource.k8s.io/v1", "ResourceClaimTemplate"): "ResourceClaimTemplate",
+    ("resource.k8s.io/v1", "ResourceSlice"): "ResourceSlice",
 }
 
 # Kinds every group version registers (metav1.AddToGroupVersion): clients send them

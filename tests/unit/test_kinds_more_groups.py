@@ -382,6 +382,26 @@ def _protobuf_examples() -> list[dict[str, Any]]:
     examples.append({"apiVersion": "networking.k8s.io/v1", "kind": "IPAddress",
                      "metadata": {"name": "10.43.0.1"},
                      "spec": {"parentRef": {"resource": "services", "namespace": "default", "name": "kubernetes"}}})
+    examples.append({
+        "apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaim",
+        "metadata": {"name": "gpu-claim", "namespace": "default"},
+        "spec": {"devices": {
+            "requests": [{"name": "gpu", "exactly": {"deviceClassName": "gpu.example.com", "allocationMode": "ExactCount",
+                                                     "count": 2, "selectors": [{"cel": {"expression": "true"}}]}}],
+            "config": [{"requests": ["gpu"], "opaque": {"driver": "gpu.example.com",
+                                                        "parameters": {"kind": "GpuConfig", "sharing": "TimeSlicing"}}}]}},
+        "status": {"allocation": {"devices": {"results": [
+            {"request": "gpu", "driver": "gpu.example.com", "pool": "node1", "device": "gpu-0"}]}},
+            "reservedFor": [{"resource": "pods", "name": "p", "uid": "0b3c"}]}})
+    examples.append({
+        "apiVersion": "resource.k8s.io/v1", "kind": "ResourceSlice", "metadata": {"name": "node1-gpu"},
+        "spec": {"driver": "gpu.example.com", "nodeName": "node1",
+                 "pool": {"name": "node1", "generation": 1, "resourceSliceCount": 1},
+                 "devices": [{"name": "gpu-0", "attributes": {"model": {"string": "T4"}, "cores": {"int": 2560}},
+                              "capacity": {"memory": {"value": "16Gi"}}}]}})
+    examples.append({
+        "apiVersion": "resource.k8s.io/v1", "kind": "DeviceClass", "metadata": {"name": "gpu.example.com"},
+        "spec": {"selectors": [{"cel": {"expression": 'device.driver == "gpu.example.com"'}}]}})
     return examples
 
 
