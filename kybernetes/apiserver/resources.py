@@ -70,16 +70,18 @@ def report_strict_decoding(info: ResourceInfo, obj: dict[str, Any], unknown: lis
     """Unknown fields of `obj` and duplicate fields of the request body, under
     fieldValidation=Strict (an error) or Warn (warnings), worded as kube-apiserver words
     them for the request's verb: its decoder for POST/PUT, the patch for PATCH (422 on the
-    `patch` field), server-side apply's schema and YAML errors for an apply."""
+    `patch` field), server-side apply's schema and YAML errors for an apply (whose schema
+    error comes in every mode)."""
     duplicates, ctx.duplicates = ctx.duplicates, []
     strict = ctx.field_validation == "Strict"
     if ctx.patch_type == "apply":
-        if unknown and strict:
+        # Server-side apply types the patch against the schema whatever the validation
+        # mode: a field the schema lacks fails it.
+        if unknown:
             meta = obj.get("metadata") or {}
             gvk = f"{info.group}/{info.version}, Kind={info.kind}"
             raise ApiError(500, "", f"failed to create typed patch object ({meta.get('namespace') or ''}/"
                                     f"{meta.get('name') or ''}; {gvk}): {validation.apply_schema_error(obj, unknown)}")
-        ctx.warnings.extend(f'unknown field "{u}"' for u in unknown)
         if duplicates:
             yaml_error = validation.yaml_duplicates_error(duplicates)
             if strict:
@@ -221,7 +223,7 @@ class ResourceService:
             raise ApiError.bad_request(message)
         validation.canonicalize_quantities(info, obj, checked.keys() if old is not None else None)
         unknown = validation.unknown_fields(info, checked)
-        if ctx.field_validation != "Ignore":
+        if ctx.field_validation != "Ignore" or ctx.patch_type == "apply":
             report_strict_decoding(info, obj, [u.lstrip(".") for u in unknown], ctx)
         for u in unknown:
             om.remove_path(obj, om.parse_field_path(u))

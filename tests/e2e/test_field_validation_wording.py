@@ -222,6 +222,14 @@ def test_server_side_apply_words_unknown_and_duplicate_fields_as_upstream(server
     assert json.loads(raw)["message"] == ('error strict decoding YAML: error converting YAML to JSON: '
                                           f'yaml: unmarshal errors:\n  line {at + 1}: key "replicas" already set in map')
     assert request(server, "GET", DEPLOYS + "/d-apply")[0] == 404
+    # The schema error does not depend on the validation mode.
+    for mode in ("Warn", "Ignore"):
+        status, _, raw = request(server, "PATCH", DEPLOYS + f"/d-apply?fieldManager=m&fieldValidation={mode}",
+                                 with_unknown.encode(), "application/apply-patch+yaml")
+        assert status == 500 and ".spec.foo: field not declared in schema" in json.loads(raw)["message"]
+    status, warnings, _ = request(server, "PATCH", DEPLOYS + "/d-apply?fieldManager=m&fieldValidation=Warn",
+                                  twice.encode(), "application/apply-patch+yaml")
+    assert status == 201 and warnings == [f'line {at + 1}: key "replicas" already set in map']
 
 
 # -- custom resources (the conformance specs) ----------------------------------------------
