@@ -470,6 +470,15 @@ def test_a_kind_round_trips_through_the_typed_client(key, served, namespace, k8s
         if "status" in served[key].subresources:
             status = method(api, "read", f"{kind}Status", namespaced)(name, *args)
             assert status.metadata.uid == created.metadata.uid
+            for _ in range(5):
+                try:
+                    method(api, "replace", f"{kind}Status", namespaced)(name, *args, status)
+                    break
+                except ApiException as e:
+                    assert e.status == 409, e.body
+                    status = method(api, "read", f"{kind}Status", namespaced)(name, *args)
+            else:
+                pytest.fail(f"{kind}: status replace kept conflicting")
         if "scale" in served[key].subresources:
             scale = method(api, "read", f"{kind}Scale", namespaced)(name, *args)
             assert scale.kind == "Scale" and scale.status.replicas >= 0
