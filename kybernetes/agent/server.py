@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import ipaddress
-import json
 import logging
 import os
 import ssl
@@ -25,6 +24,7 @@ from kybernetes.agent import logs, podspec
 from kybernetes.agent.cri import runtime_pb2 as pb
 from kybernetes.agent.cri.client import CriError
 from kybernetes.agent.cri.protocol import Runtime
+from kybernetes.agent.runtime_stream import RuntimeSession, RuntimeStreamError
 from kybernetes.api.channels import relay
 from kybernetes.api.timefmt import parse_time
 
@@ -192,22 +192,15 @@ class AgentServer:
                 return
 
     async def stream(self, request: web.Request) -> web.StreamResponse:
-        """exec and attach over WebSocket (v5 or v4 channel protocol), relayed to the
-        runtime's streaming server (containerd speaks v4): the same channels 0-4."""
+        """exec and attach over WebSocket (v5 or v4 channel protocol), carried to the
+        runtime's streaming server over SPDY (see `runtime_stream`), where the v5 close
+        signal of stdin becomes the end of the stdin stream."""
         ns, pod, container = (request.match_info[k] for k in ("namespace", "pod", "container"))
         q = request.query
         attempts = [a for a in await self._attempts(ns, pod, container) if a.state == pb.CONTAINER_RUNNING]
         if not attempts:
             return _bad(f"container {container} is not running", 400)
         flag = {k: q.get(k) in ("true", "1") for k in ("stdin", "stdout", "stderr", "tty")}
-        if request.path.startswith("/exec/") and flag["stdin"] and not flag["tty"] and self.runc_root:
-            command = q.getall("command", [])
-            if not command:
-                return _bad("you must specify at least 1 command")
-            ws = web.WebSocketResponse(protocols=("v5.channel.k8s.io", "v4.channel.k8s.io"))
-            await ws.prepare(request)
-            await self._exec_with_stdin(ws, attempts[0].id, command, flag)
-            return ws
         try:
             if request.path.startswith("/exec/"):
                 command = q.getall("command", [])
@@ -221,12 +214,13 @@ class AgentServer:
         except CriError as e:
             return _bad(e.details, 500)
         try:
-            backend = await self._backend(url)
-        except (aiohttp.ClientError, OSError) as e:
+            backend = await RuntimeSession.open(url, stdin=flag["stdin"], stdout=flag["stdout"],
+                                                stderr=flag["stderr"], tty=flag["tty"])
+        except (TimeoutError, RuntimeStreamError, OSError) as e:
             return _bad(f"runtime streaming server: {e}", 502)
         ws = web.WebSocketResponse(protocols=("v5.channel.k8s.io", "v4.channel.k8s.io"))
         await ws.prepare(request)
-        await relay(ws, backend, close_signal=False)
+        await relay(ws, backend)
         return ws
 
 
@@ -259,48 +253,3 @@ class AgentServer:
         await ws.prepare(request)
         await relay(ws, backend, close_signal=False)
         return ws
-
-    async def _exec_with_stdin(self, ws: web.WebSocketResponse, container_id: str, command: list[str],
-                               flag: dict[str, bool]) -> None:
-        """exec with a piped stdin (`kubectl exec -i`, `kubectl cp` into a pod). The
-        runtime's streaming server speaks only v4, which cannot say "stdin ended", so
-        the agent runs the command with `runc exec` itself and closes its stdin when the
-        client sends the v5 close signal for channel 0."""
-        proc = await asyncio.create_subprocess_exec(
-            "runc", "--root", self.runc_root, "exec", container_id, *command,
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
-
-        async def pump(stream: asyncio.StreamReader, channel: bytes, wanted: bool) -> None:
-            while chunk := await stream.read(32768):
-                if wanted and not ws.closed:
-                    await ws.send_bytes(channel + chunk)
-
-        async def feed() -> None:
-            async for msg in ws:
-                if msg.type != aiohttp.WSMsgType.BINARY or not msg.data:
-                    if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.ERROR):
-                        break
-                    continue
-                if msg.data[:1] == b"\x00":
-                    proc.stdin.write(msg.data[1:])
-                    await proc.stdin.drain()
-                elif msg.data[:2] == b"\xff\x00":
-                    proc.stdin.close()
-            if not proc.stdin.is_closing():
-                proc.stdin.close()
-
-        feeder = asyncio.create_task(feed())
-        await asyncio.gather(pump(proc.stdout, b"\x01", flag["stdout"]), pump(proc.stderr, b"\x02", flag["stderr"]))
-        code = await proc.wait()
-        feeder.cancel()
-        await asyncio.gather(feeder, return_exceptions=True)
-        if code == 0:
-            status: dict[str, Any] = {"metadata": {}, "status": "Success"}
-        else:
-            status = {"metadata": {}, "status": "Failure", "reason": "NonZeroExitCode",
-                      "message": f"command terminated with non-zero exit code: exit status {code}",
-                      "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]}}
-        if not ws.closed:
-            await ws.send_bytes(b"\x03" + json.dumps(status).encode())
-            await ws.close()

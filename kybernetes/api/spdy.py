@@ -196,6 +196,12 @@ def data_frame(stream_id: int, data: bytes, fin: bool = False) -> bytes:
     return _HEADER.pack(stream_id & 0x7FFFFFFF, ((FLAG_FIN if fin else 0) << 24) | len(data)) + data
 
 
+def syn_stream(codec: HeaderCodec, stream_id: int, headers: dict[str, str], fin: bool = False) -> bytes:
+    """A client's new stream: no associated stream, priority 0, slot 0."""
+    return control_frame(SYN_STREAM, FLAG_FIN if fin else 0,
+                         struct.pack(">IIH", stream_id, 0, 0) + codec.encode(headers))
+
+
 def syn_reply(codec: HeaderCodec, stream_id: int, headers: dict[str, str] | None = None,
               fin: bool = False) -> bytes:
     return control_frame(SYN_REPLY, FLAG_FIN if fin else 0,

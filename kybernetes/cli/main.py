@@ -544,10 +544,7 @@ def agent(kubeconfig: str, node_name: str | None, data_dir: str, containerd_sock
                                    lease_duration=node_lease_duration_seconds, port=port)
             cert, key = self_signed_cert([host.internal_ip, name, "localhost", "127.0.0.1"],
                                          os.path.join(data_dir, "pki"))
-            runc_root = (os.path.join(private.layout.state, "runc", "k8s.io") if private
-                         else "/run/containerd/runc/k8s.io")
-            api = AgentServer(cri, "0.0.0.0", port, server_ssl_context(cert, key, kubeconfig_ca_pem(kubeconfig)),
-                              runc_root)
+            api = AgentServer(cri, "0.0.0.0", port, server_ssl_context(cert, key, kubeconfig_ca_pem(kubeconfig)))
             await api.start()
             node_agent = Agent(client, cri, host, options)
             jobs = [node_agent.run()]

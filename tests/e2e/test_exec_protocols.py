@@ -144,6 +144,28 @@ def test_kubectl_attach_relays_stdin_stdout_and_stderr(agent, env):
         proc.communicate(timeout=20)
 
 
+@pytest.mark.parametrize("env", [{}, SPDY_ENV], ids=["websocket", "spdy"])
+def test_kubectl_attach_end_of_stdin_closes_a_stdin_once_container(agent, kubectl, env):
+    name = "once-" + ("spdy" if env else "ws")
+    kubectl.ok("apply", "-f", "-", stdin=pod(name, {"stdin": True, "stdinOnce": True,
+                                                    "command": ["sh", "-c", "cat; echo stdin closed"]}))
+    deadline = time.monotonic() + 60
+    while kubectl("get", "pod", "-n", NS, name, "-o", "jsonpath={.status.phase}").stdout != "Running":
+        assert time.monotonic() < deadline
+        time.sleep(0.3)
+    r = run_kubectl(agent, ["attach", "-i", "-q", "-n", NS, name], stdin="abc\n", env=env, timeout=30)
+    assert (r.returncode, r.stdout) == (0, "abc\nstdin closed\n"), r.stderr
+
+
+def test_kubectl_cp_both_ways(agent, tmp_path):
+    (tmp_path / "up.bin").write_bytes(bytes(range(256)) * 4000)
+    run = run_kubectl(agent, ["cp", str(tmp_path / "up.bin"), f"{NS}/shell:/tmp/up.bin"])
+    assert run.returncode == 0, run.stderr
+    run = run_kubectl(agent, ["cp", f"{NS}/shell:/tmp/up.bin", str(tmp_path / "down.bin")])
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "down.bin").read_bytes() == (tmp_path / "up.bin").read_bytes()
+
+
 # --- the older WebSocket subprotocols, from a plain WebSocket client ----------------------------
 
 def ssl_context(kubeconfig: str, tmp_path) -> ssl.SSLContext:
@@ -400,3 +422,23 @@ async def test_spdy_stdin_ends_with_the_streams_fin(agent, tmp_path):
     await client.run()
     await client.close()
     assert client.got("stdout") == b"one\ntwo\neof\n" and client.got("error") == b""
+
+
+def test_python_client_exec_over_v4(agent, k8s_client):
+    from kubernetes import client
+    from kubernetes.stream import stream
+
+    core = client.CoreV1Api(k8s_client)
+    out = stream(core.connect_get_namespaced_pod_exec, "shell", NS, command=["sh", "-c", "echo hi"],
+                 stderr=True, stdin=False, stdout=True, tty=False)
+    assert out == "hi\n"
+    resp = stream(core.connect_get_namespaced_pod_exec, "shell", NS, command=["sh", "-c", "cat; exit 5"],
+                  stderr=True, stdin=True, stdout=True, tty=False, _preload_content=False)
+    resp.write_stdin("typed\n")
+    got = ""
+    deadline = time.monotonic() + 10
+    while "typed" not in got and time.monotonic() < deadline:
+        resp.update(timeout=1)
+        got += resp.read_stdout()
+    assert got == "typed\n"
+    resp.close()  # v4 cannot end stdin: the client ends the session, the command ends with it
