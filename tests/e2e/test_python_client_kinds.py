@@ -588,3 +588,16 @@ def test_quantities_given_as_numbers_read_back_as_canonical_strings(namespace, k
         assert listed.items[0].spec.hard["pods"] == "2k"
     finally:
         core.delete_namespaced_resource_quota("numeric-quota", namespace)
+
+
+def test_every_stored_object_reads_through_the_typed_lists(served, k8s_client):
+    # What the controllers wrote meanwhile (ReplicaSets, pods, events, EndpointSlices,
+    # node and namespace status, ...) must read as well as what clients created.
+    counted = 0
+    for (api_version, kind), how in sorted(served.items()):
+        api = typed_api(k8s_client, api_version)
+        name = f"list_{snake(kind)}_for_all_namespaces" if how.namespaced else f"list_{snake(kind)}"
+        items = getattr(api, name)().items
+        assert all(i.metadata.name for i in items), kind
+        counted += len(items)
+    assert counted > len(served)
