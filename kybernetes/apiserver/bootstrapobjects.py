@@ -54,6 +54,8 @@ class BootstrapObjects:
         self.service_cidrs = service_cidrs
         self.sync_seconds = SYNC_SECONDS
         self._task: asyncio.Task[None] | None = None
+        self._synced_revision = -1
+        self._round_failed = False
 
     async def start(self) -> None:
         """Begin keeping the objects; the first round runs at once, without holding up
@@ -82,10 +84,18 @@ class BootstrapObjects:
             await asyncio.sleep(self.sync_seconds)
 
     async def sync(self) -> None:
+        # Nothing can have drifted if nothing was written since the last round (the round's
+        # own writes make the next one look again, once).
+        revision = self.cache.revision
+        if revision == self._synced_revision:
+            return
+        self._round_failed = False
         await self.sync_flowcontrol()
         await self.sync_api_services()
         await self.sync_service_cidrs()
         await self.sync_ip_addresses()
+        if not self._round_failed:
+            self._synced_revision = revision
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -102,6 +112,7 @@ class BootstrapObjects:
         try:
             await write
         except ApiError as e:
+            self._round_failed = True
             # A conflict is another API server (or a client) writing at the same time: the
             # next round looks again.
             if e.code not in (404, 409):
@@ -113,6 +124,7 @@ class BootstrapObjects:
         try:
             res = await self.service.create(info, None, copy.deepcopy(obj), WriteContext(field_manager=MANAGER))
         except ApiError as e:
+            self._round_failed = True
             if e.code != 409:
                 log.warning("could not create %s %s: %s", info.kind, obj["metadata"]["name"], e.message)
             return None
