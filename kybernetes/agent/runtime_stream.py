@@ -124,14 +124,12 @@ class RuntimeSession:
             chunk = await self._reader.read(65536)
         except (ConnectionError, ssl.SSLError):
             chunk = b""
-        try:
-            frames = self._frames.feed(chunk) if chunk else []
-        except spdy.SpdyError as e:
-            log.info("runtime streaming session ended: %s", e)
-            chunk, frames = b"", []
+        frames, error = self._frames.parse(chunk) if chunk else ([], None)
         for frame in frames:
             await self._handle(frame)
-        if not chunk:
+        if error is not None:
+            log.info("runtime streaming session ended: %s", error)
+        if not chunk or error is not None:
             self._flush_status()
             self._eof = True
 

@@ -148,26 +148,42 @@ class FrameReader:
     def __init__(self, headers: HeaderCodec) -> None:
         self._buf = bytearray()
         self._headers = headers
+        self._error: SpdyError | None = None
 
     def feed(self, data: bytes) -> list[Frame]:
-        self._buf += data
-        frames = []
-        while len(self._buf) >= 8:
-            first, second = _HEADER.unpack_from(self._buf)
-            length = second & 0xFFFFFF
-            if len(self._buf) < 8 + length:
-                break
-            body = bytes(self._buf[8:8 + length])
-            del self._buf[:8 + length]
-            flags = second >> 24
-            if not first & 0x80000000:
-                frames.append(Frame(0, flags, first & 0x7FFFFFFF, body))
-                continue
-            version, ftype = (first >> 16) & 0x7FFF, first & 0xFFFF
-            if version != VERSION:
-                raise SpdyError(f"unsupported SPDY version {version}")
-            frames.append(self._control(ftype, flags, body))
+        """The frames completed by `data`; SpdyError if one of them is malformed."""
+        frames, error = self.parse(data)
+        if error is not None:
+            raise error
         return frames
+
+    def parse(self, data: bytes) -> tuple[list[Frame], SpdyError | None]:
+        """The frames completed by `data`, up to the first malformed one, and its error:
+        what a peer sent before breaking the protocol still counts."""
+        if self._error is not None:
+            return [], self._error
+        self._buf += data
+        frames: list[Frame] = []
+        try:
+            while len(self._buf) >= 8:
+                first, second = _HEADER.unpack_from(self._buf)
+                length = second & 0xFFFFFF
+                if len(self._buf) < 8 + length:
+                    break
+                body = bytes(self._buf[8:8 + length])
+                del self._buf[:8 + length]
+                flags = second >> 24
+                if not first & 0x80000000:
+                    frames.append(Frame(0, flags, first & 0x7FFFFFFF, body))
+                    continue
+                version, ftype = (first >> 16) & 0x7FFF, first & 0xFFFF
+                if version != VERSION:
+                    raise SpdyError(f"unsupported SPDY version {version}")
+                frames.append(self._control(ftype, flags, body))
+        except SpdyError as e:
+            self._error = e
+            self._buf.clear()
+        return frames, self._error
 
     def _control(self, ftype: int, flags: int, body: bytes) -> Frame:
         try:

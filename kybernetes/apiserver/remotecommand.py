@@ -152,8 +152,11 @@ class SpdyFront:
         self._gone = False
 
     async def feed(self, data: bytes) -> None:
-        for frame in self._reader.feed(data):
+        frames, error = self._reader.parse(data)
+        for frame in frames:
             await self._handle(frame)
+        if error is not None:
+            raise error
 
     async def client_gone(self) -> None:
         await self._events.put(None)

@@ -309,6 +309,15 @@ async def test_malformed_frames_raise(wire):
         await Session().front.feed(wire)
 
 
+async def test_frames_before_a_malformed_one_still_count():
+    s = Session(expected=("error",))
+    with pytest.raises(spdy.SpdyError):
+        await s.front.feed(s.client.syn(1, "error") + b"\x80\x02\x00\x01\x00\x00\x00\x00")
+    assert [f.type for f in s.frames()] == [spdy.SYN_REPLY]
+    with pytest.raises(spdy.SpdyError):  # and the session stays broken
+        await s.front.feed(spdy.data_frame(1, b"x"))
+
+
 async def test_stream_ids_must_be_odd_and_increasing():
     s = Session()
     await s.front.feed(s.client.syn(5, "error"))
