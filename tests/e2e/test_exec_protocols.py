@@ -157,6 +157,20 @@ def test_kubectl_attach_end_of_stdin_closes_a_stdin_once_container(agent, kubect
     assert (r.returncode, r.stdout) == (0, "abc\nstdin closed\n"), r.stderr
 
 
+@pytest.mark.parametrize("env", [{}, SPDY_ENV], ids=["websocket", "spdy"])
+def test_kubectl_run_interactive_reads_stdin_to_its_end_and_cleans_up(agent, kubectl, env):
+    # what the conformance spec "should support inline execution and attach" runs
+    name = "inline-" + ("spdy" if env else "ws")
+    overrides = {"spec": {"tolerations": [{"key": TEST_TAINT, "operator": "Exists"}],
+                          "nodeSelector": {"kubernetes.io/hostname": NODE}, "terminationGracePeriodSeconds": 1}}
+    r = run_kubectl(agent, ["run", name, "-n", NS, "-i", "--rm", "--restart=Never", f"--image={IMAGE}",
+                            f"--overrides={json.dumps(overrides)}", "--", "sh", "-c", "cat && echo stdin closed"],
+                    stdin="abcd1234", env=env, timeout=90)
+    assert r.returncode == 0, r.stderr
+    assert "abcd1234stdin closed" in r.stdout
+    assert kubectl("get", "pod", "-n", NS, name).returncode != 0  # --rm deleted it
+
+
 def test_kubectl_cp_both_ways(agent, tmp_path):
     (tmp_path / "up.bin").write_bytes(bytes(range(256)) * 4000)
     run = run_kubectl(agent, ["cp", str(tmp_path / "up.bin"), f"{NS}/shell:/tmp/up.bin"])
