@@ -933,6 +933,11 @@ MESSAGES: dict[str, str] = {
     "CounterSet": "1 name!; 2 counters {}Counter",
     "Counter": "1 value Q",
     "DeviceTaint": "1 key!; 2 value; 3 effect!; 4 timeAdded *Time",
+    # Fields 1 (deviceClassName) and 5 (selectors) of the alpha selector are gone in v1.
+    "DeviceTaintRule": "1 metadata ObjectMeta; 2 spec DeviceTaintRuleSpec; 3 status DeviceTaintRuleStatus",
+    "DeviceTaintRuleSpec": "1 deviceSelector DeviceTaintSelector; 2 taint DeviceTaint",
+    "DeviceTaintSelector": "2 driver! s; 3 pool! s; 4 device! s",
+    "DeviceTaintRuleStatus": "1 conditions []Condition",
     # --- k8s.io/api/authorization/v1 ------------------------------------------------
     "SelfSubjectAccessReview": (
         "1 metadata ObjectMeta; 2 spec SelfSubjectAccessReviewSpec; 3 status SubjectAccessReviewStatus"
@@ -1029,6 +1034,7 @@ KINDS: dict[tuple[str, str], str] = {
     ("resource.k8s.io/v1", "ResourceClaim"): "DRAResourceClaim",
     ("resource.k8s.io/v1", "ResourceClaimTemplate"): "ResourceClaimTemplate",
     ("resource.k8s.io/v1", "ResourceSlice"): "ResourceSlice",
+    ("resource.k8s.io/v1", "DeviceTaintRule"): "DeviceTaintRule",
 }
 
 # Kinds every group version registers (metav1.AddToGroupVersion): clients send them

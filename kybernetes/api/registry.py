@@ -181,6 +181,7 @@ def builtin_resources() -> list[ResourceInfo]:
         b("resource.k8s.io", "v1", "ResourceClaimTemplate", "resourceclaimtemplates", True),
         b("resource.k8s.io", "v1", "ResourceSlice", "resourceslices", False,
           fields=("spec.nodeName", "spec.driver")),
+        b("resource.k8s.io", "v1", "DeviceTaintRule", "devicetaintrules", False, sub=("status",)),
         # discovery.k8s.io/v1
         b("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", True),
         # coordination.k8s.io/v1

@@ -52,6 +52,7 @@ def test_api_resources_lists_every_new_resource(kubectl) -> None:
         "resourceclaimtemplates": "resource.k8s.io/v1", "resourceslices": "resource.k8s.io/v1",
         "ipaddresses": "networking.k8s.io/v1", "servicecidrs": "networking.k8s.io/v1",
         "apiservices": "apiregistration.k8s.io/v1", "localsubjectaccessreviews": "authorization.k8s.io/v1",
+        "devicetaintrules": "resource.k8s.io/v1",
         "componentstatuses": "v1", "bindings": "v1",
     }
     for resource, gv in expected.items():
@@ -281,6 +282,13 @@ spec:
   nodeName: e2e-node1
   pool: {name: e2e-node1, generation: 1, resourceSliceCount: 1}
   devices: [{name: gpu-0}, {name: gpu-1}]
+---
+apiVersion: resource.k8s.io/v1
+kind: DeviceTaintRule
+metadata: {name: e2e-broken-gpu}
+spec:
+  deviceSelector: {driver: gpu.example.com, pool: e2e-node1, device: gpu-1}
+  taint: {key: example.com/broken, effect: NoSchedule}
 """
 
 
@@ -296,6 +304,8 @@ def test_dynamic_resource_allocation_kinds(kubectl, k8s_client) -> None:
         .exactly.allocation_mode == "All"
     assert [d.name for d in api.read_resource_slice("e2e-node1-gpu").spec.devices] == ["gpu-0", "gpu-1"]
     assert api.read_device_class("e2e-gpu.example.com").spec.selectors[0].cel.expression
+    rule = api.read_device_taint_rule("e2e-broken-gpu")
+    assert rule.spec.taint.effect == "NoSchedule" and rule.spec.taint.time_added is not None
     # The status is a driver's to write, through /status.
     api.patch_namespaced_resource_claim_status("e2e-claim", NS, {"status": {"allocation": {"devices": {
         "results": [{"request": "gpu", "driver": "gpu.example.com", "pool": "e2e-node1", "device": "gpu-0"}]}}}})

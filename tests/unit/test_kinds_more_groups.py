@@ -279,6 +279,19 @@ def test_resource_slice_needs_exactly_one_node_selection() -> None:
     assert _errors(RES, "resourceslices", slice_) == []
 
 
+def test_device_taint_rules_need_a_taint_and_get_its_time() -> None:
+    rule = {"metadata": {"name": "r"}, "spec": {"deviceSelector": {"driver": "gpu.example.com", "device": "gpu-0"},
+                                                "taint": {"key": "example.com/broken", "effect": "NoExecute"}}}
+    assert _errors(RES, "devicetaintrules", rule) == []
+    resource.stamp_taint_time(rule, "2026-12-06T08:00:00Z")
+    assert rule["spec"]["taint"]["timeAdded"] == "2026-12-06T08:00:00Z"
+    bad = {"metadata": {"name": "r"}, "spec": {"taint": {"key": "bad key", "effect": "PreferNoSchedule"}}}
+    errs = _errors(RES, "devicetaintrules", bad)
+    assert any(e.startswith('spec.taint.key: Invalid value: "bad key"') for e in errs)
+    assert any(e.startswith('spec.taint.effect: Unsupported value: "PreferNoSchedule"') for e in errs)
+    assert _errors(RES, "devicetaintrules", {"metadata": {"name": "r"}, "spec": {}}) == ["spec.taint: Required value"]
+
+
 # -- apiregistration -------------------------------------------------------------------------
 
 

@@ -111,7 +111,7 @@ def new_strategies(*, default_toleration_seconds: int = pod.DEFAULT_TOLERATION_S
         apiregistration.APIServiceStrategy(),
         flowcontrol.FlowSchemaStrategy(), flowcontrol.PriorityLevelConfigurationStrategy(),
         resource.DeviceClassStrategy(), resource.ResourceClaimStrategy(), resource.ResourceClaimTemplateStrategy(),
-        resource.ResourceSliceStrategy(),
+        resource.ResourceSliceStrategy(), resource.DeviceTaintRuleStrategy(),
         servicecidr.ServiceCIDRStrategy(), servicecidr.IPAddressStrategy(),
         componentstatus.ComponentStatusStrategy(), reviews.LocalSubjectAccessReviewStrategy(),
         reviews.SelfSubjectReviewStrategy(), reviews.TokenReviewStrategy(), reviews.AccessReviewStrategy(),

@@ -1,6 +1,6 @@
 """resource.k8s.io/v1, dynamic resource allocation: DeviceClasses, ResourceClaims,
-ResourceClaimTemplates and ResourceSlices, defaulted, validated and printed as
-upstream does. No DRA driver or allocator acts on them here yet: claims stay pending
+ResourceClaimTemplates, ResourceSlices and DeviceTaintRules (GA in 1.37), defaulted,
+validated and printed as upstream does. No DRA driver or allocator acts on them here yet: claims stay pending
 until something writes their status.
 
 CEL selector expressions are required but not compiled.
@@ -14,7 +14,12 @@ from typing import Any
 from kybernetes.api.defaults import set_default
 from kybernetes.api.errors import FieldError, duplicate, forbidden, invalid, required
 from kybernetes.api.kinds.base import KindRef, KindStrategy
-from kybernetes.api.names import dns1123_label_errors, dns1123_subdomain_errors
+from kybernetes.api.names import (
+    dns1123_label_errors,
+    dns1123_subdomain_errors,
+    label_value_errors,
+    qualified_name_errors,
+)
 from kybernetes.api.registry import ResourceInfo
 from kybernetes.api.tables import (
     age_column,
@@ -27,6 +32,7 @@ from kybernetes.api.tables import (
     name_column,
     name_of,
 )
+from kybernetes.api.timefmt import now_rfc3339
 from kybernetes.api.validation import as_dict, as_list, enum_errors, immutable, name_errors
 
 Obj = dict[str, Any]
@@ -36,6 +42,7 @@ Cells = list[Any]
 GROUP = "resource.k8s.io"
 _ALLOCATION_MODES = ["All", "ExactCount"]
 _TOLERATION_OPERATORS = ["Equal", "Exists"]
+_TAINT_EFFECTS = ["NoExecute", "NoSchedule", "None"]
 _MAX_REQUESTS = 32
 _MAX_DEVICES_PER_SLICE = 128
 _DRIVER_NAME_MAX = 63
@@ -234,6 +241,37 @@ def validate_claim_status(obj: Obj) -> Errors:
     return errs
 
 
+def validate_device_taint_rule(obj: Obj) -> Errors:
+    spec = as_dict(obj.get("spec"))
+    errs: Errors = []
+    selector = spec.get("deviceSelector")
+    if selector is not None:
+        sel = as_dict(selector)
+        if sel.get("driver"):
+            errs += _driver_errors("spec.deviceSelector.driver", sel["driver"])
+        if sel.get("device"):
+            errs += name_errors(dns1123_label_errors, "spec.deviceSelector.device", sel["device"])
+    taint = spec.get("taint")
+    if not isinstance(taint, dict):
+        return errs + [required("spec.taint")]
+    key = taint.get("key")
+    if not key:
+        errs.append(required("spec.taint.key"))
+    else:
+        errs += [invalid("spec.taint.key", key, m) for m in qualified_name_errors(str(key))]
+    if taint.get("value"):
+        errs += [invalid("spec.taint.value", taint["value"], m) for m in label_value_errors(str(taint["value"]))]
+    errs += enum_errors("spec.taint.effect", taint.get("effect"), _TAINT_EFFECTS)
+    return errs
+
+
+def stamp_taint_time(obj: Obj, now: str) -> None:
+    """The server records when a taint was added, unless the writer did."""
+    taint = get_path(obj, "spec", "taint")
+    if isinstance(taint, dict) and not taint.get("timeAdded"):
+        taint["timeAdded"] = now
+
+
 def claim_state(obj: Obj) -> str:
     """The State column of a ResourceClaim."""
     states: list[str] = []
@@ -315,3 +353,13 @@ class ResourceSliceStrategy(KindStrategy):
     def cells(self, obj: Obj, now: datetime) -> Cells:
         return [name_of(obj), as_str(get_path(obj, "spec", "nodeName")), as_str(get_path(obj, "spec", "driver")),
                 as_str(get_path(obj, "spec", "pool", "name")), age_of(obj, now)]
+
+
+class DeviceTaintRuleStrategy(KindStrategy):
+    refs = (KindRef(GROUP, "DeviceTaintRule"),)
+
+    def canonicalize(self, info: ResourceInfo, obj: Obj, old: Obj | None) -> None:
+        stamp_taint_time(obj, now_rfc3339())
+
+    def validate(self, info: ResourceInfo, obj: Obj) -> Errors:
+        return validate_device_taint_rule(obj)
