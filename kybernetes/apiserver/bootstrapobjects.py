@@ -204,9 +204,19 @@ class BootstrapObjects:
             if apiregistration.needs_status_update(current):
                 await self._set_status(info, current, obj["status"])
         for name, current in existing.items():
+            if name in desired:
+                continue
+            svc = (current.get("spec") or {}).get("service")
+            if isinstance(svc, dict):
+                key = self._info("", "services").key(svc.get("namespace") or "", svc.get("name") or "")
+                wanted = apiregistration.remote_available_condition(current, self.cache.get(key) is not None, now)
+                if apiregistration.condition_differs(current, wanted):
+                    others = [c for c in (current.get("status") or {}).get("conditions") or []
+                              if isinstance(c, dict) and c.get("type") != "Available"]
+                    await self._set_status(info, current, {"conditions": [*others, wanted]})
+                continue
             labels = (current.get("metadata") or {}).get("labels") or {}
-            if name not in desired and labels.get(apiregistration.AUTOMANAGED_LABEL) and \
-                    not (current.get("spec") or {}).get("service"):
+            if labels.get(apiregistration.AUTOMANAGED_LABEL):
                 await self._write(f"APIService {name}", self.service.delete(info, None, name, {},
                                                                            WriteContext(field_manager=MANAGER)))
 

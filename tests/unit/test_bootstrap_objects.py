@@ -91,3 +91,21 @@ async def test_a_quiet_store_is_not_rewritten(keeper) -> None:
     revision = keeper.cache.revision
     await keeper.sync()
     assert keeper.cache.revision == revision
+
+
+async def test_an_aggregated_api_service_is_reported_unavailable(keeper) -> None:
+    api_services = keeper.registry.get("apiregistration.k8s.io", "v1", "apiservices")
+    await keeper.service.create(api_services, None, {
+        "metadata": {"name": "v1beta1.metrics.k8s.io"},
+        "spec": {"group": "metrics.k8s.io", "version": "v1beta1", "groupPriorityMinimum": 100,
+                 "versionPriority": 100, "insecureSkipTLSVerify": True,
+                 "service": {"namespace": "default", "name": "metrics-server"}}}, CTX)
+    await _settle(keeper)
+    cond = _names(keeper, "apiregistration.k8s.io", "apiservices")["v1beta1.metrics.k8s.io"]["status"]["conditions"][0]
+    assert (cond["type"], cond["status"], cond["reason"]) == ("Available", "False", "ServiceNotFound")
+    services = keeper.registry.get("", "v1", "services")
+    await keeper.service.create(services, "default", {"metadata": {"name": "metrics-server"},
+                                                     "spec": {"ports": [{"port": 443}]}}, CTX)
+    await _settle(keeper)
+    cond = _names(keeper, "apiregistration.k8s.io", "apiservices")["v1beta1.metrics.k8s.io"]["status"]["conditions"][0]
+    assert cond["reason"] == "FailedDiscoveryCheck" and "does not proxy" in cond["message"]

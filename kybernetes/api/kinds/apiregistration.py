@@ -4,7 +4,7 @@ Every group-version this server serves itself is a local APIService (`v1.apps`, 
 for the core group, ...) with upstream's discovery priorities and an Available=True
 condition; the server keeps them (see `apiserver/bootstrapobjects.py`). An APIService
 naming a Service is stored and validated, but nothing proxies to it here: the
-aggregation layer is not implemented.
+aggregation layer is not implemented, and its Available condition says so.
 """
 
 from __future__ import annotations
@@ -80,6 +80,27 @@ def local_api_service(group: str, version: str, now: str, custom: bool = False) 
 def available_condition(now: str) -> Obj:
     return {"type": "Available", "status": "True", "lastTransitionTime": now, "reason": "Local",
             "message": LOCAL_MESSAGE}
+
+
+def remote_available_condition(obj: Obj, service_exists: bool, now: str) -> Obj:
+    """The Available condition of an APIService served by another server: the
+    aggregation layer is not implemented here, so it is never available."""
+    svc = as_dict(get_path(obj, "spec", "service"))
+    namespace, name = svc.get("namespace", ""), svc.get("name", "")
+    if not service_exists:
+        reason, message = "ServiceNotFound", f'service/{name} in "{namespace}" is not present'
+    else:
+        reason = "FailedDiscoveryCheck"
+        message = (f"failing or missing response from https://{name}.{namespace}.svc:{svc.get('port') or 443}"
+                   "/apis: this API server does not proxy to aggregated API servers")
+    return {"type": "Available", "status": "False", "lastTransitionTime": now, "reason": reason, "message": message}
+
+
+def condition_differs(existing: Obj, wanted: Obj) -> bool:
+    for cond in list_at(existing, "status", "conditions"):
+        if isinstance(cond, dict) and cond.get("type") == wanted["type"]:
+            return any(cond.get(k) != wanted[k] for k in ("status", "reason", "message"))
+    return True
 
 
 def needs_spec_update(existing: Obj, desired: Obj) -> bool:
