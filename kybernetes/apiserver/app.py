@@ -33,6 +33,7 @@ from kybernetes.apiserver.bootstrapobjects import BootstrapObjects
 from kybernetes.apiserver.crds import CrdController
 from kybernetes.apiserver.flowcontrol import FlowControlConfig, FlowController
 from kybernetes.apiserver.namespaces import ensure_system_namespaces
+from kybernetes.apiserver.quota import QuotaAdmission, QuotaStatus
 from kybernetes.apiserver.resources import ResourceService
 from kybernetes.apiserver.rest import RestHandler, json_response
 from kybernetes.apiserver.serviceips import ServiceAllocator
@@ -102,6 +103,8 @@ class ApiServer:
         self.pki: pki.Pki | None = None
         self.authenticator: auth.Authenticator | None = None
         self.crds = CrdController(self.registry, self.cache, self.service)
+        self.service.create_admission.append(QuotaAdmission(self.cache).check_create)
+        self.quota_status = QuotaStatus(self.registry, self.cache, self.service)
         self.service_network = service_network or servicealloc.service_network()
         # The caller (`kyb server`) knows the host's address; without it, loopback.
         self.advertise_address = advertise_address or choose_advertise_address(None, bind, "127.0.0.1")
@@ -140,6 +143,7 @@ class ApiServer:
         self._system_services_started = True
         await self.bootstrap_objects.start()
         self._bootstrap_started = True
+        self.quota_status.start()
         self.virtual = VirtualHandler(self.cache, self.authenticator,
                                       await asyncio.to_thread(pki.agent_client_ssl_context, self.pki))
         self.rest = RestHandler(self.registry, self.store, self.cache, self.service, self.virtual)
@@ -162,6 +166,7 @@ class ApiServer:
 
     async def stop(self) -> None:
         self.ready = False
+        await self.quota_status.stop()
         if self._bootstrap_started:
             self._bootstrap_started = False
             await self.bootstrap_objects.stop()
@@ -272,6 +277,8 @@ class ApiServer:
             return self._openapi_root(request)
         if path.startswith("/openapi/v3/"):
             return self._openapi_doc(request, path[len("/openapi/v3/"):])
+        if path == "/openapi/v2" and openapi.wants_openapi_v2_json(request.headers.get("Accept", "")):
+            return self._openapi_v2(request)
         if path == "/":
             paths = ["/api", "/api/v1", "/apis", "/healthz", "/livez", "/readyz", "/version", "/openapi/v3"]
             paths += [f"/apis/{g}/{v}" for g, vs in self.registry.group_versions().items() if g for v in vs]
@@ -321,6 +328,13 @@ class ApiServer:
         body = orjson.dumps(openapi.openapi_v3_root(self.registry))
         return web.Response(body=body, content_type="application/json",
                             headers={"Cache-Control": "no-cache, private"})
+
+    def _openapi_v2(self, request: web.Request) -> web.Response:
+        body, digest = openapi.openapi_v2_document(self.registry)
+        headers = {"ETag": f'"{digest}"', "Cache-Control": "no-cache, private"}
+        if request.headers.get("If-None-Match") == f'"{digest}"':
+            return web.Response(status=304, headers=headers)
+        return web.Response(body=body, content_type="application/json", headers=headers)
 
     def _openapi_doc(self, request: web.Request, gv_path: str) -> web.Response:
         found = openapi.openapi_v3_document(self.registry, gv_path)

@@ -579,3 +579,158 @@ def openapi_v3_root(registry: Registry) -> dict[str, Any]:
             key = document_path(group, version)
             paths[key] = {"serverRelativeURL": f"/openapi/v3/{key}?hash={doc[1]}"}
     return {"paths": paths}
+
+
+# -- OpenAPI v2 (Swagger 2.0) --------------------------------------------
+#
+# `/openapi/v2` in JSON: the definitions of every served kind (built-in and custom),
+# as clients that still read Swagger (Kubernetes' own e2e framework, older tooling)
+# look them up by name. Paths are left empty: kubectl and the client libraries read
+# operations from v3. Protobuf v2 is not offered (see `wants_openapi_v2_json`).
+
+_V2_REF = "#/definitions/"
+
+
+def v3_schema_to_v2(node: Any) -> Any:
+    """Rewrite one OpenAPI 3.0 schema node to Swagger 2.0: `#/definitions/` refs,
+    `allOf: [{$ref}]` back to a `$ref` with its siblings (2.0 keeps them), and the
+    3.0-only keywords (oneOf, anyOf, not, nullable) dropped."""
+    if isinstance(node, list):
+        return [v3_schema_to_v2(v) for v in node]
+    if not isinstance(node, dict):
+        return node
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key in ("oneOf", "anyOf", "not", "nullable"):
+            continue
+        if key == "$ref" and isinstance(value, str) and value.startswith(_SCHEMA_REF):
+            out[key] = _V2_REF + value[len(_SCHEMA_REF):]
+        elif key in ("properties", "patternProperties", "definitions") and isinstance(value, dict):
+            out[key] = {name: v3_schema_to_v2(sub) for name, sub in value.items()}
+        elif key in ("items", "additionalProperties", "allOf"):
+            out[key] = v3_schema_to_v2(value)
+        else:
+            out[key] = value
+    all_of = out.get("allOf")
+    if isinstance(all_of, list) and len(all_of) == 1 and isinstance(all_of[0], dict) and set(all_of[0]) == {"$ref"}:
+        del out["allOf"]
+        out["$ref"] = all_of[0]["$ref"]
+    return out
+
+
+def _builtin_definition_v2(name: str) -> dict[str, Any] | None:
+    if name == INT_OR_STRING:
+        raw = schemas.definitions().get(name) or {}
+        return {"description": raw.get("description", ""), "type": "string", "format": "int-or-string"}
+    if name == QUANTITY:
+        raw = schemas.definitions().get(name) or {}
+        return {"description": raw.get("description", ""), "type": "string"}
+    converted = converted_definition(name)
+    return None if converted is None else v3_schema_to_v2(converted)
+
+
+def crd_schema_to_v2(schema: Any) -> Any:
+    """What the real server's v2 publisher does to a structural CRD schema: the
+    3.0-only junctors go; a nullable or unknown-fields-preserving node loses its
+    `properties` and `items` (kubectl would otherwise reject unknown fields in it);
+    an array left without `items` loses its type; nullable fields stop being required."""
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: v for k, v in schema.items() if k not in ("allOf", "oneOf", "anyOf", "not")}
+    if out.pop("nullable", False):
+        out.pop("type", None)
+        out.pop("items", None)
+        out.pop("properties", None)
+    if out.get("x-kubernetes-preserve-unknown-fields"):
+        out.pop("items", None)
+        out.pop("properties", None)
+    if out.get("type") == "array" and "items" not in out:
+        out.pop("type", None)
+    props = out.get("properties")
+    if isinstance(props, dict):
+        nullable = {k for k, v in props.items() if isinstance(v, dict) and v.get("nullable")}
+        if nullable and isinstance(out.get("required"), list):
+            out["required"] = [r for r in out["required"] if r not in nullable]
+            if not out["required"]:
+                del out["required"]
+        out["properties"] = {k: crd_schema_to_v2(v) for k, v in props.items()}
+    if isinstance(out.get("items"), dict):
+        out["items"] = crd_schema_to_v2(out["items"])
+    if isinstance(out.get("additionalProperties"), dict):
+        out["additionalProperties"] = crd_schema_to_v2(out["additionalProperties"])
+    return out
+
+
+def crd_kind_schema_v2(info: ResourceInfo) -> dict[str, Any]:
+    """A custom resource's v2 definition. Without a schema, or when the root keeps
+    unknown fields, it is a bare object: any property listed would make v2 readers
+    forbid everything else."""
+    source = info.crd_schema
+    gvk = [_gvk(info.group, info.version, info.kind)]
+    if not isinstance(source, dict) or source.get("x-kubernetes-preserve-unknown-fields"):
+        return {"type": "object", "x-kubernetes-group-version-kind": gvk}
+    out = crd_schema_to_v2(copy.deepcopy(source))
+    props = dict(out.get("properties") or {})
+    for key, doc in (("apiVersion", _API_VERSION_DOC), ("kind", _KIND_DOC)):
+        existing = props.get(key) if isinstance(props.get(key), dict) else {}
+        props[key] = {"description": existing.get("description") or doc, "type": "string"}
+    props["metadata"] = {"$ref": _V2_REF + OBJECT_META, "description": _METADATA_DOC}
+    out["properties"] = props
+    out["x-kubernetes-group-version-kind"] = gvk
+    return out
+
+
+def build_v2_document(registry: Registry) -> dict[str, Any]:
+    """The Swagger 2.0 document: definitions of every served group-version's kinds."""
+    definitions: dict[str, Any] = {}
+    wanted: set[str] = set(_COMMON_DEFINITIONS)
+    for group, versions in registry.group_versions().items():
+        for version in versions:
+            for info in registry.in_group_version(group, version):
+                if info.is_custom or not info.definition:
+                    definitions[crd_schema_name(group, version, info.kind)] = crd_kind_schema_v2(info)
+                    definitions[crd_schema_name(group, version, info.list_kind)] = v3_schema_to_v2(
+                        crd_list_schema(info))
+                    wanted.update((OBJECT_META, LIST_META))
+                else:
+                    wanted.add(info.definition)
+                    if info.definition + "List" in schemas.definitions():
+                        wanted.add(info.definition + "List")
+                if "scale" in info.subresources:
+                    wanted.add(SCALE)
+    for name in definition_closure(wanted):
+        converted = _builtin_definition_v2(name)
+        if converted is not None:
+            definitions.setdefault(name, converted)
+    return {
+        "swagger": "2.0",
+        "info": {"title": "Kubernetes", "version": schemas.K8S_SCHEMA_VERSION},
+        "paths": {},
+        "definitions": dict(sorted(definitions.items())),
+    }
+
+
+_v2_caches: weakref.WeakKeyDictionary[Registry, tuple[int, bytes, str]] = weakref.WeakKeyDictionary()
+
+
+def openapi_v2_document(registry: Registry) -> tuple[bytes, str]:
+    """`GET /openapi/v2`: the JSON bytes and their hash (the ETag), rebuilt when the registry changes."""
+    cached = _v2_caches.get(registry)
+    if cached is not None and cached[0] == registry.generation:
+        return cached[1], cached[2]
+    data = orjson.dumps(build_v2_document(registry), option=orjson.OPT_SORT_KEYS)
+    digest = content_hash(data)
+    _v2_caches[registry] = (registry.generation, data, digest)
+    return data, digest
+
+
+def wants_openapi_v2_json(accept: str) -> bool:
+    """Whether an Accept header takes JSON. Go clients ask for the protobuf form
+    only, which is not served: they get 404 and fall back to v3 as before."""
+    if not accept.strip():
+        return True
+    for part in accept.split(","):
+        media = part.split(";")[0].strip().lower()
+        if media in ("application/json", "*/*", "application/*"):
+            return True
+    return False

@@ -11,6 +11,7 @@ Reads are served by the watch cache and live in the HTTP layer.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -152,6 +153,8 @@ class ResourceService:
         self.gc_enabled = gc_enabled
         # Where a kind served in several versions finds its storage version.
         self.registry = registry if registry is not None else Registry()
+        # Checks a create must pass before it is stored (resource quota): each raises ApiError.
+        self.create_admission: list[Callable[[ResourceInfo, dict[str, Any]], None]] = []
 
     # -- versions -------------------------------------------------------------------
     # A request in a version other than the storage version is checked (type meta,
@@ -317,6 +320,8 @@ class ResourceService:
         self.apply_defaults(info, obj)
         self.after_defaults(info, obj, None)
         self.validate(info, obj, None)
+        for admit in self.create_admission:
+            admit(info, obj)
         if record_fields:
             self._record_fields(info, None, obj, ctx, "")
         allocator = self.kinds.for_info(info).allocator
@@ -611,6 +616,8 @@ class ResourceService:
         policy = options.get("propagationPolicy")
         if options.get("orphanDependents") is True and not policy:
             policy = "Orphan"
+        if not policy and options.get("orphanDependents") is None:
+            policy = self.kinds.for_info(info).default_propagation_policy
         finalizers = list(meta.get("finalizers") or [])
         if self.gc_enabled and policy == "Foreground" and "foregroundDeletion" not in finalizers:
             finalizers.append("foregroundDeletion")

@@ -129,6 +129,10 @@ class ApiClient:
         self.user_agent = user_agent
         self.max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
+        # Watches hold their connection for minutes: they get a pool of their own, or a
+        # component watching every resource (the garbage collector) would leave no
+        # connection of `max_connections` for its writes and its leader election lease.
+        self._watch_session: aiohttp.ClientSession | None = None
         self._event_cache: dict[tuple[str, str, str], tuple[str, int]] = {}
         # Per (component, object) token buckets: (tokens, last refill time).
         self._event_buckets: dict[tuple[str, str], tuple[float, float]] = {}
@@ -153,20 +157,30 @@ class ApiClient:
         ctx = ssl.create_default_context(cafile=os.path.join(SA_DIR, "ca.crt"))
         return cls(f"https://{host}:{port}", ctx, token, user_agent)
 
+    def _new_session(self, limit: int) -> aiohttp.ClientSession:
+        headers = {"User-Agent": self.user_agent, "Accept": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        conn = aiohttp.TCPConnector(ssl=self.ssl_context if self.ssl_context is not None else False, limit=limit)
+        return aiohttp.ClientSession(connector=conn, headers=headers,
+                                     timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
+
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            headers = {"User-Agent": self.user_agent, "Accept": "application/json"}
-            if self.token:
-                headers["Authorization"] = f"Bearer {self.token}"
-            conn = aiohttp.TCPConnector(ssl=self.ssl_context if self.ssl_context is not None else False,
-                                        limit=self.max_connections)
-            self._session = aiohttp.ClientSession(connector=conn, headers=headers,
-                                                  timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
+            self._session = self._new_session(self.max_connections)
         return self._session
+
+    def watch_session(self) -> aiohttp.ClientSession:
+        """The pool of watch connections: one per watch, as many as there are watches."""
+        if self._watch_session is None or self._watch_session.closed:
+            self._watch_session = self._new_session(0)
+        return self._watch_session
 
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+        if self._watch_session is not None:
+            await self._watch_session.close()
 
     # -- plumbing ----------------------------------------------------------------------
 
@@ -264,9 +278,9 @@ class ApiClient:
                   "fieldSelector": field_selector, "timeoutSeconds": timeout_seconds,
                   "allowWatchBookmarks": "true" if allow_bookmarks else None}
         params = {k: str(v) for k, v in params.items() if v not in (None, "")}
-        async with self.session().get(self.base_url + res.path(namespace), params=params,
-                                      timeout=aiohttp.ClientTimeout(total=timeout_seconds + 30,
-                                                                    sock_read=timeout_seconds + 30)) as resp:
+        async with self.watch_session().get(self.base_url + res.path(namespace), params=params,
+                                            timeout=aiohttp.ClientTimeout(total=timeout_seconds + 30,
+                                                                          sock_read=timeout_seconds + 30)) as resp:
             if resp.status >= 400:
                 raise _error_from(resp.status, await resp.read())
             buf = b""

@@ -32,7 +32,7 @@ from kybernetes.controllers.nodedns import NodeDnsController
 from kybernetes.controllers.nodelifecycle import NodeLifecycleController
 from kybernetes.controllers.podgc import PodGCController
 from kybernetes.controllers.podutil import controller_view
-from kybernetes.controllers.replicaset import ReplicaSetController
+from kybernetes.controllers.replicaset import ReplicaSetController, ReplicationManager
 from kybernetes.controllers.rootcacert import RootCACertPublisher
 from kybernetes.controllers.serviceaccount import ServiceAccountController
 from kybernetes.controllers.servicelb import ServiceLBController
@@ -78,6 +78,7 @@ Builder = Callable[[Client, Informers, ControllerOptions], Runnable | None]
 
 BUILDERS: tuple[tuple[str, Builder], ...] = (
     ("replicaset", lambda c, f, o: ReplicaSetController(c, f)),
+    ("replicationmanager", lambda c, f, o: ReplicationManager(c, f)),
     ("deployment", lambda c, f, o: DeploymentController(c, f)),
     ("garbagecollector", lambda c, f, o: GarbageCollectorController(c, f)),
     ("namespace", lambda c, f, o: NamespaceController(c, f)),

@@ -29,7 +29,7 @@ from kybernetes.api.pods import (
 from kybernetes.api.selectors import selector_from_set
 from kybernetes.client import ApiError, Client, Informers, WorkQueue, object_key
 from kybernetes.client.reconcile import Result
-from kybernetes.client.resources import PODS, REPLICASETS
+from kybernetes.client.resources import PODS, REPLICASETS, REPLICATIONCONTROLLERS
 from kybernetes.client.workqueue import run_workers
 from kybernetes.controllers.podutil import (
     compile_selector,
@@ -271,6 +271,11 @@ def plan_replicaset(rs: Mapping[str, Any], pods: Iterable[Obj], now: dt.datetime
     return plan
 
 
+def _owner_reference(rs: Mapping[str, Any]) -> Obj:
+    # The owner's own type: a ReplicationController is managed by this code too.
+    return owner_reference(rs, rs.get("apiVersion") or "apps/v1", rs.get("kind") or "ReplicaSet")
+
+
 def new_pod(rs: Mapping[str, Any]) -> Obj:
     """The pod `rs` creates: template labels, annotations, finalizers and spec, a name
     generated from `<rs name>-`, and the controller reference back to `rs`."""
@@ -280,7 +285,7 @@ def new_pod(rs: Mapping[str, Any]) -> Obj:
     # A JSON round trip is the cheapest deep copy of plain API data.
     spec = orjson.loads(orjson.dumps(template.get("spec") or {}))
     pod_meta: Obj = {"generateName": f"{meta.get('name', '')}-", "namespace": meta.get("namespace", ""),
-                     "ownerReferences": [owner_reference(rs, "apps/v1", "ReplicaSet")]}
+                     "ownerReferences": [_owner_reference(rs)]}
     for key in ("labels", "annotations"):
         if tmeta.get(key):
             pod_meta[key] = dict(tmeta[key])
@@ -307,7 +312,7 @@ def adopt_patch(rs: Mapping[str, Any], pod: Mapping[str, Any]) -> list[Obj]:
     """JSON patch making `rs` the controller of an orphan pod."""
     refs = [dict(r) for r in (pod.get("metadata") or {}).get("ownerReferences") or []
             if r.get("uid") != _uid(rs)]
-    refs.append(owner_reference(rs, "apps/v1", "ReplicaSet"))
+    refs.append(_owner_reference(rs))
     return _guarded_owner_patch(pod, refs)
 
 
@@ -397,10 +402,8 @@ class Expectations:
 # -- async shell --------------------------------------------------------------------------
 
 
-def _rs_ref_name(ref: Mapping[str, Any] | None) -> str | None:
-    if ref is None or ref.get("kind") != "ReplicaSet" or not str(ref.get("apiVersion", "")).startswith("apps/"):
-        return None
-    return ref.get("name")
+def _api_group(api_version: str) -> str:
+    return api_version.rpartition("/")[0]
 
 
 def _is_namespace_terminating(err: ApiError) -> bool:
@@ -409,13 +412,19 @@ def _is_namespace_terminating(err: ApiError) -> bool:
 
 
 class ReplicaSetController:
+    # The kind this controller keeps; ReplicationManager keeps ReplicationControllers with it.
+    RESOURCE = REPLICASETS
+    API_VERSION = "apps/v1"
+    KIND = "ReplicaSet"
+    NAME = "replicaset"
+
     def __init__(self, client: Client, factory: Informers, *, burst: int = BURST_REPLICAS,
                  expectations_ttl: float = EXPECTATIONS_TTL) -> None:
         self.client = client
         self.burst = burst
-        self.queue = WorkQueue("replicaset")
+        self.queue = WorkQueue(self.NAME)
         self.expectations = Expectations(expectations_ttl)
-        self.rs_informer = factory.informer(REPLICASETS)
+        self.rs_informer = factory.informer(self.RESOURCE)
         self.pod_informer = factory.informer(PODS, indexers={"orphan": orphan_index})
         self._event_tasks: set[asyncio.Task[None]] = set()
         self.rs_informer.add_handler(on_add=self._rs_added, on_update=self._rs_updated,
@@ -436,9 +445,19 @@ class ReplicaSetController:
         self.expectations.forget(key)
         self.queue.add(key)
 
+    def view(self, rs: Obj) -> Obj:
+        """The object as the planning code reads it (a ReplicaSet's own shape)."""
+        return rs
+
+    def _ref_name(self, ref: Mapping[str, Any] | None) -> str | None:
+        if ref is None or ref.get("kind") != self.KIND or \
+                _api_group(str(ref.get("apiVersion", ""))) != _api_group(self.API_VERSION):
+            return None
+        return ref.get("name")
+
     def _owner_of(self, pod: Obj) -> Obj | None:
         ref = controller_ref(pod)
-        name = _rs_ref_name(ref)
+        name = self._ref_name(ref)
         if ref is None or name is None:
             return None
         rs = self.rs_informer.get((pod.get("metadata") or {}).get("namespace"), name)
@@ -450,7 +469,7 @@ class ReplicaSetController:
         ns = (pod.get("metadata") or {}).get("namespace") or ""
         labels = _labels(pod)
         for rs in self.rs_informer.by_index("namespace", ns):
-            if compile_selector((rs.get("spec") or {}).get("selector")).matches(labels):
+            if compile_selector((self.view(rs).get("spec") or {}).get("selector")).matches(labels):
                 self.queue.add(object_key(rs))
 
     def _pod_added(self, pod: Obj) -> None:
@@ -495,7 +514,7 @@ class ReplicaSetController:
     # -- workers -----------------------------------------------------------------------
 
     async def run(self, workers: int = 2) -> None:
-        await run_workers(self.queue, self.sync, workers, "replicaset", (404, 409, 422), logger=log)
+        await run_workers(self.queue, self.sync, workers, self.NAME, (404, 409, 422), logger=log)
 
     def _related_pods(self, rs: Obj) -> list[Obj] | None:
         ref = controller_ref(rs)
@@ -512,12 +531,13 @@ class ReplicaSetController:
         if rs is None:
             self.expectations.forget(key)
             return Result.done()
-        rs = {**rs, "apiVersion": "apps/v1", "kind": "ReplicaSet"}
+        rs = {**rs, "apiVersion": self.API_VERSION, "kind": self.KIND}
+        view = self.view(rs)
         now = dt.datetime.now(dt.UTC)
         # The pods it controls and the orphans it may adopt: plan_replicaset ignores
         # pods of other controllers anyway.
         candidates = [*self.pod_informer.by_index("owner", _uid(rs)), *self.pod_informer.by_index("orphan", ns)]
-        plan = plan_replicaset(rs, candidates, now,
+        plan = plan_replicaset(view, candidates, now,
                                expectations_satisfied=self.expectations.satisfied(key),
                                related_pods=self._related_pods(rs), burst=self.burst)
         await self._claim(rs, plan)
@@ -527,7 +547,7 @@ class ReplicaSetController:
             failure, error = await self._create(rs, key, plan.create)
         elif plan.delete:
             failure, error = await self._delete(rs, key, plan.delete)
-        status = replicaset_status(rs, plan.claimed, plan.terminating, now, failure)
+        status = replicaset_status(view, plan.claimed, plan.terminating, now, failure)
         if status_changed(rs.get("status"), status):
             await self._write_status(rs, status)
         if error is not None:
@@ -542,7 +562,7 @@ class ReplicaSetController:
         if plan.adopt:
             # The cached ReplicaSet may be stale: never adopt for one that was deleted or
             # replaced meanwhile, or the pods would be garbage collected with it.
-            fresh = await self.client.get(REPLICASETS, ns, _name(rs))
+            fresh = await self.client.get(self.RESOURCE, ns, _name(rs))
             if _uid(fresh) != _uid(rs):
                 raise RuntimeError(f"original ReplicaSet {ns}/{_name(rs)} is gone: got uid {_uid(fresh)}, "
                                    f"wanted {_uid(rs)}")
@@ -624,11 +644,31 @@ class ReplicaSetController:
         ns = (rs.get("metadata") or {}).get("namespace")
         body = {**rs, "status": status}
         try:
-            await self.client.update(REPLICASETS, ns, _name(rs), body, subresource="status")
+            await self.client.update(self.RESOURCE, ns, _name(rs), body, subresource="status")
         except ApiError as e:
             if e.code != 409:
                 raise
             # Someone wrote the ReplicaSet since our snapshot; the counts are still ours to report.
-            fresh = await self.client.get(REPLICASETS, ns, _name(rs))
-            await self.client.update(REPLICASETS, ns, _name(rs), {**fresh, "status": status},
+            fresh = await self.client.get(self.RESOURCE, ns, _name(rs))
+            await self.client.update(self.RESOURCE, ns, _name(rs), {**fresh, "status": status},
                                      subresource="status")
+
+
+def rc_view(rc: Obj) -> Obj:
+    """A ReplicationController in a ReplicaSet's shape: its selector is a plain label map
+    (defaulted from the template's labels when empty, as the API server does)."""
+    spec = rc.get("spec") or {}
+    selector = spec.get("selector") or ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
+    return {**rc, "spec": {**spec, "selector": {"matchLabels": dict(selector)}}}
+
+
+class ReplicationManager(ReplicaSetController):
+    """ReplicationControllers, kept by the ReplicaSet code as upstream's replication manager is."""
+
+    RESOURCE = REPLICATIONCONTROLLERS
+    API_VERSION = "v1"
+    KIND = "ReplicationController"
+    NAME = "replicationmanager"
+
+    def view(self, rs: Obj) -> Obj:
+        return rc_view(rs)

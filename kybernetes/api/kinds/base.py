@@ -228,6 +228,9 @@ class KindStrategy:
     # A DELETE answers with the object rather than a Status: upstream's registries with
     # `ReturnDeletedObject: true` (pods, services, PVs, jobs, ...).
     delete_returns_object: ClassVar[bool] = False
+    # How a DELETE without propagationPolicy or orphanDependents treats dependents
+    # ("Orphan" for ReplicationControllers, as before server-side garbage collection).
+    default_propagation_policy: ClassVar[str] = ""
     # Fields Kubernetes always serializes (Go fields without `omitempty`), path -> zero
     # value: strict clients (the official Python client's models) refuse an object
     # without them, so every write stores them.

@@ -540,6 +540,7 @@ class ControllerRevisionStrategy(KindStrategy):
 class ReplicationControllerStrategy(KindStrategy):
     refs = (KindRef("", "ReplicationController"),)
     delete_returns_object = True
+    default_propagation_policy = "Orphan"
     always_present = {("status", "replicas"): 0}
 
     def default(self, info: ResourceInfo, obj: Obj) -> None:

@@ -1,0 +1,208 @@
+"""ResourceQuota in the API server: admission of creates, and each quota's status.
+
+Upstream splits this between an admission plugin (refuses a create that would go over
+`spec.hard`, charging `status.used` as it goes) and kube-controller-manager's quota
+controller (recounts `status.used` from informers of every counted resource). Here the
+watch cache already holds every object, so both live in the server process:
+
+- `check_create`, called by `ResourceService` before a create is stored, recounts the
+  namespace's use of what the new object would use and refuses (403 Forbidden, as
+  upstream words it) when a quota that sees the object would be exceeded.
+- `QuotaStatus` follows the cache: a change to anything in a namespace with quotas
+  marks the namespace, and a background task rewrites the quotas' `status`
+  (`hard` = `spec.hard`, `used` = the recount) when it differs.
+
+Two creates racing in one namespace may both pass, as both count before either is
+stored; upstream serializes them on the quota's resourceVersion. Updates are not
+checked (a pod's resources cannot change; a Service changing type can go over).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from decimal import Decimal
+from typing import Any
+
+from kybernetes.api import quota as q
+from kybernetes.api.errors import ApiError
+from kybernetes.api.quantity import parse_quantity
+from kybernetes.api.registry import Registry, ResourceInfo
+from kybernetes.apiserver.resources import ResourceService, WriteContext
+from kybernetes.apiserver.watchcache import CacheEvent, WatchCache
+
+log = logging.getLogger(__name__)
+
+QUOTA_PREFIX = "/registry/core/resourcequotas/"
+MANAGER = "resourcequota-controller"
+# Changes arriving together (a ReplicaSet creating pods) are counted once.
+BATCH_SECONDS = 0.05
+
+Obj = dict[str, Any]
+
+
+def _prefix(group: str, plural: str, namespace: str) -> str:
+    return f"/registry/{group or 'core'}/{plural}/{namespace}/"
+
+
+def _namespace_of(key: str) -> str | None:
+    """The namespace in a namespaced object's key (`/registry/<group>/<plural>/<ns>/<name>`)."""
+    parts = key.split("/")
+    return parts[4] if len(parts) == 6 else None
+
+
+def _quantities(values: list[tuple[str, Decimal]]) -> str:
+    return ",".join(f"{name}={q.format_quantity(name, v)}" for name, v in values)
+
+
+class QuotaAdmission:
+    """Refuses creates that would take a namespace over one of its quotas."""
+
+    def __init__(self, cache: WatchCache) -> None:
+        self.cache = cache
+
+    def _objects(self, group: str, plural: str, namespace: str) -> list[Obj]:
+        return [co.obj for co in self.cache.list(_prefix(group, plural, namespace))]
+
+    def check_create(self, info: ResourceInfo, obj: Obj) -> None:
+        meta = obj.get("metadata") or {}
+        namespace = meta.get("namespace")
+        if not info.namespaced or not namespace:
+            return
+        quotas = self.cache.list(QUOTA_PREFIX + namespace + "/")
+        if not quotas:
+            return
+        group, plural = info.group, info.plural
+        delta = q.object_usage(group, plural, obj)
+        existing: list[Obj] | None = None
+        for co in quotas:
+            quota = co.obj
+            qname = (quota.get("metadata") or {}).get("name", "")
+            if not q.quota_sees(quota, group, plural, obj):
+                continue
+            names = [n for n in q.scoped_names(quota, q.hard_of(quota)) if q.tracks(group, plural, n)]
+            if not names:
+                continue
+            if not group and plural == "pods" and q.pod_counts(obj):
+                missing = q.missing_requests(quota, obj)
+                if missing:
+                    raise self._forbidden(info, meta, f"failed quota: {qname}: must specify {','.join(missing)}")
+            if existing is None:
+                existing = self._objects(group, plural, namespace)
+            used = {n: Decimal(0) for n in names}
+            for other in existing:
+                if q.quota_sees(quota, group, plural, other):
+                    usage = q.object_usage(group, plural, other)
+                    for n in names:
+                        used[n] += usage.get(n, Decimal(0))
+            over = q.exceeded(quota, used, delta)
+            if over:
+                raise self._forbidden(info, meta, (
+                    f"exceeded quota: {qname}, requested: {_quantities([(n, r) for n, r, _, _ in over])}, "
+                    f"used: {_quantities([(n, u) for n, _, u, _ in over])}, "
+                    f"limited: {_quantities([(n, h) for n, _, _, h in over])}"))
+
+    @staticmethod
+    def _forbidden(info: ResourceInfo, meta: Obj, why: str) -> ApiError:
+        name = meta.get("name") or ""
+        return ApiError(403, "Forbidden", f'{info.qualified_plural} "{name}" is forbidden: {why}',
+                        {"name": name, "group": info.group, "kind": info.plural})
+
+
+def desired_status(quota: Obj, used: dict[str, str]) -> Obj:
+    hard = dict(((quota.get("spec") or {}).get("hard")) or {})
+    return {"hard": hard, "used": used}
+
+
+def _amounts(values: Any) -> dict[str, Decimal | None]:
+    return {k: parse_quantity(v) for k, v in (values or {}).items()} if isinstance(values, dict) else {}
+
+
+def _same_status(current: Any, want: Obj) -> bool:
+    """Equal amounts, however written: the server may spell a quantity its own way."""
+    if not isinstance(current, dict):
+        return False
+    return all(_amounts(current.get(k)) == _amounts(want[k]) for k in ("hard", "used"))
+
+
+class QuotaStatus:
+    """Keeps every ResourceQuota's `status` equal to its namespace's recount."""
+
+    def __init__(self, registry: Registry, cache: WatchCache, service: ResourceService) -> None:
+        self.registry = registry
+        self.cache = cache
+        self.service = service
+        self._dirty: set[str] = set()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        for co in self.cache.list(QUOTA_PREFIX):
+            ns = _namespace_of(co.key)
+            if ns:
+                self._dirty.add(ns)
+        self.cache.add_listener(self._on_event)
+        self._task = asyncio.create_task(self._run(), name="resourcequota-status")
+        if self._dirty:
+            self._wake.set()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    def _on_event(self, ev: CacheEvent) -> None:
+        ns = _namespace_of(ev.key)
+        if ns is None:
+            return
+        if not ev.key.startswith(QUOTA_PREFIX) and self.cache.count(QUOTA_PREFIX + ns + "/") == 0:
+            return
+        self._dirty.add(ns)
+        self._wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            await asyncio.sleep(BATCH_SECONDS)
+            self._wake.clear()
+            batch, self._dirty = self._dirty, set()
+            for ns in sorted(batch):
+                try:
+                    await self.sync(ns)
+                except asyncio.CancelledError:
+                    raise
+                except ApiError as e:
+                    if e.code == 409:  # written meanwhile: count again
+                        self._dirty.add(ns)
+                        self._wake.set()
+                    elif e.code != 404:
+                        log.warning("resource quota status in %s: %s", ns, e)
+                except Exception:  # noqa: BLE001 - the next change retries; the server must not stop
+                    log.exception("resource quota status in %s failed", ns)
+
+    def _objects(self, namespace: str, quotas: list[Obj]) -> dict[tuple[str, str], list[Obj]]:
+        wanted: set[tuple[str, str]] = set()
+        for quota in quotas:
+            wanted |= q.resources_of_hard(q.hard_of(quota))
+        return {(g, p): [co.obj for co in self.cache.list(_prefix(g, p, namespace))] for g, p in wanted}
+
+    async def sync(self, namespace: str) -> None:
+        info = self.registry.get("", "v1", "resourcequotas")
+        if info is None:
+            return
+        cached = self.cache.list(QUOTA_PREFIX + namespace + "/")
+        objects = self._objects(namespace, [co.obj for co in cached])
+        for co in cached:
+            quota = co.obj
+            if (quota.get("metadata") or {}).get("deletionTimestamp"):
+                continue
+            status = desired_status(quota, q.namespace_usage(quota, objects))
+            if _same_status(quota.get("status"), status):
+                continue
+            new = {**quota, "status": status}
+            await self.service.update_object(info, co, new, WriteContext(field_manager=MANAGER), "status",
+                                             expected=co.rev)
