@@ -104,13 +104,15 @@ def test_mandatory_objects_come_back_after_delete_and_edit(k8s_client) -> None:
     assert fs.spec.matching_precedence == 10000 and fs.spec.priority_level_configuration.name == "catch-all"
     plc = eventually(lambda: api.read_priority_level_configuration("exempt"))
     assert plc.spec.type == "Exempt"
-    # A changed spec is put back unless its owner opts out through the annotation.
-    api.patch_priority_level_configuration("catch-all", {"spec": {"limited": {"nominalConcurrencyShares": 7}}})
-    eventually(lambda: api.read_priority_level_configuration("catch-all").spec.limited.nominal_concurrency_shares == 5)
+    # A mandatory object's spec is always put back; a suggested one's is left alone when its
+    # owner opts out through the annotation. The round that restores catch-all has seen both.
     api.patch_priority_level_configuration("workload-low", {
         "metadata": {"annotations": {"apf.kubernetes.io/autoupdate-spec": "false"}},
         "spec": {"limited": {"nominalConcurrencyShares": 77}}})
-    time.sleep(7)  # more than a round of the server's keeper
+    api.patch_priority_level_configuration("catch-all", {
+        "metadata": {"annotations": {"apf.kubernetes.io/autoupdate-spec": "false"}},
+        "spec": {"limited": {"nominalConcurrencyShares": 7}}})
+    eventually(lambda: api.read_priority_level_configuration("catch-all").spec.limited.nominal_concurrency_shares == 5)
     assert api.read_priority_level_configuration("workload-low").spec.limited.nominal_concurrency_shares == 77
 
 
