@@ -198,6 +198,20 @@ class ListFilter:
         return self.labels.matches(labels) and self.fields.matches_values(values)
 
 
+def _has_table(info: ResourceInfo, subresource: str) -> bool:
+    """Whether answers can be a Table: upstream converts only what it can list (not the
+    create-only reviews, nor action subresources such as a pod's binding)."""
+    return "list" in info.verbs and subresource in ("", "status", "scale")
+
+
+def _without_table(accept: str, protobuf: bool) -> codec.Output:
+    """The encoding `accept` allows once its Table clauses are set aside; 406 without one."""
+    rest = ",".join(c for c in accept.split(",") if "as=Table" not in c.replace(" ", ""))
+    if not rest.strip():
+        raise ApiError.not_acceptable(codec.NOT_ACCEPTABLE)
+    return codec.negotiate_output(rest, protobuf)
+
+
 class RestHandler:
     def __init__(self, registry: Registry, store: Store, cache: WatchCache, service: ResourceService,
                  virtual: Any) -> None:
@@ -223,10 +237,15 @@ class RestHandler:
             return await self.collection_action(request, target, posts_as)
         if info.kind in VIRTUAL_KINDS or target.subresource in (
                 "log", "exec", "attach", "portforward", "proxy", "token", "ephemeralcontainers"):
+            accept = request.headers.get("Accept", "")
+            if method == "POST" and "as=Table" in accept.replace(" ", "") and not _has_table(info, target.subresource):
+                _without_table(accept, False)
             return await self.virtual.handle(request, target)
         # Negotiated before any work, as kube-apiserver does: a 406 stores nothing.
         request[OUTPUT] = codec.negotiate_output(request.headers.get("Accept", ""),
                                                  protobuf_ok(info, target.subresource))
+        if request[OUTPUT].table and not _has_table(info, target.subresource):
+            request[OUTPUT] = _without_table(request.headers.get("Accept", ""), protobuf_ok(info, target.subresource))
         if target.subresource and target.subresource in self.service.kinds.for_info(info).actions():
             # Action subresources (a pod's binding, eviction) are create-only, as in kube-apiserver.
             if method != "POST":

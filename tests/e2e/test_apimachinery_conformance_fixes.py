@@ -226,3 +226,27 @@ def test_a_replication_controller_makes_pods_and_a_plain_delete_orphans_them(kub
     orphans = wait_for(lambda: all(not p["metadata"].get("ownerReferences") for p in rc_pods(kubectl, namespace)))
     assert orphans
     assert len(rc_pods(kubectl, namespace)) == 2
+
+
+# -- Tables ------------------------------------------------------------------------------
+
+SSAR = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+        "spec": {"nonResourceAttributes": {"path": "/", "verb": "get"}}}
+
+
+def post_review(k8s_client, accept: str):
+    resp = k8s_client.call_api(
+        "POST", k8s_client.configuration.host + "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+        header_params={"Accept": accept, "Content-Type": "application/json"}, body=SSAR)
+    return resp.status, json.loads(resp.read())
+
+
+def test_a_review_cannot_be_answered_as_a_table(k8s_client):
+    # Reviews are create-only, with no table conversion: as kube-apiserver, 406.
+    status, body = post_review(k8s_client, "application/json;as=Table;v=v1;g=meta.k8s.io")
+    assert status == 406
+    assert body["reason"] == "NotAcceptable"
+    # With a plain alternative offered, that is what comes back.
+    status, body = post_review(k8s_client, "application/json;as=Table;v=v1;g=meta.k8s.io, application/json")
+    assert status == 201
+    assert body["kind"] == "SelfSubjectAccessReview" and body["status"]["allowed"] is True
