@@ -6,6 +6,9 @@ stored as v2) converts each object through the kind strategy's `convert` on the
 way out. The encoded bytes of recent conversions are kept, keyed by key, revision
 and version, so a watch event fanned out to many watchers is converted once.
 Writes convert in `ResourceService`.
+
+Custom resources are read through their CRD's schema defaults the same way: an object
+stored before a `default` was added reads with it, as kube-apiserver defaults on decode.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from typing import Any
 
 import orjson
 
+from kybernetes.api.defaults import apply_schema_defaults
+from kybernetes.api.jsonutil import clone
 from kybernetes.api.kinds import Strategies
 from kybernetes.api.registry import ResourceInfo
 from kybernetes.apiserver.watchcache import CachedObject
@@ -25,28 +30,57 @@ _KEEP = 2048
 _RAW: Callable[[CachedObject], bytes] = attrgetter("raw")
 
 
+def _has_default(schema: Any) -> bool:
+    if isinstance(schema, dict):
+        return "default" in schema or any(_has_default(v) for v in schema.values())
+    if isinstance(schema, list):
+        return any(_has_default(v) for v in schema)
+    return False
+
+
 class VersionedReads:
     """Encodes cached (storage-version) objects in the version a request asked for."""
 
     def __init__(self, kinds: Strategies) -> None:
         self.kinds = kinds
-        self._encoded: OrderedDict[tuple[str, int, str], bytes] = OrderedDict()
+        self._encoded: OrderedDict[tuple[str, int, str, int], bytes] = OrderedDict()
+        # id(schema) -> (schema, whether it has defaults); the schema is held so its id
+        # is not reused while the entry stands.
+        self._schemas: dict[int, tuple[Any, bool]] = {}
 
-    @staticmethod
-    def converts(info: ResourceInfo) -> bool:
-        return bool(info.storage_version) and info.storage_version != info.version
+    def _defaults(self, info: ResourceInfo) -> dict[str, Any] | None:
+        """The custom resource schema to default reads with, when it has any default."""
+        schema = info.crd_schema
+        if not isinstance(schema, dict):
+            return None
+        hit = self._schemas.get(id(schema))
+        if hit is None or hit[0] is not schema:
+            if len(self._schemas) > _KEEP:
+                self._schemas.clear()
+            hit = (schema, _has_default(schema))
+            self._schemas[id(schema)] = hit
+        return schema if hit[1] else None
+
+    def converts(self, info: ResourceInfo) -> bool:
+        return (bool(info.storage_version) and info.storage_version != info.version) or \
+            self._defaults(info) is not None
 
     def convert(self, info: ResourceInfo, obj: dict[str, Any]) -> dict[str, Any]:
         """A decoded stored object as `info`'s version."""
-        if not self.converts(info):
-            return obj
-        return self.kinds.for_info(info).convert(obj, info.version)
+        if info.storage_version and info.storage_version != info.version:
+            obj = self.kinds.for_info(info).convert(obj, info.version)
+        schema = self._defaults(info)
+        if schema is not None:
+            obj = clone(obj)
+            apply_schema_defaults(schema, obj)
+        return obj
 
     def raw(self, info: ResourceInfo, co: CachedObject) -> bytes:
         """The encoded object as `info`'s version (the cached bytes when no conversion is needed)."""
         if not self.converts(info):
             return co.raw
-        memo = (co.key, co.rev, info.version)
+        # The schema's identity: a CRD changed since is another schema, read anew.
+        memo = (co.key, co.rev, info.version, id(info.crd_schema))
         hit = self._encoded.get(memo)
         if hit is not None:
             self._encoded.move_to_end(memo)

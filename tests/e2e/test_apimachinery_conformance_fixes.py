@@ -250,3 +250,43 @@ def test_a_review_cannot_be_answered_as_a_table(k8s_client):
     status, body = post_review(k8s_client, "application/json;as=Table;v=v1;g=meta.k8s.io, application/json")
     assert status == 201
     assert body["kind"] == "SelfSubjectAccessReview" and body["status"]["allowed"] is True
+
+
+# -- CustomResourceDefinitions -----------------------------------------------------------
+
+
+def test_a_crd_status_write_keeps_its_own_conditions(kubectl):
+    kubectl.ok("apply", "-f", "-", stdin=CRD)
+    try:
+        name = f"gizmos.{CRD_GROUP}"
+        kubectl.ok("patch", "crd", name, "--subresource=status", "--type=json",
+                   "-p", '[{"op": "add", "path": "/status/conditions/-", "value": {"message": "patched"}}]')
+        conditions = json.loads(kubectl.ok("get", "crd", name, "-o", "json"))["status"]["conditions"]
+        assert {"message": "patched"} in conditions
+        assert {c.get("type") for c in conditions} >= {"NamesAccepted", "Established"}
+    finally:
+        kubectl("delete", "crd", f"gizmos.{CRD_GROUP}", "--ignore-not-found")
+
+
+def test_a_default_added_to_a_crd_shows_on_stored_objects(kubectl):
+    crd = CRD.replace("gizmos", "dials").replace("gizmo", "dial").replace("Gizmo", "Dial").replace(
+        "scope: Namespaced", "scope: Cluster")
+    # Two more top-level properties, without defaults for now.
+    crd += "          a: {type: string}\n          b: {type: string}\n"
+    kubectl.ok("apply", "-f", "-", stdin=crd)
+    name = f"dials.{CRD_GROUP}"
+    try:
+        cr = {"apiVersion": f"{CRD_GROUP}/v1", "kind": "Dial", "metadata": {"name": "d1"}}
+        assert wait_for(lambda: kubectl("apply", "-f", "-", stdin=json.dumps(cr)).ok)
+        assert "a" not in json.loads(kubectl.ok("get", "dials", "d1", "-o", "json"))
+        kubectl.ok("patch", "crd", name, "--type=json", "-p", json.dumps([
+            {"op": "add", "path": "/spec/versions/0/schema/openAPIV3Schema/properties/a/default", "value": "A"}]))
+        # Read through the new default, though the stored object was written before it.
+        assert wait_for(lambda: json.loads(kubectl.ok("get", "dials", "d1", "-o", "json")).get("a") == "A")
+        listed = json.loads(kubectl.ok("get", "dials", "-o", "json"))["items"]
+        assert listed[0]["a"] == "A"
+        kubectl.ok("patch", "crd", name, "--type=json", "-p", json.dumps([
+            {"op": "remove", "path": "/spec/versions/0/schema/openAPIV3Schema/properties/a/default"}]))
+        assert wait_for(lambda: "a" not in json.loads(kubectl.ok("get", "dials", "d1", "-o", "json")))
+    finally:
+        kubectl("delete", "crd", name, "--ignore-not-found")

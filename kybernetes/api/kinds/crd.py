@@ -149,6 +149,9 @@ def accepted_names(spec: Obj) -> Obj:
     return names
 
 
+_SERVER_CONDITIONS = ("NamesAccepted", "Established", "Terminating")
+
+
 def prepare_crd(obj: Obj, old: Obj | None, now: str) -> None:
     """Server-set fields of a CRD: the cleanup finalizer and the status its controllers keep."""
     meta = obj["metadata"]
@@ -177,6 +180,9 @@ def prepare_crd(obj: Obj, old: Obj | None, now: str) -> None:
     if meta.get("deletionTimestamp"):
         conditions.append({"type": "Terminating", "status": "True", "reason": "InstanceDeletionInProgress",
                            "message": "CustomResource deletion is in progress", "lastTransitionTime": now})
+    # Conditions of other types are someone else's (a status write put them there): kept.
+    written = (obj.get("status") or {}).get("conditions") or []
+    conditions += [c for c in written if isinstance(c, dict) and c.get("type") not in _SERVER_CONDITIONS]
     obj["status"] = {"acceptedNames": accepted_names(spec), "conditions": conditions, "storedVersions": stored}
 
 
