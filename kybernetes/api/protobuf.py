@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import functools
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -118,14 +119,14 @@ def message_for(api_version: str, kind: str) -> str | None:
     return message
 
 
-# --- wire format ------------------------------------------------------------------
+# --- decoding: wire format ----------------------------------------------------------
 
 
-def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
+def _varint(buf: bytes, pos: int, end: int) -> tuple[int, int]:
     result = 0
     shift = 0
     while True:
-        if pos >= len(buf):
+        if pos >= end:
             raise _Malformed("truncated varint")
         byte = buf[pos]
         pos += 1
@@ -137,38 +138,67 @@ def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
             raise _Malformed("varint too long")
 
 
-def _iter_fields(buf: bytes) -> list[tuple[int, int, Any]]:
-    """(field number, wire type, value) triples; value is int for varints and bytes otherwise."""
+def _payload(buf: bytes, pos: int, end: int, wire: int) -> tuple[int, int]:
+    """(start, stop) of the non-varint value of this wire type whose bytes (after the key)
+    begin at `pos`."""
+    if wire == _LEN:
+        length, pos = _varint(buf, pos, end)
+        if length > end - pos:
+            raise _Malformed("length exceeds message")
+        return pos, pos + length
+    if wire == _FIXED64:
+        if pos + 8 > end:
+            raise _Malformed("truncated fixed64")
+        return pos, pos + 8
+    if wire == _FIXED32:
+        if pos + 4 > end:
+            raise _Malformed("truncated fixed32")
+        return pos, pos + 4
+    raise _Malformed(f"unsupported wire type {wire}")
+
+
+def _spans(buf: bytes, pos: int, end: int) -> list[tuple[int, int, Any]]:
+    """(field number, wire type, value) of the message in `buf[pos:end]`, checked to its
+    end: the value is an int for varints and (start, stop) positions in `buf` otherwise.
+    Reading one byte past `end` is caught by the final check (or is an IndexError at the
+    end of `buf`), as in the generated decoders."""
     out: list[tuple[int, int, Any]] = []
-    pos = 0
-    end = len(buf)
     while pos < end:
-        key, pos = _read_varint(buf, pos)
+        key = buf[pos]
+        pos += 1
+        if key > 127:
+            key, pos = _varint(buf, pos - 1, end)
         number, wire = key >> 3, key & 7
         if number == 0:
             raise _Malformed("field number 0")
         if wire == _VARINT:
-            value, pos = _read_varint(buf, pos)
+            value = buf[pos]
+            pos += 1
+            if value > 127:
+                value, pos = _varint(buf, pos - 1, end)
+            out.append((number, wire, value))
         elif wire == _LEN:
-            length, pos = _read_varint(buf, pos)
-            if length > end - pos:
+            length = buf[pos]
+            pos += 1
+            if length > 127:
+                length, pos = _varint(buf, pos - 1, end)
+            stop = pos + length
+            if stop > end:
                 raise _Malformed("length exceeds message")
-            value = buf[pos:pos + length]
-            pos += length
-        elif wire == _FIXED64:
-            if pos + 8 > end:
-                raise _Malformed("truncated fixed64")
-            value = buf[pos:pos + 8]
-            pos += 8
-        elif wire == _FIXED32:
-            if pos + 4 > end:
-                raise _Malformed("truncated fixed32")
-            value = buf[pos:pos + 4]
-            pos += 4
+            out.append((number, wire, (pos, stop)))
+            pos = stop
         else:
-            raise _Malformed(f"unsupported wire type {wire}")
-        out.append((number, wire, value))
+            span = _payload(buf, pos, end, wire)
+            out.append((number, wire, span))
+            pos = span[1]
+    if pos != end:
+        raise _Malformed("truncated field")
     return out
+
+
+def _iter_fields(buf: bytes) -> list[tuple[int, int, Any]]:
+    """(field number, wire type, value) triples; value is int for varints and bytes otherwise."""
+    return [(n, w, v if w == _VARINT else buf[v[0]:v[1]]) for n, w, v in _spans(buf, 0, len(buf))]
 
 
 def _signed(value: int, bits: int) -> int:
@@ -181,35 +211,14 @@ def _signed(value: int, bits: int) -> int:
     return value
 
 
-def _utf8(raw: bytes) -> str:
+def _text(buf: bytes, start: int, stop: int) -> str:
     try:
-        return raw.decode("utf-8")
+        return buf[start:stop].decode()
     except UnicodeDecodeError as exc:
         raise _Malformed("string is not valid UTF-8") from exc
 
 
-# --- values -----------------------------------------------------------------------
-
-
-def _scalar(type_: str, wire: int, value: Any) -> Any:
-    if type_ in ("s", "by"):
-        if wire != _LEN:
-            raise _Malformed("expected length-delimited value")
-        return _utf8(value) if type_ == "s" else base64.b64encode(value).decode("ascii")
-    if wire != _VARINT:
-        raise _Malformed("expected varint value")
-    if type_ == "b":
-        return value != 0
-    return _signed(value, 32 if type_ == "i32" else 64)
-
-
-def _packed(type_: str, raw: bytes) -> list[Any]:
-    items: list[Any] = []
-    pos = 0
-    while pos < len(raw):
-        value, pos = _read_varint(raw, pos)
-        items.append(_scalar(type_, _VARINT, value))
-    return items
+# --- decoding: well-known types ------------------------------------------------------
 
 
 def format_timestamp(seconds: int, nanos: int, micro: bool = False) -> str:
@@ -227,126 +236,241 @@ def format_timestamp(seconds: int, nanos: int, micro: bool = False) -> str:
     return text + "Z"
 
 
-def _well_known(type_: str, raw: bytes) -> Any:
-    fields = _iter_fields(raw)
-    if type_ in ("Time", "MicroTime"):
-        if not fields:
-            return None  # Go's zero time: JSON omits it (omitzero) or writes null.
-        seconds = nanos = 0
-        for number, wire, value in fields:
-            if number == 1 and wire == _VARINT:
-                seconds = _signed(value, 64)
-            elif number == 2 and wire == _VARINT:
-                nanos = _signed(value, 32)
-        return format_timestamp(seconds, nanos, micro=type_ == "MicroTime")
-    if type_ == "IOS":
-        kind, int_val, str_val = 0, 0, ""
-        for number, wire, value in fields:
-            if number == 1 and wire == _VARINT:
-                kind = _signed(value, 64)
-            elif number == 2 and wire == _VARINT:
-                int_val = _signed(value, 32)
-            elif number == 3 and wire == _LEN:
-                str_val = _utf8(value)
-        return str_val if kind == 1 else int_val
-    if type_ == "Q":
-        text = "0"
-        for number, wire, value in fields:
-            if number == 1 and wire == _LEN:
-                text = _utf8(value)
-        return text
-    if type_ == "ExtraValue":
-        return [_utf8(v) for n, w, v in fields if n == 1 and w == _LEN]
-    if type_ == "Raw":
-        for number, wire, value in fields:
-            if number == 1 and wire == _LEN:
-                try:
-                    return orjson.loads(value)
-                except orjson.JSONDecodeError as exc:
-                    raise _Malformed("raw extension is not JSON") from exc
-        return None
-    if type_ == "FieldsV1":
-        for number, wire, value in fields:
-            if number == 1 and wire == _LEN:
-                try:
-                    return orjson.loads(value)
-                except orjson.JSONDecodeError as exc:
-                    raise _Malformed("fieldsV1 is not JSON") from exc
-        return {}
-    raise _Malformed(f"unknown well-known type {type_}")
+_timestamp = functools.lru_cache(maxsize=4096)(format_timestamp)
 
 
-def _single(field: Field, wire: int, value: Any, depth: int) -> Any:
-    if field.type in _SCALARS:
-        return _scalar(field.type, wire, value)
-    if wire != _LEN:
-        raise _Malformed(f"expected embedded message for {field.json}")
-    if field.type in _WELL_KNOWN:
-        return _well_known(field.type, value)
-    return _decode_message(field.type, value, depth + 1)
+def _wk_time(buf: bytes, pos: int, end: int, micro: bool) -> str | None:
+    if pos == end:
+        return None  # Go's zero time: JSON omits it (omitzero) or writes null.
+    seconds = nanos = 0
+    for number, wire, value in _spans(buf, pos, end):
+        if number == 1 and wire == _VARINT:
+            seconds = _signed(value, 64)
+        elif number == 2 and wire == _VARINT:
+            nanos = _signed(value, 32)
+    return _timestamp(seconds, nanos, micro)
 
 
-def _map_entry(field: Field, raw: bytes, depth: int) -> tuple[str, Any]:
-    key = ""
-    value: Any = _map_default(field.type)
-    for number, wire, item in _iter_fields(raw):
-        if number == 1:
-            if wire != _LEN:
-                raise _Malformed("map key must be a string")
-            key = _utf8(item)
-        elif number == 2:
-            value = _single(field, wire, item, depth)
-    return key, value
+def _wk_ios(buf: bytes, pos: int, end: int) -> int | str:
+    """IntOrString {type=1, intVal=2, strVal=3}."""
+    kind, int_val, str_val = 0, 0, ""
+    for number, wire, value in _spans(buf, pos, end):
+        if number == 1 and wire == _VARINT:
+            kind = _signed(value, 64)
+        elif number == 2 and wire == _VARINT:
+            int_val = _signed(value, 32)
+        elif number == 3 and wire == _LEN:
+            str_val = _text(buf, *value)
+    return str_val if kind == 1 else int_val
+
+
+def _wk_quantity(buf: bytes, pos: int, end: int) -> str:
+    """Quantity {string=1}; nearly always exactly one short field, read without a list."""
+    if end - pos > 2 and buf[pos] == 0x0A and pos + 2 + buf[pos + 1] == end:
+        return _text(buf, pos + 2, end)
+    text = "0"
+    for number, wire, value in _spans(buf, pos, end):
+        if number == 1 and wire == _LEN:
+            text = _text(buf, *value)
+    return text
+
+
+def _wk_extra(buf: bytes, pos: int, end: int) -> list[str]:
+    return [_text(buf, *v) for n, w, v in _spans(buf, pos, end) if n == 1 and w == _LEN]
+
+
+# Whether the decode now running on this thread read free-form JSON (FieldsV1,
+# RawExtension), whose nesting the message tables cannot bound.
+_json_seen = threading.local()
+
+
+def _wk_json(buf: bytes, pos: int, end: int, raw: bool) -> Any:
+    """RawExtension {raw=1} or FieldsV1 {raw=1}: JSON bytes, the first field 1 counts."""
+    for number, wire, value in _spans(buf, pos, end):
+        if number == 1 and wire == _LEN:
+            _json_seen.value = True
+            try:
+                return orjson.loads(buf[value[0]:value[1]])
+            except orjson.JSONDecodeError as exc:
+                raise _Malformed("raw extension is not JSON" if raw else "fieldsV1 is not JSON") from exc
+    return None if raw else {}
+
+
+# --- decoding: messages ---------------------------------------------------------------
+#
+# Like the encoders, each message's table is compiled once into a Python function,
+# `d_<Message>(buf, pos, end, room) -> dict`, that decodes `buf[pos:end]` in place
+# (`room`: how many levels of messages may still nest, `MAX_DEPTH` for the object):
+# the field key is dispatched on by its whole value (field number and wire type) through
+# a tree of integer comparisons, lengths and one-byte varints are read inline, strings
+# are one `bytes.decode`, nested messages are decoded by calling their function on the
+# same buffer. The function handles each field as it is normally sent; anything else
+# (unknown fields, packed repeated numbers, wrong wire types, field number 0) goes to
+# `_other`, which skips, decodes or refuses it. Go's JSON and protobuf differ in what
+# they leave out, so, as in the encoders:
+# * a scalar value field without `!` at its zero value is absent in JSON, so a zero on
+#   the wire removes the key (the last occurrence of a field wins);
+# * `Time`, `MicroTime`, `Raw` and `FieldsV1` can decode to None: kept as null with `!`,
+#   absent without;
+# * repeated and map fields marked `!` are null when the wire has none of them.
+
+_MAP_DEFAULTS = {"s": "", "by": "", "i32": 0, "i64": 0, "b": False, "Q": "0", "IOS": 0, "Time": None,
+                 "MicroTime": None, "Raw": None}
+_MAYBE_NONE = {"Time", "MicroTime", "Raw", "FieldsV1"}
 
 
 def _map_default(type_: str) -> Any:
-    """The JSON of a Go zero value, for map entries that omit their value."""
-    if type_ in _SCALARS:
-        return "" if type_ in ("s", "by") else (False if type_ == "b" else 0)
-    return {"Q": "0", "ExtraValue": [], "IOS": 0, "Time": None, "MicroTime": None, "Raw": None}.get(type_, {})
+    """The JSON of a Go zero value, for map entries that leave their value out (a new
+    list or dict each time)."""
+    return [] if type_ == "ExtraValue" else _MAP_DEFAULTS.get(type_, {})
 
 
-def _is_zero(value: Any) -> bool:
-    return value is None or value == "" or value is False or (isinstance(value, int) and value == 0)
+def _value_expr(type_: str, start: str, stop: str) -> str:
+    """Python expression of a length-delimited value of this type in `buf[start:stop]`."""
+    return {
+        "s": f"buf[{start}:{stop}].decode()",
+        "by": f"_b64e(buf[{start}:{stop}]).decode()",
+        "Time": f"_wk_time(buf, {start}, {stop}, False)",
+        "MicroTime": f"_wk_time(buf, {start}, {stop}, True)",
+        "IOS": f"_wk_ios(buf, {start}, {stop})",
+        "Q": f"_wk_quantity(buf, {start}, {stop})",
+        "ExtraValue": f"_wk_extra(buf, {start}, {stop})",
+        "Raw": f"_wk_json(buf, {start}, {stop}, True)",
+        "FieldsV1": f"_wk_json(buf, {start}, {stop}, False)",
+    }.get(type_) or f"d_{type_}(buf, {start}, {stop}, room - 1)"
 
 
-def _decode_message(message: str, raw: bytes, depth: int) -> dict[str, Any]:
-    if depth > MAX_DEPTH:
-        raise _Malformed("message nesting too deep")
-    table = _table(message)
-    out: dict[str, Any] = {}
-    for number, wire, value in _iter_fields(raw):
-        field = table.get(number)
-        if field is None:
-            continue
-        if field.map:
-            if wire != _LEN:
-                raise _Malformed(f"bad map entry for {field.json}")
-            key, item = _map_entry(field, value, depth)
-            out.setdefault(field.json, {})[key] = item
-        elif field.repeated:
-            if wire == _LEN and field.type in ("i32", "i64", "b"):
-                out.setdefault(field.json, []).extend(_packed(field.type, value))
-            else:
-                out.setdefault(field.json, []).append(_single(field, wire, value, depth))
-        elif field.inline:
-            if wire != _LEN:
-                raise _Malformed(f"expected embedded message for {field.json}")
-            out.update(_decode_message(field.type, value, depth + 1))
+def _read_varint_lines(ind: str, var: str, pos: str, end: str, type_: str) -> list[str]:
+    lines = [f"{ind}{var} = buf[{pos}]", f"{ind}{pos} += 1", f"{ind}if {var} > 127:",
+             f"{ind}    {var}, {pos} = _varint(buf, {pos} - 1, {end})"]
+    if type_ in ("i32", "i64"):  # one byte is always a small positive number
+        lines.append(f"{ind}    {var} = _signed({var}, {32 if type_ == 'i32' else 64})")
+    elif type_ == "b":
+        lines.append(f"{ind}{var} = {var} != 0")
+    return lines
+
+
+def _read_len_lines(ind: str, length: str, pos: str, stop: str, end: str) -> list[str]:
+    # Past `end` a one-byte read sees the parent's next byte (or raises IndexError at the
+    # end of the body); either way `stop` then lies beyond `end` and the field is refused.
+    return [f"{ind}{length} = buf[{pos}]", f"{ind}{pos} += 1", f"{ind}if {length} > 127:",
+            f"{ind}    {length}, {pos} = _varint(buf, {pos} - 1, {end})",
+            f"{ind}{stop} = {pos} + {length}", f"{ind}if {stop} > {end}:",
+            f"{ind}    raise _Malformed('length exceeds message')"]
+
+
+class _DecoderGen:
+    """Python source of one decoder function per message."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def map_entry(self, ind: str, message: str, number: int, f: Field) -> None:
+        """Decode the map entry in buf[pos:stop] into `k`, `x`."""
+        value_tag = _tag(2, f.type)[0]
+        lines = self.lines
+        lines += [f"{ind}p = pos", f"{ind}k = ''", f"{ind}x = {_map_default(f.type)!r}",
+                  f"{ind}while p < stop:",
+                  f"{ind}    t = buf[p]",
+                  f"{ind}    p += 1",
+                  f"{ind}    if t == 10:"]
+        lines += _read_len_lines(ind + "        ", "m", "p", "s", "stop")
+        lines += [f"{ind}        k = buf[p:s].decode()", f"{ind}        p = s",
+                  f"{ind}    elif t == {value_tag}:"]
+        if f.type in _VARINT_TYPES:
+            lines += _read_varint_lines(ind + "        ", "x", "p", "stop", f.type)
         else:
-            item = _single(field, wire, value, depth)
-            if item is None and field.keep_zero:
-                out[field.json] = None
-                continue
-            # Only scalars can be Go value fields that JSON's omitempty drops; a present
-            # message (IntOrString, Quantity, struct) is always written by both encoders.
-            if item is None or (field.type in _SCALARS and _is_zero(item) and not field.keep_zero):
-                out.pop(field.json, None)
+            lines += _read_len_lines(ind + "        ", "m", "p", "s", "stop")
+            lines += [f"{ind}        x = {_value_expr(f.type, 'p', 's')}", f"{ind}        p = s"]
+        lines += [f"{ind}    else:",
+                  f"{ind}        k, x = _entry(T_{message}[{number}], buf, pos, stop, room)",
+                  f"{ind}        p = stop",
+                  f"{ind}        break",
+                  f"{ind}if p != stop:",
+                  f"{ind}    raise _Malformed('truncated map entry')"]
+
+    def field(self, ind: str, message: str, number: int, f: Field) -> None:
+        lines = self.lines
+        name = f.json
+        if f.type in _VARINT_TYPES and not f.map:
+            lines += _read_varint_lines(ind, "v", "pos", "end", f.type)
+            if f.repeated:
+                lines += [f"{ind}got = out.get({name!r})", f"{ind}if got is None:",
+                          f"{ind}    out[{name!r}] = [v]", f"{ind}else:", f"{ind}    got.append(v)"]
+            elif f.keep_zero:
+                lines.append(f"{ind}out[{name!r}] = v")
             else:
-                out[field.json] = item
-    for field in _absent_as_null(message):
-        out.setdefault(field.json, None)
-    return out
+                lines += [f"{ind}if v:", f"{ind}    out[{name!r}] = v", f"{ind}else:",
+                          f"{ind}    out.pop({name!r}, None)"]
+            return
+        lines += _read_len_lines(ind, "n", "pos", "stop", "end")
+        expr = _value_expr(f.type, "pos", "stop")
+        if f.map:
+            self.map_entry(ind, message, number, f)
+            lines += [f"{ind}got = out.get({name!r})", f"{ind}if got is None:",
+                      f"{ind}    out[{name!r}] = {{k: x}}", f"{ind}else:", f"{ind}    got[k] = x"]
+        elif f.repeated:
+            lines += [f"{ind}item = {expr}", f"{ind}got = out.get({name!r})", f"{ind}if got is None:",
+                      f"{ind}    out[{name!r}] = [item]", f"{ind}else:", f"{ind}    got.append(item)"]
+        elif f.inline:
+            lines.append(f"{ind}out.update({expr})")
+        elif f.type in ("s", "by") and not f.keep_zero:
+            lines += [f"{ind}if n:", f"{ind}    out[{name!r}] = {expr}", f"{ind}else:",
+                      f"{ind}    out.pop({name!r}, None)"]
+        elif f.type in _MAYBE_NONE:
+            lines += [f"{ind}item = {expr}", f"{ind}if item is not None:", f"{ind}    out[{name!r}] = item"]
+            lines += [f"{ind}else:", f"{ind}    out[{name!r}] = None" if f.keep_zero
+                      else f"{ind}    out.pop({name!r}, None)"]
+        else:
+            lines.append(f"{ind}out[{name!r}] = {expr}")
+        lines.append(f"{ind}pos = stop")
+
+    def dispatch(self, ind: str, message: str, by_tag: list[tuple[int, int, Field]]) -> None:
+        """A comparison tree over the expected keys, each leaf a field's code."""
+        lines = self.lines
+        if len(by_tag) > 3:
+            middle = len(by_tag) // 2
+            lines.append(f"{ind}if key < {by_tag[middle][0]}:")
+            self.dispatch(ind + "    ", message, by_tag[:middle])
+            lines.append(f"{ind}else:")
+            self.dispatch(ind + "    ", message, by_tag[middle:])
+            return
+        for i, (key, number, f) in enumerate(by_tag):
+            lines.append(f"{ind}{'if' if i == 0 else 'elif'} key == {key}:")
+            self.field(ind + "    ", message, number, f)
+        if by_tag:
+            lines.append(f"{ind}else:")
+            ind += "    "
+        lines.append(f"{ind}pos = _other(T_{message}, out, key, buf, pos, end, room)")
+
+    def message(self, message: str) -> None:
+        table = _table(message)
+        by_tag = sorted((_key(number, f), number, f) for number, f in table.items())
+        self.lines += [f"def d_{message}(buf, pos, end, room):",
+                       "    if room < 1:",
+                       "        raise _Malformed('message nesting too deep')",
+                       "    out = {}",
+                       "    while pos < end:",
+                       "        key = buf[pos]",
+                       "        pos += 1",
+                       "        if key > 127:",  # fields 16 to 2047 have two-byte keys
+                       "            b = buf[pos]",
+                       "            if b < 128:",
+                       "                key = (key & 127) | b << 7",
+                       "                pos += 1",
+                       "            else:",
+                       "                key, pos = _varint(buf, pos - 1, end)"]
+        self.dispatch("        ", message, by_tag)
+        self.lines += ["    if pos != end:",
+                       "        raise _Malformed('truncated field')"]
+        for f in _absent_as_null(message):
+            self.lines += [f"    if {f.json!r} not in out:", f"        out[{f.json!r}] = None"]
+        self.lines += ["    return out", "", ""]
+
+
+def _key(number: int, f: Field) -> int:
+    """The key a field is normally sent with (repeated numbers unpacked, as Go sends them)."""
+    return number << 3 | (_VARINT if f.type in _VARINT_TYPES and not f.map else _LEN)
 
 
 @functools.cache
@@ -355,38 +479,165 @@ def _absent_as_null(message: str) -> tuple[Field, ...]:
     return tuple(f for f in _table(message).values() if f.keep_zero and (f.repeated or f.map))
 
 
-# --- envelope ---------------------------------------------------------------------
+def _value(f: Field, wire: int, value: Any, buf: bytes, room: int) -> Any:
+    """One value of field `f` as `_spans` gives it, whatever wire type it came with."""
+    if f.type in _VARINT_TYPES:
+        if wire != _VARINT:
+            raise _Malformed(f"expected varint value for {f.json}")
+        return value != 0 if f.type == "b" else _signed(value, 32 if f.type == "i32" else 64)
+    if wire != _LEN:
+        raise _Malformed(f"expected length-delimited value for {f.json}")
+    start, stop = value
+    if f.type == "s":
+        return _text(buf, start, stop)
+    if f.type == "by":
+        return base64.b64encode(buf[start:stop]).decode()
+    if f.type in ("Time", "MicroTime"):
+        return _wk_time(buf, start, stop, f.type == "MicroTime")
+    if f.type == "IOS":
+        return _wk_ios(buf, start, stop)
+    if f.type == "Q":
+        return _wk_quantity(buf, start, stop)
+    if f.type == "ExtraValue":
+        return _wk_extra(buf, start, stop)
+    if f.type in ("Raw", "FieldsV1"):
+        return _wk_json(buf, start, stop, f.type == "Raw")
+    return _decoder(f.type)(buf, start, stop, room - 1)
+
+
+def _entry(f: Field, buf: bytes, pos: int, end: int, room: int) -> tuple[str, Any]:
+    """A map entry {key=1, value=2} sent in an unusual way (other fields, odd keys)."""
+    key, item = "", _map_default(f.type)
+    for number, wire, value in _spans(buf, pos, end):
+        if number == 1:
+            if wire != _LEN:
+                raise _Malformed("map key must be a string")
+            key = _text(buf, *value)
+        elif number == 2:
+            item = _value(f, wire, value, buf, room)
+    return key, item
+
+
+def _other(table: dict[int, Field], out: dict[str, Any], key: int, buf: bytes, pos: int, end: int,
+           room: int) -> int:
+    """A field the generated code does not expect: skipped when unknown, packed repeated
+    numbers decoded, anything else refused. Returns the position after it."""
+    number, wire = key >> 3, key & 7
+    if number == 0:
+        raise _Malformed("field number 0")
+    f = table.get(number)
+    if f is None:
+        return _varint(buf, pos, end)[1] if wire == _VARINT else _payload(buf, pos, end, wire)[1]
+    if f.repeated and wire == _LEN and f.type in _VARINT_TYPES:
+        start, stop = _payload(buf, pos, end, wire)
+        items = out.setdefault(f.json, [])
+        while start < stop:
+            value, start = _varint(buf, start, stop)
+            items.append(_value(f, _VARINT, value, buf, room))
+        return stop
+    raise _Malformed(f"unexpected wire type {wire} for {f.json}")
+
+
+@functools.cache
+def _decoders() -> dict[str, Any]:
+    """One compiled decoder per message: `d_<Message>(buf, pos, end, room) -> dict`."""
+    gen = _DecoderGen()
+    for message in MESSAGES:
+        gen.message(message)
+    namespace: dict[str, Any] = {
+        "_Malformed": _Malformed, "_varint": _varint, "_signed": _signed, "_other": _other, "_entry": _entry,
+        "_b64e": base64.b64encode, "_wk_time": _wk_time, "_wk_ios": _wk_ios, "_wk_quantity": _wk_quantity,
+        "_wk_extra": _wk_extra, "_wk_json": _wk_json,
+        **{f"T_{message}": _table(message) for message in MESSAGES},
+    }
+    exec(compile("\n".join(gen.lines), "<kybernetes protobuf decoders>", "exec"), namespace)  # noqa: S102
+    return namespace
+
+
+def _decoder_source(message: str) -> str:
+    """The generated decoder of one message, for reading and debugging."""
+    gen = _DecoderGen()
+    gen.message(message)
+    return "\n".join(gen.lines)
+
+
+def _decoder(message: str) -> Any:
+    namespace = _decoders()
+    decode = namespace.get(f"d_{message}")
+    if decode is None:  # an `<Item>List`: compiled the first time one arrives
+        namespace[f"T_{message}"] = _table(message)
+        exec(compile(_decoder_source(message), f"<kybernetes protobuf decoder {message}>", "exec"),  # noqa: S102
+             namespace)
+        decode = namespace[f"d_{message}"]
+    return decode
+
+
+# --- decoding: nesting bound ----------------------------------------------------------
+
+
+def _json_depth(message: str, _visiting: frozenset[str] = frozenset()) -> int | None:
+    """How deep (objects and arrays, the message itself 1) the JSON of this message can
+    nest, free-form JSON inside it aside; None when the message can contain itself."""
+    if message in _DEPTHS:
+        return _DEPTHS[message]
+    if message in _visiting:
+        return None
+    deepest = 0
+    for f in _table(message).values():
+        if f.type in _SCALARS or f.type in _WELL_KNOWN:
+            inner = 1 if f.type in ("ExtraValue", "FieldsV1", "Raw") else 0
+        else:
+            child = _json_depth(f.type, _visiting | {message})
+            if child is None:
+                _DEPTHS[message] = None
+                return None
+            inner = child - 1 if f.inline else child
+        deepest = max(deepest, inner + (1 if f.repeated or f.map else 0))
+    _DEPTHS[message] = 1 + deepest
+    return 1 + deepest
+
+
+_DEPTHS: dict[str, int | None] = {}
+
+
+# --- decoding: bodies -----------------------------------------------------------------
 
 
 def _unknown_envelope(buf: bytes) -> tuple[str, str, bytes, str]:
     """(apiVersion, kind, raw, contentEncoding) of a `runtime.Unknown`."""
+    api_version, kind, (start, stop), encoding = _envelope(buf, 0)
+    return api_version, kind, buf[start:stop], encoding
+
+
+def _envelope(buf: bytes, pos: int) -> tuple[str, str, tuple[int, int], str]:
+    """(apiVersion, kind, raw's position, contentEncoding) of the `runtime.Unknown` that
+    starts at `pos`."""
     api_version = kind = encoding = ""
-    raw = b""
-    for number, wire, value in _iter_fields(buf):
+    raw = (0, 0)
+    for number, wire, value in _spans(buf, pos, len(buf)):
         if wire != _LEN:
             continue
         if number == 1:
-            for n, w, v in _iter_fields(value):
+            for n, w, v in _spans(buf, *value):
                 if w == _LEN and n == 1:
-                    api_version = _utf8(v)
+                    api_version = _text(buf, *v)
                 elif w == _LEN and n == 2:
-                    kind = _utf8(v)
+                    kind = _text(buf, *v)
         elif number == 2:
             raw = value
         elif number == 3:
-            encoding = _utf8(value)
+            encoding = _text(buf, *value)
     return api_version, kind, raw, encoding
 
 
-def decode_k8s_protobuf(body: bytes) -> dict[str, Any]:
-    """Decode a Kubernetes protobuf request body into the dict its JSON form would give."""
+def _decode(body: bytes) -> tuple[dict[str, Any], str]:
     if not isinstance(body, bytes | bytearray | memoryview):
         raise ApiError.bad_request("protobuf body must be bytes")
     body = bytes(body)
     if not body.startswith(MAGIC):
         raise ApiError.bad_request("protobuf body does not start with the Kubernetes magic prefix")
     try:
-        api_version, kind, raw, encoding = _unknown_envelope(body[len(MAGIC):])
+        api_version, kind, (start, stop), encoding = _envelope(body, len(MAGIC))
         if encoding:
             raise ApiError.bad_request(f"unsupported protobuf content encoding {encoding!r}")
         if not kind or not api_version:
@@ -395,14 +646,33 @@ def decode_k8s_protobuf(body: bytes) -> dict[str, Any]:
         if message is None:
             raise ApiError.bad_request(
                 f"protobuf decoding of {api_version}, Kind={kind} is not supported; send JSON instead")
-        obj = _decode_message(message, raw, 1)
+        obj = _decoder(message)(body, start, stop, MAX_DEPTH)
         if _list_item(message) is not None:
             obj.setdefault("items", [])  # kube-apiserver's JSON writes an empty list as []
     except _Malformed as exc:
         raise ApiError.bad_request(f"malformed protobuf body: {exc}") from None
-    except (RecursionError, ValueError, OverflowError) as exc:
+    except (RecursionError, ValueError, OverflowError, IndexError) as exc:
+        # ValueError: a string that is not UTF-8; IndexError: a read past the body's end.
         raise ApiError.bad_request(f"malformed protobuf body: {exc}") from None
-    return {"apiVersion": api_version, "kind": kind, **obj}
+    return {"apiVersion": api_version, "kind": kind, **obj}, message
+
+
+def decode_k8s_protobuf(body: bytes) -> dict[str, Any]:
+    """Decode a Kubernetes protobuf request body into the dict its JSON form would give;
+    `ApiError` 400 for anything malformed or of a kind without a table."""
+    return _decode(body)[0]
+
+
+def decode_with_depth_bound(body: bytes) -> tuple[dict[str, Any], int | None]:
+    """`decode_k8s_protobuf`, and a bound on the result's JSON nesting depth (None when
+    unbounded: the message type can contain itself, or free-form JSON was read), so the
+    API server walks the object to check its depth only when it could be too deep."""
+    _json_seen.value = False
+    obj, message = _decode(body)
+    if _json_seen.value:
+        return obj, None
+    return obj, _json_depth(message)
+
 
 
 # --- encoding ---------------------------------------------------------------------
@@ -766,11 +1036,11 @@ def iter_watch_frames(data: bytes) -> Iterator[tuple[str, dict[str, Any]]]:
         pos += length
         event_type, raw = "", b""
         try:
-            for number, wire, value in _iter_fields(frame):
+            for number, wire, value in _spans(frame, 0, len(frame)):
                 if number == 1 and wire == _LEN:
-                    event_type = _utf8(value)
+                    event_type = _text(frame, *value)
                 elif number == 2 and wire == _LEN:
-                    raw = b"".join(v for n, w, v in _iter_fields(value) if n == 1 and w == _LEN)
-        except _Malformed as exc:
+                    raw = b"".join(frame[v[0]:v[1]] for n, w, v in _spans(frame, *value) if n == 1 and w == _LEN)
+        except (_Malformed, ValueError, IndexError) as exc:
             raise ApiError.bad_request(f"malformed watch frame: {exc}") from None
         yield event_type, decode_k8s_protobuf(raw)

@@ -184,7 +184,7 @@ def decode_body(data: bytes, content_type: str | None, expected_kind: str = "",
         raise ApiError.too_large()
     mt = media_type(content_type)
     if mt == PROTOBUF_TYPE:
-        from kybernetes.api.protobuf_decode import decode_with_depth_bound
+        from kybernetes.api.protobuf import decode_with_depth_bound
 
         value, bound = decode_with_depth_bound(data)
         if bound is not None and bound <= MAX_DEPTH:
