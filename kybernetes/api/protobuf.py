@@ -30,6 +30,7 @@ import orjson
 
 from kybernetes.api.errors import ApiError
 from kybernetes.api.protobuf_types import ANY_VERSION_KINDS, KINDS, MESSAGES
+from kybernetes.api.quantity import QUANTITY_REGEX_MSG, parse_quantity
 
 MAGIC = b"k8s\x00"
 CONTENT_TYPE = "application/vnd.kubernetes.protobuf"
@@ -264,14 +265,24 @@ def _wk_ios(buf: bytes, pos: int, end: int) -> int | str:
     return str_val if kind == 1 else int_val
 
 
+@functools.lru_cache(maxsize=4096)
+def _quantity(raw: bytes) -> str:
+    """A Quantity's text, refused unless it parses, as Go's `Quantity.Unmarshal` does: so
+    a decoded body needs no type check of its quantities (see `decode_k8s_protobuf`)."""
+    text = raw.decode()
+    if parse_quantity(text) is None:
+        raise _Malformed(QUANTITY_REGEX_MSG)
+    return text
+
+
 def _wk_quantity(buf: bytes, pos: int, end: int) -> str:
     """Quantity {string=1}; nearly always exactly one short field, read without a list."""
     if end - pos > 2 and buf[pos] == 0x0A and pos + 2 + buf[pos + 1] == end:
-        return _text(buf, pos + 2, end)
+        return _quantity(buf[pos + 2:end])
     text = "0"
     for number, wire, value in _spans(buf, pos, end):
         if number == 1 and wire == _LEN:
-            text = _text(buf, *value)
+            text = _quantity(buf[value[0]:value[1]])
     return text
 
 
@@ -659,7 +670,12 @@ def _decode(body: bytes) -> tuple[dict[str, Any], str]:
 
 def decode_k8s_protobuf(body: bytes) -> dict[str, Any]:
     """Decode a Kubernetes protobuf request body into the dict its JSON form would give;
-    `ApiError` 400 for anything malformed or of a kind without a table."""
+    `ApiError` 400 for anything malformed or of a kind without a table.
+
+    The result is typed as Go's decoder would type it: only fields of the message tables
+    (which the kinds' schemas all know, a unit test checks), each of its field's JSON
+    type, integers in range, quantities that parse. So, unlike a JSON body, it needs no
+    check for unknown fields or values of the wrong type."""
     return _decode(body)[0]
 
 

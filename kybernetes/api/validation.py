@@ -1240,6 +1240,8 @@ def strict_decoding_errors(obj: Any, unknown: list[str], duplicates: list[str], 
     """The strict decoding errors of a body, in kube-apiserver's order and words; a YAML
     body's duplicates are one error (several lines)."""
     out: list[str] = []
+    if not unknown and not duplicates:
+        return out  # the usual case: no need to walk the object for its keys' order
     if yaml_body and duplicates:
         out.append(yaml_duplicates_error(duplicates))
     if custom or yaml_body:

@@ -58,6 +58,10 @@ class WriteContext:
     yaml_body: bool = False
     patch_type: str = ""
     patch_body: Any = None
+    # The body was protobuf: decoded by the kind's message tables, it holds only fields
+    # the schema knows, each of the schema's type (`protobuf.decode_k8s_protobuf`), so the
+    # JSON checks for unknown fields and wrong types would find nothing.
+    typed_body: bool = False
 
 
 @dataclass
@@ -218,6 +222,9 @@ class ResourceService:
         """Type errors and unknown fields, per the request's fieldValidation. With `old`
         (a patch), only the top-level fields the patch changed are examined: the rest is
         the stored object, which passed these checks when it was written."""
+        if ctx.typed_body and old is None:
+            validation.canonicalize_quantities(info, obj)
+            return
         checked = obj
         if old is not None:
             checked = {k: v for k, v in obj.items() if k in ("apiVersion", "kind") or old.get(k) != v}

@@ -733,6 +733,8 @@ class RestHandler:
         data = await read_body(request)
         dups: list[str] | None = [] if ctx is not None and ctx.field_validation != "Ignore" else None
         obj = codec.decode_object(data, request.headers.get("Content-Type"), kind, dups)
+        if ctx is not None:
+            ctx.typed_body = codec.media_type(request.headers.get("Content-Type")) == codec.PROTOBUF_TYPE
         if dups and ctx is not None:
             # Reported with the unknown fields, in the decoder's order (resources.py).
             ctx.duplicates = dups

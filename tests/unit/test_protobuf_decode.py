@@ -17,6 +17,7 @@ import pytest
 
 from kybernetes.api import protobuf as pb
 from kybernetes.api.errors import ApiError
+from kybernetes.api.quantity import parse_quantity
 
 SAMPLES = pathlib.Path("/work/shared/compat/samples/wire-1.28")
 
@@ -85,6 +86,8 @@ def _well_known(type_: str, raw: bytes) -> Any:
             ints[number] = _signed(value, 64 if number == 1 else 32)
         elif wire == 2 and (type_, number) in (("IOS", 3), ("Q", 1), ("ExtraValue", 1)):
             texts.append(_text(value))
+            if type_ == "Q" and parse_quantity(texts[-1]) is None:
+                raise _Bad("quantity")
     if type_ in ("Time", "MicroTime"):
         return pb.format_timestamp(ints[1], ints[2], micro=type_ == "MicroTime") if fields else None
     if type_ == "IOS":
@@ -320,3 +323,53 @@ def test_free_form_json_is_still_depth_checked() -> None:
     with pytest.raises(ApiError) as e:
         codec.decode_object(body, codec.PROTOBUF_TYPE)
     assert e.value.code == 400 and "nested too deeply" in e.value.message
+
+
+_SAMPLE_VALUES: dict[str, Any] = {"s": "x", "i32": 7, "i64": 7, "b": True, "by": "eA==", "IOS": 8080, "Q": "250m",
+                                  "Time": "2024-01-02T03:04:05Z", "MicroTime": "2024-01-02T03:04:05.000006Z",
+                                  "ExtraValue": ["x"], "Raw": {"a": 1}, "FieldsV1": {"f:a": {}}}
+
+
+def _every_field(message: str, path: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A value of `message` with every field of its table set (a message already being
+    filled in, further up, is left out)."""
+    out: dict[str, Any] = {}
+    for f in pb._table(message).values():
+        if f.type in _SAMPLE_VALUES:
+            value = _SAMPLE_VALUES[f.type]
+        elif f.type in path:
+            continue
+        else:
+            value = _every_field(f.type, (*path, message))
+        if f.inline:
+            out.update(value)
+        else:
+            out[f.json] = [value] if f.repeated else {"k": value} if f.map else value
+    return out
+
+
+def test_decoded_bodies_need_no_unknown_field_or_type_check() -> None:
+    # The API server skips those checks for protobuf bodies: that holds only while every
+    # field of every table is a field of the kind's schema, of the schema's type.
+    from kybernetes.api import validation
+    from kybernetes.api.registry import Registry
+
+    checked = 0
+    for info in Registry().all():
+        message = pb.message_for(info.api_version, info.kind)
+        if message is None or info.crd_schema is not None or not info.definition:
+            continue
+        obj = {"apiVersion": info.api_version, "kind": info.kind, **_every_field(message)}
+        decoded = pb.decode_k8s_protobuf(pb.encode_k8s_protobuf(obj))
+        assert validation.unknown_fields(info, decoded) == [], info.kind
+        assert validation.type_errors(info, decoded) == [], info.kind
+        checked += 1
+    assert checked > 50
+
+
+def test_a_quantity_that_does_not_parse_is_refused() -> None:
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+           "spec": {"containers": [{"name": "c", "resources": {"limits": {"cpu": "lots"}}}]}}
+    with pytest.raises(ApiError) as e:
+        pb.decode_k8s_protobuf(pb.encode_k8s_protobuf(pod))
+    assert e.value.code == 400 and "quantities must match" in e.value.message
