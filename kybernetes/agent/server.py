@@ -219,7 +219,11 @@ class AgentServer:
         except (TimeoutError, RuntimeStreamError, OSError) as e:
             return _bad(f"runtime streaming server: {e}", 502)
         ws = web.WebSocketResponse(protocols=("v5.channel.k8s.io", "v4.channel.k8s.io"))
-        await ws.prepare(request)
+        try:
+            await ws.prepare(request)
+        except BaseException:
+            await backend.close()
+            raise
         await relay(ws, backend)
         return ws
 
