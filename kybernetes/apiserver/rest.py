@@ -145,6 +145,24 @@ def protobuf_response(body: bytes, status: int = 200, warnings: list[str] | None
     return resp
 
 
+def encoded_response(out: codec.Output, obj: dict[str, Any], status: int = 200,
+                     warnings: list[str] | None = None) -> web.Response:
+    """An object built for this answer in the negotiated encoding `out`."""
+    if out.protobuf:
+        try:
+            return protobuf_response(pb.encode_k8s_protobuf(obj), status, warnings)
+        except pb.NotEncodable:
+            if not out.json_fallback:
+                raise
+    return json_response(orjson.dumps(obj), status, warnings)
+
+
+def negotiated_response(request: web.Request, obj: dict[str, Any], status: int = 200,
+                        warnings: list[str] | None = None) -> web.Response:
+    """An object built for this answer in the encoding `handle` negotiated for the request."""
+    return encoded_response(_output(request), obj, status, warnings)
+
+
 def success_status_object(info: ResourceInfo, name: str, uid: str = "", code: int | None = None) -> dict[str, Any]:
     details = {"name": name, "group": info.group, "kind": info.plural, "uid": uid}
     return status_object("Success", details=details, code=code or 0)
@@ -238,8 +256,13 @@ class RestHandler:
         if info.kind in VIRTUAL_KINDS or target.subresource in (
                 "log", "exec", "attach", "portforward", "proxy", "token", "ephemeralcontainers"):
             accept = request.headers.get("Accept", "")
-            if method == "POST" and "as=Table" in accept.replace(" ", "") and not _has_table(info, target.subresource):
-                _without_table(accept, False)
+            if method == "POST":
+                # Reviews answer in protobuf too when the client asks for it first.
+                pb_ok = not target.subresource and protobuf_ok(info)
+                if "as=Table" in accept.replace(" ", "") and not _has_table(info, target.subresource):
+                    request[OUTPUT] = _without_table(accept, pb_ok)
+                elif not target.subresource:
+                    request[OUTPUT] = codec.negotiate_output(accept, pb_ok)
             return await self.virtual.handle(request, target)
         # Negotiated before any work, as kube-apiserver does: a 406 stores nothing.
         request[OUTPUT] = codec.negotiate_output(request.headers.get("Accept", ""),
@@ -321,13 +344,7 @@ class RestHandler:
     def _respond(self, out: codec.Output, obj: dict[str, Any], status: int = 200,
                  warnings: list[str] | None = None) -> web.Response:
         """An object built for this answer (Scale, Status) in the negotiated encoding."""
-        if out.protobuf:
-            try:
-                return protobuf_response(pb.encode_k8s_protobuf(obj), status, warnings)
-            except pb.NotEncodable:
-                if not out.json_fallback:
-                    raise
-        return json_response(orjson.dumps(obj), status, warnings)
+        return encoded_response(out, obj, status, warnings)
 
     def _write_response(self, request: web.Request, info: ResourceInfo, res: Any, status: int,
                         warnings: list[str] | None) -> web.Response:

@@ -26,7 +26,7 @@ from kybernetes.api.kinds.base import Requester
 from kybernetes.api.kinds.componentstatus import ComputedKindStrategy
 from kybernetes.apiserver import auth, codec, portforward, remotecommand
 from kybernetes.apiserver.proxy import ProxyRelay
-from kybernetes.apiserver.rest import json_response, wants_table
+from kybernetes.apiserver.rest import json_response, negotiated_response, wants_table
 from kybernetes.apiserver.watchcache import WatchCache
 
 LOG_PARAMS = ("follow", "previous", "timestamps", "tailLines", "sinceSeconds", "sinceTime", "limitBytes")
@@ -112,7 +112,7 @@ class VirtualHandler:
             _stamp_namespace(body, target.namespace)
         answer = strategy_for(info).review(info, body, _Review(user, self.authenticator))
         if answer is not None:
-            return json_response(orjson.dumps(answer), 201)
+            return negotiated_response(request, answer, 201)
         raise ApiError.method_not_allowed()
 
     def _computed(self, request: web.Request, target: Any, strategy: ComputedKindStrategy) -> web.Response:

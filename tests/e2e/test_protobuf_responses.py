@@ -436,3 +436,21 @@ def test_metadata_only_answers_for_metadata_informers(api: Api, namespace: str) 
         ((event, obj),) = _read_frames(resp, 1)
     assert event == "DELETED" and obj["kind"] == "PartialObjectMetadata"
     assert obj["metadata"]["name"] == "meta-only" and "data" not in obj
+
+
+def test_reviews_answer_in_protobuf(api: Api) -> None:
+    # `kubectl auth can-i` and `auth whoami` post protobuf and ask for it first.
+    ssar = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview", "metadata": {},
+            "spec": {"resourceAttributes": {"verb": "get", "resource": "pods", "namespace": "default"}}}
+    code, got = api.proto("POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+                          pb.encode_k8s_protobuf(ssar))
+    assert code == 201 and got["kind"] == "SelfSubjectAccessReview" and got["status"]["allowed"] is True
+    ssr = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview", "metadata": {}}
+    code, got = api.proto("POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews", pb.encode_k8s_protobuf(ssr))
+    assert code == 201 and got["status"]["userInfo"]["username"]
+    code, ctype, data = api.call("POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+                                 json.dumps(ssar).encode())
+    assert code == 201 and ctype == "application/json" and json.loads(data)["status"]["allowed"] is True
+    code, ctype, _ = api.call("POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews", json.dumps(ssr).encode(),
+                              accept="text/html")
+    assert code == 406
