@@ -8,7 +8,12 @@ turning such a body into exactly the dict the JSON form of the same object
 would give, using the field tables of `protobuf_types`.
 
 Every failure (bad magic, truncated or malformed wire data, unknown kind,
-nesting too deep) is reported as `ApiError.bad_request`.
+nesting too deep, a quantity that does not parse) is reported as
+`ApiError.bad_request`.
+
+Both directions compile each message's table once into a Python function (generated
+source run through `exec`, on first use), so a body is decoded or an object encoded
+without interpreting the table field by field.
 
 The other way, `encode_object_message` / `encode_k8s_protobuf` write a JSON-shaped
 object (or `<Kind>List`) byte for byte as kube-apiserver does, `list_body` builds a
@@ -857,7 +862,7 @@ class _Codegen:
         self.lines += [
             f"{ind}b = {expr}",
             f"{ind}n = len(b)",
-            f"{ind}{out} += {prefixes}[n] if n < {_PREFIX_LIMIT} else {tag!r} + _vbig(n)",
+            f"{ind}{out} += {prefixes}[n] if n < {_PREFIX_LIMIT} else {tag!r} + (_VC[n] if n < {_VC_LIMIT} else _vbig(n))",
             f"{ind}{out} += b",
         ]
 
@@ -932,7 +937,7 @@ def _encoders() -> dict[str, Any]:
         gen.message(message)
     namespace: dict[str, Any] = {
         "_vbig": _vbig, "_time": _time, "_ios": _ios, "_qty": _qty, "_fields": _fields,
-        "_raw": _raw, "_extra": _extra, "_b64": _b64, **gen.consts,
+        "_raw": _raw, "_extra": _extra, "_b64": _b64, "_VC": _VC, **gen.consts,
     }
     exec(compile("\n".join(gen.lines), "<kybernetes protobuf encoders>", "exec"), namespace)  # noqa: S102
     return namespace
