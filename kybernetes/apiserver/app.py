@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from kybernetes.api import protobuf
 from kybernetes.api.errors import ApiError
 from kybernetes.api.kinds import Strategies
 from kybernetes.api.kinds.base import Allocation
@@ -147,6 +148,7 @@ class ApiServer:
         self.virtual = VirtualHandler(self.cache, self.authenticator,
                                       await asyncio.to_thread(pki.agent_client_ssl_context, self.pki))
         self.rest = RestHandler(self.registry, self.store, self.cache, self.service, self.virtual)
+        await asyncio.to_thread(protobuf.compile_codecs)
         await self._serve()
         self.ready = True
 
