@@ -27,6 +27,7 @@ from kybernetes.controllers.endpoints import EndpointsController
 from kybernetes.controllers.endpointslice import EndpointSliceController
 from kybernetes.controllers.endpointslicemirroring import EndpointSliceMirroringController
 from kybernetes.controllers.garbagecollector import GarbageCollectorController
+from kybernetes.controllers.job import JobController
 from kybernetes.controllers.namespace import NamespaceController
 from kybernetes.controllers.nodedns import NodeDnsController
 from kybernetes.controllers.nodelifecycle import NodeLifecycleController
@@ -36,6 +37,7 @@ from kybernetes.controllers.replicaset import ReplicaSetController, ReplicationM
 from kybernetes.controllers.rootcacert import RootCACertPublisher
 from kybernetes.controllers.serviceaccount import ServiceAccountController
 from kybernetes.controllers.servicelb import ServiceLBController
+from kybernetes.controllers.ttlafterfinished import TTLAfterFinishedController
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +82,8 @@ BUILDERS: tuple[tuple[str, Builder], ...] = (
     ("replicaset", lambda c, f, o: ReplicaSetController(c, f)),
     ("replicationmanager", lambda c, f, o: ReplicationManager(c, f)),
     ("deployment", lambda c, f, o: DeploymentController(c, f)),
+    ("job", lambda c, f, o: JobController(c, f)),
+    ("ttlafterfinished", lambda c, f, o: TTLAfterFinishedController(c, f)),
     ("garbagecollector", lambda c, f, o: GarbageCollectorController(c, f)),
     ("namespace", lambda c, f, o: NamespaceController(c, f)),
     ("serviceaccount", lambda c, f, o: ServiceAccountController(c, f)),

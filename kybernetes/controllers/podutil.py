@@ -79,8 +79,18 @@ def controller_view(pod: Obj) -> Obj:
     if isinstance(status, dict):
         for key in ("containerStatuses", "initContainerStatuses", "ephemeralContainerStatuses"):
             if key in status:
-                status[key] = [{k: c[k] for k in _VIEW_CONTAINER_STATUS if k in c} for c in status[key] or ()]
+                status[key] = [_view_container_status(c) for c in status[key] or ()]
     return intern_strings(pod)
+
+
+def _view_container_status(c: Obj) -> Obj:
+    out = {k: c[k] for k in _VIEW_CONTAINER_STATUS if k in c}
+    # The Job controller reads how a container ended (pod failure policy exit codes, back-off times).
+    terminated = (c.get("state") or {}).get("terminated")
+    if isinstance(terminated, dict):
+        out["state"] = {"terminated": {k: terminated[k] for k in ("exitCode", "reason", "finishedAt")
+                                       if k in terminated}}
+    return out
 
 
 def orphan_index(obj: Mapping[str, Any]) -> list[str]:
