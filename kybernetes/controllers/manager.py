@@ -21,6 +21,7 @@ from typing import Protocol
 from kybernetes.api.aiotasks import cancel_and_wait
 from kybernetes.client import Client, InformerFactory, Informers
 from kybernetes.client.resources import PODS
+from kybernetes.controllers.cronjob import CronJobController
 from kybernetes.controllers.csrsigning import CSRSigningController
 from kybernetes.controllers.deployment import DeploymentController
 from kybernetes.controllers.endpoints import EndpointsController
@@ -82,6 +83,7 @@ BUILDERS: tuple[tuple[str, Builder], ...] = (
     ("replicaset", lambda c, f, o: ReplicaSetController(c, f)),
     ("replicationmanager", lambda c, f, o: ReplicationManager(c, f)),
     ("deployment", lambda c, f, o: DeploymentController(c, f)),
+    ("cronjob", lambda c, f, o: CronJobController(c, f)),
     ("job", lambda c, f, o: JobController(c, f)),
     ("ttlafterfinished", lambda c, f, o: TTLAfterFinishedController(c, f)),
     ("garbagecollector", lambda c, f, o: GarbageCollectorController(c, f)),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from kybernetes.api.defaults import child_map, default_template, set_default
 from kybernetes.api.errors import FieldError, invalid, required
@@ -100,56 +101,161 @@ def _validate_job_update(new: Obj, old: Obj) -> Errors:
 _CRON_DESCRIPTORS = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
 
 
-_CRON_BOUNDS = [(0, 59), (0, 23), (1, 31), (1, 12), (0, 7)]
+# robfig/cron v3 (what kube-apiserver validates with): bounds and names per field. Day of
+# week stops at 6: unlike Vixie cron, 7 is not Sunday.
+_CRON_BOUNDS = [(0, 59), (0, 23), (1, 31), (1, 12), (0, 6)]
 
 
-_CRON_NAMES = [{}, {}, {},
-               {m: i + 1 for i, m in enumerate(["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep",
-                                                 "oct", "nov", "dec"])},
-               {d: i for i, d in enumerate(["sun", "mon", "tue", "wed", "thu", "fri", "sat"])}]
+_CRON_NAMES: list[dict[str, int]] = [
+    {}, {}, {},
+    {m: i + 1 for i, m in enumerate(["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov",
+                                     "dec"])},
+    {d: i for i, d in enumerate(["sun", "mon", "tue", "wed", "thu", "fri", "sat"])}]
 
 
-def _cron_int(text: str, names: dict[str, int]) -> int:
-    if text.lower() in names:
-        return names[text.lower()]
-    if not text.isdigit():
+_GO_INT = re.compile(r"^[+-]?[0-9]+$")
+_GO_DURATION_PART = re.compile(r"([0-9]*(?:\.[0-9]*)?)(ns|us|µs|μs|ms|s|m|h)")
+_GO_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0,
+                      "h": 3600.0}
+
+
+def _cron_uint(text: str) -> int:
+    if not _GO_INT.match(text):
         raise ValueError(f'failed to parse int from {text}: strconv.Atoi: parsing "{text}": invalid syntax')
-    return int(text)
+    number = int(text)
+    if number < 0:
+        raise ValueError(f"negative number ({number}) not allowed: {text}")
+    return number
+
+
+def _cron_value(text: str, names: dict[str, int]) -> int:
+    return names[text.lower()] if text.lower() in names else _cron_uint(text)
+
+
+def cron_range(expr: str, low: int, high: int, names: dict[str, int]) -> tuple[int, int, int, bool]:
+    """One comma-separated part of a cron field as robfig/cron reads it: (start, end, step,
+    star). `star` is kept only by `*`/`?` without a step above 1: that is what makes the
+    day-of-month and day-of-week fields combine with AND instead of OR. Raises ValueError."""
+    range_and_step = expr.split("/")
+    low_high = range_and_step[0].split("-")
+    star = low_high[0] in ("*", "?")
+    if star:
+        start, end = low, high
+    else:
+        start = _cron_value(low_high[0], names)
+        if len(low_high) == 1:
+            end = start
+        elif len(low_high) == 2:
+            end = _cron_value(low_high[1], names)
+        else:
+            raise ValueError(f"too many hyphens: {expr}")
+    step = 1
+    if len(range_and_step) == 2:
+        step = _cron_uint(range_and_step[1])
+        # "N/step" means "N-max/step".
+        if len(low_high) == 1:
+            end = high
+        if step > 1:
+            star = False
+    elif len(range_and_step) > 2:
+        raise ValueError(f"too many slashes: {expr}")
+    if start < low:
+        raise ValueError(f"beginning of range ({start}) below minimum ({low}): {expr}")
+    if end > high:
+        raise ValueError(f"end of range ({end}) above maximum ({high}): {expr}")
+    if start > end:
+        raise ValueError(f"beginning of range ({start}) beyond end of range ({end}): {expr}")
+    if step == 0:
+        raise ValueError(f"step of range should be a positive number: {expr}")
+    return start, end, step, star
+
+
+def go_duration_seconds(text: str) -> float | None:
+    """A Go duration ("1h30m", "90s") in seconds, or None if Go would not parse it."""
+    body = text[1:] if text[:1] in ("+", "-") else text
+    if body == "0":
+        return 0.0
+    pos, total = 0, 0.0
+    while pos < len(body):
+        m = _GO_DURATION_PART.match(body, pos)
+        if m is None or m.group(1) in ("", "."):
+            return None
+        total += float(m.group(1)) * _GO_DURATION_UNITS[m.group(2)]
+        pos = m.end()
+    if not body:
+        return None
+    return -total if text.startswith("-") else total
+
+
+def load_time_zone(name: str) -> ZoneInfo | None:
+    """The IANA zone `name` as Go's time.LoadLocation finds it ("" and "UTC" are UTC), or None."""
+    if name in ("", "UTC"):
+        return ZoneInfo("UTC")
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        return None
+
+
+def split_cron_time_zone(schedule: str) -> tuple[str | None, str]:
+    """A `TZ=zone ` or `CRON_TZ=zone ` prefix (robfig/cron's) and the schedule after it."""
+    if schedule.startswith(("TZ=", "CRON_TZ=")):
+        space = schedule.find(" ")
+        if space < 0:
+            return schedule[schedule.find("=") + 1:], ""
+        return schedule[schedule.find("=") + 1:space], schedule[space:].strip()
+    return None, schedule
 
 
 def cron_schedule_error(schedule: str) -> str | None:
-    """Why a cron schedule is unparseable (robfig/cron's wording), or None if it parses."""
-    text = schedule.strip()
+    """Why robfig/cron's ParseStandard refuses a schedule (in its words), or None if it parses:
+    five fields or a descriptor (@hourly ... @yearly, @every <duration>), an optional TZ= prefix."""
+    if not schedule:
+        return "empty spec string"
+    zone, text = split_cron_time_zone(schedule)
+    if zone is not None and load_time_zone(zone) is None:
+        return f"provided bad location {zone}: unknown time zone {zone}"
     if text.startswith("@"):
         if text in _CRON_DESCRIPTORS:
             return None
         if text.startswith("@every "):
-            return None if re.match(r"^@every (\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$", text) else (
-                f"failed to parse duration {text}")
+            duration = text[len("@every "):]
+            return None if go_duration_seconds(duration) is not None else (
+                f'failed to parse duration {text}: time: invalid duration "{duration}"')
         return f"unrecognized descriptor: {text}"
     fields = text.split()
     if len(fields) != 5:
         return f"expected exactly 5 fields, found {len(fields)}: [{' '.join(fields)}]"
     for field_text, (low, high), names in zip(fields, _CRON_BOUNDS, _CRON_NAMES, strict=True):
         for part in field_text.split(","):
-            range_part, _, step = part.partition("/")
+            if not part:
+                continue
             try:
-                if step and (not step.isdigit() or int(step) == 0):
-                    return f'failed to parse int from {step}: strconv.Atoi: parsing "{step}": invalid syntax'
-                if range_part in ("*", "?"):
-                    continue
-                start_text, _, end_text = range_part.partition("-")
-                start = _cron_int(start_text, names)
-                end = _cron_int(end_text, names) if end_text else start
+                cron_range(part, low, high, names)
             except ValueError as e:
                 return str(e)
-            if start < low:
-                return f"beginning of range ({start}) below minimum ({low}): {part}"
-            if end > high:
-                return f"end of range ({end}) above maximum ({high}): {part}"
-            if start > end:
-                return f"beginning of range ({start}) beyond end of range ({end}): {part}"
     return None
+
+
+# https://data.iana.org/time-zones/theory.html#naming, with the digits and '+' of legacy names.
+_TIME_ZONE_PART = re.compile(r"^[A-Za-z.\-_0-9+]{1,14}$")
+
+
+def _validate_time_zone(path: str, zone: Any) -> Errors:
+    if zone is None:
+        return []
+    if not isinstance(zone, str) or zone == "":
+        return [invalid(path, zone, "timeZone must be nil or non-empty string")]
+    for part in zone.split("/"):
+        if part in (".", "..") or part.startswith("-") or not _TIME_ZONE_PART.match(part):
+            return [invalid(path, zone, f"unknown time zone {zone}")]
+    errs: Errors = []
+    if zone.lower() == "local":
+        errs.append(invalid(path, zone, "timeZone must be an explicit time zone as defined in "
+                                        "https://www.iana.org/time-zones"))
+    elif load_time_zone(zone) is None:
+        errs.append(invalid(path, zone, f"unknown time zone {zone}"))
+    return errs
 
 
 def _validate_cronjob(info: ResourceInfo, obj: Obj) -> Errors:
@@ -164,16 +270,16 @@ def _validate_cronjob(info: ResourceInfo, obj: Obj) -> Errors:
     if not schedule:
         errs.append(required("spec.schedule"))
     elif isinstance(schedule, str):
-        if "TZ=" in schedule:
+        problem = cron_schedule_error(schedule)
+        if problem:
+            errs.append(invalid("spec.schedule", schedule, problem))
+        if "TZ" in schedule:
             errs.append(invalid("spec.schedule", schedule,
                                 "cannot use TZ or CRON_TZ in schedule, use timeZone field instead"))
-        else:
-            problem = cron_schedule_error(schedule)
-            if problem:
-                errs.append(invalid("spec.schedule", schedule, problem))
     errs += enum_errors("spec.concurrencyPolicy", spec.get("concurrencyPolicy"), ["Allow", "Forbid", "Replace"])
     for key in ("successfulJobsHistoryLimit", "failedJobsHistoryLimit", "startingDeadlineSeconds"):
         errs += non_negative(f"spec.{key}", spec.get(key))
+    errs += _validate_time_zone("spec.timeZone", spec.get("timeZone"))
     job_template = spec.get("jobTemplate")
     if not isinstance(job_template, dict):
         errs.append(required("spec.jobTemplate"))
