@@ -141,6 +141,60 @@ def tolerated(tolerations: Iterable[Toleration], taint: Taint) -> bool:
     return any(tolerates(t, taint) for t in tolerations)
 
 
+# -- node selection ---------------------------------------------------------------------
+
+def node_requirement_matches(req: Obj, node_name: str, labels: Mapping[str, str], field: bool = False) -> bool:
+    """One NodeSelectorRequirement against a node: a label (matchExpressions) or, for
+    `field`, the node's `metadata.name` (matchFields, the only field that exists)."""
+    key = req.get("key") or ""
+    have: str | None = (node_name if key == "metadata.name" else None) if field else labels.get(key)
+    values = req.get("values") or ()
+    op = req.get("operator") or ""
+    if op == "In":
+        return have is not None and have in values
+    if op == "NotIn":
+        return have is None or have not in values
+    if op == "Exists":
+        return have is not None
+    if op == "DoesNotExist":
+        return have is None
+    if op in ("Gt", "Lt"):
+        if have is None or len(values) != 1:
+            return False
+        try:
+            a, b = int(have), int(values[0])
+        except ValueError:
+            return False
+        return a > b if op == "Gt" else a < b
+    return False
+
+
+def node_selector_term_matches(term: Obj, node_name: str, labels: Mapping[str, str]) -> bool:
+    """A nodeSelectorTerm: all its requirements hold; an empty term matches no node."""
+    exprs = term.get("matchExpressions") or ()
+    fields = term.get("matchFields") or ()
+    if not exprs and not fields:
+        return False
+    return all(node_requirement_matches(r, node_name, labels) for r in exprs) and \
+        all(node_requirement_matches(r, node_name, labels, field=True) for r in fields)
+
+
+def pod_spec_fits_node(spec: Obj, node: Obj) -> bool:
+    """A pod spec's nodeSelector and required node affinity both hold on `node`
+    (Kubernetes' GetRequiredNodeAffinity(pod).Match(node))."""
+    meta = node.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    name = meta.get("name") or ""
+    for k, v in (spec.get("nodeSelector") or {}).items():
+        if labels.get(k) != v:
+            return False
+    required = ((spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
+        "requiredDuringSchedulingIgnoredDuringExecution")
+    if required is None:
+        return True
+    return any(node_selector_term_matches(t, name, labels) for t in required.get("nodeSelectorTerms") or ())
+
+
 # -- phase and conditions ---------------------------------------------------------------
 
 def condition(obj: Obj, type_: str) -> Obj | None:
