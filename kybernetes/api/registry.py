@@ -24,6 +24,8 @@ class ScalePaths:
     spec_replicas: str = ".spec.replicas"
     status_replicas: str = ".status.replicas"
     label_selector: str | None = ".status.selector"
+    # spec.selector is a plain label map (a ReplicationController's), not a LabelSelector.
+    set_selector: bool = False
 
 
 @dataclass
@@ -116,6 +118,7 @@ def _posts_as(info: ResourceInfo, plural: str, subresource: str) -> ResourceInfo
 _POD_SUBRESOURCES = ("status", "log", "exec", "attach", "portforward", "binding", "eviction", "ephemeralcontainers",
                      "proxy")
 _RS_SCALE = ScalePaths(".spec.replicas", ".status.replicas", ".status.selector")
+_RC_SCALE = ScalePaths(".spec.replicas", ".status.replicas", None, set_selector=True)
 _CREATE_ONLY = ("create",)
 
 
@@ -146,7 +149,7 @@ def builtin_resources() -> list[ResourceInfo]:
         b("", "v1", "LimitRange", "limitranges", True, ("limits",)),
         b("", "v1", "ResourceQuota", "resourcequotas", True, ("quota",), (), ("status",)),
         b("", "v1", "ReplicationController", "replicationcontrollers", True, ("rc",), ("all",),
-          ("status", "scale"), scale=_RS_SCALE),
+          ("status", "scale"), scale=_RC_SCALE),
         b("", "v1", "PodTemplate", "podtemplates", True),
         # Health of the control plane, computed on read (deprecated upstream since 1.19, still served).
         b("", "v1", "ComponentStatus", "componentstatuses", False, ("cs",), verbs=("get", "list")),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import datetime as dt
 import time
 from collections.abc import Iterator
@@ -23,7 +24,7 @@ from aiohttp import web
 from kybernetes.api import protobuf as pb
 from kybernetes.api import tables
 from kybernetes.api.errors import ApiError, forbidden, invalid, required, status_object
-from kybernetes.api.kinds.base import UpdateStep
+from kybernetes.api.kinds.base import ActionContext, DeleteStep, UpdateStep
 from kybernetes.api.kinds.scale import scale_subresource
 from kybernetes.api.patch import patch_for_content_type
 from kybernetes.api.registry import VIRTUAL_KINDS, Registry, ResourceInfo
@@ -44,6 +45,8 @@ STREAM_ITEMS = 500
 STREAM_ROWS = 50
 MAX_WATCH_SECONDS = 1800
 BOOKMARK_INTERVAL = 30.0
+# An action that lost a race (an eviction's budget written meanwhile) is planned again this often.
+ACTION_RETRIES = 20
 _BOOL_TRUE = ("true", "1", "True")
 
 
@@ -922,15 +925,68 @@ class RestHandler:
             read.append(self.service.current(info, target.namespace, name))
             return read[-1].obj
 
-        step = action.plan(name, body, current, om.now_rfc3339())
-        if isinstance(step, UpdateStep):
-            co = read[-1] if read else self.service.current(info, target.namespace, name)
-            await self.service.update_object(info, co, step.obj, ctx, target.subresource, expected=co.rev,
-                                            managed_done=True, old_obj=co.obj, policy=action.policy)
-        else:
-            await self.service.delete(info, target.namespace, name, step.options, ctx)
+        actx = ActionContext(self._related, ctx.dry_run)
+        for attempt in range(ACTION_RETRIES):
+            read.clear()
+            step = action.plan(name, body, current, om.now_rfc3339(), actx)
+            if isinstance(step, UpdateStep):
+                co = read[-1] if read else self.service.current(info, target.namespace, name)
+                await self.service.update_object(info, co, step.obj, ctx, target.subresource, expected=co.rev,
+                                                managed_done=True, old_obj=co.obj, policy=action.policy)
+                break
+            if await self._delete_step(info, target.namespace, name, step, ctx, last=attempt == ACTION_RETRIES - 1):
+                break
+            await self.service._catch_up()
         return self._respond(_output(request), {"kind": "Status", "apiVersion": "v1", "metadata": {},
                                                 "status": "Success", "code": 201}, 201)
+
+
+    def _stored(self, group: str, plural: str) -> ResourceInfo | None:
+        info = next((i for i in self.registry.all() if i.group == group and i.plural == plural), None)
+        return self.registry.storage_info(info) if info is not None else None
+
+    def _related(self, group: str, plural: str, namespace: str | None) -> list[dict[str, Any]]:
+        """The stored objects of another resource in `namespace`, for an action's decision."""
+        info = self._stored(group, plural)
+        if info is None:
+            return []
+        prefix = info.storage_prefix() + (f"{namespace}/" if info.namespaced and namespace else "")
+        return [co.obj for co in self.cache.list(prefix)]
+
+    async def _delete_step(self, info: ResourceInfo, namespace: str | None, name: str, step: DeleteStep,
+                           ctx: WriteContext, last: bool) -> bool:
+        """Carry out a planned delete; False when it lost a race and must be planned again."""
+        dry_run = ctx.dry_run or bool(step.options.get("dryRun"))
+        for write in step.before:
+            winfo = self._stored(write.group, write.plural)
+            if winfo is None:
+                raise ApiError.internal(f"no resource {write.plural}.{write.group}")
+            meta = write.obj.get("metadata") or {}
+            co = self.service.current(winfo, meta.get("namespace"), meta.get("name") or "")
+            if str(co.rev) != str(meta.get("resourceVersion")):
+                if last:
+                    raise ApiError.conflict(winfo.group, winfo.plural, meta.get("name") or "")
+                return False
+            try:
+                await self.service.update_object(winfo, co, write.obj, WriteContext(field_manager="kube-apiserver",
+                                                 dry_run=dry_run), write.subresource, expected=co.rev)
+            except ApiError as e:
+                if e.code != 409 or last:
+                    raise
+                return False
+        if dry_run and not ctx.dry_run:
+            ctx = dataclasses.replace(ctx, dry_run=True)
+        try:
+            await self.service.delete(info, namespace, name, step.options, ctx)
+        except ApiError as e:
+            if e.code != 409:
+                raise
+            if step.on_conflict is not None:
+                raise step.on_conflict from None
+            if step.retry_on_conflict and not last:
+                return False
+            raise
+        return True
 
 
 class _TablePrinter:

@@ -24,6 +24,7 @@ from kybernetes.client.resources import PODS
 from kybernetes.controllers.cronjob import CronJobController
 from kybernetes.controllers.csrsigning import CSRSigningController
 from kybernetes.controllers.deployment import DeploymentController
+from kybernetes.controllers.disruption import DisruptionController
 from kybernetes.controllers.endpoints import EndpointsController
 from kybernetes.controllers.endpointslice import EndpointSliceController
 from kybernetes.controllers.endpointslicemirroring import EndpointSliceMirroringController
@@ -83,6 +84,7 @@ BUILDERS: tuple[tuple[str, Builder], ...] = (
     ("replicaset", lambda c, f, o: ReplicaSetController(c, f)),
     ("replicationmanager", lambda c, f, o: ReplicationManager(c, f)),
     ("deployment", lambda c, f, o: DeploymentController(c, f)),
+    ("disruption", lambda c, f, o: DisruptionController(c, f)),
     ("cronjob", lambda c, f, o: CronJobController(c, f)),
     ("job", lambda c, f, o: JobController(c, f)),
     ("ttlafterfinished", lambda c, f, o: TTLAfterFinishedController(c, f)),

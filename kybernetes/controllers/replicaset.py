@@ -417,6 +417,8 @@ class ReplicaSetController:
     API_VERSION = "apps/v1"
     KIND = "ReplicaSet"
     NAME = "replicaset"
+    # Status counters the kind's API does not have.
+    STATUS_OMITS: tuple[str, ...] = ()
 
     def __init__(self, client: Client, factory: Informers, *, burst: int = BURST_REPLICAS,
                  expectations_ttl: float = EXPECTATIONS_TTL) -> None:
@@ -548,6 +550,8 @@ class ReplicaSetController:
         elif plan.delete:
             failure, error = await self._delete(rs, key, plan.delete)
         status = replicaset_status(view, plan.claimed, plan.terminating, now, failure)
+        for omitted in self.STATUS_OMITS:
+            status.pop(omitted, None)
         if status_changed(rs.get("status"), status):
             await self._write_status(rs, status)
         if error is not None:
@@ -669,6 +673,8 @@ class ReplicationManager(ReplicaSetController):
     API_VERSION = "v1"
     KIND = "ReplicationController"
     NAME = "replicationmanager"
+    # core/v1 ReplicationControllerStatus has no terminatingReplicas.
+    STATUS_OMITS = ("terminatingReplicas",)
 
     def view(self, rs: Obj) -> Obj:
         return rc_view(rs)

@@ -171,13 +171,40 @@ class UpdateStep:
 
 
 @dataclass(frozen=True)
+class RelatedWrite:
+    """A write to another object that must land before the step's own (the budget an
+    eviction takes from a PodDisruptionBudget): `obj` is stored through `subresource` only
+    if it is unchanged since read (its metadata.resourceVersion)."""
+
+    group: str
+    plural: str
+    obj: Obj
+    subresource: str = "status"
+
+
+@dataclass(frozen=True)
 class DeleteStep:
-    """Delete the object with these DeleteOptions."""
+    """Delete the object with these DeleteOptions, after the `before` writes.
+
+    `on_conflict`: the answer when the delete's preconditions fail (instead of the 409).
+    `retry_on_conflict`: when they fail, plan the request again on the newer object."""
 
     options: Obj
+    before: tuple[RelatedWrite, ...] = ()
+    on_conflict: Exception | None = None
+    retry_on_conflict: bool = False
 
 
 SubresourceStep = UpdateStep | DeleteStep
+
+
+@dataclass(frozen=True)
+class ActionContext:
+    """What an action subresource may read besides its own object: `related(group, plural,
+    namespace)` lists the stored objects of another resource; `dry_run` is the request's."""
+
+    related: Callable[[str, str, str | None], list[Obj]]
+    dry_run: bool = False
 
 
 class ActionSubresource(Protocol):
@@ -188,7 +215,8 @@ class ActionSubresource(Protocol):
     # How the update an UpdateStep asks for is written (None when it only deletes).
     policy: WritePolicy | None
 
-    def plan(self, name: str, body: Obj, current: Callable[[], Obj], now: str) -> SubresourceStep:
+    def plan(self, name: str, body: Obj, current: Callable[[], Obj], now: str,
+             ctx: ActionContext | None = None) -> SubresourceStep:
         """What the POST does; `current()` reads the stored object (404 when missing).
         Raises ApiError for a request that cannot be carried out."""
         ...

@@ -8,16 +8,19 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from kybernetes.api.defaults import child_map, default_pod_spec, dicts, set_default
+from kybernetes.api.disruption import plan_eviction
 from kybernetes.api.errors import ApiError, FieldError, forbidden, required
 from kybernetes.api.kinds.base import (
+    ActionContext,
     ActionSubresource,
     DeleteStep,
     KindRef,
     KindStrategy,
+    RelatedWrite,
     SubresourceStep,
     UpdateStep,
     WritePolicy,
@@ -329,7 +332,8 @@ class PodBinding:
     body_kind = "Binding"
     policy: WritePolicy | None = BindingWrite()
 
-    def plan(self, name: str, body: Obj, current: Callable[[], Obj], now: str) -> SubresourceStep:
+    def plan(self, name: str, body: Obj, current: Callable[[], Obj], now: str,
+             ctx: ActionContext | None = None) -> SubresourceStep:
         node = as_dict(body.get("target")).get("name") or ""
         if not node:
             raise ApiError.invalid("", "Binding", name, [required("target.name")])
@@ -355,13 +359,30 @@ class PodBinding:
 
 
 class PodEviction:
-    """pods/eviction: delete the pod with the Eviction's DeleteOptions."""
+    """pods/eviction: delete the pod with the Eviction's DeleteOptions, unless that would
+    violate its PodDisruptionBudget (api/disruption.py decides; the budget's status write
+    goes first, guarded by its resourceVersion)."""
 
     body_kind = "Eviction"
     policy: WritePolicy | None = None
 
-    def plan(self, name: str, body: Obj, current: Callable[[], Obj], now: str) -> SubresourceStep:
-        return DeleteStep(as_dict(body.get("deleteOptions")))
+    def plan(self, name: str, body: Obj, current: Callable[[], Obj], now: str,
+             ctx: ActionContext | None = None) -> SubresourceStep:
+        given = as_dict(body.get("metadata")).get("name")
+        if given and given != name:
+            raise ApiError.bad_request("name in URL does not match name in Eviction object")
+        options = as_dict(body.get("deleteOptions"))
+        if ctx is None:
+            return DeleteStep(options)
+        pod = current()
+        namespace = as_dict(pod.get("metadata")).get("namespace")
+        dry_run = ctx.dry_run or bool(options.get("dryRun"))
+        decided = plan_eviction(pod, ctx.related("policy", "poddisruptionbudgets", namespace), options, dry_run,
+                                parse_time(now) or datetime.now(UTC))
+        before = (RelatedWrite("policy", "poddisruptionbudgets", decided.pdb),) if decided.pdb is not None else ()
+        unpinned = not as_dict(options.get("preconditions")).get("resourceVersion")
+        return DeleteStep(decided.delete_options, before, decided.on_conflict,
+                          retry_on_conflict=unpinned and not before and decided.on_conflict is None)
 
 
 # -- the strategy -------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from typing import Any
 from kybernetes.api.errors import ApiError, invalid
 from kybernetes.api.jsonutil import clone
 from kybernetes.api.registry import ResourceInfo, ScalePaths
-from kybernetes.api.selectors import label_selector_to_string
+from kybernetes.api.selectors import label_selector_to_string, selector_from_set
 
 Obj = dict[str, Any]
 
@@ -50,6 +50,8 @@ class ScaleSubresource:
         selector = _get(obj, self.paths.label_selector) if self.paths.label_selector else None
         if selector is None and isinstance(_get(obj, ".spec.selector"), dict):
             selector = _get(obj, ".spec.selector")
+            if self.paths.set_selector:
+                selector = str(selector_from_set(selector))
         if isinstance(selector, dict):
             selector = label_selector_to_string(selector)
         if selector:
