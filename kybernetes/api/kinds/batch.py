@@ -8,7 +8,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from kybernetes.api.defaults import child_map, default_template, set_default
-from kybernetes.api.errors import FieldError, invalid, required
+from kybernetes.api.errors import FieldError, duplicate, invalid, not_supported, required
 from kybernetes.api.kinds.base import KindRef, KindStrategy
 from kybernetes.api.registry import ResourceInfo
 from kybernetes.api.selectors import label_selector_matcher
@@ -67,6 +67,7 @@ def _validate_job_spec(spec: Any, prefix: str = "spec", with_selector: bool = Tr
     deadline = spec.get("activeDeadlineSeconds")
     if deadline is not None and (not is_int(deadline) or deadline <= 0):
         errs.append(invalid(f"{prefix}.activeDeadlineSeconds", deadline, "must be greater than or equal to 0"))
+    errs += _validate_job_policies(spec, prefix)
     if with_selector:
         sel = spec.get("selector")
         matcher = None
@@ -79,6 +80,186 @@ def _validate_job_spec(spec: Any, prefix: str = "spec", with_selector: bool = Tr
         errs += validate_template(f"{prefix}.template", spec.get("template"), matcher, JOB_RESTART)
     else:
         errs += validate_template(f"{prefix}.template", spec.get("template"), None, JOB_RESTART)
+    return errs
+
+
+_POD_FAILURE_ACTIONS = ["Count", "FailIndex", "FailJob", "Ignore"]
+_MAX_POD_FAILURE_RULES = 20
+_MAX_EXIT_CODES = 255
+_MAX_FAILED_INDEXES = 100_000
+_MAX_SUCCESS_RULES = 20
+
+
+def _too_many(path: str, count: int, limit: int) -> FieldError:
+    return FieldError("FieldValueTooMany", path, f"must have at most {limit} items", count, True)
+
+
+def _container_names(spec: Obj) -> set[str]:
+    pod_spec = as_dict(as_dict(spec.get("template")).get("spec"))
+    return {c.get("name") for key in ("containers", "initContainers") for c in pod_spec.get(key) or []
+            if isinstance(c, dict)}
+
+
+def _validate_exit_codes(path: str, req: Any, containers: set[str]) -> Errors:
+    if not isinstance(req, dict):
+        return [required(path)]
+    errs = enum_errors(f"{path}.operator", req.get("operator"), ["In", "NotIn"])
+    name = req.get("containerName")
+    if name is not None and name not in containers:
+        errs.append(invalid(f"{path}.containerName", name,
+                            "must be one of the container or initContainer names in the pod template"))
+    values = req.get("values")
+    if not isinstance(values, list) or not values:
+        errs.append(invalid(f"{path}.values", GoValue("[]int32(nil)") if not values else values,
+                            "at least one value is required"))
+    elif len(values) > _MAX_EXIT_CODES:
+        errs.append(_too_many(f"{path}.values", len(values), _MAX_EXIT_CODES))
+    else:
+        seen: set[int] = set()
+        for i, value in enumerate(values):
+            if req.get("operator") == "In" and value == 0:
+                errs.append(invalid(f"{path}.values[{i}]", value, "must not be 0 for the In operator"))
+            if value in seen:
+                errs.append(duplicate(f"{path}.values[{i}]", value))
+            if i > 0 and is_int(value) and is_int(values[i - 1]) and values[i - 1] > value:
+                errs.append(invalid(f"{path}.values[{i}]", value, "must be ordered"))
+            seen.add(value)
+    return errs
+
+
+def _validate_pod_failure_policy(spec: Obj, path: str) -> Errors:
+    policy = spec.get("podFailurePolicy")
+    rules = as_dict(policy).get("rules")
+    errs: Errors = []
+    if not isinstance(rules, list):
+        return [required(f"{path}.rules")] if rules is not None else []
+    if len(rules) > _MAX_POD_FAILURE_RULES:
+        return [_too_many(f"{path}.rules", len(rules), _MAX_POD_FAILURE_RULES)]
+    containers = _container_names(spec)
+    for i, rule in enumerate(rules):
+        rule_path = f"{path}.rules[{i}]"
+        rule = as_dict(rule)
+        action = rule.get("action")
+        if not action:
+            errs.append(required(f"{rule_path}.action", "valid values: " + str(_POD_FAILURE_ACTIONS).replace("'", '"')))
+        elif action == "FailIndex":
+            if spec.get("backoffLimitPerIndex") is None:
+                errs.append(invalid(f"{rule_path}.action", action, "requires the backoffLimitPerIndex to be set"))
+        elif action not in _POD_FAILURE_ACTIONS:
+            errs.append(not_supported(f"{rule_path}.action", action, _POD_FAILURE_ACTIONS))
+        on_codes, on_conditions = rule.get("onExitCodes"), rule.get("onPodConditions")
+        if on_codes is not None:
+            errs += _validate_exit_codes(f"{rule_path}.onExitCodes", on_codes, containers)
+        for j, pattern in enumerate(on_conditions or []):
+            errs += enum_errors(f"{rule_path}.onPodConditions[{j}].status", as_dict(pattern).get("status"),
+                                ["False", "True", "Unknown"])
+            if not as_dict(pattern).get("type"):
+                errs.append(required(f"{rule_path}.onPodConditions[{j}].type"))
+        if on_codes is not None and on_conditions:
+            errs.append(invalid(rule_path, GoValue(""),
+                                "specifying both OnExitCodes and OnPodConditions is not supported"))
+        elif on_codes is None and not on_conditions:
+            errs.append(invalid(rule_path, GoValue(""),
+                                "specifying one of OnExitCodes and OnPodConditions is required"))
+    return errs
+
+
+def _indexes_count(text: str, completions: int) -> tuple[int, str | None]:
+    """How many indexes "1,3-5" names, or why it is malformed (upstream validateIndexesFormat)."""
+    count, prev = 0, -1
+    for part in text.split(","):
+        bounds = part.split("-")
+        if len(bounds) > 2:
+            return 0, f'the fragment "{part}" violates the requirement that an index interval can have at most ' \
+                      "two parts separated by '-'"
+        try:
+            nums = [int(b) for b in bounds]
+        except ValueError:
+            return 0, f'cannot convert string to integer for index: "{bounds[0] if len(bounds) == 1 else part}"'
+        first, last = nums[0], nums[-1]
+        if first < 0 or last >= completions:
+            bad = first if first < 0 else last
+            return 0, f"too large index: {bad}" if bad >= completions else f"too small index: {bad}"
+        if first > last:
+            return 0, f"non-increasing order, previous: {first}, current: {last}"
+        if first <= prev:
+            return 0, f"non-increasing order, previous: {prev}, current: {first}"
+        count += last - first + 1
+        prev = last
+    return count, None
+
+
+def _validate_success_policy(spec: Obj, path: str) -> Errors:
+    policy = spec.get("successPolicy")
+    if policy is None:
+        return []
+    if spec.get("completionMode") != "Indexed":
+        return [invalid(path, GoValue("batch.SuccessPolicy{...}"), "requires indexed completion mode")]
+    rules = as_dict(policy).get("rules")
+    if not rules:
+        return [required(f"{path}.rules", "at least one rules must be specified when the successPolicy is specified")]
+    if len(rules) > _MAX_SUCCESS_RULES:
+        return [_too_many(f"{path}.rules", len(rules), _MAX_SUCCESS_RULES)]
+    completions = spec.get("completions") if is_int(spec.get("completions")) else 0
+    errs: Errors = []
+    for i, rule in enumerate(rules):
+        rule_path = f"{path}.rules[{i}]"
+        rule = as_dict(rule)
+        count, indexes = rule.get("succeededCount"), rule.get("succeededIndexes")
+        if count is None and indexes is None:
+            errs.append(required(rule_path, "at least one of succeededCount or succeededIndexes must be specified"))
+        total = 0
+        if isinstance(indexes, str):
+            total, problem = _indexes_count(indexes, completions)
+            if problem:
+                errs.append(invalid(f"{rule_path}.succeededIndexes", indexes,
+                                    f"error parsing succeededIndexes: {problem}"))
+        if count is not None:
+            errs += non_negative(f"{rule_path}.succeededCount", count)
+            if is_int(count) and count > completions:
+                errs.append(invalid(f"{rule_path}.succeededCount", count,
+                                    f"must be less than or equal to {completions} (the number of specified "
+                                    "completions)"))
+            if isinstance(indexes, str) and is_int(count) and count > total:
+                errs.append(invalid(f"{rule_path}.succeededCount", count,
+                                    f"must be less than or equal to {total} (the number of indexes in the "
+                                    "specified succeededIndexes field)"))
+    return errs
+
+
+def _validate_job_policies(spec: Obj, prefix: str) -> Errors:
+    """backoffLimitPerIndex / maxFailedIndexes, podFailurePolicy, podReplacementPolicy and
+    successPolicy, as kube-apiserver's ValidateJobSpec."""
+    errs: Errors = []
+    per_index, max_failed = spec.get("backoffLimitPerIndex"), spec.get("maxFailedIndexes")
+    errs += non_negative(f"{prefix}.backoffLimitPerIndex", per_index)
+    errs += non_negative(f"{prefix}.maxFailedIndexes", max_failed)
+    if max_failed is not None:
+        if per_index is None:
+            errs.append(required(f"{prefix}.backoffLimitPerIndex", "when maxFailedIndexes is specified"))
+        elif is_int(max_failed) and max_failed > _MAX_FAILED_INDEXES:
+            errs.append(invalid(f"{prefix}.maxFailedIndexes", max_failed,
+                                f"must be less than or equal to {_MAX_FAILED_INDEXES}"))
+    if spec.get("completionMode") != "Indexed":
+        if per_index is not None:
+            errs.append(invalid(f"{prefix}.backoffLimitPerIndex", per_index, "requires indexed completion mode"))
+        if max_failed is not None:
+            errs.append(invalid(f"{prefix}.maxFailedIndexes", max_failed, "requires indexed completion mode"))
+    completions = spec.get("completions")
+    if is_int(max_failed) and is_int(completions) and max_failed > completions:
+        errs.append(invalid(f"{prefix}.maxFailedIndexes", max_failed, "must be less than or equal to completions"))
+    if spec.get("podFailurePolicy") is not None:
+        errs += _validate_pod_failure_policy(spec, f"{prefix}.podFailurePolicy")
+        restart = as_dict(as_dict(spec.get("template")).get("spec")).get("restartPolicy")
+        if restart not in (None, "Never"):
+            errs.append(invalid(f"{prefix}.template.spec.restartPolicy", restart,
+                                'only "Never" is supported when podFailurePolicy is specified'))
+    replacement = spec.get("podReplacementPolicy")
+    if replacement is not None:
+        allowed = ["Failed"] if spec.get("podFailurePolicy") is not None else ["Failed", "TerminatingOrFailed"]
+        if replacement not in allowed:
+            errs.append(not_supported(f"{prefix}.podReplacementPolicy", replacement, allowed))
+    errs += _validate_success_policy(spec, f"{prefix}.successPolicy")
     return errs
 
 
@@ -302,7 +483,8 @@ def default_job_spec(spec: Obj) -> None:
     if spec.get("parallelism") is None:
         spec["parallelism"] = 1
     if spec.get("backoffLimit") is None:
-        spec["backoffLimit"] = 6
+        # With a per-index limit the global one is effectively off, as upstream defaults it.
+        spec["backoffLimit"] = 2147483647 if spec.get("backoffLimitPerIndex") is not None else 6
     set_default(spec, "completionMode", "NonIndexed")
     if spec.get("suspend") is None:
         spec["suspend"] = False
@@ -384,6 +566,8 @@ def job_status_word(job: Obj) -> str:
         return "Suspended"
     if has_condition(conditions, "FailureTarget"):
         return "FailureTarget"
+    if has_condition(conditions, "SuccessCriteriaMet"):
+        return "SuccessCriteriaMet"
     return "Running"
 
 
