@@ -34,6 +34,7 @@ from kybernetes.apiserver.bootstrapobjects import BootstrapObjects
 from kybernetes.apiserver.crds import CrdController
 from kybernetes.apiserver.flowcontrol import FlowControlConfig, FlowController
 from kybernetes.apiserver.namespaces import ensure_system_namespaces
+from kybernetes.apiserver.priority import PriorityAdmission
 from kybernetes.apiserver.quota import QuotaAdmission, QuotaStatus
 from kybernetes.apiserver.resources import ResourceService
 from kybernetes.apiserver.rest import RestHandler, json_response
@@ -104,6 +105,9 @@ class ApiServer:
         self.pki: pki.Pki | None = None
         self.authenticator: auth.Authenticator | None = None
         self.crds = CrdController(self.registry, self.cache, self.service)
+        priority_admission = PriorityAdmission(self.registry, self.cache)
+        self.service.create_admission.append(priority_admission.check_create)
+        self.service.update_admission.append(priority_admission.check_update)
         self.service.create_admission.append(QuotaAdmission(self.cache).check_create)
         self.quota_status = QuotaStatus(self.registry, self.cache, self.service)
         self.service_network = service_network or servicealloc.service_network()

@@ -10,6 +10,7 @@ controllers do:
 * one local APIService per served group-version (custom resources' included), with
   an Available=True condition, and the automanaged ones of group-versions no longer
   served removed;
+* the system PriorityClasses `system-cluster-critical` and `system-node-critical`;
 * the default ServiceCIDR `kubernetes` for the service range, and a Ready condition
   on every ServiceCIDR;
 * an IPAddress for every Service cluster IP (a mirror of the allocator's records, made
@@ -27,6 +28,7 @@ import copy
 import logging
 from typing import Any
 
+from kybernetes.api import priority
 from kybernetes.api.errors import ApiError
 from kybernetes.api.kinds import apiregistration, flowcontrol, servicecidr
 from kybernetes.api.registry import Registry, ResourceInfo
@@ -91,6 +93,7 @@ class BootstrapObjects:
             return
         self._round_failed = False
         await self.sync_flowcontrol()
+        await self.sync_priority_classes()
         await self.sync_api_services()
         await self.sync_service_cidrs()
         await self.sync_ip_addresses()
@@ -176,6 +179,15 @@ class BootstrapObjects:
                 continue
             rest = [c for c in conditions if c.get("type") != "Dangling"]
             await self._set_status(schemas, fs, {**(fs.get("status") or {}), "conditions": rest + [wanted]})
+
+    # -- system PriorityClasses (they cannot be deleted or changed, only be missing) ----------
+
+    async def sync_priority_classes(self) -> None:
+        info = self._info(priority.GROUP, "priorityclasses")
+        existing = self._objects(info)
+        for obj in priority.system_priority_classes():
+            if obj["metadata"]["name"] not in existing:
+                await self._create(info, obj)
 
     # -- APIServices -----------------------------------------------------------------------
 

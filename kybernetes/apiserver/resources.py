@@ -159,6 +159,8 @@ class ResourceService:
         self.registry = registry if registry is not None else Registry()
         # Checks a create must pass before it is stored (resource quota): each raises ApiError.
         self.create_admission: list[Callable[[ResourceInfo, dict[str, Any]], None]] = []
+        # Mutating/validating checks of an update (new, old), before validation: each raises ApiError.
+        self.update_admission: list[Callable[[ResourceInfo, dict[str, Any], dict[str, Any]], None]] = []
 
     # -- versions -------------------------------------------------------------------
     # A request in a version other than the storage version is checked (type meta,
@@ -435,6 +437,8 @@ class ResourceService:
             meta["generation"] = int(old_meta.get("generation") or 0) + 1
         self.after_defaults(info, new, old_obj)
         if policy.validates:
+            for admit in self.update_admission:
+                admit(info, new, old_obj)
             self.validate(info, new, old_obj)
         if not managed_done:
             self._record_fields(info, old_obj, new, ctx, subresource)
@@ -611,6 +615,7 @@ class ResourceService:
         co = self.current(info, namespace, name)
         obj = co.obj
         meta = obj["metadata"]
+        self.kinds.for_info(info).check_delete(obj)
         pre = options.get("preconditions") or {}
         if pre.get("uid") and pre["uid"] != meta.get("uid"):
             raise ApiError.conflict(info.group, info.plural, name,

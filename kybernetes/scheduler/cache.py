@@ -422,7 +422,7 @@ def scheduling_view(pod: Obj) -> Obj:
     for key in ("containers", "initContainers"):
         if key in spec:
             view_spec[key] = [_pick(c, _VIEW_CONTAINER) for c in spec[key] or ()]
-    view_status = _pick(status, ("phase", "nominatedNodeName"))
+    view_status = _pick(status, ("phase", "nominatedNodeName", "startTime"))
     if not spec.get("nodeName") and "conditions" in status:
         # Only a pod waiting for a node gets its PodScheduled condition written.
         view_status["conditions"] = status["conditions"]
@@ -583,6 +583,9 @@ class ClusterCache:
         self.anti_pods: dict[str, PodInfo] = {}
         self.owner_zone: dict[str, dict[str, int]] = {}
         self.next_start = 0
+        # Pods waiting for a node they preempted on (status.nominatedNodeName): node -> key -> pod.
+        self.nominated: dict[str, dict[str, PodInfo]] = {}
+        self.nominated_node: dict[str, str] = {}
 
     # nodes
 
@@ -652,6 +655,25 @@ class ClusterCache:
     def node_list(self) -> list[NodeInfo]:
         nodes = self.nodes
         return [nodes[n] for n in self.order]
+
+    # nominations
+
+    def nominate(self, p: PodInfo, node: str) -> None:
+        """`p` waits for room on `node`: lower-priority pods must leave that room to it."""
+        self.unnominate(p.key)
+        if node:
+            self.nominated.setdefault(node, {})[p.key] = p
+            self.nominated_node[p.key] = node
+
+    def unnominate(self, key: str) -> None:
+        node = self.nominated_node.pop(key, None)
+        if node is None:
+            return
+        pods = self.nominated.get(node)
+        if pods is not None:
+            pods.pop(key, None)
+            if not pods:
+                del self.nominated[node]
 
     # pods
 

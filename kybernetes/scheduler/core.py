@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from kybernetes.api.pods import Taint, tolerated
+from kybernetes.scheduler import preemption
 from kybernetes.scheduler.cache import (
     HOSTNAME_LABEL,
     ClusterCache,
@@ -22,6 +23,7 @@ from kybernetes.scheduler.cache import (
     node_term_matches,
     pod_info,
 )
+from kybernetes.scheduler.preemption import Budget, Candidate
 
 MAX_NODE_SCORE = 100
 
@@ -39,8 +41,6 @@ ERR_EXISTING_ANTI = "node(s) didn't satisfy existing pods anti-affinity rules"
 ERR_ANTI = "node(s) didn't match pod anti-affinity rules"
 ERR_AFFINITY = "node(s) didn't match pod affinity rules"
 ERR_NO_NODES = "no nodes available to schedule pods"
-PREEMPTION_NOT_HELPFUL = "Preemption is not helpful for scheduling"
-PREEMPTION_NO_VICTIMS = "No preemption victims found for incoming pod"
 # The dynamic-resources plugin's post-filter always speaks first for pods without claims.
 DRA_POSTFILTER = "no new claims to deallocate"
 
@@ -75,6 +75,8 @@ class ScheduleResult:
     message: str = ""
     evaluated: int = 0
     feasible: int = 0
+    # Preemption's choice when nowhere fits now: evict its victims, nominate its node.
+    preemption: Candidate | None = None
 
 
 # -- sampling -----------------------------------------------------------------------------
@@ -515,41 +517,42 @@ def failure_message(num_nodes: int, reasons: Mapping[str, int], preemption: str 
     return f"{msg} {post}" if preemption else f"{msg} {post}."
 
 
-def preemption_message(pod: PodInfo, cache: ClusterCache, statuses: Mapping[str, Status],
-                       chain: list[Filter]) -> str | None:
-    """What preemption would have said. Nothing is evicted here; a node where removing
-    every lower-priority pod would make room counts as a candidate, and with a candidate
-    the preemption clause is left out."""
-    if pod.preemption_never:
-        return "not eligible due to preemptionPolicy=Never."
-    out: dict[str, Status] = {}
-    candidates = 0
-    for name, (_reasons, resolvable) in statuses.items():
-        if not resolvable:
-            out[name] = ((PREEMPTION_NOT_HELPFUL,), False)
-            continue
-        ni = cache.nodes[name]
-        victims = [k for k, p in ni.pods.items() if p.priority < pod.priority]
-        if not victims:
-            out[name] = ((PREEMPTION_NO_VICTIMS,), False)
-            continue
-        status = run_filters(chain, ni.without(victims))
-        if status is None:
-            candidates += 1
-        else:
-            out[name] = status
-    if candidates:
-        return None
-    return nodes_available_message(len(cache.order), reasons_histogram(out))
+def post_filter(pod: PodInfo, cache: ClusterCache, statuses: Mapping[str, Status], chain: list[Filter],
+                rng: random.Random, budgets: Sequence[Budget],
+                nominated: Mapping[str, Sequence[PodInfo]] | None) -> tuple[str | None, Candidate | None]:
+    """Preemption after every node failed: the node and victims to evict, or the
+    message's preemption clause saying why there are none."""
+    own = cache.nominated_node.get(pod.key) or (pod.pod.get("status") or {}).get("nominatedNodeName") or ""
+    why = preemption.eligible(pod, cache, own, statuses)
+    if why is not None:
+        return why, None
+    candidates, out = preemption.find_candidates(pod, cache, statuses, chain, budgets, rng, nominated)
+    chosen = preemption.pick_candidate(candidates)
+    if chosen is None:
+        return nodes_available_message(len(cache.order), reasons_histogram(out)), None
+    return None, chosen
+
+
+def _fits_with_nominated(chain: list[Filter], ni: NodeInfo, extra: Sequence[PodInfo] | None) -> Status | None:
+    """Upstream's two passes: with the room nominated pods keep on the node, and without
+    them (a pod they would satisfy affinity for must not count on them)."""
+    if extra:
+        status = run_filters(chain, preemption.with_pods(ni, extra))
+        if status is not None:
+            return status
+    return run_filters(chain, ni)
 
 
 # -- the cycle ----------------------------------------------------------------------------
 
 def schedule_one(pod: Mapping[str, Any] | PodInfo, snapshot: ClusterCache, rng: random.Random,
-                 percentage_of_nodes_to_score: int = 0) -> ScheduleResult:
-    """Choose a node for `pod`: filter nodes from a rotating start until enough feasible
-    ones are found, score those, take the best. On failure every node has been tried and
-    the result carries the reason counts and the FailedScheduling message."""
+                 percentage_of_nodes_to_score: int = 0, budgets: Sequence[Budget] = ()) -> ScheduleResult:
+    """Choose a node for `pod`: its nominated node if it fits there now, else filter nodes
+    from a rotating start until enough feasible ones are found, score those, take the
+    best. On failure every node has been tried and the result carries the reason counts,
+    the FailedScheduling message and, when preemption helps, the node and victims
+    (`budgets`: the PodDisruptionBudgets). Pods nominated to a node keep their room there
+    against pods of lower or equal priority."""
     p = pod_info(pod)  # type: ignore[arg-type]
     cache = snapshot
     names = cache.order
@@ -557,6 +560,13 @@ def schedule_one(pod: Mapping[str, Any] | PodInfo, snapshot: ClusterCache, rng: 
     if n == 0:
         return ScheduleResult(None, {}, ERR_NO_NODES)
     chain = build_filters(p, cache)
+    nominated = preemption.nominated_for(p, cache) if cache.nominated else None
+    own = cache.nominated_node.get(p.key)
+    if own is not None:
+        ni = cache.nodes.get(own)
+        if ni is not None and ni.node is not None and \
+                _fits_with_nominated(chain, ni, nominated.get(own) if nominated else None) is None:
+            return ScheduleResult(own, {}, "", 1, 1)
     want = num_feasible_nodes_to_find(n, percentage_of_nodes_to_score)
     start = cache.next_start % n
     nodes = cache.nodes
@@ -570,6 +580,15 @@ def schedule_one(pod: Mapping[str, Any] | PodInfo, snapshot: ClusterCache, rng: 
     for i in range(n):
         ni = nodes[names[(start + i) % n]]
         processed += 1
+        if nominated is not None and ni.name in nominated:
+            status = _fits_with_nominated(chain, ni, nominated[ni.name])
+            if status is None:
+                feasible.append(ni)
+                if len(feasible) >= want:
+                    break
+            else:
+                statuses[ni.name] = status
+            continue
         if (basic and not ni.unschedulable and not ni.hard_taints and len(ni.pods) < ni.alloc_pods
                 and cpu <= ni.alloc_cpu - ni.req_cpu and mem <= ni.alloc_mem - ni.req_mem
                 and eph <= ni.alloc_eph - ni.req_eph):
@@ -591,8 +610,8 @@ def schedule_one(pod: Mapping[str, Any] | PodInfo, snapshot: ClusterCache, rng: 
     cache.next_start = (start + processed) % n
     if not feasible:
         reasons = reasons_histogram(statuses)
-        pre = preemption_message(p, cache, statuses, chain)
-        return ScheduleResult(None, reasons, failure_message(n, reasons, pre), processed, 0)
+        pre, chosen = post_filter(p, cache, statuses, chain, rng, budgets, nominated)
+        return ScheduleResult(None, reasons, failure_message(n, reasons, pre), processed, 0, chosen)
     if len(feasible) == 1:
         return ScheduleResult(feasible[0].name, {}, "", processed, 1)
     scores = score_nodes(p, cache, feasible)

@@ -1,7 +1,9 @@
 """The scheduler process: feeds the cache and the queue from pod and node informers, runs
 `schedule_one` for one pod at a time, assumes the choice at once and binds through
 `pods/binding` with a bounded number of bindings in flight; on failure records a
-`FailedScheduling` event and the `PodScheduled=False` condition."""
+`FailedScheduling` event and the `PodScheduled=False` condition. When preemption chose a
+node, the victims get the DisruptionTarget condition and a graceful delete, the pod its
+`status.nominatedNodeName`, and it waits in the queue until the victims are gone."""
 
 from __future__ import annotations
 
@@ -16,15 +18,23 @@ from kybernetes.api.errors import ApiError
 from kybernetes.api.pods import pod_is_terminal, pod_key
 from kybernetes.api.timefmt import now_rfc3339
 from kybernetes.client import Client, Informers
-from kybernetes.client.resources import NODES, PODS
+from kybernetes.client.resources import NODES, PODS, Resource
 from kybernetes.scheduler.cache import ClusterCache, PodInfo
 from kybernetes.scheduler.core import schedule_one
+from kybernetes.scheduler.preemption import (
+    Budget,
+    Candidate,
+    budget_of,
+    disruption_condition,
+    lower_nominated,
+)
 from kybernetes.scheduler.queue import SchedulingQueue
 
 log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
 DEFAULT_SCHEDULER = "default-scheduler"
+PDBS = Resource.for_kind("policy/v1", "PodDisruptionBudget")
 
 
 def responsible_for(pod: Obj, scheduler_name: str) -> bool:
@@ -63,23 +73,33 @@ def binding_body(pod: Obj, node: str) -> Obj:
             "target": {"apiVersion": "v1", "kind": "Node", "name": node}}
 
 
-def scheduled_condition_patch(pod: Obj, message: str, now: str) -> Obj | None:
-    """The status patch that sets PodScheduled=False/Unschedulable with `message`, or None
-    when the pod already says exactly that (no write for nothing)."""
+def scheduled_condition_patch(pod: Obj, message: str, now: str, nominated_node: str | None = None) -> Obj | None:
+    """The status patch that sets PodScheduled=False/Unschedulable with `message` (and
+    `status.nominatedNodeName` when preemption chose a node), or None when the pod already
+    says exactly that (no write for nothing)."""
+    status = pod.get("status") or {}
     current = None
-    for cond in (pod.get("status") or {}).get("conditions") or ():
+    for cond in status.get("conditions") or ():
         if cond.get("type") == "PodScheduled":
             current = cond
+    nominate = nominated_node is not None and status.get("nominatedNodeName") != nominated_node
     if current is not None and current.get("status") == "False" and current.get("reason") == "Unschedulable" \
-            and current.get("message") == message:
+            and current.get("message") == message and not nominate:
         return None
     transition = now
     if current is not None and current.get("status") == "False" and current.get("lastTransitionTime"):
         transition = current["lastTransitionTime"]
-    return {"status": {"conditions": [{
+    patch: Obj = {"status": {"conditions": [{
         "type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message,
         "lastProbeTime": None, "lastTransitionTime": transition,
     }]}}
+    if nominate:
+        patch["status"]["nominatedNodeName"] = nominated_node
+    return patch
+
+
+def nominated_node_of(pod: Obj) -> str:
+    return (pod.get("status") or {}).get("nominatedNodeName") or ""
 
 
 def _as_pod(pod: Obj) -> Obj:
@@ -109,10 +129,20 @@ class Scheduler:
         self.failed = 0
         self._slots = asyncio.Semaphore(max_inflight)
         self._tasks: set[asyncio.Task[None]] = set()
+        self.preempted = 0
         self.pods = factory.informer(PODS)
         self.nodes = factory.informer(NODES)
+        self.pdbs = factory.informer(PDBS)
+        self._budgets: list[Budget] | None = None
         self.nodes.add_handler(self._node_added, self._node_updated, self._node_deleted)
         self.pods.add_handler(self._pod_added, self._pod_updated, self._pod_deleted)
+        self.pdbs.add_handler(self._pdb_changed, lambda _old, new: self._pdb_changed(new), self._pdb_changed)
+
+    def budgets(self) -> list[Budget]:
+        """The PodDisruptionBudgets as preemption reads them, parsed once per change."""
+        if self._budgets is None:
+            self._budgets = [budget_of(pdb) for pdb in self.pdbs.list()]
+        return self._budgets
 
     # -- informer handlers ---------------------------------------------------------------
 
@@ -128,18 +158,35 @@ class Scheduler:
     def _node_deleted(self, node: Obj) -> None:
         self.cache.remove_node((node.get("metadata") or {}).get("name") or "")
 
+    def _pdb_changed(self, _pdb: Obj) -> None:
+        self._budgets = None
+
+    def _track_nomination(self, pod: Obj) -> None:
+        """Follow status.nominatedNodeName of unbound pods (ours or another scheduler's)."""
+        node = nominated_node_of(pod)
+        key = pod_key(pod)
+        if node and not (pod.get("spec") or {}).get("nodeName") and not pod_is_terminal(pod):
+            if self.cache.nominated_node.get(key) != node:
+                self.cache.nominate(PodInfo(pod), node)
+        elif key in self.cache.nominated_node and not node:
+            self.cache.unnominate(key)
+
     def _pod_added(self, pod: Obj) -> None:
         if (pod.get("spec") or {}).get("nodeName"):
             self.cache.add_pod(pod)
             self._assigned_pod_changed()
-        elif responsible_for(pod, self.name):
-            self.queue.add(pod)
+        else:
+            if nominated_node_of(pod):
+                self._track_nomination(pod)
+            if responsible_for(pod, self.name):
+                self.queue.add(pod)
 
     def _pod_updated(self, old: Obj, new: Obj) -> None:
         key = pod_key(new)
         if (new.get("spec") or {}).get("nodeName"):
             if not (old.get("spec") or {}).get("nodeName"):
                 self.queue.delete(key)
+                self.cache.unnominate(key)
                 self.cache.add_pod(new)
                 self._assigned_pod_changed()
                 return
@@ -148,6 +195,8 @@ class Scheduler:
             if pod_is_terminal(new) and not was_terminal:
                 self.queue.move_all()
             return
+        if nominated_node_of(new) or key in self.cache.nominated_node:
+            self._track_nomination(new)
         if self.cache.is_assumed(key):
             return  # a binding is in flight; its outcome decides
         if responsible_for(new, self.name):
@@ -158,6 +207,7 @@ class Scheduler:
     def _pod_deleted(self, pod: Obj) -> None:
         key = pod_key(pod)
         self.queue.delete(key)
+        self.cache.unnominate(key)
         if key in self.cache.pods:
             self.cache.remove_pod(key)
             self.queue.move_all()
@@ -207,14 +257,18 @@ class Scheduler:
             self._slots.release()
             return
         info = PodInfo(latest)
-        result = schedule_one(info, self.cache, self.rng, self.percentage)
+        result = schedule_one(info, self.cache, self.rng, self.percentage, self.budgets())
         if result.node is None:
             self._slots.release()
             self.failed += 1
             self.queue.unschedulable(latest, self.queue.cycle)
             log.info("pod %s unschedulable: %s", key, result.message)
-            self._spawn(self._record_failure(latest, result.message))
+            chosen = result.preemption
+            if chosen is not None:
+                self._nominate(info, chosen)
+            self._spawn(self._record_failure(latest, result.message, chosen.node if chosen else None))
             return
+        self.cache.unnominate(key)
         self.cache.assume(info, result.node)
         self._spawn(self._bind(latest, result.node))
 
@@ -261,10 +315,54 @@ class Scheduler:
         await self.client.event(_as_pod(pod), "Normal", "Scheduled",
                                 f"Successfully assigned {ns}/{name} to {node}", self.name)
 
-    async def _record_failure(self, pod: Obj, message: str) -> None:
+    # -- preemption -----------------------------------------------------------------------
+
+    def _nominate(self, info: PodInfo, chosen: Candidate) -> None:
+        """Reserve the node for the preemptor at once, take the room from lower-priority
+        pods nominated there, and evict the victims in the background."""
+        self.preempted += 1
+        for other in lower_nominated(info, self.cache, chosen.node):
+            self.cache.unnominate(other.key)
+            self._spawn(self._clear_nomination(other.pod))
+        self.cache.nominate(info, chosen.node)
+        log.info("pod %s preempts %s on %s", info.key, ", ".join(v.key for v in chosen.victims), chosen.node)
+        for victim in chosen.victims:
+            self._spawn(self._evict(info.pod, victim.pod, chosen.node))
+
+    async def _evict(self, preemptor: Obj, victim: Obj, node: str) -> None:
+        """As upstream: the DisruptionTarget condition first, then a graceful delete."""
+        meta = victim.get("metadata") or {}
+        ns, name = meta.get("namespace") or "default", meta.get("name") or ""
+        condition = disruption_condition((preemptor.get("spec") or {}).get("schedulerName") or self.name,
+                                         now_rfc3339())
+        try:
+            await self.client.patch(PODS, ns, name, {"status": {"conditions": [condition]}}, "strategic",
+                                    subresource="status")
+            await self.client.delete(PODS, ns, name, preconditions={"uid": meta["uid"]} if meta.get("uid") else None)
+        except ApiError as e:
+            if e.code not in (404, 409):
+                log.warning("could not preempt %s: %s", pod_key(victim), e)
+            return
+        except Exception as e:  # noqa: BLE001 - the preemptor's next attempt looks again
+            log.warning("could not preempt %s: %s", pod_key(victim), e)
+            return
+        pmeta = preemptor.get("metadata") or {}
+        await self.client.event(_as_pod(victim), "Normal", "Preempted",
+                                f"Preempted by {pmeta.get('namespace') or 'default'}/{pmeta.get('name')} on node "
+                                f"{node}", self.name)
+
+    async def _clear_nomination(self, pod: Obj) -> None:
+        meta = pod.get("metadata") or {}
+        try:
+            await self.client.patch(PODS, meta.get("namespace") or "default", meta.get("name") or "",
+                                    {"status": {"nominatedNodeName": None}}, "merge", subresource="status")
+        except Exception as e:  # noqa: BLE001 - best effort, as upstream
+            log.warning("could not clear the nomination of %s: %s", pod_key(pod), e)
+
+    async def _record_failure(self, pod: Obj, message: str, nominated_node: str | None = None) -> None:
         meta = pod.get("metadata") or {}
         await self.client.event(_as_pod(pod), "Warning", "FailedScheduling", message, self.name)
-        patch = scheduled_condition_patch(pod, message, now_rfc3339())
+        patch = scheduled_condition_patch(pod, message, now_rfc3339(), nominated_node)
         if patch is None:
             return
         try:

@@ -47,7 +47,7 @@ def test_defaults_fill_what_kubectl_leaves_out():
     assert spec["restartPolicy"] == "Always"
     assert spec["dnsPolicy"] == "ClusterFirst"
     assert spec["containers"][0]["imagePullPolicy"] == "IfNotPresent"
-    assert spec["priority"] == 0
+    assert "priority" not in spec  # resolved by the Priority admission rule, not by defaults
 
 
 def test_create_sets_pending_phase_and_qos_class_but_keeps_a_given_status():

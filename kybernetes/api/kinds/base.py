@@ -366,6 +366,9 @@ class KindStrategy:
         (a namespace is emptied by its controller first)."""
         return False
 
+    def check_delete(self, obj: Obj) -> None:
+        """Refuse a DELETE of this object by raising an ApiError (system PriorityClasses)."""
+
     def prepare_for_delete(self, obj: Obj) -> None:
         """Server-set fields of an object just marked for deletion."""
 

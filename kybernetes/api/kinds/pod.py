@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from kybernetes.api.defaults import child_map, default_pod_spec, dicts, set_default
+from kybernetes.api.defaults import child_map, default_pod_spec, dicts
 from kybernetes.api.disruption import plan_eviction
 from kybernetes.api.errors import ApiError, FieldError, forbidden, required
 from kybernetes.api.kinds.base import (
@@ -156,10 +156,7 @@ def default_pod(pod: Obj, toleration_seconds: int = DEFAULT_TOLERATION_SECONDS) 
                 for port in dicts(c.get("ports")):
                     if not port.get("hostPort"):
                         port["hostPort"] = port.get("containerPort")
-    # What the Priority and DefaultTolerationSeconds admission plugins always add.
-    if spec.get("priority") is None and not spec.get("priorityClassName"):
-        spec["priority"] = 0
-    set_default(spec, "preemptionPolicy", "PreemptLowerPriority")
+    # What the DefaultTolerationSeconds admission plugin adds (priority: api/priority.py).
     tolerations = spec.get("tolerations")
     if tolerations is None:
         tolerations = spec["tolerations"] = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from kybernetes.api import priority
 from kybernetes.api.defaults import as_map, child_map, dicts, set_default
 from kybernetes.api.errors import FieldError, forbidden, invalid, required
 from kybernetes.api.kinds.base import CreatedAtStrategy, KindRef, KindStrategy
@@ -28,6 +29,7 @@ from kybernetes.api.validation import (
     as_dict,
     as_list,
     enum_errors,
+    immutable,
     is_int,
     validate_int_or_percent,
     validate_label_selector,
@@ -118,11 +120,11 @@ def _validate_priority_class(info: ResourceInfo, obj: Obj) -> Errors:
     errs: Errors = []
     name = as_dict(obj.get("metadata")).get("name") or ""
     value = obj.get("value")
-    if name.startswith("system-") and name not in ("system-cluster-critical", "system-node-critical"):
-        errs.append(invalid("metadata.name", name, "Priority class names with 'system-' prefix are reserved."))
     if not is_int(value):
         errs.append(required("value"))
-    elif value > _MAX_USER_PRIORITY and not name.startswith("system-"):
+    elif name.startswith(priority.SYSTEM_PREFIX):
+        errs += priority.system_class_errors(name, value, obj.get("globalDefault"))
+    elif value > _MAX_USER_PRIORITY:
         errs.append(forbidden("value", f"maximum allowed value of a user defined priority is {_MAX_USER_PRIORITY}"))
     errs += enum_errors("preemptionPolicy", obj.get("preemptionPolicy"), ["Never", "PreemptLowerPriority"],
                   required_when_empty=False)
@@ -130,9 +132,11 @@ def _validate_priority_class(info: ResourceInfo, obj: Obj) -> Errors:
 
 
 def _validate_priority_class_update(new: Obj, old: Obj) -> Errors:
+    errs: Errors = []
     if new.get("value") != old.get("value"):
-        return [forbidden("value", "may not be changed in an update.")]
-    return []
+        errs.append(forbidden("value", "may not be changed in an update."))
+    errs += immutable("preemptionPolicy", new.get("preemptionPolicy"), old.get("preemptionPolicy"))
+    return errs
 
 
 def _default_limit_range(obj: Obj) -> None:
@@ -268,6 +272,9 @@ class PriorityClassStrategy(KindStrategy):
 
     def validate_update(self, info: ResourceInfo, new: Obj, old: Obj) -> Errors:
         return _validate_priority_class_update(new, old)
+
+    def check_delete(self, obj: Obj) -> None:
+        priority.check_priority_class_delete(as_dict(obj.get("metadata")).get("name") or "")
 
     def table_columns(self) -> list[dict[str, Any]]:
         return _columns_priorityclass()
