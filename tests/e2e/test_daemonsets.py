@@ -1,0 +1,246 @@
+"""DaemonSets against a real `kyb server` with simulated nodes, driven by real kubectl.
+
+Five simulated nodes carry the label `ds-e2e=yes`; every DaemonSet here selects those
+nodes only, so that nodes other test modules start in the same session stay out of it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from kubernetes import client as kclient
+from kubernetes import watch
+
+from kybernetes.testing.cluster import die_with_parent
+
+PREFIX = "ds-sim-"
+NODES = [f"{PREFIX}{i}" for i in range(5)]
+LABEL = "ds-e2e"
+
+
+def _sim_nodes(server, prefix: str, count: int, *extra: str) -> subprocess.Popen:
+    log = open(server.data_dir + f"/sim-{prefix}.log", "ab")
+    p = subprocess.Popen([sys.executable, "-m", "kybernetes.cli.main", "sim-nodes", "--kubeconfig", server.kubeconfig,
+                          "--count", str(count), "--name-prefix", prefix, "--lease-interval", "1",
+                          "--node-status-interval", "5", "--start-delay", "0.2", "--delete-delay", "0.2",
+                          "--cpu", "4", "--memory", "8Gi", "--label", f"{LABEL}=yes", "--cleanup", *extra],
+                         stdout=log, stderr=log, preexec_fn=die_with_parent)  # noqa: PLW1509
+    log.close()
+    return p
+
+
+def _wait(predicate, timeout: float = 60.0, interval: float = 0.25, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}; last={last!r}")
+
+
+def _ready_nodes(kubectl) -> list[str]:
+    nodes = json.loads(kubectl.ok("get", "nodes", "-l", f"{LABEL}=yes", "-o", "json"))["items"]
+    return [n["metadata"]["name"] for n in nodes
+            if any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"].get("conditions") or [])]
+
+
+@pytest.fixture(scope="module")
+def nodes(server, kubectl):
+    p = _sim_nodes(server, PREFIX, len(NODES))
+    try:
+        _wait(lambda: sorted(_ready_nodes(kubectl)) == NODES, 60, what="5 ready sim nodes")
+        yield NODES
+    finally:
+        p.terminate()
+        p.wait(10)
+
+
+def _manifest(name: str, image: str = "busybox:1", *, max_unavailable: int | str = 1, tolerate: bool = False,
+              strategy: str = "RollingUpdate") -> str:
+    tolerations = ('      tolerations:\n      - {key: dedicated, operator: Exists, effect: NoSchedule}\n'
+                   if tolerate else "")
+    update = (f"  updateStrategy:\n    type: RollingUpdate\n    rollingUpdate:\n"
+              f"      maxUnavailable: {max_unavailable}\n" if strategy == "RollingUpdate"
+              else "  updateStrategy:\n    type: OnDelete\n")
+    return (f"apiVersion: apps/v1\nkind: DaemonSet\nmetadata:\n  name: {name}\nspec:\n"
+            f"  selector:\n    matchLabels: {{app: {name}}}\n{update}"
+            f"  template:\n    metadata:\n      labels: {{app: {name}}}\n    spec:\n"
+            f"      nodeSelector: {{{LABEL}: 'yes'}}\n{tolerations}"
+            f"      containers:\n      - name: c\n        image: {image}\n")
+
+
+def _pods(kubectl, app: str) -> list[dict]:
+    return json.loads(kubectl.ok("get", "pods", "-l", f"app={app}", "-o", "json"))["items"]
+
+
+def _running_by_node(kubectl, app: str) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for p in _pods(kubectl, app):
+        if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp"):
+            out.setdefault(p["spec"].get("nodeName") or "", []).append(p)
+    return out
+
+
+def _ds(kubectl, name: str) -> dict:
+    return json.loads(kubectl.ok("get", "ds", name, "-o", "json"))
+
+
+def test_one_pod_per_node_and_tainted_nodes_only_for_tolerating_daemons(kubectl, nodes):
+    kubectl.ok("taint", "nodes", NODES[0], "dedicated=infra:NoSchedule")
+    try:
+        kubectl.ok("apply", "-f", "-", stdin=_manifest("logs"))
+        _wait(lambda: sorted(_running_by_node(kubectl, "logs")) == NODES[1:], what="a pod on each untainted node")
+        by_node = _running_by_node(kubectl, "logs")
+        assert all(len(pods) == 1 for pods in by_node.values())
+        pod = by_node[NODES[1]][0]
+        # Placed through the scheduler: pinned by required node affinity, bound by the scheduler.
+        terms = pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+        assert terms == {"nodeSelectorTerms": [{"matchFields": [
+            {"key": "metadata.name", "operator": "In", "values": [NODES[1]]}]}]}
+        assert {"key": "node.kubernetes.io/unschedulable", "operator": "Exists", "effect": "NoSchedule"} \
+            in pod["spec"]["tolerations"]
+        assert pod["metadata"]["labels"]["pod-template-generation"] == "1"
+        assert pod["metadata"]["labels"]["controller-revision-hash"]
+        _wait(lambda: _ds(kubectl, "logs")["status"].get("numberAvailable") == 4, what="4 available")
+        status = _ds(kubectl, "logs")["status"]
+        assert status["desiredNumberScheduled"] == 4 and status["currentNumberScheduled"] == 4
+        assert status["numberReady"] == 4 and status["updatedNumberScheduled"] == 4
+        assert status["numberMisscheduled"] == 0 and status["observedGeneration"] == 1
+        table = kubectl.ok("get", "ds", "logs").splitlines()
+        assert table[0].split() == ["NAME", "DESIRED", "CURRENT", "READY", "UP-TO-DATE", "AVAILABLE", "NODE",
+                                    "SELECTOR", "AGE"]
+        assert table[1].split()[:7] == ["logs", "4", "4", "4", "4", "4", f"{LABEL}=yes"]
+
+        kubectl.ok("apply", "-f", "-", stdin=_manifest("tolerant", tolerate=True))
+        _wait(lambda: sorted(_running_by_node(kubectl, "tolerant")) == NODES, what="a pod on every node")
+        assert NODES[0] not in _running_by_node(kubectl, "logs")
+    finally:
+        kubectl("taint", "nodes", NODES[0], "dedicated=infra:NoSchedule-")
+        kubectl("delete", "ds", "tolerant", "--wait=false")
+    # Untainted, the node gets its pod.
+    _wait(lambda: sorted(_running_by_node(kubectl, "logs")) == NODES, what="a pod on the untainted node")
+
+
+def test_nodes_joining_leaving_and_failed_pods(server, kubectl, nodes):
+    _wait(lambda: sorted(_running_by_node(kubectl, "logs")) == NODES, what="a pod on every node")
+    extra = _sim_nodes(server, "ds-join-", 1)
+    try:
+        _wait(lambda: "ds-join-0" in _running_by_node(kubectl, "logs"), what="a pod on the joining node")
+        _wait(lambda: _ds(kubectl, "logs")["status"]["desiredNumberScheduled"] == 6, what="6 desired")
+    finally:
+        extra.terminate()
+        extra.wait(10)
+    _wait(lambda: _ds(kubectl, "logs")["status"]["desiredNumberScheduled"] == 5, what="5 desired once it left")
+
+    # A node that stops matching the node selector loses its pod.
+    kubectl.ok("label", "node", NODES[4], f"{LABEL}=no", "--overwrite")
+    try:
+        _wait(lambda: NODES[4] not in _running_by_node(kubectl, "logs"), what="the pod gone from the relabelled node")
+        _wait(lambda: not [p for p in _pods(kubectl, "logs") if p["spec"].get("nodeName") == NODES[4]],
+              what="no pod left there")
+        assert _ds(kubectl, "logs")["status"]["desiredNumberScheduled"] == 4
+    finally:
+        kubectl.ok("label", "node", NODES[4], f"{LABEL}=yes", "--overwrite")
+    _wait(lambda: NODES[4] in _running_by_node(kubectl, "logs"), what="the pod back on the relabelled node")
+
+    # A failed daemon pod is replaced on its node.
+    victim = _running_by_node(kubectl, "logs")[NODES[2]][0]["metadata"]["name"]
+    kubectl.ok("patch", "pod", victim, "--subresource=status", "--type=merge", "-p",
+               '{"status":{"phase":"Failed","conditions":[{"type":"Ready","status":"False"}]}}')
+    _wait(lambda: [p["metadata"]["name"] for p in _running_by_node(kubectl, "logs").get(NODES[2], [])
+                   if p["metadata"]["name"] != victim], what="a replacement on the node")
+    events = kubectl.ok("get", "events", "--field-selector", "reason=FailedDaemonPod", "-o", "json")
+    assert any(victim in e["message"] for e in json.loads(events)["items"])
+
+
+def test_rolling_update_at_max_unavailable_and_rollout_history_undo(kubectl, nodes, k8s_client):
+    kubectl.ok("apply", "-f", "-", stdin=_manifest("roll", max_unavailable=2))
+    out = kubectl.ok("rollout", "status", "ds/roll", "--timeout=90s", timeout=100)
+    assert 'daemon set "roll" successfully rolled out' in out
+    core = kclient.CoreV1Api(k8s_client)
+    listed = core.list_namespaced_pod("default", label_selector="app=roll")
+    live: dict[str, dict] = {p.metadata.name: p.to_dict() for p in listed.items}
+    worst = [0]
+    lock = threading.Lock()
+
+    def nodes_without_ready_pod() -> int:
+        ready_nodes = {p["spec"].get("node_name") for p in live.values()
+                       if not p["metadata"].get("deletion_timestamp")
+                       and any(c["type"] == "Ready" and c["status"] == "True"
+                               for c in (p["status"].get("conditions") or []))}
+        return len(set(NODES) - ready_nodes)
+
+    def observe() -> None:
+        w = watch.Watch()
+        for ev in w.stream(core.list_namespaced_pod, "default", label_selector="app=roll",
+                           resource_version=listed.metadata.resource_version, timeout_seconds=90):
+            obj = ev["object"].to_dict()
+            with lock:
+                if ev["type"] == "DELETED":
+                    live.pop(obj["metadata"]["name"], None)
+                else:
+                    live[obj["metadata"]["name"]] = obj
+                worst[0] = max(worst[0], nodes_without_ready_pod())
+                if (obj["metadata"].get("annotations") or {}).get("done") == "1":
+                    return
+
+    t = threading.Thread(target=observe, daemon=True)
+    t.start()
+    time.sleep(0.5)
+    kubectl.ok("set", "image", "ds/roll", "c=busybox:2")
+    out = kubectl.ok("rollout", "status", "ds/roll", "--timeout=120s", timeout=130)
+    assert 'daemon set "roll" successfully rolled out' in out
+    pods = _running_by_node(kubectl, "roll")
+    assert sorted(pods) == NODES
+    assert {p["spec"]["containers"][0]["image"] for ps in pods.values() for p in ps} == {"busybox:2"}
+    kubectl.ok("annotate", "pod", pods[NODES[0]][0]["metadata"]["name"], "done=1")
+    t.join(30)
+    assert not t.is_alive()
+    # Old pods went at most two at a time: never more than two nodes without a ready pod.
+    assert 1 <= worst[0] <= 2, worst[0]
+
+    ds = _ds(kubectl, "roll")
+    assert ds["metadata"]["annotations"]["deprecated.daemonset.template.generation"] == "2"
+    assert ds["status"]["updatedNumberScheduled"] == 5 and ds["status"]["observedGeneration"] == ds["metadata"][
+        "generation"]
+    revisions = json.loads(kubectl.ok("get", "controllerrevisions", "-l", "app=roll", "-o", "json"))["items"]
+    assert sorted(r["revision"] for r in revisions) == [1, 2]
+    assert all(r["metadata"]["ownerReferences"][0]["kind"] == "DaemonSet" for r in revisions)
+    history = kubectl.ok("rollout", "history", "ds/roll")
+    assert [line.split()[0] for line in history.splitlines()[2:] if line.strip()] == ["1", "2"]
+    assert "busybox:1" in kubectl.ok("rollout", "history", "ds/roll", "--revision=1")
+
+    out = kubectl.ok("rollout", "undo", "ds/roll")
+    assert "rolled back" in out
+    kubectl.ok("rollout", "status", "ds/roll", "--timeout=120s", timeout=130)
+    pods = _running_by_node(kubectl, "roll")
+    assert {p["spec"]["containers"][0]["image"] for ps in pods.values() for p in ps} == {"busybox:1"}
+    history = kubectl.ok("rollout", "history", "ds/roll")
+    # The rolled-back template is revision 1 renumbered to 3, as in Kubernetes.
+    assert [line.split()[0] for line in history.splitlines()[2:] if line.strip()] == ["2", "3"]
+    kubectl.ok("delete", "ds", "roll")
+    _wait(lambda: _pods(kubectl, "roll") == [], what="pods deleted with their DaemonSet")
+
+
+def test_on_delete_replaces_only_deleted_pods(kubectl, nodes):
+    kubectl.ok("apply", "-f", "-", stdin=_manifest("manual", strategy="OnDelete"))
+    _wait(lambda: sorted(_running_by_node(kubectl, "manual")) == NODES, what="a pod on every node")
+    kubectl.ok("set", "image", "ds/manual", "c=busybox:2")
+    _wait(lambda: _ds(kubectl, "manual")["status"].get("observedGeneration") == 2, what="generation 2 observed")
+    time.sleep(1)
+    images = {p["spec"]["containers"][0]["image"] for ps in _running_by_node(kubectl, "manual").values() for p in ps}
+    assert images == {"busybox:1"}
+    victim = _running_by_node(kubectl, "manual")[NODES[3]][0]["metadata"]["name"]
+    kubectl.ok("delete", "pod", victim)
+    _wait(lambda: [p for p in _running_by_node(kubectl, "manual").get(NODES[3], [])
+                   if p["spec"]["containers"][0]["image"] == "busybox:2"], what="the replacement on the new template")
+    status = _ds(kubectl, "manual")["status"]
+    assert status["updatedNumberScheduled"] == 1
+    kubectl.ok("delete", "ds", "manual", "logs")
