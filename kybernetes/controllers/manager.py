@@ -23,6 +23,7 @@ from kybernetes.client import Client, InformerFactory, Informers
 from kybernetes.client.resources import PODS
 from kybernetes.controllers.cronjob import CronJobController
 from kybernetes.controllers.csrsigning import CSRSigningController
+from kybernetes.controllers.daemonset import DaemonSetController
 from kybernetes.controllers.deployment import DeploymentController
 from kybernetes.controllers.disruption import DisruptionController
 from kybernetes.controllers.endpoints import EndpointsController
@@ -88,6 +89,7 @@ BUILDERS: tuple[tuple[str, Builder], ...] = (
     ("cronjob", lambda c, f, o: CronJobController(c, f)),
     ("job", lambda c, f, o: JobController(c, f)),
     ("ttlafterfinished", lambda c, f, o: TTLAfterFinishedController(c, f)),
+    ("daemonset", lambda c, f, o: DaemonSetController(c, f)),
     ("garbagecollector", lambda c, f, o: GarbageCollectorController(c, f)),
     ("namespace", lambda c, f, o: NamespaceController(c, f)),
     ("serviceaccount", lambda c, f, o: ServiceAccountController(c, f)),
