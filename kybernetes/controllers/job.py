@@ -25,6 +25,7 @@ from kybernetes.controllers.job_plan import (
     TRACKING_FINALIZER,
     BackoffRecord,
     JobPlan,
+    compact_status,
     finish_status,
     finished_event,
     has_tracking_finalizer,
@@ -228,6 +229,7 @@ class JobController:
             failed, create_error = await self._create(job, key, plan)
             error = error or create_error
             status["active"] = max(0, int(status.get("active") or 0) - failed)
+        compact_status(status)
         written = job
         if plan.flush or normalized_status(status) != normalized_status(job.get("status")):
             written = await self._write_status(key, job, status)

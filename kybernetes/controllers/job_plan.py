@@ -728,7 +728,7 @@ def plan_job(job: Mapping[str, Any], pods: Sequence[Obj], now: dt.datetime, *,
     if conditions:
         status["conditions"] = conditions
     plan.final_condition = finished
-    plan.status = status
+    plan.status = compact_status(status)
     plan.flush = normalized_status(status) != normalized_status(old_status)
     plan.with_finalizer = with_finalizer - {uid_of(p) for p in plan.remove_finalizers}
     return plan
@@ -829,6 +829,7 @@ def finish_status(plan: JobPlan, status: Mapping[str, Any], still_with_finalizer
     and whether the Job finished."""
     out: Obj = copy.deepcopy(dict(status))
     _count_uncounted_without_finalizer(out, still_with_finalizer)
+    compact_status(out)
     cond = plan.final_condition
     if cond is None or plan.reached_max_uncounted:
         return out, False
@@ -845,6 +846,17 @@ def finish_status(plan: JobPlan, status: Mapping[str, Any], still_with_finalizer
 
 
 _ZERO_DEFAULTS = {"active": 0, "succeeded": 0, "failed": 0}
+
+
+def compact_status(status: Obj) -> Obj:
+    """Leave out what Go's omitempty leaves out of a JobStatus: zero counters and an
+    empty completedIndexes (ready, terminating and failedIndexes are pointers: kept)."""
+    for key in _ZERO_DEFAULTS:
+        if not status.get(key):
+            status.pop(key, None)
+    if not status.get("completedIndexes"):
+        status.pop("completedIndexes", None)
+    return status
 
 
 def normalized_status(status: Mapping[str, Any] | None) -> Obj:
