@@ -429,3 +429,45 @@ async def test_a_job_finishing_wakes_its_cronjob() -> None:
     job["metadata"] = {**job["metadata"], "resourceVersion": "999"}
     informer.upsert(job)
     assert len(ctl.queue) == 1
+
+
+async def test_a_schedule_that_never_fires_is_reported_not_scheduled() -> None:
+    client, ctl, _ = setup(make_cronjob("0 0 31 2 *"), now=at(5))
+    result = await sync(ctl)
+    assert client.all(JOBS) == []
+    assert reasons(client) == ["InvalidSchedule"]
+    assert result.is_done
+
+
+async def test_a_stored_unparseable_schedule_or_unknown_zone_is_reported() -> None:
+    client, ctl, _ = setup(make_cronjob("0 0 * * 7"), now=at(5))
+    await sync(ctl)
+    assert reasons(client) == ["UnparseableSchedule"]
+    assert client.events[0].message == 'unparseable schedule: "0 0 * * 7" : end of range (7) above maximum (6): 7'
+    client, ctl, _ = setup(make_cronjob(timeZone="Mars/Olympus"), now=at(5))
+    await sync(ctl)
+    assert reasons(client) == ["UnknownTimeZone"]
+    assert client.all(JOBS) == []
+
+
+async def test_a_cronjob_being_deleted_starts_nothing() -> None:
+    cj = make_cronjob()
+    cj["metadata"]["deletionTimestamp"] = stamp(at(0))
+    client, ctl, _ = setup(cj, now=at(5, 5))
+    await sync(ctl)
+    assert client.all(JOBS) == []
+
+
+async def test_a_new_schedule_requeues_for_its_next_time() -> None:
+    client, ctl, _ = setup(make_cronjob("0 * * * *", created=at(0, 30)), now=at(10))
+    while len(ctl.queue):
+        ctl.queue.done(await ctl.queue.get())
+    old = ctl.cronjobs.get("default", "nightly")
+    assert old is not None
+    new = {**old, "spec": {**old["spec"], "schedule": "*/15 * * * *"}}
+    ctl.cronjobs.upsert(new)
+    assert len(ctl.queue) == 0  # not now: just after 00:15
+    timer = ctl.queue._timers["default/nightly"]
+    assert timer.when() - asyncio.get_running_loop().time() == pytest.approx(5 * 60 + 0.1, abs=1)
+    await asyncio.sleep(0)
+    assert reasons(client) == []
