@@ -399,3 +399,25 @@ async def test_controller_bumps_collision_count_when_a_revision_name_is_taken():
     await ctrl.sync("default/agent")
     names = {r["metadata"]["name"] for r in client.all(CONTROLLERREVISIONS)}
     assert len(names) == 2
+
+
+# -- the kind's rules ------------------------------------------------------------------------
+
+
+def test_daemonset_validation_refuses_deadlines_and_negative_min_ready():
+    from kybernetes.api.errors import ApiError
+    from kybernetes.api.kinds import DEFAULT
+    from kybernetes.api.registry import Registry
+    from kybernetes.api.validation import validate_with
+
+    info = Registry().get("apps", "v1", "daemonsets")
+    ds = make_ds()
+    DEFAULT.for_info(info).default(info, ds)
+    assert validate_with(DEFAULT.for_info(info), info, ds, None) == []
+    ds["spec"]["minReadySeconds"] = -1
+    ds["spec"]["template"]["spec"]["activeDeadlineSeconds"] = 30
+    errs = validate_with(DEFAULT.for_info(info), info, ds, None)
+    message = ApiError.invalid(info.group, info.kind, "agent", errs).message
+    assert "spec.template.spec.activeDeadlineSeconds: Invalid value: 30: activeDeadlineSeconds in DaemonSet " \
+           "is not Supported" in message
+    assert "spec.minReadySeconds: Invalid value: -1: must be greater than or equal to 0" in message

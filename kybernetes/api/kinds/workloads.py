@@ -156,6 +156,12 @@ def _validate_daemonset(info: ResourceInfo, obj: Obj) -> Errors:
     if not isinstance(spec, dict):
         return [required("spec")]
     errs = validate_selector_and_template(spec, "daemonset")
+    deadline = as_dict(as_dict(spec.get("template")).get("spec")).get("activeDeadlineSeconds")
+    if deadline is not None:
+        # A daemon runs for as long as its node does.
+        errs.append(invalid("spec.template.spec.activeDeadlineSeconds", deadline,
+                            "activeDeadlineSeconds in DaemonSet is not Supported"))
+    errs += non_negative("spec.minReadySeconds", spec.get("minReadySeconds"))
     strategy = spec.get("updateStrategy") if isinstance(spec.get("updateStrategy"), dict) else {}
     errs += enum_errors("spec.updateStrategy.type", strategy.get("type"), ["OnDelete", "RollingUpdate"])
     rolling = strategy.get("rollingUpdate")
