@@ -856,7 +856,16 @@ def compact_status(status: Obj) -> Obj:
             status.pop(key, None)
     if not status.get("completedIndexes"):
         status.pop("completedIndexes", None)
+    # JobStatus's field order, as the real API writes it.
+    ordered = {k: status.pop(k) for k in _STATUS_ORDER if k in status}
+    ordered.update(status)
+    status.clear()
+    status.update(ordered)
     return status
+
+
+_STATUS_ORDER = ("conditions", "startTime", "completionTime", "active", "succeeded", "failed", "terminating",
+                 "completedIndexes", "failedIndexes", "uncountedTerminatedPods", "ready")
 
 
 def normalized_status(status: Mapping[str, Any] | None) -> Obj:

@@ -205,3 +205,35 @@ def test_a_controller_manager_restart_mid_job_neither_loses_nor_double_counts(ag
     pods = job_pods(kubectl, "steady")
     assert sorted(p["status"]["phase"] for p in pods) == ["Succeeded"] * 6
     assert all("batch.kubernetes.io/job-tracking" not in (p["metadata"].get("finalizers") or []) for p in pods)
+
+
+def test_a_suspended_job_starts_when_resumed(agent, kubectl):
+    kubectl.ok("create", "-f", "-", stdin=json.dumps(job_manifest("later", "echo now", suspend=True)))
+    job = wait_for(kubectl, "later", "suspended", timeout=60)
+    suspended = condition(job, "Suspended")
+    assert (suspended["reason"], suspended["message"]) == ("JobSuspended", "Job suspended")
+    assert "startTime" not in job["status"] and job_pods(kubectl, "later") == []
+    assert "Suspended" in kubectl.ok("get", "jobs", "-n", NS, "later")
+    kubectl.ok("patch", "-n", NS, "job", "later", "--type=merge", "-p", '{"spec":{"suspend":false}}')
+    job = wait_for(kubectl, "later", "complete")
+    resumed = condition(job, "Suspended")
+    assert (resumed["status"], resumed["reason"], resumed["message"]) == ("False", "JobResumed", "Job resumed")
+    assert job["status"]["succeeded"] == 1
+
+
+def test_deleting_a_running_job_takes_its_pods_with_it(agent, kubectl):
+    kubectl.ok("create", "-f", "-", stdin=json.dumps(job_manifest("forever", "sleep 300", parallelism=2,
+                                                                  completions=2)))
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        running = [p for p in job_pods(kubectl, "forever") if p.get("status", {}).get("phase") == "Running"]
+        if len(running) == 2:
+            break
+        time.sleep(0.5)
+    assert len(running) == 2
+    kubectl.ok("delete", "-n", NS, "job", "forever", timeout=90)
+    deadline = time.monotonic() + 60
+    while job_pods(kubectl, "forever") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    # The tracking finalizer does not keep the pods of a deleted Job around.
+    assert job_pods(kubectl, "forever") == []
