@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/controlplane_bench.py [--nodes 1000] [--pods 10000] [--stretch-pods 30000]
     .venv/bin/python benchmarks/controlplane_bench.py --bind-directly   # simulator + API only, no scheduler
+    .venv/bin/python benchmarks/controlplane_bench.py --preempt 200     # then 200 pods that must preempt
 
 Starts a real `kyb server` (API server, controllers and scheduler) on a fresh
 data dir and a simulated-node process (`python -m kybernetes.simnodes`) with
@@ -36,7 +37,7 @@ from typing import Any
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from kybernetes.client import ApiClient, ApiError  # noqa: E402
-from kybernetes.client.resources import DEPLOYMENTS, NAMESPACES, NODES, PODS  # noqa: E402
+from kybernetes.client.resources import DEPLOYMENTS, NAMESPACES, NODES, PODS, Resource  # noqa: E402
 from kybernetes.testing.cluster import ServerProcess, child_pids, die_with_parent, rss_mb  # noqa: E402
 
 NAMESPACE = "bench"
@@ -111,6 +112,7 @@ class PodTimes:
     created: dict[str, float] = field(default_factory=dict)
     bound: dict[str, float] = field(default_factory=dict)
     running: dict[str, float] = field(default_factory=dict)
+    deleted: int = 0
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def see(self, obj: dict[str, Any], now: float) -> None:
@@ -140,6 +142,8 @@ async def track_pods(client: ApiClient, times: PodTimes) -> None:
                     continue
                 if type_ != "DELETED":
                     times.see(obj, time.monotonic())
+                else:
+                    times.deleted += 1
                 rv = obj["metadata"].get("resourceVersion", rv)
         except ApiError as e:
             if e.code == 410:
@@ -295,6 +299,52 @@ async def phase(label: str, client: ApiClient, times: PodTimes, target: int, lau
         print(f"CPU {name:<23} {secs:.1f} s ({secs / max(t_end - t0, 1e-9) * 100:.0f}% of one core)")
 
 
+# -- preemption (issue 12) ------------------------------------------------------------------
+
+
+URGENT_CLASS = {"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": "bench-urgent"},
+                "value": 1000}
+
+
+async def preempt_phase(client: ApiClient, times: PodTimes, count: int, request: str, pids: dict[str, int],
+                        timeout: float) -> None:
+    """`count` pods of a high PriorityClass, each asking for nearly a whole node: every one
+    must evict the low-priority pods on some node (their ReplicaSets put them back elsewhere)."""
+    parts = control_plane_processes(pids["server (process tree)"])
+    try:
+        await client.create(Resource.for_kind("scheduling.k8s.io/v1", "PriorityClass"), None, URGENT_CLASS)
+    except ApiError as e:
+        if e.code != 409:
+            raise
+    urgent = deployment("urgent", count)
+    urgent["spec"]["template"]["spec"]["priorityClassName"] = "bench-urgent"
+    urgent["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"] = request
+    cpu0 = {name: tree_cpu_seconds(pid, descendants=False) for name, pid in parts.items()}
+    deleted0 = times.deleted
+    t0 = time.monotonic()
+    await client.create(DEPLOYMENTS, NAMESPACE, urgent)
+    first_running: dict[str, float] = {}
+    nominated: set[str] = set()
+    while len(first_running) < count and time.monotonic() - t0 < timeout:
+        page = await client.list(PODS, NAMESPACE, label_selector="app=urgent")
+        now = time.monotonic()
+        for obj in page.get("items") or []:
+            uid = obj["metadata"]["uid"]
+            if (obj.get("status") or {}).get("nominatedNodeName"):
+                nominated.add(uid)
+            if (obj.get("status") or {}).get("phase") == "Running":
+                first_running.setdefault(uid, now)
+        await asyncio.sleep(0.5)
+    span = (max(first_running.values()) - t0) if first_running else float("nan")
+    cpu = {name: tree_cpu_seconds(pid, descendants=False) - cpu0[name] for name, pid in parts.items()}
+    print(f"\n== preemption: {count} high-priority pods, each needing a node's room ({request} CPU)")
+    print(f"urgent pods Running         {len(first_running)} of {count} in {span:.1f}s "
+          f"({len(first_running) / span if span > 0 else float('nan'):.0f} pods/s); "
+          f"{len(nominated)} seen nominated; {times.deleted - deleted0} pods deleted (victims)")
+    for name, secs in cpu.items():
+        print(f"CPU {name:<23} {secs:.1f} s")
+
+
 # -- main -----------------------------------------------------------------------------------
 
 
@@ -345,6 +395,8 @@ async def run(args: argparse.Namespace, server: ServerProcess, sim: subprocess.P
                     await asyncio.gather(*ops)
             await phase(f"stretch: {args.pods} -> {args.stretch_pods} pods", client, times, args.stretch_pods,
                         grow, pids, args.timeout)
+        if args.preempt:
+            await preempt_phase(client, times, args.preempt, args.preempt_cpu, pids, args.timeout)
         watcher.cancel()
         await asyncio.gather(watcher, return_exceptions=True)
     finally:
@@ -369,6 +421,10 @@ def main() -> None:
     ap.add_argument("--bind-directly", action="store_true", help="bare pods pre-bound to nodes (no scheduler)")
     ap.add_argument("--server-arg", action="append", default=[], help="extra argument for `kyb server`")
     ap.add_argument("--keep", action="store_true", help="keep the data dir (server and simulator logs)")
+    ap.add_argument("--preempt", type=int, default=0,
+                    help="then create this many high-priority pods that must preempt (issue 12)")
+    ap.add_argument("--preempt-cpu", default="31950m",
+                    help="CPU each of those asks for (the simulated nodes have 32; the low pods 10m each)")
     args = ap.parse_args()
 
     # 1,000 nodes need more /24 node subnets than the default 10.42.0.0/16 holds (256).
