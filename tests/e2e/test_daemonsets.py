@@ -16,11 +16,14 @@ import pytest
 from kubernetes import client as kclient
 from kubernetes import watch
 
+from kybernetes.testing.agent import TEST_TAINT, AgentProcess, agent_prerequisites
 from kybernetes.testing.cluster import die_with_parent
 
 PREFIX = "ds-sim-"
 NODES = [f"{PREFIX}{i}" for i in range(5)]
 LABEL = "ds-e2e"
+REAL_NODE = "ds-node"
+REAL_CIDR = "10.42.222.0/24"
 
 
 def _sim_nodes(server, prefix: str, count: int, *extra: str) -> subprocess.Popen:
@@ -244,3 +247,34 @@ def test_on_delete_replaces_only_deleted_pods(kubectl, nodes):
     status = _ds(kubectl, "manual")["status"]
     assert status["updatedNumberScheduled"] == 1
     kubectl.ok("delete", "ds", "manual", "logs")
+
+
+@pytest.mark.skipif(agent_prerequisites() is not None, reason=agent_prerequisites() or "")
+def test_a_daemonset_covers_simulated_nodes_and_a_real_agent(kubectl, nodes):
+    # The Node comes first with a pod CIDR of its own (another cluster on this host may
+    # route the first CIDR every cluster hands out).
+    kubectl.ok("apply", "-f", "-", stdin=json.dumps({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": REAL_NODE, "labels": {"kubernetes.io/hostname": REAL_NODE, LABEL: "yes"}},
+        "spec": {"podCIDR": REAL_CIDR, "podCIDRs": [REAL_CIDR],
+                 "taints": [{"key": TEST_TAINT, "value": "true", "effect": "NoSchedule"}]}}))
+    agent = AgentProcess(kubectl.server, node_name=REAL_NODE, bridge="kybd0", proxy_table="kyb-ds")
+    try:
+        agent.start()
+        manifest = _manifest("everywhere").replace(
+            "      containers:\n",
+            f"      tolerations:\n      - {{key: {TEST_TAINT}, operator: Exists}}\n"
+            "      terminationGracePeriodSeconds: 1\n      containers:\n").replace(
+            "image: busybox:1\n", "image: docker.io/library/busybox:1.35\n        command: [sleep, '3600']\n")
+        kubectl.ok("apply", "-f", "-", stdin=manifest)
+        _wait(lambda: sorted(_running_by_node(kubectl, "everywhere")) == sorted([*NODES, REAL_NODE]), 120,
+              what="a Running pod on the five simulated nodes and the real one")
+        real = _running_by_node(kubectl, "everywhere")[REAL_NODE][0]
+        assert real["status"]["podIP"].startswith("10.42.222.")
+        _wait(lambda: _ds(kubectl, "everywhere")["status"].get("numberAvailable") == 6, 60, what="6 available")
+        kubectl.ok("delete", "ds", "everywhere", "--timeout=90s", timeout=100)
+        _wait(lambda: _pods(kubectl, "everywhere") == [], 90, what="the daemon pods gone")
+    finally:
+        kubectl("delete", "ds", "everywhere", "--ignore-not-found", "--wait=false")
+        agent.cleanup()
+        kubectl("delete", "node", REAL_NODE, "--ignore-not-found")
