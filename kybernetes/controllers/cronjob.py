@@ -139,8 +139,8 @@ class CronJobController:
         jobs = self.owned_jobs(cronjob)
         now = self.clock()
         status: Obj = dict(cronjob.get("status") or {})
+        # Pruned Jobs stay in `jobs`, as upstream: finished, they only count for lastSuccessfulTime.
         changed = await self._prune_history(cronjob, jobs, status)
-        jobs = [j for j in jobs if not _meta(j).get("deletionTimestamp")] if changed else jobs
         decision: Decision | None = None
         error: BaseException | None = None
         try:
