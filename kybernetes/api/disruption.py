@@ -32,6 +32,7 @@ MAX_DISRUPTED_POD_SIZE = 2000
 VIOLATION_MESSAGE = "Cannot evict pod as it would violate the pod's disruption budget."
 MULTIPLE_PDBS_MESSAGE = "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support."
 DISRUPTION_BUDGET_CAUSE = "DisruptionBudget"
+DISRUPTION_TARGET = "DisruptionTarget"
 
 
 def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -118,6 +119,25 @@ class EvictionPlan:
     delete_options: Obj = field(default_factory=dict)
     pdb: Obj | None = None
     on_conflict: ApiError | None = None
+
+
+def mark_disruption_target(pod: Obj, now: dt.datetime) -> Obj:
+    """`pod` with the DisruptionTarget condition an eviction sets before deleting it, which a
+    Job's podFailurePolicy (onPodConditions) and the pod's owner can read."""
+    status = dict(pod.get("status") or {})
+    conditions = [dict(c) for c in status.get("conditions") or () if isinstance(c, dict)]
+    cond = {"type": DISRUPTION_TARGET, "status": "True", "lastProbeTime": None,
+            "lastTransitionTime": rfc3339(now), "reason": "EvictionByEvictionAPI", "message": "Eviction API: evicting"}
+    for i, old in enumerate(conditions):
+        if old.get("type") == DISRUPTION_TARGET:
+            if old.get("status") == "True":
+                cond["lastTransitionTime"] = old.get("lastTransitionTime") or cond["lastTransitionTime"]
+            conditions[i] = cond
+            break
+    else:
+        conditions.append(cond)
+    status["conditions"] = conditions
+    return {**pod, "status": status}
 
 
 def can_ignore_budget(pod: Mapping[str, Any]) -> bool:

@@ -24,6 +24,7 @@ from aiohttp import web
 from kybernetes.api import protobuf as pb
 from kybernetes.api import tables
 from kybernetes.api.errors import ApiError, forbidden, invalid, required, status_object
+from kybernetes.api.jsonutil import clone
 from kybernetes.api.kinds.base import ActionContext, DeleteStep, UpdateStep
 from kybernetes.api.kinds.scale import scale_subresource
 from kybernetes.api.patch import patch_for_content_type
@@ -977,7 +978,10 @@ class RestHandler:
         if dry_run and not ctx.dry_run:
             ctx = dataclasses.replace(ctx, dry_run=True)
         try:
-            await self.service.delete(info, namespace, name, step.options, ctx)
+            options = step.options
+            if step.mark is not None and not dry_run:
+                options = await self._mark(info, namespace, name, step.mark, options, ctx)
+            await self.service.delete(info, namespace, name, options, ctx)
         except ApiError as e:
             if e.code != 409:
                 raise
@@ -987,6 +991,32 @@ class RestHandler:
                 return False
             raise
         return True
+
+
+    async def _mark(self, info: ResourceInfo, namespace: str | None, name: str, mark: Any,
+                    options: dict[str, Any], ctx: WriteContext) -> dict[str, Any]:
+        """Write `mark(latest)` through the object's status before its delete; the delete's
+        options, with a resourceVersion precondition moved to the marked version."""
+        pre = options.get("preconditions") or {}
+        for _attempt in range(ACTION_RETRIES):
+            co = self.service.current(info, namespace, name)
+            meta = co.obj.get("metadata") or {}
+            if (pre.get("uid") and pre["uid"] != meta.get("uid")) or \
+                    (pre.get("resourceVersion") and str(pre["resourceVersion"]) != str(co.rev)):
+                return options  # the delete itself refuses, with its own words
+            try:
+                result = await self.service.update_object(info, co, mark(clone(co.obj)), ctx, "status",
+                                                          expected=co.rev)
+            except ApiError as e:
+                if e.code != 409:
+                    raise
+                await self.service._catch_up()
+                continue
+            if not pre.get("resourceVersion"):
+                return options
+            rv = (result.obj.get("metadata") or {}).get("resourceVersion") or str(co.rev)
+            return {**options, "preconditions": {**pre, "resourceVersion": str(rv)}}
+        raise ApiError.conflict(info.group, info.plural, name)
 
 
 class _TablePrinter:

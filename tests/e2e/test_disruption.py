@@ -164,8 +164,15 @@ def test_eviction_that_would_violate_the_budget_gets_429(kubectl, nodes, k8s_cli
         evict(names[0], dry_run=True)
         assert _pdb_status(kubectl, "evict")["disruptionsAllowed"] == 1
         assert not core.read_namespaced_pod(names[0], NS).metadata.deletion_timestamp
+        since = core.list_namespaced_pod(NS, label_selector="app=evict").metadata.resource_version
         evict(names[0])
         assert _pdb_status(kubectl, "evict")["disruptionsAllowed"] == 0
+        # The pod was marked before it was deleted: the watch replays every version it had.
+        seen = []
+        for ev in watch.Watch().stream(core.list_namespaced_pod, NS, field_selector=f"metadata.name={names[0]}",
+                                       resource_version=since, timeout_seconds=2):
+            seen += [(c.type, c.reason) for c in ev["object"].status.conditions or []]
+        assert ("DisruptionTarget", "EvictionByEvictionAPI") in seen
         with pytest.raises(ApiException) as e:
             evict(names[1])
         assert e.value.status == 429

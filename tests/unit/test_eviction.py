@@ -207,3 +207,20 @@ def test_the_eviction_must_name_the_pod_of_its_url():
     with pytest.raises(ApiError) as e:
         action.plan("other", eviction_body(), pod, "2026-01-01T12:00:00Z", ctx())
     assert e.value.code == 400 and e.value.message == "name in URL does not match name in Eviction object"
+
+
+def test_an_evicted_pod_is_marked_as_a_disruption_target_first():
+    action = PodStrategy().actions()["eviction"]
+    step = action.plan("web-1", eviction_body(), pod, "2026-01-01T12:00:00Z", ctx(pdb(allowed=1)))
+    latest = pod()
+    latest["status"]["conditions"].append({"type": "DisruptionTarget", "status": "False"})
+    marked = step.mark(latest)
+    conds = {c["type"]: c for c in marked["status"]["conditions"]}
+    assert conds["DisruptionTarget"] == {"type": "DisruptionTarget", "status": "True", "lastProbeTime": None,
+                                         "lastTransitionTime": "2026-01-01T12:00:00Z",
+                                         "reason": "EvictionByEvictionAPI", "message": "Eviction API: evicting"}
+    assert conds["Ready"]["status"] == "True"
+    assert [c["type"] for c in marked["status"]["conditions"]].count("DisruptionTarget") == 1
+    # The latest version is rewritten, not the one judged; a dry run marks nothing.
+    assert latest["status"]["conditions"][-1]["status"] == "False"
+    assert action.plan("web-1", eviction_body(dryRun=["All"]), pod, "2026-01-01T12:00:00Z", ctx()).mark is None

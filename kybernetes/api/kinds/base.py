@@ -187,12 +187,16 @@ class DeleteStep:
     """Delete the object with these DeleteOptions, after the `before` writes.
 
     `on_conflict`: the answer when the delete's preconditions fail (instead of the 409).
-    `retry_on_conflict`: when they fail, plan the request again on the newer object."""
+    `retry_on_conflict`: when they fail, plan the request again on the newer object.
+    `mark`: rewrites the object's latest version just before the delete (a pod's
+    DisruptionTarget condition), written through its status; a resourceVersion
+    precondition then moves to the marked version."""
 
     options: Obj
     before: tuple[RelatedWrite, ...] = ()
     on_conflict: Exception | None = None
     retry_on_conflict: bool = False
+    mark: Callable[[Obj], Obj] | None = None
 
 
 SubresourceStep = UpdateStep | DeleteStep

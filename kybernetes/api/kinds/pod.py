@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kybernetes.api.defaults import child_map, default_pod_spec, dicts
-from kybernetes.api.disruption import plan_eviction
+from kybernetes.api.disruption import mark_disruption_target, plan_eviction
 from kybernetes.api.errors import ApiError, FieldError, forbidden, required
 from kybernetes.api.kinds.base import (
     ActionContext,
@@ -374,12 +374,13 @@ class PodEviction:
         pod = current()
         namespace = as_dict(pod.get("metadata")).get("namespace")
         dry_run = ctx.dry_run or bool(options.get("dryRun"))
-        decided = plan_eviction(pod, ctx.related("policy", "poddisruptionbudgets", namespace), options, dry_run,
-                                parse_time(now) or datetime.now(UTC))
+        at = parse_time(now) or datetime.now(UTC)
+        decided = plan_eviction(pod, ctx.related("policy", "poddisruptionbudgets", namespace), options, dry_run, at)
         before = (RelatedWrite("policy", "poddisruptionbudgets", decided.pdb),) if decided.pdb is not None else ()
         unpinned = not as_dict(options.get("preconditions")).get("resourceVersion")
         return DeleteStep(decided.delete_options, before, decided.on_conflict,
-                          retry_on_conflict=unpinned and not before and decided.on_conflict is None)
+                          retry_on_conflict=unpinned and not before and decided.on_conflict is None,
+                          mark=None if dry_run else lambda latest: mark_disruption_target(latest, at))
 
 
 # -- the strategy -------------------------------------------------------------------------
