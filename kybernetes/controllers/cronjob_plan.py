@@ -28,6 +28,9 @@ from croniter import croniter
 from croniter.croniter import CroniterError
 
 from kybernetes.api.kinds.batch import (
+    CRON_BOUNDS,
+    CRON_NAMES,
+    cron_range,
     cron_schedule_error,
     go_duration_seconds,
     load_time_zone,
@@ -67,21 +70,67 @@ def local_zone() -> dt.tzinfo:
         return UTC
 
 
+_DESCRIPTORS = {"@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *",
+                "@weekly": "0 0 * * 0", "@daily": "0 0 * * *", "@midnight": "0 0 * * *", "@hourly": "0 * * * *"}
+# Later matches than this many in a row that robfig would not take mean there are none.
+_MAX_REJECTS = 1000
+
+
+@dataclass(frozen=True)
+class _Fields:
+    """The values each field allows, as robfig/cron's bit sets, to check croniter's answers."""
+
+    minute: frozenset[int]
+    hour: frozenset[int]
+    dom: frozenset[int]
+    month: frozenset[int]
+    dow: frozenset[int]
+    # A day field with a star (`*`, `?`, `*/1`): then both day fields must match, else either.
+    day_and: bool
+
+    @classmethod
+    def parse(cls, fields: list[str]) -> _Fields:
+        values: list[frozenset[int]] = []
+        stars: list[bool] = []
+        for text, (low, high), names in zip(fields, CRON_BOUNDS, CRON_NAMES, strict=True):
+            allowed: set[int] = set()
+            star = False
+            for part in text.split(","):
+                if part:
+                    start, end, step, part_star = cron_range(part, low, high, names)
+                    allowed.update(range(start, end + 1, step))
+                    star = star or part_star
+            values.append(frozenset(allowed))
+            stars.append(star)
+        return cls(*values, day_and=stars[2] or stars[4])
+
+    def matches(self, wall: dt.datetime) -> bool:
+        if wall.second or wall.minute not in self.minute or wall.hour not in self.hour \
+                or wall.month not in self.month:
+            return False
+        dom, dow = wall.day in self.dom, wall.isoweekday() % 7 in self.dow
+        return (dom and dow) if self.day_and else (dom or dow)
+
+
 def _croniter_expr(fields: list[str]) -> str:
-    # robfig keeps the "star" of `*/1` (or `*,5`), so day-of-month and day-of-week then
-    # combine with AND; croniter would OR them. A starred field matches every value anyway.
+    # robfig keeps the star of `*/1`, so the day fields then combine with AND; croniter
+    # would OR them and skip days. A starred field allows every value anyway.
     out = list(fields)
     for i in (2, 4):
-        if any(part.split("/")[0] in ("*", "?") and (len(part.split("/")) == 1 or part.split("/")[1].lstrip("+")
-                                                     in ("1", "01"))
-               for part in out[i].split(",") if part):
+        parts = [p.split("/") for p in out[i].split(",") if p]
+        if any(p[0] in ("*", "?") and (len(p) == 1 or p[1].lstrip("+0") == "1") for p in parts):
             out[i] = "*"
     return " ".join(f.replace("?", "*") for f in out)
 
 
 class CronSchedule:
     """When a schedule fires. `next(t)` is the first firing strictly after `t` (at a whole
-    second), or None when there is none within the search horizon (31 February)."""
+    second), or None when there is none within robfig's five-year horizon (31 February).
+
+    croniter finds the candidates; each is checked against the fields on the zone's wall
+    clock, as robfig/cron only returns times whose fields match: a time skipped by a
+    daylight-saving jump (02:30 on a spring-forward night) does not fire that day, where
+    croniter alone would move it to 03:00."""
 
     def __init__(self, schedule: str, zone: dt.tzinfo) -> None:
         problem = cron_schedule_error(schedule)
@@ -97,22 +146,28 @@ class CronSchedule:
             seconds = go_duration_seconds(text[len("@every "):]) or 0.0
             # robfig: at least a second, whole seconds only.
             self.every = float(max(1, int(seconds)))
-        else:
-            expr = {"@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *",
-                    "@weekly": "0 0 * * 0", "@daily": "0 0 * * *", "@midnight": "0 0 * * *",
-                    "@hourly": "0 * * * *"}.get(text) or _croniter_expr(text.split())
-            # robfig gives up after five years.
-            self._iter = croniter(expr, dt.datetime(2000, 1, 1, tzinfo=zone), max_years_between_matches=5)
+            return
+        fields = (_DESCRIPTORS.get(text) or text).split()
+        self._fields = _Fields.parse(fields)
+        self._iter = croniter(_croniter_expr(fields), dt.datetime(2000, 1, 1, tzinfo=zone),
+                              max_years_between_matches=5)
 
     def next(self, t: dt.datetime) -> dt.datetime | None:
         if self.every is not None:
             return t.replace(microsecond=0) + dt.timedelta(seconds=self.every)
         assert self._iter is not None
-        try:
-            found = self._iter.get_next(dt.datetime, start_time=t.astimezone(self.zone))
-        except CroniterError:
-            return None
-        return found.astimezone(UTC)
+        horizon = t + dt.timedelta(days=5 * 366)
+        candidate = t.astimezone(self.zone)
+        for _ in range(_MAX_REJECTS):
+            try:
+                candidate = self._iter.get_next(dt.datetime, start_time=candidate)
+            except CroniterError:
+                return None
+            if candidate > horizon:
+                return None
+            if self._fields.matches(candidate.astimezone(self.zone)):
+                return candidate.astimezone(UTC)
+        return None
 
 
 def schedule_of(cronjob: Mapping[str, Any], default_zone: dt.tzinfo) -> CronSchedule:

@@ -125,6 +125,33 @@ def test_time_zone_shifts_the_schedule() -> None:
         dt.datetime(2026, 7, 1, 13, tzinfo=UTC)
 
 
+def test_a_time_skipped_by_daylight_saving_does_not_fire_that_day() -> None:
+    ny = ZoneInfo("America/New_York")
+    # 2026-03-08 02:00 EST jumps to 03:00 EDT: robfig/cron has no 02:30 that day.
+    start = dt.datetime(2026, 3, 7, 12, tzinfo=ny)
+    assert [t.astimezone(ny).strftime("%d %H:%M") for t in _walk("30 2 * * *", ny, start, 3)] == [
+        "09 02:30", "10 02:30", "11 02:30"]
+    assert [t.astimezone(ny).strftime("%d %H:%M") for t in _walk("0 3 * * *", ny, start, 2)] == [
+        "08 03:00", "09 03:00"]
+
+
+def test_a_time_repeated_by_daylight_saving_fires_twice() -> None:
+    ny = ZoneInfo("America/New_York")
+    start = dt.datetime(2026, 10, 31, 12, tzinfo=ny)
+    assert [t.strftime("%d %H:%M") for t in _walk("30 1 * * *", ny, start, 3)] == [
+        "01 05:30", "01 06:30", "02 06:30"]
+
+
+def _walk(schedule: str, zone: dt.tzinfo, start: dt.datetime, n: int) -> list[dt.datetime]:
+    sched, out, t = CronSchedule(schedule, zone), [], start
+    for _ in range(n):
+        nxt = sched.next(t)
+        assert nxt is not None
+        out.append(nxt)
+        t = nxt
+    return out
+
+
 def test_a_date_that_never_comes_has_no_next_time() -> None:
     assert CronSchedule("0 0 31 2 *", UTC).next(T0) is None
 

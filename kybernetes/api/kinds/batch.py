@@ -284,10 +284,10 @@ _CRON_DESCRIPTORS = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@
 
 # robfig/cron v3 (what kube-apiserver validates with): bounds and names per field. Day of
 # week stops at 6: unlike Vixie cron, 7 is not Sunday.
-_CRON_BOUNDS = [(0, 59), (0, 23), (1, 31), (1, 12), (0, 6)]
+CRON_BOUNDS = [(0, 59), (0, 23), (1, 31), (1, 12), (0, 6)]
 
 
-_CRON_NAMES: list[dict[str, int]] = [
+CRON_NAMES: list[dict[str, int]] = [
     {}, {}, {},
     {m: i + 1 for i, m in enumerate(["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov",
                                      "dec"])},
@@ -407,7 +407,7 @@ def cron_schedule_error(schedule: str) -> str | None:
     fields = text.split()
     if len(fields) != 5:
         return f"expected exactly 5 fields, found {len(fields)}: [{' '.join(fields)}]"
-    for field_text, (low, high), names in zip(fields, _CRON_BOUNDS, _CRON_NAMES, strict=True):
+    for field_text, (low, high), names in zip(fields, CRON_BOUNDS, CRON_NAMES, strict=True):
         for part in field_text.split(","):
             if not part:
                 continue
