@@ -390,21 +390,24 @@ async def test_suspend_and_resume():
 
 @pytest.mark.parametrize("policy", ["TerminatingOrFailed", "Failed"])
 async def test_pod_replacement_policy_decides_when_a_terminating_pod_is_replaced(policy):
-    informers = FakeInformers()
-    client = FakeClient(informers, graceful=["pods"])
-    ctl = JobController(client, informers, clock=Clock())
-    client.add(JOBS, make_job(podReplacementPolicy=policy))
-    await ctl.sync("default/pi")
-    [pod] = client.all(PODS)
-    await client.delete(PODS, "default", pod["metadata"]["name"])
-    await ctl.sync("default/pi")
-    job = client.stored(JOBS, "default", "pi")
-    live = [p for p in client.all(PODS) if not p["metadata"].get("deletionTimestamp")]
+    h = Harness(make_job(podReplacementPolicy=policy))
+    await h.sync()
+    [pod] = h.pods()
+    await h.client.delete(PODS, "default", pod["metadata"]["name"])
+    await h.sync()
+    h.clock.advance(11)
+    await h.sync()
     if policy == "TerminatingOrFailed":
-        # Counted as failed at once; the replacement waits out the back-off only.
-        assert job["status"]["failed"] == 1
-    else:
-        assert not job["status"].get("failed") and job["status"]["terminating"] == 1 and not live
+        # Counted as failed at once and replaced (after the back-off) while it still terminates.
+        assert h.status["failed"] == 1 and len(h.running()) == 1
+        return
+    assert not h.status.get("failed") and h.status["terminating"] == 1 and not h.running()
+    h.finish(pod, "Failed", 143)
+    await h.sync()
+    assert h.status["failed"] == 1 and h.status["terminating"] == 0
+    h.clock.advance(11)
+    await h.sync()
+    assert len(h.running()) == 1
 
 
 async def test_a_restart_after_recording_uncounted_pods_counts_them_exactly_once():
