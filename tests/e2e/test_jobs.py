@@ -93,6 +93,10 @@ def test_kubectl_create_job_completes_and_its_logs_and_columns_are_right(agent, 
     assert duration.endswith("s")
     [pod] = job_pods(kubectl, "hello")
     assert "batch.kubernetes.io/job-tracking" not in (pod["metadata"].get("finalizers") or [])
+    described = " ".join(kubectl.ok("describe", "-n", NS, "job", "hello").split())
+    assert "Pods Statuses: 0 Active (0 Ready) / 1 Succeeded / 0 Failed" in described
+    assert "SuccessfulCreate" in described and f"Created pod: {pod['metadata']['name']}" in described
+    assert "Completed" in described and "Job completed" in described
 
 
 def test_five_completions_two_at_a_time(agent, kubectl):
