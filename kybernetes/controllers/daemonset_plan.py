@@ -574,7 +574,7 @@ def daemonset_status(ds: Mapping[str, Any], nodes: Iterable[Obj], claim: Claim, 
             if not pods:
                 continue
             current += 1
-            pod = sort_by_age(pods)[0]
+            pod = pods[0] if len(pods) == 1 else sort_by_age(pods)[0]
             if pod_is_ready(pod):
                 ready += 1
                 if pod_is_available(pod, min_ready, now):

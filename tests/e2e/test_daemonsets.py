@@ -249,6 +249,51 @@ def test_on_delete_replaces_only_deleted_pods(kubectl, nodes):
     kubectl.ok("delete", "ds", "manual", "logs")
 
 
+def test_rolling_update_with_surge_keeps_every_node_served(kubectl, nodes, k8s_client):
+    manifest = _manifest("surge").replace("      maxUnavailable: 1\n", "      maxUnavailable: 0\n      maxSurge: 2\n")
+    kubectl.ok("apply", "-f", "-", stdin=manifest)
+    kubectl.ok("rollout", "status", "ds/surge", "--timeout=90s", timeout=100)
+    core = kclient.CoreV1Api(k8s_client)
+    listed = core.list_namespaced_pod("default", label_selector="app=surge")
+    live: dict[str, dict] = {p.metadata.name: p.to_dict() for p in listed.items}
+    worst = {"unserved": 0, "pods": 0}
+
+    def observe() -> None:
+        w = watch.Watch()
+        for ev in w.stream(core.list_namespaced_pod, "default", label_selector="app=surge",
+                           resource_version=listed.metadata.resource_version, timeout_seconds=90):
+            obj = ev["object"].to_dict()
+            if ev["type"] == "DELETED":
+                live.pop(obj["metadata"]["name"], None)
+            else:
+                live[obj["metadata"]["name"]] = obj
+            active = [p for p in live.values() if not p["metadata"].get("deletion_timestamp")]
+            served = {p["spec"].get("node_name") for p in active
+                      if any(c["type"] == "Ready" and c["status"] == "True"
+                             for c in (p["status"].get("conditions") or []))}
+            worst["unserved"] = max(worst["unserved"], len(set(NODES) - served))
+            worst["pods"] = max(worst["pods"], len(active))
+            if (obj["metadata"].get("annotations") or {}).get("done") == "1":
+                return
+
+    t = threading.Thread(target=observe, daemon=True)
+    t.start()
+    time.sleep(0.5)
+    kubectl.ok("set", "image", "ds/surge", "c=busybox:2")
+    kubectl.ok("rollout", "status", "ds/surge", "--timeout=120s", timeout=130)
+    _wait(lambda: len(_pods(kubectl, "surge")) == 5, what="the old pods gone")
+    pods = _running_by_node(kubectl, "surge")
+    assert sorted(pods) == NODES
+    assert {p["spec"]["containers"][0]["image"] for ps in pods.values() for p in ps} == {"busybox:2"}
+    kubectl.ok("annotate", "pod", pods[NODES[0]][0]["metadata"]["name"], "done=1")
+    t.join(30)
+    assert not t.is_alive()
+    # New pods started beside the old ones (at most two extra at once), and no node was
+    # ever without a ready daemon.
+    assert worst["unserved"] == 0
+    assert 6 <= worst["pods"] <= 7, worst
+    kubectl.ok("delete", "ds", "surge")
+
 @pytest.mark.skipif(agent_prerequisites() is not None, reason=agent_prerequisites() or "")
 def test_a_daemonset_covers_simulated_nodes_and_a_real_agent(kubectl, nodes):
     # The Node comes first with a pod CIDR of its own (another cluster on this host may

@@ -421,3 +421,19 @@ def test_daemonset_validation_refuses_deadlines_and_negative_min_ready():
     assert "spec.template.spec.activeDeadlineSeconds: Invalid value: 30: activeDeadlineSeconds in DaemonSet " \
            "is not Supported" in message
     assert "spec.minReadySeconds: Invalid value: -1: must be greater than or equal to 0" in message
+
+
+async def test_node_changes_wake_daemonsets_only_when_placement_changes():
+    client, ctrl = shell(make_ds(), nodes(2))
+    while len(ctrl.queue):
+        key = await ctrl.queue.get()
+        ctrl.queue.done(key)
+    n0 = client.stored(NODES, None, "n0")
+    heartbeat = copy.deepcopy(n0)
+    heartbeat["status"]["conditions"][0]["lastHeartbeatTime"] = ts(0)
+    client.add(NODES, heartbeat)
+    assert len(ctrl.queue) == 0
+    tainted = copy.deepcopy(heartbeat)
+    tainted["spec"]["taints"] = [{"key": "k", "effect": "NoExecute"}]
+    client.add(NODES, tainted)
+    assert len(ctrl.queue) == 1
