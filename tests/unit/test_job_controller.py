@@ -517,3 +517,62 @@ def test_plan_for_work_queue_job_without_completions():
     del job["spec"]["completions"]
     plan = job_plan.plan_job(job, [], T0)
     assert plan.create == [None, None, None]
+
+
+async def test_ready_counts_active_pods_with_the_ready_condition():
+    h = Harness(make_job(completions=3, parallelism=3))
+    await h.sync()
+    pod = copy.deepcopy(h.pods()[0])
+    pod["status"] = {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}
+    h.client.add(PODS, pod)
+    await h.sync()
+    assert h.status["ready"] == 1 and h.status["active"] == 3
+
+
+async def test_creations_per_sync_are_capped_and_the_rest_follow():
+    informers = FakeInformers()
+    client = FakeClient(informers)
+    ctl = JobController(client, informers, clock=Clock(), burst=4)
+    client.add(JOBS, make_job(completions=10, parallelism=10))
+    await ctl.sync("default/pi")
+    assert len(client.all(PODS)) == 4
+    await ctl.sync("default/pi")
+    assert len(client.all(PODS)) == 8
+
+
+async def test_every_index_finished_with_some_failed_fails_the_job_with_failed_indexes():
+    h = Harness(make_job(completions=2, parallelism=2, completionMode="Indexed", backoffLimitPerIndex=0,
+                         backoffLimit=2**31 - 1))
+    await h.sync()
+    by_ix = {p["metadata"]["annotations"][COMPLETION_INDEX]: p for p in h.pods()}
+    h.finish(by_ix["0"], "Succeeded")
+    h.finish(by_ix["1"], "Failed", 1)
+    await h.sync(2)
+    assert h.status["failedIndexes"] == "1" and h.status["completedIndexes"] == "0"
+    failed = h.condition("Failed")
+    assert (failed["reason"], failed["message"]) == ("FailedIndexes", "Job has failed indexes")
+    assert h.status["failed"] == 1 and h.status["succeeded"] == 1
+
+
+async def test_success_policy_by_count():
+    h = Harness(make_job(completions=4, parallelism=4, completionMode="Indexed",
+                         successPolicy={"rules": [{"succeededCount": 2}]}))
+    await h.sync()
+    pods = h.pods()
+    h.finish(pods[0], "Succeeded")
+    await h.sync()
+    assert h.condition("SuccessCriteriaMet") is None
+    h.finish(pods[1], "Succeeded")
+    await h.sync()
+    assert h.condition("SuccessCriteriaMet")["message"] == "Matched rules at index 0"
+
+
+async def test_the_uncounted_list_is_capped_and_the_rest_counted_in_later_syncs():
+    h = Harness(make_job(completions=6, parallelism=6))
+    await h.sync()
+    for p in h.pods():
+        h.finish(p, "Succeeded")
+    plan = job_plan.plan_job(h.job, h.pods(), T0, max_uncounted=4)
+    assert len(plan.remove_finalizers) == 4 and plan.reached_max_uncounted
+    await h.sync(3)
+    assert h.status["succeeded"] == 6 and h.condition("Complete")
