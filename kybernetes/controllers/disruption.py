@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from kybernetes.api.disruption import budget_selects
@@ -26,7 +27,12 @@ from kybernetes.client.resources import (
     Resource,
 )
 from kybernetes.client.workqueue import run_workers
-from kybernetes.controllers.disruption_plan import plan_budget, workload_scale
+from kybernetes.controllers.disruption_plan import (
+    cleared_disruption,
+    plan_budget,
+    stale_disruption_in,
+    workload_scale,
+)
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +55,13 @@ def _labels(obj: Obj) -> Obj:
 class DisruptionController:
     NAME = "disruption"
 
-    def __init__(self, client: Client, factory: Informers) -> None:
+    def __init__(self, client: Client, factory: Informers,
+                 clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)) -> None:
         self.client = client
+        self.clock = clock
         self.queue = WorkQueue(self.NAME)
+        # Pods an eviction marked as disruption targets, until they go or the mark is cleared.
+        self.stale_queue = WorkQueue("disruption-stale-pods")
         self.pdbs = factory.informer(PDBS)
         self.pods = factory.informer(PODS)
         self.workloads = {kind: factory.informer(res) for kind, res in _WORKLOADS.items()}
@@ -70,6 +80,9 @@ class DisruptionController:
 
     def _pod_changed(self, pod: Obj) -> None:
         self._enqueue_for(_meta(pod).get("namespace") or "", _labels(pod))
+        wait = stale_disruption_in(pod, self.clock())
+        if wait is not None:
+            self.stale_queue.add_after(object_key(pod), wait + 0.05)
 
     def _pod_updated(self, old: Obj, new: Obj) -> None:
         self._pod_changed(new)
@@ -84,7 +97,26 @@ class DisruptionController:
     # -- workers -----------------------------------------------------------------------
 
     async def run(self, workers: int = 2) -> None:
-        await run_workers(self.queue, self.sync, workers, self.NAME, (404, 409), logger=log)
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(run_workers(self.queue, self.sync, workers, self.NAME, (404, 409), logger=log))
+            tg.create_task(run_workers(self.stale_queue, self.sync_stale_pod, 1, self.stale_queue.name, (404, 409),
+                                       logger=log))
+
+    async def sync_stale_pod(self, key: str) -> Result:
+        """Clear the DisruptionTarget condition of a pod an eviction marked but never deleted."""
+        ns, _, name = key.rpartition("/")
+        pod = self.pods.get(ns or None, name)
+        now = self.clock()
+        wait = stale_disruption_in(pod, now) if pod is not None else None
+        if pod is None or wait is None:
+            return Result.done()
+        if wait > 0:
+            return Result.after(wait + 0.05)
+        # The informer's pod is a trimmed view: only the status is written, from a fresh read.
+        fresh = await self.client.get(PODS, ns or None, name)
+        if stale_disruption_in(fresh, now) == 0:
+            await self.client.update(PODS, ns or None, name, cleared_disruption(fresh, now), subresource="status")
+        return Result.done()
 
     def _workload(self, kind: str, namespace: str, name: str) -> Obj | None:
         informer = self.workloads.get(kind)
@@ -96,7 +128,7 @@ class DisruptionController:
         if pdb is None:
             return Result.done()
         pdb = {**pdb, "apiVersion": "policy/v1", "kind": "PodDisruptionBudget"}
-        now = dt.datetime.now(dt.UTC)
+        now = self.clock()
         plan = plan_budget(pdb, self.pods.by_index("namespace", ns),
                            lambda ref, namespace: workload_scale(ref, namespace, self._workload), now)
         if plan.status is not None:

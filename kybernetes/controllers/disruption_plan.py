@@ -16,17 +16,20 @@ from typing import Any
 from kybernetes.api.disruption import (
     DELETION_TIMEOUT,
     DISRUPTION_ALLOWED,
+    DISRUPTION_TARGET,
     SYNC_FAILED,
     budget_selects,
     conditions_up_to_date,
     set_condition,
     with_disruption_allowed_condition,
 )
-from kybernetes.api.pods import pod_is_ready
+from kybernetes.api.pods import pod_is_ready, pod_is_terminal
 from kybernetes.controllers.deployment_plan import scaled_value
-from kybernetes.controllers.podutil import controller_ref, parse_time
+from kybernetes.controllers.podutil import controller_ref, format_time, parse_time
 
 Obj = dict[str, Any]
+# A DisruptionTarget condition on a pod still not being deleted after this is stale.
+STALE_DISRUPTION_TIMEOUT = dt.timedelta(minutes=2)
 # A pod's controller reference and namespace -> (the uid of the controller whose scale counts,
 # that scale), or None when no workload with a scale owns the pod.
 ScaleOf = Callable[[Mapping[str, Any], str], tuple[str, int] | None]
@@ -219,3 +222,41 @@ def workload_scale(ref: Mapping[str, Any], namespace: str,
 def _replicas(obj: Mapping[str, Any]) -> int:
     replicas = (obj.get("spec") or {}).get("replicas")
     return 1 if replicas is None else int(replicas)
+
+
+# -- stale DisruptionTarget conditions -------------------------------------------------------
+
+
+def _disruption_target(pod: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    for cond in (pod.get("status") or {}).get("conditions") or ():
+        if cond.get("type") == DISRUPTION_TARGET:
+            return cond
+    return None
+
+
+def stale_disruption_in(pod: Mapping[str, Any], now: dt.datetime) -> float | None:
+    """Seconds until the pod's DisruptionTarget condition counts as stale (0: it does now), or
+    None when there is nothing to clear: an eviction marked the pod but its delete never came.
+    The kubelet's own marks and finished pods are left alone, as upstream does."""
+    if _meta(pod).get("deletionTimestamp") or pod_is_terminal(dict(pod)):
+        return None
+    cond = _disruption_target(pod)
+    if cond is None or cond.get("status") != "True" or cond.get("reason") == "TerminationByKubelet":
+        return None
+    since = parse_time(cond.get("lastTransitionTime"))
+    if since is None:
+        return 0.0
+    return max((since + STALE_DISRUPTION_TIMEOUT - now).total_seconds(), 0.0)
+
+
+def cleared_disruption(pod: Obj, now: dt.datetime) -> Obj:
+    """`pod` with its DisruptionTarget condition turned False (reason and message cleared)."""
+    status = dict(pod.get("status") or {})
+    conditions = []
+    for cond in status.get("conditions") or ():
+        if cond.get("type") == DISRUPTION_TARGET:
+            cond = {"type": DISRUPTION_TARGET, "status": "False", "lastProbeTime": cond.get("lastProbeTime"),
+                    "lastTransitionTime": format_time(now)}
+        conditions.append(cond)
+    status["conditions"] = conditions
+    return {**pod, "status": status}

@@ -10,7 +10,12 @@ import pytest
 
 from kybernetes.client.resources import DEPLOYMENTS, PODS, REPLICASETS, REPLICATIONCONTROLLERS, STATEFULSETS
 from kybernetes.controllers.disruption import PDBS, DisruptionController
-from kybernetes.controllers.disruption_plan import plan_budget, workload_scale
+from kybernetes.controllers.disruption_plan import (
+    cleared_disruption,
+    plan_budget,
+    stale_disruption_in,
+    workload_scale,
+)
 from kybernetes.controllers.podutil import format_time
 from kybernetes.testing import fakes
 from kybernetes.testing.fakes import FakeClient, FakeInformers
@@ -186,3 +191,36 @@ async def test_controller_writes_the_budget_status_and_follows_its_pods():
     writes = len(client.calls_of("update", "poddisruptionbudgets"))
     await ctrl.sync("default/web-pdb")
     assert len(client.calls_of("update", "poddisruptionbudgets")) == writes
+
+
+def marked(name: str, since: float, reason: str = "EvictionByEvictionAPI", **kw: Any) -> dict[str, Any]:
+    p = pod(name, **kw)
+    p["status"]["conditions"].append({"type": "DisruptionTarget", "status": "True", "reason": reason,
+                                      "message": "Eviction API: evicting", "lastTransitionTime": ago(since)})
+    return p
+
+
+def test_a_disruption_mark_without_a_delete_goes_stale_after_two_minutes():
+    assert stale_disruption_in(marked("a", 30), NOW) == pytest.approx(90)
+    assert stale_disruption_in(marked("a", 300), NOW) == 0
+    assert stale_disruption_in(marked("a", 300, deleting=True), NOW) is None
+    assert stale_disruption_in(marked("a", 300, reason="TerminationByKubelet"), NOW) is None
+    assert stale_disruption_in(pod("a"), NOW) is None
+    cleared = cleared_disruption(marked("a", 300), NOW)
+    cond = next(c for c in cleared["status"]["conditions"] if c["type"] == "DisruptionTarget")
+    assert cond == {"type": "DisruptionTarget", "status": "False", "lastProbeTime": None,
+                    "lastTransitionTime": ago(0)}
+
+
+async def test_controller_clears_a_stale_disruption_mark():
+    informers = FakeInformers()
+    client = FakeClient(informers)
+    ctrl = DisruptionController(client, informers, clock=lambda: NOW)
+    client.add(PODS, marked("a", 600), marked("b", 10))
+    client.deliver()
+    await ctrl.sync_stale_pod("default/a")
+    await ctrl.sync_stale_pod("default/b")
+    conds = {n: next(c for c in client.stored(PODS, "default", n)["status"]["conditions"]
+                     if c["type"] == "DisruptionTarget") for n in "ab"}
+    assert conds["a"]["status"] == "False" and conds["b"]["status"] == "True"
+    assert [c.name for c in client.calls_of("update", "pods")] == ["a"]
