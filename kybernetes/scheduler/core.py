@@ -405,59 +405,48 @@ def normalize(scores: list[int], reverse: bool = False) -> list[int]:
 
 def spread_scores(pod: PodInfo, cache: ClusterCache, nodes: list[NodeInfo]) -> list[int]:
     """Topology spread (ScheduleAnyway): fewer matching pods in the node's domains is
-    better, each constraint weighted by log(domains + 2)."""
+    better, each constraint weighted by log(domains + 2). Computed a constraint at a
+    time over all nodes (list comprehensions: this runs for hundreds of nodes per pod)."""
     soft = tuple(c for c in pod.spread if not c.hard)
-    if not soft or not nodes:
-        return [0] * len(nodes)
+    n = len(nodes)
+    if not soft or not n:
+        return [0] * n
     system = all(c.owner for c in soft)
     state = spread_state(pod, cache, soft)
-    ignored = [False] * len(nodes) if system else [
-        any(c.topology_key not in ni.labels for c in soft) for ni in nodes]
-    skipped = sum(ignored)
-    # Per constraint: its key, how to count on a node, its weight and skew offset.
-    plan = []
-    for i, c in enumerate(soft):
-        if c.topology_key == HOSTNAME_LABEL:
-            size = len(nodes) - skipped
-        else:
-            size = len({ni.labels[c.topology_key] for ni in nodes if c.topology_key in ni.labels})
-        plan.append((c, c.topology_key, c.topology_key == HOSTNAME_LABEL, c.owner, state.counts[i],
-                     math.log(size + 2), c.max_skew - 1))
-    raw: list[int] = []
-    append = raw.append
+    ignored = None if system else [any(c.topology_key not in ni.labels for c in soft) for ni in nodes]
+    skipped = sum(ignored) if ignored is not None else 0
     namespace = pod.namespace
-    for ni, skip in zip(nodes, ignored, strict=True):
-        if skip:
-            append(-1)
-            continue
-        score = 0.0
-        labels = ni.labels
-        for c, key, by_host, owner, counts, weight, offset in plan:
-            value = labels.get(key)
-            if value is None:
-                continue
-            if by_host:
-                if owner:
-                    cnt = ni.owners.get(owner, 0)
-                else:
-                    cnt = sum(1 for p in ni.pods.values() if c.counts(p, namespace))
+    raw = [0.0] * n
+    for i, c in enumerate(soft):
+        key, owner, offset = c.topology_key, c.owner, c.max_skew - 1
+        if key == HOSTNAME_LABEL:
+            weight = math.log(n - skipped + 2)
+            if owner:
+                col = [ni.owners.get(owner, 0) * weight + offset if key in ni.labels else 0.0 for ni in nodes]
             else:
-                cnt = counts.get(value, 0)
-            score += cnt * weight + offset
-        append(round(score))
-    valid = [s for s in raw if s >= 0]
-    if not valid:
-        return [0] * len(nodes)
-    lo, hi = min(valid), max(valid)
-    out = []
-    for s in raw:
-        if s < 0:
-            out.append(0)
-        elif hi == 0:
-            out.append(MAX_NODE_SCORE)
+                col = [sum(1 for p in ni.pods.values() if c.counts(p, namespace)) * weight + offset
+                       if key in ni.labels else 0.0 for ni in nodes]
         else:
-            out.append(MAX_NODE_SCORE * (hi + lo - s) // hi)
-    return out
+            values = [ni.labels.get(key) for ni in nodes]
+            domains = set(values)
+            domains.discard(None)
+            weight = math.log(len(domains) + 2)
+            counts = state.counts[i]
+            col = [counts.get(v, 0) * weight + offset if v is not None else 0.0 for v in values]
+        raw = [a + b for a, b in zip(raw, col, strict=True)]
+    scores = [round(s) for s in raw]
+    if ignored is not None:
+        scores = [-1 if skip else s for s, skip in zip(scores, ignored, strict=True)]
+        valid = [s for s in scores if s >= 0]
+        if not valid:
+            return [0] * n
+    else:
+        valid = scores
+    lo, hi = min(valid), max(valid)
+    if hi == 0:
+        return [0 if s < 0 else MAX_NODE_SCORE for s in scores]
+    top = hi + lo
+    return [0 if s < 0 else MAX_NODE_SCORE * (top - s) // hi for s in scores]
 
 
 def score_nodes(pod: PodInfo, cache: ClusterCache, nodes: list[NodeInfo]) -> list[int]:
