@@ -51,6 +51,7 @@ class Pods:
 
     live: dict[str, dict[str, Any]] = field(default_factory=dict)
     first_created: float | None = None
+    last_created: float | None = None
     last_bound: float | None = None
     worst_unready: int = 0
     node_names: set[str] = field(default_factory=set)
@@ -63,6 +64,8 @@ class Pods:
         else:
             if self.first_created is None:
                 self.first_created = now
+            if name not in self.live:
+                self.last_created = now
             if obj.get("spec", {}).get("nodeName") and not (self.live.get(name) or {}).get("spec", {}).get("nodeName"):
                 self.last_bound = now
             self.live[name] = obj
@@ -168,9 +171,10 @@ async def run(args: argparse.Namespace, server: ServerProcess) -> None:
                                  "a Running pod on every node")
         t_status = await wait_status(client, lambda s, _: s.get("numberAvailable") == len(nodes), args.timeout)
         first = (pods.first_created or t0) - t0
+        last = (pods.last_created or t0) - t0
         bound = (pods.last_bound or t_all) - t0
         print(f"create: a Running pod on all {len(nodes)} nodes in {t_all - t0:.2f}s "
-              f"(first pod created at {first:.2f}s, last bound at {bound:.2f}s, "
+              f"(pods created from {first:.2f}s to {last:.2f}s, last bound at {bound:.2f}s, "
               f"status numberAvailable={len(nodes)} at {t_status - t0:.2f}s); {len(pods.live)} pods")
 
         pods.worst_unready = 0

@@ -785,6 +785,8 @@ def plan_daemonset(ds: Mapping[str, Any], nodes: list[Obj], pods: list[Obj], has
     wait = next_available_in(ds, claim, now)
     if wait is not None:
         sync.wait(wait)
-    full = claim_pods(ds, pods, include_deleted_terminal=True)
-    prune = revisions_to_prune(ds, old_revisions, full)
+    limit = _spec(ds).get("revisionHistoryLimit")
+    prune: list[Obj] = []
+    if len(old_revisions) > (10 if limit is None else int(limit)):
+        prune = revisions_to_prune(ds, old_revisions, claim_pods(ds, pods, include_deleted_terminal=True))
     return Plan(claim, sync, daemonset_status(ds, nodes, claim, hash_, now), prune)

@@ -437,3 +437,13 @@ async def test_node_changes_wake_daemonsets_only_when_placement_changes():
     tainted["spec"]["taints"] = [{"key": "k", "effect": "NoExecute"}]
     client.add(NODES, tainted)
     assert len(ctrl.queue) == 1
+
+
+def test_a_sync_prunes_history_beyond_the_limit_but_not_revisions_pods_still_run():
+    ds = make_ds(image="agent:9", history_limit=1)
+    old = [revision(make_ds(image=f"agent:{i}"), i, f"h{i}") for i in range(1, 4)]
+    p = plan_daemonset(ds, nodes(1), [dpod("p", "n0", "h1")], "h9", old, NOW, FailedPodBackoff(), 0.0)
+    assert [r["revision"] for r in p.prune] == [2, 3]
+    p = plan_daemonset(make_ds(image="agent:9", history_limit=3), nodes(1), [], "h9", old, NOW,
+                       FailedPodBackoff(), 0.0)
+    assert p.prune == []
