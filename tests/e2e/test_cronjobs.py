@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from kubernetes import client as k8s
 
 TIMEOUT = 60.0
 
@@ -119,7 +120,7 @@ def _active_names(kubectl, ns: str, name: str) -> list[str]:
     return sorted(ref["name"] for ref in _get(kubectl, ns, "cronjob", name).get("status", {}).get("active") or [])
 
 
-def test_every_minute_creates_a_job_within_a_minute(kubectl, ns) -> None:
+def test_every_minute_creates_a_job_within_a_minute(kubectl, ns, k8s_client) -> None:
     _create(kubectl, ns, _cronjob("minutely"))
     # The only test that waits for the wall clock: the next whole minute plus slack.
     jobs = _wait("the first Job", lambda: _jobs_of(kubectl, ns, "minutely"), timeout=90)
@@ -142,6 +143,11 @@ def test_every_minute_creates_a_job_within_a_minute(kubectl, ns) -> None:
     header, row = table.splitlines()[:2]
     assert header.split() == ["NAME", "SCHEDULE", "TIMEZONE", "SUSPEND", "ACTIVE", "LAST", "SCHEDULE", "AGE"]
     assert row.split()[:9] == ["minutely", "*", "*", "*", "*", "*", "<none>", "False", "1"]
+    described = kubectl.ok("describe", "-n", ns, "cronjob", "minutely")
+    assert any(line.startswith("Active Jobs:") and name in line for line in described.splitlines())
+    assert "SuccessfulCreate" in described
+    typed = k8s.BatchV1Api(k8s_client).read_namespaced_cron_job("minutely", ns)
+    assert typed.status.active[0].name == name and typed.status.last_schedule_time is not None
     kubectl.ok("patch", "-n", ns, "cronjob", "minutely", "--type=merge", "-p", '{"spec":{"suspend":true}}')
 
 
@@ -221,7 +227,11 @@ def test_suspend_stops_scheduling(kubectl, ns) -> None:
 
 
 def test_kubectl_create_job_from_cronjob(kubectl, ns) -> None:
-    cj = _create(kubectl, ns, _cronjob("manual", suspend=True))
+    kubectl.ok("create", "cronjob", "-n", ns, "manual", "--image=busybox", "--schedule=*/5 * * * *",
+               "--", "true")
+    kubectl.ok("patch", "-n", ns, "cronjob", "manual", "--type=merge", "-p", '{"spec":{"suspend":true}}')
+    cj = _get(kubectl, ns, "cronjob", "manual")
+    assert cj["spec"]["jobTemplate"]["spec"]["template"]["spec"]["restartPolicy"] == "OnFailure"
     kubectl.ok("create", "job", "-n", ns, "manual-run", "--from=cronjob/manual")
     job = _get(kubectl, ns, "job", "manual-run")
     assert job["metadata"]["annotations"]["cronjob.kubernetes.io/instantiate"] == "manual"

@@ -498,3 +498,21 @@ async def test_a_new_schedule_requeues_for_its_next_time() -> None:
     assert timer.when() - asyncio.get_running_loop().time() == pytest.approx(5 * 60 + 0.1, abs=1)
     await asyncio.sleep(0)
     assert reasons(client) == []
+
+
+async def test_a_status_the_informer_has_not_seen_yet_does_not_start_a_job_twice() -> None:
+    informers = FakeInformers()
+    client = FakeClient(informers, lag=("cronjobs",))
+    client.add(CRONJOBS, make_cronjob())
+    client.deliver()
+    clock = Clock(at(1, 5))
+    ctl = CronJobController(client, informers, clock=clock, default_zone=UTC)
+    await sync(ctl)
+    assert job_names(client) == ["nightly-29453761"]
+    # The Job reached the informer, the CronJob's new status did not.
+    assert "status" not in (ctl.cronjobs.get("default", "nightly") or {})
+    clock.now = at(1, 20)
+    await sync(ctl)
+    assert job_names(client) == ["nightly-29453761"]
+    assert [c.verb for c in client.calls_of(resource="jobs")] == ["create"]
+    assert reasons(client) == ["SuccessfulCreate"]
