@@ -569,6 +569,16 @@ class NodeInfo:
 
 # -- the cache ----------------------------------------------------------------------------
 
+def _same_but_node_name(before: Mapping[str, Any], after: Mapping[str, Any]) -> bool:
+    """`after` is `before` with spec.nodeName set (what a binding changes)."""
+    if len(after) != len(before) + ("nodeName" not in before):
+        return False
+    return all(k == "nodeName" or before.get(k, _MISSING) == v for k, v in after.items())
+
+
+_MISSING = object()
+
+
 class ClusterCache:
     """Every node and every bound or assumed pod, kept incrementally. `order` lists the
     names of nodes that exist (pods may reference a node not seen yet, or gone), and
@@ -703,6 +713,24 @@ class ClusterCache:
             have.pod = new
             return
         self.add_pod(new)
+
+    def confirm(self, pod: Obj) -> None:
+        """A pod just seen bound: when it is the pod this cache assumed onto that node,
+        unchanged but for `nodeName`, keep the parsed one (a parse per binding saved);
+        otherwise count it as add_pod does."""
+        key = pod_key(pod)
+        have = self.pods.get(key)
+        spec = pod.get("spec") or {}
+        meta = pod.get("metadata") or {}
+        if (have is not None and key in self.assumed and have.node_name == spec.get("nodeName")
+                and not pod_is_terminal(pod) and have.uid == meta.get("uid", have.uid)
+                and have.labels == (meta.get("labels") or {}) and not meta.get("deletionTimestamp")
+                and _same_but_node_name(have.spec, spec)):
+            have.pod = pod
+            have.spec = spec
+            self.assumed.discard(key)
+            return
+        self.add_pod(pod)
 
     def remove_pod(self, key: str) -> None:
         old = self.pods.get(key)

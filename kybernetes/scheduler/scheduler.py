@@ -187,7 +187,7 @@ class Scheduler:
             if not (old.get("spec") or {}).get("nodeName"):
                 self.queue.delete(key)
                 self.cache.unnominate(key)
-                self.cache.add_pod(new)
+                self.cache.confirm(new)
                 self._assigned_pod_changed()
                 return
             was_terminal = pod_is_terminal(old)

@@ -763,3 +763,21 @@ def test_scheduling_node_view_does_not_change_decisions_or_hide_changes():
     relabelled = orjson.loads(orjson.dumps(full))
     relabelled["metadata"]["labels"]["zone"] = "b"
     assert node_changed_for_scheduling(view, scheduling_node_view(relabelled))
+
+
+def test_confirmed_binding_keeps_the_assumed_pod_and_its_usage():
+    c = cluster(node("n1", cpu="2"))
+    p = pod("a", "500m")
+    info = c.assume(PodInfo(p), "n1")
+    bound = {**p, "spec": {**p["spec"], "nodeName": "n1"}}
+    c.confirm(bound)
+    assert c.pods["default/a"] is info and info.pod is bound and not c.is_assumed("default/a")
+    assert c.nodes["n1"].req_cpu == 500
+    # bound elsewhere, or changed on the way: parsed again and counted where it is
+    c.assume(PodInfo(pod("b", "300m")), "n1")
+    c.set_node(node("n2", cpu="2"))
+    c.confirm(pod("b", "300m", node_name="n2"))
+    assert c.nodes["n1"].req_cpu == 500 and c.nodes["n2"].req_cpu == 300
+    c.assume(PodInfo(pod("d", "300m")), "n1")
+    c.confirm(pod("d", "400m", node_name="n1"))
+    assert c.nodes["n1"].req_cpu == 900 and c.pods["default/d"].cpu == 400
