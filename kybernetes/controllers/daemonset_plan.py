@@ -631,7 +631,9 @@ def revision_data(ds: Mapping[str, Any]) -> Obj:
     back whole, which `kubectl rollout undo` applies as it is."""
     template = _deep(dict(_spec(ds).get("template") or {}))
     template["$patch"] = "replace"
-    return {"spec": {"template": template}}
+    # Keys sorted at every level, as Go writes a map: kubectl compares these bytes with its
+    # own rendering of the DaemonSet to skip a rollback to the template already running.
+    return orjson.loads(orjson.dumps({"spec": {"template": template}}, option=orjson.OPT_SORT_KEYS))
 
 
 def _normalized(value: Any) -> Any:

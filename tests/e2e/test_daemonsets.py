@@ -228,6 +228,9 @@ def test_rolling_update_at_max_unavailable_and_rollout_history_undo(kubectl, nod
     history = kubectl.ok("rollout", "history", "ds/roll")
     # The rolled-back template is revision 1 renumbered to 3, as in Kubernetes.
     assert [line.split()[0] for line in history.splitlines()[2:] if line.strip()] == ["2", "3"]
+    # kubectl recognises the template already running from the revision's data.
+    out = kubectl.ok("rollout", "undo", "ds/roll", "--to-revision=3")
+    assert "skipped rollback (current template already matches revision 3)" in out
     kubectl.ok("delete", "ds", "roll")
     _wait(lambda: _pods(kubectl, "roll") == [], what="pods deleted with their DaemonSet")
 

@@ -289,6 +289,10 @@ def test_history_creates_renumbers_and_prunes_revisions():
     assert h.create["metadata"]["name"].startswith("agent-")
     assert h.create["metadata"]["labels"][HASH_LABEL] == h.create["metadata"]["name"][len("agent-"):]
     assert h.create["data"]["spec"]["template"]["$patch"] == "replace"
+    # Keys in Go's map order, so that kubectl's byte comparison recognises the template.
+    container = h.create["data"]["spec"]["template"]["spec"]["containers"][0]
+    assert list(h.create["data"]["spec"]["template"]) == ["$patch", "metadata", "spec"]
+    assert list(container) == ["image", "name"]
     r1 = revision(v1, 1, "h1")
     h = plan_history(v2, [r1])
     assert h.create is not None and h.create["revision"] == 2 and h.old == [r1]
