@@ -206,6 +206,15 @@ def test_drain_respects_the_budget_and_uncordon(kubectl, nodes, k8s_client):
     assert {p["spec"]["nodeName"] for p in _pods(kubectl, "app=drainweb")} == {target}
     kubectl.ok("apply", "-f", "-", stdin=_pdb("drainweb", "drainweb", 2))
     _wait(lambda: _pdb_status(kubectl, "drainweb").get("disruptionsAllowed") == 1, what="one disruption allowed")
+    # A log shipper on every node: drain leaves its pods alone when told to.
+    ds = json.loads(_deployment("drainlogs", 1).replace('"Deployment"', '"DaemonSet"'))
+    del ds["spec"]["replicas"]
+    kubectl.ok("apply", "-f", "-", stdin=json.dumps(ds))
+    ds_pod = _wait(lambda: [p["metadata"]["name"] for p in _serving(kubectl, "app=drainlogs")
+                            if p["spec"]["nodeName"] == target], what="the DaemonSet's pod on the node")[0]
+    refused = kubectl("drain", target, "--delete-emptydir-data", "--timeout=20s", timeout=40)
+    assert refused.returncode != 0
+    assert "cannot delete DaemonSet-managed Pods (use --ignore-daemonsets to ignore)" in refused.stderr
 
     core = kclient.CoreV1Api(k8s_client)
     listed = core.list_namespaced_pod(NS, label_selector="app=drainweb")
@@ -238,7 +247,9 @@ def test_drain_respects_the_budget_and_uncordon(kubectl, nodes, k8s_client):
     t.join(30)
     out = r.stdout + r.stderr
     assert r.returncode == 0, out
-    assert f"node/{target} cordoned" in out and f"node/{target} drained" in out
+    assert f"node/{target} drained" in out
+    assert f"Warning: ignoring DaemonSet-managed Pods: {NS}/{ds_pod}" in out
+    assert ds_pod in {p["metadata"]["name"] for p in _serving(kubectl, "app=drainlogs")}
     assert out.count("evicted") >= 3
     # The budget held the later evictions back until replacements were ready elsewhere.
     assert "Cannot evict pod as it would violate the pod's disruption budget." in out
@@ -256,4 +267,5 @@ def test_drain_respects_the_budget_and_uncordon(kubectl, nodes, k8s_client):
     _wait(lambda: target in {p["spec"]["nodeName"] for p in _serving(kubectl, "app=drainweb")}, 60,
           what="pods scheduled on the uncordoned node again")
     kubectl.ok("delete", "deploy", "drainweb", "-n", NS)
+    kubectl.ok("delete", "ds", "drainlogs", "-n", NS)
     kubectl.ok("delete", "pdb", "drainweb", "-n", NS)
