@@ -417,6 +417,8 @@ class ReplicaSetController:
     API_VERSION = "apps/v1"
     KIND = "ReplicaSet"
     NAME = "replicaset"
+    # Events' source and the field manager of its writes.
+    COMPONENT = COMPONENT
     # Status counters the kind's API does not have.
     STATUS_OMITS: tuple[str, ...] = ()
 
@@ -577,7 +579,7 @@ class ReplicaSetController:
             for pod in pods:
                 try:
                     await self.client.patch(PODS, ns, _name(pod), patch_for(rs, pod), patch_type="json",
-                                            field_manager=COMPONENT)
+                                            field_manager=self.COMPONENT)
                 except ApiError as e:
                     if e.code != 404:
                         errors.append(e)
@@ -587,7 +589,7 @@ class ReplicaSetController:
     def _record(self, rs: Obj, type_: str, reason: str, message: str) -> None:
         # Events are best effort and must not slow a burst of creates down.
         task = asyncio.get_running_loop().create_task(
-            self.client.event(rs, type_=type_, reason=reason, message=message, component=COMPONENT))
+            self.client.event(rs, type_=type_, reason=reason, message=message, component=self.COMPONENT))
         self._event_tasks.add(task)
         task.add_done_callback(self._event_tasks.discard)
 
@@ -599,7 +601,7 @@ class ReplicaSetController:
         async def create_one(_: int) -> None:
             nonlocal ignored
             try:
-                pod = await self.client.create(PODS, ns, new_pod(rs), field_manager=COMPONENT)
+                pod = await self.client.create(PODS, ns, new_pod(rs), field_manager=self.COMPONENT)
             except ApiError as e:
                 if _is_namespace_terminating(e):
                     ignored += 1
@@ -673,6 +675,7 @@ class ReplicationManager(ReplicaSetController):
     API_VERSION = "v1"
     KIND = "ReplicationController"
     NAME = "replicationmanager"
+    COMPONENT = "replication-controller"
     # core/v1 ReplicationControllerStatus has no terminatingReplicas.
     STATUS_OMITS = ("terminatingReplicas",)
 

@@ -69,7 +69,7 @@ async def test_rc_creates_pods_it_controls_and_reports_core_v1_status():
         ref = podutil.controller_ref(p)
         assert (ref["apiVersion"], ref["kind"], ref["name"], ref["uid"], ref["blockOwnerDeletion"]) == (
             "v1", "ReplicationController", "frontend", RC_UID, True)
-    assert {e.kind for e in client.events} == {"ReplicationController"}
+    assert {(e.kind, e.component) for e in client.events} == {("ReplicationController", "replication-controller")}
     client.deliver(PODS)
     # Pods on their way out are not a field of ReplicationControllerStatus.
     await client.delete(PODS, "default", pods[0]["metadata"]["name"])
