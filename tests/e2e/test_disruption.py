@@ -188,6 +188,14 @@ def test_eviction_that_would_violate_the_budget_gets_429(kubectl, nodes, k8s_cli
             kubectl.ok("uncordon", node)
     # Once the replacement runs, the budget has room again.
     _wait(lambda: _pdb_status(kubectl, "evict").get("disruptionsAllowed") == 1, what="budget restored")
+    # Two budgets over one pod: the eviction subresource does not choose between them.
+    kubectl.ok("apply", "-f", "-", stdin=_pdb("evict-too", "evict", 1))
+    with pytest.raises(ApiException) as e:
+        evict(names[1])
+    assert e.value.status == 500
+    assert json.loads(e.value.body)["message"] == ("This pod has more than one PodDisruptionBudget, which the "
+                                                   "eviction subresource does not support.")
+    kubectl.ok("delete", "pdb", "evict-too", "-n", NS)
     kubectl.ok("delete", "deploy", "evict", "-n", NS)
     kubectl.ok("delete", "pdb", "evict", "-n", NS)
 

@@ -126,3 +126,17 @@ def test_scale_subresource_shows_the_equality_selector():
     assert scale["spec"] == {"replicas": 3}
     assert scale["status"] == {"replicas": 2, "selector": "app=fe"}
     assert scale_subresource(info).apply(rc, {"spec": {"replicas": 5}}, "frontend")["spec"]["replicas"] == 5
+
+
+async def test_rc_failed_creates_set_the_replica_failure_condition():
+    from kybernetes.api.errors import ApiError
+
+    client, ctrl = shell(make_rc(2))
+    client.fail("create", "pods", ApiError(403, "Forbidden", 'pods "frontend-x" is forbidden: exceeded quota'), times=5)
+    try:
+        await ctrl.sync(KEY)
+    except ApiError:
+        pass
+    cond = client.stored(REPLICATIONCONTROLLERS, "default", "frontend")["status"]["conditions"][0]
+    assert (cond["type"], cond["status"], cond["reason"]) == ("ReplicaFailure", "True", "FailedCreate")
+    assert "exceeded quota" in cond["message"]
