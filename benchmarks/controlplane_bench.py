@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/controlplane_bench.py [--nodes 1000] [--pods 10000] [--stretch-pods 30000]
     .venv/bin/python benchmarks/controlplane_bench.py --bind-directly   # simulator + API only, no scheduler
     .venv/bin/python benchmarks/controlplane_bench.py --preempt 200     # then 200 pods that must preempt
+    .venv/bin/python benchmarks/controlplane_bench.py --scheduler-only  # pods first, then the scheduler alone
 
 Starts a real `kyb server` (API server, controllers and scheduler) on a fresh
 data dir and a simulated-node process (`python -m kybernetes.simnodes`) with
@@ -345,6 +346,59 @@ async def preempt_phase(client: ApiClient, times: PodTimes, count: int, request:
         print(f"CPU {name:<23} {secs:.1f} s")
 
 
+# -- the scheduler alone (issue 12) ----------------------------------------------------------
+
+
+def pending_pod(name: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": "pending"}},
+            "spec": {"containers": [{"name": "app", "image": "registry.k8s.io/pause:3.10",
+                                     "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}]}}
+
+
+async def scheduler_only(args: argparse.Namespace, client: ApiClient, server: ServerProcess, times: PodTimes,
+                         pids: dict[str, int]) -> None:
+    """As kube-scheduler's scheduler_perf measures it: the pods exist before the scheduler
+    starts, and nothing else works meanwhile (the simulated nodes start containers only
+    after an hour, so no status updates compete for the API server)."""
+    sem = asyncio.Semaphore(32)
+
+    async def one(i: int) -> None:
+        async with sem:
+            await client.create(PODS, NAMESPACE, pending_pod(f"pending-{i}"))
+
+    t = time.monotonic()
+    await asyncio.gather(*(one(i) for i in range(args.pods)))
+    while len(times.created) < args.pods:
+        await asyncio.sleep(0.2)
+    print(f"{args.pods} pending pods created in {time.monotonic() - t:.1f}s")
+    log = open(os.path.join(server.data_dir, "scheduler.log"), "ab")  # noqa: SIM115 - child owns it
+    api_cpu0 = tree_cpu_seconds(pids["server (process tree)"], descendants=False)
+    t0 = time.monotonic()
+    sched = subprocess.Popen([sys.executable, "-m", "kybernetes.cli.main", "scheduler", "--kubeconfig",
+                              server.kubeconfig, "--no-leader-elect"],
+                             cwd=os.path.join(os.path.dirname(__file__), ".."), stdout=log, stderr=log,
+                             preexec_fn=die_with_parent)  # noqa: PLW1509
+    log.close()
+    try:
+        while len(times.bound) < args.pods and time.monotonic() - t0 < args.timeout:
+            times.changed.clear()
+            await asyncio.sleep(0.5)
+        sched_cpu = tree_cpu_seconds(sched.pid, descendants=False)
+    finally:
+        sched.terminate()
+        sched.wait(15)
+    api_cpu = tree_cpu_seconds(pids["server (process tree)"], descendants=False) - api_cpu0
+    bound = sorted(times.bound.values())
+    span = bound[-1] - bound[0] if len(bound) > 1 else float("nan")
+    print(f"\n== scheduler alone: {args.pods} pending pods, {args.nodes} nodes")
+    print(f"bound                       {len(bound)} of {args.pods}; first binding {bound[0] - t0:.1f}s after the "
+          f"scheduler started (informer sync)")
+    print(f"scheduler                   {len(bound) / span if span > 0 else float('nan'):.0f} pods/s over the "
+          f"binding span ({span:.1f}s)")
+    print(f"CPU scheduler {sched_cpu:.1f} s ({sched_cpu / len(bound) * 1000:.2f} ms per pod), API server "
+          f"{api_cpu:.1f} s ({api_cpu / len(bound) * 1000:.2f} ms per pod)")
+
+
 # -- main -----------------------------------------------------------------------------------
 
 
@@ -366,6 +420,11 @@ async def run(args: argparse.Namespace, server: ServerProcess, sim: subprocess.P
         watcher = asyncio.create_task(track_pods(client, times))
         await asyncio.sleep(0.5)
 
+        if args.scheduler_only:
+            await scheduler_only(args, client, server, times, pids)
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+            return
         if args.bind_directly:
             async def launch() -> None:
                 await create_bound_pods(client, 0, args.pods, nodes)
@@ -421,6 +480,8 @@ def main() -> None:
     ap.add_argument("--bind-directly", action="store_true", help="bare pods pre-bound to nodes (no scheduler)")
     ap.add_argument("--server-arg", action="append", default=[], help="extra argument for `kyb server`")
     ap.add_argument("--keep", action="store_true", help="keep the data dir (server and simulator logs)")
+    ap.add_argument("--scheduler-only", action="store_true",
+                    help="pods created first, then the scheduler started alone; no containers started")
     ap.add_argument("--preempt", type=int, default=0,
                     help="then create this many high-priority pods that must preempt (issue 12)")
     ap.add_argument("--preempt-cpu", default="31950m",
@@ -428,6 +489,9 @@ def main() -> None:
     args = ap.parse_args()
 
     # 1,000 nodes need more /24 node subnets than the default 10.42.0.0/16 holds (256).
+    if args.scheduler_only:
+        args.server_arg.append("--disable-scheduler")
+        args.start_delay = 3600.0
     server = ServerProcess(extra_args=["--cluster-cidr", "10.64.0.0/12", *args.server_arg])
     t = time.monotonic()
     server.start(timeout=60)
