@@ -90,7 +90,7 @@ class DaemonSetController:
         self.daemonsets = factory.informer(DAEMONSETS)
         self.nodes = factory.informer(NODES)
         self.pods = factory.informer(PODS, indexers={"orphan": orphan_index})
-        self.revisions = factory.informer(CONTROLLERREVISIONS)
+        self.revisions = factory.informer(CONTROLLERREVISIONS, indexers={"orphan": orphan_index})
         self._event_tasks: set[asyncio.Task[None]] = set()
         self.daemonsets.add_handler(on_add=self._enqueue, on_update=lambda old, new: self._enqueue(new),
                                     on_delete=self._ds_deleted)
@@ -204,7 +204,7 @@ class DaemonSetController:
         if _meta(ds).get("deletionTimestamp"):
             return Result.done()
         pods = [*self.pods.by_index("owner", _uid(ds)), *self.pods.by_index("orphan", ns)]
-        history = plan_history(ds, self.revisions.by_index("owner", _uid(ds)))
+        history = plan_history(ds, await self._claim_revisions(ds))
         current = await self._keep_history(ds, history, pods)
         hash_ = current_hash(current)
         nodes = self.nodes.list()
@@ -230,6 +230,28 @@ class DaemonSetController:
         return Result.after_or_done(plan.sync.requeue_after)
 
     # -- history -----------------------------------------------------------------------
+
+    async def _claim_revisions(self, ds: Obj) -> list[Obj]:
+        """The revisions `ds` controls, orphans its selector matches adopted first (left by a
+        DaemonSet deleted with --cascade=orphan and created again, say)."""
+        ns = _meta(ds).get("namespace")
+        owned = list(self.revisions.by_index("owner", _uid(ds)))
+        selector = compile_selector((ds.get("spec") or {}).get("selector"))
+        orphans = [r for r in self.revisions.by_index("orphan", ns or "")
+                   if selector.matches(_meta(r).get("labels") or {})]
+        if not orphans:
+            return owned
+        fresh = await self.client.get(DAEMONSETS, ns, _name(ds))
+        if _uid(fresh) != _uid(ds) or _meta(fresh).get("deletionTimestamp"):
+            raise RuntimeError(f"DaemonSet {ns}/{_name(ds)} is gone or being deleted")
+        for rev in orphans:
+            try:
+                owned.append(await self.client.patch(CONTROLLERREVISIONS, ns, _name(rev), adopt_patch(ds, rev),
+                                                     patch_type="json", field_manager=COMPONENT))
+            except ApiError as e:
+                if e.code not in (404, 422):
+                    raise
+        return owned
 
     async def _keep_history(self, ds: Obj, history: History, pods: list[Obj]) -> Obj:
         """The current revision, created or renumbered as needed; duplicates folded into it."""
@@ -262,7 +284,7 @@ class DaemonSetController:
             if e.code != 409:
                 raise
         existing = await self.client.get(CONTROLLERREVISIONS, ns, _name(revision))
-        if revision_matches(ds, existing) and (controller_ref(existing) or {}).get("uid") == _uid(ds):
+        if revision_matches(ds, existing):
             return existing
         # A revision of another template (or owner) holds the name: a hash collision. Bump
         # collisionCount (unless our copy is stale) so the next pass hashes differently.

@@ -249,6 +249,27 @@ def test_on_delete_replaces_only_deleted_pods(kubectl, nodes):
                    if p["spec"]["containers"][0]["image"] == "busybox:2"], what="the replacement on the new template")
     status = _ds(kubectl, "manual")["status"]
     assert status["updatedNumberScheduled"] == 1
+
+    # Deleted leaving its pods and revisions behind, then created again: it adopts them all
+    # and starts nothing new.
+    before = {p["metadata"]["name"] for p in _pods(kubectl, "manual")}
+    kubectl.ok("delete", "ds", "manual", "--cascade=orphan")
+    _wait(lambda: kubectl("get", "ds", "manual").returncode != 0, what="the DaemonSet gone")
+    _wait(lambda: all(not p["metadata"].get("ownerReferences") for p in _pods(kubectl, "manual")),
+          what="the pods orphaned")
+    kubectl.ok("apply", "-f", "-", stdin=_manifest("manual", image="busybox:2", strategy="OnDelete"))
+    uid = _ds(kubectl, "manual")["metadata"]["uid"]
+    _wait(lambda: all((p["metadata"].get("ownerReferences") or [{}])[0].get("uid") == uid
+                      for p in _pods(kubectl, "manual")), what="the pods adopted")
+
+    def revisions() -> list[dict]:
+        return json.loads(kubectl.ok("get", "controllerrevisions", "-l", "app=manual", "-o", "json"))["items"]
+
+    _wait(lambda: all((r["metadata"].get("ownerReferences") or [{}])[0].get("uid") == uid for r in revisions()),
+          what="the revisions adopted")
+    assert sorted(r["revision"] for r in revisions()) == [1, 2]
+    _wait(lambda: _ds(kubectl, "manual")["status"].get("currentNumberScheduled") == 5, what="status")
+    assert {p["metadata"]["name"] for p in _pods(kubectl, "manual")} == before
     kubectl.ok("delete", "ds", "manual", "logs")
 
 

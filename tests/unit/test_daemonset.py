@@ -451,3 +451,18 @@ def test_a_sync_prunes_history_beyond_the_limit_but_not_revisions_pods_still_run
     p = plan_daemonset(make_ds(image="agent:9", history_limit=3), nodes(1), [], "h9", old, NOW,
                        FailedPodBackoff(), 0.0)
     assert p.prune == []
+
+
+async def test_controller_adopts_orphan_revisions_instead_of_colliding():
+    ds = make_ds()
+    client, ctrl = shell(ds, nodes(1))
+    orphan = copy.deepcopy(plan_history(ds, []).create)
+    del orphan["metadata"]["ownerReferences"]
+    orphan["revision"] = 4
+    client.add(CONTROLLERREVISIONS, orphan)
+    await ctrl.sync("default/agent")
+    revs = client.all(CONTROLLERREVISIONS)
+    assert len(revs) == 1 and revs[0]["revision"] == 4
+    assert revs[0]["metadata"]["ownerReferences"][0]["uid"] == UID
+    assert "collisionCount" not in client.stored(DAEMONSETS, "default", "agent")["status"]
+    assert len(client.all(PODS)) == 1
