@@ -102,9 +102,10 @@ GC_THRESHOLD_0 = 20_000
 # HTTP/1.1 needs a connection per request in flight, and each TLS connection costs
 # memory at both ends (~80 KB here, ~60 KB in the server). The controller manager
 # holds a watch per resource kind (the garbage collector watches them all) plus its
-# writes; the scheduler two watches plus bindings and events. More did not go faster.
+# writes; the scheduler three watches (pods, nodes, PodDisruptionBudgets) plus bindings
+# and events. More did not go faster.
 CONTROLLER_MANAGER_CONNECTIONS = 64
-SCHEDULER_CONNECTIONS = 48
+SCHEDULER_CONNECTIONS = 49
 
 
 # -- server ---------------------------------------------------------------------------------
