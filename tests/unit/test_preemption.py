@@ -235,3 +235,15 @@ async def test_scheduler_evicts_victims_nominates_and_binds_after_they_are_gone(
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+def test_preempting_takes_the_room_of_lower_priority_nominated_pods_only():
+    c = cluster(node("n1", cpu="1"))
+    low, peer = PodInfo(pod("low", "1", 10)), PodInfo(pod("peer", "1", 100))
+    c.nominate(low, "n1")
+    c.nominate(peer, "n1")
+    me = PodInfo(pod("me", "1", 100))
+    assert names(preemption.lower_nominated(me, c, "n1")) == ["low"]
+    assert {k: names(v) for k, v in preemption.nominated_for(me, c).items()} == {"n1": ["peer"]}
+    c.nominate(peer, "n2")  # a new nomination replaces the old one
+    assert set(c.nominated) == {"n1", "n2"} and c.nominated_node["default/peer"] == "n2"
