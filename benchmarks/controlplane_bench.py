@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import math
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -374,7 +375,9 @@ async def scheduler_only(args: argparse.Namespace, client: ApiClient, server: Se
     log = open(os.path.join(server.data_dir, "scheduler.log"), "ab")  # noqa: SIM115 - child owns it
     api_cpu0 = tree_cpu_seconds(pids["server (process tree)"], descendants=False)
     t0 = time.monotonic()
-    sched = subprocess.Popen([sys.executable, "-m", "kybernetes.cli.main", "scheduler", "--kubeconfig",
+    profile = os.environ.get("SCHEDULER_PROFILE")  # a path: run the scheduler under cProfile
+    runner = ["-m", "cProfile", "-o", profile] if profile else []
+    sched = subprocess.Popen([sys.executable, *runner, "-m", "kybernetes.cli.main", "scheduler", "--kubeconfig",
                               server.kubeconfig, "--no-leader-elect"],
                              cwd=os.path.join(os.path.dirname(__file__), ".."), stdout=log, stderr=log,
                              preexec_fn=die_with_parent)  # noqa: PLW1509
@@ -385,7 +388,7 @@ async def scheduler_only(args: argparse.Namespace, client: ApiClient, server: Se
             await asyncio.sleep(0.5)
         sched_cpu = tree_cpu_seconds(sched.pid, descendants=False)
     finally:
-        sched.terminate()
+        sched.send_signal(signal.SIGINT)  # a clean exit (and the profile written)
         sched.wait(15)
     api_cpu = tree_cpu_seconds(pids["server (process tree)"], descendants=False) - api_cpu0
     bound = sorted(times.bound.values())

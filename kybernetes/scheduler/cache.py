@@ -593,6 +593,8 @@ class ClusterCache:
         self.anti_pods: dict[str, PodInfo] = {}
         self.owner_zone: dict[str, dict[str, int]] = {}
         self.next_start = 0
+        # How many nodes have PreferNoSchedule taints (none: that score is skipped).
+        self.prefer_tainted = 0
         # Pods waiting for a node they preempted on (status.nominatedNodeName): node -> key -> pod.
         self.nominated: dict[str, dict[str, PodInfo]] = {}
         self.nominated_node: dict[str, str] = {}
@@ -605,9 +607,11 @@ class ClusterCache:
         if ni is None:
             ni = self.nodes[name] = NodeInfo(name)
         old_zone = ni.labels.get(ZONE_LABEL) if ni.node is not None else None
+        had_prefer = ni.node is not None and bool(ni.prefer_taints)
         self._count_images(ni, -1)
         ni.set_node(node)
         self._count_images(ni, 1)
+        self.prefer_tainted += bool(ni.prefer_taints) - had_prefer
         new_zone = ni.labels.get(ZONE_LABEL)
         if old_zone != new_zone:
             for p in ni.pods.values():
@@ -624,6 +628,9 @@ class ClusterCache:
             return
         self._count_images(ni, -1)
         self._drop_position(ni)
+        if ni.prefer_taints:
+            self.prefer_tainted -= 1
+            ni.prefer_taints = ()
         zone = ni.labels.get(ZONE_LABEL)
         for p in ni.pods.values():
             self._count_zone(p, zone, -1)

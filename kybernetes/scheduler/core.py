@@ -456,7 +456,7 @@ def score_nodes(pod: PodInfo, cache: ClusterCache, nodes: list[NodeInfo]) -> lis
     if pod.preferred_terms:
         aff = normalize([preferred_affinity_raw(pod, ni) for ni in nodes])
         totals = [t + a * WEIGHT_NODE_AFFINITY for t, a in zip(totals, aff, strict=True)]
-    if any(ni.prefer_taints for ni in nodes):
+    if cache.prefer_tainted and any(ni.prefer_taints for ni in nodes):
         taint = normalize([intolerable_prefer_taints(pod, ni) for ni in nodes], reverse=True)
         totals = [t + s * WEIGHT_TAINT for t, s in zip(totals, taint, strict=True)]
     if pod.spread:

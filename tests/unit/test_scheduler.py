@@ -781,3 +781,19 @@ def test_confirmed_binding_keeps_the_assumed_pod_and_its_usage():
     c.assume(PodInfo(pod("d", "300m")), "n1")
     c.confirm(pod("d", "400m", node_name="n1"))
     assert c.nodes["n1"].req_cpu == 900 and c.pods["default/d"].cpu == 400
+
+
+def test_cache_counts_nodes_with_prefer_no_schedule_taints():
+    soft = [{"key": "k", "effect": "PreferNoSchedule"}]
+    c = cluster(node("a", taints=soft), node("b"))
+    assert c.prefer_tainted == 1
+    c.set_node(node("b", taints=soft))
+    c.set_node(node("a"))
+    c.set_node(node("b", taints=soft))
+    assert c.prefer_tainted == 1
+    c.remove_node("b")
+    assert c.prefer_tainted == 0
+    c.set_node(node("b", taints=soft))
+    assert c.prefer_tainted == 1
+    # the taint still steers pods away from b
+    assert place(c, pod("x")) == "a"
