@@ -1,5 +1,6 @@
 """Rules about pods that several components share, kept once: a pod's key, its QoS
-class, whether a toleration tolerates a taint, and what its phase and conditions say
+class, whether a toleration tolerates a taint, whether a pod's nodeSelector and node
+affinity select a node, and what its phase and conditions say
 (ready, terminal, terminating, active).
 
 Pure functions over decoded objects (plain dicts); the API server, the scheduler, the
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, NamedTuple
 
@@ -142,57 +144,110 @@ def tolerated(tolerations: Iterable[Toleration], taint: Taint) -> bool:
 
 
 # -- node selection ---------------------------------------------------------------------
+# Compiled once per pod (or DaemonSet template) and then matched against many nodes: the
+# scheduler filters every node for every pod, so matching reads no dicts.
 
-def node_requirement_matches(req: Obj, node_name: str, labels: Mapping[str, str], field: bool = False) -> bool:
-    """One NodeSelectorRequirement against a node: a label (matchExpressions) or, for
-    `field`, the node's `metadata.name` (matchFields, the only field that exists)."""
-    key = req.get("key") or ""
-    have: str | None = (node_name if key == "metadata.name" else None) if field else labels.get(key)
-    values = req.get("values") or ()
-    op = req.get("operator") or ""
-    if op == "In":
-        return have is not None and have in values
-    if op == "NotIn":
-        return have is None or have not in values
-    if op == "Exists":
-        return have is not None
-    if op == "DoesNotExist":
-        return have is None
-    if op in ("Gt", "Lt"):
-        if have is None or len(values) != 1:
-            return False
-        try:
-            a, b = int(have), int(values[0])
-        except ValueError:
-            return False
-        return a > b if op == "Gt" else a < b
-    return False
+@dataclass(frozen=True, slots=True)
+class NodeRequirement:
+    """One NodeSelectorRequirement: on a label (matchExpressions) or, for `field`, on the
+    node's `metadata.name` (matchFields, the only field that exists)."""
 
+    key: str
+    operator: str
+    values: tuple[str, ...]
+    field: bool = False
 
-def node_selector_term_matches(term: Obj, node_name: str, labels: Mapping[str, str]) -> bool:
-    """A nodeSelectorTerm: all its requirements hold; an empty term matches no node."""
-    exprs = term.get("matchExpressions") or ()
-    fields = term.get("matchFields") or ()
-    if not exprs and not fields:
+    @classmethod
+    def of(cls, obj: Obj, field: bool = False) -> NodeRequirement:
+        return cls(obj.get("key") or "", obj.get("operator") or "", tuple(obj.get("values") or ()), field)
+
+    def matches(self, name: str, labels: Mapping[str, str]) -> bool:
+        if self.field:
+            have: str | None = name if self.key == "metadata.name" else None
+        else:
+            have = labels.get(self.key)
+        op = self.operator
+        if op == "In":
+            return have is not None and have in self.values
+        if op == "NotIn":
+            return have is None or have not in self.values
+        if op == "Exists":
+            return have is not None
+        if op == "DoesNotExist":
+            return have is None
+        if op in ("Gt", "Lt"):
+            if have is None or len(self.values) != 1:
+                return False
+            try:
+                a, b = int(have), int(self.values[0])
+            except ValueError:
+                return False
+            return a > b if op == "Gt" else a < b
         return False
-    return all(node_requirement_matches(r, node_name, labels) for r in exprs) and \
-        all(node_requirement_matches(r, node_name, labels, field=True) for r in fields)
+
+
+NodeTerm = tuple[NodeRequirement, ...]
+
+
+def compile_node_term(term: Obj) -> NodeTerm | None:
+    """A nodeSelectorTerm as requirements; None for an empty term, which matches no node."""
+    reqs = [NodeRequirement.of(e) for e in term.get("matchExpressions") or ()]
+    reqs += [NodeRequirement.of(e, field=True) for e in term.get("matchFields") or ()]
+    return tuple(reqs) if reqs else None
+
+
+def node_term_matches(term: NodeTerm | None, name: str, labels: Mapping[str, str]) -> bool:
+    """All of a term's requirements hold on the node (never, for an empty term)."""
+    if term is None:
+        return False
+    return all(r.matches(name, labels) for r in term)
+
+
+@dataclass(frozen=True, slots=True)
+class RequiredNodeAffinity:
+    """A pod spec's nodeSelector and required node affinity, which must both hold
+    (Kubernetes' GetRequiredNodeAffinity). `terms` None: no required affinity."""
+
+    node_selector: Mapping[str, str]
+    terms: tuple[NodeTerm | None, ...] | None
+
+    @classmethod
+    def of(cls, spec: Obj) -> RequiredNodeAffinity:
+        required = ((spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
+            "requiredDuringSchedulingIgnoredDuringExecution")
+        terms = None if required is None else tuple(
+            compile_node_term(t) for t in required.get("nodeSelectorTerms") or ())
+        return cls(spec.get("nodeSelector") or {}, terms)
+
+    @property
+    def restricts(self) -> bool:
+        """Whether some node could fail it at all."""
+        return bool(self.node_selector) or self.terms is not None
+
+    def matches(self, name: str, labels: Mapping[str, str]) -> bool:
+        for k, v in self.node_selector.items():
+            if labels.get(k) != v:
+                return False
+        if self.terms is not None:
+            return any(node_term_matches(t, name, labels) for t in self.terms)
+        return True
+
+    def fits(self, node: Obj) -> bool:
+        meta = node.get("metadata") or {}
+        return self.matches(meta.get("name") or "", meta.get("labels") or {})
+
+
+def preferred_node_terms(spec: Obj) -> tuple[tuple[int, NodeTerm | None], ...]:
+    """A pod spec's preferred node affinity as (weight, compiled term) pairs."""
+    node_aff = (spec.get("affinity") or {}).get("nodeAffinity") or {}
+    return tuple((int(p.get("weight") or 0), compile_node_term(p.get("preference") or {}))
+                 for p in node_aff.get("preferredDuringSchedulingIgnoredDuringExecution") or ())
 
 
 def pod_spec_fits_node(spec: Obj, node: Obj) -> bool:
-    """A pod spec's nodeSelector and required node affinity both hold on `node`
-    (Kubernetes' GetRequiredNodeAffinity(pod).Match(node))."""
-    meta = node.get("metadata") or {}
-    labels = meta.get("labels") or {}
-    name = meta.get("name") or ""
-    for k, v in (spec.get("nodeSelector") or {}).items():
-        if labels.get(k) != v:
-            return False
-    required = ((spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
-        "requiredDuringSchedulingIgnoredDuringExecution")
-    if required is None:
-        return True
-    return any(node_selector_term_matches(t, name, labels) for t in required.get("nodeSelectorTerms") or ())
+    """A pod spec's nodeSelector and required node affinity both hold on `node`; callers
+    that ask for many nodes compile `RequiredNodeAffinity.of(spec)` once instead."""
+    return RequiredNodeAffinity.of(spec).fits(node)
 
 
 # -- phase and conditions ---------------------------------------------------------------

@@ -17,12 +17,12 @@ import orjson
 
 from kybernetes.api.kinds.workloads import TEMPLATE_GENERATION
 from kybernetes.api.pods import (
+    RequiredNodeAffinity,
     Taint,
     Toleration,
     pod_is_ready,
     pod_is_terminal,
     pod_is_terminating,
-    pod_spec_fits_node,
     tolerated,
     toleration_matches,
 )
@@ -111,11 +111,13 @@ class Eligibility:
 
     pod_spec: Mapping[str, Any]
     tolerations: tuple[Toleration, ...]
+    node_affinity: RequiredNodeAffinity
 
     @classmethod
     def of(cls, ds: Mapping[str, Any]) -> Eligibility:
         pod_spec = (_spec(ds).get("template") or {}).get("spec") or {}
-        return cls(pod_spec, tuple(Toleration.of(t) for t in with_daemon_tolerations(pod_spec)))
+        return cls(pod_spec, tuple(Toleration.of(t) for t in with_daemon_tolerations(pod_spec)),
+                   RequiredNodeAffinity.of(pod_spec))
 
     def check(self, node: Mapping[str, Any]) -> tuple[bool, bool]:
         """(should run, should continue running) on `node` (NodeShouldRunDaemonPod): a
@@ -124,7 +126,7 @@ class Eligibility:
         wanted = self.pod_spec.get("nodeName")
         if wanted and wanted != _name(node):
             return False, False
-        if not pod_spec_fits_node(self.pod_spec, node):
+        if not self.node_affinity.fits(node):
             return False, False
         continue_running = True
         fits_taints = True

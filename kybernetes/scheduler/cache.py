@@ -12,7 +12,15 @@ from typing import Any
 
 from kybernetes.api.errors import ApiError
 from kybernetes.api.interning import intern_strings
-from kybernetes.api.pods import Taint, Toleration, pod_is_terminal, pod_key
+from kybernetes.api.pods import (
+    NodeTerm,
+    RequiredNodeAffinity,
+    Taint,
+    Toleration,
+    pod_is_terminal,
+    pod_key,
+    preferred_node_terms,
+)
 from kybernetes.api.quantity import parse_quantity
 from kybernetes.api.selectors import LabelSelector, nothing, selector_from_label_selector_object
 
@@ -205,58 +213,6 @@ def parse_affinity_term(term: Mapping[str, Any], own_namespace: str,
     return PodAffinityTerm(selector, namespaces, ns_sel, term.get("topologyKey") or "")
 
 
-# -- node selector terms ------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class NodeRequirement:
-    key: str
-    operator: str
-    values: tuple[str, ...]
-    field: bool = False
-
-    def matches(self, name: str, labels: Mapping[str, str]) -> bool:
-        if self.field:
-            have: str | None = name if self.key == "metadata.name" else None
-        else:
-            have = labels.get(self.key)
-        op = self.operator
-        if op == "In":
-            return have is not None and have in self.values
-        if op == "NotIn":
-            return have is None or have not in self.values
-        if op == "Exists":
-            return have is not None
-        if op == "DoesNotExist":
-            return have is None
-        if op in ("Gt", "Lt"):
-            if have is None or len(self.values) != 1:
-                return False
-            try:
-                a, b = int(have), int(self.values[0])
-            except ValueError:
-                return False
-            return a > b if op == "Gt" else a < b
-        return False
-
-
-NodeTerm = tuple[NodeRequirement, ...]
-
-
-def parse_node_term(term: Mapping[str, Any]) -> NodeTerm | None:
-    """A nodeSelectorTerm as requirements; None for an empty term, which matches no node."""
-    reqs = [NodeRequirement(e.get("key") or "", e.get("operator") or "", tuple(e.get("values") or ()))
-            for e in term.get("matchExpressions") or ()]
-    reqs += [NodeRequirement(e.get("key") or "", e.get("operator") or "", tuple(e.get("values") or ()), True)
-             for e in term.get("matchFields") or ()]
-    return tuple(reqs) if reqs else None
-
-
-def node_term_matches(term: NodeTerm | None, name: str, labels: Mapping[str, str]) -> bool:
-    if term is None:
-        return False
-    return all(r.matches(name, labels) for r in term)
-
-
 # -- topology spread ----------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -330,7 +286,7 @@ class PodInfo:
     __slots__ = (
         "pod", "key", "namespace", "name", "uid", "labels", "node_name", "priority", "terminating",
         "requests", "cpu", "mem", "eph", "scalar", "nz_cpu", "nz_mem", "host_ports", "tolerations",
-        "node_selector", "required_terms", "has_required_affinity", "preferred_terms",
+        "node_affinity", "preferred_terms",
         "affinity_terms", "anti_terms", "spread", "owner_uid", "images", "num_containers",
         "preemption_never", "spec",
     )
@@ -363,16 +319,9 @@ class PodInfo:
                     ports.append((p.get("protocol") or "TCP", int(hp), p.get("hostIP") or "0.0.0.0"))
         self.host_ports: tuple[tuple[str, int, str], ...] = tuple(ports)
         self.tolerations: tuple[Toleration, ...] = tuple(Toleration.of(t) for t in spec.get("tolerations") or ())
-        self.node_selector: dict[str, str] = spec.get("nodeSelector") or {}
+        self.node_affinity = RequiredNodeAffinity.of(spec)
+        self.preferred_terms: tuple[tuple[int, NodeTerm | None], ...] = preferred_node_terms(spec)
         affinity = spec.get("affinity") or {}
-        node_aff = affinity.get("nodeAffinity") or {}
-        required = node_aff.get("requiredDuringSchedulingIgnoredDuringExecution")
-        self.has_required_affinity = required is not None
-        self.required_terms: tuple[NodeTerm | None, ...] = tuple(
-            parse_node_term(t) for t in (required or {}).get("nodeSelectorTerms") or ())
-        self.preferred_terms: tuple[tuple[int, NodeTerm | None], ...] = tuple(
-            (int(p.get("weight") or 0), parse_node_term(p.get("preference") or {}))
-            for p in node_aff.get("preferredDuringSchedulingIgnoredDuringExecution") or ())
         pod_aff = (affinity.get("podAffinity") or {}).get("requiredDuringSchedulingIgnoredDuringExecution")
         anti = (affinity.get("podAntiAffinity") or {}).get("requiredDuringSchedulingIgnoredDuringExecution")
         self.affinity_terms = tuple(parse_affinity_term(t, self.namespace, self.labels) for t in pod_aff or ())
@@ -390,12 +339,7 @@ class PodInfo:
 
     def matches_node_affinity(self, name: str, labels: Mapping[str, str]) -> bool:
         """nodeSelector and required node affinity together (both must hold)."""
-        for k, v in self.node_selector.items():
-            if labels.get(k) != v:
-                return False
-        if self.has_required_affinity:
-            return any(node_term_matches(t, name, labels) for t in self.required_terms)
-        return True
+        return self.node_affinity.matches(name, labels)
 
 
 # What the scheduler reads of a pod (PodInfo, the queue, bindings, events and the

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kybernetes.api.pods import Taint, tolerated
+from kybernetes.api.pods import Taint, node_term_matches, tolerated
 from kybernetes.scheduler import preemption
 from kybernetes.scheduler.cache import (
     HOSTNAME_LABEL,
@@ -20,7 +20,6 @@ from kybernetes.scheduler.cache import (
     NodeInfo,
     PodInfo,
     SpreadConstraint,
-    node_term_matches,
     pod_info,
 )
 from kybernetes.scheduler.preemption import Budget, Candidate
@@ -301,7 +300,7 @@ def build_filters(pod: PodInfo, cache: ClusterCache) -> list[Filter]:
     if pod.node_name:
         chain.append(lambda ni: filter_node_name(pod, ni))
     chain.append(lambda ni: filter_taints(pod, ni))
-    if pod.node_selector or pod.has_required_affinity:
+    if pod.node_affinity.restricts:
         chain.append(lambda ni: filter_node_affinity(pod, ni))
     if pod.host_ports:
         chain.append(lambda ni: filter_ports(pod, ni))

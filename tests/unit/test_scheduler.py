@@ -740,7 +740,7 @@ def test_scheduling_view_keeps_what_the_scheduler_reads():
     assert "volumes" not in view["spec"]
     assert view["status"]["conditions"] == full["status"]["conditions"]
     a, b = PodInfo(full), PodInfo(view)
-    for slot in ("key", "uid", "labels", "cpu", "mem", "host_ports", "tolerations", "node_selector", "owner_uid",
+    for slot in ("key", "uid", "labels", "cpu", "mem", "host_ports", "tolerations", "node_affinity", "owner_uid",
                  "images", "spread"):
         assert getattr(a, slot) == getattr(b, slot), slot
     bound = dict(full, spec={**full["spec"], "nodeName": "n1"},
