@@ -6,6 +6,11 @@ collector remove them.
 
 `plan_slices` is the pure reconciler: it keeps endpoints in the slices they already sit
 in, fills slices with room before creating new ones, and writes only what changed.
+
+What any slice-writing controller needs is also kept here once and shared with the
+mirroring controller: the plan (`SlicePlan`) and its writer (`apply_slice_plan`), the
+guard against a stale informer (`SliceTracker`), a new slice's skeleton, the controller
+owner reference, and which slices a controller manages.
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ from kybernetes.controllers.endpoints import (
     should_pod_be_in_endpoints,
     should_set_hostname,
 )
-from kybernetes.controllers.podutil import node_index
+from kybernetes.controllers.podutil import node_index, owner_reference
 
 log = logging.getLogger(__name__)
 
@@ -123,17 +128,7 @@ def slice_labels(svc: Obj) -> dict[str, str]:
     return labels
 
 
-def owner_reference(svc: Obj) -> Obj:
-    meta = svc.get("metadata") or {}
-    return {"apiVersion": "v1", "kind": "Service", "name": meta.get("name", ""), "uid": meta.get("uid", ""),
-            "controller": True, "blockOwnerDeletion": True}
-
-
-def is_managed_slice(slice_: Obj) -> bool:
-    return ((slice_.get("metadata") or {}).get("labels") or {}).get(MANAGED_BY_LABEL) == CONTROLLER_NAME
-
-
-# -- the reconciler -----------------------------------------------------------------------
+# -- slices of any slice-writing controller ------------------------------------------------
 
 @dataclass
 class SlicePlan:
@@ -144,6 +139,34 @@ class SlicePlan:
     @property
     def empty(self) -> bool:
         return not (self.create or self.update or self.delete)
+
+
+def new_slice(owner: Obj) -> Obj:
+    """The skeleton of a new EndpointSlice named after `owner`, in its namespace."""
+    meta = owner.get("metadata") or {}
+    return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"generateName": f"{meta.get('name', '')}-", "namespace": meta.get("namespace")}}
+
+
+def set_controller_ref(slice_meta: Obj, owner: Obj, kind: str) -> None:
+    """Make `owner` the slice's controller, keeping others' non-controller references."""
+    uid = (owner.get("metadata") or {}).get("uid")
+    others = [r for r in slice_meta.get("ownerReferences") or [] if r.get("uid") != uid and not r.get("controller")]
+    slice_meta["ownerReferences"] = [owner_reference(owner, "v1", kind), *others]
+
+
+def managed_slice_key(slice_: Obj, controller: str) -> str | None:
+    """The namespace/name of the object a slice lists endpoints for (its service-name
+    label), if `controller` manages the slice."""
+    meta = slice_.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    name = labels.get(SERVICE_NAME_LABEL)
+    if not name or labels.get(MANAGED_BY_LABEL) != controller:
+        return None
+    return f"{meta.get('namespace')}/{name}"
+
+
+# -- the reconciler -----------------------------------------------------------------------
 
 
 def _norm_endpoint(ep: Obj) -> Obj:
@@ -174,14 +197,11 @@ def _slice_differs(existing: Obj, desired: Obj) -> bool:
 
 def _new_slice(svc: Obj, family: str, ports: list[Obj] | None, endpoints: list[Obj],
                annotations: dict[str, str]) -> Obj:
-    meta = svc.get("metadata") or {}
-    out: Obj = {
-        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-        "metadata": {"generateName": f"{meta.get('name', '')}-", "namespace": meta.get("namespace"),
-                     "labels": slice_labels(svc), "ownerReferences": [owner_reference(svc)]},
-        "addressType": family,
-        "endpoints": endpoints,
-    }
+    out = new_slice(svc)
+    out["metadata"]["labels"] = slice_labels(svc)
+    set_controller_ref(out["metadata"], svc, "Service")
+    out["addressType"] = family
+    out["endpoints"] = endpoints
     if annotations:
         out["metadata"]["annotations"] = dict(annotations)
     if ports is not None:
@@ -194,9 +214,7 @@ def _rewritten(existing: Obj, svc: Obj, ports: list[Obj] | None, endpoints: list
     out = copy.deepcopy(existing)
     meta = out.setdefault("metadata", {})
     meta["labels"] = slice_labels(svc)
-    uid = (svc.get("metadata") or {}).get("uid")
-    refs = [r for r in meta.get("ownerReferences") or [] if r.get("uid") != uid and not r.get("controller")]
-    meta["ownerReferences"] = [owner_reference(svc), *refs]
+    set_controller_ref(meta, svc, "Service")
     merged = {**(meta.get("annotations") or {}), **annotations}
     if merged:
         meta["annotations"] = merged
@@ -342,14 +360,30 @@ class SliceTracker:
         return bool(created or deleted or updated)
 
 
+async def apply_slice_plan(client: Client, namespace: str, key: str, plan: SlicePlan, tracker: SliceTracker,
+                           field_manager: str) -> None:
+    """Write `plan`, telling `tracker` about each write so that the next sync of `key`
+    waits for the informer to show them."""
+    for s in plan.create:
+        made = await client.create(ENDPOINTSLICES, namespace, s, field_manager=field_manager)
+        tracker.created(key, made["metadata"]["name"])
+    for s in plan.update:
+        done = await client.update(ENDPOINTSLICES, namespace, s["metadata"]["name"], s, field_manager=field_manager)
+        tracker.updated(key, done["metadata"]["name"], done["metadata"].get("resourceVersion", ""))
+    for s in plan.delete:
+        sname = s["metadata"]["name"]
+        try:
+            await client.delete(ENDPOINTSLICES, namespace, sname)
+        except ApiError as e:
+            if e.code != 404:
+                raise
+        tracker.deleted(key, sname)
+
+
 # -- the controller -----------------------------------------------------------------------
 
 def slice_service_key(slice_: Obj) -> str | None:
-    meta = slice_.get("metadata") or {}
-    svc = (meta.get("labels") or {}).get(SERVICE_NAME_LABEL)
-    if not svc or not is_managed_slice(slice_):
-        return None
-    return f"{meta.get('namespace')}/{svc}"
+    return managed_slice_key(slice_, CONTROLLER_NAME)
 
 
 def _slice_service_index(obj: Obj) -> list[str]:
@@ -428,19 +462,5 @@ class EndpointSliceController:
         pods = pods_selected(svc, self.pods.by_index("namespace", ns))
         nodes = {n: self.nodes.get(None, n) or {} for n in {(p.get("spec") or {}).get("nodeName") for p in pods} if n}
         plan = plan_slices(svc, pods, nodes, cached.values(), self.max_per_slice)
-        for s in plan.create:
-            made = await self.client.create(ENDPOINTSLICES, ns, s, field_manager=CONTROLLER_NAME)
-            self.tracker.created(key, made["metadata"]["name"])
-        for s in plan.update:
-            done = await self.client.update(ENDPOINTSLICES, ns, s["metadata"]["name"], s,
-                                            field_manager=CONTROLLER_NAME)
-            self.tracker.updated(key, done["metadata"]["name"], done["metadata"].get("resourceVersion", ""))
-        for s in plan.delete:
-            sname = s["metadata"]["name"]
-            try:
-                await self.client.delete(ENDPOINTSLICES, ns, sname)
-            except ApiError as e:
-                if e.code != 404:
-                    raise
-            self.tracker.deleted(key, sname)
+        await apply_slice_plan(self.client, ns, key, plan, self.tracker, CONTROLLER_NAME)
         return Result.done()

@@ -20,15 +20,22 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kybernetes.api.errors import ApiError
 from kybernetes.api.labels import MANAGED_BY_LABEL, SERVICE_NAME_LABEL, SKIP_MIRROR_LABEL
 from kybernetes.client import Client, Informers, WorkQueue, object_key
 from kybernetes.client.informer import add_object_handler
 from kybernetes.client.reconcile import Result
 from kybernetes.client.resources import ENDPOINTS, ENDPOINTSLICES, SERVICES
 from kybernetes.client.workqueue import run_workers
-from kybernetes.controllers.endpoints import TRIGGER_TIME_ANNOTATION, service_selector
-from kybernetes.controllers.endpointslice import SliceTracker, StaleCache
+from kybernetes.controllers.endpoints import TRIGGER_TIME_ANNOTATION, ports_key, service_selector
+from kybernetes.controllers.endpointslice import (
+    SlicePlan,
+    SliceTracker,
+    StaleCache,
+    apply_slice_plan,
+    managed_slice_key,
+    new_slice,
+    set_controller_ref,
+)
 
 log = logging.getLogger(__name__)
 
@@ -87,11 +94,6 @@ def slice_ports(subset_ports: Iterable[Obj]) -> list[Obj]:
     return sorted(out, key=lambda p: (p["name"], p["port"] or 0, p["protocol"]))
 
 
-def _ports_key(ports: Iterable[Obj] | None) -> tuple[Any, ...]:
-    return tuple(sorted((p.get("name") or "", p.get("port") or 0, p.get("protocol") or "TCP",
-                         p.get("appProtocol") or "") for p in ports or []))
-
-
 @dataclass
 class Group:
     address_type: str
@@ -106,7 +108,7 @@ def desired_groups(endpoints: Obj, max_per_subset: int = MAX_ENDPOINTS_PER_SUBSE
     groups: dict[tuple[Any, ...], Group] = {}
     for subset in endpoints.get("subsets") or []:
         ports = slice_ports(subset.get("ports") or [])
-        pkey = _ports_key(ports)
+        pkey = ports_key(ports)
         taken = 0
         for ready, field_name in ((True, "addresses"), (False, "notReadyAddresses")):
             for address in subset.get(field_name) or []:
@@ -136,34 +138,10 @@ def slice_annotations(endpoints: Obj) -> dict[str, str]:
             if k not in (TRIGGER_TIME_ANNOTATION, LAST_APPLIED_ANNOTATION)}
 
 
-def owner_reference(endpoints: Obj) -> Obj:
-    meta = endpoints.get("metadata") or {}
-    return {"apiVersion": "v1", "kind": "Endpoints", "name": meta.get("name", ""), "uid": meta.get("uid", ""),
-            "controller": True, "blockOwnerDeletion": True}
-
-
-def is_mirrored_slice(slice_: Obj) -> bool:
-    return ((slice_.get("metadata") or {}).get("labels") or {}).get(MANAGED_BY_LABEL) == CONTROLLER_NAME
-
-
 # -- the reconciler -------------------------------------------------------------------------
 
-@dataclass
-class MirrorPlan:
-    create: list[Obj] = field(default_factory=list)
-    update: list[Obj] = field(default_factory=list)
-    delete: list[Obj] = field(default_factory=list)
-
-    @property
-    def empty(self) -> bool:
-        return not (self.create or self.update or self.delete)
-
-
 def _desired_slice(endpoints: Obj, base: Obj | None, group: Group, chunk: list[Obj]) -> Obj:
-    meta_in = endpoints.get("metadata") or {}
-    out: Obj = copy.deepcopy(base) if base is not None else {
-        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-        "metadata": {"generateName": f"{meta_in.get('name', '')}-", "namespace": meta_in.get("namespace")}}
+    out: Obj = copy.deepcopy(base) if base is not None else new_slice(endpoints)
     meta = out.setdefault("metadata", {})
     meta["labels"] = slice_labels(endpoints)
     annotations = slice_annotations(endpoints)
@@ -171,9 +149,7 @@ def _desired_slice(endpoints: Obj, base: Obj | None, group: Group, chunk: list[O
         meta["annotations"] = annotations
     else:
         meta.pop("annotations", None)
-    uid = meta_in.get("uid")
-    others = [r for r in meta.get("ownerReferences") or [] if r.get("uid") != uid and not r.get("controller")]
-    meta["ownerReferences"] = [owner_reference(endpoints), *others]
+    set_controller_ref(meta, endpoints, "Endpoints")
     out["addressType"] = group.address_type
     out["ports"] = copy.deepcopy(group.ports)
     out["endpoints"] = chunk
@@ -192,20 +168,20 @@ def _differs(existing: Obj, desired: Obj) -> bool:
     em, dm = existing.get("metadata") or {}, desired["metadata"]
     return ([_norm_endpoint(e) for e in existing.get("endpoints") or []]
             != [_norm_endpoint(e) for e in desired.get("endpoints") or []]
-            or _ports_key(existing.get("ports")) != _ports_key(desired.get("ports"))
+            or ports_key(existing.get("ports") or ()) != ports_key(desired.get("ports") or ())
             or (em.get("labels") or {}) != dm["labels"]
             or (em.get("annotations") or {}) != (dm.get("annotations") or {})
             or (em.get("ownerReferences") or []) != dm["ownerReferences"])
 
 
 def plan_mirror(endpoints: Obj | None, svc: Obj | None, existing: Iterable[Obj],
-                max_per_subset: int = MAX_ENDPOINTS_PER_SUBSET) -> MirrorPlan:
+                max_per_subset: int = MAX_ENDPOINTS_PER_SUBSET) -> SlicePlan:
     """What to create, update and delete so that the mirrored slices of one Endpoints
     (`existing`, those this controller manages for that name) list exactly its addresses.
     Slices already holding a (addressType, ports) group are rewritten in place, oldest
     name first; an Endpoints that should not be mirrored loses all its slices."""
     existing = sorted(existing, key=lambda s: (s.get("metadata") or {}).get("name") or "")
-    plan = MirrorPlan()
+    plan = SlicePlan()
     if not should_mirror(endpoints, svc):
         plan.delete.extend(existing)
         return plan
@@ -213,7 +189,7 @@ def plan_mirror(endpoints: Obj | None, svc: Obj | None, existing: Iterable[Obj],
     groups = desired_groups(endpoints, max_per_subset)
     by_group: dict[tuple[Any, ...], list[Obj]] = {}
     for s in existing:
-        by_group.setdefault((s.get("addressType"), _ports_key(s.get("ports"))), []).append(s)
+        by_group.setdefault((s.get("addressType"), ports_key(s.get("ports") or ())), []).append(s)
     for key, group in groups.items():
         eps = sorted(group.endpoints.values(), key=lambda e: e["addresses"])
         chunks = [eps[i:i + max_per_subset] for i in range(0, len(eps), max_per_subset)] or [[]]
@@ -235,11 +211,7 @@ def plan_mirror(endpoints: Obj | None, svc: Obj | None, existing: Iterable[Obj],
 
 def mirror_key(slice_: Obj) -> str | None:
     """The Endpoints (namespace/name) a mirrored slice belongs to."""
-    meta = slice_.get("metadata") or {}
-    name = (meta.get("labels") or {}).get(SERVICE_NAME_LABEL)
-    if not name or not is_mirrored_slice(slice_):
-        return None
-    return f"{meta.get('namespace')}/{name}"
+    return managed_slice_key(slice_, CONTROLLER_NAME)
 
 
 def _mirror_index(obj: Obj) -> list[str]:
@@ -282,21 +254,7 @@ class EndpointSliceMirroringController:
             raise StaleCache(key)
         plan = plan_mirror(self.endpoints.get(ns, name), self.services.get(ns, name), cached.values(),
                            self.max_per_subset)
-        for s in plan.create:
-            made = await self.client.create(ENDPOINTSLICES, ns, s, field_manager=CONTROLLER_NAME)
-            self.tracker.created(key, made["metadata"]["name"])
-        for s in plan.update:
-            done = await self.client.update(ENDPOINTSLICES, ns, s["metadata"]["name"], s,
-                                            field_manager=CONTROLLER_NAME)
-            self.tracker.updated(key, done["metadata"]["name"], done["metadata"].get("resourceVersion", ""))
-        for s in plan.delete:
-            sname = s["metadata"]["name"]
-            try:
-                await self.client.delete(ENDPOINTSLICES, ns, sname)
-            except ApiError as e:
-                if e.code != 404:
-                    raise
-            self.tracker.deleted(key, sname)
+        await apply_slice_plan(self.client, ns, key, plan, self.tracker, CONTROLLER_NAME)
         if not cached and not plan.create:
             self.tracker.forget(key)
         return Result.done()
