@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -164,6 +164,14 @@ def managed_slice_key(slice_: Obj, controller: str) -> str | None:
     if not name or labels.get(MANAGED_BY_LABEL) != controller:
         return None
     return f"{meta.get('namespace')}/{name}"
+
+
+def managed_slice_indexer(controller: str) -> Callable[[Obj], list[str]]:
+    """An informer index of the slices `controller` manages, by `managed_slice_key`."""
+    def index(slice_: Obj) -> list[str]:
+        key = managed_slice_key(slice_, controller)
+        return [key] if key else []
+    return index
 
 
 # -- the reconciler -----------------------------------------------------------------------
@@ -386,11 +394,6 @@ def slice_service_key(slice_: Obj) -> str | None:
     return managed_slice_key(slice_, CONTROLLER_NAME)
 
 
-def _slice_service_index(obj: Obj) -> list[str]:
-    key = slice_service_key(obj)
-    return [key] if key else []
-
-
 class EndpointSliceController:
     """Keeps the EndpointSlices of every selecting Service.
     Options: `max_endpoints_per_slice` (default 100)."""
@@ -401,7 +404,7 @@ class EndpointSliceController:
         self.services = factory.informer(SERVICES)
         self.pods = factory.informer(PODS, indexers={"node": node_index})
         self.nodes = factory.informer(NODES)
-        self.slices = factory.informer(ENDPOINTSLICES, indexers={"service": _slice_service_index})
+        self.slices = factory.informer(ENDPOINTSLICES, indexers={"service": managed_slice_indexer(CONTROLLER_NAME)})
         self.queue = WorkQueue("endpointslice")
         self.tracker = SliceTracker()
         add_object_handler(self.services, self._enqueue_obj)

@@ -32,6 +32,7 @@ from kybernetes.controllers.endpointslice import (
     SliceTracker,
     StaleCache,
     apply_slice_plan,
+    managed_slice_indexer,
     managed_slice_key,
     new_slice,
     set_controller_ref,
@@ -214,11 +215,6 @@ def mirror_key(slice_: Obj) -> str | None:
     return managed_slice_key(slice_, CONTROLLER_NAME)
 
 
-def _mirror_index(obj: Obj) -> list[str]:
-    key = mirror_key(obj)
-    return [key] if key else []
-
-
 class EndpointSliceMirroringController:
     """Keeps the mirrored EndpointSlices of every user-made Endpoints.
     Options: `max_endpoints_per_subset` (default 1000)."""
@@ -228,7 +224,7 @@ class EndpointSliceMirroringController:
         self.max_per_subset = int(options.get("max_endpoints_per_subset", MAX_ENDPOINTS_PER_SUBSET))
         self.endpoints = factory.informer(ENDPOINTS)
         self.services = factory.informer(SERVICES)
-        self.slices = factory.informer(ENDPOINTSLICES, indexers={"mirror": _mirror_index})
+        self.slices = factory.informer(ENDPOINTSLICES, indexers={"mirror": managed_slice_indexer(CONTROLLER_NAME)})
         self.queue = WorkQueue("endpointslicemirroring")
         self.tracker = SliceTracker()
         add_object_handler(self.endpoints, self._enqueue_obj)
