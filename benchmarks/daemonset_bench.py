@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -26,9 +25,11 @@ from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
+from simcluster import ensure_namespace, sim_cluster, wait_nodes_ready  # noqa: E402
+
 from kybernetes.client import ApiClient, ApiError  # noqa: E402
-from kybernetes.client.resources import DAEMONSETS, NAMESPACES, NODES, PODS  # noqa: E402
-from kybernetes.testing.cluster import ServerProcess, die_with_parent  # noqa: E402
+from kybernetes.client.resources import DAEMONSETS, PODS  # noqa: E402
+from kybernetes.testing.cluster import ServerProcess  # noqa: E402
 
 NAMESPACE = "bench"
 NAME = "node-agent"
@@ -136,31 +137,13 @@ async def wait_status(client: ApiClient, predicate: Any, timeout: float) -> floa
         await asyncio.sleep(0.1)
 
 
-async def wait_nodes_ready(client: ApiClient, count: int, timeout: float) -> list[str]:
-    deadline = time.monotonic() + timeout
-    while True:
-        page = await client.list(NODES, label_selector="kybernetes.io/simulated=true")
-        ready = [n["metadata"]["name"] for n in page.get("items") or []
-                 if any(c.get("type") == "Ready" and c.get("status") == "True"
-                        for c in (n.get("status") or {}).get("conditions") or [])]
-        if len(ready) >= count:
-            return ready
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"only {len(ready)}/{count} simulated nodes Ready")
-        await asyncio.sleep(0.5)
-
-
 async def run(args: argparse.Namespace, server: ServerProcess) -> None:
     client = await ApiClient.from_kubeconfig(server.kubeconfig, user_agent="daemonset-bench", max_connections=32)
     try:
         t = time.monotonic()
         nodes = await wait_nodes_ready(client, args.nodes, timeout=300)
         print(f"{len(nodes)} simulated nodes Ready in {time.monotonic() - t:.1f}s")
-        try:
-            await client.create(NAMESPACES, None, {"metadata": {"name": NAMESPACE}})
-        except ApiError as e:
-            if e.code != 409:
-                raise
+        await ensure_namespace(client, NAMESPACE)
         pods = Pods(node_names=set(nodes))
         watcher = asyncio.create_task(track(client, pods))
         await asyncio.sleep(1.0)
@@ -205,31 +188,9 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the data dir (server and simulator logs)")
     args = ap.parse_args()
 
-    # 1,000 nodes need more /24 node subnets than the default 10.42.0.0/16 holds (256).
-    server = ServerProcess(extra_args=["--cluster-cidr", "10.64.0.0/12"])
-    t = time.monotonic()
-    server.start(timeout=60)
-    print(f"kyb server ready in {time.monotonic() - t:.2f}s (data dir {server.data_dir})")
-    sim_log = open(os.path.join(server.data_dir, "simnodes.log"), "ab")  # noqa: SIM115 - child owns it
-    sim = subprocess.Popen([sys.executable, "-m", "kybernetes.simnodes", "--kubeconfig", server.kubeconfig,
-                            "--count", str(args.nodes), "--start-delay", str(args.start_delay),
-                            "--delete-delay", "0.5", "--stats-interval", "10"],
-                           cwd=os.path.join(os.path.dirname(__file__), ".."), stdout=sim_log, stderr=sim_log,
-                           preexec_fn=die_with_parent)  # noqa: PLW1509
-    sim_log.close()
-    try:
+    with sim_cluster(args.nodes, args.start_delay, ["--delete-delay", "0.5", "--stats-interval", "10"],
+                     args.keep) as (server, _):
         asyncio.run(run(args, server))
-    finally:
-        sim.terminate()
-        try:
-            sim.wait(15)
-        except subprocess.TimeoutExpired:
-            sim.kill()
-        if args.keep:
-            server.stop()
-            print(f"kept {server.data_dir}")
-        else:
-            server.cleanup()
 
 
 if __name__ == "__main__":

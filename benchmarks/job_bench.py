@@ -15,16 +15,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import subprocess
 import sys
 import time
 from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from kybernetes.client import ApiClient, ApiError  # noqa: E402
-from kybernetes.client.resources import JOBS, NAMESPACES, NODES  # noqa: E402
-from kybernetes.testing.cluster import ServerProcess, die_with_parent  # noqa: E402
+from simcluster import ensure_namespace, sim_cluster, wait_nodes_ready  # noqa: E402
+
+from kybernetes.client import ApiClient  # noqa: E402
+from kybernetes.client.resources import JOBS  # noqa: E402
+from kybernetes.testing.cluster import ServerProcess  # noqa: E402
 
 NAMESPACE = "bench"
 
@@ -41,31 +42,13 @@ def complete(obj: dict[str, Any]) -> bool:
                for c in (obj.get("status") or {}).get("conditions") or ())
 
 
-async def wait_nodes_ready(client: ApiClient, count: int, timeout: float) -> int:
-    deadline = time.monotonic() + timeout
-    while True:
-        page = await client.list(NODES, label_selector="kybernetes.io/simulated=true")
-        ready = [n for n in page.get("items") or []
-                 if any(c.get("type") == "Ready" and c.get("status") == "True"
-                        for c in (n.get("status") or {}).get("conditions") or [])]
-        if len(ready) >= count:
-            return len(ready)
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"only {len(ready)}/{count} simulated nodes Ready")
-        await asyncio.sleep(0.5)
-
-
 async def run(args: argparse.Namespace, server: ServerProcess) -> None:
     client = await ApiClient.from_kubeconfig(server.kubeconfig, user_agent="job-bench", max_connections=32)
     try:
         t = time.monotonic()
         ready = await wait_nodes_ready(client, args.nodes, timeout=600)
-        print(f"{ready} simulated nodes Ready in {time.monotonic() - t:.1f}s")
-        try:
-            await client.create(NAMESPACES, None, {"metadata": {"name": NAMESPACE}})
-        except ApiError as e:
-            if e.code != 409:
-                raise
+        print(f"{len(ready)} simulated nodes Ready in {time.monotonic() - t:.1f}s")
+        await ensure_namespace(client, NAMESPACE)
         done: dict[str, float] = {}
         page = await client.list(JOBS, NAMESPACE)
         rv = page["metadata"]["resourceVersion"]
@@ -109,31 +92,9 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the data dir (server and simulator logs)")
     args = ap.parse_args()
 
-    # 1,000 nodes need more /24 node subnets than the default 10.42.0.0/16 holds (256).
-    server = ServerProcess(extra_args=["--cluster-cidr", "10.64.0.0/12"])
-    t = time.monotonic()
-    server.start(timeout=60)
-    print(f"kyb server ready in {time.monotonic() - t:.2f}s (data dir {server.data_dir})")
-    sim_log = open(os.path.join(server.data_dir, "simnodes.log"), "ab")  # noqa: SIM115 - child owns it
-    sim = subprocess.Popen([sys.executable, "-m", "kybernetes.simnodes", "--kubeconfig", server.kubeconfig,
-                            "--count", str(args.nodes), "--start-delay", str(args.start_delay),
-                            "--job-duration", str(args.job_duration), "--delete-delay", "0.5"],
-                           cwd=os.path.join(os.path.dirname(__file__), ".."), stdout=sim_log, stderr=sim_log,
-                           preexec_fn=die_with_parent)  # noqa: PLW1509
-    sim_log.close()
-    try:
+    with sim_cluster(args.nodes, args.start_delay, ["--job-duration", str(args.job_duration),
+                                                    "--delete-delay", "0.5"], args.keep) as (server, _):
         asyncio.run(run(args, server))
-    finally:
-        sim.terminate()
-        try:
-            sim.wait(15)
-        except subprocess.TimeoutExpired:
-            sim.kill()
-        if args.keep:
-            server.stop()
-            print(f"kept {server.data_dir}")
-        else:
-            server.cleanup()
 
 
 if __name__ == "__main__":
