@@ -71,6 +71,31 @@ class WriteResult:
     created: bool = False
 
 
+# Top-level values (a pod's spec from its template, say) that passed the type, unknown-field
+# and quantity checks unchanged, by kind and encoding: a controller creates many objects with
+# the same spec, and walking it against the schema cost more than encoding it. Built-in
+# kinds only (a CRD's schema can change). Small values are cheap to walk and not kept.
+_FIELD_MEMO_SIZE = 1024
+_FIELD_MEMO_MIN_BYTES = 256
+MemoKey = tuple[str, str, str, bytes]
+
+
+def _memo_key(info: ResourceInfo, key: str, value: Any) -> MemoKey | None:
+    try:
+        return (info.api_version, info.kind, key, orjson.dumps(value))
+    except TypeError:  # an integer beyond 64 bits: checked every time
+        return None
+
+
+def changed_part(new: Any, old: Any) -> Any:
+    """The part of `new` that differs from `old`: maps keep only their changed keys
+    (recursively), any other changed value (a list, a scalar) is kept whole, so every
+    path in the result is the same path in `new`."""
+    if not isinstance(new, dict) or not isinstance(old, dict) or not old:
+        return new
+    return {k: changed_part(v, old.get(k)) for k, v in new.items() if k not in old or old[k] != v}
+
+
 def report_strict_decoding(info: ResourceInfo, obj: dict[str, Any], unknown: list[str], ctx: WriteContext) -> None:
     """Unknown fields of `obj` and duplicate fields of the request body, under
     fieldValidation=Strict (an error) or Warn (warnings), worded as kube-apiserver words
@@ -157,6 +182,7 @@ class ResourceService:
         self.gc_enabled = gc_enabled
         # Where a kind served in several versions finds its storage version.
         self.registry = registry if registry is not None else Registry()
+        self._field_memo: dict[MemoKey, None] = {}  # values known to pass apply_field_validation
         # Checks a create must pass before it is stored (resource quota): each raises ApiError.
         self.create_admission: list[Callable[[ResourceInfo, dict[str, Any]], None]] = []
         # Mutating/validating checks of an update (new, old), before validation: each raises ApiError.
@@ -227,18 +253,45 @@ class ResourceService:
         if ctx.typed_body and old is None:
             validation.canonicalize_quantities(info, obj)
             return
-        checked = obj
-        if old is not None:
-            checked = {k: v for k, v in obj.items() if k in ("apiVersion", "kind") or old.get(k) != v}
-        message = validation.type_error_message(info, checked)
+        # Subtrees known to pass (the stored object's, and values seen before) are not
+        # walked again; the checks see the rest in the object's own order, so the first
+        # problem reported is the one a walk of the whole object finds.
+        memo = self._field_memo if not info.is_custom and info.crd_schema is None else None
+        fresh: dict[str, bytes] = {}
+        checked: dict[str, Any] = {}
+        for k, v in obj.items():
+            if k in ("apiVersion", "kind"):
+                checked[k] = v
+            elif old is not None and old.get(k) == v:
+                continue
+            elif memo is not None and old is None and k != "metadata" and isinstance(v, dict | list):
+                encoded = _memo_key(info, k, v)
+                if encoded is not None and encoded in memo:
+                    continue
+                if encoded is not None and len(encoded[3]) >= _FIELD_MEMO_MIN_BYTES:
+                    fresh[k] = encoded
+                checked[k] = v
+            else:
+                checked[k] = v
+        delta = checked if old is None else {k: changed_part(v, old.get(k)) for k, v in checked.items()}
+        message = validation.type_error_message(info, delta)
         if message:
             raise ApiError.bad_request(message)
-        validation.canonicalize_quantities(info, obj, checked.keys() if old is not None else None)
-        unknown = validation.unknown_fields(info, checked)
+        before = {k: obj[k] for k in fresh}
+        validation.canonicalize_quantities(info, obj, checked.keys())
+        unknown = validation.unknown_fields(info, delta)
         if ctx.field_validation != "Ignore" or ctx.patch_type == "apply":
             report_strict_decoding(info, obj, [u.lstrip(".") for u in unknown], ctx)
         for u in unknown:
             om.remove_path(obj, om.parse_field_path(u))
+        if memo is not None and fresh:
+            dirty = {(om.parse_field_path(u) or [""])[0] for u in unknown}
+            for k, encoded in fresh.items():
+                # Only a value that was already canonical and had no unknown field passes as it was.
+                if k not in dirty and obj.get(k) is before[k]:
+                    memo[encoded] = None
+                    if len(memo) > _FIELD_MEMO_SIZE:
+                        del memo[next(iter(memo))]
 
     def apply_defaults(self, info: ResourceInfo, obj: dict[str, Any]) -> None:
         self.kinds.for_info(info).default(info, obj)
