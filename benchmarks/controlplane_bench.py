@@ -20,10 +20,6 @@ With `--stretch-pods N` the Deployments are then scaled up to N pods in total
 and the same figures are taken for the added pods. `--bind-directly` skips the
 control plane: it creates bare pods already bound round-robin to the nodes,
 which isolates the simulator and the API server.
-
-`SERVER_PROFILE=/path.prof` runs the `kyb server` process (API server; its controller
-manager and scheduler are child processes and are not profiled) under cProfile,
-switched on for the first measured phase only; read the stats with `pstats`.
 """
 
 from __future__ import annotations
@@ -42,8 +38,10 @@ from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
+from simcluster import ensure_namespace, sim_cluster, wait_nodes_ready  # noqa: E402
+
 from kybernetes.client import ApiClient, ApiError  # noqa: E402
-from kybernetes.client.resources import DEPLOYMENTS, NAMESPACES, NODES, PODS, Resource  # noqa: E402
+from kybernetes.client.resources import DEPLOYMENTS, PODS, Resource  # noqa: E402
 from kybernetes.testing.cluster import ServerProcess, child_pids, die_with_parent, rss_mb  # noqa: E402
 
 NAMESPACE = "bench"
@@ -210,20 +208,6 @@ async def create_bound_pods(client: ApiClient, start: int, count: int, nodes: li
             await client.create(PODS, NAMESPACE, bare_pod(f"direct-{i}", nodes[i % len(nodes)]))
 
     await asyncio.gather(*(one(i) for i in range(start, start + count)))
-
-
-async def wait_nodes_ready(client: ApiClient, count: int, timeout: float) -> list[str]:
-    deadline = time.monotonic() + timeout
-    while True:
-        page = await client.list(NODES, label_selector="kybernetes.io/simulated=true")
-        ready = [n["metadata"]["name"] for n in page.get("items") or []
-                 if any(c.get("type") == "Ready" and c.get("status") == "True"
-                        for c in (n.get("status") or {}).get("conditions") or [])]
-        if len(ready) >= count:
-            return ready
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"only {len(ready)}/{count} simulated nodes Ready")
-        await asyncio.sleep(0.5)
 
 
 # -- one measured phase ---------------------------------------------------------------------
@@ -406,41 +390,6 @@ async def scheduler_only(args: argparse.Namespace, client: ApiClient, server: Se
           f"{api_cpu:.1f} s ({api_cpu / len(bound) * 1000:.2f} ms per pod)")
 
 
-# -- profiling the API server ----------------------------------------------------------------
-
-# `kyb server` with a cProfile profiler on its main thread (the event loop that serves every
-# request): SIGUSR1 starts it, SIGUSR2 stops it and writes the stats to the path given.
-_PROFILED_SERVER = """
-import cProfile, runpy, signal, sys
-out = sys.argv.pop(1)
-prof = cProfile.Profile()
-signal.signal(signal.SIGUSR1, lambda *_: prof.enable())
-signal.signal(signal.SIGUSR2, lambda *_: (prof.disable(), prof.dump_stats(out)))
-runpy.run_module("kybernetes.cli.main", run_name="__main__")
-"""
-
-
-class ProfiledServer(ServerProcess):
-    def __init__(self, stats_path: str, extra_args: list[str]) -> None:
-        super().__init__(extra_args=extra_args)
-        self.stats_path = stats_path
-
-    def start(self, timeout: float = 30.0) -> float:
-        started = time.monotonic()
-        log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", _PROFILED_SERVER, self.stats_path, "server", "--data-dir", self.data_dir,
-             "--port", str(self.port), "--bind-address", "127.0.0.1", *self.extra_args],
-            stdout=log, stderr=log, preexec_fn=die_with_parent)  # noqa: PLW1509
-        log.close()
-        self.wait_ready(timeout)
-        return time.monotonic() - started
-
-    def profile(self, on: bool) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGUSR1 if on else signal.SIGUSR2)
-
-
 # -- main -----------------------------------------------------------------------------------
 
 
@@ -453,11 +402,7 @@ async def run(args: argparse.Namespace, server: ServerProcess, sim: subprocess.P
         nodes = await wait_nodes_ready(client, args.nodes, timeout=300)
         print(f"{args.nodes} simulated nodes Ready in {time.monotonic() - t:.1f}s; "
               f"RSS server {tree_rss_mb(server.proc.pid):.0f} MB, simulator {tree_rss_mb(sim.pid):.0f} MB")
-        try:
-            await client.create(NAMESPACES, None, {"metadata": {"name": NAMESPACE}})
-        except ApiError as e:
-            if e.code != 409:
-                raise
+        await ensure_namespace(client, NAMESPACE)
         times = PodTimes()
         watcher = asyncio.create_task(track_pods(client, times))
         await asyncio.sleep(0.5)
@@ -476,12 +421,7 @@ async def run(args: argparse.Namespace, server: ServerProcess, sim: subprocess.P
             async def launch() -> None:
                 await asyncio.gather(*(client.create(DEPLOYMENTS, NAMESPACE, deployment(f"web-{i}", n))
                                        for i, n in enumerate(sizes)))
-        if isinstance(server, ProfiledServer):
-            server.profile(True)
         await phase(f"{args.pods} pods on {args.nodes} nodes", client, times, args.pods, launch, pids, args.timeout)
-        if isinstance(server, ProfiledServer):
-            server.profile(False)
-            print(f"API server profile written to {server.stats_path}")
 
         if args.stretch_pods > args.pods:
             extra = args.stretch_pods - args.pods
@@ -539,32 +479,9 @@ def main() -> None:
     if args.scheduler_only:
         args.server_arg.append("--disable-scheduler")
         args.start_delay = 3600.0
-    server_args = ["--cluster-cidr", "10.64.0.0/12", *args.server_arg]
-    profile = os.environ.get("SERVER_PROFILE")  # a path: run the API server under cProfile
-    server = ProfiledServer(profile, server_args) if profile else ServerProcess(extra_args=server_args)
-    t = time.monotonic()
-    server.start(timeout=60)
-    print(f"kyb server ready in {time.monotonic() - t:.2f}s (data dir {server.data_dir})")
-    sim_log = open(os.path.join(server.data_dir, "simnodes.log"), "ab")  # noqa: SIM115 - child owns it
-    sim = subprocess.Popen([sys.executable, "-m", "kybernetes.simnodes", "--kubeconfig", server.kubeconfig,
-                            "--count", str(args.nodes), "--start-delay", str(args.start_delay),
-                            "--stats-interval", "10"],
-                           cwd=os.path.join(os.path.dirname(__file__), ".."), stdout=sim_log, stderr=sim_log,
-                           preexec_fn=die_with_parent)  # noqa: PLW1509
-    sim_log.close()
-    try:
+    server = ServerProcess(extra_args=["--cluster-cidr", "10.64.0.0/12", *args.server_arg])
+    with sim_cluster(args.nodes, args.start_delay, ["--stats-interval", "10"], args.keep, server) as (_, sim):
         asyncio.run(run(args, server, sim))
-    finally:
-        sim.terminate()
-        try:
-            sim.wait(15)
-        except subprocess.TimeoutExpired:
-            sim.kill()
-        if args.keep:
-            server.stop()
-            print(f"kept {server.data_dir}")
-        else:
-            server.cleanup()
 
 
 if __name__ == "__main__":
