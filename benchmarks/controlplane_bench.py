@@ -20,6 +20,10 @@ With `--stretch-pods N` the Deployments are then scaled up to N pods in total
 and the same figures are taken for the added pods. `--bind-directly` skips the
 control plane: it creates bare pods already bound round-robin to the nodes,
 which isolates the simulator and the API server.
+
+`SERVER_PROFILE=/path.prof` runs the `kyb server` process (API server; its controller
+manager and scheduler are child processes and are not profiled) under cProfile,
+switched on for the first measured phase only; read the stats with `pstats`.
 """
 
 from __future__ import annotations
@@ -390,6 +394,41 @@ async def scheduler_only(args: argparse.Namespace, client: ApiClient, server: Se
           f"{api_cpu:.1f} s ({api_cpu / len(bound) * 1000:.2f} ms per pod)")
 
 
+# -- profiling the API server ----------------------------------------------------------------
+
+# `kyb server` with a cProfile profiler on its main thread (the event loop that serves every
+# request): SIGUSR1 starts it, SIGUSR2 stops it and writes the stats to the path given.
+_PROFILED_SERVER = """
+import cProfile, runpy, signal, sys
+out = sys.argv.pop(1)
+prof = cProfile.Profile()
+signal.signal(signal.SIGUSR1, lambda *_: prof.enable())
+signal.signal(signal.SIGUSR2, lambda *_: (prof.disable(), prof.dump_stats(out)))
+runpy.run_module("kybernetes.cli.main", run_name="__main__")
+"""
+
+
+class ProfiledServer(ServerProcess):
+    def __init__(self, stats_path: str, extra_args: list[str]) -> None:
+        super().__init__(extra_args=extra_args)
+        self.stats_path = stats_path
+
+    def start(self, timeout: float = 30.0) -> float:
+        started = time.monotonic()
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _PROFILED_SERVER, self.stats_path, "server", "--data-dir", self.data_dir,
+             "--port", str(self.port), "--bind-address", "127.0.0.1", *self.extra_args],
+            stdout=log, stderr=log, preexec_fn=die_with_parent)  # noqa: PLW1509
+        log.close()
+        self.wait_ready(timeout)
+        return time.monotonic() - started
+
+    def profile(self, on: bool) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGUSR1 if on else signal.SIGUSR2)
+
+
 # -- main -----------------------------------------------------------------------------------
 
 
@@ -421,7 +460,12 @@ async def run(args: argparse.Namespace, server: ServerProcess, sim: subprocess.P
             async def launch() -> None:
                 await asyncio.gather(*(client.create(DEPLOYMENTS, NAMESPACE, deployment(f"web-{i}", n))
                                        for i, n in enumerate(sizes)))
+        if isinstance(server, ProfiledServer):
+            server.profile(True)
         await phase(f"{args.pods} pods on {args.nodes} nodes", client, times, args.pods, launch, pids, args.timeout)
+        if isinstance(server, ProfiledServer):
+            server.profile(False)
+            print(f"API server profile written to {server.stats_path}")
 
         if args.stretch_pods > args.pods:
             extra = args.stretch_pods - args.pods
@@ -479,7 +523,9 @@ def main() -> None:
     if args.scheduler_only:
         args.server_arg.append("--disable-scheduler")
         args.start_delay = 3600.0
-    server = ServerProcess(extra_args=["--cluster-cidr", "10.64.0.0/12", *args.server_arg])
+    server_args = ["--cluster-cidr", "10.64.0.0/12", *args.server_arg]
+    profile = os.environ.get("SERVER_PROFILE")  # a path: run the API server under cProfile
+    server = ProfiledServer(profile, server_args) if profile else ServerProcess(extra_args=server_args)
     with sim_cluster(args.nodes, args.start_delay, ["--stats-interval", "10"], args.keep, server) as (_, sim):
         asyncio.run(run(args, server, sim))
 
