@@ -177,6 +177,7 @@ def available_text(obj: Obj) -> str:
 
 class APIServiceStrategy(KindStrategy):
     refs = (API_SERVICE,)
+    counts_generation = False  # upstream's PrepareForCreate sets no generation
     status_metadata = ()  # apiServerStatusStrategy keeps all user metadata
 
     def validate(self, info: ResourceInfo, obj: Obj) -> Errors:

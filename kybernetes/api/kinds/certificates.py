@@ -369,6 +369,7 @@ def _cells(obj: Obj, now: datetime) -> list[Any]:
 
 class CertificateSigningRequestStrategy(KindStrategy):
     refs = (KindRef(GROUP, "CertificateSigningRequest"),)
+    counts_generation = False  # upstream's PrepareForCreate sets no generation
 
     def prepare_for_create(self, info: ResourceInfo, obj: Obj) -> None:
         # Users cannot create pre-approved (or pre-issued) requests.

@@ -164,6 +164,7 @@ def _cells_csi_driver(obj: Obj, now: datetime) -> Cells:
 
 class CSIDriverStrategy(KindStrategy):
     refs = (KindRef("storage.k8s.io", "CSIDriver"),)
+    counts_generation = False  # upstream's PrepareForCreate sets no generation
     delete_returns_object = True
 
     def default(self, info: ResourceInfo, obj: Obj) -> None:
@@ -194,6 +195,7 @@ class CSIDriverStrategy(KindStrategy):
 
 class CSINodeStrategy(KindStrategy):
     refs = (KindRef("storage.k8s.io", "CSINode"),)
+    counts_generation = False  # upstream's PrepareForCreate sets no generation
     delete_returns_object = True
     always_present = {("spec", "drivers"): []}
 
@@ -209,6 +211,7 @@ class CSINodeStrategy(KindStrategy):
 
 class VolumeAttachmentStrategy(KindStrategy):
     refs = (KindRef("storage.k8s.io", "VolumeAttachment"),)
+    counts_generation = False  # upstream's PrepareForCreate sets no generation
     status_metadata = ()  # metav1.ResetObjectMetaForStatus
     delete_returns_object = True
 

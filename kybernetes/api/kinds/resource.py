@@ -301,6 +301,7 @@ class DeviceClassStrategy(KindStrategy):
 
 class ResourceClaimStrategy(KindStrategy):
     refs = (KindRef(GROUP, "ResourceClaim"),)
+    counts_generation = False  # upstream's PrepareForCreate sets no generation
     delete_returns_object = True
     status_metadata = ()  # metav1.ResetObjectMetaForStatus
 

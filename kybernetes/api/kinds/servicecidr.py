@@ -195,6 +195,7 @@ def parent_ref_text(obj: Obj) -> str:
 
 class ServiceCIDRStrategy(KindStrategy):
     refs = (SERVICE_CIDR,)
+    counts_generation = False  # upstream's PrepareForCreate sets no generation
 
     def validate(self, info: ResourceInfo, obj: Obj) -> Errors:
         return validate_service_cidr(obj)
@@ -211,6 +212,7 @@ class ServiceCIDRStrategy(KindStrategy):
 
 class IPAddressStrategy(KindStrategy):
     refs = (IP_ADDRESS,)
+    counts_generation = False  # upstream's PrepareForCreate sets no generation
 
     def validate(self, info: ResourceInfo, obj: Obj) -> Errors:
         return validate_ip_address(obj)
