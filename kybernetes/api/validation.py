@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from decimal import ROUND_UP, Decimal
 from typing import TYPE_CHECKING, Any
@@ -77,6 +77,14 @@ def as_dict(value: Any) -> Obj:
 
 def as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
+
+
+def objects_at(path: str, value: Any) -> Iterator[tuple[str, Obj]]:
+    """(`path[i]`, item) for each object in a list field; items of another type are
+    left to the type checks, which report them in Go's words."""
+    for i, item in enumerate(value if isinstance(value, list) else ()):
+        if isinstance(item, dict):
+            yield f"{path}[{i}]", item
 
 
 def seen_before(seen: set[Any], value: Any) -> bool:
@@ -263,10 +271,7 @@ def validate_label_selector(path: str, sel: Any) -> Errors:
     if not isinstance(sel, dict):
         return []
     errs = validate_labels(f"{path}.matchLabels", sel.get("matchLabels"))
-    for i, expr in enumerate(as_list(sel.get("matchExpressions"))):
-        p = f"{path}.matchExpressions[{i}]"
-        if not isinstance(expr, dict):
-            continue
+    for p, expr in objects_at(f"{path}.matchExpressions", sel.get("matchExpressions")):
         op = expr.get("operator")
         values = expr.get("values")
         if op in ("In", "NotIn"):
@@ -442,10 +447,7 @@ def _validate_container(path: str, c: Obj, volumes: set[str]) -> Errors:
     errs += enum_errors(f"{path}.terminationMessagePolicy", c.get("terminationMessagePolicy"),
                   ["File", "FallbackToLogsOnError"])
     port_names: set[str] = set()
-    for i, port in enumerate(as_list(c.get("ports"))):
-        p = f"{path}.ports[{i}]"
-        if not isinstance(port, dict):
-            continue
+    for p, port in objects_at(f"{path}.ports", c.get("ports")):
         if port.get("containerPort") in (None, 0):
             errs.append(required(f"{p}.containerPort"))
         else:
@@ -458,10 +460,7 @@ def _validate_container(path: str, c: Obj, volumes: set[str]) -> Errors:
             errs += [invalid(f"{p}.name", pname, m) for m in port_name_errors(str(pname))]
             if seen_before(port_names, pname):
                 errs.append(duplicate(f"{p}.name", pname))
-    for i, env in enumerate(as_list(c.get("env"))):
-        p = f"{path}.env[{i}]"
-        if not isinstance(env, dict):
-            continue
+    for p, env in objects_at(f"{path}.env", c.get("env")):
         ename = env.get("name")
         if not ename:
             errs.append(required(f"{p}.name"))
@@ -471,10 +470,7 @@ def _validate_container(path: str, c: Obj, volumes: set[str]) -> Errors:
             errs.append(invalid(f"{p}.valueFrom", "", "may not be specified when `value` is not empty"))
     errs += _validate_resources(f"{path}.resources", c.get("resources"))
     mount_paths: set[str] = set()
-    for i, mount in enumerate(as_list(c.get("volumeMounts"))):
-        p = f"{path}.volumeMounts[{i}]"
-        if not isinstance(mount, dict):
-            continue
+    for p, mount in objects_at(f"{path}.volumeMounts", c.get("volumeMounts")):
         mname = mount.get("name")
         if not mname:
             errs.append(required(f"{p}.name"))
@@ -494,10 +490,7 @@ def _validate_container(path: str, c: Obj, volumes: set[str]) -> Errors:
 def _validate_volumes(path: str, volumes: Any) -> tuple[set[str], Errors]:
     names: set[str] = set()
     errs: Errors = []
-    for i, vol in enumerate(volumes if isinstance(volumes, list) else []):
-        p = f"{path}[{i}]"
-        if not isinstance(vol, dict):
-            continue
+    for p, vol in objects_at(path, volumes):
         name = vol.get("name")
         if not name:
             errs.append(required(f"{p}.name"))
@@ -526,10 +519,7 @@ def _validate_volumes(path: str, volumes: Any) -> tuple[set[str], Errors]:
 
 def _validate_tolerations(path: str, tolerations: Any) -> Errors:
     errs: Errors = []
-    for i, t in enumerate(tolerations if isinstance(tolerations, list) else []):
-        p = f"{path}[{i}]"
-        if not isinstance(t, dict):
-            continue
+    for p, t in objects_at(path, tolerations):
         key = t.get("key")
         if key:
             errs += [invalid(f"{p}.key", key, m) for m in qualified_name_errors(key)]
@@ -578,10 +568,7 @@ def validate_pod_spec(path: str, spec: Any, rule: RestartRule = POD_RESTART,
         errs.append(required(f"{path}.containers"))
     seen: set[str] = set()
     for key in ("initContainers", "containers"):
-        for i, c in enumerate(as_list(spec.get(key))):
-            if not isinstance(c, dict):
-                continue
-            cpath = f"{path}.{key}[{i}]"
+        for cpath, c in objects_at(f"{path}.{key}", spec.get(key)):
             errs += _validate_container(cpath, c, volume_names)
             name = c.get("name")
             if name:
@@ -912,10 +899,13 @@ class _TypeProblem:
     go_message: str
 
 
-def _json_kind(value: Any) -> str:
+def _schema_type_name(value: Any) -> str:
+    """A decoded JSON value's type as JSON Schema names it."""
     if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int | float):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
         return "number"
     if isinstance(value, str):
         return "string"
@@ -924,6 +914,16 @@ def _json_kind(value: Any) -> str:
     if isinstance(value, dict):
         return "object"
     return "null"
+
+
+# Go's encoding/json words these two differently in its "cannot unmarshal" errors.
+_GO_JSON_KINDS = {"boolean": "bool", "integer": "number"}
+
+
+def _json_kind(value: Any) -> str:
+    """A decoded JSON value's type as Go's encoding/json names it."""
+    name = _schema_type_name(value)
+    return _GO_JSON_KINDS.get(name, name)
 
 
 _INT_RANGES = {"int32": (-(2 ** 31), 2 ** 31 - 1), "int64": (-(2 ** 63), 2 ** 63 - 1), "int": (-(2 ** 63), 2 ** 63 - 1)}
@@ -1094,22 +1094,6 @@ def compile_schema(schema: dict[str, Any], cache: bool = True) -> Any:
             _COMPILED.clear()
         _COMPILED[id(schema)] = (schema, validator)
     return validator
-
-
-def _schema_type_name(value: Any) -> str:
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return "null"
 
 
 def _instance_path(parts: Iterable[Any]) -> str:
