@@ -622,3 +622,12 @@ def node(name: str = "n1", *, ready: bool | str | None = True, labels: Mapping[s
             "metadata": {"name": name, "uid": f"uid-{name}", "resourceVersion": "1",
                          "labels": {"kubernetes.io/hostname": name, **(labels or {})}},
             "spec": spec, "status": status}
+
+
+async def until(cond: Callable[[], Any], timeout: float = 3.0) -> None:
+    """Wait for a component running on the fakes to make `cond()` true; fail the test
+    if it does not within `timeout` seconds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not cond():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
+        await asyncio.sleep(0.005)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
 from typing import Any
 
 import pytest
@@ -19,7 +18,7 @@ from kybernetes.scheduler.core import build_filters, schedule_one
 from kybernetes.scheduler.preemption import Budget, Candidate, budget_of, pick_candidate, select_victims
 from kybernetes.scheduler.scheduler import PDBS, Scheduler
 from kybernetes.testing import fakes
-from kybernetes.testing.fakes import FakeClient, FakeInformers
+from kybernetes.testing.fakes import FakeClient, FakeInformers, until
 
 
 def node(name: str, cpu: str = "4") -> dict:
@@ -191,13 +190,6 @@ def test_nominated_pod_waits_while_its_victims_terminate():
 
 # -- the shell ---------------------------------------------------------------------------------
 
-async def _until(cond, timeout: float = 3.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "condition not reached"
-        await asyncio.sleep(0.005)
-
-
 async def test_scheduler_evicts_victims_nominates_and_binds_after_they_are_gone():
     informers = FakeInformers()
     client = FakeClient(informers)
@@ -210,7 +202,7 @@ async def test_scheduler_evicts_victims_nominates_and_binds_after_they_are_gone(
     task = asyncio.create_task(sched.run())
     try:
         client.add(PODS, pod("x", "1", 100))
-        await _until(lambda: client.calls_of("delete"))
+        await until(lambda: client.calls_of("delete"))
         delete = client.calls_of("delete")[0]
         assert delete.name == "low" and "grace_period_seconds" not in delete.options
         # the DisruptionTarget condition was written before the delete
@@ -220,7 +212,7 @@ async def test_scheduler_evicts_victims_nominates_and_binds_after_they_are_gone(
         assert (cond["type"], cond["reason"], cond["message"]) == (
             "DisruptionTarget", "PreemptionByScheduler", "default-scheduler: preempting to accommodate a higher "
             "priority pod")
-        await _until(lambda: (client.stored(PODS, "default", "x")["status"] or {}).get("nominatedNodeName") == "n1")
+        await until(lambda: (client.stored(PODS, "default", "x")["status"] or {}).get("nominatedNodeName") == "n1")
         assert sched.cache.nominated_node == {"default/x": "n1"}
         assert any(e.reason == "Preempted" and e.message == "Preempted by default/x on node n1"
                    for e in client.events)
@@ -229,7 +221,7 @@ async def test_scheduler_evicts_victims_nominates_and_binds_after_they_are_gone(
         assert not client.stored(PODS, "default", "x")["spec"].get("nodeName")
         assert len(client.calls_of("delete")) == 1
         client.remove(PODS, "default", "low")  # the kubelet finished it
-        await _until(lambda: client.stored(PODS, "default", "x")["spec"].get("nodeName") == "n1")
+        await until(lambda: client.stored(PODS, "default", "x")["spec"].get("nodeName") == "n1")
         assert not sched.cache.nominated
     finally:
         task.cancel()

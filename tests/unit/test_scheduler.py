@@ -46,7 +46,7 @@ from kybernetes.scheduler.scheduler import (
     scheduled_condition_patch,
 )
 from kybernetes.testing import fakes
-from kybernetes.testing.fakes import FakeClient, FakeInformers
+from kybernetes.testing.fakes import FakeClient, FakeInformers, until
 
 GI = 1024 ** 3
 MI = 1024 ** 2
@@ -638,13 +638,6 @@ def test_shell_helpers():
     assert node_changed_for_scheduling(n1, node("n1", taints=[{"key": "k", "effect": "NoSchedule"}]))
 
 
-async def _until(cond, timeout: float = 3.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "condition not reached"
-        await asyncio.sleep(0.005)
-
-
 async def test_scheduler_binds_pods_and_reports_failures():
     informers = FakeInformers()
     client = FakeClient(informers)  # a binding reaches the pod informer, as the watch would bring it
@@ -667,7 +660,7 @@ async def test_scheduler_binds_pods_and_reports_failures():
 
     task = asyncio.create_task(sched.run())
     try:
-        await _until(lambda: len(bindings()) == 3 and client.calls_of("patch"))
+        await until(lambda: len(bindings()) == 3 and client.calls_of("patch"))
         assert set(bindings().values()) == {"n1", "n2"}
         assert ("Normal", "Scheduled", "Successfully assigned default/web-0 to " + bindings()["web-0"]) in events()
         assert ("Warning", "FailedScheduling", "Binding rejected: etcd is sad") in events()
@@ -681,10 +674,10 @@ async def test_scheduler_binds_pods_and_reports_failures():
         assert "default/other" not in sched.queue.where
         # a bigger node arrives: the unschedulable pod is retried and placed
         client.add(NODES, node("n3", cpu="8"))
-        await _until(lambda: bindings().get("huge") == "n3")
+        await until(lambda: bindings().get("huge") == "n3")
         # a pod deleted while waiting is dropped from the queue
         client.add(PODS, pod("late", "100"))
-        await _until(lambda: sched.queue.where.get("default/late") == "unschedulable")
+        await until(lambda: sched.queue.where.get("default/late") == "unschedulable")
         client.remove(PODS, "default", "late")
         assert "default/late" not in sched.queue.where
     finally:
