@@ -193,6 +193,9 @@ def _identifier(name: Any, selector: Any) -> Obj:
     return out
 
 
+# The four metric converters below look alike but follow four Go structs: a spec's and a
+# status's fields come in different orders (the wire samples pin them byte for byte), a v2
+# target names its type, and v1 status quantities are values, not pointers ("0" when unset).
 def _metric_spec_to_v1(m: Mapping[str, Any]) -> Obj:
     out: Obj = {"type": m.get("type") or ""}
     if isinstance(m.get("object"), Mapping):
