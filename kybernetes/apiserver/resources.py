@@ -88,12 +88,16 @@ def _memo_key(info: ResourceInfo, key: str, value: Any) -> MemoKey | None:
 
 
 def changed_part(new: Any, old: Any) -> Any:
-    """The part of `new` that differs from `old`: maps keep only their changed keys
-    (recursively), any other changed value (a list, a scalar) is kept whole, so every
-    path in the result is the same path in `new`."""
-    if not isinstance(new, dict) or not isinstance(old, dict) or not old:
-        return new
-    return {k: changed_part(v, old.get(k)) for k, v in new.items() if k not in old or old[k] != v}
+    """The part of `new` that differs from `old`, for checks that walk it: maps keep only
+    their changed keys and lists their length, an unchanged item becoming null (which
+    every check passes), recursively; every path in the result is the same path in `new`."""
+    if isinstance(new, dict) and isinstance(old, dict) and old:
+        return {k: changed_part(v, old.get(k)) for k, v in new.items() if k not in old or old[k] != v}
+    if isinstance(new, list) and isinstance(old, list) and old:
+        n = len(old)
+        return [item if i >= n else None if item == old[i] else changed_part(item, old[i])
+                for i, item in enumerate(new)]
+    return new
 
 
 def report_strict_decoding(info: ResourceInfo, obj: dict[str, Any], unknown: list[str], ctx: WriteContext) -> None:
@@ -278,7 +282,14 @@ class ResourceService:
         if message:
             raise ApiError.bad_request(message)
         before = {k: obj[k] for k in fresh}
-        validation.canonicalize_quantities(info, obj, checked.keys())
+        if old is None:
+            validation.canonicalize_quantities(info, obj, checked.keys())
+        else:
+            # Quantities are canonical in the stored part; a changed part that is canonical
+            # as it stands leaves its whole value as it is.
+            view = dict(delta)
+            validation.canonicalize_quantities(info, view)
+            validation.canonicalize_quantities(info, obj, [k for k, v in delta.items() if view[k] is not v])
         unknown = validation.unknown_fields(info, delta)
         if ctx.field_validation != "Ignore" or ctx.patch_type == "apply":
             report_strict_decoding(info, obj, [u.lstrip(".") for u in unknown], ctx)

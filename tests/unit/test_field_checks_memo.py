@@ -15,6 +15,7 @@ from kybernetes.storage.sqlite import SQLiteStore
 REG = Registry()
 PODS = REG.get("", "v1", "pods")
 NAMESPACES = REG.get("", "v1", "namespaces")
+DEPLOYMENTS = REG.get("apps", "v1", "deployments")
 
 
 @pytest.fixture
@@ -79,8 +80,36 @@ async def test_a_patch_reports_an_unknown_field_deep_in_a_changed_map(svc):
     assert res.obj["metadata"]["labels"] == {"x": "y"}
 
 
-def test_changed_part_keeps_changed_keys_and_whole_lists():
-    old = {"a": {"b": 1, "c": [1, 2]}, "d": 1}
-    new = {"a": {"b": 1, "c": [1, 3], "e": {"f": 1}}, "d": 1}
-    assert changed_part(new, old) == {"a": {"c": [1, 3], "e": {"f": 1}}}
+async def test_a_patch_checks_changed_list_items_at_their_own_index(svc):
+    labels = {"app": "a"}
+    dep = {"metadata": {"name": "a"}, "spec": {"selector": {"matchLabels": labels}, "template": {
+        "metadata": {"labels": labels}, "spec": copy.deepcopy(SPEC)}}}
+    await svc.create(DEPLOYMENTS, "default", dep, WriteContext(field_manager="t"))
+
+    def patch(containers: list) -> dict:
+        return {"spec": {"template": {"spec": {"containers": containers}}}}
+
+    containers = copy.deepcopy(SPEC["containers"])
+    containers[2]["resources"]["requests"]["cpu"] = "2000m"
+    res = await svc.patch(DEPLOYMENTS, "default", "a", patch(containers), "merge",
+                          WriteContext(field_manager="t", patch_type="merge"))
+    assert res.obj["spec"]["template"]["spec"]["containers"][2]["resources"]["requests"]["cpu"] == "2"
+    containers[3]["image"] = 7
+    with pytest.raises(ApiError) as err:
+        await svc.patch(DEPLOYMENTS, "default", "a", patch(containers), "merge",
+                        WriteContext(field_manager="t", patch_type="merge"))
+    assert "cannot unmarshal number into Go struct field Container.spec.template.spec.containers.image" \
+        in err.value.message
+    containers[3]["image"] = "x"
+    containers[3]["bogus"] = 1
+    with pytest.raises(ApiError) as err:
+        await svc.patch(DEPLOYMENTS, "default", "a", patch(containers), "merge",
+                        WriteContext(field_manager="t", field_validation="Strict", patch_type="merge"))
+    assert 'unknown field "spec.template.spec.containers[3].bogus"' in err.value.message
+
+
+def test_changed_part_keeps_changed_keys_and_list_positions():
+    old = {"a": {"b": 1, "c": [1, 2, {"x": 1, "y": 2}]}, "d": 1}
+    new = {"a": {"b": 1, "c": [1, 3, {"x": 1, "y": 3}, 4], "e": {"f": 1}}, "d": 1}
+    assert changed_part(new, old) == {"a": {"c": [None, 3, {"y": 3}, 4], "e": {"f": 1}}}
     assert changed_part(new, None) is new
