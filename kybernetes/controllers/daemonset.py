@@ -40,7 +40,13 @@ from kybernetes.controllers.daemonset_plan import (
     selects_everything,
     status_changed,
 )
-from kybernetes.controllers.podutil import compile_selector, controller_ref, orphan_index
+from kybernetes.controllers.podutil import (
+    compile_selector,
+    controller_ref,
+    live_owner,
+    orphan_index,
+    selecting,
+)
 from kybernetes.controllers.replicaset import (
     EXPECTATIONS_TTL,
     Expectations,
@@ -115,16 +121,11 @@ class DaemonSetController:
         ref = controller_ref(obj)
         if ref is None or ref.get("kind") != "DaemonSet":
             return None
-        ds = self.daemonsets.get(_meta(obj).get("namespace"), ref.get("name") or "")
-        if ds is None or _uid(ds) != ref.get("uid"):
-            return None
-        return ds
+        return live_owner(self.daemonsets, obj, ref)
 
     def _enqueue_selecting(self, pod: Obj) -> None:
-        labels = _meta(pod).get("labels") or {}
-        for ds in self.daemonsets.by_index("namespace", _meta(pod).get("namespace") or ""):
-            if compile_selector((ds.get("spec") or {}).get("selector")).matches(labels):
-                self._enqueue(ds)
+        for ds in selecting(self.daemonsets, pod):
+            self._enqueue(ds)
 
     def _pod_added(self, pod: Obj) -> None:
         if pod_is_terminating(pod):

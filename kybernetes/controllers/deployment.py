@@ -32,7 +32,7 @@ from kybernetes.controllers.deployment_plan import (
     release_patch,
     status_with_collision,
 )
-from kybernetes.controllers.podutil import controller_ref, selector_matches
+from kybernetes.controllers.podutil import controller_ref, live_owner, selecting
 
 log = logging.getLogger(__name__)
 
@@ -73,17 +73,12 @@ class DeploymentController:
     def _deployment_for(self, obj: Obj, ref: Obj | None) -> Obj | None:
         if ref is None or ref.get("kind") != "Deployment":
             return None
-        d = self.deployments.get(_meta(obj).get("namespace"), ref.get("name") or "")
-        if d is None or _meta(d).get("uid") != ref.get("uid"):
-            return None
-        return d
+        return live_owner(self.deployments, obj, ref)
 
     def _enqueue_selecting(self, rs: Obj) -> None:
         """An orphan ReplicaSet wakes every deployment that could adopt it."""
-        labels = _meta(rs).get("labels")
-        for d in self.deployments.by_index("namespace", _meta(rs).get("namespace") or ""):
-            if selector_matches((d.get("spec") or {}).get("selector"), labels):
-                self._enqueue(d)
+        for d in selecting(self.deployments, rs):
+            self._enqueue(d)
 
     def _rs_added(self, rs: Obj) -> None:
         ref = controller_ref(rs)

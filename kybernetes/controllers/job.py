@@ -36,7 +36,13 @@ from kybernetes.controllers.job_plan import (
     remove_finalizer_patch,
     uid_of,
 )
-from kybernetes.controllers.podutil import compile_selector, controller_ref, orphan_index
+from kybernetes.controllers.podutil import (
+    compile_selector,
+    controller_ref,
+    live_owner,
+    orphan_index,
+    selecting,
+)
 from kybernetes.controllers.replicaset import (
     Expectations,
     _is_namespace_terminating,
@@ -116,16 +122,11 @@ class JobController:
         ref = controller_ref(pod)
         if ref is None or ref.get("kind") != "Job" or not str(ref.get("apiVersion", "")).startswith("batch/"):
             return None
-        job = self.job_informer.get(_ns(pod), ref.get("name") or "")
-        if job is None or uid_of(job) != ref.get("uid"):
-            return None
-        return job
+        return live_owner(self.job_informer, pod, ref)
 
     def _enqueue_selecting(self, pod: Obj) -> None:
-        labels = (pod.get("metadata") or {}).get("labels") or {}
-        for job in self.job_informer.by_index("namespace", _ns(pod)):
-            if compile_selector((job.get("spec") or {}).get("selector")).matches(labels):
-                self.queue.add(object_key(job))
+        for job in selecting(self.job_informer, pod):
+            self.queue.add(object_key(job))
 
     def _finalizer_observed(self, job: Obj, pod: Obj) -> None:
         if not has_tracking_finalizer(pod):

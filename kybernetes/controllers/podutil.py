@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -17,6 +17,7 @@ from kybernetes.api.pods import pod_is_ready, pod_ready_since
 from kybernetes.api.selectors import LabelSelector, nothing, selector_from_label_selector_object
 from kybernetes.api.timefmt import parse_time as parse_time  # the workload controllers import it from here
 from kybernetes.api.timefmt import rfc3339
+from kybernetes.client.protocols import Cache
 
 Obj = dict[str, Any]
 
@@ -129,3 +130,24 @@ def compile_selector(selector: Mapping[str, Any] | None) -> LabelSelector:
 
 def selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, str] | None) -> bool:
     return compile_selector(selector).matches(labels or {})
+
+
+def live_owner(owners: Cache, obj: Mapping[str, Any], ref: Mapping[str, Any] | None) -> Obj | None:
+    """The cached object that `ref`, a controller reference on `obj` whose kind the caller
+    has checked, names in `obj`'s namespace; None if it is gone or is a namesake (other uid)."""
+    if ref is None:
+        return None
+    owner = owners.get((obj.get("metadata") or {}).get("namespace"), ref.get("name") or "")
+    if owner is None or (owner.get("metadata") or {}).get("uid") != ref.get("uid"):
+        return None
+    return owner
+
+
+def selecting(owners: Cache, obj: Mapping[str, Any],
+              view: Callable[[Obj], Mapping[str, Any]] | None = None) -> list[Obj]:
+    """The cached objects in `obj`'s namespace whose spec selector (read through `view`)
+    matches `obj`'s labels: the controllers that could adopt it as an orphan."""
+    meta = obj.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    return [o for o in owners.by_index("namespace", meta.get("namespace") or "")
+            if compile_selector(((view(o) if view else o).get("spec") or {}).get("selector")).matches(labels)]

@@ -35,11 +35,13 @@ from kybernetes.controllers.podutil import (
     compile_selector,
     controller_ref,
     format_time,
+    live_owner,
     orphan_index,
     owner_reference,
     parse_time,
     pod_available_at,
     pod_is_available,
+    selecting,
 )
 
 log = logging.getLogger(__name__)
@@ -461,20 +463,13 @@ class ReplicaSetController:
 
     def _owner_of(self, pod: Obj) -> Obj | None:
         ref = controller_ref(pod)
-        name = self._ref_name(ref)
-        if ref is None or name is None:
+        if self._ref_name(ref) is None:
             return None
-        rs = self.rs_informer.get((pod.get("metadata") or {}).get("namespace"), name)
-        if rs is None or _uid(rs) != ref.get("uid"):
-            return None
-        return rs
+        return live_owner(self.rs_informer, pod, ref)
 
     def _enqueue_selecting(self, pod: Obj) -> None:
-        ns = (pod.get("metadata") or {}).get("namespace") or ""
-        labels = _labels(pod)
-        for rs in self.rs_informer.by_index("namespace", ns):
-            if compile_selector((self.view(rs).get("spec") or {}).get("selector")).matches(labels):
-                self.queue.add(object_key(rs))
+        for rs in selecting(self.rs_informer, pod, self.view):
+            self.queue.add(object_key(rs))
 
     def _pod_added(self, pod: Obj) -> None:
         if pod_is_terminating(pod):
