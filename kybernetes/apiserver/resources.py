@@ -64,11 +64,24 @@ class WriteContext:
     typed_body: bool = False
 
 
-@dataclass
 class WriteResult:
-    obj: dict[str, Any]
-    raw: bytes
-    created: bool = False
+    """A write's outcome: the object as stored and its JSON. Given only the cache's bytes
+    (obj None), the object is decoded when first asked for: a JSON answer sends the bytes
+    and never needs it."""
+
+    __slots__ = ("_obj", "raw", "created")
+
+    def __init__(self, obj: dict[str, Any] | None, raw: bytes, created: bool = False) -> None:
+        self._obj = obj
+        self.raw = raw
+        self.created = created
+
+    @property
+    def obj(self) -> dict[str, Any]:
+        obj = self._obj
+        if obj is None:
+            obj = self._obj = orjson.loads(self.raw)
+        return obj
 
 
 # Top-level values (a pod's spec from its template, say) that passed the type, unknown-field
@@ -357,7 +370,7 @@ class ResourceService:
         """The result of a write: the cache's bytes when it already holds this revision."""
         co = self.cache.get(key)
         if co is not None and co.rev == rev:
-            return WriteResult(co.obj, co.raw, created)
+            return WriteResult(None, co.raw, created)
         return _result(obj, rev, created)
 
     # -- create -----------------------------------------------------------------------
@@ -507,7 +520,7 @@ class ResourceService:
         if not managed_done:
             self._record_fields(info, old_obj, new, ctx, subresource)
         if om.meta_equal_ignoring_bookkeeping(old_obj, new):
-            return WriteResult(old.obj, old.raw)
+            return WriteResult(None, old.raw)
         # Removing the last finalizer of an object being deleted completes the delete; an
         # object still in its grace period (a terminating pod) stays until it ends, as
         # with Kubernetes, whatever else is updated meanwhile (its status, say).
