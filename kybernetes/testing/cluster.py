@@ -17,7 +17,11 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -52,6 +56,20 @@ def file_tail(path: str, n: int = 4000) -> str:
             return f.read()[-n:].decode(errors="replace")
     except OSError:
         return ""
+
+
+def wait_for(predicate: Callable[[], T], timeout: float = 60.0, interval: float = 0.25,
+             what: str = "condition") -> T:
+    """Poll `predicate` until it returns something truthy, and return that; fail the test
+    with the last value seen if it never does within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}; last={last!r}")
 
 
 def stop_process(proc: subprocess.Popen[bytes] | None, timeout: float) -> None:
@@ -204,3 +222,18 @@ class ServerProcess:
         """A kubectl that keeps running (a watch), its output on a text pipe."""
         return subprocess.Popen([kubectl_binary(), "--cache-dir", self.cache_dir, *args], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, env=self.kubectl_env())
+
+
+def start_sim_nodes(server: ServerProcess, prefix: str, count: int, *extra: str, cpu: str = "4",
+                    start_delay: float = 0.2) -> subprocess.Popen[bytes]:
+    """`kyb sim-nodes` against `server`: `count` simulated nodes named `prefix`0.. with
+    `cpu` CPUs and 8Gi each, quick leases, status and container delays for tests, logging to
+    sim-`prefix`.log in the server's data dir. The caller terminates it."""
+    log = open(os.path.join(server.data_dir, f"sim-{prefix}.log"), "ab")  # noqa: SIM115 - the child owns it
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kybernetes.cli.main", "sim-nodes", "--kubeconfig", server.kubeconfig,
+         "--count", str(count), "--name-prefix", prefix, "--lease-interval", "1", "--node-status-interval", "5",
+         "--start-delay", str(start_delay), "--delete-delay", "0.2", "--cpu", cpu, "--memory", "8Gi", *extra],
+        stdout=log, stderr=log, preexec_fn=die_with_parent)  # noqa: PLW1509
+    log.close()
+    return proc

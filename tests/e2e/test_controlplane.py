@@ -7,8 +7,6 @@ The session server runs its controller manager and scheduler; simulated nodes
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 import time
 
@@ -16,40 +14,18 @@ import pytest
 from kubernetes import client as kclient
 from kubernetes import watch
 
-from kybernetes.testing.cluster import die_with_parent
+from kybernetes.testing.cluster import start_sim_nodes, wait_for
 
 NODES = ["sim-a-0", "sim-a-1", "sim-a-2"]
 
 
-def _sim_nodes(server, prefix: str, count: int, *extra: str) -> subprocess.Popen:
-    log = open(server.data_dir + f"/sim-{prefix}.log", "ab")
-    p = subprocess.Popen([sys.executable, "-m", "kybernetes.cli.main", "sim-nodes", "--kubeconfig", server.kubeconfig,
-                          "--count", str(count), "--name-prefix", prefix, "--lease-interval", "1",
-                          "--node-status-interval", "5", "--start-delay", "0.2", "--delete-delay", "0.2",
-                          "--cpu", "4", "--memory", "8Gi", *extra], stdout=log, stderr=log,
-                         preexec_fn=die_with_parent)  # noqa: PLW1509
-    log.close()
-    return p
-
-
-def _wait(predicate, timeout: float = 60.0, interval: float = 0.25, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what}; last={last!r}")
-
-
 @pytest.fixture(scope="module")
 def nodes(server, kubectl):
-    p = _sim_nodes(server, "sim-a-", 3, "--label", "disk=ssd", "--cleanup")
+    p = start_sim_nodes(server, "sim-a-", 3, "--label", "disk=ssd", "--cleanup")
     try:
-        _wait(lambda: all(n in kubectl.ok("get", "nodes", "-o", "name") for n in NODES), 30, what="sim nodes")
-        _wait(lambda: kubectl.ok("get", "nodes", "-o", "jsonpath={.items[*].status.conditions[?(@.type==\"Ready\")]"
-                                 ".status}").split().count("True") >= 3, 30, what="nodes Ready")
+        wait_for(lambda: all(n in kubectl.ok("get", "nodes", "-o", "name") for n in NODES), 30, what="sim nodes")
+        wait_for(lambda: kubectl.ok("get", "nodes", "-o", "jsonpath={.items[*].status.conditions[?(@.type==\"Ready\")]"
+                                    ".status}").split().count("True") >= 3, 30, what="nodes Ready")
         yield NODES
     finally:
         p.terminate()
@@ -67,19 +43,19 @@ def _running(kubectl, selector: str, ns: str = "default") -> int:
 
 def test_deployment_runs_and_scales(kubectl, nodes):
     kubectl.ok("create", "deployment", "web", "--image=busybox", "--replicas=3")
-    _wait(lambda: _running(kubectl, "app=web") == 3, what="3 running pods")
+    wait_for(lambda: _running(kubectl, "app=web") == 3, what="3 running pods")
     out = kubectl.ok("rollout", "status", "deploy/web", "--timeout=60s")
     assert 'deployment "web" successfully rolled out' in out
     pods = _pods(kubectl, "app=web")
     assert {p["spec"]["nodeName"] for p in pods} <= set(NODES)
     assert all(p["status"]["podIP"] for p in pods)
     kubectl.ok("scale", "deploy/web", "--replicas=10")
-    _wait(lambda: _running(kubectl, "app=web") == 10, what="10 running pods")
+    wait_for(lambda: _running(kubectl, "app=web") == 10, what="10 running pods")
     dep = json.loads(kubectl.ok("get", "deploy", "web", "-o", "json"))
-    _wait(lambda: json.loads(kubectl.ok("get", "deploy", "web", "-o", "json"))["status"].get("availableReplicas")
-          == 10, what="10 available")
+    wait_for(lambda: json.loads(kubectl.ok("get", "deploy", "web", "-o", "json"))["status"].get("availableReplicas")
+             == 10, what="10 available")
     kubectl.ok("scale", "deploy/web", "--replicas=0")
-    _wait(lambda: _pods(kubectl, "app=web") == [], what="no pods")
+    wait_for(lambda: _pods(kubectl, "app=web") == [], what="no pods")
     dep = json.loads(kubectl.ok("get", "deploy", "web", "-o", "json"))
     assert dep["spec"]["replicas"] == 0
     events = kubectl.ok("get", "events", "--field-selector", "reason=ScalingReplicaSet", "-o", "name")
@@ -149,8 +125,8 @@ def test_rolling_update_respects_surge_and_unavailable(kubectl, nodes, k8s_clien
     assert {p["spec"]["containers"][0]["image"] for p in _pods(kubectl, "app=roll")} == {"busybox:1"}
     kubectl.ok("rollout", "resume", "deploy/roll")
     kubectl.ok("rollout", "status", "deploy/roll", "--timeout=90s")
-    _wait(lambda: {p["spec"]["containers"][0]["image"] for p in _pods(kubectl, "app=roll")} == {"busybox:3"},
-          what="busybox:3 everywhere")
+    wait_for(lambda: {p["spec"]["containers"][0]["image"] for p in _pods(kubectl, "app=roll")} == {"busybox:3"},
+             what="busybox:3 everywhere")
     kubectl.ok("delete", "deploy", "roll")
 
 
@@ -158,7 +134,7 @@ def test_rolling_update_respects_surge_and_unavailable(kubectl, nodes, k8s_clien
 def test_cascading_delete(kubectl, nodes, cascade):
     name = f"casc-{cascade}"
     kubectl.ok("create", "deployment", name, "--image=busybox", "--replicas=2")
-    _wait(lambda: _running(kubectl, f"app={name}") == 2, what="2 running")
+    wait_for(lambda: _running(kubectl, f"app={name}") == 2, what="2 running")
     kubectl.ok("delete", "deploy", name, f"--cascade={cascade}", timeout=90)
     if cascade == "orphan":
         time.sleep(1.5)
@@ -166,23 +142,23 @@ def test_cascading_delete(kubectl, nodes, cascade):
         assert len(rs) == 1 and not rs[0]["metadata"].get("ownerReferences")
         assert _running(kubectl, f"app={name}") == 2
         kubectl.ok("delete", "rs", "-l", f"app={name}")
-        _wait(lambda: _pods(kubectl, f"app={name}") == [], what="pods gone")
+        wait_for(lambda: _pods(kubectl, f"app={name}") == [], what="pods gone")
     else:
         if cascade == "foreground":
             # Foreground: the deployment is gone only after its dependents.
             assert _pods(kubectl, f"app={name}") == [] or all(
                 p["metadata"].get("deletionTimestamp") for p in _pods(kubectl, f"app={name}"))
-        _wait(lambda: kubectl.ok("get", "rs", "-l", f"app={name}", "-o", "name").strip() == "", what="rs gone")
-        _wait(lambda: _pods(kubectl, f"app={name}") == [], what="pods gone")
+        wait_for(lambda: kubectl.ok("get", "rs", "-l", f"app={name}", "-o", "name").strip() == "", what="rs gone")
+        wait_for(lambda: _pods(kubectl, f"app={name}") == [], what="pods gone")
 
 
 def test_namespace_deletion_removes_contents(kubectl, nodes):
     kubectl.ok("create", "namespace", "doomed")
     kubectl.ok("create", "deployment", "d", "-n", "doomed", "--image=busybox", "--replicas=2")
     kubectl.ok("create", "configmap", "c", "-n", "doomed")
-    _wait(lambda: _running(kubectl, "app=d", "doomed") == 2, what="pods in doomed")
-    _wait(lambda: "serviceaccount/default" in kubectl.ok("get", "sa", "-n", "doomed", "-o", "name"),
-          what="default service account")
+    wait_for(lambda: _running(kubectl, "app=d", "doomed") == 2, what="pods in doomed")
+    wait_for(lambda: "serviceaccount/default" in kubectl.ok("get", "sa", "-n", "doomed", "-o", "name"),
+             what="default service account")
     kubectl.ok("delete", "namespace", "doomed", timeout=90)
     r = kubectl("get", "namespace", "doomed")
     assert r.returncode != 0 and "NotFound" in r.stderr
@@ -195,7 +171,7 @@ def test_unschedulable_pod_stays_pending_with_reason(kubectl, nodes):
         pod = json.loads(kubectl.ok("get", "pod", "huge", "-o", "json"))
         conds = [c for c in pod["status"].get("conditions") or [] if c["type"] == "PodScheduled"]
         return conds and conds[0]["status"] == "False" and conds[0].get("message")
-    msg = _wait(reason, 30, what="PodScheduled=False")
+    msg = wait_for(reason, 30, what="PodScheduled=False")
     assert "Insufficient cpu" in msg and "nodes are available" in msg
     assert json.loads(kubectl.ok("get", "pod", "huge", "-o", "json"))["status"]["phase"] == "Pending"
     ev = kubectl.ok("get", "events", "--field-selector", "involvedObject.name=huge,reason=FailedScheduling",
@@ -209,17 +185,17 @@ def test_taints_tolerations_and_node_selector(kubectl, nodes):
     kubectl.ok("label", "nodes", "sim-a-1", "tier=gold")
     try:
         kubectl.ok("create", "deployment", "spread", "--image=busybox", "--replicas=6")
-        _wait(lambda: _running(kubectl, "app=spread") == 6, what="6 running")
+        wait_for(lambda: _running(kubectl, "app=spread") == 6, what="6 running")
         assert "sim-a-0" not in {p["spec"]["nodeName"] for p in _pods(kubectl, "app=spread")}
         kubectl.ok("run", "gold", "--image=busybox", "--overrides", '{"spec":{"nodeSelector":{"tier":"gold"}}}')
-        _wait(lambda: json.loads(kubectl.ok("get", "pod", "gold", "-o", "json"))["spec"].get("nodeName"),
-              what="gold scheduled")
+        wait_for(lambda: json.loads(kubectl.ok("get", "pod", "gold", "-o", "json"))["spec"].get("nodeName"),
+                 what="gold scheduled")
         assert json.loads(kubectl.ok("get", "pod", "gold", "-o", "json"))["spec"]["nodeName"] == "sim-a-1"
         kubectl.ok("run", "db", "--image=busybox", "--overrides",
                    '{"spec":{"nodeSelector":{"kubernetes.io/hostname":"sim-a-0"},"tolerations":[{"key":"dedicated",'
                    '"operator":"Equal","value":"db","effect":"NoSchedule"}]}}')
-        _wait(lambda: json.loads(kubectl.ok("get", "pod", "db", "-o", "json"))["spec"].get("nodeName") == "sim-a-0",
-              what="tolerating pod on the tainted node")
+        wait_for(lambda: json.loads(kubectl.ok("get", "pod", "db", "-o", "json"))["spec"].get("nodeName") == "sim-a-0",
+                 what="tolerating pod on the tainted node")
     finally:
         kubectl("taint", "nodes", "sim-a-0", "dedicated=db:NoSchedule-")
         kubectl("label", "nodes", "sim-a-1", "tier-")
@@ -228,9 +204,9 @@ def test_taints_tolerations_and_node_selector(kubectl, nodes):
 
 
 def test_dead_node_pods_replaced_elsewhere(server, kubectl, nodes):
-    doomed = _sim_nodes(server, "sim-dead-", 1)
+    doomed = start_sim_nodes(server, "sim-dead-", 1)
     try:
-        _wait(lambda: "node/sim-dead-0" in kubectl.ok("get", "nodes", "-o", "name"), 30, what="doomed node")
+        wait_for(lambda: "node/sim-dead-0" in kubectl.ok("get", "nodes", "-o", "name"), 30, what="doomed node")
         for n in NODES:
             kubectl.ok("cordon", n)
         manifest = {
@@ -243,7 +219,7 @@ def test_dead_node_pods_replaced_elsewhere(server, kubectl, nodes):
                     {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute",
                      "tolerationSeconds": 2}]}}}}
         kubectl.ok("apply", "-f", "-", stdin=json.dumps(manifest))
-        _wait(lambda: _running(kubectl, "app=evict") == 2, what="pods on the doomed node")
+        wait_for(lambda: _running(kubectl, "app=evict") == 2, what="pods on the doomed node")
         assert {p["spec"]["nodeName"] for p in _pods(kubectl, "app=evict")} == {"sim-dead-0"}
         for n in NODES:
             kubectl.ok("uncordon", n)
@@ -254,7 +230,7 @@ def test_dead_node_pods_replaced_elsewhere(server, kubectl, nodes):
             live = [p for p in _pods(kubectl, "app=evict") if not p["metadata"].get("deletionTimestamp")
                     and p["status"].get("phase") == "Running"]
             return len(live) == 2 and all(p["spec"]["nodeName"] in NODES for p in live)
-        _wait(replaced, 90, what="replacement pods on healthy nodes")
+        wait_for(replaced, 90, what="replacement pods on healthy nodes")
         node = json.loads(kubectl.ok("get", "node", "sim-dead-0", "-o", "json"))
         ready = [c for c in node["status"]["conditions"] if c["type"] == "Ready"][0]
         assert ready["status"] == "Unknown"
@@ -272,10 +248,10 @@ def test_dead_node_pods_replaced_elsewhere(server, kubectl, nodes):
 def test_a_dead_nodes_dns_endpoint_stops_being_ready(server, kubectl, nodes):
     """A node's cluster-DNS endpoint (published by its agent) follows the node's
     readiness, and goes with the node."""
-    node = _sim_nodes(server, "sim-dns-", 1)
+    node = start_sim_nodes(server, "sim-dns-", 1)
     name = "kube-dns-sim-dns-0"
     try:
-        _wait(lambda: "node/sim-dns-0" in kubectl.ok("get", "nodes", "-o", "name"), 30, what="the node")
+        wait_for(lambda: "node/sim-dns-0" in kubectl.ok("get", "nodes", "-o", "name"), 30, what="the node")
         uid = json.loads(kubectl.ok("get", "node", "sim-dns-0", "-o", "json"))["metadata"]["uid"]
         slice_ = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
                   "metadata": {"name": name, "namespace": "kube-system",
@@ -296,11 +272,11 @@ def test_a_dead_nodes_dns_endpoint_stops_being_ready(server, kubectl, nodes):
         assert conditions()["ready"] is True  # a Ready node's endpoint stays ready
         node.kill()  # heartbeats stop
         node.wait(10)
-        _wait(lambda: conditions()["ready"] is False and conditions()["serving"] is False, 60,
-              what="the endpoint of the unreachable node to be not ready")
+        wait_for(lambda: conditions()["ready"] is False and conditions()["serving"] is False, 60,
+                 what="the endpoint of the unreachable node to be not ready")
         kubectl.ok("delete", "node", "sim-dns-0")
-        _wait(lambda: kubectl("get", "endpointslice", "-n", "kube-system", name).returncode != 0, 60,
-              what="the endpoint to go with its node")
+        wait_for(lambda: kubectl("get", "endpointslice", "-n", "kube-system", name).returncode != 0, 60,
+                 what="the endpoint to go with its node")
     finally:
         if node.poll() is None:
             node.kill()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import threading
 import time
 
@@ -17,7 +16,7 @@ from kubernetes import client as kclient
 from kubernetes import watch
 
 from kybernetes.testing.agent import TEST_TAINT, AgentProcess, agent_prerequisites
-from kybernetes.testing.cluster import die_with_parent
+from kybernetes.testing.cluster import start_sim_nodes, wait_for
 
 PREFIX = "ds-sim-"
 NODES = [f"{PREFIX}{i}" for i in range(5)]
@@ -26,26 +25,8 @@ REAL_NODE = "ds-node"
 REAL_CIDR = "10.42.222.0/24"
 
 
-def _sim_nodes(server, prefix: str, count: int, *extra: str) -> subprocess.Popen:
-    log = open(server.data_dir + f"/sim-{prefix}.log", "ab")
-    p = subprocess.Popen([sys.executable, "-m", "kybernetes.cli.main", "sim-nodes", "--kubeconfig", server.kubeconfig,
-                          "--count", str(count), "--name-prefix", prefix, "--lease-interval", "1",
-                          "--node-status-interval", "5", "--start-delay", "0.2", "--delete-delay", "0.2",
-                          "--cpu", "4", "--memory", "8Gi", "--label", f"{LABEL}=yes", "--cleanup", *extra],
-                         stdout=log, stderr=log, preexec_fn=die_with_parent)  # noqa: PLW1509
-    log.close()
-    return p
-
-
-def _wait(predicate, timeout: float = 60.0, interval: float = 0.25, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what}; last={last!r}")
+def _sim_nodes(server, prefix: str, count: int) -> subprocess.Popen:
+    return start_sim_nodes(server, prefix, count, "--label", f"{LABEL}=yes", "--cleanup")
 
 
 def _ready_nodes(kubectl) -> list[str]:
@@ -58,7 +39,7 @@ def _ready_nodes(kubectl) -> list[str]:
 def nodes(server, kubectl):
     p = _sim_nodes(server, PREFIX, len(NODES))
     try:
-        _wait(lambda: sorted(_ready_nodes(kubectl)) == NODES, 60, what="5 ready sim nodes")
+        wait_for(lambda: sorted(_ready_nodes(kubectl)) == NODES, 60, what="5 ready sim nodes")
         yield NODES
     finally:
         p.terminate()
@@ -99,7 +80,7 @@ def test_one_pod_per_node_and_tainted_nodes_only_for_tolerating_daemons(kubectl,
     kubectl.ok("taint", "nodes", NODES[0], "dedicated=infra:NoSchedule")
     try:
         kubectl.ok("apply", "-f", "-", stdin=_manifest("logs"))
-        _wait(lambda: sorted(_running_by_node(kubectl, "logs")) == NODES[1:], what="a pod on each untainted node")
+        wait_for(lambda: sorted(_running_by_node(kubectl, "logs")) == NODES[1:], what="a pod on each untainted node")
         by_node = _running_by_node(kubectl, "logs")
         assert all(len(pods) == 1 for pods in by_node.values())
         pod = by_node[NODES[1]][0]
@@ -111,7 +92,7 @@ def test_one_pod_per_node_and_tainted_nodes_only_for_tolerating_daemons(kubectl,
             in pod["spec"]["tolerations"]
         assert pod["metadata"]["labels"]["pod-template-generation"] == "1"
         assert pod["metadata"]["labels"]["controller-revision-hash"]
-        _wait(lambda: _ds(kubectl, "logs")["status"].get("numberAvailable") == 4, what="4 available")
+        wait_for(lambda: _ds(kubectl, "logs")["status"].get("numberAvailable") == 4, what="4 available")
         status = _ds(kubectl, "logs")["status"]
         assert status["desiredNumberScheduled"] == 4 and status["currentNumberScheduled"] == 4
         assert status["numberReady"] == 4 and status["updatedNumberScheduled"] == 4
@@ -122,43 +103,43 @@ def test_one_pod_per_node_and_tainted_nodes_only_for_tolerating_daemons(kubectl,
         assert table[1].split()[:7] == ["logs", "4", "4", "4", "4", "4", f"{LABEL}=yes"]
 
         kubectl.ok("apply", "-f", "-", stdin=_manifest("tolerant", tolerate=True))
-        _wait(lambda: sorted(_running_by_node(kubectl, "tolerant")) == NODES, what="a pod on every node")
+        wait_for(lambda: sorted(_running_by_node(kubectl, "tolerant")) == NODES, what="a pod on every node")
         assert NODES[0] not in _running_by_node(kubectl, "logs")
     finally:
         kubectl("taint", "nodes", NODES[0], "dedicated=infra:NoSchedule-")
         kubectl("delete", "ds", "tolerant", "--wait=false")
     # Untainted, the node gets its pod.
-    _wait(lambda: sorted(_running_by_node(kubectl, "logs")) == NODES, what="a pod on the untainted node")
+    wait_for(lambda: sorted(_running_by_node(kubectl, "logs")) == NODES, what="a pod on the untainted node")
 
 
 def test_nodes_joining_leaving_and_failed_pods(server, kubectl, nodes):
-    _wait(lambda: sorted(_running_by_node(kubectl, "logs")) == NODES, what="a pod on every node")
+    wait_for(lambda: sorted(_running_by_node(kubectl, "logs")) == NODES, what="a pod on every node")
     extra = _sim_nodes(server, "ds-join-", 1)
     try:
-        _wait(lambda: "ds-join-0" in _running_by_node(kubectl, "logs"), what="a pod on the joining node")
-        _wait(lambda: _ds(kubectl, "logs")["status"]["desiredNumberScheduled"] == 6, what="6 desired")
+        wait_for(lambda: "ds-join-0" in _running_by_node(kubectl, "logs"), what="a pod on the joining node")
+        wait_for(lambda: _ds(kubectl, "logs")["status"]["desiredNumberScheduled"] == 6, what="6 desired")
     finally:
         extra.terminate()
         extra.wait(10)
-    _wait(lambda: _ds(kubectl, "logs")["status"]["desiredNumberScheduled"] == 5, what="5 desired once it left")
+    wait_for(lambda: _ds(kubectl, "logs")["status"]["desiredNumberScheduled"] == 5, what="5 desired once it left")
 
     # A node that stops matching the node selector loses its pod.
     kubectl.ok("label", "node", NODES[4], f"{LABEL}=no", "--overwrite")
     try:
-        _wait(lambda: NODES[4] not in _running_by_node(kubectl, "logs"), what="the pod gone from the relabelled node")
-        _wait(lambda: not [p for p in _pods(kubectl, "logs") if p["spec"].get("nodeName") == NODES[4]],
-              what="no pod left there")
+        wait_for(lambda: NODES[4] not in _running_by_node(kubectl, "logs"), what="the pod gone from the relabelled node")
+        wait_for(lambda: not [p for p in _pods(kubectl, "logs") if p["spec"].get("nodeName") == NODES[4]],
+                 what="no pod left there")
         assert _ds(kubectl, "logs")["status"]["desiredNumberScheduled"] == 4
     finally:
         kubectl.ok("label", "node", NODES[4], f"{LABEL}=yes", "--overwrite")
-    _wait(lambda: NODES[4] in _running_by_node(kubectl, "logs"), what="the pod back on the relabelled node")
+    wait_for(lambda: NODES[4] in _running_by_node(kubectl, "logs"), what="the pod back on the relabelled node")
 
     # A failed daemon pod is replaced on its node.
     victim = _running_by_node(kubectl, "logs")[NODES[2]][0]["metadata"]["name"]
     kubectl.ok("patch", "pod", victim, "--subresource=status", "--type=merge", "-p",
                '{"status":{"phase":"Failed","conditions":[{"type":"Ready","status":"False"}]}}')
-    _wait(lambda: [p["metadata"]["name"] for p in _running_by_node(kubectl, "logs").get(NODES[2], [])
-                   if p["metadata"]["name"] != victim], what="a replacement on the node")
+    wait_for(lambda: [p["metadata"]["name"] for p in _running_by_node(kubectl, "logs").get(NODES[2], [])
+                      if p["metadata"]["name"] != victim], what="a replacement on the node")
     events = kubectl.ok("get", "events", "--field-selector", "reason=FailedDaemonPod", "-o", "json")
     assert any(victim in e["message"] for e in json.loads(events)["items"])
 
@@ -232,21 +213,21 @@ def test_rolling_update_at_max_unavailable_and_rollout_history_undo(kubectl, nod
     out = kubectl.ok("rollout", "undo", "ds/roll", "--to-revision=3")
     assert "skipped rollback (current template already matches revision 3)" in out
     kubectl.ok("delete", "ds", "roll")
-    _wait(lambda: _pods(kubectl, "roll") == [], what="pods deleted with their DaemonSet")
+    wait_for(lambda: _pods(kubectl, "roll") == [], what="pods deleted with their DaemonSet")
 
 
 def test_on_delete_replaces_only_deleted_pods(kubectl, nodes):
     kubectl.ok("apply", "-f", "-", stdin=_manifest("manual", strategy="OnDelete"))
-    _wait(lambda: sorted(_running_by_node(kubectl, "manual")) == NODES, what="a pod on every node")
+    wait_for(lambda: sorted(_running_by_node(kubectl, "manual")) == NODES, what="a pod on every node")
     kubectl.ok("set", "image", "ds/manual", "c=busybox:2")
-    _wait(lambda: _ds(kubectl, "manual")["status"].get("observedGeneration") == 2, what="generation 2 observed")
+    wait_for(lambda: _ds(kubectl, "manual")["status"].get("observedGeneration") == 2, what="generation 2 observed")
     time.sleep(1)
     images = {p["spec"]["containers"][0]["image"] for ps in _running_by_node(kubectl, "manual").values() for p in ps}
     assert images == {"busybox:1"}
     victim = _running_by_node(kubectl, "manual")[NODES[3]][0]["metadata"]["name"]
     kubectl.ok("delete", "pod", victim)
-    _wait(lambda: [p for p in _running_by_node(kubectl, "manual").get(NODES[3], [])
-                   if p["spec"]["containers"][0]["image"] == "busybox:2"], what="the replacement on the new template")
+    wait_for(lambda: [p for p in _running_by_node(kubectl, "manual").get(NODES[3], [])
+                      if p["spec"]["containers"][0]["image"] == "busybox:2"], what="the replacement on the new template")
     status = _ds(kubectl, "manual")["status"]
     assert status["updatedNumberScheduled"] == 1
 
@@ -254,21 +235,21 @@ def test_on_delete_replaces_only_deleted_pods(kubectl, nodes):
     # and starts nothing new.
     before = {p["metadata"]["name"] for p in _pods(kubectl, "manual")}
     kubectl.ok("delete", "ds", "manual", "--cascade=orphan")
-    _wait(lambda: kubectl("get", "ds", "manual").returncode != 0, what="the DaemonSet gone")
-    _wait(lambda: all(not p["metadata"].get("ownerReferences") for p in _pods(kubectl, "manual")),
-          what="the pods orphaned")
+    wait_for(lambda: kubectl("get", "ds", "manual").returncode != 0, what="the DaemonSet gone")
+    wait_for(lambda: all(not p["metadata"].get("ownerReferences") for p in _pods(kubectl, "manual")),
+             what="the pods orphaned")
     kubectl.ok("apply", "-f", "-", stdin=_manifest("manual", image="busybox:2", strategy="OnDelete"))
     uid = _ds(kubectl, "manual")["metadata"]["uid"]
-    _wait(lambda: all((p["metadata"].get("ownerReferences") or [{}])[0].get("uid") == uid
-                      for p in _pods(kubectl, "manual")), what="the pods adopted")
+    wait_for(lambda: all((p["metadata"].get("ownerReferences") or [{}])[0].get("uid") == uid
+                         for p in _pods(kubectl, "manual")), what="the pods adopted")
 
     def revisions() -> list[dict]:
         return json.loads(kubectl.ok("get", "controllerrevisions", "-l", "app=manual", "-o", "json"))["items"]
 
-    _wait(lambda: all((r["metadata"].get("ownerReferences") or [{}])[0].get("uid") == uid for r in revisions()),
-          what="the revisions adopted")
+    wait_for(lambda: all((r["metadata"].get("ownerReferences") or [{}])[0].get("uid") == uid for r in revisions()),
+             what="the revisions adopted")
     assert sorted(r["revision"] for r in revisions()) == [1, 2]
-    _wait(lambda: _ds(kubectl, "manual")["status"].get("currentNumberScheduled") == 5, what="status")
+    wait_for(lambda: _ds(kubectl, "manual")["status"].get("currentNumberScheduled") == 5, what="status")
     assert {p["metadata"]["name"] for p in _pods(kubectl, "manual")} == before
     kubectl.ok("delete", "ds", "manual", "logs")
 
@@ -305,7 +286,7 @@ def test_rolling_update_with_surge_keeps_every_node_served(kubectl, nodes, k8s_c
     time.sleep(0.5)
     kubectl.ok("set", "image", "ds/surge", "c=busybox:2")
     kubectl.ok("rollout", "status", "ds/surge", "--timeout=120s", timeout=130)
-    _wait(lambda: len(_pods(kubectl, "surge")) == 5, what="the old pods gone")
+    wait_for(lambda: len(_pods(kubectl, "surge")) == 5, what="the old pods gone")
     pods = _running_by_node(kubectl, "surge")
     assert sorted(pods) == NODES
     assert {p["spec"]["containers"][0]["image"] for ps in pods.values() for p in ps} == {"busybox:2"}
@@ -336,13 +317,13 @@ def test_a_daemonset_covers_simulated_nodes_and_a_real_agent(kubectl, nodes):
             "      terminationGracePeriodSeconds: 1\n      containers:\n").replace(
             "image: busybox:1\n", "image: docker.io/library/busybox:1.35\n        command: [sleep, '3600']\n")
         kubectl.ok("apply", "-f", "-", stdin=manifest)
-        _wait(lambda: sorted(_running_by_node(kubectl, "everywhere")) == sorted([*NODES, REAL_NODE]), 120,
-              what="a Running pod on the five simulated nodes and the real one")
+        wait_for(lambda: sorted(_running_by_node(kubectl, "everywhere")) == sorted([*NODES, REAL_NODE]), 120,
+                 what="a Running pod on the five simulated nodes and the real one")
         real = _running_by_node(kubectl, "everywhere")[REAL_NODE][0]
         assert real["status"]["podIP"].startswith("10.42.222.")
-        _wait(lambda: _ds(kubectl, "everywhere")["status"].get("numberAvailable") == 6, 60, what="6 available")
+        wait_for(lambda: _ds(kubectl, "everywhere")["status"].get("numberAvailable") == 6, 60, what="6 available")
         kubectl.ok("delete", "ds", "everywhere", "--timeout=90s", timeout=100)
-        _wait(lambda: _pods(kubectl, "everywhere") == [], 90, what="the daemon pods gone")
+        wait_for(lambda: _pods(kubectl, "everywhere") == [], 90, what="the daemon pods gone")
     finally:
         kubectl("delete", "ds", "everywhere", "--ignore-not-found", "--wait=false")
         agent.cleanup()

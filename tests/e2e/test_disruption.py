@@ -8,8 +8,6 @@ them decides where pods may go whatever other tests run in the session.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 import time
 
@@ -18,35 +16,18 @@ from kubernetes import client as kclient
 from kubernetes import watch
 from kubernetes.client.rest import ApiException
 
-from kybernetes.testing.cluster import die_with_parent
+from kybernetes.testing.cluster import start_sim_nodes, wait_for
 
 NS = "disrupt"
 NODES = ["sim-d-0", "sim-d-1", "sim-d-2"]
 
 
-def _wait(predicate, timeout: float = 60.0, interval: float = 0.25, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what}; last={last!r}")
-
-
 @pytest.fixture(scope="module")
 def nodes(server, kubectl):
-    log = open(server.data_dir + "/sim-d.log", "ab")
-    p = subprocess.Popen([sys.executable, "-m", "kybernetes.cli.main", "sim-nodes", "--kubeconfig", server.kubeconfig,
-                          "--count", "3", "--name-prefix", "sim-d-", "--lease-interval", "1",
-                          "--node-status-interval", "5", "--start-delay", "0.3", "--delete-delay", "0.2",
-                          "--cpu", "4", "--memory", "8Gi", "--label", "pool=disrupt", "--cleanup"],
-                         stdout=log, stderr=log, preexec_fn=die_with_parent)  # noqa: PLW1509
-    log.close()
+    p = start_sim_nodes(server, "sim-d-", 3, "--label", "pool=disrupt", "--cleanup", start_delay=0.3)
     try:
-        _wait(lambda: kubectl.ok("get", "nodes", "-l", "pool=disrupt", "-o", "jsonpath={.items[*].status.conditions"
-                                 "[?(@.type==\"Ready\")].status}").split().count("True") == 3, 30, what="nodes Ready")
+        wait_for(lambda: kubectl.ok("get", "nodes", "-l", "pool=disrupt", "-o", "jsonpath={.items[*].status.conditions"
+                                    "[?(@.type==\"Ready\")].status}").split().count("True") == 3, 30, what="nodes Ready")
         kubectl.ok("create", "namespace", NS)
         yield NODES
     finally:
@@ -92,7 +73,7 @@ def test_replication_controller_keeps_and_scales_its_replicas(kubectl, nodes):
                                 "spec": {"nodeSelector": {"pool": "disrupt"},
                                          "containers": [{"name": "c", "image": "busybox"}]}}}}
     kubectl.ok("apply", "-f", "-", stdin=json.dumps(rc))
-    _wait(lambda: len(_serving(kubectl, "app=rcweb")) == 3, what="3 ready RC pods")
+    wait_for(lambda: len(_serving(kubectl, "app=rcweb")) == 3, what="3 ready RC pods")
     pods = _pods(kubectl, "app=rcweb")
     refs = [p["metadata"]["ownerReferences"][0] for p in pods]
     assert {(r["apiVersion"], r["kind"], r["name"], r["controller"]) for r in refs} == {
@@ -102,33 +83,33 @@ def test_replication_controller_keeps_and_scales_its_replicas(kubectl, nodes):
         s = json.loads(kubectl.ok("get", "rc", "rcweb", "-n", NS, "-o", "json"))["status"]
         return s if s.get("availableReplicas") == 3 else None
 
-    s = _wait(status, what="RC status")
+    s = wait_for(status, what="RC status")
     assert (s["replicas"], s["fullyLabeledReplicas"], s["readyReplicas"], s["observedGeneration"]) == (3, 3, 3, 1)
     assert "terminatingReplicas" not in s
     # A deleted pod is replaced.
     kubectl.ok("delete", "pod", "-n", NS, pods[0]["metadata"]["name"], "--wait=false")
-    _wait(lambda: len(_serving(kubectl, "app=rcweb")) == 3
-          and pods[0]["metadata"]["name"] not in {p["metadata"]["name"] for p in _pods(kubectl, "app=rcweb")},
-          what="a replacement pod")
+    wait_for(lambda: len(_serving(kubectl, "app=rcweb")) == 3
+             and pods[0]["metadata"]["name"] not in {p["metadata"]["name"] for p in _pods(kubectl, "app=rcweb")},
+             what="a replacement pod")
     # kubectl scale goes through the RC's scale subresource.
     assert "replicationcontroller/rcweb scaled" in kubectl.ok("scale", "rc", "rcweb", "-n", NS, "--replicas=5")
-    _wait(lambda: len(_serving(kubectl, "app=rcweb")) == 5, what="5 ready RC pods")
-    row = _wait(lambda: [line for line in kubectl.ok("get", "rc", "rcweb", "-n", NS).splitlines()
-                         if line.split()[:4] == ["rcweb", "5", "5", "5"]], what="kubectl get rc row")
+    wait_for(lambda: len(_serving(kubectl, "app=rcweb")) == 5, what="5 ready RC pods")
+    row = wait_for(lambda: [line for line in kubectl.ok("get", "rc", "rcweb", "-n", NS).splitlines()
+                            if line.split()[:4] == ["rcweb", "5", "5", "5"]], what="kubectl get rc row")
     assert row
     kubectl.ok("scale", "rc", "rcweb", "-n", NS, "--replicas=1")
-    _wait(lambda: len(_pods(kubectl, "app=rcweb")) == 1, what="1 RC pod")
+    wait_for(lambda: len(_pods(kubectl, "app=rcweb")) == 1, what="1 RC pod")
     # kubectl deletes in the background: the garbage collector takes the pods with it.
     kubectl.ok("delete", "rc", "rcweb", "-n", NS)
-    _wait(lambda: _pods(kubectl, "app=rcweb") == [], what="RC pods collected")
+    wait_for(lambda: _pods(kubectl, "app=rcweb") == [], what="RC pods collected")
 
 
 def test_pdb_status_follows_the_pods(kubectl, nodes):
     kubectl.ok("apply", "-f", "-", stdin=_deployment("pdbweb", 3))
     kubectl.ok("apply", "-f", "-", stdin=_pdb("pdbweb", "pdbweb", 2))
-    _wait(lambda: len(_serving(kubectl, "app=pdbweb")) == 3, what="3 ready pods")
-    s = _wait(lambda: (lambda st: st if st.get("currentHealthy") == 3 else None)(_pdb_status(kubectl, "pdbweb")),
-              what="PDB status")
+    wait_for(lambda: len(_serving(kubectl, "app=pdbweb")) == 3, what="3 ready pods")
+    s = wait_for(lambda: (lambda st: st if st.get("currentHealthy") == 3 else None)(_pdb_status(kubectl, "pdbweb")),
+                 what="PDB status")
     assert (s["desiredHealthy"], s["expectedPods"], s["disruptionsAllowed"], s["observedGeneration"]) == (2, 3, 1, 1)
     cond = s["conditions"][0]
     assert (cond["type"], cond["status"], cond["reason"]) == ("DisruptionAllowed", "True", "SufficientPods")
@@ -136,8 +117,8 @@ def test_pdb_status_follows_the_pods(kubectl, nodes):
     assert rows[0].split()[:4] == ["NAME", "MIN", "AVAILABLE", "MAX"] and rows[1].split()[:4] == ["pdbweb", "2", "N/A", "1"]
     # A percentage is measured against the Deployment's scale.
     kubectl.ok("patch", "pdb", "pdbweb", "-n", NS, "--type=merge", "-p", '{"spec":{"minAvailable":"100%"}}')
-    s = _wait(lambda: (lambda st: st if st.get("observedGeneration") == 2 else None)(_pdb_status(kubectl, "pdbweb")),
-              what="PDB status of generation 2")
+    s = wait_for(lambda: (lambda st: st if st.get("observedGeneration") == 2 else None)(_pdb_status(kubectl, "pdbweb")),
+                 what="PDB status of generation 2")
     assert (s["desiredHealthy"], s["expectedPods"], s["disruptionsAllowed"]) == (3, 3, 0)
     assert s["conditions"][0]["reason"] == "InsufficientPods"
     kubectl.ok("delete", "deploy", "pdbweb", "-n", NS)
@@ -147,8 +128,8 @@ def test_pdb_status_follows_the_pods(kubectl, nodes):
 def test_eviction_that_would_violate_the_budget_gets_429(kubectl, nodes, k8s_client):
     kubectl.ok("apply", "-f", "-", stdin=_deployment("evict", 3))
     kubectl.ok("apply", "-f", "-", stdin=_pdb("evict", "evict", 2))
-    _wait(lambda: len(_serving(kubectl, "app=evict")) == 3, what="3 ready pods")
-    _wait(lambda: _pdb_status(kubectl, "evict").get("disruptionsAllowed") == 1, what="one disruption allowed")
+    wait_for(lambda: len(_serving(kubectl, "app=evict")) == 3, what="3 ready pods")
+    wait_for(lambda: _pdb_status(kubectl, "evict").get("disruptionsAllowed") == 1, what="one disruption allowed")
     core = kclient.CoreV1Api(k8s_client)
     names = [p["metadata"]["name"] for p in _pods(kubectl, "app=evict")]
     # No room for replacements: what an eviction takes stays taken.
@@ -187,7 +168,7 @@ def test_eviction_that_would_violate_the_budget_gets_429(kubectl, nodes, k8s_cli
         for node in NODES:
             kubectl.ok("uncordon", node)
     # Once the replacement runs, the budget has room again.
-    _wait(lambda: _pdb_status(kubectl, "evict").get("disruptionsAllowed") == 1, what="budget restored")
+    wait_for(lambda: _pdb_status(kubectl, "evict").get("disruptionsAllowed") == 1, what="budget restored")
     # Two budgets over one pod: the eviction subresource does not choose between them.
     kubectl.ok("apply", "-f", "-", stdin=_pdb("evict-too", "evict", 1))
     with pytest.raises(ApiException) as e:
@@ -207,19 +188,19 @@ def test_drain_respects_the_budget_and_uncordon(kubectl, nodes, k8s_client):
         kubectl.ok("cordon", node)
     try:
         kubectl.ok("apply", "-f", "-", stdin=_deployment("drainweb", 3))
-        _wait(lambda: len(_serving(kubectl, "app=drainweb")) == 3, what="3 ready pods")
+        wait_for(lambda: len(_serving(kubectl, "app=drainweb")) == 3, what="3 ready pods")
     finally:
         for node in others:
             kubectl.ok("uncordon", node)
     assert {p["spec"]["nodeName"] for p in _pods(kubectl, "app=drainweb")} == {target}
     kubectl.ok("apply", "-f", "-", stdin=_pdb("drainweb", "drainweb", 2))
-    _wait(lambda: _pdb_status(kubectl, "drainweb").get("disruptionsAllowed") == 1, what="one disruption allowed")
+    wait_for(lambda: _pdb_status(kubectl, "drainweb").get("disruptionsAllowed") == 1, what="one disruption allowed")
     # A log shipper on every node: drain leaves its pods alone when told to.
     ds = json.loads(_deployment("drainlogs", 1).replace('"Deployment"', '"DaemonSet"'))
     del ds["spec"]["replicas"]
     kubectl.ok("apply", "-f", "-", stdin=json.dumps(ds))
-    ds_pod = _wait(lambda: [p["metadata"]["name"] for p in _serving(kubectl, "app=drainlogs")
-                            if p["spec"]["nodeName"] == target], what="the DaemonSet's pod on the node")[0]
+    ds_pod = wait_for(lambda: [p["metadata"]["name"] for p in _serving(kubectl, "app=drainlogs")
+                               if p["spec"]["nodeName"] == target], what="the DaemonSet's pod on the node")[0]
     refused = kubectl("drain", target, "--delete-emptydir-data", "--timeout=20s", timeout=40)
     assert refused.returncode != 0
     assert "cannot delete DaemonSet-managed Pods (use --ignore-daemonsets to ignore)" in refused.stderr
@@ -272,8 +253,8 @@ def test_drain_respects_the_budget_and_uncordon(kubectl, nodes, k8s_client):
     node = json.loads(kubectl.ok("get", "node", target, "-o", "json"))
     assert not node["spec"].get("unschedulable")
     kubectl.ok("scale", "deploy", "drainweb", "-n", NS, "--replicas=6")
-    _wait(lambda: target in {p["spec"]["nodeName"] for p in _serving(kubectl, "app=drainweb")}, 60,
-          what="pods scheduled on the uncordoned node again")
+    wait_for(lambda: target in {p["spec"]["nodeName"] for p in _serving(kubectl, "app=drainweb")}, 60,
+             what="pods scheduled on the uncordoned node again")
     kubectl.ok("delete", "deploy", "drainweb", "-n", NS)
     kubectl.ok("delete", "ds", "drainlogs", "-n", NS)
     kubectl.ok("delete", "pdb", "drainweb", "-n", NS)

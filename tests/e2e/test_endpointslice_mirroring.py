@@ -5,21 +5,11 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+
+from kybernetes.testing.cluster import wait_for
 
 NS = "mirroring"
 MANAGED_BY = "endpointslice.kubernetes.io/managed-by"
-
-
-def _wait(predicate, timeout: float = 60.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}; last={last!r}")
 
 
 def _slices(kubectl, service: str) -> list[dict]:
@@ -52,19 +42,19 @@ def test_user_endpoints_of_a_selectorless_service_are_mirrored(kubectl):
                      "spec": {"ports": [{"name": "pg", "port": 5432}]}})
     _apply(kubectl, _endpoints("ext", ["10.9.0.1", "10.9.0.2"], 5432))
 
-    (sl,) = _wait(lambda: _mirrored(kubectl, "ext"), what="a mirrored slice")
+    (sl,) = wait_for(lambda: _mirrored(kubectl, "ext"), what="a mirrored slice")
     assert sl["addressType"] == "IPv4"
     assert _addresses(sl) == ["10.9.0.1", "10.9.0.2"]
     assert [(p["name"], p["port"], p["protocol"]) for p in sl["ports"]] == [("pg", 5432, "TCP")]
     assert sl["metadata"]["ownerReferences"][0]["kind"] == "Endpoints"
 
     _apply(kubectl, _endpoints("ext", ["10.9.0.3"], 6432))
-    (sl,) = _wait(lambda: [s for s in _mirrored(kubectl, "ext")
-                           if _addresses(s) == ["10.9.0.3"] and s["ports"][0]["port"] == 6432] or None,
-                  what="the slice to follow the Endpoints")
+    (sl,) = wait_for(lambda: [s for s in _mirrored(kubectl, "ext")
+                              if _addresses(s) == ["10.9.0.3"] and s["ports"][0]["port"] == 6432] or None,
+                     what="the slice to follow the Endpoints")
 
     kubectl.ok("delete", "service", "ext", "-n", NS)
-    _wait(lambda: _mirrored(kubectl, "ext") == [], what="the mirrored slice to go")
+    wait_for(lambda: _mirrored(kubectl, "ext") == [], what="the mirrored slice to go")
 
 
 def test_a_selector_service_gets_no_mirrored_slice(kubectl):
@@ -73,8 +63,8 @@ def test_a_selector_service_gets_no_mirrored_slice(kubectl):
                      "spec": {"selector": {"app": "nothing-matches"}, "ports": [{"port": 80}]}})
     # The endpoints controller's own Endpoints carry skip-mirror; the EndpointSlice
     # controller's placeholder slice appears, the mirroring controller's never does.
-    _wait(lambda: _slices(kubectl, "sel"), what="the endpointslice controller's slice")
-    ep = _wait(lambda: kubectl("get", "endpoints", "sel", "-n", NS, "-o", "json").stdout, what="Endpoints")
+    wait_for(lambda: _slices(kubectl, "sel"), what="the endpointslice controller's slice")
+    ep = wait_for(lambda: kubectl("get", "endpoints", "sel", "-n", NS, "-o", "json").stdout, what="Endpoints")
     assert json.loads(ep)["metadata"]["labels"]["endpointslice.kubernetes.io/skip-mirror"] == "true"
     time.sleep(1.0)  # give a wrong mirror the chance to appear
     assert _mirrored(kubectl, "sel") == []

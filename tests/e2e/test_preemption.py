@@ -6,8 +6,6 @@ high-priority pod preempting a low-priority one on a full cluster, and a
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 import time
 
@@ -15,7 +13,7 @@ import pytest
 from kubernetes import client as kclient
 from kubernetes import watch
 
-from kybernetes.testing.cluster import die_with_parent
+from kybernetes.testing.cluster import start_sim_nodes, wait_for
 
 NODES = ["sim-prio-0", "sim-prio-1"]
 POOL = "pool=preempt"
@@ -39,32 +37,15 @@ preemptionPolicy: Never
 """
 
 
-def _wait(predicate, timeout: float = 60.0, interval: float = 0.25, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what}; last={last!r}")
-
-
 @pytest.fixture(scope="module")
 def nodes(server, kubectl):
     # Two nodes of 1 CPU each, only for this module's pods (they select the pool label).
-    log = open(server.data_dir + "/sim-prio.log", "ab")
-    p = subprocess.Popen([sys.executable, "-m", "kybernetes.cli.main", "sim-nodes", "--kubeconfig", server.kubeconfig,
-                          "--count", "2", "--name-prefix", "sim-prio-", "--lease-interval", "1",
-                          "--node-status-interval", "5", "--start-delay", "0.2", "--delete-delay", "0.2",
-                          "--cpu", "1", "--memory", "8Gi", "--label", POOL, "--cleanup"],
-                         stdout=log, stderr=log, preexec_fn=die_with_parent)  # noqa: PLW1509
-    log.close()
+    p = start_sim_nodes(server, "sim-prio-", 2, "--label", POOL, "--cleanup", cpu="1")
     try:
-        _wait(lambda: all(n in kubectl.ok("get", "nodes", "-l", POOL, "-o", "name") for n in NODES), 30,
-              what="sim nodes")
-        _wait(lambda: kubectl.ok("get", "nodes", "-l", POOL, "-o", "jsonpath={.items[*].status.conditions[?(@.type"
-                                 "==\"Ready\")].status}").split().count("True") == 2, 30, what="nodes Ready")
+        wait_for(lambda: all(n in kubectl.ok("get", "nodes", "-l", POOL, "-o", "name") for n in NODES), 30,
+                 what="sim nodes")
+        wait_for(lambda: kubectl.ok("get", "nodes", "-l", POOL, "-o", "jsonpath={.items[*].status.conditions[?(@.type"
+                                    "==\"Ready\")].status}").split().count("True") == 2, 30, what="nodes Ready")
         kubectl.ok("apply", "-f", "-", stdin=CLASSES)
         yield NODES
     finally:
@@ -94,8 +75,8 @@ def _phase(kubectl, name: str) -> str:
 
 
 def test_system_priority_classes_exist_and_cannot_be_deleted(kubectl):
-    out = _wait(lambda: (o := kubectl.ok("get", "priorityclasses")) and "system-node-critical" in o
-                and "system-cluster-critical" in o and o, 30, what="system classes")
+    out = wait_for(lambda: (o := kubectl.ok("get", "priorityclasses")) and "system-node-critical" in o
+                   and "system-cluster-critical" in o and o, 30, what="system classes")
     assert "2000001000" in out and "2000000000" in out
     r = kubectl("delete", "priorityclass", "system-node-critical")
     assert r.returncode != 0
@@ -133,8 +114,8 @@ def test_priority_is_resolved_at_admission(kubectl, nodes):
 def test_high_priority_pod_preempts_a_low_priority_one(kubectl, nodes, k8s_client):
     for name in ("low-0", "low-1"):
         kubectl.ok("create", "-f", "-", stdin=_pod(name, "e2e-low"))
-    _wait(lambda: _phase(kubectl, "low-0") == "Running" and _phase(kubectl, "low-1") == "Running", 60,
-          what="low pods Running")
+    wait_for(lambda: _phase(kubectl, "low-0") == "Running" and _phase(kubectl, "low-1") == "Running", 60,
+             what="low pods Running")
     placed = {n: _get(kubectl, n)["spec"]["nodeName"] for n in ("low-0", "low-1")}
     assert set(placed.values()) == set(NODES)  # the pool is full: 700m of 1 CPU on each node
 
@@ -158,13 +139,13 @@ def test_high_priority_pod_preempts_a_low_priority_one(kubectl, nodes, k8s_clien
     watcher = threading.Thread(target=observe, daemon=True)
     watcher.start()
     kubectl.ok("create", "-f", "-", stdin=_pod("high", "e2e-high"))
-    _wait(lambda: _phase(kubectl, "high") == "Running", 60, what="the high-priority pod Running")
+    wait_for(lambda: _phase(kubectl, "high") == "Running", 60, what="the high-priority pod Running")
     stop.set()
     high = _get(kubectl, "high")
     node = high["spec"]["nodeName"]
     victim = next(n for n, at in placed.items() if at == node)
     survivor = next(n for n in placed if n != victim)
-    _wait(lambda: _get(kubectl, victim) is None, 30, what="the victim gone")
+    wait_for(lambda: _get(kubectl, victim) is None, 30, what="the victim gone")
     assert _phase(kubectl, survivor) == "Running"
     assert any(e["nominated"] == node for e in seen.get("high", [])), seen.get("high")
     # the victim got the DisruptionTarget condition before it was deleted
@@ -176,7 +157,7 @@ def test_high_priority_pod_preempts_a_low_priority_one(kubectl, nodes, k8s_clien
 
 def test_preemption_policy_never_waits(kubectl, nodes):
     # the pool is still full (high + one low pod): a Never pod waits and evicts nobody
-    _wait(lambda: _phase(kubectl, "high") == "Running", 30, what="high Running")
+    wait_for(lambda: _phase(kubectl, "high") == "Running", 30, what="high Running")
     running = {p for p in ("low-0", "low-1") if _phase(kubectl, p) == "Running"}
     assert len(running) == 1
     kubectl.ok("create", "-f", "-", stdin=_pod("polite", "e2e-high-never"))
@@ -186,7 +167,7 @@ def test_preemption_policy_never_waits(kubectl, nodes):
         conds = [c for c in pod.get("status", {}).get("conditions") or [] if c["type"] == "PodScheduled"]
         return conds[0].get("message", "") if conds and conds[0]["status"] == "False" else ""
 
-    msg = _wait(waiting_message, 30, what="PodScheduled=False")
+    msg = wait_for(waiting_message, 30, what="PodScheduled=False")
     assert "preemption: not eligible due to preemptionPolicy=Never." in msg
     time.sleep(2)
     assert {p for p in ("low-0", "low-1") if _phase(kubectl, p) == "Running"} == running
