@@ -32,9 +32,9 @@ from kybernetes.controllers.podutil import (
     controller_ref,
     owner_reference,
     parse_time,
-    pod_available_at,
     pod_is_available,
 )
+from kybernetes.controllers.podutil import next_available_in as pods_available_in
 
 Obj = dict[str, Any]
 
@@ -611,18 +611,8 @@ def status_changed(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> boo
 
 def next_available_in(ds: Mapping[str, Any], claim: Claim, now: dt.datetime) -> float | None:
     """Seconds until a ready daemon pod becomes available (minReadySeconds), to look again."""
-    min_ready = int(_spec(ds).get("minReadySeconds") or 0)
-    if min_ready <= 0:
-        return None
-    soonest: float | None = None
-    for pods in claim.by_node.values():
-        for pod in pods:
-            at = pod_available_at(pod, min_ready)
-            if at is None or at < now:
-                continue
-            wait = (at - now).total_seconds() + 0.05
-            soonest = wait if soonest is None else min(soonest, wait)
-    return soonest
+    return pods_available_in((pod for pods in claim.by_node.values() for pod in pods),
+                             int(_spec(ds).get("minReadySeconds") or 0), now)
 
 
 # -- ControllerRevisions --------------------------------------------------------------------

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import orjson
@@ -92,6 +92,21 @@ def _view_container_status(c: Obj) -> Obj:
         out["state"] = {"terminated": {k: terminated[k] for k in ("exitCode", "reason", "finishedAt")
                                        if k in terminated}}
     return out
+
+
+def next_available_in(pods: Iterable[Mapping[str, Any]], min_ready: int, now: dt.datetime) -> float | None:
+    """Seconds until the next ready-but-not-yet-available pod becomes available."""
+    if min_ready <= 0:
+        return None
+    soonest: float | None = None
+    for pod in pods:
+        at = pod_available_at(pod, min_ready)
+        if at is None or at < now:
+            continue
+        # Availability needs strictly more than minReadySeconds: look just after the instant.
+        wait = (at - now).total_seconds() + 0.05
+        soonest = wait if soonest is None else min(soonest, wait)
+    return soonest
 
 
 def orphan_index(obj: Mapping[str, Any]) -> list[str]:

@@ -36,10 +36,10 @@ from kybernetes.controllers.podutil import (
     controller_ref,
     format_time,
     live_owner,
+    next_available_in,
     orphan_index,
     owner_reference,
     parse_time,
-    pod_available_at,
     pod_is_available,
     selecting,
 )
@@ -208,21 +208,6 @@ def status_changed(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> boo
         if int(old.get(key) or 0) != int(new.get(key) or 0):
             return True
     return list(old.get("conditions") or []) != list(new.get("conditions") or [])
-
-
-def next_available_in(pods: Iterable[Mapping[str, Any]], min_ready: int, now: dt.datetime) -> float | None:
-    """Seconds until the next ready-but-not-yet-available pod becomes available."""
-    if min_ready <= 0:
-        return None
-    soonest: float | None = None
-    for pod in pods:
-        at = pod_available_at(pod, min_ready)
-        if at is None or at < now:
-            continue
-        # Availability needs strictly more than minReadySeconds: look just after the instant.
-        wait = (at - now).total_seconds() + 0.05
-        soonest = wait if soonest is None else min(soonest, wait)
-    return soonest
 
 
 def plan_replicaset(rs: Mapping[str, Any], pods: Iterable[Obj], now: dt.datetime, *,
