@@ -42,7 +42,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from simcluster import ensure_namespace, sim_cluster, wait_nodes_ready  # noqa: E402
+from simcluster import ensure_namespace, follow, sim_cluster, wait_nodes_ready  # noqa: E402
 
 from kybernetes.client import ApiClient, ApiError  # noqa: E402
 from kybernetes.client.resources import DEPLOYMENTS, PODS, Resource  # noqa: E402
@@ -135,32 +135,13 @@ class PodTimes:
 
 
 async def track_pods(client: ApiClient, times: PodTimes) -> None:
-    rv = ""
-    while True:
-        try:
-            if not rv:
-                page = await client.list(PODS, NAMESPACE)
-                now = time.monotonic()
-                for obj in page.get("items") or []:
-                    times.see(obj, now)
-                rv = page["metadata"]["resourceVersion"]
-            async for type_, obj in client.watch(PODS, NAMESPACE, resource_version=rv, timeout_seconds=3600):
-                if type_ == "BOOKMARK":
-                    rv = obj["metadata"].get("resourceVersion", rv)
-                    continue
-                if type_ != "DELETED":
-                    times.see(obj, time.monotonic())
-                else:
-                    times.deleted += 1
-                rv = obj["metadata"].get("resourceVersion", rv)
-        except ApiError as e:
-            if e.code == 410:
-                rv = ""
-            else:
-                await asyncio.sleep(0.5)
-        except (OSError, TimeoutError) as e:
-            print(f"  pod watch interrupted: {e}", file=sys.stderr)
-            await asyncio.sleep(0.5)
+    def see(type_: str, obj: dict[str, Any], now: float) -> None:
+        if type_ == "DELETED":
+            times.deleted += 1
+        else:
+            times.see(obj, now)
+
+    await follow(client, PODS, NAMESPACE, see)
 
 
 async def probe(client: ApiClient, samples: list[float], stop: asyncio.Event) -> None:

@@ -25,9 +25,9 @@ from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from simcluster import ensure_namespace, sim_cluster, wait_nodes_ready  # noqa: E402
+from simcluster import ensure_namespace, follow, sim_cluster, wait_nodes_ready  # noqa: E402
 
-from kybernetes.client import ApiClient, ApiError  # noqa: E402
+from kybernetes.client import ApiClient  # noqa: E402
 from kybernetes.client.resources import DAEMONSETS, PODS  # noqa: E402
 from kybernetes.testing.cluster import ServerProcess  # noqa: E402
 
@@ -89,29 +89,6 @@ class Pods:
         return sum(1 for p in self.live.values() if p["spec"]["containers"][0]["image"] != image)
 
 
-async def track(client: ApiClient, pods: Pods) -> None:
-    rv = ""
-    while True:
-        try:
-            if not rv:
-                page = await client.list(PODS, NAMESPACE)
-                for obj in page.get("items") or []:
-                    pods.see("ADDED", obj, time.monotonic())
-                rv = page["metadata"]["resourceVersion"]
-            async for type_, obj in client.watch(PODS, NAMESPACE, resource_version=rv, timeout_seconds=3600):
-                rv = obj["metadata"].get("resourceVersion", rv)
-                if type_ != "BOOKMARK":
-                    pods.see(type_, obj, time.monotonic())
-        except ApiError as e:
-            if e.code == 410:
-                rv = ""
-            else:
-                await asyncio.sleep(0.5)
-        except (OSError, TimeoutError) as e:
-            print(f"  pod watch interrupted: {e}", file=sys.stderr)
-            await asyncio.sleep(0.5)
-
-
 async def wait_until(pods: Pods, predicate: Any, timeout: float, what: str) -> float:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -145,7 +122,7 @@ async def run(args: argparse.Namespace, server: ServerProcess) -> None:
         print(f"{len(nodes)} simulated nodes Ready in {time.monotonic() - t:.1f}s")
         await ensure_namespace(client, NAMESPACE)
         pods = Pods(node_names=set(nodes))
-        watcher = asyncio.create_task(track(client, pods))
+        watcher = asyncio.create_task(follow(client, PODS, NAMESPACE, pods.see))
         await asyncio.sleep(1.0)
 
         t0 = time.monotonic()

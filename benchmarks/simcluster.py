@@ -1,7 +1,8 @@
 """A control plane on simulated nodes for the benchmarks that measure it (controlplane,
 DaemonSet, Job): a real `kyb server` on a fresh data dir plus one simulated-node process
 (`python -m kybernetes.simnodes`), started and torn down the same way, and the waits every
-such benchmark begins with (all simulated nodes Ready, its namespace there)."""
+such benchmark begins with (all simulated nodes Ready, its namespace there), and a
+resuming watch that feeds what it measures (`follow`)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,14 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from kybernetes.client import ApiClient, ApiError  # noqa: E402
-from kybernetes.client.resources import NAMESPACES, NODES  # noqa: E402
+from kybernetes.client.resources import NAMESPACES, NODES, Resource  # noqa: E402
 from kybernetes.testing.cluster import ServerProcess, die_with_parent  # noqa: E402
 
 REPO = os.path.join(os.path.dirname(__file__), "..")
@@ -84,6 +86,33 @@ async def wait_nodes_ready(client: ApiClient, count: int, timeout: float) -> lis
         if time.monotonic() > deadline:
             raise TimeoutError(f"only {len(ready)}/{count} simulated nodes Ready")
         await asyncio.sleep(0.5)
+
+
+async def follow(client: ApiClient, res: Resource, namespace: str,
+                 see: Callable[[str, dict[str, Any], float], None]) -> None:
+    """Feed `see(type, object, when)` everything in `namespace`, listed objects as ADDED,
+    until cancelled: the watch resumes where it stopped and relists when it has expired."""
+    rv = ""
+    while True:
+        try:
+            if not rv:
+                page = await client.list(res, namespace)
+                now = time.monotonic()
+                for obj in page.get("items") or []:
+                    see("ADDED", obj, now)
+                rv = page["metadata"]["resourceVersion"]
+            async for type_, obj in client.watch(res, namespace, resource_version=rv, timeout_seconds=3600):
+                rv = obj["metadata"].get("resourceVersion", rv)
+                if type_ != "BOOKMARK":
+                    see(type_, obj, time.monotonic())
+        except ApiError as e:
+            if e.code == 410:
+                rv = ""
+            else:
+                await asyncio.sleep(0.5)
+        except (OSError, TimeoutError) as e:
+            print(f"  {res.kind.lower()} watch interrupted: {e}", file=sys.stderr)
+            await asyncio.sleep(0.5)
 
 
 async def ensure_namespace(client: ApiClient, name: str) -> None:
