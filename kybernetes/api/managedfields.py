@@ -441,6 +441,9 @@ class _Entry:
     subresource: str = ""
     time: str | None = None
     fields: FieldSet = field(default_factory=set)
+    # The fields as decoded, frozen: an entry a write leaves alone encodes from it without
+    # freezing (and hashing) its set again.
+    decoded: frozenset[Path] | None = field(default=None, compare=False, repr=False)
 
     @property
     def key(self) -> tuple[str, str, str, str]:
@@ -471,7 +474,9 @@ class _Entry:
         if self.time is not None:
             out["time"] = self.time
         out["fieldsType"] = FIELDS_V1
-        out["fieldsV1"] = _fieldsv1_cached(frozenset(self.fields))
+        decoded = self.decoded
+        out["fieldsV1"] = _fieldsv1_cached(
+            decoded if decoded is not None and self.fields == decoded else frozenset(self.fields))
         if self.subresource:
             out["subresource"] = self.subresource
         return out
@@ -485,7 +490,7 @@ def _decode_entries(raw: Any) -> list[_Entry]:
         decoded = _decode_entries_cached(orjson.dumps(raw))
     except TypeError:
         return []
-    return [_Entry(m, op, av, sub, t, set(fields)) for m, op, av, sub, t, fields in decoded]
+    return [_Entry(m, op, av, sub, t, set(fields), fields) for m, op, av, sub, t, fields in decoded]
 
 
 @functools.lru_cache(maxsize=MEMO_SIZE)
