@@ -84,12 +84,14 @@ class WriteResult:
         return obj
 
 
-# Top-level values (a pod's spec from its template, say) that passed the type, unknown-field
-# and quantity checks unchanged, by kind and encoding: a controller creates many objects with
+# Specs (a pod's spec from its template, say) that passed the type, unknown-field and
+# quantity checks unchanged, by kind and encoding: a controller creates many objects with
 # the same spec, and walking it against the schema cost more than encoding it. Built-in
-# kinds only (a CRD's schema can change). Small values are cheap to walk and not kept.
+# kinds only (a CRD's schema can change); only `spec`, the field objects stamped from a
+# template share (not data, which may be large or secret); small specs are cheap to walk.
 _FIELD_MEMO_SIZE = 1024
 _FIELD_MEMO_MIN_BYTES = 256
+_FIELD_MEMO_MAX_BYTES = 64 * 1024
 MemoKey = tuple[str, str, str, bytes]
 
 
@@ -281,11 +283,11 @@ class ResourceService:
                 checked[k] = v
             elif old is not None and old.get(k) == v:
                 continue
-            elif memo is not None and old is None and k != "metadata" and isinstance(v, dict | list):
+            elif memo is not None and old is None and k == "spec" and isinstance(v, dict):
                 encoded = _memo_key(info, k, v)
                 if encoded is not None and encoded in memo:
                     continue
-                if encoded is not None and len(encoded[3]) >= _FIELD_MEMO_MIN_BYTES:
+                if encoded is not None and _FIELD_MEMO_MIN_BYTES <= len(encoded[3]) <= _FIELD_MEMO_MAX_BYTES:
                     fresh[k] = encoded
                 checked[k] = v
             else:
