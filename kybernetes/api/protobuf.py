@@ -236,7 +236,10 @@ def format_timestamp(seconds: int, nanos: int, micro: bool = False) -> str:
         raise _Malformed("timestamp out of range") from exc
     if not 0 <= nanos < 1_000_000_000:
         raise _Malformed("nanos out of range")
-    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    # Not strftime: its %Y does not pad years before 1000, and Go writes four digits
+    # (a Lease spec stamps times in year 1).
+    text = (f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}"
+            f"T{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}")
     if micro:
         text += f".{nanos // 1000:06d}"
     return text + "Z"

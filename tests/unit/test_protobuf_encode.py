@@ -298,3 +298,14 @@ def test_values_of_the_wrong_type_are_refused_not_crashed(spec: dict[str, Any]) 
     with pytest.raises(NotEncodable) as err:
         encode_k8s_protobuf({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {}, "spec": spec})
     assert err.value.code == 406
+
+
+def test_times_in_year_one_keep_four_digit_years() -> None:
+    # Kubernetes' Lease conformance spec stamps acquireTime two seconds after Go's zero time.
+    lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+             "metadata": {"name": "l", "namespace": "default"},
+             "spec": {"holderIdentity": "h", "acquireTime": "0001-01-01T00:00:02.000000Z",
+                      "renewTime": "0999-12-31T23:59:59.500000Z"}}
+    back = decode_k8s_protobuf(encode_k8s_protobuf(lease))
+    assert back["spec"]["acquireTime"] == "0001-01-01T00:00:02.000000Z"
+    assert back["spec"]["renewTime"] == "0999-12-31T23:59:59.500000Z"
