@@ -460,6 +460,12 @@ class FieldSelector:
 
 def field_value(obj: Mapping[str, Any], path: str) -> str:
     """The string a field selector compares against: dotted lookup, "" when missing."""
+    if path == "source":
+        # An Event's `source` is its source.component, or, for events written through
+        # events.k8s.io (no deprecated source), its reportingComponent, as upstream's field set.
+        src = obj.get("source")
+        component = src.get("component") if isinstance(src, Mapping) else None
+        return str(component or obj.get("reportingComponent") or "")
     node: Any = obj
     for part in path.split("."):
         if not isinstance(node, Mapping):
@@ -471,8 +477,7 @@ def field_value(obj: Mapping[str, Any], path: str) -> str:
     if isinstance(node, bool):
         return "true" if node else "false"
     if isinstance(node, Mapping):
-        # Event `source` is selectable as a whole; the server compares its component.
-        return str(node.get("component", "")) if path == "source" else ""
+        return ""
     if isinstance(node, list):
         return ""
     return str(node)

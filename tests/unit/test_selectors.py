@@ -181,6 +181,10 @@ def test_field_selector_missing_and_boolean_values() -> None:
     assert parse_field_selector("spec.unschedulable=false", {"spec.unschedulable"}).matches({"metadata": {}})
     event = {"metadata": {"name": "e"}, "source": {"component": "kubelet"}, "count": 3}
     assert parse_field_selector("source=kubelet", {"source"}).matches(event)
+    # An event written without a deprecated source is selected by its reporting component.
+    reported = {"metadata": {"name": "e"}, "source": {}, "reportingComponent": "test-controller"}
+    assert parse_field_selector("source=test-controller", {"source"}).matches(reported)
+    assert not parse_field_selector("source=kubelet", {"source"}).matches(reported)
 
 
 def test_field_selector_single_name_and_escapes() -> None:
