@@ -54,6 +54,18 @@ class ResourceInfo:
     # HorizontalPodAutoscalers are stored as v2): every request in this version converts
     # through the kind strategy's `convert`.
     storage_version: str = ""
+    # The group objects are stored in, when it is not this one (events.k8s.io/v1 Events are
+    # core/v1 Events): both groups share the stored objects, each converting on its own.
+    storage_group: str | None = None
+
+    @property
+    def stored_group(self) -> str:
+        return self.group if self.storage_group is None else self.storage_group
+
+    @property
+    def stored_elsewhere(self) -> bool:
+        """Whether objects are stored in another group-version, converting on every request."""
+        return bool(self.storage_version) and (self.storage_version, self.stored_group) != (self.version, self.group)
 
     @property
     def api_version(self) -> str:
@@ -88,7 +100,7 @@ class ResourceInfo:
 
     def storage_prefix(self) -> str:
         """Key prefix in the store; keys are `<prefix><namespace>/<name>` or `<prefix><name>`."""
-        return f"/registry/{self.group or 'core'}/{self.plural}/"
+        return f"/registry/{self.stored_group or 'core'}/{self.plural}/"
 
     def key(self, namespace: str | None, name: str) -> str:
         if self.namespaced:
@@ -113,6 +125,23 @@ def _posts_as(info: ResourceInfo, plural: str, subresource: str) -> ResourceInfo
     `plural` (same group-version and namespace) named in the body's metadata."""
     info.extra["posts_as"] = (plural, subresource)
     return info
+
+
+def _stored_in(info: ResourceInfo, group: str, version: str, field_labels: dict[str, str]) -> ResourceInfo:
+    """Mark `info` as stored as `group`/`version` of its kind; its field selectors name
+    the stored version's fields through `field_labels`."""
+    info.storage_group, info.storage_version = group, version
+    info.extra["field_labels"] = field_labels
+    return info
+
+
+# events.k8s.io/v1 field selector labels and the core/v1 Event fields they select
+# (upstream's field label conversion for events.k8s.io Events).
+_EVENTS_FIELD_LABELS = {
+    "reason": "reason", "type": "type", "reportingController": "reportingComponent",
+    **{f"regarding.{k}": f"involvedObject.{k}"
+       for k in ("kind", "namespace", "name", "uid", "apiVersion", "resourceVersion", "fieldPath")},
+}
 
 
 _POD_SUBRESOURCES = ("status", "log", "exec", "attach", "portforward", "binding", "eviction", "ephemeralcontainers",
@@ -217,7 +246,8 @@ def builtin_resources() -> list[ResourceInfo]:
         # node.k8s.io/v1
         b("node.k8s.io", "v1", "RuntimeClass", "runtimeclasses", False),
         # events.k8s.io
-        b("events.k8s.io", "v1", "Event", "events", True, ("ev",)),
+        _stored_in(b("events.k8s.io", "v1", "Event", "events", True, ("ev",), fields=tuple(_EVENTS_FIELD_LABELS)),
+                   "", "v1", _EVENTS_FIELD_LABELS),
         # networking
         b("networking.k8s.io", "v1", "Ingress", "ingresses", True, ("ing",), (), ("status",)),
         b("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", True, ("netpol",)),
@@ -303,11 +333,11 @@ class Registry:
 
     def storage_info(self, info: ResourceInfo) -> ResourceInfo:
         """The entry of the version `info`'s objects are stored in (`info` itself for most)."""
-        if not info.storage_version or info.storage_version == info.version:
+        if not info.stored_elsewhere:
             return info
-        stored = self._by_gvk.get((info.group, info.storage_version, info.kind))
+        stored = self._by_gvk.get((info.stored_group, info.storage_version, info.kind))
         if stored is None:
-            raise LookupError(f"{info.kind} is stored as {info.group}/{info.storage_version}, which is not served")
+            raise LookupError(f"{info.kind} is stored as {info.stored_group}/{info.storage_version}, which is not served")
         return stored
 
     def in_group_version(self, group: str, version: str) -> list[ResourceInfo]:

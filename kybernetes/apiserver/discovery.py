@@ -68,7 +68,7 @@ def storage_version_hash(info: ResourceInfo) -> str:
     sha256("<group>/<version>/<kind>") of the storage version (the same for every
     version a resource is served in)."""
     version = info.storage_version or info.version
-    digest = hashlib.sha256(f"{info.group}/{version}/{info.kind}".encode()).digest()
+    digest = hashlib.sha256(f"{info.stored_group}/{version}/{info.kind}".encode()).digest()
     return base64.b64encode(digest[:8]).decode()
 
 

@@ -30,6 +30,8 @@ from kybernetes.api.kinds.scale import scale_subresource
 from kybernetes.api.patch import patch_for_content_type
 from kybernetes.api.registry import VIRTUAL_KINDS, Registry, ResourceInfo
 from kybernetes.api.selectors import (
+    FieldSelector,
+    FieldTerm,
     parse_field_selector,
     parse_label_selector,
 )
@@ -203,6 +205,11 @@ class ListFilter:
         self.labels = parse_label_selector(query.get("labelSelector", ""))
         allowed = set(info.field_selectors) | {"metadata.name", "metadata.namespace"}
         self.fields = parse_field_selector(query.get("fieldSelector", ""), allowed)
+        labels = info.extra.get("field_labels")
+        if labels:
+            # Selectors name the request version's fields; objects are matched as stored.
+            self.fields = FieldSelector(tuple(FieldTerm(labels.get(t.field, t.field), t.operator, t.value)
+                                              for t in self.fields.terms))
         self.trivial = self.labels.empty and self.fields.empty
         self.field_paths = self.fields.fields
 

@@ -62,13 +62,13 @@ class VersionedReads:
         return schema if hit[1] else None
 
     def converts(self, info: ResourceInfo) -> bool:
-        return (bool(info.storage_version) and info.storage_version != info.version) or \
+        return info.stored_elsewhere or \
             self._defaults(info) is not None
 
     def convert(self, info: ResourceInfo, obj: dict[str, Any]) -> dict[str, Any]:
         """A decoded stored object as `info`'s version."""
-        if info.storage_version and info.storage_version != info.version:
-            obj = self.kinds.for_info(info).convert(obj, info.version)
+        if info.stored_elsewhere:
+            obj = self.kinds.for_info(info).convert(obj, info.version, info.group)
         schema = self._defaults(info)
         if schema is not None:
             obj = clone(obj)
@@ -80,7 +80,7 @@ class VersionedReads:
         if not self.converts(info):
             return co.raw
         # The schema's identity: a CRD changed since is another schema, read anew.
-        memo = (co.key, co.rev, info.version, id(info.crd_schema))
+        memo = (co.key, co.rev, info.api_version, id(info.crd_schema))
         hit = self._encoded.get(memo)
         if hit is not None:
             self._encoded.move_to_end(memo)

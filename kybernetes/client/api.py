@@ -349,6 +349,8 @@ class ApiClient:
                 "reason": reason, "message": message, "type": type_,
                 "source": {"component": component}, "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
                 "reportingComponent": component, "reportingInstance": "",
+                # Read through events.k8s.io too, where clients (the Python one) require an eventTime.
+                "eventTime": now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
             }
             if not ev["involvedObject"]["namespace"]:
                 ev["involvedObject"].pop("namespace")

@@ -536,7 +536,7 @@ class HorizontalPodAutoscalerStrategy(KindStrategy):
     def cells(self, obj: Obj, now: datetime) -> Cells:
         return _cells_hpa(obj, now)
 
-    def convert(self, obj: Obj, version: str) -> Obj:
+    def convert(self, obj: Obj, version: str, group: str | None = None) -> Obj:
         current = str(obj.get("apiVersion") or "").rpartition("/")[2]
         if current == version:
             return obj

@@ -387,12 +387,13 @@ class KindStrategy:
 
     # -- versions
 
-    def convert(self, obj: Obj, version: str) -> Obj:
-        """`obj`, in any version the kind is served in, as `version` of the same group
-        (apiVersion included). A kind whose versions differ in shape overrides this; the
-        result may share subtrees with `obj`, which is never modified."""
-        group, _, current = str(obj.get("apiVersion") or "").rpartition("/")
-        if current == version:
+    def convert(self, obj: Obj, version: str, group: str | None = None) -> Obj:
+        """`obj`, in any version the kind is served in, as `version` of `group` (by default
+        its own; apiVersion included). A kind whose versions differ in shape overrides this;
+        the result may share subtrees with `obj`, which is never modified."""
+        own, _, current = str(obj.get("apiVersion") or "").rpartition("/")
+        group = own if group is None else group
+        if current == version and own == group:
             return obj
         return {**obj, "apiVersion": f"{group}/{version}" if group else version}
 

@@ -125,8 +125,35 @@ _ALWAYS_PRESENT: dict[str, Mapping[tuple[str, ...], Any]] = {
     "": {("involvedObject",): {}, ("source",): {}, ("firstTimestamp",): None, ("lastTimestamp",): None,
          ("eventTime",): None, ("reportingComponent",): "", ("reportingInstance",): ""},
     "events.k8s.io": {("regarding",): {}, ("deprecatedSource",): {}, ("deprecatedFirstTimestamp",): None,
-                      ("deprecatedLastTimestamp",): None},
+                      ("deprecatedLastTimestamp",): None, ("eventTime",): None},
 }
+
+
+# -- events.k8s.io/v1 <-> core/v1 (the stored version) ------------------------------------
+
+# (events.k8s.io/v1 field, core/v1 field); other fields are named alike in both.
+_FIELD_PAIRS = (("regarding", "involvedObject"), ("note", "message"), ("deprecatedSource", "source"),
+                ("deprecatedFirstTimestamp", "firstTimestamp"), ("deprecatedLastTimestamp", "lastTimestamp"),
+                ("deprecatedCount", "count"), ("reportingController", "reportingComponent"))
+_TO_CORE = dict(_FIELD_PAIRS)
+_TO_EVENTS = {core: new for new, core in _FIELD_PAIRS}
+_SHARED = ("metadata", "related", "reportingInstance", "eventTime", "action", "reason", "type")
+
+
+def convert_event(obj: Obj, group: str) -> Obj:
+    """An Event of either group as `group`'s v1 Event, as upstream converts through its
+    internal Event; empty optional fields are left out as Go's omitempty does."""
+    names = _TO_CORE if group == "" else _TO_EVENTS
+    out: Obj = {"kind": "Event", "apiVersion": f"{group}/v1" if group else "v1"}
+    for key, value in obj.items():
+        target = names.get(key, key if key in _SHARED else None)
+        if target is not None and value not in (None, "", 0, {}):
+            out[target] = value
+    series = obj.get("series")
+    if isinstance(series, Mapping):
+        out["series"] = {k: series[k] for k in ("count", "lastObservedTime") if series.get(k) not in (None, "")}
+    fill_always_present(out, _ALWAYS_PRESENT[group])
+    return out
 
 
 class EventStrategy(KindStrategy):
@@ -138,6 +165,12 @@ class EventStrategy(KindStrategy):
     def prepare_write(self, info: ResourceInfo, obj: Obj, old: Obj | None) -> None:
         super().prepare_write(info, obj, old)
         fill_always_present(obj, _ALWAYS_PRESENT.get(info.group, {}))
+
+    def convert(self, obj: Obj, version: str, group: str | None = None) -> Obj:
+        own = str(obj.get("apiVersion") or "").rpartition("/")[0]
+        if group is None or group == own:
+            return super().convert(obj, version, group)
+        return convert_event(obj, group)
 
     def table_columns(self) -> list[dict[str, Any]]:
         return _columns_event()
