@@ -38,34 +38,14 @@ import orjson
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
+from api_bench import pct, server_cpu  # noqa: E402
+
 from kybernetes.api import protobuf as pb  # noqa: E402
 from kybernetes.testing.cluster import ServerProcess  # noqa: E402
 
 PROTO = "application/vnd.kubernetes.protobuf"
 GO_ACCEPT = f"{PROTO},application/json"
 SAMPLE = pathlib.Path("/work/shared/compat/samples/wire-1.28/pod.json")
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def server_cpu(pid: int) -> float:
-    """CPU seconds used so far by process `pid` and its direct children."""
-    total = 0.0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(entry) == pid or int(fields[1]) == pid:
-            total += (int(fields[11]) + int(fields[12])) / _TICK
-    return total
-
-
-def pct(values: list[float], p: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
 
 
 def pod_template() -> dict[str, Any]:

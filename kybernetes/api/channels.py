@@ -19,7 +19,7 @@ import asyncio
 import base64
 import binascii
 import json
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -60,6 +60,22 @@ class WebSocket(Protocol):
     async def close(self) -> Any: ...
 
 
+async def _pump(up: Coroutine[Any, Any, None], down: Coroutine[Any, Any, None], back: WebSocket,
+                close_front: Callable[[], Awaitable[Any]]) -> None:
+    """Run both directions of a session until one ends, then end both sides."""
+    up_task = asyncio.create_task(up)
+    down_task = asyncio.create_task(down)
+    try:
+        await asyncio.wait({up_task, down_task}, return_when=asyncio.FIRST_COMPLETED)
+        if not down_task.done():
+            # The client went away: give the command's last output a moment, then stop.
+            await asyncio.wait({down_task}, timeout=0.5)
+    finally:
+        await cancel_and_wait((up_task, down_task))
+        await back.close()
+        await close_front()
+
+
 async def relay(front: WebSocket, back: WebSocket, close_signal: bool = True) -> None:
     """Copy binary channel messages both ways until either side closes, then close the
     other. Without `close_signal` (a v4 back end) the v5 close signal (channel 255) is
@@ -83,17 +99,7 @@ async def relay(front: WebSocket, back: WebSocket, close_signal: bool = True) ->
             elif _ends(msg.type):
                 break
 
-    up = asyncio.create_task(front_to_back())
-    down = asyncio.create_task(back_to_front())
-    try:
-        await asyncio.wait({up, down}, return_when=asyncio.FIRST_COMPLETED)
-        if not down.done():
-            # The client went away: give the command's last output a moment, then stop.
-            await asyncio.wait({down}, timeout=0.5)
-    finally:
-        await cancel_and_wait((up, down))
-        await back.close()
-        await front.close()
+    await _pump(front_to_back(), back_to_front(), back, front.close)
 
 
 @dataclass(frozen=True)
@@ -244,14 +250,4 @@ async def bridge(front: Front, back: WebSocket) -> None:
             elif _ends(msg.type):
                 break
 
-    up = asyncio.create_task(front_to_back())
-    down = asyncio.create_task(back_to_front())
-    try:
-        await asyncio.wait({up, down}, return_when=asyncio.FIRST_COMPLETED)
-        if not down.done():
-            # The client went away: give the command's last output a moment, then stop.
-            await asyncio.wait({down}, timeout=0.5)
-    finally:
-        await cancel_and_wait((up, down))
-        await back.close()
-        await front.finish()
+    await _pump(front_to_back(), back_to_front(), back, front.finish)
