@@ -12,15 +12,20 @@ watch cache already holds every object, so both live in the server process:
   marks the namespace, and a background task rewrites the quotas' `status`
   (`hard` = `spec.hard`, `used` = the recount) when it differs.
 
-Two creates racing in one namespace may both pass, as both count before either is
-stored; upstream serializes them on the quota's resourceVersion. Updates are not
-checked (a pod's resources cannot change; a Service changing type can go over).
+Creates racing in one namespace (a ReplicaSet creating a batch of pods) must not all
+pass on the same count: upstream serializes them on the quota's resourceVersion. Here
+an admitted create holds a reservation, counted by later checks, until the write fails
+or the cache shows the stored object. Updates are not checked (a pod's resources cannot
+change; a Service changing type can go over).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -55,26 +60,60 @@ def _quantities(values: list[tuple[str, Decimal]]) -> str:
     return ",".join(f"{name}={q.format_quantity(name, v)}" for name, v in values)
 
 
+# A stored create the cache has not shown after this long is counted from the cache
+# alone (it was deleted again before the cache caught up, or the cache is behind).
+RESERVATION_SECONDS = 5.0
+
+
+@dataclass(eq=False)
+class _Reservation:
+    group: str
+    plural: str
+    obj: Obj
+    key: str | None = None  # set once stored
+    stored_at: float = field(default=0.0)
+
+
 class QuotaAdmission:
     """Refuses creates that would take a namespace over one of its quotas."""
 
-    def __init__(self, cache: WatchCache) -> None:
+    def __init__(self, cache: WatchCache, clock: Callable[[], float] = time.monotonic) -> None:
         self.cache = cache
+        self.clock = clock
+        self._inflight: dict[str, list[_Reservation]] = {}
 
     def _objects(self, group: str, plural: str, namespace: str) -> list[Obj]:
         return [co.obj for co in self.cache.list(_prefix(group, plural, namespace))]
 
-    def check_create(self, info: ResourceInfo, obj: Obj) -> None:
+    def _pending(self, namespace: str, group: str, plural: str) -> list[Obj]:
+        """Admitted creates of this resource the cache does not show yet."""
+        held = self._inflight.get(namespace)
+        if not held:
+            return []
+        now = self.clock()
+        live = [r for r in held if r.key is None
+                or (self.cache.get(r.key) is None and now - r.stored_at < RESERVATION_SECONDS)]
+        if live:
+            self._inflight[namespace] = live
+        else:
+            del self._inflight[namespace]
+        return [r.obj for r in live if r.group == group and r.plural == plural]
+
+    def check_create(self, info: ResourceInfo, obj: Obj) -> Callable[[str | None], None] | None:
+        """Refuses the create (ApiError) or admits it; an admitted create in a namespace
+        with quotas returns the call that settles its reservation: with the stored key,
+        or None when the write failed (or was a dry run)."""
         meta = obj.get("metadata") or {}
         namespace = meta.get("namespace")
         if not info.namespaced or not namespace:
-            return
+            return None
         quotas = self.cache.list(QUOTA_PREFIX + namespace + "/")
         if not quotas:
-            return
+            return None
         group, plural = info.group, info.plural
         delta = q.object_usage(group, plural, obj)
         existing: list[Obj] | None = None
+        counted = False
         for co in quotas:
             quota = co.obj
             qname = (quota.get("metadata") or {}).get("name", "")
@@ -88,7 +127,8 @@ class QuotaAdmission:
                 if missing:
                     raise self._forbidden(info, meta, f"failed quota: {qname}: must specify {','.join(missing)}")
             if existing is None:
-                existing = self._objects(group, plural, namespace)
+                existing = self._objects(group, plural, namespace) + self._pending(namespace, group, plural)
+            counted = True
             used = {n: Decimal(0) for n in names}
             for other in existing:
                 if q.quota_sees(quota, group, plural, other):
@@ -101,6 +141,20 @@ class QuotaAdmission:
                     f"exceeded quota: {qname}, requested: {_quantities([(n, r) for n, r, _, _ in over])}, "
                     f"used: {_quantities([(n, u) for n, _, u, _ in over])}, "
                     f"limited: {_quantities([(n, h) for n, _, _, h in over])}"))
+        if not counted:
+            return None
+        reservation = _Reservation(group, plural, obj)
+        self._inflight.setdefault(namespace, []).append(reservation)
+
+        def settle(key: str | None) -> None:
+            if key is None:
+                held = self._inflight.get(namespace)
+                if held is not None and reservation in held:
+                    held.remove(reservation)
+                return
+            reservation.key = key
+            reservation.stored_at = self.clock()
+        return settle
 
     @staticmethod
     def _forbidden(info: ResourceInfo, meta: Obj, why: str) -> ApiError:

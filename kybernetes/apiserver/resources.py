@@ -202,8 +202,10 @@ class ResourceService:
         # Where a kind served in several versions finds its storage version.
         self.registry = registry if registry is not None else Registry()
         self._field_memo: dict[MemoKey, None] = {}  # values known to pass apply_field_validation
-        # Checks a create must pass before it is stored (resource quota): each raises ApiError.
-        self.create_admission: list[Callable[[ResourceInfo, dict[str, Any]], None]] = []
+        # Checks a create must pass before it is stored (resource quota): each raises ApiError,
+        # or may return a call told how the write ended (the stored key, or None).
+        self.create_admission: list[Callable[[ResourceInfo, dict[str, Any]],
+                                             Callable[[str | None], None] | None]] = []
         # Mutating/validating checks of an update (new, old), before validation: each raises ApiError.
         self.update_admission: list[Callable[[ResourceInfo, dict[str, Any], dict[str, Any]], None]] = []
 
@@ -414,8 +416,23 @@ class ResourceService:
         self.apply_defaults(info, obj)
         self.after_defaults(info, obj, None)
         self.validate(info, obj, None)
-        for admit in self.create_admission:
-            admit(info, obj)
+        settles = [settle for admit in self.create_admission if (settle := admit(info, obj)) is not None]
+        if not settles:
+            return await self._allocate_and_store(info, obj, ctx, record_fields)
+        try:
+            result = await self._allocate_and_store(info, obj, ctx, record_fields)
+        except BaseException:
+            for settle in settles:
+                settle(None)
+            raise
+        meta = obj["metadata"]
+        key = None if ctx.dry_run else info.key(meta.get("namespace"), meta["name"])
+        for settle in settles:
+            settle(key)
+        return result
+
+    async def _allocate_and_store(self, info: ResourceInfo, obj: dict[str, Any], ctx: WriteContext,
+                                  record_fields: bool) -> WriteResult:
         if record_fields:
             self._record_fields(info, None, obj, ctx, "")
         allocator = self.kinds.for_info(info).allocator

@@ -228,6 +228,30 @@ def test_a_replication_controller_makes_pods_and_a_plain_delete_orphans_them(kub
     assert len(rc_pods(kubectl, namespace)) == 2
 
 
+
+def rc_condition(kubectl, namespace: str, name: str, type_: str) -> dict | None:
+    rc = json.loads(kubectl.ok("-n", namespace, "get", "rc", name, "-o", "json"))
+    return next((c for c in rc["status"].get("conditions") or [] if c["type"] == type_), None)
+
+
+def test_a_replication_controller_over_its_quota_says_so_and_recovers(kubectl, namespace):
+    # The controller creates pods in concurrent batches: all of a batch must be
+    # counted against the quota, not each against the pods stored before the batch.
+    kubectl.ok("-n", namespace, "create", "quota", "condition-test", "--hard=pods=2")
+    assert wait_for(lambda: quota_used(kubectl, namespace, "condition-test").get("pods") == "0")
+    rc = {"apiVersion": "v1", "kind": "ReplicationController", "metadata": {"name": "rc-fix"},
+          "spec": {"replicas": 5, "selector": {"app": "rc-fix"},
+                   "template": {"metadata": {"labels": {"app": "rc-fix"}},
+                                "spec": {"containers": [{"name": "c", "image": "pause"}]}}}}
+    kubectl.ok("-n", namespace, "apply", "-f", "-", stdin=json.dumps(rc))
+    failure = wait_for(lambda: rc_condition(kubectl, namespace, "rc-fix", "ReplicaFailure"))
+    assert failure and failure["status"] == "True" and failure["reason"] == "FailedCreate"
+    assert "exceeded quota: condition-test" in failure["message"]
+    assert len(rc_pods(kubectl, namespace)) == 2
+    kubectl.ok("-n", namespace, "scale", "rc", "rc-fix", "--replicas=2")
+    assert wait_for(lambda: rc_condition(kubectl, namespace, "rc-fix", "ReplicaFailure") is None)
+    assert len(rc_pods(kubectl, namespace)) == 2
+
 # -- Tables ------------------------------------------------------------------------------
 
 SSAR = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
