@@ -26,7 +26,8 @@ from kybernetes.api.pods import (
     tolerated,
     toleration_matches,
 )
-from kybernetes.controllers.deployment_plan import pod_template_hash, scaled_value
+from kybernetes.controllers import revisions
+from kybernetes.controllers.deployment_plan import scaled_value
 from kybernetes.controllers.podutil import (
     compile_selector,
     controller_ref,
@@ -35,10 +36,11 @@ from kybernetes.controllers.podutil import (
     pod_is_available,
 )
 from kybernetes.controllers.podutil import next_available_in as pods_available_in
+from kybernetes.controllers.revisions import HASH_LABEL, History, current_hash, revision_number
+from kybernetes.controllers.revisions import revision_matches as revision_matches
 
 Obj = dict[str, Any]
 
-HASH_LABEL = "controller-revision-hash"
 GENERATION_LABEL = "pod-template-generation"
 # Kubernetes' cap on creations or deletions of one DaemonSet in one sync.
 BURST_REPLICAS = 250
@@ -618,101 +620,15 @@ def next_available_in(ds: Mapping[str, Any], claim: Claim, now: dt.datetime) -> 
 # -- ControllerRevisions --------------------------------------------------------------------
 
 
-def revision_data(ds: Mapping[str, Any]) -> Obj:
-    """What a revision stores (getPatch): a strategic merge patch that puts this template
-    back whole, which `kubectl rollout undo` applies as it is."""
-    template = _deep(dict(_spec(ds).get("template") or {}))
-    template["$patch"] = "replace"
-    # Keys sorted at every level, as Go writes a map: kubectl compares these bytes with its
-    # own rendering of the DaemonSet to skip a rollback to the template already running.
-    return orjson.loads(orjson.dumps({"spec": {"template": template}}, option=orjson.OPT_SORT_KEYS))
-
-
-def _normalized(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _normalized(v) for k, v in value.items() if v is not None and v != {} and v != []}
-    if isinstance(value, list):
-        return [_normalized(v) for v in value]
-    return value
-
-
-def revision_matches(ds: Mapping[str, Any], revision: Mapping[str, Any]) -> bool:
-    """Whether a revision holds `ds`'s current template (Match); empty values aside, which
-    the API treats as absent."""
-    data = revision.get("data")
-    if isinstance(data, (str, bytes)):
-        try:
-            data = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            return False
-    return _normalized(data) == _normalized(revision_data(ds))
-
-
-def revision_number(revision: Mapping[str, Any]) -> int:
-    return int(revision.get("revision") or 0)
-
-
-def revision_hash(ds: Mapping[str, Any]) -> str:
-    return pod_template_hash(_spec(ds).get("template"), (ds.get("status") or {}).get("collisionCount"))
-
-
 def new_revision(ds: Mapping[str, Any], number: int) -> Obj:
-    """The ControllerRevision snapshotting `ds`'s template: named `<ds>-<hash>`, labelled
-    with the template labels and the hash, carrying the DaemonSet's annotations (so
-    `kubectl rollout history` shows the change cause)."""
-    meta = _meta(ds)
-    hash_ = revision_hash(ds)
-    labels = dict(((_spec(ds).get("template") or {}).get("metadata") or {}).get("labels") or {})
-    labels[HASH_LABEL] = hash_
-    rev_meta: Obj = {"name": f"{meta.get('name', '')}-{hash_}", "namespace": meta.get("namespace", ""),
-                     "labels": labels, "ownerReferences": [owner_reference(ds, "apps/v1", "DaemonSet")]}
-    if meta.get("annotations"):
-        rev_meta["annotations"] = dict(meta["annotations"])
-    return {"apiVersion": "apps/v1", "kind": "ControllerRevision", "metadata": rev_meta,
-            "data": revision_data(ds), "revision": number}
+    """The ControllerRevision snapshotting `ds`'s template (see revisions.new_revision)."""
+    return revisions.new_revision(ds, number, "DaemonSet")
 
 
-@dataclass
-class History:
-    """The revision history of a DaemonSet as found: the current revision (if one exists),
-    what to create or renumber, duplicates to fold, and the old revisions."""
-
-    current: Obj | None = None
-    create: Obj | None = None
-    renumber_to: int | None = None
-    duplicates: list[Obj] = field(default_factory=list)
-    old: list[Obj] = field(default_factory=list)
-    label: list[Obj] = field(default_factory=list)  # revisions missing the hash label
-
-
-def plan_history(ds: Mapping[str, Any], revisions: Iterable[Obj]) -> History:
-    """constructHistory: the revisions `ds` controls split into current and old; a new
-    current revision numbered one past the old ones when none matches, or the matching one
-    renumbered to that when a rollback brought an old template back."""
-    uid = _meta(ds).get("uid")
-    history = History()
-    current: list[Obj] = []
-    for rev in revisions:
-        ref = controller_ref(rev)
-        if ref is None or ref.get("uid") != uid:
-            continue
-        if HASH_LABEL not in _labels(rev):
-            history.label.append(rev)
-        (current if revision_matches(ds, rev) else history.old).append(rev)
-    next_number = max((revision_number(r) for r in history.old), default=0) + 1
-    if not current:
-        history.create = new_revision(ds, next_number)
-        return history
-    current.sort(key=lambda r: (revision_number(r), _name(r)))
-    history.current = current[-1]
-    history.duplicates = current[:-1]
-    if revision_number(history.current) < next_number:
-        history.renumber_to = next_number
-    return history
-
-
-def current_hash(revision: Mapping[str, Any]) -> str:
-    return _labels(revision).get(HASH_LABEL) or _name(revision)
+def plan_history(ds: Mapping[str, Any], found: Iterable[Obj]) -> History:
+    """constructHistory: the revisions `ds` controls split into current and old (see
+    revisions.plan_history); duplicates of the current one are folded into it."""
+    return revisions.plan_history(ds, found, "DaemonSet")
 
 
 def revisions_to_prune(ds: Mapping[str, Any], old: list[Obj], claim: Claim) -> list[Obj]:
