@@ -668,7 +668,7 @@ def validate(info: ResourceInfo, obj: dict, old: dict | None) -> list[FieldError
 def validate_with(strategy: KindStrategy, info: ResourceInfo, obj: dict, old: dict | None) -> list[FieldError]:
     """`validate` through a given strategy (a server's own, configured one)."""
     errs = validate_object_meta(info, obj.get("metadata"))
-    errs += strategy.validate(info, obj)
+    errs += strategy.validate(info, obj) if old is None else strategy.validate_changed(info, obj, old)
     if old is not None:
         errs += validate_object_meta_update(obj.get("metadata"), old.get("metadata"))
         errs += strategy.validate_update(info, obj, old)

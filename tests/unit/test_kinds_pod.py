@@ -166,3 +166,24 @@ def test_table_row_of_a_completed_pod_is_marked_completed():
     assert s.row_conditions(pod) == [{"type": "Completed", "status": "True", "reason": "Succeeded",
                                       "message": "The pod has completed successfully."}]
     assert s.row_conditions(_bound()) is None
+
+
+def test_an_update_that_leaves_the_spec_alone_is_not_validated_again_but_a_binding_node_is():
+    from kybernetes.api.validation import validate_with
+
+    strategy = PodStrategy()
+    old = defaulted(strategy, new_pod())
+    # A status write: the stored spec is taken as valid (it passed on create), so its
+    # rules are not walked again; a changed spec is.
+    status_write = copy.deepcopy(old)
+    status_write["status"] = {"phase": "Running"}
+    assert validate_with(strategy, PODS, status_write, old) == []
+    broken = copy.deepcopy(old)
+    broken["spec"]["containers"][0]["name"] = "Not_A_Name"
+    assert any("spec.containers[0].name" in m for m in messages(validate_with(strategy, PODS, broken, old)))
+    # A binding (which skips the update rules) changes only the node; its name must
+    # still be a valid node name.
+    bound = dict(old, spec=dict(old["spec"], nodeName="node-1"))
+    assert strategy.validate_changed(PODS, bound, old) == []
+    bad_node = dict(old, spec=dict(old["spec"], nodeName="Bad_Node"))
+    assert messages(strategy.validate_changed(PODS, bad_node, old))[0].startswith("spec.nodeName")

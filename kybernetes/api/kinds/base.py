@@ -292,6 +292,12 @@ class KindStrategy:
         """Rules about the change from `old` to `new` (immutable fields, ...)."""
         return []
 
+    def validate_changed(self, info: ResourceInfo, new: Obj, old: Obj) -> list[FieldError]:
+        """`validate` of an updated object. A kind whose rules look only at parts an update
+        usually leaves alone (a pod's spec, under status writes and bindings) may skip
+        them when they are unchanged: the stored object passed them."""
+        return self.validate(info, new)
+
     # -- what writes may change
 
     def prepare_for_create(self, info: ResourceInfo, obj: Obj) -> None:
