@@ -28,6 +28,7 @@ from kybernetes.agent.cri import runtime_pb2 as pb
 from kybernetes.agent.cri.client import CriError
 from kybernetes.agent.cri.protocol import Runtime
 from kybernetes.agent.host import HostFacts, disk_bytes, memory_available_bytes
+from kybernetes.agent.localpath import LocalPathProvisioner
 from kybernetes.agent.node import build_node, cni_conflist_bytes, node_resources, node_status
 from kybernetes.agent.probes import (
     LIVENESS,
@@ -37,14 +38,22 @@ from kybernetes.agent.probes import (
     run_probe,
     verdicts_kept_over_restart,
 )
-from kybernetes.agent.volumes import VolumeError, VolumeManager, container_mounts
+from kybernetes.agent.volumes import VolumeError, VolumeManager, container_mounts, readonly_volumes
 from kybernetes.api.aiotasks import cancel_and_wait
 from kybernetes.api.errors import ApiError
 from kybernetes.api.pods import pod_is_ready
 from kybernetes.api.timefmt import rfc3339, rfc3339_micro
 from kybernetes.client import Client, InformerFactory, WorkQueue, object_key, run_workers
 from kybernetes.client.nodes import LEASE_NAMESPACE, build_lease, lease_renewal
-from kybernetes.client.resources import CONFIGMAPS, LEASES, NODES, PODS, SECRETS
+from kybernetes.client.resources import (
+    CONFIGMAPS,
+    LEASES,
+    NODES,
+    PERSISTENTVOLUMECLAIMS,
+    PERSISTENTVOLUMES,
+    PODS,
+    SECRETS,
+)
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +140,18 @@ class Agent:
                                      node_resources(host)[1])
         # Told the node's pod CIDR once it is known (the service proxy's masquerade rule).
         self.pod_cidr_listeners: list[Callable[[str], None]] = []
+        self.local_path = LocalPathProvisioner(client, self.factory, self.name, options.data_dir,
+                                               on_claim=self._claim_changed)
+
+    def _claim_changed(self, pvc: Obj) -> None:
+        """A pod waiting for this claim to be bound mounts it as soon as it is, not at its
+        next retry."""
+        meta = pvc.get("metadata") or {}
+        for pod in self.pods.list():
+            if (pod.get("metadata") or {}).get("namespace") == meta.get("namespace") and any(
+                    (v.get("persistentVolumeClaim") or {}).get("claimName") == meta.get("name")
+                    for v in (pod.get("spec") or {}).get("volumes") or []):
+                self.queue.add(object_key(pod))
 
     def _enqueue(self, pod: Obj) -> None:
         key = object_key(pod)
@@ -341,7 +362,7 @@ class Agent:
                 await self._ensure_image(pod, name, container.get("image", ""), container.get("imagePullPolicy") or "")
                 env = await self._env(pod, container)
                 mounts = [(m.container_path, m.host_path, m.readonly)
-                          for m in container_mounts(container, volume_paths)]
+                          for m in container_mounts(container, volume_paths, readonly_volumes(pod))]
             except (podspec.EnvError, VolumeError) as e:
                 self._event(pod, name, "Warning", "Failed", f"Error: {e}")
                 plan.waiting[name] = ("CreateContainerConfigError", str(e))
@@ -444,8 +465,16 @@ class Agent:
         return podspec.container_env(pod, container, cms, secrets, allocatable)
 
     async def _fetch_source(self, kind: str, ns: str, name: str) -> Obj | None:
+        if kind in ("PersistentVolumeClaim", "PersistentVolume"):
+            cache = self.local_path.claims if kind == "PersistentVolumeClaim" else self.local_path.volumes
+            cached = cache.get(ns or None, name)
+            # The informer may lag a bind that just happened; the server has the last word.
+            if cached is not None and (kind == "PersistentVolume" or cached.get("status", {}).get("phase") == "Bound"):
+                return cached
+        resources = {"ConfigMap": CONFIGMAPS, "Secret": SECRETS, "PersistentVolumeClaim": PERSISTENTVOLUMECLAIMS,
+                     "PersistentVolume": PERSISTENTVOLUMES}
         try:
-            return await self.client.get(CONFIGMAPS if kind == "ConfigMap" else SECRETS, ns, name)
+            return await self.client.get(resources[kind], ns or None, name)
         except ApiError as e:
             if e.code == 404:
                 return None
@@ -665,7 +694,7 @@ class Agent:
         for pod in self.pods.list():
             self._enqueue(pod)
         loops = [asyncio.create_task(loop()) for loop in (self._lease_loop, self._status_loop, self._relist_loop,
-                                                          self._resync_loop)]
+                                                          self._resync_loop, self.local_path.run)]
         try:
             await run_workers(self.queue, self.sync, self.options.workers, "agent")
         finally:

@@ -1,7 +1,7 @@
 """Pod volumes on the node: emptyDir (disk or tmpfs), hostPath with its type checks,
-and files projected from ConfigMaps, Secrets and the downward API (configMap, secret,
-downwardAPI and projected volumes), written atomically so that containers see a
-changed object as a whole. What files a volume holds is decided by pure functions;
+persistentVolumeClaim (the bound PV's local or hostPath directory), and files projected
+from ConfigMaps, Secrets and the downward API (configMap, secret, downwardAPI and
+projected volumes), written atomically so that containers see a changed object as a whole. What files a volume holds is decided by pure functions;
 `VolumeManager` writes, mounts and removes them under the pod's directory."""
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from kybernetes.agent.podspec import EnvError, field_ref_value, resource_ref_value
+from kybernetes.api.localpath import volume_path
 from kybernetes.api.quantity import parse_quantity
+from kybernetes.api.storage import claim_is_bound, volume_mode
 
 Obj = dict[str, Any]
 Fetch = Callable[[str, str, str], Awaitable[Obj | None]]  # (kind, namespace, name) -> object or None
@@ -94,6 +96,39 @@ def downward_files(pod: Obj, items: list[Obj], default_mode: int,
             raise VolumeError(str(e)) from None
         out[path] = (text.encode(), mode)
     return out
+
+
+def claim_volume(claim_name: str, pvc: Obj | None, pv: Obj | None) -> tuple[str, str]:
+    """What a persistentVolumeClaim volume mounts: ("local" or "hostPath", the path on this
+    node) of the PV the claim is bound to; VolumeError says why the pod has to wait."""
+    if pvc is None:
+        raise VolumeError(f'persistentvolumeclaim "{claim_name}" not found')
+    meta = pvc.get("metadata") or {}
+    if meta.get("deletionTimestamp"):
+        raise VolumeError(f'persistentvolumeclaim "{claim_name}" is being deleted')
+    if not claim_is_bound(pvc):
+        raise VolumeError(f'persistentvolumeclaim "{claim_name}" is not bound')
+    pv_name = (pvc.get("spec") or {}).get("volumeName", "")
+    if pv is None:
+        raise VolumeError(f'persistentvolume "{pv_name}" of claim "{claim_name}" not found')
+    ref = (pv.get("spec") or {}).get("claimRef") or {}
+    if ref.get("uid") and ref.get("uid") != meta.get("uid"):
+        raise VolumeError(f'persistentvolume "{pv_name}" is bound to another claim than "{claim_name}"')
+    if volume_mode(pv) != "Filesystem":
+        raise VolumeError(f'persistentvolume "{pv_name}": volumeMode {volume_mode(pv)} is not supported by this node')
+    spec = pv.get("spec") or {}
+    kind = "local" if "local" in spec else "hostPath" if "hostPath" in spec else ""
+    path = volume_path(pv)
+    if not kind or not path:
+        raise VolumeError(f'persistentvolume "{pv_name}": only local and hostPath volumes can be mounted '
+                          "by this node")
+    return kind, path
+
+
+def readonly_volumes(pod: Obj) -> frozenset[str]:
+    """Volumes whose source says readOnly (a claim mounted read-only): every mount of them is."""
+    return frozenset(v.get("name", "") for v in (pod.get("spec") or {}).get("volumes") or []
+                     if ((v.get("persistentVolumeClaim") or {}).get("readOnly")))
 
 
 def safe_relative(path: str) -> bool:
@@ -219,6 +254,18 @@ class VolumeManager:
             hp = vol["hostPath"]
             check_host_path(hp.get("path", ""), hp.get("type") or "")
             return hp.get("path", "")
+        if "persistentVolumeClaim" in vol:
+            claim = (vol["persistentVolumeClaim"] or {}).get("claimName", "")
+            pvc = await self.fetch("PersistentVolumeClaim", ns, claim)
+            pv_name = ((pvc or {}).get("spec") or {}).get("volumeName") or ""
+            pv = await self.fetch("PersistentVolume", "", pv_name) if pvc is not None and pv_name else None
+            kind, path = claim_volume(claim, pvc, pv)
+            if kind == "hostPath":
+                check_host_path(path, (pv or {}).get("spec", {}).get("hostPath", {}).get("type") or "")
+            elif not os.path.isdir(path):
+                # A local volume's directory is made by whoever provisioned it, on its own node.
+                raise VolumeError(f"path {path} does not exist on this node")
+            return path
         if "emptyDir" in vol:
             path = os.path.join(base, "empty-dir", name)
             os.makedirs(path, exist_ok=True)
@@ -277,19 +324,28 @@ class VolumeManager:
         shutil.rmtree(pod_dir, ignore_errors=True)
 
 
-def container_mounts(container: Obj, volume_paths: dict[str, str]) -> list[Mount]:
-    """The container's volumeMounts as host paths, with subPath inside its volume."""
+def container_mounts(container: Obj, volume_paths: dict[str, str],
+                     readonly: frozenset[str] = frozenset()) -> list[Mount]:
+    """The container's volumeMounts as host paths, with subPath inside its volume; a mount
+    of a volume in `readonly` is read-only whatever the volumeMount says."""
     out = []
     for vm in container.get("volumeMounts") or []:
-        host = volume_paths.get(vm.get("name", ""))
+        vol = vm.get("name", "")
+        host = volume_paths.get(vol)
         if host is None:
             raise VolumeError(f'unable to find volume "{vm.get("name")}"')
         sub = vm.get("subPath") or ""
         if sub:
             if not safe_relative(sub):
                 raise VolumeError(f"invalid subPath {sub!r}")
-            host = os.path.join(host, sub)
-            if not os.path.exists(host):
-                os.makedirs(host, exist_ok=True)
-        out.append(Mount(vm.get("mountPath", ""), host, bool(vm.get("readOnly"))))
+            target = os.path.join(host, sub)
+            # A link inside the volume (a pod can make one in a persistent volume) must not
+            # lead the mount out of it.
+            inside = os.path.realpath(host)
+            if os.path.commonpath([inside, os.path.realpath(target)]) != inside:
+                raise VolumeError(f'subPath "{sub}" of volume "{vol}" leads outside the volume')
+            if not os.path.exists(target):
+                os.makedirs(target, exist_ok=True)
+            host = target
+        out.append(Mount(vm.get("mountPath", ""), host, bool(vm.get("readOnly")) or vol in readonly))
     return out

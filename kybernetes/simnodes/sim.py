@@ -19,9 +19,11 @@ from collections.abc import Hashable
 from typing import Any
 
 from kybernetes.api.aiotasks import cancel_and_wait
+from kybernetes.api.localpath import pod_claims
 from kybernetes.client import ApiError, Client, Informers
 from kybernetes.client.resources import LEASES, NODES, PODS
 from kybernetes.simnodes import model
+from kybernetes.simnodes.storage import SimLocalPath
 from kybernetes.simnodes.timers import TimerHeap
 
 log = logging.getLogger(__name__)
@@ -33,6 +35,11 @@ FIELD_MANAGER = "kyb-sim-nodes"
 def _node_index(pod: Obj) -> list[str]:
     name = model.pod_node(pod)
     return [name] if name else []
+
+
+def _claim_index(pod: Obj) -> list[str]:
+    ns = (pod.get("metadata") or {}).get("namespace", "")
+    return [f"{ns}/{claim}" for claim in pod_claims(pod)]
 
 
 def _utcnow() -> dt.datetime:
@@ -83,7 +90,8 @@ class SimulatedNodes:
         self._status_phase = dict(zip(self.names, model.spread_offsets(count, node_status_interval), strict=True))
         self._rnd = random.Random(seed)
 
-        self._pods = factory.informer(PODS, field_selector=pod_field_selector, indexers={"node": _node_index})
+        self._pods = factory.informer(PODS, field_selector=pod_field_selector, indexers={"node": _node_index,
+                                                                                        "claim": _claim_index})
         self._nodes = factory.informer(NODES)
         self._leases = factory.informer(LEASES, namespace=model.LEASE_NAMESPACE)
         self._pods.add_handler(on_add=self._on_pod_event, on_update=lambda _old, new: self._on_pod_event(new),
@@ -93,6 +101,7 @@ class SimulatedNodes:
         self._leases.add_handler(on_delete=self._on_lease_deleted)
 
         self._active: set[str] = set()
+        self._storage = SimLocalPath(client, factory, self._active, on_claim=self._on_claim_event)
         self._paused: set[str] = set()
         self._paused_by_annotation: set[str] = set()
         self._uids: dict[str, str] = {}
@@ -121,7 +130,7 @@ class SimulatedNodes:
         now = loop.time()
         for name in self.names:
             self._schedule(("register", name), now)
-        tasks = []
+        tasks = [loop.create_task(self._storage.run(), name="simnodes-storage")]
         for lane in (self._node_lane, self._pod_lane):
             lane.queue = asyncio.Queue(maxsize=lane.workers * 2)
             tasks.append(loop.create_task(self._dispatch(lane), name=f"simnodes-{lane.name}-dispatch"))
@@ -204,12 +213,18 @@ class SimulatedNodes:
         if ip:
             self._pool(node).reserve(meta.get("uid", ""), ip)
         action = model.pod_action(pod, self.job_duration is not None)
-        if action is None:
+        # A kubelet starts no container before the pod's claims are bound and mounted.
+        if action is None or (action == model.START and not self._storage.claims_bound(pod)):
             self._pod_lane.timers.cancel(key)
             return
         delay = model.action_delay(action, pod, _utcnow(), self.start_delay, self.job_duration or 0.0,
                                    self.delete_delay, self.jitter, self._rnd)
         self._schedule(key, asyncio.get_running_loop().time() + delay, action, keep_earlier=True)
+
+    def _on_claim_event(self, pvc: Obj) -> None:
+        meta = pvc.get("metadata") or {}
+        for pod in self._pods.by_index("claim", f"{meta.get('namespace', '')}/{meta.get('name', '')}"):
+            self._on_pod_event(pod)
 
     def _forget_pod(self, pod: Obj) -> None:
         meta = pod.get("metadata") or {}
