@@ -261,6 +261,36 @@ def _spread_constraints(spec: Mapping[str, Any], labels: Mapping[str, str], owne
     return tuple(out)
 
 
+# -- claims -------------------------------------------------------------------------------
+
+def pod_claims(pod_name: str, spec: Mapping[str, Any]) -> tuple[tuple[str, bool], ...]:
+    """(claim name, ephemeral) for each volume backed by a PersistentVolumeClaim: a
+    `persistentVolumeClaim` volume names its claim, a generic ephemeral volume's claim is
+    `<pod>-<volume>`. Empty for the common pod, at the cost of one lookup."""
+    volumes = spec.get("volumes")
+    if not volumes:
+        return ()
+    out = []
+    for v in volumes:
+        ref = v.get("persistentVolumeClaim")
+        if ref is not None:
+            out.append((ref.get("claimName") or "", False))
+        elif v.get("ephemeral") is not None:
+            out.append((f"{pod_name}-{v.get('name') or ''}", True))
+    return tuple(out)
+
+
+def _claim_volumes_view(volumes: Any) -> list[Obj]:
+    out: list[Obj] = []
+    for v in volumes or ():
+        ref = v.get("persistentVolumeClaim")
+        if ref is not None:
+            out.append({"name": v.get("name"), "persistentVolumeClaim": {"claimName": ref.get("claimName")}})
+        elif v.get("ephemeral") is not None:
+            out.append({"name": v.get("name"), "ephemeral": {}})
+    return out
+
+
 # -- PodInfo ------------------------------------------------------------------------------
 
 def normalize_image(name: str) -> str:
@@ -288,7 +318,7 @@ class PodInfo:
         "requests", "cpu", "mem", "eph", "scalar", "nz_cpu", "nz_mem", "host_ports", "tolerations",
         "node_affinity", "preferred_terms",
         "affinity_terms", "anti_terms", "spread", "owner_uid", "images", "num_containers",
-        "preemption_never", "spec",
+        "preemption_never", "spec", "claims",
     )
 
     def __init__(self, pod: Obj) -> None:
@@ -336,6 +366,7 @@ class PodInfo:
         containers = list(spec.get("initContainers") or ()) + list(spec.get("containers") or ())
         self.images = tuple(normalize_image(c.get("image") or "") for c in containers)
         self.num_containers = len(containers)
+        self.claims = pod_claims(self.name, spec)
 
     def matches_node_affinity(self, name: str, labels: Mapping[str, str]) -> bool:
         """nodeSelector and required node affinity together (both must hold)."""
@@ -366,6 +397,11 @@ def scheduling_view(pod: Obj) -> Obj:
     for key in ("containers", "initContainers"):
         if key in spec:
             view_spec[key] = [_pick(c, _VIEW_CONTAINER) for c in spec[key] or ()]
+    if spec.get("volumes"):
+        # Only the claim-backed volumes matter here (volume binding), by name.
+        claims = _claim_volumes_view(spec["volumes"])
+        if claims:
+            view_spec["volumes"] = claims
     view_status = _pick(status, ("phase", "nominatedNodeName", "startTime"))
     if not spec.get("nodeName") and "conditions" in status:
         # Only a pod waiting for a node gets its PodScheduled condition written.

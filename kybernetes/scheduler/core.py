@@ -23,6 +23,7 @@ from kybernetes.scheduler.cache import (
     pod_info,
 )
 from kybernetes.scheduler.preemption import Budget, Candidate
+from kybernetes.scheduler.volumebinding import VolumeState
 
 MAX_NODE_SCORE = 100
 
@@ -293,9 +294,10 @@ def filter_spread(pod: PodInfo, ni: NodeInfo, state: SpreadState) -> Status | No
 BASIC_FILTERS = 3
 
 
-def build_filters(pod: PodInfo, cache: ClusterCache) -> list[Filter]:
+def build_filters(pod: PodInfo, cache: ClusterCache, volumes: VolumeState | None = None) -> list[Filter]:
     """The filter chain for one pod in the default profile's order, leaving out filters
-    that cannot fail for it. Each node stops at its first failing filter."""
+    that cannot fail for it (volume binding only for a pod with claims). Each node stops
+    at its first failing filter."""
     chain: list[Filter] = [lambda ni: filter_node_unschedulable(pod, ni)]
     if pod.node_name:
         chain.append(lambda ni: filter_node_name(pod, ni))
@@ -305,6 +307,8 @@ def build_filters(pod: PodInfo, cache: ClusterCache) -> list[Filter]:
     if pod.host_ports:
         chain.append(lambda ni: filter_ports(pod, ni))
     chain.append(lambda ni: filter_resources(pod, ni))
+    if volumes is not None:
+        chain.append(volumes.filter)
     hard = tuple(c for c in pod.spread if c.hard)
     if hard:
         sstate = spread_state(pod, cache, hard)
@@ -497,8 +501,12 @@ def nodes_available_message(num_nodes: int, reasons: Mapping[str, int]) -> str:
     return msg
 
 
-def failure_message(num_nodes: int, reasons: Mapping[str, int], preemption: str | None) -> str:
-    msg = nodes_available_message(num_nodes, reasons)
+def failure_message(num_nodes: int, reasons: Mapping[str, int], preemption: str | None,
+                    prefilter: str = "") -> str:
+    """The whole FailedScheduling message. A pre-filter rejection (the same for every node)
+    stands in for the per-node reasons, as upstream words it."""
+    msg = f"0/{num_nodes} nodes are available: {prefilter}." if prefilter else \
+        nodes_available_message(num_nodes, reasons)
     post = DRA_POSTFILTER
     if preemption:
         post += ", preemption: " + preemption
@@ -533,21 +541,35 @@ def _fits_with_nominated(chain: list[Filter], ni: NodeInfo, extra: Sequence[PodI
 
 # -- the cycle ----------------------------------------------------------------------------
 
+def rejected_everywhere(p: PodInfo, cache: ClusterCache, rng: random.Random, budgets: Sequence[Budget],
+                        why: str) -> ScheduleResult:
+    """A pre-filter said no for every node: nothing to filter, and evicting pods cannot help."""
+    statuses: dict[str, Status] = {name: ((why,), False) for name in cache.order}
+    nominated = preemption.nominated_for(p, cache) if cache.nominated else None
+    pre, _ = post_filter(p, cache, statuses, [], rng, budgets, nominated)
+    n = len(cache.order)
+    return ScheduleResult(None, {why: n}, failure_message(n, {}, pre, why), 0, 0)
+
+
 def schedule_one(pod: Mapping[str, Any] | PodInfo, snapshot: ClusterCache, rng: random.Random,
-                 percentage_of_nodes_to_score: int = 0, budgets: Sequence[Budget] = ()) -> ScheduleResult:
+                 percentage_of_nodes_to_score: int = 0, budgets: Sequence[Budget] = (),
+                 volumes: VolumeState | None = None) -> ScheduleResult:
     """Choose a node for `pod`: its nominated node if it fits there now, else filter nodes
     from a rotating start until enough feasible ones are found, score those, take the
     best. On failure every node has been tried and the result carries the reason counts,
     the FailedScheduling message and, when preemption helps, the node and victims
     (`budgets`: the PodDisruptionBudgets). Pods nominated to a node keep their room there
-    against pods of lower or equal priority."""
+    against pods of lower or equal priority. `volumes`: the pod's claims (None without any),
+    from `volumebinding.prefilter`."""
     p = pod_info(pod)  # type: ignore[arg-type]
     cache = snapshot
     names = cache.order
     n = len(names)
     if n == 0:
         return ScheduleResult(None, {}, ERR_NO_NODES)
-    chain = build_filters(p, cache)
+    if volumes is not None and volumes.rejection:
+        return rejected_everywhere(p, cache, rng, budgets, volumes.rejection)
+    chain = build_filters(p, cache, volumes)
     nominated = preemption.nominated_for(p, cache) if cache.nominated else None
     own = cache.nominated_node.get(p.key)
     if own is not None:

@@ -65,6 +65,8 @@ class SchedulingQueue:
         self._backoff_until: dict[str, float] = {}
         self._unschedulable_since: dict[str, float] = {}
         self._affinity_waiting: set[str] = set()
+        # Unschedulable pods with claims: volume events retry them.
+        self._volume_waiting: set[str] = set()
         self._last_failure: dict[str, float] = {}
         self.cycle = 0
         self._move_cycle = -1
@@ -103,6 +105,7 @@ class SchedulingQueue:
         self._backoff_until.pop(key, None)
         self._unschedulable_since.pop(key, None)
         self._affinity_waiting.discard(key)
+        self._volume_waiting.discard(key)
         self._last_failure.pop(key, None)
         self.attempts.pop(key, None)
 
@@ -114,6 +117,7 @@ class SchedulingQueue:
         self._backoff_until.pop(key, None)
         self._unschedulable_since.pop(key, None)
         self._affinity_waiting.discard(key)
+        self._volume_waiting.discard(key)
         heapq.heappush(self._heap, (prio, created, seq, key))
         self._wake.set()
 
@@ -121,6 +125,7 @@ class SchedulingQueue:
         """Back to active, or to backoff while its backoff has not run out."""
         self._unschedulable_since.pop(key, None)
         self._affinity_waiting.discard(key)
+        self._volume_waiting.discard(key)
         until = self._last_failure.get(key, -1e18) + backoff_duration(
             self.attempts.get(key, 0), self.initial_backoff, self.max_backoff)
         if until > self.clock():
@@ -157,9 +162,10 @@ class SchedulingQueue:
         if self.where.get(key) == IN_FLIGHT:
             self.delete(key)
 
-    def unschedulable(self, pod: Obj, cycle: int | None = None) -> None:
+    def unschedulable(self, pod: Obj, cycle: int | None = None, volumes: bool = False) -> None:
         """No node fits. If the cluster changed while the pod was being scheduled, that
-        change may already help, so it only waits out its backoff."""
+        change may already help, so it only waits out its backoff. `volumes`: the pod has
+        claims, so claim and volume events concern it too."""
         key = pod_key(pod)
         if key not in self.where:
             return  # deleted or bound meanwhile
@@ -174,6 +180,8 @@ class SchedulingQueue:
             self._unschedulable_since[key] = self.clock()
             if ((pod.get("spec") or {}).get("affinity") or {}).get("podAffinity"):
                 self._affinity_waiting.add(key)
+            if volumes:
+                self._volume_waiting.add(key)
 
     def backoff(self, pod: Obj) -> None:
         """A transient error (e.g. binding failed): retry after the backoff."""
@@ -200,6 +208,17 @@ class SchedulingQueue:
         self._move_cycle = self.cycle
         pool = self._affinity_waiting if only_pod_affinity else self._unschedulable_since
         keys = list(pool)
+        for key in keys:
+            self._requeue(key)
+        return len(keys)
+
+    def move_volume_waiting(self, match: Callable[[Obj], bool] | None = None) -> int:
+        """A claim, volume or class changed: unschedulable pods with claims (with `match`,
+        those it accepts) go back as in `move_all`."""
+        if not self._volume_waiting:
+            return 0
+        self._move_cycle = self.cycle
+        keys = [k for k in self._volume_waiting if match is None or match(self.pods[k])]
         for key in keys:
             self._requeue(key)
         return len(keys)

@@ -3,7 +3,10 @@
 `pods/binding` with a bounded number of bindings in flight; on failure records a
 `FailedScheduling` event and the `PodScheduled=False` condition. When preemption chose a
 node, the victims get the DisruptionTarget condition and a graceful delete, the pod its
-`status.nominatedNodeName`, and it waits in the queue until the victims are gone."""
+`status.nominatedNodeName`, and it waits in the queue until the victims are gone. Pods
+with PersistentVolumeClaims also go through volume binding (`volumebinding`): claim,
+volume and class events requeue the pods waiting for them, and before a pod is bound the
+chosen static PVs are pre-bound and claims to provision get the selected node."""
 
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from kybernetes.api.errors import ApiError
 from kybernetes.api.pods import pod_is_terminal, pod_key
 from kybernetes.api.timefmt import now_rfc3339
 from kybernetes.client import Client, Informers
-from kybernetes.client.resources import NODES, PODS, Resource
+from kybernetes.client.resources import NODES, PERSISTENTVOLUMECLAIMS, PERSISTENTVOLUMES, PODS, Resource
 from kybernetes.scheduler.cache import ClusterCache, PodInfo
 from kybernetes.scheduler.core import schedule_one
 from kybernetes.scheduler.preemption import (
@@ -29,12 +32,14 @@ from kybernetes.scheduler.preemption import (
     lower_nominated,
 )
 from kybernetes.scheduler.queue import SchedulingQueue
+from kybernetes.scheduler.volumebinding import PodVolumes, VolumeBinder, waiting_on_claim
 
 log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
 DEFAULT_SCHEDULER = "default-scheduler"
 PDBS = Resource.for_kind("policy/v1", "PodDisruptionBudget")
+STORAGECLASSES = Resource.for_kind("storage.k8s.io/v1", "StorageClass")
 
 
 def responsible_for(pod: Obj, scheduler_name: str) -> bool:
@@ -137,6 +142,13 @@ class Scheduler:
         self.nodes.add_handler(self._node_added, self._node_updated, self._node_deleted)
         self.pods.add_handler(self._pod_added, self._pod_updated, self._pod_deleted)
         self.pdbs.add_handler(self._pdb_changed, lambda _old, new: self._pdb_changed(new), self._pdb_changed)
+        self.volumes = VolumeBinder(factory.informer(PERSISTENTVOLUMECLAIMS), factory.informer(PERSISTENTVOLUMES),
+                                    factory.informer(STORAGECLASSES))
+        self.volumes.claims.add_handler(self._claim_changed, lambda _old, new: self._claim_changed(new),
+                                        self.volumes.claim_deleted)
+        self.volumes.volumes.add_handler(self._volume_changed, lambda _old, new: self._volume_changed(new),
+                                         self.volumes.volume_deleted)
+        self.volumes.classes.add_handler(self._class_changed, lambda _old, new: self._class_changed(new))
 
     def budgets(self) -> list[Budget]:
         """The PodDisruptionBudgets as preemption reads them, parsed once per change."""
@@ -160,6 +172,20 @@ class Scheduler:
 
     def _pdb_changed(self, _pdb: Obj) -> None:
         self._budgets = None
+
+    # Upstream's VolumeBinding events: any claim, volume or class added or updated may help
+    # pods waiting for volumes (a claim event only the pods using it).
+
+    def _claim_changed(self, claim: Obj) -> None:
+        self.volumes.claim_changed(claim)
+        self.queue.move_volume_waiting(waiting_on_claim(claim))
+
+    def _volume_changed(self, pv: Obj) -> None:
+        self.volumes.volume_changed(pv)
+        self.queue.move_volume_waiting()
+
+    def _class_changed(self, _sc: Obj) -> None:
+        self.queue.move_volume_waiting()
 
     def _track_nomination(self, pod: Obj) -> None:
         """Follow status.nominatedNodeName of unbound pods (ours or another scheduler's)."""
@@ -257,11 +283,12 @@ class Scheduler:
             self._slots.release()
             return
         info = PodInfo(latest)
-        result = schedule_one(info, self.cache, self.rng, self.percentage, self.budgets())
+        volumes = self.volumes.prefilter(info) if info.claims else None
+        result = schedule_one(info, self.cache, self.rng, self.percentage, self.budgets(), volumes)
         if result.node is None:
             self._slots.release()
             self.failed += 1
-            self.queue.unschedulable(latest, self.queue.cycle)
+            self.queue.unschedulable(latest, self.queue.cycle, volumes=bool(info.claims))
             log.info("pod %s unschedulable: %s", key, result.message)
             chosen = result.preemption
             if chosen is not None:
@@ -270,18 +297,46 @@ class Scheduler:
             return
         self.cache.unnominate(key)
         self.cache.assume(info, result.node)
-        self._spawn(self._bind(latest, result.node))
+        writes = None
+        if volumes is not None:
+            node = self.cache.nodes[result.node].node
+            writes = self.volumes.assume(volumes, node) if node is not None else None
+        self._spawn(self._bind(latest, result.node, writes))
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _bind(self, pod: Obj, node: str) -> None:
+    async def _prebind(self, pod: Obj, writes: PodVolumes) -> bool:
+        """The VolumeBinding PreBind writes; on failure the reservation is undone, the pod
+        retried after its backoff, and the event says why."""
+        try:
+            await self.volumes.bind(self.client, writes)
+            return True
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a taken PV (409) or network trouble: retry the pod
+            self.volumes.revert(writes)
+            self.cache.forget(pod_key(pod))
+            log.info("pre-binding volumes of %s failed: %s", pod_key(pod), e)
+            latest = self.pods.get_by_key(pod_key(pod))
+            if latest is not None and responsible_for(latest, self.name):
+                self.queue.backoff(latest)
+            else:
+                self.queue.done(pod_key(pod))
+            why = e.message if isinstance(e, ApiError) else str(e)
+            self._spawn(self.client.event(_as_pod(pod), "Warning", "FailedScheduling",
+                                          f'running PreBind plugin "VolumeBinding": {why}', self.name))
+            return False
+
+    async def _bind(self, pod: Obj, node: str, writes: PodVolumes | None = None) -> None:
         key = pod_key(pod)
         meta = pod.get("metadata") or {}
         ns, name = meta.get("namespace") or "default", meta.get("name") or ""
         try:
+            if writes is not None and not await self._prebind(pod, writes):
+                return
             await self.client.create_subresource(PODS, ns, name, "binding", binding_body(pod, node))
         except ApiError as e:
             self.cache.forget(key)
@@ -302,6 +357,8 @@ class Scheduler:
             return
         except asyncio.CancelledError:
             self.cache.forget(key)
+            if writes is not None:
+                self.volumes.revert(writes)
             raise
         except Exception as e:  # noqa: BLE001 - network trouble: retry later
             log.warning("binding %s to %s failed: %s", key, node, e)
