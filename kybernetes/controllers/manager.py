@@ -40,6 +40,7 @@ from kybernetes.controllers.replicaset import ReplicaSetController, ReplicationM
 from kybernetes.controllers.rootcacert import RootCACertPublisher
 from kybernetes.controllers.serviceaccount import ServiceAccountController
 from kybernetes.controllers.servicelb import ServiceLBController
+from kybernetes.controllers.statefulset import StatefulSetController
 from kybernetes.controllers.ttlafterfinished import TTLAfterFinishedController
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,7 @@ BUILDERS: tuple[tuple[str, Builder], ...] = (
     ("job", lambda c, f, o: JobController(c, f)),
     ("ttlafterfinished", lambda c, f, o: TTLAfterFinishedController(c, f)),
     ("daemonset", lambda c, f, o: DaemonSetController(c, f)),
+    ("statefulset", lambda c, f, o: StatefulSetController(c, f)),
     ("garbagecollector", lambda c, f, o: GarbageCollectorController(c, f)),
     ("namespace", lambda c, f, o: NamespaceController(c, f)),
     ("serviceaccount", lambda c, f, o: ServiceAccountController(c, f)),
