@@ -370,3 +370,32 @@ async def test_controller_creates_revision_claims_and_pods_in_order_and_writes_s
     await settle()
     assert sorted(r["revision"] for r in client.all(CONTROLLERREVISIONS)) == [1, 2]
     assert [c.name for c in client.calls_of("delete", "pods")] == ["web-1"]
+
+
+# -- the kind's rules ------------------------------------------------------------------------
+
+
+def test_statefulset_validation_refuses_bad_rollout_retention_and_ordinals():
+    from kybernetes.api.errors import ApiError
+    from kybernetes.api.kinds import DEFAULT
+    from kybernetes.api.registry import Registry
+    from kybernetes.api.validation import validate_with
+
+    info = Registry().get("apps", "v1", "statefulsets")
+    sts = make_sts(max_unavailable="50%", start=2)
+    DEFAULT.for_info(info).default(info, sts)
+    assert validate_with(DEFAULT.for_info(info), info, sts, None) == []
+    sts["spec"]["updateStrategy"]["rollingUpdate"]["maxUnavailable"] = 0
+    sts["spec"]["ordinals"]["start"] = -1
+    sts["spec"]["minReadySeconds"] = -1
+    sts["spec"]["persistentVolumeClaimRetentionPolicy"]["whenScaled"] = "Keep"
+    sts["spec"]["template"]["spec"]["activeDeadlineSeconds"] = 5
+    message = ApiError.invalid(info.group, info.kind, "web", validate_with(DEFAULT.for_info(info), info, sts, None)
+                               ).message
+    for part in ("spec.updateStrategy.rollingUpdate.maxUnavailable: Invalid value: 0: cannot be 0",
+                 "spec.ordinals.start: Invalid value: -1: must be greater than or equal to 0",
+                 "spec.minReadySeconds: Invalid value: -1: must be greater than or equal to 0",
+                 'spec.persistentVolumeClaimRetentionPolicy.whenScaled: Unsupported value: "Keep"',
+                 "spec.template.spec.activeDeadlineSeconds: Forbidden: activeDeadlineSeconds in StatefulSet is "
+                 "not Supported"):
+        assert part in message, (part, message)

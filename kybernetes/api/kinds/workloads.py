@@ -131,6 +131,19 @@ def _validate_statefulset(info: ResourceInfo, obj: Obj) -> Errors:
                             "only allowed for updateStrategy 'RollingUpdate'"))
     if isinstance(rolling, dict):
         errs += non_negative("spec.updateStrategy.rollingUpdate.partition", rolling.get("partition"))
+        unavailable = rolling.get("maxUnavailable")
+        errs += validate_int_or_percent("spec.updateStrategy.rollingUpdate.maxUnavailable", unavailable)
+        if _is_zero(unavailable):
+            errs.append(invalid("spec.updateStrategy.rollingUpdate.maxUnavailable", unavailable, "cannot be 0"))
+    errs += non_negative("spec.minReadySeconds", spec.get("minReadySeconds"))
+    errs += non_negative("spec.ordinals.start", as_dict(spec.get("ordinals")).get("start"))
+    retention = as_dict(spec.get("persistentVolumeClaimRetentionPolicy"))
+    for key in ("whenDeleted", "whenScaled"):
+        errs += enum_errors(f"spec.persistentVolumeClaimRetentionPolicy.{key}", retention.get(key),
+                            ["Retain", "Delete"], required_when_empty=False)
+    if as_dict(as_dict(spec.get("template")).get("spec")).get("activeDeadlineSeconds") is not None:
+        errs.append(forbidden("spec.template.spec.activeDeadlineSeconds",
+                              "activeDeadlineSeconds in StatefulSet is not Supported"))
     if spec.get("serviceName"):
         errs += name_errors(dns1123_label_errors, "spec.serviceName", spec["serviceName"])
     errs += non_negative("spec.revisionHistoryLimit", spec.get("revisionHistoryLimit"))
