@@ -77,12 +77,13 @@ def is_default_class(sc: Mapping[str, Any]) -> bool:
 
 def default_class(classes: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
     """The default StorageClass, as upstream's admission picks it when several are marked:
-    the newest by creationTimestamp, then by name."""
-    defaults = [sc for sc in classes if is_default_class(sc)]
+    the newest by creationTimestamp, then the first by name."""
+    defaults = sorted((sc for sc in classes if is_default_class(sc)),
+                      key=lambda sc: str(_meta(sc).get("name") or ""))
     if not defaults:
         return None
-    return max(defaults, key=lambda sc: (str(_meta(sc).get("creationTimestamp") or ""),
-                                         str(_meta(sc).get("name") or "")))
+    # max() keeps the first of equals, so the name order decides ties.
+    return max(defaults, key=lambda sc: str(_meta(sc).get("creationTimestamp") or ""))
 
 
 def binding_mode(sc: Mapping[str, Any] | None) -> str:
@@ -203,3 +204,16 @@ def claim_is_bound(pvc: Mapping[str, Any]) -> bool:
     status = pvc.get("status")
     phase = status.get("phase") if isinstance(status, Mapping) else None
     return phase == "Bound" and bool(_spec(pvc).get("volumeName"))
+
+
+def local_path_storage_class() -> Obj:
+    """The built-in default StorageClass the API server creates at start when absent: volumes
+    are directories the node agent makes on the node a pod was scheduled to."""
+    return {
+        "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+        "metadata": {"name": LOCAL_PATH_CLASS, "annotations": {ANN_DEFAULT_CLASS: "true"}},
+        "provisioner": LOCAL_PATH_PROVISIONER,
+        "reclaimPolicy": "Delete",
+        "volumeBindingMode": WAIT_FOR_FIRST_CONSUMER,
+        "allowVolumeExpansion": True,
+    }

@@ -39,6 +39,7 @@ from kybernetes.apiserver.quota import QuotaAdmission, QuotaStatus
 from kybernetes.apiserver.resources import ResourceService
 from kybernetes.apiserver.rest import RestHandler, json_response
 from kybernetes.apiserver.serviceips import ServiceAllocator
+from kybernetes.apiserver.storageadmission import StorageAdmission
 from kybernetes.apiserver.systemservices import ApiEndpoint, SystemServices, choose_advertise_address
 from kybernetes.apiserver.virtual import VirtualHandler
 from kybernetes.apiserver.watchcache import WatchCache
@@ -109,6 +110,9 @@ class ApiServer:
         self.service.create_admission.append(priority_admission.check_create)
         self.service.update_admission.append(priority_admission.check_update)
         self.service.create_admission.append(QuotaAdmission(self.cache).check_create)
+        storage_admission = StorageAdmission(self.registry, self.cache)
+        self.service.create_admission.append(storage_admission.check_create)
+        self.service.update_admission.append(storage_admission.check_update)
         self.quota_status = QuotaStatus(self.registry, self.cache, self.service)
         self.service_network = service_network or servicealloc.service_network()
         # The caller (`kyb server`) knows the host's address; without it, loopback.

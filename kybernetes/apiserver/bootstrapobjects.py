@@ -14,7 +14,8 @@ controllers do:
 * the default ServiceCIDR `kubernetes` for the service range, and a Ready condition
   on every ServiceCIDR;
 * an IPAddress for every Service cluster IP (a mirror of the allocator's records, made
-  a few seconds after the Service; the allocator itself does not consult them).
+  a few seconds after the Service; the allocator itself does not consult them);
+* the default `local-path` StorageClass, once at start when absent.
 
 The decisions are the kind modules' (`kinds/flowcontrol.py`, `kinds/apiregistration.py`,
 `kinds/servicecidr.py`); this is the shell that reads the watch cache and writes
@@ -28,7 +29,7 @@ import copy
 import logging
 from typing import Any
 
-from kybernetes.api import priority
+from kybernetes.api import priority, storage
 from kybernetes.api.errors import ApiError
 from kybernetes.api.kinds import apiregistration, flowcontrol, servicecidr
 from kybernetes.api.registry import Registry, ResourceInfo
@@ -58,6 +59,7 @@ class BootstrapObjects:
         self._task: asyncio.Task[None] | None = None
         self._synced_revision = -1
         self._round_failed = False
+        self._storage_class_done = False
 
     async def start(self) -> None:
         """Begin keeping the objects; the first round runs at once, without holding up
@@ -97,6 +99,7 @@ class BootstrapObjects:
         await self.sync_api_services()
         await self.sync_service_cidrs()
         await self.sync_ip_addresses()
+        await self.sync_storage_classes()
         if not self._round_failed:
             self._synced_revision = revision
 
@@ -188,6 +191,21 @@ class BootstrapObjects:
         for obj in priority.system_priority_classes():
             if obj["metadata"]["name"] not in existing:
                 await self._create(info, obj)
+
+    # -- the default StorageClass ------------------------------------------------------------
+
+    async def sync_storage_classes(self) -> None:
+        # Only once per start, as k3s deploys its local-path class: a cluster admin who removed
+        # it (or replaced the default) is not overruled while the server runs.
+        if self._storage_class_done:
+            return
+        info = self.registry.get("storage.k8s.io", "v1", "storageclasses")
+        if info is None:
+            self._storage_class_done = True
+            return
+        wanted = storage.local_path_storage_class()
+        if wanted["metadata"]["name"] in self._objects(info) or await self._create(info, wanted) is not None:
+            self._storage_class_done = True
 
     # -- APIServices -----------------------------------------------------------------------
 

@@ -36,6 +36,8 @@ from kybernetes.controllers.nodedns import NodeDnsController
 from kybernetes.controllers.nodelifecycle import NodeLifecycleController
 from kybernetes.controllers.podgc import PodGCController
 from kybernetes.controllers.podutil import controller_view
+from kybernetes.controllers.pvbinder import PersistentVolumeBinder
+from kybernetes.controllers.pvprotection import PVCProtectionController, PVProtectionController
 from kybernetes.controllers.replicaset import ReplicaSetController, ReplicationManager
 from kybernetes.controllers.rootcacert import RootCACertPublisher
 from kybernetes.controllers.serviceaccount import ServiceAccountController
@@ -96,6 +98,9 @@ BUILDERS: tuple[tuple[str, Builder], ...] = (
     ("namespace", lambda c, f, o: NamespaceController(c, f)),
     ("serviceaccount", lambda c, f, o: ServiceAccountController(c, f)),
     ("podgc", lambda c, f, o: PodGCController(c, f, terminated_pod_threshold=o.terminated_pod_threshold)),
+    ("persistentvolume-binder", lambda c, f, o: PersistentVolumeBinder(c, f)),
+    ("pvc-protection", lambda c, f, o: PVCProtectionController(c, f)),
+    ("pv-protection", lambda c, f, o: PVProtectionController(c, f)),
     ("endpoints", lambda c, f, o: EndpointsController(c, f)),
     ("endpointslice", lambda c, f, o: EndpointSliceController(c, f)),
     ("endpointslicemirroring", lambda c, f, o: EndpointSliceMirroringController(c, f)),

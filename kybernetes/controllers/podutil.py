@@ -67,11 +67,17 @@ _VIEW_CONTAINER_STATUS = ("name", "ready", "started", "restartCount")
 
 def controller_view(pod: Obj) -> Obj:
     """What the controller manager keeps of a pod: all of it but the container details no
-    controller reads (commands, env, probes, volumes, container states), which are
+    controller reads (commands, env, probes, volumes but claims, container states), which are
     much of each pod's memory in a process that holds every pod of the cluster."""
     spec = pod.get("spec")
     if isinstance(spec, dict):
+        volumes = spec.get("volumes")
         spec = {k: v for k, v in spec.items() if k not in ("volumes", "ephemeralContainers")}
+        # Which claims a pod uses is kept: PVC protection and the PV binder read it.
+        claims = [{"name": v.get("name"), "persistentVolumeClaim": v["persistentVolumeClaim"]}
+                  for v in volumes or () if isinstance(v, dict) and isinstance(v.get("persistentVolumeClaim"), dict)]
+        if claims:
+            spec["volumes"] = claims
         for key in ("containers", "initContainers"):
             if key in spec:
                 spec[key] = [{k: c[k] for k in _VIEW_CONTAINER if k in c} for c in spec[key] or ()]

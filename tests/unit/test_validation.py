@@ -281,6 +281,9 @@ def test_pvc_spec_is_immutable_except_requests():
     assert validate(info("", "PersistentVolumeClaim"), old, None) == []
     grown = copy.deepcopy(old)
     grown["spec"]["resources"]["requests"]["storage"] = "2Gi"
+    # Only a bound claim may change its request (upstream ValidatePersistentVolumeClaimUpdate).
+    assert [e.field for e in validate(info("", "PersistentVolumeClaim"), grown, old)] == ["spec"]
+    old["status"] = grown["status"] = {"phase": "Bound"}
     assert validate(info("", "PersistentVolumeClaim"), grown, old) == []
     changed = copy.deepcopy(old)
     changed["spec"]["accessModes"] = ["ReadWriteMany"]

@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Iterable
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from kybernetes.api.defaults import child_map, set_default
-from kybernetes.api.errors import FieldError, forbidden, invalid, not_supported, required
+from kybernetes.api.errors import ApiError, FieldError, forbidden, invalid, not_supported, required
 from kybernetes.api.kinds.base import KindRef, KindStrategy
 from kybernetes.api.names import qualified_name_errors
+from kybernetes.api.quantity import parse_quantity
 from kybernetes.api.registry import ResourceInfo
+from kybernetes.api.storage import (
+    ANN_BETA_STORAGE_CLASS,
+    PV_PROTECTION,
+    PVC_PROTECTION,
+    claim_class,
+    default_class,
+)
 from kybernetes.api.tables import (
     age_column,
     age_of,
@@ -60,28 +70,67 @@ def _validate_pvc(info: ResourceInfo, obj: Obj) -> Errors:
     return errs
 
 
+def _storage_request(obj: Obj) -> Any:
+    return as_dict(as_dict(as_dict(obj.get("spec")).get("resources")).get("requests")).get("storage")
+
+
 def _validate_pvc_update(new: Obj, old: Obj) -> Errors:
+    """Upstream's ValidatePersistentVolumeClaimUpdate: a claim's spec is fixed at creation but
+    for the binder filling in volumeName once, a class given to a claim that had none, and
+    the storage request of a bound claim (grown; shrunk only back towards status.capacity)."""
     new_spec = copy.deepcopy(as_dict(new.get("spec")))
-    old_spec = as_dict(old.get("spec"))
-    # Size changes, the class of volume attributes, and the binder filling in volumeName are allowed.
-    if isinstance(new_spec.get("resources"), dict):
-        new_spec["resources"] = dict(new_spec["resources"])
-        new_spec["resources"]["requests"] = as_dict(old_spec.get("resources")).get("requests")
-        if new_spec["resources"]["requests"] is None:
-            new_spec["resources"].pop("requests")
-    old_cmp = copy.deepcopy(old_spec)
-    if isinstance(old_cmp.get("resources"), dict) and "requests" not in as_dict(new_spec.get("resources")):
-        old_cmp["resources"].pop("requests", None)
+    old_spec = copy.deepcopy(as_dict(old.get("spec")))
+    if not old_spec.get("volumeName"):
+        old_spec.pop("volumeName", None)
+        new_spec.pop("volumeName", None)
+    old_annotations = as_dict(as_dict(old.get("metadata")).get("annotations"))
+    errs: Errors = []
+    new_annotated = as_dict(as_dict(new.get("metadata")).get("annotations")).get(ANN_BETA_STORAGE_CLASS)
+    if new_annotated != old_annotations.get(ANN_BETA_STORAGE_CLASS):
+        errs.append(invalid(f"metadata.annotations[{ANN_BETA_STORAGE_CLASS}]", new_annotated, "field is immutable"))
+    if old_spec.get("storageClassName") is None and ANN_BETA_STORAGE_CLASS not in old_annotations:
+        # A claim created without a class may get one later (the retroactive default class).
+        new_spec.pop("storageClassName", None)
     for key in ("volumeAttributesClassName",):
         new_spec.pop(key, None)
-        old_cmp.pop(key, None)
-    if not old_spec.get("volumeName"):
-        new_spec.pop("volumeName", None)
-        old_cmp.pop("volumeName", None)
-    if new_spec != old_cmp:
-        return [forbidden("spec", "spec is immutable after creation except resources.requests and "
-                                  "volumeAttributesClassName for bound claims")]
-    return []
+        old_spec.pop(key, None)
+    if as_dict(new.get("status")).get("phase") == "Bound":
+        requests = as_dict(as_dict(new_spec.get("resources")).get("requests"))
+        if requests:
+            requests = dict(requests)
+            if _storage_request(old) is None:
+                requests.pop("storage", None)
+            else:
+                requests["storage"] = _storage_request(old)
+            new_spec["resources"] = {**as_dict(new_spec.get("resources")), "requests": requests}
+    if new_spec != old_spec:
+        errs.append(forbidden("spec", "spec is immutable after creation except resources.requests and "
+                                      "volumeAttributesClassName for bound claims"))
+    new_size = parse_quantity(_storage_request(new))
+    old_size = parse_quantity(_storage_request(old))
+    if new_size is not None and old_size is not None and new_size < old_size:
+        # With recovery from expansion failure (GA), a request may come back down, but never
+        # to or below what the volume already has.
+        status_size = parse_quantity(as_dict(as_dict(old.get("status")).get("capacity")).get("storage"))
+        if new_size <= (status_size or Decimal(0)):
+            errs.append(forbidden("spec.resources.requests.storage", "field can not be less than status.capacity"))
+    if new_spec.get("volumeMode") != old_spec.get("volumeMode") and not any(e.field == "spec" for e in errs):
+        errs.append(invalid("spec.volumeMode", new_spec.get("volumeMode"), "field is immutable"))
+    return errs
+
+
+def _validate_pv_update(new: Obj, old: Obj) -> Errors:
+    """Upstream's ValidatePersistentVolumeUpdate: the volume source, volumeMode and a node
+    affinity once set are fixed; capacity, class, claimRef and reclaim policy may change."""
+    new_spec, old_spec = as_dict(new.get("spec")), as_dict(old.get("spec"))
+    errs: Errors = []
+    if any(new_spec.get(s) != old_spec.get(s) for s in _PV_SOURCES):
+        errs.append(forbidden("spec.persistentvolumesource", "spec.persistentvolumesource is immutable after creation"))
+    if new_spec.get("volumeMode") != old_spec.get("volumeMode"):
+        errs.append(invalid("spec.volumeMode", new_spec.get("volumeMode"), "field is immutable"))
+    if old_spec.get("nodeAffinity") is not None and new_spec.get("nodeAffinity") != old_spec.get("nodeAffinity"):
+        errs.append(invalid("spec.nodeAffinity", new_spec.get("nodeAffinity"), "field is immutable"))
+    return errs
 
 
 _PV_SOURCES = ("hostPath", "local", "nfs", "csi", "iscsi", "fc", "rbd", "cephfs", "glusterfs", "awsElasticBlockStore",
@@ -104,6 +153,13 @@ def _validate_pv(info: ResourceInfo, obj: Obj) -> Errors:
         errs.append(required("spec", "must specify a volume type"))
     elif len(sources) > 1:
         errs.append(forbidden(f"spec.{sources[1]}", "may not specify more than 1 volume type"))
+    if isinstance(spec.get("local"), dict):
+        if not spec["local"].get("path"):
+            errs.append(required("spec.local.path"))
+        if not as_dict(spec.get("nodeAffinity")).get("required"):
+            errs.append(required("spec.nodeAffinity", "Local volume requires node affinity"))
+    if isinstance(spec.get("hostPath"), dict) and not spec["hostPath"].get("path"):
+        errs.append(required("spec.hostPath.path"))
     errs += enum_errors("spec.persistentVolumeReclaimPolicy", spec.get("persistentVolumeReclaimPolicy"),
                   ["Delete", "Recycle", "Retain"], required_when_empty=False)
     return errs
@@ -247,17 +303,37 @@ def _cells_storageclass(obj: Obj, now: datetime) -> Cells:
 
 # -- strategies ---------------------------------------------------------------------------
 
+def _add_finalizer(obj: Obj, finalizer: str) -> None:
+    # Upstream's StorageObjectInUseProtection admission: every new claim and volume is
+    # protected from removal while in use.
+    meta = obj.get("metadata")
+    if not isinstance(meta, dict):
+        return
+    finalizers = meta.get("finalizers")
+    if not isinstance(finalizers, list):
+        finalizers = []
+    if finalizer not in finalizers:
+        meta["finalizers"] = [*finalizers, finalizer]
+
+
 class PersistentVolumeStrategy(KindStrategy):
     refs = (KindRef("", "PersistentVolume"),)
     counts_generation = False
     delete_returns_object = True
     resets_status_on_create = False
 
+    def prepare_for_create(self, info: ResourceInfo, obj: Obj) -> None:
+        super().prepare_for_create(info, obj)
+        _add_finalizer(obj, PV_PROTECTION)
+
     def default(self, info: ResourceInfo, obj: Obj) -> None:
         _default_pv(obj)
 
     def validate(self, info: ResourceInfo, obj: Obj) -> Errors:
         return _validate_pv(info, obj)
+
+    def validate_update(self, info: ResourceInfo, new: Obj, old: Obj) -> Errors:
+        return _validate_pv_update(new, old)
 
     def table_columns(self) -> list[dict[str, Any]]:
         return _columns_pv()
@@ -271,6 +347,10 @@ class PersistentVolumeClaimStrategy(KindStrategy):
     counts_generation = False
     delete_returns_object = True
     resets_status_on_create = False
+
+    def prepare_for_create(self, info: ResourceInfo, obj: Obj) -> None:
+        super().prepare_for_create(info, obj)
+        _add_finalizer(obj, PVC_PROTECTION)
 
     def default(self, info: ResourceInfo, obj: Obj) -> None:
         _default_pvc(obj)
@@ -306,3 +386,37 @@ class StorageClassStrategy(KindStrategy):
 
     def cells(self, obj: Obj, now: datetime) -> Cells:
         return _cells_storageclass(obj, now)
+
+
+# -- admission (the API server's shell hands in the StorageClasses it holds) -----------------
+
+def admit_claim_create(pvc: Obj, classes: Iterable[Obj]) -> None:
+    """Upstream's DefaultStorageClass admission: a new claim that names no class (neither
+    spec.storageClassName, even "", nor the beta annotation) gets the default class, if any."""
+    spec = pvc.get("spec")
+    if not isinstance(spec, dict) or spec.get("storageClassName") is not None:
+        return
+    if ANN_BETA_STORAGE_CLASS in as_dict(as_dict(pvc.get("metadata")).get("annotations")):
+        return
+    chosen = default_class(classes)
+    if chosen is not None:
+        spec["storageClassName"] = as_str(get_path(chosen, "metadata", "name"))
+
+
+def admit_claim_update(new: Obj, old: Obj, class_named: Callable[[str], Obj | None]) -> None:
+    """Upstream's PersistentVolumeClaimResize admission: a bound claim may ask for more storage
+    only when its class allows expansion. (An unbound claim's new request is refused by
+    validation, which upstream runs first.)"""
+    new_size = parse_quantity(_storage_request(new))
+    old_size = parse_quantity(_storage_request(old))
+    if new_size is None or old_size is None or new_size <= old_size:
+        return
+    if as_dict(old.get("status")).get("phase") != "Bound":
+        return
+    name = as_str(get_path(new, "metadata", "name"))
+    cls = claim_class(new)
+    sc = class_named(cls) if cls and cls == claim_class(old) else None
+    if sc is None or sc.get("allowVolumeExpansion") is not True:
+        raise ApiError.forbidden(f'persistentvolumeclaims "{name}" is forbidden: only dynamically provisioned pvc '
+                                 "can be resized and the storageclass that provisions the pvc must support resize",
+                                 "", "persistentvolumeclaims", name)
