@@ -1029,6 +1029,80 @@ def _type_problems(info: ResourceInfo, obj: dict) -> list[_TypeProblem]:
     return out
 
 
+# A struct shape's fields as shapes, by the shape's identity (shapes live as long as the
+# process, cached in _SHAPES).
+_FIELDS: dict[int, tuple[_Shape, dict[str, _Shape]]] = {}
+
+
+def _fields_of(shape: _Shape) -> dict[str, _Shape]:
+    hit = _FIELDS.get(id(shape))
+    if hit is not None and hit[0] is shape:
+        return hit[1]
+    props = (shape.node or {}).get("properties")
+    fields = {k: _builtin_shape(v) for k, v in props.items()} if isinstance(props, dict) else {}
+    _FIELDS[id(shape)] = (shape, fields)
+    return fields
+
+
+def _clean(shape: _Shape, value: Any) -> bool:
+    """No type problem and no unknown field under `value` (built-in kinds): the question
+    most writes ask, answered without building a path for every field."""
+    if value is None:
+        return True
+    kind = shape.kind
+    if kind == "struct":
+        if type(value) is not dict:
+            return False
+        fields = _fields_of(shape)
+        for key, item in value.items():
+            child = fields.get(key)
+            if child is None:
+                if not shape.open:
+                    return False
+            elif not _clean(child, item):
+                return False
+        return True
+    if kind == "string":
+        return type(value) is str
+    if kind == "map":
+        if type(value) is not dict:
+            return False
+        elem = _elem_shape(shape, False)
+        return all(_clean(elem, item) for item in value.values())
+    if kind == "array":
+        if type(value) is not list:
+            return False
+        elem = _elem_shape(shape, False)
+        return all(_clean(elem, item) for item in value)
+    if kind == "boolean":
+        return type(value) is bool
+    if kind == "any":
+        return True
+    return _leaf_problem(shape, value) is None
+
+
+def fields_clean(info: ResourceInfo, obj: dict) -> bool:
+    """True when a built-in kind's object has neither a wrongly typed value nor an unknown
+    field, so that `type_error_message` and `unknown_fields` would find nothing. False
+    says only that they must be asked (and for custom resources, always)."""
+    if info.crd_schema is not None or info.is_custom:
+        return False
+    root = _root_shape(info)
+    if root is None or root[0].kind != "struct":
+        return False
+    shape = root[0]
+    fields = _fields_of(shape)
+    for key, item in obj.items():
+        child = fields.get(key)
+        if child is None:
+            if key in ("apiVersion", "kind"):
+                continue
+            return False
+        if not _clean(child, item):
+            return False
+    return True
+
+
 def type_errors(info: ResourceInfo, obj: dict) -> list[FieldError]:
     """Values whose JSON type the kind's schema does not allow (e.g. `spec.replicas: "three"`)."""
     return [FieldError("FieldValueTypeInvalid", p.path, f"must be of type {p.expected}", p.value, True)

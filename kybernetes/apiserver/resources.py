@@ -299,7 +299,8 @@ class ResourceService:
             else:
                 checked[k] = v
         delta = checked if old is None else {k: changed_part(v, old.get(k)) for k, v in checked.items()}
-        message = validation.type_error_message(info, delta)
+        clean = validation.fields_clean(info, delta)
+        message = None if clean else validation.type_error_message(info, delta)
         if message:
             raise ApiError.bad_request(message)
         before = {k: obj[k] for k in fresh}
@@ -311,7 +312,7 @@ class ResourceService:
             view = dict(delta)
             validation.canonicalize_quantities(info, view)
             validation.canonicalize_quantities(info, obj, [k for k, v in delta.items() if view[k] is not v])
-        unknown = validation.unknown_fields(info, delta)
+        unknown = [] if clean else validation.unknown_fields(info, delta)
         if ctx.field_validation != "Ignore" or ctx.patch_type == "apply":
             report_strict_decoding(info, obj, [u.lstrip(".") for u in unknown], ctx)
         for u in unknown:
