@@ -366,7 +366,7 @@ class PodInfo:
         containers = list(spec.get("initContainers") or ()) + list(spec.get("containers") or ())
         self.images = tuple(normalize_image(c.get("image") or "") for c in containers)
         self.num_containers = len(containers)
-        self.claims = pod_claims(self.name, spec)
+        self.claims = pod_claims(self.name, spec) if "volumes" in spec else ()
 
     def matches_node_affinity(self, name: str, labels: Mapping[str, str]) -> bool:
         """nodeSelector and required node affinity together (both must hold)."""
