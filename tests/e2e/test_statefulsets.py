@@ -1,0 +1,263 @@
+"""StatefulSets against a real `kyb server` with simulated nodes, driven by real kubectl and
+the Python client: ordered creation, stable names and claims across scale down and up,
+failed pods recreated with their name, a partitioned rolling update, rollout
+history/undo, and the claim retention policy.
+
+Three simulated nodes carry the label `sts-e2e=yes`; every StatefulSet here selects those
+nodes only and lives in its own namespace, so other test modules stay out of it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+from typing import Any
+
+import pytest
+from kubernetes import client as kclient
+from kubernetes import watch
+
+from kybernetes.testing.cluster import start_sim_nodes, wait_for
+
+NS = "sts-e2e"
+PREFIX = "sts-sim-"
+NODES = [f"{PREFIX}{i}" for i in range(3)]
+LABEL = "sts-e2e"
+
+
+def _ready_nodes(kubectl) -> list[str]:
+    nodes = json.loads(kubectl.ok("get", "nodes", "-l", f"{LABEL}=yes", "-o", "json"))["items"]
+    return [n["metadata"]["name"] for n in nodes
+            if any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"].get("conditions") or [])]
+
+
+@pytest.fixture(scope="module")
+def nodes(server, kubectl):
+    # Pods take a second to start, so that an ordered rollout is visible.
+    p: subprocess.Popen = start_sim_nodes(server, PREFIX, len(NODES), "--label", f"{LABEL}=yes", "--cleanup",
+                                          start_delay=1.0)
+    kubectl.ok("create", "namespace", NS)
+    try:
+        wait_for(lambda: sorted(_ready_nodes(kubectl)) == NODES, 60, what="3 ready sim nodes")
+        yield NODES
+    finally:
+        kubectl("delete", "statefulsets", "-n", NS, "--all", "--wait=false")
+        kubectl("delete", "namespace", NS, "--wait=false")
+        p.terminate()
+        p.wait(10)
+
+
+def manifest(name: str, replicas: int = 3, image: str = "busybox:1", *, policy: str = "OrderedReady",
+             partition: int | None = None, claims: bool = True, retention: tuple[str, str] | None = None) -> str:
+    spec: dict[str, Any] = {
+        "replicas": replicas, "serviceName": name, "podManagementPolicy": policy,
+        "selector": {"matchLabels": {"app": name}},
+        "template": {"metadata": {"labels": {"app": name}},
+                     "spec": {"nodeSelector": {LABEL: "yes"}, "terminationGracePeriodSeconds": 1,
+                              "containers": [{"name": "c", "image": image,
+                                              "volumeMounts": [{"name": "data", "mountPath": "/data"}]
+                                              if claims else []}]}},
+    }
+    if partition is not None:
+        spec["updateStrategy"] = {"type": "RollingUpdate", "rollingUpdate": {"partition": partition}}
+    if claims:
+        spec["volumeClaimTemplates"] = [{"metadata": {"name": "data"},
+                                         "spec": {"accessModes": ["ReadWriteOnce"],
+                                                  "resources": {"requests": {"storage": "1Gi"}}}}]
+    if retention is not None:
+        spec["persistentVolumeClaimRetentionPolicy"] = {"whenDeleted": retention[0], "whenScaled": retention[1]}
+    return json.dumps({"apiVersion": "apps/v1", "kind": "StatefulSet",
+                       "metadata": {"name": name, "namespace": NS}, "spec": spec})
+
+
+def get(kubectl, *args: str) -> Any:
+    return json.loads(kubectl.ok("get", "-n", NS, *args, "-o", "json"))
+
+
+def pods(kubectl, app: str) -> dict[str, dict]:
+    return {p["metadata"]["name"]: p for p in get(kubectl, "pods", "-l", f"app={app}")["items"]}
+
+
+def claims(kubectl, app: str) -> dict[str, dict]:
+    return {c["metadata"]["name"]: c for c in get(kubectl, "pvc", "-l", f"app={app}")["items"]}
+
+
+def ready(pod: dict) -> bool:
+    return pod["status"].get("phase") == "Running" and not pod["metadata"].get("deletionTimestamp") and any(
+        c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions") or [])
+
+
+def ready_names(kubectl, app: str) -> list[str]:
+    return sorted(n for n, p in pods(kubectl, app).items() if ready(p))
+
+
+def rollout_status(kubectl, name: str) -> str:
+    return kubectl.ok("rollout", "status", "-n", NS, f"sts/{name}", "--timeout=120s", timeout=130)
+
+
+class Recorder:
+    """Pod events of one StatefulSet, in the order the API server sent them."""
+
+    def __init__(self, k8s_client, app: str) -> None:
+        self.core = kclient.CoreV1Api(k8s_client)
+        self.app = app
+        self.events: list[tuple[str, str, bool]] = []  # (type, name, ready)
+        listed = self.core.list_namespaced_pod(NS, label_selector=f"app={app}")
+        self._rv = listed.metadata.resource_version
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        w = watch.Watch()
+        for ev in w.stream(self.core.list_namespaced_pod, NS, label_selector=f"app={self.app}",
+                           resource_version=self._rv, timeout_seconds=120):
+            obj = ev["object"].to_dict()
+            is_ready = obj["status"].get("phase") == "Running" and any(
+                c["type"] == "Ready" and c["status"] == "True" for c in obj["status"].get("conditions") or [])
+            self.events.append((ev["type"], obj["metadata"]["name"], is_ready))
+            if self._stop.is_set():
+                w.stop()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def test_pods_come_up_in_order_with_stable_identities_and_claims(kubectl, nodes, k8s_client):
+    rec = Recorder(k8s_client, "web")
+    kubectl.ok("apply", "-f", "-", stdin=manifest("web"))
+    out = rollout_status(kubectl, "web")
+    assert "partitioned roll out complete: 3 new pods have been updated" in out
+    rec.stop()
+    found = pods(kubectl, "web")
+    assert sorted(found) == ["web-0", "web-1", "web-2"]
+    # Each pod is created only once its predecessor is Running and Ready.
+    added = [name for type_, name, _ in rec.events if type_ == "ADDED"]
+    assert added == ["web-0", "web-1", "web-2"], rec.events
+    for i in (1, 2):
+        first_add = next(k for k, e in enumerate(rec.events) if e[:2] == ("ADDED", f"web-{i}"))
+        assert any(e[1] == f"web-{i - 1}" and e[2] for e in rec.events[:first_add]), rec.events
+    for i in range(3):
+        pod = found[f"web-{i}"]
+        assert pod["spec"]["hostname"] == f"web-{i}" and pod["spec"]["subdomain"] == "web"
+        labels = pod["metadata"]["labels"]
+        assert labels["statefulset.kubernetes.io/pod-name"] == f"web-{i}"
+        assert labels["apps.kubernetes.io/pod-index"] == str(i)
+        assert labels["controller-revision-hash"].startswith("web-")
+        volume = next(v for v in pod["spec"]["volumes"] if v["name"] == "data")
+        assert volume["persistentVolumeClaim"]["claimName"] == f"data-web-{i}"
+    assert sorted(claims(kubectl, "web")) == ["data-web-0", "data-web-1", "data-web-2"]
+    # Provisioned (local-path) on the node each pod went to, and bound.
+    wait_for(lambda: all(c["status"].get("phase") == "Bound" for c in claims(kubectl, "web").values()), 60,
+             what="claims bound")
+    for i in range(3):
+        claim = claims(kubectl, "web")[f"data-web-{i}"]
+        node = found[f"web-{i}"]["spec"]["nodeName"]
+        assert claim["metadata"]["annotations"]["volume.kubernetes.io/selected-node"] == node
+    sts = get(kubectl, "sts", "web")
+    status = sts["status"]
+    assert status["replicas"] == 3 and status["readyReplicas"] == 3 and status["availableReplicas"] == 3
+    assert status["currentRevision"] == status["updateRevision"] == found["web-0"]["metadata"]["labels"][
+        "controller-revision-hash"]
+    assert status["observedGeneration"] == sts["metadata"]["generation"]
+    table = kubectl.ok("get", "sts", "web", "-n", NS)
+    assert "3/3" in table
+
+
+def test_scale_down_from_the_top_and_back_up_keeps_names_and_claims(kubectl, nodes, k8s_client):
+    before = {n: c["metadata"]["uid"] for n, c in claims(kubectl, "web").items()}
+    assert len(before) == 3
+    rec = Recorder(k8s_client, "web")
+    kubectl.ok("scale", "-n", NS, "sts/web", "--replicas=1")
+    wait_for(lambda: sorted(pods(kubectl, "web")) == ["web-0"], 60, what="scaled down to web-0")
+    rec.stop()
+    deleted = [name for type_, name, _ in rec.events if type_ == "DELETED"]
+    assert deleted == ["web-2", "web-1"], rec.events
+    # Retain (the default): the claims stay.
+    assert {n: c["metadata"]["uid"] for n, c in claims(kubectl, "web").items()} == before
+    kubectl.ok("scale", "-n", NS, "sts/web", "--replicas=3")
+    wait_for(lambda: ready_names(kubectl, "web") == ["web-0", "web-1", "web-2"], 60, what="scaled back up")
+    found = pods(kubectl, "web")
+    for i in (1, 2):
+        volume = next(v for v in found[f"web-{i}"]["spec"]["volumes"] if v["name"] == "data")
+        assert volume["persistentVolumeClaim"]["claimName"] == f"data-web-{i}"
+    assert {n: c["metadata"]["uid"] for n, c in claims(kubectl, "web").items()} == before
+
+
+def test_a_failed_pod_is_recreated_with_its_name(kubectl, nodes):
+    old_uid = pods(kubectl, "web")["web-1"]["metadata"]["uid"]
+    kubectl.ok("patch", "pod", "web-1", "-n", NS, "--subresource=status", "--type=merge", "-p",
+               '{"status":{"phase":"Failed","conditions":[{"type":"Ready","status":"False"}]}}')
+    wait_for(lambda: (p := pods(kubectl, "web").get("web-1")) is not None and p["metadata"]["uid"] != old_uid
+             and ready(p), 60, what="web-1 recreated")
+
+
+def test_partitioned_rolling_update_then_history_and_undo(kubectl, nodes):
+    kubectl.ok("patch", "sts", "web", "-n", NS, "--type=merge", "-p",
+               '{"spec":{"updateStrategy":{"type":"RollingUpdate","rollingUpdate":{"partition":2}}}}')
+    kubectl.ok("set", "image", "-n", NS, "sts/web", "c=busybox:2")
+    out = rollout_status(kubectl, "web")
+    assert "partitioned roll out complete: 1 new pods have been updated" in out
+
+    def images() -> dict[str, str]:
+        return {n: p["spec"]["containers"][0]["image"] for n, p in pods(kubectl, "web").items()}
+
+    wait_for(lambda: ready_names(kubectl, "web") == ["web-0", "web-1", "web-2"], 60, what="all ready")
+    assert images() == {"web-0": "busybox:1", "web-1": "busybox:1", "web-2": "busybox:2"}
+    sts = get(kubectl, "sts", "web")
+    assert sts["status"]["updatedReplicas"] == 1 and sts["status"]["currentReplicas"] == 2
+    assert sts["status"]["currentRevision"] != sts["status"]["updateRevision"]
+
+    # A deleted pod below the partition comes back at the current revision.
+    kubectl.ok("delete", "pod", "web-0", "-n", NS)
+    wait_for(lambda: ready_names(kubectl, "web") == ["web-0", "web-1", "web-2"], 60, what="web-0 back")
+    assert images()["web-0"] == "busybox:1"
+
+    kubectl.ok("patch", "sts", "web", "-n", NS, "--type=merge", "-p",
+               '{"spec":{"updateStrategy":{"rollingUpdate":{"partition":0}}}}')
+    out = rollout_status(kubectl, "web")
+    # A RollingUpdate always has a partition once defaulted, so kubectl words it this way.
+    assert "partitioned roll out complete: 3 new pods have been updated" in out
+    assert set(images().values()) == {"busybox:2"}
+    sts = get(kubectl, "sts", "web")
+    assert sts["status"]["currentRevision"] == sts["status"]["updateRevision"]
+
+    revisions = get(kubectl, "controllerrevisions", "-l", "app=web")["items"]
+    assert sorted(r["revision"] for r in revisions) == [1, 2]
+    assert all(r["metadata"]["ownerReferences"][0]["kind"] == "StatefulSet" for r in revisions)
+    history = kubectl.ok("rollout", "history", "-n", NS, "sts/web")
+    assert [line.split()[0] for line in history.splitlines()[2:] if line.strip()] == ["1", "2"]
+    assert "busybox:1" in kubectl.ok("rollout", "history", "-n", NS, "sts/web", "--revision=1")
+
+    out = kubectl.ok("rollout", "undo", "-n", NS, "sts/web")
+    assert "rolled back" in out
+    out = rollout_status(kubectl, "web")
+    assert "partitioned roll out complete: 3 new pods have been updated" in out
+    assert set(images().values()) == {"busybox:1"}
+    history = kubectl.ok("rollout", "history", "-n", NS, "sts/web")
+    # The rolled-back template is revision 1 renumbered to 3, as in Kubernetes.
+    assert [line.split()[0] for line in history.splitlines()[2:] if line.strip()] == ["2", "3"]
+    out = kubectl.ok("rollout", "undo", "-n", NS, "sts/web", "--to-revision=3")
+    assert "skipped rollback (current template already matches revision 3)" in out
+    # Identity fields may not change.
+    r = kubectl("patch", "sts", "web", "-n", NS, "--type=merge", "-p", '{"spec":{"serviceName":"other"}}')
+    assert r.returncode != 0 and "updates to statefulset spec for fields other than" in r.stderr
+
+
+def test_retention_policy_delete_removes_claims_on_scale_down_and_set_deletion(kubectl, nodes):
+    kubectl.ok("apply", "-f", "-", stdin=manifest("db", 2, policy="Parallel", retention=("Delete", "Delete")))
+    wait_for(lambda: ready_names(kubectl, "db") == ["db-0", "db-1"], 60, what="db pods ready")
+    found = claims(kubectl, "db")
+    assert sorted(found) == ["data-db-0", "data-db-1"]
+    sts_uid = get(kubectl, "sts", "db")["metadata"]["uid"]
+    wait_for(lambda: all(any(r["uid"] == sts_uid for r in c["metadata"].get("ownerReferences") or [])
+                         for c in claims(kubectl, "db").values()), 30, what="claims owned by the set")
+    kubectl.ok("scale", "-n", NS, "sts/db", "--replicas=1")
+    wait_for(lambda: sorted(claims(kubectl, "db")) == ["data-db-0"], 60, what="the scaled-down claim deleted")
+    assert sorted(pods(kubectl, "db")) == ["db-0"]
+    kubectl.ok("delete", "sts", "db", "-n", NS)
+    wait_for(lambda: claims(kubectl, "db") == {} and pods(kubectl, "db") == {}, 60,
+             what="claims deleted with their set")
+    # Retain keeps them: web's claims are still there after its pods went and came back.
+    assert sorted(claims(kubectl, "web")) == ["data-web-0", "data-web-1", "data-web-2"]
