@@ -40,6 +40,7 @@ STORAGECLASSES = Resource.for_kind("storage.k8s.io/v1", "StorageClass")
 # Pods by the claims they use ("namespace/claim"): shared with the protection controller.
 POD_CLAIMS_INDEX = "pvc-users"
 _CLAIMS_BY_VOLUME = "pvbinder-volume"
+RESYNC_SECONDS = 15.0
 _VOLUMES_BY_CLAIM = "pvbinder-claim"
 
 
@@ -122,6 +123,11 @@ class PersistentVolumeBinder:
             self.claim_queue.add(key)
         for claim in self.claims.by_index(_CLAIMS_BY_VOLUME, object_key(pv)):
             self.claim_queue.add(object_key(claim))
+        if not _spec(pv).get("claimRef") and (pv.get("status") or {}).get("phase") == "Available":
+            # A volume free to take: the claims still looking for one try again.
+            for claim in self.claims.list():
+                if not _spec(claim).get("volumeName"):
+                    self.claim_queue.add(object_key(claim))
 
     def _volume_deleted(self, pv: Obj) -> None:
         self._said.pop(str(_meta(pv).get("uid") or ""), None)
@@ -169,6 +175,9 @@ class PersistentVolumeBinder:
                                                                        plan.confirm_volume_gone):
             return Result.after(1.0)  # the cache is behind the server
         await self._carry_out(plan, claim)
+        if ANN_BIND_COMPLETED not in (_meta(claim).get("annotations") or {}):
+            # As upstream's periodic resync: an unbound claim looks again now and then.
+            return Result.after(RESYNC_SECONDS)
         return Result.done()
 
     async def sync_volume(self, key: str) -> Result:
