@@ -190,10 +190,6 @@ def _declared(raw: dict[str, Any] | None, key: str, path: Path) -> bool:
     return props is not None and key in props
 
 
-def _is_struct(raw: dict[str, Any] | None) -> bool:
-    return _node(raw).is_struct
-
-
 def _required(raw: dict[str, Any] | None) -> tuple[str, ...]:
     return _node(raw).required
 
@@ -632,12 +628,11 @@ def _compare(old: Any, new: Any, raw: dict[str, Any] | None, path: Path, cmp: _C
         return
     if not path and old is _MISSING:
         old = {}
-    if old is _MISSING and parent_present:
-        # An empty struct is kept as an owned leaf: most are defaulted pointers.
-        if isinstance(new, dict) and new and _is_struct(raw) and not _map_atomic(raw):
-            old = {}
-        elif isinstance(new, list) and required:
-            old = []
+    if old is _MISSING:
+        # A new subtree (most of a pod's first status, say): everything in it is added,
+        # which `_created` finds without the comparison's bookkeeping.
+        _created(new, _node(raw), path, cmp.added, parent_present, frozenset(), 0, required)
+        return
     shape_old = _shape(old, raw) if old is not _MISSING else None
     shape_new = _shape(new, raw) if new is not _MISSING else None
     if shape_old and shape_new and shape_old != shape_new:
