@@ -82,7 +82,8 @@ class LocalPathProvisioner:
                  on_claim: Callable[[Obj], None] | None = None) -> None:
         self.client = client
         self.node_name = node_name
-        self.root = localpath.storage_root(data_dir)
+        # PVs name absolute paths, and only paths under an absolute root are ever removed.
+        self.root = localpath.storage_root(os.path.abspath(data_dir))
         self.component = f"{LOCAL_PATH_PROVISIONER}_{node_name}"
         self.claims = factory.informer(PERSISTENTVOLUMECLAIMS)
         self.volumes = factory.informer(PERSISTENTVOLUMES)
