@@ -18,12 +18,17 @@ import pytest
 from kubernetes import client as kclient
 from kubernetes import watch
 
+from kybernetes.testing.agent import TEST_TAINT, AgentProcess, agent_prerequisites
 from kybernetes.testing.cluster import start_sim_nodes, wait_for
 
 NS = "sts-e2e"
 PREFIX = "sts-sim-"
 NODES = [f"{PREFIX}{i}" for i in range(3)]
 LABEL = "sts-e2e"
+AGENT_NS = "sts-agent-e2e"
+AGENT_NODE = "kyb-sts-node"
+AGENT_CIDR = "10.42.224.0/24"
+IMAGE = "busybox:1.35"
 
 
 def _ready_nodes(kubectl) -> list[str]:
@@ -261,3 +266,105 @@ def test_retention_policy_delete_removes_claims_on_scale_down_and_set_deletion(k
              what="claims deleted with their set")
     # Retain keeps them: web's claims are still there after its pods went and came back.
     assert sorted(claims(kubectl, "web")) == ["data-web-0", "data-web-1", "data-web-2"]
+
+
+# -- on a real agent ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def agent(server, kubectl):
+    # The Node comes first with a pod CIDR of its own (another cluster on this host routes the first one).
+    kubectl.ok("apply", "-f", "-", stdin=json.dumps({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": AGENT_NODE, "labels": {"kubernetes.io/hostname": AGENT_NODE}},
+        "spec": {"podCIDR": AGENT_CIDR, "podCIDRs": [AGENT_CIDR],
+                 "taints": [{"key": TEST_TAINT, "value": "true", "effect": "NoSchedule"}]}}))
+    proc = AgentProcess(server, node_name=AGENT_NODE, bridge="kybs0", proxy_table="kyb-sts")
+    try:
+        proc.start()
+        kubectl.ok("create", "namespace", AGENT_NS)
+        yield proc
+    finally:
+        kubectl("delete", "statefulsets", "-n", AGENT_NS, "--all", "--wait=false")
+        kubectl("delete", "pods", "-n", AGENT_NS, "--all", "--grace-period=0", "--force", "--wait=false")
+        kubectl("delete", "pvc", "-n", AGENT_NS, "--all", "--wait=false")
+        kubectl("delete", "namespace", AGENT_NS, "--wait=false")
+        proc.cleanup()
+        for pv in json.loads(kubectl.ok("get", "pv", "-o", "json"))["items"]:
+            if (pv["spec"].get("claimRef") or {}).get("namespace") == AGENT_NS:
+                kubectl("delete", "pv", pv["metadata"]["name"], "--wait=false")
+        kubectl("delete", "node", AGENT_NODE, "--ignore-not-found")
+
+
+def in_pod(kubectl, pod: str, *command: str, timeout: float = 20.0):
+    return kubectl("exec", "-n", AGENT_NS, pod, "--", *command, timeout=timeout)
+
+
+@pytest.mark.skipif(agent_prerequisites() is not None, reason=agent_prerequisites() or "")
+def test_real_pods_keep_their_own_data_and_resolve_each_other_by_name(kubectl, agent):
+    # Each pod appends its name to a file on its claim and serves the claim over HTTP.
+    script = "echo $(hostname) >> /data/names; exec httpd -f -p 80 -h /data"
+    objects = [
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": AGENT_NS},
+         "spec": {"clusterIP": "None", "selector": {"app": "web"}, "ports": [{"name": "http", "port": 80}]}},
+        {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "web", "namespace": AGENT_NS},
+         "spec": {"replicas": 3, "serviceName": "web", "selector": {"matchLabels": {"app": "web"}},
+                  "template": {"metadata": {"labels": {"app": "web"}}, "spec": {
+                      "tolerations": [{"key": TEST_TAINT, "operator": "Exists"}],
+                      "nodeSelector": {"kubernetes.io/hostname": AGENT_NODE},
+                      "terminationGracePeriodSeconds": 1,
+                      "containers": [{"name": "web", "image": IMAGE, "command": ["sh", "-c", script],
+                                      "ports": [{"containerPort": 80}],
+                                      "volumeMounts": [{"name": "data", "mountPath": "/data"}]}]}},
+                  "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {
+                      "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "16Mi"}}}}]}},
+    ]
+    kubectl.ok("apply", "-f", "-", stdin="\n---\n".join(json.dumps(o) for o in objects))
+    out = kubectl.ok("rollout", "status", "-n", AGENT_NS, "sts/web", "--timeout=180s", timeout=190)
+    assert "3 new pods have been updated" in out
+    found = {p["metadata"]["name"]: p for p in json.loads(kubectl.ok(
+        "get", "pods", "-n", AGENT_NS, "-l", "app=web", "-o", "json"))["items"]}
+    assert sorted(found) == ["web-0", "web-1", "web-2"]
+    # The pods came up in order: each was created after its predecessor was ready.
+    for prev, nxt in (("web-0", "web-1"), ("web-1", "web-2")):
+        became_ready = next(c["lastTransitionTime"] for c in found[prev]["status"]["conditions"]
+                            if c["type"] == "Ready")
+        assert found[nxt]["metadata"]["creationTimestamp"] >= became_ready
+    claims_now = json.loads(kubectl.ok("get", "pvc", "-n", AGENT_NS, "-o", "json"))["items"]
+    assert sorted(c["metadata"]["name"] for c in claims_now) == ["data-web-0", "data-web-1", "data-web-2"]
+    assert all(c["status"]["phase"] == "Bound" for c in claims_now)
+    for name in found:
+        assert in_pod(kubectl, name, "cat", "/data/names").stdout.split() == [name]
+
+    # Deleted, web-1 comes back with its name and its own claim: its data is still there.
+    old_uid = found["web-1"]["metadata"]["uid"]
+    kubectl.ok("delete", "pod", "-n", AGENT_NS, "web-1")
+
+    def back() -> bool:
+        p = json.loads(kubectl.ok("get", "pods", "-n", AGENT_NS, "-l", "app=web", "-o", "json"))["items"]
+        return any(x["metadata"]["name"] == "web-1" and x["metadata"]["uid"] != old_uid and ready(x) for x in p)
+
+    wait_for(back, 120, what="web-1 recreated and ready")
+    assert in_pod(kubectl, "web-1", "cat", "/data/names").stdout.split() == ["web-1", "web-1"]
+    assert in_pod(kubectl, "web-2", "cat", "/data/names").stdout.split() == ["web-2"]
+
+    # From another pod, web-1's name under the headless Service resolves to web-1. (busybox's
+    # nslookup does not apply the search path, so it asks for the full name; wget does.)
+    ip = json.loads(kubectl.ok("get", "pod", "-n", AGENT_NS, "web-1", "-o", "json"))["status"]["podIP"]
+    fqdn = f"web-1.web.{AGENT_NS}.svc.cluster.local"
+    last: list[str] = []
+
+    def resolved() -> str:
+        r = in_pod(kubectl, "web-0", "nslookup", fqdn)
+        last[:] = [r.stdout + r.stderr]
+        return r.stdout if r.returncode == 0 and ip in r.stdout.split("Name:")[-1] else ""
+
+    wait_for(resolved, 60, interval=1.0, what=f"{fqdn} resolving to {ip}")
+    others = {p["status"]["podIP"] for n, p in found.items() if n != "web-1"}
+    assert not any(o in last[0] for o in others), last[0]
+
+    def fetched() -> str:
+        r = in_pod(kubectl, "web-0", "wget", "-qO-", "http://web-1.web/names")
+        return r.stdout if r.returncode == 0 else ""
+
+    assert wait_for(fetched, 60, interval=1.0, what="wget web-1.web").split() == ["web-1", "web-1"]
