@@ -296,6 +296,11 @@ def agent(server, kubectl):
         kubectl("delete", "node", AGENT_NODE, "--ignore-not-found")
 
 
+def agent_pods(kubectl) -> list[str]:
+    return sorted(p["metadata"]["name"] for p in json.loads(kubectl.ok(
+        "get", "pods", "-n", AGENT_NS, "-l", "app=web", "-o", "json"))["items"])
+
+
 def in_pod(kubectl, pod: str, *command: str, timeout: float = 20.0):
     return kubectl("exec", "-n", AGENT_NS, pod, "--", *command, timeout=timeout)
 
@@ -368,3 +373,11 @@ def test_real_pods_keep_their_own_data_and_resolve_each_other_by_name(kubectl, a
         return r.stdout if r.returncode == 0 else ""
 
     assert wait_for(fetched, 60, interval=1.0, what="wget web-1.web").split() == ["web-1", "web-1"]
+
+    # Scaled down to one and back up, web-1 and web-2 find their data again.
+    kubectl.ok("scale", "-n", AGENT_NS, "sts/web", "--replicas=1")
+    wait_for(lambda: agent_pods(kubectl) == ["web-0"], 120, what="scaled down to web-0")
+    kubectl.ok("scale", "-n", AGENT_NS, "sts/web", "--replicas=3")
+    kubectl.ok("rollout", "status", "-n", AGENT_NS, "sts/web", "--timeout=180s", timeout=190)
+    assert in_pod(kubectl, "web-1", "cat", "/data/names").stdout.split() == ["web-1"] * 3
+    assert in_pod(kubectl, "web-2", "cat", "/data/names").stdout.split() == ["web-2"] * 2
