@@ -399,3 +399,48 @@ def test_statefulset_validation_refuses_bad_rollout_retention_and_ordinals():
                  "spec.template.spec.activeDeadlineSeconds: Forbidden: activeDeadlineSeconds in StatefulSet is "
                  "not Supported"):
         assert part in message, (part, message)
+
+
+async def test_controller_waits_for_its_own_creates_to_show_and_adopts_orphans():
+    informers = FakeInformers()
+    client = FakeClient(informers, lag=["pods"])
+    ctrl = StatefulSetController(client, informers)
+    client.add(STATEFULSETS, make_sts(replicas=3, policy="Parallel", claims=False))
+    await ctrl.sync("default/web")
+    await settle()
+    assert len(client.calls_of("create", "pods")) == 3
+    # Not yet seen through the watch: nothing is created twice.
+    await ctrl.sync("default/web")
+    assert len(client.calls_of("create", "pods")) == 3
+    client.deliver(PODS)
+    await ctrl.sync("default/web")
+    assert len(client.calls_of("create", "pods")) == 3
+
+    # web-2 is orphaned (its owner reference removed): the set adopts it again.
+    orphan = client.stored(PODS, "default", "web-2")
+    orphan["metadata"].pop("ownerReferences")
+    client.add(PODS, orphan)
+    client.deliver(PODS)
+    await ctrl.sync("default/web")
+    refs = client.stored(PODS, "default", "web-2")["metadata"]["ownerReferences"]
+    assert [r["uid"] for r in refs] == [UID]
+    assert len(client.calls_of("create", "pods")) == 3
+
+
+async def test_controller_bumps_collision_count_when_a_revision_name_is_taken():
+    sts = make_sts(claims=False)
+    client, ctrl = shell(sts)
+    squatter = rev(sts)
+    squatter["data"] = {"spec": {"template": {"metadata": {}, "spec": {}}}}
+    squatter["metadata"]["ownerReferences"][0]["uid"] = "someone-else"
+    client.add(CONTROLLERREVISIONS, squatter)
+    try:
+        await ctrl.sync("default/web")
+    except RuntimeError as e:
+        assert "collides" in str(e)
+    else:
+        raise AssertionError("expected the collision to be reported")
+    assert client.stored(STATEFULSETS, "default", "web")["status"]["collisionCount"] == 1
+    await ctrl.sync("default/web")
+    assert len({r["metadata"]["name"] for r in client.all(CONTROLLERREVISIONS)}) == 2
+    assert client.stored(STATEFULSETS, "default", "web")["status"]["collisionCount"] == 1
