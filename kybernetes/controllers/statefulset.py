@@ -39,7 +39,7 @@ from kybernetes.controllers.replicaset import (
 from kybernetes.controllers.revisions import new_revision, revision_matches, revision_number
 from kybernetes.controllers.statefulset_plan import (
     KIND,
-    Create,
+    Plan,
     claim_pods,
     current_revision,
     plan_statefulset,
@@ -285,7 +285,7 @@ class StatefulSetController:
                     if e.code not in (404, 422):
                         raise
 
-    async def _carry_out(self, sts: Obj, key: str, plan: Any) -> BaseException | None:
+    async def _carry_out(self, sts: Obj, key: str, plan: Plan) -> BaseException | None:
         """Claim owners and identities first, then the creations (slow start, each pod's
         claims before it) and deletions; returns the first error."""
         ns = _meta(sts).get("namespace")
@@ -300,8 +300,7 @@ class StatefulSetController:
                                                             "successful")
         for claim in plan.claims:
             await self._create_claim(sts, claim, None)
-        creates: list[Create] = plan.create
-        deletes: list[Obj] = plan.delete
+        creates, deletes = plan.create, plan.delete
         if not creates and not deletes:
             return None
         self.expectations.expect(key, creates=len(creates), deletes=[object_key(p) for p in deletes])
