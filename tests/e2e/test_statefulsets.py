@@ -47,10 +47,17 @@ def nodes(server, kubectl):
         wait_for(lambda: sorted(_ready_nodes(kubectl)) == NODES, 60, what="3 ready sim nodes")
         yield NODES
     finally:
+        # The claims go first, while the simulated nodes are there to remove their volumes.
         kubectl("delete", "statefulsets", "-n", NS, "--all", "--wait=false")
-        kubectl("delete", "namespace", NS, "--wait=false")
-        p.terminate()
-        p.wait(10)
+        kubectl("delete", "pvc", "-n", NS, "--all", "--wait=false")
+        try:
+            wait_for(lambda: not any((pv["spec"].get("claimRef") or {}).get("namespace") == NS
+                                     for pv in json.loads(kubectl.ok("get", "pv", "-o", "json"))["items"]),
+                     60, what="the namespace's volumes removed")
+        finally:
+            kubectl("delete", "namespace", NS, "--wait=false")
+            p.terminate()
+            p.wait(10)
 
 
 def manifest(name: str, replicas: int = 3, image: str = "busybox:1", *, policy: str = "OrderedReady",
