@@ -29,7 +29,7 @@ from kybernetes.api.kinds import Strategies
 from kybernetes.api.kinds.base import Allocation
 from kybernetes.api.kinds.service import SERVICE
 from kybernetes.api.registry import Registry
-from kybernetes.apiserver import auth, codec, discovery, openapi, pki, servicealloc
+from kybernetes.apiserver import auth, codec, discovery, openapi, openapi_v2_proto, pki, servicealloc
 from kybernetes.apiserver.bootstrapobjects import BootstrapObjects
 from kybernetes.apiserver.crds import CrdController
 from kybernetes.apiserver.flowcontrol import FlowControlConfig, FlowController
@@ -287,7 +287,7 @@ class ApiServer:
             return self._openapi_root(request)
         if path.startswith("/openapi/v3/"):
             return self._openapi_doc(request, path[len("/openapi/v3/"):])
-        if path == "/openapi/v2" and openapi.wants_openapi_v2_json(request.headers.get("Accept", "")):
+        if path == "/openapi/v2":
             return self._openapi_v2(request)
         if path == "/":
             paths = ["/api", "/api/v1", "/apis", "/healthz", "/livez", "/readyz", "/version", "/openapi/v3"]
@@ -340,11 +340,18 @@ class ApiServer:
                             headers={"Cache-Control": "no-cache, private"})
 
     def _openapi_v2(self, request: web.Request) -> web.Response:
-        body, digest = openapi.openapi_v2_document(self.registry)
-        headers = {"ETag": f'"{digest}"', "Cache-Control": "no-cache, private"}
+        # Go clients (kubectl's client-side validation) take only gnostic protobuf.
+        media = openapi_v2_proto.negotiate(request.headers.get("Accept", ""))
+        if media is None:
+            raise ApiError.not_acceptable("only application/json and gnostic protobuf are served")
+        if media == "application/json":
+            body, digest = openapi.openapi_v2_document(self.registry)
+        else:
+            body, digest = openapi_v2_proto.openapi_v2_protobuf(self.registry)
+        headers = {"ETag": f'"{digest}"', "Cache-Control": "no-cache, private", "Vary": "Accept"}
         if request.headers.get("If-None-Match") == f'"{digest}"':
             return web.Response(status=304, headers=headers)
-        return web.Response(body=body, content_type="application/json", headers=headers)
+        return web.Response(body=body, headers={**headers, "Content-Type": media})
 
     def _openapi_doc(self, request: web.Request, gv_path: str) -> web.Response:
         found = openapi.openapi_v3_document(self.registry, gv_path)

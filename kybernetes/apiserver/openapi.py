@@ -9,7 +9,8 @@ Schemas come from the built-in JSON Schema definitions (`kybernetes.api.schemas`
 converted to OpenAPI 3.0 the way the real server publishes them, and from each
 custom resource's `openAPIV3Schema`. Documents are pure functions of the
 registry; they are cached per registry and rebuilt when `registry.generation`
-moves. `/openapi/v2` is deliberately not served (kubectl wants protobuf there).
+moves. `/openapi/v2` (Swagger 2.0) is built here too; `openapi_v2_proto` encodes
+it as the protobuf Go clients ask for.
 """
 
 from __future__ import annotations
@@ -586,7 +587,8 @@ def openapi_v3_root(registry: Registry) -> dict[str, Any]:
 # `/openapi/v2` in JSON: the definitions of every served kind (built-in and custom),
 # as clients that still read Swagger (Kubernetes' own e2e framework, older tooling)
 # look them up by name. Paths are left empty: kubectl and the client libraries read
-# operations from v3. Protobuf v2 is not offered (see `wants_openapi_v2_json`).
+# operations from v3. kubectl's client-side validation reads these definitions in
+# protobuf (`openapi_v2_proto`) for what the v3 check does not cover (`kind: List`).
 
 _V2_REF = "#/definitions/"
 
@@ -723,14 +725,3 @@ def openapi_v2_document(registry: Registry) -> tuple[bytes, str]:
     _v2_caches[registry] = (registry.generation, data, digest)
     return data, digest
 
-
-def wants_openapi_v2_json(accept: str) -> bool:
-    """Whether an Accept header takes JSON. Go clients ask for the protobuf form
-    only, which is not served: they get 404 and fall back to v3 as before."""
-    if not accept.strip():
-        return True
-    for part in accept.split(","):
-        media = part.split(";")[0].strip().lower()
-        if media in ("application/json", "*/*", "application/*"):
-            return True
-    return False
