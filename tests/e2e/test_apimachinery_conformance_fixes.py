@@ -110,10 +110,12 @@ def test_openapi_v2_publishes_a_custom_resource_schema(kubectl, k8s_client):
     assert wait_for(gone), "a deleted CRD's kind is still in /openapi/v2"
 
 
-def test_openapi_v2_is_not_offered_in_protobuf(k8s_client):
-    # Go clients ask for protobuf only; they must keep falling back to v3 as before.
-    status, _, _ = get_v2(k8s_client, {"Accept": "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"})
-    assert status == 404
+def test_openapi_v2_is_offered_in_protobuf_to_go_clients(k8s_client):
+    # client-go asks for gnostic protobuf only (kubectl's client-side validation of List files).
+    status, hdrs, body = get_v2(k8s_client, {"Accept": "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"})
+    assert status == 200
+    assert hdrs["Content-Type"] == "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+    assert body.startswith(b"\n\x032.0")  # field 1 (swagger) = "2.0"
 
 
 def test_a_crd_without_schema_is_a_bare_object_in_v2(kubectl, k8s_client):
