@@ -42,7 +42,7 @@ from kybernetes.agent.volumes import VolumeError, VolumeManager, container_mount
 from kybernetes.api.aiotasks import cancel_and_wait
 from kybernetes.api.errors import ApiError
 from kybernetes.api.pods import pod_is_ready
-from kybernetes.api.timefmt import rfc3339, rfc3339_micro
+from kybernetes.api.timefmt import parse_time, rfc3339, rfc3339_micro
 from kybernetes.client import Client, InformerFactory, WorkQueue, object_key, run_workers
 from kybernetes.client.nodes import LEASE_NAMESPACE, build_lease, lease_renewal
 from kybernetes.client.resources import (
@@ -53,6 +53,7 @@ from kybernetes.client.resources import (
     PERSISTENTVOLUMES,
     PODS,
     SECRETS,
+    SERVICEACCOUNTS,
 )
 
 log = logging.getLogger(__name__)
@@ -137,7 +138,7 @@ class Agent:
         self._probe_session: aiohttp.ClientSession | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self.volumes = VolumeManager(os.path.join(options.data_dir, "pods"), self._fetch_source,
-                                     node_resources(host)[1])
+                                     node_resources(host)[1], token=self._request_token)
         # Told the node's pod CIDR once it is known (the service proxy's masquerade rule).
         self.pod_cidr_listeners: list[Callable[[str], None]] = []
         self.local_path = LocalPathProvisioner(client, self.factory, self.name, options.data_dir,
@@ -463,6 +464,25 @@ class Agent:
         cms, secrets = found["ConfigMap"], found["Secret"]
         _, allocatable = node_resources(self.host)
         return podspec.container_env(pod, container, cms, secrets, allocatable)
+
+    async def _request_token(self, pod: Obj, audience: str, seconds: int) -> tuple[str, float]:
+        """A token of the pod's ServiceAccount bound to the pod (TokenRequest), for a
+        projected serviceAccountToken source."""
+        meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                "spec": {"audiences": [audience] if audience else [], "expirationSeconds": seconds,
+                         "boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": meta.get("name", ""),
+                                            "uid": meta.get("uid", "")}}}
+        try:
+            out = await self.client.create_subresource(
+                SERVICEACCOUNTS, meta.get("namespace"), spec.get("serviceAccountName") or "default", "token", body)
+        except ApiError as e:
+            raise VolumeError(f"failed to fetch token: {e}") from None
+        status = out.get("status") or {}
+        expires = parse_time(status.get("expirationTimestamp"))
+        if not status.get("token") or expires is None:
+            raise VolumeError("failed to fetch token: the answer holds no token")
+        return status["token"], expires.timestamp()
 
     async def _fetch_source(self, kind: str, ns: str, name: str) -> Obj | None:
         if kind in ("PersistentVolumeClaim", "PersistentVolume"):

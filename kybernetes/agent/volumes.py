@@ -1,7 +1,9 @@
 """Pod volumes on the node: emptyDir (disk or tmpfs), hostPath with its type checks,
 persistentVolumeClaim (the bound PV's local or hostPath directory), and files projected
 from ConfigMaps, Secrets and the downward API (configMap, secret, downwardAPI and
-projected volumes), written atomically so that containers see a changed object as a whole. What files a volume holds is decided by pure functions;
+projected volumes), written atomically so that containers see a changed object as a whole,
+and ServiceAccount tokens in projected volumes (requested bound to the pod, refreshed at 80%
+of their life or after 24 h). What files a volume holds is decided by pure functions;
 `VolumeManager` writes, mounts and removes them under the pod's directory."""
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from kybernetes.api.storage import claim_is_bound, volume_mode
 
 Obj = dict[str, Any]
 Fetch = Callable[[str, str, str], Awaitable[Obj | None]]  # (kind, namespace, name) -> object or None
+# (pod, audience, expirationSeconds) -> (token, its expiry as a Unix time); VolumeError when refused.
+TokenFetch = Callable[[Obj, str, int], Awaitable[tuple[str, float]]]
 
 DEFAULT_MODE = 0o644
 
@@ -123,6 +127,12 @@ def claim_volume(claim_name: str, pvc: Obj | None, pv: Obj | None) -> tuple[str,
         raise VolumeError(f'persistentvolume "{pv_name}": only local and hostPath volumes can be mounted '
                           "by this node")
     return kind, path
+
+
+def token_needs_refresh(issued: float, expires: float, now: float, max_age: float = 24 * 3600) -> bool:
+    """Whether a projected token is due for a new one, as the kubelet decides: past 80%
+    of its life, or older than a day whatever its life."""
+    return now >= issued + 0.8 * (expires - issued) or now - issued >= max_age
 
 
 def readonly_volumes(pod: Obj) -> frozenset[str]:
@@ -226,10 +236,34 @@ def _mounted(path: str) -> bool:
 class VolumeManager:
     """The volumes of the pods on this node, under `root/<pod uid>/volumes`."""
 
-    def __init__(self, root: str, fetch: Fetch, node_allocatable: dict[str, str]) -> None:
+    def __init__(self, root: str, fetch: Fetch, node_allocatable: dict[str, str],
+                 token: TokenFetch | None = None, clock: Callable[[], float] = time.time) -> None:
         self.root = root
         self.fetch = fetch
         self.node_allocatable = node_allocatable
+        self.token = token
+        self.clock = clock
+        # (pod uid, audience, expirationSeconds) -> (token, issued at, expires at)
+        self._tokens: dict[tuple[str, str, int], tuple[str, float, float]] = {}
+
+    async def _service_account_token(self, pod: Obj, source: Obj) -> str:
+        audience = source.get("audience") or ""
+        seconds = int(source.get("expirationSeconds") or 3600)
+        key = ((pod.get("metadata") or {}).get("uid", ""), audience, seconds)
+        held = self._tokens.get(key)
+        now = self.clock()
+        if held is not None and not token_needs_refresh(held[1], held[2], now):
+            return held[0]
+        if self.token is None:
+            raise VolumeError("this node cannot request service account tokens")
+        try:
+            token, expires = await self.token(pod, audience, seconds)
+        except VolumeError:
+            if held is not None and now < held[2]:
+                return held[0]  # keep serving the old one while it is good; retried next sync
+            raise
+        self._tokens[key] = (token, now, expires)
+        return token
 
     def pod_dir(self, uid: str) -> str:
         return os.path.join(self.root, uid)
@@ -304,7 +338,9 @@ class VolumeManager:
                     files.update(downward_files(pod, source["downwardAPI"].get("items") or [], mode,
                                                 self.node_allocatable))
                 elif "serviceAccountToken" in source:
-                    raise VolumeError("service account tokens are not issued yet by this cluster")
+                    s = source["serviceAccountToken"]
+                    token = await self._service_account_token(pod, s)
+                    files[s.get("path") or "token"] = (token.encode(), mode)
             plugin = "projected"
         else:
             raise VolumeError("volume type not supported by this node")
@@ -314,6 +350,10 @@ class VolumeManager:
 
     def teardown(self, uid: str) -> None:
         """Unmount and remove everything of the pod."""
+        # Runs in a worker thread: list() copies the keys in one step under the GIL.
+        for key in list(self._tokens):
+            if key[0] == uid:
+                self._tokens.pop(key, None)
         pod_dir = self.pod_dir(uid)
         if not os.path.isdir(pod_dir):
             return

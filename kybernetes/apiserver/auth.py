@@ -13,7 +13,7 @@ import hashlib
 import io
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -138,6 +138,24 @@ def _digest(token: str) -> bytes:
     return hashlib.sha256(token.encode("utf-8")).digest()
 
 
+def _is_jwt(token: str) -> bool:
+    return token.count(".") == 2 and token.startswith("eyJ")
+
+
+class TokenVerifier(Protocol):
+    """Signed tokens whose answer can change over time (ServiceAccount JWTs: they expire,
+    their bound objects go away): see apiserver/serviceaccounts.py."""
+
+    def authenticate(self, token: str) -> UserInfo | None: ...
+
+    def review(self, token: str, audiences: list[str] | None = None) -> Any:
+        """A TokenReview's answer: the user with the audiences the token matched, or an error string."""
+        ...
+
+    @property
+    def audiences(self) -> list[str]: ...
+
+
 # ---------------------------------------------------------------------------------------------
 
 
@@ -158,6 +176,8 @@ class Authenticator:
     ) -> None:
         self._tokens: dict[bytes, UserInfo] = {}
         self._ca: x509.Certificate | None = None
+        # Set by the server once it can read ServiceAccounts (its watch cache).
+        self.service_accounts: TokenVerifier | None = None
         if pki is not None:
             with open(pki.ca_cert, "rb") as f:
                 self._ca = x509.load_pem_x509_certificate(f.read())
@@ -186,7 +206,15 @@ class Authenticator:
 
     def authenticate_token(self, token: str) -> UserInfo | None:
         user = self._tokens.get(_digest(token))
+        if user is None and self.service_accounts is not None and _is_jwt(token):
+            user = self.service_accounts.authenticate(token)
         return with_authenticated_group(user) if user is not None else None
+
+    def cacheable(self, authorization_header: str | None) -> bool:
+        """Whether the answer for this header may be remembered for a connection: not for
+        a signed token, which may expire or lose its bound object while the connection lives."""
+        token = parse_bearer(authorization_header)
+        return token is None or not _is_jwt(token) or _digest(token) in self._tokens
 
     def authenticate_cert(self, peercert: Mapping[str, Any] | bytes | None) -> UserInfo | None:
         """User from a TLS peer certificate as ``getpeercert()`` returns it, in either form."""

@@ -245,6 +245,18 @@ class ReviewContext(Protocol):
         """The user a bearer token belongs to, or None for a token the server does not accept."""
         ...
 
+    def review_token(self, token: str, audiences: list[str]) -> tuple[Requester | None, list[str], str]:
+        """(user, the audiences the token is good for, error) as TokenReview reports them."""
+        ...
+
+    def authorize(self, attrs: Any) -> Any:
+        """The server's decision (an `api.rbac.Decision`) on `attrs` (an `api.rbac.Attributes`)."""
+        ...
+
+    def rules_for(self, user: str, groups: tuple[str, ...], namespace: str) -> tuple[list, list, str]:
+        """(resource rules, non-resource rules, evaluation error) the user holds in `namespace`."""
+        ...
+
 
 # -- the strategy --------------------------------------------------------------------------
 
@@ -348,6 +360,13 @@ class KindStrategy:
     def actions(self) -> dict[str, ActionSubresource]:
         """POST-only subresources, by name."""
         return {}
+
+    def answer_subresource(self, info: ResourceInfo, subresource: str, obj: Obj, body: Obj,
+                           ctx: Any) -> Obj | None:
+        """A POST-only subresource the server answers from the stored `obj` without
+        writing anything (a ServiceAccount's `token`); `ctx` is what that subresource
+        needs of the server. None when the kind has no such subresource."""
+        return None
 
     def scale(self, info: ResourceInfo) -> ScaleSubresource | None:
         """The `scale` subresource, for kinds the registry gives replica paths."""

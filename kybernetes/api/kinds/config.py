@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+from kybernetes.api import serviceaccounts
 from kybernetes.api.defaults import set_default
 from kybernetes.api.errors import FieldError, forbidden, invalid, required
 from kybernetes.api.kinds.base import KindRef, KindStrategy
@@ -189,6 +190,14 @@ class SecretStrategy(KindStrategy):
 class ServiceAccountStrategy(KindStrategy):
     refs = (KindRef("", "ServiceAccount"),)
     delete_returns_object = True
+
+    def answer_subresource(self, info: ResourceInfo, subresource: str, obj: Obj, body: Obj,
+                           ctx: Any) -> Obj | None:
+        """`serviceaccounts/<name>/token`: a TokenRequest answered with a signed token
+        (`ctx`: an `api.serviceaccounts.TokenIssuer`)."""
+        if subresource != "token":
+            return None
+        return serviceaccounts.issue_token(obj, body, ctx)
 
     def validate(self, info: ResourceInfo, obj: Obj) -> Errors:
         return _validate_service_account(info, obj)
