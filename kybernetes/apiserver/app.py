@@ -30,6 +30,7 @@ from kybernetes.api.kinds.base import Allocation
 from kybernetes.api.kinds.service import SERVICE
 from kybernetes.api.registry import Registry
 from kybernetes.apiserver import auth, codec, discovery, openapi, openapi_v2_proto, pki, servicealloc
+from kybernetes.apiserver.authz import Authorizer, reconcile_bootstrap
 from kybernetes.apiserver.bootstrapobjects import BootstrapObjects
 from kybernetes.apiserver.crds import CrdController
 from kybernetes.apiserver.flowcontrol import FlowControlConfig, FlowController
@@ -64,6 +65,11 @@ VERSION_INFO = {
 }
 
 _PUBLIC_PATHS = ("/healthz", "/livez", "/readyz", "/version")
+_FORWARDED = "kyb.forwarded"
+
+
+def _impersonating(headers: Any) -> bool:
+    return any(k[:12].lower() == "impersonate-" for k in headers)
 
 
 @dataclass(frozen=True)
@@ -114,6 +120,10 @@ class ApiServer:
         self.service.create_admission.append(storage_admission.check_create)
         self.service.update_admission.append(storage_admission.check_update)
         self.quota_status = QuotaStatus(self.registry, self.cache, self.service)
+        # RBAC for every request (system:masters without a lookup), kept from the watch cache.
+        self.authorizer = Authorizer(self.cache)
+        self.service.write_checks.append(
+            lambda info, obj, ctx: self.authorizer.check_escalation(info, obj, ctx.requester))
         self.service_network = service_network or servicealloc.service_network()
         # The caller (`kyb server`) knows the host's address; without it, loopback.
         self.advertise_address = advertise_address or choose_advertise_address(None, bind, "127.0.0.1")
@@ -148,6 +158,8 @@ class ApiServer:
         await self.cache.start()
         self.crds.start()
         await ensure_system_namespaces(self.registry, self.cache, self.service)
+        # Before serving: a user's first request is judged by the default roles.
+        await reconcile_bootstrap(self.registry, self.cache, self.service)
         await self.system_services.start()
         self._system_services_started = True
         await self.bootstrap_objects.start()
@@ -155,6 +167,7 @@ class ApiServer:
         self.quota_status.start()
         self.virtual = VirtualHandler(self.cache, self.authenticator,
                                       await asyncio.to_thread(pki.agent_client_ssl_context, self.pki))
+        self.virtual.authorizer = self.authorizer
         self.rest = RestHandler(self.registry, self.store, self.cache, self.service, self.virtual)
         await asyncio.to_thread(protobuf.compile_codecs)
         await self._serve()
@@ -207,9 +220,10 @@ class ApiServer:
             request["user"] = user
             if user is None:
                 raise ApiError.unauthorized()
-            if auth.is_anonymous(user) and not request.path.startswith(_PUBLIC_PATHS):
-                raise ApiError.forbidden(
-                    f'forbidden: User "system:anonymous" cannot {request.method.lower()} path "{request.path}"')
+            if not request.get(_FORWARDED) and _impersonating(request.headers):
+                user = request["user"] = self.authorizer.impersonate(user, request.headers, request.headers.getall)
+            if not request.path.startswith(_PUBLIC_PATHS):
+                self.authorizer.check_request(user, request.method, request.path, request.query)
             ticket = self.flow.ticket(request.method, request.path, request.query, user.username, user.groups,
                                       request.headers.get("User-Agent", ""))
             if ticket is None:
@@ -238,6 +252,8 @@ class ApiServer:
         if self.trusted_identity is not None:
             forwarded = self.trusted_identity(request)
             if forwarded is not None:
+                # Already impersonated by the worker that forwarded it.
+                request[_FORWARDED] = True
                 return forwarded
         header = request.headers.get("Authorization")
         transport = request.transport

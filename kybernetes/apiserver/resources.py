@@ -208,6 +208,8 @@ class ResourceService:
                                              Callable[[str | None], None] | None]] = []
         # Mutating/validating checks of an update (new, old), before validation: each raises ApiError.
         self.update_admission: list[Callable[[ResourceInfo, dict[str, Any], dict[str, Any]], None]] = []
+        # Checks that depend on who writes (RBAC escalation prevention): each raises ApiError.
+        self.write_checks: list[Callable[[ResourceInfo, dict[str, Any], WriteContext], None]] = []
 
     # -- versions -------------------------------------------------------------------
     # A request in a version other than the storage version is checked (type meta,
@@ -417,6 +419,8 @@ class ResourceService:
         self.apply_defaults(info, obj)
         self.after_defaults(info, obj, None)
         self.validate(info, obj, None)
+        for check in self.write_checks:
+            check(info, obj, ctx)
         settles = [settle for admit in self.create_admission if (settle := admit(info, obj)) is not None]
         if not settles:
             return await self._allocate_and_store(info, obj, ctx, record_fields)
@@ -543,6 +547,8 @@ class ResourceService:
             for admit in self.update_admission:
                 admit(info, new, old_obj)
             self.validate(info, new, old_obj)
+            for check in self.write_checks:
+                check(info, new, ctx)
         if not managed_done:
             self._record_fields(info, old_obj, new, ctx, subresource)
         if om.meta_equal_ignoring_bookkeeping(old_obj, new):

@@ -35,9 +35,16 @@ LOG_PARAMS = ("follow", "previous", "timestamps", "tailLines", "sinceSeconds", "
 class _Review:
     """The review kinds' view of the request's user and of the server's token authenticator."""
 
-    def __init__(self, user: auth.UserInfo, authenticator: auth.Authenticator) -> None:
+    def __init__(self, user: auth.UserInfo, authenticator: auth.Authenticator, authorizer: Any = None) -> None:
         self.requester = auth.requester(user)
         self._authenticator = authenticator
+        self._authorizer = authorizer
+
+    def authorize(self, attrs: Any) -> Any:
+        return self._authorizer.decide(attrs)
+
+    def rules_for(self, user: str, groups: tuple[str, ...], namespace: str) -> tuple[list, list, str]:
+        return self._authorizer.rules_for(user, groups, namespace)
 
     def authenticate_token(self, token: str) -> Requester | None:
         found = self._authenticator.authenticate_token(token)
@@ -77,6 +84,7 @@ class VirtualHandler:
         self.cache = cache
         self.authenticator = authenticator
         self.agent_ssl = agent_ssl
+        self.authorizer: Any = None  # the server's authz.Authorizer, for the access reviews
         self._session: aiohttp.ClientSession | None = None
         self.proxy = ProxyRelay(cache, self._client, agent_ssl)
 
@@ -110,7 +118,7 @@ class VirtualHandler:
         body = codec.decode_object(data, request.headers.get("Content-Type"), info.kind) if data.strip() else {}
         if info.namespaced:
             _stamp_namespace(body, target.namespace)
-        answer = strategy_for(info).review(info, body, _Review(user, self.authenticator))
+        answer = strategy_for(info).review(info, body, _Review(user, self.authenticator, self.authorizer))
         if answer is not None:
             return negotiated_response(request, answer, 201)
         raise ApiError.method_not_allowed()

@@ -491,6 +491,7 @@ class WorkerApiServer(ApiServer):
         self.crds.start()
         self.virtual = VirtualHandler(self.cache, self.authenticator,
                                       await asyncio.to_thread(pki.agent_client_ssl_context, self.pki))
+        self.virtual.authorizer = self.authorizer
         rest = WorkerRestHandler(self.registry, self.store, self.cache, self.service, self.virtual)
         rest.forwarder = self.forwarder
         self.rest = rest

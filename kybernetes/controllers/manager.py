@@ -21,6 +21,7 @@ from typing import Protocol
 from kybernetes.api.aiotasks import cancel_and_wait
 from kybernetes.client import Client, InformerFactory, Informers
 from kybernetes.client.resources import PODS
+from kybernetes.controllers.clusterroleaggregation import ClusterRoleAggregationController
 from kybernetes.controllers.cronjob import CronJobController
 from kybernetes.controllers.csrsigning import CSRSigningController
 from kybernetes.controllers.daemonset import DaemonSetController
@@ -109,6 +110,7 @@ BUILDERS: tuple[tuple[str, Builder], ...] = (
     ("nodelifecycle", lambda c, f, o: NodeLifecycleController(
         c, f, node_monitor_grace_period=o.node_monitor_grace_period, cluster_cidr=o.cluster_cidr,
         node_cidr_mask_size=o.node_cidr_mask_size)),
+    ("clusterrole-aggregation", lambda c, f, o: ClusterRoleAggregationController(c, f)),
     ("rootcacertpublisher", lambda c, f, o: RootCACertPublisher(c, f, o.root_ca_pem) if o.root_ca_pem else None),
     ("csrsigning", lambda c, f, o: CSRSigningController(c, f, o.cluster_signing_cert_file, o.cluster_signing_key_file)
      if o.cluster_signing_cert_file and o.cluster_signing_key_file else None),

@@ -44,13 +44,38 @@ def test_token_review_authenticates_only_known_tokens():
         assert out["status"]["authenticated"] is False and out["status"]["error"]
 
 
-def test_access_reviews_allow_authenticated_users_and_refuse_anonymous():
-    for kind in ("SelfSubjectAccessReview", "SubjectAccessReview"):
-        info = _info(kind)
-        body = {"spec": {"resourceAttributes": {"verb": "get", "resource": "pods"}}}
-        assert strategy_for(info).review(info, body, _Ctx(ALICE))["status"]["allowed"] is True
-        anon = strategy_for(info).review(info, body, _Ctx(Requester("system:anonymous")))
-        assert anon["status"]["allowed"] is False and anon["spec"] == body["spec"]
+def _rbac_ctx(who: Requester) -> _Ctx:
+    from kybernetes.api.rbac import RbacIndex
+
+    idx = RbacIndex(
+        cluster_roles=[{"metadata": {"name": "view"},
+                        "rules": [{"verbs": ["get"], "apiGroups": [""], "resources": ["pods"]}]}],
+        role_bindings=[{"metadata": {"name": "v", "namespace": "team"},
+                        "roleRef": {"kind": "ClusterRole", "name": "view"},
+                        "subjects": [{"kind": "User", "name": "alice"}]}])
+    ctx = _Ctx(who)
+    ctx.authorize = idx.authorize  # type: ignore[attr-defined]
+    ctx.rules_for = idx.rules_for  # type: ignore[attr-defined]
+    return ctx
+
+
+def test_access_reviews_answer_with_the_authorizers_decision():
+    body = {"spec": {"resourceAttributes": {"verb": "get", "resource": "pods", "namespace": "team"}}}
+    info = _info("SelfSubjectAccessReview")
+    out = strategy_for(info).review(info, body, _rbac_ctx(ALICE))
+    assert out["status"] == {"allowed": True,
+                             "reason": 'RBAC: allowed by RoleBinding "v/team" of ClusterRole "view" to User "alice"'}
+    other = {"spec": {"resourceAttributes": {"verb": "get", "resource": "pods", "namespace": "prod"}}}
+    assert strategy_for(info).review(info, other, _rbac_ctx(ALICE))["status"] == {"allowed": False}
+    anon = strategy_for(info).review(info, body, _rbac_ctx(Requester("system:anonymous")))
+    assert anon["status"]["allowed"] is False and anon["spec"] == body["spec"]
+    sar = _info("SubjectAccessReview")
+    asked = {"spec": {**body["spec"], "user": "alice"}}
+    assert strategy_for(sar).review(sar, asked, _rbac_ctx(Requester("bob")))["status"]["allowed"] is True
+    rules = _info("SelfSubjectRulesReview")
+    out = strategy_for(rules).review(rules, {"spec": {"namespace": "team"}}, _rbac_ctx(ALICE))
+    assert out["status"]["resourceRules"] == [{"verbs": ["get"], "apiGroups": [""], "resources": ["pods"]}]
+    assert out["status"]["incomplete"] is False
 
 
 def test_stored_kinds_have_no_review():

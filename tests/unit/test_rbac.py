@@ -193,3 +193,40 @@ def test_rules_for_reports_the_rules_that_apply():
     assert res == [{"verbs": ["get", "list"], "apiGroups": [""], "resources": ["pods"]}]
     assert non == [{"verbs": ["get"], "nonResourceURLs": ["/api"]}] and err == ""
     assert idx.rules_for("alice", ("g",), "other")[0] == []
+
+
+def test_aggregation_gathers_selected_roles_rules_in_name_order():
+    from kybernetes.controllers.clusterroleaggregation import aggregated_rules
+
+    roles = {r["metadata"]["name"]: r for r in rbac_bootstrap.cluster_roles()}
+    view = aggregated_rules(roles["view"], list(roles.values()))
+    assert view == roles["system:aggregate-to-view"]["rules"]
+    edit = aggregated_rules(roles["edit"], list(roles.values()))
+    # edit selects system:aggregate-to-edit and view (still empty here: filled in a later pass).
+    assert edit == roles["system:aggregate-to-edit"]["rules"]
+    filled = {**roles, "view": {**roles["view"], "rules": view}}
+    edit = aggregated_rules(filled["edit"], list(filled.values()))
+    assert edit[:len(filled["system:aggregate-to-edit"]["rules"])] == filled["system:aggregate-to-edit"]["rules"]
+    assert all(r in edit for r in view)
+    extra = _role("crd-viewer", [{"verbs": ["get"], "apiGroups": ["x.io"], "resources": ["widgets"]}],
+                  labels={"rbac.authorization.k8s.io/aggregate-to-view": "true"})
+    # Selected roles are visited in name order: crd-viewer before system:aggregate-to-view.
+    assert aggregated_rules(roles["view"], [*roles.values(), extra])[0]["resources"] == ["widgets"]
+    assert aggregated_rules(roles["system:basic-user"], list(roles.values())) is None
+
+
+async def test_aggregation_controller_writes_only_changed_roles():
+    from kybernetes.controllers.clusterroleaggregation import CLUSTERROLES, ClusterRoleAggregationController
+    from kybernetes.testing.fakes import FakeClient, FakeInformers
+
+    informers = FakeInformers()
+    client = FakeClient(informers)
+    roles = rbac_bootstrap.cluster_roles()
+    client.add(CLUSTERROLES, *roles)
+    ctl = ClusterRoleAggregationController(client, informers)
+    await ctl.sync("view")
+    view = informers.informer(CLUSTERROLES).get(None, "view")
+    assert view["rules"] == next(r for r in roles if r["metadata"]["name"] == "system:aggregate-to-view")["rules"]
+    before = len(client.calls)
+    await ctl.sync("view")
+    assert len(client.calls) == before, "an up-to-date role is not written again"

@@ -115,6 +115,7 @@ def new_strategies(*, default_toleration_seconds: int = pod.DEFAULT_TOLERATION_S
         servicecidr.ServiceCIDRStrategy(), servicecidr.IPAddressStrategy(),
         componentstatus.ComponentStatusStrategy(), reviews.LocalSubjectAccessReviewStrategy(),
         reviews.SelfSubjectReviewStrategy(), reviews.TokenReviewStrategy(), reviews.AccessReviewStrategy(),
+        reviews.SelfSubjectAccessReviewStrategy(),
         reviews.SelfSubjectRulesReviewStrategy(),
     ])
 

@@ -3,8 +3,8 @@ answered on create (`kubectl auth whoami`, `kubectl auth can-i`, a webhook's
 TokenReview). The answer is a pure function of the request body and of what the
 `ReviewContext` says about the requester.
 
-Authorization here is "every authenticated user may do everything" until RBAC
-lands; the access reviews say so in their reason.
+The access reviews ask the server's authorizer (RBAC, `api/rbac.py`) through the
+context, so `kubectl auth can-i` agrees with what the same request would meet.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 
 from kybernetes.api.errors import ApiError, invalid
 from kybernetes.api.kinds.base import KindRef, KindStrategy, Obj, Requester, ReviewContext
+from kybernetes.api.rbac import Attributes
 from kybernetes.api.registry import ResourceInfo
 from kybernetes.api.validation import GoValue
 
@@ -63,12 +64,77 @@ class TokenReviewStrategy(KindStrategy):
         return _answer(info, body, {"authenticated": True, "user": user_info(found)})
 
 
-class AccessReviewStrategy(KindStrategy):
-    refs = (KindRef(_AUTHZ, "SelfSubjectAccessReview"), KindRef(_AUTHZ, "SubjectAccessReview"))
+def _spec(body: Obj) -> Obj:
+    spec = body.get("spec")
+    return spec if isinstance(spec, dict) else {}
+
+
+def _str(d: Obj, key: str) -> str:
+    v = d.get(key)
+    return v if isinstance(v, str) else ""
+
+
+def access_attributes(user: str, groups: tuple[str, ...], spec: Obj) -> Attributes | None:
+    """The request an access review asks about; None when it names neither kind."""
+    res = spec.get("resourceAttributes")
+    if isinstance(res, dict):
+        return Attributes(user, groups, _str(res, "verb"), _str(res, "group"), _str(res, "resource"),
+                          _str(res, "subresource"), _str(res, "namespace"), _str(res, "name"))
+    non = spec.get("nonResourceAttributes")
+    if isinstance(non, dict):
+        return Attributes(user, groups, _str(non, "verb"), path=_str(non, "path"), resource_request=False)
+    return None
+
+
+def _exactly_one_errors(spec: Obj) -> list:
+    has_res, has_non = spec.get("resourceAttributes") is not None, spec.get("nonResourceAttributes") is not None
+    if has_res and has_non:
+        return [invalid("spec.nonResourceAttributes", GoValue("..."),
+                        "cannot be specified in combination with resourceAttributes")]
+    if not has_res and not has_non:
+        return [invalid("spec.resourceAttributes", GoValue("null"),
+                        "exactly one of nonResourceAttributes or resourceAttributes must be specified")]
+    return []
+
+
+def _decide(info: ResourceInfo, body: Obj, ctx: ReviewContext, user: str, groups: tuple[str, ...]) -> Obj:
+    attrs = access_attributes(user, groups, _spec(body))
+    if attrs is None:
+        return _answer(info, body, {"allowed": False})
+    decision = ctx.authorize(attrs)
+    status: Obj = {"allowed": decision.allowed}
+    if decision.reason:
+        status["reason"] = decision.reason
+    return _answer(info, body, status)
+
+
+class SelfSubjectAccessReviewStrategy(KindStrategy):
+    """Whether the requester may make a request (`kubectl auth can-i`)."""
+
+    refs = (KindRef(_AUTHZ, "SelfSubjectAccessReview"),)
 
     def review(self, info: ResourceInfo, body: Obj, ctx: ReviewContext) -> Obj | None:
-        return _answer(info, body, {"allowed": ctx.requester.username != ANONYMOUS_USER,
-                                    "reason": "kybernetes allows every authenticated user (RBAC not enabled)"})
+        errors = _exactly_one_errors(_spec(body))
+        if errors:
+            raise ApiError.invalid(info.group, info.kind, "", errors)
+        return _decide(info, body, ctx, ctx.requester.username, tuple(ctx.requester.groups))
+
+
+class AccessReviewStrategy(KindStrategy):
+    """Whether the user the spec names may make a request (a webhook's, or an agent's, question)."""
+
+    refs = (KindRef(_AUTHZ, "SubjectAccessReview"),)
+
+    def review(self, info: ResourceInfo, body: Obj, ctx: ReviewContext) -> Obj | None:
+        spec = _spec(body)
+        errors = _exactly_one_errors(spec)
+        groups = tuple(g for g in spec.get("groups") or [] if isinstance(g, str)) \
+            if isinstance(spec.get("groups"), list) else ()
+        if not _str(spec, "user") and not groups:
+            errors.append(invalid("spec.user", "", "at least one of user or group must be specified"))
+        if errors:
+            raise ApiError.invalid(info.group, info.kind, "", errors)
+        return _decide(info, body, ctx, _str(spec, "user"), groups)
 
 
 class LocalSubjectAccessReviewStrategy(KindStrategy):
@@ -96,14 +162,19 @@ class LocalSubjectAccessReviewStrategy(KindStrategy):
             errors.append(invalid("spec.user", "", "at least one of user or group must be specified"))
         if errors:
             raise ApiError.invalid(info.group, info.kind, "", errors)
-        return AccessReviewStrategy().review(info, body, ctx)
+        groups = tuple(g for g in spec.get("groups") or [] if isinstance(g, str)) \
+            if isinstance(spec.get("groups"), list) else ()
+        return _decide(info, body, ctx, _str(spec, "user"), groups)
 
 
 class SelfSubjectRulesReviewStrategy(KindStrategy):
     refs = (KindRef(_AUTHZ, "SelfSubjectRulesReview"),)
 
     def review(self, info: ResourceInfo, body: Obj, ctx: ReviewContext) -> Obj | None:
-        return _answer(info, body, {
-            "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
-            "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
-            "incomplete": False})
+        namespace = _str(_spec(body), "namespace")
+        resource, non_resource, error = ctx.rules_for(ctx.requester.username, tuple(ctx.requester.groups),
+                                                      namespace)
+        status: Obj = {"resourceRules": resource, "nonResourceRules": non_resource, "incomplete": bool(error)}
+        if error:
+            status["evaluationError"] = error
+        return _answer(info, body, status)
