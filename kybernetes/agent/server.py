@@ -1,26 +1,27 @@
 """The agent's HTTPS API (the kubelet's port, 10250): the API server proxies
-`pods/log`, exec, attach and port-forward here. Callers must present a client certificate signed by the cluster CA;
-the agent serves a self-signed certificate of its own (the API server, like
-kube-apiserver without --kubelet-certificate-authority, does not verify it)."""
+`pods/log`, exec, attach, port-forward and `nodes/proxy` here.
+
+The agent serves the certificate the cluster CA issued for its node
+(`agent.servingcert`), which the API server verifies. Every request is authenticated
+(a client certificate of the cluster CA, or a bearer token through TokenReview) and
+authorized (SubjectAccessReview on `nodes/proxy|log|stats|metrics`) by `agent.apiauth`
+before any handler runs; anonymous callers get 401."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import ipaddress
 import logging
 import os
 import ssl
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
 from aiohttp import web
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from kybernetes.agent import logs, podspec
+from kybernetes.agent.apiauth import AgentAuth
 from kybernetes.agent.cri import runtime_pb2 as pb
 from kybernetes.agent.cri.client import CriError
 from kybernetes.agent.cri.protocol import Runtime
@@ -31,41 +32,35 @@ from kybernetes.api.timefmt import parse_time
 log = logging.getLogger(__name__)
 
 
-def self_signed_cert(names: list[str], directory: str) -> tuple[str, str]:
-    """A self-signed serving certificate for `names` (DNS names or IPs), written to
-    `directory`; returns (cert path, key path)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
-    sans: list[x509.GeneralName] = []
-    for n in names:
-        try:
-            sans.append(x509.IPAddress(ipaddress.ip_address(n)))
-        except ValueError:
-            sans.append(x509.DNSName(n))
-    now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=365))
-            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .sign(key, hashes.SHA256()))
-    os.makedirs(directory, exist_ok=True)
-    cert_path, key_path = os.path.join(directory, "agent.crt"), os.path.join(directory, "agent.key")
-    with open(os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
-        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                  serialization.NoEncryption()))
-    with open(cert_path, "wb") as f:
-        f.write(cert.public_bytes(serialization.Encoding.PEM))
-    return cert_path, key_path
-
-
 def server_ssl_context(cert: str, key: str, client_ca_pem: bytes) -> ssl.SSLContext:
+    """Serves `cert`; a client certificate is asked for and, when shown, must chain to
+    the cluster CA (callers with a bearer token show none)."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(cert, key)
     ctx.load_verify_locations(cadata=client_ca_pem.decode())
-    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.verify_mode = ssl.CERT_OPTIONAL
     return ctx
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def auth_middleware(auth: AgentAuth) -> Any:
+    """Lets a request reach its handler only once `auth` has authenticated and
+    authorized it; otherwise the kubelet's plain-text 401/403/500."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        peercert = request.transport.get_extra_info("peercert") if request.transport is not None else None
+        verdict = await auth.check(request.method, request.path, peercert, request.headers.get("Authorization"))
+        if verdict.status:
+            headers = {"WWW-Authenticate": 'Bearer realm="kybernetes-agent"'} if verdict.status == 401 else None
+            return web.Response(status=verdict.status, text=verdict.message + "\n", content_type="text/plain",
+                                headers=headers)
+        return await handler(request)
+
+    return middleware
 
 
 def _bad(message: str, status: int = 400) -> web.Response:
@@ -92,9 +87,10 @@ def log_options(query: Any) -> logs.LogOptions:
 
 
 class AgentServer:
-    def __init__(self, cri: Runtime, bind: str, port: int, ssl_ctx: ssl.SSLContext, runc_root: str = "",
-                 log_dir: str = "/var/log") -> None:
+    def __init__(self, cri: Runtime, bind: str, port: int, ssl_ctx: ssl.SSLContext, auth: AgentAuth,
+                 runc_root: str = "", log_dir: str = "/var/log") -> None:
         self.cri = cri
+        self.auth = auth
         self.log_dir = log_dir
         # runc's state dir for the runtime's Kubernetes namespace: exec with stdin runs
         # through runc directly (see `_exec_with_stdin`).
@@ -106,7 +102,7 @@ class AgentServer:
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
-        app = web.Application()
+        app = web.Application(middlewares=[auth_middleware(self.auth)])
         app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", self.container_logs)
         app.router.add_get("/exec/{namespace}/{pod}/{container}", self.stream)
         app.router.add_get("/attach/{namespace}/{pod}/{container}", self.stream)

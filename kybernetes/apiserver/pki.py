@@ -501,22 +501,44 @@ def write_kubeconfig(pki: Pki, path: str, server_url: str, use_token: bool = Fal
     _write_file(path, yaml.safe_dump(doc, sort_keys=False).encode("utf-8"), 0o600)
 
 
-def agent_client_ssl_context(pki: Pki) -> ssl.SSLContext:
-    """TLS client context for calls to node agents (pods/log and the like): a client
-    certificate of this server (user kube-apiserver-kubelet-client, system:masters)
-    issued by the cluster CA, which agents require. The agents' self-signed serving
-    certificates are not verified, as kube-apiserver does without
-    --kubelet-certificate-authority."""
-    cert_path = os.path.join(pki.dir, "apiserver-agent-client.crt")
-    key_path = os.path.join(pki.dir, "apiserver-agent-client.key")
-    cert = _read_cert(cert_path)
+# The API server's identity towards node agents: no group, so it holds only what RBAC
+# grants this user (system:kubelet-api-admin), never system:masters.
+AGENT_CLIENT_USER = "system:kube-apiserver"
+AGENT_CLIENT_CERT = "apiserver-kubelet-client.crt"
+AGENT_CLIENT_KEY = "apiserver-kubelet-client.key"
+
+
+def _ensure_agent_client_cert(pki: Pki) -> tuple[str, str]:
+    cert_path = os.path.join(pki.dir, AGENT_CLIENT_CERT)
+    key_path = os.path.join(pki.dir, AGENT_CLIENT_KEY)
+    cert, key = _read_cert(cert_path), _read_key(key_path)
     ca_cert, _ = _load_ca(pki)
-    if cert is None or not leaf_is_usable(cert, ca_cert) or _read_key(key_path) is None:
-        cert_pem, key_pem = issue_client_cert(pki, "kube-apiserver-kubelet-client", ["system:masters"])
+    user = user_of(cert) if cert is not None else None
+    if (cert is None or key is None or cert.public_key() != key.public_key() or not leaf_is_usable(cert, ca_cert)
+            or user != (AGENT_CLIENT_USER, [])):
+        cert_pem, key_pem = issue_client_cert(pki, AGENT_CLIENT_USER, [])
         _write_file(key_path, key_pem, 0o600)
         _write_file(cert_path, cert_pem, CERT_MODE)
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
+    return cert_path, key_path
+
+
+def user_of(cert: x509.Certificate) -> tuple[str, list[str]]:
+    """(common name, organizations) of a certificate's subject."""
+    cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    orgs = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+    return (str(cns[0].value) if cns else "", [str(o.value) for o in orgs])
+
+
+def agent_client_ssl_context(pki: Pki) -> ssl.SSLContext:
+    """TLS client context for calls to node agents (pods/log, exec, nodes/proxy): the
+    client certificate of user `system:kube-apiserver` (no group), and the agent's
+    serving certificate verified against the cluster CA, for the host name each call
+    names (the node's name, see `apiserver.agentdial`), as kube-apiserver does with
+    --kubelet-certificate-authority."""
+    cert_path, key_path = _ensure_agent_client_cert(pki)
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=pki.ca_cert)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.check_hostname = True
+    ctx.verify_mode = ssl.CERT_REQUIRED
     ctx.load_cert_chain(cert_path, key_path)
     return ctx

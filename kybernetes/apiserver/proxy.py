@@ -10,23 +10,23 @@ upgrade-aware proxy handler and its rewriting transport:
 * request and response bodies are streamed both ways in chunks (memory stays bounded
   whatever their size); credentials of the API request (Authorization, impersonation,
   front-proxy identity) are not passed on, and only the node agent's own port gets
-  the server's agent client certificate;
+  the server's agent client certificate, over a connection that proved to be that
+  node's agent (`agentdial`);
 * a backend's redirect is passed back, never followed, with a `Location` that points
   at the backend rewritten to go through the proxy, and links in `text/html` answers
   rewritten the same way (streamed, `HtmlLinkRewriter`);
 * a WebSocket upgrade is relayed message by message;
 * a host name is resolved and refused (400 "address not allowed") if any of its
-  addresses is loopback, link-local or otherwise not global unicast; a backend that
-  cannot be reached is a 503 "error trying to reach service".
+  addresses is loopback, link-local or otherwise not global unicast, or is the API
+  server's own endpoint; a backend that cannot be reached is a 503 "error trying to
+  reach service".
 """
 
 from __future__ import annotations
 
 import asyncio
 import html
-import ipaddress
 import re
-import socket
 import ssl
 import urllib.parse
 import zlib
@@ -40,7 +40,8 @@ from aiohttp import web
 from kybernetes.api.aiotasks import cancel_and_wait
 from kybernetes.api.errors import ApiError
 from kybernetes.api.kinds import strategy_for
-from kybernetes.api.kinds.proxying import NOT_ALLOWED, Obj, ProxyLocation, is_proxyable_ip
+from kybernetes.api.kinds.proxying import Obj, ProxyLocation
+from kybernetes.apiserver.agentdial import AgentDialer, Resolve, request_endpoint, resolve_host
 from kybernetes.apiserver.watchcache import WatchCache
 
 PROXY_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
@@ -306,20 +307,14 @@ class _Recoder:
 # -- the relay -----------------------------------------------------------------------------
 
 
-async def _resolve(host: str) -> list[str]:
-    infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    return [str(info[4][0]) for info in infos]
-
-
 class ProxyRelay:
     """Serves the proxy subresources of every kind whose strategy names a backend."""
 
     def __init__(self, cache: WatchCache, session: Callable[[], aiohttp.ClientSession],
-                 agent_ssl: ssl.SSLContext | None, resolve: Callable[[str], Any] = _resolve) -> None:
+                 dialer: AgentDialer | None = None, resolve: Resolve = resolve_host) -> None:
         self.cache = cache
         self._session = session
-        self.agent_ssl = agent_ssl
-        self._resolve = resolve
+        self.dialer = dialer if dialer is not None else AgentDialer(None, resolve)
         # Workloads' TLS is not verified (upstream's proxy transport neither), and they
         # get no client certificate of this server.
         self._workload_ssl = ssl.create_default_context()
@@ -344,7 +339,8 @@ class ProxyRelay:
         if not path and request.method in ("GET", "HEAD") and not _is_websocket(request):
             raw = request.raw_path.partition("?")[0]
             return web.Response(status=301, headers={"Location": raw + "/" + (f"?{raw_query}" if raw_query else "")})
-        await self._check_host(location.host)
+        await self.dialer.check(location.host, location.port or (443 if location.scheme == "https" else 80),
+                                request_endpoint(request.transport))
         return await self.relay(request, location, path, prepend)
 
     async def relay(self, request: web.Request, location: ProxyLocation, path: str,
@@ -355,35 +351,28 @@ class ProxyRelay:
         raw_query = request.raw_path.partition("?")[2]
         url = yarl.URL(f"{location.scheme}://{location.netloc}{urllib.parse.quote(path or '/', safe='/$&+,:;=@')}"
                        + (f"?{raw_query}" if raw_query else ""), encoded=True)
-        tls = self.agent_ssl if location.agent else self._workload_ssl if location.scheme == "https" else None
         if _is_websocket(request):
-            return await self._websocket(request, url, tls)
-        return await self._forward(request, url, tls, location, prepend)
+            return await self._websocket(request, url, location)
+        return await self._forward(request, url, location, prepend)
 
-    async def _check_host(self, host: str) -> None:
-        try:
-            ipaddress.ip_address(host)
-            addresses = [host]
-        except ValueError:
-            try:
-                addresses = await self._resolve(host)
-            except OSError as e:
-                raise ApiError.bad_request(f"lookup {host}: {e}") from None
-        if not addresses:
-            raise ApiError.bad_request(f"no addresses for hostname {host}")
-        if not all(is_proxyable_ip(a) for a in addresses):
-            raise ApiError.bad_request(NOT_ALLOWED)
+    def _dial_options(self, location: ProxyLocation) -> tuple[aiohttp.ClientSession, dict[str, Any]]:
+        """The session and TLS options of a call to `location`: the node's agent through
+        the agent dialer (its identity proved), a workload through the plain session
+        without this server's certificate."""
+        if location.agent:
+            return self.dialer.session(), self.dialer.tls_options(location.node)
+        return self._session(), {"ssl": self._workload_ssl if location.scheme == "https" else True}
 
-    async def _forward(self, request: web.Request, url: yarl.URL, tls: ssl.SSLContext | None,
-                       location: ProxyLocation, prepend: str) -> web.StreamResponse:
+    async def _forward(self, request: web.Request, url: yarl.URL, location: ProxyLocation,
+                       prepend: str) -> web.StreamResponse:
         peer = request.remote
         headers = forward_headers(request.headers.items(), peer)
         body: Any = request.content if request.body_exists else None
+        session, options = self._dial_options(location)
         try:
-            upstream = await self._session().request(
+            upstream = await session.request(
                 request.method, url, headers=headers, data=body, allow_redirects=False, auto_decompress=False,
-                ssl=tls if tls is not None else True, skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding",
-                                                                          "Content-Type"))
+                skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"), **options)
         except (TimeoutError, aiohttp.ClientError, OSError) as e:
             raise ApiError(503, "ServiceUnavailable", f"error trying to reach service: {e or type(e).__name__}") from None
         try:
@@ -437,12 +426,12 @@ class ProxyRelay:
         await resp.write_eof()
         return resp
 
-    async def _websocket(self, request: web.Request, url: yarl.URL, tls: ssl.SSLContext | None) -> web.StreamResponse:
+    async def _websocket(self, request: web.Request, url: yarl.URL, location: ProxyLocation) -> web.StreamResponse:
         offered = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
         headers = forward_headers(request.headers.items(), request.remote, websocket=True)
+        session, options = self._dial_options(location)
         try:
-            back = await self._session().ws_connect(url, protocols=offered, headers=headers,
-                                                    ssl=tls if tls is not None else True, autoping=True)
+            back = await session.ws_connect(url, protocols=offered, headers=headers, autoping=True, **options)
         except aiohttp.WSServerHandshakeError as e:
             raise ApiError(502 if e.status < 400 else e.status, "BadRequest" if e.status == 400 else "InternalError",
                            f"the backend refused the WebSocket upgrade: {e.message}") from None

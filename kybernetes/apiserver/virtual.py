@@ -25,6 +25,7 @@ from kybernetes.api.kinds import strategy_for
 from kybernetes.api.kinds.base import Requester
 from kybernetes.api.kinds.componentstatus import ComputedKindStrategy
 from kybernetes.apiserver import auth, codec, portforward, remotecommand
+from kybernetes.apiserver.agentdial import AgentDialer, AgentTarget, no_redirects, request_endpoint
 from kybernetes.apiserver.proxy import ProxyRelay
 from kybernetes.apiserver.rest import json_response, negotiated_response, wants_table
 from kybernetes.apiserver.watchcache import WatchCache
@@ -86,9 +87,11 @@ class VirtualHandler:
         self.agent_ssl = agent_ssl
         self.authorizer: Any = None  # the server's authz.Authorizer, for the access reviews
         self._session: aiohttp.ClientSession | None = None
-        self.proxy = ProxyRelay(cache, self._client, agent_ssl)
+        self.dialer = AgentDialer(agent_ssl)
+        self.proxy = ProxyRelay(cache, self._client, self.dialer)
 
     async def close(self) -> None:
+        await self.dialer.close()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -156,17 +159,11 @@ class VirtualHandler:
             raise ApiError.bad_request(f"pod {target.name} does not have a host assigned")
         return pod
 
-    def _agent_address(self, node_name: str) -> tuple[str, int]:
+    async def _agent(self, request: web.Request, node_name: str) -> AgentTarget:
+        """The agent of `node_name`, its address checked (see `agentdial`)."""
         co = self.cache.get(f"/registry/core/nodes/{node_name}")
-        if co is None:
-            raise ApiError(503, "ServiceUnavailable", f"node {node_name} is not registered")
-        status = co.obj.get("status") or {}
-        port = ((status.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port") or 10250
-        for kind in ("InternalIP", "ExternalIP", "Hostname"):
-            for addr in status.get("addresses") or []:
-                if addr.get("type") == kind and addr.get("address"):
-                    return addr["address"], int(port)
-        raise ApiError(503, "ServiceUnavailable", f"node {node_name} has no address")
+        return await self.dialer.target(node_name, co.obj if co is not None else None,
+                                        request_endpoint(request.transport))
 
     async def _pod_log(self, request: web.Request, target: Any) -> web.StreamResponse:
         if request.method != "GET":
@@ -188,11 +185,12 @@ class VirtualHandler:
             value = request.query.get(param)
             if value is not None and (not value.lstrip("-").isdigit() or int(value) < (1 if param != "tailLines" else 0)):
                 raise ApiError.bad_request(f"invalid {param}: {value}: must be a non-negative number")
-        host, port = self._agent_address(spec["nodeName"])
+        agent = await self._agent(request, spec["nodeName"])
         query = {k: request.query[k] for k in LOG_PARAMS if k in request.query}
-        url = f"https://{host}:{port}/containerLogs/{target.namespace}/{name}/{container}"
+        url = f"https://{agent.netloc}/containerLogs/{target.namespace}/{name}/{container}"
         try:
-            upstream = await self._client().get(url, params=query, ssl=self.agent_ssl)
+            upstream = await self.dialer.session().get(url, params=query, allow_redirects=False,
+                                                       **self.dialer.tls_options(agent.node))
         except (aiohttp.ClientError, OSError) as e:
             raise ApiError(503, "ServiceUnavailable",
                            f"the node agent of {spec['nodeName']} is not reachable: {e}") from None
@@ -217,8 +215,9 @@ class VirtualHandler:
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
             # No cookie jar: the proxy subresources relay many clients' requests through this session.
+            # No redirect is ever followed (a WebSocket handshake would follow one otherwise).
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
-                                                  cookie_jar=aiohttp.DummyCookieJar())
+                                                  cookie_jar=aiohttp.DummyCookieJar(), trace_configs=[no_redirects()])
         return self._session
 
     async def _pod_stream(self, request: web.Request, target: Any) -> web.StreamResponse:
@@ -237,12 +236,12 @@ class VirtualHandler:
         if target.subresource == "exec" and not request.query.getall("command", []):
             raise ApiError.bad_request("you must specify at least 1 command")
         negotiated = remotecommand.negotiate_request(request.headers)
-        host, port = self._agent_address(spec["nodeName"])
-        url = f"https://{host}:{port}/{target.subresource}/{target.namespace}/{name}/{container}"
+        agent = await self._agent(request, spec["nodeName"])
+        url = f"https://{agent.netloc}/{target.subresource}/{target.namespace}/{name}/{container}"
         query = [(k, v) for k, v in request.query.items() if k != "container"]
         try:
-            back = await self._client().ws_connect(url, params=query, protocols=remotecommand.AGENT_PROTOCOLS,
-                                                    ssl=self.agent_ssl)
+            back = await self.dialer.session().ws_connect(url, params=query, protocols=remotecommand.AGENT_PROTOCOLS,
+                                                          **self.dialer.tls_options(agent.node))
         except aiohttp.WSServerHandshakeError as e:
             raise ApiError(e.status if 400 <= e.status < 500 else 502, "BadRequest" if e.status == 400
                            else "InternalError", f"the node agent refused: {e.message}") from None
@@ -259,13 +258,14 @@ class VirtualHandler:
             raise ApiError.bad_request("Upgrade request required: pods/portforward speaks WebSocket "
                                        f"({portforward.SPDY_TUNNEL_PROTOCOL} or v4.channel.k8s.io)")
         wanted = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
-        host, agent_port = self._agent_address(node)
-        url = f"https://{host}:{agent_port}/portForward/{target.namespace}/{name}"
+        agent = await self._agent(request, node)
+        url = f"https://{agent.netloc}/portForward/{target.namespace}/{name}"
 
         async def dial(port: int) -> aiohttp.ClientWebSocketResponse:
             try:
-                return await self._client().ws_connect(url, params={"port": str(port)},
-                                                        protocols=("v4.channel.k8s.io",), ssl=self.agent_ssl)
+                return await self.dialer.session().ws_connect(url, params={"port": str(port)},
+                                                              protocols=("v4.channel.k8s.io",),
+                                                              **self.dialer.tls_options(agent.node))
             except aiohttp.WSServerHandshakeError as e:
                 raise portforward.DialError(f"the node agent refused to forward port {port}: {e.message}") from None
             except (aiohttp.ClientError, OSError) as e:

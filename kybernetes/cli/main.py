@@ -486,11 +486,13 @@ def agent(kubeconfig: str, node_name: str | None, data_dir: str, containerd_sock
           proxy_mode: str, disable_proxy: bool, dns_port: int, disable_dns: bool) -> None:
     """Run the node agent: register this machine as a node and run its pods on containerd."""
     from kybernetes.agent.agent import Agent, AgentOptions, wait_runtime_ready
+    from kybernetes.agent.apiauth import AgentAuth
     from kybernetes.agent.containerd import ContainerdLayout, PrivateContainerd, import_images
     from kybernetes.agent.cri.client import CriClient
     from kybernetes.agent.host import read_host_facts
     from kybernetes.agent.images import build_all
-    from kybernetes.agent.server import AgentServer, self_signed_cert, server_ssl_context
+    from kybernetes.agent.server import AgentServer, server_ssl_context
+    from kybernetes.agent.servingcert import ensure_serving_cert
     from kybernetes.client import ApiClient
     from kybernetes.client.api import kubeconfig_ca_pem
     from kybernetes.dns.node import cluster_dns_ip, run_node_dns
@@ -543,9 +545,11 @@ def agent(kubeconfig: str, node_name: str | None, data_dir: str, containerd_sock
             options = AgentOptions(node_name=name, data_dir=data_dir, cni_conf_dir=cni_conf_dir,
                                    cluster_dns=dns_servers, bridge=cni_bridge, labels=labels, taints=taints,
                                    lease_duration=node_lease_duration_seconds, port=port)
-            cert, key = self_signed_cert([host.internal_ip, name, "localhost", "127.0.0.1"],
-                                         os.path.join(data_dir, "pki"))
-            api = AgentServer(cri, "0.0.0.0", port, server_ssl_context(cert, key, kubeconfig_ca_pem(kubeconfig)))
+            # Issued by the cluster CA for this node (the API server verifies it), not self-signed.
+            ca_pem = kubeconfig_ca_pem(kubeconfig)
+            cert, key = await ensure_serving_cert(client, name, [host.internal_ip, *host.extra_ips, host.hostname],
+                                                  os.path.join(data_dir, "pki"), ca_pem)
+            api = AgentServer(cri, "0.0.0.0", port, server_ssl_context(cert, key, ca_pem), AgentAuth(client, name))
             await api.start()
             node_agent = Agent(client, cri, host, options)
             jobs = [node_agent.run()]

@@ -1,6 +1,8 @@
 """The CSR signer: issues certificates for approved `kubernetes.io/kube-apiserver-client`
-CertificateSigningRequests with the cluster CA, as kube-controller-manager's "csrsigning"
-controller does (pkg/controller/certificates/signer).
+and `kubernetes.io/kubelet-serving` CertificateSigningRequests with the cluster CA, as
+kube-controller-manager's "csrsigning" controller does (pkg/controller/certificates/signer).
+A node agent's serving certificate comes from here, so the CA key never leaves the
+control plane.
 
 Only requests that are approved, not denied, not failed and not yet issued are signed. A
 request whose usages a client certificate may not carry gets a `Failed` condition
@@ -22,7 +24,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
-from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from kybernetes.api.kinds.certificates import (
     APPROVED,
@@ -49,6 +51,11 @@ SHORT = dt.timedelta(hours=8)
 # kube-controller-manager's --cluster-signing-duration default.
 DEFAULT_MAX_DURATION = dt.timedelta(days=365)
 _CLIENT_USAGES = ("digital signature", "key encipherment", "client auth")
+KUBELET_SERVING_SIGNER = "kubernetes.io/kubelet-serving"
+_SERVING_USAGES = ("digital signature", "key encipherment", "server auth")
+NODE_PREFIX = "system:node:"
+NODES_GROUP = "system:nodes"
+SIGNERS = (KUBE_APISERVER_CLIENT_SIGNER, KUBELET_SERVING_SIGNER)
 
 Obj = dict[str, Any]
 
@@ -76,17 +83,54 @@ def client_usage_error(usages: list[Any]) -> str | None:
     return None
 
 
-def decide(csr: Obj, signer_name: str = KUBE_APISERVER_CLIENT_SIGNER) -> Sign | Fail | None:
-    """What the signer does with `csr`: None when it is not this signer's to handle now."""
+def serving_request_error(request: x509.CertificateSigningRequest, usages: list[Any]) -> str | None:
+    """Why a node agent's serving certificate may not be issued for `request` (None when
+    it may), as upstream's kubelet-serving signer checks it."""
+    orgs = [str(a.value) for a in request.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)]
+    if orgs != [NODES_GROUP]:
+        return "subject organization is not system:nodes"
+    cns = [str(a.value) for a in request.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    if len(cns) != 1 or not cns[0].startswith(NODE_PREFIX) or cns[0] == NODE_PREFIX:
+        return "subject common name does not begin with system:node:"
+    try:
+        names = request.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        names = x509.SubjectAlternativeName([])
+    if names.get_values_for_type(x509.RFC822Name):
+        return "Email subjectAltNames are not allowed"
+    if names.get_values_for_type(x509.UniformResourceIdentifier):
+        return "URI subjectAltNames are not allowed"
+    if not names.get_values_for_type(x509.DNSName) and not names.get_values_for_type(x509.IPAddress):
+        return "DNS or IP subjectAltName is required"
+    if any(u not in _SERVING_USAGES for u in usages) or "server auth" not in usages:
+        return f"usages did not match [{' '.join(_SERVING_USAGES)}]"
+    return None
+
+
+def _request_error(signer: str, spec: Obj) -> str | None:
+    usages = list(spec.get("usages") or [])
+    if signer == KUBELET_SERVING_SIGNER:
+        try:
+            request = parse_request(spec.get("request"))
+        except ValueError as e:
+            return str(e)
+        return serving_request_error(request, usages)
+    return client_usage_error(usages)
+
+
+def decide(csr: Obj, signer_name: str | None = None) -> Sign | Fail | None:
+    """What the signer does with `csr`: None when it is not this signer's to handle now
+    (`signer_name`: only that signer's requests; None: any this controller signs)."""
     spec = csr.get("spec") or {}
-    if spec.get("signerName") != signer_name:
+    signer = spec.get("signerName")
+    if signer not in ((signer_name,) if signer_name else SIGNERS):
         return None
     types = {c.get("type") for c in conditions(csr) if c.get("status") == "True"}
     if APPROVED not in types or DENIED in types or FAILED in types:
         return None
     if (csr.get("status") or {}).get("certificate"):
         return None
-    problem = client_usage_error(list(spec.get("usages") or []))
+    problem = _request_error(str(signer), spec)
     if problem is not None:
         return Fail("SignerValidationFailure", problem)
     return Sign()
@@ -160,7 +204,7 @@ def load_signer(cert_file: str, key_file: str) -> tuple[x509.Certificate, Certif
 
 
 class CSRSigningController:
-    """Signs approved kube-apiserver-client requests with the cluster CA."""
+    """Signs approved kube-apiserver-client and kubelet-serving requests with the cluster CA."""
 
     def __init__(self, client: Client, factory: Informers, cert_file: str, key_file: str,
                  max_duration: dt.timedelta = DEFAULT_MAX_DURATION) -> None:

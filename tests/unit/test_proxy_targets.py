@@ -192,7 +192,7 @@ def node(addresses: list[dict[str, str]], port: int = 10250) -> dict[str, Any]:
 def test_node_target_is_its_agent_unless_another_port_is_asked():
     objs = lookup_of({("nodes", None, "n1"): node([{"type": "Hostname", "address": "n1"},
                                                     {"type": "InternalIP", "address": "192.168.5.4"}], 12345)})
-    agent = ProxyLocation("https", "192.168.5.4", 12345, agent=True)
+    agent = ProxyLocation("https", "192.168.5.4", 12345, agent=True, node="n1")
     assert node_location("n1", objs) == agent
     assert node_location("n1:12345", objs) == agent
     assert node_location("n1:9100", objs) == ProxyLocation("http", "192.168.5.4", 9100)

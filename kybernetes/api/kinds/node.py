@@ -9,7 +9,7 @@ from typing import Any
 
 from kybernetes.api.errors import FieldError, invalid, required
 from kybernetes.api.kinds.base import KindRef, KindStrategy
-from kybernetes.api.kinds.proxying import Lookup, ProxyLocation, node_location
+from kybernetes.api.kinds.proxying import Lookup, ProxyLocation, host_problem, node_location
 from kybernetes.api.names import label_value_errors, qualified_name_errors
 from kybernetes.api.registry import ResourceInfo
 from kybernetes.api.tables import (
@@ -51,6 +51,31 @@ def _validate_node(info: ResourceInfo, obj: Obj) -> Errors:
         if not re.match(r"^[0-9a-fA-F:.]+/\d{1,3}$", str(cidr)):
             errs.append(invalid(f"spec.podCIDRs[{i}]", cidr, "must be a valid CIDR value, (e.g. 10.9.8.0/24 or "
                                                                "2001:db8::/64)"))
+    status = obj.get("status") if isinstance(obj.get("status"), dict) else {}
+    return errs + _address_errors(status)
+
+
+def _address_errors(status: Obj) -> Errors:
+    """The API server dials these addresses with its own credentials: each must be a
+    bare IP (the IP types) or DNS name, never a URL fragment."""
+    errs: Errors = []
+    for i, addr in enumerate(as_list(status.get("addresses"))):
+        if not isinstance(addr, dict):
+            continue
+        p = f"status.addresses[{i}].address"
+        value = addr.get("address")
+        if not value:
+            errs.append(required(p))
+        elif not isinstance(value, str):
+            errs.append(invalid(p, value, "must be a string"))
+        elif (problem := host_problem(str(addr.get("type") or ""), value)) is not None:
+            errs.append(invalid(p, value, problem))
+    endpoints = status.get("daemonEndpoints")
+    kubelet = endpoints.get("kubeletEndpoint") if isinstance(endpoints, dict) else None
+    port = kubelet.get("Port") if isinstance(kubelet, dict) else None
+    if port is not None and (not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535):
+        errs.append(invalid("status.daemonEndpoints.kubeletEndpoint.Port", port,
+                            "must be between 0 and 65535, inclusive"))
     return errs
 
 

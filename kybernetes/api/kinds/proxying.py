@@ -9,10 +9,14 @@ kind's strategy picks one backend address, as kube-apiserver's `ResourceLocation
 * a service: a ready address of its Endpoints whose pod still has that IP, at the
   endpoint port named like the service port asked for (a service port number names it);
 * a node: its agent's address, on the agent's port (dialled with the API server's
-  agent client certificate) unless another port is asked for.
+  agent client certificate, the agent's serving certificate checked for the node's
+  name) unless another port is asked for.
 
 Addresses that are not global unicast (loopback, link-local, unspecified, multicast,
-broadcast) are refused: the API server must not become a way into its own host.
+broadcast) are refused: the API server must not become a way into its own host. A
+node's stored address must be a bare IP or DNS name (`host_problem`): a port, path or
+query smuggled into it (CVE-2022-3294's class) would make the API server send its own
+credentials where the node's creator chooses.
 Everything here is pure; `Lookup` reads stored objects.
 """
 
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import ipaddress
 import random
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +52,8 @@ class ProxyLocation:
     host: str
     port: int | None = None
     agent: bool = False
+    # The node whose agent this is: the name its serving certificate must carry.
+    node: str = ""
 
     @property
     def netloc(self) -> str:
@@ -92,6 +99,37 @@ def is_proxyable_ip(text: str) -> bool:
     if ip == ipaddress.IPv4Address("255.255.255.255"):
         return False
     return not (ip.is_unspecified or ip.is_loopback or ip.is_link_local or ip.is_multicast)
+
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+IP_MESSAGE = "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"
+DNS_MESSAGE = ("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', "
+               "and must start and end with an alphanumeric character (e.g. 'example.com', regex used for "
+               "validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')")
+
+
+def is_ip(text: str) -> bool:
+    """A bare IPv4 or IPv6 address (no brackets, zone or port)."""
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return "%" not in text
+
+
+def is_dns_name(text: str) -> bool:
+    """An RFC 1123 subdomain, letters in either case (host names are reported as the
+    host spells them)."""
+    low = text.lower()
+    return 0 < len(low) <= 253 and all(_DNS_LABEL.match(label) and len(label) <= 63 for label in low.split("."))
+
+
+def host_problem(address_type: str, address: str) -> str | None:
+    """Why `address` cannot be a node address of `address_type` (None: it can). IP
+    types take an IP; the others an IP or a DNS name. Never a port, path or query."""
+    if address_type in ("InternalIP", "ExternalIP"):
+        return None if is_ip(address) else IP_MESSAGE
+    return None if is_ip(address) or is_dns_name(address) else DNS_MESSAGE
 
 
 def _port_number(text: str) -> int | None:
@@ -205,13 +243,18 @@ def service_location(namespace: str | None, segment: str, lookup: Lookup,
 
 
 def agent_endpoint(node: Obj) -> tuple[str, int] | None:
-    """The node agent's address and port from a Node's status (None: no address)."""
+    """The node agent's address and port from a Node's status (None: no address). An
+    address stored before addresses were validated, that is not a bare IP or DNS name,
+    is skipped: it is never dialled."""
     status = node.get("status") or {}
     port = ((status.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port") or DEFAULT_AGENT_PORT
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+        return None
     for kind in ("InternalIP", "ExternalIP", "Hostname"):
         for addr in _dicts(status.get("addresses")):
-            if addr.get("type") == kind and addr.get("address"):
-                return addr["address"], int(port)
+            value = addr.get("address")
+            if addr.get("type") == kind and isinstance(value, str) and value and host_problem(kind, value) is None:
+                return value, port
     return None
 
 
@@ -227,7 +270,7 @@ def node_location(segment: str, lookup: Lookup) -> ProxyLocation:
         raise _unreachable(f"node {pid.name} has no address")
     host, agent_port = found
     if pid.port in ("", str(agent_port)):
-        return ProxyLocation("https", host, agent_port, agent=True)
+        return ProxyLocation("https", host, agent_port, agent=True, node=pid.name)
     port = _port_number(pid.port)
     if port is None:
         raise ApiError.bad_request(f'invalid port "{pid.port}" in node request "{segment}"')
