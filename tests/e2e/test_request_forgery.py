@@ -205,3 +205,24 @@ def test_the_agents_serving_certificate_came_from_an_approved_request(agent, kub
     csrs = json.loads(kubectl.ok("get", "csr", "-l", f"kybernetes.io/serving-node={NODE}", "-o", "json"))["items"]
     assert csrs and all(c["spec"]["signerName"] == "kubernetes.io/kubelet-serving" for c in csrs)
     assert any(c["status"].get("certificate") for c in csrs)
+
+
+def test_the_agent_authorizes_token_callers_per_node_subresource(agent, kubectl, victim):
+    """A ServiceAccount's token: authenticated through TokenReview, then each path is
+    authorized as its nodes/<subresource> (SubjectAccessReview against RBAC)."""
+    kubectl.ok("create", "serviceaccount", "-n", NS, "log-reader")
+    token = kubectl.ok("create", "token", "-n", NS, "log-reader").strip()
+    user = f"system:serviceaccount:{NS}:log-reader"
+    status, body, _ = _agent_call(agent, f"/containerLogs/{NS}/{victim}/c", token=token)
+    assert (status, body.strip()) == (
+        403, f"Forbidden (user={user}, verb=get, resource=nodes, subresource(s)=[proxy])"), body
+    kubectl.ok("create", "clusterrole", "node-log-reader", "--verb=get", "--resource=nodes/log")
+    kubectl.ok("create", "clusterrolebinding", "node-log-reader", "--clusterrole=node-log-reader",
+               f"--serviceaccount={NS}:log-reader")
+    try:
+        wait_for(lambda: _agent_call(agent, "/logs/", token=token)[0] == 200, timeout=30)
+        status, body, _ = _agent_call(agent, f"/containerLogs/{NS}/{victim}/c", token=token)
+        assert status == 403 and "victim-log-line" not in body
+    finally:
+        kubectl("delete", "clusterrolebinding", "node-log-reader", "--ignore-not-found")
+        kubectl("delete", "clusterrole", "node-log-reader", "--ignore-not-found")
