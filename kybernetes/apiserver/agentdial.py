@@ -203,8 +203,8 @@ class AgentDialer:
             raise ApiError(503, "ServiceUnavailable", "this server has no credentials for node agents")
         return {"ssl": self.tls, "server_hostname": node}
 
-    async def check(self, host: str, port: int | None, own: Endpoint | None) -> None:
-        """400 "address not allowed" unless every address of `host` may be dialled."""
+    async def check(self, host: str, port: int | None, own: Endpoint | None) -> list[str]:
+        """The addresses of `host`; 400 "address not allowed" unless every one may be dialled."""
         try:
             ipaddress.ip_address(host)
             addresses = [host]
@@ -218,6 +218,7 @@ class AgentDialer:
         problem = refusal(addresses, port, own, self._local)
         if problem is not None:
             raise ApiError.bad_request(problem)
+        return addresses
 
     async def target(self, node_name: str, node: dict[str, Any] | None, own: Endpoint | None) -> AgentTarget:
         """The agent of `node_name`, its address checked."""

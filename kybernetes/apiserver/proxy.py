@@ -25,6 +25,7 @@ upgrade-aware proxy handler and its rewriting transport:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import html
 import re
 import ssl
@@ -339,8 +340,13 @@ class ProxyRelay:
         if not path and request.method in ("GET", "HEAD") and not _is_websocket(request):
             raw = request.raw_path.partition("?")[0]
             return web.Response(status=301, headers={"Location": raw + "/" + (f"?{raw_query}" if raw_query else "")})
-        await self.dialer.check(location.host, location.port or (443 if location.scheme == "https" else 80),
-                                request_endpoint(request.transport))
+        addresses = await self.dialer.check(location.host, location.port or (443 if location.scheme == "https"
+                                                                            else 80),
+                                            request_endpoint(request.transport))
+        if not location.agent and location.host not in addresses:
+            # Dial the address just checked: a second lookup could answer another (DNS
+            # rebinding). An agent needs no pin: it must prove its node's identity.
+            location = dataclasses.replace(location, address=addresses[0])
         return await self.relay(request, location, path, prepend)
 
     async def relay(self, request: web.Request, location: ProxyLocation, path: str,
@@ -349,7 +355,7 @@ class ProxyRelay:
         already allowed, and answer with the backend's answer; `prepend` is the proxy's
         own URL prefix, for rewritten links."""
         raw_query = request.raw_path.partition("?")[2]
-        url = yarl.URL(f"{location.scheme}://{location.netloc}{urllib.parse.quote(path or '/', safe='/$&+,:;=@')}"
+        url = yarl.URL(f"{location.scheme}://{location.dial_netloc}{urllib.parse.quote(path or '/', safe='/$&+,:;=@')}"
                        + (f"?{raw_query}" if raw_query else ""), encoded=True)
         if _is_websocket(request):
             return await self._websocket(request, url, location)
@@ -361,12 +367,20 @@ class ProxyRelay:
         without this server's certificate."""
         if location.agent:
             return self.dialer.session(), self.dialer.tls_options(location.node)
-        return self._session(), {"ssl": self._workload_ssl if location.scheme == "https" else True}
+        options: dict[str, Any] = {"ssl": self._workload_ssl if location.scheme == "https" else True}
+        if location.address and location.scheme == "https":
+            options["server_hostname"] = location.host
+        return self._session(), options
+
+    @staticmethod
+    def _host_header(location: ProxyLocation) -> list[tuple[str, str]]:
+        """A pinned address is dialled under the name the backend knows."""
+        return [("Host", location.netloc)] if location.address else []
 
     async def _forward(self, request: web.Request, url: yarl.URL, location: ProxyLocation,
                        prepend: str) -> web.StreamResponse:
         peer = request.remote
-        headers = forward_headers(request.headers.items(), peer)
+        headers = forward_headers(request.headers.items(), peer) + self._host_header(location)
         body: Any = request.content if request.body_exists else None
         session, options = self._dial_options(location)
         try:
@@ -428,7 +442,7 @@ class ProxyRelay:
 
     async def _websocket(self, request: web.Request, url: yarl.URL, location: ProxyLocation) -> web.StreamResponse:
         offered = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
-        headers = forward_headers(request.headers.items(), request.remote, websocket=True)
+        headers = forward_headers(request.headers.items(), request.remote, websocket=True) + self._host_header(location)
         session, options = self._dial_options(location)
         try:
             back = await session.ws_connect(url, protocols=offered, headers=headers, autoping=True, **options)

@@ -305,3 +305,32 @@ def test_agent_csr_object_asks_the_kubelet_serving_signer():
     assert obj["spec"]["signerName"] == "kubernetes.io/kubelet-serving"
     request = x509.load_pem_x509_csr(base64.b64decode(obj["spec"]["request"]))
     assert request.subject.rfc4514_string() == "CN=system:node:n1,O=system:nodes"
+
+
+async def test_a_host_name_is_dialled_at_the_address_that_was_checked():
+    """No second lookup between the check and the dial (DNS rebinding)."""
+    from aiohttp.test_utils import make_mocked_request
+
+    from kybernetes.api.kinds.proxying import ProxyLocation
+    from kybernetes.apiserver.proxy import ProxyRelay
+
+    seen: dict[str, Any] = {}
+
+    class _Session:
+        async def request(self, method: str, url: Any, headers: Any = None, **kw: Any) -> Any:
+            seen.update(url=str(url), headers=dict(headers or []), options=kw)
+            raise aiohttp.ClientConnectionError("stop here")
+
+    async def resolve(host: str) -> list[str]:
+        return ["10.99.0.1"] if host == "backend.test" else []
+
+    dialer = AgentDialer(None, resolve, local=lambda _a: False)
+    assert await dialer.check("backend.test", 8080, None) == ["10.99.0.1"]
+    relay = ProxyRelay(None, lambda: _Session(), dialer)  # type: ignore[arg-type]
+    location = ProxyLocation("https", "backend.test", 8080, address="10.99.0.1")
+    with pytest.raises(ApiError) as e:
+        await relay.relay(make_mocked_request("GET", "/x?q=1"), location, "/x", "")
+    assert e.value.code == 503
+    assert seen["url"] == "https://10.99.0.1:8080/x?q=1"
+    assert seen["headers"]["Host"] == "backend.test:8080"
+    assert seen["options"]["server_hostname"] == "backend.test"

@@ -54,10 +54,19 @@ class ProxyLocation:
     agent: bool = False
     # The node whose agent this is: the name its serving certificate must carry.
     node: str = ""
+    # The checked address a host name resolved to, dialled instead of resolving again.
+    address: str = ""
 
     @property
     def netloc(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
+        return host if self.port is None else f"{host}:{self.port}"
+
+    @property
+    def dial_netloc(self) -> str:
+        if not self.address:
+            return self.netloc
+        host = f"[{self.address}]" if ":" in self.address else self.address
         return host if self.port is None else f"{host}:{self.port}"
 
 
