@@ -1,7 +1,8 @@
 """The cluster's public-key infrastructure on disk.
 
 Owns ``<data_dir>/pki/``: the cluster CA, the API server's serving certificate, the admin client
-certificate and bearer token, the TLS server context built from them, and admin kubeconfig files.
+certificate and bearer token, the TLS server context built from them, admin kubeconfig files, and
+the API server's own client certificate towards node agents (``system:kube-apiserver``, no group).
 Everything here is synchronous and file based; the API server calls it once at start-up.
 """
 
