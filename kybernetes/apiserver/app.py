@@ -223,7 +223,8 @@ class ApiServer:
             if not request.get(_FORWARDED) and _impersonating(request.headers):
                 user = request["user"] = self.authorizer.impersonate(user, request.headers, request.headers.getall)
             if not request.path.startswith(_PUBLIC_PATHS):
-                self.authorizer.check_request(user, request.method, request.path, request.query)
+                self.authorizer.check_request(user, request.method, request.path, request.query,
+                                              request.query_string)
             ticket = self.flow.ticket(request.method, request.path, request.query, user.username, user.groups,
                                       request.headers.get("User-Agent", ""))
             if ticket is None:

@@ -46,6 +46,7 @@ _CREATE_SUBRESOURCES = ("exec", "attach", "portforward")
 _METHOD_VERBS = {"GET": "get", "HEAD": "get", "POST": "create", "PUT": "update", "PATCH": "patch",
                  "DELETE": "delete"}
 _TRUE = ("true", "1", "True")
+_DECISION_CACHE = 4096
 # What upstream's RBAC says for system:masters (through the default cluster-admin binding).
 _MASTERS_REASON = ('RBAC: allowed by ClusterRoleBinding "cluster-admin" of ClusterRole "cluster-admin" '
                    'to Group "system:masters"')
@@ -100,6 +101,9 @@ class Authorizer:
         self._objects: dict[str, dict[str, Any]] = {k: {} for k in _KINDS}
         self._index: RbacIndex | None = None
         self._loaded = False
+        # Decisions by (user, groups, method, path, query) for the current index: clients
+        # repeat the same requests, and a hit costs one lookup instead of a parse and a match.
+        self._decisions: dict[tuple[Any, ...], tuple[Attributes, Decision]] = {}
         self.rebuilds = 0
         cache.add_listener(self._on_event)
 
@@ -115,6 +119,7 @@ class Authorizer:
         else:
             objs[ev.key] = ev.new
         self._index = None
+        self._decisions = {}
 
     def _load(self) -> None:
         # The listener sees changes from the moment it was added; what the cache held
@@ -157,15 +162,22 @@ class Authorizer:
 
     # -- the request pipeline -------------------------------------------------------------
 
-    def check_request(self, user: auth.UserInfo, method: str, path: str, query: Mapping[str, str]) -> None:
+    def check_request(self, user: auth.UserInfo, method: str, path: str, query: Mapping[str, str],
+                      query_string: str) -> None:
         """Raise 403 unless RBAC allows the request."""
-        groups = tuple(user.groups)
-        if is_master(groups):
+        if MASTERS_GROUP in user.groups:
             return
-        attrs = request_attributes(user.username, groups, method, path, query)
-        decision = self.index.authorize(attrs)
-        if not decision.allowed:
-            raise forbidden(attrs, decision.reason)
+        groups = tuple(user.groups)
+        key = (user.username, groups, method, path, query_string)
+        found = self._decisions.get(key) if self._index is not None else None
+        if found is None:
+            attrs = request_attributes(user.username, groups, method, path, query)
+            found = (attrs, self.index.authorize(attrs))
+            if len(self._decisions) >= _DECISION_CACHE:
+                self._decisions = {}
+            self._decisions[key] = found
+        if not found[1].allowed:
+            raise forbidden(found[0], found[1].reason)
 
     def impersonate(self, user: auth.UserInfo, headers: Mapping[str, str], getall: Any) -> auth.UserInfo:
         """The user a request acts as after its `Impersonate-*` headers, each checked with
