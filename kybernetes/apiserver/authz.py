@@ -47,6 +47,8 @@ _METHOD_VERBS = {"GET": "get", "HEAD": "get", "POST": "create", "PUT": "update",
                  "DELETE": "delete"}
 _TRUE = ("true", "1", "True")
 _DECISION_CACHE = 4096
+_FULL_AUTHORITY = [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]},
+                   {"verbs": ["*"], "nonResourceURLs": ["*"]}]
 # What upstream's RBAC says for system:masters (through the default cluster-admin binding).
 _MASTERS_REASON = ('RBAC: allowed by ClusterRoleBinding "cluster-admin" of ClusterRole "cluster-admin" '
                    'to Group "system:masters"')
@@ -238,6 +240,13 @@ class Authorizer:
             escalate = Attributes(user, groups, "escalate", RBAC_GROUP, info.plural, "", namespace, name)
             if self.index.authorize(escalate).allowed:
                 return
+            held = self.index.policy_rules(user, groups, namespace)
+            if obj.get("aggregationRule") and missing_rules(held, _FULL_AUTHORITY):
+                # An aggregation rule can gather anything: it takes everything to write one.
+                raise ApiError.forbidden(
+                    qualified_forbidden(RBAC_GROUP, info.plural, name,
+                                        "must have cluster-admin privileges to use the aggregationRule"),
+                    RBAC_GROUP, info.plural, name)
             rules = obj.get("rules") if isinstance(obj.get("rules"), list) else []
         elif info.plural in ("rolebindings", "clusterrolebindings"):
             ref = obj.get("roleRef") if isinstance(obj.get("roleRef"), dict) else {}

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import orjson
+import pytest
+
 from kybernetes.api import rbac_bootstrap
+from kybernetes.api.errors import ApiError
+from kybernetes.api.kinds.base import Requester
 from kybernetes.api.rbac import (
     Attributes,
     RbacIndex,
@@ -11,7 +16,10 @@ from kybernetes.api.rbac import (
     forbidden_message,
     missing_rules,
 )
-from kybernetes.apiserver.authz import request_attributes
+from kybernetes.api.registry import builtin_resources
+from kybernetes.apiserver.auth import UserInfo
+from kybernetes.apiserver.authz import Authorizer, request_attributes
+from kybernetes.apiserver.watchcache import CachedObject, CacheEvent
 
 
 def _role(name, rules, ns=None, labels=None):
@@ -232,46 +240,81 @@ async def test_aggregation_controller_writes_only_changed_roles():
     assert len(client.calls) == before, "an up-to-date role is not written again"
 
 
-def test_authorizer_follows_the_cache_and_keeps_decisions_per_query():
-    import orjson
-    import pytest as _pytest
+class _Cache:
+    """The watch cache as the Authorizer uses it: listeners, and an initial list."""
 
-    from kybernetes.api.errors import ApiError
-    from kybernetes.apiserver.auth import UserInfo
-    from kybernetes.apiserver.authz import Authorizer
-    from kybernetes.apiserver.watchcache import CachedObject, CacheEvent
+    def __init__(self):
+        self.listeners = []
 
-    class _Cache:
-        def __init__(self):
-            self.listeners = []
+    def add_listener(self, fn):
+        self.listeners.append(fn)
 
-        def add_listener(self, fn):
-            self.listeners.append(fn)
+    def list(self, prefix):
+        return []
 
-        def list(self, prefix):
-            return []
-
-    cache = _Cache()
-    authz = Authorizer(cache)  # type: ignore[arg-type]
-    alice = UserInfo("alice", groups=["system:authenticated"])
-
-    def put(kind, obj):
+    def put(self, kind, obj):
         meta = obj["metadata"]
         key = f"/registry/rbac.authorization.k8s.io/{kind}/" + "/".join(
             x for x in (meta.get("namespace"), meta["name"]) if x)
         co = CachedObject(key, obj, orjson.dumps(obj), 1)
-        for fn in cache.listeners:
+        for fn in self.listeners:
             fn(CacheEvent("ADDED", 1, key, co, None))
 
-    with _pytest.raises(ApiError) as e:
+
+def test_authorizer_follows_the_cache_and_keeps_decisions_per_query():
+    cache = _Cache()
+    authz = Authorizer(cache)  # type: ignore[arg-type]
+    alice = UserInfo("alice", groups=["system:authenticated"])
+    with pytest.raises(ApiError) as e:
         authz.check_request(alice, "GET", "/api/v1/namespaces/team/pods", {}, "")
     assert e.value.code == 403
-    put("clusterroles", _role("lister", [{"verbs": ["list"], "apiGroups": [""], "resources": ["pods"]}]))
-    put("rolebindings", _binding("b", "ClusterRole", "lister", [_user("alice")], ns="team"))
+    cache.put("clusterroles", _role("lister", [{"verbs": ["list"], "apiGroups": [""], "resources": ["pods"]}]))
+    cache.put("rolebindings", _binding("b", "ClusterRole", "lister", [_user("alice")], ns="team"))
     authz.check_request(alice, "GET", "/api/v1/namespaces/team/pods", {}, "")
     # The same path as a watch is another question: not answered from the list's decision.
-    with _pytest.raises(ApiError) as e:
+    with pytest.raises(ApiError) as e:
         authz.check_request(alice, "GET", "/api/v1/namespaces/team/pods", {"watch": "1"}, "watch=1")
     assert "cannot watch resource" in e.value.message
     master = UserInfo("admin", groups=["system:masters"])
     authz.check_request(master, "DELETE", "/api/v1/nodes", {}, "")
+
+
+def test_escalation_checks_of_roles_bindings_and_aggregation():
+    cache = _Cache()
+    authz = Authorizer(cache)  # type: ignore[arg-type]
+    pods = {"verbs": ["get"], "apiGroups": [""], "resources": ["pods"]}
+    secrets = {"verbs": ["get"], "apiGroups": [""], "resources": ["secrets"]}
+    write_rbac = {"verbs": ["create"], "apiGroups": ["rbac.authorization.k8s.io"],
+                  "resources": ["clusterroles", "rolebindings"]}
+    cache.put("clusterroles", _role("writer", [pods, write_rbac]))
+    cache.put("clusterroles", _role("secret-reader", [secrets]))
+    cache.put("clusterrolebindings", _binding("w", "ClusterRole", "writer", [_user("alice")]))
+    alice = Requester("alice", groups=("system:authenticated",))
+    infos = {i.plural: i for i in builtin_resources() if i.group == "rbac.authorization.k8s.io"}
+    authz.check_escalation(infos["clusterroles"], _role("mine", [pods]), alice)
+    with pytest.raises(ApiError) as e:
+        authz.check_escalation(infos["clusterroles"], _role("more", [pods, secrets]), alice)
+    assert e.value.code == 403 and e.value.message == (
+        'clusterroles.rbac.authorization.k8s.io "more" is forbidden: user "alice" '
+        '(groups=["system:authenticated"]) is attempting to grant RBAC permissions not currently held:\n'
+        '{APIGroups:[""], Resources:["secrets"], Verbs:["get"]}')
+    aggregated = {**_role("agg", []), "aggregationRule": {"clusterRoleSelectors": [{"matchLabels": {"a": "b"}}]}}
+    with pytest.raises(ApiError) as e:
+        authz.check_escalation(infos["clusterroles"], aggregated, alice)
+    assert e.value.message.endswith("must have cluster-admin privileges to use the aggregationRule")
+    binding = _binding("sr", "ClusterRole", "secret-reader", [_user("bob")], ns="team")
+    with pytest.raises(ApiError) as e:
+        authz.check_escalation(infos["rolebindings"], binding, alice)
+    assert e.value.message.startswith('rolebindings.rbac.authorization.k8s.io "sr" is forbidden: user "alice"')
+    authz.check_escalation(infos["rolebindings"], _binding("w2", "ClusterRole", "writer", [_user("bob")],
+                                                           ns="team"), alice)
+    # `bind` on that one role lets alice bind it without holding its rules; `escalate` likewise for roles.
+    cache.put("clusterroles", _role("binder", [{"verbs": ["bind"], "apiGroups": ["rbac.authorization.k8s.io"],
+                                                "resources": ["clusterroles"], "resourceNames": ["secret-reader"]},
+                                               {"verbs": ["escalate"], "apiGroups": ["rbac.authorization.k8s.io"],
+                                                "resources": ["clusterroles"]}]))
+    cache.put("clusterrolebindings", _binding("b", "ClusterRole", "binder", [_user("alice")]))
+    authz.check_escalation(infos["rolebindings"], binding, alice)
+    authz.check_escalation(infos["clusterroles"], _role("more", [pods, secrets]), alice)
+    authz.check_escalation(infos["clusterroles"], _role("x", [secrets]), Requester("root", groups=("system:masters",)))
+    authz.check_escalation(infos["clusterroles"], _role("x", [secrets]), None)
