@@ -54,6 +54,7 @@ from kybernetes.client.resources import (
     PODS,
     SECRETS,
     SERVICEACCOUNTS,
+    SERVICES,
 )
 
 log = logging.getLogger(__name__)
@@ -130,6 +131,7 @@ class Agent:
         self._uid_to_key: dict[str, str] = {}
         self._seen: dict[str, frozenset[tuple[str, int]]] = {}
         self._pulled: set[str] = set()
+        self._api_env: tuple[float, list[tuple[str, str]]] | None = None
         self._pull_failures: dict[str, tuple[int, float]] = {}  # image -> (failures, retry not before)
         self.probers: dict[tuple[str, str], Prober] = {}  # (container id, kind)
         self._prober_pod: dict[tuple[str, str], str] = {}  # (container id, kind) -> pod key
@@ -463,7 +465,21 @@ class Agent:
                         found[kind][name] = obj
         cms, secrets = found["ConfigMap"], found["Secret"]
         _, allocatable = node_resources(self.host)
-        return podspec.container_env(pod, container, cms, secrets, allocatable)
+        env = podspec.container_env(pod, container, cms, secrets, allocatable)
+        return podspec.with_service_env(await self._api_service_env(), env)
+
+    async def _api_service_env(self) -> list[tuple[str, str]]:
+        """KUBERNETES_SERVICE_HOST and the rest, from the `kubernetes` Service (every pod
+        gets them, as from the kubelet: in-cluster clients find the API by them)."""
+        now = time.monotonic()
+        if self._api_env is not None and now - self._api_env[0] < 30.0:
+            return self._api_env[1]
+        try:
+            svc = await self.client.get(SERVICES, "default", "kubernetes")
+        except ApiError:
+            return self._api_env[1] if self._api_env is not None else []
+        self._api_env = (now, podspec.service_env(svc))
+        return self._api_env[1]
 
     async def _request_token(self, pod: Obj, audience: str, seconds: int) -> tuple[str, float]:
         """A token of the pod's ServiceAccount bound to the pod (TokenRequest), for a

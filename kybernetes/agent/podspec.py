@@ -185,6 +185,36 @@ def sandbox_spec(pod: Obj, logs_root: str, attempt: int, dns: DnsSettings) -> Sa
 _VAR_REF = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)|\$\$")
 
 
+def service_env(service: Obj) -> list[tuple[str, str]]:
+    """The Docker-links style variables the kubelet gives containers for a Service with a
+    cluster IP (KUBERNETES_SERVICE_HOST, KUBERNETES_PORT_443_TCP, ...): how in-cluster
+    clients find the API server."""
+    spec = service.get("spec") or {}
+    ip = spec.get("clusterIP") or ""
+    ports = [p for p in spec.get("ports") or [] if isinstance(p, dict) and p.get("port")]
+    if not ip or ip == "None" or not ports:
+        return []
+    name = str((service.get("metadata") or {}).get("name", "")).upper().replace("-", "_")
+    first = ports[0]
+    out = [(f"{name}_SERVICE_HOST", ip), (f"{name}_SERVICE_PORT", str(first["port"]))]
+    for port in ports:
+        if port.get("name"):
+            out.append((f"{name}_SERVICE_PORT_{str(port['name']).upper().replace('-', '_')}", str(port["port"])))
+    out.append((f"{name}_PORT", f"{str(first.get('protocol') or 'TCP').lower()}://{ip}:{first['port']}"))
+    for port in ports:
+        proto = str(port.get("protocol") or "TCP")
+        prefix = f"{name}_PORT_{port['port']}_{proto.upper()}"
+        out += [(prefix, f"{proto.lower()}://{ip}:{port['port']}"), (f"{prefix}_PROTO", proto.lower()),
+                (f"{prefix}_PORT", str(port["port"])), (f"{prefix}_ADDR", ip)]
+    return out
+
+
+def with_service_env(service_vars: list[tuple[str, str]], env: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Service variables first, each unless the container sets the name itself."""
+    own = {k for k, _ in env}
+    return [(k, v) for k, v in service_vars if k not in own] + env
+
+
 def expand(text: str, env: dict[str, str]) -> str:
     """Kubernetes' $(VAR) expansion: known variables are replaced, unknown ones are left
     as written, and $$ stands for a literal $."""

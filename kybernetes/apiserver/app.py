@@ -29,7 +29,16 @@ from kybernetes.api.kinds import Strategies
 from kybernetes.api.kinds.base import Allocation
 from kybernetes.api.kinds.service import SERVICE
 from kybernetes.api.registry import Registry
-from kybernetes.apiserver import auth, codec, discovery, openapi, openapi_v2_proto, pki, servicealloc
+from kybernetes.apiserver import (
+    auth,
+    codec,
+    discovery,
+    openapi,
+    openapi_v2_proto,
+    pki,
+    serviceaccounts,
+    servicealloc,
+)
 from kybernetes.apiserver.authz import Authorizer, reconcile_bootstrap
 from kybernetes.apiserver.bootstrapobjects import BootstrapObjects
 from kybernetes.apiserver.crds import CrdController
@@ -154,6 +163,7 @@ class ApiServer:
             hosts.append(self.bind)
         self.pki = await asyncio.to_thread(pki.ensure_pki, self.data_dir, hosts)
         self.authenticator = auth.Authenticator(self.pki)
+        self._start_service_accounts(ensure_key=True)
         await self.store.start()
         await self.cache.start()
         self.crds.start()
@@ -168,6 +178,7 @@ class ApiServer:
         self.virtual = VirtualHandler(self.cache, self.authenticator,
                                       await asyncio.to_thread(pki.agent_client_ssl_context, self.pki))
         self.virtual.authorizer = self.authorizer
+        self.virtual.sa_tokens = self.sa_tokens
         self.rest = RestHandler(self.registry, self.store, self.cache, self.service, self.virtual)
         await asyncio.to_thread(protobuf.compile_codecs)
         await self._serve()
@@ -206,6 +217,18 @@ class ApiServer:
     def server_url(self) -> str:
         host = self.bind if self.bind not in ("0.0.0.0", "::", "") else "127.0.0.1"
         return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
+
+    def _start_service_accounts(self, ensure_key: bool) -> None:
+        """ServiceAccount tokens: signing (TokenRequest), checking (bearer tokens,
+        TokenReview) and the admission that mounts them into pods."""
+        assert self.pki is not None and self.authenticator is not None
+        if ensure_key:
+            serviceaccounts.ensure_signing_key(self.pki.dir)
+        self.sa_tokens = serviceaccounts.ServiceAccountTokens(
+            serviceaccounts.SigningKeys(self.pki.dir), self.cache,
+            jwks_uri=f"https://{self.advertise_address}:{self.port}/openid/v1/jwks")
+        self.authenticator.service_accounts = self.sa_tokens
+        self.service.create_mutation.append(serviceaccounts.ServiceAccountAdmission(self.sa_tokens).mutate_create)
 
     def write_kubeconfig(self, path: str, use_token: bool = False) -> None:
         assert self.pki is not None
@@ -262,15 +285,22 @@ class ApiServer:
         # A TLS connection's client certificate cannot change, and clients send the same
         # header on every request of a kept-alive connection: remember the answer per
         # connection (its TLS object, dropped with it) and header.
-        if ssl_object is not None:
+        cacheable = self.authenticator.cacheable(header)
+        if ssl_object is not None and cacheable:
             cached = self._conn_users.get(ssl_object)
             if cached is not None and cached[0] == header:
                 return cached[1]
         peercert = ssl_object.getpeercert() or None if ssl_object is not None else None
         user = self.authenticator.authenticate(peercert, header)
-        if ssl_object is not None:
+        if ssl_object is not None and cacheable:
             self._conn_users[ssl_object] = (header, user)
         return user
+
+    def _service_account_issuer(self, path: str) -> web.Response:
+        """The ServiceAccount issuer's OIDC discovery document and public keys (JWKS)."""
+        if path == "/openid/v1/jwks":
+            return web.Response(body=orjson.dumps(self.sa_tokens.jwks()), content_type="application/jwk-set+json")
+        return json_response(orjson.dumps(self.sa_tokens.openid_configuration()))
 
     def _count_objects(self, group: str, version: str, resource: str) -> int:
         """How many objects a LIST of this resource may return (its flow-control width)."""
@@ -300,6 +330,8 @@ class ApiServer:
             return self._resource_list(parts[1], parts[2])
         if parts[:1] in (["api"], ["apis"]):
             return await self.rest.handle(request)
+        if path in ("/.well-known/openid-configuration", "/openid/v1/jwks"):
+            return self._service_account_issuer(path)
         if path == "/openapi/v3":
             return self._openapi_root(request)
         if path.startswith("/openapi/v3/"):

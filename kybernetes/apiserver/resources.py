@@ -11,7 +11,7 @@ Reads are served by the watch cache and live in the HTTP layer.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -206,6 +206,9 @@ class ResourceService:
         # or may return a call told how the write ended (the stored key, or None).
         self.create_admission: list[Callable[[ResourceInfo, dict[str, Any]],
                                              Callable[[str | None], None] | None]] = []
+        # Mutating admission of a create that may wait (the ServiceAccount admission waits
+        # for a new namespace's default account), after defaulting: each raises ApiError.
+        self.create_mutation: list[Callable[[ResourceInfo, dict[str, Any]], Awaitable[None]]] = []
         # Mutating/validating checks of an update (new, old), before validation: each raises ApiError.
         self.update_admission: list[Callable[[ResourceInfo, dict[str, Any], dict[str, Any]], None]] = []
         # Checks that depend on who writes (RBAC escalation prevention): each raises ApiError.
@@ -418,6 +421,8 @@ class ResourceService:
         self.kinds.for_info(info).stamp_creator(info, obj, ctx.requester)
         self.apply_defaults(info, obj)
         self.after_defaults(info, obj, None)
+        for mutate in self.create_mutation:
+            await mutate(info, obj)
         self.validate(info, obj, None)
         for check in self.write_checks:
             check(info, obj, ctx)

@@ -51,6 +51,25 @@ class _Review:
         found = self._authenticator.authenticate_token(token)
         return auth.requester(found) if found is not None else None
 
+    def review_token(self, token: str, audiences: list[str]) -> tuple[Requester | None, list[str], str]:
+        """(user, audiences it is good for, error) for a TokenReview asking about `audiences`."""
+        verifier = self._authenticator.service_accounts
+        if verifier is not None and token.count(".") == 2 and self._authenticator.authenticate_token(token) is None:
+            found = verifier.review(token, audiences or None)
+            if isinstance(found, str):
+                return None, [], found
+            return (Requester(username=found.username, uid=found.uid, groups=found.groups,
+                              extra=tuple((k, tuple(v)) for k, v in found.extra.items())), list(found.audiences), "")
+        user = self.authenticate_token(token)
+        if user is None:
+            return None, [], "invalid bearer token"
+        # A token without audiences of its own (static, legacy) is good for the server's.
+        api = list(verifier.audiences) if verifier is not None else []
+        matched = [a for a in audiences if a in api] if audiences else api
+        if audiences and not matched:
+            return None, [], "token audiences are invalid"
+        return user, matched, ""
+
 
 def _stamp_namespace(body: dict[str, Any], namespace: str | None) -> None:
     """A namespaced review takes its namespace from the URL, as a stored object does."""
@@ -86,6 +105,7 @@ class VirtualHandler:
         self.authenticator = authenticator
         self.agent_ssl = agent_ssl
         self.authorizer: Any = None  # the server's authz.Authorizer, for the access reviews
+        self.sa_tokens: Any = None  # the server's serviceaccounts.ServiceAccountTokens (TokenRequest)
         self._session: aiohttp.ClientSession | None = None
         self.dialer = AgentDialer(agent_ssl)
         self.proxy = ProxyRelay(cache, self._client, self.dialer)
@@ -110,8 +130,7 @@ class VirtualHandler:
         if target.subresource == "ephemeralcontainers":
             return self._needs_agent(target)
         if target.subresource == "token":
-            raise ApiError(501, "NotImplemented",
-                           "service account tokens are not issued yet by this server")
+            return await self._answer_subresource(request, target, "TokenRequest")
         strategy = strategy_for(info)
         if isinstance(strategy, ComputedKindStrategy):
             return self._computed(request, target, strategy)
@@ -125,6 +144,22 @@ class VirtualHandler:
         if answer is not None:
             return negotiated_response(request, answer, 201)
         raise ApiError.method_not_allowed()
+
+    async def _answer_subresource(self, request: web.Request, target: Any, body_kind: str) -> web.Response:
+        """A POST-only subresource the kind's strategy answers from the stored object
+        (a ServiceAccount's token), nothing written."""
+        if request.method != "POST":
+            raise ApiError.method_not_allowed()
+        info = target.info
+        co = self.cache.get(info.key(target.namespace, target.name or ""))
+        if co is None:
+            raise ApiError.not_found(info.group, info.plural, target.name or "")
+        data = await request.read()
+        body = codec.decode_object(data, request.headers.get("Content-Type"), body_kind) if data.strip() else {}
+        answer = strategy_for(info).answer_subresource(info, target.subresource, co.obj, body, self.sa_tokens)
+        if answer is None:
+            raise ApiError.method_not_allowed()
+        return negotiated_response(request, answer, 201)
 
     def _computed(self, request: web.Request, target: Any, strategy: ComputedKindStrategy) -> web.Response:
         """GET of a kind the server computes on read (componentstatuses): a list, one

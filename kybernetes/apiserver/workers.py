@@ -486,12 +486,14 @@ class WorkerApiServer(ApiServer):
     async def start(self) -> None:
         self.pki = await asyncio.to_thread(load_pki, self.data_dir)
         self.authenticator = auth.Authenticator(self.pki)
+        self._start_service_accounts(ensure_key=False)
         await self.store.start()
         await self._start_cache()
         self.crds.start()
         self.virtual = VirtualHandler(self.cache, self.authenticator,
                                       await asyncio.to_thread(pki.agent_client_ssl_context, self.pki))
         self.virtual.authorizer = self.authorizer
+        self.virtual.sa_tokens = self.sa_tokens
         rest = WorkerRestHandler(self.registry, self.store, self.cache, self.service, self.virtual)
         rest.forwarder = self.forwarder
         self.rest = rest

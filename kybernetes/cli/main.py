@@ -185,7 +185,8 @@ def server(ctx: click.Context, data_dir: str, port: int, bind_address: str, tls_
         children.append([*base, "controller-manager", "--kubeconfig", kubeconfig,
                          "--node-monitor-grace-period", str(node_monitor_grace_period),
                          "--cluster-cidr", cluster_cidr,
-                         "--cluster-signing-cert-file", signer.ca_cert, "--cluster-signing-key-file", signer.ca_key])
+                         "--cluster-signing-cert-file", signer.ca_cert, "--cluster-signing-key-file", signer.ca_key,
+                         "--service-account-private-key-file", os.path.join(signer.dir, "sa.key")])
     if not disable_scheduler:
         children.append([*base, "scheduler", "--kubeconfig", kubeconfig])
     if not disable_agent:
@@ -364,6 +365,18 @@ def api_worker(config_json: str, wake_fd: int) -> None:
     sys.exit(status)
 
 
+@main.command("rotate-sa-key")
+@click.option("--data-dir", default="/var/lib/kybernetes", show_default=True, help="The server's data dir.")
+def rotate_sa_key(data_dir: str) -> None:
+    """Start signing ServiceAccount tokens with a new key; tokens of the old keys stay valid
+    while their public keys remain in <data-dir>/pki/sa.pub (remove them once those tokens expire)."""
+    from kybernetes.apiserver.pki import pki_paths
+    from kybernetes.apiserver.serviceaccounts import rotate_signing_key
+
+    kid = rotate_signing_key(pki_paths(os.path.abspath(data_dir)).dir)
+    click.echo(f"new service account signing key {kid}; running servers pick it up within a second")
+
+
 # -- components -------------------------------------------------------------------------------
 
 
@@ -382,9 +395,11 @@ def _identity() -> str:
 @click.option("--cluster-signing-cert-file", default="",
               help="CA certificate (PEM) that signs approved kubernetes.io/kube-apiserver-client CSRs.")
 @click.option("--cluster-signing-key-file", default="", help="The key of --cluster-signing-cert-file (PEM).")
+@click.option("--service-account-private-key-file", default="",
+              help="Key (PEM) that signs the tokens of kubernetes.io/service-account-token Secrets.")
 def controller_manager(kubeconfig: str, leader_elect: bool, node_monitor_grace_period: int, cluster_cidr: str,
                        workers: int, concurrent_syncs: tuple[str, ...], cluster_signing_cert_file: str,
-                       cluster_signing_key_file: str) -> None:
+                       cluster_signing_key_file: str, service_account_private_key_file: str = "") -> None:
     """Run the controllers (ReplicaSet, Deployment, garbage collector, namespace, ...)."""
     from kybernetes.client import ApiClient, LeaderElector
     from kybernetes.controllers.manager import ControllerOptions, check_options, run_controllers
@@ -401,7 +416,8 @@ def controller_manager(kubeconfig: str, leader_elect: bool, node_monitor_grace_p
                                 workers=workers, concurrent_syncs=per_controller,
                                 root_ca_pem=kubeconfig_ca_pem(kubeconfig).decode(),
                                 cluster_signing_cert_file=cluster_signing_cert_file or None,
-                                cluster_signing_key_file=cluster_signing_key_file or None)
+                                cluster_signing_key_file=cluster_signing_key_file or None,
+                                service_account_private_key_file=service_account_private_key_file or None)
     try:
         check_options(options)
     except ValueError as e:
@@ -492,7 +508,7 @@ def agent(kubeconfig: str, node_name: str | None, data_dir: str, containerd_sock
     from kybernetes.agent.host import read_host_facts
     from kybernetes.agent.images import build_all
     from kybernetes.agent.server import AgentServer, server_ssl_context
-    from kybernetes.agent.servingcert import ensure_serving_cert
+    from kybernetes.agent.servingcert import ensure_serving_cert, keep_serving_cert
     from kybernetes.client import ApiClient
     from kybernetes.client.api import kubeconfig_ca_pem
     from kybernetes.dns.node import cluster_dns_ip, run_node_dns
@@ -547,12 +563,14 @@ def agent(kubeconfig: str, node_name: str | None, data_dir: str, containerd_sock
                                    lease_duration=node_lease_duration_seconds, port=port)
             # Issued by the cluster CA for this node (the API server verifies it), not self-signed.
             ca_pem = kubeconfig_ca_pem(kubeconfig)
-            cert, key = await ensure_serving_cert(client, name, [host.internal_ip, *host.extra_ips, host.hostname],
-                                                  os.path.join(data_dir, "pki"), ca_pem)
-            api = AgentServer(cri, "0.0.0.0", port, server_ssl_context(cert, key, ca_pem), AgentAuth(client, name))
+            serving_names = [host.internal_ip, *host.extra_ips, host.hostname]
+            cert, key = await ensure_serving_cert(client, name, serving_names, os.path.join(data_dir, "pki"), ca_pem)
+            agent_tls = server_ssl_context(cert, key, ca_pem)
+            api = AgentServer(cri, "0.0.0.0", port, agent_tls, AgentAuth(client, name))
             await api.start()
             node_agent = Agent(client, cri, host, options)
-            jobs = [node_agent.run()]
+            jobs = [node_agent.run(),
+                    keep_serving_cert(client, name, serving_names, os.path.join(data_dir, "pki"), ca_pem, agent_tls)]
             if not disable_proxy:
                 # The service proxy shares the agent's informers and learns the pod CIDR from it.
                 proxier = Proxier(client, ProxyOptions(name, table=proxy_table, mode=proxy_mode), node_agent.factory)

@@ -41,6 +41,7 @@ from kybernetes.controllers.pvbinder import PersistentVolumeBinder
 from kybernetes.controllers.pvprotection import PVCProtectionController, PVProtectionController
 from kybernetes.controllers.replicaset import ReplicaSetController, ReplicationManager
 from kybernetes.controllers.rootcacert import RootCACertPublisher
+from kybernetes.controllers.satokens import FileSigner, TokensController
 from kybernetes.controllers.serviceaccount import ServiceAccountController
 from kybernetes.controllers.servicelb import ServiceLBController
 from kybernetes.controllers.statefulset import StatefulSetController
@@ -77,6 +78,9 @@ class ControllerOptions:
     # --cluster-signing-cert-file/--cluster-signing-key-file); without it the signer does not run.
     cluster_signing_cert_file: str | None = None
     cluster_signing_key_file: str | None = None
+    # The key that signs legacy ServiceAccount token Secrets (kube-controller-manager's
+    # --service-account-private-key-file); without it the tokens controller does not run.
+    service_account_private_key_file: str | None = None
 
     def workers_for(self, name: str) -> int:
         return max(1, self.concurrent_syncs.get(name, self.workers))
@@ -98,6 +102,9 @@ BUILDERS: tuple[tuple[str, Builder], ...] = (
     ("garbagecollector", lambda c, f, o: GarbageCollectorController(c, f)),
     ("namespace", lambda c, f, o: NamespaceController(c, f)),
     ("serviceaccount", lambda c, f, o: ServiceAccountController(c, f)),
+    ("serviceaccount-token", lambda c, f, o: TokensController(c, f, FileSigner(o.service_account_private_key_file),
+                                                              o.root_ca_pem or "")
+     if o.service_account_private_key_file else None),
     ("podgc", lambda c, f, o: PodGCController(c, f, terminated_pod_threshold=o.terminated_pod_threshold)),
     ("persistentvolume-binder", lambda c, f, o: PersistentVolumeBinder(c, f)),
     ("pvc-protection", lambda c, f, o: PVCProtectionController(c, f)),

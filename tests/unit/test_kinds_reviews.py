@@ -19,6 +19,10 @@ class _Ctx:
     def authenticate_token(self, token: str) -> Requester | None:
         return self.tokens.get(token)
 
+    def review_token(self, token: str, audiences: list[str]) -> tuple[Requester | None, list[str], str]:
+        found = self.tokens.get(token)
+        return (found, [], "") if found is not None else (None, [], "invalid bearer token")
+
 
 ALICE = Requester("alice", uid="u-1", groups=("dev", "system:authenticated"), extra=(("scopes", ("a", "b")),))
 

@@ -374,3 +374,19 @@ def test_the_tokens_controller_fills_only_what_is_missing_and_deletes_orphans():
     assert plan_token_secret(plan.update, recreated, "PEM", str).delete
     opaque = {**secret, "type": "Opaque"}
     assert plan_token_secret(opaque, SA, "PEM", str) == type(plan)()
+
+
+def test_pods_get_the_kubernetes_service_variables_unless_they_set_them():
+    from kybernetes.agent.podspec import service_env, with_service_env
+
+    svc = {"metadata": {"name": "kubernetes"},
+           "spec": {"clusterIP": "10.43.0.1", "ports": [{"name": "https", "port": 443, "protocol": "TCP"}]}}
+    env = dict(service_env(svc))
+    assert env == {"KUBERNETES_SERVICE_HOST": "10.43.0.1", "KUBERNETES_SERVICE_PORT": "443",
+                   "KUBERNETES_SERVICE_PORT_HTTPS": "443", "KUBERNETES_PORT": "tcp://10.43.0.1:443",
+                   "KUBERNETES_PORT_443_TCP": "tcp://10.43.0.1:443", "KUBERNETES_PORT_443_TCP_PROTO": "tcp",
+                   "KUBERNETES_PORT_443_TCP_PORT": "443", "KUBERNETES_PORT_443_TCP_ADDR": "10.43.0.1"}
+    merged = with_service_env(service_env(svc), [("KUBERNETES_SERVICE_HOST", "mine"), ("A", "1")])
+    assert merged.count(("KUBERNETES_SERVICE_HOST", "mine")) == 1 and ("A", "1") in merged
+    assert not any(k == "KUBERNETES_SERVICE_HOST" and v == "10.43.0.1" for k, v in merged)
+    assert service_env({"metadata": {"name": "h"}, "spec": {"clusterIP": "None", "ports": [{"port": 1}]}}) == []

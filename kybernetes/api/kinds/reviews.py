@@ -57,11 +57,17 @@ class TokenReviewStrategy(KindStrategy):
     refs = (KindRef(_AUTHN, "TokenReview"),)
 
     def review(self, info: ResourceInfo, body: Obj, ctx: ReviewContext) -> Obj | None:
-        token = (body.get("spec") or {}).get("token") or ""
-        found = ctx.authenticate_token(token) if isinstance(token, str) and token else None
+        spec = body.get("spec") if isinstance(body.get("spec"), dict) else {}
+        token = spec.get("token") or ""
+        audiences = [a for a in spec.get("audiences") or [] if isinstance(a, str)]
+        found, matched, error = (ctx.review_token(token, audiences) if isinstance(token, str) and token
+                                 else (None, [], "invalid bearer token"))
         if found is None:
-            return _answer(info, body, {"authenticated": False, "error": "invalid bearer token"})
-        return _answer(info, body, {"authenticated": True, "user": user_info(found)})
+            return _answer(info, body, {"authenticated": False, "user": {}, "error": error})
+        status: Obj = {"authenticated": True, "user": user_info(found)}
+        if matched:
+            status["audiences"] = matched
+        return _answer(info, body, status)
 
 
 def _spec(body: Obj) -> Obj:
