@@ -10,7 +10,8 @@ the agent's credential may approve requests (today's admin kubeconfig), it appro
 own; otherwise it waits for an approver.
 
 A certificate on disk is reused while it chains to the CA the agent trusts, names every
-wanted name, belongs to this node and is not in the last fifth of its life.
+wanted name, belongs to this node and is not in the last fifth of its life; a running
+agent renews it then (`keep_serving_cert`) and serves the new one to new connections.
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ import datetime as dt
 import ipaddress
 import logging
 import os
+import ssl
 from collections.abc import Iterable
 from typing import Any
 
+import aiohttp
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -84,8 +87,13 @@ def cert_is_usable(cert: x509.Certificate, ca: x509.Certificate, node_name: str,
     cns = [str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
     if cns != [NODE_PREFIX + node_name] or not names <= _sans(cert):
         return False
+    return cert.not_valid_before_utc <= now < renew_at(cert)
+
+
+def renew_at(cert: x509.Certificate) -> dt.datetime:
+    """When a certificate is due for renewal."""
     start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
-    return start <= now < start + (end - start) * RENEW_AT
+    return start + (end - start) * RENEW_AT
 
 
 def signing_request(key: ec.EllipticCurvePrivateKey, node_name: str, names: set[SanEntry]) -> bytes:
@@ -186,3 +194,20 @@ async def ensure_serving_cert(client: Client, node_name: str, addresses: Iterabl
                                        serialization.NoEncryption()))
     _write(cert_path, cert_pem)
     return cert_path, key_path
+
+
+async def keep_serving_cert(client: Client, node_name: str, addresses: Iterable[str], directory: str,
+                            ca_pem: bytes, ctx: ssl.SSLContext, retry: float = 60.0) -> None:
+    """Renew the serving certificate when it is due and load it into `ctx` (the agent
+    API's server context: new connections get the new certificate). Runs until cancelled."""
+    wanted = list(addresses)
+    while True:
+        current = _read_cert(os.path.join(directory, CERT_FILE))
+        due = renew_at(current) if current is not None else dt.datetime.now(dt.UTC)
+        await asyncio.sleep(max((due - dt.datetime.now(dt.UTC)).total_seconds(), 0.0))
+        try:
+            ctx.load_cert_chain(*await ensure_serving_cert(client, node_name, wanted, directory, ca_pem))
+            log.info("serving certificate of node %s renewed", node_name)
+        except (ServingCertError, ApiError, aiohttp.ClientError, OSError, ssl.SSLError) as e:
+            log.warning("serving certificate of node %s not renewed yet: %s", node_name, e)
+            await asyncio.sleep(retry)

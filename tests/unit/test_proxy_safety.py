@@ -334,3 +334,52 @@ async def test_a_host_name_is_dialled_at_the_address_that_was_checked():
     assert seen["url"] == "https://10.99.0.1:8080/x?q=1"
     assert seen["headers"]["Host"] == "backend.test:8080"
     assert seen["options"]["server_hostname"] == "backend.test"
+
+
+class _CsrApi:
+    """The CSR API and the controller manager's signer, in memory."""
+
+    def __init__(self, cluster: pki.Pki, approver: bool = True) -> None:
+        self.ca_cert, self.ca_key = pki._load_ca(cluster)
+        self.approver, self.csrs, self.created = approver, {}, 0
+
+    async def create(self, res: Any, namespace: Any, obj: dict[str, Any], **_: Any) -> dict[str, Any]:
+        self.created += 1
+        name = f"csr-{self.created}"
+        self.csrs[name] = {**obj, "metadata": {**obj["metadata"], "name": name}, "status": {}}
+        return self.csrs[name]
+
+    async def update(self, res: Any, namespace: Any, name: str, obj: dict[str, Any], subresource: str = "",
+                     **_: Any) -> dict[str, Any]:
+        assert subresource == "approval"
+        if not self.approver:
+            from kybernetes.client import ApiError as ClientApiError
+            raise ClientApiError(403, "Forbidden", "no")
+        self.csrs[name]["status"] = obj["status"]
+        return self.csrs[name]
+
+    async def get(self, res: Any, namespace: Any, name: str, **_: Any) -> dict[str, Any]:
+        csr = self.csrs[name]
+        if decide(csr) == Sign():
+            cert = issue(csr, self.ca_cert, self.ca_key, dt.datetime.now(dt.UTC))
+            csr["status"]["certificate"] = base64.b64encode(cert).decode()
+        return csr
+
+
+async def test_the_agent_requests_approves_and_reuses_its_serving_certificate(cluster, tmp_path):
+    from kybernetes.agent.servingcert import ServingCertError, ensure_serving_cert
+
+    api = _CsrApi(cluster)
+    ca_pem = pki.read_ca_pem(cluster)
+    cert_path, key_path = await ensure_serving_cert(api, "n1", ["10.0.0.4"], str(tmp_path), ca_pem)  # type: ignore[arg-type]
+    cert = x509.load_pem_x509_certificate(open(cert_path, "rb").read())  # noqa: SIM115
+    assert node_identity_problem(cert, "n1") is None
+    assert stat.S_IMODE(os.stat(key_path).st_mode) == 0o600
+    assert await ensure_serving_cert(api, "n1", ["10.0.0.4"], str(tmp_path), ca_pem) == (cert_path, key_path)  # type: ignore[arg-type]
+    assert api.created == 1  # reused
+    await ensure_serving_cert(api, "n1", ["10.0.0.5"], str(tmp_path), ca_pem)  # type: ignore[arg-type]
+    assert api.created == 2  # a new address needs a new certificate
+    # Without the right to approve, the agent waits for an approver (here: none comes).
+    with pytest.raises(ServingCertError, match="was not signed within"):
+        await ensure_serving_cert(_CsrApi(cluster, approver=False), "n2", [], str(tmp_path / "n2"), ca_pem,  # type: ignore[arg-type]
+                                  timeout=0.5)
