@@ -195,6 +195,8 @@ def test_impersonation_needs_the_impersonate_verb(kubectl, users):
     who = kubectl.ok("auth", "whoami", "--as", "bob", "--as-group", "g", "-o", "yaml")
     info = yaml.safe_load(who)["status"]["userInfo"]
     assert info["username"] == "bob" and info["groups"] == ["g", "system:authenticated"]
+    with_uid = yaml.safe_load(kubectl.ok("auth", "whoami", "--as", "bob", "--as-uid", "42", "-o", "yaml"))
+    assert with_uid["status"]["userInfo"]["uid"] == "42"
     assert kubectl.ok("auth", "can-i", "list", "pods", "-n", NS, "--as", EDITOR).strip() == "yes"
     assert kubectl("auth", "can-i", "list", "secrets", "-n", NS, "--as", VIEWER).stdout.strip() == "no"
     refused = kubectl("get", "secrets", "-n", NS, "--as", VIEWER)

@@ -318,3 +318,41 @@ def test_escalation_checks_of_roles_bindings_and_aggregation():
     authz.check_escalation(infos["clusterroles"], _role("more", [pods, secrets]), alice)
     authz.check_escalation(infos["clusterroles"], _role("x", [secrets]), Requester("root", groups=("system:masters",)))
     authz.check_escalation(infos["clusterroles"], _role("x", [secrets]), None)
+
+
+class _Headers(dict):
+    def getall(self, key, default=()):
+        v = self.get(key)
+        return [v] if v is not None else list(default)
+
+
+def test_impersonation_checks_each_header_with_the_impersonate_verb():
+    cache = _Cache()
+    authz = Authorizer(cache)  # type: ignore[arg-type]
+    admin = UserInfo("root", groups=["system:masters", "system:authenticated"])
+    h = _Headers({"Impersonate-User": "system:serviceaccount:team:bot", "Impersonate-Uid": "u-1",
+                  "Impersonate-Extra-Scopes": "view"})
+    sa = authz.impersonate(admin, h, h.getall)
+    assert sa.username == "system:serviceaccount:team:bot" and sa.uid == "u-1"
+    assert sa.groups == ["system:serviceaccounts", "system:serviceaccounts:team", "system:authenticated"]
+    assert sa.extra == {"scopes": ["view"]}
+    alice = UserInfo("alice", groups=["system:authenticated"])
+    with pytest.raises(ApiError) as e:
+        authz.impersonate(alice, h, h.getall)
+    assert e.value.message == ('serviceaccounts "bot" is forbidden: User "alice" cannot impersonate resource '
+                               '"serviceaccounts" in API group "" in the namespace "team"')
+    cache.put("clusterroles", _role("imp", [
+        {"verbs": ["impersonate"], "apiGroups": [""], "resources": ["serviceaccounts"]},
+        {"verbs": ["impersonate"], "apiGroups": ["authentication.k8s.io"], "resources": ["uids"]}]))
+    cache.put("clusterrolebindings", _binding("imp", "ClusterRole", "imp", [_user("alice")]))
+    with pytest.raises(ApiError) as e:
+        authz.impersonate(alice, h, h.getall)
+    assert e.value.message == ('userextras.authentication.k8s.io "view" is forbidden: User "alice" cannot '
+                               'impersonate resource "userextras/scopes" in API group "authentication.k8s.io" '
+                               'at the cluster scope')
+    h.pop("Impersonate-Extra-Scopes")
+    assert authz.impersonate(alice, h, h.getall).username == "system:serviceaccount:team:bot"
+    groups_only = _Headers({"Impersonate-Group": "g"})
+    with pytest.raises(ApiError) as e:
+        authz.impersonate(admin, groups_only, groups_only.getall)
+    assert e.value.code == 400 and "without impersonating a user" in e.value.message
