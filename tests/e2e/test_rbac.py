@@ -22,6 +22,7 @@ from kybernetes.testing.cluster import KubectlResult
 NS = "rbac-e2e"
 OTHER = "rbac-e2e-other"
 EDITOR, VIEWER, NOBODY, NSADMIN = "rbac-editor", "rbac-viewer", "rbac-nobody", "rbac-nsadmin"
+ROBOT = f"system:serviceaccount:{NS}:robot"
 ANON = "anonymous"
 HOSTLESS = "does not have a host assigned"
 
@@ -45,6 +46,13 @@ def users(server, kubectl, tmp_path_factory):
     kubectl.ok("create", "rolebinding", "nsadmin", "--clusterrole=admin", f"--user={NSADMIN}", "-n", NS)
     kubectl.ok("run", "p", "--image=busybox", "--restart=Never", "-n", NS)
     kubectl.ok("create", "secret", "generic", "s", "--from-literal=a=b", "-n", NS)
+    # A ServiceAccount allowed to view, authenticated by a token the API issues.
+    kubectl.ok("create", "serviceaccount", "robot", "-n", NS)
+    kubectl.ok("create", "rolebinding", "robot", "--clusterrole=view", f"--serviceaccount={NS}:robot", "-n", NS)
+    token = kubectl.ok("create", "token", "robot", "-n", NS).strip()
+    paths = pki.pki_paths(server.data_dir)
+    (d / "robot.kc").write_text(yaml.safe_dump(pki.kubeconfig_dict(pki.read_ca_pem(paths), server.url, token=token)))
+    configs[ROBOT] = str(d / "robot.kc")
     _wait_until(lambda: kubectl("auth", "can-i", "list", "pods", "-n", NS, "--as", VIEWER).ok,
                 "the view role was never filled by the aggregation controller")
     yield configs
@@ -117,6 +125,11 @@ MATRIX = [
      ["delete", "pods", "-n", NS]),
     (VIEWER, ["create", "configmap", "cm2", "-n", NS], False, _forbidden(VIEWER, "create", "configmaps", NS),
      ["create", "configmaps", "-n", NS]),
+    (ROBOT, ["get", "pods", "-n", NS], True, "", ["list", "pods", "-n", NS]),
+    (ROBOT, ["get", "secrets", "-n", NS], False, _forbidden(ROBOT, "list", "secrets", NS),
+     ["list", "secrets", "-n", NS]),
+    (ROBOT, ["get", "pods", "-n", OTHER], False, _forbidden(ROBOT, "list", "pods", OTHER),
+     ["list", "pods", "-n", OTHER]),
     (NOBODY, ["get", "pods", "-n", NS], False, _forbidden(NOBODY, "list", "pods", NS), ["list", "pods", "-n", NS]),
     (NOBODY, ["get", "secret", "s", "-n", NS], False, _forbidden(NOBODY, "get", "secrets", NS, name="s"),
      ["get", "secrets", "-n", NS]),
@@ -129,7 +142,7 @@ MATRIX = [
 
 
 @pytest.mark.parametrize(("who", "args", "allowed", "message", "can_i"), MATRIX,
-                         ids=[f"{m[0]}-{'-'.join(m[1][:2])}" for m in MATRIX])
+                         ids=[f"{m[0].rsplit(':', 1)[-1]}-{'-'.join(m[1][:2])}-{i}" for i, m in enumerate(MATRIX)])
 def test_matrix_allowed_exactly_where_rbac_says(kubectl, users, who, args, allowed, message, can_i):
     r = _as(kubectl, users, who, *args)
     out = r.stdout + r.stderr
