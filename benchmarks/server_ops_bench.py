@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from kybernetes.api.aiotasks import cancel_and_wait
 from kybernetes.api.timefmt import rfc3339, rfc3339_micro  # noqa: E402
 from kybernetes.client import ApiClient  # noqa: E402
-from kybernetes.client.resources import EVENTS, LEASES, NAMESPACES, NODES, PODS  # noqa: E402
+from kybernetes.client.resources import EVENTS, LEASES, NAMESPACES, NODES, PODS, SERVICEACCOUNTS  # noqa: E402
 from kybernetes.simnodes import model  # noqa: E402
 from kybernetes.testing.cluster import ServerProcess  # noqa: E402
 
@@ -88,6 +88,9 @@ async def run(args: argparse.Namespace, server: ServerProcess) -> None:
     tasks = [asyncio.create_task(drain(w)) for w in watchers]
     try:
         await client.create(NAMESPACES, None, {"metadata": {"name": NAMESPACE}})
+        # No controller manager here: the pods' `default` ServiceAccount is made by hand
+        # (the ServiceAccount admission refuses pods whose account does not exist).
+        await client.create(SERVICEACCOUNTS, NAMESPACE, {"metadata": {"name": "default"}})
         for i in range(50):
             await client.create(NODES, None, model.build_node(f"node-{i}", i, model.NodeTemplate(), now()))
         n = args.count
