@@ -194,6 +194,13 @@ CLUSTER_ROLE_BINDINGS: dict[str, tuple[str, list[str]]] = {
     "system:node": ("system:node", []),
     # The API server's own identity toward node agents (nodes/proxy, log, exec).
     "system:kube-apiserver-kubelet-api-admin": ("system:kubelet-api-admin", ["User:system:kube-apiserver"]),
+    # Joining nodes, as kubeadm binds them: a bootstrap token may ask for a node client
+    # certificate (auto-approved), a node may renew its own.
+    "system:node-bootstrapper": ("system:node-bootstrapper", ["Group:system:bootstrappers"]),
+    "system:certificates.k8s.io:certificatesigningrequests:nodeclient": (
+        "system:certificates.k8s.io:certificatesigningrequests:nodeclient", ["Group:system:bootstrappers"]),
+    "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient": (
+        "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient", ["Group:system:nodes"]),
 }
 
 

@@ -41,6 +41,7 @@ from kybernetes.apiserver import (
 )
 from kybernetes.apiserver.authz import Authorizer, reconcile_bootstrap
 from kybernetes.apiserver.bootstrapobjects import BootstrapObjects
+from kybernetes.apiserver.bootstraptokens import BootstrapTokens
 from kybernetes.apiserver.crds import CrdController
 from kybernetes.apiserver.flowcontrol import FlowControlConfig, FlowController
 from kybernetes.apiserver.namespaces import ensure_system_namespaces
@@ -133,6 +134,7 @@ class ApiServer:
         self.authorizer = Authorizer(self.cache)
         self.service.write_checks.append(
             lambda info, obj, ctx: self.authorizer.check_escalation(info, obj, ctx.requester))
+        self.service.requester_admission.append(self.authorizer.nodes.admit)
         self.service_network = service_network or servicealloc.service_network()
         # The caller (`kyb server`) knows the host's address; without it, loopback.
         self.advertise_address = advertise_address or choose_advertise_address(None, bind, "127.0.0.1")
@@ -228,6 +230,7 @@ class ApiServer:
             serviceaccounts.SigningKeys(self.pki.dir), self.cache,
             jwks_uri=f"https://{self.advertise_address}:{self.port}/openid/v1/jwks")
         self.authenticator.service_accounts = self.sa_tokens
+        self.authenticator.bootstrap_tokens = BootstrapTokens(self.cache)
         self.service.create_mutation.append(serviceaccounts.ServiceAccountAdmission(self.sa_tokens).mutate_create)
 
     def write_kubeconfig(self, path: str, use_token: bool = False) -> None:

@@ -11,6 +11,7 @@ import csv
 import datetime as dt
 import hashlib
 import io
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -156,6 +157,15 @@ class TokenVerifier(Protocol):
     def audiences(self) -> list[str]: ...
 
 
+class BootstrapVerifier(Protocol):
+    """Bootstrap tokens, valid while their Secret says so: see apiserver/bootstraptokens.py."""
+
+    def authenticate(self, token: str) -> UserInfo | None: ...
+
+
+_BOOTSTRAP_TOKEN = re.compile(r"^[a-z0-9]{6}\.[a-z0-9]{16}$")
+
+
 # ---------------------------------------------------------------------------------------------
 
 
@@ -178,6 +188,8 @@ class Authenticator:
         self._ca: x509.Certificate | None = None
         # Set by the server once it can read ServiceAccounts (its watch cache).
         self.service_accounts: TokenVerifier | None = None
+        # Set likewise: bootstrap tokens (`<id>.<secret>`) checked against their Secrets.
+        self.bootstrap_tokens: BootstrapVerifier | None = None
         if pki is not None:
             with open(pki.ca_cert, "rb") as f:
                 self._ca = x509.load_pem_x509_certificate(f.read())
@@ -208,12 +220,16 @@ class Authenticator:
         user = self._tokens.get(_digest(token))
         if user is None and self.service_accounts is not None and _is_jwt(token):
             user = self.service_accounts.authenticate(token)
+        if user is None and self.bootstrap_tokens is not None and _BOOTSTRAP_TOKEN.match(token):
+            user = self.bootstrap_tokens.authenticate(token)
         return with_authenticated_group(user) if user is not None else None
 
     def cacheable(self, authorization_header: str | None) -> bool:
         """Whether the answer for this header may be remembered for a connection: not for
         a signed token, which may expire or lose its bound object while the connection lives."""
         token = parse_bearer(authorization_header)
+        if token is not None and _BOOTSTRAP_TOKEN.match(token):
+            return _digest(token) in self._tokens  # expires, and dies with its Secret
         return token is None or not _is_jwt(token) or _digest(token) in self._tokens
 
     def authenticate_cert(self, peercert: Mapping[str, Any] | bytes | None) -> UserInfo | None:

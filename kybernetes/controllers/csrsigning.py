@@ -1,5 +1,6 @@
-"""The CSR signer: issues certificates for approved `kubernetes.io/kube-apiserver-client`
-and `kubernetes.io/kubelet-serving` CertificateSigningRequests with the cluster CA, as
+"""The CSR signer: issues certificates for approved `kubernetes.io/kube-apiserver-client`,
+`kubernetes.io/kube-apiserver-client-kubelet` (a node's client certificate) and
+`kubernetes.io/kubelet-serving` CertificateSigningRequests with the cluster CA, as
 kube-controller-manager's "csrsigning" controller does (pkg/controller/certificates/signer).
 A node agent's serving certificate comes from here, so the CA key never leaves the
 control plane.
@@ -55,7 +56,10 @@ KUBELET_SERVING_SIGNER = "kubernetes.io/kubelet-serving"
 _SERVING_USAGES = ("digital signature", "key encipherment", "server auth")
 NODE_PREFIX = "system:node:"
 NODES_GROUP = "system:nodes"
-SIGNERS = (KUBE_APISERVER_CLIENT_SIGNER, KUBELET_SERVING_SIGNER)
+KUBELET_CLIENT_SIGNER = "kubernetes.io/kube-apiserver-client-kubelet"
+SIGNERS = (KUBE_APISERVER_CLIENT_SIGNER, KUBELET_SERVING_SIGNER, KUBELET_CLIENT_SIGNER)
+# Exactly one of these (the second for keys that cannot encipher, such as ECDSA).
+_KUBELET_CLIENT_USAGES = ({"digital signature", "key encipherment", "client auth"}, {"digital signature", "client auth"})
 
 Obj = dict[str, Any]
 
@@ -107,8 +111,36 @@ def serving_request_error(request: x509.CertificateSigningRequest, usages: list[
     return None
 
 
+def kubelet_client_request_error(request: x509.CertificateSigningRequest, usages: list[Any]) -> str | None:
+    """Why a node's client certificate may not be issued for `request` (None when it may),
+    as upstream's ValidateKubeletClientCSR words it."""
+    orgs = [str(a.value) for a in request.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)]
+    if orgs != [NODES_GROUP]:
+        return "subject organization is not system:nodes"
+    try:
+        names = request.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        names = x509.SubjectAlternativeName([])
+    for kind, label in ((x509.DNSName, "DNS"), (x509.RFC822Name, "Email"), (x509.IPAddress, "IP"),
+                        (x509.UniformResourceIdentifier, "URI")):
+        if names.get_values_for_type(kind):
+            return f"{label} subjectAltNames are not allowed"
+    cns = [str(a.value) for a in request.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    if len(cns) != 1 or not cns[0].startswith(NODE_PREFIX) or cns[0] == NODE_PREFIX:
+        return "subject common name does not begin with system:node:"
+    if set(usages) not in _KUBELET_CLIENT_USAGES or len(set(usages)) != len(usages):
+        return "usages did not match [digital signature key encipherment client auth]"
+    return None
+
+
 def _request_error(signer: str, spec: Obj) -> str | None:
     usages = list(spec.get("usages") or [])
+    if signer == KUBELET_CLIENT_SIGNER:
+        try:
+            request = parse_request(spec.get("request"))
+        except ValueError as e:
+            return str(e)
+        return kubelet_client_request_error(request, usages)
     if signer == KUBELET_SERVING_SIGNER:
         try:
             request = parse_request(spec.get("request"))

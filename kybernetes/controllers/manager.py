@@ -21,8 +21,10 @@ from typing import Protocol
 from kybernetes.api.aiotasks import cancel_and_wait
 from kybernetes.client import Client, InformerFactory, Informers
 from kybernetes.client.resources import PODS
+from kybernetes.controllers.bootstraptokencleaner import TokenCleaner
 from kybernetes.controllers.clusterroleaggregation import ClusterRoleAggregationController
 from kybernetes.controllers.cronjob import CronJobController
+from kybernetes.controllers.csrapproving import CSRApprovingController
 from kybernetes.controllers.csrsigning import CSRSigningController
 from kybernetes.controllers.daemonset import DaemonSetController
 from kybernetes.controllers.deployment import DeploymentController
@@ -121,6 +123,8 @@ BUILDERS: tuple[tuple[str, Builder], ...] = (
     ("rootcacertpublisher", lambda c, f, o: RootCACertPublisher(c, f, o.root_ca_pem) if o.root_ca_pem else None),
     ("csrsigning", lambda c, f, o: CSRSigningController(c, f, o.cluster_signing_cert_file, o.cluster_signing_key_file)
      if o.cluster_signing_cert_file and o.cluster_signing_key_file else None),
+    ("csrapproving", lambda c, f, o: CSRApprovingController(c, f)),
+    ("tokencleaner", lambda c, f, o: TokenCleaner(c, f)),
 )
 CONTROLLER_NAMES = tuple(name for name, _ in BUILDERS)
 

@@ -1,0 +1,182 @@
+"""Bootstrap tokens: short-lived bearer tokens a new node joins with (kubeadm / k3s style).
+
+A token is `<token-id>.<token-secret>` (6 and 16 characters of [a-z0-9]) kept in a Secret
+of type `bootstrap.kubernetes.io/token` named `bootstrap-token-<token-id>` in
+kube-system. It authenticates as `system:bootstrap:<token-id>` in the group
+`system:bootstrappers` (plus the Secret's `auth-extra-groups`) while the Secret allows
+authentication and has not expired. The rules are upstream's
+(plugin/pkg/auth/authenticator/token/bootstrap, k8s.io/cluster-bootstrap); all of it is
+pure: the API server's shell reads the Secret from its watch cache.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import hmac
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kybernetes.api.timefmt import rfc3339
+
+NAMESPACE = "kube-system"
+SECRET_TYPE = "bootstrap.kubernetes.io/token"
+SECRET_PREFIX = "bootstrap-token-"
+USER_PREFIX = "system:bootstrap:"
+GROUP = "system:bootstrappers"
+# The group kubeadm puts its join tokens in (and binds the node roles to).
+DEFAULT_EXTRA_GROUP = "system:bootstrappers:kubeadm:default-node-token"
+
+TOKEN_ID, TOKEN_SECRET = "token-id", "token-secret"
+EXPIRATION, DESCRIPTION, EXTRA_GROUPS = "expiration", "description", "auth-extra-groups"
+USAGE_AUTHENTICATION, USAGE_SIGNING = "usage-bootstrap-authentication", "usage-bootstrap-signing"
+
+TOKEN_RE = re.compile(r"^([a-z0-9]{6})\.([a-z0-9]{16})$")
+_ID_RE = re.compile(r"^[a-z0-9]{6}$")
+_GROUP_RE = re.compile(r"^system:bootstrappers:[a-z0-9:-]{0,255}[a-z0-9]$")
+_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
+DEFAULT_TTL = dt.timedelta(hours=24)
+
+Obj = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class BootstrapUser:
+    username: str
+    groups: tuple[str, ...]
+
+
+def parse_token(token: str) -> tuple[str, str] | None:
+    """(token-id, token-secret) of a well-formed token, else None."""
+    m = TOKEN_RE.match(token)
+    return (m.group(1), m.group(2)) if m else None
+
+
+def looks_like_token(token: str) -> bool:
+    return TOKEN_RE.match(token) is not None
+
+
+def secret_name(token_id: str) -> str:
+    return SECRET_PREFIX + token_id
+
+
+def generate_token() -> str:
+    """A new random token (CSPRNG), `<id>.<secret>`."""
+    pick = lambda n: "".join(secrets.choice(_ALPHABET) for _ in range(n))  # noqa: E731
+    return f"{pick(6)}.{pick(16)}"
+
+
+def secret_data(secret: Mapping[str, Any], key: str) -> str | None:
+    """A Secret's `data` value as text (stringData is folded into data on write)."""
+    raw = (secret.get("data") or {}).get(key)
+    if not isinstance(raw, str):
+        return None
+    try:
+        return base64.b64decode(raw, validate=True).decode("utf-8")
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        return None
+
+
+def parse_time(text: str) -> dt.datetime | None:
+    try:
+        t = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return t if t.tzinfo is not None else None
+
+
+def expiration(secret: Mapping[str, Any]) -> dt.datetime | None:
+    """When the token expires; None when it never does. An unreadable `expiration` counts
+    as already expired (upstream treats it so)."""
+    text = secret_data(secret, EXPIRATION)
+    if text is None:
+        return None
+    return parse_time(text) or dt.datetime.min.replace(tzinfo=dt.UTC)
+
+
+def is_expired(secret: Mapping[str, Any], now: dt.datetime) -> bool:
+    exp = expiration(secret)
+    return exp is not None and exp <= now
+
+
+def extra_groups(secret: Mapping[str, Any]) -> list[str] | None:
+    """The `auth-extra-groups`; None when one of them is not a `system:bootstrappers:` group."""
+    text = secret_data(secret, EXTRA_GROUPS)
+    if not text:
+        return []
+    groups = [g.strip() for g in text.split(",") if g.strip()]
+    return groups if all(_GROUP_RE.match(g) for g in groups) else None
+
+
+def authenticate(token: str, secret: Mapping[str, Any] | None, now: dt.datetime) -> BootstrapUser | None:
+    """Who `token` is, given the Secret named after its id (None: the token is not valid)."""
+    parsed = parse_token(token)
+    if parsed is None or secret is None:
+        return None
+    token_id, token_secret = parsed
+    meta = secret.get("metadata") or {}
+    if meta.get("deletionTimestamp") or secret.get("type") != SECRET_TYPE:
+        return None
+    if meta.get("name") != secret_name(token_id) or meta.get("namespace") != NAMESPACE:
+        return None
+    stored = secret_data(secret, TOKEN_SECRET)
+    # Constant time: how much of a guessed secret matches must not show in the timing.
+    if stored is None or not hmac.compare_digest(stored.encode(), token_secret.encode()):
+        return None
+    if secret_data(secret, TOKEN_ID) != token_id:
+        return None
+    if is_expired(secret, now) or secret_data(secret, USAGE_AUTHENTICATION) != "true":
+        return None
+    groups = extra_groups(secret)
+    if groups is None:
+        return None
+    return BootstrapUser(USER_PREFIX + token_id, tuple(dict.fromkeys([GROUP, *groups])))
+
+
+def token_secret(token: str, now: dt.datetime, ttl: dt.timedelta | None = DEFAULT_TTL, description: str = "",
+                 groups: tuple[str, ...] = (DEFAULT_EXTRA_GROUP,), signing: bool = True) -> Obj:
+    """The Secret that makes `token` valid (for `ttl`; None: forever), as kubeadm writes it."""
+    parsed = parse_token(token)
+    if parsed is None:
+        raise ValueError("a token must be of the form [a-z0-9]{6}.[a-z0-9]{16}")
+    bad = [g for g in groups if not _GROUP_RE.match(g)]
+    if bad:
+        raise ValueError(f"extra group {bad[0]!r} must match {_GROUP_RE.pattern}")
+    string_data = {TOKEN_ID: parsed[0], TOKEN_SECRET: parsed[1], USAGE_AUTHENTICATION: "true"}
+    if signing:
+        string_data[USAGE_SIGNING] = "true"
+    if ttl is not None:
+        string_data[EXPIRATION] = rfc3339(now + ttl)
+    if description:
+        string_data[DESCRIPTION] = description
+    if groups:
+        string_data[EXTRA_GROUPS] = ",".join(groups)
+    return {"apiVersion": "v1", "kind": "Secret", "type": SECRET_TYPE,
+            "metadata": {"name": secret_name(parsed[0]), "namespace": NAMESPACE},
+            "data": {k: base64.b64encode(v.encode()).decode() for k, v in string_data.items()}}
+
+
+def parse_duration(text: str) -> dt.timedelta | None:
+    """A Go-style duration (`24h`, `90m`, `1h30m`, `0` = never expires) for `--ttl`."""
+    text = text.strip()
+    if text in ("0", "0s"):
+        return None
+    m = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", text)
+    if not text or m is None:
+        raise ValueError(f"invalid duration {text!r} (want e.g. 24h, 30m, 1h30m, or 0 for no expiry)")
+    h, mi, s = (int(g or 0) for g in m.groups())
+    return dt.timedelta(hours=h, minutes=mi, seconds=s)
+
+
+def is_token_secret(secret: Mapping[str, Any]) -> bool:
+    meta = secret.get("metadata") or {}
+    return (secret.get("type") == SECRET_TYPE and meta.get("namespace") == NAMESPACE
+            and str(meta.get("name", "")).startswith(SECRET_PREFIX))
+
+
+def valid_id(token_id: str) -> bool:
+    return _ID_RE.match(token_id) is not None
