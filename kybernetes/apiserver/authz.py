@@ -19,6 +19,7 @@ from typing import Any
 from kybernetes.api import rbac_bootstrap
 from kybernetes.api.errors import ApiError
 from kybernetes.api.kinds.base import Requester
+from kybernetes.api.nodegraph import NODES_GROUP
 from kybernetes.api.rbac import (
     MASTERS_GROUP,
     RBAC_GROUP,
@@ -33,6 +34,7 @@ from kybernetes.api.rbac import (
 )
 from kybernetes.api.registry import Registry, ResourceInfo
 from kybernetes.apiserver import auth
+from kybernetes.apiserver.nodeauthz import NodeAuthorizer
 from kybernetes.apiserver.watchcache import CacheEvent, WatchCache
 
 log = logging.getLogger("kybernetes.apiserver.authz")
@@ -108,6 +110,8 @@ class Authorizer:
         self._decisions: dict[tuple[Any, ...], tuple[Attributes, Decision]] = {}
         self.rebuilds = 0
         cache.add_listener(self._on_event)
+        # Asked first for node identities (upstream's Node,RBAC order); RBAC when it has no opinion.
+        self.nodes = NodeAuthorizer(cache)
 
     def _on_event(self, ev: CacheEvent) -> None:
         if not ev.key.startswith(_PREFIX):
@@ -148,13 +152,26 @@ class Authorizer:
     def authorize(self, user: auth.UserInfo | Requester, attrs: Attributes) -> Decision:
         if is_master(attrs.groups):
             return Decision(True, "")
-        return self.index.authorize(attrs)
+        return self._node_then_rbac(attrs)
 
     def decide(self, attrs: Attributes) -> Decision:
         """authorize() for callers that have only the attributes (the access reviews)."""
         if is_master(attrs.groups):
             return Decision(True, _MASTERS_REASON)
-        return self.index.authorize(attrs)
+        return self._node_then_rbac(attrs)
+
+    def _node_then_rbac(self, attrs: Attributes, field_selector: str = "") -> Decision:
+        """The Node authorizer, then RBAC; a refusal gives both one's reasons, as
+        upstream's union authorizer joins them."""
+        node = self.nodes.authorize(attrs, field_selector)
+        if node is None:
+            return self.index.authorize(attrs)
+        if node.allowed:
+            return node
+        rbac = self.index.authorize(attrs)
+        if rbac.allowed:
+            return rbac
+        return Decision(False, ", ".join(r for r in (node.reason, rbac.reason) if r))
 
     def rules_for(self, user: str, groups: tuple[str, ...], namespace: str) -> tuple[list, list, str]:
         if is_master(groups):
@@ -170,6 +187,14 @@ class Authorizer:
         if MASTERS_GROUP in user.groups:
             return
         groups = tuple(user.groups)
+        if NODES_GROUP in groups:
+            # Not kept per request: a node's reach changes as pods are bound to it.
+            attrs = request_attributes(user.username, groups, method, path, query)
+            decision = self._node_then_rbac(attrs, query.get("fieldSelector", ""))
+            if not decision.allowed:
+                raise forbidden(attrs, decision.reason)
+            self.nodes.check_request(attrs)
+            return
         key = (user.username, groups, method, path, query_string)
         found = self._decisions.get(key) if self._index is not None else None
         if found is None:

@@ -213,6 +213,10 @@ class ResourceService:
         self.update_admission: list[Callable[[ResourceInfo, dict[str, Any], dict[str, Any]], None]] = []
         # Checks that depend on who writes (RBAC escalation prevention): each raises ApiError.
         self.write_checks: list[Callable[[ResourceInfo, dict[str, Any], WriteContext], None]] = []
+        # Admission that judges who writes what from the old and the new object (NodeRestriction):
+        # (operation "create" | "update", info, subresource, new, old or None, requester).
+        self.requester_admission: list[Callable[[str, ResourceInfo, str, dict[str, Any], dict[str, Any] | None,
+                                                 Requester | None], None]] = []
 
     # -- versions -------------------------------------------------------------------
     # A request in a version other than the storage version is checked (type meta,
@@ -426,6 +430,8 @@ class ResourceService:
         self.validate(info, obj, None)
         for check in self.write_checks:
             check(info, obj, ctx)
+        for admit_as in self.requester_admission:
+            admit_as("create", info, "", obj, None, ctx.requester)
         settles = [settle for admit in self.create_admission if (settle := admit(info, obj)) is not None]
         if not settles:
             return await self._allocate_and_store(info, obj, ctx, record_fields)
@@ -548,6 +554,8 @@ class ResourceService:
         if policy.bumps_generation and strategy.has_generation(info, new) and om.spec_changed(old_obj, new):
             meta["generation"] = int(old_meta.get("generation") or 0) + 1
         self.after_defaults(info, new, old_obj)
+        for admit_as in self.requester_admission:
+            admit_as("update", info, subresource, new, old_obj, ctx.requester)
         if policy.validates:
             for admit in self.update_admission:
                 admit(info, new, old_obj)

@@ -156,6 +156,9 @@ class VirtualHandler:
             raise ApiError.not_found(info.group, info.plural, target.name or "")
         data = await request.read()
         body = codec.decode_object(data, request.headers.get("Content-Type"), body_kind) if data.strip() else {}
+        if target.subresource == "token" and self.authorizer is not None:
+            # NodeRestriction: a node asks only for tokens bound to its own pods.
+            self.authorizer.nodes.check_token(request["user"], target.namespace or "", target.name or "", body)
         answer = strategy_for(info).answer_subresource(info, target.subresource, co.obj, body, self.sa_tokens)
         if answer is None:
             raise ApiError.method_not_allowed()
