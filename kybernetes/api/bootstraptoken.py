@@ -14,12 +14,16 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import hashlib
 import hmac
 import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from kybernetes.api.timefmt import rfc3339
 
@@ -180,3 +184,24 @@ def is_token_secret(secret: Mapping[str, Any]) -> bool:
 
 def valid_id(token_id: str) -> bool:
     return _ID_RE.match(token_id) is not None
+
+
+def ca_cert_hash(ca_pem: bytes) -> str:
+    """kubeadm's `--discovery-token-ca-cert-hash` of a CA: `sha256:` and the hex SHA-256 of
+    its DER SubjectPublicKeyInfo (so a re-issued CA with the same key keeps its pin)."""
+    cert = x509.load_pem_x509_certificate(ca_pem)
+    spki = cert.public_key().public_bytes(serialization.Encoding.DER,
+                                          serialization.PublicFormat.SubjectPublicKeyInfo)
+    return "sha256:" + hashlib.sha256(spki).hexdigest()
+
+
+def hash_matches(ca_pem: bytes, pin: str) -> bool:
+    """Whether `ca_pem` is the CA `pin` (`sha256:<hex>`) names; constant time."""
+    kind, _, digest = pin.strip().partition(":")
+    if kind.lower() != "sha256" or len(digest) != 64:
+        raise ValueError(f"CA certificate hash {pin!r}: want sha256:<64 hex digits>")
+    try:
+        have = ca_cert_hash(ca_pem)
+    except ValueError:
+        return False
+    return hmac.compare_digest(have, "sha256:" + digest.lower())

@@ -74,7 +74,8 @@ VERSION_INFO = {
     "platform": "linux/amd64",
 }
 
-_PUBLIC_PATHS = ("/healthz", "/livez", "/readyz", "/version")
+# /cacerts: the cluster CA for a joining node, which pins it by hash before it sends its token (as k3s).
+_PUBLIC_PATHS = ("/healthz", "/livez", "/readyz", "/version", "/cacerts")
 _FORWARDED = "kyb.forwarded"
 
 
@@ -321,6 +322,9 @@ class ApiServer:
             return self._health(request, path)
         if path == "/version":
             return json_response(orjson.dumps(VERSION_INFO))
+        if path == "/cacerts" and self.pki is not None:
+            return web.Response(body=await asyncio.to_thread(pki.read_ca_pem, self.pki),
+                                content_type="application/x-pem-file")
         if path == "/api":
             return self._discovery_api(request)
         if path == "/apis":

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from kybernetes.api.aiotasks import cancel_and_wait
+from kybernetes.cli.token import token_command
 from kybernetes.simnodes.cli import sim_nodes_command
 
 
@@ -474,7 +475,12 @@ def scheduler(kubeconfig: str, leader_elect: bool) -> None:
 
 
 @main.command()
-@click.option("--kubeconfig", required=True, help="How to reach the API server.")
+@click.option("--kubeconfig", default="", help="How to reach the API server (not needed with --token).")
+@click.option("--server", default="", help="The API server to join with --token (https://HOST:PORT).")
+@click.option("--token", default="", envvar="KYB_TOKEN",
+              help="Bootstrap token to join with (kyb token create); the node then gets its own certificate.")
+@click.option("--ca-cert-hash", default="", help="sha256:<hash> pinning the cluster CA when joining with --token.")
+@click.option("--ca-cert", default="", help="The cluster CA certificate file, instead of --ca-cert-hash.")
 @click.option("--node-name", default=None, help="Name of this node (default: the host name).")
 @click.option("--data-dir", default="/var/lib/kybernetes/agent", show_default=True,
               help="Pod logs, volumes and, when the agent starts its own, containerd's state.")
@@ -496,7 +502,8 @@ def scheduler(kubeconfig: str, leader_elect: bool) -> None:
 @click.option("--dns-port", default=53, show_default=True, type=int,
               help="Port of the node's cluster DNS server, on the node's address (published as a kube-dns endpoint).")
 @click.option("--disable-dns", is_flag=True, help="Do not serve cluster DNS on this node.")
-def agent(kubeconfig: str, node_name: str | None, data_dir: str, containerd_socket: str, node_ip: str | None,
+def agent(kubeconfig: str, server: str, token: str, ca_cert_hash: str, ca_cert: str, node_name: str | None,
+          data_dir: str, containerd_socket: str, node_ip: str | None,
           cluster_dns: tuple[str, ...], node_labels: tuple[str, ...], register_with_taints: tuple[str, ...],
           cni_bridge: str, node_lease_duration_seconds: int, port: int, proxy_table: str,
           proxy_mode: str, disable_proxy: bool, dns_port: int, disable_dns: bool) -> None:
@@ -507,6 +514,7 @@ def agent(kubeconfig: str, node_name: str | None, data_dir: str, containerd_sock
     from kybernetes.agent.cri.client import CriClient
     from kybernetes.agent.host import read_host_facts
     from kybernetes.agent.images import build_all
+    from kybernetes.agent.join import JoinError, join, keep_client_cert
     from kybernetes.agent.server import AgentServer, server_ssl_context
     from kybernetes.agent.servingcert import ensure_serving_cert, keep_serving_cert
     from kybernetes.client import ApiClient
@@ -514,6 +522,14 @@ def agent(kubeconfig: str, node_name: str | None, data_dir: str, containerd_sock
     from kybernetes.dns.node import cluster_dns_ip, run_node_dns
     from kybernetes.proxy.proxier import Proxier, ProxyOptions
 
+    if not kubeconfig and not token:
+        raise click.UsageError("give --kubeconfig, or --server and --token to join")
+    if token and not server:
+        raise click.UsageError("--token needs --server")
+    if token and not ca_cert_hash and not ca_cert:
+        # Checked again when joining; said here before anything starts.
+        raise click.UsageError("refusing to trust the server's CA unverified: give --ca-cert-hash sha256:<hash> "
+                               "(kyb token create --print-join-command prints it) or --ca-cert <file>")
     labels = dict(item.split("=", 1) for item in node_labels if "=" in item)
     taints = []
     for item in register_with_taints:
@@ -524,6 +540,7 @@ def agent(kubeconfig: str, node_name: str | None, data_dir: str, containerd_sock
         taints.append({"key": key, "value": value, "effect": effect} if value else {"key": key, "effect": effect})
 
     async def run(stop: asyncio.Event) -> None:
+        nonlocal kubeconfig
         os.makedirs(data_dir, exist_ok=True)
         host = read_host_facts(data_dir, node_ip)
         name = node_name or host.hostname
@@ -555,6 +572,12 @@ def agent(kubeconfig: str, node_name: str | None, data_dir: str, containerd_sock
                 images_dir = os.path.join(data_dir, "images")
                 build_all(images_dir)
                 await import_images(socket_path, [os.path.join(images_dir, f) for f in ("pause.tar", "busybox.tar")])
+            if token:
+                try:
+                    kubeconfig = await join(server, token, name, os.path.join(data_dir, "pki"),
+                                            ca_cert_hash or None, ca_cert or None)
+                except JoinError as e:
+                    raise click.ClickException(str(e)) from None
             client = await ApiClient.from_kubeconfig(kubeconfig, user_agent="kyb-agent")
             # Pods' resolv.conf names the kube-dns Service unless told otherwise.
             dns_servers = cluster_dns or tuple(ip for ip in [await cluster_dns_ip(client)] if ip)
@@ -564,13 +587,17 @@ def agent(kubeconfig: str, node_name: str | None, data_dir: str, containerd_sock
             # Issued by the cluster CA for this node (the API server verifies it), not self-signed.
             ca_pem = kubeconfig_ca_pem(kubeconfig)
             serving_names = [host.internal_ip, *host.extra_ips, host.hostname]
+            node_agent = Agent(client, cri, host, options)
+            # Registered first: an approver judges the serving certificate's names by the Node.
+            await node_agent.register()
             cert, key = await ensure_serving_cert(client, name, serving_names, os.path.join(data_dir, "pki"), ca_pem)
             agent_tls = server_ssl_context(cert, key, ca_pem)
             api = AgentServer(cri, "0.0.0.0", port, agent_tls, AgentAuth(client, name))
             await api.start()
-            node_agent = Agent(client, cri, host, options)
             jobs = [node_agent.run(),
                     keep_serving_cert(client, name, serving_names, os.path.join(data_dir, "pki"), ca_pem, agent_tls)]
+            if token:
+                jobs.append(keep_client_cert(client, name, os.path.join(data_dir, "pki")))
             if not disable_proxy:
                 # The service proxy shares the agent's informers and learns the pod CIDR from it.
                 proxier = Proxier(client, ProxyOptions(name, table=proxy_table, mode=proxy_mode), node_agent.factory)
@@ -612,6 +639,7 @@ async def _until(stop: asyncio.Event, job: asyncio.Task[None]) -> None:
 
 
 main.add_command(sim_nodes_command, "sim-nodes")
+main.add_command(token_command, "token")
 
 
 if __name__ == "__main__":

@@ -176,6 +176,13 @@ class ApiClient:
             self._watch_session = self._new_session(0)
         return self._watch_session
 
+    def detach_sessions(self) -> list[aiohttp.ClientSession]:
+        """Hand over the connection pools (the caller closes them): later requests open new
+        connections, e.g. with a renewed client certificate in `ssl_context`."""
+        old = [s for s in (self._session, self._watch_session) if s is not None]
+        self._session = self._watch_session = None
+        return old
+
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()

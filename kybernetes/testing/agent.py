@@ -40,8 +40,11 @@ class AgentProcess:
     TEST_TAINT land on it (other tests' pods keep to simulated nodes)."""
 
     def __init__(self, server: ServerProcess, node_name: str = "agent-node", bridge: str = "kybt0",
-                 taint: bool = True, proxy_table: str = "kyb-test", proxy_mode: str = "nftables") -> None:
+                 taint: bool = True, proxy_table: str = "kyb-test", proxy_mode: str = "nftables",
+                 auth_args: list[str] | None = None) -> None:
         self.server = server
+        # How the agent reaches the API server: the admin kubeconfig unless given (e.g. --token to join).
+        self.auth_args = auth_args
         self.node_name = node_name
         self.bridge = bridge
         self.taint = taint
@@ -62,7 +65,8 @@ class AgentProcess:
         return os.path.join(self.data_dir, "containerd", "containerd.sock")
 
     def start(self, timeout: float = 60.0) -> None:
-        args = [sys.executable, "-m", "kybernetes.cli.main", "agent", "--kubeconfig", self.server.kubeconfig,
+        auth = self.auth_args if self.auth_args is not None else ["--kubeconfig", self.server.kubeconfig]
+        args = [sys.executable, "-m", "kybernetes.cli.main", "agent", *auth,
                 "--node-name", self.node_name, "--data-dir", self.data_dir, "--cni-bridge", self.bridge,
                 "--containerd-socket", os.path.join(self.data_dir, "no-system-containerd.sock"),
                 # The test server declares nodes dead after 4 s without a heartbeat.

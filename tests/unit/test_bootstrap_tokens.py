@@ -182,3 +182,52 @@ def test_nodes_may_renew_their_own_client_certificates() -> None:
     attrs = Attributes("system:node:n1", ("system:nodes", "system:authenticated"), "create", "certificates.k8s.io",
                        "certificatesigningrequests", "selfnodeclient")
     assert _index().authorize(attrs).allowed
+
+
+# -- joining: which CA the agent trusts, and which client certificate it keeps -----------------
+
+
+def _ca_pem() -> bytes:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ca")])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(NOW).not_valid_after(NOW + dt.timedelta(days=1))
+            .sign(key, hashes.SHA256()))
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def test_the_agent_trusts_a_fetched_ca_only_when_it_matches_the_pin() -> None:
+    from kybernetes.agent.join import JoinError, trusted_ca
+
+    ca, other = _ca_pem(), _ca_pem()
+    pin = bt.ca_cert_hash(ca)
+    assert pin.startswith("sha256:") and len(pin) == 71
+    assert trusted_ca(ca, None, pin) == ca
+    assert trusted_ca(ca, None, pin.upper().replace("SHA256", "sha256")) == ca
+    with pytest.raises(JoinError, match="does not match"):
+        trusted_ca(other, None, pin)
+    with pytest.raises(JoinError, match="unverified"):
+        trusted_ca(ca, None, None)
+    # A CA file given by the operator is trusted, and checked against a pin given as well.
+    assert trusted_ca(None, other, None) == other
+    with pytest.raises(JoinError):
+        trusted_ca(None, other, pin)
+    with pytest.raises(ValueError):
+        trusted_ca(ca, None, "md5:abc")
+
+
+def test_the_node_client_request_is_what_the_signer_and_approver_accept() -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from kybernetes.agent.join import csr_object, signing_request
+    from kybernetes.controllers import csrapproving
+
+    req = csr_object("n1", signing_request(ec.generate_private_key(ec.SECP256R1()), "n1"))
+    req["metadata"]["name"] = "x"
+    req["spec"].update(username="system:bootstrap:abcdef", groups=["system:bootstrappers"])
+    assert csrapproving.decide(req) == csrapproving.AskAccess((csrapproving.NODE_CLIENT,))
