@@ -5,7 +5,9 @@ A node writes only its own Node (never its taints, never labels outside the kube
 set: no `node-restriction.kubernetes.io/`, no other `kubernetes.io` / `k8s.io` labels such
 as `node-role.kubernetes.io/`), creates only mirror pods bound to itself, deletes, evicts
 and updates the status of only pods bound to itself, requests ServiceAccount tokens only
-bound to its own pods, and writes only its own Lease in kube-node-lease. Each function
+bound to its own pods, and writes only its own Lease in kube-node-lease. Beyond upstream, for what kybernetes'
+agent runs itself: a node writes only volumes pinned to itself (its local-path
+provisioner) and only its own DNS EndpointSlice (`kube-system/kube-dns-<node>`). Each function
 returns None (admitted) or the reason of the refusal; the shell turns it into a 403.
 """
 
@@ -188,4 +190,36 @@ def admit_pvc_status(node: str, new: Obj, old: Obj) -> str | None:
 
     if stripped(new) != stripped(old):
         return f'node "{node}" is not allowed to update fields other than status.capacity and status.conditions'
+    return None
+
+
+def admit_volume(node: str, pv: Obj) -> str | None:
+    """A node's local-path provisioner creates and deletes only volumes on that node: one
+    node selector term, `kubernetes.io/hostname In [node]` alone (terms are ORed)."""
+    required = _m(_m(_m(pv.get("spec")).get("nodeAffinity")).get("required"))
+    terms = required.get("nodeSelectorTerms")
+    pinned = False
+    if isinstance(terms, list) and len(terms) == 1:
+        exprs = _m(terms[0]).get("matchExpressions")
+        fields = _m(terms[0]).get("matchFields")
+        if isinstance(exprs, list) and len(exprs) == 1 and not fields:
+            e = _m(exprs[0])
+            pinned = e.get("key") == "kubernetes.io/hostname" and e.get("operator") == "In" and e.get("values") == [node]
+    if not pinned:
+        return f'node "{node}" can only create and delete persistentvolumes whose node affinity selects itself'
+    return None
+
+
+DNS_NAMESPACE = "kube-system"
+
+
+def node_dns_slice(node: str) -> str:
+    """The name of the EndpointSlice a node's DNS publishes itself with (dns/node.py)."""
+    return f"kube-dns-{node}"
+
+
+def admit_endpoint_slice(node: str, namespace: str, name: str) -> str | None:
+    if namespace != DNS_NAMESPACE or name != node_dns_slice(node):
+        return (f'node "{node}" can only write its own DNS EndpointSlice '
+                f"{DNS_NAMESPACE}/{node_dns_slice(node)}")
     return None

@@ -170,6 +170,16 @@ CLUSTER_ROLES: dict[str, tuple[dict[str, str], str, list[tuple[str, ...]]]] = {
         EVENTS,
         ("list watch", "discovery.k8s.io", "endpointslices"),
     ]),
+    # kybernetes' node agent runs, in its own process and with its node identity, what upstream
+    # runs as add-ons with their own ServiceAccounts: the local-path provisioner (volumes for
+    # claims on its node), the service proxy and the node's DNS (which publishes its own
+    # kube-dns EndpointSlice). NodeRestriction keeps each node to its own volumes and slice.
+    "system:kybernetes:node-agent": ({}, "", [
+        ("create delete " + READ, "core", "persistentvolumes"),
+        (READ, "core", "persistentvolumeclaims"),
+        (READ, "storage.k8s.io", "storageclasses"),
+        (READ + " create delete patch update", "discovery.k8s.io", "endpointslices"),
+    ]),
     "system:certificates.k8s.io:certificatesigningrequests:nodeclient": ({}, "", [
         ("create", "certificates.k8s.io", "certificatesigningrequests/nodeclient")]),
     "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient": ({}, "", [
@@ -192,6 +202,7 @@ CLUSTER_ROLE_BINDINGS: dict[str, tuple[str, list[str]]] = {
     "system:kube-dns": ("system:kube-dns", ["ServiceAccount:kube-system/kube-dns"]),
     "system:node-proxier": ("system:node-proxier", ["User:system:kube-proxy"]),
     "system:node": ("system:node", []),
+    "system:kybernetes:node-agent": ("system:kybernetes:node-agent", ["Group:system:nodes"]),
     # The API server's own identity toward node agents (nodes/proxy, log, exec).
     "system:kube-apiserver-kubelet-api-admin": ("system:kubelet-api-admin", ["User:system:kube-apiserver"]),
     # Joining nodes, as kubeadm binds them: a bootstrap token may ask for a node client

@@ -6,7 +6,8 @@ api/noderestriction.py to requests from node identities (`system:node:<name>`).
 cached per request like RBAC's decisions, since a pod bound a moment ago changes it.
 `check_request` is NodeRestriction's part that the request's attributes and the cache
 decide (deletes, evictions, another node's objects); `admit` is the part that needs the
-written object (a Node's labels and taints, mirror pods, pod status, Lease names),
+written object (a Node's labels and taints, mirror pods, pod status, Lease names, the
+node of a volume it provisions, its DNS EndpointSlice),
 called by the ResourceService on every create and update; `check_token` judges a node's
 TokenRequest body.
 """
@@ -102,6 +103,16 @@ class NodeAuthorizer:
                 reason = f'node "{node}" is not allowed to modify node "{attrs.name}"'
         elif group == "coordination.k8s.io" and resource == "leases" and verb in ("update", "patch", "delete"):
             reason = nr.admit_lease(node, attrs.namespace, attrs.name)
+        elif group == "" and resource == "persistentvolumes" and verb == "delete" and attrs.name:
+            co = self.cache.get(f"{_VOLUMES}{attrs.name}")
+            if co is None:
+                raise ApiError.not_found("", "persistentvolumes", attrs.name)
+            reason = nr.admit_volume(node, co.obj)
+        elif group == "" and resource == "persistentvolumes" and verb in ("update", "patch", "deletecollection"):
+            reason = f'node "{node}" can only create and delete persistentvolumes'
+        elif group == "discovery.k8s.io" and resource == "endpointslices" and verb in (
+                "update", "patch", "delete", "deletecollection"):
+            reason = nr.admit_endpoint_slice(node, attrs.namespace, attrs.name)
         if reason:
             raise _forbidden(group, resource, attrs.name, reason)
 
@@ -137,6 +148,10 @@ class NodeAuthorizer:
                 reason = nr.admit_pvc_status(node, new, old)
         elif group == "coordination.k8s.io" and plural == "leases":
             reason = nr.admit_lease(node, str(meta.get("namespace") or ""), name)
+        elif group == "" and plural == "persistentvolumes" and operation == "create":
+            reason = nr.admit_volume(node, new)
+        elif group == "discovery.k8s.io" and plural == "endpointslices":
+            reason = nr.admit_endpoint_slice(node, str(meta.get("namespace") or ""), name)
         if reason:
             raise _forbidden(group, plural, name, reason)
 

@@ -51,8 +51,8 @@ def nodes(server, kubectl, tmp_path_factory):
     kubectl("delete", "node", A, B, "--wait=false")
 
 
-def _as(kubectl, nodes, node: str, *args: str):
-    return kubectl("--kubeconfig", nodes[node], *args)
+def _as(kubectl, nodes, node: str, *args: str, stdin: str | None = None):
+    return kubectl("--kubeconfig", nodes[node], *args, stdin=stdin)
 
 
 def _wait_until(check, what: str, timeout: float = 20.0) -> None:
@@ -147,3 +147,37 @@ def test_node_restriction_on_pods(kubectl, nodes):
                 f"--overrides={{\"spec\": {{\"nodeName\": \"{A}\"}}}}")
     assert r.returncode != 0 and f'node "{A}" can only create mirror pods' in r.stderr
     assert kubectl("get", "pod", "sneaky", "-n", NS).returncode != 0
+
+
+def _volume(name: str, node: str) -> str:
+    return yaml.safe_dump({
+        "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": name},
+        "spec": {"capacity": {"storage": "1Mi"}, "accessModes": ["ReadWriteOnce"], "local": {"path": "/tmp/x"},
+                 "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                     {"key": "kubernetes.io/hostname", "operator": "In", "values": [node]}]}]}}}})
+
+
+def test_a_node_provisions_and_removes_only_volumes_on_itself(kubectl, nodes):
+    # The agent's local-path provisioner runs with the node's identity.
+    assert _as(kubectl, nodes, A, "create", "-f", "-", stdin=_volume("na-pv-a", A)).returncode == 0
+    r = _as(kubectl, nodes, A, "create", "-f", "-", stdin=_volume("na-pv-b", B))
+    assert r.returncode != 0 and (f'node "{A}" can only create and delete persistentvolumes whose node affinity '
+                                  "selects itself") in r.stderr
+    kubectl.ok("create", "-f", "-", stdin=_volume("na-pv-b", B))
+    r = _as(kubectl, nodes, A, "delete", "pv", "na-pv-b", "--wait=false")
+    assert r.returncode != 0 and "whose node affinity selects itself" in r.stderr
+    assert _as(kubectl, nodes, A, "delete", "pv", "na-pv-a", "--wait=false").returncode == 0
+    kubectl.ok("delete", "pv", "na-pv-b", "--wait=false")
+
+
+def test_a_node_publishes_only_its_own_dns_endpoint_slice(kubectl, nodes):
+    def sl(node: str) -> str:
+        return yaml.safe_dump({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "addressType": "IPv4",
+                               "metadata": {"name": f"kube-dns-{node}", "namespace": "kube-system"},
+                               "endpoints": [{"addresses": ["10.99.0.1"]}]})
+
+    r = _as(kubectl, nodes, A, "create", "-f", "-", stdin=sl(B))
+    assert r.returncode != 0
+    assert f'node "{A}" can only write its own DNS EndpointSlice kube-system/kube-dns-{A}' in r.stderr
+    assert _as(kubectl, nodes, A, "create", "-f", "-", stdin=sl(A)).returncode == 0
+    assert _as(kubectl, nodes, A, "delete", "endpointslice", f"kube-dns-{A}", "-n", "kube-system").returncode == 0

@@ -230,3 +230,21 @@ def test_lease_and_claim_status_rules():
     assert nr.admit_pvc_status("a", grown, old) is None
     unbound = {**grown, "status": {"phase": "Lost"}}
     assert "is not allowed to update fields other than" in nr.admit_pvc_status("a", unbound, old)
+
+
+def test_a_node_writes_only_volumes_pinned_to_itself_and_its_own_dns_slice():
+    def pv(*terms: list[str]) -> dict[str, Any]:
+        return {"spec": {"nodeAffinity": {"required": {"nodeSelectorTerms": [
+            {"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In", "values": vals}]}
+            for vals in terms]}}}}
+
+    assert nr.admit_volume("a", pv(["a"])) is None
+    refused = 'node "a" can only create and delete persistentvolumes whose node affinity selects itself'
+    assert nr.admit_volume("a", pv(["b"])) == refused
+    assert nr.admit_volume("a", pv(["a", "b"])) == refused
+    assert nr.admit_volume("a", pv(["a"], ["b"])) == refused  # terms are ORed: usable on b too
+    assert nr.admit_volume("a", {"spec": {"hostPath": {"path": "/"}}}) == refused
+    assert nr.admit_endpoint_slice("a", "kube-system", "kube-dns-a") is None
+    assert nr.admit_endpoint_slice("a", "kube-system", "kube-dns-b") == \
+        'node "a" can only write its own DNS EndpointSlice kube-system/kube-dns-a'
+    assert nr.admit_endpoint_slice("a", "default", "kube-dns-a") is not None
