@@ -200,9 +200,6 @@ def test_an_agent_joins_with_a_token_and_registers_its_node(server, kubectl, joi
         "apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE, "labels": {"kubernetes.io/hostname": NODE}},
         "spec": {"podCIDR": POD_CIDR, "podCIDRs": [POD_CIDR],
                  "taints": [{"key": TEST_TAINT, "value": "true", "effect": "NoSchedule"}]}}))
-    # The node role for this node's own identity (granted by the Node authorizer where there is one).
-    kubectl.ok("create", "clusterrolebinding", "e2e-join-node", "--clusterrole", "system:node",
-               "--user", f"system:node:{NODE}")
     proc = AgentProcess(server, node_name=NODE, bridge="kybj1", proxy_table="kyb-join",
                         auth_args=["--server", server.url, "--token", token, "--ca-cert-hash", pin])
     try:
@@ -231,5 +228,4 @@ def test_an_agent_joins_with_a_token_and_registers_its_node(server, kubectl, joi
         assert r.returncode == 0 and "ok" in r.stdout, r.stderr
     finally:
         proc.cleanup()
-        kubectl("delete", "clusterrolebinding", "e2e-join-node")
         kubectl("delete", "node", NODE, "--wait=false")
