@@ -488,6 +488,19 @@ def kubeconfig_dict(
     }
 
 
+NODE_USER_PREFIX = "system:node:"
+NODES_GROUP = "system:nodes"
+
+
+def write_node_kubeconfig(pki: Pki, path: str, server_url: str, node: str) -> None:
+    """Write a kubeconfig (mode 0600) with a fresh client certificate for node ``node``
+    (``system:node:<node>`` in ``system:nodes``): the identity the Node authorizer and
+    NodeRestriction know, for an agent the server starts itself."""
+    cert_pem, key_pem = issue_client_cert(pki, NODE_USER_PREFIX + node, [NODES_GROUP])
+    doc = kubeconfig_dict(read_ca_pem(pki), server_url, client_cert_pem=cert_pem, client_key_pem=key_pem)
+    _write_file(path, yaml.safe_dump(doc, sort_keys=False).encode("utf-8"), 0o600)
+
+
 def write_kubeconfig(pki: Pki, path: str, server_url: str, use_token: bool = False) -> None:
     """Write an admin kubeconfig for ``server_url`` to ``path`` (mode 0600)."""
     ca_pem = read_ca_pem(pki)

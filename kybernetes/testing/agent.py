@@ -15,6 +15,7 @@ import tempfile
 import time
 
 from kybernetes.agent.containerd import missing_prerequisites
+from kybernetes.apiserver import pki
 from kybernetes.testing.cluster import (
     ServerProcess,
     die_with_parent,
@@ -65,7 +66,7 @@ class AgentProcess:
         return os.path.join(self.data_dir, "containerd", "containerd.sock")
 
     def start(self, timeout: float = 60.0) -> None:
-        auth = self.auth_args if self.auth_args is not None else ["--kubeconfig", self.server.kubeconfig]
+        auth = self.auth_args if self.auth_args is not None else ["--kubeconfig", self.node_kubeconfig()]
         args = [sys.executable, "-m", "kybernetes.cli.main", "agent", *auth,
                 "--node-name", self.node_name, "--data-dir", self.data_dir, "--cni-bridge", self.bridge,
                 "--containerd-socket", os.path.join(self.data_dir, "no-system-containerd.sock"),
@@ -79,6 +80,13 @@ class AgentProcess:
         self.proc = subprocess.Popen(args, stdout=log, stderr=log, preexec_fn=die_with_parent)  # noqa: PLW1509
         log.close()
         self.wait_ready(timeout)
+
+    def node_kubeconfig(self) -> str:
+        """A kubeconfig with this node's own identity (`system:node:<name>`), signed by the
+        server's CA: what `kyb server` gives its embedded agent."""
+        path = os.path.join(self.data_dir, "node-kubeconfig.yaml")
+        pki.write_node_kubeconfig(pki.pki_paths(self.server.data_dir), path, self.server.url, self.node_name)
+        return path
 
     def wait_ready(self, timeout: float) -> None:
         """Until this agent (not an earlier one) has reported the node Ready."""
