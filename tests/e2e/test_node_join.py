@@ -134,6 +134,16 @@ def test_bad_token_options_are_refused(server) -> None:
     assert r.returncode != 0 and "system:bootstrappers" in r.stderr
 
 
+def wait_issued(kubectl: Any, name: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 30
+    while True:
+        got = json.loads(kubectl.ok("get", "csr", name, "-o", "json"))
+        if (got.get("status") or {}).get("certificate"):
+            return got
+        assert time.monotonic() < deadline, f"{name} not issued: {got.get('status')}"
+        time.sleep(0.3)
+
+
 def _csr(cn: str, orgs: list[str], name: str) -> tuple[dict[str, Any], bytes]:
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([*(x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in orgs),
@@ -156,13 +166,7 @@ def test_a_bootstrappers_node_client_request_is_approved_issued_and_authenticate
     for obj in (bad, good):
         r = as_user(kubectl, config, "create", "-f", "-", stdin=json.dumps(obj))
         assert r.returncode == 0, r.stderr
-    deadline = time.monotonic() + 30
-    while True:
-        got = json.loads(kubectl.ok("get", "csr", "e2e-join-good", "-o", "json"))
-        if (got.get("status") or {}).get("certificate"):
-            break
-        assert time.monotonic() < deadline, f"not issued: {got.get('status')}"
-        time.sleep(0.3)
+    got = wait_issued(kubectl, "e2e-join-good")
     approved = [c for c in got["status"]["conditions"] if c["type"] == "Approved"]
     assert approved and approved[0]["reason"] == "AutoApproved"
     assert got["spec"]["username"] == f"system:bootstrap:{join_token[0].split('.')[0]}"
@@ -176,12 +180,19 @@ def test_a_bootstrappers_node_client_request_is_approved_issued_and_authenticate
                                  {"client-certificate": cert, "client-key": key})
     user = whoami(kubectl, node_config)
     assert user["username"] == "system:node:e2e-joined" and "system:nodes" in user["groups"]
+    # The node renews its own certificate: approved as selfnodeclient.
+    renewal, _ = _csr("system:node:e2e-joined", ["system:nodes"], "e2e-join-renewal")
+    r = as_user(kubectl, node_config, "create", "-f", "-", stdin=json.dumps(renewal))
+    assert r.returncode == 0, r.stderr
+    renewed = wait_issued(kubectl, "e2e-join-renewal")
+    assert [c["message"] for c in renewed["status"]["conditions"] if c["type"] == "Approved"] == [
+        "Auto approving self kubelet client certificate after SubjectAccessReview."]
     # A request a node may not have (a system:masters organization) is never approved.
     bad_now = json.loads(kubectl.ok("get", "csr", "e2e-join-bad", "-o", "json"))
     assert not (bad_now.get("status") or {}).get("conditions")
     # ... though an administrator may still decide it by hand.
     kubectl.ok("certificate", "deny", "e2e-join-bad")
-    kubectl("delete", "csr", "e2e-join-bad", "e2e-join-good")
+    kubectl("delete", "csr", "e2e-join-bad", "e2e-join-good", "e2e-join-renewal")
 
 
 def test_an_agent_without_a_ca_pin_refuses_to_join(server, join_token, workdir) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import os
 from dataclasses import dataclass
 
 import pytest
@@ -231,3 +232,55 @@ def test_the_node_client_request_is_what_the_signer_and_approver_accept() -> Non
     req["metadata"]["name"] = "x"
     req["spec"].update(username="system:bootstrap:abcdef", groups=["system:bootstrappers"])
     assert csrapproving.decide(req) == csrapproving.AskAccess((csrapproving.NODE_CLIENT,))
+
+
+async def test_the_agent_renews_its_client_certificate_and_uses_it_for_new_connections(tmp_path, monkeypatch) -> None:
+    """A renewal asks as the node, writes the new key and certificate (0600) and loads them
+    into the client's TLS context; the old connection pools are handed over to be closed."""
+    import ssl
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    from kybernetes.agent import join
+    from kybernetes.controllers.csrsigning import CSRS, issue
+
+    monkeypatch.setattr(join, "CLOSE_OLD_AFTER", 0.0)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ca")])
+    now = dt.datetime.now(dt.UTC)
+    ca = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(ca_key.public_key())
+          .serial_number(1).not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=9))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True).sign(ca_key, hashes.SHA256()))
+
+    class Client(FakeClient):
+        ssl_context = ssl.create_default_context()
+        detached = 0
+
+        def detach_sessions(self) -> list:
+            self.detached += 1
+            return []
+
+    client = Client()
+
+    def signed(call: object) -> dict:
+        obj = client.stored(CSRS, None, call.name)  # type: ignore[attr-defined]
+        assert obj is not None
+        return {**obj, "status": {"certificate": base64.b64encode(issue(obj, ca, ca_key, now)).decode()}}
+
+    client.react("get", "certificatesigningrequests", signed)
+    await join.renew_client_cert(client, "n1", str(tmp_path), timeout=5)  # type: ignore[arg-type]
+    _, _, cert_path, key_path = join.paths(str(tmp_path))
+    with open(cert_path, "rb") as f:
+        cert = x509.load_pem_x509_certificate(f.read())
+    with open(key_path, "rb") as f:
+        key = serialization.load_pem_private_key(f.read(), None)
+    assert cert.public_key() == key.public_key()
+    assert join.cert_is_usable(cert, ca, "n1", now) and not join.cert_is_usable(cert, ca, "n2", now)
+    assert oct(os.stat(key_path).st_mode & 0o777) == "0o600"
+    assert client.detached == 1
+    created = client.calls_of("create", CSRS.plural)[0].body
+    assert created["spec"]["signerName"] == "kubernetes.io/kube-apiserver-client-kubelet"
+    assert join.renew_at(cert) < cert.not_valid_after_utc
