@@ -176,6 +176,7 @@ def server(ctx: click.Context, data_dir: str, port: int, bind_address: str, tls_
     advertise = choose_advertise_address(advertise_address, bind_address, primary_ip())
     kinds = new_strategies(default_toleration_seconds=default_toleration_seconds)
     children: list[list[str]] = []
+    node_kubeconfig: tuple[str, str] | None = None
     verbose = ["-v"] * int((ctx.obj or {}).get("verbose", 0))
     kubeconfig = os.path.join(os.path.abspath(data_dir), "kubeconfig.yaml")
     base = [sys.executable, "-m", "kybernetes.cli.main", *verbose]
@@ -195,9 +196,12 @@ def server(ctx: click.Context, data_dir: str, port: int, bind_address: str, tls_
 
         why = missing_prerequisites()
         if why is None:
-            # Like k3s: the server is also a node that runs pods.
-            children.append([*base, "agent", "--kubeconfig", kubeconfig,
-                             "--data-dir", os.path.join(os.path.abspath(data_dir), "agent")])
+            # Like k3s: the server is also a node that runs pods, as its own node identity
+            # (system:node:<host name>, not the admin's): the server writes its kubeconfig at start.
+            agent_dir = os.path.join(os.path.abspath(data_dir), "agent")
+            node_kubeconfig = (socket.gethostname().lower(), os.path.join(agent_dir, "kubeconfig.yaml"))
+            children.append([*base, "agent", "--kubeconfig", node_kubeconfig[1], "--node-name", node_kubeconfig[0],
+                             "--data-dir", agent_dir])
         else:
             click.echo(f"node agent not started: {why}", err=True)
 
@@ -224,7 +228,8 @@ def server(ctx: click.Context, data_dir: str, port: int, bind_address: str, tls_
                           children, network, advertise, serving, kinds,
                           # The controller manager runs the garbage collector.
                           gc_enabled=not disable_controllers,
-                          workers=(api_workers, pool_config, base) if pool_config is not None else None)
+                          workers=(api_workers, pool_config, base) if pool_config is not None else None,
+                          node_kubeconfig=node_kubeconfig)
 
     _run_until_signal(run)
 
@@ -239,7 +244,8 @@ async def _run_server(stop: asyncio.Event, data_dir: str, port: int, bind: str, 
                       compact_interval: int, compact_retention: int, children: list[list[str]],
                       network: ServiceNetwork, advertise: str, serving: ServingOptions | None = None,
                       kinds: Strategies | None = None, gc_enabled: bool = False,
-                      workers: tuple[int, Any, list[str]] | None = None) -> None:
+                      workers: tuple[int, Any, list[str]] | None = None,
+                      node_kubeconfig: tuple[str, str] | None = None) -> None:
     from kybernetes.apiserver.app import ApiServer, default_hosts
     from kybernetes.apiserver.pki import secure_data_dir
     from kybernetes.storage.sqlite import SQLiteStore
@@ -281,6 +287,12 @@ async def _run_server(stop: asyncio.Event, data_dir: str, port: int, bind: str, 
         # the last start still works (the CA and admin credentials did not change).
         logging.getLogger("kybernetes.server").error(
             "could not rewrite %s (%s); keeping the existing one", kubeconfig, e.strerror or e)
+    if node_kubeconfig is not None:
+        # A fresh certificate at every start: the embedded agent's credential never outlives its CA.
+        from kybernetes.apiserver.pki import write_node_kubeconfig
+
+        assert srv.pki is not None
+        write_node_kubeconfig(srv.pki, node_kubeconfig[1], srv.server_url(), node_kubeconfig[0])
     elapsed = time.monotonic() - started
     click.echo(f"kybernetes API server ready at {srv.server_url()} in {elapsed:.2f}s", err=True)
     click.echo(f"admin kubeconfig: {kubeconfig}\n  export KUBECONFIG={kubeconfig}\n  kubectl get namespaces",

@@ -5,13 +5,21 @@ use; `kubectl auth can-i` agrees."""
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import os
+import stat
 import time
 from pathlib import Path
 
 import pytest
 import yaml
+from cryptography import x509
 
 from kybernetes.apiserver import pki
+from kybernetes.apiserver.servicealloc import service_network
+from kybernetes.testing.agent import TEST_TAINT, AgentProcess, agent_prerequisites
+from kybernetes.testing.cluster import free_port
 
 NS = "node-authz-e2e"
 A, B = "na-node-a", "na-node-b"
@@ -181,3 +189,90 @@ def test_a_node_publishes_only_its_own_dns_endpoint_slice(kubectl, nodes):
     assert f'node "{A}" can only write its own DNS EndpointSlice kube-system/kube-dns-{A}' in r.stderr
     assert _as(kubectl, nodes, A, "create", "-f", "-", stdin=sl(A)).returncode == 0
     assert _as(kubectl, nodes, A, "delete", "endpointslice", f"kube-dns-{A}", "-n", "kube-system").returncode == 0
+
+
+# -- a real agent as its node identity ------------------------------------------------------
+
+AGENT_NODE, AGENT_NS, AGENT_CIDR = "kyb-na-node", "node-authz-agent", "10.42.227.0/24"
+
+
+@pytest.fixture(scope="module")
+def agent(server, kubectl):
+    if agent_prerequisites() is not None:
+        pytest.skip(agent_prerequisites() or "")
+    # The Node comes first with a pod CIDR of its own (another cluster on this host routes the first one).
+    kubectl.ok("apply", "-f", "-", stdin=yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": AGENT_NODE, "labels": {"kubernetes.io/hostname": AGENT_NODE}},
+        "spec": {"podCIDR": AGENT_CIDR, "podCIDRs": [AGENT_CIDR],
+                 "taints": [{"key": TEST_TAINT, "value": "true", "effect": "NoSchedule"}]}}))
+    proc = AgentProcess(server, node_name=AGENT_NODE, bridge="kybna0", proxy_table="kyb-na")
+    try:
+        proc.start()
+        kubectl.ok("create", "namespace", AGENT_NS)
+        yield proc
+    finally:
+        kubectl("delete", "pods", "-n", AGENT_NS, "--all", "--grace-period=0", "--force", "--wait=false")
+        kubectl("delete", "pvc", "-n", AGENT_NS, "--all", "--wait=false")
+        kubectl("delete", "namespace", AGENT_NS, "--wait=false")
+        proc.cleanup()
+        for pv in yaml.safe_load(kubectl.ok("get", "pv", "-o", "yaml"))["items"]:
+            if (pv["spec"].get("claimRef") or {}).get("namespace") == AGENT_NS:
+                kubectl("delete", "pv", pv["metadata"]["name"], "--wait=false")
+        kubectl("delete", "node", AGENT_NODE, "--ignore-not-found")
+
+
+def test_a_real_agent_runs_pods_as_its_node_identity(kubectl, agent):
+    # The credential the agent was started with.
+    kc = yaml.safe_load((Path(agent.data_dir) / "node-kubeconfig.yaml").read_text())
+    cert = x509.load_pem_x509_certificate(base64.b64decode(kc["users"][0]["user"]["client-certificate-data"]))
+    assert cert.subject.rfc4514_string() == f"CN=system:node:{AGENT_NODE},O=system:nodes"
+    kubectl.ok("create", "secret", "generic", "app-secret", "--from-literal=word=hidden", "-n", AGENT_NS)
+    kubectl.ok("create", "configmap", "app-config", "--from-literal=greeting=hello", "-n", AGENT_NS)
+    kubectl.ok("apply", "-f", "-", stdin=yaml.safe_dump_all([
+        {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data", "namespace": AGENT_NS},
+         "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "8Mi"}}}},
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "app", "namespace": AGENT_NS},
+         "spec": {"tolerations": [{"key": TEST_TAINT, "operator": "Exists"}],
+                  "nodeSelector": {"kubernetes.io/hostname": AGENT_NODE}, "terminationGracePeriodSeconds": 1,
+                  "containers": [{
+                      "name": "main", "image": "busybox:1.35",
+                      "command": ["sh", "-c", "echo $GREETING $(cat /s/word) > /data/out; test -s "
+                                  "/var/run/secrets/kubernetes.io/serviceaccount/token && echo token >> /data/out; "
+                                  "cat /data/out; sleep 3600"],
+                      "env": [{"name": "GREETING",
+                               "valueFrom": {"configMapKeyRef": {"name": "app-config", "key": "greeting"}}}],
+                      "volumeMounts": [{"name": "s", "mountPath": "/s"}, {"name": "data", "mountPath": "/data"}]}],
+                  "volumes": [{"name": "s", "secret": {"secretName": "app-secret"}},
+                              {"name": "data", "persistentVolumeClaim": {"claimName": "data"}}]}}]))
+    # Secret, ConfigMap, the provisioned claim and the ServiceAccount token all reached the pod.
+    _wait_until(lambda: kubectl("logs", "app", "-n", AGENT_NS).stdout.split() == ["hello", "hidden", "token"],
+                f"the pod never ran with its volumes: {kubectl('describe', 'pod', 'app', '-n', AGENT_NS).stdout}"
+                f"\n{agent.log_tail()}", timeout=90)
+    assert kubectl.ok("get", "pvc", "data", "-n", AGENT_NS, "-o", "jsonpath={.status.phase}") == "Bound"
+    lease = kubectl.ok("get", "lease", AGENT_NODE, "-n", "kube-node-lease", "-o", "jsonpath={.spec.holderIdentity}")
+    assert lease == AGENT_NODE
+    assert "forbidden" not in agent.log_tail(200_000).lower()
+
+
+async def test_kyb_server_writes_its_embedded_agent_a_node_kubeconfig(tmp_path):
+    """`kyb server` gives the agent it starts a certificate of its own node identity."""
+    from kybernetes.cli.main import _run_server
+
+    stop = asyncio.Event()
+    path = tmp_path / "agent" / "kubeconfig.yaml"
+    task = asyncio.create_task(_run_server(stop, str(tmp_path), free_port(), "127.0.0.1", [], 300, 1000, [],
+                                           service_network(), "127.0.0.1", node_kubeconfig=("emb-node", str(path))))
+    try:
+        for _ in range(300):
+            if path.exists() or task.done():
+                break
+            await asyncio.sleep(0.1)
+        assert path.exists(), "no node kubeconfig written"
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    user = yaml.safe_load(path.read_text())["users"][0]["user"]
+    cert = x509.load_pem_x509_certificate(base64.b64decode(user["client-certificate-data"]))
+    assert cert.subject.rfc4514_string() == "CN=system:node:emb-node,O=system:nodes"
