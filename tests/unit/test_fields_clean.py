@@ -15,8 +15,21 @@ import pytest
 from kybernetes.api import validation
 from kybernetes.api.registry import Registry
 
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "compat" / "samples" / "wire-1.28"
 REGISTRY = Registry()
+
+
+def _samples_dir() -> Path | None:
+    # CI lays shared/ beside the clone; a developer's machine has it under /work.
+    for base in (Path(__file__).resolve().parents[3] / "shared", Path("/work/shared")):
+        candidate = base / "compat" / "samples" / "wire-1.28"
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+SAMPLES = _samples_dir()
+if SAMPLES is None:
+    pytest.skip("the wire-1.28 samples are not on this machine", allow_module_level=True)
 
 
 def _samples() -> list[tuple[Any, dict]]:
