@@ -99,7 +99,10 @@ class AgentProcess:
                                     "jsonpath={.status.conditions[?(@.type=='Ready')]}")
             if r.returncode == 0 and r.stdout.strip():
                 ready = json.loads(r.stdout)
-                if ready.get("status") == "True" and ready.get("lastHeartbeatTime", "") >= since:
+                # Its Lease too: the agent reports Ready at registration, before its serving
+                # certificate is approved and its heartbeat loop starts.
+                if ready.get("status") == "True" and ready.get("lastHeartbeatTime", "") >= since and \
+                        self.server.kubectl("get", "lease", "-n", "kube-node-lease", self.node_name).returncode == 0:
                     return
             time.sleep(0.3)
         raise TimeoutError(f"node {self.node_name} not Ready after {timeout}s: {self.log_tail()}")
