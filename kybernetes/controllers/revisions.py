@@ -43,29 +43,10 @@ def _deep(value: Any) -> Any:
     return orjson.loads(orjson.dumps(value))
 
 
-def _with_go_empties(template: Obj) -> Obj:
-    """The template as Go's encoding/json writes it: a struct-valued field is written even
-    when empty (omitempty does not apply to structs), so every ObjectMeta has
-    `creationTimestamp: null` and every container `resources: {}`. Clients compare a
-    revision's bytes with their own rendering (the DaemonSet conformance tests do)."""
-    template.setdefault("metadata", {}).setdefault("creationTimestamp", None)
-    spec = template.setdefault("spec", {})
-    for key in ("initContainers", "containers", "ephemeralContainers"):
-        for container in spec.get(key) or []:
-            if isinstance(container, dict):
-                container.setdefault("resources", {})
-    for volume in spec.get("volumes") or []:
-        claim = ((volume or {}).get("ephemeral") or {}).get("volumeClaimTemplate")
-        if isinstance(claim, dict):
-            claim.setdefault("metadata", {}).setdefault("creationTimestamp", None)
-            claim.setdefault("spec", {}).setdefault("resources", {})
-    return template
-
-
 def revision_data(owner: Mapping[str, Any]) -> Obj:
     """What a revision stores (getPatch): a strategic merge patch that puts this template
     back whole, which `kubectl rollout undo` applies as it is."""
-    template = _with_go_empties(_deep(dict(_spec(owner).get("template") or {})))
+    template = _deep(dict(_spec(owner).get("template") or {}))
     template["$patch"] = "replace"
     # Keys sorted at every level, as Go writes a map: kubectl compares these bytes with its
     # own rendering of the owner to skip a rollback to the template already running.
