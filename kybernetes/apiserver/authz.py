@@ -177,7 +177,11 @@ class Authorizer:
         if is_master(groups):
             return ([{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
                     [{"verbs": ["*"], "nonResourceURLs": ["*"]}], "")
-        return self.index.rules_for(user, groups, namespace)
+        resource, non_resource, error = self.index.rules_for(user, groups, namespace)
+        if NODES_GROUP in groups and user.startswith("system:node:"):
+            # As upstream: a node's rules are not enumerable (they follow its pods).
+            error = ", ".join(e for e in ("node authorizer does not support user rule resolution", error) if e)
+        return resource, non_resource, error
 
     # -- the request pipeline -------------------------------------------------------------
 

@@ -276,3 +276,9 @@ async def test_kyb_server_writes_its_embedded_agent_a_node_kubeconfig(tmp_path):
     user = yaml.safe_load(path.read_text())["users"][0]["user"]
     cert = x509.load_pem_x509_certificate(base64.b64decode(user["client-certificate-data"]))
     assert cert.subject.rfc4514_string() == "CN=system:node:emb-node,O=system:nodes"
+
+
+def test_a_nodes_rules_are_reported_incomplete(kubectl, nodes):
+    r = _as(kubectl, nodes, A, "auth", "can-i", "--list", "-n", NS)
+    assert r.returncode == 0
+    assert "the list may be incomplete: node authorizer does not support user rule resolution" in r.stdout + r.stderr
