@@ -425,6 +425,11 @@ class ResourceService:
         self.kinds.for_info(info).stamp_creator(info, obj, ctx.requester)
         self.apply_defaults(info, obj)
         self.after_defaults(info, obj, None)
+        if record_fields:
+            # As kube-apiserver's create handler: managedFields describe the request as
+            # defaulted, before mutating admission adds fields of its own (a pod's
+            # kube-api-access volume is nobody's).
+            self._record_fields(info, None, obj, ctx, "")
         for mutate in self.create_mutation:
             await mutate(info, obj)
         self.validate(info, obj, None)
@@ -434,9 +439,9 @@ class ResourceService:
             admit_as("create", info, "", obj, None, ctx.requester)
         settles = [settle for admit in self.create_admission if (settle := admit(info, obj)) is not None]
         if not settles:
-            return await self._allocate_and_store(info, obj, ctx, record_fields)
+            return await self._allocate_and_store(info, obj, ctx)
         try:
-            result = await self._allocate_and_store(info, obj, ctx, record_fields)
+            result = await self._allocate_and_store(info, obj, ctx)
         except BaseException:
             for settle in settles:
                 settle(None)
@@ -447,10 +452,7 @@ class ResourceService:
             settle(key)
         return result
 
-    async def _allocate_and_store(self, info: ResourceInfo, obj: dict[str, Any], ctx: WriteContext,
-                                  record_fields: bool) -> WriteResult:
-        if record_fields:
-            self._record_fields(info, None, obj, ctx, "")
+    async def _allocate_and_store(self, info: ResourceInfo, obj: dict[str, Any], ctx: WriteContext) -> WriteResult:
         allocator = self.kinds.for_info(info).allocator
         if allocator is None:
             return await self._store_create(info, obj, ctx)
