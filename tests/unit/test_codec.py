@@ -97,3 +97,17 @@ def test_bad_resource_versions(rv):
 
 def test_good_resource_versions():
     assert _rv_int("") == 0 and _rv_int("0") == 0 and _rv_int("18446744073709551615") == 2 ** 64 - 1
+
+
+def test_json_bodies_nested_too_deeply_are_refused_and_wide_ones_are_not():
+    deep = b"[" * 101 + b"]" * 101
+    with pytest.raises(ApiError) as e:
+        codec.decode_body(deep, "application/json")
+    assert e.value.code == 400 and "nested too deeply" in e.value.message
+    # Exactly at the limit, and many brackets side by side, are fine.
+    assert codec.decode_body(b"[" * 100 + b"]" * 100, "application/json") is not None
+    wide = orjson.dumps({"items": [{"a": [{"b": i}]} for i in range(300)]})
+    assert len(codec.decode_body(wide, "application/json")["items"]) == 300
+    deep_in_wide = orjson.dumps({"items": [{} for _ in range(200)], "x": orjson.loads(deep)})
+    with pytest.raises(ApiError):
+        codec.decode_body(deep_in_wide, "application/json")
