@@ -108,6 +108,85 @@ CLUSTER_ROLES: dict[str, tuple[dict[str, str], str, list[tuple[str, ...]]]] = {
         ("list watch", "*", "*"),
         ("create", "core", "serviceaccounts/token"),
     ]),
+    # kybernetes runs every controller on one client as user system:kube-controller-manager,
+    # where upstream gives each controller its own ServiceAccount and system:controller:<name>
+    # role (--use-service-account-credentials). Upstream's system:kube-controller-manager role
+    # above is only what the process itself needs; this one is the union of what our
+    # controllers do, a rule per controller (GC's and namespace's wildcards subsume several
+    # of them; they stay listed so a controller's needs are readable in one place).
+    "system:kybernetes:controller-manager": ({}, "", [
+        # garbagecollector: watches every kind, drops owner references, deletes dependents
+        # (upstream's system:controller:generic-garbage-collector).
+        ("delete get list patch update watch", "*", "*"),
+        # namespace: empties a terminating namespace of every kind, then finalizes it.
+        ("delete deletecollection get list", "*", "*"),
+        ("delete get list patch update watch", "core", "namespaces"),
+        ("patch update", "core", "namespaces/finalize namespaces/status"),
+        # replicaset (ReplicaSets and ReplicationControllers): their pods, status.
+        (READ + " update", "apps extensions", "replicasets"),
+        (READ + " update", "core", "replicationcontrollers"),
+        ("update", "apps extensions", "replicasets/status replicasets/finalizers"),
+        ("update", "core", "replicationcontrollers/status replicationcontrollers/finalizers"),
+        ("create delete " + READ + " patch update", "core", "pods"),
+        # deployment: its ReplicaSets, rollback annotations, status.
+        (READ + " patch update", "apps extensions", "deployments"),
+        ("update", "apps extensions", "deployments/status deployments/finalizers"),
+        ("create delete " + READ + " patch update", "apps extensions", "replicasets"),
+        # daemonset and statefulset: pods (above), ControllerRevisions, status; statefulset's claims.
+        (READ, "apps extensions", "daemonsets"),
+        (READ, "apps", "statefulsets"),
+        ("update", "apps extensions", "daemonsets/status daemonsets/finalizers"),
+        ("update", "apps", "statefulsets/status statefulsets/finalizers"),
+        ("create delete " + READ + " patch update", "apps", "controllerrevisions"),
+        ("create delete get list patch update watch", "core", "persistentvolumeclaims"),
+        # job, cronjob, ttlafterfinished: a CronJob's Jobs, a Job's pods and finalizers.
+        (READ + " patch update", "batch", "cronjobs"),
+        ("update", "batch", "cronjobs/status cronjobs/finalizers"),
+        ("create delete " + READ + " patch update", "batch", "jobs"),
+        ("patch update", "batch", "jobs/status jobs/finalizers"),
+        # disruption: PDB status from pods and their workloads; clears pods' DisruptionTarget.
+        (READ, "policy", "poddisruptionbudgets"),
+        ("update", "policy", "poddisruptionbudgets/status"),
+        (READ, "apps extensions", "deployments replicasets"),
+        # nodelifecycle (and node IPAM): conditions, taints, podCIDRs; marks and evicts pods;
+        # podgc: marks orphaned pods Failed before deleting them.
+        ("delete " + READ + " patch update", "core", "nodes"),
+        ("patch update", "core", "nodes/status"),
+        ("patch update", "core", "pods/status"),
+        (READ, "coordination.k8s.io", "leases"),
+        # serviceaccount: each namespace's default ServiceAccount.
+        ("create " + READ, "core", "serviceaccounts"),
+        # satokens: fills and cleans legacy token Secrets; bootstrap token cleaner: expired tokens.
+        ("delete " + READ + " update", "core", "secrets"),
+        # endpoints, endpointslice, endpointslicemirroring; nodedns: each node's kube-dns slice.
+        (READ, "core", "services pods"),
+        ("create delete " + READ + " update", "core", "endpoints"),
+        ("create", "core", "endpoints/restricted"),
+        ("create delete " + READ + " patch update", "discovery.k8s.io", "endpointslices"),
+        # servicelb: LoadBalancer Services' ingress addresses.
+        ("patch update", "core", "services/status"),
+        # rootcacert: kube-root-ca.crt in every namespace.
+        ("create " + READ + " update", "core", "configmaps"),
+        # csrapproving: node client certificates, approved after a SubjectAccessReview.
+        (READ, "certificates.k8s.io", "certificatesigningrequests"),
+        ("update", "certificates.k8s.io", "certificatesigningrequests/approval"),
+        ("approve", "certificates.k8s.io", "signers",
+         "kubernetes.io/kube-apiserver-client-kubelet kubernetes.io/kubelet-serving"),
+        ("create", "authorization.k8s.io", "subjectaccessreviews"),
+        # csrsigning: issues the certificates of approved requests.
+        ("update", "certificates.k8s.io", "certificatesigningrequests/status"),
+        ("sign", "certificates.k8s.io", "signers",
+         "kubernetes.io/kube-apiserver-client kubernetes.io/kube-apiserver-client-kubelet "
+         "kubernetes.io/kubelet-serving kubernetes.io/legacy-unknown"),
+        # pvbinder, pvprotection: binds claims to volumes, keeps in-use ones from deletion.
+        ("create delete " + READ + " update", "core", "persistentvolumes"),
+        ("update", "core", "persistentvolumes/status persistentvolumeclaims/status"),
+        (READ, "storage.k8s.io", "storageclasses"),
+        # clusterroleaggregation: writes aggregated roles' rules, which it need not hold itself.
+        ("escalate " + READ + " patch update", "rbac.authorization.k8s.io", "clusterroles"),
+        # Every controller records Events.
+        EVENTS,
+    ]),
     "system:kube-scheduler": ({}, "", [
         EVENTS,
         ("create", "coordination.k8s.io", "leases"),
@@ -197,6 +276,8 @@ CLUSTER_ROLE_BINDINGS: dict[str, tuple[str, list[str]]] = {
                                                 ["Group:system:serviceaccounts"]),
     "system:monitoring": ("system:monitoring", ["Group:system:monitoring"]),
     "system:kube-controller-manager": ("system:kube-controller-manager", ["User:system:kube-controller-manager"]),
+    "system:kybernetes:controller-manager": ("system:kybernetes:controller-manager",
+                                             ["User:system:kube-controller-manager"]),
     "system:kube-scheduler": ("system:kube-scheduler", ["User:system:kube-scheduler"]),
     "system:volume-scheduler": ("system:volume-scheduler", ["User:system:kube-scheduler"]),
     "system:kube-dns": ("system:kube-dns", ["ServiceAccount:kube-system/kube-dns"]),

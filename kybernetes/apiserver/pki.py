@@ -501,6 +501,22 @@ def write_node_kubeconfig(pki: Pki, path: str, server_url: str, node: str) -> No
     _write_file(path, yaml.safe_dump(doc, sort_keys=False).encode("utf-8"), 0o600)
 
 
+# The control-plane components' users, as kubeadm names them: no group, so each holds only
+# what the bootstrap policy binds to it (api/rbac_bootstrap.py), never system:masters.
+CONTROLLER_MANAGER_USER = "system:kube-controller-manager"
+SCHEDULER_USER = "system:kube-scheduler"
+
+
+def write_component_kubeconfig(pki: Pki, path: str, server_url: str, user: str) -> None:
+    """Write a kubeconfig (mode 0600) with a fresh client certificate for control-plane
+    user ``user`` (no group), for a component the server starts itself."""
+    cert_pem, key_pem = issue_client_cert(pki, user, [])
+    doc = kubeconfig_dict(read_ca_pem(pki), server_url, client_cert_pem=cert_pem, client_key_pem=key_pem)
+    doc["users"][0]["name"] = doc["contexts"][0]["context"]["user"] = user
+    os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
+    _write_file(path, yaml.safe_dump(doc, sort_keys=False).encode("utf-8"), 0o600)
+
+
 def write_kubeconfig(pki: Pki, path: str, server_url: str, use_token: bool = False) -> None:
     """Write an admin kubeconfig for ``server_url`` to ``path`` (mode 0600)."""
     ca_pem = read_ca_pem(pki)

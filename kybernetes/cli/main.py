@@ -125,6 +125,9 @@ SCHEDULER_CONNECTIONS = 49
               help="tolerationSeconds of the not-ready/unreachable tolerations every pod gets.")
 @click.option("--disable-controllers", is_flag=True, help="Do not start the controller manager.")
 @click.option("--disable-scheduler", is_flag=True, help="Do not start the scheduler.")
+@click.option("--privileged-components", is_flag=True,
+              help="Run the controller manager and scheduler with the admin kubeconfig (system:masters) instead "
+                   "of their own least-privileged users (system:kube-controller-manager, system:kube-scheduler).")
 @click.option("--node-monitor-grace-period", default=40, show_default=True, type=int,
               help="Seconds without a node heartbeat before the node is marked unreachable.")
 @click.option("--cluster-cidr", default="10.42.0.0/16", show_default=True, help="Pod network of the cluster.")
@@ -162,7 +165,7 @@ def server(ctx: click.Context, data_dir: str, port: int, bind_address: str, tls_
            cluster_dns: str | None, advertise_address: str | None, max_requests_inflight: int = 100,
            max_mutating_requests_inflight: int = 200, flow_queue_length: int = 50, flow_queue_wait: float = 15.0,
            request_header_timeout: float = 10.0, idle_connection_timeout: float = 90.0,
-           api_workers: int = 1) -> None:
+           api_workers: int = 1, privileged_components: bool = False) -> None:
     """Run the API server on an embedded SQLite store, with the control plane, and write an admin kubeconfig."""
     from kybernetes.agent.host import primary_ip
     from kybernetes.api.kinds import new_strategies
@@ -178,19 +181,34 @@ def server(ctx: click.Context, data_dir: str, port: int, bind_address: str, tls_
     children: list[list[str]] = []
     node_kubeconfig: tuple[str, str] | None = None
     verbose = ["-v"] * int((ctx.obj or {}).get("verbose", 0))
-    kubeconfig = os.path.join(os.path.abspath(data_dir), "kubeconfig.yaml")
+    admin_kubeconfig = os.path.join(os.path.abspath(data_dir), "kubeconfig.yaml")
+    # Each component's own identity (a certificate the server writes at start, see
+    # _run_server), bound by the bootstrap policy to just what it does; the admin
+    # kubeconfig stays the only system:masters credential.
+    component_kubeconfigs: list[tuple[str, str]] = []
+
+    def component_kubeconfig(name: str, user: str) -> str:
+        if privileged_components:
+            return admin_kubeconfig
+        path = os.path.join(os.path.abspath(data_dir), name, "kubeconfig.yaml")
+        component_kubeconfigs.append((path, user))
+        return path
+
+    from kybernetes.apiserver.pki import CONTROLLER_MANAGER_USER, SCHEDULER_USER
+
     base = [sys.executable, "-m", "kybernetes.cli.main", *verbose]
     if not disable_controllers:
         from kybernetes.apiserver.pki import pki_paths
 
         signer = pki_paths(os.path.abspath(data_dir))
+        kubeconfig = component_kubeconfig("controller-manager", CONTROLLER_MANAGER_USER)
         children.append([*base, "controller-manager", "--kubeconfig", kubeconfig,
                          "--node-monitor-grace-period", str(node_monitor_grace_period),
                          "--cluster-cidr", cluster_cidr,
                          "--cluster-signing-cert-file", signer.ca_cert, "--cluster-signing-key-file", signer.ca_key,
                          "--service-account-private-key-file", os.path.join(signer.dir, "sa.key")])
     if not disable_scheduler:
-        children.append([*base, "scheduler", "--kubeconfig", kubeconfig])
+        children.append([*base, "scheduler", "--kubeconfig", component_kubeconfig("scheduler", SCHEDULER_USER)])
     if not disable_agent:
         from kybernetes.agent.containerd import missing_prerequisites
 
@@ -229,7 +247,7 @@ def server(ctx: click.Context, data_dir: str, port: int, bind_address: str, tls_
                           # The controller manager runs the garbage collector.
                           gc_enabled=not disable_controllers,
                           workers=(api_workers, pool_config, base) if pool_config is not None else None,
-                          node_kubeconfig=node_kubeconfig)
+                          node_kubeconfig=node_kubeconfig, component_kubeconfigs=component_kubeconfigs)
 
     _run_until_signal(run)
 
@@ -245,7 +263,8 @@ async def _run_server(stop: asyncio.Event, data_dir: str, port: int, bind: str, 
                       network: ServiceNetwork, advertise: str, serving: ServingOptions | None = None,
                       kinds: Strategies | None = None, gc_enabled: bool = False,
                       workers: tuple[int, Any, list[str]] | None = None,
-                      node_kubeconfig: tuple[str, str] | None = None) -> None:
+                      node_kubeconfig: tuple[str, str] | None = None,
+                      component_kubeconfigs: list[tuple[str, str]] | None = None) -> None:
     from kybernetes.apiserver.app import ApiServer, default_hosts
     from kybernetes.apiserver.pki import secure_data_dir
     from kybernetes.storage.sqlite import SQLiteStore
@@ -293,6 +312,13 @@ async def _run_server(stop: asyncio.Event, data_dir: str, port: int, bind: str, 
 
         assert srv.pki is not None
         write_node_kubeconfig(srv.pki, node_kubeconfig[1], srv.server_url(), node_kubeconfig[0])
+    if component_kubeconfigs:
+        # Fresh at every start too: a component's certificate is as old as the server's run.
+        from kybernetes.apiserver.pki import write_component_kubeconfig
+
+        assert srv.pki is not None
+        for path, user in component_kubeconfigs:
+            write_component_kubeconfig(srv.pki, path, srv.server_url(), user)
     elapsed = time.monotonic() - started
     click.echo(f"kybernetes API server ready at {srv.server_url()} in {elapsed:.2f}s", err=True)
     click.echo(f"admin kubeconfig: {kubeconfig}\n  export KUBECONFIG={kubeconfig}\n  kubectl get namespaces",

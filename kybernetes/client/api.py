@@ -120,6 +120,14 @@ def _retry_after(header: str | None) -> float:
         return 1.0
 
 
+def _log_forbidden(status: int, method: str, path: str, raw: bytes) -> None:
+    """A component refused by authorization is missing a rule of its role, a silent
+    failure otherwise (callers often retry or skip): say so in its log."""
+    # A terminating namespace refuses new content with 403 too: that is no missing rule.
+    if status == 403 and b"NamespaceTerminating" not in raw:
+        log.warning("forbidden: %s %s: %s", method, path, raw[:300].decode("utf-8", "replace"))
+
+
 class ApiClient:
     def __init__(self, base_url: str, ssl_context: ssl.SSLContext | None = None, token: str | None = None,
                  user_agent: str = "kybernetes", max_connections: int = 64) -> None:
@@ -209,6 +217,7 @@ class ApiClient:
                 if resp.status == 429 and attempt < _RETRIES_ON_429:
                     delay = _retry_after(resp.headers.get("Retry-After"))
                 elif resp.status >= 400:
+                    _log_forbidden(resp.status, method, path, raw)
                     raise _error_from(resp.status, raw)
                 elif not raw:
                     return None
@@ -289,7 +298,9 @@ class ApiClient:
                                             timeout=aiohttp.ClientTimeout(total=timeout_seconds + 30,
                                                                           sock_read=timeout_seconds + 30)) as resp:
             if resp.status >= 400:
-                raise _error_from(resp.status, await resp.read())
+                raw = await resp.read()
+                _log_forbidden(resp.status, "WATCH", res.path(namespace), raw)
+                raise _error_from(resp.status, raw)
             buf = b""
             async for chunk in resp.content.iter_any():
                 buf += chunk

@@ -83,8 +83,17 @@ class RootCACertPublisher:
             else:
                 await self.client.update(CONFIGMAPS, namespace, NAME, body, field_manager=FIELD_MANAGER)
         except ApiError as e:
-            # 403/404: the namespace is terminating or gone. A 409 (the cache was behind)
-            # is retried: the next pass sees what is there.
-            if e.code not in (403, 404):
-                raise
+            # 404: the namespace is gone; 403 while it terminates (our cache may not know yet).
+            # Any other 403 is a rule missing from our role, retried like a 409 (the cache
+            # was behind): the next pass sees what is there.
+            if e.code == 404 or (e.code == 403 and (_terminating(e) or not namespace_active(
+                    self.namespaces.get(None, namespace)))):
+                return Result.done()
+            raise
         return Result.done()
+
+
+def _terminating(e: ApiError) -> bool:
+    """Whether a refusal is the namespace lifecycle's (kube-apiserver words it this way)."""
+    causes = (e.details or {}).get("causes") or []
+    return any(c.get("reason") == "NamespaceTerminating" for c in causes) or "being terminated" in e.message

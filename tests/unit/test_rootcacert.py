@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from kybernetes.api.errors import ApiError
 from kybernetes.client.reconcile import Result
 from kybernetes.client.resources import CONFIGMAPS, NAMESPACES
@@ -73,3 +75,14 @@ async def test_a_namespace_that_starts_terminating_meanwhile_is_not_an_error():
     ctl, client, _ = _publisher(_ns("racing"))
     client.fail("create", "configmaps", ApiError(403, "Forbidden", "namespace racing is being terminated"))
     assert await ctl.sync("racing") == Result.done()
+
+
+async def test_a_refusal_by_authorization_is_retried():
+    # Not the namespace lifecycle's 403: a rule missing from the controller manager's role,
+    # which must not pass silently (the ConfigMap would never be written).
+    ctl, client, _ = _publisher(_ns("active"))
+    client.fail("create", "configmaps", ApiError(403, "Forbidden", 'configmaps is forbidden: User '
+                '"system:kube-controller-manager" cannot create resource "configmaps" in API group "" '
+                'in the namespace "active"'))
+    with pytest.raises(ApiError):
+        await ctl.sync("active")
