@@ -53,7 +53,8 @@ def _set_ready(kubectl, pod: str, ready: bool) -> None:
 
 def _controller_manager_pid(server) -> int | None:
     for pid, argv in process_argvs():
-        if b"controller-manager" in argv and server.kubeconfig.encode() in argv:
+        # Its kubeconfig is under the server's data dir (its own identity's, not the admin's).
+        if b"controller-manager" in argv and any(a.startswith(server.data_dir.encode() + b"/") for a in argv):
             return pid
     return None
 
