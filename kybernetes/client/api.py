@@ -122,9 +122,10 @@ def _retry_after(header: str | None) -> float:
 
 def _log_forbidden(status: int, method: str, path: str, raw: bytes) -> None:
     """A component refused by authorization is missing a rule of its role, a silent
-    failure otherwise (callers often retry or skip): say so in its log."""
-    # A terminating namespace refuses new content with 403 too: that is no missing rule.
-    if status == 403 and b"NamespaceTerminating" not in raw:
+    failure otherwise (callers often retry or skip): say so in its log. Other 403s (a
+    terminating namespace, an exceeded quota) are the API's answers, not missing rules;
+    authorization's are worded `User "<name>" cannot <verb> ...`."""
+    if status == 403 and b'" cannot ' in raw:
         log.warning("forbidden: %s %s: %s", method, path, raw[:300].decode("utf-8", "replace"))
 
 
