@@ -318,7 +318,14 @@ async def _run_server(stop: asyncio.Event, data_dir: str, port: int, bind: str, 
 
         assert srv.pki is not None
         for path, user in component_kubeconfigs:
-            write_component_kubeconfig(srv.pki, path, srv.server_url(), user)
+            try:
+                write_component_kubeconfig(srv.pki, path, srv.server_url(), user)
+            except OSError as e:
+                if not os.path.exists(path):
+                    raise
+                # As the admin kubeconfig above: the last start's certificate still works.
+                logging.getLogger("kybernetes.server").error(
+                    "could not rewrite %s (%s); keeping the existing one", path, e.strerror or e)
     elapsed = time.monotonic() - started
     click.echo(f"kybernetes API server ready at {srv.server_url()} in {elapsed:.2f}s", err=True)
     click.echo(f"admin kubeconfig: {kubeconfig}\n  export KUBECONFIG={kubeconfig}\n  kubectl get namespaces",
@@ -465,6 +472,7 @@ def controller_manager(kubeconfig: str, leader_elect: bool, node_monitor_grace_p
     async def run(stop: asyncio.Event) -> None:
         client = await ApiClient.from_kubeconfig(kubeconfig, user_agent="kyb-controller-manager",
                                                  max_connections=CONTROLLER_MANAGER_CONNECTIONS)
+        client.log_refusals = True
 
         async def work() -> None:
             await run_controllers(client, options)
@@ -493,6 +501,7 @@ def scheduler(kubeconfig: str, leader_elect: bool) -> None:
     async def run(stop: asyncio.Event) -> None:
         client = await ApiClient.from_kubeconfig(kubeconfig, user_agent="kyb-scheduler",
                                                  max_connections=SCHEDULER_CONNECTIONS)
+        client.log_refusals = True
 
         async def work() -> None:
             factory = InformerFactory(client, transforms={PODS: scheduling_view,

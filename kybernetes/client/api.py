@@ -130,6 +130,10 @@ def _log_forbidden(status: int, method: str, path: str, raw: bytes) -> None:
 
 
 class ApiClient:
+    # Set by the control-plane components: every refusal by authorization is a rule their
+    # role lacks. Others (an agent trying what only an admin may, then falling back) expect some.
+    log_refusals = False
+
     def __init__(self, base_url: str, ssl_context: ssl.SSLContext | None = None, token: str | None = None,
                  user_agent: str = "kybernetes", max_connections: int = 64) -> None:
         self.base_url = base_url.rstrip("/")
@@ -218,7 +222,8 @@ class ApiClient:
                 if resp.status == 429 and attempt < _RETRIES_ON_429:
                     delay = _retry_after(resp.headers.get("Retry-After"))
                 elif resp.status >= 400:
-                    _log_forbidden(resp.status, method, path, raw)
+                    if self.log_refusals:
+                        _log_forbidden(resp.status, method, path, raw)
                     raise _error_from(resp.status, raw)
                 elif not raw:
                     return None
@@ -300,7 +305,8 @@ class ApiClient:
                                                                           sock_read=timeout_seconds + 30)) as resp:
             if resp.status >= 400:
                 raw = await resp.read()
-                _log_forbidden(resp.status, "WATCH", res.path(namespace), raw)
+                if self.log_refusals:
+                    _log_forbidden(resp.status, "WATCH", res.path(namespace), raw)
                 raise _error_from(resp.status, raw)
             buf = b""
             async for chunk in resp.content.iter_any():
