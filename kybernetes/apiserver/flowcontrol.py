@@ -15,8 +15,8 @@ classified by its method and URL (`request_shape`) and its user (`priority_level
   - `global-default`: everyone else.
   Each level owns a share of its pool's seats (`LEVEL_SHARES`), so a greedy LIST flood in
   `global-default` cannot take the seats Lease renewals need.
-* a flow inside its level: the user, the client program (the User-Agent's product, since
-  every component here shares the admin identity) and the kind of request (list, get,
+* a flow inside its level: the user, the client program (the User-Agent's product: the
+  components may share the admin identity, `--privileged-components`) and the kind of request (list, get,
   write), like APF's by-user flow distinguisher. Waiting requests are dispatched
   round-robin over flows, so one client's flood waits behind its own queue, not in front
   of everyone.
@@ -24,8 +24,9 @@ classified by its method and URL (`request_shape`) and its user (`priority_level
 A LIST costs more than one seat: its width grows with the number of objects it may
 return (`list_width`), as APF's work estimator does, up to `max_seats`.
 
-Unlike upstream, `system:masters` is not exempt: every built-in component and the admin
-kubeconfig are in that group here, so exempting it would exempt everything.
+Unlike upstream, `system:masters` is not exempt: the admin kubeconfig is in that group,
+and with `--privileged-components` every built-in component too, so exempting it could
+exempt everything.
 
 A request that finds its flow's queue full, or waits longer than the queue wait, gets
 429 TooManyRequests with `Retry-After`; client-go and kubectl retry those by themselves.
