@@ -1,5 +1,6 @@
 """The agent's HTTPS API (the kubelet's port, 10250): the API server proxies
-`pods/log`, exec, attach, port-forward and `nodes/proxy` here.
+`pods/log`, exec, attach, port-forward and `nodes/proxy` here, and metrics-server reads
+`/stats/summary` and `/metrics/resource` (the figures: `agent.stats`).
 
 The agent serves the certificate the cluster CA issued for its node
 (`agent.servingcert`), which the API server verifies. Every request is authenticated
@@ -20,12 +21,13 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from kybernetes.agent import logs, podspec
+from kybernetes.agent import logs, podspec, stats
 from kybernetes.agent.apiauth import AgentAuth
 from kybernetes.agent.cri import runtime_pb2 as pb
 from kybernetes.agent.cri.client import CriError
 from kybernetes.agent.cri.protocol import Runtime
 from kybernetes.agent.runtime_stream import RuntimeSession, RuntimeStreamError
+from kybernetes.agent.statsreader import StatsReader
 from kybernetes.api.channels import relay
 from kybernetes.api.timefmt import parse_time
 
@@ -67,6 +69,10 @@ def _bad(message: str, status: int = 400) -> web.Response:
     return web.Response(status=status, text=message, content_type="text/plain")
 
 
+def _prometheus(text: str) -> web.Response:
+    return web.Response(body=text.encode(), headers={"Content-Type": stats.PROMETHEUS_CONTENT_TYPE})
+
+
 def log_options(query: Any) -> logs.LogOptions:
     def number(name: str) -> int | None:
         value = query.get(name)
@@ -88,8 +94,10 @@ def log_options(query: Any) -> logs.LogOptions:
 
 class AgentServer:
     def __init__(self, cri: Runtime, bind: str, port: int, ssl_ctx: ssl.SSLContext, auth: AgentAuth,
-                 runc_root: str = "", log_dir: str = "/var/log") -> None:
+                 runc_root: str = "", log_dir: str = "/var/log", stats_reader: StatsReader | None = None) -> None:
         self.cri = cri
+        self.stats = stats_reader or StatsReader(cri, auth.node_name)
+        self._housekeeping: asyncio.Task[None] | None = None
         self.auth = auth
         self.log_dir = log_dir
         # runc's state dir for the runtime's Kubernetes namespace: exec with stdin runs
@@ -108,6 +116,10 @@ class AgentServer:
         app.router.add_get("/attach/{namespace}/{pod}/{container}", self.stream)
         app.router.add_get("/portForward/{namespace}/{pod}", self.port_forward)
         app.router.add_get("/healthz", lambda _r: web.Response(text="ok"))
+        app.router.add_get("/stats/summary", self.stats_summary)
+        app.router.add_get("/metrics", self.metrics)
+        app.router.add_get("/metrics/resource", self.metrics_resource)
+        app.router.add_get("/metrics/cadvisor", self.metrics_cadvisor)
         if os.path.isdir(self.log_dir):
             # The host's logs, as the kubelet serves them (`kubectl get --raw /api/v1/nodes/N/proxy/logs/`).
             app.router.add_static("/logs/", self.log_dir, show_index=True)
@@ -115,14 +127,57 @@ class AgentServer:
         await self.runner.setup()
         await web.TCPSite(self.runner, self.bind, self.port, ssl_context=self.ssl_ctx).start()
         log.info("agent API on https://%s:%d", self.bind, self.port)
+        self._housekeeping = asyncio.create_task(self.stats.run())
 
     async def stop(self) -> None:
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
+            await asyncio.gather(self._housekeeping, return_exceptions=True)
+            self._housekeeping = None
         if self.runner is not None:
             await self.runner.cleanup()
             self.runner = None
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+    async def stats_summary(self, request: web.Request) -> web.StreamResponse:
+        """The kubelet's statsapi Summary; `?only_cpu_and_memory=true` as metrics-server once asked."""
+        try:
+            snap = await self.stats.snapshot()
+        except CriError as e:
+            return _bad(f"failed to get node info: {e.details}", 500)
+        only = request.query.get("only_cpu_and_memory") in ("true", "1")
+        return web.json_response(stats.summary(snap, self.stats.windows, only))
+
+    async def metrics_resource(self, _request: web.Request) -> web.StreamResponse:
+        try:
+            snap = await self.stats.snapshot()
+        except CriError as e:
+            log.warning("resource metrics: %s", e)
+            snap = stats.Snapshot(stats.NodeSample(self.auth.node_name, 0.0), (), 1)
+        return _prometheus(stats.resource_metrics(snap))
+
+    async def metrics_cadvisor(self, _request: web.Request) -> web.StreamResponse:
+        try:
+            snap = await self.stats.snapshot()
+        except CriError as e:
+            return _bad(f"failed to get container info: {e.details}", 500)
+        return _prometheus(stats.cadvisor_metrics(snap, os.cpu_count() or 1, self.stats.images()))
+
+    async def metrics(self, _request: web.Request) -> web.StreamResponse:
+        """The agent's own process and the kubelet's pod and container counts."""
+        by_state: dict[str, int] = {}
+        running_pods = 0
+        try:
+            running_pods = len(await self.cri.list_pod_sandboxes(state=pb.SANDBOX_READY))
+            for c in await self.cri.list_containers():
+                state = pb.ContainerState.Name(c.state).removeprefix("CONTAINER_").lower()
+                by_state[state] = by_state.get(state, 0) + 1
+        except CriError as e:
+            log.warning("agent metrics: %s", e)
+        process = await asyncio.to_thread(self.stats.process)
+        return _prometheus(stats.agent_metrics(self.auth.node_name, process, running_pods, by_state))
 
     async def _attempts(self, namespace: str, pod: str, container: str) -> list[pb.ContainerStatus]:
         """The container's runtime records, newest first."""
