@@ -1,6 +1,7 @@
 """The syntax of names in the Kubernetes API, kept once: DNS-1123 labels and
 subdomains, DNS-1035 labels, qualified names (label keys, annotation keys,
-finalizers), label values, config keys, port names and path segments.
+finalizers), label values, config keys, port names and path segments; and the random
+suffixes the server adds to generated names.
 
 Each `*_errors` function returns why a value is not valid, in the real server's
 words (apimachinery's `IsDNS1123Label`, `IsQualifiedName`, ...), empty when it is.
@@ -9,7 +10,18 @@ Validation and the label selector parser both use these.
 
 from __future__ import annotations
 
+import random
 import re
+
+# The alphabet of apimachinery's rand.String: no vowels, no look-alike digits.
+_RANDOM_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+
+
+def random_suffix(n: int = 5) -> str:
+    """`n` random characters for a generated name (`generateName`, a pod's
+    `kube-api-access-*` volume). Like Kubernetes, a fast non-cryptographic generator:
+    names need variety, not secrecy, and a clash is an AlreadyExists the client retries."""
+    return "".join(random.choices(_RANDOM_ALPHABET, k=n))
 
 _DNS1123_LABEL_FMT = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 _DNS1123_LABEL_RE = re.compile(f"^{_DNS1123_LABEL_FMT}$")

@@ -24,6 +24,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from kybernetes.api import names
 from kybernetes.api.errors import ApiError, invalid
 
 Obj = dict[str, Any]
@@ -421,12 +422,6 @@ def api_access_volume(name: str) -> Obj:
     ]}}
 
 
-def random_suffix(n: int = 5) -> str:
-    # The alphabet of apimachinery's rand.String: no vowels, no look-alike digits.
-    alphabet = "bcdfghjklmnpqrstvwxz2456789"
-    return "".join(secrets.choice(alphabet) for _ in range(n))
-
-
 def is_mirror_pod(pod: Obj) -> bool:
     return MIRROR_POD_ANNOTATION in (_meta(pod).get("annotations") or {})
 
@@ -449,7 +444,7 @@ def admit_pod(pod: Obj, sa: Obj | None, suffix: str) -> None:
     taken = {v.get("name") for v in volumes if isinstance(v, dict)}
     vol_name = VOLUME_PREFIX + suffix
     while vol_name in taken:
-        vol_name = VOLUME_PREFIX + random_suffix()
+        vol_name = VOLUME_PREFIX + names.random_suffix()
     volumes.append(api_access_volume(vol_name))
     for c in containers:
         mounts = c.setdefault("volumeMounts", [])

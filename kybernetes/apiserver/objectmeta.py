@@ -10,8 +10,8 @@ from typing import Any
 
 from kybernetes.api import timefmt
 from kybernetes.api.jsonutil import clone
+from kybernetes.api.names import random_suffix
 
-_GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 _PATH_SEGMENT = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
 
@@ -34,10 +34,8 @@ def rfc3339_in(seconds: int) -> str:
 
 
 def generated_name(prefix: str) -> str:
-    """`generateName` + 5 random characters from the alphabet Kubernetes uses. Like
-    Kubernetes, a fast non-cryptographic generator: names need variety, not secrecy,
-    and a clash is an AlreadyExists the client retries."""
-    return prefix + "".join(random.choices(_GENERATE_ALPHABET, k=5))
+    """`generateName` + 5 random characters, as Kubernetes makes them."""
+    return prefix + random_suffix()
 
 
 _UUID_KEEP = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)

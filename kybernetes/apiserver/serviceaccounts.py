@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from kybernetes.api import serviceaccounts as sat
 from kybernetes.api.errors import ApiError
+from kybernetes.api.names import random_suffix
 from kybernetes.api.registry import ResourceInfo
 from kybernetes.apiserver.auth import UserInfo
 from kybernetes.apiserver.watchcache import WatchCache
@@ -292,4 +293,4 @@ class ServiceAccountAdmission:
         if sa is None:
             raise ApiError.forbidden(f'pods "{pod_name}" is forbidden: error looking up service account '
                                      f'{namespace}/{name}: serviceaccount "{name}" not found', "", "pods", pod_name)
-        sat.admit_pod(obj, sa, sat.random_suffix())
+        sat.admit_pod(obj, sa, random_suffix())

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from kybernetes.api.aiotasks import cancel_and_wait
+from kybernetes.api.aiotasks import cancel_and_wait, run_loop
 from kybernetes.cli.token import token_command
 from kybernetes.simnodes.cli import sim_nodes_command
 
@@ -88,15 +88,7 @@ def _run_until_signal(coro_fn: Callable[[asyncio.Event], Awaitable[None]]) -> No
         _tune_gc()
         await coro_fn(stop)
 
-    # uvloop: the same asyncio API on libuv, with a faster TLS and socket layer; the
-    # API server spends most of its time there. KYB_EVENT_LOOP=asyncio selects the
-    # standard loop (profilers such as py-spy see into its callbacks).
-    if os.environ.get("KYB_EVENT_LOOP") == "asyncio":
-        asyncio.run(runner())
-        return
-    import uvloop
-
-    uvloop.run(runner())
+    run_loop(runner())
 
 
 GC_THRESHOLD_0 = 20_000

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from kybernetes.api.aiotasks import cancel_and_wait
+from kybernetes.api.aiotasks import cancel_and_wait, run_loop
 from kybernetes.client import ApiClient, InformerFactory
 from kybernetes.simnodes import model
 from kybernetes.simnodes.sim import SimulatedNodes
@@ -83,7 +83,7 @@ def sim_nodes_command(kubeconfig: str, count: int, name_prefix: str, first_index
         "job_duration": job_duration if job_duration >= 0 else None, "delete_delay": delete_delay,
         "max_inflight": max_inflight, "first_index": first_index,
     }
-    asyncio.run(_serve(kubeconfig, options, stats_interval, cleanup))
+    run_loop(_serve(kubeconfig, options, stats_interval, cleanup))
 
 
 async def _serve(kubeconfig: str, options: dict[str, Any], stats_interval: float, cleanup: bool) -> None:
