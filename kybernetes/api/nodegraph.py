@@ -107,6 +107,16 @@ def pod_references(pod: Mapping[str, Any]) -> set[Ref]:
     return out
 
 
+def same_pod_references(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """Whether `pod_references` (and the node) must be the same for both copies of a pod:
+    what it reads lives in its spec and its resource claim statuses."""
+    old_spec, new_spec = old.get("spec"), new.get("spec")
+    if old_spec is not new_spec and old_spec != new_spec:
+        return False
+    old_status, new_status = _m(old.get("status")), _m(new.get("status"))
+    return old_status.get("resourceClaimStatuses") == new_status.get("resourceClaimStatuses")
+
+
 def volume_secrets(pv: Mapping[str, Any]) -> set[tuple[str, str]]:
     """(namespace, name) of the Secrets a PersistentVolume's source names."""
     spec = _m(pv.get("spec"))

@@ -19,7 +19,7 @@ from typing import Any
 
 from kybernetes.api import noderestriction as nr
 from kybernetes.api.errors import ApiError
-from kybernetes.api.nodegraph import NodeGraph, node_authorize, node_identity
+from kybernetes.api.nodegraph import NodeGraph, node_authorize, node_identity, same_pod_references
 from kybernetes.api.rbac import Attributes, Decision
 from kybernetes.api.registry import ResourceInfo
 from kybernetes.apiserver.watchcache import CacheEvent, WatchCache
@@ -44,6 +44,8 @@ class NodeAuthorizer:
     def _on_event(self, ev: CacheEvent) -> None:
         key = ev.key
         if key.startswith(_PODS):
+            if ev.old is not None and ev.new is not None and same_pod_references(ev.old.obj, ev.new.obj):
+                return  # most pod writes are status writes: the graph stays as it is
             ns, _, name = key[len(_PODS):].partition("/")
             self.graph.set_pod(ns, name, ev.new.obj if ev.new is not None else None)
         elif key.startswith(_VOLUMES):

@@ -18,6 +18,7 @@ from kybernetes.api.nodegraph import (
     node_authorize,
     node_identity,
     pod_references,
+    same_pod_references,
 )
 from kybernetes.api.rbac import Attributes
 
@@ -76,6 +77,16 @@ def test_graph_follows_pods_as_they_are_bound_changed_and_deleted():
     g.set_pod("default", "q", pod("q", "a"))
     assert not g.reaches("a", SECRET, "default", "s1")
     assert g.pod_node("default", "q") == "a"
+
+
+def test_status_writes_keep_the_references_but_binding_and_claim_statuses_change_them():
+    before = pod("p", "", volumes=[{"name": "s", "secret": {"secretName": "s1"}}])
+    running = {**before, "status": {"phase": "Running", "podIP": "10.0.0.5"}}
+    assert same_pod_references(before, running)
+    bound = {**before, "spec": {**before["spec"], "nodeName": "a"}}
+    assert not same_pod_references(before, bound)
+    claimed = {**before, "status": {"resourceClaimStatuses": [{"name": "gpu", "resourceClaimName": "p-gpu"}]}}
+    assert not same_pod_references(before, claimed)
 
 
 def test_a_volume_is_reached_through_its_claim_and_its_secret_through_the_volume():
