@@ -86,6 +86,14 @@ class LabelSelector:
 
     requirements: tuple[Requirement, ...] = ()
     nothing: bool = False
+    # (key, value) pairs when every requirement is `key=value` (what controllers' selectors
+    # mostly are): matched without a call per requirement, as controllers match every
+    # pod they own at each sync.
+    _pairs: tuple[tuple[str, str], ...] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if all(r.operator in (IN, EQUALS, DOUBLE_EQUALS) and len(r.values) == 1 for r in self.requirements):
+            object.__setattr__(self, "_pairs", tuple((r.key, r.values[0]) for r in self.requirements))
 
     @property
     def empty(self) -> bool:
@@ -95,6 +103,12 @@ class LabelSelector:
         if self.nothing:
             return False
         have = labels or {}
+        pairs = self._pairs
+        if pairs is not None:
+            for key, value in pairs:
+                if have.get(key) != value:
+                    return False
+            return True
         return all(r.matches(have) for r in self.requirements)
 
     def requires_exact_match(self, key: str) -> str | None:

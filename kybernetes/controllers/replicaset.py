@@ -531,7 +531,10 @@ class ReplicaSetController:
             failure, error = await self._create(rs, key, plan.create)
         elif plan.delete:
             failure, error = await self._delete(rs, key, plan.delete)
-        status = replicaset_status(view, plan.claimed, plan.terminating, now, failure)
+        # The plan's status is this one unless a create or delete failed (a sync walks
+        # every pod of the ReplicaSet: once is enough).
+        status = dict(plan.status) if failure is None else replicaset_status(view, plan.claimed, plan.terminating,
+                                                                            now, failure)
         for omitted in self.STATUS_OMITS:
             status.pop(omitted, None)
         if status_changed(rs.get("status"), status):
