@@ -275,24 +275,37 @@ def runtime_error_text(message: str) -> str:
     return text
 
 
-def activation(env: Any, data: dict[str, Any]) -> Any:
+class Bindings:
     """Variable bindings converted once, shared by every expression of one request."""
+
+    __slots__ = ("env", "data", "act", "widened")
+
+    def __init__(self, env: Any, data: dict[str, Any]) -> None:
+        self.env = env
+        self.data = data
+        self.act = env.Activation(data)
+        self.widened = False
+
+    def widen(self) -> bool:
+        """Rebind with integers beyond int64 as doubles; False when already done."""
+        if self.widened:
+            return False
+        self.data = to_cel(self.data)
+        self.act = self.env.Activation(self.data)
+        self.widened = True
+        return True
+
+
+def activation(env: Any, data: dict[str, Any]) -> Bindings:
     try:
-        return env.Activation(data)
-    except (RuntimeError, TypeError, ValueError, OverflowError):
-        pass
-    try:
-        # Rare: an integer beyond int64 somewhere in the object.
-        return env.Activation(to_cel(data))
+        return Bindings(env, data)
     except (RuntimeError, TypeError, ValueError, OverflowError) as e:
         raise CelError(runtime_error_text(str(e))) from None
 
 
-def evaluate(program: Program, data: Any, env: Any | None = None) -> Any:
-    """Evaluate to a plain Python value. `data` is a dict of variables or an activation.
-    Raises CelError (CostExceeded when the budget ran out)."""
+def _eval_once(program: Program, data: Any) -> Any:
     try:
-        result = program.expr.eval(data=data) if isinstance(data, dict) else program.expr.eval(data)
+        result = program.expr.eval(data.act) if isinstance(data, Bindings) else program.expr.eval(data=data)
     except (RuntimeError, TypeError, ValueError, OverflowError) as e:
         text = str(e)
         if "budget exceeded" in text:
@@ -301,6 +314,24 @@ def evaluate(program: Program, data: Any, env: Any | None = None) -> Any:
     if result.type() == cel.Type.ERROR:
         raise CelError(runtime_error_text(str(result.value())))
     return result.plain_value()
+
+
+def evaluate(program: Program, data: Any) -> Any:
+    """Evaluate to a plain Python value. `data` is a dict of variables or `activation()`'s
+    bindings. Raises CelError (CostExceeded when the budget ran out)."""
+    try:
+        return _eval_once(program, data)
+    except CostExceeded:
+        raise
+    except CelError as e:
+        # Rare: a JSON integer beyond int64 (the runtime refuses it where it is read).
+        if "out of range for" not in str(e):
+            raise
+        if isinstance(data, Bindings):
+            if not data.widen():
+                raise
+            return _eval_once(program, data)
+        return _eval_once(program, to_cel(data))
 
 
 @contextlib.contextmanager

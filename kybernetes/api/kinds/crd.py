@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from kybernetes.api import celrules
 from kybernetes.api.defaults import child_map, set_default
 from kybernetes.api.errors import FieldError, invalid, not_supported, required
 from kybernetes.api.kinds.base import CreatedAtStrategy, KindRef
@@ -112,6 +113,8 @@ def _validate_crd_schema(path: str, schema: Any) -> Errors:
         compile_schema(schema, cache=False)
     except (ValueError, TypeError) as e:
         errs.append(invalid(path, GoValue("..."), f"invalid schema: {e}"))
+    # CEL rules are compiled with the CRD, so a rule that cannot run is refused now.
+    errs += celrules.schema_rule_errors(path, schema)
     return errs
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from kybernetes.api import celrules
 from kybernetes.api.defaults import apply_schema_defaults
 from kybernetes.api.errors import FieldError
 from kybernetes.api.kinds.base import KindStrategy, Obj
@@ -26,7 +27,15 @@ class CustomResourceStrategy(KindStrategy):
             apply_schema_defaults(info.crd_schema, obj)
 
     def validate(self, info: ResourceInfo, obj: Obj) -> list[FieldError]:
-        return validate_custom(info, obj) if info.crd_schema is not None else []
+        if info.crd_schema is None:
+            return []
+        errs = validate_custom(info, obj)
+        # CEL rules read typed values: run on an object that passed the schema.
+        return errs or celrules.validate(info.crd_schema, obj, None)
+
+    def validate_update(self, info: ResourceInfo, new: Obj, old: Obj) -> list[FieldError]:
+        # Transition rules (those reading oldSelf); the rest ran in `validate`.
+        return celrules.validate(info.crd_schema, new, old, transitions_only=True) if info.crd_schema else []
 
     def prepare_for_create(self, info: ResourceInfo, obj: Obj) -> None:
         if "status" in info.subresources:
