@@ -7,9 +7,10 @@ from typing import Any
 
 from kybernetes.api import priority
 from kybernetes.api.defaults import as_map, child_map, dicts, set_default
-from kybernetes.api.errors import FieldError, forbidden, invalid, required
+from kybernetes.api.errors import FieldError, duplicate, forbidden, invalid, required
 from kybernetes.api.kinds.base import CreatedAtStrategy, KindRef, KindStrategy
 from kybernetes.api.names import qualified_name_errors
+from kybernetes.api.quantity import parse_quantity
 from kybernetes.api.registry import ResourceInfo
 from kybernetes.api.tables import (
     age_column,
@@ -26,8 +27,10 @@ from kybernetes.api.tables import (
 )
 from kybernetes.api.validation import (
     GoValue,
+    _resource_name_errors,
     as_dict,
     as_list,
+    canonical_quantity,
     enum_errors,
     immutable,
     is_int,
@@ -41,15 +44,104 @@ Errors = list[FieldError]
 Cells = list[Any]
 
 
+_CONTAINER_RESOURCES = frozenset({"cpu", "memory", "ephemeral-storage"})
+
+
+def _limit_resource_name_errors(kind: Any) -> Any:
+    """Upstream's validateLimitRangeResourceName: a Container or Pod item names container
+    resources; a claim's item any standard resource."""
+    def rule(name: str) -> list[str]:
+        msgs = _resource_name_errors(name)
+        if kind in ("Container", "Pod") and "/" not in name and name not in _CONTAINER_RESOURCES \
+                and not name.startswith("hugepages-"):
+            msgs.append("must be a standard resource for containers")
+        return msgs
+    return rule
+
+
+def _go_float(value: float) -> str:
+    return f"{value:f}"
+
+
+def _limit_item_errors(p: str, item: Obj) -> Errors:
+    """The cross-field rules of one item (upstream's ValidateLimitRange), per resource name."""
+    errs: Errors = []
+    amounts: dict[str, dict[str, Any]] = {}
+    for key in ("max", "min", "default", "defaultRequest", "maxLimitRequestRatio"):
+        for name, value in as_dict(item.get(key)).items():
+            q = parse_quantity(value)
+            if q is not None:
+                amounts.setdefault(name, {})[key] = (q, value)
+    for name in sorted(amounts):
+        a = amounts[name]
+        mn, mx, df, dr, ratio = (a.get(k) for k in ("min", "max", "default", "defaultRequest",
+                                                    "maxLimitRequestRatio"))
+        text = {k: canonical_quantity(v[1]) or str(v[1]) for k, v in a.items()}
+        if mn and mx and mn[0] > mx[0]:
+            errs.append(invalid(f"{p}.min[{name}]", text["min"],
+                                f"min value {text['min']} is greater than max value {text['max']}"))
+        if dr and mn and mn[0] > dr[0]:
+            errs.append(invalid(f"{p}.defaultRequest[{name}]", text["defaultRequest"],
+                                f"min value {text['min']} is greater than default request value "
+                                f"{text['defaultRequest']}"))
+        if dr and mx and dr[0] > mx[0]:
+            errs.append(invalid(f"{p}.defaultRequest[{name}]", text["defaultRequest"],
+                                f"default request value {text['defaultRequest']} is greater than max value "
+                                f"{text['max']}"))
+        if dr and df and dr[0] > df[0]:
+            errs.append(invalid(f"{p}.defaultRequest[{name}]", text["defaultRequest"],
+                                f"default request value {text['defaultRequest']} is greater than default limit "
+                                f"value {text['default']}"))
+        if df and mn and mn[0] > df[0]:
+            errs.append(invalid(f"{p}.default[{name}]", text["min"],
+                                f"min value {text['min']} is greater than default value {text['default']}"))
+        if df and mx and df[0] > mx[0]:
+            errs.append(invalid(f"{p}.default[{name}]", text["max"],
+                                f"default value {text['default']} is greater than max value {text['max']}"))
+        if ratio and ratio[0] < 1:
+            errs.append(invalid(f"{p}.maxLimitRequestRatio[{name}]", text["maxLimitRequestRatio"],
+                                f"ratio {text['maxLimitRequestRatio']} is less than 1"))
+        if ratio and mn and mx and mn[0] > 0:
+            bound = float(mx[0] / mn[0])
+            if float(ratio[0]) > bound:
+                errs.append(invalid(f"{p}.maxLimitRequestRatio[{name}]", text["maxLimitRequestRatio"],
+                                    f"ratio {text['maxLimitRequestRatio']} is greater than max/min = "
+                                    f"{_go_float(bound)}"))
+        # Resources that cannot be overcommitted (extended ones, hugepages) need
+        # default == defaultRequest.
+        overcommit = name in _CONTAINER_RESOURCES or name == "storage" or (
+            "/" in name and "kubernetes.io/" in name)
+        if not overcommit and df and dr and df[0] != dr[0]:
+            errs.append(invalid(f"{p}.defaultRequest[{name}]", text["defaultRequest"],
+                                f"default value {text['default']} must equal to defaultRequest value "
+                                f"{text['defaultRequest']} in {name}"))
+    return errs
+
+
 def _validate_limit_range(info: ResourceInfo, obj: Obj) -> Errors:
     errs: Errors = []
+    seen: set[Any] = set()
     for i, item in enumerate(as_list(as_dict(obj.get("spec")).get("limits"))):
         if not isinstance(item, dict):
             continue
         p = f"spec.limits[{i}]"
-        errs += enum_errors(f"{p}.type", item.get("type"), ["Container", "Pod", "PersistentVolumeClaim"])
+        kind = item.get("type")
+        errs += enum_errors(f"{p}.type", kind, ["Container", "Pod", "PersistentVolumeClaim"])
+        if kind in seen and isinstance(kind, str):
+            errs.append(duplicate(f"{p}.type", kind))
+        seen.add(kind if isinstance(kind, str) else None)
+        rule = _limit_resource_name_errors(kind)
         for key in ("max", "min", "default", "defaultRequest", "maxLimitRequestRatio"):
-            errs += validate_resource_list(f"{p}.{key}", item.get(key))
+            if kind == "Pod" and key in ("default", "defaultRequest"):
+                if as_dict(item.get(key)):
+                    errs.append(forbidden(f"{p}.{key}", "may not be specified when `type` is 'Pod'"))
+                continue
+            errs += validate_resource_list(f"{p}.{key}", item.get(key), name_rule=rule)
+        if kind == "PersistentVolumeClaim" and "storage" not in as_dict(item.get("min")) \
+                and "storage" not in as_dict(item.get("max")):
+            errs.append(required(f"{p}.limits", "either minimum or maximum storage value is required, "
+                                                "but neither was provided"))
+        errs += _limit_item_errors(p, item)
     return errs
 
 

@@ -1,0 +1,63 @@
+"""The LimitRanger admission plugin's shell: hands the rules in `kybernetes/api/limitrange.py`
+the namespace's LimitRanges from the watch cache.
+
+As upstream: a new pod gets its containers' default requests and limits (mutating, before
+validation), and a pod create or a claim create/update is refused (403) when it breaks a
+LimitRange's min / max / maxLimitRequestRatio. Pod updates are not looked at (containers'
+resources cannot change).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kybernetes.api import limitrange
+from kybernetes.api.errors import ApiError
+from kybernetes.api.registry import Registry, ResourceInfo
+from kybernetes.apiserver.watchcache import WatchCache
+
+Obj = dict[str, Any]
+
+
+class LimitRanger:
+    def __init__(self, registry: Registry, cache: WatchCache) -> None:
+        self.cache = cache
+        info = registry.get("", "v1", "limitranges")
+        self.prefix = info.storage_prefix() if info is not None else ""
+
+    def ranges(self, namespace: str | None) -> list[Obj]:
+        if not self.prefix or not namespace:
+            return []
+        return [co.obj for co in self.cache.list(self.prefix + namespace + "/")]
+
+    async def mutate_create(self, info: ResourceInfo, obj: Obj) -> None:
+        if info.group or info.plural != "pods":
+            return
+        for lr in self.ranges((obj.get("metadata") or {}).get("namespace")):
+            limitrange.default_pod(obj, lr)
+
+    def _check(self, info: ResourceInfo, obj: Obj) -> None:
+        meta = obj.get("metadata") or {}
+        ranges = self.ranges(meta.get("namespace"))
+        if not ranges:
+            return
+        violations = limitrange.admit(info.group, info.plural, obj, ranges)
+        if violations:
+            name = meta.get("name") or ""
+            raise ApiError(403, "Forbidden",
+                           f'{info.qualified_plural} "{name}" is forbidden: {limitrange.aggregate(violations)}',
+                           {"name": name, "kind": info.plural})
+
+    def check_create(self, info: ResourceInfo, obj: Obj) -> None:
+        if limitrange.applies(info.group, info.plural):
+            self._check(info, obj)
+
+    def check_update(self, info: ResourceInfo, new: Obj, old: Obj) -> None:
+        # Only a changed request (a resize) is judged: upstream skips subresources (a
+        # claim's status), which this hook is not told about.
+        if not info.group and info.plural == "persistentvolumeclaims" and _requests(new) != _requests(old):
+            self._check(info, new)
+
+
+def _requests(claim: Obj) -> Any:
+    return ((claim.get("spec") or {}).get("resources") or {}).get("requests")
