@@ -21,6 +21,8 @@ NS_PER_S = 1_000_000_000
 # the rate measured then (cadvisor's housekeeping interval is 10-15 s).
 MIN_RATE_WINDOW_NS = NS_PER_S
 NODE_KEY = "node"
+# The "pods" system container: every pod together.
+PODS_KEY = "pods"
 # Interfaces cadvisor leaves out of the node's network figures.
 IGNORED_INTERFACE_PREFIXES = ("lo", "veth", "docker", "cni", "flannel", "nerdctl")
 # Container states as the kubelet's `kubelet_running_containers` names them.
@@ -190,6 +192,9 @@ def cpu_counters(snapshot: Snapshot) -> dict[str, CpuSample]:
     out: dict[str, CpuSample] = {}
     if snapshot.node.cpu is not None:
         out[NODE_KEY] = snapshot.node.cpu
+    all_pods = sum_cpu(pod_cpu(p) for p in snapshot.pods)
+    if all_pods is not None:
+        out[PODS_KEY] = all_pods
     for pod in snapshot.pods:
         total = pod_cpu(pod)
         if total is not None:
@@ -322,7 +327,7 @@ def node_stats(node: NodeSample, windows: Mapping[str, CpuWindow], pods: Iterabl
         system.append(agent)
     pods = list(pods)
     all_pods: dict[str, Any] = {"name": "pods", "startTime": rfc3339(node.start_time)}
-    _put(all_pods, "cpu", cpu_stats(sum_cpu(pod_cpu(p) for p in pods), None))
+    _put(all_pods, "cpu", cpu_stats(sum_cpu(pod_cpu(p) for p in pods), windows.get(PODS_KEY)))
     _put(all_pods, "memory", memory_stats(sum_memory(pod_memory(p) for p in pods)))
     system.append(all_pods)
     out["systemContainers"] = system
@@ -624,6 +629,20 @@ def cgroup_dirs(mountinfo: str, proc_cgroup: str) -> dict[str, str]:
                     rel = path[len(root.rstrip("/")):]
                 out[name] = point.rstrip("/") + "/" + rel.lstrip("/") if rel.strip("/") else point
     return out
+
+
+def overlay_upperdir(mountinfo: str) -> str | None:
+    """The writable layer of a container's root filesystem, from its process's
+    /proc/<pid>/mountinfo (an overlay mounted at `/`)."""
+    for line in mountinfo.splitlines():
+        left, sep, right = line.partition(" - ")
+        lf, rf = left.split(), right.split()
+        if not sep or len(lf) < 5 or len(rf) < 3 or lf[4] != "/" or rf[0] != "overlay":
+            continue
+        for opt in rf[2].split(","):
+            if opt.startswith("upperdir="):
+                return opt[len("upperdir="):]
+    return None
 
 
 def memory_v1(usage: int, stat: Mapping[str, int], limit: int, time_ns: int) -> MemorySample:

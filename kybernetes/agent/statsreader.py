@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 HOUSEKEEPING_SECONDS = 10.0
 # A scrape within this long of the last round reuses it.
 FRESH_SECONDS = 1.0
+# Walking a writable layer costs more than reading a cgroup: as cadvisor, not every round.
+ROOTFS_REFRESH_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,33 @@ def _statvfs(path: str, time_ns: int, used: int | None = None) -> stats.FsSample
                           inodes=st.f_files, inodes_free=st.f_ffree, inodes_used=st.f_files - st.f_ffree)
 
 
+def _dir_usage(path: str) -> tuple[int, int]:
+    """Bytes on disk and inodes under `path` (as `du`), not crossing into other filesystems."""
+    used = inodes = 0
+    try:
+        dev = os.lstat(path).st_dev
+    except OSError:
+        return 0, 0
+    stack = [path]
+    while stack:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except OSError:
+            continue
+        for e in entries:
+            try:
+                st = e.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if st.st_dev != dev:
+                continue
+            used += st.st_blocks * 512
+            inodes += 1
+            if e.is_dir(follow_symlinks=False):
+                stack.append(e.path)
+    return used, inodes
+
+
 def _pid_of(info: Any) -> int:
     try:
         return int(json.loads(info.get("info", "{}")).get("pid") or 0)
@@ -81,6 +110,8 @@ class StatsReader:
         self.page_size = os.sysconf("SC_PAGE_SIZE")
         self.windows: dict[str, stats.CpuWindow] = {}
         self._known: dict[str, _Proc] = {}
+        # Container id -> (monotonic time measured, bytes, inodes) of its writable layer.
+        self._rootfs: dict[str, tuple[float, int, int]] = {}
         self._mountinfo = ""
         self._last: stats.Snapshot | None = None
         self._last_at = 0.0
@@ -146,6 +177,7 @@ class StatsReader:
                 procs[c.id] = p
         # Forget what is gone: ids are never reused.
         self._known = {k: v for k, v in self._known.items() if k in procs}
+        self._rootfs = {k: v for k, v in self._rootfs.items() if k in procs}
         image_fs: tuple[str, int | None, int | None] | None = None
         try:
             info = await self.cri.image_fs_info()
@@ -183,6 +215,19 @@ class StatsReader:
             mem = stats.memory_v2(current, mstat, _int(dirs["unified"] + "/memory.max") or limit_default, now)
         return cpu, mem
 
+    def _rootfs_usage(self, container_id: str, pid: int, start_time: float) -> tuple[int | None, int | None]:
+        cached = self._rootfs.get(container_id)
+        # A container in its first minute is still writing what it starts with: measured every round.
+        young = time.time() - start_time < ROOTFS_REFRESH_SECONDS
+        if cached is not None and not young and time.monotonic() - cached[0] < ROOTFS_REFRESH_SECONDS:
+            return cached[1], cached[2]
+        upper = stats.overlay_upperdir(_read(f"{self.proc}/{pid}/mountinfo"))
+        if upper is None:
+            return None, None
+        used, inodes = _dir_usage(upper)
+        self._rootfs[container_id] = (time.monotonic(), used, inodes)
+        return used, inodes
+
     def _read_host(self, sandboxes: list[pb.PodSandbox], containers: list[pb.Container],
                    procs: dict[str, _Proc], image_fs: tuple[str, int | None, int | None] | None) -> stats.Snapshot:
         now = time.time_ns()
@@ -214,8 +259,10 @@ class StatsReader:
                     logs = replace(logs, inodes_used=1 if size is not None else 0)
             rootfs = None
             if image_sample is not None:
+                used, inodes_used = self._rootfs_usage(c.id, p.pid, p.start_time)
                 rootfs = stats.FsSample(now, capacity=image_sample.capacity, available=image_sample.available,
-                                        inodes=image_sample.inodes, inodes_free=image_sample.inodes_free)
+                                        used=used, inodes=image_sample.inodes, inodes_free=image_sample.inodes_free,
+                                        inodes_used=inodes_used)
             by_sandbox.setdefault(c.pod_sandbox_id, []).append(
                 stats.ContainerSample(c.metadata.name, c.id, p.start_time, cpu, mem, rootfs, logs))
         pods = []

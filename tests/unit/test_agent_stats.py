@@ -40,11 +40,11 @@ def test_cpu_rate_needs_two_samples_a_second_apart_and_restarts_when_the_counter
 def test_windows_follow_containers_pods_and_the_node_and_forget_what_is_gone():
     first = stats.Snapshot(node(0), (pod(container(usage=0), container("d", "cid2", 5 * S)),))
     windows = stats.advance_all({}, stats.cpu_counters(first))
-    assert set(windows) == {"node", "pod/u1", "cid1", "cid2"}
+    assert set(windows) == {"node", "pods", "pod/u1", "cid1", "cid2"}
     second = stats.Snapshot(node(2 * S, T0 + S), (pod(container(usage=S, at=T0 + S), sandbox_usage=S // 10,
                                                       at=T0 + S),))
     windows = stats.advance_all(windows, stats.cpu_counters(second))
-    assert set(windows) == {"node", "pod/u1", "cid1"}
+    assert set(windows) == {"node", "pods", "pod/u1", "cid1"}
     assert windows["cid1"].nano_cores == S and windows["node"].nano_cores == 2 * S
     # The pod's counter is its containers' and sandbox's together: it went back when cid2 left.
     assert windows["pod/u1"].nano_cores is None
@@ -158,6 +158,13 @@ def test_cgroup_dirs_on_v1_hybrid_and_v2_hosts():
     v2 = "29 23 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate\n"
     assert stats.cgroup_dirs(v2, "0::/system.slice/x.scope\n") == {"unified": "/sys/fs/cgroup/system.slice/x.scope"}
     assert stats.cgroup_dirs(v2, "0::/\n") == {"unified": "/sys/fs/cgroup"}
+
+
+def test_the_writable_layer_is_the_overlay_at_the_root():
+    mountinfo = ("1 0 0:1 / /proc rw - proc proc rw\n"
+                 "2 1 0:9 / / rw,relatime - overlay overlay rw,lowerdir=/s/1/fs:/s/2/fs,upperdir=/s/3/fs,workdir=/s/3/work\n")
+    assert stats.overlay_upperdir(mountinfo) == "/s/3/fs"
+    assert stats.overlay_upperdir("2 1 8:1 / / rw - ext4 /dev/sda1 rw\n") is None
 
 
 def test_memory_working_set_leaves_out_inactive_page_cache():
