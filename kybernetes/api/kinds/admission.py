@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from kybernetes.api.admissionpolicy import compile_errors as policy_compile_errors
 from kybernetes.api.defaults import as_map, child_map, dicts, set_default
 from kybernetes.api.errors import FieldError, duplicate, invalid, required
 from kybernetes.api.kinds.base import KindRef, KindStrategy
@@ -37,6 +38,7 @@ _SIDE_EFFECTS = ["None", "NoneOnDryRun"]
 _REINVOCATION = ["IfNeeded", "Never"]
 _REVIEW_VERSIONS = ("v1", "v1beta1")
 _VALIDATION_ACTIONS = ["Audit", "Deny", "Warn"]
+_VALIDATION_REASONS = ["Forbidden", "Invalid", "RequestEntityTooLarge", "Unauthorized"]
 
 
 # -- defaulting -----------------------------------------------------------------------------
@@ -196,6 +198,10 @@ def validate_policy(obj: Obj) -> Errors:
     for i, v in enumerate(as_list(spec.get("validations"))):
         if not as_dict(v).get("expression"):
             errs.append(required(f"spec.validations[{i}].expression"))
+        errs += enum_errors(f"spec.validations[{i}].reason", as_dict(v).get("reason"), _VALIDATION_REASONS,
+                            required_when_empty=False)
+    # Expressions are compiled when the policy is written, so a typo is refused then.
+    errs += policy_compile_errors(obj)
     errs += enum_errors("spec.failurePolicy", spec.get("failurePolicy"), _FAILURE_POLICIES, required_when_empty=False)
     if spec.get("matchConstraints") is None:
         errs.append(required("spec.matchConstraints"))
