@@ -40,6 +40,7 @@ from kybernetes.apiserver import objectmeta as om
 from kybernetes.apiserver.resources import ResourceService, WriteContext
 from kybernetes.apiserver.versions import VersionedReads
 from kybernetes.apiserver.watchcache import CachedObject, CacheEvent, WatchCache, release_freed_memory
+from kybernetes.storage.encryption import unreadable_reason
 from kybernetes.storage.interface import CompactedError, FutureRevisionError, Store
 
 JSON = "application/json"
@@ -317,7 +318,9 @@ class RestHandler:
         info = target.info
         co = self.cache.get(info.key(target.namespace, target.name or ""))
         if co is None:
-            raise ApiError.not_found(info.group, info.plural, target.name or "")
+            # An object the store holds but cannot decrypt (its key is gone) is not "not found".
+            why = unreadable_reason(self.store, info.key(target.namespace, target.name or ""))
+            raise ApiError.internal(why) if why else ApiError.not_found(info.group, info.plural, target.name or "")
         out = _output(request)
         if target.subresource == "scale":
             return self._respond(out, scale_of(self.registry.storage_info(info), co.obj))

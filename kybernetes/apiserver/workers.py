@@ -534,6 +534,8 @@ class WorkerConfig:
     default_toleration_seconds: int
     gc_enabled: bool
     serving: dict[str, Any]
+    # The primary's EncryptionConfiguration file: the worker decrypts what it reads with it.
+    encryption_config: str = ""
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -567,9 +569,17 @@ async def run_worker(stop: asyncio.Event, config: WorkerConfig, wake_fd: int) ->
         stop.set()
 
     store.driver.on_fatal = fatal
+    served: Store = store
+    rekeyer = None
+    if config.encryption_config:
+        from kybernetes.storage.encryption import EncryptingStore, follow_config, load_config
+
+        enc = EncryptingStore(store, load_config(config.encryption_config), config.encryption_config)
+        served = enc  # type: ignore[assignment]
+        rekeyer = asyncio.create_task(follow_config(enc, None))
     network: ServiceNetwork = service_network(config.service_cidr, config.node_port_range, config.cluster_dns)
     srv = WorkerApiServer(
-        config.data_dir, store, board, Forwarder(os.path.join(config.data_dir, FORWARD_SOCKET)),
+        config.data_dir, served, board, Forwarder(os.path.join(config.data_dir, FORWARD_SOCKET)),
         port=config.port, bind=config.bind, service_network=network, advertise_address=config.advertise_address,
         serving=config.serving_options(),
         kinds=new_strategies(default_toleration_seconds=config.default_toleration_seconds),
@@ -578,6 +588,8 @@ async def run_worker(stop: asyncio.Event, config: WorkerConfig, wake_fd: int) ->
     store.driver.watch_fd(wake_fd)
     log.info("API worker %d serving at %s from revision %d", os.getpid(), srv.server_url(), store.current_revision())
     await stop.wait()
+    if rekeyer is not None:
+        rekeyer.cancel()
     await srv.stop()
     board.close()
     return 1 if failed else 0

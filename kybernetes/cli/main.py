@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from kybernetes.api.aiotasks import cancel_and_wait, run_loop
+from kybernetes.cli.secrets import secrets_command
 from kybernetes.cli.token import token_command
 from kybernetes.simnodes.cli import sim_nodes_command
 
@@ -124,6 +125,10 @@ SCHEDULER_CONNECTIONS = 49
               help="Seconds without a node heartbeat before the node is marked unreachable.")
 @click.option("--cluster-cidr", default="10.42.0.0/16", show_default=True, help="Pod network of the cluster.")
 @click.option("--disable-agent", is_flag=True, help="Do not run pods on this machine (no node agent).")
+@click.option("--encryption-provider-config", expose_value=False, metavar="PATH",
+              callback=lambda ctx, _p, v: ctx.meta.__setitem__("encryption_provider_config", v or ""),
+              help="EncryptionConfiguration of the resources encrypted at rest (reloaded when it changes) "
+                   "[default: <data-dir>/encryption-config.yaml, made at first start: Secrets under AES-CBC].")
 @click.option("--service-cidr", default="10.43.0.0/16", show_default=True,
               help="Range of Service cluster IPs; its first address is the kubernetes Service's.")
 @click.option("--service-node-port-range", default="30000-32767", show_default=True,
@@ -238,6 +243,7 @@ def server(ctx: click.Context, data_dir: str, port: int, bind_address: str, tls_
                           children, network, advertise, serving, kinds,
                           # The controller manager runs the garbage collector.
                           gc_enabled=not disable_controllers,
+                          encryption_config=ctx.meta.get("encryption_provider_config", ""),
                           workers=(api_workers, pool_config, base) if pool_config is not None else None,
                           node_kubeconfig=node_kubeconfig, component_kubeconfigs=component_kubeconfigs)
 
@@ -253,7 +259,7 @@ if TYPE_CHECKING:
 async def _run_server(stop: asyncio.Event, data_dir: str, port: int, bind: str, sans: list[str],
                       compact_interval: int, compact_retention: int, children: list[list[str]],
                       network: ServiceNetwork, advertise: str, serving: ServingOptions | None = None,
-                      kinds: Strategies | None = None, gc_enabled: bool = False,
+                      kinds: Strategies | None = None, gc_enabled: bool = False, encryption_config: str = "",
                       workers: tuple[int, Any, list[str]] | None = None,
                       node_kubeconfig: tuple[str, str] | None = None,
                       component_kubeconfigs: list[tuple[str, str]] | None = None) -> None:
@@ -268,13 +274,17 @@ async def _run_server(stop: asyncio.Event, data_dir: str, port: int, bind: str, 
         logging.getLogger("kybernetes.server").warning(
             "made %d files in the data dir private to their owner (0600, dirs 0700): %s", len(fixed),
             ", ".join(os.path.relpath(p, data_dir) for p in fixed[:10]))
-    store = SQLiteStore(os.path.join(data_dir, "state.db"))
+    from kybernetes.cli.secrets import open_encryption
+
+    encryption_config, store = open_encryption(data_dir, encryption_config,
+                                               SQLiteStore(os.path.join(data_dir, "state.db")))
     pool = None
     if workers is not None:
         from kybernetes.apiserver.workers import WorkerPool
 
         try:
-            pool = WorkerPool(data_dir, workers[0], workers[1], workers[2])
+            pool = WorkerPool(data_dir, workers[0], dataclasses.replace(workers[1], encryption_config=encryption_config),
+                              workers[2])
         except OSError as e:  # e.g. a full disk: serve from this process alone
             click.echo(f"API workers not started: {e}", err=True)
     # The kubernetes Service's address is how pods reach the API server: the certificate
@@ -325,10 +335,15 @@ async def _run_server(stop: asyncio.Event, data_dir: str, port: int, bind: str, 
     procs = [_spawn(argv, os.path.join(data_dir, f"{argv[argv.index('--kubeconfig') - 1]}.log"))
              for argv in children]
     compactor = asyncio.create_task(_compact_forever(served, compact_interval, compact_retention))
+    from kybernetes.storage.encryption import follow_config
+
+    # Reloads the keys when the file changes and rewrites objects under older keys.
+    rekeyer = asyncio.create_task(follow_config(store, served))
     watchdog = asyncio.create_task(_restart_children(procs, children, data_dir))
     await stop.wait()
     watchdog.cancel()
     compactor.cancel()
+    rekeyer.cancel()
     for p in procs:
         if p.poll() is None:
             p.terminate()
@@ -679,6 +694,7 @@ async def _until(stop: asyncio.Event, job: asyncio.Task[None]) -> None:
 
 main.add_command(sim_nodes_command, "sim-nodes")
 main.add_command(token_command, "token")
+main.add_command(secrets_command, "secrets")
 
 
 if __name__ == "__main__":
