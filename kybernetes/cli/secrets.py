@@ -23,6 +23,7 @@ import yaml
 
 from kybernetes.storage.encryption import (
     DEFAULT_CONFIG_NAME,
+    IDENTITY,
     EncryptingStore,
     EncryptionConfig,
     EncryptionConfigError,
@@ -69,11 +70,15 @@ def _load(path: str) -> EncryptionConfig:
         raise click.ClickException(str(e)) from None
 
 
-def _status(data_dir: str, config: EncryptionConfig) -> list[StatusRow]:
+def _db(data_dir: str) -> str:
     db = os.path.join(os.path.abspath(data_dir), "state.db")
     if not os.path.exists(db):
         raise click.ClickException(f"no store at {db}")
-    return summarize(stored_labels(db), config)
+    return db
+
+
+def _status(data_dir: str, config: EncryptionConfig) -> list[StatusRow]:
+    return summarize(stored_labels(_db(data_dir)), config)
 
 
 def server_running(data_dir: str) -> bool:
@@ -131,10 +136,21 @@ def rotate(data_dir: str, explicit: str, timeout: float) -> None:
 @secrets_command.command("status")
 @_options
 @click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
-def status(data_dir: str, explicit: str, output: str) -> None:
+@click.option("--objects", is_flag=True, help="List each object (its storage key) with the provider:key it is under.")
+def status(data_dir: str, explicit: str, output: str, objects: bool) -> None:
     """Objects per resource and provider:key; CURRENT says whether writes use that key
     (objects under other keys are rewritten by the running server)."""
-    rows = _status(data_dir, _load(config_path(data_dir, explicit)))
+    config = _load(config_path(data_dir, explicit))
+    if objects:
+        each = [(key, label) for key, label in stored_labels(_db(data_dir))
+                if label != IDENTITY or config.for_key(key) is not None]
+        if output == "json":
+            click.echo(json.dumps([{"key": k, "label": lab} for k, lab in each], indent=2))
+        else:
+            for key, label in each:
+                click.echo(f"{label}\t{key}")
+        return
+    rows = _status(data_dir, config)
     if output == "json":
         click.echo(json.dumps([r.__dict__ for r in rows], indent=2))
         return

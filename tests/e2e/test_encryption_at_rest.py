@@ -121,6 +121,11 @@ def test_rotation_moves_every_secret_to_the_new_key_and_the_old_key_can_go(srv: 
     assert rows[0]["objects"] >= 3
     table = kyb("secrets", "status", "--data-dir", srv.data_dir).stdout
     assert "aescbc:key2" in table and "key1" not in table
+    each = json.loads(kyb("secrets", "status", "--data-dir", srv.data_dir, "--objects", "-o", "json").stdout)
+    by_key = {o["key"]: o["label"] for o in each}
+    assert by_key["/registry/core/secrets/default/before-rotate"] == "aescbc:key2"
+    assert by_key["/registry/core/secrets/default/after-rotate"] == "aescbc:key2"
+    assert not any(k.startswith("/registry/core/configmaps/") for k in by_key)
 
     # Remove the old key: everything is still readable, after a restart too.
     path = os.path.join(srv.data_dir, "encryption-config.yaml")
