@@ -168,7 +168,7 @@ def test_each_path_is_authorized_as_its_own_node_subresource(burner, agent, serv
         403, f"Forbidden (user={user}, verb=get, resource=nodes, subresource(s)=[metrics])"), body
     # Through the API server, the caller needs nodes/proxy (the agent sees the API server's own identity).
     r = kubectl("get", "--raw", f"{PROXY}/stats/summary", f"--as={user}")
-    assert r.returncode != 0 and "nodes/proxy" in r.stderr or 'resource "nodes/proxy"' in r.stderr, r.stderr
+    assert r.returncode != 0 and f'User "{user}" cannot get resource "nodes/proxy"' in r.stderr, r.stderr
     kubectl.ok("create", "clusterrole", "stats-e2e-proxy", "--verb=get", "--resource=nodes/proxy")
     kubectl.ok("create", "clusterrolebinding", "stats-e2e-proxy", "--clusterrole=stats-e2e-proxy",
                f"--serviceaccount={NS}:scraper")
