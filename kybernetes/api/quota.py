@@ -91,7 +91,8 @@ def pod_counts(pod: Obj) -> bool:
 
 def pod_usage(pod: Obj) -> Usage:
     if not pod_counts(pod):
-        return {}
+        # `count/pods` counts every stored pod; `pods` and compute only live ones.
+        return {"count/pods": Decimal(1)}
     spec = pod.get("spec") or {}
     out: Usage = {"pods": Decimal(1), "count/pods": Decimal(1)}
     requests = _container_totals(spec, "requests")
@@ -303,27 +304,46 @@ def namespace_usage(quota: Obj, objects: Mapping[tuple[str, str], Iterable[Obj]]
     return {n: format_quantity(n, v) for n, v in totals.items()}
 
 
+# If a quota limits cpu or memory, every container must ask for it (upstream keeps this for
+# compatibility; it never added other resources to the list).
+_MUST_SPECIFY = frozenset({"cpu", "memory", "requests.cpu", "requests.memory", "limits.cpu", "limits.memory"})
+
+
+def _container_names(c: Mapping[str, Any]) -> set[str]:
+    """The quota names one container's resources give (upstream's podComputeUsageHelper)."""
+    res = c.get("resources") or {}
+    requests, limits = res.get("requests") or {}, res.get("limits") or {}
+    out = set()
+    for r in ("cpu", "memory", "ephemeral-storage"):
+        if r in requests:
+            out |= {r, "requests." + r}
+        if r in limits:
+            out.add("limits." + r)
+    return out
+
+
 def missing_requests(quota: Obj, pod: Obj) -> list[str]:
-    """Compute resources a quota limits that a pod leaves unset (the pod cannot be
-    admitted: its use of them would be unbounded)."""
-    names = set(scoped_names(quota, hard_of(quota)))
+    """What a pod leaves unset of the cpu/memory a quota limits, per resource with the
+    containers that miss it (`cpu for: a,b`): such a pod cannot be admitted."""
+    required = set(scoped_names(quota, hard_of(quota))) & _MUST_SPECIFY
+    if not required:
+        return []
     spec = pod.get("spec") or {}
     containers = list(spec.get("containers") or ()) + list(spec.get("initContainers") or ())
-    missing = []
-    for res in ("cpu", "memory", "ephemeral-storage"):
-        for which, keys in (("requests", (res, "requests." + res)), ("limits", ("limits." + res,))):
-            if not names.intersection(keys):
-                continue
-            if any(res not in (((c.get("resources") or {}).get(which)) or {}) for c in containers):
-                missing.append(f"{which}.{res}" if which == "limits" else res)
-    return missing
+    missing: dict[str, set[str]] = {}
+    for c in containers:
+        if isinstance(c, dict):
+            for name in required - _container_names(c):
+                missing.setdefault(name, set()).add(str(c.get("name") or ""))
+    return [f"{name} for: {','.join(sorted(missing[name]))}" for name in sorted(missing)]
 
 
 def exceeded(quota: Obj, used: Mapping[str, Decimal], delta: Usage) -> list[tuple[str, Decimal, Decimal, Decimal]]:
     """(name, requested, used, hard) for each name the request would push over `quota`."""
     hard = hard_of(quota)
     out = []
-    for name in scoped_names(quota, hard):
+    # Named in sorted order, as upstream's prettyPrint does.
+    for name in sorted(scoped_names(quota, hard)):
         want = delta.get(name)
         if want is None or want <= 0:
             continue

@@ -44,7 +44,9 @@ from kybernetes.apiserver.bootstrapobjects import BootstrapObjects
 from kybernetes.apiserver.bootstraptokens import BootstrapTokens
 from kybernetes.apiserver.crds import CrdController
 from kybernetes.apiserver.flowcontrol import FlowControlConfig, FlowController
+from kybernetes.apiserver.limitranger import LimitRanger
 from kybernetes.apiserver.namespaces import ensure_system_namespaces
+from kybernetes.apiserver.podsecurity import PodSecurityAdmission
 from kybernetes.apiserver.priority import PriorityAdmission
 from kybernetes.apiserver.quota import QuotaAdmission, QuotaStatus
 from kybernetes.apiserver.resources import ResourceService
@@ -126,6 +128,15 @@ class ApiServer:
         priority_admission = PriorityAdmission(self.registry, self.cache)
         self.service.create_admission.append(priority_admission.check_create)
         self.service.update_admission.append(priority_admission.check_update)
+        # LimitRanger and PodSecurity judge before quota, which reserves what it admits.
+        limit_ranger = LimitRanger(self.registry, self.cache)
+        self.service.create_mutation.append(limit_ranger.mutate_create)
+        self.service.create_admission.append(limit_ranger.check_create)
+        self.service.update_admission.append(limit_ranger.check_update)
+        # Every level privileged until namespaces are labelled (`kyb server
+        # --admission-control-config-file` sets other defaults and exemptions).
+        self.pod_security = PodSecurityAdmission(self.registry, self.cache)
+        self.service.context_admission.append(self.pod_security.admit)
         self.service.create_admission.append(QuotaAdmission(self.cache).check_create)
         storage_admission = StorageAdmission(self.registry, self.cache)
         self.service.create_admission.append(storage_admission.check_create)

@@ -13,6 +13,7 @@ from typing import Any
 
 from kybernetes.api import limitrange
 from kybernetes.api.errors import ApiError
+from kybernetes.api.pods import qos_class
 from kybernetes.api.registry import Registry, ResourceInfo
 from kybernetes.apiserver.watchcache import WatchCache
 
@@ -33,8 +34,13 @@ class LimitRanger:
     async def mutate_create(self, info: ResourceInfo, obj: Obj) -> None:
         if info.group or info.plural != "pods":
             return
+        changed = False
         for lr in self.ranges((obj.get("metadata") or {}).get("namespace")):
-            limitrange.default_pod(obj, lr)
+            changed = limitrange.default_pod(obj, lr) or changed
+        if changed and isinstance(obj.get("status"), dict):
+            # Upstream's mutating admission runs before the pod's QoS class is worked out;
+            # here the class was set with the rest of the defaults, so it is set again.
+            obj["status"]["qosClass"] = qos_class(obj)
 
     def _check(self, info: ResourceInfo, obj: Obj) -> None:
         meta = obj.get("metadata") or {}

@@ -125,7 +125,7 @@ class QuotaAdmission:
             if not group and plural == "pods" and q.pod_counts(obj):
                 missing = q.missing_requests(quota, obj)
                 if missing:
-                    raise self._forbidden(info, meta, f"failed quota: {qname}: must specify {','.join(missing)}")
+                    raise self._forbidden(info, meta, f"failed quota: {qname}: must specify {'; '.join(missing)}")
             if existing is None:
                 existing = self._objects(group, plural, namespace) + self._pending(namespace, group, plural)
             counted = True

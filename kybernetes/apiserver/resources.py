@@ -62,6 +62,9 @@ class WriteContext:
     # the schema knows, each of the schema's type (`protobuf.decode_k8s_protobuf`), so the
     # JSON checks for unknown fields and wrong types would find nothing.
     typed_body: bool = False
+    # Annotations admission adds to the request's audit event (PodSecurity's
+    # `pod-security.kubernetes.io/audit-violations`), for the audit log to record.
+    audit_annotations: dict[str, str] = field(default_factory=dict)
 
 
 class WriteResult:
@@ -217,6 +220,11 @@ class ResourceService:
         # (operation "create" | "update", info, subresource, new, old or None, requester).
         self.requester_admission: list[Callable[[str, ResourceInfo, str, dict[str, Any], dict[str, Any] | None,
                                                  Requester | None], None]] = []
+        # Validating admission given the whole request context, after the above (PodSecurity:
+        # exemptions by user, warnings and audit annotations added to `ctx`):
+        # (operation "create" | "update", info, subresource, new, old or None, ctx).
+        self.context_admission: list[Callable[[str, ResourceInfo, str, dict[str, Any], dict[str, Any] | None,
+                                               WriteContext], None]] = []
 
     # -- versions -------------------------------------------------------------------
     # A request in a version other than the storage version is checked (type meta,
@@ -437,6 +445,8 @@ class ResourceService:
             check(info, obj, ctx)
         for admit_as in self.requester_admission:
             admit_as("create", info, "", obj, None, ctx.requester)
+        for admit_in in self.context_admission:
+            admit_in("create", info, "", obj, None, ctx)
         settles = [settle for admit in self.create_admission if (settle := admit(info, obj)) is not None]
         if not settles:
             return await self._allocate_and_store(info, obj, ctx)
@@ -558,6 +568,8 @@ class ResourceService:
         self.after_defaults(info, new, old_obj)
         for admit_as in self.requester_admission:
             admit_as("update", info, subresource, new, old_obj, ctx.requester)
+        for admit_in in self.context_admission:
+            admit_in("update", info, subresource, new, old_obj, ctx)
         if policy.validates:
             for admit in self.update_admission:
                 admit(info, new, old_obj)

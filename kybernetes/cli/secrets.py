@@ -48,6 +48,13 @@ def open_encryption(data_dir: str, explicit: str, store: Store) -> tuple[str, En
     """The server's store with encryption at rest: the configuration at `explicit`, or
     the data dir's (generated at first start). A bad file stops the server with why."""
     path = config_path(data_dir, explicit)
+    db = os.path.join(os.path.abspath(data_dir), "state.db")
+    if not explicit and not os.path.exists(path) and os.path.exists(db):
+        # A new key would not decrypt what the lost file's keys encrypted.
+        encrypted = sum(1 for _k, label in stored_labels(db) if label != IDENTITY)
+        if encrypted:
+            raise click.UsageError(f"{path} is missing but the store holds {encrypted} encrypted objects: "
+                                   "restore the file (or pass --encryption-provider-config)")
     if not explicit and ensure_default_config(path):
         click.echo(f"encryption at rest: generated a key for Secrets in {path}", err=True)
     try:

@@ -178,7 +178,7 @@ def test_quota_refuses_a_create_that_goes_over(kubectl, namespace):
     assert 'pods "big" is forbidden: exceeded quota: q, requested: cpu=600m, used: cpu=500m, limited: cpu=1' \
         in r.stderr
     r = kubectl("-n", namespace, "apply", "-f", "-", stdin=pod_manifest("unbounded"))
-    assert r.returncode != 0 and "must specify cpu,memory" in r.stderr
+    assert r.returncode != 0 and "failed quota: q: must specify cpu for: c; memory for: c" in r.stderr
     kubectl.ok("-n", namespace, "create", "service", "nodeport", "np1", "--tcp=80:80")
     r = kubectl("-n", namespace, "create", "service", "nodeport", "np2", "--tcp=80:80")
     assert r.returncode != 0 and "exceeded quota" in r.stderr

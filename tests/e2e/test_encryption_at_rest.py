@@ -224,3 +224,17 @@ def test_api_workers_decrypt_and_follow_a_rotation() -> None:
         assert on_disk(srv, b64("Worker-Shrew-6260")) == []
     finally:
         srv.cleanup()
+
+
+def test_a_lost_default_key_file_is_not_silently_replaced(srv: ServerProcess) -> None:
+    path = os.path.join(srv.data_dir, "encryption-config.yaml")
+    srv.stop()
+    os.rename(path, path + ".saved")
+    try:
+        with pytest.raises(RuntimeError, match="restore the file"):
+            srv.start(timeout=20)
+        assert not os.path.exists(path)
+    finally:
+        os.rename(path + ".saved", path)
+    srv.start()
+    assert secret_value(srv, "disk-check") == "Zebra-Quartz-7731-at-rest"

@@ -34,10 +34,11 @@ def test_pod_usage_counts_requests_limits_and_extended_resources():
     assert "limits.example.com/dongle" not in used
 
 
-def test_finished_pods_use_nothing():
+def test_finished_pods_use_nothing_but_their_count():
     p = pod({"cpu": "1"})
     p["status"] = {"phase": "Succeeded"}
-    assert q.pod_usage(p) == {}
+    # count/pods counts every stored pod, as upstream's evaluator does
+    assert q.pod_usage(p) == {"count/pods": 1}
 
 
 def test_namespace_usage_reports_every_hard_name_in_canonical_form():
@@ -78,11 +79,19 @@ def test_exceeded_names_what_goes_over():
     over = q.exceeded(qt, {"cpu": Decimal("0.5"), "pods": Decimal(1)}, q.pod_usage(pod({"cpu": "600m"})))
     assert over == [("cpu", Decimal("0.6"), Decimal("0.5"), Decimal(1))]
     assert q.exceeded(qt, {"cpu": Decimal("0.5")}, q.pod_usage(pod({"cpu": "500m"}))) == []
+    # several names over: in sorted order, whatever the quota's order
+    qt = quota({"pods": "1", "cpu": "1"})
+    over = q.exceeded(qt, {"cpu": Decimal(1), "pods": Decimal(1)}, q.pod_usage(pod({"cpu": "1"})))
+    assert [name for name, *_ in over] == ["cpu", "pods"]
 
 
 def test_a_pod_must_set_what_a_quota_limits():
-    qt = quota({"cpu": "1", "limits.memory": "1Gi"})
-    assert q.missing_requests(qt, pod()) == ["cpu", "limits.memory"]
+    qt = quota({"cpu": "1", "limits.memory": "1Gi", "ephemeral-storage": "1Gi"})
+    # upstream's wording: each resource with the containers that miss it; never ephemeral-storage
+    assert q.missing_requests(qt, pod()) == ["cpu for: c", "limits.memory for: c"]
+    two = {"spec": {"containers": [{"name": "b", "resources": {"requests": {"cpu": "1"}}}, {"name": "a"}],
+                    "initContainers": [{"name": "init"}]}}
+    assert q.missing_requests(qt, two) == ["cpu for: a,init", "limits.memory for: a,b,init"]
     assert q.missing_requests(qt, pod({"cpu": "1"}, {"memory": "1Gi"})) == []
 
 
