@@ -1,6 +1,6 @@
 """CEL libraries side by side: run by hand, prints figures for benchmarks/README.md.
 
-    .venv/bin/python benchmarks/cel_bench.py [--rounds 2000]
+    .venv/bin/python benchmarks/cel_bench.py [--rounds 2000] [--server] [--creates 1500]
 
 Compares the CEL runtimes on PyPI for what admission asks of them: each expression is
 compiled once and evaluated many times over a Deployment-sized object (the sample
@@ -10,6 +10,10 @@ of a dozen expressions (macros, has(), optional fields, int/uint/double, timesta
 string extension functions) with the value each library gives against the value the
 CEL spec gives. cel-python (`celpy`, pure Python) is measured when installed; the one
 the project uses is `cel-expr-python` (the CEL C++ runtime), through kybernetes.api.cel.
+
+With `--server`: a real `kyb server`, ConfigMap creates/s (16 clients, admin token)
+with no policy and with one ValidatingAdmissionPolicy + binding (Deny) matching every
+ConfigMap create, alternating `--server-rounds` times, each run in a fresh namespace.
 """
 
 from __future__ import annotations
@@ -123,10 +127,78 @@ def plain(value: Any) -> Any:
     return value
 
 
+POLICY = {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
+          "metadata": {"name": "bench-policy"},
+          "spec": {"failurePolicy": "Fail", "matchConstraints": {"resourceRules": [
+              {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
+               "resources": ["configmaps"]}]},
+              "validations": [{"expression": "has(object.metadata.labels) && object.metadata.labels.all(k, "
+                                             "k.size() < 64) && size(object.data.payload) < 4096",
+                               "message": "too big"}]}}
+BINDING = {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
+           "metadata": {"name": "bench-binding"},
+           "spec": {"policyName": "bench-policy", "validationActions": ["Deny"]}}
+
+
+async def server_bench(creates: int, rounds: int) -> None:
+    import asyncio
+
+    from api_bench import Client, bench_creates, ensure_ns, server_cpu
+
+    from kybernetes.testing.cluster import ServerProcess
+    server = ServerProcess()
+    server.start(60)
+    vap = "/apis/admissionregistration.k8s.io/v1"
+    try:
+        async with Client(server) as c:
+            results: dict[str, list[float]] = {"none": [], "policy": []}
+            cpu: dict[str, list[float]] = {"none": [], "policy": []}
+            pid = server.proc.pid if server.proc is not None else 0
+            for rnd in range(rounds):
+                for mode in ("none", "policy"):
+                    if mode == "policy":
+                        await c.post(f"{vap}/validatingadmissionpolicies", POLICY)
+                        await c.post(f"{vap}/validatingadmissionpolicybindings", BINDING)
+                        await asyncio.sleep(0.5)
+                    ns = f"cel-{mode}-{rnd}"
+                    await ensure_ns(c, ns)
+                    if mode == "policy":  # the policy is in force: an object it refuses is refused
+                        big = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "big", "labels": {}},
+                               "data": {"payload": "x" * 5000}}
+                        status = await c.post(f"/api/v1/namespaces/{ns}/configmaps", big)
+                        assert status == 422, status
+                    cpu0 = server_cpu(pid)
+                    rate = await bench_creates(c, ns, creates, 16)
+                    cpu[mode].append((server_cpu(pid) - cpu0) * 1000 / creates)
+                    results[mode].append(rate)
+                    print(f"round {rnd + 1} {mode}: {rate:.0f} creates/s, server CPU {cpu[mode][-1]:.3f} ms per create")
+                    if mode == "policy":
+                        assert c.session is not None
+                        for path in (f"{vap}/validatingadmissionpolicybindings/bench-binding",
+                                     f"{vap}/validatingadmissionpolicies/bench-policy"):
+                            async with c.session.delete(c.base + path) as r:
+                                await r.read()
+                        await asyncio.sleep(0.5)
+            none, one = statistics.median(results["none"]), statistics.median(results["policy"])
+            print(f"median creates/s: no policy {none:.0f}, one policy {one:.0f} ({(none - one) / none * 100:+.1f}% slower)")
+            none, one = statistics.median(cpu["none"]), statistics.median(cpu["policy"])
+            print(f"median server CPU per create: no policy {none:.3f} ms, one policy {one:.3f} ms "
+                  f"({(one - none) / none * 100:+.1f}%)")
+    finally:
+        server.cleanup()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=2000)
+    parser.add_argument("--server", action="store_true")
+    parser.add_argument("--creates", type=int, default=1500)
+    parser.add_argument("--server-rounds", type=int, default=3)
     args = parser.parse_args()
+    if args.server:
+        import asyncio
+        asyncio.run(server_bench(args.creates, args.server_rounds))
+        return
     logging.disable(logging.CRITICAL)  # celpy logs every evaluation error with its whole activation
     obj = deployment()
     libs: list[Any] = [CelExprPython()]
