@@ -387,3 +387,21 @@ def escalation_message(user: str, groups: Iterable[str], missing: list[Obj]) -> 
     lines = sorted({compact_string(r) for r in _compact(missing)})
     return (f'user "{user}" (groups={_go_list(list(groups))}) is attempting to grant RBAC permissions '
             f"not currently held:\n" + "\n".join(lines))
+
+
+# What the garbage collector writes (and selfLink, which nobody may set): an update
+# changing nothing else grants nothing. The server's own bookkeeping (resourceVersion,
+# managedFields) records the write and grants nothing either.
+_GC_FIELDS = ("ownerReferences", "finalizers", "selfLink", "resourceVersion", "managedFields")
+
+
+def only_gc_fields_changed(new: Mapping[str, Any], old: Mapping[str, Any]) -> bool:
+    """Whether an update of an RBAC object changes only its owner references and
+    finalizers (upstream's `IsOnlyMutatingGCFields`): such an update skips the
+    escalation check, so the garbage collector, or anyone who may update the object,
+    can finalize a Role holding rules they do not hold. Labels, annotations and the
+    rules themselves still count as changes."""
+    def rest(obj: Mapping[str, Any]) -> Obj:
+        meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k not in _GC_FIELDS}
+        return {**obj, "metadata": meta}
+    return rest(new) == rest(old)

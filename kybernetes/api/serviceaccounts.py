@@ -5,7 +5,10 @@ Owns what a token says and when it is good: the claims of a bound token (TokenRe
 (PyJWT; keys are passed in, never read here), the checks a presented token must pass
 (expiry, audience, the ServiceAccount and the bound Pod/Secret/Node still there with
 the same uid), the user it authenticates as, the TokenRequest rules (one home for the
-`serviceaccounts/token` subresource), the OIDC discovery documents and the
+`serviceaccounts/token` subresource) with upstream's expiration extension of the
+kubelet's pod tokens, the issuer options (`TokenOptions`: `kyb server
+--service-account-issuer`, `--api-audiences`, `--service-account-max-token-expiration`,
+`--service-account-extend-token-expiration`), the OIDC discovery documents and the
 `kube-api-access-*` volume the ServiceAccount admission adds to pods.
 """
 
@@ -42,6 +45,12 @@ MAX_EXPIRATION_SECONDS = 2 ** 32
 AUTOMOUNT_EXPIRATION_SECONDS = 3607
 # A token the agent has not refreshed for this long is refreshed whatever its life.
 MAX_TOKEN_AGE_SECONDS = 24 * 3600
+# Upstream's safe transition to short-lived tokens: a pod-bound token asked for with
+# exactly the automatic volume's 3607 s is good for a year, and says (`warnafter`) when
+# it would have expired, so a client that never re-reads its token keeps working.
+WARN_ONLY_EXPIRATION_SECONDS = AUTOMOUNT_EXPIRATION_SECONDS
+EXTENDED_EXPIRATION_SECONDS = 365 * 24 * 3600
+MIN_MAX_EXPIRATION_SECONDS = 3600
 
 SA_PREFIX = "system:serviceaccount:"
 ALL_SA_GROUP = "system:serviceaccounts"
@@ -125,11 +134,14 @@ def _ref(obj: Obj) -> Obj:
 
 def bound_claims(sa: Obj, audiences: list[str], expiration_seconds: int, now: int, issuer: str,
                  pod: Obj | None = None, secret: Obj | None = None, node: Obj | None = None,
-                 jti: str | None = None) -> Obj:
+                 jti: str | None = None, warn_after: int = 0) -> Obj:
     """The claims of a TokenRequest's token, as kube-apiserver's `Claims` writes them;
-    a pod-bound token also names the pod's node (KEP-4193)."""
+    a pod-bound token also names the pod's node (KEP-4193). `warn_after`: seconds after
+    which an extended token is stale (the `warnafter` claim)."""
     namespace = _meta(sa).get("namespace", "")
     private: Obj = {"namespace": namespace, "serviceaccount": _ref(sa)}
+    if warn_after:
+        private["warnafter"] = now + warn_after
     if pod is not None:
         private["pod"] = _ref(pod)
     if secret is not None:
@@ -271,11 +283,99 @@ def secret_holds_token(secret: Obj | None, token: str) -> bool:
 # -- TokenRequest (serviceaccounts/<name>/token) -------------------------------------------------
 
 
+@dataclass(frozen=True)
+class TokenOptions:
+    """How the API server issues and accepts ServiceAccount tokens (kube-apiserver's
+    flags of the same names). The first issuer signs; every one is accepted."""
+
+    issuers: tuple[str, ...] = (DEFAULT_ISSUER,)
+    # Audiences the API server accepts and defaults new tokens to; empty: the issuer.
+    api_audiences: tuple[str, ...] = ()
+    # Longest token a TokenRequest gets, in seconds (None: 2^32).
+    max_expiration: int | None = None
+    extend_expiration: bool = True
+
+    @property
+    def issuer(self) -> str:
+        return self.issuers[0]
+
+    @property
+    def audiences(self) -> list[str]:
+        return list(self.api_audiences or (self.issuer,))
+
+    def problems(self) -> list[str]:
+        """What is wrong with these options, worded as kube-apiserver words it."""
+        out: list[str] = []
+        if not self.issuers:
+            out.append("service-account-issuer is a required flag")
+        seen: set[str] = set()
+        for issuer in self.issuers:
+            if not issuer:
+                out.append("service-account-issuer should not be an empty string")
+            elif ":" in issuer and not _is_url(issuer):
+                out.append(f'service-account-issuer "{issuer}" contained a \':\' but was not a valid URL')
+            if issuer in seen:
+                out.append(f'service-account-issuer "{issuer}" is already specified')
+            seen.add(issuer)
+        if any(not a for a in self.api_audiences):
+            out.append("api-audiences should not contain an empty string")
+        if self.max_expiration is not None and not (
+                MIN_MAX_EXPIRATION_SECONDS <= self.max_expiration <= MAX_EXPIRATION_SECONDS):
+            out.append("the service-account-max-token-expiration must be between 1 hour and 2^32 seconds")
+        return out
+
+    def to_dict(self) -> Obj:
+        return {"issuers": list(self.issuers), "api_audiences": list(self.api_audiences),
+                "max_expiration": self.max_expiration, "extend_expiration": self.extend_expiration}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TokenOptions:
+        return cls(issuers=tuple(d.get("issuers") or (DEFAULT_ISSUER,)),
+                   api_audiences=tuple(d.get("api_audiences") or ()), max_expiration=d.get("max_expiration"),
+                   extend_expiration=bool(d.get("extend_expiration", True)))
+
+
+def _is_url(text: str) -> bool:
+    # Go's url.Parse accepts nearly anything; what it refuses is a bad scheme or host.
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        return False
+    scheme = text.split(":", 1)[0]
+    return bool(scheme) and scheme[0].isalpha() and all(c.isalnum() or c in "+-." for c in scheme) and (
+        not parts.netloc or " " not in parts.netloc)
+
+
+def parse_duration_seconds(text: str) -> int:
+    """A Go duration (`48h`, `1h30m`, `3600s`) or plain seconds, as whole seconds."""
+    from kybernetes.api.kinds.batch import go_duration_seconds
+
+    text = text.strip()
+    seconds = float(text) if text.isdigit() else go_duration_seconds(text)
+    if seconds is None or seconds < 0:
+        raise ValueError(f"invalid duration {text!r} (want e.g. 48h, 90m, 3600s)")
+    return int(seconds)
+
+
+def extends(options: TokenOptions | None, pod_bound: bool, expiration: int, audiences: Iterable[str]) -> bool:
+    """Whether a TokenRequest gets upstream's extended expiration: it is on, the token is
+    bound to a pod, asked for exactly 3607 s, and only for the API server's audiences."""
+    if options is None or not options.extend_expiration or not pod_bound:
+        return False
+    api = set(options.audiences)
+    return expiration == WARN_ONLY_EXPIRATION_SECONDS and all(a in api for a in audiences)
+
+
 class TokenIssuer(Protocol):
-    """What the TokenRequest rules need from the server: live objects, the time, a signer."""
+    """What the TokenRequest rules need from the server: live objects, the time, a signer
+    and its options."""
 
     issuer: str
     audiences: list[str]
+    options: TokenOptions
 
     def lookup(self, kind: str, namespace: str, name: str) -> Obj | None: ...
 
@@ -293,9 +393,11 @@ class TokenGrant:
 
 
 def plan_token_request(sa: Obj, body: Obj, lookup: Lookup, now: int, issuer: str,
-                       api_audiences: list[str], max_expiration: int | None = None) -> TokenGrant:
+                       api_audiences: list[str], max_expiration: int | None = None,
+                       options: TokenOptions | None = None) -> TokenGrant:
     """The rules of a TokenRequest for `sa` (already read): the spec validated and
-    defaulted, the bound object read and matched. Raises ApiError as kube-apiserver does."""
+    defaulted, the bound object read and matched. Raises ApiError as kube-apiserver does.
+    `options` (the server's): its maximum expiration and the extension of pod tokens."""
     spec = body.get("spec") if isinstance(body.get("spec"), dict) else {}
     exp = spec.get("expirationSeconds")
     if exp is None or exp == 0:
@@ -312,6 +414,8 @@ def plan_token_request(sa: Obj, body: Obj, lookup: Lookup, now: int, issuer: str
         errors.append(invalid("spec.audiences", str(audiences), "must be a list of strings"))
     if errors:
         raise ApiError.invalid("authentication.k8s.io", "TokenRequest", _meta(sa).get("name", ""), errors)
+    if max_expiration is None and options is not None:
+        max_expiration = options.max_expiration
     if max_expiration is not None:
         exp = min(exp, max_expiration)
     audiences = list(audiences) or list(api_audiences)
@@ -344,8 +448,13 @@ def plan_token_request(sa: Obj, body: Obj, lookup: Lookup, now: int, issuer: str
             if node is not None:
                 bound["node"] = node
         ref = {"kind": kind, "apiVersion": "v1", "name": name, "uid": uid}
-    claims = bound_claims(sa, audiences, exp, now, issuer, pod=bound.get("pod"), secret=bound.get("secret"),
-                          node=bound.get("node"))
+    # The token may outlive what the answer says (upstream's extension); the answer's
+    # expirationTimestamp is always the asked-for life, so the kubelet refreshes on time.
+    warn_after, token_exp = 0, exp
+    if extends(options, "pod" in bound, exp, audiences):
+        warn_after, token_exp = exp, EXTENDED_EXPIRATION_SECONDS
+    claims = bound_claims(sa, audiences, token_exp, now, issuer, pod=bound.get("pod"), secret=bound.get("secret"),
+                          node=bound.get("node"), warn_after=warn_after)
     out_spec: Obj = {"audiences": audiences, "expirationSeconds": exp, "boundObjectRef": ref if bound else None}
     request = {"kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1",
                "metadata": {"name": _meta(sa).get("name", ""), "namespace": namespace, "creationTimestamp": None},
@@ -359,9 +468,11 @@ def _rfc3339(unix: int) -> str:
 
 def issue_token(sa: Obj, body: Obj, issuer: TokenIssuer) -> Obj:
     """The answer to a TokenRequest for `sa`: the request with its token and expiry."""
-    grant = plan_token_request(sa, body, issuer.lookup, issuer.now(), issuer.issuer, issuer.audiences)
+    grant = plan_token_request(sa, body, issuer.lookup, issuer.now(), issuer.issuer, issuer.audiences,
+                               options=issuer.options)
     out = dict(grant.request)
-    out["status"] = {"token": issuer.sign(grant.claims), "expirationTimestamp": _rfc3339(grant.claims["exp"])}
+    expires = grant.claims["iat"] + grant.request["spec"]["expirationSeconds"]
+    out["status"] = {"token": issuer.sign(grant.claims), "expirationTimestamp": _rfc3339(expires)}
     return out
 
 

@@ -107,8 +107,11 @@ class ApiServer:
                  hosts: list[str] | None = None, tls: bool = True,
                  service_network: servicealloc.ServiceNetwork | None = None,
                  advertise_address: str | None = None, serving: ServingOptions | None = None,
-                 kinds: Strategies | None = None, gc_enabled: bool = False) -> None:
+                 kinds: Strategies | None = None, gc_enabled: bool = False,
+                 service_accounts: serviceaccounts.TokenOptions | None = None) -> None:
         self.data_dir = data_dir
+        # Who signs ServiceAccount tokens and who is accepted (`kyb server` flags).
+        self.sa_options = service_accounts or serviceaccounts.TokenOptions()
         self.serving = serving or ServingOptions()
         self.store = store
         self.port = port
@@ -145,7 +148,7 @@ class ApiServer:
         # RBAC for every request (system:masters without a lookup), kept from the watch cache.
         self.authorizer = Authorizer(self.cache)
         self.service.write_checks.append(
-            lambda info, obj, ctx: self.authorizer.check_escalation(info, obj, ctx.requester))
+            lambda info, obj, ctx, old: self.authorizer.check_escalation(info, obj, ctx.requester, old))
         self.service.requester_admission.append(self.authorizer.nodes.admit)
         self.service_network = service_network or servicealloc.service_network()
         # The caller (`kyb server`) knows the host's address; without it, loopback.
@@ -239,7 +242,7 @@ class ApiServer:
         if ensure_key:
             serviceaccounts.ensure_signing_key(self.pki.dir)
         self.sa_tokens = serviceaccounts.ServiceAccountTokens(
-            serviceaccounts.SigningKeys(self.pki.dir), self.cache,
+            serviceaccounts.SigningKeys(self.pki.dir), self.cache, self.sa_options,
             jwks_uri=f"https://{self.advertise_address}:{self.port}/openid/v1/jwks")
         self.authenticator.service_accounts = self.sa_tokens
         self.authenticator.bootstrap_tokens = BootstrapTokens(self.cache)

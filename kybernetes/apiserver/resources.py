@@ -214,8 +214,10 @@ class ResourceService:
         self.create_mutation: list[Callable[[ResourceInfo, dict[str, Any]], Awaitable[None]]] = []
         # Mutating/validating checks of an update (new, old), before validation: each raises ApiError.
         self.update_admission: list[Callable[[ResourceInfo, dict[str, Any], dict[str, Any]], None]] = []
-        # Checks that depend on who writes (RBAC escalation prevention): each raises ApiError.
-        self.write_checks: list[Callable[[ResourceInfo, dict[str, Any], WriteContext], None]] = []
+        # Checks that depend on who writes (RBAC escalation prevention), given the new object
+        # and, for an update, the stored one: each raises ApiError.
+        self.write_checks: list[Callable[[ResourceInfo, dict[str, Any], WriteContext, dict[str, Any] | None],
+                                         None]] = []
         # Admission that judges who writes what from the old and the new object (NodeRestriction):
         # (operation "create" | "update", info, subresource, new, old or None, requester).
         self.requester_admission: list[Callable[[str, ResourceInfo, str, dict[str, Any], dict[str, Any] | None,
@@ -442,7 +444,7 @@ class ResourceService:
             await mutate(info, obj)
         self.validate(info, obj, None)
         for check in self.write_checks:
-            check(info, obj, ctx)
+            check(info, obj, ctx, None)
         for admit_as in self.requester_admission:
             admit_as("create", info, "", obj, None, ctx.requester)
         for admit_in in self.context_admission:
@@ -575,7 +577,7 @@ class ResourceService:
                 admit(info, new, old_obj)
             self.validate(info, new, old_obj)
             for check in self.write_checks:
-                check(info, new, ctx)
+                check(info, new, ctx, old_obj)
         if not managed_done:
             self._record_fields(info, old_obj, new, ctx, subresource)
         if om.meta_equal_ignoring_bookkeeping(old_obj, new):

@@ -13,6 +13,11 @@ writes a new key pair: its public key is appended to `sa.pub` first, then `sa.ke
 replaced. Tokens signed by the old key keep working while its public key stays in
 `sa.pub`; remove that PEM block once the old tokens have expired (pod tokens live an
 hour; legacy Secret tokens never expire, so recreate those Secrets first).
+
+Who signs and who is accepted come from `TokenOptions` (`kyb server
+--service-account-issuer URL` — repeatable: the first signs, all are accepted, so an
+issuer can be changed without invalidating the old one's tokens — `--api-audiences`,
+`--service-account-max-token-expiration`, `--service-account-extend-token-expiration`).
 """
 
 from __future__ import annotations
@@ -47,6 +52,8 @@ VERIFIED_CACHE_SIZE = 4096
 DEFAULT_SA_GRACE = 5.0
 
 _KEYS = {"ServiceAccount": "serviceaccounts", "Pod": "pods", "Secret": "secrets", "Node": "nodes"}
+# The server's token options (re-exported for the server's wiring).
+TokenOptions = sat.TokenOptions
 
 
 def _write_private(path: str, data: bytes) -> None:
@@ -197,13 +204,15 @@ class SigningKeys:
 class ServiceAccountTokens:
     """Issues and checks ServiceAccount tokens; live objects come from the watch cache."""
 
-    def __init__(self, keys: SigningKeys, cache: WatchCache, issuer: str = sat.DEFAULT_ISSUER,
-                 audiences: list[str] | None = None, jwks_uri: str | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, keys: SigningKeys, cache: WatchCache, options: sat.TokenOptions | None = None,
+                 jwks_uri: str | None = None, clock: Callable[[], float] = time.time) -> None:
         self.keys = keys
         self.cache = cache
-        self.issuer = issuer
-        self.audiences = list(audiences or [issuer])
+        self.options = options or sat.TokenOptions()
+        # The first issuer signs; tokens of every one of them are accepted.
+        self.issuer = self.options.issuer
+        self.issuers = (*self.options.issuers, sat.LEGACY_ISSUER)
+        self.audiences = self.options.audiences
         self.jwks_uri = jwks_uri
         self.clock = clock
         self._verified: OrderedDict[bytes, tuple[int, dict[str, Any] | None]] = OrderedDict()
@@ -249,7 +258,7 @@ class ServiceAccountTokens:
         claims = self._claims(token)
         if claims is None:
             return "invalid bearer token"
-        return sat.check_claims(claims, self.now(), (self.issuer, sat.LEGACY_ISSUER), audiences or self.audiences,
+        return sat.check_claims(claims, self.now(), self.issuers, audiences or self.audiences,
                                 self.lookup, token)
 
     def authenticate(self, token: str) -> UserInfo | None:

@@ -43,7 +43,7 @@ from typing import Any
 from aiohttp import web
 
 from kybernetes.api.errors import ApiError
-from kybernetes.apiserver import auth, pki
+from kybernetes.apiserver import auth, pki, serviceaccounts
 from kybernetes.apiserver.app import ApiServer, ServingOptions
 from kybernetes.apiserver.crds import CrdController
 from kybernetes.apiserver.flowcontrol import FlowControlConfig
@@ -536,6 +536,8 @@ class WorkerConfig:
     serving: dict[str, Any]
     # The primary's EncryptionConfiguration file: the worker decrypts what it reads with it.
     encryption_config: str = ""
+    # The primary's ServiceAccount token options (serviceaccounts.TokenOptions.to_dict()).
+    service_accounts: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -583,7 +585,8 @@ async def run_worker(stop: asyncio.Event, config: WorkerConfig, wake_fd: int) ->
         port=config.port, bind=config.bind, service_network=network, advertise_address=config.advertise_address,
         serving=config.serving_options(),
         kinds=new_strategies(default_toleration_seconds=config.default_toleration_seconds),
-        gc_enabled=config.gc_enabled)
+        gc_enabled=config.gc_enabled,
+        service_accounts=serviceaccounts.TokenOptions.from_dict(config.service_accounts))
     await srv.start()
     store.driver.watch_fd(wake_fd)
     log.info("API worker %d serving at %s from revision %d", os.getpid(), srv.server_url(), store.current_revision())
