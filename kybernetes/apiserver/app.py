@@ -39,6 +39,7 @@ from kybernetes.apiserver import (
     serviceaccounts,
     servicealloc,
 )
+from kybernetes.apiserver.admissionpolicy import PolicyAdmission
 from kybernetes.apiserver.authz import Authorizer, reconcile_bootstrap
 from kybernetes.apiserver.bootstrapobjects import BootstrapObjects
 from kybernetes.apiserver.bootstraptokens import BootstrapTokens
@@ -150,6 +151,9 @@ class ApiServer:
         self.service.write_checks.append(
             lambda info, obj, ctx, old: self.authorizer.check_escalation(info, obj, ctx.requester, old))
         self.service.requester_admission.append(self.authorizer.nodes.admit)
+        # ValidatingAdmissionPolicy: CEL validations kept compiled from the watch cache.
+        self.policy_admission = PolicyAdmission(self.cache, self.registry, self.authorizer)
+        self.service.context_admission.append(self.policy_admission.admit)
         self.service_network = service_network or servicealloc.service_network()
         # The caller (`kyb server`) knows the host's address; without it, loopback.
         self.advertise_address = advertise_address or choose_advertise_address(None, bind, "127.0.0.1")
