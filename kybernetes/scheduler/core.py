@@ -416,6 +416,15 @@ def spread_scores(pod: PodInfo, cache: ClusterCache, nodes: list[NodeInfo]) -> l
         return [0] * n
     system = all(c.owner for c in soft)
     state = spread_state(pod, cache, soft)
+    if system and len(soft) == 2 and soft[0].topology_key == HOSTNAME_LABEL != soft[1].topology_key:
+        return _default_spread_scores(soft, state.counts[1], nodes)
+    return _spread_scores_by_constraint(pod, soft, state, nodes)
+
+
+def _spread_scores_by_constraint(pod: PodInfo, soft: tuple[SpreadConstraint, ...], state: SpreadState,
+                                 nodes: list[NodeInfo]) -> list[int]:
+    n = len(nodes)
+    system = all(c.owner for c in soft)
     ignored = None if system else [any(c.topology_key not in ni.labels for c in soft) for ni in nodes]
     skipped = sum(ignored) if ignored is not None else 0
     namespace = pod.namespace
@@ -450,6 +459,30 @@ def spread_scores(pod: PodInfo, cache: ClusterCache, nodes: list[NodeInfo]) -> l
         return [0 if s < 0 else MAX_NODE_SCORE for s in scores]
     top = hi + lo
     return [0 if s < 0 else MAX_NODE_SCORE * (top - s) // hi for s in scores]
+
+
+def _default_spread_scores(soft: tuple[SpreadConstraint, SpreadConstraint], zone_counts: Mapping[str, int],
+                           nodes: list[NodeInfo]) -> list[int]:
+    """`spread_scores` for the system default constraints of a controller's pod (its
+    siblings per host, then per zone) in one pass over the nodes: what every Deployment
+    pod is scored with. The same arithmetic as the general loop, fused."""
+    host, zone = soft
+    owner, host_offset = host.owner, host.max_skew - 1
+    zone_key, zone_offset = zone.topology_key, zone.max_skew - 1
+    host_weight = math.log(len(nodes) + 2)
+    domains = {ni.labels.get(zone_key) for ni in nodes}
+    domains.discard(None)
+    zone_weight = math.log(len(domains) + 2)
+    scores = [
+        round((ni.owners.get(owner, 0) * host_weight + host_offset if HOSTNAME_LABEL in ni.labels else 0.0)
+              + (zone_counts.get(ni.labels[zone_key], 0) * zone_weight + zone_offset
+                 if zone_key in ni.labels else 0.0))
+        for ni in nodes]
+    lo, hi = min(scores), max(scores)
+    if hi == 0:
+        return [MAX_NODE_SCORE] * len(scores)
+    top = hi + lo
+    return [MAX_NODE_SCORE * (top - s) // hi for s in scores]
 
 
 def score_nodes(pod: PodInfo, cache: ClusterCache, nodes: list[NodeInfo]) -> list[int]:

@@ -401,6 +401,26 @@ def test_default_spread_of_a_replicaset_over_nodes_and_zones():
     assert len(set(scores)) == 1
 
 
+def test_default_spread_scores_in_one_pass_equal_the_per_constraint_scores():
+    from kybernetes.scheduler import core
+
+    rng = random.Random(11)
+    nodes = [node(f"n{i}", cpu="64", mem="256Gi",
+                  labels={"topology.kubernetes.io/zone": f"z{i % 3}"} if i % 7 else {}) for i in range(40)]
+    c = cluster(*nodes)
+    for i in range(120):
+        p = PodInfo(pod(f"r{i}", "10m", "10Mi", owner=rng.choice(["rs1", "rs2"])))
+        c.assume(p, f"n{rng.randrange(40)}")
+    for owner in ("rs1", "rs2", "rs3"):
+        info = PodInfo(pod("next", "10m", "10Mi", owner=owner))
+        soft = tuple(x for x in info.spread if not x.hard)
+        state = core.spread_state(info, c, soft)
+        feasible = c.node_list()[rng.randrange(5):]
+        fused = core.spread_scores(info, c, feasible)
+        assert fused == core._spread_scores_by_constraint(info, soft, state, feasible)
+        assert len(set(fused)) > 1 or owner == "rs3"
+
+
 def test_spread_score_prefers_the_emptier_domain():
     c = cluster(node("a", cpu="64", mem="64Gi"), node("b", cpu="64", mem="64Gi"),
                 pods=(pod("w1", "1m", labels={"app": "w"}, node_name="a"),
