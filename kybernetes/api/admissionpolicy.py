@@ -243,10 +243,15 @@ def _error_message(program: cel.Program, error: cel.CelError) -> str:
     return f"expression '{program.text}' resulted in error: {error}"
 
 
-def evaluate(policy: CompiledPolicy, data: Obj, authorize: cel.AuthorizeFn | None) -> list[Decision]:
+_MAX_ANNOTATION = 10 * 1024  # upstream's maxAuditAnnotationValueLength
+
+
+def evaluate(policy: CompiledPolicy, data: Obj, authorize: cel.AuthorizeFn | None,
+             annotations: dict[str, str] | None = None) -> list[Decision]:
     """What the policy decides for one binding and one param: the validations that
     failed (empty: admitted). `data` holds object, oldObject, request, params,
-    namespaceObject. Errors follow the policy's failurePolicy."""
+    namespaceObject. Errors follow the policy's failurePolicy. The values of the policy's
+    auditAnnotations are added to `annotations` as `POLICY/KEY`."""
     fail = policy.failure_policy != "Ignore"
     if policy.error:
         return [Decision(f"failed to configure policy: {policy.error}")] if fail else []
@@ -285,6 +290,19 @@ def evaluate(policy: CompiledPolicy, data: Obj, authorize: cel.AuthorizeFn | Non
             if passed is True:
                 continue
             out.append(Decision(_message(v, act), v.reason or "Invalid", i))
+        for key, program in policy.audit_annotations:
+            try:
+                value = cel.evaluate(program, act)
+            except cel.CelError as e:
+                if fail:
+                    out.append(Decision(_error_message(program, e)))
+                continue
+            if isinstance(value, str) and annotations is not None:
+                name = f"{policy.name}/{key}"
+                previous = annotations.get(name)
+                value = value[:_MAX_ANNOTATION]
+                # Several bindings (params) giving different values are listed together.
+                annotations[name] = value if previous in (None, value) else f"{previous}, {value}"
         return out
 
 

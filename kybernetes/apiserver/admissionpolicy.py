@@ -104,7 +104,8 @@ class PolicyAdmission:
                 if isinstance(match, dict) and not ap.resources_match(match, req, new, old, ns_labels,
                                                                       need_rules=False):
                     continue
-                decisions = self._evaluate(policy, binding, req, new, old, ns_obj, requester)
+                decisions = self._evaluate(policy, binding, req, new, old, ns_obj, requester,
+                                           getattr(ctx, "audit_annotations", None))
                 actions = spec.get("validationActions") or []
                 for d in decisions:
                     if "Deny" in actions and denial is None:
@@ -117,7 +118,8 @@ class PolicyAdmission:
             raise _forbidden(info, req, *denial)
 
     def _evaluate(self, policy: ap.CompiledPolicy, binding: Obj, req: ap.Request, new: Obj | None,
-                  old: Obj | None, ns_obj: Obj | None, requester: Requester) -> list[ap.Decision]:
+                  old: Obj | None, ns_obj: Obj | None, requester: Requester,
+                  annotations: dict[str, str] | None) -> list[ap.Decision]:
         fail = policy.failure_policy != "Ignore"
         try:
             params = self._params(policy, binding, req)
@@ -127,7 +129,7 @@ class PolicyAdmission:
         decide = self._decider(requester)
         out: list[ap.Decision] = []
         for param in params:
-            out += ap.evaluate(policy, {**data, "params": param}, decide)
+            out += ap.evaluate(policy, {**data, "params": param}, decide, annotations)
         return out
 
     # -- lookups ----------------------------------------------------------------------
