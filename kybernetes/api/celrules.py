@@ -5,7 +5,8 @@ A rule sees `self` (the value at its schema node) and, when it names `oldSelf`, 
 transition rule: evaluated on update only, where the old object has a value at the same
 place (object properties and map entries by key, list items of `x-kubernetes-list-type:
 map` by their keys). Errors: `spec: Invalid value: "object": MESSAGE` (the value shown
-is the node's schema type), `failed rule: RULE` without a message; `reason` picks
+is the node's schema type; `<nil>` for a rule at the root), `failed rule: RULE` without a
+message, `ERROR evaluating rule: MESSAGE-or-RULE` when evaluation fails; `reason` picks
 Forbidden / Required / Duplicate, `fieldPath` points below the node.
 
 Not provided: `optionalOldSelf` (such rules run as plain transition rules), ratcheting
@@ -145,6 +146,7 @@ def schema_rule_errors(path: str, schema: Any) -> list[FieldError]:
 # -- evaluating ----------------------------------------------------------------------------
 
 _MISSING = object()
+_ROOT = "<nil>"  # how upstream shows the root's (nil) field path
 
 
 def validate(schema: Obj | None, obj: Obj, old: Obj | None, transitions_only: bool = False) -> list[FieldError]:
@@ -215,13 +217,13 @@ def _check(node: Node, value: Any, old: Any, path: str, errs: list[FieldError], 
             try:
                 bindings = cel.activation(env, {"self": value, "oldSelf": None if old is _MISSING else old})
             except cel.CelError as e:
-                errs.append(invalid(path, node.type, str(e)))
+                errs.append(invalid(path or _ROOT, node.type, str(e)))
                 return
         try:
             passed = cel.evaluate(rule.program, bindings)
         except cel.CelError as e:
-            errs.append(invalid(path, node.type, str(e) if isinstance(e, cel.CostExceeded)
-                                else f"{rule.program.text}: {e}"))
+            errs.append(invalid(path or _ROOT, node.type, str(e) if isinstance(e, cel.CostExceeded)
+                                else f"{e} evaluating rule: {rule.message or rule.program.text}"))
             continue
         if passed is True:
             continue
@@ -229,7 +231,7 @@ def _check(node: Node, value: Any, old: Any, path: str, errs: list[FieldError], 
         if rule.field_path:
             field_path = (path + rule.field_path) if rule.field_path.startswith(("[", ".")) and path \
                 else _join(path, rule.field_path.lstrip("."))
-        errs.append(_error(rule.reason, field_path, node.type, _message(rule, bindings)))
+        errs.append(_error(rule.reason, field_path or _ROOT, node.type, _message(rule, bindings)))
 
 
 def _message(rule: Rule, bindings: Any) -> str:

@@ -66,3 +66,13 @@ def test_bad_rules_are_refused_with_the_crd() -> None:
         "spec.versions[0].schema.openAPIV3Schema.properties[spec].x-kubernetes-validations[1].reason"]
     assert errs[0].detail.startswith("compilation failed: ERROR: <input>:1:")
     assert celrules.schema_rule_errors("s", SCHEMA) == []
+
+
+def test_root_rules_and_evaluation_errors_worded_as_upstream() -> None:
+    schema = {"type": "object", "x-kubernetes-validations": [
+        {"rule": "self.metadata.name.startsWith('my-')"},
+        {"rule": "self.spec.organization == 'x'", "message": "organization is x"}],
+        "properties": {"spec": {"type": "object"}}}
+    assert messages(celrules.validate(schema, {"metadata": {"name": "other"}, "spec": {}}, None)) == [
+        "<nil>: Invalid value: \"object\": failed rule: self.metadata.name.startsWith('my-')",
+        '<nil>: Invalid value: "object": no such key: organization evaluating rule: organization is x']
