@@ -308,14 +308,16 @@ class ApiClient:
                 if self.log_refusals:
                     _log_forbidden(resp.status, "WATCH", res.path(namespace), raw)
                 raise _error_from(resp.status, raw)
-            buf = b""
+            pieces: list[bytes] = []
             async for chunk in resp.content.iter_any():
-                buf += chunk
-                while True:
-                    nl = buf.find(b"\n")
-                    if nl < 0:
-                        break
-                    line, buf = buf[:nl], buf[nl + 1:]
+                pieces.append(chunk)
+                if b"\n" not in chunk:
+                    continue  # a large object arriving in parts is joined once, when it ends
+                # One split per chunk: a burst brings hundreds of events in one chunk, and
+                # cutting them off one at a time would copy the rest of it each time.
+                lines = b"".join(pieces).split(b"\n")
+                pieces = [lines.pop()]
+                for line in lines:
                     if not line.strip():
                         continue
                     ev = orjson.loads(line)

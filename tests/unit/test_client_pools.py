@@ -63,3 +63,32 @@ async def test_requests_get_through_while_watches_hold_more_connections_than_the
         await asyncio.gather(*watches, return_exceptions=True)
         await client.close()
         await server.close()
+
+
+async def test_a_watch_reads_events_however_the_stream_is_cut():
+    # Events as a server sends them in a burst: several in one write, one object split
+    # over several writes, blank keep-alive lines between them.
+    events = [{"type": "ADDED", "object": {"kind": "Namespace", "metadata": {"name": f"n{i}", "x": "y" * (i * 50)}}}
+              for i in range(40)]
+    stream = b"".join(orjson.dumps(e) + (b"\n\n" if i % 7 == 0 else b"\n") for i, e in enumerate(events))
+    cuts = [0, 3, 4, 500, 501, 2000, 2001, 2002, len(stream) - 1, len(stream)]
+
+    async def namespaces(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await resp.prepare(request)
+        for start, end in zip(cuts, cuts[1:]):
+            await resp.write(stream[start:end])
+            await asyncio.sleep(0.01)  # each part its own chunk
+        return resp
+
+    app = web.Application()
+    app.router.add_get("/api/v1/namespaces", namespaces)
+    server = TestServer(app)
+    await server.start_server()
+    client = ApiClient(str(server.make_url("")))
+    try:
+        got = [obj async for _kind, obj in client.watch(NAMESPACES)]
+    finally:
+        await client.close()
+        await server.close()
+    assert got == [e["object"] for e in events]
