@@ -22,6 +22,7 @@ from typing import Any
 
 from kybernetes.api import cel
 from kybernetes.api.errors import FieldError, invalid
+from kybernetes.api.validation import GoValue, go_quote
 
 Obj = dict[str, Any]
 _OLD_SELF = re.compile(r"\boldSelf\b")
@@ -122,7 +123,7 @@ def schema_rule_errors(path: str, schema: Any) -> list[FieldError]:
         try:
             cel.compile_expression(_env(), text)
         except cel.CelError as e:
-            errs.append(invalid(f"{rule_path}.rule", text, str(e)))
+            errs.append(invalid(f"{rule_path}.rule", _shown(raw), str(e)))
         message_expr = raw.get("messageExpression")
         if isinstance(message_expr, str) and message_expr:
             try:
@@ -141,6 +142,21 @@ def schema_rule_errors(path: str, schema: Any) -> list[FieldError]:
     if isinstance(schema.get("additionalProperties"), dict):
         errs += schema_rule_errors(f"{path}.additionalProperties", schema["additionalProperties"])
     return errs
+
+
+def _shown(raw: Obj) -> GoValue:
+    """A rule as the real server's error shows it (Go's %#v of apiextensions.ValidationRule)."""
+    def text(key: str) -> str:
+        return go_quote(str(raw.get(key) or ""))
+    reason = raw.get("reason")
+    optional = raw.get("optionalOldSelf")
+    return GoValue(
+        f"apiextensions.ValidationRule{{Rule:{text('rule')}, Message:{text('message')}, "
+        f"MessageExpression:{text('messageExpression')}, Reason:"
+        + (f"(*apiextensions.FieldValueErrorReason)({go_quote(str(reason))})" if reason
+           else "(*apiextensions.FieldValueErrorReason)(nil)")
+        + f", FieldPath:{text('fieldPath')}, OptionalOldSelf:"
+        + (f"(*bool)({str(bool(optional)).lower()})" if optional is not None else "(*bool)(nil)") + "}")
 
 
 # -- evaluating ----------------------------------------------------------------------------

@@ -76,3 +76,12 @@ def test_root_rules_and_evaluation_errors_worded_as_upstream() -> None:
     assert messages(celrules.validate(schema, {"metadata": {"name": "other"}, "spec": {}}, None)) == [
         "<nil>: Invalid value: \"object\": failed rule: self.metadata.name.startsWith('my-')",
         '<nil>: Invalid value: "object": no such key: organization evaluating rule: organization is x']
+
+
+def test_bad_rule_shown_as_upstreams_go_value() -> None:
+    bad = {"type": "object", "x-kubernetes-validations": [{"rule": "self == ", "message": "m"}]}
+    [err] = celrules.schema_rule_errors("s", bad)
+    assert err.message().startswith(
+        'Invalid value: apiextensions.ValidationRule{Rule:"self == ", Message:"m", MessageExpression:"", '
+        'Reason:(*apiextensions.FieldValueErrorReason)(nil), FieldPath:"", OptionalOldSelf:(*bool)(nil)}: '
+        "compilation failed: ERROR: <input>:1:")
