@@ -39,15 +39,13 @@ from kybernetes.apiserver import (
     serviceaccounts,
     servicealloc,
 )
-from kybernetes.apiserver.admissionpolicy import PolicyAdmission
+from kybernetes.apiserver.audit import PANIC, Auditor
 from kybernetes.apiserver.authz import Authorizer, reconcile_bootstrap
 from kybernetes.apiserver.bootstrapobjects import BootstrapObjects
 from kybernetes.apiserver.bootstraptokens import BootstrapTokens
 from kybernetes.apiserver.crds import CrdController
 from kybernetes.apiserver.flowcontrol import FlowControlConfig, FlowController
-from kybernetes.apiserver.limitranger import LimitRanger
 from kybernetes.apiserver.namespaces import ensure_system_namespaces
-from kybernetes.apiserver.podsecurity import PodSecurityAdmission
 from kybernetes.apiserver.priority import PriorityAdmission
 from kybernetes.apiserver.quota import QuotaAdmission, QuotaStatus
 from kybernetes.apiserver.resources import ResourceService
@@ -108,11 +106,8 @@ class ApiServer:
                  hosts: list[str] | None = None, tls: bool = True,
                  service_network: servicealloc.ServiceNetwork | None = None,
                  advertise_address: str | None = None, serving: ServingOptions | None = None,
-                 kinds: Strategies | None = None, gc_enabled: bool = False,
-                 service_accounts: serviceaccounts.TokenOptions | None = None) -> None:
+                 kinds: Strategies | None = None, gc_enabled: bool = False) -> None:
         self.data_dir = data_dir
-        # Who signs ServiceAccount tokens and who is accepted (`kyb server` flags).
-        self.sa_options = service_accounts or serviceaccounts.TokenOptions()
         self.serving = serving or ServingOptions()
         self.store = store
         self.port = port
@@ -132,15 +127,6 @@ class ApiServer:
         priority_admission = PriorityAdmission(self.registry, self.cache)
         self.service.create_admission.append(priority_admission.check_create)
         self.service.update_admission.append(priority_admission.check_update)
-        # LimitRanger and PodSecurity judge before quota, which reserves what it admits.
-        limit_ranger = LimitRanger(self.registry, self.cache)
-        self.service.create_mutation.append(limit_ranger.mutate_create)
-        self.service.create_admission.append(limit_ranger.check_create)
-        self.service.update_admission.append(limit_ranger.check_update)
-        # Every level privileged until namespaces are labelled (`kyb server
-        # --admission-control-config-file` sets other defaults and exemptions).
-        self.pod_security = PodSecurityAdmission(self.registry, self.cache)
-        self.service.context_admission.append(self.pod_security.admit)
         self.service.create_admission.append(QuotaAdmission(self.cache).check_create)
         storage_admission = StorageAdmission(self.registry, self.cache)
         self.service.create_admission.append(storage_admission.check_create)
@@ -149,11 +135,8 @@ class ApiServer:
         # RBAC for every request (system:masters without a lookup), kept from the watch cache.
         self.authorizer = Authorizer(self.cache)
         self.service.write_checks.append(
-            lambda info, obj, ctx, old: self.authorizer.check_escalation(info, obj, ctx.requester, old))
+            lambda info, obj, ctx: self.authorizer.check_escalation(info, obj, ctx.requester))
         self.service.requester_admission.append(self.authorizer.nodes.admit)
-        # ValidatingAdmissionPolicy: CEL validations kept compiled from the watch cache.
-        self.policy_admission = PolicyAdmission(self.cache, self.registry, self.authorizer)
-        self.service.context_admission.append(self.policy_admission.admit)
         self.service_network = service_network or servicealloc.service_network()
         # The caller (`kyb server`) knows the host's address; without it, loopback.
         self.advertise_address = advertise_address or choose_advertise_address(None, bind, "127.0.0.1")
@@ -174,6 +157,8 @@ class ApiServer:
         # Who sent a request an API worker process forwarded (apiserver/workers.py): asked
         # first, it answers only for requests on the workers' private socket.
         self.trusted_identity: Callable[[web.Request], auth.UserInfo | None] | None = None
+        # The audit log (apiserver/audit.py), set by the caller before start; None: no auditing.
+        self.audit: Auditor | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -202,6 +187,8 @@ class ApiServer:
         self.virtual.sa_tokens = self.sa_tokens
         self.rest = RestHandler(self.registry, self.store, self.cache, self.service, self.virtual)
         await asyncio.to_thread(protobuf.compile_codecs)
+        if self.audit is not None:
+            await self.audit.start()
         await self._serve()
         self.ready = True
 
@@ -211,6 +198,8 @@ class ApiServer:
         app = web.Application(middlewares=[self._middleware], client_max_size=4 * 1024 * 1024,
                               handler_args={"max_field_size": 65536})
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        if self.audit is not None:
+            app.on_response_prepare.append(self.audit.on_prepare)
         self.runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0,
                                     keepalive_timeout=self.serving.idle_timeout)
         await self.runner.setup()
@@ -230,6 +219,8 @@ class ApiServer:
             await self.system_services.stop()
         if self.runner is not None:
             await self.runner.cleanup()
+        if self.audit is not None:
+            await self.audit.stop()
         if getattr(self, "virtual", None) is not None:
             await self.virtual.close()
         await self.cache.close()
@@ -246,7 +237,7 @@ class ApiServer:
         if ensure_key:
             serviceaccounts.ensure_signing_key(self.pki.dir)
         self.sa_tokens = serviceaccounts.ServiceAccountTokens(
-            serviceaccounts.SigningKeys(self.pki.dir), self.cache, self.sa_options,
+            serviceaccounts.SigningKeys(self.pki.dir), self.cache,
             jwks_uri=f"https://{self.advertise_address}:{self.port}/openid/v1/jwks")
         self.authenticator.service_accounts = self.sa_tokens
         self.authenticator.bootstrap_tokens = BootstrapTokens(self.cache)
@@ -260,16 +251,30 @@ class ApiServer:
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if self.audit is not None:
+            return await self.audit.observe(request, self._serve_request(request, handler))
+        return await self._serve_request(request, handler)
+
+    async def _serve_request(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        audit = None
         try:
             user = self._authenticate(request)
             request["user"] = user
+            if self.audit is not None:
+                audit = self.audit.begin(request, user)
             if user is None:
                 raise ApiError.unauthorized()
             if not request.get(_FORWARDED) and _impersonating(request.headers):
                 user = request["user"] = self.authorizer.impersonate(user, request.headers, request.headers.getall)
+                if audit is not None:
+                    audit.impersonate(user)
             if not request.path.startswith(_PUBLIC_PATHS):
-                self.authorizer.check_request(user, request.method, request.path, request.query,
-                                              request.query_string)
+                if audit is not None:
+                    audit.authz = ("forbid", "")
+                reason = self.authorizer.check_request(user, request.method, request.path, request.query,
+                                                       request.query_string)
+                if audit is not None:
+                    audit.authz = ("allow", reason)
             ticket = self.flow.ticket(request.method, request.path, request.query, user.username, user.groups,
                                       request.headers.get("User-Agent", ""))
             if ticket is None:
@@ -291,6 +296,7 @@ class ApiServer:
             return _error_response(ApiError.internal(str(e)), request)
         except Exception as e:  # noqa: BLE001 - a bug must answer 500, never kill the server
             log.exception("internal error on %s %s", request.method, request.path)
+            request[PANIC] = f"{type(e).__name__}: {e}"
             return _error_response(ApiError.internal(type(e).__name__ + ": " + str(e)), request)
 
     def _authenticate(self, request: web.Request) -> auth.UserInfo | None:

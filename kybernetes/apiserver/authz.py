@@ -30,7 +30,6 @@ from kybernetes.api.rbac import (
     escalation_message,
     forbidden_message,
     missing_rules,
-    only_gc_fields_changed,
     qualified_forbidden,
 )
 from kybernetes.api.registry import Registry, ResourceInfo
@@ -187,10 +186,10 @@ class Authorizer:
     # -- the request pipeline -------------------------------------------------------------
 
     def check_request(self, user: auth.UserInfo, method: str, path: str, query: Mapping[str, str],
-                      query_string: str) -> None:
-        """Raise 403 unless RBAC allows the request."""
+                      query_string: str) -> str:
+        """Raise 403 unless RBAC allows the request; the allowing reason (for the audit log)."""
         if MASTERS_GROUP in user.groups:
-            return
+            return ""
         groups = tuple(user.groups)
         if NODES_GROUP in groups:
             # Not kept per request: a node's reach changes as pods are bound to it.
@@ -199,7 +198,7 @@ class Authorizer:
             if not decision.allowed:
                 raise forbidden(attrs, decision.reason)
             self.nodes.check_request(attrs)
-            return
+            return decision.reason
         key = (user.username, groups, method, path, query_string)
         found = self._decisions.get(key) if self._index is not None else None
         if found is None:
@@ -210,6 +209,7 @@ class Authorizer:
             self._decisions[key] = found
         if not found[1].allowed:
             raise forbidden(found[0], found[1].reason)
+        return found[1].reason
 
     def impersonate(self, user: auth.UserInfo, headers: Mapping[str, str], getall: Any) -> auth.UserInfo:
         """The user a request acts as after its `Impersonate-*` headers, each checked with
@@ -257,15 +257,10 @@ class Authorizer:
 
     # -- escalation -----------------------------------------------------------------------
 
-    def check_escalation(self, info: ResourceInfo, obj: dict[str, Any], requester: Requester | None,
-                         old: dict[str, Any] | None = None) -> None:
+    def check_escalation(self, info: ResourceInfo, obj: dict[str, Any], requester: Requester | None) -> None:
         """Refuse a Role/ClusterRole granting, or a binding to a role granting, rules the
-        writer does not hold, unless they may `escalate` (roles) or `bind` (bindings).
-        `old`: the stored object of an update; one changing only owner references and
-        finalizers is not checked (as upstream)."""
+        writer does not hold, unless they may `escalate` (roles) or `bind` (bindings)."""
         if info.group != RBAC_GROUP or requester is None or is_master(requester.groups):
-            return
-        if old is not None and only_gc_fields_changed(obj, old):
             return
         meta = obj.get("metadata") or {}
         name = str(meta.get("name") or "")

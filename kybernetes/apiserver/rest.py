@@ -180,6 +180,7 @@ def success_status(info: ResourceInfo, name: str, uid: str = "", code: int | Non
 
 
 OUTPUT = "kyb.output"
+REQUEST_BODY = "kyb.request_body"
 
 
 def _output(request: web.Request) -> codec.Output:
@@ -761,7 +762,7 @@ class RestHandler:
 
     async def _body(self, request: web.Request, kind: str, ctx: WriteContext | None = None,
                     version: str = "") -> dict[str, Any]:
-        data = await read_body(request)
+        data = request[REQUEST_BODY] = await read_body(request)  # kept for the audit log (apiserver/audit.py)
         dups: list[str] | None = [] if ctx is not None and ctx.field_validation != "Ignore" else None
         obj = codec.decode_object(data, request.headers.get("Content-Type"), kind, dups)
         if ctx is not None:
@@ -795,7 +796,7 @@ class RestHandler:
     async def patch(self, request: web.Request, target: Target) -> web.Response:
         ctx = self.write_context(request)
         ptype = patch_for_content_type(codec.media_type(request.headers.get("Content-Type")))
-        data = await read_body(request)
+        data = request[REQUEST_BODY] = await read_body(request)
         dups: list[str] | None = [] if ctx.field_validation != "Ignore" else None
         body = codec.decode_body(data, request.headers.get("Content-Type"), target.info.kind, dups)
         ctx.duplicates, ctx.patch_type, ctx.patch_body = dups or [], ptype, body
