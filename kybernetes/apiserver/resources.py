@@ -62,9 +62,6 @@ class WriteContext:
     # the schema knows, each of the schema's type (`protobuf.decode_k8s_protobuf`), so the
     # JSON checks for unknown fields and wrong types would find nothing.
     typed_body: bool = False
-    # Annotations admission adds to the request's audit event (PodSecurity's
-    # `pod-security.kubernetes.io/audit-violations`), for the audit log to record.
-    audit_annotations: dict[str, str] = field(default_factory=dict)
 
 
 class WriteResult:
@@ -214,19 +211,20 @@ class ResourceService:
         self.create_mutation: list[Callable[[ResourceInfo, dict[str, Any]], Awaitable[None]]] = []
         # Mutating/validating checks of an update (new, old), before validation: each raises ApiError.
         self.update_admission: list[Callable[[ResourceInfo, dict[str, Any], dict[str, Any]], None]] = []
-        # Checks that depend on who writes (RBAC escalation prevention), given the new object
-        # and, for an update, the stored one: each raises ApiError.
-        self.write_checks: list[Callable[[ResourceInfo, dict[str, Any], WriteContext, dict[str, Any] | None],
-                                         None]] = []
+        # Checks that depend on who writes (RBAC escalation prevention): each raises ApiError.
+        self.write_checks: list[Callable[[ResourceInfo, dict[str, Any], WriteContext], None]] = []
         # Admission that judges who writes what from the old and the new object (NodeRestriction):
         # (operation "create" | "update", info, subresource, new, old or None, requester).
         self.requester_admission: list[Callable[[str, ResourceInfo, str, dict[str, Any], dict[str, Any] | None,
                                                  Requester | None], None]] = []
-        # Validating admission given the whole request context, after the above (PodSecurity:
-        # exemptions by user, warnings and audit annotations added to `ctx`):
-        # (operation "create" | "update", info, subresource, new, old or None, ctx).
-        self.context_admission: list[Callable[[str, ResourceInfo, str, dict[str, Any], dict[str, Any] | None,
-                                               WriteContext], None]] = []
+        # Admission that calls out and may wait (dynamic webhooks): (operation "CREATE" | "UPDATE" |
+        # "DELETE", info, subresource, new or None, old or None, ctx); each raises ApiError. Mutating
+        # ones run after the built-in mutation and may change `new` in place; validating ones run
+        # after the built-in validation.
+        self.external_mutation: list[Callable[[str, ResourceInfo, str, dict[str, Any] | None,
+                                               dict[str, Any] | None, WriteContext], Awaitable[None]]] = []
+        self.external_validation: list[Callable[[str, ResourceInfo, str, dict[str, Any] | None,
+                                                 dict[str, Any] | None, WriteContext], Awaitable[None]]] = []
 
     # -- versions -------------------------------------------------------------------
     # A request in a version other than the storage version is checked (type meta,
@@ -442,13 +440,15 @@ class ResourceService:
             self._record_fields(info, None, obj, ctx, "")
         for mutate in self.create_mutation:
             await mutate(info, obj)
+        for call in self.external_mutation:
+            await call("CREATE", info, "", obj, None, ctx)
         self.validate(info, obj, None)
         for check in self.write_checks:
-            check(info, obj, ctx, None)
+            check(info, obj, ctx)
         for admit_as in self.requester_admission:
             admit_as("create", info, "", obj, None, ctx.requester)
-        for admit_in in self.context_admission:
-            admit_in("create", info, "", obj, None, ctx)
+        for call in self.external_validation:
+            await call("CREATE", info, "", obj, None, ctx)
         settles = [settle for admit in self.create_admission if (settle := admit(info, obj)) is not None]
         if not settles:
             return await self._allocate_and_store(info, obj, ctx)
@@ -568,16 +568,18 @@ class ResourceService:
         if policy.bumps_generation and strategy.has_generation(info, new) and om.spec_changed(old_obj, new):
             meta["generation"] = int(old_meta.get("generation") or 0) + 1
         self.after_defaults(info, new, old_obj)
+        for call in self.external_mutation:
+            await call("UPDATE", info, subresource, new, old_obj, ctx)
         for admit_as in self.requester_admission:
             admit_as("update", info, subresource, new, old_obj, ctx.requester)
-        for admit_in in self.context_admission:
-            admit_in("update", info, subresource, new, old_obj, ctx)
         if policy.validates:
             for admit in self.update_admission:
                 admit(info, new, old_obj)
             self.validate(info, new, old_obj)
             for check in self.write_checks:
-                check(info, new, ctx, old_obj)
+                check(info, new, ctx)
+        for call in self.external_validation:
+            await call("UPDATE", info, subresource, new, old_obj, ctx)
         if not managed_done:
             self._record_fields(info, old_obj, new, ctx, subresource)
         if om.meta_equal_ignoring_bookkeeping(old_obj, new):
@@ -765,6 +767,10 @@ class ResourceService:
             raise ApiError.conflict(info.group, info.plural, name,
                                     f"Precondition failed: ResourceVersion in precondition: "
                                     f"{pre['resourceVersion']}, ResourceVersion in object meta: {co.rev}")
+        for call in self.external_mutation:
+            await call("DELETE", info, "", None, obj, ctx)
+        for call in self.external_validation:
+            await call("DELETE", info, "", None, obj, ctx)
         policy = options.get("propagationPolicy")
         if options.get("orphanDependents") is True and not policy:
             policy = "Orphan"

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from kybernetes.api.admissionpolicy import compile_errors as policy_compile_errors
 from kybernetes.api.defaults import as_map, child_map, dicts, set_default
 from kybernetes.api.errors import FieldError, duplicate, invalid, required
 from kybernetes.api.kinds.base import KindRef, KindStrategy
+from kybernetes.api.names import qualified_name_errors
 from kybernetes.api.registry import ResourceInfo
 from kybernetes.api.tables import (
     age_column,
@@ -25,6 +27,7 @@ from kybernetes.api.tables import (
     name_of,
 )
 from kybernetes.api.validation import as_dict, as_list, enum_errors, validate_label_selector
+from kybernetes.api.webhooks import compile_match_condition
 
 Obj = dict[str, Any]
 Errors = list[FieldError]
@@ -123,17 +126,76 @@ def _validate_client_config(path: str, config: Obj) -> Errors:
     if (url is None) == (service is None):
         return [required(path, "exactly one of url or service is required")]
     if url is not None:
-        if not str(url).startswith("https://"):
-            return [invalid(f"{path}.url", url, "'https' is the only allowed URL scheme")]
-        return []
+        return _url_errors(f"{path}.url", str(url))
     svc = as_dict(service)
     errs: Errors = []
     for key in ("namespace", "name"):
         if not svc.get(key):
             errs.append(required(f"{path}.service.{key}", f"service {key} is required"))
+    svc_path = svc.get("path")
+    if svc_path:
+        text = str(svc_path)
+        if not text.startswith("/"):
+            errs.append(invalid(f"{path}.service.path", svc_path, "must start with a '/'"))
+        else:
+            for i, segment in enumerate(text[1:].split("/")):
+                if not segment and i < len(text[1:].split("/")) - 1:
+                    errs.append(invalid(f"{path}.service.path", svc_path, f"segment[{i}] may not be empty"))
     port = svc.get("port")
     if port is not None and (not isinstance(port, int) or not 1 <= port <= 65535):
         errs.append(invalid(f"{path}.service.port", port, "port is not valid: must be between 1 and 65535, inclusive"))
+    return errs
+
+
+_URL_FORM = "; desired format: https://host[/path]"
+
+
+def _url_errors(path: str, url: str) -> Errors:
+    """A webhook URL as upstream's ValidateWebhookURL checks it: https, a host, and no
+    user information, query or fragment (the server adds `?timeout=`)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError as e:
+        return [required(path, f"url must be a valid URL: {e}{_URL_FORM}")]
+    errs: Errors = []
+    if parts.scheme != "https":
+        errs.append(invalid(path, parts.scheme, "'https' is the only allowed URL scheme" + _URL_FORM))
+    if not parts.hostname:
+        errs.append(invalid(path, parts.netloc, "host must be specified" + _URL_FORM))
+    if "@" in parts.netloc:
+        errs.append(invalid(path, parts.netloc.rsplit("@", 1)[0], "user information is not permitted in the URL"))
+    if parts.fragment or url.endswith("#"):
+        errs.append(invalid(path, parts.fragment, "fragments are not permitted in the URL"))
+    if parts.query or "?" in url:
+        errs.append(invalid(path, parts.query, "query parameters are not permitted in the URL"))
+    return errs
+
+
+_MAX_MATCH_CONDITIONS = 64
+
+
+def _match_condition_errors(path: str, conditions: Any) -> Errors:
+    items = as_list(conditions)
+    errs: Errors = []
+    if len(items) > _MAX_MATCH_CONDITIONS:
+        errs.append(FieldError("FieldValueTooMany", path, f"must have at most {_MAX_MATCH_CONDITIONS} items",
+                               len(items), True))
+    seen: set[str] = set()
+    for i, raw in enumerate(items):
+        cond = as_dict(raw)
+        name = cond.get("name")
+        if not name:
+            errs.append(required(f"{path}[{i}].name"))
+        elif name in seen:
+            errs.append(duplicate(f"{path}[{i}].name", name))
+        else:
+            errs += [invalid(f"{path}[{i}].name", name, m) for m in qualified_name_errors(str(name))]
+        seen.add(str(name))
+        if not cond.get("expression"):
+            errs.append(required(f"{path}[{i}].expression"))
+        elif (problem := compile_match_condition(cond).error):
+            errs.append(invalid(f"{path}[{i}].expression", cond.get("expression"), problem))
     return errs
 
 
@@ -176,6 +238,8 @@ def validate_webhook_configuration(obj: Obj, mutating: bool) -> Errors:
             errs.append(invalid(f"{path}.admissionReviewVersions", versions,
                                 "must include at least one of " + ", ".join(_REVIEW_VERSIONS)))
         errs += _validate_selectors(path, hook)
+        if hook.get("matchConditions") is not None:
+            errs += _match_condition_errors(f"{path}.matchConditions", hook.get("matchConditions"))
     return errs
 
 
