@@ -556,13 +556,18 @@ class EncryptingStore:
         return kv if plain is kv.value else KeyValue(key, plain, kv.mod_revision, kv.create_revision)
 
     async def list(self, prefix: str, revision: int = 0, limit: int = 0, start_after: str = "") -> ListResult:
-        res = await self.inner.list(prefix, revision, limit, start_after)
-        items = []
-        for kv in res.items:
-            plain = self._plain_kv(kv)
-            if plain is not None:
-                items.append(plain)
-        return ListResult(items, res.revision, res.more)
+        items: list[KeyValue] = []
+        while True:
+            res = await self.inner.list(prefix, revision, limit - len(items) if limit else 0, start_after)
+            for kv in res.items:
+                plain = self._plain_kv(kv)
+                if plain is not None:
+                    items.append(plain)
+            # A page short of unreadable objects is filled from the same snapshot, so a
+            # caller paging by the last key it got always moves on.
+            if not res.more or not res.items or len(items) >= limit:
+                return ListResult(items, res.revision, res.more)
+            revision, start_after = res.revision, res.items[-1].key
 
     async def create(self, key: str, value: bytes) -> KeyValue:
         kv = await self.inner.create(key, self._encrypt(key, value))

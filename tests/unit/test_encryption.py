@@ -260,3 +260,17 @@ async def test_rewrite_moves_every_object_to_the_first_key(stores) -> None:
     # The old key can go now.
     enc.set_config(config_from_dict(doc({"aescbc": {"keys": d["resources"][0]["providers"][0]["aescbc"]["keys"][:1]}})))
     assert len((await enc.list("/registry/core/secrets/")).items) == 6 and not enc.unreadable
+
+
+async def test_a_limited_list_skips_unreadable_objects_without_stalling(stores) -> None:
+    enc, _ = stores
+    for i in range(4):
+        await enc.create(f"/registry/core/secrets/default/a{i}", OBJ)
+    enc.set_config(config_from_dict(doc(aescbc("key2"), {"identity": {}})))
+    for i in range(3):
+        await enc.create(f"/registry/core/secrets/default/b{i}", OBJ)
+    first = await enc.list("/registry/core/secrets/", limit=2)
+    assert [i.key.rsplit("/", 1)[1] for i in first.items] == ["b0", "b1"] and first.more
+    rest = await enc.list("/registry/core/secrets/", revision=first.revision, limit=2, start_after=first.items[-1].key)
+    assert [i.key.rsplit("/", 1)[1] for i in rest.items] == ["b2"] and not rest.more
+    assert len(enc.unreadable) == 4
