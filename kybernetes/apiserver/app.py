@@ -39,6 +39,7 @@ from kybernetes.apiserver import (
     serviceaccounts,
     servicealloc,
 )
+from kybernetes.apiserver.audit import PANIC, Auditor
 from kybernetes.apiserver.authz import Authorizer, reconcile_bootstrap
 from kybernetes.apiserver.bootstrapobjects import BootstrapObjects
 from kybernetes.apiserver.bootstraptokens import BootstrapTokens
@@ -160,6 +161,8 @@ class ApiServer:
         # Who sent a request an API worker process forwarded (apiserver/workers.py): asked
         # first, it answers only for requests on the workers' private socket.
         self.trusted_identity: Callable[[web.Request], auth.UserInfo | None] | None = None
+        # The audit log (apiserver/audit.py), set by the caller before start; None: no auditing.
+        self.audit: Auditor | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -188,6 +191,8 @@ class ApiServer:
         self.virtual.sa_tokens = self.sa_tokens
         self.rest = RestHandler(self.registry, self.store, self.cache, self.service, self.virtual)
         await asyncio.to_thread(protobuf.compile_codecs)
+        if self.audit is not None:
+            await self.audit.start()
         await self._serve()
         self.ready = True
 
@@ -197,6 +202,8 @@ class ApiServer:
         app = web.Application(middlewares=[self._middleware], client_max_size=4 * 1024 * 1024,
                               handler_args={"max_field_size": 65536})
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        if self.audit is not None:
+            app.on_response_prepare.append(self.audit.on_prepare)
         self.runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0,
                                     keepalive_timeout=self.serving.idle_timeout)
         await self.runner.setup()
@@ -217,6 +224,8 @@ class ApiServer:
             await self.system_services.stop()
         if self.runner is not None:
             await self.runner.cleanup()
+        if self.audit is not None:
+            await self.audit.stop()
         if getattr(self, "virtual", None) is not None:
             await self.virtual.close()
         await self.cache.close()
@@ -247,16 +256,30 @@ class ApiServer:
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if self.audit is not None:
+            return await self.audit.observe(request, self._serve_request(request, handler))
+        return await self._serve_request(request, handler)
+
+    async def _serve_request(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        audit = None
         try:
             user = self._authenticate(request)
             request["user"] = user
+            if self.audit is not None:
+                audit = self.audit.begin(request, user)
             if user is None:
                 raise ApiError.unauthorized()
             if not request.get(_FORWARDED) and _impersonating(request.headers):
                 user = request["user"] = self.authorizer.impersonate(user, request.headers, request.headers.getall)
+                if audit is not None:
+                    audit.impersonate(user)
             if not request.path.startswith(_PUBLIC_PATHS):
-                self.authorizer.check_request(user, request.method, request.path, request.query,
-                                              request.query_string)
+                if audit is not None:
+                    audit.authz = ("forbid", "")
+                reason = self.authorizer.check_request(user, request.method, request.path, request.query,
+                                                       request.query_string)
+                if audit is not None:
+                    audit.authz = ("allow", reason)
             ticket = self.flow.ticket(request.method, request.path, request.query, user.username, user.groups,
                                       request.headers.get("User-Agent", ""))
             if ticket is None:
@@ -278,6 +301,7 @@ class ApiServer:
             return _error_response(ApiError.internal(str(e)), request)
         except Exception as e:  # noqa: BLE001 - a bug must answer 500, never kill the server
             log.exception("internal error on %s %s", request.method, request.path)
+            request[PANIC] = f"{type(e).__name__}: {e}"
             return _error_response(ApiError.internal(type(e).__name__ + ": " + str(e)), request)
 
     def _authenticate(self, request: web.Request) -> auth.UserInfo | None:

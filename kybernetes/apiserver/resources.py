@@ -62,6 +62,9 @@ class WriteContext:
     # the schema knows, each of the schema's type (`protobuf.decode_k8s_protobuf`), so the
     # JSON checks for unknown fields and wrong types would find nothing.
     typed_body: bool = False
+    # Annotations admission adds to the request's audit event (PodSecurity's
+    # `pod-security.kubernetes.io/audit-violations`), for the audit log to record.
+    audit_annotations: dict[str, str] = field(default_factory=dict)
 
 
 class WriteResult:
@@ -211,12 +214,19 @@ class ResourceService:
         self.create_mutation: list[Callable[[ResourceInfo, dict[str, Any]], Awaitable[None]]] = []
         # Mutating/validating checks of an update (new, old), before validation: each raises ApiError.
         self.update_admission: list[Callable[[ResourceInfo, dict[str, Any], dict[str, Any]], None]] = []
-        # Checks that depend on who writes (RBAC escalation prevention): each raises ApiError.
-        self.write_checks: list[Callable[[ResourceInfo, dict[str, Any], WriteContext], None]] = []
+        # Checks that depend on who writes (RBAC escalation prevention), given the new object
+        # and, for an update, the stored one: each raises ApiError.
+        self.write_checks: list[Callable[[ResourceInfo, dict[str, Any], WriteContext, dict[str, Any] | None],
+                                         None]] = []
         # Admission that judges who writes what from the old and the new object (NodeRestriction):
         # (operation "create" | "update", info, subresource, new, old or None, requester).
         self.requester_admission: list[Callable[[str, ResourceInfo, str, dict[str, Any], dict[str, Any] | None,
                                                  Requester | None], None]] = []
+        # Validating admission given the whole request context, after the above (PodSecurity:
+        # exemptions by user, warnings and audit annotations added to `ctx`):
+        # (operation "create" | "update", info, subresource, new, old or None, ctx).
+        self.context_admission: list[Callable[[str, ResourceInfo, str, dict[str, Any], dict[str, Any] | None,
+                                               WriteContext], None]] = []
         # Admission that calls out and may wait (dynamic webhooks): (operation "CREATE" | "UPDATE" |
         # "DELETE", info, subresource, new or None, old or None, ctx); each raises ApiError. Mutating
         # ones run after the built-in mutation and may change `new` in place; validating ones run
@@ -444,9 +454,11 @@ class ResourceService:
             await call("CREATE", info, "", obj, None, ctx)
         self.validate(info, obj, None)
         for check in self.write_checks:
-            check(info, obj, ctx)
+            check(info, obj, ctx, None)
         for admit_as in self.requester_admission:
             admit_as("create", info, "", obj, None, ctx.requester)
+        for admit_in in self.context_admission:
+            admit_in("create", info, "", obj, None, ctx)
         for call in self.external_validation:
             await call("CREATE", info, "", obj, None, ctx)
         settles = [settle for admit in self.create_admission if (settle := admit(info, obj)) is not None]
@@ -572,12 +584,14 @@ class ResourceService:
             await call("UPDATE", info, subresource, new, old_obj, ctx)
         for admit_as in self.requester_admission:
             admit_as("update", info, subresource, new, old_obj, ctx.requester)
+        for admit_in in self.context_admission:
+            admit_in("update", info, subresource, new, old_obj, ctx)
         if policy.validates:
             for admit in self.update_admission:
                 admit(info, new, old_obj)
             self.validate(info, new, old_obj)
             for check in self.write_checks:
-                check(info, new, ctx)
+                check(info, new, ctx, old_obj)
         for call in self.external_validation:
             await call("UPDATE", info, subresource, new, old_obj, ctx)
         if not managed_done:
