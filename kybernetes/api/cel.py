@@ -15,7 +15,7 @@ after 10,000 comprehension iterations in all (its built-in budget: `all`, `exist
 upstream's "operation cancelled: actual cost limit exceeded". Everything else an
 expression can do is linear in its inputs, which the request body limit bounds.
 
-Extension functions beyond the runtime's strings and optional libraries (Kubernetes'
+Extension functions beyond the runtime's strings, optional and bindings (`cel.bind`) libraries (Kubernetes'
 `library` package): lists `isSorted`, `sum`, `min`, `max`, `indexOf`, `lastIndexOf`;
 regex `find`, `findAll`; `quantity()` with `isQuantity`, `asInteger`,
 `asApproximateFloat`, `isInteger`, `sign`, `add`, `sub`, `compareTo`, `isGreaterThan`,
@@ -35,7 +35,7 @@ from decimal import Decimal
 from typing import Any
 
 from cel_expr_python import cel
-from cel_expr_python.ext import ext_optional, ext_strings
+from cel_expr_python.ext import ext_bindings, ext_optional, ext_strings
 
 from kybernetes.api.quantity import parse_quantity
 
@@ -223,12 +223,9 @@ def new_env(variables: Iterable[str]) -> Any:
     env = _ENVS.get(names)
     if env is None:
         declared = {name: (_MAP if name == "authorizer" else _DYN) for name in names}
-        extensions = [ext_strings.ExtStrings(), ext_optional.ExtOptional()]
-        try:
-            extensions.append(_list_index_extension())
-            env = cel.NewEnv(variables=declared, extensions=extensions, functions=_library())
-        except RuntimeError:
-            env = cel.NewEnv(variables=declared, extensions=extensions[:2], functions=_library())
+        extensions = [ext_strings.ExtStrings(), ext_optional.ExtOptional(), ext_bindings.ExtBindings(),
+                      _list_index_extension()]
+        env = cel.NewEnv(variables=declared, extensions=extensions, functions=_library())
         _ENVS[names] = env
     return env
 

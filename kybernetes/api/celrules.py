@@ -9,7 +9,8 @@ is the node's schema type; `<nil>` for a rule at the root), `failed rule: RULE` 
 message, `ERROR evaluating rule: MESSAGE-or-RULE` when evaluation fails; `reason` picks
 Forbidden / Required / Duplicate, `fieldPath` points below the node.
 
-Not provided: `optionalOldSelf` (such rules run as plain transition rules), ratcheting
+`optionalOldSelf: true` rules also run where there is no old value (on create, or a
+new field), with oldSelf `optional.none()`. Not provided: ratcheting
 of unchanged values, and the static cost estimate (evaluation is bounded by the
 runtime's budget, see kybernetes.api.cel).
 """
@@ -37,6 +38,8 @@ class Rule:
     reason: str
     field_path: str
     transition: bool
+    # optionalOldSelf: also run where there is no old value, oldSelf then optional.none()
+    optional: bool = False
 
 
 @dataclass
@@ -55,17 +58,37 @@ def _env() -> Any:
     return cel.new_env(("self", "oldSelf"))
 
 
+_OLD_BOX = "kybOldSelfBox"  # [] or [old value]: what an optionalOldSelf rule's oldSelf comes from
+
+
+def _optional_env() -> Any:
+    return cel.new_env(("self", _OLD_BOX))
+
+
+def _optional_text(rule: str) -> str:
+    # oldSelf as an optional, bound around the rule (the bindings extension's cel.bind).
+    return (f"cel.bind(oldSelf, size({_OLD_BOX}) > 0 ? optional.of({_OLD_BOX}[0]) : optional.none(), "
+            f"{rule})")
+
+
 def _compile_rule(raw: Obj) -> Rule:
     text = raw.get("rule")
     if not isinstance(text, str) or not text:
         raise cel.CelError("rule is not specified")
     env = _env()
     program = cel.compile_expression(env, text)
+    transition = bool(_OLD_SELF.search(text))
+    optional = transition and raw.get("optionalOldSelf") is True
     message_expr = raw.get("messageExpression")
-    message_program = cel.compile_expression(env, message_expr) if isinstance(message_expr, str) and \
-        message_expr else None
+    message_program = None
+    if isinstance(message_expr, str) and message_expr:
+        message_program = cel.compile_expression(_optional_env(), _optional_text(message_expr)) if optional \
+            else cel.compile_expression(env, message_expr)
+    if optional:
+        # Compiled as written for its errors above; run with oldSelf bound as an optional.
+        program = cel.Program(text, cel.compile_expression(_optional_env(), _optional_text(text)).expr, "bool")
     return Rule(program, str(raw.get("message") or ""), message_program, str(raw.get("reason") or ""),
-                str(raw.get("fieldPath") or ""), bool(_OLD_SELF.search(text)))
+                str(raw.get("fieldPath") or ""), transition, optional)
 
 
 def _build(schema: Any) -> Node | None:
@@ -162,18 +185,21 @@ def _shown(raw: Obj) -> GoValue:
 # -- evaluating ----------------------------------------------------------------------------
 
 _MISSING = object()
+# What a call judges: a new object (rules without oldSelf, and optionalOldSelf rules with no
+# old value); an updated object's rules without oldSelf; an update's transition rules.
+CREATE, PLAIN, TRANSITIONS = "create", "plain", "transitions"
 _ROOT = "<nil>"  # how upstream shows the root's (nil) field path
 
 
-def validate(schema: Obj | None, obj: Obj, old: Obj | None, transitions_only: bool = False) -> list[FieldError]:
-    """Errors of the rules in `schema` for `obj` (and `old` on an update). With
-    `transitions_only`, only the rules that read oldSelf (the rest were judged by the
-    object's own validation)."""
+def validate(schema: Obj | None, obj: Obj, old: Obj | None, mode: str = CREATE) -> list[FieldError]:
+    """Errors of the rules in `schema` for `obj` (and `old` on an update), for `mode`:
+    CREATE, PLAIN (an update's rules without oldSelf) or TRANSITIONS (an update's rules
+    reading oldSelf)."""
     tree = rules_of(schema) if isinstance(schema, dict) else None
     if tree is None:
         return []
     errs: list[FieldError] = []
-    _walk(tree, _root(obj), _MISSING if old is None else _root(old), "", errs, transitions_only)
+    _walk(tree, _root(obj), _MISSING if old is None else _root(old), "", errs, mode)
     return errs
 
 
@@ -185,24 +211,24 @@ def _root(obj: Obj) -> Obj:
     return out
 
 
-def _walk(node: Node, value: Any, old: Any, path: str, errs: list[FieldError], transitions_only: bool) -> None:
+def _walk(node: Node, value: Any, old: Any, path: str, errs: list[FieldError], mode: str) -> None:
     if value is None:
         return
     if node.rules:
-        _check(node, value, old, path, errs, transitions_only)
+        _check(node, value, old, path, errs, mode)
     if isinstance(value, dict):
         old_map = old if isinstance(old, dict) else {}
         for name, child in node.properties.items():
             if name in value:
-                _walk(child, value[name], old_map.get(name, _MISSING), _join(path, name), errs, transitions_only)
+                _walk(child, value[name], old_map.get(name, _MISSING), _join(path, name), errs, mode)
         if node.additional is not None:
             for key, item in value.items():
-                _walk(node.additional, item, old_map.get(key, _MISSING), f"{path}[{key}]", errs, transitions_only)
+                _walk(node.additional, item, old_map.get(key, _MISSING), f"{path}[{key}]", errs, mode)
     elif isinstance(value, list) and node.items is not None:
         olds = _old_items(node, old)
         for i, item in enumerate(value):
             prior = olds.get(_item_key(node, item), _MISSING) if olds else _MISSING
-            _walk(node.items, item, prior, f"{path}[{i}]", errs, transitions_only)
+            _walk(node.items, item, prior, f"{path}[{i}]", errs, mode)
 
 
 def _join(path: str, name: str) -> str:
@@ -221,22 +247,32 @@ def _old_items(node: Node, old: Any) -> dict[Any, Any]:
     return {_item_key(node, item): item for item in old if isinstance(item, dict)}
 
 
-def _check(node: Node, value: Any, old: Any, path: str, errs: list[FieldError], transitions_only: bool) -> None:
+def _check(node: Node, value: Any, old: Any, path: str, errs: list[FieldError], mode: str) -> None:
     env = _env()
     bindings: Any = None
+    optional_bindings: Any = None
     for rule in node.rules:
-        if rule.transition and old is _MISSING:
+        if mode == PLAIN and rule.transition:
             continue
-        if transitions_only and not rule.transition:
+        if mode == TRANSITIONS and not rule.transition:
             continue
-        if bindings is None:
-            try:
-                bindings = cel.activation(env, {"self": value, "oldSelf": None if old is _MISSING else old})
-            except cel.CelError as e:
-                errs.append(invalid(path or _ROOT, node.type, str(e)))
-                return
+        if rule.transition and old is _MISSING and not (rule.optional and mode != PLAIN):
+            continue
         try:
-            passed = cel.evaluate(rule.program, bindings)
+            if rule.optional:
+                if optional_bindings is None:
+                    optional_bindings = cel.activation(_optional_env(), {
+                        "self": value, _OLD_BOX: [] if old is _MISSING else [old]})
+                current = optional_bindings
+            else:
+                if bindings is None:
+                    bindings = cel.activation(env, {"self": value, "oldSelf": None if old is _MISSING else old})
+                current = bindings
+        except cel.CelError as e:
+            errs.append(invalid(path or _ROOT, node.type, str(e)))
+            return
+        try:
+            passed = cel.evaluate(rule.program, current)
         except cel.CelError as e:
             errs.append(invalid(path or _ROOT, node.type, str(e) if isinstance(e, cel.CostExceeded)
                                 else f"{e} evaluating rule: {rule.message or rule.program.text}"))
@@ -247,7 +283,7 @@ def _check(node: Node, value: Any, old: Any, path: str, errs: list[FieldError], 
         if rule.field_path:
             field_path = (path + rule.field_path) if rule.field_path.startswith(("[", ".")) and path \
                 else _join(path, rule.field_path.lstrip("."))
-        errs.append(_error(rule.reason, field_path or _ROOT, node.type, _message(rule, bindings)))
+        errs.append(_error(rule.reason, field_path or _ROOT, node.type, _message(rule, current)))
 
 
 def _message(rule: Rule, bindings: Any) -> str:

@@ -40,8 +40,8 @@ def test_create_runs_plain_rules_and_skips_transition_rules() -> None:
 
 
 def test_transition_rule_refuses_an_illegal_change_on_update() -> None:
-    assert celrules.validate(SCHEMA, obj(x=2), obj(x=1), transitions_only=True) == []
-    assert messages(celrules.validate(SCHEMA, obj(x=0), obj(x=1), transitions_only=True)) == [
+    assert celrules.validate(SCHEMA, obj(x=2), obj(x=1), mode=celrules.TRANSITIONS) == []
+    assert messages(celrules.validate(SCHEMA, obj(x=0), obj(x=1), mode=celrules.TRANSITIONS)) == [
         'spec: Invalid value: "object": x may not decrease']
 
 
@@ -51,7 +51,7 @@ def test_rules_in_list_items_and_map_values() -> None:
         'spec.ports[0]: Invalid value: "object": failed rule: self.port > 0']
     new, old = obj(ports=[{"name": "new", "port": 1}, {"name": "http", "port": 2}]), obj(ports=[{"name": "http", "port": 1}])
     # Items correlate by their map keys: only "http" has an old value.
-    assert messages(celrules.validate(SCHEMA, new, old, transitions_only=True)) == [
+    assert messages(celrules.validate(SCHEMA, new, old, mode=celrules.TRANSITIONS)) == [
         'spec.ports[1]: Invalid value: "object": immutable']
     assert messages(celrules.validate(SCHEMA, obj(labels={"a": "ok", "b": "toolong"}), None)) == [
         'spec.labels[b]: Invalid value: "string": failed rule: size(self) < 5']
@@ -85,3 +85,16 @@ def test_bad_rule_shown_as_upstreams_go_value() -> None:
         'Invalid value: apiextensions.ValidationRule{Rule:"self == ", Message:"m", MessageExpression:"", '
         'Reason:(*apiextensions.FieldValueErrorReason)(nil), FieldPath:"", OptionalOldSelf:(*bool)(nil)}: '
         "compilation failed: ERROR: <input>:1:")
+
+
+def test_optional_old_self_rules_run_on_create_with_none() -> None:
+    schema = {"type": "object", "properties": {"spec": {"type": "object", "x-kubernetes-validations": [
+        {"rule": "oldSelf.hasValue() || self.x == 0", "optionalOldSelf": True, "message": "starts at zero"},
+        {"rule": "!oldSelf.hasValue() || self.x >= oldSelf.value().x", "optionalOldSelf": True,
+         "messageExpression": "'was ' + string(oldSelf.value().x)"}],
+        "properties": {"x": {"type": "integer"}}}}}
+    assert messages(celrules.validate(schema, obj(x=1), None)) == ['spec: Invalid value: "object": starts at zero']
+    assert celrules.validate(schema, obj(x=0), None) == []
+    assert celrules.validate(schema, obj(x=1), None, celrules.PLAIN) == []  # an update's plain pass skips them
+    assert messages(celrules.validate(schema, obj(x=1), obj(x=2), celrules.TRANSITIONS)) == [
+        'spec: Invalid value: "object": was 2']

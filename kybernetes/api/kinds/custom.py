@@ -33,9 +33,14 @@ class CustomResourceStrategy(KindStrategy):
         # CEL rules read typed values: run on an object that passed the schema.
         return errs or celrules.validate(info.crd_schema, obj, None)
 
+    def validate_changed(self, info: ResourceInfo, new: Obj, old: Obj) -> list[FieldError]:
+        if info.crd_schema is None:
+            return []
+        return validate_custom(info, new) or celrules.validate(info.crd_schema, new, None, celrules.PLAIN)
+
     def validate_update(self, info: ResourceInfo, new: Obj, old: Obj) -> list[FieldError]:
-        # Transition rules (those reading oldSelf); the rest ran in `validate`.
-        return celrules.validate(info.crd_schema, new, old, transitions_only=True) if info.crd_schema else []
+        # Transition rules (those reading oldSelf); the rest ran in `validate_changed`.
+        return celrules.validate(info.crd_schema, new, old, celrules.TRANSITIONS) if info.crd_schema else []
 
     def prepare_for_create(self, info: ResourceInfo, obj: Obj) -> None:
         if "status" in info.subresources:
