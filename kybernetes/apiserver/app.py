@@ -39,13 +39,16 @@ from kybernetes.apiserver import (
     serviceaccounts,
     servicealloc,
 )
+from kybernetes.apiserver.admissionpolicy import PolicyAdmission
 from kybernetes.apiserver.audit import PANIC, Auditor
 from kybernetes.apiserver.authz import Authorizer, reconcile_bootstrap
 from kybernetes.apiserver.bootstrapobjects import BootstrapObjects
 from kybernetes.apiserver.bootstraptokens import BootstrapTokens
 from kybernetes.apiserver.crds import CrdController
 from kybernetes.apiserver.flowcontrol import FlowControlConfig, FlowController
+from kybernetes.apiserver.limitranger import LimitRanger
 from kybernetes.apiserver.namespaces import ensure_system_namespaces
+from kybernetes.apiserver.podsecurity import PodSecurityAdmission
 from kybernetes.apiserver.priority import PriorityAdmission
 from kybernetes.apiserver.quota import QuotaAdmission, QuotaStatus
 from kybernetes.apiserver.resources import ResourceService
@@ -107,8 +110,11 @@ class ApiServer:
                  hosts: list[str] | None = None, tls: bool = True,
                  service_network: servicealloc.ServiceNetwork | None = None,
                  advertise_address: str | None = None, serving: ServingOptions | None = None,
-                 kinds: Strategies | None = None, gc_enabled: bool = False) -> None:
+                 kinds: Strategies | None = None, gc_enabled: bool = False,
+                 service_accounts: serviceaccounts.TokenOptions | None = None) -> None:
         self.data_dir = data_dir
+        # Who signs ServiceAccount tokens and who is accepted (`kyb server` flags).
+        self.sa_options = service_accounts or serviceaccounts.TokenOptions()
         self.serving = serving or ServingOptions()
         self.store = store
         self.port = port
@@ -128,6 +134,15 @@ class ApiServer:
         priority_admission = PriorityAdmission(self.registry, self.cache)
         self.service.create_admission.append(priority_admission.check_create)
         self.service.update_admission.append(priority_admission.check_update)
+        # LimitRanger and PodSecurity judge before quota, which reserves what it admits.
+        limit_ranger = LimitRanger(self.registry, self.cache)
+        self.service.create_mutation.append(limit_ranger.mutate_create)
+        self.service.create_admission.append(limit_ranger.check_create)
+        self.service.update_admission.append(limit_ranger.check_update)
+        # Every level privileged until namespaces are labelled (`kyb server
+        # --admission-control-config-file` sets other defaults and exemptions).
+        self.pod_security = PodSecurityAdmission(self.registry, self.cache)
+        self.service.context_admission.append(self.pod_security.admit)
         self.service.create_admission.append(QuotaAdmission(self.cache).check_create)
         storage_admission = StorageAdmission(self.registry, self.cache)
         self.service.create_admission.append(storage_admission.check_create)
@@ -136,8 +151,11 @@ class ApiServer:
         # RBAC for every request (system:masters without a lookup), kept from the watch cache.
         self.authorizer = Authorizer(self.cache)
         self.service.write_checks.append(
-            lambda info, obj, ctx: self.authorizer.check_escalation(info, obj, ctx.requester))
+            lambda info, obj, ctx, old: self.authorizer.check_escalation(info, obj, ctx.requester, old))
         self.service.requester_admission.append(self.authorizer.nodes.admit)
+        # ValidatingAdmissionPolicy: CEL validations kept compiled from the watch cache.
+        self.policy_admission = PolicyAdmission(self.cache, self.registry, self.authorizer)
+        self.service.context_admission.append(self.policy_admission.admit)
         # Dynamic admission webhooks, configured by the cluster's MutatingWebhookConfigurations
         # and ValidatingWebhookConfigurations.
         self.webhooks = WebhookAdmission(self.registry, self.cache, self.service, own_port=port)
@@ -242,7 +260,7 @@ class ApiServer:
         if ensure_key:
             serviceaccounts.ensure_signing_key(self.pki.dir)
         self.sa_tokens = serviceaccounts.ServiceAccountTokens(
-            serviceaccounts.SigningKeys(self.pki.dir), self.cache,
+            serviceaccounts.SigningKeys(self.pki.dir), self.cache, self.sa_options,
             jwks_uri=f"https://{self.advertise_address}:{self.port}/openid/v1/jwks")
         self.authenticator.service_accounts = self.sa_tokens
         self.authenticator.bootstrap_tokens = BootstrapTokens(self.cache)

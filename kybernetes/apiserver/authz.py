@@ -30,6 +30,7 @@ from kybernetes.api.rbac import (
     escalation_message,
     forbidden_message,
     missing_rules,
+    only_gc_fields_changed,
     qualified_forbidden,
 )
 from kybernetes.api.registry import Registry, ResourceInfo
@@ -257,10 +258,15 @@ class Authorizer:
 
     # -- escalation -----------------------------------------------------------------------
 
-    def check_escalation(self, info: ResourceInfo, obj: dict[str, Any], requester: Requester | None) -> None:
+    def check_escalation(self, info: ResourceInfo, obj: dict[str, Any], requester: Requester | None,
+                         old: dict[str, Any] | None = None) -> None:
         """Refuse a Role/ClusterRole granting, or a binding to a role granting, rules the
-        writer does not hold, unless they may `escalate` (roles) or `bind` (bindings)."""
+        writer does not hold, unless they may `escalate` (roles) or `bind` (bindings).
+        `old`: the stored object of an update; one changing only owner references and
+        finalizers is not checked (as upstream)."""
         if info.group != RBAC_GROUP or requester is None or is_master(requester.groups):
+            return
+        if old is not None and only_gc_fields_changed(obj, old):
             return
         meta = obj.get("metadata") or {}
         name = str(meta.get("name") or "")

@@ -155,6 +155,17 @@ SCHEDULER_CONNECTIONS = 49
               help="Processes serving the API on the port: this one (the only writer) and N-1 workers that "
                    "serve reads from their own cache and forward writes here. Each worker holds a copy of the "
                    "cache (memory); 2 pays on a read-heavy server with a core to spare (benchmarks/README.md).")
+@click.option("--service-account-issuer", multiple=True, metavar="URL",
+              help="Issuer (`iss`) of ServiceAccount tokens [default: https://kubernetes.default.svc.cluster.local]. "
+                   "Repeatable: the first signs new tokens, every one is accepted.")
+@click.option("--api-audiences", multiple=True, metavar="AUD[,AUD...]",
+              help="Audiences the API server accepts and gives new tokens by default [default: the issuer].")
+@click.option("--service-account-max-token-expiration", default="", metavar="DURATION",
+              help="Longest token a TokenRequest gets (e.g. 48h; 1h to 2^32 s) [default: no limit].")
+@click.option("--service-account-extend-token-expiration/--no-service-account-extend-token-expiration",
+              default=True, show_default=True,
+              help="Pod tokens asked for with 3607 s (the automatic volume's) are good for a year and carry "
+                   "`warnafter`, as kube-apiserver does by default.")
 @audit_flags
 @click.pass_context
 def server(ctx: click.Context, data_dir: str, port: int, bind_address: str, tls_san: tuple[str, ...],
@@ -164,12 +175,28 @@ def server(ctx: click.Context, data_dir: str, port: int, bind_address: str, tls_
            cluster_dns: str | None, advertise_address: str | None, max_requests_inflight: int = 100,
            max_mutating_requests_inflight: int = 200, flow_queue_length: int = 50, flow_queue_wait: float = 15.0,
            request_header_timeout: float = 10.0, idle_connection_timeout: float = 90.0,
-           api_workers: int = 1, privileged_components: bool = False) -> None:
+           api_workers: int = 1, privileged_components: bool = False,
+           service_account_issuer: tuple[str, ...] = (), api_audiences: tuple[str, ...] = (),
+           service_account_max_token_expiration: str = "",
+           service_account_extend_token_expiration: bool = True) -> None:
     """Run the API server on an embedded SQLite store, with the control plane, and write an admin kubeconfig."""
     from kybernetes.agent.host import primary_ip
     from kybernetes.api.kinds import new_strategies
+    from kybernetes.api.serviceaccounts import TokenOptions, parse_duration_seconds
     from kybernetes.apiserver.servicealloc import service_network
     from kybernetes.apiserver.systemservices import choose_advertise_address
+
+    try:
+        max_expiration = (parse_duration_seconds(service_account_max_token_expiration)
+                          if service_account_max_token_expiration else None)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--service-account-max-token-expiration") from None
+    token_options = TokenOptions(
+        issuers=service_account_issuer or TokenOptions().issuers,
+        api_audiences=tuple(a.strip() for v in api_audiences for a in v.split(",") if a.strip()),
+        max_expiration=max_expiration or None, extend_expiration=service_account_extend_token_expiration)
+    if token_options.problems():
+        raise click.UsageError("; ".join(token_options.problems()))
 
     try:
         network = service_network(service_cidr, service_node_port_range, cluster_dns)
@@ -239,7 +266,8 @@ def server(ctx: click.Context, data_dir: str, port: int, bind_address: str, tls_
         serving = dataclasses.replace(serving, reuse_port=True)
         pool_config = WorkerConfig(os.path.abspath(data_dir), port, bind_address, advertise, service_cidr,
                                    service_node_port_range, cluster_dns, default_toleration_seconds,
-                                   not disable_controllers, serving_dict(serving))
+                                   not disable_controllers, serving_dict(serving),
+                                   service_accounts=token_options.to_dict())
 
     async def run(stop: asyncio.Event) -> None:
         await _run_server(stop, data_dir, port, bind_address, list(tls_san), compact_interval, compact_retention,
@@ -249,7 +277,7 @@ def server(ctx: click.Context, data_dir: str, port: int, bind_address: str, tls_
                           encryption_config=ctx.meta.get("encryption_provider_config", ""),
                           workers=(api_workers, pool_config, base) if pool_config is not None else None,
                           node_kubeconfig=node_kubeconfig, component_kubeconfigs=component_kubeconfigs,
-                          audit=auditor)
+                          service_accounts=token_options, audit=auditor)
 
     _run_until_signal(run)
 
@@ -266,7 +294,8 @@ async def _run_server(stop: asyncio.Event, data_dir: str, port: int, bind: str, 
                       kinds: Strategies | None = None, gc_enabled: bool = False, encryption_config: str = "",
                       workers: tuple[int, Any, list[str]] | None = None,
                       node_kubeconfig: tuple[str, str] | None = None,
-                      component_kubeconfigs: list[tuple[str, str]] | None = None, audit: Any = None) -> None:
+                      component_kubeconfigs: list[tuple[str, str]] | None = None,
+                      service_accounts: Any = None, audit: Any = None) -> None:
     from kybernetes.apiserver.app import ApiServer, default_hosts
     from kybernetes.apiserver.pki import secure_data_dir
     from kybernetes.storage.sqlite import SQLiteStore
@@ -298,7 +327,7 @@ async def _run_server(stop: asyncio.Event, data_dir: str, port: int, bind: str, 
     srv = ApiServer(data_dir, served, port=port, bind=bind,
                     hosts=default_hosts() + sans,
                     service_network=network, advertise_address=advertise, serving=serving,
-                    kinds=kinds, gc_enabled=gc_enabled)
+                    kinds=kinds, gc_enabled=gc_enabled, service_accounts=service_accounts)
     srv.audit = audit
     await srv.start()
     if pool is not None:
