@@ -702,6 +702,8 @@ async def follow_config(enc: EncryptingStore, writer: Store | None, interval: fl
                                 "decrypted", done, failed)
             except StoreError as e:
                 log.error("encryption at rest: rewriting objects under older keys failed: %s", e)
+            except Exception:  # noqa: BLE001 - the next configuration change tries again
+                log.exception("encryption at rest: rewriting objects under older keys failed")
         while True:
             await asyncio.sleep(interval)
             enc.reload_if_changed()
