@@ -1,8 +1,8 @@
 """ValidatingAdmissionPolicy in the request pipeline: the policies and bindings kept
 compiled from the watch cache, and the admission step that runs them.
 
-A step of `ResourceService.context_admission` (after validation of the object, before
-quota): for each policy whose matchConstraints take the request and each of its
+A step of `ResourceService.context_admission` for creates and updates, and of
+`external_validation` for deletes (before the webhooks, as upstream orders them): for each policy whose matchConstraints take the request and each of its
 bindings whose matchResources do, the params are looked up (paramKind + the binding's
 paramRef), the validations evaluated (kybernetes.api.admissionpolicy), and the
 binding's validationActions applied: Deny refuses the request as kube-apiserver does
@@ -10,8 +10,7 @@ binding's validationActions applied: Deny refuses the request as kube-apiserver 
 denied request: MESSAGE`, reason and code from the validation's reason, Invalid/422 by
 default), Warn adds a `Warning` header, Audit an audit annotation.
 
-Not judged: the server's own writes (no requester), deletes and CONNECT, and the policy
-kinds themselves (as upstream, so a policy cannot lock its own configuration).
+Not judged: the server's own writes (no requester), CONNECT, and the policy kinds themselves (as upstream, so a policy cannot lock its own configuration).
 """
 
 from __future__ import annotations
@@ -116,6 +115,13 @@ class PolicyAdmission:
                         _audit(ctx, policy, binding, d)
         if denial is not None:
             raise _forbidden(info, req, *denial)
+
+    async def admit_delete(self, operation: str, info: ResourceInfo, subresource: str, new: Obj | None,
+                           old: Obj | None, ctx: Any) -> None:
+        """The step for deletes (object null, oldObject the object being deleted); creates
+        and updates come through `admit`."""
+        if operation == "DELETE":
+            self.admit(operation, info, subresource, new, old, ctx)
 
     def _evaluate(self, policy: ap.CompiledPolicy, binding: Obj, req: ap.Request, new: Obj | None,
                   old: Obj | None, ns_obj: Obj | None, requester: Requester,

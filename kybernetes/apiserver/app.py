@@ -156,6 +156,7 @@ class ApiServer:
         # ValidatingAdmissionPolicy: CEL validations kept compiled from the watch cache.
         self.policy_admission = PolicyAdmission(self.cache, self.registry, self.authorizer)
         self.service.context_admission.append(self.policy_admission.admit)
+        self.service.external_validation.append(self.policy_admission.admit_delete)
         # Dynamic admission webhooks, configured by the cluster's MutatingWebhookConfigurations
         # and ValidatingWebhookConfigurations.
         self.webhooks = WebhookAdmission(self.registry, self.cache, self.service, own_port=port)

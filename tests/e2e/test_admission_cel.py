@@ -219,3 +219,49 @@ def test_crd_with_a_bad_rule_is_refused(kubectl):
     r = kubectl("apply", "-f", "-", stdin=bad)
     assert r.returncode != 0
     assert "x-kubernetes-validations[1].rule" in r.stderr and "compilation failed" in r.stderr
+
+
+def test_policy_on_delete_sees_the_old_object(kubectl):
+    ns = namespace(kubectl)
+    name = f"delete-{ns}"
+    text = textwrap.dedent(f"""
+        apiVersion: admissionregistration.k8s.io/v1
+        kind: ValidatingAdmissionPolicy
+        metadata: {{name: {name}}}
+        spec:
+          matchConstraints:
+            resourceRules:
+            - {{apiGroups: [""], apiVersions: ["v1"], operations: ["DELETE"], resources: ["configmaps"]}}
+            namespaceSelector: {{matchLabels: {{cel-test: "{ns}"}}}}
+          validations:
+          - expression: "object == null && oldObject.metadata.?labels.?protected.orValue('') != 'true'"
+            message: "protected ConfigMaps may not be deleted"
+        ---
+        apiVersion: admissionregistration.k8s.io/v1
+        kind: ValidatingAdmissionPolicyBinding
+        metadata: {{name: {name}-binding}}
+        spec: {{policyName: {name}, validationActions: [Deny]}}
+        """)
+    kubectl.ok("apply", "-f", "-", stdin=text)
+    try:
+        kubectl.ok("create", "configmap", "keep", "-n", ns)
+        kubectl.ok("label", "configmap", "keep", "-n", ns, "protected=true")
+        kubectl.ok("create", "configmap", "gone", "-n", ns)
+        deadline = time.monotonic() + 10
+        while True:
+            r = kubectl("delete", "configmap", "keep", "-n", ns)
+            if r.returncode != 0 or time.monotonic() > deadline:
+                break
+            kubectl.ok("create", "configmap", "keep", "-n", ns)
+            kubectl.ok("label", "configmap", "keep", "-n", ns, "protected=true")
+            time.sleep(0.3)
+        assert r.returncode != 0
+        # kubectl shows a 422 with causes as upstream's server makes it: `The configmaps "keep" is invalid: : ...`
+        assert (f"ValidatingAdmissionPolicy '{name}' with binding '{name}-binding' denied request: "
+                "protected ConfigMaps may not be deleted") in r.stderr
+        kubectl.ok("delete", "configmap", "gone", "-n", ns)
+        kubectl.ok("get", "configmap", "keep", "-n", ns)
+    finally:
+        kubectl("delete", "validatingadmissionpolicybinding", f"{name}-binding")
+        kubectl("delete", "validatingadmissionpolicy", name)
+        kubectl("delete", "namespace", ns, "--wait=false")
