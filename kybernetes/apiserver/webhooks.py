@@ -30,9 +30,11 @@ from urllib.parse import urlsplit
 import aiohttp
 import orjson
 
+from kybernetes.api import validation
 from kybernetes.api import webhooks as wh
 from kybernetes.api.errors import ApiError
 from kybernetes.api.registry import Registry, ResourceInfo
+from kybernetes.apiserver import objectmeta as om
 from kybernetes.apiserver.agentdial import is_local_ip, no_redirects, refusal, resolve_host
 from kybernetes.apiserver.resources import ResourceService, WriteContext
 from kybernetes.apiserver.watchcache import CacheEvent, WatchCache
@@ -211,6 +213,15 @@ class WebhookAdmission:
             raise ApiError.internal(f'admission webhook "{hook.name}" attempted to modify the object, '
                                     "which is not supported for this operation")
         patched = wh.apply_patch(hook.name, obj, verdict.patch)
+        seen_info = self.registry.get(seen.group, seen.version, seen.resource) or info
+        if not validation.fields_clean(seen_info, patched):
+            # As upstream decodes the patched JSON into the kind's type: a wrongly typed
+            # value is the server's error, an unknown field is dropped.
+            message = validation.type_error_message(seen_info, patched)
+            if message:
+                raise ApiError.internal(message)
+            for path in validation.unknown_fields(seen_info, patched):
+                om.remove_path(patched, om.parse_field_path(path))
         if (seen.group, seen.version) != (info.group, info.version):
             patched = self.service.kinds.for_info(info).convert(patched, info.version, info.group)
         self.service.apply_defaults(info, patched)

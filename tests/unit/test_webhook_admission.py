@@ -160,3 +160,41 @@ def test_a_service_resolves_to_a_ready_endpoint_behind_its_port():
     objs["/registry/discovery.k8s.io/endpointslices/ns/hooks-1"]["endpoints"][1]["conditions"]["ready"] = False
     with pytest.raises(shell.CallFailed, match='no endpoints available for service "hooks"'):
         admission.service_address(ServiceRef("ns", "hooks", "/x", 443))
+
+
+def _patching(ops: list[dict]) -> Any:
+    def answer(hook: Any, request: dict) -> dict:
+        return {"allowed": True, "patchType": "JSONPatch", "patch": base64.b64encode(json.dumps(ops).encode()).decode()}
+    return answer
+
+
+async def test_a_patch_is_decoded_as_the_kind_unknown_fields_dropped_wrong_types_refused():
+    objs = {MUT + "m": {"metadata": {"name": "m"}, "webhooks": [_hook("m.x.io", "/m")]}}
+    admission, _ = _admission(objs, _patching([{"op": "add", "path": "/metadata/bogus", "value": "x"},
+                                               {"op": "add", "path": "/metadata/labels/ok", "value": "y"}]))
+    pod = _pod()
+    await admission.mutate("CREATE", PODS, "", pod, None, WriteContext())
+    assert pod["metadata"]["labels"] == {"ok": "y"} and "bogus" not in pod["metadata"]
+    admission, _ = _admission(objs, _patching([{"op": "add", "path": "/metadata/labels/n", "value": 5}]))
+    with pytest.raises(ApiError) as e:
+        await admission.mutate("CREATE", PODS, "", _pod(), None, WriteContext())
+    assert e.value.code == 500 and "cannot unmarshal number" in e.value.message
+
+
+async def test_a_delete_sends_the_old_object_and_may_not_be_patched():
+    seen: list[dict] = []
+    objs = {MUT + "m": {"metadata": {"name": "m"}, "webhooks": [_hook("m.x.io", "/m")]},
+            VAL + "v": {"metadata": {"name": "v"}, "webhooks": [_hook("v.x.io", "/v")]}}
+
+    def answer(hook: Any, request: dict) -> dict:
+        seen.append(request)
+        return {"allowed": True}
+
+    admission, _ = _admission(objs, answer)
+    await admission.validate("DELETE", PODS, "", None, _pod(), WriteContext())
+    assert seen[0]["operation"] == "DELETE" and seen[0]["object"] is None
+    assert seen[0]["oldObject"]["metadata"]["name"] == "p" and seen[0]["options"]["kind"] == "DeleteOptions"
+    admission, _ = _admission(objs, _patching([{"op": "add", "path": "/metadata/labels/x", "value": "y"}]))
+    with pytest.raises(ApiError) as e:
+        await admission.mutate("DELETE", PODS, "", None, _pod(), WriteContext())
+    assert e.value.code == 500 and "attempted to modify the object" in e.value.message
