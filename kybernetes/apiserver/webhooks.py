@@ -89,6 +89,7 @@ class WebhookAdmission:
             f"/registry/{ADMISSION_GROUP}/mutatingwebhookconfigurations/": True,
             f"/registry/{ADMISSION_GROUP}/validatingwebhookconfigurations/": False,
         }
+        self._watched = tuple(self._prefixes)
         self._dirty = True
         self._hooks: dict[bool, list[wh.Webhook]] = {True: [], False: []}
         self._tls: dict[bytes, ssl.SSLContext] = {}
@@ -100,7 +101,7 @@ class WebhookAdmission:
     # -- configurations ---------------------------------------------------------------------
 
     def _on_event(self, ev: CacheEvent) -> None:
-        if not self._dirty and ev.key.startswith(tuple(self._prefixes)):
+        if not self._dirty and ev.key.startswith(self._watched):
             self._dirty = True
 
     def hooks(self, mutating: bool) -> list[wh.Webhook]:
