@@ -132,7 +132,7 @@ class ApiServer:
         self.authenticator: auth.Authenticator | None = None
         self.crds = CrdController(self.registry, self.cache, self.service)
         priority_admission = PriorityAdmission(self.registry, self.cache)
-        self.service.create_admission.append(priority_admission.check_create)
+        self.service.create_mutation.append(priority_admission.mutate_create)
         self.service.update_admission.append(priority_admission.check_update)
         # LimitRanger and PodSecurity judge before quota, which reserves what it admits.
         limit_ranger = LimitRanger(self.registry, self.cache)

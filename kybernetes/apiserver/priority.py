@@ -24,7 +24,9 @@ class PriorityAdmission:
             return {}
         return {str((co.obj.get("metadata") or {}).get("name")): co.obj for co in self.cache.list(self.prefix)}
 
-    def check_create(self, info: ResourceInfo, obj: Obj) -> None:
+    async def mutate_create(self, info: ResourceInfo, obj: Obj) -> None:
+        """A mutating step, as upstream orders it: the priority a pod resolves to is set
+        before admission webhooks and validation see the pod."""
         if priority.admits(info.group, info.plural):
             priority.admit(info.group, info.plural, obj, None, self.classes)
 
