@@ -322,10 +322,11 @@ def _container_names(c: Mapping[str, Any]) -> set[str]:
     return out
 
 
-def missing_requests(quota: Obj, pod: Obj) -> list[str]:
+def missing_requests(quota: Obj, pod: Obj, names: Iterable[str] | None = None) -> list[str]:
     """What a pod leaves unset of the cpu/memory a quota limits, per resource with the
-    containers that miss it (`cpu for: a,b`): such a pod cannot be admitted."""
-    required = set(scoped_names(quota, hard_of(quota))) & _MUST_SPECIFY
+    containers that miss it (`cpu for: a,b`): such a pod cannot be admitted. `names`:
+    the quota's scoped names, when the caller has them."""
+    required = set(scoped_names(quota, hard_of(quota)) if names is None else names) & _MUST_SPECIFY
     if not required:
         return []
     spec = pod.get("spec") or {}
@@ -338,12 +339,16 @@ def missing_requests(quota: Obj, pod: Obj) -> list[str]:
     return [f"{name} for: {','.join(sorted(missing[name]))}" for name in sorted(missing)]
 
 
-def exceeded(quota: Obj, used: Mapping[str, Decimal], delta: Usage) -> list[tuple[str, Decimal, Decimal, Decimal]]:
-    """(name, requested, used, hard) for each name the request would push over `quota`."""
-    hard = hard_of(quota)
+def exceeded(quota: Obj, used: Mapping[str, Decimal], delta: Usage,
+             hard: Mapping[str, Decimal] | None = None,
+             names: Iterable[str] | None = None) -> list[tuple[str, Decimal, Decimal, Decimal]]:
+    """(name, requested, used, hard) for each name the request would push over `quota`
+    (`hard` and its scoped `names`, when the caller has them)."""
+    if hard is None:
+        hard = hard_of(quota)
     out = []
     # Named in sorted order, as upstream's prettyPrint does.
-    for name in sorted(scoped_names(quota, hard)):
+    for name in sorted(scoped_names(quota, hard) if names is None else names):
         want = delta.get(name)
         if want is None or want <= 0:
             continue

@@ -5,12 +5,14 @@ Upstream splits this between an admission plugin (refuses a create that would go
 controller (recounts `status.used` from informers of every counted resource). Here the
 watch cache already holds every object, so both live in the server process:
 
-- `check_create`, called by `ResourceService` before a create is stored, recounts the
-  namespace's use of what the new object would use and refuses (403 Forbidden, as
-  upstream words it) when a quota that sees the object would be exceeded.
+- `QuotaUsage` keeps each quota's use: counted from the cache once (again when the
+  quota's spec changes), then adjusted by the cache's events.
+- `check_create`, called by `ResourceService` before a create is stored, adds what the
+  new object would use to that and refuses (403 Forbidden, as upstream words it) when
+  a quota that sees the object would be exceeded.
 - `QuotaStatus` follows the cache: a change to anything in a namespace with quotas
   marks the namespace, and a background task rewrites the quotas' `status`
-  (`hard` = `spec.hard`, `used` = the recount) when it differs.
+  (`hard` = `spec.hard`, `used` = the kept use) when it differs.
 
 Creates racing in one namespace (a ReplicaSet creating a batch of pods) must not all
 pass on the same count: upstream serializes them on the quota's resourceVersion. Here
@@ -22,8 +24,10 @@ change; a Service changing type can go over).
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -70,8 +74,109 @@ class _Reservation:
     group: str
     plural: str
     obj: Obj
+    usage: q.Usage  # what it uses, worked out once
     key: str | None = None  # set once stored
     stored_at: float = field(default=0.0)
+
+
+@dataclass(eq=False)
+class _Totals:
+    spec: Any  # the quota's spec the totals were counted for
+    hard: dict[str, Decimal]  # its spec.hard, parsed
+    scoped: list[str]  # the names it tracks
+    names: dict[tuple[str, str], list[str]]  # (group, plural) -> the names its objects use
+    used: dict[str, Decimal]
+
+
+class QuotaUsage:
+    """Each quota's use, counted once from the cache and then kept up to date from its
+    events, so that admission and status need not recount a namespace on every change
+    (a namespace of N pods made N² work). Totals are made when first asked for and
+    counted again only when the quota's spec changes."""
+
+    def __init__(self, cache: WatchCache) -> None:
+        self.cache = cache
+        self._totals: dict[str, _Totals] = {}  # quota key ->
+        self._by_namespace: dict[str, set[str]] = {}  # namespace -> quota keys with totals
+        cache.add_listener(self._on_event)
+
+    def used(self, quota_key: str, quota: Obj) -> dict[str, Decimal]:
+        """What the cache's objects use of each name `quota` tracks."""
+        return self.totals(quota_key, quota).used
+
+    def totals(self, quota_key: str, quota: Obj) -> _Totals:
+        spec = quota.get("spec")
+        t = self._totals.get(quota_key)
+        if t is None or t.spec != spec:
+            t = self._count(quota)
+            self._totals[quota_key] = t
+            ns = _namespace_of(quota_key)
+            if ns is not None:
+                self._by_namespace.setdefault(ns, set()).add(quota_key)
+        return t
+
+    def _count(self, quota: Obj) -> _Totals:
+        namespace = (quota.get("metadata") or {}).get("namespace") or ""
+        hard = q.hard_of(quota)
+        names = q.scoped_names(quota, hard)
+        by_resource: dict[tuple[str, str], list[str]] = {}
+        for group, plural in q.resources_of_hard(names):
+            wanted = [n for n in names if q.tracks(group, plural, n)]
+            if wanted:
+                by_resource[(group, plural)] = wanted
+        used = {n: Decimal(0) for n in names}
+        for (group, plural), wanted in by_resource.items():
+            for co in self.cache.list(_prefix(group, plural, namespace)):
+                _add(used, quota, group, plural, co.obj, wanted, 1)
+        return _Totals(copy.deepcopy(quota.get("spec")), hard, names, by_resource, used)
+
+    def _on_event(self, ev: CacheEvent) -> None:
+        parts = ev.key.split("/")
+        if len(parts) != 6:
+            return
+        keys = self._by_namespace.get(parts[4])
+        if not keys:
+            return
+        if ev.key.startswith(QUOTA_PREFIX):
+            if ev.new is None:  # deleted: forget its totals
+                self._totals.pop(ev.key, None)
+                keys.discard(ev.key)
+            return
+        resource = ("" if parts[2] == "core" else parts[2], parts[3])
+        for qkey in keys:
+            t = self._totals.get(qkey)
+            wanted = t.names.get(resource) if t is not None else None
+            if not wanted or t is None:
+                continue
+            qco = self.cache.get(qkey)
+            if qco is None:
+                continue
+            if ev.old is not None:
+                _add(t.used, qco.obj, resource[0], resource[1], ev.old.obj, wanted, -1)
+            if ev.new is not None:
+                _add(t.used, qco.obj, resource[0], resource[1], ev.new.obj, wanted, 1)
+
+
+def _add(used: dict[str, Decimal], quota: Obj, group: str, plural: str, obj: Obj, names: list[str],
+         sign: int) -> None:
+    if not q.quota_sees(quota, group, plural, obj):
+        return
+    usage = q.object_usage(group, plural, obj)
+    for n in names:
+        amount = usage.get(n)
+        if amount is not None:
+            used[n] = used.get(n, Decimal(0)) + sign * amount
+
+
+_USAGE: weakref.WeakKeyDictionary[WatchCache, QuotaUsage] = weakref.WeakKeyDictionary()
+
+
+def usage_for(cache: WatchCache) -> QuotaUsage:
+    """The one usage index of a cache, shared by admission and the status writer."""
+    u = _USAGE.get(cache)
+    if u is None:
+        u = _USAGE[cache] = QuotaUsage(cache)
+    return u
 
 
 class QuotaAdmission:
@@ -80,12 +185,10 @@ class QuotaAdmission:
     def __init__(self, cache: WatchCache, clock: Callable[[], float] = time.monotonic) -> None:
         self.cache = cache
         self.clock = clock
+        self.usage = usage_for(cache)
         self._inflight: dict[str, list[_Reservation]] = {}
 
-    def _objects(self, group: str, plural: str, namespace: str) -> list[Obj]:
-        return [co.obj for co in self.cache.list(_prefix(group, plural, namespace))]
-
-    def _pending(self, namespace: str, group: str, plural: str) -> list[Obj]:
+    def _pending(self, namespace: str, group: str, plural: str) -> list[_Reservation]:
         """Admitted creates of this resource the cache does not show yet."""
         held = self._inflight.get(namespace)
         if not held:
@@ -97,7 +200,7 @@ class QuotaAdmission:
             self._inflight[namespace] = live
         else:
             del self._inflight[namespace]
-        return [r.obj for r in live if r.group == group and r.plural == plural]
+        return [r for r in live if r.group == group and r.plural == plural]
 
     def check_create(self, info: ResourceInfo, obj: Obj) -> Callable[[str | None], None] | None:
         """Refuses the create (ApiError) or admits it; an admitted create in a namespace
@@ -112,30 +215,30 @@ class QuotaAdmission:
             return None
         group, plural = info.group, info.plural
         delta = q.object_usage(group, plural, obj)
-        existing: list[Obj] | None = None
+        pending: list[_Reservation] | None = None
         counted = False
         for co in quotas:
             quota = co.obj
             qname = (quota.get("metadata") or {}).get("name", "")
             if not q.quota_sees(quota, group, plural, obj):
                 continue
-            names = [n for n in q.scoped_names(quota, q.hard_of(quota)) if q.tracks(group, plural, n)]
+            t = self.usage.totals(co.key, quota)
+            names = [n for n in t.scoped if q.tracks(group, plural, n)]
             if not names:
                 continue
             if not group and plural == "pods" and q.pod_counts(obj):
-                missing = q.missing_requests(quota, obj)
+                missing = q.missing_requests(quota, obj, t.scoped)
                 if missing:
                     raise self._forbidden(info, meta, f"failed quota: {qname}: must specify {'; '.join(missing)}")
-            if existing is None:
-                existing = self._objects(group, plural, namespace) + self._pending(namespace, group, plural)
+            if pending is None:
+                pending = self._pending(namespace, group, plural)
             counted = True
-            used = {n: Decimal(0) for n in names}
-            for other in existing:
-                if q.quota_sees(quota, group, plural, other):
-                    usage = q.object_usage(group, plural, other)
+            used = {n: t.used.get(n, Decimal(0)) for n in names}
+            for other in pending:
+                if q.quota_sees(quota, group, plural, other.obj):
                     for n in names:
-                        used[n] += usage.get(n, Decimal(0))
-            over = q.exceeded(quota, used, delta)
+                        used[n] += other.usage.get(n, Decimal(0))
+            over = q.exceeded(quota, used, delta, t.hard, t.scoped)
             if over:
                 raise self._forbidden(info, meta, (
                     f"exceeded quota: {qname}, requested: {_quantities([(n, r) for n, r, _, _ in over])}, "
@@ -143,7 +246,7 @@ class QuotaAdmission:
                     f"limited: {_quantities([(n, h) for n, _, _, h in over])}"))
         if not counted:
             return None
-        reservation = _Reservation(group, plural, obj)
+        reservation = _Reservation(group, plural, obj, delta)
         self._inflight.setdefault(namespace, []).append(reservation)
 
         def settle(key: str | None) -> None:
@@ -238,23 +341,19 @@ class QuotaStatus:
                 except Exception:  # noqa: BLE001 - the next change retries; the server must not stop
                     log.exception("resource quota status in %s failed", ns)
 
-    def _objects(self, namespace: str, quotas: list[Obj]) -> dict[tuple[str, str], list[Obj]]:
-        wanted: set[tuple[str, str]] = set()
-        for quota in quotas:
-            wanted |= q.resources_of_hard(q.hard_of(quota))
-        return {(g, p): [co.obj for co in self.cache.list(_prefix(g, p, namespace))] for g, p in wanted}
-
     async def sync(self, namespace: str) -> None:
         info = self.registry.get("", "v1", "resourcequotas")
         if info is None:
             return
         cached = self.cache.list(QUOTA_PREFIX + namespace + "/")
-        objects = self._objects(namespace, [co.obj for co in cached])
+        usage = usage_for(self.cache)
         for co in cached:
             quota = co.obj
             if (quota.get("metadata") or {}).get("deletionTimestamp"):
                 continue
-            status = desired_status(quota, q.namespace_usage(quota, objects))
+            used = usage.used(co.key, quota)
+            status = desired_status(quota, {n: q.format_quantity(n, used.get(n, Decimal(0)))
+                                            for n in q.scoped_names(quota, q.hard_of(quota))})
             if _same_status(quota.get("status"), status):
                 continue
             new = {**quota, "status": status}
