@@ -18,7 +18,10 @@ As upstream's pod-security-admission:
 
 from __future__ import annotations
 
+import os
 from typing import Any
+
+import yaml
 
 from kybernetes.api import podsecurity as ps
 from kybernetes.api.errors import ApiError
@@ -163,3 +166,36 @@ def _policy_labels(labels: Any) -> dict[str, Any]:
     if not isinstance(labels, dict):
         return {}
     return {k: v for k, v in labels.items() if isinstance(k, str) and k.startswith(ps.LABEL_PREFIX)}
+
+
+ADMISSION_CONFIG_GROUPS = ("apiserver.config.k8s.io/", "apiserver.k8s.io/")
+
+
+def load_admission_config(path: str) -> ps.Config:
+    """The PodSecurity plugin's configuration from kube-apiserver's
+    `--admission-control-config-file` (an AdmissionConfiguration whose `plugins` entry
+    named PodSecurity holds a PodSecurityConfiguration inline or names its file).
+    Without such an entry, the defaults. ValueError (or OSError) says what is wrong."""
+    with open(path, encoding="utf-8") as f:
+        doc = yaml.safe_load(f)
+    if not isinstance(doc, dict) or doc.get("kind") != "AdmissionConfiguration" \
+            or not str(doc.get("apiVersion") or "").startswith(ADMISSION_CONFIG_GROUPS):
+        raise ValueError(f"{path}: expected an apiserver.config.k8s.io/v1 AdmissionConfiguration")
+    plugins = doc.get("plugins") or []
+    if not isinstance(plugins, list):
+        raise ValueError(f"{path}: plugins must be a list")
+    for plugin in plugins:
+        if not isinstance(plugin, dict) or plugin.get("name") != "PodSecurity":
+            continue
+        config = plugin.get("configuration")
+        if config is None and plugin.get("path"):
+            where = os.path.join(os.path.dirname(os.path.abspath(path)), str(plugin["path"]))
+            with open(where, encoding="utf-8") as f:
+                config = yaml.safe_load(f)
+        if config is None:
+            return ps.Config()
+        try:
+            return ps.parse_config(config)
+        except ValueError as e:
+            raise ValueError(f"{path}: PodSecurity: {e}") from None
+    return ps.Config()

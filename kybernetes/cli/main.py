@@ -167,6 +167,11 @@ SCHEDULER_CONNECTIONS = 49
               help="Pod tokens asked for with 3607 s (the automatic volume's) are good for a year and carry "
                    "`warnafter`, as kube-apiserver does by default.")
 @audit_flags
+@click.option("--admission-control-config-file", expose_value=False, metavar="PATH",
+              callback=lambda ctx, _p, v: ctx.meta.__setitem__("pod_security", _pod_security_config(v)),
+              help="AdmissionConfiguration file, as kube-apiserver reads it: its PodSecurity entry "
+                   "(PodSecurityConfiguration) sets the levels of unlabelled namespaces and the exempt users, "
+                   "runtime classes and namespaces [default: every level privileged, nothing exempt].")
 @click.pass_context
 def server(ctx: click.Context, data_dir: str, port: int, bind_address: str, tls_san: tuple[str, ...],
            compact_interval: int, compact_retention: int, default_toleration_seconds: int,
@@ -277,9 +282,22 @@ def server(ctx: click.Context, data_dir: str, port: int, bind_address: str, tls_
                           encryption_config=ctx.meta.get("encryption_provider_config", ""),
                           workers=(api_workers, pool_config, base) if pool_config is not None else None,
                           node_kubeconfig=node_kubeconfig, component_kubeconfigs=component_kubeconfigs,
-                          service_accounts=token_options, audit=auditor)
+                          service_accounts=token_options, audit=auditor,
+                          pod_security=ctx.meta.get("pod_security"))
 
     _run_until_signal(run)
+
+
+def _pod_security_config(path: str | None) -> Any:
+    """The PodSecurity configuration of `--admission-control-config-file`, or None."""
+    if not path:
+        return None
+    from kybernetes.apiserver.podsecurity import load_admission_config
+
+    try:
+        return load_admission_config(path)
+    except (OSError, ValueError) as e:
+        raise click.BadParameter(str(e), param_hint="--admission-control-config-file") from None
 
 
 if TYPE_CHECKING:
@@ -295,7 +313,7 @@ async def _run_server(stop: asyncio.Event, data_dir: str, port: int, bind: str, 
                       workers: tuple[int, Any, list[str]] | None = None,
                       node_kubeconfig: tuple[str, str] | None = None,
                       component_kubeconfigs: list[tuple[str, str]] | None = None,
-                      service_accounts: Any = None, audit: Any = None) -> None:
+                      service_accounts: Any = None, audit: Any = None, pod_security: Any = None) -> None:
     from kybernetes.apiserver.app import ApiServer, default_hosts
     from kybernetes.apiserver.pki import secure_data_dir
     from kybernetes.storage.sqlite import SQLiteStore
@@ -329,6 +347,8 @@ async def _run_server(stop: asyncio.Event, data_dir: str, port: int, bind: str, 
                     service_network=network, advertise_address=advertise, serving=serving,
                     kinds=kinds, gc_enabled=gc_enabled, service_accounts=service_accounts)
     srv.audit = audit
+    if pod_security is not None:
+        srv.pod_security.config = pod_security
     await srv.start()
     if pool is not None:
         await pool.start(srv)

@@ -229,3 +229,81 @@ def test_a_priority_class_scoped_quota_counts_only_its_pods(kubectl, namespace):
                         == {"pods": "1"})
     finally:
         kubectl("delete", "priorityclass", pc)
+
+
+# -- PodSecurity configuration (a server of its own) ---------------------------------------
+
+ADMISSION_CONFIG = """\
+apiVersion: apiserver.config.k8s.io/v1
+kind: AdmissionConfiguration
+plugins:
+- name: PodSecurity
+  configuration:
+    apiVersion: pod-security.admission.config.k8s.io/v1
+    kind: PodSecurityConfiguration
+    defaults:
+      enforce: baseline
+      enforce-version: latest
+      warn: restricted
+    exemptions:
+      namespaces: [kube-system, exempt-me]
+"""
+
+
+@pytest.fixture(scope="module")
+def configured(tmp_path_factory):
+    from kybernetes.testing.cluster import ServerProcess
+
+    class Kubectl:
+        def __init__(self, server: ServerProcess) -> None:
+            self.server = server
+
+        def __call__(self, *args: str, stdin: str | None = None):
+            return self.server.kubectl(*args, stdin=stdin)
+
+        def ok(self, *args: str, stdin: str | None = None) -> str:
+            r = self(*args, stdin=stdin)
+            assert r.returncode == 0, r.stderr
+            return r.stdout
+
+    path = tmp_path_factory.mktemp("admission") / "admission.yaml"
+    path.write_text(ADMISSION_CONFIG)
+    srv = ServerProcess(extra_args=["--admission-control-config-file", str(path), "--disable-scheduler"])
+    srv.start(60)
+    yield Kubectl(srv)
+    srv.cleanup()
+
+
+def test_a_configuration_file_sets_the_defaults_and_exemptions(configured):
+    configured.ok("create", "namespace", "plain")
+    configured.ok("create", "namespace", "exempt-me")
+    r = configured("-n", "plain", "apply", "-f", "-", stdin=pod_json("priv", PRIVILEGED))
+    assert r.returncode != 0
+    assert ('pods "priv" is forbidden: violates PodSecurity "baseline:latest": '
+            'privileged (container "c" must not set securityContext.privileged=true)') in r.stderr
+    # Baseline passes, restricted warns (the configured warn level).
+    r = configured("-n", "plain", "apply", "-f", "-", stdin=pod_json("plain"))
+    assert r.returncode == 0, r.stderr
+    assert warnings(r.stderr)[0].startswith('would violate PodSecurity "restricted:latest": allowPrivilegeEscalation')
+    # Exempt namespaces are never checked; a namespace's own labels still win elsewhere.
+    r = configured("-n", "exempt-me", "apply", "-f", "-", stdin=pod_json("priv", PRIVILEGED))
+    assert r.returncode == 0 and warnings(r.stderr) == [], r.stderr
+    r = configured("-n", "kube-system", "create", "--dry-run=server", "-f", "-", stdin=pod_json("sys", PRIVILEGED))
+    assert r.returncode == 0, r.stderr
+    configured.ok("label", "namespace", "plain", "pod-security.kubernetes.io/enforce=privileged",
+                  "pod-security.kubernetes.io/warn=privileged")
+    r = configured("-n", "plain", "apply", "-f", "-", stdin=pod_json("priv", PRIVILEGED))
+    assert r.returncode == 0 and warnings(r.stderr) == [], r.stderr
+
+
+def test_a_bad_configuration_file_stops_the_server(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "admission.yaml"
+    path.write_text(ADMISSION_CONFIG.replace("enforce: baseline", "enforce: strict"))
+    r = subprocess.run([sys.executable, "-m", "kybernetes.cli.main", "server", "--data-dir", str(tmp_path / "d"),
+                        "--admission-control-config-file", str(path)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert "--admission-control-config-file" in r.stderr
+    assert "PodSecurity: defaults: enforce: must be one of privileged, baseline, restricted" in r.stderr
