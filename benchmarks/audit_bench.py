@@ -7,7 +7,9 @@ default (audit on, the default policy: writes at Metadata into <data-dir>/audit.
 one with `--audit-log-path ""` (no auditing). Rounds alternate between them; each creates
 `--objects` ConfigMaps from `--clients` concurrent HTTPS clients, then GETs each of them
 (reads are level None: what the hook costs a request it does not record). Prints the
-median creates/s and GETs/s of each server and the events the audited one wrote.
+median creates/s and GETs/s of each server, the server's CPU time per request (all its
+threads, from /proc/<pid>/task/*/schedstat: steadier than throughput on a shared box),
+and the events the audited one wrote.
 """
 
 from __future__ import annotations
@@ -30,7 +32,19 @@ from kybernetes.testing.cluster import ServerProcess  # noqa: E402
 API_ONLY = ["--disable-controllers", "--disable-scheduler"]
 
 
-async def one_round(srv: ServerProcess, tag: str, n: int, clients: int) -> tuple[float, float]:
+def cpu_seconds(pid: int) -> float:
+    """CPU time of every thread of the process so far."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except OSError:
+            pass  # a thread that ended
+    return total / 1e9
+
+
+async def one_round(srv: ServerProcess, tag: str, n: int, clients: int) -> tuple[float, float, float, float]:
     token = open(os.path.join(srv.data_dir, "pki", "admin.token")).read().strip()
     ctx = ssl.create_default_context(cafile=os.path.join(srv.data_dir, "pki", "ca.crt"))
     base = f"{srv.url}/api/v1/namespaces/default/configmaps"
@@ -50,18 +64,21 @@ async def one_round(srv: ServerProcess, tag: str, n: int, clients: int) -> tuple
                 await r.read()
                 assert r.status == 200, r.status
 
-        async def run(fn, items) -> float:
+        async def run(fn, items) -> tuple[float, float]:
             queue = list(items)
 
             async def worker() -> None:
                 while queue:
                     await fn(queue.pop())
 
-            t = time.perf_counter()
+            assert srv.proc is not None
+            cpu, t = cpu_seconds(srv.proc.pid), time.perf_counter()
             await asyncio.gather(*(worker() for _ in range(clients)))
-            return len(items) / (time.perf_counter() - t)
+            elapsed = time.perf_counter() - t
+            return len(items) / elapsed, (cpu_seconds(srv.proc.pid) - cpu) / len(items) * 1e6
 
-        return await run(create, names), await run(get, names)
+        (creates, create_cpu), (gets, get_cpu) = await run(create, names), await run(get, names)
+        return creates, gets, create_cpu, get_cpu
 
 
 def main() -> None:
@@ -72,23 +89,22 @@ def main() -> None:
     args = ap.parse_args()
     servers = {"audit on (default policy)": ServerProcess(extra_args=API_ONLY),
                "audit off": ServerProcess(extra_args=[*API_ONLY, "--audit-log-path", ""])}
-    results: dict[str, tuple[list[float], list[float]]] = {k: ([], []) for k in servers}
+    results: dict[str, tuple[list[float], ...]] = {k: ([], [], [], []) for k in servers}
     try:
         for srv in servers.values():
             srv.start()
         for r in range(args.rounds):
             for label, srv in servers.items():
-                c, g = asyncio.run(one_round(srv, f"r{r}", args.objects, args.clients))
-                results[label][0].append(c)
-                results[label][1].append(g)
+                for i, x in enumerate(asyncio.run(one_round(srv, f"r{r}", args.objects, args.clients))):
+                    results[label][i].append(x)
         on = servers["audit on (default policy)"]
         time.sleep(0.5)
         log = os.path.join(on.data_dir, "audit.log")
         lines = sum(1 for _ in open(log)) if os.path.exists(log) else 0
-        for label, (creates, gets) in results.items():
-            print(f"{label:28s} creates/s median {statistics.median(creates):7.0f}  "
-                  f"GETs/s median {statistics.median(gets):7.0f}   "
-                  f"(creates {', '.join(f'{x:.0f}' for x in creates)})")
+        for label, (creates, gets, create_cpu, get_cpu) in results.items():
+            print(f"{label:26s} creates/s {statistics.median(creates):6.0f}  GETs/s {statistics.median(gets):6.0f}  "
+                  f"server CPU per create {statistics.median(create_cpu):5.0f} us, per GET "
+                  f"{statistics.median(get_cpu):4.0f} us  (creates/s {', '.join(f'{x:.0f}' for x in creates)})")
         print(f"events in the audited server's log: {lines} "
               f"({args.rounds * args.objects} creates; reads not recorded)")
     finally:
