@@ -181,6 +181,9 @@ def success_status(info: ResourceInfo, name: str, uid: str = "", code: int | Non
 
 OUTPUT = "kyb.output"
 REQUEST_BODY = "kyb.request_body"
+# The annotations admission adds to the request's audit event (WriteContext.audit_annotations:
+# PodSecurity's audit-violations and enforce-policy), for the audit log to add to its events.
+AUDIT_ANNOTATIONS = "kyb.audit_annotations"
 
 
 def _output(request: web.Request) -> codec.Output:
@@ -756,9 +759,11 @@ class RestHandler:
             manager = ua.split("/", 1)[0][:128] if ua else "unknown"
         force = q.get("force") in _BOOL_TRUE
         user = request.get("user")
-        return WriteContext(user=getattr(user, "username", ""), field_manager=manager, dry_run=bool(dry),
-                            field_validation=fv, force=force,
-                            requester=auth.requester(user) if isinstance(user, auth.UserInfo) else None)
+        ctx = WriteContext(user=getattr(user, "username", ""), field_manager=manager, dry_run=bool(dry),
+                           field_validation=fv, force=force,
+                           requester=auth.requester(user) if isinstance(user, auth.UserInfo) else None)
+        request[AUDIT_ANNOTATIONS] = ctx.audit_annotations
+        return ctx
 
     async def _body(self, request: web.Request, kind: str, ctx: WriteContext | None = None,
                     version: str = "") -> dict[str, Any]:

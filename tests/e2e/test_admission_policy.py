@@ -167,6 +167,33 @@ def test_labelling_a_namespace_warns_about_pods_already_there(kubectl, namespace
             'Invalid value: "strict": must be one of privileged, baseline, restricted') in r.stderr
 
 
+def test_audit_mode_annotates_the_audit_event(kubectl, server, namespace):
+    import os
+
+    kubectl.ok("label", "namespace", namespace, "pod-security.kubernetes.io/audit=baseline")
+    r = kubectl("-n", namespace, "apply", "-f", "-", stdin=pod_json("audited", PRIVILEGED))
+    assert r.returncode == 0 and warnings(r.stderr) == [], r.stderr  # audit alone neither refuses nor warns
+    log = os.path.join(server.data_dir, "audit.log")
+
+    def found() -> dict | None:
+        try:
+            lines = open(log, "rb").read().splitlines()
+        except OSError:
+            return None
+        for line in reversed(lines):
+            ev = json.loads(line)
+            ref = ev.get("objectRef") or {}
+            if (ev.get("stage") == "ResponseComplete" and ev.get("verb") == "create"
+                    and ref.get("namespace") == namespace and ref.get("resource") == "pods"):
+                return ev
+        return None
+    ev = wait_for(found, timeout=20, what="the pod's create in the audit log")
+    assert ev["annotations"]["pod-security.kubernetes.io/audit-violations"] == (
+        'would violate PodSecurity "baseline:latest": '
+        'privileged (container "c" must not set securityContext.privileged=true)')
+    assert ev["annotations"]["pod-security.kubernetes.io/enforce-policy"] == "privileged:latest"
+
+
 def test_system_namespaces_stay_privileged(kubectl):
     labels = json.loads(kubectl.ok("get", "namespace", "kube-system", "-o", "json"))["metadata"].get("labels", {})
     assert not any(k.startswith("pod-security.kubernetes.io/") for k in labels)
