@@ -52,6 +52,8 @@ log = logging.getLogger("kybernetes.apiserver.audit")
 AUDIT_ID_HEADER = "Audit-Id"
 PANIC = "kyb.audit.panic"
 _CTX = "kyb.audit"
+# rest.py's write_context leaves the write's audit annotations here (rest.AUDIT_ANNOTATIONS).
+AUDIT_ANNOTATIONS = "kyb.audit_annotations"
 _RECEIVED = "kyb.audit.received"
 _ID = "kyb.audit.id"
 _BODY_VERBS = ("create", "update", "patch")
@@ -86,6 +88,9 @@ class _Context:
     impersonated: dict[str, Any] | None = None
     authz: tuple[str, str] | None = None
     started: int = 0
+    # What admission adds (PodSecurity's enforce-policy, audit-violations; policies' Audit
+    # actions): the write's WriteContext.audit_annotations, shared through the request.
+    admission: dict[str, str] | None = None
 
     def impersonate(self, user: UserInfo) -> None:
         self.impersonated = events.user_info(user.username, user.uid, user.groups, user.extra)
@@ -177,6 +182,7 @@ class Auditor:
         level = ctx.decision.level
         attrs = ctx.attrs
         panic = request.get(PANIC)
+        ctx.admission = request.get(AUDIT_ANNOTATIONS)
         body = resp.body if isinstance(resp, web.Response) and isinstance(resp.body, bytes | bytearray) else b""
         failure = _decode(body, resp.content_type) if resp.status >= 400 and body else None
         if panic is not None:
@@ -207,8 +213,14 @@ class Auditor:
         if stage in ctx.decision.omit_stages:
             return
         annotations = None
-        if ctx.authz is not None and stage != events.REQUEST_RECEIVED:
-            annotations = {events.DECISION: ctx.authz[0], events.REASON: ctx.authz[1]}
+        if stage != events.REQUEST_RECEIVED:
+            annotations = {}
+            if ctx.authz is not None:
+                annotations = {events.DECISION: ctx.authz[0], events.REASON: ctx.authz[1]}
+            if ctx.admission:
+                annotations.update(ctx.admission)
+            # Sorted, as Go writes a map.
+            annotations = {k: annotations[k] for k in sorted(annotations)} if annotations else None
         ev = events.stage_event(ctx.base, stage, ctx.received, events.micro_time(time.time()),
                                 impersonated=ctx.impersonated, status=status, request_object=request_object,
                                 response_object=response_object, annotations=annotations)

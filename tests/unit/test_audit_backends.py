@@ -60,6 +60,8 @@ async def _client(auditor: shell.Auditor) -> TestClient:
     async def create(request: web.Request) -> web.Response:
         # As rest.py's writes: the body read is kept for the audit log.
         data = request[REQUEST_BODY] = await read_body(request)
+        # What admission adds to the event (rest.py shares the write's annotations).
+        request[shell.AUDIT_ANNOTATIONS] = {"pod-security.kubernetes.io/enforce-policy": "privileged:latest"}
         body = orjson.loads(data)
         body["metadata"]["uid"] = "new-uid"
         body["metadata"]["managedFields"] = [{"manager": "x"}]
@@ -112,7 +114,8 @@ async def test_request_response_events_through_the_hooks():
         assert done["requestObject"] == body
         assert done["responseObject"]["metadata"] == {"name": "c1", "uid": "new-uid"}  # managedFields omitted
         assert done["annotations"] == {"authorization.k8s.io/decision": "allow",
-                                       "authorization.k8s.io/reason": "because"}
+                                       "authorization.k8s.io/reason": "because",
+                                       "pod-security.kubernetes.io/enforce-policy": "privileged:latest"}
         assert done["userAgent"] == "tester/1" and done["sourceIPs"] == ["127.0.0.1"]
 
         mem.lines.clear()
@@ -150,6 +153,9 @@ async def test_metadata_level_has_no_bodies_and_omitted_stages_are_left_out():
         line = json.dumps(mem.lines[0])
         assert "hush" not in line and "requestObject" not in line and "responseObject" not in line
         assert mem.lines[0]["objectRef"]["name"] == "c2"
+        assert list(mem.lines[0]["annotations"].items()) == [
+            ("authorization.k8s.io/decision", "allow"), ("authorization.k8s.io/reason", "because"),
+            ("pod-security.kubernetes.io/enforce-policy", "privileged:latest")]
     finally:
         await client.close()
 
