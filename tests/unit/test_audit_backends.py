@@ -282,3 +282,46 @@ def test_audit_ids_are_distinct_version_4_uuids():
     ids = {shell.new_audit_id() for _ in range(20000)}
     assert len(ids) == 20000
     assert all(uuid.UUID(i).version == 4 and uuid.UUID(i).variant == uuid.RFC_4122 for i in list(ids)[:100])
+
+
+async def test_unauthenticated_and_panicking_requests():
+    auditor, mem = _auditor([{"level": "Metadata"}])
+
+    @web.middleware
+    async def mw(request: web.Request, handler) -> web.StreamResponse:
+        async def inner() -> web.StreamResponse:
+            user = None if "anonymous" in request.path else UserInfo("bob", groups=["system:authenticated"])
+            auditor.begin(request, user)
+            if user is None:
+                status = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                          "message": "Unauthorized", "reason": "Unauthorized", "code": 401}
+                return web.Response(body=orjson.dumps(status), status=401, content_type="application/json")
+            # What app.py's middleware does with an unexpected exception: a 500, and the panic noted.
+            request[shell.PANIC] = "KeyError: 'spec'"
+            return web.Response(status=500, text="internal error")
+
+        return await auditor.observe(request, inner())
+
+    async def nothing(request: web.Request) -> web.Response:
+        return web.Response()
+
+    app = web.Application(middlewares=[mw])
+    app.router.add_route("*", "/{tail:.*}", nothing)
+    client = TestClient(TestServer(app))
+    await client.start_server()
+    try:
+        r = await client.get("/api/v1/namespaces/anonymous/pods")
+        assert r.status == 401
+        # No RequestReceived for a failed authentication (as upstream), and no user.
+        (ev,) = mem.lines
+        assert ev["stage"] == "ResponseComplete" and ev["user"] == {} and ev["verb"] == "list"
+        assert ev["responseStatus"] == {"metadata": {}, "status": "Failure", "message": "Unauthorized",
+                                        "reason": "Unauthorized", "code": 401}
+        mem.lines.clear()
+        r = await client.post("/api/v1/namespaces/ns/pods", data=b"{}")
+        assert r.status == 500
+        assert [e["stage"] for e in mem.lines] == ["RequestReceived", "Panic"]
+        assert mem.lines[1]["responseStatus"] == {"metadata": {}, "status": "Failure",
+                                                  "message": "APIServer panic'd: KeyError: 'spec'", "code": 500}
+    finally:
+        await client.close()
