@@ -11,7 +11,6 @@ tests move time instead of waiting for it.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
 from collections.abc import Callable, Mapping
@@ -21,6 +20,7 @@ from kybernetes.client import ApiError, Client, Informers, WorkQueue, object_key
 from kybernetes.client.reconcile import Result
 from kybernetes.client.resources import CRONJOBS, JOBS
 from kybernetes.client.workqueue import run_workers
+from kybernetes.controllers.controller_shell import EventRecorder, is_namespace_terminating
 from kybernetes.controllers.cronjob_plan import (
     Decision,
     after_create,
@@ -52,10 +52,6 @@ def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
     return obj.get("metadata") or {}
 
 
-def _is_namespace_terminating(err: ApiError) -> bool:
-    return any(c.get("reason") == "NamespaceTerminating" for c in (err.details or {}).get("causes") or [])
-
-
 class CronJobController:
     NAME = "cronjob"
 
@@ -67,7 +63,7 @@ class CronJobController:
         self.queue = WorkQueue(self.NAME)
         self.cronjobs = factory.informer(CRONJOBS)
         self.jobs = factory.informer(JOBS)
-        self._event_tasks: set[asyncio.Task[None]] = set()
+        self._record = EventRecorder(client, COMPONENT)
         self.cronjobs.add_handler(on_add=self._cronjob_added, on_update=self._cronjob_updated,
                                   on_delete=self._cronjob_added)
         self.jobs.add_handler(on_add=self._job_changed, on_update=self._job_updated, on_delete=self._job_changed)
@@ -118,12 +114,6 @@ class CronJobController:
 
     async def run(self, workers: int = 2) -> None:
         await run_workers(self.queue, self.sync, workers, self.NAME, (404, 409), logger=log)
-
-    def _record(self, cronjob: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
-        task = asyncio.get_running_loop().create_task(
-            self.client.event(dict(cronjob), type_=type_, reason=reason, message=message, component=COMPONENT))
-        self._event_tasks.add(task)
-        task.add_done_callback(self._event_tasks.discard)
 
     def owned_jobs(self, cronjob: Mapping[str, Any]) -> list[Obj]:
         uid = _meta(cronjob).get("uid") or ""
@@ -237,7 +227,7 @@ class CronJobController:
         try:
             job = await self.client.create(JOBS, ns, body, field_manager=COMPONENT)
         except ApiError as e:
-            if _is_namespace_terminating(e):
+            if is_namespace_terminating(e):
                 raise
             if e.code != 409:
                 self._record(cronjob, "Warning", "FailedCreate", f"Error creating job: {e.message}")

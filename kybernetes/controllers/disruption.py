@@ -27,6 +27,7 @@ from kybernetes.client.resources import (
     Resource,
 )
 from kybernetes.client.workqueue import run_workers
+from kybernetes.controllers.controller_shell import EventRecorder
 from kybernetes.controllers.disruption_plan import (
     cleared_disruption,
     plan_budget,
@@ -65,7 +66,7 @@ class DisruptionController:
         self.pdbs = factory.informer(PDBS)
         self.pods = factory.informer(PODS)
         self.workloads = {kind: factory.informer(res) for kind, res in _WORKLOADS.items()}
-        self._event_tasks: set[asyncio.Task[None]] = set()
+        self._record = EventRecorder(client, COMPONENT)
         add_object_handler(self.pdbs, lambda pdb: self.queue.add(object_key(pdb)))
         self.pods.add_handler(on_add=self._pod_changed, on_update=self._pod_updated, on_delete=self._pod_changed)
         for informer in self.workloads.values():
@@ -138,12 +139,6 @@ class DisruptionController:
         if plan.error is not None:
             raise RuntimeError(plan.error)
         return Result.after_or_done(plan.recheck_after)
-
-    def _record(self, obj: Obj, type_: str, reason: str, message: str) -> None:
-        task = asyncio.get_running_loop().create_task(
-            self.client.event(obj, type_=type_, reason=reason, message=message, component=COMPONENT))
-        self._event_tasks.add(task)
-        task.add_done_callback(self._event_tasks.discard)
 
     async def _write_status(self, pdb: Obj, status: Obj) -> None:
         # Written on the version read: an eviction that took a disruption meanwhile must not be

@@ -21,6 +21,7 @@ from kybernetes.client import ApiError, Client, Informers, WorkQueue, object_key
 from kybernetes.client.reconcile import Result
 from kybernetes.client.resources import JOBS, PODS
 from kybernetes.client.workqueue import run_workers
+from kybernetes.controllers.controller_shell import EventRecorder, is_namespace_terminating
 from kybernetes.controllers.job_plan import (
     TRACKING_FINALIZER,
     BackoffRecord,
@@ -37,19 +38,15 @@ from kybernetes.controllers.job_plan import (
     uid_of,
 )
 from kybernetes.controllers.podutil import (
+    adopt_patch,
     compile_selector,
     controller_ref,
     live_owner,
     orphan_index,
+    release_patch,
     selecting,
 )
-from kybernetes.controllers.replicaset import (
-    Expectations,
-    _is_namespace_terminating,
-    adopt_patch,
-    release_patch,
-    slow_start_batch,
-)
+from kybernetes.controllers.replicaset import Expectations, slow_start_batch
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +90,7 @@ class JobController:
         self.finalizer_expectations: dict[str, set[str]] = {}
         self.backoff: dict[str, BackoffRecord] = {}
         self._written_rv: dict[str, int] = {}
-        self._event_tasks: set[asyncio.Task[None]] = set()
+        self._record = EventRecorder(client, COMPONENT)
         self.job_informer = factory.informer(JOBS)
         self.pod_informer = factory.informer(PODS, indexers={"orphan": orphan_index})
         self.job_informer.add_handler(on_add=self._job_added, on_update=self._job_updated,
@@ -312,7 +309,7 @@ class JobController:
             try:
                 pod = await self.client.create(PODS, ns, body, field_manager=COMPONENT)
             except ApiError as e:
-                if _is_namespace_terminating(e):
+                if is_namespace_terminating(e):
                     ignored += 1
                     return
                 self._record(job, "Warning", "FailedCreate", f"Error creating: {e.message}")
@@ -413,9 +410,3 @@ class JobController:
                                            subresource="status", field_manager=COMPONENT)
         self._written_rv[key] = _rv(written)
         return {**written, "apiVersion": "batch/v1", "kind": "Job"}
-
-    def _record(self, job: Obj, type_: str, reason: str, message: str) -> None:
-        task = asyncio.get_running_loop().create_task(
-            self.client.event(job, type_=type_, reason=reason, message=message, component=COMPONENT))
-        self._event_tasks.add(task)
-        task.add_done_callback(self._event_tasks.discard)

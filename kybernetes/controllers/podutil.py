@@ -130,6 +130,41 @@ def owner_reference(owner: Mapping[str, Any], api_version: str, kind: str) -> Ob
             "controller": True, "blockOwnerDeletion": True}
 
 
+def reference_to(owner: Mapping[str, Any]) -> Obj:
+    """A controller ownerReference pointing at `owner`, of its own apiVersion and kind (a
+    ReplicaSet's when it names none)."""
+    return owner_reference(owner, owner.get("apiVersion") or "apps/v1", owner.get("kind") or "ReplicaSet")
+
+
+def _guarded_owner_patch(obj: Mapping[str, Any], refs: list[Obj]) -> list[Obj]:
+    # The test operations make the patch fail if the object was replaced or changed since the
+    # snapshot the decision was made on, so an ownership change is never based on stale data.
+    meta = obj.get("metadata") or {}
+    ops: list[Obj] = [{"op": "test", "path": "/metadata/uid", "value": meta.get("uid", "")}]
+    if meta.get("resourceVersion"):
+        ops.append({"op": "test", "path": "/metadata/resourceVersion", "value": meta["resourceVersion"]})
+    if refs:
+        ops.append({"op": "add", "path": "/metadata/ownerReferences", "value": refs})
+    else:
+        ops.append({"op": "remove", "path": "/metadata/ownerReferences"})
+    return ops
+
+
+def adopt_patch(owner: Mapping[str, Any], obj: Mapping[str, Any]) -> list[Obj]:
+    """JSON patch making `owner` the controller of an orphan (a pod, a revision)."""
+    refs = [dict(r) for r in (obj.get("metadata") or {}).get("ownerReferences") or []
+            if r.get("uid") != ((owner.get("metadata") or {}).get("uid") or "")]
+    refs.append(reference_to(owner))
+    return _guarded_owner_patch(obj, refs)
+
+
+def release_patch(owner: Mapping[str, Any], obj: Mapping[str, Any]) -> list[Obj]:
+    """JSON patch removing `owner`'s reference from an object it no longer selects."""
+    refs = [dict(r) for r in (obj.get("metadata") or {}).get("ownerReferences") or []
+            if r.get("uid") != ((owner.get("metadata") or {}).get("uid") or "")]
+    return _guarded_owner_patch(obj, refs)
+
+
 @functools.lru_cache(maxsize=4096)
 def _compiled(selector_json: bytes) -> LabelSelector:
     sel = orjson.loads(selector_json)

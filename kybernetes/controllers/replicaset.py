@@ -31,16 +31,19 @@ from kybernetes.client import ApiError, Client, Informers, WorkQueue, object_key
 from kybernetes.client.reconcile import Result
 from kybernetes.client.resources import PODS, REPLICASETS, REPLICATIONCONTROLLERS
 from kybernetes.client.workqueue import run_workers
+from kybernetes.controllers.controller_shell import EventRecorder, PodOwnerShell, write_status
 from kybernetes.controllers.podutil import (
+    adopt_patch,
     compile_selector,
     controller_ref,
     format_time,
     live_owner,
     next_available_in,
     orphan_index,
-    owner_reference,
     parse_time,
     pod_is_available,
+    reference_to,
+    release_patch,
     selecting,
 )
 
@@ -258,11 +261,6 @@ def plan_replicaset(rs: Mapping[str, Any], pods: Iterable[Obj], now: dt.datetime
     return plan
 
 
-def _owner_reference(rs: Mapping[str, Any]) -> Obj:
-    # The owner's own type: a ReplicationController is managed by this code too.
-    return owner_reference(rs, rs.get("apiVersion") or "apps/v1", rs.get("kind") or "ReplicaSet")
-
-
 def new_pod(rs: Mapping[str, Any]) -> Obj:
     """The pod `rs` creates: template labels, annotations, finalizers and spec, a name
     generated from `<rs name>-`, and the controller reference back to `rs`."""
@@ -272,42 +270,13 @@ def new_pod(rs: Mapping[str, Any]) -> Obj:
     # A JSON round trip is the cheapest deep copy of plain API data.
     spec = orjson.loads(orjson.dumps(template.get("spec") or {}))
     pod_meta: Obj = {"generateName": f"{meta.get('name', '')}-", "namespace": meta.get("namespace", ""),
-                     "ownerReferences": [_owner_reference(rs)]}
+                     "ownerReferences": [reference_to(rs)]}
     for key in ("labels", "annotations"):
         if tmeta.get(key):
             pod_meta[key] = dict(tmeta[key])
     if tmeta.get("finalizers"):
         pod_meta["finalizers"] = list(tmeta["finalizers"])
     return {"apiVersion": "v1", "kind": "Pod", "metadata": pod_meta, "spec": spec}
-
-
-def _guarded_owner_patch(pod: Mapping[str, Any], refs: list[Obj]) -> list[Obj]:
-    # The test operations make the patch fail if the pod was replaced or changed since the
-    # snapshot the decision was made on, so an ownership change is never based on stale data.
-    meta = pod.get("metadata") or {}
-    ops: list[Obj] = [{"op": "test", "path": "/metadata/uid", "value": meta.get("uid", "")}]
-    if meta.get("resourceVersion"):
-        ops.append({"op": "test", "path": "/metadata/resourceVersion", "value": meta["resourceVersion"]})
-    if refs:
-        ops.append({"op": "add", "path": "/metadata/ownerReferences", "value": refs})
-    else:
-        ops.append({"op": "remove", "path": "/metadata/ownerReferences"})
-    return ops
-
-
-def adopt_patch(rs: Mapping[str, Any], pod: Mapping[str, Any]) -> list[Obj]:
-    """JSON patch making `rs` the controller of an orphan pod."""
-    refs = [dict(r) for r in (pod.get("metadata") or {}).get("ownerReferences") or []
-            if r.get("uid") != _uid(rs)]
-    refs.append(_owner_reference(rs))
-    return _guarded_owner_patch(pod, refs)
-
-
-def release_patch(rs: Mapping[str, Any], pod: Mapping[str, Any]) -> list[Obj]:
-    """JSON patch removing `rs`'s reference from a pod it no longer selects."""
-    refs = [dict(r) for r in (pod.get("metadata") or {}).get("ownerReferences") or []
-            if r.get("uid") != _uid(rs)]
-    return _guarded_owner_patch(pod, refs)
 
 
 def slow_start_batches(count: int, initial: int = SLOW_START_INITIAL_BATCH) -> list[int]:
@@ -393,12 +362,7 @@ def _api_group(api_version: str) -> str:
     return api_version.rpartition("/")[0]
 
 
-def _is_namespace_terminating(err: ApiError) -> bool:
-    causes = (err.details or {}).get("causes") or []
-    return any(c.get("reason") == "NamespaceTerminating" for c in causes)
-
-
-class ReplicaSetController:
+class ReplicaSetController(PodOwnerShell):
     # The kind this controller keeps; ReplicationManager keeps ReplicationControllers with it.
     RESOURCE = REPLICASETS
     API_VERSION = "apps/v1"
@@ -412,29 +376,19 @@ class ReplicaSetController:
     def __init__(self, client: Client, factory: Informers, *, burst: int = BURST_REPLICAS,
                  expectations_ttl: float = EXPECTATIONS_TTL) -> None:
         self.client = client
+        self.component = self.COMPONENT
         self.burst = burst
         self.queue = WorkQueue(self.NAME)
         self.expectations = Expectations(expectations_ttl)
         self.rs_informer = factory.informer(self.RESOURCE)
         self.pod_informer = factory.informer(PODS, indexers={"orphan": orphan_index})
-        self._event_tasks: set[asyncio.Task[None]] = set()
-        self.rs_informer.add_handler(on_add=self._rs_added, on_update=self._rs_updated,
-                                     on_delete=self._rs_deleted)
+        self._record = EventRecorder(client, self.COMPONENT)
+        self.rs_informer.add_handler(on_add=self._enqueue, on_update=lambda old, new: self._enqueue(new),
+                                     on_delete=self._owner_deleted)
         self.pod_informer.add_handler(on_add=self._pod_added, on_update=self._pod_updated,
                                       on_delete=self._pod_deleted)
 
     # -- informer handlers (enqueue only) ----------------------------------------------
-
-    def _rs_added(self, rs: Obj) -> None:
-        self.queue.add(object_key(rs))
-
-    def _rs_updated(self, old: Obj, new: Obj) -> None:
-        self.queue.add(object_key(new))
-
-    def _rs_deleted(self, rs: Obj) -> None:
-        key = object_key(rs)
-        self.expectations.forget(key)
-        self.queue.add(key)
 
     def view(self, rs: Obj) -> Obj:
         """The object as the planning code reads it (a ReplicaSet's own shape)."""
@@ -456,19 +410,6 @@ class ReplicaSetController:
         for rs in selecting(self.rs_informer, pod, self.view):
             self.queue.add(object_key(rs))
 
-    def _pod_added(self, pod: Obj) -> None:
-        if pod_is_terminating(pod):
-            # Restarted with a pod already on its way out: it must not count as a creation.
-            self._pod_deleted(pod)
-            return
-        rs = self._owner_of(pod)
-        if rs is not None:
-            key = object_key(rs)
-            self.expectations.creation_observed(key)
-            self.queue.add(key)
-        elif controller_ref(pod) is None:
-            self._enqueue_selecting(pod)
-
     def _pod_updated(self, old: Obj, new: Obj) -> None:
         labels_changed = _labels(old) != _labels(new)
         if pod_is_terminating(new):
@@ -486,14 +427,6 @@ class ReplicaSetController:
             self.queue.add(object_key(rs))
         elif new_ref is None and (labels_changed or old_ref is not None):
             self._enqueue_selecting(new)
-
-    def _pod_deleted(self, pod: Obj) -> None:
-        rs = self._owner_of(pod)
-        if rs is None:
-            return
-        key = object_key(rs)
-        self.expectations.deletion_observed(key, object_key(pod))
-        self.queue.add(key)
 
     # -- workers -----------------------------------------------------------------------
 
@@ -538,7 +471,7 @@ class ReplicaSetController:
         for omitted in self.STATUS_OMITS:
             status.pop(omitted, None)
         if status_changed(rs.get("status"), status):
-            await self._write_status(rs, status)
+            await write_status(self.client, self.RESOURCE, rs, status)
         if error is not None:
             # The failure's back-off must not postpone a check that is due sooner (minReadySeconds).
             if plan.requeue_after is not None:
@@ -569,29 +502,14 @@ class ReplicaSetController:
         if errors:
             raise errors[0]
 
-    def _record(self, rs: Obj, type_: str, reason: str, message: str) -> None:
-        # Events are best effort and must not slow a burst of creates down.
-        task = asyncio.get_running_loop().create_task(
-            self.client.event(rs, type_=type_, reason=reason, message=message, component=self.COMPONENT))
-        self._event_tasks.add(task)
-        task.add_done_callback(self._event_tasks.discard)
-
     async def _create(self, rs: Obj, key: str, count: int) -> tuple[tuple[str, str] | None, BaseException | None]:
-        ns = (rs.get("metadata") or {}).get("namespace")
         self.expectations.expect(key, creates=count)
         ignored = 0
 
         async def create_one(_: int) -> None:
             nonlocal ignored
-            try:
-                pod = await self.client.create(PODS, ns, new_pod(rs), field_manager=self.COMPONENT)
-            except ApiError as e:
-                if _is_namespace_terminating(e):
-                    ignored += 1
-                    return
-                self._record(rs, "Warning", "FailedCreate", f"Error creating: {e.message}")
-                raise
-            self._record(rs, "Normal", "SuccessfulCreate", f"Created pod: {_name(pod)}")
+            if not await self._create_pod(rs, new_pod(rs)):
+                ignored += 1
 
         successes, err = await slow_start_batch(count, create_one)
         # Pods that were never created will never be observed.
@@ -602,23 +520,12 @@ class ReplicaSetController:
         return ("FailedCreate", message), err
 
     async def _delete(self, rs: Obj, key: str, pods: list[Obj]) -> tuple[tuple[str, str] | None, BaseException | None]:
-        ns = (rs.get("metadata") or {}).get("namespace")
         self.expectations.expect(key, deletes=[object_key(p) for p in pods])
         attempted: set[int] = set()
 
         async def delete_one(i: int) -> None:
             attempted.add(i)
-            pod = pods[i]
-            try:
-                await self.client.delete(PODS, ns, _name(pod), preconditions={"uid": _uid(pod)})
-            except ApiError as e:
-                # Its deletion event may never come: do not wait for it.
-                self.expectations.deletion_observed(key, object_key(pod))
-                if e.code in (404, 409):
-                    return
-                self._record(rs, "Warning", "FailedDelete", f"Error deleting: {e.message}")
-                raise
-            self._record(rs, "Normal", "SuccessfulDelete", f"Deleted pod: {_name(pod)}")
+            await self._delete_pod(rs, key, pods[i])
 
         _, err = await slow_start_batch(len(pods), delete_one)
         for i, pod in enumerate(pods):
@@ -628,19 +535,6 @@ class ReplicaSetController:
             return None, None
         message = err.message if isinstance(err, ApiError) else str(err)
         return ("FailedDelete", message), err
-
-    async def _write_status(self, rs: Obj, status: Obj) -> None:
-        ns = (rs.get("metadata") or {}).get("namespace")
-        body = {**rs, "status": status}
-        try:
-            await self.client.update(self.RESOURCE, ns, _name(rs), body, subresource="status")
-        except ApiError as e:
-            if e.code != 409:
-                raise
-            # Someone wrote the ReplicaSet since our snapshot; the counts are still ours to report.
-            fresh = await self.client.get(self.RESOURCE, ns, _name(rs))
-            await self.client.update(self.RESOURCE, ns, _name(rs), {**fresh, "status": status},
-                                     subresource="status")
 
 
 def rc_view(rc: Obj) -> Obj:

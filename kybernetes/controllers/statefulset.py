@@ -11,7 +11,6 @@ expectations, sets claim owners for the retention policy, and writes the status.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
 from collections.abc import Mapping
@@ -22,20 +21,19 @@ from kybernetes.client import ApiError, Client, Informers, WorkQueue, object_key
 from kybernetes.client.reconcile import Result
 from kybernetes.client.resources import CONTROLLERREVISIONS, PERSISTENTVOLUMECLAIMS, PODS, STATEFULSETS
 from kybernetes.client.workqueue import run_workers
-from kybernetes.controllers.podutil import (
-    compile_selector,
-    controller_ref,
-    live_owner,
-    orphan_index,
-    selecting,
+from kybernetes.controllers.controller_shell import (
+    EventRecorder,
+    PodOwnerShell,
+    apply_claim,
+    bump_collision_count,
+    claim_revisions,
+    delete_quietly,
+    first_error,
+    is_namespace_terminating,
+    write_status,
 )
-from kybernetes.controllers.replicaset import (
-    EXPECTATIONS_TTL,
-    Expectations,
-    adopt_patch,
-    release_patch,
-    slow_start_batch,
-)
+from kybernetes.controllers.podutil import controller_ref, live_owner, orphan_index, selecting
+from kybernetes.controllers.replicaset import EXPECTATIONS_TTL, Expectations, slow_start_batch
 from kybernetes.controllers.revisions import new_revision, revision_matches, revision_number
 from kybernetes.controllers.statefulset_plan import (
     KIND,
@@ -77,19 +75,20 @@ def _guarded(obj: Mapping[str, Any], ops: list[Obj]) -> list[Obj]:
     return [{"op": "test", "path": "/metadata/uid", "value": _uid(obj)}, *ops]
 
 
-class StatefulSetController:
+class StatefulSetController(PodOwnerShell):
     def __init__(self, client: Client, factory: Informers, *,
                  expectations_ttl: float = EXPECTATIONS_TTL) -> None:
         self.client = client
+        self.component = COMPONENT
         self.queue = WorkQueue("statefulset")
         self.expectations = Expectations(expectations_ttl)
         self.sets = factory.informer(STATEFULSETS)
         self.pods = factory.informer(PODS, indexers={"orphan": orphan_index})
         self.revisions = factory.informer(CONTROLLERREVISIONS, indexers={"orphan": orphan_index})
         self.claims = factory.informer(PERSISTENTVOLUMECLAIMS)
-        self._event_tasks: set[asyncio.Task[None]] = set()
+        self._record = EventRecorder(client, COMPONENT)
         self.sets.add_handler(on_add=self._enqueue, on_update=lambda old, new: self._enqueue(new),
-                              on_delete=self._set_deleted)
+                              on_delete=self._owner_deleted)
         self.pods.add_handler(on_add=self._pod_added, on_update=self._pod_updated, on_delete=self._pod_deleted)
         self.revisions.add_handler(on_add=self._revision_changed,
                                    on_update=lambda old, new: self._revision_changed(new),
@@ -98,32 +97,15 @@ class StatefulSetController:
 
     # -- informer handlers (enqueue only) ----------------------------------------------
 
-    def _enqueue(self, sts: Obj) -> None:
-        self.queue.add(object_key(sts))
-
-    def _set_deleted(self, sts: Obj) -> None:
-        key = object_key(sts)
-        self.expectations.forget(key)
-        self.queue.add(key)
-
     def _owner_of(self, obj: Obj) -> Obj | None:
         ref = controller_ref(obj)
         if ref is None or ref.get("kind") != KIND:
             return None
         return live_owner(self.sets, obj, ref)
 
-    def _pod_added(self, pod: Obj) -> None:
-        if pod_is_terminating(pod):
-            self._pod_deleted(pod)
-            return
-        sts = self._owner_of(pod)
-        if sts is not None:
-            key = object_key(sts)
-            self.expectations.creation_observed(key)
-            self.queue.add(key)
-        elif controller_ref(pod) is None:
-            for owner in selecting(self.sets, pod):
-                self._enqueue(owner)
+    def _enqueue_selecting(self, pod: Obj) -> None:
+        for owner in selecting(self.sets, pod):
+            self._enqueue(owner)
 
     def _pod_updated(self, old: Obj, new: Obj) -> None:
         if pod_is_terminating(new) and not pod_is_terminating(old):
@@ -138,16 +120,7 @@ class StatefulSetController:
         if sts is not None:
             self._enqueue(sts)
         elif controller_ref(new) is None:
-            for owner in selecting(self.sets, new):
-                self._enqueue(owner)
-
-    def _pod_deleted(self, pod: Obj) -> None:
-        sts = self._owner_of(pod)
-        if sts is None:
-            return
-        key = object_key(sts)
-        self.expectations.deletion_observed(key, object_key(pod))
-        self.queue.add(key)
+            self._enqueue_selecting(new)
 
     def _revision_changed(self, rev: Obj) -> None:
         sts = self._owner_of(rev)
@@ -165,13 +138,6 @@ class StatefulSetController:
     async def run(self, workers: int = 2) -> None:
         await run_workers(self.queue, self.sync, workers, "statefulset", (404, 409, 422), logger=log)
 
-    def _record(self, sts: Obj, type_: str, reason: str, message: str) -> None:
-        # Events are best effort and must not slow a burst of creates down.
-        task = asyncio.get_running_loop().create_task(
-            self.client.event(sts, type_=type_, reason=reason, message=message, component=COMPONENT))
-        self._event_tasks.add(task)
-        task.add_done_callback(self._event_tasks.discard)
-
     async def sync(self, key: str) -> Result:
         ns, _, name = key.rpartition("/")
         cached = self.sets.get(ns or None, name)
@@ -186,9 +152,9 @@ class StatefulSetController:
             return Result.done()
         pods = [*self.pods.by_index("owner", _uid(sts)), *self.pods.by_index("orphan", ns)]
         claim = claim_pods(sts, pods)
-        await self._claim(sts, claim.adopt, claim.release)
+        await apply_claim(self.client, STATEFULSETS, sts, claim.adopt, claim.release, COMPONENT)
         own = claim.pods
-        revisions = await self._claim_revisions(sts)
+        revisions = await claim_revisions(self.client, STATEFULSETS, sts, self.revisions, COMPONENT)
         update, revisions = await self._update_revision(sts, revisions)
         current = current_revision(sts, revisions, update)
         count = int((sts.get("status") or {}).get("collisionCount") or 0)
@@ -200,9 +166,9 @@ class StatefulSetController:
             error = await self._carry_out(sts, key, plan)
         live = {_name(current), _name(update), *(pod_revision(p) for p in own)}
         for rev in revisions_to_prune(sts, revisions, live):
-            await self._delete_quietly(CONTROLLERREVISIONS, ns, rev)
+            await delete_quietly(self.client, CONTROLLERREVISIONS, ns, rev)
         if status_changed(sts.get("status"), plan.status):
-            await self._write_status(sts, plan.status)
+            await write_status(self.client, STATEFULSETS, sts, plan.status)
         if error is not None:
             if plan.requeue_after is not None:
                 self.queue.add_after(key, plan.requeue_after)
@@ -210,28 +176,6 @@ class StatefulSetController:
         return Result.after_or_done(plan.requeue_after)
 
     # -- history -----------------------------------------------------------------------
-
-    async def _claim_revisions(self, sts: Obj) -> list[Obj]:
-        """The revisions `sts` controls, orphans its selector matches adopted first."""
-        ns = _meta(sts).get("namespace")
-        owned = [r for r in self.revisions.by_index("owner", _uid(sts))
-                 if (controller_ref(r) or {}).get("uid") == _uid(sts)]
-        selector = compile_selector((sts.get("spec") or {}).get("selector"))
-        orphans = [r for r in self.revisions.by_index("orphan", ns or "")
-                   if selector.matches(_meta(r).get("labels") or {})]
-        if not orphans or _meta(sts).get("deletionTimestamp"):
-            return owned
-        fresh = await self.client.get(STATEFULSETS, ns, _name(sts))
-        if _uid(fresh) != _uid(sts) or _meta(fresh).get("deletionTimestamp"):
-            raise RuntimeError(f"StatefulSet {ns}/{_name(sts)} is gone or being deleted")
-        for rev in orphans:
-            try:
-                owned.append(await self.client.patch(CONTROLLERREVISIONS, ns, _name(rev), adopt_patch(sts, rev),
-                                                     patch_type="json", field_manager=COMPONENT))
-            except ApiError as e:
-                if e.code not in (404, 422):
-                    raise
-        return owned
 
     async def _update_revision(self, sts: Obj, revisions: list[Obj]) -> tuple[Obj, list[Obj]]:
         """The revision of the set's template: the latest when it holds it, an earlier equal
@@ -254,36 +198,9 @@ class StatefulSetController:
         existing = await self.client.get(CONTROLLERREVISIONS, ns, _name(revision))
         if revision_matches(sts, existing) and (controller_ref(existing) or {}).get("uid") == _uid(sts):
             return existing, [r for r in revisions if _uid(r) != _uid(existing)] + [existing]
-        # Another template (or owner) holds the name: a hash collision. Bump collisionCount
-        # (unless our copy is stale) so the next pass hashes differently.
-        fresh = _with_kind(await self.client.get(STATEFULSETS, ns, _name(sts)))
-        old_count = (sts.get("status") or {}).get("collisionCount")
-        fresh_count = (fresh.get("status") or {}).get("collisionCount")
-        if fresh_count != old_count:
-            raise RuntimeError(f"stale collisionCount of StatefulSet {ns}/{_name(sts)}; retrying")
-        status = dict(fresh.get("status") or {})
-        status["collisionCount"] = int(fresh_count or 0) + 1
-        await self.client.update(STATEFULSETS, ns, _name(sts), {**fresh, "status": status}, subresource="status")
-        raise RuntimeError(f"ControllerRevision {ns}/{_name(revision)} collides; collisionCount now "
-                           f"{status['collisionCount']}")
+        await bump_collision_count(self.client, STATEFULSETS, sts, revision)
 
     # -- pods and claims ---------------------------------------------------------------
-
-    async def _claim(self, sts: Obj, adopt: list[Obj], release: list[Obj]) -> None:
-        ns = _meta(sts).get("namespace")
-        if adopt:
-            # The cached set may be stale: never adopt for one deleted or replaced meanwhile.
-            fresh = await self.client.get(STATEFULSETS, ns, _name(sts))
-            if _uid(fresh) != _uid(sts) or _meta(fresh).get("deletionTimestamp"):
-                raise RuntimeError(f"StatefulSet {ns}/{_name(sts)} is gone or being deleted")
-        for pods, patch_for in ((adopt, adopt_patch), (release, release_patch)):
-            for pod in pods:
-                try:
-                    await self.client.patch(PODS, ns, _name(pod), patch_for(sts, pod), patch_type="json",
-                                            field_manager=COMPONENT)
-                except ApiError as e:
-                    if e.code not in (404, 422):
-                        raise
 
     async def _carry_out(self, sts: Obj, key: str, plan: Plan) -> BaseException | None:
         """Claim owners and identities first, then the creations (slow start, each pod's
@@ -318,8 +235,7 @@ class StatefulSetController:
                 unobserved += 1
                 if e.code == 409:
                     return  # the informer has not shown it yet
-                causes = (e.details or {}).get("causes") or []
-                if any(c.get("reason") == "NamespaceTerminating" for c in causes):
+                if is_namespace_terminating(e):
                     return
                 self._record(sts, "Warning", "FailedCreate",
                              f"create Pod {pod_name} in StatefulSet {set_name} failed error: {e.message}")
@@ -330,30 +246,18 @@ class StatefulSetController:
             self._record(sts, "Normal", "SuccessfulCreate", f"create Pod {pod_name} in StatefulSet {set_name} "
                                                             "successful")
 
-        async def delete_one(pod: Obj) -> None:
-            try:
-                await self.client.delete(PODS, ns, _name(pod), preconditions={"uid": _uid(pod)})
-            except ApiError as e:
-                self.expectations.deletion_observed(key, object_key(pod))
-                if e.code in (404, 409):
-                    return
-                self._record(sts, "Warning", "FailedDelete",
-                             f"delete Pod {_name(pod)} in StatefulSet {set_name} failed error: {e.message}")
-                raise
-            self._record(sts, "Normal", "SuccessfulDelete", f"delete Pod {_name(pod)} in StatefulSet {set_name} "
-                                                            "successful")
-
         async def create_all() -> BaseException | None:
             done, err = await slow_start_batch(len(creates), create_one)
             self.expectations.creation_observed(key, len(creates) - done + unobserved)
             return err
 
-        results = await asyncio.gather(create_all(), *(delete_one(p) for p in deletes), return_exceptions=True)
-        for r in results:
-            if isinstance(r, asyncio.CancelledError):
-                raise r
-        errors = [r for r in results if isinstance(r, BaseException)]
-        return errors[0] if errors else None
+        return await first_error(create_all(), *(self._delete_pod(sts, key, p) for p in deletes))
+
+    def _deleted_message(self, owner: Obj, pod: Obj) -> str:
+        return f"delete Pod {_name(pod)} in StatefulSet {_name(owner)} successful"
+
+    def _delete_failed_message(self, owner: Obj, pod: Obj, error: str) -> str:
+        return f"delete Pod {_name(pod)} in StatefulSet {_name(owner)} failed error: {error}"
 
     async def _create_claim(self, sts: Obj, claim: Obj, pod_name: str | None) -> None:
         ns = _meta(sts).get("namespace")
@@ -375,28 +279,3 @@ class StatefulSetController:
         except ApiError as e:
             if e.code not in (404, 409, 422):
                 raise
-
-    async def _delete_quietly(self, res: Any, ns: str | None, obj: Obj) -> None:
-        try:
-            await self.client.delete(res, ns, _name(obj), preconditions={"uid": _uid(obj)})
-        except ApiError as e:
-            if e.code not in (404, 409):
-                raise
-
-    async def _write_status(self, sts: Obj, status: Obj) -> None:
-        ns = _meta(sts).get("namespace")
-        try:
-            await self.client.update(STATEFULSETS, ns, _name(sts), {**sts, "status": status}, subresource="status")
-        except ApiError as e:
-            if e.code != 409:
-                raise
-            # Written since our snapshot; the counts are still ours to report, but a
-            # collisionCount bumped meanwhile must survive.
-            fresh = _with_kind(await self.client.get(STATEFULSETS, ns, _name(sts)))
-            merged = dict(status)
-            fresh_count = (fresh.get("status") or {}).get("collisionCount")
-            if fresh_count is not None and fresh_count > merged.get("collisionCount", 0):
-                merged["collisionCount"] = fresh_count
-            await self.client.update(STATEFULSETS, ns, _name(sts), {**fresh, "status": merged},
-                                     subresource="status")
-
