@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from kybernetes.api import limitrange
 from kybernetes.api.errors import ApiError
 from kybernetes.api.pods import qos_class
@@ -18,11 +20,14 @@ from kybernetes.api.registry import Registry, ResourceInfo
 from kybernetes.apiserver.watchcache import WatchCache
 
 Obj = dict[str, Any]
+# Judgements remembered, dropped all at once when full.
+MEMO_SIZE = 2048
 
 
 class LimitRanger:
     def __init__(self, registry: Registry, cache: WatchCache) -> None:
         self.cache = cache
+        self._memo: dict[bytes, list[str]] = {}
         info = registry.get("", "v1", "limitranges")
         self.prefix = info.storage_prefix() if info is not None else ""
 
@@ -42,12 +47,34 @@ class LimitRanger:
             # here the class was set with the rest of the defaults, so it is set again.
             obj["status"]["qosClass"] = qos_class(obj)
 
+    def _violations(self, info: ResourceInfo, obj: Obj, namespace: str) -> list[str]:
+        """limitrange.admit, remembered by the LimitRanges' versions and the resources the
+        object asks for (a template's pods all ask the same)."""
+        cached = self.cache.list(self.prefix + namespace + "/")
+        if not cached:
+            return []
+        spec = obj.get("spec") or {}
+        if info.plural == "pods":
+            asked: Any = [[(c.get("name"), c.get("resources")) for c in spec.get(k) or () if isinstance(c, dict)]
+                          for k in ("containers", "initContainers")]
+        else:
+            asked = spec.get("resources")
+        try:
+            key = orjson.dumps([info.plural, [(co.key, co.rev) for co in cached], asked], option=orjson.OPT_SORT_KEYS)
+        except TypeError:
+            return limitrange.admit(info.group, info.plural, obj, [co.obj for co in cached])
+        found = self._memo.get(key)
+        if found is None:
+            if len(self._memo) >= MEMO_SIZE:
+                self._memo.clear()
+            found = self._memo[key] = limitrange.admit(info.group, info.plural, obj, [co.obj for co in cached])
+        return found
+
     def _check(self, info: ResourceInfo, obj: Obj) -> None:
         meta = obj.get("metadata") or {}
-        ranges = self.ranges(meta.get("namespace"))
-        if not ranges:
+        if not self.prefix or not meta.get("namespace"):
             return
-        violations = limitrange.admit(info.group, info.plural, obj, ranges)
+        violations = self._violations(info, obj, meta["namespace"])
         if violations:
             name = meta.get("name") or ""
             raise ApiError(403, "Forbidden",

@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import orjson
 import yaml
 
 from kybernetes.api import podsecurity as ps
@@ -30,12 +31,16 @@ from kybernetes.apiserver.resources import WriteContext
 from kybernetes.apiserver.watchcache import WatchCache
 
 Obj = dict[str, Any]
+# Evaluations remembered (by level, version and what the checks read), dropped all at once
+# when full.
+MEMO_SIZE = 2048
 
 
 class PodSecurityAdmission:
     def __init__(self, registry: Registry, cache: WatchCache, config: ps.Config | None = None) -> None:
         self.cache = cache
         self.config = config or ps.Config()
+        self._memo: dict[bytes, list[tuple[str, str]]] = {}
         ns = registry.get("", "v1", "namespaces")
         pods = registry.get("", "v1", "pods")
         self.ns_prefix = ns.storage_prefix() if ns is not None else "/registry/core/namespaces/"
@@ -69,6 +74,25 @@ class PodSecurityAdmission:
             return "runtimeClass"
         return None
 
+    def _evaluate(self, lv: ps.LevelVersion, meta: Obj, spec: Obj) -> list[tuple[str, str]]:
+        """ps.evaluate, remembered by what it reads: the pods of one template (a
+        ReplicaSet's) differ only in names, so most creates are answered from the memo."""
+        if lv.level == ps.PRIVILEGED:
+            return []
+        annotations = meta.get("annotations") or {}
+        relevant = {k: v for k, v in annotations.items() if "apparmor" in k or "seccomp" in k} \
+            if isinstance(annotations, dict) else {}
+        try:
+            key = orjson.dumps([lv.level, lv.minor, relevant, _key_spec(spec)], option=orjson.OPT_SORT_KEYS)
+        except TypeError:
+            return ps.evaluate(lv, meta, spec)
+        found = self._memo.get(key)
+        if found is None:
+            if len(self._memo) >= MEMO_SIZE:
+                self._memo.clear()
+            found = self._memo[key] = ps.evaluate(lv, meta, spec)
+        return found
+
     # -- pods ----------------------------------------------------------------------------
 
     def _admit_pod(self, operation: str, info: ResourceInfo, subresource: str, new: Obj, old: Obj | None,
@@ -91,7 +115,7 @@ class PodSecurityAdmission:
 
         def judge(lv: ps.LevelVersion) -> list[tuple[str, str]]:
             if lv not in results:
-                results[lv] = ps.evaluate(lv, meta, spec)
+                results[lv] = self._evaluate(lv, meta, spec)
             return results[lv]
 
         ctx.audit_annotations[ps.ENFORCE_POLICY] = str(policy.enforce)
@@ -122,10 +146,10 @@ class PodSecurityAdmission:
         if (why := self._exempt(namespace, ctx, spec)) is not None:
             ctx.audit_annotations[ps.EXEMPT] = why
             return
-        audit = ps.evaluate(policy.audit, meta, spec)
+        audit = self._evaluate(policy.audit, meta, spec)
         if audit:
             ctx.audit_annotations[ps.AUDIT_VIOLATIONS] = ps.warn_message(policy.audit, audit)
-        warn = audit if policy.warn == policy.audit else ps.evaluate(policy.warn, meta, spec)
+        warn = audit if policy.warn == policy.audit else self._evaluate(policy.warn, meta, spec)
         if warn:
             ctx.warnings.append(ps.warn_message(policy.warn, warn))
 
@@ -160,6 +184,27 @@ class PodSecurityAdmission:
         pods = sorted((co.obj for co in self.cache.list(self.pod_prefix + name + "/")),
                       key=lambda p: (p.get("metadata") or {}).get("name") or "")
         ctx.warnings.extend(ps.namespace_pod_warnings(name, new_lv, pods))
+
+
+# What no check reads: each pod's own token volume name (kube-api-access-<random>) would
+# otherwise make every pod of a template a new memo entry.
+_UNREAD_CONTAINER_FIELDS = ("volumeMounts", "env", "envFrom", "command", "args")
+_QUIET_VOLUMES = ("projected", "secret", "configMap", "emptyDir", "downwardAPI")
+
+
+def _key_spec(spec: Obj) -> Obj:
+    out = dict(spec)
+    for key in ("containers", "initContainers", "ephemeralContainers"):
+        items = spec.get(key)
+        if isinstance(items, list):
+            out[key] = [{k: v for k, v in c.items() if k not in _UNREAD_CONTAINER_FIELDS}
+                        if isinstance(c, dict) else c for c in items]
+    volumes = spec.get("volumes")
+    if isinstance(volumes, list):
+        out["volumes"] = [{k: v for k, v in vol.items() if k != "name"}
+                          if isinstance(vol, dict) and any(q in vol for q in _QUIET_VOLUMES) else vol
+                          for vol in volumes]
+    return out
 
 
 def _policy_labels(labels: Any) -> dict[str, Any]:
