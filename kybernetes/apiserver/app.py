@@ -143,7 +143,9 @@ class ApiServer:
         # --admission-control-config-file` sets other defaults and exemptions).
         self.pod_security = PodSecurityAdmission(self.registry, self.cache)
         self.service.context_admission.append(self.pod_security.admit)
-        self.service.create_admission.append(QuotaAdmission(self.cache).check_create)
+        quota_admission = QuotaAdmission(self.cache)
+        self.service.create_admission.append(quota_admission.check_create)
+        self.service.update_admission.append(quota_admission.check_update)
         storage_admission = StorageAdmission(self.registry, self.cache)
         self.service.create_admission.append(storage_admission.check_create)
         self.service.update_admission.append(storage_admission.check_update)

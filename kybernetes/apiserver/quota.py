@@ -259,6 +259,48 @@ class QuotaAdmission:
             reservation.stored_at = self.clock()
         return settle
 
+    def check_update(self, info: ResourceInfo, new: Obj, old: Obj) -> None:
+        """Refuses an update that would take a quota over (upstream's evaluators judge a
+        claim's resize, a Service's new type or ports, a pod entering a Terminating
+        scope): only what the update adds is charged."""
+        meta = new.get("metadata") or {}
+        namespace = meta.get("namespace")
+        group, plural = info.group, info.plural
+        if group or plural not in ("persistentvolumeclaims", "services", "pods") or not namespace:
+            return
+        if plural == "pods" and ((new.get("spec") or {}).get("activeDeadlineSeconds") is None) == (
+                (old.get("spec") or {}).get("activeDeadlineSeconds") is None):
+            return
+        quotas = self.cache.list(QUOTA_PREFIX + namespace + "/")
+        if not quotas:
+            return
+        after, before = q.object_usage(group, plural, new), q.object_usage(group, plural, old)
+        pending: list[_Reservation] | None = None
+        for co in quotas:
+            quota = co.obj
+            if not q.quota_sees(quota, group, plural, new):
+                continue
+            seen_before = q.quota_sees(quota, group, plural, old)
+            delta = {n: a - (before.get(n, Decimal(0)) if seen_before else Decimal(0)) for n, a in after.items()}
+            if not any(v > 0 for v in delta.values()):
+                continue
+            t = self.usage.totals(co.key, quota)
+            names = [n for n in t.scoped if q.tracks(group, plural, n)]
+            if pending is None:
+                pending = self._pending(namespace, group, plural)
+            used = {n: t.used.get(n, Decimal(0)) for n in names}
+            for other in pending:
+                if q.quota_sees(quota, group, plural, other.obj):
+                    for n in names:
+                        used[n] += other.usage.get(n, Decimal(0))
+            over = q.exceeded(quota, used, delta, t.hard, t.scoped)
+            if over:
+                qname = (quota.get("metadata") or {}).get("name", "")
+                raise self._forbidden(info, meta, (
+                    f"exceeded quota: {qname}, requested: {_quantities([(n, r) for n, r, _, _ in over])}, "
+                    f"used: {_quantities([(n, u) for n, _, u, _ in over])}, "
+                    f"limited: {_quantities([(n, h) for n, _, _, h in over])}"))
+
     @staticmethod
     def _forbidden(info: ResourceInfo, meta: Obj, why: str) -> ApiError:
         name = meta.get("name") or ""

@@ -98,3 +98,34 @@ async def test_status_is_written_from_the_kept_use(service) -> None:
     await settle(service)
     await status.sync("ns")
     assert service.cache.get(QUOTAS.key("ns", "q")).obj["status"] == {"hard": {"pods": "3"}, "used": {"pods": "1"}}
+
+
+async def test_updates_that_add_use_are_charged(service) -> None:
+    quota_admission = QuotaAdmission(service.cache)
+    service.update_admission.append(quota_admission.check_update)
+    services = REG.get("", "v1", "services")
+    await service.create(QUOTAS, "ns", {"metadata": {"name": "q", "namespace": "ns"},
+                                        "spec": {"hard": {"services.nodeports": "1", "pods": "5"}}}, CTX)
+    await service.create(services, "ns", {"metadata": {"name": "a", "namespace": "ns"},
+                                          "spec": {"type": "NodePort", "ports": [{"port": 80}]}}, CTX)
+    await service.create(services, "ns", {"metadata": {"name": "b", "namespace": "ns"},
+                                          "spec": {"ports": [{"port": 80}]}}, CTX)
+    await settle(service)
+    b = service.cache.get(services.key("ns", "b")).obj
+    with pytest.raises(ApiError) as e:
+        await service.update(services, "ns", "b", {**b, "spec": {**b["spec"], "type": "NodePort"}}, CTX)
+    assert e.value.code == 403
+    assert e.value.message == ('services "b" is forbidden: exceeded quota: q, requested: services.nodeports=1, '
+                               "used: services.nodeports=1, limited: services.nodeports=1")
+    # An update that adds nothing passes, whatever the namespace uses.
+    a = service.cache.get(services.key("ns", "a")).obj
+    await service.update(services, "ns", "a", {**a, "metadata": {**a["metadata"], "labels": {"x": "y"}}}, CTX)
+    # A pod entering a Terminating-scoped quota is charged for it.
+    await service.create(QUOTAS, "ns", {"metadata": {"name": "term", "namespace": "ns"},
+                                        "spec": {"hard": {"pods": "0"}, "scopes": ["Terminating"]}}, CTX)
+    await service.create(PODS, "ns", pod("p"), CTX)
+    await settle(service)
+    p = service.cache.get(PODS.key("ns", "p")).obj
+    with pytest.raises(ApiError) as e:
+        await service.update(PODS, "ns", "p", {**p, "spec": {**p["spec"], "activeDeadlineSeconds": 60}}, CTX)
+    assert "exceeded quota: term, requested: pods=1, used: pods=0, limited: pods=0" in e.value.message
