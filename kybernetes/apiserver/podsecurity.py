@@ -61,6 +61,11 @@ class PodSecurityAdmission:
         elif info.group == "" and info.plural == "namespaces":
             self._admit_namespace(operation, subresource, new, old, ctx)
         elif ps.holds_template(info.group, info.plural) and subresource == "":
+            # As upstream: an update that leaves the pod template alone (a scale, a
+            # controller's annotation) is not judged again.
+            if operation == "update" and old is not None and \
+                    ps.pod_template(info.group, info.plural, new) == ps.pod_template(info.group, info.plural, old):
+                return
             self._admit_workload(info, new, ctx)
 
     def _exempt(self, namespace: str, ctx: WriteContext, spec: Obj) -> str | None:

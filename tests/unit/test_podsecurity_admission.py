@@ -152,6 +152,13 @@ def test_workloads_warn_from_the_template(setup) -> None:
     ctx = WriteContext()
     adm.admit("update", DEPLOYMENTS, "status", dep, dep, ctx)
     assert ctx.warnings == []
+    scaled = {**dep, "spec": {**dep["spec"], "replicas": 3}}
+    adm.admit("update", DEPLOYMENTS, "", scaled, dep, ctx)
+    assert ctx.warnings == []
+    changed = {**dep, "spec": {**dep["spec"], "template": {"metadata": {"labels": {"v": "2"}},
+                                                           "spec": dep["spec"]["template"]["spec"]}}}
+    adm.admit("update", DEPLOYMENTS, "", changed, dep, ctx)
+    assert len(ctx.warnings) == 1
 
 
 def test_namespace_labels_must_parse(setup) -> None:
