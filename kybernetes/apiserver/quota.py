@@ -67,6 +67,9 @@ def _quantities(values: list[tuple[str, Decimal]]) -> str:
 # A stored create the cache has not shown after this long is counted from the cache
 # alone (it was deleted again before the cache caught up, or the cache is behind).
 RESERVATION_SECONDS = 5.0
+# A reservation never settled (a later admission step refused the create before the
+# write was tried) stops counting after this.
+UNSETTLED_SECONDS = 30.0
 
 
 @dataclass(eq=False)
@@ -75,6 +78,7 @@ class _Reservation:
     plural: str
     obj: Obj
     usage: q.Usage  # what it uses, worked out once
+    made_at: float = 0.0
     key: str | None = None  # set once stored
     stored_at: float = field(default=0.0)
 
@@ -194,8 +198,8 @@ class QuotaAdmission:
         if not held:
             return []
         now = self.clock()
-        live = [r for r in held if r.key is None
-                or (self.cache.get(r.key) is None and now - r.stored_at < RESERVATION_SECONDS)]
+        live = [r for r in held if (r.key is None and now - r.made_at < UNSETTLED_SECONDS)
+                or (r.key is not None and self.cache.get(r.key) is None and now - r.stored_at < RESERVATION_SECONDS)]
         if live:
             self._inflight[namespace] = live
         else:
@@ -246,7 +250,7 @@ class QuotaAdmission:
                     f"limited: {_quantities([(n, h) for n, _, _, h in over])}"))
         if not counted:
             return None
-        reservation = _Reservation(group, plural, obj, delta)
+        reservation = _Reservation(group, plural, obj, delta, self.clock())
         self._inflight.setdefault(namespace, []).append(reservation)
 
         def settle(key: str | None) -> None:

@@ -129,3 +129,17 @@ async def test_updates_that_add_use_are_charged(service) -> None:
     with pytest.raises(ApiError) as e:
         await service.update(PODS, "ns", "p", {**p, "spec": {**p["spec"], "activeDeadlineSeconds": 60}}, CTX)
     assert "exceeded quota: term, requested: pods=1, used: pods=0, limited: pods=0" in e.value.message
+
+
+async def test_a_reservation_never_settled_stops_counting(service) -> None:
+    now = [100.0]
+    admission = QuotaAdmission(service.cache, clock=lambda: now[0])
+    await service.create(QUOTAS, "ns", {"metadata": {"name": "q", "namespace": "ns"},
+                                        "spec": {"hard": {"pods": "1"}}}, CTX)
+    await settle(service)
+    # Admitted, then refused by a later step: nobody settles the reservation.
+    assert admission.check_create(PODS, pod("a")) is not None
+    with pytest.raises(ApiError):
+        admission.check_create(PODS, pod("b"))
+    now[0] += 31
+    assert admission.check_create(PODS, pod("b")) is not None
