@@ -20,7 +20,13 @@ from kybernetes.api.storage import ANN_BIND_COMPLETED
 from kybernetes.api.timefmt import rfc3339
 from kybernetes.client import ApiError, Client, Informers, WorkQueue, object_key
 from kybernetes.client.reconcile import Result
-from kybernetes.client.resources import PERSISTENTVOLUMECLAIMS, PERSISTENTVOLUMES, PODS, Resource
+from kybernetes.client.resources import (
+    PERSISTENTVOLUMECLAIMS,
+    PERSISTENTVOLUMES,
+    PODS,
+    STORAGECLASSES,
+    Resource,
+)
 from kybernetes.client.workqueue import run_workers
 from kybernetes.controllers.pvbinder_plan import (
     Event,
@@ -36,7 +42,6 @@ log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 
 COMPONENT = "persistentvolume-controller"
-STORAGECLASSES = Resource.for_kind("storage.k8s.io/v1", "StorageClass")
 # Pods by the claims they use ("namespace/claim"): shared with the protection controller.
 POD_CLAIMS_INDEX = "pvc-users"
 _CLAIMS_BY_VOLUME = "pvbinder-volume"

@@ -26,7 +26,7 @@ from kybernetes.api.storage import (
     LOCAL_PATH_PROVISIONER,
 )
 from kybernetes.client import InformerFactory
-from kybernetes.client.resources import PERSISTENTVOLUMECLAIMS, PERSISTENTVOLUMES, PODS
+from kybernetes.client.resources import PERSISTENTVOLUMECLAIMS, PERSISTENTVOLUMES, PODS, STORAGECLASSES
 from kybernetes.simnodes.sim import SimulatedNodes
 from kybernetes.testing.fakes import FakeClient
 
@@ -171,7 +171,7 @@ async def settle(cond, timeout: float = 3.0) -> None:
 
 async def test_agent_provisions_its_claims_and_reclaims_released_volumes(tmp_path):
     api = FakeClient()
-    api.add(agent_lp.STORAGECLASSES, storage_class(), storage_class("keep", reclaim="Retain"))
+    api.add(STORAGECLASSES, storage_class(), storage_class("keep", reclaim="Retain"))
     factory = InformerFactory(api)
     prov = agent_lp.LocalPathProvisioner(api, factory, NODE, str(tmp_path))
     await factory.start()
@@ -227,7 +227,7 @@ async def test_agent_refuses_to_remove_a_path_outside_its_storage(tmp_path):
 
 async def test_sim_nodes_provision_and_hold_pods_until_their_claims_are_bound():
     api = FakeClient()
-    api.add(agent_lp.STORAGECLASSES, storage_class())
+    api.add(STORAGECLASSES, storage_class())
     factory = InformerFactory(api)
     sim = SimulatedNodes(api, factory, 2, start_delay=0.01, lease_interval=5, jitter=0.0, delete_delay=0.01, seed=1)
     await factory.start()
