@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from kybernetes.api.aiotasks import cancel_and_wait, run_loop
+from kybernetes.api.aiotasks import cancel_and_wait, run_loop, tune_gc
 from kybernetes.cli.audit_flags import audit_flags, auditor_from_flags
 from kybernetes.cli.secrets import secrets_command
 from kybernetes.cli.token import token_command
@@ -61,20 +61,6 @@ def _exit_if_stuck() -> None:
     timer.start()
 
 
-def _tune_gc() -> None:
-    # Every component decodes JSON all day: tens of thousands of short-lived dicts per
-    # second. Python's default first-generation threshold (700) runs the collector
-    # hundreds of times a second, and the objects made at start-up (schemas, modules)
-    # would be walked by every full collection: freeze them and collect less often.
-    import gc
-
-    if os.environ.get("KYB_GC") == "default":
-        return
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(GC_THRESHOLD_0, 20, 20)
-
-
 def _run_until_signal(coro_fn: Callable[[asyncio.Event], Awaitable[None]]) -> None:
     async def runner() -> None:
         stop = asyncio.Event()
@@ -87,13 +73,12 @@ def _run_until_signal(coro_fn: Callable[[asyncio.Event], Awaitable[None]]) -> No
 
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, on_signal)
-        _tune_gc()
+        tune_gc()
         await coro_fn(stop)
 
     run_loop(runner())
 
 
-GC_THRESHOLD_0 = 20_000
 # HTTP/1.1 needs a connection per request in flight, and each TLS connection costs
 # memory at both ends (~80 KB here, ~60 KB in the server). The controller manager
 # holds a watch per resource kind (the garbage collector watches them all) plus its

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from kybernetes.api.aiotasks import cancel_and_wait, run_loop
+from kybernetes.api.aiotasks import cancel_and_wait, run_loop, tune_gc
 from kybernetes.client import ApiClient, InformerFactory
 from kybernetes.simnodes import model
 from kybernetes.simnodes.sim import SimulatedNodes
@@ -97,6 +97,7 @@ async def _serve(kubeconfig: str, options: dict[str, Any], stats_interval: float
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    tune_gc()
     tasks: list[asyncio.Task[Any]] = []
     try:
         await factory.start()
