@@ -52,6 +52,7 @@ class ContainerSpec:
     memory_limit: int = 0
     run_as_user: int | None = None
     run_as_group: int | None = None
+    supplemental_groups: list[int] = field(default_factory=list)
     readonly_rootfs: bool = False
     privileged: bool = False
     add_capabilities: list[str] = field(default_factory=list)
@@ -177,7 +178,17 @@ def sandbox_spec(pod: Obj, logs_root: str, attempt: int, dns: DnsSettings) -> Sa
         hostname=pod_hostname(pod), log_directory=pod_log_directory(logs_root, pod), labels=pod_labels(pod),
         annotations={}, port_mappings=ports, host_network=bool(spec.get("hostNetwork")), dns_servers=servers,
         dns_searches=searches, dns_options=options, run_as_user=psc.get("runAsUser"),
-        run_as_group=psc.get("runAsGroup"), supplemental_groups=list(psc.get("supplementalGroups") or []))
+        run_as_group=psc.get("runAsGroup"), supplemental_groups=supplemental_groups(psc))
+
+
+def supplemental_groups(pod_security_context: Obj) -> list[int]:
+    """The extra groups every process of the pod runs with: its supplementalGroups and, as
+    the kubelet adds it, its fsGroup (which owns the pod's volumes)."""
+    groups = list(pod_security_context.get("supplementalGroups") or [])
+    fs_group = pod_security_context.get("fsGroup")
+    if fs_group is not None and fs_group not in groups:
+        groups.append(fs_group)
+    return groups
 
 
 # -- environment -----------------------------------------------------------------------------
@@ -360,7 +371,7 @@ def container_spec(pod: Obj, container: Obj, env: list[tuple[str, str]], restart
         stdin=bool(container.get("stdin")), stdin_once=bool(container.get("stdinOnce")),
         cpu_shares=shares, cpu_quota=quota, cpu_period=period, memory_limit=memory,
         run_as_user=sc.get("runAsUser", psc.get("runAsUser")), run_as_group=sc.get("runAsGroup", psc.get("runAsGroup")),
-        readonly_rootfs=bool(sc.get("readOnlyRootFilesystem")), privileged=bool(sc.get("privileged")),
+        supplemental_groups=supplemental_groups(psc), readonly_rootfs=bool(sc.get("readOnlyRootFilesystem")), privileged=bool(sc.get("privileged")),
         add_capabilities=list(caps.get("add") or []), drop_capabilities=list(caps.get("drop") or []),
         labels=labels, annotations=annotations, log_path=container_log_path(container.get("name", ""), restart_count),
         mounts=list(mounts or []))

@@ -55,7 +55,7 @@ def sandbox_config(spec: SandboxSpec) -> pb.PodSandboxConfig:
 def container_config(spec: ContainerSpec, host_network: bool) -> pb.ContainerConfig:
     security = pb.LinuxContainerSecurityContext(
         capabilities=pb.Capability(add_capabilities=spec.add_capabilities, drop_capabilities=spec.drop_capabilities),
-        privileged=spec.privileged, readonly_rootfs=spec.readonly_rootfs,
+        privileged=spec.privileged, readonly_rootfs=spec.readonly_rootfs, supplemental_groups=spec.supplemental_groups,
         namespace_options=pb.NamespaceOption(network=pb.NODE if host_network else pb.POD, pid=pb.CONTAINER,
                                              ipc=pb.POD))
     if not spec.privileged:

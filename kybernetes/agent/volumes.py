@@ -3,7 +3,8 @@ persistentVolumeClaim (the bound PV's local or hostPath directory), and files pr
 from ConfigMaps, Secrets and the downward API (configMap, secret, downwardAPI and
 projected volumes), written atomically so that containers see a changed object as a whole,
 and ServiceAccount tokens in projected volumes (requested bound to the pod, refreshed at 80%
-of their life or after 24 h). What files a volume holds is decided by pure functions;
+of their life or after 24 h), owned as the kubelet owns them (a token by the pods' one
+runAsUser, everything by the pod's fsGroup). What files a volume holds is decided by pure functions;
 `VolumeManager` writes, mounts and removes them under the pod's directory."""
 
 from __future__ import annotations
@@ -129,6 +130,36 @@ def claim_volume(claim_name: str, pvc: Obj | None, pv: Obj | None) -> tuple[str,
     return kind, path
 
 
+def fs_user(pod: Obj) -> int | None:
+    """The user that owns a projected token file, as the kubelet picks it: the one UID every
+    (init) container runs as, or None when a container names none or they differ."""
+    spec = pod.get("spec") or {}
+    pod_user = (spec.get("securityContext") or {}).get("runAsUser")
+    users = {(c.get("securityContext") or {}).get("runAsUser", pod_user)
+             for c in (spec.get("initContainers") or []) + (spec.get("containers") or [])}
+    if len(users) != 1:
+        return None
+    return next(iter(users))
+
+
+def fs_group(pod: Obj) -> int | None:
+    return ((pod.get("spec") or {}).get("securityContext") or {}).get("fsGroup")
+
+
+def token_mode(default_mode: int, user: int | None, group: int | None) -> int:
+    """A projected token is readable by its owner only once the pod names who that is
+    (runAsUser or fsGroup), not by everyone as the volume's default mode would allow."""
+    return 0o600 if user is not None or group is not None else default_mode
+
+
+def with_fs_group(files: dict[str, tuple[bytes, int]], group: int | None) -> dict[str, tuple[bytes, int]]:
+    """The modes after the kubelet's volume ownership change for `fsGroup`: the group may
+    read every file of a read-only (projected, configMap, secret, downwardAPI) volume."""
+    if group is None:
+        return files
+    return {rel: (data, mode | 0o440) for rel, (data, mode) in files.items()}
+
+
 def token_needs_refresh(issued: float, expires: float, now: float, max_age: float = 24 * 3600) -> bool:
     """Whether a projected token is due for a new one, as the kubelet decides: past 80%
     of its life, or older than a day whatever its life."""
@@ -149,24 +180,39 @@ def safe_relative(path: str) -> bool:
 # -- on the node --------------------------------------------------------------------------------
 
 
-def write_atomically(directory: str, files: dict[str, tuple[bytes, int]]) -> None:
+def write_atomically(directory: str, files: dict[str, tuple[bytes, int]],
+                     owners: dict[str, int] | None = None, group: int | None = None) -> None:
     """Kubernetes' atomic writer: the files go into a fresh timestamped directory, the
     `..data` link is swapped to it in one rename, and each top-level name is a link
-    through `..data`; readers see the old set or the new, never a mix."""
+    through `..data`; readers see the old set or the new, never a mix. A file in `owners`
+    belongs to that user; with `group` (the pod's fsGroup) everything belongs to that group
+    and directories pass it on (setgid)."""
     os.makedirs(directory, exist_ok=True)
+    if group is not None:
+        _own_dir(directory, group)
     if _current_files(directory) == files:
         return
     stamp = f"..{time.strftime('%Y_%m_%d_%H_%M_%S')}.{time.monotonic_ns()}"
     fresh = os.path.join(directory, stamp)
     os.makedirs(fresh)
+    if group is not None:
+        _own_dir(fresh, group)
     for rel, (data, mode) in files.items():
         if not safe_relative(rel):
             raise VolumeError(f"invalid path {rel!r}")
         target = os.path.join(fresh, rel)
-        os.makedirs(os.path.dirname(target), exist_ok=True)
+        parent = os.path.dirname(target)
+        if not os.path.isdir(parent):
+            os.makedirs(parent)
+            if group is not None:
+                for d in _dirs_between(fresh, parent):
+                    _own_dir(d, group)
         with open(target, "wb") as f:
             f.write(data)
         os.chmod(target, mode)
+        uid = (owners or {}).get(rel)
+        if uid is not None or group is not None:
+            os.chown(target, -1 if uid is None else uid, -1 if group is None else group)
     tmp_link = os.path.join(directory, "..data_tmp")
     if os.path.lexists(tmp_link):
         os.unlink(tmp_link)
@@ -184,6 +230,20 @@ def write_atomically(directory: str, files: dict[str, tuple[bytes, int]]) -> Non
         link = os.path.join(directory, top)
         if not os.path.lexists(link):
             os.symlink(os.path.join("..data", top), link)
+
+
+def _own_dir(path: str, group: int) -> None:
+    os.chown(path, -1, group)
+    os.chmod(path, stat.S_IMODE(os.stat(path).st_mode) | 0o550 | stat.S_ISGID)
+
+
+def _dirs_between(top: str, leaf: str) -> list[str]:
+    """`leaf` and its parents below `top`."""
+    out = []
+    while leaf != top and leaf.startswith(top + "/"):
+        out.append(leaf)
+        leaf = os.path.dirname(leaf)
+    return out
 
 
 def _current_files(directory: str) -> dict[str, tuple[bytes, int]] | None:
@@ -311,8 +371,14 @@ class VolumeManager:
                 subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", path], check=True, capture_output=True)
             else:
                 os.chmod(path, 0o777)
+            group = fs_group(pod)
+            if group is not None:
+                # What the pod's containers create here belongs to its fsGroup (setgid directory).
+                os.chown(path, -1, group)
+                os.chmod(path, 0o777 | stat.S_ISGID)
             return path
         files: dict[str, tuple[bytes, int]] = {}
+        owners: dict[str, int] = {}
         if "configMap" in vol or "secret" in vol:
             kind = "ConfigMap" if "configMap" in vol else "Secret"
             src = vol["configMap"] if kind == "ConfigMap" else vol["secret"]
@@ -340,12 +406,17 @@ class VolumeManager:
                 elif "serviceAccountToken" in source:
                     s = source["serviceAccountToken"]
                     token = await self._service_account_token(pod, s)
-                    files[s.get("path") or "token"] = (token.encode(), mode)
+                    user = fs_user(pod)
+                    rel = s.get("path") or "token"
+                    files[rel] = (token.encode(), token_mode(mode, user, fs_group(pod)))
+                    if user is not None:
+                        owners[rel] = user
             plugin = "projected"
         else:
             raise VolumeError("volume type not supported by this node")
         path = os.path.join(base, plugin, name)
-        write_atomically(path, files)
+        group = fs_group(pod)
+        write_atomically(path, with_fs_group(files, group), owners, group)
         return path
 
     def teardown(self, uid: str) -> None:
