@@ -713,11 +713,14 @@ class Agent:
         if _same_status(old, status):
             return
         meta = pod["metadata"]
+        # The uid makes the patch miss (422) a pod recreated under the same name meanwhile, which
+        # would otherwise take this one's finished status and be killed for it, as the kubelet's does.
+        body = {"metadata": {"uid": meta.get("uid", "")}, "status": status}
         try:
-            await self.client.patch(PODS, meta.get("namespace"), meta.get("name", ""), {"status": status},
+            await self.client.patch(PODS, meta.get("namespace"), meta.get("name", ""), body,
                                     patch_type="merge", subresource="status", field_manager=FIELD_MANAGER)
         except ApiError as e:
-            if e.code != 404:
+            if e.code != 404 and not (e.code == 422 and "metadata.uid" in e.message):
                 raise
 
     # -- run ----------------------------------------------------------------------------------------

@@ -541,6 +541,11 @@ class ResourceService:
         want_rv = meta.get("resourceVersion")
         if want_rv not in (None, "") and str(want_rv) != str(old.rev):
             raise ApiError.conflict(info.group, info.plural, name)
+        if meta.get("uid") and meta["uid"] != old.obj["metadata"].get("uid"):
+            # A PUT's uid is a precondition: the object it was read from was deleted and recreated.
+            raise ApiError.conflict(info.group, info.plural, name,
+                                    f"Precondition failed: UID in precondition: {meta['uid']}, UID in object meta: "
+                                    f"{old.obj['metadata'].get('uid')}")
         self.apply_field_validation(info, obj, ctx)
         return await self.update_object(info, old, obj, ctx, subresource, expected=old.rev)
 
@@ -561,6 +566,12 @@ class ResourceService:
                 info, old, new, ctx, subresource, expected, managed_done, None, policy))
         if old_obj is None:
             old_obj = old.obj
+        sent_uid = (new.get("metadata") or {}).get("uid")
+        if sent_uid and sent_uid != old_obj["metadata"].get("uid"):
+            # A patch naming another uid (a kubelet's status patch names its pod's) is for an object
+            # since deleted and recreated under this name: refused, never applied to the new one.
+            raise ApiError.invalid(info.group, info.kind, old_obj["metadata"].get("name", ""),
+                                   [invalid("metadata.uid", sent_uid, "field is immutable")])
         strategy = self.kinds.for_info(info)
         if policy is None:
             policy = strategy.write_policy(info, subresource)
