@@ -76,7 +76,7 @@ async def test_a_watch_reads_events_however_the_stream_is_cut():
     async def namespaces(request: web.Request) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "application/json"})
         await resp.prepare(request)
-        for start, end in zip(cuts, cuts[1:]):
+        for start, end in zip(cuts, cuts[1:], strict=False):
             await resp.write(stream[start:end])
             await asyncio.sleep(0.01)  # each part its own chunk
         return resp
