@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Any
 
 from kybernetes.agent.containerd import missing_prerequisites
 from kybernetes.apiserver import pki
@@ -38,12 +39,19 @@ def agent_prerequisites() -> str | None:
 
 class AgentProcess:
     """`kyb agent` registered as `node_name`, tainted so that only pods tolerating
-    TEST_TAINT land on it (other tests' pods keep to simulated nodes)."""
+    TEST_TAINT land on it (other tests' pods keep to simulated nodes).
+
+    With `pod_cidr`, `start()` first creates the Node with that pod CIDR (and `labels`):
+    another cluster on this host routes the first CIDR every cluster hands out, so each
+    real agent of the tests takes a range of its own; `cleanup()` deletes that Node."""
 
     def __init__(self, server: ServerProcess, node_name: str = "agent-node", bridge: str = "kybt0",
                  taint: bool = True, proxy_table: str = "kyb-test", proxy_mode: str = "nftables",
-                 auth_args: list[str] | None = None) -> None:
+                 auth_args: list[str] | None = None, pod_cidr: str | None = None,
+                 labels: dict[str, str] | None = None) -> None:
         self.server = server
+        self.pod_cidr = pod_cidr
+        self.labels = labels or {}
         # How the agent reaches the API server: the admin kubeconfig unless given (e.g. --token to join).
         self.auth_args = auth_args
         self.node_name = node_name
@@ -65,7 +73,22 @@ class AgentProcess:
     def containerd_socket(self) -> str:
         return os.path.join(self.data_dir, "containerd", "containerd.sock")
 
+    def node_object(self) -> dict[str, Any]:
+        """The Node this agent registers as, with its own pod CIDR (see the class)."""
+        assert self.pod_cidr, "a node of its own needs a pod CIDR"
+        spec: dict[str, Any] = {"podCIDR": self.pod_cidr, "podCIDRs": [self.pod_cidr]}
+        if self.taint:
+            spec["taints"] = [{"key": TEST_TAINT, "value": "true", "effect": "NoSchedule"}]
+        return {"apiVersion": "v1", "kind": "Node",
+                "metadata": {"name": self.node_name, "labels": {"kubernetes.io/hostname": self.node_name,
+                                                                 **self.labels}},
+                "spec": spec}
+
     def start(self, timeout: float = 60.0) -> None:
+        if self.pod_cidr:
+            r = self.server.kubectl("apply", "-f", "-", stdin=json.dumps(self.node_object()))
+            if r.returncode != 0:
+                raise RuntimeError(f"cannot create node {self.node_name}: {r.stderr}")
         auth = self.auth_args if self.auth_args is not None else ["--kubeconfig", self.node_kubeconfig()]
         args = [sys.executable, "-m", "kybernetes.cli.main", "agent", *auth,
                 "--node-name", self.node_name, "--data-dir", self.data_dir, "--cni-bridge", self.bridge,
@@ -149,6 +172,8 @@ class AgentProcess:
             if not [line for line in listed.splitlines()
                     if line.strip() and not line.strip().startswith(("table ", "chain ", "type ", "}"))]:
                 subprocess.run(["nft", "delete", "table", family, name], capture_output=True)
+        if self.pod_cidr:
+            self.server.kubectl("delete", "node", self.node_name, "--ignore-not-found", "--wait=false")
         keep = os.environ.get("KYB_KEEP_AGENT_LOG")
         if keep:
             shutil.copy(self.log_path, keep)

@@ -301,14 +301,8 @@ def test_rolling_update_with_surge_keeps_every_node_served(kubectl, nodes, k8s_c
 
 @pytest.mark.skipif(agent_prerequisites() is not None, reason=agent_prerequisites() or "")
 def test_a_daemonset_covers_simulated_nodes_and_a_real_agent(kubectl, nodes):
-    # The Node comes first with a pod CIDR of its own (another cluster on this host may
-    # route the first CIDR every cluster hands out).
-    kubectl.ok("apply", "-f", "-", stdin=json.dumps({
-        "apiVersion": "v1", "kind": "Node",
-        "metadata": {"name": REAL_NODE, "labels": {"kubernetes.io/hostname": REAL_NODE, LABEL: "yes"}},
-        "spec": {"podCIDR": REAL_CIDR, "podCIDRs": [REAL_CIDR],
-                 "taints": [{"key": TEST_TAINT, "value": "true", "effect": "NoSchedule"}]}}))
-    agent = AgentProcess(kubectl.server, node_name=REAL_NODE, bridge="kybd0", proxy_table="kyb-ds")
+    agent = AgentProcess(kubectl.server, node_name=REAL_NODE, bridge="kybd0", proxy_table="kyb-ds",
+                         pod_cidr=REAL_CIDR, labels={LABEL: "yes"})
     try:
         agent.start()
         manifest = _manifest("everywhere").replace(
@@ -327,4 +321,3 @@ def test_a_daemonset_covers_simulated_nodes_and_a_real_agent(kubectl, nodes):
     finally:
         kubectl("delete", "ds", "everywhere", "--ignore-not-found", "--wait=false")
         agent.cleanup()
-        kubectl("delete", "node", REAL_NODE, "--ignore-not-found")

@@ -25,12 +25,7 @@ pytestmark = pytest.mark.skipif(agent_prerequisites() is not None, reason=agent_
 
 @pytest.fixture(scope="module")
 def agent(server, kubectl):
-    # The Node comes first with a pod CIDR of its own (another cluster on this host routes the first one).
-    kubectl.ok("apply", "-f", "-", stdin=json.dumps({
-        "apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE, "labels": {"kubernetes.io/hostname": NODE}},
-        "spec": {"podCIDR": POD_CIDR, "podCIDRs": [POD_CIDR],
-                 "taints": [{"key": TEST_TAINT, "value": "true", "effect": "NoSchedule"}]}}))
-    proc = AgentProcess(server, node_name=NODE, bridge="kybj0", proxy_table="kyb-job")
+    proc = AgentProcess(server, node_name=NODE, bridge="kybj0", proxy_table="kyb-job", pod_cidr=POD_CIDR)
     proc.start()
     kubectl.ok("create", "namespace", NS)
     yield proc

@@ -200,13 +200,7 @@ AGENT_NODE, AGENT_NS, AGENT_CIDR = "kyb-na-node", "node-authz-agent", "10.42.227
 def agent(server, kubectl):
     if agent_prerequisites() is not None:
         pytest.skip(agent_prerequisites() or "")
-    # The Node comes first with a pod CIDR of its own (another cluster on this host routes the first one).
-    kubectl.ok("apply", "-f", "-", stdin=yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Node",
-        "metadata": {"name": AGENT_NODE, "labels": {"kubernetes.io/hostname": AGENT_NODE}},
-        "spec": {"podCIDR": AGENT_CIDR, "podCIDRs": [AGENT_CIDR],
-                 "taints": [{"key": TEST_TAINT, "value": "true", "effect": "NoSchedule"}]}}))
-    proc = AgentProcess(server, node_name=AGENT_NODE, bridge="kybna0", proxy_table="kyb-na")
+    proc = AgentProcess(server, node_name=AGENT_NODE, bridge="kybna0", proxy_table="kyb-na", pod_cidr=AGENT_CIDR)
     try:
         proc.start()
         kubectl.ok("create", "namespace", AGENT_NS)
@@ -219,7 +213,6 @@ def agent(server, kubectl):
         for pv in yaml.safe_load(kubectl.ok("get", "pv", "-o", "yaml"))["items"]:
             if (pv["spec"].get("claimRef") or {}).get("namespace") == AGENT_NS:
                 kubectl("delete", "pv", pv["metadata"]["name"], "--wait=false")
-        kubectl("delete", "node", AGENT_NODE, "--ignore-not-found")
 
 
 def test_a_real_agent_runs_pods_as_its_node_identity(kubectl, agent):

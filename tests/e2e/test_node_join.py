@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from kybernetes.testing.agent import TEST_TAINT, AgentProcess, agent_prerequisites
+from kybernetes.testing.agent import AgentProcess, agent_prerequisites
 
 NODE = "kyb-join-node"
 POD_CIDR = "10.42.228.0/24"
@@ -207,11 +207,7 @@ def test_an_agent_without_a_ca_pin_refuses_to_join(server, join_token, workdir) 
 @pytest.mark.skipif(agent_prerequisites() is not None, reason=agent_prerequisites() or "")
 def test_an_agent_joins_with_a_token_and_registers_its_node(server, kubectl, join_token) -> None:
     token, pin = join_token
-    kubectl.ok("apply", "-f", "-", stdin=json.dumps({
-        "apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE, "labels": {"kubernetes.io/hostname": NODE}},
-        "spec": {"podCIDR": POD_CIDR, "podCIDRs": [POD_CIDR],
-                 "taints": [{"key": TEST_TAINT, "value": "true", "effect": "NoSchedule"}]}}))
-    proc = AgentProcess(server, node_name=NODE, bridge="kybj1", proxy_table="kyb-join",
+    proc = AgentProcess(server, node_name=NODE, bridge="kybj1", proxy_table="kyb-join", pod_cidr=POD_CIDR,
                         auth_args=["--server", server.url, "--token", token, "--ca-cert-hash", pin])
     try:
         proc.start(timeout=150)
@@ -239,4 +235,3 @@ def test_an_agent_joins_with_a_token_and_registers_its_node(server, kubectl, joi
         assert r.returncode == 0 and "ok" in r.stdout, r.stderr
     finally:
         proc.cleanup()
-        kubectl("delete", "node", NODE, "--wait=false")

@@ -51,14 +51,8 @@ def _obj(manifest: dict[str, Any]) -> str:
 
 @pytest.fixture(scope="module")
 def agent(server, kubectl):
-    # The Node comes first with a pod CIDR of its own: the host must route the pod's
-    # address to this agent's bridge, and another cluster on the same host (a parallel
-    # run) holds the route of the first CIDR every cluster hands out.
-    kubectl.ok("apply", "-f", "-", stdin=_obj({
-        "apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE, "labels": {"kubernetes.io/hostname": NODE}},
-        "spec": {"podCIDR": POD_CIDR, "podCIDRs": [POD_CIDR],
-                 "taints": [{"key": TEST_TAINT, "value": "true", "effect": "NoSchedule"}]}}))
-    proc = AgentProcess(server, node_name=NODE, bridge="kybp0", proxy_table="kyb-proxy")
+    # A pod CIDR of its own: the host must route the pod's address to this agent's bridge.
+    proc = AgentProcess(server, node_name=NODE, bridge="kybp0", proxy_table="kyb-proxy", pod_cidr=POD_CIDR)
     proc.start()
     kubectl.ok("create", "namespace", NS)
     yield proc

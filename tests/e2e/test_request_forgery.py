@@ -57,11 +57,7 @@ def _pki(server, name: str) -> str:
 
 @pytest.fixture(scope="module")
 def agent(server, kubectl):
-    _apply(kubectl, {"apiVersion": "v1", "kind": "Node",
-                     "metadata": {"name": NODE, "labels": {"kubernetes.io/hostname": NODE}},
-                     "spec": {"podCIDR": POD_CIDR, "podCIDRs": [POD_CIDR],
-                              "taints": [{"key": TEST_TAINT, "value": "true", "effect": "NoSchedule"}]}})
-    proc = AgentProcess(server, node_name=NODE, bridge="kybsec0", proxy_table="kyb-sec")
+    proc = AgentProcess(server, node_name=NODE, bridge="kybsec0", proxy_table="kyb-sec", pod_cidr=POD_CIDR)
     proc.start()
     kubectl.ok("create", "namespace", NS)
     kubectl.ok("create", "secret", "generic", "jewels", "-n", "default", f"--from-literal=k={MARKER}")

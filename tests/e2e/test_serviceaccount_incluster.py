@@ -62,13 +62,7 @@ def cluster():
     srv.start()
     agent = None
     try:
-        ok = srv.kubectl("apply", "-f", "-", stdin=json.dumps({
-            "apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": NODE, "labels": {"kubernetes.io/hostname": NODE}},
-            "spec": {"podCIDR": POD_CIDR, "podCIDRs": [POD_CIDR],
-                     "taints": [{"key": TEST_TAINT, "value": "true", "effect": "NoSchedule"}]}}))
-        assert ok.returncode == 0, ok.stderr
-        agent = AgentProcess(srv, node_name=NODE, bridge="kybsa0", proxy_table="kyb-sa")
+        agent = AgentProcess(srv, node_name=NODE, bridge="kybsa0", proxy_table="kyb-sa", pod_cidr=POD_CIDR)
         agent.start()
         assert srv.kubectl("create", "namespace", NS).returncode == 0
         assert srv.kubectl("-n", NS, "create", "serviceaccount", "reader").returncode == 0

@@ -280,13 +280,7 @@ def test_retention_policy_delete_removes_claims_on_scale_down_and_set_deletion(k
 
 @pytest.fixture(scope="module")
 def agent(server, kubectl):
-    # The Node comes first with a pod CIDR of its own (another cluster on this host routes the first one).
-    kubectl.ok("apply", "-f", "-", stdin=json.dumps({
-        "apiVersion": "v1", "kind": "Node",
-        "metadata": {"name": AGENT_NODE, "labels": {"kubernetes.io/hostname": AGENT_NODE}},
-        "spec": {"podCIDR": AGENT_CIDR, "podCIDRs": [AGENT_CIDR],
-                 "taints": [{"key": TEST_TAINT, "value": "true", "effect": "NoSchedule"}]}}))
-    proc = AgentProcess(server, node_name=AGENT_NODE, bridge="kybs0", proxy_table="kyb-sts")
+    proc = AgentProcess(server, node_name=AGENT_NODE, bridge="kybs0", proxy_table="kyb-sts", pod_cidr=AGENT_CIDR)
     try:
         proc.start()
         kubectl.ok("create", "namespace", AGENT_NS)
@@ -300,7 +294,6 @@ def agent(server, kubectl):
         for pv in json.loads(kubectl.ok("get", "pv", "-o", "json"))["items"]:
             if (pv["spec"].get("claimRef") or {}).get("namespace") == AGENT_NS:
                 kubectl("delete", "pv", pv["metadata"]["name"], "--wait=false")
-        kubectl("delete", "node", AGENT_NODE, "--ignore-not-found")
 
 
 def agent_pods(kubectl) -> list[str]:

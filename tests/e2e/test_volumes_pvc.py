@@ -26,12 +26,7 @@ pytestmark = pytest.mark.skipif(agent_prerequisites() is not None, reason=agent_
 
 @pytest.fixture(scope="module")
 def agent(server, kubectl):
-    # The Node comes first with a pod CIDR of its own (another cluster on this host routes the first one).
-    kubectl.ok("apply", "-f", "-", stdin=json.dumps({
-        "apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE, "labels": {"kubernetes.io/hostname": NODE}},
-        "spec": {"podCIDR": POD_CIDR, "podCIDRs": [POD_CIDR],
-                 "taints": [{"key": TEST_TAINT, "value": "true", "effect": "NoSchedule"}]}}))
-    proc = AgentProcess(server, node_name=NODE, bridge="kybv0", proxy_table="kyb-vol")
+    proc = AgentProcess(server, node_name=NODE, bridge="kybv0", proxy_table="kyb-vol", pod_cidr=POD_CIDR)
     try:
         proc.start()
         kubectl.ok("create", "namespace", NS)
@@ -45,7 +40,6 @@ def agent(server, kubectl):
             if (pv["spec"].get("claimRef") or {}).get("namespace") == NS:
                 kubectl("delete", "pv", pv["metadata"]["name"], "--wait=false")
         kubectl("delete", "storageclass", RETAIN_CLASS, "--ignore-not-found")
-        kubectl("delete", "node", NODE, "--ignore-not-found")
 
 
 def claim(name: str, storage_class: str | None = None) -> dict[str, Any]:
