@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/agent_bench.py [--pods 50]
 
 Starts a real `kyb server` and a real `kyb agent` (private containerd, runc, CNI
-bridge) on a fresh data dir, as root. With the busybox image present, it measures
+bridge `kybab0`, pod CIDR 10.42.232.0/24) on a fresh data dir, as root. With the busybox image present, it measures
 the time from each pod's create request to the moment a watch sees it Running:
 
 * `--pods` pods created at once (p50, p99, max, and how long until all ran);
@@ -18,21 +18,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import statistics
 import sys
 import time
-from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
+from realagent import PhaseTracker, report, sleeper_pod, with_agent  # noqa: E402
+
 from kybernetes.client import ApiClient  # noqa: E402
 from kybernetes.client.resources import NAMESPACES, PODS  # noqa: E402
-from kybernetes.testing.agent import TEST_TAINT, AgentProcess, agent_prerequisites  # noqa: E402
+from kybernetes.testing.agent import AgentProcess  # noqa: E402
 from kybernetes.testing.cluster import ServerProcess, rss_mb  # noqa: E402
 
 NAMESPACE = "agent-bench"
-
-
+NODE = "kyb-bench-agent"
+POD_CIDR = "10.42.232.0/24"
+LABELS = {"bench": "agent"}
 
 
 def containerd_pid(agent: AgentProcess) -> int | None:
@@ -69,61 +70,22 @@ def machine_busy_seconds() -> float:
     return (sum(values[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
-def pct(values: list[float], p: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, max(0, round(p / 100 * len(s) + 0.5) - 1))]
-
-
-def bench_pod(name: str) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"bench": "agent"}},
-            "spec": {"tolerations": [{"key": TEST_TAINT, "operator": "Exists"}],
-                     "nodeSelector": {"kubernetes.io/hostname": "agent-node"}, "terminationGracePeriodSeconds": 1,
-                     "containers": [{"name": "main", "image": "docker.io/library/busybox:1.35",
-                                     "command": ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]}]}}
-
-
-class Tracker:
-    def __init__(self) -> None:
-        self.running: dict[str, float] = {}
-        self.changed = asyncio.Event()
-
-    async def follow(self, client: ApiClient) -> None:
-        async for type_, obj in client.watch(PODS, NAMESPACE, "", "bench=agent", "", 3600):
-            if type_ in ("ADDED", "MODIFIED") and (obj.get("status") or {}).get("phase") == "Running":
-                name = obj["metadata"]["name"]
-                if name not in self.running:
-                    self.running[name] = time.monotonic()
-                    self.changed.set()
-
-    async def wait(self, names: list[str], timeout: float = 300) -> None:
-        deadline = time.monotonic() + timeout
-        while not all(n in self.running for n in names):
-            self.changed.clear()
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{sum(n in self.running for n in names)}/{len(names)} pods Running")
-            try:
-                await asyncio.wait_for(self.changed.wait(), 1.0)
-            except TimeoutError:
-                pass
-
-
-def report(label: str, latencies: list[float]) -> None:
-    print(f"{label:<28} p50 {statistics.median(latencies):.3f} s, p99 {pct(latencies, 99):.3f} s, "
-          f"max {max(latencies):.3f} s, mean {statistics.mean(latencies):.3f} s")
+def bench_pod(name: str) -> dict:
+    return sleeper_pod(name, NODE, LABELS)
 
 
 async def run(args: argparse.Namespace, server: ServerProcess, agent: AgentProcess) -> None:
     client = await ApiClient.from_kubeconfig(server.kubeconfig, user_agent="agent-bench")
-    tracker = Tracker()
-    follower = asyncio.create_task(tracker.follow(client))
+    tracker = PhaseTracker(NAMESPACE)
+    follower = asyncio.create_task(tracker.follow(client, PODS, "pod", "Running", "bench=agent"))
     try:
         await client.create(NAMESPACES, None, {"metadata": {"name": NAMESPACE}})
         await asyncio.sleep(0.5)
         # Warm-up: the first pod pays for the image unpack and the bridge.
         created = time.monotonic()
         await client.create(PODS, NAMESPACE, bench_pod("warmup"))
-        await tracker.wait(["warmup"])
-        print(f"warm-up pod Running after   {tracker.running['warmup'] - created:.3f} s")
+        await tracker.wait([("pod", "warmup")])
+        print(f"warm-up pod Running after   {tracker.seen[('pod', 'warmup')] - created:.3f} s")
 
         names = [f"burst-{i}" for i in range(args.pods)]
         starts: dict[str, float] = {}
@@ -138,14 +100,14 @@ async def run(args: argparse.Namespace, server: ServerProcess, agent: AgentProce
         busy0 = machine_busy_seconds()
         t0 = time.monotonic()
         await asyncio.gather(*(create(n) for n in names))
-        await tracker.wait(names)
-        all_done = max(tracker.running[n] for n in names) - t0
+        await tracker.wait([("pod", n) for n in names])
+        all_done = max(tracker.seen[("pod", n)] for n in names) - t0
         busy = machine_busy_seconds() - busy0
         used = {"agent": cpu_seconds(agent.proc.pid) - cpu0["agent"],
                 "containerd": cpu_seconds(containerd_pid(agent) or 0) - cpu0["containerd"],
                 "API server process tree": (cpu_seconds(server.proc.pid) if server.proc else 0.0)
                 - cpu0["API server process tree"]}
-        report(f"{args.pods} at once", [tracker.running[n] - starts[n] for n in names])
+        report(f"{args.pods} at once", [tracker.seen[("pod", n)] - starts[n] for n in names])
         print(f"{'  all Running after':<28} {all_done:.2f} s")
         print(f"{'  CPU during the burst':<28} machine {busy:.1f} s of {2 * all_done:.1f} s available; "
               + ", ".join(f"{k} {v:.1f} s" for k, v in used.items())
@@ -160,8 +122,8 @@ async def run(args: argparse.Namespace, server: ServerProcess, agent: AgentProce
             name = f"seq-{i}"
             start = time.monotonic()
             await client.create(PODS, NAMESPACE, bench_pod(name))
-            await tracker.wait([name])
-            one.append(tracker.running[name] - start)
+            await tracker.wait([("pod", name)])
+            one.append(tracker.seen[("pod", name)] - start)
         report(f"{args.pods} one at a time", one)
         print(f"RSS with {2 * args.pods + 1} pods: agent {rss_mb(agent.proc.pid):.0f} MB")
     finally:
@@ -174,18 +136,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--pods", type=int, default=50)
     args = ap.parse_args()
-    why = agent_prerequisites()
-    if why:
-        sys.exit(f"cannot run: {why}")
-    server = ServerProcess()
-    server.start(timeout=60)
-    agent = AgentProcess(server)
-    try:
-        agent.start()
-        asyncio.run(run(args, server, agent))
-    finally:
-        agent.cleanup()
-        server.cleanup()
+    with_agent(NODE, POD_CIDR, "kybab0", "kyb-agent-bench", lambda server, agent: run(args, server, agent))
 
 
 if __name__ == "__main__":

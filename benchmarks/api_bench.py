@@ -47,16 +47,26 @@ def server_cpu(pid: int) -> float:
 
 
 def pct(values: list[float], p: float) -> float:
+    """The `p`th percentile of `values` (nan for none): the benchmarks' one definition."""
+    if not values:
+        return float("nan")
     s = sorted(values)
     return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
 
 
 class Client:
-    def __init__(self, server: ServerProcess) -> None:
-        token = open(os.path.join(server.data_dir, "pki", "admin.token")).read().strip()
+    """HTTPS to the server as the admin (its bearer token), or as whoever the client
+    certificate `cert` (certificate and key paths) names."""
+
+    def __init__(self, server: ServerProcess, cert: tuple[str, str] | None = None) -> None:
         self.ssl = ssl.create_default_context(cafile=os.path.join(server.data_dir, "pki", "ca.crt"))
         self.base = server.url
-        self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        self.headers = {"Content-Type": "application/json"}
+        if cert is not None:
+            self.ssl.load_cert_chain(*cert)
+        else:
+            token = open(os.path.join(server.data_dir, "pki", "admin.token")).read().strip()
+            self.headers["Authorization"] = f"Bearer {token}"
         self.session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Client:

@@ -42,6 +42,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
+from api_bench import pct  # noqa: E402
 from simcluster import ensure_namespace, follow, sim_cluster, wait_nodes_ready  # noqa: E402
 
 from kybernetes.client import ApiClient, ApiError  # noqa: E402
@@ -103,13 +104,6 @@ def control_plane_processes(server_pid: int) -> dict[str, int]:
             if role in argv:
                 out["  " + role.decode()] = kid
     return out
-
-
-def pct(values: list[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
 
 
 # -- pod tracking ---------------------------------------------------------------------------

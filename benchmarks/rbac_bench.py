@@ -16,18 +16,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import ssl
 import statistics
 import sys
 import tempfile
 import time
 
-import aiohttp
-import orjson
-
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from api_bench import bench_creates, bench_gets, server_cpu  # noqa: E402
+from api_bench import Client, bench_creates, bench_gets, server_cpu  # noqa: E402
 
 from kybernetes.api.rbac import Attributes, RbacIndex  # noqa: E402
 from kybernetes.apiserver import pki  # noqa: E402
@@ -36,40 +32,6 @@ from kybernetes.testing.cluster import ServerProcess  # noqa: E402
 NS = "bench"
 USER = "bench-user"
 USER_GROUPS = ["team-3", "team-7"]
-
-
-class CertClient:
-    """api_bench's client interface, authenticated by a client certificate."""
-
-    def __init__(self, server: ServerProcess, cert: str, key: str) -> None:
-        self.ssl = ssl.create_default_context(cafile=os.path.join(server.data_dir, "pki", "ca.crt"))
-        self.ssl.load_cert_chain(cert, key)
-        self.base = server.url
-        self.session: aiohttp.ClientSession | None = None
-
-    async def __aenter__(self) -> CertClient:
-        conn = aiohttp.TCPConnector(ssl=self.ssl, limit=2000)
-        self.session = aiohttp.ClientSession(connector=conn, headers={"Content-Type": "application/json"},
-                                             timeout=aiohttp.ClientTimeout(total=None))
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self.session is not None
-        await self.session.close()
-
-    async def post(self, path: str, body: dict) -> int:
-        assert self.session is not None
-        async with self.session.post(self.base + path, data=orjson.dumps(body)) as r:
-            await r.read()
-            return r.status
-
-    async def get(self, path: str) -> bytes:
-        assert self.session is not None
-        async with self.session.get(self.base + path) as r:
-            data = await r.read()
-            if r.status != 200:
-                raise RuntimeError(f"GET {path}: {r.status} {data[:200]!r}")
-            return data
 
 
 def cluster_role(i: int) -> dict:
@@ -89,7 +51,7 @@ def role_binding(i: int, roles: int) -> dict:
             "subjects": [{**subject, "apiGroup": "rbac.authorization.k8s.io"}]}
 
 
-async def populate(admin: CertClient, bindings: int, roles: int) -> None:
+async def populate(admin: Client, bindings: int, roles: int) -> None:
     for i in range(50):
         await admin.post("/api/v1/namespaces", {"metadata": {"name": f"ns-{i}"}})
     await admin.post("/api/v1/namespaces", {"metadata": {"name": NS}})
@@ -151,8 +113,8 @@ async def main() -> None:
         user_cert, user_key = os.path.join(tmp, "user.crt"), os.path.join(tmp, "user.key")
         open(user_cert, "wb").write(cert)
         open(user_key, "wb").write(key)
-        admin = CertClient(server, paths.admin_cert, paths.admin_key)
-        user = CertClient(server, user_cert, user_key)
+        admin = Client(server, cert=(paths.admin_cert, paths.admin_key))
+        user = Client(server, cert=(user_cert, user_key))
         pid = server.proc.pid if server.proc is not None else 0
         async with admin, user:
             await populate(admin, args.bindings, args.roles)
@@ -198,7 +160,7 @@ async def main() -> None:
         os.rmdir(tmp)
 
 
-async def delete_configmaps(admin: CertClient) -> None:
+async def delete_configmaps(admin: Client) -> None:
     """Remove the round's ConfigMaps so the next round creates the same names."""
     assert admin.session is not None
     async with admin.session.delete(admin.base + f"/api/v1/namespaces/{NS}/configmaps?labelSelector=bench%3Dyes") as r:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import statistics
 import sys
@@ -27,15 +26,11 @@ from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
+from realagent import PhaseTracker, report, sleeper_pod, with_agent  # noqa: E402
+
 from kybernetes.client import ApiClient  # noqa: E402
-from kybernetes.client.resources import (  # noqa: E402
-    NAMESPACES,
-    NODES,
-    PERSISTENTVOLUMECLAIMS,
-    PERSISTENTVOLUMES,
-    PODS,
-)
-from kybernetes.testing.agent import TEST_TAINT, AgentProcess, agent_prerequisites  # noqa: E402
+from kybernetes.client.resources import NAMESPACES, PERSISTENTVOLUMECLAIMS, PERSISTENTVOLUMES, PODS  # noqa: E402
+from kybernetes.testing.agent import AgentProcess  # noqa: E402
 from kybernetes.testing.cluster import ServerProcess  # noqa: E402
 
 NAMESPACE = "volume-bench"
@@ -43,59 +38,13 @@ NODE = "kyb-vol-node"
 POD_CIDR = "10.42.223.0/24"
 
 
-def pct(values: list[float], p: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, max(0, round(p / 100 * len(s) + 0.5) - 1))]
-
-
 def bench_pod(name: str, claim: str = "") -> dict[str, Any]:
-    spec: dict[str, Any] = {
-        "tolerations": [{"key": TEST_TAINT, "operator": "Exists"}],
-        "nodeSelector": {"kubernetes.io/hostname": NODE}, "terminationGracePeriodSeconds": 1,
-        "containers": [{"name": "main", "image": "docker.io/library/busybox:1.35",
-                        "command": ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]}]}
-    if claim:
-        spec["containers"][0]["volumeMounts"] = [{"name": "data", "mountPath": "/data"}]
-        spec["volumes"] = [{"name": "data", "persistentVolumeClaim": {"claimName": claim}}]
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"bench": "volume"}},
-            "spec": spec}
+    return sleeper_pod(name, NODE, {"bench": "volume"}, claim)
 
 
 def bench_claim(name: str) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name},
             "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "16Mi"}}}}
-
-
-class Tracker:
-    """When a watch first saw each pod Running and each claim Bound."""
-
-    def __init__(self) -> None:
-        self.seen: dict[tuple[str, str], float] = {}
-        self.changed = asyncio.Event()
-
-    async def follow(self, client: ApiClient, res: Any, kind: str, phase: str) -> None:
-        async for type_, obj in client.watch(res, NAMESPACE, "", "", "", 3600):
-            if type_ in ("ADDED", "MODIFIED") and (obj.get("status") or {}).get("phase") == phase:
-                key = (kind, obj["metadata"]["name"])
-                if key not in self.seen:
-                    self.seen[key] = time.monotonic()
-                    self.changed.set()
-
-    async def wait(self, keys: list[tuple[str, str]], timeout: float = 180) -> None:
-        deadline = time.monotonic() + timeout
-        while not all(k in self.seen for k in keys):
-            self.changed.clear()
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"not seen: {[k for k in keys if k not in self.seen]}")
-            try:
-                await asyncio.wait_for(self.changed.wait(), 1.0)
-            except TimeoutError:
-                pass
-
-
-def report(label: str, values: list[float]) -> None:
-    print(f"{label:<36} median {statistics.median(values):.3f} s, p99 {pct(values, 99):.3f} s, "
-          f"min {min(values):.3f} s, max {max(values):.3f} s")
 
 
 async def wait_until(predicate: Any, timeout: float = 120) -> None:
@@ -108,7 +57,7 @@ async def wait_until(predicate: Any, timeout: float = 120) -> None:
 
 async def run(args: argparse.Namespace, server: ServerProcess, agent: AgentProcess) -> None:
     client = await ApiClient.from_kubeconfig(server.kubeconfig, user_agent="volume-bench")
-    tracker = Tracker()
+    tracker = PhaseTracker(NAMESPACE)
     followers = [asyncio.create_task(tracker.follow(client, PODS, "pod", "Running")),
                  asyncio.create_task(tracker.follow(client, PERSISTENTVOLUMECLAIMS, "pvc", "Bound"))]
     try:
@@ -165,37 +114,11 @@ async def run(args: argparse.Namespace, server: ServerProcess, agent: AgentProce
         await client.close()
 
 
-async def create_node(server: ServerProcess) -> None:
-    client = await ApiClient.from_kubeconfig(server.kubeconfig, user_agent="volume-bench")
-    try:
-        await client.create(NODES, None, {
-            "metadata": {"name": NODE, "labels": {"kubernetes.io/hostname": NODE}},
-            "spec": {"podCIDR": POD_CIDR, "podCIDRs": [POD_CIDR],
-                     "taints": [{"key": TEST_TAINT, "value": "true", "effect": "NoSchedule"}]}})
-    finally:
-        await client.close()
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=20)
     args = ap.parse_args()
-    why = agent_prerequisites()
-    if why:
-        sys.exit(f"cannot run: {why}")
-    server = ServerProcess()
-    server.start(timeout=60)
-    agent = AgentProcess(server, node_name=NODE, bridge="kybv0", proxy_table="kyb-vol")
-    try:
-        asyncio.run(create_node(server))
-        agent.start()
-        asyncio.run(run(args, server, agent))
-    except Exception:
-        print(json.dumps({"agent log": agent.log_tail(3000)}), file=sys.stderr)
-        raise
-    finally:
-        agent.cleanup()
-        server.cleanup()
+    with_agent(NODE, POD_CIDR, "kybv0", "kyb-vol", lambda server, agent: run(args, server, agent))
 
 
 if __name__ == "__main__":
