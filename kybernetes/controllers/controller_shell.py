@@ -16,8 +16,16 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from kybernetes.api.pods import pod_is_terminating
 from kybernetes.client import ApiError, Client, WorkQueue, object_key
 from kybernetes.client.protocols import Cache
+from kybernetes.client.reconcile import Result
 from kybernetes.client.resources import CONTROLLERREVISIONS, PODS, Resource
-from kybernetes.controllers.podutil import adopt_patch, compile_selector, controller_ref, release_patch
+from kybernetes.controllers.podutil import (
+    adopt_patch,
+    compile_selector,
+    controller_ref,
+    live_owner,
+    release_patch,
+    selecting,
+)
 
 if TYPE_CHECKING:
     from kybernetes.controllers.replicaset import Expectations
@@ -64,21 +72,37 @@ class PodOwnerShell:
     handlers that sync a pod's owner (counting the pods it expects to see created or
     deleted) and the creation and deletion of one pod with its event.
 
-    A subclass sets `queue`, `expectations`, `client`, `component` and `_record`, and defines
-    `_owner_of` (the live owner of this kind controlling an object) and `_enqueue_selecting`
-    (sync the owners that could adopt an orphan)."""
+    A subclass sets `queue`, `expectations`, `client`, `component`, `_record`, `owners` (the
+    informer of its kind) and `owner_kind`, or overrides `_owner_of` (the live owner of its
+    kind controlling an object) and `_enqueue_selecting` (sync the owners that could adopt
+    an orphan) where its kind needs more."""
 
     queue: WorkQueue
     expectations: Expectations
     client: Client
     component: str
     _record: Callable[[Obj, str, str, str], None]
+    owners: Cache
+    owner_kind: str
 
     def _owner_of(self, obj: Obj) -> Obj | None:
-        raise NotImplementedError
+        ref = controller_ref(obj)
+        if ref is None or ref.get("kind") != self.owner_kind:
+            return None
+        return live_owner(self.owners, obj, ref)
 
     def _enqueue_selecting(self, pod: Obj) -> None:
-        raise NotImplementedError
+        for owner in selecting(self.owners, pod):
+            self._enqueue(owner)
+
+    def _finish(self, key: str, error: BaseException | None, requeue_after: float | None) -> Result:
+        """The end of a sync: raise its error (the queue backs off), but a check due sooner
+        (minReadySeconds, say) must not wait for that back-off."""
+        if error is not None:
+            if requeue_after is not None:
+                self.queue.add_after(key, requeue_after)
+            raise error
+        return Result.after_or_done(requeue_after)
 
     # -- informer handlers (enqueue only) ----------------------------------------------
 
@@ -102,6 +126,26 @@ class PodOwnerShell:
             self.queue.add(key)
         elif controller_ref(pod) is None:
             self._enqueue_selecting(pod)
+
+    def _owned_changed(self, obj: Obj) -> None:
+        """Sync the owner of something it controls (a ControllerRevision, say)."""
+        owner = self._owner_of(obj)
+        if owner is not None:
+            self._enqueue(owner)
+
+    def _pod_moved(self, old: Obj, new: Obj) -> None:
+        """A live pod changed: its former controller syncs if the pod left it, and its
+        controller, or for an orphan the owners that could adopt it, syncs."""
+        old_ref = controller_ref(old)
+        if old_ref is not None and old_ref != controller_ref(new):
+            old_owner = self._owner_of(old)
+            if old_owner is not None:
+                self._enqueue(old_owner)
+        owner = self._owner_of(new)
+        if owner is not None:
+            self._enqueue(owner)
+        elif controller_ref(new) is None:
+            self._enqueue_selecting(new)
 
     def _pod_deleted(self, pod: Obj) -> None:
         owner = self._owner_of(pod)

@@ -48,7 +48,7 @@ from kybernetes.controllers.daemonset_plan import (
     selects_everything,
     status_changed,
 )
-from kybernetes.controllers.podutil import controller_ref, live_owner, orphan_index, selecting
+from kybernetes.controllers.podutil import orphan_index
 from kybernetes.controllers.replicaset import EXPECTATIONS_TTL, Expectations, slow_start_batch
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,8 @@ def _node_placement(node: Mapping[str, Any]) -> tuple[Any, ...]:
 
 
 class DaemonSetController(PodOwnerShell):
+    owner_kind = "DaemonSet"
+
     def __init__(self, client: Client, factory: Informers, *, burst: int = BURST_REPLICAS,
                  expectations_ttl: float = EXPECTATIONS_TTL, clock: Callable[[], float] = time.monotonic) -> None:
         self.client = client
@@ -86,7 +88,7 @@ class DaemonSetController(PodOwnerShell):
         self.queue = WorkQueue("daemonset")
         self.expectations = Expectations(expectations_ttl)
         self.backoff = FailedPodBackoff()
-        self.daemonsets = factory.informer(DAEMONSETS)
+        self.daemonsets = self.owners = factory.informer(DAEMONSETS)
         self.nodes = factory.informer(NODES)
         self.pods = factory.informer(PODS, indexers={"orphan": orphan_index})
         self.revisions = factory.informer(CONTROLLERREVISIONS, indexers={"orphan": orphan_index})
@@ -96,36 +98,16 @@ class DaemonSetController(PodOwnerShell):
         self.pods.add_handler(on_add=self._pod_added, on_update=self._pod_updated, on_delete=self._pod_deleted)
         self.nodes.add_handler(on_add=self._node_changed, on_update=self._node_updated,
                                on_delete=self._node_changed)
-        self.revisions.add_handler(on_add=self._revision_changed,
-                                   on_update=lambda old, new: self._revision_changed(new),
-                                   on_delete=self._revision_changed)
+        self.revisions.add_handler(on_add=self._owned_changed, on_update=lambda old, new: self._owned_changed(new),
+                                   on_delete=self._owned_changed)
 
     # -- informer handlers (enqueue only) ----------------------------------------------
-
-    def _owner_of(self, obj: Obj) -> Obj | None:
-        ref = controller_ref(obj)
-        if ref is None or ref.get("kind") != "DaemonSet":
-            return None
-        return live_owner(self.daemonsets, obj, ref)
-
-    def _enqueue_selecting(self, pod: Obj) -> None:
-        for ds in selecting(self.daemonsets, pod):
-            self._enqueue(ds)
 
     def _pod_updated(self, old: Obj, new: Obj) -> None:
         if pod_is_terminating(new):
             self._pod_deleted(new)
-            return
-        old_ref = controller_ref(old)
-        if old_ref is not None and old_ref != controller_ref(new):
-            old_ds = self._owner_of(old)
-            if old_ds is not None:
-                self._enqueue(old_ds)
-        ds = self._owner_of(new)
-        if ds is not None:
-            self._enqueue(ds)
-        elif controller_ref(new) is None:
-            self._enqueue_selecting(new)
+        else:
+            self._pod_moved(old, new)
 
     def _node_changed(self, node: Obj) -> None:
         for ds in self.daemonsets.list():
@@ -138,11 +120,6 @@ class DaemonSetController(PodOwnerShell):
             rules = Eligibility.of(ds)
             if rules.check(old) != rules.check(new):
                 self._enqueue(ds)
-
-    def _revision_changed(self, rev: Obj) -> None:
-        ds = self._owner_of(rev)
-        if ds is not None:
-            self._enqueue(ds)
 
     # -- workers -----------------------------------------------------------------------
 
@@ -183,11 +160,7 @@ class DaemonSetController(PodOwnerShell):
             await delete_quietly(self.client, CONTROLLERREVISIONS, ns, rev)
         if status_changed(ds.get("status"), plan.status):
             await write_status(self.client, DAEMONSETS, ds, plan.status)
-        if error is not None:
-            if plan.sync.requeue_after is not None:
-                self.queue.add_after(key, plan.sync.requeue_after)
-            raise error
-        return Result.after_or_done(plan.sync.requeue_after)
+        return self._finish(key, error, plan.sync.requeue_after)
 
     # -- history -----------------------------------------------------------------------
 

@@ -472,12 +472,7 @@ class ReplicaSetController(PodOwnerShell):
             status.pop(omitted, None)
         if status_changed(rs.get("status"), status):
             await write_status(self.client, self.RESOURCE, rs, status)
-        if error is not None:
-            # The failure's back-off must not postpone a check that is due sooner (minReadySeconds).
-            if plan.requeue_after is not None:
-                self.queue.add_after(key, plan.requeue_after)
-            raise error
-        return Result.after_or_done(plan.requeue_after)
+        return self._finish(key, error, plan.requeue_after)
 
     async def _claim(self, rs: Obj, plan: Plan) -> None:
         ns = (rs.get("metadata") or {}).get("namespace")

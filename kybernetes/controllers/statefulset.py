@@ -32,7 +32,7 @@ from kybernetes.controllers.controller_shell import (
     is_namespace_terminating,
     write_status,
 )
-from kybernetes.controllers.podutil import controller_ref, live_owner, orphan_index, selecting
+from kybernetes.controllers.podutil import controller_ref, orphan_index
 from kybernetes.controllers.replicaset import EXPECTATIONS_TTL, Expectations, slow_start_batch
 from kybernetes.controllers.revisions import new_revision, revision_matches, revision_number
 from kybernetes.controllers.statefulset_plan import (
@@ -76,13 +76,15 @@ def _guarded(obj: Mapping[str, Any], ops: list[Obj]) -> list[Obj]:
 
 
 class StatefulSetController(PodOwnerShell):
+    owner_kind = KIND
+
     def __init__(self, client: Client, factory: Informers, *,
                  expectations_ttl: float = EXPECTATIONS_TTL) -> None:
         self.client = client
         self.component = COMPONENT
         self.queue = WorkQueue("statefulset")
         self.expectations = Expectations(expectations_ttl)
-        self.sets = factory.informer(STATEFULSETS)
+        self.sets = self.owners = factory.informer(STATEFULSETS)
         self.pods = factory.informer(PODS, indexers={"orphan": orphan_index})
         self.revisions = factory.informer(CONTROLLERREVISIONS, indexers={"orphan": orphan_index})
         self.claims = factory.informer(PERSISTENTVOLUMECLAIMS)
@@ -90,42 +92,17 @@ class StatefulSetController(PodOwnerShell):
         self.sets.add_handler(on_add=self._enqueue, on_update=lambda old, new: self._enqueue(new),
                               on_delete=self._owner_deleted)
         self.pods.add_handler(on_add=self._pod_added, on_update=self._pod_updated, on_delete=self._pod_deleted)
-        self.revisions.add_handler(on_add=self._revision_changed,
-                                   on_update=lambda old, new: self._revision_changed(new),
-                                   on_delete=self._revision_changed)
+        self.revisions.add_handler(on_add=self._owned_changed, on_update=lambda old, new: self._owned_changed(new),
+                                   on_delete=self._owned_changed)
         self.claims.add_handler(on_delete=self._claim_deleted)
 
     # -- informer handlers (enqueue only) ----------------------------------------------
 
-    def _owner_of(self, obj: Obj) -> Obj | None:
-        ref = controller_ref(obj)
-        if ref is None or ref.get("kind") != KIND:
-            return None
-        return live_owner(self.sets, obj, ref)
-
-    def _enqueue_selecting(self, pod: Obj) -> None:
-        for owner in selecting(self.sets, pod):
-            self._enqueue(owner)
-
     def _pod_updated(self, old: Obj, new: Obj) -> None:
         if pod_is_terminating(new) and not pod_is_terminating(old):
             self._pod_deleted(new)
-            return
-        old_ref = controller_ref(old)
-        if old_ref is not None and old_ref != controller_ref(new):
-            old_sts = self._owner_of(old)
-            if old_sts is not None:
-                self._enqueue(old_sts)
-        sts = self._owner_of(new)
-        if sts is not None:
-            self._enqueue(sts)
-        elif controller_ref(new) is None:
-            self._enqueue_selecting(new)
-
-    def _revision_changed(self, rev: Obj) -> None:
-        sts = self._owner_of(rev)
-        if sts is not None:
-            self._enqueue(sts)
+        else:
+            self._pod_moved(old, new)
 
     def _claim_deleted(self, claim: Obj) -> None:
         # A new pod may be waiting for a claim of an earlier one to go.
@@ -169,11 +146,7 @@ class StatefulSetController(PodOwnerShell):
             await delete_quietly(self.client, CONTROLLERREVISIONS, ns, rev)
         if status_changed(sts.get("status"), plan.status):
             await write_status(self.client, STATEFULSETS, sts, plan.status)
-        if error is not None:
-            if plan.requeue_after is not None:
-                self.queue.add_after(key, plan.requeue_after)
-            raise error
-        return Result.after_or_done(plan.requeue_after)
+        return self._finish(key, error, plan.requeue_after)
 
     # -- history -----------------------------------------------------------------------
 
