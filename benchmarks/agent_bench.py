@@ -77,7 +77,7 @@ def bench_pod(name: str) -> dict:
 async def run(args: argparse.Namespace, server: ServerProcess, agent: AgentProcess) -> None:
     client = await ApiClient.from_kubeconfig(server.kubeconfig, user_agent="agent-bench")
     tracker = PhaseTracker(NAMESPACE)
-    follower = asyncio.create_task(tracker.follow(client, PODS, "pod", "Running", "bench=agent"))
+    tracker.watch(client, PODS, "pod", "Running", "bench=agent")
     try:
         await client.create(NAMESPACES, None, {"metadata": {"name": NAMESPACE}})
         await asyncio.sleep(0.5)
@@ -127,8 +127,7 @@ async def run(args: argparse.Namespace, server: ServerProcess, agent: AgentProce
         report(f"{args.pods} one at a time", one)
         print(f"RSS with {2 * args.pods + 1} pods: agent {rss_mb(agent.proc.pid):.0f} MB")
     finally:
-        follower.cancel()
-        await asyncio.gather(follower, return_exceptions=True)
+        await tracker.close()
         await client.close()
 
 

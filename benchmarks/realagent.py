@@ -38,12 +38,22 @@ def sleeper_pod(name: str, node: str, labels: dict[str, str], claim: str = "") -
 
 
 class PhaseTracker:
-    """When a watch first saw each object reach a phase, by (kind, name)."""
+    """When a watch first saw each object reach a phase, by (kind, name). `watch` starts a
+    watch in the background; `close` ends them all."""
 
     def __init__(self, namespace: str) -> None:
         self.namespace = namespace
         self.seen: dict[tuple[str, str], float] = {}
         self.changed = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def watch(self, client: ApiClient, res: Any, kind: str, phase: str, label_selector: str = "") -> None:
+        self._tasks.append(asyncio.create_task(self.follow(client, res, kind, phase, label_selector)))
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def follow(self, client: ApiClient, res: Any, kind: str, phase: str, label_selector: str = "") -> None:
         async for type_, obj in client.watch(res, self.namespace, "", label_selector, "", 3600):

@@ -58,8 +58,8 @@ async def wait_until(predicate: Any, timeout: float = 120) -> None:
 async def run(args: argparse.Namespace, server: ServerProcess, agent: AgentProcess) -> None:
     client = await ApiClient.from_kubeconfig(server.kubeconfig, user_agent="volume-bench")
     tracker = PhaseTracker(NAMESPACE)
-    followers = [asyncio.create_task(tracker.follow(client, PODS, "pod", "Running")),
-                 asyncio.create_task(tracker.follow(client, PERSISTENTVOLUMECLAIMS, "pvc", "Bound"))]
+    tracker.watch(client, PODS, "pod", "Running")
+    tracker.watch(client, PERSISTENTVOLUMECLAIMS, "pvc", "Bound")
     try:
         await client.create(NAMESPACES, None, {"metadata": {"name": NAMESPACE}})
         await asyncio.sleep(0.5)
@@ -108,9 +108,7 @@ async def run(args: argparse.Namespace, server: ServerProcess, agent: AgentProce
         print(f"{args.runs} claims deleted → PVs and directories gone after {time.monotonic() - start:.2f} s "
               f"({len(left)} directories left)")
     finally:
-        for f in followers:
-            f.cancel()
-        await asyncio.gather(*followers, return_exceptions=True)
+        await tracker.close()
         await client.close()
 
 
