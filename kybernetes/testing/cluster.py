@@ -7,6 +7,7 @@ a private discovery cache. It stops only the process it started.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -222,6 +223,16 @@ class ServerProcess:
         """A kubectl that keeps running (a watch), its output on a text pipe."""
         return subprocess.Popen([kubectl_binary(), "--cache-dir", self.cache_dir, *args], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, env=self.kubectl_env())
+
+
+def ready_nodes(server: ServerProcess, selector: str) -> list[str]:
+    """The names of the nodes labelled `selector` whose Ready condition is True, sorted."""
+    r = server.kubectl("get", "nodes", "-l", selector, "-o", "json")
+    if r.returncode != 0:
+        raise RuntimeError(f"kubectl get nodes failed: {r.stderr}")
+    return sorted(n["metadata"]["name"] for n in json.loads(r.stdout)["items"]
+                  if any(c["type"] == "Ready" and c["status"] == "True"
+                         for c in (n.get("status") or {}).get("conditions") or []))
 
 
 def start_sim_nodes(server: ServerProcess, prefix: str, count: int, *extra: str, cpu: str = "4",

@@ -16,7 +16,7 @@ from kubernetes import client as kclient
 from kubernetes import watch
 
 from kybernetes.testing.agent import TEST_TAINT, AgentProcess, agent_prerequisites
-from kybernetes.testing.cluster import start_sim_nodes, wait_for
+from kybernetes.testing.cluster import ready_nodes, start_sim_nodes, wait_for
 
 PREFIX = "ds-sim-"
 NODES = [f"{PREFIX}{i}" for i in range(5)]
@@ -29,17 +29,11 @@ def _sim_nodes(server, prefix: str, count: int) -> subprocess.Popen:
     return start_sim_nodes(server, prefix, count, "--label", f"{LABEL}=yes", "--cleanup")
 
 
-def _ready_nodes(kubectl) -> list[str]:
-    nodes = json.loads(kubectl.ok("get", "nodes", "-l", f"{LABEL}=yes", "-o", "json"))["items"]
-    return [n["metadata"]["name"] for n in nodes
-            if any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"].get("conditions") or [])]
-
-
 @pytest.fixture(scope="module")
 def nodes(server, kubectl):
     p = _sim_nodes(server, PREFIX, len(NODES))
     try:
-        wait_for(lambda: sorted(_ready_nodes(kubectl)) == NODES, 60, what="5 ready sim nodes")
+        wait_for(lambda: ready_nodes(server, f"{LABEL}=yes") == NODES, 60, what="5 ready sim nodes")
         yield NODES
     finally:
         p.terminate()

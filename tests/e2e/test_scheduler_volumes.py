@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from kybernetes.testing.cluster import start_sim_nodes, wait_for
+from kybernetes.testing.cluster import ready_nodes, start_sim_nodes, wait_for
 
 PREFIX = "vb-sim-"
 NODES = [f"{PREFIX}{i}" for i in range(3)]
@@ -42,17 +42,11 @@ volumeBindingMode: Immediate
 """
 
 
-def _ready(kubectl) -> list[str]:
-    nodes = json.loads(kubectl.ok("get", "nodes", "-l", f"{LABEL}=yes", "-o", "json"))["items"]
-    return sorted(n["metadata"]["name"] for n in nodes
-                  if any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"].get("conditions") or []))
-
-
 @pytest.fixture(scope="module")
 def nodes(server, kubectl):
     p = start_sim_nodes(server, PREFIX, len(NODES), "--label", f"{LABEL}=yes", "--cleanup")
     try:
-        wait_for(lambda: _ready(kubectl) == NODES, 60, what="3 ready sim nodes")
+        wait_for(lambda: ready_nodes(server, f"{LABEL}=yes") == NODES, 60, what="3 ready sim nodes")
         kubectl.ok("apply", "-f", "-", stdin=CLASSES)
         kubectl.ok("create", "namespace", NS)
         yield NODES

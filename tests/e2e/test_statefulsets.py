@@ -19,7 +19,7 @@ from kubernetes import client as kclient
 from kubernetes import watch
 
 from kybernetes.testing.agent import TEST_TAINT, AgentProcess, agent_prerequisites
-from kybernetes.testing.cluster import start_sim_nodes, wait_for
+from kybernetes.testing.cluster import ready_nodes, start_sim_nodes, wait_for
 
 NS = "sts-e2e"
 PREFIX = "sts-sim-"
@@ -31,12 +31,6 @@ AGENT_CIDR = "10.42.224.0/24"
 IMAGE = "busybox:1.35"
 
 
-def _ready_nodes(kubectl) -> list[str]:
-    nodes = json.loads(kubectl.ok("get", "nodes", "-l", f"{LABEL}=yes", "-o", "json"))["items"]
-    return [n["metadata"]["name"] for n in nodes
-            if any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"].get("conditions") or [])]
-
-
 @pytest.fixture(scope="module")
 def nodes(server, kubectl):
     # Pods take a second to start, so that an ordered rollout is visible.
@@ -44,7 +38,7 @@ def nodes(server, kubectl):
                                           start_delay=1.0)
     kubectl.ok("create", "namespace", NS)
     try:
-        wait_for(lambda: sorted(_ready_nodes(kubectl)) == NODES, 60, what="3 ready sim nodes")
+        wait_for(lambda: ready_nodes(server, f"{LABEL}=yes") == NODES, 60, what="3 ready sim nodes")
         yield NODES
     finally:
         # The claims go first, while the simulated nodes are there to remove their volumes.
