@@ -631,3 +631,9 @@ async def until(cond: Callable[[], Any], timeout: float = 3.0) -> None:
     while not cond():
         assert asyncio.get_running_loop().time() < deadline, "condition not reached"
         await asyncio.sleep(0.005)
+
+
+async def settle(rounds: int = 5) -> None:
+    """Let the tasks a component started on the fakes (events, handlers) run a few turns."""
+    for _ in range(rounds):
+        await asyncio.sleep(0)

@@ -3,7 +3,6 @@ update, OnDelete, revisions, status) and its shell against in-memory fakes."""
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import datetime as dt
 from typing import Any
@@ -29,7 +28,7 @@ from kybernetes.controllers.daemonset_plan import (
     target_node,
 )
 from kybernetes.testing import fakes
-from kybernetes.testing.fakes import FakeClient, FakeInformers
+from kybernetes.testing.fakes import FakeClient, FakeInformers, settle
 
 NOW = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
 UID = "ds-uid"
@@ -339,11 +338,6 @@ def shell(ds: dict[str, Any], node_list: list[dict[str, Any]]) -> tuple[FakeClie
     client.add(NODES, *node_list)
     client.add(DAEMONSETS, ds)
     return client, ctrl
-
-
-async def settle() -> None:
-    for _ in range(5):
-        await asyncio.sleep(0)
 
 
 async def test_controller_snapshots_a_revision_creates_pods_and_writes_status():

@@ -28,7 +28,7 @@ from kybernetes.api.storage import (
 from kybernetes.client import InformerFactory
 from kybernetes.client.resources import PERSISTENTVOLUMECLAIMS, PERSISTENTVOLUMES, PODS, STORAGECLASSES
 from kybernetes.simnodes.sim import SimulatedNodes
-from kybernetes.testing.fakes import FakeClient
+from kybernetes.testing.fakes import FakeClient, until
 
 Obj = dict[str, Any]
 NODE = "node-a"
@@ -161,14 +161,6 @@ def test_removal_never_leaves_the_root_nor_follows_links(tmp_path):
     agent_lp.remove_volume_dir(str(root), str(root / "gone-already"))
 
 
-async def settle(cond, timeout: float = 3.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not cond():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached")
-        await asyncio.sleep(0.01)
-
-
 async def test_agent_provisions_its_claims_and_reclaims_released_volumes(tmp_path):
     api = FakeClient()
     api.add(STORAGECLASSES, storage_class(), storage_class("keep", reclaim="Retain"))
@@ -179,7 +171,7 @@ async def test_agent_provisions_its_claims_and_reclaims_released_volumes(tmp_pat
     task = asyncio.get_running_loop().create_task(prov.run())
     try:
         api.add(PERSISTENTVOLUMECLAIMS, claim("data"), claim("other", node="node-b"), claim("kept", cls="keep"))
-        await settle(lambda: api.stored(PERSISTENTVOLUMES, None, "pvc-u-kept") is not None
+        await until(lambda: api.stored(PERSISTENTVOLUMES, None, "pvc-u-kept") is not None
                      and api.stored(PERSISTENTVOLUMES, None, "pvc-u-data") is not None)
         pv = api.stored(PERSISTENTVOLUMES, None, "pvc-u-data")
         path = pv["spec"]["local"]["path"]
@@ -193,7 +185,7 @@ async def test_agent_provisions_its_claims_and_reclaims_released_volumes(tmp_pat
             f.write("z")
         kept = api.stored(PERSISTENTVOLUMES, None, "pvc-u-kept")
         api.add(PERSISTENTVOLUMES, released(pv), released(kept))
-        await settle(lambda: api.stored(PERSISTENTVOLUMES, None, "pvc-u-data") is None)
+        await until(lambda: api.stored(PERSISTENTVOLUMES, None, "pvc-u-data") is None)
         assert not os.path.exists(path)
         await asyncio.sleep(0.1)
         assert api.stored(PERSISTENTVOLUMES, None, "pvc-u-kept") is not None
@@ -241,7 +233,7 @@ async def test_sim_nodes_provision_and_hold_pods_until_their_claims_are_bound():
                        "spec": {"nodeName": "sim-node-1", "containers": [{"name": "c", "image": "x"}],
                                 "volumes": [{"name": "v", "persistentVolumeClaim": {"claimName": "www"}}]},
                        "status": {"phase": "Pending"}})
-        await settle(lambda: api.stored(PERSISTENTVOLUMES, None, "pvc-u-www") is not None)
+        await until(lambda: api.stored(PERSISTENTVOLUMES, None, "pvc-u-www") is not None)
         pv = api.stored(PERSISTENTVOLUMES, None, "pvc-u-www")
         assert localpath.volume_node(pv) == "sim-node-1"
         await asyncio.sleep(0.2)
@@ -249,9 +241,9 @@ async def test_sim_nodes_provision_and_hold_pods_until_their_claims_are_bound():
         # The binder completes the binding: now the pod starts.
         api.add(PERSISTENTVOLUMECLAIMS, {**pvc, "spec": {**pvc["spec"], "volumeName": "pvc-u-www"},
                                          "status": {"phase": "Bound"}})
-        await settle(lambda: api.stored(PODS, "ns", "web-0")["status"].get("phase") == "Running")
+        await until(lambda: api.stored(PODS, "ns", "web-0")["status"].get("phase") == "Running")
         api.add(PERSISTENTVOLUMES, released(pv))
-        await settle(lambda: api.stored(PERSISTENTVOLUMES, None, "pvc-u-www") is None)
+        await until(lambda: api.stored(PERSISTENTVOLUMES, None, "pvc-u-www") is None)
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

@@ -4,7 +4,6 @@ scaling, the status fields core/v1 has, and the Scale subresource's selector."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from kybernetes.api.kinds.scale import scale_subresource
@@ -13,7 +12,7 @@ from kybernetes.client.resources import PODS, REPLICATIONCONTROLLERS
 from kybernetes.controllers import podutil
 from kybernetes.controllers.replicaset import ReplicationManager, rc_view
 from kybernetes.testing import fakes
-from kybernetes.testing.fakes import FakeClient, FakeInformers
+from kybernetes.testing.fakes import FakeClient, FakeInformers, settle
 
 RC_UID = "rc-uid-1"
 KEY = "default/frontend"
@@ -44,11 +43,6 @@ def shell(*rcs: dict[str, Any], pods: tuple[dict[str, Any], ...] = ()) -> tuple[
     client.add(PODS, *pods)
     client.deliver(PODS)
     return client, ctrl
-
-
-async def settle() -> None:
-    for _ in range(5):
-        await asyncio.sleep(0)
 
 
 def test_the_view_turns_the_label_map_into_match_labels():

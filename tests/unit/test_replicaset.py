@@ -29,7 +29,7 @@ from kybernetes.controllers.replicaset import (
     status_changed,
 )
 from kybernetes.testing import fakes
-from kybernetes.testing.fakes import Call, FakeClient, FakeInformers
+from kybernetes.testing.fakes import Call, FakeClient, FakeInformers, settle
 
 NOW = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
 RS_UID = "rs-uid-1"
@@ -430,11 +430,6 @@ def events(client: FakeClient) -> list[tuple[str, str, str]]:
 
 def status_writes(client: FakeClient) -> list[dict[str, Any]]:
     return [c.body["status"] for c in client.calls_of("update", "replicasets")]
-
-
-async def settle() -> None:
-    for _ in range(5):
-        await asyncio.sleep(0)
 
 
 async def test_controller_creates_once_until_its_pods_are_observed_and_writes_status():

@@ -18,7 +18,7 @@ from kybernetes.simnodes import model
 from kybernetes.simnodes.sim import SimulatedNodes
 from kybernetes.simnodes.timers import TimerHeap
 from kybernetes.testing import fakes
-from kybernetes.testing.fakes import FakeClient
+from kybernetes.testing.fakes import FakeClient, until
 
 NOW = "2026-01-02T03:04:05Z"
 T0 = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
@@ -296,14 +296,6 @@ def test_timer_heap_limit_and_compaction():
 # -- the async shell against the fake API -------------------------------------------------------
 
 
-async def settle(cond, timeout: float = 3.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not cond():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached")
-        await asyncio.sleep(0.01)
-
-
 async def start_sim(api: FakeClient, count: int = 3, **kw: Any) -> tuple[SimulatedNodes, InformerFactory,
                                                                           asyncio.Task[None]]:
     """The simulator with real informers, listing and watching the fake API."""
@@ -329,12 +321,12 @@ async def test_sim_registers_nodes_and_renews_leases():
     try:
         assert sorted(n for (p, _, n) in api.objects if p == "nodes") == ["sim-node-0", "sim-node-1", "sim-node-2"]
         assert api.objects[("nodes", None, "sim-node-1")]["metadata"]["labels"]["zone"] == "a"
-        await settle(lambda: sum(1 for (p, _, _) in api.objects if p == "leases") == 3)
+        await until(lambda: sum(1 for (p, _, _) in api.objects if p == "leases") == 3)
         lease = api.objects[("leases", "kube-node-lease", "sim-node-0")]
         assert lease["metadata"]["ownerReferences"][0]["uid"] == "uid-sim-node-0"
         first = lease["spec"]["renewTime"]
         # Leases get created once and then only patched, every lease_interval.
-        await settle(lambda: sim.stats["lease_renewals"] >= 9)
+        await until(lambda: sim.stats["lease_renewals"] >= 9)
         assert api.objects[("leases", "kube-node-lease", "sim-node-0")]["spec"]["renewTime"] > first
         assert len(api.calls_of("create", "leases")) == 3
     finally:
@@ -347,17 +339,17 @@ async def test_sim_starts_completes_and_deletes_pods():
     try:
         api.add(PODS, pod("web", "sim-node-1"), pod("job", "sim-node-0", restartPolicy="Never"),
                 pod("elsewhere", "real-node"))
-        await settle(lambda: api.objects[("pods", "default", "web")]["status"].get("phase") == "Running")
+        await until(lambda: api.objects[("pods", "default", "web")]["status"].get("phase") == "Running")
         web = api.objects[("pods", "default", "web")]
         assert web["status"]["hostIP"] == model.node_internal_ip(1)
         assert web["status"]["podIP"] == "10.128.1.2"  # fallback range: no podCIDR on the node
-        await settle(lambda: api.objects[("pods", "default", "job")]["status"].get("phase") == "Succeeded")
+        await until(lambda: api.objects[("pods", "default", "job")]["status"].get("phase") == "Succeeded")
         # Not a node of this simulator: untouched.
         assert api.objects[("pods", "default", "elsewhere")]["status"]["phase"] == "Pending"
         deleting = copy.deepcopy(api.objects[("pods", "default", "web")])
         deleting["metadata"]["deletionTimestamp"] = NOW
         api.add(PODS, deleting)
-        await settle(lambda: ("pods", "default", "web") not in api.objects)
+        await until(lambda: ("pods", "default", "web") not in api.objects)
         assert sim.stats["deleted"] == 1 and sim.stats["started"] == 2 and sim.stats["completed"] == 1
     finally:
         await stop_sim(factory, task)
@@ -370,7 +362,7 @@ async def test_sim_uses_pod_cidr_and_retries_after_conflict():
         node = copy.deepcopy(api.objects[("nodes", None, "sim-node-0")])
         node["spec"]["podCIDR"] = "10.244.7.0/24"
         api.add(NODES, node)
-        await settle(lambda: sim._nodes.get(None, "sim-node-0")["spec"].get("podCIDR"))
+        await until(lambda: sim._nodes.get(None, "sim-node-0")["spec"].get("podCIDR"))
         p = pod("web", "sim-node-0")
         api.add(PODS, p)
         api.deliver(PODS)
@@ -379,7 +371,7 @@ async def test_sim_uses_pod_cidr_and_retries_after_conflict():
         assert sim.stats["conflicts"] >= 1
         assert api.objects[("pods", "default", "web")]["status"].get("phase") == "Pending"
         api.deliver(PODS)
-        await settle(lambda: api.objects[("pods", "default", "web")]["status"].get("phase") == "Running")
+        await until(lambda: api.objects[("pods", "default", "web")]["status"].get("phase") == "Running")
         assert api.objects[("pods", "default", "web")]["status"]["podIP"] == "10.244.7.2"
     finally:
         await stop_sim(factory, task)
@@ -389,7 +381,7 @@ async def test_paused_node_stops_heartbeats_and_pod_progress_until_resumed():
     api = FakeClient()
     sim, factory, task = await start_sim(api, count=2)
     try:
-        await settle(lambda: sum(1 for (p, _, _) in api.objects if p == "leases") == 2)
+        await until(lambda: sum(1 for (p, _, _) in api.objects if p == "leases") == 2)
         sim.pause_heartbeats("sim-node-0")
         assert sim.is_paused("sim-node-0")
         await asyncio.sleep(0.05)
@@ -400,8 +392,8 @@ async def test_paused_node_stops_heartbeats_and_pod_progress_until_resumed():
         assert api.objects[("leases", "kube-node-lease", "sim-node-1")]["spec"]["renewTime"] > frozen
         assert api.objects[("pods", "default", "web")]["status"]["phase"] == "Pending"
         sim.resume_heartbeats("sim-node-0")
-        await settle(lambda: api.objects[("leases", "kube-node-lease", "sim-node-0")]["spec"]["renewTime"] > frozen)
-        await settle(lambda: api.objects[("pods", "default", "web")]["status"].get("phase") == "Running")
+        await until(lambda: api.objects[("leases", "kube-node-lease", "sim-node-0")]["spec"]["renewTime"] > frozen)
+        await until(lambda: api.objects[("pods", "default", "web")]["status"].get("phase") == "Running")
         with pytest.raises(KeyError):
             sim.pause_heartbeats("not-mine")
     finally:
@@ -421,7 +413,7 @@ async def test_sim_takes_over_existing_node_and_cleans_up():
                      if c["type"] == "Ready")
         assert ready["lastHeartbeatTime"] > "2025-01-01T00:00:00Z"
         assert ready["lastTransitionTime"] == "2025-01-01T00:00:00Z"
-        await settle(lambda: ("leases", "kube-node-lease", "sim-node-0") in api.objects)
+        await until(lambda: ("leases", "kube-node-lease", "sim-node-0") in api.objects)
         assert api.objects[("leases", "kube-node-lease", "sim-node-0")]["metadata"]["ownerReferences"][0][
             "uid"] == "old-uid"
     finally:
@@ -438,7 +430,7 @@ async def test_pause_and_resume_by_node_annotation():
         """A change to the node by someone else, once the simulator's informer has it."""
         rv = api.add(NODES, node)[0]["metadata"]["resourceVersion"]
         name = node["metadata"]["name"]
-        await settle(lambda: int(sim._nodes.get(None, name)["metadata"]["resourceVersion"]) >= int(rv))
+        await until(lambda: int(sim._nodes.get(None, name)["metadata"]["resourceVersion"]) >= int(rv))
 
     try:
         node = copy.deepcopy(api.objects[("nodes", None, "sim-node-1")])

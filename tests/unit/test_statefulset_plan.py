@@ -4,7 +4,6 @@ policy's claim owners, revisions, status) and its shell against in-memory fakes.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 from typing import Any
 
@@ -26,7 +25,7 @@ from kybernetes.controllers.statefulset_plan import (
     versioned_pod,
 )
 from kybernetes.testing import fakes
-from kybernetes.testing.fakes import FakeClient, FakeInformers
+from kybernetes.testing.fakes import FakeClient, FakeInformers, settle
 
 NOW = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
 UID = "sts-uid"
@@ -322,11 +321,6 @@ def shell(sts: dict[str, Any]) -> tuple[FakeClient, StatefulSetController]:
     ctrl = StatefulSetController(client, informers)
     client.add(STATEFULSETS, sts)
     return client, ctrl
-
-
-async def settle() -> None:
-    for _ in range(5):
-        await asyncio.sleep(0)
 
 
 def make_ready(client: FakeClient, name: str) -> None:
