@@ -47,7 +47,7 @@ from simcluster import ensure_namespace, follow, sim_cluster, wait_nodes_ready  
 
 from kybernetes.client import ApiClient, ApiError  # noqa: E402
 from kybernetes.client.resources import DEPLOYMENTS, PODS, Resource  # noqa: E402
-from kybernetes.testing.cluster import ServerProcess, child_pids, die_with_parent, rss_mb  # noqa: E402
+from kybernetes.testing.cluster import ProfiledServer, ServerProcess, child_pids, die_with_parent, rss_mb  # noqa: E402
 
 NAMESPACE = "bench"
 PER_DEPLOYMENT = 500
@@ -367,41 +367,6 @@ async def scheduler_only(args: argparse.Namespace, client: ApiClient, server: Se
           f"binding span ({span:.1f}s)")
     print(f"CPU scheduler {sched_cpu:.1f} s ({sched_cpu / len(bound) * 1000:.2f} ms per pod), API server "
           f"{api_cpu:.1f} s ({api_cpu / len(bound) * 1000:.2f} ms per pod)")
-
-
-# -- profiling the API server ----------------------------------------------------------------
-
-# `kyb server` with a cProfile profiler on its main thread (the event loop that serves every
-# request): SIGUSR1 starts it, SIGUSR2 stops it and writes the stats to the path given.
-_PROFILED_SERVER = """
-import cProfile, runpy, signal, sys
-out = sys.argv.pop(1)
-prof = cProfile.Profile()
-signal.signal(signal.SIGUSR1, lambda *_: prof.enable())
-signal.signal(signal.SIGUSR2, lambda *_: (prof.disable(), prof.dump_stats(out)))
-runpy.run_module("kybernetes.cli.main", run_name="__main__")
-"""
-
-
-class ProfiledServer(ServerProcess):
-    def __init__(self, stats_path: str, extra_args: list[str]) -> None:
-        super().__init__(extra_args=extra_args)
-        self.stats_path = stats_path
-
-    def start(self, timeout: float = 30.0) -> float:
-        started = time.monotonic()
-        log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", _PROFILED_SERVER, self.stats_path, "server", "--data-dir", self.data_dir,
-             "--port", str(self.port), "--bind-address", "127.0.0.1", *self.extra_args],
-            stdout=log, stderr=log, preexec_fn=die_with_parent)  # noqa: PLW1509
-        log.close()
-        self.wait_ready(timeout)
-        return time.monotonic() - started
-
-    def profile(self, on: bool) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGUSR1 if on else signal.SIGUSR2)
 
 
 # -- main -----------------------------------------------------------------------------------

@@ -31,8 +31,6 @@ import asyncio
 import collections
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,7 +42,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from api_bench import Client, configmap, ensure_ns  # noqa: E402
 
-from kybernetes.testing.cluster import ServerProcess  # noqa: E402
+from kybernetes.testing.cluster import ProfiledServer, ServerProcess  # noqa: E402
 
 _TICK = os.sysconf("SC_CLK_TCK")
 
@@ -284,38 +282,6 @@ async def run_stages(args: argparse.Namespace) -> None:
         shutil.rmtree(data, ignore_errors=True)
 
 
-# -- cProfile of the server ------------------------------------------------------------------
-
-# Runs `kyb server` with a cProfile profiler on its main thread (the event loop; the SQLite
-# writer thread is not profiled): SIGUSR1 starts it, SIGUSR2 stops it and writes the stats.
-_PROFILED_MAIN = """
-import cProfile, runpy, signal, sys
-out = sys.argv.pop(1)
-prof = cProfile.Profile()
-signal.signal(signal.SIGUSR1, lambda *_: prof.enable())
-signal.signal(signal.SIGUSR2, lambda *_: (prof.disable(), prof.dump_stats(out)))
-runpy.run_module("kybernetes.cli.main", run_name="__main__")
-"""
-
-
-class ProfiledServer(ServerProcess):
-    def __init__(self, stats_path: str) -> None:
-        # One process: the profiler sees the event loop that serves every request.
-        super().__init__(extra_args=["--disable-controllers", "--disable-scheduler", "--api-workers", "1"])
-        self.stats_path = stats_path
-
-    def start(self, timeout: float = 30.0) -> float:
-        started = time.monotonic()
-        log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", _PROFILED_MAIN, self.stats_path, "server", "--data-dir", self.data_dir,
-             "--port", str(self.port), "--bind-address", "127.0.0.1", *self.extra_args],
-            stdout=log, stderr=log)
-        log.close()
-        self.wait_ready(timeout)
-        return time.monotonic() - started
-
-
 # Stages of a request, as functions whose inclusive (cumulative) time cProfile reports.
 # Keys are (file suffix, function name) as pstats records them.
 _STAGES = [
@@ -371,7 +337,8 @@ def summarize_cprofile(stats_path: str, n: int, top: int) -> None:
 
 async def run_cprofile(args: argparse.Namespace) -> None:
     stats = os.path.join(tempfile.mkdtemp(prefix="kyb-cprofile-"), "server.prof")
-    srv = ProfiledServer(stats)
+    # One process: the profiler sees the event loop that serves every request.
+    srv = ProfiledServer(stats, ["--disable-controllers", "--disable-scheduler", "--api-workers", "1"])
     srv.start()
     pid = srv.proc.pid  # type: ignore[union-attr]
     n = args.creates
@@ -382,7 +349,7 @@ async def run_cprofile(args: argparse.Namespace) -> None:
             await c.post("/api/v1/namespaces/p/configmaps", configmap("one", 0))
             path = "/api/v1/namespaces/p/configmaps/one"
             await gets(c, pid, path, 0.5, args.clients)
-            os.kill(pid, signal.SIGUSR1)
+            srv.profile(True)
             await asyncio.sleep(0.2)
             if args.what == "create":
                 rate, loop_ms, other_ms, _, _ = await sequential(c, pid, "p", n, "prof")
@@ -393,7 +360,7 @@ async def run_cprofile(args: argparse.Namespace) -> None:
                     await asyncio.gather(*(c.get(path) for _ in range(args.clients)))
                     done += args.clients
                 n = done
-            os.kill(pid, signal.SIGUSR2)
+            srv.profile(False)
             for _ in range(100):
                 await asyncio.sleep(0.1)
                 if os.path.exists(stats):

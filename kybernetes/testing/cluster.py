@@ -169,12 +169,16 @@ class ServerProcess:
         started = time.monotonic()
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it for its lifetime
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "kybernetes.cli.main", "server", "--data-dir", self.data_dir,
+            [*self.launcher(), "server", "--data-dir", self.data_dir,
              "--port", str(self.port), "--bind-address", "127.0.0.1", *self.extra_args],
             stdout=log, stderr=log, preexec_fn=die_with_parent)  # noqa: PLW1509
         log.close()
         self.wait_ready(timeout)
         return time.monotonic() - started
+
+    def launcher(self) -> list[str]:
+        """The command that runs `kyb` (the server's arguments follow it)."""
+        return [sys.executable, "-m", "kybernetes.cli.main"]
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         ctx = ssl.create_default_context()
@@ -223,6 +227,35 @@ class ServerProcess:
         """A kubectl that keeps running (a watch), its output on a text pipe."""
         return subprocess.Popen([kubectl_binary(), "--cache-dir", self.cache_dir, *args], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, env=self.kubectl_env())
+
+
+# `kyb` with a cProfile profiler on its main thread (the event loop that serves every request;
+# other threads are not profiled): SIGUSR1 starts it, SIGUSR2 stops it and writes the stats
+# to the path given first.
+_PROFILED_KYB = """
+import cProfile, runpy, signal, sys
+out = sys.argv.pop(1)
+prof = cProfile.Profile()
+signal.signal(signal.SIGUSR1, lambda *_: prof.enable())
+signal.signal(signal.SIGUSR2, lambda *_: (prof.disable(), prof.dump_stats(out)))
+runpy.run_module("kybernetes.cli.main", run_name="__main__")
+"""
+
+
+class ProfiledServer(ServerProcess):
+    """A `kyb server` whose event loop cProfile profiles between `profile(True)` and
+    `profile(False)`, which writes the stats to `stats_path`."""
+
+    def __init__(self, stats_path: str, extra_args: list[str] | None = None) -> None:
+        super().__init__(extra_args=extra_args)
+        self.stats_path = stats_path
+
+    def launcher(self) -> list[str]:
+        return [sys.executable, "-c", _PROFILED_KYB, self.stats_path]
+
+    def profile(self, on: bool) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGUSR1 if on else signal.SIGUSR2)
 
 
 def ready_nodes(server: ServerProcess, selector: str) -> list[str]:
