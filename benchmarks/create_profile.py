@@ -40,7 +40,7 @@ import orjson
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from api_bench import Client, configmap, ensure_ns  # noqa: E402
+from api_bench import Client, bench_gets, configmap, ensure_ns  # noqa: E402
 
 from kybernetes.testing.cluster import ProfiledServer, ServerProcess  # noqa: E402
 
@@ -128,20 +128,10 @@ async def sequential(c: Client, pid: int, ns: str, n: int, tag: str) -> tuple[fl
 
 async def gets(c: Client, pid: int, path: str, seconds: float, clients: int) -> tuple[float, float, float]:
     """(GET/s, server CPU ms per GET, client CPU ms per GET)."""
-    done = 0
-    stop = time.perf_counter() + seconds
-
-    async def worker() -> None:
-        nonlocal done
-        while time.perf_counter() < stop:
-            await c.get(path)
-            done += 1
-
     s0, c0, t0 = process_cpu(pid) + workers_cpu(pid), self_cpu(), time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(clients)))
-    wall = time.perf_counter() - t0
-    n = max(done, 1)
-    return done / wall, (process_cpu(pid) + workers_cpu(pid) - s0) * 1000 / n, (self_cpu() - c0) * 1000 / n
+    rate = await bench_gets(c, path, seconds, clients)
+    n = max(rate * (time.perf_counter() - t0), 1)
+    return rate, (process_cpu(pid) + workers_cpu(pid) - s0) * 1000 / n, (self_cpu() - c0) * 1000 / n
 
 
 async def run_seq(args: argparse.Namespace) -> None:
