@@ -16,6 +16,7 @@ import binascii
 import datetime as dt
 import hashlib
 import hmac
+import json
 import re
 import secrets
 from collections.abc import Mapping
@@ -205,3 +206,67 @@ def hash_matches(ca_pem: bytes, pin: str) -> bool:
     except ValueError:
         return False
     return hmac.compare_digest(have, "sha256:" + digest.lower())
+
+
+# -- the cluster-info ConfigMap: discovery for joiners, signed with the tokens --------------------
+# A joiner that holds only a token reads kube-public/cluster-info (the cluster's address and CA)
+# and trusts it when the `jws-kubeconfig-<token-id>` signature made with its token's secret
+# checks out (upstream's bootstrapsigner, pkg/controller/bootstrap, and kubeadm's discovery).
+
+CLUSTER_INFO_NAMESPACE = "kube-public"
+CLUSTER_INFO_NAME = "cluster-info"
+KUBECONFIG_KEY = "kubeconfig"
+JWS_PREFIX = "jws-kubeconfig-"
+
+
+def cluster_info_configmap(server_url: str, ca_pem: bytes) -> Obj:
+    """The cluster-info ConfigMap as kubeadm writes it: a kubeconfig with the one unnamed
+    cluster (server and CA), no users."""
+    ca = base64.b64encode(ca_pem).decode()
+    kubeconfig = ("apiVersion: v1\nclusters:\n- cluster:\n"
+                  f"    certificate-authority-data: {ca}\n    server: {server_url}\n"
+                  '  name: ""\ncontexts: null\ncurrent-context: ""\nkind: Config\npreferences: {}\nusers: null\n')
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": CLUSTER_INFO_NAME, "namespace": CLUSTER_INFO_NAMESPACE},
+            "data": {KUBECONFIG_KEY: kubeconfig}}
+
+
+def _b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def detached_signature(content: str, token_id: str, token_secret: str) -> str:
+    """The compact JWS (HS256, keyed by the token's secret, `kid` its id) of `content` with the
+    payload left out (`header..signature`), byte for byte what upstream computes."""
+    # go-jose writes the header's keys sorted and without spaces.
+    header = _b64url(json.dumps({"alg": "HS256", "kid": token_id}, separators=(",", ":")).encode())
+    signing_input = f"{header}.{_b64url(content.encode())}".encode()
+    return f"{header}..{_b64url(hmac.new(token_secret.encode(), signing_input, hashlib.sha256).digest())}"
+
+
+def signing_token(secret: Mapping[str, Any], now: dt.datetime) -> tuple[str, str] | None:
+    """(token-id, token-secret) when `secret` is a live token allowed to sign cluster-info."""
+    if not is_token_secret(secret) or (secret.get("metadata") or {}).get("deletionTimestamp"):
+        return None
+    token_id, token_secret_ = secret_data(secret, TOKEN_ID), secret_data(secret, TOKEN_SECRET)
+    if not token_id or not token_secret_ or secret_name(token_id) != (secret.get("metadata") or {}).get("name"):
+        return None
+    if is_expired(secret, now) or secret_data(secret, USAGE_SIGNING) != "true":
+        return None
+    return token_id, token_secret_
+
+
+def signed_cluster_info_data(configmap: Mapping[str, Any], secrets_: list[Mapping[str, Any]],
+                             now: dt.datetime) -> dict[str, str] | None:
+    """cluster-info's data with one signature per signing token (stale ones dropped), or None
+    when it is already so (or there is no kubeconfig to sign)."""
+    data = dict(configmap.get("data") or {})
+    content = data.get(KUBECONFIG_KEY)
+    if content is None:
+        return None
+    want = {k: v for k, v in data.items() if not k.startswith(JWS_PREFIX)}
+    for secret in secrets_:
+        token = signing_token(secret, now)
+        if token is not None:
+            want[JWS_PREFIX + token[0]] = detached_signature(content, *token)
+    return None if want == data else want

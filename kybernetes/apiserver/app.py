@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from kybernetes.api import protobuf
+from kybernetes.api import bootstraptoken, protobuf
 from kybernetes.api.errors import ApiError
 from kybernetes.api.kinds import Strategies
 from kybernetes.api.kinds.base import Allocation
@@ -203,6 +203,9 @@ class ApiServer:
         await reconcile_bootstrap(self.registry, self.cache, self.service)
         await self.system_services.start()
         self._system_services_started = True
+        host = f"[{self.advertise_address}]" if ":" in self.advertise_address else self.advertise_address
+        self.bootstrap_objects.cluster_info = bootstraptoken.cluster_info_configmap(
+            f"{'https' if self.tls else 'http'}://{host}:{self.port}", await asyncio.to_thread(pki.read_ca_pem, self.pki))
         await self.bootstrap_objects.start()
         self._bootstrap_started = True
         self.quota_status.start()

@@ -15,7 +15,9 @@ controllers do:
   on every ServiceCIDR;
 * an IPAddress for every Service cluster IP (a mirror of the allocator's records, made
   a few seconds after the Service; the allocator itself does not consult them);
-* the default `local-path` StorageClass, once at start when absent.
+* the default `local-path` StorageClass, once at start when absent;
+* kube-public/cluster-info (the cluster's address and CA for token-holding joiners, which
+  the controller manager's bootstrap signer signs), once at start when absent.
 
 The decisions are the kind modules' (`kinds/flowcontrol.py`, `kinds/apiregistration.py`,
 `kinds/servicecidr.py`); this is the shell that reads the watch cache and writes
@@ -60,6 +62,9 @@ class BootstrapObjects:
         self._synced_revision = -1
         self._round_failed = False
         self._storage_class_done = False
+        # kube-public/cluster-info to create once at start when absent (set by the server,
+        # which knows its advertised address and CA); None: none.
+        self.cluster_info: Obj | None = None
 
     async def start(self) -> None:
         """Begin keeping the objects; the first round runs at once, without holding up
@@ -100,6 +105,7 @@ class BootstrapObjects:
         await self.sync_service_cidrs()
         await self.sync_ip_addresses()
         await self.sync_storage_classes()
+        await self.sync_cluster_info()
         if not self._round_failed:
             self._synced_revision = revision
 
@@ -206,6 +212,23 @@ class BootstrapObjects:
         wanted = storage.local_path_storage_class()
         if wanted["metadata"]["name"] in self._objects(info) or await self._create(info, wanted) is not None:
             self._storage_class_done = True
+
+    async def sync_cluster_info(self) -> None:
+        # Once per start, as kubeadm writes it once: an admin's edit (another address) stays.
+        if self.cluster_info is None:
+            return
+        info = self._info("", "configmaps")
+        meta = self.cluster_info["metadata"]
+        if self.cache.get(info.key(meta["namespace"], meta["name"])) is None:
+            try:
+                await self.service.create(info, meta["namespace"], copy.deepcopy(self.cluster_info),
+                                          WriteContext(field_manager=MANAGER))
+            except ApiError as e:
+                if e.code != 409:
+                    self._round_failed = True
+                    log.warning("could not create %s/%s: %s", meta["namespace"], meta["name"], e.message)
+                    return
+        self.cluster_info = None
 
     # -- APIServices -----------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from typing import Protocol
 from kybernetes.api.aiotasks import cancel_and_wait
 from kybernetes.client import Client, InformerFactory, Informers
 from kybernetes.client.resources import PODS
+from kybernetes.controllers.bootstrapsigner import BootstrapSigner
 from kybernetes.controllers.bootstraptokencleaner import TokenCleaner
 from kybernetes.controllers.clusterroleaggregation import ClusterRoleAggregationController
 from kybernetes.controllers.cronjob import CronJobController
@@ -125,6 +126,7 @@ BUILDERS: tuple[tuple[str, Builder], ...] = (
      if o.cluster_signing_cert_file and o.cluster_signing_key_file else None),
     ("csrapproving", lambda c, f, o: CSRApprovingController(c, f)),
     ("tokencleaner", lambda c, f, o: TokenCleaner(c, f)),
+    ("bootstrapsigner", lambda c, f, o: BootstrapSigner(c, f)),
 )
 CONTROLLER_NAMES = tuple(name for name, _ in BUILDERS)
 

@@ -63,3 +63,37 @@ def test_put_naming_another_uid_fails_its_precondition(k8s_client) -> None:
     created.data = {"a": "3"}
     assert v1.replace_namespaced_config_map("uid-put", "default", created).data == {"a": "3"}
     v1.delete_namespaced_config_map("uid-put", "default")
+
+
+def test_cluster_info_is_published_and_signed_by_bootstrap_tokens(kubectl) -> None:
+    """`[Feature:BootstrapTokens] should sign the new added bootstrap tokens` and `should
+    delete the signed bootstrap tokens from clusterInfo ConfigMap when bootstrap token is deleted`."""
+    import base64
+    import time
+
+    def cluster_info() -> dict:
+        return json.loads(kubectl.ok("get", "configmap", "cluster-info", "-n", "kube-public", "-o", "json"))
+
+    def wait_for(check) -> dict:
+        deadline = time.monotonic() + 30
+        while True:
+            cm = cluster_info()
+            if check(cm["data"]) or time.monotonic() > deadline:
+                return cm
+            time.sleep(0.3)
+
+    kubeconfig = cluster_info()["data"]["kubeconfig"]
+    assert "certificate-authority-data:" in kubeconfig and "server: https://" in kubeconfig
+    data = {"token-id": "kyb0c1", "token-secret": "0123456789abcdef", "usage-bootstrap-signing": "true"}
+    secret = {"apiVersion": "v1", "kind": "Secret", "type": "bootstrap.kubernetes.io/token",
+              "metadata": {"name": "bootstrap-token-kyb0c1", "namespace": "kube-system"},
+              "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}}
+    kubectl.ok("create", "-f", "-", stdin=json.dumps(secret))
+    cm = wait_for(lambda d: "jws-kubeconfig-kyb0c1" in d)
+    header, payload, _sig = cm["data"]["jws-kubeconfig-kyb0c1"].split(".")
+    assert payload == ""
+    assert json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4))) == {"alg": "HS256",
+                                                                                         "kid": "kyb0c1"}
+    kubectl.ok("delete", "secret", "bootstrap-token-kyb0c1", "-n", "kube-system")
+    cm = wait_for(lambda d: "jws-kubeconfig-kyb0c1" not in d)
+    assert "jws-kubeconfig-kyb0c1" not in cm["data"]
