@@ -25,7 +25,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from simcluster import ensure_namespace, follow, sim_cluster, wait_nodes_ready  # noqa: E402
+from simcluster import ensure_namespace, follow, sim_cluster, wait_changed, wait_nodes_ready  # noqa: E402
 
 from kybernetes.client import ApiClient  # noqa: E402
 from kybernetes.client.resources import DAEMONSETS, PODS  # noqa: E402
@@ -89,20 +89,6 @@ class Pods:
         return sum(1 for p in self.live.values() if p["spec"]["containers"][0]["image"] != image)
 
 
-async def wait_until(pods: Pods, predicate: Any, timeout: float, what: str) -> float:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        pods.changed.clear()
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError(f"timed out waiting for {what}")
-        try:
-            await asyncio.wait_for(pods.changed.wait(), min(left, 1.0))
-        except TimeoutError:
-            pass
-    return time.monotonic()
-
-
 async def wait_status(client: ApiClient, predicate: Any, timeout: float) -> float:
     deadline = time.monotonic() + timeout
     while True:
@@ -127,8 +113,8 @@ async def run(args: argparse.Namespace, server: ServerProcess) -> None:
 
         t0 = time.monotonic()
         await client.create(DAEMONSETS, NAMESPACE, daemonset(args.max_unavailable))
-        t_all = await wait_until(pods, lambda: len(pods.ready_nodes()) >= len(nodes), args.timeout,
-                                 "a Running pod on every node")
+        t_all = await wait_changed(pods.changed, lambda: len(pods.ready_nodes()) >= len(nodes), args.timeout,
+                                   "a Running pod on every node")
         t_status = await wait_status(client, lambda s, _: s.get("numberAvailable") == len(nodes), args.timeout)
         first = (pods.first_created or t0) - t0
         last = (pods.last_created or t0) - t0
@@ -142,8 +128,8 @@ async def run(args: argparse.Namespace, server: ServerProcess) -> None:
         t1 = time.monotonic()
         await client.patch(DAEMONSETS, NAMESPACE, NAME, {"spec": {"template": {"spec": {"containers": [
             {"name": "agent", "image": image}]}}}}, "strategic")
-        t_rolled = await wait_until(pods, lambda: len(pods.ready_nodes(image)) >= len(nodes) and not
-                                    pods.old_left(image), args.timeout, "every node on the new template")
+        t_rolled = await wait_changed(pods.changed, lambda: len(pods.ready_nodes(image)) >= len(nodes) and not
+                                      pods.old_left(image), args.timeout, "every node on the new template")
         t_status = await wait_status(
             client, lambda s, ds: s.get("updatedNumberScheduled") == len(nodes) and s.get("numberAvailable") ==
             len(nodes) and s.get("observedGeneration") == ds["metadata"].get("generation"), args.timeout)

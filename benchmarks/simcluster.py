@@ -1,8 +1,9 @@
 """A control plane on simulated nodes for the benchmarks that measure it (controlplane,
 DaemonSet, Job): a real `kyb server` on a fresh data dir plus one simulated-node process
 (`python -m kybernetes.simnodes`), started and torn down the same way, and the waits every
-such benchmark begins with (all simulated nodes Ready, its namespace there), and a
-resuming watch that feeds what it measures (`follow`)."""
+such benchmark begins with (all simulated nodes Ready, its namespace there), a resuming
+watch that feeds what it measures (`follow`) and the wait on what that watch saw
+(`wait_changed`)."""
 
 from __future__ import annotations
 
@@ -113,6 +114,22 @@ async def follow(client: ApiClient, res: Resource, namespace: str,
         except (OSError, TimeoutError) as e:
             print(f"  {res.kind.lower()} watch interrupted: {e}", file=sys.stderr)
             await asyncio.sleep(0.5)
+
+
+async def wait_changed(changed: asyncio.Event, predicate: Callable[[], bool], timeout: float, what: str) -> float:
+    """When `predicate()` first holds, checked each time `changed` is set (a watch saw
+    something) and at least once a second."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        changed.clear()
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"timed out waiting for {what}")
+        try:
+            await asyncio.wait_for(changed.wait(), min(left, 1.0))
+        except TimeoutError:
+            pass
+    return time.monotonic()
 
 
 async def ensure_namespace(client: ApiClient, name: str) -> None:

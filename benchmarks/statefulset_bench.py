@@ -26,7 +26,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from simcluster import ensure_namespace, follow, sim_cluster, wait_nodes_ready  # noqa: E402
+from simcluster import ensure_namespace, follow, sim_cluster, wait_changed, wait_nodes_ready  # noqa: E402
 
 from kybernetes.client import ApiClient  # noqa: E402
 from kybernetes.client.resources import PERSISTENTVOLUMECLAIMS, PODS, STATEFULSETS  # noqa: E402
@@ -83,20 +83,6 @@ class Watched:
         return sum(1 for c in self.live.values() if (c.get("status") or {}).get("phase") == "Bound")
 
 
-async def wait_until(watched: Watched, predicate: Any, timeout: float, what: str) -> float:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        watched.changed.clear()
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError(f"timed out waiting for {what}")
-        try:
-            await asyncio.wait_for(watched.changed.wait(), min(left, 1.0))
-        except TimeoutError:
-            pass
-    return time.monotonic()
-
-
 async def wait_status(client: ApiClient, name: str, replicas: int, timeout: float) -> float:
     deadline = time.monotonic() + timeout
     while True:
@@ -116,11 +102,11 @@ async def one(client: ApiClient, name: str, replicas: int, claims: bool, timeout
     try:
         t0 = time.monotonic()
         await client.create(STATEFULSETS, NAMESPACE, statefulset(name, replicas, claims))
-        t_ready = await wait_until(pods, lambda: pods.ready() >= replicas, timeout, f"{replicas} ready pods")
+        t_ready = await wait_changed(pods.changed, lambda: pods.ready() >= replicas, timeout, f"{replicas} ready pods")
         t_status = await wait_status(client, name, replicas, timeout)
         out = {"ready": t_ready - t0, "status": t_status - t0, "first_pod": (pods.first_seen or t0) - t0}
         if claims:
-            t_bound = await wait_until(pvcs, lambda: pvcs.bound() >= replicas, timeout, f"{replicas} bound claims")
+            t_bound = await wait_changed(pvcs.changed, lambda: pvcs.bound() >= replicas, timeout, f"{replicas} bound claims")
             out["bound"] = t_bound - t0
         return out
     finally:
