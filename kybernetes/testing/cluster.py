@@ -258,6 +258,19 @@ class ProfiledServer(ServerProcess):
         self.proc.send_signal(signal.SIGUSR1 if on else signal.SIGUSR2)
 
 
+def delete_namespace(server: ServerProcess, namespace: str) -> None:
+    """Delete `namespace` without waiting: its pods at once (their node may be going away),
+    its claims, and the PersistentVolumes bound to them, which a test's agent may not be
+    there to reclaim."""
+    server.kubectl("delete", "pods", "-n", namespace, "--all", "--grace-period=0", "--force", "--wait=false")
+    server.kubectl("delete", "pvc", "-n", namespace, "--all", "--wait=false")
+    server.kubectl("delete", "namespace", namespace, "--wait=false")
+    r = server.kubectl("get", "pv", "-o", "json")
+    for pv in json.loads(r.stdout)["items"] if r.returncode == 0 else ():
+        if ((pv.get("spec") or {}).get("claimRef") or {}).get("namespace") == namespace:
+            server.kubectl("delete", "pv", pv["metadata"]["name"], "--wait=false")
+
+
 def ready_nodes(server: ServerProcess, selector: str) -> list[str]:
     """The names of the nodes labelled `selector` whose Ready condition is True, sorted."""
     r = server.kubectl("get", "nodes", "-l", selector, "-o", "json")

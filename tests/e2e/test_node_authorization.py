@@ -19,7 +19,7 @@ from cryptography import x509
 from kybernetes.apiserver import pki
 from kybernetes.apiserver.servicealloc import service_network
 from kybernetes.testing.agent import TEST_TAINT, AgentProcess, agent_prerequisites
-from kybernetes.testing.cluster import free_port
+from kybernetes.testing.cluster import delete_namespace, free_port
 
 NS = "node-authz-e2e"
 A, B = "na-node-a", "na-node-b"
@@ -206,13 +206,8 @@ def agent(server, kubectl):
         kubectl.ok("create", "namespace", AGENT_NS)
         yield proc
     finally:
-        kubectl("delete", "pods", "-n", AGENT_NS, "--all", "--grace-period=0", "--force", "--wait=false")
-        kubectl("delete", "pvc", "-n", AGENT_NS, "--all", "--wait=false")
-        kubectl("delete", "namespace", AGENT_NS, "--wait=false")
+        delete_namespace(server, AGENT_NS)
         proc.cleanup()
-        for pv in yaml.safe_load(kubectl.ok("get", "pv", "-o", "yaml"))["items"]:
-            if (pv["spec"].get("claimRef") or {}).get("namespace") == AGENT_NS:
-                kubectl("delete", "pv", pv["metadata"]["name"], "--wait=false")
 
 
 def test_a_real_agent_runs_pods_as_its_node_identity(kubectl, agent):

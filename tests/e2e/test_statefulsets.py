@@ -19,7 +19,7 @@ from kubernetes import client as kclient
 from kubernetes import watch
 
 from kybernetes.testing.agent import TEST_TAINT, AgentProcess, agent_prerequisites
-from kybernetes.testing.cluster import ready_nodes, start_sim_nodes, wait_for
+from kybernetes.testing.cluster import delete_namespace, ready_nodes, start_sim_nodes, wait_for
 
 NS = "sts-e2e"
 PREFIX = "sts-sim-"
@@ -281,13 +281,8 @@ def agent(server, kubectl):
         yield proc
     finally:
         kubectl("delete", "statefulsets", "-n", AGENT_NS, "--all", "--wait=false")
-        kubectl("delete", "pods", "-n", AGENT_NS, "--all", "--grace-period=0", "--force", "--wait=false")
-        kubectl("delete", "pvc", "-n", AGENT_NS, "--all", "--wait=false")
-        kubectl("delete", "namespace", AGENT_NS, "--wait=false")
+        delete_namespace(server, AGENT_NS)
         proc.cleanup()
-        for pv in json.loads(kubectl.ok("get", "pv", "-o", "json"))["items"]:
-            if (pv["spec"].get("claimRef") or {}).get("namespace") == AGENT_NS:
-                kubectl("delete", "pv", pv["metadata"]["name"], "--wait=false")
 
 
 def agent_pods(kubectl) -> list[str]:

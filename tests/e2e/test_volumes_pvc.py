@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from kybernetes.testing.agent import TEST_TAINT, AgentProcess, agent_prerequisites
-from kybernetes.testing.cluster import wait_for
+from kybernetes.testing.cluster import delete_namespace, wait_for
 
 NODE = "kyb-vol-node"
 POD_CIDR = "10.42.223.0/24"
@@ -32,13 +32,8 @@ def agent(server, kubectl):
         kubectl.ok("create", "namespace", NS)
         yield proc
     finally:
-        kubectl("delete", "pods", "-n", NS, "--all", "--grace-period=0", "--force", "--wait=false")
-        kubectl("delete", "pvc", "-n", NS, "--all", "--wait=false")
-        kubectl("delete", "namespace", NS, "--wait=false")
+        delete_namespace(server, NS)
         proc.cleanup()
-        for pv in json.loads(kubectl.ok("get", "pv", "-o", "json"))["items"]:
-            if (pv["spec"].get("claimRef") or {}).get("namespace") == NS:
-                kubectl("delete", "pv", pv["metadata"]["name"], "--wait=false")
         kubectl("delete", "storageclass", RETAIN_CLASS, "--ignore-not-found")
 
 
