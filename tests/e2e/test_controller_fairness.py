@@ -17,20 +17,9 @@ import uuid
 
 import pytest
 
-from kybernetes.testing.cluster import process_argvs
+from kybernetes.testing.cluster import process_argvs, wait_for
 
 NS = "fairness-stuck"
-
-
-def _wait(predicate, timeout: float, what: str, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last={last!r}")
 
 
 def _get(kubectl, *args: str) -> dict:
@@ -85,14 +74,15 @@ def stuck_deployment(kubectl):
                               "spec": {"nodeSelector": {"kybernetes.test/no-such-node": "true"},
                                        "containers": [{"name": "webhook", "image": "busybox"}]}}}}
     kubectl.ok("apply", "-f", "-", stdin=json.dumps(manifest))
-    pod = _wait(lambda: [p["metadata"]["name"] for p in _get(kubectl, "pods", "-n", NS).get("items", [])],
-                30, "the Deployment's pod")[0]
+    pod = wait_for(lambda: [p["metadata"]["name"] for p in _get(kubectl, "pods", "-n", NS).get("items", [])],
+                   30, what="the Deployment's pod")[0]
     _set_ready(kubectl, pod, True)
-    _wait(lambda: _condition(_get(kubectl, "deploy", "-n", NS, "sample-webhook-deployment"),
-                             "Progressing").get("reason") == "NewReplicaSetAvailable", 30, "the rollout to complete")
+    wait_for(lambda: _condition(_get(kubectl, "deploy", "-n", NS, "sample-webhook-deployment"),
+                                "Progressing").get("reason") == "NewReplicaSetAvailable", 30,
+             what="the rollout to complete")
     _set_ready(kubectl, pod, False)
-    _wait(lambda: _condition(_get(kubectl, "deploy", "-n", NS, "sample-webhook-deployment"),
-                             "Available").get("status") == "False", 30, "the Deployment to lose availability")
+    wait_for(lambda: _condition(_get(kubectl, "deploy", "-n", NS, "sample-webhook-deployment"),
+                                "Available").get("status") == "False", 30, what="the Deployment to lose availability")
     # Past the 1 s progress deadline: this is where the old controller started spinning.
     time.sleep(2.5)
     yield pod
@@ -104,10 +94,10 @@ def test_new_namespace_gets_its_service_account_while_a_deployment_is_stuck(kube
     kubectl.ok("create", "namespace", ns)
     try:
         # Normally well under a second; the old hot loop starved it for good.
-        _wait(lambda: kubectl("get", "serviceaccount", "default", "-n", ns).returncode == 0, 15,
-              "the default ServiceAccount")
+        wait_for(lambda: kubectl("get", "serviceaccount", "default", "-n", ns).returncode == 0, 15,
+                 what="the default ServiceAccount")
         # What Kubernetes' conformance framework waits for next in every new namespace.
-        cm = _wait(lambda: _get(kubectl, "configmap", "kube-root-ca.crt", "-n", ns), 15, "kube-root-ca.crt")
+        cm = wait_for(lambda: _get(kubectl, "configmap", "kube-root-ca.crt", "-n", ns), 15, what="kube-root-ca.crt")
         assert cm["data"]["ca.crt"].startswith("-----BEGIN CERTIFICATE-----")
     finally:
         kubectl("delete", "namespace", ns, "--wait=false")
@@ -120,10 +110,10 @@ def test_new_namespace_gets_its_service_account_while_a_deployment_is_stuck(kube
 
 def test_the_stuck_deployment_still_answers_changes(kubectl, stuck_deployment):
     kubectl.ok("scale", "deploy/sample-webhook-deployment", "-n", NS, "--replicas=2")
-    _wait(lambda: len(_get(kubectl, "pods", "-n", NS).get("items", [])) == 2, 20, "a second pod")
+    wait_for(lambda: len(_get(kubectl, "pods", "-n", NS).get("items", [])) == 2, 20, what="a second pod")
     kubectl.ok("scale", "deploy/sample-webhook-deployment", "-n", NS, "--replicas=1")
-    _wait(lambda: len([p for p in _get(kubectl, "pods", "-n", NS).get("items", [])
-                       if not p["metadata"].get("deletionTimestamp")]) == 1, 20, "back to one pod")
+    wait_for(lambda: len([p for p in _get(kubectl, "pods", "-n", NS).get("items", [])
+                          if not p["metadata"].get("deletionTimestamp")]) == 1, 20, what="back to one pod")
 
 
 def test_controller_manager_is_not_spinning(server, kubectl, stuck_deployment):
