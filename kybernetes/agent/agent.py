@@ -365,7 +365,7 @@ class Agent:
                 await self._ensure_image(pod, name, container.get("image", ""), container.get("imagePullPolicy") or "")
                 env = await self._env(pod, container)
                 mounts = [(m.container_path, m.host_path, m.readonly)
-                          for m in container_mounts(container, volume_paths, readonly_volumes(pod))]
+                          for m in container_mounts(container, volume_paths, readonly_volumes(pod), dict(env))]
             except (podspec.EnvError, VolumeError) as e:
                 self._event(pod, name, "Warning", "Failed", f"Error: {e}")
                 plan.waiting[name] = ("CreateContainerConfigError", str(e))

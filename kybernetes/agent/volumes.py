@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from kybernetes.agent.podspec import EnvError, field_ref_value, resource_ref_value
+from kybernetes.agent.podspec import EnvError, expand, field_ref_value, resource_ref_value
 from kybernetes.api.localpath import volume_path
 from kybernetes.api.quantity import parse_quantity
 from kybernetes.api.storage import claim_is_bound, volume_mode
@@ -365,7 +365,7 @@ class VolumeManager:
             os.makedirs(path, exist_ok=True)
             ed = vol["emptyDir"] or {}
             if ed.get("medium") == "Memory" and not _mounted(path):
-                opts = "mode=0777"
+                opts = "mode=1777"  # tmpfs's own default, which the kubelet keeps
                 if ed.get("sizeLimit"):
                     opts += f",size={int(parse_quantity(ed['sizeLimit']) or 0)}"
                 subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", path], check=True, capture_output=True)
@@ -375,7 +375,7 @@ class VolumeManager:
             if group is not None:
                 # What the pod's containers create here belongs to its fsGroup (setgid directory).
                 os.chown(path, -1, group)
-                os.chmod(path, 0o777 | stat.S_ISGID)
+                os.chmod(path, stat.S_IMODE(os.stat(path).st_mode) | 0o770 | stat.S_ISGID)
             return path
         files: dict[str, tuple[bytes, int]] = {}
         owners: dict[str, int] = {}
@@ -436,9 +436,10 @@ class VolumeManager:
 
 
 def container_mounts(container: Obj, volume_paths: dict[str, str],
-                     readonly: frozenset[str] = frozenset()) -> list[Mount]:
-    """The container's volumeMounts as host paths, with subPath inside its volume; a mount
-    of a volume in `readonly` is read-only whatever the volumeMount says."""
+                     readonly: frozenset[str] = frozenset(), env: dict[str, str] | None = None) -> list[Mount]:
+    """The container's volumeMounts as host paths, with subPath (or subPathExpr, $(VAR)s
+    expanded from the container's `env`) inside its volume; a mount of a volume in
+    `readonly` is read-only whatever the volumeMount says."""
     out = []
     for vm in container.get("volumeMounts") or []:
         vol = vm.get("name", "")
@@ -446,6 +447,12 @@ def container_mounts(container: Obj, volume_paths: dict[str, str],
         if host is None:
             raise VolumeError(f'unable to find volume "{vm.get("name")}"')
         sub = vm.get("subPath") or ""
+        if not sub and vm.get("subPathExpr"):
+            sub = expand(vm["subPathExpr"], env or {})
+            if not safe_relative(sub):
+                raise VolumeError(f'failed to prepare subPath for volumeMount "{vol}" of container '
+                                  f'"{container.get("name", "")}": subPathExpr {vm["subPathExpr"]!r} expands '
+                                  f"to {sub!r}, not a relative path inside the volume")
         if sub:
             if not safe_relative(sub):
                 raise VolumeError(f"invalid subPath {sub!r}")
@@ -456,7 +463,19 @@ def container_mounts(container: Obj, volume_paths: dict[str, str],
             if os.path.commonpath([inside, os.path.realpath(target)]) != inside:
                 raise VolumeError(f'subPath "{sub}" of volume "{vol}" leads outside the volume')
             if not os.path.exists(target):
-                os.makedirs(target, exist_ok=True)
+                _make_sub_path(host, sub)
             host = target
         out.append(Mount(vm.get("mountPath", ""), host, bool(vm.get("readOnly")) or vol in readonly))
     return out
+
+
+def _make_sub_path(volume: str, sub: str) -> None:
+    """Create a missing subPath with its volume's mode (setgid included), as the kubelet does:
+    an fsGroup-owned emptyDir's group can then write in it too, not just root."""
+    mode = stat.S_IMODE(os.stat(volume).st_mode)
+    path = volume
+    for part in sub.split("/"):
+        path = os.path.join(path, part)
+        if not os.path.isdir(path):
+            os.mkdir(path)
+            os.chmod(path, mode)  # mkdir's mode is cut by the umask

@@ -105,3 +105,27 @@ def test_containers_run_with_fs_group_as_supplementary_group() -> None:
     assert sandbox_spec(pod, "/logs", 0, ([], [], [])).supplemental_groups == [5, 10000]
     plain = _pod()
     assert container_spec(plain, plain["spec"]["containers"][0], [], 0, "h").supplemental_groups == []
+
+
+def test_missing_sub_path_gets_its_volumes_mode(tmp_path) -> None:
+    from kybernetes.agent.volumes import container_mounts
+
+    vol = tmp_path / "empty-dir"
+    vol.mkdir()
+    os.chmod(vol, 0o777 | stat.S_ISGID)
+    mounts = container_mounts({"volumeMounts": [{"name": "v", "mountPath": "/m", "subPath": "a/b"}]}, {"v": str(vol)})
+    assert mounts[0].host_path == str(vol / "a" / "b")
+    for d in (vol / "a", vol / "a" / "b"):
+        assert stat.S_IMODE(os.stat(d).st_mode) == 0o777 | stat.S_ISGID, d
+
+
+def test_sub_path_expr_expands_the_containers_variables(tmp_path) -> None:
+    from kybernetes.agent.volumes import VolumeError, container_mounts
+
+    container = {"name": "c", "volumeMounts": [{"name": "v", "mountPath": "/m", "subPathExpr": "$(POD_NAME)/x"}]}
+    mounts = container_mounts(container, {"v": str(tmp_path)}, env={"POD_NAME": "web-0"})
+    assert mounts[0].host_path == str(tmp_path / "web-0" / "x")
+    assert (tmp_path / "web-0" / "x").is_dir()
+    escaping = {"name": "c", "volumeMounts": [{"name": "v", "mountPath": "/m", "subPathExpr": "$(P)"}]}
+    with pytest.raises(VolumeError, match="subPathExpr"):
+        container_mounts(escaping, {"v": str(tmp_path)}, env={"P": "../etc"})
