@@ -24,6 +24,8 @@ CONTAINER_NAME = "io.kubernetes.container.name"
 RESTART_COUNT = "io.kubernetes.container.restartCount"
 SPEC_HASH = "io.kubernetes.container.hash"
 INIT = "kybernetes.io/init-container"
+# Marks an ephemeral container (`kubectl debug`): never restarted, never removed by a sync.
+EPHEMERAL = "kybernetes.io/ephemeral-container"
 
 CPU_PERIOD = 100_000
 MIN_SHARES = 2
@@ -61,6 +63,8 @@ class ContainerSpec:
     annotations: dict[str, str] = field(default_factory=dict)
     log_path: str = ""
     mounts: list[tuple[str, str, bool]] = field(default_factory=list)  # container path, host path, read-only
+    # The container whose PID namespace this one joins (an ephemeral container's target).
+    pid_target_id: str = ""
 
 
 @dataclass
@@ -351,6 +355,11 @@ def linux_resources(container: Obj) -> tuple[int, int, int, int]:
     return shares, quota, period, memory
 
 
+def is_ephemeral(pod: Obj, name: str) -> bool:
+    """Whether `name` is one of the pod's ephemeral containers."""
+    return any(c.get("name") == name for c in (pod.get("spec") or {}).get("ephemeralContainers") or ())
+
+
 def container_spec(pod: Obj, container: Obj, env: list[tuple[str, str]], restart_count: int,
                    spec_hash: str, init: bool = False,
                    mounts: list[tuple[str, str, bool]] | None = None) -> ContainerSpec:
@@ -363,6 +372,8 @@ def container_spec(pod: Obj, container: Obj, env: list[tuple[str, str]], restart
     annotations = {RESTART_COUNT: str(restart_count), SPEC_HASH: spec_hash}
     if init:
         annotations[INIT] = "true"
+    if is_ephemeral(pod, container.get("name", "")):
+        annotations[EPHEMERAL] = "true"
     return ContainerSpec(
         name=container.get("name", ""), image=container.get("image", ""),
         command=[expand(str(c), envd) for c in container.get("command") or []],

@@ -1,7 +1,7 @@
 """One pod's sync, decided without I/O: from the pod and what the runtime reports of its
 sandbox and containers, what to start, stop and remove next (init containers in
-order, restarts per restartPolicy with CrashLoopBackOff), and the pod status to
-report, as the kubelet words it."""
+order, restarts per restartPolicy with CrashLoopBackOff, ephemeral containers started
+once and never restarted), and the pod status to report, as the kubelet words it."""
 
 from __future__ import annotations
 
@@ -43,6 +43,7 @@ class ContainerState:
     restart_count: int
     spec_hash: str
     init: bool = False
+    ephemeral: bool = False
     created_at: float = 0.0
     started_at: float = 0.0
     finished_at: float = 0.0
@@ -130,7 +131,8 @@ def plan_pod(pod: Obj, sandbox: SandboxState | None, containers: list[ContainerS
             return plan
         # A pod that finished (restartPolicy forbids more) does not get a new sandbox.
         if sandbox is not None and policy != "Always" and containers and all(
-                c.state == EXITED and not should_restart(policy, c) for c in latest.values() if not c.init):
+                c.state == EXITED and not should_restart(policy, c) for c in latest.values()
+                if not c.init and not c.ephemeral):
             return plan
         plan.new_sandbox = True
         plan.remove = [c.id for c in containers]
@@ -145,8 +147,16 @@ def plan_pod(pod: Obj, sandbox: SandboxState | None, containers: list[ContainerS
         plan.remove += [c.id for c in lst[2:] if c.state != RUNNING]
     by_name = {c.get("name", ""): c for c in spec.get("containers") or []}
     for c in containers:
-        if not c.init and c.name not in by_name and c.state == RUNNING:
+        if not c.init and not c.ephemeral and c.name not in by_name and c.state == RUNNING:
             plan.remove.append(c.id)
+    # Ephemeral containers start even before initialization completes, once: one that ran
+    # (here or in an earlier sandbox, as the pod's status says) is never started again.
+    reported = {s.get("name") for s in (pod.get("status") or {}).get("ephemeralContainerStatuses") or []
+                if set(s.get("state") or {}) & {"running", "terminated"}}
+    for ec in spec.get("ephemeralContainers") or []:
+        name = ec.get("name", "")
+        if name not in latest and name not in reported:
+            plan.start.append((ec, False, 0))
     # Init containers, one at a time, in order.
     for ic in spec.get("initContainers") or []:
         name = ic.get("name", "")
@@ -178,6 +188,14 @@ def plan_pod(pod: Obj, sandbox: SandboxState | None, containers: list[ContainerS
         elif c.state not in (RUNNING, CREATED):
             plan.start.append((container, False, c.restart_count + 1))
     return plan
+
+
+def pid_target(container: Obj, containers: list[ContainerState]) -> str:
+    """The runtime id of the running container whose processes an ephemeral container's
+    `targetContainerName` asks to see; "" for none."""
+    target = container.get("targetContainerName")
+    c = latest_by_name(containers).get(target) if target else None
+    return c.id if c is not None and c.state == RUNNING and not c.ephemeral else ""
 
 
 # -- status -----------------------------------------------------------------------------------
@@ -213,6 +231,19 @@ def _container_status(container: Obj, c: ContainerState | None, previous: Contai
         out["state"] = {"waiting": {"reason": "ContainerCreating"}}
     out["lastState"] = {"terminated": _terminated(previous)} if previous is not None and previous.state == EXITED \
         else {}
+    return out
+
+
+def ephemeral_status(container: Obj, c: ContainerState | None, waiting: tuple[str, str] | None,
+                     reported: list[Obj]) -> Obj:
+    """An ephemeral container's status: never ready, never restarted; once gone from the
+    runtime (a new sandbox), the last reported state stays."""
+    if c is None:
+        prev = next((s for s in reported if s.get("name") == container.get("name")), None)
+        if prev is not None and set(prev.get("state") or {}) & {"running", "terminated"}:
+            return prev
+    out = _container_status(container, c, None, waiting, False, started=False)
+    out.pop("started", None)
     return out
 
 
@@ -272,6 +303,9 @@ def pod_status(pod: Obj, sandbox: SandboxState | None, containers: list[Containe
         ready, started = (probes or {}).get(container.get("name", ""), (True, True))
         statuses.append(_container_status(container, c, prev, plan.waiting.get(container.get("name", "")),
                                           ready, started))
+    ephemeral_statuses = [ephemeral_status(ec, pair(ec.get("name", ""))[0], plan.waiting.get(ec.get("name", "")),
+                                           old.get("ephemeralContainerStatuses") or [])
+                          for ec in spec.get("ephemeralContainers") or []]
     app = [pair(ct.get("name", ""))[0] for ct in spec.get("containers") or []]
     all_running_ready = bool(statuses) and all(s["ready"] for s in statuses)
     if plan.failed:
@@ -302,6 +336,8 @@ def pod_status(pod: Obj, sandbox: SandboxState | None, containers: list[Containe
                    "qosClass": qos_class(pod)}
     if init_statuses:
         status["initContainerStatuses"] = init_statuses
+    if ephemeral_statuses:
+        status["ephemeralContainerStatuses"] = ephemeral_statuses
     ip = sandbox.ip if sandbox is not None else old.get("podIP")
     if spec.get("hostNetwork"):
         ip = host_ip

@@ -6,6 +6,7 @@ from __future__ import annotations
 from kybernetes.agent.cri import runtime_pb2 as pb
 from kybernetes.agent.podspec import (
     CONTAINER_NAME,
+    EPHEMERAL,
     INIT,
     POD_UID,
     RESTART_COUNT,
@@ -58,6 +59,10 @@ def container_config(spec: ContainerSpec, host_network: bool) -> pb.ContainerCon
         privileged=spec.privileged, readonly_rootfs=spec.readonly_rootfs, supplemental_groups=spec.supplemental_groups,
         namespace_options=pb.NamespaceOption(network=pb.NODE if host_network else pb.POD, pid=pb.CONTAINER,
                                              ipc=pb.POD))
+    if spec.pid_target_id:
+        # As the kubelet does for an ephemeral container's targetContainerName: its processes are in view.
+        security.namespace_options.pid = pb.TARGET
+        security.namespace_options.target_id = spec.pid_target_id
     if not spec.privileged:
         security.masked_paths.extend(MASKED_PATHS)
         security.readonly_paths.extend(READONLY_PATHS)
@@ -92,7 +97,7 @@ def container_state(status: pb.ContainerStatus) -> ContainerState:
     return ContainerState(
         id=status.id, name=status.labels.get(CONTAINER_NAME) or status.metadata.name,
         state=_STATES.get(status.state, UNKNOWN), restart_count=restarts, spec_hash=ann.get(SPEC_HASH, ""),
-        init=ann.get(INIT) == "true", created_at=status.created_at / 1e9, started_at=status.started_at / 1e9,
+        init=ann.get(INIT) == "true", ephemeral=ann.get(EPHEMERAL) == "true", created_at=status.created_at / 1e9, started_at=status.started_at / 1e9,
         finished_at=status.finished_at / 1e9, exit_code=status.exit_code, reason=status.reason,
         message=status.message, image=status.image.image, image_ref=status.image_ref)
 

@@ -270,7 +270,7 @@ class RestHandler:
                 raise ApiError.method_not_allowed()
             return await self.collection_action(request, target, posts_as)
         if info.kind in VIRTUAL_KINDS or target.subresource in (
-                "log", "exec", "attach", "portforward", "proxy", "token", "ephemeralcontainers"):
+                "log", "exec", "attach", "portforward", "proxy", "token"):
             accept = request.headers.get("Accept", "")
             if method == "POST":
                 # Reviews answer in protobuf too when the client asks for it first.

@@ -127,8 +127,6 @@ class VirtualHandler:
             return await self._pod_portforward(request, target)
         if target.subresource == "proxy":
             return await self.proxy.serve(request, target)
-        if target.subresource == "ephemeralcontainers":
-            return self._needs_agent(target)
         if target.subresource == "token":
             return await self._answer_subresource(request, target, "TokenRequest")
         strategy = strategy_for(info)
@@ -210,7 +208,8 @@ class VirtualHandler:
         name = target.name or ""
         spec = pod.get("spec") or {}
         names = [c.get("name", "") for c in spec.get("containers") or []]
-        all_names = [c.get("name", "") for c in spec.get("initContainers") or []] + names
+        all_names = [c.get("name", "") for k in ("initContainers", "ephemeralContainers")
+                     for c in spec.get(k) or []] + names
         container = request.query.get("container", "")
         if not container:
             if len(names) != 1:
@@ -269,7 +268,8 @@ class VirtualHandler:
         if not container:
             raise ApiError.bad_request(f"a container name must be specified for pod {name}, choose one of: "
                                        f"[{' '.join(names)}]")
-        if container not in names + [c.get("name", "") for c in spec.get("initContainers") or []]:
+        if container not in names + [c.get("name", "") for k in ("initContainers", "ephemeralContainers")
+                                     for c in spec.get(k) or []]:
             raise ApiError.bad_request(f"container {container} is not valid for pod {name}")
         if target.subresource == "exec" and not request.query.getall("command", []):
             raise ApiError.bad_request("you must specify at least 1 command")
@@ -336,14 +336,3 @@ class VirtualHandler:
         await front.prepare(request)
         await portforward.serve_channels(front, backs)
         return front
-
-    def _needs_agent(self, target: Any) -> web.StreamResponse:
-        info = target.info
-        key = info.key(target.namespace, target.name or "")
-        co = self.cache.get(key)
-        if co is None:
-            raise ApiError.not_found(info.group, info.plural, target.name or "")
-        if not (co.obj.get("spec") or {}).get("nodeName"):
-            raise ApiError.bad_request(f"pod {target.name} does not have a host assigned")
-        raise ApiError(503, "ServiceUnavailable",
-                       f"no node agent is reachable for node {co.obj['spec']['nodeName']}")

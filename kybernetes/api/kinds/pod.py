@@ -1,7 +1,7 @@
 """Pods: defaulting (with what the Priority and DefaultTolerationSeconds admission
 plugins add), validation (and the few fields an update may change), the Table of
-`kubectl get pods`, graceful deletion, and the pods/binding and pods/eviction
-subresources."""
+`kubectl get pods`, graceful deletion, and the pods/binding, pods/eviction and
+pods/ephemeralcontainers subresources."""
 
 from __future__ import annotations
 
@@ -13,13 +13,14 @@ from typing import Any
 
 from kybernetes.api.defaults import child_map, default_pod_spec, dicts
 from kybernetes.api.disruption import mark_disruption_target, plan_eviction
-from kybernetes.api.errors import ApiError, FieldError, forbidden, required
+from kybernetes.api.errors import ApiError, FieldError, duplicate, forbidden, required
 from kybernetes.api.kinds.base import (
     ActionContext,
     ActionSubresource,
     DeleteStep,
     KindRef,
     KindStrategy,
+    MainWrite,
     RelatedWrite,
     SubresourceStep,
     UpdateStep,
@@ -46,7 +47,14 @@ from kybernetes.api.tables import (
     name_of,
 )
 from kybernetes.api.timefmt import parse_time
-from kybernetes.api.validation import as_dict, as_list, is_int, name_errors, validate_pod_spec
+from kybernetes.api.validation import (
+    _validate_container,
+    as_dict,
+    as_list,
+    is_int,
+    name_errors,
+    validate_pod_spec,
+)
 
 Obj = dict[str, Any]
 Errors = list[FieldError]
@@ -54,7 +62,135 @@ Cells = list[Any]
 
 
 def _validate_pod(info: ResourceInfo, obj: Obj) -> Errors:
-    return validate_pod_spec("spec", obj.get("spec"))
+    spec = obj.get("spec")
+    return validate_pod_spec("spec", spec) + validate_ephemeral_containers(spec)
+
+
+# -- ephemeral containers ------------------------------------------------------------------
+
+# Fields of a Container an ephemeral one may set: the rest (ports, probes, lifecycle,
+# resources, restart policy) would make the workload depend on a debugging aid.
+_EPHEMERAL_ALLOWED = frozenset((
+    "name", "image", "command", "args", "workingDir", "envFrom", "env", "volumeMounts", "volumeDevices",
+    "terminationMessagePath", "terminationMessagePolicy", "imagePullPolicy", "securityContext",
+    "stdin", "stdinOnce", "tty", "targetContainerName"))
+_NOT_FOR_EPHEMERAL = "cannot be set for an Ephemeral Container"
+
+
+def _is_zero(v: Any) -> bool:
+    return v is None or v is False or v == 0 or v == "" or v == [] or v == {}
+
+
+def validate_ephemeral_containers(spec: Any) -> Errors:
+    """kube-apiserver's validateEphemeralContainers: each is a valid container whose name is
+    unique across all of the pod's containers, that targets a regular or init container,
+    and sets none of the fields that would make the workload depend on it."""
+    if not isinstance(spec, dict) or not spec.get("ephemeralContainers"):
+        return []
+    volumes = {v.get("name") for v in as_list(spec.get("volumes")) if isinstance(v, dict)}
+    others = {c.get("name") for key in ("containers", "initContainers")
+              for c in as_list(spec.get(key)) if isinstance(c, dict)}
+    seen = set(others)
+    errs: Errors = []
+    for i, ec in enumerate(as_list(spec.get("ephemeralContainers"))):
+        path = f"spec.ephemeralContainers[{i}]"
+        if not isinstance(ec, dict):
+            errs.append(required(path))
+            continue
+        common = {k: v for k, v in ec.items() if k not in ("targetContainerName", "livenessProbe",
+                                                            "readinessProbe", "startupProbe", "lifecycle")}
+        errs += _validate_container(path, common, volumes)
+        name = ec.get("name")
+        if name in seen:
+            errs.append(duplicate(f"{path}.name", name))
+        elif name:
+            seen.add(name)
+        target = ec.get("targetContainerName")
+        if target and target not in others:
+            errs.append(FieldError("FieldValueNotFound", f"{path}.targetContainerName", "", target, True))
+        errs += [forbidden(f"{path}.{k}", _NOT_FOR_EPHEMERAL) for k, v in ec.items()
+                 if k not in _EPHEMERAL_ALLOWED and not _is_zero(v)]
+        for j, vm in enumerate(as_list(ec.get("volumeMounts"))):
+            for key in ("subPath", "subPathExpr"):
+                if isinstance(vm, dict) and vm.get(key):
+                    errs.append(forbidden(f"{path}.volumeMounts[{j}].{key}", _NOT_FOR_EPHEMERAL))
+    return errs
+
+
+def _ephemeral_diff(old: Obj, new: Obj) -> str:
+    lines = []
+    for k in sorted(set(old) | set(new)):
+        if old.get(k) != new.get(k):
+            lines.append(f"  {k}: {old.get(k)!r} -> {new.get(k)!r}")
+    return "\n".join(lines)
+
+
+def validate_ephemeral_update(new: Obj, old: Obj) -> Errors:
+    """ValidatePodEphemeralContainersUpdate: ephemeral containers are only ever added;
+    static pods have none."""
+    old_list = [c for c in as_list(as_dict(old.get("spec")).get("ephemeralContainers")) if isinstance(c, dict)]
+    new_list = [c for c in as_list(as_dict(new.get("spec")).get("ephemeralContainers")) if isinstance(c, dict)]
+    if old_list == new_list:
+        return []
+    if MIRROR_ANNOTATION in as_dict(as_dict(old.get("metadata")).get("annotations")):
+        return [forbidden("", "static pods do not support ephemeral containers")]
+    by_name = {c.get("name"): c for c in new_list}
+    errs: Errors = []
+    for oc in old_list:
+        nc = by_name.get(oc.get("name"))
+        if nc is None:
+            errs.append(forbidden("spec.ephemeralContainers",
+                                  f"existing ephemeral containers \"{oc.get('name')}\" may not be removed\n"))
+        elif nc != oc:
+            errs.append(forbidden("spec.ephemeralContainers",
+                                  f"existing ephemeral containers \"{oc.get('name')}\" may not be changed\n"
+                                  + _ephemeral_diff(oc, nc)))
+    return errs
+
+
+MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
+
+
+@dataclass(frozen=True)
+class EphemeralContainersWrite(WritePolicy):
+    """PUT/PATCH of pods/ephemeralcontainers: only `spec.ephemeralContainers` comes from
+    the request (upstream's dropNonEphemeralContainerUpdates)."""
+
+    def merge(self, old: Obj, new: Obj, managed_done: bool) -> Obj:
+        merged = dict(old)
+        merged["metadata"] = dict(old["metadata"])
+        spec = dict(as_dict(old.get("spec")))
+        wanted = as_dict(new.get("spec")).get("ephemeralContainers")
+        if wanted:
+            spec["ephemeralContainers"] = copy.deepcopy(wanted)
+        else:
+            spec.pop("ephemeralContainers", None)
+        merged["spec"] = spec
+        if managed_done:
+            merged["metadata"]["managedFields"] = new["metadata"].get("managedFields", [])
+        return merged
+
+
+@dataclass(frozen=True)
+class PodMainWrite(MainWrite):
+    """PUT/PATCH of a pod itself: ephemeral containers change only through their subresource,
+    so the stored ones are kept."""
+
+    def merge(self, old: Obj, new: Obj, managed_done: bool) -> Obj:
+        new = super().merge(old, new, managed_done)
+        old_spec, new_spec = old.get("spec"), new.get("spec")
+        if isinstance(old_spec, dict) and isinstance(new_spec, dict) and \
+                old_spec.get("ephemeralContainers") != new_spec.get("ephemeralContainers"):
+            new["spec"] = new_spec = dict(new_spec)
+            if "ephemeralContainers" in old_spec:
+                new_spec["ephemeralContainers"] = old_spec["ephemeralContainers"]
+            else:
+                new_spec.pop("ephemeralContainers", None)
+        return new
+
+
+_POD_MAIN = PodMainWrite(allocates=True, keeps_status=True)
+_EPHEMERAL_WRITE = EphemeralContainersWrite()
 
 
 POD_UPDATE_MSG = (
@@ -431,7 +567,14 @@ class PodStrategy(KindStrategy):
         return _validate_pod(info, obj)
 
     def validate_update(self, info: ResourceInfo, new: Obj, old: Obj) -> Errors:
-        return _validate_pod_update(new, old)
+        return _validate_pod_update(new, old) + validate_ephemeral_update(new, old)
+
+    def write_policy(self, info: ResourceInfo, subresource: str) -> WritePolicy | None:
+        if subresource == "":
+            return _POD_MAIN
+        if subresource == "ephemeralcontainers":
+            return _EPHEMERAL_WRITE
+        return super().write_policy(info, subresource)
 
     def validate_changed(self, info: ResourceInfo, new: Obj, old: Obj) -> Errors:
         # Status writes and bindings (every pod has several) leave the spec as stored,
