@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -22,7 +23,7 @@ from typing import Any
 
 import aiohttp
 
-from kybernetes.agent import podspec, podsync, runtime
+from kybernetes.agent import logs, podspec, podsync, runtime
 from kybernetes.agent.containerd import SANDBOX_IMAGE
 from kybernetes.agent.cri import runtime_pb2 as pb
 from kybernetes.agent.cri.client import CriError
@@ -64,6 +65,9 @@ FIELD_MANAGER = "kyb-agent"
 STATUS_INTERVAL = 10.0
 RELIST_INTERVAL = 1.0
 RESYNC_INTERVAL = 10.0
+# A container's annotations: the node file its termination message is written to, and its policy.
+TERMINATION_MESSAGE_FILE = "kybernetes.io/termination-message-file"
+TERMINATION_MESSAGE_POLICY = "io.kubernetes.container.terminationMessagePolicy"
 
 
 @dataclass
@@ -285,7 +289,14 @@ class Agent:
         containers = []
         for c in await self.cri.list_containers(sandbox_id=newest.id):
             try:
-                containers.append(runtime.container_state((await self.cri.container_status(c.id)).status))
+                status = (await self.cri.container_status(c.id)).status
+                state = runtime.container_state(status)
+                message_file = status.annotations.get(TERMINATION_MESSAGE_FILE)
+                if state.state == podsync.EXITED and not state.message and message_file:
+                    state = dataclasses.replace(state, message=await asyncio.to_thread(
+                        logs.read_termination_message, message_file,
+                        status.annotations.get(TERMINATION_MESSAGE_POLICY, ""), state.exit_code, status.log_path))
+                containers.append(state)
             except CriError as e:
                 if not e.not_found:
                     raise
@@ -391,8 +402,18 @@ class Agent:
                 # Look again soon: until the retry, the pod says ImagePullBackOff.
                 plan.requeue_after = min(1.0, delay)
                 continue
+            message_path = container.get("terminationMessagePath") or ""
+            message_file = ""
+            if message_path:
+                message_file = await asyncio.to_thread(logs.make_termination_file, self.volumes.pod_dir(uid), name)
+                mounts.append((message_path, message_file, False))
             cspec = podspec.container_spec(pod, container, env, restarts, podsync.spec_hash(container), init,
                                            mounts)
+            cspec.pid_target_id = podsync.pid_target(container, containers)
+            if message_file:
+                # Where to read the message once the container has exited (after a restart of the agent too).
+                cspec.annotations[TERMINATION_MESSAGE_FILE] = message_file
+                cspec.annotations[TERMINATION_MESSAGE_POLICY] = container.get("terminationMessagePolicy") or "File"
             os.makedirs(os.path.join(sb_spec.log_directory, name), exist_ok=True)
             config = runtime.container_config(cspec, bool((pod.get("spec") or {}).get("hostNetwork")))
             try:
