@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -127,3 +129,64 @@ async def read_log(path: str, opts: LogOptions, follow: bool, still_running: asy
             return
         await asyncio.sleep(poll)
 
+
+
+# The kubelet's limits for a termination message: the file is read up to 4 KiB; the
+# FallbackToLogsOnError policy takes the log's last 80 lines, at most 2 KiB of them.
+TERMINATION_MESSAGE_BYTES = 4096
+FALLBACK_LOG_LINES = 80
+FALLBACK_LOG_BYTES = 2048
+
+
+def log_tail_text(data: bytes, lines: int = FALLBACK_LOG_LINES, limit: int = FALLBACK_LOG_BYTES) -> str:
+    """The last `lines` lines of a CRI log as the container wrote them (a last line without
+    its newline included as written), cut to the last `limit` bytes."""
+    whole, rest = parse_lines(data)
+    text = b"".join(ln.text for ln in whole[-lines:] if lines > 0)
+    for raw in rest.split(b"\n"):
+        parts = raw.split(b" ", 3)
+        if len(parts) == 4:  # chunks of a line the container never ended
+            text += parts[3]
+    return text[-limit:].decode(errors="replace")
+
+
+def termination_message(file_text: str, policy: str, exit_code: int, log_data: bytes | None) -> str:
+    """What the container left at its terminationMessagePath, or, with FallbackToLogsOnError,
+    the end of its log when it failed and left nothing."""
+    if file_text or policy != "FallbackToLogsOnError" or exit_code == 0 or log_data is None:
+        return file_text
+    return log_tail_text(log_data)
+
+
+def make_termination_file(pod_dir: str, container: str) -> str:
+    """A fresh, empty file for one container start to write its termination message in
+    (mounted at its terminationMessagePath): writable by any user the container runs as."""
+    directory = os.path.join(pod_dir, "containers", container)
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, uuid.uuid4().hex[:8])
+    with open(path, "wb"):
+        pass
+    os.chmod(path, 0o666)
+    return path
+
+
+def read_termination_message(path: str, policy: str, exit_code: int, log_path: str) -> str:
+    """A finished container's termination message, read from the node's files."""
+    try:
+        with open(path, "rb") as f:
+            text = f.read(TERMINATION_MESSAGE_BYTES).decode(errors="replace")
+    except OSError:
+        text = ""
+    log_data = None
+    if not text and policy == "FallbackToLogsOnError" and exit_code != 0 and log_path:
+        try:
+            with open(log_path, "rb") as f:
+                # 80 lines rarely need more than this; the first, cut line is dropped.
+                size = f.seek(0, os.SEEK_END)
+                f.seek(max(size - 64 * 1024, 0))
+                log_data = f.read()
+                if size > 64 * 1024:
+                    log_data = log_data[log_data.find(b"\n") + 1:]
+        except OSError:
+            log_data = None
+    return termination_message(text, policy, exit_code, log_data)
