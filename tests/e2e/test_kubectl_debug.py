@@ -154,3 +154,14 @@ def test_refusals_as_kubernetes_words_them(target):
         r.stderr
     after = core.read_namespaced_pod("app", NS)
     assert [c.name for c in after.spec.ephemeral_containers] == names
+
+
+def test_kubectl_debug_node_runs_a_host_pod_on_that_node(cluster):
+    srv, _agent = cluster
+    r = srv.kubectl("-n", NS, "debug", f"node/{NODE}", f"--image={IMAGE}", "--", "sh", "-c", "ls /host/proc/1")
+    assert r.returncode == 0, r.stderr
+    name = next(w for w in r.stdout.split() if w.startswith(f"node-debugger-{NODE}-"))
+    done = _wait(srv, name, lambda p: p.get("status", {}).get("phase") in ("Succeeded", "Failed"), "finished")
+    assert done["status"]["phase"] == "Succeeded", done["status"]
+    assert done["spec"]["nodeName"] == NODE and done["spec"]["hostPID"] is True
+    assert "cmdline" in srv.kubectl("-n", NS, "logs", name).stdout.split()
