@@ -40,6 +40,7 @@ import yaml
 from aiohttp import ClientSession, ClientTimeout, web
 
 from kybernetes.api import audit as events
+from kybernetes.api.aiotasks import cancel_and_wait
 from kybernetes.api.audit import Decision, Policy, PolicyChecker, PolicyError
 from kybernetes.api.rbac import Attributes
 from kybernetes.apiserver import codec
@@ -631,11 +632,7 @@ class WebhookBackend:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+            await cancel_and_wait([self._task])
             self._task = None
         # What is left gets one try each, without the backoff (the server is stopping).
         self.retries = 0

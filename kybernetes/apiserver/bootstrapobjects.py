@@ -32,6 +32,7 @@ import logging
 from typing import Any
 
 from kybernetes.api import priority, storage
+from kybernetes.api.aiotasks import cancel_and_wait
 from kybernetes.api.errors import ApiError
 from kybernetes.api.kinds import apiregistration, flowcontrol, servicecidr
 from kybernetes.api.registry import Registry, ResourceInfo
@@ -73,11 +74,7 @@ class BootstrapObjects:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+            await cancel_and_wait([self._task])
             self._task = None
 
     async def _run(self) -> None:

@@ -34,6 +34,7 @@ from decimal import Decimal
 from typing import Any
 
 from kybernetes.api import quota as q
+from kybernetes.api.aiotasks import cancel_and_wait
 from kybernetes.api.errors import ApiError
 from kybernetes.api.quantity import parse_quantity
 from kybernetes.api.registry import Registry, ResourceInfo
@@ -351,11 +352,7 @@ class QuotaStatus:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+            await cancel_and_wait([self._task])
             self._task = None
 
     def _on_event(self, ev: CacheEvent) -> None:

@@ -26,6 +26,7 @@ from typing import Any
 
 import orjson
 
+from kybernetes.api.aiotasks import cancel_and_wait
 from kybernetes.api.errors import ApiError
 from kybernetes.api.labels import SERVICE_NAME_LABEL
 from kybernetes.api.registry import Registry
@@ -195,11 +196,7 @@ class SystemServices:
     async def stop(self) -> None:
         """Leave the endpoints now rather than when the lease would expire."""
         if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+            await cancel_and_wait([self._task])
             self._task = None
         try:
             await self.sync_endpoints(present=False)
