@@ -213,6 +213,7 @@ class ApiServer:
                                       await asyncio.to_thread(pki.agent_client_ssl_context, self.pki))
         self.virtual.authorizer = self.authorizer
         self.virtual.sa_tokens = self.sa_tokens
+        self.virtual.connect_admission = self.webhooks.connect
         self.rest = RestHandler(self.registry, self.store, self.cache, self.service, self.virtual)
         await asyncio.to_thread(protobuf.compile_codecs)
         if self.audit is not None:

@@ -106,6 +106,9 @@ class VirtualHandler:
         self.agent_ssl = agent_ssl
         self.authorizer: Any = None  # the server's authz.Authorizer, for the access reviews
         self.sa_tokens: Any = None  # the server's serviceaccounts.ServiceAccountTokens (TokenRequest)
+        # The server's webhooks.WebhookAdmission.connect: CONNECT admission of exec, attach
+        # and portforward before the node is dialled.
+        self.connect_admission: Any = None
         self._session: aiohttp.ClientSession | None = None
         self.dialer = AgentDialer(agent_ssl)
         self.proxy = ProxyRelay(cache, self._client, self.dialer)
@@ -273,6 +276,7 @@ class VirtualHandler:
             raise ApiError.bad_request(f"container {container} is not valid for pod {name}")
         if target.subresource == "exec" and not request.query.getall("command", []):
             raise ApiError.bad_request("you must specify at least 1 command")
+        await self._admit_connect(request, target, _stream_options(target.subresource, request.query, container))
         negotiated = remotecommand.negotiate_request(request.headers)
         agent = await self._agent(request, spec["nodeName"])
         url = f"https://{agent.netloc}/{target.subresource}/{target.namespace}/{name}/{container}"
@@ -288,6 +292,12 @@ class VirtualHandler:
                            f"the node agent of {spec['nodeName']} is not reachable: {e}") from None
         return await remotecommand.serve(request, negotiated, back)
 
+    async def _admit_connect(self, request: web.Request, target: Any, options: dict[str, Any]) -> None:
+        if self.connect_admission is None:
+            return
+        await self.connect_admission(target.info, target.subresource, target.name or "", target.namespace or "",
+                                     options, request["user"])
+
     async def _pod_portforward(self, request: web.Request, target: Any) -> web.StreamResponse:
         pod = self._bound_pod(target)
         name = target.name or ""
@@ -296,6 +306,9 @@ class VirtualHandler:
             raise ApiError.bad_request("Upgrade request required: pods/portforward speaks WebSocket "
                                        f"({portforward.SPDY_TUNNEL_PROTOCOL} or v4.channel.k8s.io)")
         wanted = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
+        ports = [int(p) for p in request.query.getall("ports", []) if p.isdigit()]
+        await self._admit_connect(request, target, {"kind": "PodPortForwardOptions", "apiVersion": "v1",
+                                                    **({"ports": ports} if ports else {})})
         agent = await self._agent(request, node)
         url = f"https://{agent.netloc}/portForward/{target.namespace}/{name}"
 
@@ -336,3 +349,19 @@ class VirtualHandler:
         await front.prepare(request)
         await portforward.serve_channels(front, backs)
         return front
+
+
+_TRUE = ("true", "1", "True")
+
+
+def _stream_options(subresource: str, query: Any, container: str) -> dict[str, Any]:
+    """The PodExecOptions / PodAttachOptions a CONNECT admission sees, from the query."""
+    options: dict[str, Any] = {"kind": "PodExecOptions" if subresource == "exec" else "PodAttachOptions",
+                               "apiVersion": "v1"}
+    for flag in ("stdin", "stdout", "stderr", "tty"):
+        if query.get(flag) in _TRUE:
+            options[flag] = True
+    options["container"] = container
+    if subresource == "exec":
+        options["command"] = query.getall("command", [])
+    return options

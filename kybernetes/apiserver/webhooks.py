@@ -254,6 +254,25 @@ class WebhookAdmission:
             if isinstance(result, BaseException):
                 raise result
 
+    async def connect(self, info: ResourceInfo, subresource: str, name: str, namespace: str, options: Obj,
+                      requester: Any) -> list[str]:
+        """A CONNECT request (pods/exec, attach, portforward): validating webhooks see its
+        options object (PodExecOptions, ...) as upstream sends it, before any node is
+        dialled. A refusal raises its Status; the webhooks' warnings are returned."""
+        hooks = self.hooks(False)
+        if not hooks:
+            return []
+        target = wh.Target(info.group, info.version, info.plural, str(options.get("kind") or info.kind))
+        user = wh.user_info(requester.username, requester.uid, requester.groups, dict(requester.extra))
+        attrs = wh.Attributes("CONNECT", target, subresource, name, namespace, options, None, False, user, None)
+        ctx = WriteContext(requester=requester)
+        calls = [self._call(hook, attrs, seen, options, None, ctx) for hook in hooks
+                 if (seen := self._should_call(hook, attrs, info)) is not None]
+        for result in await asyncio.gather(*calls, return_exceptions=True):
+            if isinstance(result, BaseException):
+                raise result
+        return ctx.warnings
+
     async def _call(self, hook: wh.Webhook, attrs: wh.Attributes, seen: wh.Target, obj: Obj | None,
                     old: Obj | None, ctx: WriteContext) -> wh.Verdict | None:
         """One webhook's verdict; None when it failed and its failurePolicy ignores that.

@@ -172,6 +172,29 @@ def test_a_validating_webhook_refuses_a_name_with_its_message(configured, kubect
     assert r.returncode != 0 and "denied the request" in r.stderr
 
 
+def test_a_validating_webhook_on_connect_refuses_exec_and_attach_before_the_node_is_dialled(configured, kubectl):
+    config = json.loads(_configuration("ValidatingWebhookConfiguration", "kyb-e2e-connect", "connect." + VALIDATE,
+                                       "/validate", ["pods/exec", "pods/attach"], configured))
+    config["webhooks"][0]["rules"][0]["operations"] = ["CONNECT"]
+    kubectl.ok("apply", "-f", "-", stdin=_json(config))
+    try:
+        for name in ("forbidden-name", "allowed-exec"):
+            pod = json.loads(_pod(name))
+            pod["spec"] = {"nodeName": NODE, "containers": [{"name": "c", "image": IMAGE, "command": ["sleep", "300"]}]}
+            kubectl.ok("apply", "-f", "-", stdin=_json(pod))
+        kubectl.ok("-n", TARGET_NS, "wait", "--for=condition=Ready", "pod/allowed-exec", "--timeout=60s", timeout=90)
+        # The webhook sees the pod's name (its PodExecOptions / PodAttachOptions as the object).
+        for verb in (["exec", "forbidden-name", "--", "true"], ["attach", "forbidden-name", "-i=false"]):
+            r = kubectl("-n", TARGET_NS, *verb, timeout=30)
+            assert r.returncode != 0
+            assert (f"admission webhook \"connect.{VALIDATE}\" denied the request: the name 'forbidden-name' is "
+                    "reserved" in r.stderr), r.stderr
+        assert kubectl.ok("-n", TARGET_NS, "exec", "allowed-exec", "--", "echo", "through").strip() == "through"
+    finally:
+        kubectl.ok("delete", "validatingwebhookconfiguration", "kyb-e2e-connect")
+        kubectl.ok("-n", TARGET_NS, "delete", "pod", "forbidden-name", "allowed-exec", "--wait=false")
+
+
 def test_a_stopped_webhook_fails_closed_under_fail_and_open_under_ignore(configured, kubectl):
     kubectl.ok("delete", "pod", "-n", HOOK_NS, "hooks", "--wait=true", timeout=90)
     deadline = time.monotonic() + 60
