@@ -21,6 +21,7 @@ GET of it answers with the reason (see `unreadable_reason`).
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import base64
 import contextlib
@@ -76,8 +77,9 @@ class Key:
     secret: bytes
 
 
-class KeyProvider:
-    """One provider with its keys: the first key encrypts, any of them decrypts."""
+class KeyProvider(abc.ABC):
+    """One provider with its keys: the first key encrypts, any of them decrypts. Each
+    provider (AES-CBC, AES-GCM, secretbox) says how one key seals and opens."""
 
     name = ""
 
@@ -93,11 +95,11 @@ class KeyProvider:
     def _cipher(self, secret: bytes) -> Any:
         return secret
 
-    def seal(self, cipher: Any, data: bytes, aad: bytes) -> bytes:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def seal(self, cipher: Any, data: bytes, aad: bytes) -> bytes: ...
 
-    def open(self, cipher: Any, data: bytes, aad: bytes) -> bytes:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def open(self, cipher: Any, data: bytes, aad: bytes) -> bytes: ...
 
     def encrypt(self, data: bytes, aad: bytes) -> bytes:
         return self._prefix + self.seal(self._first, data, aad)
