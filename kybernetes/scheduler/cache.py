@@ -213,6 +213,23 @@ def parse_affinity_term(term: Mapping[str, Any], own_namespace: str,
     return PodAffinityTerm(selector, namespaces, ns_sel, term.get("topologyKey") or "")
 
 
+WeightedTerm = tuple[int, PodAffinityTerm]
+
+
+def _weighted_terms(section: Mapping[str, Any] | None, own_namespace: str,
+                    own_labels: Mapping[str, str]) -> tuple[WeightedTerm, ...]:
+    """The preferred terms of a podAffinity or podAntiAffinity section with their weights."""
+    if not section:
+        return ()
+    out = []
+    for wt in section.get("preferredDuringSchedulingIgnoredDuringExecution") or ():
+        term = wt.get("podAffinityTerm")
+        weight = int(wt.get("weight") or 0)
+        if term is not None and weight:
+            out.append((weight, parse_affinity_term(term, own_namespace, own_labels)))
+    return tuple(out)
+
+
 # -- topology spread ----------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -317,7 +334,8 @@ class PodInfo:
         "pod", "key", "namespace", "name", "uid", "labels", "node_name", "priority", "terminating",
         "requests", "cpu", "mem", "eph", "scalar", "nz_cpu", "nz_mem", "host_ports", "tolerations",
         "node_affinity", "preferred_terms",
-        "affinity_terms", "anti_terms", "spread", "owner_uid", "images", "num_containers",
+        "affinity_terms", "anti_terms", "pref_affinity", "pref_anti", "spread", "owner_uid", "images",
+        "num_containers",
         "preemption_never", "spec", "claims",
     )
 
@@ -356,6 +374,11 @@ class PodInfo:
         anti = (affinity.get("podAntiAffinity") or {}).get("requiredDuringSchedulingIgnoredDuringExecution")
         self.affinity_terms = tuple(parse_affinity_term(t, self.namespace, self.labels) for t in pod_aff or ())
         self.anti_terms = tuple(parse_affinity_term(t, self.namespace, self.labels) for t in anti or ())
+        if affinity:
+            self.pref_affinity = _weighted_terms(affinity.get("podAffinity"), self.namespace, self.labels)
+            self.pref_anti = _weighted_terms(affinity.get("podAntiAffinity"), self.namespace, self.labels)
+        else:
+            self.pref_affinity = self.pref_anti = ()
         owner_uid = owner_kind = ""
         for ref in meta.get("ownerReferences") or ():
             if ref.get("controller"):
@@ -367,6 +390,13 @@ class PodInfo:
         self.images = tuple(normalize_image(c.get("image") or "") for c in containers)
         self.num_containers = len(containers)
         self.claims = pod_claims(self.name, spec) if "volumes" in spec else ()
+
+    @property
+    def scores_others(self) -> bool:
+        """Whether this pod, once on a node, changes the inter-pod affinity score of pods
+        that come after it (required affinity terms count with the hard-affinity weight;
+        required anti-affinity only filters)."""
+        return bool(self.affinity_terms or self.pref_affinity or self.pref_anti)
 
     def matches_node_affinity(self, name: str, labels: Mapping[str, str]) -> bool:
         """nodeSelector and required node affinity together (both must hold)."""
@@ -571,6 +601,8 @@ class ClusterCache:
         self.assumed: set[str] = set()
         self.image_nodes: dict[str, int] = {}
         self.anti_pods: dict[str, PodInfo] = {}
+        # Pods whose (anti-)affinity terms score others (none: that score is skipped).
+        self.affinity_pods: dict[str, PodInfo] = {}
         self.owner_zone: dict[str, dict[str, int]] = {}
         self.next_start = 0
         # How many nodes have PreferNoSchedule taints (none: that score is skipped).
@@ -753,12 +785,15 @@ class ClusterCache:
         self.pods[p.key] = p
         if p.anti_terms:
             self.anti_pods[p.key] = p
+        if p.scores_others:
+            self.affinity_pods[p.key] = p
         if ni.node is not None:
             self._count_zone(p, ni.labels.get(ZONE_LABEL), 1)
 
     def _unlink(self, p: PodInfo) -> None:
         self.pods.pop(p.key, None)
         self.anti_pods.pop(p.key, None)
+        self.affinity_pods.pop(p.key, None)
         ni = self.nodes.get(p.node_name)
         if ni is None:
             return

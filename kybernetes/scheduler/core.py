@@ -18,6 +18,7 @@ from kybernetes.scheduler.cache import (
     HOSTNAME_LABEL,
     ClusterCache,
     NodeInfo,
+    PodAffinityTerm,
     PodInfo,
     SpreadConstraint,
     pod_info,
@@ -48,6 +49,10 @@ DRA_POSTFILTER = "no new claims to deallocate"
 WEIGHT_TAINT = 3
 WEIGHT_NODE_AFFINITY = 2
 WEIGHT_SPREAD = 2
+WEIGHT_INTER_POD_AFFINITY = 2
+# The default profile's hardPodAffinityWeight: what an existing pod's required affinity
+# term that the incoming pod matches adds to its topology domain.
+HARD_POD_AFFINITY_WEIGHT = 1
 WEIGHT_LEAST_ALLOCATED = 1
 WEIGHT_BALANCED = 1
 WEIGHT_IMAGE = 1
@@ -245,9 +250,12 @@ class SpreadState:
     self_match: list[int]
 
 
-def _spread_eligible(pod: PodInfo, c: SpreadConstraint, ni: NodeInfo) -> bool:
-    if c.topology_key not in ni.labels:
-        return False
+def _spread_eligible(pod: PodInfo, c: SpreadConstraint, ni: NodeInfo, keys: tuple[str, ...]) -> bool:
+    # Upstream counts only on nodes that carry every topology key of the pod's constraints.
+    labels = ni.labels
+    for key in keys:
+        if key not in labels:
+            return False
     if c.honor_affinity and not pod.matches_node_affinity(ni.name, ni.labels):
         return False
     return not (c.honor_taints and ni.hard_taints and untolerated_taint(pod, ni.hard_taints) is not None)
@@ -256,6 +264,7 @@ def _spread_eligible(pod: PodInfo, c: SpreadConstraint, ni: NodeInfo) -> bool:
 def spread_state(pod: PodInfo, cache: ClusterCache, constraints: tuple[SpreadConstraint, ...]) -> SpreadState:
     counts: list[dict[str, int]] = []
     self_match: list[int] = []
+    keys = tuple({c.topology_key: None for c in constraints})
     for c in constraints:
         per: dict[str, int] = {}
         if c.owner and c.topology_key != HOSTNAME_LABEL:
@@ -263,7 +272,7 @@ def spread_state(pod: PodInfo, cache: ClusterCache, constraints: tuple[SpreadCon
             per = dict(cache.owner_zone.get(c.owner) or {})
         elif c.hard or (not c.owner and c.topology_key != HOSTNAME_LABEL):
             for ni in cache.nodes.values():
-                if ni.node is None or not _spread_eligible(pod, c, ni):
+                if ni.node is None or not _spread_eligible(pod, c, ni, keys):
                     continue
                 value = ni.labels[c.topology_key]
                 n = sum(1 for p in ni.pods.values() if c.counts(p, pod.namespace))
@@ -485,6 +494,85 @@ def _default_spread_scores(soft: tuple[SpreadConstraint, SpreadConstraint], zone
     return [MAX_NODE_SCORE * (top - s) // hi for s in scores]
 
 
+TopologyScore = dict[str, dict[str, int]]
+
+
+def _add_term(scores: TopologyScore, term: PodAffinityTerm, weight: int, target: PodInfo,
+              labels: Mapping[str, str]) -> None:
+    value = labels.get(term.topology_key)
+    if value is not None and term.matches(target):
+        per = scores.setdefault(term.topology_key, {})
+        per[value] = per.get(value, 0) + weight
+
+
+def _existing_pod_terms(scores: TopologyScore, pod: PodInfo, other: PodInfo, labels: Mapping[str, str]) -> None:
+    """What `other` (on a node with `labels`) contributes to `pod`'s topology scores through
+    its own terms: required affinity with the hard weight, preferred terms with theirs."""
+    for term in other.affinity_terms:
+        _add_term(scores, term, HARD_POD_AFFINITY_WEIGHT, pod, labels)
+    for weight, term in other.pref_affinity:
+        _add_term(scores, term, weight, pod, labels)
+    for weight, term in other.pref_anti:
+        _add_term(scores, term, -weight, pod, labels)
+
+
+def inter_pod_affinity_topology(pod: PodInfo, cache: ClusterCache) -> TopologyScore:
+    """The InterPodAffinity pre-score: per topology key and value, the sum of the weights
+    of the incoming pod's preferred terms that existing pods there match (anti-affinity
+    subtracts), and of existing pods' terms that the incoming pod matches. Only pods with
+    terms are visited unless the incoming pod has preferred terms of its own."""
+    scores: TopologyScore = {}
+    if pod.pref_affinity or pod.pref_anti:
+        for ni in cache.nodes.values():
+            labels = ni.labels
+            if ni.node is None or not labels or not ni.pods:
+                continue
+            for other in ni.pods.values():
+                for weight, term in pod.pref_affinity:
+                    _add_term(scores, term, weight, other, labels)
+                for weight, term in pod.pref_anti:
+                    _add_term(scores, term, -weight, other, labels)
+                if other.key in cache.affinity_pods:
+                    _existing_pod_terms(scores, pod, other, labels)
+        return scores
+    for other in cache.affinity_pods.values():
+        ni = cache.nodes.get(other.node_name)
+        if ni is None or ni.node is None or not ni.labels:
+            continue
+        _existing_pod_terms(scores, pod, other, ni.labels)
+    return scores
+
+
+def normalize_min_max(scores: list[int]) -> list[int]:
+    """InterPodAffinity's normalization: the lowest score maps to 0, the highest to 100."""
+    lo, hi = min(scores), max(scores)
+    if hi == lo:
+        return [0] * len(scores)
+    span = hi - lo
+    return [int(MAX_NODE_SCORE * ((s - lo) / span)) for s in scores]
+
+
+def inter_pod_affinity_scores(pod: PodInfo, cache: ClusterCache, nodes: list[NodeInfo]) -> list[int] | None:
+    """Normalized InterPodAffinity scores of `nodes`, or None when nothing in the cluster
+    can give a preference (the common case: no pod has terms), at the cost of two checks."""
+    if not pod.pref_affinity and not pod.pref_anti and not cache.affinity_pods:
+        return None
+    topology = inter_pod_affinity_topology(pod, cache)
+    if not topology:
+        return None
+    items = list(topology.items())
+    raw = []
+    for ni in nodes:
+        labels = ni.labels
+        total = 0
+        for key, per in items:
+            value = labels.get(key)
+            if value is not None:
+                total += per.get(value, 0)
+        raw.append(total)
+    return normalize_min_max(raw)
+
+
 def score_nodes(pod: PodInfo, cache: ClusterCache, nodes: list[NodeInfo]) -> list[int]:
     """Weighted sum of the default profile's scores for each feasible node. Scores that
     would be equal on every node are left out: they cannot change the choice."""
@@ -492,6 +580,10 @@ def score_nodes(pod: PodInfo, cache: ClusterCache, nodes: list[NodeInfo]) -> lis
     if pod.preferred_terms:
         aff = normalize([preferred_affinity_raw(pod, ni) for ni in nodes])
         totals = [t + a * WEIGHT_NODE_AFFINITY for t, a in zip(totals, aff, strict=True)]
+    if pod.pref_affinity or pod.pref_anti or cache.affinity_pods:
+        inter = inter_pod_affinity_scores(pod, cache, nodes)
+        if inter is not None:
+            totals = [t + a * WEIGHT_INTER_POD_AFFINITY for t, a in zip(totals, inter, strict=True)]
     if cache.prefer_tainted and any(ni.prefer_taints for ni in nodes):
         taint = normalize([intolerable_prefer_taints(pod, ni) for ni in nodes], reverse=True)
         totals = [t + s * WEIGHT_TAINT for t, s in zip(totals, taint, strict=True)]

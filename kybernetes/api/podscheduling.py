@@ -1,0 +1,181 @@
+"""The API server's rules for a pod's scheduling fields: the `PodScheduled=False /
+SchedulingGated` condition and the `matchLabelKeys` selector merges a new pod gets
+(upstream's pod strategy, PrepareForCreate), validation of `schedulingGates` and
+`topologySpreadConstraints`, and what an update may change of them (gates are only
+removed; a gated pod's nodeSelector may only grow)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from kybernetes.api.errors import FieldError, duplicate, forbidden, invalid, not_supported, required
+from kybernetes.api.names import qualified_name_errors
+from kybernetes.api.validation import as_dict, as_list, is_int, json_value, validate_label_selector
+
+Obj = dict[str, Any]
+Errors = list[FieldError]
+
+GATED_REASON = "SchedulingGated"
+GATED_MESSAGE = "Scheduling is blocked due to non-empty scheduling gates"
+_NOT_POSITIVE = "must be greater than zero"
+_WHEN_UNSATISFIABLE = ["DoNotSchedule", "ScheduleAnyway"]
+_INCLUSION_POLICIES = ["Honor", "Ignore"]
+
+
+# -- on create ------------------------------------------------------------------------------
+
+def apply_scheduling_gated_condition(pod: Obj, now: str) -> None:
+    """A new pod with gates says why it waits, unless its creator already wrote a
+    PodScheduled condition."""
+    spec = as_dict(pod.get("spec"))
+    if not as_list(spec.get("schedulingGates")):
+        return
+    status = pod.get("status")
+    if not isinstance(status, dict):
+        status = pod["status"] = {}
+    conditions = status.get("conditions")
+    if not isinstance(conditions, list):
+        conditions = status["conditions"] = []
+    if any(isinstance(c, dict) and c.get("type") == "PodScheduled" for c in conditions):
+        return
+    conditions.append({"type": "PodScheduled", "status": "False", "lastProbeTime": None,
+                       "lastTransitionTime": now, "reason": GATED_REASON, "message": GATED_MESSAGE})
+
+
+def _merge_label_keys(selector: Any, keys: Any, operator: str, labels: Mapping[str, Any]) -> None:
+    # A missing selector selects nothing, and stays so.
+    if not isinstance(selector, dict):
+        return
+    extra = [{"key": k, "operator": operator, "values": [labels[k]]}
+             for k in as_list(keys) if isinstance(k, str) and isinstance(labels.get(k), str)]
+    if extra:
+        selector["matchExpressions"] = as_list(selector.get("matchExpressions")) + extra
+
+
+def merge_match_label_keys(pod: Obj) -> None:
+    """Fold `matchLabelKeys` / `mismatchLabelKeys` into the label selectors of the pod's
+    inter-pod (anti-)affinity terms and topology spread constraints, with the values of
+    the pod's own labels: a pod's selectors then say on their own which pods they mean
+    (MatchLabelKeysInPodAffinity, MatchLabelKeysInPodTopologySpreadSelectorMerge)."""
+    spec = as_dict(pod.get("spec"))
+    labels = as_dict(as_dict(pod.get("metadata")).get("labels"))
+    if not labels:
+        return
+    affinity = as_dict(spec.get("affinity"))
+    for kind in ("podAffinity", "podAntiAffinity"):
+        section = as_dict(affinity.get(kind))
+        terms = [t for t in as_list(section.get("requiredDuringSchedulingIgnoredDuringExecution"))
+                 if isinstance(t, dict)]
+        terms += [as_dict(w.get("podAffinityTerm")) for w in
+                  as_list(section.get("preferredDuringSchedulingIgnoredDuringExecution")) if isinstance(w, dict)]
+        for term in terms:
+            _merge_label_keys(term.get("labelSelector"), term.get("matchLabelKeys"), "In", labels)
+            _merge_label_keys(term.get("labelSelector"), term.get("mismatchLabelKeys"), "NotIn", labels)
+    for c in as_list(spec.get("topologySpreadConstraints")):
+        if isinstance(c, dict):
+            _merge_label_keys(c.get("labelSelector"), c.get("matchLabelKeys"), "In", labels)
+
+
+# -- validation -----------------------------------------------------------------------------
+
+def validate_scheduling_gates(path: str, gates: Any) -> Errors:
+    errs: Errors = []
+    seen: set[str] = set()
+    for i, gate in enumerate(as_list(gates)):
+        name = as_dict(gate).get("name")
+        p = f"{path}[{i}]"
+        if not isinstance(name, str) or not name:
+            errs.append(required(f"{p}.name"))
+            continue
+        errs += [invalid(p, name, m) for m in qualified_name_errors(name)]
+        if name in seen:
+            errs.append(duplicate(p, name))
+        seen.add(name)
+    return errs
+
+
+def _label_name_errors(path: str, keys: Any) -> Errors:
+    errs: Errors = []
+    for i, key in enumerate(as_list(keys)):
+        if isinstance(key, str):
+            errs += [invalid(f"{path}[{i}]", key, m) for m in qualified_name_errors(key)]
+    return errs
+
+
+def validate_topology_spread_constraints(path: str, constraints: Any) -> Errors:
+    """Upstream's validateTopologySpreadConstraints, in its order and words."""
+    items = [c if isinstance(c, dict) else {} for c in as_list(constraints)]
+    errs: Errors = []
+    for i, c in enumerate(items):
+        p = f"{path}[{i}]"
+        skew = c.get("maxSkew")
+        if not is_int(skew) or skew <= 0:
+            errs.append(invalid(f"{p}.maxSkew", skew if skew is not None else 0, _NOT_POSITIVE))
+        if not c.get("topologyKey"):
+            errs.append(required(f"{p}.topologyKey", "can not be empty"))
+        when = c.get("whenUnsatisfiable")
+        if when not in _WHEN_UNSATISFIABLE:
+            errs.append(not_supported(f"{p}.whenUnsatisfiable", when or "", _WHEN_UNSATISFIABLE))
+        for later in items[i + 1:]:
+            if later.get("topologyKey") == c.get("topologyKey") and later.get("whenUnsatisfiable") == when:
+                errs.append(duplicate(f"{p}.{{topologyKey, whenUnsatisfiable}}",
+                                      f"{{{c.get('topologyKey') or ''}, {when or ''}}}"))
+                break
+        domains = c.get("minDomains")
+        if domains is not None:
+            if not is_int(domains) or domains <= 0:
+                errs.append(invalid(f"{p}.minDomains", domains, _NOT_POSITIVE))
+            if when != "DoNotSchedule":
+                errs.append(invalid(f"{p}.minDomains", domains,
+                                    f"can only use minDomains if whenUnsatisfiable=DoNotSchedule, not {when or ''}"))
+        for key in ("nodeAffinityPolicy", "nodeTaintsPolicy"):
+            policy = c.get(key)
+            if policy is not None and policy not in _INCLUSION_POLICIES:
+                errs.append(not_supported(f"{p}.{key}", policy, _INCLUSION_POLICIES))
+        if as_list(c.get("matchLabelKeys")):
+            if c.get("labelSelector") is None:
+                errs.append(forbidden(f"{p}.matchLabelKeys", "must not be specified when labelSelector is not set"))
+            errs += _label_name_errors(f"{p}.matchLabelKeys", c.get("matchLabelKeys"))
+        errs += validate_label_selector(f"{p}.labelSelector", c.get("labelSelector"))
+    return errs
+
+
+def validate_pod_scheduling(spec: Any) -> Errors:
+    """The scheduling fields of a pod's spec on create."""
+    spec = as_dict(spec)
+    errs = validate_scheduling_gates("spec.schedulingGates", spec.get("schedulingGates"))
+    errs += validate_topology_spread_constraints("spec.topologySpreadConstraints",
+                                                 spec.get("topologySpreadConstraints"))
+    if spec.get("nodeName") and as_list(spec.get("schedulingGates")):
+        errs.append(forbidden("spec.nodeName", "cannot be set until all schedulingGates have been cleared"))
+    return errs
+
+
+def validate_gates_update(new_spec: Mapping[str, Any], old_spec: Mapping[str, Any]) -> Errors:
+    """Gates may be removed, never added (validateOnlyDeletedSchedulingGates)."""
+    old_names = {as_dict(g).get("name") for g in as_list(old_spec.get("schedulingGates"))}
+    errs: Errors = []
+    for i, gate in enumerate(as_list(new_spec.get("schedulingGates"))):
+        name = as_dict(gate).get("name")
+        if name not in old_names:
+            errs.append(forbidden(f"spec.schedulingGates[{i}].name",
+                                  f"only deletion is allowed, but found new scheduling gate '{name}'"))
+    return errs
+
+
+def gated_node_selector_update(new_spec: Mapping[str, Any], old_spec: Mapping[str, Any]) -> tuple[bool, Errors]:
+    """While a pod is gated its nodeSelector may gain entries (how queueing systems pick
+    where a batch runs before releasing it): (whether the update's nodeSelector is to be
+    taken as allowed, errors for changed or removed entries)."""
+    if not as_list(old_spec.get("schedulingGates")):
+        return False, []
+    new_sel, old_sel = new_spec.get("nodeSelector"), as_dict(old_spec.get("nodeSelector"))
+    if new_sel is None or new_sel == old_spec.get("nodeSelector"):
+        return False, []
+    new_sel = as_dict(new_sel)
+    for key, value in old_sel.items():
+        if new_sel.get(key) != value:
+            return True, [invalid("spec.nodeSelector", json_value(new_sel),
+                                  "only additions to spec.nodeSelector are allowed (no mutations or deletions)")]
+    return True, []
