@@ -12,8 +12,8 @@ from typing import Any
 
 import orjson
 
-from kybernetes.api.pods import qos_class
-from kybernetes.api.timefmt import rfc3339
+from kybernetes.api.pods import qos_class, readiness_gates_message
+from kybernetes.api.timefmt import parse_time, rfc3339
 
 Obj = dict[str, Any]
 
@@ -65,6 +65,7 @@ class Plan:
     waiting: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (reason, message)
     requeue_after: float | None = None
     failed: bool = False              # restartPolicy forbids starting what failed
+    deadline_exceeded: bool = False   # activeDeadlineSeconds passed: kill the pod, phase Failed
 
 
 def spec_hash(container: Obj) -> str:
@@ -113,7 +114,33 @@ def _restart_or_wait(plan: Plan, pod: Obj, container: Obj, c: ContainerState, in
     plan.requeue_after = wait if plan.requeue_after is None else min(plan.requeue_after, wait)
 
 
-def plan_pod(pod: Obj, sandbox: SandboxState | None, containers: list[ContainerState], now: float) -> Plan:
+def is_sidecar(container: Obj) -> bool:
+    """A native sidecar: an init container with `restartPolicy: Always`."""
+    return container.get("restartPolicy") == "Always"
+
+
+def deadline_exceeded(pod: Obj, now: float) -> float | None:
+    """Seconds left of the pod's activeDeadlineSeconds, counted from its startTime
+    (<= 0: exceeded); None when it has no deadline or has not started."""
+    seconds = (pod.get("spec") or {}).get("activeDeadlineSeconds")
+    started = parse_time((pod.get("status") or {}).get("startTime"))
+    if seconds is None or started is None:
+        return None
+    return started.timestamp() + int(seconds) - now
+
+
+def _regulars_done(spec: Obj, policy: str, latest: dict[str, ContainerState]) -> bool:
+    """Every regular container has exited and restartPolicy restarts none of them: the
+    pod is finished whatever its sidecars do."""
+    regular = [latest.get(c.get("name", "")) for c in spec.get("containers") or []]
+    return policy != "Always" and bool(regular) and all(
+        c is not None and c.state == EXITED and not should_restart(policy, c) for c in regular)
+
+
+def plan_pod(pod: Obj, sandbox: SandboxState | None, containers: list[ContainerState], now: float,
+             started: dict[str, bool] | None = None) -> Plan:
+    """The next steps for `pod`. `started` says, per running sidecar with a startupProbe,
+    whether that probe has succeeded (the next init container waits for it)."""
     meta = pod.get("metadata") or {}
     spec = pod.get("spec") or {}
     policy = spec.get("restartPolicy") or "Always"
@@ -125,6 +152,13 @@ def plan_pod(pod: Obj, sandbox: SandboxState | None, containers: list[ContainerS
     if phase in ("Succeeded", "Failed") and sandbox is not None:
         plan.kill_pod = True
         return plan
+    if phase not in ("Succeeded", "Failed"):
+        left = deadline_exceeded(pod, now)
+        if left is not None and left <= 0:
+            plan.kill_pod = plan.deadline_exceeded = True
+            return plan
+        if left is not None:
+            plan.requeue_after = left
     latest = latest_by_name(containers)
     if sandbox is None or not sandbox.ready:
         if phase in ("Succeeded", "Failed"):
@@ -149,6 +183,13 @@ def plan_pod(pod: Obj, sandbox: SandboxState | None, containers: list[ContainerS
     for c in containers:
         if not c.init and not c.ephemeral and c.name not in by_name and c.state == RUNNING:
             plan.remove.append(c.id)
+    inits = spec.get("initContainers") or []
+    if _regulars_done(spec, policy, latest):
+        # As the kubelet: sidecars do not keep a finished pod alive; the pod is killed
+        # (sidecars last, in reverse order) and they are not restarted.
+        plan.kill_pod = any(is_sidecar(ic) and (c := latest.get(ic.get("name", ""))) is not None
+                            and c.state in (RUNNING, CREATED) for ic in inits)
+        return plan
     # Ephemeral containers start even before initialization completes, once: one that ran
     # (here or in an earlier sandbox, as the pod's status says) is never started again.
     reported = {s.get("name") for s in (pod.get("status") or {}).get("ephemeralContainerStatuses") or []
@@ -157,21 +198,7 @@ def plan_pod(pod: Obj, sandbox: SandboxState | None, containers: list[ContainerS
         name = ec.get("name", "")
         if name not in latest and name not in reported:
             plan.start.append((ec, False, 0))
-    # Init containers, one at a time, in order.
-    for ic in spec.get("initContainers") or []:
-        name = ic.get("name", "")
-        c = latest.get(name)
-        if c is None:
-            plan.start.append((ic, True, 0))
-            return plan
-        if c.state in (RUNNING, CREATED):
-            return plan
-        if c.state == EXITED and c.exit_code == 0:
-            continue
-        if policy == "Never":
-            plan.failed = True
-            return plan
-        _restart_or_wait(plan, pod, ic, c, True, now)
+    if not _plan_inits(plan, pod, inits, latest, policy, now, started or {}):
         return plan
     for container in spec.get("containers") or []:
         name = container.get("name", "")
@@ -190,6 +217,46 @@ def plan_pod(pod: Obj, sandbox: SandboxState | None, containers: list[ContainerS
     return plan
 
 
+def _plan_inits(plan: Plan, pod: Obj, inits: list[Obj], latest: dict[str, ContainerState], policy: str,
+                now: float, started: dict[str, bool]) -> bool:
+    """Init containers one at a time, in order: a regular one must exit 0, a sidecar must
+    have started (running, its startupProbe passed) before the next. Once the pod has
+    initialized (a regular container exists), only sidecars that exited are restarted,
+    with back-off whatever the pod's restartPolicy. True when the regular containers may
+    run."""
+    regular = {c.get("name", "") for c in (pod.get("spec") or {}).get("containers") or []}
+    initialized = any(name in regular for name in latest)
+    for ic in inits:
+        name = ic.get("name", "")
+        c = latest.get(name)
+        sidecar = is_sidecar(ic)
+        if initialized:
+            if sidecar and c is None:
+                plan.start.append((ic, True, 0))
+            elif sidecar and c.state == EXITED:
+                _restart_or_wait(plan, pod, ic, c, True, now)
+            continue
+        if c is None:
+            plan.start.append((ic, True, 0))
+            return False
+        if sidecar:
+            if c.state == RUNNING and (not ic.get("startupProbe") or started.get(name)):
+                continue
+            if c.state == EXITED:
+                _restart_or_wait(plan, pod, ic, c, True, now)
+            return False
+        if c.state in (RUNNING, CREATED):
+            return False
+        if c.state == EXITED and c.exit_code == 0:
+            continue
+        if policy == "Never":
+            plan.failed = True
+            return False
+        _restart_or_wait(plan, pod, ic, c, True, now)
+        return False
+    return True
+
+
 def pid_target(container: Obj, containers: list[ContainerState]) -> str:
     """The runtime id of the running container whose processes an ephemeral container's
     `targetContainerName` asks to see; "" for none."""
@@ -206,16 +273,19 @@ def _ts(seconds: float) -> str:
 
 
 def _container_status(container: Obj, c: ContainerState | None, previous: ContainerState | None,
-                      waiting: tuple[str, str] | None, ready_when_running: bool, started: bool = True) -> Obj:
+                      waiting: tuple[str, str] | None, ready_when_running: bool, started: bool = True,
+                      default: tuple[str, str] = ("ContainerCreating", "")) -> Obj:
     out: Obj = {"name": container.get("name", ""), "image": container.get("image", ""), "imageID": "",
                 "ready": False, "restartCount": 0, "started": False}
     if c is None:
-        reason = waiting or ("ContainerCreating", "")
+        reason = waiting or default
         out["state"] = {"waiting": {"reason": reason[0], **({"message": reason[1]} if reason[1] else {})}}
         out["lastState"] = {}
         return out
     out["restartCount"] = c.restart_count
     out["imageID"] = c.image_ref
+    # The runtime's name for the image it ran (containerd: normalized, docker.io/library/...), as the kubelet shows.
+    out["image"] = c.image or out["image"]
     out["containerID"] = f"containerd://{c.id}"
     if waiting is not None and c.state == EXITED:
         out["state"] = {"waiting": {"reason": waiting[0], "message": waiting[1]}}
@@ -259,12 +329,14 @@ def _terminated(c: ContainerState) -> Obj:
     return out
 
 
-def _condition(old: list[Obj], type_: str, status: str, now: str, reason: str = "") -> Obj:
+def _condition(old: list[Obj], type_: str, status: str, now: str, reason: str = "", message: str = "") -> Obj:
     prev = next((c for c in old if c.get("type") == type_), None)
     since = prev.get("lastTransitionTime") if prev and prev.get("status") == status else now
     cond: Obj = {"type": type_, "status": status, "lastProbeTime": None, "lastTransitionTime": since}
     if reason:
         cond["reason"] = reason
+    if message:
+        cond["message"] = message
     return cond
 
 
@@ -272,11 +344,12 @@ def pod_status(pod: Obj, sandbox: SandboxState | None, containers: list[Containe
                host_ip: str, now: float, probes: dict[str, tuple[bool, bool]] | None = None) -> Obj:
     """The status the agent reports for `pod` (phase, conditions, container statuses,
     addresses, QoS class), keeping transition times that did not change. `probes`
-    gives, per running container with probes, (ready, started) as they found."""
+    gives, per running container or sidecar with probes, (ready, started) as they found."""
     spec = pod.get("spec") or {}
     old = pod.get("status") or {}
     policy = spec.get("restartPolicy") or "Always"
     now_s = _ts(now)
+    probes = probes or {}
     by_name: dict[str, list[ContainerState]] = {}
     for c in containers:
         by_name.setdefault(c.name, []).append(c)
@@ -287,53 +360,98 @@ def pod_status(pod: Obj, sandbox: SandboxState | None, containers: list[Containe
         lst = by_name.get(name) or []
         return (lst[0] if lst else None), (lst[1] if len(lst) > 1 else None)
 
+    inits = spec.get("initContainers") or []
+    # As the kubelet: with init containers, a container not created yet is PodInitializing.
+    default_wait = ("PodInitializing", "") if inits else ("ContainerCreating", "")
+    app = [pair(ct.get("name", ""))[0] for ct in spec.get("containers") or []]
+    initialized = any(c is not None for c in app)
     init_statuses = []
-    inits_done = True
-    for ic in spec.get("initContainers") or []:
-        c, prev = pair(ic.get("name", ""))
-        st = _container_status(ic, c, prev, plan.waiting.get(ic.get("name", "")), False)
-        if c is not None and c.state == EXITED and c.exit_code == 0:
-            st["ready"] = True
+    not_initialized: list[str] = []
+    unready: list[str] = []
+    sidecar_running = False
+    for ic in inits:
+        name = ic.get("name", "")
+        c, prev = pair(name)
+        if is_sidecar(ic):
+            ready, started = probes.get(name, (True, True))
+            st = _container_status(ic, c, prev, plan.waiting.get(name), ready, started, default_wait)
+            sidecar_running = sidecar_running or (c is not None and c.state == RUNNING)
+            if not st["started"]:
+                not_initialized.append(name)
+            if not st["ready"]:
+                unready.append(name)
         else:
-            inits_done = False
+            st = _container_status(ic, c, prev, plan.waiting.get(name), False, default=default_wait)
+            if c is not None and c.state == EXITED and c.exit_code == 0:
+                st["ready"] = True
+            else:
+                not_initialized.append(name)
         init_statuses.append(st)
+    inits_done = initialized or not not_initialized
     statuses = []
     for container in spec.get("containers") or []:
-        c, prev = pair(container.get("name", ""))
-        ready, started = (probes or {}).get(container.get("name", ""), (True, True))
-        statuses.append(_container_status(container, c, prev, plan.waiting.get(container.get("name", "")),
-                                          ready, started))
+        name = container.get("name", "")
+        c, prev = pair(name)
+        ready, started = probes.get(name, (True, True))
+        st = _container_status(container, c, prev, plan.waiting.get(name), ready, started, default_wait)
+        if not st["ready"]:
+            unready.append(name)
+        statuses.append(st)
     ephemeral_statuses = [ephemeral_status(ec, pair(ec.get("name", ""))[0], plan.waiting.get(ec.get("name", "")),
                                            old.get("ephemeralContainerStatuses") or [])
                           for ec in spec.get("ephemeralContainers") or []]
-    app = [pair(ct.get("name", ""))[0] for ct in spec.get("containers") or []]
-    all_running_ready = bool(statuses) and all(s["ready"] for s in statuses)
-    if plan.failed:
+    reason = message = ""
+    if old.get("phase") in ("Succeeded", "Failed"):
+        # A finished pod stays finished, as the kubelet's status manager sees to.
+        phase, reason, message = old["phase"], old.get("reason", ""), old.get("message", "")
+    elif plan.deadline_exceeded:
+        phase, reason = "Failed", "DeadlineExceeded"
+        message = "Pod was active on the node longer than the specified deadline"
+    elif plan.failed:
         phase = "Failed"
     elif app and all(c is not None and c.state == EXITED for c in app) and policy != "Always" and not plan.start \
             and not plan.waiting:
-        phase = "Succeeded" if all(c.exit_code == 0 for c in app if c) else "Failed"
+        # The regular containers decide; the pod turns terminal once its sidecars stopped.
+        if sidecar_running:
+            phase = "Running"
+        else:
+            phase = "Succeeded" if all(c.exit_code == 0 for c in app if c) else "Failed"
     elif inits_done and any(c is not None and c.state in (RUNNING, EXITED) for c in app):
         phase = "Running"
     else:
         phase = "Pending"
     old_conds = old.get("conditions") or []
     sandbox_ready = sandbox is not None and sandbox.ready
+    done = phase in ("Succeeded", "Failed")
+    containers_ready = not unready and bool(statuses) and not done
+    if containers_ready:
+        ready_reason, ready_message = "", ""
+    elif done:
+        ready_reason, ready_message = "PodCompleted", ""
+    else:
+        ready_reason, ready_message = "ContainersNotReady", f"containers with unready status: [{' '.join(unready)}]"
     conds = [
         _condition(old_conds, "PodReadyToStartContainers", "True" if sandbox_ready else "False", now_s),
         _condition(old_conds, "Initialized", "True" if inits_done else "False", now_s,
-                   "" if inits_done else "ContainersNotInitialized"),
-        _condition(old_conds, "Ready", "True" if all_running_ready else "False", now_s,
-                   "" if all_running_ready else ("PodCompleted" if phase in ("Succeeded", "Failed")
-                                                 else "ContainersNotReady")),
-        _condition(old_conds, "ContainersReady", "True" if all_running_ready else "False", now_s,
-                   "" if all_running_ready else ("PodCompleted" if phase in ("Succeeded", "Failed")
-                                                 else "ContainersNotReady")),
+                   "" if inits_done else "ContainersNotInitialized",
+                   "" if inits_done else f"containers with incomplete status: [{' '.join(not_initialized)}]"),
     ]
+    gates = readiness_gates_message(pod, old_conds) if containers_ready else ""
+    if gates:
+        conds.append(_condition(old_conds, "Ready", "False", now_s, "ReadinessGatesNotReady", gates))
+    else:
+        conds.append(_condition(old_conds, "Ready", "True" if containers_ready else "False", now_s, ready_reason,
+                                ready_message))
+    conds.append(_condition(old_conds, "ContainersReady", "True" if containers_ready else "False", now_s,
+                            ready_reason, ready_message))
     conds += [c for c in old_conds if c.get("type") not in {x["type"] for x in conds}]
     status: Obj = {"phase": phase, "conditions": conds, "hostIP": host_ip, "hostIPs": [{"ip": host_ip}],
                    "startTime": old.get("startTime") or now_s, "containerStatuses": statuses,
                    "qosClass": qos_class(pod)}
+    if reason:
+        status["reason"] = reason
+    if message:
+        status["message"] = message
     if init_statuses:
         status["initContainerStatuses"] = init_statuses
     if ephemeral_statuses:

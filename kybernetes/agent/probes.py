@@ -1,5 +1,5 @@
 """Container probes: liveness, readiness and startup, by exec, httpGet or tcpSocket,
-with Kubernetes' timing fields. `ProbeResult` decides from consecutive outcomes; a
+with Kubernetes' timing fields, and lifecycle hook handlers run the same ways. `ProbeResult` decides from consecutive outcomes; a
 `Prober` task per (container, kind) runs one probe on its period and reports changes."""
 
 from __future__ import annotations
@@ -61,6 +61,18 @@ def resolve_port(port: Any, container: Obj) -> int:
     raise ValueError(f"port {port!r} not found in container")
 
 
+def http_get_target(g: Obj, container: Obj, pod_ip: str) -> tuple[str, dict[str, str]]:
+    """The URL and headers of an httpGet probe or hook: to the pod's IP unless `host` is set."""
+    port = resolve_port(g.get("port"), container)
+    host = g.get("host") or pod_ip
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    scheme = (g.get("scheme") or "HTTP").lower()
+    path = g.get("path") or "/"
+    headers = {h.get("name", ""): h.get("value", "") for h in g.get("httpHeaders") or []}
+    return f"{scheme}://{host}:{port}{path if path.startswith('/') else '/' + path}", headers
+
+
 ExecFn = Callable[[list[str], float], Awaitable[tuple[int, bytes, bytes]]]
 
 
@@ -76,13 +88,7 @@ async def run_probe(probe: Obj, container: Obj, pod_ip: str, exec_fn: ExecFn,
                 return True, ""
             return False, (out + err).decode(errors="replace").strip() or f"command {cmd} exited with {code}"
         if probe.get("httpGet"):
-            g = probe["httpGet"]
-            port = resolve_port(g.get("port"), container)
-            host = g.get("host") or pod_ip
-            scheme = (g.get("scheme") or "HTTP").lower()
-            path = g.get("path") or "/"
-            headers = {h.get("name", ""): h.get("value", "") for h in g.get("httpHeaders") or []}
-            url = f"{scheme}://{host}:{port}{path if path.startswith('/') else '/' + path}"
+            url, headers = http_get_target(probe["httpGet"], container, pod_ip)
             async with session.get(url, headers=headers, ssl=False, allow_redirects=False,
                                    timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
                 if 200 <= resp.status < 400:
@@ -99,6 +105,41 @@ async def run_probe(probe: Obj, container: Obj, pod_ip: str, exec_fn: ExecFn,
     except (OSError, aiohttp.ClientError, ValueError) as e:
         return False, str(e) or type(e).__name__
     return True, ""
+
+
+async def run_hook(hook: Obj, container: Obj, pod_ip: str, exec_fn: ExecFn, session: aiohttp.ClientSession,
+                   timeout: float) -> str:
+    """Run a lifecycle hook handler (exec, httpGet or sleep) once; "" when it succeeded,
+    else what failed, worded as the kubelet's hook errors. As the kubelet's, an httpGet
+    hook succeeds on any HTTP answer: only failing to get one fails it."""
+    if hook.get("exec"):
+        cmd = list(hook["exec"].get("command") or [])
+        try:
+            code, out, err = await asyncio.wait_for(exec_fn(cmd, timeout), timeout + 1)
+        except TimeoutError:
+            return f"Exec lifecycle hook ({cmd}) failed - error: command timed out after {timeout:g}s"
+        except Exception as e:  # noqa: BLE001 - the runtime's refusal is the hook's failure
+            return f"Exec lifecycle hook ({cmd}) failed - error: {e}"
+        if code != 0:
+            output = (out + err).decode(errors="replace")
+            return f"Exec lifecycle hook ({cmd}) failed - error: command exited with {code}, message: {output!r}"
+        return ""
+    if hook.get("httpGet"):
+        g = hook["httpGet"]
+        try:
+            url, headers = http_get_target(g, container, pod_ip)
+            async with session.get(url, headers=headers, ssl=False, allow_redirects=False,
+                                   timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+                await resp.read()
+            return ""
+        except TimeoutError:
+            why = f"no answer within {timeout:g}s"
+        except (OSError, aiohttp.ClientError, ValueError) as e:
+            why = str(e) or type(e).__name__
+        return f"HTTP lifecycle hook ({g.get('path') or '/'}) failed - error: {why}"
+    if hook.get("sleep"):
+        await asyncio.sleep(min(float(hook["sleep"].get("seconds") or 0), timeout))
+    return ""
 
 
 def verdicts_kept_over_restart(reported: Obj | None, container_id: str, container_started_at: float,

@@ -265,6 +265,21 @@ def pod_is_ready(pod: Obj) -> bool:
     return cond is not None and cond.get("status") == "True"
 
 
+def readiness_gates_message(pod: Obj, conditions: Iterable[Obj]) -> str:
+    """Why the pod's readiness gates keep it from Ready ("" when every gate's condition is
+    True), worded as the kubelet's ReadinessGatesNotReady message."""
+    by_type = {c.get("type"): c for c in conditions}
+    unready = []
+    for gate in (pod.get("spec") or {}).get("readinessGates") or ():
+        kind = gate.get("conditionType", "")
+        cond = by_type.get(kind)
+        if cond is None:
+            unready.append(f'corresponding condition of pod readiness gate "{kind}" does not exist.')
+        elif cond.get("status") != "True":
+            unready.append(f'the status of pod readiness gate "{kind}" is not "True", but {cond.get("status")}')
+    return ", ".join(unready)
+
+
 def pod_ready_since(pod: Obj) -> dt.datetime | None:
     """When a ready pod last became ready; None if it is not ready or the time is unknown."""
     cond = condition(pod, "Ready")

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kybernetes.api import timefmt
+from kybernetes.api.pods import readiness_gates_message
 from kybernetes.client.nodes import (  # noqa: F401 - part of this module's vocabulary
     LEASE_DURATION_SECONDS,
     LEASE_NAMESPACE,
@@ -296,10 +297,6 @@ def _ordered(conditions: list[Obj]) -> list[Obj]:
     return sorted(conditions, key=rank)
 
 
-def _readiness_gates_pass(pod: Obj, conditions: list[Obj]) -> bool:
-    by_type = {c.get("type"): c.get("status") for c in conditions}
-    gates = (pod.get("spec") or {}).get("readinessGates") or []
-    return all(by_type.get(g.get("conditionType")) == "True" for g in gates)
 
 
 def _container_id(new_id: Callable[[], str], previous: Obj | None) -> str:
@@ -322,11 +319,11 @@ def running_pod_status(pod: Obj, host_ip: str, pod_ip: str, now: str, new_id: Ca
     conditions = [dict(c) for c in old.get("conditions") or []]
     for type_ in ("PodReadyToStartContainers", "Initialized", "ContainersReady", "PodScheduled"):
         set_condition(conditions, type_, "True", now)
-    if _readiness_gates_pass(pod, conditions):
+    gates = readiness_gates_message(pod, conditions)
+    if not gates:
         set_condition(conditions, "Ready", "True", now)
     else:
-        set_condition(conditions, "Ready", "False", now, "ReadinessGatesNotReady",
-                      "corresponding condition of pod readiness gate is not true")
+        set_condition(conditions, "Ready", "False", now, "ReadinessGatesNotReady", gates)
     previous = {c.get("name"): c for c in old.get("containerStatuses") or []}
     previous_init = {c.get("name"): c for c in old.get("initContainerStatuses") or []}
     status.update({
