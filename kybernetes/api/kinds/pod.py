@@ -29,6 +29,13 @@ from kybernetes.api.kinds.base import (
 from kybernetes.api.kinds.proxying import Lookup, ProxyLocation, pod_location
 from kybernetes.api.names import dns1123_subdomain_errors
 from kybernetes.api.pods import pod_is_terminal, qos_class
+from kybernetes.api.podscheduling import (
+    apply_scheduling_gated_condition,
+    gated_node_selector_update,
+    merge_match_label_keys,
+    validate_gates_update,
+    validate_pod_scheduling,
+)
 from kybernetes.api.registry import ResourceInfo
 from kybernetes.api.tables import (
     age_column,
@@ -46,7 +53,7 @@ from kybernetes.api.tables import (
     name_column,
     name_of,
 )
-from kybernetes.api.timefmt import parse_time
+from kybernetes.api.timefmt import now_rfc3339, parse_time
 from kybernetes.api.validation import (
     _validate_container,
     as_dict,
@@ -63,7 +70,7 @@ Cells = list[Any]
 
 def _validate_pod(info: ResourceInfo, obj: Obj) -> Errors:
     spec = obj.get("spec")
-    return validate_pod_spec("spec", spec) + validate_ephemeral_containers(spec)
+    return validate_pod_spec("spec", spec) + validate_ephemeral_containers(spec) + validate_pod_scheduling(spec)
 
 
 # -- ephemeral containers ------------------------------------------------------------------
@@ -249,12 +256,19 @@ def _validate_pod_update(new: Obj, old: Obj) -> Errors:
             mutable["tolerations"] = old_spec["tolerations"]
         else:
             mutable.pop("tolerations", None)
-    old_gates, new_gates = as_list(old_spec.get("schedulingGates")), as_list(new_spec.get("schedulingGates"))
-    if all(g in old_gates for g in new_gates):
-        if "schedulingGates" in old_spec:
-            mutable["schedulingGates"] = old_spec["schedulingGates"]
+    # Gates are checked on their own (only removals); a gated pod's nodeSelector may grow.
+    errs += validate_gates_update(new_spec, old_spec)
+    if "schedulingGates" in old_spec:
+        mutable["schedulingGates"] = old_spec["schedulingGates"]
+    else:
+        mutable.pop("schedulingGates", None)
+    selector_allowed, selector_errs = gated_node_selector_update(new_spec, old_spec)
+    errs += selector_errs
+    if selector_allowed:
+        if "nodeSelector" in old_spec:
+            mutable["nodeSelector"] = old_spec["nodeSelector"]
         else:
-            mutable.pop("schedulingGates", None)
+            mutable.pop("nodeSelector", None)
     old_grace = old_spec.get("terminationGracePeriodSeconds")
     if is_int(old_grace) and old_grace < 0 and new_spec.get("terminationGracePeriodSeconds") == 1:
         mutable["terminationGracePeriodSeconds"] = old_grace
@@ -489,6 +503,8 @@ class PodBinding:
                                     f'pod {name} is already assigned to node "{assigned}"')
         if pod["metadata"].get("deletionTimestamp"):
             raise ApiError.conflict("", "pods/binding", name, f"pod {name} is being deleted, cannot be assigned")
+        if as_list(as_dict(pod.get("spec")).get("schedulingGates")):
+            raise ApiError.conflict("", "pods/binding", name, f"pod {name} has non-empty .spec.schedulingGates")
         # Copy only the maps this write changes; the rest is shared with the stored pod
         # (copying whole pods on every binding was a hot spot).
         new = dict(pod)
@@ -593,6 +609,8 @@ class PodStrategy(KindStrategy):
             status = obj.setdefault("status", {})
             status.setdefault("phase", "Pending")
             status.setdefault("qosClass", qos_class(obj))
+            apply_scheduling_gated_condition(obj, now_rfc3339())
+            merge_match_label_keys(obj)
 
     def actions(self) -> dict[str, ActionSubresource]:
         return self._actions
