@@ -145,7 +145,7 @@ _EVENTS_FIELD_LABELS = {
 
 
 _POD_SUBRESOURCES = ("status", "log", "exec", "attach", "portforward", "binding", "eviction", "ephemeralcontainers",
-                     "proxy")
+                     "proxy", "resize")
 _RS_SCALE = ScalePaths(".spec.replicas", ".status.replicas", ".status.selector")
 _RC_SCALE = ScalePaths(".spec.replicas", ".status.replicas", None, set_selector=True)
 _CREATE_ONLY = ("create",)

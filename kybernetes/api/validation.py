@@ -45,7 +45,7 @@ from kybernetes.api.registry import ResourceInfo
 from kybernetes.api.selectors import label_selector_matcher
 
 if TYPE_CHECKING:
-    from kybernetes.api.kinds.base import KindStrategy
+    from kybernetes.api.kinds.base import KindStrategy, WritePolicy
 
 Obj = dict[str, Any]
 Errors = list[FieldError]
@@ -665,13 +665,16 @@ def validate(info: ResourceInfo, obj: dict, old: dict | None) -> list[FieldError
     return validate_with(DEFAULT.for_info(info), info, obj, old)
 
 
-def validate_with(strategy: KindStrategy, info: ResourceInfo, obj: dict, old: dict | None) -> list[FieldError]:
-    """`validate` through a given strategy (a server's own, configured one)."""
+def validate_with(strategy: KindStrategy, info: ResourceInfo, obj: dict, old: dict | None,
+                  policy: WritePolicy | None = None) -> list[FieldError]:
+    """`validate` through a given strategy (a server's own, configured one); an update
+    through a subresource whose `policy` has its own update rules is judged by those."""
     errs = validate_object_meta(info, obj.get("metadata"))
     errs += strategy.validate(info, obj) if old is None else strategy.validate_changed(info, obj, old)
     if old is not None:
         errs += validate_object_meta_update(obj.get("metadata"), old.get("metadata"))
-        errs += strategy.validate_update(info, obj, old)
+        own = policy.validate_update(obj, old) if policy is not None else None
+        errs += strategy.validate_update(info, obj, old) if own is None else own
     return errs
 
 

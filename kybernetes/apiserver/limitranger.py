@@ -17,6 +17,7 @@ from kybernetes.api import limitrange
 from kybernetes.api.errors import ApiError
 from kybernetes.api.pods import qos_class
 from kybernetes.api.registry import Registry, ResourceInfo
+from kybernetes.api.resize import resources_changed
 from kybernetes.apiserver.watchcache import WatchCache
 
 Obj = dict[str, Any]
@@ -89,6 +90,9 @@ class LimitRanger:
         # Only a changed request (a resize) is judged: upstream skips subresources (a
         # claim's status), which this hook is not told about.
         if not info.group and info.plural == "persistentvolumeclaims" and _requests(new) != _requests(old):
+            self._check(info, new)
+        # A pod's resources change only through pods/resize, which upstream's LimitRanger judges.
+        elif not info.group and info.plural == "pods" and resources_changed(new, old):
             self._check(info, new)
 
 

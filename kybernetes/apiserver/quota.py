@@ -38,6 +38,7 @@ from kybernetes.api.aiotasks import cancel_and_wait
 from kybernetes.api.errors import ApiError
 from kybernetes.api.quantity import parse_quantity
 from kybernetes.api.registry import Registry, ResourceInfo
+from kybernetes.api.resize import resources_changed
 from kybernetes.apiserver.resources import ResourceService, WriteContext
 from kybernetes.apiserver.watchcache import CacheEvent, WatchCache
 
@@ -273,8 +274,9 @@ class QuotaAdmission:
         group, plural = info.group, info.plural
         if group or plural not in ("persistentvolumeclaims", "services", "pods") or not namespace:
             return
+        # Only pods/resize changes a pod's resources: charged on its new requests, as upstream.
         if plural == "pods" and ((new.get("spec") or {}).get("activeDeadlineSeconds") is None) == (
-                (old.get("spec") or {}).get("activeDeadlineSeconds") is None):
+                (old.get("spec") or {}).get("activeDeadlineSeconds") is None) and not resources_changed(new, old):
             return
         quotas = self.cache.list(QUOTA_PREFIX + namespace + "/")
         if not quotas:

@@ -356,8 +356,9 @@ class ResourceService:
     def apply_defaults(self, info: ResourceInfo, obj: dict[str, Any]) -> None:
         self.kinds.for_info(info).default(info, obj)
 
-    def validate(self, info: ResourceInfo, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
-        errors: list[FieldError] = validation.validate_with(self.kinds.for_info(info), info, obj, old)
+    def validate(self, info: ResourceInfo, obj: dict[str, Any], old: dict[str, Any] | None,
+                 policy: WritePolicy | None = None) -> None:
+        errors: list[FieldError] = validation.validate_with(self.kinds.for_info(info), info, obj, old, policy)
         if old is not None:
             errors += new_finalizer_errors(old.get("metadata") or {}, obj.get("metadata") or {})
         if errors:
@@ -600,7 +601,7 @@ class ResourceService:
         if policy.validates:
             for admit in self.update_admission:
                 admit(info, new, old_obj)
-            self.validate(info, new, old_obj)
+            self.validate(info, new, old_obj, policy)
             for check in self.write_checks:
                 check(info, new, ctx, old_obj)
         for call in self.external_validation:

@@ -100,6 +100,12 @@ class WritePolicy:
     def merge(self, old: Obj, new: Obj, managed_done: bool) -> Obj:
         return new
 
+    def validate_update(self, new: Obj, old: Obj) -> list[FieldError] | None:
+        """This write's own rules about the change, in place of the kind's
+        `validate_update` (pods/resize judges what a pod update may not change); None
+        keeps the kind's."""
+        return None
+
 
 @dataclass(frozen=True)
 class MainWrite(WritePolicy):

@@ -1,7 +1,7 @@
 """Pods: defaulting (with what the Priority and DefaultTolerationSeconds admission
 plugins add), validation (and the few fields an update may change), the Table of
-`kubectl get pods`, graceful deletion, and the pods/binding, pods/eviction and
-pods/ephemeralcontainers subresources."""
+`kubectl get pods`, graceful deletion, and the pods/binding, pods/eviction,
+pods/ephemeralcontainers and pods/resize subresources."""
 
 from __future__ import annotations
 
@@ -37,6 +37,7 @@ from kybernetes.api.podscheduling import (
     validate_pod_scheduling,
 )
 from kybernetes.api.registry import ResourceInfo
+from kybernetes.api.resize import merge_resize, validate_pod_resize
 from kybernetes.api.tables import (
     age_column,
     age_of,
@@ -196,8 +197,24 @@ class PodMainWrite(MainWrite):
         return new
 
 
+@dataclass(frozen=True)
+class ResizeWrite(WritePolicy):
+    """PUT/PATCH of pods/resize: only containers' resources and resize policies come from
+    the request, judged by ValidatePodResize instead of the pod update rules (api/resize.py)."""
+
+    def merge(self, old: Obj, new: Obj, managed_done: bool) -> Obj:
+        merged = merge_resize(old, new)
+        if managed_done:
+            merged["metadata"]["managedFields"] = new["metadata"].get("managedFields", [])
+        return merged
+
+    def validate_update(self, new: Obj, old: Obj) -> Errors | None:
+        return validate_pod_resize(new, old)
+
+
 _POD_MAIN = PodMainWrite(allocates=True, keeps_status=True)
 _EPHEMERAL_WRITE = EphemeralContainersWrite()
+_RESIZE_WRITE = ResizeWrite()
 
 
 POD_UPDATE_MSG = (
@@ -590,6 +607,8 @@ class PodStrategy(KindStrategy):
             return _POD_MAIN
         if subresource == "ephemeralcontainers":
             return _EPHEMERAL_WRITE
+        if subresource == "resize":
+            return _RESIZE_WRITE
         return super().write_policy(info, subresource)
 
     def validate_changed(self, info: ResourceInfo, new: Obj, old: Obj) -> Errors:
