@@ -178,7 +178,10 @@ class SchedulingQueue:
         else:
             self.where[key] = UNSCHEDULABLE
             self._unschedulable_since[key] = self.clock()
-            if ((pod.get("spec") or {}).get("affinity") or {}).get("podAffinity"):
+            spec = pod.get("spec") or {}
+            # A pod that wants to be near others, or spread against them, may fit once
+            # another pod lands (PodTopologySpread also registers for pod additions).
+            if (spec.get("affinity") or {}).get("podAffinity") or spec.get("topologySpreadConstraints"):
                 self._affinity_waiting.add(key)
             if volumes:
                 self._volume_waiting.add(key)
@@ -203,7 +206,8 @@ class SchedulingQueue:
 
     def move_all(self, only_pod_affinity: bool = False) -> int:
         """The cluster changed in a way that may help: unschedulable pods (with
-        `only_pod_affinity`, just those that want to be near other pods) go back to active,
+        `only_pod_affinity`, just those that want to be near other pods or spread against
+        them) go back to active,
         or to backoff while still backing off."""
         self._move_cycle = self.cycle
         pool = self._affinity_waiting if only_pod_affinity else self._unschedulable_since

@@ -337,3 +337,16 @@ def test_node_name_set_by_hand_and_gates_bypass_the_scheduler():
     assert not responsible_for(gated, "default-scheduler")
     del gated["spec"]["schedulingGates"]
     assert responsible_for(gated, "default-scheduler")
+
+
+def test_a_pod_waiting_on_its_spread_constraints_is_retried_when_a_pod_lands():
+    from kybernetes.scheduler.queue import SchedulingQueue
+
+    q = SchedulingQueue(lambda: 1000.0)
+    plain, spreading = pod("plain"), pod("spreading", topologySpreadConstraints=[spread()])
+    for p in (plain, spreading):
+        q.add(p)
+        q.unschedulable(q.pop_nowait()[0], q.cycle)
+    q.cycle += 1
+    assert q.move_all(only_pod_affinity=True) == 1
+    assert q.where["default/plain"] == "unschedulable" and q.where["default/spreading"] != "unschedulable"
