@@ -2,7 +2,7 @@
 SchedulingGated` condition and the `matchLabelKeys` selector merges a new pod gets
 (upstream's pod strategy, PrepareForCreate), validation of `schedulingGates` and
 `topologySpreadConstraints`, and what an update may change of them (gates are only
-removed; a gated pod's nodeSelector may only grow)."""
+removed; a gated pod's nodeSelector may only grow, its required node affinity only narrow)."""
 
 from __future__ import annotations
 
@@ -162,6 +162,53 @@ def validate_gates_update(new_spec: Mapping[str, Any], old_spec: Mapping[str, An
             errs.append(forbidden(f"spec.schedulingGates[{i}].name",
                                   f"only deletion is allowed, but found new scheduling gate '{name}'"))
     return errs
+
+
+def _required_terms(node_affinity: Any) -> list[Any] | None:
+    required_sel = as_dict(node_affinity).get("requiredDuringSchedulingIgnoredDuringExecution")
+    if required_sel is None:
+        return None
+    return as_list(as_dict(required_sel).get("nodeSelectorTerms"))
+
+
+def _requirement_counts(term: Any, key: str) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for req in as_list(as_dict(term).get(key)):
+        canonical = json_value(req).text
+        counts[canonical] = counts.get(canonical, 0) + 1
+    return counts
+
+
+def _only_additions(new_term: Any, old_term: Any) -> bool:
+    for key in ("matchExpressions", "matchFields"):
+        new, old = _requirement_counts(new_term, key), _requirement_counts(old_term, key)
+        if any(new.get(req, 0) < n for req, n in old.items()):
+            return False
+    return True
+
+
+def gated_node_affinity_update(new_spec: Mapping[str, Any], old_spec: Mapping[str, Any]) -> tuple[bool, Errors]:
+    """While a pod is gated its node affinity may change, but required terms only narrow:
+    none added or removed once there are some, and each keeps its requirements, gaining
+    more (validateNodeAffinityMutation). Returns (whether the update's node affinity is to
+    be taken as allowed, errors)."""
+    if not as_list(old_spec.get("schedulingGates")):
+        return False, []
+    new_aff = as_dict(new_spec.get("affinity")).get("nodeAffinity")
+    old_aff = as_dict(old_spec.get("affinity")).get("nodeAffinity")
+    if new_aff == old_aff:
+        return False, []
+    old_terms = _required_terms(old_aff)
+    if not old_terms:
+        return True, []
+    new_terms = _required_terms(new_aff) or []
+    path = "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms"
+    if len(new_terms) != len(old_terms):
+        return True, [invalid(path, json_value(new_terms),
+                              "no additions/deletions to non-empty NodeSelectorTerms list are allowed")]
+    return True, [invalid(f"{path}[{i}]", json_value(new), "only additions are allowed (no mutations or deletions)")
+                  for i, (new, old) in enumerate(zip(new_terms, old_terms, strict=True))
+                  if not _only_additions(new, old)]
 
 
 def gated_node_selector_update(new_spec: Mapping[str, Any], old_spec: Mapping[str, Any]) -> tuple[bool, Errors]:

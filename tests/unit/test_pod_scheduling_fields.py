@@ -95,6 +95,40 @@ def test_a_gated_pods_node_selector_may_only_grow():
     assert msg.startswith("spec: Forbidden: pod updates may not change fields") and "spec.nodeSelector.zone" in msg
 
 
+def _required_affinity(*terms: list) -> dict:
+    return {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+        "nodeSelectorTerms": [{"matchExpressions": list(t)} for t in terms]}}}
+
+
+def test_a_gated_pods_required_node_affinity_may_only_narrow():
+    disk = {"key": "disk", "operator": "In", "values": ["ssd"]}
+    zone = {"key": "zone", "operator": "In", "values": ["a"]}
+    path = "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms"
+    unconstrained = created(schedulingGates=[{"name": "a"}])
+    anything = copy.deepcopy(unconstrained)
+    anything["spec"]["affinity"] = _required_affinity([disk])
+    assert update_errors(unconstrained, anything) == []
+    old = created(schedulingGates=[{"name": "a"}], affinity=_required_affinity([disk]))
+    narrowed = copy.deepcopy(old)
+    narrowed["spec"]["affinity"] = _required_affinity([disk, zone])
+    assert update_errors(old, narrowed) == []
+    swapped = copy.deepcopy(old)
+    swapped["spec"]["affinity"] = _required_affinity([zone])
+    (msg,) = update_errors(old, swapped)
+    assert msg.startswith(f"{path}[0]: Invalid value: ") and msg.endswith(
+        "only additions are allowed (no mutations or deletions)")
+    more_terms = copy.deepcopy(old)
+    more_terms["spec"]["affinity"] = _required_affinity([disk], [zone])
+    (msg,) = update_errors(old, more_terms)
+    assert msg.startswith(f"{path}: Invalid value: ") and msg.endswith(
+        "no additions/deletions to non-empty NodeSelectorTerms list are allowed")
+    released = created(affinity=_required_affinity([disk]))
+    narrowed = copy.deepcopy(released)
+    narrowed["spec"]["affinity"] = _required_affinity([disk, zone])
+    (msg,) = update_errors(released, narrowed)
+    assert msg.startswith("spec: Forbidden: pod updates may not change fields")
+
+
 def test_gate_names_and_node_name_with_gates_are_validated():
     pod = created(schedulingGates=[{"name": "ok"}, {"name": "ok"}, {"name": "-bad-"}], nodeName="n1")
     msgs = errors(pod)

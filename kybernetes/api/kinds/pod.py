@@ -31,6 +31,7 @@ from kybernetes.api.names import dns1123_subdomain_errors
 from kybernetes.api.pods import pod_is_terminal, qos_class
 from kybernetes.api.podscheduling import (
     apply_scheduling_gated_condition,
+    gated_node_affinity_update,
     gated_node_selector_update,
     merge_match_label_keys,
     validate_gates_update,
@@ -286,6 +287,17 @@ def _validate_pod_update(new: Obj, old: Obj) -> Errors:
             mutable["nodeSelector"] = old_spec["nodeSelector"]
         else:
             mutable.pop("nodeSelector", None)
+    affinity_allowed, affinity_errs = gated_node_affinity_update(new_spec, old_spec)
+    errs += affinity_errs
+    if affinity_allowed:
+        affinity = mutable["affinity"] = dict(as_dict(mutable.get("affinity")))
+        old_node_affinity = as_dict(old_spec.get("affinity")).get("nodeAffinity")
+        if old_node_affinity is not None:
+            affinity["nodeAffinity"] = old_node_affinity
+        else:
+            affinity.pop("nodeAffinity", None)
+        if not affinity and "affinity" not in old_spec:
+            del mutable["affinity"]
     old_grace = old_spec.get("terminationGracePeriodSeconds")
     if is_int(old_grace) and old_grace < 0 and new_spec.get("terminationGracePeriodSeconds") == 1:
         mutable["terminationGracePeriodSeconds"] = old_grace
