@@ -23,7 +23,7 @@ from typing import Any
 
 import aiohttp
 
-from kybernetes.agent import logs, podspec, podsync, runtime
+from kybernetes.agent import etchosts, logs, podspec, podsync, runtime
 from kybernetes.agent.containerd import SANDBOX_IMAGE
 from kybernetes.agent.cri import runtime_pb2 as pb
 from kybernetes.agent.cri.client import CriError
@@ -126,6 +126,8 @@ class Agent:
         self.logs_root = os.path.join(options.data_dir, "pods-logs")
         self.factory = InformerFactory(client)
         self.pods = self.factory.informer(PODS, field_selector=f"spec.nodeName={self.name}")
+        # Service links for the pods' environments (shared with the proxy's informer).
+        self.services = self.factory.informer(SERVICES)
         self.queue = WorkQueue("agent-pods")
         self.pods.add_handler(on_add=self._enqueue, on_update=lambda _o, n: self._enqueue(n),
                               on_delete=self._enqueue)
@@ -135,7 +137,6 @@ class Agent:
         self._uid_to_key: dict[str, str] = {}
         self._seen: dict[str, frozenset[tuple[str, int]]] = {}
         self._pulled: set[str] = set()
-        self._api_env: tuple[float, list[tuple[str, str]]] | None = None
         self._pull_failures: dict[str, tuple[int, float]] = {}  # image -> (failures, retry not before)
         self.probers: dict[tuple[str, str], Prober] = {}  # (container id, kind)
         self._prober_pod: dict[tuple[str, str], str] = {}  # (container id, kind) -> pod key
@@ -362,6 +363,7 @@ class Agent:
             # Every sync refreshes projected files (a changed ConfigMap or Secret shows
             # in running containers); unchanged volumes are left as they are.
             volume_paths = await self.volumes.setup(pod)
+            hosts_file = await asyncio.to_thread(self._hosts_file, pod, sandbox)
         except VolumeError as e:
             self._event(pod, "", "Warning", "FailedMount", str(e))
             for container, _init, _restarts in plan.start:
@@ -374,9 +376,11 @@ class Agent:
             name = container.get("name", "")
             try:
                 await self._ensure_image(pod, name, container.get("image", ""), container.get("imagePullPolicy") or "")
-                env = await self._env(pod, container)
+                env = await self._env(pod, container, sandbox)
                 mounts = [(m.container_path, m.host_path, m.readonly)
                           for m in container_mounts(container, volume_paths, readonly_volumes(pod), dict(env))]
+                if hosts_file and not etchosts.mounts_own_hosts(container):
+                    mounts.append((etchosts.HOSTS_PATH, hosts_file, False))
             except (podspec.EnvError, VolumeError) as e:
                 self._event(pod, name, "Warning", "Failed", f"Error: {e}")
                 plan.waiting[name] = ("CreateContainerConfigError", str(e))
@@ -472,7 +476,32 @@ class Agent:
                 return pb.AuthConfig(username=user, password=password, server_address=f"https://{server}")
         return None
 
-    async def _env(self, pod: Obj, container: Obj) -> list[tuple[str, str]]:
+    def _pod_ips(self, pod: Obj, sandbox: podsync.SandboxState | None) -> list[str]:
+        if (pod.get("spec") or {}).get("hostNetwork"):
+            return [self.host.internal_ip]
+        if sandbox is None or not sandbox.ip:
+            return []
+        return [sandbox.ip] + [ip for ip in sandbox.ips if ip != sandbox.ip]
+
+    def _hosts_file(self, pod: Obj, sandbox: podsync.SandboxState | None) -> str:
+        """The pod's managed /etc/hosts (written once its IPs are known), or "" before."""
+        ips = self._pod_ips(pod, sandbox)
+        if not ips:
+            return ""
+        node_hosts = ""
+        if (pod.get("spec") or {}).get("hostNetwork"):
+            try:
+                with open(etchosts.HOSTS_PATH) as f:
+                    node_hosts = f.read()
+            except OSError:
+                node_hosts = ""
+        content = etchosts.hosts_content(pod, ips, self.options.cluster_domain, node_hosts)
+        return etchosts.write_hosts_file(self.volumes.pod_dir(pod["metadata"].get("uid", "")), content)
+
+    async def _env(self, pod: Obj, container: Obj,
+                   sandbox: podsync.SandboxState | None = None) -> list[tuple[str, str]]:
+        """The container's environment, built after its sandbox is up as the kubelet does,
+        so status.podIP(s) read the sandbox's IPs."""
         ns = pod["metadata"].get("namespace", "")
         found: dict[str, dict[str, Obj]] = {"ConfigMap": {}, "Secret": {}}
         refs = [(v.get("valueFrom") or {}) for v in container.get("env") or []] + list(container.get("envFrom") or [])
@@ -484,23 +513,18 @@ class Agent:
                     obj = await self._fetch_source(kind, ns, name)
                     if obj is not None:
                         found[kind][name] = obj
-        cms, secrets = found["ConfigMap"], found["Secret"]
         _, allocatable = node_resources(self.host)
-        env = podspec.container_env(pod, container, cms, secrets, allocatable)
-        return podspec.with_service_env(await self._api_service_env(), env)
-
-    async def _api_service_env(self) -> list[tuple[str, str]]:
-        """KUBERNETES_SERVICE_HOST and the rest, from the `kubernetes` Service (every pod
-        gets them, as from the kubelet: in-cluster clients find the API by them)."""
-        now = time.monotonic()
-        if self._api_env is not None and now - self._api_env[0] < 30.0:
-            return self._api_env[1]
-        try:
-            svc = await self.client.get(SERVICES, "default", "kubernetes")
-        except ApiError:
-            return self._api_env[1] if self._api_env is not None else []
-        self._api_env = (now, podspec.service_env(svc))
-        return self._api_env[1]
+        spec = pod.get("spec") or {}
+        links = podspec.service_link_env(self.services.list(), ns, spec.get("enableServiceLinks") is not False)
+        view = podspec.with_runtime_ips(pod, self._pod_ips(pod, sandbox), [self.host.internal_ip])
+        skipped: list[tuple[str, str, list[str]]] = []
+        env = podspec.container_env(view, container, found["ConfigMap"], found["Secret"], allocatable, links,
+                                    skipped)
+        for kind, name, keys in skipped:
+            self._event(pod, container.get("name", ""), "Warning", "InvalidEnvironmentVariableNames",
+                        f"Keys [{', '.join(keys)}] from the EnvFrom {kind.lower()} {ns}/{name} were skipped "
+                        "since they are considered invalid environment variable names.")
+        return env
 
     async def _request_token(self, pod: Obj, audience: str, seconds: int) -> tuple[str, float]:
         """A token of the pod's ServiceAccount bound to the pod (TokenRequest), for a

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
@@ -198,36 +199,78 @@ def supplemental_groups(pod_security_context: Obj) -> list[int]:
 # -- environment -----------------------------------------------------------------------------
 
 _VAR_REF = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)|\$\$")
+# The Service Kubernetes' clients find the API server by: its variables reach every pod.
+MASTER_SERVICE = ("default", "kubernetes")
+# Where an unset limit reads as the node's allocatable (the kubelet's downward API default).
+_ALLOCATABLE_DEFAULTED = ("cpu", "memory", "ephemeral-storage")
+# A projected `metadata.labels` file quotes values as Go's %q does.
+_GO_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def is_env_var_name(name: str) -> bool:
+    """Kubernetes' relaxed environment variable names (GA since 1.34): any printable
+    ASCII character but '=', so `data-1`, `a.b` and `1st` pass."""
+    return bool(name) and all(32 <= ord(ch) < 127 and ch != "=" for ch in name)
+
+
+def _env_word(name: str) -> str:
+    return name.upper().replace("-", "_")
+
+
+def _host_port(ip: str, port: Any) -> str:
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
 def service_env(service: Obj) -> list[tuple[str, str]]:
     """The Docker-links style variables the kubelet gives containers for a Service with a
-    cluster IP (KUBERNETES_SERVICE_HOST, KUBERNETES_PORT_443_TCP, ...): how in-cluster
-    clients find the API server."""
+    cluster IP (KUBERNETES_SERVICE_HOST, KUBERNETES_PORT_443_TCP, ...), in upstream's order."""
     spec = service.get("spec") or {}
     ip = spec.get("clusterIP") or ""
     ports = [p for p in spec.get("ports") or [] if isinstance(p, dict) and p.get("port")]
     if not ip or ip == "None" or not ports:
         return []
-    name = str((service.get("metadata") or {}).get("name", "")).upper().replace("-", "_")
-    first = ports[0]
-    out = [(f"{name}_SERVICE_HOST", ip), (f"{name}_SERVICE_PORT", str(first["port"]))]
+    name = _env_word(str((service.get("metadata") or {}).get("name", "")))
+    out = [(f"{name}_SERVICE_HOST", ip), (f"{name}_SERVICE_PORT", str(ports[0]["port"]))]
     for port in ports:
         if port.get("name"):
-            out.append((f"{name}_SERVICE_PORT_{str(port['name']).upper().replace('-', '_')}", str(port["port"])))
-    out.append((f"{name}_PORT", f"{str(first.get('protocol') or 'TCP').lower()}://{ip}:{first['port']}"))
-    for port in ports:
+            out.append((f"{name}_SERVICE_PORT_{_env_word(str(port['name']))}", str(port["port"])))
+    for i, port in enumerate(ports):
         proto = str(port.get("protocol") or "TCP")
+        url = f"{proto.lower()}://{_host_port(ip, port['port'])}"
+        if i == 0:
+            out.append((f"{name}_PORT", url))  # Docker special-cases the first port
         prefix = f"{name}_PORT_{port['port']}_{proto.upper()}"
-        out += [(prefix, f"{proto.lower()}://{ip}:{port['port']}"), (f"{prefix}_PROTO", proto.lower()),
-                (f"{prefix}_PORT", str(port["port"])), (f"{prefix}_ADDR", ip)]
+        out += [(prefix, url), (f"{prefix}_PROTO", proto.lower()), (f"{prefix}_PORT", str(port["port"])),
+                (f"{prefix}_ADDR", ip)]
     return out
 
 
+def service_link_env(services: Iterable[Obj], namespace: str, enable_links: bool = True) -> list[tuple[str, str]]:
+    """The service variables of a pod in `namespace`: those of the `kubernetes` Service of
+    `default` always, and with `enableServiceLinks` those of every Service of the pod's
+    namespace that has a cluster IP (a namespace's own `kubernetes` wins over the API's)."""
+    chosen: dict[str, Obj] = {}
+    for svc in services:
+        meta = svc.get("metadata") or {}
+        ip = (svc.get("spec") or {}).get("clusterIP") or ""
+        if not ip or ip == "None":
+            continue
+        name = str(meta.get("name", ""))
+        if (meta.get("namespace"), name) == MASTER_SERVICE:
+            chosen.setdefault(name, svc)
+        elif meta.get("namespace") == namespace and enable_links:
+            chosen[name] = svc
+    out: dict[str, str] = {}
+    for name in sorted(chosen):
+        out.update(service_env(chosen[name]))
+    return list(out.items())
+
+
 def with_service_env(service_vars: list[tuple[str, str]], env: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """Service variables first, each unless the container sets the name itself."""
+    """The container's own variables, then the service variables it does not set itself
+    (upstream's order)."""
     own = {k for k, _ in env}
-    return [(k, v) for k, v in service_vars if k not in own] + env
+    return env + [(k, v) for k, v in service_vars if k not in own]
 
 
 def expand(text: str, env: dict[str, str]) -> str:
@@ -239,6 +282,17 @@ def expand(text: str, env: dict[str, str]) -> str:
         name = m.group(1)
         return env[name] if name in env else m.group(0)
     return _VAR_REF.sub(sub, text)
+
+
+def with_runtime_ips(pod: Obj, pod_ips: list[str], host_ips: list[str]) -> Obj:
+    """`pod` with the IPs its sandbox got and the node's, as the downward API reads them:
+    a pod's first sync builds the environment before its status says its IP."""
+    status = dict(pod.get("status") or {})
+    if pod_ips:
+        status["podIP"], status["podIPs"] = pod_ips[0], [{"ip": ip} for ip in pod_ips]
+    if host_ips:
+        status["hostIP"], status["hostIPs"] = host_ips[0], [{"ip": ip} for ip in host_ips]
+    return {**pod, "status": status}
 
 
 def field_ref_value(pod: Obj, path: str) -> str:
@@ -260,26 +314,46 @@ def field_ref_value(pod: Obj, path: str) -> str:
     return str(simple[path] or "")
 
 
+def format_map(values: dict[str, str]) -> str:
+    """A downward API file of all labels or annotations: `key="value"` lines, sorted, the
+    value quoted as Go's %q does."""
+    def quote(v: str) -> str:
+        return '"' + "".join(_GO_ESCAPES.get(ch, ch) for ch in str(v)) + '"'
+    return "\n".join(f"{k}={quote(values[k])}" for k in sorted(values))
+
+
 def resource_ref_value(container: Obj, ref: Obj, node_allocatable: dict[str, str]) -> str:
+    """A resourceFieldRef as the kubelet renders it: the quantity divided by the divisor
+    (default 1) rounded up, CPU counted in millicores first; an unset limit of CPU, memory
+    or ephemeral storage reads as the node's allocatable."""
     resource = ref.get("resource") or ""
     kind, _, name = resource.partition(".")
+    if kind not in ("limits", "requests") or not (name in _ALLOCATABLE_DEFAULTED or name.startswith("hugepages-")):
+        raise EnvError(f"unsupported container resource : {resource}")
     value = ((container.get("resources") or {}).get(kind) or {}).get(name)
-    if value is None and kind == "limits":
-        value = node_allocatable.get(name)  # an unset limit reads as the node's allocatable
-    if value is None:
-        value = "0"
-    q = parse_quantity(value) or Decimal(0)
+    if value is None and kind == "limits" and name in _ALLOCATABLE_DEFAULTED:
+        value = node_allocatable.get(name)
+    q = parse_quantity(value if value is not None else "0") or Decimal(0)
     divisor = parse_quantity(ref.get("divisor") or "1") or Decimal(1)
-    return str(int((q / divisor).to_integral_value(rounding=ROUND_CEILING)))
+    if name == "cpu":
+        q, divisor = ((x * 1000).to_integral_value(rounding=ROUND_CEILING) for x in (q, divisor))
+    else:
+        q, divisor = (x.to_integral_value(rounding=ROUND_CEILING) for x in (q, divisor))
+    return str(int((q / (divisor or Decimal(1))).to_integral_value(rounding=ROUND_CEILING)))
 
 
 def container_env(pod: Obj, container: Obj, config_maps: dict[str, Obj], secrets: dict[str, Obj],
-                  node_allocatable: dict[str, str] | None = None) -> list[tuple[str, str]]:
-    """The container's environment in Kubernetes' order: envFrom sources, then env (later
-    names override earlier ones), with $(VAR) expanded against what came before.
-    `config_maps` and `secrets` hold the pod namespace's objects by name; secret data
-    is base64 as in the API."""
+                  node_allocatable: dict[str, str] | None = None,
+                  service_vars: list[tuple[str, str]] | None = None,
+                  skipped: list[tuple[str, str, list[str]]] | None = None) -> list[tuple[str, str]]:
+    """The container's environment as the kubelet builds it: envFrom sources, then env
+    (later names override earlier ones) with $(VAR) expanded against what came before and
+    the service variables, then the service variables the container does not set.
+    `config_maps` and `secrets` hold the pod namespace's objects by name (secret data
+    base64 as in the API). envFrom keys that are no valid variable name are left out and
+    reported in `skipped` as (kind, object name, keys)."""
     out: dict[str, str] = {}
+    services = dict(service_vars or [])
 
     def source(kind: str, name: str, optional: bool) -> Obj | None:
         obj = (config_maps if kind == "ConfigMap" else secrets).get(name)
@@ -298,18 +372,30 @@ def container_env(pod: Obj, container: Obj, config_maps: dict[str, Obj], secrets
             ref = item.get(key)
             if ref:
                 obj = source(kind, ref.get("name", ""), bool(ref.get("optional")))
+                invalid = []
                 for k, v in data_of(kind, obj or {}).items():
-                    out[prefix + k] = v
+                    if is_env_var_name(prefix + k):
+                        out[prefix + k] = v
+                    else:
+                        invalid.append(prefix + k)
+                if invalid and skipped is not None:
+                    skipped.append((kind, ref.get("name", ""), sorted(invalid)))
+    containers = {c.get("name"): c for key in ("initContainers", "containers", "ephemeralContainers")
+                  for c in (pod.get("spec") or {}).get(key) or []}
     for var in container.get("env") or ():
         name = var.get("name", "")
         if "value" in var or not var.get("valueFrom"):
-            out[name] = expand(str(var.get("value") or ""), out)
+            out[name] = expand(str(var.get("value") or ""), {**services, **out})
             continue
         frm = var["valueFrom"]
         if frm.get("fieldRef"):
             out[name] = field_ref_value(pod, frm["fieldRef"].get("fieldPath", ""))
         elif frm.get("resourceFieldRef"):
-            out[name] = resource_ref_value(container, frm["resourceFieldRef"], node_allocatable or {})
+            ref = frm["resourceFieldRef"]
+            target = containers.get(ref.get("containerName")) if ref.get("containerName") else container
+            if target is None:
+                raise EnvError(f"container {ref.get('containerName')} not found")
+            out[name] = resource_ref_value(target, ref, node_allocatable or {})
         else:
             for kind, key in (("ConfigMap", "configMapKeyRef"), ("Secret", "secretKeyRef")):
                 ref = frm.get(key)
@@ -323,7 +409,7 @@ def container_env(pod: Obj, container: Obj, config_maps: dict[str, Obj], secrets
                 elif not optional:
                     raise EnvError(f"couldn't find key {ref.get('key')} in {kind} "
                                    f"{(pod.get('metadata') or {}).get('namespace')}/{ref.get('name')}")
-    return list(out.items())
+    return with_service_env(list(service_vars or []), list(out.items()))
 
 
 # -- resources and security --------------------------------------------------------------------

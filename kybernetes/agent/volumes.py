@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from kybernetes.agent.podspec import EnvError, expand, field_ref_value, resource_ref_value
+from kybernetes.agent.podspec import EnvError, expand, field_ref_value, format_map, resource_ref_value
 from kybernetes.api.localpath import volume_path
 from kybernetes.api.quantity import parse_quantity
 from kybernetes.api.storage import claim_is_bound, volume_mode
@@ -79,7 +79,8 @@ def object_files(kind: str, name: str, obj: Obj | None, source: Obj, default_mod
 def downward_files(pod: Obj, items: list[Obj], default_mode: int,
                    node_allocatable: dict[str, str]) -> dict[str, tuple[bytes, int]]:
     out = {}
-    containers = {c.get("name"): c for c in (pod.get("spec") or {}).get("containers") or []}
+    spec = pod.get("spec") or {}
+    containers = {c.get("name"): c for key in ("containers", "initContainers") for c in spec.get(key) or []}
     for item in items:
         path = item.get("path", "")
         mode = item.get("mode", default_mode)
@@ -87,12 +88,12 @@ def downward_files(pod: Obj, items: list[Obj], default_mode: int,
             if item.get("fieldRef"):
                 field_path = item["fieldRef"].get("fieldPath", "")
                 if field_path in ("metadata.labels", "metadata.annotations"):
-                    values = ((pod.get("metadata") or {}).get(field_path.split(".")[1]) or {})
-                    text = "".join(f'{k}="{v}"\n' for k, v in sorted(values.items())).rstrip("\n")
+                    text = format_map((pod.get("metadata") or {}).get(field_path.split(".")[1]) or {})
                 else:
                     text = field_ref_value(pod, field_path)
             elif item.get("resourceFieldRef"):
                 ref = item["resourceFieldRef"]
+                # Validation asks for containerName; a pod stored without one reads its first container.
                 container = containers.get(ref.get("containerName")) or next(iter(containers.values()), {})
                 text = resource_ref_value(container, ref, node_allocatable)
             else:

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import jsonschema_rs
 import orjson
 
-from kybernetes.api import schemas
+from kybernetes.api import downward, schemas
 from kybernetes.api.errors import FieldError, duplicate, forbidden, invalid, not_supported, required
 from kybernetes.api.names import (
     dns1035_label_errors,
@@ -468,6 +468,9 @@ def _validate_container(path: str, c: Obj, volumes: set[str]) -> Errors:
             errs += [invalid(f"{p}.name", ename, m) for m in _env_name_errors(str(ename))]
         if env.get("valueFrom") is not None and env.get("value"):
             errs.append(invalid(f"{p}.valueFrom", "", "may not be specified when `value` is not empty"))
+        errs += downward.env_errors(p, env)
+    for i, env_from in enumerate(as_list(c.get("envFrom"))):
+        errs += downward.env_from_errors(f"{path}.envFrom[{i}]", env_from)
     errs += _validate_resources(f"{path}.resources", c.get("resources"))
     mount_paths: set[str] = set()
     for p, mount in objects_at(f"{path}.volumeMounts", c.get("volumeMounts")):
@@ -499,6 +502,7 @@ def _validate_volumes(path: str, volumes: Any) -> tuple[set[str], Errors]:
             if seen_before(names, name):
                 errs.append(duplicate(f"{p}.name", name))
         sources = [k for k in vol if k != "name" and vol[k] is not None]
+        errs += downward.volume_errors(p, vol)
         if not sources:
             errs.append(required(p, "must specify a volume type"))
         elif len(sources) > 1:
