@@ -1,26 +1,23 @@
 """The API server's rules for a pod's scheduling fields: the `PodScheduled=False /
 SchedulingGated` condition and the `matchLabelKeys` selector merges a new pod gets
-(upstream's pod strategy, PrepareForCreate), validation of `schedulingGates` and
-`topologySpreadConstraints`, and what an update may change of them (gates are only
-removed; a gated pod's nodeSelector may only grow, its required node affinity only narrow)."""
+(upstream's pod strategy, PrepareForCreate), and what an update may change of the
+scheduling fields (gates are only removed; a gated pod's nodeSelector may only grow, its
+required node affinity only narrow). The fields themselves are validated in
+`schedulingspec`, with every pod spec."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-from kybernetes.api.errors import FieldError, duplicate, forbidden, invalid, not_supported, required
-from kybernetes.api.names import qualified_name_errors
-from kybernetes.api.validation import as_dict, as_list, is_int, json_value, validate_label_selector
+from kybernetes.api.errors import FieldError, forbidden, invalid
+from kybernetes.api.validation import as_dict, as_list, json_value
 
 Obj = dict[str, Any]
 Errors = list[FieldError]
 
 GATED_REASON = "SchedulingGated"
 GATED_MESSAGE = "Scheduling is blocked due to non-empty scheduling gates"
-_NOT_POSITIVE = "must be greater than zero"
-_WHEN_UNSATISFIABLE = ["DoNotSchedule", "ScheduleAnyway"]
-_INCLUSION_POLICIES = ["Honor", "Ignore"]
 
 
 # -- on create ------------------------------------------------------------------------------
@@ -79,77 +76,14 @@ def merge_match_label_keys(pod: Obj) -> None:
 
 # -- validation -----------------------------------------------------------------------------
 
-def validate_scheduling_gates(path: str, gates: Any) -> Errors:
-    errs: Errors = []
-    seen: set[str] = set()
-    for i, gate in enumerate(as_list(gates)):
-        name = as_dict(gate).get("name")
-        p = f"{path}[{i}]"
-        if not isinstance(name, str) or not name:
-            errs.append(required(f"{p}.name"))
-            continue
-        errs += [invalid(p, name, m) for m in qualified_name_errors(name)]
-        if name in seen:
-            errs.append(duplicate(p, name))
-        seen.add(name)
-    return errs
-
-
-def _label_name_errors(path: str, keys: Any) -> Errors:
-    errs: Errors = []
-    for i, key in enumerate(as_list(keys)):
-        if isinstance(key, str):
-            errs += [invalid(f"{path}[{i}]", key, m) for m in qualified_name_errors(key)]
-    return errs
-
-
-def validate_topology_spread_constraints(path: str, constraints: Any) -> Errors:
-    """Upstream's validateTopologySpreadConstraints, in its order and words."""
-    items = [c if isinstance(c, dict) else {} for c in as_list(constraints)]
-    errs: Errors = []
-    for i, c in enumerate(items):
-        p = f"{path}[{i}]"
-        skew = c.get("maxSkew")
-        if not is_int(skew) or skew <= 0:
-            errs.append(invalid(f"{p}.maxSkew", skew if skew is not None else 0, _NOT_POSITIVE))
-        if not c.get("topologyKey"):
-            errs.append(required(f"{p}.topologyKey", "can not be empty"))
-        when = c.get("whenUnsatisfiable")
-        if when not in _WHEN_UNSATISFIABLE:
-            errs.append(not_supported(f"{p}.whenUnsatisfiable", when or "", _WHEN_UNSATISFIABLE))
-        for later in items[i + 1:]:
-            if later.get("topologyKey") == c.get("topologyKey") and later.get("whenUnsatisfiable") == when:
-                errs.append(duplicate(f"{p}.{{topologyKey, whenUnsatisfiable}}",
-                                      f"{{{c.get('topologyKey') or ''}, {when or ''}}}"))
-                break
-        domains = c.get("minDomains")
-        if domains is not None:
-            if not is_int(domains) or domains <= 0:
-                errs.append(invalid(f"{p}.minDomains", domains, _NOT_POSITIVE))
-            if when != "DoNotSchedule":
-                errs.append(invalid(f"{p}.minDomains", domains,
-                                    f"can only use minDomains if whenUnsatisfiable=DoNotSchedule, not {when or ''}"))
-        for key in ("nodeAffinityPolicy", "nodeTaintsPolicy"):
-            policy = c.get(key)
-            if policy is not None and policy not in _INCLUSION_POLICIES:
-                errs.append(not_supported(f"{p}.{key}", policy, _INCLUSION_POLICIES))
-        if as_list(c.get("matchLabelKeys")):
-            if c.get("labelSelector") is None:
-                errs.append(forbidden(f"{p}.matchLabelKeys", "must not be specified when labelSelector is not set"))
-            errs += _label_name_errors(f"{p}.matchLabelKeys", c.get("matchLabelKeys"))
-        errs += validate_label_selector(f"{p}.labelSelector", c.get("labelSelector"))
-    return errs
-
-
 def validate_pod_scheduling(spec: Any) -> Errors:
-    """The scheduling fields of a pod's spec on create."""
+    """What a Pod, unlike a pod template, may not combine: a node given by hand and gates
+    (the gates and spread constraints themselves are checked with every pod spec, in
+    `schedulingspec`)."""
     spec = as_dict(spec)
-    errs = validate_scheduling_gates("spec.schedulingGates", spec.get("schedulingGates"))
-    errs += validate_topology_spread_constraints("spec.topologySpreadConstraints",
-                                                 spec.get("topologySpreadConstraints"))
     if spec.get("nodeName") and as_list(spec.get("schedulingGates")):
-        errs.append(forbidden("spec.nodeName", "cannot be set until all schedulingGates have been cleared"))
-    return errs
+        return [forbidden("spec.nodeName", "cannot be set until all schedulingGates have been cleared")]
+    return []
 
 
 def validate_gates_update(new_spec: Mapping[str, Any], old_spec: Mapping[str, Any]) -> Errors:

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import jsonschema_rs
 import orjson
 
-from kybernetes.api import downward, schemas
+from kybernetes.api import downward, schedulingspec, schemas
 from kybernetes.api.errors import FieldError, duplicate, forbidden, invalid, not_supported, required
 from kybernetes.api.names import (
     dns1035_label_errors,
@@ -598,6 +598,7 @@ def validate_pod_spec(path: str, spec: Any, rule: RestartRule = POD_RESTART,
         errs += name_errors(dns1123_subdomain_errors, f"{path}.serviceAccountName", spec["serviceAccountName"])
     if spec.get("nodeName"):
         errs += name_errors(dns1123_subdomain_errors, f"{path}.nodeName", spec["nodeName"])
+    errs += schedulingspec.validate_spec_scheduling(path, spec, validate_label_selector)
     errs += non_negative(f"{path}.terminationGracePeriodSeconds", spec.get("terminationGracePeriodSeconds")
                           if is_int(spec.get("terminationGracePeriodSeconds")) else None)
     return errs

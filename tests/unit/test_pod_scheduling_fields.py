@@ -384,3 +384,24 @@ def test_a_pod_waiting_on_its_spread_constraints_is_retried_when_a_pod_lands():
     q.cycle += 1
     assert q.move_all(only_pod_affinity=True) == 1
     assert q.where["default/plain"] == "unschedulable" and q.where["default/spreading"] != "unschedulable"
+
+
+def test_a_pod_templates_scheduling_fields_are_validated_too():
+    from kybernetes.api.kinds import new_strategies
+
+    info = Registry().get("apps", "v1", "deployments")
+    template_spec = {"containers": [{"name": "c", "image": "busybox"}], "schedulingGates": [{"name": "a"}],
+                     "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": ZONE,
+                                                    "whenUnsatisfiable": "DoNotSchedule",
+                                                    "labelSelector": {"matchLabels": {"app": "w"}}}]}
+    deployment = {"metadata": {"name": "d", "namespace": "default"},
+                  "spec": {"selector": {"matchLabels": {"app": "w"}},
+                           "template": {"metadata": {"labels": {"app": "w"}}, "spec": template_spec}}}
+    strategy = new_strategies().for_info(info)
+    strategy.default(info, deployment)
+    assert strategy.validate(info, deployment) == []
+    template_spec["topologySpreadConstraints"][0]["maxSkew"] = 0
+    template_spec["schedulingGates"].append({"name": "a"})
+    assert [f"{e.field}: {e.message()}" for e in strategy.validate(info, deployment)] == [
+        'spec.template.spec.schedulingGates[1]: Duplicate value: "a"',
+        "spec.template.spec.topologySpreadConstraints[0].maxSkew: Invalid value: 0: must be greater than zero"]
