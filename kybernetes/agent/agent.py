@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -24,6 +25,7 @@ from typing import Any
 import aiohttp
 
 from kybernetes.agent import etchosts, logs, podspec, podsync, runtime
+from kybernetes.agent import resize as node_resize
 from kybernetes.agent.containerd import SANDBOX_IMAGE
 from kybernetes.agent.cri import runtime_pb2 as pb
 from kybernetes.agent.cri.client import CriError
@@ -142,6 +144,12 @@ class Agent:
         self._prober_pod: dict[tuple[str, str], str] = {}  # (container id, kind) -> pod key
         self.probe_verdicts: dict[str, dict[str, bool]] = {}  # container id -> kind -> verdict
         self.started_at = time.time()
+        # In-place resize: what the node allocated to each pod (by uid), checkpointed in the
+        # data dir as the kubelet's allocation manager does, and what it says of pending resizes.
+        self.allocations: dict[str, node_resize.Allocation] = {}
+        self._allocation_dir = os.path.join(options.data_dir, "pod-resources")
+        self._resize_pending: dict[str, tuple[str, str]] = {}
+        self._resize_error: dict[str, str] = {}
         self._probe_session: aiohttp.ClientSession | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self.volumes = VolumeManager(os.path.join(options.data_dir, "pods"), self._fetch_source,
@@ -320,6 +328,8 @@ class Agent:
         for sid in stale:
             await self._remove_sandbox(sid)
         plan = podsync.plan_pod(pod, sandbox, containers, time.time())
+        if not plan.kill_pod:
+            await self._resize(pod, containers, plan)
         if plan.kill_pod:
             self._stop_probers(key)
             await self._kill_pod(pod, sandbox, containers)
@@ -337,6 +347,98 @@ class Agent:
         await self._report(pod, sandbox, containers, plan)
         if plan.requeue_after is not None:
             self.queue.add_after(key, plan.requeue_after)
+
+    # -- in-place resize ------------------------------------------------------------------------------
+
+    def _load_allocation(self, uid: str) -> node_resize.Allocation | None:
+        try:
+            with open(os.path.join(self._allocation_dir, uid + ".json")) as f:
+                return node_resize.Allocation.loads(f.read())
+        except (OSError, ValueError, KeyError, IndexError, TypeError):
+            return None
+
+    def _save_allocation(self, uid: str, text: str) -> None:
+        os.makedirs(self._allocation_dir, exist_ok=True)
+        path = os.path.join(self._allocation_dir, uid + ".json")
+        with open(path + ".tmp", "w") as f:
+            f.write(text)
+        os.replace(path + ".tmp", path)
+
+    async def _forget_allocation(self, uid: str) -> None:
+        self.allocations.pop(uid, None)
+        self._resize_pending.pop(uid, None)
+        self._resize_error.pop(uid, None)
+        with contextlib.suppress(OSError):
+            await asyncio.to_thread(os.remove, os.path.join(self._allocation_dir, uid + ".json"))
+
+    def _others_requests(self, uid: str) -> dict[str, int]:
+        """cpu and memory the node's other running pods hold (their allocations where known)."""
+        total = {n: 0 for n in node_resize.RESIZABLE}
+        for other in self.pods.list():
+            other_uid = other["metadata"].get("uid", "")
+            if other_uid == uid or (other.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+                continue
+            held = self.allocations.get(other_uid)
+            for n, v in node_resize.pod_requests(other, held.resources if held else {}).items():
+                total[n] += v
+        return total
+
+    async def _resize(self, pod: Obj, containers: list[podsync.ContainerState], plan: podsync.Plan) -> None:
+        """In-place resize (decisions in agent/resize.py): admit the pod's new resources if
+        the node has room, then give each running container its allocation through CRI
+        UpdateContainerResources, or restart it where its resizePolicy says so."""
+        uid = pod["metadata"].get("uid", "")
+        allocation = self.allocations.get(uid)
+        changed = False
+        if allocation is None:
+            allocation = await asyncio.to_thread(self._load_allocation, uid)
+            if allocation is None:
+                allocation, changed = node_resize.Allocation(node_resize.desired(pod)), True
+            self.allocations[uid] = allocation
+        latest = podsync.latest_by_name(containers)
+        running = [(c.name, c.id) for c in latest.values() if c.state == podsync.RUNNING and not c.ephemeral]
+        # A container seen running for the first time was started from the allocation.
+        for name, cid in running:
+            res = allocation.resources.get(name)
+            if res is not None and cid not in allocation.applied:
+                allocation.applied[cid], changed = node_resize.linux_of(res), True
+        live = {c.id for c in containers}
+        for cid in [k for k in allocation.applied if k not in live]:
+            del allocation.applied[cid]
+            changed = True
+        decision = node_resize.admit(pod, allocation, node_resources(self.host)[1], self._others_requests(uid))
+        if decision.allocate is not None:
+            allocation.resources, changed = decision.allocate, True
+        if decision.pending is not None:
+            self._resize_pending[uid] = decision.pending
+        else:
+            self._resize_pending.pop(uid, None)
+        errors = []
+        by_name = {c.get("name", ""): c for c in node_resize.resizable(pod)}
+        grace = int((pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30))
+        for action in node_resize.actions(pod, allocation, running):
+            changed = True
+            if action.restart:
+                await self._stop_container(action.container_id, grace)
+                del allocation.applied[action.container_id]
+                container = by_name[action.name]
+                plan.start.append((container, node_resize.is_sidecar(container),
+                                   latest[action.name].restart_count + 1))
+                continue
+            shares, quota, period, memory = action.linux
+            try:
+                await self.cri.update_container_resources(action.container_id, pb.LinuxContainerResources(
+                    cpu_shares=shares, cpu_quota=quota, cpu_period=period, memory_limit_in_bytes=memory))
+                allocation.applied[action.container_id] = action.linux
+            except CriError as e:
+                errors.append(f"failed to update resources of container {action.name}: {e.details}")
+                plan.requeue_after = min(plan.requeue_after or 5.0, 5.0)
+        if errors:
+            self._resize_error[uid] = "; ".join(errors)
+        else:
+            self._resize_error.pop(uid, None)
+        if changed:
+            await asyncio.to_thread(self._save_allocation, uid, allocation.dumps())
 
     async def _apply(self, pod: Obj, plan: podsync.Plan, sandbox: podsync.SandboxState | None,
                      containers: list[podsync.ContainerState]) -> tuple[podsync.SandboxState | None,
@@ -411,8 +513,8 @@ class Agent:
             if message_path:
                 message_file = await asyncio.to_thread(logs.make_termination_file, self.volumes.pod_dir(uid), name)
                 mounts.append((message_path, message_file, False))
-            cspec = podspec.container_spec(pod, container, env, restarts, podsync.spec_hash(container), init,
-                                           mounts)
+            cspec = podspec.container_spec(pod, node_resize.with_allocated(container, self.allocations.get(uid)), env,
+                                           restarts, podsync.spec_hash(container), init, mounts)
             cspec.pid_target_id = podsync.pid_target(container, containers)
             if message_file:
                 # Where to read the message once the container has exited (after a restart of the agent too).
@@ -652,6 +754,7 @@ class Agent:
             await self._remove_sandbox(sid)
         await asyncio.to_thread(self.volumes.teardown, uid)
         self._seen.pop(uid, None)
+        await self._forget_allocation(uid)
 
     async def _finish_delete(self, pod: Obj) -> None:
         """The containers are gone: remove the runtime's records, then the pod object
@@ -754,6 +857,9 @@ class Agent:
                       containers: list[podsync.ContainerState], plan: podsync.Plan) -> None:
         probes = self._ensure_probers(pod, sandbox, containers)
         status = podsync.pod_status(pod, sandbox, containers, plan, self.host.internal_ip, time.time(), probes)
+        uid = pod["metadata"].get("uid", "")
+        node_resize.decorate_status(status, pod, self.allocations.get(uid), self._resize_pending.get(uid),
+                                    self._resize_error.get(uid, ""), _now())
         old = pod.get("status") or {}
         if _same_status(old, status):
             return

@@ -69,8 +69,11 @@ class Plan:
 
 
 def spec_hash(container: Obj) -> str:
-    """Which spec a running container was made from: a change means replace it."""
-    return hashlib.sha256(orjson.dumps(container, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+    """Which spec a running container was made from: a change means replace it. Its
+    resources are left out, as the kubelet's hash leaves them: a resize changes them in
+    place (agent/resize.py)."""
+    kept = {k: v for k, v in container.items() if k not in ("resources", "resizePolicy")}
+    return hashlib.sha256(orjson.dumps(kept, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
 
 
 def backoff_seconds(restart_count: int) -> float:

@@ -256,7 +256,9 @@ def accounted_spec(pod: Obj) -> Obj:
             held: Obj = {} if infeasible else dict(desired)
             for source in ((cs.get("resources") or {}).get("requests") or {}, cs.get("allocatedResources") or {}):
                 for name, value in source.items():
-                    if name not in held or _larger(value, held[name]):
+                    have = held.get(name)
+                    # Mostly the very strings of the spec: no quantity to parse.
+                    if have != value and (have is None or _larger(value, have)):
                         held[name] = value
             if held != desired:
                 c = dict(c)

@@ -22,6 +22,7 @@ from kybernetes.api.pods import (
     preferred_node_terms,
 )
 from kybernetes.api.quantity import parse_quantity
+from kybernetes.api.resize import accounted_spec
 from kybernetes.api.selectors import LabelSelector, nothing, selector_from_label_selector_object
 
 Obj = dict[str, Any]
@@ -353,7 +354,8 @@ class PodInfo:
         self.priority: int = int(spec.get("priority") or 0)
         self.terminating = bool(meta.get("deletionTimestamp"))
         self.preemption_never = spec.get("preemptionPolicy") == "Never"
-        req, self.nz_cpu, self.nz_mem = pod_requests(spec)
+        # A pod being resized holds the larger of what it asks and what its node gave it.
+        req, self.nz_cpu, self.nz_mem = pod_requests(accounted_spec(pod))
         self.requests = req
         self.cpu = req.get(CPU, 0)
         self.mem = req.get(MEMORY, 0)

@@ -45,6 +45,7 @@ FALLBACK_POD_BLOCK = ipaddress.IPv4Network("10.128.0.0/10")
 START = "start"          # Pending -> Running/Ready
 COMPLETE = "complete"    # Running -> Succeeded (run-to-completion pods)
 FINISH_DELETE = "delete"  # deletionTimestamp set -> remove the object (grace 0)
+RESIZE = "resize"        # Running, the spec asks other resources (pods/resize) -> allocate them
 
 RUN_TO_COMPLETION = ("Never", "OnFailure")
 
@@ -237,6 +238,8 @@ def pod_action(pod: Obj, complete_jobs: bool = True) -> str | None:
         return None
     if phase != "Running":
         return START
+    if resize_owed(pod):
+        return RESIZE
     policy = (pod.get("spec") or {}).get("restartPolicy") or "Always"
     if complete_jobs and policy in RUN_TO_COMPLETION:
         return COMPLETE
@@ -261,6 +264,8 @@ def action_delay(action: str, pod: Obj, now: dt.datetime, start_delay: float, jo
         return max(0.0, jittered(job_duration, jitter, rnd) - max(0.0, elapsed))
     if action == FINISH_DELETE:
         return jittered(delete_delay, jitter, rnd)
+    if action == RESIZE:
+        return 0.0
     raise ValueError(f"unknown action {action!r}")
 
 
@@ -355,7 +360,43 @@ def _image_fields(container: Obj, container_id: str) -> Obj:
 def _running_container(container: Obj, now: str, container_id: str) -> Obj:
     out = _image_fields(container, container_id)
     out.update({"ready": True, "started": True, "state": {"running": {"startedAt": now}}, "lastState": {}})
+    out.update(_resource_fields(container))
     return out
+
+
+def _resource_fields(container: Obj) -> Obj:
+    """allocatedResources and resources as a kubelet that resizes in place reports them
+    (the API server refuses pods/resize for a running pod without them)."""
+    res = container.get("resources") or {}
+    shown = {part: {n: v for n, v in (res.get(part) or {}).items() if n in ("cpu", "memory")}
+             for part in ("limits", "requests")}
+    return {"allocatedResources": dict(res.get("requests") or {}),
+            "resources": {part: v for part, v in shown.items() if v}}
+
+
+def resize_owed(pod: Obj) -> bool:
+    """Whether a running pod's spec asks other resources than its status says it has: a
+    pods/resize, which a simulated node admits at once."""
+    by_name = {s.get("name"): s for s in (pod.get("status") or {}).get("containerStatuses") or []}
+    for c in (pod.get("spec") or {}).get("containers") or []:
+        s = by_name.get(c.get("name"))
+        if s is not None and "allocatedResources" in s and \
+                {k: s.get(k) for k in ("allocatedResources", "resources")} != _resource_fields(c):
+            return True
+    return False
+
+
+def resized_pod_status(pod: Obj) -> Obj:
+    """The status once a simulated node has allocated and applied a resize."""
+    status = dict(pod.get("status") or {})
+    spec_by_name = {c.get("name"): c for c in (pod.get("spec") or {}).get("containers") or []}
+    status["containerStatuses"] = [
+        {**s, **_resource_fields(spec_by_name[s.get("name")])} if s.get("name") in spec_by_name else s
+        for s in status.get("containerStatuses") or []]
+    generation = (pod.get("metadata") or {}).get("generation")
+    if generation is not None:
+        status["observedGeneration"] = generation
+    return status
 
 
 def _init_container(container: Obj, started: str, now: str, container_id: str) -> Obj:

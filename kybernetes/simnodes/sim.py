@@ -472,6 +472,8 @@ class SimulatedNodes:
                 raise RuntimeError(f"no free pod IP on {node}")
             host_ip = model.node_internal_ip(self._index[node])
             status = model.running_pod_status(pod, host_ip, ip, now, lambda: f"{self._rnd.getrandbits(256):064x}")
+        elif action == model.RESIZE:
+            status = model.resized_pod_status(pod)
         else:
             status = model.succeeded_pod_status(pod, now)
         # The resourceVersion pins the write to the copy the status was computed
@@ -488,7 +490,7 @@ class SimulatedNodes:
             self._written[(namespace, name)] = (meta.get("resourceVersion", ""), result)
         if action == model.START:
             self.stats["started"] += 1
-        else:
+        elif action == model.COMPLETE:
             self.stats["completed"] += 1
             self._pool(node).release(uid)
         self._observe_pod(result)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 
+from kybernetes.agent import resize as agent_resize
 from kybernetes.api import resize
 from kybernetes.api.kinds.pod import PodStrategy
 from kybernetes.api.registry import Registry
@@ -136,3 +137,86 @@ def test_accounted_spec_counts_the_larger_of_desired_and_allocated():
     # While Infeasible, the node holds only what it allocated.
     pod["status"]["conditions"] = [{"type": "PodResizePending", "status": "True", "reason": "Infeasible"}]
     assert containers(resize.accounted_spec(pod))["resources"]["requests"]["cpu"] == "500m"
+
+
+# -- the agent's decisions ------------------------------------------------------------------------
+
+def running_pod(cpu_limit: str = "200m", memory_policy: str = "NotRequired") -> dict:
+    pod = stored_pod(resizePolicy=[{"resourceName": "memory", "restartPolicy": memory_policy}])
+    del pod["spec"]["initContainers"]
+    containers(pod["spec"])["resources"]["limits"]["cpu"] = cpu_limit
+    return pod
+
+
+def test_the_node_admits_a_resize_that_fits():
+    allocation = agent_resize.Allocation(agent_resize.desired(running_pod()))
+    assert agent_resize.admit(running_pod(), allocation, {"cpu": "2", "memory": "1Gi"}, {}) == agent_resize.Admission()
+    pod = running_pod("400m")
+    got = agent_resize.admit(pod, allocation, {"cpu": "2", "memory": "1Gi"}, {"cpu": 500, "memory": 0})
+    assert got.pending is None and got.allocate["c"]["limits"]["cpu"] == "400m"
+
+
+def test_infeasible_and_deferred_resizes_wait_with_the_kubelets_messages():
+    allocation = agent_resize.Allocation(agent_resize.desired(running_pod()))
+    pod = running_pod("3")
+    containers(pod["spec"])["resources"]["requests"]["cpu"] = "3"
+    assert agent_resize.admit(pod, allocation, {"cpu": "2", "memory": "1Gi"}, {}).pending == (
+        "Infeasible", "Node didn't have enough capacity: cpu, requested: 3000, capacity: 2000")
+    containers(pod["spec"])["resources"]["requests"]["cpu"] = "1500m"
+    assert agent_resize.admit(pod, allocation, {"cpu": "2", "memory": "1Gi"}, {"cpu": 1000}).pending == (
+        "Deferred", "Node didn't have enough resource: cpu, requested: 1500, used: 1000, capacity: 2000")
+
+
+def test_actions_update_in_place_or_restart_per_resize_policy():
+    pod = running_pod()
+    allocation = agent_resize.Allocation(agent_resize.desired(pod), {"id1": agent_resize.linux_of(
+        containers(pod["spec"])["resources"])})
+    assert agent_resize.actions(pod, allocation, [("c", "id1")]) == []
+    allocation.resources["c"] = containers(running_pod("400m")["spec"])["resources"]
+    (action,) = agent_resize.actions(pod, allocation, [("c", "id1")])
+    assert not action.restart and action.linux[1:3] == (40000, 100000)
+    restarting = running_pod(memory_policy="RestartContainer")
+    allocation.resources["c"] = {**containers(restarting["spec"])["resources"],
+                                 "limits": {"cpu": "200m", "memory": "128Mi"}}
+    (action,) = agent_resize.actions(restarting, allocation, [("c", "id1")])
+    assert action.restart and action.linux[3] == 128 * 1024 * 1024
+    # A container not started from the allocation yet is left alone.
+    assert agent_resize.actions(pod, allocation, [("c", "id2")]) == []
+
+
+def test_status_reports_allocation_conditions_and_observed_generation():
+    pod = running_pod()
+    pod["status"]["conditions"] = [{"type": "PodResizePending", "status": "True", "reason": "Deferred"}]
+    allocation = agent_resize.Allocation(agent_resize.desired(pod))
+    status = {"conditions": [{"type": "Ready", "status": "True"},
+                             {"type": "PodResizePending", "status": "True", "reason": "Deferred"}],
+              "containerStatuses": [{"name": "c", "state": {"running": {}}}]}
+    agent_resize.decorate_status(status, pod, allocation, ("Infeasible", "too big"), "", "now")
+    assert status["observedGeneration"] == 1
+    cs = status["containerStatuses"][0]
+    assert cs["allocatedResources"] == {"cpu": "100m", "memory": "64Mi"}
+    assert cs["resources"] == {"limits": {"cpu": "200m", "memory": "64Mi"}, "requests": {"cpu": "100m", "memory": "64Mi"}}
+    assert [(c["type"], c.get("reason"), c.get("message")) for c in status["conditions"]] == [
+        ("Ready", None, None), ("PodResizePending", "Infeasible", "too big")]
+    agent_resize.decorate_status(status, pod, allocation, None, "", "now")
+    assert [c["type"] for c in status["conditions"]] == ["Ready"]
+
+
+def test_allocation_checkpoint_round_trips():
+    allocation = agent_resize.Allocation({"c": {"limits": {"cpu": "1"}}}, {"id": (2, 100000, 100000, 0)})
+    assert agent_resize.Allocation.loads(allocation.dumps()) == allocation
+
+
+def test_simulated_nodes_admit_a_resize_at_once():
+    from kybernetes.simnodes import model
+    pod = running_pod()
+    pod["status"] = model.running_pod_status(pod, "10.0.0.1", "10.1.0.2", "now", lambda: "id")
+    assert model.pod_action(pod) is None
+    assert pod["status"]["containerStatuses"][0]["resources"]["limits"]["cpu"] == "200m"
+    containers(pod["spec"])["resources"]["limits"]["cpu"] = "400m"
+    pod["metadata"]["generation"] = 2
+    assert model.pod_action(pod) == model.RESIZE
+    pod["status"] = model.resized_pod_status(pod)
+    assert pod["status"]["containerStatuses"][0]["resources"]["limits"]["cpu"] == "400m"
+    assert pod["status"]["observedGeneration"] == 2
+    assert model.pod_action(pod) is None
