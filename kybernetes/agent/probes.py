@@ -1,4 +1,4 @@
-"""Container probes: liveness, readiness and startup, by exec, httpGet or tcpSocket,
+"""Container probes: liveness, readiness and startup, by exec, httpGet, tcpSocket or grpc,
 with Kubernetes' timing fields, and lifecycle hook handlers run the same ways. `ProbeResult` decides from consecutive outcomes; a
 `Prober` task per (container, kind) runs one probe on its period and reports changes."""
 
@@ -94,6 +94,8 @@ async def run_probe(probe: Obj, container: Obj, pod_ip: str, exec_fn: ExecFn,
                 if 200 <= resp.status < 400:
                     return True, ""
                 return False, f"HTTP probe failed with statuscode: {resp.status}"
+        if probe.get("grpc"):
+            return await grpc_health_check(probe["grpc"], pod_ip, timeout)
         if probe.get("tcpSocket"):
             t = probe["tcpSocket"]
             port = resolve_port(t.get("port"), container)
@@ -104,6 +106,73 @@ async def run_probe(probe: Obj, container: Obj, pod_ip: str, exec_fn: ExecFn,
         return False, f"timeout: probe did not answer within {timeout:g}s"
     except (OSError, aiohttp.ClientError, ValueError) as e:
         return False, str(e) or type(e).__name__
+    return True, ""
+
+
+# grpc.health.v1: HealthCheckResponse.ServingStatus names by number.
+_SERVING_STATUS = {0: "UNKNOWN", 1: "SERVING", 2: "NOT_SERVING", 3: "SERVICE_UNKNOWN"}
+
+
+def health_check_request(service: str) -> bytes:
+    """A grpc.health.v1.HealthCheckRequest on the wire (field 1: service); two fields
+    of protobuf are not worth a generated module."""
+    raw = service.encode()
+    if not raw:
+        return b""
+    size, length = bytearray(), len(raw)
+    while True:
+        byte, length = length & 0x7F, length >> 7
+        size.append(byte | (0x80 if length else 0))
+        if not length:
+            break
+    return b"\x0a" + bytes(size) + raw
+
+
+def health_check_status(data: bytes) -> int:
+    """The status (field 1, a varint) of a grpc.health.v1.HealthCheckResponse; 0 (UNKNOWN) when absent."""
+    i = 0
+    while i < len(data):
+        key = data[i]
+        i += 1
+        value, shift = 0, 0
+        while i < len(data):
+            byte = data[i]
+            i += 1
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+        if key == 0x08:
+            return value
+        if key & 0x07 == 2:  # a length-delimited field of a newer version: skip its bytes
+            i += value
+        elif key & 0x07 != 0:
+            break
+    return 0
+
+
+async def grpc_health_check(g: Obj, pod_ip: str, timeout: float) -> tuple[bool, str]:
+    """A grpc probe as the kubelet's: grpc.health.v1.Health/Check on the pod's IP and
+    port (plaintext), healthy only when the answer is SERVING."""
+    from grpc import RpcError, aio
+
+    target = f"{pod_ip}:{int(g.get('port') or 0)}"
+    if ":" in pod_ip:
+        target = f"[{pod_ip}]:{int(g.get('port') or 0)}"
+    async with aio.insecure_channel(target) as channel:
+        check = channel.unary_unary("/grpc.health.v1.Health/Check",
+                                    request_serializer=lambda b: b, response_deserializer=lambda b: b)
+        try:
+            answer = await check(health_check_request(g.get("service") or ""), timeout=timeout)
+        except RpcError as e:
+            code = e.code() if callable(getattr(e, "code", None)) else None
+            if code is not None and code.name == "DEADLINE_EXCEEDED":
+                return False, f"timeout: failed to connect service {target!r} within {timeout:g}s"
+            details = e.details() if callable(getattr(e, "details", None)) else str(e)
+            return False, f"failed to connect service {target!r}: {details}"
+    status = health_check_status(answer)
+    if status != 1:
+        return False, f"service unhealthy (responded with {_SERVING_STATUS.get(status, str(status))!r})"
     return True, ""
 
 
