@@ -3,7 +3,8 @@ three zones, driven by real kubectl: schedulingGates (the SchedulingGated status
 only removed, a gated pod's nodeSelector narrowed, released by removing the last gate),
 topologySpreadConstraints (DoNotSchedule with the node affinity policy and the
 FailedScheduling words), preferred inter-pod affinity and anti-affinity (the incoming
-pod's and an existing pod's), and a nodeName set by hand."""
+pod's and an existing pod's), the pod overhead of a RuntimeClass in the resource fit, and
+a nodeName set by hand."""
 
 from __future__ import annotations
 
@@ -32,16 +33,18 @@ def nodes(server, kubectl):
         yield NODES
     finally:
         kubectl("delete", "pods", "-l", "e2e=sched", "--grace-period=0", "--force")
+        kubectl("delete", "runtimeclass", "e2e-sched-heavy")
         p.terminate()
         p.wait(10)
 
 
-def _create(kubectl, name: str, labels: dict | None = None, node_selector: dict | None = None, **spec) -> None:
+def _create(kubectl, name: str, labels: dict | None = None, node_selector: dict | None = None, cpu: str = "100m",
+            **spec) -> None:
     pod = {"apiVersion": "v1", "kind": "Pod",
            "metadata": {"name": name, "labels": {"e2e": "sched", **(labels or {})}},
            "spec": {"terminationGracePeriodSeconds": 0, **spec,
                     "containers": [{"name": "c", "image": "busybox:1.35",
-                                    "resources": {"requests": {"cpu": "100m", "memory": "32Mi"}}}]}}
+                                    "resources": {"requests": {"cpu": cpu, "memory": "32Mi"}}}]}}
     if node_selector is not None:
         pod["spec"]["nodeSelector"] = node_selector
     kubectl.ok("create", "-f", "-", stdin=json.dumps(pod))
@@ -160,3 +163,18 @@ def test_a_node_name_set_by_hand_bypasses_the_scheduler(kubectl, nodes):
                  "containers": [{"name": "c", "image": "busybox:1.35"}]}}))
     assert r.returncode != 0
     assert "spec.nodeName: Forbidden: cannot be set until all schedulingGates have been cleared" in r.stderr
+
+
+def test_a_runtime_class_overhead_counts_in_the_fit(kubectl, nodes):
+    kubectl.ok("apply", "-f", "-", stdin=json.dumps({
+        "apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass", "metadata": {"name": "e2e-sched-heavy"},
+        "handler": "runc", "overhead": {"podFixed": {"cpu": "1500m", "memory": "64Mi"}}}))
+    # 600m fits any of the 2-CPU nodes; with the class's 1500m on top, none.
+    _create(kubectl, "lean", node_selector=POOL, cpu="600m")
+    assert _running_on(kubectl, "lean") in NODES
+    _create(kubectl, "heavy", node_selector=POOL, cpu="600m", runtimeClassName="e2e-sched-heavy",
+            overhead={"cpu": "1500m", "memory": "64Mi"})
+    assert _get(kubectl, "heavy")["spec"]["overhead"] == {"cpu": "1500m", "memory": "64Mi"}
+    msg = wait_for(lambda: (c := _scheduled_condition(_get(kubectl, "heavy"))).get("reason") == "Unschedulable"
+                   and c["message"], 30, what="heavy unschedulable")
+    assert re.match(r"0/\d+ nodes are available: (.*, )?3 Insufficient cpu", msg), msg
