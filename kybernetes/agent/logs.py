@@ -60,6 +60,20 @@ def parse_lines(data: bytes) -> tuple[list[LogLine], bytes]:
     return out, data[rest_start:]
 
 
+def unfinished_line(rest: bytes) -> LogLine | None:
+    """The partial chunks (tag P) a log ends with, when no more is coming for now: shown
+    without a newline, as the kubelet shows a container's last line that has none."""
+    text, first_ts, stream = b"", "", ""
+    for raw in rest.split(b"\n")[:-1]:
+        parts = raw.split(b" ", 3)
+        if len(parts) < 3 or parts[2] != b"P":
+            continue
+        if not text:
+            first_ts, stream = parts[0].decode(errors="replace"), parts[1].decode(errors="replace")
+        text += parts[3] if len(parts) > 3 else b""
+    return LogLine(first_ts, stream, text) if text else None
+
+
 def select(lines: list[LogLine], opts: LogOptions) -> list[LogLine]:
     if opts.since is not None:
         lines = [ln for ln in lines if _after(ln.timestamp, opts.since)]
@@ -99,7 +113,8 @@ async def read_log(path: str, opts: LogOptions, follow: bool, still_running: asy
     except FileNotFoundError:
         data, offset = b"", 0
     lines, rest = parse_lines(data)
-    for line in select(lines, opts):
+    unfinished = unfinished_line(rest) if not follow else None
+    for line in select(lines + ([unfinished] if unfinished else []), opts):
         chunk = budget(render(line, opts))
         if not chunk:
             return
@@ -126,6 +141,9 @@ async def read_log(path: str, opts: LogOptions, follow: bool, still_running: asy
                 yield chunk
             continue
         if still_running is not None and not still_running.is_set():
+            last = unfinished_line(rest)
+            if last is not None and budget(render(last, since_opts)):
+                yield budget(render(last, since_opts))
             return
         await asyncio.sleep(poll)
 

@@ -77,7 +77,15 @@ def _objects() -> list[dict]:
                              "env": [{"name": "MY_POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
                                      {"name": "MY_SA", "valueFrom": {"fieldRef": {
                                          "fieldPath": "spec.serviceAccountName"}}}]}])
-    return [cm, secret, svc, main, host]
+    # Kubernetes' conformance spec "Projected combined should project all components": a pod that exits at once.
+    combined = _pod("combined", restartPolicy="Never", volumes=[{"name": "all", "projected": {"sources": [
+        {"secret": {"name": "s", "items": [{"key": "s.key", "path": "secret-data"}]}},
+        {"configMap": {"name": "cm", "items": [{"key": "configmap-data", "path": "configmap-data"}]}},
+        {"downwardAPI": {"items": [{"path": "podname", "fieldRef": {"apiVersion": "v1",
+                                                                    "fieldPath": "metadata.name"}}]}}]}}],
+        containers=[{"name": "c", "image": IMAGE, "volumeMounts": [{"name": "all", "mountPath": "/all"}],
+                     "command": ["sh", "-c", "cat /all/podname && cat /all/secret-data && cat /all/configmap-data"]}])
+    return [cm, secret, svc, main, host, combined]
 
 
 @pytest.fixture(scope="module")
@@ -166,6 +174,18 @@ def test_container_sees_downward_api_service_links_env_from_and_hosts(cluster):
     assert files["labels"] == '440 app="envpod"' and files["cpu_limit"] == f"440 {os.cpu_count() * 1000}"
     mode, token = files["token"].split(" ", 1)
     assert mode == "440" and token.count(".") == 2, files["token"]
+
+
+def test_a_projected_volume_of_all_kinds_is_there_for_a_pod_that_exits_at_once(cluster):
+    srv, agent = cluster
+    deadline = time.monotonic() + 90
+    phase = ""
+    while time.monotonic() < deadline and phase not in ("Succeeded", "Failed"):
+        phase = _get(srv, "pod", "combined").get("status", {}).get("phase", "")
+        time.sleep(0.5)
+    assert phase == "Succeeded", (phase, agent.log_tail(1500))
+    r = srv.kubectl("-n", NS, "logs", "combined")
+    assert r.stdout == "combinedsecret-value-1cm-value-1", r.stdout
 
 
 def test_projected_files_follow_their_sources(cluster):
