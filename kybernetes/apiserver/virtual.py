@@ -11,15 +11,19 @@ connection at a time.
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import datetime as dt
 import ssl
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import orjson
-from aiohttp import web
+from aiohttp import WSMsgType, web
 
 from kybernetes.api import tables
+from kybernetes.api.aiotasks import cancel_and_wait
 from kybernetes.api.errors import ApiError
 from kybernetes.api.kinds import strategy_for
 from kybernetes.api.kinds.base import Requester
@@ -69,6 +73,41 @@ class _Review:
         if audiences and not matched:
             return None, [], "token audiences are invalid"
         return user, matched, ""
+
+
+# kube-apiserver's reader protocols for a streamed GET over a WebSocket (none offered: binary).
+LOG_WEBSOCKET_PROTOCOLS = ("binary.k8s.io", "base64.binary.k8s.io")
+
+
+async def log_over_websocket(request: web.Request, chunks: AsyncIterator[bytes]) -> web.WebSocketResponse:
+    """A log read with a WebSocket GET, as kube-apiserver's wsstream reader answers it:
+    each chunk one binary message (base64 in a text message for `base64.binary.k8s.io`),
+    the socket closed at the log's end, and a followed log given up when the client leaves."""
+    ws = web.WebSocketResponse(protocols=LOG_WEBSOCKET_PROTOCOLS)
+    await ws.prepare(request)
+    as_text = ws.ws_protocol == "base64.binary.k8s.io"
+
+    async def pump() -> None:
+        async for chunk in chunks:
+            if as_text:
+                await ws.send_str(base64.b64encode(chunk).decode())
+            else:
+                await ws.send_bytes(chunk)
+
+    async def client_left() -> None:
+        # Reading also answers the client's pings; a close or error ends the stream.
+        while (await ws.receive()).type not in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED,
+                                                 WSMsgType.ERROR):
+            pass
+
+    # The agent's stream breaking ends the log as its end does: the client sees the close.
+    tasks = [asyncio.ensure_future(pump()), asyncio.ensure_future(client_left())]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        await cancel_and_wait(tasks)
+    await ws.close()
+    return ws
 
 
 def _stamp_namespace(body: dict[str, Any], namespace: str | None) -> None:
@@ -239,6 +278,8 @@ class VirtualHandler:
                 text = (await upstream.text())[:1000]
                 raise ApiError(upstream.status if 400 <= upstream.status < 500 else 502,
                                "BadRequest" if upstream.status == 400 else "InternalError", text.strip())
+            if request.headers.get("Upgrade", "").lower() == "websocket":
+                return await log_over_websocket(request, upstream.content.iter_any())
             resp = web.StreamResponse(status=200, headers={"Content-Type": "text/plain"})
             resp.enable_chunked_encoding()
             await resp.prepare(request)
