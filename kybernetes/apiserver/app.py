@@ -53,6 +53,7 @@ from kybernetes.apiserver.priority import PriorityAdmission
 from kybernetes.apiserver.quota import QuotaAdmission, QuotaStatus
 from kybernetes.apiserver.resources import ResourceService
 from kybernetes.apiserver.rest import RestHandler, json_response
+from kybernetes.apiserver.runtimeclass import RuntimeClassAdmission
 from kybernetes.apiserver.serviceips import ServiceAllocator
 from kybernetes.apiserver.storageadmission import StorageAdmission
 from kybernetes.apiserver.systemservices import ApiEndpoint, SystemServices, choose_advertise_address
@@ -139,6 +140,10 @@ class ApiServer:
         self.service.create_mutation.append(limit_ranger.mutate_create)
         self.service.create_admission.append(limit_ranger.check_create)
         self.service.update_admission.append(limit_ranger.check_update)
+        # RuntimeClass after LimitRanger, as upstream orders them; its checks before quota reserves.
+        runtime_class_admission = RuntimeClassAdmission(self.registry, self.cache)
+        self.service.create_mutation.append(runtime_class_admission.mutate_create)
+        self.service.create_admission.append(runtime_class_admission.check_create)
         # Every level privileged until namespaces are labelled (`kyb server
         # --admission-control-config-file` sets other defaults and exemptions).
         self.pod_security = PodSecurityAdmission(self.registry, self.cache)
