@@ -1,16 +1,18 @@
-"""Validation of the downward API and envFrom in a pod spec, as upstream words it: which
-`fieldRef` paths an environment variable or a downwardAPI volume file may name, which
-`resourceFieldRef` resources and divisors, and envFrom prefixes under the relaxed
-environment variable name rule."""
+"""Validation of what a pod asks its node to write into its containers' environment and
+files, as upstream words it: which `fieldRef` paths an environment variable or a
+downwardAPI volume file may name, which `resourceFieldRef` resources and divisors,
+envFrom prefixes under the relaxed environment variable name rule, and the `hostAliases`
+that go into /etc/hosts."""
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from decimal import Decimal
 from typing import Any
 
 from kybernetes.api.errors import FieldError, invalid, not_supported, required
-from kybernetes.api.names import qualified_name_errors
+from kybernetes.api.names import dns1123_subdomain_errors, qualified_name_errors
 from kybernetes.api.quantity import parse_quantity
 
 Obj = dict[str, Any]
@@ -142,4 +144,24 @@ def volume_errors(path: str, vol: Obj) -> Errors:
             if isinstance(source, dict) and isinstance(source.get("downwardAPI"), dict):
                 errs += downward_items_errors(f"{path}.projected.sources[{i}].downwardAPI.items",
                                               source["downwardAPI"].get("items"))
+    return errs
+
+
+def host_aliases_errors(path: str, aliases: Any) -> Errors:
+    """Each alias needs an IP address and DNS subdomain names (nothing that could add
+    lines of its own to /etc/hosts)."""
+    errs: Errors = []
+    for i, alias in enumerate(aliases if isinstance(aliases, list) else []):
+        if not isinstance(alias, dict):
+            continue
+        ip = alias.get("ip")
+        if not ip:
+            errs.append(required(f"{path}[{i}].ip"))
+        else:
+            try:
+                ipaddress.ip_address(str(ip))
+            except ValueError:
+                errs.append(invalid(f"{path}[{i}].ip", ip, "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"))
+        for j, name in enumerate(alias.get("hostnames") or []):
+            errs += [invalid(f"{path}[{i}].hostnames[{j}]", name, e) for e in dns1123_subdomain_errors(str(name))]
     return errs

@@ -594,6 +594,7 @@ def validate_pod_spec(path: str, spec: Any, rule: RestartRule = POD_RESTART,
     for key in ("hostname", "subdomain"):
         if spec.get(key):
             errs += name_errors(dns1123_label_errors, f"{path}.{key}", spec[key])
+    errs += downward.host_aliases_errors(f"{path}.hostAliases", spec.get("hostAliases"))
     if spec.get("serviceAccountName"):
         errs += name_errors(dns1123_subdomain_errors, f"{path}.serviceAccountName", spec["serviceAccountName"])
     if spec.get("nodeName"):

@@ -222,9 +222,9 @@ def test_host_network_pod_gets_the_node_hosts_and_no_service_links(cluster):
     assert files == {}
 
 
-def test_downward_api_volume_items_limited_to_what_kubernetes_allows(cluster):
+def test_downward_api_references_and_host_aliases_limited_to_what_kubernetes_allows(cluster):
     srv, _agent = cluster
-    bad = _pod("bad", volumes=[{"name": "d", "downwardAPI": {"items": [
+    bad = _pod("bad", hostAliases=[{"ip": "not-an-ip", "hostnames": ["x"]}], volumes=[{"name": "d", "downwardAPI": {"items": [
         {"path": "ip", "fieldRef": {"fieldPath": "status.podIP"}}]}}],
         containers=[{"name": "c", "image": IMAGE, "env": [{"name": "L", "valueFrom": {
             "fieldRef": {"fieldPath": "metadata.labels"}}}]}])
@@ -233,4 +233,5 @@ def test_downward_api_volume_items_limited_to_what_kubernetes_allows(cluster):
     assert "spec.volumes[0].downwardAPI.items[0].fieldRef.fieldPath: Unsupported value: \"status.podIP\"" in r.stderr
     assert "spec.containers[0].env[0].valueFrom.fieldRef.fieldPath: Unsupported value: \"metadata.labels\"" \
         in r.stderr, r.stderr
+    assert 'spec.hostAliases[0].ip: Invalid value: "not-an-ip": must be a valid IP address' in r.stderr
     assert srv.kubectl("-n", NS, "get", "pod", "bad").returncode != 0

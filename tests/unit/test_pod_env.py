@@ -170,3 +170,15 @@ def test_validation_of_downward_references():
         downward.volume_errors("spec.volumes[0]", projected))[0]
     assert downward.env_from_errors("p", {"prefix": "p-", "configMapRef": {"name": "x"}}) == []
     assert downward.env_from_errors("p", {"prefix": "a=b", "configMapRef": {"name": "x"}})
+
+
+def test_host_aliases_need_an_ip_and_dns_names():
+    ok = [{"ip": "1.2.3.4", "hostnames": ["foo.local", "bar"]}, {"ip": "fd00::1", "hostnames": ["v6"]}]
+    assert downward.host_aliases_errors("spec.hostAliases", ok) == []
+    errs = _messages(downward.host_aliases_errors("spec.hostAliases", [
+        {"ip": "1.2.3", "hostnames": ["ok"]}, {"hostnames": ["a\tb", "Upper"]}]))
+    assert errs[0] == ('spec.hostAliases[0].ip: Invalid value: "1.2.3": must be a valid IP address, '
+                       "(e.g. 10.9.8.7 or 2001:db8::ffff)")
+    assert errs[1] == "spec.hostAliases[1].ip: Required value"
+    assert errs[2].startswith("spec.hostAliases[1].hostnames[0]: Invalid value: ") and "RFC 1123 subdomain" in errs[2]
+    assert errs[3].startswith("spec.hostAliases[1].hostnames[1]") and len(errs) == 4
