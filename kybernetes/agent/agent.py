@@ -41,6 +41,7 @@ from kybernetes.agent.probes import (
     run_probe,
     verdicts_kept_over_restart,
 )
+from kybernetes.agent.stats import cgroup_dirs, memory_v1, memory_v2, parse_flat_keyed
 from kybernetes.agent.volumes import VolumeError, VolumeManager, container_mounts, readonly_volumes
 from kybernetes.api.aiotasks import cancel_and_wait
 from kybernetes.api.errors import ApiError
@@ -383,6 +384,15 @@ class Agent:
                 total[n] += v
         return total
 
+    async def _memory_usage(self, cid: str) -> int | None:
+        """The container's memory working set as its cgroup counts it, or None."""
+        try:
+            info = (await self.cri.container_status(cid, verbose=True)).info
+            pid = int(json.loads(info.get("info", "{}")).get("pid") or 0)
+        except (CriError, ValueError, TypeError, AttributeError):
+            return None
+        return await asyncio.to_thread(memory_working_set, pid) if pid else None
+
     async def _resize(self, pod: Obj, containers: list[podsync.ContainerState], plan: podsync.Plan) -> None:
         """In-place resize (decisions in agent/resize.py): admit the pod's new resources if
         the node has room, then give each running container its allocation through CRI
@@ -402,6 +412,7 @@ class Agent:
             res = allocation.resources.get(name)
             if res is not None and cid not in allocation.applied:
                 allocation.applied[cid], changed = node_resize.linux_of(res), True
+                allocation.actuated[name] = res
         live = {c.id for c in containers}
         for cid in [k for k in allocation.applied if k not in live]:
             del allocation.applied[cid]
@@ -425,11 +436,18 @@ class Agent:
                 plan.start.append((container, node_resize.is_sidecar(container),
                                    latest[action.name].restart_count + 1))
                 continue
+            applied = allocation.applied[action.container_id]
+            usage = await self._memory_usage(action.container_id) if action.linux[3] else None
+            if too_low := node_resize.memory_below_usage(action, applied, usage):
+                errors.append(too_low)
+                plan.requeue_after = min(plan.requeue_after or 5.0, 5.0)
+                continue
             shares, quota, period, memory = action.linux
             try:
                 await self.cri.update_container_resources(action.container_id, pb.LinuxContainerResources(
                     cpu_shares=shares, cpu_quota=quota, cpu_period=period, memory_limit_in_bytes=memory))
                 allocation.applied[action.container_id] = action.linux
+                allocation.actuated[action.name] = allocation.resources[action.name]
             except CriError as e:
                 errors.append(f"failed to update resources of container {action.name}: {e.details}")
                 plan.requeue_after = min(plan.requeue_after or 5.0, 5.0)
@@ -925,6 +943,24 @@ def pull_credentials(secret: Obj, registry: str) -> tuple[str, str, str] | None:
             if not user and entry.get("auth"):
                 user, _, password = base64.b64decode(entry["auth"]).decode(errors="replace").partition(":")
             return user, password, host
+    return None
+
+
+def memory_working_set(pid: int) -> int | None:
+    """The working set of a process's memory cgroup (v1 or v2), or None when unreadable."""
+    try:
+        with open(f"/proc/{pid}/cgroup") as f:
+            proc_cgroup = f.read()
+        with open("/proc/self/mountinfo") as f:
+            dirs = cgroup_dirs(f.read(), proc_cgroup)
+        if "memory" in dirs:
+            with open(dirs["memory"] + "/memory.usage_in_bytes") as f, open(dirs["memory"] + "/memory.stat") as g:
+                return memory_v1(int(f.read()), parse_flat_keyed(g.read()), 0, 0).working_set
+        if "unified" in dirs:
+            with open(dirs["unified"] + "/memory.current") as f, open(dirs["unified"] + "/memory.stat") as g:
+                return memory_v2(int(f.read()), parse_flat_keyed(g.read()), 0, 0).working_set
+    except (OSError, ValueError):
+        return None
     return None
 
 

@@ -29,20 +29,24 @@ RESTART = "RestartContainer"
 
 @dataclass
 class Allocation:
-    """What the node admitted for each resizable container of one pod, and what each
-    running container's cgroup was last given (by container id)."""
+    """What the node admitted for each resizable container of one pod, what each running
+    container's cgroup was last given (by container id), and the resources that stands
+    for (by container name: what the status shows as applied)."""
 
     resources: dict[str, Obj] = field(default_factory=dict)
     applied: dict[str, Linux] = field(default_factory=dict)
+    actuated: dict[str, Obj] = field(default_factory=dict)
 
     def dumps(self) -> str:
-        return json.dumps({"resources": self.resources, "applied": {k: list(v) for k, v in self.applied.items()}})
+        return json.dumps({"resources": self.resources, "applied": {k: list(v) for k, v in self.applied.items()},
+                           "actuated": self.actuated})
 
     @classmethod
     def loads(cls, text: str) -> Allocation:
         data = json.loads(text)
         return cls(dict(data.get("resources") or {}),
-                   {k: (int(v[0]), int(v[1]), int(v[2]), int(v[3])) for k, v in (data.get("applied") or {}).items()})
+                   {k: (int(v[0]), int(v[1]), int(v[2]), int(v[3])) for k, v in (data.get("applied") or {}).items()},
+                   dict(data.get("actuated") or {}))
 
 
 def resizable(pod: Obj) -> list[Obj]:
@@ -194,6 +198,17 @@ def actions(pod: Obj, allocation: Allocation, running: Iterable[tuple[str, str]]
     return out
 
 
+def memory_below_usage(action: Action, applied: Linux, usage: int | None) -> str:
+    """Upstream's best effort against OOM kills when a memory limit goes down in place: a
+    limit below what the container uses now is not applied (the resize stays in progress,
+    with this as its error); None when the usage could not be read."""
+    limit = action.linux[3]
+    lowered = limit > 0 and (applied[3] == 0 or limit < applied[3])
+    if action.restart or not lowered or usage is None or usage <= limit:
+        return ""
+    return f'attempting to set container "{action.name}" memory limit ({limit}) below current usage ({usage})'
+
+
 # -- status ----------------------------------------------------------------------------------
 
 def _only_resizable(resources: Obj | None) -> Obj:
@@ -203,13 +218,16 @@ def _only_resizable(resources: Obj | None) -> Obj:
 def decorate_status(status: Obj, pod: Obj, allocation: Allocation | None, pending: tuple[str, str] | None,
                     error: str, now: str) -> None:
     """Add what the node says about resources and resizes to the pod `status` the agent
-    is about to report: allocatedResources for every resizable container, resources for
-    running ones, the resize conditions (replacing older ones), observedGeneration."""
+    is about to report: allocatedResources for every resizable container, the resources
+    applied to running ones, the resize conditions (replacing older ones: in progress
+    while a running container's applied resources differ from its allocation, with the
+    error that keeps them apart), observedGeneration."""
     generation = (pod.get("metadata") or {}).get("generation")
     if generation is not None:
         status["observedGeneration"] = generation
     if allocation is None:
         return
+    in_progress = False
     for key in ("containerStatuses", "initContainerStatuses"):
         for cs in status.get(key) or []:
             res = allocation.resources.get(cs.get("name"))
@@ -217,7 +235,9 @@ def decorate_status(status: Obj, pod: Obj, allocation: Allocation | None, pendin
                 continue
             cs["allocatedResources"] = dict(res.get("requests") or {})
             if "running" in (cs.get("state") or {}):
-                shown = {part: _only_resizable(res.get(part)) for part in ("limits", "requests")}
+                applied = allocation.actuated.get(cs.get("name"), res)
+                in_progress = in_progress or not _same(applied, res)
+                shown = {part: _only_resizable(applied.get(part)) for part in ("limits", "requests")}
                 cs["resources"] = {part: v for part, v in shown.items() if v}
     old = {c.get("type"): c for c in (pod.get("status") or {}).get("conditions") or []}
     conds = [c for c in status.get("conditions") or [] if c.get("type") not in (PENDING, IN_PROGRESS)]
@@ -237,4 +257,6 @@ def decorate_status(status: Obj, pod: Obj, allocation: Allocation | None, pendin
         conds.append(condition(PENDING, pending[0], pending[1]))
     if error:
         conds.append(condition(IN_PROGRESS, "Error", error))
+    elif in_progress:
+        conds.append(condition(IN_PROGRESS, "", ""))
     status["conditions"] = conds

@@ -66,8 +66,8 @@ def _condition(pod: dict, type_: str) -> dict | None:
     return next((c for c in (pod.get("status") or {}).get("conditions") or [] if c.get("type") == type_), None)
 
 
-def _resize(srv: ServerProcess, name: str, resources: dict):
-    patch = {"spec": {"containers": [{"name": "c", "resources": resources}]}}
+def _resize(srv: ServerProcess, name: str, resources: dict, container: str = "c"):
+    patch = {"spec": {"containers": [{"name": container, "resources": resources}]}}
     return srv.kubectl("-n", NS, "patch", "pod", name, "--subresource", "resize", "--patch", json.dumps(patch))
 
 
@@ -80,8 +80,8 @@ _READ_CGROUP = {
 }
 
 
-def _cgroup(srv: ServerProcess, name: str, path: str) -> str:
-    r = srv.kubectl("-n", NS, "exec", name, "-c", "c", "--", "sh", "-c", _READ_CGROUP[path])
+def _cgroup(srv: ServerProcess, name: str, path: str, container: str = "c") -> str:
+    r = srv.kubectl("-n", NS, "exec", name, "-c", container, "--", "sh", "-c", _READ_CGROUP[path])
     assert r.returncode == 0, r.stderr
     return r.stdout.strip()
 
@@ -99,11 +99,15 @@ def pod(cluster):
                              "resources": {"requests": {"cpu": "100m", "memory": "32Mi"},
                                            "limits": {"cpu": "200m", "memory": "64Mi"}},
                              "resizePolicy": [{"resourceName": "cpu", "restartPolicy": "NotRequired"},
-                                              {"resourceName": "memory", "restartPolicy": "RestartContainer"}]}]}}
+                                              {"resourceName": "memory", "restartPolicy": "RestartContainer"}]},
+                             # Resized with the default policy (NotRequired).
+                             {"name": "m", "image": IMAGE, "command": ["sh", "-c", "exec sleep 3600"],
+                              "resources": {"requests": {"cpu": "50m", "memory": "64Mi"},
+                                            "limits": {"cpu": "50m", "memory": "64Mi"}}}]}}
     for obj in (quota, manifest):
         r = srv.kubectl("apply", "-f", "-", stdin=json.dumps(obj))
         assert r.returncode == 0, r.stderr
-    _wait(srv, "rz", lambda p: _status(p).get("ready"), "ran", agent)
+    _wait(srv, "rz", lambda p: _status(p).get("ready") and _status(p, "m").get("ready"), "ran", agent)
     return srv, agent
 
 
@@ -150,6 +154,30 @@ def test_memory_with_restart_container_policy_restarts_it(pod):
     assert _cgroup(srv, "rz", "cpu.max") == "15000 100000"
 
 
+def test_a_memory_limit_below_usage_waits_until_the_container_uses_less(pod):
+    srv, agent = pod
+    # 40Mi of tmpfs pages, charged to the container's memory cgroup.
+    r = srv.kubectl("-n", NS, "exec", "rz", "-c", "m", "--", "dd", "if=/dev/zero", "of=/dev/shm/fill", "bs=1M",
+                    "count=40")
+    assert r.returncode == 0, r.stderr
+    r = _resize(srv, "rz", {"requests": {"memory": "24Mi"}, "limits": {"memory": "24Mi"}}, "m")
+    assert r.returncode == 0, r.stderr
+    stuck = _wait(srv, "rz", lambda p: _condition(p, "PodResizeInProgress") is not None,
+                  "reported its resize in progress", agent)
+    cond = _condition(stuck, "PodResizeInProgress")
+    assert cond["reason"] == "Error" and 'memory limit (25165824) below current usage' in cond["message"], cond
+    # Allocated, not applied: the container keeps its limit and runs on.
+    assert _status(stuck, "m")["allocatedResources"]["memory"] == "24Mi"
+    assert _status(stuck, "m")["resources"]["limits"]["memory"] == "64Mi"
+    assert _cgroup(srv, "rz", "memory.max", "m") == str(64 * 1024 * 1024)
+    r = srv.kubectl("-n", NS, "exec", "rz", "-c", "m", "--", "rm", "/dev/shm/fill")
+    assert r.returncode == 0, r.stderr
+    done = _wait(srv, "rz", lambda p: _condition(p, "PodResizeInProgress") is None, "applied its resize", agent)
+    assert _status(done, "m")["resources"]["limits"]["memory"] == "24Mi"
+    assert _status(done, "m")["restartCount"] == 0
+    assert _cgroup(srv, "rz", "memory.max", "m") == str(24 * 1024 * 1024)
+
+
 def test_a_resize_larger_than_the_node_is_infeasible(pod):
     srv, agent = pod
     r = _resize(srv, "rz", {"requests": {"cpu": "100"}, "limits": {"cpu": "100"}})
@@ -158,8 +186,8 @@ def test_a_resize_larger_than_the_node_is_infeasible(pod):
                     "reported its resize pending", agent)
     cond = _condition(pending, "PodResizePending")
     assert cond["status"] == "True" and cond["reason"] == "Infeasible", cond
-    assert cond["message"].startswith("Node didn't have enough capacity: cpu, requested: 100000, capacity: "), cond
-    # The container keeps what it was allocated.
+    assert cond["message"].startswith("Node didn't have enough capacity: cpu, requested: 100050, capacity: "), cond
+    # (The pod asks 100 cpus for c and 50m for m.) The container keeps what it was allocated.
     assert _status(pending)["allocatedResources"]["cpu"] == "100m"
     assert _status(pending)["resources"]["limits"]["cpu"] == "150m"
     assert _cgroup(srv, "rz", "cpu.max") == "15000 100000"
@@ -181,6 +209,7 @@ def test_the_api_refuses_what_kubernetes_refuses(pod):
     removed = srv.kubectl("-n", NS, "patch", "pod", "rz", "--subresource", "resize", "--type", "json", "--patch",
                           json.dumps([{"op": "remove", "path": "/spec/containers/0/resources/limits/cpu"}]))
     assert removed.returncode != 0 and "resource limits cannot be removed" in removed.stderr, removed.stderr
+    # Both containers with requests equal to limits would make the pod Guaranteed.
     qos = _resize(srv, "rz", {"requests": {"cpu": "150m", "memory": "96Mi"}})
     assert qos.returncode != 0 and "Pod QOS Class may not change as a result of resizing" in qos.stderr, qos.stderr
     over = _resize(srv, "rz", {"limits": {"memory": "300Mi"}})

@@ -220,3 +220,29 @@ def test_simulated_nodes_admit_a_resize_at_once():
     assert pod["status"]["containerStatuses"][0]["resources"]["limits"]["cpu"] == "400m"
     assert pod["status"]["observedGeneration"] == 2
     assert model.pod_action(pod) is None
+
+
+def test_a_memory_limit_is_not_lowered_below_what_the_container_uses():
+    lower = agent_resize.Action("m", "id", (2, 0, 0, 24 << 20), restart=False)
+    applied = (2, 0, 0, 64 << 20)
+    assert agent_resize.memory_below_usage(lower, applied, 40 << 20) == (
+        'attempting to set container "m" memory limit (25165824) below current usage (41943040)')
+    assert agent_resize.memory_below_usage(lower, applied, 10 << 20) == ""
+    assert agent_resize.memory_below_usage(lower, applied, None) == ""  # best effort
+    raise_ = agent_resize.Action("m", "id", (2, 0, 0, 128 << 20), restart=False)
+    assert agent_resize.memory_below_usage(raise_, applied, 100 << 20) == ""
+    assert agent_resize.memory_below_usage(agent_resize.Action("m", "id", lower.linux, restart=True),
+                                           applied, 40 << 20) == ""
+
+
+def test_a_resize_allocated_but_not_applied_is_in_progress():
+    pod = running_pod()
+    allocation = agent_resize.Allocation(agent_resize.desired(running_pod("400m")))
+    allocation.actuated["c"] = containers(pod["spec"])["resources"]
+    status = {"containerStatuses": [{"name": "c", "state": {"running": {}}}]}
+    agent_resize.decorate_status(status, pod, allocation, None, "", "now")
+    assert [(c["type"], c.get("reason")) for c in status["conditions"]] == [("PodResizeInProgress", None)]
+    assert status["containerStatuses"][0]["resources"]["limits"]["cpu"] == "200m"
+    agent_resize.decorate_status(status, pod, allocation, None, "it failed", "now")
+    assert [(c["type"], c.get("reason"), c.get("message")) for c in status["conditions"]] == [
+        ("PodResizeInProgress", "Error", "it failed")]
