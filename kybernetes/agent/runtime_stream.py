@@ -7,6 +7,11 @@ is a stream and half-closing the stdin stream closes the command's stdin (and, f
 attach, the container's when it has `stdinOnce`). So the agent speaks SPDY to the
 runtime and v5 channel messages to the API server: `RuntimeSession` is shaped like a
 channel WebSocket (`channels.WebSocket`), and `channels.relay` joins the two.
+
+The session reads the runtime's output as soon as it comes, whether or not the client
+has taken the earlier output yet (up to `BUFFER_LIMIT` bytes held): containerd copies a
+container's output to its log file and to every attached client in turn, so a client
+slower than the container would otherwise stall the container's writes and its log.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ log = logging.getLogger(__name__)
 
 PROTOCOL = "v4.channel.k8s.io"  # the error stream carries a JSON Status with the exit code
 REPLY_TIMEOUT = 30.0
+# Output held for a slow client before the runtime is made to wait (see the module's docstring).
+BUFFER_LIMIT = 64 * 1024 * 1024
 _CHANNEL_OF = {"stdout": STDOUT, "stderr": STDERR}
 
 
@@ -68,6 +75,9 @@ class RuntimeSession:
         self._status_sent = False
         self._stdin_closed = False
         self._eof = False
+        self._buffered = 0  # bytes of output in `_pending`
+        self._changed = asyncio.Event()  # output came, the client took some, or the runtime is gone
+        self._reader_task: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(cls, url: str, *, stdin: bool, stdout: bool, stderr: bool, tty: bool) -> RuntimeSession:
@@ -98,6 +108,7 @@ class RuntimeSession:
             await writer.drain()
             session = cls(reader, writer, codec, streams)
             await asyncio.wait_for(session._replies(), REPLY_TIMEOUT)
+            session._reader_task = asyncio.create_task(session._read_all())
             return session
         except BaseException:
             writer.close()
@@ -116,8 +127,32 @@ class RuntimeSession:
         while not self._pending:
             if self._eof:
                 raise StopAsyncIteration
-            await self._read_more()
-        return self._pending.popleft()
+            if self._reader_task is None:
+                await self._read_more()
+                continue
+            self._changed.clear()
+            await self._changed.wait()
+        msg = self._pending.popleft()
+        self._buffered -= len(msg.data)
+        self._changed.set()
+        return msg
+
+    async def _read_all(self) -> None:
+        """Take the runtime's frames until it goes, holding at most `BUFFER_LIMIT` bytes."""
+        try:
+            while not self._eof:
+                if self._buffered > BUFFER_LIMIT:
+                    self._changed.clear()
+                    await self._changed.wait()
+                    continue
+                await self._read_more()
+                self._changed.set()
+        except RuntimeStreamError as e:
+            log.info("runtime streaming session ended: %s", e)
+            self._flush_status()
+            self._eof = True
+        finally:
+            self._changed.set()
 
     async def _read_more(self) -> None:
         try:
@@ -138,6 +173,7 @@ class RuntimeSession:
         if frame.type == 0:
             if kind in _CHANNEL_OF and frame.payload:
                 self._pending.append(ChannelMessage(OPCODE_BINARY, bytes([_CHANNEL_OF[kind]]) + frame.payload))
+                self._buffered += len(frame.payload) + 1
             elif kind == "error":
                 self._status += frame.payload
                 if frame.fin:
@@ -162,6 +198,7 @@ class RuntimeSession:
             self._status_sent = True
             if self._status:
                 self._pending.append(ChannelMessage(OPCODE_BINARY, bytes([ERROR]) + bytes(self._status)))
+                self._buffered += len(self._status) + 1
 
     async def send_bytes(self, data: bytes) -> None:
         """A v5 channel message from the client: stdin, resize, or the close signal."""
@@ -184,6 +221,9 @@ class RuntimeSession:
         """Text carries nothing in the channel protocol the API server speaks here."""
 
     async def close(self) -> None:
+        if self._reader_task is not None:
+            self._reader_task.cancel()
+            await asyncio.gather(self._reader_task, return_exceptions=True)
         self._writer.close()
         try:
             await self._writer.wait_closed()

@@ -79,14 +79,17 @@ async def _pump(up: Coroutine[Any, Any, None], down: Coroutine[Any, Any, None], 
 async def relay(front: WebSocket, back: WebSocket, close_signal: bool = True) -> None:
     """Copy binary channel messages both ways until either side closes, then close the
     other. Without `close_signal` (a v4 back end) the v5 close signal (channel 255) is
-    dropped: v4 has no way to say it."""
+    dropped: v4 has no way to say it. A client's text message is taken as the binary
+    one of its UTF-8 bytes, as upstream's servers read both (the official Python client
+    sends stdin as text, the channel a character)."""
 
     async def front_to_back() -> None:
         async for msg in front:
-            if msg.type == OPCODE_BINARY:
-                if msg.data[:1] == CLOSE_SIGNAL and not close_signal:
+            if msg.type in (OPCODE_BINARY, OPCODE_TEXT):
+                data = msg.data.encode() if isinstance(msg.data, str) else msg.data
+                if not data or (data[:1] == CLOSE_SIGNAL and not close_signal):
                     continue
-                await back.send_bytes(msg.data)
+                await back.send_bytes(data)
             elif _ends(msg.type):
                 break
 

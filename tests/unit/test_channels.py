@@ -48,12 +48,13 @@ class End:
 
 async def test_relay_copies_channel_frames_both_ways_and_closes_both() -> None:
     t = aiohttp.WSMsgType
-    front = End([Msg(t.BINARY, b"\x00ls\n"), Msg(t.TEXT, "ignored"), Msg(t.BINARY, CLOSE_SIGNAL + b"\x00")],
-                hold_open=True)
+    front = End([Msg(t.BINARY, b"\x00ls\n"), Msg(t.TEXT, "\x00typed\u00e9\n"), Msg(t.TEXT, ""),
+                 Msg(t.BINARY, CLOSE_SIGNAL + b"\x00")], hold_open=True)
     back = End([Msg(t.BINARY, b"\x01out"), Msg(t.TEXT, "text"), Msg(t.CLOSE, None), Msg(t.BINARY, b"late")])
     await relay(front, back, close_signal=False)
-    # A v4 back end never sees the v5 close signal; text from the client is not a channel frame.
-    assert back.sent == [b"\x00ls\n"]
+    # A v4 back end never sees the v5 close signal; the client's text (the official Python
+    # client's stdin) is the channel frame of its UTF-8 bytes.
+    assert back.sent == [b"\x00ls\n", "\x00typed\u00e9\n".encode()]
     # Nothing after the back end's close frame is relayed.
     assert front.sent == [b"\x01out", "text"]
     assert front.closed and back.closed

@@ -171,3 +171,30 @@ async def test_garbage_from_the_runtime_ends_the_session(runtime):
 
 async def _collect(session: RuntimeSession) -> list[channels.Message]:
     return [m async for m in session]
+
+
+async def test_output_is_taken_from_the_runtime_before_the_client_reads_it(runtime):
+    """containerd drops a container's unread output when it exits (cutting the client's
+    output and the log): the session must read it all without waiting for its client."""
+    big = b"x" * (4 * 1024 * 1024)
+    drained = asyncio.Event()
+
+    async def script(rt, reader, writer, frames, codec):
+        writer.write(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n\r\n")
+        await read_until(rt, reader, frames, codec, writer, lambda: "stdout" in rt.streams)
+        for i in range(0, len(big), spdy.MAX_DATA):
+            writer.write(spdy.data_frame(rt.streams["stdout"], big[i:i + spdy.MAX_DATA]))
+        writer.write(spdy.data_frame(rt.streams["error"], STATUS, fin=True))
+        await writer.drain()
+        drained.set()
+        writer.write(spdy.goaway(0))
+        await writer.drain()
+
+    url, _ = await runtime(script)
+    session = await RuntimeSession.open(url, stdin=False, stdout=True, stderr=False, tty=False)
+    # Nobody reads the session yet: the runtime can still write everything.
+    await asyncio.wait_for(drained.wait(), 10)
+    got = await asyncio.wait_for(_collect(session), 10)
+    await session.close()
+    assert b"".join(m.data[1:] for m in got[:-1]) == big
+    assert got[-1].data == bytes([channels.ERROR]) + STATUS
