@@ -16,6 +16,8 @@ import subprocess
 import time
 from dataclasses import dataclass
 
+from kybernetes.agent.images import import_args
+
 log = logging.getLogger(__name__)
 
 SANDBOX_IMAGE = "registry.k8s.io/pause:3.10"
@@ -170,7 +172,7 @@ async def import_images(socket_path: str, tarballs: list[str]) -> None:
         raise RuntimeUnavailableError("ctr is not installed (Debian package containerd)")
     for path in tarballs:
         proc = await asyncio.create_subprocess_exec(ctr, "-a", socket_path, "-n", "k8s.io", "images", "import",
-                                                    path, stdout=asyncio.subprocess.DEVNULL,
+                                                    *import_args(path), path, stdout=asyncio.subprocess.DEVNULL,
                                                     stderr=asyncio.subprocess.PIPE)
         _, err = await proc.communicate()
         if proc.returncode != 0:

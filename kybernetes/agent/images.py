@@ -7,7 +7,12 @@ with the static busybox binary, a link for each applet, a minimal /etc and /tmp.
   until SIGTERM/SIGINT, as PID 1 of every pod
 
 Both can be imported into containerd (`ctr -n k8s.io images import`) or pushed to a
-registry. The output is byte-for-byte reproducible for the same busybox binary."""
+registry. The output is byte-for-byte reproducible for the same busybox binary.
+
+An import names each image by its tags and, as a pull from a registry does, by its
+repository digest (`import_args`): the runtime then reports
+`docker.io/library/busybox@sha256:...` as the image's ref, the `imageID` the kubelet
+shows, instead of the bare config digest."""
 
 from __future__ import annotations
 
@@ -115,3 +120,27 @@ def build_all(out_dir: str, busybox: str = "/bin/busybox") -> dict[str, str]:
     for name, spec in IMAGES.items():
         out[f"{name}.tar"] = write_image(os.path.join(out_dir, f"{name}.tar"), spec["names"], spec["config"], layer)
     return out
+
+
+def repository(name: str) -> str:
+    """The repository part of an image reference (no tag, no digest)."""
+    name = name.split("@", 1)[0]
+    head, _, last = name.rpartition("/")
+    return f"{head}/{last.split(':', 1)[0]}" if head else last.split(":", 1)[0]
+
+
+def import_args(tarball: str) -> list[str]:
+    """`ctr images import` options that also name the tarball's image by repository
+    digest (`--base-name` is the repository every name of the tarball shares); none when
+    its names do not share one."""
+    try:
+        with tarfile.open(tarball) as tar:
+            member = tar.extractfile("index.json")
+            index = json.loads(member.read()) if member is not None else {}
+    except (OSError, tarfile.TarError, KeyError, ValueError):
+        return []
+    names = {repository(m.get("annotations", {}).get("io.containerd.image.name", ""))
+             for m in index.get("manifests") or []}
+    if len(names) != 1 or "" in names:
+        return []
+    return ["--base-name", names.pop(), "--digests"]

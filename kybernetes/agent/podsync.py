@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from kybernetes.agent.imagepull import normalized_name
 from kybernetes.api.pods import qos_class, readiness_gates_message
 from kybernetes.api.timefmt import parse_time, rfc3339
 
@@ -287,8 +288,8 @@ def _container_status(container: Obj, c: ContainerState | None, previous: Contai
         return out
     out["restartCount"] = c.restart_count
     out["imageID"] = c.image_ref
-    # The runtime's name for the image it ran (containerd: normalized, docker.io/library/...), as the kubelet shows.
-    out["image"] = c.image or out["image"]
+    # The image's normalized name, as the kubelet shows containerd's (docker.io/library/...).
+    out["image"] = normalized_name(out["image"])
     out["containerID"] = f"containerd://{c.id}"
     if waiting is not None and c.state == EXITED:
         out["state"] = {"waiting": {"reason": waiting[0], "message": waiting[1]}}
