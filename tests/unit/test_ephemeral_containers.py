@@ -134,7 +134,7 @@ def test_ephemeral_status_and_pid_target():
     status = podsync.pod_status(agent_pod(), SANDBOX, containers, plan, "10.0.0.1", 200.0)
     (eph,) = status["ephemeralContainerStatuses"]
     assert eph["name"] == "dbg" and "running" in eph["state"] and eph["containerID"] == "containerd://id-dbg"
-    assert eph["imageID"] == "sha256:abc" and eph["ready"] is False and eph["image"] == "busybox:1.35"
+    assert eph["imageID"] == "sha256:abc" and eph["ready"] is False and eph["image"] == "docker.io/library/busybox:1.35"
     assert status["phase"] == "Running" and [s["name"] for s in status["containerStatuses"]] == ["c"]
     assert podsync.pid_target(debugger(), containers) == "id-c"
     assert podsync.pid_target(debugger(targetContainerName=""), containers) == ""
