@@ -24,13 +24,13 @@ from typing import Any
 
 import aiohttp
 
-from kybernetes.agent import etchosts, logs, podspec, podsync, runtime
+from kybernetes.agent import admission, etchosts, logs, podspec, podsync, runtime, security
 from kybernetes.agent import resize as node_resize
 from kybernetes.agent.containerd import SANDBOX_IMAGE
 from kybernetes.agent.cri import runtime_pb2 as pb
 from kybernetes.agent.cri.client import CriError
 from kybernetes.agent.cri.protocol import Runtime
-from kybernetes.agent.host import HostFacts, disk_bytes, memory_available_bytes
+from kybernetes.agent.host import HostFacts, apparmor_enabled, disk_bytes, memory_available_bytes
 from kybernetes.agent.localpath import LocalPathProvisioner
 from kybernetes.agent.node import build_node, cni_conflist_bytes, node_resources, node_status
 from kybernetes.agent.probes import (
@@ -45,7 +45,7 @@ from kybernetes.agent.stats import cgroup_dirs, memory_v1, memory_v2, parse_flat
 from kybernetes.agent.volumes import VolumeError, VolumeManager, container_mounts, readonly_volumes
 from kybernetes.api.aiotasks import cancel_and_wait
 from kybernetes.api.errors import ApiError
-from kybernetes.api.pods import pod_is_ready
+from kybernetes.api.pods import pod_is_ready, qos_class
 from kybernetes.api.timefmt import parse_time, rfc3339, rfc3339_micro
 from kybernetes.client import Client, InformerFactory, WorkQueue, object_key, run_workers
 from kybernetes.client.nodes import LEASE_NAMESPACE, build_lease, lease_renewal
@@ -87,6 +87,10 @@ class AgentOptions:
     # Renewed every quarter of it, like the kubelet (40 s: every 10 s).
     lease_duration: int = 40
     port: int = 10250
+    # Sysctls (or prefix* patterns) pods may set beyond the safe set; each must be namespaced.
+    allowed_unsafe_sysctls: tuple[str, ...] = ()
+    # Where Localhost seccomp profiles are looked up (default: <data dir>/seccomp).
+    seccomp_dir: str = ""
 
 
 async def wait_runtime_ready(cri: Runtime, timeout: float = 60.0) -> None:
@@ -157,6 +161,10 @@ class Agent:
                                      node_resources(host)[1], token=self._request_token)
         # Told the node's pod CIDR once it is known (the service proxy's masquerade rule).
         self.pod_cidr_listeners: list[Callable[[str], None]] = []
+        self.seccomp_dir = options.seccomp_dir or os.path.join(options.data_dir, "seccomp")
+        # containerd 1.6 has neither user namespaces nor a Strict supplementalGroupsPolicy.
+        self.features = admission.NodeFeatures(allowed_unsafe_sysctls=tuple(options.allowed_unsafe_sysctls),
+                                               apparmor=apparmor_enabled())
         self.local_path = LocalPathProvisioner(client, self.factory, self.name, options.data_dir,
                                                on_claim=self._claim_changed)
 
@@ -328,6 +336,14 @@ class Agent:
         sandbox, containers, stale = await self._runtime_state(uid)
         for sid in stale:
             await self._remove_sandbox(sid)
+        if sandbox is None and not containers and not pod["metadata"].get("deletionTimestamp"):
+            phase = (pod.get("status") or {}).get("phase") or "Pending"
+            if phase in ("Succeeded", "Failed"):
+                return  # finished, nothing of it left to stop or report
+            rejection = admission.admit(pod, self.features) if phase == "Pending" else None
+            if rejection is not None:
+                await self._reject(pod, rejection)
+                return
         plan = podsync.plan_pod(pod, sandbox, containers, time.time())
         if not plan.kill_pod:
             await self._resize(pod, containers, plan)
@@ -465,7 +481,7 @@ class Agent:
         attempt = (sandbox.attempt + 1) if sandbox is not None else 0
         for cid in plan.remove:
             await self._remove_container(cid)
-        sb_spec = podspec.sandbox_spec(pod, self.logs_root, attempt, self._dns(pod))
+        sb_spec = podspec.sandbox_spec(pod, self.logs_root, attempt, self._dns(pod), self.seccomp_dir)
         sb_config = runtime.sandbox_config(sb_spec)
         if plan.new_sandbox:
             if sandbox is not None:
@@ -501,7 +517,13 @@ class Agent:
                           for m in container_mounts(container, volume_paths, readonly_volumes(pod), dict(env))]
                 if hosts_file and not etchosts.mounts_own_hosts(container):
                     mounts.append((etchosts.HOSTS_PATH, hosts_file, False))
-            except (podspec.EnvError, VolumeError) as e:
+                security.check_container(pod, container, self.seccomp_dir)
+                if security.needs_image_user(pod, container):
+                    image = await self.cri.image_status(container.get("image", ""))
+                    security.verify_run_as_non_root(
+                        pod, container, image.uid.value if image is not None and image.HasField("uid") else None,
+                        image.username if image is not None else "")
+            except (podspec.EnvError, VolumeError, security.SecurityContextError) as e:
                 self._event(pod, name, "Warning", "Failed", f"Error: {e}")
                 plan.waiting[name] = ("CreateContainerConfigError", str(e))
                 plan.requeue_after = 2.0
@@ -532,7 +554,7 @@ class Agent:
                 message_file = await asyncio.to_thread(logs.make_termination_file, self.volumes.pod_dir(uid), name)
                 mounts.append((message_path, message_file, False))
             cspec = podspec.container_spec(pod, node_resize.with_allocated(container, self.allocations.get(uid)), env,
-                                           restarts, podsync.spec_hash(container), init, mounts)
+                                           restarts, podsync.spec_hash(container), init, mounts, self.seccomp_dir)
             cspec.pid_target_id = podsync.pid_target(container, containers)
             if message_file:
                 # Where to read the message once the container has exited (after a restart of the agent too).
@@ -862,6 +884,21 @@ class Agent:
         await self._stop_container(cid, grace)
         self.queue.add(object_key(pod))
 
+    async def _reject(self, pod: Obj, rejection: admission.Rejection) -> None:
+        """Refuse the pod as the kubelet's admit handlers do: an event, and phase Failed with
+        the reason, before any of it is created."""
+        self._event(pod, "", "Warning", rejection.reason, rejection.message)
+        meta = pod["metadata"]
+        status = {"phase": "Failed", "reason": rejection.reason, "message": rejection.status_message,
+                  "qosClass": qos_class(pod)}
+        try:
+            await self.client.patch(PODS, meta.get("namespace"), meta.get("name", ""),
+                                    {"metadata": {"uid": meta.get("uid", "")}, "status": status},
+                                    patch_type="merge", subresource="status", field_manager=FIELD_MANAGER)
+        except ApiError as e:
+            if e.code != 404 and not (e.code == 422 and "metadata.uid" in e.message):
+                raise
+
     def _event(self, pod: Obj, container: str, type_: str, reason: str, message: str) -> None:
         """Record an event about `pod` (and one of its containers) in the background."""
         self._spawn(self.client.event(_involved(pod, container), type_, reason, message, "kubelet"))
@@ -895,6 +932,7 @@ class Agent:
     # -- run ----------------------------------------------------------------------------------------
 
     async def run(self) -> None:
+        os.makedirs(self.seccomp_dir, exist_ok=True)
         node = await self.register()
         await self._ensure_network(node)
         await self.factory.start()
@@ -967,9 +1005,11 @@ def memory_working_set(pid: int) -> int | None:
 def _involved(pod: Obj, container: str) -> Obj:
     """The pod as an event's involved object, pointing at one of its containers."""
     meta = pod.get("metadata") or {}
-    return {"kind": "Pod", "apiVersion": "v1",
-            "metadata": {k: meta.get(k) for k in ("name", "namespace", "uid", "resourceVersion")},
-            "fieldPath": f"spec.containers{{{container}}}"}
+    involved: Obj = {"kind": "Pod", "apiVersion": "v1",
+                     "metadata": {k: meta.get(k) for k in ("name", "namespace", "uid", "resourceVersion")}}
+    if container:
+        involved["fieldPath"] = f"spec.containers{{{container}}}"
+    return involved
 
 
 def _same_status(old: Obj, new: Obj) -> bool:

@@ -71,6 +71,11 @@ def primary_ip() -> str:
         s.close()
 
 
+def apparmor_enabled() -> bool:
+    """Whether the kernel enforces AppArmor (what runc checks)."""
+    return _read("/sys/module/apparmor/parameters/enabled").startswith("Y")
+
+
 def read_host_facts(data_dir: str, node_ip: str | None = None, hostname: str | None = None) -> HostFacts:
     machine = os.uname().machine
     total, _ = disk_bytes(data_dir)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
+from kybernetes.agent import security
 from kybernetes.api.quantity import parse_quantity
 
 Obj = dict[str, Any]
@@ -66,6 +67,12 @@ class ContainerSpec:
     mounts: list[tuple[str, str, bool]] = field(default_factory=list)  # container path, host path, read-only
     # The container whose PID namespace this one joins (an ephemeral container's target).
     pid_target_id: str = ""
+    no_new_privs: bool = False
+    # /proc as the kernel shows it (procMount: Unmasked): no masked or read-only paths.
+    proc_unmasked: bool = False
+    seccomp: tuple[str, str] = ("Unconfined", "")  # profile type, localhost file
+    # Namespace modes (security.NODE/POD/CONTAINER): network, pid, ipc.
+    namespaces: tuple[str, str, str] = ("POD", "CONTAINER", "POD")
 
 
 @dataclass
@@ -86,6 +93,11 @@ class SandboxSpec:
     run_as_user: int | None = None
     run_as_group: int | None = None
     supplemental_groups: list[int] = field(default_factory=list)
+    namespaces: tuple[str, str, str] = ("POD", "CONTAINER", "POD")  # network, pid, ipc
+    sysctls: dict[str, str] = field(default_factory=dict)
+    # A privileged container needs a privileged sandbox (the runtime refuses it otherwise).
+    privileged: bool = False
+    seccomp: tuple[str, str] = ("Unconfined", "")
 
 
 # -- identity --------------------------------------------------------------------------------
@@ -167,7 +179,7 @@ def pod_dns(pod: Obj, cluster_dns: list[str], domain: str, host: DnsSettings) ->
     return servers, searches, list(options.values())
 
 
-def sandbox_spec(pod: Obj, logs_root: str, attempt: int, dns: DnsSettings) -> SandboxSpec:
+def sandbox_spec(pod: Obj, logs_root: str, attempt: int, dns: DnsSettings, seccomp_root: str = "") -> SandboxSpec:
     meta = pod.get("metadata") or {}
     spec = pod.get("spec") or {}
     ports = []
@@ -183,7 +195,20 @@ def sandbox_spec(pod: Obj, logs_root: str, attempt: int, dns: DnsSettings) -> Sa
         hostname=pod_hostname(pod), log_directory=pod_log_directory(logs_root, pod), labels=pod_labels(pod),
         annotations={}, port_mappings=ports, host_network=bool(spec.get("hostNetwork")), dns_servers=servers,
         dns_searches=searches, dns_options=options, run_as_user=psc.get("runAsUser"),
-        run_as_group=psc.get("runAsGroup"), supplemental_groups=supplemental_groups(psc))
+        run_as_group=psc.get("runAsGroup"), supplemental_groups=supplemental_groups(psc),
+        namespaces=security.namespaces(spec),
+        sysctls={str(s.get("name")): str(s.get("value", "")) for s in psc.get("sysctls") or [] if s.get("name")},
+        privileged=any(bool((c.get("securityContext") or {}).get("privileged"))
+                       for key in ("initContainers", "containers", "ephemeralContainers")
+                       for c in spec.get(key) or []),
+        seccomp=_pod_seccomp(psc, seccomp_root))
+
+
+def _pod_seccomp(psc: Obj, root: str) -> tuple[str, str]:
+    try:
+        return security.seccomp(psc.get("seccompProfile"), root)
+    except security.SecurityContextError:
+        return security.UNCONFINED, ""  # the containers refuse it (CreateContainerConfigError)
 
 
 def supplemental_groups(pod_security_context: Obj) -> list[int]:
@@ -448,9 +473,10 @@ def is_ephemeral(pod: Obj, name: str) -> bool:
 
 def container_spec(pod: Obj, container: Obj, env: list[tuple[str, str]], restart_count: int,
                    spec_hash: str, init: bool = False,
-                   mounts: list[tuple[str, str, bool]] | None = None) -> ContainerSpec:
+                   mounts: list[tuple[str, str, bool]] | None = None, seccomp_root: str = "") -> ContainerSpec:
+    """Raises security.SecurityContextError for a Localhost seccomp profile outside `seccomp_root`."""
     envd = dict(env)
-    sc = container.get("securityContext") or {}
+    sc = security.effective(pod, container)
     psc = (pod.get("spec") or {}).get("securityContext") or {}
     caps = sc.get("capabilities") or {}
     shares, quota, period, memory = linux_resources(container)
@@ -471,4 +497,6 @@ def container_spec(pod: Obj, container: Obj, env: list[tuple[str, str]], restart
         supplemental_groups=supplemental_groups(psc), readonly_rootfs=bool(sc.get("readOnlyRootFilesystem")), privileged=bool(sc.get("privileged")),
         add_capabilities=list(caps.get("add") or []), drop_capabilities=list(caps.get("drop") or []),
         labels=labels, annotations=annotations, log_path=container_log_path(container.get("name", ""), restart_count),
-        mounts=list(mounts or []))
+        mounts=list(mounts or []), no_new_privs=security.no_new_privs(sc), proc_unmasked=security.proc_unmasked(sc),
+        seccomp=security.seccomp(sc.get("seccompProfile"), seccomp_root),
+        namespaces=security.namespaces(pod.get("spec") or {}))

@@ -26,15 +26,31 @@ MASKED_PATHS = ["/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/pro
 READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
 
 
+_MODES = {"NODE": pb.NODE, "POD": pb.POD, "CONTAINER": pb.CONTAINER}
+_SECCOMP = {"RuntimeDefault": pb.SecurityProfile.RuntimeDefault, "Unconfined": pb.SecurityProfile.Unconfined,
+            "Localhost": pb.SecurityProfile.Localhost}
+
+
 def _int64(value: int | None) -> pb.Int64Value | None:
     return pb.Int64Value(value=int(value)) if value is not None else None
 
 
+def _namespace_options(modes: tuple[str, str, str], host_network: bool = False) -> pb.NamespaceOption:
+    network, pid, ipc = modes
+    return pb.NamespaceOption(network=pb.NODE if host_network else _MODES[network], pid=_MODES[pid],
+                              ipc=_MODES[ipc])
+
+
+def _seccomp(profile: tuple[str, str]) -> pb.SecurityProfile:
+    # Always set: an absent profile is RuntimeDefault to some runtimes, Unconfined to others.
+    kind, path = profile
+    return pb.SecurityProfile(profile_type=_SECCOMP[kind], localhost_ref=path)
+
+
 def sandbox_config(spec: SandboxSpec) -> pb.PodSandboxConfig:
-    network = pb.NODE if spec.host_network else pb.POD
     security = pb.LinuxSandboxSecurityContext(
-        namespace_options=pb.NamespaceOption(network=network, pid=pb.CONTAINER, ipc=pb.POD),
-        supplemental_groups=spec.supplemental_groups)
+        namespace_options=_namespace_options(spec.namespaces, spec.host_network),
+        supplemental_groups=spec.supplemental_groups, privileged=spec.privileged, seccomp=_seccomp(spec.seccomp))
     if spec.run_as_user is not None:
         security.run_as_user.CopyFrom(_int64(spec.run_as_user))
     if spec.run_as_group is not None:
@@ -46,7 +62,7 @@ def sandbox_config(spec: SandboxSpec) -> pb.PodSandboxConfig:
         port_mappings=[pb.PortMapping(protocol=_PROTOCOLS.get(proto, pb.TCP), container_port=cport, host_port=hport,
                                       host_ip=hip) for proto, cport, hport, hip in spec.port_mappings],
         labels=spec.labels, annotations=spec.annotations,
-        linux=pb.LinuxPodSandboxConfig(security_context=security))
+        linux=pb.LinuxPodSandboxConfig(security_context=security, sysctls=spec.sysctls))
     if spec.dns_servers or spec.dns_searches or spec.dns_options:
         config.dns_config.CopyFrom(pb.DNSConfig(servers=spec.dns_servers, searches=spec.dns_searches,
                                                 options=spec.dns_options))
@@ -57,13 +73,13 @@ def container_config(spec: ContainerSpec, host_network: bool) -> pb.ContainerCon
     security = pb.LinuxContainerSecurityContext(
         capabilities=pb.Capability(add_capabilities=spec.add_capabilities, drop_capabilities=spec.drop_capabilities),
         privileged=spec.privileged, readonly_rootfs=spec.readonly_rootfs, supplemental_groups=spec.supplemental_groups,
-        namespace_options=pb.NamespaceOption(network=pb.NODE if host_network else pb.POD, pid=pb.CONTAINER,
-                                             ipc=pb.POD))
+        namespace_options=_namespace_options(spec.namespaces, host_network), no_new_privs=spec.no_new_privs,
+        seccomp=_seccomp(spec.seccomp))
     if spec.pid_target_id:
         # As the kubelet does for an ephemeral container's targetContainerName: its processes are in view.
         security.namespace_options.pid = pb.TARGET
         security.namespace_options.target_id = spec.pid_target_id
-    if not spec.privileged:
+    if not spec.privileged and not spec.proc_unmasked:
         security.masked_paths.extend(MASKED_PATHS)
         security.readonly_paths.extend(READONLY_PATHS)
     if spec.run_as_user is not None:

@@ -602,6 +602,45 @@ def validate_pod_spec(path: str, spec: Any, rule: RestartRule = POD_RESTART,
     errs += schedulingspec.validate_spec_scheduling(path, spec, validate_label_selector)
     errs += non_negative(f"{path}.terminationGracePeriodSeconds", spec.get("terminationGracePeriodSeconds")
                           if is_int(spec.get("terminationGracePeriodSeconds")) else None)
+    errs += _validate_security_contexts(path, spec)
+    return errs
+
+
+_SECCOMP_TYPES = ["Localhost", "RuntimeDefault", "Unconfined"]
+
+
+def _validate_seccomp(path: str, profile: Any) -> Errors:
+    if not isinstance(profile, dict):
+        return []
+    kind = profile.get("type")
+    if kind not in _SECCOMP_TYPES:
+        return [not_supported(f"{path}.type", kind, _SECCOMP_TYPES)]
+    if kind == "Localhost" and not profile.get("localhostProfile"):
+        return [required(f"{path}.localhostProfile", "must be set when seccomp type is Localhost")]
+    if kind != "Localhost" and profile.get("localhostProfile") is not None:
+        return [invalid(f"{path}.localhostProfile", profile["localhostProfile"],
+                        "can only be set when seccomp type is Localhost")]
+    return []
+
+
+def _validate_security_contexts(path: str, spec: Obj) -> Errors:
+    """seccompProfile types, and procMount (Unmasked only in a user namespace), as upstream."""
+    psc = spec.get("securityContext") if isinstance(spec.get("securityContext"), dict) else {}
+    errs = _validate_seccomp(f"{path}.securityContext.seccompProfile", psc.get("seccompProfile"))
+    for key in ("initContainers", "containers", "ephemeralContainers"):
+        for cpath, c in objects_at(f"{path}.{key}", spec.get(key)):
+            sc = c.get("securityContext")
+            if not isinstance(sc, dict):
+                continue
+            errs += _validate_seccomp(f"{cpath}.securityContext.seccompProfile", sc.get("seccompProfile"))
+            mount = sc.get("procMount")
+            if mount is None:
+                continue
+            if mount not in ("Default", "Unmasked"):
+                errs.append(not_supported(f"{cpath}.securityContext.procMount", mount, ["Default", "Unmasked"]))
+            elif mount == "Unmasked" and spec.get("hostUsers") is not False:
+                errs.append(invalid(f"{cpath}.securityContext.procMount", mount,
+                                    "`hostUsers` must be false to use `Unmasked`"))
     return errs
 
 

@@ -595,11 +595,14 @@ def scheduler(kubeconfig: str, leader_elect: bool) -> None:
 @click.option("--dns-port", default=53, show_default=True, type=int,
               help="Port of the node's cluster DNS server, on the node's address (published as a kube-dns endpoint).")
 @click.option("--disable-dns", is_flag=True, help="Do not serve cluster DNS on this node.")
+@click.option("--allowed-unsafe-sysctls", multiple=True,
+              help="Comma-separated sysctls or prefix* patterns pods may set beyond the safe set (namespaced only).")
 def agent(kubeconfig: str, server: str, token: str, ca_cert_hash: str, ca_cert: str, node_name: str | None,
           data_dir: str, containerd_socket: str, node_ip: str | None,
           cluster_dns: tuple[str, ...], node_labels: tuple[str, ...], register_with_taints: tuple[str, ...],
           cni_bridge: str, node_lease_duration_seconds: int, port: int, proxy_table: str,
-          proxy_mode: str, disable_proxy: bool, dns_port: int, disable_dns: bool) -> None:
+          proxy_mode: str, disable_proxy: bool, dns_port: int, disable_dns: bool,
+          allowed_unsafe_sysctls: tuple[str, ...] = ()) -> None:
     """Run the node agent: register this machine as a node and run its pods on containerd."""
     from kybernetes.agent.agent import Agent, AgentOptions, wait_runtime_ready
     from kybernetes.agent.apiauth import AgentAuth
@@ -623,6 +626,10 @@ def agent(kubeconfig: str, server: str, token: str, ca_cert_hash: str, ca_cert: 
         # Checked again when joining; said here before anything starts.
         raise click.UsageError("refusing to trust the server's CA unverified: give --ca-cert-hash sha256:<hash> "
                                "(kyb token create --print-join-command prints it) or --ca-cert <file>")
+    from kybernetes.agent.admission import validate_allowed_unsafe_sysctls
+    unsafe_sysctls = tuple(p.strip() for item in allowed_unsafe_sysctls for p in item.split(",") if p.strip())
+    for problem in validate_allowed_unsafe_sysctls(unsafe_sysctls):
+        raise click.BadParameter(problem, param_hint="--allowed-unsafe-sysctls")
     labels = dict(item.split("=", 1) for item in node_labels if "=" in item)
     taints = []
     for item in register_with_taints:
@@ -676,7 +683,8 @@ def agent(kubeconfig: str, server: str, token: str, ca_cert_hash: str, ca_cert: 
             dns_servers = cluster_dns or tuple(ip for ip in [await cluster_dns_ip(client)] if ip)
             options = AgentOptions(node_name=name, data_dir=data_dir, cni_conf_dir=cni_conf_dir,
                                    cluster_dns=dns_servers, bridge=cni_bridge, labels=labels, taints=taints,
-                                   lease_duration=node_lease_duration_seconds, port=port)
+                                   lease_duration=node_lease_duration_seconds, port=port,
+                                   allowed_unsafe_sysctls=unsafe_sysctls)
             # Issued by the cluster CA for this node (the API server verifies it), not self-signed.
             ca_pem = kubeconfig_ca_pem(kubeconfig)
             serving_names = [host.internal_ip, *host.extra_ips, host.hostname]
