@@ -433,7 +433,9 @@ class Agent:
         for cid in [k for k in allocation.applied if k not in live]:
             del allocation.applied[cid]
             changed = True
-        decision = node_resize.admit(pod, allocation, node_resources(self.host)[1], self._others_requests(uid))
+        # The other pods are only summed when there is a resize to admit (a sync per pod start).
+        others = self._others_requests(uid) if node_resize.pending_resize(pod, allocation) else {}
+        decision = node_resize.admit(pod, allocation, node_resources(self.host)[1], others)
         if decision.allocate is not None:
             allocation.resources, changed = decision.allocate, True
         if decision.pending is not None:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from kybernetes.api.errors import FieldError, forbidden, invalid
+from kybernetes.api.errors import FieldError, duplicate, forbidden, invalid, not_supported, required
 from kybernetes.api.pods import qos_class
 from kybernetes.api.quantity import parse_quantity
 
@@ -72,6 +72,39 @@ def merge_resize(old: Obj, new: Obj) -> Obj:
         spec[key] = out
     merged["spec"] = spec
     return merged
+
+
+# -- resizePolicy in any pod spec --------------------------------------------------------------
+
+_POLICIES = ["NotRequired", "RestartContainer"]
+
+
+def resize_policy_errors(spec: Any) -> Errors:
+    """validateResizePolicy for each container: cpu and memory once each, a known restart
+    policy, and only NotRequired in a pod that never restarts containers."""
+    if not isinstance(spec, dict):
+        return []
+    errs: Errors = []
+    for key in ("containers", "initContainers"):
+        for i, c in enumerate(_dicts(spec.get(key))):
+            path = f"spec.{key}[{i}].resizePolicy"
+            seen: set[Any] = set()
+            for j, p in enumerate(_dicts(c.get("resizePolicy"))):
+                name, policy = p.get("resourceName"), p.get("restartPolicy")
+                if name in seen:
+                    errs.append(duplicate(f"{path}[{j}]", name))
+                seen.add(name)
+                if not name:
+                    errs.append(required(path))
+                elif name not in RESIZABLE:
+                    errs.append(not_supported(path, name, list(RESIZABLE)))
+                if not policy:
+                    errs.append(required(path))
+                elif policy not in _POLICIES:
+                    errs.append(not_supported(path, policy, _POLICIES))
+                if spec.get("restartPolicy") == "Never" and policy != "NotRequired":
+                    errs.append(invalid(path, policy, "must be 'NotRequired' when `restartPolicy` is 'Never'"))
+    return errs
 
 
 # -- ValidatePodResize ------------------------------------------------------------------------

@@ -246,3 +246,21 @@ def test_a_resize_allocated_but_not_applied_is_in_progress():
     agent_resize.decorate_status(status, pod, allocation, None, "it failed", "now")
     assert [(c["type"], c.get("reason"), c.get("message")) for c in status["conditions"]] == [
         ("PodResizeInProgress", "Error", "it failed")]
+
+
+def test_resize_policies_are_validated_as_upstream():
+    def errors(policies, restart="Always"):
+        pod = stored_pod(resizePolicy=policies)
+        pod["spec"]["restartPolicy"] = restart
+        return [f"{e.field}: {e.message()}" for e in validate_with(STRATEGY, PODS, pod, None)]
+    assert errors([{"resourceName": "cpu", "restartPolicy": "RestartContainer"}]) == []
+    assert errors([{"resourceName": "cpu", "restartPolicy": "NotRequired"},
+                   {"resourceName": "cpu", "restartPolicy": "NotRequired"}]) == [
+        'spec.containers[0].resizePolicy[1]: Duplicate value: "cpu"']
+    assert errors([{"resourceName": "gpu", "restartPolicy": "Sometimes"}]) == [
+        'spec.containers[0].resizePolicy: Unsupported value: "gpu": supported values: "cpu", "memory"',
+        'spec.containers[0].resizePolicy: Unsupported value: "Sometimes": supported values: '
+        '"NotRequired", "RestartContainer"']
+    assert errors([{"resourceName": "memory", "restartPolicy": "RestartContainer"}], "Never") == [
+        "spec.containers[0].resizePolicy: Invalid value: \"RestartContainer\": "
+        "must be 'NotRequired' when `restartPolicy` is 'Never'"]

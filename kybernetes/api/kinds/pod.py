@@ -38,7 +38,7 @@ from kybernetes.api.podscheduling import (
     validate_pod_scheduling,
 )
 from kybernetes.api.registry import ResourceInfo
-from kybernetes.api.resize import merge_resize, validate_pod_resize
+from kybernetes.api.resize import merge_resize, resize_policy_errors, validate_pod_resize
 from kybernetes.api.tables import (
     age_column,
     age_of,
@@ -72,7 +72,8 @@ Cells = list[Any]
 
 def _validate_pod(info: ResourceInfo, obj: Obj) -> Errors:
     spec = obj.get("spec")
-    return validate_pod_spec("spec", spec) + validate_ephemeral_containers(spec) + validate_pod_scheduling(spec)
+    return validate_pod_spec("spec", spec) + validate_ephemeral_containers(spec) + validate_pod_scheduling(spec) \
+        + resize_policy_errors(spec)
 
 
 # -- ephemeral containers ------------------------------------------------------------------
