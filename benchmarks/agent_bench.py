@@ -8,6 +8,10 @@ the time from each pod's create request to the moment a watch sees it Running:
 
 * `--pods` pods created at once (p50, p99, max, and how long until all ran);
 * `--pods` pods one at a time (each created after the previous one runs);
+* `--pods` pods one at a time with a native sidecar (an init container with
+  `restartPolicy: Always`, which must run before the app starts) and a restricted
+  security context (runAsNonRoot, runAsUser 1000, no privilege escalation, every
+  capability dropped, the runtime's default seccomp profile); target p99 <= 0.25 s;
 * the agent's RSS with `--pods` pods running (and its containerd's, apart).
 
 Every pod is deleted at the end and the agent leaves nothing behind.
@@ -74,6 +78,22 @@ def bench_pod(name: str) -> dict:
     return sleeper_pod(name, NODE, LABELS)
 
 
+RESTRICTED = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+
+
+def sidecar_pod(name: str) -> dict:
+    """The bench pod with a native sidecar before its app, both as restricted as the
+    Pod Security Standards' "restricted" profile asks."""
+    pod = sleeper_pod(name, NODE, LABELS)
+    spec = pod["spec"]
+    (app,) = spec["containers"]
+    app["securityContext"] = dict(RESTRICTED)
+    spec["initContainers"] = [{**app, "name": "sidecar", "restartPolicy": "Always"}]
+    spec["securityContext"] = {"runAsNonRoot": True, "runAsUser": 1000,
+                               "seccompProfile": {"type": "RuntimeDefault"}}
+    return pod
+
+
 async def run(args: argparse.Namespace, server: ServerProcess, agent: AgentProcess) -> None:
     client = await ApiClient.from_kubeconfig(server.kubeconfig, user_agent="agent-bench")
     tracker = PhaseTracker(NAMESPACE)
@@ -126,6 +146,15 @@ async def run(args: argparse.Namespace, server: ServerProcess, agent: AgentProce
             one.append(tracker.seen[("pod", name)] - start)
         report(f"{args.pods} one at a time", one)
         print(f"RSS with {2 * args.pods + 1} pods: agent {rss_mb(agent.proc.pid):.0f} MB")
+
+        side = []
+        for i in range(args.pods):
+            name = f"sidecar-{i}"
+            start = time.monotonic()
+            await client.create(PODS, NAMESPACE, sidecar_pod(name))
+            await tracker.wait([("pod", name)])
+            side.append(tracker.seen[("pod", name)] - start)
+        report(f"{args.pods} one at a time, sidecar + restricted", side)
     finally:
         await tracker.close()
         await client.close()

@@ -38,6 +38,7 @@ from kybernetes.agent.probes import (
     READINESS,
     STARTUP,
     Prober,
+    run_hook,
     run_probe,
     verdicts_kept_over_restart,
 )
@@ -71,6 +72,8 @@ RESYNC_INTERVAL = 10.0
 # A container's annotations: the node file its termination message is written to, and its policy.
 TERMINATION_MESSAGE_FILE = "kybernetes.io/termination-message-file"
 TERMINATION_MESSAGE_POLICY = "io.kubernetes.container.terminationMessagePolicy"
+# The kubelet puts no bound on a postStart hook; one that hangs here would hold a sync worker.
+POST_START_TIMEOUT = 120.0
 
 
 @dataclass
@@ -344,11 +347,14 @@ class Agent:
             if rejection is not None:
                 await self._reject(pod, rejection)
                 return
-        plan = podsync.plan_pod(pod, sandbox, containers, time.time())
+        plan = podsync.plan_pod(pod, sandbox, containers, time.time(), self._sidecars_started(pod, containers))
         if not plan.kill_pod:
             await self._resize(pod, containers, plan)
         if plan.kill_pod:
             self._stop_probers(key)
+            if plan.deadline_exceeded:
+                self._event(pod, "", "Normal", "DeadlineExceeded",
+                            "Pod was active on the node longer than the specified deadline")
             await self._kill_pod(pod, sandbox, containers)
             if pod["metadata"].get("deletionTimestamp"):
                 await self._finish_delete(pod)
@@ -356,6 +362,17 @@ class Agent:
             sandbox, containers, _ = await self._runtime_state(uid)
         else:
             sandbox, containers = await self._apply(pod, plan, sandbox, containers)
+            # A sidecar with no startupProbe has started once it runs: what follows it
+            # starts in this same sync rather than at the next relist.
+            for _ in (pod.get("spec") or {}).get("initContainers") or []:
+                if plan.waiting or not any(init and podsync.is_sidecar(c) and not c.get("startupProbe")
+                                           for c, init, _n in plan.start):
+                    break
+                plan = podsync.plan_pod(pod, sandbox, containers, time.time(),
+                                        self._sidecars_started(pod, containers))
+                if plan.kill_pod or plan.new_sandbox:
+                    break
+                sandbox, containers = await self._apply(pod, plan, sandbox, containers)
         for name, (reason, _message) in plan.waiting.items():
             if reason == "CrashLoopBackOff":
                 self._event(pod, name, "Warning", "BackOff", f"Back-off restarting failed container {name} in pod "
@@ -574,6 +591,11 @@ class Agent:
                 self._event(pod, name, "Warning", "Failed", f"Error: {e.details}")
                 plan.waiting[name] = ("RunContainerError", e.details)
                 plan.requeue_after = 5.0
+                continue
+            hook = (container.get("lifecycle") or {}).get("postStart")
+            if hook:
+                await self._post_start(pod, podsync.ContainerState(cid, name, podsync.RUNNING, restarts, ""),
+                                       container, hook, sandbox, plan)
         if started or plan.remove:
             sandbox, containers, _ = await self._runtime_state(uid)
         return sandbox, containers
@@ -737,26 +759,42 @@ class Agent:
 
     async def _kill_pod(self, pod: Obj | None, sandbox: podsync.SandboxState | None,
                         containers: list[podsync.ContainerState]) -> None:
+        """Stop the pod's containers within its grace period, then its sandbox. As the
+        kubelet: every preStop hook starts at once; regular containers get SIGTERM first,
+        each sidecar only once the containers started after it have stopped (reverse
+        order), with what is left of the grace period."""
         grace = 30
         if pod is not None:
             meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
             grace = meta.get("deletionGracePeriodSeconds")
             if grace is None:
                 grace = spec.get("terminationGracePeriodSeconds", 30)
+        deadline = time.monotonic() + int(grace)
         running = [c for c in containers if c.state in (podsync.RUNNING, podsync.CREATED)]
-        specs = {c.get("name", ""): c for c in ((pod or {}).get("spec") or {}).get("containers") or []}
+        spec = (pod or {}).get("spec") or {}
+        specs = {c.get("name", ""): c for c in spec.get("containers") or []}
+        sidecars = [c.get("name", "") for c in spec.get("initContainers") or [] if podsync.is_sidecar(c)]
+        specs.update({c.get("name", ""): c for c in spec.get("initContainers") or [] if podsync.is_sidecar(c)})
 
-        async def stop(c: podsync.ContainerState) -> None:
-            deadline = time.monotonic() + int(grace)
+        async def stop(c: podsync.ContainerState, after: list[asyncio.Task[None]]) -> None:
             if pod is not None:
                 self._event(pod, c.name, "Normal", "Killing", f"Stopping container {c.name}")
                 hook = ((specs.get(c.name) or {}).get("lifecycle") or {}).get("preStop")
                 if hook and c.state == podsync.RUNNING:
                     await self._pre_stop(pod, c, hook, int(grace), specs.get(c.name) or {}, sandbox)
-            # The hook's time counts against the grace period, as in Kubernetes.
+            if after:
+                await asyncio.wait(after, timeout=max(deadline - time.monotonic(), 0))
+            # The hook's and the wait's time count against the grace period, as in Kubernetes.
             await self._stop_container(c.id, max(math.ceil(deadline - time.monotonic()), 0))
 
-        await asyncio.gather(*(stop(c) for c in running))
+        ordered = {c.name: c for c in running if c.init and c.name in sidecars}
+        first = [asyncio.create_task(stop(c, [])) for c in running if c.name not in ordered]
+        tasks = list(first)
+        for name in reversed(sidecars):
+            if name in ordered:
+                tasks.append(asyncio.create_task(stop(ordered[name], list(tasks))))
+        if tasks:
+            await asyncio.gather(*tasks)
         if sandbox is not None:
             try:
                 await self.cri.stop_pod_sandbox(sandbox.id)
@@ -779,6 +817,41 @@ class Agent:
                 await asyncio.sleep(min(int(hook["sleep"].get("seconds") or 0), grace))
         except (TimeoutError, CriError) as e:
             self._event(pod, c.name, "Warning", "FailedPreStopHook", f"PreStopHook failed: {e}")
+
+    async def _post_start(self, pod: Obj, c: podsync.ContainerState, container: Obj, hook: Obj,
+                          sandbox: podsync.SandboxState, plan: podsync.Plan) -> None:
+        """Run a postStart hook right after the container started; the sync (and so the
+        container's Running in status) waits for it. A failing hook kills the container,
+        which then restarts per the restart policy, as the kubelet does."""
+        # A hostNetwork pod's address is the node's.
+        failure = await run_hook(hook, container, sandbox.ip or self.host.internal_ip, self._exec_fn(c.id),
+                                 self._session(), POST_START_TIMEOUT)
+        if not failure:
+            return
+        meta = pod["metadata"]
+        failure = failure.replace(" failed - ", f" for Container {c.name!r} in Pod "
+                                  f"{meta.get('name')}_{meta.get('namespace')}({meta.get('uid')}) failed - ", 1)
+        # The kubelet keeps the hook's output out of the event (it may hold secrets).
+        self._event(pod, c.name, "Warning", "FailedPostStartHook", "PostStartHook failed")
+        self._event(pod, c.name, "Normal", "Killing", "FailedPostStartHook")
+        grace = int((pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30))
+        pre_stop = (container.get("lifecycle") or {}).get("preStop")
+        deadline = time.monotonic() + grace
+        if pre_stop:
+            await self._pre_stop(pod, c, pre_stop, grace, container, sandbox)
+        await self._stop_container(c.id, max(math.ceil(deadline - time.monotonic()), 0))
+        plan.waiting[c.name] = ("PostStartHookError", failure)
+        plan.requeue_after = 1.0 if plan.requeue_after is None else min(plan.requeue_after, 1.0)
+
+    def _sidecars_started(self, pod: Obj, containers: list[podsync.ContainerState]) -> dict[str, bool]:
+        """Per running sidecar with a startupProbe: has the probe succeeded yet."""
+        latest = podsync.latest_by_name(containers)
+        out: dict[str, bool] = {}
+        for ic in (pod.get("spec") or {}).get("initContainers") or []:
+            c = latest.get(ic.get("name", ""))
+            if podsync.is_sidecar(ic) and ic.get("startupProbe") and c is not None and c.state == podsync.RUNNING:
+                out[c.name] = bool(self.probe_verdicts.get(c.id, {}).get(STARTUP))
+        return out
 
     async def _stop_container(self, cid: str, grace: int) -> None:
         try:
@@ -817,13 +890,19 @@ class Agent:
         """Start the probes of running containers (startup first, then liveness and
         readiness), stop those of containers gone; returns name -> (ready, started)."""
         key = object_key(pod)
-        specs = {c.get("name", ""): c for c in (pod.get("spec") or {}).get("containers") or []}
+        pod_spec = pod.get("spec") or {}
+        specs = {c.get("name", ""): c for c in pod_spec.get("containers") or []}
+        # Sidecars are probed as regular containers are.
+        sidecars = {c.get("name", ""): c for c in pod_spec.get("initContainers") or [] if podsync.is_sidecar(c)}
         running = {c.id: c for c in podsync.latest_by_name(containers).values()
-                   if c.state == podsync.RUNNING and not c.init and c.name in specs}
+                   if c.state == podsync.RUNNING and not c.ephemeral
+                   and c.name in (sidecars if c.init else specs)}
+        specs.update(sidecars)
         out: dict[str, tuple[bool, bool]] = {}
         ip = sandbox.ip if sandbox is not None else ""
         status = pod.get("status") or {}
-        reported = {s.get("name"): s for s in status.get("containerStatuses") or []}
+        reported = {s.get("name"): s for s in [*(status.get("containerStatuses") or []),
+                                               *(status.get("initContainerStatuses") or [])]}
         pod_ready = pod_is_ready(pod)
         for cid, c in running.items():
             spec = specs[c.name]
