@@ -607,6 +607,37 @@ def validate_pod_spec(path: str, spec: Any, rule: RestartRule = POD_RESTART,
 
 
 _SECCOMP_TYPES = ["Localhost", "RuntimeDefault", "Unconfined"]
+_SYSCTL_SEGMENT = "[a-z0-9]([-_a-z0-9]*[a-z0-9])?"
+_SYSCTL_FMT = f"({_SYSCTL_SEGMENT}[\\./])*{_SYSCTL_SEGMENT}"
+_SYSCTL_RE = re.compile(f"^{_SYSCTL_FMT}$")
+_SYSCTL_MAX = 253
+# Which kernel namespace a sysctl lives in (a host namespace makes it the host's).
+_SYSCTL_NAMESPACES = (("net.", "hostNetwork"), ("kernel.shm", "hostIPC"), ("kernel.msg", "hostIPC"),
+                      ("kernel.sem", "hostIPC"), ("fs.mqueue.", "hostIPC"))
+
+
+def _validate_sysctls(path: str, sysctls: Any, spec: Obj) -> Errors:
+    errs: Errors = []
+    seen: set[str] = set()
+    for i, s in enumerate(sysctls if isinstance(sysctls, list) else []):
+        name = s.get("name") if isinstance(s, dict) else None
+        npath = f"{path}[{i}].name"
+        if not name:
+            errs.append(required(npath))
+            continue
+        if not isinstance(name, str) or len(name) > _SYSCTL_MAX or not _SYSCTL_RE.match(name):
+            errs.append(invalid(npath, name, f"must have at most {_SYSCTL_MAX} characters and match regex "
+                                             f"{_SYSCTL_FMT}"))
+            continue
+        if name in seen:
+            errs.append(duplicate(npath, name))
+        seen.add(name)
+        first = min((name.find(c) for c in "./" if c in name), default=-1)
+        dotted = name.translate(str.maketrans("./", "/.")) if first >= 0 and name[first] == "/" else name
+        host = next((flag for prefix, flag in _SYSCTL_NAMESPACES if dotted.startswith(prefix)), "")
+        if host and spec.get(host) is True:
+            errs.append(invalid(npath, name, f"may not be specified when '{host}' is true"))
+    return errs
 
 
 def _validate_seccomp(path: str, profile: Any) -> Errors:
@@ -624,9 +655,11 @@ def _validate_seccomp(path: str, profile: Any) -> Errors:
 
 
 def _validate_security_contexts(path: str, spec: Obj) -> Errors:
-    """seccompProfile types, and procMount (Unmasked only in a user namespace), as upstream."""
+    """seccompProfile types, sysctl names (none of a host namespace the pod shares), and
+    procMount (Unmasked only in a user namespace), as upstream."""
     psc = spec.get("securityContext") if isinstance(spec.get("securityContext"), dict) else {}
     errs = _validate_seccomp(f"{path}.securityContext.seccompProfile", psc.get("seccompProfile"))
+    errs += _validate_sysctls(f"{path}.securityContext.sysctls", psc.get("sysctls"), spec)
     for key in ("initContainers", "containers", "ephemeralContainers"):
         for cpath, c in objects_at(f"{path}.{key}", spec.get(key)):
             sc = c.get("securityContext")

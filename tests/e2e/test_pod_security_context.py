@@ -217,3 +217,20 @@ def test_the_node_rejects_pods_it_cannot_run(pods, name, reason, message):
                                     f"involvedObject.name={name}", "-o", "json").stdout)["items"]
     assert any(e["reason"] == reason and e["message"] == message and e["type"] == "Warning" for e in events), events
     assert not [e for e in events if e["reason"] in ("Pulled", "Created", "Started")], events
+
+
+def test_the_api_refuses_invalid_sysctls_and_unmasked_proc_without_a_user_namespace(cluster):
+    srv, _agent = cluster
+    bad = _pod("bad-sysctls", {"hostNetwork": True, "securityContext": {"sysctls": [
+        {"name": "foo-", "value": "bar"}, {"name": "kernel.shmmax", "value": "1"},
+        {"name": "net.ipv4.tcp_syncookies", "value": "1"}]},
+        "containers": [{"name": "c", "image": IMAGE, "securityContext": {"procMount": "Unmasked"}}]})
+    r = srv.kubectl("apply", "-f", "-", stdin=json.dumps(bad))
+    assert r.returncode != 0
+    assert 'spec.securityContext.sysctls[0].name: Invalid value: "foo-"' in r.stderr, r.stderr
+    assert "kernel.shmmax" not in r.stderr
+    assert ('spec.securityContext.sysctls[2].name: Invalid value: "net.ipv4.tcp_syncookies": '
+            "may not be specified when 'hostNetwork' is true") in r.stderr, r.stderr
+    assert ('spec.containers[0].securityContext.procMount: Invalid value: "Unmasked": '
+            "`hostUsers` must be false to use `Unmasked`") in r.stderr, r.stderr
+    assert srv.kubectl("-n", NS, "get", "pod", "bad-sysctls").returncode != 0

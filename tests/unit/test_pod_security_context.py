@@ -229,3 +229,19 @@ def validate_pod_spec_errors(spec: dict) -> list[tuple[str, str]]:
     from kybernetes.api.validation import validate_pod_spec
     full = {"restartPolicy": "Always", "dnsPolicy": "ClusterFirst", **spec}
     return [(e.field, e.detail) for e in validate_pod_spec("spec", full) if "securityContext" in e.field]
+
+
+def test_sysctl_names_are_validated_as_upstream():
+    sysctls = [{"name": n, "value": "1"} for n in ("foo-", "kernel.shmmax", "safe-and-unsafe", "bar..",
+                                                   "kernel.shmmax", "net/ipv4/ip_forward")]
+    errs = validate_pod_spec_errors({"containers": [{"name": "c", "image": "i"}],
+                                     "securityContext": {"sysctls": sysctls}})
+    regex = r"([a-z0-9]([-_a-z0-9]*[a-z0-9])?[\./])*[a-z0-9]([-_a-z0-9]*[a-z0-9])?"
+    assert errs == [("spec.securityContext.sysctls[0].name", f"must have at most 253 characters and match regex {regex}"),
+                    ("spec.securityContext.sysctls[3].name", f"must have at most 253 characters and match regex {regex}"),
+                    ("spec.securityContext.sysctls[4].name", "")]
+    host = validate_pod_spec_errors({"containers": [{"name": "c", "image": "i"}], "hostNetwork": True, "hostIPC": True,
+                                     "securityContext": {"sysctls": [{"name": "net.ipv4.tcp_syncookies", "value": "1"},
+                                                                     {"name": "kernel/shm_rmid_forced", "value": "1"}]}})
+    assert host == [("spec.securityContext.sysctls[0].name", "may not be specified when 'hostNetwork' is true"),
+                    ("spec.securityContext.sysctls[1].name", "may not be specified when 'hostIPC' is true")]
