@@ -217,6 +217,9 @@ def test_the_node_rejects_pods_it_cannot_run(pods, name, reason, message):
                                     f"involvedObject.name={name}", "-o", "json").stdout)["items"]
     assert any(e["reason"] == reason and e["message"] == message and e["type"] == "Warning" for e in events), events
     assert not [e for e in events if e["reason"] in ("Pulled", "Created", "Started")], events
+    # A rejected pod is deleted like any other (the agent confirms it gone).
+    r = srv.kubectl("-n", NS, "delete", "pod", name, "--timeout=30s")
+    assert r.returncode == 0, r.stderr
 
 
 def test_the_api_refuses_invalid_sysctls_and_unmasked_proc_without_a_user_namespace(cluster):
