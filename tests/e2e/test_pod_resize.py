@@ -4,7 +4,7 @@ memory.max as the container itself reads them, or their cgroup v1 counterparts) 
 resizePolicy says RestartContainer; a resize the node can never fit stays pending as
 Infeasible; the status shows allocatedResources, resources and observedGeneration; the
 API refuses what Kubernetes refuses (plain updates of resources, other resources, QoS
-changes, a ResourceQuota exceeded)."""
+changes, a LimitRange's maximum, a ResourceQuota exceeded)."""
 
 from __future__ import annotations
 
@@ -91,6 +91,8 @@ def pod(cluster):
     srv, agent = cluster
     quota = {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "mem", "namespace": NS},
              "spec": {"hard": {"limits.memory": "200Mi"}}}
+    limit_range = {"apiVersion": "v1", "kind": "LimitRange", "metadata": {"name": "max", "namespace": NS},
+                   "spec": {"limits": [{"type": "Container", "max": {"memory": "1Gi"}}]}}
     manifest = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "rz", "namespace": NS},
                 "spec": {"terminationGracePeriodSeconds": 1, "nodeSelector": {"kubernetes.io/hostname": NODE},
                          "tolerations": [{"key": TEST_TAINT, "operator": "Exists"}],
@@ -104,7 +106,7 @@ def pod(cluster):
                              {"name": "m", "image": IMAGE, "command": ["sh", "-c", "exec sleep 3600"],
                               "resources": {"requests": {"cpu": "50m", "memory": "64Mi"},
                                             "limits": {"cpu": "50m", "memory": "64Mi"}}}]}}
-    for obj in (quota, manifest):
+    for obj in (quota, limit_range, manifest):
         r = srv.kubectl("apply", "-f", "-", stdin=json.dumps(obj))
         assert r.returncode == 0, r.stderr
     _wait(srv, "rz", lambda p: _status(p).get("ready") and _status(p, "m").get("ready"), "ran", agent)
@@ -212,6 +214,10 @@ def test_the_api_refuses_what_kubernetes_refuses(pod):
     # Both containers with requests equal to limits would make the pod Guaranteed.
     qos = _resize(srv, "rz", {"requests": {"cpu": "150m", "memory": "96Mi"}})
     assert qos.returncode != 0 and "Pod QOS Class may not change as a result of resizing" in qos.stderr, qos.stderr
+    # LimitRanger and ResourceQuota judge the resized pod, as upstream's do for pods/resize.
+    too_big = _resize(srv, "rz", {"limits": {"memory": "2Gi"}})
+    assert too_big.returncode != 0 and "maximum memory usage per Container is 1Gi, but limit is 2Gi" in too_big.stderr, \
+        too_big.stderr
     over = _resize(srv, "rz", {"limits": {"memory": "300Mi"}})
     assert over.returncode != 0 and "exceeded quota: mem" in over.stderr, over.stderr
     assert _get(srv, "rz")["spec"]["containers"][0]["resources"]["limits"]["memory"] == "96Mi"
