@@ -264,3 +264,15 @@ def test_resize_policies_are_validated_as_upstream():
     assert errors([{"resourceName": "memory", "restartPolicy": "RestartContainer"}], "Never") == [
         "spec.containers[0].resizePolicy: Invalid value: \"RestartContainer\": "
         "must be 'NotRequired' when `restartPolicy` is 'Never'"]
+
+
+def test_the_scheduler_counts_what_a_resized_pod_holds():
+    from kybernetes.scheduler.cache import PodInfo
+    pod = running_pod()
+    pod["spec"]["nodeName"] = "n1"
+    assert PodInfo(pod).cpu == 100
+    # Resized down in the spec, the node still holds the old allocation until it applies it.
+    pod["status"]["containerStatuses"] = [{"name": "c", "allocatedResources": {"cpu": "500m", "memory": "64Mi"}}]
+    assert PodInfo(pod).cpu == 500
+    containers(pod["spec"])["resources"]["requests"]["cpu"] = "800m"
+    assert PodInfo(pod).cpu == 800
