@@ -104,7 +104,9 @@ def should_restart(policy: str, c: ContainerState) -> bool:
 def _restart_or_wait(plan: Plan, pod: Obj, container: Obj, c: ContainerState, init: bool, now: float) -> None:
     ran = c.finished_at - c.started_at if c.started_at and c.finished_at else 0.0
     count = c.restart_count + 1
-    delay = 0.0 if ran >= BACKOFF_RESET else backoff_seconds(count)
+    # As the kubelet's back-off: the first restart is at once, then 10 s, 20 s, ... after
+    # each exit (counted from when the container finished).
+    delay = 0.0 if ran >= BACKOFF_RESET else backoff_seconds(c.restart_count)
     ready_at = c.finished_at + delay
     if now >= ready_at:
         plan.start.append((container, init, count))

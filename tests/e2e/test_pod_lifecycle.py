@@ -47,7 +47,7 @@ def _manifests(log_dir: str) -> list[dict]:
     mounts = [{"name": "shared", "mountPath": "/shared"}, {"name": "log", "mountPath": "/log"}]
     # The sidecar is up only a second after it starts; its startup probe says when.
     sidecar = _sh("side", "trap 'echo side-stopped >> /log/order; exit 0' TERM; sleep 1; touch /shared/up; "
-                  "sleep 3600 & wait", restartPolicy="Always", volumeMounts=mounts,
+                  "sleep 3600 & echo $! > /tmp/sleep.pid; wait", restartPolicy="Always", volumeMounts=mounts,
                   startupProbe={"exec": {"command": ["test", "-f", "/shared/up"]}, "periodSeconds": 1,
                                 "failureThreshold": 30})
     # The app takes a second to stop: a sidecar stopped alongside it would log first.
@@ -61,7 +61,7 @@ def _manifests(log_dir: str) -> list[dict]:
         _pod("web", volumes=volumes, initContainers=[sidecar], containers=[app]),
         {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "with-sidecar", "namespace": NS},
          "spec": {"backoffLimit": 0, "template": {"spec": job_pod}}},
-        _pod("deadline", activeDeadlineSeconds=3, containers=[_sh("c", SLEEP)]),
+        _pod("deadline", containers=[_sh("c", SLEEP)]),
         _pod("hookfail", restartPolicy="Never",
              containers=[_sh("c", "trap 'exit 1' TERM; sleep 3600 & wait",
                              lifecycle={"postStart": {"exec": {"command": ["sh", "-c", "exit 3"]}}})]),
@@ -139,6 +139,13 @@ def test_a_native_sidecar_runs_before_the_app_and_stops_after_it(cluster):
     assert ready["status"]["initContainerStatuses"][0]["ready"] is True
     # kubectl counts the sidecar in READY, as against Kubernetes.
     assert _row(srv, "web")[1:3] == ["2/2", "Running"], _row(srv, "web")
+    # A sidecar that exits is started again (restartPolicy Always is its own); the app runs on.
+    r = srv.kubectl("-n", NS, "exec", "web", "-c", "side", "--", "sh", "-c", "kill $(cat /tmp/sleep.pid)")
+    assert r.returncode == 0, r.stderr
+    again = _wait(srv, "pod", "web", lambda p: p["status"]["initContainerStatuses"][0]["restartCount"] == 1
+                  and _running(p, "side", "initContainerStatuses"), "restarted its sidecar", 30)
+    assert again["status"]["containerStatuses"][0]["restartCount"] == 0
+    assert _running(again, "app")
     r = srv.kubectl("-n", NS, "delete", "pod", "web", "--timeout=60s")
     assert r.returncode == 0, r.stderr
     with open(os.path.join(log_dir, "order")) as f:
@@ -158,8 +165,11 @@ def test_a_job_whose_pod_has_a_sidecar_completes(cluster):
     assert main["state"]["terminated"]["exitCode"] == 0
 
 
-def test_active_deadline_fails_the_pod(cluster):
+def test_active_deadline_set_on_a_running_pod_fails_it(cluster):
     srv, _agent, _log_dir = cluster
+    _wait(srv, "pod", "deadline", lambda p: _running(p, "c"), "ran")
+    r = srv.kubectl("-n", NS, "patch", "pod", "deadline", "-p", '{"spec": {"activeDeadlineSeconds": 2}}')
+    assert r.returncode == 0, r.stderr
     pod = _wait(srv, "pod", "deadline", lambda p: p["status"].get("phase") == "Failed", "failed", 60)
     assert pod["status"]["reason"] == "DeadlineExceeded"
     assert pod["status"]["message"] == "Pod was active on the node longer than the specified deadline"

@@ -46,9 +46,11 @@ def test_init_containers_run_one_at_a_time_in_order():
 def test_crash_loop_back_off_doubles_and_caps():
     assert [podsync.backoff_seconds(n) for n in (1, 2, 3, 6, 10)] == [10, 20, 40, 300, 300]
     plan = podsync.plan_pod(pod(), SANDBOX, [exited(restarts=2, finished=100.0)], 105.0)
-    assert plan.start == [] and plan.waiting["c"][0] == "CrashLoopBackOff" and plan.requeue_after == 35.0
-    plan = podsync.plan_pod(pod(), SANDBOX, [exited(restarts=2, finished=100.0)], 141.0)
+    assert plan.start == [] and plan.waiting["c"][0] == "CrashLoopBackOff" and plan.requeue_after == 15.0
+    plan = podsync.plan_pod(pod(), SANDBOX, [exited(restarts=2, finished=100.0)], 121.0)
     assert [(c["name"], n) for c, _, n in plan.start] == [("c", 3)]
+    # The first restart is at once, as the kubelet's.
+    assert [n for _c, _i, n in podsync.plan_pod(pod(), SANDBOX, [exited(finished=100.0)], 100.5).start] == [1]
 
 
 def test_restart_policies():

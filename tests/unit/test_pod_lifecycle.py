@@ -50,8 +50,8 @@ def test_a_sidecar_that_exits_is_restarted_with_back_off_whatever_the_restart_po
     p = pod(restartPolicy="Never", initContainers=[SIDECAR])
     crashed = [state("side", podsync.EXITED, init=True, code=1, restarts=1, finished=200.0), state("c")]
     plan = podsync.plan_pod(p, SANDBOX, crashed, 205)
-    assert plan.start == [] and plan.waiting["side"][0] == "CrashLoopBackOff" and plan.requeue_after == 15.0
-    assert [(c["name"], n) for c, _i, n in podsync.plan_pod(p, SANDBOX, crashed, 221).start] == [("side", 2)]
+    assert plan.start == [] and plan.waiting["side"][0] == "CrashLoopBackOff" and plan.requeue_after == 5.0
+    assert [(c["name"], n) for c, _i, n in podsync.plan_pod(p, SANDBOX, crashed, 211).start] == [("side", 2)]
     # The regular container keeps running meanwhile: the pod stays initialized and Running.
     status = podsync.pod_status(p, SANDBOX, crashed, plan, "h", 205)
     assert status["phase"] == "Running"
