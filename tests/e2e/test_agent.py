@@ -101,7 +101,7 @@ def test_busybox_pod_runs_with_an_ip_from_the_node_cidr(agent, kubectl):
     assert st["podIPs"] == [{"ip": st["podIP"]}]
     assert st["hostIP"] and st["startTime"] and st["qosClass"] == "BestEffort"
     main = statuses(p)["main"]
-    assert main["containerID"].startswith("containerd://") and main["imageID"].startswith("sha256:")
+    assert main["containerID"].startswith("containerd://") and main["imageID"].startswith("docker.io/library/busybox@sha256:")
     assert main["started"] is True and main["restartCount"] == 0 and "running" in main["state"]
     assert {c["type"]: c["status"] for c in st["conditions"]} == {
         "PodScheduled": "True", "PodReadyToStartContainers": "True", "Initialized": "True",
