@@ -23,6 +23,7 @@ POD_CIDR = "10.42.233.0/24"
 IMAGE = "busybox:1.35"
 # Stops at once on SIGTERM (a shell as PID 1 ignores it without a trap).
 SLEEP = "trap 'exit 0' TERM; sleep 3600 & wait"
+GATE = "example.com/load-balancer"
 
 pytestmark = pytest.mark.skipif(agent_prerequisites() is not None, reason=agent_prerequisites() or "")
 
@@ -66,6 +67,7 @@ def _manifests(log_dir: str) -> list[dict]:
              containers=[_sh("c", "trap 'exit 1' TERM; sleep 3600 & wait",
                              lifecycle={"postStart": {"exec": {"command": ["sh", "-c", "exit 3"]}}})]),
         _pod("initwait", initContainers=[_sh("setup", SLEEP)], containers=[_sh("c", SLEEP)]),
+        _pod("gated", readinessGates=[{"conditionType": GATE}], containers=[_sh("c", SLEEP)]),
     ]
 
 
@@ -191,3 +193,23 @@ def test_init_containers_show_init_progress_and_pod_initializing(cluster):
     assert pod["status"]["containerStatuses"][0]["state"] == {"waiting": {"reason": "PodInitializing"}}
     assert pod["status"]["phase"] == "Pending"
     assert _row(srv, "initwait")[1:3] == ["0/1", "Init:0/1"], _row(srv, "initwait")
+
+
+def _conditions(pod: dict) -> dict[str, dict]:
+    return {c["type"]: c for c in pod["status"].get("conditions") or []}
+
+
+def test_readiness_gates_hold_the_pod_from_ready_until_their_condition_is_true(cluster):
+    srv, _agent, _log_dir = cluster
+    pod = _wait(srv, "pod", "gated", lambda p: _conditions(p).get("ContainersReady", {}).get("status") == "True",
+                "had its containers ready")
+    ready = _conditions(pod)["Ready"]
+    assert ready["status"] == "False" and ready["reason"] == "ReadinessGatesNotReady", ready
+    assert ready["message"] == f'corresponding condition of pod readiness gate "{GATE}" does not exist.'
+    # What a load-balancer controller would do: set the gate's condition on the pod's status.
+    patch = {"status": {"conditions": [*pod["status"]["conditions"], {"type": GATE, "status": "True"}]}}
+    r = srv.kubectl("-n", NS, "patch", "pod", "gated", "--subresource=status", "--type=merge", "-p", json.dumps(patch))
+    assert r.returncode == 0, r.stderr
+    done = _wait(srv, "pod", "gated", lambda p: _conditions(p)["Ready"]["status"] == "True", "became Ready", 30)
+    assert _conditions(done)[GATE]["status"] == "True"
+    assert _row(srv, "gated")[1:3] == ["1/1", "Running"]
