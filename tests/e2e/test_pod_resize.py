@@ -12,6 +12,7 @@ import json
 import time
 
 import pytest
+from kubernetes import client, config
 
 from kybernetes.testing.agent import TEST_TAINT, AgentProcess, agent_prerequisites
 from kybernetes.testing.cluster import ServerProcess
@@ -221,3 +222,21 @@ def test_the_api_refuses_what_kubernetes_refuses(pod):
     over = _resize(srv, "rz", {"limits": {"memory": "300Mi"}})
     assert over.returncode != 0 and "exceeded quota: mem" in over.stderr, over.stderr
     assert _get(srv, "rz")["spec"]["containers"][0]["resources"]["limits"]["memory"] == "96Mi"
+
+
+def test_put_through_the_python_client(pod):
+    srv, agent = pod
+    cfg = client.Configuration()
+    config.load_kube_config(config_file=srv.kubeconfig, client_configuration=cfg)
+    core = client.CoreV1Api(client.ApiClient(cfg))
+    current = core.read_namespaced_pod_resize("rz", NS)
+    current.spec.containers[0].resources.limits["cpu"] = "180m"
+    stale = current.metadata.resource_version
+    core.replace_namespaced_pod_resize("rz", NS, current)
+    _wait(srv, "rz", lambda p: _status(p).get("resources", {}).get("limits", {}).get("cpu") == "180m",
+          "reported the limit put through pods/resize", agent)
+    assert _cgroup(srv, "rz", "cpu.max") == "18000 100000"
+    current.metadata.resource_version = stale
+    with pytest.raises(client.ApiException) as e:
+        core.replace_namespaced_pod_resize("rz", NS, current)
+    assert e.value.status == 409
