@@ -165,6 +165,8 @@ class Agent:
         # Told the node's pod CIDR once it is known (the service proxy's masquerade rule).
         self.pod_cidr_listeners: list[Callable[[str], None]] = []
         self.seccomp_dir = options.seccomp_dir or os.path.join(options.data_dir, "seccomp")
+        # The Node as last read or written (labels, taints, allocatable for pod admission).
+        self.node_obj: Obj | None = None
         # containerd 1.6 has neither user namespaces nor a Strict supplementalGroupsPolicy.
         self.features = admission.NodeFeatures(allowed_unsafe_sysctls=tuple(options.allowed_unsafe_sysctls),
                                                apparmor=apparmor_enabled())
@@ -203,6 +205,7 @@ class Agent:
             created = await self.client.get(NODES, None, self.name)
             await self._post_status(created)
         self.node_uid = (created.get("metadata") or {}).get("uid", "")
+        self.node_obj = created
         log.info("node %s registered (%s)", self.name, self.runtime_version)
         return created
 
@@ -253,7 +256,7 @@ class Agent:
             try:
                 node = await self.client.get(NODES, None, self.name)
                 await self._ensure_network(node)
-                await self._post_status(node)
+                self.node_obj = await self._post_status(node)
             except Exception as e:  # noqa: BLE001 - keep reporting
                 log.warning("node status update failed: %s", e)
             await asyncio.sleep(STATUS_INTERVAL if self._pod_cidr else 1.0)
@@ -343,7 +346,7 @@ class Agent:
             phase = (pod.get("status") or {}).get("phase") or "Pending"
             if phase in ("Succeeded", "Failed"):
                 return  # finished, nothing of it left to stop or report
-            rejection = admission.admit(pod, self.features) if phase == "Pending" else None
+            rejection = await self._admit(pod) if phase == "Pending" else None
             if rejection is not None:
                 await self._reject(pod, rejection)
                 return
@@ -964,6 +967,22 @@ class Agent:
         self._event(pod, name, "Normal", "Killing", f"Container {name} failed {kind.lower()} probe, will be restarted")
         await self._stop_container(cid, grace)
         self.queue.add(object_key(pod))
+
+    async def _admit(self, pod: Obj) -> admission.Rejection | None:
+        """Why the node cannot run `pod`, or None; the pods counted against it are the active
+        ones of the node created before it (those the kubelet would have admitted first)."""
+        meta = pod["metadata"]
+        mine = (meta.get("creationTimestamp") or "", meta.get("namespace") or "", meta.get("name") or "")
+        others = [p for p in self.pods.list() if (p.get("metadata") or {}).get("uid") != meta.get("uid")
+                  and (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
+                  and ((p["metadata"].get("creationTimestamp") or ""), p["metadata"].get("namespace") or "",
+                       p["metadata"].get("name") or "") < mine]
+        rejection = admission.admit(pod, self.features, self.node_obj, others)
+        if rejection is not None and rejection.reason == admission.NODE_AFFINITY:
+            # Labels may have changed since the last status update: ask again, as the kubelet does.
+            self.node_obj = await self.client.get(NODES, None, self.name)
+            rejection = admission.admit(pod, self.features, self.node_obj, others)
+        return rejection
 
     async def _reject(self, pod: Obj, rejection: admission.Rejection) -> None:
         """Refuse the pod as the kubelet's admit handlers do: an event, and phase Failed with

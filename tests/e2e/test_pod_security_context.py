@@ -120,6 +120,9 @@ def pods(cluster):
         _pod("strict-groups", {"securityContext": {"supplementalGroupsPolicy": "Strict"},
                                "containers": [{"name": "c", "image": IMAGE}]}),
         _pod("userns", {"hostUsers": False, "containers": [{"name": "c", "image": IMAGE}]}),
+        # Bound by hand, past the scheduler: the node checks what the scheduler would have.
+        _pod("too-big", {"nodeName": NODE, "containers": [{"name": "c", "image": IMAGE,
+                                                           "resources": {"requests": {"cpu": "1000"}}}]}),
     ]
     _apply(srv, secured, host, non_root, *rejected)
     return srv, agent
@@ -205,10 +208,13 @@ def test_run_as_non_root_with_an_image_running_as_root_is_not_created(pods):
     ("strict-groups", "SupplementalGroupsPolicyNotSupported",
      "SupplementalGroupsPolicy=Strict is not supported in this node"),
     ("userns", "UserNamespacesNotSupported", 'RuntimeClass handler "" does not support user namespaces'),
+    ("too-big", "OutOfcpu", "Node didn't have enough resource: cpu, requested: 1000000, used: 0, capacity: {cpu}"),
 ])
 def test_the_node_rejects_pods_it_cannot_run(pods, name, reason, message):
     srv, _agent = pods
     pod = _wait(srv, name, lambda p: (p.get("status") or {}).get("phase") == "Failed", "failed")
+    cpus = srv.kubectl("get", "node", NODE, "-o", "jsonpath={.status.allocatable.cpu}").stdout
+    message = message.format(cpu=int(cpus) * 1000)
     assert pod["status"]["reason"] == reason and pod["status"]["message"] == f"Pod was rejected: {message}"
     assert not pod["status"].get("containerStatuses")
     row = srv.kubectl("-n", NS, "get", "pod", name, "--no-headers").stdout.split()

@@ -245,3 +245,56 @@ def test_sysctl_names_are_validated_as_upstream():
                                                                      {"name": "kernel/shm_rmid_forced", "value": "1"}]}})
     assert host == [("spec.securityContext.sysctls[0].name", "may not be specified when 'hostNetwork' is true"),
                     ("spec.securityContext.sysctls[1].name", "may not be specified when 'hostIPC' is true")]
+
+
+# -- the kubelet's general predicates and OS checks -----------------------------------------------
+
+NODE_OBJ = {"metadata": {"name": "n1", "labels": {"kubernetes.io/hostname": "n1", "disk": "ssd"}},
+            "spec": {"taints": [{"key": "dedicated", "value": "x", "effect": "NoExecute"}]},
+            "status": {"allocatable": {"cpu": "2", "memory": "1Gi", "pods": "3"}}}
+TOLERATE = [{"key": "dedicated", "operator": "Exists"}]
+
+
+def _sized(name: str, cpu: str = "", memory: str = "", **spec) -> dict:
+    requests = {k: v for k, v in (("cpu", cpu), ("memory", memory)) if v}
+    return _pod({"tolerations": TOLERATE, **spec},
+                [{"name": "c", "image": "i", "resources": {"requests": requests}}], name=name)
+
+
+def test_resources_are_checked_against_allocatable_and_the_pods_already_there():
+    others = [_sized("a", cpu="1500m"), _sized("b", memory="512Mi")]
+    assert admission.admit(_sized("p", cpu="500m", memory="512Mi"), NODE, NODE_OBJ, others) is None
+    r = admission.admit(_sized("p", cpu="600m"), NODE, NODE_OBJ, others)
+    assert (r.reason, r.message) == ("OutOfcpu", "Node didn't have enough resource: cpu, requested: 600, "
+                                                 "used: 1500, capacity: 2000")
+    assert r.status_message.startswith("Pod was rejected: Node didn't have enough resource: cpu")
+    r = admission.admit(_sized("p", memory="600Mi"), NODE, NODE_OBJ, others)
+    assert r.reason == "OutOfmemory" and "used: 536870912, capacity: 1073741824" in r.message
+    r = admission.admit(_sized("p"), NODE, NODE_OBJ, [*others, _sized("c")])
+    assert (r.reason, r.message) == ("OutOfpods", "Node didn't have enough resource: pods, requested: 1, used: 3, "
+                                                  "capacity: 3")
+
+
+def test_node_selector_affinity_host_ports_and_no_execute_taints():
+    assert admission.admit(_sized("p", nodeSelector={"disk": "ssd"}), NODE, NODE_OBJ) is None
+    r = admission.admit(_sized("p", nodeSelector={"disk": "hdd"}), NODE, NODE_OBJ)
+    assert (r.reason, r.message) == ("NodeAffinity", "Predicate NodeAffinity failed: node(s) didn't match Pod's "
+                                                     "node affinity/selector")
+    web = _pod({"tolerations": TOLERATE}, [{"name": "c", "ports": [{"containerPort": 80, "hostPort": 8080}]}])
+    other = _pod({}, [{"name": "c", "ports": [{"containerPort": 80, "hostPort": 8080, "hostIP": "10.0.0.1"}]}])
+    r = admission.admit(web, NODE, NODE_OBJ, [other])
+    assert (r.reason, r.message) == ("NodePorts", "Predicate NodePorts failed: node(s) didn't have free ports for "
+                                                  "the requested pod ports")
+    udp = _pod({}, [{"name": "c", "ports": [{"containerPort": 80, "hostPort": 8080, "protocol": "UDP"}]}])
+    assert admission.admit(web, NODE, NODE_OBJ, [udp]) is None
+    r = admission.admit(_pod(), NODE, NODE_OBJ)
+    assert (r.reason, r.message) == ("TaintToleration", "Predicate TaintToleration failed: node(s) had taints that "
+                                                        "the pod didn't tolerate")
+
+
+def test_a_pod_for_another_os_is_rejected():
+    r = admission.admit(_pod({"os": {"name": "windows"}}), NODE)
+    assert (r.reason, r.message) == ("PodOSNotSupported", "Failed to admit pod as the OS field doesn't match node OS")
+    r = admission.admit(_pod(labels={"kubernetes.io/os": "windows"}), NODE)
+    assert r.reason == "PodOSSelectorNodeLabelDoesNotMatch"
+    assert admission.admit(_pod({"os": {"name": "linux"}}, labels={"kubernetes.io/os": "linux"}), NODE) is None
