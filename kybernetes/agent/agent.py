@@ -407,6 +407,10 @@ class Agent:
         self._resize_error.pop(uid, None)
         with contextlib.suppress(OSError):
             await asyncio.to_thread(os.remove, os.path.join(self._allocation_dir, uid + ".json"))
+        # The pod's room is free: resizes deferred for want of it are tried again now.
+        for waiting, (reason, _message) in self._resize_pending.items():
+            if reason == node_resize.DEFERRED and (key := self._uid_to_key.get(waiting)):
+                self.queue.add(key)
 
     def _others_requests(self, uid: str) -> dict[str, int]:
         """cpu and memory the node's other running pods hold (their allocations where known)."""

@@ -2,7 +2,7 @@
 `kubectl patch --subresource resize` changes a running container's cgroup (cpu.max,
 memory.max as the container itself reads them, or their cgroup v1 counterparts) without a restart, or with one where its
 resizePolicy says RestartContainer; a resize the node can never fit stays pending as
-Infeasible; the status shows allocatedResources, resources and observedGeneration; the
+Infeasible, one that waits for other pods to leave room as Deferred; the status shows allocatedResources, resources and observedGeneration; the
 API refuses what Kubernetes refuses (plain updates of resources, other resources, QoS
 changes, a LimitRange's maximum, a ResourceQuota exceeded)."""
 
@@ -202,6 +202,33 @@ def test_a_resize_larger_than_the_node_is_infeasible(pod):
     _wait(srv, "rz", lambda p: _condition(p, "PodResizePending") is None, "cleared its pending resize", agent)
 
 
+def test_a_resize_is_deferred_while_other_pods_hold_the_room(pod):
+    srv, agent = pod
+    hog = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "hog", "namespace": NS},
+           "spec": {"terminationGracePeriodSeconds": 1, "nodeSelector": {"kubernetes.io/hostname": NODE},
+                    "tolerations": [{"key": TEST_TAINT, "operator": "Exists"}],
+                    "containers": [{"name": "c", "image": IMAGE, "command": ["sh", "-c", "exec sleep 3600"],
+                                    "resources": {"requests": {"cpu": "1500m", "memory": "16Mi"},
+                                                  "limits": {"cpu": "1500m", "memory": "16Mi"}}}]}}
+    r = srv.kubectl("apply", "-f", "-", stdin=json.dumps(hog))
+    assert r.returncode == 0, r.stderr
+    _wait(srv, "hog", lambda p: _status(p).get("ready"), "ran", agent)
+    r = _resize(srv, "rz", {"requests": {"cpu": "600m"}, "limits": {"cpu": "600m"}})
+    assert r.returncode == 0, r.stderr
+    deferred = _wait(srv, "rz", lambda p: _condition(p, "PodResizePending") is not None,
+                     "reported its resize pending", agent)
+    cond = _condition(deferred, "PodResizePending")
+    assert cond["reason"] == "Deferred", cond
+    assert cond["message"] == "Node didn't have enough resource: cpu, requested: 650, used: 1500, capacity: 2000", cond
+    # Once the other pod is gone, the resize goes through.
+    assert srv.kubectl("-n", NS, "delete", "pod", "hog", "--wait=false").returncode == 0
+    done = _wait(srv, "rz", lambda p: _condition(p, "PodResizePending") is None
+                 and _status(p).get("resources", {}).get("limits", {}).get("cpu") == "600m",
+                 "applied its deferred resize", agent)
+    assert _status(done)["allocatedResources"]["cpu"] == "600m"
+    assert _cgroup(srv, "rz", "cpu.max") == "60000 100000"
+
+
 def test_the_api_refuses_what_kubernetes_refuses(pod):
     srv, _agent = pod
     plain = srv.kubectl("-n", NS, "patch", "pod", "rz", "--patch",
@@ -213,7 +240,8 @@ def test_the_api_refuses_what_kubernetes_refuses(pod):
                           json.dumps([{"op": "remove", "path": "/spec/containers/0/resources/limits/cpu"}]))
     assert removed.returncode != 0 and "resource limits cannot be removed" in removed.stderr, removed.stderr
     # Both containers with requests equal to limits would make the pod Guaranteed.
-    qos = _resize(srv, "rz", {"requests": {"cpu": "150m", "memory": "96Mi"}})
+    limits = _get(srv, "rz")["spec"]["containers"][0]["resources"]["limits"]
+    qos = _resize(srv, "rz", {"requests": dict(limits)})
     assert qos.returncode != 0 and "Pod QOS Class may not change as a result of resizing" in qos.stderr, qos.stderr
     # LimitRanger and ResourceQuota judge the resized pod, as upstream's do for pods/resize.
     too_big = _resize(srv, "rz", {"limits": {"memory": "2Gi"}})
@@ -230,6 +258,7 @@ def test_put_through_the_python_client(pod):
     config.load_kube_config(config_file=srv.kubeconfig, client_configuration=cfg)
     core = client.CoreV1Api(client.ApiClient(cfg))
     current = core.read_namespaced_pod_resize("rz", NS)
+    current.spec.containers[0].resources.requests["cpu"] = "180m"
     current.spec.containers[0].resources.limits["cpu"] = "180m"
     stale = current.metadata.resource_version
     core.replace_namespaced_pod_resize("rz", NS, current)
