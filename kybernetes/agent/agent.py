@@ -977,7 +977,9 @@ class Agent:
         ones of the node created before it (those the kubelet would have admitted first)."""
         meta = pod["metadata"]
         mine = (meta.get("creationTimestamp") or "", meta.get("namespace") or "", meta.get("name") or "")
-        others = [p for p in self.pods.list() if (p.get("metadata") or {}).get("uid") != meta.get("uid")
+        # Each counted with what the node allocated it (a resize may be pending), as the kubelet does.
+        others = [node_resize.as_allocated(p, self.allocations.get(p["metadata"].get("uid", "")))
+                  for p in self.pods.list() if (p.get("metadata") or {}).get("uid") != meta.get("uid")
                   and (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
                   and ((p["metadata"].get("creationTimestamp") or ""), p["metadata"].get("namespace") or "",
                        p["metadata"].get("name") or "") < mine]

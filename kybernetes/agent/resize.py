@@ -72,6 +72,23 @@ def with_allocated(container: Obj, allocation: Allocation | None) -> Obj:
     return {**container, "resources": res}
 
 
+def as_allocated(pod: Obj, allocation: Allocation | None) -> Obj:
+    """`pod` with its resizable containers' resources as the node allocated them: what it
+    holds on the node, whatever its spec has asked since (a resize still pending)."""
+    if allocation is None:
+        return pod
+    spec = pod.get("spec") or {}
+    new_spec = None
+    for key in ("containers", "initContainers"):
+        listed = spec.get(key)
+        if not isinstance(listed, list):
+            continue
+        out = [with_allocated(c, allocation) if isinstance(c, dict) else c for c in listed]
+        if any(a is not b for a, b in zip(out, listed, strict=True)):
+            new_spec = {**(new_spec or spec), key: out}
+    return pod if new_spec is None else {**pod, "spec": new_spec}
+
+
 def linux_of(resources: Obj) -> Linux:
     return linux_resources({"resources": resources})
 

@@ -276,3 +276,17 @@ def test_the_scheduler_counts_what_a_resized_pod_holds():
     assert PodInfo(pod).cpu == 500
     containers(pod["spec"])["resources"]["requests"]["cpu"] = "800m"
     assert PodInfo(pod).cpu == 800
+
+
+def test_the_node_counts_other_pods_with_what_it_allocated_them():
+    from kybernetes.agent.admission import general_predicates
+    node = {"status": {"allocatable": {"cpu": "2", "memory": "1Gi", "pods": "110"}}}
+    waiting = running_pod()
+    allocation = agent_resize.Allocation(agent_resize.desired(waiting))
+    # Its resize to 100 cpus is Infeasible: the node still gives it 100m.
+    containers(waiting["spec"])["resources"]["requests"]["cpu"] = "100"
+    containers(waiting["spec"])["resources"]["limits"]["cpu"] = "100"
+    new = running_pod()
+    assert general_predicates(new, node, [waiting]) is not None
+    assert general_predicates(new, node, [agent_resize.as_allocated(waiting, allocation)]) is None
+    assert agent_resize.as_allocated(new, None) is new
