@@ -24,7 +24,7 @@ from typing import Any
 
 import aiohttp
 
-from kybernetes.agent import admission, etchosts, logs, podspec, podsync, runtime, security
+from kybernetes.agent import admission, etchosts, imagepull, logs, podspec, podsync, runtime, security
 from kybernetes.agent import resize as node_resize
 from kybernetes.agent.containerd import SANDBOX_IMAGE
 from kybernetes.agent.cri import runtime_pb2 as pb
@@ -47,6 +47,7 @@ from kybernetes.agent.volumes import VolumeError, VolumeManager, container_mount
 from kybernetes.api.aiotasks import cancel_and_wait
 from kybernetes.api.errors import ApiError
 from kybernetes.api.pods import pod_is_ready, qos_class
+from kybernetes.api.runtimeclass import handler_of as runtime_handler_of
 from kybernetes.api.timefmt import parse_time, rfc3339, rfc3339_micro
 from kybernetes.client import Client, InformerFactory, WorkQueue, object_key, run_workers
 from kybernetes.client.nodes import LEASE_NAMESPACE, build_lease, lease_renewal
@@ -57,6 +58,7 @@ from kybernetes.client.resources import (
     PERSISTENTVOLUMECLAIMS,
     PERSISTENTVOLUMES,
     PODS,
+    RUNTIMECLASSES,
     SECRETS,
     SERVICEACCOUNTS,
     SERVICES,
@@ -69,6 +71,8 @@ FIELD_MANAGER = "kyb-agent"
 STATUS_INTERVAL = 10.0
 RELIST_INTERVAL = 1.0
 RESYNC_INTERVAL = 10.0
+# How soon a sandbox the runtime refused is tried again.
+SANDBOX_RETRY_SECONDS = 10.0
 # A container's annotations: the node file its termination message is written to, and its policy.
 TERMINATION_MESSAGE_FILE = "kybernetes.io/termination-message-file"
 TERMINATION_MESSAGE_POLICY = "io.kubernetes.container.terminationMessagePolicy"
@@ -114,6 +118,10 @@ class ImageNeverPullError(Exception):
     """The image is missing and imagePullPolicy is Never."""
 
 
+class RuntimeClassError(Exception):
+    """The pod's RuntimeClass cannot be found."""
+
+
 class ImageBackOffError(Exception):
     """An earlier pull of the image failed; the next try waits (ImagePullBackOff)."""
 
@@ -146,7 +154,6 @@ class Agent:
         self._pod_cidr = ""
         self._uid_to_key: dict[str, str] = {}
         self._seen: dict[str, frozenset[tuple[str, int]]] = {}
-        self._pulled: set[str] = set()
         self._pull_failures: dict[str, tuple[int, float]] = {}  # image -> (failures, retry not before)
         self.probers: dict[tuple[str, str], Prober] = {}  # (container id, kind)
         self._prober_pod: dict[tuple[str, str], str] = {}  # (container id, kind) -> pod key
@@ -515,7 +522,15 @@ class Agent:
             os.makedirs(sb_spec.log_directory, exist_ok=True)
             if await self.cri.image_status(SANDBOX_IMAGE) is None:
                 await self.cri.pull_image(SANDBOX_IMAGE)
-            await self.cri.run_pod_sandbox(sb_config)
+            try:
+                await self.cri.run_pod_sandbox(sb_config, await self._runtime_handler(pod))
+            except (CriError, RuntimeClassError) as e:
+                # As the kubelet: the pod waits in ContainerCreating and the sandbox is tried again.
+                why = imagepull.rpc_error(e.code, e.details) if isinstance(e, CriError) else str(e)
+                self._event(pod, "", "Warning", "FailedCreatePodSandBox", imagepull.sandbox_failed_message(why))
+                plan.start = []
+                plan.requeue_after = SANDBOX_RETRY_SECONDS
+                return None, containers
             sandbox, containers, _ = await self._runtime_state(uid)
         if sandbox is None:
             return None, containers
@@ -607,33 +622,44 @@ class Agent:
             sandbox, containers, _ = await self._runtime_state(uid)
         return sandbox, containers
 
+    async def _runtime_handler(self, pod: Obj) -> str:
+        """The CRI handler of the pod's RuntimeClass ("" without one: the runtime's default)."""
+        name = (pod.get("spec") or {}).get("runtimeClassName")
+        if not name:
+            return ""
+        try:
+            return runtime_handler_of(await self.client.get(RUNTIMECLASSES, None, name))
+        except ApiError as e:
+            if e.code == 404:
+                raise RuntimeClassError(f'RuntimeClass "{name}" not found') from e
+            raise
+
     async def _ensure_image(self, pod: Obj, container: str, image: str, policy: str = "") -> None:
+        """The kubelet's EnsureImageExists: see `imagepull` for the rules."""
         if not image:
             return
+        policy = imagepull.effective_policy(image, policy)
+        present = await self.cri.image_status(image) is not None
+        if not imagepull.should_pull(policy, present):
+            if present:
+                self._event(pod, container, "Normal", "Pulled", imagepull.present_message(image))
+                return
+            self._event(pod, container, "Warning", "ErrImageNeverPull", imagepull.never_pull_message(image))
+            raise ImageNeverPullError(imagepull.never_pull_message(image))
         failed = self._pull_failures.get(image)
         if failed is not None and time.monotonic() < failed[1]:
-            raise ImageBackOffError(f'Back-off pulling image "{image}"', failed[1] - time.monotonic())
-        if not policy:
-            policy = "Always" if image.endswith(":latest") or ":" not in image.rsplit("/", 1)[-1] else "IfNotPresent"
-        if policy == "Always" and image not in self._pulled:
-            await self._pull(pod, container, image)
-            self._pulled.add(image)
-            return
-        present = await self.cri.image_status(image)
-        if present is not None:
-            self._event(pod, container, "Normal", "Pulled", f'Container image "{image}" already present on machine')
-            return
-        if policy == "Never":
-            raise ImageNeverPullError(f'Container image "{image}" is not present with pull policy of Never')
+            raise ImageBackOffError(imagepull.back_off_message(image), failed[1] - time.monotonic())
         await self._pull(pod, container, image)
 
     async def _pull(self, pod: Obj, container: str, image: str) -> None:
         self._event(pod, container, "Normal", "Pulling", f'Pulling image "{image}"')
         t = time.monotonic()
         await self.cri.pull_image(image, await self._pull_auth(pod, image))
+        took = time.monotonic() - t
         self._pull_failures.pop(image, None)
+        pulled = await self.cri.image_status(image)
         self._event(pod, container, "Normal", "Pulled",
-                    f'Successfully pulled image "{image}" in {time.monotonic() - t:.3f}s')
+                    imagepull.pulled_message(image, took, took, pulled.size if pulled is not None else 0))
 
     async def _pull_auth(self, pod: Obj, image: str) -> pb.AuthConfig | None:
         """Credentials for the image's registry from the pod's imagePullSecrets."""
