@@ -2,6 +2,10 @@
 # Brings up a kybernetes cluster on this machine: installs what is needed, starts
 # `kyb server` in the background and waits until it is ready. The admin
 # kubeconfig is written to $KYB_DATA_DIR/kubeconfig.yaml.
+# A second cluster beside another one on this host needs its own networks and node
+# resources: KYB_CLUSTER_CIDR and KYB_SERVICE_CIDR (the server's --cluster-cidr and
+# --service-cidr), and KYB_CNI_BRIDGE, KYB_PROXY_TABLE, KYB_AGENT_PORT, KYB_DNS_PORT, which
+# its node agent reads (scripts/down.sh takes the same variables).
 set -eu
 cd "$(dirname "$0")/.."
 ./scripts/install.sh
@@ -11,7 +15,9 @@ mkdir -p "$DATA_DIR"
 if [ -f "$DATA_DIR/server.pid" ] && kill -0 "$(cat "$DATA_DIR/server.pid")" 2>/dev/null; then
     echo "kyb server already running (pid $(cat "$DATA_DIR/server.pid"))" >&2
 else
-    nohup .venv/bin/kyb server --data-dir "$DATA_DIR" --port "$PORT" >>"$DATA_DIR/server.log" 2>&1 &
+    nohup .venv/bin/kyb server --data-dir "$DATA_DIR" --port "$PORT" \
+        ${KYB_CLUSTER_CIDR:+--cluster-cidr "$KYB_CLUSTER_CIDR"} \
+        ${KYB_SERVICE_CIDR:+--service-cidr "$KYB_SERVICE_CIDR"} >>"$DATA_DIR/server.log" 2>&1 &
     echo $! >"$DATA_DIR/server.pid"
 fi
 printf 'waiting for the API server on port %s' "$PORT" >&2

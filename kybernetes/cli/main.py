@@ -583,16 +583,18 @@ def scheduler(kubeconfig: str, leader_elect: bool) -> None:
 @click.option("--cluster-dns", multiple=True, help="DNS server address for pods with dnsPolicy ClusterFirst.")
 @click.option("--node-labels", multiple=True, help="key=value label to register the node with.")
 @click.option("--register-with-taints", multiple=True, help="key=value:Effect taint to register the node with.")
-@click.option("--cni-bridge", default="kyb0", show_default=True, help="Linux bridge of the pod network.")
+@click.option("--cni-bridge", default="kyb0", show_default=True, envvar="KYB_CNI_BRIDGE",
+              help="Linux bridge of the pod network.")
 @click.option("--node-lease-duration-seconds", default=40, show_default=True, type=int,
               help="Duration of the node's heartbeat Lease; renewed every quarter of it.")
-@click.option("--port", default=10250, show_default=True, type=int, help="HTTPS port of the agent's API (logs).")
-@click.option("--proxy-table", default="kybernetes", show_default=True,
+@click.option("--port", default=10250, show_default=True, type=int, envvar="KYB_AGENT_PORT",
+              help="HTTPS port of the agent's API (logs).")
+@click.option("--proxy-table", default="kybernetes", show_default=True, envvar="KYB_PROXY_TABLE",
               help="nftables table (family ip) of the node's service proxy.")
 @click.option("--proxy-mode", type=click.Choice(["auto", "nftables", "iptables"]), default="auto",
               show_default=True, help="Packet filter the service proxy programs (auto: nftables if the host has it).")
 @click.option("--disable-proxy", is_flag=True, help="Do not run the service proxy on this node.")
-@click.option("--dns-port", default=53, show_default=True, type=int,
+@click.option("--dns-port", default=53, show_default=True, type=int, envvar="KYB_DNS_PORT",
               help="Port of the node's cluster DNS server, on the node's address (published as a kube-dns endpoint).")
 @click.option("--disable-dns", is_flag=True, help="Do not serve cluster DNS on this node.")
 @click.option("--allowed-unsafe-sysctls", multiple=True,
