@@ -29,10 +29,14 @@ awk -v d="$DATA_DIR/agent/" 'index($5, d) == 1 {print $5}' /proc/self/mountinfo 
 done
 ip link del "$BRIDGE" 2>/dev/null
 if command -v iptables-save >/dev/null 2>&1; then
+    # The pod network's rules of this cluster's pods: host-local's lease files name their
+    # containers (other clusters' pods on this host keep theirs).
+    ids="$(cat "$DATA_DIR"/agent/cni-ipam/*/[0-9]* 2>/dev/null | grep -E '^[0-9a-f]{64}' | tr -d '\r')"
+    [ -n "$ids" ] && python3 "$(dirname "$0")/cni-cleanup.py" $ids
     for table in nat filter; do
-        # The pod network's rules (CNI-*) and the service proxy's in iptables mode (KYB-*).
-        iptables-save -t "$table" | grep -q -e 'CNI-' -e 'KYB-' && \
-            iptables-save -t "$table" | grep -v -e 'CNI-' -e 'KYB-' | iptables-restore -T "$table" 2>/dev/null
+        # The service proxy's rules in iptables mode (KYB-*).
+        iptables-save -t "$table" | grep -q -e 'KYB-' && \
+            iptables-save -t "$table" | grep -v -e 'KYB-' | iptables-restore -T "$table" 2>/dev/null
     done
 fi
 # The service proxy's rules: one nftables table.
