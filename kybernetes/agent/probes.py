@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+import yarl
 
 log = logging.getLogger(__name__)
 
@@ -89,11 +90,10 @@ async def run_probe(probe: Obj, container: Obj, pod_ip: str, exec_fn: ExecFn,
             return False, (out + err).decode(errors="replace").strip() or f"command {cmd} exited with {code}"
         if probe.get("httpGet"):
             url, headers = http_get_target(probe["httpGet"], container, pod_ip)
-            async with session.get(url, headers=headers, ssl=False, allow_redirects=False,
-                                   timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
-                if 200 <= resp.status < 400:
-                    return True, ""
-                return False, f"HTTP probe failed with statuscode: {resp.status}"
+            status = await asyncio.wait_for(http_probe_status(session, url, headers, timeout), timeout)
+            if 200 <= status < 400:
+                return True, ""
+            return False, f"HTTP probe failed with statuscode: {status}"
         if probe.get("grpc"):
             return await grpc_health_check(probe["grpc"], pod_ip, timeout)
         if probe.get("tcpSocket"):
@@ -107,6 +107,27 @@ async def run_probe(probe: Obj, container: Obj, pod_ip: str, exec_fn: ExecFn,
     except (OSError, aiohttp.ClientError, ValueError) as e:
         return False, str(e) or type(e).__name__
     return True, ""
+
+
+MAX_REDIRECTS = 10
+
+
+async def http_probe_status(session: aiohttp.ClientSession, url: str, headers: dict[str, str],
+                            timeout: float) -> int:
+    """The status an httpGet probe judges by, redirects handled as the kubelet's: one to the
+    same host is followed (at most 10), one elsewhere is not, and its 3xx counts as success."""
+    target = yarl.URL(url)
+    for _ in range(MAX_REDIRECTS + 1):
+        async with session.get(target, headers=headers, ssl=False, allow_redirects=False,
+                               timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+            location = resp.headers.get("Location")
+            if resp.status not in (301, 302, 303, 307, 308) or not location:
+                return resp.status
+            following = target.join(yarl.URL(location))
+            if following.host != target.host:
+                return resp.status
+            target = following
+    raise aiohttp.TooManyRedirects(resp.request_info, resp.history, message=f"stopped after {MAX_REDIRECTS} redirects")
 
 
 # grpc.health.v1: HealthCheckResponse.ServingStatus names by number.
