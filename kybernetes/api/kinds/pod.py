@@ -609,6 +609,15 @@ class PodStrategy(KindStrategy):
         default_pod(obj, self.default_toleration_seconds)
         _mirror_service_account(obj)
 
+    def prepare_for_create(self, info: ResourceInfo, obj: Obj) -> None:
+        super().prepare_for_create(info, obj)
+        # kube-apiserver since 1.27 stores a negative grace period as 1 rather than refusing
+        # it (clients wrote negative ones before it was validated).
+        spec = obj.get("spec")
+        if isinstance(spec, dict) and is_int(spec.get("terminationGracePeriodSeconds")) \
+                and spec["terminationGracePeriodSeconds"] < 0:
+            spec["terminationGracePeriodSeconds"] = 1
+
     def validate(self, info: ResourceInfo, obj: Obj) -> Errors:
         return _validate_pod(info, obj)
 
