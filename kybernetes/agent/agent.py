@@ -38,6 +38,7 @@ from kybernetes.agent.probes import (
     READINESS,
     STARTUP,
     Prober,
+    kill_grace,
     run_hook,
     run_probe,
     verdicts_kept_over_restart,
@@ -514,7 +515,8 @@ class Agent:
         attempt = (sandbox.attempt + 1) if sandbox is not None else 0
         for cid in plan.remove:
             await self._remove_container(cid)
-        sb_spec = podspec.sandbox_spec(pod, self.logs_root, attempt, self._dns(pod), self.seccomp_dir)
+        sb_spec = podspec.sandbox_spec(pod, self.logs_root, attempt, self._dns(pod), self.seccomp_dir,
+                                       self.options.cluster_domain)
         sb_config = runtime.sandbox_config(sb_spec)
         if plan.new_sandbox:
             if sandbox is not None:
@@ -523,8 +525,10 @@ class Agent:
             if await self.cri.image_status(SANDBOX_IMAGE) is None:
                 await self.cri.pull_image(SANDBOX_IMAGE)
             try:
+                if not sb_spec.host_network:
+                    podspec.check_hostname(sb_spec.hostname)
                 await self.cri.run_pod_sandbox(sb_config, await self._runtime_handler(pod))
-            except (CriError, RuntimeClassError) as e:
+            except (CriError, RuntimeClassError, podspec.HostnameError) as e:
                 # As the kubelet: the pod waits in ContainerCreating and the sandbox is tried again.
                 why = imagepull.rpc_error(e.code, e.details) if isinstance(e, CriError) else str(e)
                 self._event(pod, "", "Warning", "FailedCreatePodSandBox", imagepull.sandbox_failed_message(why))
@@ -993,7 +997,7 @@ class Agent:
 
     async def _kill_unhealthy(self, pod: Obj, cid: str, name: str, kind: str) -> None:
         self._stop_probers(object_key(pod), keep={i for (i, _k) in self.probers if i != cid})
-        grace = int((pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30))
+        grace = kill_grace(pod, name, kind)
         self._event(pod, name, "Normal", "Killing", f"Container {name} failed {kind.lower()} probe, will be restarted")
         await self._stop_container(cid, grace)
         self.queue.add(object_key(pod))

@@ -27,8 +27,11 @@ _LOCAL_LINES = ("127.0.0.1\tlocalhost\n"
 
 def hostname_and_domain(pod: Obj, cluster_domain: str) -> tuple[str, str]:
     """The pod's hostname (spec.hostname, else its name cut to 63 characters) and, with a
-    spec.subdomain, its domain `<subdomain>.<namespace>.svc.<cluster domain>`."""
+    spec.subdomain, its domain `<subdomain>.<namespace>.svc.<cluster domain>`; a
+    spec.hostnameOverride is the whole name, with no domain, as the kubelet's."""
     meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
+    if spec.get("hostnameOverride"):
+        return str(spec["hostnameOverride"]), ""
     hostname = spec.get("hostname") or str(meta.get("name", ""))[:63].rstrip("-.")
     domain = ""
     if spec.get("subdomain"):

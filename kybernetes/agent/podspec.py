@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
-from kybernetes.agent import security
+from kybernetes.agent import etchosts, security
 from kybernetes.api.quantity import parse_quantity
 
 Obj = dict[str, Any]
@@ -65,6 +65,8 @@ class ContainerSpec:
     annotations: dict[str, str] = field(default_factory=dict)
     log_path: str = ""
     mounts: list[tuple[str, str, bool]] = field(default_factory=list)  # container path, host path, read-only
+    # Container path -> CRI MountPropagation of the mounts that are not private.
+    propagation: dict[str, int] = field(default_factory=dict)
     # The container whose PID namespace this one joins (an ephemeral container's target).
     pid_target_id: str = ""
     no_new_privs: bool = False
@@ -119,9 +121,28 @@ def container_log_path(name: str, restart_count: int) -> str:
     return f"{name}/{restart_count}.log"
 
 
-def pod_hostname(pod: Obj) -> str:
-    spec = pod.get("spec") or {}
-    return (spec.get("hostname") or (pod.get("metadata") or {}).get("name", ""))[:63]
+KERNEL_HOSTNAME_MAX = 64
+
+
+class HostnameError(Exception):
+    """The pod's hostname cannot be the kernel's: its sandbox cannot be created."""
+
+
+def pod_hostname(pod: Obj, cluster_domain: str = "cluster.local") -> str:
+    """The name the pod's UTS namespace gets, as the kubelet's GetNodenameForKernel: its
+    hostname, or with setHostnameAsFQDN and a subdomain its fully qualified name."""
+    hostname, domain = etchosts.hostname_and_domain(pod, cluster_domain)
+    if (pod.get("spec") or {}).get("setHostnameAsFQDN") is True and domain:
+        return f"{hostname}.{domain}"
+    return hostname
+
+
+def check_hostname(hostname: str) -> None:
+    """HostnameError with the kubelet's words when the kernel would refuse `hostname`."""
+    if len(hostname) > KERNEL_HOSTNAME_MAX:
+        raise HostnameError(f"failed to construct FQDN from pod hostname and cluster domain, FQDN {hostname} is "
+                            f"too long ({KERNEL_HOSTNAME_MAX} characters is the max, {len(hostname)} characters "
+                            "requested)")
 
 
 DnsSettings = tuple[list[str], list[str], list[str]]  # nameservers, searches, options ("name" or "name:value")
@@ -179,7 +200,8 @@ def pod_dns(pod: Obj, cluster_dns: list[str], domain: str, host: DnsSettings) ->
     return servers, searches, list(options.values())
 
 
-def sandbox_spec(pod: Obj, logs_root: str, attempt: int, dns: DnsSettings, seccomp_root: str = "") -> SandboxSpec:
+def sandbox_spec(pod: Obj, logs_root: str, attempt: int, dns: DnsSettings, seccomp_root: str = "",
+                 cluster_domain: str = "cluster.local") -> SandboxSpec:
     meta = pod.get("metadata") or {}
     spec = pod.get("spec") or {}
     ports = []
@@ -192,7 +214,7 @@ def sandbox_spec(pod: Obj, logs_root: str, attempt: int, dns: DnsSettings, secco
     servers, searches, options = dns
     return SandboxSpec(
         name=meta.get("name", ""), namespace=meta.get("namespace", ""), uid=meta.get("uid", ""), attempt=attempt,
-        hostname=pod_hostname(pod), log_directory=pod_log_directory(logs_root, pod), labels=pod_labels(pod),
+        hostname=pod_hostname(pod, cluster_domain), log_directory=pod_log_directory(logs_root, pod), labels=pod_labels(pod),
         annotations={}, port_mappings=ports, host_network=bool(spec.get("hostNetwork")), dns_servers=servers,
         dns_searches=searches, dns_options=options, run_as_user=psc.get("runAsUser"),
         run_as_group=psc.get("runAsGroup"), supplemental_groups=supplemental_groups(psc),
@@ -471,6 +493,17 @@ def is_ephemeral(pod: Obj, name: str) -> bool:
     return any(c.get("name") == name for c in (pod.get("spec") or {}).get("ephemeralContainers") or ())
 
 
+# CRI's MountPropagation values by the volumeMount's mountPropagation.
+_PROPAGATION = {"HostToContainer": 1, "Bidirectional": 2}
+
+
+def mount_propagation(container: Obj) -> dict[str, int]:
+    """The container's mounts that see (HostToContainer, rslave) or also share
+    (Bidirectional, rshared) mounts made under them, by mount path."""
+    return {str(m.get("mountPath")): _PROPAGATION[m["mountPropagation"]]
+            for m in container.get("volumeMounts") or [] if m.get("mountPropagation") in _PROPAGATION}
+
+
 def container_spec(pod: Obj, container: Obj, env: list[tuple[str, str]], restart_count: int,
                    spec_hash: str, init: bool = False,
                    mounts: list[tuple[str, str, bool]] | None = None, seccomp_root: str = "") -> ContainerSpec:
@@ -497,6 +530,7 @@ def container_spec(pod: Obj, container: Obj, env: list[tuple[str, str]], restart
         supplemental_groups=supplemental_groups(psc), readonly_rootfs=bool(sc.get("readOnlyRootFilesystem")), privileged=bool(sc.get("privileged")),
         add_capabilities=list(caps.get("add") or []), drop_capabilities=list(caps.get("drop") or []),
         labels=labels, annotations=annotations, log_path=container_log_path(container.get("name", ""), restart_count),
-        mounts=list(mounts or []), no_new_privs=security.no_new_privs(sc), proc_unmasked=security.proc_unmasked(sc),
+        mounts=list(mounts or []), propagation=mount_propagation(container),
+        no_new_privs=security.no_new_privs(sc), proc_unmasked=security.proc_unmasked(sc),
         seccomp=security.seccomp(sc.get("seccompProfile"), seccomp_root),
         namespaces=security.namespaces(pod.get("spec") or {}))

@@ -19,6 +19,20 @@ Obj = dict[str, Any]
 LIVENESS, READINESS, STARTUP = "Liveness", "Readiness", "Startup"
 
 
+def kill_grace(pod: Obj, container: str, kind: str) -> int:
+    """Seconds a container failing its `kind` probe gets to stop: the probe's own
+    terminationGracePeriodSeconds (liveness and startup probes) over the pod's."""
+    spec = pod.get("spec") or {}
+    grace = spec.get("terminationGracePeriodSeconds", 30)
+    key = {LIVENESS: "livenessProbe", STARTUP: "startupProbe"}.get(kind)
+    for c in (spec.get("containers") or []) + (spec.get("initContainers") or []):
+        if key and c.get("name") == container:
+            own = (c.get(key) or {}).get("terminationGracePeriodSeconds")
+            if own is not None:
+                grace = own
+    return int(grace)
+
+
 @dataclass
 class ProbeResult:
     """Consecutive outcomes against the thresholds. `ok` is the probe's verdict: None

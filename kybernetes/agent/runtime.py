@@ -92,7 +92,8 @@ def container_config(spec: ContainerSpec, host_network: bool) -> pb.ContainerCon
         metadata=pb.ContainerMetadata(name=spec.name, attempt=int(spec.annotations.get(RESTART_COUNT, "0"))),
         image=pb.ImageSpec(image=spec.image), command=spec.command, args=spec.args, working_dir=spec.working_dir,
         envs=[pb.KeyValue(key=k, value=v) for k, v in spec.env], labels=spec.labels, annotations=spec.annotations,
-        mounts=[pb.Mount(container_path=c, host_path=h, readonly=ro) for c, h, ro in spec.mounts],
+        mounts=[pb.Mount(container_path=c, host_path=h, readonly=ro, propagation=spec.propagation.get(c, 0))
+                for c, h, ro in spec.mounts],
         log_path=spec.log_path, stdin=spec.stdin, stdin_once=spec.stdin_once, tty=spec.tty,
         linux=pb.LinuxContainerConfig(resources=resources, security_context=security))
 

@@ -9,6 +9,7 @@ runAsUser, everything by the pod's fsGroup). What files a volume holds is decide
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import shutil
@@ -19,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from kybernetes.agent.ownership import change_ownership, change_policy
 from kybernetes.agent.podspec import EnvError, expand, field_ref_value, format_map, resource_ref_value
 from kybernetes.api.localpath import volume_path
 from kybernetes.api.quantity import parse_quantity
@@ -173,6 +175,17 @@ def readonly_volumes(pod: Obj) -> frozenset[str]:
                      if ((v.get("persistentVolumeClaim") or {}).get("readOnly")))
 
 
+def block_device_error(pod: Obj) -> str:
+    """Why the node cannot give a container the raw block devices it asks for
+    (`volumeDevices`): no block volume support here ("" when none is asked for)."""
+    for key in ("initContainers", "containers"):
+        for c in (pod.get("spec") or {}).get(key) or []:
+            for dev in c.get("volumeDevices") or []:
+                return (f'MapVolume.MapPodDevice failed for volume "{dev.get("name", "")}" : block volumes '
+                        f"(volumeDevices of container {c.get('name', '')}) are not supported by this node")
+    return ""
+
+
 def safe_relative(path: str) -> bool:
     """A path inside the volume: relative, no `..` element."""
     return bool(path) and not os.path.isabs(path) and ".." not in path.split("/")
@@ -306,6 +319,9 @@ class VolumeManager:
         self.clock = clock
         # (pod uid, audience, expirationSeconds) -> (token, issued at, expires at)
         self._tokens: dict[tuple[str, str, int], tuple[str, float, float]] = {}
+        # (pod uid, volume name) of claims already given to the pod's fsGroup: the kubelet
+        # changes ownership when it mounts a volume, not at every sync.
+        self._owned: set[tuple[str, str]] = set()
 
     async def _service_account_token(self, pod: Obj, source: Obj) -> str:
         audience = source.get("audience") or ""
@@ -335,6 +351,9 @@ class VolumeManager:
         uid, ns = meta.get("uid", ""), meta.get("namespace", "")
         base = os.path.join(self.pod_dir(uid), "volumes")
         paths: dict[str, str] = {}
+        blocked = block_device_error(pod)
+        if blocked:
+            raise VolumeError(blocked)
         for vol in (pod.get("spec") or {}).get("volumes") or []:
             name = vol.get("name", "")
             try:
@@ -360,6 +379,7 @@ class VolumeManager:
             elif not os.path.isdir(path):
                 # A local volume's directory is made by whoever provisioned it, on its own node.
                 raise VolumeError(f"path {path} does not exist on this node")
+            await self._own_claim(pod, name, path, kind, bool((vol["persistentVolumeClaim"] or {}).get("readOnly")))
             return path
         if "emptyDir" in vol:
             path = os.path.join(base, "empty-dir", name)
@@ -420,8 +440,24 @@ class VolumeManager:
         write_atomically(path, with_fs_group(files, group), owners, group)
         return path
 
+    async def _own_claim(self, pod: Obj, name: str, path: str, kind: str, read_only: bool) -> None:
+        """A local volume (not a hostPath one, as the kubelet's plugins) mounted writable
+        goes to the pod's fsGroup once, by its fsGroupChangePolicy."""
+        group = fs_group(pod)
+        key = ((pod.get("metadata") or {}).get("uid", ""), name)
+        if kind != "local" or group is None or read_only or key in self._owned:
+            return
+        try:
+            await asyncio.to_thread(change_ownership, path, int(group), change_policy(pod))
+        except OSError as e:
+            raise VolumeError(f"failed to set volume ownership for fsGroup {group}: {e}") from None
+        self._owned.add(key)
+
     def teardown(self, uid: str) -> None:
         """Unmount and remove everything of the pod."""
+        for owned in list(self._owned):
+            if owned[0] == uid:
+                self._owned.discard(owned)
         # Runs in a worker thread: list() copies the keys in one step under the GIL.
         for key in list(self._tokens):
             if key[0] == uid:
@@ -447,6 +483,10 @@ def container_mounts(container: Obj, volume_paths: dict[str, str],
         host = volume_paths.get(vol)
         if host is None:
             raise VolumeError(f'unable to find volume "{vm.get("name")}"')
+        if vm.get("recursiveReadOnly") == "Enabled":
+            # IfPossible falls back to a plain read-only mount, as the kubelet's.
+            raise VolumeError(f'volumeMount "{vol}" of container "{container.get("name", "")}": recursive read-only '
+                              "mounts are not supported by this node's container runtime (containerd 1.6)")
         sub = vm.get("subPath") or ""
         if not sub and vm.get("subPathExpr"):
             sub = expand(vm["subPathExpr"], env or {})

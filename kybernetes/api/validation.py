@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import jsonschema_rs
 import orjson
 
-from kybernetes.api import downward, schedulingspec, schemas
+from kybernetes.api import downward, podfields, schedulingspec, schemas
 from kybernetes.api.errors import FieldError, duplicate, forbidden, invalid, not_supported, required
 from kybernetes.api.names import (
     dns1035_label_errors,
@@ -603,6 +603,7 @@ def validate_pod_spec(path: str, spec: Any, rule: RestartRule = POD_RESTART,
     errs += non_negative(f"{path}.terminationGracePeriodSeconds", spec.get("terminationGracePeriodSeconds")
                           if is_int(spec.get("terminationGracePeriodSeconds")) else None)
     errs += _validate_security_contexts(path, spec)
+    errs += podfields.spec_errors(path, spec)
     return errs
 
 

@@ -28,6 +28,7 @@ from kybernetes.api.kinds.base import (
 )
 from kybernetes.api.kinds.proxying import Lookup, ProxyLocation, pod_location
 from kybernetes.api.names import dns1123_subdomain_errors
+from kybernetes.api.podfields import drop_disabled_fields
 from kybernetes.api.pods import pod_is_terminal, qos_class
 from kybernetes.api.podscheduling import (
     apply_scheduling_gated_condition,
@@ -646,6 +647,7 @@ class PodStrategy(KindStrategy):
         return []
 
     def canonicalize(self, info: ResourceInfo, obj: Obj, old: Obj | None) -> None:
+        drop_disabled_fields(obj.get("spec"), (old or {}).get("spec"))
         if old is None:
             status = obj.setdefault("status", {})
             status.setdefault("phase", "Pending")
