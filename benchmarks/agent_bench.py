@@ -1,9 +1,10 @@
 """Node agent benchmark (issue 4): pod startup latency on a real agent, run by hand.
 
-    .venv/bin/python benchmarks/agent_bench.py [--pods 50]
+    .venv/bin/python benchmarks/agent_bench.py [--pods 50] [--only sidecar] [--bridge B --proxy-table T --pod-cidr C]
 
 Starts a real `kyb server` and a real `kyb agent` (private containerd, runc, CNI
-bridge `kybab0`, pod CIDR 10.42.232.0/24) on a fresh data dir, as root. With the busybox image present, it measures
+bridge `kybab0`, pod CIDR 10.42.232.0/24 unless told others, so that it can run beside
+another real agent) on a fresh data dir, as root. With the busybox image present, it measures
 the time from each pod's create request to the moment a watch sees it Running:
 
 * `--pods` pods created at once (p50, p99, max, and how long until all ran);
@@ -13,6 +14,9 @@ the time from each pod's create request to the moment a watch sees it Running:
   security context (runAsNonRoot, runAsUser 1000, no privilege escalation, every
   capability dropped, the runtime's default seccomp profile); target p99 <= 0.25 s;
 * the agent's RSS with `--pods` pods running (and its containerd's, apart).
+
+`--only burst|seq|sidecar` runs just that part. Each figure is printed with the load
+average at its end: the box may be shared.
 
 Every pod is deleted at the end and the agent leaves nothing behind.
 """
@@ -74,6 +78,10 @@ def machine_busy_seconds() -> float:
     return (sum(values[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
+def load_average() -> str:
+    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def bench_pod(name: str) -> dict:
     return sleeper_pod(name, NODE, LABELS)
 
@@ -107,68 +115,92 @@ async def run(args: argparse.Namespace, server: ServerProcess, agent: AgentProce
         await tracker.wait([("pod", "warmup")])
         print(f"warm-up pod Running after   {tracker.seen[('pod', 'warmup')] - created:.3f} s")
 
-        names = [f"burst-{i}" for i in range(args.pods)]
-        starts: dict[str, float] = {}
-
-        async def create(name: str) -> None:
-            starts[name] = time.monotonic()
-            await client.create(PODS, NAMESPACE, bench_pod(name))
-
-        assert agent.proc is not None
-        cpu0 = {"agent": cpu_seconds(agent.proc.pid), "containerd": cpu_seconds(containerd_pid(agent) or 0),
-                "API server process tree": cpu_seconds(server.proc.pid) if server.proc else 0.0}
-        busy0 = machine_busy_seconds()
-        t0 = time.monotonic()
-        await asyncio.gather(*(create(n) for n in names))
-        await tracker.wait([("pod", n) for n in names])
-        all_done = max(tracker.seen[("pod", n)] for n in names) - t0
-        busy = machine_busy_seconds() - busy0
-        used = {"agent": cpu_seconds(agent.proc.pid) - cpu0["agent"],
-                "containerd": cpu_seconds(containerd_pid(agent) or 0) - cpu0["containerd"],
-                "API server process tree": (cpu_seconds(server.proc.pid) if server.proc else 0.0)
-                - cpu0["API server process tree"]}
-        report(f"{args.pods} at once", [tracker.seen[("pod", n)] - starts[n] for n in names])
-        print(f"{'  all Running after':<28} {all_done:.2f} s")
-        print(f"{'  CPU during the burst':<28} machine {busy:.1f} s of {2 * all_done:.1f} s available; "
-              + ", ".join(f"{k} {v:.1f} s" for k, v in used.items())
-              + f"; the rest (runc, shims, CNI plugins, kernel) {busy - sum(used.values()):.1f} s")
-        pid = containerd_pid(agent)
-        assert agent.proc is not None
-        print(f"RSS with {args.pods + 1} pods: agent {rss_mb(agent.proc.pid):.0f} MB"
-              + (f", its containerd {rss_mb(pid):.0f} MB" if pid else ""))
-
-        one = []
-        for i in range(args.pods):
-            name = f"seq-{i}"
-            start = time.monotonic()
-            await client.create(PODS, NAMESPACE, bench_pod(name))
-            await tracker.wait([("pod", name)])
-            one.append(tracker.seen[("pod", name)] - start)
-        report(f"{args.pods} one at a time", one)
-        print(f"RSS with {2 * args.pods + 1} pods: agent {rss_mb(agent.proc.pid):.0f} MB")
-
-        # A node runs at most 110 pods: the burst's go first.
-        await asyncio.gather(*(client.delete(PODS, NAMESPACE, n) for n in names))
-        while len((await client.list(PODS, NAMESPACE, label_selector="bench=agent")).get("items") or []) > args.pods + 1:
-            await asyncio.sleep(0.5)
-        side = []
-        for i in range(args.pods):
-            name = f"sidecar-{i}"
-            start = time.monotonic()
-            await client.create(PODS, NAMESPACE, sidecar_pod(name))
-            await tracker.wait([("pod", name)])
-            side.append(tracker.seen[("pod", name)] - start)
-        report(f"{args.pods} one at a time, sidecar + restricted", side)
+        if args.only in ("", "burst"):
+            await burst(args, client, tracker, server, agent)
+        if args.only in ("", "seq"):
+            await one_at_a_time(args, client, tracker, agent)
+        if args.only in ("", "sidecar"):
+            await with_sidecar(args, client, tracker)
     finally:
         await tracker.close()
         await client.close()
 
 
+async def burst(args: argparse.Namespace, client: ApiClient, tracker: PhaseTracker, server: ServerProcess,
+                agent: AgentProcess) -> None:
+    names = [f"burst-{i}" for i in range(args.pods)]
+    starts: dict[str, float] = {}
+
+    async def create(name: str) -> None:
+        starts[name] = time.monotonic()
+        await client.create(PODS, NAMESPACE, bench_pod(name))
+
+    assert agent.proc is not None
+    cpu0 = {"agent": cpu_seconds(agent.proc.pid), "containerd": cpu_seconds(containerd_pid(agent) or 0),
+            "API server process tree": cpu_seconds(server.proc.pid) if server.proc else 0.0}
+    busy0 = machine_busy_seconds()
+    t0 = time.monotonic()
+    await asyncio.gather(*(create(n) for n in names))
+    await tracker.wait([("pod", n) for n in names])
+    all_done = max(tracker.seen[("pod", n)] for n in names) - t0
+    busy = machine_busy_seconds() - busy0
+    used = {"agent": cpu_seconds(agent.proc.pid) - cpu0["agent"],
+            "containerd": cpu_seconds(containerd_pid(agent) or 0) - cpu0["containerd"],
+            "API server process tree": (cpu_seconds(server.proc.pid) if server.proc else 0.0)
+            - cpu0["API server process tree"]}
+    report(f"{args.pods} at once", [tracker.seen[("pod", n)] - starts[n] for n in names])
+    print(f"{'  all Running after':<28} {all_done:.2f} s; {load_average()}")
+    print(f"{'  CPU during the burst':<28} machine {busy:.1f} s of {2 * all_done:.1f} s available; "
+          + ", ".join(f"{k} {v:.1f} s" for k, v in used.items())
+          + f"; the rest (runc, shims, CNI plugins, kernel) {busy - sum(used.values()):.1f} s")
+    pid = containerd_pid(agent)
+    print(f"RSS with {args.pods + 1} pods: agent {rss_mb(agent.proc.pid):.0f} MB"
+          + (f", its containerd {rss_mb(pid):.0f} MB" if pid else ""))
+
+
+async def one_at_a_time(args: argparse.Namespace, client: ApiClient, tracker: PhaseTracker,
+                        agent: AgentProcess) -> None:
+    one = []
+    for i in range(args.pods):
+        name = f"seq-{i}"
+        start = time.monotonic()
+        await client.create(PODS, NAMESPACE, bench_pod(name))
+        await tracker.wait([("pod", name)])
+        one.append(tracker.seen[("pod", name)] - start)
+    report(f"{args.pods} one at a time", one)
+    assert agent.proc is not None
+    print(f"  {load_average()}; RSS with the pods so far: agent {rss_mb(agent.proc.pid):.0f} MB")
+
+
+async def with_sidecar(args: argparse.Namespace, client: ApiClient, tracker: PhaseTracker) -> None:
+    # A node runs at most 110 pods: the burst's go first.
+    burst = [f"burst-{i}" for i in range(args.pods)]
+    pods = (await client.list(PODS, NAMESPACE, label_selector="bench=agent")).get("items") or []
+    doomed = [p["metadata"]["name"] for p in pods if p["metadata"]["name"] in burst]
+    await asyncio.gather(*(client.delete(PODS, NAMESPACE, n) for n in doomed))
+    while len((await client.list(PODS, NAMESPACE, label_selector="bench=agent")).get("items") or []) \
+            > len(pods) - len(doomed):
+        await asyncio.sleep(0.5)
+    side = []
+    for i in range(args.pods):
+        name = f"sidecar-{i}"
+        start = time.monotonic()
+        await client.create(PODS, NAMESPACE, sidecar_pod(name))
+        await tracker.wait([("pod", name)])
+        side.append(tracker.seen[("pod", name)] - start)
+    report(f"{args.pods} one at a time, sidecar + restricted", side)
+    print(f"  {load_average()}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--pods", type=int, default=50)
+    ap.add_argument("--only", choices=("", "burst", "seq", "sidecar"), default="")
+    ap.add_argument("--bridge", default="kybab0")
+    ap.add_argument("--proxy-table", default="kyb-agent-bench")
+    ap.add_argument("--pod-cidr", default=POD_CIDR)
     args = ap.parse_args()
-    with_agent(NODE, POD_CIDR, "kybab0", "kyb-agent-bench", lambda server, agent: run(args, server, agent))
+    with_agent(NODE, args.pod_cidr, args.bridge, args.proxy_table, lambda server, agent: run(args, server, agent))
 
 
 if __name__ == "__main__":

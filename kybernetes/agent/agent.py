@@ -381,8 +381,8 @@ class Agent:
                     break
                 plan = podsync.plan_pod(pod, sandbox, containers, time.time(),
                                         self._sidecars_started(pod, containers))
-                if plan.kill_pod or plan.new_sandbox:
-                    break
+                if plan.kill_pod or plan.new_sandbox or not (plan.start or plan.remove):
+                    break  # (what followed the sidecar was started with it: nothing left to do)
                 sandbox, containers = await self._apply(pod, plan, sandbox, containers)
         for name, (reason, _message) in plan.waiting.items():
             if reason == "CrashLoopBackOff":
@@ -518,32 +518,41 @@ class Agent:
         sb_spec = podspec.sandbox_spec(pod, self.logs_root, attempt, self._dns(pod), self.seccomp_dir,
                                        self.options.cluster_domain)
         sb_config = runtime.sandbox_config(sb_spec)
+        early_volumes: asyncio.Task[dict[str, str]] | None = None
         if plan.new_sandbox:
             if sandbox is not None:
                 await self._remove_sandbox(sandbox.id)
             os.makedirs(sb_spec.log_directory, exist_ok=True)
+            # The volumes are set up while the runtime makes the sandbox (CNI, pause
+            # container): a pod's start does not wait for the two in turn. Unlike the
+            # kubelet, a pod whose volume fails holds its sandbox (and IP) meanwhile.
+            early_volumes = asyncio.create_task(self.volumes.setup(pod))
             if await self.cri.image_status(SANDBOX_IMAGE) is None:
                 await self.cri.pull_image(SANDBOX_IMAGE)
             try:
                 if not sb_spec.host_network:
                     podspec.check_hostname(sb_spec.hostname)
-                await self.cri.run_pod_sandbox(sb_config, await self._runtime_handler(pod))
+                sid = await self.cri.run_pod_sandbox(sb_config, await self._runtime_handler(pod))
             except (CriError, RuntimeClassError, podspec.HostnameError) as e:
                 # As the kubelet: the pod waits in ContainerCreating and the sandbox is tried again.
                 why = imagepull.rpc_error(e.code, e.details) if isinstance(e, CriError) else str(e)
                 self._event(pod, "", "Warning", "FailedCreatePodSandBox", imagepull.sandbox_failed_message(why))
                 plan.start = []
                 plan.requeue_after = SANDBOX_RETRY_SECONDS
+                await asyncio.gather(early_volumes, return_exceptions=True)
                 return None, containers
-            sandbox, containers, _ = await self._runtime_state(uid)
+            # A new sandbox has no containers yet: its status is all there is to read.
+            sandbox, containers = runtime.sandbox_state((await self.cri.pod_sandbox_status(sid)).status), []
         if sandbox is None:
+            if early_volumes is not None:
+                await asyncio.gather(early_volumes, return_exceptions=True)
             return None, containers
         sb_spec.attempt = sandbox.attempt
         sb_config = runtime.sandbox_config(sb_spec)
         try:
             # Every sync refreshes projected files (a changed ConfigMap or Secret shows
             # in running containers); unchanged volumes are left as they are.
-            volume_paths = await self.volumes.setup(pod)
+            volume_paths = await (early_volumes if early_volumes is not None else self.volumes.setup(pod))
             hosts_file = await asyncio.to_thread(self._hosts_file, pod, sandbox)
         except VolumeError as e:
             self._event(pod, "", "Warning", "FailedMount", str(e))
@@ -553,71 +562,60 @@ class Agent:
             plan.requeue_after = 2.0
             return sandbox, containers
         started = False
-        for container, init, restarts in plan.start:
+        todo = list(plan.start)
+        planned = {c.get("name", "") for c, _init, _restarts in todo}
+        running = list(containers)  # and those this sync started: what the followers are planned from
+        created: dict[str, str] = {}  # a follower's container, created while its sidecar started ("": failed)
+        while todo:
+            container, init, restarts = todo.pop(0)
             name = container.get("name", "")
-            try:
-                await self._ensure_image(pod, name, container.get("image", ""), container.get("imagePullPolicy") or "")
-                env = await self._env(pod, container, sandbox)
-                mounts = [(m.container_path, m.host_path, m.readonly)
-                          for m in container_mounts(container, volume_paths, readonly_volumes(pod), dict(env))]
-                if hosts_file and not etchosts.mounts_own_hosts(container):
-                    mounts.append((etchosts.HOSTS_PATH, hosts_file, False))
-                security.check_container(pod, container, self.seccomp_dir)
-                if security.needs_image_user(pod, container):
-                    image = await self.cri.image_status(container.get("image", ""))
-                    security.verify_run_as_non_root(
-                        pod, container, image.uid.value if image is not None and image.HasField("uid") else None,
-                        image.username if image is not None else "")
-            except (podspec.EnvError, VolumeError, security.SecurityContextError) as e:
-                self._event(pod, name, "Warning", "Failed", f"Error: {e}")
-                plan.waiting[name] = ("CreateContainerConfigError", str(e))
-                plan.requeue_after = 2.0
+            if name in created:
+                cid = created.pop(name)
+                if not cid:
+                    continue
+            else:
+                config = await self._container_config(pod, plan, container, init, restarts, sandbox, running,
+                                                      volume_paths, hosts_file, sb_spec.log_directory)
+                if config is None:
+                    continue
+                try:
+                    cid = await self.cri.create_container(sandbox.id, config, sb_config)
+                except CriError as e:
+                    self._run_failed(pod, plan, name, e)
+                    continue
+            self._event(pod, name, "Normal", "Created", f"Created container {name}")
+            now = time.time()
+            starting = podsync.ContainerState(cid, name, podsync.RUNNING, restarts, podsync.spec_hash(container),
+                                              init=init, created_at=now)
+            follow = podsync.followers(pod, sandbox, running, container, starting, now,
+                                       self._sidecars_started(pod, running), planned) if init else []
+            made: dict[str, str] = {}
+            start_error, made_error = await asyncio.gather(
+                self.cri.start_container(cid),
+                self._create_followers(pod, plan, follow, sandbox, [*running, starting], volume_paths, hosts_file,
+                                       sb_spec.log_directory, sb_config, made),
+                return_exceptions=True)
+            if start_error is not None or made_error is not None:
+                # Nothing created ahead may outlive a sidecar that did not start.
+                for follower in made.values():
+                    if follower:
+                        await self._remove_container(follower)
+                for f, _init, _restarts in follow:
+                    plan.waiting.pop(f.get("name", ""), None)
+                made = {}
+            if isinstance(start_error, CriError):
+                self._run_failed(pod, plan, name, start_error)
                 continue
-            except ImageNeverPullError as e:
-                plan.waiting[name] = ("ErrImageNeverPull", str(e))
-                plan.requeue_after = 5.0
-                continue
-            except ImageBackOffError as e:
-                self._event(pod, name, "Normal", "BackOff", str(e))
-                plan.waiting[name] = ("ImagePullBackOff", str(e))
-                plan.requeue_after = min(plan.requeue_after or e.retry_in, e.retry_in)
-                continue
-            except CriError as e:
-                image = container.get("image", "")
-                failures = self._pull_failures.get(image, (0, 0.0))[0] + 1
-                delay = podsync.backoff_seconds(failures)
-                self._pull_failures[image] = (failures, time.monotonic() + delay)
-                self._event(pod, name, "Warning", "Failed", f'Failed to pull image "{image}": {e.details}')
-                self._event(pod, name, "Warning", "Failed", "Error: ErrImagePull")
-                plan.waiting[name] = ("ErrImagePull", e.details)
-                # Look again soon: until the retry, the pod says ImagePullBackOff.
-                plan.requeue_after = min(1.0, delay)
-                continue
-            message_path = container.get("terminationMessagePath") or ""
-            message_file = ""
-            if message_path:
-                message_file = await asyncio.to_thread(logs.make_termination_file, self.volumes.pod_dir(uid), name)
-                mounts.append((message_path, message_file, False))
-            cspec = podspec.container_spec(pod, node_resize.with_allocated(container, self.allocations.get(uid)), env,
-                                           restarts, podsync.spec_hash(container), init, mounts, self.seccomp_dir)
-            cspec.pid_target_id = podsync.pid_target(container, containers)
-            if message_file:
-                # Where to read the message once the container has exited (after a restart of the agent too).
-                cspec.annotations[TERMINATION_MESSAGE_FILE] = message_file
-                cspec.annotations[TERMINATION_MESSAGE_POLICY] = container.get("terminationMessagePolicy") or "File"
-            os.makedirs(os.path.join(sb_spec.log_directory, name), exist_ok=True)
-            config = runtime.container_config(cspec, bool((pod.get("spec") or {}).get("hostNetwork")))
-            try:
-                cid = await self.cri.create_container(sandbox.id, config, sb_config)
-                self._event(pod, name, "Normal", "Created", f"Created container {name}")
-                await self.cri.start_container(cid)
-                self._event(pod, name, "Normal", "Started", f"Started container {name}")
-                started = True
-            except CriError as e:
-                self._event(pod, name, "Warning", "Failed", f"Error: {e.details}")
-                plan.waiting[name] = ("RunContainerError", e.details)
-                plan.requeue_after = 5.0
-                continue
+            if start_error is not None:
+                raise start_error
+            self._event(pod, name, "Normal", "Started", f"Started container {name}")
+            started = True
+            running.append(starting)
+            if made_error is not None:
+                raise made_error
+            created.update(made)
+            todo += follow
+            planned |= set(made)
             hook = (container.get("lifecycle") or {}).get("postStart")
             if hook:
                 await self._post_start(pod, podsync.ContainerState(cid, name, podsync.RUNNING, restarts, ""),
@@ -625,6 +623,90 @@ class Agent:
         if started or plan.remove:
             sandbox, containers, _ = await self._runtime_state(uid)
         return sandbox, containers
+
+    def _run_failed(self, pod: Obj, plan: podsync.Plan, name: str, e: CriError) -> None:
+        self._event(pod, name, "Warning", "Failed", f"Error: {e.details}")
+        plan.waiting[name] = ("RunContainerError", e.details)
+        plan.requeue_after = 5.0
+
+    async def _create_followers(self, pod: Obj, plan: podsync.Plan, follow: list[tuple[Obj, bool, int]],
+                                sandbox: podsync.SandboxState, running: list[podsync.ContainerState],
+                                volume_paths: dict[str, str], hosts_file: str, log_directory: str,
+                                sb_config: pb.PodSandboxConfig, made: dict[str, str]) -> None:
+        """Create (not start) the containers that follow a starting sidecar, into `made` by
+        name ("" for one that could not be)."""
+        for container, init, restarts in follow:
+            name = container.get("name", "")
+            made[name] = ""
+            config = await self._container_config(pod, plan, container, init, restarts, sandbox, running,
+                                                  volume_paths, hosts_file, log_directory)
+            if config is None:
+                continue
+            try:
+                made[name] = await self.cri.create_container(sandbox.id, config, sb_config)
+            except CriError as e:
+                self._run_failed(pod, plan, name, e)
+
+    async def _container_config(self, pod: Obj, plan: podsync.Plan, container: Obj, init: bool, restarts: int,
+                                sandbox: podsync.SandboxState, containers: list[podsync.ContainerState],
+                                volume_paths: dict[str, str], hosts_file: str,
+                                log_directory: str) -> pb.ContainerConfig | None:
+        """The CRI config of `container`, its image ensured; None when it cannot be made
+        (the reason is in `plan.waiting`)."""
+        uid = pod["metadata"].get("uid", "")
+        name = container.get("name", "")
+        try:
+            await self._ensure_image(pod, name, container.get("image", ""), container.get("imagePullPolicy") or "")
+            env = await self._env(pod, container, sandbox)
+            mounts = [(m.container_path, m.host_path, m.readonly)
+                      for m in container_mounts(container, volume_paths, readonly_volumes(pod), dict(env))]
+            if hosts_file and not etchosts.mounts_own_hosts(container):
+                mounts.append((etchosts.HOSTS_PATH, hosts_file, False))
+            security.check_container(pod, container, self.seccomp_dir)
+            if security.needs_image_user(pod, container):
+                image = await self.cri.image_status(container.get("image", ""))
+                security.verify_run_as_non_root(
+                    pod, container, image.uid.value if image is not None and image.HasField("uid") else None,
+                    image.username if image is not None else "")
+        except (podspec.EnvError, VolumeError, security.SecurityContextError) as e:
+            self._event(pod, name, "Warning", "Failed", f"Error: {e}")
+            plan.waiting[name] = ("CreateContainerConfigError", str(e))
+            plan.requeue_after = 2.0
+            return None
+        except ImageNeverPullError as e:
+            plan.waiting[name] = ("ErrImageNeverPull", str(e))
+            plan.requeue_after = 5.0
+            return None
+        except ImageBackOffError as e:
+            self._event(pod, name, "Normal", "BackOff", str(e))
+            plan.waiting[name] = ("ImagePullBackOff", str(e))
+            plan.requeue_after = min(plan.requeue_after or e.retry_in, e.retry_in)
+            return None
+        except CriError as e:
+            image = container.get("image", "")
+            failures = self._pull_failures.get(image, (0, 0.0))[0] + 1
+            delay = podsync.backoff_seconds(failures)
+            self._pull_failures[image] = (failures, time.monotonic() + delay)
+            self._event(pod, name, "Warning", "Failed", f'Failed to pull image "{image}": {e.details}')
+            self._event(pod, name, "Warning", "Failed", "Error: ErrImagePull")
+            plan.waiting[name] = ("ErrImagePull", e.details)
+            # Look again soon: until the retry, the pod says ImagePullBackOff.
+            plan.requeue_after = min(1.0, delay)
+            return None
+        message_path = container.get("terminationMessagePath") or ""
+        message_file = ""
+        if message_path:
+            message_file = await asyncio.to_thread(logs.make_termination_file, self.volumes.pod_dir(uid), name)
+            mounts.append((message_path, message_file, False))
+        cspec = podspec.container_spec(pod, node_resize.with_allocated(container, self.allocations.get(uid)), env,
+                                       restarts, podsync.spec_hash(container), init, mounts, self.seccomp_dir)
+        cspec.pid_target_id = podsync.pid_target(container, containers)
+        if message_file:
+            # Where to read the message once the container has exited (after a restart of the agent too).
+            cspec.annotations[TERMINATION_MESSAGE_FILE] = message_file
+            cspec.annotations[TERMINATION_MESSAGE_POLICY] = container.get("terminationMessagePolicy") or "File"
+        os.makedirs(os.path.join(log_directory, name), exist_ok=True)
+        return runtime.container_config(cspec, bool((pod.get("spec") or {}).get("hostNetwork")))
 
     async def _runtime_handler(self, pod: Obj) -> str:
         """The CRI handler of the pod's RuntimeClass ("" without one: the runtime's default)."""

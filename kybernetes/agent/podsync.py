@@ -271,6 +271,21 @@ def pid_target(container: Obj, containers: list[ContainerState]) -> str:
     return c.id if c is not None and c.state == RUNNING and not c.ephemeral else ""
 
 
+def followers(pod: Obj, sandbox: SandboxState, containers: list[ContainerState], sidecar: Obj,
+              starting: ContainerState, now: float, started: dict[str, bool], planned: set[str]) -> list[tuple[Obj, bool, int]]:
+    """What the next sync would start once `sidecar` runs (`starting`: its container, whose
+    start is under way), apart from what is `planned` already. The agent creates these while
+    the sidecar starts and starts them only after it, as the kubelet orders them. None for a
+    sidecar the next step waits on longer (a startupProbe, a postStart hook), or when that
+    sync would kill the pod or make a new sandbox."""
+    if not is_sidecar(sidecar) or sidecar.get("startupProbe") or (sidecar.get("lifecycle") or {}).get("postStart"):
+        return []
+    plan = plan_pod(pod, sandbox, [*containers, starting], now, started)
+    if plan.kill_pod or plan.new_sandbox:
+        return []
+    return [item for item in plan.start if item[0].get("name", "") not in planned]
+
+
 # -- status -----------------------------------------------------------------------------------
 
 
