@@ -78,6 +78,14 @@ def machine_busy_seconds() -> float:
     return (sum(values[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_by_process(server: ServerProcess, agent: AgentProcess) -> dict[str, float]:
+    """CPU seconds so far of the agent, its containerd (with the runc, shim and CNI plugin
+    children it waited for) and the API server's process tree."""
+    assert agent.proc is not None
+    return {"agent": cpu_seconds(agent.proc.pid), "containerd": cpu_seconds(containerd_pid(agent) or 0),
+            "API server": cpu_seconds(server.proc.pid) if server.proc else 0.0}
+
+
 def load_average() -> str:
     return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -120,7 +128,7 @@ async def run(args: argparse.Namespace, server: ServerProcess, agent: AgentProce
         if args.only in ("", "seq"):
             await one_at_a_time(args, client, tracker, agent)
         if args.only in ("", "sidecar"):
-            await with_sidecar(args, client, tracker)
+            await with_sidecar(args, client, tracker, server, agent)
     finally:
         await tracker.close()
         await client.close()
@@ -172,7 +180,8 @@ async def one_at_a_time(args: argparse.Namespace, client: ApiClient, tracker: Ph
     print(f"  {load_average()}; RSS with the pods so far: agent {rss_mb(agent.proc.pid):.0f} MB")
 
 
-async def with_sidecar(args: argparse.Namespace, client: ApiClient, tracker: PhaseTracker) -> None:
+async def with_sidecar(args: argparse.Namespace, client: ApiClient, tracker: PhaseTracker, server: ServerProcess,
+                       agent: AgentProcess) -> None:
     # A node runs at most 110 pods: the burst's go first.
     burst = [f"burst-{i}" for i in range(args.pods)]
     pods = (await client.list(PODS, NAMESPACE, label_selector="bench=agent")).get("items") or []
@@ -182,6 +191,7 @@ async def with_sidecar(args: argparse.Namespace, client: ApiClient, tracker: Pha
             > len(pods) - len(doomed):
         await asyncio.sleep(0.5)
     side = []
+    cpu0 = cpu_by_process(server, agent)
     for i in range(args.pods):
         name = f"sidecar-{i}"
         start = time.monotonic()
@@ -189,7 +199,9 @@ async def with_sidecar(args: argparse.Namespace, client: ApiClient, tracker: Pha
         await tracker.wait([("pod", name)])
         side.append(tracker.seen[("pod", name)] - start)
     report(f"{args.pods} one at a time, sidecar + restricted", side)
-    print(f"  {load_average()}")
+    # CPU per pod, by process: a figure the other load on a shared box does not move much.
+    used = {k: (v - cpu0[k]) * 1000 / args.pods for k, v in cpu_by_process(server, agent).items()}
+    print(f"  {load_average()}; CPU per pod: " + ", ".join(f"{k} {v:.0f} ms" for k, v in used.items()))
 
 
 def main() -> None:
