@@ -98,7 +98,15 @@ async def run_probe(probe: Obj, container: Obj, pod_ip: str, exec_fn: ExecFn,
     try:
         if probe.get("exec"):
             cmd = list(probe["exec"].get("command") or [])
-            code, out, err = await exec_fn(cmd, timeout)
+            try:
+                # The runtime bounds the command by the timeout; the extra second is for the call itself.
+                code, out, err = await asyncio.wait_for(exec_fn(cmd, timeout), timeout + 1)
+            except TimeoutError:
+                raise
+            except Exception as e:  # noqa: BLE001 - the runtime's refusal (the command timed out, the container is gone) fails the probe
+                if "timeout" in str(e).lower() or "deadline" in str(e).lower():
+                    return False, f"command {' '.join(cmd)!r} timed out"
+                return False, f"command {' '.join(cmd)!r} failed: {e}"
             if code == 0:
                 return True, ""
             return False, (out + err).decode(errors="replace").strip() or f"command {cmd} exited with {code}"
@@ -297,7 +305,10 @@ class Prober:
         # A verdict carried over from before an agent restart is re-checked at once.
         await asyncio.sleep(self.delay if self.result.ok is None else 0)
         while True:
-            ok, why = await run_probe(self.probe, self.container, self.pod_ip, self.exec_fn, self.session)
+            try:
+                ok, why = await run_probe(self.probe, self.container, self.pod_ip, self.exec_fn, self.session)
+            except Exception as e:  # noqa: BLE001 - an attempt that breaks is a failed one; the prober keeps going
+                ok, why = False, str(e) or type(e).__name__
             if not ok:
                 self.on_failure(self.kind, why)
             if self.result.record(ok) and self.result.ok is not None:
