@@ -175,6 +175,17 @@ def readonly_volumes(pod: Obj) -> frozenset[str]:
                      if ((v.get("persistentVolumeClaim") or {}).get("readOnly")))
 
 
+def ephemeral_claim(pod: Obj, volume: str) -> str:
+    """The claim of a generic ephemeral volume: `<pod>-<volume>`, made by the controller."""
+    return f"{(pod.get('metadata') or {}).get('name', '')}-{volume}"
+
+
+def owned_by_pod(claim: Obj, pod: Obj) -> bool:
+    uid = (pod.get("metadata") or {}).get("uid")
+    return any(ref.get("uid") == uid and ref.get("controller") for ref in
+               (claim.get("metadata") or {}).get("ownerReferences") or [])
+
+
 def block_device_error(pod: Obj) -> str:
     """Why the node cannot give a container the raw block devices it asks for
     (`volumeDevices`): no block volume support here ("" when none is asked for)."""
@@ -368,9 +379,13 @@ class VolumeManager:
             hp = vol["hostPath"]
             check_host_path(hp.get("path", ""), hp.get("type") or "")
             return hp.get("path", "")
-        if "persistentVolumeClaim" in vol:
-            claim = (vol["persistentVolumeClaim"] or {}).get("claimName", "")
+        if "persistentVolumeClaim" in vol or "ephemeral" in vol:
+            ephemeral = "ephemeral" in vol
+            claim = ephemeral_claim(pod, name) if ephemeral else (vol["persistentVolumeClaim"] or {}).get("claimName", "")
             pvc = await self.fetch("PersistentVolumeClaim", ns, claim)
+            if ephemeral and pvc is not None and not owned_by_pod(pvc, pod):
+                raise VolumeError(f"PVC {ns}/{claim} was not created for pod {ns}/{(pod.get('metadata') or {}).get('name', '')} "
+                                  "(pod is not owner)")
             pv_name = ((pvc or {}).get("spec") or {}).get("volumeName") or ""
             pv = await self.fetch("PersistentVolume", "", pv_name) if pvc is not None and pv_name else None
             kind, path = claim_volume(claim, pvc, pv)
@@ -379,7 +394,7 @@ class VolumeManager:
             elif not os.path.isdir(path):
                 # A local volume's directory is made by whoever provisioned it, on its own node.
                 raise VolumeError(f"path {path} does not exist on this node")
-            await self._own_claim(pod, name, path, kind, bool((vol["persistentVolumeClaim"] or {}).get("readOnly")))
+            await self._own_claim(pod, name, path, kind, bool((vol.get("persistentVolumeClaim") or {}).get("readOnly")))
             return path
         if "emptyDir" in vol:
             path = os.path.join(base, "empty-dir", name)

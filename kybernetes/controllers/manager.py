@@ -33,6 +33,7 @@ from kybernetes.controllers.disruption import DisruptionController
 from kybernetes.controllers.endpoints import EndpointsController
 from kybernetes.controllers.endpointslice import EndpointSliceController
 from kybernetes.controllers.endpointslicemirroring import EndpointSliceMirroringController
+from kybernetes.controllers.ephemeralvolume import EphemeralVolumeController
 from kybernetes.controllers.garbagecollector import GarbageCollectorController
 from kybernetes.controllers.job import JobController
 from kybernetes.controllers.namespace import NamespaceController
@@ -112,6 +113,7 @@ BUILDERS: tuple[tuple[str, Builder], ...] = (
     ("persistentvolume-binder", lambda c, f, o: PersistentVolumeBinder(c, f)),
     ("pvc-protection", lambda c, f, o: PVCProtectionController(c, f)),
     ("pv-protection", lambda c, f, o: PVProtectionController(c, f)),
+    ("ephemeral-volume", lambda c, f, o: EphemeralVolumeController(c, f)),
     ("endpoints", lambda c, f, o: EndpointsController(c, f)),
     ("endpointslice", lambda c, f, o: EndpointSliceController(c, f)),
     ("endpointslicemirroring", lambda c, f, o: EndpointSliceMirroringController(c, f)),

@@ -73,9 +73,10 @@ def controller_view(pod: Obj) -> Obj:
     if isinstance(spec, dict):
         volumes = spec.get("volumes")
         spec = {k: v for k, v in spec.items() if k not in ("volumes", "ephemeralContainers")}
-        # Which claims a pod uses is kept: PVC protection and the PV binder read it.
-        claims = [{"name": v.get("name"), "persistentVolumeClaim": v["persistentVolumeClaim"]}
-                  for v in volumes or () if isinstance(v, dict) and isinstance(v.get("persistentVolumeClaim"), dict)]
+        # Which claims a pod uses is kept: PVC protection and the PV binder read it, the
+        # ephemeral volume controller makes claims from the templates.
+        claims = [{"name": v.get("name"), key: v[key]} for v in volumes or () if isinstance(v, dict)
+                  for key in ("persistentVolumeClaim", "ephemeral") if isinstance(v.get(key), dict)]
         if claims:
             spec["volumes"] = claims
         for key in ("containers", "initContainers"):

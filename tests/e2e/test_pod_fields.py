@@ -88,11 +88,16 @@ def pods(cluster):
         _pod("toolong", "exec sleep 3600", hostname="h" * 40, subdomain="s" * 20, setHostnameAsFQDN=True),
         _pod("liveness", sleep, terminationGracePeriodSeconds=600),
         _pod("block", "exec sleep 3600", volumes=[{"name": "disk", "persistentVolumeClaim": {"claimName": "disk"}}]),
+        _pod("ephemeral", "exec sleep 3600", securityContext={"fsGroup": 4321, "fsGroupChangePolicy": "OnRootMismatch"},
+             volumes=[{"name": "scratch", "ephemeral": {"volumeClaimTemplate": {"spec": {
+                 "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}}}]),
     ):
         if obj["metadata"]["name"] == "liveness":
             obj["spec"]["containers"][0]["livenessProbe"] = {
                 "exec": {"command": ["false"]}, "periodSeconds": 1, "failureThreshold": 1,
                 "terminationGracePeriodSeconds": 1}
+        if obj["metadata"]["name"] == "ephemeral":
+            obj["spec"]["containers"][0]["volumeMounts"] = [{"name": "scratch", "mountPath": "/scratch"}]
         if obj["metadata"]["name"] == "block":
             obj["spec"]["containers"][0]["volumeDevices"] = [{"name": "disk", "devicePath": "/dev/xvda"}]
             # Bound by hand: the scheduler would wait for the claim, which does not matter here.
@@ -152,6 +157,23 @@ def test_block_devices_are_refused_on_the_node(pods):
         'MapVolume.MapPodDevice failed for volume "disk" : block volumes (volumeDevices of container c) are not '
         "supported by this node")
     assert _get(srv, "block")["status"]["phase"] == "Pending"
+
+
+def test_a_generic_ephemeral_volume_gets_its_claim_owned_by_the_fs_group(pods):
+    srv, _agent = pods
+    pod = _wait(srv, "ephemeral", _running, "ran")
+    claim = json.loads(srv.kubectl("-n", NS, "get", "pvc", "ephemeral-scratch", "-o", "json").stdout)
+    (owner,) = claim["metadata"]["ownerReferences"]
+    assert (owner["kind"], owner["name"], owner["uid"], owner["controller"]) == (
+        "Pod", "ephemeral", pod["metadata"]["uid"], True)
+    assert claim["status"]["phase"] == "Bound"
+    r = srv.kubectl("-n", NS, "exec", "ephemeral", "--", "sh", "-c",
+                    "stat -c '%g %A' /scratch; touch /scratch/f && stat -c %g /scratch/f")
+    assert r.returncode == 0, r.stderr
+    root, made = r.stdout.splitlines()
+    # The kubelet's ownership change: the group, group rwx, setgid (new files inherit it).
+    assert root.split()[0] == "4321" and root.split()[1][4:7] == "rws", root
+    assert made == "4321"
 
 
 def test_the_api_drops_alpha_fields_and_refuses_what_nodes_cannot_honour(cluster):
