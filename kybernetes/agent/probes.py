@@ -251,7 +251,9 @@ async def run_hook(hook: Obj, container: Obj, pod_ip: str, exec_fn: ExecFn, sess
         return f"HTTP lifecycle hook ({g.get('path') or '/'}) failed - error: {why}"
     if hook.get("sleep"):
         await asyncio.sleep(min(float(hook["sleep"].get("seconds") or 0), timeout))
-    return ""
+        return ""
+    # tcpSocket is in the API for old clients only: the kubelet fails such a hook.
+    return "Cannot run handler: invalid handler: tcpSocket is not supported as a lifecycle handler"
 
 
 def verdicts_kept_over_restart(reported: Obj | None, container_id: str, container_started_at: float,

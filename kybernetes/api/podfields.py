@@ -15,7 +15,8 @@ policy (`containers[].restartPolicy`, `restartPolicyRules`) and no block devices
 (`volumeDevices`, refused on the node: see agent/volumes.py). Each is refused with a
 message that says why rather than accepted and ignored. Also upstream's checks of
 `hostnameOverride`, of probe-level `terminationGracePeriodSeconds`, of `volumeDevices` and
-of volume mounts' `mountPropagation` and `recursiveReadOnly`."""
+of volume mounts' `mountPropagation` and `recursiveReadOnly`, and of lifecycle handlers
+(one each, a sleep within the grace period)."""
 
 from __future__ import annotations
 
@@ -161,8 +162,34 @@ def _probe_grace_errors(path: str, c: Obj) -> Errors:
     return errs
 
 
-def _container_errors(path: str, c: Obj, init: bool, volumes: dict[str, Obj]) -> Errors:
+def _lifecycle_errors(path: str, c: Obj, grace: Any) -> Errors:
+    """postStart/preStop as upstream's validateLifecycleHandler: one handler each (tcpSocket
+    counts: it is accepted and fails on the node), a sleep within the grace period."""
+    lifecycle = c.get("lifecycle")
+    if not isinstance(lifecycle, dict):
+        return []
+    errs: Errors = []
+    for hook in ("postStart", "preStop"):
+        handler = lifecycle.get(hook)
+        if not isinstance(handler, dict):
+            continue
+        p = f"{path}.lifecycle.{hook}"
+        kinds = [k for k in ("exec", "httpGet", "tcpSocket", "sleep") if handler.get(k) is not None]
+        if not kinds:
+            errs.append(required(p, "must specify a handler type"))
+        elif len(kinds) > 1:
+            errs.append(forbidden(f"{p}.{kinds[1]}", "may not specify more than 1 handler type"))
+        sleep = handler.get("sleep")
+        seconds = sleep.get("seconds") if isinstance(sleep, dict) else None
+        if isinstance(seconds, int) and isinstance(grace, int) and not 0 <= seconds <= grace:
+            errs.append(invalid(f"{p}.sleep", seconds,
+                                f"must be non-negative and less than terminationGracePeriodSeconds ({grace})"))
+    return errs
+
+
+def _container_errors(path: str, c: Obj, init: bool, volumes: dict[str, Obj], grace: Any = 30) -> Errors:
     errs = _volume_device_errors(path, c, volumes) + _probe_grace_errors(path, c) + _mount_errors(path, c)
+    errs += _lifecycle_errors(path, c, grace)
     policy = c.get("restartPolicy")
     if policy is not None:
         if not init:
@@ -201,7 +228,8 @@ def spec_errors(path: str, spec: Obj) -> Errors:
     for key in ("initContainers", "containers"):
         for i, c in enumerate(spec.get(key) or []):
             if isinstance(c, dict):
-                errs += _container_errors(f"{path}.{key}[{i}]", c, key == "initContainers", volumes)
+                errs += _container_errors(f"{path}.{key}[{i}]", c, key == "initContainers", volumes,
+                                          spec.get("terminationGracePeriodSeconds", 30))
     resources = spec.get("resources")
     if isinstance(resources, dict) and any(resources.get(k) for k in ("requests", "limits", "claims")):
         errs.append(forbidden(f"{path}.resources", POD_RESOURCES_UNSUPPORTED))

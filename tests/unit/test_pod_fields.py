@@ -299,3 +299,26 @@ def test_recursive_read_only_enabled_is_refused_if_possible_falls_back(tmp_path:
     container["volumeMounts"][0]["recursiveReadOnly"] = "Enabled"
     with pytest.raises(VolumeError, match="recursive read-only mounts are not supported"):
         container_mounts(container, {"v": str(tmp_path)})
+
+
+def test_lifecycle_handlers_are_checked() -> None:
+    spec = _spec(terminationGracePeriodSeconds=2)
+    spec["containers"][0]["lifecycle"] = {"preStop": {"sleep": {"seconds": 5}},
+                                          "postStart": {"exec": {"command": ["true"]}, "sleep": {"seconds": 1}}}
+    assert _errors(spec) == [
+        ("spec.containers[0].lifecycle.postStart.sleep", "Forbidden: may not specify more than 1 handler type"),
+        ("spec.containers[0].lifecycle.preStop.sleep",
+         "Invalid value: 5: must be non-negative and less than terminationGracePeriodSeconds (2)")]
+    spec["containers"][0]["lifecycle"] = {"preStop": {}, "postStart": {"tcpSocket": {"port": 80}}}
+    assert _errors(spec) == [("spec.containers[0].lifecycle.preStop", "Required value: must specify a handler type")]
+
+
+async def test_a_tcp_socket_hook_fails_on_the_node() -> None:
+    from kybernetes.agent.probes import run_hook
+
+    async def never(cmd: list[str], timeout: float) -> tuple[int, bytes, bytes]:
+        raise AssertionError("not an exec hook")
+
+    why = await run_hook({"tcpSocket": {"port": 80}}, {"name": "c"}, "10.0.0.1", never, None, 1.0)  # type: ignore[arg-type]
+    assert why == "Cannot run handler: invalid handler: tcpSocket is not supported as a lifecycle handler"
+    assert await run_hook({"sleep": {"seconds": 0}}, {"name": "c"}, "10.0.0.1", never, None, 1.0) == ""  # type: ignore[arg-type]
