@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from kybernetes.api.podfields import drop_disabled_fields
 from kybernetes.api.registry import ResourceInfo
 
 Obj = dict[str, Any]
@@ -169,6 +170,8 @@ def default_template(holder: Obj, restart_policy: str | None = "Always") -> None
     template = holder.get("template")
     if isinstance(template, dict):
         default_pod_spec(child_map(template, "spec"), restart_policy)
+        # As upstream's DropDisabledTemplateFields: a template never holds what its pods could not.
+        drop_disabled_fields(template["spec"])
 
 
 # -- custom resources -----------------------------------------------------------------

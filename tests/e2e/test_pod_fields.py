@@ -205,3 +205,13 @@ def test_the_api_drops_alpha_fields_and_refuses_what_nodes_cannot_honour(cluster
     assert r.returncode != 0 and "spec.template.spec.resources: Forbidden" in r.stderr, r.stderr
     for name in ("api-res", "api-dra", "api-restart"):
         assert not _get(srv, name)
+    template = _pod("x", "true")["spec"]
+    template["containers"][0]["lifecycle"] = {"stopSignal": "SIGUSR1"}
+    template["os"] = {"name": "linux"}
+    deployment["metadata"]["name"] = "api-dep-stop"
+    deployment["spec"]["replicas"] = 0
+    deployment["spec"]["template"]["spec"] = template
+    r = _apply(srv, deployment)
+    assert r.returncode == 0, r.stderr
+    stored = json.loads(srv.kubectl("-n", NS, "get", "deployment", "api-dep-stop", "-o", "json").stdout)
+    assert "lifecycle" not in stored["spec"]["template"]["spec"]["containers"][0]

@@ -322,3 +322,12 @@ async def test_a_tcp_socket_hook_fails_on_the_node() -> None:
     why = await run_hook({"tcpSocket": {"port": 80}}, {"name": "c"}, "10.0.0.1", never, None, 1.0)  # type: ignore[arg-type]
     assert why == "Cannot run handler: invalid handler: tcpSocket is not supported as a lifecycle handler"
     assert await run_hook({"sleep": {"seconds": 0}}, {"name": "c"}, "10.0.0.1", never, None, 1.0) == ""  # type: ignore[arg-type]
+
+
+def test_workload_templates_drop_alpha_fields_too() -> None:
+    from kybernetes.api.defaults import default_template
+
+    spec = {"template": {"spec": _spec()}}
+    spec["template"]["spec"]["containers"][0]["lifecycle"] = {"stopSignal": "SIGTERM"}
+    default_template(spec)
+    assert "lifecycle" not in spec["template"]["spec"]["containers"][0]
