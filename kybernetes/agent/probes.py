@@ -112,7 +112,10 @@ async def run_probe(probe: Obj, container: Obj, pod_ip: str, exec_fn: ExecFn,
             return False, (out + err).decode(errors="replace").strip() or f"command {cmd} exited with {code}"
         if probe.get("httpGet"):
             url, headers = http_get_target(probe["httpGet"], container, pod_ip)
-            status = await asyncio.wait_for(http_probe_status(session, url, headers, timeout), timeout)
+            status, body = await asyncio.wait_for(http_probe_status(session, url, headers, timeout), timeout)
+            if 300 <= status < 400:
+                # A redirect elsewhere passes, with a warning (the kubelet's ProbeWarning event).
+                return True, f"Probe terminated redirects, Response body: {body}"
             if 200 <= status < 400:
                 return True, ""
             return False, f"HTTP probe failed with statuscode: {status}"
@@ -132,22 +135,25 @@ async def run_probe(probe: Obj, container: Obj, pod_ip: str, exec_fn: ExecFn,
 
 
 MAX_REDIRECTS = 10
+# What the kubelet reads of a probe's answer at most (10 KiB).
+MAX_BODY = 10 * 1024
 
 
 async def http_probe_status(session: aiohttp.ClientSession, url: str, headers: dict[str, str],
-                            timeout: float) -> int:
-    """The status an httpGet probe judges by, redirects handled as the kubelet's: one to the
-    same host is followed (at most 10), one elsewhere is not, and its 3xx counts as success."""
+                            timeout: float) -> tuple[int, str]:
+    """The status an httpGet probe judges by and the start of the body, redirects handled
+    as the kubelet's: one to the same host is followed (at most 10), one elsewhere is not
+    (its 3xx is the answer)."""
     target = yarl.URL(url)
     for _ in range(MAX_REDIRECTS + 1):
         async with session.get(target, headers=headers, ssl=False, allow_redirects=False,
                                timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
             location = resp.headers.get("Location")
             if resp.status not in (301, 302, 303, 307, 308) or not location:
-                return resp.status
+                return resp.status, (await resp.content.read(MAX_BODY)).decode(errors="replace")
             following = target.join(yarl.URL(location))
             if following.host != target.host:
-                return resp.status
+                return resp.status, (await resp.content.read(MAX_BODY)).decode(errors="replace")
             target = following
     raise aiohttp.TooManyRedirects(resp.request_info, resp.history, message=f"stopped after {MAX_REDIRECTS} redirects")
 
@@ -281,7 +287,8 @@ class Prober:
 
     def __init__(self, kind: str, probe: Obj, container: Obj, pod_ip: str, exec_fn: ExecFn,
                  session: aiohttp.ClientSession, on_change: Callable[[str, bool], None],
-                 on_failure: Callable[[str, str], None], verdict: bool | None = None) -> None:
+                 on_failure: Callable[[str, str], None], verdict: bool | None = None,
+                 on_warning: Callable[[str, str], None] | None = None) -> None:
         delay, period, _, success, failure = timing(probe)
         self.kind = kind
         self.probe = probe
@@ -293,6 +300,7 @@ class Prober:
         self.result = ProbeResult(success, failure, ok=verdict)
         self.on_change = on_change
         self.on_failure = on_failure
+        self.on_warning = on_warning
         self.task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -313,6 +321,8 @@ class Prober:
                 ok, why = False, str(e) or type(e).__name__
             if not ok:
                 self.on_failure(self.kind, why)
+            elif why and self.on_warning is not None:
+                self.on_warning(self.kind, why)
             if self.result.record(ok) and self.result.ok is not None:
                 self.on_change(self.kind, self.result.ok)
             if self.kind == STARTUP and self.result.ok is not None:
