@@ -24,12 +24,13 @@ from typing import Any
 
 import aiohttp
 
-from kybernetes.agent import admission, etchosts, imagepull, logs, podspec, podsync, runtime, security
+from kybernetes.agent import admission, egress, etchosts, imagepull, logs, podspec, podsync, runtime, security
 from kybernetes.agent import resize as node_resize
 from kybernetes.agent.containerd import SANDBOX_IMAGE
 from kybernetes.agent.cri import runtime_pb2 as pb
 from kybernetes.agent.cri.client import CriError
 from kybernetes.agent.cri.protocol import Runtime
+from kybernetes.agent.evictor import StorageEvictor
 from kybernetes.agent.host import HostFacts, apparmor_enabled, disk_bytes, memory_available_bytes
 from kybernetes.agent.localpath import LocalPathProvisioner
 from kybernetes.agent.node import build_node, cni_conflist_bytes, node_resources, node_status
@@ -276,8 +277,17 @@ class Agent:
         os.makedirs(self.options.cni_conf_dir, exist_ok=True)
         path = os.path.join(self.options.cni_conf_dir, "10-kybernetes.conflist")
         tmp = path + ".tmp"
+        # One masquerade rule for the node instead of the bridge plugin's chain per pod.
+        per_pod_masq = True
+        if egress.available():
+            try:
+                await egress.apply(egress.masquerade_script(egress.table_name(self.options.bridge), cidr))
+                per_pod_masq = False
+            except (OSError, RuntimeError, ValueError) as e:
+                log.warning("pods' egress masquerade falls back to the CNI plugin's per-pod rules: %s", e)
         with open(tmp, "wb") as f:
-            f.write(cni_conflist_bytes(cidr, os.path.join(self.options.data_dir, "cni-ipam"), self.options.bridge))
+            f.write(cni_conflist_bytes(cidr, os.path.join(self.options.data_dir, "cni-ipam"), self.options.bridge,
+                                       ip_masq=per_pod_masq))
         os.replace(tmp, path)
         self._pod_cidr = cidr
         for listener in self.pod_cidr_listeners:
@@ -368,6 +378,7 @@ class Agent:
                             "Pod was active on the node longer than the specified deadline")
             await self._kill_pod(pod, sandbox, containers)
             if pod["metadata"].get("deletionTimestamp"):
+                await self._report_final(pod)
                 await self._finish_delete(pod)
                 return
             sandbox, containers, _ = await self._runtime_state(uid)
@@ -990,6 +1001,25 @@ class Agent:
         self._seen.pop(uid, None)
         await self._forget_allocation(uid)
 
+    async def _report_final(self, pod: Obj) -> None:
+        """A deleted pod's last status once its containers stopped: how each ended and the
+        pod Succeeded or Failed, so a watcher sees how it ended before it goes."""
+        sandbox, containers, _ = await self._runtime_state(pod["metadata"].get("uid", ""))
+        phase = podsync.deleted_pod_phase(pod, containers)
+        if phase is None:
+            return
+        plan = podsync.Plan(failed=phase == "Failed")
+        status = podsync.pod_status(pod, sandbox, containers, plan, self.host.internal_ip, time.time(), {})
+        status["phase"] = phase
+        meta = pod["metadata"]
+        try:
+            await self.client.patch(PODS, meta.get("namespace"), meta.get("name", ""),
+                                    {"metadata": {"uid": meta.get("uid", "")}, "status": status},
+                                    patch_type="merge", subresource="status", field_manager=FIELD_MANAGER)
+        except ApiError as e:
+            if e.code != 404 and not (e.code == 422 and "metadata.uid" in e.message):
+                raise
+
     async def _finish_delete(self, pod: Obj) -> None:
         """The containers are gone: remove the runtime's records, then the pod object
         (grace 0, pinned to this pod's uid), as the kubelet does."""
@@ -1036,7 +1066,7 @@ class Agent:
                 if probe and (cid, kind) not in self.probers:
                     prober = Prober(kind, probe, spec, ip, self._exec_fn(cid), self._session(),
                                     self._on_verdict(key, cid, c.name, pod), self._on_probe_failure(pod, c.name),
-                                    verdicts.get(kind))
+                                    verdicts.get(kind), on_warning=self._on_probe_warning(pod, c.name))
                     self.probers[(cid, kind)] = prober
                     self._prober_pod[(cid, kind)] = key
                     prober.start()
@@ -1076,6 +1106,11 @@ class Agent:
         def failed(kind: str, why: str) -> None:
             self._event(pod, container, "Warning", "Unhealthy", f"{kind} probe failed: {why}")
         return failed
+
+    def _on_probe_warning(self, pod: Obj, container: str) -> Any:
+        def warned(kind: str, why: str) -> None:
+            self._event(pod, container, "Warning", "ProbeWarning", f"{kind} probe warning: {why}")
+        return warned
 
     async def _kill_unhealthy(self, pod: Obj, cid: str, name: str, kind: str) -> None:
         self._stop_probers(object_key(pod), keep={i for (i, _k) in self.probers if i != cid})
@@ -1158,7 +1193,8 @@ class Agent:
         for pod in self.pods.list():
             self._enqueue(pod)
         loops = [asyncio.create_task(loop()) for loop in (self._lease_loop, self._status_loop, self._relist_loop,
-                                                          self._resync_loop, self.local_path.run)]
+                                                          self._resync_loop, self.local_path.run,
+                                                          StorageEvictor(self).run)]
         try:
             await run_workers(self.queue, self.sync, self.options.workers, "agent")
         finally:

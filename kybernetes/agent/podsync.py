@@ -361,6 +361,21 @@ def _condition(old: list[Obj], type_: str, status: str, now: str, reason: str = 
     return cond
 
 
+def deleted_pod_phase(pod: Obj, containers: list[ContainerState]) -> str | None:
+    """The phase a deleted pod ends in once its containers stopped, reported before the
+    pod goes (as the kubelet since 1.27): Succeeded when every regular container exited
+    with 0, else Failed; None when no container, init ones included, ever ran (the pod
+    stays Pending)."""
+    names = [c.get("name", "") for c in (pod.get("spec") or {}).get("containers") or []]
+    if not any(not c.ephemeral for c in containers):
+        return None
+    latest = latest_by_name([c for c in containers if not c.init and not c.ephemeral])
+    ran = [latest[n] for n in names if n in latest]
+    if len(ran) == len(names) and all(c.state == EXITED and c.exit_code == 0 for c in ran):
+        return "Succeeded"
+    return "Failed"
+
+
 def pod_status(pod: Obj, sandbox: SandboxState | None, containers: list[ContainerState], plan: Plan,
                host_ip: str, now: float, probes: dict[str, tuple[bool, bool]] | None = None) -> Obj:
     """The status the agent reports for `pod` (phase, conditions, container statuses,
