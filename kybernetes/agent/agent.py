@@ -24,13 +24,12 @@ from typing import Any
 
 import aiohttp
 
-from kybernetes.agent import admission, egress, etchosts, imagepull, logs, podspec, podsync, runtime, security
+from kybernetes.agent import admission, etchosts, imagepull, logs, podspec, podsync, runtime, security
 from kybernetes.agent import resize as node_resize
 from kybernetes.agent.containerd import SANDBOX_IMAGE
 from kybernetes.agent.cri import runtime_pb2 as pb
 from kybernetes.agent.cri.client import CriError
 from kybernetes.agent.cri.protocol import Runtime
-from kybernetes.agent.evictor import StorageEvictor
 from kybernetes.agent.host import HostFacts, apparmor_enabled, disk_bytes, memory_available_bytes
 from kybernetes.agent.localpath import LocalPathProvisioner
 from kybernetes.agent.node import build_node, cni_conflist_bytes, node_resources, node_status
@@ -277,17 +276,8 @@ class Agent:
         os.makedirs(self.options.cni_conf_dir, exist_ok=True)
         path = os.path.join(self.options.cni_conf_dir, "10-kybernetes.conflist")
         tmp = path + ".tmp"
-        # One masquerade rule for the node instead of the bridge plugin's chain per pod.
-        per_pod_masq = True
-        if egress.available():
-            try:
-                await egress.apply(egress.masquerade_script(egress.table_name(self.options.bridge), cidr))
-                per_pod_masq = False
-            except (OSError, RuntimeError, ValueError) as e:
-                log.warning("pods' egress masquerade falls back to the CNI plugin's per-pod rules: %s", e)
         with open(tmp, "wb") as f:
-            f.write(cni_conflist_bytes(cidr, os.path.join(self.options.data_dir, "cni-ipam"), self.options.bridge,
-                                       ip_masq=per_pod_masq))
+            f.write(cni_conflist_bytes(cidr, os.path.join(self.options.data_dir, "cni-ipam"), self.options.bridge))
         os.replace(tmp, path)
         self._pod_cidr = cidr
         for listener in self.pod_cidr_listeners:
@@ -1193,8 +1183,7 @@ class Agent:
         for pod in self.pods.list():
             self._enqueue(pod)
         loops = [asyncio.create_task(loop()) for loop in (self._lease_loop, self._status_loop, self._relist_loop,
-                                                          self._resync_loop, self.local_path.run,
-                                                          StorageEvictor(self).run)]
+                                                          self._resync_loop, self.local_path.run)]
         try:
             await run_workers(self.queue, self.sync, self.options.workers, "agent")
         finally:
