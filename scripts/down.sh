@@ -42,6 +42,8 @@ fi
 # The service proxy's rules: one nftables table.
 if command -v nft >/dev/null 2>&1; then
     nft delete table ip "${KYB_PROXY_TABLE:-kybernetes}" 2>/dev/null
+    # The pod network's one masquerade rule (agent/egress.py), named after the bridge.
+    nft delete table ip "kyb-egress-${KYB_CNI_BRIDGE:-kyb0}" 2>/dev/null || true
 fi
 rm -rf "$DATA_DIR/agent/cni-ipam"
 if [ "${1:-}" = "--purge" ]; then

@@ -24,7 +24,7 @@ from typing import Any
 
 import aiohttp
 
-from kybernetes.agent import admission, etchosts, imagepull, logs, podspec, podsync, runtime, security
+from kybernetes.agent import admission, egress, etchosts, imagepull, logs, podspec, podsync, runtime, security
 from kybernetes.agent import resize as node_resize
 from kybernetes.agent.containerd import SANDBOX_IMAGE
 from kybernetes.agent.cri import runtime_pb2 as pb
@@ -276,8 +276,17 @@ class Agent:
         os.makedirs(self.options.cni_conf_dir, exist_ok=True)
         path = os.path.join(self.options.cni_conf_dir, "10-kybernetes.conflist")
         tmp = path + ".tmp"
+        # One masquerade rule for the node instead of the bridge plugin's chain per pod.
+        per_pod_masq = True
+        if egress.available():
+            try:
+                await egress.apply(egress.masquerade_script(egress.table_name(self.options.bridge), cidr))
+                per_pod_masq = False
+            except (OSError, RuntimeError, ValueError) as e:
+                log.warning("pods' egress masquerade falls back to the CNI plugin's per-pod rules: %s", e)
         with open(tmp, "wb") as f:
-            f.write(cni_conflist_bytes(cidr, os.path.join(self.options.data_dir, "cni-ipam"), self.options.bridge))
+            f.write(cni_conflist_bytes(cidr, os.path.join(self.options.data_dir, "cni-ipam"), self.options.bridge,
+                                       ip_masq=per_pod_masq))
         os.replace(tmp, path)
         self._pod_cidr = cidr
         for listener in self.pod_cidr_listeners:

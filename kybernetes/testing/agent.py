@@ -15,6 +15,7 @@ import tempfile
 import time
 from typing import Any
 
+from kybernetes.agent import egress
 from kybernetes.agent.containerd import missing_prerequisites
 from kybernetes.apiserver import pki
 from kybernetes.testing.cluster import (
@@ -163,6 +164,7 @@ class AgentProcess:
             remove_iptables_chains(table, iptables_chains(table, "CNI-") - before)
         if shutil.which("nft"):
             subprocess.run(["nft", "delete", "table", "ip", self.proxy_table], capture_output=True)
+            subprocess.run(["nft", "delete", "table", "ip", egress.table_name(self.bridge)], capture_output=True)
         if self.proxy_mode == "iptables":
             for table in ("nat", "filter"):
                 remove_iptables_chains(table, iptables_chains(table, "KYB-"))
