@@ -30,6 +30,7 @@ from kybernetes.agent.containerd import SANDBOX_IMAGE
 from kybernetes.agent.cri import runtime_pb2 as pb
 from kybernetes.agent.cri.client import CriError
 from kybernetes.agent.cri.protocol import Runtime
+from kybernetes.agent.evictor import StorageEvictor
 from kybernetes.agent.host import HostFacts, apparmor_enabled, disk_bytes, memory_available_bytes
 from kybernetes.agent.localpath import LocalPathProvisioner
 from kybernetes.agent.node import build_node, cni_conflist_bytes, node_resources, node_status
@@ -1192,7 +1193,8 @@ class Agent:
         for pod in self.pods.list():
             self._enqueue(pod)
         loops = [asyncio.create_task(loop()) for loop in (self._lease_loop, self._status_loop, self._relist_loop,
-                                                          self._resync_loop, self.local_path.run)]
+                                                          self._resync_loop, self.local_path.run,
+                                                          StorageEvictor(self).run)]
         try:
             await run_workers(self.queue, self.sync, self.options.workers, "agent")
         finally:
