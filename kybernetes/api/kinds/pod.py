@@ -609,11 +609,9 @@ class PodStrategy(KindStrategy):
     def default(self, info: ResourceInfo, obj: Obj) -> None:
         default_pod(obj, self.default_toleration_seconds)
         _mirror_service_account(obj)
-
-    def prepare_for_create(self, info: ResourceInfo, obj: Obj) -> None:
-        super().prepare_for_create(info, obj)
-        # kube-apiserver since 1.27 stores a negative grace period as 1 rather than refusing
-        # it (clients wrote negative ones before it was validated).
+        # kube-apiserver's Pod defaulting since 1.27 (create and update): a negative grace
+        # period becomes 1 rather than refused (clients wrote negative ones before it was
+        # validated).
         spec = obj.get("spec")
         if isinstance(spec, dict) and is_int(spec.get("terminationGracePeriodSeconds")) \
                 and spec["terminationGracePeriodSeconds"] < 0:
