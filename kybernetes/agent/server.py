@@ -94,8 +94,10 @@ def log_options(query: Any) -> logs.LogOptions:
 
 class AgentServer:
     def __init__(self, cri: Runtime, bind: str, port: int, ssl_ctx: ssl.SSLContext, auth: AgentAuth,
-                 runc_root: str = "", log_dir: str = "/var/log", stats_reader: StatsReader | None = None) -> None:
+                 runc_root: str = "", log_dir: str = "/var/log", stats_reader: StatsReader | None = None,
+                 pods: Callable[[], list[dict[str, Any]]] | None = None) -> None:
         self.cri = cri
+        self.pods_source = pods
         self.stats = stats_reader or StatsReader(cri, auth.node_name)
         self._housekeeping: asyncio.Task[None] | None = None
         self.auth = auth
@@ -116,6 +118,7 @@ class AgentServer:
         app.router.add_get("/attach/{namespace}/{pod}/{container}", self.stream)
         app.router.add_get("/portForward/{namespace}/{pod}", self.port_forward)
         app.router.add_get("/healthz", lambda _r: web.Response(text="ok"))
+        app.router.add_get("/pods", self.pods)
         app.router.add_get("/stats/summary", self.stats_summary)
         app.router.add_get("/metrics", self.metrics)
         app.router.add_get("/metrics/resource", self.metrics_resource)
@@ -140,6 +143,12 @@ class AgentServer:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+    async def pods(self, _request: web.Request) -> web.StreamResponse:
+        """The pods bound to this node as the agent knows them, a PodList as the kubelet's
+        /pods answers (clients see there when the node has learnt of a deletion)."""
+        items = [{**pod, "apiVersion": "v1", "kind": "Pod"} for pod in (self.pods_source() if self.pods_source else [])]
+        return web.json_response({"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items})
 
     async def stats_summary(self, request: web.Request) -> web.StreamResponse:
         """The kubelet's statsapi Summary; `?only_cpu_and_memory=true` as metrics-server once asked."""

@@ -695,7 +695,7 @@ def agent(kubeconfig: str, server: str, token: str, ca_cert_hash: str, ca_cert: 
             await node_agent.register()
             cert, key = await ensure_serving_cert(client, name, serving_names, os.path.join(data_dir, "pki"), ca_pem)
             agent_tls = server_ssl_context(cert, key, ca_pem)
-            api = AgentServer(cri, "0.0.0.0", port, agent_tls, AgentAuth(client, name))
+            api = AgentServer(cri, "0.0.0.0", port, agent_tls, AgentAuth(client, name), pods=node_agent.pods.list)
             await api.start()
             jobs = [node_agent.run(),
                     keep_serving_cert(client, name, serving_names, os.path.join(data_dir, "pki"), ca_pem, agent_tls)]

@@ -178,6 +178,15 @@ def test_node_proxy_reaches_the_agent(agent, kubectl):
     assert "Index of" in listing and f"/api/v1/nodes/{NODE}/proxy/logs/" in listing
 
 
+def test_node_proxy_pods_lists_what_the_agent_runs(web, kubectl):
+    """/pods of the node, as the kubelet's: the pods bound to it as the agent knows them."""
+    listed = json.loads(kubectl.ok("get", "--raw", f"/api/v1/nodes/{NODE}/proxy/pods"))
+    assert listed["kind"] == "PodList"
+    names = {(p["metadata"]["namespace"], p["metadata"]["name"]) for p in listed["items"]}
+    assert (NS, "web") in names
+    assert all(p["spec"]["nodeName"] == NODE for p in listed["items"])
+
+
 def test_errors_for_missing_targets_and_services_without_endpoints(web, kubectl):
     r = kubectl("get", "--raw", f"{POD}/nosuch/proxy/")
     assert r.returncode != 0 and 'pods "nosuch" not found' in r.stderr
