@@ -6,7 +6,8 @@ Pure: the pod and its measured usage in, a message (or None) out. A pod is measu
 when it has such a limit (`has_storage_limit`); `agent.evictor` measures and evicts.
 The checks run in the kubelet's order: each disk-backed emptyDir against its `sizeLimit`,
 then the pod's total against the sum of its containers' `ephemeral-storage` limits, then
-each container's writable layer and logs against its own limit.
+each container's writable layer and logs against its own limit. A Memory emptyDir is a
+tmpfs, never measured: `memory_empty_dir_size` sizes it when it is mounted.
 """
 
 from __future__ import annotations
@@ -85,43 +86,57 @@ def _format_like(amount: Decimal, example: str) -> str:
     return canonical_quantity(str(amount)) or str(amount)
 
 
-def pod_limit(pod: Obj) -> tuple[Decimal, str] | None:
-    """The pod's total limit as the kubelet's PodLimits counts it (app and sidecar containers
-    summed, the largest init container if more, plus overhead), and as it writes it; None
-    when no container has one."""
+def _pod_limit_amount(pod: Obj, resource: str) -> tuple[Decimal, str, bool] | None:
+    """The pod's `resource` limit as the kubelet's PodLimits counts it (app and sidecar
+    containers summed, the largest init container if more, plus overhead), the first limit
+    as written (its format), and whether every container declares one; None when none does."""
     spec = _spec(pod)
-    total = Decimal(0)
+    total = init_max = sidecars = Decimal(0)
     first = ""
-    found = False
-    init_max = Decimal(0)
-    sidecars = Decimal(0)
-    for c in spec.get("initContainers") or []:
-        raw = ((c.get("resources") or {}).get("limits") or {}).get(STORAGE)
-        amount = _positive(raw)
-        if amount is None:
-            continue
-        found = True
-        first = first or str(raw)
-        if c.get("restartPolicy") == "Always":
-            sidecars += amount
-            init_max = max(init_max, sidecars)
-        else:
-            init_max = max(init_max, sidecars + amount)
-    for c in spec.get("containers") or []:
-        raw = ((c.get("resources") or {}).get("limits") or {}).get(STORAGE)
-        amount = _positive(raw)
-        if amount is None:
-            continue
-        found = True
-        first = first or str(raw)
-        total += amount
-    if not found:
+    every = True
+    for key in ("initContainers", "containers"):
+        for c in spec.get(key) or []:
+            raw = ((c.get("resources") or {}).get("limits") or {}).get(resource)
+            amount = _positive(raw)
+            if amount is None:
+                every = False
+                continue
+            first = first or str(raw)
+            if key == "containers":
+                total += amount
+            elif c.get("restartPolicy") == "Always":
+                sidecars += amount
+                init_max = max(init_max, sidecars)
+            else:
+                init_max = max(init_max, sidecars + amount)
+    if not first:
         return None
     total = max(total + sidecars, init_max)
-    overhead = _positive((spec.get("overhead") or {}).get(STORAGE))
+    overhead = _positive((spec.get("overhead") or {}).get(resource))
     if overhead is not None:
         total += overhead
-    return total, _format_like(total, first)
+    return total, first, every
+
+
+def pod_limit(pod: Obj) -> tuple[Decimal, str] | None:
+    """The pod's total local storage limit, and as the kubelet writes it; None when no
+    container has one."""
+    found = _pod_limit_amount(pod, STORAGE)
+    return None if found is None else (found[0], _format_like(found[0], found[1]))
+
+
+def memory_empty_dir_size(pod: Obj, size_limit: Any, node_allocatable_memory: Any) -> int:
+    """Bytes of a Memory emptyDir's tmpfs, as the kubelet sizes it: the node's allocatable
+    memory, or the pod's memory limit when every container declares one and it is smaller,
+    or the volume's sizeLimit when that is smaller still."""
+    size = _positive(node_allocatable_memory) or Decimal(0)
+    limit = _pod_limit_amount(pod, "memory")
+    if limit is not None and limit[2] and (not size or limit[0] <= size):
+        size = limit[0]
+    volume = _positive(size_limit)
+    if volume is not None and (not size or volume <= size):
+        size = volume
+    return int(size)
 
 
 def has_storage_limit(pod: Obj) -> bool:

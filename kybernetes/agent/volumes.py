@@ -20,10 +20,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from kybernetes.agent.eviction import memory_empty_dir_size
 from kybernetes.agent.ownership import change_ownership, change_policy
 from kybernetes.agent.podspec import EnvError, expand, field_ref_value, format_map, resource_ref_value
 from kybernetes.api.localpath import volume_path
-from kybernetes.api.quantity import parse_quantity
 from kybernetes.api.storage import claim_is_bound, volume_mode
 
 Obj = dict[str, Any]
@@ -402,8 +402,9 @@ class VolumeManager:
             ed = vol["emptyDir"] or {}
             if ed.get("medium") == "Memory" and not _mounted(path):
                 opts = "mode=1777"  # tmpfs's own default, which the kubelet keeps
-                if ed.get("sizeLimit"):
-                    opts += f",size={int(parse_quantity(ed['sizeLimit']) or 0)}"
+                size = memory_empty_dir_size(pod, ed.get("sizeLimit"), self.node_allocatable.get("memory"))
+                if size:
+                    opts += f",size={size}"
                 subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", path], check=True, capture_output=True)
             else:
                 os.chmod(path, 0o777)

@@ -60,7 +60,7 @@ def _writer(name: str, script: str, limit: str | None = None, mounts: list[dict]
     c: dict = {"name": name, "image": IMAGE, "command": ["sh", "-c", f"{script}; exec sleep 3600"],
                "volumeMounts": mounts or []}
     if limit:
-        c["resources"] = {"limits": {"ephemeral-storage": limit}}
+        c["resources"] = {"limits": {"ephemeral-storage": limit, "memory": "64Mi"}}
     return c
 
 
@@ -90,8 +90,10 @@ def pods(cluster):
         # Two containers: the pod's total limit (101Mi) holds, the writer's own does not.
         _pod("hog", [_writer("hog", mi5.format("/tmp/f"), limit="1Mi"), _writer("quiet", "true", limit="100Mi")]),
         _pod("calm", [_writer("c", "dd if=/dev/zero of=/data/f bs=1024 count=100; " + mi5.format("/tmp/f"),
-                              limit="50Mi", mounts=[{"name": "data", "mountPath": "/data"}])],
-             [{"name": "data", "emptyDir": {"sizeLimit": "10Mi"}}], grace=1),
+                              limit="50Mi", mounts=[{"name": "data", "mountPath": "/data"},
+                                                    {"name": "mem", "mountPath": "/mem"}])],
+             [{"name": "data", "emptyDir": {"sizeLimit": "10Mi"}},
+              {"name": "mem", "emptyDir": {"medium": "Memory"}}], grace=1),
     ]
     for spec in specs:
         r = srv.kubectl("apply", "-f", "-", stdin=json.dumps(spec))
@@ -135,3 +137,12 @@ def test_a_pod_within_its_limits_keeps_running(pods):
     pod = _get(srv, "calm")
     assert pod["status"]["phase"] == "Running" and "reason" not in pod["status"], pod["status"]
     assert pod["status"]["containerStatuses"][0]["restartCount"] == 0
+
+
+def test_a_memory_empty_dir_is_a_tmpfs_sized_to_the_pods_memory_limit(pods):
+    srv, _agent = pods
+    _wait(srv, "calm", lambda p: p.get("status", {}).get("phase") == "Running", "ran")
+    r = srv.kubectl("-n", NS, "exec", "calm", "--", "df", "-k", "/mem")
+    assert r.returncode == 0, r.stderr
+    fs, size = r.stdout.splitlines()[-1].split()[:2]
+    assert fs == "tmpfs" and int(size) == 64 * 1024, r.stdout

@@ -84,3 +84,17 @@ def test_finished_terminating_and_critical_pods_are_left_alone():
 
 def test_evicted_status():
     assert eviction.evicted_status("m") == {"phase": "Failed", "reason": "Evicted", "message": "m"}
+
+
+def test_a_memory_empty_dir_is_sized_as_the_kubelet_sizes_it():
+    node = "4Gi"
+    limited = _pod(containers=[{"name": "a", "resources": {"limits": {"memory": "64Mi"}}},
+                               {"name": "b", "resources": {"limits": {"memory": "64Mi"}}}])
+    # Every container has a memory limit: the pod's (128Mi) caps the tmpfs; a smaller sizeLimit caps it more.
+    assert eviction.memory_empty_dir_size(limited, None, node) == 128 * MI
+    assert eviction.memory_empty_dir_size(limited, "1Mi", node) == MI
+    assert eviction.memory_empty_dir_size(limited, "1Gi", node) == 128 * MI
+    # One container without a limit: the pod may use the node's allocatable memory.
+    partly = _pod(containers=[{"name": "a", "resources": {"limits": {"memory": "64Mi"}}}, {"name": "b"}])
+    assert eviction.memory_empty_dir_size(partly, None, node) == 4096 * MI
+    assert eviction.memory_empty_dir_size(partly, "8Gi", node) == 4096 * MI
