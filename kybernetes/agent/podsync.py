@@ -218,7 +218,10 @@ def plan_pod(pod: Obj, sandbox: SandboxState | None, containers: list[ContainerS
         elif c.state == EXITED:
             if should_restart(policy, c):
                 _restart_or_wait(plan, pod, container, c, False, now)
-        elif c.state not in (RUNNING, CREATED):
+        elif c.state != RUNNING:
+            # Created but never started (an agent or runtime failure between the two
+            # steps; a sync starts what it creates) or unknown: as the kubelet, always a
+            # new attempt.
             plan.start.append((container, False, c.restart_count + 1))
     return plan
 
@@ -241,9 +244,15 @@ def _plan_inits(plan: Plan, pod: Obj, inits: list[Obj], latest: dict[str, Contai
                 plan.start.append((ic, True, 0))
             elif sidecar and c.state == EXITED:
                 _restart_or_wait(plan, pod, ic, c, True, now)
+            elif sidecar and c.state in (CREATED, UNKNOWN):
+                plan.start.append((ic, True, c.restart_count + 1))
             continue
         if c is None:
             plan.start.append((ic, True, 0))
+            return False
+        if c.state in (CREATED, UNKNOWN):
+            # Left behind between create and start: a new attempt, as for app containers.
+            plan.start.append((ic, True, c.restart_count + 1))
             return False
         if sidecar:
             if c.state == RUNNING and (not ic.get("startupProbe") or started.get(name)):
@@ -251,7 +260,7 @@ def _plan_inits(plan: Plan, pod: Obj, inits: list[Obj], latest: dict[str, Contai
             if c.state == EXITED:
                 _restart_or_wait(plan, pod, ic, c, True, now)
             return False
-        if c.state in (RUNNING, CREATED):
+        if c.state == RUNNING:
             return False
         if c.state == EXITED and c.exit_code == 0:
             continue

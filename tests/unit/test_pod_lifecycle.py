@@ -200,3 +200,19 @@ def test_a_finished_pod_does_not_restart_its_stopped_sidecar(policy):
                state("c", podsync.EXITED, code=0, finished=150.0)]
     plan = podsync.plan_pod(p, SANDBOX, stopped, 400)
     assert plan.start == [] and not plan.kill_pod
+
+
+@pytest.mark.parametrize("policy", ["Always", "OnFailure", "Never"])
+def test_a_container_left_created_but_never_started_gets_a_new_attempt(policy):
+    # An agent or runtime failure between CreateContainer and StartContainer leaves one in
+    # "created": as the kubelet, it is started anew (next attempt), never waited on for ever
+    # and never taken for a failure.
+    p = pod(restartPolicy=policy, initContainers=[INIT])
+    plan = podsync.plan_pod(p, SANDBOX, [state("setup", podsync.CREATED, init=True)], 100)
+    assert [(c["name"], n) for c, _i, n in plan.start] == [("setup", 1)] and not plan.failed
+    done = [state("setup", podsync.EXITED, init=True, finished=99.0)]
+    plan = podsync.plan_pod(p, SANDBOX, done + [state("c", podsync.CREATED, restarts=2)], 100)
+    assert [(c["name"], n) for c, _i, n in plan.start] == [("c", 3)]
+    side = pod(restartPolicy=policy, initContainers=[SIDECAR])
+    plan = podsync.plan_pod(side, SANDBOX, [state("side", podsync.CREATED, init=True), state("c")], 100)
+    assert [(c["name"], n) for c, _i, n in plan.start] == [("side", 1)]
