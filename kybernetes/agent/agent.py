@@ -1011,14 +1011,7 @@ class Agent:
         plan = podsync.Plan(failed=phase == "Failed")
         status = podsync.pod_status(pod, sandbox, containers, plan, self.host.internal_ip, time.time(), {})
         status["phase"] = phase
-        meta = pod["metadata"]
-        try:
-            await self.client.patch(PODS, meta.get("namespace"), meta.get("name", ""),
-                                    {"metadata": {"uid": meta.get("uid", "")}, "status": status},
-                                    patch_type="merge", subresource="status", field_manager=FIELD_MANAGER)
-        except ApiError as e:
-            if e.code != 404 and not (e.code == 422 and "metadata.uid" in e.message):
-                raise
+        await self.patch_status(pod, status)
 
     async def _finish_delete(self, pod: Obj) -> None:
         """The containers are gone: remove the runtime's records, then the pod object
@@ -1141,16 +1134,9 @@ class Agent:
         """Refuse the pod as the kubelet's admit handlers do: an event, and phase Failed with
         the reason, before any of it is created."""
         self._event(pod, "", "Warning", rejection.reason, rejection.message)
-        meta = pod["metadata"]
         status = {"phase": "Failed", "reason": rejection.reason, "message": rejection.status_message,
                   "qosClass": qos_class(pod)}
-        try:
-            await self.client.patch(PODS, meta.get("namespace"), meta.get("name", ""),
-                                    {"metadata": {"uid": meta.get("uid", "")}, "status": status},
-                                    patch_type="merge", subresource="status", field_manager=FIELD_MANAGER)
-        except ApiError as e:
-            if e.code != 404 and not (e.code == 422 and "metadata.uid" in e.message):
-                raise
+        await self.patch_status(pod, status)
 
     def _event(self, pod: Obj, container: str, type_: str, reason: str, message: str) -> None:
         """Record an event about `pod` (and one of its containers) in the background."""
@@ -1171,16 +1157,23 @@ class Agent:
         old = pod.get("status") or {}
         if _same_status(old, status):
             return
+        await self.patch_status(pod, status)
+
+    async def patch_status(self, pod: Obj, status: Obj) -> bool:
+        """Write `status` onto this very pod; False when it is gone or was replaced meanwhile.
+
+        The uid makes the patch miss (422) a pod recreated under the same name, which would
+        otherwise take this one's finished status and be killed for it, as the kubelet's does."""
         meta = pod["metadata"]
-        # The uid makes the patch miss (422) a pod recreated under the same name meanwhile, which
-        # would otherwise take this one's finished status and be killed for it, as the kubelet's does.
         body = {"metadata": {"uid": meta.get("uid", "")}, "status": status}
         try:
             await self.client.patch(PODS, meta.get("namespace"), meta.get("name", ""), body,
                                     patch_type="merge", subresource="status", field_manager=FIELD_MANAGER)
         except ApiError as e:
-            if e.code != 404 and not (e.code == 422 and "metadata.uid" in e.message):
-                raise
+            if e.code == 404 or (e.code == 422 and "metadata.uid" in e.message):
+                return False
+            raise
+        return True
 
     # -- run ----------------------------------------------------------------------------------------
 

@@ -20,7 +20,6 @@ from kybernetes.agent.statsreader import HOUSEKEEPING_SECONDS, StatsReader, _dir
 from kybernetes.api.errors import ApiError
 from kybernetes.api.pods import qos_class
 from kybernetes.client import object_key
-from kybernetes.client.resources import PODS
 
 if TYPE_CHECKING:
     from kybernetes.agent.agent import Agent
@@ -29,8 +28,6 @@ log = logging.getLogger(__name__)
 
 # Seconds between rounds; tests shorten it (the kubelet's housekeeping interval is 10 s).
 INTERVAL_ENV = "KYB_EVICTION_INTERVAL_SECONDS"
-# The agent's own (agent.agent imports this module).
-FIELD_MANAGER = "kyb-agent"
 
 
 def interval_from_env() -> float:
@@ -94,14 +91,8 @@ class StorageEvictor:
         log.info("evicting pod %s/%s: %s", meta.get("namespace"), meta.get("name"), message)
         self.agent._event(pod, "", "Warning", eviction.REASON, message)
         status = {**eviction.evicted_status(message), "qosClass": qos_class(pod)}
-        try:
-            await self.agent.client.patch(PODS, meta.get("namespace"), meta.get("name", ""),
-                                          {"metadata": {"uid": uid}, "status": status}, patch_type="merge",
-                                          subresource="status", field_manager=FIELD_MANAGER)
-        except ApiError as e:
-            if e.code == 404 or (e.code == 422 and "metadata.uid" in e.message):
-                return
-            raise
+        if not await self.agent.patch_status(pod, status):
+            return
         # Its syncs see it Failed before its containers stop, else one would start them again.
         deadline = time.monotonic() + 5
         key = object_key(pod)
