@@ -4,6 +4,7 @@ namespaces, bridge or address leases of its own."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from kybernetes.agent import egress
@@ -36,6 +38,27 @@ def agent_prerequisites() -> str | None:
     if why is None and not os.path.exists("/bin/busybox"):
         why = "busybox-static is not installed (the test images are built from it)"
     return why
+
+
+@contextlib.contextmanager
+def node_cluster(node: str, bridge: str, pod_cidr: str, namespace: str) -> Iterator[tuple[ServerProcess, AgentProcess]]:
+    """A `kyb server` of its own with one real agent (bridge and proxy table named `bridge`,
+    pods from `pod_cidr`) and `namespace` made; all of it removed afterwards. An e2e
+    module's fixture: one per module keeps the suite short."""
+    srv = ServerProcess()
+    srv.start()
+    agent = None
+    try:
+        agent = AgentProcess(srv, node_name=node, bridge=bridge, proxy_table=bridge, pod_cidr=pod_cidr)
+        agent.start()
+        made = srv.kubectl("create", "namespace", namespace)
+        assert made.returncode == 0, made.stderr
+        yield srv, agent
+    finally:
+        srv.kubectl("delete", "namespace", namespace, "--wait=false")
+        if agent is not None:
+            agent.cleanup()
+        srv.cleanup()
 
 
 class AgentProcess:

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from kybernetes.testing.agent import TEST_TAINT, AgentProcess, agent_prerequisites
+from kybernetes.testing.agent import TEST_TAINT, AgentProcess, agent_prerequisites, node_cluster
 from kybernetes.testing.cluster import ServerProcess
 
 NS = "env-e2e"
@@ -90,13 +90,7 @@ def _objects() -> list[dict]:
 
 @pytest.fixture(scope="module")
 def cluster():
-    srv = ServerProcess()
-    srv.start()
-    agent = None
-    try:
-        agent = AgentProcess(srv, node_name=NODE, bridge="kyb234", proxy_table="kyb234", pod_cidr=POD_CIDR)
-        agent.start()
-        assert srv.kubectl("create", "namespace", NS).returncode == 0
+    with node_cluster(NODE, "kyb234", POD_CIDR, NS) as (srv, agent):
         objs = _objects()
         # The Service first, as on Kubernetes: links name the Services there when a container starts.
         r = srv.kubectl("apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": objs[:3]}))
@@ -105,11 +99,6 @@ def cluster():
         r = srv.kubectl("apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": objs[3:]}))
         assert r.returncode == 0, r.stderr
         yield srv, agent
-    finally:
-        srv.kubectl("delete", "namespace", NS, "--wait=false")
-        if agent is not None:
-            agent.cleanup()
-        srv.cleanup()
 
 
 def _get(srv: ServerProcess, kind: str, name: str) -> dict:

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from kybernetes.agent.evictor import INTERVAL_ENV
-from kybernetes.testing.agent import TEST_TAINT, AgentProcess, agent_prerequisites
+from kybernetes.testing.agent import TEST_TAINT, AgentProcess, agent_prerequisites, node_cluster
 from kybernetes.testing.cluster import ServerProcess
 
 NS = "storage-e2e"
@@ -26,26 +26,17 @@ pytestmark = pytest.mark.skipif(agent_prerequisites() is not None, reason=agent_
 
 @pytest.fixture(scope="module")
 def cluster():
-    srv = ServerProcess()
-    srv.start()
-    agent = None
     old = os.environ.get(INTERVAL_ENV)
     # Measured every 2 s rather than the kubelet's 10 s: the module stays short.
     os.environ[INTERVAL_ENV] = "2"
     try:
-        agent = AgentProcess(srv, node_name=NODE, bridge="kyb240", proxy_table="kyb240", pod_cidr=POD_CIDR)
-        agent.start()
-        assert srv.kubectl("create", "namespace", NS).returncode == 0
-        yield srv, agent
+        with node_cluster(NODE, "kyb240", POD_CIDR, NS) as pair:
+            yield pair
     finally:
         if old is None:
             os.environ.pop(INTERVAL_ENV, None)
         else:
             os.environ[INTERVAL_ENV] = old
-        srv.kubectl("delete", "namespace", NS, "--wait=false")
-        if agent is not None:
-            agent.cleanup()
-        srv.cleanup()
 
 
 def _pod(name: str, containers: list[dict], volumes: list[dict] | None = None, grace: int = 30) -> dict:

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from kybernetes.testing.agent import TEST_TAINT, AgentProcess, agent_prerequisites
+from kybernetes.testing.agent import TEST_TAINT, agent_prerequisites, node_cluster
 from kybernetes.testing.cluster import ServerProcess
 
 NS = "podfields-e2e"
@@ -24,19 +24,8 @@ pytestmark = pytest.mark.skipif(agent_prerequisites() is not None, reason=agent_
 
 @pytest.fixture(scope="module")
 def cluster():
-    srv = ServerProcess()
-    srv.start()
-    agent = None
-    try:
-        agent = AgentProcess(srv, node_name=NODE, bridge="kyb238", proxy_table="kyb238", pod_cidr=POD_CIDR)
-        agent.start()
-        assert srv.kubectl("create", "namespace", NS).returncode == 0
-        yield srv, agent
-    finally:
-        srv.kubectl("delete", "namespace", NS, "--wait=false")
-        if agent is not None:
-            agent.cleanup()
-        srv.cleanup()
+    with node_cluster(NODE, "kyb238", POD_CIDR, NS) as pair:
+        yield pair
 
 
 def _pod(name: str, command: str, **spec: object) -> dict:

@@ -19,7 +19,7 @@ import yaml
 from kubernetes import client, config
 from kubernetes.stream import stream
 
-from kybernetes.testing.agent import TEST_TAINT, AgentProcess, agent_prerequisites
+from kybernetes.testing.agent import TEST_TAINT, agent_prerequisites, node_cluster
 from kybernetes.testing.cluster import ServerProcess
 
 NS = "images-streams"
@@ -32,19 +32,8 @@ pytestmark = pytest.mark.skipif(agent_prerequisites() is not None, reason=agent_
 
 @pytest.fixture(scope="module")
 def cluster():
-    srv = ServerProcess()
-    srv.start()
-    agent = None
-    try:
-        agent = AgentProcess(srv, node_name=NODE, bridge="kyb236", proxy_table="kyb236", pod_cidr=POD_CIDR)
-        agent.start()
-        assert srv.kubectl("create", "namespace", NS).returncode == 0
-        yield srv, agent
-    finally:
-        srv.kubectl("delete", "namespace", NS, "--wait=false")
-        if agent is not None:
-            agent.cleanup()
-        srv.cleanup()
+    with node_cluster(NODE, "kyb236", POD_CIDR, NS) as pair:
+        yield pair
 
 
 @pytest.fixture(scope="module")

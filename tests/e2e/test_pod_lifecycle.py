@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from kybernetes.testing.agent import TEST_TAINT, AgentProcess, agent_prerequisites
+from kybernetes.testing.agent import TEST_TAINT, agent_prerequisites, node_cluster
 from kybernetes.testing.cluster import ServerProcess
 
 NS = "lifecycle-e2e"
@@ -75,23 +75,14 @@ def _manifests(log_dir: str) -> list[dict]:
 def cluster():
     log_dir = tempfile.mkdtemp(prefix="kyb-lifecycle-")
     os.chmod(log_dir, 0o777)
-    srv = ServerProcess()
-    srv.start()
-    agent = None
     try:
-        agent = AgentProcess(srv, node_name=NODE, bridge="kyb233", proxy_table="kyb233", pod_cidr=POD_CIDR)
-        agent.start()
-        assert srv.kubectl("create", "namespace", NS).returncode == 0
-        # Every object at once: the pods start side by side while the tests look at them.
-        items = {"apiVersion": "v1", "kind": "List", "items": _manifests(log_dir)}
-        r = srv.kubectl("apply", "-f", "-", stdin=json.dumps(items))
-        assert r.returncode == 0, r.stderr
-        yield srv, agent, log_dir
+        with node_cluster(NODE, "kyb233", POD_CIDR, NS) as (srv, agent):
+            # Every object at once: the pods start side by side while the tests look at them.
+            items = {"apiVersion": "v1", "kind": "List", "items": _manifests(log_dir)}
+            r = srv.kubectl("apply", "-f", "-", stdin=json.dumps(items))
+            assert r.returncode == 0, r.stderr
+            yield srv, agent, log_dir
     finally:
-        srv.kubectl("delete", "namespace", NS, "--wait=false")
-        if agent is not None:
-            agent.cleanup()
-        srv.cleanup()
         shutil.rmtree(log_dir, ignore_errors=True)
 
 

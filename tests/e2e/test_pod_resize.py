@@ -14,7 +14,7 @@ import time
 import pytest
 from kubernetes import client, config
 
-from kybernetes.testing.agent import TEST_TAINT, AgentProcess, agent_prerequisites
+from kybernetes.testing.agent import TEST_TAINT, AgentProcess, agent_prerequisites, node_cluster
 from kybernetes.testing.cluster import ServerProcess
 
 NS = "resize-e2e"
@@ -27,19 +27,8 @@ pytestmark = pytest.mark.skipif(agent_prerequisites() is not None, reason=agent_
 
 @pytest.fixture(scope="module")
 def cluster():
-    srv = ServerProcess()
-    srv.start()
-    agent = None
-    try:
-        agent = AgentProcess(srv, node_name=NODE, bridge="kyb237", proxy_table="kyb237", pod_cidr=POD_CIDR)
-        agent.start()
-        assert srv.kubectl("create", "namespace", NS).returncode == 0
-        yield srv, agent
-    finally:
-        srv.kubectl("delete", "namespace", NS, "--wait=false")
-        if agent is not None:
-            agent.cleanup()
-        srv.cleanup()
+    with node_cluster(NODE, "kyb237", POD_CIDR, NS) as pair:
+        yield pair
 
 
 def _get(srv: ServerProcess, name: str) -> dict:

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from kybernetes.agent.images import PAUSE_SCRIPT
-from kybernetes.testing.agent import TEST_TAINT, AgentProcess, agent_prerequisites
+from kybernetes.testing.agent import TEST_TAINT, agent_prerequisites, node_cluster
 from kybernetes.testing.cluster import ServerProcess
 
 NS = "secctx-e2e"
@@ -30,23 +30,12 @@ pytestmark = pytest.mark.skipif(agent_prerequisites() is not None, reason=agent_
 
 @pytest.fixture(scope="module")
 def cluster():
-    srv = ServerProcess()
-    srv.start()
-    agent = None
-    try:
-        agent = AgentProcess(srv, node_name=NODE, bridge="kyb235", proxy_table="kyb235", pod_cidr=POD_CIDR)
-        agent.start()
+    with node_cluster(NODE, "kyb235", POD_CIDR, NS) as (srv, agent):
         # Localhost profiles are files under <agent data dir>/seccomp.
         os.makedirs(os.path.join(agent.data_dir, "seccomp", "profiles"), exist_ok=True)
         with open(os.path.join(agent.data_dir, "seccomp", "profiles", "no-mkdir.json"), "w") as f:
             json.dump(NO_MKDIR, f)
-        assert srv.kubectl("create", "namespace", NS).returncode == 0
         yield srv, agent
-    finally:
-        srv.kubectl("delete", "namespace", NS, "--wait=false")
-        if agent is not None:
-            agent.cleanup()
-        srv.cleanup()
 
 
 def _pod(name: str, spec: dict, **meta) -> dict:
