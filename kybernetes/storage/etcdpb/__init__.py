@@ -1,0 +1,1 @@
+"""Generated etcd v3 gRPC API modules (see generate.sh)."""
