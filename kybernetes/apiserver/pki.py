@@ -171,9 +171,9 @@ def _name(common_name: str, organizations: Iterable[str] = ()) -> x509.Name:
     return x509.Name(attrs)
 
 
-def _make_ca(key: ec.EllipticCurvePrivateKey) -> x509.Certificate:
+def _make_ca(key: ec.EllipticCurvePrivateKey, common_name: str = CA_COMMON_NAME) -> x509.Certificate:
     now = dt.datetime.now(dt.UTC)
-    name = _name(CA_COMMON_NAME)
+    name = _name(common_name)
     pub = key.public_key()
     return (
         x509.CertificateBuilder()
@@ -208,7 +208,7 @@ def _make_leaf(
     ca_key: ec.EllipticCurvePrivateKey,
     key: ec.EllipticCurvePrivateKey,
     subject: x509.Name,
-    usage: x509.ObjectIdentifier,
+    usage: x509.ObjectIdentifier | list[x509.ObjectIdentifier],
     sans: Iterable[SanEntry] = (),
     validity: dt.timedelta = LEAF_VALIDITY,
 ) -> x509.Certificate:
@@ -238,7 +238,7 @@ def _make_leaf(
             ),
             critical=True,
         )
-        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage(usage if isinstance(usage, list) else [usage]), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(pub), critical=False)
         # OpenSSL's strict mode (default in newer Pythons) rejects leaves without an AKI.
         .add_extension(
@@ -572,3 +572,84 @@ def agent_client_ssl_context(pki: Pki) -> ssl.SSLContext:
     ctx.verify_mode = ssl.CERT_REQUIRED
     ctx.load_cert_chain(cert_path, key_path)
     return ctx
+
+
+# ---------------------------------------------------------------------------------------------
+# The embedded etcd member (`kyb server --cluster-init`)
+
+# etcd trusts its own CA, not the cluster's: the cluster CA also signs node and user client
+# certificates (approved CSRs), and any of them would otherwise pass etcd's client and peer
+# certificate checks and read or write the store around RBAC (kubeadm and k3s do the same).
+ETCD_CA_COMMON_NAME = "kybernetes-etcd-ca"
+ETCD_SERVER_COMMON_NAME = "kybernetes-etcd"
+ETCD_CLIENT_USER = "kube-apiserver-etcd-client"
+
+
+@dataclass(frozen=True)
+class EtcdPki:
+    """Paths of the etcd member's TLS files and of the API server's client certificate for it."""
+
+    ca_cert: str
+    ca_key: str
+    server_cert: str
+    server_key: str
+    peer_cert: str
+    peer_key: str
+    client_cert: str
+    client_key: str
+
+
+def etcd_pki_paths(data_dir: str) -> EtcdPki:
+    """The layout under ``<data_dir>/pki/etcd`` (nothing is created)."""
+    d = os.path.join(data_dir, "pki", "etcd")
+    return EtcdPki(*(os.path.join(d, n) for n in (
+        "ca.crt", "ca.key", "server.crt", "server.key", "peer.crt", "peer.key",
+        "apiserver-etcd-client.crt", "apiserver-etcd-client.key")))
+
+
+def etcd_member_sans(hosts: Iterable[str], hostname: str) -> set[SanEntry]:
+    """The names an etcd member's serving and peer certificates carry: loopback, the host
+    name and ``hosts`` (the addresses other members and API servers dial)."""
+    out: set[SanEntry] = set()
+    for h in ("127.0.0.1", "::1", "localhost", hostname, *hosts):
+        entry = parse_san_entry(h)
+        if entry is not None:
+            out.add(entry)
+    return out
+
+
+def _ensure_leaf(cert_path: str, key_path: str, ca_cert: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey,
+                 subject: x509.Name, usages: list[x509.ObjectIdentifier], wanted: set[SanEntry]) -> None:
+    cert, key = _read_cert(cert_path), _read_key(key_path)
+    if cert is not None and key is not None and cert.public_key() == key.public_key():
+        have = cert_sans(cert)
+        if wanted <= have and leaf_is_usable(cert, ca_cert) and cert.subject == subject:
+            return
+        wanted = wanted | have  # as for the API server: names dialled before keep working
+    key = _new_key()
+    cert = _make_leaf(ca_cert, ca_key, key, subject, usages, wanted)
+    _write_file(key_path, _key_pem(key), 0o600)
+    _write_file(cert_path, _cert_pem(cert), CERT_MODE)
+
+
+def ensure_etcd_pki(data_dir: str, hosts: Iterable[str]) -> EtcdPki:
+    """Create, or reuse, the etcd CA, the member's serving and peer certificates (SANs: see
+    `etcd_member_sans`) and the API server's etcd client certificate, all keys 0600."""
+    paths = etcd_pki_paths(data_dir)
+    os.makedirs(os.path.join(data_dir, "pki"), mode=DIR_MODE, exist_ok=True)
+    os.makedirs(os.path.dirname(paths.ca_cert), mode=DIR_MODE, exist_ok=True)
+    ca_cert, ca_key = _read_cert(paths.ca_cert), _read_key(paths.ca_key)
+    if ca_cert is None or ca_key is None or ca_cert.public_key() != ca_key.public_key():
+        ca_key = _new_key()
+        ca_cert = _make_ca(ca_key, ETCD_CA_COMMON_NAME)
+        _write_file(paths.ca_key, _key_pem(ca_key), 0o600)
+        _write_file(paths.ca_cert, _cert_pem(ca_cert), CERT_MODE)
+    sans = etcd_member_sans(hosts, socket.gethostname())
+    # etcd's gRPC gateway dials its own member with the serving certificate as a client
+    # certificate, and peers dial each other with theirs: both need both usages.
+    both = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+    _ensure_leaf(paths.server_cert, paths.server_key, ca_cert, ca_key, _name(ETCD_SERVER_COMMON_NAME), both, sans)
+    _ensure_leaf(paths.peer_cert, paths.peer_key, ca_cert, ca_key, _name(ETCD_SERVER_COMMON_NAME), both, sans)
+    _ensure_leaf(paths.client_cert, paths.client_key, ca_cert, ca_key, _name(ETCD_CLIENT_USER),
+                 [ExtendedKeyUsageOID.CLIENT_AUTH], set())
+    return paths

@@ -151,6 +151,18 @@ SCHEDULER_CONNECTIONS = 49
               default=True, show_default=True,
               help="Pod tokens asked for with 3607 s (the automatic volume's) are good for a year and carry "
                    "`warnafter`, as kube-apiserver does by default.")
+@click.option("--cluster-init", is_flag=True,
+              help="Store the cluster in an embedded etcd member (Debian's etcd-server binary, run as a child "
+                   "process, data in <data-dir>/etcd) instead of SQLite; later starts on this data dir run it again.")
+@click.option("--etcd-client-port", default=2379, show_default=True, type=int,
+              help="Port of the embedded etcd member's clients (on 127.0.0.1 only).")
+@click.option("--etcd-peer-port", default=2380, show_default=True, type=int,
+              help="Port other etcd members reach the embedded one on (on --advertise-address).")
+@click.option("--datastore-endpoint", default="", metavar="URL[,URL...]",
+              help="Store the cluster in this external etcd cluster (its members' client URLs) instead of SQLite.")
+@click.option("--datastore-cafile", default="", help="CA that verifies the --datastore-endpoint members (PEM).")
+@click.option("--datastore-certfile", default="", help="Client certificate for --datastore-endpoint (PEM).")
+@click.option("--datastore-keyfile", default="", help="The key of --datastore-certfile (PEM).")
 @audit_flags
 @click.option("--admission-control-config-file", expose_value=False, metavar="PATH",
               callback=lambda ctx, _p, v: ctx.meta.__setitem__("pod_security", _pod_security_config(v)),
@@ -168,8 +180,10 @@ def server(ctx: click.Context, data_dir: str, port: int, bind_address: str, tls_
            api_workers: int = 1, privileged_components: bool = False,
            service_account_issuer: tuple[str, ...] = (), api_audiences: tuple[str, ...] = (),
            service_account_max_token_expiration: str = "",
-           service_account_extend_token_expiration: bool = True) -> None:
-    """Run the API server on an embedded SQLite store, with the control plane, and write an admin kubeconfig."""
+           service_account_extend_token_expiration: bool = True, cluster_init: bool = False,
+           etcd_client_port: int = 2379, etcd_peer_port: int = 2380, datastore_endpoint: str = "",
+           datastore_cafile: str = "", datastore_certfile: str = "", datastore_keyfile: str = "") -> None:
+    """Run the API server on an embedded SQLite store (or etcd), with the control plane, and write an admin kubeconfig."""
     from kybernetes.agent.host import primary_ip
     from kybernetes.api.kinds import new_strategies
     from kybernetes.api.serviceaccounts import TokenOptions, parse_duration_seconds
@@ -193,6 +207,17 @@ def server(ctx: click.Context, data_dir: str, port: int, bind_address: str, tls_
     except ValueError as e:
         raise click.BadParameter(str(e)) from None
     advertise = choose_advertise_address(advertise_address, bind_address, primary_ip())
+    from kybernetes.storage.etcdmember import choose_datastore, has_member_data
+
+    try:
+        datastore = choose_datastore(
+            cluster_init=cluster_init, endpoint=datastore_endpoint, api_workers=api_workers,
+            member_data=has_member_data(os.path.join(data_dir, "etcd")),
+            sqlite_data=os.path.exists(os.path.join(data_dir, "state.db")), ca_file=datastore_cafile,
+            cert_file=datastore_certfile, key_file=datastore_keyfile, client_port=etcd_client_port,
+            peer_port=etcd_peer_port)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
     auditor = auditor_from_flags(ctx, data_dir)
     kinds = new_strategies(default_toleration_seconds=default_toleration_seconds)
     children: list[list[str]] = []
@@ -268,7 +293,7 @@ def server(ctx: click.Context, data_dir: str, port: int, bind_address: str, tls_
                           workers=(api_workers, pool_config, base) if pool_config is not None else None,
                           node_kubeconfig=node_kubeconfig, component_kubeconfigs=component_kubeconfigs,
                           service_accounts=token_options, audit=auditor,
-                          pod_security=ctx.meta.get("pod_security"))
+                          pod_security=ctx.meta.get("pod_security"), datastore=datastore)
 
     _run_until_signal(run)
 
@@ -298,10 +323,10 @@ async def _run_server(stop: asyncio.Event, data_dir: str, port: int, bind: str, 
                       workers: tuple[int, Any, list[str]] | None = None,
                       node_kubeconfig: tuple[str, str] | None = None,
                       component_kubeconfigs: list[tuple[str, str]] | None = None,
-                      service_accounts: Any = None, audit: Any = None, pod_security: Any = None) -> None:
+                      service_accounts: Any = None, audit: Any = None, pod_security: Any = None,
+                      datastore: Any = None) -> None:
     from kybernetes.apiserver.app import ApiServer, default_hosts
     from kybernetes.apiserver.pki import secure_data_dir
-    from kybernetes.storage.sqlite import SQLiteStore
 
     started = time.monotonic()
     data_dir = os.path.abspath(data_dir)
@@ -312,8 +337,8 @@ async def _run_server(stop: asyncio.Event, data_dir: str, port: int, bind: str, 
             ", ".join(os.path.relpath(p, data_dir) for p in fixed[:10]))
     from kybernetes.cli.secrets import open_encryption
 
-    encryption_config, store = open_encryption(data_dir, encryption_config,
-                                               SQLiteStore(os.path.join(data_dir, "state.db")))
+    backend, member = await _open_datastore(data_dir, datastore, advertise)
+    encryption_config, store = open_encryption(data_dir, encryption_config, backend)
     pool = None
     if workers is not None:
         from kybernetes.apiserver.workers import WorkerPool
@@ -379,8 +404,11 @@ async def _run_server(stop: asyncio.Event, data_dir: str, port: int, bind: str, 
     # Reloads the keys when the file changes and rewrites objects under older keys.
     rekeyer = asyncio.create_task(follow_config(store, served))
     watchdog = asyncio.create_task(_restart_children(procs, children, data_dir))
+    member_watchdog = asyncio.create_task(member.supervise()) if member is not None else None
     await stop.wait()
     watchdog.cancel()
+    if member_watchdog is not None:
+        member_watchdog.cancel()
     compactor.cancel()
     rekeyer.cancel()
     for p in procs:
@@ -396,6 +424,45 @@ async def _run_server(stop: asyncio.Event, data_dir: str, port: int, bind: str, 
     if pool is not None:
         await pool.stop()
     await srv.stop()
+    if member is not None:
+        await member.stop()
+
+
+async def _open_datastore(data_dir: str, datastore: Any, advertise: str) -> tuple[Any, Any]:
+    """The server's backend store (not started) and the embedded etcd member it runs on, if any:
+    SQLite in the data dir, an external etcd, or a member started here and healthy."""
+    from kybernetes.storage.etcdmember import DatastoreChoice
+
+    datastore = datastore or DatastoreChoice("sqlite")
+    if datastore.kind == "sqlite":
+        from kybernetes.storage.sqlite import SQLiteStore
+
+        return SQLiteStore(os.path.join(data_dir, "state.db")), None
+    from kybernetes.storage.etcd import EtcdStore
+
+    if datastore.kind == "external-etcd":
+        return EtcdStore(list(datastore.endpoints), ca_file=datastore.ca_file, cert_file=datastore.cert_file,
+                         key_file=datastore.key_file), None
+    from kybernetes.apiserver.pki import ensure_etcd_pki
+    from kybernetes.storage.etcdmember import EtcdMember, MemberConfig, MemberFailed, MemberTls
+
+    paths = ensure_etcd_pki(data_dir, [advertise])
+    cfg = MemberConfig(socket.gethostname().lower(), os.path.join(data_dir, "etcd"),
+                       MemberTls(paths.ca_cert, paths.server_cert, paths.server_key, paths.peer_cert, paths.peer_key),
+                       peer_host=advertise, client_port=datastore.client_port, peer_port=datastore.peer_port)
+    # Started from this (the main) thread: the member dies with the server, even by kill -9.
+    member = EtcdMember(cfg, os.path.join(data_dir, "etcd.log"), paths.client_cert, paths.client_key,
+                        preexec_fn=_die_with_parent)
+    try:
+        member.start()
+        took = await member.wait_healthy(progress=lambda line: click.echo(line, err=True))
+    except MemberFailed as e:
+        await member.stop()
+        raise click.ClickException(str(e)) from None
+    again = "restarted on its data" if member.restarted_existing else "started a new cluster"
+    click.echo(f"etcd member {again} at {cfg.client_url} in {took:.2f}s", err=True)
+    return EtcdStore([cfg.client_url], ca_file=paths.ca_cert, cert_file=paths.client_cert,
+                     key_file=paths.client_key), member
 
 
 def _die_with_parent() -> None:
