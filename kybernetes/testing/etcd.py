@@ -1,0 +1,172 @@
+"""A real throwaway etcd member in a subprocess, for tests and benchmarks.
+
+`EtcdProcess` runs Debian's `etcd` binary on free ports with a temporary data
+dir, plain http or TLS with client certificates (`make_tls` writes a CA, a
+serving certificate for 127.0.0.1 and a client certificate), waits until it
+answers, and on `stop` kills only the process it started and removes its dir.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import os
+import shutil
+import ssl
+import subprocess
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from kybernetes.testing.cluster import die_with_parent, file_tail, free_port
+
+
+def etcd_binary() -> str | None:
+    return shutil.which("etcd")
+
+
+@dataclass(frozen=True)
+class EtcdTLS:
+    """PEM files: the CA, etcd's serving pair (for 127.0.0.1/localhost), a client pair."""
+
+    ca_file: str
+    server_cert: str
+    server_key: str
+    client_cert: str
+    client_key: str
+
+
+def make_tls(directory: str) -> EtcdTLS:
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "etcd-test-ca")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+          .not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+          .sign(ca_key, hashes.SHA256()))
+
+    def leaf(name: str, usage: x509.ObjectIdentifier, sans: list[x509.GeneralName]) -> tuple[str, str]:
+        key = ec.generate_private_key(ec.SECP256R1())
+        builder = (x509.CertificateBuilder()
+                   .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+                   .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(minutes=5))
+                   .not_valid_after(now + datetime.timedelta(days=1))
+                   .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+                   .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+                                  critical=False))
+        if sans:
+            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        cert = builder.sign(ca_key, hashes.SHA256())
+        cert_path, key_path = os.path.join(directory, f"{name}.crt"), os.path.join(directory, f"{name}.key")
+        with open(cert_path, "wb") as f:
+            f.write(cert.public_bytes(serialization.Encoding.PEM))
+        with open(key_path, "wb") as f:
+            f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption()))
+        return cert_path, key_path
+
+    ca_path = os.path.join(directory, "ca.crt")
+    with open(ca_path, "wb") as f:
+        f.write(ca.public_bytes(serialization.Encoding.PEM))
+    server = leaf("server", ExtendedKeyUsageOID.SERVER_AUTH,
+                  [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+    client = leaf("client", ExtendedKeyUsageOID.CLIENT_AUTH, [])
+    return EtcdTLS(ca_path, server[0], server[1], client[0], client[1])
+
+
+class EtcdProcess:
+    """One single-member etcd cluster. `url` is its client URL once started."""
+
+    def __init__(self, tls: bool = False, quota_bytes: int = 0) -> None:
+        self.use_tls = tls
+        self.quota_bytes = quota_bytes
+        self.dir = ""
+        self.tls: EtcdTLS | None = None
+        self.url = ""
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log_path(self) -> str:
+        return os.path.join(self.dir, "etcd.log")
+
+    def start(self, timeout: float = 20.0) -> None:
+        binary = etcd_binary()
+        if binary is None:
+            raise RuntimeError("no etcd binary (Debian package etcd-server)")
+        self.dir = tempfile.mkdtemp(prefix="kyb-etcd-")
+        scheme = "http"
+        args = []
+        if self.use_tls:
+            self.tls = make_tls(self.dir)
+            scheme = "https"
+            args = ["--cert-file", self.tls.server_cert, "--key-file", self.tls.server_key,
+                    "--trusted-ca-file", self.tls.ca_file, "--client-cert-auth"]
+        client, peer = free_port(), free_port()
+        self.url = f"{scheme}://127.0.0.1:{client}"
+        peer_url = f"http://127.0.0.1:{peer}"
+        if self.quota_bytes:
+            args += ["--quota-backend-bytes", str(self.quota_bytes)]
+        argv = [binary, "--name", "test", "--data-dir", os.path.join(self.dir, "data"),
+                "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
+                "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
+                "--initial-cluster", f"test={peer_url}", "--initial-cluster-state", "new",
+                "--log-level", "warn", *args]
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                                         preexec_fn=die_with_parent)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
+            if self._healthy():
+                return
+            time.sleep(0.1)
+        tail = file_tail(self.log_path)
+        self.stop()
+        raise RuntimeError(f"etcd did not become healthy:\n{tail}")
+
+    def _healthy(self) -> bool:
+        ctx = None
+        if self.tls is not None:
+            ctx = ssl.create_default_context(cafile=self.tls.ca_file)
+            ctx.load_cert_chain(self.tls.client_cert, self.tls.client_key)
+        try:
+            with urllib.request.urlopen(f"{self.url}/health", timeout=2, context=ctx) as resp:
+                return b'"true"' in resp.read()
+        except OSError:
+            return False
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash; the data dir stays (for `stop` to remove)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.proc = None
+        if self.dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir = ""
+
+    def __enter__(self) -> EtcdProcess:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
