@@ -232,3 +232,25 @@ async def test_a_member_that_cannot_start_says_why(tmp_path):
             await m.wait_healthy(timeout=30)
     finally:
         await m.stop()
+
+
+@needs_etcd
+async def test_an_external_etcd_is_reached_with_the_datastore_tls_files(tmp_path):
+    from kybernetes.cli.main import _open_datastore
+    from kybernetes.testing.etcd import EtcdProcess
+
+    with EtcdProcess(tls=True) as etcd:
+        t = etcd.tls
+        assert t is not None
+        choice = _choose(endpoint=etcd.url, ca_file=t.ca_file, cert_file=t.client_cert, key_file=t.client_key)
+        store, member = await _open_datastore(str(tmp_path), choice, "127.0.0.1")
+        assert member is None
+        await store.start()
+        try:
+            await store.create("/registry/configmaps/default/x", b"v")
+            got = await store.get("/registry/configmaps/default/x")
+            assert got is not None and got.value == b"v"
+        finally:
+            await store.close()
+        # Nothing of an embedded member in the data dir.
+        assert not os.path.exists(tmp_path / "etcd")
