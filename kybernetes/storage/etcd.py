@@ -152,6 +152,8 @@ class _Watcher:
     store: EtcdStore
     prefix: bytes  # on the wire, store prefix included
     next_rev: int  # the etcd watch (re)starts here: one past the last queued event
+    taken_rev: int = 0  # the newest revision the consumer has taken
+    parked: bool = False  # the consumer waits for events (until it runs again)
     internal: bool = False  # the store's own revision tracker: events are not kept
     wid: int = 0
     gen: int = -1  # stream generation the etcd watch was created on
@@ -169,13 +171,22 @@ class _Watcher:
             self.pending.append(batch)
             self.pending_events += len(batch)
             self.wake.set()
+
+    def take(self) -> list[Event]:
+        batch = self.pending.popleft()
+        self.pending_events -= len(batch)
+        if batch:
+            self.taken_rev = batch[-1].kv.mod_revision
         self._ack()
+        return batch
 
     def _ack(self) -> None:
+        # The writers resume after the consumer, which handles the batch it took
+        # before it next waits.
         if self.acks:
             keep = []
             for rev, fut in self.acks:
-                if rev < self.next_rev or self.done:
+                if rev <= self.taken_rev or self.done:
                     if not fut.done():
                         fut.set_result(None)
                 else:
@@ -203,8 +214,7 @@ class EtcdWatch:
         w = self._w
         while True:
             if w.pending:
-                batch = w.pending.popleft()
-                w.pending_events -= len(batch)
+                batch = w.take()
                 if not w.pending and w.paused and not w.done:
                     w.store._hub.resume(w)
                 return batch
@@ -214,7 +224,11 @@ class EtcdWatch:
                     raise err
                 raise StopAsyncIteration
             w.wake.clear()
-            await w.wake.wait()
+            w.parked = True
+            try:
+                await w.wake.wait()
+            finally:
+                w.parked = False
 
     async def aclose(self) -> None:
         w = self._w
@@ -335,10 +349,11 @@ class _WatchHub:
                         raise StoreError("etcd closed the watch stream")
                     delay = 0.05
                     self._dispatch(resp)
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:  # noqa: BLE001 - any stream failure: reopen, elsewhere if need be
+            except (Exception, asyncio.CancelledError) as e:  # noqa: BLE001 - any stream failure: reopen
+                # grpc.aio raises CancelledError from a read of a call cancelled under it.
                 if self._closed:
+                    if isinstance(e, asyncio.CancelledError):
+                        raise
                     return
                 log.warning("etcd watch stream on %s failed (%s); reopening",
                             self.store.endpoints[stubs.index], _why(e))
@@ -375,11 +390,13 @@ class _WatchHub:
             self.pause(w)
 
     def wait_delivered(self, key: bytes, rev: int) -> list[asyncio.Future[None]]:
-        """Futures done once every open watch covering `key` has queued revision `rev`."""
+        """Futures done once the consumer of every open watch covering `key` has taken
+        revision `rev`. Only consumers waiting for events count: one that is not reading
+        (or is working through a backlog) does not hold writers up."""
         futs = []
         loop = asyncio.get_running_loop()
         for w in self.watchers.values():
-            if not w.internal and not w.done and w.next_rev <= rev and key.startswith(w.prefix):
+            if w.parked and not w.done and w.taken_rev < rev and key.startswith(w.prefix):
                 fut: asyncio.Future[None] = loop.create_future()
                 w.acks.append((rev, fut))
                 futs.append(fut)

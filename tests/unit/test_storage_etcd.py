@@ -1,0 +1,439 @@
+"""The etcd backend against a real etcd (one throwaway member for the module): the same
+`Store` contract as the SQLite store, checked on both backends, then what only etcd
+has: several servers on one etcd, compaction by another server, failover between
+endpoints, TLS client certificates, etcd's space quota."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from kybernetes.apiserver.watchcache import WatchCache, encode_for_store
+from kybernetes.storage.etcd import EtcdStore, classify, parse_endpoint, prefix_end
+from kybernetes.storage.interface import (
+    CompactedError,
+    Event,
+    FutureRevisionError,
+    KeyExistsError,
+    KeyNotFoundError,
+    RevisionMismatchError,
+    StorageFullError,
+    Store,
+    StoreError,
+)
+from kybernetes.storage.sqlite import SQLiteStore
+from kybernetes.testing.cluster import free_port
+from kybernetes.testing.etcd import EtcdProcess, etcd_binary
+
+needs_etcd = pytest.mark.skipif(etcd_binary() is None,
+                                reason="no etcd binary: install Debian's etcd-server (scripts/install.sh does)")
+_prefixes = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def etcd() -> Iterator[EtcdProcess]:
+    if etcd_binary() is None:
+        pytest.skip("no etcd binary: install Debian's etcd-server (scripts/install.sh does)")
+    proc = EtcdProcess()
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+def fresh_prefix() -> str:
+    # Each test its own key space on the shared etcd, as two clusters sharing one etcd.
+    return f"/t{next(_prefixes)}"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("etcd", marks=needs_etcd)])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    s: Store
+    if request.param == "sqlite":
+        s = SQLiteStore(str(tmp_path / "kv.db"), fsync=False)
+    else:
+        s = EtcdStore([request.getfixturevalue("etcd").url], prefix=fresh_prefix())
+    await s.start()
+    yield s
+    await s.close()
+
+
+async def take(it: AsyncIterator[list[Event]], n: int, timeout: float = 5.0) -> list[Event]:
+    out: list[Event] = []
+    while len(out) < n:
+        out.extend(await asyncio.wait_for(it.__anext__(), timeout))
+    assert len(out) == n, "a batch went past the events expected"
+    return out
+
+
+# -- pure helpers -----------------------------------------------------------------------------
+
+
+def test_prefix_end_and_endpoints_and_error_kinds() -> None:
+    assert prefix_end(b"/registry/") == b"/registry0"
+    assert prefix_end(b"a\xff") == b"b"
+    assert prefix_end(b"") == b"\x00"
+    assert parse_endpoint("https://10.0.0.1:2379") == ("10.0.0.1:2379", True)
+    assert parse_endpoint("http://[::1]:12379") == ("[::1]:12379", False)
+    assert parse_endpoint("127.0.0.1:2379") == ("127.0.0.1:2379", False)
+    with pytest.raises(ValueError):
+        parse_endpoint("unix:///run/etcd.sock")
+    oor = grpc.StatusCode.OUT_OF_RANGE
+    assert classify(oor, "etcdserver: mvcc: required revision has been compacted") == "compacted"
+    assert classify(oor, "etcdserver: mvcc: required revision is a future revision") == "future"
+    assert classify(grpc.StatusCode.RESOURCE_EXHAUSTED, "etcdserver: mvcc: database space exceeded") == "nospace"
+    assert classify(grpc.StatusCode.UNAVAILABLE, "etcdserver: leader changed") == "failover"
+    assert classify(grpc.StatusCode.PERMISSION_DENIED, "etcdserver: permission denied") == "other"
+
+
+# -- the contract, on both backends -----------------------------------------------------------
+
+
+async def test_create_get_update_delete_with_preconditions(store: Store) -> None:
+    r0 = store.current_revision()
+    kv = await store.create("/registry/pods/ns/a", b"v1")
+    assert (kv.mod_revision, kv.create_revision, kv.value) == (r0 + 1, r0 + 1, b"v1")
+    with pytest.raises(KeyExistsError):
+        await store.create("/registry/pods/ns/a", b"again")
+    with pytest.raises(KeyNotFoundError):
+        await store.update("/registry/pods/ns/missing", b"x")
+    with pytest.raises(KeyNotFoundError):
+        await store.update("/registry/pods/ns/missing", b"x", expected_revision=r0 + 1)
+    with pytest.raises(KeyNotFoundError):
+        await store.delete("/registry/pods/ns/missing")
+
+    up = await store.update("/registry/pods/ns/a", b"v2", expected_revision=r0 + 1)
+    assert (up.mod_revision, up.create_revision) == (r0 + 2, r0 + 1)
+    with pytest.raises(RevisionMismatchError) as mismatch:
+        await store.update("/registry/pods/ns/a", b"v3", expected_revision=r0 + 1)
+    assert mismatch.value.current == up
+    with pytest.raises(RevisionMismatchError):
+        await store.delete("/registry/pods/ns/a", expected_revision=r0 + 1)
+    assert await store.get("/registry/pods/ns/a") == up
+    assert store.current_revision() == r0 + 2  # failed writes consume no revision
+
+    gone = await store.delete("/registry/pods/ns/a", expected_revision=r0 + 2)
+    assert (gone.value, gone.mod_revision, gone.create_revision) == (b"v2", r0 + 3, r0 + 1)
+    assert await store.get("/registry/pods/ns/a") is None
+    assert await store.get("/registry/pods/ns/a", revision=r0 + 2) == up
+    assert (await store.get("/registry/pods/ns/a", revision=r0 + 1)).value == b"v1"  # type: ignore[union-attr]
+
+    again = await store.create("/registry/pods/ns/a", b"new")
+    assert (again.mod_revision, again.create_revision) == (r0 + 4, r0 + 4)
+    plain = await store.update("/registry/pods/ns/a", b"newer")  # no expected revision: any will do
+    assert (plain.mod_revision, plain.create_revision) == (r0 + 5, r0 + 4)
+    with pytest.raises(FutureRevisionError):
+        await store.get("/registry/pods/ns/a", revision=r0 + 100)
+
+
+async def test_list_prefix_limit_start_after_and_past_revision(store: Store) -> None:
+    for name in ["c", "a", "e", "b", "d"]:
+        await store.create(f"/registry/cm/{name}", name.encode())
+    await store.create("/registry/cm", b"not under the prefix")
+    await store.create("/registry/cmx/a", b"not under the prefix either")
+
+    page1 = await store.list("/registry/cm/", limit=2)
+    assert [kv.key[-1] for kv in page1.items] == ["a", "b"] and page1.more
+    page2 = await store.list("/registry/cm/", limit=2, start_after=page1.items[-1].key, revision=page1.revision)
+    assert [kv.key[-1] for kv in page2.items] == ["c", "d"] and page2.more
+    page3 = await store.list("/registry/cm/", limit=2, start_after=page2.items[-1].key, revision=page1.revision)
+    assert [kv.key[-1] for kv in page3.items] == ["e"] and not page3.more
+    exact = await store.list("/registry/cm/", limit=5)
+    assert len(exact.items) == 5 and not exact.more
+
+    before = store.current_revision()
+    await store.update("/registry/cm/a", b"changed")
+    await store.delete("/registry/cm/b")
+    now = await store.list("/registry/cm/")
+    assert now.revision == before + 2
+    assert [(kv.key[-1], kv.value) for kv in now.items] == [
+        ("a", b"changed"), ("c", b"c"), ("d", b"d"), ("e", b"e"),
+    ]
+    old = await store.list("/registry/cm/", revision=before)
+    assert old.revision == before
+    assert [(kv.key[-1], kv.value) for kv in old.items][:2] == [("a", b"a"), ("b", b"b")]
+    with pytest.raises(FutureRevisionError):
+        await store.list("/registry/cm/", revision=now.revision + 100)
+
+
+async def test_unlimited_list_spanning_several_etcd_pages(store: Store) -> None:
+    if isinstance(store, EtcdStore):
+        store.list_page = 3
+    for i in range(10):
+        await store.create(f"/registry/p/{i:02d}", b"")
+    res = await store.list("/registry/p/")
+    assert [kv.key[-2:] for kv in res.items] == [f"{i:02d}" for i in range(10)] and not res.more
+    assert res.revision == store.current_revision()
+
+
+async def test_watch_live_events_carry_prev_and_delete_value(store: Store) -> None:
+    watch = store.watch("/registry/s/", store.current_revision())
+    first = asyncio.ensure_future(watch.__anext__())
+    await asyncio.sleep(0.05)
+    a = await store.create("/registry/s/a", b"1")
+    await store.create("/registry/t/other", b"")  # outside the watched prefix
+    b = await store.update("/registry/s/a", b"2")
+    d = await store.delete("/registry/s/a")
+    events = await asyncio.wait_for(first, 5)
+    if len(events) < 3:
+        events += await take(watch, 3 - len(events))
+    assert events[0] == Event("PUT", a, None, created=True)
+    assert events[1] == Event("PUT", b, a)
+    assert events[2].type == "DELETE" and events[2].kv == d and events[2].prev == b
+    assert d.value == b"2"
+    await watch.aclose()
+
+
+async def test_watch_from_a_revision_replays_then_follows(store: Store) -> None:
+    r0 = store.current_revision()
+    for i in range(10):
+        await store.create(f"/registry/w/{i}", b"0")
+    watch = store.watch("/registry/w/", r0 + 4)
+    events = await take(watch, 6)
+    assert [e.kv.mod_revision for e in events] == list(range(r0 + 5, r0 + 11))
+    results = await asyncio.gather(*(store.update(f"/registry/w/{i}", b"1") for i in range(10)))
+    live = await take(watch, 10)
+    assert sorted(e.kv.mod_revision for e in live) == sorted(r.mod_revision for r in results)
+    assert all(e.prev is not None and e.prev.value == b"0" for e in live)
+    await watch.aclose()
+
+
+async def test_watcher_task_sees_a_write_before_its_writer_resumes(store: Store) -> None:
+    """What lets the watch cache serve a client its own writes."""
+    seen: list[int] = []
+
+    async def follow() -> None:
+        async for batch in store.watch("/registry/l/", store.current_revision()):
+            seen.extend(e.kv.mod_revision for e in batch)
+
+    task = asyncio.create_task(follow())
+    await asyncio.sleep(0.05)
+    for i in range(5):
+        kv = await store.create(f"/registry/l/{i}", b"")
+        assert seen[-1:] == [kv.mod_revision]
+    task.cancel()
+
+
+async def test_watch_cache_reads_its_own_writes(store: Store) -> None:
+    cache = WatchCache(store)
+    await cache.start()
+    try:
+        for i in range(10):
+            value = encode_for_store({"apiVersion": "v1", "kind": "ConfigMap",
+                                      "metadata": {"name": f"c{i}", "namespace": "ns"}})
+            kv = await store.create(f"/registry/configmaps/ns/c{i}", value)
+            co = cache.get(kv.key)  # no wait
+            assert co is not None and co.rev == kv.mod_revision
+    finally:
+        await cache.close()
+
+
+async def test_compaction_makes_older_revisions_gone(store: Store) -> None:
+    r0 = store.current_revision()
+    await store.create("/registry/k/a", b"1")  # r0+1
+    await store.update("/registry/k/a", b"2")  # r0+2
+    await store.update("/registry/k/a", b"3")  # r0+3
+    await store.create("/registry/k/b", b"b")  # r0+4
+    await store.delete("/registry/k/b")  # r0+5
+    await store.create("/registry/k/c", b"c")  # r0+6
+    await store.compact(r0 + 4)
+    assert store.compacted_revision() == r0 + 4
+    with pytest.raises(CompactedError) as err:
+        await store.get("/registry/k/a", revision=r0 + 2)
+    assert (err.value.requested, err.value.compacted) == (r0 + 2, r0 + 4)
+    with pytest.raises(CompactedError):
+        await store.list("/registry/k/", revision=r0 + 3)
+    with pytest.raises(CompactedError):
+        store.watch("/registry/k/", r0 + 3)
+    assert (await store.get("/registry/k/a", revision=r0 + 4)).value == b"3"  # type: ignore[union-attr]
+    assert [kv.key[-1] for kv in (await store.list("/registry/k/", revision=r0 + 4)).items] == ["a", "b"]
+    # Watching from exactly the compaction point still replays what follows it.
+    watch = store.watch("/registry/k/", r0 + 4)
+    events = await take(watch, 2)
+    await watch.aclose()
+    assert [(e.type, e.kv.mod_revision) for e in events] == [("DELETE", r0 + 5), ("PUT", r0 + 6)]
+    assert events[0].kv.value == b"b" and events[0].prev is not None
+    await store.compact(r0 + 4)  # again: nothing to do
+    with pytest.raises(CompactedError):
+        await store.compact(r0 + 3)
+    with pytest.raises(FutureRevisionError):
+        await store.compact(r0 + 100)
+
+
+async def test_watch_ends_when_the_store_closes(store: Store) -> None:
+    watch = store.watch("/registry/", store.current_revision())
+    pending = asyncio.ensure_future(watch.__anext__())
+    await asyncio.sleep(0.05)
+    await store.close()
+    with pytest.raises(StopAsyncIteration):
+        await asyncio.wait_for(pending, 5)
+    with pytest.raises(StoreError):
+        await store.create("/registry/x", b"")
+
+
+# -- etcd only --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def two(etcd: EtcdProcess) -> AsyncIterator[tuple[EtcdStore, EtcdStore]]:
+    prefix = fresh_prefix()
+    a, b = EtcdStore([etcd.url], prefix=prefix), EtcdStore([etcd.url], prefix=prefix)
+    await a.start()
+    await b.start()
+    yield a, b
+    await a.close()
+    await b.close()
+
+
+async def test_two_servers_on_one_etcd_see_each_others_writes(two: tuple[EtcdStore, EtcdStore]) -> None:
+    a, b = two
+    watch = b.watch("/registry/", b.current_revision())
+    kv = await a.create("/registry/cm/x", b"from a")
+    events = await take(watch, 1)
+    assert events[0].kv == kv and events[0].created
+    up = await b.update("/registry/cm/x", b"from b", expected_revision=kv.mod_revision)
+    with pytest.raises(RevisionMismatchError):  # a's view is stale: the transaction refuses it
+        await a.update("/registry/cm/x", b"stale", expected_revision=kv.mod_revision)
+    # b never read anything a wrote, yet its revision follows a's writes (its own etcd watch).
+    last = await a.create("/registry/other/y", b"")
+    for _ in range(100):
+        if b.current_revision() >= last.mod_revision:
+            break
+        await asyncio.sleep(0.02)
+    assert b.current_revision() == last.mod_revision > up.mod_revision
+    await watch.aclose()
+
+
+async def test_prefixes_keep_clusters_apart(etcd: EtcdProcess) -> None:
+    a, b = EtcdStore([etcd.url], prefix=fresh_prefix()), EtcdStore([etcd.url], prefix=fresh_prefix())
+    await a.start()
+    await b.start()
+    try:
+        await a.create("/registry/cm/same", b"a")
+        await b.create("/registry/cm/same", b"b")  # no KeyExistsError: another cluster's key
+        assert [kv.value for kv in (await a.list("/registry/")).items] == [b"a"]
+        assert (await b.get("/registry/cm/same")).value == b"b"  # type: ignore[union-attr]
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_compaction_by_another_server_ends_old_reads_and_watches(two: tuple[EtcdStore, EtcdStore]) -> None:
+    a, b = two
+    r0 = a.current_revision()
+    for i in range(5):
+        await a.create(f"/registry/z/{i}", b"")
+    slow = b.watch("/registry/z/", r0)
+    b._hub.max_pending = 1 << 30
+    await a.compact(r0 + 3)
+    # b learns of the compaction from etcd's refusal, and how far it went.
+    with pytest.raises(CompactedError) as err:
+        await b.get("/registry/z/0", revision=r0 + 1)
+    assert (err.value.requested, err.value.compacted) == (r0 + 1, r0 + 3)
+    assert b.compacted_revision() == r0 + 3
+    with pytest.raises(CompactedError):
+        b.watch("/registry/z/", r0 + 2)
+    # A watch created before b knew is ended by etcd with CompactedError, as the cache expects.
+    with pytest.raises(CompactedError):
+        await take(slow, 5)
+    fresh = await b.list("/registry/z/")
+    assert len(fresh.items) == 5
+
+
+async def test_failover_to_the_next_endpoint(etcd: EtcdProcess) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    s = EtcdStore([dead, etcd.url], prefix=fresh_prefix())
+    await s.start()
+    try:
+        watch = s.watch("/registry/", s.current_revision())
+        kv = await s.create("/registry/cm/a", b"1")
+        assert (await s.get("/registry/cm/a")) == kv
+        assert (await take(watch, 1))[0].kv == kv
+        await watch.aclose()
+    finally:
+        await s.close()
+
+
+async def test_watch_resumes_after_its_member_comes_back(tmp_path: Path) -> None:
+    """A stream broken under a watch is reopened, from the watch's last revision."""
+    proc = EtcdProcess()
+    proc.start()
+    s = EtcdStore([proc.url], prefix="/r")
+    try:
+        await s.start()
+        watch = s.watch("/registry/", s.current_revision())
+        first = await s.create("/registry/a", b"")
+        assert (await take(watch, 1))[0].kv == first
+        # A writer the watch does not share a channel with.
+        other = EtcdStore([proc.url], prefix="/r")
+        await other.start()
+        s._hub._call.cancel()  # the stream breaks, as on a lost connection
+        second = await other.create("/registry/b", b"")
+        assert (await take(watch, 1))[0].kv == second
+        await other.close()
+        await watch.aclose()
+    finally:
+        await s.close()
+        proc.stop()
+
+
+async def test_slow_watch_is_paused_then_catches_up(etcd: EtcdProcess) -> None:
+    s = EtcdStore([etcd.url], prefix=fresh_prefix())
+    await s.start()
+    try:
+        s._hub.max_pending = 5
+        s.ack_timeout = 0.05  # nobody reads: writes do not wait for this watch
+        r0 = s.current_revision()
+        watch = s.watch("/registry/", r0)
+        for i in range(30):
+            await s.create(f"/registry/o/{i}", b"")
+        await asyncio.sleep(0.2)
+        w = watch._w
+        assert w.paused and w.pending_events < 30  # the backlog stopped growing
+        events = await take(watch, 30)
+        assert [e.kv.mod_revision for e in events] == list(range(r0 + 1, r0 + 31))
+        await watch.aclose()
+    finally:
+        await s.close()
+
+
+async def test_tls_with_client_certificates() -> None:
+    proc = EtcdProcess(tls=True)
+    proc.start()
+    try:
+        assert proc.tls is not None and proc.url.startswith("https://")
+        s = EtcdStore([proc.url], ca_file=proc.tls.ca_file, cert_file=proc.tls.client_cert,
+                      key_file=proc.tls.client_key)
+        await s.start()
+        kv = await s.create("/registry/a", b"secret")
+        assert (await s.get("/registry/a")) == kv
+        await s.close()
+        anonymous = EtcdStore([proc.url], ca_file=proc.tls.ca_file)
+        anonymous.retry_timeout = 0.5
+        with pytest.raises(StoreError):  # etcd demands a client certificate
+            await anonymous.start()
+        await anonymous.close()
+    finally:
+        proc.stop()
+
+
+async def test_space_quota_gives_storage_full() -> None:
+    proc = EtcdProcess(quota_bytes=256 * 1024)
+    proc.start()
+    s = EtcdStore([proc.url])
+    try:
+        await s.start()
+        with pytest.raises(StorageFullError):
+            for i in range(200):
+                await s.update("/registry/big", b"x" * 64 * 1024) if i else await s.create(
+                    "/registry/big", b"x" * 64 * 1024)
+        with pytest.raises(StorageFullError):
+            await s.create("/registry/after", b"")
+        assert (await s.get("/registry/big")) is not None  # reads still work
+    finally:
+        await s.close()
+        proc.stop()
