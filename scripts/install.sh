@@ -21,10 +21,26 @@ command -v nft >/dev/null 2>&1 || need_apt="$need_apt nftables"
 command -v docker-registry >/dev/null 2>&1 || need_apt="$need_apt docker-registry"
 # A C HTTP load generator for benchmarks/get_scaling_bench.py (a Python client needs a core itself).
 command -v wrk >/dev/null 2>&1 || need_apt="$need_apt wrk"
+# etcd for `kyb server --cluster-init` (run by kyb as its own child) and the etcd store's tests.
+command -v etcd >/dev/null 2>&1 || need_apt="$need_apt etcd-server etcd-client"
 if [ -n "$need_apt" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing Debian packages:$need_apt" >&2
     DEBIAN_FRONTEND=noninteractive apt-get update -q
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q $need_apt python3-pip
+fi
+# The etcd-server package starts its own system etcd on port 2379; kyb runs its members itself.
+if [ -f /lib/systemd/system/etcd.service ] && [ "$(id -u)" = 0 ]; then
+    if [ -d /run/systemd/system ]; then
+        systemctl stop etcd >/dev/null 2>&1 || true
+        systemctl mask etcd >/dev/null 2>&1 || true
+    elif [ -x /etc/init.d/etcd ]; then
+        # Not `/etc/init.d/etcd stop`: it stops every /usr/bin/etcd, kyb's members too.
+        update-rc.d etcd disable >/dev/null 2>&1 || true
+        if [ -s /run/etcd.pid ]; then
+            kill "$(cat /run/etcd.pid)" 2>/dev/null || true
+            rm -f /run/etcd.pid
+        fi
+    fi
 fi
 
 python3 -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "kybernetes needs Python 3.11 or newer")'
