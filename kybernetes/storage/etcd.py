@@ -285,11 +285,11 @@ class _WatchHub:
         w.wid = next(self._ids)
         w.gen = -1
         self.watchers[w.wid] = w
-        asyncio.ensure_future(self._create(w))
+        self.store._background(self._create(w))
 
     def remove(self, w: _Watcher) -> None:
         if self.watchers.pop(w.wid, None) is not None and w.gen == self._gen and not w.paused:
-            asyncio.ensure_future(self._send(rpc_pb2.WatchRequest(
+            self.store._background(self._send(rpc_pb2.WatchRequest(
                 cancel_request=rpc_pb2.WatchCancelRequest(watch_id=w.wid))))
 
     def pause(self, w: _Watcher) -> None:
@@ -297,7 +297,7 @@ class _WatchHub:
         w.paused = True
         self.watchers.pop(w.wid, None)
         if w.gen == self._gen:
-            asyncio.ensure_future(self._send(rpc_pb2.WatchRequest(
+            self.store._background(self._send(rpc_pb2.WatchRequest(
                 cancel_request=rpc_pb2.WatchCancelRequest(watch_id=w.wid))))
 
     def resume(self, w: _Watcher) -> None:
@@ -453,6 +453,7 @@ class EtcdStore:
         self._rev = 0
         self._compacted = 0
         self._hub = _WatchHub(self)
+        self._tasks: set[asyncio.Future[Any]] = set()
         self._started = False
         self._closed = False
 
@@ -528,7 +529,13 @@ class EtcdStore:
             log.warning("etcd endpoint %s unavailable; using %s", self.endpoints[failed.index],
                         self.endpoints[self._current.index])
         # Calls still running on the old channel may finish.
-        asyncio.ensure_future(failed.channel.close(grace=self.call_timeout))
+        self._background(failed.channel.close(grace=self.call_timeout))
+
+    def _background(self, work: Awaitable[Any]) -> None:
+        # The loop keeps only weak references to tasks: hold them until done.
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def rpc(self, call: Callable[[Stubs], Awaitable[T]]) -> T:
         """`call` on the current member, failing over on UNAVAILABLE; etcd's errors become

@@ -351,6 +351,7 @@ async def test_failover_to_the_next_endpoint(etcd: EtcdProcess) -> None:
     try:
         watch = s.watch("/registry/", s.current_revision())
         kv = await s.create("/registry/cm/a", b"1")
+        assert s._current is not None and s.endpoints[s._current.index] == etcd.url
         assert (await s.get("/registry/cm/a")) == kv
         assert (await take(watch, 1))[0].kv == kv
         await watch.aclose()
@@ -386,16 +387,17 @@ async def test_slow_watch_is_paused_then_catches_up(etcd: EtcdProcess) -> None:
     await s.start()
     try:
         s._hub.max_pending = 5
-        s.ack_timeout = 0.05  # nobody reads: writes do not wait for this watch
         r0 = s.current_revision()
         watch = s.watch("/registry/", r0)
+        await s.create("/registry/o/first", b"")
+        await take(watch, 1)  # the etcd watch is live; nobody reads from now on
         for i in range(30):
             await s.create(f"/registry/o/{i}", b"")
         await asyncio.sleep(0.2)
         w = watch._w
         assert w.paused and w.pending_events < 30  # the backlog stopped growing
         events = await take(watch, 30)
-        assert [e.kv.mod_revision for e in events] == list(range(r0 + 1, r0 + 31))
+        assert [e.kv.mod_revision for e in events] == list(range(r0 + 2, r0 + 32))
         await watch.aclose()
     finally:
         await s.close()
