@@ -325,9 +325,12 @@ class _WatchHub:
                 log.debug("etcd watch request failed", exc_info=True)
 
     def _create_request(self, w: _Watcher) -> rpc_pb2.WatchRequest:
+        # The store's own watch wants only etcd's progress notifications (the revision):
+        # it filters every event out, so no write crosses the wire twice.
+        filters = [rpc_pb2.WatchCreateRequest.NOPUT, rpc_pb2.WatchCreateRequest.NODELETE] if w.internal else []
         return rpc_pb2.WatchRequest(create_request=rpc_pb2.WatchCreateRequest(
             key=w.prefix, range_end=prefix_end(w.prefix), start_revision=w.next_rev,
-            progress_notify=True, prev_kv=not w.internal, watch_id=w.wid))
+            progress_notify=True, prev_kv=not w.internal, watch_id=w.wid, filters=filters))
 
     # -- the stream -------------------------------------------------------------------
 
@@ -472,8 +475,10 @@ class EtcdStore:
             rpc_pb2.RangeRequest(key=self._prefix or b"\x00", count_only=True), timeout=self.call_timeout))
         self._seen(resp.header.revision)
         await self._probe_compacted()
-        # One watch of the whole prefix keeps current_revision moving with every
-        # server's writes, and etcd's progress notifications with writes elsewhere.
+        # current_revision follows every server's writes through the headers of all
+        # watch responses (the watch cache's watch sees every write under /registry/),
+        # and through etcd's progress notifications on one watch of the whole prefix
+        # (every --experimental-watch-progress-notify-interval, 10 min by default).
         internal = _Watcher(self, self._prefix, self._rev + 1, internal=True)
         self._hub.add(internal)
         self._hub.start()

@@ -119,7 +119,9 @@ class EtcdProcess:
                 "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
                 "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
                 "--initial-cluster", f"test={peer_url}", "--initial-cluster-state", "new",
-                "--log-level", "warn", *args]
+                "--log-level", "warn",
+                # Watches hear the revision within a second when nothing they watch changes.
+                "--experimental-watch-progress-notify-interval", "1s", *args]
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
                                          preexec_fn=die_with_parent)

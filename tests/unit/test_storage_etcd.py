@@ -308,6 +308,16 @@ async def test_two_servers_on_one_etcd_see_each_others_writes(two: tuple[EtcdSto
     await watch.aclose()
 
 
+async def test_revision_follows_writes_no_watch_of_ours_covers(two: tuple[EtcdStore, EtcdStore]) -> None:
+    a, b = two
+    kv = await a.create("/elsewhere/x", b"")  # under the prefix, outside any watch
+    for _ in range(150):  # etcd's progress notification (every 1 s on the test etcd)
+        if b.current_revision() >= kv.mod_revision:
+            break
+        await asyncio.sleep(0.02)
+    assert b.current_revision() >= kv.mod_revision
+
+
 async def test_prefixes_keep_clusters_apart(etcd: EtcdProcess) -> None:
     a, b = EtcdStore([etcd.url], prefix=fresh_prefix()), EtcdStore([etcd.url], prefix=fresh_prefix())
     await a.start()
