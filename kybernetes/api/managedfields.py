@@ -712,6 +712,52 @@ def _created(new: Any, node: _Node, path: Path, out: FieldSet, parent_present: b
         out.add(path)
 
 
+def _created_root(new: dict[str, Any], node: _Node, out: FieldSet, skip: frozenset[Path], skip_depth: int) -> None:
+    """`_created` of a whole new object, its `spec` answered from `_SPEC_FIELDS` when an
+    equal spec was created before: a template's objects (a ReplicaSet's pods) share their
+    spec, and its walk was most of a create's field bookkeeping."""
+    if not new or node.map_atomic or () in skip:
+        _created(new, node, (), out, True, skip, skip_depth)
+        return
+    required = node.required
+    for key, child in new.items():
+        kid = _node(_OBJECT_META) if key == "metadata" else node.kid(key)
+        path = ("f:" + key,)
+        if key == "spec" and type(child) is dict and child:
+            out |= _spec_fields(child, kid, path, skip, skip_depth, key in required)
+        else:
+            _created(child, kid, path, out, True, skip, skip_depth, key in required)
+
+
+# Field sets of created specs by (schema node, skipped paths, the spec's JSON); bounded
+# like the other memos here, and only for specs of ordinary size.
+_SPEC_FIELDS: dict[tuple[int, frozenset[Path], bool, bytes], tuple[_Node, frozenset[Path]]] = {}
+_SPEC_FIELDS_MAX_BYTES = 65536
+
+
+def _spec_fields(spec: dict[str, Any], node: _Node, path: Path, skip: frozenset[Path], skip_depth: int,
+                 required: bool) -> frozenset[Path] | FieldSet:
+    try:
+        raw = orjson.dumps(spec)
+    except TypeError:
+        raw = b""
+    if not raw or len(raw) > _SPEC_FIELDS_MAX_BYTES:
+        fresh: FieldSet = set()
+        _created(spec, node, path, fresh, True, skip, skip_depth, required)
+        return fresh
+    key = (id(node), skip, required, raw)
+    hit = _SPEC_FIELDS.get(key)
+    if hit is not None and hit[0] is node:
+        return hit[1]
+    found: FieldSet = set()
+    _created(spec, node, path, found, True, skip, skip_depth, required)
+    if len(_SPEC_FIELDS) >= MEMO_SIZE:
+        _SPEC_FIELDS.clear()
+    frozen = frozenset(found)
+    _SPEC_FIELDS[key] = (node, frozen)
+    return frozen
+
+
 def _mark_presence(old: Any, new: Any, path: Path, cmp: _Comparison) -> None:
     if not path:
         return
@@ -738,7 +784,7 @@ def _compare_objects(old: dict[str, Any] | None, new: dict[str, Any], schema: di
     if old is None:
         added: FieldSet = set()
         skip = frozenset(ignored)
-        _created(_without_managed_fields(new), _node(schema), (), added, True, skip, max(map(len, skip), default=0))
+        _created_root(_without_managed_fields(new), _node(schema), added, skip, max(map(len, skip), default=0))
         return _Comparison(added)
     cmp = _Comparison()
     _compare(_without_managed_fields(old) if old is not None else _MISSING,

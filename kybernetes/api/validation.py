@@ -1482,6 +1482,23 @@ _QUANTITY_PARTS = re.compile(r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$")
 def canonical_quantity(value: Any) -> str | None:
     """`value` (a quantity string or number) as kube-apiserver writes it, or None when it
     is not a quantity (validation reports that)."""
+    if type(value) is str and len(value) <= 64:
+        # Objects repeat a few quantities ("100m", "128Mi") in every write.
+        known = _CANONICAL.get(value, _UNKNOWN)
+        if known is _UNKNOWN:
+            known = _canonical_quantity(value)
+            if len(_CANONICAL) >= 4096:
+                _CANONICAL.clear()
+            _CANONICAL[value] = known
+        return known  # type: ignore[return-value]
+    return _canonical_quantity(value)
+
+
+_CANONICAL: dict[str, str | None] = {}
+_UNKNOWN = object()
+
+
+def _canonical_quantity(value: Any) -> str | None:
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         return None
     text = value if isinstance(value, str) else repr(value)

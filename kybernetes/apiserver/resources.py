@@ -588,7 +588,7 @@ class ResourceService:
                 meta.pop(k, None)
         if "managedFields" not in meta and "managedFields" in old_meta:
             meta["managedFields"] = old_meta["managedFields"]
-        self.apply_defaults(info, new)
+        strategy.default_update(info, new, old_obj)
         if policy.bumps_generation and strategy.has_generation(info, new) and om.spec_changed(old_obj, new):
             meta["generation"] = int(old_meta.get("generation") or 0) + 1
         self.after_defaults(info, new, old_obj)

@@ -302,6 +302,11 @@ class KindStrategy:
     def default(self, info: ResourceInfo, obj: Obj) -> None:
         """Fill the fields a client may leave out, in place."""
 
+    def default_update(self, info: ResourceInfo, obj: Obj, old: Obj) -> None:
+        """`default` of an update of `old` into `obj`. A kind whose defaults all live in a
+        part most updates leave as stored (a pod's spec) may skip them then."""
+        self.default(info, obj)
+
     def validate(self, info: ResourceInfo, obj: Obj) -> list[FieldError]:
         """The kind's own rules for a new object (metadata is checked by the caller)."""
         return []
