@@ -329,7 +329,7 @@ class _WatchHub:
         # it filters every event out, so no write crosses the wire twice.
         filters = [rpc_pb2.WatchCreateRequest.NOPUT, rpc_pb2.WatchCreateRequest.NODELETE] if w.internal else []
         return rpc_pb2.WatchRequest(create_request=rpc_pb2.WatchCreateRequest(
-            key=w.prefix, range_end=prefix_end(w.prefix), start_revision=w.next_rev,
+            key=w.prefix or b"\x00", range_end=prefix_end(w.prefix), start_revision=w.next_rev,
             progress_notify=True, prev_kv=not w.internal, watch_id=w.wid, filters=filters))
 
     # -- the stream -------------------------------------------------------------------
@@ -642,7 +642,7 @@ class EtcdStore:
         if not resp.succeeded:
             raise self._mismatch(key, resp)
         prevs = resp.responses[0].response_delete_range.prev_kvs
-        if not prevs:  # deleted meanwhile by a compaction-free race cannot happen inside one txn
+        if not prevs:  # the compare saw the key, so etcd deleted it; defensive only
             raise KeyNotFoundError(key)
         return KeyValue(key, prevs[0].value, resp.header.revision, prevs[0].create_revision)
 
@@ -673,7 +673,7 @@ class EtcdStore:
             raise ValueError(f"negative limit {limit}")
         p = self._key(prefix)
         end = prefix_end(p)
-        start = p
+        start = p or b"\x00"  # etcd refuses an empty key
         if start_after:
             start = max(start, self._key(start_after) + b"\x00")
         strip = len(self._prefix)

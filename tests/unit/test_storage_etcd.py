@@ -332,26 +332,30 @@ async def test_prefixes_keep_clusters_apart(etcd: EtcdProcess) -> None:
         await b.close()
 
 
-async def test_compaction_by_another_server_ends_old_reads_and_watches(two: tuple[EtcdStore, EtcdStore]) -> None:
+async def test_compaction_by_another_server_ends_old_reads_and_watches(
+        two: tuple[EtcdStore, EtcdStore], etcd: EtcdProcess) -> None:
     a, b = two
+    c = EtcdStore([etcd.url], prefix=a.prefix)
+    await c.start()
     r0 = a.current_revision()
     for i in range(5):
         await a.create(f"/registry/z/{i}", b"")
-    slow = b.watch("/registry/z/", r0)
-    b._hub.max_pending = 1 << 30
     await a.compact(r0 + 3)
-    # b learns of the compaction from etcd's refusal, and how far it went.
+    assert max(b.compacted_revision(), c.compacted_revision()) < r0 + 3  # not told
+    # A watch from before the compaction, opened by a server that did not know of it, is
+    # ended by etcd with CompactedError, as the watch cache expects.
+    with pytest.raises(CompactedError) as werr:
+        await take(b.watch("/registry/z/", r0), 5)
+    assert werr.value.compacted == r0 + 3 == b.compacted_revision()
+    # A read learns of it from etcd's refusal, and how far it went.
     with pytest.raises(CompactedError) as err:
-        await b.get("/registry/z/0", revision=r0 + 1)
+        await c.get("/registry/z/0", revision=r0 + 1)
     assert (err.value.requested, err.value.compacted) == (r0 + 1, r0 + 3)
-    assert b.compacted_revision() == r0 + 3
+    assert c.compacted_revision() == r0 + 3
     with pytest.raises(CompactedError):
-        b.watch("/registry/z/", r0 + 2)
-    # A watch created before b knew is ended by etcd with CompactedError, as the cache expects.
-    with pytest.raises(CompactedError):
-        await take(slow, 5)
-    fresh = await b.list("/registry/z/")
-    assert len(fresh.items) == 5
+        c.watch("/registry/z/", r0 + 2)
+    assert len((await c.list("/registry/z/")).items) == 5
+    await c.close()
 
 
 async def test_failover_to_the_next_endpoint(etcd: EtcdProcess) -> None:
@@ -423,6 +427,7 @@ async def test_tls_with_client_certificates() -> None:
         await s.start()
         kv = await s.create("/registry/a", b"secret")
         assert (await s.get("/registry/a")) == kv
+        assert (await s.list("")).items == [kv]  # no store prefix, no key prefix: every key
         await s.close()
         anonymous = EtcdStore([proc.url], ca_file=proc.tls.ca_file)
         anonymous.retry_timeout = 0.5
