@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from kybernetes.testing.cluster import die_with_parent, file_tail, free_port
+from kybernetes.testing.cluster import file_tail, free_port
 
 
 def etcd_binary() -> str | None:
@@ -84,13 +84,17 @@ def make_tls(directory: str) -> EtcdTLS:
 
 
 class EtcdProcess:
-    """One single-member etcd cluster. `url` is its client URL once started."""
+    """One etcd member; alone, a single-member cluster. `url` is its client URL."""
 
-    def __init__(self, tls: bool = False, quota_bytes: int = 0) -> None:
+    def __init__(self, tls: bool = False, quota_bytes: int = 0, *, name: str = "test",
+                 initial_cluster: str = "", peer_port: int = 0) -> None:
         self.use_tls = tls
         self.quota_bytes = quota_bytes
+        self.name = name
         self.dir = ""
         self.tls: EtcdTLS | None = None
+        self.peer_url = f"http://127.0.0.1:{peer_port or free_port()}"
+        self.initial_cluster = initial_cluster or f"{name}={self.peer_url}"
         self.url = ""
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -99,32 +103,42 @@ class EtcdProcess:
         return os.path.join(self.dir, "etcd.log")
 
     def start(self, timeout: float = 20.0) -> None:
+        self.launch()
+        self.wait_healthy(timeout)
+
+    def launch(self) -> None:
+        """Start the process (again, after `kill`, on the same data dir and ports)."""
         binary = etcd_binary()
         if binary is None:
             raise RuntimeError("no etcd binary (Debian package etcd-server)")
-        self.dir = tempfile.mkdtemp(prefix="kyb-etcd-")
-        scheme = "http"
+        if not self.dir:
+            self.dir = tempfile.mkdtemp(prefix="kyb-etcd-")
+            if self.use_tls:
+                self.tls = make_tls(self.dir)
+            self.url = f"{'https' if self.use_tls else 'http'}://127.0.0.1:{free_port()}"
         args = []
-        if self.use_tls:
-            self.tls = make_tls(self.dir)
-            scheme = "https"
+        if self.tls is not None:
             args = ["--cert-file", self.tls.server_cert, "--key-file", self.tls.server_key,
                     "--trusted-ca-file", self.tls.ca_file, "--client-cert-auth"]
-        client, peer = free_port(), free_port()
-        self.url = f"{scheme}://127.0.0.1:{client}"
-        peer_url = f"http://127.0.0.1:{peer}"
         if self.quota_bytes:
             args += ["--quota-backend-bytes", str(self.quota_bytes)]
-        argv = [binary, "--name", "test", "--data-dir", os.path.join(self.dir, "data"),
+        argv = [binary, "--name", self.name, "--data-dir", os.path.join(self.dir, "data"),
                 "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
-                "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
-                "--initial-cluster", f"test={peer_url}", "--initial-cluster-state", "new",
+                "--listen-peer-urls", self.peer_url, "--initial-advertise-peer-urls", self.peer_url,
+                "--initial-cluster", self.initial_cluster, "--initial-cluster-state", "new",
                 "--log-level", "warn",
                 # Watches hear the revision within a second when nothing they watch changes.
                 "--experimental-watch-progress-notify-interval", "1s", *args]
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-                                         preexec_fn=die_with_parent)
+        # The member dies with the test process. Not with a preexec_fn: this process runs
+        # gRPC's threads, and Python code between fork and exec can crash the child.
+        setpriv = shutil.which("setpriv")
+        if setpriv is not None:
+            argv = [setpriv, "--pdeathsig", "TERM", "--", *argv]
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+
+    def wait_healthy(self, timeout: float = 20.0) -> None:
+        assert self.proc is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -148,7 +162,7 @@ class EtcdProcess:
             return False
 
     def kill(self) -> None:
-        """SIGKILL, as a crash; the data dir stays (for `stop` to remove)."""
+        """SIGKILL, as a crash; the data dir stays (for `launch` again, or `stop`)."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
@@ -172,3 +186,31 @@ class EtcdProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class EtcdCluster:
+    """`size` members on this machine forming one etcd cluster (plain http)."""
+
+    def __init__(self, size: int = 3) -> None:
+        ports = [free_port() for _ in range(size)]
+        initial = ",".join(f"m{i}=http://127.0.0.1:{p}" for i, p in enumerate(ports))
+        self.members = [EtcdProcess(name=f"m{i}", initial_cluster=initial, peer_port=p)
+                        for i, p in enumerate(ports)]
+
+    @property
+    def urls(self) -> list[str]:
+        return [m.url for m in self.members]
+
+    def start(self, timeout: float = 30.0) -> None:
+        try:
+            for m in self.members:  # all at once: a member is healthy only with a quorum
+                m.launch()
+            for m in self.members:
+                m.wait_healthy(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        for m in self.members:
+            m.stop()

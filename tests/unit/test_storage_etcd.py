@@ -28,7 +28,7 @@ from kybernetes.storage.interface import (
 )
 from kybernetes.storage.sqlite import SQLiteStore
 from kybernetes.testing.cluster import free_port
-from kybernetes.testing.etcd import EtcdProcess, etcd_binary
+from kybernetes.testing.etcd import EtcdCluster, EtcdProcess, etcd_binary
 
 needs_etcd = pytest.mark.skipif(etcd_binary() is None,
                                 reason="no etcd binary: install Debian's etcd-server (scripts/install.sh does)")
@@ -371,6 +371,37 @@ async def test_failover_to_the_next_endpoint(etcd: EtcdProcess) -> None:
         await watch.aclose()
     finally:
         await s.close()
+
+
+@needs_etcd
+async def test_killing_the_member_in_use_of_three_moves_calls_and_watches_on() -> None:
+    cluster = EtcdCluster(3)
+    cluster.start()
+    s = EtcdStore(cluster.urls, prefix="/ha")
+    try:
+        await s.start()
+        watch = s.watch("/registry/", s.current_revision())
+        before = await s.create("/registry/a", b"1")
+        assert (await take(watch, 1))[0].kv == before
+        assert s._current is not None
+        victim = s._current.index
+        cluster.members[victim].kill()
+        # The write after the kill goes to another member; the watch resumes there.
+        after = await s.update("/registry/a", b"2", expected_revision=before.mod_revision)
+        assert s._current.index != victim
+        ev = (await take(watch, 1, timeout=20))[0]
+        assert ev.kv == after and ev.prev == before
+        assert [kv.value for kv in (await s.list("/registry/")).items] == [b"2"]
+        cluster.members[victim].launch()  # it rejoins and catches up
+        cluster.members[victim].wait_healthy()
+        back = EtcdStore([cluster.members[victim].url], prefix="/ha")
+        await back.start()
+        assert await back.get("/registry/a") == after
+        await back.close()
+        await watch.aclose()
+    finally:
+        await s.close()
+        cluster.stop()
 
 
 async def test_watch_resumes_after_its_member_comes_back(tmp_path: Path) -> None:
