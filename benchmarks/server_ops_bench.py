@@ -84,7 +84,7 @@ async def run(args: argparse.Namespace, server: ServerProcess) -> None:
     assert server.proc is not None
     pid = server.proc.pid
     client = await ApiClient.from_kubeconfig(server.kubeconfig, user_agent="ops-bench", max_connections=64)
-    watchers = [await ApiClient.from_kubeconfig(server.kubeconfig, user_agent=f"watcher-{i}") for i in range(2)]
+    watchers = [await ApiClient.from_kubeconfig(server.kubeconfig, user_agent=f"watcher-{i}") for i in range(args.watchers)]
     tasks = [asyncio.create_task(drain(w)) for w in watchers]
     try:
         await client.create(NAMESPACES, None, {"metadata": {"name": NAMESPACE}})
@@ -159,6 +159,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--count", type=int, default=2000)
     ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--watchers", type=int, default=2, help="pod watchers open throughout (informers)")
     args = ap.parse_args()
     server = ServerProcess(extra_args=["--disable-controllers", "--disable-scheduler"])
     server.start(timeout=60)
