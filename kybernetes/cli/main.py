@@ -684,6 +684,7 @@ def agent(kubeconfig: str, server: str, token: str, ca_cert_hash: str, ca_cert: 
     from kybernetes.agent.servingcert import ensure_serving_cert, keep_serving_cert
     from kybernetes.client import ApiClient
     from kybernetes.client.api import kubeconfig_ca_pem
+    from kybernetes.client.apiservers import keep_servers_fresh
     from kybernetes.dns.node import cluster_dns_ip, run_node_dns
     from kybernetes.proxy.proxier import Proxier, ProxyOptions
 
@@ -768,6 +769,9 @@ def agent(kubeconfig: str, server: str, token: str, ca_cert_hash: str, ca_cert: 
                     keep_serving_cert(client, name, serving_names, os.path.join(data_dir, "pki"), ca_pem, agent_tls)]
             if token:
                 jobs.append(keep_client_cert(client, name, os.path.join(data_dir, "pki")))
+            # Every API server the `kubernetes` Endpoints list: the client fails over between
+            # them, and the service proxy and DNS, which share it, follow.
+            jobs.append(keep_servers_fresh(client))
             if not disable_proxy:
                 # The service proxy shares the agent's informers and learns the pod CIDR from it.
                 proxier = Proxier(client, ProxyOptions(name, table=proxy_table, mode=proxy_mode), node_agent.factory)

@@ -1,21 +1,28 @@
-"""The async API client: one HTTPS session to the API server, JSON in and out.
+"""The async API client: one HTTPS session to the API servers, JSON in and out.
 
 Every component talks to the cluster through `ApiClient`. Failures come back
 as `ApiError` built from the server's `Status`, so callers match on `.code`
 and `.reason` exactly as the server set them.
+
+A client may know several API servers of one cluster (same CA), as a k3s agent's
+load balancer does: it sticks to one while it answers and moves on to the next when
+it cannot be reached. A request is sent again to the next server only when it cannot
+have reached the first (the connection was never made) or when sending it twice is
+harmless (a read, a watch); a write cut off mid-way fails, as it may have been applied.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import datetime as dt
 import logging
 import os
 import ssl
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import aiohttp
@@ -110,6 +117,33 @@ def kubeconfig_ca_pem(path: str, context: str | None = None) -> bytes:
 
 
 _RETRIES_ON_429 = 10
+# Requests that change nothing: sent again to another server if one is cut off.
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# The request never left: no connection to that server could be made.
+_NOT_SENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
+# The connection broke after the request may have been sent.
+_CUT_OFF = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, aiohttp.ClientPayloadError)
+
+
+def server_unreachable(exc: BaseException) -> bool:
+    """Whether a failure says the server is gone (rather than slow or refusing)."""
+    return isinstance(exc, _NOT_SENT + _CUT_OFF)
+
+
+def may_send_elsewhere(method: str, exc: BaseException) -> bool:
+    """client-go's rule: any request that never reached a server, and a read cut off, may
+    go to another server; a write cut off may have been applied and is not repeated."""
+    if isinstance(exc, _NOT_SENT):
+        return True
+    return method.upper() in IDEMPOTENT_METHODS and isinstance(exc, _CUT_OFF)
+
+
+def unique_urls(urls: Iterable[str]) -> list[str]:
+    seen: dict[str, None] = {}
+    for u in urls:
+        if u and u.strip():
+            seen.setdefault(u.strip().rstrip("/"), None)
+    return list(seen)
 
 
 def _retry_after(header: str | None) -> float:
@@ -134,9 +168,13 @@ class ApiClient:
     # role lacks. Others (an agent trying what only an admin may, then falling back) expect some.
     log_refusals = False
 
-    def __init__(self, base_url: str, ssl_context: ssl.SSLContext | None = None, token: str | None = None,
-                 user_agent: str = "kybernetes", max_connections: int = 64) -> None:
-        self.base_url = base_url.rstrip("/")
+    def __init__(self, base_url: str | Iterable[str], ssl_context: ssl.SSLContext | None = None,
+                 token: str | None = None, user_agent: str = "kybernetes", max_connections: int = 64) -> None:
+        """`base_url`: one API server, or several of one cluster to fail over between."""
+        self._servers = unique_urls([base_url] if isinstance(base_url, str) else base_url)
+        if not self._servers:
+            raise ValueError("an API client needs at least one server URL")
+        self._current = 0
         self.ssl_context = ssl_context
         self.token = token
         self.user_agent = user_agent
@@ -149,6 +187,43 @@ class ApiClient:
         self._event_cache: dict[tuple[str, str, str], tuple[str, int]] = {}
         # Per (component, object) token buckets: (tokens, last refill time).
         self._event_buckets: dict[tuple[str, str], tuple[float, float]] = {}
+
+    # -- servers -----------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        """The server requests go to now."""
+        return self._servers[self._current]
+
+    @property
+    def servers(self) -> list[str]:
+        return list(self._servers)
+
+    def set_servers(self, urls: Iterable[str]) -> None:
+        """Replace the known servers (an empty list changes nothing); the one in use stays
+        in use if it is still listed."""
+        fresh = unique_urls(urls)
+        if not fresh:
+            return
+        current = self.base_url
+        if fresh != self._servers:
+            log.info("API servers: %s", ", ".join(fresh))
+        self._servers = fresh
+        self._current = fresh.index(current) if current in fresh else 0
+
+    def server_failed(self, url: str) -> None:
+        """`url` could not be reached: the next server takes over (once, however many
+        requests saw it fail at the same time)."""
+        if len(self._servers) > 1 and self.base_url == url:
+            self._current = (self._current + 1) % len(self._servers)
+            log.warning("API server %s unreachable, switching to %s", url, self.base_url)
+
+    def _fail_over(self, url: str, method: str, exc: BaseException, failures: int) -> bool:
+        """After `exc` from `url`: whether to send the request again (to the next server)."""
+        if not server_unreachable(exc):
+            return False
+        self.server_failed(url)
+        return may_send_elsewhere(method, exc) and failures < len(self._servers)
 
     # -- construction ------------------------------------------------------------------
 
@@ -213,24 +288,45 @@ class ApiClient:
             headers["Content-Type"] = content_type
         clean = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in (params or {}).items()
                  if v not in (None, "")}
-        for attempt in range(_RETRIES_ON_429 + 1):
-            async with self.session().request(method, self.base_url + path, params=clean, data=data,
-                                              headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
-                raw = await resp.read()
-                # A server under load (flow control) asks to come back later: do as
-                # client-go does and retry after Retry-After, a bounded number of times.
-                if resp.status == 429 and attempt < _RETRIES_ON_429:
-                    delay = _retry_after(resp.headers.get("Retry-After"))
-                elif resp.status >= 400:
-                    if self.log_refusals:
-                        _log_forbidden(resp.status, method, path, raw)
-                    raise _error_from(resp.status, raw)
-                elif not raw:
-                    return None
-                else:
-                    return orjson.loads(raw)
-            await asyncio.sleep(delay)
-        raise AssertionError("unreachable")
+        attempt = failures = 0
+        while True:
+            url = self.base_url
+            try:
+                async with self.session().request(method, url + path, params=clean, data=data, headers=headers,
+                                                  timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+                    raw = await resp.read()
+                    status, retry_after = resp.status, resp.headers.get("Retry-After")
+            except (aiohttp.ClientError, TimeoutError) as e:
+                failures += 1
+                if not self._fail_over(url, method, e, failures):
+                    raise
+                continue
+            # A server under load (flow control) asks to come back later: do as
+            # client-go does and retry after Retry-After, a bounded number of times.
+            if status == 429 and attempt < _RETRIES_ON_429:
+                attempt += 1
+                await asyncio.sleep(_retry_after(retry_after))
+                continue
+            if status >= 400:
+                if self.log_refusals:
+                    _log_forbidden(status, method, path, raw)
+                raise _error_from(status, raw)
+            return orjson.loads(raw) if raw else None
+
+    async def _open_watch(self, path: str, params: dict[str, str],
+                          timeout_seconds: int) -> tuple[str, aiohttp.ClientResponse]:
+        """The server and response of a watch request, from the first server that can be reached."""
+        failures = 0
+        while True:
+            url = self.base_url
+            try:
+                return url, await self.watch_session().get(url + path, params=params,
+                                                      timeout=aiohttp.ClientTimeout(total=timeout_seconds + 30,
+                                                                                    sock_read=timeout_seconds + 30))
+            except (aiohttp.ClientError, TimeoutError) as e:
+                failures += 1
+                if not self._fail_over(url, "GET", e, failures):
+                    raise
 
     async def get_raw(self, path: str) -> Any:
         return await self.request("GET", path)
@@ -300,31 +396,39 @@ class ApiClient:
                   "fieldSelector": field_selector, "timeoutSeconds": timeout_seconds,
                   "allowWatchBookmarks": "true" if allow_bookmarks else None}
         params = {k: str(v) for k, v in params.items() if v not in (None, "")}
-        async with self.watch_session().get(self.base_url + res.path(namespace), params=params,
-                                            timeout=aiohttp.ClientTimeout(total=timeout_seconds + 30,
-                                                                          sock_read=timeout_seconds + 30)) as resp:
-            if resp.status >= 400:
-                raw = await resp.read()
-                if self.log_refusals:
-                    _log_forbidden(resp.status, "WATCH", res.path(namespace), raw)
-                raise _error_from(resp.status, raw)
-            pieces: list[bytes] = []
-            async for chunk in resp.content.iter_any():
-                pieces.append(chunk)
-                if b"\n" not in chunk:
-                    continue  # a large object arriving in parts is joined once, when it ends
-                # One split per chunk: a burst brings hundreds of events in one chunk, and
-                # cutting them off one at a time would copy the rest of it each time.
-                lines = b"".join(pieces).split(b"\n")
-                pieces = [lines.pop()]
-                for line in lines:
-                    if not line.strip():
-                        continue
-                    ev = orjson.loads(line)
-                    if ev.get("type") == "ERROR":
-                        st = ev.get("object") or {}
-                        raise ApiError(int(st.get("code") or 500), st.get("reason") or "", st.get("message") or "")
-                    yield ev["type"], ev["object"]
+        url, resp = await self._open_watch(res.path(namespace), params, timeout_seconds)
+        try:
+            async with resp, contextlib.aclosing(self._events(resp, res.path(namespace))) as events:
+                async for event in events:
+                    yield event
+        except _CUT_OFF:
+            # The server went away mid-watch: the caller's next watch goes to another.
+            self.server_failed(url)
+            raise
+
+    async def _events(self, resp: aiohttp.ClientResponse, path: str) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        if resp.status >= 400:
+            raw = await resp.read()
+            if self.log_refusals:
+                _log_forbidden(resp.status, "WATCH", path, raw)
+            raise _error_from(resp.status, raw)
+        pieces: list[bytes] = []
+        async for chunk in resp.content.iter_any():
+            pieces.append(chunk)
+            if b"\n" not in chunk:
+                continue  # a large object arriving in parts is joined once, when it ends
+            # One split per chunk: a burst brings hundreds of events in one chunk, and
+            # cutting them off one at a time would copy the rest of it each time.
+            lines = b"".join(pieces).split(b"\n")
+            pieces = [lines.pop()]
+            for line in lines:
+                if not line.strip():
+                    continue
+                ev = orjson.loads(line)
+                if ev.get("type") == "ERROR":
+                    st = ev.get("object") or {}
+                    raise ApiError(int(st.get("code") or 500), st.get("reason") or "", st.get("message") or "")
+                yield ev["type"], ev["object"]
 
     # -- events ------------------------------------------------------------------------
 
