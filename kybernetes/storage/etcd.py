@@ -79,7 +79,9 @@ def classify(code: grpc.StatusCode | None, details: str) -> ErrorKind:
         return "nospace"
     # UNAVAILABLE: the member is down or unreachable, or etcd's own transient states
     # (no leader, leader changed, request timed out), which another member may not have.
-    if code == grpc.StatusCode.UNAVAILABLE:
+    # DEADLINE_EXCEEDED: our attempt's time ran out, typically a proposal forwarded to a
+    # leader that died (etcd itself would answer only after 7 s).
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
         return "failover"
     return "other"
 
@@ -429,7 +431,7 @@ class EtcdStore:
     failover, for the code that manages the etcd cluster itself.
     """
 
-    call_timeout = 15.0  # seconds per etcd call
+    call_timeout = 3.0  # seconds per attempt of an etcd call, before trying another member
     retry_timeout = 20.0  # seconds to keep failing over before a call gives up
     ack_timeout = 2.0  # seconds a write waits for its event to reach the open watches
     list_page = 5_000  # keys per etcd range of an unlimited list
@@ -577,18 +579,43 @@ class EtcdStore:
         self._seen(resp.header.revision)
         return resp
 
+    async def _kv_txn(self, req: rpc_pb2.TxnRequest) -> tuple[rpc_pb2.TxnResponse, bool]:
+        """The transaction's response, and whether it took more than one attempt (so an
+        earlier attempt may have been applied although its answer was lost)."""
+        attempts = 0
+
+        def txn(s: Stubs) -> Awaitable[rpc_pb2.TxnResponse]:
+            nonlocal attempts
+            attempts += 1
+            return s.kv.Txn(req, timeout=self.call_timeout)
+
+        resp = await self.rpc(txn)
+        self._seen(resp.header.revision)
+        return resp, attempts > 1
+
     def _key(self, key: str) -> bytes:
         return self._prefix + key.encode()
 
     # -- writes ---------------------------------------------------------------------------
 
     async def _txn(self, key: bytes, compare: rpc_pb2.Compare, op: rpc_pb2.RequestOp,
-                   on_fail: bool = True) -> rpc_pb2.TxnResponse:
-        failure = [rpc_pb2.RequestOp(request_range=rpc_pb2.RangeRequest(key=key))] if on_fail else []
-        resp: rpc_pb2.TxnResponse = await self._kv(
-            "Txn", rpc_pb2.TxnRequest(compare=[compare], success=[op], failure=failure))
+                   value: bytes | None = None) -> rpc_pb2.TxnResponse | KeyValue:
+        """Run `op` if `compare` holds; otherwise the response carries the key as it is.
+        A retried write whose precondition then fails, and that finds the key holding
+        `value` since after it began, was applied by its lost attempt: that KeyValue
+        is returned instead."""
+        began = self._rev
+        failure = [rpc_pb2.RequestOp(request_range=rpc_pb2.RangeRequest(key=key))]
+        resp, retried = await self._kv_txn(rpc_pb2.TxnRequest(compare=[compare], success=[op], failure=failure))
         if resp.succeeded:
             await self._acked(key, resp.header.revision)
+            return resp
+        if retried and value is not None:
+            kvs = resp.responses[0].response_range.kvs
+            if kvs and kvs[0].value == value and kvs[0].mod_revision > began:
+                log.info("etcd write to %s applied by an attempt whose answer was lost", key)
+                await self._acked(key, kvs[0].mod_revision)
+                return to_kv(kvs[0], len(self._prefix))
         return resp
 
     async def _acked(self, key: bytes, rev: int) -> None:
@@ -607,7 +634,9 @@ class EtcdStore:
         resp = await self._txn(
             k, rpc_pb2.Compare(key=k, target=rpc_pb2.Compare.CREATE, result=rpc_pb2.Compare.EQUAL,
                                create_revision=0),
-            rpc_pb2.RequestOp(request_put=rpc_pb2.PutRequest(key=k, value=value)), on_fail=False)
+            rpc_pb2.RequestOp(request_put=rpc_pb2.PutRequest(key=k, value=value)), value)
+        if isinstance(resp, KeyValue):
+            return resp
         if not resp.succeeded:
             raise KeyExistsError(key)
         rev = resp.header.revision
@@ -622,8 +651,9 @@ class EtcdStore:
             cmp = rpc_pb2.Compare(key=k, target=rpc_pb2.Compare.CREATE, result=rpc_pb2.Compare.GREATER,
                                   create_revision=0)
         resp = await self._txn(
-            k, cmp, rpc_pb2.RequestOp(request_put=rpc_pb2.PutRequest(key=k, value=value, prev_kv=True)),
-            on_fail=bool(expected_revision))
+            k, cmp, rpc_pb2.RequestOp(request_put=rpc_pb2.PutRequest(key=k, value=value, prev_kv=True)), value)
+        if isinstance(resp, KeyValue):
+            return resp
         if not resp.succeeded:
             raise self._mismatch(key, resp)
         prev = resp.responses[0].response_put.prev_kv
@@ -638,8 +668,8 @@ class EtcdStore:
             cmp = rpc_pb2.Compare(key=k, target=rpc_pb2.Compare.CREATE, result=rpc_pb2.Compare.GREATER,
                                   create_revision=0)
         resp = await self._txn(
-            k, cmp, rpc_pb2.RequestOp(request_delete_range=rpc_pb2.DeleteRangeRequest(key=k, prev_kv=True)),
-            on_fail=bool(expected_revision))
+            k, cmp, rpc_pb2.RequestOp(request_delete_range=rpc_pb2.DeleteRangeRequest(key=k, prev_kv=True)))
+        assert not isinstance(resp, KeyValue)
         if not resp.succeeded:
             raise self._mismatch(key, resp)
         prevs = resp.responses[0].response_delete_range.prev_kvs

@@ -376,6 +376,49 @@ async def test_failover_to_the_next_endpoint(etcd: EtcdProcess) -> None:
         await s.close()
 
 
+class _LosingKV:
+    """A KV stub whose next `lose` transactions are applied but answered UNAVAILABLE."""
+
+    def __init__(self, kv: object, lose: int) -> None:
+        self._kv, self.lose = kv, lose
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._kv, name)
+
+    def Txn(self, req: object, timeout: float | None = None) -> object:  # noqa: N802 - the gRPC method
+        async def run() -> object:
+            resp = await self._kv.Txn(req, timeout=timeout)  # type: ignore[attr-defined]
+            if self.lose:
+                self.lose -= 1
+                raise grpc.aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata(),
+                                           "Socket closed")
+            return resp
+        return run()
+
+
+async def test_a_write_applied_but_unanswered_is_not_reported_as_a_conflict(etcd: EtcdProcess) -> None:
+    s = EtcdStore([etcd.url], prefix=fresh_prefix())
+    await s.start()
+    try:
+        def lose_next() -> None:
+            assert s._current is not None
+            s._current.kv = _LosingKV(s._current.kv, 1)  # type: ignore[assignment]
+
+        lose_next()
+        kv = await s.create("/registry/cm/a", b"v1")  # the retry finds the key: its own
+        assert kv == await s.get("/registry/cm/a") and kv.value == b"v1"
+        lose_next()
+        up = await s.update("/registry/cm/a", b"v2", expected_revision=kv.mod_revision)
+        assert up == await s.get("/registry/cm/a") and up.create_revision == kv.create_revision
+        # A real conflict found by a retry is still one.
+        await s.create("/registry/cm/b", b"theirs")
+        lose_next()
+        with pytest.raises(KeyExistsError):
+            await s.create("/registry/cm/b", b"mine")
+    finally:
+        await s.close()
+
+
 @needs_etcd
 async def test_killing_the_member_in_use_of_three_moves_calls_and_watches_on() -> None:
     cluster = EtcdCluster(3)
