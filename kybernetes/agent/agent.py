@@ -100,6 +100,8 @@ class AgentOptions:
     allowed_unsafe_sysctls: tuple[str, ...] = ()
     # Where Localhost seccomp profiles are looked up (default: <data dir>/seccomp).
     seccomp_dir: str = ""
+    # The pods' interface MTU: the VXLAN device's when the pod network crosses nodes on it.
+    pod_mtu: int = 1500
 
 
 async def wait_runtime_ready(cri: Runtime, timeout: float = 60.0) -> None:
@@ -173,6 +175,8 @@ class Agent:
                                      node_resources(host)[1], token=self._request_token)
         # Told the node's pod CIDR once it is known (the service proxy's masquerade rule).
         self.pod_cidr_listeners: list[Callable[[str], None]] = []
+        # Every node's pod CIDR (agent/overlay.py): pod traffic to them is not masqueraded.
+        self.cluster_cidrs: list[str] = []
         self.seccomp_dir = options.seccomp_dir or os.path.join(options.data_dir, "seccomp")
         # The Node as last read or written (labels, taints, allocatable for pod admission).
         self.node_obj: Obj | None = None
@@ -281,18 +285,26 @@ class Agent:
         per_pod_masq = True
         if egress.available():
             try:
-                await egress.apply(egress.masquerade_script(egress.table_name(self.options.bridge), cidr))
+                await egress.apply(egress.masquerade_script(egress.table_name(self.options.bridge), cidr,
+                                                            self.cluster_cidrs))
                 per_pod_masq = False
             except (OSError, RuntimeError, ValueError) as e:
                 log.warning("pods' egress masquerade falls back to the CNI plugin's per-pod rules: %s", e)
         with open(tmp, "wb") as f:
             f.write(cni_conflist_bytes(cidr, os.path.join(self.options.data_dir, "cni-ipam"), self.options.bridge,
-                                       ip_masq=per_pod_masq))
+                                       ip_masq=per_pod_masq, mtu=self.options.pod_mtu))
         os.replace(tmp, path)
         self._pod_cidr = cidr
         for listener in self.pod_cidr_listeners:
             listener(cidr)
         log.info("pod network %s written to %s", cidr, path)
+
+    async def set_cluster_cidrs(self, cidrs: list[str]) -> None:
+        """The pod network spans these CIDRs now: the egress rule leaves traffic to them alone."""
+        self.cluster_cidrs = list(cidrs)
+        if self._pod_cidr and egress.available():
+            await egress.apply(egress.masquerade_script(egress.table_name(self.options.bridge), self._pod_cidr,
+                                                        self.cluster_cidrs))
 
     # -- pods -------------------------------------------------------------------------------------
 

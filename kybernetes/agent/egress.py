@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import shutil
+from collections.abc import Iterable
 
 # Multicast is never masqueraded, as the bridge plugin's rule leaves it alone.
 _MULTICAST = "224.0.0.0/4"
@@ -22,18 +23,26 @@ def table_name(bridge: str) -> str:
     return f"kyb-egress-{bridge}"
 
 
-def masquerade_script(table: str, pod_cidr: str) -> str:
+def masquerade_script(table: str, pod_cidr: str, cluster_cidrs: Iterable[str] = ()) -> str:
     """An `nft -f` script that (re)creates `table` with the one rule, atomically: from
-    the pod CIDR to anywhere outside it (and not multicast), masquerade."""
+    the pod CIDR to anywhere outside it and outside every other node's pod CIDR
+    (`cluster_cidrs`, from agent/overlay.py: pods across nodes see each other's own
+    addresses), and not multicast, masquerade."""
     net = ipaddress.ip_network(pod_cidr, strict=False)
     if net.version != 4:
         raise ValueError(f"pod CIDR {pod_cidr} is not IPv4")
+    keep = sorted({net, *(ipaddress.ip_network(c, strict=False) for c in cluster_cidrs)}, key=str)
+    if any(k.version != 4 for k in keep):
+        raise ValueError(f"cluster CIDRs {list(cluster_cidrs)} are not all IPv4")
+    # nft refuses overlapping elements in an anonymous set: keep only the widest.
+    keep = [k for k in keep if not any(o != k and k.subnet_of(o) for o in keep)]
+    dests = str(keep[0]) if len(keep) == 1 else "{ " + ", ".join(str(k) for k in keep) + " }"
     return (f"table ip {table} {{}}\n"
             f"delete table ip {table}\n"
             f"table ip {table} {{\n"
             f"  chain postrouting {{\n"
             f"    type nat hook postrouting priority srcnat; policy accept;\n"
-            f"    ip saddr {net} ip daddr != {net} ip daddr != {_MULTICAST} masquerade\n"
+            f"    ip saddr {net} ip daddr != {dests} ip daddr != {_MULTICAST} masquerade\n"
             f"  }}\n"
             f"}}\n")
 

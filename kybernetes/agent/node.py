@@ -103,5 +103,7 @@ def cni_conflist(pod_cidr: str, ipam_dir: str, bridge: str = BRIDGE, mtu: int = 
     }
 
 
-def cni_conflist_bytes(pod_cidr: str, ipam_dir: str, bridge: str = BRIDGE, ip_masq: bool = True) -> bytes:
-    return json.dumps(cni_conflist(pod_cidr, ipam_dir, bridge, ip_masq=ip_masq), indent=2, sort_keys=True).encode() + b"\n"
+def cni_conflist_bytes(pod_cidr: str, ipam_dir: str, bridge: str = BRIDGE, ip_masq: bool = True,
+                       mtu: int = 1500) -> bytes:
+    return json.dumps(cni_conflist(pod_cidr, ipam_dir, bridge, mtu=mtu, ip_masq=ip_masq), indent=2,
+                      sort_keys=True).encode() + b"\n"

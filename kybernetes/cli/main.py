@@ -666,12 +666,16 @@ def scheduler(kubeconfig: str, leader_elect: bool) -> None:
 @click.option("--disable-dns", is_flag=True, help="Do not serve cluster DNS on this node.")
 @click.option("--allowed-unsafe-sysctls", multiple=True,
               help="Comma-separated sysctls or prefix* patterns pods may set beyond the safe set (namespaced only).")
+@click.option("--flannel-backend", type=click.Choice(["auto", "vxlan", "host-gw", "none"]), default="auto",
+              show_default=True, envvar="KYB_FLANNEL_BACKEND",
+              help="Pod network across nodes: vxlan overlay, host-gw routes (nodes on one L2 segment), or none. "
+                   "auto: vxlan when the API server is on another host, else none.")
 def agent(kubeconfig: str, server: str, token: str, ca_cert_hash: str, ca_cert: str, node_name: str | None,
           data_dir: str, containerd_socket: str, node_ip: str | None,
           cluster_dns: tuple[str, ...], node_labels: tuple[str, ...], register_with_taints: tuple[str, ...],
           cni_bridge: str, node_lease_duration_seconds: int, port: int, proxy_table: str,
           proxy_mode: str, disable_proxy: bool, dns_port: int, disable_dns: bool,
-          allowed_unsafe_sysctls: tuple[str, ...] = ()) -> None:
+          allowed_unsafe_sysctls: tuple[str, ...] = (), flannel_backend: str = "auto") -> None:
     """Run the node agent: register this machine as a node and run its pods on containerd."""
     from kybernetes.agent.agent import Agent, AgentOptions, wait_runtime_ready
     from kybernetes.agent.apiauth import AgentAuth
@@ -751,10 +755,15 @@ def agent(kubeconfig: str, server: str, token: str, ca_cert_hash: str, ca_cert: 
             client = await ApiClient.from_kubeconfig(kubeconfig, user_agent="kyb-agent")
             # Pods' resolv.conf names the kube-dns Service unless told otherwise.
             dns_servers = cluster_dns or tuple(ip for ip in [await cluster_dns_ip(client)] if ip)
+            backend = pod_network_backend(flannel_backend, client.base_url)
+            pod_mtu = 1500
+            if backend == "vxlan":
+                from kybernetes.agent.overlay import VXLAN_OVERHEAD, Netlink
+                pod_mtu = Netlink().lan_device(host.internal_ip)[1] - VXLAN_OVERHEAD
             options = AgentOptions(node_name=name, data_dir=data_dir, cni_conf_dir=cni_conf_dir,
                                    cluster_dns=dns_servers, bridge=cni_bridge, labels=labels, taints=taints,
                                    lease_duration=node_lease_duration_seconds, port=port,
-                                   allowed_unsafe_sysctls=unsafe_sysctls)
+                                   allowed_unsafe_sysctls=unsafe_sysctls, pod_mtu=pod_mtu)
             # Issued by the cluster CA for this node (the API server verifies it), not self-signed.
             ca_pem = kubeconfig_ca_pem(kubeconfig)
             serving_names = [host.internal_ip, *host.extra_ips, host.hostname]
@@ -779,6 +788,8 @@ def agent(kubeconfig: str, server: str, token: str, ca_cert_hash: str, ca_cert: 
                 jobs.append(proxier.run())
             if not disable_dns:
                 jobs.append(run_node_dns(client, node_agent.factory, name, host.internal_ip, dns_port))
+            if backend != "none":
+                jobs.append(overlay_network(client, node_agent, backend, host.internal_ip).run())
             job = asyncio.create_task(_first_to_end(*jobs))
             await _until(stop, job)
         finally:
@@ -791,6 +802,32 @@ def agent(kubeconfig: str, server: str, token: str, ca_cert_hash: str, ca_cert: 
                 await private.stop()
 
     _run_until_signal(run)
+
+
+def pod_network_backend(flag: str, api_server_url: str) -> str:
+    """`--flannel-backend auto`: an agent whose API server is on this very host (the server's
+    own agent, a second agent beside it, every single-machine test) has no other host to
+    reach and keeps the plain bridge; one that talks to a server elsewhere gets the overlay."""
+    if flag != "auto":
+        return flag
+    from urllib.parse import urlparse
+
+    from kybernetes.agent.overlay import is_local_address
+    host = urlparse(api_server_url).hostname or ""
+    return "none" if not host or is_local_address(host) else "vxlan"
+
+
+def overlay_network(client: Any, node_agent: Any, backend: str, lan_ip: str) -> Any:
+    """The agent's pod network across nodes (agent/overlay.py), fed by its Node informer."""
+    from kybernetes.agent.agent import FIELD_MANAGER
+    from kybernetes.agent.overlay import OverlayNetwork
+    from kybernetes.client.resources import NODES
+
+    async def publish(patch: dict[str, Any]) -> None:
+        await client.patch(NODES, None, node_agent.name, patch, patch_type="merge", field_manager=FIELD_MANAGER)
+
+    return OverlayNetwork(backend, node_agent.name, lan_ip, node_agent.factory.informer(NODES), publish,
+                          on_cluster_cidrs=node_agent.set_cluster_cidrs)
 
 
 async def _first_to_end(*coros: Any) -> None:
