@@ -328,6 +328,8 @@ class _WatchHub:
                 log.debug("etcd watch request failed", exc_info=True)
 
     def _create_request(self, w: _Watcher) -> rpc_pb2.WatchRequest:
+        if w.internal:  # it misses nothing it wants by starting at the newest revision
+            w.next_rev = max(w.next_rev, self.store._rev + 1)
         # The store's own watch wants only etcd's progress notifications (the revision):
         # it filters every event out, so no write crosses the wire twice.
         filters = [rpc_pb2.WatchCreateRequest.NOPUT, rpc_pb2.WatchCreateRequest.NODELETE] if w.internal else []
@@ -422,10 +424,11 @@ class EtcdStore:
     --client-cert-auth). `prefix` is prepended to every key on the wire and
     stripped from every key returned.
 
-    A call that gets UNAVAILABLE is retried on the next endpoint for up to
-    `retry_timeout` seconds; for a write this may apply it twice when the first
-    attempt reached etcd, which shows as KeyExistsError / RevisionMismatchError /
-    KeyNotFoundError on the retry, as with any etcd client.
+    A call that gets UNAVAILABLE, or gets no answer within `call_timeout`, is tried
+    on the next endpoint, for up to `retry_timeout` seconds. A write's lost answer
+    does not mean it was not applied: a retried create or update whose precondition
+    then fails, finding the key holding its value written since it began, returns
+    that as its result; a retried delete may report KeyNotFoundError.
 
     `rpc` runs any etcd call (Cluster, Maintenance, Lease stubs) with the same
     failover, for the code that manages the etcd cluster itself.
