@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from kybernetes.agent import egress
@@ -72,8 +72,13 @@ class AgentProcess:
     def __init__(self, server: ServerProcess, node_name: str = "agent-node", bridge: str = "kybt0",
                  taint: bool = True, proxy_table: str = "kyb-test", proxy_mode: str = "nftables",
                  auth_args: list[str] | None = None, pod_cidr: str | None = None,
-                 labels: dict[str, str] | None = None) -> None:
+                 labels: dict[str, str] | None = None, wrap: list[str] | None = None,
+                 extra_args: list[str] | None = None) -> None:
         self.server = server
+        # A command prefix (nsenter into a test host's network namespace, testing/hosts.py):
+        # the agent runs there, and the bridge, tables and chains cleaned up are that namespace's.
+        self.wrap = wrap or []
+        self.extra_args = extra_args or []
         self.pod_cidr = pod_cidr
         self.labels = labels or {}
         # How the agent reaches the API server: the admin kubeconfig unless given (e.g. --token to join).
@@ -90,8 +95,8 @@ class AgentProcess:
         self.proxy_mode = proxy_mode
         self.dns_port = free_port()
         # CNI chains the host had before: the ones this agent's pods add are removed.
-        self.chains_before = {t: iptables_chains(t, "CNI-") for t in ("nat", "filter")}
-        self.nft_tables_before = nft_tables()
+        self.chains_before = {t: iptables_chains(t, "CNI-", self.wrap) for t in ("nat", "filter")}
+        self.nft_tables_before = nft_tables(self.wrap)
 
     @property
     def containerd_socket(self) -> str:
@@ -114,7 +119,7 @@ class AgentProcess:
             if r.returncode != 0:
                 raise RuntimeError(f"cannot create node {self.node_name}: {r.stderr}")
         auth = self.auth_args if self.auth_args is not None else ["--kubeconfig", self.node_kubeconfig()]
-        args = [sys.executable, "-m", "kybernetes.cli.main", "agent", *auth,
+        args = [*self.wrap, sys.executable, "-m", "kybernetes.cli.main", "agent", *auth,
                 "--node-name", self.node_name, "--data-dir", self.data_dir, "--cni-bridge", self.bridge,
                 "--containerd-socket", os.path.join(self.data_dir, "no-system-containerd.sock"),
                 # The test server declares nodes dead after 4 s without a heartbeat.
@@ -123,6 +128,7 @@ class AgentProcess:
                 "--proxy-table", self.proxy_table, "--proxy-mode", self.proxy_mode, "--dns-port", str(self.dns_port)]
         if self.taint:
             args += ["--register-with-taints", f"{TEST_TAINT}=true:NoSchedule"]
+        args += self.extra_args
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
         self.proc = subprocess.Popen(args, stdout=log, stderr=log, preexec_fn=die_with_parent)  # noqa: PLW1509
         log.close()
@@ -182,21 +188,22 @@ class AgentProcess:
         self._kill_leftover_shims()
         for mount in sorted(mounts_under(self.data_dir), reverse=True):
             subprocess.run(["umount", "-l", mount], capture_output=True)
-        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
+        w = self.wrap
+        subprocess.run([*w, "ip", "link", "del", self.bridge], capture_output=True)
         for table, before in self.chains_before.items():
-            remove_iptables_chains(table, iptables_chains(table, "CNI-") - before)
+            remove_iptables_chains(table, iptables_chains(table, "CNI-", w) - before, w)
         if shutil.which("nft"):
-            subprocess.run(["nft", "delete", "table", "ip", self.proxy_table], capture_output=True)
-            subprocess.run(["nft", "delete", "table", "ip", egress.table_name(self.bridge)], capture_output=True)
+            subprocess.run([*w, "nft", "delete", "table", "ip", self.proxy_table], capture_output=True)
+            subprocess.run([*w, "nft", "delete", "table", "ip", egress.table_name(self.bridge)], capture_output=True)
         if self.proxy_mode == "iptables":
             for table in ("nat", "filter"):
-                remove_iptables_chains(table, iptables_chains(table, "KYB-"))
+                remove_iptables_chains(table, iptables_chains(table, "KYB-", w), w)
         # iptables (nf_tables flavour) leaves the tables it had to create behind, empty.
-        for family, name in nft_tables() - self.nft_tables_before:
-            listed = subprocess.run(["nft", "list", "table", family, name], capture_output=True, text=True).stdout
+        for family, name in nft_tables(w) - self.nft_tables_before:
+            listed = subprocess.run([*w, "nft", "list", "table", family, name], capture_output=True, text=True).stdout
             if not [line for line in listed.splitlines()
                     if line.strip() and not line.strip().startswith(("table ", "chain ", "type ", "}"))]:
-                subprocess.run(["nft", "delete", "table", family, name], capture_output=True)
+                subprocess.run([*w, "nft", "delete", "table", family, name], capture_output=True)
         if self.pod_cidr:
             self.server.kubectl("delete", "node", self.node_name, "--ignore-not-found", "--wait=false")
         keep = os.environ.get("KYB_KEEP_AGENT_LOG")
@@ -217,34 +224,35 @@ class AgentProcess:
                     pass
 
 
-def nft_tables() -> set[tuple[str, str]]:
-    """(family, name) of every nftables table on the host."""
+def nft_tables(wrap: Sequence[str] = ()) -> set[tuple[str, str]]:
+    """(family, name) of every nftables table on the host (in the namespace `wrap` enters)."""
     if shutil.which("nft") is None:
         return set()
-    out = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    out = subprocess.run([*wrap, "nft", "list", "tables"], capture_output=True, text=True).stdout
     return {(w[1], w[2]) for w in (line.split() for line in out.splitlines()) if len(w) == 3 and w[0] == "table"}
 
 
-def iptables_chains(table: str, prefix: str) -> set[str]:
+def iptables_chains(table: str, prefix: str, wrap: Sequence[str] = ()) -> set[str]:
     if shutil.which("iptables") is None:
         return set()
-    r = subprocess.run(["iptables", "-t", table, "-S"], capture_output=True, text=True)
+    r = subprocess.run([*wrap, "iptables", "-t", table, "-S"], capture_output=True, text=True)
     return {line.split()[1] for line in r.stdout.splitlines() if line.startswith(f"-N {prefix}")}
 
 
-def remove_iptables_chains(table: str, chains: set[str]) -> None:
+def remove_iptables_chains(table: str, chains: set[str], wrap: Sequence[str] = ()) -> None:
     """Delete the rules that jump to `chains` from elsewhere, then the chains."""
     if not chains:
         return
-    rules = subprocess.run(["iptables", "-t", table, "-S"], capture_output=True, text=True).stdout.splitlines()
+    ipt = [*wrap, "iptables", "-t", table]
+    rules = subprocess.run([*ipt, "-S"], capture_output=True, text=True).stdout.splitlines()
     for rule in rules:
         words = shlex.split(rule)
         if words[:1] == ["-A"] and words[1] not in chains and "-j" in words and words[words.index("-j") + 1] in chains:
-            subprocess.run(["iptables", "-t", table, "-D", *words[1:]], capture_output=True)
+            subprocess.run([*ipt, "-D", *words[1:]], capture_output=True)
     for chain in chains:
-        subprocess.run(["iptables", "-t", table, "-F", chain], capture_output=True)
+        subprocess.run([*ipt, "-F", chain], capture_output=True)
     for chain in chains:
-        subprocess.run(["iptables", "-t", table, "-X", chain], capture_output=True)
+        subprocess.run([*ipt, "-X", chain], capture_output=True)
 
 
 def mounts_under(path: str) -> list[str]:

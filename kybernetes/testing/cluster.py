@@ -145,9 +145,13 @@ def kubectl_binary() -> str:
 
 class ServerProcess:
     def __init__(self, data_dir: str | None = None, port: int | None = None, extra_args: list[str] | None = None,
-                 agent: bool = False):
+                 agent: bool = False, bind_address: str = "127.0.0.1", wrap: list[str] | None = None):
         """A `kyb server` on a fresh data dir. Without `agent` the server runs no node
-        agent of its own: tests and benchmarks add real or simulated nodes themselves."""
+        agent of its own: tests and benchmarks add real or simulated nodes themselves.
+        `wrap` prefixes its command (e.g. nsenter into a test host's network namespace,
+        kybernetes/testing/hosts.py), where it listens on `bind_address`."""
+        self.bind_address = bind_address
+        self.wrap = wrap or []
         self._own_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="kyb-test-")
         self.port = port or free_port()
@@ -158,7 +162,7 @@ class ServerProcess:
 
     @property
     def url(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
+        return f"https://{self.bind_address}:{self.port}"
 
     @property
     def kubeconfig(self) -> str:
@@ -170,7 +174,7 @@ class ServerProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it for its lifetime
         self.proc = subprocess.Popen(
             [*self.launcher(), "server", "--data-dir", self.data_dir,
-             "--port", str(self.port), "--bind-address", "127.0.0.1", *self.extra_args],
+             "--port", str(self.port), "--bind-address", self.bind_address, *self.extra_args],
             stdout=log, stderr=log, preexec_fn=die_with_parent)  # noqa: PLW1509
         log.close()
         self.wait_ready(timeout)
@@ -178,7 +182,7 @@ class ServerProcess:
 
     def launcher(self) -> list[str]:
         """The command that runs `kyb` (the server's arguments follow it)."""
-        return [sys.executable, "-m", "kybernetes.cli.main"]
+        return [*self.wrap, sys.executable, "-m", "kybernetes.cli.main"]
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         ctx = ssl.create_default_context()
