@@ -1,0 +1,192 @@
+"""The pod network across nodes on real kernels.
+
+First the agent's netlink shell (agent/overlay.py) alone, on two "hosts" made here: network
+namespaces joined by a veth pair (the LAN, 10.77.2.0/24), each with a CNI-like bridge
+(kybo1, kybo2) holding its pod CIDR's gateway and a "pod" namespace behind it. Then whole
+agents: a server and two agents on namespace-hosts (kybernetes/testing/hosts.py, LAN
+kyblan2), a busybox pod on each, reaching each other by IP and through a ClusterIP Service,
+with the source address kept. Everything made is removed and that is checked."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from kybernetes.agent import egress, overlay
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None or shutil.which("busybox") is None,
+                                reason="needs root, iproute2 and busybox")
+
+PREFIX = "kybov"  # every namespace made here starts with it
+
+
+def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    r = subprocess.run(list(argv), capture_output=True, text=True, timeout=30)
+    if check and r.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)}: {r.stderr.strip()}")
+    return r
+
+
+def netns_list() -> set[str]:
+    return {line.split()[0] for line in sh("ip", "netns", "list").stdout.splitlines() if line.strip()}
+
+
+@dataclass
+class NsHost:
+    name: str
+    lan_ip: str
+    pod_cidr: str
+    bridge: str
+
+    @property
+    def netns(self) -> str:
+        return f"{PREFIX}-{self.name}"
+
+    @property
+    def pod_netns(self) -> str:
+        return f"{PREFIX}-{self.name}-pod"
+
+    @property
+    def pod_ip(self) -> str:
+        return self.pod_cidr.rsplit(".", 1)[0] + ".2"
+
+    def node(self, mac: str) -> dict:
+        return {"metadata": {"name": self.name, "annotations": overlay.own_annotations("vxlan", self.lan_ip, mac)},
+                "spec": {"podCIDR": self.pod_cidr}}
+
+    def pod_exec(self, *argv: str) -> subprocess.CompletedProcess[str]:
+        return sh("ip", "netns", "exec", self.pod_netns, *argv, check=False)
+
+
+@contextlib.contextmanager
+def two_hosts() -> Iterator[tuple[NsHost, NsHost]]:
+    hosts = (NsHost("a", "10.77.2.11", "10.42.249.0/24", "kybo1"), NsHost("b", "10.77.2.12", "10.42.250.0/24", "kybo2"))
+    try:
+        for h in hosts:
+            sh("ip", "netns", "add", h.netns)
+            sh("ip", "netns", "add", h.pod_netns)
+        a, b = hosts
+        sh("ip", "link", "add", "eth0", "netns", a.netns, "type", "veth", "peer", "name", "eth0", "netns", b.netns)
+        for h in hosts:
+            gateway = h.pod_cidr.rsplit(".", 1)[0] + ".1"
+            for argv in (["ip", "link", "set", "lo", "up"], ["ip", "addr", "add", f"{h.lan_ip}/24", "dev", "eth0"],
+                         ["ip", "link", "set", "eth0", "up"], ["sysctl", "-qw", "net.ipv4.ip_forward=1"],
+                         ["ip", "link", "add", h.bridge, "type", "bridge"],
+                         ["ip", "addr", "add", f"{gateway}/24", "dev", h.bridge], ["ip", "link", "set", h.bridge, "up"],
+                         ["ip", "link", "add", "pod0", "type", "veth", "peer", "name", "eth0", "netns", h.pod_netns],
+                         ["ip", "link", "set", "pod0", "master", h.bridge, "up"]):
+                sh("ip", "netns", "exec", h.netns, *argv)
+            for argv in (["ip", "link", "set", "lo", "up"], ["ip", "addr", "add", f"{h.pod_ip}/24", "dev", "eth0"],
+                         ["ip", "link", "set", "eth0", "up"], ["ip", "route", "add", "default", "via", gateway]):
+                sh("ip", "netns", "exec", h.pod_netns, *argv)
+        yield hosts
+    finally:
+        for h in hosts:
+            for ns in (h.pod_netns, h.netns):
+                sh("ip", "netns", "del", ns, check=False)
+
+
+def ping(src: NsHost, ip: str) -> bool:
+    return src.pod_exec("busybox", "ping", "-c", "1", "-W", "2", ip).returncode == 0
+
+
+def nft(host: NsHost, script: str) -> None:
+    r = subprocess.run(["ip", "netns", "exec", host.netns, "nft", "-f", "-"], input=script, capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+
+
+@contextlib.contextmanager
+def remote_addr_server(netns: str, ip: str, tmp_path) -> Iterator[str]:  # noqa: ANN001
+    """An HTTP server in `netns` answering with the address it was reached from."""
+    cgi = tmp_path / "www" / "cgi-bin"
+    cgi.mkdir(parents=True, exist_ok=True)
+    (cgi / "ip").write_text('#!/bin/sh\nprintf "Content-Type: text/plain\\r\\n\\r\\n%s" "$REMOTE_ADDR"\n')
+    (cgi / "ip").chmod(0o755)
+    proc = subprocess.Popen(["ip", "netns", "exec", netns, "busybox", "httpd", "-f", "-p", f"{ip}:8080",
+                             "-h", str(tmp_path / "www")])
+    try:
+        yield f"http://{ip}:8080/cgi-bin/ip"
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def fetch(src: NsHost, url: str) -> str:
+    why = ""
+    for _ in range(20):
+        # Not wget -T: Debian's busybox 1.35 crashes on it.
+        try:
+            r = subprocess.run(["ip", "netns", "exec", src.pod_netns, "busybox", "wget", "-q", "-O", "-", url],
+                               capture_output=True, text=True, timeout=5)
+        except subprocess.TimeoutExpired:
+            why = "timed out"
+            continue
+        if r.returncode == 0:
+            return r.stdout.strip()
+        why = r.stderr
+        time.sleep(0.2)
+    raise AssertionError(f"{url} did not answer from {src.name}: {why}")
+
+
+def converge(backend: str, hosts: tuple[NsHost, ...], nodes: list[dict]) -> None:
+    for h in hosts:
+        shell = overlay.Netlink(h.netns)
+        want = overlay.desired(backend, h.name, nodes)
+        shell.apply(overlay.diff(want, shell.observed()))
+        # What the kernel holds now reads back as exactly what was planned.
+        assert shell.observed() == want
+
+
+def test_vxlan_links_pods_on_two_hosts_and_forgets_a_node_that_goes(tmp_path):
+    before = netns_list()
+    with two_hosts() as (a, b):
+        assert not ping(a, b.pod_ip)  # nothing routes pod CIDRs between the hosts yet
+        macs = {h.name: overlay.Netlink(h.netns).ensure_vtep(h.lan_ip, h.pod_cidr) for h in (a, b)}
+        assert all(mtu == 1500 - overlay.VXLAN_OVERHEAD for _mac, mtu in macs.values())
+        # Idempotent: a second call (an agent restart) keeps the device and its MAC.
+        assert overlay.Netlink(a.netns).ensure_vtep(a.lan_ip, a.pod_cidr) == macs["a"]
+        nodes = [a.node(macs["a"][0]), b.node(macs["b"][0])]
+        converge("vxlan", (a, b), nodes)
+        route = sh("ip", "-n", a.netns, "route", "show", b.pod_cidr).stdout
+        assert f"via {overlay.vtep_ip(b.pod_cidr)} dev {overlay.DEVICE}" in route and "onlink" in route
+        assert ping(a, b.pod_ip) and ping(b, a.pod_ip)
+        # With the node's egress masquerade in place, pod to pod across nodes keeps its
+        # source address (the rule without the other nodes' CIDRs would hide it).
+        with remote_addr_server(b.pod_netns, b.pod_ip, tmp_path) as pod_url, \
+                remote_addr_server(b.netns, b.lan_ip, tmp_path) as host_url:
+            nft(a, egress.masquerade_script("kybov-egress", a.pod_cidr))
+            assert fetch(a, pod_url) == overlay.vtep_ip(a.pod_cidr)
+            nft(a, egress.masquerade_script("kybov-egress", a.pod_cidr, overlay.cluster_cidrs(nodes)))
+            assert fetch(a, pod_url) == a.pod_ip
+            assert fetch(a, host_url) == a.lan_ip  # leaving the pod network: masqueraded
+        # b leaves the cluster: a's route, neighbour and FDB entry for it go.
+        converge("vxlan", (a,), nodes[:1])
+        assert sh("ip", "-n", a.netns, "route", "show", b.pod_cidr).stdout.strip() == ""
+        assert macs["b"][0] not in sh("bridge", "-n", a.netns, "fdb", "show", "dev", overlay.DEVICE).stdout
+        assert not ping(a, b.pod_ip)
+        assert overlay.Netlink(a.netns).remove_vtep()
+        assert sh("ip", "-n", a.netns, "link", "show", overlay.DEVICE, check=False).returncode != 0
+    assert netns_list() == before
+
+
+def test_host_gw_routes_pods_via_the_other_hosts_lan_address():
+    before = netns_list()
+    with two_hosts() as (a, b):
+        nodes = [{"metadata": {"name": h.name}, "spec": {"podCIDR": h.pod_cidr},
+                  "status": {"addresses": [{"type": "InternalIP", "address": h.lan_ip}]}} for h in (a, b)]
+        converge("host-gw", (a, b), nodes)
+        assert f"via {b.lan_ip} dev eth0" in sh("ip", "-n", a.netns, "route", "show", b.pod_cidr).stdout
+        assert ping(a, b.pod_ip) and ping(b, a.pod_ip)
+        # Our routes, and only ours, are removed (the kernel's own link routes stay).
+        assert overlay.Netlink(a.netns).remove_routes() == 1
+        assert not ping(a, b.pod_ip)
+        assert a.lan_ip in sh("ip", "-n", a.netns, "route").stdout
+    assert netns_list() == before
