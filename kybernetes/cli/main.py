@@ -25,6 +25,7 @@ import click
 from kybernetes.api.aiotasks import cancel_and_wait, run_loop, tune_gc
 from kybernetes.cli.audit_flags import audit_flags, auditor_from_flags
 from kybernetes.cli.secrets import secrets_command
+from kybernetes.cli.snapshot import snapshot_command
 from kybernetes.cli.token import token_command
 from kybernetes.simnodes.cli import sim_nodes_command
 
@@ -163,6 +164,17 @@ SCHEDULER_CONNECTIONS = 49
 @click.option("--datastore-cafile", default="", help="CA that verifies the --datastore-endpoint members (PEM).")
 @click.option("--datastore-certfile", default="", help="Client certificate for --datastore-endpoint (PEM).")
 @click.option("--datastore-keyfile", default="", help="The key of --datastore-certfile (PEM).")
+@click.option("--snapshot-schedule", default=None, expose_value=False, metavar="CRON|INTERVAL",
+              callback=lambda ctx, _p, v: ctx.meta.__setitem__("snapshot_schedule", v),
+              help="When the server snapshots its store (see kyb snapshot): a cron expression in UTC "
+                   "('0 */12 * * *'), @daily/@hourly..., or an interval (6h); 'off' for none [default: every 12 h "
+                   "on an embedded etcd member, as k3s; off on SQLite and on an external etcd].")
+@click.option("--snapshot-retention", default=5, show_default=True, type=click.IntRange(min=1), expose_value=False,
+              callback=lambda ctx, _p, v: ctx.meta.__setitem__("snapshot_retention", v),
+              help="Scheduled snapshots kept (the newest); on-demand ones (kyb snapshot save) are never pruned.")
+@click.option("--snapshot-dir", default="", expose_value=False,
+              callback=lambda ctx, _p, v: ctx.meta.__setitem__("snapshot_dir", v),
+              help="Where scheduled snapshots go [default: <data-dir>/snapshots].")
 @audit_flags
 @click.option("--admission-control-config-file", expose_value=False, metavar="PATH",
               callback=lambda ctx, _p, v: ctx.meta.__setitem__("pod_security", _pod_security_config(v)),
@@ -218,6 +230,13 @@ def server(ctx: click.Context, data_dir: str, port: int, bind_address: str, tls_
             peer_port=etcd_peer_port)
     except ValueError as e:
         raise click.UsageError(str(e)) from None
+    from kybernetes.storage.snapshots import choose_policy
+
+    try:
+        snapshot_policy = choose_policy(ctx.meta.get("snapshot_schedule"), ctx.meta.get("snapshot_retention", 5),
+                                        ctx.meta.get("snapshot_dir", ""), datastore.kind)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--snapshot-schedule") from None
     auditor = auditor_from_flags(ctx, data_dir)
     kinds = new_strategies(default_toleration_seconds=default_toleration_seconds)
     children: list[list[str]] = []
@@ -293,7 +312,8 @@ def server(ctx: click.Context, data_dir: str, port: int, bind_address: str, tls_
                           workers=(api_workers, pool_config, base) if pool_config is not None else None,
                           node_kubeconfig=node_kubeconfig, component_kubeconfigs=component_kubeconfigs,
                           service_accounts=token_options, audit=auditor,
-                          pod_security=ctx.meta.get("pod_security"), datastore=datastore)
+                          pod_security=ctx.meta.get("pod_security"), datastore=datastore,
+                          snapshots=snapshot_policy)
 
     _run_until_signal(run)
 
@@ -324,7 +344,7 @@ async def _run_server(stop: asyncio.Event, data_dir: str, port: int, bind: str, 
                       node_kubeconfig: tuple[str, str] | None = None,
                       component_kubeconfigs: list[tuple[str, str]] | None = None,
                       service_accounts: Any = None, audit: Any = None, pod_security: Any = None,
-                      datastore: Any = None) -> None:
+                      datastore: Any = None, snapshots: Any = None) -> None:
     from kybernetes.apiserver.app import ApiServer, default_hosts
     from kybernetes.apiserver.pki import secure_data_dir
 
@@ -339,6 +359,9 @@ async def _run_server(stop: asyncio.Event, data_dir: str, port: int, bind: str, 
 
     backend, member = await _open_datastore(data_dir, datastore, advertise)
     encryption_config, store = open_encryption(data_dir, encryption_config, backend)
+    from kybernetes.storage.snapshots import record_datastore
+
+    record_datastore(data_dir, backend)  # how `kyb snapshot save` reaches this store
     pool = None
     if workers is not None:
         from kybernetes.apiserver.workers import WorkerPool
@@ -405,7 +428,12 @@ async def _run_server(stop: asyncio.Event, data_dir: str, port: int, bind: str, 
     rekeyer = asyncio.create_task(follow_config(store, served))
     watchdog = asyncio.create_task(_restart_children(procs, children, data_dir))
     member_watchdog = asyncio.create_task(member.supervise()) if member is not None else None
+    from kybernetes.cli.snapshot import scheduled_snapshots
+
+    snapshotter = scheduled_snapshots(snapshots, backend, data_dir, encryption_config)
     await stop.wait()
+    if snapshotter is not None:
+        snapshotter.cancel()
     watchdog.cancel()
     if member_watchdog is not None:
         member_watchdog.cancel()
@@ -851,6 +879,7 @@ async def _until(stop: asyncio.Event, job: asyncio.Task[None]) -> None:
 
 main.add_command(sim_nodes_command, "sim-nodes")
 main.add_command(token_command, "token")
+main.add_command(snapshot_command, "snapshot")
 main.add_command(secrets_command, "secrets")
 
 
