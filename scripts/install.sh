@@ -21,8 +21,9 @@ command -v nft >/dev/null 2>&1 || need_apt="$need_apt nftables"
 command -v docker-registry >/dev/null 2>&1 || need_apt="$need_apt docker-registry"
 # A C HTTP load generator for benchmarks/get_scaling_bench.py (a Python client needs a core itself).
 command -v wrk >/dev/null 2>&1 || need_apt="$need_apt wrk"
-# etcd for `kyb server --cluster-init` (run by kyb as its own child) and the etcd store's tests.
-command -v etcd >/dev/null 2>&1 || need_apt="$need_apt etcd-server etcd-client"
+# etcd for `kyb server --cluster-init` (run by kyb as its own child) and the etcd store's tests;
+# etcdctl for `kyb snapshot restore` of an etcd snapshot.
+{ command -v etcd && command -v etcdctl; } >/dev/null 2>&1 || need_apt="$need_apt etcd-server etcd-client"
 if [ -n "$need_apt" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing Debian packages:$need_apt" >&2
     DEBIAN_FRONTEND=noninteractive apt-get update -q
