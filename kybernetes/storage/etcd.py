@@ -160,7 +160,10 @@ class _Watcher:
     internal: bool = False  # the store's own revision tracker: events are not kept
     wid: int = 0
     gen: int = -1  # stream generation the etcd watch was created on
-    pending: collections.deque[list[Event]] = field(default_factory=collections.deque)
+    # (events, revision the consumer has seen everything up to once it takes them);
+    # an empty batch is etcd's progress notification.
+    pending: collections.deque[tuple[list[Event], int]] = field(default_factory=collections.deque)
+    reached: int = 0
     pending_events: int = 0
     paused: bool = False  # etcd watch cancelled until the consumer drains `pending`
     error: BaseException | None = None
@@ -171,15 +174,26 @@ class _Watcher:
     def push(self, batch: list[Event], last_rev: int) -> None:
         self.next_rev = last_rev + 1
         if not self.internal:
-            self.pending.append(batch)
+            self.pending.append((batch, last_rev))
             self.pending_events += len(batch)
             self.wake.set()
 
+    def progress(self, rev: int) -> None:
+        """etcd says this watch has no events up to `rev` beyond those sent."""
+        if self.internal or rev <= max(self.reached, self.next_rev - 1):
+            return
+        if self.pending and not self.pending[-1][0]:
+            self.pending[-1] = ([], rev)  # one progress mark in a backlog is enough
+        else:
+            self.pending.append(([], rev))
+        self.wake.set()
+
     def take(self) -> list[Event]:
-        batch = self.pending.popleft()
+        batch, rev = self.pending.popleft()
         self.pending_events -= len(batch)
         if batch:
             self.taken_rev = batch[-1].kv.mod_revision
+        self.reached = max(self.reached, rev)
         self._ack()
         return batch
 
@@ -205,10 +219,16 @@ class _Watcher:
 
 
 class EtcdWatch:
-    """The `WatchStream` of one etcd watch."""
+    """The `WatchStream` of one etcd watch. Besides batches of events it yields an empty
+    batch for each of etcd's progress notifications; `progress_revision` is then the
+    revision up to which the consumer has had every event of the watch (a bookmark)."""
 
     def __init__(self, w: _Watcher) -> None:
         self._w = w
+
+    @property
+    def progress_revision(self) -> int:
+        return self._w.reached
 
     def __aiter__(self) -> EtcdWatch:
         return self
@@ -391,7 +411,9 @@ class _WatchHub:
                 w.end(StoreError(f"etcd cancelled the watch: {resp.cancel_reason or 'no reason given'}"))
             return
         if not resp.events:
-            return  # created, or a progress notification
+            if not resp.created and resp.header.revision:
+                w.progress(resp.header.revision)
+            return
         batch = to_events(resp.events, len(store._prefix))
         w.push(batch, resp.events[-1].kv.mod_revision)
         if w.pending_events > self.max_pending and not w.paused:

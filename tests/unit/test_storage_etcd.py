@@ -321,6 +321,24 @@ async def test_revision_follows_writes_no_watch_of_ours_covers(two: tuple[EtcdSt
     assert b.current_revision() >= kv.mod_revision
 
 
+async def test_a_quiet_watch_gets_etcds_progress_as_a_bookmark(etcd: EtcdProcess) -> None:
+    s = EtcdStore([etcd.url], prefix=fresh_prefix())
+    await s.start()
+    try:
+        watch = s.watch("/registry/a/", s.current_revision())
+        mine = await s.create("/registry/a/x", b"")
+        elsewhere = await s.create("/registry/b/y", b"")  # not this watch's: no event
+        assert [e.kv for e in await take(watch, 1)] == [mine]
+        assert watch.progress_revision == mine.mod_revision
+        # etcd's progress notification (every 1 s on the test etcd): an empty batch, after
+        # which the watch is known to have had everything up to the other write.
+        assert await asyncio.wait_for(watch.__anext__(), 5) == []
+        assert watch.progress_revision >= elsewhere.mod_revision
+        await watch.aclose()
+    finally:
+        await s.close()
+
+
 async def test_prefixes_keep_clusters_apart(etcd: EtcdProcess) -> None:
     a, b = EtcdStore([etcd.url], prefix=fresh_prefix()), EtcdStore([etcd.url], prefix=fresh_prefix())
     await a.start()
