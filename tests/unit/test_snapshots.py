@@ -215,3 +215,38 @@ def test_prune_removes_files(tmp_path):
         open(os.path.join(d, f), "w").close()
     assert sorted(snap.prune(d, "scheduled-n", 1)) == sorted(files[:3])
     assert os.listdir(d) == [files[3]]
+
+
+def test_etcd_restore_makes_a_new_one_member_cluster():
+    cmd = snap.restore_command("/d/x.db", "/d/etcd", "host-a", "https://10.0.0.5:2380", "kybernetes")
+    assert cmd == ["etcdctl", "snapshot", "restore", "/d/x.db", "--data-dir=/d/etcd", "--name=host-a",
+                   "--initial-cluster=host-a=https://10.0.0.5:2380",
+                   "--initial-advertise-peer-urls=https://10.0.0.5:2380", "--initial-cluster-token=kybernetes"]
+    env = snap.restore_env({"PATH": "/bin", "ETCDCTL_ENDPOINTS": "x", "ETCD_NAME": "y", "ETCDCTL_API": "2"})
+    assert env == {"PATH": "/bin", "ETCDCTL_API": "3"}
+
+
+def test_restoring_an_etcd_snapshot_needs_the_member(tmp_path):
+    m = snap.Manifest("etcd", "2026-12-06T00:00:00Z", 0, "etcd.db", 1, "00")
+    path = str(tmp_path / "e.tar")
+    db = str(tmp_path / "db")
+    with open(db, "wb") as f:
+        f.write(b"x")
+    snap.write_bundle(path, m, db, [])
+    with pytest.raises(snap.SnapshotError, match="peer URL"):
+        snap.restore(path, str(tmp_path / "new"))
+    assert not os.path.exists(tmp_path / "new")
+
+
+def test_the_server_record_says_where_its_store_is(tmp_path):
+    from kybernetes.storage.etcd import EtcdStore
+
+    d = str(tmp_path)
+    with pytest.raises(snap.SnapshotError, match="no store"):
+        snap.source_of(d)
+    snap.record_datastore(d, EtcdStore(["https://127.0.0.1:23999"], ca_file="/c", cert_file="/e", key_file="/k"))
+    assert stat.S_IMODE(os.stat(os.path.join(d, "datastore.json")).st_mode) == 0o600
+    assert snap.source_of(d) == snap.Source("etcd", endpoints=("https://127.0.0.1:23999",), ca_file="/c",
+                                            cert_file="/e", key_file="/k")
+    snap.record_datastore(d, object())
+    assert snap.source_of(d) == snap.Source("sqlite", db=os.path.join(d, "state.db"))
