@@ -16,7 +16,7 @@ import os
 import socket
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -189,6 +189,9 @@ class ApiServer:
         self.trusted_identity: Callable[[web.Request], auth.UserInfo | None] | None = None
         # The audit log (apiserver/audit.py), set by the caller before start; None: no auditing.
         self.audit: Auditor | None = None
+        # Paths with their own credential, answered before authentication (the server token's
+        # /v1-kyb/server-bootstrap, apiserver/serverjoin.py), set by the caller before start.
+        self.own_auth_routes: dict[str, Callable[[web.Request], Awaitable[web.StreamResponse]]] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -286,6 +289,9 @@ class ApiServer:
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        own = self.own_auth_routes.get(request.path) if self.own_auth_routes else None
+        if own is not None:
+            return await own(request)
         if self.audit is not None:
             return await self.audit.observe(request, self._serve_request(request, handler))
         return await self._serve_request(request, handler)

@@ -419,6 +419,16 @@ def ensure_pki(data_dir: str, hosts: list[str]) -> Pki:
     return pki
 
 
+def ensure_cluster_ca(data_dir: str) -> Pki:
+    """Create, or reuse, what every server of a cluster shares and nothing else: the CA and
+    the admin bearer token (the first server stores them for the others, serverjoin.py)."""
+    pki = pki_paths(data_dir)
+    os.makedirs(pki.dir, mode=0o700, exist_ok=True)
+    _ensure_ca(pki)
+    pki.admin_token = _ensure_admin_token(pki)
+    return pki
+
+
 def read_ca_pem(pki: Pki) -> bytes:
     """The CA certificate in PEM (e.g. for the ``kube-root-ca.crt`` ConfigMap)."""
     with open(pki.ca_cert, "rb") as f:

@@ -25,7 +25,6 @@ import click
 from kybernetes.api.aiotasks import cancel_and_wait, run_loop, tune_gc
 from kybernetes.cli.audit_flags import audit_flags, auditor_from_flags
 from kybernetes.cli.secrets import secrets_command
-from kybernetes.cli.snapshot import snapshot_command
 from kybernetes.cli.token import token_command
 from kybernetes.simnodes.cli import sim_nodes_command
 
@@ -164,17 +163,14 @@ SCHEDULER_CONNECTIONS = 49
 @click.option("--datastore-cafile", default="", help="CA that verifies the --datastore-endpoint members (PEM).")
 @click.option("--datastore-certfile", default="", help="Client certificate for --datastore-endpoint (PEM).")
 @click.option("--datastore-keyfile", default="", help="The key of --datastore-certfile (PEM).")
-@click.option("--snapshot-schedule", default=None, expose_value=False, metavar="CRON|INTERVAL",
-              callback=lambda ctx, _p, v: ctx.meta.__setitem__("snapshot_schedule", v),
-              help="When the server snapshots its store (see kyb snapshot): a cron expression in UTC "
-                   "('0 */12 * * *'), @daily/@hourly..., or an interval (6h); 'off' for none [default: every 12 h "
-                   "on an embedded etcd member, as k3s; off on SQLite and on an external etcd].")
-@click.option("--snapshot-retention", default=5, show_default=True, type=click.IntRange(min=1), expose_value=False,
-              callback=lambda ctx, _p, v: ctx.meta.__setitem__("snapshot_retention", v),
-              help="Scheduled snapshots kept (the newest); on-demand ones (kyb snapshot save) are never pruned.")
-@click.option("--snapshot-dir", default="", expose_value=False,
-              callback=lambda ctx, _p, v: ctx.meta.__setitem__("snapshot_dir", v),
-              help="Where scheduled snapshots go [default: <data-dir>/snapshots].")
+@click.option("--server", "join_server", default="", metavar="URL",
+              help="Join the cluster of the server at URL (https://HOST:6443) with --token: take its CA and "
+                   "keys, add an etcd member here (--etcd-client-port/--etcd-peer-port) and serve the API on it.")
+@click.option("--token", "server_token", default="", envvar="KYB_TOKEN",
+              help="The cluster's server token: seals the CA and keys kept in the store, and lets --server join "
+                   "[default: <data-dir>/token, made at the first start on etcd].")
+@click.option("--ca-cert-hash", "join_ca_cert_hash", default="", metavar="sha256:HASH",
+              help="Pin of the --server's CA, when --token is a bare secret (a K10... token carries it).")
 @audit_flags
 @click.option("--admission-control-config-file", expose_value=False, metavar="PATH",
               callback=lambda ctx, _p, v: ctx.meta.__setitem__("pod_security", _pod_security_config(v)),
@@ -194,7 +190,8 @@ def server(ctx: click.Context, data_dir: str, port: int, bind_address: str, tls_
            service_account_max_token_expiration: str = "",
            service_account_extend_token_expiration: bool = True, cluster_init: bool = False,
            etcd_client_port: int = 2379, etcd_peer_port: int = 2380, datastore_endpoint: str = "",
-           datastore_cafile: str = "", datastore_certfile: str = "", datastore_keyfile: str = "") -> None:
+           datastore_cafile: str = "", datastore_certfile: str = "", datastore_keyfile: str = "",
+           join_server: str = "", server_token: str = "", join_ca_cert_hash: str = "") -> None:
     """Run the API server on an embedded SQLite store (or etcd), with the control plane, and write an admin kubeconfig."""
     from kybernetes.agent.host import primary_ip
     from kybernetes.api.kinds import new_strategies
@@ -227,16 +224,11 @@ def server(ctx: click.Context, data_dir: str, port: int, bind_address: str, tls_
             member_data=has_member_data(os.path.join(data_dir, "etcd")),
             sqlite_data=os.path.exists(os.path.join(data_dir, "state.db")), ca_file=datastore_cafile,
             cert_file=datastore_certfile, key_file=datastore_keyfile, client_port=etcd_client_port,
-            peer_port=etcd_peer_port)
+            peer_port=etcd_peer_port, join_url=join_server)
     except ValueError as e:
         raise click.UsageError(str(e)) from None
-    from kybernetes.storage.snapshots import choose_policy
-
-    try:
-        snapshot_policy = choose_policy(ctx.meta.get("snapshot_schedule"), ctx.meta.get("snapshot_retention", 5),
-                                        ctx.meta.get("snapshot_dir", ""), datastore.kind)
-    except ValueError as e:
-        raise click.BadParameter(str(e), param_hint="--snapshot-schedule") from None
+    if join_server and not server_token and not os.path.exists(os.path.join(data_dir, "token")):
+        raise click.UsageError("--server needs --token (the first server's <data-dir>/token)")
     auditor = auditor_from_flags(ctx, data_dir)
     kinds = new_strategies(default_toleration_seconds=default_toleration_seconds)
     children: list[list[str]] = []
@@ -313,7 +305,7 @@ def server(ctx: click.Context, data_dir: str, port: int, bind_address: str, tls_
                           node_kubeconfig=node_kubeconfig, component_kubeconfigs=component_kubeconfigs,
                           service_accounts=token_options, audit=auditor,
                           pod_security=ctx.meta.get("pod_security"), datastore=datastore,
-                          snapshots=snapshot_policy)
+                          server_token=server_token, join_ca_cert_hash=join_ca_cert_hash)
 
     _run_until_signal(run)
 
@@ -344,7 +336,7 @@ async def _run_server(stop: asyncio.Event, data_dir: str, port: int, bind: str, 
                       node_kubeconfig: tuple[str, str] | None = None,
                       component_kubeconfigs: list[tuple[str, str]] | None = None,
                       service_accounts: Any = None, audit: Any = None, pod_security: Any = None,
-                      datastore: Any = None, snapshots: Any = None) -> None:
+                      datastore: Any = None, server_token: str = "", join_ca_cert_hash: str = "") -> None:
     from kybernetes.apiserver.app import ApiServer, default_hosts
     from kybernetes.apiserver.pki import secure_data_dir
 
@@ -357,11 +349,11 @@ async def _run_server(stop: asyncio.Event, data_dir: str, port: int, bind: str, 
             ", ".join(os.path.relpath(p, data_dir) for p in fixed[:10]))
     from kybernetes.cli.secrets import open_encryption
 
-    backend, member = await _open_datastore(data_dir, datastore, advertise)
+    backend, member = await _open_datastore(data_dir, datastore, advertise, server_token, join_ca_cert_hash)
+    own_routes = {}
+    if member is not None or (datastore is not None and datastore.kind == "external-etcd"):
+        own_routes = await _sync_bootstrap(data_dir, backend, member, server_token)
     encryption_config, store = open_encryption(data_dir, encryption_config, backend)
-    from kybernetes.storage.snapshots import record_datastore
-
-    record_datastore(data_dir, backend)  # how `kyb snapshot save` reaches this store
     pool = None
     if workers is not None:
         from kybernetes.apiserver.workers import WorkerPool
@@ -380,6 +372,7 @@ async def _run_server(stop: asyncio.Event, data_dir: str, port: int, bind: str, 
                     service_network=network, advertise_address=advertise, serving=serving,
                     kinds=kinds, gc_enabled=gc_enabled, service_accounts=service_accounts)
     srv.audit = audit
+    srv.own_auth_routes.update(own_routes)
     if pod_security is not None:
         srv.pod_security.config = pod_security
     await srv.start()
@@ -428,12 +421,7 @@ async def _run_server(stop: asyncio.Event, data_dir: str, port: int, bind: str, 
     rekeyer = asyncio.create_task(follow_config(store, served))
     watchdog = asyncio.create_task(_restart_children(procs, children, data_dir))
     member_watchdog = asyncio.create_task(member.supervise()) if member is not None else None
-    from kybernetes.cli.snapshot import scheduled_snapshots
-
-    snapshotter = scheduled_snapshots(snapshots, backend, data_dir, encryption_config)
     await stop.wait()
-    if snapshotter is not None:
-        snapshotter.cancel()
     watchdog.cancel()
     if member_watchdog is not None:
         member_watchdog.cancel()
@@ -456,9 +444,72 @@ async def _run_server(stop: asyncio.Event, data_dir: str, port: int, bind: str, 
         await member.stop()
 
 
-async def _open_datastore(data_dir: str, datastore: Any, advertise: str) -> tuple[Any, Any]:
+async def _sync_bootstrap(data_dir: str, backend: Any, member: Any, token: str) -> dict[str, Any]:
+    """Make this server's CA and keys the cluster's (kept in the store sealed with the server
+    token, see apiserver/serverjoin.py); the routes answering other servers' joins."""
+    from kybernetes.api.bootstraptoken import ca_cert_hash
+    from kybernetes.apiserver import serverjoin
+    from kybernetes.apiserver.pki import ensure_cluster_ca, read_ca_pem
+    from kybernetes.apiserver.serviceaccounts import ensure_signing_key
+    from kybernetes.storage import bootstrapdata as bd
+    from kybernetes.storage.encryption import DEFAULT_CONFIG_NAME, ensure_default_config
+
+    saved = serverjoin.read_token(data_dir)
+    try:
+        tok = bd.parse_token(token or saved) if (token or saved) else bd.ServerToken(bd.new_secret())
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--token") from None
+    await backend.start()
+    if await backend.get(bd.storage_key(tok.secret)) is None and \
+            not (await backend.list(bd.PREFIX)).items:
+        # The first server of the cluster: what it shares exists before it is stored.
+        pki = await asyncio.to_thread(ensure_cluster_ca, data_dir)
+        await asyncio.to_thread(ensure_signing_key, pki.dir)
+        await asyncio.to_thread(ensure_default_config, os.path.join(data_dir, DEFAULT_CONFIG_NAME))
+    try:
+        what = await serverjoin.sync_bootstrap(backend, data_dir, tok.secret)
+    except bd.BootstrapError as e:
+        await backend.close()
+        if member is not None:
+            await member.stop()
+        raise click.ClickException(str(e)) from None
+    click.echo(f"cluster bootstrap data: {what}", err=True)
+    if not saved or bd.parse_token(saved).secret != tok.secret or not bd.parse_token(saved).ca_hash:
+        from kybernetes.apiserver.pki import pki_paths
+
+        full = bd.ServerToken(tok.secret, ca_cert_hash(read_ca_pem(pki_paths(data_dir))))
+        serverjoin.write_token(data_dir, full.full())
+        click.echo(f"server token (joins with --server ... --token): {os.path.join(data_dir, bd.TOKEN_FILE)}",
+                   err=True)
+    endpoint = serverjoin.BootstrapEndpoint(backend, tok.secret, membership=member is not None)
+    return {serverjoin.PATH: endpoint.handle}
+
+
+def _member_name(data_dir: str, joining: bool) -> str:
+    """The embedded member's etcd name, kept in <data-dir>/etcd-name: the host name for the
+    founding member (as before), with a random suffix for one that joins, so that servers
+    sharing a host name (or a host) never clash."""
+    path = os.path.join(data_dir, "etcd-name")
+    try:
+        with open(path, encoding="utf-8") as f:
+            name = f.read().strip()
+        if name:
+            return name
+    except FileNotFoundError:
+        pass
+    name = socket.gethostname().lower()
+    if joining:
+        name = f"{name}-{os.urandom(4).hex()}"
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as f:
+        f.write(name + "\n")
+    return name
+
+
+async def _open_datastore(data_dir: str, datastore: Any, advertise: str, token: str = "",
+                          ca_cert_hash: str = "") -> tuple[Any, Any]:
     """The server's backend store (not started) and the embedded etcd member it runs on, if any:
-    SQLite in the data dir, an external etcd, or a member started here and healthy."""
+    SQLite in the data dir, an external etcd, or a member started here and healthy (joining
+    the cluster of `datastore.join_url` first when it has never run)."""
     from kybernetes.storage.etcdmember import DatastoreChoice
 
     datastore = datastore or DatastoreChoice("sqlite")
@@ -471,13 +522,30 @@ async def _open_datastore(data_dir: str, datastore: Any, advertise: str) -> tupl
     if datastore.kind == "external-etcd":
         return EtcdStore(list(datastore.endpoints), ca_file=datastore.ca_file, cert_file=datastore.cert_file,
                          key_file=datastore.key_file), None
-    from kybernetes.apiserver.pki import ensure_etcd_pki
+    from kybernetes.apiserver.pki import ensure_etcd_pki, etcd_pki_paths
     from kybernetes.storage.etcdmember import EtcdMember, MemberConfig, MemberFailed, MemberTls
+    from kybernetes.storage.etcdmember import has_member_data as _has_member_data
 
-    paths = ensure_etcd_pki(data_dir, [advertise])
-    cfg = MemberConfig(socket.gethostname().lower(), os.path.join(data_dir, "etcd"),
+    joining = bool(datastore.join_url) and not _has_member_data(os.path.join(data_dir, "etcd"))
+    paths = etcd_pki_paths(data_dir)
+    cfg = MemberConfig(_member_name(data_dir, joining), os.path.join(data_dir, "etcd"),
                        MemberTls(paths.ca_cert, paths.server_cert, paths.server_key, paths.peer_cert, paths.peer_key),
                        peer_host=advertise, client_port=datastore.client_port, peer_port=datastore.peer_port)
+    if joining:
+        from kybernetes.apiserver import serverjoin
+
+        try:
+            joined = await serverjoin.join_cluster(datastore.join_url, token or serverjoin.read_token(data_dir),
+                                                   cfg.name, cfg.peer_url, ca_cert_hash)
+        except serverjoin.JoinError as e:
+            raise click.ClickException(f"not joining {datastore.join_url}: {e}") from None
+        # The cluster's CAs and keys before any certificate is issued here.
+        serverjoin.write_files(data_dir, joined.files)
+        serverjoin.write_synced(data_dir, joined.files)
+        cfg = dataclasses.replace(cfg, existing_cluster=joined.members)
+        click.echo(f"joined {datastore.join_url}: etcd member {cfg.name} added at {cfg.peer_url} "
+                   f"({len(joined.members)} members)", err=True)
+    paths = ensure_etcd_pki(data_dir, [advertise])
     # Started from this (the main) thread: the member dies with the server, even by kill -9.
     member = EtcdMember(cfg, os.path.join(data_dir, "etcd.log"), paths.client_cert, paths.client_key,
                         preexec_fn=_die_with_parent)
@@ -550,6 +618,73 @@ def api_worker(config_json: str, wake_fd: int) -> None:
 
     _run_until_signal(run)
     sys.exit(status)
+
+
+@main.group("etcd")
+def etcd_group() -> None:
+    """The embedded etcd cluster of servers started with --cluster-init / --server."""
+
+
+def _etcd_admin(data_dir: str, client_port: int) -> Any:
+    from kybernetes.apiserver.pki import etcd_pki_paths
+    from kybernetes.storage.etcd import EtcdStore
+    from kybernetes.storage.etcdmember import url
+
+    paths = etcd_pki_paths(os.path.abspath(data_dir))
+    if not os.path.exists(paths.client_cert):
+        raise click.ClickException(f"no etcd client certificate in {os.path.dirname(paths.client_cert)}: "
+                                   "is --data-dir a server on embedded etcd?")
+    return EtcdStore([url("https", "127.0.0.1", client_port)], ca_file=paths.ca_cert, cert_file=paths.client_cert,
+                     key_file=paths.client_key)
+
+
+_etcd_data_dir = click.option("--data-dir", default="/var/lib/kybernetes", show_default=True,
+                              help="A server's data dir (its etcd client certificate).")
+_etcd_port = click.option("--etcd-client-port", default=2379, show_default=True, type=int,
+                          help="That server's --etcd-client-port.")
+
+
+@etcd_group.command("member-list")
+@_etcd_data_dir
+@_etcd_port
+def etcd_member_list(data_dir: str, etcd_client_port: int) -> None:
+    """The members: id, name (empty until started) and peer URLs."""
+    from kybernetes.apiserver.serverjoin import list_members
+
+    async def run() -> list[Any]:
+        store = _etcd_admin(data_dir, etcd_client_port)
+        await store.start()
+        try:
+            return await list_members(store)
+        finally:
+            await store.close()
+
+    for m in asyncio.run(run()):
+        click.echo(f"{m.id:x}\t{m.name or '(not started)'}\t{','.join(m.peer_urls)}")
+
+
+@etcd_group.command("remove-member")
+@click.argument("name")
+@_etcd_data_dir
+@_etcd_port
+def etcd_remove_member(name: str, data_dir: str, etcd_client_port: int) -> None:
+    """Remove a server's member (by name or hex id) from the cluster, as k3s does when its
+    server leaves: run it on any other server once that server is stopped for good."""
+    from kybernetes.apiserver.serverjoin import remove_member
+
+    async def run() -> Any:
+        store = _etcd_admin(data_dir, etcd_client_port)
+        await store.start()
+        try:
+            return await remove_member(store, name)
+        finally:
+            await store.close()
+
+    try:
+        m = asyncio.run(run())
+    except LookupError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"removed etcd member {m.name or '(not started)'} ({m.id:x}) at {','.join(m.peer_urls)}")
 
 
 @main.command("rotate-sa-key")
@@ -879,7 +1014,6 @@ async def _until(stop: asyncio.Event, job: asyncio.Task[None]) -> None:
 
 main.add_command(sim_nodes_command, "sim-nodes")
 main.add_command(token_command, "token")
-main.add_command(snapshot_command, "snapshot")
 main.add_command(secrets_command, "secrets")
 
 

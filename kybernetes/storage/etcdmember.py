@@ -58,6 +58,7 @@ class DatastoreChoice:
     key_file: str = ""
     client_port: int = DEFAULT_CLIENT_PORT
     peer_port: int = DEFAULT_PEER_PORT
+    join_url: str = ""  # `--server`: the embedded member joins that server's cluster
 
 
 def parse_endpoints(value: str) -> tuple[str, ...]:
@@ -83,7 +84,8 @@ def parse_endpoints(value: str) -> tuple[str, ...]:
 
 def choose_datastore(*, cluster_init: bool, endpoint: str, api_workers: int, member_data: bool,
                      sqlite_data: bool, ca_file: str = "", cert_file: str = "", key_file: str = "",
-                     client_port: int = DEFAULT_CLIENT_PORT, peer_port: int = DEFAULT_PEER_PORT) -> DatastoreChoice:
+                     client_port: int = DEFAULT_CLIENT_PORT, peer_port: int = DEFAULT_PEER_PORT,
+                     join_url: str = "") -> DatastoreChoice:
     """The store the server runs on, from its flags and what its data dir already holds.
 
     A data dir with an etcd member keeps running it without `--cluster-init` (as k3s does);
@@ -92,22 +94,26 @@ def choose_datastore(*, cluster_init: bool, endpoint: str, api_workers: int, mem
     if cluster_init and endpoint:
         raise ValueError("--cluster-init starts an embedded etcd; --datastore-endpoint names an external one: "
                          "give one of them")
+    if join_url and (cluster_init or endpoint):
+        raise ValueError("--server joins the cluster of a running server: it founds none (--cluster-init) "
+                         "and uses no external etcd (--datastore-endpoint)")
     if (ca_file or cert_file or key_file) and not endpoint:
         raise ValueError("--datastore-cafile/-certfile/-keyfile belong to --datastore-endpoint")
     if bool(cert_file) != bool(key_file):
         raise ValueError("--datastore-certfile and --datastore-keyfile go together")
     if endpoint:
         choice = DatastoreChoice("external-etcd", parse_endpoints(endpoint), ca_file, cert_file, key_file)
-    elif cluster_init or member_data:
+    elif cluster_init or member_data or join_url:
         if sqlite_data and not member_data:
-            raise ValueError("the data dir holds a SQLite store (state.db): --cluster-init would start an empty "
-                             "cluster beside it (moving a store to etcd is not supported yet)")
+            raise ValueError(f"the data dir holds a SQLite store (state.db): {'--server' if join_url else '--cluster-init'}"
+                             " would start an etcd member beside it (moving a store to etcd is not supported yet)")
         for name, port in (("--etcd-client-port", client_port), ("--etcd-peer-port", peer_port)):
             if not 0 < port < 65536:
                 raise ValueError(f"{name} {port}: want a port from 1 to 65535")
         if client_port == peer_port:
             raise ValueError("--etcd-client-port and --etcd-peer-port must differ")
-        choice = DatastoreChoice("embedded-etcd", client_port=client_port, peer_port=peer_port)
+        choice = DatastoreChoice("embedded-etcd", client_port=client_port, peer_port=peer_port,
+                                 join_url=join_url.rstrip("/"))
     else:
         return DatastoreChoice("sqlite")
     if api_workers > 1:
@@ -149,6 +155,9 @@ class MemberConfig:
     client_port: int = DEFAULT_CLIENT_PORT
     peer_port: int = DEFAULT_PEER_PORT
     quota_backend_bytes: int = QUOTA_BACKEND_BYTES
+    # Joining a running cluster (`kyb server --server`): every member's (name, peer URL),
+    # this one's included, as MemberAdd left them; empty when founding a new cluster.
+    existing_cluster: tuple[tuple[str, str], ...] = ()
 
     @property
     def client_url(self) -> str:
@@ -160,10 +169,17 @@ class MemberConfig:
         return url("https", self.peer_host, self.peer_port)
 
 
+def initial_cluster(members: tuple[tuple[str, str], ...]) -> str:
+    """etcd's --initial-cluster value: name=peerURL, comma-separated."""
+    return ",".join(f"{name}={peer}" for name, peer in members)
+
+
 def member_command(cfg: MemberConfig, binary: str = ETCD_BINARY) -> list[str]:
-    """The etcd command line of a member founding a new one-member cluster (on a data dir
-    that already holds a member etcd ignores the --initial-* flags and rejoins its cluster)."""
+    """The etcd command line of a member founding a new one-member cluster, or joining the
+    running one of `cfg.existing_cluster` (on a data dir that already holds a member etcd
+    ignores the --initial-* flags and rejoins its cluster)."""
     t = cfg.tls
+    members = cfg.existing_cluster or ((cfg.name, cfg.peer_url),)
     return [
         binary,
         f"--name={cfg.name}",
@@ -172,8 +188,8 @@ def member_command(cfg: MemberConfig, binary: str = ETCD_BINARY) -> list[str]:
         f"--advertise-client-urls={cfg.client_url}",
         f"--listen-peer-urls={cfg.peer_url}",
         f"--initial-advertise-peer-urls={cfg.peer_url}",
-        f"--initial-cluster={cfg.name}={cfg.peer_url}",
-        "--initial-cluster-state=new",
+        f"--initial-cluster={initial_cluster(members)}",
+        f"--initial-cluster-state={'existing' if cfg.existing_cluster else 'new'}",
         f"--initial-cluster-token={CLUSTER_TOKEN}",
         "--client-cert-auth=true",
         f"--trusted-ca-file={t.ca_file}",

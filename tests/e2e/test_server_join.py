@@ -1,0 +1,148 @@
+"""Servers joining servers on embedded etcd (issue 17): `kyb server --server URL --token T`.
+
+Three servers on this machine (own API and etcd ports, own data dirs, advertised on
+127.0.0.1): the first founds the cluster (--cluster-init), two join with its token. They
+share one CA and one store; with the first killed (-9, its member with it) the other two
+keep reading and writing; the first comes back on its data dir and sees those writes. A
+join with a wrong token is refused; `kyb etcd remove-member` takes a server's member out.
+No etcd outlives the module.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from kybernetes.testing.cluster import ServerProcess, process_argvs, wait_for
+
+NS = "join-e2e"
+# Issue 17's ranges for this test: API 264xx, etcd 223xx.
+API_PORTS = (26451, 26452, 26453, 26454)
+CLIENT_PORTS = (22351, 22353, 22355, 22357)
+PEER_PORTS = (22352, 22354, 22356, 22358)
+
+
+def ok(srv: ServerProcess, *args: str, stdin: str | None = None) -> str:
+    r = srv.kubectl(*args, stdin=stdin)
+    assert r.ok, f"kubectl {' '.join(args)} on {srv.url}: {r.stderr}{r.stdout}"
+    return r.stdout
+
+
+def members_of(data_dir: str) -> list[int]:
+    flag = f"--data-dir={os.path.join(data_dir, 'etcd')}".encode()
+    return [pid for pid, argv in process_argvs() if argv and argv[0].endswith(b"etcd") and flag in argv]
+
+
+def configmap(name: str, value: str) -> str:
+    return json.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": NS},
+                       "data": {"v": value}})
+
+
+def server(i: int, *extra: str) -> ServerProcess:
+    return ServerProcess(port=API_PORTS[i], extra_args=[
+        "--advertise-address", "127.0.0.1", "--etcd-client-port", str(CLIENT_PORTS[i]),
+        "--etcd-peer-port", str(PEER_PORTS[i]), "--disable-scheduler", "--disable-controllers", *extra])
+
+
+def kyb(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "kybernetes.cli.main", *args], capture_output=True, text=True,
+                          timeout=60)
+
+
+@pytest.fixture(scope="module")
+def servers():
+    first = server(0, "--cluster-init")
+    started: list[ServerProcess] = [first]
+    try:
+        first.start(timeout=60)
+        with open(os.path.join(first.data_dir, "token"), encoding="utf-8") as f:
+            token = f.read().strip()
+        for i in (1, 2):
+            s = server(i, "--server", first.url, "--token", token)
+            started.append(s)
+            s.start(timeout=60)
+        yield started, token
+    finally:
+        for s in started:
+            s.stop()
+        for s in started:
+            wait_for(lambda s=s: not members_of(s.data_dir), timeout=20, what="every etcd member to exit")
+        for s in started:
+            s.cleanup()
+
+
+def test_the_token_is_private_and_pins_the_ca(servers):
+    (first, *_), token = servers
+    assert token.startswith("K10") and "::server:" in token
+    path = os.path.join(first.data_dir, "token")
+    assert os.stat(path).st_mode & 0o777 == 0o600
+
+
+def test_joined_servers_share_the_ca_and_the_store(servers):
+    (first, second, third), _ = servers
+    def read(s: ServerProcess, rel: str) -> bytes:
+        with open(os.path.join(s.data_dir, rel), "rb") as f:
+            return f.read()
+    for rel in ("pki/ca.crt", "pki/ca.key", "pki/sa.key", "pki/etcd/ca.crt", "encryption-config.yaml"):
+        assert read(first, rel) == read(second, rel) == read(third, rel), rel
+    # Each server's member is its own process on its own data.
+    assert all(len(members_of(s.data_dir)) == 1 for s in (first, second, third))
+    ok(first, "create", "namespace", NS)
+    ok(first, "apply", "-f", "-", stdin=configmap("from-first", "1"))
+    for s in (second, third):
+        got = json.loads(ok(s, "-n", NS, "get", "cm", "from-first", "-o", "json"))
+        assert got["data"] == {"v": "1"}
+    # One admin credential works on every server (the shared CA signed each admin cert).
+    r = first.kubectl("--server", second.url, "-n", NS, "get", "cm", "from-first")
+    assert r.ok, r.stderr
+    listed = kyb("etcd", "member-list", "--data-dir", first.data_dir, "--etcd-client-port", str(CLIENT_PORTS[0]))
+    assert listed.returncode == 0, listed.stderr
+    assert len(listed.stdout.strip().splitlines()) == 3
+    assert all(f"127.0.0.1:{p}" in listed.stdout for p in PEER_PORTS[:3])
+
+
+def test_a_join_with_a_wrong_token_is_refused(servers):
+    (first, *_), token = servers
+    wrong = token.rpartition(":")[0] + ":not-the-secret"
+    intruder = server(3, "--server", first.url, "--token", wrong)
+    try:
+        with pytest.raises(RuntimeError) as e:
+            intruder.start(timeout=60)
+        assert "refused the token" in str(e.value)
+        assert not members_of(intruder.data_dir)
+        assert not os.path.exists(os.path.join(intruder.data_dir, "pki", "ca.key"))
+    finally:
+        intruder.cleanup()
+    listed = kyb("etcd", "member-list", "--data-dir", first.data_dir, "--etcd-client-port", str(CLIENT_PORTS[0]))
+    assert f"127.0.0.1:{PEER_PORTS[3]}" not in listed.stdout
+
+
+def test_two_of_three_carry_on_when_the_first_is_killed_and_it_catches_up(servers):
+    (first, second, third), _ = servers
+    first.kill9()
+    wait_for(lambda: not members_of(first.data_dir), timeout=20, what="the first member to die with its server")
+    ok(second, "apply", "-f", "-", stdin=configmap("while-down", "2"))
+    got = json.loads(ok(third, "-n", NS, "get", "cm", "while-down", "-o", "json"))
+    assert got["data"] == {"v": "2"}
+    first.start(timeout=60)
+    assert "etcd member restarted on its data" in first.log_tail(20000)
+    got = json.loads(ok(first, "-n", NS, "get", "cm", "while-down", "-o", "json"))
+    assert got["data"] == {"v": "2"}
+
+
+def test_removing_a_server_removes_its_member(servers):
+    (first, second, third), _ = servers
+    name = open(os.path.join(third.data_dir, "etcd-name"), encoding="utf-8").read().strip()
+    third.stop()
+    wait_for(lambda: not members_of(third.data_dir), timeout=20, what="the third member to stop")
+    r = kyb("etcd", "remove-member", name, "--data-dir", first.data_dir, "--etcd-client-port", str(CLIENT_PORTS[0]))
+    assert r.returncode == 0, r.stderr
+    listed = kyb("etcd", "member-list", "--data-dir", second.data_dir, "--etcd-client-port", str(CLIENT_PORTS[1]))
+    assert name not in listed.stdout and len(listed.stdout.strip().splitlines()) == 2
+    # Two members of two: still writable.
+    ok(first, "apply", "-f", "-", stdin=configmap("after-removal", "3"))
+    assert json.loads(ok(second, "-n", NS, "get", "cm", "after-removal", "-o", "json"))["data"] == {"v": "3"}
