@@ -21,7 +21,10 @@ def _kubeconfig_option(fn: Any) -> Any:
 async def _with_client(kubeconfig: str, work: Any) -> Any:
     from kybernetes.client import ApiClient
 
-    client = await ApiClient.from_kubeconfig(kubeconfig, user_agent="kyb-token")
+    try:
+        client = await ApiClient.from_kubeconfig(kubeconfig, user_agent="kyb-token")
+    except OSError as e:
+        raise click.ClickException(f"cannot read the kubeconfig {kubeconfig}: {e.strerror or e}") from None
     try:
         return await work(client)
     finally:
@@ -75,6 +78,22 @@ def create(kubeconfig: str, token: str | None, ttl: str, description: str, group
     click.echo(f"kyb agent --server {cluster['server']} --token {token} --ca-cert-hash {pin}")
 
 
+def short_duration(seconds: float) -> str:
+    """Kubernetes' short human duration (as kubeadm's TTL column): 45s, 59m, 23h, 6d, 2y."""
+    if seconds < 0:
+        return "0s"
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m"
+    if s < 86400:
+        return f"{s // 3600}h"
+    if s < 86400 * 365:
+        return f"{s // 86400}d"
+    return f"{s // (86400 * 365)}y"
+
+
 def _rows(secrets: list[dict[str, Any]], now: dt.datetime) -> list[list[str]]:
     rows = []
     for s in secrets:
@@ -83,7 +102,7 @@ def _rows(secrets: list[dict[str, Any]], now: dt.datetime) -> list[list[str]]:
         token_id = bt.secret_data(s, bt.TOKEN_ID) or ""
         exp = bt.expiration(s)
         ttl = "<forever>" if exp is None else ("<expired>" if exp <= now else
-                                                f"{int((exp - now).total_seconds() // 3600)}h")
+                                                short_duration((exp - now).total_seconds()))
         usages = ",".join(k.removeprefix("usage-bootstrap-") for k in (bt.USAGE_AUTHENTICATION, bt.USAGE_SIGNING)
                           if bt.secret_data(s, k) == "true")
         rows.append([f"{token_id}.<secret>", ttl, bt.secret_data(s, bt.EXPIRATION) or "<never>", usages,
@@ -123,10 +142,10 @@ def delete(kubeconfig: str, tokens: tuple[str, ...]) -> None:
 
     ids = []
     for t in tokens:
-        token_id = t.split(".", 1)[0]
-        if not bt.valid_id(token_id):
-            _fail(ValueError(f"{t!r} is neither a token id ([a-z0-9]{{6}}) nor a token"))
-        ids.append(token_id)
+        # A malformed whole token is refused rather than cut down to a (maybe other) token's id.
+        if not (bt.valid_id(t) or bt.looks_like_token(t)):
+            _fail(ValueError(f"{t!r} is neither a token id ([a-z0-9]{{6}}) nor a token ([a-z0-9]{{6}}.[a-z0-9]{{16}})"))
+        ids.append(t.split(".", 1)[0])
 
     async def work(client: Any) -> None:
         for token_id in ids:
