@@ -10,6 +10,9 @@ As the kubelet's TLS bootstrap (with kubeadm's / k3s' discovery): the agent
    certificate for `system:node:<name>` (group `system:nodes`); the controller manager's
    approver and signer answer it;
 3. writes its kubeconfig (0600) naming that certificate, and runs with it.
+The kubeconfig names the server joined through (`--server`); the running agent also learns
+every other API server from the `kubernetes` Endpoints and fails over between them
+(client/apiservers.py, kept in <data-dir>/apiservers.json across restarts).
 A kubeconfig whose certificate is still good is reused on restart (the token is then not
 needed). A running agent renews the certificate once 80% of its life has passed, as the
 node itself (`selfnodeclient`), and its client uses the new one without a restart.

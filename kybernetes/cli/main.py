@@ -851,7 +851,7 @@ def agent(kubeconfig: str, server: str, token: str, ca_cert_hash: str, ca_cert: 
     from kybernetes.agent.servingcert import ensure_serving_cert, keep_serving_cert
     from kybernetes.client import ApiClient
     from kybernetes.client.api import kubeconfig_ca_pem
-    from kybernetes.client.apiservers import keep_servers_fresh
+    from kybernetes.client.apiservers import keep_servers_fresh, load_servers
     from kybernetes.dns.node import cluster_dns_ip, run_node_dns
     from kybernetes.proxy.proxier import Proxier, ProxyOptions
 
@@ -916,6 +916,10 @@ def agent(kubeconfig: str, server: str, token: str, ca_cert_hash: str, ca_cert: 
                 except JoinError as e:
                     raise click.ClickException(str(e)) from None
             client = await ApiClient.from_kubeconfig(kubeconfig, user_agent="kyb-agent")
+            # The server joined through first, then those last seen in the `kubernetes` Endpoints.
+            joined_url = client.base_url
+            servers_file = os.path.join(data_dir, "apiservers.json")
+            client.set_servers([joined_url, *load_servers(servers_file)])
             # Pods' resolv.conf names the kube-dns Service unless told otherwise.
             dns_servers = cluster_dns or tuple(ip for ip in [await cluster_dns_ip(client)] if ip)
             backend = pod_network_backend(flannel_backend, client.base_url)
@@ -943,7 +947,7 @@ def agent(kubeconfig: str, server: str, token: str, ca_cert_hash: str, ca_cert: 
                 jobs.append(keep_client_cert(client, name, os.path.join(data_dir, "pki")))
             # Every API server the `kubernetes` Endpoints list: the client fails over between
             # them, and the service proxy and DNS, which share it, follow.
-            jobs.append(keep_servers_fresh(client))
+            jobs.append(keep_servers_fresh(client, joined_url, state_file=servers_file))
             if not disable_proxy:
                 # The service proxy shares the agent's informers and learns the pod CIDR from it.
                 proxier = Proxier(client, ProxyOptions(name, table=proxy_table, mode=proxy_mode), node_agent.factory)

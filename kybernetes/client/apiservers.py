@@ -4,14 +4,18 @@ Every API server lists itself in the `kubernetes` Endpoints while it is alive (s
 apiserver/systemservices.py). A node agent that joined through one server reads that
 list and hands it to its `ApiClient`, which then fails over between the servers (as a
 k3s agent's client-side load balancer does). The server it joined through stays in the
-list: it may be a name or a load balancer address that the Endpoints do not show.
+list: it may be a name or a load balancer address that the Endpoints do not show. The list
+is also kept in a file, so an agent restarted while the server it joined through is down
+still finds the others.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 import logging
+import os
 from typing import Any
 
 import aiohttp
@@ -65,12 +69,36 @@ async def refresh_servers(client: ApiClient, joined: str) -> list[str]:
     return client.servers
 
 
-async def keep_servers_fresh(client: ApiClient, joined: str | None = None, every: float = REFRESH_SECONDS) -> None:
-    """Keep the client's servers in step with the Endpoints. Runs until cancelled."""
+def load_servers(path: str) -> list[str]:
+    """The servers saved by `keep_servers_fresh` (none if the file is missing or unreadable)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return []
+    servers = data.get("servers") if isinstance(data, dict) else None
+    return [s for s in servers if isinstance(s, str) and s.startswith(("https://", "http://"))] if isinstance(servers, list) else []
+
+
+def save_servers(path: str, servers: list[str]) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump({"servers": servers}, f)
+    os.replace(tmp, path)
+
+
+async def keep_servers_fresh(client: ApiClient, joined: str | None = None, every: float = REFRESH_SECONDS,
+                             state_file: str | None = None) -> None:
+    """Keep the client's servers in step with the Endpoints (and `state_file`, if given, with
+    the client's servers). Runs until cancelled."""
     joined = joined or client.base_url
+    saved: list[str] = load_servers(state_file) if state_file else []
     while True:
         try:
-            await refresh_servers(client, joined)
+            servers = await refresh_servers(client, joined)
+            if state_file and servers != saved:
+                await asyncio.to_thread(save_servers, state_file, servers)
+                saved = servers
         except (ApiError, aiohttp.ClientError, TimeoutError, OSError) as e:
             # Unreadable for now (no server reachable, or no right to read it): the
             # known servers stay as they are.

@@ -197,3 +197,34 @@ async def test_the_client_learns_the_servers_from_the_endpoints(two) -> None:
         assert client.base_url == a.url, "the server in use stays in use"
     finally:
         await client.close()
+
+
+def test_the_known_servers_survive_a_restart_in_a_file(tmp_path) -> None:
+    path = str(tmp_path / "apiservers.json")
+    assert apiservers.load_servers(path) == []
+    apiservers.save_servers(path, ["https://10.0.0.1:6443", "https://10.0.0.2:6443"])
+    assert apiservers.load_servers(path) == ["https://10.0.0.1:6443", "https://10.0.0.2:6443"]
+    (tmp_path / "apiservers.json").write_text('{"servers": ["ftp://x", 3, "http://10.0.0.3:8080"]}')
+    assert apiservers.load_servers(path) == ["http://10.0.0.3:8080"]
+    (tmp_path / "apiservers.json").write_text("{not json")
+    assert apiservers.load_servers(path) == []
+
+
+async def test_keeping_the_servers_fresh_writes_them_down(two, tmp_path) -> None:
+    a, _ = two
+    a.endpoints = {"kind": "Endpoints", "subsets": [{"addresses": [{"ip": "10.9.9.9"}],
+                                                      "ports": [{"name": "https", "port": 6443}]}]}
+    path = str(tmp_path / "apiservers.json")
+    client = ApiClient(a.url)
+    task = asyncio.create_task(apiservers.keep_servers_fresh(client, a.url, every=0.05, state_file=path))
+    try:
+        for _ in range(100):
+            if apiservers.load_servers(path):
+                break
+            await asyncio.sleep(0.02)
+        assert client.servers == ["https://10.9.9.9:6443", a.url]
+        assert apiservers.load_servers(path) == ["https://10.9.9.9:6443", a.url]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await client.close()
