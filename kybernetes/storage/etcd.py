@@ -397,6 +397,10 @@ class _WatchHub:
         store._seen(resp.header.revision)
         w = self.watchers.get(resp.watch_id)
         if w is None:
+            if resp.watch_id == -1 and not resp.events and resp.header.revision:
+                # The answer to request_progress: every watch of the stream is synced up to it.
+                for each in list(self.watchers.values()):
+                    each.progress(resp.header.revision)
             return
         if resp.canceled:
             self.watchers.pop(w.wid, None)
@@ -418,6 +422,9 @@ class _WatchHub:
         w.push(batch, resp.events[-1].kv.mod_revision)
         if w.pending_events > self.max_pending and not w.paused:
             self.pause(w)
+
+    def request_progress(self) -> None:
+        self.store._background(self._send(rpc_pb2.WatchRequest(progress_request=rpc_pb2.WatchProgressRequest())))
 
     def wait_delivered(self, key: bytes, rev: int) -> list[asyncio.Future[None]]:
         """Futures done once the consumer of every open watch covering `key` has taken
@@ -779,6 +786,12 @@ class EtcdStore:
         w = _Watcher(self, self._key(prefix), from_revision + 1)
         self._hub.add(w)
         return EtcdWatch(w)
+
+    def request_progress(self) -> None:
+        """Ask etcd for a progress notification on every open watch now (it answers once
+        they have caught up), instead of waiting for its periodic one."""
+        self._stubs()
+        self._hub.request_progress()
 
     # -- compaction -----------------------------------------------------------------------
 

@@ -339,6 +339,21 @@ async def test_a_quiet_watch_gets_etcds_progress_as_a_bookmark(etcd: EtcdProcess
         await s.close()
 
 
+async def test_progress_on_request(etcd: EtcdProcess) -> None:
+    s = EtcdStore([etcd.url], prefix=fresh_prefix())
+    await s.start()
+    try:
+        watch = s.watch("/registry/a/", s.current_revision())
+        await asyncio.sleep(0.05)  # the etcd watch exists
+        elsewhere = await s.create("/registry/b/y", b"")
+        s.request_progress()
+        assert await asyncio.wait_for(watch.__anext__(), 0.5) == []  # before the periodic one, mostly
+        assert watch.progress_revision >= elsewhere.mod_revision
+        await watch.aclose()
+    finally:
+        await s.close()
+
+
 async def test_prefixes_keep_clusters_apart(etcd: EtcdProcess) -> None:
     a, b = EtcdStore([etcd.url], prefix=fresh_prefix()), EtcdStore([etcd.url], prefix=fresh_prefix())
     await a.start()
