@@ -1,5 +1,6 @@
 """Two `kyb server`s on one etcd (issue 17): the `kubernetes` Endpoints list both, and a client
-that knows both carries on when the one it uses is killed with -9.
+that knows both carries on when the one it uses is killed with -9, and so does a real agent
+that joined through it (its node lease is still renewed, through the other).
 
 Each server binds and advertises its own loopback address (127.0.0.2, 127.0.0.3), as
 two machines would (on the same port), so the Endpoints carry two addresses. The
@@ -15,6 +16,7 @@ import os
 import shutil
 import ssl
 import tempfile
+import time
 import uuid
 
 import pytest
@@ -22,12 +24,14 @@ import pytest
 from kybernetes.client import apiservers
 from kybernetes.client.api import ApiClient, kubeconfig_entries, ssl_context_from_kubeconfig
 from kybernetes.client.resources import CONFIGMAPS, NAMESPACES
+from kybernetes.testing.agent import AgentProcess, agent_prerequisites
 from kybernetes.testing.cluster import ServerProcess, wait_for
 from kybernetes.testing.etcd import EtcdProcess, etcd_binary
 
 pytestmark = pytest.mark.skipif(etcd_binary() is None, reason="no etcd binary (Debian package etcd-server)")
 
 NS = "failover-e2e"
+NODE = "kyb-lb-node"
 
 
 class LoopbackServer(ServerProcess):
@@ -123,3 +127,32 @@ async def test_a_client_that_knows_both_carries_on_after_kill_9_of_the_one_it_us
     # The surviving server has everything written through either.
     r = second.kubectl("-n", NS, "get", "configmaps", "-o", "name")
     assert r.ok and all(f"configmap/{n}" in r.stdout for n in names), r.stderr
+
+
+def lease_renewed(srv: ServerProcess) -> str:
+    r = srv.kubectl("get", "lease", "-n", "kube-node-lease", NODE, "-o", "jsonpath={.spec.renewTime}")
+    return r.stdout.strip() if r.ok else ""
+
+
+@pytest.mark.skipif(agent_prerequisites() is not None, reason=agent_prerequisites() or "")
+def test_an_agent_learns_both_servers_and_carries_on_after_kill_9_of_the_one_it_joined(pair) -> None:
+    first, second = pair
+    if first.proc is None or first.proc.poll() is not None:
+        first.start(timeout=60)  # killed by the test before: back on its data, as a rejoining server
+    agent = AgentProcess(first, node_name=NODE, bridge="kybl1", proxy_table="kybl1", pod_cidr="10.42.253.0/24")
+    try:
+        agent.start(timeout=120)
+        saved = os.path.join(agent.data_dir, "apiservers.json")
+        wait_for(lambda: set(apiservers.load_servers(saved)) >= {first.url, second.url}, timeout=30,
+                 what="the agent to learn both API servers")
+        first.kill9()
+        killed_at = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+        # The lease is renewed every second (duration 4 s): a renewal after the kill went
+        # through the other server.
+        wait_for(lambda: lease_renewed(second)[:19] > killed_at, timeout=20,
+                 what="the node lease to be renewed after the kill")
+        assert agent.proc is not None and agent.proc.poll() is None, agent.log_tail()
+        assert "unreachable, switching to" in agent.log_tail(200000)
+    finally:
+        agent.server = second
+        agent.cleanup()
