@@ -353,6 +353,14 @@ class WatchCache:
         while True:
             try:
                 async for batch in stream:
+                    if not batch:
+                        # A bookmark (etcd's progress notification): every change under the
+                        # watched prefix up to that revision is here. Writes elsewhere in the
+                        # store (its other prefixes, other clusters) move the store's revision
+                        # without an event, and reads waiting for it would wait in vain.
+                        reached = getattr(stream, "progress_revision", 0)
+                        if reached > self.revision:
+                            self.revision = reached
                     self._on_batch(batch)
                 return  # the store closed
             except CompactedError as e:
@@ -455,6 +463,11 @@ class WatchCache:
             return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._rev_waiters.append((rev, fut))
+        # A store that can say at once how far its watch has come (etcd) is asked to:
+        # the revision may belong to a write outside the cache's prefix.
+        request = getattr(self.store, "request_progress", None)
+        if request is not None:
+            request()
         await asyncio.wait_for(fut, timeout)
 
     # -- reads ---------------------------------------------------------------------------

@@ -627,6 +627,11 @@ class _DecryptingWatch:
         plain = self._store.plain_event
         return [plain(ev) for ev in batch]
 
+    @property
+    def progress_revision(self) -> int:
+        # The inner watch's bookmark, when it has them (etcd's progress notifications).
+        return int(getattr(self._inner, "progress_revision", 0))
+
     async def aclose(self) -> None:
         await self._inner.aclose()
 

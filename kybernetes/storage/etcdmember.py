@@ -201,6 +201,9 @@ def member_command(cfg: MemberConfig, binary: str = ETCD_BINARY) -> list[str]:
         f"--peer-key-file={t.peer_key_file}",
         f"--quota-backend-bytes={cfg.quota_backend_bytes}",
         "--auto-compaction-retention=0",
+        # Bookmarks for the watch cache every few seconds (etcd's default is 10 minutes):
+        # they carry its revision past writes outside the watched prefix.
+        "--experimental-watch-progress-notify-interval=5s",
         "--enable-v2=false",
         "--logger=zap",
         "--log-outputs=stderr",
