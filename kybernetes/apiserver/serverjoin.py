@@ -14,6 +14,7 @@ only, as k3s' do.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
@@ -30,7 +31,7 @@ from kybernetes.api import bootstraptoken
 from kybernetes.storage import bootstrapdata as bd
 from kybernetes.storage.etcd import EtcdStore
 from kybernetes.storage.etcdpb import rpc_pb2
-from kybernetes.storage.interface import KeyExistsError, RevisionMismatchError
+from kybernetes.storage.interface import KeyExistsError, RevisionMismatchError, StoreError
 
 log = logging.getLogger("kybernetes.serverjoin")
 
@@ -49,6 +50,13 @@ class Member:
     id: int
     name: str  # empty until the member has started
     peer_urls: tuple[str, ...]
+    is_learner: bool = False
+
+
+def to_promote(members: Iterable[Member]) -> list[Member]:
+    """Learners that have started (they have a name): promotion succeeds once one has caught
+    up with the leader, and is refused (harmlessly) before."""
+    return [m for m in members if m.is_learner and m.name]
 
 
 def plan_member_add(members: Iterable[Member], name: str, peer_url: str) -> tuple[list[int], bool]:
@@ -88,7 +96,7 @@ def bearer(header: str | None) -> str:
 
 
 def _members(resp: Any) -> list[Member]:
-    return [Member(m.ID, m.name, tuple(m.peerURLs)) for m in resp.members]
+    return [Member(m.ID, m.name, tuple(m.peerURLs), m.isLearner) for m in resp.members]
 
 
 async def list_members(store: EtcdStore) -> list[Member]:
@@ -97,16 +105,44 @@ async def list_members(store: EtcdStore) -> list[Member]:
     return _members(resp)
 
 
+async def promote_learners(store: EtcdStore) -> list[str]:
+    """Promote every started learner that has caught up; the names promoted."""
+    done = []
+    for m in to_promote(await list_members(store)):
+        try:
+            await store.rpc(lambda s, mid=m.id: s.cluster.MemberPromote(rpc_pb2.MemberPromoteRequest(ID=mid),
+                                                                        timeout=store.call_timeout))
+        except StoreError as e:
+            log.info("etcd learner %s not promoted yet: %s", m.name, e)
+            continue
+        log.warning("promoted etcd learner %s to a voting member", m.name)
+        done.append(m.name)
+    return done
+
+
+async def keep_promoting(store: EtcdStore, interval: float = 1.0) -> None:
+    """A server's loop promoting the learners other servers' joins added (as k3s' servers do)."""
+    while True:
+        try:
+            await promote_learners(store)
+        except StoreError as e:
+            log.info("cannot list etcd members: %s", e)
+        await asyncio.sleep(interval)
+
+
 async def add_member(store: EtcdStore, name: str, peer_url: str) -> tuple[tuple[str, str], ...]:
-    """Make `name` at `peer_url` a member (see `plan_member_add`); the joiner's --initial-cluster."""
+    """Make `name` at `peer_url` a learner (see `plan_member_add`); the joiner's --initial-cluster.
+
+    A learner does not count towards quorum, so a joiner that never starts its member costs
+    the cluster nothing; the servers promote it once it has caught up (`keep_promoting`)."""
     remove, add = plan_member_add(await list_members(store), name, peer_url)
     for mid in remove:
         log.warning("removing etcd member %x: another server's member now at %s", mid, peer_url)
         await remove_member_id(store, mid)
     if add:
-        await store.rpc(lambda s: s.cluster.MemberAdd(rpc_pb2.MemberAddRequest(peerURLs=[peer_url]),
+        await store.rpc(lambda s: s.cluster.MemberAdd(rpc_pb2.MemberAddRequest(peerURLs=[peer_url], isLearner=True),
                                                       timeout=store.call_timeout))
-        log.warning("added etcd member %s at %s", name, peer_url)
+        log.warning("added etcd learner %s at %s", name, peer_url)
     return initial_members(await list_members(store), name, peer_url)
 
 
@@ -151,6 +187,8 @@ class BootstrapEndpoint:
         if found is None:
             return _status(503, "ServiceUnavailable", "the cluster's bootstrap data is not stored yet")
         out: dict[str, Any] = {"bootstrap": base64.b64encode(found.value).decode()}
+        if self.membership and request.method == "GET":
+            out["learners"] = [m.name for m in await list_members(self.store) if m.is_learner]
         if request.method == "POST":
             if not self.membership:
                 return _status(400, "BadRequest", "this server runs on an external etcd: no member to join")
@@ -222,6 +260,31 @@ async def join_cluster(server: str, token: str, name: str, peer_url: str, ca_cer
     except bd.BootstrapError as e:
         raise JoinError(str(e)) from None
     return Joined(files, tuple((str(n), str(u)) for n, u in doc.get("members", [])), ca_pem)
+
+
+async def wait_promoted(server: str, token: str, name: str, ca_pem: bytes, timeout: float = 120.0,
+                        interval: float = 0.5) -> None:
+    """Wait until the servers have promoted this server's learner `name` (its member serves no
+    client reads or writes before): asked of `server`, which lists its cluster's learners."""
+    ctx = ssl.create_default_context(cadata=ca_pem.decode())
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    last = ""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as s:
+        while True:
+            try:
+                async with s.get(server + PATH, ssl=ctx, headers={"Authorization": f"Bearer {token}"}) as resp:
+                    if resp.status == 200:
+                        if name not in (await resp.json()).get("learners", [name]):
+                            return
+                        last = "still a learner"
+                    else:
+                        last = f"{server}{PATH} answered {resp.status}"
+            except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as e:
+                last = f"cannot reach {server}: {e}"
+            if loop.time() > deadline:
+                raise JoinError(f"etcd member {name} not promoted after {timeout:.0f}s ({last})")
+            await asyncio.sleep(interval)
 
 
 # -- the files on disk and the store's copy ----------------------------------------------------

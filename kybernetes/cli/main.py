@@ -421,10 +421,17 @@ async def _run_server(stop: asyncio.Event, data_dir: str, port: int, bind: str, 
     rekeyer = asyncio.create_task(follow_config(store, served))
     watchdog = asyncio.create_task(_restart_children(procs, children, data_dir))
     member_watchdog = asyncio.create_task(member.supervise()) if member is not None else None
+    promoter = None
+    if member is not None:
+        from kybernetes.apiserver.serverjoin import keep_promoting
+
+        promoter = asyncio.create_task(keep_promoting(backend))
     await stop.wait()
     watchdog.cancel()
     if member_watchdog is not None:
         member_watchdog.cancel()
+    if promoter is not None:
+        promoter.cancel()
     compactor.cancel()
     rekeyer.cancel()
     for p in procs:
@@ -543,6 +550,9 @@ async def _open_datastore(data_dir: str, datastore: Any, advertise: str, token: 
         serverjoin.write_files(data_dir, joined.files)
         serverjoin.write_synced(data_dir, joined.files)
         cfg = dataclasses.replace(cfg, existing_cluster=joined.members)
+        with open(os.open(os.path.join(data_dir, "etcd-learner"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600),
+                  "w", encoding="utf-8") as f:
+            f.write(datastore.join_url + "\n")
         click.echo(f"joined {datastore.join_url}: etcd member {cfg.name} added at {cfg.peer_url} "
                    f"({len(joined.members)} members)", err=True)
     paths = ensure_etcd_pki(data_dir, [advertise])
@@ -555,8 +565,25 @@ async def _open_datastore(data_dir: str, datastore: Any, advertise: str, token: 
     except MemberFailed as e:
         await member.stop()
         raise click.ClickException(str(e)) from None
-    again = "restarted on its data" if member.restarted_existing else "started a new cluster"
+    again = ("joined its cluster as a learner" if joining else
+             "restarted on its data" if member.restarted_existing else "started a new cluster")
     click.echo(f"etcd member {again} at {cfg.client_url} in {took:.2f}s", err=True)
+    learner_mark = os.path.join(data_dir, "etcd-learner")
+    if os.path.exists(learner_mark):
+        # Its member serves no client calls until the servers promote it.
+        from kybernetes.apiserver import serverjoin
+        from kybernetes.apiserver.pki import pki_paths, read_ca_pem
+
+        with open(learner_mark, encoding="utf-8") as f:
+            via = f.read().strip()
+        try:
+            await serverjoin.wait_promoted(via, token or serverjoin.read_token(data_dir), cfg.name,
+                                           read_ca_pem(pki_paths(data_dir)))
+        except serverjoin.JoinError as e:
+            await member.stop()
+            raise click.ClickException(str(e)) from None
+        os.unlink(learner_mark)
+        click.echo(f"etcd member {cfg.name} promoted to a voting member", err=True)
     return EtcdStore([cfg.client_url], ca_file=paths.ca_cert, cert_file=paths.client_cert,
                      key_file=paths.client_key), member
 
@@ -648,7 +675,7 @@ _etcd_port = click.option("--etcd-client-port", default=2379, show_default=True,
 @_etcd_data_dir
 @_etcd_port
 def etcd_member_list(data_dir: str, etcd_client_port: int) -> None:
-    """The members: id, name (empty until started) and peer URLs."""
+    """The members: id, name (empty until started), voter or learner, and peer URLs."""
     from kybernetes.apiserver.serverjoin import list_members
 
     async def run() -> list[Any]:
@@ -660,7 +687,8 @@ def etcd_member_list(data_dir: str, etcd_client_port: int) -> None:
             await store.close()
 
     for m in asyncio.run(run()):
-        click.echo(f"{m.id:x}\t{m.name or '(not started)'}\t{','.join(m.peer_urls)}")
+        role = "learner" if m.is_learner else "voter"
+        click.echo(f"{m.id:x}\t{m.name or '(not started)'}\t{role}\t{','.join(m.peer_urls)}")
 
 
 @etcd_group.command("remove-member")

@@ -102,6 +102,10 @@ def test_joined_servers_share_the_ca_and_the_store(servers):
     listed = kyb("etcd", "member-list", "--data-dir", first.data_dir, "--etcd-client-port", str(CLIENT_PORTS[0]))
     assert listed.returncode == 0, listed.stderr
     assert len(listed.stdout.strip().splitlines()) == 3
+    # Each joiner came in as a learner (no vote until caught up) and was promoted.
+    assert "learner" not in listed.stdout and listed.stdout.count("\tvoter\t") == 3
+    for s in (second, third):
+        assert "promoted to a voting member" in s.log_tail(20000)
     assert all(f"127.0.0.1:{p}" in listed.stdout for p in PEER_PORTS[:3])
 
 

@@ -208,3 +208,10 @@ def test_server_without_a_token_cannot_join(tmp_path):
 async def test_a_join_without_a_ca_pin_is_refused_before_dialling():
     with pytest.raises(sj.JoinError, match="unverified"):
         await sj.join_cluster("https://127.0.0.1:1", "bare-secret", "b", "https://127.0.0.1:2380")
+
+
+def test_only_started_learners_are_promoted():
+    voter = sj.Member(1, "a", ("https://10.0.0.1:2380",))
+    started = sj.Member(2, "b", ("https://10.0.0.2:2380",), is_learner=True)
+    unstarted = sj.Member(3, "", ("https://10.0.0.3:2380",), is_learner=True)
+    assert sj.to_promote([voter, started, unstarted]) == [started]
