@@ -4,7 +4,9 @@ Three servers on this machine (own API and etcd ports, own data dirs, advertised
 127.0.0.1): the first founds the cluster (--cluster-init), two join with its token. They
 share one CA and one store; with the first killed (-9, its member with it) the other two
 keep reading and writing; the first comes back on its data dir and sees those writes. A
-join with a wrong token is refused; `kyb etcd remove-member` takes a server's member out.
+join with a wrong token is refused; a server on the same etcd by --datastore-endpoint takes
+the cluster's CA with the token and is refused without it; `kyb etcd remove-member` takes a
+server's member out.
 No etcd outlives the module.
 """
 
@@ -123,6 +125,35 @@ def test_a_join_with_a_wrong_token_is_refused(servers):
         intruder.cleanup()
     listed = kyb("etcd", "member-list", "--data-dir", first.data_dir, "--etcd-client-port", str(CLIENT_PORTS[0]))
     assert f"127.0.0.1:{PEER_PORTS[3]}" not in listed.stdout
+
+
+def test_a_server_on_the_same_store_by_datastore_endpoint_takes_the_clusters_ca(servers):
+    (first, second, _), token = servers
+    etcd_pki = os.path.join(second.data_dir, "pki", "etcd")
+    external = ["--advertise-address", "127.0.0.1", "--disable-scheduler", "--disable-controllers",
+                "--datastore-endpoint", f"https://127.0.0.1:{CLIENT_PORTS[1]}",
+                "--datastore-cafile", os.path.join(etcd_pki, "ca.crt"),
+                "--datastore-certfile", os.path.join(etcd_pki, "apiserver-etcd-client.crt"),
+                "--datastore-keyfile", os.path.join(etcd_pki, "apiserver-etcd-client.key")]
+    wrong = ServerProcess(port=API_PORTS[3], extra_args=[*external, "--token", "not-the-clusters"])
+    try:
+        with pytest.raises(RuntimeError) as e:
+            wrong.start(timeout=60)
+        assert "does not open" in str(e.value)
+    finally:
+        wrong.cleanup()
+    other = ServerProcess(port=API_PORTS[3], extra_args=[*external, "--token", token])
+    try:
+        other.start(timeout=60)
+        for rel in ("pki/ca.crt", "pki/sa.key", "encryption-config.yaml"):
+            with open(os.path.join(first.data_dir, rel), "rb") as a, open(os.path.join(other.data_dir, rel), "rb") as b:
+                assert a.read() == b.read(), rel
+        got = json.loads(ok(other, "-n", NS, "get", "cm", "from-first", "-o", "json"))
+        assert got["data"] == {"v": "1"}
+        # The first server's admin credential is good here: one CA.
+        assert first.kubectl("--server", other.url, "-n", NS, "get", "cm", "from-first").ok
+    finally:
+        other.cleanup()
 
 
 def test_two_of_three_carry_on_when_the_first_is_killed_and_it_catches_up(servers):
