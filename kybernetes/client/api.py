@@ -117,6 +117,7 @@ def kubeconfig_ca_pem(path: str, context: str | None = None) -> bytes:
 
 
 _RETRIES_ON_429 = 10
+FAILOVER_CONNECT_SECONDS = 3.0
 # Requests that change nothing: sent again to another server if one is cut off.
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # The request never left: no connection to that server could be made.
@@ -218,6 +219,12 @@ class ApiClient:
             self._current = (self._current + 1) % len(self._servers)
             log.warning("API server %s unreachable, switching to %s", url, self.base_url)
 
+    def _connect_timeout(self) -> float | None:
+        """With other servers to go to, one that does not answer a TCP connect (its machine
+        gone) is given up after a few seconds; the kernel answers a connect however busy the
+        server is. Alone, a request waits for its own timeout as before."""
+        return FAILOVER_CONNECT_SECONDS if len(self._servers) > 1 else None
+
     def _fail_over(self, url: str, method: str, exc: BaseException, failures: int) -> bool:
         """After `exc` from `url`: whether to send the request again (to the next server)."""
         if not server_unreachable(exc):
@@ -293,7 +300,8 @@ class ApiClient:
             url = self.base_url
             try:
                 async with self.session().request(method, url + path, params=clean, data=data, headers=headers,
-                                                  timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+                                                  timeout=aiohttp.ClientTimeout(
+                                                      total=timeout, sock_connect=self._connect_timeout())) as resp:
                     raw = await resp.read()
                     status, retry_after = resp.status, resp.headers.get("Retry-After")
             except (aiohttp.ClientError, TimeoutError) as e:
@@ -322,6 +330,7 @@ class ApiClient:
             try:
                 return url, await self.watch_session().get(url + path, params=params,
                                                       timeout=aiohttp.ClientTimeout(total=timeout_seconds + 30,
+                                                                                    sock_connect=self._connect_timeout(),
                                                                                     sock_read=timeout_seconds + 30))
             except (aiohttp.ClientError, TimeoutError) as e:
                 failures += 1

@@ -5,6 +5,7 @@ the `kubernetes` Endpoints."""
 from __future__ import annotations
 
 import asyncio
+import socket
 
 import aiohttp
 import orjson
@@ -12,7 +13,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from kybernetes.client import apiservers
+from kybernetes.client import api, apiservers
 from kybernetes.client.api import ApiClient, may_send_elsewhere
 from kybernetes.client.resources import CONFIGMAPS
 from kybernetes.testing.cluster import free_port
@@ -228,3 +229,27 @@ async def test_keeping_the_servers_fresh_writes_them_down(two, tmp_path) -> None
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await client.close()
+
+
+async def test_a_server_that_never_answers_a_connect_is_given_up_for_the_next(two, monkeypatch) -> None:
+    _, b = two
+    # A listener that accepts nothing, its queue filled: a further connect is never answered,
+    # as with a machine that has gone away.
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(0)
+    fillers = []
+    for _ in range(3):
+        c = socket.socket()
+        c.setblocking(False)
+        c.connect_ex(silent.getsockname())
+        fillers.append(c)
+    monkeypatch.setattr(api, "FAILOVER_CONNECT_SECONDS", 0.5)
+    client = ApiClient([f"http://127.0.0.1:{silent.getsockname()[1]}", b.url])
+    try:
+        got = await asyncio.wait_for(client.get(CONFIGMAPS, "default", "x"), timeout=10)
+        assert got["metadata"]["name"] == "b" and client.base_url == b.url
+    finally:
+        await client.close()
+        for c in (*fillers, silent):
+            c.close()
