@@ -131,13 +131,18 @@ def kubernetes_endpoints(eps: list[ApiEndpoint]) -> Obj:
     return obj
 
 
-def kubernetes_endpointslice(eps: list[ApiEndpoint]) -> Obj:
-    """An EndpointSlice has one port list: it carries the port most API servers use
-    (the lowest on a tie), the same answer on every server, so they never take turns."""
+def common_port(eps: list[ApiEndpoint]) -> int:
+    """The port most API servers use (the lowest on a tie; 0 for none): the same answer on
+    every server, so servers on different ports never take turns rewriting what carries one."""
     counts: dict[int, int] = {}
     for ep in eps:
         counts[ep.port] = counts.get(ep.port, 0) + 1
-    port = min(counts, key=lambda p: (-counts[p], p)) if counts else 0
+    return min(counts, key=lambda p: (-counts[p], p)) if counts else 0
+
+
+def kubernetes_endpointslice(eps: list[ApiEndpoint]) -> Obj:
+    """An EndpointSlice has one port list: it carries the `common_port`."""
+    port = common_port(eps)
     obj: Obj = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
                 "metadata": {"name": "kubernetes", "namespace": "default",
                              "labels": {SERVICE_NAME_LABEL: "kubernetes"}},
@@ -175,6 +180,8 @@ class SystemServices:
         self.renew_seconds = RENEW_SECONDS
         self.lease_ttl = LEASE_TTL_SECONDS
         self.repair_seconds = REPAIR_SECONDS
+        # The Service's targetPort: the live servers' common port once they are known.
+        self.service_port = advertise.port
         self._task: asyncio.Task[None] | None = None
 
     def _info(self, group: str, version: str, plural: str) -> Any:
@@ -185,9 +192,10 @@ class SystemServices:
     async def start(self) -> None:
         try:
             await self.allocator.repair()
+            # The endpoints first: they tell which targetPort the live servers agree on.
+            await self.sync_endpoints()
             await self.ensure_kubernetes_service()
             await self._ensure_created(kube_dns_service(self.net))
-            await self.sync_endpoints()
         except StorageFullError as e:
             # Come up read-only rather than not at all; each round below tries again.
             log.error("serving read-only: %s", e)
@@ -208,8 +216,8 @@ class SystemServices:
         while True:
             await asyncio.sleep(self.renew_seconds)
             try:
-                await self.ensure_kubernetes_service()
                 await self.sync_endpoints()
+                await self.ensure_kubernetes_service()
                 if time.monotonic() >= next_repair:
                     next_repair = time.monotonic() + self.repair_seconds
                     await self.allocator.repair()
@@ -221,7 +229,7 @@ class SystemServices:
     # -- Services -------------------------------------------------------------------------
 
     async def ensure_kubernetes_service(self) -> None:
-        desired = kubernetes_service(self.net, self.me.port)
+        desired = kubernetes_service(self.net, self.service_port)
         co = self.cache.get("/registry/core/services/default/kubernetes")
         if co is None:
             await self._ensure_created(desired)
@@ -281,6 +289,7 @@ class SystemServices:
                 continue
             leases.append((ep, renewed))
         eps = live_endpoints(leases, now, self.lease_ttl)
+        self.service_port = common_port(eps) or self.me.port
         await self._write(self._info("", "v1", "endpoints"), kubernetes_endpoints(eps))
         await self._write(self._info("discovery.k8s.io", "v1", "endpointslices"), kubernetes_endpointslice(eps))
 

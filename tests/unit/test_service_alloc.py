@@ -440,6 +440,13 @@ def test_endpoints_list_the_unexpired_leases():
     assert "subsets" not in ss.kubernetes_endpoints([])
 
 
+def test_servers_on_different_ports_agree_on_one_common_port():
+    six, seven = ss.ApiEndpoint("10.0.0.1", 6443), ss.ApiEndpoint("10.0.0.2", 7443)
+    assert ss.common_port([seven, six]) == ss.common_port([six, seven]) == 6443, "a tie: the lowest"
+    assert ss.common_port([six, seven, ss.ApiEndpoint("10.0.0.3", 7443)]) == 7443, "most servers' port"
+    assert ss.common_port([]) == 0
+
+
 def test_endpoints_changed():
     desired = ss.kubernetes_endpoints([ss.ApiEndpoint("10.0.0.1", 6443)])
     same = copy.deepcopy(desired)
