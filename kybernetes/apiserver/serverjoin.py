@@ -3,9 +3,9 @@ cluster's bootstrap data kept in the store.
 
 Owns the API server's ``/v1-kyb/server-bootstrap`` endpoint (answered only to a request
 carrying the server token: GET gives the sealed bootstrap data, POST also adds the caller as
-an etcd member), the joining side (the CA pinned by the token's hash, then the endpoint), the
-reconciliation of a server's shared files with the store's copy at every start, and the etcd
-member list and removal behind `kyb etcd`.
+an etcd learner), the joining side (the CA pinned by the token's hash, then the endpoint),
+the reconciliation of a server's shared files with the store's copy at every start, learner
+promotion, and member removal (a deleted server Node's, and `kyb etcd remove-member`).
 
 The joiner cannot reach the other members' etcd client ports (they listen on loopback), so the
 server it joins through adds it as a member; each API server then talks to its own member
@@ -36,6 +36,10 @@ from kybernetes.storage.interface import KeyExistsError, RevisionMismatchError, 
 log = logging.getLogger("kybernetes.serverjoin")
 
 PATH = "/v1-kyb/server-bootstrap"
+# On a server's Node (its embedded agent registers with it): deleting that Node removes the
+# server's etcd member, as k3s does.
+MEMBER_LABEL = "etcd.kybernetes.io/member"
+NODES = "/registry/core/nodes/"
 
 
 class JoinError(RuntimeError):
@@ -86,6 +90,15 @@ def initial_members(members: Iterable[Member], name: str, peer_url: str) -> tupl
     return tuple(out)
 
 
+def departed_member(event_type: str, key: str, old: dict[str, Any] | None, own: str) -> str:
+    """The etcd member to remove for this change: a deleted Node's member label, unless it
+    names this server's own member (a server never removes itself); "" otherwise."""
+    if event_type != "DELETED" or not key.startswith(NODES) or old is None:
+        return ""
+    name = str(((old.get("metadata") or {}).get("labels") or {}).get(MEMBER_LABEL, ""))
+    return name if name and name != own else ""
+
+
 def bearer(header: str | None) -> str:
     if header and header[:7].lower() == "bearer ":
         return header[7:].strip()
@@ -118,6 +131,35 @@ async def promote_learners(store: EtcdStore) -> list[str]:
         log.warning("promoted etcd learner %s to a voting member", m.name)
         done.append(m.name)
     return done
+
+
+class MemberRemover:
+    """Removes the etcd member of a server whose Node was deleted (k3s' way to remove a
+    server: stop it for good, then `kubectl delete node`). Every server runs one; the
+    first to act wins and the others find the member gone."""
+
+    def __init__(self, cache: Any, store: EtcdStore, own: str) -> None:
+        self.store = store
+        self.own = own
+        self.queue: asyncio.Queue[str] = asyncio.Queue()
+        cache.add_listener(self._on_event)
+
+    def _on_event(self, ev: Any) -> None:
+        name = departed_member(ev.type, ev.key, ev.old.obj if ev.old is not None else None, self.own)
+        if name:
+            self.queue.put_nowait(name)
+
+    async def run(self) -> None:
+        while True:
+            name = await self.queue.get()
+            try:
+                m = await remove_member(self.store, name)
+            except LookupError:
+                continue  # another server removed it, or it never was a member
+            except StoreError as e:
+                log.error("could not remove etcd member %s of a deleted Node: %s", name, e)
+                continue
+            log.warning("removed etcd member %s (%x): its server's Node was deleted", name, m.id)
 
 
 async def keep_promoting(store: EtcdStore, interval: float = 1.0) -> None:

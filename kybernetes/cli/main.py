@@ -273,6 +273,13 @@ def server(ctx: click.Context, data_dir: str, port: int, bind_address: str, tls_
             node_kubeconfig = (socket.gethostname().lower(), os.path.join(agent_dir, "kubeconfig.yaml"))
             children.append([*base, "agent", "--kubeconfig", node_kubeconfig[1], "--node-name", node_kubeconfig[0],
                              "--data-dir", agent_dir])
+            if datastore.kind == "embedded-etcd":
+                # k3s' way to remove a server for good: deleting its Node removes its etcd member.
+                from kybernetes.apiserver.serverjoin import MEMBER_LABEL
+                from kybernetes.storage.etcdmember import has_member_data as _member_data
+
+                joining = bool(datastore.join_url) and not _member_data(os.path.join(data_dir, "etcd"))
+                children[-1] += ["--node-labels", f"{MEMBER_LABEL}={_member_name(os.path.abspath(data_dir), joining)}"]
         else:
             click.echo(f"node agent not started: {why}", err=True)
 
@@ -421,17 +428,20 @@ async def _run_server(stop: asyncio.Event, data_dir: str, port: int, bind: str, 
     rekeyer = asyncio.create_task(follow_config(store, served))
     watchdog = asyncio.create_task(_restart_children(procs, children, data_dir))
     member_watchdog = asyncio.create_task(member.supervise()) if member is not None else None
-    promoter = None
+    promoter = remover = None
     if member is not None:
-        from kybernetes.apiserver.serverjoin import keep_promoting
+        from kybernetes.apiserver.serverjoin import MemberRemover, keep_promoting
 
         promoter = asyncio.create_task(keep_promoting(backend))
+        remover = asyncio.create_task(MemberRemover(srv.cache, backend, member.cfg.name).run())
     await stop.wait()
     watchdog.cancel()
     if member_watchdog is not None:
         member_watchdog.cancel()
     if promoter is not None:
         promoter.cancel()
+    if remover is not None:
+        remover.cancel()
     compactor.cancel()
     rekeyer.cancel()
     for p in procs:
@@ -497,6 +507,7 @@ def _member_name(data_dir: str, joining: bool) -> str:
     founding member (as before), with a random suffix for one that joins, so that servers
     sharing a host name (or a host) never clash."""
     path = os.path.join(data_dir, "etcd-name")
+    os.makedirs(data_dir, mode=0o700, exist_ok=True)
     try:
         with open(path, encoding="utf-8") as f:
             name = f.read().strip()

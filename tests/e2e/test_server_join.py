@@ -6,7 +6,7 @@ share one CA and one store; with the first killed (-9, its member with it) the o
 keep reading and writing; the first comes back on its data dir and sees those writes. A
 join with a wrong token is refused; a server on the same etcd by --datastore-endpoint takes
 the cluster's CA with the token and is refused without it; `kyb etcd remove-member` takes a
-server's member out.
+server's member out, and so does deleting its Node (as in k3s).
 No etcd outlives the module.
 """
 
@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import subprocess
 import sys
+import urllib.request
 
 import pytest
 
@@ -169,15 +171,45 @@ def test_two_of_three_carry_on_when_the_first_is_killed_and_it_catches_up(server
     assert got["data"] == {"v": "2"}
 
 
-def test_removing_a_server_removes_its_member(servers):
+def members(srv: ServerProcess, i: int) -> str:
+    listed = kyb("etcd", "member-list", "--data-dir", srv.data_dir, "--etcd-client-port", str(CLIENT_PORTS[i]))
+    assert listed.returncode == 0, listed.stderr
+    return listed.stdout
+
+
+def test_a_join_that_never_starts_costs_no_quorum_and_is_removed_by_id(servers):
+    (first, second, _), token = servers
+    with open(os.path.join(first.data_dir, "pki", "ca.crt")) as f:
+        ctx = ssl.create_default_context(cadata=f.read())
+    req = urllib.request.Request(first.url + "/v1-kyb/server-bootstrap", method="POST",
+                                 data=json.dumps({"name": "ghost", "peerURL": "https://127.0.0.1:1"}).encode(),
+                                 headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, context=ctx, timeout=30) as r:
+        assert r.status == 200
+    [ghost] = [line for line in members(first, 0).splitlines() if "127.0.0.1:1" in line]
+    assert "(not started)" in ghost and "learner" in ghost
+    # A learner has no vote: the cluster writes on as before.
+    ok(second, "apply", "-f", "-", stdin=configmap("with-ghost", "4"))
+    r = kyb("etcd", "remove-member", ghost.split()[0], "--data-dir", first.data_dir,
+            "--etcd-client-port", str(CLIENT_PORTS[0]))
+    assert r.returncode == 0, r.stderr
+    assert "127.0.0.1:1\n" not in members(first, 0) and len(members(first, 0).splitlines()) == 3
+
+
+def test_deleting_a_stopped_servers_node_removes_its_member(servers):
     (first, second, third), _ = servers
-    name = open(os.path.join(third.data_dir, "etcd-name"), encoding="utf-8").read().strip()
+    with open(os.path.join(third.data_dir, "etcd-name"), encoding="utf-8") as f:
+        name = f.read().strip()
     third.stop()
     wait_for(lambda: not members_of(third.data_dir), timeout=20, what="the third member to stop")
-    r = kyb("etcd", "remove-member", name, "--data-dir", first.data_dir, "--etcd-client-port", str(CLIENT_PORTS[0]))
-    assert r.returncode == 0, r.stderr
-    listed = kyb("etcd", "member-list", "--data-dir", second.data_dir, "--etcd-client-port", str(CLIENT_PORTS[1]))
-    assert name not in listed.stdout and len(listed.stdout.strip().splitlines()) == 2
+    # The Node its embedded agent would have registered (these servers run none).
+    node = {"apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": "join-e2e-third", "labels": {"etcd.kybernetes.io/member": name}}}
+    ok(first, "create", "-f", "-", stdin=json.dumps(node))
+    assert name in members(first, 0)
+    ok(first, "delete", "node", "join-e2e-third")
+    wait_for(lambda: name not in members(second, 1), timeout=30, what="the deleted Node's member to go")
+    assert len(members(first, 0).splitlines()) == 2
     # Two members of two: still writable.
     ok(first, "apply", "-f", "-", stdin=configmap("after-removal", "3"))
     assert json.loads(ok(second, "-n", NS, "get", "cm", "after-removal", "-o", "json"))["data"] == {"v": "3"}

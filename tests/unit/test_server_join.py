@@ -215,3 +215,12 @@ def test_only_started_learners_are_promoted():
     started = sj.Member(2, "b", ("https://10.0.0.2:2380",), is_learner=True)
     unstarted = sj.Member(3, "", ("https://10.0.0.3:2380",), is_learner=True)
     assert sj.to_promote([voter, started, unstarted]) == [started]
+
+
+def test_a_deleted_server_nodes_member_is_removed_but_never_the_servers_own():
+    node = {"metadata": {"name": "n", "labels": {sj.MEMBER_LABEL: "host-ab12"}}}
+    assert sj.departed_member("DELETED", sj.NODES + "n", node, own="host") == "host-ab12"
+    assert sj.departed_member("DELETED", sj.NODES + "n", node, own="host-ab12") == ""
+    assert sj.departed_member("MODIFIED", sj.NODES + "n", node, own="host") == ""
+    assert sj.departed_member("DELETED", "/registry/core/pods/n", node, own="host") == ""
+    assert sj.departed_member("DELETED", sj.NODES + "m", {"metadata": {"name": "m"}}, own="host") == ""
