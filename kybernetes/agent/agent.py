@@ -17,6 +17,7 @@ import json
 import logging
 import math
 import os
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from kybernetes.agent import admission, egress, etchosts, imagepull, logs, podsp
 from kybernetes.agent import resize as node_resize
 from kybernetes.agent.containerd import SANDBOX_IMAGE
 from kybernetes.agent.cri import runtime_pb2 as pb
-from kybernetes.agent.cri.client import CriError
+from kybernetes.agent.cri.client import TIMING, CriError
 from kybernetes.agent.cri.protocol import Runtime
 from kybernetes.agent.evictor import StorageEvictor
 from kybernetes.agent.host import HostFacts, apparmor_enabled, disk_bytes, memory_available_bytes
@@ -72,7 +73,11 @@ Obj = dict[str, Any]
 FIELD_MANAGER = "kyb-agent"
 STATUS_INTERVAL = 10.0
 RELIST_INTERVAL = 1.0
+# Every pod is synced again at most this long after its last sync, even if nothing changed:
+# volumes follow their ConfigMaps and Secrets.
 RESYNC_INTERVAL = 10.0
+# How much earlier than that, at most, at random: pods started together drift apart.
+RESYNC_JITTER = 0.25
 # How soon a sandbox the runtime refused is tried again.
 SANDBOX_RETRY_SECONDS = 10.0
 # A container's annotations: the node file its termination message is written to, and its policy.
@@ -338,25 +343,43 @@ class Agent:
         if not sandboxes:
             return None, [], []
         newest = sandboxes[0]
-        status = (await self.cri.pod_sandbox_status(newest.id)).status
-        sandbox = runtime.sandbox_state(status)
-        containers = []
-        for c in await self.cri.list_containers(sandbox_id=newest.id):
-            try:
-                status = (await self.cri.container_status(c.id)).status
-                state = runtime.container_state(status)
-                message_file = status.annotations.get(TERMINATION_MESSAGE_FILE)
-                if state.state == podsync.EXITED and not state.message and message_file:
-                    state = dataclasses.replace(state, message=await asyncio.to_thread(
-                        logs.read_termination_message, message_file,
-                        status.annotations.get(TERMINATION_MESSAGE_POLICY, ""), state.exit_code, status.log_path))
-                containers.append(state)
-            except CriError as e:
-                if not e.not_found:
-                    raise
+        # The calls go out together: a pod's status is written after them as it starts.
+        sb_status, listed = await asyncio.gather(self.cri.pod_sandbox_status(newest.id),
+                                                 self.cri.list_containers(sandbox_id=newest.id))
+        sandbox = runtime.sandbox_state(sb_status.status)
+        states = await asyncio.gather(*(self._container_state(c.id) for c in listed))
+        containers = [state for state in states if state is not None]
         return sandbox, containers, [s.id for s in sandboxes[1:]]
 
+    async def _container_state(self, cid: str) -> podsync.ContainerState | None:
+        """What the runtime says of container `cid`; None once it is gone."""
+        try:
+            status = (await self.cri.container_status(cid)).status
+        except CriError as e:
+            if e.not_found:
+                return None
+            raise
+        state = runtime.container_state(status)
+        message_file = status.annotations.get(TERMINATION_MESSAGE_FILE)
+        if state.state == podsync.EXITED and not state.message and message_file:
+            state = dataclasses.replace(state, message=await asyncio.to_thread(
+                logs.read_termination_message, message_file,
+                status.annotations.get(TERMINATION_MESSAGE_POLICY, ""), state.exit_code, status.log_path))
+        return state
+
     async def sync(self, key: str) -> None:
+        if TIMING:
+            log.warning("sync %s", key)
+        try:
+            await self._sync(key)
+        finally:
+            ns, _, name = key.rpartition("/")
+            if not key.startswith("uid:") and self.pods.get(ns or None, name) is not None:
+                # Each pod on its own clock (as the kubelet's pod workers), not all at once:
+                # a node-wide round of syncs would hold up the pods starting meanwhile.
+                self.queue.add_after(key, resync_delay(random.random()))
+
+    async def _sync(self, key: str) -> None:
         if key.startswith("uid:"):
             await self._kill_runtime_pod(key[4:])
             return
@@ -869,13 +892,6 @@ class Agent:
                 return None
             raise
 
-    async def _resync_loop(self) -> None:
-        """Every pod again now and then: volumes follow their ConfigMaps and Secrets."""
-        while True:
-            await asyncio.sleep(RESYNC_INTERVAL)
-            for pod in self.pods.list():
-                self.queue.add(object_key(pod))
-
     def _dns(self, pod: Obj) -> podspec.DnsSettings:
         try:
             with open("/etc/resolv.conf") as f:
@@ -1178,6 +1194,8 @@ class Agent:
         otherwise take this one's finished status and be killed for it, as the kubelet's does."""
         meta = pod["metadata"]
         body = {"metadata": {"uid": meta.get("uid", "")}, "status": status}
+        if TIMING:
+            log.warning("status %s/%s %s", meta.get("namespace"), meta.get("name"), status.get("phase"))
         try:
             await self.client.patch(PODS, meta.get("namespace"), meta.get("name", ""), body,
                                     patch_type="merge", subresource="status", field_manager=FIELD_MANAGER)
@@ -1198,7 +1216,7 @@ class Agent:
         for pod in self.pods.list():
             self._enqueue(pod)
         loops = [asyncio.create_task(loop()) for loop in (self._lease_loop, self._status_loop, self._relist_loop,
-                                                          self._resync_loop, self.local_path.run,
+                                                          self.local_path.run,
                                                           StorageEvictor(self).run)]
         try:
             await run_workers(self.queue, self.sync, self.options.workers, "agent")
@@ -1209,6 +1227,11 @@ class Agent:
             if self._probe_session is not None:
                 await self._probe_session.close()
             await self.factory.stop()
+
+
+def resync_delay(rand: float) -> float:
+    """How long until a pod just synced is synced again, for `rand` in [0, 1)."""
+    return RESYNC_INTERVAL * (1 - RESYNC_JITTER * rand)
 
 
 def image_registry(image: str) -> str:

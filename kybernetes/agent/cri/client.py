@@ -37,8 +37,9 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 _Resp = TypeVar("_Resp")
 
 log = logging.getLogger(__name__)
-# KYB_CRI_TIMING=1 logs every call's duration (at warning level, so that it shows without -v):
-# where a pod's start goes, call by call, when profiling the node.
+# KYB_CRI_TIMING=1 logs every call's duration (at warning level, so that it shows without -v),
+# and the agent each pod sync and status write: where a pod's start goes, call by call, when
+# profiling the node (`benchmarks/agent_bench.py --phases` reads them).
 TIMING = os.environ.get("KYB_CRI_TIMING") == "1"
 
 
