@@ -16,7 +16,9 @@ the time from each pod's create request to the moment a watch sees it Running:
 * the agent's RSS with `--pods` pods running (and its containerd's, apart).
 
 `--only burst|seq|sidecar` runs just that part. Each figure is printed with the load
-average at its end: the box may be shared.
+average at its end: the box may be shared. `--phases` also prints where the sidecar pods'
+starts went, phase by phase (median and p99), from the API's side and from the agent's log
+(it runs the agent with `KYB_CRI_TIMING=1`, which costs the agent a little).
 
 Every pod is deleted at the end and the agent leaves nothing behind.
 """
@@ -25,12 +27,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import os
+import re
+import statistics
 import sys
 import time
+from dataclasses import dataclass, field
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
+from api_bench import pct  # noqa: E402
 from realagent import PhaseTracker, report, sleeper_pod, with_agent  # noqa: E402
 
 from kybernetes.client import ApiClient  # noqa: E402
@@ -108,6 +115,78 @@ def sidecar_pod(name: str) -> dict:
     spec["securityContext"] = {"runAsNonRoot": True, "runAsUser": 1000,
                                "seccompProfile": {"type": "RuntimeDefault"}}
     return pod
+
+
+@dataclass
+class PodStart:
+    """When (wall clock, seconds) one pod's create was sent and answered, a watch saw it
+    bound and Running; the agent's log lines of its start go in `log`."""
+
+    name: str
+    sent: float
+    created: float = 0.0
+    bound: float = 0.0
+    running: float = 0.0
+    log: list[tuple[float, str]] = field(default_factory=list)
+
+
+LOG_LINE = re.compile(r'time=(\S+ \S+) level=\w+ logger=\S+ msg="(.*)"')
+
+
+def agent_log_events(lines: list[str]) -> list[tuple[float, str]]:
+    """(wall clock, message) of each line of the agent's log (times to the millisecond)."""
+    out = []
+    for line in lines:
+        m = LOG_LINE.match(line)
+        if m:
+            out.append((dt.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp(), m.group(2)))
+    return out
+
+
+def start_phases(pod: PodStart, namespace: str) -> dict[str, float]:
+    """A sidecar pod's start cut into phases (seconds), from its times and the agent's
+    `KYB_CRI_TIMING` lines logged while it started; phases not found are left out."""
+    key = f"{namespace}/{pod.name}"
+    out = {"create request": pod.created - pod.sent, "scheduled (bound)": pod.bound - pod.created}
+    # (The agent's watch may see the binding before the bench's does.)
+    sync = next((t for t, m in pod.log if m == f"sync {key}" and t >= pod.created - 0.002), None)
+    if sync is None:
+        return out
+    out["bound -> agent's sync"] = sync - pod.bound
+    calls = []  # (method, start, end) of the CRI calls after the sync began
+    for t, m in pod.log:
+        parts = m.split()
+        if t >= sync and len(parts) == 4 and parts[0] == "CRI" and parts[3] == "ms":
+            calls.append((parts[1], t - float(parts[2]) / 1000, t))
+    sandbox = next((c for c in calls if c[0] == "RunPodSandbox"), None)
+    if sandbox is None:
+        return out
+    out["sync -> RunPodSandbox"] = sandbox[1] - sync
+    out["RunPodSandbox"] = sandbox[2] - sandbox[1]
+    starts = [c for c in calls if c[0] == "StartContainer" and c[1] >= sandbox[2] - 0.002]
+    if len(starts) < 2:
+        return out
+    (_, s1, e1), (_, s2, e2) = starts[:2]
+    out["sandbox -> sidecar start (CreateContainer)"] = s1 - sandbox[2]
+    out["sidecar StartContainer"] = e1 - s1
+    out["sidecar -> app start"] = s2 - e1
+    out["app StartContainer"] = e2 - s2
+    status = next((t for t, m in pod.log if m == f"status {key} Running" and t >= e2 - 0.002), None)
+    if status is not None:
+        out["app started -> status write"] = status - e2
+        out["status write -> watch sees Running"] = pod.running - status
+    return out
+
+
+def report_phases(pods: list[PodStart], namespace: str) -> None:
+    rows: dict[str, list[float]] = {}
+    for pod in pods:
+        for name, value in start_phases(pod, namespace).items():
+            rows.setdefault(name, []).append(value)
+    rows["total"] = [p.running - p.sent for p in pods]
+    for name, values in rows.items():
+        print(f"    {name:<44} median {statistics.median(values) * 1000:6.1f} ms, "
+              f"p99 {pct(values, 99) * 1000:6.1f} ms ({len(values)} pods)")
 
 
 async def run(args: argparse.Namespace, server: ServerProcess, agent: AgentProcess) -> None:
@@ -191,14 +270,37 @@ async def with_sidecar(args: argparse.Namespace, client: ApiClient, tracker: Pha
             > len(pods) - len(doomed):
         await asyncio.sleep(0.5)
     side = []
+    starts: list[PodStart] = []
+    bound: dict[str, float] = {}
+
+    async def follow_binding() -> None:
+        async for _type, obj in client.watch(PODS, NAMESPACE, "", "bench=agent", "", 3600):
+            if (obj.get("spec") or {}).get("nodeName"):
+                bound.setdefault(obj["metadata"]["name"], time.time())
+
+    binding = asyncio.create_task(follow_binding())
+    wall = time.time() - time.monotonic()
     cpu0 = cpu_by_process(server, agent)
     for i in range(args.pods):
         name = f"sidecar-{i}"
         start = time.monotonic()
+        pod = PodStart(name, start + wall)
         await client.create(PODS, NAMESPACE, sidecar_pod(name))
+        pod.created = time.monotonic() + wall
         await tracker.wait([("pod", name)])
         side.append(tracker.seen[("pod", name)] - start)
+        pod.running = tracker.seen[("pod", name)] + wall
+        starts.append(pod)
+    binding.cancel()
+    await asyncio.gather(binding, return_exceptions=True)
     report(f"{args.pods} one at a time, sidecar + restricted", side)
+    if args.phases:
+        with open(agent.log_path, errors="replace") as f:
+            events = agent_log_events(f.readlines())
+        for pod in starts:
+            pod.bound = bound.get(pod.name, pod.created)
+            pod.log = [(t, m) for t, m in events if pod.sent - 0.002 <= t <= pod.running + 0.002]
+        report_phases(starts, NAMESPACE)
     # CPU per pod, by process: a figure the other load on a shared box does not move much.
     used = {k: (v - cpu0[k]) * 1000 / args.pods for k, v in cpu_by_process(server, agent).items()}
     print(f"  {load_average()}; CPU per pod: " + ", ".join(f"{k} {v:.0f} ms" for k, v in used.items()))
@@ -211,7 +313,10 @@ def main() -> None:
     ap.add_argument("--bridge", default="kybab0")
     ap.add_argument("--proxy-table", default="kyb-agent-bench")
     ap.add_argument("--pod-cidr", default=POD_CIDR)
+    ap.add_argument("--phases", action="store_true", help="where the sidecar pods' starts go, phase by phase")
     args = ap.parse_args()
+    if args.phases:
+        os.environ["KYB_CRI_TIMING"] = "1"  # the agent inherits it
     with_agent(NODE, args.pod_cidr, args.bridge, args.proxy_table, lambda server, agent: run(args, server, agent))
 
 
