@@ -5,7 +5,8 @@
 #   ./scripts/up-hosts.sh [N]      bring up N hosts (default 3: 1 server + 2 agents)
 #   ./scripts/up-hosts.sh --down   remove them all (pods, processes, mounts, namespaces, bridge)
 # Needs root. KYB_LAN / KYB_LAN_CIDR pick another bridge and network; KYB_LAN_NAT=1 lets
-# the hosts reach beyond this machine. A thin wrapper over `python -m kybernetes.testing.hosts`.
+# the hosts reach beyond this machine; KYB_SERVER_ARGS / KYB_AGENT_ARGS add arguments to
+# every kyb server / kyb agent. A thin wrapper over `python -m kybernetes.testing.hosts`.
 set -eu
 cd "$(dirname "$0")/.."
 LAN="${KYB_LAN:-kyblan0}"
@@ -19,7 +20,8 @@ LOG="/tmp/kyb-hosts-$LAN.log"
 : >"$LOG"
 # The supervisor stays up and owns the hosts' processes; --down asks it to remove them.
 setsid nohup "$PY" -m kybernetes.testing.hosts up --hosts "$HOSTS" --lan "$LAN" \
-    --cidr "${KYB_LAN_CIDR:-10.77.0.0/24}" ${KYB_LAN_NAT:+--nat} >>"$LOG" 2>&1 &
+    --cidr "${KYB_LAN_CIDR:-10.77.0.0/24}" ${KYB_LAN_NAT:+--nat} \
+    --server-args "${KYB_SERVER_ARGS:-}" --agent-args "${KYB_AGENT_ARGS:-}" >>"$LOG" 2>&1 &
 printf 'bringing up %s hosts on %s' "$HOSTS" "$LAN" >&2
 i=0
 until grep -q '^READY ' "$LOG"; do

@@ -28,12 +28,14 @@ import ipaddress
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,6 +129,10 @@ def kill_netns_processes(netns: str, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and any(os.path.exists(f"/proc/{p}") and not _zombie(p) for p in doomed):
         time.sleep(0.05)
+
+
+def _running(server: ServerProcess) -> bool:
+    return server.proc is not None and server.proc.poll() is None
 
 
 def _zombie(pid: int) -> bool:
@@ -227,8 +233,11 @@ class Host:
         return agent
 
     def stop_agents(self) -> None:
-        """Remove every agent's pods (through its server), then the agents."""
+        """Remove every agent's pods (through its server), then the agents. An agent whose
+        server is gone cannot be told to stop its pods: the host's processes are ended."""
         for agent in self.agents:
+            if not _running(agent.server):
+                kill_netns_processes(self.netns)
             agent.cleanup()
         self.agents.clear()
         for slot in self._slots:
@@ -290,9 +299,11 @@ class Lan:
         _run(["ip", "addr", "add", f"{self.gateway}/{prefix}", "dev", self.name])
         _run(["ip", "link", "set", self.name, "up"])
         if self.nat:
-            rules = (f"table ip {self.name} {{ chain post {{ type nat hook postrouting priority srcnat; "
-                     f"ip saddr {self.cidr} oifname != \"{self.name}\" masquerade; }} }}")
-            _run(["nft", rules])
+            rules = (f"table ip {self.name} {{\n chain post {{\n  type nat hook postrouting priority srcnat;\n"
+                     f"  ip saddr {self.cidr} oifname != \"{self.name}\" masquerade\n }}\n}}\n")
+            r = subprocess.run(["nft", "-f", "-"], input=rules, capture_output=True, text=True, timeout=60)
+            if r.returncode != 0:
+                raise RuntimeError(f"nft: {r.stderr.strip()}")
 
     def host(self, name: str) -> Host:
         """A new host on this LAN with the next free address."""
@@ -311,8 +322,18 @@ class Lan:
         """Agents first (their servers remove their pods), then servers, then the hosts and
         the bridge."""
         try:
-            for h in self.hosts:
-                h.stop_agents()
+            # Cordoned first: the pods a workload recreates while its nodes go find none. Then
+            # their pods deleted with a short grace (a force delete leaves the agent the pod's
+            # own, often 30 s), the hosts' agents removed side by side.
+            live = [a for h in self.hosts for a in h.agents if _running(a.server)]
+            for agent in live:
+                agent.server.kubectl("cordon", agent.node_name, timeout=20)
+            for agent in live:
+                agent.server.kubectl("delete", "pods", "--all-namespaces", "--field-selector",
+                                     f"spec.nodeName={agent.node_name}", "--grace-period=1", "--wait=false",
+                                     timeout=20)
+            with ThreadPoolExecutor(max(1, len(self.hosts))) as pool:
+                list(pool.map(Host.stop_agents, self.hosts))
             for h in self.hosts:
                 h.stop_servers()
         finally:
@@ -370,13 +391,15 @@ def join_token(server: ServerProcess, ttl: str = "1h") -> tuple[str, str]:
 
 @contextlib.contextmanager
 def cluster(agents: int = 2, lan: str = "kyblan0", cidr: str = "10.77.0.0/24", nat: bool = False,
-            server_args: Sequence[str] = ()) -> Iterator[tuple[Lan, ServerProcess, list[AgentProcess]]]:
+            server_args: Sequence[str] = (), agent_args: Sequence[str] = ()
+            ) -> Iterator[tuple[Lan, ServerProcess, list[AgentProcess]]]:
     """A LAN with host `srv` running a server and hosts `ag1`.. each running an agent that
     joined it with a bootstrap token; all of it removed afterwards."""
     with Lan(lan, cidr, nat=nat) as net:
         srv = net.host("srv").server(extra_args=server_args)
         token, pin = join_token(srv)
-        started = [net.host(f"ag{i}").agent(srv, token=token, ca_cert_hash=pin) for i in range(1, agents + 1)]
+        started = [net.host(f"ag{i}").agent(srv, token=token, ca_cert_hash=pin, extra_args=agent_args)
+                   for i in range(1, agents + 1)]
         yield net, srv, started
 
 
@@ -392,7 +415,8 @@ def _up(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    with cluster(args.hosts - 1, args.lan, args.cidr, args.nat) as (net, srv, agents):
+    with cluster(args.hosts - 1, args.lan, args.cidr, args.nat, shlex.split(args.server_args),
+                 shlex.split(args.agent_args)) as (net, srv, agents):
         net.supervisor = os.getpid()
         net.save_state()
         print(f"server {srv.url} (host srv, {net.hosts[0].ip}); agents: "
@@ -432,6 +456,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     up.add_argument("--lan", default="kyblan0", help="bridge name (at most 8 characters)")
     up.add_argument("--cidr", default="10.77.0.0/24")
     up.add_argument("--nat", action="store_true", help="let the hosts reach beyond this machine")
+    up.add_argument("--server-args", default="", help="more kyb server arguments (one string)")
+    up.add_argument("--agent-args", default="", help="more kyb agent arguments (one string)")
     dn = sub.add_parser("down", help="remove a LAN and everything on it")
     dn.add_argument("--lan", default="kyblan0")
     dn.add_argument("--timeout", type=float, default=120.0)
