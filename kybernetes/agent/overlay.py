@@ -240,7 +240,8 @@ _RTNH_F_ONLINK = 0x04
 
 
 class Netlink:
-    """The kernel side, through pyroute2 (blocking calls: the loop runs them in a thread).
+    """The kernel side, through pyroute2. Blocking, and never to be called on a thread
+    running an event loop (pyroute2's sync API runs a loop of its own): use asyncio.to_thread.
     `netns` names a network namespace to work in (tests); None is the agent's own."""
 
     def __init__(self, netns: str | None = None, device: str = DEVICE) -> None:

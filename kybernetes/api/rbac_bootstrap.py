@@ -258,6 +258,9 @@ CLUSTER_ROLES: dict[str, tuple[dict[str, str], str, list[tuple[str, ...]]]] = {
         (READ, "core", "persistentvolumeclaims"),
         (READ, "storage.k8s.io", "storageclasses"),
         (READ + " create delete patch update", "discovery.k8s.io", "endpointslices"),
+        # The pod network across nodes (agent/overlay.py, flannel's job upstream) follows every
+        # Node's podCIDR and VTEP annotations: a list and watch, no get of another's Node.
+        ("list watch", "core", "nodes"),
     ]),
     "system:certificates.k8s.io:certificatesigningrequests:nodeclient": ({}, "", [
         ("create", "certificates.k8s.io", "certificatesigningrequests/nodeclient")]),

@@ -965,7 +965,8 @@ def agent(kubeconfig: str, server: str, token: str, ca_cert_hash: str, ca_cert: 
             pod_mtu = 1500
             if backend == "vxlan":
                 from kybernetes.agent.overlay import VXLAN_OVERHEAD, Netlink
-                pod_mtu = Netlink().lan_device(host.internal_ip)[1] - VXLAN_OVERHEAD
+                # In a thread: pyroute2's blocking calls run an event loop of their own.
+                pod_mtu = (await asyncio.to_thread(Netlink().lan_device, host.internal_ip))[1] - VXLAN_OVERHEAD
             options = AgentOptions(node_name=name, data_dir=data_dir, cni_conf_dir=cni_conf_dir,
                                    cluster_dns=dns_servers, bridge=cni_bridge, labels=labels, taints=taints,
                                    lease_duration=node_lease_duration_seconds, port=port,

@@ -190,3 +190,115 @@ def test_host_gw_routes_pods_via_the_other_hosts_lan_address():
         assert not ping(a, b.pod_ip)
         assert a.lan_ip in sh("ip", "-n", a.netns, "route").stdout
     assert netns_list() == before
+
+
+# -- whole agents on namespace-hosts ------------------------------------------------------------
+
+LAN = "kyblan2"
+IMAGE = "docker.io/library/busybox:1.35"
+# Answers with the address the request came from: what a pod on another node sees of us.
+WHOAMI = ("mkdir -p /www/cgi-bin; "
+          "printf '#!/bin/sh\\nprintf \"Content-Type: text/plain\\\\r\\\\n\\\\r\\\\n%%s\" \"$REMOTE_ADDR\"\\n' "
+          "> /www/cgi-bin/ip; chmod +x /www/cgi-bin/ip; httpd -f -p 80 -h /www")
+
+
+def pod(name: str, node: str, command: str, labels: dict | None = None) -> dict:
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": "default", "labels": labels or {}},
+            "spec": {"nodeName": node, "terminationGracePeriodSeconds": 0,
+                     "containers": [{"name": "c", "image": IMAGE, "command": ["sh", "-c", command]}]}}
+
+
+@pytest.mark.parametrize("backend", ["vxlan", "host-gw"])
+def test_a_pod_on_one_agent_reaches_a_pod_on_another_by_ip_and_through_a_service(backend: str) -> None:
+    from kybernetes.testing.agent import AgentProcess
+    from kybernetes.testing.cluster import process_argvs, wait_for
+    from kybernetes.testing.hosts import Lan, hosts_prerequisites, join_token, leftovers, pids_in_netns
+    if hosts_prerequisites():
+        pytest.skip(hosts_prerequisites() or "")
+    import json
+    net = Lan(LAN, "10.77.2.0/24")
+    net.up()
+    dirs: list[str] = []
+    try:
+        srv = net.host("srv").server()
+        token, pin = join_token(srv)
+        agents = {}
+        for i, name in ((3, "ag1"), (4, "ag2")):
+            host = net.host(name)
+            agent = AgentProcess(srv, node_name=name, bridge=f"kybo{i}", taint=False, proxy_table=f"kybo{i}",
+                                 auth_args=["--server", srv.url, "--token", token, "--ca-cert-hash", pin],
+                                 pod_cidr=f"10.42.{248 + i}.0/24", wrap=host.wrap,
+                                 extra_args=["--node-ip", host.ip, "--flannel-backend", backend])
+            host.agents.append(agent)
+            agents[name] = (host, agent)
+        net.save_state()
+        # Side by side: each spends most of its start waiting for its containerd. Not from
+        # threads: an agent gets SIGTERM when the thread that started it ends (PDEATHSIG).
+        for _host, agent in agents.values():
+            agent.wait_ready = lambda timeout: None  # type: ignore[method-assign]
+            agent.start()
+            del agent.wait_ready
+        for _host, agent in agents.values():
+            agent.wait_ready(150)
+        dirs = [d for h in net.hosts for d in h.state()["dirs"]]
+
+        def node(name: str) -> dict:
+            return json.loads(srv.kubectl("get", "node", name, "-o", "json").stdout or "{}")
+
+        for name, (host, _agent) in agents.items():
+            annotations = wait_for(lambda n=name: (node(n)["metadata"].get("annotations") or {}).get(
+                overlay.ANNOTATION_PUBLIC_IP) and node(n)["metadata"]["annotations"], timeout=30,
+                what=f"{name}'s pod network annotations")
+            assert annotations[overlay.ANNOTATION_PUBLIC_IP] == host.ip
+            assert annotations[overlay.ANNOTATION_BACKEND] == backend
+            assert (overlay.ANNOTATION_VTEP_MAC in annotations) == (backend == "vxlan")
+        made = srv.kubectl("create", "-f", "-", stdin="\n---\n".join(json.dumps(o) for o in (
+            pod("web-b", "ag2", WHOAMI, {"app": "whoami"}), pod("client-a", "ag1", "sleep 3600"),
+            {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "whoami", "namespace": "default"},
+             "spec": {"selector": {"app": "whoami"}, "ports": [{"port": 80, "targetPort": 80}]}})))
+        assert made.returncode == 0, made.stderr
+
+        def pod_ip(name: str) -> str:
+            got = json.loads(srv.kubectl("get", "pod", name, "-o", "json").stdout or "{}")
+            return (got.get("status") or {}).get("phase") == "Running" and got["status"].get("podIP")
+
+        try:
+            web_ip = wait_for(lambda: pod_ip("web-b"), timeout=60, what="web-b Running")
+            client_ip = wait_for(lambda: pod_ip("client-a"), timeout=60, what="client-a Running")
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n{srv.kubectl('describe', 'pods').stdout}\n"
+                                 f"{agents['ag2'][1].log_tail()}") from None
+        assert web_ip.startswith("10.42.252.") and client_ip.startswith("10.42.251.")
+
+        def from_client(*argv: str) -> str | None:
+            r = srv.kubectl("exec", "client-a", "--", *argv)
+            # httpd on [::] names an IPv4 peer [::ffff:a.b.c.d].
+            return r.stdout.strip().removeprefix("[::ffff:").removesuffix("]") if r.returncode == 0 else None
+
+        ping = wait_for(lambda: from_client("ping", "-c", "1", "-W", "2", web_ip), timeout=30,
+                        what="client-a pings web-b")
+        assert "1 packets received" in ping
+        # By IP, the far pod sees the client's own address (no masquerade inside the cluster).
+        assert wait_for(lambda: from_client("wget", "-q", "-O", "-", f"http://{web_ip}/cgi-bin/ip"),
+                        timeout=30, what="web-b answers client-a") == client_ip
+        service_ip = json.loads(srv.kubectl("get", "service", "whoami", "-o", "json").stdout)["spec"]["clusterIP"]
+        assert wait_for(lambda: from_client("wget", "-q", "-O", "-", f"http://{service_ip}/cgi-bin/ip"),
+                        timeout=30, what="the whoami Service answers client-a") == client_ip
+        # ag2 leaves: ag1 forgets its pod CIDR (route, and for vxlan the FDB entry).
+        ag1 = agents["ag1"][0]
+        assert ag1.exec(["ip", "route", "show", "10.42.252.0/24"]).stdout.strip()
+        agents["ag2"][1].cleanup()
+        agents["ag2"][0].agents.clear()
+        wait_for(lambda: not ag1.exec(["ip", "route", "show", "10.42.252.0/24"]).stdout.strip(), timeout=30,
+                 what="ag1's route to ag2's pods removed")
+        if backend == "vxlan":
+            assert agents["ag2"][0].ip not in ag1.exec(["bridge", "fdb", "show", "dev", overlay.DEVICE]).stdout
+    finally:
+        dirs = dirs or [d for h in net.hosts for d in h.state()["dirs"]]
+        netns = [h.netns for h in net.hosts]
+        net.down()
+    assert leftovers(LAN) == []
+    assert all(not pids_in_netns(n) for n in netns)
+    assert [pid for pid, argv in process_argvs() if any(d.encode() in a for d in dirs for a in argv)] == []
+    assert not [d for d in dirs if os.path.exists(d)], "data dirs left"
