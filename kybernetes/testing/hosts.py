@@ -169,6 +169,8 @@ class Host:
         self.servers: list[ServerProcess] = []
         self.agents: list[AgentProcess] = []
         self._slots: list[AgentSlot] = []
+        # Containers of agents that crashed: their cgroups stay behind, empty, until removed.
+        self._crashed_containers: set[str] = set()
 
     @property
     def wrap(self) -> list[str]:
@@ -232,6 +234,25 @@ class Host:
             agent.start(timeout)
         return agent
 
+    def crash(self) -> None:
+        """The machine dies: SIGKILL every process in the host (servers, agents, containerd,
+        shims, containers) at once; nothing is told. Their objects are left as they were
+        (a dead node's Node, its pods); `remove()` or the LAN's `down()` clears the rest."""
+        for agent in self.agents:
+            with contextlib.suppress(Exception):
+                self._crashed_containers.update(agent.runtime_containers())
+        kill_netns_processes(self.netns)
+        for p in [*self.servers, *self.agents]:
+            if p.proc is not None:
+                p.proc.wait(10)
+
+    def disconnect(self) -> None:
+        """Unplug the host from the LAN (its processes keep running)."""
+        _run(["ip", "link", "set", self.veth, "down"])
+
+    def reconnect(self) -> None:
+        _run(["ip", "link", "set", self.veth, "up"])
+
     def stop_agents(self) -> None:
         """Remove every agent's pods (through its server), then the agents. An agent whose
         server is gone cannot be told to stop its pods: the host's processes are ended."""
@@ -240,6 +261,8 @@ class Host:
                 kill_netns_processes(self.netns)
             agent.cleanup()
         self.agents.clear()
+        remove_cgroups(self._crashed_containers)
+        self._crashed_containers.clear()
         for slot in self._slots:
             _slots_in_use.discard(slot.index)
         self._slots.clear()
@@ -256,6 +279,15 @@ class Host:
     def state(self) -> dict[str, Any]:
         return {"ip": self.ip, "netns": self.netns, "veth": self.veth,
                 "dirs": [p.data_dir for p in [*self.servers, *self.agents]]}
+
+
+def remove_cgroups(container_ids: set[str]) -> None:
+    """The (empty) cgroups of containers whose processes were killed under runc's feet."""
+    roots = [os.path.join("/sys/fs/cgroup", d) for d in ("", *os.listdir("/sys/fs/cgroup"))]
+    for cid in container_ids:
+        for root in roots:
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.join(root, "k8s.io", cid))
 
 
 def remove_host(netns: str, veth: str | None, dirs: Sequence[str] = ()) -> None:

@@ -78,3 +78,25 @@ def test_an_agent_in_another_host_joins_with_a_token_and_runs_a_pod(lan: Lan) ->
     r = srv.kubectl("exec", "on-b", "--", "sh", "-c", "echo hello from $(hostname)")
     assert r.returncode == 0 and r.stdout.strip() == "hello from on-b", r.stderr
     assert agent.runtime_containers()
+
+
+def test_a_crashed_host_leaves_its_node_not_ready_and_is_cleaned_up(lan: Lan) -> None:
+    srv, b = lan.hosts[0].servers[0], lan.hosts[1]
+    agent = b.agents[0]
+    containers = agent.runtime_containers()
+    assert containers
+    b.crash()
+    assert not pids_in_netns(b.netns)
+
+    def not_ready() -> bool:
+        r = srv.kubectl("get", "node", "kyb-host-b", "-o", "jsonpath={.status.conditions[?(@.type=='Ready')].status}")
+        return r.stdout.strip() == "Unknown"
+
+    wait_for(not_ready, timeout=40, what="node kyb-host-b NotReady (Unknown)")
+    b.stop_agents()
+    assert not [d for d in (agent.data_dir,) if os.path.exists(d)]
+    with open("/proc/self/mountinfo") as f:
+        assert agent.data_dir not in f.read()
+    cgroups = [os.path.join(root, "k8s.io", c) for root in ("/sys/fs/cgroup", *(
+        os.path.join("/sys/fs/cgroup", d) for d in os.listdir("/sys/fs/cgroup"))) for c in containers]
+    assert not [c for c in cgroups if os.path.exists(c)], "cgroups left"
