@@ -285,6 +285,10 @@ def test_a_pod_on_one_agent_reaches_a_pod_on_another_by_ip_and_through_a_service
         service_ip = json.loads(srv.kubectl("get", "service", "whoami", "-o", "json").stdout)["spec"]["clusterIP"]
         assert wait_for(lambda: from_client("wget", "-q", "-O", "-", f"http://{service_ip}/cgi-bin/ip"),
                         timeout=30, what="the whoami Service answers client-a") == client_ip
+        # By name, through the cluster DNS (served on each node) and the Service.
+        by_name = "http://whoami.default.svc.cluster.local/cgi-bin/ip"
+        assert wait_for(lambda: from_client("wget", "-q", "-O", "-", by_name),
+                        timeout=30, what="whoami.default.svc.cluster.local answers client-a") == client_ip
         # ag2 leaves: ag1 forgets its pod CIDR (route, and for vxlan the FDB entry).
         ag1 = agents["ag1"][0]
         assert ag1.exec(["ip", "route", "show", "10.42.252.0/24"]).stdout.strip()
