@@ -56,9 +56,7 @@ def test_an_agent_in_another_host_joins_with_a_token_and_runs_a_pod(lan: Lan) ->
     srv = a.server()
     assert srv.url.startswith(f"https://{a.ip}:")
     token, pin = join_token(srv)
-    # No cross-node pod network: one agent needs none (and this test is about the hosts).
-    agent = b.agent(srv, node_name="kyb-host-b", token=token, ca_cert_hash=pin,
-                    extra_args=["--flannel-backend", "none"])
+    agent = b.agent(srv, node_name="kyb-host-b", token=token, ca_cert_hash=pin)
     node = json.loads(srv.kubectl("get", "node", "kyb-host-b", "-o", "json").stdout)
     assert {"type": "InternalIP", "address": b.ip} in node["status"]["addresses"]
     assert node["spec"]["podCIDR"] == agent.pod_cidr
