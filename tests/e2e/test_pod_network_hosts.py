@@ -4,8 +4,8 @@ First the agent's netlink shell (agent/overlay.py) alone, on two "hosts" made he
 namespaces joined by a veth pair (the LAN, 10.77.2.0/24), each with a CNI-like bridge
 (kybo1, kybo2) holding its pod CIDR's gateway and a "pod" namespace behind it. Then whole
 agents: a server and two agents on namespace-hosts (kybernetes/testing/hosts.py, LAN
-kyblan2), a busybox pod on each, reaching each other by IP and through a ClusterIP Service,
-with the source address kept. Everything made is removed and that is checked."""
+kyblan2), a busybox pod on each, reaching each other by IP, through a ClusterIP Service and by
+the Service's DNS name, with the source address kept. Everything made is removed and that is checked."""
 
 from __future__ import annotations
 
