@@ -366,8 +366,8 @@ class Lan:
                                      timeout=20)
             with ThreadPoolExecutor(max(1, len(self.hosts))) as pool:
                 list(pool.map(Host.stop_agents, self.hosts))
-            for h in self.hosts:
-                h.stop_servers()
+                # Together: etcd members stopped one by one would wait on a lost quorum.
+                list(pool.map(Host.stop_servers, self.hosts))
         finally:
             down(self.name)
             self.hosts.clear()
@@ -410,6 +410,12 @@ def leftovers(lan: str) -> list[str]:
     return out
 
 
+def server_token(server: ServerProcess) -> str:
+    """The cluster's server token (another server joins with it), as the first server made it."""
+    with open(os.path.join(server.data_dir, "token"), encoding="utf-8") as f:
+        return f.read().strip()
+
+
 def join_token(server: ServerProcess, ttl: str = "1h") -> tuple[str, str]:
     """A bootstrap token and the CA pin (`sha256:...`) an agent joins `server` with."""
     r = subprocess.run([sys.executable, "-m", "kybernetes.cli.main", "token", "create", "--ttl", ttl,
@@ -423,12 +429,17 @@ def join_token(server: ServerProcess, ttl: str = "1h") -> tuple[str, str]:
 
 @contextlib.contextmanager
 def cluster(agents: int = 2, lan: str = "kyblan0", cidr: str = "10.77.0.0/24", nat: bool = False,
-            server_args: Sequence[str] = (), agent_args: Sequence[str] = ()
+            server_args: Sequence[str] = (), agent_args: Sequence[str] = (), servers: int = 1
             ) -> Iterator[tuple[Lan, ServerProcess, list[AgentProcess]]]:
-    """A LAN with host `srv` running a server and hosts `ag1`.. each running an agent that
-    joined it with a bootstrap token; all of it removed afterwards."""
+    """A LAN with hosts `srv1`.. running servers and hosts `ag1`.. each running an agent that
+    joined the first server with a bootstrap token; all of it removed afterwards. One server
+    keeps SQLite; several run embedded etcd, the first with --cluster-init, the others
+    joining it with its server token (`kyb server --server URL --token T`). Yields the first
+    server; the others are `net.hosts[i].servers[0]`."""
     with Lan(lan, cidr, nat=nat) as net:
-        srv = net.host("srv").server(extra_args=server_args)
+        srv = net.host("srv1").server(extra_args=[*(["--cluster-init"] if servers > 1 else []), *server_args])
+        for i in range(2, servers + 1):
+            net.host(f"srv{i}").server(extra_args=["--server", srv.url, "--token", server_token(srv), *server_args])
         token, pin = join_token(srv)
         started = [net.host(f"ag{i}").agent(srv, token=token, ca_cert_hash=pin, extra_args=agent_args)
                    for i in range(1, agents + 1)]
@@ -445,14 +456,19 @@ def _up(args: argparse.Namespace) -> int:
     def on_signal(*_: object) -> None:
         stop["now"] = True
 
+    pid = _supervisor(args.lan)
+    if pid:
+        print(f"LAN {args.lan} is up already (supervisor pid {pid}); take it down first (down)", file=sys.stderr)
+        return 1
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    with cluster(args.hosts - 1, args.lan, args.cidr, args.nat, shlex.split(args.server_args),
-                 shlex.split(args.agent_args)) as (net, srv, agents):
+    with cluster(args.hosts - args.servers, args.lan, args.cidr, args.nat, shlex.split(args.server_args),
+                 shlex.split(args.agent_args), args.servers) as (net, srv, agents):
         net.supervisor = os.getpid()
         net.save_state()
-        print(f"server {srv.url} (host srv, {net.hosts[0].ip}); agents: "
-              + ", ".join(f"{a.node_name} ({h.ip})" for h, a in zip(net.hosts[1:], agents, strict=True)), flush=True)
+        print("servers: " + ", ".join(f"{p.url} (host {h.name})" for h in net.hosts for p in h.servers), flush=True)
+        print("agents: " + ", ".join(f"{a.node_name} ({h.ip})" for h in net.hosts for a in h.agents),
+              flush=True)
         print(f"export KUBECONFIG={srv.kubeconfig}", flush=True)
         print(f"run a command in a host: nsenter --net={NETNS_DIR}/{args.lan}-ag1 <command>", flush=True)
         print(f"READY {srv.kubeconfig}", flush=True)
@@ -460,6 +476,12 @@ def _up(args: argparse.Namespace) -> int:
             time.sleep(0.5)
         print("removing the hosts", flush=True)
     return 0
+
+
+def _supervisor(lan: str) -> int | None:
+    """The pid of the `up` that holds LAN `lan`, if it runs."""
+    pid = read_state(lan).get("supervisor")
+    return int(pid) if pid and os.path.exists(f"/proc/{pid}") and not _zombie(int(pid)) else None
 
 
 def _down(args: argparse.Namespace) -> int:
@@ -484,7 +506,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 description="Network-namespace hosts on a LAN bridge running kyb server and agents.")
     sub = p.add_subparsers(dest="cmd", required=True)
     up = sub.add_parser("up", help="1 server + N-1 agents; stays in the foreground until SIGTERM/SIGINT")
-    up.add_argument("--hosts", type=int, default=3, help="hosts in all (the first runs the server)")
+    up.add_argument("--hosts", type=int, default=3, help="hosts in all (the first --servers run servers)")
+    up.add_argument("--servers", type=int, default=1,
+                    help="servers among them (several: embedded etcd, joined with the first's server token)")
     up.add_argument("--lan", default="kyblan0", help="bridge name (at most 8 characters)")
     up.add_argument("--cidr", default="10.77.0.0/24")
     up.add_argument("--nat", action="store_true", help="let the hosts reach beyond this machine")
@@ -493,17 +517,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     dn = sub.add_parser("down", help="remove a LAN and everything on it")
     dn.add_argument("--lan", default="kyblan0")
     dn.add_argument("--timeout", type=float, default=120.0)
-    st = sub.add_parser("status", help="what a LAN holds")
+    st = sub.add_parser("status", help="what a LAN holds (exit status 0 if it is up, 3 if not)")
     st.add_argument("--lan", default="kyblan0")
     args = p.parse_args(argv)
     if args.cmd == "up":
-        if not 1 <= args.hosts <= len(AGENT_SLOTS) + 1:
-            p.error(f"--hosts: 1 to {len(AGENT_SLOTS) + 1}")
+        if not 1 <= args.servers <= args.hosts <= len(AGENT_SLOTS) + args.servers:
+            p.error(f"--servers: 1 to --hosts; --hosts: at most {len(AGENT_SLOTS)} more than --servers")
         return _up(args)
     if args.cmd == "down":
         return _down(args)
     print(json.dumps(read_state(args.lan), indent=1) if read_state(args.lan) else f"no LAN {args.lan}")
-    return 0
+    return 0 if _supervisor(args.lan) else 3
 
 
 if __name__ == "__main__":
