@@ -45,6 +45,10 @@ if command -v nft >/dev/null 2>&1; then
     # The pod network's one masquerade rule (agent/egress.py), named after the bridge.
     nft delete table ip "kyb-egress-${KYB_CNI_BRIDGE:-kyb0}" 2>/dev/null || true
 fi
+# The pod network across nodes (agent/overlay.py): its VXLAN device (with its neighbour and FDB
+# entries) and the routes it added, which carry routing protocol 75.
+ip link del kyb.vxlan 2>/dev/null || true
+ip route flush proto 75 2>/dev/null || true
 rm -rf "$DATA_DIR/agent/cni-ipam"
 if [ "${1:-}" = "--purge" ]; then
     rm -rf "$DATA_DIR"
