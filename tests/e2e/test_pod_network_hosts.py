@@ -5,7 +5,8 @@ namespaces joined by a veth pair (the LAN, 10.77.2.0/24), each with a CNI-like b
 (kybo1, kybo2) holding its pod CIDR's gateway and a "pod" namespace behind it. Then whole
 agents: a server and two agents on namespace-hosts (kybernetes/testing/hosts.py, LAN
 kyblan2), a busybox pod on each, reaching each other by IP, through a ClusterIP Service and by
-the Service's DNS name, with the source address kept. Everything made is removed and that is checked."""
+the Service's DNS name, with the source address kept, and the Service's node port on one agent
+reaching the pod on the other. Everything made is removed and that is checked."""
 
 from __future__ import annotations
 
@@ -256,7 +257,7 @@ def test_a_pod_on_one_agent_reaches_a_pod_on_another_by_ip_and_through_a_service
         made = srv.kubectl("create", "-f", "-", stdin="\n---\n".join(json.dumps(o) for o in (
             pod("web-b", "ag2", WHOAMI, {"app": "whoami"}), pod("client-a", "ag1", "sleep 3600"),
             {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "whoami", "namespace": "default"},
-             "spec": {"selector": {"app": "whoami"}, "ports": [{"port": 80, "targetPort": 80}]}})))
+             "spec": {"type": "NodePort", "selector": {"app": "whoami"}, "ports": [{"port": 80, "targetPort": 80}]}})))
         assert made.returncode == 0, made.stderr
 
         def pod_ip(name: str) -> str:
@@ -289,6 +290,19 @@ def test_a_pod_on_one_agent_reaches_a_pod_on_another_by_ip_and_through_a_service
         by_name = "http://whoami.default.svc.cluster.local/cgi-bin/ip"
         assert wait_for(lambda: from_client("wget", "-q", "-O", "-", by_name),
                         timeout=30, what="whoami.default.svc.cluster.local answers client-a") == client_ip
+        # A node port on ag1 reaches the pod on ag2; from outside the cluster, so masqueraded
+        # (behind ag1's VTEP address or, host-gw, its LAN address) for the answer to come back.
+        node_port = json.loads(srv.kubectl("get", "service", "whoami", "-o", "json").stdout)["spec"]["ports"][0][
+            "nodePort"]
+        ag1_host = agents["ag1"][0]
+
+        def via_node_port() -> str | None:
+            r = net.hosts[0].exec(["busybox", "wget", "-q", "-O", "-", f"http://{ag1_host.ip}:{node_port}/cgi-bin/ip"],
+                                  timeout=10)
+            return r.stdout.strip().removeprefix("[::ffff:").removesuffix("]") if r.returncode == 0 else None
+
+        seen = wait_for(via_node_port, timeout=30, what="ag1's node port answers from ag2's pod")
+        assert seen == (overlay.vtep_ip("10.42.251.0/24") if backend == "vxlan" else ag1_host.ip)
         # ag2 leaves: ag1 forgets its pod CIDR (route, and for vxlan the FDB entry).
         ag1 = agents["ag1"][0]
         assert ag1.exec(["ip", "route", "show", "10.42.252.0/24"]).stdout.strip()
