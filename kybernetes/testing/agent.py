@@ -179,8 +179,11 @@ class AgentProcess:
         """Remove every pod of the node through the API (the agent stops them), stop the
         agent, then remove what is left of it on the host."""
         if self.proc is not None and self.proc.poll() is None:
+            # A grace period of one second, not a forced delete: the agent would still give a
+            # force-deleted pod's containers their whole grace period (as the kubelet does), and
+            # a test's `sleep` as PID 1 ignores SIGTERM.
             self.server.kubectl("delete", "pods", "--all-namespaces", "--field-selector",
-                                f"spec.nodeName={self.node_name}", "--grace-period=0", "--force", "--wait=false")
+                                f"spec.nodeName={self.node_name}", "--grace-period=1", "--wait=false")
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline and self.runtime_containers():
                 time.sleep(0.5)
