@@ -102,7 +102,8 @@ def netns_inode(netns: str) -> int | None:
 
 
 def pids_in_netns(netns: str) -> list[int]:
-    """Processes whose network namespace is `netns` (every one of them a host's own)."""
+    """Processes whose network namespace is `netns` (every one of them a host's own; zombies
+    too, until their parent reaps them)."""
     inode = netns_inode(netns)
     if inode is None:
         return []
@@ -120,15 +121,19 @@ def pids_in_netns(netns: str) -> list[int]:
 def kill_netns_processes(netns: str, timeout: float = 10.0) -> None:
     """SIGKILL every process in `netns` and everything below them (containers run in pod
     namespaces under their shims), then wait until they are gone."""
-    doomed: set[int] = set()
-    for pid in pids_in_netns(netns):
-        doomed.update(process_tree(pid))
-    for pid in doomed:
-        with contextlib.suppress(OSError):
-            os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and any(os.path.exists(f"/proc/{p}") and not _zombie(p) for p in doomed):
-        time.sleep(0.05)
+    # Again until none is left: a process forked while the others were being killed.
+    while time.monotonic() < deadline:
+        doomed: set[int] = set()
+        for pid in pids_in_netns(netns):
+            doomed.update(p for p in process_tree(pid) if not _zombie(p))
+        if not doomed:
+            return
+        for pid in doomed:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        while time.monotonic() < deadline and any(not _zombie(p) for p in doomed):
+            time.sleep(0.05)
 
 
 def _running(server: ServerProcess) -> bool:

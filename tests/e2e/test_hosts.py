@@ -82,9 +82,10 @@ def test_a_crashed_host_leaves_its_node_not_ready_and_is_cleaned_up(lan: Lan) ->
     srv, b = lan.hosts[0].servers[0], lan.hosts[1]
     agent = b.agents[0]
     containers = agent.runtime_containers()
-    assert containers
+    assert containers, agent.log_tail()
     b.crash()
-    assert not pids_in_netns(b.netns)
+    left = pids_in_netns(b.netns)
+    assert not left, [open(f"/proc/{p}/cmdline").read() for p in left if os.path.exists(f"/proc/{p}")]
 
     def not_ready() -> bool:
         r = srv.kubectl("get", "node", "kyb-host-b", "-o", "jsonpath={.status.conditions[?(@.type=='Ready')].status}")
@@ -92,9 +93,10 @@ def test_a_crashed_host_leaves_its_node_not_ready_and_is_cleaned_up(lan: Lan) ->
 
     wait_for(not_ready, timeout=40, what="node kyb-host-b NotReady (Unknown)")
     b.stop_agents()
-    assert not [d for d in (agent.data_dir,) if os.path.exists(d)]
+    assert not os.path.exists(agent.data_dir), os.listdir(agent.data_dir)
     with open("/proc/self/mountinfo") as f:
-        assert agent.data_dir not in f.read()
+        mounts = [line.split()[4] for line in f if agent.data_dir in line]
+    assert not mounts, mounts
     cgroups = [os.path.join(root, "k8s.io", c) for root in ("/sys/fs/cgroup", *(
         os.path.join("/sys/fs/cgroup", d) for d in os.listdir("/sys/fs/cgroup"))) for c in containers]
     assert not [c for c in cgroups if os.path.exists(c)], "cgroups left"
