@@ -191,6 +191,14 @@ def diff(want: NetState, have: NetState) -> NetDiff:
     )
 
 
+def network_facts(node: Obj) -> tuple[Any, ...]:
+    """What of a Node the plan reads: a change elsewhere (its heartbeat) changes nothing."""
+    meta = node.get("metadata") or {}
+    annotations = meta.get("annotations") or {}
+    return (meta.get("name"), _pod_cidr(node), public_ip(node), annotations.get(ANNOTATION_VTEP_MAC),
+            annotations.get(ANNOTATION_BACKEND))
+
+
 def cluster_cidrs(nodes: Iterable[Obj]) -> list[str]:
     """Every node's pod CIDR: destinations pod traffic keeps its source address to."""
     return sorted({c for c in (_pod_cidr(n) for n in nodes) if c})
@@ -291,7 +299,9 @@ class Netlink:
                 index = self._index(ipr, self.device)
                 if index is None:
                     raise RuntimeError(f"the kernel did not create {self.device}")
-            ipr.link("set", index=index, mtu=mtu, state="up")
+            link = ipr.get_links(index)[0]
+            if link.get("IFLA_MTU") != mtu or not link["flags"] & 1:  # IFF_UP
+                ipr.link("set", index=index, mtu=mtu, state="up")
             address = vtep_ip(pod_cidr)
             for addr in ipr.get_addr(index=index, family=socket.AF_INET):
                 if addr.get("IFA_ADDRESS") != address or addr["prefixlen"] != 32:
@@ -404,11 +414,15 @@ class OverlayNetwork:
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise ValueError(f"unknown pod network backend {self.backend!r}")
-        self.nodes.add_handler(on_add=self.changed, on_update=lambda _o, _n: self.changed(),
-                               on_delete=self.changed)
+        self.nodes.add_handler(on_add=self.changed, on_update=self._updated, on_delete=self.changed)
 
     def changed(self, _obj: object = None) -> None:
         self._dirty.set()
+
+    def _updated(self, old: Obj, new: Obj) -> None:
+        # Every node's heartbeat rewrites its status: only what the plan reads wakes the loop.
+        if network_facts(old) != network_facts(new):
+            self._dirty.set()
 
     def _own(self) -> Obj | None:
         return next((n for n in self.nodes.list() if (n.get("metadata") or {}).get("name") == self.node_name), None)
@@ -417,11 +431,14 @@ class OverlayNetwork:
         nodes = self.nodes.list()
         own = self._own()
         cidr = _pod_cidr(own) if own else ""
-        if self.backend == "vxlan" and cidr and cidr != self._vtep_cidr:
-            self.vtep_mac, self.mtu = await asyncio.to_thread(self.netlink.ensure_vtep, self.lan_ip, cidr)
-            self._vtep_cidr = cidr
-            log.info("VXLAN device %s up on %s (MAC %s, MTU %d)", self.netlink.device, self.lan_ip,
-                     self.vtep_mac, self.mtu)
+        if self.backend == "vxlan" and cidr:
+            # Every time: a device someone removed or changed is made again (with a new MAC,
+            # published below).
+            mac, self.mtu = await asyncio.to_thread(self.netlink.ensure_vtep, self.lan_ip, cidr)
+            if (mac, cidr) != (self.vtep_mac, self._vtep_cidr):
+                log.info("VXLAN device %s up on %s (MAC %s, MTU %d)", self.netlink.device, self.lan_ip, mac,
+                         self.mtu)
+            self.vtep_mac, self._vtep_cidr = mac, cidr
         if own is not None and (self.backend != "vxlan" or self.vtep_mac):
             patch = annotations_patch(own, own_annotations(self.backend, self.lan_ip, self.vtep_mac))
             if patch is not None:

@@ -173,6 +173,10 @@ def test_vxlan_links_pods_on_two_hosts_and_forgets_a_node_that_goes(tmp_path):
         assert sh("ip", "-n", a.netns, "route", "show", b.pod_cidr).stdout.strip() == ""
         assert macs["b"][0] not in sh("bridge", "-n", a.netns, "fdb", "show", "dev", overlay.DEVICE).stdout
         assert not ping(a, b.pod_ip)
+        # A device someone removed is made again, with our VTEP address.
+        sh("ip", "-n", a.netns, "link", "del", overlay.DEVICE)
+        overlay.Netlink(a.netns).ensure_vtep(a.lan_ip, a.pod_cidr)
+        assert f"inet {overlay.vtep_ip(a.pod_cidr)}/32" in sh("ip", "-n", a.netns, "addr", "show", overlay.DEVICE).stdout
         assert overlay.Netlink(a.netns).remove_vtep()
         assert sh("ip", "-n", a.netns, "link", "show", overlay.DEVICE, check=False).returncode != 0
     assert netns_list() == before
