@@ -25,6 +25,7 @@ import click
 from kybernetes.api.aiotasks import cancel_and_wait, run_loop, tune_gc
 from kybernetes.cli.audit_flags import audit_flags, auditor_from_flags
 from kybernetes.cli.secrets import secrets_command
+from kybernetes.cli.snapshot import snapshot_command
 from kybernetes.cli.token import token_command
 from kybernetes.simnodes.cli import sim_nodes_command
 
@@ -163,6 +164,17 @@ SCHEDULER_CONNECTIONS = 49
 @click.option("--datastore-cafile", default="", help="CA that verifies the --datastore-endpoint members (PEM).")
 @click.option("--datastore-certfile", default="", help="Client certificate for --datastore-endpoint (PEM).")
 @click.option("--datastore-keyfile", default="", help="The key of --datastore-certfile (PEM).")
+@click.option("--snapshot-schedule", default=None, expose_value=False, metavar="CRON|INTERVAL",
+              callback=lambda ctx, _p, v: ctx.meta.__setitem__("snapshot_schedule", v),
+              help="When the server snapshots its store (see kyb snapshot): a cron expression in UTC "
+                   "('0 */12 * * *'), @daily/@hourly..., or an interval (6h); 'off' for none [default: every 12 h "
+                   "on an embedded etcd member, as k3s; off on SQLite and on an external etcd].")
+@click.option("--snapshot-retention", default=5, show_default=True, type=click.IntRange(min=1), expose_value=False,
+              callback=lambda ctx, _p, v: ctx.meta.__setitem__("snapshot_retention", v),
+              help="Scheduled snapshots kept (the newest); on-demand ones (kyb snapshot save) are never pruned.")
+@click.option("--snapshot-dir", default="", expose_value=False,
+              callback=lambda ctx, _p, v: ctx.meta.__setitem__("snapshot_dir", v),
+              help="Where scheduled snapshots go [default: <data-dir>/snapshots].")
 @click.option("--server", "join_server", default="", metavar="URL",
               help="Join the cluster of the server at URL (https://HOST:6443) with --token: take its CA and "
                    "keys, add an etcd member here (--etcd-client-port/--etcd-peer-port) and serve the API on it.")
@@ -229,6 +241,13 @@ def server(ctx: click.Context, data_dir: str, port: int, bind_address: str, tls_
         raise click.UsageError(str(e)) from None
     if join_server and not server_token and not os.path.exists(os.path.join(data_dir, "token")):
         raise click.UsageError("--server needs --token (the first server's <data-dir>/token)")
+    from kybernetes.storage.snapshots import choose_policy
+
+    try:
+        snapshot_policy = choose_policy(ctx.meta.get("snapshot_schedule"), ctx.meta.get("snapshot_retention", 5),
+                                        ctx.meta.get("snapshot_dir", ""), datastore.kind)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--snapshot-schedule") from None
     auditor = auditor_from_flags(ctx, data_dir)
     kinds = new_strategies(default_toleration_seconds=default_toleration_seconds)
     children: list[list[str]] = []
@@ -312,7 +331,8 @@ def server(ctx: click.Context, data_dir: str, port: int, bind_address: str, tls_
                           node_kubeconfig=node_kubeconfig, component_kubeconfigs=component_kubeconfigs,
                           service_accounts=token_options, audit=auditor,
                           pod_security=ctx.meta.get("pod_security"), datastore=datastore,
-                          server_token=server_token, join_ca_cert_hash=join_ca_cert_hash)
+                          server_token=server_token, join_ca_cert_hash=join_ca_cert_hash,
+                          snapshots=snapshot_policy)
 
     _run_until_signal(run)
 
@@ -343,7 +363,8 @@ async def _run_server(stop: asyncio.Event, data_dir: str, port: int, bind: str, 
                       node_kubeconfig: tuple[str, str] | None = None,
                       component_kubeconfigs: list[tuple[str, str]] | None = None,
                       service_accounts: Any = None, audit: Any = None, pod_security: Any = None,
-                      datastore: Any = None, server_token: str = "", join_ca_cert_hash: str = "") -> None:
+                      datastore: Any = None, server_token: str = "", join_ca_cert_hash: str = "",
+                      snapshots: Any = None) -> None:
     from kybernetes.apiserver.app import ApiServer, default_hosts
     from kybernetes.apiserver.pki import secure_data_dir
 
@@ -361,6 +382,9 @@ async def _run_server(stop: asyncio.Event, data_dir: str, port: int, bind: str, 
     if member is not None or (datastore is not None and datastore.kind == "external-etcd"):
         own_routes = await _sync_bootstrap(data_dir, backend, member, server_token)
     encryption_config, store = open_encryption(data_dir, encryption_config, backend)
+    from kybernetes.storage.snapshots import record_datastore
+
+    record_datastore(data_dir, backend)  # how `kyb snapshot save` reaches this store
     pool = None
     if workers is not None:
         from kybernetes.apiserver.workers import WorkerPool
@@ -434,7 +458,12 @@ async def _run_server(stop: asyncio.Event, data_dir: str, port: int, bind: str, 
 
         promoter = asyncio.create_task(keep_promoting(backend))
         remover = asyncio.create_task(MemberRemover(srv.cache, backend, member.cfg.name).run())
+    from kybernetes.cli.snapshot import scheduled_snapshots
+
+    snapshotter = scheduled_snapshots(snapshots, backend, data_dir, encryption_config)
     await stop.wait()
+    if snapshotter is not None:
+        snapshotter.cancel()
     watchdog.cancel()
     if member_watchdog is not None:
         member_watchdog.cancel()
@@ -1058,6 +1087,7 @@ async def _until(stop: asyncio.Event, job: asyncio.Task[None]) -> None:
 
 main.add_command(sim_nodes_command, "sim-nodes")
 main.add_command(token_command, "token")
+main.add_command(snapshot_command, "snapshot")
 main.add_command(secrets_command, "secrets")
 
 
