@@ -343,29 +343,23 @@ class Agent:
         if not sandboxes:
             return None, [], []
         newest = sandboxes[0]
-        # The calls go out together: a pod's status is written after them as it starts.
-        sb_status, listed = await asyncio.gather(self.cri.pod_sandbox_status(newest.id),
-                                                 self.cri.list_containers(sandbox_id=newest.id))
-        sandbox = runtime.sandbox_state(sb_status.status)
-        states = await asyncio.gather(*(self._container_state(c.id) for c in listed))
-        containers = [state for state in states if state is not None]
+        status = (await self.cri.pod_sandbox_status(newest.id)).status
+        sandbox = runtime.sandbox_state(status)
+        containers = []
+        for c in await self.cri.list_containers(sandbox_id=newest.id):
+            try:
+                status = (await self.cri.container_status(c.id)).status
+                state = runtime.container_state(status)
+                message_file = status.annotations.get(TERMINATION_MESSAGE_FILE)
+                if state.state == podsync.EXITED and not state.message and message_file:
+                    state = dataclasses.replace(state, message=await asyncio.to_thread(
+                        logs.read_termination_message, message_file,
+                        status.annotations.get(TERMINATION_MESSAGE_POLICY, ""), state.exit_code, status.log_path))
+                containers.append(state)
+            except CriError as e:
+                if not e.not_found:
+                    raise
         return sandbox, containers, [s.id for s in sandboxes[1:]]
-
-    async def _container_state(self, cid: str) -> podsync.ContainerState | None:
-        """What the runtime says of container `cid`; None once it is gone."""
-        try:
-            status = (await self.cri.container_status(cid)).status
-        except CriError as e:
-            if e.not_found:
-                return None
-            raise
-        state = runtime.container_state(status)
-        message_file = status.annotations.get(TERMINATION_MESSAGE_FILE)
-        if state.state == podsync.EXITED and not state.message and message_file:
-            state = dataclasses.replace(state, message=await asyncio.to_thread(
-                logs.read_termination_message, message_file,
-                status.annotations.get(TERMINATION_MESSAGE_POLICY, ""), state.exit_code, status.log_path))
-        return state
 
     async def sync(self, key: str) -> None:
         if TIMING:
