@@ -45,9 +45,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from api_bench import pct  # noqa: E402
 from simcluster import ensure_namespace, follow, sim_cluster, wait_nodes_ready  # noqa: E402
 
+from kybernetes.api.children import popen_dying_with_parent  # noqa: E402
 from kybernetes.client import ApiClient, ApiError  # noqa: E402
 from kybernetes.client.resources import DEPLOYMENTS, PODS, Resource  # noqa: E402
-from kybernetes.testing.cluster import ProfiledServer, ServerProcess, child_pids, die_with_parent, rss_mb  # noqa: E402
+from kybernetes.testing.cluster import ProfiledServer, ServerProcess, child_pids, rss_mb  # noqa: E402
 
 NAMESPACE = "bench"
 PER_DEPLOYMENT = 500
@@ -344,10 +345,9 @@ async def scheduler_only(args: argparse.Namespace, client: ApiClient, server: Se
     t0 = time.monotonic()
     profile = os.environ.get("SCHEDULER_PROFILE")  # a path: run the scheduler under cProfile
     runner = ["-m", "cProfile", "-o", profile] if profile else []
-    sched = subprocess.Popen([sys.executable, *runner, "-m", "kybernetes.cli.main", "scheduler", "--kubeconfig",
-                              server.kubeconfig, "--no-leader-elect"],
-                             cwd=os.path.join(os.path.dirname(__file__), ".."), stdout=log, stderr=log,
-                             preexec_fn=die_with_parent)  # noqa: PLW1509
+    sched = popen_dying_with_parent([sys.executable, *runner, "-m", "kybernetes.cli.main", "scheduler",
+                                     "--kubeconfig", server.kubeconfig, "--no-leader-elect"],
+                                    cwd=os.path.join(os.path.dirname(__file__), ".."), stdout=log, stderr=log)
     log.close()
     try:
         while len(times.bound) < args.pods and time.monotonic() - t0 < args.timeout:

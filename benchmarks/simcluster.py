@@ -18,9 +18,10 @@ from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
+from kybernetes.api.children import popen_dying_with_parent  # noqa: E402
 from kybernetes.client import ApiClient, ApiError  # noqa: E402
 from kybernetes.client.resources import NAMESPACES, NODES, Resource  # noqa: E402
-from kybernetes.testing.cluster import ServerProcess, die_with_parent  # noqa: E402
+from kybernetes.testing.cluster import ServerProcess  # noqa: E402
 
 REPO = os.path.join(os.path.dirname(__file__), "..")
 # 1,000 nodes need more /24 node subnets than the default 10.42.0.0/16 holds (256).
@@ -38,9 +39,9 @@ def start_simnodes(server: ServerProcess, nodes: int, start_delay: float,
                    extra_args: list[str]) -> subprocess.Popen[bytes]:
     """The simulator, logging to simnodes.log in the server's data dir."""
     sim_log = open(os.path.join(server.data_dir, "simnodes.log"), "ab")  # noqa: SIM115 - child owns it
-    sim = subprocess.Popen([sys.executable, "-m", "kybernetes.simnodes", "--kubeconfig", server.kubeconfig,
-                            "--count", str(nodes), "--start-delay", str(start_delay), *extra_args],
-                           cwd=REPO, stdout=sim_log, stderr=sim_log, preexec_fn=die_with_parent)  # noqa: PLW1509
+    sim = popen_dying_with_parent([sys.executable, "-m", "kybernetes.simnodes", "--kubeconfig", server.kubeconfig,
+                                   "--count", str(nodes), "--start-delay", str(start_delay), *extra_args],
+                                  cwd=REPO, stdout=sim_log, stderr=sim_log)
     sim_log.close()
     return sim
 

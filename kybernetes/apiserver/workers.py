@@ -30,7 +30,6 @@ import json
 import logging
 import mmap
 import os
-import signal
 import socket
 import struct
 import subprocess
@@ -42,6 +41,7 @@ from typing import Any
 
 from aiohttp import web
 
+from kybernetes.api.children import popen_dying_with_parent
 from kybernetes.api.errors import ApiError
 from kybernetes.apiserver import auth, pki, serviceaccounts
 from kybernetes.apiserver.app import ApiServer, ServingOptions
@@ -601,13 +601,6 @@ async def run_worker(stop: asyncio.Event, config: WorkerConfig, wake_fd: int) ->
 # -- primary side --------------------------------------------------------------------------
 
 
-def _die_with_parent() -> None:
-    import ctypes
-
-    pr_set_pdeathsig = 1
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
-
-
 class _Worker:
     __slots__ = ("index", "proc", "wake_w")
 
@@ -685,9 +678,9 @@ class WorkerPool:
         # The data dir keeps its files to its owner (a log may name Secrets' keys).
         out = os.fdopen(os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab")
         try:
-            proc = subprocess.Popen(
+            proc = popen_dying_with_parent(
                 [*self.argv_prefix, "api-worker", "--config", self.config.to_json(), "--wake-fd", str(wake_r)],
-                stdout=out, stderr=out, pass_fds=(wake_r,), preexec_fn=_die_with_parent)  # noqa: PLW1509
+                stdout=out, stderr=out, pass_fds=(wake_r,))
         finally:
             out.close()
             os.close(wake_r)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from kybernetes.api.aiotasks import cancel_and_wait, run_loop, tune_gc
+from kybernetes.api.children import popen_dying_with_parent
 from kybernetes.cli.audit_flags import audit_flags, auditor_from_flags
 from kybernetes.cli.secrets import secrets_command
 from kybernetes.cli.snapshot import snapshot_command
@@ -598,7 +599,7 @@ async def _open_datastore(data_dir: str, datastore: Any, advertise: str, token: 
     paths = ensure_etcd_pki(data_dir, [advertise])
     # Started from this (the main) thread: the member dies with the server, even by kill -9.
     member = EtcdMember(cfg, os.path.join(data_dir, "etcd.log"), paths.client_cert, paths.client_key,
-                        preexec_fn=_die_with_parent)
+                        die_with_parent=True)
     try:
         member.start()
         took = await member.wait_healthy(progress=lambda line: click.echo(line, err=True))
@@ -628,20 +629,11 @@ async def _open_datastore(data_dir: str, datastore: Any, advertise: str, token: 
                      key_file=paths.client_key), member
 
 
-def _die_with_parent() -> None:
-    """In a child: ask the kernel for SIGTERM when the server dies, even by kill -9,
-    so no orphaned controller manager or scheduler keeps running."""
-    import ctypes
-
-    pr_set_pdeathsig = 1
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
-
-
 def _spawn(argv: list[str], log_path: str) -> subprocess.Popen[bytes]:
     # Private like everything in the data dir.
     log = os.fdopen(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
     try:
-        return subprocess.Popen(argv, stdout=log, stderr=log, preexec_fn=_die_with_parent)  # noqa: PLW1509
+        return popen_dying_with_parent(argv, stdout=log, stderr=log)
     finally:
         log.close()
 

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
 
+from kybernetes.api.children import popen_dying_with_parent
+
 log = logging.getLogger("kybernetes.etcd")
 
 ETCD_BINARY = "etcd"
@@ -237,17 +239,18 @@ class MemberFailed(RuntimeError):
 class EtcdMember:
     """One etcd member process.
 
-    `start` must run on a thread that lives as long as the server (the main thread): a
-    `preexec_fn` asking for PR_SET_PDEATHSIG ties the child to the thread that forked it.
+    `start` must run on a thread that lives as long as the server (the main thread): with
+    `die_with_parent` the member gets SIGTERM when the thread that started it ends
+    (api/children.py).
     """
 
     def __init__(self, cfg: MemberConfig, log_path: str, client_cert: str, client_key: str, *,
-                 preexec_fn: Callable[[], None] | None = None, binary: str = ETCD_BINARY) -> None:
+                 die_with_parent: bool = False, binary: str = ETCD_BINARY) -> None:
         self.cfg = cfg
         self.log_path = log_path
         self.client_cert = client_cert
         self.client_key = client_key
-        self.preexec_fn = preexec_fn
+        self.die_with_parent = die_with_parent
         self.binary = binary
         self.proc: subprocess.Popen[bytes] | None = None
         self.restarted_existing = False
@@ -258,9 +261,9 @@ class EtcdMember:
         self.restarted_existing = has_member_data(self.cfg.data_dir)
         out = os.fdopen(os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
         try:
-            self.proc = subprocess.Popen(member_command(self.cfg, self.binary), stdin=subprocess.DEVNULL,
-                                         stdout=out, stderr=out, env=member_env(os.environ),
-                                         preexec_fn=self.preexec_fn)  # noqa: PLW1509
+            start = popen_dying_with_parent if self.die_with_parent else subprocess.Popen
+            self.proc = start(member_command(self.cfg, self.binary), stdin=subprocess.DEVNULL,
+                              stdout=out, stderr=out, env=member_env(os.environ))
         except FileNotFoundError:
             raise MemberFailed(f"{self.binary!r} not found: install Debian's etcd-server package") from None
         finally:

@@ -19,10 +19,10 @@ from typing import Any
 
 from kybernetes.agent import egress
 from kybernetes.agent.containerd import missing_prerequisites
+from kybernetes.api.children import popen_dying_with_parent
 from kybernetes.apiserver import pki
 from kybernetes.testing.cluster import (
     ServerProcess,
-    die_with_parent,
     file_tail,
     free_port,
     process_argvs,
@@ -130,7 +130,7 @@ class AgentProcess:
             args += ["--register-with-taints", f"{TEST_TAINT}=true:NoSchedule"]
         args += self.extra_args
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
-        self.proc = subprocess.Popen(args, stdout=log, stderr=log, preexec_fn=die_with_parent)  # noqa: PLW1509
+        self.proc = popen_dying_with_parent(args, stdout=log, stderr=log)
         log.close()
         self.wait_ready(timeout)
 

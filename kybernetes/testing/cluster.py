@@ -22,6 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from kybernetes.api.children import popen_dying_with_parent
+
 T = TypeVar("T")
 
 
@@ -40,14 +42,6 @@ class KubectlResult:
     @property
     def ok(self) -> bool:
         return self.returncode == 0
-
-
-def die_with_parent() -> None:
-    """For `preexec_fn`: the child gets SIGTERM when the test or benchmark process dies,
-    however it dies, so no server or simulator outlives the run that started it."""
-    import ctypes
-
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
 
 def file_tail(path: str, n: int = 4000) -> str:
@@ -172,10 +166,10 @@ class ServerProcess:
         """Start the server; returns seconds until /readyz answered ok."""
         started = time.monotonic()
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it for its lifetime
-        self.proc = subprocess.Popen(
+        self.proc = popen_dying_with_parent(
             [*self.launcher(), "server", "--data-dir", self.data_dir,
              "--port", str(self.port), "--bind-address", self.bind_address, *self.extra_args],
-            stdout=log, stderr=log, preexec_fn=die_with_parent)  # noqa: PLW1509
+            stdout=log, stderr=log)
         log.close()
         self.wait_ready(timeout)
         return time.monotonic() - started
@@ -291,10 +285,10 @@ def start_sim_nodes(server: ServerProcess, prefix: str, count: int, *extra: str,
     `cpu` CPUs and 8Gi each, quick leases, status and container delays for tests, logging to
     sim-`prefix`.log in the server's data dir. The caller terminates it."""
     log = open(os.path.join(server.data_dir, f"sim-{prefix}.log"), "ab")  # noqa: SIM115 - the child owns it
-    proc = subprocess.Popen(
+    proc = popen_dying_with_parent(
         [sys.executable, "-m", "kybernetes.cli.main", "sim-nodes", "--kubeconfig", server.kubeconfig,
          "--count", str(count), "--name-prefix", prefix, "--lease-interval", "1", "--node-status-interval", "5",
          "--start-delay", str(start_delay), "--delete-delay", "0.2", "--cpu", cpu, "--memory", "8Gi", *extra],
-        stdout=log, stderr=log, preexec_fn=die_with_parent)  # noqa: PLW1509
+        stdout=log, stderr=log)
     log.close()
     return proc

@@ -39,8 +39,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from kybernetes.api.children import popen_dying_with_parent
 from kybernetes.testing.agent import AgentProcess, agent_prerequisites, mounts_under
-from kybernetes.testing.cluster import ServerProcess, die_with_parent, process_tree
+from kybernetes.testing.cluster import ServerProcess, process_tree
 
 STATE_DIR = "/run/kyb-hosts"
 NETNS_DIR = "/run/netns"
@@ -195,7 +196,7 @@ class Host:
 
     def run(self, argv: Sequence[str], env: dict[str, str] | None = None, **popen: Any) -> subprocess.Popen[Any]:
         """Start `argv` in this host; it gets SIGTERM when the calling process dies."""
-        return subprocess.Popen([*self.wrap, *argv], env=env, preexec_fn=die_with_parent, **popen)  # noqa: PLW1509
+        return popen_dying_with_parent([*self.wrap, *argv], env=env, **popen)
 
     def exec(self, argv: Sequence[str], timeout: float = 60.0, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         """Run `argv` in this host to completion (text output captured)."""

@@ -15,7 +15,8 @@ import time
 import urllib.error
 import urllib.request
 
-from kybernetes.testing.cluster import die_with_parent, free_port, stop_process
+from kybernetes.api.children import popen_dying_with_parent
+from kybernetes.testing.cluster import free_port, stop_process
 
 
 class RegistryProcess:
@@ -48,8 +49,7 @@ class RegistryProcess:
         with open(path, "w") as f:
             json.dump(config, f)  # YAML is a superset of JSON
         log = open(os.path.join(self.dir, "registry.log"), "ab")  # noqa: SIM115 - the child owns it
-        self.proc = subprocess.Popen(["docker-registry", "serve", path], stdout=log, stderr=log,
-                                     preexec_fn=die_with_parent)  # noqa: PLW1509
+        self.proc = popen_dying_with_parent(["docker-registry", "serve", path], stdout=log, stderr=log)
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
