@@ -113,7 +113,9 @@ class AgentProcess:
                                                                  **self.labels}},
                 "spec": spec}
 
-    def start(self, timeout: float = 60.0) -> None:
+    def start(self, timeout: float = 60.0, wait: bool = True) -> None:
+        """Start the agent and (with `wait`) wait until its node is Ready; several agents
+        start side by side when each is started without waiting, then waited for."""
         if self.pod_cidr:
             r = self.server.kubectl("apply", "-f", "-", stdin=json.dumps(self.node_object()))
             if r.returncode != 0:
@@ -132,7 +134,8 @@ class AgentProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
         self.proc = popen_dying_with_parent(args, stdout=log, stderr=log)
         log.close()
-        self.wait_ready(timeout)
+        if wait:
+            self.wait_ready(timeout)
 
     def node_kubeconfig(self) -> str:
         """A kubeconfig with this node's own identity (`system:node:<name>`), signed by the

@@ -203,11 +203,12 @@ class Host:
         return subprocess.run([*self.wrap, *argv], input=stdin, capture_output=True, text=True, timeout=timeout)
 
     def server(self, extra_args: Sequence[str] = (), data_dir: str | None = None, start: bool = True,
-               timeout: float = 60.0) -> ServerProcess:
+               timeout: float = 60.0, port: int | None = None) -> ServerProcess:
         """A `kyb server` in this host, listening on the host's address (its kubeconfig names
-        that address, which this machine reaches over the LAN bridge)."""
+        that address, which this machine reaches over the LAN bridge), on `port` (default: a
+        free one)."""
         # Nodes are declared dead after 10 s without a heartbeat (agents here renew every second).
-        srv = ServerProcess(data_dir=data_dir, bind_address=self.ip, wrap=self.wrap,
+        srv = ServerProcess(data_dir=data_dir, port=port, bind_address=self.ip, wrap=self.wrap,
                             extra_args=["--node-monitor-grace-period", "10", *extra_args])
         self.servers.append(srv)
         self.lan.save_state()
@@ -445,10 +446,18 @@ def cluster(agents: int = 2, lan: str = "kyblan0", cidr: str = "10.77.0.0/24", n
     with Lan(lan, cidr, nat=nat) as net:
         srv = net.host("srv1").server(extra_args=[*(["--cluster-init"] if servers > 1 else []), *server_args])
         for i in range(2, servers + 1):
-            net.host(f"srv{i}").server(extra_args=["--server", srv.url, "--token", server_token(srv), *server_args])
+            # On the first's port, as on separate machines: the `kubernetes` Endpoints carry one
+            # port for every address, and agents fail over to the servers they list.
+            net.host(f"srv{i}").server(extra_args=["--server", srv.url, "--token", server_token(srv), *server_args],
+                                       port=srv.port)
         token, pin = join_token(srv)
-        started = [net.host(f"ag{i}").agent(srv, token=token, ca_cert_hash=pin, extra_args=agent_args)
+        started = [net.host(f"ag{i}").agent(srv, token=token, ca_cert_hash=pin, extra_args=agent_args, start=False)
                    for i in range(1, agents + 1)]
+        # Side by side: each spends most of its start waiting for its own containerd.
+        for agent in started:
+            agent.start(wait=False)
+        for agent in started:
+            agent.wait_ready(150)
         yield net, srv, started
 
 

@@ -34,3 +34,57 @@ def test_host_names_fit_interface_and_namespace_names(name: str) -> None:
 def test_a_lan_name_leaves_room_for_its_veths() -> None:
     with pytest.raises(ValueError, match="at most 8"):
         hosts.Lan("kyblan-long")
+
+
+def test_a_cluster_puts_every_server_on_one_port_and_starts_agents_side_by_side(monkeypatch) -> None:
+    """The `kubernetes` Endpoints carry one port for all addresses: servers on other ports
+    could not be failed over to. Agents wait for their containerd in parallel."""
+    calls: list[tuple[str, ...]] = []
+
+    class FakeAgent:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def start(self, wait: bool = True) -> None:
+            calls.append(("start", self.name, str(wait)))
+
+        def wait_ready(self, timeout: float) -> None:
+            calls.append(("ready", self.name))
+
+    class FakeServer:
+        def __init__(self, port: int | None) -> None:
+            self.port = port or 6443
+            self.url = f"https://h:{self.port}"
+
+    class FakeHost:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def server(self, extra_args=(), port=None):  # noqa: ANN001, ANN202
+            calls.append(("server", self.name, str(port)))
+            return FakeServer(port)
+
+        def agent(self, srv, token=None, ca_cert_hash=None, extra_args=(), start=True):  # noqa: ANN001, ANN202
+            assert not start
+            return FakeAgent(self.name)
+
+    class FakeLan:
+        def __init__(self, *a: object, **kw: object) -> None:
+            pass
+
+        def __enter__(self) -> FakeLan:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+        def host(self, name: str) -> FakeHost:
+            return FakeHost(name)
+
+    monkeypatch.setattr(hosts, "Lan", FakeLan)
+    monkeypatch.setattr(hosts, "server_token", lambda srv: "K10x::server:y")
+    monkeypatch.setattr(hosts, "join_token", lambda srv: ("abcdef.0123456789abcdef", "sha256:00"))
+    with hosts.cluster(agents=2, servers=3):
+        pass
+    assert calls == [("server", "srv1", "None"), ("server", "srv2", "6443"), ("server", "srv3", "6443"),
+                     ("start", "ag1", "False"), ("start", "ag2", "False"), ("ready", "ag1"), ("ready", "ag2")]
