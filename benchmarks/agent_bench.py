@@ -187,6 +187,10 @@ def report_phases(pods: list[PodStart], namespace: str) -> None:
     for name, values in rows.items():
         print(f"    {name:<44} median {statistics.median(values) * 1000:6.1f} ms, "
               f"p99 {pct(values, 99) * 1000:6.1f} ms ({len(values)} pods)")
+    # The tail, pod by pod: which phase grew.
+    for pod in sorted(pods, key=lambda p: p.sent - p.running)[:3]:
+        print(f"    slow: {pod.name} {(pod.running - pod.sent) * 1000:.0f} ms: " + ", ".join(
+            f"{name} {value * 1000:.0f}" for name, value in start_phases(pod, namespace).items()))
 
 
 async def run(args: argparse.Namespace, server: ServerProcess, agent: AgentProcess) -> None:
