@@ -105,6 +105,14 @@ def node_ready(srv: ServerProcess, node: str) -> str:
     return r.stdout.strip() if r.ok else ""
 
 
+def voters(hc: Cluster, srv: ServerProcess) -> list[str]:
+    """The voting members as `srv`'s own etcd member lists them (run in its host)."""
+    r = hc.host_of(srv).exec([sys.executable, "-m", "kybernetes.cli.main", "etcd", "member-list", "--data-dir",
+                              srv.data_dir])
+    assert r.returncode == 0, r.stderr
+    return [line for line in r.stdout.splitlines() if "\tvoter\t" in line]
+
+
 @pytest.fixture(scope="module")
 def hc() -> Iterator[Cluster]:
     dirs: list[str] = []
@@ -129,6 +137,8 @@ def test_three_servers_and_two_agents_form_one_cluster(hc: Cluster) -> None:
     srv = hc.servers[0]
     server_ips = {hc.host_of(s).ip for s in hc.servers}
     assert len(server_ips) == 3
+    # The joiners came in as learners and were promoted: three votes.
+    assert len(voters(hc, hc.servers[2])) == 3
     # Every server lists itself, on the one port they share, for the agents to fail over to.
     eps = wait_for(lambda: (e := get_json(srv, "endpoints", "kubernetes"))
                    and {a["ip"] for s in e.get("subsets") or [] for a in s.get("addresses") or []} == server_ips
@@ -263,6 +273,7 @@ def test_kill_9_of_a_server_loses_no_acknowledged_write_and_it_rejoins(hc: Clust
     # Back on its data dir: its member rejoins and it serves what was written without it.
     victim.start(timeout=60)
     assert "etcd member restarted on its data" in victim.log_tail(20000)
+    assert len(voters(hc, victim)) == 3
     stored = {i["metadata"]["name"] for i in get_json(victim, "-n", NS, "configmaps")["items"]}
     assert set(writer.acked) <= stored
     assert get_json(victim, "-n", NS, "deployment", "web")["spec"]["replicas"] == 3
