@@ -492,10 +492,23 @@ def record_datastore(data_dir: str, backend: Any) -> None:
     else:
         rec = {"kind": "sqlite"}
     path = os.path.join(data_dir, DATASTORE_RECORD)
-    fd = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
-    with os.fdopen(fd, "w") as f:
-        json.dump(rec, f)
-    os.replace(path + ".tmp", path)
+    text = json.dumps(rec)
+    try:
+        with open(path, encoding="utf-8") as f:
+            if f.read() == text:
+                return  # as it was: nothing to write (the disk may be full; the server still starts)
+    except (OSError, ValueError):
+        pass
+    try:
+        fd = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(path + ".tmp", path)
+    except OSError as e:
+        # A convenience for `kyb snapshot save`, never a reason not to serve (a full disk).
+        log.warning("could not record how the store is reached in %s: %s", path, e)
+        with contextlib.suppress(OSError):
+            os.unlink(path + ".tmp")
 
 
 @dataclass(frozen=True)

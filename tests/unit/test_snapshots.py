@@ -250,3 +250,23 @@ def test_the_server_record_says_where_its_store_is(tmp_path):
                                             cert_file="/e", key_file="/k")
     snap.record_datastore(d, object())
     assert snap.source_of(d) == snap.Source("sqlite", db=os.path.join(d, "state.db"))
+
+
+def test_a_full_disk_never_keeps_the_server_from_recording_or_starting(tmp_path, monkeypatch):
+    d = str(tmp_path)
+    snap.record_datastore(d, object())
+    real_open = os.open
+
+    def full(path, *args, **kwargs):
+        if str(path).startswith(d):
+            raise OSError(28, "No space left on device")
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", full)
+    snap.record_datastore(d, object())  # unchanged: nothing to write
+    from kybernetes.storage.etcd import EtcdStore
+
+    snap.record_datastore(d, EtcdStore(["https://127.0.0.1:23999"]))  # changed, cannot be written: no raise
+    monkeypatch.setattr(os, "open", real_open)
+    assert snap.source_of(d) == snap.Source("sqlite", db=os.path.join(d, "state.db"))
+    assert not os.path.exists(os.path.join(d, "datastore.json.tmp"))
