@@ -346,11 +346,23 @@ def test_own_address_is_not_an_upstream():
     assert not is_own_address("192.0.2.1", 53, "0.0.0.0", 53)
 
 
+def _port_free_for_udp_and_tcp() -> int:
+    # A free UDP port may have its TCP twin taken by another test's connection.
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp, \
+                socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            udp.bind((HOST, 0))
+            port = udp.getsockname()[1]
+            try:
+                tcp.bind((HOST, port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no port free for both UDP and TCP")
+
+
 async def test_own_address_is_dropped_from_the_upstreams():
-    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    probe.bind((HOST, 0))
-    port = probe.getsockname()[1]
-    probe.close()
+    port = _port_free_for_udp_and_tcp()
     srv = DnsServer(ClusterRecords(), HOST, port, upstreams=[f"{HOST}:{port}", "192.0.2.53"])
     await srv.start()
     try:
