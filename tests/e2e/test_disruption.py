@@ -232,8 +232,10 @@ def test_drain_respects_the_budget_and_uncordon(kubectl, nodes, k8s_client):
     time.sleep(0.5)
     r = kubectl("drain", target, "--ignore-daemonsets", "--delete-emptydir-data", "--timeout=150s", timeout=170)
     done.set()
-    kubectl.ok("annotate", "deploy", "drainweb", "-n", NS, "poke=1")
+    # An event on the watched pods lets the observer see `done` and end its watch.
+    kubectl.ok("annotate", "pods", "-n", NS, "-l", "app=drainweb", "poke=1")
     t.join(30)
+    assert not t.is_alive()
     out = r.stdout + r.stderr
     assert r.returncode == 0, out
     assert f"node/{target} drained" in out
