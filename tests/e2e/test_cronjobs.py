@@ -2,7 +2,7 @@
 minute), Forbid and Replace, history limits, suspend, `kubectl create job --from=cronjob/`,
 validation and the `kubectl get cronjobs` columns.
 
-Only the first test waits for the clock. The others move a CronJob's `lastScheduleTime`
+Only the last test waits for the clock; its CronJob is made before the others run. The others move a CronJob's `lastScheduleTime`
 back through the /status subresource, which leaves a start time unmet at once (as after
 a controller outage), and finish Jobs by writing their status themselves, so they pass
 whether or not a Job controller runs. Job templates are suspended: no pods are needed."""
@@ -28,6 +28,13 @@ def ns(kubectl) -> Iterator[str]:
     kubectl.ok("create", "namespace", name)
     yield name
     kubectl("delete", "namespace", name, "--wait=false")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def minutely(kubectl, ns) -> str:
+    """The CronJob of the last test, which waits for a real minute to turn: created first."""
+    _create(kubectl, ns, _cronjob("minutely"))
+    return "minutely"
 
 
 def _stamp(t: dt.datetime) -> str:
@@ -118,37 +125,6 @@ def _finish(kubectl, ns: str, job: str, condition: str, started: dt.datetime) ->
 
 def _active_names(kubectl, ns: str, name: str) -> list[str]:
     return sorted(ref["name"] for ref in _get(kubectl, ns, "cronjob", name).get("status", {}).get("active") or [])
-
-
-def test_every_minute_creates_a_job_within_a_minute(kubectl, ns, k8s_client) -> None:
-    _create(kubectl, ns, _cronjob("minutely"))
-    # The only test that waits for the wall clock: the next whole minute plus slack.
-    jobs = _wait("the first Job", lambda: _jobs_of(kubectl, ns, "minutely"), timeout=90)
-    job = jobs[0]
-    name = job["metadata"]["name"]
-    scheduled = job["metadata"]["annotations"]["batch.kubernetes.io/cronjob-scheduled-timestamp"]
-    minutes = int(dt.datetime.fromisoformat(scheduled.replace("Z", "+00:00")).timestamp()) // 60
-    assert name == f"minutely-{minutes}"
-    ref = job["metadata"]["ownerReferences"][0]
-    assert (ref["kind"], ref["name"], ref["controller"], ref["blockOwnerDeletion"]) == (
-        "CronJob", "minutely", True, True)
-    cj = _wait("the status", lambda: (c := _get(kubectl, ns, "cronjob", "minutely")).get("status", {}).get(
-        "active") and c)
-    assert [a["name"] for a in cj["status"]["active"]] == [name]
-    assert cj["status"]["active"][0]["kind"] == "Job"
-    assert cj["status"]["lastScheduleTime"] == dt.datetime.fromisoformat(
-        scheduled.replace("Z", "+00:00")).astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    assert "SuccessfulCreate" in _events(kubectl, ns, "minutely")
-    table = kubectl.ok("get", "-n", ns, "cronjobs", "minutely")
-    header, row = table.splitlines()[:2]
-    assert header.split() == ["NAME", "SCHEDULE", "TIMEZONE", "SUSPEND", "ACTIVE", "LAST", "SCHEDULE", "AGE"]
-    assert row.split()[:9] == ["minutely", "*", "*", "*", "*", "*", "<none>", "False", "1"]
-    described = kubectl.ok("describe", "-n", ns, "cronjob", "minutely")
-    assert any(line.startswith("Active Jobs:") and name in line for line in described.splitlines())
-    assert "SuccessfulCreate" in described
-    typed = k8s.BatchV1Api(k8s_client).read_namespaced_cron_job("minutely", ns)
-    assert typed.status.active[0].name == name and typed.status.last_schedule_time is not None
-    kubectl.ok("patch", "-n", ns, "cronjob", "minutely", "--type=merge", "-p", '{"spec":{"suspend":true}}')
 
 
 def test_forbid_waits_for_the_running_job(kubectl, ns) -> None:
@@ -252,3 +228,34 @@ def test_bad_schedules_and_time_zones_are_refused(kubectl, ns) -> None:
     assert good["spec"]["timeZone"] == "Asia/Tokyo"
     row = kubectl.ok("get", "-n", ns, "cronjobs", "tokyo", "--no-headers").split()
     assert row[:4] == ["tokyo", "@daily", "Asia/Tokyo", "True"]
+
+
+def test_every_minute_creates_a_job_within_a_minute(kubectl, ns, k8s_client, minutely) -> None:
+    # The only test that waits for the wall clock: the next whole minute plus slack, most of
+    # it spent while the module's other tests ran (the CronJob was created before them).
+    jobs = _wait("the first Job", lambda: _jobs_of(kubectl, ns, "minutely"), timeout=90)
+    job = jobs[0]
+    name = job["metadata"]["name"]
+    scheduled = job["metadata"]["annotations"]["batch.kubernetes.io/cronjob-scheduled-timestamp"]
+    minutes = int(dt.datetime.fromisoformat(scheduled.replace("Z", "+00:00")).timestamp()) // 60
+    assert name == f"minutely-{minutes}"
+    ref = job["metadata"]["ownerReferences"][0]
+    assert (ref["kind"], ref["name"], ref["controller"], ref["blockOwnerDeletion"]) == (
+        "CronJob", "minutely", True, True)
+    cj = _wait("the status", lambda: (c := _get(kubectl, ns, "cronjob", "minutely")).get("status", {}).get(
+        "active") and c)
+    assert [a["name"] for a in cj["status"]["active"]] == [name]
+    assert cj["status"]["active"][0]["kind"] == "Job"
+    assert cj["status"]["lastScheduleTime"] == dt.datetime.fromisoformat(
+        scheduled.replace("Z", "+00:00")).astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert "SuccessfulCreate" in _events(kubectl, ns, "minutely")
+    table = kubectl.ok("get", "-n", ns, "cronjobs", "minutely")
+    header, row = table.splitlines()[:2]
+    assert header.split() == ["NAME", "SCHEDULE", "TIMEZONE", "SUSPEND", "ACTIVE", "LAST", "SCHEDULE", "AGE"]
+    assert row.split()[:9] == ["minutely", "*", "*", "*", "*", "*", "<none>", "False", "1"]
+    described = kubectl.ok("describe", "-n", ns, "cronjob", "minutely")
+    assert any(line.startswith("Active Jobs:") and name in line for line in described.splitlines())
+    assert "SuccessfulCreate" in described
+    typed = k8s.BatchV1Api(k8s_client).read_namespaced_cron_job("minutely", ns)
+    assert typed.status.active[0].name == name and typed.status.last_schedule_time is not None
+    kubectl.ok("patch", "-n", ns, "cronjob", "minutely", "--type=merge", "-p", '{"spec":{"suspend":true}}')
