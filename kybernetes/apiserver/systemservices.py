@@ -168,6 +168,8 @@ def endpoints_changed(existing: Obj, desired: Obj) -> bool:
 class SystemServices:
     """Creates the system Services at start and keeps `kubernetes` and its endpoints current."""
 
+    LEAVE_TIMEOUT = 2.0  # seconds a stopping server tries to leave the endpoints
+
     def __init__(self, registry: Registry, store: Store, cache: WatchCache, service: ResourceService,
                  allocator: ServiceAllocator, net: ServiceNetwork, advertise: ApiEndpoint) -> None:
         self.registry = registry
@@ -207,7 +209,12 @@ class SystemServices:
             await cancel_and_wait([self._task])
             self._task = None
         try:
-            await self.sync_endpoints(present=False)
+            # Bounded: the last server of an etcd cluster that lost its quorum cannot write,
+            # and a stop must not wait for the store's retries.
+            await asyncio.wait_for(self.sync_endpoints(present=False), self.LEAVE_TIMEOUT)
+        except TimeoutError:
+            log.warning("could not remove this API server from the kubernetes endpoints within %.0fs; "
+                        "its lease expires instead", self.LEAVE_TIMEOUT)
         except Exception:  # noqa: BLE001 - shutting down: the lease expires anyway
             log.exception("could not remove this API server from the kubernetes endpoints")
 
