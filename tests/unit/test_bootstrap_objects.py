@@ -7,25 +7,16 @@ import pytest
 
 from kybernetes.api.registry import Registry
 from kybernetes.apiserver.bootstrapobjects import BootstrapObjects
-from kybernetes.apiserver.resources import ResourceService, WriteContext
-from kybernetes.apiserver.watchcache import WatchCache
-from kybernetes.storage.sqlite import SQLiteStore
+from kybernetes.apiserver.resources import WriteContext
+from kybernetes.testing.resourceservice import resource_service
 
 CTX = WriteContext(field_manager="test")
 
 
 @pytest.fixture
 async def keeper(tmp_path):
-    store = SQLiteStore(str(tmp_path / "state.db"), fsync=False)
-    await store.start()
-    cache = WatchCache(store)
-    await cache.start()
-    registry = Registry()
-    service = ResourceService(store, cache)
-    await service.create(registry.get("", "v1", "namespaces"), None, {"metadata": {"name": "default"}}, CTX)
-    yield BootstrapObjects(registry, cache, service, ["10.43.0.0/16"])
-    await cache.close()
-    await store.close()
+    async with resource_service(tmp_path) as service:
+        yield BootstrapObjects(Registry(), service.cache, service, ["10.43.0.0/16"])
 
 
 def _names(keeper: BootstrapObjects, group: str, plural: str) -> dict[str, dict]:

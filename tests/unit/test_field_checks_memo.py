@@ -8,9 +8,8 @@ import pytest
 
 from kybernetes.api.errors import ApiError
 from kybernetes.api.registry import Registry
-from kybernetes.apiserver.resources import ResourceService, WriteContext, changed_part
-from kybernetes.apiserver.watchcache import WatchCache
-from kybernetes.storage.sqlite import SQLiteStore
+from kybernetes.apiserver.resources import WriteContext, changed_part
+from kybernetes.testing.resourceservice import resource_service
 
 REG = Registry()
 PODS = REG.get("", "v1", "pods")
@@ -20,15 +19,8 @@ DEPLOYMENTS = REG.get("apps", "v1", "deployments")
 
 @pytest.fixture
 async def svc(tmp_path):
-    store = SQLiteStore(str(tmp_path / "state.db"), fsync=False)
-    await store.start()
-    cache = WatchCache(store)
-    await cache.start()
-    service = ResourceService(store, cache)
-    await service.create(NAMESPACES, None, {"metadata": {"name": "default"}}, WriteContext(field_manager="t"))
-    yield service
-    await cache.close()
-    await store.close()
+    async with resource_service(tmp_path) as service:
+        yield service
 
 
 # Big enough (in JSON) to be remembered once it has passed.

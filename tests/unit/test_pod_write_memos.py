@@ -13,9 +13,8 @@ from kybernetes.api.errors import ApiError
 from kybernetes.api.kinds import pod as podkind
 from kybernetes.api.registry import Registry
 from kybernetes.api.validation import canonical_quantity
-from kybernetes.apiserver.resources import ResourceService, WriteContext
-from kybernetes.apiserver.watchcache import WatchCache
-from kybernetes.storage.sqlite import SQLiteStore
+from kybernetes.apiserver.resources import WriteContext
+from kybernetes.testing.resourceservice import resource_service
 
 REG = Registry()
 PODS = REG.get("", "v1", "pods")
@@ -24,15 +23,8 @@ NAMESPACES = REG.get("", "v1", "namespaces")
 
 @pytest.fixture
 async def svc(tmp_path):
-    store = SQLiteStore(str(tmp_path / "state.db"), fsync=False)
-    await store.start()
-    cache = WatchCache(store)
-    await cache.start()
-    service = ResourceService(store, cache)
-    await service.create(NAMESPACES, None, {"metadata": {"name": "default"}}, WriteContext(field_manager="t"))
-    yield service
-    await cache.close()
-    await store.close()
+    async with resource_service(tmp_path) as service:
+        yield service
 
 
 def token_spec(*volume_names: str) -> dict:

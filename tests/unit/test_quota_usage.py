@@ -10,8 +10,7 @@ from kybernetes.api.errors import ApiError
 from kybernetes.api.registry import Registry
 from kybernetes.apiserver.quota import QuotaAdmission, QuotaStatus, usage_for
 from kybernetes.apiserver.resources import ResourceService, WriteContext
-from kybernetes.apiserver.watchcache import WatchCache
-from kybernetes.storage.sqlite import SQLiteStore
+from kybernetes.testing.resourceservice import resource_service
 
 CTX = WriteContext(field_manager="test")
 REG = Registry()
@@ -22,16 +21,10 @@ NAMESPACES = REG.get("", "v1", "namespaces")
 
 @pytest.fixture
 async def service(tmp_path):
-    store = SQLiteStore(str(tmp_path / "state.db"), fsync=False)
-    await store.start()
-    cache = WatchCache(store)
-    await cache.start()
-    service = ResourceService(store, cache)
-    service.create_admission.append(QuotaAdmission(cache).check_create)
-    await service.create(NAMESPACES, None, {"metadata": {"name": "ns"}}, CTX)
-    yield service
-    await cache.close()
-    await store.close()
+    async with resource_service(tmp_path, namespaces=()) as service:
+        service.create_admission.append(QuotaAdmission(service.cache).check_create)
+        await service.create(NAMESPACES, None, {"metadata": {"name": "ns"}}, CTX)
+        yield service
 
 
 def pod(name: str, cpu: str | None = None, **spec) -> dict:
