@@ -79,6 +79,12 @@ def stop_process(proc: subprocess.Popen[bytes] | None, timeout: float) -> None:
         proc.wait(5)
 
 
+def etcd_member_pids(data_dir: str) -> list[int]:
+    """Pids of the etcd processes running on the member data of the server with `data_dir`."""
+    flag = f"--data-dir={os.path.join(data_dir, 'etcd')}".encode()
+    return [pid for pid, argv in process_argvs() if argv and argv[0].endswith(b"etcd") and flag in argv]
+
+
 def rss_mb(pid: int) -> float:
     """Resident memory of one process in MB (0 when it is gone)."""
     try:
@@ -220,6 +226,12 @@ class ServerProcess:
         p = subprocess.run([kubectl_binary(), "--cache-dir", self.cache_dir, *args], input=stdin,
                            capture_output=True, text=True, timeout=timeout, env=self.kubectl_env(env))
         return KubectlResult(p.returncode, p.stdout, p.stderr)
+
+    def kubectl_ok(self, *args: str, stdin: str | None = None, timeout: float = 60.0) -> str:
+        """kubectl's output, failing the test (with kubectl's words) when it fails."""
+        r = self.kubectl(*args, stdin=stdin, timeout=timeout)
+        assert r.ok, f"kubectl {' '.join(args)} on {self.url}: {r.stderr}{r.stdout}"
+        return r.stdout
 
     def kubectl_background(self, *args: str) -> subprocess.Popen[str]:
         """A kubectl that keeps running (a watch), its output on a text pipe."""

@@ -40,7 +40,7 @@ import yaml
 from kybernetes.client import apiservers
 from kybernetes.client.resources import CONFIGMAPS
 from kybernetes.testing.agent import AgentProcess
-from kybernetes.testing.cluster import ServerProcess, process_argvs, process_tree, wait_for
+from kybernetes.testing.cluster import ServerProcess, etcd_member_pids, process_argvs, process_tree, wait_for
 from kybernetes.testing.etcd import etcd_binary
 from kybernetes.testing.hosts import (
     Host,
@@ -53,7 +53,6 @@ from kybernetes.testing.hosts import (
 )
 from tests.e2e.test_api_failover import client_for
 from tests.e2e.test_node_join import kubeconfig_for, whoami
-from tests.e2e.test_server_join import members_of
 from tests.e2e.test_services import EXAMPLE, http_get, manifest
 from tests.e2e.test_snapshots import port_in
 
@@ -83,14 +82,8 @@ class Cluster:
         return next(s for s in self.servers if s.proc is not None and s.proc.poll() is None)
 
 
-def ok(srv: ServerProcess, *args: str, stdin: str | None = None) -> str:
-    r = srv.kubectl(*args, stdin=stdin, timeout=30)
-    assert r.ok, f"kubectl {' '.join(args)} on {srv.url}: {r.stderr}{r.stdout}"
-    return r.stdout
-
-
 def get_json(srv: ServerProcess, *args: str) -> dict[str, Any]:
-    return json.loads(ok(srv, "get", *args, "-o", "json"))
+    return json.loads(srv.kubectl_ok("get", *args, "-o", "json"))
 
 
 def web_pods(srv: ServerProcess) -> list[dict[str, Any]]:
@@ -149,7 +142,7 @@ def test_three_servers_and_two_agents_form_one_cluster(hc: Cluster) -> None:
         saved = os.path.join(a.data_dir, "apiservers.json")
         wait_for(lambda saved=saved: set(apiservers.load_servers(saved)) >= {s.url for s in hc.servers},
                  timeout=30, what=f"{a.node_name} to know every server")
-    ok(srv, "create", "namespace", NS)
+    srv.kubectl_ok("create", "namespace", NS)
 
 
 def test_the_seed_example_spread_over_both_agents_answers_on_port_80_of_every_node(hc: Cluster) -> None:
@@ -162,7 +155,7 @@ def test_the_seed_example_spread_over_both_agents_answers_on_port_80_of_every_no
             doc["spec"]["template"]["spec"]["topologySpreadConstraints"] = [
                 {"maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "DoNotSchedule",
                  "nodeTaintsPolicy": "Honor", "labelSelector": {"matchLabels": {"app": "web"}}}]
-    ok(srv, "apply", "-f", "-", stdin=manifest(*docs))
+    srv.kubectl_ok("apply", "-f", "-", stdin=manifest(*docs))
     pods = wait_for(lambda: len(p := web_pods(srv)) == 2 and p, timeout=90, what="two web pods ready")
     assert {p["spec"]["nodeName"] for p in pods} == {a.node_name for a in hc.agents}
     names = {p["metadata"]["name"] for p in pods}
@@ -246,11 +239,11 @@ def test_kill_9_of_a_server_loses_no_acknowledged_write_and_it_rejoins(hc: Clust
         wait_for(lambda: len(writer.acked) >= 10, timeout=30, what="ten writes before the kill")
         before = len(writer.acked)
         killed_at = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
-        assert len(members_of(victim.data_dir)) == 1
+        assert len(etcd_member_pids(victim.data_dir)) == 1
         hc.host_of(victim).crash()
-        assert not members_of(victim.data_dir)  # its etcd member died with it
+        assert not etcd_member_pids(victim.data_dir)  # its etcd member died with it
         # Scaled at once: only a controller manager and scheduler that took over can act on it.
-        ok(others[0], "-n", NS, "scale", "deployment", "web", "--replicas=3")
+        others[0].kubectl_ok("-n", NS, "scale", "deployment", "web", "--replicas=3")
         wait_for(lambda: len(writer.acked) >= before + 10, timeout=30, what="ten writes after the kill")
     finally:
         writer.stop.set()
@@ -335,7 +328,7 @@ def test_a_snapshot_restored_into_a_fresh_server_gives_back_every_object(hc: Clu
     assert r.returncode == 0, r.stderr
     path = r.stdout.strip()
     before = objects(srv)
-    ok(srv, "-n", NS, "create", "configmap", "after-snapshot")
+    srv.kubectl_ok("-n", NS, "create", "configmap", "after-snapshot")
     assert set(hc.written) <= {n for _k, ns, n in before if ns == NS}
     parent = tempfile.mkdtemp(prefix="kyb-accept-restore-")
     client, peer = port_in(23300, 23400), port_in(23300, 23400)

@@ -21,24 +21,13 @@ import urllib.request
 
 import pytest
 
-from kybernetes.testing.cluster import ServerProcess, process_argvs, wait_for
+from kybernetes.testing.cluster import ServerProcess, etcd_member_pids, wait_for
 
 NS = "join-e2e"
 # Issue 17's ranges for this test: API 264xx, etcd 223xx.
 API_PORTS = (26451, 26452, 26453, 26454)
 CLIENT_PORTS = (22351, 22353, 22355, 22357)
 PEER_PORTS = (22352, 22354, 22356, 22358)
-
-
-def ok(srv: ServerProcess, *args: str, stdin: str | None = None) -> str:
-    r = srv.kubectl(*args, stdin=stdin)
-    assert r.ok, f"kubectl {' '.join(args)} on {srv.url}: {r.stderr}{r.stdout}"
-    return r.stdout
-
-
-def members_of(data_dir: str) -> list[int]:
-    flag = f"--data-dir={os.path.join(data_dir, 'etcd')}".encode()
-    return [pid for pid, argv in process_argvs() if argv and argv[0].endswith(b"etcd") and flag in argv]
 
 
 def configmap(name: str, value: str) -> str:
@@ -74,7 +63,7 @@ def servers():
         for s in started:
             s.stop()
         for s in started:
-            wait_for(lambda s=s: not members_of(s.data_dir), timeout=20, what="every etcd member to exit")
+            wait_for(lambda s=s: not etcd_member_pids(s.data_dir), timeout=20, what="every etcd member to exit")
         for s in started:
             s.cleanup()
 
@@ -94,11 +83,11 @@ def test_joined_servers_share_the_ca_and_the_store(servers):
     for rel in ("pki/ca.crt", "pki/ca.key", "pki/sa.key", "pki/etcd/ca.crt", "encryption-config.yaml"):
         assert read(first, rel) == read(second, rel) == read(third, rel), rel
     # Each server's member is its own process on its own data.
-    assert all(len(members_of(s.data_dir)) == 1 for s in (first, second, third))
-    ok(first, "create", "namespace", NS)
-    ok(first, "apply", "-f", "-", stdin=configmap("from-first", "1"))
+    assert all(len(etcd_member_pids(s.data_dir)) == 1 for s in (first, second, third))
+    first.kubectl_ok("create", "namespace", NS)
+    first.kubectl_ok("apply", "-f", "-", stdin=configmap("from-first", "1"))
     for s in (second, third):
-        got = json.loads(ok(s, "-n", NS, "get", "cm", "from-first", "-o", "json"))
+        got = json.loads(s.kubectl_ok("-n", NS, "get", "cm", "from-first", "-o", "json"))
         assert got["data"] == {"v": "1"}
     # One admin credential works on every server (the shared CA signed each admin cert).
     r = first.kubectl("--server", second.url, "-n", NS, "get", "cm", "from-first")
@@ -121,7 +110,7 @@ def test_a_join_with_a_wrong_token_is_refused(servers):
         with pytest.raises(RuntimeError) as e:
             intruder.start(timeout=60)
         assert "refused the token" in str(e.value)
-        assert not members_of(intruder.data_dir)
+        assert not etcd_member_pids(intruder.data_dir)
         assert not os.path.exists(os.path.join(intruder.data_dir, "pki", "ca.key"))
     finally:
         intruder.cleanup()
@@ -150,7 +139,7 @@ def test_a_server_on_the_same_store_by_datastore_endpoint_takes_the_clusters_ca(
         for rel in ("pki/ca.crt", "pki/sa.key", "encryption-config.yaml"):
             with open(os.path.join(first.data_dir, rel), "rb") as a, open(os.path.join(other.data_dir, rel), "rb") as b:
                 assert a.read() == b.read(), rel
-        got = json.loads(ok(other, "-n", NS, "get", "cm", "from-first", "-o", "json"))
+        got = json.loads(other.kubectl_ok("-n", NS, "get", "cm", "from-first", "-o", "json"))
         assert got["data"] == {"v": "1"}
         # The first server's admin credential is good here: one CA.
         assert first.kubectl("--server", other.url, "-n", NS, "get", "cm", "from-first").ok
@@ -161,13 +150,13 @@ def test_a_server_on_the_same_store_by_datastore_endpoint_takes_the_clusters_ca(
 def test_two_of_three_carry_on_when_the_first_is_killed_and_it_catches_up(servers):
     (first, second, third), _ = servers
     first.kill9()
-    wait_for(lambda: not members_of(first.data_dir), timeout=20, what="the first member to die with its server")
-    ok(second, "apply", "-f", "-", stdin=configmap("while-down", "2"))
-    got = json.loads(ok(third, "-n", NS, "get", "cm", "while-down", "-o", "json"))
+    wait_for(lambda: not etcd_member_pids(first.data_dir), timeout=20, what="the first member to die with its server")
+    second.kubectl_ok("apply", "-f", "-", stdin=configmap("while-down", "2"))
+    got = json.loads(third.kubectl_ok("-n", NS, "get", "cm", "while-down", "-o", "json"))
     assert got["data"] == {"v": "2"}
     first.start(timeout=60)
     assert "etcd member restarted on its data" in first.log_tail(20000)
-    got = json.loads(ok(first, "-n", NS, "get", "cm", "while-down", "-o", "json"))
+    got = json.loads(first.kubectl_ok("-n", NS, "get", "cm", "while-down", "-o", "json"))
     assert got["data"] == {"v": "2"}
 
 
@@ -189,7 +178,7 @@ def test_a_join_that_never_starts_costs_no_quorum_and_is_removed_by_id(servers):
     [ghost] = [line for line in members(first, 0).splitlines() if "127.0.0.1:1" in line]
     assert "(not started)" in ghost and "learner" in ghost
     # A learner has no vote: the cluster writes on as before.
-    ok(second, "apply", "-f", "-", stdin=configmap("with-ghost", "4"))
+    second.kubectl_ok("apply", "-f", "-", stdin=configmap("with-ghost", "4"))
     r = kyb("etcd", "remove-member", ghost.split()[0], "--data-dir", first.data_dir,
             "--etcd-client-port", str(CLIENT_PORTS[0]))
     assert r.returncode == 0, r.stderr
@@ -201,15 +190,15 @@ def test_deleting_a_stopped_servers_node_removes_its_member(servers):
     with open(os.path.join(third.data_dir, "etcd-name"), encoding="utf-8") as f:
         name = f.read().strip()
     third.stop()
-    wait_for(lambda: not members_of(third.data_dir), timeout=20, what="the third member to stop")
+    wait_for(lambda: not etcd_member_pids(third.data_dir), timeout=20, what="the third member to stop")
     # The Node its embedded agent would have registered (these servers run none).
     node = {"apiVersion": "v1", "kind": "Node",
             "metadata": {"name": "join-e2e-third", "labels": {"etcd.kybernetes.io/member": name}}}
-    ok(first, "create", "-f", "-", stdin=json.dumps(node))
+    first.kubectl_ok("create", "-f", "-", stdin=json.dumps(node))
     assert name in members(first, 0)
-    ok(first, "delete", "node", "join-e2e-third")
+    first.kubectl_ok("delete", "node", "join-e2e-third")
     wait_for(lambda: name not in members(second, 1), timeout=30, what="the deleted Node's member to go")
     assert len(members(first, 0).splitlines()) == 2
     # Two members of two: still writable.
-    ok(first, "apply", "-f", "-", stdin=configmap("after-removal", "3"))
-    assert json.loads(ok(second, "-n", NS, "get", "cm", "after-removal", "-o", "json"))["data"] == {"v": "3"}
+    first.kubectl_ok("apply", "-f", "-", stdin=configmap("after-removal", "3"))
+    assert json.loads(second.kubectl_ok("-n", NS, "get", "cm", "after-removal", "-o", "json"))["data"] == {"v": "3"}

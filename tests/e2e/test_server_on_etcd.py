@@ -17,21 +17,9 @@ import threading
 
 import pytest
 
-from kybernetes.testing.cluster import ServerProcess, free_port, process_argvs, wait_for
+from kybernetes.testing.cluster import ServerProcess, etcd_member_pids, free_port, wait_for
 
 NS = "etcd-e2e"
-
-
-def ok(srv: ServerProcess, *args: str, stdin: str | None = None) -> str:
-    r = srv.kubectl(*args, stdin=stdin)
-    assert r.ok, f"kubectl {' '.join(args)}: {r.stderr}{r.stdout}"
-    return r.stdout
-
-
-def members_of(data_dir: str) -> list[int]:
-    """Pids of etcd processes running on `data_dir`'s member data."""
-    flag = f"--data-dir={os.path.join(data_dir, 'etcd')}".encode()
-    return [pid for pid, argv in process_argvs() if argv and argv[0].endswith(b"etcd") and flag in argv]
 
 
 def configmap(name: str, value: str) -> str:
@@ -45,34 +33,34 @@ def srv():
                                   "--etcd-peer-port", str(free_port()), "--disable-scheduler"])
     try:
         s.start(timeout=60)
-        ok(s, "create", "namespace", NS)
+        s.kubectl_ok("create", "namespace", NS)
         yield s
     finally:
         s.stop()
         # A member still running here fails the module (in teardown): nothing may outlive it.
-        wait_for(lambda: not members_of(s.data_dir), timeout=20, what="the etcd member to exit")
+        wait_for(lambda: not etcd_member_pids(s.data_dir), timeout=20, what="the etcd member to exit")
         s.cleanup()
 
 
 def test_the_server_runs_on_its_member_not_sqlite(srv):
-    assert len(members_of(srv.data_dir)) == 1
+    assert len(etcd_member_pids(srv.data_dir)) == 1
     assert not os.path.exists(os.path.join(srv.data_dir, "state.db"))
     assert os.path.isdir(os.path.join(srv.data_dir, "etcd", "member"))
-    assert ok(srv, "get", "--raw", "/readyz") == "ok"
+    assert srv.kubectl_ok("get", "--raw", "/readyz") == "ok"
 
 
 def test_objects_are_created_read_and_deleted(srv):
-    ok(srv, "apply", "-f", "-", stdin=configmap("a", "1"))
-    ok(srv, "apply", "-f", "-", stdin=configmap("b", "2"))
-    assert json.loads(ok(srv, "-n", NS, "get", "cm", "a", "-o", "json"))["data"] == {"v": "1"}
-    names = {i["metadata"]["name"] for i in json.loads(ok(srv, "-n", NS, "get", "cm", "-o", "json"))["items"]}
+    srv.kubectl_ok("apply", "-f", "-", stdin=configmap("a", "1"))
+    srv.kubectl_ok("apply", "-f", "-", stdin=configmap("b", "2"))
+    assert json.loads(srv.kubectl_ok("-n", NS, "get", "cm", "a", "-o", "json"))["data"] == {"v": "1"}
+    names = {i["metadata"]["name"] for i in json.loads(srv.kubectl_ok("-n", NS, "get", "cm", "-o", "json"))["items"]}
     assert {"a", "b"} <= names
-    ok(srv, "-n", NS, "delete", "cm", "b")
+    srv.kubectl_ok("-n", NS, "delete", "cm", "b")
     r = srv.kubectl("-n", NS, "get", "cm", "b")
     assert r.returncode != 0 and "NotFound" in r.stderr
     # A precondition on a stale resourceVersion is refused, as etcd's transaction says.
-    stale = json.loads(ok(srv, "-n", NS, "get", "cm", "a", "-o", "json"))
-    ok(srv, "-n", NS, "patch", "cm", "a", "-p", '{"data":{"v":"1b"}}')
+    stale = json.loads(srv.kubectl_ok("-n", NS, "get", "cm", "a", "-o", "json"))
+    srv.kubectl_ok("-n", NS, "patch", "cm", "a", "-p", '{"data":{"v":"1b"}}')
     stale["data"] = {"v": "lost"}
     r = srv.kubectl("replace", "-f", "-", stdin=json.dumps(stale))
     assert r.returncode != 0 and "modified" in r.stderr
@@ -84,7 +72,7 @@ def test_a_watch_sees_a_change(srv):
     threading.Thread(target=lambda: [lines.put(line) for line in w.stdout], daemon=True).start()  # type: ignore[union-attr]
     try:
         def modified() -> bool:
-            ok(srv, "-n", NS, "patch", "cm", "a", "-p", '{"data":{"v":"watched"}}')
+            srv.kubectl_ok("-n", NS, "patch", "cm", "a", "-p", '{"data":{"v":"watched"}}')
             try:
                 while True:
                     if '"watched"' in lines.get(timeout=1):
@@ -108,26 +96,26 @@ def test_the_member_keeps_its_keys_and_data_private(srv):
 
 def test_kill_9_takes_the_member_along_and_a_restart_finds_every_object(srv):
     before = {i["metadata"]["name"]: int(i["metadata"]["resourceVersion"])
-              for i in json.loads(ok(srv, "-n", NS, "get", "cm", "-o", "json"))["items"]}
+              for i in json.loads(srv.kubectl_ok("-n", NS, "get", "cm", "-o", "json"))["items"]}
     assert "a" in before
-    [member] = members_of(srv.data_dir)
+    [member] = etcd_member_pids(srv.data_dir)
     srv.kill9()
-    wait_for(lambda: not members_of(srv.data_dir), timeout=20, what="the member to die with its server")
+    wait_for(lambda: not etcd_member_pids(srv.data_dir), timeout=20, what="the member to die with its server")
     srv.start(timeout=60)
-    assert members_of(srv.data_dir) not in ([], [member])
+    assert etcd_member_pids(srv.data_dir) not in ([], [member])
     after = {i["metadata"]["name"]: int(i["metadata"]["resourceVersion"])
-             for i in json.loads(ok(srv, "-n", NS, "get", "cm", "-o", "json"))["items"]}
+             for i in json.loads(srv.kubectl_ok("-n", NS, "get", "cm", "-o", "json"))["items"]}
     assert after == before
     assert "etcd member restarted on its data" in srv.log_tail(20000)
-    ok(srv, "apply", "-f", "-", stdin=configmap("c", "3"))
-    created = int(json.loads(ok(srv, "-n", NS, "get", "cm", "c", "-o", "json"))["metadata"]["resourceVersion"])
+    srv.kubectl_ok("apply", "-f", "-", stdin=configmap("c", "3"))
+    created = int(json.loads(srv.kubectl_ok("-n", NS, "get", "cm", "c", "-o", "json"))["metadata"]["resourceVersion"])
     assert created > max(before.values())
 
 
 def test_stopping_the_server_stops_its_member(srv):
-    [member] = members_of(srv.data_dir)
+    [member] = etcd_member_pids(srv.data_dir)
     assert srv.proc is not None
     srv.proc.send_signal(signal.SIGTERM)
     srv.proc.wait(30)
-    wait_for(lambda: not members_of(srv.data_dir), timeout=20, what="the member to stop with its server")
+    wait_for(lambda: not etcd_member_pids(srv.data_dir), timeout=20, what="the member to stop with its server")
     assert not os.path.exists(f"/proc/{member}")

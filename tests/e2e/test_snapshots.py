@@ -22,7 +22,7 @@ import tempfile
 
 import pytest
 
-from kybernetes.testing.cluster import ServerProcess, process_argvs, wait_for
+from kybernetes.testing.cluster import ServerProcess, etcd_member_pids, wait_for
 
 NS = "snap-e2e"
 
@@ -55,42 +55,31 @@ def kyb(*args: str) -> subprocess.CompletedProcess[str]:
                           timeout=120)
 
 
-def ok(srv: ServerProcess, *args: str, stdin: str | None = None) -> str:
-    r = srv.kubectl(*args, stdin=stdin)
-    assert r.ok, f"kubectl {' '.join(args)}: {r.stderr}{r.stdout}"
-    return r.stdout
-
-
-def members_of(data_dir: str) -> list[int]:
-    flag = f"--data-dir={os.path.join(data_dir, 'etcd')}".encode()
-    return [pid for pid, argv in process_argvs() if argv and argv[0].endswith(b"etcd") and flag in argv]
-
-
 def populate(srv: ServerProcess) -> dict[str, str]:
     """Objects before the snapshot; returns configmap name -> resourceVersion."""
-    ok(srv, "create", "namespace", NS)
+    srv.kubectl_ok("create", "namespace", NS)
     for name in ("keep", "gone", "also-gone"):
-        ok(srv, "-n", NS, "create", "configmap", name, f"--from-literal=v={name}")
-    ok(srv, "-n", NS, "create", "secret", "generic", "s", "--from-literal=password=hunter2")
-    items = json.loads(ok(srv, "-n", NS, "get", "cm", "-o", "json"))["items"]
+        srv.kubectl_ok("-n", NS, "create", "configmap", name, f"--from-literal=v={name}")
+    srv.kubectl_ok("-n", NS, "create", "secret", "generic", "s", "--from-literal=password=hunter2")
+    items = json.loads(srv.kubectl_ok("-n", NS, "get", "cm", "-o", "json"))["items"]
     return {i["metadata"]["name"]: i["metadata"]["resourceVersion"] for i in items}
 
 
 def change_after_snapshot(srv: ServerProcess) -> None:
-    ok(srv, "-n", NS, "delete", "configmap", "gone", "also-gone")
-    ok(srv, "-n", NS, "delete", "secret", "s")
-    ok(srv, "-n", NS, "create", "configmap", "later", "--from-literal=v=later")
+    srv.kubectl_ok("-n", NS, "delete", "configmap", "gone", "also-gone")
+    srv.kubectl_ok("-n", NS, "delete", "secret", "s")
+    srv.kubectl_ok("-n", NS, "create", "configmap", "later", "--from-literal=v=later")
 
 
 def check_restored(srv: ServerProcess, before: dict[str, str]) -> None:
-    items = json.loads(ok(srv, "-n", NS, "get", "cm", "-o", "json"))["items"]
+    items = json.loads(srv.kubectl_ok("-n", NS, "get", "cm", "-o", "json"))["items"]
     now = {i["metadata"]["name"]: i["metadata"]["resourceVersion"] for i in items}
     assert now == before  # the deleted ones back, the later one absent, the same versions
-    secret = json.loads(ok(srv, "-n", NS, "get", "secret", "s", "-o", "json"))
+    secret = json.loads(srv.kubectl_ok("-n", NS, "get", "secret", "s", "-o", "json"))
     assert secret["data"]["password"] == "aHVudGVyMg=="  # decrypted with the restored key
-    assert NS in ok(srv, "get", "namespaces", "-o", "name")
+    assert NS in srv.kubectl_ok("get", "namespaces", "-o", "name")
     # A new write goes on from there.
-    ok(srv, "-n", NS, "create", "configmap", "after-restore")
+    srv.kubectl_ok("-n", NS, "create", "configmap", "after-restore")
 
 
 def save(data_dir: str, *extra: str) -> str:
@@ -180,11 +169,11 @@ def test_etcd_snapshot_restores_into_a_new_one_member_cluster():
         restored.start(timeout=90)
         check_restored(restored, before)
         # The old cluster is untouched by the new one (its own member, its own data).
-        assert "later" in ok(srv, "-n", NS, "get", "cm", "-o", "name")
+        assert "later" in srv.kubectl_ok("-n", NS, "get", "cm", "-o", "name")
     finally:
         restored.stop()
         srv.stop()
-        wait_for(lambda: not members_of(srv.data_dir) and not members_of(new_dir), timeout=20,
+        wait_for(lambda: not etcd_member_pids(srv.data_dir) and not etcd_member_pids(new_dir), timeout=20,
                  what="the etcd members to exit")
         restored.cleanup()
         srv.cleanup()
