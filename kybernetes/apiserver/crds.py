@@ -29,8 +29,16 @@ def resource_infos(crd: dict[str, Any]) -> list[ResourceInfo]:
     """One ResourceInfo per served version of the CRD."""
     spec = crd.get("spec") or {}
     names = accepted_names(spec)
+    versions = spec.get("versions") or []
+    served = {v.get("name", "") for v in versions if v.get("served", True)}
+    # Objects are written in the storage version and read in the version asked for. Those
+    # written before the storage version changed stay in theirs until written again, so a
+    # CRD of several versions converts on every read (apiVersion only: strategy None).
+    storage = next((v.get("name", "") for v in versions if v.get("storage")), "")
+    storage_version = storage if storage in served else ""
+    mixed = len(versions) > 1
     out = []
-    for v in spec.get("versions") or []:
+    for v in versions:
         if not v.get("served", True):
             continue
         subs = (v.get("subresources") or {})
@@ -52,7 +60,10 @@ def resource_infos(crd: dict[str, Any]) -> list[ResourceInfo]:
             namespaced=spec.get("scope", "Namespaced") == "Namespaced",
             short_names=tuple(names.get("shortNames") or ()), categories=tuple(names.get("categories") or ()),
             subresources=tuple(subresources), scale=scale, crd_schema=schema,
-            printer_columns=v.get("additionalPrinterColumns"), extra={"crd": crd["metadata"]["name"]},
+            printer_columns=v.get("additionalPrinterColumns"),
+            # Set on the other versions only, as for built-in kinds: it names where they are stored.
+            storage_version=storage_version if v.get("name", "") != storage_version else "",
+            extra={"crd": crd["metadata"]["name"], "mixed_versions": mixed},
         ))
     return out
 

@@ -673,8 +673,9 @@ class ResourceService:
     async def _patch_once(self, info: ResourceInfo, co: CachedObject, body: Any, patch_type: str,
                           ctx: WriteContext, subresource: str) -> WriteResult:
         # A patch applies to the object as the request's version shows it.
-        original = self.kinds.for_info(info).convert(co.obj, info.version, info.group) if info.storage_version \
-            else co.obj
+        # A custom resource may be stored in a version other than today's storage version.
+        original = self.kinds.for_info(info).convert(co.obj, info.version, info.group) \
+            if info.storage_version or info.extra.get("mixed_versions") else co.obj
         managed_done = False
         if patch_type == "json":
             if not isinstance(body, list):

@@ -9,6 +9,8 @@ Writes convert in `ResourceService`.
 
 Custom resources are read through their CRD's schema defaults the same way: an object
 stored before a `default` was added reads with it, as kube-apiserver defaults on decode.
+A CRD of several versions converts every read: its objects may be stored in any of them
+(those written before the storage version changed keep theirs).
 """
 
 from __future__ import annotations
@@ -62,12 +64,12 @@ class VersionedReads:
         return schema if hit[1] else None
 
     def converts(self, info: ResourceInfo) -> bool:
-        return info.stored_elsewhere or \
+        return info.stored_elsewhere or info.extra.get("mixed_versions", False) or \
             self._defaults(info) is not None
 
     def convert(self, info: ResourceInfo, obj: dict[str, Any]) -> dict[str, Any]:
         """A decoded stored object as `info`'s version."""
-        if info.stored_elsewhere:
+        if info.stored_elsewhere or info.extra.get("mixed_versions", False):
             obj = self.kinds.for_info(info).convert(obj, info.version, info.group)
         schema = self._defaults(info)
         if schema is not None:
