@@ -176,6 +176,8 @@ class Agent:
         self._resize_error: dict[str, str] = {}
         self._probe_session: aiohttp.ClientSession | None = None
         self._background: set[asyncio.Task[Any]] = set()
+        # pod key -> the stop of a deleted pod whose readiness is probed while it runs
+        self._terminations: dict[str, asyncio.Task[None]] = {}
         self.volumes = VolumeManager(os.path.join(options.data_dir, "pods"), self._fetch_source,
                                      node_resources(host)[1], token=self._request_token)
         # Told the node's pod CIDR once it is known (the service proxy's masquerade rule).
@@ -400,6 +402,20 @@ class Agent:
         plan = podsync.plan_pod(pod, sandbox, containers, time.time(), self._sidecars_started(pod, containers))
         if not plan.kill_pod:
             await self._resize(pod, containers, plan)
+        if plan.kill_pod and key in self._terminations:
+            await self._report(pod, sandbox, containers, plan)
+            return
+        if plan.kill_pod and podsync.probes_readiness_while_terminating(pod, containers):
+            # As the kubelet: a deleted pod's readiness is still probed during its grace
+            # period (Ready turns False when the probe fails, and Services stop sending to it);
+            # its liveness and startup probes stop. Syncs meanwhile only report.
+            self._stop_probers(key, kinds=(LIVENESS, STARTUP))
+            task = asyncio.get_running_loop().create_task(self._terminate(key, pod, sandbox, containers))
+            self._terminations[key] = task
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+            await self._report(pod, sandbox, containers, plan)
+            return
         if plan.kill_pod:
             self._stop_probers(key)
             if plan.deadline_exceeded:
@@ -954,6 +970,19 @@ class Agent:
                 if not e.not_found:
                     raise
 
+    async def _terminate(self, key: str, pod: Obj, sandbox: podsync.SandboxState | None,
+                         containers: list[podsync.ContainerState]) -> None:
+        """Stop a deleted pod's containers in the background; the sync that follows finds
+        them stopped and finishes the deletion."""
+        try:
+            await self._kill_pod(pod, sandbox, containers)
+        except Exception:  # noqa: BLE001 - the next sync stops what is left
+            log.exception("stopping pod %s failed", key)
+        finally:
+            self._stop_probers(key)
+            self._terminations.pop(key, None)
+            self.queue.add(key)
+
     async def _pre_stop(self, pod: Obj, c: podsync.ContainerState, hook: Obj, grace: int, spec: Obj,
                         sandbox: podsync.SandboxState | None) -> None:
         """Run a preStop hook (exec, httpGet or sleep) within the grace period."""
@@ -1068,6 +1097,7 @@ class Agent:
         reported = {s.get("name"): s for s in [*(status.get("containerStatuses") or []),
                                                *(status.get("initContainerStatuses") or [])]}
         pod_ready = pod_is_ready(pod)
+        terminating = bool(pod["metadata"].get("deletionTimestamp"))
         for cid, c in running.items():
             spec = specs[c.name]
             if cid not in self.probe_verdicts:
@@ -1075,8 +1105,12 @@ class Agent:
                     reported.get(c.name), cid, c.started_at, self.started_at, pod_ready)
             verdicts = self.probe_verdicts[cid]
             started = verdicts.get(STARTUP, False) if spec.get("startupProbe") else True
-            wanted = {STARTUP: spec.get("startupProbe")} if not started else {
-                LIVENESS: spec.get("livenessProbe"), READINESS: spec.get("readinessProbe")}
+            if terminating:  # only readiness is probed during a deleted pod's grace period
+                wanted = {READINESS: spec.get("readinessProbe")} if started else {}
+            elif not started:
+                wanted = {STARTUP: spec.get("startupProbe")}
+            else:
+                wanted = {LIVENESS: spec.get("livenessProbe"), READINESS: spec.get("readinessProbe")}
             for kind, probe in wanted.items():
                 if probe and (cid, kind) not in self.probers:
                     prober = Prober(kind, probe, spec, ip, self._exec_fn(cid), self._session(),
@@ -1100,14 +1134,17 @@ class Agent:
             return await self.cri.exec_sync(cid, cmd, max(int(timeout + 0.999), 1))
         return run
 
-    def _stop_probers(self, key: str, keep: set[str] | None = None) -> None:
-        """Stop the probes of `key`'s containers, but those of the ids in `keep`."""
+    def _stop_probers(self, key: str, keep: set[str] | None = None, kinds: tuple[str, ...] | None = None) -> None:
+        """Stop the probes (of `kinds`, by default all) of `key`'s containers, but those of
+        the ids in `keep`."""
         for (cid, kind), prober in list(self.probers.items()):
-            if self._prober_pod.get((cid, kind)) == key and cid not in (keep or set()):
+            if self._prober_pod.get((cid, kind)) == key and cid not in (keep or set()) and \
+                    (kinds is None or kind in kinds):
                 prober.stop()
                 del self.probers[(cid, kind)]
                 self._prober_pod.pop((cid, kind), None)
-                self.probe_verdicts.pop(cid, None)
+                if kinds is None:
+                    self.probe_verdicts.pop(cid, None)
 
     def _on_verdict(self, key: str, cid: str, name: str, pod: Obj) -> Any:
         def changed(kind: str, ok: bool) -> None:
@@ -1215,7 +1252,7 @@ class Agent:
         try:
             await run_workers(self.queue, self.sync, self.options.workers, "agent")
         finally:
-            await cancel_and_wait(loops)
+            await cancel_and_wait([*loops, *self._terminations.values()])
             for prober in self.probers.values():
                 prober.stop()
             if self._probe_session is not None:

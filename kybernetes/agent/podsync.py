@@ -84,6 +84,17 @@ def backoff_seconds(restart_count: int) -> float:
     return min(BACKOFF_BASE * 2 ** (restart_count - 1), BACKOFF_MAX)
 
 
+def probes_readiness_while_terminating(pod: Obj, containers: list[ContainerState]) -> bool:
+    """Whether a deleted pod has a running container with a readiness probe: its readiness
+    is then probed (and reported) while it stops, as the kubelet does."""
+    if not (pod.get("metadata") or {}).get("deletionTimestamp"):
+        return False
+    spec = pod.get("spec") or {}
+    probed = {c.get("name", "") for c in [*(spec.get("containers") or []), *(spec.get("initContainers") or [])]
+              if c.get("readinessProbe")}
+    return any(c.state == RUNNING and not c.ephemeral and c.name in probed for c in containers)
+
+
 def latest_by_name(containers: list[ContainerState]) -> dict[str, ContainerState]:
     out: dict[str, ContainerState] = {}
     for c in containers:

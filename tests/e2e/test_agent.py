@@ -247,6 +247,27 @@ def test_graceful_deletion_honours_the_grace_period(agent, kubectl):
     assert time.monotonic() - t < 10
 
 
+def test_a_deleted_pods_readiness_is_probed_until_it_stops(agent, kubectl):
+    # On SIGTERM the app stops being ready but takes 4 s to exit: the readiness probe keeps
+    # running, so the deleted pod turns not Ready (and Services stop sending to it) before it goes.
+    script = "trap 'rm -f /tmp/ready; sleep 4; exit 0' TERM; touch /tmp/ready; while true; do sleep 1; done"
+    probe = {"exec": {"command": ["cat", "/tmp/ready"]}, "periodSeconds": 1, "failureThreshold": 1}
+    kubectl.ok("apply", "-f", "-", stdin=pod("draining", [sh("main", script, readinessProbe=probe)],
+                                             terminationGracePeriodSeconds=20))
+
+    def ready(p: dict[str, Any]) -> str:
+        return next((c["status"] for c in (p.get("status") or {}).get("conditions") or [] if c["type"] == "Ready"), "")
+
+    wait_for(kubectl, "draining", lambda p: ready(p) == "True")
+    kubectl.ok("delete", "pod", "-n", NS, "draining", "--wait=false")
+    p = wait_for(kubectl, "draining", lambda p: ready(p) == "False", timeout=10)
+    assert p["metadata"].get("deletionTimestamp")
+    assert statuses(p)["main"]["ready"] is False and "running" in statuses(p)["main"]["state"]
+    t = time.monotonic()
+    kubectl.ok("wait", "--for=delete", "pod/draining", "-n", NS, "--timeout=30s", timeout=40)
+    assert time.monotonic() - t < 15  # the app's own 4 s, not the 20 s grace period
+
+
 def test_pre_stop_hook_runs_before_the_container_stops(agent, kubectl, tmp_path):
     out = tmp_path / "hook"
     main = sh("main", "trap 'echo term >> /out/log; exit 0' TERM; sleep 3600 & wait",

@@ -186,3 +186,15 @@ def test_host_resolv_conf_is_read():
 
     text = "# comment\nnameserver 10.0.0.53\nnameserver 10.0.0.54 # second\nsearch a.example b.example\noptions ndots:1\n"
     assert read_resolv_conf(text) == (["10.0.0.53", "10.0.0.54"], ["a.example", "b.example"], ["ndots:1"])
+
+
+def test_a_deleted_pod_is_probed_for_readiness_while_a_probed_container_runs():
+    p = pod()
+    p["spec"]["containers"][0]["readinessProbe"] = {"exec": {"command": ["true"]}}
+    name = p["spec"]["containers"][0]["name"]
+    assert not podsync.probes_readiness_while_terminating(p, [running(name)])  # not deleted
+    p["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    assert podsync.probes_readiness_while_terminating(p, [running(name)])
+    assert not podsync.probes_readiness_while_terminating(p, [exited(name)])
+    del p["spec"]["containers"][0]["readinessProbe"]
+    assert not podsync.probes_readiness_while_terminating(p, [running(name)])
