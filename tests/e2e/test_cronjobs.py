@@ -2,7 +2,8 @@
 minute), Forbid and Replace, history limits, suspend, `kubectl create job --from=cronjob/`,
 validation and the `kubectl get cronjobs` columns.
 
-Only the last test waits for the clock; its CronJob is made before the others run. The others move a CronJob's `lastScheduleTime`
+Only the last test waits for the clock, for a CronJob made when the session's e2e tests
+began (tests/e2e/conftest.py), so it rarely waits at all. The others move a CronJob's `lastScheduleTime`
 back through the /status subresource, which leaves a start time unmet at once (as after
 a controller outage), and finish Jobs by writing their status themselves, so they pass
 whether or not a Job controller runs. Job templates are suspended: no pods are needed."""
@@ -28,13 +29,6 @@ def ns(kubectl) -> Iterator[str]:
     kubectl.ok("create", "namespace", name)
     yield name
     kubectl("delete", "namespace", name, "--wait=false")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def minutely(kubectl, ns) -> str:
-    """The CronJob of the last test, which waits for a real minute to turn: created first."""
-    _create(kubectl, ns, _cronjob("minutely"))
-    return "minutely"
 
 
 def _stamp(t: dt.datetime) -> str:
@@ -230,9 +224,10 @@ def test_bad_schedules_and_time_zones_are_refused(kubectl, ns) -> None:
     assert row[:4] == ["tokyo", "@daily", "Asia/Tokyo", "True"]
 
 
-def test_every_minute_creates_a_job_within_a_minute(kubectl, ns, k8s_client, minutely) -> None:
-    # The only test that waits for the wall clock: the next whole minute plus slack, most of
-    # it spent while the module's other tests ran (the CronJob was created before them).
+def test_every_minute_creates_a_job_within_a_minute(kubectl, k8s_client, minutely_cronjob) -> None:
+    # The only test that waits for the wall clock: the next whole minute plus slack, from
+    # when the CronJob was made at the start of the session's e2e tests.
+    ns = minutely_cronjob
     jobs = _wait("the first Job", lambda: _jobs_of(kubectl, ns, "minutely"), timeout=90)
     job = jobs[0]
     name = job["metadata"]["name"]
