@@ -248,24 +248,38 @@ def test_graceful_deletion_honours_the_grace_period(agent, kubectl):
 
 
 def test_a_deleted_pods_readiness_is_probed_until_it_stops(agent, kubectl):
-    # On SIGTERM the app stops being ready but takes 4 s to exit: the readiness probe keeps
+    # On SIGTERM the app stops being ready but takes 6 s to exit: the readiness probe keeps
     # running, so the deleted pod turns not Ready (and Services stop sending to it) before it goes.
-    script = "trap 'rm -f /tmp/ready; sleep 4; exit 0' TERM; touch /tmp/ready; while true; do sleep 1; done"
+    script = "trap 'rm -f /tmp/ready; sleep 6; exit 0' TERM; touch /tmp/ready; while true; do sleep 1; done"
     probe = {"exec": {"command": ["cat", "/tmp/ready"]}, "periodSeconds": 1, "failureThreshold": 1}
-    kubectl.ok("apply", "-f", "-", stdin=pod("draining", [sh("main", script, readinessProbe=probe)],
-                                             terminationGracePeriodSeconds=20))
+    manifest = json.loads(pod("draining", [sh("main", script, readinessProbe=probe)], terminationGracePeriodSeconds=20))
+    manifest["metadata"]["labels"] = {"app": "draining"}
+    kubectl.ok("apply", "-f", "-", stdin=json.dumps(manifest))
+    kubectl.ok("create", "service", "clusterip", "draining", "-n", NS, "--tcp=80:80")
+    kubectl.ok("set", "selector", "service", "draining", "-n", NS, "app=draining")
 
     def ready(p: dict[str, Any]) -> str:
         return next((c["status"] for c in (p.get("status") or {}).get("conditions") or [] if c["type"] == "Ready"), "")
+
+    def endpoint_conditions() -> dict[str, bool]:
+        slices = json.loads(kubectl.ok("get", "endpointslices", "-n", NS, "-l",
+                                       "kubernetes.io/service-name=draining", "-o", "json"))["items"]
+        return next((ep.get("conditions") or {} for sl in slices for ep in sl.get("endpoints") or []), {})
 
     wait_for(kubectl, "draining", lambda p: ready(p) == "True")
     kubectl.ok("delete", "pod", "-n", NS, "draining", "--wait=false")
     p = wait_for(kubectl, "draining", lambda p: ready(p) == "False", timeout=10)
     assert p["metadata"].get("deletionTimestamp")
     assert statuses(p)["main"]["ready"] is False and "running" in statuses(p)["main"]["state"]
+    # The Service's endpoint goes on showing the terminating pod, no longer serving.
+    deadline = time.monotonic() + 10
+    while endpoint_conditions() != {"ready": False, "serving": False, "terminating": True}:
+        assert time.monotonic() < deadline, endpoint_conditions()
+        time.sleep(0.3)
     t = time.monotonic()
     kubectl.ok("wait", "--for=delete", "pod/draining", "-n", NS, "--timeout=30s", timeout=40)
-    assert time.monotonic() - t < 15  # the app's own 4 s, not the 20 s grace period
+    assert time.monotonic() - t < 15  # the app's own 6 s, not the 20 s grace period
+    kubectl.ok("delete", "service", "draining", "-n", NS)
 
 
 def test_pre_stop_hook_runs_before_the_container_stops(agent, kubectl, tmp_path):
