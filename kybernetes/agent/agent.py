@@ -410,10 +410,7 @@ class Agent:
             # period (Ready turns False when the probe fails, and Services stop sending to it);
             # its liveness and startup probes stop. Syncs meanwhile only report.
             self._stop_probers(key, kinds=(LIVENESS, STARTUP))
-            task = asyncio.get_running_loop().create_task(self._terminate(key, pod, sandbox, containers))
-            self._terminations[key] = task
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            self._terminations[key] = self._spawn(self._terminate(key, pod, sandbox, containers))
             await self._report(pod, sandbox, containers, plan)
             return
         if plan.kill_pod:
@@ -1201,10 +1198,11 @@ class Agent:
         """Record an event about `pod` (and one of its containers) in the background."""
         self._spawn(self.client.event(_involved(pod, container), type_, reason, message, "kubelet"))
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        return task
 
     async def _report(self, pod: Obj, sandbox: podsync.SandboxState | None,
                       containers: list[podsync.ContainerState], plan: podsync.Plan) -> None:
