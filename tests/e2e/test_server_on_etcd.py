@@ -71,11 +71,16 @@ def test_a_watch_sees_a_change(srv):
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in w.stdout], daemon=True).start()  # type: ignore[union-attr]
     try:
+        tries = iter(range(1000))
+
         def modified() -> bool:
-            srv.kubectl_ok("-n", NS, "patch", "cm", "a", "-p", '{"data":{"v":"watched"}}')
+            # A new value each time: a patch that changes nothing makes no event, and the first
+            # may land before kubectl's watch has begun.
+            value = f"watched-{next(tries)}"
+            srv.kubectl_ok("-n", NS, "patch", "cm", "a", "-p", json.dumps({"data": {"v": value}}))
             try:
                 while True:
-                    if '"watched"' in lines.get(timeout=1):
+                    if f'"{value}"' in lines.get(timeout=1):
                         return True
             except queue.Empty:
                 return False
