@@ -124,7 +124,17 @@ def test_an_ipv6_peer_address_is_bracketed():
 
 
 def test_etcd_variables_do_not_reach_the_member():
-    assert member_env({"PATH": "/bin", "ETCD_NAME": "x", "ETCD_DATA_DIR": "/y"}) == {"PATH": "/bin"}
+    env = member_env({"PATH": "/bin", "ETCD_NAME": "x", "ETCD_DATA_DIR": "/y"}, cpus=4)
+    assert env == {"PATH": "/bin", "GOMAXPROCS": "3"}
+
+
+@pytest.mark.parametrize(("cpus", "procs"), [(1, "1"), (2, "1"), (8, "7")])
+def test_the_member_leaves_a_core_to_the_server(cpus, procs):
+    assert member_env({}, cpus=cpus)["GOMAXPROCS"] == procs
+
+
+def test_a_gomaxprocs_the_user_set_is_kept():
+    assert member_env({"GOMAXPROCS": "6"}, cpus=2)["GOMAXPROCS"] == "6"
 
 
 @pytest.mark.parametrize(("status", "body", "ok"), [
