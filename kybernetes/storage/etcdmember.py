@@ -221,7 +221,7 @@ def member_env(environ: Mapping[str, str], cpus: int) -> dict[str, str]:
     The member shares its machine with this server, whose event loop keeps one core busy
     under load. Go's scheduler, given every core, spins threads looking for work on the
     core the loop needs: on 2 cores etcd used 0.31 ms of CPU per create with GOMAXPROCS=2
-    and 0.19 ms with 1, and the server on it made 22 % more creates/s at 16 clients
+    and 0.19 ms with 1, and the server on it made 15-22 % more creates/s at 16 clients
     (benchmarks/README.md, issue 17)."""
     env = {k: v for k, v in environ.items() if not k.startswith("ETCD_")}
     env.setdefault("GOMAXPROCS", str(max(1, cpus - 1)))
