@@ -46,6 +46,7 @@ from kybernetes.agent.probes import (
     verdicts_kept_over_restart,
 )
 from kybernetes.agent.stats import cgroup_dirs, memory_v1, memory_v2, parse_flat_keyed
+from kybernetes.agent.statsreader import StatsReader
 from kybernetes.agent.volumes import VolumeError, VolumeManager, container_mounts, readonly_volumes
 from kybernetes.api.aiotasks import cancel_and_wait
 from kybernetes.api.errors import ApiError
@@ -107,6 +108,8 @@ class AgentOptions:
     seccomp_dir: str = ""
     # The pods' interface MTU: the VXLAN device's when the pod network crosses nodes on it.
     pod_mtu: int = 1500
+    # The runtime's task bundles for Kubernetes' namespace (statsreader.StatsReader).
+    runtime_task_dir: str = ""
 
 
 async def wait_runtime_ready(cri: Runtime, timeout: float = 60.0) -> None:
@@ -150,6 +153,8 @@ class Agent:
         self.host = host
         self.options = options
         self.name = options.node_name
+        # One reader, shared with the agent's API (stats/metrics) and the storage evictor.
+        self.stats = StatsReader(cri, options.node_name, task_dir=options.runtime_task_dir)
         self.logs_root = os.path.join(options.data_dir, "pods-logs")
         self.factory = InformerFactory(client)
         self.pods = self.factory.informer(PODS, field_selector=f"spec.nodeName={self.name}")
@@ -1246,7 +1251,7 @@ class Agent:
             self._enqueue(pod)
         loops = [asyncio.create_task(loop()) for loop in (self._lease_loop, self._status_loop, self._relist_loop,
                                                           self.local_path.run,
-                                                          StorageEvictor(self).run)]
+                                                          StorageEvictor(self, stats=self.stats).run)]
         try:
             await run_workers(self.queue, self.sync, self.options.workers, "agent")
         finally:

@@ -48,6 +48,12 @@ def find_cni_bin_dir() -> str:
                                   + " (Debian package containernetworking-plugins)")
 
 
+def task_dir_of(state_dir: str) -> str:
+    """Where containerd with state dir `state_dir` keeps the task bundles (each with its
+    shim's `init.pid`) of the CRI plugin's namespace."""
+    return os.path.join(state_dir, "io.containerd.runtime.v2.task", "k8s.io")
+
+
 @dataclass(frozen=True)
 class ContainerdLayout:
     """Where a private containerd keeps its state, under the agent's data dir."""
@@ -70,6 +76,11 @@ class ContainerdLayout:
     def state(self) -> str:
         # Short: runc's socket paths under the state dir must stay within 108 bytes.
         return os.path.join(self.base, "st")
+
+    @property
+    def task_dir(self) -> str:
+        """The runc shim's task bundles for Kubernetes' namespace."""
+        return task_dir_of(self.state)
 
     @property
     def cni_conf_dir(self) -> str:

@@ -902,7 +902,7 @@ def agent(kubeconfig: str, server: str, token: str, ca_cert_hash: str, ca_cert: 
     """Run the node agent: register this machine as a node and run its pods on containerd."""
     from kybernetes.agent.agent import Agent, AgentOptions, wait_runtime_ready
     from kybernetes.agent.apiauth import AgentAuth
-    from kybernetes.agent.containerd import ContainerdLayout, PrivateContainerd, import_images
+    from kybernetes.agent.containerd import ContainerdLayout, PrivateContainerd, import_images, task_dir_of
     from kybernetes.agent.cri.client import CriClient
     from kybernetes.agent.host import read_host_facts
     from kybernetes.agent.images import build_all
@@ -947,6 +947,9 @@ def agent(kubeconfig: str, server: str, token: str, ca_cert_hash: str, ca_cert: 
         try:
             await cri.connect(socket_path, timeout=2)
             cni_conf_dir = "/etc/cni/net.d"
+            # containerd's state dir is its socket's unless configured otherwise; if not,
+            # the stats find no init.pid there and ask the runtime.
+            task_dir = task_dir_of(os.path.dirname(socket_path))
         except Exception:  # noqa: BLE001 - no runtime there: bring our own
             await cri.close()
             layout = ContainerdLayout(os.path.join(data_dir, "containerd"))
@@ -954,6 +957,7 @@ def agent(kubeconfig: str, server: str, token: str, ca_cert_hash: str, ca_cert: 
             cri = CriClient()
             socket_path = layout.socket
             cni_conf_dir = layout.cni_conf_dir
+            task_dir = layout.task_dir
         client = None
         api = None
         try:
@@ -991,7 +995,8 @@ def agent(kubeconfig: str, server: str, token: str, ca_cert_hash: str, ca_cert: 
             options = AgentOptions(node_name=name, data_dir=data_dir, cni_conf_dir=cni_conf_dir,
                                    cluster_dns=dns_servers, bridge=cni_bridge, labels=labels, taints=taints,
                                    lease_duration=node_lease_duration_seconds, port=port,
-                                   allowed_unsafe_sysctls=unsafe_sysctls, pod_mtu=pod_mtu)
+                                   allowed_unsafe_sysctls=unsafe_sysctls, pod_mtu=pod_mtu,
+                                   runtime_task_dir=task_dir)
             # Issued by the cluster CA for this node (the API server verifies it), not self-signed.
             ca_pem = kubeconfig_ca_pem(kubeconfig)
             serving_names = [host.internal_ip, *host.extra_ips, host.hostname]
@@ -1000,7 +1005,8 @@ def agent(kubeconfig: str, server: str, token: str, ca_cert_hash: str, ca_cert: 
             await node_agent.register()
             cert, key = await ensure_serving_cert(client, name, serving_names, os.path.join(data_dir, "pki"), ca_pem)
             agent_tls = server_ssl_context(cert, key, ca_pem)
-            api = AgentServer(cri, "0.0.0.0", port, agent_tls, AgentAuth(client, name), pods=node_agent.pods.list)
+            api = AgentServer(cri, "0.0.0.0", port, agent_tls, AgentAuth(client, name), pods=node_agent.pods.list,
+                              stats_reader=node_agent.stats)
             await api.start()
             jobs = [node_agent.run(),
                     keep_serving_cert(client, name, serving_names, os.path.join(data_dir, "pki"), ca_pem, agent_tls)]

@@ -198,3 +198,85 @@ def test_process_figures_from_proc_self():
     p = stats.process_sample(stat, "1000 250 10 1 0 100 0", 4096, 100, 1_600_000_000.0, 7, 1024)
     assert (p.cpu_seconds, p.resident_bytes, p.virtual_bytes, p.start_time) == (2.0, 250 * 4096, 123456,
                                                                                 1_600_000_005.0)
+
+
+# -- where the stats find a container's first process --------------------------------------
+
+def test_a_bundle_pid_is_read_from_the_shims_init_pid(tmp_path):
+    from kybernetes.agent.statsreader import bundle_pid
+    (tmp_path / "abc").mkdir()
+    (tmp_path / "abc" / "init.pid").write_text("4242")
+    assert bundle_pid(str(tmp_path), "abc") == 4242
+    assert bundle_pid(str(tmp_path), "missing") == 0
+    assert bundle_pid("", "abc") == 0
+    # An id is a name in the bundle dir, never a path out of it.
+    (tmp_path / "init.pid").write_text("1")
+    assert bundle_pid(str(tmp_path / "abc"), "..") == 0
+    assert bundle_pid(str(tmp_path), "abc/../") == 0
+
+
+class _Runtime:
+    """The CRI calls a stats round makes, counting the verbose ones."""
+
+    def __init__(self, pid: int) -> None:
+        from kybernetes.agent.cri import runtime_pb2 as pb
+        self.pb = pb
+        self.pid = pid
+        self.verbose_calls = 0
+
+    async def list_pod_sandboxes(self, state=None):
+        sb = self.pb.PodSandbox(id="sb1", created_at=T0)
+        sb.metadata.name, sb.metadata.namespace, sb.metadata.uid = "p", "ns", "u1"
+        return [sb]
+
+    async def list_containers(self, state=None):
+        c = self.pb.Container(id="c1", pod_sandbox_id="sb1", created_at=T0)
+        c.metadata.name = "app"
+        return [c]
+
+    def _info(self, verbose):
+        import json
+        self.verbose_calls += verbose
+        return {"info": json.dumps({"pid": self.pid})} if verbose else {}
+
+    async def pod_sandbox_status(self, sandbox_id, verbose=False):
+        resp = self.pb.PodSandboxStatusResponse(info=self._info(verbose))
+        resp.status.created_at = T0
+        return resp
+
+    async def container_status(self, container_id, verbose=False):
+        resp = self.pb.ContainerStatusResponse(info=self._info(verbose))
+        resp.status.started_at = T0
+        return resp
+
+    async def image_fs_info(self):
+        return self.pb.ImageFsInfoResponse()
+
+
+def _round(task_dir):
+    import asyncio
+    import os
+
+    from kybernetes.agent.statsreader import StatsReader
+    cri = _Runtime(os.getpid())
+    snap = asyncio.run(StatsReader(cri, "n1", task_dir=task_dir).snapshot())
+    return cri.verbose_calls, snap
+
+
+def test_with_the_runtimes_bundles_a_round_reads_pids_without_verbose_status_calls(tmp_path):
+    import os
+    for rid in ("sb1", "c1"):
+        (tmp_path / rid).mkdir()
+        (tmp_path / rid / "init.pid").write_text(str(os.getpid()))
+    verbose, snap = _round(str(tmp_path))
+    assert verbose == 0
+    [p] = snap.pods
+    # The pid found leads to a cgroup: this test process's own, which has CPU and memory.
+    assert p.sandbox_cpu is not None and p.sandbox_memory is not None
+    assert p.containers[0].cpu is not None
+
+
+def test_without_them_the_pid_comes_from_verbose_status(tmp_path):
+    verbose, snap = _round(str(tmp_path))  # no init.pid files there
+    assert verbose == 2
+    assert snap.pods[0].containers[0].cpu is not None
