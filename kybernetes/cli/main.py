@@ -574,11 +574,13 @@ async def _open_datastore(data_dir: str, datastore: Any, advertise: str, token: 
     from kybernetes.storage.etcdmember import EtcdMember, MemberConfig, MemberFailed, MemberTls
     from kybernetes.storage.etcdmember import has_member_data as _has_member_data
 
+    data_dir = os.path.abspath(data_dir)  # the member runs in its socket's directory
     joining = bool(datastore.join_url) and not _has_member_data(os.path.join(data_dir, "etcd"))
     paths = etcd_pki_paths(data_dir)
     cfg = MemberConfig(_member_name(data_dir, joining), os.path.join(data_dir, "etcd"),
                        MemberTls(paths.ca_cert, paths.server_cert, paths.server_key, paths.peer_cert, paths.peer_key),
-                       peer_host=advertise, client_port=datastore.client_port, peer_port=datastore.peer_port)
+                       peer_host=advertise, client_port=datastore.client_port, peer_port=datastore.peer_port,
+                       socket_dir=os.path.join(data_dir, "etcd-client"))
     if joining:
         from kybernetes.apiserver import serverjoin
 
@@ -625,7 +627,7 @@ async def _open_datastore(data_dir: str, datastore: Any, advertise: str, token: 
             raise click.ClickException(str(e)) from None
         os.unlink(learner_mark)
         click.echo(f"etcd member {cfg.name} promoted to a voting member", err=True)
-    return EtcdStore([cfg.client_url], ca_file=paths.ca_cert, cert_file=paths.client_cert,
+    return EtcdStore([cfg.local_endpoint], ca_file=paths.ca_cert, cert_file=paths.client_cert,
                      key_file=paths.client_key), member
 
 

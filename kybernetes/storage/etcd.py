@@ -87,10 +87,15 @@ def classify(code: grpc.StatusCode | None, details: str) -> ErrorKind:
 
 
 def parse_endpoint(url: str) -> tuple[str, bool]:
-    """("host:port", uses TLS) of an etcd client URL."""
+    """(gRPC target, uses TLS) of an etcd client URL: "host:port", or "unix:/path" for a
+    unix socket (unix:///path, always without TLS)."""
     if "://" not in url:
         url = "http://" + url
     u = urllib.parse.urlsplit(url)
+    if u.scheme == "unix":
+        if u.netloc or not u.path.startswith("/"):
+            raise ValueError(f"a unix socket endpoint takes an absolute path (unix:///path): {url!r}")
+        return f"unix:{u.path}", False
     if u.scheme not in ("http", "https") or not u.hostname:
         raise ValueError(f"not an etcd client URL: {url!r}")
     host = f"[{u.hostname}]" if ":" in u.hostname else u.hostname

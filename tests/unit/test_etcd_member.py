@@ -118,6 +118,18 @@ def test_clients_only_on_loopback_peers_on_the_server_address_tls_both_ways():
     assert _flag(cmd, "log-level") == "warn"
 
 
+def test_the_own_server_gets_a_unix_socket_beside_the_tls_listener():
+    cfg = MemberConfig("node-a", "/data/etcd", TLS, "10.1.2.3", 12379, 12380, socket_dir="/data/etcd-client")
+    cmd = member_command(cfg)
+    # etcd 3.4 names a unix listener host:port and puts the socket in its working directory.
+    assert _flag(cmd, "listen-client-urls") == "https://127.0.0.1:12379,unix://localhost:12379"
+    assert _flag(cmd, "advertise-client-urls") == "https://127.0.0.1:12379"  # other servers use TLS
+    assert cfg.socket_path == "/data/etcd-client/localhost:12379"
+    assert cfg.local_endpoint == "unix:///data/etcd-client/localhost:12379"
+    without = MemberConfig("node-a", "/data/etcd", TLS, "10.1.2.3", 12379, 12380)
+    assert without.local_endpoint == without.client_url == "https://127.0.0.1:12379"
+
+
 def test_an_ipv6_peer_address_is_bracketed():
     cmd = member_command(MemberConfig("n", "/d", TLS, "fd00::5"))
     assert _flag(cmd, "listen-peer-urls") == "https://[fd00::5]:2380"
@@ -198,12 +210,47 @@ def test_certificates_are_kept_across_starts_and_a_new_address_is_added(tmp_path
 needs_etcd = pytest.mark.skipif(shutil.which("etcd") is None, reason="Debian's etcd-server is not installed")
 
 
-def _member(tmp_path) -> EtcdMember:
+def _member(tmp_path, socket_dir: str = "") -> EtcdMember:
     p = ensure_etcd_pki(str(tmp_path), ["127.0.0.1"])
     cfg = MemberConfig("unit", str(tmp_path / "etcd"), MemberTls(p.ca_cert, p.server_cert, p.server_key,
                                                                  p.peer_cert, p.peer_key),
-                       "127.0.0.1", free_port(), free_port())
+                       "127.0.0.1", free_port(), free_port(), socket_dir=socket_dir)
     return EtcdMember(cfg, str(tmp_path / "etcd.log"), p.client_cert, p.client_key)
+
+
+@needs_etcd
+async def test_the_server_reaches_its_member_over_a_private_socket_even_after_a_kill(tmp_path):
+    from kybernetes.storage.etcd import EtcdStore
+
+    m = _member(tmp_path, socket_dir=str(tmp_path / "etcd-client"))
+    try:
+        m.start()
+        await m.wait_healthy(timeout=30)
+        assert stat.S_IMODE(os.stat(m.cfg.socket_dir).st_mode) == 0o700
+        assert stat.S_ISSOCK(os.stat(m.cfg.socket_path).st_mode)
+        store = EtcdStore([m.cfg.local_endpoint], prefix="/registry/")
+        await store.start()
+        try:
+            kv = await store.create("configmaps/default/a", b"v")
+            assert (await store.get("configmaps/default/a")).value == b"v"
+        finally:
+            await store.close()
+        # kill -9 leaves the socket file, beside which etcd would refuse to listen.
+        assert m.proc is not None
+        m.proc.kill()
+        m.proc.wait()
+        assert os.path.exists(m.cfg.socket_path)
+        m.start()
+        await m.wait_healthy(timeout=30)
+        store = EtcdStore([m.cfg.local_endpoint], prefix="/registry/")
+        await store.start()
+        try:
+            got = await store.get("configmaps/default/a")
+            assert got is not None and got.mod_revision == kv.mod_revision
+        finally:
+            await store.close()
+    finally:
+        await m.stop()
 
 
 @needs_etcd

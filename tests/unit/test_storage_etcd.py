@@ -83,8 +83,10 @@ def test_prefix_end_and_endpoints_and_error_kinds() -> None:
     assert parse_endpoint("https://10.0.0.1:2379") == ("10.0.0.1:2379", True)
     assert parse_endpoint("http://[::1]:12379") == ("[::1]:12379", False)
     assert parse_endpoint("127.0.0.1:2379") == ("127.0.0.1:2379", False)
-    with pytest.raises(ValueError):
-        parse_endpoint("unix:///run/etcd.sock")
+    assert parse_endpoint("unix:///run/kyb/localhost:2379") == ("unix:/run/kyb/localhost:2379", False)
+    for bad in ("unix://run/etcd.sock", "unix:relative", "ftp://10.0.0.1:2379"):
+        with pytest.raises(ValueError):
+            parse_endpoint(bad)
     oor = grpc.StatusCode.OUT_OF_RANGE
     assert classify(oor, "etcdserver: mvcc: required revision has been compacted") == "compacted"
     assert classify(oor, "etcdserver: mvcc: required revision is a future revision") == "future"
