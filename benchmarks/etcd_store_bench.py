@@ -1,7 +1,11 @@
 """The etcd client path alone: `EtcdStore.create` against a throwaway etcd, no API server.
 Run by hand; prints figures for benchmarks/README.md (issue 17, "kyb server on etcd vs SQLite").
 
-    flock /tmp/kyb-bench.lock .venv/bin/python benchmarks/etcd_store_bench.py [--creates 4000] [--tls] [--no-watch]
+    flock /tmp/kyb-bench.lock .venv/bin/python benchmarks/etcd_store_bench.py [--creates 4000] [--tls | --unix] [--no-watch]
+
+`--unix` reaches etcd over a unix socket (as a server reaches its embedded member), `--tls` over
+TCP with client certificates, neither over plain TCP. etcd inherits the environment: set
+GOMAXPROCS=1 for the embedded member's setting on 2 cores.
 
 Creates 400-byte values from 16 tasks, then from 1, while one watch of the whole prefix is
 consumed (as the API server's watch cache does, so each create also waits for its event to
@@ -60,7 +64,7 @@ async def run(etcd: EtcdProcess, creates: int, watch_all: bool) -> None:
     assert etcd.proc is not None
     tls = etcd.tls
     kw = dict(ca_file=tls.ca_file, cert_file=tls.client_cert, key_file=tls.client_key) if tls else {}
-    store = EtcdStore([etcd.url], prefix="/registry/", **kw)
+    store = EtcdStore([etcd.socket_url if etcd.unix_socket else etcd.url], prefix="/registry/", **kw)
     await store.start()
     watch = store.watch("" if watch_all else "elsewhere/", store.current_revision())
 
@@ -94,11 +98,13 @@ async def run(etcd: EtcdProcess, creates: int, watch_all: bool) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--creates", type=int, default=4000)
-    ap.add_argument("--tls", action="store_true", help="TLS with client certificates, as --cluster-init's member")
+    how = ap.add_mutually_exclusive_group()
+    how.add_argument("--tls", action="store_true", help="TCP with TLS and client certificates")
+    how.add_argument("--unix", action="store_true", help="a unix socket, as a server reaches its own member")
     ap.add_argument("--no-watch", action="store_true", help="no watch covers the keys written (no write waits)")
     args = ap.parse_args()
     load = os.getloadavg()[0]
-    with EtcdProcess(tls=args.tls) as etcd:
+    with EtcdProcess(tls=args.tls, unix_socket=args.unix) as etcd:
         uvloop.run(run(etcd, args.creates, not args.no_watch))
     print(f"load average 1 min: {load:.2f} before, {os.getloadavg()[0]:.2f} after; {os.cpu_count()} cores")
 

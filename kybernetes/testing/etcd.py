@@ -8,6 +8,7 @@ answers, and on `stop` kills only the process it started and removes its dir.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import ipaddress
 import os
@@ -87,8 +88,9 @@ class EtcdProcess:
     """One etcd member; alone, a single-member cluster. `url` is its client URL."""
 
     def __init__(self, tls: bool = False, quota_bytes: int = 0, *, name: str = "test",
-                 initial_cluster: str = "", peer_port: int = 0) -> None:
+                 initial_cluster: str = "", peer_port: int = 0, unix_socket: bool = False) -> None:
         self.use_tls = tls
+        self.unix_socket = unix_socket  # also listen on a unix socket in its dir (`socket_url`)
         self.quota_bytes = quota_bytes
         self.name = name
         self.dir = ""
@@ -97,6 +99,11 @@ class EtcdProcess:
         self.initial_cluster = initial_cluster or f"{name}={self.peer_url}"
         self.url = ""
         self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def socket_url(self) -> str:
+        """The unix socket's endpoint (with `unix_socket`), named as etcd 3.4 names it."""
+        return f"unix://{self.dir}/localhost:{self.url.rsplit(':', 1)[1]}"
 
     @property
     def log_path(self) -> str:
@@ -122,8 +129,13 @@ class EtcdProcess:
                     "--trusted-ca-file", self.tls.ca_file, "--client-cert-auth"]
         if self.quota_bytes:
             args += ["--quota-backend-bytes", str(self.quota_bytes)]
+        listen = self.url
+        if self.unix_socket:
+            listen += f",unix://localhost:{self.url.rsplit(':', 1)[1]}"
+            with contextlib.suppress(FileNotFoundError):  # a killed member's
+                os.unlink(self.socket_url[len("unix://"):])
         argv = [binary, "--name", self.name, "--data-dir", os.path.join(self.dir, "data"),
-                "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
+                "--listen-client-urls", listen, "--advertise-client-urls", self.url,
                 "--listen-peer-urls", self.peer_url, "--initial-advertise-peer-urls", self.peer_url,
                 "--initial-cluster", self.initial_cluster, "--initial-cluster-state", "new",
                 "--log-level", "warn",
@@ -135,7 +147,7 @@ class EtcdProcess:
         if setpriv is not None:
             argv = [setpriv, "--pdeathsig", "TERM", "--", *argv]
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+            self.proc = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL, cwd=self.dir)
 
     def wait_healthy(self, timeout: float = 20.0) -> None:
         assert self.proc is not None
