@@ -149,6 +149,9 @@ class MemberTls:
     peer_key_file: str
 
 
+UNIX_PATH_MAX = 108  # bytes of a unix socket's address, its terminating NUL included (Linux)
+
+
 @dataclass(frozen=True)
 class MemberConfig:
     name: str
@@ -182,7 +185,11 @@ class MemberConfig:
 
         TLS on loopback bought nothing the directory's permissions do not already give,
         and cost etcd a fifth of its CPU per write (benchmarks/README.md, issue 17)."""
-        return f"unix://{self.socket_path}" if self.socket_dir else self.client_url
+        if self.socket_dir and len(os.fsencode(self.socket_path)) < UNIX_PATH_MAX:
+            return f"unix://{self.socket_path}"
+        # A data dir too deep for a socket address (etcd binds the short relative name,
+        # but a client must connect by the whole path): TLS on loopback as before.
+        return self.client_url
 
     @property
     def peer_url(self) -> str:

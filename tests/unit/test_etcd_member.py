@@ -128,6 +128,9 @@ def test_the_own_server_gets_a_unix_socket_beside_the_tls_listener():
     assert cfg.local_endpoint == "unix:///data/etcd-client/localhost:12379"
     without = MemberConfig("node-a", "/data/etcd", TLS, "10.1.2.3", 12379, 12380)
     assert without.local_endpoint == without.client_url == "https://127.0.0.1:12379"
+    # A socket address holds 107 bytes: a deeper data dir keeps TLS on loopback.
+    deep = MemberConfig("node-a", "/data/etcd", TLS, "10.1.2.3", 12379, 12380, socket_dir="/" + "d" * 100)
+    assert deep.local_endpoint == "https://127.0.0.1:12379"
 
 
 def test_an_ipv6_peer_address_is_bracketed():
