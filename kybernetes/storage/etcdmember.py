@@ -184,7 +184,7 @@ class MemberConfig:
         """The endpoint this server's own store dials: the unix socket when there is one.
 
         TLS on loopback bought nothing the directory's permissions do not already give,
-        and cost etcd a fifth of its CPU per write (benchmarks/README.md, issue 17)."""
+        and cost the member a third of its CPU per write (benchmarks/README.md, issue 17)."""
         if self.socket_dir and len(os.fsencode(self.socket_path)) < UNIX_PATH_MAX:
             return f"unix://{self.socket_path}"
         # A data dir too deep for a socket address (etcd binds the short relative name,
