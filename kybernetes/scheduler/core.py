@@ -479,9 +479,11 @@ def _default_spread_scores(soft: tuple[SpreadConstraint, SpreadConstraint], zone
     owner, host_offset = host.owner, host.max_skew - 1
     zone_key, zone_offset = zone.topology_key, zone.max_skew - 1
     host_weight = math.log(len(nodes) + 2)
-    domains = {ni.labels.get(zone_key) for ni in nodes}
-    domains.discard(None)
-    zone_weight = math.log(len(domains) + 2)
+    zone_weight = 0.0
+    if zone_counts:  # otherwise every zone's count is 0 and its weight multiplies nothing
+        domains = {ni.labels.get(zone_key) for ni in nodes}
+        domains.discard(None)
+        zone_weight = math.log(len(domains) + 2)
     scores = [
         round((ni.owners.get(owner, 0) * host_weight + host_offset if HOSTNAME_LABEL in ni.labels else 0.0)
               + (zone_counts.get(ni.labels[zone_key], 0) * zone_weight + zone_offset
