@@ -152,6 +152,17 @@ class MemberTls:
 UNIX_PATH_MAX = 108  # bytes of a unix socket's address, its terminating NUL included (Linux)
 
 
+def unix_listener(port: int) -> str:
+    """etcd 3.4's listen URL for a unix socket: it takes only unix://host:port, and creates
+    the socket as the file "host:port" in its working directory (`socket_file`)."""
+    return f"unix://localhost:{port}"
+
+
+def socket_file(directory: str, port: int) -> str:
+    """The socket `unix_listener(port)` creates when etcd runs in `directory`."""
+    return os.path.join(os.path.abspath(directory), f"localhost:{port}")
+
+
 @dataclass(frozen=True)
 class MemberConfig:
     name: str
@@ -175,9 +186,8 @@ class MemberConfig:
 
     @property
     def socket_path(self) -> str:
-        """The unix socket's file. etcd 3.4 takes only unix://host:port, and names the
-        socket "host:port" in its working directory, which is `socket_dir`."""
-        return os.path.join(os.path.abspath(self.socket_dir), f"localhost:{self.client_port}")
+        """The unix socket's file (the member runs in `socket_dir`)."""
+        return socket_file(self.socket_dir, self.client_port)
 
     @property
     def local_endpoint(self) -> str:
@@ -211,7 +221,7 @@ def member_command(cfg: MemberConfig, binary: str = ETCD_BINARY) -> list[str]:
         binary,
         f"--name={cfg.name}",
         f"--data-dir={cfg.data_dir}",
-        f"--listen-client-urls={cfg.client_url}" + (f",unix://localhost:{cfg.client_port}" if cfg.socket_dir else ""),
+        f"--listen-client-urls={cfg.client_url}" + (f",{unix_listener(cfg.client_port)}" if cfg.socket_dir else ""),
         f"--advertise-client-urls={cfg.client_url}",
         f"--listen-peer-urls={cfg.peer_url}",
         f"--initial-advertise-peer-urls={cfg.peer_url}",

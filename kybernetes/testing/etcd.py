@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from kybernetes.storage.etcdmember import socket_file, unix_listener
 from kybernetes.testing.cluster import file_tail, free_port
 
 
@@ -102,8 +103,12 @@ class EtcdProcess:
 
     @property
     def socket_url(self) -> str:
-        """The unix socket's endpoint (with `unix_socket`), named as etcd 3.4 names it."""
-        return f"unix://{self.dir}/localhost:{self.url.rsplit(':', 1)[1]}"
+        """The unix socket's endpoint (with `unix_socket`)."""
+        return "unix://" + socket_file(self.dir, self._client_port)
+
+    @property
+    def _client_port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
 
     @property
     def log_path(self) -> str:
@@ -131,9 +136,9 @@ class EtcdProcess:
             args += ["--quota-backend-bytes", str(self.quota_bytes)]
         listen = self.url
         if self.unix_socket:
-            listen += f",unix://localhost:{self.url.rsplit(':', 1)[1]}"
+            listen += "," + unix_listener(self._client_port)
             with contextlib.suppress(FileNotFoundError):  # a killed member's
-                os.unlink(self.socket_url[len("unix://"):])
+                os.unlink(socket_file(self.dir, self._client_port))
         argv = [binary, "--name", self.name, "--data-dir", os.path.join(self.dir, "data"),
                 "--listen-client-urls", listen, "--advertise-client-urls", self.url,
                 "--listen-peer-urls", self.peer_url, "--initial-advertise-peer-urls", self.peer_url,
