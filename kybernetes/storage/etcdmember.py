@@ -163,6 +163,13 @@ def socket_file(directory: str, port: int) -> str:
     return os.path.join(os.path.abspath(directory), f"localhost:{port}")
 
 
+def remove_stale_socket(path: str) -> None:
+    """Remove the socket a killed member left: etcd removes its own when it stops cleanly,
+    but refuses to start beside an old one ("address already in use")."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
 @dataclass(frozen=True)
 class MemberConfig:
     name: str
@@ -314,10 +321,7 @@ class EtcdMember:
             # Whoever may open the directory has the whole store: the server's user only.
             os.makedirs(cwd, mode=0o700, exist_ok=True)
             os.chmod(cwd, 0o700)
-            # etcd removes its socket when it stops cleanly, but refuses to start beside
-            # the one a killed member left.
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.cfg.socket_path)
+            remove_stale_socket(self.cfg.socket_path)
         out = os.fdopen(os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
         try:
             start = popen_dying_with_parent if self.die_with_parent else subprocess.Popen

@@ -8,7 +8,6 @@ answers, and on `stop` kills only the process it started and removes its dir.
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import ipaddress
 import os
@@ -25,7 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from kybernetes.storage.etcdmember import socket_file, unix_listener
+from kybernetes.storage.etcdmember import remove_stale_socket, socket_file, unix_listener
 from kybernetes.testing.cluster import file_tail, free_port
 
 
@@ -137,8 +136,7 @@ class EtcdProcess:
         listen = self.url
         if self.unix_socket:
             listen += "," + unix_listener(self._client_port)
-            with contextlib.suppress(FileNotFoundError):  # a killed member's
-                os.unlink(socket_file(self.dir, self._client_port))
+            remove_stale_socket(socket_file(self.dir, self._client_port))
         argv = [binary, "--name", self.name, "--data-dir", os.path.join(self.dir, "data"),
                 "--listen-client-urls", listen, "--advertise-client-urls", self.url,
                 "--listen-peer-urls", self.peer_url, "--initial-advertise-peer-urls", self.peer_url,
