@@ -1,6 +1,6 @@
 """The container runtime the agent talks to: an existing containerd at a socket, or a
-private one (Debian `containerd` and `runc`) started with a config written into the
-agent's data dir and stopped with the agent.
+private one (Debian `containerd` with `runc`, and `crun` where installed) started with
+a config written into the agent's data dir and stopped with the agent.
 
 The private containerd's CRI plugin runs CNI plugins from `cni_bin_dir` with the
 network configuration the agent writes into `cni_conf_dir`."""
@@ -91,8 +91,18 @@ class ContainerdLayout:
         return os.path.join(self.base, "containerd.log")
 
 
-def containerd_config(layout: ContainerdLayout, cni_bin_dir: str, sandbox_image: str = SANDBOX_IMAGE) -> str:
-    """The TOML config of a private containerd (config version 2, containerd 1.6+)."""
+def containerd_config(layout: ContainerdLayout, cni_bin_dir: str, sandbox_image: str = SANDBOX_IMAGE,
+                      crun: str = "", default_runtime: str = "runc") -> str:
+    """The TOML config of a private containerd (config version 2, containerd 1.6+): the
+    runtimes (CRI handlers) `runc` and, given crun's path, `crun`, both through the runc
+    shim; pods without a RuntimeClass run on `default_runtime`."""
+    crun_runtime = f'''
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.crun]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.crun.options]
+        BinaryName = "{crun}"
+        Root = "{layout.state}/crun"
+''' if crun else ""
     return f'''version = 2
 root = "{layout.root}"
 state = "{layout.state}"
@@ -114,21 +124,22 @@ state = "{layout.state}"
     max_conf_num = 1
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
-    default_runtime_name = "runc"
+    default_runtime_name = "{default_runtime}"
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         # runc's own state apart from any system containerd's /run/containerd/runc.
         Root = "{layout.state}/runc"
-'''
+{crun_runtime}'''
 
 
 class PrivateContainerd:
     """A containerd process owned by the agent."""
 
-    def __init__(self, layout: ContainerdLayout, cni_bin_dir: str | None = None) -> None:
+    def __init__(self, layout: ContainerdLayout, cni_bin_dir: str | None = None, default_runtime: str = "runc") -> None:
         self.layout = layout
         self.cni_bin_dir = cni_bin_dir or find_cni_bin_dir()
+        self.default_runtime = default_runtime
         self.proc: subprocess.Popen[bytes] | None = None
 
     async def start(self, timeout: float = 20.0) -> None:
@@ -137,8 +148,11 @@ class PrivateContainerd:
             raise RuntimeUnavailableError("containerd is not installed (Debian package containerd)")
         for d in (self.layout.base, self.layout.root, self.layout.state, self.layout.cni_conf_dir):
             os.makedirs(d, exist_ok=True)
+        crun = shutil.which("crun") or ""
+        if self.default_runtime == "crun" and not crun:
+            raise RuntimeUnavailableError("crun is not installed (Debian package crun)")
         with open(self.layout.config, "w") as f:
-            f.write(containerd_config(self.layout, self.cni_bin_dir))
+            f.write(containerd_config(self.layout, self.cni_bin_dir, crun=crun, default_runtime=self.default_runtime))
         if os.path.exists(self.layout.socket):
             os.unlink(self.layout.socket)
         log_file = open(self.layout.log, "ab")  # noqa: SIM115 - the child owns it

@@ -904,6 +904,7 @@ def agent(kubeconfig: str, server: str, token: str, ca_cert_hash: str, ca_cert: 
     """Run the node agent: register this machine as a node and run its pods on containerd."""
     from kybernetes.agent.agent import Agent, AgentOptions, wait_runtime_ready
     from kybernetes.agent.apiauth import AgentAuth
+    from kybernetes.agent.cgroupmode import choose_runtime
     from kybernetes.agent.containerd import ContainerdLayout, PrivateContainerd, import_images, task_dir_of
     from kybernetes.agent.cri.client import CriClient
     from kybernetes.agent.host import read_host_facts
@@ -955,7 +956,7 @@ def agent(kubeconfig: str, server: str, token: str, ca_cert_hash: str, ca_cert: 
         except Exception:  # noqa: BLE001 - no runtime there: bring our own
             await cri.close()
             layout = ContainerdLayout(os.path.join(data_dir, "containerd"))
-            private = PrivateContainerd(layout)
+            private = PrivateContainerd(layout, default_runtime=choose_runtime())
             cri = CriClient()
             socket_path = layout.socket
             cni_conf_dir = layout.cni_conf_dir

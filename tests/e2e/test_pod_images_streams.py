@@ -10,6 +10,7 @@ import asyncio
 import base64
 import json
 import os
+import shutil
 import ssl
 import time
 
@@ -201,14 +202,26 @@ def test_image_pull_policies_and_digests(cluster, registry):
 
 
 def test_runtime_class_handlers_on_the_node(cluster):
-    srv, _ = cluster
+    srv, agent = cluster
+    handlers = (("h4-runc", "runc"), ("h4-crun", "crun"), ("h4-bogus", "nope")) if shutil.which("crun") \
+        else (("h4-runc", "runc"), ("h4-bogus", "nope"))
     classes = [{"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass", "metadata": {"name": name},
-                "handler": handler} for name, handler in (("h4-runc", "runc"), ("h4-bogus", "nope"))]
+                "handler": handler} for name, handler in handlers]
     r = srv.kubectl("apply", "-f", "-", stdin="\n---\n".join(json.dumps(c) for c in classes))
     assert r.returncode == 0, r.stderr
     apply(srv, "runc-class", [sleeper()], runtimeClassName="h4-runc")
     apply(srv, "bogus-class", [sleeper()], runtimeClassName="h4-bogus")
-    wait_status(srv, "runc-class", running, "ran")
+    # Each handler's containers are that runtime's: their state is in its own root.
+    state = os.path.join(agent.data_dir, "containerd", "st")
+    cid = wait_status(srv, "runc-class", running, "ran")["containerID"].removeprefix("containerd://")
+    assert os.path.isdir(os.path.join(state, "runc", "k8s.io", cid))
+    if shutil.which("crun"):
+        apply(srv, "crun-class", [sleeper()], runtimeClassName="h4-crun")
+        cid = wait_status(srv, "crun-class", running, "ran")["containerID"].removeprefix("containerd://")
+        assert os.path.isdir(os.path.join(state, "crun", "k8s.io", cid))
+        assert not os.path.exists(os.path.join(state, "runc", "k8s.io", cid))
+        r = srv.kubectl("-n", NS, "exec", "crun-class", "--", "echo", "on crun")
+        assert r.returncode == 0 and r.stdout == "on crun\n", r.stderr
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         failed = [m for t, r, m in events(srv, "bogus-class") if r == "FailedCreatePodSandBox"]

@@ -1,0 +1,77 @@
+"""Which OCI runtime the agent's private containerd defaults to, from the host's cgroup
+layout, and the containerd config that offers both runtimes."""
+
+from kybernetes.agent.cgroupmode import (
+    CgroupLayout,
+    cgroup_layout,
+    containerd_runtime_name,
+    controllers_to_claim,
+    v1_hierarchy,
+    v1_subsystems,
+)
+from kybernetes.agent.containerd import ContainerdLayout, containerd_config
+
+HYBRID = """tmpfs /sys/fs/cgroup tmpfs rw,relatime,mode=755 0 0
+cgroup /sys/fs/cgroup/cpu cgroup rw,relatime,cpu 0 0
+cgroup /sys/fs/cgroup/memory cgroup rw,relatime,memory 0 0
+cgroup2 /sys/fs/cgroup/unified cgroup2 rw,relatime 0 0
+"""
+UNIFIED = "cgroup2 /sys/fs/cgroup cgroup2 rw,nosuid,nodev,noexec,relatime,nsdelegate 0 0\n"
+LEGACY = "tmpfs /sys/fs/cgroup tmpfs rw 0 0\ncgroup /sys/fs/cgroup/memory cgroup rw,memory 0 0\n"
+PROC_CGROUPS = """#subsys_name	hierarchy	num_cgroups	enabled
+cpuset	3	1	1
+cpu	1	1	1
+blkio	7	1	1
+memory	4	50	1
+hugetlb	0	1	1
+rdma	0	1	0
+"""
+
+
+def test_layouts():
+    assert cgroup_layout(UNIFIED, "") == CgroupLayout("unified")
+    assert cgroup_layout(LEGACY, "") == CgroupLayout("legacy")
+    assert cgroup_layout(HYBRID, "hugetlb\n") == CgroupLayout("hybrid", ("hugetlb",))
+    assert cgroup_layout(HYBRID, "") == CgroupLayout("hybrid", ())
+    # A cgroup2 mount elsewhere (a container's view of another tree) is not this host's.
+    assert cgroup_layout(LEGACY + "cgroup2 /mnt/x cgroup2 rw 0 0\n", "") == CgroupLayout("legacy")
+
+
+def test_v1_subsystems_and_hierarchies():
+    assert v1_subsystems(PROC_CGROUPS) == {"cpuset", "cpu", "blkio", "memory", "hugetlb"}
+    assert v1_hierarchy(PROC_CGROUPS, "memory") == 4
+    assert v1_hierarchy(PROC_CGROUPS, "hugetlb") == 0
+    assert v1_hierarchy(PROC_CGROUPS, "nonesuch") == 0
+
+
+def test_controllers_to_claim():
+    v1 = v1_subsystems(PROC_CGROUPS)
+    assert controllers_to_claim(CgroupLayout("unified"), v1) == []
+    assert controllers_to_claim(CgroupLayout("legacy"), v1) == []
+    assert controllers_to_claim(CgroupLayout("hybrid"), v1) == []
+    assert controllers_to_claim(CgroupLayout("hybrid", ("hugetlb",)), v1) == ["hugetlb"]
+    # The v2 tree's "io" is v1's "blkio".
+    assert controllers_to_claim(CgroupLayout("hybrid", ("io", "hugetlb")), v1) == ["blkio", "hugetlb"]
+    # A controller with no v1 form here (rdma is disabled) keeps crun out.
+    assert controllers_to_claim(CgroupLayout("hybrid", ("rdma",)), v1) is None
+
+
+def test_runtime_name():
+    assert containerd_runtime_name(True, []) == "crun"
+    assert containerd_runtime_name(True, ["hugetlb"]) == "crun"
+    assert containerd_runtime_name(True, None) == "runc"
+    assert containerd_runtime_name(False, []) == "runc"
+
+
+def test_containerd_config_offers_both_runtimes():
+    layout = ContainerdLayout("/var/lib/kyb/containerd")
+    both = containerd_config(layout, "/usr/lib/cni", crun="/usr/bin/crun", default_runtime="crun")
+    assert 'default_runtime_name = "crun"' in both
+    assert '[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]' in both
+    assert 'BinaryName = "/usr/bin/crun"' in both
+    # Each runtime keeps its state apart: the two binaries' state formats differ.
+    assert 'Root = "/var/lib/kyb/containerd/st/runc"' in both
+    assert 'Root = "/var/lib/kyb/containerd/st/crun"' in both
+    only_runc = containerd_config(layout, "/usr/lib/cni")
+    assert 'default_runtime_name = "runc"' in only_runc
+    assert "crun" not in only_runc
