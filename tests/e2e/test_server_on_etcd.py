@@ -110,7 +110,10 @@ def test_kill_9_takes_the_member_along_and_a_restart_finds_every_object(srv):
     assert etcd_member_pids(srv.data_dir) not in ([], [member])
     after = {i["metadata"]["name"]: int(i["metadata"]["resourceVersion"])
              for i in json.loads(srv.kubectl_ok("-n", NS, "get", "cm", "-o", "json"))["items"]}
-    assert after == before
+    # Every object is back at its revision (the namespace's kube-root-ca.crt may have been
+    # published since `before` was read: it is a controller's, not lost or invented).
+    assert {name: after.get(name) for name in before} == before
+    assert set(after) - set(before) <= {"kube-root-ca.crt"}
     assert "etcd member restarted on its data" in srv.log_tail(20000)
     srv.kubectl_ok("apply", "-f", "-", stdin=configmap("c", "3"))
     created = int(json.loads(srv.kubectl_ok("-n", NS, "get", "cm", "c", "-o", "json"))["metadata"]["resourceVersion"])
