@@ -156,6 +156,9 @@ class Agent:
         # One reader, shared with the agent's API (stats/metrics) and the storage evictor.
         self.stats = StatsReader(cri, options.node_name, task_dir=options.runtime_task_dir)
         self.logs_root = os.path.join(options.data_dir, "pods-logs")
+        # Whether the sandbox image was found (or pulled): looked up again only after a
+        # sandbox failed, not before every pod's start.
+        self._sandbox_image_present = False
         self.factory = InformerFactory(client)
         self.pods = self.factory.informer(PODS, field_selector=f"spec.nodeName={self.name}")
         # Service links for the pods' environments (shared with the proxy's informer).
@@ -585,8 +588,10 @@ class Agent:
             # container): a pod's start does not wait for the two in turn. Unlike the
             # kubelet, a pod whose volume fails holds its sandbox (and IP) meanwhile.
             early_volumes = asyncio.create_task(self.volumes.setup(pod))
-            if await self.cri.image_status(SANDBOX_IMAGE) is None:
-                await self.cri.pull_image(SANDBOX_IMAGE)
+            if not self._sandbox_image_present:
+                if await self.cri.image_status(SANDBOX_IMAGE) is None:
+                    await self.cri.pull_image(SANDBOX_IMAGE)
+                self._sandbox_image_present = True
             try:
                 if not sb_spec.host_network:
                     podspec.check_hostname(sb_spec.hostname)
@@ -594,6 +599,7 @@ class Agent:
             except (CriError, RuntimeClassError, podspec.HostnameError) as e:
                 # As the kubelet: the pod waits in ContainerCreating and the sandbox is tried again.
                 why = imagepull.rpc_error(e.code, e.details) if isinstance(e, CriError) else str(e)
+                self._sandbox_image_present = False
                 self._event(pod, "", "Warning", "FailedCreatePodSandBox", imagepull.sandbox_failed_message(why))
                 plan.start = []
                 plan.requeue_after = SANDBOX_RETRY_SECONDS
