@@ -1,9 +1,13 @@
 """Which OCI runtime the agent's private containerd defaults to, from the host's cgroup
 layout, and the containerd config that offers both runtimes."""
 
+import os
+
 from kybernetes.agent.cgroupmode import (
     CgroupLayout,
     cgroup_layout,
+    choose_runtime,
+    claim_v1,
     containerd_runtime_name,
     controllers_to_claim,
     v1_hierarchy,
@@ -75,3 +79,20 @@ def test_containerd_config_offers_both_runtimes():
     only_runc = containerd_config(layout, "/usr/lib/cni")
     assert 'default_runtime_name = "runc"' in only_runc
     assert "crun" not in only_runc
+
+
+def test_a_controller_the_kernel_will_not_mount_leaves_nothing_behind(tmp_path):
+    # No such controller: the mount fails (or, without root, the mount command does), so
+    # containers stay on runc, and the mount point made for it is gone again.
+    assert claim_v1("kyb-no-such-controller", root=str(tmp_path)) is False
+    assert os.listdir(tmp_path) == []
+    # A directory that was there before is not the claim's to remove.
+    (tmp_path / "kyb-no-such-controller").mkdir()
+    assert claim_v1("kyb-no-such-controller", root=str(tmp_path)) is False
+    assert os.listdir(tmp_path) == ["kyb-no-such-controller"]
+
+
+def test_without_crun_on_the_path_containers_run_on_runc(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert choose_runtime(root=str(tmp_path)) == "runc"
+    assert os.listdir(tmp_path) == []
