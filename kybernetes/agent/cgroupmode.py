@@ -19,6 +19,8 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
+from kybernetes.agent.host import read_text
+
 log = logging.getLogger(__name__)
 
 CGROUP_ROOT = "/sys/fs/cgroup"
@@ -73,14 +75,6 @@ def containerd_runtime_name(crun_installed: bool, to_claim: list[str] | None) ->
     return "crun" if crun_installed and to_claim is not None else "runc"
 
 
-def _read(path: str) -> str:
-    try:
-        with open(path) as f:
-            return f.read()
-    except OSError:
-        return ""
-
-
 def _hybrid_v2_dir(mounts: str, root: str) -> str:
     for line in mounts.splitlines():
         fields = line.split()
@@ -103,7 +97,7 @@ def claim_v1(name: str, root: str = CGROUP_ROOT) -> bool:
     already (another agent on this host may have just mounted it); False when the
     kernel refuses (it does while the v2 tree has the controller enabled for child
     groups)."""
-    if v1_hierarchy(_read("/proc/cgroups"), name):
+    if v1_hierarchy(read_text("/proc/cgroups"), name):
         return True
     point = os.path.join(root, name)
     made = not os.path.isdir(point)
@@ -128,10 +122,10 @@ def choose_runtime(root: str = CGROUP_ROOT) -> str:
     mounting what crun needs mounted; see the module docstring."""
     if shutil.which("crun") is None:
         return "runc"
-    mounts = _read("/proc/self/mounts")
+    mounts = read_text("/proc/self/mounts")
     v2_dir = _hybrid_v2_dir(mounts, root)
-    layout = cgroup_layout(mounts, _read(os.path.join(v2_dir, "cgroup.controllers")) if v2_dir else "", root)
-    to_claim = controllers_to_claim(layout, v1_subsystems(_read("/proc/cgroups")))
+    layout = cgroup_layout(mounts, read_text(os.path.join(v2_dir, "cgroup.controllers")) if v2_dir else "", root)
+    to_claim = controllers_to_claim(layout, v1_subsystems(read_text("/proc/cgroups")))
     if to_claim and not all(claim_v1(name, root) for name in to_claim):
         to_claim = None
     runtime = containerd_runtime_name(True, to_claim)

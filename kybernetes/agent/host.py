@@ -24,7 +24,8 @@ class HostFacts:
     extra_ips: tuple[str, ...] = field(default_factory=tuple)
 
 
-def _read(path: str, default: str = "") -> str:
+def read_text(path: str, default: str = "") -> str:
+    """The file's text, stripped; `default` when it cannot be read."""
     try:
         with open(path) as f:
             return f.read().strip()
@@ -33,14 +34,14 @@ def _read(path: str, default: str = "") -> str:
 
 
 def memory_total_bytes() -> int:
-    for line in _read("/proc/meminfo").splitlines():
+    for line in read_text("/proc/meminfo").splitlines():
         if line.startswith("MemTotal:"):
             return int(line.split()[1]) * 1024
     return 0
 
 
 def memory_available_bytes() -> int:
-    for line in _read("/proc/meminfo").splitlines():
+    for line in read_text("/proc/meminfo").splitlines():
         if line.startswith("MemAvailable:"):
             return int(line.split()[1]) * 1024
     return 0
@@ -53,7 +54,7 @@ def disk_bytes(path: str) -> tuple[int, int]:
 
 
 def os_image() -> str:
-    for line in _read("/etc/os-release").splitlines():
+    for line in read_text("/etc/os-release").splitlines():
         if line.startswith("PRETTY_NAME="):
             return line.split("=", 1)[1].strip().strip('"')
     return "Linux"
@@ -73,7 +74,7 @@ def primary_ip() -> str:
 
 def apparmor_enabled() -> bool:
     """Whether the kernel enforces AppArmor (what runc checks)."""
-    return _read("/sys/module/apparmor/parameters/enabled").startswith("Y")
+    return read_text("/sys/module/apparmor/parameters/enabled").startswith("Y")
 
 
 def read_host_facts(data_dir: str, node_ip: str | None = None, hostname: str | None = None) -> HostFacts:
@@ -88,6 +89,6 @@ def read_host_facts(data_dir: str, node_ip: str | None = None, hostname: str | N
         kernel=os.uname().release,
         os_image=os_image(),
         architecture={"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine),
-        machine_id=_read("/etc/machine-id") or _read("/var/lib/dbus/machine-id"),
-        boot_id=_read("/proc/sys/kernel/random/boot_id"),
+        machine_id=read_text("/etc/machine-id") or read_text("/var/lib/dbus/machine-id"),
+        boot_id=read_text("/proc/sys/kernel/random/boot_id"),
     )

@@ -956,7 +956,7 @@ def agent(kubeconfig: str, server: str, token: str, ca_cert_hash: str, ca_cert: 
         except Exception:  # noqa: BLE001 - no runtime there: bring our own
             await cri.close()
             layout = ContainerdLayout(os.path.join(data_dir, "containerd"))
-            private = PrivateContainerd(layout, default_runtime=choose_runtime())
+            private = PrivateContainerd(layout, default_runtime=await asyncio.to_thread(choose_runtime))
             cri = CriClient()
             socket_path = layout.socket
             cni_conf_dir = layout.cni_conf_dir
