@@ -13,6 +13,7 @@ pick either."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -108,10 +109,8 @@ def claim_v1(name: str, root: str = CGROUP_ROOT) -> bool:
         err = e.stderr.decode(errors="replace").strip() if isinstance(e, subprocess.CalledProcessError) else str(e)
         log.info("cannot mount the %s cgroup controller on v1 (%s); containers run on runc", name, err)
         if made:
-            try:
+            with contextlib.suppress(OSError):  # not empty after all: leave it
                 os.rmdir(point)
-            except OSError:
-                pass  # not empty after all: leave it
         return False
     log.info("mounted the %s cgroup controller, idle in the v2 tree, as a v1 hierarchy at %s", name, point)
     return True
