@@ -37,17 +37,22 @@ class CgroupLayout:
     v2_controllers: tuple[str, ...] = ()  # hybrid: the controllers the v2 tree holds
 
 
+def cgroup2_mounts(mounts: str) -> list[str]:
+    """Where cgroup2 file systems are mounted, from /proc/self/mounts."""
+    return [f[1] for f in (line.split() for line in mounts.splitlines()) if len(f) >= 3 and f[2] == "cgroup2"]
+
+
+def hybrid_v2_dir(mounts: str, root: str = CGROUP_ROOT) -> str:
+    """A hybrid host's v2 tree under `root` ("" on other hosts)."""
+    return next((p for p in cgroup2_mounts(mounts) if p.startswith(root + "/")), "")
+
+
 def cgroup_layout(mounts: str, v2_controllers: str, root: str = CGROUP_ROOT) -> CgroupLayout:
     """The layout, given /proc/self/mounts and, on a hybrid host, its v2 tree's
     `cgroup.controllers`."""
-    v2_points = set()
-    for line in mounts.splitlines():
-        fields = line.split()
-        if len(fields) >= 3 and fields[2] == "cgroup2":
-            v2_points.add(fields[1])
-    if root in v2_points:
+    if root in cgroup2_mounts(mounts):
         return CgroupLayout("unified")
-    if any(p.startswith(root + "/") for p in v2_points):
+    if hybrid_v2_dir(mounts, root):
         return CgroupLayout("hybrid", tuple(v2_controllers.split()))
     return CgroupLayout("legacy")
 
@@ -74,14 +79,6 @@ def v1_subsystems(proc_cgroups: str) -> set[str]:
 def containerd_runtime_name(crun_installed: bool, to_claim: list[str] | None) -> str:
     """The runtime the private containerd should default to."""
     return "crun" if crun_installed and to_claim is not None else "runc"
-
-
-def _hybrid_v2_dir(mounts: str, root: str) -> str:
-    for line in mounts.splitlines():
-        fields = line.split()
-        if len(fields) >= 3 and fields[2] == "cgroup2" and fields[1].startswith(root + "/"):
-            return fields[1]
-    return ""
 
 
 def v1_hierarchy(proc_cgroups: str, name: str) -> int:
@@ -122,7 +119,7 @@ def choose_runtime(root: str = CGROUP_ROOT) -> str:
     if shutil.which("crun") is None:
         return "runc"
     mounts = read_text("/proc/self/mounts")
-    v2_dir = _hybrid_v2_dir(mounts, root)
+    v2_dir = hybrid_v2_dir(mounts, root)
     layout = cgroup_layout(mounts, read_text(os.path.join(v2_dir, "cgroup.controllers")) if v2_dir else "", root)
     to_claim = controllers_to_claim(layout, v1_subsystems(read_text("/proc/cgroups")))
     if to_claim and not all(claim_v1(name, root) for name in to_claim):
