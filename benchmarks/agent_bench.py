@@ -168,6 +168,9 @@ def start_phases(pod: PodStart, namespace: str) -> dict[str, float]:
         return out
     (_, s1, e1), (_, s2, e2) = starts[:2]
     out["sandbox -> sidecar start (CreateContainer)"] = s1 - sandbox[2]
+    create = next((c for c in calls if c[0] == "CreateContainer" and sandbox[2] - 0.002 <= c[1] <= s1), None)
+    if create is not None:
+        out["  of which the CRI CreateContainer call"] = create[2] - create[1]
     out["sidecar StartContainer"] = e1 - s1
     out["sidecar -> app start"] = s2 - e1
     out["app StartContainer"] = e2 - s2

@@ -45,6 +45,7 @@ from kybernetes.agent.probes import (
     run_probe,
     verdicts_kept_over_restart,
 )
+from kybernetes.agent.seccompfilters import SeccompFilters
 from kybernetes.agent.stats import cgroup_dirs, memory_v1, memory_v2, parse_flat_keyed
 from kybernetes.agent.statsreader import StatsReader
 from kybernetes.agent.volumes import VolumeError, VolumeManager, container_mounts, readonly_volumes
@@ -110,6 +111,11 @@ class AgentOptions:
     pod_mtu: int = 1500
     # The runtime's task bundles for Kubernetes' namespace (statsreader.StatsReader).
     runtime_task_dir: str = ""
+    # crun's state dir for that namespace, and the CRI handlers that run crun ("" for the
+    # default): containers there are handed the seccomp filters crun compiled for earlier
+    # containers (seccompfilters).
+    crun_state_dir: str = ""
+    crun_handlers: tuple[str, ...] = ()
 
 
 async def wait_runtime_ready(cri: Runtime, timeout: float = 60.0) -> None:
@@ -193,6 +199,8 @@ class Agent:
         # Every node's pod CIDR (agent/overlay.py): pod traffic to them is not masqueraded.
         self.cluster_cidrs: list[str] = []
         self.seccomp_dir = options.seccomp_dir or os.path.join(options.data_dir, "seccomp")
+        self.seccomp_filters = SeccompFilters(options.crun_state_dir, options.runtime_task_dir,
+                                              frozenset(options.crun_handlers))
         # The Node as last read or written (labels, taints, allocatable for pod admission).
         self.node_obj: Obj | None = None
         # containerd 1.6 has neither user namespaces nor a Strict supplementalGroupsPolicy.
@@ -647,6 +655,7 @@ class Agent:
                 except CriError as e:
                     self._run_failed(pod, plan, name, e)
                     continue
+                self.seccomp_filters.created(cid, config, sandbox.runtime_handler)
             self._event(pod, name, "Normal", "Created", f"Created container {name}")
             now = time.time()
             starting = podsync.ContainerState(cid, name, podsync.RUNNING, restarts, podsync.spec_hash(container),
@@ -659,6 +668,10 @@ class Agent:
                 self._create_followers(pod, plan, follow, sandbox, [*running, starting], volume_paths, hosts_file,
                                        sb_spec.log_directory, sb_config, made),
                 return_exceptions=True)
+            if start_error is None:
+                self._spawn(self._check_seccomp_filter(pod, cid))
+            else:
+                self.seccomp_filters.forget(cid)
             if start_error is not None or made_error is not None:
                 # Nothing created ahead may outlive a sidecar that did not start.
                 for follower in made.values():
@@ -710,6 +723,8 @@ class Agent:
                 made[name] = await self.cri.create_container(sandbox.id, config, sb_config)
             except CriError as e:
                 self._run_failed(pod, plan, name, e)
+                continue
+            self.seccomp_filters.created(made[name], config, sandbox.runtime_handler)
 
     async def _container_config(self, pod: Obj, plan: podsync.Plan, container: Obj, init: bool, restarts: int,
                                 sandbox: podsync.SandboxState, containers: list[podsync.ContainerState],
@@ -770,7 +785,9 @@ class Agent:
             cspec.annotations[TERMINATION_MESSAGE_FILE] = message_file
             cspec.annotations[TERMINATION_MESSAGE_POLICY] = container.get("terminationMessagePolicy") or "File"
         os.makedirs(os.path.join(log_directory, name), exist_ok=True)
-        return runtime.container_config(cspec, bool((pod.get("spec") or {}).get("hostNetwork")))
+        config = runtime.container_config(cspec, bool((pod.get("spec") or {}).get("hostNetwork")))
+        self.seccomp_filters.annotate(config, sandbox.runtime_handler)
+        return config
 
     async def _runtime_handler(self, pod: Obj) -> str:
         """The CRI handler of the pod's RuntimeClass ("" without one: the runtime's default)."""
@@ -919,6 +936,7 @@ class Agent:
         return podspec.pod_dns(pod, list(self.options.cluster_dns), self.options.cluster_domain, host)
 
     async def _remove_container(self, cid: str) -> None:
+        self.seccomp_filters.forget(cid)
         try:
             await self.cri.remove_container(cid)
         except CriError as e:
@@ -1041,6 +1059,15 @@ class Agent:
             if podsync.is_sidecar(ic) and ic.get("startupProbe") and c is not None and c.state == podsync.RUNNING:
                 out[c.name] = bool(self.probe_verdicts.get(c.id, {}).get(STARTUP))
         return out
+
+    async def _check_seccomp_filter(self, pod: Obj, cid: str) -> None:
+        """Off a start's critical path: learn the started container's compiled seccomp
+        filter, or check the one it was given (see seccompfilters); one given wrongly is
+        stopped at once, and restarted by the pod's next sync as any exited container."""
+        if await asyncio.to_thread(self.seccomp_filters.check, cid):
+            return
+        await self._stop_container(cid, 0)
+        self.queue.add(object_key(pod))
 
     async def _stop_container(self, cid: str, grace: int) -> None:
         try:

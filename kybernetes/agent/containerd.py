@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 
 from kybernetes.agent.images import import_args
+from kybernetes.agent.seccompfilters import ANNOTATION as SECCOMP_FILTER_ANNOTATION
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,11 @@ class ContainerdLayout:
         return task_dir_of(self.state)
 
     @property
+    def crun_dir(self) -> str:
+        """crun's state for Kubernetes' namespace (the runc shim appends it to `Root`)."""
+        return os.path.join(self.state, "crun", "k8s.io")
+
+    @property
     def cni_conf_dir(self) -> str:
         return os.path.join(self.base, "cni")
 
@@ -99,9 +105,13 @@ def containerd_config(layout: ContainerdLayout, cni_bin_dir: str, sandbox_image:
     crun_runtime = f'''
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.crun]
       runtime_type = "io.containerd.runc.v2"
+      # The agent hands crun the seccomp filters crun compiled for earlier containers
+      # (agent/seccompfilters.py). Containers only: containerd would copy a pod annotation
+      # into every container of the pod as well.
+      container_annotations = ["{SECCOMP_FILTER_ANNOTATION}"]
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.crun.options]
         BinaryName = "{crun}"
-        Root = "{layout.state}/crun"
+        Root = "{os.path.dirname(layout.crun_dir)}"
 ''' if crun else ""
     return f'''version = 2
 root = "{layout.root}"
@@ -133,6 +143,13 @@ state = "{layout.state}"
 {crun_runtime}'''
 
 
+def crun_handlers(crun: str, default_runtime: str) -> tuple[str, ...]:
+    """The CRI handlers of `containerd_config` that run crun ("" for the default)."""
+    if not crun:
+        return ()
+    return ("crun", "") if default_runtime == "crun" else ("crun",)
+
+
 class PrivateContainerd:
     """A containerd process owned by the agent."""
 
@@ -141,6 +158,8 @@ class PrivateContainerd:
         self.cni_bin_dir = cni_bin_dir or find_cni_bin_dir()
         self.default_runtime = default_runtime
         self.proc: subprocess.Popen[bytes] | None = None
+        # The CRI handlers that run crun, once started.
+        self.crun_handlers: tuple[str, ...] = ()
 
     async def start(self, timeout: float = 20.0) -> None:
         binary = shutil.which("containerd")
@@ -153,6 +172,7 @@ class PrivateContainerd:
             raise RuntimeUnavailableError("crun is not installed (Debian package crun)")
         with open(self.layout.config, "w") as f:
             f.write(containerd_config(self.layout, self.cni_bin_dir, crun=crun, default_runtime=self.default_runtime))
+        self.crun_handlers = crun_handlers(crun, self.default_runtime)
         if os.path.exists(self.layout.socket):
             os.unlink(self.layout.socket)
         log_file = open(self.layout.log, "ab")  # noqa: SIM115 - the child owns it

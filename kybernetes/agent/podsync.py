@@ -34,6 +34,7 @@ class SandboxState:
     created_at: float
     ip: str = ""
     ips: list[str] = field(default_factory=list)
+    runtime_handler: str = ""  # the CRI handler it runs on ("": the runtime's default)
 
 
 @dataclass

@@ -102,7 +102,8 @@ def sandbox_state(status: pb.PodSandboxStatus) -> SandboxState:
     ips = [status.network.ip] if status.network.ip else []
     ips += [p.ip for p in status.network.additional_ips if p.ip]
     return SandboxState(id=status.id, ready=status.state == pb.SANDBOX_READY, attempt=status.metadata.attempt,
-                        created_at=status.created_at / 1e9, ip=status.network.ip, ips=ips)
+                        created_at=status.created_at / 1e9, ip=status.network.ip, ips=ips,
+                        runtime_handler=status.runtime_handler)
 
 
 def container_state(status: pb.ContainerStatus) -> ContainerState:

@@ -999,7 +999,10 @@ def agent(kubeconfig: str, server: str, token: str, ca_cert_hash: str, ca_cert: 
                                    cluster_dns=dns_servers, bridge=cni_bridge, labels=labels, taints=taints,
                                    lease_duration=node_lease_duration_seconds, port=port,
                                    allowed_unsafe_sysctls=unsafe_sysctls, pod_mtu=pod_mtu,
-                                   runtime_task_dir=task_dir)
+                                   runtime_task_dir=task_dir,
+                                   # A containerd not ours: where its crun keeps state is not known.
+                                   crun_state_dir=private.layout.crun_dir if private else "",
+                                   crun_handlers=private.crun_handlers if private else ())
             # Issued by the cluster CA for this node (the API server verifies it), not self-signed.
             ca_pem = kubeconfig_ca_pem(kubeconfig)
             serving_names = [host.internal_ip, *host.extra_ips, host.hostname]

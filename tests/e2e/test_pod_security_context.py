@@ -1,6 +1,7 @@
 """Security contexts on a real node agent, asserted from inside the containers: users and
-groups, no_new_privs, capabilities, seccomp modes (RuntimeDefault, Localhost, Unconfined),
-a read-only root, privileged containers, sysctls, the host's and a shared PID namespace,
+groups, no_new_privs, capabilities, seccomp modes (RuntimeDefault, Localhost, Unconfined;
+a filter crun compiled once confining later containers), a read-only root, privileged
+containers, sysctls, the host's and a shared PID namespace,
 a hostNetwork pod reaching a pod IP; and what the node refuses: runAsNonRoot with an image
 running as root (CreateContainerConfigError), and pods it cannot run at all (unsafe
 sysctls, AppArmor, supplementalGroupsPolicy Strict, user namespaces) set Failed."""
@@ -14,6 +15,7 @@ import time
 import pytest
 
 from kybernetes.agent.images import PAUSE_SCRIPT
+from kybernetes.agent.seccompfilters import ANNOTATION as SECCOMP_FILTER_ANNOTATION
 from kybernetes.testing.agent import TEST_TAINT, agent_prerequisites, node_cluster
 from kybernetes.testing.cluster import ServerProcess
 
@@ -161,6 +163,53 @@ def test_privileged_and_overriding_containers(pods):
     # CAP_NET_ADMIN added to the bounding set (a non-root process's effective set stays empty, as on Kubernetes).
     assert int(status["CapBnd"], 16) & (1 << 12) and status["CapEff"] == "0000000000000000", status
     assert "mkdir=1" in out and "Operation not permitted" in out, out
+
+
+def _userns_allowed() -> bool:
+    """Whether this host lets an unprivileged process make a user namespace."""
+    for path, ok in (("/proc/sys/kernel/unprivileged_userns_clone", "1"), ("/proc/sys/user/max_user_namespaces", None)):
+        try:
+            with open(path) as f:
+                value = f.read().strip()
+        except OSError:
+            continue
+        if (ok is not None and value != ok) or value == "0":
+            return False
+    return True
+
+
+def test_later_restricted_containers_are_confined_by_the_filter_crun_compiled_once(pods):
+    # "secured"'s main container (RuntimeDefault, no capabilities) was the first such: crun
+    # compiled its profile, and the agent hands that filter to later ones (seccompfilters).
+    srv, agent = pods
+    _wait(srv, "secured", _running, "ran all its containers")
+    restricted = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+    _apply(srv, _pod("confined", {
+        "securityContext": {"runAsUser": 1000, "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [
+            *({"name": n, "image": IMAGE, "command": ["sleep", "3600"], "securityContext": restricted}
+              for n in ("a", "b")),
+            {"name": "open", "image": IMAGE, "command": ["sleep", "3600"],
+             "securityContext": {**restricted, "seccompProfile": {"type": "Unconfined"}}}]}))
+    pod = _wait(srv, "confined", _running, "ran all its containers")
+    script = "grep Seccomp: /proc/self/status; unshare -r true; echo rc=$?"
+    for name in ("a", "b"):
+        code, out = _sh(srv, "confined", name, script)
+        assert code == 0 and out.splitlines()[0].split() == ["Seccomp:", "2"], out
+        # RuntimeDefault allows unshare only with CAP_SYS_ADMIN.
+        assert "Operation not permitted" in out and "rc=0" not in out, out
+    code, out = _sh(srv, "confined", "open", script)
+    assert code == 0 and out.splitlines()[0].split() == ["Seccomp:", "0"], out
+    if _userns_allowed():
+        assert "rc=0" in out, out  # the same call without the filter
+    state = os.path.join(agent.data_dir, "containerd", "st")
+    for s in pod["status"]["containerStatuses"]:
+        assert s["restartCount"] == 0, s  # none was stopped by the agent's check of its filter
+        cid = s["containerID"].split("://")[1]
+        if os.path.isdir(os.path.join(state, "crun", "k8s.io", cid)):  # on crun, not runc
+            with open(os.path.join(state, "io.containerd.runtime.v2.task", "k8s.io", cid, "config.json")) as f:
+                given = SECCOMP_FILTER_ANNOTATION in (json.load(f).get("annotations") or {})
+            assert given == (s["name"] != "open"), s["name"]
 
 
 def test_host_namespaces_and_a_host_network_pod_reaching_a_pod_ip(pods):

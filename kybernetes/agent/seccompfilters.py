@@ -1,0 +1,142 @@
+"""Seccomp filters handed to crun already compiled.
+
+crun compiles a container's seccomp profile with libseccomp at every `crun create`: for
+containerd's RuntimeDefault profile that is ~11 ms of CPU, on the critical path of every
+container start (Debian's crun 1.8 has no cache of its own; later versions keep one). crun
+takes a compiled filter instead from the OCI annotation `run.oci.seccomp_bpf_data`, which
+the private containerd lets through for containers only (`container_annotations`).
+
+This module owns which containers share a filter, the filters learned, and the check of
+every container that was given one:
+
+- containerd derives a RuntimeDefault profile from the container's capabilities alone (the
+  profile allows some syscalls only with some capabilities), so containers whose CRI
+  capabilities are the same get the same profile (`filter_key`);
+- a filter is learned from crun's own output: after a container crun compiled for has
+  started, its `seccomp.bpf` (in crun's state dir) is what crun made of the profile in the
+  container's OCI spec (its bundle's `config.json`), and is kept with that profile's digest;
+- a container started with a learned filter has its spec's profile compared with the one
+  the filter was made from. Should they ever differ, the container is stopped and no more
+  filters are handed out (the agent's caller does the stopping).
+
+Nothing else is cached: Localhost profiles (a file that may change), Unconfined, and
+privileged containers are left to crun as before. Pod sandboxes are too: containerd would
+copy a pod annotation into every container of the pod as well.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+
+from kybernetes.agent.cri import runtime_pb2 as pb
+
+log = logging.getLogger(__name__)
+
+ANNOTATION = "run.oci.seccomp_bpf_data"
+BPF_FILE = "seccomp.bpf"
+SPEC_FILE = "config.json"
+
+# Filters kept at most (~8 KB each): one per capability set in use, so a few in practice;
+# the bound keeps pods with ever new capability sets from growing the agent.
+MAX_FILTERS = 64
+
+FilterKey = tuple[str, ...]
+
+
+def filter_key(config: pb.ContainerConfig) -> FilterKey | None:
+    """What containerd makes a container's seccomp profile from, when that is its
+    RuntimeDefault profile; None for any other profile."""
+    security = config.linux.security_context
+    if security.privileged or security.seccomp.profile_type != pb.SecurityProfile.RuntimeDefault:
+        return None
+    caps = security.capabilities
+    return ("add", *sorted(caps.add_capabilities), "drop", *sorted(caps.drop_capabilities))
+
+
+def seccomp_digest(oci_spec: dict) -> str:
+    """A digest of the spec's seccomp section ("" without one)."""
+    section = (oci_spec.get("linux") or {}).get("seccomp")
+    if not section:
+        return ""
+    return hashlib.sha256(json.dumps(section, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class LearnedFilter:
+    digest: str  # of the seccomp section the filter was compiled from
+    data: str  # the filter, base64 as the annotation takes it
+
+
+@dataclass(frozen=True)
+class Pending:
+    key: FilterKey
+    given: bool  # the container was handed a learned filter
+
+
+class SeccompFilters:
+    """The filters learned on one node. `crun_dir` is crun's state dir for containerd's
+    Kubernetes namespace, `task_dir` containerd's task bundles (where each container's OCI
+    spec is); `handlers` are the CRI runtime handlers that run crun ("" for the default)."""
+
+    def __init__(self, crun_dir: str, task_dir: str, handlers: frozenset[str]) -> None:
+        self.crun_dir = crun_dir
+        self.task_dir = task_dir
+        self.handlers = handlers
+        self.enabled = bool(crun_dir and task_dir and handlers)
+        self._learned: dict[FilterKey, LearnedFilter] = {}
+        self._pending: dict[str, Pending] = {}
+
+    def annotate(self, config: pb.ContainerConfig, handler: str) -> None:
+        """Give the container a learned filter when one fits."""
+        key = filter_key(config) if self.enabled and handler in self.handlers else None
+        learned = self._learned.get(key) if key is not None else None
+        if learned is not None:
+            config.annotations[ANNOTATION] = learned.data
+
+    def created(self, container_id: str, config: pb.ContainerConfig, handler: str) -> None:
+        """Note a container just created from `config`: once started, it is checked or
+        learned from."""
+        key = filter_key(config) if self.enabled and handler in self.handlers else None
+        if key is not None:
+            self._pending[container_id] = Pending(key, ANNOTATION in config.annotations)
+
+    def forget(self, container_id: str) -> None:
+        """The container will not be started (or failed to)."""
+        self._pending.pop(container_id, None)
+
+    def check(self, container_id: str) -> bool:
+        """After the container started (blocking file reads: call in a thread). False when
+        it was given a filter made from a profile other than its own: the caller stops it."""
+        pending = self._pending.pop(container_id, None)
+        if pending is None or not self.enabled:
+            return True
+        try:
+            with open(os.path.join(self.task_dir, container_id, SPEC_FILE)) as f:
+                digest = seccomp_digest(json.load(f))
+        except (OSError, ValueError):
+            return True  # gone already: nothing runs to check or learn from
+        if pending.given:
+            learned = self._learned.get(pending.key)
+            if learned is not None and learned.digest == digest:
+                return True
+            log.error("container %s was given a seccomp filter not made from its own profile; "
+                      "no compiled filters are handed out from now on", container_id)
+            self.enabled = False
+            self._learned.clear()
+            return False
+        if digest and pending.key not in self._learned:
+            try:
+                with open(os.path.join(self.crun_dir, container_id, BPF_FILE), "rb") as f:
+                    data = f.read()
+            except OSError:
+                return True
+            if data and len(data) % 8 == 0:  # whole BPF instructions
+                while len(self._learned) >= MAX_FILTERS:
+                    del self._learned[next(iter(self._learned))]  # the oldest learned
+                self._learned[pending.key] = LearnedFilter(digest, base64.b64encode(data).decode())
+        return True

@@ -1,0 +1,158 @@
+"""Seccomp filters crun compiled once, handed to later containers with the same profile:
+which containers share one, what is learned from crun's state and the container's spec,
+and a container given a filter not made from its own profile."""
+
+import base64
+import json
+import tomllib
+
+from kybernetes.agent.containerd import ContainerdLayout, containerd_config, crun_handlers
+from kybernetes.agent.cri import runtime_pb2 as pb
+from kybernetes.agent.seccompfilters import ANNOTATION, SeccompFilters, filter_key, seccomp_digest
+
+PROFILE = {"defaultAction": "SCMP_ACT_ERRNO", "architectures": ["SCMP_ARCH_X86_64"],
+           "syscalls": [{"names": ["read", "write"], "action": "SCMP_ACT_ALLOW"}]}
+# Two BPF instructions, as crun writes them.
+BPF = bytes(range(16))
+
+
+def _config(profile: int = pb.SecurityProfile.RuntimeDefault, add=(), drop=("ALL",), privileged=False,
+            localhost="") -> pb.ContainerConfig:
+    return pb.ContainerConfig(linux=pb.LinuxContainerConfig(security_context=pb.LinuxContainerSecurityContext(
+        privileged=privileged, capabilities=pb.Capability(add_capabilities=list(add), drop_capabilities=list(drop)),
+        seccomp=pb.SecurityProfile(profile_type=profile, localhost_ref=localhost))))
+
+
+def _container(tmp_path, cid: str, profile: dict | None, bpf: bytes | None = BPF) -> None:
+    """What containerd and crun leave for a started container: its bundle's OCI spec and
+    crun's compiled filter."""
+    bundle = tmp_path / "tasks" / cid
+    bundle.mkdir(parents=True)
+    linux = {"seccomp": profile} if profile is not None else {}
+    (bundle / "config.json").write_text(json.dumps({"ociVersion": "1.0.2", "linux": linux}))
+    if bpf is not None:
+        state = tmp_path / "crun" / cid
+        state.mkdir(parents=True)
+        (state / "seccomp.bpf").write_bytes(bpf)
+
+
+def _filters(tmp_path, handlers=("", "crun")) -> SeccompFilters:
+    return SeccompFilters(str(tmp_path / "crun"), str(tmp_path / "tasks"), frozenset(handlers))
+
+
+def test_containers_share_a_filter_only_when_containerd_makes_the_same_profile_for_them():
+    # containerd's RuntimeDefault profile follows the capabilities, in any order.
+    assert filter_key(_config(add=["NET_ADMIN", "CHOWN"])) == filter_key(_config(add=["CHOWN", "NET_ADMIN"]))
+    assert filter_key(_config()) != filter_key(_config(add=["SYS_ADMIN"]))
+    assert filter_key(_config(drop=())) != filter_key(_config())
+    # Any other profile is left to crun: a Localhost file may change, Unconfined has none,
+    # and a privileged container runs unconfined.
+    assert filter_key(_config(pb.SecurityProfile.Localhost, localhost="/p.json")) is None
+    assert filter_key(_config(pb.SecurityProfile.Unconfined)) is None
+    assert filter_key(_config(privileged=True)) is None
+
+
+def test_digest_of_the_seccomp_section():
+    assert seccomp_digest({"linux": {"seccomp": PROFILE}}) == seccomp_digest(
+        {"linux": {"seccomp": json.loads(json.dumps(PROFILE, sort_keys=True))}, "process": {"args": ["x"]}})
+    assert seccomp_digest({"linux": {"seccomp": {**PROFILE, "defaultAction": "SCMP_ACT_KILL"}}}) != seccomp_digest(
+        {"linux": {"seccomp": PROFILE}})
+    assert seccomp_digest({"linux": {}}) == seccomp_digest({}) == ""
+
+
+def test_the_first_container_teaches_the_filter_the_next_is_given_it(tmp_path):
+    filters = _filters(tmp_path)
+    first = _config()
+    filters.annotate(first, "")
+    assert ANNOTATION not in first.annotations  # nothing learned yet: crun compiles
+    filters.created("c1", first, "")
+    _container(tmp_path, "c1", PROFILE)
+    assert filters.check("c1") is True
+
+    second = _config()
+    filters.annotate(second, "")
+    assert base64.b64decode(second.annotations[ANNOTATION]) == BPF
+    filters.created("c2", second, "")
+    _container(tmp_path, "c2", PROFILE, bpf=None)
+    assert filters.check("c2") is True
+    # Other capabilities, another profile: not given this one.
+    other = _config(add=["SYS_ADMIN"])
+    filters.annotate(other, "")
+    assert ANNOTATION not in other.annotations
+
+
+def test_a_container_given_a_filter_of_another_profile_fails_the_check_and_ends_the_handing_out(tmp_path):
+    filters = _filters(tmp_path)
+    filters.created("c1", _config(), "")
+    _container(tmp_path, "c1", PROFILE)
+    filters.check("c1")
+    given = _config()
+    filters.annotate(given, "")
+    assert ANNOTATION in given.annotations
+    filters.created("c2", given, "")
+    # containerd made another profile for it than the filter came from (say, a new containerd).
+    _container(tmp_path, "c2", {**PROFILE, "syscalls": []}, bpf=None)
+    assert filters.check("c2") is False
+    later = _config()
+    filters.annotate(later, "")
+    assert ANNOTATION not in later.annotations
+
+
+def test_nothing_is_learned_or_given_off_crun_or_without_crun_output(tmp_path):
+    filters = _filters(tmp_path, handlers=("crun",))
+    # The pod runs on runc (the default here): crun's state has nothing of it.
+    filters.created("r1", _config(), "")
+    _container(tmp_path, "r1", PROFILE, bpf=None)
+    assert filters.check("r1") is True
+    given = _config()
+    filters.annotate(given, "")
+    assert ANNOTATION not in given.annotations
+    # A container gone before its check, a torn filter file: nothing learned.
+    filters.created("gone", _config(), "crun")
+    assert filters.check("gone") is True
+    filters.created("torn", _config(), "crun")
+    _container(tmp_path, "torn", PROFILE, bpf=b"\x00" * 5)
+    assert filters.check("torn") is True
+    given = _config()
+    filters.annotate(given, "crun")
+    assert ANNOTATION not in given.annotations
+    # Not noted (never created, or forgotten after a failed start): nothing to check.
+    filters.created("failed", _config(), "crun")
+    filters.forget("failed")
+    _container(tmp_path, "failed", PROFILE)
+    assert filters.check("failed") is True
+    filters.annotate(given, "crun")
+    assert ANNOTATION not in given.annotations
+    # An agent on a containerd not its own knows no crun state dir: off altogether.
+    assert SeccompFilters("", str(tmp_path / "tasks"), frozenset({""})).enabled is False
+
+
+def test_containerd_lets_the_annotation_through_for_crun_containers_only():
+    layout = ContainerdLayout("/var/lib/kyb/containerd")
+    config = tomllib.loads(containerd_config(layout, "/usr/lib/cni", crun="/usr/bin/crun", default_runtime="crun"))
+    runtimes = config["plugins"]["io.containerd.grpc.v1.cri"]["containerd"]["runtimes"]
+    assert runtimes["crun"]["container_annotations"] == [ANNOTATION]
+    # Never as a pod annotation: containerd copies those into every container of the pod.
+    assert all("pod_annotations" not in r for r in runtimes.values())
+    assert "container_annotations" not in runtimes["runc"]
+    # crun's state for Kubernetes' namespace, where its seccomp.bpf files are.
+    assert layout.crun_dir == runtimes["crun"]["options"]["Root"] + "/k8s.io"
+    assert crun_handlers("/usr/bin/crun", "crun") == ("crun", "")
+    assert crun_handlers("/usr/bin/crun", "runc") == ("crun",)
+    assert crun_handlers("", "runc") == ()
+
+
+def test_filters_kept_are_bounded(tmp_path, monkeypatch):
+    monkeypatch.setattr("kybernetes.agent.seccompfilters.MAX_FILTERS", 2)
+    filters = _filters(tmp_path)
+    for i, cap in enumerate(("CHOWN", "KILL", "SETUID")):
+        filters.created(f"c{i}", _config(add=[cap]), "")
+        _container(tmp_path, f"c{i}", {**PROFILE, "comment": cap})
+        filters.check(f"c{i}")
+    assert [_given(filters, cap) for cap in ("CHOWN", "KILL", "SETUID")] == [False, True, True]  # the oldest went
+
+
+def _given(filters: SeccompFilters, cap: str) -> bool:
+    config = _config(add=[cap])
+    filters.annotate(config, "")
+    return ANNOTATION in config.annotations
