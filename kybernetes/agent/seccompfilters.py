@@ -16,8 +16,9 @@ every container that was given one:
   started, its `seccomp.bpf` (in crun's state dir) is what crun made of the profile in the
   container's OCI spec (its bundle's `config.json`), and is kept with that profile's digest;
 - a container started with a learned filter has its spec's profile compared with the one
-  the filter was made from. Should they ever differ, the container is stopped and no more
-  filters are handed out (the agent's caller does the stopping).
+  the filter was made from (whose digest it carries as a CRI annotation). Should they ever
+  differ, the container is stopped and no more filters are handed out (the agent's caller
+  does the stopping).
 
 Nothing else is cached: Localhost profiles (a file that may change), Unconfined, and
 privileged containers are left to crun as before. Pod sandboxes are too: containerd would
@@ -38,6 +39,9 @@ from kybernetes.agent.cri import runtime_pb2 as pb
 log = logging.getLogger(__name__)
 
 ANNOTATION = "run.oci.seccomp_bpf_data"
+# Beside it, in CRI only (containerd lets no other annotation into the OCI spec): the digest
+# of the profile the filter was compiled from, which the container's own must match.
+DIGEST_ANNOTATION = "io.kybernetes.seccomp.filterDigest"
 BPF_FILE = "seccomp.bpf"
 SPEC_FILE = "config.json"
 
@@ -75,7 +79,7 @@ class LearnedFilter:
 @dataclass(frozen=True)
 class Pending:
     key: FilterKey
-    given: bool  # the container was handed a learned filter
+    given: str  # the digest of the profile its handed filter came from ("": crun compiled one)
 
 
 class SeccompFilters:
@@ -97,13 +101,14 @@ class SeccompFilters:
         learned = self._learned.get(key) if key is not None else None
         if learned is not None:
             config.annotations[ANNOTATION] = learned.data
+            config.annotations[DIGEST_ANNOTATION] = learned.digest
 
     def created(self, container_id: str, config: pb.ContainerConfig, handler: str) -> None:
         """Note a container just created from `config`: once started, it is checked or
-        learned from."""
-        key = filter_key(config) if self.enabled and handler in self.handlers else None
-        if key is not None:
-            self._pending[container_id] = Pending(key, ANNOTATION in config.annotations)
+        learned from (one given a filter is checked even once handing out has ended)."""
+        key = filter_key(config) if handler in self.handlers else None
+        if key is not None and (self.enabled or DIGEST_ANNOTATION in config.annotations):
+            self._pending[container_id] = Pending(key, config.annotations.get(DIGEST_ANNOTATION, ""))
 
     def forget(self, container_id: str) -> None:
         """The container will not be started (or failed to)."""
@@ -113,7 +118,7 @@ class SeccompFilters:
         """After the container started (blocking file reads: call in a thread). False when
         it was given a filter made from a profile other than its own: the caller stops it."""
         pending = self._pending.pop(container_id, None)
-        if pending is None or not self.enabled:
+        if pending is None:
             return True
         try:
             with open(os.path.join(self.task_dir, container_id, SPEC_FILE)) as f:
@@ -121,15 +126,14 @@ class SeccompFilters:
         except (OSError, ValueError):
             return True  # gone already: nothing runs to check or learn from
         if pending.given:
-            learned = self._learned.get(pending.key)
-            if learned is not None and learned.digest == digest:
+            if pending.given == digest:
                 return True
             log.error("container %s was given a seccomp filter not made from its own profile; "
                       "no compiled filters are handed out from now on", container_id)
             self.enabled = False
             self._learned.clear()
             return False
-        if digest and pending.key not in self._learned:
+        if self.enabled and digest and pending.key not in self._learned:
             try:
                 with open(os.path.join(self.crun_dir, container_id, BPF_FILE), "rb") as f:
                     data = f.read()

@@ -8,7 +8,13 @@ import tomllib
 
 from kybernetes.agent.containerd import ContainerdLayout, containerd_config, crun_handlers
 from kybernetes.agent.cri import runtime_pb2 as pb
-from kybernetes.agent.seccompfilters import ANNOTATION, SeccompFilters, filter_key, seccomp_digest
+from kybernetes.agent.seccompfilters import (
+    ANNOTATION,
+    DIGEST_ANNOTATION,
+    SeccompFilters,
+    filter_key,
+    seccomp_digest,
+)
 
 PROFILE = {"defaultAction": "SCMP_ACT_ERRNO", "architectures": ["SCMP_ARCH_X86_64"],
            "syscalls": [{"names": ["read", "write"], "action": "SCMP_ACT_ALLOW"}]}
@@ -34,6 +40,14 @@ def _container(tmp_path, cid: str, profile: dict | None, bpf: bytes | None = BPF
         state = tmp_path / "crun" / cid
         state.mkdir(parents=True)
         (state / "seccomp.bpf").write_bytes(bpf)
+
+
+def _start(filters: SeccompFilters, tmp_path, cid: str, config: pb.ContainerConfig, profile: dict = PROFILE,
+           bpf: bytes | None = BPF) -> bool:
+    """A container created from `config` and started; what its check says."""
+    filters.created(cid, config, "")
+    _container(tmp_path, cid, profile, bpf)
+    return filters.check(cid)
 
 
 def _filters(tmp_path, handlers=("", "crun")) -> SeccompFilters:
@@ -83,19 +97,34 @@ def test_the_first_container_teaches_the_filter_the_next_is_given_it(tmp_path):
 
 def test_a_container_given_a_filter_of_another_profile_fails_the_check_and_ends_the_handing_out(tmp_path):
     filters = _filters(tmp_path)
-    filters.created("c1", _config(), "")
-    _container(tmp_path, "c1", PROFILE)
-    filters.check("c1")
+    _start(filters, tmp_path, "c1", _config())
     given = _config()
     filters.annotate(given, "")
     assert ANNOTATION in given.annotations
-    filters.created("c2", given, "")
+    also = _config()
+    filters.annotate(also, "")
     # containerd made another profile for it than the filter came from (say, a new containerd).
-    _container(tmp_path, "c2", {**PROFILE, "syscalls": []}, bpf=None)
-    assert filters.check("c2") is False
-    later = _config()
-    filters.annotate(later, "")
-    assert ANNOTATION not in later.annotations
+    assert _start(filters, tmp_path, "c2", given, {**PROFILE, "syscalls": []}, bpf=None) is False
+    assert not _given(filters, "")
+    # Given the same filter before that: still checked, and fine when its profile is the filter's.
+    assert _start(filters, tmp_path, "c3", also, bpf=None) is True
+    assert _start(filters, tmp_path, "c4", also, {**PROFILE, "syscalls": []}, bpf=None) is False
+
+
+def test_a_filter_forgotten_between_the_create_and_the_check_is_still_checked_by_its_digest(tmp_path,
+                                                                                           monkeypatch):
+    monkeypatch.setattr("kybernetes.agent.seccompfilters.MAX_FILTERS", 1)
+    filters = _filters(tmp_path)
+    _start(filters, tmp_path, "c1", _config())
+    given = _config()
+    filters.annotate(given, "")
+    assert given.annotations[DIGEST_ANNOTATION] == seccomp_digest({"linux": {"seccomp": PROFILE}})
+    filters.created("c2", given, "")
+    # Meanwhile another capability set pushed the filter out.
+    _start(filters, tmp_path, "o1", _config(add=["KILL"]), {**PROFILE, "comment": "kill"})
+    assert not _given(filters, "")
+    _container(tmp_path, "c2", PROFILE, bpf=None)
+    assert filters.check("c2") is True
 
 
 def test_nothing_is_learned_or_given_off_crun_or_without_crun_output(tmp_path):
@@ -153,6 +182,6 @@ def test_filters_kept_are_bounded(tmp_path, monkeypatch):
 
 
 def _given(filters: SeccompFilters, cap: str) -> bool:
-    config = _config(add=[cap])
+    config = _config(add=[cap] if cap else [])
     filters.annotate(config, "")
     return ANNOTATION in config.annotations
