@@ -668,10 +668,10 @@ class Agent:
                 self._create_followers(pod, plan, follow, sandbox, [*running, starting], volume_paths, hosts_file,
                                        sb_spec.log_directory, sb_config, made),
                 return_exceptions=True)
-            if start_error is None:
-                self._spawn(self._check_seccomp_filter(pod, cid))
-            else:
+            if start_error is not None:
                 self.seccomp_filters.forget(cid)
+            elif self.seccomp_filters.to_check(cid):
+                self._spawn(self._check_seccomp_filter(pod, cid))
             if start_error is not None or made_error is not None:
                 # Nothing created ahead may outlive a sidecar that did not start.
                 for follower in made.values():

@@ -110,6 +110,10 @@ class SeccompFilters:
         if key is not None and (self.enabled or DIGEST_ANNOTATION in config.annotations):
             self._pending[container_id] = Pending(key, config.annotations.get(DIGEST_ANNOTATION, ""))
 
+    def to_check(self, container_id: str) -> bool:
+        """Whether the container, once started, has a check to run."""
+        return container_id in self._pending
+
     def forget(self, container_id: str) -> None:
         """The container will not be started (or failed to)."""
         self._pending.pop(container_id, None)

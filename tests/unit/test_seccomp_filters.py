@@ -120,6 +120,7 @@ def test_a_filter_forgotten_between_the_create_and_the_check_is_still_checked_by
     filters.annotate(given, "")
     assert given.annotations[DIGEST_ANNOTATION] == seccomp_digest({"linux": {"seccomp": PROFILE}})
     filters.created("c2", given, "")
+    assert filters.to_check("c2")
     # Meanwhile another capability set pushed the filter out.
     _start(filters, tmp_path, "o1", _config(add=["KILL"]), {**PROFILE, "comment": "kill"})
     assert not _given(filters, "")
@@ -148,6 +149,7 @@ def test_nothing_is_learned_or_given_off_crun_or_without_crun_output(tmp_path):
     # Not noted (never created, or forgotten after a failed start): nothing to check.
     filters.created("failed", _config(), "crun")
     filters.forget("failed")
+    assert not filters.to_check("failed")
     _container(tmp_path, "failed", PROFILE)
     assert filters.check("failed") is True
     filters.annotate(given, "crun")
