@@ -651,11 +651,10 @@ class Agent:
                 if config is None:
                     continue
                 try:
-                    cid = await self.cri.create_container(sandbox.id, config, sb_config)
+                    cid = await self._create_container(sandbox, config, sb_config)
                 except CriError as e:
                     self._run_failed(pod, plan, name, e)
                     continue
-                self.seccomp_filters.created(cid, config, sandbox.runtime_handler)
             self._event(pod, name, "Normal", "Created", f"Created container {name}")
             now = time.time()
             starting = podsync.ContainerState(cid, name, podsync.RUNNING, restarts, podsync.spec_hash(container),
@@ -720,11 +719,16 @@ class Agent:
             if config is None:
                 continue
             try:
-                made[name] = await self.cri.create_container(sandbox.id, config, sb_config)
+                made[name] = await self._create_container(sandbox, config, sb_config)
             except CriError as e:
                 self._run_failed(pod, plan, name, e)
-                continue
-            self.seccomp_filters.created(made[name], config, sandbox.runtime_handler)
+
+    async def _create_container(self, sandbox: podsync.SandboxState, config: pb.ContainerConfig,
+                                sb_config: pb.PodSandboxConfig) -> str:
+        """The id of the container created from `config`, noted for its seccomp check."""
+        cid = await self.cri.create_container(sandbox.id, config, sb_config)
+        self.seccomp_filters.created(cid, config, sandbox.runtime_handler)
+        return cid
 
     async def _container_config(self, pod: Obj, plan: podsync.Plan, container: Obj, init: bool, restarts: int,
                                 sandbox: podsync.SandboxState, containers: list[podsync.ContainerState],
