@@ -18,7 +18,8 @@ the time from each pod's create request to the moment a watch sees it Running:
 `--only burst|seq|sidecar` runs just that part. Each figure is printed with the load
 average at its end: the box may be shared. `--phases` also prints where the sidecar pods'
 starts went, phase by phase (median and p99), from the API's side and from the agent's log
-(it runs the agent with `KYB_CRI_TIMING=1`, which costs the agent a little).
+(it runs the agent with `KYB_CRI_TIMING=1`, which costs the agent a little); with
+`KYB_BENCH_AGENT_LOG=FILE` the agent's whole log of that part is kept in FILE.
 
 Every pod is deleted at the end and the agent leaves nothing behind.
 """
@@ -303,7 +304,12 @@ async def with_sidecar(args: argparse.Namespace, client: ApiClient, tracker: Pha
     report(f"{args.pods} one at a time, sidecar + restricted", side)
     if args.phases:
         with open(agent.log_path, errors="replace") as f:
-            events = agent_log_events(f.readlines())
+            lines = f.readlines()
+        if os.environ.get("KYB_BENCH_AGENT_LOG"):
+            fd = os.open(os.environ["KYB_BENCH_AGENT_LOG"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with open(fd, "w") as f:
+                f.writelines(lines)
+        events = agent_log_events(lines)
         for pod in starts:
             pod.bound = bound.get(pod.name, pod.created)
             pod.log = [(t, m) for t, m in events if pod.sent - 0.002 <= t <= pod.running + 0.002]

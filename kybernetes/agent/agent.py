@@ -170,8 +170,9 @@ class Agent:
         # Service links for the pods' environments (shared with the proxy's informer).
         self.services = self.factory.informer(SERVICES)
         self.queue = WorkQueue("agent-pods")
-        self.pods.add_handler(on_add=self._enqueue, on_update=lambda _o, n: self._enqueue(n),
-                              on_delete=self._enqueue)
+        self.pods.add_handler(on_add=self._enqueue, on_update=self._pod_updated, on_delete=self._pod_deleted)
+        # uid -> the resourceVersion this agent's last status write gave the pod
+        self._own_status: dict[str, str] = {}
         self.runtime_version = ""
         self.node_uid = ""
         self._pod_cidr = ""
@@ -218,6 +219,16 @@ class Agent:
                     (v.get("persistentVolumeClaim") or {}).get("claimName") == meta.get("name")
                     for v in (pod.get("spec") or {}).get("volumes") or []):
                 self.queue.add(object_key(pod))
+
+    def _pod_updated(self, _old: Obj, pod: Obj) -> None:
+        meta = pod.get("metadata") or {}
+        if meta.get("resourceVersion") and self._own_status.get(meta.get("uid") or "") == meta["resourceVersion"]:
+            return  # the echo of this agent's own status write: nothing in it to act on
+        self._enqueue(pod)
+
+    def _pod_deleted(self, pod: Obj) -> None:
+        self._own_status.pop((pod.get("metadata") or {}).get("uid") or "", None)
+        self._enqueue(pod)
 
     def _enqueue(self, pod: Obj) -> None:
         key = object_key(pod)
@@ -361,23 +372,32 @@ class Agent:
         if not sandboxes:
             return None, [], []
         newest = sandboxes[0]
-        status = (await self.cri.pod_sandbox_status(newest.id)).status
-        sandbox = runtime.sandbox_state(status)
-        containers = []
-        for c in await self.cri.list_containers(sandbox_id=newest.id):
-            try:
-                status = (await self.cri.container_status(c.id)).status
-                state = runtime.container_state(status)
-                message_file = status.annotations.get(TERMINATION_MESSAGE_FILE)
-                if state.state == podsync.EXITED and not state.message and message_file:
-                    state = dataclasses.replace(state, message=await asyncio.to_thread(
-                        logs.read_termination_message, message_file,
-                        status.annotations.get(TERMINATION_MESSAGE_POLICY, ""), state.exit_code, status.log_path))
-                containers.append(state)
-            except CriError as e:
-                if not e.not_found:
-                    raise
-        return sandbox, containers, [s.id for s in sandboxes[1:]]
+        # The calls of one read go out together: a sync holds a starting pod's runtime
+        # calls up for one round trip, not one per container.
+        status, listed = await asyncio.gather(self.cri.pod_sandbox_status(newest.id),
+                                              self.cri.list_containers(sandbox_id=newest.id))
+        containers = await self._container_states([c.id for c in listed])
+        return runtime.sandbox_state(status.status), containers, [s.id for s in sandboxes[1:]]
+
+    async def _container_states(self, ids: list[str]) -> list[podsync.ContainerState]:
+        """The states of the containers `ids` that still exist, read at once."""
+        states = await asyncio.gather(*(self._container_state(cid) for cid in ids))
+        return [s for s in states if s is not None]
+
+    async def _container_state(self, cid: str) -> podsync.ContainerState | None:
+        try:
+            status = (await self.cri.container_status(cid)).status
+        except CriError as e:
+            if not e.not_found:
+                raise
+            return None
+        state = runtime.container_state(status)
+        message_file = status.annotations.get(TERMINATION_MESSAGE_FILE)
+        if state.state == podsync.EXITED and not state.message and message_file:
+            state = dataclasses.replace(state, message=await asyncio.to_thread(
+                logs.read_termination_message, message_file,
+                status.annotations.get(TERMINATION_MESSAGE_POLICY, ""), state.exit_code, status.log_path))
+        return state
 
     async def sync(self, key: str) -> None:
         if TIMING:
@@ -580,7 +600,6 @@ class Agent:
     async def _apply(self, pod: Obj, plan: podsync.Plan, sandbox: podsync.SandboxState | None,
                      containers: list[podsync.ContainerState]) -> tuple[podsync.SandboxState | None,
                                                                         list[podsync.ContainerState]]:
-        uid = pod["metadata"].get("uid", "")
         attempt = (sandbox.attempt + 1) if sandbox is not None else 0
         for cid in plan.remove:
             await self._remove_container(cid)
@@ -634,6 +653,7 @@ class Agent:
             plan.requeue_after = 2.0
             return sandbox, containers
         started = False
+        made_here: list[str] = []  # the containers this sync created (and did not remove again)
         todo = list(plan.start)
         planned = {c.get("name", "") for c, _init, _restarts in todo}
         running = list(containers)  # and those this sync started: what the followers are planned from
@@ -655,6 +675,7 @@ class Agent:
                 except CriError as e:
                     self._run_failed(pod, plan, name, e)
                     continue
+                made_here.append(cid)
             self._event(pod, name, "Normal", "Created", f"Created container {name}")
             now = time.time()
             starting = podsync.ContainerState(cid, name, podsync.RUNNING, restarts, podsync.spec_hash(container),
@@ -690,6 +711,7 @@ class Agent:
             if made_error is not None:
                 raise made_error
             created.update(made)
+            made_here += [follower for follower in made.values() if follower]
             todo += follow
             planned |= set(made)
             hook = (container.get("lifecycle") or {}).get("postStart")
@@ -697,7 +719,10 @@ class Agent:
                 await self._post_start(pod, podsync.ContainerState(cid, name, podsync.RUNNING, restarts, ""),
                                        container, hook, sandbox, plan)
         if started or plan.remove:
-            sandbox, containers, _ = await self._runtime_state(uid)
+            # Only what this sync created or removed has changed in the runtime (the relist
+            # catches the rest): the others are not read again before the status goes out.
+            gone = set(plan.remove)
+            containers = [c for c in containers if c.id not in gone] + await self._container_states(made_here)
         return sandbox, containers
 
     def _run_failed(self, pod: Obj, plan: podsync.Plan, name: str, e: CriError) -> None:
@@ -1268,12 +1293,15 @@ class Agent:
         if TIMING:
             log.warning("status %s/%s %s", meta.get("namespace"), meta.get("name"), status.get("phase"))
         try:
-            await self.client.patch(PODS, meta.get("namespace"), meta.get("name", ""), body,
-                                    patch_type="merge", subresource="status", field_manager=FIELD_MANAGER)
+            written = await self.client.patch(PODS, meta.get("namespace"), meta.get("name", ""), body,
+                                              patch_type="merge", subresource="status", field_manager=FIELD_MANAGER)
         except ApiError as e:
             if e.code == 404 or (e.code == 422 and "metadata.uid" in e.message):
                 return False
             raise
+        version = (written.get("metadata") or {}).get("resourceVersion")
+        if version and meta.get("uid") and self.pods.get(meta.get("namespace"), meta.get("name", "")) is not None:
+            self._own_status[meta["uid"]] = version
         return True
 
     # -- run ----------------------------------------------------------------------------------------

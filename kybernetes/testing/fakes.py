@@ -8,7 +8,7 @@
   Protocols: caches the test fills (`upsert`, `delete`), calling the component's
   handlers synchronously as a real informer does. A client given the informers mirrors
   its writes into them, as the watch would; without, the cache lags until the test says.
-- `pod()` and `node()` build the objects tests need most.
+- `pod()` and `node()` build the objects tests need most; `drain()` empties a work queue.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from kybernetes.api.selectors import parse_label_selector
 from kybernetes.client.informer import namespace_index, object_key, owner_index
 from kybernetes.client.protocols import IndexFunc
 from kybernetes.client.resources import Resource
+from kybernetes.client.workqueue import WorkQueue
 
 Obj = dict[str, Any]
 DELETION_TIMESTAMP = "2026-01-01T00:00:00Z"
@@ -637,3 +638,13 @@ async def settle(rounds: int = 5) -> None:
     """Let the tasks a component started on the fakes (events, handlers) run a few turns."""
     for _ in range(rounds):
         await asyncio.sleep(0)
+
+
+async def drain(queue: WorkQueue) -> list[str]:
+    """The keys waiting in a component's work queue, in order, taken out and marked done."""
+    keys = []
+    while len(queue):
+        key = await queue.get()
+        queue.done(key)
+        keys.append(key)
+    return keys

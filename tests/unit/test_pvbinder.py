@@ -24,7 +24,7 @@ from kybernetes.client.resources import PERSISTENTVOLUMECLAIMS, PERSISTENTVOLUME
 from kybernetes.controllers.pvbinder import STORAGECLASSES, PersistentVolumeBinder
 from kybernetes.controllers.pvbinder_plan import plan_claim, plan_volume
 from kybernetes.controllers.pvprotection import PVCProtectionController, PVProtectionController
-from kybernetes.testing.fakes import FakeClient, FakeInformers, pod
+from kybernetes.testing.fakes import FakeClient, FakeInformers, drain, pod
 
 Obj = dict[str, Any]
 NOW = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
@@ -89,22 +89,13 @@ def setup(*objs: tuple[Any, Obj]) -> tuple[FakeClient, PersistentVolumeBinder]:
 async def settle(client: FakeClient, binder: PersistentVolumeBinder) -> None:
     """Sync every queued key until nothing is left (the fake mirrors writes into the informers)."""
     for _ in range(50):
-        keys = [("c", k) for k in await _drain(binder.claim_queue)] + [("v", k) for k in await _drain(binder.volume_queue)]
+        keys = [("c", k) for k in await drain(binder.claim_queue)] + [("v", k) for k in await drain(binder.volume_queue)]
         if not keys:
             await asyncio.sleep(0)  # the events are recorded in tasks of their own
             return
         for kind, key in keys:
             await (binder.sync_claim(key) if kind == "c" else binder.sync_volume(key))
     raise AssertionError("the binder never settled")
-
-
-async def _drain(queue: Any) -> list[str]:
-    keys = []
-    while len(queue):
-        key = await queue.get()
-        queue.done(key)
-        keys.append(key)
-    return keys
 
 
 def stored_claim(client: FakeClient, name: str = "c") -> Obj:
@@ -337,7 +328,7 @@ async def test_a_claim_in_use_keeps_its_finalizer_until_its_pods_are_done():
     assert running is not None
     client.remove(PODS, "ns", "running")
     informers[PODS].delete(running)
-    assert "ns/c" in await _drain(ctl.queue)
+    assert "ns/c" in await drain(ctl.queue)
     await ctl.sync("ns/c")
     assert client.stored(PERSISTENTVOLUMECLAIMS, "ns", "c") is None  # the last finalizer gone: deleted
 
@@ -363,6 +354,6 @@ async def test_a_volume_keeps_its_finalizer_while_bound():
     released["status"] = {"phase": "Released"}
     client.objects[("persistentvolumes", None, "pv1")] = released
     informers[PERSISTENTVOLUMES].upsert(released)
-    assert await _drain(ctl.queue) == ["pv1"]
+    assert await drain(ctl.queue) == ["pv1"]
     await ctl.sync("pv1")
     assert client.stored(PERSISTENTVOLUMES, None, "pv1") is None
