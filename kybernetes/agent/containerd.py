@@ -156,8 +156,8 @@ def crun_handlers(crun: str, default_runtime: str) -> tuple[str, ...]:
 
 
 def read_only_binary(real: str, target: str) -> str:
-    """`real` bind-mounted read-only at `target` (mounted once: a mount left by an earlier
-    agent is kept while it still shows the same file), or `real` itself when it cannot be.
+    """`real` bind-mounted read-only at `target` (a mount an earlier agent left behind is
+    kept while it still shows the same file), or `real` itself when it cannot be.
 
     crun (as runc) copies itself into a sealed memfd and executes that copy at every call
     (a bind mount of itself, a file in /tmp and a second exec with all its libraries), so
@@ -202,6 +202,8 @@ class PrivateContainerd:
         self.proc: subprocess.Popen[bytes] | None = None
         # The CRI handlers that run crun, once started.
         self.crun_handlers: tuple[str, ...] = ()
+        # The read-only mount of crun made for this containerd's shims ("" for none).
+        self._crun_mount = ""
 
     async def start(self, timeout: float = 20.0) -> None:
         binary = shutil.which("containerd")
@@ -214,6 +216,7 @@ class PrivateContainerd:
             raise RuntimeUnavailableError("crun is not installed (Debian package crun)")
         if crun:
             crun = await asyncio.to_thread(read_only_binary, os.path.realpath(crun), self.layout.crun_binary)
+            self._crun_mount = crun if crun == self.layout.crun_binary else ""
         with open(self.layout.config, "w") as f:
             f.write(containerd_config(self.layout, self.cni_bin_dir, crun=crun, default_runtime=self.default_runtime))
         self.crun_handlers = crun_handlers(crun, self.default_runtime)
@@ -242,19 +245,24 @@ class PrivateContainerd:
     async def stop(self, timeout: float = 10.0) -> None:
         """Stop containerd. Containers keep running under their shims (as with a
         system containerd restart); the agent removes its pods before calling this
-        when it shuts the node down for good."""
-        proc = self.proc
-        if proc is None or proc.poll() is not None:
-            self.proc = None
-            return
-        proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while proc.poll() is None and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        self.proc = None
+        when it shuts the node down for good.
+
+        crun's read-only mount goes with containerd: a shim calls crun only when
+        containerd asks it to, and the next start mounts crun again before containerd runs."""
+        proc, self.proc = self.proc, None
+        try:
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                deadline = time.monotonic() + timeout
+                while proc.poll() is None and time.monotonic() < deadline:
+                    await asyncio.sleep(0.05)
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+        finally:
+            if self._crun_mount:
+                mount, self._crun_mount = self._crun_mount, ""
+                await asyncio.to_thread(subprocess.run, ["umount", "-l", mount], capture_output=True)
 
 
 async def import_images(socket_path: str, tarballs: list[str]) -> None:

@@ -1,5 +1,6 @@
 """CriClient against a real, private containerd: images, a pod sandbox on a CNI bridge,
-containers with CRI logs, exec, localhost between containers, stop and removal.
+containers with CRI logs, exec, localhost between containers, stop and removal; crun
+run from a read-only mount of itself that lives as long as containerd.
 
 Needs root and the Debian packages containerd, runc, containernetworking-plugins and
 busybox-static; the module is skipped otherwise. Everything lives under a short temp dir
@@ -19,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from dataclasses import dataclass, field
 
 import grpc
@@ -259,6 +261,32 @@ async def pod(env: Env) -> Pod:
 
 
 # ---------------------------------------------------------------------------- tests
+
+
+async def test_crun_runs_from_a_read_only_mount_that_goes_with_containerd() -> None:
+    reason = _missing_prerequisite() or (None if shutil.which("crun") else "crun is not installed (Debian package crun)")
+    if reason:
+        pytest.skip(reason)
+    base = tempfile.mkdtemp(prefix="kyb-test-crun-", dir="/tmp")
+    layout = ContainerdLayout(base)
+    ctd = PrivateContainerd(layout)
+    try:
+        await ctd.start()
+        with open(layout.config, "rb") as f:
+            runtimes = tomllib.load(f)["plugins"]["io.containerd.grpc.v1.cri"]["containerd"]["runtimes"]
+        assert runtimes["crun"]["options"]["BinaryName"] == layout.crun_binary
+        assert mounts_under(base) == [layout.crun_binary]
+        r = subprocess.run([layout.crun_binary, "--version"], capture_output=True, text=True)
+        assert r.returncode == 0 and r.stdout.startswith("crun version"), r.stderr
+        with pytest.raises(OSError):
+            open(layout.crun_binary, "ab").close()  # noqa: SIM115 - the write is what must fail
+    finally:
+        await ctd.stop()
+        left = mounts_under(base)
+        for point in left:
+            _run("umount", "-l", point, check=False)
+        shutil.rmtree(base, ignore_errors=True)
+    assert left == []
 
 
 async def test_version(env: Env) -> None:
