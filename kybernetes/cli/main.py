@@ -25,6 +25,12 @@ import click
 from kybernetes.api.aiotasks import cancel_and_wait, run_loop, tune_gc
 from kybernetes.api.children import popen_dying_with_parent
 from kybernetes.cli.audit_flags import audit_flags, auditor_from_flags
+from kybernetes.cli.leader_flags import (
+    leader_election_flags,
+    leader_election_identity,
+    leader_election_times,
+    process_identity,
+)
 from kybernetes.cli.secrets import secrets_command
 from kybernetes.cli.snapshot import snapshot_command
 from kybernetes.cli.token import token_command
@@ -185,6 +191,7 @@ SCHEDULER_CONNECTIONS = 49
 @click.option("--ca-cert-hash", "join_ca_cert_hash", default="", metavar="sha256:HASH",
               help="Pin of the --server's CA, when --token is a bare secret (a K10... token carries it).")
 @audit_flags
+@leader_election_flags(identity=False)
 @click.option("--admission-control-config-file", expose_value=False, metavar="PATH",
               callback=lambda ctx, _p, v: ctx.meta.__setitem__("pod_security", _pod_security_config(v)),
               help="AdmissionConfiguration file, as kube-apiserver reads it: its PodSecurity entry "
@@ -270,6 +277,9 @@ def server(ctx: click.Context, data_dir: str, port: int, bind_address: str, tls_
     from kybernetes.apiserver.pki import CONTROLLER_MANAGER_USER, SCHEDULER_USER
 
     base = [sys.executable, "-m", "kybernetes.cli.main", *verbose]
+    # The children's leases carry this server's name, which stays theirs across the restarts
+    # it makes (cli/leader_flags.py).
+    leading = [*leader_election_times(ctx).argv(), "--leader-elect-identity", process_identity()]
     if not disable_controllers:
         from kybernetes.apiserver.pki import pki_paths
 
@@ -279,9 +289,10 @@ def server(ctx: click.Context, data_dir: str, port: int, bind_address: str, tls_
                          "--node-monitor-grace-period", str(node_monitor_grace_period),
                          "--cluster-cidr", cluster_cidr,
                          "--cluster-signing-cert-file", signer.ca_cert, "--cluster-signing-key-file", signer.ca_key,
-                         "--service-account-private-key-file", os.path.join(signer.dir, "sa.key")])
+                         "--service-account-private-key-file", os.path.join(signer.dir, "sa.key"), *leading])
     if not disable_scheduler:
-        children.append([*base, "scheduler", "--kubeconfig", component_kubeconfig("scheduler", SCHEDULER_USER)])
+        children.append([*base, "scheduler", "--kubeconfig", component_kubeconfig("scheduler", SCHEDULER_USER),
+                         *leading])
     if not disable_agent:
         from kybernetes.agent.containerd import missing_prerequisites
 
@@ -764,13 +775,20 @@ def rotate_sa_key(data_dir: str) -> None:
 # -- components -------------------------------------------------------------------------------
 
 
-def _identity() -> str:
-    return f"{socket.gethostname()}_{os.getpid()}"
+def _elector(ctx: click.Context, lease: str) -> Callable[[Any], Any]:
+    """The component's LeaderElector for `lease` in kube-system, given its client, as its flags
+    set it; a usage error now, before anything starts, when they do not fit together."""
+    from kybernetes.client import LeaderElector
+
+    times, identity = leader_election_times(ctx), leader_election_identity(ctx)
+    return lambda client: LeaderElector(client, "kube-system", lease, identity, lease_duration=times.lease_duration,
+                                        renew_deadline=times.renew_deadline, retry_period=times.retry_period)
 
 
 @main.command("controller-manager")
 @click.option("--kubeconfig", required=True, help="How to reach the API server.")
 @click.option("--leader-elect/--no-leader-elect", default=True, show_default=True)
+@leader_election_flags(identity=True)
 @click.option("--node-monitor-grace-period", default=40, show_default=True, type=int)
 @click.option("--cluster-cidr", default="10.42.0.0/16", show_default=True)
 @click.option("--workers", default=4, show_default=True, type=int, help="Workers per controller.")
@@ -781,11 +799,13 @@ def _identity() -> str:
 @click.option("--cluster-signing-key-file", default="", help="The key of --cluster-signing-cert-file (PEM).")
 @click.option("--service-account-private-key-file", default="",
               help="Key (PEM) that signs the tokens of kubernetes.io/service-account-token Secrets.")
-def controller_manager(kubeconfig: str, leader_elect: bool, node_monitor_grace_period: int, cluster_cidr: str,
+@click.pass_context
+def controller_manager(ctx: click.Context, kubeconfig: str, leader_elect: bool, node_monitor_grace_period: int, cluster_cidr: str,
                        workers: int, concurrent_syncs: tuple[str, ...], cluster_signing_cert_file: str,
                        cluster_signing_key_file: str, service_account_private_key_file: str = "") -> None:
     """Run the controllers (ReplicaSet, Deployment, garbage collector, namespace, ...)."""
-    from kybernetes.client import ApiClient, LeaderElector
+    elector = _elector(ctx, "kube-controller-manager")
+    from kybernetes.client import ApiClient
     from kybernetes.controllers.manager import ControllerOptions, check_options, run_controllers
 
     per_controller: dict[str, int] = {}
@@ -816,8 +836,7 @@ def controller_manager(kubeconfig: str, leader_elect: bool, node_monitor_grace_p
             await run_controllers(client, options)
 
         if leader_elect:
-            job = asyncio.create_task(LeaderElector(client, "kube-system", "kube-controller-manager",
-                                                    _identity()).run(work))
+            job = asyncio.create_task(elector(client).run(work))
         else:
             job = asyncio.create_task(work())
         await _until(stop, job)
@@ -829,9 +848,12 @@ def controller_manager(kubeconfig: str, leader_elect: bool, node_monitor_grace_p
 @main.command()
 @click.option("--kubeconfig", required=True, help="How to reach the API server.")
 @click.option("--leader-elect/--no-leader-elect", default=True, show_default=True)
-def scheduler(kubeconfig: str, leader_elect: bool) -> None:
+@leader_election_flags(identity=True)
+@click.pass_context
+def scheduler(ctx: click.Context, kubeconfig: str, leader_elect: bool) -> None:
     """Run the scheduler: place pending pods on nodes."""
-    from kybernetes.client import ApiClient, InformerFactory, LeaderElector
+    elector = _elector(ctx, "kube-scheduler")
+    from kybernetes.client import ApiClient, InformerFactory
     from kybernetes.client.resources import NODES, PODS
     from kybernetes.scheduler.cache import scheduling_node_view, scheduling_view
     from kybernetes.scheduler.scheduler import Scheduler
@@ -850,7 +872,7 @@ def scheduler(kubeconfig: str, leader_elect: bool) -> None:
             await sched.run()
 
         if leader_elect:
-            job = asyncio.create_task(LeaderElector(client, "kube-system", "kube-scheduler", _identity()).run(work))
+            job = asyncio.create_task(elector(client).run(work))
         else:
             job = asyncio.create_task(work())
         await _until(stop, job)

@@ -207,9 +207,12 @@ class Host:
         """A `kyb server` in this host, listening on the host's address (its kubeconfig names
         that address, which this machine reaches over the LAN bridge), on `port` (default: a
         free one)."""
-        # Nodes are declared dead after 10 s without a heartbeat (agents here renew every second).
+        # Nodes are declared dead after 10 s without a heartbeat (agents here renew every second);
+        # another server's controller manager and scheduler take over 8 s after a server dies.
         srv = ServerProcess(data_dir=data_dir, port=port, bind_address=self.ip, wrap=self.wrap,
-                            extra_args=["--node-monitor-grace-period", "10", *extra_args])
+                            extra_args=["--node-monitor-grace-period", "10", "--leader-elect-lease-duration", "8s",
+                                        "--leader-elect-renew-deadline", "5s", "--leader-elect-retry-period", "1s",
+                                        *extra_args])
         self.servers.append(srv)
         self.lan.save_state()
         if start:

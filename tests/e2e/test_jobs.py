@@ -185,6 +185,10 @@ def _controller_manager_pid(server) -> int | None:
     return None
 
 
+def _leader_lease(kubectl) -> dict[str, Any]:
+    return json.loads(kubectl.ok("get", "lease", "-n", "kube-system", "kube-controller-manager", "-o", "json"))["spec"]
+
+
 def test_a_controller_manager_restart_mid_job_neither_loses_nor_double_counts(agent, server, kubectl):
     kubectl.ok("create", "-f", "-", stdin=json.dumps(job_manifest("steady", "sleep 2; echo ok", completions=6,
                                                                   parallelism=2)))
@@ -197,10 +201,14 @@ def test_a_controller_manager_restart_mid_job_neither_loses_nor_double_counts(ag
     assert succeeded < 6, "the Job finished before the restart"
     pid = _controller_manager_pid(server)
     assert pid is not None
-    # A crash, not a clean stop: the server starts a new one, which waits for the old lease to expire.
+    lease = _leader_lease(kubectl)
+    # A crash, not a clean stop: the server starts a new one, under the name the lease already
+    # carries, so it leads again without waiting out the dead one's lease.
     os.kill(pid, signal.SIGKILL)
     job = wait_for(kubectl, "steady", "complete", timeout=180)
     assert _controller_manager_pid(server) not in (None, pid)
+    after = _leader_lease(kubectl)
+    assert (after["holderIdentity"], after["leaseTransitions"]) == (lease["holderIdentity"], lease["leaseTransitions"])
     assert job["status"]["succeeded"] == 6 and not job["status"].get("failed")
     pods = job_pods(kubectl, "steady")
     assert sorted(p["status"]["phase"] for p in pods) == ["Succeeded"] * 6
