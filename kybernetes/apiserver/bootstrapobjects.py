@@ -14,14 +14,16 @@ controllers do:
 * the default ServiceCIDR `kubernetes` for the service range, and a Ready condition
   on every ServiceCIDR;
 * an IPAddress for every Service cluster IP (a mirror of the allocator's records, made
-  a few seconds after the Service; the allocator itself does not consult them);
+  just after the Service; the allocator itself does not consult them);
 * the default `local-path` StorageClass, once at start when absent;
 * kube-public/cluster-info (the cluster's address and CA for token-holding joiners, which
   the controller manager's bootstrap signer signs), once at start when absent.
 
 The decisions are the kind modules' (`kinds/flowcontrol.py`, `kinds/apiregistration.py`,
 `kinds/servicecidr.py`); this is the shell that reads the watch cache and writes
-through the same verbs as any client, every few seconds.
+through the same verbs as any client: a round runs every few seconds, and also just after
+a write to a kind the rounds read (a Service, a CRD, an APIService, ...), so that a new
+Service's IPAddress or a new CRD's APIService follows within a fraction of a second.
 """
 
 from __future__ import annotations
@@ -47,6 +49,14 @@ Obj = dict[str, Any]
 
 MANAGER = "kybernetes-server"
 SYNC_SECONDS = 5.0
+# After a write to a kind the rounds read, the round waits this long for the writes that
+# come with it (a CRD and its status, a Service and its Endpoints).
+SETTLE_SECONDS = 0.1
+# What the rounds read, besides what they write back on every round (group, plural).
+_WATCHED = (("", "services"), ("apiextensions.k8s.io", "customresourcedefinitions"),
+            (apiregistration.GROUP, "apiservices"), (flowcontrol.GROUP, "flowschemas"),
+            (flowcontrol.GROUP, "prioritylevelconfigurations"), (priority.GROUP, "priorityclasses"),
+            (servicecidr.GROUP, "servicecidrs"), (servicecidr.GROUP, "ipaddresses"))
 
 
 class BootstrapObjects:
@@ -66,11 +76,20 @@ class BootstrapObjects:
         # kube-public/cluster-info to create once at start when absent (set by the server,
         # which knows its advertised address and CA); None: none.
         self.cluster_info: Obj | None = None
+        self._wake = asyncio.Event()
+        self._watched: tuple[str, ...] = ()
 
     async def start(self) -> None:
         """Begin keeping the objects; the first round runs at once, without holding up
         the server's start (about seventy writes on a fresh store)."""
+        self._watched = tuple(info.storage_prefix() for info in
+                              (self.registry.get(g, "v1", p) for g, p in _WATCHED) if info is not None)
+        self.cache.add_listener(self._on_event)
         self._task = asyncio.create_task(self._run())
+
+    def _on_event(self, ev: Any) -> None:
+        if ev.key.startswith(self._watched):
+            self._wake.set()
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -87,7 +106,13 @@ class BootstrapObjects:
                 log.error("bootstrap objects not written: %s", e)
             except Exception:  # noqa: BLE001 - tried again next round; the server must not stop
                 log.exception("keeping the bootstrap objects failed")
-            await asyncio.sleep(self.sync_seconds)
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.sync_seconds)
+            except TimeoutError:
+                continue
+            # A round's own writes wake the next one, which finds nothing to do: writes stop.
+            await asyncio.sleep(SETTLE_SECONDS)
 
     async def sync(self) -> None:
         # Nothing can have drifted if nothing was written since the last round (the round's
