@@ -150,12 +150,17 @@ def _agent_get(server, agent: AgentProcess, path: str, token: str) -> tuple[int,
 
 
 def test_each_path_is_authorized_as_its_own_node_subresource(burner, agent, server, kubectl):
-    kubectl.ok("create", "serviceaccount", "-n", NS, "scraper")
+    # Two accounts: the agent keeps a denial for 10 s, so the one refused first is not the one
+    # granted later.
+    for name in ("scraper", "outsider"):
+        kubectl.ok("create", "serviceaccount", "-n", NS, name)
+    outsider = kubectl.ok("create", "token", "-n", NS, "outsider").strip()
+    status, body = _agent_get(server, agent, "/stats/summary", outsider)
+    assert (status, body.strip()) == (
+        403, f"Forbidden (user=system:serviceaccount:{NS}:outsider, verb=get, resource=nodes, "
+             "subresource(s)=[stats])"), body
     token = kubectl.ok("create", "token", "-n", NS, "scraper").strip()
     user = f"system:serviceaccount:{NS}:scraper"
-    status, body = _agent_get(server, agent, "/stats/summary", token)
-    assert (status, body.strip()) == (
-        403, f"Forbidden (user={user}, verb=get, resource=nodes, subresource(s)=[stats])"), body
     kubectl.ok("create", "clusterrole", "stats-e2e-stats", "--verb=get", "--resource=nodes/stats")
     kubectl.ok("create", "clusterrolebinding", "stats-e2e-stats", "--clusterrole=stats-e2e-stats",
                f"--serviceaccount={NS}:scraper")
