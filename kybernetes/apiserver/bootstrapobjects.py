@@ -97,7 +97,12 @@ class BootstrapObjects:
             self._task = None
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
+            # Cleared before the round: its own writes wake the next one (a created object's
+            # status follows), which finds nothing more to do, and the writes stop.
+            self._wake.clear()
+            began = loop.time()
             try:
                 await self.sync()
             except asyncio.CancelledError:
@@ -106,13 +111,14 @@ class BootstrapObjects:
                 log.error("bootstrap objects not written: %s", e)
             except Exception:  # noqa: BLE001 - tried again next round; the server must not stop
                 log.exception("keeping the bootstrap objects failed")
-            self._wake.clear()
+            took = loop.time() - began
             try:
                 await asyncio.wait_for(self._wake.wait(), self.sync_seconds)
             except TimeoutError:
                 continue
-            # A round's own writes wake the next one, which finds nothing to do: writes stop.
-            await asyncio.sleep(SETTLE_SECONDS)
+            # A round lists every Service: under a stream of Service writes, rounds take at
+            # most a fifth of the event loop.
+            await asyncio.sleep(max(SETTLE_SECONDS, 4 * took))
 
     async def sync(self) -> None:
         # Nothing can have drifted if nothing was written since the last round (the round's

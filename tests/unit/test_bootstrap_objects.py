@@ -113,6 +113,13 @@ async def test_a_write_to_a_kind_the_rounds_read_wakes_them_and_they_come_to_res
         await keeper.service.create(services, "default", {
             "metadata": {"name": "web"}, "spec": {"clusterIP": "10.43.0.60", "ports": [{"port": 80}]}}, CTX)
         await _until(lambda: "10.43.0.60" in _names(keeper, "networking.k8s.io", "ipaddresses"))
+        # A mandatory FlowSchema deleted: one round puts it back, the round its write wakes
+        # gives it its status.
+        schemas = keeper.registry.get("flowcontrol.apiserver.k8s.io", "v1", "flowschemas")
+        await keeper.service.delete(schemas, None, "catch-all", {}, CTX)
+        await _until(lambda: any(c["type"] == "Dangling" for c in (_names(
+            keeper, "flowcontrol.apiserver.k8s.io", "flowschemas").get("catch-all", {}).get("status") or {}).get(
+            "conditions") or []))
         # The rounds' own writes wake the next round, which writes nothing: no endless loop.
         revision = -1
         for _ in range(40):
