@@ -52,7 +52,7 @@ SYNC_SECONDS = 5.0
 # After a write to a kind the rounds read, the round waits this long for the writes that
 # come with it (a CRD and its status, a Service and its Endpoints).
 SETTLE_SECONDS = 0.1
-# What the rounds read, besides what they write back on every round (group, plural).
+# The kinds the rounds read (group, plural): a write to one of them wakes a round.
 _WATCHED = (("", "services"), ("apiextensions.k8s.io", "customresourcedefinitions"),
             (apiregistration.GROUP, "apiservices"), (flowcontrol.GROUP, "flowschemas"),
             (flowcontrol.GROUP, "prioritylevelconfigurations"), (priority.GROUP, "priorityclasses"),

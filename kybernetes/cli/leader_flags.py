@@ -96,9 +96,11 @@ def leader_election_flags(identity: bool) -> Callable[[Callable[..., Any]], Call
 def leader_election_times(ctx: click.Context) -> LeaderElectionTimes:
     """The times the command was given; exits with a usage error when they do not fit together."""
     flags: dict[str, Any] = ctx.meta.get(_KEY, {})
+    default = LeaderElectionTimes()
     try:
-        return checked_times(flags.get("lease_duration", 15.0), flags.get("renew_deadline", 10.0),
-                             flags.get("retry_period", 2.0))
+        return checked_times(flags.get("lease_duration", default.lease_duration),
+                             flags.get("renew_deadline", default.renew_deadline),
+                             flags.get("retry_period", default.retry_period))
     except ValueError as e:
         raise click.UsageError(str(e)) from None
 

@@ -800,9 +800,10 @@ def _elector(ctx: click.Context, lease: str) -> Callable[[Any], Any]:
 @click.option("--service-account-private-key-file", default="",
               help="Key (PEM) that signs the tokens of kubernetes.io/service-account-token Secrets.")
 @click.pass_context
-def controller_manager(ctx: click.Context, kubeconfig: str, leader_elect: bool, node_monitor_grace_period: int, cluster_cidr: str,
-                       workers: int, concurrent_syncs: tuple[str, ...], cluster_signing_cert_file: str,
-                       cluster_signing_key_file: str, service_account_private_key_file: str = "") -> None:
+def controller_manager(ctx: click.Context, kubeconfig: str, leader_elect: bool, node_monitor_grace_period: int,
+                       cluster_cidr: str, workers: int, concurrent_syncs: tuple[str, ...],
+                       cluster_signing_cert_file: str, cluster_signing_key_file: str,
+                       service_account_private_key_file: str = "") -> None:
     """Run the controllers (ReplicaSet, Deployment, garbage collector, namespace, ...)."""
     elector = _elector(ctx, "kube-controller-manager")
     from kybernetes.client import ApiClient

@@ -1,5 +1,6 @@
 """The objects the API server keeps itself (`BootstrapObjects`), through the real write
-pipeline on a SQLite store, one round at a time (no HTTP, no timers)."""
+pipeline on a SQLite store (no HTTP): one round at a time, and the rounds' own loop, woken
+by writes."""
 
 from __future__ import annotations
 
