@@ -82,6 +82,8 @@ RESYNC_INTERVAL = 10.0
 RESYNC_JITTER = 0.25
 # How soon a sandbox the runtime refused is tried again.
 SANDBOX_RETRY_SECONDS = 10.0
+# How long after a container's (or sandbox's) start its seccomp filter is checked or learned.
+SECCOMP_CHECK_DELAY = 0.5
 # A container's annotations: the node file its termination message is written to, and its policy.
 TERMINATION_MESSAGE_FILE = "kybernetes.io/termination-message-file"
 TERMINATION_MESSAGE_POLICY = "io.kubernetes.container.terminationMessagePolicy"
@@ -116,6 +118,11 @@ class AgentOptions:
     # containers (seccompfilters).
     crun_state_dir: str = ""
     crun_handlers: tuple[str, ...] = ()
+    # A private containerd's twin of each CRI handler for pods with host ports, whose
+    # network (in this dir) adds the portmap plugin; the network in `cni_conf_dir` then has
+    # none. Empty for a containerd not ours: its one network has portmap, as it may.
+    hostport_handlers: dict[str, str] = field(default_factory=dict)
+    cni_hostport_conf_dir: str = ""
 
 
 async def wait_runtime_ready(cri: Runtime, timeout: float = 60.0) -> None:
@@ -312,9 +319,6 @@ class Agent:
         cidr = (node.get("spec") or {}).get("podCIDR") or ""
         if not cidr or cidr == self._pod_cidr:
             return
-        os.makedirs(self.options.cni_conf_dir, exist_ok=True)
-        path = os.path.join(self.options.cni_conf_dir, "10-kybernetes.conflist")
-        tmp = path + ".tmp"
         # One masquerade rule for the node instead of the bridge plugin's chain per pod.
         per_pod_masq = True
         if egress.available():
@@ -324,14 +328,20 @@ class Agent:
                 per_pod_masq = False
             except (OSError, RuntimeError, ValueError) as e:
                 log.warning("pods' egress masquerade falls back to the CNI plugin's per-pod rules: %s", e)
-        with open(tmp, "wb") as f:
-            f.write(cni_conflist_bytes(cidr, os.path.join(self.options.data_dir, "cni-ipam"), self.options.bridge,
-                                       ip_masq=per_pod_masq, mtu=self.options.pod_mtu))
-        os.replace(tmp, path)
+        twins = self.options.cni_hostport_conf_dir
+        for conf_dir, portmap in ((twins, True), (self.options.cni_conf_dir, not twins)):
+            if not conf_dir:
+                continue
+            os.makedirs(conf_dir, exist_ok=True)
+            path = os.path.join(conf_dir, "10-kybernetes.conflist")
+            with open(path + ".tmp", "wb") as f:
+                f.write(cni_conflist_bytes(cidr, os.path.join(self.options.data_dir, "cni-ipam"), self.options.bridge,
+                                           ip_masq=per_pod_masq, mtu=self.options.pod_mtu, portmap=portmap))
+            os.replace(path + ".tmp", path)
         self._pod_cidr = cidr
         for listener in self.pod_cidr_listeners:
             listener(cidr)
-        log.info("pod network %s written to %s", cidr, path)
+        log.info("pod network %s written to %s", cidr, self.options.cni_conf_dir)
 
     async def set_cluster_cidrs(self, cidrs: list[str]) -> None:
         """The pod network spans these CIDRs now: the egress rule leaves traffic to them alone."""
@@ -622,7 +632,11 @@ class Agent:
             try:
                 if not sb_spec.host_network:
                     podspec.check_hostname(sb_spec.hostname)
-                sid = await self.cri.run_pod_sandbox(sb_config, await self._runtime_handler(pod))
+                handler = await self._runtime_handler(pod)
+                if sb_config.port_mappings:
+                    handler = self.options.hostport_handlers.get(handler, handler)
+                run_config = self.seccomp_filters.annotate_sandbox(sb_config, handler)
+                sid = await self.cri.run_pod_sandbox(run_config, handler)
             except (CriError, RuntimeClassError, podspec.HostnameError) as e:
                 # As the kubelet: the pod waits in ContainerCreating and the sandbox is tried again.
                 why = imagepull.rpc_error(e.code, e.details) if isinstance(e, CriError) else str(e)
@@ -632,6 +646,9 @@ class Agent:
                 plan.requeue_after = SANDBOX_RETRY_SECONDS
                 await asyncio.gather(early_volumes, return_exceptions=True)
                 return None, containers
+            self.seccomp_filters.created(sid, run_config, handler)
+            if self.seccomp_filters.to_check(sid):
+                self._spawn(self._check_seccomp_filter(pod, sid, sandbox=True))
             # A new sandbox has no containers yet: its status is all there is to read.
             sandbox, containers = runtime.sandbox_state((await self.cri.pod_sandbox_status(sid)).status), []
         if sandbox is None:
@@ -1019,11 +1036,7 @@ class Agent:
         if tasks:
             await asyncio.gather(*tasks)
         if sandbox is not None:
-            try:
-                await self.cri.stop_pod_sandbox(sandbox.id)
-            except CriError as e:
-                if not e.not_found:
-                    raise
+            await self._stop_sandbox(sandbox.id)
 
     async def _terminate(self, key: str, pod: Obj, sandbox: podsync.SandboxState | None,
                          containers: list[podsync.ContainerState]) -> None:
@@ -1089,18 +1102,29 @@ class Agent:
                 out[c.name] = bool(self.probe_verdicts.get(c.id, {}).get(STARTUP))
         return out
 
-    async def _check_seccomp_filter(self, pod: Obj, cid: str) -> None:
-        """Off a start's critical path: learn the started container's compiled seccomp
-        filter, or check the one it was given (see seccompfilters); one given wrongly is
-        stopped at once, and restarted by the pod's next sync as any exited container."""
+    async def _check_seccomp_filter(self, pod: Obj, cid: str, sandbox: bool = False) -> None:
+        """Off a start's critical path: learn the started container's (or pause
+        container's) compiled seccomp filter, or check the one it was given (see
+        seccompfilters); one given wrongly is stopped at once, and the pod's next sync
+        restarts it as any exited container (a new sandbox for a stopped one)."""
+        # After the pod's start, not amid it: the check's reads and digest would hold up
+        # the next CRI call (a sandbox's, the pod's first CreateContainer).
+        await asyncio.sleep(SECCOMP_CHECK_DELAY)
         if await asyncio.to_thread(self.seccomp_filters.check, cid):
             return
-        await self._stop_container(cid, 0)
+        await (self._stop_sandbox(cid) if sandbox else self._stop_container(cid, 0))
         self.queue.add(object_key(pod))
 
     async def _stop_container(self, cid: str, grace: int) -> None:
         try:
             await self.cri.stop_container(cid, grace)
+        except CriError as e:
+            if not e.not_found:
+                raise
+
+    async def _stop_sandbox(self, sid: str) -> None:
+        try:
+            await self.cri.stop_pod_sandbox(sid)
         except CriError as e:
             if not e.not_found:
                 raise

@@ -3,7 +3,10 @@ private one (Debian `containerd` with `runc`, and `crun` where installed) starte
 a config written into the agent's data dir and stopped with the agent.
 
 The private containerd's CRI plugin runs CNI plugins from `cni_bin_dir` with the
-network configuration the agent writes into `cni_conf_dir`."""
+network configuration the agent writes into `cni_conf_dir`. A pod that publishes host
+ports runs on a twin of its runtime handler (`hostport_handlers`), whose network adds the
+portmap plugin (`cni_hostport_conf_dir`): the others are spared its run at every sandbox's
+start and stop."""
 
 from __future__ import annotations
 
@@ -18,11 +21,14 @@ from dataclasses import dataclass
 
 from kybernetes.agent.images import import_args
 from kybernetes.agent.seccompfilters import ANNOTATION as SECCOMP_FILTER_ANNOTATION
+from kybernetes.agent.shimlauncher import write_launcher
 
 log = logging.getLogger(__name__)
 
 SANDBOX_IMAGE = "registry.k8s.io/pause:3.10"
 CNI_BIN_DIRS = ("/usr/lib/cni", "/opt/cni/bin")
+# The CRI handler of a runtime's twin for pods with host ports: "runc" -> "runc-hostport".
+HOSTPORT_SUFFIX = "-hostport"
 
 
 class RuntimeUnavailableError(RuntimeError):
@@ -94,8 +100,19 @@ class ContainerdLayout:
         return os.path.join(self.base, "bin", "crun")
 
     @property
+    def shim_launcher(self) -> str:
+        """What containerd runs for the runc shim (agent/shimlauncher.py): first of that
+        name on containerd's PATH (containerd 1.6 ignores a runtime's `runtime_path`)."""
+        return os.path.join(self.base, "bin", "containerd-shim-runc-v2")
+
+    @property
     def cni_conf_dir(self) -> str:
         return os.path.join(self.base, "cni")
+
+    @property
+    def cni_hostport_conf_dir(self) -> str:
+        """The network of the runtimes' twins for pods with host ports (with portmap)."""
+        return os.path.join(self.base, "cni-hostport")
 
     @property
     def log(self) -> str:
@@ -106,18 +123,25 @@ def containerd_config(layout: ContainerdLayout, cni_bin_dir: str, sandbox_image:
                       crun: str = "", default_runtime: str = "runc") -> str:
     """The TOML config of a private containerd (config version 2, containerd 1.6+): the
     runtimes (CRI handlers) `runc` and, given crun's path, `crun`, both through the runc
-    shim; pods without a RuntimeClass run on `default_runtime`."""
-    crun_runtime = f'''
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.crun]
-      runtime_type = "io.containerd.runc.v2"
-      # The agent hands crun the seccomp filters crun compiled for earlier containers
-      # (agent/seccompfilters.py). Containers only: containerd would copy a pod annotation
-      # into every container of the pod as well.
-      container_annotations = ["{SECCOMP_FILTER_ANNOTATION}"]
-      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.crun.options]
-        BinaryName = "{crun}"
-        Root = "{os.path.dirname(layout.crun_dir)}"
-''' if crun else ""
+    shim, each with its twin for pods with host ports; pods without a RuntimeClass run on
+    `default_runtime`."""
+    # runc's own state apart from any system containerd's /run/containerd/runc.
+    runtimes = [("runc", f'Root = "{layout.state}/runc"', "")]
+    if crun:
+        runtimes.append(("crun", f'BinaryName = "{crun}"\nRoot = "{os.path.dirname(layout.crun_dir)}"',
+                         # The agent hands crun the seccomp filters crun compiled for earlier
+                         # containers and pause containers (agent/seccompfilters.py). A
+                         # sandbox's reaches only its pause container: the agent leaves it out
+                         # of the sandbox config it creates the pod's containers with.
+                         f'container_annotations = ["{SECCOMP_FILTER_ANNOTATION}"]\n'
+                         f'pod_annotations = ["{SECCOMP_FILTER_ANNOTATION}"]'))
+    sections = []
+    for name, options, extra in runtimes:
+        for handler, network in ((name, ""), (name + HOSTPORT_SUFFIX,
+                                              f'cni_conf_dir = "{layout.cni_hostport_conf_dir}"\ncni_max_conf_num = 1')):
+            table = f'plugins."io.containerd.grpc.v1.cri".containerd.runtimes.{handler}'
+            body = "\n".join(line for line in ('runtime_type = "io.containerd.runc.v2"', extra, network) if line)
+            sections.append(f"[{table}]\n{body}\n[{table}.options]\n{options}\n")
     return f'''version = 2
 root = "{layout.root}"
 state = "{layout.state}"
@@ -140,19 +164,23 @@ state = "{layout.state}"
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "{default_runtime}"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-      runtime_type = "io.containerd.runc.v2"
-      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-        # runc's own state apart from any system containerd's /run/containerd/runc.
-        Root = "{layout.state}/runc"
-{crun_runtime}'''
+
+''' + "\n".join(sections)
 
 
 def crun_handlers(crun: str, default_runtime: str) -> tuple[str, ...]:
     """The CRI handlers of `containerd_config` that run crun ("" for the default)."""
     if not crun:
         return ()
-    return ("crun", "") if default_runtime == "crun" else ("crun",)
+    own = ("crun", "crun" + HOSTPORT_SUFFIX)
+    return (*own, "") if default_runtime == "crun" else own
+
+
+def hostport_handlers(crun: str, default_runtime: str) -> dict[str, str]:
+    """The twin of each CRI handler of `containerd_config` ("" for the default) that pods
+    with host ports run on instead."""
+    names = ("runc", "crun") if crun else ("runc",)
+    return {"": default_runtime + HOSTPORT_SUFFIX, **{n: n + HOSTPORT_SUFFIX for n in names}}
 
 
 def read_only_binary(real: str, target: str) -> str:
@@ -200,8 +228,9 @@ class PrivateContainerd:
         self.cni_bin_dir = cni_bin_dir or find_cni_bin_dir()
         self.default_runtime = default_runtime
         self.proc: subprocess.Popen[bytes] | None = None
-        # The CRI handlers that run crun, once started.
+        # The CRI handlers that run crun, and the twins for pods with host ports, once started.
         self.crun_handlers: tuple[str, ...] = ()
+        self.hostport_handlers: dict[str, str] = {}
         # The read-only mount of crun made for this containerd's shims ("" for none).
         self._crun_mount = ""
 
@@ -209,7 +238,8 @@ class PrivateContainerd:
         binary = shutil.which("containerd")
         if binary is None:
             raise RuntimeUnavailableError("containerd is not installed (Debian package containerd)")
-        for d in (self.layout.base, self.layout.root, self.layout.state, self.layout.cni_conf_dir):
+        for d in (self.layout.base, self.layout.root, self.layout.state, self.layout.cni_conf_dir,
+                  self.layout.cni_hostport_conf_dir):
             os.makedirs(d, exist_ok=True)
         crun = shutil.which("crun") or ""
         if self.default_runtime == "crun" and not crun:
@@ -217,9 +247,13 @@ class PrivateContainerd:
         if crun:
             crun = await asyncio.to_thread(read_only_binary, os.path.realpath(crun), self.layout.crun_binary)
             self._crun_mount = crun if crun == self.layout.crun_binary else ""
+        real_shim = shutil.which("containerd-shim-runc-v2")
+        if real_shim and os.path.dirname(real_shim) != os.path.dirname(self.layout.shim_launcher):
+            await asyncio.to_thread(write_launcher, self.layout.shim_launcher, real_shim)
         with open(self.layout.config, "w") as f:
             f.write(containerd_config(self.layout, self.cni_bin_dir, crun=crun, default_runtime=self.default_runtime))
         self.crun_handlers = crun_handlers(crun, self.default_runtime)
+        self.hostport_handlers = hostport_handlers(crun, self.default_runtime)
         if os.path.exists(self.layout.socket):
             os.unlink(self.layout.socket)
         log_file = open(self.layout.log, "ab")  # noqa: SIM115 - the child owns it
@@ -228,6 +262,10 @@ class PrivateContainerd:
             # their self-copy for a read-only binary only when this says so (runc, on a
             # writable file, copies itself as before).
             env = {**os.environ, "_LIBCONTAINER_CLONED_BINARY": "1"}
+            if os.path.exists(self.layout.shim_launcher):
+                # containerd looks its shim binaries up on its PATH: ours first.
+                bin_dir = os.path.dirname(self.layout.shim_launcher)
+                env["PATH"] = bin_dir + os.pathsep + env.get("PATH", os.defpath)
             self.proc = subprocess.Popen([binary, "--config", self.layout.config], stdout=log_file,
                                          stderr=log_file, start_new_session=True, env=env)
         finally:

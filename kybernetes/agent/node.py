@@ -83,27 +83,27 @@ def build_node(name: str, host: HostFacts, runtime_version: str, now: str,
     return node
 
 
-def cni_conflist(pod_cidr: str, ipam_dir: str, bridge: str = BRIDGE, mtu: int = 1500, ip_masq: bool = True) -> Obj:
+def cni_conflist(pod_cidr: str, ipam_dir: str, bridge: str = BRIDGE, mtu: int = 1500, ip_masq: bool = True,
+                 portmap: bool = True) -> Obj:
     """The CNI network of this node's pods: a bridge with host-local addresses from the
-    node's pod CIDR (the first address is the bridge, the gateway), and portmap for
-    hostPort. Address leases are kept in `ipam_dir` (the agent's), not in the host-wide
-    /var/lib/cni. `ip_masq`: the bridge plugin masquerades traffic leaving the pod CIDR
-    itself, per pod (only when the node's one rule, agent/egress.py, cannot be had)."""
+    node's pod CIDR (the first address is the bridge, the gateway), and (`portmap`) the
+    portmap plugin for hostPort. Address leases are kept in `ipam_dir` (the agent's), not
+    in the host-wide /var/lib/cni. `ip_masq`: the bridge plugin masquerades traffic leaving
+    the pod CIDR itself, per pod (only when the node's one rule, agent/egress.py, cannot be
+    had)."""
     net = ipaddress.ip_network(pod_cidr, strict=False)
     gateway = str(next(net.hosts()))
-    return {
-        "cniVersion": "1.0.0",
-        "name": CNI_NETWORK,
-        "plugins": [
-            {"type": "bridge", "bridge": bridge, "isGateway": True, "ipMasq": ip_masq, "hairpinMode": True,
-             "mtu": mtu, "ipam": {"type": "host-local", "ranges": [[{"subnet": str(net), "gateway": gateway}]],
-                                  "routes": [{"dst": "0.0.0.0/0"}], "dataDir": ipam_dir}},
-            {"type": "portmap", "capabilities": {"portMappings": True}, "snat": True},
-        ],
-    }
+    plugins: list[Obj] = [
+        {"type": "bridge", "bridge": bridge, "isGateway": True, "ipMasq": ip_masq, "hairpinMode": True,
+         "mtu": mtu, "ipam": {"type": "host-local", "ranges": [[{"subnet": str(net), "gateway": gateway}]],
+                              "routes": [{"dst": "0.0.0.0/0"}], "dataDir": ipam_dir}},
+    ]
+    if portmap:
+        plugins.append({"type": "portmap", "capabilities": {"portMappings": True}, "snat": True})
+    return {"cniVersion": "1.0.0", "name": CNI_NETWORK, "plugins": plugins}
 
 
 def cni_conflist_bytes(pod_cidr: str, ipam_dir: str, bridge: str = BRIDGE, ip_masq: bool = True,
-                       mtu: int = 1500) -> bytes:
-    return json.dumps(cni_conflist(pod_cidr, ipam_dir, bridge, mtu=mtu, ip_masq=ip_masq), indent=2,
+                       mtu: int = 1500, portmap: bool = True) -> bytes:
+    return json.dumps(cni_conflist(pod_cidr, ipam_dir, bridge, mtu=mtu, ip_masq=ip_masq, portmap=portmap), indent=2,
                       sort_keys=True).encode() + b"\n"

@@ -4,14 +4,17 @@ crun compiles a container's seccomp profile with libseccomp at every `crun creat
 containerd's RuntimeDefault profile that is ~11 ms of CPU, on the critical path of every
 container start (Debian's crun 1.8 has no cache of its own; later versions keep one). crun
 takes a compiled filter instead from the OCI annotation `run.oci.seccomp_bpf_data`, which
-the private containerd lets through for containers only (`container_annotations`).
+the private containerd lets through for containers (`container_annotations`) and for pod
+sandboxes, the pause container (`pod_annotations`).
 
 This module owns which containers share a filter, the filters learned, and the check of
 every container that was given one:
 
 - containerd derives a RuntimeDefault profile from the container's capabilities alone (the
   profile allows some syscalls only with some capabilities), so containers whose CRI
-  capabilities are the same get the same profile (`filter_key`);
+  capabilities are the same get the same profile (`filter_key`); every pause container has
+  containerd's own capabilities, so all RuntimeDefault sandboxes share one
+  (`sandbox_filter_key`);
 - a filter is learned from crun's own output: after a container crun compiled for has
   started, its `seccomp.bpf` (in crun's state dir) is what crun made of the profile in the
   container's OCI spec (its bundle's `config.json`), and is kept with that profile's digest;
@@ -21,8 +24,13 @@ every container that was given one:
   does the stopping).
 
 Nothing else is cached: Localhost profiles (a file that may change), Unconfined, and
-privileged containers are left to crun as before. Pod sandboxes are too: containerd would
-copy a pod annotation into every container of the pod as well.
+privileged containers are left to crun as before.
+
+containerd copies a sandbox config's pass-through annotations into every container created
+with that config too (CreateContainer carries the sandbox config again, and containerd reads
+the annotations from there, not from the sandbox it stored). So only the config sent with
+RunPodSandbox carries the sandbox's filter (`annotate_sandbox` returns a copy); a container's
+own annotation, when it has one, is applied after the pod's in any case.
 """
 
 from __future__ import annotations
@@ -62,6 +70,23 @@ def filter_key(config: pb.ContainerConfig) -> FilterKey | None:
     return ("add", *sorted(caps.add_capabilities), "drop", *sorted(caps.drop_capabilities))
 
 
+SANDBOX_KEY: FilterKey = ("sandbox",)
+
+
+def sandbox_filter_key(config: pb.PodSandboxConfig) -> FilterKey | None:
+    """What containerd makes a pod sandbox's seccomp profile from, when that is its
+    RuntimeDefault profile: the pause container's capabilities are containerd's defaults,
+    not the pod's, so it is the same key for every such sandbox; None for any other."""
+    security = config.linux.security_context
+    if security.privileged or security.seccomp.profile_type != pb.SecurityProfile.RuntimeDefault:
+        return None
+    return SANDBOX_KEY
+
+
+def _key_of(config: pb.ContainerConfig | pb.PodSandboxConfig) -> FilterKey | None:
+    return sandbox_filter_key(config) if isinstance(config, pb.PodSandboxConfig) else filter_key(config)
+
+
 def seccomp_digest(oci_spec: dict) -> str:
     """A digest of the spec's seccomp section ("" without one)."""
     section = (oci_spec.get("linux") or {}).get("seccomp")
@@ -78,7 +103,7 @@ class LearnedFilter:
 
 @dataclass(frozen=True)
 class Pending:
-    key: FilterKey
+    key: FilterKey | None  # None: a profile no filter is learned for
     given: str  # the digest of the profile its handed filter came from ("": crun compiled one)
 
 
@@ -97,18 +122,35 @@ class SeccompFilters:
 
     def annotate(self, config: pb.ContainerConfig, handler: str) -> None:
         """Give the container a learned filter when one fits."""
-        key = filter_key(config) if self.enabled and handler in self.handlers else None
-        learned = self._learned.get(key) if key is not None else None
+        learned = self._fitting(config, handler)
         if learned is not None:
             config.annotations[ANNOTATION] = learned.data
             config.annotations[DIGEST_ANNOTATION] = learned.digest
 
-    def created(self, container_id: str, config: pb.ContainerConfig, handler: str) -> None:
-        """Note a container just created from `config`: once started, it is checked or
-        learned from (one given a filter is checked even once handing out has ended)."""
-        key = filter_key(config) if handler in self.handlers else None
-        if key is not None and (self.enabled or DIGEST_ANNOTATION in config.annotations):
-            self._pending[container_id] = Pending(key, config.annotations.get(DIGEST_ANNOTATION, ""))
+    def annotate_sandbox(self, config: pb.PodSandboxConfig, handler: str) -> pb.PodSandboxConfig:
+        """The config to send with RunPodSandbox: a copy given the learned filter when one
+        fits, else `config` itself. Never send the copy with CreateContainer (see above)."""
+        learned = self._fitting(config, handler)
+        if learned is None:
+            return config
+        given = pb.PodSandboxConfig()
+        given.CopyFrom(config)
+        given.annotations[ANNOTATION] = learned.data
+        given.annotations[DIGEST_ANNOTATION] = learned.digest
+        return given
+
+    def _fitting(self, config: pb.ContainerConfig | pb.PodSandboxConfig, handler: str) -> LearnedFilter | None:
+        key = _key_of(config) if self.enabled and handler in self.handlers else None
+        return self._learned.get(key) if key is not None else None
+
+    def created(self, container_id: str, config: pb.ContainerConfig | pb.PodSandboxConfig, handler: str) -> None:
+        """Note a container (or a pod sandbox) just created from `config`: once started, it
+        is checked or learned from (one given a filter is checked even once handing out has
+        ended)."""
+        if handler in self.handlers and (self.enabled or DIGEST_ANNOTATION in config.annotations):
+            # Noted even without a key of its own (Unconfined, Localhost, privileged): its
+            # check makes sure no filter reached it that it was not given.
+            self._pending[container_id] = Pending(_key_of(config), config.annotations.get(DIGEST_ANNOTATION, ""))
 
     def to_check(self, container_id: str) -> bool:
         """Whether the container, once started, has a check to run."""
@@ -120,24 +162,24 @@ class SeccompFilters:
 
     def check(self, container_id: str) -> bool:
         """After the container started (blocking file reads: call in a thread). False when
-        it was given a filter made from a profile other than its own: the caller stops it."""
+        crun ran it with a filter not made from its own profile: the caller stops it."""
         pending = self._pending.pop(container_id, None)
         if pending is None:
             return True
         try:
             with open(os.path.join(self.task_dir, container_id, SPEC_FILE)) as f:
-                digest = seccomp_digest(json.load(f))
+                spec = json.load(f)
         except (OSError, ValueError):
             return True  # gone already: nothing runs to check or learn from
+        digest = seccomp_digest(spec)
         if pending.given:
             if pending.given == digest:
                 return True
-            log.error("container %s was given a seccomp filter not made from its own profile; "
-                      "no compiled filters are handed out from now on", container_id)
-            self.enabled = False
-            self._learned.clear()
-            return False
-        if self.enabled and digest and pending.key not in self._learned:
+            return self._wrong(container_id, "was given a seccomp filter not made from its own profile")
+        if ANNOTATION in (spec.get("annotations") or {}):
+            # Say, a containerd that copies a sandbox's annotation into its containers.
+            return self._wrong(container_id, "runs with a compiled seccomp filter it was not given")
+        if self.enabled and digest and pending.key is not None and pending.key not in self._learned:
             try:
                 with open(os.path.join(self.crun_dir, container_id, BPF_FILE), "rb") as f:
                     data = f.read()
@@ -148,3 +190,9 @@ class SeccompFilters:
                     del self._learned[next(iter(self._learned))]  # the oldest learned
                 self._learned[pending.key] = LearnedFilter(digest, base64.b64encode(data).decode())
         return True
+
+    def _wrong(self, container_id: str, what: str) -> bool:
+        log.error("container %s %s; no compiled filters are handed out from now on", container_id, what)
+        self.enabled = False
+        self._learned.clear()
+        return False

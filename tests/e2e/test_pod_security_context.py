@@ -115,7 +115,11 @@ def pods(cluster):
         _pod("too-big", {"nodeName": NODE, "containers": [{"name": "c", "image": IMAGE,
                                                            "resources": {"requests": {"cpu": "1000"}}}]}),
     ]
-    _apply(srv, secured, host, non_root, *rejected)
+    # The first unprivileged RuntimeDefault sandbox (the test of compiled filters below).
+    teacher = _pod("teacher", {"securityContext": {"runAsUser": 1000, "seccompProfile": {"type": "RuntimeDefault"}},
+                               "containers": [{"name": "c", "image": IMAGE, "command": ["sleep", "3600"],
+                                               "securityContext": restricted}]})
+    _apply(srv, secured, teacher, host, non_root, *rejected)
     return srv, agent
 
 
@@ -181,9 +185,12 @@ def _userns_allowed() -> bool:
 def test_later_restricted_containers_are_confined_by_the_filter_crun_compiled_once(pods):
     # "secured"'s main container (RuntimeDefault, no capabilities) was the first such: crun
     # compiled its profile, and the agent hands that filter to later ones (seccompfilters).
+    # "secured"'s sandbox is privileged (one of its containers is): "teacher"'s is the first
+    # RuntimeDefault pause container, whose filter later sandboxes are given.
     srv, agent = pods
     _wait(srv, "secured", _running, "ran all its containers")
     restricted = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+    _wait(srv, "teacher", _running, "ran its container")
     _apply(srv, _pod("confined", {
         "securityContext": {"runAsUser": 1000, "seccompProfile": {"type": "RuntimeDefault"}},
         "containers": [
@@ -203,13 +210,23 @@ def test_later_restricted_containers_are_confined_by_the_filter_crun_compiled_on
     if _userns_allowed():
         assert "rc=0" in out, out  # the same call without the filter
     state = os.path.join(agent.data_dir, "containerd", "st")
+    tasks = os.path.join(state, "io.containerd.runtime.v2.task", "k8s.io")
+    sandboxes = set()
     for s in pod["status"]["containerStatuses"]:
         assert s["restartCount"] == 0, s  # none was stopped by the agent's check of its filter
         cid = s["containerID"].split("://")[1]
         if os.path.isdir(os.path.join(state, "crun", "k8s.io", cid)):  # on crun, not runc
-            with open(os.path.join(state, "io.containerd.runtime.v2.task", "k8s.io", cid, "config.json")) as f:
-                given = SECCOMP_FILTER_ANNOTATION in (json.load(f).get("annotations") or {})
-            assert given == (s["name"] != "open"), s["name"]
+            with open(os.path.join(tasks, cid, "config.json")) as f:
+                annotations = json.load(f).get("annotations") or {}
+            # "open" is given none, and does not inherit its sandbox's.
+            assert (SECCOMP_FILTER_ANNOTATION in annotations) == (s["name"] != "open"), s["name"]
+            sandboxes.add(annotations["io.kubernetes.cri.sandbox-id"])
+    for sid in sandboxes:
+        # The pause container too runs with the filter crun compiled for "secured"'s, confined.
+        with open(os.path.join(tasks, sid, "config.json")) as f:
+            assert SECCOMP_FILTER_ANNOTATION in (json.load(f).get("annotations") or {})
+        with open(os.path.join(tasks, sid, "init.pid")) as f, open(f"/proc/{f.read().strip()}/status") as g:
+            assert _status(g.read())["Seccomp"] == "2"
 
 
 def test_host_namespaces_and_a_host_network_pod_reaching_a_pod_ip(pods):

@@ -93,6 +93,8 @@ def test_cni_network_for_the_node_cidr():
     bridge = conf["plugins"][0]
     assert bridge["ipam"]["ranges"] == [[{"subnet": "10.42.3.0/24", "gateway": "10.42.3.1"}]]
     assert bridge["ipam"]["dataDir"] == "/var/lib/x/ipam" and conf["plugins"][1]["type"] == "portmap"
+    # The network of pods without host ports, beside a runtime twin's with portmap.
+    assert [p["type"] for p in cni_conflist("10.42.3.0/24", "/x", portmap=False)["plugins"]] == ["bridge"]
 
 
 def test_cri_log_lines_join_partials_and_keep_the_tail():

@@ -1,7 +1,8 @@
 """Which OCI runtime the agent's private containerd defaults to, from the host's cgroup
-layout, and the containerd config that offers both runtimes."""
+layout, and the containerd config that offers both runtimes (and their twins for host ports)."""
 
 import os
+import tomllib
 
 from kybernetes.agent.cgroupmode import (
     CgroupLayout,
@@ -13,7 +14,7 @@ from kybernetes.agent.cgroupmode import (
     v1_hierarchy,
     v1_subsystems,
 )
-from kybernetes.agent.containerd import ContainerdLayout, containerd_config
+from kybernetes.agent.containerd import ContainerdLayout, containerd_config, crun_handlers, hostport_handlers
 
 HYBRID = """tmpfs /sys/fs/cgroup tmpfs rw,relatime,mode=755 0 0
 cgroup /sys/fs/cgroup/cpu cgroup rw,relatime,cpu 0 0
@@ -79,6 +80,27 @@ def test_containerd_config_offers_both_runtimes():
     only_runc = containerd_config(layout, "/usr/lib/cni")
     assert 'default_runtime_name = "runc"' in only_runc
     assert "crun" not in only_runc
+
+
+def test_pods_with_host_ports_run_on_a_twin_whose_network_has_portmap():
+    layout = ContainerdLayout("/var/lib/kyb/containerd")
+    config = tomllib.loads(containerd_config(layout, "/usr/lib/cni", crun="/usr/bin/crun", default_runtime="crun"))
+    cri = config["plugins"]["io.containerd.grpc.v1.cri"]
+    runtimes = cri["containerd"]["runtimes"]
+    assert sorted(runtimes) == ["crun", "crun-hostport", "runc", "runc-hostport"]
+    # The twins are their runtime but for the network: the one in the hostport dir.
+    for name in ("runc", "crun"):
+        twin = runtimes[name + "-hostport"]
+        assert twin["cni_conf_dir"] == layout.cni_hostport_conf_dir and twin["cni_max_conf_num"] == 1
+        assert {k: v for k, v in twin.items() if not k.startswith("cni_")} == runtimes[name]
+        assert "cni_conf_dir" not in runtimes[name]
+    assert cri["cni"]["conf_dir"] == layout.cni_conf_dir != layout.cni_hostport_conf_dir
+    assert hostport_handlers("/usr/bin/crun", "crun") == {"": "crun-hostport", "runc": "runc-hostport",
+                                                          "crun": "crun-hostport"}
+    assert hostport_handlers("", "runc") == {"": "runc-hostport", "runc": "runc-hostport"}
+    assert set(crun_handlers("/usr/bin/crun", "runc")) == {"crun", "crun-hostport"}
+    assert "runc-hostport" in tomllib.loads(containerd_config(layout, "/usr/lib/cni"))[
+        "plugins"]["io.containerd.grpc.v1.cri"]["containerd"]["runtimes"]
 
 
 def test_a_controller_the_kernel_will_not_mount_leaves_nothing_behind(tmp_path):

@@ -13,6 +13,7 @@ from kybernetes.agent.seccompfilters import (
     DIGEST_ANNOTATION,
     SeccompFilters,
     filter_key,
+    sandbox_filter_key,
     seccomp_digest,
 )
 
@@ -29,20 +30,26 @@ def _config(profile: int = pb.SecurityProfile.RuntimeDefault, add=(), drop=("ALL
         seccomp=pb.SecurityProfile(profile_type=profile, localhost_ref=localhost))))
 
 
-def _container(tmp_path, cid: str, profile: dict | None, bpf: bytes | None = BPF) -> None:
-    """What containerd and crun leave for a started container: its bundle's OCI spec and
-    crun's compiled filter."""
+def _sandbox_config(profile: int = pb.SecurityProfile.RuntimeDefault, privileged=False) -> pb.PodSandboxConfig:
+    return pb.PodSandboxConfig(linux=pb.LinuxPodSandboxConfig(security_context=pb.LinuxSandboxSecurityContext(
+        privileged=privileged, seccomp=pb.SecurityProfile(profile_type=profile))))
+
+
+def _container(tmp_path, cid: str, profile: dict | None, bpf: bytes | None = BPF, annotations=None) -> None:
+    """What containerd and crun leave for a started container: its bundle's OCI spec (with
+    the OCI annotations containerd passed through) and crun's compiled filter."""
     bundle = tmp_path / "tasks" / cid
     bundle.mkdir(parents=True)
     linux = {"seccomp": profile} if profile is not None else {}
-    (bundle / "config.json").write_text(json.dumps({"ociVersion": "1.0.2", "linux": linux}))
+    (bundle / "config.json").write_text(json.dumps({"ociVersion": "1.0.2", "linux": linux,
+                                                    "annotations": annotations or {}}))
     if bpf is not None:
         state = tmp_path / "crun" / cid
         state.mkdir(parents=True)
         (state / "seccomp.bpf").write_bytes(bpf)
 
 
-def _start(filters: SeccompFilters, tmp_path, cid: str, config: pb.ContainerConfig, profile: dict = PROFILE,
+def _start(filters: SeccompFilters, tmp_path, cid: str, config: pb.ContainerConfig | pb.PodSandboxConfig, profile: dict = PROFILE,
            bpf: bytes | None = BPF) -> bool:
     """A container created from `config` and started; what its check says."""
     filters.created(cid, config, "")
@@ -158,18 +165,16 @@ def test_nothing_is_learned_or_given_off_crun_or_without_crun_output(tmp_path):
     assert SeccompFilters("", str(tmp_path / "tasks"), frozenset({""})).enabled is False
 
 
-def test_containerd_lets_the_annotation_through_for_crun_containers_only():
+def test_containerd_lets_the_annotation_through_for_crun_only():
     layout = ContainerdLayout("/var/lib/kyb/containerd")
     config = tomllib.loads(containerd_config(layout, "/usr/lib/cni", crun="/usr/bin/crun", default_runtime="crun"))
     runtimes = config["plugins"]["io.containerd.grpc.v1.cri"]["containerd"]["runtimes"]
-    assert runtimes["crun"]["container_annotations"] == [ANNOTATION]
-    # Never as a pod annotation: containerd copies those into every container of the pod.
-    assert all("pod_annotations" not in r for r in runtimes.values())
-    assert "container_annotations" not in runtimes["runc"]
+    assert runtimes["crun"]["container_annotations"] == runtimes["crun"]["pod_annotations"] == [ANNOTATION]
+    assert "container_annotations" not in runtimes["runc"] and "pod_annotations" not in runtimes["runc"]
     # crun's state for Kubernetes' namespace, where its seccomp.bpf files are.
     assert layout.crun_dir == runtimes["crun"]["options"]["Root"] + "/k8s.io"
-    assert crun_handlers("/usr/bin/crun", "crun") == ("crun", "")
-    assert crun_handlers("/usr/bin/crun", "runc") == ("crun",)
+    assert crun_handlers("/usr/bin/crun", "crun") == ("crun", "crun-hostport", "")
+    assert crun_handlers("/usr/bin/crun", "runc") == ("crun", "crun-hostport")
     assert crun_handlers("", "runc") == ()
 
 
@@ -187,3 +192,57 @@ def _given(filters: SeccompFilters, cap: str) -> bool:
     config = _config(add=[cap] if cap else [])
     filters.annotate(config, "")
     return ANNOTATION in config.annotations
+
+
+def test_sandboxes_share_one_filter_given_only_to_the_config_that_runs_the_sandbox(tmp_path):
+    # The pause container has containerd's own capabilities: one profile for every
+    # RuntimeDefault sandbox, none learned for any other.
+    assert sandbox_filter_key(_sandbox_config()) == sandbox_filter_key(_sandbox_config())
+    assert sandbox_filter_key(_sandbox_config(pb.SecurityProfile.Unconfined)) is None
+    assert sandbox_filter_key(_sandbox_config(privileged=True)) is None
+    assert sandbox_filter_key(_sandbox_config()) != filter_key(_config())
+
+    filters = _filters(tmp_path)
+    first = _sandbox_config()
+    assert filters.annotate_sandbox(first, "") is first  # nothing learned yet: crun compiles
+    filters.created("s1", first, "")
+    _container(tmp_path, "s1", PROFILE)
+    assert filters.check("s1") is True
+    # A container is never given the sandbox's filter: its own profile differs.
+    container = _config()
+    filters.annotate(container, "")
+    assert ANNOTATION not in container.annotations
+
+    sandbox = _sandbox_config()
+    given = filters.annotate_sandbox(sandbox, "")
+    assert base64.b64decode(given.annotations[ANNOTATION]) == BPF
+    # A copy: the config the pod's containers are created with has no filter to pass on.
+    assert ANNOTATION not in sandbox.annotations
+    assert filters.annotate_sandbox(_sandbox_config(pb.SecurityProfile.Unconfined), "").annotations == {}
+    filters.created("s2", given, "")
+    _container(tmp_path, "s2", PROFILE, bpf=None, annotations={ANNOTATION: given.annotations[ANNOTATION]})
+    assert filters.check("s2") is True
+    # One whose pause container had another profile made for it fails its check.
+    again = filters.annotate_sandbox(_sandbox_config(), "")
+    filters.created("s3", again, "")
+    _container(tmp_path, "s3", {**PROFILE, "syscalls": []}, bpf=None)
+    assert filters.check("s3") is False
+    assert filters.annotate_sandbox(_sandbox_config(), "").annotations == {}
+
+
+def test_a_container_running_with_a_filter_it_was_not_given_fails_its_check(tmp_path):
+    # As if containerd passed the sandbox's annotation on to the pod's containers: an
+    # Unconfined container would run confined by the pause container's filter.
+    filters = _filters(tmp_path)
+    _start(filters, tmp_path, "s1", _sandbox_config())
+    open_config = _config(pb.SecurityProfile.Unconfined)
+    filters.created("open", open_config, "")
+    assert filters.to_check("open")
+    _container(tmp_path, "open", None, bpf=None, annotations={ANNOTATION: base64.b64encode(BPF).decode()})
+    assert filters.check("open") is False
+    assert not _given(filters, "")
+    # Without one it is fine (and teaches nothing).
+    filters = _filters(tmp_path / "again")
+    filters.created("open", open_config, "")
+    _container(tmp_path / "again", "open", None, bpf=None)
+    assert filters.check("open") is True
