@@ -21,7 +21,6 @@ from dataclasses import dataclass
 
 from kybernetes.agent.images import import_args
 from kybernetes.agent.seccompfilters import ANNOTATION as SECCOMP_FILTER_ANNOTATION
-from kybernetes.agent.shimlauncher import write_launcher
 
 log = logging.getLogger(__name__)
 
@@ -98,12 +97,6 @@ class ContainerdLayout:
     def crun_binary(self) -> str:
         """Where crun is run from: a read-only bind mount of the host's crun."""
         return os.path.join(self.base, "bin", "crun")
-
-    @property
-    def shim_launcher(self) -> str:
-        """What containerd runs for the runc shim (agent/shimlauncher.py): first of that
-        name on containerd's PATH (containerd 1.6 ignores a runtime's `runtime_path`)."""
-        return os.path.join(self.base, "bin", "containerd-shim-runc-v2")
 
     @property
     def cni_conf_dir(self) -> str:
@@ -247,9 +240,6 @@ class PrivateContainerd:
         if crun:
             crun = await asyncio.to_thread(read_only_binary, os.path.realpath(crun), self.layout.crun_binary)
             self._crun_mount = crun if crun == self.layout.crun_binary else ""
-        real_shim = shutil.which("containerd-shim-runc-v2")
-        if real_shim and os.path.dirname(real_shim) != os.path.dirname(self.layout.shim_launcher):
-            await asyncio.to_thread(write_launcher, self.layout.shim_launcher, real_shim)
         with open(self.layout.config, "w") as f:
             f.write(containerd_config(self.layout, self.cni_bin_dir, crun=crun, default_runtime=self.default_runtime))
         self.crun_handlers = crun_handlers(crun, self.default_runtime)
@@ -262,10 +252,6 @@ class PrivateContainerd:
             # their self-copy for a read-only binary only when this says so (runc, on a
             # writable file, copies itself as before).
             env = {**os.environ, "_LIBCONTAINER_CLONED_BINARY": "1"}
-            if os.path.exists(self.layout.shim_launcher):
-                # containerd looks its shim binaries up on its PATH: ours first.
-                bin_dir = os.path.dirname(self.layout.shim_launcher)
-                env["PATH"] = bin_dir + os.pathsep + env.get("PATH", os.defpath)
             self.proc = subprocess.Popen([binary, "--config", self.layout.config], stdout=log_file,
                                          stderr=log_file, start_new_session=True, env=env)
         finally:
