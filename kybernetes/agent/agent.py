@@ -118,11 +118,11 @@ class AgentOptions:
     # containers (seccompfilters).
     crun_state_dir: str = ""
     crun_handlers: tuple[str, ...] = ()
-    # A private containerd's twin of each CRI handler for pods with host ports, whose
-    # network (in this dir) adds the portmap plugin; the network in `cni_conf_dir` then has
-    # none. Empty for a containerd not ours: its one network has portmap, as it may.
-    hostport_handlers: dict[str, str] = field(default_factory=dict)
-    cni_hostport_conf_dir: str = ""
+    # A private containerd's twin of each CRI handler for pods without host ports, whose
+    # network (in this dir) lacks the portmap plugin. Empty for a containerd not ours: its
+    # one network has portmap.
+    nohostport_handlers: dict[str, str] = field(default_factory=dict)
+    cni_nohostport_conf_dir: str = ""
 
 
 async def wait_runtime_ready(cri: Runtime, timeout: float = 60.0) -> None:
@@ -328,8 +328,7 @@ class Agent:
                 per_pod_masq = False
             except (OSError, RuntimeError, ValueError) as e:
                 log.warning("pods' egress masquerade falls back to the CNI plugin's per-pod rules: %s", e)
-        twins = self.options.cni_hostport_conf_dir
-        for conf_dir, portmap in ((twins, True), (self.options.cni_conf_dir, not twins)):
+        for conf_dir, portmap in ((self.options.cni_conf_dir, True), (self.options.cni_nohostport_conf_dir, False)):
             if not conf_dir:
                 continue
             os.makedirs(conf_dir, exist_ok=True)
@@ -633,8 +632,8 @@ class Agent:
                 if not sb_spec.host_network:
                     podspec.check_hostname(sb_spec.hostname)
                 handler = await self._runtime_handler(pod)
-                if sb_config.port_mappings:
-                    handler = self.options.hostport_handlers.get(handler, handler)
+                if not sb_config.port_mappings:
+                    handler = self.options.nohostport_handlers.get(handler, handler)
                 run_config = self.seccomp_filters.annotate_sandbox(sb_config, handler)
                 sid = await self.cri.run_pod_sandbox(run_config, handler)
             except (CriError, RuntimeClassError, podspec.HostnameError) as e:

@@ -3,10 +3,11 @@ private one (Debian `containerd` with `runc`, and `crun` where installed) starte
 a config written into the agent's data dir and stopped with the agent.
 
 The private containerd's CRI plugin runs CNI plugins from `cni_bin_dir` with the
-network configuration the agent writes into `cni_conf_dir`. A pod that publishes host
-ports runs on a twin of its runtime handler (`hostport_handlers`), whose network adds the
-portmap plugin (`cni_hostport_conf_dir`): the others are spared its run at every sandbox's
-start and stop."""
+network configuration the agent writes into `cni_conf_dir`. A pod that publishes no host
+port runs on a twin of its runtime handler (`nohostport_handlers`), whose network
+(`cni_nohostport_conf_dir`) lacks the portmap plugin: such pods are spared its run at every
+sandbox's start and stop. The handlers themselves keep the network with portmap, so that a
+sandbox made before the twins existed is torn down with the network it was set up with."""
 
 from __future__ import annotations
 
@@ -26,8 +27,8 @@ log = logging.getLogger(__name__)
 
 SANDBOX_IMAGE = "registry.k8s.io/pause:3.10"
 CNI_BIN_DIRS = ("/usr/lib/cni", "/opt/cni/bin")
-# The CRI handler of a runtime's twin for pods with host ports: "runc" -> "runc-hostport".
-HOSTPORT_SUFFIX = "-hostport"
+# The CRI handler of a runtime's twin for pods without host ports: "runc" -> "runc-nohostport".
+NO_HOSTPORT_SUFFIX = "-nohostport"
 
 
 class RuntimeUnavailableError(RuntimeError):
@@ -103,9 +104,9 @@ class ContainerdLayout:
         return os.path.join(self.base, "cni")
 
     @property
-    def cni_hostport_conf_dir(self) -> str:
-        """The network of the runtimes' twins for pods with host ports (with portmap)."""
-        return os.path.join(self.base, "cni-hostport")
+    def cni_nohostport_conf_dir(self) -> str:
+        """The network of the runtimes' twins for pods without host ports (no portmap)."""
+        return os.path.join(self.base, "cni-nohostport")
 
     @property
     def log(self) -> str:
@@ -116,7 +117,7 @@ def containerd_config(layout: ContainerdLayout, cni_bin_dir: str, sandbox_image:
                       crun: str = "", default_runtime: str = "runc") -> str:
     """The TOML config of a private containerd (config version 2, containerd 1.6+): the
     runtimes (CRI handlers) `runc` and, given crun's path, `crun`, both through the runc
-    shim, each with its twin for pods with host ports; pods without a RuntimeClass run on
+    shim, each with its twin for pods without host ports; pods without a RuntimeClass run on
     `default_runtime`."""
     # runc's own state apart from any system containerd's /run/containerd/runc.
     runtimes = [("runc", f'Root = "{layout.state}/runc"', "")]
@@ -130,8 +131,8 @@ def containerd_config(layout: ContainerdLayout, cni_bin_dir: str, sandbox_image:
                          f'pod_annotations = ["{SECCOMP_FILTER_ANNOTATION}"]'))
     sections = []
     for name, options, extra in runtimes:
-        for handler, network in ((name, ""), (name + HOSTPORT_SUFFIX,
-                                              f'cni_conf_dir = "{layout.cni_hostport_conf_dir}"\ncni_max_conf_num = 1')):
+        twin_network = f'cni_conf_dir = "{layout.cni_nohostport_conf_dir}"\ncni_max_conf_num = 1'
+        for handler, network in ((name, ""), (name + NO_HOSTPORT_SUFFIX, twin_network)):
             table = f'plugins."io.containerd.grpc.v1.cri".containerd.runtimes.{handler}'
             body = "\n".join(line for line in ('runtime_type = "io.containerd.runc.v2"', extra, network) if line)
             sections.append(f"[{table}]\n{body}\n[{table}.options]\n{options}\n")
@@ -165,15 +166,15 @@ def crun_handlers(crun: str, default_runtime: str) -> tuple[str, ...]:
     """The CRI handlers of `containerd_config` that run crun ("" for the default)."""
     if not crun:
         return ()
-    own = ("crun", "crun" + HOSTPORT_SUFFIX)
+    own = ("crun", "crun" + NO_HOSTPORT_SUFFIX)
     return (*own, "") if default_runtime == "crun" else own
 
 
-def hostport_handlers(crun: str, default_runtime: str) -> dict[str, str]:
+def nohostport_handlers(crun: str, default_runtime: str) -> dict[str, str]:
     """The twin of each CRI handler of `containerd_config` ("" for the default) that pods
-    with host ports run on instead."""
+    without host ports run on instead."""
     names = ("runc", "crun") if crun else ("runc",)
-    return {"": default_runtime + HOSTPORT_SUFFIX, **{n: n + HOSTPORT_SUFFIX for n in names}}
+    return {"": default_runtime + NO_HOSTPORT_SUFFIX, **{n: n + NO_HOSTPORT_SUFFIX for n in names}}
 
 
 def read_only_binary(real: str, target: str) -> str:
@@ -221,9 +222,9 @@ class PrivateContainerd:
         self.cni_bin_dir = cni_bin_dir or find_cni_bin_dir()
         self.default_runtime = default_runtime
         self.proc: subprocess.Popen[bytes] | None = None
-        # The CRI handlers that run crun, and the twins for pods with host ports, once started.
+        # The CRI handlers that run crun, and the twins for pods without host ports, once started.
         self.crun_handlers: tuple[str, ...] = ()
-        self.hostport_handlers: dict[str, str] = {}
+        self.nohostport_handlers: dict[str, str] = {}
         # The read-only mount of crun made for this containerd's shims ("" for none).
         self._crun_mount = ""
 
@@ -232,7 +233,7 @@ class PrivateContainerd:
         if binary is None:
             raise RuntimeUnavailableError("containerd is not installed (Debian package containerd)")
         for d in (self.layout.base, self.layout.root, self.layout.state, self.layout.cni_conf_dir,
-                  self.layout.cni_hostport_conf_dir):
+                  self.layout.cni_nohostport_conf_dir):
             os.makedirs(d, exist_ok=True)
         crun = shutil.which("crun") or ""
         if self.default_runtime == "crun" and not crun:
@@ -243,7 +244,7 @@ class PrivateContainerd:
         with open(self.layout.config, "w") as f:
             f.write(containerd_config(self.layout, self.cni_bin_dir, crun=crun, default_runtime=self.default_runtime))
         self.crun_handlers = crun_handlers(crun, self.default_runtime)
-        self.hostport_handlers = hostport_handlers(crun, self.default_runtime)
+        self.nohostport_handlers = nohostport_handlers(crun, self.default_runtime)
         if os.path.exists(self.layout.socket):
             os.unlink(self.layout.socket)
         log_file = open(self.layout.log, "ab")  # noqa: SIM115 - the child owns it

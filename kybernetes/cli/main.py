@@ -1026,8 +1026,8 @@ def agent(kubeconfig: str, server: str, token: str, ca_cert_hash: str, ca_cert: 
                                    # A containerd not ours: where its crun keeps state is not known.
                                    crun_state_dir=private.layout.crun_dir if private else "",
                                    crun_handlers=private.crun_handlers if private else (),
-                                   hostport_handlers=private.hostport_handlers if private else {},
-                                   cni_hostport_conf_dir=private.layout.cni_hostport_conf_dir if private else "")
+                                   nohostport_handlers=private.nohostport_handlers if private else {},
+                                   cni_nohostport_conf_dir=private.layout.cni_nohostport_conf_dir if private else "")
             # Issued by the cluster CA for this node (the API server verifies it), not self-signed.
             ca_pem = kubeconfig_ca_pem(kubeconfig)
             serving_names = [host.internal_ip, *host.extra_ips, host.hostname]

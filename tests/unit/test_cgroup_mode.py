@@ -1,5 +1,5 @@
 """Which OCI runtime the agent's private containerd defaults to, from the host's cgroup
-layout, and the containerd config that offers both runtimes (and their twins for host ports)."""
+layout, and the containerd config that offers both runtimes (and their twins without portmap)."""
 
 import os
 import tomllib
@@ -14,7 +14,12 @@ from kybernetes.agent.cgroupmode import (
     v1_hierarchy,
     v1_subsystems,
 )
-from kybernetes.agent.containerd import ContainerdLayout, containerd_config, crun_handlers, hostport_handlers
+from kybernetes.agent.containerd import (
+    ContainerdLayout,
+    containerd_config,
+    crun_handlers,
+    nohostport_handlers,
+)
 
 HYBRID = """tmpfs /sys/fs/cgroup tmpfs rw,relatime,mode=755 0 0
 cgroup /sys/fs/cgroup/cpu cgroup rw,relatime,cpu 0 0
@@ -82,26 +87,27 @@ def test_containerd_config_offers_both_runtimes():
     assert "crun" not in only_runc
 
 
-def test_pods_with_host_ports_run_on_a_twin_whose_network_has_portmap():
+def test_pods_without_host_ports_run_on_a_twin_whose_network_lacks_portmap():
     layout = ContainerdLayout("/var/lib/kyb/containerd")
     config = tomllib.loads(containerd_config(layout, "/usr/lib/cni", crun="/usr/bin/crun", default_runtime="crun"))
     cri = config["plugins"]["io.containerd.grpc.v1.cri"]
     runtimes = cri["containerd"]["runtimes"]
-    assert sorted(runtimes) == ["crun", "crun-hostport", "runc", "runc-hostport"]
-    # The twins are their runtime but for the network: the one in the hostport dir.
+    assert sorted(runtimes) == ["crun", "crun-nohostport", "runc", "runc-nohostport"]
+    # The twins are their runtime but for the network: the one in the nohostport dir. The
+    # handlers keep the default network (with portmap): sandboxes made on them before the
+    # twins existed are torn down with the network they were set up with.
     for name in ("runc", "crun"):
-        twin = runtimes[name + "-hostport"]
-        assert twin["cni_conf_dir"] == layout.cni_hostport_conf_dir and twin["cni_max_conf_num"] == 1
+        twin = runtimes[name + "-nohostport"]
+        assert twin["cni_conf_dir"] == layout.cni_nohostport_conf_dir and twin["cni_max_conf_num"] == 1
         assert {k: v for k, v in twin.items() if not k.startswith("cni_")} == runtimes[name]
         assert "cni_conf_dir" not in runtimes[name]
-    assert cri["cni"]["conf_dir"] == layout.cni_conf_dir != layout.cni_hostport_conf_dir
-    assert hostport_handlers("/usr/bin/crun", "crun") == {"": "crun-hostport", "runc": "runc-hostport",
-                                                          "crun": "crun-hostport"}
-    assert hostport_handlers("", "runc") == {"": "runc-hostport", "runc": "runc-hostport"}
-    assert set(crun_handlers("/usr/bin/crun", "runc")) == {"crun", "crun-hostport"}
-    assert "runc-hostport" in tomllib.loads(containerd_config(layout, "/usr/lib/cni"))[
+    assert cri["cni"]["conf_dir"] == layout.cni_conf_dir != layout.cni_nohostport_conf_dir
+    assert nohostport_handlers("/usr/bin/crun", "crun") == {"": "crun-nohostport", "runc": "runc-nohostport",
+                                                            "crun": "crun-nohostport"}
+    assert nohostport_handlers("", "runc") == {"": "runc-nohostport", "runc": "runc-nohostport"}
+    assert set(crun_handlers("/usr/bin/crun", "runc")) == {"crun", "crun-nohostport"}
+    assert "runc-nohostport" in tomllib.loads(containerd_config(layout, "/usr/lib/cni"))[
         "plugins"]["io.containerd.grpc.v1.cri"]["containerd"]["runtimes"]
-
 
 def test_a_controller_the_kernel_will_not_mount_leaves_nothing_behind(tmp_path):
     # No such controller: the mount fails (or, without root, the mount command does), so

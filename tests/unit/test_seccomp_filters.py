@@ -173,8 +173,8 @@ def test_containerd_lets_the_annotation_through_for_crun_only():
     assert "container_annotations" not in runtimes["runc"] and "pod_annotations" not in runtimes["runc"]
     # crun's state for Kubernetes' namespace, where its seccomp.bpf files are.
     assert layout.crun_dir == runtimes["crun"]["options"]["Root"] + "/k8s.io"
-    assert crun_handlers("/usr/bin/crun", "crun") == ("crun", "crun-hostport", "")
-    assert crun_handlers("/usr/bin/crun", "runc") == ("crun", "crun-hostport")
+    assert crun_handlers("/usr/bin/crun", "crun") == ("crun", "crun-nohostport", "")
+    assert crun_handlers("/usr/bin/crun", "runc") == ("crun", "crun-nohostport")
     assert crun_handlers("", "runc") == ()
 
 
