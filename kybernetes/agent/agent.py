@@ -82,7 +82,7 @@ RESYNC_INTERVAL = 10.0
 RESYNC_JITTER = 0.25
 # How soon a sandbox the runtime refused is tried again.
 SANDBOX_RETRY_SECONDS = 10.0
-# How long after a container's (or sandbox's) start its seccomp filter is checked or learned.
+# How long after a container's (or sandbox's) start the seccomp filter it was given is checked.
 SECCOMP_CHECK_DELAY = 0.5
 # A container's annotations: the node file its termination message is written to, and its policy.
 TERMINATION_MESSAGE_FILE = "kybernetes.io/termination-message-file"
@@ -1106,9 +1106,11 @@ class Agent:
         container's) compiled seccomp filter, or check the one it was given (see
         seccompfilters); one given wrongly is stopped at once, and the pod's next sync
         restarts it as any exited container (a new sandbox for a stopped one)."""
-        # After the pod's start, not amid it: the check's reads and digest would hold up
-        # the next CRI call (a sandbox's, the pod's first CreateContainer).
-        await asyncio.sleep(SECCOMP_CHECK_DELAY)
+        # A check after the pod's start, not amid it: its reads and digest would hold up
+        # the next CRI call (a sandbox's, the pod's first CreateContainer). A filter to
+        # learn is learned at once: the next pods are given it.
+        if not self.seccomp_filters.teaches(cid):
+            await asyncio.sleep(SECCOMP_CHECK_DELAY)
         if await asyncio.to_thread(self.seccomp_filters.check, cid):
             return
         await (self._stop_sandbox(cid) if sandbox else self._stop_container(cid, 0))

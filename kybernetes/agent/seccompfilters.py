@@ -156,6 +156,13 @@ class SeccompFilters:
         """Whether the container, once started, has a check to run."""
         return container_id in self._pending
 
+    def teaches(self, container_id: str) -> bool:
+        """Whether the container, once started, is the one to learn its key's filter from
+        (crun compiled its profile and nothing is learned for it yet)."""
+        pending = self._pending.get(container_id)
+        return (pending is not None and self.enabled and not pending.given and pending.key is not None
+                and pending.key not in self._learned)
+
     def forget(self, container_id: str) -> None:
         """The container will not be started (or failed to)."""
         self._pending.pop(container_id, None)

@@ -206,6 +206,7 @@ def test_sandboxes_share_one_filter_given_only_to_the_config_that_runs_the_sandb
     first = _sandbox_config()
     assert filters.annotate_sandbox(first, "") is first  # nothing learned yet: crun compiles
     filters.created("s1", first, "")
+    assert filters.teaches("s1")
     _container(tmp_path, "s1", PROFILE)
     assert filters.check("s1") is True
     # A container is never given the sandbox's filter: its own profile differs.
@@ -216,6 +217,8 @@ def test_sandboxes_share_one_filter_given_only_to_the_config_that_runs_the_sandb
     sandbox = _sandbox_config()
     given = filters.annotate_sandbox(sandbox, "")
     assert base64.b64decode(given.annotations[ANNOTATION]) == BPF
+    filters.created("s1b", _sandbox_config(), "")
+    assert not filters.teaches("s1b")  # learned already: only checked
     # A copy: the config the pod's containers are created with has no filter to pass on.
     assert ANNOTATION not in sandbox.annotations
     assert filters.annotate_sandbox(_sandbox_config(pb.SecurityProfile.Unconfined), "").annotations == {}
@@ -237,7 +240,7 @@ def test_a_container_running_with_a_filter_it_was_not_given_fails_its_check(tmp_
     _start(filters, tmp_path, "s1", _sandbox_config())
     open_config = _config(pb.SecurityProfile.Unconfined)
     filters.created("open", open_config, "")
-    assert filters.to_check("open")
+    assert filters.to_check("open") and not filters.teaches("open")
     _container(tmp_path, "open", None, bpf=None, annotations={ANNOTATION: base64.b64encode(BPF).decode()})
     assert filters.check("open") is False
     assert not _given(filters, "")
