@@ -160,8 +160,10 @@ class SeccompFilters:
         """Whether the container, once started, is the one to learn its key's filter from
         (crun compiled its profile and nothing is learned for it yet)."""
         pending = self._pending.get(container_id)
-        return (pending is not None and self.enabled and not pending.given and pending.key is not None
-                and pending.key not in self._learned)
+        return pending is not None and not pending.given and self._learns(pending)
+
+    def _learns(self, pending: Pending) -> bool:
+        return self.enabled and pending.key is not None and pending.key not in self._learned
 
     def forget(self, container_id: str) -> None:
         """The container will not be started (or failed to)."""
@@ -186,7 +188,7 @@ class SeccompFilters:
         if ANNOTATION in (spec.get("annotations") or {}):
             # Say, a containerd that copies a sandbox's annotation into its containers.
             return self._wrong(container_id, "runs with a compiled seccomp filter it was not given")
-        if self.enabled and digest and pending.key is not None and pending.key not in self._learned:
+        if digest and self._learns(pending):
             try:
                 with open(os.path.join(self.crun_dir, container_id, BPF_FILE), "rb") as f:
                     data = f.read()
