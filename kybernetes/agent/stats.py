@@ -11,7 +11,9 @@ as the kubelet's cadvisor cache does.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
+import types
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -599,21 +601,7 @@ def cgroup_dirs(mountinfo: str, proc_cgroup: str) -> dict[str, str]:
     """Where a process's CPU and memory cgroups are: `{"cpuacct": dir, "memory": dir}`
     on cgroup v1, `{"unified": dir}` on v2 (or both, on a hybrid host), given
     /proc/self/mountinfo and /proc/<pid>/cgroup."""
-    mounts: dict[str, tuple[str, str]] = {}
-    for line in mountinfo.splitlines():
-        left, sep, right = line.partition(" - ")
-        if not sep:
-            continue
-        lf, rf = left.split(), right.split()
-        if len(lf) < 5 or len(rf) < 3:
-            continue
-        root, point, fstype = lf[3], lf[4], rf[0]
-        if fstype == "cgroup2":
-            mounts.setdefault("unified", (root, point))
-        elif fstype == "cgroup":
-            for opt in rf[2].split(","):
-                if opt in ("cpuacct", "memory"):
-                    mounts.setdefault(opt, (root, point))
+    mounts = cgroup_mounts(mountinfo)
     out: dict[str, str] = {}
     for line in proc_cgroup.splitlines():
         parts = line.split(":", 2)
@@ -629,6 +617,29 @@ def cgroup_dirs(mountinfo: str, proc_cgroup: str) -> dict[str, str]:
                     rel = path[len(root.rstrip("/")):]
                 out[name] = point.rstrip("/") + "/" + rel.lstrip("/") if rel.strip("/") else point
     return out
+
+
+@functools.lru_cache(maxsize=4)
+def cgroup_mounts(mountinfo: str) -> Mapping[str, tuple[str, str]]:
+    """The (root, mount point) of the cpuacct, memory and unified cgroup hierarchies, from
+    /proc/self/mountinfo. Remembered: a stats round asks for every process of every pod with
+    the same table, whose lines grow with the pods' own mounts. Not to be changed."""
+    mounts: dict[str, tuple[str, str]] = {}
+    for line in mountinfo.splitlines():
+        left, sep, right = line.partition(" - ")
+        if not sep:
+            continue
+        lf, rf = left.split(), right.split()
+        if len(lf) < 5 or len(rf) < 3:
+            continue
+        root, point, fstype = lf[3], lf[4], rf[0]
+        if fstype == "cgroup2":
+            mounts.setdefault("unified", (root, point))
+        elif fstype == "cgroup":
+            for opt in rf[2].split(","):
+                if opt in ("cpuacct", "memory"):
+                    mounts.setdefault(opt, (root, point))
+    return types.MappingProxyType(mounts)
 
 
 def overlay_upperdir(mountinfo: str) -> str | None:

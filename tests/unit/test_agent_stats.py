@@ -280,3 +280,38 @@ def test_without_them_the_pid_comes_from_verbose_status(tmp_path):
     verbose, snap = _round(str(tmp_path))  # no init.pid files there
     assert verbose == 2
     assert snap.pods[0].containers[0].cpu is not None
+
+
+def test_later_rounds_read_fresh_figures_from_the_cgroups_found_in_the_first(tmp_path):
+    import asyncio
+
+    from kybernetes.agent.statsreader import StatsReader
+    proc, cg, tasks = tmp_path / "proc", tmp_path / "cg", tmp_path / "tasks"
+    (proc / "self").mkdir(parents=True)
+    (proc / "self" / "mountinfo").write_text(
+        f"30 25 0:26 / {cg}/memory rw - cgroup cgroup rw,memory\n"
+        f"31 25 0:27 / {cg}/cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n")
+    (proc / "123").mkdir()
+    (proc / "123" / "cgroup").write_text("4:memory:/k8s.io/c1\n2:cpu,cpuacct:/k8s.io/c1\n")
+    mem, cpu = cg / "memory" / "k8s.io" / "c1", cg / "cpuacct" / "k8s.io" / "c1"
+    mem.mkdir(parents=True)
+    cpu.mkdir(parents=True)
+    (mem / "memory.stat").write_text("total_inactive_file 0\n")
+    (mem / "memory.limit_in_bytes").write_text("1048576\n")
+    for rid in ("sb1", "c1"):
+        (tasks / rid).mkdir(parents=True)
+        (tasks / rid / "init.pid").write_text("123")
+    reader = StatsReader(_Runtime(123), "n1", proc=str(proc), task_dir=str(tasks))
+
+    def round_(usage: int, cpu_ns: int):
+        (mem / "memory.usage_in_bytes").write_text(f"{usage}\n")
+        (cpu / "cpuacct.usage").write_text(f"{cpu_ns}\n")
+        [pod] = asyncio.run(reader.snapshot(fresh_seconds=0)).pods
+        return pod.containers[0]
+
+    first = round_(4096, 1000)
+    assert first.memory is not None and first.memory.usage == 4096 and first.cpu.usage_core_ns == 1000
+    # The process's own cgroup file is not read again; its cgroup's figures are.
+    (proc / "123" / "cgroup").unlink()
+    second = round_(8192, 5000)
+    assert second.memory.usage == 8192 and second.cpu.usage_core_ns == 5000
