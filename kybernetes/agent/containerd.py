@@ -85,6 +85,13 @@ class ContainerdLayout:
         return os.path.join(self.base, "st")
 
     @property
+    def volatile_dirs(self) -> tuple[str, ...]:
+        """What containerd keeps only while its containers run: its state dir (shim bundles,
+        crun's state, network namespaces, /dev/shm of pods) and the CRI plugin's per-pod files and container status, which it writes again at every
+        step of a container. A system containerd has the first in /run (tmpfs)."""
+        return (self.state, os.path.join(self.root, "io.containerd.grpc.v1.cri"))
+
+    @property
     def task_dir(self) -> str:
         """The runc shim's task bundles for Kubernetes' namespace."""
         return task_dir_of(self.state)
@@ -208,6 +215,23 @@ def read_only_binary(real: str, target: str) -> str:
     return real
 
 
+def mount_tmpfs_if_empty(path: str, mountinfo: str) -> str:
+    """Mount a tmpfs (mode 0711, as containerd makes its state dir) at `path` unless it is a
+    mount point already or holds anything (a dir an older agent's running containers use
+    stays as it is); what was done: "mounted", "mounted before", or why not."""
+    if any(len(f) > 4 and f[4] == path for f in (line.split() for line in mountinfo.splitlines())):
+        return "mounted before"
+    os.makedirs(path, mode=0o711, exist_ok=True)
+    if os.listdir(path):
+        return "in use on disk"
+    try:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0711,nosuid,nodev", "tmpfs", path], check=True,
+                       capture_output=True)
+    except (OSError, subprocess.CalledProcessError) as e:
+        return e.stderr.decode(errors="replace").strip() if isinstance(e, subprocess.CalledProcessError) else str(e)
+    return "mounted"
+
+
 def _read_only_copy_of(real: os.stat_result, target: str) -> bool:
     """Whether `target` is the very file `real` describes, on a read-only mount."""
     here = os.stat(target)
@@ -235,6 +259,15 @@ class PrivateContainerd:
         for d in (self.layout.base, self.layout.root, self.layout.state, self.layout.cni_conf_dir,
                   self.layout.cni_nohostport_conf_dir):
             os.makedirs(d, exist_ok=True)
+        with open("/proc/self/mountinfo") as f:
+            mountinfo = f.read()
+        for d in self.layout.volatile_dirs:
+            # Creating a file costs ext4 more than tmpfs, and much more on a file system
+            # without a journal (some VMs' root), where ext4 passes over every inode freed
+            # in the last 30 s to find a free one: these dirs' files come and go with every
+            # container.
+            outcome = await asyncio.to_thread(mount_tmpfs_if_empty, d, mountinfo)
+            log.info("%s on tmpfs: %s", d, outcome)
         crun = shutil.which("crun") or ""
         if self.default_runtime == "crun" and not crun:
             raise RuntimeUnavailableError("crun is not installed (Debian package crun)")

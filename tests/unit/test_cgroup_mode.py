@@ -18,6 +18,7 @@ from kybernetes.agent.containerd import (
     ContainerdLayout,
     containerd_config,
     crun_handlers,
+    mount_tmpfs_if_empty,
     nohostport_handlers,
 )
 
@@ -124,3 +125,28 @@ def test_without_crun_on_the_path_containers_run_on_runc(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
     assert choose_runtime(root=str(tmp_path)) == "runc"
     assert os.listdir(tmp_path) == []
+
+
+def test_containerds_volatile_dirs_go_on_tmpfs_only_when_fresh(tmp_path):
+    import subprocess
+
+    layout = ContainerdLayout(str(tmp_path))
+    assert layout.state in layout.volatile_dirs
+    # A state dir an older agent's containers use (on disk) stays as it is.
+    busy = tmp_path / "busy"
+    (busy / "io.containerd.runtime.v2.task").mkdir(parents=True)
+    assert mount_tmpfs_if_empty(str(busy), "") == "in use on disk"
+    # One mounted before (a restarted agent's) is used again.
+    assert mount_tmpfs_if_empty(str(busy), f"41 30 0:51 / {busy} rw - tmpfs tmpfs rw\n") == "mounted before"
+    fresh = tmp_path / "fresh"
+    outcome = mount_tmpfs_if_empty(str(fresh), "")
+    if outcome != "mounted":  # not root: the mount command says why
+        assert outcome and os.listdir(fresh) == []
+        return
+    try:
+        with open("/proc/self/mountinfo") as f:
+            [line] = [line for line in f if line.split()[4] == str(fresh)]
+        assert " - tmpfs " in line and "nosuid" in line and "nodev" in line
+        assert oct(os.stat(fresh).st_mode & 0o777) == "0o711"
+    finally:
+        subprocess.run(["umount", str(fresh)], check=True)
