@@ -21,7 +21,9 @@ starts went, phase by phase (median and p99), from the API's side and from the a
 (it runs the agent with `KYB_CRI_TIMING=1`, which costs the agent a little); with
 `KYB_BENCH_AGENT_LOG=FILE` the agent's whole log of that part is kept in FILE.
 
-Every pod is deleted at the end and the agent leaves nothing behind.
+Every pod is deleted at the end and the agent leaves nothing behind. On a root file system
+without a journal, leave 90 s between runs: for 30 s after the last run's teardown removed its
+files, ext4 steps over each of them whenever it creates one (benchmarks/README.md, stop 32).
 """
 
 from __future__ import annotations
