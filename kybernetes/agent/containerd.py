@@ -232,6 +232,13 @@ def mount_tmpfs_if_empty(path: str, mountinfo: str) -> str:
     return "mounted"
 
 
+def _entries(path: str) -> list[str]:
+    try:
+        return os.listdir(path)
+    except OSError:
+        return []
+
+
 def _read_only_copy_of(real: os.stat_result, target: str) -> bool:
     """Whether `target` is the very file `real` describes, on a read-only mount."""
     here = os.stat(target)
@@ -251,6 +258,8 @@ class PrivateContainerd:
         self.nohostport_handlers: dict[str, str] = {}
         # The read-only mount of crun made for this containerd's shims ("" for none).
         self._crun_mount = ""
+        # The volatile dirs on tmpfs: unmounted on stop when no container is left to use them.
+        self._tmpfs: list[str] = []
 
     async def start(self, timeout: float = 20.0) -> None:
         binary = shutil.which("containerd")
@@ -268,6 +277,8 @@ class PrivateContainerd:
             # container.
             outcome = await asyncio.to_thread(mount_tmpfs_if_empty, d, mountinfo)
             log.info("%s on tmpfs: %s", d, outcome)
+            if outcome in ("mounted", "mounted before"):
+                self._tmpfs.append(d)
         crun = shutil.which("crun") or ""
         if self.default_runtime == "crun" and not crun:
             raise RuntimeUnavailableError("crun is not installed (Debian package crun)")
@@ -306,7 +317,9 @@ class PrivateContainerd:
         when it shuts the node down for good.
 
         crun's read-only mount goes with containerd: a shim calls crun only when
-        containerd asks it to, and the next start mounts crun again before containerd runs."""
+        containerd asks it to, and the next start mounts crun again before containerd runs.
+        The volatile dirs' tmpfs go too when no container is left (an agent that never ran a
+        pod, or one that removed its pods); else they stay for the shims, as /run does."""
         proc, self.proc = self.proc, None
         try:
             if proc is not None and proc.poll() is None:
@@ -321,6 +334,11 @@ class PrivateContainerd:
             if self._crun_mount:
                 mount, self._crun_mount = self._crun_mount, ""
                 await asyncio.to_thread(subprocess.run, ["umount", "-l", mount], capture_output=True)
+            tmpfs, self._tmpfs = self._tmpfs, []
+            if tmpfs and not _entries(self.layout.task_dir):
+                for d in reversed(tmpfs):
+                    # Not lazy: a mount still in use (a sandbox's network namespace) keeps it.
+                    await asyncio.to_thread(subprocess.run, ["umount", d], capture_output=True)
 
 
 async def import_images(socket_path: str, tarballs: list[str]) -> None:
