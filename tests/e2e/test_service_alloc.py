@@ -41,6 +41,13 @@ def apply(kubectl, obj: dict):
     return kubectl("apply", "-f", "-", stdin=json.dumps(obj))
 
 
+def free_node_ports(kubectl, count: int = 1) -> list[int]:
+    """Node ports no Service in the cluster holds now: the session's other tests take random ones."""
+    taken = {p.get("nodePort") for svc in json.loads(kubectl.ok("get", "svc", "-A", "-o", "json"))["items"]
+             for p in svc["spec"].get("ports") or []}
+    return [port for port in range(31870, 32767) if port not in taken][:count]
+
+
 def assert_allocated_ip(spec: dict) -> str:
     ip = spec["clusterIP"]
     assert ipaddress.ip_address(ip) in CIDR
@@ -122,13 +129,14 @@ def test_python_client_sees_the_cluster_ip(k8s_client):
 
 
 def test_server_side_dry_run_shows_an_address_and_keeps_nothing(kubectl):
-    out = kubectl.ok("create", "service", "nodeport", "dry", "--tcp=80", "--node-port=31877", "-n", NS,
+    [port] = free_node_ports(kubectl)
+    out = kubectl.ok("create", "service", "nodeport", "dry", "--tcp=80", f"--node-port={port}", "-n", NS,
                      "--dry-run=server", "-o", "json")
     spec = json.loads(out)["spec"]
     assert_allocated_ip(spec)
-    assert spec["ports"][0]["nodePort"] == 31877
+    assert spec["ports"][0]["nodePort"] == port
     assert kubectl("get", "svc", "dry", "-n", NS).returncode != 0
-    assert create_svc(kubectl, "nodeport", "wet", "--tcp=80", "--node-port=31877").ok
+    assert create_svc(kubectl, "nodeport", "wet", "--tcp=80", f"--node-port={port}").ok
 
 
 # -- requested values and their messages ------------------------------------------------------------------
@@ -160,10 +168,11 @@ def test_address_outside_the_range_is_refused(kubectl):
 
 
 def test_node_port_conflict_and_range_messages(kubectl):
-    assert create_svc(kubectl, "nodeport", "port1", "--tcp=80:8080", "--node-port=31871").ok
-    r = create_svc(kubectl, "nodeport", "port2", "--tcp=80:8080", "--node-port=31871")
+    [port] = free_node_ports(kubectl)
+    assert create_svc(kubectl, "nodeport", "port1", "--tcp=80:8080", f"--node-port={port}").ok
+    r = create_svc(kubectl, "nodeport", "port2", "--tcp=80:8080", f"--node-port={port}")
     assert r.returncode != 0
-    assert ('Service "port2" is invalid: spec.ports[0].nodePort: Invalid value: 31871: provided port is already '
+    assert (f'Service "port2" is invalid: spec.ports[0].nodePort: Invalid value: {port}: provided port is already '
             "allocated") in r.stderr
     r = create_svc(kubectl, "nodeport", "port3", "--tcp=80:8080", "--node-port=40000")
     assert ('Service "port3" is invalid: spec.ports[0].nodePort: Invalid value: 40000: provided port is not in the '
@@ -172,10 +181,11 @@ def test_node_port_conflict_and_range_messages(kubectl):
 
 
 def test_a_refused_create_stores_and_holds_nothing(kubectl):
-    assert create_svc(kubectl, "nodeport", "holder", "--tcp=80", "--node-port=31872").ok
+    [port] = free_node_ports(kubectl)
+    assert create_svc(kubectl, "nodeport", "holder", "--tcp=80", f"--node-port={port}").ok
     # The requested address is free and is claimed before the node port is found taken.
     r = apply(kubectl, {"metadata": {"name": "loser"}, "spec": {
-        "type": "NodePort", "clusterIP": "10.43.201.9", "ports": [{"port": 80, "nodePort": 31872}]}})
+        "type": "NodePort", "clusterIP": "10.43.201.9", "ports": [{"port": 80, "nodePort": port}]}})
     assert "provided port is already allocated" in r.stderr
     assert kubectl("get", "svc", "loser", "-n", NS).returncode != 0
     # ...and went back: another Service can have it.
@@ -183,10 +193,11 @@ def test_a_refused_create_stores_and_holds_nothing(kubectl):
 
 
 def test_deleting_releases_address_and_port(kubectl):
-    assert create_svc(kubectl, "nodeport", "tmp", "--tcp=80", "--node-port=31873").ok
+    [port] = free_node_ports(kubectl)
+    assert create_svc(kubectl, "nodeport", "tmp", "--tcp=80", f"--node-port={port}").ok
     ip = get_svc(kubectl, "tmp")["spec"]["clusterIP"]
     kubectl.ok("delete", "svc", "tmp", "-n", NS)
-    assert create_svc(kubectl, "nodeport", "again", "--tcp=80", "--node-port=31873").ok
+    assert create_svc(kubectl, "nodeport", "again", "--tcp=80", f"--node-port={port}").ok
     assert apply(kubectl, {"metadata": {"name": "sameip"}, "spec": {"clusterIP": ip, "ports": [{"port": 80}]}}).ok
     assert get_svc(kubectl, "sameip")["spec"]["clusterIP"] == ip
 
@@ -219,18 +230,19 @@ def test_type_changes_allocate_and_release(kubectl):
 
 
 def test_changing_a_node_port_moves_the_allocation(kubectl):
-    assert create_svc(kubectl, "nodeport", "mover", "--tcp=80", "--node-port=31874").ok
+    first, second = free_node_ports(kubectl, 2)
+    assert create_svc(kubectl, "nodeport", "mover", "--tcp=80", f"--node-port={first}").ok
     kubectl.ok("patch", "svc", "mover", "-n", NS, "--type=json",
-               "-p", '[{"op":"replace","path":"/spec/ports/0/nodePort","value":31875}]')
-    assert get_svc(kubectl, "mover")["spec"]["ports"][0]["nodePort"] == 31875
-    assert create_svc(kubectl, "nodeport", "movedin", "--tcp=80", "--node-port=31874").ok
-    r = create_svc(kubectl, "nodeport", "movedout", "--tcp=80", "--node-port=31875")
+               "-p", f'[{{"op":"replace","path":"/spec/ports/0/nodePort","value":{second}}}]')
+    assert get_svc(kubectl, "mover")["spec"]["ports"][0]["nodePort"] == second
+    assert create_svc(kubectl, "nodeport", "movedin", "--tcp=80", f"--node-port={first}").ok
+    r = create_svc(kubectl, "nodeport", "movedout", "--tcp=80", f"--node-port={second}")
     assert "provided port is already allocated" in r.stderr
     # Taking a port someone else holds fails, and the Service keeps what it had.
     r = kubectl("patch", "svc", "mover", "-n", NS, "--type=json",
-                "-p", '[{"op":"replace","path":"/spec/ports/0/nodePort","value":31874}]')
-    assert "spec.ports[0].nodePort: Invalid value: 31874: provided port is already allocated" in r.stderr
-    assert get_svc(kubectl, "mover")["spec"]["ports"][0]["nodePort"] == 31875
+                "-p", f'[{{"op":"replace","path":"/spec/ports/0/nodePort","value":{first}}}]')
+    assert f"spec.ports[0].nodePort: Invalid value: {first}: provided port is already allocated" in r.stderr
+    assert get_svc(kubectl, "mover")["spec"]["ports"][0]["nodePort"] == second
 
 
 def test_cluster_ip_is_kept_by_a_replace_without_it_and_cannot_change(kubectl):
