@@ -87,8 +87,9 @@ class ContainerdLayout:
     @property
     def volatile_dirs(self) -> tuple[str, ...]:
         """What containerd keeps only while its containers run: its state dir (shim bundles,
-        crun's state, network namespaces, /dev/shm of pods) and the CRI plugin's per-pod files and container status, which it writes again at every
-        step of a container. A system containerd has the first in /run (tmpfs)."""
+        crun's state, network namespaces, /dev/shm of pods) and the CRI plugin's per-pod
+        files and container status, rewritten at every step of a container. A system
+        containerd has the first in /run (tmpfs)."""
         return (self.state, os.path.join(self.root, "io.containerd.grpc.v1.cri"))
 
     @property

@@ -623,7 +623,7 @@ def cgroup_dirs(mountinfo: str, proc_cgroup: str) -> dict[str, str]:
 def cgroup_mounts(mountinfo: str) -> Mapping[str, tuple[str, str]]:
     """The (root, mount point) of the cpuacct, memory and unified cgroup hierarchies, from
     /proc/self/mountinfo. Remembered: a stats round asks for every process of every pod with
-    the same table, whose lines grow with the pods' own mounts. Not to be changed."""
+    the same table, whose lines grow with the pods' own mounts."""
     mounts: dict[str, tuple[str, str]] = {}
     for line in mountinfo.splitlines():
         left, sep, right = line.partition(" - ")
