@@ -971,6 +971,9 @@ def agent(kubeconfig: str, server: str, token: str, ca_cert_hash: str, ca_cert: 
         cri = CriClient()
         socket_path = containerd_socket
         try:
+            if not os.path.exists(socket_path):
+                # Nothing listens there: connecting would only wait out its timeout.
+                raise FileNotFoundError(socket_path)
             await cri.connect(socket_path, timeout=2)
             cni_conf_dir = "/etc/cni/net.d"
             # containerd's state dir is its socket's unless configured otherwise; if not,
