@@ -237,6 +237,9 @@ class ApiServer:
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         if self.audit is not None:
             app.on_response_prepare.append(self.audit.on_prepare)
+        # Called once no new request can come: watches would otherwise hold the shutdown for
+        # its whole timeout, as no watch ends by itself.
+        app.on_shutdown.append(self._end_watches)
         self.runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0,
                                     keepalive_timeout=self.serving.idle_timeout)
         await self.runner.setup()
@@ -244,6 +247,9 @@ class ApiServer:
         site = _DeadlineSite(self.runner, self.bind, self.port, ssl_ctx, self.serving.header_timeout,
                              reuse_port=self.serving.reuse_port)
         await site.start()
+
+    async def _end_watches(self, _app: web.Application) -> None:
+        self.cache.end_watches()
 
     async def stop(self) -> None:
         self.ready = False

@@ -314,9 +314,7 @@ class WatchCache:
         after a 410), and watch from the new list's revision."""
         result = await self.store.list("/registry/")
         fresh = {kv.key: kv for kv in result.items}
-        for bucket in self.buckets.values():
-            for w in list(bucket.watchers):
-                w.close()
+        self.end_watches()
         gone = [key for bucket in self.buckets.values() for key in bucket.objects if key not in fresh]
         for key in gone:
             self._apply(Event("DELETE", KeyValue(key, b"", result.revision, 0), None))
@@ -341,6 +339,11 @@ class WatchCache:
             except (asyncio.CancelledError, Exception):  # noqa: BLE001 - closing anyway
                 pass
             self._task = None
+        self.end_watches()
+
+    def end_watches(self) -> None:
+        """End every client watch: each stream sends what it has and finishes, and its
+        client watches again (from where it was, or after a list)."""
         for bucket in self.buckets.values():
             for w in list(bucket.watchers):
                 w.close()

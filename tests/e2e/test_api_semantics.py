@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import signal
 import ssl
 import threading
 import time
@@ -636,6 +637,30 @@ def test_writes_survive_kill9(tmp_path):
                 assert int(nxt.metadata.resource_version) > last_rv
         finally:
             again.stop()
+    finally:
+        srv.stop()
+
+
+def test_a_stopping_server_ends_its_open_watches_cleanly_and_at_once(tmp_path):
+    """On SIGTERM every open watch gets a finished response (its client watches again,
+    elsewhere or after a restart), without the server waiting out a grace period for
+    streams that never end by themselves."""
+    srv = ServerProcess(data_dir=str(tmp_path))
+    srv.start()
+    try:
+        watches = [WatchStream(srv, _cms("default"), {}) for _ in range(3)]
+        assert [w.status for w in watches] == [200, 200, 200]
+        proc = srv.proc
+        assert proc is not None
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        # An aborted stream (no final chunk) raises IncompleteRead here.
+        assert [w.rest() for w in watches] == [[], [], []]
+        ended = time.monotonic() - started
+        assert proc.wait(10) == 0
+        assert ended < 0.9, f"the watches ended {ended:.2f}s after SIGTERM"
+        for w in watches:
+            w.close()
     finally:
         srv.stop()
 
