@@ -114,7 +114,11 @@ def test_kubectl_get_raw_through_a_pod_and_a_service(web, kubectl):
 @pytest.mark.parametrize("base", [f"{POD}/web", f"{SVC}/web:http", f"{SVC}/web:8080"])
 def test_every_method_query_and_body_reach_the_backend(web, k8s_client, base):
     for verb in VERBS:
-        r = raw(k8s_client, verb, f"{base}/proxy/cgi-bin/echo/some/path?x=1&y=a%20b", body=b"payload",
+        # The body with POST only: busybox httpd leaves any other method's body unread and
+        # closes, and the kernel then resets the connection, at times before the proxy has
+        # read the answer (a 503, as kube-apiserver would give).
+        body = b"payload" if verb == "POST" else None
+        r = raw(k8s_client, verb, f"{base}/proxy/cgi-bin/echo/some/path?x=1&y=a%20b", body=body,
                 headers={"Content-Type": "text/plain"})
         assert r.status == 200, (verb, r.status, r.data)
         if verb == "HEAD":
