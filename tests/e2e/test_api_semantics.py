@@ -645,7 +645,9 @@ def test_a_stopping_server_ends_its_open_watches_cleanly_and_at_once(tmp_path):
     """On SIGTERM every open watch gets a finished response (its client watches again,
     elsewhere or after a restart), without the server waiting out a grace period for
     streams that never end by themselves."""
-    srv = ServerProcess(data_dir=str(tmp_path))
+    # No controller manager or scheduler: the server would first wait for them to exit.
+    srv = ServerProcess(data_dir=str(tmp_path), extra_args=["--disable-controllers", "--disable-scheduler",
+                                                            "--api-workers", "1"])
     srv.start()
     try:
         watches = [WatchStream(srv, _cms("default"), {}) for _ in range(3)]
