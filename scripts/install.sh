@@ -57,3 +57,5 @@ fi
 # compile each module from source again: 0.3-1 s per server, controller manager, scheduler,
 # API worker and agent start. Python still reads bytecode written beforehand.
 .venv/bin/python -m compileall -q -j 0 kybernetes >/dev/null
+# Likewise the protobuf codecs the API server generates (kybernetes/api/protobuf.py).
+env -u PYTHONDONTWRITEBYTECODE .venv/bin/python -c 'from kybernetes.api import protobuf; protobuf.compile_codecs()'

@@ -255,3 +255,31 @@ def test_tables_are_consistent() -> None:
             assert field.type in known, f"{name}.{field.json}: unknown type {field.type}"
     for message in KINDS.values():
         assert parse_table(MESSAGES[message])[1].json == "metadata"
+
+
+def test_compiled_codecs_are_kept_reused_replaced_and_never_trusted_when_broken(tmp_path):
+    from kybernetes.api.protobuf import _compiled
+
+    def run(code):
+        namespace: dict = {}
+        exec(code, namespace)  # noqa: S102
+        return namespace["f"]()
+
+    first = _compiled("def f():\n    return 1\n", "test", str(tmp_path), write=True)
+    kept = list(tmp_path.glob("protobuf-test-*.marshal"))
+    assert run(first) == 1 and len(kept) == 1
+    assert oct(kept[0].stat().st_mode & 0o777) == "0o644"
+    # Read back from the file: the same function, under the codecs' own file name.
+    again = _compiled("def f():\n    return 1\n", "test", str(tmp_path), write=True)
+    assert run(again) == 1 and again.co_filename == "<kybernetes protobuf test>"
+    # A changed source gets a file of its own; the old one goes.
+    changed = _compiled("def f():\n    return 2\n", "test", str(tmp_path), write=True)
+    now = list(tmp_path.glob("protobuf-test-*.marshal"))
+    assert run(changed) == 2 and len(now) == 1 and now != kept
+    # A torn file is compiled anew and written whole.
+    now[0].write_bytes(now[0].read_bytes()[:20])
+    assert run(_compiled("def f():\n    return 2\n", "test", str(tmp_path), write=True)) == 2
+    assert len(now[0].read_bytes()) > 20
+    # Without bytecode writing nothing is written.
+    assert run(_compiled("def f():\n    return 3\n", "test", str(tmp_path / "none"), write=False)) == 3
+    assert not (tmp_path / "none").exists()
