@@ -24,6 +24,7 @@ LIST response from cached per-object messages, and `watch_frame` one frame of a
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as _dt
 import functools
 import hashlib
@@ -585,7 +586,7 @@ def _codec_cache_dir() -> str:
     return os.path.join(os.path.dirname(os.path.abspath(__file__)), "__pycache__")
 
 
-def _compiled(source: str, kind: str, cache_dir: str | None, write: bool | None = None) -> types.CodeType:
+def _compiled(source: str, kind: str, cache_dir: str, write: bool | None = None) -> types.CodeType:
     """`compile(source)`, kept in `cache_dir`: the codecs are 1 MB of generated source, and
     compiling them took 0.4 s of every API server's start. A file is named by a hash of the
     source and of the interpreter's bytecode version, so that a change in either compiles
@@ -593,26 +594,31 @@ def _compiled(source: str, kind: str, cache_dir: str | None, write: bool | None 
     `write` says so) where Python's own bytecode of this module is, with the same trust."""
     filename = f"<kybernetes protobuf {kind}>"
     key = hashlib.sha256(importlib.util.MAGIC_NUMBER + source.encode()).hexdigest()[:32]
-    path = os.path.join(cache_dir, f"protobuf-{kind}-{key}.marshal") if cache_dir else None
-    if path is not None:
-        try:
-            with open(path, "rb") as f:
-                code = marshal.load(f)
-            if isinstance(code, types.CodeType) and code.co_filename == filename:
-                return code
-        except (OSError, EOFError, ValueError, TypeError):
-            pass  # absent, or not whole: compiled again below
-    code = compile(source, filename, "exec")
-    if path is not None and (not sys.dont_write_bytecode if write is None else write):
-        _write_code(path, code, f"protobuf-{kind}-")
+    path = os.path.join(cache_dir, f"protobuf-{kind}-{key}.marshal")
+    code = _kept_code(path, filename)
+    if code is None:
+        code = compile(source, filename, "exec")
+        if not sys.dont_write_bytecode if write is None else write:
+            _write_code(path, code, f"protobuf-{kind}-")
     return code
+
+
+def _kept_code(path: str, filename: str) -> types.CodeType | None:
+    """The code kept at `path`, or None when there is none or it is not whole."""
+    try:
+        with open(path, "rb") as f:
+            code = marshal.load(f)
+    except (OSError, EOFError, ValueError, TypeError):
+        return None
+    return code if isinstance(code, types.CodeType) and code.co_filename == filename else None
 
 
 def _write_code(path: str, code: types.CodeType, prefix: str) -> None:
     """Write `code` to `path` whole (several API workers may start at once) and drop the
-    files an older source left there."""
+    files an older source left there. On a read-only install nothing is written: the codecs
+    are then compiled at every start, as before."""
     directory = os.path.dirname(path)
-    try:
+    with contextlib.suppress(OSError):
         os.makedirs(directory, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-" + prefix)
         try:
@@ -626,8 +632,6 @@ def _write_code(path: str, code: types.CodeType, prefix: str) -> None:
         for name in os.listdir(directory):
             if name.startswith(prefix) and os.path.join(directory, name) != path:
                 os.unlink(os.path.join(directory, name))
-    except OSError:
-        pass  # a read-only install: the codecs are compiled at every start, as before
 
 
 def _decoder_source(message: str) -> str:
