@@ -35,6 +35,7 @@ from kybernetes.agent.evictor import StorageEvictor
 from kybernetes.agent.host import HostFacts, apparmor_enabled, disk_bytes, memory_available_bytes
 from kybernetes.agent.localpath import LocalPathProvisioner
 from kybernetes.agent.node import build_node, cni_conflist_bytes, node_resources, node_status
+from kybernetes.agent.objectcache import ReferencedObjects
 from kybernetes.agent.probes import (
     LIVENESS,
     READINESS,
@@ -75,9 +76,10 @@ Obj = dict[str, Any]
 FIELD_MANAGER = "kyb-agent"
 STATUS_INTERVAL = 10.0
 RELIST_INTERVAL = 1.0
-# Every pod is synced again at most this long after its last sync, even if nothing changed:
-# volumes follow their ConfigMaps and Secrets.
-RESYNC_INTERVAL = 10.0
+# Every pod is synced again at most this long after its last sync, even if nothing changed
+# (the kubelet's syncFrequency): tokens renewed, anything missed. A change to a pod's
+# ConfigMaps and Secrets syncs it at once (objectcache), so its volumes need no round.
+RESYNC_INTERVAL = 60.0
 # How much earlier than that, at most, at random: pods started together drift apart.
 RESYNC_JITTER = 0.25
 # How soon a sandbox the runtime refused is tried again.
@@ -178,6 +180,8 @@ class Agent:
         self.services = self.factory.informer(SERVICES)
         self.queue = WorkQueue("agent-pods")
         self.pods.add_handler(on_add=self._enqueue, on_update=self._pod_updated, on_delete=self._pod_deleted)
+        # The ConfigMaps and Secrets the pods name, watched one by one as the kubelet does.
+        self.objects = ReferencedObjects(client, self.queue.add)
         # uid -> the resourceVersion this agent's last status write gave the pod
         self._own_status: dict[str, str] = {}
         self.runtime_version = ""
@@ -228,17 +232,20 @@ class Agent:
                 self.queue.add(object_key(pod))
 
     def _pod_updated(self, _old: Obj, pod: Obj) -> None:
+        self.objects.set_pod(object_key(pod), pod)
         meta = pod.get("metadata") or {}
         if meta.get("resourceVersion") and self._own_status.get(meta.get("uid") or "") == meta["resourceVersion"]:
             return  # the echo of this agent's own status write: nothing in it to act on
         self._enqueue(pod)
 
     def _pod_deleted(self, pod: Obj) -> None:
+        self.objects.set_pod(object_key(pod), None)
         self._own_status.pop((pod.get("metadata") or {}).get("uid") or "", None)
         self._enqueue(pod)
 
     def _enqueue(self, pod: Obj) -> None:
         key = object_key(pod)
+        self.objects.set_pod(key, pod)
         uid = (pod.get("metadata") or {}).get("uid")
         if uid:
             self._uid_to_key[uid] = key
@@ -957,6 +964,9 @@ class Agent:
         return status["token"], expires.timestamp()
 
     async def _fetch_source(self, kind: str, ns: str, name: str) -> Obj | None:
+        known, obj = self.objects.get(kind, ns, name)
+        if known:
+            return obj
         if kind in ("PersistentVolumeClaim", "PersistentVolume"):
             cache = self.local_path.claims if kind == "PersistentVolumeClaim" else self.local_path.volumes
             cached = cache.get(ns or None, name)
@@ -1350,6 +1360,7 @@ class Agent:
                 prober.stop()
             if self._probe_session is not None:
                 await self._probe_session.close()
+            await self.objects.close()
             await self.factory.stop()
 
 

@@ -65,6 +65,14 @@ class RecordedEvent:
 Reactor = Callable[[Call], Any]
 
 
+def _named(obj: Obj, field_selector: str) -> bool:
+    """Whether `obj` passes a field selector; of fields, only `metadata.name=` (one object's
+    watch) is understood, and any other selector passes everything."""
+    if not field_selector.startswith("metadata.name=") or "," in field_selector:
+        return True
+    return (obj.get("metadata") or {}).get("name") == field_selector.split("=")[-1]
+
+
 class FakeClient:
     def __init__(self, informers: FakeInformers | None = None, *, resource_version: int = 10,
                  graceful: Iterable[str] = (), lag: Iterable[str] = ()) -> None:
@@ -168,7 +176,8 @@ class FakeClient:
         def items() -> Obj:
             sel = parse_label_selector(label_selector)
             found = [copy.deepcopy(o) for o in self.all(res, namespace)
-                     if sel.matches((o.get("metadata") or {}).get("labels") or {})]
+                     if sel.matches((o.get("metadata") or {}).get("labels") or {})
+                     and _named(o, field_selector)]
             return {"apiVersion": res.api_version, "kind": res.kind + "List",
                     "metadata": {"resourceVersion": str(self.rv)}, "items": found}
 
@@ -264,7 +273,7 @@ class FakeClient:
                 scanned += 1
                 meta = obj.get("metadata") or {}
                 if rv > since and plural == res.plural and (namespace is None or meta.get("namespace") == namespace) \
-                        and sel.matches(meta.get("labels") or {}):
+                        and sel.matches(meta.get("labels") or {}) and _named(obj, field_selector):
                     yield type_, copy.deepcopy(obj)
             async with self._changed:
                 await self._changed.wait_for(lambda n=scanned: len(self._log) > n)

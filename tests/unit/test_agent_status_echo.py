@@ -14,6 +14,7 @@ from kybernetes.agent import podspec, podsync
 from kybernetes.agent.agent import Agent
 from kybernetes.agent.cri import runtime_pb2 as pb
 from kybernetes.agent.cri.client import CriError
+from kybernetes.agent.objectcache import ReferencedObjects
 from kybernetes.client import WorkQueue
 from kybernetes.client.resources import PODS
 from kybernetes.testing.fakes import FakeClient, FakeInformer, drain
@@ -34,6 +35,7 @@ def _agent(client: FakeClient) -> Agent:
     agent.pods = FakeInformer(PODS)  # type: ignore[assignment]
     agent._own_status = {}
     agent._uid_to_key = {}
+    agent.objects = ReferencedObjects(client, agent.queue.add)
     agent.pods.add_handler(on_add=agent._enqueue, on_update=agent._pod_updated, on_delete=agent._pod_deleted)
     return agent
 
