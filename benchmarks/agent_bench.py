@@ -96,6 +96,35 @@ def cpu_by_process(server: ServerProcess, agent: AgentProcess) -> dict[str, floa
             "API server": cpu_seconds(server.proc.pid) if server.proc else 0.0}
 
 
+def shim_pids(agent: AgentProcess) -> list[int]:
+    """The runc shims of the agent's containerd (daemons: not its children)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    argv = f.read().split(b"\0")
+            except OSError:
+                continue
+            if argv and argv[0].endswith(b"containerd-shim-runc-v2") and any(agent.data_dir.encode() in a
+                                                                               for a in argv):
+                pids.append(int(entry))
+    return pids
+
+
+async def idle_cost(seconds: float, server: ServerProcess, agent: AgentProcess) -> None:
+    """What the node costs while its pods just run: the share of a core each part uses,
+    with every pod of the run still there (work that grows with the pods slows each start)."""
+    shims = shim_pids(agent)
+    before = cpu_by_process(server, agent), sum(cpu_seconds(p) for p in shims), machine_busy_seconds()
+    await asyncio.sleep(seconds)
+    after = cpu_by_process(server, agent), sum(cpu_seconds(p) for p in shims), machine_busy_seconds()
+    parts = {k: (after[0][k] - before[0][k]) / seconds * 100 for k in after[0]}
+    parts[f"{len(shims)} shims"] = (after[1] - before[1]) / seconds * 100
+    print(f"  idle for {seconds:.0f} s with the pods running: machine {(after[2] - before[2]) / seconds * 100:.1f} % "
+          "of one core; " + ", ".join(f"{k} {v:.1f} %" for k, v in parts.items()))
+
+
 def load_average() -> str:
     return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -191,8 +220,10 @@ def report_phases(pods: list[PodStart], namespace: str) -> None:
             rows.setdefault(name, []).append(value)
     rows["total"] = [p.running - p.sent for p in pods]
     for name, values in rows.items():
+        quarter = max(1, len(values) // 4)
         print(f"    {name:<44} median {statistics.median(values) * 1000:6.1f} ms, "
-              f"p99 {pct(values, 99) * 1000:6.1f} ms ({len(values)} pods)")
+              f"p99 {pct(values, 99) * 1000:6.1f} ms ({len(values)} pods); first / last quarter's median "
+              f"{statistics.median(values[:quarter]) * 1000:6.1f} / {statistics.median(values[-quarter:]) * 1000:6.1f} ms")
     # The tail, pod by pod: which phase grew.
     for pod in sorted(pods, key=lambda p: p.sent - p.running)[:3]:
         print(f"    slow: {pod.name} {(pod.running - pod.sent) * 1000:.0f} ms: " + ", ".join(
@@ -218,6 +249,8 @@ async def run(args: argparse.Namespace, server: ServerProcess, agent: AgentProce
             await one_at_a_time(args, client, tracker, agent)
         if args.only in ("", "sidecar"):
             await with_sidecar(args, client, tracker, server, agent)
+        if args.idle:
+            await idle_cost(args.idle, server, agent)
     finally:
         await tracker.close()
         await client.close()
@@ -304,6 +337,11 @@ async def with_sidecar(args: argparse.Namespace, client: ApiClient, tracker: Pha
     binding.cancel()
     await asyncio.gather(binding, return_exceptions=True)
     report(f"{args.pods} one at a time, sidecar + restricted", side)
+    # Whether a start slows as running pods accumulate (mounts, resyncs, relists).
+    quarter = max(1, len(side) // 4)
+    print("    by quarter of the run, median / max: " + ", ".join(
+        f"{statistics.median(q):.3f} / {max(q):.3f} s"
+        for q in (side[i:i + quarter] for i in range(0, len(side), quarter)) if q))
     if args.phases:
         with open(agent.log_path, errors="replace") as f:
             lines = f.readlines()
@@ -329,6 +367,8 @@ def main() -> None:
     ap.add_argument("--proxy-table", default="kyb-agent-bench")
     ap.add_argument("--pod-cidr", default=POD_CIDR)
     ap.add_argument("--phases", action="store_true", help="where the sidecar pods' starts go, phase by phase")
+    ap.add_argument("--idle", type=float, default=0.0,
+                    help="then this many seconds with the pods running: the CPU the node uses meanwhile")
     args = ap.parse_args()
     if args.phases:
         os.environ["KYB_CRI_TIMING"] = "1"  # the agent inherits it

@@ -122,15 +122,22 @@ def pod_steps(procs: list[tuple[float, str, float | None]]) -> dict[str, list[fl
 def main() -> None:
     if os.geteuid() != 0 or not os.path.isdir(TRACING):
         sys.exit("needs root and tracefs at " + TRACING)
+    if not os.path.exists(os.path.join(TRACING, "tracing_on")):
+        # A fresh boot may have the directory without the file system on it.
+        subprocess.run(["mount", "-t", "tracefs", "nodev", TRACING], check=True)
     args = sys.argv[1:] or ["--pods", "40"]
     bench = os.path.join(os.path.dirname(os.path.abspath(__file__)), "agent_bench.py")
     steps = pod_steps(processes(traced([sys.executable, bench, "--only", "sidecar", *args])))
     if not steps:
         sys.exit("no pod start found in the trace")
-    print(f"runtime steps of {len(steps['pause: crun create'])} pod starts (ms): median, p90")
+    print(f"runtime steps of {len(steps['pause: crun create'])} pod starts (ms): median, p90; "
+          "then the median of the first and of the last quarter of the pods (does a step slow as pods accumulate?)")
     for step, values in steps.items():
-        values.sort()
-        print(f"  {step:50s} {statistics.median(values):6.1f} {values[int(len(values) * 0.9)]:6.1f}")
+        quarter = max(1, len(values) // 4)
+        first, last = statistics.median(values[:quarter]), statistics.median(values[-quarter:])
+        ordered = sorted(values)
+        print(f"  {step:50s} {statistics.median(ordered):6.1f} {ordered[int(len(ordered) * 0.9)]:6.1f}"
+              f"   {first:6.1f} {last:6.1f}")
 
 
 if __name__ == "__main__":
