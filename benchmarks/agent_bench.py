@@ -54,7 +54,9 @@ POD_CIDR = "10.42.232.0/24"
 LABELS = {"bench": "agent"}
 
 
-def containerd_pid(agent: AgentProcess) -> int | None:
+def agent_processes(agent: AgentProcess, program: bytes) -> list[int]:
+    """The pids of `program` (a file name) running for the agent's data dir."""
+    pids = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
@@ -62,9 +64,13 @@ def containerd_pid(agent: AgentProcess) -> int | None:
                     argv = f.read().split(b"\0")
             except OSError:
                 continue
-            if argv and argv[0].endswith(b"containerd") and any(agent.data_dir.encode() in a for a in argv):
-                return int(entry)
-    return None
+            if argv and argv[0].endswith(program) and any(agent.data_dir.encode() in a for a in argv):
+                pids.append(int(entry))
+    return pids
+
+
+def containerd_pid(agent: AgentProcess) -> int | None:
+    return next(iter(agent_processes(agent, b"containerd")), None)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -96,26 +102,10 @@ def cpu_by_process(server: ServerProcess, agent: AgentProcess) -> dict[str, floa
             "API server": cpu_seconds(server.proc.pid) if server.proc else 0.0}
 
 
-def shim_pids(agent: AgentProcess) -> list[int]:
-    """The runc shims of the agent's containerd (daemons: not its children)."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    argv = f.read().split(b"\0")
-            except OSError:
-                continue
-            if argv and argv[0].endswith(b"containerd-shim-runc-v2") and any(agent.data_dir.encode() in a
-                                                                               for a in argv):
-                pids.append(int(entry))
-    return pids
-
-
 async def idle_cost(seconds: float, server: ServerProcess, agent: AgentProcess) -> None:
     """What the node costs while its pods just run: the share of a core each part uses,
     with every pod of the run still there (work that grows with the pods slows each start)."""
-    shims = shim_pids(agent)
+    shims = agent_processes(agent, b"containerd-shim-runc-v2")  # daemons: not containerd's children
     before = cpu_by_process(server, agent), sum(cpu_seconds(p) for p in shims), machine_busy_seconds()
     await asyncio.sleep(seconds)
     after = cpu_by_process(server, agent), sum(cpu_seconds(p) for p in shims), machine_busy_seconds()

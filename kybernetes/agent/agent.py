@@ -52,6 +52,7 @@ from kybernetes.agent.statsreader import StatsReader
 from kybernetes.agent.volumes import VolumeError, VolumeManager, container_mounts, readonly_volumes
 from kybernetes.api.aiotasks import cancel_and_wait
 from kybernetes.api.errors import ApiError
+from kybernetes.api.nodegraph import same_pod_references
 from kybernetes.api.pods import pod_is_ready, qos_class
 from kybernetes.api.runtimeclass import handler_of as runtime_handler_of
 from kybernetes.api.timefmt import parse_time, rfc3339, rfc3339_micro
@@ -179,9 +180,9 @@ class Agent:
         # Service links for the pods' environments (shared with the proxy's informer).
         self.services = self.factory.informer(SERVICES)
         self.queue = WorkQueue("agent-pods")
-        self.pods.add_handler(on_add=self._enqueue, on_update=self._pod_updated, on_delete=self._pod_deleted)
         # The ConfigMaps and Secrets the pods name, watched one by one as the kubelet does.
         self.objects = ReferencedObjects(client, self.queue.add)
+        self.pods.add_handler(on_add=self._pod_added, on_update=self._pod_updated, on_delete=self._pod_deleted)
         # uid -> the resourceVersion this agent's last status write gave the pod
         self._own_status: dict[str, str] = {}
         self.runtime_version = ""
@@ -231,8 +232,13 @@ class Agent:
                     for v in (pod.get("spec") or {}).get("volumes") or []):
                 self.queue.add(object_key(pod))
 
-    def _pod_updated(self, _old: Obj, pod: Obj) -> None:
+    def _pod_added(self, pod: Obj) -> None:
         self.objects.set_pod(object_key(pod), pod)
+        self._enqueue(pod)
+
+    def _pod_updated(self, old: Obj, pod: Obj) -> None:
+        if not same_pod_references(old, pod):
+            self.objects.set_pod(object_key(pod), pod)
         meta = pod.get("metadata") or {}
         if meta.get("resourceVersion") and self._own_status.get(meta.get("uid") or "") == meta["resourceVersion"]:
             return  # the echo of this agent's own status write: nothing in it to act on
@@ -245,7 +251,6 @@ class Agent:
 
     def _enqueue(self, pod: Obj) -> None:
         key = object_key(pod)
-        self.objects.set_pod(key, pod)
         uid = (pod.get("metadata") or {}).get("uid")
         if uid:
             self._uid_to_key[uid] = key

@@ -36,7 +36,7 @@ def _agent(client: FakeClient) -> Agent:
     agent._own_status = {}
     agent._uid_to_key = {}
     agent.objects = ReferencedObjects(client, agent.queue.add)
-    agent.pods.add_handler(on_add=agent._enqueue, on_update=agent._pod_updated, on_delete=agent._pod_deleted)
+    agent.pods.add_handler(on_add=agent._pod_added, on_update=agent._pod_updated, on_delete=agent._pod_deleted)
     return agent
 
 
@@ -62,6 +62,23 @@ async def test_the_echo_of_its_own_status_write_does_not_sync_the_pod_again() ->
     # A deleted pod's entry goes with it.
     agent.pods.delete(changed)
     assert agent._own_status == {}
+    agent.queue.shutdown()
+
+
+async def test_a_pods_configmaps_are_watched_while_it_is_on_the_node_and_not_after() -> None:
+    client = FakeClient()
+    named = _pod()
+    named["spec"]["volumes"] = [{"name": "cfg", "configMap": {"name": "settings"}}]
+    (stored,) = client.add(PODS, named)
+    agent = _agent(client)
+    agent.pods.upsert(stored)
+    assert agent.objects.watched() == {("configmap", "ns", "settings")}
+    assert await agent.patch_status(stored, {"phase": "Running"})
+    agent.pods.upsert(client.objects[("pods", "ns", "web")])
+    assert agent.objects.watched() == {("configmap", "ns", "settings")}
+    agent.pods.delete(client.objects[("pods", "ns", "web")])
+    assert agent.objects.watched() == set()  # the deletion's sync does not name it again
+    await agent.objects.close()
     agent.queue.shutdown()
 
 
